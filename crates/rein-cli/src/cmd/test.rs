@@ -1,0 +1,93 @@
+//! `rein test`
+
+use super::{EXIT_ALLOW, EXIT_BLOCK};
+use clap::Args;
+use rein_engine::testing::{read_test_file, run_cases};
+use rein_engine::Policy;
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug)]
+pub struct TestArgs {
+    /// Test files, or directories searched for `*.test.yaml` / `*.test.yml`.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Also list the cases that passed.
+    #[arg(long, short = 'v')]
+    verbose: bool,
+}
+
+pub fn run(args: TestArgs, color: bool) -> anyhow::Result<u8> {
+    let mut files = Vec::new();
+    for p in &args.paths {
+        if p.is_dir() {
+            let mut found = Vec::new();
+            find_tests(p, &mut found, 0);
+            found.sort();
+            if found.is_empty() {
+                eprintln!("warning: `{}` holds no *.test.yaml file", p.display());
+            }
+            files.extend(found);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for file in &files {
+        let shown = file.display();
+        let test = match read_test_file(file) {
+            Ok(t) => t,
+            Err(e) => {
+                eprint!("{}", e.render(color));
+                println!("FAIL {shown}: the test file did not load");
+                failed += 1;
+                continue;
+            }
+        };
+        let policy = match Policy::load(&test.policy) {
+            Ok(p) => p,
+            Err(e) => {
+                eprint!("{}", e.render(color));
+                println!(
+                    "FAIL {shown}: its policy did not load ({} cases not run)",
+                    test.cases.len()
+                );
+                failed += test.cases.len().max(1);
+                continue;
+            }
+        };
+        for result in run_cases(&policy, &test) {
+            if result.passed() {
+                passed += 1;
+                if args.verbose {
+                    println!("ok   {shown}:{}: {}", result.line, result.name);
+                }
+            } else {
+                failed += 1;
+                println!("FAIL {shown}:{}: {}", result.line, result.name);
+                for f in &result.failures {
+                    println!("       {f}");
+                }
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 { EXIT_ALLOW } else { EXIT_BLOCK })
+}
+
+fn find_tests(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) {
+    if depth > 16 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if path.is_dir() {
+            find_tests(&path, out, depth + 1);
+        } else if name.ends_with(".test.yaml") || name.ends_with(".test.yml") {
+            out.push(path);
+        }
+    }
+}

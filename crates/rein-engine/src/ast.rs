@@ -1,0 +1,265 @@
+//! The untyped policy tree: what the files say, with spans, before any
+//! name resolution or type checking.
+//!
+//! Both the native format and (later) the Actra reader produce this tree;
+//! [`crate::check`] turns it into the compiled IR.
+
+pub mod expr;
+pub mod print;
+
+use crate::source::{SourceFile, Span};
+pub use expr::{BinaryOp, Expr, ExprKind, Name, UnaryOp};
+
+/// A value with the span it was written at.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spanned<T> {
+    /// The value.
+    pub value: T,
+    /// Where it was written.
+    pub span: Span,
+}
+
+impl<T> Spanned<T> {
+    /// Pairs a value with its span.
+    pub fn new(value: T, span: Span) -> Self {
+        Spanned { value, span }
+    }
+}
+
+/// The three outcomes a rule or a policy default can have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    /// Let the action run.
+    Allow,
+    /// Let it run only after a person approves.
+    RequireApproval,
+    /// Do not let it run.
+    Block,
+}
+
+impl Effect {
+    /// The spelling used in files and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::Allow => "allow",
+            Effect::RequireApproval => "require_approval",
+            Effect::Block => "block",
+        }
+    }
+
+    /// Parses the file/JSON spelling.
+    pub fn parse(text: &str) -> Option<Effect> {
+        match text {
+            "allow" => Some(Effect::Allow),
+            "require_approval" => Some(Effect::RequireApproval),
+            "block" => Some(Effect::Block),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Effect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// When a rule runs: on the request before the action, or on its outcome.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Before the action runs (sees `input`).
+    #[default]
+    Before,
+    /// After the action ran (also sees `output`).
+    After,
+}
+
+impl Phase {
+    /// The spelling used in files and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Before => "before",
+            Phase::After => "after",
+        }
+    }
+}
+
+/// How matching rules combine into one effect.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Combining {
+    /// Rein's native semantics: every matching rule counts; `block` beats
+    /// `require_approval` beats `allow`; rule order never matters.
+    #[default]
+    DenyOverrides,
+}
+
+/// One policy source file, parsed.
+#[derive(Clone, Debug)]
+pub struct PolicyFile {
+    /// The file it came from.
+    pub source: SourceFile,
+    /// The `version` label the author gave, if any.
+    pub version: Option<Spanned<String>>,
+    /// The `default` effect for phase `before`, if set in this file.
+    pub default: Option<Spanned<Effect>>,
+    /// The `default` effect for phase `after`, if set in this file.
+    pub default_after: Option<Spanned<Effect>>,
+    /// Contracts declared in this file.
+    pub contracts: ContractsAst,
+    /// Rules declared in this file.
+    pub rules: Vec<RuleAst>,
+}
+
+/// The `contracts` section.
+#[derive(Clone, Debug, Default)]
+pub struct ContractsAst {
+    /// Fields of the actor, if declared here.
+    pub actor: Option<FieldsAst>,
+    /// Fields of the snapshot, if declared here.
+    pub snapshot: Option<FieldsAst>,
+    /// Per-action contracts.
+    pub actions: Vec<ActionContractAst>,
+}
+
+/// The contract of one action.
+#[derive(Clone, Debug)]
+pub struct ActionContractAst {
+    /// The action's name.
+    pub name: Spanned<String>,
+    /// Its input fields.
+    pub input: FieldsAst,
+    /// Its output fields; `None` means the output is not checked field by
+    /// field and `after` rules cannot read `output`.
+    pub output: Option<FieldsAst>,
+    /// Free text for people.
+    pub description: Option<String>,
+}
+
+/// Whether fields that the contract does not declare are refused or dropped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ExtraFields {
+    /// An undeclared field breaks the contract.
+    #[default]
+    Reject,
+    /// Undeclared fields are dropped before rules see the value.
+    Ignore,
+}
+
+/// A set of named fields (an object type).
+#[derive(Clone, Debug, Default)]
+pub struct FieldsAst {
+    /// The fields in the order written.
+    pub fields: Vec<FieldAst>,
+    /// What to do with undeclared fields.
+    pub extra: ExtraFields,
+    /// Where the set was written.
+    pub span: Span,
+}
+
+/// One declared field.
+#[derive(Clone, Debug)]
+pub struct FieldAst {
+    /// Its name.
+    pub name: Spanned<String>,
+    /// Its type.
+    pub ty: Spanned<TypeAst>,
+    /// May be absent.
+    pub optional: bool,
+    /// Store as a keyed hash in the audit log, never in clear.
+    pub sensitive: bool,
+    /// Value constraints.
+    pub constraints: ConstraintsAst,
+    /// Free text for people.
+    pub description: Option<String>,
+}
+
+/// A field type as written.
+#[derive(Clone, Debug)]
+pub enum TypeAst {
+    /// `string`
+    String,
+    /// `int` (64-bit signed)
+    Int,
+    /// `number` (64-bit float)
+    Number,
+    /// `bool`
+    Bool,
+    /// `timestamp` (RFC 3339 text)
+    Timestamp,
+    /// `duration` (`1h30m`, `250ms`)
+    Duration,
+    /// `list<T>`
+    List(Box<Spanned<TypeAst>>),
+    /// `map<T>`: string keys to T
+    Map(Box<Spanned<TypeAst>>),
+    /// An object with declared fields.
+    Object(FieldsAst),
+    /// One of a fixed set of strings.
+    Enum(Vec<Spanned<String>>),
+}
+
+/// A literal scalar in a constraint (`allowed` values).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Literal {
+    /// A string.
+    String(String),
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+}
+
+/// Value constraints on a field.
+#[derive(Clone, Debug, Default)]
+pub struct ConstraintsAst {
+    /// Smallest allowed number.
+    pub min: Option<Spanned<f64>>,
+    /// Largest allowed number.
+    pub max: Option<Spanned<f64>>,
+    /// Shortest allowed length (characters, items or entries).
+    pub min_len: Option<Spanned<u64>>,
+    /// Longest allowed length.
+    pub max_len: Option<Spanned<u64>>,
+    /// A regular expression the whole string must match somewhere.
+    pub pattern: Option<Spanned<String>>,
+    /// The only values allowed.
+    pub allowed: Option<Spanned<Vec<Literal>>>,
+}
+
+/// Who may approve a `require_approval` rule and for how long a grant holds.
+#[derive(Clone, Debug)]
+pub struct ApprovalAst {
+    /// The role an approver must have.
+    pub role: Spanned<String>,
+    /// How long a grant stays valid, in seconds.
+    pub ttl_seconds: Option<Spanned<u64>>,
+}
+
+/// One rule as written.
+#[derive(Clone, Debug)]
+pub struct RuleAst {
+    /// Unique id.
+    pub id: Spanned<String>,
+    /// The actions it targets: names or globs (`file.*`).
+    pub targets: Vec<Spanned<String>>,
+    /// When it runs.
+    pub phase: Phase,
+    /// Its condition, spans already in file coordinates; `None` = always.
+    pub when: Option<Expr>,
+    /// What it decides when it matches.
+    pub effect: Spanned<Effect>,
+    /// Text for the agent and the audit log.
+    pub reason: Option<String>,
+    /// Approval obligation for `require_approval`.
+    pub approval: Option<ApprovalAst>,
+    /// Labels attached to the session when it matches.
+    pub labels: Vec<Spanned<String>>,
+    /// Index of the file in the policy's file list.
+    pub file: usize,
+    /// The whole rule's span.
+    pub span: Span,
+}

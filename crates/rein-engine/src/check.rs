@@ -1,0 +1,287 @@
+//! From the untyped tree to the compiled policy: merges files, resolves
+//! contracts, expands rule targets, type-checks every condition for every
+//! action it targets, and indexes rules by action.
+
+pub(crate) mod contracts;
+pub(crate) mod expr;
+
+use crate::ast::{Combining, Effect, Phase, PolicyFile, Spanned};
+use crate::diagnostics::{did_you_mean, Diagnostic, Severity};
+use crate::ir::{ActionIr, Approval, CompiledPolicy, CompiledRule, RuleInfo};
+use crate::source::SourceFile;
+use crate::types::ObjectType;
+use crate::value::Value;
+use contracts::{open_empty, ContractResolver};
+use expr::{ExprChecker, Scope};
+use rustc_hash::FxHashMap;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// Compiles parsed files. Returns the policy when no error was found;
+/// diagnostics (errors and warnings) go to `diags` either way.
+pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Option<CompiledPolicy> {
+    let sources: Vec<SourceFile> = files.iter().map(|f| f.source.clone()).collect();
+
+    // Contracts: each of actor and snapshot declared at most once; each action once.
+    let mut actor: Option<Arc<ObjectType>> = None;
+    let mut snapshot: Option<Arc<ObjectType>> = None;
+    let mut actions: Vec<ActionIr> = Vec::new();
+    let mut action_index: FxHashMap<String, u32> = FxHashMap::default();
+    let mut action_decl: Vec<(usize, crate::source::Span)> = Vec::new();
+    let mut first_actor_file: Option<&SourceFile> = None;
+    let mut first_snapshot_file: Option<&SourceFile> = None;
+    for (fi, f) in files.iter().enumerate() {
+        let mut resolver = ContractResolver {
+            file: f.source.clone(),
+            diags,
+        };
+        if let Some(a) = &f.contracts.actor {
+            if let Some(prev) = first_actor_file {
+                resolver.diags.push(Diagnostic::error(
+                    &f.source,
+                    a.span,
+                    format!("the actor contract is declared again (first in `{}`)", prev.name()),
+                ));
+            } else {
+                first_actor_file = Some(&f.source);
+                actor = Some(resolver.object("actor", a));
+            }
+        }
+        if let Some(s) = &f.contracts.snapshot {
+            if let Some(prev) = first_snapshot_file {
+                resolver.diags.push(Diagnostic::error(
+                    &f.source,
+                    s.span,
+                    format!("the snapshot contract is declared again (first in `{}`)", prev.name()),
+                ));
+            } else {
+                first_snapshot_file = Some(&f.source);
+                snapshot = Some(resolver.object("snapshot", s));
+            }
+        }
+        for c in &f.contracts.actions {
+            if let Some(&id) = action_index.get(&c.name.value) {
+                let (pf, ps) = action_decl[id as usize];
+                let (line, _) = files[pf].source.line_col(ps.start as usize);
+                resolver.diags.push(Diagnostic::error(
+                    &f.source,
+                    c.name.span,
+                    format!(
+                        "action `{}` has a contract already (in `{}` line {line})",
+                        c.name.value,
+                        files[pf].source.name()
+                    ),
+                ));
+                continue;
+            }
+            let input = resolver.object(&format!("the input of `{}`", c.name.value), &c.input);
+            let output = c
+                .output
+                .as_ref()
+                .map(|o| resolver.object(&format!("the output of `{}`", c.name.value), o));
+            let id = u32::try_from(actions.len()).unwrap_or(u32::MAX);
+            action_index.insert(c.name.value.clone(), id);
+            action_decl.push((fi, c.name.span));
+            actions.push(ActionIr {
+                name: Value::Str(c.name.value.clone()),
+                input,
+                output,
+                before: Vec::new(),
+                after: Vec::new(),
+            });
+        }
+    }
+    let actor = actor.unwrap_or_else(|| open_empty("actor"));
+    let snapshot = snapshot.unwrap_or_else(|| open_empty("snapshot"));
+
+    // The defaults: each set at most once. Before: block when unset (fail
+    // closed). After: allow when unset, since the action already ran and an
+    // `after` rule withholds its output only on a positive finding; the
+    // output contract is checked either way.
+    let default_effect = merged_default(files, |f| f.default.as_ref(), "default", diags).unwrap_or(Effect::Block);
+    let default_after =
+        merged_default(files, |f| f.default_after.as_ref(), "default.after", diags).unwrap_or(Effect::Allow);
+
+    let version_label = files.iter().find_map(|f| f.version.as_ref().map(|v| v.value.clone()));
+
+    // Rules.
+    let mut rules: Vec<RuleInfo> = Vec::new();
+    let mut seen_ids: FxHashMap<&str, (usize, crate::source::Span)> = FxHashMap::default();
+    let action_names: Vec<String> = actions.iter().map(|a| a.name().to_string()).collect();
+    for f in files {
+        for rule in &f.rules {
+            let file = &f.source;
+            if let Some(&(pf, ps)) = seen_ids.get(rule.id.value.as_str()) {
+                let (line, _) = files[pf].source.line_col(ps.start as usize);
+                diags.push(
+                    Diagnostic::error(file, rule.id.span, format!("rule id `{}` is used twice", rule.id.value))
+                        .with_help(format!(
+                            "it was first used in `{}` line {line}; rule ids must be unique",
+                            files[pf].source.name()
+                        )),
+                );
+                continue;
+            }
+            seen_ids.insert(&rule.id.value, (rule.file, rule.id.span));
+
+            // Expand targets to action ids.
+            let mut targets: Vec<u32> = Vec::new();
+            for t in &rule.targets {
+                if t.value.contains(['*', '?', '[']) {
+                    match globset::Glob::new(&t.value) {
+                        Ok(g) => {
+                            let m = g.compile_matcher();
+                            let hits: Vec<u32> = action_names
+                                .iter()
+                                .enumerate()
+                                .filter(|(_, n)| m.is_match(n.as_str()))
+                                .map(|(i, _)| u32::try_from(i).unwrap_or(u32::MAX))
+                                .collect();
+                            if hits.is_empty() {
+                                diags.push(
+                                    Diagnostic::error(file, t.span, format!("`{}` matches no action with a contract", t.value))
+                                        .with_help("declare the actions under `contracts.actions`; a rule can only govern actions with a contract"),
+                                );
+                            }
+                            targets.extend(hits);
+                        }
+                        Err(e) => diags.push(Diagnostic::error(
+                            file,
+                            t.span,
+                            format!("invalid action glob `{}`: {}", t.value, e.kind()),
+                        )),
+                    }
+                } else if let Some(&id) = action_index.get(&t.value) {
+                    targets.push(id);
+                } else {
+                    let d = Diagnostic::error(
+                        file,
+                        t.span,
+                        format!(
+                            "rule `{}` targets action `{}`, which has no contract",
+                            rule.id.value, t.value
+                        ),
+                    );
+                    let d = match did_you_mean(&t.value, action_names.iter().map(String::as_str)) {
+                        Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                        None => d.with_help(format!(
+                            "declare it under `contracts.actions` with its input fields, e.g. `{}: {{input: {{...}}}}`",
+                            t.value
+                        )),
+                    };
+                    diags.push(d);
+                }
+            }
+            targets.sort_unstable();
+            targets.dedup();
+
+            let rule_index = u32::try_from(rules.len()).unwrap_or(u32::MAX);
+            rules.push(RuleInfo {
+                id: rule.id.value.clone(),
+                effect: rule.effect.value,
+                reason: rule.reason.clone(),
+                approval: rule.approval.as_ref().map(|a| Approval {
+                    role: a.role.value.clone(),
+                    ttl_seconds: a.ttl_seconds.as_ref().map(|t| t.value),
+                }),
+                labels: rule.labels.iter().map(|l| l.value.clone()).collect(),
+                file: rule.file,
+                when_span: rule.when.as_ref().map(|w| w.span),
+            });
+
+            // Check the condition once per targeted action; the same
+            // mistake found for several actions is reported once.
+            let mut rule_diags: Vec<Diagnostic> = Vec::new();
+            for &aid in &targets {
+                let Some(action) = actions.get(aid as usize) else {
+                    continue;
+                };
+                let cond = rule.when.as_ref().map(|w| {
+                    let scope = Scope {
+                        action: action.name(),
+                        phase: rule.phase,
+                        input: &action.input,
+                        output: action.output.as_ref(),
+                        actor: &actor,
+                        snapshot: &snapshot,
+                    };
+                    let mut local = Vec::new();
+                    let node = ExprChecker::new(file, &mut local, scope).condition(w);
+                    for d in local {
+                        if !rule_diags.iter().any(|x| x.span == d.span && x.message == d.message) {
+                            rule_diags.push(d);
+                        }
+                    }
+                    node
+                });
+                let compiled = CompiledRule { rule: rule_index, cond };
+                if let Some(action) = actions.get_mut(aid as usize) {
+                    match rule.phase {
+                        Phase::Before => action.before.push(compiled),
+                        Phase::After => action.after.push(compiled),
+                    }
+                }
+            }
+            diags.extend(rule_diags);
+        }
+    }
+
+    if files.is_empty() {
+        diags.push(Diagnostic::general("no policy files were given"));
+    }
+    if diags.iter().any(|d| d.severity == Severity::Error) {
+        return None;
+    }
+    Some(CompiledPolicy {
+        actions,
+        action_index,
+        actor,
+        snapshot,
+        rules,
+        default: default_effect,
+        default_after,
+        combining: Combining::DenyOverrides,
+        version_hash: version_hash(&sources),
+        version_label,
+        files: sources,
+    })
+}
+
+fn merged_default(
+    files: &[PolicyFile],
+    get: impl Fn(&PolicyFile) -> Option<&Spanned<Effect>>,
+    what: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Effect> {
+    let mut found: Option<(Effect, &SourceFile)> = None;
+    for f in files {
+        let Some(d) = get(f) else { continue };
+        match found {
+            Some((prev, pf)) if prev != d.value => diags.push(Diagnostic::error(
+                &f.source,
+                d.span,
+                format!("`{what}` is `{}` here but `{prev}` in `{}`", d.value, pf.name()),
+            )),
+            Some(_) => {}
+            None => found = Some((d.value, &f.source)),
+        }
+    }
+    found.map(|(e, _)| e)
+}
+
+/// SHA-256 over the sorted hashes of the file texts: the same files give the
+/// same version whatever their order or names.
+fn version_hash(sources: &[SourceFile]) -> String {
+    let mut file_hashes: Vec<[u8; 32]> = sources
+        .iter()
+        .map(|s| Sha256::digest(s.text().as_bytes()).into())
+        .collect();
+    file_hashes.sort_unstable();
+    let mut h = Sha256::new();
+    h.update(b"rein-policy-v1\n");
+    for fh in &file_hashes {
+        h.update(fh);
+    }
+    let digest = h.finalize();
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,259 @@
+//! Checks request values against their contracts and converts them into
+//! typed [`Value`]s laid out by field position.
+
+use crate::ast::ExtraFields;
+use crate::types::{Constraints, ObjectType, Type};
+use crate::value::{parse_duration, Value};
+use serde_json::Value as Json;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Why a request does not fit its contract: the field and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Violation {
+    /// The field, as a path: `input.amount`, `actor.roles[2]`, `action`.
+    pub path: String,
+    /// What is wrong, in lower case.
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// A path into a value, built on the stack and rendered only on error.
+#[derive(Clone, Copy)]
+pub(crate) enum Path<'a> {
+    Root(&'a str),
+    Field(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+    Key(&'a Path<'a>, &'a str),
+}
+
+impl fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Path::Root(r) => f.write_str(r),
+            Path::Field(p, name) => write!(f, "{p}.{name}"),
+            Path::Index(p, i) => write!(f, "{p}[{i}]"),
+            Path::Key(p, k) => write!(f, "{p}[{k:?}]"),
+        }
+    }
+}
+
+fn violation(path: &Path<'_>, message: impl Into<String>) -> Violation {
+    Violation {
+        path: path.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Checks a root value (`input`, `actor`, ...). A missing root or `null`
+/// counts as an empty object.
+pub(crate) fn check_root(json: Option<&Json>, ty: &ObjectType, root: &str) -> Result<Vec<Value>, Violation> {
+    let path = Path::Root(root);
+    match json {
+        None | Some(Json::Null) => check_fields(&serde_json::Map::new(), ty, &path),
+        Some(Json::Object(map)) => check_fields(map, ty, &path),
+        Some(other) => Err(violation(&path, format!("must be an object, got {}", json_kind(other)))),
+    }
+}
+
+fn check_fields(
+    map: &serde_json::Map<String, Json>,
+    ty: &ObjectType,
+    path: &Path<'_>,
+) -> Result<Vec<Value>, Violation> {
+    if ty.extra == ExtraFields::Reject {
+        if let Some(k) = map.keys().find(|k| !ty.index.contains_key(k.as_str())) {
+            let p = Path::Field(path, k);
+            let known: Vec<&str> = ty.fields.iter().map(|f| f.name.as_str()).collect();
+            let hint = match crate::diagnostics::did_you_mean(k, known.iter().copied()) {
+                Some(s) => format!(" (did you mean `{s}`?)"),
+                None if known.is_empty() => " (the contract declares no fields here)".to_string(),
+                None => format!(" (declared: {})", known.join(", ")),
+            };
+            return Err(violation(&p, format!("is not declared in the contract{hint}")));
+        }
+    }
+    let mut out = Vec::with_capacity(ty.fields.len());
+    for f in &ty.fields {
+        let p = Path::Field(path, &f.name);
+        match map.get(&f.name) {
+            None | Some(Json::Null) if f.optional => out.push(Value::Absent),
+            None => return Err(violation(&p, format!("is required ({})", f.ty))),
+            Some(v) => out.push(check_value(v, &f.ty, &f.constraints, &p)?),
+        }
+    }
+    Ok(out)
+}
+
+fn check_value(json: &Json, ty: &Type, c: &Constraints, path: &Path<'_>) -> Result<Value, Violation> {
+    let wrong = || violation(path, format!("must be {}, got {}", article(ty), json_kind(json)));
+    let value = match (ty, json) {
+        (Type::String, Json::String(s)) => {
+            check_len(s.chars().count(), c, path)?;
+            if let Some((re, src)) = &c.pattern {
+                if !re.is_match(s) {
+                    return Err(violation(path, format!("does not match the pattern `{src}`")));
+                }
+            }
+            Value::Str(s.clone())
+        }
+        (Type::Int, Json::Number(n)) => {
+            let i = if let Some(i) = n.as_i64() {
+                i
+            } else if n.as_u64().is_some() {
+                return Err(violation(path, format!("{n} is too large for an int")));
+            } else {
+                match n.as_f64() {
+                    Some(f) if f.fract() == 0.0 && (-9.223372036854776e18..9.223372036854776e18).contains(&f) => {
+                        f as i64
+                    }
+                    Some(f) if f.fract() == 0.0 => return Err(violation(path, format!("{n} is too large for an int"))),
+                    _ => return Err(violation(path, format!("must be a whole number, got {n}"))),
+                }
+            };
+            check_range(i as f64, c, path)?;
+            Value::Int(i)
+        }
+        (Type::Number, Json::Number(n)) => {
+            let f = n.as_f64().ok_or_else(wrong)?;
+            if !f.is_finite() {
+                return Err(violation(path, "must be a finite number"));
+            }
+            check_range(f, c, path)?;
+            Value::Float(f)
+        }
+        (Type::Bool, Json::Bool(b)) => Value::Bool(*b),
+        (Type::Timestamp, Json::String(s)) => Value::Timestamp(s.parse::<jiff::Timestamp>().map_err(|_| {
+            violation(
+                path,
+                format!(
+                    "`{}` is not an RFC 3339 timestamp (e.g. `2026-01-31T12:00:00Z`)",
+                    shorten(s)
+                ),
+            )
+        })?),
+        (Type::Duration, Json::String(s)) => Value::Duration(parse_duration(s).ok_or_else(|| {
+            violation(
+                path,
+                format!("`{}` is not a duration (e.g. `1h30m`, `250ms`)", shorten(s)),
+            )
+        })?),
+        (Type::List(elem), Json::Array(items)) => {
+            check_len(items.len(), c, path)?;
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let p = Path::Index(path, i);
+                out.push(check_value(item, elem, &NO_CONSTRAINTS, &p)?);
+            }
+            Value::List(out)
+        }
+        (Type::Map(elem), Json::Object(map)) => {
+            check_len(map.len(), c, path)?;
+            let mut out = BTreeMap::new();
+            for (k, v) in map {
+                let p = Path::Key(path, k);
+                out.insert(k.clone(), check_value(v, elem, &NO_CONSTRAINTS, &p)?);
+            }
+            Value::Map(out)
+        }
+        (Type::Object(obj), Json::Object(map)) => Value::Object(check_fields(map, obj, path)?),
+        _ => return Err(wrong()),
+    };
+    if let Some(allowed) = &c.allowed {
+        if !allowed.iter().any(|a| a.equals(&value)) {
+            let list: Vec<String> = allowed.iter().map(|a| a.to_json(ty).to_string()).collect();
+            let what = if c.is_enum {
+                "one of"
+            } else {
+                "one of the allowed values"
+            };
+            return Err(violation(
+                path,
+                format!("must be {what} {}, got {}", list.join(", "), shorten(&json.to_string())),
+            ));
+        }
+    }
+    Ok(value)
+}
+
+static NO_CONSTRAINTS: Constraints = Constraints {
+    min: None,
+    max: None,
+    min_len: None,
+    max_len: None,
+    pattern: None,
+    allowed: None,
+    is_enum: false,
+};
+
+fn check_range(v: f64, c: &Constraints, path: &Path<'_>) -> Result<(), Violation> {
+    if let Some(min) = c.min {
+        if v < min {
+            return Err(violation(path, format!("must be at least {min}, got {v}")));
+        }
+    }
+    if let Some(max) = c.max {
+        if v > max {
+            return Err(violation(path, format!("must be at most {max}, got {v}")));
+        }
+    }
+    Ok(())
+}
+
+fn check_len(len: usize, c: &Constraints, path: &Path<'_>) -> Result<(), Violation> {
+    let len = len as u64;
+    if let Some(min) = c.min_len {
+        if len < min {
+            return Err(violation(
+                path,
+                format!("must have a length of at least {min}, got {len}"),
+            ));
+        }
+    }
+    if let Some(max) = c.max_len {
+        if len > max {
+            return Err(violation(
+                path,
+                format!("must have a length of at most {max}, got {len}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn article(ty: &Type) -> String {
+    match ty {
+        Type::Int => "an int".into(),
+        Type::Object(_) => "an object".into(),
+        Type::List(t) => format!("a list of {t}"),
+        Type::Map(t) => format!("a map of {t}"),
+        other => format!("a {other}"),
+    }
+}
+
+/// A short name for a JSON value's kind.
+pub(crate) fn json_kind(v: &Json) -> &'static str {
+    match v {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(n) if n.is_i64() || n.is_u64() => "an integer",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "a list",
+        Json::Object(_) => "an object",
+    }
+}
+
+fn shorten(s: &str) -> String {
+    if s.chars().count() <= 60 {
+        s.to_string()
+    } else {
+        let cut: String = s.chars().take(57).collect();
+        format!("{cut}...")
+    }
+}

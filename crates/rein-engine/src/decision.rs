@@ -1,0 +1,194 @@
+//! The answer to a request: effect, the rules that matched and why, the
+//! approval obligation, and the policy version.
+
+use crate::ast::{Effect, Phase};
+use crate::contract::Violation;
+use crate::ir::{Approval, CompiledPolicy};
+use serde_json::json;
+use std::sync::Arc;
+
+/// Why the decision has its effect.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Basis {
+    /// One or more rules matched.
+    Rules,
+    /// No rule matched; the policy's default applied.
+    Default,
+    /// The request broke its contract (or named an unknown action).
+    Contract(Violation),
+    /// A condition failed to evaluate; the decision fails closed.
+    EvalError,
+}
+
+/// A rule whose condition could not be evaluated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleError {
+    /// The rule.
+    pub rule: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The decision for one request. Cheap to build: it refers to the policy's
+/// rules by position instead of copying their texts.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    pub(crate) effect: Effect,
+    pub(crate) phase: Phase,
+    pub(crate) basis: Basis,
+    pub(crate) matched: Vec<u32>,
+    pub(crate) errors: Vec<(u32, String)>,
+    pub(crate) policy: Arc<CompiledPolicy>,
+}
+
+/// An approval a `require_approval` decision obliges, naming its rule.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Obligation {
+    /// The rule that asked for approval.
+    pub rule: String,
+    /// Who may approve and for how long.
+    #[serde(flatten)]
+    pub approval: Approval,
+}
+
+impl Decision {
+    /// The effect: allow, block or require approval.
+    pub fn effect(&self) -> Effect {
+        self.effect
+    }
+
+    /// The phase decided.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Why the effect is what it is.
+    pub fn basis(&self) -> &Basis {
+        &self.basis
+    }
+
+    /// Ids of every rule whose condition held, in policy order.
+    pub fn rules(&self) -> Vec<&str> {
+        self.matched
+            .iter()
+            .filter_map(|&i| self.policy.rules.get(i as usize))
+            .map(|r| r.id.as_str())
+            .collect()
+    }
+
+    /// One reason per matched rule (its `reason`, or a generic line), or
+    /// the reason for the default, a contract violation or an error.
+    pub fn reasons(&self) -> Vec<String> {
+        match &self.basis {
+            Basis::Contract(v) => vec![format!("contract: {v}")],
+            Basis::Default => vec![format!("no rule matched; the policy default is `{}`", self.effect)],
+            Basis::EvalError => self
+                .errors
+                .iter()
+                .map(|(i, msg)| format!("rule `{}` could not be evaluated: {msg}", self.rule_id(*i)))
+                .collect(),
+            Basis::Rules => self
+                .matched
+                .iter()
+                .filter_map(|&i| self.policy.rules.get(i as usize))
+                .map(|r| {
+                    r.reason
+                        .clone()
+                        .unwrap_or_else(|| format!("rule `{}` matched ({})", r.id, r.effect))
+                })
+                .collect(),
+        }
+    }
+
+    fn rule_id(&self, i: u32) -> &str {
+        self.policy.rules.get(i as usize).map_or("?", |r| r.id.as_str())
+    }
+
+    /// The contract violation, if the request broke its contract.
+    pub fn violation(&self) -> Option<&Violation> {
+        match &self.basis {
+            Basis::Contract(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Rules whose conditions failed to evaluate, with the error.
+    pub fn errors(&self) -> Vec<RuleError> {
+        self.errors
+            .iter()
+            .map(|(i, m)| RuleError {
+                rule: self.rule_id(*i).to_string(),
+                message: m.clone(),
+            })
+            .collect()
+    }
+
+    /// For `require_approval`: who must approve, per rule that asked.
+    /// Rules without an `approval` block oblige the `approver` role.
+    pub fn obligations(&self) -> Vec<Obligation> {
+        if self.effect != Effect::RequireApproval || self.basis != Basis::Rules {
+            return Vec::new();
+        }
+        self.matched
+            .iter()
+            .filter_map(|&i| self.policy.rules.get(i as usize))
+            .filter(|r| r.effect == Effect::RequireApproval)
+            .map(|r| Obligation {
+                rule: r.id.clone(),
+                approval: r.approval.clone().unwrap_or(Approval {
+                    role: "approver".to_string(),
+                    ttl_seconds: None,
+                }),
+            })
+            .collect()
+    }
+
+    /// Session labels the matched rules attach (deduplicated, sorted).
+    pub fn labels(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self
+            .matched
+            .iter()
+            .filter_map(|&i| self.policy.rules.get(i as usize))
+            .flat_map(|r| r.labels.iter().map(String::as_str))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The hash of the policy that decided.
+    pub fn policy_version(&self) -> &str {
+        &self.policy.version_hash
+    }
+
+    /// The JSON form printed by `rein check` and sent by the server.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut out = json!({
+            "effect": self.effect,
+            "phase": self.phase,
+            "rules": self.rules(),
+            "reasons": self.reasons(),
+            "default_applied": self.basis == Basis::Default,
+            "policy_version": self.policy_version(),
+        });
+        let obligations = self.obligations();
+        if !obligations.is_empty() {
+            out["approval"] = json!(obligations);
+        }
+        let labels = self.labels();
+        if !labels.is_empty() {
+            out["labels"] = json!(labels);
+        }
+        if let Some(v) = self.violation() {
+            out["violation"] = json!(v);
+        }
+        if !self.errors.is_empty() {
+            out["errors"] = self
+                .errors()
+                .iter()
+                .map(|e| json!({"rule": e.rule, "message": e.message}))
+                .collect();
+        }
+        out
+    }
+}

@@ -1,0 +1,278 @@
+//! The compiled policy: typed, indexed by action, every regex and glob
+//! compiled. Only [`crate::check`] builds one.
+
+use crate::ast::{Combining, Effect, Phase};
+use crate::source::{SourceFile, Span};
+use crate::types::{ObjectType, Type};
+use crate::value::Value;
+use globset::GlobMatcher;
+use regex::Regex;
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::sync::Arc;
+
+/// The whole compiled policy.
+#[derive(Debug)]
+pub(crate) struct CompiledPolicy {
+    /// Every governed action, by id.
+    pub actions: Vec<ActionIr>,
+    /// Action name → id.
+    pub action_index: FxHashMap<String, u32>,
+    /// The actor contract.
+    pub actor: Arc<ObjectType>,
+    /// The snapshot contract.
+    pub snapshot: Arc<ObjectType>,
+    /// Every rule, in load order (file order, then position).
+    pub rules: Vec<RuleInfo>,
+    /// The effect when no `before` rule matches.
+    pub default: Effect,
+    /// The effect when no `after` rule matches.
+    pub default_after: Effect,
+    /// How matches combine.
+    pub combining: Combining,
+    /// Hash of the policy sources (hex), reported in every decision.
+    pub version_hash: String,
+    /// The `version` label the author wrote, if any.
+    pub version_label: Option<String>,
+    /// The sources, for explanations.
+    pub files: Vec<SourceFile>,
+}
+
+/// One action's contract and the rules that can apply to it.
+#[derive(Debug)]
+pub(crate) struct ActionIr {
+    /// Its name, as a value (what `action` evaluates to).
+    pub name: Value,
+    /// Input contract.
+    pub input: Arc<ObjectType>,
+    /// Output contract, if declared.
+    pub output: Option<Arc<ObjectType>>,
+    /// Rules of phase `before`, in rule order.
+    pub before: Vec<CompiledRule>,
+    /// Rules of phase `after`, in rule order.
+    pub after: Vec<CompiledRule>,
+}
+
+impl ActionIr {
+    /// The action's name.
+    pub fn name(&self) -> &str {
+        self.name.as_str().unwrap_or_default()
+    }
+
+    /// The rules of one phase.
+    pub fn rules(&self, phase: Phase) -> &[CompiledRule] {
+        match phase {
+            Phase::Before => &self.before,
+            Phase::After => &self.after,
+        }
+    }
+}
+
+/// What a rule says besides its condition.
+#[derive(Debug)]
+pub(crate) struct RuleInfo {
+    /// Unique id.
+    pub id: String,
+    /// Its effect.
+    pub effect: Effect,
+    /// Text for the agent and the audit log.
+    pub reason: Option<String>,
+    /// Approval obligation.
+    pub approval: Option<Approval>,
+    /// Session labels attached on a match.
+    pub labels: Vec<String>,
+    /// Which file.
+    pub file: usize,
+    /// The condition's span, for explanations.
+    pub when_span: Option<Span>,
+}
+
+/// Who may approve and for how long a grant holds.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Approval {
+    /// The role an approver must have.
+    pub role: String,
+    /// Seconds a grant stays valid; `None` means the server's default.
+    pub ttl_seconds: Option<u64>,
+}
+
+/// A rule's condition compiled for one action.
+#[derive(Debug)]
+pub(crate) struct CompiledRule {
+    /// Index into [`CompiledPolicy::rules`].
+    pub rule: u32,
+    /// `None` means the rule always matches.
+    pub cond: Option<Node>,
+}
+
+/// Which top-level variable a path starts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Root {
+    Input,
+    Output,
+    Actor,
+    Snapshot,
+}
+
+/// A typed expression node.
+#[derive(Debug)]
+pub(crate) struct Node {
+    pub kind: NodeKind,
+    /// Its source span, for explanations.
+    pub span: Span,
+    /// Its static type, to render values in explanations.
+    pub ty: Type,
+}
+
+/// One step when walking into a value.
+#[derive(Debug, Clone)]
+pub(crate) enum Step {
+    /// Object field by position.
+    Field(u32),
+    /// Map entry by key.
+    Key(String),
+}
+
+/// Built-in functions with one or two ordinary arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Builtin {
+    Size,
+    StartsWith,
+    EndsWith,
+    Contains,
+    LowerAscii,
+    UpperAscii,
+    Trim,
+    NormalizePath,
+    Under,
+    ToInt,
+    ToNumber,
+    ToString,
+    ToTimestamp,
+    ToDuration,
+    ParseUrl,
+    ParseIp,
+    ParseCidr,
+    CidrContains,
+    UrlHost,
+    UrlScheme,
+    UrlPort,
+    UrlPath,
+    UrlQuery,
+}
+
+/// The comprehension macros.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MacroKind {
+    Exists,
+    All,
+    ExistsOne,
+    Filter,
+    Map,
+}
+
+/// Comparison operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// Arithmetic operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ArithOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+}
+
+#[derive(Debug)]
+pub(crate) enum NodeKind {
+    Const(Value),
+    /// A static path from a root through object fields.
+    Path {
+        root: Root,
+        path: Box<[u32]>,
+    },
+    /// The action's name.
+    ActionName,
+    /// The request's time.
+    Now,
+    /// A comprehension variable.
+    Local(u32),
+    /// Field of a computed object.
+    Select {
+        operand: Box<Node>,
+        index: u32,
+    },
+    /// Entry of a map by a key known at load time (`m.key`).
+    MapGet {
+        operand: Box<Node>,
+        key: String,
+    },
+    /// `list[i]` or `map[k]`.
+    Index {
+        operand: Box<Node>,
+        index: Box<Node>,
+    },
+    /// `has(...)`: walks `steps` from `base`; false at the first absent
+    /// field or missing key.
+    Has {
+        base: Box<Node>,
+        steps: Box<[Step]>,
+    },
+    Not(Box<Node>),
+    Neg(Box<Node>),
+    And(Box<Node>, Box<Node>),
+    Or(Box<Node>, Box<Node>),
+    Cond {
+        cond: Box<Node>,
+        then: Box<Node>,
+        otherwise: Box<Node>,
+    },
+    Cmp {
+        op: CmpOp,
+        lhs: Box<Node>,
+        rhs: Box<Node>,
+    },
+    Arith {
+        op: ArithOp,
+        lhs: Box<Node>,
+        rhs: Box<Node>,
+    },
+    /// `x in list` or `key in map`.
+    In {
+        elem: Box<Node>,
+        coll: Box<Node>,
+    },
+    /// `s in ["a", "b", ...]` with a literal list of strings.
+    InStrings {
+        elem: Box<Node>,
+        set: FxHashSet<String>,
+    },
+    Call {
+        func: Builtin,
+        args: Box<[Node]>,
+    },
+    Matches {
+        operand: Box<Node>,
+        regex: Regex,
+    },
+    Glob {
+        operand: Box<Node>,
+        matcher: GlobMatcher,
+    },
+    List(Box<[Node]>),
+    MapLit(Box<[(Node, Node)]>),
+    Comprehension {
+        kind: MacroKind,
+        range: Box<Node>,
+        var: u32,
+        body: Box<Node>,
+    },
+}

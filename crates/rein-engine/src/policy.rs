@@ -1,0 +1,576 @@
+//! The public face of the engine: load a policy, decide, explain.
+
+use crate::ast::{Combining, Effect, Phase, PolicyFile};
+use crate::check;
+use crate::contract::{check_root, Violation};
+use crate::decision::{Basis, Decision};
+use crate::diagnostics::{Diagnostic, LoadError, Severity};
+use crate::eval::{eval_condition, Env, EvalError, Frame, NoTrace, Tracer};
+use crate::ir::{CompiledPolicy, Node, NodeKind};
+use crate::request::Request;
+use crate::source::SourceFile;
+use crate::syntax::native::read_policy_file;
+use crate::value::Value;
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Largest policy file the loader reads.
+pub const MAX_POLICY_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A loaded, type-checked, compiled policy. Cloning is cheap (one reference
+/// count); a `Policy` is `Send + Sync` and can be shared across threads.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    inner: Arc<CompiledPolicy>,
+    warnings: Arc<[Diagnostic]>,
+}
+
+/// A request that passed its contract check, laid out for evaluation. Make
+/// one with [`Policy::prepare`] to decide the same request repeatedly.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    policy: Arc<CompiledPolicy>,
+    action: u32,
+    phase: Phase,
+    input: Vec<Value>,
+    output: Option<Vec<Value>>,
+    actor: Vec<Value>,
+    snapshot: Vec<Value>,
+    now: Option<jiff::Timestamp>,
+}
+
+impl Policy {
+    /// Loads a policy from YAML text (named `<string>` in diagnostics).
+    pub fn from_yaml_str(text: &str) -> Result<Policy, LoadError> {
+        Policy::from_sources([("<string>", text)])
+    }
+
+    /// Loads a policy made of several named texts, merged.
+    pub fn from_sources<N: Into<String>, T: Into<String>>(
+        sources: impl IntoIterator<Item = (N, T)>,
+    ) -> Result<Policy, LoadError> {
+        let files: Vec<SourceFile> = sources.into_iter().map(|(n, t)| SourceFile::new(n, t)).collect();
+        Policy::compile_sources(&files, Vec::new())
+    }
+
+    /// Loads policy files. A directory contributes every `.yaml` / `.yml`
+    /// file below it, in sorted order, except test files (`*.test.yaml`).
+    pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<Policy, LoadError> {
+        let mut diags = Vec::new();
+        let files = read_files(paths, &mut diags);
+        Policy::compile_sources(&files, diags)
+    }
+
+    fn compile_sources(files: &[SourceFile], mut diags: Vec<Diagnostic>) -> Result<Policy, LoadError> {
+        let parsed: Vec<PolicyFile> = files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| read_policy_file(f, i, &mut diags))
+            .collect();
+        // Type checking a file that did not even parse would only repeat
+        // its errors.
+        let compiled = if diags.iter().any(|d| d.severity == Severity::Error) {
+            None
+        } else {
+            check::compile(&parsed, &mut diags)
+        };
+        match compiled {
+            Some(inner) if !diags.iter().any(|d| d.severity == Severity::Error) => Ok(Policy {
+                inner: Arc::new(inner),
+                warnings: diags.into(),
+            }),
+            _ => {
+                if !diags.iter().any(|d| d.severity == Severity::Error) {
+                    diags.push(Diagnostic::general("the policy could not be compiled"));
+                }
+                Err(LoadError::new(diags))
+            }
+        }
+    }
+
+    /// The policy version: a hash of its sources, in every decision.
+    pub fn version(&self) -> &str {
+        &self.inner.version_hash
+    }
+
+    /// The `version` label the author wrote, if any.
+    pub fn version_label(&self) -> Option<&str> {
+        self.inner.version_label.as_deref()
+    }
+
+    /// Warnings found while loading.
+    pub fn warnings(&self) -> &[Diagnostic] {
+        &self.warnings
+    }
+
+    /// The effect when no rule matches in `phase`.
+    pub fn default_effect(&self, phase: Phase) -> Effect {
+        match phase {
+            Phase::Before => self.inner.default,
+            Phase::After => self.inner.default_after,
+        }
+    }
+
+    /// Names of the actions with contracts.
+    pub fn actions(&self) -> impl Iterator<Item = &str> {
+        self.inner.actions.iter().map(|a| a.name())
+    }
+
+    /// Paths of the fields marked `sensitive` that a request for `action`
+    /// can carry (`input.card`, `actor.email`, `input.items[].secret`), for
+    /// redaction in the audit log. Empty for an unknown action.
+    pub fn sensitive_fields(&self, action: &str) -> Vec<String> {
+        let p = &self.inner;
+        let mut out = Vec::new();
+        let Some(ir) = p.action_index.get(action).and_then(|&i| p.actions.get(i as usize)) else {
+            return out;
+        };
+        sensitive_paths(&ir.input, "input", &mut out);
+        if let Some(o) = &ir.output {
+            sensitive_paths(o, "output", &mut out);
+        }
+        sensitive_paths(&p.actor, "actor", &mut out);
+        sensitive_paths(&p.snapshot, "snapshot", &mut out);
+        out
+    }
+
+    /// Number of rules.
+    pub fn rule_count(&self) -> usize {
+        self.inner.rules.len()
+    }
+
+    /// Checks a request against its contracts. On a violation, returns the
+    /// `block` decision that says why.
+    pub fn prepare(&self, request: &Request) -> Result<Prepared, Box<Decision>> {
+        self.prepare_inner(request)
+            .map_err(|v| Box::new(self.violation(request.phase, v)))
+    }
+
+    fn prepare_inner(&self, request: &Request) -> Result<Prepared, Violation> {
+        let p = &self.inner;
+        let Some(&action) = p.action_index.get(&request.action) else {
+            let known = p.actions.iter().map(|a| a.name());
+            let hint = crate::diagnostics::did_you_mean(&request.action, known)
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            return Err(Violation {
+                path: "action".into(),
+                message: format!(
+                    "unknown action `{}`: the policy has no contract for it{hint}",
+                    request.action
+                ),
+            });
+        };
+        let ir = &p.actions[action as usize];
+        let input = check_root(Some(&request.input), &ir.input, "input")?;
+        let output = match (request.phase, &ir.output) {
+            (Phase::Before, _) => {
+                if request.output.is_some() {
+                    return Err(Violation {
+                        path: "output".into(),
+                        message: "an output was given for phase `before`; set `phase: after` to check an outcome"
+                            .into(),
+                    });
+                }
+                None
+            }
+            (Phase::After, Some(ty)) => match &request.output {
+                Some(o) => Some(check_root(Some(o), ty, "output")?),
+                None => {
+                    return Err(Violation {
+                        path: "output".into(),
+                        message: "phase `after` needs the action's output".into(),
+                    })
+                }
+            },
+            // No output contract: nothing to check and nothing rules can read.
+            (Phase::After, None) => None,
+        };
+        let actor = check_root(Some(&request.actor), &p.actor, "actor")?;
+        let snapshot = check_root(Some(&request.snapshot), &p.snapshot, "snapshot")?;
+        Ok(Prepared {
+            policy: self.inner.clone(),
+            action,
+            phase: request.phase,
+            input,
+            output,
+            actor,
+            snapshot,
+            now: request.time,
+        })
+    }
+
+    fn violation(&self, phase: Phase, v: Violation) -> Decision {
+        Decision {
+            effect: Effect::Block,
+            phase,
+            basis: Basis::Contract(v),
+            matched: Vec::new(),
+            errors: Vec::new(),
+            policy: self.inner.clone(),
+        }
+    }
+
+    /// Decides a request: contract check, then every rule that targets the
+    /// action in the request's phase. Never fails: a broken contract or an
+    /// evaluation error is a `block` decision that says why.
+    pub fn decide(&self, request: &Request) -> Decision {
+        match self.prepare(request) {
+            Ok(p) => p.decide(),
+            Err(d) => *d,
+        }
+    }
+
+    /// Decides and records, for every rule considered, whether it matched
+    /// and the value of each sub-expression.
+    pub fn explain(&self, request: &Request) -> Explanation {
+        match self.prepare(request) {
+            Ok(p) => p.explain(),
+            Err(d) => Explanation {
+                decision: *d,
+                rules: Vec::new(),
+            },
+        }
+    }
+}
+
+impl Prepared {
+    /// The action's name.
+    pub fn action(&self) -> &str {
+        self.policy.actions.get(self.action as usize).map_or("", |a| a.name())
+    }
+
+    /// Decides this request.
+    pub fn decide(&self) -> Decision {
+        self.run(&mut NoTrace, |_, _, _| {})
+    }
+
+    /// Decides and traces every rule.
+    pub fn explain(&self) -> Explanation {
+        let mut rules = Vec::new();
+        let mut tracer = Recorder::default();
+        let decision = self.run(&mut tracer, |rule, outcome, tracer: &mut Recorder| {
+            let steps = std::mem::take(&mut tracer.steps);
+            rules.push((rule, outcome, steps));
+        });
+        let policy = &self.policy;
+        let rules = rules
+            .into_iter()
+            .filter_map(|(i, outcome, steps)| {
+                let info = policy.rules.get(i as usize)?;
+                let file = policy.files.get(info.file)?;
+                let condition = info
+                    .when_span
+                    .and_then(|s| file.text().get(s.start as usize..s.end as usize))
+                    .map(str::to_string);
+                Some(RuleTrace {
+                    id: info.id.clone(),
+                    effect: info.effect,
+                    condition,
+                    outcome,
+                    steps: steps
+                        .into_iter()
+                        .map(|(span, value)| Step {
+                            expr: file
+                                .text()
+                                .get(span.start as usize..span.end as usize)
+                                .unwrap_or("?")
+                                .to_string(),
+                            value,
+                        })
+                        .collect(),
+                })
+            })
+            .collect();
+        Explanation { decision, rules }
+    }
+
+    fn run<T: Tracer>(&self, tracer: &mut T, mut after_rule: impl FnMut(u32, Outcome, &mut T)) -> Decision {
+        let policy = &self.policy;
+        let Some(action) = policy.actions.get(self.action as usize) else {
+            return self.finish(
+                Effect::Block,
+                Basis::EvalError,
+                Vec::new(),
+                vec![(u32::MAX, "internal: unknown action id".into())],
+            );
+        };
+        let env = Env {
+            input: &self.input,
+            output: self.output.as_deref(),
+            actor: &self.actor,
+            snapshot: &self.snapshot,
+            action: &action.name,
+            now: self.now,
+        };
+        let mut frame = Frame {
+            locals: Vec::new(),
+            tracer,
+        };
+        let mut matched = Vec::new();
+        let mut errors = Vec::new();
+        let mut effect: Option<Effect> = None;
+        for rule in action.rules(self.phase) {
+            let outcome = match &rule.cond {
+                None => Ok(true),
+                Some(cond) => eval_condition(cond, &env, &mut frame),
+            };
+            match &outcome {
+                Ok(true) => {
+                    matched.push(rule.rule);
+                    let e = policy.rules.get(rule.rule as usize).map_or(Effect::Block, |r| r.effect);
+                    effect = Some(effect.map_or(e, |cur| cur.max(e)));
+                }
+                Ok(false) => {}
+                Err(e) => errors.push((rule.rule, e.0.clone())),
+            }
+            after_rule(rule.rule, Outcome::from(outcome), &mut *frame.tracer);
+        }
+        if !errors.is_empty() {
+            return self.finish(Effect::Block, Basis::EvalError, matched, errors);
+        }
+        match (policy.combining, effect) {
+            (Combining::DenyOverrides, Some(e)) => self.finish(e, Basis::Rules, matched, errors),
+            (Combining::DenyOverrides, None) => {
+                let default = match self.phase {
+                    Phase::Before => policy.default,
+                    Phase::After => policy.default_after,
+                };
+                self.finish(default, Basis::Default, matched, errors)
+            }
+        }
+    }
+
+    fn finish(&self, effect: Effect, basis: Basis, matched: Vec<u32>, errors: Vec<(u32, String)>) -> Decision {
+        Decision {
+            effect,
+            phase: self.phase,
+            basis,
+            matched,
+            errors,
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+/// How one rule's condition came out.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "result", content = "error")]
+pub enum Outcome {
+    /// The condition held (or the rule has none).
+    Matched,
+    /// The condition did not hold.
+    NotMatched,
+    /// The condition failed to evaluate.
+    Error(String),
+}
+
+impl From<Result<bool, EvalError>> for Outcome {
+    fn from(r: Result<bool, EvalError>) -> Self {
+        match r {
+            Ok(true) => Outcome::Matched,
+            Ok(false) => Outcome::NotMatched,
+            Err(e) => Outcome::Error(e.0),
+        }
+    }
+}
+
+/// A decision with the trace of every rule considered.
+#[derive(Clone, Debug)]
+pub struct Explanation {
+    /// The decision.
+    pub decision: Decision,
+    /// One entry per rule considered, in policy order. Empty when the
+    /// request broke its contract (no rule was considered).
+    pub rules: Vec<RuleTrace>,
+}
+
+/// How one rule was evaluated.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RuleTrace {
+    /// The rule id.
+    pub id: String,
+    /// The rule's effect.
+    pub effect: Effect,
+    /// The condition's source text; `None` when the rule has none.
+    pub condition: Option<String>,
+    /// Whether it matched.
+    pub outcome: Outcome,
+    /// Each evaluated sub-expression and its value, innermost first.
+    pub steps: Vec<Step>,
+}
+
+/// One evaluated sub-expression.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Step {
+    /// Its source text.
+    pub expr: String,
+    /// Its value as JSON, or `{"error": ...}`.
+    pub value: serde_json::Value,
+}
+
+impl Explanation {
+    /// The JSON form of `rein explain --json`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "decision": self.decision.to_json(),
+            "rules": self.rules,
+        })
+    }
+}
+
+impl std::fmt::Display for Explanation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = &self.decision;
+        writeln!(f, "decision: {}", d.effect())?;
+        for r in d.reasons() {
+            writeln!(f, "  reason: {r}")?;
+        }
+        if self.rules.is_empty() && d.violation().is_none() {
+            writeln!(f, "no rule targets this action in phase `{}`", d.phase().as_str())?;
+        }
+        for rule in &self.rules {
+            let mark = match &rule.outcome {
+                Outcome::Matched => "matched".to_string(),
+                Outcome::NotMatched => "not matched".to_string(),
+                Outcome::Error(e) => format!("error: {e}"),
+            };
+            writeln!(f, "\nrule {} ({}): {mark}", rule.id, rule.effect)?;
+            match &rule.condition {
+                Some(c) => writeln!(f, "  when: {}", c.trim())?,
+                None => writeln!(f, "  when: (always)")?,
+            }
+            for step in &rule.steps {
+                writeln!(f, "    {} = {}", step.expr.trim(), step.value)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Records (span, value) of evaluated non-constant nodes.
+#[derive(Default)]
+struct Recorder {
+    steps: Vec<(crate::source::Span, serde_json::Value)>,
+}
+
+impl Tracer for Recorder {
+    fn record(&mut self, node: &Node, value: &Result<Cow<'_, Value>, EvalError>) {
+        if matches!(node.kind, NodeKind::Const(_)) {
+            return;
+        }
+        let v = match value {
+            Ok(v) => v.to_json(&node.ty),
+            Err(e) => serde_json::json!({ "error": e.0 }),
+        };
+        self.steps.push((node.span, v));
+    }
+}
+
+fn sensitive_paths(obj: &crate::types::ObjectType, prefix: &str, out: &mut Vec<String>) {
+    for f in &obj.fields {
+        let path = format!("{prefix}.{}", f.name);
+        if f.sensitive {
+            out.push(path.clone());
+        }
+        let mut ty = &f.ty;
+        let mut path = path;
+        while let crate::types::Type::List(inner) | crate::types::Type::Map(inner) = ty {
+            ty = inner;
+            path.push_str("[]");
+        }
+        if let crate::types::Type::Object(inner) = ty {
+            sensitive_paths(inner, &path, out);
+        }
+    }
+}
+
+/// `.yaml`/`.yml` files, except policy test files (`*.test.yaml`), which
+/// sit beside the policies they test.
+fn is_policy_file_name(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    (name.ends_with(".yaml") || name.ends_with(".yml")) && !name.ends_with(".test.yaml") && !name.ends_with(".test.yml")
+}
+
+/// Reads policy files and directories; problems become diagnostics.
+fn read_files<P: AsRef<Path>>(paths: &[P], diags: &mut Vec<Diagnostic>) -> Vec<SourceFile> {
+    let mut list: Vec<PathBuf> = Vec::new();
+    for p in paths {
+        let p = p.as_ref();
+        if p.is_dir() {
+            let mut found = Vec::new();
+            collect_yaml(p, &mut found, diags, 0);
+            found.sort();
+            if found.is_empty() {
+                diags.push(Diagnostic::general(format!(
+                    "`{}` holds no .yaml or .yml file",
+                    p.display()
+                )));
+            }
+            list.extend(found);
+        } else {
+            list.push(p.to_path_buf());
+        }
+    }
+    let mut out = Vec::new();
+    for path in list {
+        let name = path.display().to_string();
+        match std::fs::metadata(&path) {
+            Ok(m) if m.len() > MAX_POLICY_FILE_BYTES => {
+                diags.push(Diagnostic::general(format!(
+                    "`{name}` is {} bytes; policy files are limited to {MAX_POLICY_FILE_BYTES} bytes",
+                    m.len()
+                )));
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                diags.push(Diagnostic::general(format!("cannot read `{name}`: {e}")));
+                continue;
+            }
+        }
+        match std::fs::read(&path) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => out.push(SourceFile::new(name, text)),
+                Err(e) => {
+                    let at = e.utf8_error().valid_up_to();
+                    let valid = String::from_utf8_lossy(&e.as_bytes()[..at]).into_owned();
+                    let file = SourceFile::new(name.clone(), valid);
+                    diags.push(Diagnostic::error(
+                        &file,
+                        crate::source::Span::new(at, at),
+                        format!("the file is not valid UTF-8 (bad byte at offset {at})"),
+                    ));
+                }
+            },
+            Err(e) => diags.push(Diagnostic::general(format!("cannot read `{name}`: {e}"))),
+        }
+    }
+    out
+}
+
+fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>, diags: &mut Vec<Diagnostic>, depth: usize) {
+    if depth > 16 {
+        diags.push(Diagnostic::general(format!("`{}` is nested too deeply", dir.display())));
+        return;
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            diags.push(Diagnostic::general(format!(
+                "cannot read directory `{}`: {e}",
+                dir.display()
+            )));
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_yaml(&path, out, diags, depth + 1);
+        } else if is_policy_file_name(&path) {
+            out.push(path);
+        }
+    }
+}

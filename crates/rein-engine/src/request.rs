@@ -1,0 +1,126 @@
+//! What a caller asks: an action with its input, who asks, and the state
+//! the decision depends on.
+
+use crate::ast::Phase;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+/// One request for a decision, as JSON callers send it:
+/// `{"action": "refund", "input": {...}, "actor": {...}, "snapshot": {...}}`.
+///
+/// Unknown top-level keys are refused, so a typo such as `"inputs"` cannot
+/// silently send an empty input.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    /// The action's name.
+    pub action: String,
+    /// The action's arguments (an object).
+    #[serde(default, skip_serializing_if = "Json::is_null")]
+    pub input: Json,
+    /// Who asks (an object).
+    #[serde(default, skip_serializing_if = "Json::is_null")]
+    pub actor: Json,
+    /// External state the decision depends on (an object).
+    #[serde(default, skip_serializing_if = "Json::is_null")]
+    pub snapshot: Json,
+    /// The action's result, for phase `after`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Json>,
+    /// The session (agent run) this request belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// When the request was made (RFC 3339); what `now` reads in conditions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<jiff::Timestamp>,
+    /// Before the action runs (default) or after, on its output.
+    #[serde(default, skip_serializing_if = "is_before")]
+    pub phase: Phase,
+}
+
+fn is_before(p: &Phase) -> bool {
+    *p == Phase::Before
+}
+
+/// A request that is not even well-formed JSON of the request shape.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid request: {0}")]
+pub struct RequestError(String);
+
+impl Request {
+    /// Starts a request for `action` with empty input, actor and snapshot.
+    pub fn new(action: impl Into<String>) -> Request {
+        Request {
+            action: action.into(),
+            ..Request::default()
+        }
+    }
+
+    /// Sets the input.
+    pub fn input(mut self, input: Json) -> Request {
+        self.input = input;
+        self
+    }
+
+    /// Sets the actor.
+    pub fn actor(mut self, actor: Json) -> Request {
+        self.actor = actor;
+        self
+    }
+
+    /// Sets the snapshot.
+    pub fn snapshot(mut self, snapshot: Json) -> Request {
+        self.snapshot = snapshot;
+        self
+    }
+
+    /// Sets the output and makes this an `after` request.
+    pub fn output(mut self, output: Json) -> Request {
+        self.output = Some(output);
+        self.phase = Phase::After;
+        self
+    }
+
+    /// Sets the session id.
+    pub fn session(mut self, session: impl Into<String>) -> Request {
+        self.session = Some(session.into());
+        self
+    }
+
+    /// Sets the request time.
+    pub fn time(mut self, time: jiff::Timestamp) -> Request {
+        self.time = Some(time);
+        self
+    }
+
+    /// Sets the phase.
+    pub fn phase(mut self, phase: Phase) -> Request {
+        self.phase = phase;
+        self
+    }
+
+    /// Reads a request from a JSON value.
+    pub fn from_json(value: Json) -> Result<Request, RequestError> {
+        serde_json::from_value(value).map_err(|e| RequestError(e.to_string()))
+    }
+
+    /// Reads a request from JSON text.
+    pub fn from_json_str(text: &str) -> Result<Request, RequestError> {
+        serde_json::from_str(text).map_err(|e| RequestError(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn refuses_unknown_keys_and_reads_phase() {
+        assert!(Request::from_json(json!({"action": "a", "inputs": {}})).is_err());
+        let r = Request::from_json(json!({"action": "a", "phase": "after", "output": {"x": 1}})).unwrap();
+        assert_eq!(r.phase, Phase::After);
+        let built = Request::new("a").output(json!({"x": 1}));
+        assert_eq!(built, r);
+    }
+}

@@ -1,0 +1,749 @@
+//! Reads Rein's native policy format (YAML) into the untyped [`crate::ast`].
+//!
+//! Every key is checked: an unknown key, a wrong kind of value or a bad
+//! name is a diagnostic with its span, and reading goes on so that one pass
+//! reports everything wrong with a file.
+
+use crate::ast::{
+    ActionContractAst, ApprovalAst, ConstraintsAst, ContractsAst, Effect, Expr, ExprKind, ExtraFields, FieldAst,
+    FieldsAst, Literal, Phase, PolicyFile, RuleAst, Spanned, TypeAst,
+};
+use crate::diagnostics::{did_you_mean, Diagnostic};
+use crate::source::{SourceFile, Span};
+use crate::syntax::cel;
+use crate::syntax::yaml::{self, YamlNode, YamlValue};
+
+/// Reads one native policy file; problems go to `diags`.
+pub fn read_policy_file(source: &SourceFile, file_index: usize, diags: &mut Vec<Diagnostic>) -> PolicyFile {
+    let mut cx = Cx {
+        file: source.clone(),
+        diags,
+    };
+    let mut out = PolicyFile {
+        source: source.clone(),
+        version: None,
+        default: None,
+        default_after: None,
+        contracts: ContractsAst::default(),
+        rules: Vec::new(),
+    };
+    let root = match yaml::parse(source.text()) {
+        Ok(root) => root,
+        Err(e) => {
+            cx.err(e.span, format!("invalid YAML: {}", e.message));
+            return out;
+        }
+    };
+    if matches!(root.value, YamlValue::Null) {
+        cx.err(root.span, "the policy file is empty").with_help(
+            "a policy file is a mapping with `contracts` and `rules` (and optionally `version` and `default`)",
+        );
+        return out;
+    }
+    let Some(top) = cx.mapping(
+        &root,
+        "the policy file",
+        &["version", "default", "contracts", "rules", "description"],
+    ) else {
+        return out;
+    };
+    if let Some(v) = top.get("version") {
+        out.version = match &v.value {
+            YamlValue::String(s) => Some(Spanned::new(s.clone(), v.span)),
+            YamlValue::Int(i) => Some(Spanned::new(i.to_string(), v.span)),
+            YamlValue::Float(f) => Some(Spanned::new(f.to_string(), v.span)),
+            _ => {
+                cx.expected(v, "`version` to be a string or a number");
+                None
+            }
+        };
+    }
+    if let Some(d) = top.get("default") {
+        if let YamlValue::Map(_) = d.value {
+            // `default: {before: block, after: allow}`
+            if let Some(m) = cx.mapping(d, "`default`", &["before", "after"]) {
+                out.default = m.get("before").and_then(|b| cx.effect(b, "default.before"));
+                out.default_after = m.get("after").and_then(|a| cx.effect(a, "default.after"));
+            }
+        } else {
+            out.default = cx.effect(d, "default");
+        }
+    }
+    if let Some(c) = top.get("contracts") {
+        out.contracts = cx.contracts(c);
+    }
+    if let Some(rules) = top.get("rules") {
+        if let Some(items) = cx.seq(rules, "`rules`") {
+            for item in items {
+                if let Some(rule) = cx.rule(item, file_index) {
+                    out.rules.push(rule);
+                }
+            }
+        }
+    }
+    out
+}
+
+struct Cx<'d> {
+    file: SourceFile,
+    diags: &'d mut Vec<Diagnostic>,
+}
+
+/// The entries of a mapping whose keys were checked against a known set.
+struct Mapping<'n> {
+    entries: Vec<(&'n str, Span, &'n YamlNode)>,
+}
+
+impl<'n> Mapping<'n> {
+    fn get(&self, key: &str) -> Option<&'n YamlNode> {
+        self.entries.iter().find(|(k, _, _)| *k == key).map(|(_, _, v)| *v)
+    }
+}
+
+/// A "why" diagnostic handle: lets callers add help after pushing.
+struct Pushed<'a>(&'a mut Diagnostic);
+
+impl Pushed<'_> {
+    fn with_help(self, help: impl Into<String>) {
+        self.0.help = Some(help.into());
+    }
+}
+
+impl<'d> Cx<'d> {
+    fn err(&mut self, span: Span, message: impl Into<String>) -> Pushed<'_> {
+        self.diags.push(Diagnostic::error(&self.file, span, message));
+        let last = self.diags.len() - 1;
+        Pushed(&mut self.diags[last])
+    }
+
+    fn expected(&mut self, node: &YamlNode, what: &str) {
+        self.err(node.span, format!("expected {what}, found {}", describe(node)));
+    }
+
+    /// Checks that `node` is a mapping with string keys drawn from `known`.
+    fn mapping<'n>(&mut self, node: &'n YamlNode, what: &str, known: &[&str]) -> Option<Mapping<'n>> {
+        let YamlValue::Map(entries) = &node.value else {
+            self.expected(node, &format!("{what} to be a mapping"));
+            return None;
+        };
+        let mut out = Vec::with_capacity(entries.len());
+        for (k, v) in entries {
+            let YamlValue::String(key) = &k.value else {
+                self.err(k.span, format!("keys of {what} must be strings, found {}", describe(k)));
+                continue;
+            };
+            if !known.is_empty() && !known.contains(&key.as_str()) {
+                let d = self.err(k.span, format!("unknown key `{key}` in {what}"));
+                match did_you_mean(key, known.iter().copied()) {
+                    Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                    None => d.with_help(format!("known keys: {}", known.join(", "))),
+                }
+                continue;
+            }
+            out.push((key.as_str(), k.span, v));
+        }
+        Some(Mapping { entries: out })
+    }
+
+    fn seq<'n>(&mut self, node: &'n YamlNode, what: &str) -> Option<&'n [YamlNode]> {
+        match &node.value {
+            YamlValue::Seq(items) => Some(items),
+            _ => {
+                self.expected(node, &format!("{what} to be a list"));
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, node: &YamlNode, what: &str) -> Option<Spanned<String>> {
+        match &node.value {
+            YamlValue::String(s) => Some(Spanned::new(s.clone(), node.span)),
+            _ => {
+                self.expected(node, &format!("{what} to be a string"));
+                None
+            }
+        }
+    }
+
+    fn bool(&mut self, node: &YamlNode, what: &str) -> Option<bool> {
+        match &node.value {
+            YamlValue::Bool(b) => Some(*b),
+            _ => {
+                self.expected(node, &format!("{what} to be `true` or `false`"));
+                None
+            }
+        }
+    }
+
+    fn effect(&mut self, node: &YamlNode, what: &str) -> Option<Spanned<Effect>> {
+        let s = self.string(node, &format!("`{what}`"))?;
+        match Effect::parse(&s.value) {
+            Some(e) => Some(Spanned::new(e, s.span)),
+            None => {
+                let d = self.err(s.span, format!("unknown effect `{}`", s.value));
+                let known = ["allow", "block", "require_approval"];
+                match did_you_mean(&s.value, known) {
+                    Some(k) => d.with_help(format!("did you mean `{k}`?")),
+                    None => d.with_help("an effect is `allow`, `block` or `require_approval`"),
+                }
+                None
+            }
+        }
+    }
+
+    fn contracts(&mut self, node: &YamlNode) -> ContractsAst {
+        let mut out = ContractsAst::default();
+        let Some(m) = self.mapping(node, "`contracts`", &["actor", "snapshot", "actions"]) else {
+            return out;
+        };
+        if let Some(a) = m.get("actor") {
+            out.actor = self.fields(a, "the actor contract");
+        }
+        if let Some(s) = m.get("snapshot") {
+            out.snapshot = self.fields(s, "the snapshot contract");
+        }
+        if let Some(actions) = m.get("actions") {
+            if let Some(am) = self.mapping(actions, "`contracts.actions`", &[]) {
+                for (name, name_span, body) in am.entries {
+                    if let Some(c) = self.action_contract(name, name_span, body) {
+                        out.actions.push(c);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn action_contract(&mut self, name: &str, name_span: Span, body: &YamlNode) -> Option<ActionContractAst> {
+        if !valid_action_name(name) {
+            self.err(name_span, format!("`{name}` is not a valid action name"))
+                .with_help("action names are made of letters, digits, `_`, `-` and `.` (e.g. `file.read`, `mcp.github.create_issue`)");
+        }
+        let what = format!("the contract of `{name}`");
+        if matches!(body.value, YamlValue::Null) {
+            return Some(ActionContractAst {
+                name: Spanned::new(name.to_string(), name_span),
+                input: FieldsAst {
+                    span: body.span,
+                    ..FieldsAst::default()
+                },
+                output: None,
+                description: None,
+            });
+        }
+        let m = self.mapping(body, &what, &["input", "output", "description"])?;
+        let input = match m.get("input") {
+            Some(i) => self.fields(i, &format!("the input of `{name}`"))?,
+            None => FieldsAst {
+                span: body.span,
+                ..FieldsAst::default()
+            },
+        };
+        let output = match m.get("output") {
+            Some(o) => Some(self.fields(o, &format!("the output of `{name}`"))?),
+            None => None,
+        };
+        let description = m
+            .get("description")
+            .and_then(|d| self.string(d, "`description`"))
+            .map(|s| s.value);
+        Some(ActionContractAst {
+            name: Spanned::new(name.to_string(), name_span),
+            input,
+            output,
+            description,
+        })
+    }
+
+    /// A field set: a mapping of field name → type spec. An empty value
+    /// means no fields.
+    fn fields(&mut self, node: &YamlNode, what: &str) -> Option<FieldsAst> {
+        if matches!(node.value, YamlValue::Null) {
+            return Some(FieldsAst {
+                span: node.span,
+                ..FieldsAst::default()
+            });
+        }
+        let m = self.mapping(node, what, &[])?;
+        let mut fields = Vec::with_capacity(m.entries.len());
+        for (name, span, spec) in m.entries {
+            if !valid_field_name(name) {
+                self.err(span, format!("`{name}` is not a valid field name"))
+                    .with_help("field names start with a letter or `_` and hold letters, digits and `_`, so rules can write `input.name`");
+                continue;
+            }
+            if let Some(f) = self.field(name, span, spec) {
+                fields.push(f);
+            }
+        }
+        Some(FieldsAst {
+            fields,
+            extra: ExtraFields::Reject,
+            span: node.span,
+        })
+    }
+
+    fn field(&mut self, name: &str, name_span: Span, spec: &YamlNode) -> Option<FieldAst> {
+        let mut field = FieldAst {
+            name: Spanned::new(name.to_string(), name_span),
+            ty: Spanned::new(TypeAst::String, spec.span),
+            optional: false,
+            sensitive: false,
+            constraints: ConstraintsAst::default(),
+            description: None,
+        };
+        match &spec.value {
+            YamlValue::String(s) => {
+                let (ty, optional) = self.type_shorthand(s, spec.span)?;
+                field.ty = Spanned::new(ty, spec.span);
+                field.optional = optional;
+                Some(field)
+            }
+            YamlValue::Map(_) => {
+                let known = [
+                    "type",
+                    "optional",
+                    "sensitive",
+                    "description",
+                    "min",
+                    "max",
+                    "min_len",
+                    "max_len",
+                    "pattern",
+                    "allowed",
+                    "values",
+                    "items",
+                    "fields",
+                    "extra_fields",
+                ];
+                let m = self.mapping(spec, &format!("field `{name}`"), &known)?;
+                let ty = self.type_spec(spec, &m, name)?;
+                field.ty = ty;
+                if let Some(o) = m.get("optional") {
+                    field.optional = self.bool(o, "`optional`").unwrap_or(false);
+                }
+                if let Some(s) = m.get("sensitive") {
+                    field.sensitive = self.bool(s, "`sensitive`").unwrap_or(false);
+                }
+                if let Some(d) = m.get("description") {
+                    field.description = self.string(d, "`description`").map(|s| s.value);
+                }
+                field.constraints = self.constraints(&m);
+                Some(field)
+            }
+            _ => {
+                self.expected(
+                    spec,
+                    &format!("a type for field `{name}` (like `string` or `{{type: int, min: 0}}`)"),
+                );
+                None
+            }
+        }
+    }
+
+    /// The type of a field written as a mapping (`{type: ..., ...}`).
+    fn type_spec(&mut self, node: &YamlNode, m: &Mapping<'_>, name: &str) -> Option<Spanned<TypeAst>> {
+        let type_node = m.get("type");
+        let type_name = match type_node {
+            Some(t) => self.string(t, "`type`")?,
+            None if m.get("fields").is_some() => Spanned::new("object".to_string(), node.span),
+            None if m.get("values").is_some() => Spanned::new("enum".to_string(), node.span),
+            None => {
+                self.err(node.span, format!("field `{name}` has no `type`"))
+                    .with_help("write e.g. `{type: string}` or the shorthand `string`");
+                return None;
+            }
+        };
+        let span = type_name.span;
+        let ty = match type_name.value.as_str() {
+            "list" | "map" => {
+                let Some(items) = m.get("items") else {
+                    self.err(
+                        span,
+                        format!("a `{}` needs `items`: the type of its elements", type_name.value),
+                    )
+                    .with_help(format!(
+                        "e.g. `{{type: {}, items: string}}` or the shorthand `{}<string>`",
+                        type_name.value, type_name.value
+                    ));
+                    return None;
+                };
+                let elem = self.field(name, node.span, items)?;
+                if elem.optional {
+                    self.err(items.span, "elements of a list or map cannot be optional");
+                }
+                let elem = Box::new(elem.ty);
+                if type_name.value == "list" {
+                    TypeAst::List(elem)
+                } else {
+                    TypeAst::Map(elem)
+                }
+            }
+            "object" => {
+                let fields_node = m.get("fields");
+                let mut fields = match fields_node {
+                    Some(f) => self.fields(f, &format!("the fields of `{name}`"))?,
+                    None => FieldsAst {
+                        span: node.span,
+                        ..FieldsAst::default()
+                    },
+                };
+                if let Some(x) = m.get("extra_fields") {
+                    let s = self.string(x, "`extra_fields`")?;
+                    fields.extra = match s.value.as_str() {
+                        "reject" => ExtraFields::Reject,
+                        "ignore" => ExtraFields::Ignore,
+                        other => {
+                            self.err(s.span, format!("unknown `extra_fields` mode `{other}`"))
+                                .with_help("use `reject` (the default) or `ignore`");
+                            return None;
+                        }
+                    };
+                }
+                TypeAst::Object(fields)
+            }
+            "enum" => {
+                let Some(values) = m.get("values") else {
+                    self.err(span, "an `enum` needs `values`: the list of allowed strings");
+                    return None;
+                };
+                let items = self.seq(values, "`values`")?;
+                let mut out = Vec::new();
+                for v in items {
+                    if let Some(s) = self.string(v, "an enum value") {
+                        out.push(s);
+                    }
+                }
+                if out.is_empty() {
+                    self.err(values.span, "an `enum` needs at least one value");
+                }
+                TypeAst::Enum(out)
+            }
+            other => {
+                let (ty, optional) = self.type_shorthand(other, span)?;
+                if optional {
+                    self.err(span, "write `optional: true` instead of a `?` in the long form");
+                }
+                ty
+            }
+        };
+        for (key, allowed_for) in [("items", "list or map"), ("fields", "object"), ("values", "enum")] {
+            let fits = match key {
+                "items" => matches!(ty, TypeAst::List(_) | TypeAst::Map(_)),
+                "fields" => matches!(ty, TypeAst::Object(_)),
+                _ => matches!(ty, TypeAst::Enum(_)),
+            };
+            if let (Some(n), false) = (m.get(key), fits) {
+                self.err(n.span, format!("`{key}` only applies to a {allowed_for} type"));
+            }
+        }
+        if let (Some(n), false) = (m.get("extra_fields"), matches!(ty, TypeAst::Object(_))) {
+            self.err(n.span, "`extra_fields` only applies to an object type");
+        }
+        Some(Spanned::new(ty, span))
+    }
+
+    /// `string`, `int?`, `list<string>`, `map<list<int>>`.
+    fn type_shorthand(&mut self, text: &str, span: Span) -> Option<(TypeAst, bool)> {
+        let trimmed = text.trim();
+        let (body, optional) = match trimmed.strip_suffix('?') {
+            Some(b) => (b.trim_end(), true),
+            None => (trimmed, false),
+        };
+        match parse_type_name(body, 0) {
+            Ok(ty) => Some((ty, optional)),
+            Err(bad) => {
+                let known = [
+                    "string",
+                    "int",
+                    "number",
+                    "bool",
+                    "timestamp",
+                    "duration",
+                    "list",
+                    "map",
+                    "object",
+                    "enum",
+                ];
+                let d = self.err(span, format!("unknown type `{bad}`"));
+                match did_you_mean(bad, known) {
+                    Some(k) => d.with_help(format!("did you mean `{k}`?")),
+                    None => d.with_help("types: string, int, number, bool, timestamp, duration, list<T>, map<T>, and in the long form object and enum"),
+                }
+                None
+            }
+        }
+    }
+
+    fn constraints(&mut self, m: &Mapping<'_>) -> ConstraintsAst {
+        let mut c = ConstraintsAst::default();
+        for (key, slot) in [("min", &mut c.min), ("max", &mut c.max)] {
+            if let Some(n) = m.get(key) {
+                *slot = match n.value {
+                    YamlValue::Int(i) => Some(Spanned::new(i as f64, n.span)),
+                    YamlValue::Float(f) if f.is_finite() => Some(Spanned::new(f, n.span)),
+                    _ => {
+                        self.expected(n, &format!("`{key}` to be a finite number"));
+                        None
+                    }
+                };
+            }
+        }
+        for (key, slot) in [("min_len", &mut c.min_len), ("max_len", &mut c.max_len)] {
+            if let Some(n) = m.get(key) {
+                *slot = match n.value {
+                    YamlValue::Int(i) if i >= 0 => Some(Spanned::new(i as u64, n.span)),
+                    _ => {
+                        self.expected(n, &format!("`{key}` to be a whole number of at least 0"));
+                        None
+                    }
+                };
+            }
+        }
+        if let Some(p) = m.get("pattern") {
+            c.pattern = self.string(p, "`pattern`");
+        }
+        if let Some(a) = m.get("allowed") {
+            if let Some(items) = self.seq(a, "`allowed`") {
+                let mut values = Vec::new();
+                for item in items {
+                    match &item.value {
+                        YamlValue::String(s) => values.push(Literal::String(s.clone())),
+                        YamlValue::Int(i) => values.push(Literal::Int(*i)),
+                        YamlValue::Float(f) if f.is_finite() => values.push(Literal::Float(*f)),
+                        YamlValue::Bool(b) => values.push(Literal::Bool(*b)),
+                        _ => self.expected(item, "an allowed value to be a string, number or boolean"),
+                    }
+                }
+                c.allowed = Some(Spanned::new(values, a.span));
+            }
+        }
+        c
+    }
+
+    fn rule(&mut self, node: &YamlNode, file_index: usize) -> Option<RuleAst> {
+        let known = [
+            "id",
+            "action",
+            "phase",
+            "when",
+            "effect",
+            "reason",
+            "approval",
+            "labels",
+            "description",
+        ];
+        let m = self.mapping(node, "a rule", &known)?;
+        let id = match m.get("id") {
+            Some(n) => self.string(n, "the rule `id`")?,
+            None => {
+                self.err(node.span, "this rule has no `id`")
+                    .with_help("every rule needs a unique `id`, used in decisions and the audit log");
+                return None;
+            }
+        };
+        if id.value.trim().is_empty() {
+            self.err(id.span, "the rule `id` is empty");
+        }
+        let mut targets = Vec::new();
+        match m.get("action") {
+            None => {
+                self.err(node.span, format!("rule `{}` has no `action`", id.value))
+                    .with_help(
+                        "name the action(s) it governs: a name, a list, or a glob like `file.*` (`*` for every action)",
+                    );
+            }
+            Some(a) => match &a.value {
+                YamlValue::Seq(items) => {
+                    if items.is_empty() {
+                        self.err(a.span, format!("rule `{}` targets no action", id.value));
+                    }
+                    for item in items {
+                        if let Some(s) = self.string(item, "an action name") {
+                            targets.push(s);
+                        }
+                    }
+                }
+                _ => targets.extend(self.string(a, "`action` to be a name, a glob or a list; it")),
+            },
+        }
+        let phase = match m.get("phase") {
+            None => Phase::Before,
+            Some(p) => match self.string(p, "`phase`") {
+                Some(s) if s.value == "before" => Phase::Before,
+                Some(s) if s.value == "after" => Phase::After,
+                Some(s) => {
+                    self.err(s.span, format!("unknown phase `{}`", s.value))
+                        .with_help("a phase is `before` (the default) or `after`");
+                    Phase::Before
+                }
+                None => Phase::Before,
+            },
+        };
+        let when = m.get("when").and_then(|w| self.condition(w));
+        let effect = match m.get("effect") {
+            Some(e) => self.effect(e, "effect")?,
+            None => {
+                self.err(node.span, format!("rule `{}` has no `effect`", id.value))
+                    .with_help("add `effect: allow`, `effect: block` or `effect: require_approval`");
+                return None;
+            }
+        };
+        let reason = m
+            .get("reason")
+            .and_then(|r| self.string(r, "`reason`"))
+            .map(|s| s.value);
+        let approval = m.get("approval").and_then(|a| self.approval(a));
+        if approval.is_some() && effect.value != Effect::RequireApproval {
+            if let Some(a) = m.get("approval") {
+                self.err(
+                    a.span,
+                    format!(
+                        "rule `{}` has `approval` but its effect is `{}`",
+                        id.value, effect.value
+                    ),
+                )
+                .with_help("`approval` only applies to `effect: require_approval`");
+            }
+        }
+        let mut labels = Vec::new();
+        if let Some(l) = m.get("labels") {
+            if let Some(items) = self.seq(l, "`labels`") {
+                for item in items {
+                    if let Some(s) = self.string(item, "a label") {
+                        labels.push(s);
+                    }
+                }
+            }
+        }
+        Some(RuleAst {
+            id,
+            targets,
+            phase,
+            when,
+            effect,
+            reason,
+            approval,
+            labels,
+            file: file_index,
+            span: node.span,
+        })
+    }
+
+    fn approval(&mut self, node: &YamlNode) -> Option<ApprovalAst> {
+        let m = self.mapping(node, "`approval`", &["role", "ttl"])?;
+        let role = match m.get("role") {
+            Some(r) => self.string(r, "`role`")?,
+            None => {
+                self.err(node.span, "`approval` needs a `role`: who may approve");
+                return None;
+            }
+        };
+        let ttl_seconds = match m.get("ttl") {
+            None => None,
+            Some(t) => {
+                let s = self.string(t, "`ttl` to be a duration such as `1h`; it")?;
+                match crate::value::parse_duration(&s.value) {
+                    Some(d) if d.as_secs() > 0 => Some(Spanned::new(d.as_secs() as u64, s.span)),
+                    _ => {
+                        self.err(s.span, format!("`{}` is not a positive duration", s.value))
+                            .with_help("write a duration like `30m`, `1h` or `24h`");
+                        None
+                    }
+                }
+            }
+        };
+        Some(ApprovalAst { role, ttl_seconds })
+    }
+
+    /// Parses a `when` condition, mapping its spans into the file.
+    fn condition(&mut self, node: &YamlNode) -> Option<Expr> {
+        let text = match &node.value {
+            YamlValue::String(s) => s,
+            YamlValue::Bool(b) => {
+                return Some(Expr {
+                    kind: ExprKind::Bool(*b),
+                    span: node.span,
+                })
+            }
+            _ => {
+                self.expected(node, "`when` to be a condition such as `input.amount > 100`");
+                return None;
+            }
+        };
+        let file_text = self.file.text().to_string();
+        let map = |rel: u32| -> u32 { u32::try_from(node.string_offset(&file_text, rel as usize)).unwrap_or(u32::MAX) };
+        match cel::parse(text) {
+            Ok(mut expr) => {
+                expr.shift(&map);
+                Some(expr)
+            }
+            Err(e) => {
+                let span = Span {
+                    start: map(e.span.start),
+                    end: map(e.span.end),
+                };
+                let d = self.err(span, e.message);
+                if let Some(h) = e.help {
+                    d.with_help(h);
+                }
+                None
+            }
+        }
+    }
+}
+
+fn describe(node: &YamlNode) -> String {
+    match &node.value {
+        YamlValue::String(s) if s.chars().count() <= 40 => format!("the string `{s}`"),
+        _ => node.kind_name().to_string(),
+    }
+}
+
+/// Action names: dotted identifiers; `-` allowed since MCP tool names use it.
+pub fn valid_action_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 256
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !name.starts_with('.')
+        && !name.ends_with('.')
+        && !name.contains("..")
+}
+
+fn valid_field_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Parses `list<map<int>>` and friends; on failure returns the bad part.
+fn parse_type_name(text: &str, depth: usize) -> Result<TypeAst, &str> {
+    if depth > 16 {
+        return Err(text);
+    }
+    let text = text.trim();
+    let generic = |prefix: &str| {
+        text.strip_prefix(prefix)
+            .and_then(|r| r.trim_start().strip_prefix('<'))
+            .and_then(|r| r.strip_suffix('>'))
+    };
+    if let Some(inner) = generic("list") {
+        let elem = parse_type_name(inner, depth + 1)?;
+        return Ok(TypeAst::List(Box::new(Spanned::new(elem, Span::default()))));
+    }
+    if let Some(inner) = generic("map") {
+        let elem = parse_type_name(inner, depth + 1)?;
+        return Ok(TypeAst::Map(Box::new(Spanned::new(elem, Span::default()))));
+    }
+    Ok(match text {
+        "string" => TypeAst::String,
+        "int" => TypeAst::Int,
+        "number" => TypeAst::Number,
+        "bool" => TypeAst::Bool,
+        "timestamp" => TypeAst::Timestamp,
+        "duration" => TypeAst::Duration,
+        other => return Err(other),
+    })
+}

@@ -1,0 +1,356 @@
+//! Policy test files: a policy reference plus cases of request → expected
+//! decision. The same format serves `rein test` and Rein's own corpus.
+//!
+//! ```yaml
+//! policy: refund.yaml          # or a list; paths relative to this file
+//! cases:
+//!   - name: small refund is allowed
+//!     request: {action: refund, input: {amount: 50, currency: EUR}}
+//!     expect: allow
+//!     rules: [small_refunds]     # optional: exactly these rules matched
+//!   - name: negative amounts break the contract
+//!     request: {action: refund, input: {amount: -1, currency: EUR}}
+//!     expect: block
+//!     violation: input.amount    # optional: the field named by the contract check
+//!     reason: at least 0         # optional: text one reason must contain
+//! ```
+
+use crate::ast::Effect;
+use crate::diagnostics::{did_you_mean, Diagnostic, LoadError};
+use crate::policy::Policy;
+use crate::request::Request;
+use crate::source::{SourceFile, Span};
+use crate::syntax::yaml::{self, YamlNode, YamlValue};
+use std::path::{Path, PathBuf};
+
+/// One test case.
+#[derive(Clone, Debug)]
+pub struct TestCase {
+    /// Its name.
+    pub name: String,
+    /// Line of the case in the test file.
+    pub line: usize,
+    /// The request to decide.
+    pub request: Request,
+    /// The expected effect.
+    pub expect: Effect,
+    /// If given, exactly these rules must match (order ignored).
+    pub rules: Option<Vec<String>>,
+    /// If given, the contract violation must name this field.
+    pub violation: Option<String>,
+    /// If given, one reason must contain this text.
+    pub reason: Option<String>,
+}
+
+/// A parsed test file.
+#[derive(Clone, Debug)]
+pub struct TestFile {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The policy files it tests (resolved against the test file's folder).
+    pub policy: Vec<PathBuf>,
+    /// Its cases.
+    pub cases: Vec<TestCase>,
+}
+
+/// The result of one case.
+#[derive(Clone, Debug)]
+pub struct CaseResult {
+    /// The case name.
+    pub name: String,
+    /// Its line in the test file.
+    pub line: usize,
+    /// What did not hold; empty when the case passed.
+    pub failures: Vec<String>,
+    /// The decision, as JSON.
+    pub decision: serde_json::Value,
+}
+
+impl CaseResult {
+    /// True when every expectation held.
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// Reads a test file.
+pub fn read_test_file(path: &Path) -> Result<TestFile, LoadError> {
+    let name = path.display().to_string();
+    let text = std::fs::read(path)
+        .map_err(|e| LoadError::new(vec![Diagnostic::general(format!("cannot read `{name}`: {e}"))]))?;
+    let text = String::from_utf8(text)
+        .map_err(|_| LoadError::new(vec![Diagnostic::general(format!("`{name}` is not valid UTF-8"))]))?;
+    let source = SourceFile::new(name, text);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    parse_test_file(&source, dir, path)
+}
+
+fn parse_test_file(source: &SourceFile, dir: &Path, path: &Path) -> Result<TestFile, LoadError> {
+    let mut diags = Vec::new();
+    let err = |diags: &mut Vec<Diagnostic>, span: Span, msg: String| diags.push(Diagnostic::error(source, span, msg));
+    let root = yaml::parse(source.text()).map_err(|e| {
+        LoadError::new(vec![Diagnostic::error(
+            source,
+            e.span,
+            format!("invalid YAML: {}", e.message),
+        )])
+    })?;
+    let mut out = TestFile {
+        path: path.to_path_buf(),
+        policy: Vec::new(),
+        cases: Vec::new(),
+    };
+    let Some(top) = entries(&root, source, &["policy", "cases"], &mut diags) else {
+        return Err(LoadError::new(diags));
+    };
+    match top.iter().find(|(k, _)| *k == "policy").map(|(_, v)| *v) {
+        None => err(
+            &mut diags,
+            root.span,
+            "the test file has no `policy`: the policy file(s) to test".into(),
+        ),
+        Some(p) => match &p.value {
+            YamlValue::String(s) => out.policy.push(dir.join(s)),
+            YamlValue::Seq(items) => {
+                for i in items {
+                    match &i.value {
+                        YamlValue::String(s) => out.policy.push(dir.join(s)),
+                        _ => err(&mut diags, i.span, "a policy path must be a string".into()),
+                    }
+                }
+            }
+            _ => err(&mut diags, p.span, "`policy` must be a path or a list of paths".into()),
+        },
+    }
+    match top.iter().find(|(k, _)| *k == "cases").map(|(_, v)| *v) {
+        None => err(&mut diags, root.span, "the test file has no `cases`".into()),
+        Some(YamlNode {
+            value: YamlValue::Seq(items),
+            ..
+        }) => {
+            for (i, item) in items.iter().enumerate() {
+                if let Some(case) = parse_case(item, i, source, &mut diags) {
+                    out.cases.push(case);
+                }
+            }
+        }
+        Some(other) => err(&mut diags, other.span, "`cases` must be a list".into()),
+    }
+    if diags.is_empty() {
+        Ok(out)
+    } else {
+        Err(LoadError::new(diags))
+    }
+}
+
+fn entries<'n>(
+    node: &'n YamlNode,
+    source: &SourceFile,
+    known: &[&str],
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Vec<(&'n str, &'n YamlNode)>> {
+    let YamlValue::Map(m) = &node.value else {
+        diags.push(Diagnostic::error(
+            source,
+            node.span,
+            format!("expected a mapping, found {}", node.kind_name()),
+        ));
+        return None;
+    };
+    let mut out = Vec::new();
+    for (k, v) in m {
+        match &k.value {
+            YamlValue::String(s) if known.contains(&s.as_str()) => out.push((s.as_str(), v)),
+            YamlValue::String(s) => {
+                let d = Diagnostic::error(source, k.span, format!("unknown key `{s}`"));
+                diags.push(match did_you_mean(s, known.iter().copied()) {
+                    Some(h) => d.with_help(format!("did you mean `{h}`?")),
+                    None => d.with_help(format!("known keys: {}", known.join(", "))),
+                });
+            }
+            _ => diags.push(Diagnostic::error(source, k.span, "keys must be strings")),
+        }
+    }
+    Some(out)
+}
+
+fn parse_case(node: &YamlNode, index: usize, source: &SourceFile, diags: &mut Vec<Diagnostic>) -> Option<TestCase> {
+    let fields = entries(
+        node,
+        source,
+        &["name", "request", "expect", "rules", "violation", "reason"],
+        diags,
+    )?;
+    let get = |k: &str| fields.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+    let line = source.line_col(node.span.start as usize).0;
+    let name = match get("name").map(|n| &n.value) {
+        Some(YamlValue::String(s)) => s.clone(),
+        _ => format!("case {}", index + 1),
+    };
+    let Some(req_node) = get("request") else {
+        diags.push(Diagnostic::error(
+            source,
+            node.span,
+            format!("case `{name}` has no `request`"),
+        ));
+        return None;
+    };
+    let request = match Request::from_json(to_json(req_node)) {
+        Ok(r) => r,
+        Err(e) => {
+            diags.push(Diagnostic::error(source, req_node.span, format!("case `{name}`: {e}")));
+            return None;
+        }
+    };
+    let expect = match get("expect").map(|n| (&n.value, n.span)) {
+        Some((YamlValue::String(s), span)) => match Effect::parse(s) {
+            Some(e) => e,
+            None => {
+                diags.push(
+                    Diagnostic::error(source, span, format!("unknown effect `{s}`"))
+                        .with_help("expect `allow`, `block` or `require_approval`"),
+                );
+                return None;
+            }
+        },
+        _ => {
+            diags.push(Diagnostic::error(
+                source,
+                node.span,
+                format!("case `{name}` needs `expect: allow|block|require_approval`"),
+            ));
+            return None;
+        }
+    };
+    let rules = match get("rules") {
+        None => None,
+        Some(YamlNode {
+            value: YamlValue::Seq(items),
+            ..
+        }) => Some(
+            items
+                .iter()
+                .filter_map(|i| match &i.value {
+                    YamlValue::String(s) => Some(s.clone()),
+                    _ => {
+                        diags.push(Diagnostic::error(source, i.span, "a rule id must be a string"));
+                        None
+                    }
+                })
+                .collect(),
+        ),
+        Some(other) => {
+            diags.push(Diagnostic::error(
+                source,
+                other.span,
+                "`rules` must be a list of rule ids",
+            ));
+            None
+        }
+    };
+    let string_of = |k: &str, diags: &mut Vec<Diagnostic>| match get(k) {
+        None => None,
+        Some(YamlNode {
+            value: YamlValue::String(s),
+            ..
+        }) => Some(s.clone()),
+        Some(other) => {
+            diags.push(Diagnostic::error(source, other.span, format!("`{k}` must be a string")));
+            None
+        }
+    };
+    let violation = string_of("violation", diags);
+    let reason = string_of("reason", diags);
+    Some(TestCase {
+        name,
+        line,
+        request,
+        expect,
+        rules,
+        violation,
+        reason,
+    })
+}
+
+/// Converts a YAML tree to JSON (requests in test files are written as YAML).
+pub fn to_json(node: &YamlNode) -> serde_json::Value {
+    use serde_json::Value as J;
+    match &node.value {
+        YamlValue::Null => J::Null,
+        YamlValue::Bool(b) => J::Bool(*b),
+        YamlValue::Int(i) => J::from(*i),
+        YamlValue::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+        YamlValue::String(s) => J::String(s.clone()),
+        YamlValue::Seq(items) => J::Array(items.iter().map(to_json).collect()),
+        YamlValue::Map(entries) => J::Object(
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    let key = match &k.value {
+                        YamlValue::String(s) => s.clone(),
+                        _ => to_json(k).to_string(),
+                    };
+                    (key, to_json(v))
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// Runs every case of a test file against its policy.
+pub fn run_cases(policy: &Policy, file: &TestFile) -> Vec<CaseResult> {
+    file.cases.iter().map(|case| run_case(policy, case)).collect()
+}
+
+fn run_case(policy: &Policy, case: &TestCase) -> CaseResult {
+    let decision = policy.decide(&case.request);
+    let mut failures = Vec::new();
+    if decision.effect() != case.expect {
+        failures.push(format!(
+            "expected `{}`, got `{}` ({})",
+            case.expect,
+            decision.effect(),
+            decision.reasons().join("; ")
+        ));
+    }
+    if let Some(expected) = &case.rules {
+        let mut want: Vec<&str> = expected.iter().map(String::as_str).collect();
+        let mut got = decision.rules();
+        want.sort_unstable();
+        got.sort_unstable();
+        if want != got {
+            failures.push(format!(
+                "expected rules [{}], got [{}]",
+                want.join(", "),
+                got.join(", ")
+            ));
+        }
+    }
+    if let Some(field) = &case.violation {
+        match decision.violation() {
+            Some(v) if &v.path == field => {}
+            Some(v) => failures.push(format!(
+                "expected a contract violation at `{field}`, got one at `{}`: {}",
+                v.path, v.message
+            )),
+            None => failures.push(format!(
+                "expected a contract violation at `{field}`, but the request fit its contract"
+            )),
+        }
+    }
+    if let Some(text) = &case.reason {
+        let reasons = decision.reasons();
+        if !reasons.iter().any(|r| r.contains(text.as_str())) {
+            failures.push(format!(
+                "expected a reason containing `{text}`, got: {}",
+                reasons.join("; ")
+            ));
+        }
+    }
+    CaseResult {
+        name: case.name.clone(),
+        line: case.line,
+        failures,
+        decision: decision.to_json(),
+    }
+}

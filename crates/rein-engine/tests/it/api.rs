@@ -1,0 +1,348 @@
+//! The library API: decisions, contract checks, explanations, loading.
+
+use rein_engine::{Basis, Effect, Outcome, Phase, Policy, Request};
+use serde_json::json;
+
+const REFUND: &str = r#"
+version: "7"
+default: allow
+contracts:
+  actor:
+    id: string
+    role: {type: enum, values: [agent, admin]}
+  snapshot:
+    fraud: bool
+  actions:
+    refund:
+      input:
+        amount: {type: number, min: 0, max: 10000}
+        currency: {type: string, pattern: "^[A-Z]{3}$"}
+        card: {type: string, sensitive: true, optional: true}
+        lines: {type: list, items: {type: object, fields: {sku: string, qty: {type: int, min: 1}, secret: {type: string, sensitive: true}}}, optional: true}
+      output:
+        id: string
+rules:
+  - id: big
+    action: refund
+    when: input.amount > 1000 && actor.role != "admin"
+    effect: block
+    reason: big refunds need an admin
+  - id: review
+    action: refund
+    when: input.amount > 500
+    effect: require_approval
+    approval: {role: lead, ttl: 30m}
+    labels: [money]
+  - id: fraud
+    action: refund
+    when: snapshot.fraud
+    effect: block
+  - id: output_check
+    action: refund
+    phase: after
+    when: output.id == ""
+    effect: block
+"#;
+
+fn policy() -> Policy {
+    Policy::from_yaml_str(REFUND).unwrap()
+}
+
+fn req(amount: f64, role: &str, fraud: bool) -> Request {
+    Request::new("refund")
+        .input(json!({"amount": amount, "currency": "EUR"}))
+        .actor(json!({"id": "a", "role": role}))
+        .snapshot(json!({"fraud": fraud}))
+}
+
+#[test]
+fn block_beats_approval_and_all_matches_are_listed() {
+    let d = policy().decide(&req(1500.0, "agent", false));
+    assert_eq!(d.effect(), Effect::Block);
+    assert_eq!(d.rules(), ["big", "review"]);
+    assert_eq!(d.reasons()[0], "big refunds need an admin");
+    assert!(d.obligations().is_empty(), "a blocked request obliges no approval");
+    assert_eq!(d.labels(), ["money"]);
+}
+
+#[test]
+fn approval_carries_its_obligation() {
+    let d = policy().decide(&req(700.0, "agent", false));
+    assert_eq!(d.effect(), Effect::RequireApproval);
+    let ob = d.obligations();
+    assert_eq!(ob.len(), 1);
+    assert_eq!(ob[0].rule, "review");
+    assert_eq!(ob[0].approval.role, "lead");
+    assert_eq!(ob[0].approval.ttl_seconds, Some(1800));
+    let j = d.to_json();
+    assert_eq!(j["approval"][0]["role"], "lead");
+    assert_eq!(j["policy_version"].as_str().unwrap().len(), 32);
+}
+
+#[test]
+fn default_applies_when_nothing_matches() {
+    let d = policy().decide(&req(10.0, "agent", false));
+    assert_eq!(d.effect(), Effect::Allow);
+    assert_eq!(d.basis(), &Basis::Default);
+    assert!(d.rules().is_empty());
+}
+
+#[test]
+fn the_default_of_the_default_is_block() {
+    let p = Policy::from_yaml_str("contracts: {actions: {a: {input: {}}}}").unwrap();
+    assert_eq!(p.decide(&Request::new("a")).effect(), Effect::Block);
+    // ... but in phase after, an output no rule objects to passes.
+    assert_eq!(p.decide(&Request::new("a").phase(Phase::After)).effect(), Effect::Allow);
+}
+
+#[test]
+fn contract_violations_block_and_name_the_field() {
+    let p = policy();
+    let cases = [
+        (json!({"amount": 5, "currency": "eur"}), "input.currency"),
+        (json!({"amount": -1, "currency": "EUR"}), "input.amount"),
+        (json!({"amount": "5", "currency": "EUR"}), "input.amount"),
+        (json!({"currency": "EUR"}), "input.amount"),
+        (json!({"amount": 5, "currency": "EUR", "extra": 1}), "input.extra"),
+        (
+            json!({"amount": 5, "currency": "EUR", "lines": [{"sku": "a", "qty": 0, "secret": "s"}]}),
+            "input.lines[0].qty",
+        ),
+        (
+            json!({"amount": 5, "currency": "EUR", "lines": [{"sku": "a", "qty": 1.5, "secret": "s"}]}),
+            "input.lines[0].qty",
+        ),
+        (json!({"amount": 1e300, "currency": "EUR"}), "input.amount"),
+        (json!([1, 2]), "input"),
+    ];
+    for (input, path) in cases {
+        let r = Request::new("refund")
+            .input(input.clone())
+            .actor(json!({"id": "a", "role": "agent"}))
+            .snapshot(json!({"fraud": false}));
+        let d = p.decide(&r);
+        assert_eq!(d.effect(), Effect::Block, "{input}");
+        assert_eq!(
+            d.violation().map(|v| v.path.as_str()),
+            Some(path),
+            "{input}: {:?}",
+            d.reasons()
+        );
+        assert!(d.reasons()[0].starts_with("contract: "));
+    }
+    let d = p.decide(&Request::new("refnd"));
+    assert_eq!(d.violation().unwrap().path, "action");
+    assert!(d.violation().unwrap().message.contains("did you mean `refund`?"));
+    let d = p.decide(&req(5.0, "root", false));
+    assert_eq!(d.violation().unwrap().path, "actor.role");
+}
+
+#[test]
+fn after_phase_checks_the_output_contract_and_after_rules() {
+    let p = policy();
+    let base = req(5.0, "agent", false);
+    let d = p.decide(&base.clone().output(json!({"id": ""})));
+    assert_eq!((d.effect(), d.rules()), (Effect::Block, vec!["output_check"]));
+    assert_eq!(d.phase(), Phase::After);
+    let d = p.decide(&base.clone().output(json!({"id": "r1"})));
+    assert_eq!(d.effect(), Effect::Allow);
+    let d = p.decide(&base.clone().output(json!({"id": 7})));
+    assert_eq!(d.violation().unwrap().path, "output.id");
+    let d = p.decide(&base.clone().phase(Phase::After));
+    assert_eq!(d.violation().unwrap().path, "output");
+    let mut before_with_output = base.output(json!({"id": "x"}));
+    before_with_output.phase = Phase::Before;
+    assert_eq!(p.decide(&before_with_output).violation().unwrap().path, "output");
+}
+
+#[test]
+fn prepared_requests_decide_like_requests() {
+    let p = policy();
+    let r = req(700.0, "agent", true);
+    let prepared = p.prepare(&r).unwrap();
+    assert_eq!(prepared.action(), "refund");
+    let (a, b) = (prepared.decide(), p.decide(&r));
+    assert_eq!((a.effect(), a.rules()), (b.effect(), b.rules()));
+    assert!(p.prepare(&Request::new("nope")).is_err());
+}
+
+#[test]
+fn explain_traces_every_rule_and_subexpression() {
+    let e = policy().explain(&req(1500.0, "admin", false));
+    assert_eq!(e.decision.effect(), Effect::RequireApproval);
+    let big = e.rules.iter().find(|r| r.id == "big").unwrap();
+    assert_eq!(big.outcome, Outcome::NotMatched);
+    let step = |expr: &str| big.steps.iter().find(|s| s.expr == expr).map(|s| s.value.clone());
+    assert_eq!(step("input.amount"), Some(json!(1500.0)));
+    assert_eq!(step("input.amount > 1000"), Some(json!(true)));
+    assert_eq!(step("actor.role"), Some(json!("admin")));
+    assert_eq!(step("actor.role != \"admin\""), Some(json!(false)));
+    let text = e.to_string();
+    assert!(text.contains("rule big (block): not matched"), "{text}");
+    assert!(text.contains("rule review (require_approval): matched"), "{text}");
+    assert_eq!(e.to_json()["rules"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn evaluation_errors_block_with_the_error() {
+    let p = Policy::from_yaml_str(
+        r#"
+default: allow
+contracts:
+  actions:
+    a:
+      input: {n: int, m: map<int>, u: string}
+rules:
+  - id: div
+    action: a
+    when: 10 / input.n > 1
+    effect: allow
+  - id: key
+    action: a
+    when: input.m.limit > 3
+    effect: allow
+  - id: url
+    action: a
+    when: url(input.u).host == "x"
+    effect: allow
+  - id: clock
+    action: a
+    when: now > timestamp("2020-01-01T00:00:00Z")
+    effect: allow
+"#,
+    )
+    .unwrap();
+    let d = p.decide(&Request::new("a").input(json!({"n": 0, "m": {}, "u": "::"})));
+    assert_eq!(d.effect(), Effect::Block);
+    assert_eq!(d.basis(), &Basis::EvalError);
+    let errs: Vec<String> = d.errors().into_iter().map(|e| e.rule).collect();
+    assert_eq!(errs, ["div", "key", "url", "clock"]);
+    let reasons = d.reasons().join("\n");
+    assert!(reasons.contains("division by zero"), "{reasons}");
+    assert!(reasons.contains("no key `limit`"), "{reasons}");
+    assert!(reasons.contains("the request carries no time"), "{reasons}");
+    let ok = p.decide(
+        &Request::new("a")
+            .input(json!({"n": 2, "m": {"limit": 5}, "u": "https://x/"}))
+            .time("2026-01-01T00:00:00Z".parse().unwrap()),
+    );
+    assert_eq!(ok.effect(), Effect::Allow, "{:?}", ok.reasons());
+}
+
+#[test]
+fn version_is_stable_and_order_independent() {
+    let a = "contracts: {actions: {a: {input: {}}}}\n";
+    let b = "rules: [{id: r, action: a, effect: allow}]\n";
+    let p1 = Policy::from_sources([("1.yaml", a), ("2.yaml", b)]).unwrap();
+    let p2 = Policy::from_sources([("x.yaml", b), ("y.yaml", a)]).unwrap();
+    assert_eq!(p1.version(), p2.version());
+    let p3 = Policy::from_sources([
+        ("1.yaml", a),
+        ("2.yaml", "rules: [{id: r, action: a, effect: block}]\n"),
+    ])
+    .unwrap();
+    assert_ne!(p1.version(), p3.version());
+}
+
+#[test]
+fn sensitive_fields_are_listed_for_redaction() {
+    assert_eq!(
+        policy().sensitive_fields("refund"),
+        ["input.card", "input.lines[].secret"]
+    );
+    assert!(policy().sensitive_fields("nope").is_empty());
+}
+
+#[test]
+fn policy_is_send_sync_and_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Policy>();
+    assert_send_sync::<rein_engine::Decision>();
+    let p = policy();
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let p = p.clone();
+            std::thread::spawn(move || p.decide(&req(f64::from(i) * 400.0, "agent", false)).effect())
+        })
+        .collect();
+    let effects: Vec<Effect> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(
+        effects,
+        [Effect::Allow, Effect::Allow, Effect::RequireApproval, Effect::Block]
+    );
+}
+
+#[test]
+fn hostile_requests_get_clear_errors_not_panics() {
+    // Deep nesting is refused by the JSON reader, with a message.
+    let deep = format!(
+        "{{\"action\": \"refund\", \"input\": {}{}}}",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let err = Request::from_json_str(&deep).unwrap_err().to_string();
+    assert!(err.contains("recursion limit"), "{err}");
+    // Huge numbers and overlong strings meet the contract.
+    let p = policy();
+    let d = p.decide(&Request::new("refund").input(json!({"amount": 5, "currency": "E".repeat(1_000_000)})));
+    assert_eq!(d.violation().unwrap().path, "input.currency");
+    let d = p.decide(
+        &Request::from_json_str(r#"{"action":"refund","input":{"amount":1e999,"currency":"EUR"}}"#).unwrap_or_default(),
+    );
+    assert_eq!(d.effect(), Effect::Block);
+}
+
+#[test]
+fn glob_and_path_functions_cannot_be_dodged() {
+    let p = Policy::from_yaml_str(
+        r#"
+default: allow
+contracts:
+  actions:
+    file.read: {input: {path: string}}
+rules:
+  - id: env
+    action: file.read
+    when: input.path.glob("**/.env")
+    effect: block
+  - id: etc
+    action: file.read
+    when: input.path.under("/etc")
+    effect: block
+"#,
+    )
+    .unwrap();
+    let effect = |path: &str| {
+        p.decide(&Request::new("file.read").input(json!({"path": path})))
+            .effect()
+    };
+    for blocked in [
+        ".env",
+        "./.env",
+        "a/../.env",
+        "/home/u/project/.env",
+        "/home/u//project/./.env",
+        "/etc/passwd",
+        "/tmp/../etc/shadow",
+        "/etc",
+    ] {
+        assert_eq!(effect(blocked), Effect::Block, "{blocked}");
+    }
+    for allowed in [".env.example", "/etc2/x", "/home/u/env", "/home/u/.environment"] {
+        assert_eq!(effect(allowed), Effect::Allow, "{allowed}");
+    }
+}
+
+#[test]
+fn files_and_directories_load_with_clear_errors() {
+    let dir = std::env::temp_dir().join(format!("rein-load-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("a.yaml"), "contracts: {actions: {a: {input: {}}}}\n").unwrap();
+    std::fs::write(dir.join("sub/b.yml"), "rules: [{id: r, action: a, effect: allow}]\n").unwrap();
+    std::fs::write(dir.join("a.test.yaml"), "not: a policy\n").unwrap();
+    let p = Policy::load(&[&dir]).unwrap();
+    assert_eq!(p.decide(&Request::new("a")).effect(), Effect::Allow);
+    let err = Policy::load(&[dir.join("missing.yaml")]).unwrap_err().to_string();
+    assert!(err.contains("cannot read") && err.contains("missing.yaml"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,9 @@
+//! Integration tests of the engine, as one binary (faster to build and link
+//! than one binary per file).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod api;
+mod corpus;
+mod diagnostics;
+mod props;
