@@ -35,6 +35,9 @@ pub(crate) struct Env<'a> {
 
 /// Receives every evaluated node with its value (for `explain`).
 pub(crate) trait Tracer {
+    /// False for the no-op tracer, so the hot path skips building what it
+    /// would record.
+    const ENABLED: bool = true;
     fn record(&mut self, node: &Node, value: &Result<Cow<'_, Value>, EvalError>);
 }
 
@@ -42,6 +45,7 @@ pub(crate) trait Tracer {
 pub(crate) struct NoTrace;
 
 impl Tracer for NoTrace {
+    const ENABLED: bool = false;
     #[inline(always)]
     fn record(&mut self, _: &Node, _: &Result<Cow<'_, Value>, EvalError>) {}
 }
@@ -66,7 +70,9 @@ pub(crate) fn eval_condition<T: Tracer>(
 
 fn eval<'a, T: Tracer>(node: &'a Node, env: &Env<'a>, frame: &mut Frame<'_, T>) -> R<'a> {
     let result = eval_inner(node, env, frame);
-    frame.tracer.record(node, &result);
+    if T::ENABLED {
+        frame.tracer.record(node, &result);
+    }
     result
 }
 
@@ -151,20 +157,30 @@ fn eval_inner<'a, T: Tracer>(node: &'a Node, env: &Env<'a>, frame: &mut Frame<'_
             })
         }
         NodeKind::Has { base, steps } => {
-            let b = eval(base, env, frame)?;
-            let mut cur: &Value = b.as_ref();
-            for step in steps.iter() {
-                let next = match (step, cur) {
-                    (Step::Field(i), Value::Object(fields)) => fields.get(*i as usize),
-                    (Step::Key(k), Value::Map(m)) => m.get(k),
-                    _ => None,
-                };
-                match next {
-                    Some(Value::Absent) | None => return Ok(Cow::Owned(Value::Bool(false))),
-                    Some(v) => cur = v,
+            // A path from a root is walked in place: evaluating the root as a
+            // value would copy the whole object.
+            if let NodeKind::Path { root: r, path } = &base.kind {
+                let fields = root(env, *r)?;
+                let mut cur: Option<&Value> = None;
+                for idx in path.iter() {
+                    let here = match cur {
+                        None => fields,
+                        Some(Value::Object(f)) => f,
+                        Some(_) => return Ok(Cow::Owned(Value::Bool(false))),
+                    };
+                    match here.get(*idx as usize) {
+                        Some(Value::Absent) | None => return Ok(Cow::Owned(Value::Bool(false))),
+                        Some(v) => cur = Some(v),
+                    }
                 }
+                let present = match cur {
+                    None => walk_steps_from_fields(fields, steps),
+                    Some(v) => walk_steps(v, steps),
+                };
+                return Ok(Cow::Owned(Value::Bool(present)));
             }
-            Ok(Cow::Owned(Value::Bool(true)))
+            let b = eval(base, env, frame)?;
+            Ok(Cow::Owned(Value::Bool(walk_steps(b.as_ref(), steps))))
         }
         NodeKind::Not(x) => Ok(Cow::Owned(Value::Bool(!as_bool(eval(x, env, frame)?.as_ref())?))),
         NodeKind::Neg(x) => match eval(x, env, frame)?.as_ref() {
@@ -252,6 +268,35 @@ fn eval_inner<'a, T: Tracer>(node: &'a Node, env: &Env<'a>, frame: &mut Frame<'_
             Ok(Cow::Owned(Value::Map(out)))
         }
         NodeKind::Comprehension { kind, range, var, body } => comprehension(*kind, range, *var, body, env, frame),
+    }
+}
+
+/// True when every step from `start` reaches a present value.
+fn walk_steps(start: &Value, steps: &[Step]) -> bool {
+    let mut cur = start;
+    for step in steps {
+        let next = match (step, cur) {
+            (Step::Field(i), Value::Object(fields)) => fields.get(*i as usize),
+            (Step::Key(k), Value::Map(m)) => m.get(k),
+            _ => None,
+        };
+        match next {
+            Some(Value::Absent) | None => return false,
+            Some(v) => cur = v,
+        }
+    }
+    true
+}
+
+/// [`walk_steps`] from a root's fields.
+fn walk_steps_from_fields(fields: &[Value], steps: &[Step]) -> bool {
+    match steps.split_first() {
+        None => true,
+        Some((Step::Field(i), rest)) => match fields.get(*i as usize) {
+            Some(Value::Absent) | None => false,
+            Some(v) => walk_steps(v, rest),
+        },
+        Some((Step::Key(_), _)) => false,
     }
 }
 

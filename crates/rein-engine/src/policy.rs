@@ -15,6 +15,10 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Up to this many actions, an unknown action's refusal suggests the closest
+/// name.
+const MAX_ACTIONS_FOR_HINT: usize = 32;
+
 /// Largest policy file the loader reads.
 pub const MAX_POLICY_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -150,15 +154,20 @@ impl Policy {
     fn prepare_inner(&self, request: &Request) -> Result<Prepared, Violation> {
         let p = &self.inner;
         let Some(&action) = p.action_index.get(&request.action) else {
-            let known = p.actions.iter().map(|a| a.name());
-            let hint = crate::diagnostics::did_you_mean(&request.action, known)
-                .map(|s| format!(" (did you mean `{s}`?)"))
-                .unwrap_or_default();
+            // The "did you mean" hint compares the name with every action;
+            // bounded so that bad action names stay cheap to refuse.
+            let hint = if p.actions.len() <= MAX_ACTIONS_FOR_HINT && request.action.len() <= 256 {
+                let known = p.actions.iter().map(|a| a.name());
+                crate::diagnostics::did_you_mean(&request.action, known).map(|s| format!(" (did you mean `{s}`?)"))
+            } else {
+                None
+            };
             return Err(Violation {
                 path: "action".into(),
                 message: format!(
-                    "unknown action `{}`: the policy has no contract for it{hint}",
-                    request.action
+                    "unknown action `{}`: the policy has no contract for it{}",
+                    request.action,
+                    hint.unwrap_or_default()
                 ),
             });
         };
@@ -264,22 +273,24 @@ impl Prepared {
                     .when_span
                     .and_then(|s| file.text().get(s.start as usize..s.end as usize))
                     .map(str::to_string);
+                let mut seen: Vec<(String, serde_json::Value)> = Vec::new();
+                for (span, value) in steps {
+                    // The whole condition is the rule's outcome; repeated
+                    // reads of the same value add nothing.
+                    if Some(span) == info.when_span {
+                        continue;
+                    }
+                    let expr = one_line(file.text().get(span.start as usize..span.end as usize).unwrap_or("?"));
+                    if !seen.iter().any(|(e, v)| *e == expr && *v == value) {
+                        seen.push((expr, value));
+                    }
+                }
                 Some(RuleTrace {
                     id: info.id.clone(),
                     effect: info.effect,
-                    condition,
+                    condition: condition.map(|c| one_line(&c)),
                     outcome,
-                    steps: steps
-                        .into_iter()
-                        .map(|(span, value)| Step {
-                            expr: file
-                                .text()
-                                .get(span.start as usize..span.end as usize)
-                                .unwrap_or("?")
-                                .to_string(),
-                            value,
-                        })
-                        .collect(),
+                    steps: seen.into_iter().map(|(expr, value)| Step { expr, value }).collect(),
                 })
             })
             .collect();
@@ -438,15 +449,20 @@ impl std::fmt::Display for Explanation {
             };
             writeln!(f, "\nrule {} ({}): {mark}", rule.id, rule.effect)?;
             match &rule.condition {
-                Some(c) => writeln!(f, "  when: {}", c.trim())?,
+                Some(c) => writeln!(f, "  when: {c}")?,
                 None => writeln!(f, "  when: (always)")?,
             }
             for step in &rule.steps {
-                writeln!(f, "    {} = {}", step.expr.trim(), step.value)?;
+                writeln!(f, "    {} = {}", step.expr, step.value)?;
             }
         }
         Ok(())
     }
+}
+
+/// Source text on one line: YAML block scalars keep their line breaks.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Records (span, value) of evaluated non-constant nodes.

@@ -11,7 +11,7 @@ use crate::ast::{
 use crate::diagnostics::{did_you_mean, Diagnostic};
 use crate::source::{SourceFile, Span};
 use crate::syntax::cel;
-use crate::syntax::yaml::{self, YamlNode, YamlValue};
+use crate::syntax::yaml::{self, ScalarStyle, YamlNode, YamlValue};
 
 /// Reads one native policy file; problems go to `diags`.
 pub fn read_policy_file(source: &SourceFile, file_index: usize, diags: &mut Vec<Diagnostic>) -> PolicyFile {
@@ -671,8 +671,8 @@ impl<'d> Cx<'d> {
                 return None;
             }
         };
-        let file_text = self.file.text().to_string();
-        let map = |rel: u32| -> u32 { u32::try_from(node.string_offset(&file_text, rel as usize)).unwrap_or(u32::MAX) };
+        let file = self.file.clone();
+        let map = offset_map(node, file.text(), text);
         match cel::parse(text) {
             Ok(mut expr) => {
                 expr.shift(&map);
@@ -690,6 +690,33 @@ impl<'d> Cx<'d> {
                 None
             }
         }
+    }
+}
+
+/// Maps byte offsets inside a condition's text to offsets in the file.
+///
+/// Most conditions are written verbatim (plain or quoted without escapes),
+/// so the mapping is a constant shift. Otherwise each offset is aligned with
+/// the source by the YAML reader, which walks the scalar; for long scalars
+/// that walk per offset would be quadratic, so they point at the scalar's
+/// start instead.
+fn offset_map<'a>(node: &'a YamlNode, file: &'a str, value: &str) -> impl Fn(u32) -> u32 + 'a {
+    let start = node.span.start as usize;
+    let quote = usize::from(matches!(
+        node.style,
+        ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted
+    ));
+    let verbatim = file.get(start + quote..start + quote + value.len()) == Some(value);
+    let slow_ok = value.len() <= 4096;
+    move |rel: u32| -> u32 {
+        let offset = if verbatim {
+            start + quote + rel as usize
+        } else if slow_ok {
+            node.string_offset(file, rel as usize)
+        } else {
+            start
+        };
+        u32::try_from(offset).unwrap_or(u32::MAX)
     }
 }
 
