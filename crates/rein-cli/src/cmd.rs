@@ -1,6 +1,10 @@
 //! Argument definitions and dispatch.
 
+mod approvals;
+mod audit;
 mod check;
+mod remote;
+mod serve;
 mod test;
 mod validate;
 
@@ -55,6 +59,14 @@ enum Command {
     /// Run policy test files (`*.test.yaml`): requests with expected
     /// decisions. Prints `N passed, N failed`; exits 1 on any failure.
     Test(test::TestArgs),
+    /// Run the decision server: HTTP API for decisions, outcomes, approvals
+    /// and the audit log, on the embedded SQLite store.
+    Serve(serve::ServeArgs),
+    /// Inspect the audit log: verify the hash chain, query, export, and
+    /// replay recorded requests under another policy.
+    Audit(audit::AuditArgs),
+    /// List, grant and deny approvals.
+    Approvals(approvals::ApprovalsArgs),
 }
 
 /// The policy files every deciding command takes.
@@ -87,6 +99,9 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Check(args) => check::run_check(args, color),
         Command::Explain(args) => check::run_explain(args, color),
         Command::Test(args) => test::run(args, color),
+        Command::Serve(args) => serve::run(args),
+        Command::Audit(args) => audit::run(args, color),
+        Command::Approvals(args) => approvals::run(args),
     }
 }
 

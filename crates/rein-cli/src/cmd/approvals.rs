@@ -1,0 +1,167 @@
+//! `rein approvals`: list, grant, deny.
+
+use super::remote::{server_error, Conn, Target};
+use super::{EXIT_ALLOW, EXIT_BLOCK};
+use clap::{Args, Subcommand, ValueEnum};
+use rein_store::{ApprovalRecord, ApprovalState};
+use std::io::Write;
+
+#[derive(Args, Debug)]
+pub struct ApprovalsArgs {
+    #[command(subcommand)]
+    command: ApprovalsCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum ApprovalsCommand {
+    /// List approvals, newest first.
+    List {
+        #[command(flatten)]
+        target: Target,
+        /// Only approvals in this state.
+        #[arg(long, value_enum, default_value_t = StateArg::Pending)]
+        state: StateArg,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+        /// Print JSON Lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Grant a pending approval: the identical request, re-sent with this
+    /// approval id, is then allowed once.
+    Grant(DecideArgs),
+    /// Deny a pending approval.
+    Deny(DecideArgs),
+}
+
+#[derive(Args, Debug)]
+struct DecideArgs {
+    /// The approval id.
+    id: String,
+    #[command(flatten)]
+    target: Target,
+    /// Who approves, when working on the store file directly (through a
+    /// server, the token's name is used). Nobody may approve a request
+    /// they made.
+    #[arg(long = "as", value_name = "NAME", required_unless_present = "server")]
+    approver: Option<String>,
+    /// A comment for the audit trail.
+    #[arg(long)]
+    comment: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum StateArg {
+    Pending,
+    Granted,
+    Denied,
+    Used,
+    All,
+}
+
+impl StateArg {
+    fn state(self) -> Option<ApprovalState> {
+        match self {
+            StateArg::Pending => Some(ApprovalState::Pending),
+            StateArg::Granted => Some(ApprovalState::Granted),
+            StateArg::Denied => Some(ApprovalState::Denied),
+            StateArg::Used => Some(ApprovalState::Used),
+            StateArg::All => None,
+        }
+    }
+}
+
+pub fn run(args: ApprovalsArgs) -> anyhow::Result<u8> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    match args.command {
+        ApprovalsCommand::List {
+            target,
+            state,
+            limit,
+            json,
+        } => {
+            let list: Vec<ApprovalRecord> = match target.connect()? {
+                Conn::Local(store) => {
+                    rt.block_on(rein_store::Store::list_approvals(store.as_ref(), state.state(), limit))?
+                }
+                remote => {
+                    let q = match state.state() {
+                        Some(s) => format!("?state={}&limit={limit}", s.as_str()),
+                        None => format!("?limit={limit}"),
+                    };
+                    let (status, body) = remote.call("GET", &format!("/v1/approvals{q}"), None)?;
+                    if status != 200 {
+                        return Err(server_error(status, &body));
+                    }
+                    serde_json::from_value(body["approvals"].clone())?
+                }
+            };
+            let mut out = std::io::stdout().lock();
+            for a in &list {
+                if json {
+                    writeln!(out, "{}", serde_json::to_string(a)?)?;
+                } else {
+                    writeln!(
+                        out,
+                        "{}  {:<8}  {:<20}  role {:<10}  by {:<12}  expires {}  rules {}",
+                        a.id,
+                        a.state.as_str(),
+                        a.action,
+                        a.role,
+                        a.requested_by.as_deref().unwrap_or("-"),
+                        a.expires_at,
+                        a.rules.join(",")
+                    )?;
+                }
+            }
+            if list.is_empty() && !json {
+                writeln!(out, "no approvals")?;
+            }
+            Ok(EXIT_ALLOW)
+        }
+        ApprovalsCommand::Grant(a) => decide(&rt, a, true),
+        ApprovalsCommand::Deny(a) => decide(&rt, a, false),
+    }
+}
+
+fn decide(rt: &tokio::runtime::Runtime, args: DecideArgs, grant: bool) -> anyhow::Result<u8> {
+    let verb = if grant { "grant" } else { "deny" };
+    let record: ApprovalRecord = match args.target.connect()? {
+        Conn::Local(store) => {
+            let approver = args.approver.clone().unwrap_or_default();
+            let now = rein_store::chain::format_time(jiff::Timestamp::now());
+            let result = rt.block_on(rein_store::Store::decide_approval(
+                store.as_ref(),
+                &args.id,
+                grant,
+                &approver,
+                args.comment.as_deref(),
+                &now,
+            ))?;
+            match result {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot {verb}: {e}");
+                    return Ok(EXIT_BLOCK);
+                }
+            }
+        }
+        remote => {
+            let body = serde_json::json!({ "comment": args.comment });
+            let (status, body) = remote.call("POST", &format!("/v1/approvals/{}/{verb}", args.id), Some(body))?;
+            if status != 200 {
+                eprintln!("error: cannot {verb}: {}", server_error(status, &body));
+                return Ok(EXIT_BLOCK);
+            }
+            serde_json::from_value(body)?
+        }
+    };
+    println!(
+        "{} {} by {}",
+        record.id,
+        record.state.as_str(),
+        record.decided_by.as_deref().unwrap_or("-")
+    );
+    Ok(EXIT_ALLOW)
+}

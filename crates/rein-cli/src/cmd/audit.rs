@@ -1,0 +1,290 @@
+//! `rein audit`: verify, query, export, replay.
+
+use super::remote::{server_error, Conn, Target};
+use super::{load_policy, Format, EXIT_ALLOW, EXIT_BLOCK, EXIT_USAGE};
+use clap::{Args, Subcommand, ValueEnum};
+use rein_store::{AuditQuery, AuditRecord, Verification};
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    command: AuditCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Walk the hash chain; name the first changed, removed, inserted or
+    /// reordered record. Exits 0 with the record count when intact, 1 when
+    /// broken.
+    Verify {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print the records matching every filter given.
+    Query {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        filters: Filters,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutFormat::Table)]
+        format: OutFormat,
+    },
+    /// Print every record (or those matching the filters) as JSON Lines.
+    Export {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        filters: Filters,
+    },
+    /// Re-decide every recorded request under another policy and print each
+    /// decision that would change, with counts per rule (what-if before a
+    /// rollout). Works on the store file.
+    Replay {
+        /// The SQLite file of the store.
+        #[arg(long, value_name = "FILE", default_value = "rein.db")]
+        db: PathBuf,
+        /// The policy to try.
+        #[arg(long = "policy", short = 'p', required = true, num_args = 1.., value_name = "POLICY")]
+        policy: Vec<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum OutFormat {
+    /// One line per record.
+    Table,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+struct Filters {
+    /// Records at or after this time (RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// Records before this time (RFC 3339).
+    #[arg(long)]
+    until: Option<String>,
+    /// The actor's id.
+    #[arg(long)]
+    actor: Option<String>,
+    /// The action.
+    #[arg(long)]
+    action: Option<String>,
+    /// The effect: allow, block or require_approval.
+    #[arg(long)]
+    effect: Option<String>,
+    /// A rule among the matched rules.
+    #[arg(long)]
+    rule: Option<String>,
+    /// The session.
+    #[arg(long)]
+    session: Option<String>,
+    /// The decision id.
+    #[arg(long)]
+    decision_id: Option<String>,
+    /// At most this many records.
+    #[arg(long)]
+    limit: Option<u64>,
+}
+
+impl Filters {
+    fn query(&self, after_seq: Option<u64>, limit: Option<u64>) -> AuditQuery {
+        AuditQuery {
+            since: self.since.clone(),
+            until: self.until.clone(),
+            actor: self.actor.clone(),
+            action: self.action.clone(),
+            effect: self.effect.clone(),
+            rule: self.rule.clone(),
+            session: self.session.clone(),
+            decision_id: self.decision_id.clone(),
+            after_seq,
+            limit,
+        }
+    }
+}
+
+pub fn run(args: AuditArgs, color: bool) -> anyhow::Result<u8> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    match args.command {
+        AuditCommand::Verify { target } => {
+            let verification = match target.connect()? {
+                Conn::Local(store) => rt.block_on(rein_store::Store::verify_audit(store.as_ref()))?,
+                remote => {
+                    let (status, body) = remote.call("GET", "/v1/audit/verify", None)?;
+                    if status != 200 && status != 409 {
+                        return Err(server_error(status, &body));
+                    }
+                    serde_json::from_value(body)?
+                }
+            };
+            match verification {
+                Verification::Intact { records } => {
+                    println!("ok: {records} records, chain intact");
+                    Ok(EXIT_ALLOW)
+                }
+                Verification::Broken { seq, problem } => {
+                    println!("broken at record {seq}: {problem}");
+                    Ok(EXIT_BLOCK)
+                }
+            }
+        }
+        AuditCommand::Query {
+            target,
+            filters,
+            format,
+        } => {
+            let conn = target.connect()?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for_each_record(&rt, &conn, &filters, |r| match format {
+                OutFormat::Jsonl => writeln!(out, "{}", serde_json::to_string(r)?).map_err(Into::into),
+                OutFormat::Table => writeln!(
+                    out,
+                    "{:>8}  {}  {:<6}  {:<16}  {:<24}  {:<16}  {}",
+                    r.seq,
+                    r.entry.time,
+                    r.entry.phase,
+                    r.entry.effect,
+                    r.entry.action,
+                    r.entry.actor.get("id").and_then(|v| v.as_str()).unwrap_or("-"),
+                    r.entry.rules.join(",")
+                )
+                .map_err(Into::into),
+            })?;
+            out.flush()?;
+            Ok(EXIT_ALLOW)
+        }
+        AuditCommand::Export { target, filters } => {
+            let conn = target.connect()?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for_each_record(&rt, &conn, &filters, |r| {
+                writeln!(out, "{}", serde_json::to_string(r)?)?;
+                Ok(())
+            })?;
+            out.flush()?;
+            Ok(EXIT_ALLOW)
+        }
+        AuditCommand::Replay { db, policy, json } => {
+            let Ok(policy) = load_policy(&policy, color, Format::Human) else {
+                return Ok(EXIT_USAGE);
+            };
+            let conn = Target {
+                db,
+                server: None,
+                token: None,
+            }
+            .connect()?;
+            let store = conn
+                .store()
+                .ok_or_else(|| anyhow::anyhow!("replay needs the store file"))?;
+            let report = rt.block_on(rein_runtime::replay(store.as_ref(), &policy))?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &report)?;
+                writeln!(out)?;
+            } else {
+                for c in &report.changes {
+                    writeln!(
+                        out,
+                        "record {} ({}): {} -> {}  rules [{}] -> [{}]",
+                        c.seq,
+                        c.action,
+                        c.old_effect,
+                        c.new_effect,
+                        c.old_rules.join(", "),
+                        c.new_rules.join(", ")
+                    )?;
+                }
+                writeln!(
+                    out,
+                    "\nreplayed {} decisions: {} would change",
+                    report.replayed,
+                    report.changes.len()
+                )?;
+                if report.skipped_sensitive > 0 {
+                    writeln!(
+                        out,
+                        "skipped {} with sensitive fields (kept only hashed)",
+                        report.skipped_sensitive
+                    )?;
+                }
+                for (change, n) in &report.effect_changes {
+                    writeln!(out, "  {change}: {n}")?;
+                }
+                for (rule, (gained, lost)) in &report.rule_deltas {
+                    writeln!(out, "  rule {rule}: +{gained} -{lost}")?;
+                }
+            }
+            Ok(EXIT_ALLOW)
+        }
+    }
+}
+
+/// Pages through the records matching `filters`, locally or from a server.
+fn for_each_record(
+    rt: &tokio::runtime::Runtime,
+    conn: &Conn,
+    filters: &Filters,
+    mut f: impl FnMut(&AuditRecord) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut remaining = filters.limit.unwrap_or(u64::MAX);
+    let mut after = 0u64;
+    while remaining > 0 {
+        let page_size = remaining.min(10_000);
+        let query = filters.query(Some(after), Some(page_size));
+        let page: Vec<AuditRecord> = match conn {
+            Conn::Local(store) => rt.block_on(rein_store::Store::query_audit(store.as_ref(), &query))?,
+            remote => {
+                let qs = serde_urlencoded(&query);
+                let (status, body) = remote.call("GET", &format!("/v1/audit?{qs}"), None)?;
+                if status != 200 {
+                    return Err(server_error(status, &body));
+                }
+                serde_json::from_value(body["records"].clone())?
+            }
+        };
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for r in &page {
+            f(r)?;
+        }
+        remaining = remaining.saturating_sub(page.len() as u64);
+        if (page.len() as u64) < page_size {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The query as URL parameters.
+fn serde_urlencoded(q: &AuditQuery) -> String {
+    let value = serde_json::to_value(q).unwrap_or_default();
+    let mut parts = Vec::new();
+    if let Some(obj) = value.as_object() {
+        for (k, v) in obj {
+            let text = match v {
+                serde_json::Value::Null => continue,
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            parts.push(format!("{k}={}", percent(&text)));
+        }
+    }
+    parts.join("&")
+}
+
+fn percent(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}

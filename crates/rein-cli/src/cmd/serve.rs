@@ -1,0 +1,48 @@
+//! `rein serve`
+
+use super::EXIT_ALLOW;
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Policy files or directories, merged; reloaded on SIGHUP and
+    /// `POST /v1/policy/reload`.
+    #[arg(long = "policy", short = 'p', required = true, num_args = 1.., value_name = "POLICY")]
+    policy: Vec<PathBuf>,
+    /// The SQLite file for the audit log and approvals (created if absent).
+    #[arg(long, value_name = "FILE", default_value = "rein.db")]
+    db: PathBuf,
+    /// Address to listen on. The default is loopback only.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8700")]
+    listen: SocketAddr,
+    /// Bearer tokens with roles (`tokens: [{name, role, token, approves}]`).
+    /// Default: `rein-tokens.yaml` beside the database, created with one
+    /// fresh token per role if absent.
+    #[arg(long, value_name = "FILE")]
+    tokens: Option<PathBuf>,
+    /// The key for hashing sensitive fields in the audit log. Default:
+    /// `rein-audit.key` beside the database, created if absent.
+    #[arg(long, value_name = "FILE")]
+    audit_key: Option<PathBuf>,
+    /// Largest request body, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
+    max_body: usize,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REIN_LOG").unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let mut config = rein_server::ServerConfig::new(args.policy, args.db);
+    config.listen = args.listen;
+    config.tokens_path = args.tokens;
+    config.hmac_key_path = args.audit_key;
+    config.max_body_bytes = args.max_body;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(rein_server::run(config))?;
+    Ok(EXIT_ALLOW)
+}

@@ -1,0 +1,542 @@
+//! The enforcement pipeline every surface calls: decide, turn a granted
+//! approval into `allow` or open a pending one, append the decision to the
+//! audit log, and only then answer. Outcomes go the same way through the
+//! `after` rules.
+//!
+//! **Invariant:** an [`Answer`] exists only after its audit record is
+//! durable. If anything on the way fails (the store, the approval lookup),
+//! the answer is `block` and says why.
+
+#![deny(missing_docs)]
+
+mod recent;
+mod replay;
+
+use arc_swap::ArcSwap;
+use jiff::{SignedDuration, Timestamp};
+use recent::Recent;
+use rein_engine::{Basis, Decision, Effect, Phase, Policy, Request};
+use rein_store::chain::{format_time, request_hash};
+use rein_store::redact::Redactor;
+use rein_store::{ApprovalError, ApprovalRecord, ApprovalState, AuditEntry, Store, StoreError};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use replay::{replay, ReplayChange, ReplayReport};
+
+/// Settings of a runtime.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Key for the keyed hashes that replace sensitive fields in the audit
+    /// log. Keep it secret and stable: the same value hashes the same way
+    /// only under the same key.
+    pub hmac_key: Vec<u8>,
+    /// How long a grant holds when the rule sets no `ttl`.
+    pub default_approval_ttl: SignedDuration,
+    /// How many recent decisions are kept in memory to check their
+    /// outcomes against the original, unredacted request.
+    pub recent_decisions: usize,
+    /// Whether a request's own `time` is what `now` reads. Off by default:
+    /// the caller is usually the agent, and an agent that chose its clock
+    /// could step around time-based rules. Turn it on only for trusted
+    /// callers (tests, replays).
+    pub trust_request_time: bool,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            hmac_key: Vec::new(),
+            default_approval_ttl: SignedDuration::from_hours(1),
+            recent_decisions: 100_000,
+            trust_request_time: false,
+        }
+    }
+}
+
+/// The enforcement runtime: a policy that can be swapped atomically, a
+/// store, and the redactor. Share it behind an `Arc`.
+pub struct Runtime {
+    policy: ArcSwap<Policy>,
+    store: Arc<dyn Store>,
+    redactor: Redactor,
+    config: RuntimeConfig,
+    recent: Recent,
+}
+
+/// A pending approval created by a `require_approval` decision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PendingApproval {
+    /// Its id: re-send the identical request with `"approval": id` once it
+    /// is granted.
+    pub id: String,
+    /// The role that may grant it.
+    pub role: String,
+    /// Until when it can be granted and used (RFC 3339).
+    pub expires_at: String,
+}
+
+/// The answer to a decide or outcome call, recorded in the audit log.
+#[derive(Clone, Debug, Serialize)]
+pub struct Answer {
+    /// Id of the decision; outcomes refer to it.
+    pub decision_id: String,
+    /// The final effect.
+    pub effect: Effect,
+    /// `before` or `after`.
+    pub phase: Phase,
+    /// Matched rules.
+    pub rules: Vec<String>,
+    /// Why.
+    pub reasons: Vec<String>,
+    /// The approval opened by this decision, if it requires one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<PendingApproval>,
+    /// The contract violation, if the request broke its contract.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub violation: Option<rein_engine::Violation>,
+    /// Labels the matched rules attach to the session.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// Hash of the policy that decided.
+    pub policy_version: String,
+    /// Sequence number of the audit record; `None` only when recording
+    /// failed, and then the effect is `block`.
+    pub audit_seq: Option<u64>,
+}
+
+/// Errors of approval management (not of decisions, which never fail).
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The approval cannot be granted, denied or used.
+    #[error(transparent)]
+    Approval(#[from] ApprovalError),
+    /// The approver may not decide approvals of this role.
+    #[error("`{approver}` may not decide approvals for role `{role}`")]
+    NotAllowed {
+        /// Who tried.
+        approver: String,
+        /// The role the approval needs.
+        role: String,
+    },
+}
+
+/// Who decides an approval, and for which approval roles.
+#[derive(Clone, Debug)]
+pub struct Approver<'a> {
+    /// Their name, recorded on the approval; it may not be the requester's.
+    pub name: &'a str,
+    /// The approval roles (a rule's `approval.role`) they may decide;
+    /// `None` means every role.
+    pub roles: Option<&'a [String]>,
+}
+
+impl Runtime {
+    /// A runtime deciding with `policy` and recording in `store`.
+    pub fn new(policy: Policy, store: Arc<dyn Store>, config: RuntimeConfig) -> Runtime {
+        Runtime {
+            policy: ArcSwap::from_pointee(policy),
+            redactor: Redactor::new(&config.hmac_key),
+            recent: Recent::new(config.recent_decisions),
+            store,
+            config,
+        }
+    }
+
+    /// The policy now in force.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.load_full()
+    }
+
+    /// Swaps the policy; decisions already under way finish with the old one.
+    pub fn set_policy(&self, policy: Policy) {
+        self.policy.store(Arc::new(policy));
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Decides a request. `approval` is the id of a granted approval for
+    /// this identical request; it turns `require_approval` into `allow`,
+    /// once. Never fails: every error becomes a `block` answer.
+    pub async fn decide(&self, mut request: Request, approval: Option<String>) -> Answer {
+        let started = Instant::now();
+        let now = Timestamp::now();
+        request.phase = Phase::Before;
+        request.output = None;
+        if request.time.is_none() || !self.config.trust_request_time {
+            request.time = Some(now);
+        }
+        let policy = self.policy.load_full();
+        let decision = policy.decide(&request);
+        let decision_id = uuid::Uuid::now_v7().to_string();
+        let mut answer = answer_from(&decision_id, &decision);
+        let mut approval_ref = None;
+
+        match (approval, decision.effect()) {
+            (Some(id), Effect::RequireApproval) => {
+                let hash = approval_hash(&request);
+                match self.store.use_approval(&id, &hash, &format_time(now)).await {
+                    Ok(Ok(granted)) => {
+                        answer.effect = Effect::Allow;
+                        let by = granted.decided_by.unwrap_or_default();
+                        answer.reasons.push(format!("approved by `{by}` (approval `{id}`)"));
+                    }
+                    Ok(Err(e)) => fail(&mut answer, format!("approval: {e}")),
+                    Err(e) => fail(&mut answer, format!("approval could not be checked: {e}")),
+                }
+                approval_ref = Some(id);
+            }
+            (None, Effect::RequireApproval) => match self
+                .open_approval(&policy, &request, &decision, &decision_id, now)
+                .await
+            {
+                Ok(pending) => {
+                    approval_ref = Some(pending.id.clone());
+                    answer.approval = Some(pending);
+                }
+                Err(e) => fail(&mut answer, format!("the approval could not be opened: {e}")),
+            },
+            // An approval is only ever needed for `require_approval`; a
+            // blocked request stays blocked and an allowed one does not
+            // spend it.
+            _ => {}
+        }
+
+        let entry = self.entry(
+            &policy,
+            &decision_id,
+            &request,
+            &answer,
+            None,
+            None,
+            approval_ref,
+            started,
+            now,
+        );
+        self.record(&mut answer, entry).await;
+        if answer.audit_seq.is_some() {
+            self.recent.insert(decision_id, request, answer.effect);
+        }
+        answer
+    }
+
+    /// Checks the outcome of a decided action: the output contract and the
+    /// `after` rules. `block` means the output must be withheld. An action
+    /// that reports an error instead of an output has nothing to withhold;
+    /// the error is recorded.
+    pub async fn outcome(&self, decision_id: &str, output: Option<serde_json::Value>, error: Option<String>) -> Answer {
+        let started = Instant::now();
+        let now = Timestamp::now();
+        let policy = self.policy.load_full();
+        let original = match self.recent.get(decision_id) {
+            Some(found) => Ok(found),
+            None => self.recorded_request(&policy, decision_id).await,
+        };
+        let (mut request, before_effect) = match original {
+            Ok(found) => found,
+            Err(reason) => {
+                let mut answer = blank_answer(decision_id, Phase::After, &policy);
+                fail(&mut answer, reason);
+                let request = Request::new(String::new());
+                let entry = self.entry(
+                    &policy,
+                    decision_id,
+                    &request,
+                    &answer,
+                    output,
+                    error,
+                    None,
+                    started,
+                    now,
+                );
+                self.record(&mut answer, entry).await;
+                return answer;
+            }
+        };
+        request.phase = Phase::After;
+        request.time = Some(now);
+        let mut answer;
+        if before_effect != Effect::Allow {
+            answer = blank_answer(decision_id, Phase::After, &policy);
+            fail(
+                &mut answer,
+                format!("the action was not allowed (the decision was `{before_effect}`), so it must not have run"),
+            );
+        } else if let Some(err) = &error {
+            answer = blank_answer(decision_id, Phase::After, &policy);
+            answer.effect = Effect::Allow;
+            answer.reasons.push(format!("the action reported an error: {err}"));
+        } else {
+            request.output = Some(output.clone().unwrap_or(serde_json::Value::Null));
+            let decision = policy.decide(&request);
+            answer = answer_from(decision_id, &decision);
+        }
+        let entry = self.entry(
+            &policy,
+            decision_id,
+            &request,
+            &answer,
+            output,
+            error,
+            None,
+            started,
+            now,
+        );
+        self.record(&mut answer, entry).await;
+        answer
+    }
+
+    /// Grants a pending approval. The approver may not be the actor who
+    /// asked, and must hold the role the approval names.
+    pub async fn grant(
+        &self,
+        id: &str,
+        approver: Approver<'_>,
+        comment: Option<&str>,
+    ) -> Result<ApprovalRecord, RuntimeError> {
+        self.decide_approval(id, true, approver, comment).await
+    }
+
+    /// Denies a pending approval, under the same conditions as [`Runtime::grant`].
+    pub async fn deny(
+        &self,
+        id: &str,
+        approver: Approver<'_>,
+        comment: Option<&str>,
+    ) -> Result<ApprovalRecord, RuntimeError> {
+        self.decide_approval(id, false, approver, comment).await
+    }
+
+    async fn decide_approval(
+        &self,
+        id: &str,
+        grant: bool,
+        approver: Approver<'_>,
+        comment: Option<&str>,
+    ) -> Result<ApprovalRecord, RuntimeError> {
+        if let Some(roles) = approver.roles {
+            let record = self
+                .store
+                .get_approval(id)
+                .await?
+                .ok_or_else(|| ApprovalError::NotFound(id.to_string()))?;
+            if !roles.iter().any(|r| r == "*" || *r == record.role) {
+                return Err(RuntimeError::NotAllowed {
+                    approver: approver.name.to_string(),
+                    role: record.role,
+                });
+            }
+        }
+        let now = format_time(Timestamp::now());
+        Ok(self
+            .store
+            .decide_approval(id, grant, approver.name, comment, &now)
+            .await??)
+    }
+
+    /// Approvals, newest first.
+    pub async fn approvals(
+        &self,
+        state: Option<ApprovalState>,
+        limit: u64,
+    ) -> Result<Vec<ApprovalRecord>, RuntimeError> {
+        Ok(self.store.list_approvals(state, limit).await?)
+    }
+
+    async fn open_approval(
+        &self,
+        policy: &Policy,
+        request: &Request,
+        decision: &Decision,
+        decision_id: &str,
+        now: Timestamp,
+    ) -> Result<PendingApproval, StoreError> {
+        let obligations = decision.obligations();
+        let role = obligations
+            .first()
+            .map_or_else(|| "approver".to_string(), |o| o.approval.role.clone());
+        // The strictest obligation wins: the shortest ttl of the rules asking.
+        let ttl = obligations
+            .iter()
+            .filter_map(|o| o.approval.ttl_seconds)
+            .min()
+            .map_or(self.config.default_approval_ttl, |s| {
+                SignedDuration::from_secs(i64::try_from(s).unwrap_or(i64::MAX))
+            });
+        let expires = now.checked_add(ttl).unwrap_or(now);
+        let id = uuid::Uuid::now_v7().to_string();
+        let record = ApprovalRecord {
+            id: id.clone(),
+            request_hash: approval_hash(request),
+            decision_id: decision_id.to_string(),
+            rules: obligations.iter().map(|o| o.rule.clone()).collect(),
+            role: role.clone(),
+            action: request.action.clone(),
+            requested_by: request.actor.get("id").and_then(|v| v.as_str()).map(str::to_string),
+            summary: self.redacted_request(policy, request),
+            created_at: format_time(now),
+            expires_at: format_time(expires),
+            state: ApprovalState::Pending,
+            decided_by: None,
+            decided_at: None,
+            comment: None,
+        };
+        let expires_at = record.expires_at.clone();
+        self.store.create_approval(record).await?;
+        Ok(PendingApproval { id, role, expires_at })
+    }
+
+    /// The original request of a decision no longer in memory, from the
+    /// audit log. Sensitive fields are stored only as keyed hashes, so a
+    /// request that had any cannot be rebuilt; the outcome then blocks.
+    async fn recorded_request(&self, policy: &Policy, decision_id: &str) -> Result<(Request, Effect), String> {
+        let query = rein_store::AuditQuery {
+            decision_id: Some(decision_id.to_string()),
+            ..Default::default()
+        };
+        let records = self
+            .store
+            .query_audit(&query)
+            .await
+            .map_err(|e| format!("the decision could not be looked up: {e}"))?;
+        let Some(before) = records.into_iter().find(|r| r.entry.phase == "before") else {
+            return Err(format!("no decision `{decision_id}` was recorded"));
+        };
+        let e = before.entry;
+        if !policy.sensitive_fields(&e.action).is_empty() {
+            return Err(format!(
+                "decision `{decision_id}` is no longer in memory and action `{}` has sensitive fields, which the audit log keeps only hashed; decide again",
+                e.action
+            ));
+        }
+        let effect = Effect::parse(&e.effect).unwrap_or(Effect::Block);
+        let mut request = Request::new(e.action)
+            .input(e.input)
+            .actor(e.actor)
+            .snapshot(e.snapshot);
+        request.session = e.session;
+        Ok((request, effect))
+    }
+
+    fn redacted_request(&self, policy: &Policy, request: &Request) -> serde_json::Value {
+        let paths = policy.sensitive_fields(&request.action);
+        let mut input = request.input.clone();
+        let mut actor = request.actor.clone();
+        let mut snapshot = request.snapshot.clone();
+        self.redactor.redact(&mut input, &paths, "input");
+        self.redactor.redact(&mut actor, &paths, "actor");
+        self.redactor.redact(&mut snapshot, &paths, "snapshot");
+        serde_json::json!({"action": request.action, "input": input, "actor": actor, "snapshot": snapshot, "session": request.session})
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn entry(
+        &self,
+        policy: &Policy,
+        decision_id: &str,
+        request: &Request,
+        answer: &Answer,
+        output: Option<serde_json::Value>,
+        error: Option<String>,
+        approval: Option<String>,
+        started: Instant,
+        now: Timestamp,
+    ) -> AuditEntry {
+        let paths = policy.sensitive_fields(&request.action);
+        let redact = |mut v: serde_json::Value, root: &str| {
+            self.redactor.redact(&mut v, &paths, root);
+            v
+        };
+        AuditEntry {
+            decision_id: decision_id.to_string(),
+            time: format_time(now),
+            phase: answer.phase.as_str().to_string(),
+            action: request.action.clone(),
+            input: redact(request.input.clone(), "input"),
+            actor: redact(request.actor.clone(), "actor"),
+            snapshot: redact(request.snapshot.clone(), "snapshot"),
+            output: output.map(|o| redact(o, "output")),
+            error,
+            session: request.session.clone(),
+            effect: answer.effect.as_str().to_string(),
+            rules: answer.rules.clone(),
+            reasons: answer.reasons.clone(),
+            policy_version: answer.policy_version.clone(),
+            latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            approval,
+        }
+    }
+
+    /// Appends the record; on failure the answer becomes `block`.
+    async fn record(&self, answer: &mut Answer, entry: AuditEntry) {
+        match self.store.append(entry).await {
+            Ok(rec) => answer.audit_seq = Some(rec.seq),
+            Err(e) => {
+                tracing::error!(error = %e, decision_id = %answer.decision_id, "audit append failed; answering block");
+                answer.approval = None;
+                fail(
+                    answer,
+                    format!("the decision could not be recorded in the audit log: {e}"),
+                );
+            }
+        }
+    }
+}
+
+/// What an approval covers: the request without its time, so the same
+/// request re-sent later matches.
+fn approval_hash(request: &Request) -> String {
+    request_hash(&serde_json::json!({
+        "action": request.action,
+        "input": request.input,
+        "actor": request.actor,
+        "snapshot": request.snapshot,
+        "session": request.session,
+    }))
+}
+
+fn answer_from(decision_id: &str, d: &Decision) -> Answer {
+    Answer {
+        decision_id: decision_id.to_string(),
+        effect: d.effect(),
+        phase: d.phase(),
+        rules: d.rules().into_iter().map(str::to_string).collect(),
+        reasons: d.reasons(),
+        approval: None,
+        violation: match d.basis() {
+            Basis::Contract(v) => Some(v.clone()),
+            _ => None,
+        },
+        labels: d.labels().into_iter().map(str::to_string).collect(),
+        policy_version: d.policy_version().to_string(),
+        audit_seq: None,
+    }
+}
+
+fn blank_answer(decision_id: &str, phase: Phase, policy: &Policy) -> Answer {
+    Answer {
+        decision_id: decision_id.to_string(),
+        effect: Effect::Block,
+        phase,
+        rules: Vec::new(),
+        reasons: Vec::new(),
+        approval: None,
+        violation: None,
+        labels: Vec::new(),
+        policy_version: policy.version().to_string(),
+        audit_seq: None,
+    }
+}
+
+/// Turns an answer into `block` with `reason` first.
+fn fail(answer: &mut Answer, reason: String) {
+    answer.effect = Effect::Block;
+    answer.reasons.insert(0, reason);
+}

@@ -1,0 +1,422 @@
+//! Bearer tokens with roles.
+//!
+//! The tokens file is YAML:
+//!
+//! ```yaml
+//! tokens:
+//!   - {name: support-bot, role: agent, token: "…"}
+//!   - {name: alice, role: approver, token: "…"}
+//!   - {name: ops, role: admin, token: "…"}
+//! ```
+//!
+//! A token's `name` is who it is: the approver recorded on a grant, the
+//! name in logs. Tokens are kept only as SHA-256 digests and compared in
+//! constant time; a token itself is never logged.
+
+use crate::error::ApiError;
+use crate::AppState;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rein_engine::source::SourceFile;
+use rein_engine::syntax::yaml::{self, YamlNode, YamlValue};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::path::Path;
+use subtle::ConstantTimeEq;
+
+/// Shortest token accepted, in characters. Generated tokens have 64.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// What a token may do. `Admin` may do everything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Decide and report outcomes.
+    Agent,
+    /// List, read, grant and deny approvals.
+    Approver,
+    /// Everything, plus audit and policy reload.
+    Admin,
+}
+
+impl Role {
+    /// The spelling in the tokens file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Approver => "approver",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Reads the spelling of the tokens file.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "agent" => Some(Role::Agent),
+            "approver" => Some(Role::Approver),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    /// Whether a holder of `self` may use a route that requires `required`.
+    pub fn permits(self, required: Role) -> bool {
+        self == Role::Admin || self == required
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One token as written in the tokens file.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenEntry {
+    /// Who holds it.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// The secret.
+    pub token: String,
+    /// For approvers: the approval roles (the `approval.role` of policy
+    /// rules) this token may grant or deny; `None` means every role.
+    pub approves: Option<Vec<String>>,
+}
+
+impl fmt::Debug for TokenEntry {
+    // Never print the secret, even in a debug dump.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenEntry")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The authenticated caller of a request, put in the request's extensions
+/// by the auth layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The token's name.
+    pub name: String,
+    /// The token's role.
+    pub role: Role,
+    /// The approval roles it may grant or deny; `None` means every role.
+    pub approves: Option<Vec<String>>,
+}
+
+/// Why a tokens file or list was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TokenError(String);
+
+/// The set of accepted tokens.
+#[derive(Clone)]
+pub struct Tokens {
+    entries: Vec<Stored>,
+}
+
+#[derive(Clone)]
+struct Stored {
+    identity: Identity,
+    digest: [u8; 32],
+}
+
+impl fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.entries.iter().map(|e| &e.identity))
+            .finish()
+    }
+}
+
+impl Tokens {
+    /// Accepts a list of tokens. Refuses an empty list, empty names, tokens
+    /// shorter than [`MIN_TOKEN_LEN`] or with whitespace, and a token given
+    /// twice (it would have two identities).
+    pub fn from_entries(entries: impl IntoIterator<Item = TokenEntry>) -> Result<Tokens, TokenError> {
+        let mut stored: Vec<Stored> = Vec::new();
+        for (i, e) in entries.into_iter().enumerate() {
+            let which = format!("token {} (`{}`)", i + 1, e.name);
+            if e.name.trim().is_empty() {
+                return Err(TokenError(format!("token {}: the name is empty", i + 1)));
+            }
+            if e.token.chars().count() < MIN_TOKEN_LEN {
+                return Err(TokenError(format!(
+                    "{which}: a token needs at least {MIN_TOKEN_LEN} characters"
+                )));
+            }
+            if e.token.chars().any(char::is_whitespace) {
+                return Err(TokenError(format!("{which}: a token cannot contain whitespace")));
+            }
+            let digest = digest(&e.token);
+            if let Some(other) = stored.iter().find(|s| s.digest == digest) {
+                return Err(TokenError(format!(
+                    "{which}: the same token is also given to `{}`",
+                    other.identity.name
+                )));
+            }
+            stored.push(Stored {
+                identity: Identity {
+                    name: e.name,
+                    role: e.role,
+                    approves: e.approves,
+                },
+                digest,
+            });
+        }
+        if stored.is_empty() {
+            return Err(TokenError("no tokens: nobody could use the server".into()));
+        }
+        Ok(Tokens { entries: stored })
+    }
+
+    /// Reads a tokens file.
+    pub fn load(path: &Path) -> Result<Tokens, TokenError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| TokenError(format!("cannot read tokens file {}: {e}", path.display())))?;
+        Tokens::parse(&path.display().to_string(), &text)
+    }
+
+    /// Reads the text of a tokens file; `name` names it in errors.
+    pub fn parse(name: &str, text: &str) -> Result<Tokens, TokenError> {
+        let source = SourceFile::new(name, text);
+        let at = |node: &YamlNode, message: String| {
+            let (line, column) = source.line_col(node.span.start as usize);
+            TokenError(format!("{name}:{line}:{column}: {message}"))
+        };
+        let root = yaml::parse(text).map_err(|e| {
+            let (line, column) = source.line_col(e.span.start as usize);
+            TokenError(format!("{name}:{line}:{column}: {}", e.message))
+        })?;
+        let YamlValue::Map(top) = &root.value else {
+            return Err(at(
+                &root,
+                format!("expected a mapping with `tokens:`, found a {}", root.kind_name()),
+            ));
+        };
+        let mut list = None;
+        for (k, v) in top {
+            match &k.value {
+                YamlValue::String(s) if s == "tokens" => list = Some(v),
+                _ => return Err(at(k, "unknown key; the file has only `tokens:`".into())),
+            }
+        }
+        let Some(list) = list else {
+            return Err(at(&root, "missing `tokens:`".into()));
+        };
+        let YamlValue::Seq(items) = &list.value else {
+            return Err(at(
+                list,
+                format!("`tokens` must be a list, found a {}", list.kind_name()),
+            ));
+        };
+        let mut entries = Vec::with_capacity(items.len());
+        for item in items {
+            let YamlValue::Map(fields) = &item.value else {
+                return Err(at(
+                    item,
+                    format!("a token must be a mapping, found a {}", item.kind_name()),
+                ));
+            };
+            let (mut name, mut role, mut token, mut approves) = (None, None, None, None);
+            for (k, v) in fields {
+                let key = match &k.value {
+                    YamlValue::String(s) => s.as_str(),
+                    _ => return Err(at(k, "keys must be strings".into())),
+                };
+                if key == "approves" {
+                    let YamlValue::Seq(items) = &v.value else {
+                        return Err(at(
+                            v,
+                            format!("`approves` must be a list of roles, found a {}", v.kind_name()),
+                        ));
+                    };
+                    let mut roles = Vec::with_capacity(items.len());
+                    for item in items {
+                        match &item.value {
+                            YamlValue::String(r) => roles.push(r.clone()),
+                            _ => return Err(at(item, "a role in `approves` must be a string".into())),
+                        }
+                    }
+                    approves = Some(roles);
+                    continue;
+                }
+                let YamlValue::String(value) = &v.value else {
+                    return Err(at(v, format!("`{key}` must be a string, found a {}", v.kind_name())));
+                };
+                match key {
+                    "name" => name = Some(value.clone()),
+                    "token" => token = Some(value.clone()),
+                    "role" => {
+                        role = Some(Role::parse(value).ok_or_else(|| {
+                            at(v, format!("unknown role `{value}`; roles are agent, approver, admin"))
+                        })?);
+                    }
+                    other => {
+                        return Err(at(
+                            k,
+                            format!("unknown key `{other}`; a token has name, role, token, approves"),
+                        ))
+                    }
+                }
+            }
+            let missing = |what: &str| at(item, format!("this token has no `{what}`"));
+            entries.push(TokenEntry {
+                name: name.ok_or_else(|| missing("name"))?,
+                role: role.ok_or_else(|| missing("role"))?,
+                token: token.ok_or_else(|| missing("token"))?,
+                approves,
+            });
+        }
+        Tokens::from_entries(entries).map_err(|e| TokenError(format!("{name}: {}", e.0)))
+    }
+
+    /// The identity holding `presented`, if any. Every stored digest is
+    /// compared, in constant time, whatever matches.
+    pub fn authenticate(&self, presented: &str) -> Option<Identity> {
+        let wanted = digest(presented);
+        let mut found = None;
+        for e in &self.entries {
+            if bool::from(e.digest.ct_eq(&wanted)) {
+                found = Some(&e.identity);
+            }
+        }
+        found.cloned()
+    }
+}
+
+/// Comparing fixed-length digests keeps the comparison's time independent
+/// of the token's length as well as its content.
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The auth layer of a group of routes: the caller must present a token
+/// whose role permits `required`. Missing or unknown token → 401, wrong
+/// role → 403. The caller's [`Identity`] is added to the request's
+/// extensions.
+pub(crate) async fn require_role(
+    State((state, required)): State<(AppState, Role)>,
+    matched: Option<MatchedPath>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let route = matched
+        .as_ref()
+        .map_or_else(|| request.uri().path(), MatchedPath::as_str)
+        .to_string();
+    // The agent routes answer decisions: their errors must read as `block`.
+    let block = required == Role::Agent;
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+        });
+    let Some(presented) = presented else {
+        state.metrics().auth_failure("missing");
+        tracing::warn!(route = %route, token = "<none>", "refused: no bearer token");
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this route needs `Authorization: Bearer <token>`",
+        )
+        .blocking(block)
+        .into_response();
+    };
+    let Some(identity) = state.tokens().authenticate(&presented) else {
+        state.metrics().auth_failure("unknown");
+        tracing::warn!(route = %route, token = "<unknown>", "refused: unknown bearer token");
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the bearer token is not known",
+        )
+        .blocking(block)
+        .into_response();
+    };
+    if !identity.role.permits(required) {
+        state.metrics().auth_failure("forbidden");
+        tracing::warn!(route = %route, token = %identity.name, role = %identity.role, required = %required, "refused: wrong role");
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "token `{}` has role `{}`; this route needs `{required}`",
+                identity.name, identity.role
+            ),
+        )
+        .blocking(block)
+        .into_response();
+    }
+    request.extensions_mut().insert(identity);
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_authenticates() {
+        let text = "tokens:\n  - {name: bot, role: agent, token: aaaaaaaaaaaaaaaa}\n  - name: alice\n    role: approver\n    token: bbbbbbbbbbbbbbbb\n";
+        let tokens = Tokens::parse("t.yaml", text).unwrap();
+        assert_eq!(tokens.authenticate("aaaaaaaaaaaaaaaa").unwrap().role, Role::Agent);
+        assert_eq!(tokens.authenticate("bbbbbbbbbbbbbbbb").unwrap().name, "alice");
+        assert!(tokens.authenticate("aaaaaaaaaaaaaaa").is_none());
+        assert!(tokens.authenticate("").is_none());
+    }
+
+    #[test]
+    fn refuses_bad_files_with_location() {
+        let bad_role = Tokens::parse(
+            "t.yaml",
+            "tokens:\n  - {name: x, role: root, token: aaaaaaaaaaaaaaaa}\n",
+        );
+        assert_eq!(
+            bad_role.unwrap_err().to_string(),
+            "t.yaml:2:21: unknown role `root`; roles are agent, approver, admin"
+        );
+        let short = Tokens::parse("t.yaml", "tokens:\n  - {name: x, role: admin, token: abc}\n").unwrap_err();
+        assert!(short.to_string().contains("at least 16"), "{short}");
+        let dup = "tokens:\n  - {name: x, role: admin, token: aaaaaaaaaaaaaaaa}\n  - {name: y, role: agent, token: aaaaaaaaaaaaaaaa}\n";
+        assert!(Tokens::parse("t.yaml", dup)
+            .unwrap_err()
+            .to_string()
+            .contains("also given to `x`"));
+        assert!(Tokens::parse("t.yaml", "tokens: []\n").is_err());
+        assert!(Tokens::parse("t.yaml", "tokenz: []\n").is_err());
+        assert!(Tokens::parse("t.yaml", "tokens:\n  - {name: x, role: admin}\n").is_err());
+    }
+
+    #[test]
+    fn approvers_can_be_limited_to_approval_roles() {
+        let text = "tokens:\n  - name: sam\n    role: approver\n    token: aaaaaaaaaaaaaaaa\n    approves: [support, finance]\n  - {name: al, role: approver, token: bbbbbbbbbbbbbbbb}\n";
+        let tokens = Tokens::parse("t.yaml", text).unwrap();
+        let sam = tokens.authenticate("aaaaaaaaaaaaaaaa").unwrap();
+        assert_eq!(sam.approves, Some(vec!["support".to_string(), "finance".to_string()]));
+        assert_eq!(tokens.authenticate("bbbbbbbbbbbbbbbb").unwrap().approves, None);
+        let bad = Tokens::parse(
+            "t.yaml",
+            "tokens:\n  - {name: x, role: approver, token: aaaaaaaaaaaaaaaa, approves: admin}\n",
+        );
+        assert!(bad.unwrap_err().to_string().contains("`approves` must be a list"));
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let e = TokenEntry {
+            name: "n".into(),
+            role: Role::Admin,
+            token: "supersecretsupersecret".into(),
+            approves: None,
+        };
+        assert!(!format!("{e:?}").contains("supersecret"));
+    }
+}

@@ -1,0 +1,404 @@
+//! Rein's HTTP decision server: the [`rein_runtime::Runtime`] behind JSON
+//! routes with bearer-token roles, Prometheus metrics, policy reload and
+//! graceful shutdown.
+//!
+//! ```no_run
+//! # async fn start() -> anyhow::Result<()> {
+//! let config = rein_server::ServerConfig::new(vec!["policy.yaml".into()], "rein.db".into());
+//! rein_server::run(config).await
+//! # }
+//! ```
+//!
+//! **Invariant: no failure reads as permission.** Every answer of the agent
+//! routes (`/v1/decide`, `/v1/outcome`) that is not a recorded decision —
+//! a malformed body, a refused token, a panic, a timeout — carries
+//! `"effect": "block"`; a decision itself comes from the runtime, which
+//! blocks on any error and records before it answers.
+
+#![deny(missing_docs)]
+
+mod auth;
+mod body;
+mod error;
+mod metrics;
+mod routes;
+mod secrets;
+
+use anyhow::Context;
+use axum::Router;
+use jiff::SignedDuration;
+use metrics::{MeteredStore, Metrics};
+use rein_engine::{LoadError, Policy};
+use rein_runtime::{Runtime, RuntimeConfig};
+use rein_store::{SqliteStore, Store};
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+pub use auth::{Identity, Role, TokenEntry, TokenError, Tokens, MIN_TOKEN_LEN};
+pub use routes::{routes, RouteInfo};
+
+/// The port the server listens on unless told otherwise.
+pub const DEFAULT_PORT: u16 = 8700;
+
+/// Name of the tokens file created beside the database when no tokens file
+/// is given.
+pub const DEFAULT_TOKENS_FILE: &str = "rein-tokens.yaml";
+
+/// Name of the audit HMAC key file created beside the database when no key
+/// file is given.
+pub const DEFAULT_HMAC_KEY_FILE: &str = "rein-audit.key";
+
+/// How the server is set up.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Policy files or directories, loaded together (see
+    /// [`Policy::load`]) at start and on every reload.
+    pub policy_paths: Vec<PathBuf>,
+    /// The SQLite database (audit log and approvals).
+    pub db_path: PathBuf,
+    /// Where to listen; `127.0.0.1:8700` by default.
+    pub listen: SocketAddr,
+    /// The tokens file; `None` means `rein-tokens.yaml` beside the
+    /// database, created with one fresh token per role if absent.
+    pub tokens_path: Option<PathBuf>,
+    /// The key of the keyed hashes that replace sensitive fields in the
+    /// audit log; `None` means `rein-audit.key` beside the database,
+    /// created if absent.
+    pub hmac_key_path: Option<PathBuf>,
+    /// Largest request body accepted, in bytes (1 MiB by default).
+    pub max_body_bytes: usize,
+    /// How long a grant holds when the rule sets no `ttl` (1 hour by default).
+    pub default_approval_ttl: SignedDuration,
+    /// Longest time a request may take before it is answered `503` (and,
+    /// on the agent routes, `block`); 10 seconds by default.
+    pub request_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// A configuration with the defaults for everything but the policy and
+    /// the database.
+    pub fn new(policy_paths: Vec<PathBuf>, db_path: PathBuf) -> ServerConfig {
+        ServerConfig {
+            policy_paths,
+            db_path,
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_PORT)),
+            tokens_path: None,
+            hmac_key_path: None,
+            max_body_bytes: 1024 * 1024,
+            default_approval_ttl: SignedDuration::from_hours(1),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// The directory of the database, where default secrets are kept.
+    fn db_dir(&self) -> PathBuf {
+        match self.db_path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// The tokens file in use.
+    pub fn tokens_file(&self) -> PathBuf {
+        self.tokens_path
+            .clone()
+            .unwrap_or_else(|| self.db_dir().join(DEFAULT_TOKENS_FILE))
+    }
+
+    /// The HMAC key file in use.
+    pub fn hmac_key_file(&self) -> PathBuf {
+        self.hmac_key_path
+            .clone()
+            .unwrap_or_else(|| self.db_dir().join(DEFAULT_HMAC_KEY_FILE))
+    }
+}
+
+/// Everything the routes share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    runtime: Arc<Runtime>,
+    tokens: Tokens,
+    policy_paths: Vec<PathBuf>,
+    metrics: Metrics,
+    max_body_bytes: usize,
+    request_timeout: Duration,
+    /// Reloads run one at a time, so that the policy swapped in last is the
+    /// one read last.
+    reload_lock: tokio::sync::Mutex<()>,
+    /// The SQLite store, when this state opened it, to close it cleanly.
+    sqlite: Option<Arc<SqliteStore>>,
+}
+
+/// The result of a successful policy reload.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Reloaded {
+    /// Version of the policy now in force.
+    pub policy_version: String,
+    /// Version of the policy it replaced.
+    pub previous_version: String,
+    /// Warnings of the new policy, as [`rein_engine::Diagnostic::to_json`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<serde_json::Value>,
+}
+
+/// Why a reload was refused; the old policy keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The policy files do not load or do not type-check.
+    #[error(transparent)]
+    Invalid(#[from] LoadError),
+    /// The loader itself failed (it panicked or could not be run).
+    #[error("the policy could not be loaded: {0}")]
+    Failed(String),
+}
+
+impl AppState {
+    /// Does everything [`run`] does before binding: loads the policy
+    /// (refusing, with the rendered diagnostics, if it does not load),
+    /// creates the default secrets if needed, reads the tokens, opens the
+    /// store.
+    pub async fn from_config(config: &ServerConfig) -> anyhow::Result<AppState> {
+        let paths = config.policy_paths.clone();
+        let policy = tokio::task::spawn_blocking(move || Policy::load(&paths))
+            .await
+            .context("the policy loader failed")?
+            .map_err(|e| anyhow::anyhow!("the policy does not load:\n{}", e.render(false)))?;
+        for w in policy.warnings() {
+            tracing::warn!(warning = %w, "policy warning");
+        }
+        let dir = config.db_dir();
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let hmac_key = secrets::ensure_hmac_key(&config.hmac_key_file())?;
+        let tokens_file = config.tokens_file();
+        if config.tokens_path.is_none() {
+            secrets::ensure_tokens_file(&tokens_file)?;
+        }
+        let tokens = Tokens::load(&tokens_file)?;
+        let sqlite = open_store(&config.db_path).await?;
+        Ok(AppState::build(
+            config,
+            policy,
+            sqlite.clone(),
+            tokens,
+            hmac_key,
+            Some(sqlite),
+        ))
+    }
+
+    /// A state over an already loaded policy and opened store; the store is
+    /// wrapped to measure it. `config` gives the policy paths (for reloads)
+    /// and the limits; its secret paths are not read.
+    pub fn new(
+        config: &ServerConfig,
+        policy: Policy,
+        store: Arc<dyn Store>,
+        tokens: Tokens,
+        hmac_key: Vec<u8>,
+    ) -> AppState {
+        AppState::build(config, policy, store, tokens, hmac_key, None)
+    }
+
+    fn build(
+        config: &ServerConfig,
+        policy: Policy,
+        store: Arc<dyn Store>,
+        tokens: Tokens,
+        hmac_key: Vec<u8>,
+        sqlite: Option<Arc<SqliteStore>>,
+    ) -> AppState {
+        let metrics = Metrics::new();
+        let store: Arc<dyn Store> = Arc::new(MeteredStore::new(store, metrics.clone()));
+        let runtime_config = RuntimeConfig {
+            hmac_key,
+            default_approval_ttl: config.default_approval_ttl,
+            ..RuntimeConfig::default()
+        };
+        AppState {
+            inner: Arc::new(Shared {
+                runtime: Arc::new(Runtime::new(policy, store, runtime_config)),
+                tokens,
+                policy_paths: config.policy_paths.clone(),
+                metrics,
+                max_body_bytes: config.max_body_bytes,
+                request_timeout: config.request_timeout,
+                reload_lock: tokio::sync::Mutex::new(()),
+                sqlite,
+            }),
+        }
+    }
+
+    /// The runtime the routes call.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.inner.runtime
+    }
+
+    /// The accepted tokens.
+    pub fn tokens(&self) -> &Tokens {
+        &self.inner.tokens
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub(crate) fn max_body_bytes(&self) -> usize {
+        self.inner.max_body_bytes
+    }
+
+    /// Stops the SQLite store this state opened (see [`AppState::from_config`]):
+    /// what was queued is committed, the WAL is checkpointed, the writer
+    /// thread is joined. Later decisions cannot be recorded and so block.
+    /// Does nothing for a state built with [`AppState::new`].
+    pub async fn close(&self) -> anyhow::Result<()> {
+        if let Some(sqlite) = &self.inner.sqlite {
+            sqlite.close().await.context("the store did not close cleanly")?;
+        }
+        Ok(())
+    }
+
+    /// Loads and type-checks the policy files again and, if they are
+    /// valid, swaps the new policy in atomically. On failure the old policy
+    /// keeps serving.
+    pub async fn reload_policy(&self) -> Result<Reloaded, ReloadError> {
+        let _one_at_a_time = self.inner.reload_lock.lock().await;
+        let paths = self.inner.policy_paths.clone();
+        let loaded = tokio::task::spawn_blocking(move || Policy::load(&paths)).await;
+        let result = match loaded {
+            Ok(Ok(policy)) => {
+                let previous_version = self.runtime().policy().version().to_string();
+                let reloaded = Reloaded {
+                    policy_version: policy.version().to_string(),
+                    previous_version,
+                    warnings: policy.warnings().iter().map(|d| d.to_json()).collect(),
+                };
+                self.runtime().set_policy(policy);
+                Ok(reloaded)
+            }
+            Ok(Err(e)) => Err(ReloadError::Invalid(e)),
+            Err(e) => Err(ReloadError::Failed(e.to_string())),
+        };
+        self.metrics().reload(result.is_ok());
+        match &result {
+            Ok(r) => tracing::info!(version = %r.policy_version, previous = %r.previous_version, "policy reloaded"),
+            Err(ReloadError::Invalid(e)) => {
+                tracing::error!(
+                    "policy reload refused; the old policy keeps serving:\n{}",
+                    e.render(false)
+                );
+            }
+            Err(e) => tracing::error!(error = %e, "policy reload failed; the old policy keeps serving"),
+        }
+        result
+    }
+}
+
+/// Opens the SQLite store off the async threads (it may migrate the file).
+async fn open_store(path: &Path) -> anyhow::Result<Arc<SqliteStore>> {
+    let owned = path.to_path_buf();
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open(owned))
+        .await
+        .context("the store could not be opened")?
+        .with_context(|| format!("cannot open the database {}", path.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// The router with every route and layer, over `state`. Serve it with
+/// [`serve`], or call it in-process.
+pub fn app(state: AppState) -> Router {
+    routes::router(state)
+}
+
+/// Serves `state` on `listener` until `shutdown` completes, then stops
+/// accepting and lets requests under way finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("the server failed")
+}
+
+/// Runs the server: loads the policy (refusing to start, with the rendered
+/// diagnostics, if it does not load), opens the store, reads the tokens,
+/// binds `config.listen`, and serves until SIGINT or SIGTERM. SIGHUP
+/// reloads the policy.
+pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
+    let state = AppState::from_config(&config).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr().unwrap_or(config.listen);
+    tracing::info!(
+        %addr,
+        policy_version = %state.runtime().policy().version(),
+        tokens = %config.tokens_file().display(),
+        "rein server listening"
+    );
+    let reloader = tokio::spawn(reload_on_sighup(state.clone()));
+    let served = serve(listener, state.clone(), shutdown_signal()).await;
+    reloader.abort();
+    // Every connection is closed by now: flush the store before exiting.
+    let closed = state.close().await;
+    tracing::info!("rein server stopped");
+    served.and(closed)
+}
+
+/// Completes on SIGINT or SIGTERM. If a handler cannot be installed the
+/// server still stops on the other one; if neither can, it runs until
+/// killed, which is what a server without signals would do anyway.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT: shutting down"),
+        () = terminate => tracing::info!("SIGTERM: shutting down"),
+    }
+}
+
+#[cfg(unix)]
+async fn reload_on_sighup(state: AppState) {
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP; reload with POST /v1/policy/reload");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the policy");
+        // The outcome is logged (and counted) by `reload_policy`.
+        let _ = state.reload_policy().await;
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_sighup(_state: AppState) {}

@@ -1,0 +1,585 @@
+//! The routes, their roles, and the layers around them.
+
+use crate::auth::{require_role, Identity, Role};
+use crate::body::{parse_json, read_json, read_limited};
+use crate::error::{block_response, ApiError};
+use crate::{AppState, ReloadError};
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Extension, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, MethodRouter};
+use axum::{Json, Router};
+use rein_engine::{Effect, Request as ReinRequest};
+use rein_runtime::{Approver, RuntimeError};
+use rein_store::chain::{format_time, parse_time};
+use rein_store::{ApprovalError, ApprovalState, AuditQuery, Verification};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::any::Any;
+use std::time::Instant;
+use tower_http::catch_panic::{CatchPanicLayer, ResponseForPanic};
+
+/// The OpenAPI document of these routes.
+const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Most records or approvals one list call returns.
+const MAX_LIMIT: u64 = 1000;
+/// What a list call returns when no `limit` is given.
+const DEFAULT_LIMIT: u64 = 100;
+/// Most pending approvals counted for the gauge at each scrape.
+const PENDING_SCAN_LIMIT: u64 = 10_000;
+
+/// One route: method, path, and the role it needs (`None`: no token).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteInfo {
+    /// The HTTP method.
+    pub method: Method,
+    /// The path, with `{param}` placeholders as in OpenAPI.
+    pub path: &'static str,
+    /// The role a token needs (admin may do everything); `None` for the
+    /// public routes.
+    pub role: Option<Role>,
+}
+
+struct Spec {
+    info: RouteInfo,
+    handler: MethodRouter<AppState>,
+}
+
+fn spec(method: Method, path: &'static str, role: Option<Role>, handler: MethodRouter<AppState>) -> Spec {
+    Spec {
+        info: RouteInfo { method, path, role },
+        handler,
+    }
+}
+
+/// The single list the router is built from, so that [`routes`] and the
+/// router cannot disagree.
+fn specs() -> Vec<Spec> {
+    use Role::{Admin, Agent, Approver};
+    vec![
+        spec(Method::POST, "/v1/decide", Some(Agent), post(decide)),
+        spec(Method::POST, "/v1/outcome", Some(Agent), post(outcome)),
+        spec(Method::GET, "/v1/approvals", Some(Approver), get(list_approvals)),
+        spec(Method::GET, "/v1/approvals/{id}", Some(Approver), get(get_approval)),
+        spec(Method::POST, "/v1/approvals/{id}/grant", Some(Approver), post(grant)),
+        spec(Method::POST, "/v1/approvals/{id}/deny", Some(Approver), post(deny)),
+        spec(Method::GET, "/v1/audit", Some(Admin), get(query_audit)),
+        spec(Method::GET, "/v1/audit/verify", Some(Admin), get(verify_audit)),
+        spec(Method::POST, "/v1/policy/reload", Some(Admin), post(reload_policy)),
+        spec(Method::GET, "/healthz", None, get(healthz)),
+        spec(Method::GET, "/metrics", None, get(metrics)),
+        spec(Method::GET, "/openapi.json", None, get(openapi)),
+    ]
+}
+
+/// Every route the server has.
+pub fn routes() -> Vec<RouteInfo> {
+    specs().into_iter().map(|s| s.info).collect()
+}
+
+pub(crate) fn router(state: AppState) -> Router {
+    let mut router = Router::new();
+    for s in specs() {
+        let handler = match s.info.role {
+            Some(role) => s
+                .handler
+                .route_layer(middleware::from_fn_with_state((state.clone(), role), require_role)),
+            None => s.handler,
+        };
+        router = router.route(s.info.path, handler);
+    }
+    router
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        // Inside the panic catcher, so that a handler that both hangs and
+        // panics is still answered.
+        .layer(middleware::from_fn_with_state(state.clone(), timeout))
+        .layer(CatchPanicLayer::custom(PanicBlock(state.clone())))
+        .with_state(state)
+}
+
+async fn no_route() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_such_route",
+        "no such route; see /openapi.json",
+    )
+}
+
+async fn wrong_method() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take this method; see /openapi.json",
+    )
+}
+
+/// Answers `503` + `block` when a request takes longer than the configured
+/// timeout. The runtime may still finish and record the decision it was
+/// making; the caller was told `block`, which is the safe side of that gap.
+async fn timeout(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request.uri().path().to_string();
+    match tokio::time::timeout(state.inner.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            state.metrics().fail_closed("timeout");
+            tracing::error!(route = %route, timeout = ?state.inner.request_timeout, "request timed out; answering block");
+            block_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "the request took too long; the answer is block",
+            )
+        }
+    }
+}
+
+/// A panic anywhere in a handler becomes a `500` that says `block`.
+#[derive(Clone)]
+struct PanicBlock(AppState);
+
+impl ResponseForPanic for PanicBlock {
+    type ResponseBody = Body;
+
+    fn response_for_panic(&mut self, err: Box<dyn Any + Send + 'static>) -> axum::http::Response<Body> {
+        let what = err
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| err.downcast_ref::<&str>().copied())
+            .unwrap_or("(no message)");
+        self.0.metrics().fail_closed("panic");
+        tracing::error!(panic = %what, "a handler panicked; answering block");
+        block_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the server failed while handling this request; the answer is block",
+        )
+    }
+}
+
+// ---- agent routes -------------------------------------------------------
+
+async fn decide(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let (request, approval) = decide_request(&state, &headers, body)
+        .await
+        .map_err(|e| e.blocking(true))?;
+    let started = Instant::now();
+    let policy = state.runtime().policy();
+    // Actions outside the policy are counted under one label, so that a
+    // client cannot grow the metrics without bound.
+    let action = if policy.actions().any(|a| a == request.action) {
+        request.action.clone()
+    } else {
+        "<unknown>".to_string()
+    };
+    let answer = state.runtime().decide(request, approval).await;
+    state
+        .metrics()
+        .decision(&action, answer.effect.as_str(), started.elapsed().as_secs_f64());
+    Ok(Json(answer).into_response())
+}
+
+/// The body of a decide call: a Rein request plus an optional `approval`.
+async fn decide_request(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(ReinRequest, Option<String>), ApiError> {
+    let mut value = read_json(headers, body, state.max_body_bytes()).await?;
+    let Value::Object(map) = &mut value else {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("the body must be a JSON object (a Rein request), not {}", kind(&value)),
+        ));
+    };
+    let approval = match map.remove("approval") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) => Some(id),
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!("`approval` must be a string (an approval id), not {}", kind(&other)),
+            ))
+        }
+    };
+    // The runtime decides phase `before` only; an output here would be
+    // silently ignored, which hides a client bug.
+    for key in ["phase", "output"] {
+        if map.contains_key(key) {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!("`{key}` is not part of a decide request; report outputs to POST /v1/outcome"),
+            ));
+        }
+    }
+    let request = ReinRequest::from_json(value).map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
+    Ok((request, approval))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutcomeBody {
+    decision_id: String,
+    #[serde(default)]
+    output: Option<Value>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+async fn outcome(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let parsed = async {
+        let value = read_json(&headers, body, state.max_body_bytes()).await?;
+        let body: OutcomeBody = from_value(value, "an outcome")?;
+        if body.output.is_some() && body.error.is_some() {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "give either `output` (the action ran) or `error` (it failed), not both",
+            ));
+        }
+        Ok(body)
+    };
+    let body = parsed.await.map_err(|e| e.blocking(true))?;
+    let started = Instant::now();
+    let answer = state
+        .runtime()
+        .outcome(&body.decision_id, body.output, body.error)
+        .await;
+    state
+        .metrics()
+        .outcome(answer.effect.as_str(), started.elapsed().as_secs_f64());
+    Ok(Json(answer).into_response())
+}
+
+// ---- approver routes ----------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListApprovals {
+    state: Option<String>,
+    limit: Option<u64>,
+}
+
+async fn list_approvals(
+    State(state): State<AppState>,
+    query: Result<Query<ListApprovals>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(bad_query)?;
+    let wanted = match q.state.as_deref() {
+        None => None,
+        Some("pending") => Some(ApprovalState::Pending),
+        Some("granted") => Some(ApprovalState::Granted),
+        Some("denied") => Some(ApprovalState::Denied),
+        Some("used") => Some(ApprovalState::Used),
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("unknown state `{other}`; states are pending, granted, denied, used"),
+            ))
+        }
+    };
+    let limit = limit(q.limit)?;
+    let approvals = state.runtime().approvals(wanted, limit).await.map_err(runtime_error)?;
+    Ok(Json(json!({ "approvals": approvals })).into_response())
+}
+
+async fn get_approval(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    match state.runtime().store().get_approval(&id).await {
+        Ok(Some(approval)) => Ok(Json(approval).into_response()),
+        Ok(None) => Err(ApiError::not_found(format!("no approval `{id}`"))),
+        Err(e) => Err(ApiError::unavailable(e.to_string())),
+    }
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecideApproval {
+    comment: Option<String>,
+}
+
+async fn grant(
+    State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body = approval_body(&state, &headers, body).await?;
+    let record = state
+        .runtime()
+        .grant(&id, approver(&who), body.comment.as_deref())
+        .await
+        .map_err(runtime_error)?;
+    tracing::info!(approval = %id, by = %who.name, "approval granted");
+    Ok(Json(record).into_response())
+}
+
+async fn deny(
+    State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body = approval_body(&state, &headers, body).await?;
+    let record = state
+        .runtime()
+        .deny(&id, approver(&who), body.comment.as_deref())
+        .await
+        .map_err(runtime_error)?;
+    tracing::info!(approval = %id, by = %who.name, "approval denied");
+    Ok(Json(record).into_response())
+}
+
+/// The optional body of grant and deny; an empty body means no comment.
+async fn approval_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<DecideApproval, ApiError> {
+    let bytes = read_limited(headers, body, state.max_body_bytes()).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(DecideApproval::default());
+    }
+    from_value(parse_json(&bytes)?, "a grant or deny body")
+}
+
+/// The caller as an approver: admins decide every approval; an approver
+/// token may be limited to some approval roles (`approves:` in the tokens
+/// file).
+fn approver(who: &Identity) -> Approver<'_> {
+    Approver {
+        name: &who.name,
+        roles: match who.role {
+            Role::Admin => None,
+            _ => who.approves.as_deref(),
+        },
+    }
+}
+
+fn runtime_error(e: RuntimeError) -> ApiError {
+    match e {
+        RuntimeError::NotAllowed { .. } => ApiError::new(StatusCode::FORBIDDEN, "role_not_allowed", e.to_string()),
+        RuntimeError::Store(e) => ApiError::unavailable(e.to_string()),
+        RuntimeError::Approval(e) => {
+            let (status, code) = match &e {
+                ApprovalError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+                ApprovalError::WrongState { .. } => (StatusCode::CONFLICT, "wrong_state"),
+                ApprovalError::Expired(_) => (StatusCode::CONFLICT, "expired"),
+                ApprovalError::RequestMismatch(_) => (StatusCode::CONFLICT, "request_mismatch"),
+                ApprovalError::SelfApproval(_) => (StatusCode::FORBIDDEN, "self_approval"),
+            };
+            ApiError::new(status, code, e.to_string())
+        }
+    }
+}
+
+// ---- admin routes -------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    since: Option<String>,
+    until: Option<String>,
+    actor: Option<String>,
+    action: Option<String>,
+    effect: Option<String>,
+    rule: Option<String>,
+    session: Option<String>,
+    decision_id: Option<String>,
+    after_seq: Option<u64>,
+    limit: Option<u64>,
+}
+
+async fn query_audit(
+    State(state): State<AppState>,
+    query: Result<Query<AuditParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(p) = query.map_err(bad_query)?;
+    let time = |name: &str, v: Option<String>| {
+        v.map(|s| {
+            parse_time(&s).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("`{name}` must be an RFC 3339 time, like 2026-01-31T12:00:00Z; got `{s}`"),
+                )
+            })
+        })
+        .transpose()
+    };
+    if let Some(effect) = &p.effect {
+        if Effect::parse(effect).is_none() {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("unknown effect `{effect}`; effects are allow, block, require_approval"),
+            ));
+        }
+    }
+    let limit = limit(p.limit)?;
+    let query = AuditQuery {
+        since: time("since", p.since)?,
+        until: time("until", p.until)?,
+        actor: p.actor,
+        action: p.action,
+        effect: p.effect,
+        rule: p.rule,
+        session: p.session,
+        decision_id: p.decision_id,
+        after_seq: p.after_seq,
+        limit: Some(limit),
+    };
+    let records = state
+        .runtime()
+        .store()
+        .query_audit(&query)
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    // A full page may have a next one: this is where it starts.
+    let next = (records.len() as u64 >= limit)
+        .then(|| records.last().map(|r| r.seq))
+        .flatten();
+    let mut body = json!({ "records": records });
+    if let Some(seq) = next {
+        body["next_after_seq"] = json!(seq);
+    }
+    Ok(Json(body).into_response())
+}
+
+async fn verify_audit(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let verification = state
+        .runtime()
+        .store()
+        .verify_audit()
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(match verification {
+        Verification::Intact { records } => Json(json!({"intact": true, "records": records})).into_response(),
+        Verification::Broken { seq, problem } => {
+            tracing::error!(seq, problem = %problem, "the audit log does not verify");
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "audit_broken",
+                format!("the audit log is broken at record {seq}: {problem}"),
+            )
+            .with("intact", json!(false))
+            .with("seq", json!(seq))
+            .with("problem", json!(problem))
+            .into_response()
+        }
+    })
+}
+
+async fn reload_policy(State(state): State<AppState>) -> Result<Response, ApiError> {
+    match state.reload_policy().await {
+        Ok(reloaded) => Ok(Json(reloaded).into_response()),
+        Err(ReloadError::Invalid(e)) => {
+            let diagnostics: Vec<Value> = e.diagnostics().iter().map(|d| d.to_json()).collect();
+            Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "policy_invalid",
+                format!("{}; the old policy keeps serving", headline(&e)),
+            )
+            .with("diagnostics", Value::Array(diagnostics)))
+        }
+        Err(e @ ReloadError::Failed(_)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "reload_failed",
+            format!("{e}; the old policy keeps serving"),
+        )),
+    }
+}
+
+/// "policy failed to load: N errors", without the list that follows.
+fn headline(e: &rein_engine::LoadError) -> String {
+    let n = e.error_count();
+    format!("the policy failed to load: {n} error{}", if n == 1 { "" } else { "s" })
+}
+
+// ---- public routes ------------------------------------------------------
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    let version = state.runtime().policy().version().to_string();
+    // A primary-key lookup that finds nothing: it touches the database
+    // without costing anything.
+    match state.runtime().store().get_approval("healthz-probe").await {
+        Ok(_) => Json(json!({"status": "ok", "policy_version": version})).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: the store failed");
+            let error = ApiError::unavailable(format!("the store failed: {e}"))
+                .with("status", json!("unavailable"))
+                .with("policy_version", json!(version));
+            error.into_response()
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    // Expired approvals stay `pending` in the store until someone touches
+    // them; they are not waiting for anyone, so they are not counted.
+    let now = format_time(jiff::Timestamp::now());
+    if let Ok(pending) = state
+        .runtime()
+        .approvals(Some(ApprovalState::Pending), PENDING_SCAN_LIMIT)
+        .await
+    {
+        let live = pending.iter().filter(|a| a.expires_at > now).count();
+        state
+            .metrics()
+            .set_pending_approvals(i64::try_from(live).unwrap_or(i64::MAX));
+    }
+    match state.metrics().render() {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the metrics could not be rendered",
+        )
+        .into_response(),
+    }
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        OPENAPI,
+    )
+        .into_response()
+}
+
+// ---- helpers ------------------------------------------------------------
+
+fn limit(requested: Option<u64>) -> Result<u64, ApiError> {
+    match requested {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(
+            "invalid_query",
+            format!("`limit` must be between 1 and {MAX_LIMIT}; got {n}"),
+        )),
+    }
+}
+
+fn bad_query(e: QueryRejection) -> ApiError {
+    ApiError::bad_request("invalid_query", e.body_text())
+}
+
+fn from_value<T: DeserializeOwned>(value: Value, what: &str) -> Result<T, ApiError> {
+    serde_json::from_value(value).map_err(|e| ApiError::bad_request("invalid_request", format!("not {what}: {e}")))
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

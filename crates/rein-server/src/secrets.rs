@@ -1,0 +1,159 @@
+//! The server's two secrets on disk: the tokens file and the audit HMAC
+//! key. Both are created on first start when absent, readable by the owner
+//! only, so that `rein serve` works with nothing prepared and nothing is
+//! ever left open by default.
+
+use anyhow::{bail, Context};
+use std::io::Write;
+use std::path::Path;
+
+/// Length of generated tokens and keys, in random bytes.
+const SECRET_BYTES: usize = 32;
+
+/// Shortest HMAC key accepted, in bytes.
+const MIN_KEY_BYTES: usize = 16;
+
+/// Reads the audit HMAC key at `path`, creating it (32 random bytes, mode
+/// 0600) if the file does not exist.
+pub(crate) fn ensure_hmac_key(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if !path.exists() {
+        let key = random_bytes()?;
+        match write_private(path, &key) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "created the audit HMAC key");
+                return Ok(key.to_vec());
+            }
+            // Another process created it meanwhile: use theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot create the audit HMAC key {}", path.display())),
+        }
+    }
+    warn_if_shared(path);
+    let key = std::fs::read(path).with_context(|| format!("cannot read the audit HMAC key {}", path.display()))?;
+    if key.len() < MIN_KEY_BYTES {
+        bail!(
+            "the audit HMAC key {} has {} bytes; it needs at least {MIN_KEY_BYTES}",
+            path.display(),
+            key.len()
+        );
+    }
+    Ok(key)
+}
+
+/// Creates a tokens file at `path` with one fresh token for each role,
+/// unless it exists. Returns whether it was created; when it was, the
+/// tokens are printed once to stderr, since nobody could use the server
+/// without them.
+pub(crate) fn ensure_tokens_file(path: &Path) -> anyhow::Result<bool> {
+    if path.exists() {
+        warn_if_shared(path);
+        return Ok(false);
+    }
+    let mut tokens = Vec::new();
+    for role in ["agent", "approver", "admin"] {
+        tokens.push((role, hex(&random_bytes()?)));
+    }
+    let mut text = String::from(
+        "# Bearer tokens of the Rein server. Keep this file secret.\n\
+         # Roles: agent (decide, outcome), approver (approvals), admin (everything).\n\
+         # A token's name is who it is: the approver recorded on a grant.\n\
+         # An approver may be limited to the approval roles of the policy:\n\
+         #   approves: [support, finance]   (without it: every role)\n\
+         tokens:\n",
+    );
+    for (role, token) in &tokens {
+        text.push_str(&format!("  - name: {role}\n    role: {role}\n    token: \"{token}\"\n"));
+    }
+    match write_private(path, text.as_bytes()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(e).with_context(|| format!("cannot create the tokens file {}", path.display())),
+    }
+    // Printed once, now: the file holds them from here on.
+    let mut msg = format!(
+        "rein: created the tokens file {} with one token per role:\n",
+        path.display()
+    );
+    for (role, token) in &tokens {
+        msg.push_str(&format!("  {role:<8} {token}\n"));
+    }
+    eprint!("{msg}");
+    Ok(true)
+}
+
+/// Writes a new file that only its owner can read; fails if it exists, so
+/// that a racing creator never has its secret replaced.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+/// A secret file others can read is a secret no longer; say so, but keep
+/// going, since refusing to start would not take the secret back.
+fn warn_if_shared(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777), "secret file is readable by others; chmod 600 it");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+fn random_bytes() -> anyhow::Result<[u8; SECRET_BYTES]> {
+    let mut buf = [0u8; SECRET_BYTES];
+    getrandom::fill(&mut buf).map_err(|e| anyhow::anyhow!("the system random generator failed: {e}"))?;
+    Ok(buf)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Tokens;
+
+    #[test]
+    fn creates_secrets_once_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("t.yaml");
+        assert!(ensure_tokens_file(&tokens).unwrap());
+        assert!(!ensure_tokens_file(&tokens).unwrap());
+        let loaded = Tokens::load(&tokens).unwrap();
+        assert_eq!(format!("{loaded:?}").matches("name").count(), 3);
+        let key_path = dir.path().join("k");
+        let key = ensure_hmac_key(&key_path).unwrap();
+        assert_eq!(key.len(), 32);
+        assert_eq!(ensure_hmac_key(&key_path).unwrap(), key);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for p in [&tokens, &key_path] {
+                assert_eq!(std::fs::metadata(p).unwrap().permissions().mode() & 0o777, 0o600);
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_a_short_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        std::fs::write(&p, b"short").unwrap();
+        assert!(ensure_hmac_key(&p).is_err());
+    }
+}

@@ -1,0 +1,194 @@
+//! The approval flow end to end, and every way it can be refused.
+
+use crate::common::*;
+use axum::http::{Method, StatusCode};
+use serde_json::json;
+
+#[tokio::test]
+async fn require_approval_grant_use_once() {
+    let h = Harness::new().await;
+    let request = refund(500, "bot-1");
+
+    let first = h.decide(request.clone()).await;
+    assert_eq!(first["effect"], "require_approval");
+    let id = first["approval"]["id"].as_str().unwrap().to_string();
+
+    // Re-sending before it is granted does not allow.
+    let early = h.decide(with_approval(request.clone(), &id)).await;
+    assert_eq!(early["effect"], "block", "{early}");
+    assert!(early["reasons"][0].as_str().unwrap().contains("pending"), "{early}");
+
+    let (status, list) = h
+        .call(Method::GET, "/v1/approvals?state=pending", Some(ALICE), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let listed = list["approvals"].as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(listed[0]["requested_by"], "bot-1");
+    assert_eq!(listed[0]["rules"], json!(["medium_refund_needs_support"]));
+    assert_eq!(listed[0]["summary"]["input"]["amount"], 500);
+
+    let (status, granted) = h
+        .call(
+            Method::POST,
+            &format!("/v1/approvals/{id}/grant"),
+            Some(ALICE),
+            Some(json!({"comment": "customer called"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{granted}");
+    assert_eq!(granted["state"], "granted");
+    assert_eq!(granted["decided_by"], "alice");
+    assert_eq!(granted["comment"], "customer called");
+
+    // A different request cannot use it.
+    let other = h.decide(with_approval(refund(600, "bot-1"), &id)).await;
+    assert_eq!(other["effect"], "block", "{other}");
+    assert!(
+        other["reasons"][0].as_str().unwrap().contains("different request"),
+        "{other}"
+    );
+
+    let allowed = h.decide(with_approval(request.clone(), &id)).await;
+    assert_eq!(allowed["effect"], "allow", "{allowed}");
+    assert!(
+        allowed["reasons"].to_string().contains("approved by `alice`"),
+        "{allowed}"
+    );
+
+    let again = h.decide(with_approval(request.clone(), &id)).await;
+    assert_eq!(again["effect"], "block", "{again}");
+    assert!(again["reasons"][0].as_str().unwrap().contains("used"), "{again}");
+
+    let (status, record) = h
+        .call(Method::GET, &format!("/v1/approvals/{id}"), Some(ALICE), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(record["state"], "used");
+    let (_, used) = h
+        .call(Method::GET, "/v1/approvals?state=used&limit=5", Some(ADMIN), None)
+        .await;
+    assert_eq!(used["approvals"].as_array().unwrap().len(), 1);
+    let (_, pending) = h
+        .call(Method::GET, "/v1/approvals?state=pending", Some(ALICE), None)
+        .await;
+    assert_eq!(pending["approvals"], json!([]));
+
+    // Granting it again is a conflict.
+    let (status, body) = h
+        .call(Method::POST, &format!("/v1/approvals/{id}/grant"), Some(ALICE), None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_error(&body, "wrong_state");
+}
+
+#[tokio::test]
+async fn no_actor_approves_its_own_request() {
+    let h = Harness::new().await;
+    let request = refund(500, "bot-7");
+    let id = h.decide(request.clone()).await["approval"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The approver token named `bot-7` is the actor who asked.
+    let (status, body) = h
+        .call(Method::POST, &format!("/v1/approvals/{id}/grant"), Some(BOT7), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_error(&body, "self_approval");
+    assert!(body["error"]["message"].as_str().unwrap().contains("bot-7"));
+    assert_eq!(h.decide(with_approval(request.clone(), &id)).await["effect"], "block");
+    // It is still pending: someone else can grant it.
+    let (status, _) = h
+        .call(Method::POST, &format!("/v1/approvals/{id}/grant"), Some(ALICE), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h.decide(with_approval(request, &id)).await["effect"], "allow");
+}
+
+#[tokio::test]
+async fn denied_approvals_stay_blocked() {
+    let h = Harness::new().await;
+    let request = refund(500, "bot-1");
+    let id = h.decide(request.clone()).await["approval"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, denied) = h
+        .call(
+            Method::POST,
+            &format!("/v1/approvals/{id}/deny"),
+            Some(ALICE),
+            Some(json!({"comment": "no"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(denied["state"], "denied");
+    assert_eq!(h.decide(with_approval(request, &id)).await["effect"], "block");
+    let (status, body) = h
+        .call(Method::POST, &format!("/v1/approvals/{id}/grant"), Some(ALICE), None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_error(&body, "wrong_state");
+}
+
+#[tokio::test]
+async fn approval_errors_and_bad_queries() {
+    let h = Harness::new().await;
+    for path in [
+        "/v1/approvals/nope",
+        "/v1/approvals/nope/grant",
+        "/v1/approvals/nope/deny",
+    ] {
+        let method = if path.ends_with("nope") {
+            Method::GET
+        } else {
+            Method::POST
+        };
+        let (status, body) = h.call(method, path, Some(ALICE), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_error(&body, "not_found");
+    }
+    let id = h.decide(refund(500, "bot-1")).await["approval"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (path, code) in [
+        ("/v1/approvals?state=open", "invalid_query"),
+        ("/v1/approvals?limit=0", "invalid_query"),
+        ("/v1/approvals?limit=lots", "invalid_query"),
+        ("/v1/approvals?stat=pending", "invalid_query"),
+    ] {
+        let (status, body) = h.call(Method::GET, path, Some(ALICE), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_error(&body, code);
+    }
+    for body in [json!({"comment": 5}), json!({"reason": "x"}), json!([1])] {
+        let (status, resp) = h
+            .call(
+                Method::POST,
+                &format!("/v1/approvals/{id}/grant"),
+                Some(ALICE),
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{resp}");
+        assert_error(&resp, "invalid_request");
+    }
+    let (status, resp) = h
+        .call_raw(
+            Method::POST,
+            &format!("/v1/approvals/{id}/grant"),
+            Some(ALICE),
+            Some(b"{oops".to_vec()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(&resp, "invalid_json");
+    // None of that touched it.
+    let (_, record) = h
+        .call(Method::GET, &format!("/v1/approvals/{id}"), Some(ALICE), None)
+        .await;
+    assert_eq!(record["state"], "pending");
+}

@@ -1,0 +1,159 @@
+//! Fail-closed: a store that errs, panics or hangs never yields `allow`.
+
+use crate::common::*;
+use axum::http::{Method, StatusCode};
+use rein_engine::Policy;
+use rein_server::{AppState, ServerConfig, Tokens};
+use rein_store::{
+    ApprovalError, ApprovalRecord, ApprovalState, AuditEntry, AuditQuery, AuditRecord, Store, StoreError, Verification,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Fault {
+    Fail,
+    Panic,
+    Hang,
+}
+
+struct FaultyStore(Fault);
+
+impl FaultyStore {
+    /// The fault on the decide and outcome path (append, audit lookup).
+    async fn fault<T>(&self) -> Result<T, StoreError> {
+        match self.0 {
+            Fault::Fail => Err(StoreError("disk on fire".into())),
+            Fault::Panic => panic!("the store panicked"),
+            Fault::Hang => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Err(StoreError("woke up".into()))
+            }
+        }
+    }
+
+    /// Elsewhere a panicking store only fails, so that /metrics still
+    /// answers.
+    async fn other<T>(&self) -> Result<T, StoreError> {
+        match self.0 {
+            Fault::Panic => Err(StoreError("broken".into())),
+            _ => self.fault().await,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for FaultyStore {
+    async fn append(&self, _: AuditEntry) -> Result<AuditRecord, StoreError> {
+        self.fault().await
+    }
+    async fn query_audit(&self, _: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        self.fault().await
+    }
+    async fn verify_audit(&self) -> Result<Verification, StoreError> {
+        self.other().await
+    }
+    async fn audit_len(&self) -> Result<u64, StoreError> {
+        self.other().await
+    }
+    async fn create_approval(&self, _: ApprovalRecord) -> Result<(), StoreError> {
+        self.other().await
+    }
+    async fn get_approval(&self, _: &str) -> Result<Option<ApprovalRecord>, StoreError> {
+        self.other().await
+    }
+    async fn list_approvals(&self, _: Option<ApprovalState>, _: u64) -> Result<Vec<ApprovalRecord>, StoreError> {
+        self.other().await
+    }
+    async fn decide_approval(
+        &self,
+        _: &str,
+        _: bool,
+        _: &str,
+        _: Option<&str>,
+        _: &str,
+    ) -> Result<Result<ApprovalRecord, ApprovalError>, StoreError> {
+        self.other().await
+    }
+    async fn use_approval(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+    ) -> Result<Result<ApprovalRecord, ApprovalError>, StoreError> {
+        self.fault().await
+    }
+}
+
+/// A harness over a faulty store; the temp dir holds nothing but keeps the
+/// harness shape.
+fn faulty(fault: Fault) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(vec![example_policy()], dir.path().join("unused.db"));
+    config.request_timeout = Duration::from_millis(300);
+    let policy = Policy::load(&config.policy_paths).unwrap();
+    let tokens = Tokens::parse("tokens.yaml", &tokens_yaml()).unwrap();
+    let state = AppState::new(&config, policy, Arc::new(FaultyStore(fault)), tokens, vec![7; 32]);
+    Harness { dir, state }
+}
+
+#[tokio::test]
+async fn a_failing_store_blocks_every_decision() {
+    let h = faulty(Fault::Fail);
+    let d = h.decide(refund(40, "bot-1")).await;
+    assert_eq!(d["effect"], "block", "{d}");
+    assert!(
+        d["reasons"][0].as_str().unwrap().contains("could not be recorded"),
+        "{d}"
+    );
+    assert_eq!(d["audit_seq"], serde_json::Value::Null);
+
+    let (status, body) = h.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["status"], "unavailable");
+    assert_error(&body, "unavailable");
+
+    let (status, body) = h.call(Method::GET, "/v1/approvals", Some(ALICE), None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_error(&body, "unavailable");
+    let (status, _) = h.call(Method::GET, "/v1/audit/verify", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+
+    let (_, metrics) = h.call_text(Method::GET, "/metrics", None, None).await;
+    assert!(
+        metrics.contains("rein_store_errors_total{operation=\"append\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_panic_answers_block() {
+    let h = faulty(Fault::Panic);
+    for path in ["/v1/decide", "/v1/outcome"] {
+        let body = if path == "/v1/decide" {
+            refund(40, "bot-1")
+        } else {
+            serde_json::json!({"decision_id": "x", "output": {}})
+        };
+        let (status, resp) = h.call(Method::POST, path, Some(AGENT), Some(body)).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{path}: {resp}");
+        assert_block_error(&resp, "internal");
+    }
+    // The server is still there.
+    let (status, _) = h.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, metrics) = h.call_text(Method::GET, "/metrics", None, None).await;
+    assert!(metrics.contains("rein_fail_closed_total{cause=\"panic\"}"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_hung_store_times_out_to_block() {
+    let h = faulty(Fault::Hang);
+    let started = std::time::Instant::now();
+    let (status, resp) = h
+        .call(Method::POST, "/v1/decide", Some(AGENT), Some(refund(40, "bot-1")))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{resp}");
+    assert_block_error(&resp, "timeout");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

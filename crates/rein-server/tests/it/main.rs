@@ -1,0 +1,18 @@
+//! Integration tests of the HTTP server: in-process through the router and
+//! over a real loopback port, with a real SQLite file in a temp dir and the
+//! refund example policy.
+
+// Helpers outside `#[test]` functions fail the test by panicking, which is
+// what a test helper is for.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod approvals;
+mod audit;
+mod common;
+mod concurrency;
+mod decide;
+mod failures;
+mod outcome;
+mod reload;
+mod routes;
+mod startup;

@@ -1,0 +1,95 @@
+//! POST /v1/outcome: the `after` rules and the output contract.
+
+use crate::common::*;
+use axum::http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+async fn outcome(h: &Harness, body: Value) -> (StatusCode, Value) {
+    h.call(Method::POST, "/v1/outcome", Some(AGENT), Some(body)).await
+}
+
+#[tokio::test]
+async fn good_and_bad_outputs() {
+    let h = Harness::new().await;
+    let allowed = h.decide(refund(40, "bot-1")).await;
+    assert_eq!(allowed["effect"], "allow");
+    let id = allowed["decision_id"].clone();
+
+    let (status, ok) = outcome(&h, json!({"decision_id": id, "output": {"refund_id": "re_123"}})).await;
+    assert_eq!(status, StatusCode::OK, "{ok}");
+    assert_eq!(ok["effect"], "allow");
+    assert_eq!(ok["phase"], "after");
+    assert_eq!(ok["decision_id"], id);
+
+    // The `after` rule: an unexpected refund id is withheld.
+    let (status, bad) = outcome(&h, json!({"decision_id": id, "output": {"refund_id": "xx_123"}})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(bad["effect"], "block", "{bad}");
+    assert_eq!(bad["rules"], json!(["refund_id_format"]));
+
+    // The output contract: a wrong type is withheld too.
+    let (_, wrong) = outcome(&h, json!({"decision_id": id, "output": {"refund_id": 7}})).await;
+    assert_eq!(wrong["effect"], "block", "{wrong}");
+    assert_eq!(wrong["violation"]["path"], "output.refund_id", "{wrong}");
+
+    // An error instead of an output is recorded; nothing to withhold.
+    let (_, failed) = outcome(&h, json!({"decision_id": id, "error": "provider timeout"})).await;
+    assert_eq!(failed["effect"], "allow", "{failed}");
+
+    let (_, records) = h
+        .call(
+            Method::GET,
+            &format!("/v1/audit?decision_id={}", id.as_str().unwrap()),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    let phases: Vec<&str> = records["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(phases, ["before", "after", "after", "after", "after"]);
+}
+
+#[tokio::test]
+async fn outcomes_of_what_was_not_allowed_block() {
+    let h = Harness::new().await;
+    let blocked = h.decide(refund(5000, "bot-1")).await;
+    let (_, o) = outcome(
+        &h,
+        json!({"decision_id": blocked["decision_id"], "output": {"refund_id": "re_1"}}),
+    )
+    .await;
+    assert_eq!(o["effect"], "block", "{o}");
+    let (_, o) = outcome(
+        &h,
+        json!({"decision_id": "no-such-decision", "output": {"refund_id": "re_1"}}),
+    )
+    .await;
+    assert_eq!(o["effect"], "block", "{o}");
+}
+
+#[tokio::test]
+async fn bad_outcome_bodies_block() {
+    let h = Harness::new().await;
+    let id = h.decide(refund(40, "bot-1")).await["decision_id"].clone();
+    for (body, needle) in [
+        (json!({"output": {"refund_id": "re_1"}}), "decision_id"),
+        (json!({"decision_id": 5}), "invalid type"),
+        (json!({"decision_id": id, "output": {}, "error": "x"}), "not both"),
+        (json!({"decision_id": id, "outptu": {}}), "outptu"),
+        (json!({"decision_id": id, "error": {"code": 1}}), "invalid type"),
+    ] {
+        let (status, resp) = outcome(&h, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {resp}");
+        assert_block_error(&resp, "invalid_request");
+        assert!(resp["error"]["message"].as_str().unwrap().contains(needle), "{resp}");
+    }
+    let (status, resp) = h
+        .call_raw(Method::POST, "/v1/outcome", Some(AGENT), Some(b"{".to_vec()))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_block_error(&resp, "invalid_json");
+}

@@ -1,0 +1,81 @@
+//! What Rein keeps between decisions: the tamper-evident audit log and the
+//! approvals, behind the [`Store`] trait. [`SqliteStore`] is the embedded
+//! default (one file, WAL mode, group commit); a PostgreSQL backend for
+//! several replicas implements the same trait.
+//!
+//! The store is the only crate that talks to a database. It records what
+//! it is given and never decides anything.
+
+#![deny(missing_docs)]
+
+pub mod chain;
+mod model;
+pub mod redact;
+mod sqlite;
+
+pub use model::{ApprovalError, ApprovalRecord, ApprovalState, AuditEntry, AuditQuery, AuditRecord, Verification};
+pub use sqlite::SqliteStore;
+
+/// A failure of the storage itself (I/O, a corrupt file, a closed writer).
+/// Callers fail closed on it: a decision that cannot be recorded is `block`.
+#[derive(Debug, thiserror::Error)]
+#[error("store error: {0}")]
+pub struct StoreError(pub String);
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+/// The operations the runtime needs from storage. Every method is atomic;
+/// `append` returns only once the record is durable.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Appends one entry to the audit log, chained to the previous record,
+    /// and returns it as stored once it is durable (fsync). Concurrent
+    /// appends are batched into one transaction and one fsync (group
+    /// commit); their order in the chain is their order of arrival.
+    async fn append(&self, entry: AuditEntry) -> Result<AuditRecord, StoreError>;
+
+    /// Records matching every filter set, in sequence order.
+    async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Walks the whole chain and reports the first record that does not
+    /// fit: changed, removed, inserted or reordered.
+    async fn verify_audit(&self) -> Result<Verification, StoreError>;
+
+    /// Number of records in the audit log.
+    async fn audit_len(&self) -> Result<u64, StoreError>;
+
+    /// Stores a new pending approval.
+    async fn create_approval(&self, approval: ApprovalRecord) -> Result<(), StoreError>;
+
+    /// The approval with this id.
+    async fn get_approval(&self, id: &str) -> Result<Option<ApprovalRecord>, StoreError>;
+
+    /// Approvals, newest first, optionally only those in `state`.
+    async fn list_approvals(&self, state: Option<ApprovalState>, limit: u64)
+        -> Result<Vec<ApprovalRecord>, StoreError>;
+
+    /// Grants (`grant = true`) or denies a pending, unexpired approval, as
+    /// one atomic step. Refuses an approver who is the requester.
+    async fn decide_approval(
+        &self,
+        id: &str,
+        grant: bool,
+        approver: &str,
+        comment: Option<&str>,
+        now: &str,
+    ) -> Result<Result<ApprovalRecord, ApprovalError>, StoreError>;
+
+    /// Uses a granted, unexpired approval for the request with
+    /// `request_hash`, as one atomic step: of concurrent uses, exactly one
+    /// succeeds.
+    async fn use_approval(
+        &self,
+        id: &str,
+        request_hash: &str,
+        now: &str,
+    ) -> Result<Result<ApprovalRecord, ApprovalError>, StoreError>;
+}

@@ -1,0 +1,188 @@
+//! The records the store keeps. Plain data, serializable; the store never
+//! interprets a request, it only keeps it.
+
+use serde::{Deserialize, Serialize};
+
+/// What the runtime appends for every decision and every reported outcome.
+/// Fields marked sensitive in a contract are already replaced by keyed
+/// hashes (see [`crate::redact`]) before an entry reaches the store.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Unique id of the decision (a before-decision and its outcome share
+    /// it; `phase` tells them apart).
+    pub decision_id: String,
+    /// When the decision was made (RFC 3339, UTC).
+    pub time: String,
+    /// `before` or `after`.
+    pub phase: String,
+    /// The action's name.
+    pub action: String,
+    /// The action's input (redacted).
+    pub input: serde_json::Value,
+    /// The actor (redacted).
+    pub actor: serde_json::Value,
+    /// The snapshot (redacted).
+    pub snapshot: serde_json::Value,
+    /// The output, for phase `after` (redacted).
+    pub output: Option<serde_json::Value>,
+    /// The error the action reported instead of an output, for phase `after`.
+    pub error: Option<String>,
+    /// The session id, if the request had one.
+    pub session: Option<String>,
+    /// `allow`, `block` or `require_approval`.
+    pub effect: String,
+    /// Ids of the matched rules.
+    pub rules: Vec<String>,
+    /// The decision's reasons.
+    pub reasons: Vec<String>,
+    /// Hash of the policy that decided.
+    pub policy_version: String,
+    /// Time spent deciding, in microseconds.
+    pub latency_us: u64,
+    /// The approval this decision created or used, if any.
+    pub approval: Option<String>,
+}
+
+/// An entry as stored: its place in the chain and the hashes that bind it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Position in the log, from 1, without gaps.
+    pub seq: u64,
+    /// What was recorded.
+    #[serde(flatten)]
+    pub entry: AuditEntry,
+    /// Hash of the previous record (hex); 64 zeros for the first.
+    pub prev_hash: String,
+    /// SHA-256 (hex) over `prev_hash` and the canonical encoding of this
+    /// record's `seq` and entry (see [`crate::chain`]).
+    pub hash: String,
+}
+
+/// Filters for [`crate::Store::query_audit`]; every one set must hold.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditQuery {
+    /// Records at or after this time (RFC 3339).
+    pub since: Option<String>,
+    /// Records before this time (RFC 3339).
+    pub until: Option<String>,
+    /// The actor's `id` field equals this.
+    pub actor: Option<String>,
+    /// The action equals this.
+    pub action: Option<String>,
+    /// The effect equals this.
+    pub effect: Option<String>,
+    /// This rule is among the matched rules.
+    pub rule: Option<String>,
+    /// The session equals this.
+    pub session: Option<String>,
+    /// The decision id equals this.
+    pub decision_id: Option<String>,
+    /// Records with a sequence number above this (for paging).
+    pub after_seq: Option<u64>,
+    /// At most this many records (the store may cap it).
+    pub limit: Option<u64>,
+}
+
+/// The outcome of walking the chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Verification {
+    /// Every record links to the previous one and hashes as stored.
+    Intact {
+        /// Number of records checked.
+        records: u64,
+    },
+    /// The first record that does not fit, and why.
+    Broken {
+        /// The sequence number of the first bad record (or where a record
+        /// is missing).
+        seq: u64,
+        /// What is wrong: changed, removed, inserted or reordered.
+        problem: String,
+    },
+}
+
+/// The life of an approval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalState {
+    /// Waiting for a person.
+    Pending,
+    /// Granted, not yet used.
+    Granted,
+    /// Denied.
+    Denied,
+    /// Granted and used by the identical request.
+    Used,
+}
+
+impl ApprovalState {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalState::Pending => "pending",
+            ApprovalState::Granted => "granted",
+            ApprovalState::Denied => "denied",
+            ApprovalState::Used => "used",
+        }
+    }
+}
+
+/// A request for a person's approval.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalRecord {
+    /// Unique id.
+    pub id: String,
+    /// SHA-256 (hex) of the canonical request it covers.
+    pub request_hash: String,
+    /// The decision that asked for it.
+    pub decision_id: String,
+    /// The rule(s) that required approval.
+    pub rules: Vec<String>,
+    /// The role an approver must have.
+    pub role: String,
+    /// The action, for people reading the list.
+    pub action: String,
+    /// Who asked (the actor's `id`), who may therefore not approve.
+    pub requested_by: Option<String>,
+    /// A short description for people (the request, redacted).
+    pub summary: serde_json::Value,
+    /// When it was created (RFC 3339).
+    pub created_at: String,
+    /// After this time it can no longer be granted or used (RFC 3339).
+    pub expires_at: String,
+    /// Where it stands.
+    pub state: ApprovalState,
+    /// Who granted or denied it.
+    pub decided_by: Option<String>,
+    /// When it was granted or denied (RFC 3339).
+    pub decided_at: Option<String>,
+    /// The approver's comment.
+    pub comment: Option<String>,
+}
+
+/// Why an approval could not be granted, denied or used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ApprovalError {
+    /// No approval has this id.
+    #[error("no approval `{0}`")]
+    NotFound(String),
+    /// It is not in a state that allows this (already decided, used...).
+    #[error("approval `{id}` is {state}, not {expected}")]
+    WrongState {
+        /// The approval.
+        id: String,
+        /// Its state.
+        state: String,
+        /// The state the operation needs.
+        expected: String,
+    },
+    /// Its expiry has passed.
+    #[error("approval `{0}` has expired")]
+    Expired(String),
+    /// The approver is the one who asked.
+    #[error("`{0}` asked for this approval and cannot approve it")]
+    SelfApproval(String),
+    /// The request presented is not the one approved.
+    #[error("approval `{0}` was granted for a different request")]
+    RequestMismatch(String),
+}

@@ -1,0 +1,232 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! Writes go to one writer thread that batches whatever is queued into one
+//! transaction and one fsync (group commit, see `writer`); reads use their
+//! own connections on tokio's blocking pool (see `read`).
+
+mod approvals;
+mod read;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use tokio::sync::oneshot;
+
+use self::read::Readers;
+use self::writer::{ApprovalOp, ApprovalReply, Command, PreparedAppend};
+use crate::{
+    chain, ApprovalError, ApprovalRecord, ApprovalState, AuditEntry, AuditQuery, AuditRecord, Store, StoreError,
+    Verification,
+};
+
+/// The most approvals [`Store::list_approvals`] returns at once.
+const MAX_APPROVALS: u64 = 10_000;
+
+/// The embedded [`Store`]: one SQLite file (plus its `-wal` and `-shm`
+/// companions) in WAL mode, every commit synced to disk.
+///
+/// Appends and approval changes are run by one writer thread, which commits
+/// whatever is queued as one transaction (group commit): under load, many
+/// decisions share one fsync. Reads use separate connections and never wait
+/// for the writer; they run on tokio's blocking pool (or block the caller
+/// when polled outside a tokio runtime).
+///
+/// Call [`SqliteStore::close`] to stop cleanly; dropping the store does the
+/// same, blocking until the writer has finished what was queued.
+pub struct SqliteStore {
+    path: PathBuf,
+    commands: mpsc::Sender<Command>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    readers: Arc<Readers>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens the store at `path`, creating the file if needed (not its
+    /// directory), and brings its schema up to date. Refuses a file whose
+    /// schema is newer than this build, or that is not a Rein store.
+    ///
+    /// Blocking (file I/O and a possible migration): call it at start-up,
+    /// or from `spawn_blocking`.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let conn = schema::open_writer(&path)?;
+        let (commands, rx) = mpsc::channel();
+        let writer = std::thread::Builder::new()
+            .name("rein-store-writer".into())
+            .spawn(move || writer::run(conn, rx))
+            .map_err(|e| StoreError(format!("cannot start the store's writer thread: {e}")))?;
+        Ok(SqliteStore {
+            readers: Arc::new(Readers::new(path.clone())),
+            path,
+            commands,
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    /// The file this store keeps.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stops the writer cleanly: what was queued before is committed and
+    /// answered, later writes fail with [`StoreError`], the write connection
+    /// is closed (checkpointing the WAL into the file) and the thread is
+    /// joined. Reads keep working until the store is dropped. Calling it
+    /// again does nothing.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        let (ack, acked) = oneshot::channel();
+        if self.commands.send(Command::Shutdown(Some(ack))).is_ok() {
+            // An error here means the writer is gone already; joining below
+            // tells whether it ended well.
+            let _ = acked.await;
+        }
+        let handle = self.writer.lock().map_err(|_| poisoned())?.take();
+        if let Some(handle) = handle {
+            // The writer has acknowledged, so it is about to return: joining
+            // blocks only briefly, but keep it off the async workers anyway.
+            let joined = match tokio::runtime::Handle::try_current() {
+                Ok(rt) => rt
+                    .spawn_blocking(move || handle.join())
+                    .await
+                    .map_err(|e| StoreError(format!("cannot join the store's writer thread: {e}")))?,
+                Err(_) => handle.join(),
+            };
+            joined.map_err(|_| StoreError("the store's writer thread panicked".into()))?;
+        }
+        Ok(())
+    }
+
+    fn send(&self, cmd: Command) -> Result<(), StoreError> {
+        // The receiver is dropped as soon as the writer thread ends (closed,
+        // or died), so this fails at once instead of waiting forever.
+        self.commands
+            .send(cmd)
+            .map_err(|_| StoreError("the store is closed (its writer thread has stopped)".into()))
+    }
+
+    async fn approval(&self, op: ApprovalOp) -> ApprovalReply {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Approval(op, reply))?;
+        answer.await.map_err(|_| writer_gone())?
+    }
+}
+
+fn writer_gone() -> StoreError {
+    StoreError("the store's writer thread stopped before answering".into())
+}
+
+fn poisoned() -> StoreError {
+    StoreError("the store's writer handle is poisoned".into())
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Shutdown(None));
+        let handle = match self.writer.get_mut() {
+            Ok(h) => h.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(handle) = handle {
+            // Waits for the batch in progress (at most one commit).
+            let _ = handle.join();
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn append(&self, entry: AuditEntry) -> Result<AuditRecord, StoreError> {
+        // Encoding happens here, on the caller's task, in parallel with
+        // other appenders; the writer only numbers, hashes and inserts.
+        let prepared = Box::new(PreparedAppend::new(entry));
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Append(prepared, reply))?;
+        answer.await.map_err(|_| writer_gone())?
+    }
+
+    async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        let query = query.clone();
+        self.readers.run(move |conn| read::query_audit(conn, &query)).await
+    }
+
+    async fn verify_audit(&self) -> Result<Verification, StoreError> {
+        self.readers.run(read::verify_audit).await
+    }
+
+    async fn audit_len(&self) -> Result<u64, StoreError> {
+        self.readers.run(|conn| read::audit_len(conn)).await
+    }
+
+    async fn create_approval(&self, approval: ApprovalRecord) -> Result<(), StoreError> {
+        let created_key = chain::parse_time(&approval.created_at)?;
+        let expires_key = chain::parse_time(&approval.expires_at)?;
+        let op = ApprovalOp::Create {
+            record: Box::new(approval),
+            created_key,
+            expires_key,
+        };
+        match self.approval(op).await? {
+            Ok(_) => Ok(()),
+            Err(e) => Err(StoreError(e.to_string())),
+        }
+    }
+
+    async fn get_approval(&self, id: &str) -> Result<Option<ApprovalRecord>, StoreError> {
+        let id = id.to_owned();
+        self.readers.run(move |conn| approvals::load(conn, &id)).await
+    }
+
+    async fn list_approvals(
+        &self,
+        state: Option<ApprovalState>,
+        limit: u64,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let limit = limit.min(MAX_APPROVALS);
+        self.readers.run(move |conn| approvals::list(conn, state, limit)).await
+    }
+
+    async fn decide_approval(
+        &self,
+        id: &str,
+        grant: bool,
+        approver: &str,
+        comment: Option<&str>,
+        now: &str,
+    ) -> Result<Result<ApprovalRecord, ApprovalError>, StoreError> {
+        let op = ApprovalOp::Decide {
+            id: id.to_owned(),
+            grant,
+            approver: approver.to_owned(),
+            comment: comment.map(str::to_owned),
+            now: now.to_owned(),
+            now_key: chain::parse_time(now)?,
+        };
+        self.approval(op).await
+    }
+
+    async fn use_approval(
+        &self,
+        id: &str,
+        request_hash: &str,
+        now: &str,
+    ) -> Result<Result<ApprovalRecord, ApprovalError>, StoreError> {
+        let op = ApprovalOp::Use {
+            id: id.to_owned(),
+            request_hash: request_hash.to_owned(),
+            now_key: chain::parse_time(now)?,
+        };
+        self.approval(op).await
+    }
+}

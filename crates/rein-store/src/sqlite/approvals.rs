@@ -1,0 +1,81 @@
+//! Reading approvals back from their rows.
+
+use rusqlite::{Connection, OptionalExtension, Row};
+
+use crate::{ApprovalRecord, ApprovalState, StoreError};
+
+/// The columns [`from_row`] reads, in its order.
+pub(crate) const COLUMNS: &str = "id, request_hash, decision_id, rules, role, action, requested_by, summary, \
+                                  created_at, expires_at, state, decided_by, decided_at, comment";
+
+/// The approval with `id`, if any.
+pub(crate) fn load(conn: &Connection, id: &str) -> Result<Option<ApprovalRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM approvals WHERE id = ?1"))?;
+    let row = stmt.query_row([id], |r| Ok(from_row(r))).optional()?;
+    row.transpose()
+}
+
+/// Approvals, newest first, optionally only those in `state`.
+pub(crate) fn list(
+    conn: &Connection,
+    state: Option<ApprovalState>,
+    limit: u64,
+) -> Result<Vec<ApprovalRecord>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut out = Vec::new();
+    match state {
+        Some(state) => {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM approvals WHERE state = ?1 ORDER BY created_key DESC, rowid DESC LIMIT ?2"
+            ))?;
+            let mut rows = stmt.query(rusqlite::params![state.as_str(), limit])?;
+            while let Some(r) = rows.next()? {
+                out.push(from_row(r)?);
+            }
+        }
+        None => {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM approvals ORDER BY created_key DESC, rowid DESC LIMIT ?1"
+            ))?;
+            let mut rows = stmt.query([limit])?;
+            while let Some(r) = rows.next()? {
+                out.push(from_row(r)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn parse_state(s: &str) -> Result<ApprovalState, StoreError> {
+    Ok(match s {
+        "pending" => ApprovalState::Pending,
+        "granted" => ApprovalState::Granted,
+        "denied" => ApprovalState::Denied,
+        "used" => ApprovalState::Used,
+        other => return Err(StoreError(format!("corrupt approval: unknown state `{other}`"))),
+    })
+}
+
+fn from_row(r: &Row<'_>) -> Result<ApprovalRecord, StoreError> {
+    let id: String = r.get(0)?;
+    let corrupt = |what: &str, e: serde_json::Error| StoreError(format!("corrupt approval `{id}`: {what}: {e}"));
+    let rules: String = r.get(3)?;
+    let summary: String = r.get(7)?;
+    let state: String = r.get(10)?;
+    Ok(ApprovalRecord {
+        request_hash: r.get(1)?,
+        decision_id: r.get(2)?,
+        rules: serde_json::from_str(&rules).map_err(|e| corrupt("rules", e))?,
+        role: r.get(4)?,
+        action: r.get(5)?,
+        requested_by: r.get(6)?,
+        summary: serde_json::from_str(&summary).map_err(|e| corrupt("summary", e))?,
+        created_at: r.get(8)?,
+        expires_at: r.get(9)?,
+        state: parse_state(&state)?,
+        decided_by: r.get(11)?,
+        decided_at: r.get(12)?,
+        comment: r.get(13)?,
+        id,
+    })
+}

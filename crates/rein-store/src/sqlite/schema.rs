@@ -1,0 +1,188 @@
+//! Opening connections and the versioned schema.
+//!
+//! The schema version lives in `PRAGMA user_version` (a field of the file
+//! header, changed inside the migration's transaction, so a migration is
+//! all or nothing) and the file is tagged with `PRAGMA application_id` so
+//! that an unrelated SQLite file is refused rather than altered.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use crate::StoreError;
+
+/// The schema this build writes and reads.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// `PRAGMA application_id` of a Rein store: "REIN" in ASCII.
+const APPLICATION_ID: i64 = 0x5245_494E;
+
+/// How long a connection waits for another one's lock (another process
+/// writing the same file, a checkpoint) before giving up with an error.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// Version 1. `audit.body` is the canonical text of `chain.rs` and, with
+/// `prev_hash` and `hash`, the only part the chain covers; the other audit
+/// columns are copies taken from it for the query filters.
+const V1: &str = r#"
+CREATE TABLE audit (
+    seq         INTEGER PRIMARY KEY,   -- the rowid: rows are stored in chain order
+    time        TEXT NOT NULL,         -- fixed-width UTC (chain::format_time), or as given if unparseable
+    decision_id TEXT NOT NULL,
+    phase       TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    actor_id    TEXT,                  -- the actor's `id` field, if it is a string
+    session     TEXT,
+    effect      TEXT NOT NULL,
+    rules       TEXT NOT NULL,         -- JSON array of rule ids
+    body        TEXT NOT NULL,
+    prev_hash   TEXT NOT NULL,
+    hash        TEXT NOT NULL
+);
+CREATE INDEX audit_time     ON audit (time);
+CREATE INDEX audit_decision ON audit (decision_id);
+CREATE INDEX audit_action   ON audit (action);
+CREATE INDEX audit_effect   ON audit (effect);
+-- Partial: most records of a deployment may have no session; an equality
+-- filter implies IS NOT NULL, so SQLite still uses these.
+CREATE INDEX audit_actor    ON audit (actor_id) WHERE actor_id IS NOT NULL;
+CREATE INDEX audit_session  ON audit (session) WHERE session IS NOT NULL;
+
+-- The log is append-only. These do not stop someone determined (they can
+-- drop them; the chain is what detects that), they make a mistaken manual
+-- UPDATE or DELETE fail loudly.
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+-- The newest record, written in the same transaction as the records, so
+-- that removing the newest records is detected.
+CREATE TABLE chain_head (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    seq  INTEGER NOT NULL,
+    hash TEXT NOT NULL
+);
+INSERT INTO chain_head (id, seq, hash) VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000'); -- chain::GENESIS
+
+CREATE TABLE approvals (
+    id           TEXT PRIMARY KEY,
+    request_hash TEXT NOT NULL,
+    decision_id  TEXT NOT NULL,
+    rules        TEXT NOT NULL,        -- JSON array
+    role         TEXT NOT NULL,
+    action       TEXT NOT NULL,
+    requested_by TEXT,
+    summary      TEXT NOT NULL,        -- JSON
+    created_at   TEXT NOT NULL,        -- as given
+    expires_at   TEXT NOT NULL,        -- as given
+    created_key  TEXT NOT NULL,        -- created_at in fixed-width UTC, for ordering
+    expires_key  TEXT NOT NULL,        -- expires_at in fixed-width UTC, compared as text
+    state        TEXT NOT NULL CHECK (state IN ('pending', 'granted', 'denied', 'used')),
+    decided_by   TEXT,
+    decided_at   TEXT,
+    comment      TEXT
+);
+CREATE INDEX approvals_created       ON approvals (created_key);
+CREATE INDEX approvals_state_created ON approvals (state, created_key);
+"#;
+
+fn open_error(path: &Path, e: impl std::fmt::Display) -> StoreError {
+    StoreError(format!("cannot open the store at {}: {e}", path.display()))
+}
+
+/// Opens (creating if needed) the writer's connection: WAL mode, every
+/// commit durable, schema migrated to [`SCHEMA_VERSION`].
+pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    let mut conn = Connection::open(path).map_err(|e| open_error(path, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(path, e))?;
+    // WAL: readers never block the writer nor the writer them, and a
+    // commit is one sequential write to the log.
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(|e| open_error(path, e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(open_error(
+            path,
+            format!("cannot use write-ahead logging (journal mode is `{mode}`)"),
+        ));
+    }
+    // FULL: in WAL mode, NORMAL may lose the last commits on power loss;
+    // `append` promises durability, so every commit syncs the log.
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(|e| open_error(path, e))?;
+    migrate(&mut conn).map_err(|e| StoreError(format!("{} ({})", e.0, path.display())))?;
+    Ok(conn)
+}
+
+/// Opens a connection for reads only. The file must already exist (the
+/// writer created it).
+pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    // Read-write flags without CREATE, plus `query_only`: a read-only open
+    // would need the WAL index file to exist already, which it may not
+    // once the writer has closed.
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| open_error(path, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(path, e))?;
+    conn.pragma_update(None, "query_only", true)
+        .map_err(|e| open_error(path, e))?;
+    Ok(conn)
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`], refusing files that are newer
+/// or not Rein stores. Runs under the write lock, so two processes opening
+/// a new file at once do not both create it.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let app_id: i64 = tx.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError(format!(
+            "the store's schema version is {version}, newer than this build of Rein supports \
+             ({SCHEMA_VERSION}); use a newer Rein"
+        )));
+    }
+    if version == 0 {
+        let tables: i64 = tx.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'",
+            [],
+            |r| r.get(0),
+        )?;
+        if tables > 0 {
+            return Err(StoreError(
+                "this SQLite file is not a Rein store (it has other tables)".into(),
+            ));
+        }
+    } else if app_id != APPLICATION_ID {
+        return Err(StoreError(format!(
+            "this SQLite file is not a Rein store (application_id is {app_id:#x})"
+        )));
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(()); // nothing to write; the transaction ends without changes
+    }
+    for (from, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(version).unwrap_or(usize::MAX))
+    {
+        tx.execute_batch(sql)
+            .map_err(|e| StoreError(format!("migration of the schema from version {from} failed: {e}")))?;
+    }
+    tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn v1_head_starts_at_genesis() {
+        assert!(super::V1.contains(&format!("VALUES (1, 0, '{}')", crate::chain::GENESIS)));
+    }
+}

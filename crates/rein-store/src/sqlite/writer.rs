@@ -1,0 +1,449 @@
+//! The single writer thread and its group commit.
+//!
+//! Every write (audit appends and approval changes) goes through one thread
+//! that owns the only write connection. It takes whatever commands are
+//! queued (up to [`MAX_BATCH`]), runs them in order in ONE transaction,
+//! commits once (one fsync for the whole batch) and only then answers each
+//! waiter. Because there is one writer, the chain needs no locking: the
+//! order of the channel is the order of the chain, and of concurrent
+//! approval changes exactly one sees the approval in its old state.
+
+use std::sync::mpsc::{Receiver, TryRecvError};
+
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+use tokio::sync::oneshot;
+
+use super::approvals;
+use crate::chain::{self, CanonicalParts};
+use crate::{ApprovalError, ApprovalRecord, AuditEntry, AuditRecord, StoreError};
+
+/// Most commands in one transaction. Bounds the latency a batch adds to its
+/// first waiter and the memory of one batch.
+const MAX_BATCH: usize = 1024;
+
+/// The answer to an approval command.
+pub(crate) type ApprovalReply = Result<Result<ApprovalRecord, ApprovalError>, StoreError>;
+
+/// What the writer thread is asked to do.
+pub(crate) enum Command {
+    /// Append an entry, encoded by the caller.
+    Append(Box<PreparedAppend>, oneshot::Sender<Result<AuditRecord, StoreError>>),
+    /// Create, decide or use an approval.
+    Approval(ApprovalOp, oneshot::Sender<ApprovalReply>),
+    /// Finish what was queued before, close the connection, stop; then
+    /// acknowledge (if asked).
+    Shutdown(Option<oneshot::Sender<()>>),
+}
+
+/// An approval change.
+pub(crate) enum ApprovalOp {
+    /// Insert a new approval (its time keys already normalised).
+    Create {
+        record: Box<ApprovalRecord>,
+        created_key: String,
+        expires_key: String,
+    },
+    /// Grant or deny a pending approval.
+    Decide {
+        id: String,
+        grant: bool,
+        approver: String,
+        comment: Option<String>,
+        now: String,
+        now_key: String,
+    },
+    /// Use a granted approval.
+    Use {
+        id: String,
+        request_hash: String,
+        now_key: String,
+    },
+}
+
+/// An entry with everything that does not depend on its place in the chain
+/// already computed, by the appending task rather than the writer thread
+/// (the writer is the serial part, so it does as little as possible).
+pub(crate) struct PreparedAppend {
+    entry: AuditEntry,
+    parts: CanonicalParts,
+    time_key: String,
+    actor_id: Option<String>,
+    rules_json: String,
+}
+
+impl PreparedAppend {
+    pub(crate) fn new(entry: AuditEntry) -> Self {
+        let parts = CanonicalParts::new(&entry);
+        // Normalised so that `since`/`until` compare as text; an unparseable
+        // time is kept as given rather than refusing to record a decision.
+        let time_key = chain::parse_time(&entry.time).unwrap_or_else(|_| entry.time.clone());
+        let actor_id = entry.actor.get("id").and_then(|v| v.as_str()).map(str::to_owned);
+        let rules_json = chain::canonical_str_list(&entry.rules);
+        PreparedAppend {
+            entry,
+            parts,
+            time_key,
+            actor_id,
+            rules_json,
+        }
+    }
+}
+
+/// The result of one command inside a batch, before the commit decides
+/// whether it stands.
+enum Outcome {
+    Appended {
+        seq: u64,
+        prev_hash: String,
+        hash: String,
+    },
+    Approval(Box<ApprovalReply>),
+    /// For a command that writes nothing, keeping outcomes aligned with
+    /// commands.
+    Nothing,
+}
+
+/// The writer thread's body. Returns when asked to shut down or when every
+/// sender is gone; dropping `rx` then makes every later send fail at once,
+/// so callers never wait on a writer that is not there.
+pub(crate) fn run(mut conn: Connection, rx: Receiver<Command>) {
+    let mut batch: Vec<Command> = Vec::with_capacity(MAX_BATCH);
+    loop {
+        match rx.recv() {
+            Ok(cmd) => batch.push(cmd),
+            Err(_) => break, // the store was dropped
+        }
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(cmd) => batch.push(cmd),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        let shutdown_at = batch.iter().position(|c| matches!(c, Command::Shutdown(_)));
+        let Some(at) = shutdown_at else {
+            commit_batch(&mut conn, std::mem::take(&mut batch));
+            continue;
+        };
+        // Commands before the shutdown are honoured; those after it (and any
+        // still in the channel) are refused.
+        let mut rest = batch.split_off(at);
+        commit_batch(&mut conn, std::mem::take(&mut batch));
+        let mut acks = Vec::new();
+        while let Ok(cmd) = rx.try_recv() {
+            rest.push(cmd);
+        }
+        drop(rx);
+        for cmd in rest {
+            match cmd {
+                Command::Shutdown(ack) => acks.extend(ack),
+                other => refuse(other, "the store is closed"),
+            }
+        }
+        // Closing checkpoints the WAL into the main file.
+        let _ = conn.close();
+        for ack in acks {
+            let _ = ack.send(());
+        }
+        return;
+    }
+}
+
+/// Answers a command with an error without running it.
+fn refuse(cmd: Command, why: &str) {
+    match cmd {
+        Command::Append(_, reply) => {
+            let _ = reply.send(Err(StoreError(why.to_owned())));
+        }
+        Command::Approval(_, reply) => {
+            let _ = reply.send(Err(StoreError(why.to_owned())));
+        }
+        Command::Shutdown(ack) => {
+            if let Some(ack) = ack {
+                let _ = ack.send(());
+            }
+        }
+    }
+}
+
+/// Runs `batch` in one transaction and answers every command: with its
+/// result if the commit succeeded, with an error otherwise (then nothing of
+/// the batch is in the database).
+fn commit_batch(conn: &mut Connection, batch: Vec<Command>) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut outcomes = Vec::with_capacity(batch.len());
+    match write_batch(conn, &batch, &mut outcomes) {
+        Ok(()) => {
+            for (cmd, outcome) in batch.into_iter().zip(outcomes) {
+                match (cmd, outcome) {
+                    (Command::Append(prepared, reply), Outcome::Appended { seq, prev_hash, hash }) => {
+                        let record = AuditRecord {
+                            seq,
+                            entry: prepared.entry,
+                            prev_hash,
+                            hash,
+                        };
+                        // A waiter that gave up (its future was dropped) is
+                        // no error: the record is appended all the same.
+                        let _ = reply.send(Ok(record));
+                    }
+                    (Command::Approval(_, reply), Outcome::Approval(result)) => {
+                        let _ = reply.send(*result);
+                    }
+                    (cmd, _) => refuse(cmd, "internal error: batch outcome mismatch"),
+                }
+            }
+        }
+        Err(e) => {
+            // The transaction was rolled back when it was dropped; make sure
+            // the connection is not left inside one.
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            let why = format!("the write was not committed: {}", e.0);
+            for cmd in batch {
+                refuse(cmd, &why);
+            }
+        }
+    }
+}
+
+/// Writes the batch and commits. The chain head is read inside the
+/// transaction rather than kept in memory: after a failed commit, or if
+/// another process appended to the same file, the next batch still chains
+/// onto what is actually stored.
+fn write_batch(conn: &mut Connection, batch: &[Command], outcomes: &mut Vec<Outcome>) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let head: Option<(i64, String)> = tx
+        .query_row("SELECT seq, hash FROM chain_head WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    // Appending after a missing head would start a second chain: refuse,
+    // so that the tampering is looked at (verify reports it).
+    let (head_seq, head_hash) =
+        head.ok_or_else(|| StoreError("the chain head is missing (the file was altered); run verify".into()))?;
+    let mut seq = u64::try_from(head_seq).map_err(|_| StoreError(format!("corrupt chain head: seq {head_seq}")))?;
+    let mut prev = head_hash;
+    let mut appended = false;
+    for cmd in batch {
+        match cmd {
+            Command::Append(p, _) => {
+                seq += 1;
+                let body = p.parts.with_seq(seq);
+                let hash_hex = chain::record_hash_hex(&prev, &body);
+                let hash = String::from_utf8_lossy(&hash_hex).into_owned();
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO audit (seq, time, decision_id, phase, action, actor_id, session, effect, rules, \
+                     body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                )?;
+                let e = &p.entry;
+                insert.execute(params![
+                    i64::try_from(seq).map_err(|_| StoreError("the audit log is full".into()))?,
+                    p.time_key,
+                    e.decision_id,
+                    e.phase,
+                    e.action,
+                    p.actor_id,
+                    e.session,
+                    e.effect,
+                    p.rules_json,
+                    body,
+                    prev,
+                    hash,
+                ])?;
+                outcomes.push(Outcome::Appended {
+                    seq,
+                    prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                    hash,
+                });
+                appended = true;
+            }
+            Command::Approval(op, _) => outcomes.push(Outcome::Approval(Box::new(approval_in_savepoint(&tx, op)?))),
+            // Split off before the batch is written; kept aligned regardless.
+            Command::Shutdown(_) => outcomes.push(Outcome::Nothing),
+        }
+    }
+    if appended {
+        tx.prepare_cached("UPDATE chain_head SET seq = ?1, hash = ?2 WHERE id = 1")?
+            .execute(params![i64::try_from(seq).unwrap_or(i64::MAX), prev])?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Runs one approval change inside a savepoint, so that its failure (a
+/// duplicate id, say) undoes only its own writes and does not fail the
+/// audit records batched with it. Returns `Err` only if the savepoint
+/// itself cannot be managed, which fails the whole batch.
+fn approval_in_savepoint(conn: &Connection, op: &ApprovalOp) -> Result<ApprovalReply, StoreError> {
+    conn.execute_batch("SAVEPOINT approval")?;
+    let result = approval_op(conn, op);
+    match &result {
+        Ok(_) => conn.execute_batch("RELEASE approval")?,
+        Err(_) => conn.execute_batch("ROLLBACK TO approval; RELEASE approval")?,
+    }
+    Ok(result)
+}
+
+fn approval_op(conn: &Connection, op: &ApprovalOp) -> ApprovalReply {
+    match op {
+        ApprovalOp::Create {
+            record,
+            created_key,
+            expires_key,
+        } => create(conn, record, created_key, expires_key).map(|()| Ok((**record).clone())),
+        ApprovalOp::Decide {
+            id,
+            grant,
+            approver,
+            comment,
+            now,
+            now_key,
+        } => decide(conn, id, *grant, approver, comment.as_deref(), now, now_key),
+        ApprovalOp::Use {
+            id,
+            request_hash,
+            now_key,
+        } => use_approval(conn, id, request_hash, now_key),
+    }
+}
+
+fn create(conn: &Connection, r: &ApprovalRecord, created_key: &str, expires_key: &str) -> Result<(), StoreError> {
+    let rules = chain::canonical_str_list(&r.rules);
+    let summary = chain::canonical_value(&r.summary);
+    let result = conn
+        .prepare_cached(
+            "INSERT INTO approvals (id, request_hash, decision_id, rules, role, action, requested_by, summary, \
+             created_at, expires_at, created_key, expires_key, state, decided_by, decided_at, comment) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        )?
+        .execute(params![
+            r.id,
+            r.request_hash,
+            r.decision_id,
+            rules,
+            r.role,
+            r.action,
+            r.requested_by,
+            summary,
+            r.created_at,
+            r.expires_at,
+            created_key,
+            expires_key,
+            r.state.as_str(),
+            r.decided_by,
+            r.decided_at,
+            r.comment,
+        ]);
+    match result {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(f, _)) if f.code == ErrorCode::ConstraintViolation => {
+            Err(StoreError(format!("an approval with id `{}` already exists", r.id)))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The columns the state checks need.
+struct Gate {
+    state: String,
+    requested_by: Option<String>,
+    expires_key: String,
+    request_hash: String,
+}
+
+fn gate(conn: &Connection, id: &str) -> Result<Option<Gate>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT state, requested_by, expires_key, request_hash FROM approvals WHERE id = ?1")?
+        .query_row([id], |r| {
+            Ok(Gate {
+                state: r.get(0)?,
+                requested_by: r.get(1)?,
+                expires_key: r.get(2)?,
+                request_hash: r.get(3)?,
+            })
+        })
+        .optional()?)
+}
+
+fn reload(conn: &Connection, id: &str) -> ApprovalReply {
+    match approvals::load(conn, id)? {
+        Some(record) => Ok(Ok(record)),
+        None => Err(StoreError(format!(
+            "approval `{id}` vanished while it was being changed"
+        ))),
+    }
+}
+
+fn decide(
+    conn: &Connection,
+    id: &str,
+    grant: bool,
+    approver: &str,
+    comment: Option<&str>,
+    now: &str,
+    now_key: &str,
+) -> ApprovalReply {
+    let Some(g) = gate(conn, id)? else {
+        return Ok(Err(ApprovalError::NotFound(id.to_owned())));
+    };
+    if g.state != "pending" {
+        return Ok(Err(ApprovalError::WrongState {
+            id: id.to_owned(),
+            state: g.state,
+            expected: "pending".into(),
+        }));
+    }
+    if g.requested_by.as_deref() == Some(approver) {
+        return Ok(Err(ApprovalError::SelfApproval(approver.to_owned())));
+    }
+    if now_key >= g.expires_key.as_str() {
+        return Ok(Err(ApprovalError::Expired(id.to_owned())));
+    }
+    // The conditions are repeated in the UPDATE so that the change is
+    // correct on its own, whatever runs the checks above.
+    let state = if grant { "granted" } else { "denied" };
+    let changed = conn
+        .prepare_cached(
+            "UPDATE approvals SET state = ?2, decided_by = ?3, decided_at = ?4, comment = ?5 \
+             WHERE id = ?1 AND state = 'pending' AND expires_key > ?6",
+        )?
+        .execute(params![id, state, approver, now, comment, now_key])?;
+    if changed != 1 {
+        return Err(StoreError(format!(
+            "approval `{id}` changed while it was being decided"
+        )));
+    }
+    reload(conn, id)
+}
+
+fn use_approval(conn: &Connection, id: &str, request_hash: &str, now_key: &str) -> ApprovalReply {
+    let Some(g) = gate(conn, id)? else {
+        return Ok(Err(ApprovalError::NotFound(id.to_owned())));
+    };
+    if g.state != "granted" {
+        return Ok(Err(ApprovalError::WrongState {
+            id: id.to_owned(),
+            state: g.state,
+            expected: "granted".into(),
+        }));
+    }
+    if now_key >= g.expires_key.as_str() {
+        return Ok(Err(ApprovalError::Expired(id.to_owned())));
+    }
+    if g.request_hash != request_hash {
+        return Ok(Err(ApprovalError::RequestMismatch(id.to_owned())));
+    }
+    let changed = conn
+        .prepare_cached(
+            "UPDATE approvals SET state = 'used' \
+             WHERE id = ?1 AND state = 'granted' AND expires_key > ?2 AND request_hash = ?3",
+        )?
+        .execute(params![id, now_key, request_hash])?;
+    if changed != 1 {
+        return Err(StoreError(format!("approval `{id}` changed while it was being used")));
+    }
+    reload(conn, id)
+}

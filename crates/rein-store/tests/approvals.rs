@@ -1,0 +1,301 @@
+//! Approvals against a real SQLite file: the state machine, its refusals,
+//! and races.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{entry, open_temp};
+use rein_store::{ApprovalError, ApprovalRecord, ApprovalState, Store, Verification};
+use serde_json::json;
+
+const NOW: &str = "2025-06-01T12:00:00Z";
+const LATER: &str = "2025-06-01T12:30:00Z";
+/// After the expiry, written with another offset on purpose.
+const TOO_LATE: &str = "2025-06-01T15:00:00.000001+02:00";
+
+fn approval(id: &str) -> ApprovalRecord {
+    ApprovalRecord {
+        id: id.into(),
+        request_hash: "a".repeat(64),
+        decision_id: format!("dec-{id}"),
+        rules: vec!["big-refund".into()],
+        role: "finance".into(),
+        action: "refund".into(),
+        requested_by: Some("agent-7".into()),
+        summary: json!({"amount": 5000, "currency": "EUR"}),
+        created_at: NOW.into(),
+        expires_at: "2025-06-01T13:00:00Z".into(),
+        state: ApprovalState::Pending,
+        decided_by: None,
+        decided_at: None,
+        comment: None,
+    }
+}
+
+#[tokio::test]
+async fn create_get_list() {
+    let (_dir, store) = open_temp();
+    assert_eq!(store.get_approval("nope").await.unwrap(), None);
+    store.create_approval(approval("ap1")).await.unwrap();
+    let mut second = approval("ap2");
+    second.created_at = "2025-06-01T12:05:00+00:00".into();
+    second.requested_by = None;
+    store.create_approval(second.clone()).await.unwrap();
+    assert_eq!(store.get_approval("ap1").await.unwrap(), Some(approval("ap1")));
+    assert_eq!(store.get_approval("ap2").await.unwrap(), Some(second));
+
+    let dup = store.create_approval(approval("ap1")).await.unwrap_err();
+    assert!(dup.0.contains("already exists"), "{dup}");
+    let mut bad_time = approval("ap3");
+    bad_time.expires_at = "soon".into();
+    assert!(store.create_approval(bad_time).await.is_err());
+
+    store
+        .decide_approval("ap1", false, "boss", Some("no"), LATER)
+        .await
+        .unwrap()
+        .unwrap();
+    let ids = |v: Vec<ApprovalRecord>| v.into_iter().map(|a| a.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.list_approvals(None, 10).await.unwrap()),
+        ["ap2", "ap1"],
+        "newest first"
+    );
+    assert_eq!(
+        ids(store.list_approvals(Some(ApprovalState::Pending), 10).await.unwrap()),
+        ["ap2"]
+    );
+    assert_eq!(
+        ids(store.list_approvals(Some(ApprovalState::Denied), 10).await.unwrap()),
+        ["ap1"]
+    );
+    assert_eq!(ids(store.list_approvals(None, 1).await.unwrap()), ["ap2"]);
+}
+
+#[tokio::test]
+async fn grant_then_use_once() {
+    let (_dir, store) = open_temp();
+    store.create_approval(approval("ap")).await.unwrap();
+    let granted = store
+        .decide_approval("ap", true, "boss", Some("fine"), LATER)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(granted.state, ApprovalState::Granted);
+    assert_eq!(granted.decided_by.as_deref(), Some("boss"));
+    assert_eq!(granted.decided_at.as_deref(), Some(LATER));
+    assert_eq!(granted.comment.as_deref(), Some("fine"));
+
+    let again = store
+        .decide_approval("ap", false, "boss", None, LATER)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(again, ApprovalError::WrongState { ref state, .. } if state == "granted"),
+        "{again:?}"
+    );
+
+    let used = store.use_approval("ap", &"a".repeat(64), LATER).await.unwrap().unwrap();
+    assert_eq!(used.state, ApprovalState::Used);
+    let twice = store
+        .use_approval("ap", &"a".repeat(64), LATER)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        twice,
+        ApprovalError::WrongState {
+            id: "ap".into(),
+            state: "used".into(),
+            expected: "granted".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn refusals() {
+    let (_dir, store) = open_temp();
+    store.create_approval(approval("ap")).await.unwrap();
+
+    assert_eq!(
+        store
+            .decide_approval("ghost", true, "boss", None, LATER)
+            .await
+            .unwrap()
+            .unwrap_err(),
+        ApprovalError::NotFound("ghost".into())
+    );
+    assert_eq!(
+        store.use_approval("ghost", "x", LATER).await.unwrap().unwrap_err(),
+        ApprovalError::NotFound("ghost".into())
+    );
+    // Self-approval, for grant and deny alike; the approval stays pending.
+    for grant in [true, false] {
+        assert_eq!(
+            store
+                .decide_approval("ap", grant, "agent-7", None, LATER)
+                .await
+                .unwrap()
+                .unwrap_err(),
+            ApprovalError::SelfApproval("agent-7".into())
+        );
+    }
+    // Using before it is granted.
+    assert!(matches!(
+        store
+            .use_approval("ap", &"a".repeat(64), LATER)
+            .await
+            .unwrap()
+            .unwrap_err(),
+        ApprovalError::WrongState { .. }
+    ));
+    // Expired: exactly at the expiry counts as expired.
+    for now in [TOO_LATE, "2025-06-01T13:00:00Z"] {
+        assert_eq!(
+            store
+                .decide_approval("ap", true, "boss", None, now)
+                .await
+                .unwrap()
+                .unwrap_err(),
+            ApprovalError::Expired("ap".into())
+        );
+    }
+    assert_eq!(
+        store.get_approval("ap").await.unwrap().unwrap().state,
+        ApprovalState::Pending
+    );
+    // A `now` that is not a time is a caller bug, not a decision.
+    assert!(store.decide_approval("ap", true, "boss", None, "now").await.is_err());
+
+    store
+        .decide_approval("ap", true, "boss", None, LATER)
+        .await
+        .unwrap()
+        .unwrap();
+    // Wrong request: refused, and still usable by the right one.
+    assert_eq!(
+        store
+            .use_approval("ap", &"b".repeat(64), LATER)
+            .await
+            .unwrap()
+            .unwrap_err(),
+        ApprovalError::RequestMismatch("ap".into())
+    );
+    assert_eq!(
+        store.get_approval("ap").await.unwrap().unwrap().state,
+        ApprovalState::Granted
+    );
+    // Expired when used.
+    assert_eq!(
+        store
+            .use_approval("ap", &"a".repeat(64), TOO_LATE)
+            .await
+            .unwrap()
+            .unwrap_err(),
+        ApprovalError::Expired("ap".into())
+    );
+    assert_eq!(
+        store.get_approval("ap").await.unwrap().unwrap().state,
+        ApprovalState::Granted
+    );
+    store.use_approval("ap", &"a".repeat(64), LATER).await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_uses_exactly_one_wins() {
+    let (_dir, store) = open_temp();
+    let store = Arc::new(store);
+    store.create_approval(approval("ap")).await.unwrap();
+    store
+        .decide_approval("ap", true, "boss", None, LATER)
+        .await
+        .unwrap()
+        .unwrap();
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.use_approval("ap", &"a".repeat(64), LATER).await.unwrap() })
+        })
+        .collect();
+    let mut wins = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(rec) => {
+                assert_eq!(rec.state, ApprovalState::Used);
+                wins += 1;
+            }
+            Err(e) => assert!(
+                matches!(e, ApprovalError::WrongState { ref state, .. } if state == "used"),
+                "{e:?}"
+            ),
+        }
+    }
+    assert_eq!(wins, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_decisions_exactly_one_wins() {
+    let (_dir, store) = open_temp();
+    let store = Arc::new(store);
+    store.create_approval(approval("ap")).await.unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .decide_approval("ap", i % 2 == 0, &format!("approver-{i}"), None, LATER)
+                    .await
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for task in tasks {
+        if task.await.unwrap().unwrap().is_ok() {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1);
+}
+
+/// An approval change that fails (duplicate id) shares a batch with audit
+/// appends without failing them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failing_approval_does_not_fail_its_batch() {
+    let (_dir, store) = open_temp();
+    let store = Arc::new(store);
+    store.create_approval(approval("ap")).await.unwrap();
+    let mut appends = Vec::new();
+    let mut creates = Vec::new();
+    for i in 0..40u64 {
+        let s = Arc::clone(&store);
+        appends.push(tokio::spawn(async move { s.append(entry(i)).await }));
+        let s = Arc::clone(&store);
+        creates.push(tokio::spawn(async move {
+            s.create_approval(approval(if i % 2 == 0 { "ap" } else { "" })).await
+        }));
+    }
+    for a in appends {
+        a.await.unwrap().unwrap();
+    }
+    let results: Vec<bool> = futures_join(creates).await;
+    assert_eq!(
+        results.iter().filter(|ok| **ok).count(),
+        1,
+        "only the first empty-id create succeeds"
+    );
+    assert_eq!(
+        store.verify_audit().await.unwrap(),
+        Verification::Intact { records: 40 }
+    );
+}
+
+async fn futures_join(tasks: Vec<tokio::task::JoinHandle<Result<(), rein_store::StoreError>>>) -> Vec<bool> {
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap().is_ok());
+    }
+    out
+}

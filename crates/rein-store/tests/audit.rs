@@ -1,0 +1,463 @@
+//! The audit log against real SQLite files: round trip, filters, reopen,
+//! concurrency, failures.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{entry, open_temp};
+use rein_store::chain::{self, GENESIS};
+use rein_store::{AuditQuery, SqliteStore, Store, Verification};
+
+#[tokio::test]
+async fn append_returns_the_chained_record() {
+    let (_dir, store) = open_temp();
+    let r1 = store.append(entry(1)).await.unwrap();
+    let r2 = store.append(entry(2)).await.unwrap();
+    assert_eq!((r1.seq, r2.seq), (1, 2));
+    assert_eq!(r1.prev_hash, GENESIS);
+    assert_eq!(r1.hash, chain::record_hash(GENESIS, &chain::canonical(1, &entry(1))));
+    assert_eq!(r2.prev_hash, r1.hash);
+    assert_eq!(r2.hash, chain::record_hash(&r1.hash, &chain::canonical(2, &entry(2))));
+    assert_eq!(r1.entry, entry(1));
+    assert_eq!(store.audit_len().await.unwrap(), 2);
+    assert_eq!(store.verify_audit().await.unwrap(), Verification::Intact { records: 2 });
+}
+
+#[tokio::test]
+async fn empty_store_is_intact() {
+    let (_dir, store) = open_temp();
+    assert_eq!(store.audit_len().await.unwrap(), 0);
+    assert_eq!(store.verify_audit().await.unwrap(), Verification::Intact { records: 0 });
+    assert!(store.query_audit(&AuditQuery::default()).await.unwrap().is_empty());
+}
+
+/// The stored body is exactly the canonical text the module documents.
+#[tokio::test]
+async fn body_is_the_canonical_text() {
+    let (dir, store) = open_temp();
+    let rec = store.append(entry(7)).await.unwrap();
+    let raw = rusqlite::Connection::open(dir.path().join("rein.db")).unwrap();
+    let (body, actor_id, rules, time): (String, String, String, String) = raw
+        .query_row("SELECT body, actor_id, rules, time FROM audit WHERE seq = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .unwrap();
+    assert_eq!(body, chain::canonical(1, &entry(7)));
+    assert_eq!(rec.hash, chain::record_hash(GENESIS, &body));
+    assert_eq!(actor_id, "bob");
+    assert_eq!(rules, r#"["rule-2","common"]"#);
+    assert_eq!(time, "2025-06-01T12:00:07.000007Z");
+}
+
+async fn seqs(store: &SqliteStore, q: AuditQuery) -> Vec<u64> {
+    store.query_audit(&q).await.unwrap().iter().map(|r| r.seq).collect()
+}
+
+#[tokio::test]
+async fn query_filters_combine() {
+    let (_dir, store) = open_temp();
+    let mut appended = Vec::new();
+    for i in 1..=12 {
+        appended.push(store.append(entry(i)).await.unwrap());
+    }
+    // Round trip: what comes back is what was appended, in order.
+    assert_eq!(store.query_audit(&AuditQuery::default()).await.unwrap(), appended);
+
+    let q = AuditQuery::default;
+    let expect = |f: &dyn Fn(u64) -> bool| (1..=12).filter(|&i| f(i)).collect::<Vec<u64>>();
+    assert_eq!(
+        seqs(
+            &store,
+            AuditQuery {
+                actor: Some("alice".into()),
+                ..q()
+            }
+        )
+        .await,
+        expect(&|i| i % 3 == 0)
+    );
+    assert_eq!(
+        seqs(
+            &store,
+            AuditQuery {
+                action: Some("send_email".into()),
+                ..q()
+            }
+        )
+        .await,
+        expect(&|i| i % 3 == 1)
+    );
+    assert_eq!(
+        seqs(
+            &store,
+            AuditQuery {
+                effect: Some("block".into()),
+                ..q()
+            }
+        )
+        .await,
+        expect(&|i| i % 3 == 1)
+    );
+    assert_eq!(
+        seqs(
+            &store,
+            AuditQuery {
+                session: Some("s2".into()),
+                ..q()
+            }
+        )
+        .await,
+        expect(&|i| i % 4 == 2)
+    );
+    assert_eq!(
+        seqs(
+            &store,
+            AuditQuery {
+                decision_id: Some("dec-5".into()),
+                ..q()
+            }
+        )
+        .await,
+        vec![5]
+    );
+    assert_eq!(
+        seqs(
+            &store,
+            AuditQuery {
+                rule: Some("rule-2".into()),
+                ..q()
+            }
+        )
+        .await,
+        vec![2, 7]
+    );
+    assert_eq!(
+        seqs(
+            &store,
+            AuditQuery {
+                rule: Some("common".into()),
+                ..q()
+            }
+        )
+        .await,
+        expect(&|i| i % 3 != 0)
+    );
+    assert_eq!(
+        seqs(
+            &store,
+            AuditQuery {
+                rule: Some("rule".into()),
+                ..q()
+            }
+        )
+        .await,
+        Vec::<u64>::new()
+    );
+    assert_eq!(
+        seqs(
+            &store,
+            AuditQuery {
+                after_seq: Some(9),
+                ..q()
+            }
+        )
+        .await,
+        vec![10, 11, 12]
+    );
+    assert_eq!(seqs(&store, AuditQuery { limit: Some(3), ..q() }).await, vec![1, 2, 3]);
+    assert_eq!(
+        seqs(&store, AuditQuery { limit: Some(0), ..q() }).await,
+        Vec::<u64>::new()
+    );
+    assert_eq!(
+        seqs(
+            &store,
+            AuditQuery {
+                limit: Some(u64::MAX),
+                ..q()
+            }
+        )
+        .await
+        .len(),
+        12
+    );
+    // Times: `since` inclusive, `until` exclusive, any RFC 3339 offset.
+    assert_eq!(
+        seqs(
+            &store,
+            AuditQuery {
+                since: Some("2025-06-01T14:00:03.000003+02:00".into()),
+                until: Some("2025-06-01T12:00:06Z".into()),
+                ..q()
+            }
+        )
+        .await,
+        vec![3, 4, 5]
+    );
+    // Everything at once.
+    assert_eq!(
+        seqs(
+            &store,
+            AuditQuery {
+                since: Some("2025-06-01T12:00:00Z".into()),
+                until: Some("2025-06-02T00:00:00Z".into()),
+                actor: Some("bob".into()),
+                action: Some("send_email".into()),
+                effect: Some("block".into()),
+                rule: Some("common".into()),
+                session: Some("s3".into()),
+                decision_id: None,
+                after_seq: Some(1),
+                limit: Some(10),
+            }
+        )
+        .await,
+        vec![7]
+    );
+    // Paging through with after_seq.
+    let mut after = 0;
+    let mut pages = Vec::new();
+    loop {
+        let page = seqs(
+            &store,
+            AuditQuery {
+                after_seq: Some(after),
+                limit: Some(5),
+                ..q()
+            },
+        )
+        .await;
+        let Some(&last) = page.last() else { break };
+        after = last;
+        pages.push(page);
+    }
+    assert_eq!(pages, vec![vec![1, 2, 3, 4, 5], vec![6, 7, 8, 9, 10], vec![11, 12]]);
+
+    let bad = store
+        .query_audit(&AuditQuery {
+            since: Some("last tuesday".into()),
+            ..q()
+        })
+        .await;
+    assert!(bad.unwrap_err().0.contains("RFC 3339"));
+}
+
+#[tokio::test]
+async fn chain_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rein.db");
+    let store = SqliteStore::open(&path).unwrap();
+    for i in 1..=10 {
+        store.append(entry(i)).await.unwrap();
+    }
+    let tenth = store
+        .query_audit(&AuditQuery {
+            after_seq: Some(9),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+    store.close().await.unwrap(); // idempotent
+    drop(store);
+
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.audit_len().await.unwrap(), 10);
+    let r11 = store.append(entry(11)).await.unwrap();
+    assert_eq!(r11.seq, 11);
+    assert_eq!(r11.prev_hash, tenth[0].hash);
+    for i in 12..=20 {
+        store.append(entry(i)).await.unwrap();
+    }
+    drop(store); // Drop also flushes and joins
+
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(
+        store.verify_audit().await.unwrap(),
+        Verification::Intact { records: 20 }
+    );
+    let all = store.query_audit(&AuditQuery::default()).await.unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (1..=20).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_get_gapless_seqs() {
+    let (_dir, store) = open_temp();
+    let store = Arc::new(store);
+    let mut tasks = Vec::new();
+    for t in 0..64u64 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for i in 0..50 {
+                let rec = store.append(entry(t * 1000 + i)).await.unwrap();
+                assert_eq!(rec.entry.decision_id, format!("dec-{}", t * 1000 + i));
+                mine.push(rec.seq);
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        let mine = task.await.unwrap();
+        // One task's appends are sequential, so they are chained in order.
+        assert!(mine.windows(2).all(|w| w[0] < w[1]));
+        all.extend(mine);
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=3200).collect::<Vec<u64>>());
+    assert_eq!(store.audit_len().await.unwrap(), 3200);
+    assert_eq!(
+        store.verify_audit().await.unwrap(),
+        Verification::Intact { records: 3200 }
+    );
+}
+
+/// A batch that cannot be written fails for every waiter in it and leaves
+/// nothing behind: the next batch chains onto what is really stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_batch_leaves_no_trace() {
+    let (dir, store) = open_temp();
+    let store = Arc::new(store);
+    for i in 1..=4 {
+        store.append(entry(i)).await.unwrap();
+    }
+    let raw = rusqlite::Connection::open(dir.path().join("rein.db")).unwrap();
+    raw.execute_batch(
+        "CREATE TRIGGER fail_5 BEFORE INSERT ON audit WHEN NEW.seq = 5 BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;",
+    )
+    .unwrap();
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.append(entry(100 + i)).await })
+        })
+        .collect();
+    for task in tasks {
+        let err = task.await.unwrap().unwrap_err();
+        assert!(
+            err.0.contains("not committed") && err.0.contains("disk on fire"),
+            "{err}"
+        );
+    }
+    assert_eq!(store.audit_len().await.unwrap(), 4);
+    raw.execute_batch("DROP TRIGGER fail_5").unwrap();
+    for i in 5..=7 {
+        assert_eq!(store.append(entry(i)).await.unwrap().seq, i);
+    }
+    assert_eq!(store.verify_audit().await.unwrap(), Verification::Intact { records: 7 });
+}
+
+#[tokio::test]
+async fn closed_store_refuses_writes_at_once() {
+    let (_dir, store) = open_temp();
+    store.append(entry(1)).await.unwrap();
+    store.close().await.unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(5), store.append(entry(2))).await;
+    let err = result.expect("must not hang").unwrap_err();
+    assert!(err.0.contains("closed"), "{err}");
+    // Reads still work until the store is dropped.
+    assert_eq!(store.verify_audit().await.unwrap(), Verification::Intact { records: 1 });
+}
+
+#[tokio::test]
+async fn the_log_is_append_only_for_plain_sql() {
+    let (dir, store) = open_temp();
+    store.append(entry(1)).await.unwrap();
+    let raw = rusqlite::Connection::open(dir.path().join("rein.db")).unwrap();
+    let upd = raw.execute("UPDATE audit SET effect = 'allow'", []).unwrap_err();
+    assert!(upd.to_string().contains("append-only"), "{upd}");
+    let del = raw.execute("DELETE FROM audit", []).unwrap_err();
+    assert!(del.to_string().contains("append-only"), "{del}");
+}
+
+#[test]
+fn unwritable_path_is_a_clean_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    // Tests may run as root, which ignores permissions: a path through a
+    // regular file cannot be created by anyone.
+    let err = SqliteStore::open(file.join("rein.db")).unwrap_err();
+    assert!(err.0.contains("cannot open the store"), "{err}");
+    let err = SqliteStore::open(dir.path().join("missing-dir").join("rein.db")).unwrap_err();
+    assert!(err.0.contains("cannot open the store"), "{err}");
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rein.db");
+    drop(SqliteStore::open(&path).unwrap());
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(
+        err.0.contains("schema version is 99") && err.0.contains("newer"),
+        "{err}"
+    );
+}
+
+#[test]
+fn foreign_sqlite_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x)")
+        .unwrap();
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(err.0.contains("not a Rein store"), "{err}");
+    // And it was not altered.
+    let v: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 0);
+}
+
+#[test]
+fn not_a_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("garbage.db");
+    std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
+    assert!(SqliteStore::open(&path).is_err());
+}
+
+/// A minimal executor, to poll the store outside any tokio runtime.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => return v,
+            std::task::Poll::Pending => std::thread::park(),
+        }
+    }
+}
+
+#[test]
+fn works_outside_a_tokio_runtime() {
+    let (_dir, store) = open_temp();
+    block_on(async {
+        assert_eq!(store.append(entry(1)).await.unwrap().seq, 1);
+        assert_eq!(store.query_audit(&AuditQuery::default()).await.unwrap().len(), 1);
+        assert_eq!(store.verify_audit().await.unwrap(), Verification::Intact { records: 1 });
+        store.close().await.unwrap();
+    });
+}
