@@ -43,3 +43,18 @@ pub use rein_engine::{
 pub mod testing {
     pub use rein_engine::testing::*;
 }
+
+/// The enforcement runtime (feature `runtime`, on by default): decisions
+/// recorded in the audit log before they are answered, approvals, outcomes
+/// and replay, over a [`store`].
+#[cfg(feature = "runtime")]
+pub mod runtime {
+    pub use rein_runtime::*;
+}
+
+/// What the runtime keeps: the hash-chained audit log and approvals, with
+/// the embedded SQLite backend (feature `runtime`).
+#[cfg(feature = "runtime")]
+pub mod store {
+    pub use rein_store::*;
+}
