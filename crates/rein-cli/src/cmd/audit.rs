@@ -119,10 +119,16 @@ pub fn run(args: AuditArgs, color: bool) -> anyhow::Result<u8> {
                 Conn::Local(store) => rt.block_on(rein_store::Store::verify_audit(store.as_ref()))?,
                 remote => {
                     let (status, body) = remote.call("GET", "/v1/audit/verify", None)?;
-                    if status != 200 && status != 409 {
-                        return Err(server_error(status, &body));
+                    match (status, body["intact"].as_bool()) {
+                        (200, Some(true)) => Verification::Intact {
+                            records: body["records"].as_u64().unwrap_or_default(),
+                        },
+                        (409, Some(false)) => Verification::Broken {
+                            seq: body["seq"].as_u64().unwrap_or_default(),
+                            problem: body["problem"].as_str().unwrap_or_default().to_string(),
+                        },
+                        _ => return Err(server_error(status, &body)),
                     }
-                    serde_json::from_value(body)?
                 }
             };
             match verification {
@@ -237,7 +243,11 @@ fn for_each_record(
     let mut remaining = filters.limit.unwrap_or(u64::MAX);
     let mut after = 0u64;
     while remaining > 0 {
-        let page_size = remaining.min(10_000);
+        // The server pages by at most 1,000 records; the file allows more.
+        let page_size = remaining.min(match conn {
+            Conn::Local(_) => 10_000,
+            Conn::Remote { .. } => 1_000,
+        });
         let query = filters.query(Some(after), Some(page_size));
         let page: Vec<AuditRecord> = match conn {
             Conn::Local(store) => rt.block_on(rein_store::Store::query_audit(store.as_ref(), &query))?,
