@@ -49,7 +49,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             hmac_key: Vec::new(),
             default_approval_ttl: SignedDuration::from_hours(1),
-            recent_decisions: 100_000,
+            recent_decisions: 10_000,
             trust_request_time: false,
         }
     }
