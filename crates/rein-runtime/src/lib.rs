@@ -239,45 +239,34 @@ impl Runtime {
             Some(found) => Ok(found),
             None => self.recorded_request(&policy, decision_id).await,
         };
-        let (mut request, before_effect) = match original {
-            Ok(found) => found,
+        let (request, mut answer) = match original {
             Err(reason) => {
                 let mut answer = blank_answer(decision_id, Phase::After, &policy);
                 fail(&mut answer, reason);
-                let request = Request::new(String::new());
-                let entry = self.entry(
-                    &policy,
-                    decision_id,
-                    &request,
-                    &answer,
-                    output,
-                    error,
-                    None,
-                    started,
-                    now,
-                );
-                self.record(&mut answer, entry).await;
-                return answer;
+                (Request::new(String::new()), answer)
+            }
+            Ok((mut request, before_effect)) => {
+                request.phase = Phase::After;
+                request.time = Some(now);
+                let answer = if before_effect != Effect::Allow {
+                    let mut answer = blank_answer(decision_id, Phase::After, &policy);
+                    let reason = format!(
+                        "the action was not allowed (the decision was `{before_effect}`), so it must not have run"
+                    );
+                    fail(&mut answer, reason);
+                    answer
+                } else if let Some(err) = &error {
+                    let mut answer = blank_answer(decision_id, Phase::After, &policy);
+                    answer.effect = Effect::Allow;
+                    answer.reasons.push(format!("the action reported an error: {err}"));
+                    answer
+                } else {
+                    request.output = Some(output.clone().unwrap_or(serde_json::Value::Null));
+                    answer_from(decision_id, &policy.decide(&request))
+                };
+                (request, answer)
             }
         };
-        request.phase = Phase::After;
-        request.time = Some(now);
-        let mut answer;
-        if before_effect != Effect::Allow {
-            answer = blank_answer(decision_id, Phase::After, &policy);
-            fail(
-                &mut answer,
-                format!("the action was not allowed (the decision was `{before_effect}`), so it must not have run"),
-            );
-        } else if let Some(err) = &error {
-            answer = blank_answer(decision_id, Phase::After, &policy);
-            answer.effect = Effect::Allow;
-            answer.reasons.push(format!("the action reported an error: {err}"));
-        } else {
-            request.output = Some(output.clone().unwrap_or(serde_json::Value::Null));
-            let decision = policy.decide(&request);
-            answer = answer_from(decision_id, &decision);
-        }
         let entry = self.entry(
             &policy,
             decision_id,
@@ -314,7 +303,9 @@ impl Runtime {
         self.decide_approval(id, false, approver, comment).await
     }
 
-    async fn decide_approval(
+    /// Grants (`grant = true`) or denies a pending approval; see
+    /// [`Runtime::grant`].
+    pub async fn decide_approval(
         &self,
         id: &str,
         grant: bool,

@@ -307,14 +307,7 @@ async fn grant(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = approval_body(&state, &headers, body).await?;
-    let record = state
-        .runtime()
-        .grant(&id, approver(&who), body.comment.as_deref())
-        .await
-        .map_err(runtime_error)?;
-    tracing::info!(approval = %id, by = %who.name, "approval granted");
-    Ok(Json(record).into_response())
+    decide_approval(&state, &who, &id, &headers, body, true).await
 }
 
 async fn deny(
@@ -324,13 +317,24 @@ async fn deny(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = approval_body(&state, &headers, body).await?;
+    decide_approval(&state, &who, &id, &headers, body, false).await
+}
+
+async fn decide_approval(
+    state: &AppState,
+    who: &Identity,
+    id: &str,
+    headers: &HeaderMap,
+    body: Body,
+    grant: bool,
+) -> Result<Response, ApiError> {
+    let body = approval_body(state, headers, body).await?;
     let record = state
         .runtime()
-        .deny(&id, approver(&who), body.comment.as_deref())
+        .decide_approval(id, grant, approver(who), body.comment.as_deref())
         .await
         .map_err(runtime_error)?;
-    tracing::info!(approval = %id, by = %who.name, "approval denied");
+    tracing::info!(approval = %id, by = %who.name, state = record.state.as_str(), "approval decided");
     Ok(Json(record).into_response())
 }
 
