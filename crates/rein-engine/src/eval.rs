@@ -62,9 +62,91 @@ pub(crate) fn eval_condition<T: Tracer>(
     env: &Env<'_>,
     frame: &mut Frame<'_, T>,
 ) -> Result<bool, EvalError> {
-    match eval(node, env, frame)?.as_ref() {
-        Value::Bool(b) => Ok(*b),
-        other => fail(format!("condition gave {} instead of a boolean", kind_of(other))),
+    eval_bool(node, env, frame)
+}
+
+/// Evaluates a node the checker typed as boolean. Conditions are mostly
+/// comparisons joined by `&&`, `||` and `!`; computing those as plain
+/// `bool`s, and reading a comparison's field and constant in place, skips
+/// the general evaluator's value plumbing on the hot path.
+fn eval_bool<'a, T: Tracer>(node: &'a Node, env: &Env<'a>, frame: &mut Frame<'_, T>) -> Result<bool, EvalError> {
+    let result = match &node.kind {
+        NodeKind::Cmp { op, lhs, rhs } => {
+            // Anything unusual (an absent field, a computed operand) takes
+            // the general path, which also reports errors.
+            match (T::ENABLED, operand(lhs, env), operand(rhs, env)) {
+                (false, Some(a), Some(b)) => return Ok(compare(*op, a, b)),
+                _ => {
+                    let a = eval(lhs, env, frame)?;
+                    let b = eval(rhs, env, frame)?;
+                    Ok(compare(*op, &a, &b))
+                }
+            }
+        }
+        NodeKind::And(a, b) => logic_bool(a, b, false, env, frame),
+        NodeKind::Or(a, b) => logic_bool(a, b, true, env, frame),
+        NodeKind::Not(x) => eval_bool(x, env, frame).map(|b| !b),
+        NodeKind::InStrings { elem, set } => match operand(elem, env) {
+            Some(e) if !T::ENABLED => return Ok(e.as_str().is_some_and(|s| set.contains(s))),
+            _ => {
+                let e = eval(elem, env, frame)?;
+                Ok(e.as_str().is_some_and(|s| set.contains(s)))
+            }
+        },
+        NodeKind::Const(Value::Bool(b)) => Ok(*b),
+        _ => return eval(node, env, frame).and_then(|v| as_bool(&v)),
+    };
+    if T::ENABLED {
+        frame
+            .tracer
+            .record(node, &result.clone().map(|b| Cow::Owned(Value::Bool(b))));
+    }
+    result
+}
+
+/// A constant, or a present field reached through objects, borrowed in
+/// place; `None` for everything else.
+#[inline]
+fn operand<'a>(node: &'a Node, env: &Env<'a>) -> Option<&'a Value> {
+    match &node.kind {
+        NodeKind::Const(v) => Some(v),
+        NodeKind::ActionName => Some(env.action),
+        NodeKind::Path { root: r, path } => {
+            let (last, init) = path.split_last()?;
+            let mut fields = root(env, *r).ok()?;
+            for idx in init {
+                match fields.get(*idx as usize)? {
+                    Value::Object(inner) => fields = inner,
+                    _ => return None,
+                }
+            }
+            match fields.get(*last as usize)? {
+                Value::Absent => None,
+                v => Some(v),
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `&&` and `||` on booleans, with CEL's error absorption (see [`logic`]).
+fn logic_bool<'a, T: Tracer>(
+    a: &'a Node,
+    b: &'a Node,
+    is_or: bool,
+    env: &Env<'a>,
+    frame: &mut Frame<'_, T>,
+) -> Result<bool, EvalError> {
+    let decisive = is_or;
+    let left = eval_bool(a, env, frame);
+    if left == Ok(decisive) {
+        return Ok(decisive);
+    }
+    let right = eval_bool(b, env, frame);
+    match (left, right) {
+        (_, Ok(r)) if r == decisive => Ok(decisive),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+        (Ok(_), Ok(_)) => Ok(!decisive),
     }
 }
 
