@@ -334,6 +334,9 @@ pub async fn serve(
 /// binds `config.listen`, and serves until SIGINT or SIGTERM. SIGHUP
 /// reloads the policy.
 pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
+    // Signal handlers first: until they exist, SIGHUP or SIGTERM would kill
+    // the process, and a reload sent right after start would take it down.
+    let signals = Signals::install()?;
     let state = AppState::from_config(&config).await?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -345,8 +348,9 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         tokens = %config.tokens_file().display(),
         "rein server listening"
     );
-    let reloader = tokio::spawn(reload_on_sighup(state.clone()));
-    let served = serve(listener, state.clone(), shutdown_signal()).await;
+    let Signals { hangup, stop } = signals;
+    let reloader = tokio::spawn(reload_on_sighup(state.clone(), hangup));
+    let served = serve(listener, state.clone(), stop).await;
     reloader.abort();
     // Every connection is closed by now: flush the store before exiting.
     let closed = state.close().await;
@@ -354,45 +358,43 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     served.and(closed)
 }
 
-/// Completes on SIGINT or SIGTERM. If a handler cannot be installed the
-/// server still stops on the other one; if neither can, it runs until
-/// killed, which is what a server without signals would do anyway.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
+/// The process's signal handlers, installed before anything else.
+struct Signals {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
+    hangup: tokio::signal::unix::Signal,
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT: shutting down"),
-        () = terminate => tracing::info!("SIGTERM: shutting down"),
+    hangup: (),
+    stop: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl Signals {
+    #[cfg(unix)]
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let hangup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+        let mut terminate = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+        let stop = Box::pin(async move {
+            tokio::select! {
+                _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+                _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+            }
+        });
+        Ok(Signals { hangup, stop })
+    }
+
+    #[cfg(not(unix))]
+    fn install() -> anyhow::Result<Signals> {
+        let stop = Box::pin(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("Ctrl-C: shutting down");
+        });
+        Ok(Signals { hangup: (), stop })
     }
 }
 
 #[cfg(unix)]
-async fn reload_on_sighup(state: AppState) {
-    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGHUP; reload with POST /v1/policy/reload");
-            return;
-        }
-    };
+async fn reload_on_sighup(state: AppState, mut hangups: tokio::signal::unix::Signal) {
     while hangups.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading the policy");
         // The outcome is logged (and counted) by `reload_policy`.
@@ -401,4 +403,4 @@ async fn reload_on_sighup(state: AppState) {
 }
 
 #[cfg(not(unix))]
-async fn reload_on_sighup(_state: AppState) {}
+async fn reload_on_sighup(_state: AppState, _hangup: ()) {}

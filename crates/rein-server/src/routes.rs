@@ -111,12 +111,16 @@ async fn no_route() -> ApiError {
     )
 }
 
-async fn wrong_method() -> ApiError {
+/// A wrong method on an agent route (`GET /v1/decide`) still answers
+/// `block`, so a client that reads only `effect` fails closed.
+async fn wrong_method(uri: axum::http::Uri) -> ApiError {
+    let agent_route = matches!(uri.path(), "/v1/decide" | "/v1/outcome");
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         "this route does not take this method; see /openapi.json",
     )
+    .blocking(agent_route)
 }
 
 /// Answers `503` + `block` when a request takes longer than the configured

@@ -1,0 +1,1157 @@
+//! `rein serve` and the store commands end to end: a real server process,
+//! real HTTP over 127.0.0.1, a real SQLite file in a temporary directory and
+//! the example refund policy.
+//!
+//! - decisions, approvals and the audit commands through the server agree
+//!   with the audit commands on the file once the server has stopped;
+//! - a `kill -9` in the middle of a load run loses no acknowledged decision;
+//! - `rein audit verify` names the record of every kind of tampering;
+//! - a reload of a broken policy (SIGHUP or HTTP) keeps the old one serving;
+//! - bad input over HTTP gets its documented status and never reads as allow.
+//!
+//! Every server is killed when its test ends, however it ends, and every
+//! wait (start, stop, commands, HTTP calls) has a deadline.
+
+// Helpers outside `#[test]` functions panic on failure too; that is the report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use rein_engine::syntax::yaml::{self, YamlValue};
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const POLICY: &str = "examples/refund/policy.yaml";
+const REQUEST: &str = "examples/refund/request.json";
+/// Longest a `rein` command other than `serve` may run.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest `rein serve` may take to answer `/healthz`.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest `rein serve` may take to exit after a signal.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Client timeout of every HTTP call.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(2);
+
+// ---- processes ----------------------------------------------------------
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn rein() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rein"));
+    c.current_dir(repo())
+        .env("NO_COLOR", "1")
+        .env_remove("REIN_TOKEN")
+        .stdin(Stdio::null());
+    c
+}
+
+/// Waits for `child` to exit, at most `limit`.
+fn wait_for(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// What a finished `rein` command printed.
+struct Ran {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ran {
+    /// Stdout, after checking the command succeeded.
+    fn ok(&self) -> &str {
+        assert_eq!(self.code, Some(0), "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        &self.stdout
+    }
+}
+
+/// Runs `rein ARGS...` to the end, within [`COMMAND_TIMEOUT`].
+fn run<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Ran {
+    let mut cmd = rein();
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let what = format!("{cmd:?}");
+    let mut child = cmd.spawn().unwrap();
+    // Read both pipes while waiting, so a large export cannot fill one and
+    // stall the command.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut bytes);
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let Some(status) = wait_for(&mut child, COMMAND_TIMEOUT) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{what} did not finish within {COMMAND_TIMEOUT:?}");
+    };
+    Ran {
+        code: status.code(),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `rein serve`, killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    log: PathBuf,
+    http: ureq::Agent,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Does nothing if the process was already waited for.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Starts `rein serve --policy POLICY --db DIR/rein.db` on a free port
+    /// (tokens and key created in `dir`), and waits until `/healthz`
+    /// answers 200.
+    fn start(dir: &Path, policy: &Path, extra: &[&str]) -> Server {
+        // Another process may take the free port before the server binds
+        // it: then try another one.
+        for _ in 0..3 {
+            let port = free_port();
+            let log = dir.join(format!("serve-{port}.log"));
+            let child = rein()
+                .arg("serve")
+                .arg("--policy")
+                .arg(policy)
+                .arg("--db")
+                .arg(dir.join("rein.db"))
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
+                .args(extra)
+                .env("REIN_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            let mut server = Server {
+                child,
+                url: format!("http://127.0.0.1:{port}"),
+                log,
+                http: client(HTTP_TIMEOUT),
+            };
+            let probe = client(Duration::from_millis(500));
+            let deadline = Instant::now() + START_TIMEOUT;
+            loop {
+                if let Ok(r) = probe.get(format!("{}/healthz", server.url)).call() {
+                    if r.status() == 200 {
+                        return server;
+                    }
+                }
+                if let Some(status) = server.child.try_wait().unwrap() {
+                    let log = server.log_text();
+                    assert!(
+                        log.contains("cannot listen"),
+                        "`rein serve` exited ({status}) before it was ready:\n{log}"
+                    );
+                    break; // the port was taken: next one
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "`rein serve` did not answer /healthz within {START_TIMEOUT:?}:\n{}",
+                    server.log_text()
+                );
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+        panic!("`rein serve` found no free port in three tries");
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends `SIG` with `kill -SIG PID`.
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{sig} failed");
+    }
+
+    /// `kill -SIG`, then waits (bounded) for the process to exit.
+    fn signal_and_wait(&mut self, sig: &str) -> ExitStatus {
+        self.signal(sig);
+        match wait_for(&mut self.child, STOP_TIMEOUT) {
+            Some(status) => status,
+            None => panic!(
+                "`rein serve` did not exit within {STOP_TIMEOUT:?} of SIG{sig}:\n{}",
+                self.log_text()
+            ),
+        }
+    }
+
+    /// Stops the server with SIGTERM and checks it exits 0.
+    fn stop(mut self) {
+        let status = self.signal_and_wait("TERM");
+        assert!(
+            status.success(),
+            "`rein serve` exited with {status} after SIGTERM:\n{}",
+            self.log_text()
+        );
+    }
+
+    fn call(&self, method: &str, path: &str, auth: Option<&str>, body: Option<&[u8]>) -> Reply {
+        let url = format!("{}{path}", self.url);
+        let result = match (method, body) {
+            ("GET", _) => {
+                let mut req = self.http.get(&url);
+                if let Some(a) = auth {
+                    req = req.header("Authorization", a);
+                }
+                req.call()
+            }
+            (_, body) => {
+                let mut req = self.http.post(&url);
+                if let Some(a) = auth {
+                    req = req.header("Authorization", a);
+                }
+                match body {
+                    Some(b) => req.content_type("application/json").send(b),
+                    None => req.send_empty(),
+                }
+            }
+        };
+        reply(result, &url)
+    }
+
+    fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.call("GET", path, token.map(bearer).as_deref(), None)
+    }
+
+    fn post(&self, path: &str, token: Option<&str>, body: &[u8]) -> Reply {
+        self.call("POST", path, token.map(bearer).as_deref(), Some(body))
+    }
+
+    fn decide(&self, token: &str, request: &Value) -> Reply {
+        self.post("/v1/decide", Some(token), &serde_json::to_vec(request).unwrap())
+    }
+
+    /// The policy version `/healthz` reports.
+    fn version(&self) -> String {
+        let health = self.get("/healthz", None);
+        assert_eq!(health.status, 200, "{}", health.text);
+        health.json["policy_version"].as_str().unwrap().to_string()
+    }
+}
+
+// ---- HTTP ---------------------------------------------------------------
+
+fn client(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .build()
+        .into()
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// An HTTP answer: status, text, and the text as JSON (`null` if it is not).
+struct Reply {
+    status: u16,
+    text: String,
+    json: Value,
+}
+
+fn reply(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>, url: &str) -> Reply {
+    let mut response = result.unwrap_or_else(|e| panic!("{url}: {e}"));
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply { status, text, json }
+}
+
+// ---- data ---------------------------------------------------------------
+
+/// The tokens `rein serve` wrote beside the database.
+struct Tokens {
+    agent: String,
+    approver: String,
+    admin: String,
+}
+
+fn tokens(dir: &Path) -> Tokens {
+    let text = std::fs::read_to_string(dir.join("rein-tokens.yaml")).unwrap();
+    let root = yaml::parse(&text).unwrap_or_else(|e| panic!("rein-tokens.yaml: {}", e.message));
+    let mut by_name: HashMap<String, (String, String)> = HashMap::new();
+    let YamlValue::Map(top) = &root.value else {
+        panic!("rein-tokens.yaml is not a mapping:\n{text}")
+    };
+    for (key, list) in top {
+        assert_eq!(key.value, YamlValue::String("tokens".into()), "{text}");
+        let YamlValue::Seq(items) = &list.value else {
+            panic!("`tokens` is not a list:\n{text}")
+        };
+        for item in items {
+            let YamlValue::Map(fields) = &item.value else {
+                panic!("a token is not a mapping:\n{text}")
+            };
+            let field = |name: &str| {
+                fields
+                    .iter()
+                    .find_map(|(k, v)| match (&k.value, &v.value) {
+                        (YamlValue::String(k), YamlValue::String(v)) if k == name => Some(v.clone()),
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| panic!("a token has no `{name}`:\n{text}"))
+            };
+            by_name.insert(field("name"), (field("role"), field("token")));
+        }
+    }
+    let mut take = |role: &str| {
+        let (r, token) = by_name
+            .remove(role)
+            .unwrap_or_else(|| panic!("no `{role}` token:\n{text}"));
+        assert_eq!(r, role);
+        token
+    };
+    Tokens {
+        agent: take("agent"),
+        approver: take("approver"),
+        admin: take("admin"),
+    }
+}
+
+/// `examples/refund/request.json` with another amount and actor role.
+fn refund(amount: u32, role: &str) -> Value {
+    let text = std::fs::read_to_string(repo().join(REQUEST)).unwrap();
+    let mut request: Value = serde_json::from_str(&text).unwrap();
+    request["input"]["amount"] = json!(amount);
+    request["actor"]["role"] = json!(role);
+    request
+}
+
+/// A decide answer, checked to be a recorded decision.
+fn decided(reply: &Reply) -> &Value {
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert!(reply.json["audit_seq"].is_u64(), "not recorded: {}", reply.text);
+    assert!(reply.json["decision_id"].is_string(), "{}", reply.text);
+    &reply.json
+}
+
+fn jsonl(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// `rein audit export --db DB`, one JSON value per record.
+fn export(db: &Path) -> Vec<Value> {
+    jsonl(run([OsStr::new("audit"), "export".as_ref(), "--db".as_ref(), db.as_ref()]).ok())
+}
+
+/// `rein audit verify --db DB`.
+fn verify(db: &Path) -> Ran {
+    run([OsStr::new("audit"), "verify".as_ref(), "--db".as_ref(), db.as_ref()])
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or_else(|| panic!("no string `{key}` in {v}"))
+}
+
+// ---- tests --------------------------------------------------------------
+
+#[test]
+fn serve_decide_audit_and_approvals() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rein.db");
+    let server = Server::start(dir.path(), Path::new(POLICY), &[]);
+    let t = tokens(dir.path());
+    let mut all = Vec::new(); // every decision id, in order
+    let mut blocks = HashSet::new();
+    let mut decide = |request: &Value, effect: &str| -> Value {
+        let answer = decided(&server.decide(&t.agent, request)).clone();
+        assert_eq!(answer["effect"], effect, "{answer}");
+        let id = str_of(&answer, "decision_id").to_string();
+        if effect == "block" {
+            blocks.insert(id.clone());
+        }
+        all.push(id);
+        answer
+    };
+
+    let small = decide(&refund(40, "agent"), "allow");
+    assert_eq!(small["rules"], json!(["small_refund"]));
+    let staff = decide(&refund(500, "support"), "allow");
+    assert_eq!(staff["rules"], json!(["medium_refund_by_staff"]));
+    let large = decide(&refund(1500, "agent"), "block");
+    assert_eq!(large["rules"], json!(["large_refund"]));
+    assert_eq!(large["reasons"], json!(["refunds over 1000 need an admin"]));
+    let pending = decide(&refund(500, "agent"), "require_approval");
+    assert_eq!(pending["rules"], json!(["medium_refund_needs_support"]));
+    assert_eq!(pending["approval"]["role"], "support");
+    let id = str_of(&pending["approval"], "id").to_string();
+    let mut with_approval = refund(500, "agent");
+    with_approval["approval"] = json!(id);
+    // Not granted yet: using it blocks, and leaves it pending.
+    decide(&with_approval, "block");
+
+    let server_args = |cmd: &[&str], token: &str| -> Vec<String> {
+        let mut args: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+        args.extend(["--server".into(), server.url.clone(), "--token".into(), token.into()]);
+        args
+    };
+    let list = run(server_args(&["approvals", "list"], &t.approver));
+    let line = list
+        .ok()
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .unwrap_or_else(|| panic!("{id} is not listed:\n{}", list.stdout));
+    for word in ["pending", "refund", "support", "medium_refund_needs_support"] {
+        assert!(line.contains(word), "`{word}` missing from {line}");
+    }
+    let listed = jsonl(run(server_args(&["approvals", "list", "--json"], &t.approver)).ok());
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["id"], json!(id));
+
+    let grant = run(server_args(
+        &["approvals", "grant", &id, "--comment", "checked"],
+        &t.approver,
+    ));
+    assert_eq!(grant.ok().trim(), format!("{id} granted by approver"));
+    let again = run(server_args(&["approvals", "grant", &id], &t.approver));
+    assert_eq!(again.code, Some(1), "a second grant is refused: {}", again.stdout);
+    assert!(again.stderr.contains("409"), "{}", again.stderr);
+    assert_eq!(
+        run(server_args(&["approvals", "list"], &t.approver)).ok().trim(),
+        "no approvals"
+    );
+
+    // The identical request with the granted approval is allowed once.
+    let used = decide(&with_approval, "allow");
+    assert_eq!(used["rules"], json!(["medium_refund_needs_support"]));
+    decide(&with_approval, "block");
+    let n = all.len();
+    assert_eq!(n, 7);
+
+    let admin = |cmd: &[&str]| run(server_args(cmd, &t.admin));
+    assert_eq!(
+        admin(&["audit", "verify"]).ok().trim(),
+        format!("ok: {n} records, chain intact")
+    );
+    let queried = jsonl(admin(&["audit", "query", "--format", "jsonl", "--effect", "block"]).ok());
+    assert!(queried.iter().all(|r| r["effect"] == "block"), "{queried:?}");
+    let queried: HashSet<String> = queried.iter().map(|r| str_of(r, "decision_id").to_string()).collect();
+    assert_eq!(queried, blocks);
+    let through_server = admin(&["audit", "export"]).ok().to_string();
+    // The agent may not read the log.
+    let refused = run(server_args(&["audit", "verify"], &t.agent));
+    assert_eq!(refused.code, Some(2));
+    assert!(refused.stderr.contains("403"), "{}", refused.stderr);
+
+    server.stop();
+
+    // The file, with the server stopped, says the same.
+    assert_eq!(verify(&db).ok().trim(), format!("ok: {n} records, chain intact"));
+    let records = export(&db);
+    assert_eq!(records.len(), n);
+    let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=n as u64).collect::<Vec<_>>());
+    let ids: Vec<&str> = records.iter().map(|r| str_of(r, "decision_id")).collect();
+    assert_eq!(ids, all);
+    assert_eq!(
+        jsonl(&through_server),
+        records,
+        "export through the server and from the file differ"
+    );
+    let file_blocks = jsonl(
+        run([
+            OsStr::new("audit"),
+            "query".as_ref(),
+            "--db".as_ref(),
+            db.as_ref(),
+            "--format".as_ref(),
+            "jsonl".as_ref(),
+            "--effect".as_ref(),
+            "block".as_ref(),
+        ])
+        .ok(),
+    );
+    assert_eq!(file_blocks.len(), blocks.len());
+}
+
+#[test]
+fn kill_9_loses_no_acknowledged_decision() {
+    const CLIENTS: usize = 8;
+    const LOAD: Duration = Duration::from_millis(1500);
+    const MIN_ACKED: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rein.db");
+    let mut server = Server::start(dir.path(), Path::new(POLICY), &[]);
+    let token = tokens(dir.path()).agent;
+
+    let acked = Arc::new(Mutex::new(Vec::<(String, String)>::new())); // (decision id, effect)
+    let not_ok = Arc::new(AtomicUsize::new(0)); // answers other than 200
+    let stop = Arc::new(AtomicBool::new(false));
+    let template = refund(40, "agent");
+    let started = Instant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (acked, not_ok, stop, template) = (acked.clone(), not_ok.clone(), stop.clone(), template.clone());
+            let (url, auth) = (format!("{}/v1/decide", server.url), bearer(&token));
+            thread::spawn(move || {
+                let agent = client(HTTP_TIMEOUT); // keep-alive
+                let give_up = Instant::now() + Duration::from_secs(20);
+                let mut i = c;
+                while !stop.load(Ordering::Relaxed) && Instant::now() < give_up {
+                    i += 1;
+                    let mut request = template.clone();
+                    request["input"]["amount"] = json!([40, 1500, 500, 75][i % 4]);
+                    request["session"] = json!(format!("client-{c}"));
+                    match agent.post(&url).header("Authorization", &auth).send_json(&request) {
+                        Ok(mut res) if res.status() == 200 => {
+                            // A body cut off by the kill acknowledges nothing.
+                            let Ok(body) = res.body_mut().read_json::<Value>() else {
+                                continue;
+                            };
+                            assert!(body["audit_seq"].is_u64(), "{body}");
+                            acked.lock().unwrap().push((
+                                str_of(&body, "decision_id").to_string(),
+                                str_of(&body, "effect").to_string(),
+                            ));
+                        }
+                        Ok(_) => {
+                            not_ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // The server is gone; do not spin.
+                        Err(_) => thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+            })
+        })
+        .collect();
+
+    // Kill half-way through the load, once enough has been acknowledged.
+    let give_up = started + Duration::from_secs(15);
+    while (started.elapsed() < LOAD / 2 || acked.lock().unwrap().len() < MIN_ACKED) && Instant::now() < give_up {
+        thread::sleep(Duration::from_millis(5));
+    }
+    let before_kill = acked.lock().unwrap().len();
+    let killed_at = Instant::now();
+    let status = server.signal_and_wait("KILL");
+    assert!(!status.success(), "{status}");
+    while Instant::now() < (started + LOAD).max(killed_at + Duration::from_millis(200)) {
+        thread::sleep(Duration::from_millis(10));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    eprintln!(
+        "kill -9 after {:?}: {before_kill} decisions acknowledged before the kill, {} in all",
+        killed_at - started,
+        acked.len()
+    );
+    assert!(
+        before_kill >= MIN_ACKED,
+        "only {before_kill} decisions were acknowledged before the kill"
+    );
+    assert_eq!(
+        not_ok.load(Ordering::Relaxed),
+        0,
+        "the server answered something other than 200"
+    );
+
+    // The crashed file verifies as it is.
+    let crashed = verify(&db);
+    assert!(crashed.ok().starts_with("ok: "), "{}", crashed.stdout);
+
+    // A restarted server appends to the same chain.
+    let server = Server::start(dir.path(), Path::new(POLICY), &[]);
+    let after = decided(&server.decide(&token, &refund(40, "agent"))).clone();
+    assert_eq!(after["effect"], "allow");
+    server.stop();
+
+    let verified = verify(&db);
+    let records = export(&db);
+    assert_eq!(
+        verified.ok().trim(),
+        format!("ok: {} records, chain intact", records.len())
+    );
+    assert_eq!(records.last().unwrap()["decision_id"], after["decision_id"]);
+    let recorded: HashMap<&str, &str> = records
+        .iter()
+        .map(|r| (str_of(r, "decision_id"), str_of(r, "effect")))
+        .collect();
+    assert_eq!(recorded.len(), records.len(), "a decision id was recorded twice");
+    let missing: Vec<&(String, String)> = acked
+        .iter()
+        .filter(|(id, effect)| recorded.get(id.as_str()) != Some(&effect.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged decisions are missing from the log or differ, e.g. {:?}",
+        missing.len(),
+        acked.len(),
+        missing.first()
+    );
+}
+
+/// A copy of the stopped store `base`, with the append-only triggers
+/// dropped and `tamper` applied.
+fn tampered(base: &Path, name: &str, tamper: impl FnOnce(&rusqlite::Connection)) -> PathBuf {
+    let copy = base.with_file_name(format!("{name}.db"));
+    std::fs::copy(base, &copy).unwrap();
+    let wal = base.with_file_name("rein.db-wal");
+    if wal.exists() {
+        std::fs::copy(&wal, copy.with_file_name(format!("{name}.db-wal"))).unwrap();
+    }
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    conn.execute_batch("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;")
+        .unwrap();
+    tamper(&conn);
+    conn.close().unwrap();
+    copy
+}
+
+/// `(body, prev_hash, hash)` of record `seq`.
+fn row(conn: &rusqlite::Connection, seq: i64) -> (String, String, String) {
+    conn.query_row("SELECT body, prev_hash, hash FROM audit WHERE seq = ?1", [seq], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })
+    .unwrap()
+}
+
+/// A record that is not in the log, built like record `like` but allowed,
+/// numbered `seq` and linked to `prev_hash` with a correct hash: what a
+/// forger who knows the chain format would write.
+fn forge(conn: &rusqlite::Connection, like: i64, seq: i64, prev_hash: &str) {
+    let mut body: Value = serde_json::from_str(&row(conn, like).0).unwrap();
+    body["decision_id"] = json!("forged-decision");
+    body["effect"] = json!("allow");
+    body["rules"] = json!(["small_refund"]);
+    body["seq"] = json!(seq);
+    let body = rein_store::chain::canonical_value(&body);
+    let hash = rein_store::chain::record_hash(prev_hash, &body);
+    conn.execute(
+        "INSERT INTO audit (seq, time, decision_id, phase, action, actor_id, session, effect, rules, body, \
+         prev_hash, hash) SELECT ?1, time, 'forged-decision', phase, action, actor_id, session, 'allow', \
+         '[\"small_refund\"]', ?2, ?3, ?4 FROM audit WHERE seq = ?5",
+        rusqlite::params![seq, body, prev_hash, hash, like],
+    )
+    .unwrap();
+}
+
+#[test]
+fn tampering_is_detected_by_the_cli() {
+    const N: i64 = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rein.db");
+    let server = Server::start(dir.path(), Path::new(POLICY), &[]);
+    let token = tokens(dir.path()).agent;
+    for i in 0..N {
+        let amount = [40, 1500, 500, 75, 250][usize::try_from(i).unwrap() % 5];
+        decided(&server.decide(&token, &refund(amount, "agent")));
+    }
+    server.stop();
+    assert_eq!(verify(&db).ok().trim(), format!("ok: {N} records, chain intact"));
+
+    // The triggers stop a mistaken edit; the chain is for the deliberate ones.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    for sql in [
+        "UPDATE audit SET effect = 'allow' WHERE seq = 2",
+        "DELETE FROM audit WHERE seq = 2",
+    ] {
+        let e = conn.execute(sql, []).unwrap_err();
+        assert!(e.to_string().contains("append-only"), "{sql}: {e}");
+    }
+    conn.close().unwrap();
+
+    // (name, tampering, record named, words of the problem)
+    type Tamper = Box<dyn FnOnce(&rusqlite::Connection)>;
+    let cases: Vec<(&str, Tamper, i64, &str)> = vec![
+        (
+            "block-made-allow",
+            Box::new(|c| {
+                let (body, _, _) = row(c, 7);
+                assert!(body.contains(r#""effect":"block""#), "{body}");
+                let body = body.replace(r#""effect":"block""#, r#""effect":"allow""#);
+                c.execute("UPDATE audit SET body = ?1, effect = 'allow' WHERE seq = 7", [body])
+                    .unwrap();
+            }),
+            7,
+            "record 7 was changed",
+        ),
+        (
+            "changed-and-rehashed",
+            Box::new(|c| {
+                let (body, prev, _) = row(c, 7);
+                let body = body.replace(r#""amount":1500"#, r#""amount":15"#);
+                let hash = rein_store::chain::record_hash(&prev, &body);
+                c.execute("UPDATE audit SET body = ?1, hash = ?2 WHERE seq = 7", [body, hash])
+                    .unwrap();
+            }),
+            8,
+            "record 8 does not link to record 7",
+        ),
+        (
+            "middle-deleted",
+            Box::new(|c| {
+                assert_eq!(c.execute("DELETE FROM audit WHERE seq = 10", []).unwrap(), 1);
+            }),
+            10,
+            "record 10 was removed",
+        ),
+        (
+            "newest-deleted",
+            Box::new(|c| {
+                assert_eq!(c.execute("DELETE FROM audit WHERE seq = ?1", [N]).unwrap(), 1);
+            }),
+            N,
+            "was removed: the chain head names it",
+        ),
+        (
+            "swapped",
+            Box::new(|c| {
+                let (b5, p5, h5) = row(c, 5);
+                let (b12, p12, h12) = row(c, 12);
+                let set = "UPDATE audit SET body = ?1, prev_hash = ?2, hash = ?3 WHERE seq = ?4";
+                c.execute(set, rusqlite::params![b12, p12, h12, 5]).unwrap();
+                c.execute(set, rusqlite::params![b5, p5, h5, 12]).unwrap();
+            }),
+            5,
+            "record 5 does not link to record 4",
+        ),
+        (
+            "forged-in-the-middle",
+            Box::new(|c| {
+                // Make room at 8 (through negative numbers, so that no
+                // two rows ever share a key), then forge record 8.
+                c.execute_batch(
+                    "UPDATE audit SET seq = -seq WHERE seq >= 8; UPDATE audit SET seq = 1 - seq WHERE seq < 0;",
+                )
+                .unwrap();
+                let (_, _, hash7) = row(c, 7);
+                forge(c, 7, 8, &hash7);
+            }),
+            8,
+            "record 8 was inserted",
+        ),
+        (
+            "forged-at-the-end",
+            Box::new(|c| {
+                let (_, _, newest) = row(c, N);
+                forge(c, N, N + 1, &newest);
+            }),
+            N + 1,
+            "was inserted: the chain head ends at record 20",
+        ),
+    ];
+    for (name, tamper, seq, problem) in cases {
+        let copy = tampered(&db, name, tamper);
+        let out = verify(&copy);
+        assert_eq!(out.code, Some(1), "{name}: {}{}", out.stdout, out.stderr);
+        let prefix = format!("broken at record {seq}: ");
+        assert!(
+            out.stdout.starts_with(&prefix) && out.stdout.contains(problem),
+            "{name}: expected `{prefix}...{problem}...`, got {}",
+            out.stdout
+        );
+    }
+    // The original is untouched.
+    assert_eq!(verify(&db).ok().trim(), format!("ok: {N} records, chain intact"));
+}
+
+/// The `rein_policy_reloads_total{result="…"}` counter.
+fn reloads(server: &Server, result: &str) -> u64 {
+    let metrics = server.get("/metrics", None);
+    assert_eq!(metrics.status, 200);
+    let prefix = format!("rein_policy_reloads_total{{result=\"{result}\"}} ");
+    metrics
+        .text
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// Polls until `done` holds, at most [`STOP_TIMEOUT`].
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn reload_with_broken_policy_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    let original = std::fs::read_to_string(repo().join(POLICY)).unwrap();
+    std::fs::write(&policy, &original).unwrap();
+    let server = Server::start(dir.path(), &policy, &[]);
+    let t = tokens(dir.path());
+    let v1 = server.version();
+    let small = || decided(&server.decide(&t.agent, &refund(40, "agent"))).clone();
+    assert_eq!(small()["policy_version"], json!(v1));
+
+    // Invalid YAML on line 3; SIGHUP is refused (and counted). (The server
+    // installs its SIGHUP handler in a task spawned after it binds; the
+    // calls above have given that task time to run.)
+    let lines: Vec<&str> = original.lines().collect();
+    assert_eq!(lines[2], "default: block");
+    std::fs::write(
+        &policy,
+        original.replacen("default: block\n", "default: block: oops\n", 1),
+    )
+    .unwrap();
+    server.signal("HUP");
+    eventually("the SIGHUP reload to be refused", || reloads(&server, "failure") == 1);
+    let d = small();
+    assert_eq!(
+        (d["effect"].as_str(), d["policy_version"].as_str()),
+        (Some("allow"), Some(v1.as_str()))
+    );
+    assert_eq!(server.version(), v1);
+
+    // The same through HTTP: 422 with diagnostics naming the file and line.
+    let reload = |token: &str| server.call("POST", "/v1/policy/reload", Some(&bearer(token)), None);
+    let refused = reload(&t.admin);
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert_eq!(refused.json["error"]["code"], "policy_invalid");
+    let diagnostic = &refused.json["diagnostics"][0];
+    assert_eq!(
+        diagnostic["file"],
+        json!(policy.display().to_string()),
+        "{}",
+        refused.text
+    );
+    assert_eq!(
+        (diagnostic["line"].as_u64(), diagnostic["column"].as_u64()),
+        (Some(3), Some(15))
+    );
+    assert!(str_of(diagnostic, "message").contains("invalid YAML"), "{diagnostic}");
+
+    // A type error this time: a misspelt field, on the line of its rule.
+    let misspelt = original.replacen("input.amount <= 100", "input.amout <= 100", 1);
+    let line = misspelt.lines().position(|l| l.contains("input.amout")).unwrap() + 1;
+    std::fs::write(&policy, &misspelt).unwrap();
+    let refused = reload(&t.admin);
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    let diagnostic = &refused.json["diagnostics"][0];
+    assert_eq!(diagnostic["line"].as_u64(), Some(line as u64), "{}", refused.text);
+    assert!(str_of(diagnostic, "message").contains("amout"), "{diagnostic}");
+    assert_eq!(diagnostic["help"], "did you mean `amount`?");
+    assert_eq!(reload(&t.agent).status, 403, "only an admin reloads");
+    assert_eq!(small()["policy_version"], json!(v1));
+
+    // Fixed (and changed): the reload swaps the new policy in.
+    let v2_text = original.replacen("reason: refunds up to 100 are routine", "reason: routine (v2)", 1);
+    std::fs::write(&policy, &v2_text).unwrap();
+    let reloaded = reload(&t.admin);
+    assert_eq!(reloaded.status, 200, "{}", reloaded.text);
+    let v2 = str_of(&reloaded.json, "policy_version").to_string();
+    assert_ne!(v2, v1);
+    assert_eq!(reloaded.json["previous_version"], json!(v1));
+    let d = small();
+    assert_eq!(d["policy_version"], json!(v2));
+    assert_eq!(d["reasons"], json!(["routine (v2)"]));
+
+    // And SIGHUP reloads a good policy too.
+    std::fs::write(&policy, v2_text.replacen("routine (v2)", "routine (v3)", 1)).unwrap();
+    server.signal("HUP");
+    eventually("the SIGHUP reload", || server.version() != v2);
+    let d = small();
+    assert_eq!(d["reasons"], json!(["routine (v3)"]));
+    let v3 = str_of(&d, "policy_version").to_string();
+    assert_eq!((reloads(&server, "success"), reloads(&server, "failure")), (2, 3));
+
+    // The log says which policy made each decision.
+    let records = run([
+        "audit",
+        "query",
+        "--format",
+        "jsonl",
+        "--server",
+        &server.url,
+        "--token",
+        &t.admin,
+    ]);
+    let versions: Vec<String> = jsonl(records.ok())
+        .iter()
+        .map(|r| str_of(r, "policy_version").to_string())
+        .collect();
+    assert_eq!(
+        versions,
+        [v1.as_str(), v1.as_str(), v1.as_str(), v2.as_str(), v3.as_str()]
+    );
+    server.stop();
+}
+
+#[test]
+fn bad_input_never_allows() {
+    const MAX_BODY: usize = 4096;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), Path::new(POLICY), &["--max-body", &MAX_BODY.to_string()]);
+    let t = tokens(dir.path());
+    let openapi = server.get("/openapi.json", None).json;
+    let documented = |route: &str, status: u16| {
+        openapi["paths"][route]["post"]["responses"]
+            .get(status.to_string())
+            .is_some()
+    };
+    let recorded = std::cell::Cell::new(0); // decisions the log should hold
+    let check = |name: &str, route: &str, r: Reply, status: u16, code: Option<&str>| -> Value {
+        assert_eq!(r.status, status, "{name}: {}", r.text);
+        assert!(
+            documented(route, status),
+            "{name}: {status} is not documented for {route}"
+        );
+        assert_eq!(r.json["effect"], "block", "{name}: {}", r.text);
+        assert!(!r.text.contains("\"allow\""), "{name}: {}", r.text);
+        if let Some(code) = code {
+            assert_eq!(r.json["error"]["code"], code, "{name}: {}", r.text);
+        }
+        if status == 200 {
+            decided(&r);
+            recorded.set(recorded.get() + 1);
+        }
+        r.json
+    };
+    let agent = Some(t.agent.as_str());
+    let raw = |body: &[u8]| server.post("/v1/decide", agent, body);
+    let with = |path: &[&str], value: Value| {
+        let mut request = refund(40, "agent");
+        let (last, parents) = path.split_last().unwrap();
+        let mut at = &mut request;
+        for p in parents {
+            at = &mut at[*p];
+        }
+        at[*last] = value;
+        serde_json::to_vec(&request).unwrap()
+    };
+
+    // Not JSON, or not a request.
+    check(
+        "malformed",
+        "/v1/decide",
+        raw(b"{\"action\": "),
+        400,
+        Some("invalid_json"),
+    );
+    check("empty", "/v1/decide", raw(b""), 400, Some("invalid_json"));
+    check("text", "/v1/decide", raw(b"allow"), 400, Some("invalid_json"));
+    check(
+        "not utf-8",
+        "/v1/decide",
+        raw(b"{\"action\": \"\xff\"}"),
+        400,
+        Some("invalid_json"),
+    );
+    check("array", "/v1/decide", raw(b"[]"), 400, Some("invalid_request"));
+    check(
+        "action type",
+        "/v1/decide",
+        raw(br#"{"action": 5}"#),
+        400,
+        Some("invalid_request"),
+    );
+    check(
+        "approval type",
+        "/v1/decide",
+        raw(&with(&["approval"], json!(5))),
+        400,
+        Some("invalid_request"),
+    );
+    check(
+        "phase",
+        "/v1/decide",
+        raw(&with(&["phase"], json!("after"))),
+        400,
+        Some("invalid_request"),
+    );
+
+    // Size: the limit itself is fine, one byte more is not, declared or
+    // streamed.
+    let mut at_limit = serde_json::to_vec(&refund(40, "agent")).unwrap();
+    at_limit.resize(MAX_BODY, b' ');
+    let d = decided(&raw(&at_limit)).clone();
+    assert_eq!(d["effect"], "allow", "{d}");
+    recorded.set(recorded.get() + 1);
+    let mut over = at_limit.clone();
+    over.push(b' ');
+    check(
+        "over the limit",
+        "/v1/decide",
+        raw(&over),
+        413,
+        Some("payload_too_large"),
+    );
+    let chunked = server
+        .http
+        .post(format!("{}/v1/decide", server.url))
+        .header("Authorization", bearer(&t.agent))
+        .send(ureq::SendBody::from_reader(&mut std::io::Cursor::new(over)));
+    let chunked = reply(chunked, "chunked");
+    check(
+        "over the limit, chunked",
+        "/v1/decide",
+        chunked,
+        413,
+        Some("payload_too_large"),
+    );
+
+    // Depth: 64 levels are read (and break the contract), 100 are not.
+    let nested = |levels: usize| -> Value {
+        serde_json::from_str(&format!("{}{}", "[".repeat(levels), "]".repeat(levels))).unwrap()
+    };
+    let body = with(&["input", "order_id"], nested(62)); // + the request and `input`
+    let d = check("64 deep", "/v1/decide", raw(&body), 200, None);
+    assert_eq!(d["violation"]["path"], "input.order_id", "{d}");
+    let body = format!(
+        r#"{{"action":"refund","input":{{"order_id":{}{}}}}}"#,
+        "[".repeat(98),
+        "]".repeat(98)
+    );
+    check("100 deep", "/v1/decide", raw(body.as_bytes()), 400, Some("too_deep"));
+
+    // Well-formed requests that break the contract: recorded blocks that
+    // name the field.
+    for (name, body, field) in [
+        ("amount type", with(&["input", "amount"], json!("lots")), "input.amount"),
+        ("negative amount", with(&["input", "amount"], json!(-5)), "input.amount"),
+        (
+            "bad currency",
+            with(&["input", "currency"], json!("euro")),
+            "input.currency",
+        ),
+        ("unknown role", with(&["actor", "role"], json!("root")), "actor.role"),
+        (
+            "flag type",
+            with(&["snapshot", "fraud_flag"], json!("no")),
+            "snapshot.fraud_flag",
+        ),
+        ("extra field", with(&["input", "force"], json!(true)), "input.force"),
+        ("unknown action", with(&["action"], json!("wire_transfer")), "action"),
+        ("empty action", with(&["action"], json!("")), "action"),
+    ] {
+        let d = check(name, "/v1/decide", raw(&body), 200, None);
+        assert_eq!(d["violation"]["path"], field, "{name}: {d}");
+    }
+
+    // Tokens: none, unknown, another scheme, another role.
+    let good = serde_json::to_vec(&refund(40, "agent")).unwrap();
+    let decide_as = |auth: Option<&str>| server.call("POST", "/v1/decide", auth, Some(&good));
+    check("no token", "/v1/decide", decide_as(None), 401, Some("unauthorized"));
+    let unknown = bearer(&"0".repeat(64));
+    check(
+        "unknown token",
+        "/v1/decide",
+        decide_as(Some(&unknown)),
+        401,
+        Some("unauthorized"),
+    );
+    let basic = format!("Basic {}", t.agent);
+    check(
+        "basic scheme",
+        "/v1/decide",
+        decide_as(Some(&basic)),
+        401,
+        Some("unauthorized"),
+    );
+    let approver = bearer(&t.approver);
+    check(
+        "approver token",
+        "/v1/decide",
+        decide_as(Some(&approver)),
+        403,
+        Some("forbidden"),
+    );
+
+    // The outcome route fails closed the same way.
+    let outcome = |auth: Option<&str>, body: &[u8]| server.call("POST", "/v1/outcome", auth, Some(body));
+    let agent_auth = bearer(&t.agent);
+    check(
+        "outcome malformed",
+        "/v1/outcome",
+        outcome(Some(&agent_auth), b"{"),
+        400,
+        Some("invalid_json"),
+    );
+    check(
+        "outcome unknown field",
+        "/v1/outcome",
+        outcome(Some(&agent_auth), br#"{"decision_id": "x", "result": {}}"#),
+        400,
+        Some("invalid_request"),
+    );
+    check(
+        "outcome no token",
+        "/v1/outcome",
+        outcome(None, br#"{"decision_id": "x"}"#),
+        401,
+        None,
+    );
+
+    // The server is still well, and recorded exactly the decisions it made.
+    assert_eq!(server.get("/healthz", None).status, 200);
+    assert_eq!(
+        decided(&server.decide(&t.agent, &refund(40, "agent")))["effect"],
+        "allow"
+    );
+    recorded.set(recorded.get() + 1);
+    let verified = run(["audit", "verify", "--server", &server.url, "--token", &t.admin]);
+    assert_eq!(
+        verified.ok().trim(),
+        format!("ok: {} records, chain intact", recorded.get())
+    );
+    server.stop();
+}
+
+/// Signal handlers are installed before the server listens, so a reload
+/// sent the moment it answers cannot kill it (SIGHUP's default action).
+#[test]
+fn sighup_right_after_start_reloads_instead_of_killing() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Server::start(dir.path(), &repo().join("examples/refund/policy.yaml"), &[]);
+        server.signal("HUP");
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(server.child.try_wait().unwrap().is_none(), "SIGHUP killed the server:\n{}", server.log_text());
+        assert_eq!(server.get("/healthz", None).status, 200);
+        server.stop();
+    }
+}
