@@ -1150,7 +1150,11 @@ fn sighup_right_after_start_reloads_instead_of_killing() {
         let mut server = Server::start(dir.path(), &repo().join("examples/refund/policy.yaml"), &[]);
         server.signal("HUP");
         std::thread::sleep(Duration::from_millis(200));
-        assert!(server.child.try_wait().unwrap().is_none(), "SIGHUP killed the server:\n{}", server.log_text());
+        assert!(
+            server.child.try_wait().unwrap().is_none(),
+            "SIGHUP killed the server:\n{}",
+            server.log_text()
+        );
         assert_eq!(server.get("/healthz", None).status, 200);
         server.stop();
     }
