@@ -7,22 +7,29 @@
 #             (bench-only code in crates/rein-bench/src/bin/decide_server.rs)
 #   floor     a bare axum route that parses the JSON and answers a constant
 #
-# 1. wrk, closed loop: -t2 -c64 and -t1 -c1, DUR seconds each, ROUNDS rounds
-#    (variants interleaved), server CPU per request, append latency and
-#    records per fsync from the server itself;
-# 2. fixed rate (open loop, crates/rein-bench/src/bin/loadgen.rs) at half the
-#    measured durable rate and at 20,000/s (half the 40,000/s target): p99
-#    from the scheduled send time;
-# 3. perf profiles of the durable and no-audit servers under wrk (PROFILE=1);
+# 1. wrk, closed loop: -t2 -c64, -t1 -c1 and -t2 -c256 (EXTRA_CONNS; decide
+#    variants only), DUR seconds each, ROUNDS rounds (variants interleaved);
+#    server CPU per request, audit append latency and records per fsync
+#    from the server itself, and each process's share of the machine (rows
+#    where other processes took > MAX_OTHER % are left out of the means);
+# 2. fixed rate (open loop, crates/rein-bench/src/bin/loadgen.rs) at RATES,
+#    by default half the measured durable rate and 20,000/s (half the
+#    40,000/s target): percentiles from the scheduled send time;
+# 3. perf profiles (PROFILE_VARIANTS) under wrk, summarised by stage of a
+#    decision with bench/profile_stages.py;
 # 4. `rein audit verify` on the database of the load runs: records/s;
 # 5. soak: the durable server at SOAK_RATE for SOAK_SECS, RSS every 5 s.
 #
 # Loopback only. Every step is bounded in time; every server and load
-# process started here is stopped on exit. Output: $OUT (summary.txt and the
-# raw files). Needs wrk, curl, jq; perf for the profiles.
+# process started here is stopped on exit; the databases are deleted unless
+# KEEP_DB=1. Output: $OUT (summary.txt and the raw files). Needs wrk, curl,
+# jq; perf for the profiles. Servers and load generators run at nice -10
+# (PRIO) when allowed, which does not help against other cgroups' load.
 #
-#   bench/http.sh                        # everything (~16 min)
-#   SOAK_SECS=180 ROUNDS=1 bench/http.sh # shorter
+#   bench/http.sh                                  # everything, ~25 min
+#   SECTIONS="1 2" ROUNDS=1 bench/http.sh          # throughput and p99 only
+#   SECTIONS=2 D_RPS=21800 RATES="2500 5000 10900" bench/http.sh
+#   SECTIONS=5 SOAK_SECS=180 bench/http.sh         # 3-minute soak
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -36,6 +43,7 @@ WARM=${WARM:-3}                # wrk warm-up per server start, discarded
 RATE_SECS=${RATE_SECS:-30}     # fixed-rate runs (after a 5 s warm-up)
 RATE_CONNS=${RATE_CONNS:-64}
 TARGET_HALF=${TARGET_HALF:-20000}
+RATES=${RATES:-}               # fixed rates to test (default: see section 2)
 PROFILE=${PROFILE:-1}
 PROFILE_SECS=${PROFILE_SECS:-10}
 SOAK_SECS=${SOAK_SECS:-600}
@@ -101,7 +109,7 @@ export BODY_FILE=$OUT/body.json REIN_TOKEN=$TOKEN
 say "# rein HTTP benchmark, $(date -u +%FT%TZ)"
 say "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), kernel $(uname -r), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
 say "git: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates || echo ' (crates modified)')"
-say "parameters: DUR=$DUR CONNS=$CONNS EXTRA_CONNS='$EXTRA_CONNS' WRK_THREADS=$WRK_THREADS ROUNDS=$ROUNDS WARM=$WARM RATE_SECS=$RATE_SECS RATE_CONNS=$RATE_CONNS TARGET_HALF=$TARGET_HALF PROFILE=$PROFILE PROFILE_SECS=$PROFILE_SECS PROFILE_VARIANTS='$PROFILE_VARIANTS' SECTIONS='$SECTIONS' MAX_OTHER=$MAX_OTHER PRIO='$PRIO' SOAK_SECS=$SOAK_SECS SOAK_RATE=$SOAK_RATE SOAK_CONNS=$SOAK_CONNS POLICY=$POLICY"
+say "parameters: DUR=$DUR CONNS=$CONNS EXTRA_CONNS='$EXTRA_CONNS' WRK_THREADS=$WRK_THREADS ROUNDS=$ROUNDS WARM=$WARM RATE_SECS=$RATE_SECS RATE_CONNS=$RATE_CONNS TARGET_HALF=$TARGET_HALF RATES='$RATES' PROFILE=$PROFILE PROFILE_SECS=$PROFILE_SECS PROFILE_VARIANTS='$PROFILE_VARIANTS' SECTIONS='$SECTIONS' MAX_OTHER=$MAX_OTHER PRIO='$PRIO' SOAK_SECS=$SOAK_SECS SOAK_RATE=$SOAK_RATE SOAK_CONNS=$SOAK_CONNS POLICY=$POLICY"
 say "load average at start: $(loadavg)"
 say "busiest processes at start:"
 ps -eo pid,pcpu,etime,args --sort=-pcpu | cut -c1-140 | sed -n 1,6p | tee -a "$SUMMARY"
@@ -312,12 +320,12 @@ rate_run() {
   say "$variant @ $rate/s (load $load1; $shares; $append):"
   grep -v '^RESULT' "$OUT/rate-$variant-$rate.txt" | sed 's/^/    /' | tee -a "$SUMMARY"
 }
-rate_run durable "$HALF"
-rate_run no-audit "$HALF"
-if [ "$HALF" -lt "$TARGET_HALF" ]; then
-  rate_run durable "$TARGET_HALF"
-  rate_run no-audit "$TARGET_HALF"
-fi
+# Default: half the measured durable rate, and half the 40,000/s target.
+RATES=${RATES:-$HALF $([ "$HALF" -lt "$TARGET_HALF" ] && echo "$TARGET_HALF")}
+for rate in $RATES; do
+  rate_run durable "$rate"
+  rate_run no-audit "$rate"
+done
 say ""
 fi
 
