@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod actra_diff;
 mod api;
 mod corpus;
 mod diagnostics;
