@@ -80,6 +80,7 @@ pub(crate) fn compile(
     let (Some(s), Some(p)) = (s, p) else {
         return (None, diags);
     };
+    // Errors were reported; the reader only kept what it could read.
     if has_errors(&diags) {
         return (None, diags);
     }

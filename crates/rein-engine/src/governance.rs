@@ -111,7 +111,9 @@ pub(crate) struct Mode {
 // Reading
 // ---------------------------------------------------------------------------
 
-/// Reads a governance file. `None` when it has errors (in `diags`).
+/// Reads a governance file. `None` when it cannot be read at all;
+/// otherwise the rules that could be read (errors are in `diags` either
+/// way), so that they are enforced too.
 pub(crate) fn read(file: &SourceFile, diags: &mut Vec<Diagnostic>) -> Option<GovernanceDoc> {
     let mut cx = Cx { file, diags };
     let root = cx.parse("governance", "`version` and `governance: {rules: [...]}`")?;
@@ -124,28 +126,22 @@ pub(crate) fn read(file: &SourceFile, diags: &mut Vec<Diagnostic>) -> Option<Gov
         .required(&top, "governance", "the governance file")
         .and_then(|n| cx.record(n, "`governance`"));
     let mut rules = Vec::new();
-    let mut ok = version.is_some();
-    match body {
-        Some(body) => {
-            cx.unknown_keys(&body, &["rules"], "`governance`");
-            match cx
-                .required(&body, "rules", "`governance`")
-                .and_then(|n| cx.list(n, "`governance.rules`"))
-            {
-                Some(items) => {
-                    for item in items {
-                        match rule(&mut cx, item) {
-                            Some(r) => rules.push(r),
-                            None => ok = false,
-                        }
-                    }
+    if let Some(body) = body {
+        cx.unknown_keys(&body, &["rules"], "`governance`");
+        if let Some(items) = cx
+            .required(&body, "rules", "`governance`")
+            .and_then(|n| cx.list(n, "`governance.rules`"))
+        {
+            for item in items {
+                if let Some(r) = rule(&mut cx, item) {
+                    rules.push(r);
                 }
-                None => ok = false,
             }
         }
-        None => ok = false,
     }
-    ok.then(|| GovernanceDoc {
+    // A missing or bad `version` was reported; the rules still count.
+    let _ = version;
+    Some(GovernanceDoc {
         source: file.clone(),
         rules,
     })

@@ -187,11 +187,16 @@ fn exclusive(own: Expr, before: Vec<Expr>) -> Vec<Expr> {
 
 fn print(schema: &Schema, policy: &PolicyDoc) -> String {
     let mut out = String::new();
+    let base = |f: &SourceFile| {
+        Path::new(f.name())
+            .file_name()
+            .map_or_else(|| f.name().to_string(), |n| n.to_string_lossy().into_owned())
+    };
     let _ = writeln!(
         out,
         "# Converted by `rein convert` from the Actra schema `{}` and policy `{}`.",
-        schema.source.name(),
-        policy.source.name()
+        base(&schema.source),
+        base(&policy.source)
     );
     out.push_str(
         "#\n\

@@ -344,7 +344,9 @@ fn field_type(cx: &mut Cx<'_>, node: &YamlNode, field: &str) -> Option<FieldType
 // Policy
 // ---------------------------------------------------------------------------
 
-/// Reads a policy file. `None` when it has errors (already in `diags`).
+/// Reads a policy file. `None` when it cannot be read at all; otherwise
+/// the rules that could be read, so that they are checked too (errors are
+/// in `diags` either way).
 pub(crate) fn read_policy(file: &SourceFile, diags: &mut Vec<Diagnostic>) -> Option<PolicyDoc> {
     let mut cx = Cx { file, diags };
     let root = cx.parse("policy", "`version` and `rules`")?;
@@ -353,21 +355,16 @@ pub(crate) fn read_policy(file: &SourceFile, diags: &mut Vec<Diagnostic>) -> Opt
     let version = cx.required(&top, "version", "the policy").and_then(|n| cx.version(n));
     let rules_node = cx.required(&top, "rules", "the policy");
     let mut rules = Vec::new();
-    let mut ok = true;
     if let Some(items) = rules_node.and_then(|n| cx.list(n, "`rules`")) {
         for item in items {
-            match rule(&mut cx, item) {
-                Some(r) => rules.push(r),
-                None => ok = false,
+            if let Some(r) = rule(&mut cx, item) {
+                rules.push(r);
             }
         }
-    } else {
-        ok = false;
     }
-    let version = version?;
-    ok.then(|| PolicyDoc {
+    Some(PolicyDoc {
         source: file.clone(),
-        version,
+        version: version.unwrap_or_default(),
         rules,
     })
 }
