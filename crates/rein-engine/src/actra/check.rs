@@ -14,6 +14,25 @@ pub(crate) const DOMAINS: [&str; 3] = ["action", "actor", "snapshot"];
 
 /// Checks every rule; problems go to `diags`.
 pub(crate) fn check(schema: &Schema, policy: &PolicyDoc, diags: &mut Vec<Diagnostic>) {
+    for a in &schema.actions {
+        if let Some(t) = a.fields.iter().rev().find(|f| f.name.value == "type") {
+            if t.ty != FieldType::String {
+                diags.push(
+                    Diagnostic::error(
+                        &schema.source,
+                        t.name.span,
+                        format!(
+                            "field `type` of action `{}` is declared as a {}, but `action.type` is the action's name",
+                            a.name.value,
+                            t.ty.as_str()
+                        ),
+                    )
+                    .warning()
+                    .with_help("every request for this action breaks its contract in Rein (Actra never matches the field); declare `type: string` or drop it"),
+                );
+            }
+        }
+    }
     let file = &policy.source;
     let mut seen: FxHashMap<&str, Span> = FxHashMap::default();
     for rule in &policy.rules {
