@@ -80,7 +80,7 @@ fn load(policy: &PolicyArgs, actra: &ActraArgs, phase: Option<PhaseArg>, color: 
 
 /// A request: native, or in Actra's shape for an Actra policy.
 enum Input {
-    Native(Request),
+    Native(Box<Request>),
     Actra(serde_json::Value),
 }
 
@@ -95,7 +95,7 @@ impl Input {
             let value = serde_json::from_str(text).map_err(|e| anyhow::anyhow!("invalid request: {e}"))?;
             Ok(Input::Actra(value))
         } else {
-            parse_request(text, phase).map(Input::Native)
+            parse_request(text, phase).map(|r| Input::Native(Box::new(r)))
         }
     }
 
