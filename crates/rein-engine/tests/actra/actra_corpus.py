@@ -446,6 +446,68 @@ def curated():
     for text in ["true", "True", "TRUE", "false", "yes", "'true'", "!!bool true"]:
         pol = policy_yaml([R("r", ("action", "refund"), A("action", "urgent", "equals", RawYaml(text)))])
         cs.append(case("literal-bool-%s" % text, "literals", S, pol, [{"action": {"type": "refund", "urgent": x}} for x in [True, False]]))
+    # Odd strings, written in every quoting style.
+    odd = ["é", 'a"b', "tab\there", "line\nbreak", " lead", "trail ", "💸", "#hash", "a: b", "- dash", "*star", "&amp"]
+    curs = [{"action": {"type": "refund", "currency": x}} for x in odd + ["a", ""]]
+    for k, text in enumerate(odd):
+        for style, lit_text in [("double", json.dumps(text)), ("single", "'" + text.replace("'", "''") + "'")]:
+            if "\n" in text and style == "single":
+                continue
+            pol = policy_yaml([R("r", ("action", "refund"), A("action", "currency", "equals", RawYaml(lit_text)))])
+            cs.append(case("string-%s-%d" % (style, k), "yaml_syntax", S, pol, curs))
+    block_pol = """version: 1
+rules:
+  - id: block_literal
+    scope:
+      action: refund
+    when:
+      subject:
+        domain: action
+        field: currency
+      operator: equals
+      value:
+        literal: |-
+          line
+          break
+    effect: block
+  - id: folded
+    scope: {action: refund}
+    when:
+      subject: {domain: action, field: currency}
+      operator: equals
+      value:
+        literal: >-
+          a
+          b
+    effect: require_approval
+"""
+    cs.append(case("block-scalars", "yaml_syntax", S, block_pol, [{"action": {"type": "refund", "currency": x}} for x in ["line\nbreak", "a b", "line break", "a\nb"]]))
+    anchors = """version: 1   # the version
+rules:
+  # a comment line
+  - id: first
+    scope: &refund_scope {action: refund}
+    when: &big {subject: {domain: action, field: amount}, operator: greater_than, value: {literal: 100}}
+    effect: block
+  - id: second
+    scope: *refund_scope
+    when: {any: [*big, {subject: {domain: actor, field: role}, operator: equals, value: {literal: x}}]}
+    effect: allow
+  - "id": third
+    "scope": {"global": true}
+    "when": {"subject": {"domain": "snapshot", "field": "fraud_flag"}, "operator": "equals", "value": {"literal": true}}
+    "effect": "block"
+"""
+    cs.append(case("anchors-comments-quoted-keys", "yaml_syntax", S, anchors, ins))
+    json_pol = json.dumps({"version": 1, "rules": [{"id": "j", "scope": {"action": "refund"}, "effect": "block",
+                          "when": {"subject": {"domain": "action", "field": "amount"}, "operator": "less_than", "value": {"literal": 5}}}]})
+    cs.append(case("json-policy", "yaml_syntax", S, json_pol, ins))
+    crlf = policy_yaml([R("r", ("action", "refund"), A("action", "amount", "greater_than", 10))]).replace("\n", "\r\n")
+    cs.append(case("crlf", "yaml_syntax", S, crlf, ins))
+    cs.append(case("bom", "yaml_syntax", S, "\ufeff" + policy_yaml([R("r", ("action", "refund"), A("action", "amount", "greater_than", 10))]), ins, tags=["bom"]))
+    cs.append(case("tab-after-colon", "yaml_syntax", S, "version:\t1\nrules: []\n", ins[:3], tags=["yaml-tab"]))
+    cs.append(case("schema-tab-after-colon", "yaml_syntax", None, "version: 1\n", schema_text="version:\t1\nactions: {}\nactor: {fields: {}}\nsnapshot: {fields: {}}\n"))
+    cs.append(case("schema-crlf", "yaml_syntax", S, policy_yaml([]), ins[:3], schema_text=schema_yaml(S).replace("\n", "\r\n")))
     # all / any, flat, with missing fields.
     allw = ("all", [("action", "amount", "greater_than", 10), ("actor", "role", "not_equals", "admin")])
     anyw = ("any", [("action", "amount", "greater_than", 10), ("actor", "role", "equals", "admin")])
