@@ -18,7 +18,7 @@ use brush_parser::ast::{
 };
 use brush_parser::{ParserOptions, SourceSpan};
 
-use crate::words::{analyze_heredoc, analyze_word, Embedded, WordInfo};
+use crate::words::{analyze_heredoc, analyze_word, brush_would_panic, Embedded, WordInfo};
 use crate::wrappers::{is_shell, peel, shell_call, su_command, Peel, ShellCall};
 use crate::{Analysis, Part, MAX_DEPTH, MAX_INPUT_BYTES};
 
@@ -359,6 +359,9 @@ impl Walker {
         if count_opens(text) > self.budget.max(INLINE_OPENS) {
             return self.unknown(text, "", Vec::new(), ctx, "too deeply nested to analyse".to_owned());
         }
+        if let Some(problem) = brush_would_panic(text) {
+            return self.unknown(text, "", Vec::new(), ctx, problem);
+        }
         let mut parser = brush_parser::Parser::new(std::io::Cursor::new(text.as_bytes()), &self.options);
         match parser.parse_program() {
             Ok(program) => {
@@ -524,7 +527,17 @@ impl Walker {
                 self.list(src, &w.0, ctx);
                 self.list(src, &w.1.list, ctx);
             }
-            CompoundCommand::Arithmetic(a) => self.arithmetic(&a.expr.value, ctx),
+            CompoundCommand::Arithmetic(a) => {
+                let written = src.span(&a.loc);
+                if written.starts_with("((") && written.ends_with("))") {
+                    self.arithmetic(&a.expr.value, ctx);
+                } else {
+                    // brush-parser reads `( (…) )` as an arithmetic command;
+                    // bash runs two nested subshells (it needs `((` and `))`
+                    // written together for arithmetic).
+                    self.text(&a.expr.value, ctx);
+                }
+            }
             CompoundCommand::Coprocess(c) => {
                 let c_ctx = ctx.with_via("coproc".to_owned());
                 self.command(src, &c.body, &c_ctx);

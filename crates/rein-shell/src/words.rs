@@ -42,11 +42,50 @@ impl WordInfo {
     }
 }
 
+/// Text on which brush-parser 0.4 would panic: a number it parses with
+/// `unwrap` into a fixed-size integer — a file descriptor before `<` or `>`
+/// (`i32`), a directory-stack index after `~`, `~+` or `~-` (`usize`).
+/// Quotes are ignored, so this may refuse a harmless quoted number.
+pub(crate) fn brush_would_panic(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while bytes.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        let digits = text.get(start..i).unwrap_or_default().trim_start_matches('0');
+        let after_tilde = match start.checked_sub(1).and_then(|j| bytes.get(j)) {
+            Some(b'~') => true,
+            Some(b'+' | b'-') => start.checked_sub(2).and_then(|j| bytes.get(j)) == Some(&b'~'),
+            _ => false,
+        };
+        if after_tilde && digits.len() > 18 {
+            return Some("a directory-stack index after ~ is too large".to_owned());
+        }
+        let before_redirect = matches!(bytes.get(i), Some(b'<' | b'>'));
+        if before_redirect && (digits.len() > 10 || digits.parse::<i64>().is_ok_and(|n| n > i64::from(i32::MAX))) {
+            return Some("a file descriptor number is too large".to_owned());
+        }
+    }
+    None
+}
+
 /// Reads a word as the shell would before running the command. `depth` is
 /// the nesting the word is found at; expansions nested in it count on from
 /// there.
 pub(crate) fn analyze_word(raw: &str, options: &ParserOptions, depth: usize) -> WordInfo {
     let mut info = WordInfo::default();
+    if let Some(problem) = brush_would_panic(raw) {
+        info.literal = raw.to_owned();
+        info.dynamic = true;
+        info.problem = Some(problem);
+        return info;
+    }
     match word::parse(raw, options) {
         Ok(pieces) => {
             let mut unquoted = String::new();
@@ -67,6 +106,12 @@ pub(crate) fn analyze_word(raw: &str, options: &ParserOptions, depth: usize) -> 
 /// and backticks expand, quotes are ordinary characters.
 pub(crate) fn analyze_heredoc(raw: &str, options: &ParserOptions, depth: usize) -> WordInfo {
     let mut info = WordInfo::default();
+    if let Some(problem) = brush_would_panic(raw) {
+        info.literal = raw.to_owned();
+        info.dynamic = true;
+        info.problem = Some(problem);
+        return info;
+    }
     match word::parse_heredoc(raw, options) {
         Ok(pieces) => {
             let mut unquoted = String::new();
@@ -166,6 +211,10 @@ fn render(
 /// (a `${x:-…}` default, an arithmetic expression).
 fn scan_embedded(text: &str, options: &ParserOptions, depth: usize, info: &mut WordInfo) {
     if !text.contains('$') && !text.contains('`') {
+        return;
+    }
+    if let Some(problem) = brush_would_panic(text) {
+        info.problem.get_or_insert(problem);
         return;
     }
     match word::parse(text, options) {
@@ -422,6 +471,18 @@ mod tests {
         let deep = format!("{}x{}", "${x:-".repeat(100), "}".repeat(100));
         let i = w(&deep);
         assert!(i.problem.is_some_and(|p| p.contains("nested")));
+    }
+
+    #[test]
+    fn numbers_brush_parser_cannot_hold_are_refused() {
+        assert!(brush_would_panic("echo 99999999999>x").is_some());
+        assert!(brush_would_panic("echo 0000000000000000000001>x").is_none());
+        assert!(brush_would_panic("echo 2147483648<x").is_some());
+        assert!(brush_would_panic("echo 2147483647<x").is_none());
+        assert!(brush_would_panic("cd ~+99999999999999999999").is_some());
+        assert!(brush_would_panic("cd ~-99999999999999999999/x").is_some());
+        assert!(brush_would_panic("echo 99999999999999999999999 ~2").is_none());
+        assert!(w("~99999999999999999999999").problem.is_some());
     }
 
     #[test]
