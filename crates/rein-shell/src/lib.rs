@@ -45,8 +45,11 @@
 //! of refusing them. brush-parser recurses without a depth limit, so this
 //! crate bounds the input before handing it over (see [`MAX_INPUT_BYTES`],
 //! [`MAX_DEPTH`]) and runs large inputs on a thread with a stack sized for
-//! them.
+//! them. Its grammar also backtracks exponentially on `((` and reads
+//! `( ( cmd ) )` as arithmetic; bash's lexical rule for `((` is applied to
+//! the tokens before the grammar sees them.
 
+mod tokens;
 mod walk;
 mod words;
 mod wrappers;

@@ -18,6 +18,7 @@ use brush_parser::ast::{
 };
 use brush_parser::{ParserOptions, SourceSpan};
 
+use crate::tokens::{arithmetic_word, fix_parentheses};
 use crate::words::{analyze_heredoc, analyze_word, brush_would_panic, Embedded, WordInfo};
 use crate::wrappers::{is_shell, peel, shell_call, su_command, Peel, ShellCall};
 use crate::{Analysis, Part, MAX_DEPTH, MAX_INPUT_BYTES};
@@ -362,10 +363,17 @@ impl Walker {
         if let Some(problem) = brush_would_panic(text) {
             return self.unknown(text, "", Vec::new(), ctx, problem);
         }
-        let mut parser = brush_parser::Parser::new(std::io::Cursor::new(text.as_bytes()), &self.options);
-        match parser.parse_program() {
+        let src = Source::new(text);
+        let tokens = match brush_parser::uncached_tokenize_str(text, &self.options.tokenizer_options()) {
+            Ok(t) => t,
+            Err(e) => return self.unknown(text, "", Vec::new(), ctx, format!("cannot parse: {e}")),
+        };
+        let tokens = match fix_parentheses(tokens, text, |i| src.byte(i)) {
+            Ok(t) => t,
+            Err(problem) => return self.unknown(text, "", Vec::new(), ctx, problem),
+        };
+        match brush_parser::parse_tokens(&tokens, &self.options) {
             Ok(program) => {
-                let src = Source::new(text);
                 for list in &program.complete_commands {
                     self.list(&src, list, ctx);
                 }
@@ -745,6 +753,9 @@ impl Walker {
 
     fn simple(&mut self, src: &Source, s: &ast::SimpleCommand, ctx: &Ctx) {
         let text = Self::simple_text(src, s);
+        if let Some(expr) = s.word_or_name.as_ref().and_then(|w| arithmetic_word(&w.value)) {
+            return self.arithmetic_command(src, s, expr, text, ctx);
+        }
         let mut words: Vec<WordInfo> = Vec::new();
         let mut env: Vec<String> = Vec::new();
         let mut r = Redirs::default();
@@ -836,6 +847,32 @@ impl Walker {
             for sub in output_subs.into_iter().chain(redir_output_subs.iter()) {
                 self.subshell_sub(src, sub, &feed);
             }
+        }
+    }
+
+    /// `(( … ))`, which `tokens::fix_parentheses` turned into a word: the
+    /// shell evaluates it; the commands inside it run; its redirections
+    /// make a part without program.
+    fn arithmetic_command(&mut self, src: &Source, s: &ast::SimpleCommand, expr: &str, text: &str, ctx: &Ctx) {
+        self.arithmetic(expr, ctx);
+        let mut r = Redirs::default();
+        let mut extra_words = false;
+        let prefix = s.prefix.iter().flat_map(|p| p.0.iter());
+        for item in prefix.chain(s.suffix.iter().flat_map(|p| p.0.iter())) {
+            match item {
+                CommandPrefixOrSuffixItem::IoRedirect(io) => self.redirect(src, io, &mut r, ctx),
+                _ => extra_words = true,
+            }
+        }
+        let mut c = ctx.clone();
+        let has_files = !r.writes.is_empty() || !r.reads.is_empty() || r.dynamic;
+        self.apply_redirs(src, &mut c, r, ctx);
+        if extra_words {
+            let reason = "an arithmetic command with other words".to_owned();
+            self.unknown(text, "", Vec::new(), &c, reason);
+        } else if has_files {
+            let p = Self::part(text, "", Vec::new(), &c);
+            self.push(p);
         }
     }
 

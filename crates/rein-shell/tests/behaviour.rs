@@ -294,6 +294,29 @@ fn pathological_nesting_does_not_overflow_the_stack() {
     }
 }
 
+/// Inputs on which brush-parser's grammar backtracked exponentially (one
+/// found by fuzzing took minutes with 40 parentheses) now take
+/// milliseconds; the bound here is loose for slow machines.
+#[test]
+fn backtracking_inputs_are_fast() {
+    let inputs = [
+        "( ( (((((((((((( @ + [e)h)( @-rf ~(( @ + [e)h)((((((((((((( @-rf ".to_owned(),
+        format!("{}x y", "(".repeat(60)),
+        format!("{}x y", "((((((( { ".repeat(8)),
+        format!("{} a; {}", "(".repeat(60), ")".repeat(60)),
+        format!("{} a; {}", "( ".repeat(60), ") ".repeat(60)),
+        format!("echo $({}x y", "(".repeat(60)),
+        format!("for (({}i=0;;{})); do :; done", "(".repeat(40), ")".repeat(40)),
+        format!("[[ {}a ]]", "( ".repeat(60)),
+    ];
+    for input in &inputs {
+        let start = std::time::Instant::now();
+        let a = analyze(input);
+        assert_consistent(&a);
+        assert!(start.elapsed().as_secs() < 5, "{input}: {:?}", start.elapsed());
+    }
+}
+
 #[test]
 fn output_is_bounded_for_long_pipelines() {
     let pipeline: Vec<String> = (0..8000).map(|i| format!("p{i}")).collect();
@@ -314,5 +337,55 @@ fn analysis_is_usable_from_many_threads() {
         .collect();
     for h in handles {
         assert!(h.join().unwrap().understood);
+    }
+}
+
+/// Where brush-parser and bash disagreed (`( ( … ) )`), bash itself is the
+/// reference: every way of writing one to four parentheses around a
+/// command, alone and in a `$(…)`, is run by bash (only `printf` and `echo`
+/// run) and compared with the analysis.
+#[test]
+fn bash_agrees_on_parentheses() {
+    if std::process::Command::new("bash")
+        .arg("-c")
+        .arg("true")
+        .status()
+        .is_err()
+    {
+        eprintln!("bash not found; skipped");
+        return;
+    }
+    let opens = ["(", "((", "( (", "(((", "( ( (", "(( (", "( ((", "(((("];
+    let closes = [")", "))", ") )", ")))", ") ) )", ")) )", ") ))", "))))"];
+    let bodies = ["printf hi", "printf hi;", " printf hi ", "printf hi) | (printf hi"];
+    for outer in ["", "echo $", "echo \"$"] {
+        for open in opens {
+            for close in closes {
+                for body in bodies {
+                    let quote = if outer.ends_with('"') { "\"" } else { "" };
+                    let line = format!("{outer}{open}{body}{close}{quote}");
+                    let out = std::process::Command::new("bash")
+                        .arg("-c")
+                        .arg(&line)
+                        .output()
+                        .unwrap();
+                    let ran = String::from_utf8_lossy(&out.stdout).contains("hi");
+                    let a = analyze(&line);
+                    let listed = a.parts.iter().any(|p| p.program == "printf");
+                    assert!(
+                        !ran || listed,
+                        "bash ran printf in {line:?} but the analysis does not list it: {a:#?}"
+                    );
+                    if listed && !ran {
+                        // Listing more than runs is safe, but should only
+                        // happen for lines bash refuses.
+                        assert!(
+                            !out.status.success(),
+                            "{line:?}: listed but bash ran nothing and succeeded"
+                        );
+                    }
+                }
+            }
+        }
     }
 }
