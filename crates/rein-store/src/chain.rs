@@ -63,7 +63,10 @@
 //! The chain makes tampering *evident* to whoever kept an earlier head
 //! (`seq`, `hash`), e.g. exported it elsewhere: a kept head must still be
 //! in the chain with the same hash. Only the body, `prev_hash` and `hash` are
-//! covered; the store's query columns are copies taken from the body.
+//! covered; the store's query columns are copies taken from the body, and
+//! the store's `verify` derives them from every body again and reports a
+//! record whose columns were edited (its queries refuse to return a record
+//! whose body does not match the filters that selected it).
 //!
 //! # Times
 //!
