@@ -9,6 +9,7 @@
 
 #![deny(missing_docs)]
 
+mod direct;
 mod recent;
 mod replay;
 
@@ -554,12 +555,24 @@ impl Runtime {
 
 /// What an approval covers: the request without its time, so the same
 /// request re-sent later matches.
+///
+/// A snapshot's `tool_use_id` (set by coding-agent hooks) is left out too:
+/// it names one attempt, and an approval is for the action, so the retry
+/// after a grant (a new tool call id) must match.
 fn approval_hash(request: &Request) -> String {
+    let snapshot = match &request.snapshot {
+        serde_json::Value::Object(m) if m.contains_key("tool_use_id") => {
+            let mut m = m.clone();
+            m.remove("tool_use_id");
+            std::borrow::Cow::Owned(serde_json::Value::Object(m))
+        }
+        other => std::borrow::Cow::Borrowed(other),
+    };
     request_hash(&serde_json::json!({
         "action": request.action,
         "input": request.input,
         "actor": request.actor,
-        "snapshot": request.snapshot,
+        "snapshot": snapshot,
         "session": request.session,
     }))
 }

@@ -64,6 +64,7 @@ fn specs() -> Vec<Spec> {
     vec![
         spec(Method::POST, "/v1/decide", Some(Agent), post(decide)),
         spec(Method::POST, "/v1/outcome", Some(Agent), post(outcome)),
+        spec(Method::POST, "/v1/hooks/{agent}", Some(Agent), post(hook)),
         spec(Method::GET, "/v1/approvals", Some(Approver), get(list_approvals)),
         spec(Method::GET, "/v1/approvals/{id}", Some(Approver), get(get_approval)),
         spec(Method::POST, "/v1/approvals/{id}/grant", Some(Approver), post(grant)),
@@ -188,6 +189,44 @@ async fn decide(State(state): State<AppState>, headers: HeaderMap, body: Body) -
 }
 
 /// The body of a decide call: a Rein request plus an optional `approval`.
+/// A coding agent's hook event (Claude Code's `http` hook type, or
+/// `rein hook --server`), answered in the agent's format. Every failure
+/// after authentication is a refusal in that format with status 200: an
+/// HTTP error is "no opinion" to an agent without `onFailure: block`.
+async fn hook(
+    State(state): State<AppState>,
+    Path(agent): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let agent = match agent.as_str() {
+        "claude-code" => rein_hooks::Agent::ClaudeCode,
+        "codex" => rein_hooks::Agent::Codex,
+        "gemini" => rein_hooks::Agent::Gemini,
+        other => {
+            return Err(ApiError::not_found(format!(
+                "no hook adapter for agent `{other}` (known: claude-code, codex, gemini)"
+            )))
+        }
+    };
+    let limit = state.max_body_bytes().max(rein_hooks::MAX_EVENT_BYTES);
+    let reply = match read_limited(&headers, body, limit).await {
+        Ok(bytes) => {
+            let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+            rein_hooks::handle(state.runtime(), agent, &bytes, home.as_deref()).await
+        }
+        Err(e) => {
+            let why = e.body()["error"]["message"]
+                .as_str()
+                .unwrap_or("unreadable body")
+                .to_string();
+            rein_hooks::refuse_unreadable(agent, b"", &format!("Rein could not read the hook event: {why}"))
+        }
+    };
+    let body: Value = serde_json::from_str(&reply.stdout).unwrap_or_else(|_| json!({}));
+    Ok(Json(body).into_response())
+}
+
 async fn decide_request(
     state: &AppState,
     headers: &HeaderMap,
