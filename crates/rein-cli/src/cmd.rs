@@ -4,6 +4,7 @@ mod actra;
 mod approvals;
 mod audit;
 mod check;
+mod init;
 mod remote;
 mod serve;
 mod test;
@@ -71,6 +72,9 @@ enum Command {
     /// Print the native policy that decides as an Actra schema and policy
     /// do (`--actra-schema SCHEMA --policy POLICY`).
     Convert(actra::ConvertArgs),
+    /// Set an agent up to ask Rein before it acts: `rein init claude-code`
+    /// writes Rein's hooks into Claude Code's settings.
+    Init(init::InitArgs),
 }
 
 /// The policy files every deciding command takes.
@@ -107,6 +111,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Audit(args) => audit::run(args, color),
         Command::Approvals(args) => approvals::run(args),
         Command::Convert(args) => actra::run_convert(args, color),
+        Command::Init(args) => init::run(args, color),
     }
 }
 
