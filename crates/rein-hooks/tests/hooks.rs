@@ -163,10 +163,12 @@ async fn every_decision_is_in_the_audit_log() {
     let v = store.verify_audit().await.unwrap();
     assert_eq!(v, rein_store::Verification::Intact { records: 2 });
     let records = store.query_audit(&Default::default()).await.unwrap();
-    let programs: Vec<_> = records
+    // The parts are recorded concurrently (one group commit), in any order.
+    let mut programs: Vec<_> = records
         .iter()
         .map(|r| r.entry.input["program"].as_str().unwrap().to_string())
         .collect();
+    programs.sort();
     assert_eq!(programs, ["npm", "rm"]);
     assert_eq!(records[0].entry.session.as_deref(), Some("s1"));
     assert_eq!(records[0].entry.snapshot["tool_use_id"], "toolu_1");
