@@ -6,11 +6,11 @@ use brush_parser::ast::Program;
 use brush_parser::ParserOptions;
 
 use crate::tokens::fix_parentheses;
-use crate::words::brush_would_panic;
+use crate::words::{brush_would_hang, brush_would_panic};
 
 /// Parses `text` as a shell program; the error says why not.
 pub(crate) fn program(text: &str, options: &ParserOptions) -> Result<Program, String> {
-    if let Some(problem) = brush_would_panic(text) {
+    if let Some(problem) = brush_would_panic(text).or_else(|| brush_would_hang(text)) {
         return Err(problem);
     }
     let tokens = brush_parser::uncached_tokenize_str(text, &options.tokenizer_options())

@@ -887,6 +887,11 @@ impl Walker {
                 return self.not_understood(p, reason);
             }
             let path = first.literal.as_str();
+            if path == "!" && words.len() > 1 {
+                // `time ! cmd`: a negation brush-parser left as a word.
+                words = words.get(1..).unwrap_or_default();
+                continue;
+            }
             let program = basename(path);
             match peel(program, words) {
                 Some(Peel::Through(t)) => {

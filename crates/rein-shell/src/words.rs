@@ -78,6 +78,44 @@ pub(crate) fn brush_would_panic(text: &str) -> Option<String> {
     None
 }
 
+/// Text on which brush-parser 0.4's tokenizer may loop forever, allocating
+/// until memory runs out (found by fuzzing: `$(cat <<  `, `$(<< <  `): a
+/// here-document operator not followed by a delimiter word (the end of the
+/// input, an operator, a comment, a backtick). Bash refuses these too,
+/// except as a shift in arithmetic (`$((1 << (n)))`), which is refused here
+/// as well. Quotes are ignored.
+pub(crate) fn brush_would_hang(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(found) = text.get(from..).and_then(|rest| rest.find("<<")) {
+        let at = from + found;
+        from = at + 2;
+        let mut j = at + 2;
+        match bytes.get(j) {
+            Some(b'<') => {
+                from = j + 1;
+                continue;
+            }
+            Some(b'-') => j += 1,
+            _ => {}
+        }
+        loop {
+            match bytes.get(j) {
+                Some(b' ' | b'\t') => j += 1,
+                Some(b'\\') if bytes.get(j + 1) == Some(&b'\n') => j += 2,
+                _ => break,
+            }
+        }
+        if matches!(
+            bytes.get(j),
+            None | Some(b'#' | b'`' | b'<' | b'>' | b'|' | b'&' | b';' | b'(' | b')' | b'\n')
+        ) {
+            return Some("a here-document operator without a delimiter".to_owned());
+        }
+    }
+    None
+}
+
 /// Reads a word as the shell would before running the command. `depth` is
 /// the nesting the word is found at; expansions nested in it count on from
 /// there.
@@ -605,6 +643,24 @@ mod tests {
         assert!(brush_would_panic("cd ~-99999999999999999999/x").is_some());
         assert!(brush_would_panic("echo 99999999999999999999999 ~2").is_none());
         assert!(w("~99999999999999999999999").problem.is_some());
+    }
+
+    #[test]
+    fn heredoc_operators_without_delimiter_are_refused() {
+        for text in [
+            "$(<<  ",
+            "\"$(<<  ",
+            "`$(<<  `",
+            "$(<<  #x",
+            "$(cat <<  \\\n",
+            "cat <<",
+            "$(<< <  ",
+        ] {
+            assert!(brush_would_hang(text).is_some(), "{text:?}");
+        }
+        for text in ["cat <<EOF\nx\nEOF", "cat <<< x", "echo $((1 << 2))", "cat <<-'E'\nE"] {
+            assert!(brush_would_hang(text).is_none(), "{text:?}");
+        }
     }
 
     #[test]
