@@ -13,7 +13,18 @@ pub(crate) fn program(text: &str, options: &ParserOptions) -> Result<Program, St
     if let Some(problem) = brush_would_panic(text).or_else(|| brush_would_hang(text)) {
         return Err(problem);
     }
-    let tokens = brush_parser::uncached_tokenize_str(text, &options.tokenizer_options())
+    // brush-parser's tokenizer can loop forever when the input ends inside
+    // a here-document's header within `$(` (`$(cat <<  tag `, found by
+    // fuzzing); a final newline, which changes nothing for bash, keeps it
+    // out of that state. Positions of the text's own characters stay.
+    let terminated;
+    let input = if text.ends_with('\n') {
+        text
+    } else {
+        terminated = format!("{text}\n");
+        &terminated
+    };
+    let tokens = brush_parser::uncached_tokenize_str(input, &options.tokenizer_options())
         .map_err(|e| format!("cannot parse: {e}"))?;
     let offsets: Option<Vec<usize>> = (!text.is_ascii()).then(|| text.char_indices().map(|(i, _)| i).collect());
     let byte = |i: usize| match &offsets {

@@ -661,6 +661,11 @@ mod tests {
         for text in ["cat <<EOF\nx\nEOF", "cat <<< x", "echo $((1 << 2))", "cat <<-'E'\nE"] {
             assert!(brush_would_hang(text).is_none(), "{text:?}");
         }
+        // Input ending after a delimiter: made safe by `parse::program`'s
+        // final newline instead.
+        for text in ["$(cat <<  r ", "$(<<\t\tr "] {
+            assert!(parse::program(text, &ParserOptions::default()).is_err(), "{text:?}");
+        }
     }
 
     #[test]
