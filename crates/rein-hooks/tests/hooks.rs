@@ -289,3 +289,22 @@ async fn bad_events_are_refused_never_ignored() {
     let reply = handle(&f.runtime, Agent::Gemini, deep.as_bytes(), None).await;
     assert_eq!(reply.exit_code, 2);
 }
+
+#[tokio::test]
+async fn prompts_and_sessions_are_recorded() {
+    let f = fixture();
+    let start = json!({"session_id": "s9", "cwd": f.project, "hook_event_name": "SessionStart", "source": "startup"});
+    let (v, code) = f.send(Agent::ClaudeCode, start).await;
+    assert_eq!((v, code), (json!({}), 0), "a session start is recorded, not refused");
+    let prompt = json!({"session_id": "s9", "cwd": f.project, "hook_event_name": "UserPromptSubmit", "prompt": "hi"});
+    let (v, _) = f.send(Agent::ClaudeCode, prompt).await;
+    assert_eq!(v, json!({}), "allowed prompts pass silently");
+    let end = json!({"session_id": "s9", "cwd": f.project, "hook_event_name": "SessionEnd", "reason": "other"});
+    f.send(Agent::ClaudeCode, end).await;
+    let other = json!({"session_id": "s9", "cwd": f.project, "hook_event_name": "Notification", "message": "x"});
+    assert_eq!(f.send(Agent::ClaudeCode, other).await.0, json!({}));
+    let records = f.runtime.store().query_audit(&Default::default()).await.unwrap();
+    let actions: Vec<_> = records.iter().map(|r| r.entry.action.as_str()).collect();
+    assert_eq!(actions, ["session.start", "prompt.submit", "session.end"]);
+    assert!(records.iter().all(|r| r.entry.session.as_deref() == Some("s9")));
+}
