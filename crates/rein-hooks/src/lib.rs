@@ -244,8 +244,16 @@ fn combine(action: &str, parts: Vec<PartAnswer>, labels: Option<&[String]>) -> V
             Some(l) if labels.is_some_and(|l| l.len() > 1) => format!("`{l}`: {reason}"),
             _ => reason,
         });
-        for r in part.rules {
-            if !verdict.rules.contains(&r) {
+        // Likewise the rules that allowed it.
+        let allowed_by = |rule: &str| {
+            effect != Effect::Allow
+                && part
+                    .reasons
+                    .iter()
+                    .any(|r| *r == format!("rule `{rule}` matched (allow)"))
+        };
+        for r in part.rules.clone() {
+            if !allowed_by(&r) && !verdict.rules.contains(&r) {
                 verdict.rules.push(r);
             }
         }

@@ -127,6 +127,8 @@ fn gemini(event: &HookEvent, effect: Effect, reason: &str) -> Reply {
 /// type) and the `type` tags that select that shape.
 fn withheld(response: &Json, notice: &str) -> Json {
     match response {
+        // An empty field (Bash's usual `stderr: ""`) hides nothing.
+        Json::String(s) if s.is_empty() => json!(""),
         Json::String(_) => json!(notice),
         Json::Array(items) => Json::Array(items.iter().map(|i| withheld(i, notice)).collect()),
         Json::Object(m) => Json::Object(
@@ -200,7 +202,7 @@ mod tests {
         let bash = json!({"stdout": "secret", "stderr": "", "interrupted": false, "isImage": false});
         assert_eq!(
             withheld(&bash, "X"),
-            json!({"stdout": "X", "stderr": "X", "interrupted": false, "isImage": false})
+            json!({"stdout": "X", "stderr": "", "interrupted": false, "isImage": false})
         );
         let read = json!({"type": "text", "file": {"filePath": "/p/.env", "content": "K=1", "numLines": 1}});
         assert_eq!(

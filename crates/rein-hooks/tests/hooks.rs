@@ -106,6 +106,10 @@ async fn compound_commands_are_decided_part_by_part() {
         assert!(reason.contains(why), "{command}: {reason}");
         if want == "deny" {
             assert!(!reason.contains("matched (allow)"), "{command}: {reason}");
+            assert!(
+                !reason.contains("shell_parts"),
+                "the allowing rule is not named: {reason}"
+            );
         }
     }
 }

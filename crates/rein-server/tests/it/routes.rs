@@ -31,6 +31,10 @@ async fn valid_call(h: &Harness, route: &RouteInfo) -> (String, Option<Value>) {
             format!("/v1/approvals/{}/deny", pending().await),
             Some(json!({"comment": "no"})),
         ),
+        "/v1/hooks/{agent}" => (
+            "/v1/hooks/claude-code".into(),
+            Some(json!({"hook_event_name": "SessionStart", "cwd": "/p", "session_id": "s", "source": "startup"})),
+        ),
         other => (other.into(), None),
     }
 }
@@ -40,7 +44,7 @@ async fn role_matrix_of_every_route() {
     let h = Harness::new().await;
     let callers = [(AGENT, Role::Agent), (ALICE, Role::Approver), (ADMIN, Role::Admin)];
     let all = routes();
-    assert_eq!(all.len(), 12);
+    assert_eq!(all.len(), 13);
     for route in &all {
         for (token, role) in callers {
             let (path, body) = valid_call(&h, route).await;
