@@ -1,0 +1,300 @@
+//! A scripted stand-in for the Anthropic Messages API, on 127.0.0.1.
+//!
+//! Claude Code sends `POST /v1/messages?beta=true` with `stream: true` and
+//! the whole conversation so far. The n-th scripted tool call is answered
+//! once the conversation holds n `tool_result` blocks (Claude Code merges
+//! consecutive turns of one role, so the blocks are counted across all
+//! messages, not per message); after the last one the model says "done".
+//! Every request body is kept: the `tool_result` blocks in the last one are
+//! what the model was told, which is what the tests assert on.
+
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// The text of the model's last answer, after the script has run out.
+pub const FINAL_TEXT: &str = "done: every scripted tool call was made";
+
+/// One scripted model turn: call `name` with `input`.
+#[derive(Clone, Debug)]
+pub struct ToolCall {
+    pub name: String,
+    pub input: Value,
+}
+
+impl ToolCall {
+    pub fn new(name: &str, input: Value) -> ToolCall {
+        ToolCall {
+            name: name.to_string(),
+            input,
+        }
+    }
+
+    pub fn bash(command: &str) -> ToolCall {
+        ToolCall::new(
+            "Bash",
+            json!({"command": command, "description": "scripted by the e2e test"}),
+        )
+    }
+}
+
+/// The id the fake model gives its `i`-th tool call.
+pub fn tool_use_id(i: usize) -> String {
+    format!("toolu_e2e_{i:02}")
+}
+
+/// What Claude Code told the model about one tool call.
+#[derive(Clone, Debug)]
+pub struct ToolResult {
+    pub is_error: bool,
+    /// The content, text blocks joined by newlines.
+    pub text: String,
+}
+
+struct State {
+    script: Vec<ToolCall>,
+    requests: Mutex<Vec<Value>>,
+}
+
+/// The server; stops when dropped.
+pub struct FakeModel {
+    addr: SocketAddr,
+    state: Arc<State>,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl FakeModel {
+    /// Binds 127.0.0.1 on a free port and serves `script`.
+    pub fn start(script: Vec<ToolCall>) -> FakeModel {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake model API on 127.0.0.1");
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(State {
+            script,
+            requests: Mutex::new(Vec::new()),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let accept = {
+            let (state, stop) = (state.clone(), stop.clone());
+            thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let state = state.clone();
+                    thread::spawn(move || {
+                        let _ = serve_connection(conn, &state);
+                    });
+                }
+            })
+        };
+        FakeModel {
+            addr,
+            state,
+            stop,
+            accept: Some(accept),
+        }
+    }
+
+    /// For `ANTHROPIC_BASE_URL`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every Messages request body received, in order.
+    pub fn requests(&self) -> Vec<Value> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    /// The `tool_result` blocks of the last request, by `tool_use_id`.
+    pub fn tool_results(&self) -> BTreeMap<String, ToolResult> {
+        let requests = self.requests();
+        let mut out = BTreeMap::new();
+        if let Some(last) = requests.last() {
+            for block in blocks(last, "tool_result") {
+                let id = block["tool_use_id"].as_str().unwrap_or_default().to_string();
+                out.insert(
+                    id,
+                    ToolResult {
+                        is_error: block["is_error"].as_bool().unwrap_or(false),
+                        text: content_text(&block["content"]),
+                    },
+                );
+            }
+        }
+        out
+    }
+
+    /// How many tool calls the script holds.
+    pub fn script_len(&self) -> usize {
+        self.state.script.len()
+    }
+}
+
+impl Drop for FakeModel {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes the accept loop so that it sees the flag.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
+    }
+}
+
+/// The blocks of `kind` in every message of a request, in order.
+fn blocks<'a>(request: &'a Value, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    request["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["content"].as_array())
+        .flatten()
+        .filter(move |b| b["type"] == kind)
+}
+
+/// A `tool_result` content: a string, or text blocks.
+fn content_text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items
+            .iter()
+            .map(|b| b["text"].as_str().map(str::to_string).unwrap_or_else(|| b.to_string()))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn serve_connection(conn: TcpStream, state: &State) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut conn = conn;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line)? == 0 {
+            return Ok(());
+        }
+        let mut parts = request_line.split_whitespace();
+        let method = parts.next().unwrap_or_default().to_string();
+        let path = parts.next().unwrap_or_default().to_string();
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0u8; length];
+        reader.read_exact(&mut body)?;
+        let (status, content_type, reply) = route(state, &method, &path, &body);
+        write!(
+            conn,
+            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\n\r\n",
+            reply.len()
+        )?;
+        conn.write_all(reply.as_bytes())?;
+        conn.flush()?;
+    }
+}
+
+fn route(state: &State, method: &str, path: &str, body: &[u8]) -> (&'static str, &'static str, String) {
+    let path = path.split('?').next().unwrap_or_default();
+    match (method, path) {
+        ("POST", "/v1/messages") => match serde_json::from_slice::<Value>(body) {
+            Ok(request) => {
+                let reply = answer(state, &request);
+                state.requests.lock().unwrap().push(request);
+                ("200 OK", "text/event-stream", reply)
+            }
+            Err(e) => (
+                "400 Bad Request",
+                "application/json",
+                api_error(&format!("bad JSON: {e}")),
+            ),
+        },
+        ("POST", "/v1/messages/count_tokens") => ("200 OK", "application/json", json!({"input_tokens": 1}).to_string()),
+        _ => (
+            "404 Not Found",
+            "application/json",
+            api_error(&format!("the fake model API has no {method} {path}")),
+        ),
+    }
+}
+
+fn api_error(message: &str) -> String {
+    json!({"type": "error", "error": {"type": "not_found_error", "message": message}}).to_string()
+}
+
+/// The streamed answer to one Messages request.
+fn answer(state: &State, request: &Value) -> String {
+    let model = request["model"].as_str().unwrap_or("claude-fake");
+    // Side requests (titles, summaries, web page digests) offer no tools:
+    // they get plain text and do not move the script on.
+    let main_loop = request["tools"].as_array().is_some_and(|t| !t.is_empty());
+    let done = blocks(request, "tool_result").count();
+    let next = if main_loop { state.script.get(done) } else { None };
+
+    let mut events = String::new();
+    let mut event = |name: &str, data: Value| {
+        events.push_str(&format!("event: {name}\ndata: {data}\n\n"));
+    };
+    event(
+        "message_start",
+        json!({"type": "message_start", "message": {
+            "id": format!("msg_e2e_{done:02}"), "type": "message", "role": "assistant", "model": model,
+            "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 1, "output_tokens": 1}}}),
+    );
+    let stop_reason = match next {
+        Some(call) => {
+            event(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0, "content_block":
+                    {"type": "tool_use", "id": tool_use_id(done), "name": call.name, "input": {}}}),
+            );
+            event(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta":
+                    {"type": "input_json_delta", "partial_json": call.input.to_string()}}),
+            );
+            "tool_use"
+        }
+        None => {
+            let text = if main_loop { FINAL_TEXT } else { "ok" };
+            event(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            );
+            event(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}),
+            );
+            "end_turn"
+        }
+    };
+    event("content_block_stop", json!({"type": "content_block_stop", "index": 0}));
+    event(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null},
+               "usage": {"output_tokens": 1}}),
+    );
+    event("message_stop", json!({"type": "message_stop"}));
+    events
+}
