@@ -26,6 +26,7 @@ use sandbox::{ClaudeRun, Sandbox};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -111,7 +112,11 @@ fn unavailable(why: &str) {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("the Claude Code end-to-end test cannot run under CI=true: {why}");
     }
-    eprintln!("\nSKIPPED claude_code_e2e: {why}\n");
+    // Straight to stderr: libtest would swallow `eprintln!` of a passing test.
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED claude_code_e2e (the real Claude Code end to end): {why}\n"
+    );
 }
 
 #[test]
