@@ -56,8 +56,12 @@ pub struct ToolResult {
     pub text: String,
 }
 
+/// Called with the index of the scripted call about to be sent, before it is.
+pub type BeforeTurn = Box<dyn Fn(usize) + Send + Sync>;
+
 struct State {
     script: Vec<ToolCall>,
+    before_turn: Option<BeforeTurn>,
     requests: Mutex<Vec<Value>>,
 }
 
@@ -72,10 +76,17 @@ pub struct FakeModel {
 impl FakeModel {
     /// Binds 127.0.0.1 on a free port and serves `script`.
     pub fn start(script: Vec<ToolCall>) -> FakeModel {
+        FakeModel::start_with(script, None)
+    }
+
+    /// As `start`, calling `before_turn(i)` before it sends the `i`-th call
+    /// (to change the world between two turns, e.g. kill a server).
+    pub fn start_with(script: Vec<ToolCall>, before_turn: Option<BeforeTurn>) -> FakeModel {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake model API on 127.0.0.1");
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State {
             script,
+            before_turn,
             requests: Mutex::new(Vec::new()),
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -250,6 +261,9 @@ fn answer(state: &State, request: &Value) -> String {
     let main_loop = request["tools"].as_array().is_some_and(|t| !t.is_empty());
     let done = blocks(request, "tool_result").count();
     let next = if main_loop { state.script.get(done) } else { None };
+    if let (Some(_), Some(before_turn)) = (next, &state.before_turn) {
+        before_turn(done);
+    }
 
     let mut events = String::new();
     let mut event = |name: &str, data: Value| {

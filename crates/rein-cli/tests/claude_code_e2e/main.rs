@@ -318,10 +318,21 @@ fn command_hook(command: &str) -> Value {
     json!({"type": "command", "command": command, "timeout": 30, "onFailure": "block"})
 }
 
+/// `--mcp-config` for the MCP reference server over stdio, as `everything`
+/// (its tools: `mcp__everything__echo`, `mcp__everything__get-env`, …).
+fn mcp_config(env: &Env, sb: &Sandbox) -> PathBuf {
+    sb.write_json(
+        "mcp.json",
+        &json!({"mcpServers": {"everything": {
+            "command": "node", "args": [env.mcp_everything, "stdio"]}}}),
+    )
+}
+
 /// The harness itself, with a stand-in hook (a shell script, not Rein):
 /// Claude Code's own permission checks are off (`bypassPermissions`), so a
 /// command outside the project really runs (the control), and the only
-/// refusal the model sees is the hook's, with the hook's reason.
+/// refusal the model sees is the hook's, with the hook's reason. Also shows
+/// that `~` is the scratch HOME and that the MCP server answers.
 #[test]
 #[ignore = "runs inside the loopback-only namespace that claude_code_e2e makes"]
 fn netns_harness_selfcheck_with_stand_in_hook() {
@@ -329,34 +340,46 @@ fn netns_harness_selfcheck_with_stand_in_hook() {
     let sb = Sandbox::new("selfcheck");
     let control = sb.home.join("made-by-the-model");
     let model = FakeModel::start(vec![
-        ToolCall::bash("echo hello-from-the-fake-model"),
+        ToolCall::bash("echo hello-from-the-fake-model; echo ~"),
         ToolCall::bash(&format!("touch {}", control.display())),
         ToolCall::bash("rm -rf ~/precious"),
+        ToolCall::new("mcp__everything__echo", json!({"message": "hello-over-mcp"})),
     ]);
     let hook = fixture("selfcheck-hook.sh");
     let settings = sb.write_json(
         "settings.json",
         &hook_settings(&["PreToolUse"], command_hook(&hook.display().to_string())),
     );
+    let mcp = mcp_config(&env, &sb);
     let run = sb.claude(
         &env.claude,
         &model,
         &settings,
-        &["--permission-mode", "bypassPermissions"],
+        &[
+            "--permission-mode",
+            "bypassPermissions",
+            "--mcp-config",
+            mcp.to_str().unwrap(),
+            "--strict-mcp-config",
+        ],
         &[],
     );
     let results = model.tool_results();
     let mut c = Checks::new("selfcheck");
     c.completed(&model, &run);
-    c.ran(&results, 0, "hello-from-the-fake-model");
+    c.ran(
+        &results,
+        0,
+        &format!("hello-from-the-fake-model\n{}", sb.home.display()),
+    );
     c.ran(&results, 1, "");
     c.check(control.exists(), "the control command outside the project did not run");
     c.refused(&results, 2, "selfcheck stand-in hook: rm is refused");
     c.check(sb.precious().exists(), "the refused rm -rf ran: ~/precious is gone");
+    c.ran(&results, 3, "Echo: hello-over-mcp");
     c.check(
         run.denied_ids() == [tool_use_id(2)],
         format!("permission_denials: {:?}", run.denied_ids()),
     );
-    let _ = &env.mcp_everything;
     c.finish(&model, &run);
 }
