@@ -19,6 +19,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod fake_model;
+mod rein_hook;
 mod sandbox;
 
 use fake_model::{tool_use_id, FakeModel, ToolCall, ToolResult, FINAL_TEXT};
@@ -39,6 +40,11 @@ const NETNS_ENV: &str = "REIN_E2E_NETNS";
 const CLAUDE_ENV: &str = "REIN_E2E_CLAUDE";
 /// The MCP reference server's entry script, for the re-run.
 const MCP_ENV: &str = "REIN_E2E_MCP_EVERYTHING";
+/// How Claude Code 2.1.331 prefixes a PreToolUse hook's JSON deny reason in
+/// the `tool_result` the model reads.
+const HOOK_DENY_PREFIX: &str = "PreToolUse:";
+/// In every refusal Rein words (its deny reason).
+const REIN_REASON_MARK: &str = "Rein";
 /// Longest the whole re-run may take.
 const SUITE_TIMEOUT: Duration = Duration::from_secs(240);
 
@@ -260,6 +266,41 @@ impl Checks {
         }
     }
 
+    /// The `i`-th call's text does not hold `secret`.
+    fn not_told(&mut self, results: &BTreeMap<String, ToolResult>, i: usize, secret: &str) {
+        if let Some(r) = results.get(&tool_use_id(i)) {
+            self.check(
+                !r.text.contains(secret),
+                format!("call {i}: the model was told {secret:?}"),
+            );
+        }
+    }
+
+    /// The `i`-th call was refused by a hook's JSON deny carrying Rein's
+    /// reason: not by Claude Code because the hook failed (`onFailure`), nor
+    /// by a hook's exit 2 (whose stderr Claude Code shows after the command
+    /// in brackets), nor by Claude Code's own permission checks.
+    fn reason_is_reins(&mut self, results: &BTreeMap<String, ToolResult>, i: usize) {
+        let Some(r) = results.get(&tool_use_id(i)) else {
+            return self.failures.push(format!("call {i}: Claude Code sent no tool_result"));
+        };
+        // "PreToolUse:<tool> hook error: <reason>"
+        let reason = r
+            .text
+            .strip_prefix(HOOK_DENY_PREFIX)
+            .and_then(|rest| rest.split_once(" hook error: "))
+            .map(|(_, reason)| reason);
+        let explicit = reason.is_some_and(|reason| !reason.starts_with('[') && !reason.contains("onFailure"));
+        self.check(
+            r.is_error && explicit && r.text.contains(REIN_REASON_MARK),
+            format!("call {i}: not refused by a JSON deny with Rein's reason ({REIN_REASON_MARK:?} in it): {r:?}"),
+        );
+    }
+
+    fn ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+
     /// Panics with every failure, the tool results and the run.
     fn finish(self, model: &FakeModel, run: &ClaudeRun) {
         let mut report = String::new();
@@ -269,7 +310,7 @@ impl Checks {
         println!("{}: what the model was told:\n{report}", self.name);
         if !self.failures.is_empty() {
             panic!(
-                "{}: {} expectation(s) failed:\n- {}\n\ntool results:\n{report}\n{}",
+                "{}: {} expectation(s) failed:\n- {}\n\n{}",
                 self.name,
                 self.failures.len(),
                 self.failures.join("\n- "),
