@@ -8,14 +8,10 @@
 //! Every request body is kept: the `tool_result` blocks in the last one are
 //! what the model was told, which is what the tests assert on.
 
+use crate::http::{HttpServer, Request, Response};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
-use std::time::Duration;
 
 /// The text of the model's last answer, after the script has run out.
 pub const FINAL_TEXT: &str = "done: every scripted tool call was made";
@@ -67,10 +63,8 @@ struct State {
 
 /// The server; stops when dropped.
 pub struct FakeModel {
-    addr: SocketAddr,
     state: Arc<State>,
-    stop: Arc<AtomicBool>,
-    accept: Option<JoinHandle<()>>,
+    http: HttpServer,
 }
 
 impl FakeModel {
@@ -82,40 +76,21 @@ impl FakeModel {
     /// As `start`, calling `before_turn(i)` before it sends the `i`-th call
     /// (to change the world between two turns, e.g. kill a server).
     pub fn start_with(script: Vec<ToolCall>, before_turn: Option<BeforeTurn>) -> FakeModel {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake model API on 127.0.0.1");
-        let addr = listener.local_addr().unwrap();
         let state = Arc::new(State {
             script,
             before_turn,
             requests: Mutex::new(Vec::new()),
         });
-        let stop = Arc::new(AtomicBool::new(false));
-        let accept = {
-            let (state, stop) = (state.clone(), stop.clone());
-            thread::spawn(move || {
-                for conn in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(conn) = conn else { continue };
-                    let state = state.clone();
-                    thread::spawn(move || {
-                        let _ = serve_connection(conn, &state);
-                    });
-                }
-            })
+        let http = {
+            let state = state.clone();
+            HttpServer::start(Arc::new(move |req: &Request| route(&state, req)))
         };
-        FakeModel {
-            addr,
-            state,
-            stop,
-            accept: Some(accept),
-        }
+        FakeModel { state, http }
     }
 
     /// For `ANTHROPIC_BASE_URL`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.http.url()
     }
 
     /// Every Messages request body received, in order.
@@ -148,17 +123,6 @@ impl FakeModel {
     }
 }
 
-impl Drop for FakeModel {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wakes the accept loop so that it sees the flag.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
-    }
-}
-
 /// The blocks of `kind` in every message of a request, in order.
 fn blocks<'a>(request: &'a Value, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
     request["messages"]
@@ -184,66 +148,28 @@ fn content_text(content: &Value) -> String {
     }
 }
 
-fn serve_connection(conn: TcpStream, state: &State) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let mut reader = BufReader::new(conn.try_clone()?);
-    let mut conn = conn;
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line)? == 0 {
-            return Ok(());
-        }
-        let mut parts = request_line.split_whitespace();
-        let method = parts.next().unwrap_or_default().to_string();
-        let path = parts.next().unwrap_or_default().to_string();
-        let mut length = 0usize;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line)? == 0 {
-                return Ok(());
-            }
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap_or(0);
+fn route(state: &State, req: &Request) -> Response {
+    let json = |status, body: String| Response {
+        status,
+        content_type: "application/json",
+        body,
+    };
+    match (req.method.as_str(), req.path.as_str()) {
+        ("POST", "/v1/messages") => match serde_json::from_slice::<Value>(&req.body) {
+            Ok(request) => {
+                let body = answer(state, &request);
+                state.requests.lock().unwrap().push(request);
+                Response {
+                    status: "200 OK",
+                    content_type: "text/event-stream",
+                    body,
                 }
             }
-        }
-        let mut body = vec![0u8; length];
-        reader.read_exact(&mut body)?;
-        let (status, content_type, reply) = route(state, &method, &path, &body);
-        write!(
-            conn,
-            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\n\r\n",
-            reply.len()
-        )?;
-        conn.write_all(reply.as_bytes())?;
-        conn.flush()?;
-    }
-}
-
-fn route(state: &State, method: &str, path: &str, body: &[u8]) -> (&'static str, &'static str, String) {
-    let path = path.split('?').next().unwrap_or_default();
-    match (method, path) {
-        ("POST", "/v1/messages") => match serde_json::from_slice::<Value>(body) {
-            Ok(request) => {
-                let reply = answer(state, &request);
-                state.requests.lock().unwrap().push(request);
-                ("200 OK", "text/event-stream", reply)
-            }
-            Err(e) => (
-                "400 Bad Request",
-                "application/json",
-                api_error(&format!("bad JSON: {e}")),
-            ),
+            Err(e) => json("400 Bad Request", api_error(&format!("bad JSON: {e}"))),
         },
-        ("POST", "/v1/messages/count_tokens") => ("200 OK", "application/json", json!({"input_tokens": 1}).to_string()),
-        _ => (
+        ("POST", "/v1/messages/count_tokens") => json("200 OK", json!({"input_tokens": 1}).to_string()),
+        (method, path) => json(
             "404 Not Found",
-            "application/json",
             api_error(&format!("the fake model API has no {method} {path}")),
         ),
     }

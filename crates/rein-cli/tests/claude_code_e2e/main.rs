@@ -19,10 +19,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod fake_model;
+mod http;
 mod rein_hook;
 mod sandbox;
 
 use fake_model::{tool_use_id, FakeModel, ToolCall, ToolResult, FINAL_TEXT};
+use http::{HttpServer, Request, Response};
 use sandbox::{ClaudeRun, Sandbox};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -31,6 +33,7 @@ use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -359,6 +362,20 @@ fn command_hook(command: &str) -> Value {
     json!({"type": "command", "command": command, "timeout": 30, "onFailure": "block"})
 }
 
+/// The environment variable the `http` hook's bearer token comes from.
+const HTTP_HOOK_TOKEN_ENV: &str = "REIN_E2E_TOKEN";
+/// What the model reads when Claude Code itself blocks because the hook
+/// failed (`onFailure: "block"`), rather than the hook deciding.
+const ON_FAILURE_TEXT: &str = "blocking because onFailure is \"block\"";
+
+/// An `http` hook handler for `url`, with the bearer token from
+/// `$REIN_E2E_TOKEN`, failing closed in Claude Code too.
+fn http_hook(url: &str) -> Value {
+    json!({"type": "http", "url": url, "timeout": 30,
+           "headers": {"Authorization": format!("Bearer ${HTTP_HOOK_TOKEN_ENV}")},
+           "allowedEnvVars": [HTTP_HOOK_TOKEN_ENV], "onFailure": "block"})
+}
+
 /// `--mcp-config` for the MCP reference server over stdio, as `everything`
 /// (its tools: `mcp__everything__echo`, `mcp__everything__get-env`, …).
 fn mcp_config(env: &Env, sb: &Sandbox) -> PathBuf {
@@ -421,6 +438,80 @@ fn netns_harness_selfcheck_with_stand_in_hook() {
     c.check(
         run.denied_ids() == [tool_use_id(2)],
         format!("permission_denials: {:?}", run.denied_ids()),
+    );
+    c.finish(&model, &run);
+}
+
+/// The harness's `http` hook settings (token header from the environment,
+/// `onFailure: "block"`) against a stand-in hook server (test code, not
+/// Rein) that denies `rm`, which is then killed between two turns.
+#[test]
+#[ignore = "runs inside the loopback-only namespace that claude_code_e2e makes"]
+fn netns_harness_selfcheck_with_stand_in_http_hook() {
+    let Some(env) = netns() else { return };
+    let sb = Sandbox::new("selfcheck-http");
+    let seen_auth = Arc::new(Mutex::new(Vec::<String>::new()));
+    let hook = {
+        let seen_auth = seen_auth.clone();
+        Arc::new(HttpServer::start(Arc::new(move |req: &Request| {
+            seen_auth
+                .lock()
+                .unwrap()
+                .push(req.header("authorization").unwrap_or_default().to_string());
+            let body = String::from_utf8_lossy(&req.body);
+            let answer = if body.contains("rm ") {
+                json!({"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": "deny",
+                       "permissionDecisionReason": "selfcheck stand-in http hook: rm is refused"}})
+            } else {
+                json!({})
+            };
+            Response {
+                status: "200 OK",
+                content_type: "application/json",
+                body: answer.to_string(),
+            }
+        })))
+    };
+    let touched = sb.project.join("after-the-kill");
+    let model = {
+        let hook = hook.clone();
+        FakeModel::start_with(
+            vec![
+                ToolCall::bash("echo via-the-http-hook"),
+                ToolCall::bash("rm -rf ~/precious"),
+                ToolCall::bash(&format!("touch {}", touched.display())),
+            ],
+            Some(Box::new(move |i| {
+                if i == 2 {
+                    hook.kill();
+                }
+            })),
+        )
+    };
+    let settings = sb.write_json(
+        "settings.json",
+        &hook_settings(&["PreToolUse"], http_hook(&format!("{}/hook", hook.url()))),
+    );
+    let token = "selfcheck-token-0123456789";
+    let run = sb.claude(
+        &env.claude,
+        &model,
+        &settings,
+        &["--permission-mode", "bypassPermissions"],
+        &[(HTTP_HOOK_TOKEN_ENV, token)],
+    );
+    let results = model.tool_results();
+    let mut c = Checks::new("selfcheck http");
+    c.completed(&model, &run);
+    c.ran(&results, 0, "via-the-http-hook");
+    c.refused(&results, 1, "selfcheck stand-in http hook: rm is refused");
+    c.check(sb.precious().exists(), "the refused rm -rf ran: ~/precious is gone");
+    c.refused(&results, 2, ON_FAILURE_TEXT);
+    c.check(!touched.exists(), "a command ran after the http hook was killed");
+    let seen = seen_auth.lock().unwrap().clone();
+    c.check(
+        seen.len() == 2 && seen.iter().all(|a| *a == format!("Bearer {token}")),
+        format!("the hook saw these Authorization headers: {seen:?}"),
     );
     c.finish(&model, &run);
 }

@@ -9,7 +9,10 @@
 
 use crate::fake_model::{FakeModel, ToolCall};
 use crate::sandbox::{Sandbox, ENV_SECRET, MCP_SECRET_ENV, SSH_KEY_TEXT};
-use crate::{command_hook, fixture, hook_settings, mcp_config, netns, repo, Checks};
+use crate::{
+    command_hook, fixture, hook_settings, http_hook, mcp_config, netns, repo, Checks, HTTP_HOOK_TOKEN_ENV,
+    ON_FAILURE_TEXT,
+};
 use serde_json::{json, Value};
 use std::fs;
 use std::net::TcpListener;
@@ -23,9 +26,6 @@ use std::time::{Duration, Instant};
 const EVENTS: &[&str] = &["PreToolUse", "PostToolUse"];
 /// The agent token of the `rein serve` the http hook talks to.
 const AGENT_TOKEN: &str = "e2e-agent-token-0123456789abcdef";
-/// What the model reads when Claude Code itself blocks because the hook
-/// failed (`onFailure: "block"`), rather than Rein deciding.
-const ON_FAILURE_TEXT: &str = "blocking because onFailure is \"block\"";
 
 fn rein_bin() -> &'static str {
     env!("CARGO_BIN_EXE_rein")
@@ -316,12 +316,7 @@ impl Drop for ReinServe {
 
 /// `type: http` hook settings for `serve`, failing closed in Claude Code.
 fn http_hook_settings(serve: &ReinServe) -> Value {
-    hook_settings(
-        EVENTS,
-        json!({"type": "http", "url": format!("{}/v1/hooks/claude-code", serve.url), "timeout": 30,
-               "headers": {"Authorization": "Bearer $REIN_E2E_TOKEN"},
-               "allowedEnvVars": ["REIN_E2E_TOKEN"], "onFailure": "block"}),
-    )
+    hook_settings(EVENTS, http_hook(&format!("{}/v1/hooks/claude-code", serve.url)))
 }
 
 /// Rein behind Claude Code's `http` hook, in Claude Code's `default`
@@ -355,7 +350,13 @@ fn netns_rein_http_hook_and_killed_server() {
         })),
     );
     let settings = sb.write_json("settings.json", &http_hook_settings(&serve));
-    let run = sb.claude(&env.claude, &model, &settings, &[], &[("REIN_E2E_TOKEN", AGENT_TOKEN)]);
+    let run = sb.claude(
+        &env.claude,
+        &model,
+        &settings,
+        &[],
+        &[(HTTP_HOOK_TOKEN_ENV, AGENT_TOKEN)],
+    );
     let r = model.tool_results();
     let mut c = Checks::new("http hook");
     c.completed(&model, &run);
