@@ -1,5 +1,6 @@
 //! Argument definitions and dispatch.
 
+mod actra;
 mod approvals;
 mod audit;
 mod check;
@@ -67,6 +68,9 @@ enum Command {
     Audit(audit::AuditArgs),
     /// List, grant and deny approvals.
     Approvals(approvals::ApprovalsArgs),
+    /// Print the native policy that decides as an Actra schema and policy
+    /// do (`--actra-schema SCHEMA --policy POLICY`).
+    Convert(actra::ConvertArgs),
 }
 
 /// The policy files every deciding command takes.
@@ -102,6 +106,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Serve(args) => serve::run(args),
         Command::Audit(args) => audit::run(args, color),
         Command::Approvals(args) => approvals::run(args),
+        Command::Convert(args) => actra::run_convert(args, color),
     }
 }
 

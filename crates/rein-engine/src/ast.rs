@@ -93,6 +93,13 @@ pub enum Combining {
     /// `require_approval` beats `allow`; rule order never matters.
     #[default]
     DenyOverrides,
+    /// Actra's semantics: the rules that apply to the action are tried in
+    /// the order of the rule list and the first whose condition holds
+    /// decides alone, whatever its effect; when none holds, the default
+    /// applies. The Actra reader lists each action's own rules (in file
+    /// order) before the global ones (in file order), which gives Actra's
+    /// "action rules, then global rules, then `allow`".
+    FirstMatch,
 }
 
 /// One policy source file, parsed.
@@ -110,6 +117,9 @@ pub struct PolicyFile {
     pub contracts: ContractsAst,
     /// Rules declared in this file.
     pub rules: Vec<RuleAst>,
+    /// How the rules of this file combine. Every file of one policy must
+    /// agree; the native format always uses [`Combining::DenyOverrides`].
+    pub combining: Combining,
 }
 
 /// The `contracts` section.

@@ -127,7 +127,11 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
             // Expand targets to action ids.
             let mut targets: Vec<u32> = Vec::new();
             for t in &rule.targets {
-                if t.value.contains(['*', '?', '[']) {
+                // A declared name is taken as written, even with glob
+                // characters (Actra's action names are free text).
+                if let Some(&id) = action_index.get(&t.value) {
+                    targets.push(id);
+                } else if t.value.contains(['*', '?', '[']) {
                     match globset::Glob::new(&t.value) {
                         Ok(g) => {
                             let m = g.compile_matcher();
@@ -151,8 +155,6 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
                             format!("invalid action glob `{}`: {}", t.value, e.kind()),
                         )),
                     }
-                } else if let Some(&id) = action_index.get(&t.value) {
-                    targets.push(id);
                 } else {
                     let d = Diagnostic::error(
                         file,
@@ -229,6 +231,16 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
     if files.is_empty() {
         diags.push(Diagnostic::general("no policy files were given"));
     }
+    let combining = files.first().map_or(Combining::DenyOverrides, |f| f.combining);
+    if let Some(f) = files.iter().find(|f| f.combining != combining) {
+        // Only a caller mixing native files with files read by another
+        // reader gets here; the CLI never does.
+        diags.push(Diagnostic::general(format!(
+            "`{}` cannot be merged with `{}`: their rules combine differently",
+            f.source.name(),
+            files.first().map_or("", |f| f.source.name())
+        )));
+    }
     if diags.iter().any(|d| d.severity == Severity::Error) {
         return None;
     }
@@ -240,7 +252,7 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
         rules,
         default: default_effect,
         default_after,
-        combining: Combining::DenyOverrides,
+        combining,
         version_hash: version_hash(&sources),
         version_label,
         files: sources,

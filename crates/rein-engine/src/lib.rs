@@ -32,12 +32,14 @@
 
 #![deny(missing_docs)]
 
+pub mod actra;
 pub mod ast;
 mod check;
 mod contract;
 mod decision;
 pub mod diagnostics;
 mod eval;
+mod governance;
 mod ir;
 mod policy;
 mod request;

@@ -14,6 +14,19 @@
 //!     violation: input.amount    # optional: the field named by the contract check
 //!     reason: at least 0         # optional: text one reason must contain
 //! ```
+//!
+//! An Actra policy is tested the same way, with `actra` in place of
+//! `policy` and requests in Actra's shape; either kind may name a
+//! governance file, enforced when the policy loads:
+//!
+//! ```yaml
+//! actra: {schema: schema.yaml, policy: policy.yaml, governance: governance.yaml}
+//! cases:
+//!   - name: a large refund needs approval
+//!     request: {action: {type: refund, amount: 5000}, actor: {role: agent}}
+//!     expect: require_approval
+//!     rules: [large_refund]
+//! ```
 
 use crate::ast::Effect;
 use crate::diagnostics::{did_you_mean, Diagnostic, LoadError};
@@ -30,8 +43,10 @@ pub struct TestCase {
     pub name: String,
     /// Line of the case in the test file.
     pub line: usize,
-    /// The request to decide.
+    /// The request to decide (native test files).
     pub request: Request,
+    /// The request in Actra's shape (test files of Actra policies).
+    pub actra_request: Option<serde_json::Value>,
     /// The expected effect.
     pub expect: Effect,
     /// If given, exactly these rules must match (order ignored).
@@ -49,8 +64,35 @@ pub struct TestFile {
     pub path: PathBuf,
     /// The policy files it tests (resolved against the test file's folder).
     pub policy: Vec<PathBuf>,
+    /// For an Actra policy: its schema, policy and governance files.
+    pub actra: Option<ActraFiles>,
+    /// A governance file enforced on a native policy.
+    pub governance: Option<PathBuf>,
     /// Its cases.
     pub cases: Vec<TestCase>,
+}
+
+/// The files of an Actra policy under test.
+#[derive(Clone, Debug)]
+pub struct ActraFiles {
+    /// The schema file.
+    pub schema: PathBuf,
+    /// The policy file.
+    pub policy: PathBuf,
+    /// The governance file, if any.
+    pub governance: Option<PathBuf>,
+}
+
+impl TestFile {
+    /// Loads the policy the file tests: native (with its governance, if
+    /// any) or Actra.
+    pub fn load_policy(&self) -> Result<Policy, LoadError> {
+        match (&self.actra, &self.governance) {
+            (Some(a), _) => Policy::load_actra(&a.schema, &a.policy, a.governance.as_deref()),
+            (None, Some(g)) => Policy::load_governed(&self.policy, g),
+            (None, None) => Policy::load(&self.policy),
+        }
+    }
 }
 
 /// The result of one case.
@@ -98,12 +140,51 @@ fn parse_test_file(source: &SourceFile, dir: &Path, path: &Path) -> Result<TestF
     let mut out = TestFile {
         path: path.to_path_buf(),
         policy: Vec::new(),
+        actra: None,
+        governance: None,
         cases: Vec::new(),
     };
-    let Some(top) = entries(&root, source, &["policy", "cases"], &mut diags) else {
+    let Some(top) = entries(&root, source, &["policy", "actra", "governance", "cases"], &mut diags) else {
         return Err(LoadError::new(diags));
     };
-    match top.iter().find(|(k, _)| *k == "policy").map(|(_, v)| *v) {
+    let get = |key: &str| top.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+    let path_of = |node: &YamlNode, what: &str, diags: &mut Vec<Diagnostic>| match &node.value {
+        YamlValue::String(s) => Some(dir.join(s)),
+        _ => {
+            diags.push(Diagnostic::error(source, node.span, format!("`{what}` must be a path")));
+            None
+        }
+    };
+    if let Some(g) = get("governance") {
+        out.governance = path_of(g, "governance", &mut diags);
+    }
+    if let Some(a) = get("actra") {
+        if get("policy").is_some() {
+            err(
+                &mut diags,
+                a.span,
+                "a test file has `policy` (native) or `actra`, not both".into(),
+            );
+        }
+        if let Some(fields) = entries(a, source, &["schema", "policy", "governance"], &mut diags) {
+            let field = |k: &str| fields.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+            let schema = field("schema").and_then(|n| path_of(n, "actra.schema", &mut diags));
+            let policy = field("policy").and_then(|n| path_of(n, "actra.policy", &mut diags));
+            let governance = field("governance").and_then(|n| path_of(n, "actra.governance", &mut diags));
+            match (schema, policy) {
+                (Some(schema), Some(policy)) => {
+                    out.actra = Some(ActraFiles {
+                        schema,
+                        policy,
+                        governance: governance.or(out.governance.take()),
+                    })
+                }
+                _ => err(&mut diags, a.span, "`actra` needs `schema` and `policy` paths".into()),
+            }
+        }
+    }
+    match get("policy") {
+        None if out.actra.is_some() => {}
         None => err(
             &mut diags,
             root.span,
@@ -122,14 +203,15 @@ fn parse_test_file(source: &SourceFile, dir: &Path, path: &Path) -> Result<TestF
             _ => err(&mut diags, p.span, "`policy` must be a path or a list of paths".into()),
         },
     }
-    match top.iter().find(|(k, _)| *k == "cases").map(|(_, v)| *v) {
+    let actra = out.actra.is_some();
+    match get("cases") {
         None => err(&mut diags, root.span, "the test file has no `cases`".into()),
         Some(YamlNode {
             value: YamlValue::Seq(items),
             ..
         }) => {
             for (i, item) in items.iter().enumerate() {
-                if let Some(case) = parse_case(item, i, source, &mut diags) {
+                if let Some(case) = parse_case(item, i, source, actra, &mut diags) {
                     out.cases.push(case);
                 }
             }
@@ -174,7 +256,13 @@ fn entries<'n>(
     Some(out)
 }
 
-fn parse_case(node: &YamlNode, index: usize, source: &SourceFile, diags: &mut Vec<Diagnostic>) -> Option<TestCase> {
+fn parse_case(
+    node: &YamlNode,
+    index: usize,
+    source: &SourceFile,
+    actra: bool,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<TestCase> {
     let fields = entries(
         node,
         source,
@@ -195,11 +283,15 @@ fn parse_case(node: &YamlNode, index: usize, source: &SourceFile, diags: &mut Ve
         ));
         return None;
     };
-    let request = match Request::from_json(to_json(req_node)) {
-        Ok(r) => r,
-        Err(e) => {
-            diags.push(Diagnostic::error(source, req_node.span, format!("case `{name}`: {e}")));
-            return None;
+    let (request, actra_request) = if actra {
+        (Request::default(), Some(to_json(req_node)))
+    } else {
+        match Request::from_json(to_json(req_node)) {
+            Ok(r) => (r, None),
+            Err(e) => {
+                diags.push(Diagnostic::error(source, req_node.span, format!("case `{name}`: {e}")));
+                return None;
+            }
         }
     };
     let expect = match get("expect").map(|n| (&n.value, n.span)) {
@@ -265,6 +357,7 @@ fn parse_case(node: &YamlNode, index: usize, source: &SourceFile, diags: &mut Ve
         name,
         line,
         request,
+        actra_request,
         expect,
         rules,
         violation,
@@ -303,7 +396,10 @@ pub fn run_cases(policy: &Policy, file: &TestFile) -> Vec<CaseResult> {
 }
 
 fn run_case(policy: &Policy, case: &TestCase) -> CaseResult {
-    let decision = policy.decide(&case.request);
+    let decision = match &case.actra_request {
+        Some(r) => policy.decide_actra(r),
+        None => policy.decide(&case.request),
+    };
     let mut failures = Vec::new();
     if decision.effect() != case.expect {
         failures.push(format!(

@@ -1,6 +1,7 @@
 //! `rein check` and `rein explain`
 
-use super::{load_policy, Format, PolicyArgs, EXIT_ALLOW, EXIT_APPROVAL, EXIT_BLOCK, EXIT_USAGE};
+use super::actra::{ActraArgs, LoadFailed};
+use super::{Format, PolicyArgs, EXIT_ALLOW, EXIT_APPROVAL, EXIT_BLOCK, EXIT_USAGE};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use rein_engine::{Effect, Phase, Policy, Request};
@@ -25,6 +26,8 @@ pub struct CheckArgs {
     /// line.
     #[arg(long)]
     batch: bool,
+    #[command(flatten)]
+    actra: ActraArgs,
 }
 
 #[derive(Args, Debug)]
@@ -40,6 +43,8 @@ pub struct ExplainArgs {
     /// Print the trace as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    actra: ActraArgs,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -56,21 +61,67 @@ fn exit_code(effect: Effect) -> u8 {
     }
 }
 
+/// Loads the policy of `check` or `explain`; `None` (after printing why)
+/// when it did not load or the options do not fit together.
+fn load(policy: &PolicyArgs, actra: &ActraArgs, phase: Option<PhaseArg>, color: bool) -> Option<Policy> {
+    if actra.is_actra() && phase.is_some() {
+        eprintln!("error: `--phase` does not apply to Actra policies, which have no `after` rules");
+        return None;
+    }
+    match super::actra::load(&policy.policy, actra, color, Format::Human) {
+        Ok(p) => Some(p),
+        Err(e) if e.is::<LoadFailed>() => None,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            None
+        }
+    }
+}
+
+/// A request: native, or in Actra's shape for an Actra policy.
+enum Input {
+    Native(Box<Request>),
+    Actra(serde_json::Value),
+}
+
+impl Input {
+    fn read(path: &PathBuf, phase: Option<PhaseArg>, actra: bool) -> anyhow::Result<Input> {
+        let text = read_text(path)?;
+        Input::parse(&text, phase, actra)
+    }
+
+    fn parse(text: &str, phase: Option<PhaseArg>, actra: bool) -> anyhow::Result<Input> {
+        if actra {
+            let value = serde_json::from_str(text).map_err(|e| anyhow::anyhow!("invalid request: {e}"))?;
+            Ok(Input::Actra(value))
+        } else {
+            parse_request(text, phase).map(|r| Input::Native(Box::new(r)))
+        }
+    }
+
+    fn decide(&self, policy: &Policy) -> rein_engine::Decision {
+        match self {
+            Input::Native(r) => policy.decide(r),
+            Input::Actra(v) => policy.decide_actra(v),
+        }
+    }
+}
+
 pub fn run_check(args: CheckArgs, color: bool) -> anyhow::Result<u8> {
-    let Ok(policy) = load_policy(&args.policy.policy, color, Format::Human) else {
+    let Some(policy) = load(&args.policy, &args.actra, args.phase, color) else {
         return Ok(EXIT_USAGE);
     };
     if args.batch {
         return run_batch(&policy, &args);
     }
-    let request = match read_request(&args.request, args.phase) {
+    let request = match Input::read(&args.request, args.phase, args.actra.is_actra()) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e:#}");
             return Ok(EXIT_USAGE);
         }
     };
-    let decision = policy.decide(&request);
+    let decision = request.decide(&policy);
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, &decision.to_json())?;
     writeln!(out)?;
@@ -97,8 +148,8 @@ fn run_batch(policy: &Policy, args: &CheckArgs) -> anyhow::Result<u8> {
         if line.trim().is_empty() {
             continue;
         }
-        match parse_request(&line, args.phase) {
-            Ok(request) => serde_json::to_writer(&mut out, &policy.decide(&request).to_json())?,
+        match Input::parse(&line, args.phase, args.actra.is_actra()) {
+            Ok(request) => serde_json::to_writer(&mut out, &request.decide(policy).to_json())?,
             Err(e) => serde_json::to_writer(
                 &mut out,
                 &serde_json::json!({
@@ -117,17 +168,20 @@ fn run_batch(policy: &Policy, args: &CheckArgs) -> anyhow::Result<u8> {
 }
 
 pub fn run_explain(args: ExplainArgs, color: bool) -> anyhow::Result<u8> {
-    let Ok(policy) = load_policy(&args.policy.policy, color, Format::Human) else {
+    let Some(policy) = load(&args.policy, &args.actra, args.phase, color) else {
         return Ok(EXIT_USAGE);
     };
-    let request = match read_request(&args.request, args.phase) {
+    let request = match Input::read(&args.request, args.phase, args.actra.is_actra()) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e:#}");
             return Ok(EXIT_USAGE);
         }
     };
-    let explanation = policy.explain(&request);
+    let explanation = match &request {
+        Input::Native(r) => policy.explain(r),
+        Input::Actra(v) => policy.explain_actra(v),
+    };
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &explanation.to_json())?;
@@ -138,7 +192,7 @@ pub fn run_explain(args: ExplainArgs, color: bool) -> anyhow::Result<u8> {
     Ok(exit_code(explanation.decision.effect()))
 }
 
-fn read_request(path: &PathBuf, phase: Option<PhaseArg>) -> anyhow::Result<Request> {
+fn read_text(path: &PathBuf) -> anyhow::Result<String> {
     let mut text = String::new();
     if path.as_os_str() == "-" {
         std::io::stdin()
@@ -153,7 +207,7 @@ fn read_request(path: &PathBuf, phase: Option<PhaseArg>) -> anyhow::Result<Reque
     if text.len() as u64 > MAX_REQUEST_BYTES {
         anyhow::bail!("the request is larger than {MAX_REQUEST_BYTES} bytes");
     }
-    parse_request(&text, phase)
+    Ok(text)
 }
 
 /// Parses a request; a request without a time is stamped with the current

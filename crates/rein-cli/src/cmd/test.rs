@@ -3,7 +3,6 @@
 use super::{EXIT_ALLOW, EXIT_BLOCK};
 use clap::Args;
 use rein_engine::testing::{read_test_file, run_cases};
-use rein_engine::Policy;
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
@@ -43,7 +42,7 @@ pub fn run(args: TestArgs, color: bool) -> anyhow::Result<u8> {
                 continue;
             }
         };
-        let policy = match Policy::load(&test.policy) {
+        let policy = match test.load_policy() {
             Ok(p) => p,
             Err(e) => {
                 eprint!("{}", e.render(color));

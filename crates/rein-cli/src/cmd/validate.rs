@@ -1,21 +1,28 @@
 //! `rein validate`
 
-use super::{load_policy, Format, EXIT_ALLOW, EXIT_USAGE};
+use super::actra::{ActraArgs, LoadFailed};
+use super::{Format, EXIT_ALLOW, EXIT_USAGE};
 use clap::Args;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct ValidateArgs {
     /// Policy files or directories to load together.
-    #[arg(required = true, value_name = "POLICY")]
+    #[arg(value_name = "POLICY", required_unless_present = "policy_flag")]
     policy: Vec<PathBuf>,
+    /// Policy files, as an option (the form used with `--actra-schema`).
+    #[arg(long = "policy", short = 'p', id = "policy_flag", value_name = "POLICY")]
+    policy_flag: Vec<PathBuf>,
+    #[command(flatten)]
+    actra: ActraArgs,
     /// How to print diagnostics (on stderr).
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
 }
 
 pub fn run(args: ValidateArgs, color: bool) -> anyhow::Result<u8> {
-    match load_policy(&args.policy, color, args.format) {
+    let paths = [args.policy, args.policy_flag].concat();
+    match super::actra::load(&paths, &args.actra, color, args.format) {
         Ok(policy) => {
             let actions = policy.actions().count();
             println!(
@@ -28,13 +35,15 @@ pub fn run(args: ValidateArgs, color: bool) -> anyhow::Result<u8> {
             );
             Ok(EXIT_ALLOW)
         }
-        Err(e) => {
-            if args.format == Format::Human {
-                let n = e.error_count();
-                eprintln!("error: the policy did not load ({n} error{})", plural(n));
+        Err(e) => match e.downcast_ref::<LoadFailed>() {
+            Some(failed) => {
+                if args.format == Format::Human {
+                    eprintln!("error: {failed}");
+                }
+                Ok(EXIT_USAGE)
             }
-            Ok(EXIT_USAGE)
-        }
+            None => Err(e),
+        },
     }
 }
 

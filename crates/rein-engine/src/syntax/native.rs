@@ -5,8 +5,8 @@
 //! reports everything wrong with a file.
 
 use crate::ast::{
-    ActionContractAst, ApprovalAst, ConstraintsAst, ContractsAst, Effect, Expr, ExprKind, ExtraFields, FieldAst,
-    FieldsAst, Literal, Phase, PolicyFile, RuleAst, Spanned, TypeAst,
+    ActionContractAst, ApprovalAst, Combining, ConstraintsAst, ContractsAst, Effect, Expr, ExprKind, ExtraFields,
+    FieldAst, FieldsAst, Literal, Phase, PolicyFile, RuleAst, Spanned, TypeAst,
 };
 use crate::diagnostics::{did_you_mean, Diagnostic};
 use crate::source::{SourceFile, Span};
@@ -26,6 +26,7 @@ pub fn read_policy_file(source: &SourceFile, file_index: usize, diags: &mut Vec<
         default_after: None,
         contracts: ContractsAst::default(),
         rules: Vec::new(),
+        combining: Combining::DenyOverrides,
     };
     let root = match yaml::parse(source.text()) {
         Ok(root) => root,
@@ -739,7 +740,7 @@ pub fn valid_action_name(name: &str) -> bool {
         && !name.contains("..")
 }
 
-fn valid_field_name(name: &str) -> bool {
+pub(crate) fn valid_field_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')

@@ -780,7 +780,7 @@ fn resolve_scalar(value: &str, style: ScalarStyle, tag: Option<&Tag>) -> Result<
 }
 
 /// The YAML 1.2 core schema for untagged plain scalars.
-fn resolve_plain(value: &str) -> Result<YamlValue, String> {
+pub(crate) fn resolve_plain(value: &str) -> Result<YamlValue, String> {
     if is_null(value) {
         return Ok(YamlValue::Null);
     }

@@ -2,7 +2,6 @@
 //! repository's `examples/` passes.
 
 use rein_engine::testing::{read_test_file, run_cases};
-use rein_engine::Policy;
 use std::path::{Path, PathBuf};
 
 fn test_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -24,7 +23,7 @@ fn run_dir(dir: &Path) -> usize {
     let mut count = 0;
     for f in files {
         let test = read_test_file(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-        let policy = Policy::load(&test.policy).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let policy = test.load_policy().unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         for r in run_cases(&policy, &test) {
             count += 1;
             if !r.passed() {

@@ -3,6 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod actra_api;
+mod actra_diff;
+mod actra_props;
 mod api;
 mod corpus;
 mod diagnostics;

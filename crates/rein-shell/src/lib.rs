@@ -1,0 +1,135 @@
+//! Shell command analysis: what programs a Bash command line would run.
+//!
+//! [`analyze`] splits a command line (as a coding agent's `Bash` tool
+//! receives it) into [`Part`]s, one per simple command that would run:
+//! through `&&`, `||`, `;`, `&`, pipes, newlines, subshells, `{ … }`,
+//! `if`/`while`/`for`/`case` bodies, function bodies, `$(…)`, backticks,
+//! `<(…)`/`>(…)` and here-documents; and through wrappers (`VAR=x cmd`,
+//! `env`, `sudo`, `timeout`, `nice`, `nohup`, `xargs`, `command`, `exec`,
+//! `time`, `bash -c '…'`, `eval '…'`, `find -exec`). A policy decides each
+//! part; the command is allowed only if every part is.
+//!
+//! # What a rule can rely on
+//!
+//! - **`understood == false` means "do not trust the rest"**: the parser or
+//!   the analysis met something whose effect cannot be known before it runs
+//!   (`eval "$x"`, `$CMD args`, `source file`, an unknown wrapper option,
+//!   input too long or too deeply nested, unparsable text). Every such case
+//!   is a part with `understood: false` and a `reason`, so a per-part policy
+//!   sees it; [`Analysis::understood`] is false exactly when some part is.
+//! - **`program` is literal when `understood` is true**: quotes and escapes
+//!   removed (`\rm`, `"r"m`, `$'\x72m'` all give `rm`), never a variable, a
+//!   substitution, a glob or a brace expansion.
+//! - **`args` are literal unless `dynamic_args`**: each is one argument
+//!   exactly as the program receives it, except that unquoted glob patterns
+//!   (`*.txt`) and `~` are left as written. With `dynamic_args`, some
+//!   argument holds an expansion, kept as written (`$HOME/.ssh/id_rsa`,
+//!   `$(cat list)`), or the program receives arguments that are not on the
+//!   line at all (`xargs`, `find -exec … {}`).
+//! - **`writes` and `reads` are the files named by redirections**, including
+//!   those on an enclosing `{ … }`, loop or subshell, and `time -o`, `xargs
+//!   -a`. `/dev/null`, `/dev/stdout` and `/dev/stderr` are left out (they
+//!   name no file); fd duplications (`2>&1`) are not files. A target holding
+//!   an expansion is kept as written and sets `dynamic_redirects`. Files a
+//!   program opens by itself (`cp a b`, `tee out`) are arguments, not here.
+//!
+//! # Parser
+//!
+//! Parsing is done by [`brush_parser`], the parser of the brush shell: MIT
+//! licensed, released regularly, written for bash compatibility (it runs
+//! bash's own test suite), and it gives a typed syntax tree with source
+//! positions plus a separate parser for words (quotes, `$(…)`, `${…}`).
+//! Alternatives were weighed: `conch-parser` has had no release since 2018,
+//! `yash-syntax` is GPL-3.0 (Rein is Apache-2.0) and POSIX-only,
+//! `tree-sitter-bash` needs a C toolchain and recovers from errors instead
+//! of refusing them. brush-parser recurses without a depth limit, so this
+//! crate bounds the input before handing it over (see [`MAX_INPUT_BYTES`],
+//! [`MAX_DEPTH`]) and runs large inputs on a thread with a stack sized for
+//! them. Its grammar also backtracks exponentially on `((` and reads
+//! `( ( cmd ) )` as arithmetic; bash's lexical rule for `((` is applied to
+//! the tokens before the grammar sees them.
+
+mod tokens;
+mod walk;
+mod words;
+mod wrappers;
+
+use serde::Serialize;
+
+/// Longer commands are not analysed (one not-understood part).
+pub const MAX_INPUT_BYTES: usize = 64 * 1024;
+
+/// Deepest nesting analysed: compound commands, substitutions, wrappers and
+/// `bash -c` strings inside one another. Deeper → not understood.
+pub const MAX_DEPTH: usize = 32;
+
+/// The result of [`analyze`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Analysis {
+    /// The simple commands that would run, in the order they appear (the
+    /// commands of a substitution come before the command that uses them).
+    pub parts: Vec<Part>,
+    /// Every part is understood. An empty command is understood and has no
+    /// parts.
+    pub understood: bool,
+    /// The `reason` of every part that is not understood.
+    pub problems: Vec<String>,
+}
+
+/// One simple command that would run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Part {
+    /// The program's name: the basename of `path` (`rm`). Empty when the
+    /// command runs no program (`X=1`, `> file`).
+    pub program: String,
+    /// The program as written, quotes removed (`/bin/rm`, `./x.sh`).
+    pub path: String,
+    /// The words after the program (after the wrappers seen through), quotes
+    /// removed; expansions kept as written (then `dynamic_args`).
+    pub args: Vec<String>,
+    /// Files written by redirections (`>`, `>>`, `>|`, `&>`, `<>`, `2>`,
+    /// `>&file`) of this command or an enclosing one, and `time -o`.
+    pub writes: Vec<String>,
+    /// Files read by `<` and `<>` redirections, and `xargs -a`.
+    pub reads: Vec<String>,
+    /// The program of the previous pipeline stage when this part's standard
+    /// input is a pipe (`curl … | sh` → `curl`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdin_from: Option<String>,
+    /// Every program whose output can reach this part's standard input: all
+    /// earlier stages of its pipelines (`curl x | tee f | sh` → `curl`,
+    /// `tee`), `<(…)` arguments and `<` redirections from them (`bash <(curl
+    /// x)`), and substitutions in here-documents and here-strings. The field
+    /// to check for "downloaded code is executed".
+    pub upstream: Vec<String>,
+    /// Wrappers seen through, outermost first (`sudo`, `env`, `timeout`,
+    /// `nice`, `nohup`, `xargs`, `command`, `builtin`, `exec`, `time`,
+    /// `setsid`, `stdbuf`, `ionice`, `doas`, `chroot`, `bash -c`, `bash <<`
+    /// (a shell reading a here-document), `eval`, `trap`, `find -exec`,
+    /// `coproc`, `function NAME` (the body of a function, which runs when it
+    /// is called)).
+    pub via: Vec<String>,
+    /// Names of the variables set for this command (`VAR=x cmd`, `env
+    /// VAR=x`, `sudo VAR=x`), including those set for an enclosing wrapper;
+    /// for a part without program, the variables it assigns.
+    pub env: Vec<String>,
+    /// The source text of the simple command (for parts inside `bash -c`,
+    /// `eval` or a substitution: of the string that was analysed).
+    pub text: String,
+    /// Some argument is not known before the command runs (see the crate
+    /// documentation).
+    pub dynamic_args: bool,
+    /// Some redirection target holds an expansion.
+    pub dynamic_redirects: bool,
+    /// The analysis can vouch for this part (see the crate documentation).
+    pub understood: bool,
+    /// Why the part is not understood.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Splits `command` into the simple commands it would run. Never panics;
+/// time and memory are bounded by the input limits.
+pub fn analyze(command: &str) -> Analysis {
+    walk::analyze(command)
+}

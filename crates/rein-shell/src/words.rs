@@ -1,0 +1,514 @@
+//! One shell word as a rule sees it: quotes removed, expansions kept as
+//! written, and the commands hidden inside it (`$(…)`, backticks, and those
+//! nested in `${…}` and `$((…))`) collected so they become parts too.
+
+use brush_parser::word::{self, ParameterExpr, WordPiece, WordPieceWithSource};
+use brush_parser::ParserOptions;
+
+use crate::MAX_DEPTH;
+
+/// A command hidden inside a word: the text of a `$(…)` or backtick
+/// substitution, analysed as a shell program of its own.
+#[derive(Debug, Clone)]
+pub(crate) struct Embedded {
+    pub(crate) text: String,
+}
+
+/// What a word means once the shell has removed its quotes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WordInfo {
+    /// Quotes removed and escapes resolved; expansions kept as written
+    /// (`"$HOME"/'a b'` → `$HOME/a b`).
+    pub(crate) literal: String,
+    /// The word contains a parameter expansion, a command substitution or an
+    /// arithmetic expansion: its value is only known when it runs.
+    pub(crate) dynamic: bool,
+    /// Unquoted glob characters (`*`, `?`, `[`, extglob `@(…)`): the shell may
+    /// replace the word by file names.
+    pub(crate) glob: bool,
+    /// Unquoted brace expansion (`{a,b}`, `{1..3}`): the word becomes several.
+    pub(crate) brace: bool,
+    /// Commands that run while the word is expanded.
+    pub(crate) embedded: Vec<Embedded>,
+    /// Why the word could not be read fully, if it could not.
+    pub(crate) problem: Option<String>,
+}
+
+impl WordInfo {
+    /// A word whose value is fixed before the command runs: no expansion, no
+    /// glob, no brace expansion.
+    pub(crate) fn is_literal(&self) -> bool {
+        !self.dynamic && !self.glob && !self.brace && self.problem.is_none()
+    }
+}
+
+/// Text on which brush-parser 0.4 would panic: a number it parses with
+/// `unwrap` into a fixed-size integer — a file descriptor before `<` or `>`
+/// (`i32`), a directory-stack index after `~`, `~+` or `~-` (`usize`).
+/// Quotes are ignored, so this may refuse a harmless quoted number.
+pub(crate) fn brush_would_panic(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while bytes.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        let digits = text.get(start..i).unwrap_or_default().trim_start_matches('0');
+        let after_tilde = match start.checked_sub(1).and_then(|j| bytes.get(j)) {
+            Some(b'~') => true,
+            Some(b'+' | b'-') => start.checked_sub(2).and_then(|j| bytes.get(j)) == Some(&b'~'),
+            _ => false,
+        };
+        if after_tilde && digits.len() > 18 {
+            return Some("a directory-stack index after ~ is too large".to_owned());
+        }
+        let before_redirect = matches!(bytes.get(i), Some(b'<' | b'>'));
+        if before_redirect && (digits.len() > 10 || digits.parse::<i64>().is_ok_and(|n| n > i64::from(i32::MAX))) {
+            return Some("a file descriptor number is too large".to_owned());
+        }
+    }
+    None
+}
+
+/// Reads a word as the shell would before running the command. `depth` is
+/// the nesting the word is found at; expansions nested in it count on from
+/// there.
+pub(crate) fn analyze_word(raw: &str, options: &ParserOptions, depth: usize) -> WordInfo {
+    let mut info = WordInfo::default();
+    if let Some(problem) = brush_would_panic(raw) {
+        info.literal = raw.to_owned();
+        info.dynamic = true;
+        info.problem = Some(problem);
+        return info;
+    }
+    match word::parse(raw, options) {
+        Ok(pieces) => {
+            let mut unquoted = String::new();
+            render(raw, &pieces, false, options, depth, &mut info, &mut unquoted);
+            info.glob = has_glob(&unquoted);
+            info.brace = has_brace_expansion(&unquoted);
+        }
+        Err(e) => {
+            info.literal = raw.to_owned();
+            info.dynamic = true;
+            info.problem = Some(format!("cannot read the word {raw:?}: {e}"));
+        }
+    }
+    info
+}
+
+/// Reads the body of a here-document whose delimiter was not quoted: `$…`
+/// and backticks expand, quotes are ordinary characters.
+pub(crate) fn analyze_heredoc(raw: &str, options: &ParserOptions, depth: usize) -> WordInfo {
+    let mut info = WordInfo::default();
+    if let Some(problem) = brush_would_panic(raw) {
+        info.literal = raw.to_owned();
+        info.dynamic = true;
+        info.problem = Some(problem);
+        return info;
+    }
+    match word::parse_heredoc(raw, options) {
+        Ok(pieces) => {
+            let mut unquoted = String::new();
+            render(raw, &pieces, true, options, depth, &mut info, &mut unquoted);
+        }
+        Err(e) => {
+            info.literal = raw.to_owned();
+            info.dynamic = true;
+            info.problem = Some(format!("cannot read a here-document: {e}"));
+        }
+    }
+    info
+}
+
+/// Appends the value of `pieces` to `info.literal`. `unquoted` receives the
+/// unquoted text only, with a NUL standing for each quoted or expanded piece,
+/// so glob and brace detection cannot be fooled by quotes.
+fn render(
+    raw: &str,
+    pieces: &[WordPieceWithSource],
+    quoted: bool,
+    options: &ParserOptions,
+    depth: usize,
+    info: &mut WordInfo,
+    unquoted: &mut String,
+) {
+    if depth > MAX_DEPTH {
+        info.dynamic = true;
+        info.literal.push_str(raw);
+        if info.problem.is_none() {
+            info.problem = Some(format!("nested more than {MAX_DEPTH} levels deep"));
+        }
+        return;
+    }
+    for p in pieces {
+        let source = raw.get(p.start_index..p.end_index).unwrap_or_default();
+        match &p.piece {
+            WordPiece::Text(t) => {
+                info.literal.push_str(t);
+                if quoted {
+                    unquoted.push('\0');
+                } else {
+                    unquoted.push_str(t);
+                }
+            }
+            WordPiece::SingleQuotedText(t) => {
+                info.literal.push_str(t);
+                unquoted.push('\0');
+            }
+            WordPiece::AnsiCQuotedText(t) => {
+                info.literal.push_str(&decode_ansi_c(t));
+                unquoted.push('\0');
+            }
+            WordPiece::DoubleQuotedSequence(inner) | WordPiece::GettextDoubleQuotedSequence(inner) => {
+                render(raw, inner, true, options, depth + 1, info, unquoted);
+                unquoted.push('\0');
+            }
+            WordPiece::EscapeSequence(e) => {
+                let mut chars = e.chars();
+                chars.next(); // the backslash
+                let rest: String = chars.collect();
+                if rest != "\n" {
+                    info.literal.push_str(&rest);
+                }
+                unquoted.push('\0');
+            }
+            WordPiece::TildeExpansion(_) => {
+                // Left as written: `~` and `~/.ssh` are what a rule matches.
+                info.literal.push_str(source);
+                unquoted.push('\0');
+            }
+            WordPiece::ParameterExpansion(expr) => {
+                info.literal.push_str(source);
+                info.dynamic = true;
+                unquoted.push('\0');
+                for text in parameter_texts(expr) {
+                    scan_embedded(text, options, depth + 1, info);
+                }
+            }
+            WordPiece::CommandSubstitution(inner) | WordPiece::BackquotedCommandSubstitution(inner) => {
+                info.literal.push_str(source);
+                info.dynamic = true;
+                unquoted.push('\0');
+                info.embedded.push(Embedded { text: inner.clone() });
+            }
+            WordPiece::ArithmeticExpression(expr) => {
+                info.literal.push_str(source);
+                info.dynamic = true;
+                unquoted.push('\0');
+                scan_embedded(&expr.value, options, depth + 1, info);
+            }
+        }
+    }
+}
+
+/// Finds command substitutions inside text that the shell expands as a word
+/// (a `${x:-…}` default, an arithmetic expression).
+fn scan_embedded(text: &str, options: &ParserOptions, depth: usize, info: &mut WordInfo) {
+    if !text.contains('$') && !text.contains('`') {
+        return;
+    }
+    if let Some(problem) = brush_would_panic(text) {
+        info.problem.get_or_insert(problem);
+        return;
+    }
+    match word::parse(text, options) {
+        Ok(pieces) => {
+            let mut inner = WordInfo::default();
+            let mut sink = String::new();
+            render(text, &pieces, false, options, depth, &mut inner, &mut sink);
+            info.embedded.extend(inner.embedded);
+            if info.problem.is_none() {
+                info.problem = inner.problem;
+            }
+        }
+        Err(_) if text.contains("$(") || text.contains('`') => {
+            if info.problem.is_none() {
+                info.problem = Some(format!("cannot find the commands inside {text:?}"));
+            }
+        }
+        Err(_) => {}
+    }
+}
+
+/// The strings of a parameter expansion that are themselves expanded.
+fn parameter_texts(expr: &ParameterExpr) -> Vec<&str> {
+    use brush_parser::word::Parameter;
+    let mut out: Vec<&str> = Vec::new();
+    let param = match expr {
+        ParameterExpr::Parameter { parameter, .. }
+        | ParameterExpr::ParameterLength { parameter, .. }
+        | ParameterExpr::Transform { parameter, .. } => Some(parameter),
+        ParameterExpr::UseDefaultValues {
+            parameter,
+            default_value: v,
+            ..
+        }
+        | ParameterExpr::AssignDefaultValues {
+            parameter,
+            default_value: v,
+            ..
+        }
+        | ParameterExpr::IndicateErrorIfNullOrUnset {
+            parameter,
+            error_message: v,
+            ..
+        }
+        | ParameterExpr::UseAlternativeValue {
+            parameter,
+            alternative_value: v,
+            ..
+        }
+        | ParameterExpr::RemoveSmallestSuffixPattern {
+            parameter, pattern: v, ..
+        }
+        | ParameterExpr::RemoveLargestSuffixPattern {
+            parameter, pattern: v, ..
+        }
+        | ParameterExpr::RemoveSmallestPrefixPattern {
+            parameter, pattern: v, ..
+        }
+        | ParameterExpr::RemoveLargestPrefixPattern {
+            parameter, pattern: v, ..
+        }
+        | ParameterExpr::UppercaseFirstChar {
+            parameter, pattern: v, ..
+        }
+        | ParameterExpr::UppercasePattern {
+            parameter, pattern: v, ..
+        }
+        | ParameterExpr::LowercaseFirstChar {
+            parameter, pattern: v, ..
+        }
+        | ParameterExpr::LowercasePattern {
+            parameter, pattern: v, ..
+        } => {
+            if let Some(v) = v {
+                out.push(v);
+            }
+            Some(parameter)
+        }
+        ParameterExpr::Substring {
+            parameter,
+            offset,
+            length,
+            ..
+        } => {
+            out.push(&offset.value);
+            if let Some(l) = length {
+                out.push(&l.value);
+            }
+            Some(parameter)
+        }
+        ParameterExpr::ReplaceSubstring {
+            parameter,
+            pattern,
+            replacement,
+            ..
+        } => {
+            out.push(pattern);
+            if let Some(r) = replacement {
+                out.push(r);
+            }
+            Some(parameter)
+        }
+        ParameterExpr::VariableNames { .. } | ParameterExpr::MemberKeys { .. } => None,
+    };
+    if let Some(Parameter::NamedWithIndex { index, .. }) = param {
+        out.push(index);
+    }
+    out
+}
+
+/// Unquoted glob characters: `*`, `?`, a `[…]` class, or an extglob
+/// pattern (`@(…)`, `!(…)`, `+(…)`).
+fn has_glob(unquoted: &str) -> bool {
+    if unquoted.contains(['*', '?']) || ["@(", "!(", "+("].iter().any(|p| unquoted.contains(p)) {
+        return true;
+    }
+    match unquoted.find('[') {
+        Some(open) => unquoted.get(open + 1..).is_some_and(|rest| rest.contains(']')),
+        None => false,
+    }
+}
+
+/// An unquoted `{…,…}` or `{x..y}`, which bash turns into several words.
+fn has_brace_expansion(unquoted: &str) -> bool {
+    let mut rest = unquoted;
+    while let Some(open) = rest.find('{') {
+        let after = rest.get(open + 1..).unwrap_or_default();
+        if let Some(close) = after.find('}') {
+            let inside = after.get(..close).unwrap_or_default();
+            if inside.contains(',') || inside.contains("..") {
+                return true;
+            }
+        }
+        rest = after;
+    }
+    false
+}
+
+/// Decodes the body of a `$'…'` string (ANSI-C quoting), as bash does.
+pub(crate) fn decode_ansi_c(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let Some(e) = chars.next() else {
+            out.push('\\');
+            break;
+        };
+        match e {
+            'a' => out.push('\u{7}'),
+            'b' => out.push('\u{8}'),
+            'e' | 'E' => out.push('\u{1b}'),
+            'f' => out.push('\u{c}'),
+            'n' => out.push('\n'),
+            'r' => out.push('\r'),
+            't' => out.push('\t'),
+            'v' => out.push('\u{b}'),
+            '\\' | '\'' | '"' | '?' => out.push(e),
+            'c' => {
+                if let Some(k) = chars.next() {
+                    out.push(char::from((k as u32 & 0x1f) as u8));
+                }
+            }
+            '0'..='7' => {
+                let mut v = e.to_digit(8).unwrap_or(0);
+                for _ in 0..2 {
+                    match chars.peek().and_then(|d| d.to_digit(8)) {
+                        Some(d) => {
+                            v = v * 8 + d;
+                            chars.next();
+                        }
+                        None => break,
+                    }
+                }
+                push_code(&mut out, v & 0xff);
+            }
+            'x' | 'u' | 'U' => {
+                let max = match e {
+                    'x' => 2,
+                    'u' => 4,
+                    _ => 8,
+                };
+                let mut v: u32 = 0;
+                let mut n = 0;
+                while n < max {
+                    match chars.peek().and_then(|d| d.to_digit(16)) {
+                        Some(d) => {
+                            v = v.saturating_mul(16).saturating_add(d);
+                            chars.next();
+                            n += 1;
+                        }
+                        None => break,
+                    }
+                }
+                if n == 0 {
+                    out.push('\\');
+                    out.push(e);
+                } else {
+                    push_code(&mut out, v);
+                }
+            }
+            other => {
+                out.push('\\');
+                out.push(other);
+            }
+        }
+    }
+    out
+}
+
+fn push_code(out: &mut String, v: u32) {
+    out.push(char::from_u32(v).unwrap_or(char::REPLACEMENT_CHARACTER));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(raw: &str) -> WordInfo {
+        analyze_word(raw, &ParserOptions::default(), 0)
+    }
+
+    #[test]
+    fn quotes_are_removed() {
+        assert_eq!(w(r#""a b"'c'\ d"#).literal, "a bc d");
+        assert!(w(r#""a b"'c'\ d"#).is_literal());
+        assert_eq!(w(r"\rm").literal, "rm");
+        assert_eq!(w(r#"r""m"#).literal, "rm");
+    }
+
+    #[test]
+    fn expansions_stay_as_written_and_are_dynamic() {
+        let i = w(r#""$HOME"/'a b'"#);
+        assert_eq!(i.literal, "$HOME/a b");
+        assert!(i.dynamic);
+        let i = w("$(echo rm)");
+        assert_eq!(i.literal, "$(echo rm)");
+        assert_eq!(i.embedded.len(), 1);
+        assert_eq!(i.embedded[0].text, "echo rm");
+    }
+
+    #[test]
+    fn nested_substitutions_are_found() {
+        assert_eq!(w("${x:-$(rm y)}").embedded[0].text, "rm y");
+        assert_eq!(w("$((1+$(rm z)))").embedded[0].text, "rm z");
+        assert_eq!(w("${a[$(rm q)]}").embedded[0].text, "rm q");
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let deep = format!("{}x{}", "${x:-".repeat(100), "}".repeat(100));
+        let i = w(&deep);
+        assert!(i.problem.is_some_and(|p| p.contains("nested")));
+    }
+
+    #[test]
+    fn numbers_brush_parser_cannot_hold_are_refused() {
+        assert!(brush_would_panic("echo 99999999999>x").is_some());
+        assert!(brush_would_panic("echo 0000000000000000000001>x").is_none());
+        assert!(brush_would_panic("echo 2147483648<x").is_some());
+        assert!(brush_would_panic("echo 2147483647<x").is_none());
+        assert!(brush_would_panic("cd ~+99999999999999999999").is_some());
+        assert!(brush_would_panic("cd ~-99999999999999999999/x").is_some());
+        assert!(brush_would_panic("echo 99999999999999999999999 ~2").is_none());
+        assert!(w("~99999999999999999999999").problem.is_some());
+    }
+
+    #[test]
+    fn ansi_c_strings_are_decoded() {
+        assert_eq!(w(r"$'\x72\x6d'").literal, "rm");
+        assert_eq!(w(r"$'\162m'").literal, "rm");
+        assert_eq!(decode_ansi_c(r"a\nb\u00e9\'"), "a\nbé'");
+    }
+
+    #[test]
+    fn globs_and_braces_only_count_unquoted() {
+        assert!(w("*.txt").glob);
+        assert!(!w("'*.txt'").glob);
+        assert!(!w("[").glob);
+        assert!(w("/bin/r[m]").glob);
+        assert!(w("@(rm|ls)").glob);
+        assert!(w("{rm,-rf}").brace);
+        assert!(w("a{1..3}").brace);
+        assert!(!w("'{a,b}'").brace);
+        assert!(!w("{}").brace);
+    }
+
+    #[test]
+    fn tilde_is_kept() {
+        let i = w("~/.ssh/id_rsa");
+        assert_eq!(i.literal, "~/.ssh/id_rsa");
+        assert!(i.is_literal());
+    }
+}

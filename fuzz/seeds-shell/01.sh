@@ -1,0 +1,1 @@
+echo ok; cat ~/.ssh/id_rsa

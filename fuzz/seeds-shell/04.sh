@@ -1,0 +1,1 @@
+FOO=1 env -i timeout 5 nice -n 2 rm -rf /

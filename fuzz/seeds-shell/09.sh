@@ -1,0 +1,1 @@
+{ echo a; echo b; } > both.txt 2>&1

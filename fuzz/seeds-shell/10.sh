@@ -1,0 +1,1 @@
+if [ -f x ]; then rm x; elif test -d x; then rmdir x; else touch x; fi

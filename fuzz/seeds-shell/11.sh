@@ -1,0 +1,1 @@
+while read -r f; do rm "$f"; done < files.txt

@@ -1,0 +1,1 @@
+[[ -f .env && $(id -u) -eq 0 ]] && source .env

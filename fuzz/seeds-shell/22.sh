@@ -1,0 +1,1 @@
+trap 'rm -rf /tmp/w' EXIT; su -c 'id' root

@@ -1,0 +1,1 @@
+declare -a arr=(1 $(id) 3); export PATH="$HOME/bin:$PATH"

@@ -1,0 +1,1 @@
+coproc nc -l 8080 & time -p make >| log
