@@ -4,6 +4,7 @@ mod actra;
 mod approvals;
 mod audit;
 mod check;
+mod hook;
 mod remote;
 mod serve;
 mod test;
@@ -68,6 +69,10 @@ enum Command {
     Audit(audit::AuditArgs),
     /// List, grant and deny approvals.
     Approvals(approvals::ApprovalsArgs),
+    /// Answer one coding-agent hook event (stdin → stdout): Claude Code,
+    /// Codex CLI or Gemini CLI. Tool calls are decided as Rein actions
+    /// (shell commands part by part) and recorded; every error is a refusal.
+    Hook(hook::HookArgs),
     /// Print the native policy that decides as an Actra schema and policy
     /// do (`--actra-schema SCHEMA --policy POLICY`).
     Convert(actra::ConvertArgs),
@@ -106,6 +111,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Serve(args) => serve::run(args),
         Command::Audit(args) => audit::run(args, color),
         Command::Approvals(args) => approvals::run(args),
+        Command::Hook(args) => hook::run(args),
         Command::Convert(args) => actra::run_convert(args, color),
     }
 }

@@ -9,6 +9,7 @@
 
 #![deny(missing_docs)]
 
+mod direct;
 mod recent;
 mod replay;
 
@@ -20,6 +21,7 @@ use rein_store::chain::{format_time, request_hash};
 use rein_store::redact::Redactor;
 use rein_store::{ApprovalError, ApprovalRecord, ApprovalState, AuditEntry, Store, StoreError};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -58,11 +60,41 @@ impl Default for RuntimeConfig {
 /// The enforcement runtime: a policy that can be swapped atomically, a
 /// store, and the redactor. Share it behind an `Arc`.
 pub struct Runtime {
-    policy: ArcSwap<Policy>,
+    policy: ArcSwap<Loaded>,
     store: Arc<dyn Store>,
     redactor: Redactor,
     config: RuntimeConfig,
     recent: Recent,
+}
+
+/// A policy and what the runtime derives from it once, when it is loaded
+/// rather than for every decision.
+struct Loaded {
+    policy: Arc<Policy>,
+    /// The sensitive paths of each action that has any.
+    sensitive: HashMap<String, Arc<[String]>>,
+}
+
+impl Loaded {
+    fn new(policy: Policy) -> Loaded {
+        let sensitive = policy
+            .actions()
+            .filter_map(|a| {
+                let paths = policy.sensitive_fields(a);
+                (!paths.is_empty()).then(|| (a.to_string(), paths.into()))
+            })
+            .collect();
+        Loaded {
+            policy: Arc::new(policy),
+            sensitive,
+        }
+    }
+
+    /// The paths to redact in a request for `action` (none for an unknown
+    /// action: its request is recorded as sent, as before).
+    fn sensitive(&self, action: &str) -> &[String] {
+        self.sensitive.get(action).map_or(&[], |p| p)
+    }
 }
 
 /// A pending approval created by a `require_approval` decision.
@@ -139,7 +171,7 @@ impl Runtime {
     /// A runtime deciding with `policy` and recording in `store`.
     pub fn new(policy: Policy, store: Arc<dyn Store>, config: RuntimeConfig) -> Runtime {
         Runtime {
-            policy: ArcSwap::from_pointee(policy),
+            policy: ArcSwap::from_pointee(Loaded::new(policy)),
             redactor: Redactor::new(&config.hmac_key),
             recent: Recent::new(config.recent_decisions),
             store,
@@ -149,12 +181,12 @@ impl Runtime {
 
     /// The policy now in force.
     pub fn policy(&self) -> Arc<Policy> {
-        self.policy.load_full()
+        Arc::clone(&self.policy.load().policy)
     }
 
     /// Swaps the policy; decisions already under way finish with the old one.
     pub fn set_policy(&self, policy: Policy) {
-        self.policy.store(Arc::new(policy));
+        self.policy.store(Arc::new(Loaded::new(policy)));
     }
 
     /// The store.
@@ -173,9 +205,11 @@ impl Runtime {
         if request.time.is_none() || !self.config.trust_request_time {
             request.time = Some(now);
         }
-        let policy = self.policy.load_full();
+        let loaded = self.policy.load_full();
+        let policy = &loaded.policy;
         let decision = policy.decide(&request);
-        let decision_id = uuid::Uuid::now_v7().to_string();
+        let id = uuid::Uuid::now_v7();
+        let decision_id = id.to_string();
         let mut answer = answer_from(&decision_id, &decision);
         let mut approval_ref = None;
 
@@ -194,7 +228,7 @@ impl Runtime {
                 approval_ref = Some(id);
             }
             (None, Effect::RequireApproval) => match self
-                .open_approval(&policy, &request, &decision, &decision_id, now)
+                .open_approval(&loaded, &request, &decision, &decision_id, now)
                 .await
             {
                 Ok(pending) => {
@@ -209,10 +243,11 @@ impl Runtime {
             _ => {}
         }
 
-        let entry = self.entry(
-            &policy,
+        let sensitive = loaded.sensitive(&request.action);
+        let (entry, moved) = self.entry(
+            sensitive,
             &decision_id,
-            &request,
+            &mut request,
             &answer,
             None,
             None,
@@ -220,9 +255,17 @@ impl Runtime {
             started,
             now,
         );
-        self.record(&mut answer, entry).await;
-        if answer.audit_seq.is_some() {
-            self.recent.insert(decision_id, request, answer.effect);
+        if let Some(recorded) = self.record(&mut answer, entry).await {
+            if moved {
+                // The request's values went into the record unchanged (no
+                // field to redact); take them back rather than copy them.
+                request.action = recorded.action;
+                request.input = recorded.input;
+                request.actor = recorded.actor;
+                request.snapshot = recorded.snapshot;
+                request.session = recorded.session;
+            }
+            self.recent.insert(id.as_u128(), Arc::new(request), answer.effect);
         }
         answer
     }
@@ -234,14 +277,15 @@ impl Runtime {
     pub async fn outcome(&self, decision_id: &str, output: Option<serde_json::Value>, error: Option<String>) -> Answer {
         let started = Instant::now();
         let now = Timestamp::now();
-        let policy = self.policy.load_full();
+        let loaded = self.policy.load_full();
+        let policy = &loaded.policy;
         let original = match self.recent.get(decision_id) {
             Some(found) => Ok(found),
-            None => self.recorded_request(&policy, decision_id).await,
+            None => self.recorded_request(&loaded, decision_id).await,
         };
-        let (request, mut answer) = match original {
+        let (mut request, mut answer) = match original {
             Err(reason) => {
-                let mut answer = blank_answer(decision_id, Phase::After, &policy);
+                let mut answer = blank_answer(decision_id, Phase::After, policy);
                 fail(&mut answer, reason);
                 (Request::new(String::new()), answer)
             }
@@ -249,14 +293,14 @@ impl Runtime {
                 request.phase = Phase::After;
                 request.time = Some(now);
                 let answer = if before_effect != Effect::Allow {
-                    let mut answer = blank_answer(decision_id, Phase::After, &policy);
+                    let mut answer = blank_answer(decision_id, Phase::After, policy);
                     let reason = format!(
                         "the action was not allowed (the decision was `{before_effect}`), so it must not have run"
                     );
                     fail(&mut answer, reason);
                     answer
                 } else if let Some(err) = &error {
-                    let mut answer = blank_answer(decision_id, Phase::After, &policy);
+                    let mut answer = blank_answer(decision_id, Phase::After, policy);
                     answer.effect = Effect::Allow;
                     answer.reasons.push(format!("the action reported an error: {err}"));
                     answer
@@ -267,10 +311,11 @@ impl Runtime {
                 (request, answer)
             }
         };
-        let entry = self.entry(
-            &policy,
+        let sensitive = loaded.sensitive(&request.action);
+        let (entry, _) = self.entry(
+            sensitive,
             decision_id,
-            &request,
+            &mut request,
             &answer,
             output,
             error,
@@ -343,7 +388,7 @@ impl Runtime {
 
     async fn open_approval(
         &self,
-        policy: &Policy,
+        loaded: &Loaded,
         request: &Request,
         decision: &Decision,
         decision_id: &str,
@@ -371,7 +416,7 @@ impl Runtime {
             role: role.clone(),
             action: request.action.clone(),
             requested_by: request.actor.get("id").and_then(|v| v.as_str()).map(str::to_string),
-            summary: self.redacted_request(policy, request),
+            summary: self.redacted_request(loaded, request),
             created_at: format_time(now),
             expires_at: format_time(expires),
             state: ApprovalState::Pending,
@@ -387,7 +432,7 @@ impl Runtime {
     /// The original request of a decision no longer in memory, from the
     /// audit log. Sensitive fields are stored only as keyed hashes, so a
     /// request that had any cannot be rebuilt; the outcome then blocks.
-    async fn recorded_request(&self, policy: &Policy, decision_id: &str) -> Result<(Request, Effect), String> {
+    async fn recorded_request(&self, loaded: &Loaded, decision_id: &str) -> Result<(Request, Effect), String> {
         let query = rein_store::AuditQuery {
             decision_id: Some(decision_id.to_string()),
             ..Default::default()
@@ -401,7 +446,7 @@ impl Runtime {
             return Err(format!("no decision `{decision_id}` was recorded"));
         };
         let e = before.entry;
-        if !policy.sensitive_fields(&e.action).is_empty() {
+        if !loaded.sensitive(&e.action).is_empty() {
             return Err(format!(
                 "decision `{decision_id}` is no longer in memory and action `{}` has sensitive fields, which the audit log keeps only hashed; decide again",
                 e.action
@@ -416,59 +461,85 @@ impl Runtime {
         Ok((request, effect))
     }
 
-    fn redacted_request(&self, policy: &Policy, request: &Request) -> serde_json::Value {
-        let paths = policy.sensitive_fields(&request.action);
+    fn redacted_request(&self, loaded: &Loaded, request: &Request) -> serde_json::Value {
+        let paths = loaded.sensitive(&request.action);
         let mut input = request.input.clone();
         let mut actor = request.actor.clone();
         let mut snapshot = request.snapshot.clone();
-        self.redactor.redact(&mut input, &paths, "input");
-        self.redactor.redact(&mut actor, &paths, "actor");
-        self.redactor.redact(&mut snapshot, &paths, "snapshot");
+        self.redactor.redact(&mut input, paths, "input");
+        self.redactor.redact(&mut actor, paths, "actor");
+        self.redactor.redact(&mut snapshot, paths, "snapshot");
         serde_json::json!({"action": request.action, "input": input, "actor": actor, "snapshot": snapshot, "session": request.session})
     }
 
+    /// The audit entry of a decision. With no field to redact, the
+    /// request's values are moved into the entry (and `true` is returned:
+    /// the caller may take them back from the stored record); otherwise the
+    /// entry gets redacted copies and the request is left as it was.
     #[allow(clippy::too_many_arguments)]
     fn entry(
         &self,
-        policy: &Policy,
+        sensitive: &[String],
         decision_id: &str,
-        request: &Request,
+        request: &mut Request,
         answer: &Answer,
         output: Option<serde_json::Value>,
         error: Option<String>,
         approval: Option<String>,
         started: Instant,
         now: Timestamp,
-    ) -> AuditEntry {
-        let paths = policy.sensitive_fields(&request.action);
+    ) -> (AuditEntry, bool) {
         let redact = |mut v: serde_json::Value, root: &str| {
-            self.redactor.redact(&mut v, &paths, root);
+            self.redactor.redact(&mut v, sensitive, root);
             v
         };
-        AuditEntry {
+        let moved = sensitive.is_empty();
+        let (action, input, actor, snapshot, session) = if moved {
+            (
+                std::mem::take(&mut request.action),
+                std::mem::take(&mut request.input),
+                std::mem::take(&mut request.actor),
+                std::mem::take(&mut request.snapshot),
+                request.session.take(),
+            )
+        } else {
+            (
+                request.action.clone(),
+                redact(request.input.clone(), "input"),
+                redact(request.actor.clone(), "actor"),
+                redact(request.snapshot.clone(), "snapshot"),
+                request.session.clone(),
+            )
+        };
+        let entry = AuditEntry {
             decision_id: decision_id.to_string(),
             time: format_time(now),
             phase: answer.phase.as_str().to_string(),
-            action: request.action.clone(),
-            input: redact(request.input.clone(), "input"),
-            actor: redact(request.actor.clone(), "actor"),
-            snapshot: redact(request.snapshot.clone(), "snapshot"),
+            action,
+            input,
+            actor,
+            snapshot,
             output: output.map(|o| redact(o, "output")),
             error,
-            session: request.session.clone(),
+            session,
             effect: answer.effect.as_str().to_string(),
             rules: answer.rules.clone(),
             reasons: answer.reasons.clone(),
             policy_version: answer.policy_version.clone(),
             latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             approval,
-        }
+        };
+        (entry, moved)
     }
 
-    /// Appends the record; on failure the answer becomes `block`.
-    async fn record(&self, answer: &mut Answer, entry: AuditEntry) {
+    /// Appends the record and returns the entry as stored; on failure the
+    /// answer becomes `block`.
+    async fn record(&self, answer: &mut Answer, entry: AuditEntry) -> Option<AuditEntry> {
         match self.store.append(entry).await {
-            Ok(rec) => answer.audit_seq = Some(rec.seq),
+            Ok(rec) => {
+                answer.audit_seq = Some(rec.seq);
+                Some(rec.entry)
+            }
             Err(e) => {
                 tracing::error!(error = %e, decision_id = %answer.decision_id, "audit append failed; answering block");
                 answer.approval = None;
@@ -476,6 +547,7 @@ impl Runtime {
                     answer,
                     format!("the decision could not be recorded in the audit log: {e}"),
                 );
+                None
             }
         }
     }
@@ -483,12 +555,24 @@ impl Runtime {
 
 /// What an approval covers: the request without its time, so the same
 /// request re-sent later matches.
+///
+/// A snapshot's `tool_use_id` (set by coding-agent hooks) is left out too:
+/// it names one attempt, and an approval is for the action, so the retry
+/// after a grant (a new tool call id) must match.
 fn approval_hash(request: &Request) -> String {
+    let snapshot = match &request.snapshot {
+        serde_json::Value::Object(m) if m.contains_key("tool_use_id") => {
+            let mut m = m.clone();
+            m.remove("tool_use_id");
+            std::borrow::Cow::Owned(serde_json::Value::Object(m))
+        }
+        other => std::borrow::Cow::Borrowed(other),
+    };
     request_hash(&serde_json::json!({
         "action": request.action,
         "input": request.input,
         "actor": request.actor,
-        "snapshot": request.snapshot,
+        "snapshot": snapshot,
         "session": request.session,
     }))
 }

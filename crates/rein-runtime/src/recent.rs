@@ -1,9 +1,14 @@
 //! A bounded memory of recent decisions, so an outcome is checked against
 //! the original request (the audit log keeps sensitive fields only hashed).
+//!
+//! Keyed by the decision id as a number (ids are v7 UUIDs made by the
+//! runtime), and requests are shared: inserting copies nothing, and a
+//! lookup copies the request outside the lock.
 
 use rein_engine::{Effect, Request};
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 pub(crate) struct Recent {
     capacity: usize,
@@ -12,8 +17,8 @@ pub(crate) struct Recent {
 
 #[derive(Default)]
 struct Inner {
-    map: HashMap<String, (Request, Effect)>,
-    order: VecDeque<String>,
+    map: FxHashMap<u128, (Arc<Request>, Effect)>,
+    order: VecDeque<u128>,
 }
 
 impl Recent {
@@ -24,27 +29,35 @@ impl Recent {
         }
     }
 
-    pub fn insert(&self, id: String, request: Request, effect: Effect) {
+    pub fn insert(&self, id: u128, request: Arc<Request>, effect: Effect) {
         if self.capacity == 0 {
             return;
         }
-        let Ok(mut inner) = self.inner.lock() else { return };
-        // Oldest first out: outcomes arrive soon after their decision.
-        while inner.order.len() >= self.capacity {
-            match inner.order.pop_front() {
-                Some(old) => {
-                    inner.map.remove(&old);
-                }
-                None => break,
-            }
+        let evicted;
+        {
+            let Ok(mut inner) = self.inner.lock() else { return };
+            // Oldest first out: outcomes arrive soon after their decision.
+            evicted = if inner.order.len() >= self.capacity {
+                inner.order.pop_front().and_then(|old| inner.map.remove(&old))
+            } else {
+                None
+            };
+            inner.order.push_back(id);
+            inner.map.insert(id, (request, effect));
         }
-        inner.order.push_back(id.clone());
-        inner.map.insert(id, (request, effect));
+        // The evicted request is freed outside the lock.
+        drop(evicted);
     }
 
+    /// The request and effect of decision `id`, if it is still here.
     pub fn get(&self, id: &str) -> Option<(Request, Effect)> {
-        let inner = self.inner.lock().ok()?;
-        inner.map.get(id).cloned()
+        let key = uuid::Uuid::try_parse(id).ok()?.as_u128();
+        let (request, effect) = {
+            let inner = self.inner.lock().ok()?;
+            let (request, effect) = inner.map.get(&key)?;
+            (Arc::clone(request), *effect)
+        };
+        Some((Arc::unwrap_or_clone(request), effect))
     }
 }
 
@@ -55,10 +68,15 @@ mod tests {
     #[test]
     fn evicts_the_oldest() {
         let r = Recent::new(2);
-        for id in ["a", "b", "c"] {
-            r.insert(id.into(), Request::new(id), Effect::Allow);
+        let ids: Vec<uuid::Uuid> = (0..3).map(|_| uuid::Uuid::now_v7()).collect();
+        for (id, action) in ids.iter().zip(["a", "b", "c"]) {
+            r.insert(id.as_u128(), Arc::new(Request::new(action)), Effect::Allow);
         }
-        assert!(r.get("a").is_none());
-        assert_eq!(r.get("c").map(|(req, _)| req.action), Some("c".to_string()));
+        assert!(r.get(&ids[0].to_string()).is_none());
+        assert_eq!(
+            r.get(&ids[2].to_string()).map(|(req, _)| req.action),
+            Some("c".to_string())
+        );
+        assert!(r.get("not a uuid").is_none());
     }
 }

@@ -67,7 +67,7 @@ pub(crate) async fn read_limited(headers: &HeaderMap, mut body: Body, limit: usi
 /// One pass over the bytes, tracking only whether we are inside a string,
 /// so that brackets in string values do not count. Invalid JSON is left to
 /// the parser; this only has to be right for valid JSON and never panic.
-fn exceeds_depth(bytes: &[u8], max: usize) -> bool {
+pub(crate) fn exceeds_depth(bytes: &[u8], max: usize) -> bool {
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;

@@ -64,6 +64,7 @@ fn specs() -> Vec<Spec> {
     vec![
         spec(Method::POST, "/v1/decide", Some(Agent), post(decide)),
         spec(Method::POST, "/v1/outcome", Some(Agent), post(outcome)),
+        spec(Method::POST, "/v1/hooks/{agent}", Some(Agent), post(hook)),
         spec(Method::GET, "/v1/approvals", Some(Approver), get(list_approvals)),
         spec(Method::GET, "/v1/approvals/{id}", Some(Approver), get(get_approval)),
         spec(Method::POST, "/v1/approvals/{id}/grant", Some(Approver), post(grant)),
@@ -188,12 +189,106 @@ async fn decide(State(state): State<AppState>, headers: HeaderMap, body: Body) -
 }
 
 /// The body of a decide call: a Rein request plus an optional `approval`.
+/// A coding agent's hook event (Claude Code's `http` hook type, or
+/// `rein hook --server`), answered in the agent's format. Every failure
+/// after authentication is a refusal in that format with status 200: an
+/// HTTP error is "no opinion" to an agent without `onFailure: block`.
+async fn hook(
+    State(state): State<AppState>,
+    Path(agent): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let agent = match agent.as_str() {
+        "claude-code" => rein_hooks::Agent::ClaudeCode,
+        "codex" => rein_hooks::Agent::Codex,
+        "gemini" => rein_hooks::Agent::Gemini,
+        other => {
+            return Err(ApiError::not_found(format!(
+                "no hook adapter for agent `{other}` (known: claude-code, codex, gemini)"
+            )))
+        }
+    };
+    let limit = state.max_body_bytes().max(rein_hooks::MAX_EVENT_BYTES);
+    let reply = match read_limited(&headers, body, limit).await {
+        Ok(bytes) => {
+            let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+            rein_hooks::handle(state.runtime(), agent, &bytes, home.as_deref()).await
+        }
+        Err(e) => {
+            let why = e.body()["error"]["message"]
+                .as_str()
+                .unwrap_or("unreadable body")
+                .to_string();
+            rein_hooks::refuse_unreadable(agent, b"", &format!("Rein could not read the hook event: {why}"))
+        }
+    };
+    let body: Value = serde_json::from_str(&reply.stdout).unwrap_or_else(|_| json!({}));
+    Ok(Json(body).into_response())
+}
+
 async fn decide_request(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(ReinRequest, Option<String>), ApiError> {
-    let mut value = read_json(headers, body, state.max_body_bytes()).await?;
+    let bytes = read_limited(headers, body, state.max_body_bytes()).await?;
+    parse_decide_body(&bytes)
+}
+
+/// A decide body read straight into its fields, without building a
+/// `serde_json::Value` for the whole document first (only `input`, `actor`
+/// and `snapshot` are values). It accepts exactly what [`decide_body_checked`]
+/// accepts; for anything it refuses, that slower path runs and gives the
+/// error, so both paths answer alike.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecideBody {
+    action: String,
+    #[serde(default)]
+    input: Value,
+    #[serde(default)]
+    actor: Value,
+    #[serde(default)]
+    snapshot: Value,
+    #[serde(default)]
+    session: Option<String>,
+    #[serde(default)]
+    time: Option<jiff::Timestamp>,
+    #[serde(default)]
+    approval: Option<String>,
+    /// Present at all (even `null`): refused, by the slower path.
+    #[serde(default, deserialize_with = "present")]
+    phase: bool,
+    #[serde(default, deserialize_with = "present")]
+    output: bool,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
+}
+
+pub(crate) fn parse_decide_body(bytes: &[u8]) -> Result<(ReinRequest, Option<String>), ApiError> {
+    if !crate::body::exceeds_depth(bytes, crate::body::MAX_JSON_DEPTH) {
+        if let Ok(b) = serde_json::from_slice::<DecideBody>(bytes) {
+            if !b.phase && !b.output {
+                let mut request = ReinRequest::new(b.action)
+                    .input(b.input)
+                    .actor(b.actor)
+                    .snapshot(b.snapshot);
+                request.session = b.session;
+                request.time = b.time;
+                return Ok((request, b.approval));
+            }
+        }
+    }
+    decide_body_checked(bytes)
+}
+
+/// The reference reading of a decide body, with an error that says what is
+/// wrong: the JSON as a value, then each rule of the body's shape.
+fn decide_body_checked(bytes: &[u8]) -> Result<(ReinRequest, Option<String>), ApiError> {
+    let mut value = parse_json(bytes)?;
     let Value::Object(map) = &mut value else {
         return Err(ApiError::bad_request(
             "invalid_request",
@@ -589,5 +684,48 @@ fn kind(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// The fast reading of a decide body accepts exactly what the checked
+    /// reading accepts, with the same result.
+    #[test]
+    fn decide_body_fast_path_agrees_with_the_checked_one() {
+        let bodies: &[&str] = &[
+            r#"{"action":"refund","input":{"amount":40},"actor":{"id":"a"},"snapshot":{}}"#,
+            r#"{"action":"refund","approval":"ap-1","session":"s","time":"2025-01-01T00:00:00Z"}"#,
+            r#"{"action":"refund","approval":null,"input":null}"#,
+            r#"{"action":"refund","approval":7}"#,
+            r#"{"action":"refund","phase":null}"#,
+            r#"{"action":"refund","phase":"before"}"#,
+            r#"{"action":"refund","output":{}}"#,
+            r#"{"action":"refund","action":"pay"}"#,
+            r#"{"action":"refund","approval":"a","approval":"b"}"#,
+            r#"{"action":"refund","inputs":{}}"#,
+            r#"{"action":5}"#,
+            r#"{"input":{}}"#,
+            r#"{"action":"refund","time":"yesterday"}"#,
+            r#"{"action":"refund","session":null}"#,
+            r#"{"action":"refund"} x"#,
+            r#"[1]"#,
+            r#""allow""#,
+            r#""#,
+            r#"{"action":"r\u00e9","input":{"a":[1,2,{"b":null}],"c":1e400}}"#,
+        ];
+        for body in bodies {
+            let fast = parse_decide_body(body.as_bytes());
+            let checked = decide_body_checked(body.as_bytes());
+            match (fast, checked) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{body}"),
+                (Err(a), Err(b)) => assert_eq!(a.body(), b.body(), "{body}"),
+                (a, b) => panic!("{body}: fast {:?}, checked {:?}", a.map(|_| ()), b.map(|_| ())),
+            }
+        }
     }
 }

@@ -15,7 +15,7 @@ const MIN_KEY_BYTES: usize = 16;
 
 /// Reads the audit HMAC key at `path`, creating it (32 random bytes, mode
 /// 0600) if the file does not exist.
-pub(crate) fn ensure_hmac_key(path: &Path) -> anyhow::Result<Vec<u8>> {
+pub fn ensure_hmac_key(path: &Path) -> anyhow::Result<Vec<u8>> {
     if !path.exists() {
         let key = random_bytes()?;
         match write_private(path, &key) {

@@ -63,7 +63,10 @@
 //! The chain makes tampering *evident* to whoever kept an earlier head
 //! (`seq`, `hash`), e.g. exported it elsewhere: a kept head must still be
 //! in the chain with the same hash. Only the body, `prev_hash` and `hash` are
-//! covered; the store's query columns are copies taken from the body.
+//! covered; the store's query columns are copies taken from the body, and
+//! the store's `verify` derives them from every body again and reports a
+//! record whose columns were edited (its queries refuse to return a record
+//! whose body does not match the filters that selected it).
 //!
 //! # Times
 //!
@@ -121,16 +124,24 @@ pub fn format_time(t: jiff::Timestamp) -> String {
     if dt.year() < 0 {
         return "0000-01-01T00:00:00.000000Z".to_owned();
     }
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        dt.year(),
-        dt.month(),
-        dt.day(),
-        dt.hour(),
-        dt.minute(),
-        dt.second(),
-        dt.subsec_nanosecond() / 1000
-    )
+    // Digits written in place: this runs for every decision, and the
+    // formatting machinery of `format!` cost more than the conversion.
+    let mut out = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |at: usize, width: usize, mut n: u32| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, 4, u32::try_from(dt.year()).unwrap_or(0));
+    put(5, 2, u32::try_from(dt.month()).unwrap_or(0));
+    put(8, 2, u32::try_from(dt.day()).unwrap_or(0));
+    put(11, 2, u32::try_from(dt.hour()).unwrap_or(0));
+    put(14, 2, u32::try_from(dt.minute()).unwrap_or(0));
+    put(17, 2, u32::try_from(dt.second()).unwrap_or(0));
+    put(20, 6, u32::try_from(dt.subsec_nanosecond() / 1000).unwrap_or(0));
+    // Only ASCII digits were written into an ASCII template.
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Parses an RFC 3339 time (any offset, any precision) and returns it in
@@ -659,6 +670,31 @@ mod tests {
         let b: Value = serde_json::from_str(r#"{"a":{"c":3,"d":2},"b":1}"#).unwrap();
         assert_eq!(request_hash(&a), request_hash(&b));
         assert_ne!(request_hash(&a), request_hash(&json!({"b": 2})));
+    }
+
+    #[test]
+    fn format_time_matches_the_formatting_machinery() {
+        for s in [
+            "1970-01-01T00:00:00Z",
+            "2025-03-04T05:06:07.123456789+02:00",
+            "9999-12-30T21:59:59.999999Z",
+            "0001-02-03T04:05:06.000007Z",
+            "2000-02-29T12:00:00.5Z",
+        ] {
+            let t: jiff::Timestamp = s.parse().unwrap();
+            let dt = jiff::tz::TimeZone::UTC.to_datetime(t);
+            let expected = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+                dt.year(),
+                dt.month(),
+                dt.day(),
+                dt.hour(),
+                dt.minute(),
+                dt.second(),
+                dt.subsec_nanosecond() / 1000
+            );
+            assert_eq!(format_time(t), expected);
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! own connections on tokio's blocking pool (see `read`).
 
 mod approvals;
+mod columns;
 mod read;
 mod schema;
 mod writer;

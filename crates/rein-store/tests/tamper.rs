@@ -7,7 +7,7 @@ mod common;
 
 use common::{attacker, entry, open_temp};
 use rein_store::chain;
-use rein_store::{SqliteStore, Store, Verification};
+use rein_store::{AuditQuery, SqliteStore, Store, Verification};
 
 /// A store with records 1..=10, and a raw connection to its file.
 async fn ten() -> (tempfile::TempDir, SqliteStore, rusqlite::Connection) {
@@ -258,4 +258,58 @@ async fn appends_after_a_removal_keep_it_visible() {
     let (seq, problem) = broken(&store).await;
     assert_eq!(seq, 10);
     assert!(problem.contains("removed"), "{problem}");
+}
+
+/// An edit of a query column alone (the chain covers only the body) still
+/// changes what queries find, so verify derives every column from the body
+/// again and names the record. See `common::entry`: record 4 is a `before`
+/// `send_email` by bob, blocked, with rules and no session; record 5 has
+/// session `s1`; record 10 is the newest.
+#[tokio::test]
+async fn changed_query_column_alone() {
+    for (seq, column, value) in [
+        (4, "effect", "'allow'"),
+        (4, "action", "'refund'"),
+        (4, "actor_id", "'mallory'"),
+        (4, "actor_id", "NULL"),
+        (4, "session", "'s9'"),
+        (5, "session", "NULL"),
+        (4, "phase", "'after'"),
+        (4, "decision_id", "'dec-other'"),
+        (4, "time", "'2020-01-01T00:00:00.000000Z'"),
+        (4, "rules", "'[]'"),
+        (1, "effect", "'allow'"),
+        (10, "effect", "'allow'"),
+    ] {
+        let (_dir, store, raw) = ten().await;
+        let n = raw
+            .execute(&format!("UPDATE audit SET {column} = {value} WHERE seq = {seq}"), [])
+            .unwrap();
+        assert_eq!(n, 1);
+        let (at, problem) = broken(&store).await;
+        assert_eq!(at, seq, "{column} = {value}: {problem}");
+        assert!(
+            problem.contains("changed") && problem.contains(&format!("`{column}` column")),
+            "{column} = {value}: {problem}"
+        );
+    }
+}
+
+/// Queries read the record from its body, and refuse to return one whose
+/// body does not match the filters that selected it (its columns were
+/// edited to bring it in).
+#[tokio::test]
+async fn query_refuses_records_whose_columns_lie() {
+    let (_dir, store, raw) = ten().await;
+    // Record 4 is bob's; make its column say carol.
+    raw.execute("UPDATE audit SET actor_id = 'carol' WHERE seq = 4", [])
+        .unwrap();
+    let err = store
+        .query_audit(&AuditQuery {
+            actor: Some("carol".into()),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(err.0.contains("record 4") && err.0.contains("verify"), "{err}");
 }

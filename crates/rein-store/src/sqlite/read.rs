@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::Connection;
 
+use super::columns::Columns;
 use super::schema;
 use crate::chain::{self, Verifier};
 use crate::{AuditEntry, AuditQuery, AuditRecord, StoreError, Verification};
@@ -82,11 +83,13 @@ pub(crate) fn query_audit(conn: &Connection, q: &AuditQuery) -> Result<Vec<Audit
         sql.push_str(" AND ");
         sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
     };
-    if let Some(since) = &q.since {
-        filter("time >= ?", SqlValue::Text(chain::parse_time(since)?));
+    let since = q.since.as_deref().map(chain::parse_time).transpose()?;
+    let until = q.until.as_deref().map(chain::parse_time).transpose()?;
+    if let Some(since) = &since {
+        filter("time >= ?", SqlValue::Text(since.clone()));
     }
-    if let Some(until) = &q.until {
-        filter("time < ?", SqlValue::Text(chain::parse_time(until)?));
+    if let Some(until) = &until {
+        filter("time < ?", SqlValue::Text(until.clone()));
     }
     for (column, value) in [
         ("actor_id", &q.actor),
@@ -122,6 +125,14 @@ pub(crate) fn query_audit(conn: &Connection, q: &AuditQuery) -> Result<Vec<Audit
         // from the filter columns.
         let entry: AuditEntry = serde_json::from_str(&body)
             .map_err(|e| StoreError(format!("audit record {seq} is corrupt ({e}); run verify")))?;
+        // The row was selected by its columns, which the chain does not
+        // cover: a record brought in by an edited column is refused.
+        if let Some(filter) = unmatched_filter(q, &entry, since.as_deref(), until.as_deref()) {
+            return Err(StoreError(format!(
+                "audit record {seq} was selected by its `{filter}` column, but its body does not match the filter \
+                 (the column was edited); run verify"
+            )));
+        }
         out.push(AuditRecord {
             seq: u64::try_from(seq).map_err(|_| StoreError(format!("audit record {seq} has a negative seq")))?,
             entry,
@@ -130,6 +141,32 @@ pub(crate) fn query_audit(conn: &Connection, q: &AuditQuery) -> Result<Vec<Audit
         });
     }
     Ok(out)
+}
+
+/// The first filter of `q` that `entry` (read from a body) does not
+/// satisfy, by its column name. `since` and `until` are already normalised.
+fn unmatched_filter(
+    q: &AuditQuery,
+    entry: &AuditEntry,
+    since: Option<&str>,
+    until: Option<&str>,
+) -> Option<&'static str> {
+    let c = Columns::from_entry(entry);
+    let eq = |want: &Option<String>, got: Option<&str>| want.as_deref().is_none_or(|w| Some(w) == got);
+    if since.is_some_and(|s| *c.time < *s) || until.is_some_and(|u| *c.time >= *u) {
+        return Some("time");
+    }
+    [
+        ("actor_id", eq(&q.actor, c.actor_id.as_deref())),
+        ("action", eq(&q.action, Some(&c.action))),
+        ("effect", eq(&q.effect, Some(&c.effect))),
+        ("session", eq(&q.session, c.session.as_deref())),
+        ("decision_id", eq(&q.decision_id, Some(&c.decision_id))),
+        ("rules", q.rule.as_ref().is_none_or(|r| entry.rules.contains(r))),
+    ]
+    .into_iter()
+    .find(|(_, ok)| !ok)
+    .map(|(name, _)| name)
 }
 
 /// Number of records: the highest sequence number (records have no gaps).
@@ -145,9 +182,11 @@ fn text<'a>(v: ValueRef<'a>) -> Option<&'a str> {
     }
 }
 
-/// Streams every record, in sequence order, through the chain verifier.
-/// Rows are borrowed from SQLite, never copied: the cost per record is one
-/// SHA-256 over its body.
+/// Streams every record, in sequence order, through the chain verifier,
+/// then checks that its query columns are what its body says (the chain
+/// covers only the body). Rows are borrowed from SQLite, never copied: the
+/// cost per record is one SHA-256 over its body and one parse of its
+/// top-level fields.
 pub(crate) fn verify_audit(conn: &mut Connection) -> Result<Verification, StoreError> {
     // One read transaction: the head and the rows are the same snapshot,
     // whatever the writer commits meanwhile.
@@ -161,8 +200,17 @@ pub(crate) fn verify_audit(conn: &mut Connection) -> Result<Verification, StoreE
         }
     };
     let mut verifier = Verifier::new();
+    // A record whose columns disagree with its body is reported only if the
+    // chain itself holds past it: a record inserted or rewritten without
+    // care also has wrong columns, and the chain's account of it (does not
+    // link, inserted) is the better one.
+    let mut pending: Option<(u64, String)> = None;
+    let mut column_verdict = None;
     {
-        let mut stmt = tx.prepare("SELECT seq, body, prev_hash, hash FROM audit ORDER BY seq")?;
+        let mut stmt = tx.prepare(
+            "SELECT seq, body, prev_hash, hash, time, decision_id, phase, action, actor_id, session, effect, rules \
+             FROM audit ORDER BY seq",
+        )?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
             let raw_seq: i64 = r.get(0)?;
@@ -170,22 +218,61 @@ pub(crate) fn verify_audit(conn: &mut Connection) -> Result<Verification, StoreE
                 verifier.push_unreadable(0, &format!("a row has the sequence number {raw_seq}"));
                 break;
             };
-            match (text(r.get_ref(1)?), text(r.get_ref(2)?), text(r.get_ref(3)?)) {
-                (Some(body), Some(prev_hash), Some(hash)) => {
-                    if !verifier.push(seq, body, prev_hash, hash) {
-                        break;
-                    }
-                }
-                _ => {
-                    verifier.push_unreadable(seq, "its body or hashes are not text");
-                    break;
-                }
+            let (Some(body), Some(prev_hash), Some(hash)) =
+                (text(r.get_ref(1)?), text(r.get_ref(2)?), text(r.get_ref(3)?))
+            else {
+                verifier.push_unreadable(seq, "its body or hashes are not text");
+                break;
+            };
+            if !verifier.push(seq, body, prev_hash, hash) {
+                break;
             }
+            if let Some((bad, problem)) = pending.take() {
+                // The chain holds past the record: its columns are the
+                // problem.
+                column_verdict = Some(changed(bad, &problem));
+                break;
+            }
+            pending = column_problem(r, body).map(|problem| (seq, problem));
         }
     }
     tx.finish()?;
+    if let Some(verdict) = column_verdict {
+        return Ok(verdict);
+    }
     let head = head
         .as_ref()
         .map(|(seq, hash)| (u64::try_from(*seq).unwrap_or(u64::MAX), hash.as_str()));
-    Ok(verifier.finish(head))
+    Ok(match (verifier.finish(head), pending) {
+        (Verification::Intact { .. }, Some((seq, problem))) => changed(seq, &problem),
+        (verdict, _) => verdict,
+    })
+}
+
+fn changed(seq: u64, problem: &str) -> Verification {
+    Verification::Broken {
+        seq,
+        problem: format!("record {seq} was changed: {problem}"),
+    }
+}
+
+/// Why the query columns of row `r` (columns 4..=11 of the verify query)
+/// disagree with `body`, if they do.
+fn column_problem(r: &rusqlite::Row<'_>, body: &str) -> Option<String> {
+    let derived = match Columns::from_body(body) {
+        Ok(c) => c,
+        Err(why) => return Some(why),
+    };
+    let mut cols: [Option<&str>; 8] = [None; 8];
+    for (i, col) in cols.iter_mut().enumerate() {
+        match r.get_ref(i + 4) {
+            Ok(ValueRef::Null) => {}
+            Ok(v) => match text(v) {
+                Some(t) => *col = Some(t),
+                None => return Some(format!("its query column {} is not text", i + 4)),
+            },
+            Err(e) => return Some(format!("its query columns cannot be read ({e})")),
+        }
+    }
+    derived.mismatch(cols)
 }

@@ -13,7 +13,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use crate::StoreError;
 
 /// The schema this build writes and reads.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// `PRAGMA application_id` of a Rein store: "REIN" in ASCII.
 const APPLICATION_ID: i64 = 0x5245_494E;
@@ -23,7 +23,7 @@ const APPLICATION_ID: i64 = 0x5245_494E;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// Version 1. `audit.body` is the canonical text of `chain.rs` and, with
 /// `prev_hash` and `hash`, the only part the chain covers; the other audit
@@ -89,6 +89,21 @@ CREATE TABLE approvals (
 );
 CREATE INDEX approvals_created       ON approvals (created_key);
 CREATE INDEX approvals_state_created ON approvals (state, created_key);
+"#;
+
+/// Version 2: only two audit indexes are kept, on `time` and `decision_id`.
+/// Both grow at their right edge (times and v7 decision ids increase), so an
+/// append touches one leaf page of each. The four others (action, effect,
+/// actor, session) each cost an insert into the middle of a B-tree and a
+/// page written to the WAL for every commit, on the serial writer thread;
+/// filters on those columns now scan the table in `seq` order (they stop
+/// at the query's limit), and a time range or a decision id narrows them
+/// through its index.
+const V2: &str = r#"
+DROP INDEX audit_action;
+DROP INDEX audit_effect;
+DROP INDEX audit_actor;
+DROP INDEX audit_session;
 "#;
 
 fn open_error(path: &Path, e: impl std::fmt::Display) -> StoreError {
@@ -181,8 +196,32 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
     #[test]
     fn v1_head_starts_at_genesis() {
-        assert!(super::V1.contains(&format!("VALUES (1, 0, '{}')", crate::chain::GENESIS)));
+        assert!(V1.contains(&format!("VALUES (1, 0, '{}')", crate::chain::GENESIS)));
+    }
+
+    #[test]
+    fn a_version_1_store_is_migrated() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(V1).unwrap();
+        conn.pragma_update(None, "application_id", APPLICATION_ID).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        migrate(&mut conn).unwrap();
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit' ORDER BY name")
+            .unwrap();
+        let indexes: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(indexes, ["audit_decision", "audit_time"]);
     }
 }

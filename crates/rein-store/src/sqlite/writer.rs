@@ -10,10 +10,13 @@
 
 use std::sync::mpsc::{Receiver, TryRecvError};
 
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use tokio::sync::oneshot;
 
+use std::borrow::Cow;
+
 use super::approvals;
+use super::columns::Columns;
 use crate::chain::{self, CanonicalParts};
 use crate::{ApprovalError, ApprovalRecord, AuditEntry, AuditRecord, StoreError};
 
@@ -66,7 +69,8 @@ pub(crate) enum ApprovalOp {
 pub(crate) struct PreparedAppend {
     entry: AuditEntry,
     parts: CanonicalParts,
-    time_key: String,
+    /// The `time` column, when it differs from `entry.time`.
+    time_key: Option<String>,
     actor_id: Option<String>,
     rules_json: String,
 }
@@ -74,17 +78,19 @@ pub(crate) struct PreparedAppend {
 impl PreparedAppend {
     pub(crate) fn new(entry: AuditEntry) -> Self {
         let parts = CanonicalParts::new(&entry);
-        // Normalised so that `since`/`until` compare as text; an unparseable
-        // time is kept as given rather than refusing to record a decision.
-        let time_key = chain::parse_time(&entry.time).unwrap_or_else(|_| entry.time.clone());
-        let actor_id = entry.actor.get("id").and_then(|v| v.as_str()).map(str::to_owned);
-        let rules_json = chain::canonical_str_list(&entry.rules);
+        let columns = Columns::from_entry(&entry);
+        let time_key = match columns.time {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(t) => Some(t),
+        };
+        let actor_id = columns.actor_id.map(Cow::into_owned);
+        let rules_json = columns.rules.into_owned();
         PreparedAppend {
-            entry,
             parts,
             time_key,
             actor_id,
             rules_json,
+            entry,
         }
     }
 }
@@ -196,8 +202,8 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Command>) {
             }
         }
         Err(e) => {
-            // The transaction was rolled back when it was dropped; make sure
-            // the connection is not left inside one.
+            // Nothing of the batch may stay: end the transaction if the
+            // failure left it open.
             if !conn.is_autocommit() {
                 let _ = conn.execute_batch("ROLLBACK");
             }
@@ -213,12 +219,22 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Command>) {
 /// transaction rather than kept in memory: after a failed commit, or if
 /// another process appended to the same file, the next batch still chains
 /// onto what is actually stored.
+///
+/// `BEGIN`, `COMMIT` and every statement come from the connection's
+/// statement cache: the writer runs them thousands of times a second, and
+/// parsing SQL each time showed in profiles.
 fn write_batch(conn: &mut Connection, batch: &[Command], outcomes: &mut Vec<Outcome>) -> Result<(), StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let head: Option<(i64, String)> = tx
-        .query_row("SELECT seq, hash FROM chain_head WHERE id = 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+    // On error the caller rolls back (`commit_batch`).
+    write_in_transaction(conn, batch, outcomes)?;
+    conn.prepare_cached("COMMIT")?.execute([])?;
+    Ok(())
+}
+
+fn write_in_transaction(conn: &Connection, batch: &[Command], outcomes: &mut Vec<Outcome>) -> Result<(), StoreError> {
+    let head: Option<(i64, String)> = conn
+        .prepare_cached("SELECT seq, hash FROM chain_head WHERE id = 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     // Appending after a missing head would start a second chain: refuse,
     // so that the tampering is looked at (verify reports it).
@@ -234,14 +250,14 @@ fn write_batch(conn: &mut Connection, batch: &[Command], outcomes: &mut Vec<Outc
                 let body = p.parts.with_seq(seq);
                 let hash_hex = chain::record_hash_hex(&prev, &body);
                 let hash = String::from_utf8_lossy(&hash_hex).into_owned();
-                let mut insert = tx.prepare_cached(
+                let mut insert = conn.prepare_cached(
                     "INSERT INTO audit (seq, time, decision_id, phase, action, actor_id, session, effect, rules, \
                      body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )?;
                 let e = &p.entry;
                 insert.execute(params![
                     i64::try_from(seq).map_err(|_| StoreError("the audit log is full".into()))?,
-                    p.time_key,
+                    p.time_key.as_deref().unwrap_or(&e.time),
                     e.decision_id,
                     e.phase,
                     e.action,
@@ -260,16 +276,15 @@ fn write_batch(conn: &mut Connection, batch: &[Command], outcomes: &mut Vec<Outc
                 });
                 appended = true;
             }
-            Command::Approval(op, _) => outcomes.push(Outcome::Approval(Box::new(approval_in_savepoint(&tx, op)?))),
+            Command::Approval(op, _) => outcomes.push(Outcome::Approval(Box::new(approval_in_savepoint(conn, op)?))),
             // Split off before the batch is written; kept aligned regardless.
             Command::Shutdown(_) => outcomes.push(Outcome::Nothing),
         }
     }
     if appended {
-        tx.prepare_cached("UPDATE chain_head SET seq = ?1, hash = ?2 WHERE id = 1")?
+        conn.prepare_cached("UPDATE chain_head SET seq = ?1, hash = ?2 WHERE id = 1")?
             .execute(params![i64::try_from(seq).unwrap_or(i64::MAX), prev])?;
     }
-    tx.commit()?;
     Ok(())
 }
 

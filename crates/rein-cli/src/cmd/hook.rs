@@ -1,0 +1,198 @@
+//! `rein hook <agent>`: the gate of a coding agent, one event per process.
+//!
+//! Every way this can go wrong ends in an explicit refusal printed in the
+//! agent's format (or exit code 2 with a reason on stderr): a crashing or
+//! silent hook is "let it run" to the agents.
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use rein_hooks::{Agent, Reply, MAX_EVENT_BYTES};
+use rein_runtime::{Runtime, RuntimeConfig};
+use rein_store::SqliteStore;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Which agent's hook protocol to speak.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum AgentArg {
+    /// Claude Code (`PreToolUse`, `PermissionRequest`, `PostToolUse`, …).
+    ClaudeCode,
+    /// Codex CLI (Claude-compatible events; `apply_patch`).
+    Codex,
+    /// Gemini CLI (`BeforeTool`, `AfterTool`, `BeforeAgent`).
+    Gemini,
+}
+
+impl From<AgentArg> for Agent {
+    fn from(a: AgentArg) -> Agent {
+        match a {
+            AgentArg::ClaudeCode => Agent::ClaudeCode,
+            AgentArg::Codex => Agent::Codex,
+            AgentArg::Gemini => Agent::Gemini,
+        }
+    }
+}
+
+/// Arguments of `rein hook`.
+#[derive(Args, Debug)]
+pub struct HookArgs {
+    /// The agent whose hook event arrives on stdin.
+    #[arg(value_enum)]
+    agent: AgentArg,
+    /// Policy files or directories, merged (include
+    /// `policies/agents/coding-agent.yaml` for the tool contracts).
+    #[arg(long = "policy", short = 'p', num_args = 1.., value_name = "POLICY", required_unless_present = "server")]
+    policy: Vec<PathBuf>,
+    /// The SQLite store for the audit log and approvals. Default:
+    /// `$XDG_STATE_HOME/rein/hooks.db` (or `~/.local/state/rein/hooks.db`).
+    #[arg(long, value_name = "FILE", env = "REIN_DB", conflicts_with = "server")]
+    db: Option<PathBuf>,
+    /// The audit key for sensitive fields. Default: `rein-audit.key` beside
+    /// the database, created if absent.
+    #[arg(long, value_name = "FILE", conflicts_with = "server")]
+    audit_key: Option<PathBuf>,
+    /// Ask a running `rein serve` (its `/v1/hooks/<agent>` endpoint)
+    /// instead of deciding in this process.
+    #[arg(long, value_name = "URL", conflicts_with = "policy")]
+    server: Option<String>,
+    /// Bearer token (role `agent`) for `--server`.
+    #[arg(long, value_name = "TOKEN", env = "REIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Read the token for `--server` from this environment variable.
+    #[arg(long, value_name = "VAR", conflicts_with = "token")]
+    token_env: Option<String>,
+    /// Seconds to decide before refusing.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    timeout: f64,
+}
+
+/// Runs the hook; the exit code is the reply's (0, or 2 for an unreadable
+/// event). Never returns an error: errors are refusals.
+pub fn run(args: HookArgs) -> anyhow::Result<u8> {
+    let agent = Agent::from(args.agent);
+    let mut bytes = Vec::new();
+    let read = std::io::stdin()
+        .take(MAX_EVENT_BYTES as u64 + 1)
+        .read_to_end(&mut bytes);
+    let reply = match read {
+        Err(e) => rein_hooks::refuse_unreadable(agent, &bytes, &format!("Rein could not read stdin: {e}")),
+        Ok(_) => {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| answer(&args, agent, &bytes)));
+            outcome.unwrap_or_else(|_| rein_hooks::refuse_unreadable(agent, &bytes, "Rein failed internally"))
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    // A reply that cannot be written cannot be helped; the exit code still
+    // carries a refusal when there was one.
+    let _ = out
+        .write_all(reply.stdout.as_bytes())
+        .and_then(|()| out.write_all(b"\n"));
+    let _ = out.flush();
+    if !reply.stderr.is_empty() {
+        eprintln!("{}", reply.stderr);
+    }
+    Ok(reply.exit_code)
+}
+
+fn answer(args: &HookArgs, agent: Agent, bytes: &[u8]) -> Reply {
+    let event = match rein_hooks::parse_event(agent, bytes) {
+        Ok(e) => e,
+        Err(e) => {
+            return rein_hooks::refuse_unreadable(agent, bytes, &format!("Rein could not read the hook event: {e}"))
+        }
+    };
+    let limit = Duration::from_secs_f64(args.timeout.clamp(0.05, 3600.0));
+    let result = match &args.server {
+        Some(url) => remote(args, url, agent, bytes, limit),
+        None => local(args, agent, bytes, limit),
+    };
+    match result {
+        Ok(reply) => reply,
+        Err(e) => rein_hooks::refuse(&event, &format!("Rein could not decide: {e:#}")),
+    }
+}
+
+fn local(args: &HookArgs, agent: Agent, bytes: &[u8], limit: Duration) -> anyhow::Result<Reply> {
+    let policy = rein_engine::Policy::load(&args.policy).map_err(|e| {
+        let first = e.diagnostics().first().map(|d| d.to_string()).unwrap_or_default();
+        anyhow::anyhow!(
+            "the policy failed to load ({} problem(s)); first: {first}",
+            e.diagnostics().len()
+        )
+    })?;
+    let db = match &args.db {
+        Some(db) => db.clone(),
+        None => default_db()?,
+    };
+    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    }
+    let key_path = args
+        .audit_key
+        .clone()
+        .unwrap_or_else(|| db.with_file_name("rein-audit.key"));
+    let hmac_key = rein_server::ensure_hmac_key(&key_path)?;
+    let store = SqliteStore::open(&db).with_context(|| format!("cannot open the store `{}`", db.display()))?;
+    let config = RuntimeConfig {
+        hmac_key,
+        ..RuntimeConfig::default()
+    };
+    let runtime = Runtime::new(policy, Arc::new(store), config);
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+    rt.block_on(async {
+        tokio::time::timeout(limit, rein_hooks::handle(&runtime, agent, bytes, home.as_deref()))
+            .await
+            .map_err(|_| anyhow::anyhow!("no decision within {:.1} s", limit.as_secs_f64()))
+    })
+}
+
+fn default_db() -> anyhow::Result<PathBuf> {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .context("neither XDG_STATE_HOME nor HOME is set; pass --db")?;
+    Ok(state.join("rein/hooks.db"))
+}
+
+fn remote(args: &HookArgs, url: &str, agent: Agent, bytes: &[u8], limit: Duration) -> anyhow::Result<Reply> {
+    let token = match &args.token_env {
+        Some(var) => std::env::var(var).with_context(|| format!("environment variable `{var}` is not set"))?,
+        None => args
+            .token
+            .clone()
+            .context("--server needs --token, --token-env or REIN_TOKEN")?,
+    };
+    let endpoint = format!("{}/v1/hooks/{}", url.trim_end_matches('/'), Agent::name(agent));
+    let agent_config = ureq::Agent::config_builder()
+        .timeout_global(Some(limit))
+        .http_status_as_error(false)
+        .build();
+    let client: ureq::Agent = agent_config.into();
+    let mut response = client
+        .post(&endpoint)
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .send(bytes)
+        .with_context(|| format!("`{endpoint}` did not answer"))?;
+    let status = response.status();
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .context("the server's answer could not be read")?;
+    if !status.is_success() {
+        anyhow::bail!("`{endpoint}` answered {status}: {}", body.trim());
+    }
+    // Only a JSON object is passed on: anything else would be read by the
+    // agent as "no opinion".
+    match serde_json::from_str::<serde_json::Value>(&body) {
+        Ok(v) if v.is_object() => Ok(Reply {
+            stdout: v.to_string(),
+            stderr: String::new(),
+            exit_code: 0,
+        }),
+        _ => anyhow::bail!("`{endpoint}` answered something that is not a JSON object"),
+    }
+}

@@ -1,0 +1,131 @@
+//! `rein hook <agent>` as a process: one event on stdin, the answer on
+//! stdout, and a refusal for every way it can fail.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn hook(args: &[&str], stdin: &[u8], dir: &Path) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rein"))
+        .arg("hook")
+        .args(args)
+        .env("HOME", dir)
+        .env_remove("REIN_DB")
+        .env_remove("REIN_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn event(command: &str, dir: &Path) -> Vec<u8> {
+    json!({"session_id": "s", "cwd": dir, "hook_event_name": "PreToolUse", "tool_name": "Bash",
+           "tool_input": {"command": command}, "tool_use_id": "toolu_1"})
+    .to_string()
+    .into_bytes()
+}
+
+fn decision(out: &Output) -> (String, String) {
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let o = &v["hookSpecificOutput"];
+    (
+        o["permissionDecision"].as_str().unwrap().into(),
+        o["permissionDecisionReason"].as_str().unwrap().into(),
+    )
+}
+
+#[test]
+fn decides_in_process_and_records_in_the_default_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let contracts = root().join("policies/agents/coding-agent.yaml");
+    let rules = root().join("examples/claude-code/policy.yaml");
+    let args = [
+        "claude-code",
+        "-p",
+        contracts.to_str().unwrap(),
+        "-p",
+        rules.to_str().unwrap(),
+    ];
+    let out = hook(&args, &event("git status && rm -rf ~", dir.path()), dir.path());
+    assert_eq!(out.status.code(), Some(0));
+    let (d, reason) = decision(&out);
+    assert_eq!(d, "deny");
+    assert!(reason.contains("`rm -rf ~`"), "{reason}");
+    let out = hook(&args, &event("git status", dir.path()), dir.path());
+    assert_eq!(decision(&out).0, "allow");
+    // The default store: under the state directory of HOME, with its key.
+    let db = dir.path().join(".local/state/rein/hooks.db");
+    assert!(db.exists());
+    assert!(dir.path().join(".local/state/rein/rein-audit.key").exists());
+    let verify = Command::new(env!("CARGO_BIN_EXE_rein"))
+        .args(["audit", "verify", "--db", db.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    assert!(String::from_utf8_lossy(&verify.stdout).contains('3'), "two parts + one");
+}
+
+#[test]
+fn every_failure_is_an_explicit_refusal() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(&broken, "version: 1\nrules: [oops\n").unwrap();
+    let db = dir.path().join("h.db");
+
+    // A policy that does not load.
+    let out = hook(
+        &[
+            "claude-code",
+            "-p",
+            broken.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+        ],
+        &event("ls", dir.path()),
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let (d, reason) = decision(&out);
+    assert_eq!(d, "deny");
+    assert!(reason.contains("policy failed to load"), "{reason}");
+
+    // A server that is not there.
+    let out = hook(
+        &[
+            "claude-code",
+            "--server",
+            "http://127.0.0.1:9",
+            "--token",
+            "t0123456789abcdef0123",
+            "--timeout",
+            "2",
+        ],
+        &event("ls", dir.path()),
+        dir.path(),
+    );
+    let (d, reason) = decision(&out);
+    assert_eq!(d, "deny");
+    assert!(reason.contains("did not answer"), "{reason}");
+
+    // Not an event at all: exit 2 with a reason on stderr (Codex needs it).
+    let contracts = root().join("policies/agents/coding-agent.yaml");
+    for agent in ["claude-code", "codex", "gemini"] {
+        let out = hook(
+            &[agent, "-p", contracts.to_str().unwrap(), "--db", db.to_str().unwrap()],
+            b"{\"tool_name\":",
+            dir.path(),
+        );
+        assert_eq!(out.status.code(), Some(2), "{agent}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("could not read the hook event"));
+    }
+}

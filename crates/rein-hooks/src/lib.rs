@@ -1,0 +1,262 @@
+//! Rein as the gate of coding agents.
+//!
+//! A hook event from Claude Code, Codex CLI or Gemini CLI is read into one
+//! shape ([`event`]), its tool call mapped to Rein actions ([`map`]; a shell
+//! command becomes one decision per part it would run), every part decided
+//! and recorded by the [`Runtime`], the parts combined (`block` beats
+//! `require_approval` beats `allow`) and the verdict rendered in the
+//! agent's own answer format ([`render`]).
+//!
+//! Fail-closed is this crate's job, not the agent's: an event that cannot
+//! be read, or any error on the way, is answered with an explicit refusal
+//! ([`refuse`]), never with silence or a crash (which the agents treat as
+//! "let it run").
+
+pub mod event;
+pub mod map;
+pub mod render;
+
+pub use event::{parse_event, Agent, EventError, EventKind, HookEvent, MAX_EVENT_BYTES};
+pub use render::{refuse, refuse_unreadable, Reply};
+
+use rein_engine::{Effect, Request};
+use rein_runtime::{Answer, Runtime};
+use rein_store::ApprovalState;
+use serde_json::{json, Value as Json};
+use std::path::Path;
+
+/// The combined decision on one event.
+#[derive(Clone, Debug, Default)]
+pub struct Verdict {
+    /// `None` for events Rein only records or ignores (no opinion).
+    pub effect: Option<Effect>,
+    /// The action decided.
+    pub action: String,
+    /// Why, one line per deciding part.
+    pub reasons: Vec<String>,
+    /// Rules behind the final effect.
+    pub rules: Vec<String>,
+    /// Pending approvals that would let the call run, with their role.
+    pub approvals: Vec<(String, String)>,
+    /// The decision ids recorded in the audit log.
+    pub decision_ids: Vec<String>,
+}
+
+/// Reads an event, decides it with `runtime` and renders the answer.
+/// `home` expands `~` in paths. Never fails: errors become refusals.
+pub async fn handle(runtime: &Runtime, agent: Agent, bytes: &[u8], home: Option<&Path>) -> Reply {
+    match parse_event(agent, bytes) {
+        Err(e) => refuse_unreadable(agent, bytes, &format!("Rein could not read the hook event: {e}")),
+        Ok(event) => {
+            let verdict = decide_event(runtime, &event, home).await;
+            render::render(&event, &verdict)
+        }
+    }
+}
+
+/// Decides one event (tool calls part by part) and records every decision.
+pub async fn decide_event(runtime: &Runtime, event: &HookEvent, home: Option<&Path>) -> Verdict {
+    let one = |action: &str, input: Json| (action.to_string(), vec![input], None);
+    let (action, inputs, part_labels): (String, Vec<Json>, Option<Vec<String>>) = match &event.kind {
+        EventKind::BeforeTool | EventKind::PermissionRequest | EventKind::AfterTool => {
+            let call = map::map_tool(event, home);
+            let labels = call.shell.as_ref().map(|_| {
+                call.inputs
+                    .iter()
+                    .map(|i| i["part"].as_str().unwrap_or_default().to_string())
+                    .collect()
+            });
+            (call.action, call.inputs, labels)
+        }
+        EventKind::UserPrompt => one(
+            "prompt.submit",
+            json!({"prompt": event.prompt.clone().unwrap_or_default()}),
+        ),
+        EventKind::SessionStart => one(
+            "session.start",
+            json!({"source": event.session_detail.clone().unwrap_or_default()}),
+        ),
+        EventKind::SessionEnd => one(
+            "session.end",
+            json!({"reason": event.session_detail.clone().unwrap_or_default()}),
+        ),
+        EventKind::Other(_) => return Verdict::default(),
+    };
+
+    let mut parts = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let request = request_for(event, &action, input);
+        let part = match event.kind {
+            EventKind::AfterTool => {
+                let output = output_of(event.tool_response.as_ref().unwrap_or(&Json::Null));
+                PartAnswer::from(runtime.check_output(request, output).await)
+            }
+            EventKind::BeforeTool | EventKind::PermissionRequest => decide_with_approvals(runtime, request).await,
+            _ => PartAnswer::from(runtime.decide(request, None).await),
+        };
+        parts.push(part);
+    }
+    let mut verdict = combine(&action, parts, part_labels.as_deref());
+    if matches!(event.kind, EventKind::SessionStart | EventKind::SessionEnd) {
+        // Recorded, but a session event cannot be refused.
+        verdict.effect = None;
+    }
+    verdict
+}
+
+/// The request Rein decides for one input of an event.
+pub fn request_for(event: &HookEvent, action: &str, input: Json) -> Request {
+    let mut actor = json!({"agent": event.agent.name()});
+    if let Some(mode) = &event.permission_mode {
+        actor["permission_mode"] = json!(mode);
+    }
+    let mut snapshot = json!({"cwd": event.cwd, "project_root": event.cwd});
+    if let Some(branch) = git_branch(Path::new(&event.cwd)) {
+        snapshot["git_branch"] = json!(branch);
+    }
+    if let Some(id) = &event.tool_use_id {
+        snapshot["tool_use_id"] = json!(id);
+    }
+    let mut request = Request::new(action).input(input).actor(actor).snapshot(snapshot);
+    request.session = event.session_id.clone();
+    request
+}
+
+/// What `after` rules see of a tool's result: `output.text`, every string
+/// of the response joined by newlines. Tools answer in many shapes (Bash's
+/// `stdout`/`stderr`, Read's `file.content`, MCP content blocks); one text
+/// field lets a rule look for secrets in any of them.
+pub fn output_of(response: &Json) -> Json {
+    fn collect<'a>(v: &'a Json, out: &mut Vec<&'a str>) {
+        match v {
+            Json::String(s) if !s.is_empty() => out.push(s),
+            Json::Array(items) => items.iter().for_each(|i| collect(i, out)),
+            Json::Object(m) => m
+                .iter()
+                .filter(|(k, _)| k.as_str() != "type")
+                .for_each(|(_, v)| collect(v, out)),
+            _ => {}
+        }
+    }
+    let mut parts = Vec::new();
+    collect(response, &mut parts);
+    json!({"text": parts.join("\n")})
+}
+
+/// The branch checked out in `dir`, read from `.git/HEAD` (no `git`
+/// process: a hook must be fast). `None` when detached or not a repository.
+fn git_branch(dir: &Path) -> Option<String> {
+    let head = std::fs::read_to_string(dir.join(".git/HEAD")).ok()?;
+    head.trim().strip_prefix("ref: refs/heads/").map(str::to_string)
+}
+
+struct PartAnswer {
+    effect: Effect,
+    rules: Vec<String>,
+    reasons: Vec<String>,
+    approval: Option<(String, String)>,
+    decision_id: String,
+}
+
+impl From<Answer> for PartAnswer {
+    fn from(a: Answer) -> Self {
+        PartAnswer {
+            effect: a.effect,
+            approval: a.approval.map(|p| (p.id, p.role)),
+            rules: a.rules,
+            reasons: a.reasons,
+            decision_id: a.decision_id,
+        }
+    }
+}
+
+/// A hook cannot carry an approval id, so the approval an earlier,
+/// identical call opened is found by the request: granted → used now;
+/// denied → refused; pending → still waiting (no second approval opened);
+/// used or expired → decided afresh (which opens a new one if required).
+async fn decide_with_approvals(runtime: &Runtime, request: Request) -> PartAnswer {
+    let now = jiff::Timestamp::now();
+    let existing = match runtime.approval_for(&request).await {
+        Ok(found) => found.filter(|a| {
+            a.state != ApprovalState::Used
+                && a.expires_at
+                    .parse::<jiff::Timestamp>()
+                    .is_ok_and(|expires| expires > now)
+        }),
+        Err(e) => {
+            let mut answer = PartAnswer::from(runtime.decide(request, None).await);
+            answer.effect = Effect::Block;
+            answer.approval = None;
+            answer
+                .reasons
+                .insert(0, format!("approvals could not be looked up: {e}"));
+            return answer;
+        }
+    };
+    match existing {
+        None => PartAnswer::from(runtime.decide(request, None).await),
+        Some(a) => {
+            let mut answer = PartAnswer::from(runtime.decide(request, Some(a.id.clone())).await);
+            if a.state == ApprovalState::Pending && answer.effect == Effect::Block {
+                // Not granted yet: still waiting for the same approval.
+                answer.effect = Effect::RequireApproval;
+                answer.reasons = vec![format!("waiting for approval `{}` (role `{}`)", a.id, a.role)];
+                answer.approval = Some((a.id, a.role));
+            }
+            answer
+        }
+    }
+}
+
+fn combine(action: &str, parts: Vec<PartAnswer>, labels: Option<&[String]>) -> Verdict {
+    let effect = parts
+        .iter()
+        .map(|p| p.effect)
+        .max_by_key(|e| severity(*e))
+        .unwrap_or(Effect::Block);
+    let mut verdict = Verdict {
+        effect: Some(effect),
+        action: action.to_string(),
+        ..Verdict::default()
+    };
+    for (i, part) in parts.into_iter().enumerate() {
+        verdict.decision_ids.push(part.decision_id);
+        if part.effect != effect {
+            continue;
+        }
+        let label = labels.and_then(|l| l.get(i)).filter(|l| !l.is_empty());
+        // The reasons of rules that allowed a part say nothing about why
+        // it was refused.
+        let reasons: Vec<&String> = part
+            .reasons
+            .iter()
+            .filter(|r| effect == Effect::Allow || !(r.starts_with("rule `") && r.ends_with("matched (allow)")))
+            .collect();
+        let reason = if reasons.is_empty() {
+            format!("{effect}")
+        } else {
+            reasons.iter().map(|r| r.as_str()).collect::<Vec<_>>().join("; ")
+        };
+        verdict.reasons.push(match label {
+            Some(l) if labels.is_some_and(|l| l.len() > 1) => format!("`{l}`: {reason}"),
+            _ => reason,
+        });
+        for r in part.rules {
+            if !verdict.rules.contains(&r) {
+                verdict.rules.push(r);
+            }
+        }
+        if let Some(a) = part.approval {
+            verdict.approvals.push(a);
+        }
+    }
+    verdict
+}
+
+fn severity(e: Effect) -> u8 {
+    match e {
+        Effect::Allow => 0,
+        Effect::RequireApproval => 1,
+        Effect::Block => 2,
+    }
+}

@@ -1,0 +1,55 @@
+//! Entry points for callers that see an action's output without having
+//! asked through [`Runtime::decide`] in the same process (coding-agent
+//! hooks: one process per event), and that look approvals up by request.
+
+use super::*;
+
+/// How many of the newest approvals [`Runtime::approval_for`] looks at.
+const APPROVAL_SCAN: u64 = 1_000;
+
+impl Runtime {
+    /// Checks an action's output against the output contract and the
+    /// `after` rules of a request decided elsewhere (another process, or a
+    /// hook that only sees the result). Recorded like any decision; `block`
+    /// means the output must be withheld.
+    pub async fn check_output(&self, mut request: Request, output: serde_json::Value) -> Answer {
+        let started = Instant::now();
+        let now = Timestamp::now();
+        request.phase = Phase::After;
+        request.output = Some(output);
+        if request.time.is_none() || !self.config.trust_request_time {
+            request.time = Some(now);
+        }
+        let loaded = self.policy.load_full();
+        let decision = loaded.policy.decide(&request);
+        let decision_id = uuid::Uuid::now_v7().to_string();
+        let mut answer = answer_from(&decision_id, &decision);
+        let output = request.output.take();
+        let sensitive = loaded.sensitive(&request.action);
+        let (entry, _) = self.entry(
+            sensitive,
+            &decision_id,
+            &mut request,
+            &answer,
+            output,
+            None,
+            None,
+            started,
+            now,
+        );
+        self.record(&mut answer, entry).await;
+        answer
+    }
+
+    /// The newest approval opened for this identical request (same action,
+    /// input, actor, snapshot and session), in any state. Lets a caller
+    /// that cannot carry an approval id (a hook) find the approval its
+    /// earlier, identical call opened.
+    pub async fn approval_for(&self, request: &Request) -> Result<Option<ApprovalRecord>, RuntimeError> {
+        let hash = approval_hash(request);
+        // Newest first; approvals are few next to decisions, so a scan of the
+        // recent ones is enough here (an index on the hash can follow).
+        let recent = self.store.list_approvals(None, APPROVAL_SCAN).await?;
+        Ok(recent.into_iter().find(|a| a.request_hash == hash))
+    }
+}

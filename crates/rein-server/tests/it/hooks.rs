@@ -1,0 +1,84 @@
+//! `POST /v1/hooks/{agent}`: Claude Code's `http` hook type.
+
+use crate::common::{Harness, AGENT};
+use axum::http::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// A server on the coding-agent contracts and the Claude Code example.
+async fn coding_agent_server() -> Harness {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    Harness::with(|c| {
+        c.policy_paths = vec![
+            root.join("policies/agents/coding-agent.yaml"),
+            root.join("examples/claude-code/policy.yaml"),
+        ];
+    })
+    .await
+}
+
+fn bash(command: &str) -> Value {
+    json!({"session_id": "s", "cwd": "/tmp/rein-hook-project", "hook_event_name": "PreToolUse",
+           "tool_name": "Bash", "tool_input": {"command": command}, "tool_use_id": "toolu_1"})
+}
+
+#[tokio::test]
+async fn a_claude_code_event_is_answered_in_its_format_and_recorded() {
+    let h = coding_agent_server().await;
+    let (status, body) = h
+        .call(
+            Method::POST,
+            "/v1/hooks/claude-code",
+            Some(AGENT),
+            Some(bash("ls && rm -rf ~")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["hookSpecificOutput"]["permissionDecision"], "deny", "{body}");
+    assert!(body["hookSpecificOutput"]["permissionDecisionReason"]
+        .as_str()
+        .unwrap()
+        .contains("rm -r"));
+    let (_, body) = h
+        .call(Method::POST, "/v1/hooks/claude-code", Some(AGENT), Some(bash("ls")))
+        .await;
+    assert_eq!(body["hookSpecificOutput"]["permissionDecision"], "allow", "{body}");
+    assert_eq!(h.state.runtime().store().audit_len().await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn bad_events_unknown_agents_and_missing_tokens() {
+    let h = coding_agent_server().await;
+    let (status, body) = h
+        .call_raw(
+            Method::POST,
+            "/v1/hooks/claude-code",
+            Some(AGENT),
+            Some(b"{not json".to_vec()),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a refusal the agent reads, not an error it may ignore"
+    );
+    assert_eq!(body["hookSpecificOutput"]["permissionDecision"], "deny", "{body}");
+    let (status, _) = h
+        .call(Method::POST, "/v1/hooks/cursor", Some(AGENT), Some(bash("ls")))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = h
+        .call(Method::POST, "/v1/hooks/claude-code", None, Some(bash("ls")))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (_, body) = h
+        .call(
+            Method::POST,
+            "/v1/hooks/gemini",
+            Some(AGENT),
+            Some(json!({"hook_event_name": "BeforeTool", "cwd": "/p",
+            "tool_name": "run_shell_command", "tool_input": {"command": "cat ~/.ssh/id_rsa"}})),
+        )
+        .await;
+    assert_eq!(body["decision"], "deny", "{body}");
+}
