@@ -300,6 +300,19 @@ impl Checks {
         );
     }
 
+    /// The `i`-th call was refused because Rein asked for approval
+    /// (`permissionDecision: "ask"`, which `-p` turns into a refusal whose
+    /// text is the bare reason), with a text containing `needle`.
+    fn asked(&mut self, results: &BTreeMap<String, ToolResult>, i: usize, needle: &str) {
+        match results.get(&tool_use_id(i)) {
+            None => self.failures.push(format!("call {i}: Claude Code sent no tool_result")),
+            Some(r) => self.check(
+                r.is_error && !r.text.starts_with(HOOK_DENY_PREFIX) && r.text.contains(needle),
+                format!("call {i}: expected an approval refusal containing {needle:?}, got {r:?}"),
+            ),
+        }
+    }
+
     fn ok(&self) -> bool {
         self.failures.is_empty()
     }

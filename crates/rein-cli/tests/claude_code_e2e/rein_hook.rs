@@ -6,12 +6,14 @@
 //! each is asserted by Rein's reason text, not by `is_error` alone (offline,
 //! Claude Code refuses a web fetch by itself, and in `default` mode it
 //! refuses an `rm` outside the project by itself).
+//!
+//! The policy is the one a user would run: `policies/agents/coding-agent.yaml`
+//! (the tool contracts) with `examples/claude-code/policy.yaml` (the rules).
 
-use crate::fake_model::{FakeModel, ToolCall};
+use crate::fake_model::{tool_use_id, FakeModel, ToolCall};
 use crate::sandbox::{Sandbox, ENV_SECRET, MCP_SECRET_ENV, SSH_KEY_TEXT};
 use crate::{
-    command_hook, fixture, hook_settings, http_hook, mcp_config, netns, repo, Checks, HTTP_HOOK_TOKEN_ENV,
-    ON_FAILURE_TEXT,
+    command_hook, hook_settings, http_hook, mcp_config, netns, repo, Checks, HTTP_HOOK_TOKEN_ENV, ON_FAILURE_TEXT,
 };
 use serde_json::{json, Value};
 use std::fs;
@@ -31,22 +33,13 @@ fn rein_bin() -> &'static str {
     env!("CARGO_BIN_EXE_rein")
 }
 
-/// TEMPORARY, until `rein hook claude-code` lands on main: whether this
-/// `rein` has it. Without it the scenarios below say so and do nothing.
-fn has_hook() -> bool {
-    let ok = Command::new(rein_bin())
-        .args(["hook", "claude-code", "--help"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        println!("SKIPPED: this rein has no `hook claude-code` yet");
-    }
-    ok
-}
-
-/// The example coding-agent policy plus the e2e additions (MCP tools).
+/// The coding-agent contracts and the example Claude Code policy, as the
+/// example's header says to run them.
 fn policies() -> Vec<PathBuf> {
-    vec![repo().join("examples/coding-agent"), fixture("e2e-policy.yaml")]
+    vec![
+        repo().join("policies/agents/coding-agent.yaml"),
+        repo().join("examples/claude-code/policy.yaml"),
+    ]
 }
 
 /// `'a' 'b' …`, each single-quoted for `sh`.
@@ -101,6 +94,15 @@ fn gate_script(sb: &Sandbox) -> Vec<ToolCall> {
         // 10, 11: MCP tools, one allowed, one that would hand out the environment
         ToolCall::new("mcp__everything__echo", json!({"message": "e2e-mcp-hello"})),
         ToolCall::new("mcp__everything__get-env", json!({})),
+        // 12: needs a person's approval: refused in `-p`
+        ToolCall::bash("npm install left-pad"),
+        // 13, 14: allowed, but the output holds a private key: withheld
+        // (PostToolUse) from the shell and from an MCP tool
+        ToolCall::bash("cat deploy/key.txt"),
+        ToolCall::new(
+            "mcp__everything__echo",
+            json!({"message": format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{PROJECT_KEY_TEXT}")}),
+        ),
     ]
 }
 
@@ -140,6 +142,30 @@ fn check_gate(c: &mut Checks, model: &FakeModel, sb: &Sandbox) {
     c.refused(&r, 11, "");
     c.reason_is_reins(&r, 11);
     c.not_told(&r, 11, MCP_SECRET_ENV.1);
+    c.asked(&r, 12, "Rein");
+    c.check(
+        !sb.project.join("node_modules").exists(),
+        "the package install that needs approval ran",
+    );
+    for i in [13, 14] {
+        c.ran(&r, i, "[output withheld]");
+        c.ran(&r, i, "Rein");
+        c.not_told(&r, i, PROJECT_KEY_TEXT);
+    }
+}
+
+/// The body of a private key committed by mistake inside the project; the
+/// model may run `cat` on it but must not be shown it.
+const PROJECT_KEY_TEXT: &str = "FAKE-E2E-PROJECT-KEY-BODY-must-be-withheld";
+
+/// Puts `deploy/key.txt` (a fake private key) into the project.
+fn add_project_key(sb: &Sandbox) {
+    fs::create_dir_all(sb.project.join("deploy")).unwrap();
+    fs::write(
+        sb.project.join("deploy/key.txt"),
+        format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{PROJECT_KEY_TEXT}\n-----END OPENSSH PRIVATE KEY-----\n"),
+    )
+    .unwrap();
 }
 
 /// Rein as a `command` hook deciding in-process, every gate scenario, with
@@ -147,10 +173,11 @@ fn check_gate(c: &mut Checks, model: &FakeModel, sb: &Sandbox) {
 #[test]
 #[ignore = "runs inside the loopback-only namespace that claude_code_e2e makes"]
 fn netns_rein_command_hook_gates_every_tool() {
-    let Some(env) = netns().filter(|_| has_hook()) else {
+    let Some(env) = netns() else {
         return;
     };
     let sb = Sandbox::new("command-hook");
+    add_project_key(&sb);
     let db = sb.root.join("rein.db");
     let model = FakeModel::start(gate_script(&sb));
     let command = hook_command(&policies(), &["--db".into(), db.display().to_string()]);
@@ -186,6 +213,27 @@ fn netns_rein_command_hook_gates_every_tool() {
             String::from_utf8_lossy(&verify.stderr)
         ),
     );
+    // Each refusal is in the audit log under its tool_use_id (the key that
+    // joins Claude Code's transcript to Rein's records).
+    let export = Command::new(rein_bin())
+        .args(["audit", "export", "--effect", "block", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    let export = String::from_utf8_lossy(&export.stdout);
+    for i in [2, 3, 4, 5, 6, 7, 9, 11] {
+        c.check(
+            export.contains(&format!("\"{}\"", tool_use_id(i))),
+            format!(
+                "no block record for call {i} in `rein audit export`; first record: {}",
+                export.lines().next().unwrap_or("none")
+            ),
+        );
+    }
+    c.check(
+        !export.contains(&format!("\"{}\"", tool_use_id(0))),
+        "the allowed call 0 has a block record",
+    );
     c.finish(&model, &run);
 }
 
@@ -194,7 +242,7 @@ fn netns_rein_command_hook_gates_every_tool() {
 #[test]
 #[ignore = "runs inside the loopback-only namespace that claude_code_e2e makes"]
 fn netns_rein_broken_policy_denies() {
-    let Some(env) = netns().filter(|_| has_hook()) else {
+    let Some(env) = netns() else {
         return;
     };
     let sb = Sandbox::new("broken-policy");
@@ -326,7 +374,7 @@ fn http_hook_settings(serve: &ReinServe) -> Value {
 #[test]
 #[ignore = "runs inside the loopback-only namespace that claude_code_e2e makes"]
 fn netns_rein_http_hook_and_killed_server() {
-    let Some(env) = netns().filter(|_| has_hook()) else {
+    let Some(env) = netns() else {
         return;
     };
     let sb = Sandbox::new("http-hook");
@@ -384,7 +432,7 @@ fn netns_rein_http_hook_and_killed_server() {
 #[test]
 #[ignore = "runs inside the loopback-only namespace that claude_code_e2e makes"]
 fn netns_rein_command_hook_via_killed_server_denies() {
-    let Some(env) = netns().filter(|_| has_hook()) else {
+    let Some(env) = netns() else {
         return;
     };
     let sb = Sandbox::new("server-hook");
