@@ -117,6 +117,21 @@ impl FakeModel {
         out
     }
 
+    /// Whether `needle` appears in anything Claude Code told the model, in
+    /// any request: every message not written by the model itself (tool
+    /// results, reminders, `system`-role messages) and the system prompt.
+    pub fn told_anywhere(&self, needle: &str) -> bool {
+        self.requests().iter().any(|req| {
+            req["system"].to_string().contains(needle)
+                || req["messages"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|m| m["role"] != "assistant")
+                    .any(|m| m["content"].to_string().contains(needle))
+        })
+    }
+
     /// How many tool calls the script holds.
     pub fn script_len(&self) -> usize {
         self.state.script.len()

@@ -449,6 +449,10 @@ fn netns_harness_selfcheck_with_stand_in_hook() {
     c.check(sb.precious().exists(), "the refused rm -rf ran: ~/precious is gone");
     c.ran(&results, 3, "Echo: hello-over-mcp");
     c.check(
+        model.told_anywhere("hello-over-mcp") && !model.told_anywhere("never-said-anywhere"),
+        "told_anywhere does not see what the model was told",
+    );
+    c.check(
         run.denied_ids() == [tool_use_id(2)],
         format!("permission_denials: {:?}", run.denied_ids()),
     );

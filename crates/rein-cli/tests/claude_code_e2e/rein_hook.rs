@@ -97,12 +97,14 @@ fn gate_script(sb: &Sandbox) -> Vec<ToolCall> {
         // 12: needs a person's approval: refused in `-p`
         ToolCall::bash("npm install left-pad"),
         // 13, 14: allowed, but the output holds a private key: withheld
-        // (PostToolUse) from the shell and from an MCP tool
+        // (PostToolUse), from the shell and from an MCP tool
         ToolCall::bash("cat deploy/key.txt"),
         ToolCall::new(
             "mcp__everything__echo",
-            json!({"message": format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{PROJECT_KEY_TEXT}")}),
+            json!({"message": "-----BEGIN OPENSSH PRIVATE KEY-----\nmade up by the model"}),
         ),
+        // 15: and from a file read
+        ToolCall::new("Read", json!({"file_path": sb.project.join("deploy/key.txt")})),
     ]
 }
 
@@ -147,10 +149,14 @@ fn check_gate(c: &mut Checks, model: &FakeModel, sb: &Sandbox) {
         !sb.project.join("node_modules").exists(),
         "the package install that needs approval ran",
     );
-    for i in [13, 14] {
+    for i in [13, 14, 15] {
         c.ran(&r, i, "[output withheld]");
         c.ran(&r, i, "Rein");
-        c.not_told(&r, i, PROJECT_KEY_TEXT);
+    }
+    c.not_told(&r, 14, "made up by the model");
+    // No secret reached the model by any path, in any request.
+    for secret in [SSH_KEY_TEXT, ENV_SECRET, MCP_SECRET_ENV.1, PROJECT_KEY_TEXT] {
+        c.check(!model.told_anywhere(secret), format!("the model was told {secret:?}"));
     }
 }
 
