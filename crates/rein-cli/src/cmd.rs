@@ -5,6 +5,7 @@ mod approvals;
 mod audit;
 mod check;
 mod hook;
+mod init;
 mod remote;
 mod serve;
 mod test;
@@ -76,6 +77,9 @@ enum Command {
     /// Print the native policy that decides as an Actra schema and policy
     /// do (`--actra-schema SCHEMA --policy POLICY`).
     Convert(actra::ConvertArgs),
+    /// Set an agent up to ask Rein before it acts: `rein init claude-code`
+    /// writes Rein's hooks into Claude Code's settings.
+    Init(init::InitArgs),
 }
 
 /// The policy files every deciding command takes.
@@ -113,6 +117,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Approvals(args) => approvals::run(args),
         Command::Hook(args) => hook::run(args),
         Command::Convert(args) => actra::run_convert(args, color),
+        Command::Init(args) => init::run(args, color),
     }
 }
 

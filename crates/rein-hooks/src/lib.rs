@@ -83,19 +83,22 @@ pub async fn decide_event(runtime: &Runtime, event: &HookEvent, home: Option<&Pa
         EventKind::Other(_) => return Verdict::default(),
     };
 
-    let mut parts = Vec::with_capacity(inputs.len());
-    for input in inputs {
+    // All parts at once: their audit records then share one group commit
+    // (one fsync) instead of one each.
+    let parts = futures_util::future::join_all(inputs.into_iter().map(|input| {
         let request = request_for(event, &action, input);
-        let part = match event.kind {
-            EventKind::AfterTool => {
-                let output = output_of(event.tool_response.as_ref().unwrap_or(&Json::Null));
-                PartAnswer::from(runtime.check_output(request, output).await)
+        async move {
+            match event.kind {
+                EventKind::AfterTool => {
+                    let output = output_of(event.tool_response.as_ref().unwrap_or(&Json::Null));
+                    PartAnswer::from(runtime.check_output(request, output).await)
+                }
+                EventKind::BeforeTool | EventKind::PermissionRequest => decide_with_approvals(runtime, request).await,
+                _ => PartAnswer::from(runtime.decide(request, None).await),
             }
-            EventKind::BeforeTool | EventKind::PermissionRequest => decide_with_approvals(runtime, request).await,
-            _ => PartAnswer::from(runtime.decide(request, None).await),
-        };
-        parts.push(part);
-    }
+        }
+    }))
+    .await;
     let mut verdict = combine(&action, parts, part_labels.as_deref());
     if matches!(event.kind, EventKind::SessionStart | EventKind::SessionEnd) {
         // Recorded, but a session event cannot be refused.

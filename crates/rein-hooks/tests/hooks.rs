@@ -163,10 +163,12 @@ async fn every_decision_is_in_the_audit_log() {
     let v = store.verify_audit().await.unwrap();
     assert_eq!(v, rein_store::Verification::Intact { records: 2 });
     let records = store.query_audit(&Default::default()).await.unwrap();
-    let programs: Vec<_> = records
+    // The parts are recorded concurrently (one group commit), in any order.
+    let mut programs: Vec<_> = records
         .iter()
         .map(|r| r.entry.input["program"].as_str().unwrap().to_string())
         .collect();
+    programs.sort();
     assert_eq!(programs, ["npm", "rm"]);
     assert_eq!(records[0].entry.session.as_deref(), Some("s1"));
     assert_eq!(records[0].entry.snapshot["tool_use_id"], "toolu_1");
@@ -286,4 +288,23 @@ async fn bad_events_are_refused_never_ignored() {
     let deep = format!("{{\"a\":{}1{}}}", "[".repeat(500), "]".repeat(500));
     let reply = handle(&f.runtime, Agent::Gemini, deep.as_bytes(), None).await;
     assert_eq!(reply.exit_code, 2);
+}
+
+#[tokio::test]
+async fn prompts_and_sessions_are_recorded() {
+    let f = fixture();
+    let start = json!({"session_id": "s9", "cwd": f.project, "hook_event_name": "SessionStart", "source": "startup"});
+    let (v, code) = f.send(Agent::ClaudeCode, start).await;
+    assert_eq!((v, code), (json!({}), 0), "a session start is recorded, not refused");
+    let prompt = json!({"session_id": "s9", "cwd": f.project, "hook_event_name": "UserPromptSubmit", "prompt": "hi"});
+    let (v, _) = f.send(Agent::ClaudeCode, prompt).await;
+    assert_eq!(v, json!({}), "allowed prompts pass silently");
+    let end = json!({"session_id": "s9", "cwd": f.project, "hook_event_name": "SessionEnd", "reason": "other"});
+    f.send(Agent::ClaudeCode, end).await;
+    let other = json!({"session_id": "s9", "cwd": f.project, "hook_event_name": "Notification", "message": "x"});
+    assert_eq!(f.send(Agent::ClaudeCode, other).await.0, json!({}));
+    let records = f.runtime.store().query_audit(&Default::default()).await.unwrap();
+    let actions: Vec<_> = records.iter().map(|r| r.entry.action.as_str()).collect();
+    assert_eq!(actions, ["session.start", "prompt.submit", "session.end"]);
+    assert!(records.iter().all(|r| r.entry.session.as_deref() == Some("s9")));
 }

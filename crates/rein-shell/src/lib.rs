@@ -9,6 +9,20 @@
 //! `time`, `bash -c '…'`, `eval '…'`, `find -exec`). A policy decides each
 //! part; the command is allowed only if every part is.
 //!
+//! ```
+//! let a = rein_shell::analyze("npm test && curl -fsSL https://x | sudo bash");
+//! let programs: Vec<&str> = a.parts.iter().map(|p| p.program.as_str()).collect();
+//! assert_eq!(programs, ["npm", "curl", "bash"]);
+//! let bash = &a.parts[2];
+//! assert_eq!(bash.via, ["sudo"]);
+//! assert_eq!(bash.stdin_from.as_deref(), Some("curl"));
+//! assert!(a.understood);
+//!
+//! let a = rein_shell::analyze(r#"eval "$X""#);
+//! assert!(!a.understood);
+//! assert_eq!(a.problems, ["eval of a string that is not literal"]);
+//! ```
+//!
 //! # What a rule can rely on
 //!
 //! - **`understood == false` means "do not trust the rest"**: the parser or
@@ -32,6 +46,24 @@
 //!   name no file); fd duplications (`2>&1`) are not files. A target holding
 //!   an expansion is kept as written and sets `dynamic_redirects`. Files a
 //!   program opens by itself (`cp a b`, `tee out`) are arguments, not here.
+//! - **Every program that may run is a part**, including commands inside
+//!   `$(…)` (listed before the command that uses them), inside `${x:-$(…)}`
+//!   defaults that may not run, function bodies (`via: ["function f"]`; the
+//!   call `f` is a part of its own), `trap` handlers and `find -exec`.
+//!
+//! # What it cannot know
+//!
+//! - Aliases and functions defined outside the command (a user's shell
+//!   snapshot may make `ls` mean anything); `PATH` changes; the directory a
+//!   relative path is relative to after `cd`.
+//! - What other interpreters do with their code: `python -c`, `perl -e`,
+//!   `node -e`, `make`, `npm run`, `git -c alias…`, `ssh host cmd`, `docker
+//!   exec`, `watch`, `parallel` are parts whose program is that tool; a
+//!   policy decides on the tool.
+//! - The value of expansions: `$HOME/.ssh/id_rsa` stays as written (with
+//!   `dynamic_args`), `~` is not expanded, globs are not matched.
+//! - Where brush-parser and bash disagree on syntax not covered by the
+//!   corpus and the differential test, a command may split differently.
 //!
 //! # Parser
 //!
@@ -49,6 +81,7 @@
 //! `( ( cmd ) )` as arithmetic; bash's lexical rule for `((` is applied to
 //! the tokens before the grammar sees them.
 
+mod parse;
 mod tokens;
 mod walk;
 mod words;

@@ -116,6 +116,11 @@ pub(crate) fn fix_parentheses(
                 i = end + 1;
             }
             _ => {
+                if touching(Some(t), next) && heredoc_in_arithmetic_mode(&tokens, i) {
+                    return Err("a here-document after `((` that is not arithmetic (brush-parser's \
+                                tokenizer misreads it)"
+                        .to_owned());
+                }
                 out.push(t.clone());
                 if let Some(n) = next {
                     out.push(newline(t.location().end.clone(), n.location().start.clone()));
@@ -125,6 +130,25 @@ pub(crate) fn fix_parentheses(
         }
     }
     Ok(out)
+}
+
+/// brush-parser's tokenizer treats everything from a `((` written together
+/// to the next `))` written together as arithmetic, where `<<` is a shift:
+/// a here-document there is tokenized as commands. Harmless when bash also
+/// reads arithmetic; otherwise (`<((…))`, `((cmd) )`) the tokens are wrong.
+fn heredoc_in_arithmetic_mode(tokens: &[Token], open: usize) -> bool {
+    let mut k = open + 2;
+    while let Some(t) = tokens.get(k) {
+        let next = tokens.get(k + 1);
+        if is_op(Some(t), ")") && is_op(next, ")") && touching(Some(t), next) {
+            return false;
+        }
+        if is_op(Some(t), "<<") || is_op(Some(t), "<<-") {
+            return true;
+        }
+        k += 1;
+    }
+    false
 }
 
 fn newline(start: Arc<SourcePosition>, end: Arc<SourcePosition>) -> Token {
@@ -166,6 +190,16 @@ mod tests {
         assert_eq!(fixed("((a) )"), ["(", "\n", "(", "a", ")", ")"]);
         assert_eq!(fixed("cat <((ls))"), ["cat", "<", "(", "\n", "(", "ls", ")", ")"]);
         assert_eq!(fixed("(((x"), ["(", "\n", "(", "\n", "(", "x"]);
+    }
+
+    #[test]
+    fn heredocs_the_tokenizer_misreads_are_refused() {
+        let text = "cat <(( bash <<'E'\nprintf x\nE\ntrue ))";
+        let tokens = brush_parser::uncached_tokenize_str(text, &Default::default()).unwrap();
+        assert!(fix_parentheses(tokens, text, |i| i).is_err());
+        let text = "cat <( ( bash <<'E'\nprintf x\nE\ntrue ))";
+        let tokens = brush_parser::uncached_tokenize_str(text, &Default::default()).unwrap();
+        assert!(fix_parentheses(tokens, text, |i| i).is_ok());
     }
 
     #[test]

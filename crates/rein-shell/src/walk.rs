@@ -18,8 +18,9 @@ use brush_parser::ast::{
 };
 use brush_parser::{ParserOptions, SourceSpan};
 
-use crate::tokens::{arithmetic_word, fix_parentheses};
-use crate::words::{analyze_heredoc, analyze_word, brush_would_panic, Embedded, WordInfo};
+use crate::parse;
+use crate::tokens::arithmetic_word;
+use crate::words::{analyze_heredoc, analyze_word, Embedded, WordInfo};
 use crate::wrappers::{is_shell, peel, shell_call, su_command, Peel, ShellCall};
 use crate::{Analysis, Part, MAX_DEPTH, MAX_INPUT_BYTES};
 
@@ -360,25 +361,14 @@ impl Walker {
         if count_opens(text) > self.budget.max(INLINE_OPENS) {
             return self.unknown(text, "", Vec::new(), ctx, "too deeply nested to analyse".to_owned());
         }
-        if let Some(problem) = brush_would_panic(text) {
-            return self.unknown(text, "", Vec::new(), ctx, problem);
-        }
-        let src = Source::new(text);
-        let tokens = match brush_parser::uncached_tokenize_str(text, &self.options.tokenizer_options()) {
-            Ok(t) => t,
-            Err(e) => return self.unknown(text, "", Vec::new(), ctx, format!("cannot parse: {e}")),
-        };
-        let tokens = match fix_parentheses(tokens, text, |i| src.byte(i)) {
-            Ok(t) => t,
-            Err(problem) => return self.unknown(text, "", Vec::new(), ctx, problem),
-        };
-        match brush_parser::parse_tokens(&tokens, &self.options) {
+        match parse::program(text, &self.options) {
             Ok(program) => {
+                let src = Source::new(text);
                 for list in &program.complete_commands {
                     self.list(&src, list, ctx);
                 }
             }
-            Err(e) => self.unknown(text, "", Vec::new(), ctx, format!("cannot parse: {e}")),
+            Err(problem) => self.unknown(text, "", Vec::new(), ctx, problem),
         }
     }
 
@@ -446,7 +436,7 @@ impl Walker {
             }
             Command::ExtendedTest(t, redirects) => {
                 let c = self.enclosing_redirects(src, redirects.as_ref(), ctx);
-                self.extended_test(&t.expr, &c);
+                self.extended_test(src, &t.expr, &c);
                 if c.writes.len() > ctx.writes.len() || c.reads.len() > ctx.reads.len() {
                     let text = src.span(&t.loc);
                     self.push(Self::part(text, "", Vec::new(), &c));
@@ -500,7 +490,7 @@ impl Walker {
             CompoundCommand::Subshell(s) => self.list(src, &s.list, ctx),
             CompoundCommand::ForClause(f) => {
                 for w in f.values.iter().flatten() {
-                    self.word_subs(&w.value, ctx);
+                    self.word_subs(written(src, w), ctx);
                 }
                 self.list(src, &f.body.list, ctx);
             }
@@ -511,10 +501,10 @@ impl Walker {
                 self.list(src, &f.body.list, ctx);
             }
             CompoundCommand::CaseClause(c) => {
-                self.word_subs(&c.value.value, ctx);
+                self.word_subs(written(src, &c.value), ctx);
                 for item in &c.cases {
                     for p in &item.patterns {
-                        self.word_subs(&p.value, ctx);
+                        self.word_subs(written(src, p), ctx);
                     }
                     if let Some(cmd) = &item.cmd {
                         self.list(src, cmd, ctx);
@@ -554,7 +544,7 @@ impl Walker {
     }
 
     /// The words of a `[[ … ]]`, walked without recursion.
-    fn extended_test(&mut self, expr: &ExtendedTestExpr, ctx: &Ctx) {
+    fn extended_test(&mut self, src: &Source, expr: &ExtendedTestExpr, ctx: &Ctx) {
         let mut stack = vec![expr];
         while let Some(e) = stack.pop() {
             if self.full {
@@ -567,11 +557,11 @@ impl Walker {
                 }
                 ExtendedTestExpr::Not(a) | ExtendedTestExpr::Parenthesized(a) => stack.push(a),
                 ExtendedTestExpr::UnaryTest(_, w) => {
-                    self.word_subs(&w.value, ctx);
+                    self.word_subs(written(src, w), ctx);
                 }
                 ExtendedTestExpr::BinaryTest(_, a, b) => {
-                    self.word_subs(&a.value, ctx);
-                    self.word_subs(&b.value, ctx);
+                    self.word_subs(written(src, a), ctx);
+                    self.word_subs(written(src, b), ctx);
                 }
             }
         }
@@ -579,6 +569,9 @@ impl Walker {
 
     /// Runs the commands inside an arithmetic expression.
     fn arithmetic(&mut self, text: &str, ctx: &Ctx) {
+        if !text.contains("$(") && !text.contains('`') {
+            return;
+        }
         let info = analyze_word(&format!("$(({text}))"), &self.options, ctx.depth);
         self.embedded(&info, ctx);
     }
@@ -635,7 +628,7 @@ impl Walker {
         match io {
             IoRedirect::File(_, kind, target) => match target {
                 IoFileRedirectTarget::Filename(w) => {
-                    let info = self.word_subs(&w.value, ctx);
+                    let info = self.word_subs(written(src, w), ctx);
                     let (write, read) = match kind {
                         IoFileRedirectKind::Read => (false, true),
                         IoFileRedirectKind::Write | IoFileRedirectKind::Append | IoFileRedirectKind::Clobber => {
@@ -649,7 +642,7 @@ impl Walker {
                 }
                 IoFileRedirectTarget::Fd(_) => {}
                 IoFileRedirectTarget::Duplicate(w) => {
-                    let info = self.word_subs(&w.value, ctx);
+                    let info = self.word_subs(written(src, w), ctx);
                     let fd_like =
                         info.literal == "-" || info.literal.trim_end_matches('-').chars().all(|c| c.is_ascii_digit());
                     if !info.is_literal() {
@@ -668,11 +661,11 @@ impl Walker {
                 },
             },
             IoRedirect::OutputAndError(w, _) => {
-                let info = self.word_subs(&w.value, ctx);
+                let info = self.word_subs(written(src, w), ctx);
                 self.file(&info, true, false, r);
             }
             IoRedirect::HereString(_, w) => {
-                let info = analyze_word(&w.value, &self.options, ctx.depth);
+                let info = analyze_word(written(src, w), &self.options, ctx.depth);
                 let programs = self.embedded(&info, ctx);
                 r.upstream.extend(programs);
                 r.stdin_doc = Some(if info.is_literal() {
@@ -771,7 +764,7 @@ impl Walker {
         for item in items {
             match item {
                 Item::Word(w) | Item::Item(CommandPrefixOrSuffixItem::Word(w)) => {
-                    words.push(self.word_subs(&w.value, ctx));
+                    words.push(self.word_subs(written(src, w), ctx));
                 }
                 Item::Item(CommandPrefixOrSuffixItem::AssignmentWord(a, w)) => {
                     if words.is_empty() {
@@ -780,25 +773,12 @@ impl Walker {
                             ast::AssignmentName::VariableName(n) | ast::AssignmentName::ArrayElementName(n, _) => n,
                         };
                         env.push(name.clone());
-                        match &a.value {
-                            ast::AssignmentValue::Scalar(v) => {
-                                self.word_subs(&v.value, ctx);
-                            }
-                            ast::AssignmentValue::Array(items) => {
-                                for (k, v) in items {
-                                    if let Some(k) = k {
-                                        self.word_subs(&k.value, ctx);
-                                    }
-                                    self.word_subs(&v.value, ctx);
-                                }
-                            }
-                        }
-                        if let ast::AssignmentName::ArrayElementName(_, index) = &a.name {
-                            self.word_subs(index, ctx);
-                        }
+                        // The whole `NAME=value` as written: its value's
+                        // substitutions run.
+                        self.word_subs(written(src, w), ctx);
                     } else {
                         // `export A=1`, `declare A=(…)`: an argument.
-                        words.push(self.word_subs(&w.value, ctx));
+                        words.push(self.word_subs(written(src, w), ctx));
                     }
                 }
                 Item::Item(CommandPrefixOrSuffixItem::IoRedirect(io)) => self.redirect(src, io, &mut r, ctx),
@@ -907,6 +887,11 @@ impl Walker {
                 return self.not_understood(p, reason);
             }
             let path = first.literal.as_str();
+            if path == "!" && words.len() > 1 {
+                // `time ! cmd`: a negation brush-parser left as a word.
+                words = words.get(1..).unwrap_or_default();
+                continue;
+            }
             let program = basename(path);
             match peel(program, words) {
                 Some(Peel::Through(t)) => {
@@ -1067,6 +1052,19 @@ impl Walker {
             }
             self.run(&text, cmd, c);
         }
+    }
+}
+
+/// A word as written in the source. brush-parser's tokenizer can drop part
+/// of a word's value (a here-document line `)` inside `$(…)`), never its
+/// position.
+fn written<'a>(src: &Source<'a>, w: &'a ast::Word) -> &'a str {
+    match &w.loc {
+        Some(loc) => match src.span(loc) {
+            "" => &w.value,
+            text => text,
+        },
+        None => &w.value,
     }
 }
 

@@ -5,7 +5,7 @@
 use brush_parser::word::{self, ParameterExpr, WordPiece, WordPieceWithSource};
 use brush_parser::ParserOptions;
 
-use crate::MAX_DEPTH;
+use crate::{parse, MAX_DEPTH};
 
 /// A command hidden inside a word: the text of a `$(…)` or backtick
 /// substitution, analysed as a shell program of its own.
@@ -32,6 +32,9 @@ pub(crate) struct WordInfo {
     pub(crate) embedded: Vec<Embedded>,
     /// Why the word could not be read fully, if it could not.
     pub(crate) problem: Option<String>,
+    /// brush-parser's word grammar left a `$(`, `${` or backtick as plain
+    /// text: it gave up on a substitution that bash would run.
+    pub(crate) gave_up: bool,
 }
 
 impl WordInfo {
@@ -75,6 +78,44 @@ pub(crate) fn brush_would_panic(text: &str) -> Option<String> {
     None
 }
 
+/// Text on which brush-parser 0.4's tokenizer may loop forever, allocating
+/// until memory runs out (found by fuzzing: `$(cat <<  `, `$(<< <  `): a
+/// here-document operator not followed by a delimiter word (the end of the
+/// input, an operator, a comment, a backtick). Bash refuses these too,
+/// except as a shift in arithmetic (`$((1 << (n)))`), which is refused here
+/// as well. Quotes are ignored.
+pub(crate) fn brush_would_hang(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(found) = text.get(from..).and_then(|rest| rest.find("<<")) {
+        let at = from + found;
+        from = at + 2;
+        let mut j = at + 2;
+        match bytes.get(j) {
+            Some(b'<') => {
+                from = j + 1;
+                continue;
+            }
+            Some(b'-') => j += 1,
+            _ => {}
+        }
+        loop {
+            match bytes.get(j) {
+                Some(b' ' | b'\t') => j += 1,
+                Some(b'\\') if bytes.get(j + 1) == Some(&b'\n') => j += 2,
+                _ => break,
+            }
+        }
+        if matches!(
+            bytes.get(j),
+            None | Some(b'#' | b'`' | b'<' | b'>' | b'|' | b'&' | b';' | b'(' | b')' | b'\n')
+        ) {
+            return Some("a here-document operator without a delimiter".to_owned());
+        }
+    }
+    None
+}
+
 /// Reads a word as the shell would before running the command. `depth` is
 /// the nesting the word is found at; expansions nested in it count on from
 /// there.
@@ -86,17 +127,124 @@ pub(crate) fn analyze_word(raw: &str, options: &ParserOptions, depth: usize) -> 
         info.problem = Some(problem);
         return info;
     }
+    if too_many_parentheses(raw) {
+        return fallback(raw, options);
+    }
     match word::parse(raw, options) {
         Ok(pieces) => {
             let mut unquoted = String::new();
             render(raw, &pieces, false, options, depth, &mut info, &mut unquoted);
             info.glob = has_glob(&unquoted);
             info.brace = has_brace_expansion(&unquoted);
+            if info.gave_up || misread_heredoc(raw, &info, options) {
+                return fallback(raw, options);
+            }
         }
-        Err(e) => {
-            info.literal = raw.to_owned();
-            info.dynamic = true;
-            info.problem = Some(format!("cannot read the word {raw:?}: {e}"));
+        Err(_) => return fallback(raw, options),
+    }
+    info
+}
+
+/// `(` after the first `$(` above which a word is not given to
+/// brush-parser's word grammar: inside `$(…)` it backtracks over each `(`
+/// that has no `)` (a here-document in the substitution can hold any), so
+/// its time doubles with each.
+const MAX_WORD_PARENS: usize = 12;
+
+fn too_many_parentheses(raw: &str) -> bool {
+    raw.find("$(")
+        .and_then(|p| raw.get(p..))
+        .is_some_and(|rest| rest.matches('(').count() > MAX_WORD_PARENS)
+}
+
+/// brush-parser's word grammar does not know here-documents: inside
+/// `$(cat <<'EOF' … EOF)` a `)` of the document ends the substitution for
+/// it. Seen as a substitution that does not parse.
+fn misread_heredoc(raw: &str, info: &WordInfo, options: &ParserOptions) -> bool {
+    raw.contains("<<") && info.embedded.iter().any(|e| parse::program(&e.text, options).is_err())
+}
+
+/// Reads a word without brush-parser's word grammar, for the words it
+/// cannot be trusted with: the value is the word as written (dynamic), and
+/// each `$(…)` ends at the first `)` before which the text parses as a
+/// program (bash's rule, with the program parser, which knows
+/// here-documents); backticks end at the next unescaped backtick. Quotes
+/// are not followed, so a quoted `$(…)` counts too: more parts, never
+/// fewer.
+fn fallback(raw: &str, options: &ParserOptions) -> WordInfo {
+    // Parses tried for the whole word, each at most the word's length.
+    const MAX_ATTEMPTS: usize = 32;
+    let mut attempts = 0;
+    let mut info = WordInfo {
+        literal: raw.to_owned(),
+        dynamic: true,
+        ..WordInfo::default()
+    };
+    let short: String = raw.chars().take(60).collect();
+    let bytes = raw.as_bytes();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'\\' => i += 2,
+            b'$' if raw.get(i..).is_some_and(|r| r.starts_with("$((")) => {
+                info.problem.get_or_insert_with(|| {
+                    "an arithmetic expansion in a word that brush-parser cannot read".to_owned()
+                });
+                i += 3;
+            }
+            b'$' if bytes.get(i + 1) == Some(&b'(') => {
+                let start = i + 2;
+                let end = raw
+                    .get(start..)
+                    .unwrap_or_default()
+                    .match_indices(')')
+                    .map(|(j, _)| start + j)
+                    .take_while(|_| {
+                        attempts += 1;
+                        attempts <= MAX_ATTEMPTS
+                    })
+                    .find(|&j| {
+                        raw.get(start..j)
+                            .is_some_and(|inner| parse::program(inner, options).is_ok())
+                    });
+                match end {
+                    Some(j) => {
+                        info.embedded.push(Embedded {
+                            text: raw.get(start..j).unwrap_or_default().to_owned(),
+                        });
+                        i = j + 1;
+                    }
+                    None if attempts > MAX_ATTEMPTS => {
+                        info.problem
+                            .get_or_insert_with(|| format!("too many substitutions to read in {short:?}…"));
+                        break;
+                    }
+                    None => {
+                        info.problem
+                            .get_or_insert_with(|| format!("cannot find the end of a $( in {short:?}…"));
+                        i = start;
+                    }
+                }
+            }
+            b'`' => {
+                let mut j = i + 1;
+                while bytes.get(j).is_some_and(|&c| c != b'`') {
+                    j += if bytes.get(j) == Some(&b'\\') { 2 } else { 1 };
+                }
+                match raw.get(i + 1..j).filter(|_| j < bytes.len()) {
+                    Some(inner) => {
+                        let text = inner.replace("\\`", "`").replace("\\$", "$").replace("\\\\", "\\");
+                        info.embedded.push(Embedded { text });
+                        i = j + 1;
+                    }
+                    None => {
+                        info.problem
+                            .get_or_insert_with(|| format!("cannot find the end of a backtick in {short:?}…"));
+                        i = bytes.len();
+                    }
+                }
+            }
+            _ => i += 1,
         }
     }
     info
@@ -112,16 +260,18 @@ pub(crate) fn analyze_heredoc(raw: &str, options: &ParserOptions, depth: usize) 
         info.problem = Some(problem);
         return info;
     }
+    if too_many_parentheses(raw) {
+        return fallback(raw, options);
+    }
     match word::parse_heredoc(raw, options) {
         Ok(pieces) => {
             let mut unquoted = String::new();
             render(raw, &pieces, true, options, depth, &mut info, &mut unquoted);
+            if info.gave_up || misread_heredoc(raw, &info, options) {
+                return fallback(raw, options);
+            }
         }
-        Err(e) => {
-            info.literal = raw.to_owned();
-            info.dynamic = true;
-            info.problem = Some(format!("cannot read a here-document: {e}"));
-        }
+        Err(_) => return fallback(raw, options),
     }
     info
 }
@@ -146,10 +296,19 @@ fn render(
         }
         return;
     }
+    // The previous piece was text ending in `$` (brush-parser may split a
+    // `$(` it gave up on into `$` and `(…`).
+    let mut dollar = false;
     for p in pieces {
         let source = raw.get(p.start_index..p.end_index).unwrap_or_default();
+        let after_dollar = std::mem::take(&mut dollar);
         match &p.piece {
             WordPiece::Text(t) => {
+                info.gave_up |= t.contains("$(")
+                    || t.contains("${")
+                    || t.contains('`')
+                    || (after_dollar && t.starts_with(['(', '{']));
+                dollar = t.ends_with('$');
                 info.literal.push_str(t);
                 if quoted {
                     unquoted.push('\0');
@@ -223,6 +382,7 @@ fn scan_embedded(text: &str, options: &ParserOptions, depth: usize, info: &mut W
             let mut sink = String::new();
             render(text, &pieces, false, options, depth, &mut inner, &mut sink);
             info.embedded.extend(inner.embedded);
+            info.gave_up |= inner.gave_up;
             if info.problem.is_none() {
                 info.problem = inner.problem;
             }
@@ -483,6 +643,29 @@ mod tests {
         assert!(brush_would_panic("cd ~-99999999999999999999/x").is_some());
         assert!(brush_would_panic("echo 99999999999999999999999 ~2").is_none());
         assert!(w("~99999999999999999999999").problem.is_some());
+    }
+
+    #[test]
+    fn heredoc_operators_without_delimiter_are_refused() {
+        for text in [
+            "$(<<  ",
+            "\"$(<<  ",
+            "`$(<<  `",
+            "$(<<  #x",
+            "$(cat <<  \\\n",
+            "cat <<",
+            "$(<< <  ",
+        ] {
+            assert!(brush_would_hang(text).is_some(), "{text:?}");
+        }
+        for text in ["cat <<EOF\nx\nEOF", "cat <<< x", "echo $((1 << 2))", "cat <<-'E'\nE"] {
+            assert!(brush_would_hang(text).is_none(), "{text:?}");
+        }
+        // Input ending after a delimiter: made safe by `parse::program`'s
+        // final newline instead.
+        for text in ["$(cat <<  r ", "$(<<\t\tr "] {
+            assert!(parse::program(text, &ParserOptions::default()).is_err(), "{text:?}");
+        }
     }
 
     #[test]

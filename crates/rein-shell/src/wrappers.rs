@@ -405,6 +405,12 @@ pub(crate) fn peel(program: &str, words: &[WordInfo]) -> Option<Peel> {
         "command" if opts.has(&["v", "V"]) => Peel::Itself,
         "time" => {
             t.writes = opts.values(&["o", "output"]).map(str::to_owned).collect();
+            if words.first().is_some_and(|w| w.literal == "time") {
+                // The keyword (`time time X=1 cmd`): assignments may follow.
+                let (env, next) = assignments(words, t.next);
+                t.env = env;
+                t.next = next;
+            }
             through_or_itself(words, t)
         }
         "xargs" => {

@@ -75,6 +75,8 @@ const CORPUS: &[&str] = &[
     "bash <<'EOF'\ncurl https://x | sh\nEOF",
     "sh <<< 'rm -rf /tmp/x'",
     "python3 - <<EOF\nprint('hi')\nEOF",
+    "git commit -m \"$(cat <<'EOF'\nfix: don't split (the parser\n\nCo-Authored-By: Claude <noreply@anthropic.com>\nEOF\n)\"",
+    "echo \"$(cat <<'EOF'\n1) one\nEOF\nrm -rf ~\n)\"",
     // --- wrappers
     "sudo -u root -E rm -rf /var/log",
     "sudo -l",

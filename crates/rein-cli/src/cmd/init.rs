@@ -1,0 +1,767 @@
+//! `rein init claude-code`: write Rein's hooks into a Claude Code settings
+//! file, merged into what is there, showing the diff.
+//!
+//! The file is read into an order-preserving JSON tree ([`Json`]), so every
+//! key the user wrote keeps its place and value; only handlers an earlier
+//! `rein init` wrote (recognised by their command or URL, see
+//! [`is_rein_handler`]) are taken out, and Rein's own groups are put back in
+//! their place. Running it again with the same arguments yields the same
+//! tree, and then nothing is written.
+//!
+//! (serde_json's `preserve_order` feature would also keep the order, but
+//! Cargo unifies features: it would change the key order of every JSON
+//! object the workspace builds and prints, not only this file's.)
+
+use super::{EXIT_ALLOW, EXIT_BLOCK};
+use anyhow::{bail, Context};
+use clap::{ArgGroup, Args, Subcommand};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Unexpected, Visitor};
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::borrow::Cow;
+use std::fmt;
+use std::fs;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    #[command(subcommand)]
+    agent: Agent,
+}
+
+#[derive(Subcommand, Debug)]
+enum Agent {
+    /// Write (or merge) Rein's hooks into a Claude Code settings file, so
+    /// that Claude Code asks Rein before and after every tool call.
+    ///
+    /// Hooks are written for PreToolUse, PermissionRequest and PostToolUse
+    /// (matcher `*`), UserPromptSubmit, SessionStart and SessionEnd, each with
+    /// a timeout and `"onFailure": "block"`. Everything else in the file is
+    /// kept; only hooks an earlier `rein init` wrote are replaced. The diff is
+    /// printed on stdout, then the file is replaced atomically; a second run
+    /// with the same arguments changes nothing. A file that is not valid JSON,
+    /// or whose `hooks` has the wrong shape, is refused (exit 2) and left as
+    /// it is.
+    ClaudeCode(ClaudeCodeArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("decider").required(true).args(["policy", "server"])))]
+pub struct ClaudeCodeArgs {
+    /// Project directory: the settings file is DIR/.claude/settings.json
+    /// (`.claude/` is created if missing).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    project: PathBuf,
+    /// Settings file to write instead of DIR/.claude/settings.json (e.g.
+    /// ~/.claude/settings.json for every project).
+    #[arg(long, value_name = "FILE", conflicts_with = "local")]
+    settings: Option<PathBuf>,
+    /// Write DIR/.claude/settings.local.json (personal, not committed)
+    /// instead of DIR/.claude/settings.json.
+    #[arg(long)]
+    local: bool,
+    /// Policy files or directories the hook decides with, in-process. They
+    /// must load now; they are written as absolute paths.
+    #[arg(long, short = 'p', num_args = 1.., value_name = "POLICY")]
+    policy: Vec<PathBuf>,
+    /// SQLite store the hook records to (audit log, limits, sessions);
+    /// written as an absolute path. Only with --policy.
+    #[arg(long, value_name = "FILE", conflicts_with = "server")]
+    db: Option<PathBuf>,
+    /// Decide through a running `rein serve` at URL (e.g.
+    /// http://127.0.0.1:7777) instead of in-process.
+    #[arg(long, value_name = "URL", conflicts_with = "policy")]
+    server: Option<String>,
+    /// Environment variable that holds the server's bearer token when the
+    /// hook runs (the token itself is never written). Only with --server.
+    #[arg(long, value_name = "VAR", default_value = "REIN_TOKEN", conflicts_with = "policy")]
+    token_env: String,
+    /// Write Claude Code `http` hooks that POST to URL/v1/hooks/claude-code
+    /// (no process per call) instead of `rein hook claude-code` commands.
+    /// Only with --server.
+    #[arg(long, conflicts_with = "policy")]
+    http: bool,
+    /// Seconds Claude Code waits for each hook; a hook that takes longer
+    /// blocks the call.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    timeout: u32,
+    /// The rein executable the hook command runs, written as given (default:
+    /// the absolute path of this rein).
+    #[arg(long, value_name = "PATH", conflicts_with = "http")]
+    rein_bin: Option<PathBuf>,
+    /// Print the diff only; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Write without asking (rein asks only when stdin is a terminal).
+    #[arg(long, short = 'y')]
+    yes: bool,
+}
+
+/// Runs `rein init`.
+pub fn run(args: InitArgs, color: bool) -> anyhow::Result<u8> {
+    match args.agent {
+        Agent::ClaudeCode(args) => claude_code(args, color),
+    }
+}
+
+/// The events Rein hooks, in the order they are written, with their
+/// matcher (`None`: the event takes no matcher).
+const EVENTS: [(&str, Option<&str>); 6] = [
+    ("PreToolUse", Some("*")),
+    ("PermissionRequest", Some("*")),
+    ("PostToolUse", Some("*")),
+    ("UserPromptSubmit", None),
+    ("SessionStart", None),
+    ("SessionEnd", None),
+];
+
+/// The path of the HTTP hook endpoint of `rein serve`.
+const HTTP_HOOK_PATH: &str = "/v1/hooks/claude-code";
+
+fn claude_code(args: ClaudeCodeArgs, color: bool) -> anyhow::Result<u8> {
+    let path = match &args.settings {
+        Some(file) => file.clone(),
+        None => {
+            if !args.project.is_dir() {
+                bail!("project directory {} not found", args.project.display());
+            }
+            let name = if args.local {
+                "settings.local.json"
+            } else {
+                "settings.json"
+            };
+            args.project.join(".claude").join(name)
+        }
+    };
+    let bin = match &args.rein_bin {
+        Some(bin) => utf8(bin)?.to_owned(),
+        None => {
+            let exe = std::env::current_exe().context("cannot find this rein executable's path; pass --rein-bin")?;
+            utf8(&exe)?.to_owned()
+        }
+    };
+    let handler = rein_handler(&args, &bin, color)?;
+
+    let (old_text, exists) = match fs::read(&path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => (text, true),
+            Err(_) => bail!("{}: not UTF-8 text; the file was left unchanged", path.display()),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (String::new(), false),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let old = parse_settings(&path, &old_text)?;
+    let mut new = old.clone();
+    merge(&mut new, &handler, &bin);
+    if exists && new == old {
+        eprintln!("{}: already up to date", path.display());
+        return Ok(EXIT_ALLOW);
+    }
+
+    let new_text = render(&new, &indent_of(&old_text))?;
+    let label = path.display().to_string();
+    let old_label = if exists { label.as_str() } else { "/dev/null" };
+    let diff = similar::TextDiff::from_lines(&old_text, &new_text);
+    let mut out = std::io::stdout().lock();
+    write!(
+        out,
+        "{}",
+        diff.unified_diff().context_radius(3).header(old_label, &label)
+    )?;
+    out.flush()?;
+    drop(out);
+
+    if args.dry_run {
+        eprintln!("dry run: {} not written", path.display());
+        return Ok(EXIT_ALLOW);
+    }
+    if !args.yes && std::io::stdin().is_terminal() && !confirm(&path)? {
+        eprintln!("nothing written");
+        return Ok(EXIT_BLOCK);
+    }
+    write_atomic(&path, &new_text)?;
+    eprintln!("wrote {}", path.display());
+    Ok(EXIT_ALLOW)
+}
+
+/// The handler Rein writes for every event: a `rein hook claude-code`
+/// command, or an `http` handler pointing at `rein serve`.
+fn rein_handler(args: &ClaudeCodeArgs, bin: &str, color: bool) -> anyhow::Result<Json> {
+    let timeout = ("timeout", Json::from(args.timeout));
+    let on_failure = ("onFailure", Json::from("block"));
+    if let Some(server) = &args.server {
+        let url = server.trim_end_matches('/');
+        let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+        if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace)) {
+            bail!("--server must be an http:// or https:// URL, got `{server}`");
+        }
+        let var = &args.token_env;
+        let valid_name = var.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_name {
+            bail!("--token-env must be an environment variable name (letters, digits, `_`), got `{var}`");
+        }
+        if args.http {
+            let headers = Json::object([("Authorization", Json::from(format!("Bearer ${var}")))]);
+            return Ok(Json::object([
+                ("type", Json::from("http")),
+                ("url", Json::from(format!("{url}{HTTP_HOOK_PATH}"))),
+                ("headers", headers),
+                ("allowedEnvVars", Json::Array(vec![Json::from(var.as_str())])),
+                timeout,
+                on_failure,
+            ]));
+        }
+        let words = [bin, "hook", "claude-code", "--server", url, "--token-env", var];
+        let command = words.iter().map(|w| sh_quote(w)).collect::<Vec<_>>().join(" ");
+        return Ok(command_handler(command, timeout, on_failure));
+    }
+
+    // In-process: the policy must load now, or every tool call would be
+    // refused later.
+    if super::load_policy(&args.policy, color, super::Format::Human).is_err() {
+        bail!("the policy does not load (see above); nothing written");
+    }
+    let mut words = vec![sh_quote(bin).into_owned(), "hook".to_owned(), "claude-code".to_owned()];
+    for policy in &args.policy {
+        words.push("--policy".to_owned());
+        words.push(sh_quote(&absolute(policy)?).into_owned());
+    }
+    if let Some(db) = &args.db {
+        words.push("--db".to_owned());
+        words.push(sh_quote(&absolute(db)?).into_owned());
+    }
+    Ok(command_handler(words.join(" "), timeout, on_failure))
+}
+
+fn command_handler(command: String, timeout: (&str, Json), on_failure: (&str, Json)) -> Json {
+    Json::object([
+        ("type", Json::from("command")),
+        ("command", Json::from(command)),
+        timeout,
+        on_failure,
+    ])
+}
+
+fn utf8(path: &Path) -> anyhow::Result<&str> {
+    path.to_str().with_context(|| {
+        format!(
+            "{} is not valid UTF-8; it cannot go into a settings file",
+            path.display()
+        )
+    })
+}
+
+fn absolute(path: &Path) -> anyhow::Result<String> {
+    let abs = std::path::absolute(path).with_context(|| format!("cannot make {} absolute", path.display()))?;
+    Ok(utf8(&abs)?.to_owned())
+}
+
+/// `word` as one word for a POSIX shell: as it is when it holds only
+/// characters no shell treats specially, else in single quotes (a `'` inside
+/// becomes `'\''`).
+fn sh_quote(word: &str) -> Cow<'_, str> {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"_-./,:@%+".contains(&b);
+    if !word.is_empty() && word.bytes().all(plain) {
+        Cow::Borrowed(word)
+    } else {
+        Cow::Owned(format!("'{}'", word.replace('\'', r"'\''")))
+    }
+}
+
+/// Whether `handler` is one an earlier `rein init claude-code` wrote: an
+/// `http` handler whose URL ends in `/v1/hooks/claude-code`, or a command
+/// whose words start with a rein executable (named `rein`, or `bin`, the one
+/// being written now) followed by `hook claude-code`.
+fn is_rein_handler(handler: &Json, bin: &str) -> bool {
+    let Json::Object(fields) = handler else {
+        return false;
+    };
+    if let Some(Json::String(url)) = fields.get("url") {
+        if url.trim_end_matches('/').ends_with(HTTP_HOOK_PATH) {
+            return true;
+        }
+    }
+    let Some(Json::String(command)) = fields.get("command") else {
+        return false;
+    };
+    let Some(words) = shlex::split(command) else {
+        return false;
+    };
+    let [program, hook, agent, ..] = words.as_slice() else {
+        return false;
+    };
+    let name = Path::new(program).file_name().and_then(|n| n.to_str());
+    (program == bin || matches!(name, Some("rein" | "rein.exe"))) && hook == "hook" && agent == "claude-code"
+}
+
+/// Takes every Rein handler out of `settings.hooks` (dropping the groups
+/// and events this empties) and puts one group per event in [`EVENTS`] with
+/// `handler`, where the first removed one was, else at the end.
+fn merge(settings: &mut Json, handler: &Json, bin: &str) {
+    let Json::Object(top) = settings else {
+        return;
+    };
+    if top.get("hooks").is_none() {
+        top.insert("hooks", Json::Object(Obj::default()));
+    }
+    let Some(Json::Object(hooks)) = top.get_mut("hooks") else {
+        return;
+    };
+    let mut slots: Vec<(String, usize)> = Vec::new();
+    let mut emptied: Vec<String> = Vec::new();
+    for (event, groups) in hooks.0.iter_mut() {
+        let Json::Array(groups) = groups else {
+            continue;
+        };
+        let mut kept = Vec::with_capacity(groups.len());
+        let mut slot = None;
+        for mut group in std::mem::take(groups) {
+            if let Json::Object(g) = &mut group {
+                if let Some(Json::Array(handlers)) = g.get_mut("hooks") {
+                    let before = handlers.len();
+                    handlers.retain(|h| !is_rein_handler(h, bin));
+                    if handlers.len() < before {
+                        slot.get_or_insert(kept.len());
+                        if handlers.is_empty() {
+                            continue;
+                        }
+                    }
+                }
+            }
+            kept.push(group);
+        }
+        *groups = kept;
+        if let Some(slot) = slot {
+            slots.push((event.clone(), slot));
+            if groups.is_empty() {
+                emptied.push(event.clone());
+            }
+        }
+    }
+    for event in emptied {
+        if !EVENTS.iter().any(|(e, _)| *e == event) {
+            hooks.remove(&event);
+        }
+    }
+    for (event, matcher) in EVENTS {
+        let mut group = Obj::default();
+        if let Some(matcher) = matcher {
+            group.insert("matcher", Json::from(matcher));
+        }
+        group.insert("hooks", Json::Array(vec![handler.clone()]));
+        let group = Json::Object(group);
+        let slot = slots.iter().find(|(e, _)| e == event).map(|(_, s)| *s);
+        match hooks.get_mut(event) {
+            Some(Json::Array(groups)) => {
+                let at = slot.unwrap_or(groups.len()).min(groups.len());
+                groups.insert(at, group);
+            }
+            _ => hooks.insert(event, Json::Array(vec![group])),
+        }
+    }
+}
+
+/// Parses a settings file: an empty one is `{}`; otherwise it must be a
+/// JSON object whose `hooks`, if present, has Claude Code's shape.
+fn parse_settings(path: &Path, text: &str) -> anyhow::Result<Json> {
+    if text.trim().is_empty() {
+        return Ok(Json::Object(Obj::default()));
+    }
+    let refuse = |e: serde_json::Error| {
+        let what = match e.classify() {
+            serde_json::error::Category::Data => "`hooks` has the wrong shape",
+            _ => "not valid JSON",
+        };
+        let message = e.to_string();
+        let suffix = format!(" at line {} column {}", e.line(), e.column());
+        let message = message.strip_suffix(&suffix).unwrap_or(&message);
+        anyhow::anyhow!(
+            "{}:{}:{}: {what}: {message}; the file was left unchanged",
+            path.display(),
+            e.line(),
+            e.column()
+        )
+    };
+    let tree: Json = serde_json::from_str(text).map_err(refuse)?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    Shape::Top.deserialize(&mut de).map_err(|e| {
+        let mut e = refuse(e);
+        if !matches!(tree, Json::Object(_)) {
+            e = anyhow::anyhow!(
+                "{}: the settings must be a JSON object; the file was left unchanged",
+                path.display()
+            );
+        }
+        e
+    })?;
+    Ok(tree)
+}
+
+/// The indentation of the first indented line of `text` (two spaces if
+/// none), so that a rewritten file keeps its style.
+fn indent_of(text: &str) -> String {
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let end = line.find(|c| c != ' ' && c != '\t').unwrap_or(line.len());
+            &line[..end]
+        })
+        .find(|indent| !indent.is_empty() && indent.len() <= 8)
+        .unwrap_or("  ")
+        .to_owned()
+}
+
+fn render(tree: &Json, indent: &str) -> anyhow::Result<String> {
+    let mut out = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(indent.as_bytes());
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
+    tree.serialize(&mut ser)?;
+    out.push(b'\n');
+    Ok(String::from_utf8(out)?)
+}
+
+fn confirm(path: &Path) -> anyhow::Result<bool> {
+    eprint!("write {}? [y/N] ", path.display());
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
+}
+
+/// Writes `text` to a temporary file next to `path` (creating the folder),
+/// with the old file's permissions, then renames it over `path`. A symlink
+/// is followed: its target is replaced, the link stays.
+fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
+    let path = match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            fs::canonicalize(path).with_context(|| format!("cannot follow the symlink {}", path.display()))?
+        }
+        _ => path.to_owned(),
+    };
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("settings.json");
+    let tmp = dir.join(format!(".{name}.rein-{}.tmp", std::process::id()));
+    let written = (|| -> std::io::Result<()> {
+        let mut file = fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        if let Ok(meta) = fs::metadata(&path) {
+            file.set_permissions(meta.permissions())?;
+        }
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        fs::rename(&tmp, &path)
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
+    // Make the rename durable where the platform allows opening a folder.
+    if let Ok(dir) = fs::File::open(&dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// A JSON value whose objects keep their keys in document order.
+#[derive(Clone, Debug, PartialEq)]
+enum Json {
+    Null,
+    Bool(bool),
+    Number(serde_json::Number),
+    String(String),
+    Array(Vec<Json>),
+    Object(Obj),
+}
+
+/// An object's members in order. A repeated key keeps its first place and
+/// its last value, as JavaScript's `JSON.parse` does.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Obj(Vec<(String, Json)>);
+
+impl Obj {
+    fn get(&self, key: &str) -> Option<&Json> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    fn get_mut(&mut self, key: &str) -> Option<&mut Json> {
+        self.0.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// Replaces the value of `key` in place, or appends it.
+    fn insert(&mut self, key: &str, value: Json) {
+        match self.get_mut(key) {
+            Some(slot) => *slot = value,
+            None => self.0.push((key.to_owned(), value)),
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        self.0.retain(|(k, _)| k != key);
+    }
+}
+
+impl Json {
+    fn object<const N: usize>(members: [(&str, Json); N]) -> Json {
+        let mut obj = Obj::default();
+        for (k, v) in members {
+            obj.insert(k, v);
+        }
+        Json::Object(obj)
+    }
+}
+
+impl From<&str> for Json {
+    fn from(s: &str) -> Json {
+        Json::String(s.to_owned())
+    }
+}
+
+impl From<String> for Json {
+    fn from(s: String) -> Json {
+        Json::String(s)
+    }
+}
+
+impl From<u32> for Json {
+    fn from(n: u32) -> Json {
+        Json::Number(n.into())
+    }
+}
+
+impl Serialize for Json {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Json::Null => s.serialize_unit(),
+            Json::Bool(b) => s.serialize_bool(*b),
+            Json::Number(n) => n.serialize(s),
+            Json::String(v) => s.serialize_str(v),
+            Json::Array(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            Json::Object(obj) => {
+                let mut map = s.serialize_map(Some(obj.0.len()))?;
+                for (k, v) in &obj.0 {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Json {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Json, D::Error> {
+        d.deserialize_any(JsonVisitor)
+    }
+}
+
+struct JsonVisitor;
+
+impl<'de> Visitor<'de> for JsonVisitor {
+    type Value = Json;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Json, E> {
+        Ok(Json::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Json, E> {
+        Ok(Json::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Json, E> {
+        Ok(Json::Number(v.into()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Json, E> {
+        serde_json::Number::from_f64(v)
+            .map(Json::Number)
+            .ok_or_else(|| E::invalid_value(Unexpected::Float(v), &self))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Json, E> {
+        Ok(Json::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Json, E> {
+        Ok(Json::String(v))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Json::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+        let mut obj = Obj::default();
+        while let Some((k, v)) = map.next_entry::<String, Json>()? {
+            obj.insert(&k, v);
+        }
+        Ok(Json::Object(obj))
+    }
+}
+
+/// The shape Claude Code expects, checked with serde so that a mistake is
+/// reported with serde_json's line and column:
+/// `{"hooks": {EVENT: [{"matcher": STRING, "hooks": [{…}]}]}}`; every other
+/// key may hold anything.
+#[derive(Clone, Copy, Debug)]
+enum Shape {
+    Top,
+    Hooks,
+    Groups,
+    Group,
+    Matcher,
+    Handlers,
+    Handler,
+}
+
+impl<'de> DeserializeSeed<'de> for Shape {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        match self {
+            Shape::Groups | Shape::Handlers => d.deserialize_seq(self),
+            Shape::Matcher => d.deserialize_str(self),
+            Shape::Top | Shape::Hooks | Shape::Group | Shape::Handler => d.deserialize_map(self),
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for Shape {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(match self {
+            Shape::Top => "a JSON object",
+            Shape::Hooks => "an object of event names, each with a list of matcher groups",
+            Shape::Groups => "a list of matcher groups",
+            Shape::Group => r#"a matcher group, {"matcher": "…", "hooks": […]}"#,
+            Shape::Matcher => "a matcher string",
+            Shape::Handlers => "a list of hook handlers",
+            Shape::Handler => r#"a hook handler, {"type": "…", …}"#,
+        })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            let field = match (self, key.as_str()) {
+                (Shape::Top, "hooks") => Some(Shape::Hooks),
+                (Shape::Hooks, _) => Some(Shape::Groups),
+                (Shape::Group, "matcher") => Some(Shape::Matcher),
+                (Shape::Group, "hooks") => Some(Shape::Handlers),
+                _ => None,
+            };
+            match field {
+                Some(shape) => map.next_value_seed(shape)?,
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let item = match self {
+            Shape::Groups => Shape::Group,
+            Shape::Handlers => Shape::Handler,
+            _ => return Err(de::Error::invalid_type(Unexpected::Seq, &self)),
+        };
+        while seq.next_element_seed(item)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        match self {
+            Shape::Matcher => Ok(()),
+            _ => Err(E::invalid_type(Unexpected::Str(v), &self)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_a_posix_shell_split() {
+        for word in [
+            "plain/path-1.2",
+            "",
+            "a b",
+            "it's",
+            "$HOME",
+            "a\"b",
+            "x=y",
+            "~",
+            "*",
+            "tab\there",
+            "new\nline",
+        ] {
+            let quoted = sh_quote(word);
+            assert_eq!(shlex::split(&quoted), Some(vec![word.to_owned()]), "{quoted}");
+        }
+        assert_eq!(sh_quote("/usr/bin/rein"), "/usr/bin/rein");
+        assert_eq!(sh_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn key_order_and_duplicates_follow_json_parse() {
+        let tree: Json = serde_json::from_str(r#"{"z": 1, "a": {"y": 2.50, "b": null}, "z": 3}"#).unwrap();
+        assert_eq!(
+            render(&tree, "  ").unwrap(),
+            "{\n  \"z\": 3,\n  \"a\": {\n    \"y\": 2.5,\n    \"b\": null\n  }\n}\n"
+        );
+    }
+
+    #[test]
+    fn rein_handlers_are_recognised_by_command_or_url() {
+        let command = |c: &str| Json::object([("type", Json::from("command")), ("command", Json::from(c))]);
+        let bin = "/opt/my bin/rein-dev";
+        assert!(is_rein_handler(
+            &command("/usr/bin/rein hook claude-code --policy p"),
+            bin
+        ));
+        assert!(is_rein_handler(
+            &command("'/opt/my bin/rein-dev' hook claude-code"),
+            bin
+        ));
+        assert!(is_rein_handler(&command("rein hook claude-code"), bin));
+        assert!(!is_rein_handler(&command("rein hook codex"), bin));
+        assert!(!is_rein_handler(&command("/usr/bin/other hook claude-code"), bin));
+        assert!(!is_rein_handler(&command("echo rein hook claude-code"), bin));
+        let http = |u: &str| Json::object([("type", Json::from("http")), ("url", Json::from(u))]);
+        assert!(is_rein_handler(
+            &http("http://127.0.0.1:7777/v1/hooks/claude-code"),
+            bin
+        ));
+        assert!(!is_rein_handler(&http("http://127.0.0.1:7777/hook"), bin));
+    }
+
+    #[test]
+    fn indentation_is_kept() {
+        assert_eq!(indent_of("{\n    \"a\": 1\n}\n"), "    ");
+        assert_eq!(indent_of("{\n\t\"a\": 1\n}\n"), "\t");
+        assert_eq!(indent_of("{\"a\": 1}"), "  ");
+    }
+}
