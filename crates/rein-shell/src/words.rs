@@ -145,16 +145,18 @@ pub(crate) fn analyze_word(raw: &str, options: &ParserOptions, depth: usize) -> 
     info
 }
 
-/// `(` after the first `$(` above which a word is not given to
-/// brush-parser's word grammar: inside `$(…)` it backtracks over each `(`
-/// that has no `)` (a here-document in the substitution can hold any), so
-/// its time doubles with each.
-const MAX_WORD_PARENS: usize = 12;
+/// Brackets (`(`, `[`, `{`) after the first `$(`, `$[` or `${` above
+/// which a word is not given to brush-parser's word grammar: it backtracks
+/// over each one that has no match (inside `$(…)`, a here-document can hold
+/// any), so its time multiplies with each (fuzzing found 12 taking a
+/// second).
+const MAX_WORD_PARENS: usize = 8;
 
 fn too_many_parentheses(raw: &str) -> bool {
-    raw.find("$(")
+    let first = ["$(", "$[", "${"].iter().filter_map(|o| raw.find(o)).min();
+    first
         .and_then(|p| raw.get(p..))
-        .is_some_and(|rest| rest.matches('(').count() > MAX_WORD_PARENS)
+        .is_some_and(|rest| rest.matches(['(', '[', '{']).count() > MAX_WORD_PARENS)
 }
 
 /// brush-parser's word grammar does not know here-documents: inside
@@ -628,9 +630,16 @@ mod tests {
 
     #[test]
     fn nesting_is_bounded() {
-        let deep = format!("{}x{}", "${x:-".repeat(100), "}".repeat(100));
+        // Deeply nested words are read by the fallback, which still finds
+        // the commands inside.
+        let deep = format!("{}$(rm y){}", "${x:-".repeat(100), "}".repeat(100));
         let i = w(&deep);
-        assert!(i.problem.is_some_and(|p| p.contains("nested")));
+        assert!(i.dynamic);
+        assert_eq!(i.embedded.len(), 1);
+        assert_eq!(i.embedded[0].text, "rm y");
+        // Below the fallback's threshold, the depth limit applies.
+        let info = analyze_word("${x:-${x:-$(rm y)}}", &ParserOptions::default(), MAX_DEPTH);
+        assert!(info.problem.is_some_and(|p| p.contains("nested")));
     }
 
     #[test]
