@@ -85,6 +85,23 @@ pub(crate) fn brush_would_panic(text: &str) -> Option<String> {
 /// except as a shift in arithmetic (`$((1 << (n)))`), which is refused here
 /// as well. Quotes are ignored.
 pub(crate) fn brush_would_hang(text: &str) -> Option<String> {
+    // brush-parser 0.4's tokenizer panics (an `unwrap` at the end of a
+    // `${…}`) on a here-document inside `${…}` (found by fuzzing).
+    let mut from = 0;
+    while let Some(found) = text.get(from..).and_then(|rest| rest.find("${")) {
+        let start = from + found + 2;
+        let inside = text.get(start..).unwrap_or_default();
+        let inside = inside
+            .get(..inside.find('}').unwrap_or(inside.len()))
+            .unwrap_or_default();
+        if inside
+            .match_indices("<<")
+            .any(|(i, _)| inside.get(i + 2..i + 3) != Some("<"))
+        {
+            return Some("a here-document inside ${…}".to_owned());
+        }
+        from = start;
+    }
     let bytes = text.as_bytes();
     let mut from = 0;
     while let Some(found) = text.get(from..).and_then(|rest| rest.find("<<")) {
@@ -664,9 +681,11 @@ mod tests {
             "$(cat <<  \\\n",
             "cat <<",
             "$(<< <  ",
+            "echo ${HO:E cat <<EOF\n} x\nEOF\n",
         ] {
             assert!(brush_would_hang(text).is_some(), "{text:?}");
         }
+        assert!(brush_would_hang("echo ${a} <<EOF\nx\nEOF").is_none());
         for text in ["cat <<EOF\nx\nEOF", "cat <<< x", "echo $((1 << 2))", "cat <<-'E'\nE"] {
             assert!(brush_would_hang(text).is_none(), "{text:?}");
         }
