@@ -137,7 +137,7 @@ pub struct Part {
     pub upstream: Vec<String>,
     /// Wrappers seen through, outermost first (`sudo`, `env`, `timeout`,
     /// `nice`, `nohup`, `xargs`, `command`, `builtin`, `exec`, `time`,
-    /// `setsid`, `stdbuf`, `ionice`, `doas`, `chroot`, `bash -c`, `bash <<`
+    /// `setsid`, `stdbuf`, `ionice`, `doas`, `chroot`, `bash -c`, `su -c`, `bash <<`
     /// (a shell reading a here-document), `eval`, `trap`, `find -exec`,
     /// `coproc`, `function NAME` (the body of a function, which runs when it
     /// is called)).

@@ -85,6 +85,23 @@ pub(crate) fn brush_would_panic(text: &str) -> Option<String> {
 /// except as a shift in arithmetic (`$((1 << (n)))`), which is refused here
 /// as well. Quotes are ignored.
 pub(crate) fn brush_would_hang(text: &str) -> Option<String> {
+    // brush-parser 0.4's tokenizer panics (an `unwrap` at the end of a
+    // `${…}`) on a here-document inside `${…}` (found by fuzzing).
+    let mut from = 0;
+    while let Some(found) = text.get(from..).and_then(|rest| rest.find("${")) {
+        let start = from + found + 2;
+        let inside = text.get(start..).unwrap_or_default();
+        let inside = inside
+            .get(..inside.find('}').unwrap_or(inside.len()))
+            .unwrap_or_default();
+        if inside
+            .match_indices("<<")
+            .any(|(i, _)| inside.get(i + 2..i + 3) != Some("<"))
+        {
+            return Some("a here-document inside ${…}".to_owned());
+        }
+        from = start;
+    }
     let bytes = text.as_bytes();
     let mut from = 0;
     while let Some(found) = text.get(from..).and_then(|rest| rest.find("<<")) {
@@ -145,16 +162,18 @@ pub(crate) fn analyze_word(raw: &str, options: &ParserOptions, depth: usize) -> 
     info
 }
 
-/// `(` after the first `$(` above which a word is not given to
-/// brush-parser's word grammar: inside `$(…)` it backtracks over each `(`
-/// that has no `)` (a here-document in the substitution can hold any), so
-/// its time doubles with each.
-const MAX_WORD_PARENS: usize = 12;
+/// Brackets (`(`, `[`, `{`) after the first `$(`, `$[` or `${` above
+/// which a word is not given to brush-parser's word grammar: it backtracks
+/// over each one that has no match (inside `$(…)`, a here-document can hold
+/// any), so its time multiplies with each (fuzzing found 12 taking a
+/// second).
+const MAX_WORD_PARENS: usize = 8;
 
 fn too_many_parentheses(raw: &str) -> bool {
-    raw.find("$(")
+    let first = ["$(", "$[", "${"].iter().filter_map(|o| raw.find(o)).min();
+    first
         .and_then(|p| raw.get(p..))
-        .is_some_and(|rest| rest.matches('(').count() > MAX_WORD_PARENS)
+        .is_some_and(|rest| rest.matches(['(', '[', '{']).count() > MAX_WORD_PARENS)
 }
 
 /// brush-parser's word grammar does not know here-documents: inside
@@ -628,9 +647,16 @@ mod tests {
 
     #[test]
     fn nesting_is_bounded() {
-        let deep = format!("{}x{}", "${x:-".repeat(100), "}".repeat(100));
+        // Deeply nested words are read by the fallback, which still finds
+        // the commands inside.
+        let deep = format!("{}$(rm y){}", "${x:-".repeat(100), "}".repeat(100));
         let i = w(&deep);
-        assert!(i.problem.is_some_and(|p| p.contains("nested")));
+        assert!(i.dynamic);
+        assert_eq!(i.embedded.len(), 1);
+        assert_eq!(i.embedded[0].text, "rm y");
+        // Below the fallback's threshold, the depth limit applies.
+        let info = analyze_word("${x:-${x:-$(rm y)}}", &ParserOptions::default(), MAX_DEPTH);
+        assert!(info.problem.is_some_and(|p| p.contains("nested")));
     }
 
     #[test]
@@ -655,9 +681,11 @@ mod tests {
             "$(cat <<  \\\n",
             "cat <<",
             "$(<< <  ",
+            "echo ${HO:E cat <<EOF\n} x\nEOF\n",
         ] {
             assert!(brush_would_hang(text).is_some(), "{text:?}");
         }
+        assert!(brush_would_hang("echo ${a} <<EOF\nx\nEOF").is_none());
         for text in ["cat <<EOF\nx\nEOF", "cat <<< x", "echo $((1 << 2))", "cat <<-'E'\nE"] {
             assert!(brush_would_hang(text).is_none(), "{text:?}");
         }
