@@ -120,7 +120,11 @@ impl SqliteStore {
     async fn approval(&self, op: ApprovalOp) -> ApprovalReply {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Approval(op, reply))?;
-        answer.await.map_err(|_| writer_gone())?
+        answer
+            .await
+            .map_err(|_| writer_gone())?
+            .into_value()
+            .ok_or_else(writer_gone)?
     }
 }
 
@@ -154,7 +158,11 @@ impl Store for SqliteStore {
         let prepared = Box::new(PreparedAppend::new(entry));
         let (reply, answer) = oneshot::channel();
         self.send(Command::Append(prepared, reply))?;
-        answer.await.map_err(|_| writer_gone())?
+        answer
+            .await
+            .map_err(|_| writer_gone())?
+            .into_value()
+            .ok_or_else(writer_gone)?
     }
 
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
