@@ -1,6 +1,6 @@
 //! The routes, their roles, and the layers around them.
 
-use crate::auth::{require_role, Identity, Role};
+use crate::auth::{authorize, require_role, Identity, Role};
 use crate::body::{parse_json, read_json, read_limited};
 use crate::error::{block_response, ApiError};
 use crate::{AppState, ReloadError};
@@ -86,6 +86,9 @@ pub(crate) fn router(state: AppState) -> Router {
     let mut router = Router::new();
     for s in specs() {
         let handler = match s.info.role {
+            // The agent handlers check their token themselves (`authorize`),
+            // first thing: this is the hot path.
+            Some(Role::Agent) => s.handler,
             Some(role) => s
                 .handler
                 .route_layer(middleware::from_fn_with_state((state.clone(), role), require_role)),
@@ -127,12 +130,13 @@ async fn wrong_method(uri: axum::http::Uri) -> ApiError {
 /// timeout. The runtime may still finish and record the decision it was
 /// making; the caller was told `block`, which is the safe side of that gap.
 async fn timeout(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request.uri().path().to_string();
+    // A cheap copy (shared bytes): the path is only read on a timeout.
+    let uri = request.uri().clone();
     match tokio::time::timeout(state.inner.request_timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
             state.metrics().fail_closed("timeout");
-            tracing::error!(route = %route, timeout = ?state.inner.request_timeout, "request timed out; answering block");
+            tracing::error!(route = %uri.path(), timeout = ?state.inner.request_timeout, "request timed out; answering block");
             block_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "timeout",
@@ -167,8 +171,10 @@ impl ResponseForPanic for PanicBlock {
 
 // ---- agent routes -------------------------------------------------------
 
-async fn decide(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let (request, approval) = decide_request(&state, &headers, body)
+async fn decide(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    authorize(&state, Role::Agent, &parts.headers, "/v1/decide")?;
+    let (request, approval) = decide_request(&state, &parts.headers, body)
         .await
         .map_err(|e| e.blocking(true))?;
     let started = Instant::now();
@@ -290,7 +296,10 @@ struct OutcomeBody {
     error: Option<String>,
 }
 
-async fn outcome(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn outcome(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    authorize(&state, Role::Agent, &parts.headers, "/v1/outcome")?;
+    let headers = parts.headers;
     let parsed = async {
         let value = read_json(&headers, body, state.max_body_bytes()).await?;
         let body: OutcomeBody = from_value(value, "an outcome")?;
