@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use std::borrow::Cow;
 
 use super::approvals;
+use super::checkpoint::Checkpointer;
 use super::columns::Columns;
 use crate::chain::{self, CanonicalParts};
 use crate::{ApprovalError, ApprovalRecord, AuditEntry, AuditRecord, StoreError};
@@ -115,7 +116,7 @@ enum Outcome {
 /// The writer thread's body. Returns when asked to shut down or when every
 /// sender is gone; dropping `rx` then makes every later send fail at once,
 /// so callers never wait on a writer that is not there.
-pub(crate) fn run(mut conn: Connection, rx: Receiver<Command>) {
+pub(crate) fn run(mut conn: Connection, rx: Receiver<Command>, checkpointer: Checkpointer) {
     let mut batch: Vec<Command> = Vec::with_capacity(MAX_BATCH);
     loop {
         match rx.recv() {
@@ -148,13 +149,19 @@ pub(crate) fn run(mut conn: Connection, rx: Receiver<Command>) {
                 other => refuse(other, "the store is closed"),
             }
         }
-        // Closing checkpoints the WAL into the main file.
+        // The background checkpointer stops first, so that closing the
+        // write connection (the last one, unless reads are under way)
+        // checkpoints the WAL into the main file.
+        drop(checkpointer);
         let _ = conn.close();
         for ack in acks {
             let _ = ack.send(());
         }
         return;
     }
+    // Every sender is gone: stop the checkpointer before the connection
+    // closes (see the shutdown above).
+    drop(checkpointer);
 }
 
 /// The answer to one command, carrying the answers of the rest of its
