@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 mod recent;
+mod refused;
 mod replay;
 
 use arc_swap::ArcSwap;
@@ -24,6 +25,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use refused::{Refusal, MAX_REFUSED_BODY_KEPT};
 pub use replay::{replay, ReplayChange, ReplayReport};
 
 /// Settings of a runtime.
@@ -72,6 +74,9 @@ struct Loaded {
     policy: Arc<Policy>,
     /// The sensitive paths of each action that has any.
     sensitive: HashMap<String, Arc<[String]>>,
+    /// Every sensitive path of any action, for what cannot be tied to one
+    /// action (a refused body).
+    all_sensitive: Vec<String>,
 }
 
 impl Loaded {
@@ -82,10 +87,14 @@ impl Loaded {
                 let paths = policy.sensitive_fields(a);
                 (!paths.is_empty()).then(|| (a.to_string(), paths.into()))
             })
-            .collect();
+            .collect::<HashMap<String, Arc<[String]>>>();
+        let mut all_sensitive: Vec<String> = sensitive.values().flat_map(|p| p.iter().cloned()).collect();
+        all_sensitive.sort();
+        all_sensitive.dedup();
         Loaded {
             policy: Arc::new(policy),
             sensitive,
+            all_sensitive,
         }
     }
 
