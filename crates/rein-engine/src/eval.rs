@@ -31,7 +31,15 @@ pub(crate) struct Env<'a> {
     pub snapshot: &'a [Value],
     pub action: &'a Value,
     pub now: Option<Timestamp>,
+    /// The error an action reported instead of an output (phase after).
+    pub error: Option<&'a Value>,
 }
+
+/// Why a condition that reads `output` or `error` cannot be evaluated: the
+/// outcome has the other one. Such a rule does not apply (see
+/// [`eval_condition`]).
+const NO_OUTPUT: &str = "no output was reported (the action reported an error)";
+const NO_ERROR: &str = "no error was reported (the action returned an output)";
 
 /// Receives every evaluated node with its value (for `explain`).
 pub(crate) trait Tracer {
@@ -57,12 +65,20 @@ pub(crate) struct Frame<'t, T: Tracer> {
 }
 
 /// Evaluates a boolean condition.
+///
+/// A rule about the output does not apply to an outcome that reported an
+/// error, nor a rule about the error to one that returned an output: a
+/// condition whose value depends on the root the outcome lacks is false,
+/// not an evaluation error.
 pub(crate) fn eval_condition<T: Tracer>(
     node: &Node,
     env: &Env<'_>,
     frame: &mut Frame<'_, T>,
 ) -> Result<bool, EvalError> {
-    eval_bool(node, env, frame)
+    match eval_bool(node, env, frame) {
+        Err(EvalError(e)) if e == NO_OUTPUT || e == NO_ERROR => Ok(false),
+        other => other,
+    }
 }
 
 /// Evaluates a node the checker typed as boolean. Conditions are mostly
@@ -163,7 +179,16 @@ fn root<'a>(env: &Env<'a>, root: Root) -> Result<&'a [Value], EvalError> {
         Root::Input => Ok(env.input),
         Root::Actor => Ok(env.actor),
         Root::Snapshot => Ok(env.snapshot),
-        Root::Output => env.output.ok_or_else(|| EvalError("no output was reported".into())),
+        Root::Output => env.output.ok_or_else(|| {
+            EvalError(
+                if env.error.is_some() {
+                    NO_OUTPUT
+                } else {
+                    "no output was reported"
+                }
+                .into(),
+            )
+        }),
     }
 }
 
@@ -201,6 +226,7 @@ fn eval_inner<'a, T: Tracer>(node: &'a Node, env: &Env<'a>, frame: &mut Frame<'_
             Some(t) => Ok(Cow::Owned(Value::Timestamp(t))),
             None => fail("the request carries no time, so `now` is unknown"),
         },
+        NodeKind::ErrorText => env.error.map(Cow::Borrowed).ok_or_else(|| EvalError(NO_ERROR.into())),
         NodeKind::Local(i) => match frame.locals.get(*i as usize) {
             Some(v) => Ok(Cow::Owned(v.clone())),
             None => fail("internal: unbound variable"),

@@ -279,9 +279,14 @@ impl Runtime {
     }
 
     /// Checks the outcome of a decided action: the output contract and the
-    /// `after` rules. `block` means the output must be withheld. An action
-    /// that reports an error instead of an output has nothing to withhold;
-    /// the error is recorded.
+    /// `after` rules. `block` means the output must be withheld.
+    ///
+    /// An action that reports an error instead of an output goes through
+    /// the same `after` rules, which read the error text as `error`: there
+    /// is no output contract to check, a rule that reads `output` does not
+    /// apply, and with no rule matching the policy's after default decides
+    /// (allow unless the policy sets it). `block` then means the error
+    /// text must be withheld (it may carry what the output would have).
     pub async fn outcome(&self, decision_id: &str, output: Option<serde_json::Value>, error: Option<String>) -> Answer {
         let started = Instant::now();
         let now = Timestamp::now();
@@ -307,13 +312,14 @@ impl Runtime {
                     );
                     fail(&mut answer, reason);
                     answer
-                } else if let Some(err) = &error {
-                    let mut answer = blank_answer(decision_id, Phase::After, policy);
-                    answer.effect = Effect::Allow;
-                    answer.reasons.push(format!("the action reported an error: {err}"));
-                    answer
                 } else {
-                    request.output = Some(output.clone().unwrap_or(serde_json::Value::Null));
+                    // An error goes through the after rules as `error` (no
+                    // output contract to check; rules about the output do
+                    // not apply), an output as `output`.
+                    match &error {
+                        Some(err) => request.error = Some(err.clone()),
+                        None => request.output = Some(output.clone().unwrap_or(serde_json::Value::Null)),
+                    }
                     answer_from(decision_id, &policy.decide(&request))
                 };
                 (request, answer)
