@@ -70,11 +70,14 @@ pub(crate) struct Frame<'t, T: Tracer> {
 /// error, nor a rule about the error to one that returned an output: a
 /// condition whose value depends on the root the outcome lacks is false,
 /// not an evaluation error.
+///
+/// Each condition has a budget of [`MAX_STEPS`] comprehension steps.
 pub(crate) fn eval_condition<T: Tracer>(
     node: &Node,
     env: &Env<'_>,
     frame: &mut Frame<'_, T>,
 ) -> Result<bool, EvalError> {
+    STEPS.with(|s| s.set(0));
     match eval_bool(node, env, frame) {
         Err(EvalError(e)) if e == NO_OUTPUT || e == NO_ERROR => Ok(false),
         other => other,
@@ -433,6 +436,34 @@ fn logic<'a, T: Tracer>(a: &'a Node, b: &'a Node, is_or: bool, env: &Env<'a>, fr
     }
 }
 
+/// Most comprehension steps (elements visited by `all`, `exists`,
+/// `exists_one`, `map` and `filter`, nested ones included) one condition
+/// may take. Lists come from requests: two nested comprehensions over
+/// lists of 100,000 elements would be 10^10 steps. A condition over its
+/// budget is an evaluation error, so its rule blocks.
+pub(crate) const MAX_STEPS: u64 = 1_000_000;
+
+thread_local! {
+    /// Steps taken by the condition being evaluated on this thread (reset by
+    /// [`eval_condition`]).
+    static STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Charges `n` steps to the condition being evaluated.
+fn charge(n: usize) -> Result<(), EvalError> {
+    let total = STEPS.with(|s| {
+        let t = s.get().saturating_add(n as u64);
+        s.set(t);
+        t
+    });
+    if total > MAX_STEPS {
+        return fail(format!(
+            "evaluation stopped after {MAX_STEPS} comprehension steps (nested loops over large lists)"
+        ));
+    }
+    Ok(())
+}
+
 fn comprehension<'a, T: Tracer>(
     kind: MacroKind,
     range: &'a Node,
@@ -447,6 +478,7 @@ fn comprehension<'a, T: Tracer>(
         Value::Map(m) => m.keys().map(|k| Value::Str(k.clone())).collect(),
         other => return fail(format!("cannot iterate over {}", kind_of(other))),
     };
+    charge(items.len())?;
     let slot = var as usize;
     if frame.locals.len() <= slot {
         frame.locals.resize(slot + 1, Value::Null);

@@ -408,3 +408,37 @@ fn files_and_directories_load_with_clear_errors() {
     assert!(err.contains("cannot read") && err.contains("missing.yaml"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Nested comprehensions over request lists are bounded: a condition has a
+/// budget of comprehension steps, and over it the rule blocks with an
+/// evaluation error instead of running for minutes.
+#[test]
+fn nested_comprehensions_have_a_step_budget() {
+    let p = Policy::from_yaml_str(
+        r#"
+default: allow
+contracts:
+  actions:
+    sum:
+      input:
+        xs: list<int>
+rules:
+  - id: pairs
+    action: sum
+    when: input.xs.exists(x, input.xs.exists(y, x + y < 0))
+    effect: block
+"#,
+    )
+    .unwrap();
+    let xs = |n: i64| Request::new("sum").input(json!({ "xs": (0..n).collect::<Vec<i64>>() }));
+    // 300 x 300 = 90,000 steps: decided.
+    let d = p.decide(&xs(300));
+    assert_eq!((d.effect(), d.errors().len()), (Effect::Allow, 0));
+    // 2,000 x 2,000 = 4,000,000 steps: over the budget, blocked.
+    let started = std::time::Instant::now();
+    let d = p.decide(&xs(2000));
+    assert_eq!(d.effect(), Effect::Block);
+    let errors = d.errors();
+    assert!(errors[0].message.contains("comprehension steps"), "{errors:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
