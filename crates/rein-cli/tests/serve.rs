@@ -933,7 +933,7 @@ fn bad_input_never_allows() {
             .get(status.to_string())
             .is_some()
     };
-    let recorded = std::cell::Cell::new(0); // decisions the log should hold
+    let recorded = std::cell::Cell::new(0); // decisions and refusals the log should hold
     let check = |name: &str, route: &str, r: Reply, status: u16, code: Option<&str>| -> Value {
         assert_eq!(r.status, status, "{name}: {}", r.text);
         assert!(
@@ -947,6 +947,10 @@ fn bad_input_never_allows() {
         }
         if status == 200 {
             decided(&r);
+            recorded.set(recorded.get() + 1);
+        } else if status == 400 || status == 413 {
+            // Refused before deciding, but recorded as a block.
+            assert!(r.json["audit_seq"].is_u64(), "{name}: not recorded: {}", r.text);
             recorded.set(recorded.get() + 1);
         }
         r.json

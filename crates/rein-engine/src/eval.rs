@@ -31,7 +31,15 @@ pub(crate) struct Env<'a> {
     pub snapshot: &'a [Value],
     pub action: &'a Value,
     pub now: Option<Timestamp>,
+    /// The error an action reported instead of an output (phase after).
+    pub error: Option<&'a Value>,
 }
+
+/// Why a condition that reads `output` or `error` cannot be evaluated: the
+/// outcome has the other one. Such a rule does not apply (see
+/// [`eval_condition`]).
+const NO_OUTPUT: &str = "no output was reported (the action reported an error)";
+const NO_ERROR: &str = "no error was reported (the action returned an output)";
 
 /// Receives every evaluated node with its value (for `explain`).
 pub(crate) trait Tracer {
@@ -57,12 +65,23 @@ pub(crate) struct Frame<'t, T: Tracer> {
 }
 
 /// Evaluates a boolean condition.
+///
+/// A rule about the output does not apply to an outcome that reported an
+/// error, nor a rule about the error to one that returned an output: a
+/// condition whose value depends on the root the outcome lacks is false,
+/// not an evaluation error.
+///
+/// Each condition has a budget of [`MAX_STEPS`] comprehension steps.
 pub(crate) fn eval_condition<T: Tracer>(
     node: &Node,
     env: &Env<'_>,
     frame: &mut Frame<'_, T>,
 ) -> Result<bool, EvalError> {
-    eval_bool(node, env, frame)
+    STEPS.with(|s| s.set(0));
+    match eval_bool(node, env, frame) {
+        Err(EvalError(e)) if e == NO_OUTPUT || e == NO_ERROR => Ok(false),
+        other => other,
+    }
 }
 
 /// Evaluates a node the checker typed as boolean. Conditions are mostly
@@ -163,7 +182,16 @@ fn root<'a>(env: &Env<'a>, root: Root) -> Result<&'a [Value], EvalError> {
         Root::Input => Ok(env.input),
         Root::Actor => Ok(env.actor),
         Root::Snapshot => Ok(env.snapshot),
-        Root::Output => env.output.ok_or_else(|| EvalError("no output was reported".into())),
+        Root::Output => env.output.ok_or_else(|| {
+            EvalError(
+                if env.error.is_some() {
+                    NO_OUTPUT
+                } else {
+                    "no output was reported"
+                }
+                .into(),
+            )
+        }),
     }
 }
 
@@ -201,6 +229,7 @@ fn eval_inner<'a, T: Tracer>(node: &'a Node, env: &Env<'a>, frame: &mut Frame<'_
             Some(t) => Ok(Cow::Owned(Value::Timestamp(t))),
             None => fail("the request carries no time, so `now` is unknown"),
         },
+        NodeKind::ErrorText => env.error.map(Cow::Borrowed).ok_or_else(|| EvalError(NO_ERROR.into())),
         NodeKind::Local(i) => match frame.locals.get(*i as usize) {
             Some(v) => Ok(Cow::Owned(v.clone())),
             None => fail("internal: unbound variable"),
@@ -407,6 +436,34 @@ fn logic<'a, T: Tracer>(a: &'a Node, b: &'a Node, is_or: bool, env: &Env<'a>, fr
     }
 }
 
+/// Most comprehension steps (elements visited by `all`, `exists`,
+/// `exists_one`, `map` and `filter`, nested ones included) one condition
+/// may take. Lists come from requests: two nested comprehensions over
+/// lists of 100,000 elements would be 10^10 steps. A condition over its
+/// budget is an evaluation error, so its rule blocks.
+pub(crate) const MAX_STEPS: u64 = 1_000_000;
+
+thread_local! {
+    /// Steps taken by the condition being evaluated on this thread (reset by
+    /// [`eval_condition`]).
+    static STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Charges `n` steps to the condition being evaluated.
+fn charge(n: usize) -> Result<(), EvalError> {
+    let total = STEPS.with(|s| {
+        let t = s.get().saturating_add(n as u64);
+        s.set(t);
+        t
+    });
+    if total > MAX_STEPS {
+        return fail(format!(
+            "evaluation stopped after {MAX_STEPS} comprehension steps (nested loops over large lists)"
+        ));
+    }
+    Ok(())
+}
+
 fn comprehension<'a, T: Tracer>(
     kind: MacroKind,
     range: &'a Node,
@@ -421,6 +478,7 @@ fn comprehension<'a, T: Tracer>(
         Value::Map(m) => m.keys().map(|k| Value::Str(k.clone())).collect(),
         other => return fail(format!("cannot iterate over {}", kind_of(other))),
     };
+    charge(items.len())?;
     let slot = var as usize;
     if frame.locals.len() <= slot {
         frame.locals.resize(slot + 1, Value::Null);

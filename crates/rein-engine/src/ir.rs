@@ -203,6 +203,8 @@ pub(crate) enum NodeKind {
     ActionName,
     /// The request's time.
     Now,
+    /// The error an action reported instead of an output (phase after).
+    ErrorText,
     /// A comprehension variable.
     Local(u32),
     /// Field of a computed object.

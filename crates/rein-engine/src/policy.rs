@@ -42,6 +42,8 @@ pub struct Prepared {
     actor: Vec<Value>,
     snapshot: Vec<Value>,
     now: Option<jiff::Timestamp>,
+    /// The error the action reported instead of an output (phase after).
+    error: Option<Value>,
 }
 
 impl Policy {
@@ -237,6 +239,12 @@ impl Policy {
         let input = check_root(Some(&request.input), &ir.input, "input")?;
         let output = match (request.phase, &ir.output) {
             (Phase::Before, _) => {
+                if request.error.is_some() {
+                    return Err(Violation {
+                        path: "error".into(),
+                        message: "an error was given for phase `before`; set `phase: after` to check an outcome".into(),
+                    });
+                }
                 if request.output.is_some() {
                     return Err(Violation {
                         path: "output".into(),
@@ -246,12 +254,23 @@ impl Policy {
                 }
                 None
             }
+            // An action that failed has no output to check; its after rules
+            // see `error` instead.
+            (Phase::After, _) if request.error.is_some() => {
+                if request.output.is_some() {
+                    return Err(Violation {
+                        path: "error".into(),
+                        message: "an outcome has either an output or an error, not both".into(),
+                    });
+                }
+                None
+            }
             (Phase::After, Some(ty)) => match &request.output {
                 Some(o) => Some(check_root(Some(o), ty, "output")?),
                 None => {
                     return Err(Violation {
                         path: "output".into(),
-                        message: "phase `after` needs the action's output".into(),
+                        message: "phase `after` needs the action's output (or the error it reported)".into(),
                     })
                 }
             },
@@ -269,6 +288,7 @@ impl Policy {
             actor,
             snapshot,
             now: request.time,
+            error: request.error.clone().map(Value::Str),
         })
     }
 
@@ -353,6 +373,7 @@ impl Policy {
             phase: Phase::Before,
             input,
             output: None,
+            error: None,
             actor,
             snapshot,
             now: None,
@@ -446,6 +467,7 @@ impl Prepared {
             snapshot: &self.snapshot,
             action: &action.name,
             now: self.now,
+            error: self.error.as_ref(),
         };
         let mut frame = Frame {
             locals: Vec::new(),

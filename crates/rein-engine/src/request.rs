@@ -27,6 +27,11 @@ pub struct Request {
     /// The action's result, for phase `after`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Json>,
+    /// The error the action reported instead of an output, for phase
+    /// `after`: its after rules read it as `error`, and no output contract
+    /// is checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// The session (agent run) this request belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
@@ -77,6 +82,14 @@ impl Request {
     /// Sets the output and makes this an `after` request.
     pub fn output(mut self, output: Json) -> Request {
         self.output = Some(output);
+        self.phase = Phase::After;
+        self
+    }
+
+    /// Sets the error the action reported and makes this an `after`
+    /// request.
+    pub fn error(mut self, error: impl Into<String>) -> Request {
+        self.error = Some(error.into());
         self.phase = Phase::After;
         self
     }

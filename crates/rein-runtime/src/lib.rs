@@ -11,6 +11,7 @@
 
 mod direct;
 mod recent;
+mod refused;
 mod replay;
 
 use arc_swap::ArcSwap;
@@ -25,6 +26,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use refused::{Refusal, MAX_REFUSED_BODY_KEPT};
 pub use replay::{replay, ReplayChange, ReplayReport};
 
 /// Settings of a runtime.
@@ -73,6 +75,9 @@ struct Loaded {
     policy: Arc<Policy>,
     /// The sensitive paths of each action that has any.
     sensitive: HashMap<String, Arc<[String]>>,
+    /// Every sensitive path of any action, for what cannot be tied to one
+    /// action (a refused body).
+    all_sensitive: Vec<String>,
 }
 
 impl Loaded {
@@ -83,10 +88,14 @@ impl Loaded {
                 let paths = policy.sensitive_fields(a);
                 (!paths.is_empty()).then(|| (a.to_string(), paths.into()))
             })
-            .collect();
+            .collect::<HashMap<String, Arc<[String]>>>();
+        let mut all_sensitive: Vec<String> = sensitive.values().flat_map(|p| p.iter().cloned()).collect();
+        all_sensitive.sort();
+        all_sensitive.dedup();
         Loaded {
             policy: Arc::new(policy),
             sensitive,
+            all_sensitive,
         }
     }
 
@@ -271,9 +280,14 @@ impl Runtime {
     }
 
     /// Checks the outcome of a decided action: the output contract and the
-    /// `after` rules. `block` means the output must be withheld. An action
-    /// that reports an error instead of an output has nothing to withhold;
-    /// the error is recorded.
+    /// `after` rules. `block` means the output must be withheld.
+    ///
+    /// An action that reports an error instead of an output goes through
+    /// the same `after` rules, which read the error text as `error`: there
+    /// is no output contract to check, a rule that reads `output` does not
+    /// apply, and with no rule matching the policy's after default decides
+    /// (allow unless the policy sets it). `block` then means the error
+    /// text must be withheld (it may carry what the output would have).
     pub async fn outcome(&self, decision_id: &str, output: Option<serde_json::Value>, error: Option<String>) -> Answer {
         let started = Instant::now();
         let now = Timestamp::now();
@@ -299,13 +313,14 @@ impl Runtime {
                     );
                     fail(&mut answer, reason);
                     answer
-                } else if let Some(err) = &error {
-                    let mut answer = blank_answer(decision_id, Phase::After, policy);
-                    answer.effect = Effect::Allow;
-                    answer.reasons.push(format!("the action reported an error: {err}"));
-                    answer
                 } else {
-                    request.output = Some(output.clone().unwrap_or(serde_json::Value::Null));
+                    // An error goes through the after rules as `error` (no
+                    // output contract to check; rules about the output do
+                    // not apply), an output as `output`.
+                    match &error {
+                        Some(err) => request.error = Some(err.clone()),
+                        None => request.output = Some(output.clone().unwrap_or(serde_json::Value::Null)),
+                    }
                     answer_from(decision_id, &policy.decide(&request))
                 };
                 (request, answer)

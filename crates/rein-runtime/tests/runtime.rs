@@ -46,6 +46,12 @@ rules:
     phase: after
     when: '!output.ok'
     effect: block
+  - id: card_in_error
+    action: pay
+    phase: after
+    when: error.contains("card")
+    effect: block
+    reason: the error text mentions the card
 "#;
 
 fn runtime(dir: &tempfile::TempDir) -> (Arc<Runtime>, Arc<SqliteStore>) {
@@ -199,8 +205,21 @@ async fn outcomes_run_after_rules_and_refuse_unallowed_actions() {
     assert_eq!(good.effect, Effect::Allow);
     let wrong_type = rt.outcome(&a.decision_id, Some(json!({"receipt": 5})), None).await;
     assert_eq!(wrong_type.violation.unwrap().path, "output.receipt");
+    // An error goes through the after rules as `error`; `bad_receipt`
+    // reads the output, which a failed action has not, so it does not
+    // apply; with no rule matching, the after default (allow) decides.
     let failed = rt.outcome(&a.decision_id, None, Some("card declined".into())).await;
-    assert_eq!(failed.effect, Effect::Allow);
+    assert_eq!(
+        (failed.effect, failed.rules.clone()),
+        (Effect::Block, vec!["card_in_error".to_string()])
+    );
+    assert!(
+        failed.reasons.iter().all(|r| !r.contains("declined")),
+        "the error text is not echoed in the reasons: {:?}",
+        failed.reasons
+    );
+    let timeout = rt.outcome(&a.decision_id, None, Some("timeout".into())).await;
+    assert_eq!((timeout.effect, timeout.rules.len()), (Effect::Allow, 0));
 
     let pending = rt.decide(pay(500, "bot"), None).await;
     let sneaky = rt
@@ -225,7 +244,7 @@ async fn outcomes_run_after_rules_and_refuse_unallowed_actions() {
         })
         .await
         .unwrap();
-    assert_eq!(recs.iter().filter(|r| r.entry.phase == "after").count(), 4);
+    assert_eq!(recs.iter().filter(|r| r.entry.phase == "after").count(), 5);
 }
 
 #[tokio::test]

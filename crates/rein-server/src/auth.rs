@@ -16,7 +16,7 @@
 use crate::error::ApiError;
 use crate::AppState;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rein_engine::source::SourceFile;
@@ -278,6 +278,10 @@ impl Tokens {
     /// The identity holding `presented`, if any. Every stored digest is
     /// compared, in constant time, whatever matches.
     pub fn authenticate(&self, presented: &str) -> Option<Identity> {
+        self.find(presented).cloned()
+    }
+
+    fn find(&self, presented: &str) -> Option<&Identity> {
         let wanted = digest(presented);
         let mut found = None;
         for e in &self.entries {
@@ -285,7 +289,7 @@ impl Tokens {
                 found = Some(&e.identity);
             }
         }
-        found.cloned()
+        found
     }
 }
 
@@ -295,10 +299,12 @@ fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// The auth layer of a group of routes: the caller must present a token
-/// whose role permits `required`. Missing or unknown token → 401, wrong
-/// role → 403. The caller's [`Identity`] is added to the request's
-/// extensions.
+/// The auth layer of the approver and admin routes: the caller must
+/// present a token whose role permits `required`. Missing or unknown token
+/// → 401, wrong role → 403. The caller's [`Identity`] is added to the
+/// request's extensions. (The agent routes call [`authorize`] themselves,
+/// first thing: a layer costs an allocation and a boxed future per
+/// request on the hot path.)
 pub(crate) async fn require_role(
     State((state, required)): State<(AppState, Role)>,
     matched: Option<MatchedPath>,
@@ -307,44 +313,59 @@ pub(crate) async fn require_role(
 ) -> Response {
     let route = matched
         .as_ref()
-        .map_or_else(|| request.uri().path(), MatchedPath::as_str)
-        .to_string();
+        .map_or_else(|| request.uri().path(), MatchedPath::as_str);
+    match authorize(&state, required, request.headers(), route) {
+        Ok(identity) => {
+            let identity = identity.clone();
+            request.extensions_mut().insert(identity);
+            next.run(request).await
+        }
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// Checks that `headers` carry a bearer token whose role permits
+/// `required`; the refusal (401 or 403, logged and counted, and `block` on
+/// the agent routes) otherwise.
+pub(crate) fn authorize<'s>(
+    state: &'s AppState,
+    required: Role,
+    headers: &HeaderMap,
+    route: &str,
+) -> Result<&'s Identity, ApiError> {
     // The agent routes answer decisions: their errors must read as `block`.
     let block = required == Role::Agent;
-    let presented = request
-        .headers()
+    let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             let (scheme, token) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
     let Some(presented) = presented else {
         state.metrics().auth_failure("missing");
         tracing::warn!(route = %route, token = "<none>", "refused: no bearer token");
-        return ApiError::new(
+        return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "this route needs `Authorization: Bearer <token>`",
         )
-        .blocking(block)
-        .into_response();
+        .blocking(block));
     };
-    let Some(identity) = state.tokens().authenticate(&presented) else {
+    let Some(identity) = state.tokens().find(presented) else {
         state.metrics().auth_failure("unknown");
         tracing::warn!(route = %route, token = "<unknown>", "refused: unknown bearer token");
-        return ApiError::new(
+        return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "the bearer token is not known",
         )
-        .blocking(block)
-        .into_response();
+        .blocking(block));
     };
     if !identity.role.permits(required) {
         state.metrics().auth_failure("forbidden");
         tracing::warn!(route = %route, token = %identity.name, role = %identity.role, required = %required, "refused: wrong role");
-        return ApiError::new(
+        return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!(
@@ -352,11 +373,9 @@ pub(crate) async fn require_role(
                 identity.name, identity.role
             ),
         )
-        .blocking(block)
-        .into_response();
+        .blocking(block));
     }
-    request.extensions_mut().insert(identity);
-    next.run(request).await
+    Ok(identity)
 }
 
 #[cfg(test)]

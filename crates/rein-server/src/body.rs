@@ -13,13 +13,6 @@ use serde_json::Value;
 /// checker and the audit encoder time for nothing.
 pub(crate) const MAX_JSON_DEPTH: usize = 64;
 
-/// Reads the whole body, refusing more than `limit` bytes, more than
-/// [`MAX_JSON_DEPTH`] levels of nesting, and anything that is not JSON.
-pub(crate) async fn read_json(headers: &HeaderMap, body: Body, limit: usize) -> Result<Value, ApiError> {
-    let bytes = read_limited(headers, body, limit).await?;
-    parse_json(&bytes)
-}
-
 /// Parses JSON text after the cheap depth check.
 pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     if exceeds_depth(bytes, MAX_JSON_DEPTH) {

@@ -1,7 +1,7 @@
 //! The routes, their roles, and the layers around them.
 
-use crate::auth::{require_role, Identity, Role};
-use crate::body::{parse_json, read_json, read_limited};
+use crate::auth::{authorize, require_role, Identity, Role};
+use crate::body::{parse_json, read_limited};
 use crate::error::{block_response, ApiError};
 use crate::{AppState, ReloadError};
 use axum::body::Body;
@@ -12,8 +12,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
-use rein_engine::{Effect, Request as ReinRequest};
-use rein_runtime::{Approver, RuntimeError};
+use rein_engine::{Effect, Phase, Request as ReinRequest};
+use rein_runtime::{Approver, Refusal, RuntimeError};
 use rein_store::chain::{format_time, parse_time};
 use rein_store::{ApprovalError, ApprovalState, AuditQuery, Verification};
 use serde::de::DeserializeOwned;
@@ -87,6 +87,9 @@ pub(crate) fn router(state: AppState) -> Router {
     let mut router = Router::new();
     for s in specs() {
         let handler = match s.info.role {
+            // The agent handlers check their token themselves (`authorize`),
+            // first thing: this is the hot path.
+            Some(Role::Agent) => s.handler,
             Some(role) => s
                 .handler
                 .route_layer(middleware::from_fn_with_state((state.clone(), role), require_role)),
@@ -128,12 +131,13 @@ async fn wrong_method(uri: axum::http::Uri) -> ApiError {
 /// timeout. The runtime may still finish and record the decision it was
 /// making; the caller was told `block`, which is the safe side of that gap.
 async fn timeout(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request.uri().path().to_string();
+    // A cheap copy (shared bytes): the path is only read on a timeout.
+    let uri = request.uri().clone();
     match tokio::time::timeout(state.inner.request_timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
             state.metrics().fail_closed("timeout");
-            tracing::error!(route = %route, timeout = ?state.inner.request_timeout, "request timed out; answering block");
+            tracing::error!(route = %uri.path(), timeout = ?state.inner.request_timeout, "request timed out; answering block");
             block_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "timeout",
@@ -168,10 +172,17 @@ impl ResponseForPanic for PanicBlock {
 
 // ---- agent routes -------------------------------------------------------
 
-async fn decide(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let (request, approval) = decide_request(&state, &headers, body)
-        .await
-        .map_err(|e| e.blocking(true))?;
+async fn decide(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    authorize(&state, Role::Agent, &parts.headers, "/v1/decide")?;
+    let bytes = match read_limited(&parts.headers, body, state.max_body_bytes()).await {
+        Ok(bytes) => bytes,
+        Err(e) => return Err(refused(&state, Phase::Before, e, &parts.headers, None).await),
+    };
+    let (request, approval) = match parse_decide_body(&bytes) {
+        Ok(parsed) => parsed,
+        Err(e) => return Err(refused(&state, Phase::Before, e, &parts.headers, Some(&bytes)).await),
+    };
     let started = Instant::now();
     let policy = state.runtime().policy();
     // Actions outside the policy are counted under one label, so that a
@@ -188,7 +199,6 @@ async fn decide(State(state): State<AppState>, headers: HeaderMap, body: Body) -
     Ok(Json(answer).into_response())
 }
 
-/// The body of a decide call: a Rein request plus an optional `approval`.
 /// A coding agent's hook event (Claude Code's `http` hook type, or
 /// `rein hook --server`), answered in the agent's format. Every failure
 /// after authentication is a refusal in that format with status 200: an
@@ -199,6 +209,8 @@ async fn hook(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    // Agent routes have no role layer (see `router`): the check is here.
+    authorize(&state, Role::Agent, &headers, "/v1/hooks")?;
     let agent = match agent.as_str() {
         "claude-code" => rein_hooks::Agent::ClaudeCode,
         "codex" => rein_hooks::Agent::Codex,
@@ -227,13 +239,39 @@ async fn hook(
     Ok(Json(body).into_response())
 }
 
-async fn decide_request(
+/// An agent's request that could not be decided (its body is not a request,
+/// or too large or deep): recorded in the audit log as a `block`, so that no
+/// decision attempt is lost (see `Runtime::record_refusal`), and answered
+/// with the error, `"effect": "block"`, and the record's `decision_id` and
+/// `audit_seq`. Requests refused for their token are not recorded (they are
+/// logged and counted): anyone could fill the log with them.
+async fn refused(
     state: &AppState,
+    phase: Phase,
+    error: ApiError,
     headers: &HeaderMap,
-    body: Body,
-) -> Result<(ReinRequest, Option<String>), ApiError> {
-    let bytes = read_limited(headers, body, state.max_body_bytes()).await?;
-    parse_decide_body(&bytes)
+    body: Option<&[u8]>,
+) -> ApiError {
+    let declared_len = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let answer = state
+        .runtime()
+        .record_refusal(Refusal {
+            phase,
+            status: error.status().as_u16(),
+            code: error.code(),
+            message: error.message(),
+            body,
+            declared_len,
+        })
+        .await;
+    let error = error.blocking(true).with("decision_id", json!(answer.decision_id));
+    match answer.audit_seq {
+        Some(seq) => error.with("audit_seq", json!(seq)),
+        None => error,
+    }
 }
 
 /// A decide body read straight into its fields, without building a
@@ -329,10 +367,15 @@ struct OutcomeBody {
     error: Option<String>,
 }
 
-async fn outcome(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let parsed = async {
-        let value = read_json(&headers, body, state.max_body_bytes()).await?;
-        let body: OutcomeBody = from_value(value, "an outcome")?;
+async fn outcome(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    authorize(&state, Role::Agent, &parts.headers, "/v1/outcome")?;
+    let bytes = match read_limited(&parts.headers, body, state.max_body_bytes()).await {
+        Ok(bytes) => bytes,
+        Err(e) => return Err(refused(&state, Phase::After, e, &parts.headers, None).await),
+    };
+    let parse = || {
+        let body: OutcomeBody = from_value(parse_json(&bytes)?, "an outcome")?;
         if body.output.is_some() && body.error.is_some() {
             return Err(ApiError::bad_request(
                 "invalid_request",
@@ -341,7 +384,10 @@ async fn outcome(State(state): State<AppState>, headers: HeaderMap, body: Body) 
         }
         Ok(body)
     };
-    let body = parsed.await.map_err(|e| e.blocking(true))?;
+    let body = match parse() {
+        Ok(body) => body,
+        Err(e) => return Err(refused(&state, Phase::After, e, &parts.headers, Some(&bytes)).await),
+    };
     let started = Instant::now();
     let answer = state
         .runtime()

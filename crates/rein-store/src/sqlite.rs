@@ -5,6 +5,7 @@
 //! own connections on tokio's blocking pool (see `read`).
 
 mod approvals;
+mod checkpoint;
 mod columns;
 mod read;
 mod schema;
@@ -63,10 +64,11 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref().to_path_buf();
         let conn = schema::open_writer(&path)?;
+        let checkpointer = checkpoint::Checkpointer::start(&path)?;
         let (commands, rx) = mpsc::channel();
         let writer = std::thread::Builder::new()
             .name("rein-store-writer".into())
-            .spawn(move || writer::run(conn, rx))
+            .spawn(move || writer::run(conn, rx, checkpointer))
             .map_err(|e| StoreError(format!("cannot start the store's writer thread: {e}")))?;
         Ok(SqliteStore {
             readers: Arc::new(Readers::new(path.clone())),
@@ -120,7 +122,11 @@ impl SqliteStore {
     async fn approval(&self, op: ApprovalOp) -> ApprovalReply {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Approval(op, reply))?;
-        answer.await.map_err(|_| writer_gone())?
+        answer
+            .await
+            .map_err(|_| writer_gone())?
+            .into_value()
+            .ok_or_else(writer_gone)?
     }
 }
 
@@ -154,7 +160,11 @@ impl Store for SqliteStore {
         let prepared = Box::new(PreparedAppend::new(entry));
         let (reply, answer) = oneshot::channel();
         self.send(Command::Append(prepared, reply))?;
-        answer.await.map_err(|_| writer_gone())?
+        answer
+            .await
+            .map_err(|_| writer_gone())?
+            .into_value()
+            .ok_or_else(writer_gone)?
     }
 
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {

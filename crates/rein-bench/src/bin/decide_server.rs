@@ -1,4 +1,5 @@
-//! The decision server for the HTTP benchmark (`bench/load.sh`), in three
+//! The decision server of the load tools (`bench/http.sh`, `load.sh`,
+//! `soak.sh`, `icount.sh`), in three
 //! variants that share tokens, policy, allocator and runtime:
 //!
 //! - `--store sqlite --db FILE`: the real server, set up exactly as

@@ -35,7 +35,7 @@ pub(crate) struct ExprChecker<'a> {
     guards: Vec<Vec<String>>,
 }
 
-const ROOT_NAMES: [&str; 6] = ["input", "output", "actor", "snapshot", "action", "now"];
+const ROOT_NAMES: [&str; 7] = ["input", "output", "error", "actor", "snapshot", "action", "now"];
 
 impl<'a> ExprChecker<'a> {
     pub fn new(file: &'a SourceFile, diags: &'a mut Vec<Diagnostic>, scope: Scope<'a>) -> Self {
@@ -136,6 +136,16 @@ impl<'a> ExprChecker<'a> {
             "snapshot" => node(path(Root::Snapshot), span, Type::Object(self.scope.snapshot.clone())),
             "action" => node(NodeKind::ActionName, span, Type::String),
             "now" => node(NodeKind::Now, span, Type::Timestamp),
+            "error" => {
+                if self.scope.phase == Phase::Before {
+                    let n = self.err_node(span, "`error` is only available in rules with `phase: after`");
+                    if let Some(d) = self.diags.last_mut() {
+                        d.help = Some("add `phase: after` to check the error an action reported".into());
+                    }
+                    return n;
+                }
+                node(NodeKind::ErrorText, span, Type::String)
+            }
             "output" => {
                 if self.scope.phase == Phase::Before {
                     let n = self.err_node(span, "`output` is only available in rules with `phase: after`");
@@ -165,7 +175,7 @@ impl<'a> ExprChecker<'a> {
                 let help = match did_you_mean(name, candidates) {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => {
-                        "conditions can read `input`, `output` (phase after), `actor`, `snapshot`, `action` and `now`"
+                        "conditions can read `input`, `output` and `error` (phase after), `actor`, `snapshot`, `action` and `now`"
                             .into()
                     }
                 };

@@ -155,6 +155,68 @@ fn after_phase_checks_the_output_contract_and_after_rules() {
     assert_eq!(p.decide(&before_with_output).violation().unwrap().path, "output");
 }
 
+/// An outcome that reports an error instead of an output: no output
+/// contract to check, the after rules see `error`, rules about the output
+/// do not apply (nor rules about the error to an output), and the after
+/// default decides when no rule matches.
+#[test]
+fn error_outcomes_go_through_the_after_rules() {
+    let text = format!(
+        "{}{}",
+        REFUND,
+        r#"  - id: leaky_error
+    action: refund
+    phase: after
+    when: error.contains("card")
+    effect: block
+    reason: the error text mentions a card
+  - id: error_or_output
+    action: refund
+    phase: after
+    when: error == "" || output.id == "none"
+    effect: require_approval
+    approval: {role: lead}
+"#
+    );
+    let p = Policy::from_yaml_str(&text).unwrap();
+    let base = req(5.0, "agent", false);
+
+    let d = p.decide(&base.clone().error("declined: card 4111 expired"));
+    assert_eq!(d.phase(), Phase::After);
+    assert_eq!((d.effect(), d.rules()), (Effect::Block, vec!["leaky_error"]));
+    // `output_check` reads the output, which an error outcome lacks: it does
+    // not apply, and that is not an evaluation error.
+    assert!(d.violation().is_none() && d.errors().is_empty(), "{:?}", d.reasons());
+
+    let d = p.decide(&base.clone().error("timeout"));
+    assert_eq!((d.effect(), d.rules()), (Effect::Allow, Vec::<&str>::new()));
+
+    // `error == "" || output.id == "none"`: the missing side absorbs into
+    // the `||` as in CEL, the other decides.
+    let d = p.decide(&base.clone().error(""));
+    assert_eq!(d.rules(), vec!["error_or_output"]);
+    let d = p.decide(&base.clone().output(json!({"id": "none"})));
+    assert_eq!(d.rules(), vec!["error_or_output"]);
+    // A rule about the error does not apply to an output.
+    let d = p.decide(&base.clone().output(json!({"id": "r1"})));
+    assert_eq!((d.effect(), d.rules()), (Effect::Allow, Vec::<&str>::new()));
+
+    // Both, or an error before the action ran: refused.
+    let mut both = base.clone().error("x");
+    both.output = Some(json!({"id": "r1"}));
+    assert_eq!(p.decide(&both).violation().unwrap().path, "error");
+    let mut before = base.clone().error("x");
+    before.phase = Phase::Before;
+    assert_eq!(p.decide(&before).violation().unwrap().path, "error");
+
+    // `error` is for after rules only.
+    let bad = REFUND.replace("when: snapshot.fraud", "when: error == \"x\"");
+    let e = Policy::from_yaml_str(&bad).unwrap_err();
+    assert!(e
+        .render(false)
+        .contains("`error` is only available in rules with `phase: after`"));
+}
+
 #[test]
 fn prepared_requests_decide_like_requests() {
     let p = policy();
@@ -345,4 +407,38 @@ fn files_and_directories_load_with_clear_errors() {
     let err = Policy::load(&[dir.join("missing.yaml")]).unwrap_err().to_string();
     assert!(err.contains("cannot read") && err.contains("missing.yaml"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Nested comprehensions over request lists are bounded: a condition has a
+/// budget of comprehension steps, and over it the rule blocks with an
+/// evaluation error instead of running for minutes.
+#[test]
+fn nested_comprehensions_have_a_step_budget() {
+    let p = Policy::from_yaml_str(
+        r#"
+default: allow
+contracts:
+  actions:
+    sum:
+      input:
+        xs: list<int>
+rules:
+  - id: pairs
+    action: sum
+    when: input.xs.exists(x, input.xs.exists(y, x + y < 0))
+    effect: block
+"#,
+    )
+    .unwrap();
+    let xs = |n: i64| Request::new("sum").input(json!({ "xs": (0..n).collect::<Vec<i64>>() }));
+    // 300 x 300 = 90,000 steps: decided.
+    let d = p.decide(&xs(300));
+    assert_eq!((d.effect(), d.errors().len()), (Effect::Allow, 0));
+    // 2,000 x 2,000 = 4,000,000 steps: over the budget, blocked.
+    let started = std::time::Instant::now();
+    let d = p.decide(&xs(2000));
+    assert_eq!(d.effect(), Effect::Block);
+    let errors = d.errors();
+    assert!(errors[0].message.contains("comprehension steps"), "{errors:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }

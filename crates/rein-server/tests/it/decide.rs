@@ -51,7 +51,7 @@ async fn contract_violations_and_unknown_actions_are_recorded_blocks() {
 }
 
 /// Every malformed body is a 400 (or 413) that says `block`, names the
-/// problem, and was not decided.
+/// problem, and was not decided, but recorded as a `block`.
 #[tokio::test]
 async fn bad_input_is_refused_with_block() {
     let h = Harness::with(|c| c.max_body_bytes = 64 * 1024).await;
@@ -173,15 +173,39 @@ async fn bad_input_is_refused_with_block() {
             "65536 bytes",
         ),
     ];
-    for (name, body, status, code, needle) in cases {
+    let n = cases.len() as u64;
+    for (i, (name, body, status, code, needle)) in cases.into_iter().enumerate() {
         let (got, resp) = h.call_raw(Method::POST, "/v1/decide", Some(AGENT), Some(body)).await;
         assert_eq!(got, status, "{name}: {resp}");
         assert_block_error(&resp, code);
         let message = resp["error"]["message"].as_str().unwrap();
         assert!(message.contains(needle), "{name}: `{message}` lacks `{needle}`");
+        // Not decided, but recorded: a block that says why.
+        assert_eq!(resp["audit_seq"], i as u64 + 1, "{name}: {resp}");
+        let recorded = h
+            .state
+            .runtime()
+            .store()
+            .query_audit(&rein_store::AuditQuery {
+                decision_id: resp["decision_id"].as_str().map(str::to_owned),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let [rec] = recorded.as_slice() else {
+            panic!("{name}: {recorded:?}")
+        };
+        assert_eq!(rec.entry.effect, "block", "{name}");
+        assert_eq!(rec.entry.phase, "before", "{name}");
+        assert!(rec.entry.reasons[0].contains(code), "{name}: {:?}", rec.entry.reasons);
+        assert_eq!(rec.entry.input["code"], code, "{name}");
+        assert_eq!(rec.entry.input["status"], status.as_u16(), "{name}");
     }
-    // Nothing above was decided, so nothing was recorded.
-    assert_eq!(h.state.runtime().store().audit_len().await.unwrap(), 0);
+    assert_eq!(h.state.runtime().store().audit_len().await.unwrap(), n);
+    assert_eq!(
+        h.state.runtime().store().verify_audit().await.unwrap(),
+        rein_store::Verification::Intact { records: n }
+    );
 
     // 60 levels is within the limit: decided (and blocked by the contract).
     let (status, resp) = h
@@ -243,4 +267,82 @@ async fn approval_null_is_no_approval() {
     r["approval"] = Value::Null;
     r["time"] = json!("2026-01-31T12:00:00Z");
     assert_eq!(h.decide(r).await["effect"], "allow");
+}
+
+/// What a refused body leaves in the log is bounded, and no field that any
+/// action marks sensitive (here `output.customer_email`) is kept in clear,
+/// nor anything outside a request's members.
+#[tokio::test]
+async fn refused_bodies_are_recorded_without_secrets_and_within_bounds() {
+    let h = Harness::new().await;
+    let record = |resp: &Value| {
+        let store = h.state.runtime().store().clone();
+        let id = resp["decision_id"].as_str().unwrap().to_owned();
+        async move {
+            let q = rein_store::AuditQuery {
+                decision_id: Some(id),
+                ..Default::default()
+            };
+            store.query_audit(&q).await.unwrap().remove(0).entry
+        }
+    };
+
+    // A request with an output (not part of a decide call) carrying a
+    // sensitive field, and a misspelt member.
+    let body = json!({
+        "action": "refund",
+        "input": {"amount": 40},
+        "output": {"customer_email": "ann@example.com"},
+        "inputs": {"card": "4111111111111111"}
+    });
+    let (status, resp) = h.call(Method::POST, "/v1/decide", Some(AGENT), Some(body)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let e = record(&resp).await;
+    let text = serde_json::to_string(&e).unwrap();
+    assert!(!text.contains("ann@example.com"), "{text}");
+    assert!(!text.contains("4111111111111111"), "{text}");
+    assert_eq!(e.action, "refund");
+    assert_eq!(e.input["body_kept"], "whole");
+    assert_eq!(e.input["body"]["input"]["amount"], 40);
+    assert!(e.input["body"]["output"]["customer_email"]
+        .as_str()
+        .unwrap()
+        .starts_with("hmac-sha256:"));
+    assert!(e.input["body_hmac"].as_str().unwrap().starts_with("hmac-sha256:"));
+
+    // Not JSON: with sensitive fields in the policy, only its hash is kept.
+    let (_, resp) = h
+        .call_raw(
+            Method::POST,
+            "/v1/decide",
+            Some(AGENT),
+            Some(b"customer_email=ann@example.com".to_vec()),
+        )
+        .await;
+    let e = record(&resp).await;
+    assert!(!serde_json::to_string(&e).unwrap().contains("ann@"));
+    assert_eq!(e.input["body_kept"], "hash");
+    assert_eq!(e.input["body_bytes"], 30);
+
+    // A large body is kept by length and hash only.
+    let big = json!({"action": "refund", "phase": "after", "input": {"note": "x".repeat(10_000)}});
+    let (_, resp) = h.call(Method::POST, "/v1/decide", Some(AGENT), Some(big)).await;
+    let e = record(&resp).await;
+    assert_eq!(e.input["body_kept"], "hash");
+    assert!(serde_json::to_string(&e).unwrap().len() < 2048);
+
+    // A refused outcome is filed under the decision it names, phase after.
+    let (status, resp) = h
+        .call(
+            Method::POST,
+            "/v1/outcome",
+            Some(AGENT),
+            Some(json!({"decision_id": "dec-1", "output": {}, "error": "both"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_block_error(&resp, "invalid_request");
+    assert_eq!(resp["decision_id"], "dec-1");
+    let e = record(&resp).await;
+    assert_eq!((e.phase.as_str(), e.effect.as_str()), ("after", "block"));
 }

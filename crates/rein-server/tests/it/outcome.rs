@@ -32,7 +32,9 @@ async fn good_and_bad_outputs() {
     assert_eq!(wrong["effect"], "block", "{wrong}");
     assert_eq!(wrong["violation"]["path"], "output.refund_id", "{wrong}");
 
-    // An error instead of an output is recorded; nothing to withhold.
+    // An error instead of an output goes through the after rules as
+    // `error`: `refund_id_format` reads the output, so it does not apply,
+    // and the after default (allow) decides. It is recorded.
     let (_, failed) = outcome(&h, json!({"decision_id": id, "error": "provider timeout"})).await;
     assert_eq!(failed["effect"], "allow", "{failed}");
 

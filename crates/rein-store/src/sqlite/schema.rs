@@ -130,7 +130,26 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     // `append` promises durability, so every commit syncs the log.
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(|e| open_error(path, e))?;
+    // Most checkpointing happens on another thread (`checkpoint`); the
+    // writer's own is a bound on the WAL's size.
+    conn.pragma_update(None, "wal_autocheckpoint", super::checkpoint::WRITER_AUTOCHECKPOINT)
+        .map_err(|e| open_error(path, e))?;
     migrate(&mut conn).map_err(|e| StoreError(format!("{} ({})", e.0, path.display())))?;
+    Ok(conn)
+}
+
+/// Opens the background checkpointer's connection (see `checkpoint`). The
+/// file must already exist. Checkpoints sync the WAL before copying and the
+/// database after, as the writer's would.
+pub(crate) fn open_checkpointer(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| open_error(path, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(path, e))?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(|e| open_error(path, e))?;
+    // This connection never writes: no automatic checkpoint of its own.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(|e| open_error(path, e))?;
     Ok(conn)
 }
 

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use std::borrow::Cow;
 
 use super::approvals;
+use super::checkpoint::Checkpointer;
 use super::columns::Columns;
 use crate::chain::{self, CanonicalParts};
 use crate::{ApprovalError, ApprovalRecord, AuditEntry, AuditRecord, StoreError};
@@ -30,9 +31,12 @@ pub(crate) type ApprovalReply = Result<Result<ApprovalRecord, ApprovalError>, St
 /// What the writer thread is asked to do.
 pub(crate) enum Command {
     /// Append an entry, encoded by the caller.
-    Append(Box<PreparedAppend>, oneshot::Sender<Result<AuditRecord, StoreError>>),
+    Append(
+        Box<PreparedAppend>,
+        oneshot::Sender<Delivery<Result<AuditRecord, StoreError>>>,
+    ),
     /// Create, decide or use an approval.
-    Approval(ApprovalOp, oneshot::Sender<ApprovalReply>),
+    Approval(ApprovalOp, oneshot::Sender<Delivery<ApprovalReply>>),
     /// Finish what was queued before, close the connection, stop; then
     /// acknowledge (if asked).
     Shutdown(Option<oneshot::Sender<()>>),
@@ -112,7 +116,7 @@ enum Outcome {
 /// The writer thread's body. Returns when asked to shut down or when every
 /// sender is gone; dropping `rx` then makes every later send fail at once,
 /// so callers never wait on a writer that is not there.
-pub(crate) fn run(mut conn: Connection, rx: Receiver<Command>) {
+pub(crate) fn run(mut conn: Connection, rx: Receiver<Command>, checkpointer: Checkpointer) {
     let mut batch: Vec<Command> = Vec::with_capacity(MAX_BATCH);
     loop {
         match rx.recv() {
@@ -145,12 +149,103 @@ pub(crate) fn run(mut conn: Connection, rx: Receiver<Command>) {
                 other => refuse(other, "the store is closed"),
             }
         }
-        // Closing checkpoints the WAL into the main file.
+        // The background checkpointer stops first, so that closing the
+        // write connection (the last one, unless reads are under way)
+        // checkpoints the WAL into the main file.
+        drop(checkpointer);
         let _ = conn.close();
         for ack in acks {
             let _ = ack.send(());
         }
         return;
+    }
+    // Every sender is gone: stop the checkpointer before the connection
+    // closes (see the shutdown above).
+    drop(checkpointer);
+}
+
+/// The answer to one command, carrying the answers of the rest of its
+/// batch.
+///
+/// Waking a task from the writer thread is a system call (and often a
+/// context switch) for every waiter. So the writer wakes only the first
+/// waiter of a batch, handing it the other answers; that waiter, now
+/// running on its async runtime, delivers them ([`Delivery::into_value`]),
+/// and the runtime wakes those tasks among its own threads. Whoever drops
+/// a delivery delivers what it carries (`Drop`), so no answer is lost if
+/// the first waiter has gone away.
+pub(crate) struct Delivery<T> {
+    value: Option<T>,
+    rest: Vec<Reply>,
+}
+
+impl<T> Delivery<T> {
+    fn alone(value: T) -> Delivery<T> {
+        Delivery {
+            value: Some(value),
+            rest: Vec::new(),
+        }
+    }
+
+    /// The answer; the answers it carries are delivered first.
+    pub(crate) fn into_value(mut self) -> Option<T> {
+        self.value.take()
+    }
+}
+
+impl<T> Drop for Delivery<T> {
+    fn drop(&mut self) {
+        deliver(std::mem::take(&mut self.rest));
+    }
+}
+
+/// The answer to one committed command.
+// Built once per command and moved into the batch's list: a box would add
+// an allocation per record for nothing.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Reply {
+    Append(
+        oneshot::Sender<Delivery<Result<AuditRecord, StoreError>>>,
+        Result<AuditRecord, StoreError>,
+    ),
+    Approval(oneshot::Sender<Delivery<ApprovalReply>>, ApprovalReply),
+}
+
+impl Reply {
+    /// Sends this answer carrying `rest`; gives `rest` back if the waiter
+    /// has gone away.
+    fn send(self, rest: Vec<Reply>) -> Result<(), Vec<Reply>> {
+        fn give_back<T>(mut d: Delivery<T>) -> Vec<Reply> {
+            // Taken out so that dropping the delivery does not send them.
+            std::mem::take(&mut d.rest)
+        }
+        match self {
+            Reply::Append(to, value) => to
+                .send(Delivery {
+                    value: Some(value),
+                    rest,
+                })
+                .map_err(give_back),
+            Reply::Approval(to, value) => to
+                .send(Delivery {
+                    value: Some(value),
+                    rest,
+                })
+                .map_err(give_back),
+        }
+    }
+}
+
+/// Sends `replies`: the first waiter still there gets its answer and
+/// carries the others (see [`Delivery`]). A waiter that gave up (its future
+/// was dropped) is no error: its record is appended all the same.
+fn deliver(replies: Vec<Reply>) {
+    let mut rest = replies.into_iter();
+    while let Some(first) = rest.next() {
+        match first.send(rest.collect()) {
+            Ok(()) => return,
+            Err(back) => rest = back.into_iter(),
+        }
     }
 }
 
@@ -158,10 +253,10 @@ pub(crate) fn run(mut conn: Connection, rx: Receiver<Command>) {
 fn refuse(cmd: Command, why: &str) {
     match cmd {
         Command::Append(_, reply) => {
-            let _ = reply.send(Err(StoreError(why.to_owned())));
+            let _ = reply.send(Delivery::alone(Err(StoreError(why.to_owned()))));
         }
         Command::Approval(_, reply) => {
-            let _ = reply.send(Err(StoreError(why.to_owned())));
+            let _ = reply.send(Delivery::alone(Err(StoreError(why.to_owned()))));
         }
         Command::Shutdown(ack) => {
             if let Some(ack) = ack {
@@ -181,6 +276,7 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Command>) {
     let mut outcomes = Vec::with_capacity(batch.len());
     match write_batch(conn, &batch, &mut outcomes) {
         Ok(()) => {
+            let mut replies = Vec::with_capacity(batch.len());
             for (cmd, outcome) in batch.into_iter().zip(outcomes) {
                 match (cmd, outcome) {
                     (Command::Append(prepared, reply), Outcome::Appended { seq, prev_hash, hash }) => {
@@ -190,16 +286,15 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Command>) {
                             prev_hash,
                             hash,
                         };
-                        // A waiter that gave up (its future was dropped) is
-                        // no error: the record is appended all the same.
-                        let _ = reply.send(Ok(record));
+                        replies.push(Reply::Append(reply, Ok(record)));
                     }
                     (Command::Approval(_, reply), Outcome::Approval(result)) => {
-                        let _ = reply.send(*result);
+                        replies.push(Reply::Approval(reply, *result));
                     }
                     (cmd, _) => refuse(cmd, "internal error: batch outcome mismatch"),
                 }
             }
+            deliver(replies);
         }
         Err(e) => {
             // Nothing of the batch may stay: end the transaction if the
@@ -461,4 +556,60 @@ fn use_approval(conn: &Connection, id: &str, request_hash: &str, now_key: &str) 
         return Err(StoreError(format!("approval `{id}` changed while it was being used")));
     }
     reload(conn, id)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+
+    fn approval_reply(n: usize) -> ApprovalReply {
+        Ok(Err(ApprovalError::NotFound(n.to_string())))
+    }
+
+    /// Every waiter gets its answer, through the first waiter still there
+    /// (waiters that went away are skipped).
+    #[test]
+    fn every_answer_arrives_whoever_carries_it() {
+        for gone in [vec![], vec![0], vec![0, 1], vec![1], vec![0, 1, 2, 3]] {
+            let mut receivers = Vec::new();
+            let mut replies = Vec::new();
+            for n in 0..4 {
+                let (tx, rx) = oneshot::channel();
+                replies.push(Reply::Approval(tx, approval_reply(n)));
+                receivers.push(Some(rx));
+            }
+            for &g in &gone {
+                receivers[g] = None;
+            }
+            deliver(replies);
+            // In order: reading a delivery hands on the answers it carries.
+            for (n, rx) in receivers.iter_mut().enumerate() {
+                if let Some(mut rx) = rx.take() {
+                    let d = rx
+                        .try_recv()
+                        .unwrap_or_else(|e| panic!("{gone:?}: answer {n} missing: {e}"));
+                    assert_eq!(d.into_value().unwrap().unwrap(), approval_reply(n).unwrap());
+                }
+            }
+        }
+    }
+
+    /// A delivery dropped unread still hands on what it carries.
+    #[test]
+    fn a_dropped_delivery_hands_on_its_answers() {
+        let (tx0, mut rx0) = oneshot::channel();
+        let (tx1, mut rx1) = oneshot::channel();
+        deliver(vec![
+            Reply::Approval(tx0, approval_reply(0)),
+            Reply::Approval(tx1, approval_reply(1)),
+        ]);
+        assert!(rx1.try_recv().is_err(), "carried by the first waiter");
+        drop(rx0.try_recv().unwrap());
+        assert_eq!(
+            rx1.try_recv().unwrap().into_value().unwrap().unwrap(),
+            approval_reply(1).unwrap()
+        );
+    }
 }
