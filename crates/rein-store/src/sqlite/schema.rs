@@ -135,6 +135,8 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "wal_autocheckpoint", super::checkpoint::WRITER_AUTOCHECKPOINT)
         .map_err(|e| open_error(path, e))?;
     migrate(&mut conn).map_err(|e| StoreError(format!("{} ({})", e.0, path.display())))?;
+    // The writer keeps every statement it runs prepared (see `writer`).
+    conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
 

@@ -338,6 +338,7 @@ fn write_in_transaction(conn: &Connection, batch: &[Command], outcomes: &mut Vec
     let mut seq = u64::try_from(head_seq).map_err(|_| StoreError(format!("corrupt chain head: seq {head_seq}")))?;
     let mut prev = head_hash;
     let mut appended = false;
+    let mut rows: Vec<Row<'_>> = Vec::new();
     for cmd in batch {
         match cmd {
             Command::Append(p, _) => {
@@ -345,40 +346,103 @@ fn write_in_transaction(conn: &Connection, batch: &[Command], outcomes: &mut Vec
                 let body = p.parts.with_seq(seq);
                 let hash_hex = chain::record_hash_hex(&prev, &body);
                 let hash = String::from_utf8_lossy(&hash_hex).into_owned();
-                let mut insert = conn.prepare_cached(
-                    "INSERT INTO audit (seq, time, decision_id, phase, action, actor_id, session, effect, rules, \
-                     body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                )?;
-                let e = &p.entry;
-                insert.execute(params![
-                    i64::try_from(seq).map_err(|_| StoreError("the audit log is full".into()))?,
-                    p.time_key.as_deref().unwrap_or(&e.time),
-                    e.decision_id,
-                    e.phase,
-                    e.action,
-                    p.actor_id,
-                    e.session,
-                    e.effect,
-                    p.rules_json,
+                rows.push(Row {
+                    seq: i64::try_from(seq).map_err(|_| StoreError("the audit log is full".into()))?,
+                    p,
                     body,
-                    prev,
-                    hash,
-                ])?;
-                outcomes.push(Outcome::Appended {
-                    seq,
                     prev_hash: std::mem::replace(&mut prev, hash.clone()),
                     hash,
                 });
                 appended = true;
             }
-            Command::Approval(op, _) => outcomes.push(Outcome::Approval(Box::new(approval_in_savepoint(conn, op)?))),
+            Command::Approval(op, _) => {
+                // Records queued before it are written first: the order of
+                // the batch is the order of the writes.
+                insert_rows(conn, &mut rows, outcomes)?;
+                outcomes.push(Outcome::Approval(Box::new(approval_in_savepoint(conn, op)?)));
+            }
             // Split off before the batch is written; kept aligned regardless.
-            Command::Shutdown(_) => outcomes.push(Outcome::Nothing),
+            Command::Shutdown(_) => {
+                insert_rows(conn, &mut rows, outcomes)?;
+                outcomes.push(Outcome::Nothing);
+            }
         }
     }
+    insert_rows(conn, &mut rows, outcomes)?;
     if appended {
         conn.prepare_cached("UPDATE chain_head SET seq = ?1, hash = ?2 WHERE id = 1")?
             .execute(params![i64::try_from(seq).unwrap_or(i64::MAX), prev])?;
+    }
+    Ok(())
+}
+
+/// A record ready to insert: numbered, hashed, chained.
+struct Row<'a> {
+    seq: i64,
+    p: &'a PreparedAppend,
+    body: String,
+    prev_hash: String,
+    hash: String,
+}
+
+/// Rows per INSERT statement, largest first: a batch of records is written
+/// with as few statements as these sizes allow (one statement per row costs
+/// a reset, a bind and a VDBE run each; a multi-row INSERT shares them).
+const INSERT_CHUNKS: [usize; 3] = [16, 4, 1];
+
+/// The INSERT statement for `n` rows.
+fn insert_sql(n: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO audit (seq, time, decision_id, phase, action, actor_id, session, effect, rules, body, \
+         prev_hash, hash) VALUES ",
+    );
+    for i in 0..n {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    }
+    sql
+}
+
+/// Inserts `rows` (in order) and records their outcomes; leaves `rows`
+/// empty.
+fn insert_rows(conn: &Connection, rows: &mut Vec<Row<'_>>, outcomes: &mut Vec<Outcome>) -> Result<(), StoreError> {
+    let mut rest: &[Row<'_>] = rows;
+    while !rest.is_empty() {
+        let n = INSERT_CHUNKS.into_iter().find(|&n| n <= rest.len()).unwrap_or(1);
+        let (chunk, tail) = rest.split_at(n);
+        let mut insert = conn.prepare_cached(&insert_sql(n))?;
+        let mut i = 0;
+        for r in chunk {
+            let e = &r.p.entry;
+            let mut bind = |v: &dyn rusqlite::ToSql| -> Result<(), StoreError> {
+                i += 1;
+                insert.raw_bind_parameter(i, v)?;
+                Ok(())
+            };
+            bind(&r.seq)?;
+            bind(&r.p.time_key.as_deref().unwrap_or(&e.time))?;
+            bind(&e.decision_id)?;
+            bind(&e.phase)?;
+            bind(&e.action)?;
+            bind(&r.p.actor_id)?;
+            bind(&e.session)?;
+            bind(&e.effect)?;
+            bind(&r.p.rules_json)?;
+            bind(&r.body)?;
+            bind(&r.prev_hash)?;
+            bind(&r.hash)?;
+        }
+        insert.raw_execute()?;
+        rest = tail;
+    }
+    for r in rows.drain(..) {
+        outcomes.push(Outcome::Appended {
+            seq: u64::try_from(r.seq).unwrap_or(0),
+            prev_hash: r.prev_hash,
+            hash: r.hash,
+        });
     }
     Ok(())
 }
