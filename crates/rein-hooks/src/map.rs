@@ -199,6 +199,10 @@ fn file_inputs(
 
 fn shell(input: &Json, cwd: &Path, home: Option<&Path>) -> ToolCall {
     let command = input.get("command").and_then(Json::as_str).unwrap_or_default();
+    // A missing or non-string `command` is passed on as it came, so it
+    // breaks the `command: string` contract and is blocked, rather than
+    // being decided as an empty command (which runs nothing and would pass).
+    let raw_command = input.get("command").cloned().unwrap_or(Json::Null);
     let background = input.get("run_in_background").and_then(Json::as_bool).unwrap_or(false);
     let analysis = rein_shell::analyze(command);
     let cwd_text = cwd.to_string_lossy();
@@ -230,7 +234,7 @@ fn shell(input: &Json, cwd: &Path, home: Option<&Path>) -> ToolCall {
         // An empty command (or only comments) runs nothing, but is still
         // decided once so the call is recorded and a policy can see it.
         inputs.push(json!({
-            "command": command, "cwd": cwd_text, "part": "", "program": "", "path": "", "args": [],
+            "command": raw_command, "cwd": cwd_text, "part": "", "program": "", "path": "", "args": [],
             "writes": [], "reads": [], "stdin_from": "", "upstream": [], "via": [], "env": [],
             "dynamic_args": false, "understood": analysis.understood, "background": background,
         }));

@@ -115,6 +115,16 @@ async fn compound_commands_are_decided_part_by_part() {
 }
 
 #[tokio::test]
+async fn a_shell_call_without_a_string_command_is_blocked() {
+    let f = fixture();
+    for input in [json!({}), json!({"command": 7}), json!({"command": ["rm", "-rf", "/"]})] {
+        let (decision, reason) = f.pre("Bash", input.clone()).await;
+        assert_eq!(decision, "deny", "{input}: {reason}");
+        assert!(reason.contains("input.command"), "{input}: {reason}");
+    }
+}
+
+#[tokio::test]
 async fn files_web_mcp_and_unknown_tools() {
     let f = fixture();
     let p = |rel: &str| f.project.join(rel).to_string_lossy().into_owned();
