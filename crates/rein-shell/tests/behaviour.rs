@@ -294,6 +294,21 @@ fn pathological_nesting_does_not_overflow_the_stack() {
     }
 }
 
+/// A panic inside brush-parser that no pre-check foresees (this one, an
+/// `unwrap` in its tokenizer, was found by fuzzing) is text not understood,
+/// not a crash.
+#[test]
+fn a_panic_in_the_parser_is_a_part_not_understood() {
+    let a = analyze("echo $<<-{HOME:-$(\x0c $(( $(date s) - 10 )) `hohostnacme`");
+    assert_consistent(&a);
+    assert!(!a.understood);
+    assert!(
+        a.problems.iter().any(|p| p.contains("cannot parse")),
+        "{:?}",
+        a.problems
+    );
+}
+
 /// Inputs on which brush-parser's grammar backtracked exponentially (one
 /// found by fuzzing took minutes with 40 parentheses) now take
 /// milliseconds; the bound here is loose for slow machines.
