@@ -697,25 +697,23 @@ impl<'d> Cx<'d> {
 /// Maps byte offsets inside a condition's text to offsets in the file.
 ///
 /// Most conditions are written verbatim (plain or quoted without escapes),
-/// so the mapping is a constant shift. Otherwise each offset is aligned with
-/// the source by the YAML reader, which walks the scalar; for long scalars
-/// that walk per offset would be quadratic, so they point at the scalar's
-/// start instead.
-fn offset_map<'a>(node: &'a YamlNode, file: &'a str, value: &str) -> impl Fn(u32) -> u32 + 'a {
+/// so the mapping is a constant shift. Otherwise the YAML reader aligns the
+/// scalar with the source once and each offset is looked up; a scalar that
+/// cannot be aligned points at its start.
+fn offset_map(node: &YamlNode, file: &str, value: &str) -> impl Fn(u32) -> u32 {
     let start = node.span.start as usize;
     let quote = usize::from(matches!(
         node.style,
         ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted
     ));
     let verbatim = file.get(start + quote..start + quote + value.len()) == Some(value);
-    let slow_ok = value.len() <= 4096;
+    // Aligned once: every span of the condition then maps by table lookup.
+    let alignment = if verbatim { None } else { node.string_offsets(file) };
     move |rel: u32| -> u32 {
         let offset = if verbatim {
             start + quote + rel as usize
-        } else if slow_ok {
-            node.string_offset(file, rel as usize)
         } else {
-            start
+            alignment.as_ref().and_then(|a| a.offset(rel as usize)).unwrap_or(start)
         };
         u32::try_from(offset).unwrap_or(u32::MAX)
     }

@@ -144,13 +144,20 @@ impl YamlNode {
     /// that is not the one parsed, an offset past the end).
     pub fn string_offset(&self, text: &str, value_offset: usize) -> usize {
         let start = self.span.start as usize;
-        let YamlValue::String(value) = &self.value else {
-            return start;
-        };
-        if value_offset > value.len() {
-            return start;
+        match self.string_offsets(text) {
+            Some(alignment) => alignment.offset(value_offset).unwrap_or(start),
+            None => start,
         }
-        align(text, start, self.style, value, value_offset).unwrap_or(start)
+    }
+
+    /// Aligns the whole string value with `text` once, for mapping many
+    /// offsets (see [`YamlNode::string_offset`]); `None` when the value cannot
+    /// be aligned.
+    pub fn string_offsets(&self, text: &str) -> Option<Alignment> {
+        let YamlValue::String(value) = &self.value else {
+            return None;
+        };
+        align(text, self.span.start as usize, self.style, value)
     }
 
     /// Short name of the node's kind for error messages: "null", "boolean",
@@ -932,14 +939,35 @@ impl Src<'_> {
     }
 }
 
+/// Where each byte of a string value came from in the source text.
+#[derive(Clone, Debug)]
+pub struct Alignment {
+    starts: Vec<usize>,
+    end: usize,
+}
+
+impl Alignment {
+    /// The source offset of the character holding value byte `value_offset`;
+    /// the value's length maps to the end of the scalar's content, and
+    /// anything past it to `None`.
+    pub fn offset(&self, value_offset: usize) -> Option<usize> {
+        match self.starts.get(value_offset) {
+            Some(&at) => Some(at),
+            None if value_offset == self.starts.len() => Some(self.end),
+            None => None,
+        }
+    }
+}
+
 /// Walks the decoded value in step with the source: each decoded character
 /// is checked against the value, so a wrong guess about the source fails
 /// instead of giving a wrong offset.
 struct Aligner<'v> {
     value: &'v str,
     pos: usize,
-    target: usize,
-    found: Option<usize>,
+    /// Source offset of the character each value byte belongs to: filled in
+    /// one walk, so mapping every span of a condition costs one alignment.
+    starts: Vec<usize>,
     /// Source end of the last character that did not come from a line break.
     content_end: Option<usize>,
     /// Where the value's trailing line feeds start (block chomping).
@@ -947,12 +975,11 @@ struct Aligner<'v> {
 }
 
 impl<'v> Aligner<'v> {
-    fn new(value: &'v str, target: usize) -> Aligner<'v> {
+    fn new(value: &'v str) -> Aligner<'v> {
         Aligner {
             value,
             pos: 0,
-            target,
-            found: None,
+            starts: Vec::with_capacity(value.len()),
             content_end: None,
             tail: value.trim_end_matches('\n').len(),
         }
@@ -964,9 +991,7 @@ impl<'v> Aligner<'v> {
             return None;
         }
         let next = self.pos + c.len_utf8();
-        if self.found.is_none() && self.target < next {
-            self.found = Some(src);
-        }
+        self.starts.resize(next, src);
         self.pos = next;
         if !from_break {
             self.content_end = Some(src_end);
@@ -986,13 +1011,16 @@ impl<'v> Aligner<'v> {
         self.pos >= self.tail
     }
 
-    /// The target's position once the whole value is aligned; `end` for the
-    /// target just past the value.
-    fn result(&self, end: usize) -> Option<usize> {
+    /// The alignment once the whole value is aligned; `end` is where the
+    /// offset just past the value maps to.
+    fn result(self, end: usize) -> Option<Alignment> {
         if !self.done() {
             return None;
         }
-        Some(self.found.unwrap_or(end))
+        Some(Alignment {
+            starts: self.starts,
+            end,
+        })
     }
 
     /// End of the last character that did not come from a line break.
@@ -1012,13 +1040,14 @@ enum Fold {
 
 /// Where the character at `value_offset` of `value`, a scalar of `style`
 /// starting at `start`, is in `text`.
-fn align(text: &str, start: usize, style: ScalarStyle, value: &str, value_offset: usize) -> Option<usize> {
+fn align(text: &str, start: usize, style: ScalarStyle, value: &str) -> Option<Alignment> {
     let src = Src { text };
-    let mut al = Aligner::new(value, value_offset);
+    let mut al = Aligner::new(value);
     match style {
         ScalarStyle::Plain => {
             align_plain(&src, start, &mut al)?;
-            al.result(al.content_end_or(start))
+            let end = al.content_end_or(start);
+            al.result(end)
         }
         ScalarStyle::SingleQuoted => {
             let close = align_single(&src, start, &mut al)?;
@@ -1028,8 +1057,8 @@ fn align(text: &str, start: usize, style: ScalarStyle, value: &str, value_offset
             let close = align_double(&src, start, &mut al)?;
             al.result(close)
         }
-        ScalarStyle::Literal => align_block(&src, start, true, value, value_offset),
-        ScalarStyle::Folded => align_block(&src, start, false, value, value_offset),
+        ScalarStyle::Literal => align_block(&src, start, true, value),
+        ScalarStyle::Folded => align_block(&src, start, false, value),
         ScalarStyle::NotScalar => None,
     }
 }
@@ -1191,7 +1220,7 @@ fn unescape(src: &Src<'_>, p: usize, e: char) -> Option<(char, usize)> {
 }
 
 /// Aligns a block scalar whose indicator is at `start`.
-fn align_block(src: &Src<'_>, start: usize, literal: bool, value: &str, target: usize) -> Option<usize> {
+fn align_block(src: &Src<'_>, start: usize, literal: bool, value: &str) -> Option<Alignment> {
     if !matches!(src.byte(start)?, b'|' | b'>') {
         return None;
     }
@@ -1229,9 +1258,10 @@ fn align_block(src: &Src<'_>, start: usize, literal: bool, value: &str, target: 
     let high = explicit.map_or(0, |d| auto.max(d) + 8);
     let others = (1..=high).rev().take(80).filter(|&n| n != auto);
     std::iter::once(auto).chain(others).find_map(|indent| {
-        let mut al = Aligner::new(value, target);
+        let mut al = Aligner::new(value);
         align_block_lines(src, body, indent, literal, &mut al)?;
-        al.result(al.content_end_or(body))
+        let end = al.content_end_or(body);
+        al.result(end)
     })
 }
 
