@@ -36,10 +36,19 @@ PY
 # The answer must be a real decision before anything is timed.
 "$REIN" hook claude-code "${POLICY[@]}" --db "$OUT/hook.db" <"$OUT/event.json" | grep -q '"allow"'
 
-echo "== process hook (hyperfine, $RUNS runs; both through sh -c for the redirection)"
+echo "== process hook (hyperfine, $RUNS runs; all through sh -c for the redirection)"
+# Default: the compiled policy from the cache (the warm-up runs fill it);
+# --no-cache: reading and type-checking the YAML on every run.
 hyperfine -N --warmup 20 --runs "$RUNS" --export-json "$OUT/process.json" \
   "sh -c 'cat < $OUT/event.json'" \
-  "sh -c '$REIN hook claude-code ${POLICY[*]} --db $OUT/hook.db < $OUT/event.json'" 2>&1 | grep -v "^ *$"
+  "sh -c '$REIN hook claude-code ${POLICY[*]} --db $OUT/hook.db --cache-dir $OUT/cache < $OUT/event.json'" \
+  "sh -c '$REIN hook claude-code ${POLICY[*]} --db $OUT/hook.db --no-cache < $OUT/event.json'" 2>&1 | grep -v "^ *$"
+python3 - "$OUT/process.json" <<'PY'
+import json, sys
+for r in json.load(open(sys.argv[1]))["results"]:
+    name = "cat floor" if "cat <" in r["command"] else ("no cache" if "--no-cache" in r["command"] else "cached")
+    print(f"median {name:>9}: {r['median'] * 1e3:6.2f} ms  (user {r['user'] * 1e3:.1f} ms, system {r['system'] * 1e3:.1f} ms, min {r['min'] * 1e3:.2f} ms)")
+PY
 
 echo "== HTTP hook (wrk, 1 connection, ${SECS}s): rein serve, durable audit"
 TOKEN=agent-token-for-the-hook-benchmark-0123

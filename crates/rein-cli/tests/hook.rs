@@ -19,6 +19,9 @@ fn hook(args: &[&str], stdin: &[u8], dir: &Path) -> Output {
         .env("HOME", dir)
         .env_remove("REIN_DB")
         .env_remove("REIN_TOKEN")
+        .env_remove("REIN_CACHE_DIR")
+        .env_remove("XDG_STATE_HOME")
+        .env_remove("XDG_CACHE_HOME")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -73,6 +76,59 @@ fn decides_in_process_and_records_in_the_default_store() {
         .unwrap();
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
     assert!(String::from_utf8_lossy(&verify.stdout).contains('3'), "two parts + one");
+    // The compiled policy was cached once, under the cache directory of HOME.
+    assert_eq!(cache_entries(&dir.path().join(".cache/rein/policies")).len(), 1);
+}
+
+fn cache_entries(dir: &Path) -> Vec<PathBuf> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn a_damaged_cache_entry_is_reported_and_the_policy_compiled_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let contracts = root().join("policies/agents/coding-agent.yaml");
+    let rules = root().join("examples/claude-code/policy.yaml");
+    let args = [
+        "claude-code",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "-p",
+        contracts.to_str().unwrap(),
+        "-p",
+        rules.to_str().unwrap(),
+    ];
+    let out = hook(&args, &event("cat ~/.ssh/id_rsa", dir.path()), dir.path());
+    assert_eq!(decision(&out).0, "deny");
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    let [entry] = cache_entries(&cache).try_into().unwrap();
+    let mut bytes = std::fs::read(&entry).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&entry, bytes).unwrap();
+    let out = hook(&args, &event("cat ~/.ssh/id_rsa", dir.path()), dir.path());
+    assert_eq!(decision(&out).0, "deny");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("policy cache") && stderr.contains("checksum"),
+        "{stderr}"
+    );
+    // Rewritten: the next run is quiet again.
+    let out = hook(&args, &event("git status", dir.path()), dir.path());
+    assert_eq!(decision(&out).0, "allow");
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // `--no-cache` compiles every time and writes nothing.
+    let fresh = dir.path().join("home");
+    std::fs::create_dir(&fresh).unwrap();
+    let no_cache = ["claude-code", "--no-cache", "-p", contracts.to_str().unwrap()];
+    let out = hook(&no_cache, &event("git status", &fresh), &fresh);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!fresh.join(".cache").exists());
 }
 
 #[test]

@@ -87,7 +87,7 @@ impl Phase {
 }
 
 /// How matching rules combine into one effect.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Combining {
     /// Rein's native semantics: every matching rule counts; `block` beats
     /// `require_approval` beats `allow`; rule order never matters.
@@ -148,7 +148,7 @@ pub struct ActionContractAst {
 }
 
 /// Whether fields that the contract does not declare are refused or dropped.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ExtraFields {
     /// An undeclared field breaks the contract.
     #[default]

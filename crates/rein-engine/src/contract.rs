@@ -95,9 +95,13 @@ fn check_value(json: &Json, ty: &Type, c: &Constraints, path: &Path<'_>) -> Resu
     let value = match (ty, json) {
         (Type::String, Json::String(s)) => {
             check_len(s.chars().count(), c, path)?;
-            if let Some((re, src)) = &c.pattern {
+            if let Some(pattern) = &c.pattern {
+                let re = pattern.get().map_err(|e| violation(path, e))?;
                 if !re.is_match(s) {
-                    return Err(violation(path, format!("does not match the pattern `{src}`")));
+                    return Err(violation(
+                        path,
+                        format!("does not match the pattern `{}`", pattern.source()),
+                    ));
                 }
             }
             Value::Str(s.clone())

@@ -344,10 +344,12 @@ fn eval_inner<'a, T: Tracer>(node: &'a Node, env: &Env<'a>, frame: &mut Frame<'_
         }
         NodeKind::Matches { operand, regex } => {
             let s = eval(operand, env, frame)?;
+            let regex = regex.get().map_err(EvalError)?;
             Ok(Cow::Owned(Value::Bool(regex.is_match(str_of(&s)?))))
         }
         NodeKind::Glob { operand, matcher } => {
             let s = eval(operand, env, frame)?;
+            let matcher = matcher.get().map_err(EvalError)?;
             let normalized = normalize_path(str_of(&s)?);
             Ok(Cow::Owned(Value::Bool(matcher.is_match(normalized.as_str()))))
         }

@@ -8,10 +8,81 @@ use crate::value::Value;
 use globset::GlobMatcher;
 use regex::Regex;
 use rustc_hash::{FxHashMap, FxHashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+/// A regex or glob kept with its source. The checker compiles it (that is
+/// how it knows the source is valid); a policy read from the cache compiles
+/// it on first use, so a process deciding one request builds only the
+/// automata that request reaches.
+pub(crate) struct Lazy<T> {
+    source: String,
+    compiled: OnceLock<Result<T, String>>,
+}
+
+/// What [`Lazy`] can hold.
+pub(crate) trait Compile: Sized {
+    fn compile(source: &str) -> Result<Self, String>;
+}
+
+impl Compile for Regex {
+    fn compile(source: &str) -> Result<Regex, String> {
+        crate::check::compile_regex(source)
+    }
+}
+
+impl Compile for GlobMatcher {
+    fn compile(source: &str) -> Result<GlobMatcher, String> {
+        crate::check::compile_glob(source)
+    }
+}
+
+impl<T: Compile> Lazy<T> {
+    /// One compiled by the checker.
+    pub fn compiled(source: String, value: T) -> Lazy<T> {
+        Lazy {
+            source,
+            compiled: OnceLock::from(Ok(value)),
+        }
+    }
+
+    /// The text it was written as.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The compiled matcher; an error only if a cached source no longer
+    /// compiles (the caller fails closed).
+    pub fn get(&self) -> Result<&T, String> {
+        match self.compiled.get_or_init(|| T::compile(&self.source)) {
+            Ok(t) => Ok(t),
+            Err(e) => Err(format!("the pattern `{}` cannot be compiled: {e}", self.source)),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Lazy<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Lazy").field(&self.source).finish()
+    }
+}
+
+impl<T> serde::Serialize for Lazy<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.source)
+    }
+}
+
+impl<'de, T> serde::Deserialize<'de> for Lazy<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Lazy<T>, D::Error> {
+        Ok(Lazy {
+            source: String::deserialize(d)?,
+            compiled: OnceLock::new(),
+        })
+    }
+}
 
 /// The whole compiled policy.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct CompiledPolicy {
     /// Every governed action, by id.
     pub actions: Vec<ActionIr>,
@@ -33,12 +104,14 @@ pub(crate) struct CompiledPolicy {
     pub version_hash: String,
     /// The `version` label the author wrote, if any.
     pub version_label: Option<String>,
-    /// The sources, for explanations.
+    /// The sources, for explanations; a cached policy gets the texts it was
+    /// looked up by.
+    #[serde(skip)]
     pub files: Vec<SourceFile>,
 }
 
 /// One action's contract and the rules that can apply to it.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct ActionIr {
     /// Its name, as a value (what `action` evaluates to).
     pub name: Value,
@@ -68,7 +141,7 @@ impl ActionIr {
 }
 
 /// What a rule says besides its condition.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct RuleInfo {
     /// Unique id.
     pub id: String,
@@ -87,7 +160,7 @@ pub(crate) struct RuleInfo {
 }
 
 /// Who may approve and for how long a grant holds.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Approval {
     /// The role an approver must have.
     pub role: String,
@@ -96,7 +169,7 @@ pub struct Approval {
 }
 
 /// A rule's condition compiled for one action.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct CompiledRule {
     /// Index into [`CompiledPolicy::rules`].
     pub rule: u32,
@@ -105,7 +178,7 @@ pub(crate) struct CompiledRule {
 }
 
 /// Which top-level variable a path starts from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Root {
     Input,
     Output,
@@ -114,7 +187,7 @@ pub(crate) enum Root {
 }
 
 /// A typed expression node.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Node {
     pub kind: NodeKind,
     /// Its source span, for explanations.
@@ -124,7 +197,7 @@ pub(crate) struct Node {
 }
 
 /// One step when walking into a value.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Step {
     /// Object field by position.
     Field(u32),
@@ -133,7 +206,7 @@ pub(crate) enum Step {
 }
 
 /// Built-in functions with one or two ordinary arguments.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Builtin {
     Size,
     StartsWith,
@@ -161,7 +234,7 @@ pub(crate) enum Builtin {
 }
 
 /// The comprehension macros.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum MacroKind {
     Exists,
     All,
@@ -171,7 +244,7 @@ pub(crate) enum MacroKind {
 }
 
 /// Comparison operators.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum CmpOp {
     Eq,
     Ne,
@@ -182,7 +255,7 @@ pub(crate) enum CmpOp {
 }
 
 /// Arithmetic operators.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum ArithOp {
     Add,
     Sub,
@@ -191,7 +264,7 @@ pub(crate) enum ArithOp {
     Rem,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) enum NodeKind {
     Const(Value),
     /// A static path from a root through object fields.
@@ -263,11 +336,11 @@ pub(crate) enum NodeKind {
     },
     Matches {
         operand: Box<Node>,
-        regex: Regex,
+        regex: Lazy<Regex>,
     },
     Glob {
         operand: Box<Node>,
-        matcher: GlobMatcher,
+        matcher: Lazy<GlobMatcher>,
     },
     List(Box<[Node]>),
     MapLit(Box<[(Node, Node)]>),

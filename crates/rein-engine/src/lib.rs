@@ -34,6 +34,7 @@
 
 pub mod actra;
 pub mod ast;
+mod cache;
 mod check;
 mod contract;
 mod decision;
@@ -50,6 +51,7 @@ mod types;
 mod value;
 
 pub use ast::{Effect, Phase};
+pub use cache::{CacheStatus, PolicyCache};
 pub use contract::Violation;
 pub use decision::{Basis, Decision, Obligation, RuleError};
 pub use diagnostics::{Diagnostic, LoadError, Severity};

@@ -154,6 +154,25 @@ impl Policy {
         Policy::finish_load(compiled, &mut diags).map_err(|()| LoadError::new(diags))
     }
 
+    /// Compiles native files already read (the cache's path to a full load).
+    pub(crate) fn compile_files(files: &[SourceFile], diags: Vec<Diagnostic>) -> Result<Policy, LoadError> {
+        Policy::compile_sources(files, None, diags)
+    }
+
+    /// A policy from IR that was checked when it was compiled (read back from
+    /// the cache): no warnings, since entries are only written without any.
+    pub(crate) fn new_checked(inner: Arc<CompiledPolicy>) -> Policy {
+        Policy {
+            inner,
+            warnings: Arc::from([]),
+        }
+    }
+
+    /// The compiled IR.
+    pub(crate) fn compiled(&self) -> &CompiledPolicy {
+        &self.inner
+    }
+
     /// The policy, if it compiled and no error was found; otherwise
     /// `diags` holds at least one error.
     fn finish_load(compiled: Option<CompiledPolicy>, diags: &mut Vec<Diagnostic>) -> Result<Policy, ()> {

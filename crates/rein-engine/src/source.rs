@@ -10,7 +10,7 @@ use std::sync::Arc;
 ///
 /// Spans produced by the condition parser are relative to the expression
 /// text; the policy loader shifts them into file coordinates.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Span {
     /// First byte.
     pub start: u32,

@@ -2,13 +2,14 @@
 //! expression checker assigns.
 
 use crate::ast::ExtraFields;
+use crate::ir::Lazy;
 use regex::Regex;
 use rustc_hash::FxHashMap;
 use std::fmt;
 use std::sync::Arc;
 
 /// The type of a value in a contract or an expression.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Type {
     /// `null`
     Null,
@@ -92,7 +93,7 @@ impl fmt::Display for Type {
 }
 
 /// An object type: named fields with their types and constraints.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct ObjectType {
     /// Where it sits, for messages: `input of refund`, `actor`, `input.customer`.
     pub name: String,
@@ -113,7 +114,7 @@ impl ObjectType {
 }
 
 /// One field of an object type.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct FieldDef {
     /// Its name.
     pub name: String,
@@ -128,7 +129,7 @@ pub struct FieldDef {
 }
 
 /// Checked constraints on a field's value.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Constraints {
     /// Smallest number allowed.
     pub min: Option<f64>,
@@ -139,7 +140,7 @@ pub struct Constraints {
     /// Longest length allowed.
     pub max_len: Option<u64>,
     /// The regex a string must match, with its source text.
-    pub pattern: Option<(Regex, String)>,
+    pub pattern: Option<Lazy<Regex>>,
     /// The only values allowed (strings for enums and `allowed`).
     pub allowed: Option<Vec<crate::value::Value>>,
     /// True when `allowed` came from an enum type.

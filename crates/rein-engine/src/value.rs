@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 /// A typed value. Objects store their fields by position (the order of the
 /// object type), so a field read is an index, not a name lookup.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Value {
     /// `null`
     Null,

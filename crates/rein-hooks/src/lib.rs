@@ -19,7 +19,7 @@ pub mod render;
 pub use event::{parse_event, Agent, EventError, EventKind, HookEvent, MAX_EVENT_BYTES};
 pub use render::{refuse, refuse_unreadable, Reply};
 
-use rein_engine::{Effect, Request};
+use rein_engine::{Effect, Phase, Request};
 use rein_runtime::{Answer, Runtime};
 use rein_store::ApprovalState;
 use serde_json::{json, Value as Json};
@@ -177,7 +177,13 @@ impl From<Answer> for PartAnswer {
 /// identical call opened is found by the request: granted → used now;
 /// denied → refused; pending → still waiting (no second approval opened);
 /// used or expired → decided afresh (which opens a new one if required).
-async fn decide_with_approvals(runtime: &Runtime, request: Request) -> PartAnswer {
+async fn decide_with_approvals(runtime: &Runtime, mut request: Request) -> PartAnswer {
+    // An approval only ever changes a `require_approval` decision: for any
+    // other the lookup (a read of the store) is skipped.
+    request.phase = Phase::Before;
+    if runtime.policy().decide(&request).effect() != Effect::RequireApproval {
+        return PartAnswer::from(runtime.decide(request, None).await);
+    }
     let now = jiff::Timestamp::now();
     let existing = match runtime.approval_for(&request).await {
         Ok(found) => found.filter(|a| {

@@ -14,7 +14,7 @@ pub mod redact;
 mod sqlite;
 
 pub use model::{ApprovalError, ApprovalRecord, ApprovalState, AuditEntry, AuditQuery, AuditRecord, Verification};
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// A failure of the storage itself (I/O, a corrupt file, a closed writer).
 /// Callers fail closed on it: a decision that cannot be recorded is `block`.

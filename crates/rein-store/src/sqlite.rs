@@ -54,6 +54,47 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// How a [`SqliteStore`] runs; [`SqliteOptions::default`] suits a server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// Copy the WAL into the database file on a background thread.
+    pub background_checkpoints: bool,
+    /// Checkpoint the WAL into the database file (and remove it) when the
+    /// last connection closes.
+    pub checkpoint_on_close: bool,
+    /// WAL size, in pages, at which a commit checkpoints it (and the WAL
+    /// starts over).
+    pub writer_checkpoint_pages: u32,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> SqliteOptions {
+        SqliteOptions {
+            background_checkpoints: true,
+            checkpoint_on_close: true,
+            writer_checkpoint_pages: checkpoint::WRITER_AUTOCHECKPOINT,
+        }
+    }
+}
+
+impl SqliteOptions {
+    /// For a process that appends a few records and exits (a coding agent's
+    /// hook). No checkpoint thread; and the WAL is left for the next process
+    /// instead of being copied back and removed at every exit, which costs
+    /// five syncs (the WAL's creation, its header, the directory, the copy,
+    /// the database) where a commit needs one. The first connection of each
+    /// process reads the WAL's live frames to rebuild its index, so the WAL
+    /// is kept short: a commit checkpoints it at 64 pages (every twenty or
+    /// so processes). Durability is the same: every commit syncs the WAL.
+    pub fn short_lived() -> SqliteOptions {
+        SqliteOptions {
+            background_checkpoints: false,
+            checkpoint_on_close: false,
+            writer_checkpoint_pages: 64,
+        }
+    }
+}
+
 impl SqliteStore {
     /// Opens the store at `path`, creating the file if needed (not its
     /// directory), and brings its schema up to date. Refuses a file whose
@@ -62,16 +103,25 @@ impl SqliteStore {
     /// Blocking (file I/O and a possible migration): call it at start-up,
     /// or from `spawn_blocking`.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(path, SqliteOptions::default())
+    }
+
+    /// Opens the store as [`SqliteStore::open`] does, running as `options`
+    /// say.
+    pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let conn = schema::open_writer(&path)?;
-        let checkpointer = checkpoint::Checkpointer::start(&path)?;
+        let conn = schema::open_writer(&path, options)?;
+        let checkpointer = match options.background_checkpoints {
+            true => Some(checkpoint::Checkpointer::start(&path)?),
+            false => None,
+        };
         let (commands, rx) = mpsc::channel();
         let writer = std::thread::Builder::new()
             .name("rein-store-writer".into())
             .spawn(move || writer::run(conn, rx, checkpointer))
             .map_err(|e| StoreError(format!("cannot start the store's writer thread: {e}")))?;
         Ok(SqliteStore {
-            readers: Arc::new(Readers::new(path.clone())),
+            readers: Arc::new(Readers::new(path.clone(), options)),
             path,
             commands,
             writer: Mutex::new(Some(writer)),

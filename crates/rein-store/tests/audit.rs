@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{entry, open_temp};
 use rein_store::chain::{self, GENESIS};
-use rein_store::{AuditQuery, SqliteStore, Store, Verification};
+use rein_store::{AuditQuery, SqliteOptions, SqliteStore, Store, Verification};
 
 #[tokio::test]
 async fn append_returns_the_chained_record() {
@@ -243,6 +243,32 @@ async fn query_filters_combine() {
         })
         .await;
     assert!(bad.unwrap_err().0.contains("RFC 3339"));
+}
+
+/// A short-lived store leaves its WAL for the next process instead of
+/// checkpointing at exit; each process chains onto the last, whichever kind
+/// of store wrote it.
+#[tokio::test]
+async fn short_lived_stores_leave_the_wal_and_chain_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rein.db");
+    let wal = dir.path().join("rein.db-wal");
+    for round in 0..3u64 {
+        let store = SqliteStore::open_with(&path, SqliteOptions::short_lived()).unwrap();
+        let r = store.append(entry(round + 1)).await.unwrap();
+        assert_eq!(r.seq, round + 1);
+        store.close().await.unwrap();
+        drop(store);
+        assert!(wal.exists(), "round {round}: the WAL was checkpointed away");
+    }
+    // A server's store reads what they wrote, appends, and checkpoints the
+    // WAL away when it closes.
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.append(entry(4)).await.unwrap().seq, 4);
+    assert_eq!(store.verify_audit().await.unwrap(), Verification::Intact { records: 4 });
+    store.close().await.unwrap();
+    drop(store);
+    assert!(!wal.exists(), "a default store checkpoints at close");
 }
 
 #[tokio::test]

@@ -6,9 +6,10 @@
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use rein_engine::{CacheStatus, PolicyCache};
 use rein_hooks::{Agent, Reply, MAX_EVENT_BYTES};
 use rein_runtime::{Runtime, RuntimeConfig};
-use rein_store::SqliteStore;
+use rein_store::{SqliteOptions, SqliteStore};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,6 +54,15 @@ pub struct HookArgs {
     /// the database, created if absent.
     #[arg(long, value_name = "FILE", conflicts_with = "server")]
     audit_key: Option<PathBuf>,
+    /// Where compiled policies are kept between runs, keyed by the policy
+    /// texts and this executable. Default: `$XDG_CACHE_HOME/rein/policies`
+    /// (or `~/.cache/rein/policies`). Protect it as the policy files: its
+    /// entries are what the hook enforces.
+    #[arg(long, value_name = "DIR", env = "REIN_CACHE_DIR", conflicts_with = "server")]
+    cache_dir: Option<PathBuf>,
+    /// Compile the policy on every run instead of using the cache.
+    #[arg(long, conflicts_with_all = ["server", "cache_dir"])]
+    no_cache: bool,
     /// Ask a running `rein serve` (its `/v1/hooks/<agent>` endpoint)
     /// instead of deciding in this process.
     #[arg(long, value_name = "URL", conflicts_with = "policy")]
@@ -115,13 +125,27 @@ fn answer(args: &HookArgs, agent: Agent, bytes: &[u8]) -> Reply {
 }
 
 fn local(args: &HookArgs, agent: Agent, bytes: &[u8], limit: Duration) -> anyhow::Result<Reply> {
-    let policy = rein_engine::Policy::load(&args.policy).map_err(|e| {
+    let cache = match (&args.cache_dir, args.no_cache) {
+        (_, true) => None,
+        (Some(dir), false) => Some(PolicyCache::new(dir)),
+        (None, false) => PolicyCache::default_dir().map(PolicyCache::new),
+    };
+    let loaded = match &cache {
+        Some(cache) => cache.load(&args.policy),
+        None => rein_engine::Policy::load(&args.policy).map(|p| (p, CacheStatus::NotCached)),
+    };
+    let (policy, status) = loaded.map_err(|e| {
         let first = e.diagnostics().first().map(|d| d.to_string()).unwrap_or_default();
         anyhow::anyhow!(
             "the policy failed to load ({} problem(s)); first: {first}",
             e.diagnostics().len()
         )
     })?;
+    if let CacheStatus::Failed(why) = status {
+        // The decision is unaffected (the policy was compiled); said so the
+        // slow runs have a visible cause.
+        eprintln!("rein: policy cache: {why}");
+    }
     let db = match &args.db {
         Some(db) => db.clone(),
         None => default_db()?,
@@ -134,11 +158,16 @@ fn local(args: &HookArgs, agent: Agent, bytes: &[u8], limit: Duration) -> anyhow
         .clone()
         .unwrap_or_else(|| db.with_file_name("rein-audit.key"));
     let hmac_key = rein_server::ensure_hmac_key(&key_path)?;
-    let store = SqliteStore::open(&db).with_context(|| format!("cannot open the store `{}`", db.display()))?;
+    // One process per event: no checkpoint thread, no checkpoint at exit.
+    let store = SqliteStore::open_with(&db, SqliteOptions::short_lived())
+        .with_context(|| format!("cannot open the store `{}`", db.display()))?;
     let config = RuntimeConfig {
         hmac_key,
         ..RuntimeConfig::default()
     };
+    // The process ends right after deciding: freeing the compiled policy
+    // node by node would only delay the exit.
+    std::mem::forget(policy.clone());
     let runtime = Runtime::new(policy, Arc::new(store), config);
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().build()?;

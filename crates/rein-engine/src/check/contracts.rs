@@ -2,6 +2,7 @@
 
 use crate::ast::{ExtraFields, FieldsAst, Literal, Spanned, TypeAst};
 use crate::diagnostics::Diagnostic;
+use crate::ir::Lazy;
 use crate::source::{SourceFile, Span};
 use crate::types::{Constraints, FieldDef, ObjectType, Type};
 use crate::value::Value;
@@ -26,6 +27,16 @@ pub(crate) fn compile_regex(pattern: &str) -> Result<regex::Regex, String> {
             regex::Error::CompiledTooBig(_) => "the pattern is too large".to_string(),
             other => other.to_string(),
         })
+}
+
+/// Compiles the pattern of a `glob` call: `*` and `?` stop at `/`, `**`
+/// crosses directories.
+pub(crate) fn compile_glob(pattern: &str) -> Result<globset::GlobMatcher, String> {
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()
+        .map(|g| g.compile_matcher())
+        .map_err(|e| e.kind().to_string())
 }
 
 pub(crate) struct ContractResolver<'d> {
@@ -135,7 +146,7 @@ impl ContractResolver<'_> {
                 self.mismatch(p.span, "`pattern`", field, ty, "string fields");
             } else {
                 match compile_regex(&p.value) {
-                    Ok(re) => out.pattern = Some((re, p.value.clone())),
+                    Ok(re) => out.pattern = Some(Lazy::compiled(p.value.clone(), re)),
                     Err(e) => self.diags.push(
                         Diagnostic::error(
                             &self.file,

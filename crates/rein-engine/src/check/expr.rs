@@ -5,10 +5,10 @@
 //! reported once and the rest of the expression is still checked.
 
 use crate::ast::{BinaryOp, Expr, ExprKind, Name, Phase, UnaryOp};
-use crate::check::contracts::compile_regex;
+use crate::check::contracts::{compile_glob, compile_regex};
 use crate::diagnostics::{did_you_mean, Diagnostic};
 use crate::eval::{parse_cidr, parse_ip, parse_timestamp};
-use crate::ir::{ArithOp, Builtin, CmpOp, MacroKind, Node, NodeKind, Root, Step};
+use crate::ir::{ArithOp, Builtin, CmpOp, Lazy, MacroKind, Node, NodeKind, Root, Step};
 use crate::source::{SourceFile, Span};
 use crate::types::{ObjectType, Type};
 use crate::value::Value;
@@ -727,7 +727,7 @@ impl<'a> ExprChecker<'a> {
                     Ok(regex) => node(
                         NodeKind::Matches {
                             operand: Box::new(s),
-                            regex,
+                            regex: Lazy::compiled(p, regex),
                         },
                         span,
                         Type::Bool,
@@ -744,16 +744,16 @@ impl<'a> ExprChecker<'a> {
                 let Some(p) = self.literal_string(pattern, "the pattern of `glob`") else {
                     return node(NodeKind::Const(Value::Null), span, Type::Error);
                 };
-                return match globset::GlobBuilder::new(&p).literal_separator(true).build() {
-                    Ok(g) => node(
+                return match compile_glob(&p) {
+                    Ok(matcher) => node(
                         NodeKind::Glob {
                             operand: Box::new(s),
-                            matcher: g.compile_matcher(),
+                            matcher: Lazy::compiled(p, matcher),
                         },
                         span,
                         Type::Bool,
                     ),
-                    Err(e) => self.err_node(pattern.span, format!("invalid glob pattern: {}", e.kind())),
+                    Err(e) => self.err_node(pattern.span, format!("invalid glob pattern: {e}")),
                 };
             }
             (None, "timestamp" | "duration" | "ip" | "cidr" | "url", [arg]) => {

@@ -7,6 +7,7 @@ mod actra_api;
 mod actra_diff;
 mod actra_props;
 mod api;
+mod cache;
 mod corpus;
 mod diagnostics;
 mod props;

@@ -10,7 +10,7 @@ use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::Connection;
 
 use super::columns::Columns;
-use super::schema;
+use super::{schema, SqliteOptions};
 use crate::chain::{self, Verifier};
 use crate::{AuditEntry, AuditQuery, AuditRecord, StoreError, Verification};
 
@@ -26,13 +26,15 @@ pub(crate) const MAX_LIMIT: u64 = 10_000;
 /// Read connections to one store file.
 pub(crate) struct Readers {
     path: PathBuf,
+    options: SqliteOptions,
     idle: Mutex<Vec<Connection>>,
 }
 
 impl Readers {
-    pub(crate) fn new(path: PathBuf) -> Self {
+    pub(crate) fn new(path: PathBuf, options: SqliteOptions) -> Self {
         Readers {
             path,
+            options,
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -59,7 +61,7 @@ impl Readers {
         let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let mut conn = match idle {
             Some(conn) => conn,
-            None => schema::open_reader(&self.path)?,
+            None => schema::open_reader(&self.path, self.options)?,
         };
         let result = f(&mut conn);
         // A connection left inside a transaction by an error is not reused.

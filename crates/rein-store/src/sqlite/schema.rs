@@ -8,7 +8,10 @@
 use std::path::Path;
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use super::SqliteOptions;
 
 use crate::StoreError;
 
@@ -112,9 +115,10 @@ fn open_error(path: &Path, e: impl std::fmt::Display) -> StoreError {
 
 /// Opens (creating if needed) the writer's connection: WAL mode, every
 /// commit durable, schema migrated to [`SCHEMA_VERSION`].
-pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+pub(crate) fn open_writer(path: &Path, options: SqliteOptions) -> Result<Connection, StoreError> {
     let mut conn = Connection::open(path).map_err(|e| open_error(path, e))?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(path, e))?;
+    set_close_checkpoint(&conn, path, options)?;
     // WAL: readers never block the writer nor the writer them, and a
     // commit is one sequential write to the log.
     let mode: String = conn
@@ -132,7 +136,7 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
         .map_err(|e| open_error(path, e))?;
     // Most checkpointing happens on another thread (`checkpoint`); the
     // writer's own is a bound on the WAL's size.
-    conn.pragma_update(None, "wal_autocheckpoint", super::checkpoint::WRITER_AUTOCHECKPOINT)
+    conn.pragma_update(None, "wal_autocheckpoint", options.writer_checkpoint_pages)
         .map_err(|e| open_error(path, e))?;
     migrate(&mut conn).map_err(|e| StoreError(format!("{} ({})", e.0, path.display())))?;
     // The writer keeps every statement it runs prepared (see `writer`).
@@ -157,7 +161,7 @@ pub(crate) fn open_checkpointer(path: &Path) -> Result<Connection, StoreError> {
 
 /// Opens a connection for reads only. The file must already exist (the
 /// writer created it).
-pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+pub(crate) fn open_reader(path: &Path, options: SqliteOptions) -> Result<Connection, StoreError> {
     // Read-write flags without CREATE, plus `query_only`: a read-only open
     // would need the WAL index file to exist already, which it may not
     // once the writer has closed.
@@ -166,7 +170,17 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(path, e))?;
     conn.pragma_update(None, "query_only", true)
         .map_err(|e| open_error(path, e))?;
+    // Whichever connection closes last would checkpoint: readers too.
+    set_close_checkpoint(&conn, path, options)?;
     Ok(conn)
+}
+
+fn set_close_checkpoint(conn: &Connection, path: &Path, options: SqliteOptions) -> Result<(), StoreError> {
+    if !options.checkpoint_on_close {
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+            .map_err(|e| open_error(path, e))?;
+    }
+    Ok(())
 }
 
 /// Brings the schema to [`SCHEMA_VERSION`], refusing files that are newer

@@ -116,7 +116,7 @@ enum Outcome {
 /// The writer thread's body. Returns when asked to shut down or when every
 /// sender is gone; dropping `rx` then makes every later send fail at once,
 /// so callers never wait on a writer that is not there.
-pub(crate) fn run(mut conn: Connection, rx: Receiver<Command>, checkpointer: Checkpointer) {
+pub(crate) fn run(mut conn: Connection, rx: Receiver<Command>, checkpointer: Option<Checkpointer>) {
     let mut batch: Vec<Command> = Vec::with_capacity(MAX_BATCH);
     loop {
         match rx.recv() {
