@@ -85,11 +85,17 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- build -----------------------------------------------------------------
-cargo build -q --release -p rein-bench --bin decide_server --bin loadgen
-cargo build -q --release -p rein-cli
-SERVER=$ROOT/target/release/decide_server
+# SERVER_BIN (and REIN_BIN) run a prebuilt server (and CLI) instead, e.g. an
+# older commit's, to compare builds with the same script.
+if [ -z "${SERVER_BIN:-}" ] || [ -z "${REIN_BIN:-}" ]; then
+  cargo build -q --release -p rein-bench --bin decide_server --bin loadgen
+  cargo build -q --release -p rein-cli
+else
+  cargo build -q --release -p rein-bench --bin loadgen
+fi
+SERVER=${SERVER_BIN:-$ROOT/target/release/decide_server}
 LOADGEN=$ROOT/target/release/loadgen
-REIN=$ROOT/target/release/rein
+REIN=${REIN_BIN:-$ROOT/target/release/rein}
 
 # ---- inputs: one agent token and one audit key for every variant -----------
 umask 077
@@ -108,7 +114,7 @@ export BODY_FILE=$OUT/body.json REIN_TOKEN=$TOKEN
 
 say "# rein HTTP benchmark, $(date -u +%FT%TZ)"
 say "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), kernel $(uname -r), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
-say "git: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates || echo ' (crates modified)')"
+say "git: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates || echo ' (crates modified)')${SERVER_BIN:+; server binary $SERVER_BIN}"
 say "parameters: DUR=$DUR CONNS=$CONNS EXTRA_CONNS='$EXTRA_CONNS' WRK_THREADS=$WRK_THREADS ROUNDS=$ROUNDS WARM=$WARM RATE_SECS=$RATE_SECS RATE_CONNS=$RATE_CONNS TARGET_HALF=$TARGET_HALF RATES='$RATES' PROFILE=$PROFILE PROFILE_SECS=$PROFILE_SECS PROFILE_VARIANTS='$PROFILE_VARIANTS' SECTIONS='$SECTIONS' MAX_OTHER=$MAX_OTHER PRIO='$PRIO' SOAK_SECS=$SOAK_SECS SOAK_RATE=$SOAK_RATE SOAK_CONNS=$SOAK_CONNS POLICY=$POLICY"
 say "load average at start: $(loadavg)"
 say "busiest processes at start:"
@@ -320,6 +326,10 @@ rate_run() {
   say "$variant @ $rate/s (load $load1; $shares; $append):"
   grep -v '^RESULT' "$OUT/rate-$variant-$rate.txt" | sed 's/^/    /' | tee -a "$SUMMARY"
 }
+# The disk's own fsync latency bounds the durable path's: every answer
+# waits for the fsync of its batch (and, arriving during one, for the one
+# under way). Measured here, before the runs, on the same file system.
+python3 bench/fsync_latency.py "$OUT" | tee -a "$SUMMARY"
 # Default: half the measured durable rate, and half the 40,000/s target.
 RATES=${RATES:-$HALF $([ "$HALF" -lt "$TARGET_HALF" ] && echo "$TARGET_HALF")}
 for rate in $RATES; do
