@@ -54,6 +54,7 @@ SECTIONS=${SECTIONS:-1 2 3 4 5}   # which parts to run (2-4 need the rates of 1)
 PROFILE_VARIANTS=${PROFILE_VARIANTS:-durable no-audit floor}
 MAX_OTHER=${MAX_OTHER:-10}        # rows where other processes took more than this % of the machine are left out of the means
 POLICY=${POLICY:-examples/refund/policy.yaml}
+SERVER_THREADS=${SERVER_THREADS:-}   # async worker threads of the servers ("" = as `rein serve`)
 OUT=${OUT:-$ROOT/target/bench-http/$(date +%Y%m%d-%H%M%S)}
 # Scheduling priority of the servers and load generators: ahead of other
 # work on a shared machine (needs root for < 0; "" to run at normal priority).
@@ -115,7 +116,7 @@ export BODY_FILE=$OUT/body.json REIN_TOKEN=$TOKEN
 say "# rein HTTP benchmark, $(date -u +%FT%TZ)"
 say "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), kernel $(uname -r), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
 say "git: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates || echo ' (crates modified)')${SERVER_BIN:+; server binary $SERVER_BIN}"
-say "parameters: DUR=$DUR CONNS=$CONNS EXTRA_CONNS='$EXTRA_CONNS' WRK_THREADS=$WRK_THREADS ROUNDS=$ROUNDS WARM=$WARM RATE_SECS=$RATE_SECS RATE_CONNS=$RATE_CONNS TARGET_HALF=$TARGET_HALF RATES='$RATES' PROFILE=$PROFILE PROFILE_SECS=$PROFILE_SECS PROFILE_VARIANTS='$PROFILE_VARIANTS' SECTIONS='$SECTIONS' MAX_OTHER=$MAX_OTHER PRIO='$PRIO' SOAK_SECS=$SOAK_SECS SOAK_RATE=$SOAK_RATE SOAK_CONNS=$SOAK_CONNS POLICY=$POLICY"
+say "parameters: DUR=$DUR CONNS=$CONNS EXTRA_CONNS='$EXTRA_CONNS' WRK_THREADS=$WRK_THREADS ROUNDS=$ROUNDS WARM=$WARM RATE_SECS=$RATE_SECS RATE_CONNS=$RATE_CONNS TARGET_HALF=$TARGET_HALF RATES='$RATES' PROFILE=$PROFILE PROFILE_SECS=$PROFILE_SECS PROFILE_VARIANTS='$PROFILE_VARIANTS' SECTIONS='$SECTIONS' MAX_OTHER=$MAX_OTHER PRIO='$PRIO' SOAK_SECS=$SOAK_SECS SOAK_RATE=$SOAK_RATE SOAK_CONNS=$SOAK_CONNS POLICY=$POLICY SERVER_THREADS=$SERVER_THREADS"
 say "load average at start: $(loadavg)"
 say "busiest processes at start:"
 ps -eo pid,pcpu,etime,args --sort=-pcpu | cut -c1-140 | sed -n 1,6p | tee -a "$SUMMARY"
@@ -241,6 +242,8 @@ variant_args() {
     no-audit) echo "--store none --tokens $OUT/tokens.yaml --audit-key $OUT/audit.key" ;;
     floor) echo "--mode floor" ;;
   esac
+  # Worker threads of every server (default: as `rein serve`).
+  if [ -n "$SERVER_THREADS" ]; then echo "--threads $SERVER_THREADS"; fi
 }
 
 has() { case " $SECTIONS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }

@@ -45,6 +45,18 @@ pub use secrets::ensure_hmac_key;
 /// The port the server listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 8700;
 
+/// The number of async worker threads `rein serve` uses unless told
+/// otherwise: one less than the CPUs, at least one. The audit log's writer
+/// is a thread of its own that is busy whenever decisions are (SQLite, the
+/// fsync of every batch), and a worker per CPU beside it costs more than it
+/// gives: on 2 vCPUs, one worker answered 26,000–31,000 durable decisions
+/// per second at saturation where two answered 24,000–25,000, using 42–46
+/// µs of CPU per decision instead of 50–55 (two workers park and wake each
+/// other around every batch). See BENCHMARKS.md.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+}
+
 /// Name of the tokens file created beside the database when no tokens file
 /// is given.
 pub const DEFAULT_TOKENS_FILE: &str = "rein-tokens.yaml";

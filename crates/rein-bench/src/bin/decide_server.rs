@@ -236,9 +236,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.threads {
-        builder.worker_threads(n);
-    }
+    // As `rein serve`, unless told otherwise.
+    builder.worker_threads(args.threads.unwrap_or_else(rein_server::default_workers).max(1));
     let rt = builder.enable_all().build()?;
     rt.block_on(run(args))
 }

@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// Largest request body, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
     max_body: usize,
+    /// Threads answering requests. Default: one less than the CPUs (at
+    /// least one); the audit log's writer has a thread of its own.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    workers: Option<u16>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
@@ -42,7 +46,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
     config.tokens_path = args.tokens;
     config.hmac_key_path = args.audit_key;
     config.max_body_bytes = args.max_body;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.workers.map_or_else(rein_server::default_workers, usize::from))
+        .enable_all()
+        .build()?;
     rt.block_on(rein_server::run(config))?;
     Ok(EXIT_ALLOW)
 }
