@@ -20,6 +20,17 @@ pub enum Basis {
     EvalError,
 }
 
+/// A rule that matched, with its own effect and the reason it gives.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MatchedRule {
+    /// The rule's id.
+    pub id: String,
+    /// The rule's own effect (the decision's may differ).
+    pub effect: Effect,
+    /// Its `reason`, or `rule `id` matched (effect)` when it has none.
+    pub reason: String,
+}
+
 /// A rule whose condition could not be evaluated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleError {
@@ -87,17 +98,29 @@ impl Decision {
                 .iter()
                 .map(|(i, msg)| format!("rule `{}` could not be evaluated: {msg}", self.rule_id(*i)))
                 .collect(),
-            Basis::Rules => self
-                .matched
-                .iter()
-                .filter_map(|&i| self.policy.rules.get(i as usize))
-                .map(|r| {
-                    r.reason
-                        .clone()
-                        .unwrap_or_else(|| format!("rule `{}` matched ({})", r.id, r.effect))
-                })
-                .collect(),
+            Basis::Rules => self.matched_rules().into_iter().map(|m| m.reason).collect(),
         }
+    }
+
+    /// The rules that matched, each with its own effect and reason (empty
+    /// unless the decision rests on rules). Lets a caller explain a refusal
+    /// without the rules that allowed.
+    pub fn matched_rules(&self) -> Vec<MatchedRule> {
+        if self.basis != Basis::Rules {
+            return Vec::new();
+        }
+        self.matched
+            .iter()
+            .filter_map(|&i| self.policy.rules.get(i as usize))
+            .map(|r| MatchedRule {
+                id: r.id.clone(),
+                effect: r.effect,
+                reason: r
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| format!("rule `{}` matched ({})", r.id, r.effect)),
+            })
+            .collect()
     }
 
     fn rule_id(&self, i: u32) -> &str {

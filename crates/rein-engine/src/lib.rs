@@ -53,7 +53,7 @@ mod value;
 pub use ast::{Effect, Phase};
 pub use cache::{CacheStatus, PolicyCache};
 pub use contract::Violation;
-pub use decision::{Basis, Decision, Obligation, RuleError};
+pub use decision::{Basis, Decision, MatchedRule, Obligation, RuleError};
 pub use diagnostics::{Diagnostic, LoadError, Severity};
 pub use eval::normalize_path;
 pub use ir::Approval;

@@ -19,7 +19,7 @@ pub mod render;
 pub use event::{parse_event, Agent, EventError, EventKind, HookEvent, MAX_EVENT_BYTES};
 pub use render::{refuse, refuse_unreadable, Reply};
 
-use rein_engine::{Effect, Phase, Request};
+use rein_engine::{Effect, MatchedRule, Phase, Request};
 use rein_runtime::{Answer, Runtime};
 use rein_store::ApprovalState;
 use serde_json::{json, Value as Json};
@@ -157,6 +157,9 @@ struct PartAnswer {
     effect: Effect,
     rules: Vec<String>,
     reasons: Vec<String>,
+    /// The matched rules whose own effect is `allow`, and their reasons:
+    /// they say nothing about why a part was refused.
+    allowing: Vec<MatchedRule>,
     approval: Option<(String, String)>,
     decision_id: String,
 }
@@ -168,6 +171,7 @@ impl From<Answer> for PartAnswer {
             approval: a.approval.map(|p| (p.id, p.role)),
             rules: a.rules,
             reasons: a.reasons,
+            allowing: a.matched.into_iter().filter(|m| m.effect == Effect::Allow).collect(),
             decision_id: a.decision_id,
         }
     }
@@ -236,10 +240,11 @@ fn combine(action: &str, parts: Vec<PartAnswer>, labels: Option<&[String]>) -> V
         let label = labels.and_then(|l| l.get(i)).filter(|l| !l.is_empty());
         // The reasons of rules that allowed a part say nothing about why
         // it was refused.
+        let refusing = effect != Effect::Allow;
         let reasons: Vec<&String> = part
             .reasons
             .iter()
-            .filter(|r| effect == Effect::Allow || !(r.starts_with("rule `") && r.ends_with("matched (allow)")))
+            .filter(|r| !refusing || !part.allowing.iter().any(|m| m.reason == **r))
             .collect();
         let reason = if reasons.is_empty() {
             format!("{effect}")
@@ -251,13 +256,7 @@ fn combine(action: &str, parts: Vec<PartAnswer>, labels: Option<&[String]>) -> V
             _ => reason,
         });
         // Likewise the rules that allowed it.
-        let allowed_by = |rule: &str| {
-            effect != Effect::Allow
-                && part
-                    .reasons
-                    .iter()
-                    .any(|r| *r == format!("rule `{rule}` matched (allow)"))
-        };
+        let allowed_by = |rule: &str| refusing && part.allowing.iter().any(|m| m.id == rule);
         for r in part.rules.clone() {
             if !allowed_by(&r) && !verdict.rules.contains(&r) {
                 verdict.rules.push(r);

@@ -20,11 +20,13 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let policy = rein_engine::Policy::load(&[
-        root.join("policies/agents/coding-agent.yaml"),
-        root.join("examples/claude-code/policy.yaml"),
-    ])
-    .unwrap();
+    fixture_with(root.join("examples/claude-code/policy.yaml"))
+}
+
+/// The shipped contracts with `rules` (a policy file) on top.
+fn fixture_with(rules: PathBuf) -> Fixture {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let policy = rein_engine::Policy::load(&[root.join("policies/agents/coding-agent.yaml"), rules]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().canonicalize().unwrap();
     let project = base.join("project");
@@ -73,6 +75,49 @@ impl Fixture {
     async fn bash(&self, command: &str) -> (String, String) {
         self.pre("Bash", json!({"command": command, "description": "x"})).await
     }
+}
+
+/// A refusal names the rules that refused, with their reasons, and not the
+/// rules that allowed the other parts, whatever reason those give.
+#[tokio::test]
+async fn a_refusal_leaves_out_the_rules_that_allowed() {
+    let rules = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        rules.path(),
+        r#"
+version: 1
+rules:
+  - id: listing_is_fine
+    action: shell.exec
+    when: input.program == "ls"
+    effect: allow
+    reason: listing files is harmless
+  - id: no_rm
+    action: shell.exec
+    when: input.program == "rm"
+    effect: block
+    reason: nothing is removed here
+  - id: rm_is_also_fine_when_asked
+    action: shell.exec
+    when: input.program == "rm"
+    effect: allow
+    reason: removal was asked for
+"#,
+    )
+    .unwrap();
+    let f = fixture_with(rules.path().to_path_buf());
+    let (decision, reason) = f.bash("ls && rm -rf x").await;
+    assert_eq!(decision, "deny", "{reason}");
+    assert!(reason.contains("nothing is removed here"), "{reason}");
+    for allowing in ["listing files is harmless", "removal was asked for", "listing_is_fine"] {
+        assert!(!reason.contains(allowing), "{allowing} in: {reason}");
+    }
+    let (decision, reason) = f.bash("ls").await;
+    assert_eq!(
+        (decision.as_str(), reason.contains("listing files is harmless")),
+        ("allow", true),
+        "{reason}"
+    );
 }
 
 #[tokio::test]

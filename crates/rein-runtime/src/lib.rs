@@ -145,6 +145,11 @@ pub struct Answer {
     /// Sequence number of the audit record; `None` only when recording
     /// failed, and then the effect is `block`.
     pub audit_seq: Option<u64>,
+    /// The matched rules, each with its own effect and reason (on the wire
+    /// they are `rules` and `reasons`): lets a caller explain a refusal
+    /// without the rules that allowed.
+    #[serde(skip)]
+    pub matched: Vec<rein_engine::MatchedRule>,
 }
 
 /// Errors of approval management (not of decisions, which never fail).
@@ -607,6 +612,7 @@ fn answer_from(decision_id: &str, d: &Decision) -> Answer {
         labels: d.labels().into_iter().map(str::to_string).collect(),
         policy_version: d.policy_version().to_string(),
         audit_seq: None,
+        matched: d.matched_rules(),
     }
 }
 
@@ -622,6 +628,7 @@ fn blank_answer(decision_id: &str, phase: Phase, policy: &Policy) -> Answer {
         labels: Vec::new(),
         policy_version: policy.version().to_string(),
         audit_seq: None,
+        matched: Vec::new(),
     }
 }
 
