@@ -179,6 +179,9 @@ pub struct FieldAst {
     pub optional: bool,
     /// Store as a keyed hash in the audit log, never in clear.
     pub sensitive: bool,
+    /// Names one attempt (a tool-call or request id): left out of what an
+    /// approval covers. Top-level fields of input, actor and snapshot only.
+    pub per_call: bool,
     /// Value constraints.
     pub constraints: ConstraintsAst,
     /// Free text for people.

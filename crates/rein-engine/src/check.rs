@@ -45,7 +45,7 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
                 ));
             } else {
                 first_actor_file = Some(&f.source);
-                actor = Some(resolver.object("actor", a));
+                actor = Some(resolver.request_object("actor", a));
             }
         }
         if let Some(s) = &f.contracts.snapshot {
@@ -57,7 +57,7 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
                 ));
             } else {
                 first_snapshot_file = Some(&f.source);
-                snapshot = Some(resolver.object("snapshot", s));
+                snapshot = Some(resolver.request_object("snapshot", s));
             }
         }
         for c in &f.contracts.actions {
@@ -75,7 +75,7 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
                 ));
                 continue;
             }
-            let input = resolver.object(&format!("the input of `{}`", c.name.value), &c.input);
+            let input = resolver.request_object(&format!("the input of `{}`", c.name.value), &c.input);
             let output = c
                 .output
                 .as_ref()

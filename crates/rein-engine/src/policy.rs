@@ -237,6 +237,32 @@ impl Policy {
         out
     }
 
+    /// Paths of the top-level fields marked `per_call` that a request for
+    /// `action` can carry (`snapshot.tool_use_id`): they name one attempt,
+    /// so what an approval covers leaves them out. The actor's and the
+    /// snapshot's apply to every action.
+    pub fn per_call_fields(&self, action: &str) -> Vec<String> {
+        let p = &self.inner;
+        let input = p
+            .action_index
+            .get(action)
+            .and_then(|&i| p.actions.get(i as usize))
+            .map(|a| &a.input);
+        let mut out = Vec::new();
+        for (root, obj) in [
+            ("input", input),
+            ("actor", Some(&p.actor)),
+            ("snapshot", Some(&p.snapshot)),
+        ] {
+            for f in obj.iter().flat_map(|o| o.fields.iter()) {
+                if f.per_call {
+                    out.push(format!("{root}.{}", f.name));
+                }
+            }
+        }
+        out
+    }
+
     /// Number of rules.
     pub fn rule_count(&self) -> usize {
         self.inner.rules.len()

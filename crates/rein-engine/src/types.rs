@@ -124,6 +124,8 @@ pub struct FieldDef {
     pub optional: bool,
     /// Stored as a keyed hash in the audit log.
     pub sensitive: bool,
+    /// Left out of what an approval covers (names one attempt).
+    pub per_call: bool,
     /// Value constraints.
     pub constraints: Constraints,
 }

@@ -270,7 +270,11 @@ async fn approvals_are_found_again_granted_and_used_once() {
         )
         .await
         .unwrap();
-    let (v, _) = f.send(Agent::ClaudeCode, ev.clone()).await;
+    // The retry is another tool call (another `tool_use_id`, which the
+    // contracts mark `per_call`): the approval still covers it.
+    let mut retry = ev.clone();
+    retry["tool_use_id"] = json!("toolu_retry");
+    let (v, _) = f.send(Agent::ClaudeCode, retry).await;
     assert_eq!(v["hookSpecificOutput"]["decision"]["behavior"], "allow", "{v}");
     // Used up: the next identical call needs a new approval.
     let (d, reason) = f.bash("npm install left-pad").await;

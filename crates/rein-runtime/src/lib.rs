@@ -22,6 +22,7 @@ use rein_store::chain::{format_time, request_hash};
 use rein_store::redact::Redactor;
 use rein_store::{ApprovalError, ApprovalRecord, ApprovalState, AuditEntry, Store, StoreError};
 use serde::Serialize;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -229,7 +230,7 @@ impl Runtime {
 
         match (approval, decision.effect()) {
             (Some(id), Effect::RequireApproval) => {
-                let hash = approval_hash(&request);
+                let hash = approval_hash(&request, &policy.per_call_fields(&request.action));
                 match self.store.use_approval(&id, &hash, &format_time(now)).await {
                     Ok(Ok(granted)) => {
                         answer.effect = Effect::Allow;
@@ -430,7 +431,7 @@ impl Runtime {
         let id = uuid::Uuid::now_v7().to_string();
         let record = ApprovalRecord {
             id: id.clone(),
-            request_hash: approval_hash(request),
+            request_hash: approval_hash(request, &loaded.policy.per_call_fields(&request.action)),
             decision_id: decision_id.to_string(),
             rules: obligations.iter().map(|o| o.rule.clone()).collect(),
             role: role.clone(),
@@ -574,25 +575,32 @@ impl Runtime {
 }
 
 /// What an approval covers: the request without its time, so the same
-/// request re-sent later matches.
-///
-/// A snapshot's `tool_use_id` (set by coding-agent hooks) is left out too:
-/// it names one attempt, and an approval is for the action, so the retry
-/// after a grant (a new tool call id) must match.
-fn approval_hash(request: &Request) -> String {
-    let snapshot = match &request.snapshot {
-        serde_json::Value::Object(m) if m.contains_key("tool_use_id") => {
-            let mut m = m.clone();
-            m.remove("tool_use_id");
-            std::borrow::Cow::Owned(serde_json::Value::Object(m))
+/// request re-sent later matches, and without the fields the contracts mark
+/// `per_call` (`per_call`: `input.x`, `snapshot.tool_use_id`): they name
+/// one attempt, and the retry after a grant is another attempt.
+fn approval_hash(request: &Request, per_call: &[String]) -> String {
+    fn without<'v>(value: &'v serde_json::Value, root: &str, per_call: &[String]) -> Cow<'v, serde_json::Value> {
+        let mut names = per_call
+            .iter()
+            .filter_map(|p| p.strip_prefix(root)?.strip_prefix('.'))
+            .peekable();
+        match value {
+            serde_json::Value::Object(m) if names.peek().is_some() => {
+                let mut m = m.clone();
+                for name in names {
+                    m.remove(name);
+                }
+                Cow::Owned(serde_json::Value::Object(m))
+            }
+            other => Cow::Borrowed(other),
         }
-        other => std::borrow::Cow::Borrowed(other),
-    };
+    }
+    let without = |value, root| without(value, root, per_call);
     request_hash(&serde_json::json!({
         "action": request.action,
-        "input": request.input,
-        "actor": request.actor,
-        "snapshot": snapshot,
+        "input": without(&request.input, "input"),
+        "actor": without(&request.actor, "actor"),
+        "snapshot": without(&request.snapshot, "snapshot"),
         "session": request.session,
     }))
 }

@@ -169,6 +169,57 @@ async fn approval_flow_allows_the_identical_request_once() {
     assert!(blocked.approval.is_none());
 }
 
+/// Fields marked `per_call` (one attempt's id) are left out of what an
+/// approval covers; every other field still has to be identical, including
+/// a snapshot field of the same name that is not marked.
+#[tokio::test]
+async fn per_call_fields_are_left_out_of_what_an_approval_covers() {
+    let policy = |marked: bool| {
+        format!(
+            r#"
+default: allow
+contracts:
+  actor: {{id: string}}
+  snapshot:
+    call_id: {{type: string, per_call: {marked}}}
+    region: string
+  actions:
+    pay:
+      input: {{amount: int, request_id: {{type: string, per_call: true}}}}
+rules:
+  - id: big
+    action: pay
+    when: input.amount > 100
+    effect: require_approval
+"#
+        )
+    };
+    let request = |call: &str, request_id: &str, region: &str| {
+        Request::new("pay")
+            .input(json!({"amount": 500, "request_id": request_id}))
+            .actor(json!({"id": "bot"}))
+            .snapshot(json!({"call_id": call, "region": region}))
+    };
+    for marked in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path().join("rein.db")).unwrap());
+        let config = RuntimeConfig {
+            hmac_key: b"test key".to_vec(),
+            ..RuntimeConfig::default()
+        };
+        let rt = Runtime::new(Policy::from_yaml_str(&policy(marked)).unwrap(), store, config);
+        let asked = rt.decide(request("c1", "r1", "eu"), None).await;
+        let id = asked.approval.expect("an approval is opened").id;
+        rt.grant(&id, anyone("carol"), None).await.unwrap();
+        // Another region is another request, marked or not.
+        let other = rt.decide(request("c2", "r2", "us"), Some(id.clone())).await;
+        assert_eq!(other.effect, Effect::Block, "marked: {marked}");
+        let retry = rt.decide(request("c2", "r2", "eu"), Some(id.clone())).await;
+        let want = if marked { Effect::Allow } else { Effect::Block };
+        assert_eq!(retry.effect, want, "marked: {marked}: {:?}", retry.reasons);
+    }
+}
+
 #[tokio::test]
 async fn concurrent_uses_of_one_approval_allow_exactly_once() {
     let dir = tempfile::tempdir().unwrap();

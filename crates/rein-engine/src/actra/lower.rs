@@ -134,6 +134,7 @@ fn fields(decls: &[FieldDecl], span: Span) -> FieldsAst {
                 ty: Spanned::new(type_ast(f.ty), f.name.span),
                 optional: true,
                 sensitive: false,
+                per_call: false,
                 constraints: Default::default(),
                 description: None,
             })

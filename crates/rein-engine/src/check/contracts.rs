@@ -45,8 +45,18 @@ pub(crate) struct ContractResolver<'d> {
 }
 
 impl ContractResolver<'_> {
+    /// Resolves the top-level field set of an input, the actor or the
+    /// snapshot, where fields may be `per_call`.
+    pub fn request_object(&mut self, name: &str, fields: &FieldsAst) -> Arc<ObjectType> {
+        self.object_with(name, fields, true)
+    }
+
     /// Resolves a field set into an object type named `name`.
     pub fn object(&mut self, name: &str, fields: &FieldsAst) -> Arc<ObjectType> {
+        self.object_with(name, fields, false)
+    }
+
+    fn object_with(&mut self, name: &str, fields: &FieldsAst, per_call_allowed: bool) -> Arc<ObjectType> {
         let mut defs = Vec::with_capacity(fields.fields.len());
         let mut index = FxHashMap::default();
         for f in &fields.fields {
@@ -58,6 +68,19 @@ impl ContractResolver<'_> {
                 ));
                 continue;
             }
+            if f.per_call && !per_call_allowed {
+                self.diags.push(
+                    Diagnostic::error(
+                        &self.file,
+                        f.name.span,
+                        format!("`per_call` cannot be set on field `{}` of {name}", f.name.value),
+                    )
+                    .with_help(
+                        "only top-level fields of an action's input, the actor and the snapshot name one attempt; \
+                         an approval covers the rest of the request",
+                    ),
+                );
+            }
             let path = format!("{name}.{}", f.name.value);
             let ty = self.ty(&path, &f.ty);
             let constraints = self.constraints(&f.name.value, &ty, &f.ty, &f.constraints);
@@ -67,6 +90,7 @@ impl ContractResolver<'_> {
                 ty,
                 optional: f.optional,
                 sensitive: f.sensitive,
+                per_call: f.per_call && per_call_allowed,
                 constraints,
             });
         }

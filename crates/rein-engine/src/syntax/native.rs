@@ -290,6 +290,7 @@ impl<'d> Cx<'d> {
             ty: Spanned::new(TypeAst::String, spec.span),
             optional: false,
             sensitive: false,
+            per_call: false,
             constraints: ConstraintsAst::default(),
             description: None,
         };
@@ -305,6 +306,7 @@ impl<'d> Cx<'d> {
                     "type",
                     "optional",
                     "sensitive",
+                    "per_call",
                     "description",
                     "min",
                     "max",
@@ -325,6 +327,9 @@ impl<'d> Cx<'d> {
                 }
                 if let Some(s) = m.get("sensitive") {
                     field.sensitive = self.bool(s, "`sensitive`").unwrap_or(false);
+                }
+                if let Some(p) = m.get("per_call") {
+                    field.per_call = self.bool(p, "`per_call`").unwrap_or(false);
                 }
                 if let Some(d) = m.get("description") {
                     field.description = self.string(d, "`description`").map(|s| s.value);

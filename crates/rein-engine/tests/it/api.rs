@@ -442,3 +442,28 @@ rules:
     assert!(errors[0].message.contains("comprehension steps"), "{errors:?}");
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+#[test]
+fn per_call_is_for_top_level_request_fields_only() {
+    let ok = Policy::from_yaml_str(
+        "contracts:\n  snapshot: {call: {type: string, per_call: true}}\n  actions:\n    a:\n      input: {id: {type: string, per_call: true}, n: int}\n",
+    )
+    .unwrap();
+    assert_eq!(ok.per_call_fields("a"), ["input.id", "snapshot.call"]);
+    assert_eq!(ok.per_call_fields("unknown"), ["snapshot.call"]);
+    for (policy, field) in [
+        (
+            "contracts:\n  actions:\n    a:\n      input:\n        o: {type: object, fields: {id: {type: string, per_call: true}}}\n",
+            "`id`",
+        ),
+        (
+            "contracts:\n  actions:\n    a:\n      input: {n: int}\n      output: {id: {type: string, per_call: true}}\n",
+            "`id` of the output of `a`",
+        ),
+        ("contracts:\n  actor: {id: {type: string, per_call: yes}}\n", "`per_call`"),
+    ] {
+        let e = Policy::from_yaml_str(policy).unwrap_err();
+        let text = format!("{:?}", e.diagnostics());
+        assert!(text.contains("per_call") && text.contains(field), "{policy}: {text}");
+    }
+}
