@@ -185,6 +185,11 @@ async fn decide_with_approvals(runtime: &Runtime, mut request: Request) -> PartA
     // An approval only ever changes a `require_approval` decision: for any
     // other the lookup (a read of the store) is skipped.
     request.phase = Phase::Before;
+    // The probe needs a time for rules that read `now` (the runtime sets
+    // its own when it decides).
+    if request.time.is_none() {
+        request.time = Some(jiff::Timestamp::now());
+    }
     if runtime.policy().decide(&request).effect() != Effect::RequireApproval {
         return PartAnswer::from(runtime.decide(request, None).await);
     }

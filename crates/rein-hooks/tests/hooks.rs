@@ -120,6 +120,43 @@ rules:
     );
 }
 
+/// An approval for a rule that reads the time is found again and used.
+#[tokio::test]
+async fn approvals_of_time_dependent_rules_are_found_again() {
+    let rules = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        rules.path(),
+        r#"
+version: 1
+rules:
+  - id: deploys_need_approval_after_2000
+    action: shell.exec
+    when: input.program == "deploy" && now > timestamp("2000-01-01T00:00:00Z")
+    effect: require_approval
+    approval: {role: maintainer}
+"#,
+    )
+    .unwrap();
+    let f = fixture_with(rules.path().to_path_buf());
+    let (d, reason) = f.bash("deploy").await;
+    assert_eq!(d, "ask", "{reason}");
+    let pending = f.runtime.approvals(None, 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    let roles = vec!["maintainer".to_string()];
+    let approver = Approver {
+        name: "alice",
+        roles: Some(&roles),
+    };
+    f.runtime.grant(&pending[0].id, approver, None).await.unwrap();
+    let (d, reason) = f.bash("deploy").await;
+    assert_eq!(d, "allow", "{reason}");
+    assert_eq!(
+        f.runtime.approvals(None, 10).await.unwrap().len(),
+        1,
+        "no second approval"
+    );
+}
+
 #[tokio::test]
 async fn compound_commands_are_decided_part_by_part() {
     let f = fixture();
