@@ -313,3 +313,46 @@ async fn query_refuses_records_whose_columns_lie() {
         .unwrap_err();
     assert!(err.0.contains("record 4") && err.0.contains("verify"), "{err}");
 }
+
+/// Verification reads rows in batches of 1,024 on one thread and checks
+/// them on another: changes deep into a long log, in any batch and at a
+/// batch's edge, are named the same way.
+#[tokio::test]
+async fn changes_deep_in_a_long_log_are_named() {
+    let (dir, store) = open_temp();
+    for i in 1..=3_000 {
+        store.append(entry(i)).await.unwrap();
+    }
+    let intact = Verification::Intact { records: 3_000 };
+    assert_eq!(store.verify_audit().await.unwrap(), intact);
+    let raw = attacker(&dir.path().join("rein.db"));
+    // One character added to a body, then taken away again.
+    let edit = |seq: i64, sql: &str| assert_eq!(raw.execute(sql, [seq]).unwrap(), 1);
+    for seq in [1_024i64, 1_025, 2_999] {
+        edit(seq, "UPDATE audit SET body = body || ' ' WHERE seq = ?1");
+        let (at, problem) = broken(&store).await;
+        assert_eq!(at, u64::try_from(seq).unwrap(), "{problem}");
+        assert!(problem.contains("changed"), "{problem}");
+        edit(
+            seq,
+            "UPDATE audit SET body = substr(body, 1, length(body) - 1) WHERE seq = ?1",
+        );
+        assert_eq!(store.verify_audit().await.unwrap(), intact);
+    }
+    // A query column edited alone, deep in the log.
+    let action: String = raw
+        .query_row("SELECT action FROM audit WHERE seq = 2048", [], |r| r.get(0))
+        .unwrap();
+    raw.execute("UPDATE audit SET action = 'other' WHERE seq = 2048", [])
+        .unwrap();
+    let (at, problem) = broken(&store).await;
+    assert_eq!(at, 2_048, "{problem}");
+    raw.execute("UPDATE audit SET action = ?1 WHERE seq = 2048", [&action])
+        .unwrap();
+    assert_eq!(store.verify_audit().await.unwrap(), intact);
+    // A record removed from the middle of a batch.
+    raw.execute("DELETE FROM audit WHERE seq = 2500", []).unwrap();
+    let (at, problem) = broken(&store).await;
+    assert_eq!(at, 2_500, "{problem}");
+    assert!(problem.contains("removed"), "{problem}");
+}

@@ -184,11 +184,16 @@ fn text<'a>(v: ValueRef<'a>) -> Option<&'a str> {
     }
 }
 
+/// Rows of the verify query per batch handed from the reading thread to the
+/// checking one.
+const VERIFY_BATCH: usize = 1024;
+
 /// Streams every record, in sequence order, through the chain verifier,
 /// then checks that its query columns are what its body says (the chain
-/// covers only the body). Rows are borrowed from SQLite, never copied: the
-/// cost per record is one SHA-256 over its body and one parse of its
-/// top-level fields.
+/// covers only the body). The cost per record is one SHA-256 over its body
+/// and one parse of its top-level fields, besides reading it: this thread
+/// reads rows out of SQLite into batches (one buffer per batch, reused) and
+/// a second thread hashes and checks them in order, so the two overlap.
 pub(crate) fn verify_audit(conn: &mut Connection) -> Result<Verification, StoreError> {
     // One read transaction: the head and the rows are the same snapshot,
     // whatever the writer commits meanwhile.
@@ -201,54 +206,217 @@ pub(crate) fn verify_audit(conn: &mut Connection) -> Result<Verification, StoreE
             None => None,
         }
     };
-    let mut verifier = Verifier::new();
-    // A record whose columns disagree with its body is reported only if the
-    // chain itself holds past it: a record inserted or rewritten without
-    // care also has wrong columns, and the chain's account of it (does not
-    // link, inserted) is the better one.
-    let mut pending: Option<(u64, String)> = None;
-    let mut column_verdict = None;
-    {
+    let checked = {
         let mut stmt = tx.prepare(
             "SELECT seq, body, prev_hash, hash, time, decision_id, phase, action, actor_id, session, effect, rules \
              FROM audit ORDER BY seq",
         )?;
         let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            let raw_seq: i64 = r.get(0)?;
-            let Ok(seq) = u64::try_from(raw_seq) else {
-                verifier.push_unreadable(0, &format!("a row has the sequence number {raw_seq}"));
-                break;
-            };
-            let (Some(body), Some(prev_hash), Some(hash)) =
-                (text(r.get_ref(1)?), text(r.get_ref(2)?), text(r.get_ref(3)?))
-            else {
-                verifier.push_unreadable(seq, "its body or hashes are not text");
-                break;
-            };
-            if !verifier.push(seq, body, prev_hash, hash) {
-                break;
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let done = &done;
+        std::thread::scope(|scope| -> Result<Checked, StoreError> {
+            let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Batch>(2);
+            let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Batch>();
+            let checker = scope.spawn(move || check_batches(full_rx, empty_tx, done));
+            let mut batch = Batch::default();
+            let mut read_error = None;
+            loop {
+                let row = match rows.next() {
+                    Ok(Some(r)) => r,
+                    Ok(None) => break,
+                    Err(e) => {
+                        read_error = Some(e);
+                        break;
+                    }
+                };
+                let stop = batch.push(row);
+                if stop || batch.rows.len() >= VERIFY_BATCH {
+                    let next = empty_rx.try_recv().unwrap_or_default();
+                    // A closed channel means the checker has its verdict.
+                    if full_tx.send(std::mem::replace(&mut batch, next)).is_err() || stop {
+                        break;
+                    }
+                    if done.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                }
             }
-            if let Some((bad, problem)) = pending.take() {
-                // The chain holds past the record: its columns are the
-                // problem.
-                column_verdict = Some(changed(bad, &problem));
-                break;
+            if !batch.rows.is_empty() || batch.ending.is_some() {
+                let _ = full_tx.send(batch);
             }
-            pending = column_problem(r, body).map(|problem| (seq, problem));
-        }
-    }
+            drop(full_tx);
+            let checked = checker
+                .join()
+                .map_err(|_| StoreError("the audit verification thread panicked".into()))?;
+            match read_error {
+                // Reading stopped early only because the verdict was in.
+                Some(e) if !checked.verifier.is_broken() && checked.column_verdict.is_none() => Err(e.into()),
+                _ => Ok(checked),
+            }
+        })?
+    };
     tx.finish()?;
-    if let Some(verdict) = column_verdict {
+    if let Some(verdict) = checked.column_verdict {
         return Ok(verdict);
     }
     let head = head
         .as_ref()
         .map(|(seq, hash)| (u64::try_from(*seq).unwrap_or(u64::MAX), hash.as_str()));
-    Ok(match (verifier.finish(head), pending) {
+    Ok(match (checked.verifier.finish(head), checked.pending) {
         (Verification::Intact { .. }, Some((seq, problem))) => changed(seq, &problem),
         (verdict, _) => verdict,
     })
+}
+
+/// What the checking thread found.
+struct Checked {
+    verifier: Verifier,
+    /// A record whose columns disagree with its body. Reported only if the
+    /// chain itself holds past it: a record inserted or rewritten without
+    /// care also has wrong columns, and the chain's account of it (does not
+    /// link, inserted) is the better one.
+    pending: Option<(u64, String)>,
+    column_verdict: Option<Verification>,
+}
+
+/// Checks batches in order until the chain breaks or the batches end.
+fn check_batches(
+    full: std::sync::mpsc::Receiver<Batch>,
+    empty: std::sync::mpsc::Sender<Batch>,
+    done: &std::sync::atomic::AtomicBool,
+) -> Checked {
+    let mut c = Checked {
+        verifier: Verifier::new(),
+        pending: None,
+        column_verdict: None,
+    };
+    'batches: for mut batch in full {
+        for row in &batch.rows {
+            let text = |r: &std::ops::Range<usize>| batch.data.get(r.clone()).unwrap_or_default();
+            let body = text(&row.body);
+            if !c.verifier.push(row.seq, body, text(&row.prev), text(&row.hash)) {
+                break 'batches;
+            }
+            if let Some((bad, problem)) = c.pending.take() {
+                // The chain holds past the record: its columns are the
+                // problem.
+                c.column_verdict = Some(changed(bad, &problem));
+                break 'batches;
+            }
+            let problem = match &row.columns {
+                Err(why) => Some(why.clone()),
+                Ok(cols) => match Columns::from_body(body) {
+                    Err(why) => Some(why),
+                    Ok(derived) => derived.mismatch(cols.clone().map(|c| c.map(|r| text(&r)))),
+                },
+            };
+            c.pending = problem.map(|p| (row.seq, p));
+        }
+        match batch.ending {
+            Some(Ending::BadSeq(raw)) => {
+                c.verifier
+                    .push_unreadable(0, &format!("a row has the sequence number {raw}"));
+                break;
+            }
+            Some(Ending::Unreadable(seq)) => {
+                c.verifier.push_unreadable(seq, "its body or hashes are not text");
+                break;
+            }
+            None => {}
+        }
+        batch.clear();
+        let _ = empty.send(batch);
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    c
+}
+
+/// Rows copied out of SQLite: their text back to back in one buffer.
+#[derive(Default)]
+struct Batch {
+    data: String,
+    rows: Vec<BatchRow>,
+    /// A row after `rows` that cannot be read, which ends the verification.
+    ending: Option<Ending>,
+}
+
+#[derive(Clone, Copy)]
+enum Ending {
+    /// A row whose `seq` is not a positive integer.
+    BadSeq(i64),
+    /// A row whose body or hashes are not text.
+    Unreadable(u64),
+}
+
+struct BatchRow {
+    seq: u64,
+    body: std::ops::Range<usize>,
+    prev: std::ops::Range<usize>,
+    hash: std::ops::Range<usize>,
+    /// The eight query columns (`None` for NULL), or why they cannot be read.
+    columns: Result<[Option<std::ops::Range<usize>>; 8], String>,
+}
+
+impl Batch {
+    fn clear(&mut self) {
+        self.data.clear();
+        self.rows.clear();
+        self.ending = None;
+    }
+
+    fn text(&mut self, t: &str) -> std::ops::Range<usize> {
+        let start = self.data.len();
+        self.data.push_str(t);
+        start..self.data.len()
+    }
+
+    /// Copies one row in; `true` when the row ends the verification (it
+    /// cannot be read, so nothing after it matters).
+    fn push(&mut self, r: &rusqlite::Row<'_>) -> bool {
+        let raw_seq: i64 = match r.get(0) {
+            Ok(s) => s,
+            Err(_) => {
+                self.ending = Some(Ending::BadSeq(0));
+                return true;
+            }
+        };
+        let Ok(seq) = u64::try_from(raw_seq) else {
+            self.ending = Some(Ending::BadSeq(raw_seq));
+            return true;
+        };
+        let texts = [1, 2, 3].map(|i| r.get_ref(i).ok().and_then(text));
+        let [Some(body), Some(prev), Some(hash)] = texts else {
+            self.ending = Some(Ending::Unreadable(seq));
+            return true;
+        };
+        let (body, prev, hash) = (self.text(body), self.text(prev), self.text(hash));
+        let mut columns = [const { None }; 8];
+        let mut problem = None;
+        for (i, col) in columns.iter_mut().enumerate() {
+            match r.get_ref(i + 4) {
+                Ok(ValueRef::Null) => {}
+                Ok(v) => match text(v) {
+                    Some(t) => *col = Some(self.text(t)),
+                    None => {
+                        problem = Some(format!("its query column {} is not text", i + 4));
+                        break;
+                    }
+                },
+                Err(e) => {
+                    problem = Some(format!("its query columns cannot be read ({e})"));
+                    break;
+                }
+            }
+        }
+        self.rows.push(BatchRow {
+            seq,
+            body,
+            prev,
+            hash,
+            columns: problem.map_or(Ok(columns), Err),
+        });
+        false
+    }
 }
 
 fn changed(seq: u64, problem: &str) -> Verification {
@@ -256,25 +424,4 @@ fn changed(seq: u64, problem: &str) -> Verification {
         seq,
         problem: format!("record {seq} was changed: {problem}"),
     }
-}
-
-/// Why the query columns of row `r` (columns 4..=11 of the verify query)
-/// disagree with `body`, if they do.
-fn column_problem(r: &rusqlite::Row<'_>, body: &str) -> Option<String> {
-    let derived = match Columns::from_body(body) {
-        Ok(c) => c,
-        Err(why) => return Some(why),
-    };
-    let mut cols: [Option<&str>; 8] = [None; 8];
-    for (i, col) in cols.iter_mut().enumerate() {
-        match r.get_ref(i + 4) {
-            Ok(ValueRef::Null) => {}
-            Ok(v) => match text(v) {
-                Some(t) => *col = Some(t),
-                None => return Some(format!("its query column {} is not text", i + 4)),
-            },
-            Err(e) => return Some(format!("its query columns cannot be read ({e})")),
-        }
-    }
-    derived.mismatch(cols)
 }
