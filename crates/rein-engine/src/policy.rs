@@ -214,6 +214,11 @@ impl Policy {
         }
     }
 
+    /// Whether `action` has a contract (one hash lookup).
+    pub fn has_action(&self, action: &str) -> bool {
+        self.inner.action_index.contains_key(action)
+    }
+
     /// Names of the actions with contracts.
     pub fn actions(&self) -> impl Iterator<Item = &str> {
         self.inner.actions.iter().map(|a| a.name())

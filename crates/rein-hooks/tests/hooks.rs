@@ -23,6 +23,14 @@ fn fixture() -> Fixture {
     fixture_with(root.join("examples/claude-code/policy.yaml"))
 }
 
+/// The shipped contracts with `rules` (a policy text) on top.
+fn fixture_with_rules(rules: &str) -> Fixture {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), rules).unwrap();
+    // The policy is read now; the file may go.
+    fixture_with(file.path().to_path_buf())
+}
+
 /// The shipped contracts with `rules` (a policy file) on top.
 fn fixture_with(rules: PathBuf) -> Fixture {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -81,9 +89,7 @@ impl Fixture {
 /// rules that allowed the other parts, whatever reason those give.
 #[tokio::test]
 async fn a_refusal_leaves_out_the_rules_that_allowed() {
-    let rules = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        rules.path(),
+    let f = fixture_with_rules(
         r#"
 version: 1
 rules:
@@ -103,9 +109,7 @@ rules:
     effect: allow
     reason: removal was asked for
 "#,
-    )
-    .unwrap();
-    let f = fixture_with(rules.path().to_path_buf());
+    );
     let (decision, reason) = f.bash("ls && rm -rf x").await;
     assert_eq!(decision, "deny", "{reason}");
     assert!(reason.contains("nothing is removed here"), "{reason}");
@@ -123,9 +127,7 @@ rules:
 /// An approval for a rule that reads the time is found again and used.
 #[tokio::test]
 async fn approvals_of_time_dependent_rules_are_found_again() {
-    let rules = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        rules.path(),
+    let f = fixture_with_rules(
         r#"
 version: 1
 rules:
@@ -135,9 +137,7 @@ rules:
     effect: require_approval
     approval: {role: maintainer}
 "#,
-    )
-    .unwrap();
-    let f = fixture_with(rules.path().to_path_buf());
+    );
     let (d, reason) = f.bash("deploy").await;
     assert_eq!(d, "ask", "{reason}");
     let pending = f.runtime.approvals(None, 10).await.unwrap();
