@@ -45,15 +45,80 @@ impl WordInfo {
     }
 }
 
+/// Where a byte of shell text stands, as far as [`quoting`] can be sure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quoted {
+    /// Unquoted, or not known: the checks below treat it as unquoted.
+    No,
+    /// Inside `'…'`: plain text to every tokenizer.
+    Single,
+    /// Inside `"…"`, where only `$` and backquotes are special.
+    Double,
+}
+
+/// Marks the bytes of `text` that are surely inside quotes, so the checks
+/// for brush-parser's defects skip quoted text (`grep '<<;'` is harmless).
+/// The scan follows plain single and double quotes and backslashes only;
+/// from the first construct that changes what a quote means — a here-
+/// document (its body is plain text), a comment, backquotes, `${`, `$((`,
+/// `$'`, a substitution inside double quotes — every later byte counts as
+/// unquoted. A mistake here can only make the checks stricter.
+fn quoting(text: &str) -> Vec<Quoted> {
+    let bytes = text.as_bytes();
+    let mut marks = vec![Quoted::No; bytes.len()];
+    let mut i = 0;
+    let mut state = Quoted::No;
+    while let Some(&b) = bytes.get(i) {
+        let next = bytes.get(i + 1).copied();
+        match state {
+            Quoted::Single => {
+                if b == b'\'' {
+                    state = Quoted::No;
+                } else if let Some(mark) = marks.get_mut(i) {
+                    *mark = Quoted::Single;
+                }
+            }
+            Quoted::Double => match (b, next) {
+                (b'"', _) => state = Quoted::No,
+                (b'\\', _) => {
+                    for mark in marks.iter_mut().skip(i).take(2) {
+                        *mark = Quoted::Double;
+                    }
+                    i += 1;
+                }
+                (b'`', _) | (b'$', Some(b'(' | b'{')) => return marks,
+                _ => {
+                    if let Some(mark) = marks.get_mut(i) {
+                        *mark = Quoted::Double;
+                    }
+                }
+            },
+            Quoted::No => match (b, next) {
+                (b'\\', _) => i += 1,
+                (b'\'', _) => state = Quoted::Single,
+                (b'"', _) => state = Quoted::Double,
+                (b'<', Some(b'<')) if bytes.get(i + 2) == Some(&b'<') => i += 2,
+                (b'<', Some(b'<')) | (b'`', _) | (b'$', Some(b'{' | b'\'')) => return marks,
+                (b'$', Some(b'(')) if bytes.get(i + 2) == Some(&b'(') => return marks,
+                (b'#', _) if i == 0 || bytes.get(i - 1).is_some_and(|p| !p.is_ascii_alphanumeric()) => return marks,
+                _ => {}
+            },
+        }
+        i += 1;
+    }
+    marks
+}
+
 /// Text on which brush-parser 0.4 would panic: a number it parses with
-/// `unwrap` into a fixed-size integer — a file descriptor before `<` or `>`
-/// (`i32`), a directory-stack index after `~`, `~+` or `~-` (`usize`).
-/// Quotes are ignored, so this may refuse a harmless quoted number.
+/// `unwrap` into a fixed-size integer — an unquoted file descriptor before
+/// `<` or `>` (`i32`), a directory-stack index after `~`, `~+` or `~-`
+/// (`usize`).
 pub(crate) fn brush_would_panic(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
+    let marks = quoting(text);
     let mut i = 0;
     while i < bytes.len() {
-        if !bytes.get(i).is_some_and(u8::is_ascii_digit) {
+        if !bytes.get(i).is_some_and(u8::is_ascii_digit) || marks.get(i).is_some_and(|m| *m != Quoted::No) {
             i += 1;
             continue;
         }
@@ -83,13 +148,18 @@ pub(crate) fn brush_would_panic(text: &str) -> Option<String> {
 /// here-document operator not followed by a delimiter word (the end of the
 /// input, an operator, a comment, a backtick). Bash refuses these too,
 /// except as a shift in arithmetic (`$((1 << (n)))`), which is refused here
-/// as well. Quotes are ignored.
+/// as well. Text surely inside quotes (see [`quoting`]) is skipped.
 pub(crate) fn brush_would_hang(text: &str) -> Option<String> {
+    let marks = quoting(text);
     // brush-parser 0.4's tokenizer panics (an `unwrap` at the end of a
     // `${…}`) on a here-document inside `${…}` (found by fuzzing).
     let mut from = 0;
     while let Some(found) = text.get(from..).and_then(|rest| rest.find("${")) {
         let start = from + found + 2;
+        if marks.get(from + found) == Some(&Quoted::Single) {
+            from = start;
+            continue;
+        }
         let inside = text.get(start..).unwrap_or_default();
         let inside = inside
             .get(..inside.find('}').unwrap_or(inside.len()))
@@ -107,6 +177,9 @@ pub(crate) fn brush_would_hang(text: &str) -> Option<String> {
     while let Some(found) = text.get(from..).and_then(|rest| rest.find("<<")) {
         let at = from + found;
         from = at + 2;
+        if marks.get(at).is_some_and(|m| *m != Quoted::No) {
+            continue;
+        }
         let mut j = at + 2;
         match bytes.get(j) {
             Some(b'<') => {
@@ -693,6 +766,47 @@ mod tests {
         // final newline instead.
         for text in ["$(cat <<  r ", "$(<<\t\tr "] {
             assert!(parse::program(text, &ParserOptions::default()).is_err(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn quoted_text_is_not_taken_for_brush_defects() {
+        // Found by the property test `quoting_is_removed`.
+        for text in [
+            "a '<<;'",
+            "a \"<<\"",
+            "a 'x' \"<<\" '<<'",
+            "a \\<\\<",
+            "echo '99999999999>x'",
+            "echo \"2147483648<x\"",
+            "cd '~+99999999999999999999'",
+            "echo '${x<<}'",
+            "a \"$HOME <<\"",
+        ] {
+            assert!(
+                brush_would_panic(text).or_else(|| brush_would_hang(text)).is_none(),
+                "{text:?}"
+            );
+        }
+        // From the first construct the scan does not follow on, quotes no
+        // longer count: a here-document body, a comment, backquotes, `${`,
+        // `$((`, `$'`, a substitution in double quotes.
+        for text in [
+            "cat <<E\nit's\nE\n echo <<",
+            "echo x # it's\n cat <<",
+            "echo `echo '` <<",
+            "echo ${x:-'} <<",
+            "echo $(('1')) '<<;'",
+            "echo $'\\'' <<;'",
+            "echo \"$(echo ')\" <<;'",
+            "echo \"`echo '`\" <<;'",
+            "echo 'a' 99999999999>x",
+            "echo \"${x<<}\"",
+        ] {
+            assert!(
+                brush_would_panic(text).or_else(|| brush_would_hang(text)).is_some(),
+                "{text:?}"
+            );
         }
     }
 
