@@ -16,13 +16,20 @@ pub(crate) fn program(text: &str, options: &ParserOptions) -> Result<Program, St
     // brush-parser's tokenizer can loop forever when the input ends inside
     // a here-document's header within `$(` (`$(cat <<  tag `, found by
     // fuzzing); a final newline, which changes nothing for bash, keeps it
-    // out of that state. Positions of the text's own characters stay.
+    // out of that state. After a backslash that newline would only continue
+    // the line (`$(l<<e>)\`, found by fuzzing), so one more follows.
+    // Positions of the text's own characters stay.
     let terminated;
-    let input = if text.ends_with('\n') {
-        text
-    } else {
-        terminated = format!("{text}\n");
-        &terminated
+    let input = match (text.ends_with('\n'), text.trim_end_matches('\n').ends_with('\\')) {
+        (true, false) => text,
+        (false, false) => {
+            terminated = format!("{text}\n");
+            &terminated
+        }
+        (_, true) => {
+            terminated = format!("{text}\n\n");
+            &terminated
+        }
     };
     // The checks above cover the panics fuzzing has found so far; any other
     // panic in brush-parser ends here too, as text that is not understood.
