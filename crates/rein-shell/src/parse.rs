@@ -4,6 +4,7 @@
 
 use brush_parser::ast::Program;
 use brush_parser::ParserOptions;
+use brush_parser::Token;
 
 use crate::tokens::fix_parentheses;
 use crate::words::{brush_would_hang, brush_would_panic};
@@ -46,5 +47,33 @@ fn parse(text: &str, input: &str, options: &ParserOptions) -> Result<Program, St
         Some(o) => o.get(i).copied().unwrap_or(text.len()),
     };
     let tokens = fix_parentheses(tokens, text, byte)?;
+    if let Some(word) = tokens.iter().find_map(|t| match t {
+        Token::Word(w, _) if element_word_too_intricate(w) => Some(w),
+        _ => None,
+    }) {
+        let short: String = word.chars().take(40).collect();
+        return Err(format!(
+            "cannot parse: the word {short:?}… starts like an array element and has more than \
+             {MAX_ELEMENT_BRACKETS} brackets, more than the shell parser can read in bounded time"
+        ));
+    }
     brush_parser::parse_tokens(&tokens, options).map_err(|e| format!("cannot parse: {e}"))
+}
+
+/// Brackets (`(`, `[`, `{`) above which a word that starts like an array
+/// element (`name[`) is not given to brush-parser 0.4: its grammar tries
+/// such a word as an assignment, and its time multiplies with each nested
+/// bracket (found by fuzzing: `f[${f[${f[}}${f[${x[f[}${}}` takes a second,
+/// a 175-byte command 27 s). Real element names have two or three.
+const MAX_ELEMENT_BRACKETS: usize = 6;
+
+fn element_word_too_intricate(word: &str) -> bool {
+    let name_len = word
+        .bytes()
+        .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        .count();
+    let starts_like_element = name_len > 0
+        && !word.as_bytes().first().is_some_and(u8::is_ascii_digit)
+        && word.as_bytes().get(name_len) == Some(&b'[');
+    starts_like_element && word.matches(['(', '[', '{']).count() > MAX_ELEMENT_BRACKETS
 }

@@ -323,12 +323,39 @@ fn backtracking_inputs_are_fast() {
         format!("echo $({}x y", "(".repeat(60)),
         format!("for (({}i=0;;{})); do :; done", "(".repeat(40), ")".repeat(40)),
         format!("[[ {}a ]]", "( ".repeat(60)),
+        // A word brush-parser tries as an array-element assignment: took
+        // 27 s at 175 bytes, and doubled with each repetition of the tail.
+        format!(
+            "(f[i[i[n[{}{}",
+            "f[".repeat(50),
+            "${f[2(f[i[f[${\\&B[f[[2\x02{} ${}\u{154} }".repeat(4)
+        ),
+        "echo f[${f[${f[}}${f[${x[f[}${}}".to_owned(),
     ];
     for input in &inputs {
         let start = std::time::Instant::now();
         let a = analyze(input);
         assert_consistent(&a);
         assert!(start.elapsed().as_secs() < 5, "{input}: {:?}", start.elapsed());
+    }
+}
+
+/// Words that start like an array element (`name[`) and nest many
+/// brackets are not given to brush-parser (see `parse.rs`); real element
+/// assignments are read as before.
+#[test]
+fn intricate_array_element_words_are_refused() {
+    let a = analyze("x=1 f[${f[${f[}}${f[${x[f[}${}}");
+    assert_consistent(&a);
+    assert!(!a.understood);
+    assert!(
+        a.problems.iter().any(|p| p.contains("starts like an array element")),
+        "{:?}",
+        a.problems
+    );
+    for ok in ["arr[${i}]=x echo ok", "a[$((i+1))]=${b[0]} cmd", "m[k]=v declare -A n"] {
+        let a = analyze(ok);
+        assert!(a.understood, "{ok}: {:?}", a.problems);
     }
 }
 
