@@ -52,8 +52,9 @@ fn parse(text: &str, input: &str, options: &ParserOptions) -> Result<Program, St
         _ => None,
     }) {
         let short: String = word.chars().take(40).collect();
+        let more = if short.len() < word.len() { "…" } else { "" };
         return Err(format!(
-            "cannot parse: the word {short:?}… starts like an array element and has more than \
+            "cannot parse: the word {short:?}{more} starts like an array element and has more than \
              {MAX_ELEMENT_BRACKETS} brackets, more than the shell parser can read in bounded time"
         ));
     }
