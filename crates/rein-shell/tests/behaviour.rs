@@ -22,6 +22,19 @@ fn assert_consistent(a: &Analysis) {
     }
 }
 
+/// `command` is analysed consistently, not understood, and a problem
+/// mentions `why`.
+fn assert_refused(command: &str, why: &str) {
+    let a = analyze(command);
+    assert_consistent(&a);
+    assert!(!a.understood, "{command}");
+    assert!(
+        a.problems.iter().any(|p| p.contains(why)),
+        "{command}: {:?}",
+        a.problems
+    );
+}
+
 #[test]
 fn text_is_the_source_of_each_part() {
     let a = analyze("npm test && rm -rf ~ ; 2>err.log make all");
@@ -299,13 +312,9 @@ fn pathological_nesting_does_not_overflow_the_stack() {
 /// not a crash.
 #[test]
 fn a_panic_in_the_parser_is_a_part_not_understood() {
-    let a = analyze("echo $<<-{HOME:-$(\x0c $(( $(date s) - 10 )) `hohostnacme`");
-    assert_consistent(&a);
-    assert!(!a.understood);
-    assert!(
-        a.problems.iter().any(|p| p.contains("cannot parse")),
-        "{:?}",
-        a.problems
+    assert_refused(
+        "echo $<<-{HOME:-$(\x0c $(( $(date s) - 10 )) `hohostnacme`",
+        "cannot parse",
     );
 }
 
@@ -345,14 +354,7 @@ fn backtracking_inputs_are_fast() {
 /// assignments are read as before.
 #[test]
 fn intricate_array_element_words_are_refused() {
-    let a = analyze("x=1 f[${f[${f[}}${f[${x[f[}${}}");
-    assert_consistent(&a);
-    assert!(!a.understood);
-    assert!(
-        a.problems.iter().any(|p| p.contains("starts like an array element")),
-        "{:?}",
-        a.problems
-    );
+    assert_refused("x=1 f[${f[${f[}}${f[${x[f[}${}}", "starts like an array element");
     for ok in ["arr[${i}]=x echo ok", "a[$((i+1))]=${b[0]} cmd", "m[k]=v declare -A n"] {
         let a = analyze(ok);
         assert!(a.understood, "{ok}: {:?}", a.problems);
