@@ -606,12 +606,20 @@ fn approval_hash(request: &Request, per_call: &[String]) -> String {
 }
 
 fn answer_from(decision_id: &str, d: &Decision) -> Answer {
+    // The matched rules carry the reasons already: built once, not again
+    // by `Decision::reasons` (only a decision without them needs that).
+    let matched = d.matched_rules();
+    let reasons = if matched.is_empty() {
+        d.reasons()
+    } else {
+        matched.iter().map(|m| m.reason.clone()).collect()
+    };
     Answer {
         decision_id: decision_id.to_string(),
         effect: d.effect(),
         phase: d.phase(),
         rules: d.rules().into_iter().map(str::to_string).collect(),
-        reasons: d.reasons(),
+        reasons,
         approval: None,
         violation: match d.basis() {
             Basis::Contract(v) => Some(v.clone()),
@@ -620,7 +628,7 @@ fn answer_from(decision_id: &str, d: &Decision) -> Answer {
         labels: d.labels().into_iter().map(str::to_string).collect(),
         policy_version: d.policy_version().to_string(),
         audit_seq: None,
-        matched: d.matched_rules(),
+        matched,
     }
 }
 
