@@ -14,7 +14,8 @@
 #    where other processes took > MAX_OTHER % are left out of the means);
 # 2. fixed rate (open loop, crates/rein-bench/src/bin/loadgen.rs) at RATES,
 #    by default half the measured durable rate and 20,000/s (half the
-#    40,000/s target): percentiles from the scheduled send time;
+#    40,000/s target): percentiles from the scheduled send time, and the
+#    server's CPU per answer by thread (async worker, audit writer);
 # 3. perf profiles (PROFILE_VARIANTS) under wrk, summarised by stage of a
 #    decision with bench/profile_stages.py;
 # 4. `rein audit verify` on the database of the load runs: records/s;
@@ -153,6 +154,12 @@ stop_server() {
 }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU jiffies of each thread of process $1, summed by thread name: "name ticks" lines
+thread_ticks() {
+  for t in /proc/"$1"/task/*; do
+    printf '%s %s\n' "$(tr ' ' _ <"$t/comm")" "$(awk '{print $14 + $15}' "$t/stat")"
+  done 2>/dev/null | awk '{a[$1] += $2} END {for (k in a) print k, a[k]}' | sort
+}
 # busy and total jiffies of the whole machine
 machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
 # metric NAME: the sum of a metric's samples on the running server (0 if none).
@@ -309,11 +316,13 @@ rate_run() {
   s0=$(metric rein_audit_append_duration_seconds_sum)
   m0=$(machine_ticks)
   t0=$(cpu_ticks "$SERVER_PID")
+  thread_ticks "$SERVER_PID" >"$OUT/rate-$variant-$rate.threads0"
   /usr/bin/time -f '%U %S' -o "$OUT/rate-$variant-$rate.time" \
     timeout $((RATE_SECS + 60)) "${NICE[@]}" "$LOADGEN" --addr "127.0.0.1:$PORT" --rate "$rate" --duration "$RATE_SECS" --warmup 5 \
     --connections "$RATE_CONNS" --body "$BODY_FILE" --token "$TOKEN" --expect allow \
     >"$OUT/rate-$variant-$rate.txt" 2>&1 || true
   t1=$(cpu_ticks "$SERVER_PID")
+  thread_ticks "$SERVER_PID" >"$OUT/rate-$variant-$rate.threads1"
   m1=$(machine_ticks)
   c1=$(metric rein_audit_append_duration_seconds_count)
   s1=$(metric rein_audit_append_duration_seconds_sum)
@@ -328,6 +337,14 @@ rate_run() {
   append=$(awk -v s0="$s0" -v s1="$s1" -v c0="$c0" -v c1="$c1" 'BEGIN {if (c1 > c0) printf "mean audit append %.0f µs", (s1 - s0) / (c1 - c0) * 1e6; else print "no appends measured"}')
   say "$variant @ $rate/s (load $load1; $shares; $append):"
   grep -v '^RESULT' "$OUT/rate-$variant-$rate.txt" | sed 's/^/    /' | tee -a "$SUMMARY"
+  # Server CPU per answer, by thread (async worker, audit writer, checkpointer);
+  # the window includes the loadgen's 5 s warm-up at the same rate.
+  join "$OUT/rate-$variant-$rate.threads0" "$OUT/rate-$variant-$rate.threads1" |
+    awk -v hz="$CLK_TCK" -v n="$(awk '/^RESULT/ {for (i = 1; i <= NF; i++) if ($i ~ /^answered=/) {sub("answered=", "", $i); print $i}}' "$OUT/rate-$variant-$rate.txt")" \
+      -v secs="$RATE_SECS" '
+      BEGIN { line = "    server CPU per answer by thread:" }
+      $3 > $2 { line = line sprintf(" %s %.1f µs", $1, ($3 - $2) / hz * 1e6 / (n * (secs + 5) / secs)) }
+      END { print line }' | tee -a "$SUMMARY"
 }
 # The disk's own fsync latency bounds the durable path's: every answer
 # waits for the fsync of its batch (and, arriving during one, for the one
