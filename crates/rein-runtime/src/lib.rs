@@ -74,10 +74,11 @@ pub struct Runtime {
 /// rather than for every decision.
 struct Loaded {
     policy: Arc<Policy>,
-    /// The sensitive paths of each action that has any.
+    /// The sensitive paths of each action of the policy (empty for most).
     sensitive: HashMap<String, Arc<[String]>>,
     /// Every sensitive path of any action, for what cannot be tied to one
-    /// action (a refused body).
+    /// action of the policy (a refused body, an unknown action, an outcome
+    /// whose decision cannot be found).
     all_sensitive: Vec<String>,
 }
 
@@ -85,10 +86,7 @@ impl Loaded {
     fn new(policy: Policy) -> Loaded {
         let sensitive = policy
             .actions()
-            .filter_map(|a| {
-                let paths = policy.sensitive_fields(a);
-                (!paths.is_empty()).then(|| (a.to_string(), paths.into()))
-            })
+            .map(|a| (a.to_string(), policy.sensitive_fields(a).into()))
             .collect::<HashMap<String, Arc<[String]>>>();
         let mut all_sensitive: Vec<String> = sensitive.values().flat_map(|p| p.iter().cloned()).collect();
         all_sensitive.sort();
@@ -100,10 +98,13 @@ impl Loaded {
         }
     }
 
-    /// The paths to redact in a request for `action` (none for an unknown
-    /// action: its request is recorded as sent, as before).
+    /// The paths to redact in a request for `action`. An action the policy
+    /// does not know (a misspelt `Pay`, the empty name of an outcome whose
+    /// decision is not found) has no contract to say which of its fields
+    /// are secret, so every path any action marks sensitive is redacted:
+    /// a card number sent under the wrong action name is not kept in clear.
     fn sensitive(&self, action: &str) -> &[String] {
-        self.sensitive.get(action).map_or(&[], |p| p)
+        self.sensitive.get(action).map_or(&self.all_sensitive, |p| p)
     }
 }
 

@@ -26,6 +26,10 @@ contracts:
     note:
       input: {text: string}
       output: {ok: bool}
+    fetch:
+      input: {url: string}
+      output:
+        token: {type: string, sensitive: true}
 rules:
   - id: big
     action: pay
@@ -104,6 +108,39 @@ async fn every_decision_is_recorded_before_the_answer_with_sensitive_fields_hash
         .unwrap();
     assert_eq!(rb[0].entry.input["card"], records[0].entry.input["card"]);
     assert_eq!(store.verify_audit().await.unwrap(), Verification::Intact { records: 2 });
+}
+
+/// What cannot be tied to an action of the policy (a misspelt action, an
+/// outcome whose decision is not found) is recorded with every path that
+/// any action marks sensitive hashed.
+#[tokio::test]
+async fn unknown_actions_and_unmatched_outcomes_keep_no_secret_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, store) = runtime(&dir);
+    let misspelt = rt
+        .decide(
+            Request::new("Pay")
+                .input(json!({"amount": 5, "card": "4111111111111111"}))
+                .actor(json!({"id": "bot"})),
+            None,
+        )
+        .await;
+    assert_eq!(misspelt.effect, Effect::Block);
+    let unmatched = rt
+        .outcome("nope", Some(json!({"ok": true, "token": "s3cret"})), None)
+        .await;
+    assert_eq!(unmatched.effect, Effect::Block);
+    let records = store.query_audit(&AuditQuery::default()).await.unwrap();
+    assert_eq!(records.len(), 2);
+    let text = serde_json::to_string(&records).unwrap();
+    assert!(!text.contains("4111111111111111"), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
+    let card = records[0].entry.input["card"].as_str().unwrap();
+    assert!(card.starts_with("hmac-sha256:"), "{card}");
+    let token = records[1].entry.output.as_ref().unwrap()["token"].as_str().unwrap();
+    assert!(token.starts_with("hmac-sha256:"), "{token}");
+    // What no action marks sensitive stays readable.
+    assert_eq!(records[0].entry.input["amount"], json!(5));
 }
 
 #[tokio::test]
