@@ -114,8 +114,11 @@ pub struct PendingApproval {
     /// Its id: re-send the identical request with `"approval": id` once it
     /// is granted.
     pub id: String,
-    /// The role that may grant it.
+    /// The role that may grant it; several, comma-separated, when the rules
+    /// that asked name different roles (see `roles`).
     pub role: String,
+    /// Every role its approver must hold, sorted.
+    pub roles: Vec<String>,
     /// Until when it can be granted and used (RFC 3339).
     pub expires_at: String,
 }
@@ -213,7 +216,15 @@ impl Runtime {
     /// Decides a request. `approval` is the id of a granted approval for
     /// this identical request; it turns `require_approval` into `allow`,
     /// once. Never fails: every error becomes a `block` answer.
-    pub async fn decide(&self, mut request: Request, approval: Option<String>) -> Answer {
+    pub async fn decide(&self, request: Request, approval: Option<String>) -> Answer {
+        self.decide_from(request, approval, None).await
+    }
+
+    /// Decides a request as [`Runtime::decide`] does, for a request sent by
+    /// the authenticated client `client` (a server token's name): an
+    /// approval it opens may not be decided by that client, whatever actor
+    /// the request names.
+    pub async fn decide_from(&self, mut request: Request, approval: Option<String>, client: Option<&str>) -> Answer {
         let started = Instant::now();
         let now = Timestamp::now();
         request.phase = Phase::Before;
@@ -244,7 +255,7 @@ impl Runtime {
                 approval_ref = Some(id);
             }
             (None, Effect::RequireApproval) => match self
-                .open_approval(&loaded, &request, &decision, &decision_id, now)
+                .open_approval(&loaded, &request, &decision, &decision_id, now, client)
                 .await
             {
                 Ok(pending) => {
@@ -350,7 +361,8 @@ impl Runtime {
     }
 
     /// Grants a pending approval. The approver may not be the actor who
-    /// asked, and must hold the role the approval names.
+    /// asked nor the client that sent the request, and must hold every role
+    /// the approval names.
     pub async fn grant(
         &self,
         id: &str,
@@ -385,10 +397,14 @@ impl Runtime {
                 .get_approval(id)
                 .await?
                 .ok_or_else(|| ApprovalError::NotFound(id.to_string()))?;
-            if !roles.iter().any(|r| r == "*" || *r == record.role) {
+            let missing = record
+                .roles
+                .iter()
+                .find(|need| !roles.iter().any(|r| r == "*" || r == *need));
+            if let Some(role) = missing {
                 return Err(RuntimeError::NotAllowed {
                     approver: approver.name.to_string(),
-                    role: record.role,
+                    role: role.clone(),
                 });
             }
         }
@@ -415,11 +431,18 @@ impl Runtime {
         decision: &Decision,
         decision_id: &str,
         now: Timestamp,
+        client: Option<&str>,
     ) -> Result<PendingApproval, StoreError> {
         let obligations = decision.obligations();
-        let role = obligations
-            .first()
-            .map_or_else(|| "approver".to_string(), |o| o.approval.role.clone());
+        // Every rule that asked must be satisfied: the approver has to hold
+        // each role they name (rule order does not pick one).
+        let mut roles: Vec<String> = obligations.iter().map(|o| o.approval.role.clone()).collect();
+        roles.sort();
+        roles.dedup();
+        if roles.is_empty() {
+            roles.push("approver".to_string());
+        }
+        let role = roles.join(", ");
         // The strictest obligation wins: the shortest ttl of the rules asking.
         let ttl = obligations
             .iter()
@@ -436,8 +459,10 @@ impl Runtime {
             decision_id: decision_id.to_string(),
             rules: obligations.iter().map(|o| o.rule.clone()).collect(),
             role: role.clone(),
+            roles: roles.clone(),
             action: request.action.clone(),
             requested_by: request.actor.get("id").and_then(|v| v.as_str()).map(str::to_string),
+            requested_via: client.map(str::to_string),
             summary: self.redacted_request(loaded, request),
             created_at: format_time(now),
             expires_at: format_time(expires),
@@ -448,7 +473,12 @@ impl Runtime {
         };
         let expires_at = record.expires_at.clone();
         self.store.create_approval(record).await?;
-        Ok(PendingApproval { id, role, expires_at })
+        Ok(PendingApproval {
+            id,
+            role,
+            roles,
+            expires_at,
+        })
     }
 
     /// The original request of a decision no longer in memory, from the

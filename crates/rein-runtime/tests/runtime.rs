@@ -143,6 +143,91 @@ async fn unknown_actions_and_unmatched_outcomes_keep_no_secret_in_clear() {
     assert_eq!(records[0].entry.input["amount"], json!(5));
 }
 
+/// Two rules ask for approval with different roles: the approver must hold
+/// both, whichever rule comes first. The client that sent the request may
+/// not approve it, whatever actor the request names.
+#[tokio::test]
+async fn an_approval_needs_every_role_its_rules_name_and_not_its_sender() {
+    let policy = r#"
+default: allow
+contracts:
+  actions:
+    pay:
+      input: {amount: int}
+rules:
+  - id: over_10
+    action: pay
+    when: input.amount > 10
+    effect: require_approval
+    approval: {role: support}
+  - id: over_1000
+    action: pay
+    when: input.amount > 1000
+    effect: require_approval
+    approval: {role: finance}
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("rein.db")).unwrap());
+    let rt = Runtime::new(Policy::from_yaml_str(policy).unwrap(), store, RuntimeConfig::default());
+    let request = || {
+        Request::new("pay")
+            .input(json!({"amount": 5000}))
+            .actor(json!({"id": "someone-else"}))
+    };
+    let a = rt.decide_from(request(), None, Some("bot-token")).await;
+    let pending = a.approval.expect("an approval is opened");
+    assert_eq!(pending.roles, ["finance", "support"]);
+    assert_eq!(pending.role, "finance, support");
+    let (support, finance, both) = (
+        ["support".to_string()],
+        ["finance".to_string()],
+        ["support".to_string(), "finance".to_string()],
+    );
+    for (name, roles, missing) in [("sam", &support[..], "finance"), ("fin", &finance[..], "support")] {
+        let refused = rt
+            .grant(
+                &pending.id,
+                Approver {
+                    name,
+                    roles: Some(roles),
+                },
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, RuntimeError::NotAllowed { role, .. } if role == missing),
+            "{refused}"
+        );
+    }
+    let sender = rt
+        .grant(
+            &pending.id,
+            Approver {
+                name: "bot-token",
+                roles: None,
+            },
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(sender.to_string().contains("cannot approve"), "{sender}");
+    let granted = rt
+        .grant(
+            &pending.id,
+            Approver {
+                name: "boss",
+                roles: Some(&both),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(granted.requested_via.as_deref(), Some("bot-token"));
+    let allowed = rt.decide(request(), Some(pending.id)).await;
+    assert_eq!(allowed.effect, Effect::Allow, "{:?}", allowed.reasons);
+}
+
 #[tokio::test]
 async fn approval_flow_allows_the_identical_request_once() {
     let dir = tempfile::tempdir().unwrap();

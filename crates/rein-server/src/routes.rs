@@ -221,7 +221,9 @@ impl ResponseForPanic for PanicBlock {
 
 async fn decide(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    authorize(&state, Role::Agent, &parts.headers, "/v1/decide")?;
+    let client = authorize(&state, Role::Agent, &parts.headers, "/v1/decide")?
+        .name
+        .clone();
     let bytes = match read_limited(&parts.headers, body, state.max_body_bytes()).await {
         Ok(bytes) => bytes,
         Err(e) => return Err(refused(&state, Phase::Before, e, &parts.headers, None).await),
@@ -238,7 +240,9 @@ async fn decide(State(state): State<AppState>, request: Request) -> Result<Respo
     } else {
         "<unknown>".to_string()
     };
-    let answer = state.runtime().decide(request, approval).await;
+    // The token's name goes with an approval the request opens: that client
+    // may not approve it, whatever actor the request names.
+    let answer = state.runtime().decide_from(request, approval, Some(&client)).await;
     state
         .metrics()
         .decision(&action, answer.effect.as_str(), started.elapsed().as_secs_f64());

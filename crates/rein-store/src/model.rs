@@ -138,12 +138,24 @@ pub struct ApprovalRecord {
     pub decision_id: String,
     /// The rule(s) that required approval.
     pub rules: Vec<String>,
-    /// The role an approver must have.
+    /// The role an approver must have; when the rules that asked name
+    /// several, all of them, comma-separated (for people: `roles` is what
+    /// is checked).
     pub role: String,
+    /// Every role an approver must hold (the distinct `approval.role` of
+    /// each rule that asked), sorted. Stores written before this field
+    /// existed read it as `[role]`.
+    #[serde(default)]
+    pub roles: Vec<String>,
     /// The action, for people reading the list.
     pub action: String,
     /// Who asked (the actor's `id`), who may therefore not approve.
     pub requested_by: Option<String>,
+    /// The authenticated client that sent the request (the name of the
+    /// server token), who may not approve it either: the actor's `id` is
+    /// whatever the request says.
+    #[serde(default)]
+    pub requested_via: Option<String>,
     /// A short description for people (the request, redacted).
     pub summary: serde_json::Value,
     /// When it was created (RFC 3339).

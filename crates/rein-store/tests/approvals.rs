@@ -22,8 +22,10 @@ fn approval(id: &str) -> ApprovalRecord {
         decision_id: format!("dec-{id}"),
         rules: vec!["big-refund".into()],
         role: "finance".into(),
+        roles: vec!["finance".into()],
         action: "refund".into(),
         requested_by: Some("agent-7".into()),
+        requested_via: Some("support-bot".into()),
         summary: json!({"amount": 5000, "currency": "EUR"}),
         created_at: NOW.into(),
         expires_at: "2025-06-01T13:00:00Z".into(),
@@ -115,6 +117,17 @@ async fn grant_then_use_once() {
     );
 }
 
+/// An approval stored without its list of roles still needs its role: an
+/// empty list never reads back as "no role needed".
+#[tokio::test]
+async fn an_empty_role_list_reads_back_as_the_role() {
+    let (_dir, store) = open_temp();
+    let mut a = approval("ap");
+    a.roles.clear();
+    store.create_approval(a).await.unwrap();
+    assert_eq!(store.get_approval("ap").await.unwrap().unwrap().roles, ["finance"]);
+}
+
 #[tokio::test]
 async fn refusals() {
     let (_dir, store) = open_temp();
@@ -132,15 +145,21 @@ async fn refusals() {
         store.use_approval("ghost", "x", LATER).await.unwrap().unwrap_err(),
         ApprovalError::NotFound("ghost".into())
     );
-    // Self-approval, for grant and deny alike; the approval stays pending.
-    for grant in [true, false] {
+    // Self-approval, for grant and deny alike, by the actor the request
+    // names or by the client that sent it; the approval stays pending.
+    for (grant, who) in [
+        (true, "agent-7"),
+        (false, "agent-7"),
+        (true, "support-bot"),
+        (false, "support-bot"),
+    ] {
         assert_eq!(
             store
-                .decide_approval("ap", grant, "agent-7", None, LATER)
+                .decide_approval("ap", grant, who, None, LATER)
                 .await
                 .unwrap()
                 .unwrap_err(),
-            ApprovalError::SelfApproval("agent-7".into())
+            ApprovalError::SelfApproval(who.into())
         );
     }
     // Using before it is granted.

@@ -107,6 +107,45 @@ async fn no_actor_approves_its_own_request() {
     assert_eq!(h.decide(with_approval(request, &id)).await["effect"], "allow");
 }
 
+/// The token that sent a request may not approve it, whatever actor the
+/// request names: the actor's id is the client's to choose.
+#[tokio::test]
+async fn no_client_approves_the_request_it_sent() {
+    let h = Harness::new().await;
+    let request = refund(500, "someone-else");
+    let (status, first) = h
+        .call(Method::POST, "/v1/decide", Some(ADMIN), Some(request.clone()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["effect"], "require_approval", "{first}");
+    let id = first["approval"]["id"].as_str().unwrap().to_string();
+    let (status, body) = h
+        .call(Method::POST, &format!("/v1/approvals/{id}/grant"), Some(ADMIN), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_error(&body, "self_approval");
+    let (_, record) = h
+        .call(Method::GET, &format!("/v1/approvals/{id}"), Some(ALICE), None)
+        .await;
+    assert_eq!(
+        (record["state"].as_str(), record["requested_via"].as_str()),
+        (Some("pending"), Some("ops"))
+    );
+    let (status, _) = h
+        .call(Method::POST, &format!("/v1/approvals/{id}/grant"), Some(ALICE), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, allowed) = h
+        .call(
+            Method::POST,
+            "/v1/decide",
+            Some(ADMIN),
+            Some(with_approval(request, &id)),
+        )
+        .await;
+    assert_eq!(allowed["effect"], "allow", "{allowed}");
+}
+
 #[tokio::test]
 async fn denied_approvals_stay_blocked() {
     let h = Harness::new().await;

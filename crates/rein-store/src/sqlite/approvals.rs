@@ -6,7 +6,8 @@ use crate::{ApprovalRecord, ApprovalState, StoreError};
 
 /// The columns [`from_row`] reads, in its order.
 pub(crate) const COLUMNS: &str = "id, request_hash, decision_id, rules, role, action, requested_by, summary, \
-                                  created_at, expires_at, state, decided_by, decided_at, comment";
+                                  created_at, expires_at, state, decided_by, decided_at, comment, roles, \
+                                  requested_via";
 
 /// The approval with `id`, if any.
 pub(crate) fn load(conn: &Connection, id: &str) -> Result<Option<ApprovalRecord>, StoreError> {
@@ -62,13 +63,25 @@ fn from_row(r: &Row<'_>) -> Result<ApprovalRecord, StoreError> {
     let rules: String = r.get(3)?;
     let summary: String = r.get(7)?;
     let state: String = r.get(10)?;
+    let role: String = r.get(4)?;
+    // No list (a row from before version 3) or an empty one: the approval
+    // needs its `role`; an empty list must never mean "any approver".
+    let mut roles: Vec<String> = match r.get::<_, Option<String>>(14)? {
+        Some(roles) => serde_json::from_str(&roles).map_err(|e| corrupt("roles", e))?,
+        None => Vec::new(),
+    };
+    if roles.is_empty() {
+        roles.push(role.clone());
+    }
     Ok(ApprovalRecord {
         request_hash: r.get(1)?,
         decision_id: r.get(2)?,
         rules: serde_json::from_str(&rules).map_err(|e| corrupt("rules", e))?,
-        role: r.get(4)?,
+        role,
+        roles,
         action: r.get(5)?,
         requested_by: r.get(6)?,
+        requested_via: r.get(15)?,
         summary: serde_json::from_str(&summary).map_err(|e| corrupt("summary", e))?,
         created_at: r.get(8)?,
         expires_at: r.get(9)?,

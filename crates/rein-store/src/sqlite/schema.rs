@@ -16,7 +16,7 @@ use super::SqliteOptions;
 use crate::StoreError;
 
 /// The schema this build writes and reads.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// `PRAGMA application_id` of a Rein store: "REIN" in ASCII.
 const APPLICATION_ID: i64 = 0x5245_494E;
@@ -26,7 +26,7 @@ const APPLICATION_ID: i64 = 0x5245_494E;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// Version 1. `audit.body` is the canonical text of `chain.rs` and, with
 /// `prev_hash` and `hash`, the only part the chain covers; the other audit
@@ -107,6 +107,14 @@ DROP INDEX audit_action;
 DROP INDEX audit_effect;
 DROP INDEX audit_actor;
 DROP INDEX audit_session;
+"#;
+
+/// Version 3: an approval keeps every role it needs (`roles`, a JSON array;
+/// NULL in rows written before, read as `[role]`) and the authenticated
+/// client that sent the request (`requested_via`), who may not approve it.
+const V3: &str = r#"
+ALTER TABLE approvals ADD COLUMN roles TEXT;
+ALTER TABLE approvals ADD COLUMN requested_via TEXT;
 "#;
 
 fn open_error(path: &Path, e: impl std::fmt::Display) -> StoreError {
@@ -258,5 +266,7 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(indexes, ["audit_decision", "audit_time"]);
+        // Version 3's columns.
+        conn.prepare("SELECT roles, requested_via FROM approvals").unwrap();
     }
 }

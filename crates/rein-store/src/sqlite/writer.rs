@@ -486,12 +486,15 @@ fn approval_op(conn: &Connection, op: &ApprovalOp) -> ApprovalReply {
 
 fn create(conn: &Connection, r: &ApprovalRecord, created_key: &str, expires_key: &str) -> Result<(), StoreError> {
     let rules = chain::canonical_str_list(&r.rules);
+    // Stored as given; an empty list reads back as `[role]` (see `approvals`).
+    let roles = chain::canonical_str_list(&r.roles);
     let summary = chain::canonical_value(&r.summary);
     let result = conn
         .prepare_cached(
             "INSERT INTO approvals (id, request_hash, decision_id, rules, role, action, requested_by, summary, \
-             created_at, expires_at, created_key, expires_key, state, decided_by, decided_at, comment) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+             created_at, expires_at, created_key, expires_key, state, decided_by, decided_at, comment, roles, \
+             requested_via) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
         )?
         .execute(params![
             r.id,
@@ -510,6 +513,8 @@ fn create(conn: &Connection, r: &ApprovalRecord, created_key: &str, expires_key:
             r.decided_by,
             r.decided_at,
             r.comment,
+            roles,
+            r.requested_via,
         ]);
     match result {
         Ok(_) => Ok(()),
@@ -524,19 +529,23 @@ fn create(conn: &Connection, r: &ApprovalRecord, created_key: &str, expires_key:
 struct Gate {
     state: String,
     requested_by: Option<String>,
+    requested_via: Option<String>,
     expires_key: String,
     request_hash: String,
 }
 
 fn gate(conn: &Connection, id: &str) -> Result<Option<Gate>, StoreError> {
     Ok(conn
-        .prepare_cached("SELECT state, requested_by, expires_key, request_hash FROM approvals WHERE id = ?1")?
+        .prepare_cached(
+            "SELECT state, requested_by, expires_key, request_hash, requested_via FROM approvals WHERE id = ?1",
+        )?
         .query_row([id], |r| {
             Ok(Gate {
                 state: r.get(0)?,
                 requested_by: r.get(1)?,
                 expires_key: r.get(2)?,
                 request_hash: r.get(3)?,
+                requested_via: r.get(4)?,
             })
         })
         .optional()?)
@@ -570,7 +579,7 @@ fn decide(
             expected: "pending".into(),
         }));
     }
-    if g.requested_by.as_deref() == Some(approver) {
+    if g.requested_by.as_deref() == Some(approver) || g.requested_via.as_deref() == Some(approver) {
         return Ok(Err(ApprovalError::SelfApproval(approver.to_owned())));
     }
     if now_key >= g.expires_key.as_str() {
