@@ -42,6 +42,7 @@ pub mod diagnostics;
 mod eval;
 mod governance;
 mod ir;
+pub mod json;
 mod policy;
 mod request;
 pub mod source;

@@ -9,23 +9,40 @@ use serde_json::Value as Json;
 /// `{"action": "refund", "input": {...}, "actor": {...}, "snapshot": {...}}`.
 ///
 /// Unknown top-level keys are refused, so a typo such as `"inputs"` cannot
-/// silently send an empty input.
+/// silently send an empty input; so is a key repeated in any object (see
+/// [`crate::json`]).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Request {
     /// The action's name.
     pub action: String,
     /// The action's arguments (an object).
-    #[serde(default, skip_serializing_if = "Json::is_null")]
+    #[serde(
+        default,
+        skip_serializing_if = "Json::is_null",
+        deserialize_with = "crate::json::strict_value"
+    )]
     pub input: Json,
     /// Who asks (an object).
-    #[serde(default, skip_serializing_if = "Json::is_null")]
+    #[serde(
+        default,
+        skip_serializing_if = "Json::is_null",
+        deserialize_with = "crate::json::strict_value"
+    )]
     pub actor: Json,
     /// External state the decision depends on (an object).
-    #[serde(default, skip_serializing_if = "Json::is_null")]
+    #[serde(
+        default,
+        skip_serializing_if = "Json::is_null",
+        deserialize_with = "crate::json::strict_value"
+    )]
     pub snapshot: Json,
     /// The action's result, for phase `after`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::json::strict_option"
+    )]
     pub output: Option<Json>,
     /// The error the action reported instead of an output, for phase
     /// `after`: its after rules read it as `error`, and no output contract
@@ -131,6 +148,18 @@ mod tests {
     #[test]
     fn refuses_unknown_keys_and_reads_phase() {
         assert!(Request::from_json(json!({"action": "a", "inputs": {}})).is_err());
+        // A repeated key, at the top or deeper, is refused.
+        for text in [
+            r#"{"action": "a", "action": "b"}"#,
+            r#"{"action": "a", "input": {"amount": 5, "amount": 5000}}"#,
+            r#"{"action": "a", "phase": "after", "output": {"x": 1, "x": 2}}"#,
+        ] {
+            let e = Request::from_json_str(text).unwrap_err().to_string();
+            assert!(
+                e.contains("duplicate field") || e.contains("appears twice"),
+                "{text}: {e}"
+            );
+        }
         let r = Request::from_json(json!({"action": "a", "phase": "after", "output": {"x": 1}})).unwrap();
         assert_eq!(r.phase, Phase::After);
         let built = Request::new("a").output(json!({"x": 1}));

@@ -98,7 +98,8 @@ pub fn parse_event(agent: Agent, bytes: &[u8]) -> Result<HookEvent, EventError> 
         return Err(EventError::TooLarge(bytes.len()));
     }
     // serde_json refuses nesting deeper than 128 levels by itself.
-    let value: Json = serde_json::from_slice(bytes)?;
+    // Repeated keys refused, as in every request Rein reads (`rein_engine::json`).
+    let value: Json = rein_engine::json::parse_strict(bytes)?;
     from_json(agent, value)
 }
 

@@ -21,7 +21,9 @@ pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
             format!("the body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep"),
         ));
     }
-    serde_json::from_slice(bytes)
+    // A key repeated in one object is refused: another reader of the same
+    // body (a proxy, the agent's library) might take the other value.
+    rein_engine::json::parse_strict(bytes)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")))
 }
 

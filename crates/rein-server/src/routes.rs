@@ -333,11 +333,11 @@ async fn refused(
 #[serde(deny_unknown_fields)]
 struct DecideBody {
     action: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "rein_engine::json::strict_value")]
     input: Value,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "rein_engine::json::strict_value")]
     actor: Value,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "rein_engine::json::strict_value")]
     snapshot: Value,
     #[serde(default)]
     session: Option<String>,
@@ -373,6 +373,9 @@ pub(crate) fn parse_decide_body(bytes: &[u8]) -> Result<(ReinRequest, Option<Str
     decide_body_checked(bytes)
 }
 
+/// The fields of a decide body.
+const DECIDE_FIELDS: [&str; 7] = ["action", "input", "actor", "snapshot", "session", "time", "approval"];
+
 /// The reference reading of a decide body, with an error that says what is
 /// wrong: the JSON as a value, then each rule of the body's shape.
 fn decide_body_checked(bytes: &[u8]) -> Result<(ReinRequest, Option<String>), ApiError> {
@@ -402,6 +405,19 @@ fn decide_body_checked(bytes: &[u8]) -> Result<(ReinRequest, Option<String>), Ap
                 format!("`{key}` is not part of a decide request; report outputs to POST /v1/outcome"),
             ));
         }
+    }
+    // Named here rather than by the request type, whose own list of fields
+    // includes `output`, `error` and `phase` (refused here) and not
+    // `approval`.
+    if let Some(unknown) = map.keys().find(|k| !DECIDE_FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!(
+                "unknown field `{}`; a decide request has {}",
+                unknown.escape_debug(),
+                DECIDE_FIELDS.map(|f| format!("`{f}`")).join(", ")
+            ),
+        ));
     }
     let request = ReinRequest::from_json(value).map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
     Ok((request, approval))

@@ -121,7 +121,30 @@ async fn bad_input_is_refused_with_block() {
             br#"{"action": "refund", "inputs": {}}"#.to_vec(),
             StatusCode::BAD_REQUEST,
             "invalid_request",
-            "inputs",
+            "unknown field `inputs`; a decide request has `action`, `input`, `actor`, `snapshot`, `session`, `time`, `approval`",
+        ),
+        (
+            "error is an outcome's",
+            br#"{"action": "refund", "error": "x"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "unknown field `error`",
+        ),
+        // A repeated key: another reader of the body might take the other
+        // value, so neither is trusted.
+        (
+            "repeated top-level key",
+            br#"{"action": "order.lookup", "action": "refund"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "the key `action` appears twice",
+        ),
+        (
+            "repeated nested key",
+            br#"{"action": "refund", "snapshot": {"fraud_flag": true, "fraud_flag": false}}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "the key `fraud_flag` appears twice",
         ),
         (
             "session not a string",
