@@ -1163,3 +1163,82 @@ fn sighup_right_after_start_reloads_instead_of_killing() {
         server.stop();
     }
 }
+
+/// `rein audit` and `rein approvals` on bad arguments and unusable files:
+/// a clear error and exit 2, and a file that is only read is never changed
+/// (not created, not migrated).
+#[test]
+fn audit_and_approvals_refuse_bad_arguments_and_leave_files_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rein.db");
+    drop(rein_store::SqliteStore::open(&db).unwrap());
+    let db_arg = db.to_str().unwrap();
+    let refused = |args: &[&str], says: &str| {
+        let ran = run(args);
+        assert_eq!(
+            ran.code,
+            Some(2),
+            "{args:?}\nstdout:\n{}\nstderr:\n{}",
+            ran.stdout,
+            ran.stderr
+        );
+        assert!(ran.stderr.contains(says), "{args:?}: {}", ran.stderr);
+    };
+    refused(
+        &["audit", "query", "--db", db_arg, "--effect", "deny"],
+        "[possible values: allow, block, require_approval]",
+    );
+    refused(
+        &["audit", "export", "--db", db_arg, "--since", "yesterday"],
+        "must be an RFC 3339 time",
+    );
+    refused(&["approvals", "grant", "some-id", "--db", db_arg, "--as", ""], "--as");
+    refused(&["approvals", "list", "--db", db_arg, "--limit", "0"], "--limit");
+    refused(
+        &["audit", "verify", "--server", "127.0.0.1:1", "--token", "t"],
+        "--server must be the server's URL",
+    );
+
+    // An empty file is not a store, and stays empty.
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    refused(
+        &["audit", "verify", "--db", empty.to_str().unwrap()],
+        "not a Rein store",
+    );
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
+
+    // An older schema is reported by the commands that only read, not
+    // upgraded; one that writes upgrades it.
+    // (A version-2 file: without the columns version 3 added.)
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "ALTER TABLE approvals DROP COLUMN roles; ALTER TABLE approvals DROP COLUMN requested_via; \
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+    let version = || -> i64 {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap()
+    };
+    refused(&["audit", "verify", "--db", db_arg], "schema version is 2");
+    refused(&["approvals", "list", "--db", db_arg], "schema version is 2");
+    assert_eq!(version(), 2);
+    let ran = run(["approvals", "deny", "nope", "--db", db_arg, "--as", "alice"]);
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert!(ran.stderr.contains("no approval `nope`"), "{}", ran.stderr);
+    assert!(version() > 2);
+
+    // A server that accepts and never answers: the wait is bounded.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let started = Instant::now();
+    refused(
+        &["audit", "verify", "--server", &url, "--token", "t", "--timeout", "1"],
+        "cannot reach",
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+}

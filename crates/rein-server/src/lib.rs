@@ -174,10 +174,10 @@ pub enum ReloadError {
 }
 
 impl AppState {
-    /// Does everything [`run`] does before binding: loads the policy
+    /// Does everything [`run`] does after binding: loads the policy
     /// (refusing, with the rendered diagnostics, if it does not load),
-    /// creates the default secrets if needed, reads the tokens, opens the
-    /// store.
+    /// opens the store (its directory must exist), creates the default
+    /// secrets if needed, reads the tokens.
     pub async fn from_config(config: &ServerConfig) -> anyhow::Result<AppState> {
         let paths = config.policy_paths.clone();
         let policy = tokio::task::spawn_blocking(move || Policy::load(&paths))
@@ -187,15 +187,27 @@ impl AppState {
         for w in policy.warnings() {
             tracing::warn!(warning = %w, "policy warning");
         }
+        // The store first: a database path that cannot be used stops the
+        // start before any secret is created (and printed) for a server
+        // that would never run.
         let dir = config.db_dir();
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let hmac_key = secrets::ensure_hmac_key(&config.hmac_key_file())?;
+        if !dir.is_dir() {
+            anyhow::bail!(
+                "the database's directory {} does not exist (rein serve creates the database file, not its directory)",
+                dir.display()
+            );
+        }
+        let sqlite = open_store(&config.db_path).await?;
+        let records = sqlite
+            .audit_len()
+            .await
+            .with_context(|| format!("cannot read the database {}", config.db_path.display()))?;
+        let hmac_key = secrets::server_hmac_key(&config.hmac_key_file(), config.hmac_key_path.is_some(), records)?;
         let tokens_file = config.tokens_file();
         if config.tokens_path.is_none() {
             secrets::ensure_tokens_file(&tokens_file)?;
         }
         let tokens = Tokens::load(&tokens_file)?;
-        let sqlite = open_store(&config.db_path).await?;
         Ok(AppState::build(
             config,
             policy,
@@ -350,10 +362,12 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     // Signal handlers first: until they exist, SIGHUP or SIGTERM would kill
     // the process, and a reload sent right after start would take it down.
     let signals = Signals::install()?;
-    let state = AppState::from_config(&config).await?;
+    // Bound before anything is loaded or created: an address in use stops
+    // the start before secrets are made for a server that cannot run.
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let state = AppState::from_config(&config).await?;
     let addr = listener.local_addr().unwrap_or(config.listen);
     tracing::info!(
         %addr,

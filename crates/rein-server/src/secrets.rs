@@ -40,6 +40,31 @@ pub fn ensure_hmac_key(path: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(key)
 }
 
+/// The audit HMAC key of a server at `path`. A path given explicitly must
+/// exist, as a tokens file given explicitly must. The default one is
+/// created on a store with no audit records yet; on a store that has some,
+/// a missing key is an error: a new key would silently make every hash
+/// already recorded unmatchable (a card number could no longer be found).
+pub(crate) fn server_hmac_key(path: &Path, explicit: bool, records: u64) -> anyhow::Result<Vec<u8>> {
+    if !path.exists() {
+        if explicit {
+            bail!(
+                "the audit key file {} does not exist (--audit-key names an existing key of at least \
+                 {MIN_KEY_BYTES} bytes; without it the key is kept beside the database, created on first start)",
+                path.display()
+            );
+        }
+        if records > 0 {
+            bail!(
+                "the audit key {} is missing, but the store already holds {records} audit records whose sensitive \
+                 fields were hashed with it; restore the file, or give the key with --audit-key",
+                path.display()
+            );
+        }
+    }
+    ensure_hmac_key(path)
+}
+
 /// Creates a tokens file at `path` with one fresh token for each role,
 /// unless it exists. Returns whether it was created; when it was, the
 /// tokens are printed once to stderr, since nobody could use the server

@@ -128,6 +128,44 @@ impl SqliteStore {
         })
     }
 
+    /// Opens an existing store for reading only: it is neither created nor
+    /// migrated, no writer thread starts, and the file may be
+    /// write-protected. Appends and approval changes fail with
+    /// [`StoreError`]. Refuses a file that is not a Rein store or whose
+    /// schema is not the one this build reads.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if !path.is_file() {
+            let why = if path.exists() {
+                "it is not a file"
+            } else {
+                "it does not exist"
+            };
+            return Err(StoreError(format!(
+                "cannot open the store at {}: {why}",
+                path.display()
+            )));
+        }
+        let options = SqliteOptions {
+            background_checkpoints: false,
+            checkpoint_on_close: false,
+            writer_checkpoint_pages: 0,
+        };
+        let conn = schema::open_reader(&path, options)?;
+        schema::check_readable(&conn, &path)?;
+        let readers = Readers::new(path.clone(), options);
+        readers.keep(conn);
+        // No writer: the receiver is dropped at once, so every write fails
+        // at once with "the store is closed".
+        let (commands, _) = mpsc::channel();
+        Ok(SqliteStore {
+            readers: Arc::new(readers),
+            path,
+            commands,
+            writer: Mutex::new(None),
+        })
+    }
+
     /// The file this store keeps.
     pub fn path(&self) -> &Path {
         &self.path

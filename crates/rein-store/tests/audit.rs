@@ -487,3 +487,48 @@ fn works_outside_a_tokio_runtime() {
         store.close().await.unwrap();
     });
 }
+
+/// A read-only open reads a store as it is: no file created, no schema
+/// changed, no write accepted.
+#[tokio::test]
+async fn read_only_opens_change_nothing() {
+    let (dir, store) = open_temp();
+    store.append(entry(1)).await.unwrap();
+    store.append(entry(2)).await.unwrap();
+    store.close().await.unwrap();
+    drop(store);
+    let path = dir.path().join("rein.db");
+
+    let reader = SqliteStore::open_read_only(&path).unwrap();
+    assert_eq!(
+        reader.verify_audit().await.unwrap(),
+        Verification::Intact { records: 2 }
+    );
+    assert_eq!(reader.query_audit(&AuditQuery::default()).await.unwrap().len(), 2);
+    let refused = reader.append(entry(3)).await.unwrap_err().to_string();
+    assert!(refused.contains("closed"), "{refused}");
+    drop(reader);
+
+    let missing = dir.path().join("nope.db");
+    let e = SqliteStore::open_read_only(&missing).unwrap_err().to_string();
+    assert!(e.contains("does not exist"), "{e}");
+    assert!(!missing.exists(), "not created");
+    let e = SqliteStore::open_read_only(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("not a file"), "{e}");
+
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    let e = SqliteStore::open_read_only(&empty).unwrap_err().to_string();
+    assert!(e.contains("not a Rein store"), "{e}");
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0, "left empty");
+
+    // An older schema is reported, not upgraded.
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.pragma_update(None, "user_version", 2).unwrap();
+    drop(raw);
+    let e = SqliteStore::open_read_only(&path).unwrap_err().to_string();
+    assert!(e.contains("schema version is 2") && e.contains("upgrades it"), "{e}");
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = raw.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, 2);
+}

@@ -1,6 +1,6 @@
 //! `rein approvals`: list, grant, deny.
 
-use super::remote::{server_error, Conn, Target};
+use super::remote::{path_segment, server_error, Conn, Target};
 use super::{EXIT_ALLOW, EXIT_BLOCK};
 use clap::{Args, Subcommand, ValueEnum};
 use rein_store::{ApprovalRecord, ApprovalState};
@@ -21,8 +21,8 @@ enum ApprovalsCommand {
         /// Only approvals in this state.
         #[arg(long, value_enum, default_value_t = StateArg::Pending)]
         state: StateArg,
-        /// At most this many.
-        #[arg(long, default_value_t = 100)]
+        /// At most this many (1 to 10,000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
         limit: u64,
         /// Print JSON Lines.
         #[arg(long)]
@@ -44,7 +44,12 @@ struct DecideArgs {
     /// Who approves, when working on the store file directly (through a
     /// server, the token's name is used). Nobody may approve a request
     /// they made.
-    #[arg(long = "as", value_name = "NAME", required_unless_present = "server")]
+    #[arg(
+        long = "as",
+        value_name = "NAME",
+        required_unless_present = "server",
+        value_parser = clap::builder::NonEmptyStringValueParser::new()
+    )]
     approver: Option<String>,
     /// A comment for the audit trail.
     #[arg(long)]
@@ -127,9 +132,11 @@ pub fn run(args: ApprovalsArgs) -> anyhow::Result<u8> {
 
 fn decide(rt: &tokio::runtime::Runtime, args: DecideArgs, grant: bool) -> anyhow::Result<u8> {
     let verb = if grant { "grant" } else { "deny" };
-    let record: ApprovalRecord = match args.target.connect()? {
+    let record: ApprovalRecord = match args.target.connect_for_writing()? {
         Conn::Local(store) => {
-            let approver = args.approver.clone().unwrap_or_default();
+            let Some(approver) = args.approver.clone() else {
+                anyhow::bail!("give the approver's name with --as NAME when working on the store file");
+            };
             let now = rein_store::chain::format_time(jiff::Timestamp::now());
             let result = rt.block_on(rein_store::Store::decide_approval(
                 store.as_ref(),
@@ -149,7 +156,14 @@ fn decide(rt: &tokio::runtime::Runtime, args: DecideArgs, grant: bool) -> anyhow
         }
         remote => {
             let body = serde_json::json!({ "comment": args.comment });
-            let (status, body) = remote.call("POST", &format!("/v1/approvals/{}/{verb}", args.id), Some(body))?;
+            let path = format!("/v1/approvals/{}/{verb}", path_segment(&args.id));
+            let (status, body) = remote.call("POST", &path, Some(body))?;
+            // A token the server does not accept is a usage error (exit 2),
+            // as for `list`; a refusal of this approval (self-approval, a
+            // role the token may not decide, a wrong state) is exit 1.
+            if status == 401 || body["error"]["code"] == "forbidden" {
+                return Err(server_error(status, &body));
+            }
             if status != 200 {
                 eprintln!("error: cannot {verb}: {}", server_error(status, &body));
                 return Ok(EXIT_BLOCK);

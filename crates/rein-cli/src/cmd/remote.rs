@@ -19,38 +19,83 @@ pub struct Target {
     /// Bearer token for `--server` (or set `REIN_TOKEN`).
     #[arg(long, value_name = "TOKEN", env = "REIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// How long to wait for `--server` to answer, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
 }
 
 /// A connection to one or the other.
 pub enum Conn {
     /// The store opened directly.
     Local(Arc<SqliteStore>),
-    /// A server and its token.
-    Remote { base: String, token: String },
+    /// A server, its token, and how long to wait for it.
+    Remote {
+        base: String,
+        token: String,
+        timeout: std::time::Duration,
+    },
 }
 
 impl Target {
-    /// Opens the store or prepares the client. A missing database file is an
-    /// error here, so a typo does not silently create an empty store.
+    /// Opens the store for reading, or prepares the client. The file is
+    /// neither created nor migrated (it may be a write-protected copy): a
+    /// missing file, or one that is not a store this build reads, is an
+    /// error.
     pub fn connect(&self) -> anyhow::Result<Conn> {
-        match &self.server {
-            Some(url) => Ok(Conn::Remote {
-                base: url.trim_end_matches('/').to_string(),
-                token: self.token.clone().unwrap_or_default(),
-            }),
-            None => {
-                if !self.db.exists() {
-                    bail!(
-                        "`{}` does not exist (give the store with --db, or a server with --server)",
-                        self.db.display()
-                    );
-                }
-                let store =
-                    SqliteStore::open(&self.db).with_context(|| format!("cannot open `{}`", self.db.display()))?;
-                Ok(Conn::Local(Arc::new(store)))
+        self.open(false)
+    }
+
+    /// As [`Target::connect`], for a command that writes: the store's schema
+    /// is brought up to date if it is older (the file must exist still, so
+    /// a typo does not silently create an empty store).
+    pub fn connect_for_writing(&self) -> anyhow::Result<Conn> {
+        self.open(true)
+    }
+
+    fn open(&self, write: bool) -> anyhow::Result<Conn> {
+        if let Some(url) = &self.server {
+            let base = url.trim_end_matches('/');
+            let scheme_ok = base
+                .split_once("://")
+                .is_some_and(|(scheme, rest)| matches!(scheme, "http" | "https") && !rest.is_empty());
+            if !scheme_ok {
+                bail!("--server must be the server's URL, like http://127.0.0.1:8700 (got `{url}`)");
             }
+            return Ok(Conn::Remote {
+                base: base.to_string(),
+                token: self.token.clone().unwrap_or_default(),
+                timeout: std::time::Duration::from_secs(self.timeout),
+            });
+        }
+        if !self.db.exists() {
+            let hint = match write {
+                true => "give the store with --db, or a server with --server",
+                false => "give the store with --db",
+            };
+            bail!("`{}` does not exist ({hint})", self.db.display());
+        }
+        let store = match write {
+            true => SqliteStore::open(&self.db),
+            false => SqliteStore::open_read_only(&self.db),
+        };
+        let store = store.with_context(|| format!("cannot open `{}`", self.db.display()))?;
+        Ok(Conn::Local(Arc::new(store)))
+    }
+}
+
+/// `text` as one segment of a URL path (an approval id, say): everything
+/// but unreserved characters percent-encoded, so that `?`, `/` or `#` in it
+/// cannot change which route is called.
+pub fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
         }
     }
+    out
 }
 
 impl Conn {
@@ -70,18 +115,25 @@ impl Conn {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> anyhow::Result<(u16, serde_json::Value)> {
-        let Conn::Remote { base, token } = self else {
+        let Conn::Remote { base, token, timeout } = self else {
             bail!("internal: a local store has no server to call");
         };
         let url = format!("{base}{path}");
         let auth = format!("Bearer {token}");
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        // Bounded: a server that accepts and never answers must not hang a
+        // script (`--timeout`).
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(*timeout))
+            .build()
+            .into();
         let response = match (method, body) {
             ("GET", _) => agent.get(&url).header("Authorization", &auth).call(),
             (_, Some(b)) => agent.post(&url).header("Authorization", &auth).send_json(b),
             (_, None) => agent.post(&url).header("Authorization", &auth).send_empty(),
         };
-        let mut response = response.with_context(|| format!("cannot reach `{url}`"))?;
+        let mut response =
+            response.with_context(|| format!("cannot reach `{url}` (waited at most {}s)", timeout.as_secs()))?;
         let status = response.status().as_u16();
         let text = response
             .body_mut()

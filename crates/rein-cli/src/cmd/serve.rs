@@ -11,7 +11,8 @@ pub struct ServeArgs {
     /// `POST /v1/policy/reload`.
     #[arg(long = "policy", short = 'p', required = true, num_args = 1.., value_name = "POLICY")]
     policy: Vec<PathBuf>,
-    /// The SQLite file for the audit log and approvals (created if absent).
+    /// The SQLite file for the audit log and approvals (created if absent;
+    /// its directory must exist).
     #[arg(long, value_name = "FILE", default_value = "rein.db")]
     db: PathBuf,
     /// Address to listen on. The default is loopback only.
@@ -22,13 +23,16 @@ pub struct ServeArgs {
     /// fresh token per role if absent.
     #[arg(long, value_name = "FILE")]
     tokens: Option<PathBuf>,
-    /// The key for hashing sensitive fields in the audit log. Default:
-    /// `rein-audit.key` beside the database, created if absent.
+    /// The key for hashing sensitive fields in the audit log (an existing
+    /// file). Default: `rein-audit.key` beside the database, created on
+    /// first start (not once the store has records: a new key would not
+    /// match the hashes already kept).
     #[arg(long, value_name = "FILE")]
     audit_key: Option<PathBuf>,
-    /// Largest request body, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
-    max_body: usize,
+    /// Largest request body, in bytes (1 KiB to 1 GiB).
+    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..=(1 << 30)))]
+    max_body: u64,
     /// Threads answering requests. Default: one less than the CPUs (at
     /// least one); the audit log's writer has a thread of its own.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -45,7 +49,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
     config.listen = args.listen;
     config.tokens_path = args.tokens;
     config.hmac_key_path = args.audit_key;
-    config.max_body_bytes = args.max_body;
+    config.max_body_bytes = usize::try_from(args.max_body)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers.map_or_else(rein_server::default_workers, usize::from))
         .enable_all()

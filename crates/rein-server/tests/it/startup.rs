@@ -7,6 +7,7 @@ use rein_server::{AppState, ServerConfig, Tokens};
 #[tokio::test]
 async fn default_secrets_are_created_private_and_reused() {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
     let db = dir.path().join("data").join("rein.db");
     let config = ServerConfig::new(vec![example_policy()], db);
     assert_eq!(config.listen.to_string(), "127.0.0.1:8700");
@@ -61,6 +62,60 @@ async fn default_secrets_are_created_private_and_reused() {
     assert_eq!(std::fs::read_to_string(&tokens_file).unwrap(), text);
     assert_eq!(std::fs::read(&key_file).unwrap(), key);
     assert!(again.tokens().authenticate(&tokens[0]).is_some());
+}
+
+/// What cannot be used stops the start before any secret is made: a
+/// missing directory (it is not created), a database path that is a
+/// directory; and a store that has records never gets a new audit key.
+#[tokio::test]
+async fn unusable_paths_stop_the_start_before_secrets_are_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = |db: std::path::PathBuf, key: Option<std::path::PathBuf>| {
+        let mut config = ServerConfig::new(vec![example_policy()], db);
+        config.hmac_key_path = key;
+        async move {
+            match AppState::from_config(&config).await {
+                Ok(state) => Ok(state),
+                Err(e) => Err(format!("{e:#}")),
+            }
+        }
+    };
+    let e = start(dir.path().join("typo").join("rein.db"), None)
+        .await
+        .err()
+        .unwrap();
+    assert!(e.contains("does not exist") && e.contains("typo"), "{e}");
+    assert!(!dir.path().join("typo").exists(), "the directory is not created");
+    std::fs::create_dir(dir.path().join("a-dir")).unwrap();
+    let e = start(dir.path().join("a-dir"), None).await.err().unwrap();
+    assert!(e.contains("a-dir"), "{e}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no secret was written for servers that did not start"
+    );
+    // An explicit key file must exist.
+    let e = start(dir.path().join("rein.db"), Some(dir.path().join("k.key")))
+        .await
+        .err()
+        .unwrap();
+    assert!(e.contains("k.key") && e.contains("does not exist"), "{e}");
+    assert!(!dir.path().join("k.key").exists());
+
+    // A first start creates the default key; once the store has a record,
+    // a missing key is refused rather than replaced.
+    let state = start(dir.path().join("rein.db"), None).await.unwrap();
+    let d = state.runtime().decide(rein_engine::Request::new("refund"), None).await;
+    assert!(d.audit_seq.is_some());
+    state.close().await.unwrap();
+    drop(state);
+    std::fs::remove_file(dir.path().join("rein-audit.key")).unwrap();
+    let e = start(dir.path().join("rein.db"), None).await.err().unwrap();
+    assert!(
+        e.contains("rein-audit.key is missing") && e.contains("1 audit records"),
+        "{e}"
+    );
+    assert!(!dir.path().join("rein-audit.key").exists());
 }
 
 #[tokio::test]

@@ -57,6 +57,13 @@ impl Readers {
         }
     }
 
+    /// Adds an open connection to the idle ones.
+    pub(crate) fn keep(&self, conn: Connection) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(conn);
+        }
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let mut conn = match idle {

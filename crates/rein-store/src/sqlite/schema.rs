@@ -191,6 +191,43 @@ fn set_close_checkpoint(conn: &Connection, path: &Path, options: SqliteOptions) 
     Ok(())
 }
 
+/// Checks, on a read connection, that the file is a Rein store whose schema
+/// this build reads, without changing anything: a read-only open neither
+/// creates nor migrates (an auditor's copy may be write-protected, and an
+/// older server may still use the file).
+pub(crate) fn check_readable(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| open_error(path, e))?;
+    let app_id: i64 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(|e| open_error(path, e))?;
+    if version == 0 {
+        return Err(open_error(
+            path,
+            "it is not a Rein store (it has no Rein schema; is it empty?)",
+        ));
+    }
+    if app_id != APPLICATION_ID {
+        return Err(open_error(
+            path,
+            format!("it is not a Rein store (application_id is {app_id:#x})"),
+        ));
+    }
+    if version != SCHEMA_VERSION {
+        let advice = if version < SCHEMA_VERSION {
+            "a command that writes (`rein serve`, `rein approvals grant`) upgrades it; this one only reads"
+        } else {
+            "use a newer Rein"
+        };
+        return Err(open_error(
+            path,
+            format!("its schema version is {version} and this build reads version {SCHEMA_VERSION}; {advice}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Brings the schema to [`SCHEMA_VERSION`], refusing files that are newer
 /// or not Rein stores. Runs under the write lock, so two processes opening
 /// a new file at once do not both create it.
