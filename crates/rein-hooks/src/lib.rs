@@ -45,17 +45,30 @@ pub struct Verdict {
 /// Reads an event, decides it with `runtime` and renders the answer.
 /// `home` expands `~` in paths. Never fails: errors become refusals.
 pub async fn handle(runtime: &Runtime, agent: Agent, bytes: &[u8], home: Option<&Path>) -> Reply {
+    handle_from(runtime, agent, bytes, home, None).await
+}
+
+/// As [`handle`], for an event sent by the authenticated client `client` (a
+/// server token's name), who may then not approve what the event opens.
+pub async fn handle_from(
+    runtime: &Runtime,
+    agent: Agent,
+    bytes: &[u8],
+    home: Option<&Path>,
+    client: Option<&str>,
+) -> Reply {
     match parse_event(agent, bytes) {
         Err(e) => refuse_unreadable(agent, bytes, &format!("Rein could not read the hook event: {e}")),
         Ok(event) => {
-            let verdict = decide_event(runtime, &event, home).await;
+            let verdict = decide_event(runtime, &event, home, client).await;
             render::render(&event, &verdict)
         }
     }
 }
 
 /// Decides one event (tool calls part by part) and records every decision.
-pub async fn decide_event(runtime: &Runtime, event: &HookEvent, home: Option<&Path>) -> Verdict {
+/// `client` is the authenticated sender, if any (see [`handle_from`]).
+pub async fn decide_event(runtime: &Runtime, event: &HookEvent, home: Option<&Path>, client: Option<&str>) -> Verdict {
     let one = |action: &str, input: Json| (action.to_string(), vec![input], None);
     let (action, inputs, part_labels): (String, Vec<Json>, Option<Vec<String>>) = match &event.kind {
         EventKind::BeforeTool | EventKind::PermissionRequest | EventKind::AfterTool => {
@@ -93,8 +106,10 @@ pub async fn decide_event(runtime: &Runtime, event: &HookEvent, home: Option<&Pa
                     let output = output_of(event.tool_response.as_ref().unwrap_or(&Json::Null));
                     PartAnswer::from(runtime.check_output(request, output).await)
                 }
-                EventKind::BeforeTool | EventKind::PermissionRequest => decide_with_approvals(runtime, request).await,
-                _ => PartAnswer::from(runtime.decide(request, None).await),
+                EventKind::BeforeTool | EventKind::PermissionRequest => {
+                    decide_with_approvals(runtime, request, client).await
+                }
+                _ => PartAnswer::from(runtime.decide_from(request, None, client).await),
             }
         }
     }))
@@ -181,7 +196,7 @@ impl From<Answer> for PartAnswer {
 /// identical call opened is found by the request: granted → used now;
 /// denied → refused; pending → still waiting (no second approval opened);
 /// used or expired → decided afresh (which opens a new one if required).
-async fn decide_with_approvals(runtime: &Runtime, mut request: Request) -> PartAnswer {
+async fn decide_with_approvals(runtime: &Runtime, mut request: Request, client: Option<&str>) -> PartAnswer {
     // An approval only ever changes a `require_approval` decision: for any
     // other the lookup (a read of the store) is skipped.
     request.phase = Phase::Before;
@@ -191,7 +206,7 @@ async fn decide_with_approvals(runtime: &Runtime, mut request: Request) -> PartA
         request.time = Some(jiff::Timestamp::now());
     }
     if runtime.policy().decide(&request).effect() != Effect::RequireApproval {
-        return PartAnswer::from(runtime.decide(request, None).await);
+        return PartAnswer::from(runtime.decide_from(request, None, client).await);
     }
     let now = jiff::Timestamp::now();
     let existing = match runtime.approval_for(&request).await {
@@ -202,7 +217,7 @@ async fn decide_with_approvals(runtime: &Runtime, mut request: Request) -> PartA
                     .is_ok_and(|expires| expires > now)
         }),
         Err(e) => {
-            let mut answer = PartAnswer::from(runtime.decide(request, None).await);
+            let mut answer = PartAnswer::from(runtime.decide_from(request, None, client).await);
             answer.effect = Effect::Block;
             answer.approval = None;
             answer
@@ -212,9 +227,9 @@ async fn decide_with_approvals(runtime: &Runtime, mut request: Request) -> PartA
         }
     };
     match existing {
-        None => PartAnswer::from(runtime.decide(request, None).await),
+        None => PartAnswer::from(runtime.decide_from(request, None, client).await),
         Some(a) => {
-            let mut answer = PartAnswer::from(runtime.decide(request, Some(a.id.clone())).await);
+            let mut answer = PartAnswer::from(runtime.decide_from(request, Some(a.id.clone()), client).await);
             if a.state == ApprovalState::Pending && answer.effect == Effect::Block {
                 // Not granted yet: still waiting for the same approval.
                 answer.effect = Effect::RequireApproval;

@@ -260,7 +260,7 @@ async fn hook(
     body: Body,
 ) -> Result<Response, ApiError> {
     // Agent routes have no role layer (see `router`): the check is here.
-    authorize(&state, Role::Agent, &headers, "/v1/hooks")?;
+    let client = authorize(&state, Role::Agent, &headers, "/v1/hooks")?.name.clone();
     let agent = match agent.as_str() {
         "claude-code" => rein_hooks::Agent::ClaudeCode,
         "codex" => rein_hooks::Agent::Codex,
@@ -275,7 +275,7 @@ async fn hook(
     let reply = match read_limited(&headers, body, limit).await {
         Ok(bytes) => {
             let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-            rein_hooks::handle(state.runtime(), agent, &bytes, home.as_deref()).await
+            rein_hooks::handle_from(state.runtime(), agent, &bytes, home.as_deref(), Some(&client)).await
         }
         Err(e) => {
             let why = e.body()["error"]["message"]

@@ -46,6 +46,31 @@ async fn a_claude_code_event_is_answered_in_its_format_and_recorded() {
     assert_eq!(h.state.runtime().store().audit_len().await.unwrap(), 3);
 }
 
+/// An approval a hook event opens names the token that sent the event,
+/// which may then not approve it.
+#[tokio::test]
+async fn approvals_opened_by_hook_events_name_their_sender() {
+    let h = coding_agent_server().await;
+    let (status, body) = h
+        .call(
+            Method::POST,
+            "/v1/hooks/claude-code",
+            Some(AGENT),
+            Some(bash("npm install left-pad")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["hookSpecificOutput"]["permissionDecision"], "ask", "{body}");
+    let pending = h
+        .state
+        .runtime()
+        .approvals(Some(rein_store::ApprovalState::Pending), 10)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].requested_via.as_deref(), Some("agent-1"));
+}
+
 #[tokio::test]
 async fn bad_events_unknown_agents_and_missing_tokens() {
     let h = coding_agent_server().await;
