@@ -415,13 +415,21 @@ impl Runtime {
             .await??)
     }
 
-    /// Approvals, newest first.
+    /// Approvals, newest first. `Pending` lists only those that can still
+    /// be decided: an expired one can no longer be granted (it is listed
+    /// with every state, `None`, still marked pending).
     pub async fn approvals(
         &self,
         state: Option<ApprovalState>,
         limit: u64,
     ) -> Result<Vec<ApprovalRecord>, RuntimeError> {
-        Ok(self.store.list_approvals(state, limit).await?)
+        Ok(match state {
+            Some(ApprovalState::Pending) => {
+                let now = format_time(Timestamp::now());
+                self.store.list_open_approvals(&now, limit).await?
+            }
+            _ => self.store.list_approvals(state, limit).await?,
+        })
     }
 
     async fn open_approval(

@@ -228,6 +228,27 @@ rules:
     assert_eq!(allowed.effect, Effect::Allow, "{:?}", allowed.reasons);
 }
 
+/// Listing pending approvals leaves out those that expired: they can no
+/// longer be granted.
+#[tokio::test]
+async fn expired_approvals_are_not_listed_as_pending() {
+    let policy = "default: allow\ncontracts:\n  actions:\n    pay:\n      input: {amount: int}\nrules:\n  - id: any\n    action: pay\n    when: 'true'\n    effect: require_approval\n";
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("rein.db")).unwrap());
+    let config = RuntimeConfig {
+        default_approval_ttl: jiff::SignedDuration::from_millis(300),
+        ..RuntimeConfig::default()
+    };
+    let rt = Runtime::new(Policy::from_yaml_str(policy).unwrap(), store, config);
+    let a = rt.decide(Request::new("pay").input(json!({"amount": 1})), None).await;
+    assert_eq!(a.effect, Effect::RequireApproval);
+    assert_eq!(rt.approvals(Some(ApprovalState::Pending), 10).await.unwrap().len(), 1);
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert!(rt.approvals(Some(ApprovalState::Pending), 10).await.unwrap().is_empty());
+    let all = rt.approvals(None, 10).await.unwrap();
+    assert_eq!((all.len(), all[0].state), (1, ApprovalState::Pending));
+}
+
 #[tokio::test]
 async fn approval_flow_allows_the_identical_request_once() {
     let dir = tempfile::tempdir().unwrap();

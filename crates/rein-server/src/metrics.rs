@@ -255,6 +255,11 @@ impl Store for MeteredStore {
         self.count("list_approvals", result)
     }
 
+    async fn list_open_approvals(&self, now: &str, limit: u64) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let result = self.inner.list_open_approvals(now, limit).await;
+        self.count("list_open_approvals", result)
+    }
+
     async fn decide_approval(
         &self,
         id: &str,

@@ -51,6 +51,19 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a new pending approval.
     async fn create_approval(&self, approval: ApprovalRecord) -> Result<(), StoreError>;
 
+    /// Pending approvals that have not expired at `now` (RFC 3339): those a
+    /// person can still decide, newest first. The default filters
+    /// [`Store::list_approvals`]; a store should do it in its query, so that
+    /// expired ones do not take up the `limit`.
+    async fn list_open_approvals(&self, now: &str, limit: u64) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let now = chain::parse_time(now)?;
+        let pending = self.list_approvals(Some(ApprovalState::Pending), limit).await?;
+        Ok(pending
+            .into_iter()
+            .filter(|a| chain::parse_time(&a.expires_at).is_ok_and(|expires| expires > now))
+            .collect())
+    }
+
     /// The approval with this id.
     async fn get_approval(&self, id: &str) -> Result<Option<ApprovalRecord>, StoreError>;
 

@@ -296,6 +296,14 @@ impl Store for SqliteStore {
         self.readers.run(move |conn| approvals::list(conn, state, limit)).await
     }
 
+    async fn list_open_approvals(&self, now: &str, limit: u64) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let limit = limit.min(MAX_APPROVALS);
+        let now_key = chain::parse_time(now)?;
+        self.readers
+            .run(move |conn| approvals::list_open(conn, &now_key, limit))
+            .await
+    }
+
     async fn decide_approval(
         &self,
         id: &str,

@@ -117,6 +117,35 @@ async fn grant_then_use_once() {
     );
 }
 
+/// Open approvals: pending and not expired at the time given.
+#[tokio::test]
+async fn open_approvals_leave_out_the_expired_and_the_decided() {
+    let (_dir, store) = open_temp();
+    let ids = |v: Vec<ApprovalRecord>| v.into_iter().map(|a| a.id).collect::<Vec<_>>();
+    store.create_approval(approval("ap1")).await.unwrap();
+    let mut short = approval("ap2");
+    short.expires_at = "2025-06-01T12:30:00Z".into();
+    store.create_approval(short).await.unwrap();
+    store.create_approval(approval("ap3")).await.unwrap();
+    store
+        .decide_approval("ap3", false, "boss", None, NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    let open = |now: &'static str| {
+        let store = &store;
+        async move { ids(store.list_open_approvals(now, 10).await.unwrap()) }
+    };
+    assert_eq!(open("2025-06-01T12:10:00Z").await, ["ap2", "ap1"]);
+    assert_eq!(open("2025-06-01T12:45:00Z").await, ["ap1"]);
+    assert!(open("2025-06-01T13:00:00Z").await.is_empty(), "expiry is exclusive");
+    // Every pending one is still listed by state.
+    assert_eq!(
+        ids(store.list_approvals(Some(ApprovalState::Pending), 10).await.unwrap()),
+        ["ap2", "ap1"]
+    );
+}
+
 /// An approval stored without its list of roles still needs its role: an
 /// empty list never reads back as "no role needed".
 #[tokio::test]

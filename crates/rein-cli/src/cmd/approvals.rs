@@ -87,9 +87,16 @@ pub fn run(args: ApprovalsArgs) -> anyhow::Result<u8> {
             json,
         } => {
             let list: Vec<ApprovalRecord> = match target.connect()? {
-                Conn::Local(store) => {
-                    rt.block_on(rein_store::Store::list_approvals(store.as_ref(), state.state(), limit))?
-                }
+                Conn::Local(store) => rt.block_on(async {
+                    match state.state() {
+                        // As through a server: pending means it can still be decided.
+                        Some(ApprovalState::Pending) => {
+                            let now = rein_store::chain::format_time(jiff::Timestamp::now());
+                            rein_store::Store::list_open_approvals(store.as_ref(), &now, limit).await
+                        }
+                        other => rein_store::Store::list_approvals(store.as_ref(), other, limit).await,
+                    }
+                })?,
                 remote => {
                     let q = match state.state() {
                         Some(s) => format!("?state={}&limit={limit}", s.as_str()),
@@ -107,11 +114,17 @@ pub fn run(args: ApprovalsArgs) -> anyhow::Result<u8> {
                 if json {
                     writeln!(out, "{}", serde_json::to_string(a)?)?;
                 } else {
+                    // A pending approval past its expiry can no longer be
+                    // decided: shown as such (`--state all`).
+                    let expired = a.state == ApprovalState::Pending
+                        && a.expires_at
+                            .parse::<jiff::Timestamp>()
+                            .is_ok_and(|e| e <= jiff::Timestamp::now());
                     writeln!(
                         out,
                         "{}  {:<8}  {:<20}  role {:<10}  by {:<12}  expires {}  rules {}",
                         a.id,
-                        a.state.as_str(),
+                        if expired { "expired" } else { a.state.as_str() },
                         a.action,
                         a.role,
                         a.requested_by.as_deref().unwrap_or("-"),

@@ -47,6 +47,21 @@ pub(crate) fn list(
     Ok(out)
 }
 
+/// Pending approvals whose expiry key is after `now_key`, newest first.
+pub(crate) fn list_open(conn: &Connection, now_key: &str, limit: u64) -> Result<Vec<ApprovalRecord>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM approvals WHERE state = 'pending' AND expires_key > ?1 \
+         ORDER BY created_key DESC, rowid DESC LIMIT ?2"
+    ))?;
+    let mut rows = stmt.query(rusqlite::params![now_key, limit])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(from_row(r)?);
+    }
+    Ok(out)
+}
+
 fn parse_state(s: &str) -> Result<ApprovalState, StoreError> {
     Ok(match s {
         "pending" => ApprovalState::Pending,
