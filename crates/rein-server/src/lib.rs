@@ -328,10 +328,11 @@ impl AppState {
 /// Opens the SQLite store off the async threads (it may migrate the file).
 async fn open_store(path: &Path) -> anyhow::Result<Arc<SqliteStore>> {
     let owned = path.to_path_buf();
+    // The store's error names the file and the reason.
     let store = tokio::task::spawn_blocking(move || SqliteStore::open(owned))
         .await
         .context("the store could not be opened")?
-        .with_context(|| format!("cannot open the database {}", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("{}", e.0))?;
     Ok(Arc::new(store))
 }
 

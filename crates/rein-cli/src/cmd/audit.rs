@@ -29,7 +29,7 @@ enum AuditCommand {
         #[command(flatten)]
         filters: Filters,
         /// Output format.
-        #[arg(long, value_enum, default_value_t = OutFormat::Table)]
+        #[arg(long, value_enum, default_value_t = OutFormat::Table, help_heading = "Output")]
         format: OutFormat,
     },
     /// Print every record (or those matching the filters) as JSON Lines.
@@ -64,6 +64,7 @@ enum OutFormat {
 }
 
 #[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Filters (every one given must hold)")]
 struct Filters {
     /// Records at or after this time (RFC 3339).
     #[arg(long, value_name = "TIME", value_parser = rfc3339)]
@@ -167,18 +168,31 @@ pub fn run(args: AuditArgs, color: bool) -> anyhow::Result<u8> {
         } => {
             let conn = target.connect()?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            const ROW: fn(&mut dyn Write, [&str; 7]) -> std::io::Result<()> = |out, c| {
+                writeln!(
+                    out,
+                    "{:>8}  {:<27}  {:<6}  {:<16}  {:<24}  {:<16}  {}",
+                    c[0], c[1], c[2], c[3], c[4], c[5], c[6]
+                )
+            };
+            if matches!(format, OutFormat::Table) {
+                ROW(&mut out, ["SEQ", "TIME", "PHASE", "EFFECT", "ACTION", "ACTOR", "RULES"])?;
+            }
+            // An empty field shows as `-`, so every row has its columns.
+            let or_dash = |s: &str| if s.is_empty() { "-".to_string() } else { s.to_string() };
             for_each_record(&rt, &conn, &filters, |r| match format {
                 OutFormat::Jsonl => writeln!(out, "{}", serde_json::to_string(r)?).map_err(Into::into),
-                OutFormat::Table => writeln!(
-                    out,
-                    "{:>8}  {}  {:<6}  {:<16}  {:<24}  {:<16}  {}",
-                    r.seq,
-                    r.entry.time,
-                    r.entry.phase,
-                    r.entry.effect,
-                    r.entry.action,
-                    r.entry.actor.get("id").and_then(|v| v.as_str()).unwrap_or("-"),
-                    r.entry.rules.join(",")
+                OutFormat::Table => ROW(
+                    &mut out,
+                    [
+                        &r.seq.to_string(),
+                        &r.entry.time,
+                        &r.entry.phase,
+                        &r.entry.effect,
+                        &or_dash(&r.entry.action),
+                        &or_dash(r.entry.actor.get("id").and_then(|v| v.as_str()).unwrap_or_default()),
+                        &or_dash(&r.entry.rules.join(",")),
+                    ],
                 )
                 .map_err(Into::into),
             })?;
@@ -226,6 +240,11 @@ pub fn run(args: AuditArgs, color: bool) -> anyhow::Result<u8> {
                         c.old_rules.join(", "),
                         c.new_rules.join(", ")
                     )?;
+                    // Why the new decision is what it is (an unknown action,
+                    // a contract it now breaks, a rule's reason).
+                    for reason in &c.new_reasons {
+                        writeln!(out, "    now: {reason}")?;
+                    }
                 }
                 writeln!(
                     out,

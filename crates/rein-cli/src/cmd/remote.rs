@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 /// Either `--db FILE` or `--server URL --token T`.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Where")]
 pub struct Target {
     /// The SQLite file of the store.
     #[arg(long, value_name = "FILE", default_value = "rein.db", conflicts_with = "server")]

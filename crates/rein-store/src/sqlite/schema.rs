@@ -124,6 +124,9 @@ fn open_error(path: &Path, e: impl std::fmt::Display) -> StoreError {
 /// Opens (creating if needed) the writer's connection: WAL mode, every
 /// commit durable, schema migrated to [`SCHEMA_VERSION`].
 pub(crate) fn open_writer(path: &Path, options: SqliteOptions) -> Result<Connection, StoreError> {
+    if path.is_dir() {
+        return Err(open_error(path, "it is a directory; give the database file"));
+    }
     let mut conn = Connection::open(path).map_err(|e| open_error(path, e))?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(path, e))?;
     set_close_checkpoint(&conn, path, options)?;
