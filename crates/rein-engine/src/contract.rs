@@ -55,9 +55,37 @@ fn violation(path: &Path<'_>, message: impl Into<String>) -> Violation {
 pub(crate) fn check_root(json: Option<&Json>, ty: &ObjectType, root: &str) -> Result<Vec<Value>, Violation> {
     let path = Path::Root(root);
     match json {
-        None | Some(Json::Null) => check_fields(&serde_json::Map::new(), ty, &path),
-        Some(Json::Object(map)) => check_fields(map, ty, &path),
+        None | Some(Json::Null) => check_fields(&serde_json::Map::new(), ty, &path, Reveal::Values),
+        Some(Json::Object(map)) => check_fields(map, ty, &path, Reveal::Values),
         Some(other) => Err(violation(&path, format!("must be an object, got {}", json_kind(other)))),
+    }
+}
+
+/// Whether a violation's message may repeat the value it is about. A
+/// sensitive field's value (and everything inside it) is stored in the
+/// audit log only as a keyed hash; the reasons of a decision are stored in
+/// clear, so its violation says what is wrong without the value.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reveal {
+    Values,
+    Nothing,
+}
+
+impl Reveal {
+    /// `", got {shown}"`, or nothing for a sensitive value.
+    fn got(self, shown: impl std::fmt::Display) -> String {
+        match self {
+            Reveal::Values => format!(", got {shown}"),
+            Reveal::Nothing => String::new(),
+        }
+    }
+
+    /// `"`{shown}` "` to start a message, or nothing for a sensitive value.
+    fn quoted(self, shown: &str) -> String {
+        match self {
+            Reveal::Values => format!("`{}` ", shorten(shown)),
+            Reveal::Nothing => String::new(),
+        }
     }
 }
 
@@ -65,6 +93,7 @@ fn check_fields(
     map: &serde_json::Map<String, Json>,
     ty: &ObjectType,
     path: &Path<'_>,
+    reveal: Reveal,
 ) -> Result<Vec<Value>, Violation> {
     if ty.extra == ExtraFields::Reject {
         if let Some(k) = map.keys().find(|k| !ty.index.contains_key(k.as_str())) {
@@ -84,17 +113,20 @@ fn check_fields(
         match map.get(&f.name) {
             None | Some(Json::Null) if f.optional => out.push(Value::Absent),
             None => return Err(violation(&p, format!("is required ({})", f.ty))),
-            Some(v) => out.push(check_value(v, &f.ty, &f.constraints, &p)?),
+            Some(v) => {
+                let reveal = if f.sensitive { Reveal::Nothing } else { reveal };
+                out.push(check_value(v, &f.ty, &f.constraints, &p, reveal)?)
+            }
         }
     }
     Ok(out)
 }
 
-fn check_value(json: &Json, ty: &Type, c: &Constraints, path: &Path<'_>) -> Result<Value, Violation> {
+fn check_value(json: &Json, ty: &Type, c: &Constraints, path: &Path<'_>, reveal: Reveal) -> Result<Value, Violation> {
     let wrong = || violation(path, format!("must be {}, got {}", article(ty), json_kind(json)));
     let value = match (ty, json) {
         (Type::String, Json::String(s)) => {
-            check_len(s.chars().count(), c, path)?;
+            check_len(s.chars().count(), c, path, reveal)?;
             if let Some(pattern) = &c.pattern {
                 let re = pattern.get().map_err(|e| violation(path, e))?;
                 if !re.is_match(s) {
@@ -110,17 +142,25 @@ fn check_value(json: &Json, ty: &Type, c: &Constraints, path: &Path<'_>) -> Resu
             let i = if let Some(i) = n.as_i64() {
                 i
             } else if n.as_u64().is_some() {
-                return Err(violation(path, format!("{n} is too large for an int")));
+                return Err(violation(
+                    path,
+                    format!("{}is too large for an int", reveal.quoted(&n.to_string())),
+                ));
             } else {
                 match n.as_f64() {
                     Some(f) if f.fract() == 0.0 && (-9.223372036854776e18..9.223372036854776e18).contains(&f) => {
                         f as i64
                     }
-                    Some(f) if f.fract() == 0.0 => return Err(violation(path, format!("{n} is too large for an int"))),
-                    _ => return Err(violation(path, format!("must be a whole number, got {n}"))),
+                    Some(f) if f.fract() == 0.0 => {
+                        return Err(violation(
+                            path,
+                            format!("{}is too large for an int", reveal.quoted(&n.to_string())),
+                        ))
+                    }
+                    _ => return Err(violation(path, format!("must be a whole number{}", reveal.got(n)))),
                 }
             };
-            check_range(i as f64, c, path)?;
+            check_range(i as f64, c, path, reveal)?;
             Value::Int(i)
         }
         (Type::Number, Json::Number(n)) => {
@@ -128,7 +168,7 @@ fn check_value(json: &Json, ty: &Type, c: &Constraints, path: &Path<'_>) -> Resu
             if !f.is_finite() {
                 return Err(violation(path, "must be a finite number"));
             }
-            check_range(f, c, path)?;
+            check_range(f, c, path, reveal)?;
             Value::Float(f)
         }
         (Type::Bool, Json::Bool(b)) => Value::Bool(*b),
@@ -136,36 +176,36 @@ fn check_value(json: &Json, ty: &Type, c: &Constraints, path: &Path<'_>) -> Resu
             violation(
                 path,
                 format!(
-                    "`{}` is not an RFC 3339 timestamp (e.g. `2026-01-31T12:00:00Z`)",
-                    shorten(s)
+                    "{}is not an RFC 3339 timestamp (e.g. `2026-01-31T12:00:00Z`)",
+                    reveal.quoted(s)
                 ),
             )
         })?),
         (Type::Duration, Json::String(s)) => Value::Duration(parse_duration(s).ok_or_else(|| {
             violation(
                 path,
-                format!("`{}` is not a duration (e.g. `1h30m`, `250ms`)", shorten(s)),
+                format!("{}is not a duration (e.g. `1h30m`, `250ms`)", reveal.quoted(s)),
             )
         })?),
         (Type::List(elem), Json::Array(items)) => {
-            check_len(items.len(), c, path)?;
+            check_len(items.len(), c, path, reveal)?;
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
                 let p = Path::Index(path, i);
-                out.push(check_value(item, elem, &NO_CONSTRAINTS, &p)?);
+                out.push(check_value(item, elem, &NO_CONSTRAINTS, &p, reveal)?);
             }
             Value::List(out)
         }
         (Type::Map(elem), Json::Object(map)) => {
-            check_len(map.len(), c, path)?;
+            check_len(map.len(), c, path, reveal)?;
             let mut out = BTreeMap::new();
             for (k, v) in map {
                 let p = Path::Key(path, k);
-                out.insert(k.clone(), check_value(v, elem, &NO_CONSTRAINTS, &p)?);
+                out.insert(k.clone(), check_value(v, elem, &NO_CONSTRAINTS, &p, reveal)?);
             }
             Value::Map(out)
         }
-        (Type::Object(obj), Json::Object(map)) => Value::Object(check_fields(map, obj, path)?),
+        (Type::Object(obj), Json::Object(map)) => Value::Object(check_fields(map, obj, path, reveal)?),
         _ => return Err(wrong()),
     };
     if let Some(allowed) = &c.allowed {
@@ -178,7 +218,11 @@ fn check_value(json: &Json, ty: &Type, c: &Constraints, path: &Path<'_>) -> Resu
             };
             return Err(violation(
                 path,
-                format!("must be {what} {}, got {}", list.join(", "), shorten(&json.to_string())),
+                format!(
+                    "must be {what} {}{}",
+                    list.join(", "),
+                    reveal.got(shorten(&json.to_string()))
+                ),
             ));
         }
     }
@@ -195,27 +239,27 @@ static NO_CONSTRAINTS: Constraints = Constraints {
     is_enum: false,
 };
 
-fn check_range(v: f64, c: &Constraints, path: &Path<'_>) -> Result<(), Violation> {
+fn check_range(v: f64, c: &Constraints, path: &Path<'_>, reveal: Reveal) -> Result<(), Violation> {
     if let Some(min) = c.min {
         if v < min {
-            return Err(violation(path, format!("must be at least {min}, got {v}")));
+            return Err(violation(path, format!("must be at least {min}{}", reveal.got(v))));
         }
     }
     if let Some(max) = c.max {
         if v > max {
-            return Err(violation(path, format!("must be at most {max}, got {v}")));
+            return Err(violation(path, format!("must be at most {max}{}", reveal.got(v))));
         }
     }
     Ok(())
 }
 
-fn check_len(len: usize, c: &Constraints, path: &Path<'_>) -> Result<(), Violation> {
+fn check_len(len: usize, c: &Constraints, path: &Path<'_>, reveal: Reveal) -> Result<(), Violation> {
     let len = len as u64;
     if let Some(min) = c.min_len {
         if len < min {
             return Err(violation(
                 path,
-                format!("must have a length of at least {min}, got {len}"),
+                format!("must have a length of at least {min}{}", reveal.got(len)),
             ));
         }
     }
@@ -223,7 +267,7 @@ fn check_len(len: usize, c: &Constraints, path: &Path<'_>) -> Result<(), Violati
         if len > max {
             return Err(violation(
                 path,
-                format!("must have a length of at most {max}, got {len}"),
+                format!("must have a length of at most {max}{}", reveal.got(len)),
             ));
         }
     }

@@ -46,7 +46,7 @@ impl Runtime {
     /// that cannot carry an approval id (a hook) find the approval its
     /// earlier, identical call opened.
     pub async fn approval_for(&self, request: &Request) -> Result<Option<ApprovalRecord>, RuntimeError> {
-        let hash = approval_hash(request, &self.policy().per_call_fields(&request.action));
+        let hash = approval_hash(&self.redactor, request, &self.policy().per_call_fields(&request.action));
         // Newest first; approvals are few next to decisions, so a scan of the
         // recent ones is enough here (an index on the hash can follow).
         let recent = self.store.list_approvals(None, APPROVAL_SCAN).await?;

@@ -18,7 +18,7 @@ use arc_swap::ArcSwap;
 use jiff::{SignedDuration, Timestamp};
 use recent::Recent;
 use rein_engine::{Basis, Decision, Effect, Phase, Policy, Request};
-use rein_store::chain::{format_time, request_hash};
+use rein_store::chain::format_time;
 use rein_store::redact::Redactor;
 use rein_store::{ApprovalError, ApprovalRecord, ApprovalState, AuditEntry, Store, StoreError};
 use serde::Serialize;
@@ -106,6 +106,70 @@ impl Loaded {
     fn sensitive(&self, action: &str) -> &[String] {
         self.sensitive.get(action).map_or(&self.all_sensitive, |p| p)
     }
+}
+
+/// Shortest text of a sensitive value taken out of the recorded reasons:
+/// shorter ones would match inside unrelated words and numbers (and are
+/// guessable anyway).
+const MIN_SCRUBBED: usize = 3;
+
+/// Collects, into `out`, the texts (strings, numbers) of `original` where
+/// `redacted` differs from it: the values redaction replaced by hashes.
+fn redacted_texts(original: &serde_json::Value, redacted: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    if original == redacted {
+        return;
+    }
+    match (original, redacted) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                match b.get(k) {
+                    Some(w) => redacted_texts(v, w, out),
+                    None => leaf_texts(v, out),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (v, w) in a.iter().zip(b) {
+                redacted_texts(v, w, out);
+            }
+        }
+        _ => leaf_texts(original, out),
+    }
+}
+
+fn leaf_texts(value: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => out.push(s.clone()),
+        Value::Number(n) => out.push(n.to_string()),
+        Value::Array(items) => items.iter().for_each(|v| leaf_texts(v, out)),
+        Value::Object(map) => map.values().for_each(|v| leaf_texts(v, out)),
+        Value::Bool(_) | Value::Null => {}
+    }
+}
+
+/// The reasons with every sensitive text in them replaced, longest first
+/// (so that a value containing another is replaced whole).
+fn scrub_reasons(reasons: &[String], secrets: &[String]) -> Vec<String> {
+    let mut secrets: Vec<&str> = secrets
+        .iter()
+        .map(String::as_str)
+        .filter(|s| s.len() >= MIN_SCRUBBED)
+        .collect();
+    if secrets.is_empty() {
+        return reasons.to_vec();
+    }
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    reasons
+        .iter()
+        .map(|r| {
+            secrets.iter().fold(
+                r.clone(),
+                |r, s| if r.contains(s) { r.replace(s, "<sensitive>") } else { r },
+            )
+        })
+        .collect()
 }
 
 /// A pending approval created by a `require_approval` decision.
@@ -242,7 +306,7 @@ impl Runtime {
 
         match (approval, decision.effect()) {
             (Some(id), Effect::RequireApproval) => {
-                let hash = approval_hash(&request, &policy.per_call_fields(&request.action));
+                let hash = approval_hash(&self.redactor, &request, &policy.per_call_fields(&request.action));
                 match self.store.use_approval(&id, &hash, &format_time(now)).await {
                     Ok(Ok(granted)) => {
                         answer.effect = Effect::Allow;
@@ -463,7 +527,7 @@ impl Runtime {
         let id = uuid::Uuid::now_v7().to_string();
         let record = ApprovalRecord {
             id: id.clone(),
-            request_hash: approval_hash(request, &loaded.policy.per_call_fields(&request.action)),
+            request_hash: approval_hash(&self.redactor, request, &loaded.policy.per_call_fields(&request.action)),
             decision_id: decision_id.to_string(),
             rules: obligations.iter().map(|o| o.rule.clone()).collect(),
             role: role.clone(),
@@ -554,6 +618,9 @@ impl Runtime {
             v
         };
         let moved = sensitive.is_empty();
+        // Texts of the sensitive values, to keep them out of the reasons,
+        // which are stored in clear (an evaluation error may quote a value).
+        let mut secrets = Vec::new();
         let (action, input, actor, snapshot, session) = if moved {
             (
                 std::mem::take(&mut request.action),
@@ -563,14 +630,23 @@ impl Runtime {
                 request.session.take(),
             )
         } else {
-            (
-                request.action.clone(),
-                redact(request.input.clone(), "input"),
-                redact(request.actor.clone(), "actor"),
-                redact(request.snapshot.clone(), "snapshot"),
-                request.session.clone(),
-            )
+            let input = redact(request.input.clone(), "input");
+            let actor = redact(request.actor.clone(), "actor");
+            let snapshot = redact(request.snapshot.clone(), "snapshot");
+            for (original, redacted) in [
+                (&request.input, &input),
+                (&request.actor, &actor),
+                (&request.snapshot, &snapshot),
+            ] {
+                redacted_texts(original, redacted, &mut secrets);
+            }
+            (request.action.clone(), input, actor, snapshot, request.session.clone())
         };
+        let output = output.map(|o| {
+            let redacted = redact(o.clone(), "output");
+            redacted_texts(&o, &redacted, &mut secrets);
+            redacted
+        });
         let entry = AuditEntry {
             decision_id: decision_id.to_string(),
             time: format_time(now),
@@ -579,12 +655,12 @@ impl Runtime {
             input,
             actor,
             snapshot,
-            output: output.map(|o| redact(o, "output")),
+            output,
             error,
             session,
             effect: answer.effect.as_str().to_string(),
             rules: answer.rules.clone(),
-            reasons: answer.reasons.clone(),
+            reasons: scrub_reasons(&answer.reasons, &secrets),
             policy_version: answer.policy_version.clone(),
             latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             approval,
@@ -617,7 +693,12 @@ impl Runtime {
 /// request re-sent later matches, and without the fields the contracts mark
 /// `per_call` (`per_call`: `input.x`, `snapshot.tool_use_id`): they name
 /// one attempt, and the retry after a grant is another attempt.
-fn approval_hash(request: &Request, per_call: &[String]) -> String {
+/// What an approval covers, as a keyed hash (HMAC-SHA256 under the audit
+/// key) of the canonical request without its per-call fields. Keyed, since
+/// the request is in clear, sensitive fields included: a plain hash stored
+/// beside the redacted summary would let anyone with the file test guesses
+/// of a secret (a 4-digit PIN in 10,000 tries).
+fn approval_hash(redactor: &Redactor, request: &Request, per_call: &[String]) -> String {
     fn without<'v>(value: &'v serde_json::Value, root: &str, per_call: &[String]) -> Cow<'v, serde_json::Value> {
         let mut names = per_call
             .iter()
@@ -635,7 +716,7 @@ fn approval_hash(request: &Request, per_call: &[String]) -> String {
         }
     }
     let without = |value, root| without(value, root, per_call);
-    request_hash(&serde_json::json!({
+    redactor.hash(&serde_json::json!({
         "action": request.action,
         "input": without(&request.input, "input"),
         "actor": without(&request.actor, "actor"),

@@ -82,11 +82,12 @@ impl Runtime {
         if let Some(len) = r.body.map(|b| b.len() as u64).or(r.declared_len) {
             described.insert("body_bytes".into(), json!(len));
         }
+        let mut secrets = Vec::new();
         let kept = match r.body {
             None => "nothing",
             Some(bytes) => {
                 described.insert("body_hmac".into(), json!(self.redactor.hash_bytes(bytes)));
-                self.keep_body(&loaded, bytes, parsed, &mut described)
+                self.keep_body(&loaded, bytes, parsed, &mut described, &mut secrets)
             }
         };
         described.insert("body_kept".into(), json!(kept));
@@ -109,7 +110,9 @@ impl Runtime {
             session: None,
             effect: answer.effect.as_str().to_owned(),
             rules: Vec::new(),
-            reasons: answer.reasons.clone(),
+            // The parser's message may quote a value (`invalid type: string
+            // "4111…"`): sensitive ones are taken out.
+            reasons: crate::scrub_reasons(&answer.reasons, &secrets),
             policy_version: answer.policy_version.clone(),
             latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             approval: None,
@@ -126,6 +129,7 @@ impl Runtime {
         bytes: &[u8],
         parsed: Option<Map<String, Value>>,
         described: &mut Map<String, Value>,
+        secrets: &mut Vec<String>,
     ) -> &'static str {
         const ROOTS: [&str; 4] = ["input", "actor", "snapshot", "output"];
         const PLAIN: [&str; 6] = ["action", "session", "time", "approval", "decision_id", "phase"];
@@ -134,8 +138,11 @@ impl Runtime {
             Some(mut map) => {
                 for (key, value) in &mut map {
                     if let Some(root) = ROOTS.iter().find(|r| **r == key.as_str()) {
+                        let original = value.clone();
                         self.redactor.redact(value, &loaded.all_sensitive, root);
+                        crate::redacted_texts(&original, value, secrets);
                     } else if any_sensitive && !PLAIN.contains(&key.as_str()) {
+                        crate::leaf_texts(value, secrets);
                         // Not part of a request (a misspelt `inputs`, say):
                         // no contract says what is inside, so nothing of it
                         // is kept in clear.

@@ -143,6 +143,49 @@ async fn unknown_actions_and_unmatched_outcomes_keep_no_secret_in_clear() {
     assert_eq!(records[0].entry.input["amount"], json!(5));
 }
 
+/// A reason that quotes a sensitive value (an evaluation error here) is
+/// recorded with the value taken out; the caller's answer keeps it.
+#[tokio::test]
+async fn recorded_reasons_do_not_quote_sensitive_values() {
+    let policy = r#"
+default: allow
+contracts:
+  actions:
+    pay:
+      input:
+        card: {type: string, sensitive: true}
+rules:
+  - id: odd_card
+    action: pay
+    when: int(input.card) > 5
+    effect: block
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("rein.db")).unwrap());
+    let rt = Runtime::new(
+        Policy::from_yaml_str(policy).unwrap(),
+        store.clone(),
+        RuntimeConfig::default(),
+    );
+    let a = rt
+        .decide(Request::new("pay").input(json!({"card": "4111-1111-SECRET"})), None)
+        .await;
+    assert_eq!(a.effect, Effect::Block);
+    assert!(
+        a.reasons.iter().any(|r| r.contains("4111-1111-SECRET")),
+        "{:?}",
+        a.reasons
+    );
+    let recorded = store.query_audit(&AuditQuery::default()).await.unwrap();
+    let text = serde_json::to_string(&recorded).unwrap();
+    assert!(!text.contains("4111-1111-SECRET"), "{text}");
+    assert!(
+        recorded[0].entry.reasons.iter().any(|r| r.contains("<sensitive>")),
+        "{:?}",
+        recorded[0].entry.reasons
+    );
+}
+
 /// Two rules ask for approval with different roles: the approver must hold
 /// both, whichever rule comes first. The client that sent the request may
 /// not approve it, whatever actor the request names.

@@ -98,15 +98,6 @@ pub fn record_hash(prev_hash: &str, canonical: &str) -> String {
     String::from_utf8_lossy(&hex).into_owned()
 }
 
-/// SHA-256 (lower-case hex) of the canonical JSON of `v` (keys sorted at
-/// every level, no whitespace): the hash approvals use to name the exact
-/// request they cover.
-pub fn request_hash(v: &Value) -> String {
-    let text = canonical_value(v);
-    let digest = Sha256::digest(text.as_bytes());
-    hex(&digest)
-}
-
 /// The canonical JSON of any value: keys sorted at every level by their
 /// UTF-8 bytes, no whitespace, `serde_json`'s number and string formatting.
 pub fn canonical_value(v: &Value) -> String {
@@ -677,11 +668,11 @@ mod tests {
     }
 
     #[test]
-    fn request_hash_ignores_key_order() {
+    fn canonical_value_ignores_key_order() {
         let a = json!({"b": 1, "a": {"d": 2, "c": 3}});
         let b: Value = serde_json::from_str(r#"{"a":{"c":3,"d":2},"b":1}"#).unwrap();
-        assert_eq!(request_hash(&a), request_hash(&b));
-        assert_ne!(request_hash(&a), request_hash(&json!({"b": 2})));
+        assert_eq!(canonical_value(&a), canonical_value(&b));
+        assert_ne!(canonical_value(&a), canonical_value(&json!({"b": 2})));
     }
 
     #[test]

@@ -132,7 +132,9 @@ impl ApprovalState {
 pub struct ApprovalRecord {
     /// Unique id.
     pub id: String,
-    /// SHA-256 (hex) of the canonical request it covers.
+    /// Keyed hash (`hmac-sha256:<hex>`, under the audit key) of the
+    /// canonical request it covers, so that the request's sensitive fields
+    /// cannot be guessed from it.
     pub request_hash: String,
     /// The decision that asked for it.
     pub decision_id: String,

@@ -315,6 +315,49 @@ fn sensitive_fields_are_listed_for_redaction() {
     assert!(policy().sensitive_fields("nope").is_empty());
 }
 
+/// A sensitive field's violation says what is wrong without repeating the
+/// value: the reasons are recorded in clear, the value only as a hash.
+#[test]
+fn violations_of_sensitive_fields_do_not_repeat_the_value() {
+    let p = Policy::from_yaml_str(
+        r#"
+default: allow
+contracts:
+  actions:
+    pay:
+      input:
+        pin: {type: int, sensitive: true, min: 0, max: 9999}
+        tier: {type: enum, values: [gold, silver], sensitive: true}
+        dob: {type: timestamp, sensitive: true}
+        note: {type: int, max: 5, optional: true}
+"#,
+    )
+    .unwrap();
+    let ok = json!({"pin": 1, "tier": "gold", "dob": "2000-01-01T00:00:00Z"});
+    for (field, value, says) in [
+        ("pin", json!(123456), "must be at most 9999"),
+        ("pin", json!(12.75), "must be a whole number"),
+        ("pin", json!(1e20), "is too large for an int"),
+        ("tier", json!("platinum-SECRET"), "must be one of"),
+        ("dob", json!("1985-07-04 secret"), "is not an RFC 3339 timestamp"),
+    ] {
+        let mut input = ok.clone();
+        input[field] = value.clone();
+        let d = p.decide(&Request::new("pay").input(input));
+        let v = d.violation().unwrap_or_else(|| panic!("{field}: no violation"));
+        assert!(v.message.contains(says), "{field}: {}", v.message);
+        let shown = value.to_string();
+        let bare = shown.trim_matches('"');
+        assert!(!v.message.contains(bare), "{field}: {}", v.message);
+        assert!(d.reasons().iter().all(|r| !r.contains(bare)), "{:?}", d.reasons());
+    }
+    // A field that is not sensitive still says what it got.
+    let mut input = ok;
+    input["note"] = json!(77);
+    let d = p.decide(&Request::new("pay").input(input));
+    assert!(d.violation().unwrap().message.contains("got 77"));
+}
+
 #[test]
 fn policy_is_send_sync_and_shared_across_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
