@@ -79,7 +79,7 @@ pub(crate) fn eval_condition<T: Tracer>(
 ) -> Result<bool, EvalError> {
     STEPS.with(|s| s.set(0));
     match eval_bool(node, env, frame) {
-        Err(EvalError(e)) if e == NO_OUTPUT || e == NO_ERROR => Ok(false),
+        Err(e) if is_missing_side(&e) => Ok(false),
         other => other,
     }
 }
@@ -164,9 +164,26 @@ fn logic_bool<'a, T: Tracer>(
     let right = eval_bool(b, env, frame);
     match (left, right) {
         (_, Ok(r)) if r == decisive => Ok(decisive),
+        (Err(l), Err(r)) => Err(worse(l, r)),
         (Err(e), _) | (_, Err(e)) => Err(e),
         (Ok(_), Ok(_)) => Ok(!decisive),
     }
+}
+
+/// Of two errors of `&&`/`||`, the one that must decide. The missing side
+/// of an outcome (`output` when the action reported an error, `error` when
+/// it returned an output) makes a condition false, not failed; a genuine
+/// error beside it must still fail the condition, whichever side it is on.
+fn worse(left: EvalError, right: EvalError) -> EvalError {
+    if is_missing_side(&left) {
+        right
+    } else {
+        left
+    }
+}
+
+fn is_missing_side(e: &EvalError) -> bool {
+    e.0 == NO_OUTPUT || e.0 == NO_ERROR
 }
 
 fn eval<'a, T: Tracer>(node: &'a Node, env: &Env<'a>, frame: &mut Frame<'_, T>) -> R<'a> {
@@ -329,7 +346,12 @@ fn eval_inner<'a, T: Tracer>(node: &'a Node, env: &Env<'a>, frame: &mut Frame<'_
             let e = eval(elem, env, frame)?;
             let c = eval(coll, env, frame)?;
             let found = match c.as_ref() {
-                Value::List(items) => items.iter().any(|i| i.equals(&e)),
+                // A scan: charged, so that `in` inside a loop over another
+                // large list is bounded like a nested loop.
+                Value::List(items) => {
+                    charge(items.len())?;
+                    items.iter().any(|i| i.equals(&e))
+                }
                 Value::Map(m) => match e.as_ref() {
                     Value::Str(k) => m.contains_key(k.as_str()),
                     _ => false,
@@ -433,6 +455,7 @@ fn logic<'a, T: Tracer>(a: &'a Node, b: &'a Node, is_or: bool, env: &Env<'a>, fr
     let right = eval(b, env, frame).and_then(|v| as_bool(&v));
     match (left, right) {
         (_, Ok(r)) if r == decisive => Ok(Cow::Owned(Value::Bool(decisive))),
+        (Err(l), Err(r)) => Err(worse(l, r)),
         (Err(e), _) | (_, Err(e)) => Err(e),
         (Ok(_), Ok(_)) => Ok(Cow::Owned(Value::Bool(!decisive))),
     }
@@ -460,10 +483,32 @@ fn charge(n: usize) -> Result<(), EvalError> {
     });
     if total > MAX_STEPS {
         return fail(format!(
-            "evaluation stopped after {MAX_STEPS} comprehension steps (nested loops over large lists)"
+            "evaluation stopped after {MAX_STEPS} steps (nested loops over large lists, or large values built)"
         ));
     }
     Ok(())
+}
+
+/// Bytes of built text that count as one step: a condition may build about
+/// `MAX_STEPS * BYTES_PER_STEP` (64 MB) of strings in all, so that a `map`
+/// concatenating a long request string onto each of many elements fails
+/// (and blocks) instead of exhausting memory.
+const BYTES_PER_STEP: usize = 64;
+
+/// The size of `v` in steps: one per value inside it, plus its text.
+fn weight(v: &Value) -> usize {
+    match v {
+        Value::Str(s) => 1 + s.len() / BYTES_PER_STEP,
+        Value::List(items) => 1 + items.iter().map(weight).sum::<usize>(),
+        Value::Map(m) => 1 + m.values().map(weight).sum::<usize>(),
+        Value::Object(fields) => 1 + fields.iter().map(weight).sum::<usize>(),
+        _ => 1,
+    }
+}
+
+/// Charges the building of `bytes` of text to the condition's budget.
+fn charge_bytes(bytes: usize) -> Result<(), EvalError> {
+    charge(bytes / BYTES_PER_STEP)
 }
 
 fn comprehension<'a, T: Tracer>(
@@ -494,7 +539,13 @@ fn comprehension<'a, T: Tracer>(
         }
         let r = eval(body, env, frame);
         match kind {
-            MacroKind::Map => collected.push(r?.into_owned()),
+            MacroKind::Map => {
+                let v = r?;
+                // What `map` keeps is charged by its size: mapping every
+                // element to a large value would otherwise copy it each time.
+                charge(weight(&v))?;
+                collected.push(v.into_owned())
+            }
             _ => match r.and_then(|v| as_bool(&v)) {
                 Ok(true) => match kind {
                     MacroKind::Exists => return Ok(Cow::Owned(Value::Bool(true))),
@@ -591,16 +642,34 @@ fn arith(op: ArithOp, a: &Value, b: &Value) -> Result<Value, EvalError> {
         }
         (_, Int(_) | Float(_), Int(_) | Float(_)) => {
             let (x, y) = (a.as_f64().unwrap_or(f64::NAN), b.as_f64().unwrap_or(f64::NAN));
-            Ok(Float(match op {
+            // As for ints: dividing by zero is an error (so the rule
+            // blocks), not an infinity or a NaN that every comparison
+            // reads as false.
+            match op {
+                ArithOp::Div if y == 0.0 => return fail("division by zero"),
+                ArithOp::Rem if y == 0.0 => return fail("modulus by zero"),
+                _ => {}
+            }
+            let r = match op {
                 ArithOp::Add => x + y,
                 ArithOp::Sub => x - y,
                 ArithOp::Mul => x * y,
                 ArithOp::Div => x / y,
                 ArithOp::Rem => x % y,
-            }))
+            };
+            if !r.is_finite() {
+                return fail("the result is not a finite number (overflow)");
+            }
+            Ok(Float(r))
         }
-        (ArithOp::Add, Str(x), Str(y)) => Ok(Str(format!("{x}{y}"))),
-        (ArithOp::Add, List(x), List(y)) => Ok(List(x.iter().chain(y).cloned().collect())),
+        (ArithOp::Add, Str(x), Str(y)) => {
+            charge_bytes(x.len() + y.len())?;
+            Ok(Str(format!("{x}{y}")))
+        }
+        (ArithOp::Add, List(x), List(y)) => {
+            charge(x.len() + y.len())?;
+            Ok(List(x.iter().chain(y).cloned().collect()))
+        }
         (ArithOp::Add, Timestamp(t), Duration(d)) | (ArithOp::Add, Duration(d), Timestamp(t)) => t
             .checked_add(*d)
             .map(Timestamp)
@@ -720,14 +789,14 @@ fn call<'a>(func: Builtin, a: Cow<'a, Value>, b: Option<Cow<'a, Value>>) -> R<'a
             };
             owned(match func {
                 // Hosts compare case-insensitively in DNS; the URL parser
-                // already lower-cases them.
-                Builtin::UrlHost => Value::Str(
-                    u.host_str()
-                        .unwrap_or_default()
-                        .trim_start_matches('[')
-                        .trim_end_matches(']')
-                        .to_string(),
-                ),
+                // already lower-cases them. A final dot names the same host
+                // (`github.com.` is `github.com`): dropped, so that a list
+                // of hosts cannot be stepped around with it.
+                Builtin::UrlHost => {
+                    let host = u.host_str().unwrap_or_default();
+                    let host = host.strip_suffix('.').unwrap_or(host);
+                    Value::Str(host.trim_start_matches('[').trim_end_matches(']').to_string())
+                }
                 Builtin::UrlScheme => Value::Str(u.scheme().to_string()),
                 Builtin::UrlPort => Value::Int(u.port_or_known_default().map_or(0, i64::from)),
                 Builtin::UrlPath => Value::Str(u.path().to_string()),

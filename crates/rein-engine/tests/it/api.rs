@@ -291,6 +291,106 @@ rules:
     assert_eq!(ok.effect(), Effect::Allow, "{:?}", ok.reasons());
 }
 
+/// Evaluation that must fail (and so block) whatever the operand order or
+/// the number types: found by review as ways to get `allow`.
+#[test]
+fn errors_are_not_dodged_by_operand_order_floats_or_size() {
+    let p = Policy::from_yaml_str(
+        r#"
+default: allow
+contracts:
+  actions:
+    charge:
+      input: {price: number, quantity: int, l: list<string>, t: list<string>, cwd: string, u: string}
+      output: {receipt_url: string}
+rules:
+  - id: left
+    action: charge
+    phase: after
+    when: error.contains("card") || url(output.receipt_url).host != "pay.example.com"
+    effect: block
+  - id: right
+    action: charge
+    phase: after
+    when: url(output.receipt_url).host != "pay.example.com" || error.contains("card")
+    effect: block
+  - id: unit_price
+    action: charge
+    when: input.price / input.quantity < 1.0
+    effect: block
+  - id: built
+    action: charge
+    when: input.l.map(p, input.cwd + "/" + p).exists(q, q.startsWith("/etc"))
+    effect: block
+  - id: scan
+    action: charge
+    when: input.l.exists(x, x in input.t)
+    effect: block
+  - id: host
+    action: charge
+    when: url(input.u).host == "evil.example"
+    effect: block
+"#,
+    )
+    .unwrap();
+    let input = |quantity: i64, n: usize, cwd_len: usize, u: &str| {
+        json!({"price": 0.5, "quantity": quantity, "l": vec!["x"; n], "t": vec!["y"; n],
+               "cwd": "c".repeat(cwd_len), "u": u})
+    };
+    let after = |url: &str| {
+        let mut r = Request::new("charge")
+            .input(input(1, 1, 1, "https://a/"))
+            .output(json!({"receipt_url": url}));
+        r.phase = rein_engine::Phase::After;
+        p.decide(&r)
+    };
+    // An unparsable URL fails both rules, with the missing `error` on either side.
+    let d = after("not a url");
+    assert_eq!(d.effect(), Effect::Block, "{:?}", d.reasons());
+    let failed: Vec<String> = d.errors().into_iter().map(|e| e.rule).collect();
+    assert_eq!(failed, ["left", "right"]);
+    assert_eq!(after("https://pay.example.com/r").effect(), Effect::Allow);
+
+    let before = |i: serde_json::Value| p.decide(&Request::new("charge").input(i));
+    let zero = before(input(0, 1, 1, "https://a/"));
+    assert_eq!(zero.effect(), Effect::Block);
+    assert!(
+        zero.reasons().join("\n").contains("division by zero"),
+        "{:?}",
+        zero.reasons()
+    );
+    assert_eq!(
+        before(input(1, 1, 1, "https://a/")).effect(),
+        Effect::Block,
+        "0.5 per unit is under 1.0"
+    );
+
+    // Building or scanning too much stops within the budget, quickly.
+    let started = std::time::Instant::now();
+    let big = before(input(1, 40_000, 500_000, "https://a/"));
+    assert_eq!(big.effect(), Effect::Block);
+    let reasons = big.reasons().join("\n");
+    assert!(reasons.contains("evaluation stopped after"), "{reasons}");
+    let failed: Vec<String> = big.errors().into_iter().map(|e| e.rule).collect();
+    assert!(
+        failed.contains(&"built".to_string()) && failed.contains(&"scan".to_string()),
+        "{failed:?}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A final dot names the same host.
+    let dotted =
+        before(json!({"price": 2.0, "quantity": 1, "l": [], "t": [], "cwd": "", "u": "https://evil.example./x"}));
+    assert_eq!(
+        dotted.matched_rules().iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["host"]
+    );
+}
+
 #[test]
 fn version_is_stable_and_order_independent() {
     let a = "contracts: {actions: {a: {input: {}}}}\n";
@@ -482,7 +582,10 @@ rules:
     let d = p.decide(&xs(2000));
     assert_eq!(d.effect(), Effect::Block);
     let errors = d.errors();
-    assert!(errors[0].message.contains("comprehension steps"), "{errors:?}");
+    assert!(
+        errors[0].message.contains("evaluation stopped after 1000000 steps"),
+        "{errors:?}"
+    );
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
 
