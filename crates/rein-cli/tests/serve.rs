@@ -387,6 +387,20 @@ fn verify(db: &Path) -> Ran {
     run([OsStr::new("audit"), "verify".as_ref(), "--db".as_ref(), db.as_ref()])
 }
 
+/// What `rein audit verify` prints for an intact log of `n` records in `db`:
+/// the count and the newest record's hash, to keep as an anchor.
+fn intact(db: &Path, n: impl TryInto<i64> + std::fmt::Display + Copy) -> String {
+    let seq: i64 = n.try_into().unwrap_or_else(|_| panic!("{n}"));
+    if seq == 0 {
+        return "ok: 0 records, chain intact".to_string();
+    }
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let hash: String = conn
+        .query_row("SELECT hash FROM audit WHERE seq = ?1", [seq], |r| r.get(0))
+        .unwrap();
+    format!("ok: {n} records, chain intact; newest {n}:{hash}")
+}
+
 fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key].as_str().unwrap_or_else(|| panic!("no string `{key}` in {v}"))
 }
@@ -467,10 +481,7 @@ fn serve_decide_audit_and_approvals() {
     assert_eq!(n, 7);
 
     let admin = |cmd: &[&str]| run(server_args(cmd, &t.admin));
-    assert_eq!(
-        admin(&["audit", "verify"]).ok().trim(),
-        format!("ok: {n} records, chain intact")
-    );
+    assert_eq!(admin(&["audit", "verify"]).ok().trim(), intact(&db, n));
     let queried = jsonl(admin(&["audit", "query", "--format", "jsonl", "--effect", "block"]).ok());
     assert!(queried.iter().all(|r| r["effect"] == "block"), "{queried:?}");
     let queried: HashSet<String> = queried.iter().map(|r| str_of(r, "decision_id").to_string()).collect();
@@ -484,7 +495,7 @@ fn serve_decide_audit_and_approvals() {
     server.stop();
 
     // The file, with the server stopped, says the same.
-    assert_eq!(verify(&db).ok().trim(), format!("ok: {n} records, chain intact"));
+    assert_eq!(verify(&db).ok().trim(), intact(&db, n));
     let records = export(&db);
     assert_eq!(records.len(), n);
     let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
@@ -607,10 +618,7 @@ fn kill_9_loses_no_acknowledged_decision() {
 
     let verified = verify(&db);
     let records = export(&db);
-    assert_eq!(
-        verified.ok().trim(),
-        format!("ok: {} records, chain intact", records.len())
-    );
+    assert_eq!(verified.ok().trim(), intact(&db, records.len()));
     assert_eq!(records.last().unwrap()["decision_id"], after["decision_id"]);
     let recorded: HashMap<&str, &str> = records
         .iter()
@@ -687,7 +695,7 @@ fn tampering_is_detected_by_the_cli() {
         decided(&server.decide(&token, &refund(amount, "agent")));
     }
     server.stop();
-    assert_eq!(verify(&db).ok().trim(), format!("ok: {N} records, chain intact"));
+    assert_eq!(verify(&db).ok().trim(), intact(&db, N));
 
     // The triggers stop a mistaken edit; the chain is for the deliberate ones.
     let conn = rusqlite::Connection::open(&db).unwrap();
@@ -792,7 +800,36 @@ fn tampering_is_detected_by_the_cli() {
         );
     }
     // The original is untouched.
-    assert_eq!(verify(&db).ok().trim(), format!("ok: {N} records, chain intact"));
+    assert_eq!(verify(&db).ok().trim(), intact(&db, N));
+
+    // A consistent rewrite (the newest records dropped and the head moved
+    // back) passes the chain, but not a kept anchor.
+    let anchor = verify(&db).ok().trim().rsplit(' ').next().unwrap().to_string();
+    assert!(anchor.starts_with(&format!("{N}:")), "{anchor}");
+    let cut = tampered(&db, "cut", |c| {
+        let (_, prev, _) = row(c, N);
+        assert_eq!(c.execute("DELETE FROM audit WHERE seq = ?1", [N]).unwrap(), 1);
+        c.execute(
+            "UPDATE chain_head SET seq = ?1, hash = ?2",
+            rusqlite::params![N - 1, prev],
+        )
+        .unwrap();
+    });
+    let cut_arg = cut.to_str().unwrap();
+    assert_eq!(verify(&cut).ok().trim(), intact(&cut, N - 1));
+    let out = run(["audit", "verify", "--db", cut_arg, "--expect", &anchor]);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains(&format!("rewritten: record {N}")), "{}", out.stdout);
+    let earlier = intact(&db, 3).rsplit(' ').next().unwrap().to_string();
+    let out = run(["audit", "verify", "--db", cut_arg, "--expect", &earlier]);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "an anchor before the cut still holds: {}",
+        out.stdout
+    );
+    let bad = run(["audit", "verify", "--db", cut_arg, "--expect", "3:xyz"]);
+    assert_eq!(bad.code, Some(2), "{}", bad.stderr);
 }
 
 /// The `rein_policy_reloads_total{result="…"}` counter.
@@ -1140,7 +1177,7 @@ fn bad_input_never_allows() {
     let verified = run(["audit", "verify", "--server", &server.url, "--token", &t.admin]);
     assert_eq!(
         verified.ok().trim(),
-        format!("ok: {} records, chain intact", recorded.get())
+        intact(&dir.path().join("rein.db"), recorded.get())
     );
     server.stop();
 }

@@ -314,6 +314,34 @@ async fn query_refuses_records_whose_columns_lie() {
     assert!(err.0.contains("record 4") && err.0.contains("verify"), "{err}");
 }
 
+/// A record whose body was changed is refused by queries (and so by
+/// `export`), not shown as recorded; the others still read.
+#[tokio::test]
+async fn query_refuses_a_changed_body() {
+    let (_dir, store, raw) = ten().await;
+    assert_eq!(
+        raw.execute(
+            "UPDATE audit SET body = replace(body, '\"effect\":\"block\"', '\"effect\":\"allow\"') WHERE seq = 4",
+            [],
+        )
+        .unwrap(),
+        1
+    );
+    let err = store.query_audit(&AuditQuery::default()).await.unwrap_err();
+    assert!(
+        err.0.contains("record 4 does not match its hash") && err.0.contains("verify"),
+        "{err}"
+    );
+    let before = store
+        .query_audit(&AuditQuery {
+            limit: Some(3),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(before.len(), 3);
+}
+
 /// Verification reads rows in batches of 1,024 on one thread and checks
 /// them on another: changes deep into a long log, in any batch and at a
 /// batch's edge, are named the same way.

@@ -16,11 +16,20 @@ pub struct AuditArgs {
 #[derive(Subcommand, Debug)]
 enum AuditCommand {
     /// Walk the hash chain; name the first changed, removed, inserted or
-    /// reordered record. Exits 0 with the record count when intact, 1 when
-    /// broken.
+    /// reordered record. Exits 0 with the record count and the newest
+    /// record's hash when intact, 1 when broken.
+    ///
+    /// The chain proves that no record was changed without rewriting every
+    /// later one; someone who can write the file could rewrite them all.
+    /// Keep the printed `SEQ:HASH` somewhere else and give it back with
+    /// `--expect`: a rewritten log no longer has it.
     Verify {
         #[command(flatten)]
         target: Target,
+        /// A record's hash kept from an earlier verify (`SEQ:HASH`, as
+        /// printed); it must still be there.
+        #[arg(long, value_name = "SEQ:HASH", value_parser = anchor)]
+        expect: Vec<(u64, String)>,
     },
     /// Print the records matching every filter given.
     Query {
@@ -95,6 +104,38 @@ struct Filters {
     limit: Option<u64>,
 }
 
+/// An `--expect` value: `SEQ:HASH`.
+fn anchor(text: &str) -> Result<(u64, String), String> {
+    let (seq, hash) = text
+        .split_once(':')
+        .ok_or("must be SEQ:HASH, as `rein audit verify` prints it")?;
+    let seq: u64 = seq.parse().map_err(|_| format!("`{seq}` is not a record number"))?;
+    if seq == 0 || hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("must be SEQ:HASH with a record number from 1 and a 64-digit hex hash".into());
+    }
+    Ok((seq, hash.to_ascii_lowercase()))
+}
+
+/// The record with sequence number `seq`, if there is one.
+fn record_at(rt: &tokio::runtime::Runtime, conn: &Conn, seq: u64) -> anyhow::Result<Option<AuditRecord>> {
+    let query = AuditQuery {
+        after_seq: Some(seq - 1),
+        limit: Some(1),
+        ..AuditQuery::default()
+    };
+    let page: Vec<AuditRecord> = match conn {
+        Conn::Local(store) => rt.block_on(rein_store::Store::query_audit(store.as_ref(), &query))?,
+        remote => {
+            let (status, body) = remote.call("GET", &format!("/v1/audit?{}", serde_urlencoded(&query)), None)?;
+            if status != 200 {
+                return Err(server_error(status, &body));
+            }
+            serde_json::from_value(body["records"].clone())?
+        }
+    };
+    Ok(page.into_iter().next().filter(|r| r.seq == seq))
+}
+
 /// A `--since`/`--until` value: an RFC 3339 time, kept as given.
 fn rfc3339(text: &str) -> Result<String, String> {
     match rein_store::chain::parse_time(text) {
@@ -123,8 +164,9 @@ impl Filters {
 pub fn run(args: AuditArgs, color: bool) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     match args.command {
-        AuditCommand::Verify { target } => {
-            let verification = match target.connect()? {
+        AuditCommand::Verify { target, expect } => {
+            let conn = target.connect()?;
+            let verification = match &conn {
                 Conn::Local(store) => rt.block_on(rein_store::Store::verify_audit(store.as_ref()))?,
                 remote => {
                     let (status, body) = remote.call("GET", "/v1/audit/verify", None)?;
@@ -152,7 +194,35 @@ pub fn run(args: AuditArgs, color: bool) -> anyhow::Result<u8> {
             };
             match verification {
                 Verification::Intact { records } => {
-                    println!("ok: {records} records, chain intact");
+                    for (seq, hash) in &expect {
+                        let found = record_at(&rt, &conn, *seq)?;
+                        match found {
+                            Some(r) if r.hash == *hash => {}
+                            Some(r) => {
+                                println!(
+                                    "rewritten: record {seq} has the hash {}, not the kept {hash}: the log was \
+                                     rewritten from there on (the chain itself is consistent)",
+                                    r.hash
+                                );
+                                return Ok(EXIT_BLOCK);
+                            }
+                            None => {
+                                println!(
+                                    "rewritten: record {seq} (kept with hash {hash}) is gone: the log has \
+                                     {records} records"
+                                );
+                                return Ok(EXIT_BLOCK);
+                            }
+                        }
+                    }
+                    let head = match records {
+                        0 => String::new(),
+                        n => match record_at(&rt, &conn, n)? {
+                            Some(r) => format!("; newest {n}:{}", r.hash),
+                            None => String::new(),
+                        },
+                    };
+                    println!("ok: {records} records, chain intact{head}");
                     Ok(EXIT_ALLOW)
                 }
                 Verification::Broken { seq, problem } => {

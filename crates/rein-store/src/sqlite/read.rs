@@ -130,6 +130,17 @@ pub(crate) fn query_audit(conn: &Connection, q: &AuditQuery) -> Result<Vec<Audit
     while let Some(r) = rows.next()? {
         let seq: i64 = r.get(0)?;
         let body: String = r.get(1)?;
+        let prev_hash: String = r.get(2)?;
+        let hash: String = r.get(3)?;
+        // A record whose body no longer hashes to its stored hash was
+        // changed: it is refused rather than shown as recorded. (A record
+        // rewritten with its hash recomputed breaks the link to the next
+        // one, which only `verify`, walking the whole chain, sees.)
+        if chain::record_hash(&prev_hash, &body) != hash {
+            return Err(StoreError(format!(
+                "audit record {seq} does not match its hash (it was changed); run verify"
+            )));
+        }
         // The entry is read from the body, the text the chain covers, not
         // from the filter columns.
         let entry: AuditEntry = serde_json::from_str(&body)
@@ -145,8 +156,8 @@ pub(crate) fn query_audit(conn: &Connection, q: &AuditQuery) -> Result<Vec<Audit
         out.push(AuditRecord {
             seq: u64::try_from(seq).map_err(|_| StoreError(format!("audit record {seq} has a negative seq")))?,
             entry,
-            prev_hash: r.get(2)?,
-            hash: r.get(3)?,
+            prev_hash,
+            hash,
         });
     }
     Ok(out)
