@@ -197,6 +197,22 @@ fn file_inputs(
     }
 }
 
+/// The arguments that are not options: those not starting with `-`, and
+/// every one after `--`. Resolved as paths they say which files a command
+/// such as `rm`, `cp` or `tee` touches (a redirection is in `writes`).
+fn operands(args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut options_end = false;
+    for a in args {
+        if options_end || !a.starts_with('-') || a == "-" {
+            out.push(a.clone());
+        } else if a == "--" {
+            options_end = true;
+        }
+    }
+    out
+}
+
 fn shell(input: &Json, cwd: &Path, home: Option<&Path>) -> ToolCall {
     let command = input.get("command").and_then(Json::as_str).unwrap_or_default();
     // A missing or non-string `command` is passed on as it came, so it
@@ -218,6 +234,7 @@ fn shell(input: &Json, cwd: &Path, home: Option<&Path>) -> ToolCall {
             m.insert("program".into(), json!(p.program));
             m.insert("path".into(), json!(p.path));
             m.insert("args".into(), json!(p.args));
+            m.insert("operands".into(), json!(resolve_all(&operands(&p.args))));
             m.insert("writes".into(), json!(resolve_all(&p.writes)));
             m.insert("reads".into(), json!(resolve_all(&p.reads)));
             m.insert("stdin_from".into(), json!(p.stdin_from.clone().unwrap_or_default()));
@@ -235,7 +252,7 @@ fn shell(input: &Json, cwd: &Path, home: Option<&Path>) -> ToolCall {
         // decided once so the call is recorded and a policy can see it.
         inputs.push(json!({
             "command": raw_command, "cwd": cwd_text, "part": "", "program": "", "path": "", "args": [],
-            "writes": [], "reads": [], "stdin_from": "", "upstream": [], "via": [], "env": [],
+            "operands": [], "writes": [], "reads": [], "stdin_from": "", "upstream": [], "via": [], "env": [],
             "dynamic_args": false, "understood": analysis.understood, "background": background,
         }));
     }
@@ -334,6 +351,16 @@ fn real_prefix(path: &Path) -> PathBuf {
 mod tests {
     use super::*;
     use crate::event::parse_event;
+
+    #[test]
+    fn operands_are_the_arguments_that_are_not_options() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(operands(&args(&["-rf", "a", "--force", "b"])), args(&["a", "b"]));
+        assert_eq!(operands(&args(&["-a", "--", "-x", "y"])), args(&["-x", "y"]));
+        assert_eq!(operands(&args(&["-"])), args(&["-"]));
+        let call = shell(&json!({"command": "tee -a ~/.bashrc"}), Path::new("/p"), Some(Path::new("/home/u")));
+        assert_eq!(call.inputs[0]["operands"], json!(["/home/u/.bashrc"]));
+    }
 
     fn event(agent: Agent, tool: &str, input: Json) -> HookEvent {
         let text = json!({"hook_event_name": if agent == Agent::Gemini {"BeforeTool"} else {"PreToolUse"},

@@ -85,6 +85,29 @@ impl Fixture {
     }
 }
 
+/// The example policy asks before a command changes files outside the
+/// project (or /tmp): the operands are resolved like redirections. (The
+/// fixture's project and home are under /tmp, so the paths here are not.)
+#[tokio::test]
+async fn file_changes_outside_the_project_are_asked_about() {
+    let f = fixture();
+    for command in [
+        "rm /home/someone/notes.txt",
+        "tee -a /etc/profile",
+        "cp /dev/null /root/.bashrc",
+        "find /var/log -delete",
+        "ls && mv x /srv/y",
+    ] {
+        let (decision, reason) = f.bash(command).await;
+        assert_eq!(decision, "ask", "{command}: {reason}");
+        assert!(reason.contains("outside the project"), "{command}: {reason}");
+    }
+    for command in ["rm notes.txt", "cp a.txt /tmp/b.txt", "mv -- -x y", "ls ~"] {
+        let (decision, reason) = f.bash(command).await;
+        assert_eq!(decision, "allow", "{command}: {reason}");
+    }
+}
+
 /// A refusal names the rules that refused, with their reasons, and not the
 /// rules that allowed the other parts, whatever reason those give.
 #[tokio::test]
