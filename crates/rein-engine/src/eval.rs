@@ -734,10 +734,20 @@ fn call<'a>(func: Builtin, a: Cow<'a, Value>, b: Option<Cow<'a, Value>>) -> R<'a
         },
         Builtin::ToNumber => match a.as_ref() {
             Value::Int(_) | Value::Float(_) => owned(Value::Float(a.as_f64().unwrap_or(f64::NAN))),
-            Value::Str(s) => match s.trim().parse::<f64>() {
-                Ok(f) if !f.is_nan() => owned(Value::Float(f)),
-                _ => fail(format!("`{s}` is not a number")),
-            },
+            // NaN is not a number a rule can compare; nor is a number too
+            // large for a double ("1e400" would silently become an
+            // infinity). An infinity spelt out ("Infinity", "-inf": what
+            // `rein convert` writes for Actra's `.inf`) is kept.
+            Value::Str(s) => {
+                let text = s.trim();
+                let spelt_infinite = text.trim_start_matches(['+', '-']).eq_ignore_ascii_case("inf")
+                    || text.trim_start_matches(['+', '-']).eq_ignore_ascii_case("infinity");
+                match text.parse::<f64>() {
+                    Ok(f) if f.is_finite() || spelt_infinite => owned(Value::Float(f)),
+                    Ok(f) if f.is_infinite() => fail(format!("`{s}` is too large for a number")),
+                    _ => fail(format!("`{s}` is not a number")),
+                }
+            }
             other => fail(format!("cannot convert {} to number", kind_of(other))),
         },
         Builtin::ToString => owned(Value::Str(match a.as_ref() {

@@ -358,7 +358,11 @@ mod tests {
         assert_eq!(operands(&args(&["-rf", "a", "--force", "b"])), args(&["a", "b"]));
         assert_eq!(operands(&args(&["-a", "--", "-x", "y"])), args(&["-x", "y"]));
         assert_eq!(operands(&args(&["-"])), args(&["-"]));
-        let call = shell(&json!({"command": "tee -a ~/.bashrc"}), Path::new("/p"), Some(Path::new("/home/u")));
+        let call = shell(
+            &json!({"command": "tee -a ~/.bashrc"}),
+            Path::new("/p"),
+            Some(Path::new("/home/u")),
+        );
         assert_eq!(call.inputs[0]["operands"], json!(["/home/u/.bashrc"]));
     }
 

@@ -214,10 +214,17 @@ impl ContractResolver<'_> {
                     (Literal::Float(f), Type::Number) => Value::Float(*f),
                     (Literal::Bool(b), Type::Bool) => Value::Bool(*b),
                     _ => {
+                        // As the policy would spell it: `"1"`, `1`, `true`.
+                        let shown = match lit {
+                            Literal::String(s) => format!("{s:?}"),
+                            Literal::Int(i) => i.to_string(),
+                            Literal::Float(f) => f.to_string(),
+                            Literal::Bool(b) => b.to_string(),
+                        };
                         self.diags.push(Diagnostic::error(
                             &self.file,
                             allowed.span,
-                            format!("`allowed` holds {lit:?}, which is not a value of type {ty} (field `{field}`)"),
+                            format!("`allowed` holds {shown}, which is not a value of type {ty} (field `{field}`)"),
                         ));
                         continue;
                     }

@@ -391,6 +391,28 @@ rules:
     );
 }
 
+/// `double()` of a request string: a number too large for a double is an
+/// error, not an infinity that passes every `<`; a spelt-out infinity (what
+/// `rein convert` writes for Actra's `.inf`) is kept.
+#[test]
+fn double_refuses_numbers_too_large_but_keeps_spelt_infinities() {
+    let p = Policy::from_yaml_str(
+        "default: block\ncontracts:\n  actions:\n    a:\n      input: {s: string}\nrules:\n  - id: small\n    action: a\n    when: double(input.s) < 1000.0\n    effect: allow\n",
+    )
+    .unwrap();
+    let d = |s: &str| p.decide(&Request::new("a").input(json!({ "s": s })));
+    let huge = d("-1e400");
+    assert_eq!(huge.effect(), Effect::Block);
+    assert!(
+        huge.reasons().join(" ").contains("too large for a number"),
+        "{:?}",
+        huge.reasons()
+    );
+    assert_eq!(d("NaN").effect(), Effect::Block);
+    assert_eq!(d("-Infinity").effect(), Effect::Allow);
+    assert_eq!(d("12.5").effect(), Effect::Allow);
+}
+
 #[test]
 fn version_is_stable_and_order_independent() {
     let a = "contracts: {actions: {a: {input: {}}}}\n";
