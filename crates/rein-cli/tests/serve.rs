@@ -477,14 +477,21 @@ fn serve_decide_audit_and_approvals() {
     let used = decide(&with_approval, "allow");
     assert_eq!(used["rules"], json!(["medium_refund_needs_support"]));
     decide(&with_approval, "block");
-    let n = all.len();
-    assert_eq!(n, 7);
+    assert_eq!(all.len(), 7);
+    // Beside the decisions, the log holds the grant and the refused second
+    // grant (phase `approval`).
+    let n = all.len() + 2;
+    let decisions_only =
+        |records: Vec<Value>| -> Vec<Value> { records.into_iter().filter(|r| r["phase"] != "approval").collect() };
 
     let admin = |cmd: &[&str]| run(server_args(cmd, &t.admin));
     assert_eq!(admin(&["audit", "verify"]).ok().trim(), intact(&db, n));
     let queried = jsonl(admin(&["audit", "query", "--format", "jsonl", "--effect", "block"]).ok());
     assert!(queried.iter().all(|r| r["effect"] == "block"), "{queried:?}");
-    let queried: HashSet<String> = queried.iter().map(|r| str_of(r, "decision_id").to_string()).collect();
+    let queried: HashSet<String> = decisions_only(queried)
+        .iter()
+        .map(|r| str_of(r, "decision_id").to_string())
+        .collect();
     assert_eq!(queried, blocks);
     let through_server = admin(&["audit", "export"]).ok().to_string();
     // The agent may not read the log.
@@ -500,8 +507,27 @@ fn serve_decide_audit_and_approvals() {
     assert_eq!(records.len(), n);
     let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (1..=n as u64).collect::<Vec<_>>());
-    let ids: Vec<&str> = records.iter().map(|r| str_of(r, "decision_id")).collect();
+    let decisions = decisions_only(records.clone());
+    let ids: Vec<&str> = decisions.iter().map(|r| str_of(r, "decision_id")).collect();
     assert_eq!(ids, all);
+    // The grant and the refused second one, filed under the decision that
+    // asked for the approval.
+    let approvals: Vec<&Value> = records.iter().filter(|r| r["phase"] == "approval").collect();
+    assert_eq!(approvals.len(), 2, "{approvals:?}");
+    assert_eq!(
+        (approvals[0]["effect"].as_str(), approvals[1]["effect"].as_str()),
+        (Some("allow"), Some("block"))
+    );
+    let reasons = |r: &Value| r["reasons"].to_string();
+    assert!(
+        reasons(approvals[0]).contains("granted by `approver`"),
+        "{}",
+        approvals[0]
+    );
+    assert!(reasons(approvals[1]).contains("could not grant"), "{}", approvals[1]);
+    assert_eq!(approvals[0]["input"]["comment"], "checked");
+    assert_eq!(approvals[0]["decision_id"], approvals[1]["decision_id"]);
+    assert!(all.contains(&str_of(approvals[0], "decision_id").to_string()));
     assert_eq!(
         jsonl(&through_server),
         records,
@@ -520,7 +546,7 @@ fn serve_decide_audit_and_approvals() {
         ])
         .ok(),
     );
-    assert_eq!(file_blocks.len(), blocks.len());
+    assert_eq!(file_blocks.len(), blocks.len() + 1, "the refused grant is a block too");
 }
 
 #[test]

@@ -108,6 +108,73 @@ impl Loaded {
     }
 }
 
+/// Records a person's decision on an approval in the audit log, phase
+/// `approval`: who granted or denied which approval, with their comment,
+/// filed under the decision that asked for it; a refused attempt (not
+/// allowed, self-approval, expired…) is recorded as `block` with why. The
+/// grant itself lives in the approvals table, outside the chain: this record
+/// puts every grant under the chain's protection.
+///
+/// The approval change is already committed when this runs (it is recorded
+/// as what happened); if the record cannot be appended, the error says so.
+pub async fn record_approval_decision(
+    store: &dyn Store,
+    id: &str,
+    grant: bool,
+    approver: &str,
+    comment: Option<&str>,
+    result: &Result<ApprovalRecord, RuntimeError>,
+    policy_version: &str,
+) -> Result<(), RuntimeError> {
+    let verb = if grant { "grant" } else { "deny" };
+    let (decision_id, action, rules, effect, reason) = match result {
+        Ok(r) => (
+            r.decision_id.clone(),
+            r.action.clone(),
+            r.rules.clone(),
+            if grant { Effect::Allow } else { Effect::Block },
+            format!("approval `{id}` {} by `{approver}`", r.state.as_str()),
+        ),
+        Err(e) => {
+            // Filed under the decision that asked, when the approval exists.
+            let asked = store.get_approval(id).await.ok().flatten();
+            let (decision_id, action, rules) =
+                asked.map_or_else(Default::default, |a| (a.decision_id, a.action, a.rules));
+            (
+                decision_id,
+                action,
+                rules,
+                Effect::Block,
+                format!("`{approver}` could not {verb} approval `{id}`: {e}"),
+            )
+        }
+    };
+    let entry = AuditEntry {
+        decision_id,
+        time: format_time(Timestamp::now()),
+        phase: "approval".to_string(),
+        action,
+        input: serde_json::json!({"approval": id, "decision": verb, "comment": comment}),
+        actor: serde_json::json!({"id": approver}),
+        snapshot: serde_json::Value::Null,
+        output: None,
+        error: None,
+        session: None,
+        effect: effect.as_str().to_string(),
+        rules,
+        reasons: vec![reason],
+        policy_version: policy_version.to_string(),
+        latency_us: 0,
+        approval: Some(id.to_string()),
+    };
+    store.append(entry).await.map(|_| ()).map_err(|e| {
+        RuntimeError::Store(StoreError(format!(
+            "the {verb} of approval `{id}` could not be recorded in the audit log: {}",
+            e.0
+        )))
+    })
+}
+
 /// Shortest text of a sensitive value taken out of the recorded reasons:
 /// shorter ones would match inside unrelated words and numbers (and are
 /// guessable anyway).
@@ -449,6 +516,20 @@ impl Runtime {
     /// Grants (`grant = true`) or denies a pending approval; see
     /// [`Runtime::grant`].
     pub async fn decide_approval(
+        &self,
+        id: &str,
+        grant: bool,
+        approver: Approver<'_>,
+        comment: Option<&str>,
+    ) -> Result<ApprovalRecord, RuntimeError> {
+        let name = approver.name;
+        let result = self.try_decide_approval(id, grant, approver, comment).await;
+        let version = self.policy.load().policy.version().to_string();
+        record_approval_decision(self.store.as_ref(), id, grant, name, comment, &result, &version).await?;
+        result
+    }
+
+    async fn try_decide_approval(
         &self,
         id: &str,
         grant: bool,

@@ -159,6 +159,18 @@ fn decide(rt: &tokio::runtime::Runtime, args: DecideArgs, grant: bool) -> anyhow
                 args.comment.as_deref(),
                 &now,
             ))?;
+            // Recorded in the audit log as through a server (no policy is
+            // loaded here, so the record names no policy version).
+            let outcome = result.clone().map_err(rein_runtime::RuntimeError::from);
+            rt.block_on(rein_runtime::record_approval_decision(
+                store.as_ref(),
+                &args.id,
+                grant,
+                &approver,
+                args.comment.as_deref(),
+                &outcome,
+                "",
+            ))?;
             match result {
                 Ok(r) => r,
                 Err(e) => {

@@ -186,13 +186,22 @@ fn reference(e: &E, input: &Json) -> Res {
             ),
             (x, y) => {
                 let (x, y) = (num(&x).ok_or(())?, num(&y).ok_or(())?);
-                V::F(match *op {
+                // Division or modulus by zero, and a result that is not
+                // finite, are errors for numbers as for ints.
+                if matches!(*op, "/" | "%") && y == 0.0 {
+                    return Err(());
+                }
+                let r = match *op {
                     "+" => x + y,
                     "-" => x - y,
                     "*" => x * y,
                     "/" => x / y,
                     _ => x % y,
-                })
+                };
+                if !r.is_finite() {
+                    return Err(());
+                }
+                V::F(r)
             }
         },
         E::In(a, b) => {

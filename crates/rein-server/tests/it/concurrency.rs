@@ -88,8 +88,14 @@ async fn concurrent_grants_and_uses_of_one_approval() {
         .await
         .unwrap();
     let records = audit["records"].as_array().unwrap();
-    assert_eq!(records.len(), 1 + CONCURRENT);
-    assert_eq!(records.iter().filter(|r| r["effect"] == "allow").count(), 1);
+    let (decisions, grants): (Vec<&Value>, Vec<&Value>) = records.iter().partition(|r| r["phase"] == "before");
+    assert_eq!(decisions.len(), 1 + CONCURRENT);
+    assert_eq!(decisions.iter().filter(|r| r["effect"] == "allow").count(), 1);
+    // Every grant attempt is recorded too: the one that won, and the others
+    // refused.
+    assert_eq!(grants.len(), CONCURRENT);
+    assert!(grants.iter().all(|r| r["phase"] == "approval"));
+    assert_eq!(grants.iter().filter(|r| r["effect"] == "allow").count(), 1);
     let verify = client
         .get(server.url("/v1/audit/verify"))
         .bearer_auth(ADMIN)
