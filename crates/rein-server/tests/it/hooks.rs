@@ -22,26 +22,23 @@ fn bash(command: &str) -> Value {
            "tool_name": "Bash", "tool_input": {"command": command}, "tool_use_id": "toolu_1"})
 }
 
+/// Claude Code's `PreToolUse` for a Bash `command`, sent with the agent token.
+async fn claude_code(h: &Harness, command: &str) -> (StatusCode, Value) {
+    h.call(Method::POST, "/v1/hooks/claude-code", Some(AGENT), Some(bash(command)))
+        .await
+}
+
 #[tokio::test]
 async fn a_claude_code_event_is_answered_in_its_format_and_recorded() {
     let h = coding_agent_server().await;
-    let (status, body) = h
-        .call(
-            Method::POST,
-            "/v1/hooks/claude-code",
-            Some(AGENT),
-            Some(bash("ls && rm -rf ~")),
-        )
-        .await;
+    let (status, body) = claude_code(&h, "ls && rm -rf ~").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["hookSpecificOutput"]["permissionDecision"], "deny", "{body}");
     assert!(body["hookSpecificOutput"]["permissionDecisionReason"]
         .as_str()
         .unwrap()
         .contains("rm -r"));
-    let (_, body) = h
-        .call(Method::POST, "/v1/hooks/claude-code", Some(AGENT), Some(bash("ls")))
-        .await;
+    let (_, body) = claude_code(&h, "ls").await;
     assert_eq!(body["hookSpecificOutput"]["permissionDecision"], "allow", "{body}");
     assert_eq!(h.state.runtime().store().audit_len().await.unwrap(), 3);
 }
@@ -51,14 +48,7 @@ async fn a_claude_code_event_is_answered_in_its_format_and_recorded() {
 #[tokio::test]
 async fn approvals_opened_by_hook_events_name_their_sender() {
     let h = coding_agent_server().await;
-    let (status, body) = h
-        .call(
-            Method::POST,
-            "/v1/hooks/claude-code",
-            Some(AGENT),
-            Some(bash("npm install left-pad")),
-        )
-        .await;
+    let (status, body) = claude_code(&h, "npm install left-pad").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["hookSpecificOutput"]["permissionDecision"], "ask", "{body}");
     let pending = h
