@@ -75,9 +75,23 @@ fn decides_in_process_and_records_in_the_default_store() {
         .output()
         .unwrap();
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
-    assert!(String::from_utf8_lossy(&verify.stdout).contains('3'), "two parts + one");
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        said.starts_with("ok: 3 records, chain intact"),
+        "two parts + one: {said}"
+    );
     // The compiled policy was cached once, under the cache directory of HOME.
     assert_eq!(cache_entries(&dir.path().join(".cache/rein/policies")).len(), 1);
+
+    // Once the store has records, a lost key is not silently replaced: the
+    // hook refuses, saying why, and records nothing with another key.
+    std::fs::remove_file(dir.path().join(".local/state/rein/rein-audit.key")).unwrap();
+    let out = hook(&args, &event("git status", dir.path()), dir.path());
+    assert_eq!(out.status.code(), Some(0));
+    let (d, reason) = decision(&out);
+    assert_eq!(d, "deny", "{reason}");
+    assert!(reason.contains("rein-audit.key is missing"), "{reason}");
+    assert!(!dir.path().join(".local/state/rein/rein-audit.key").exists());
 }
 
 fn cache_entries(dir: &Path) -> Vec<PathBuf> {

@@ -40,7 +40,7 @@ use tokio::net::TcpListener;
 
 pub use auth::{Identity, Role, TokenEntry, TokenError, Tokens, MIN_TOKEN_LEN};
 pub use routes::{routes, RouteInfo};
-pub use secrets::ensure_hmac_key;
+pub use secrets::{ensure_hmac_key, server_hmac_key};
 
 /// The port the server listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 8700;

@@ -45,7 +45,7 @@ pub fn ensure_hmac_key(path: &Path) -> anyhow::Result<Vec<u8>> {
 /// created on a store with no audit records yet; on a store that has some,
 /// a missing key is an error: a new key would silently make every hash
 /// already recorded unmatchable (a card number could no longer be found).
-pub(crate) fn server_hmac_key(path: &Path, explicit: bool, records: u64) -> anyhow::Result<Vec<u8>> {
+pub fn server_hmac_key(path: &Path, explicit: bool, records: u64) -> anyhow::Result<Vec<u8>> {
     if !path.exists() {
         if explicit {
             bail!(

@@ -50,8 +50,9 @@ pub struct HookArgs {
     /// `$XDG_STATE_HOME/rein/hooks.db` (or `~/.local/state/rein/hooks.db`).
     #[arg(long, value_name = "FILE", env = "REIN_DB", conflicts_with = "server")]
     db: Option<PathBuf>,
-    /// The audit key for sensitive fields. Default: `rein-audit.key` beside
-    /// the database, created if absent.
+    /// The audit key for sensitive fields (an existing file). Default:
+    /// `rein-audit.key` beside the database, created on first use (not once
+    /// the store has records: a new key would not match the hashes kept).
     #[arg(long, value_name = "FILE", conflicts_with = "server")]
     audit_key: Option<PathBuf>,
     /// Where compiled policies are kept between runs, keyed by the policy
@@ -157,10 +158,19 @@ fn local(args: &HookArgs, agent: Agent, bytes: &[u8], limit: Duration) -> anyhow
         .audit_key
         .clone()
         .unwrap_or_else(|| db.with_file_name("rein-audit.key"));
-    let hmac_key = rein_server::ensure_hmac_key(&key_path)?;
     // One process per event: no checkpoint thread, no checkpoint at exit.
     let store = SqliteStore::open_with(&db, SqliteOptions::short_lived())
         .with_context(|| format!("cannot open the store `{}`", db.display()))?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+    // As for `rein serve`: a missing key is created only for a store with no
+    // records yet (the count is read only when the key is missing).
+    let records = match key_path.exists() {
+        true => 0,
+        false => rt
+            .block_on(rein_store::Store::audit_len(&store))
+            .with_context(|| format!("cannot read the store `{}`", db.display()))?,
+    };
+    let hmac_key = rein_server::server_hmac_key(&key_path, args.audit_key.is_some(), records)?;
     let config = RuntimeConfig {
         hmac_key,
         ..RuntimeConfig::default()
@@ -170,7 +180,6 @@ fn local(args: &HookArgs, agent: Agent, bytes: &[u8], limit: Duration) -> anyhow
     std::mem::forget(policy.clone());
     let runtime = Runtime::new(policy, Arc::new(store), config);
     let home = std::env::var_os("HOME").map(PathBuf::from);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
     rt.block_on(async {
         tokio::time::timeout(limit, rein_hooks::handle(&runtime, agent, bytes, home.as_deref()))
             .await
