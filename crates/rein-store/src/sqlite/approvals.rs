@@ -23,38 +23,30 @@ pub(crate) fn list(
     limit: u64,
 ) -> Result<Vec<ApprovalRecord>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut out = Vec::new();
     match state {
-        Some(state) => {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM approvals WHERE state = ?1 ORDER BY created_key DESC, rowid DESC LIMIT ?2"
-            ))?;
-            let mut rows = stmt.query(rusqlite::params![state.as_str(), limit])?;
-            while let Some(r) = rows.next()? {
-                out.push(from_row(r)?);
-            }
-        }
-        None => {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM approvals ORDER BY created_key DESC, rowid DESC LIMIT ?1"
-            ))?;
-            let mut rows = stmt.query([limit])?;
-            while let Some(r) = rows.next()? {
-                out.push(from_row(r)?);
-            }
-        }
+        Some(state) => select(
+            conn,
+            "WHERE state = ?1 ORDER BY created_key DESC, rowid DESC LIMIT ?2",
+            rusqlite::params![state.as_str(), limit],
+        ),
+        None => select(conn, "ORDER BY created_key DESC, rowid DESC LIMIT ?1", [limit]),
     }
-    Ok(out)
 }
 
 /// Pending approvals whose expiry key is after `now_key`, newest first.
 pub(crate) fn list_open(conn: &Connection, now_key: &str, limit: u64) -> Result<Vec<ApprovalRecord>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM approvals WHERE state = 'pending' AND expires_key > ?1 \
-         ORDER BY created_key DESC, rowid DESC LIMIT ?2"
-    ))?;
-    let mut rows = stmt.query(rusqlite::params![now_key, limit])?;
+    select(
+        conn,
+        "WHERE state = 'pending' AND expires_key > ?1 ORDER BY created_key DESC, rowid DESC LIMIT ?2",
+        rusqlite::params![now_key, limit],
+    )
+}
+
+/// The approvals `SELECT {COLUMNS} FROM approvals {rest}` returns.
+fn select(conn: &Connection, rest: &str, params: impl rusqlite::Params) -> Result<Vec<ApprovalRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM approvals {rest}"))?;
+    let mut rows = stmt.query(params)?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
         out.push(from_row(r)?);
