@@ -18,14 +18,17 @@
 //!   floats in their shortest round-trip form, strings with `"` `\` and the
 //!   control characters escaped (`\b \t \n \f \r`, the others as `\u00xx` in
 //!   lower-case hex) and everything else, non-ASCII included, written as is;
-//! - every field always present: an absent option is `null`, so the
-//!   encoding is total and stable (an entry with `output: Some(null)` encodes
-//!   like `output: None`).
+//! - every field of the first version always present: an absent option is
+//!   `null`, so the encoding is total and stable (an entry with
+//!   `output: Some(null)` encodes like `output: None`);
+//! - the fields added later, `client` and `policy_label`, present only when
+//!   set: a record written before they existed encodes (and hashes) as it
+//!   did then.
 //!
 //! The top-level keys are therefore, in order: `action`, `actor`, `approval`,
-//! `decision_id`, `effect`, `error`, `input`, `latency_us`, `output`,
-//! `phase`, `policy_version`, `reasons`, `rules`, `seq`, `session`,
-//! `snapshot`, `time`. See [`canonical`].
+//! (`client`), `decision_id`, `effect`, `error`, `input`, `latency_us`,
+//! `output`, `phase`, (`policy_label`), `policy_version`, `reasons`, `rules`,
+//! `seq`, `session`, `snapshot`, `time`. See [`canonical`].
 //!
 //! # Hashes
 //!
@@ -179,6 +182,8 @@ impl CanonicalParts {
             policy_version,
             latency_us,
             approval,
+            client,
+            policy_label,
         } = entry;
         // Sized for a typical decision, so that it is written without
         // growing.
@@ -190,6 +195,10 @@ impl CanonicalParts {
         write_value(&mut head, actor);
         head.push_str(",\"approval\":");
         write_opt_str(&mut head, approval.as_deref());
+        if let Some(client) = client {
+            head.push_str(",\"client\":");
+            write_str(&mut head, client);
+        }
         head.push_str(",\"decision_id\":");
         write_str(&mut head, decision_id);
         head.push_str(",\"effect\":");
@@ -207,6 +216,10 @@ impl CanonicalParts {
         }
         head.push_str(",\"phase\":");
         write_str(&mut head, phase);
+        if let Some(label) = policy_label {
+            head.push_str(",\"policy_label\":");
+            write_str(&mut head, label);
+        }
         head.push_str(",\"policy_version\":");
         write_str(&mut head, policy_version);
         head.push_str(",\"reasons\":");
@@ -600,6 +613,8 @@ mod tests {
             policy_version: "abc".into(),
             latency_us: 12,
             approval: None,
+            client: None,
+            policy_label: None,
         }
     }
 
@@ -617,7 +632,26 @@ mod tests {
             e.error = Some("boom".into());
             e.approval = Some("ap1".into());
             e.session = None;
+            e.client = Some("bot".into());
+            e.policy_label = Some("v2 \"x\"".into());
         }
+    }
+
+    /// A record written before `client` and `policy_label` existed keeps
+    /// its encoding, hence its hash.
+    #[test]
+    fn later_fields_are_absent_when_unset() {
+        let c = canonical(1, &entry(1));
+        assert!(!c.contains("client") && !c.contains("policy_label"), "{c}");
+        let mut e = entry(1);
+        e.client = Some("agent-1".into());
+        e.policy_label = Some("2026-05".into());
+        let c = canonical(1, &e);
+        assert!(c.contains(r#""approval":null,"client":"agent-1","decision_id""#), "{c}");
+        assert!(
+            c.contains(r#""phase":"before","policy_label":"2026-05","policy_version""#),
+            "{c}"
+        );
     }
 
     #[test]

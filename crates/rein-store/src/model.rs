@@ -41,6 +41,16 @@ pub struct AuditEntry {
     pub latency_us: u64,
     /// The approval this decision created or used, if any.
     pub approval: Option<String>,
+    /// The authenticated client that sent the request (a server token's
+    /// name), when there was one. Added after the first records were
+    /// written: absent from the canonical encoding when `None`, so that
+    /// older records keep their hashes (see [`crate::chain`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// The policy's own `version:` label, beside its hash, when it has one.
+    /// Absent from the canonical encoding when `None`, as `client`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_label: Option<String>,
 }
 
 /// An entry as stored: its place in the chain and the hashes that bind it.
@@ -163,7 +173,20 @@ pub struct ApprovalRecord {
     /// When it was created (RFC 3339).
     pub created_at: String,
     /// After this time it can no longer be granted or used (RFC 3339).
+    /// While pending, the end of the wait for a person; once granted,
+    /// the grant time plus `hold_seconds`.
     pub expires_at: String,
+    /// How long a grant holds, from the grant (the rule's `ttl`). `None`
+    /// in approvals written before this field existed: their expiry stays
+    /// as it was set at creation.
+    #[serde(default)]
+    pub hold_seconds: Option<u64>,
+    /// The request's sensitive values, encrypted for the approvers (see
+    /// [`crate::seal`]); deleted once the approval is decided or expired.
+    /// Never serialized: the runtime opens it for callers allowed to see
+    /// it.
+    #[serde(default, skip_serializing)]
+    pub sealed: Option<String>,
     /// Where it stands.
     pub state: ApprovalState,
     /// Who granted or denied it.
@@ -199,4 +222,7 @@ pub enum ApprovalError {
     /// The request presented is not the one approved.
     #[error("approval `{0}` was granted for a different request")]
     RequestMismatch(String),
+    /// The request was sent by another client than the one that asked.
+    #[error("approval `{0}` was asked for by another client; only that client may use it")]
+    OtherClient(String),
 }

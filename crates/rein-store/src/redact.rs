@@ -74,13 +74,18 @@ impl Redactor {
     /// say): whoever holds the key and a copy of the bytes can check that
     /// they are the ones recorded; nobody else learns anything from it.
     pub fn hash_bytes(&self, bytes: &[u8]) -> String {
-        let mut mac = self.mac.clone();
-        mac.update(bytes);
-        let code = mac.finalize().into_bytes();
+        let code = self.mac(bytes);
         let mut out = String::with_capacity(REDACTED_PREFIX.len() + 64);
         out.push_str(REDACTED_PREFIX);
         out.push_str(&hex(&code));
         out
+    }
+
+    /// The raw HMAC-SHA256 of `bytes` under the key.
+    pub(crate) fn mac(&self, bytes: &[u8]) -> [u8; 32] {
+        let mut mac = self.mac.clone();
+        mac.update(bytes);
+        mac.finalize().into_bytes().into()
     }
 
     /// Replaces, inside `value` (the object named `root`, e.g. `"input"`),
@@ -88,8 +93,15 @@ impl Redactor {
     /// dotted and start with the root: `input.card`, `actor.email`;
     /// `name[]` means every element of the list (or every value of the map)
     /// `name`, as in `input.lines[].secret`. Paths for other roots, and
-    /// paths that lead to nothing in this value, are ignored; a present
-    /// field is replaced whatever its value (`null` included).
+    /// paths that lead to nothing in this value (an absent field, `null`),
+    /// are ignored; a present field is replaced whatever its value (`null`
+    /// included).
+    ///
+    /// A value on the way that does not have the shape the path needs (a
+    /// list or a string where the path names a field, a scalar where it
+    /// says `[]`) is replaced whole: nothing says what is inside it, and it
+    /// may hold the sensitive value under another shape (`"input":
+    /// [{"card": …}]`).
     ///
     /// A path that is inside another listed path is covered by it: the outer
     /// value is hashed whole, as it was before any redaction.
@@ -104,10 +116,14 @@ impl Redactor {
                 }
             })
             .collect();
-        // Outer paths first, so that a value is hashed before anything inside
-        // it is (then the inner path finds a string and does nothing).
-        parsed.sort_by_key(Vec::len);
-        for segments in &parsed {
+        // A path inside another is covered by it: the outer value is hashed
+        // whole, and the inner path must not hash that hash again.
+        parsed.sort();
+        parsed.dedup();
+        let covered: Vec<bool> = (0..parsed.len())
+            .map(|i| (0..parsed.len()).any(|j| i != j && covers(&parsed[j], &parsed[i])))
+            .collect();
+        for (segments, _) in parsed.iter().zip(covered).filter(|(_, covered)| !covered) {
             if let Some((first, rest)) = segments.split_first() {
                 self.apply_lists(value, first.lists, rest);
             }
@@ -120,23 +136,51 @@ impl Redactor {
             match value {
                 Value::Array(items) => items.iter_mut().for_each(|v| self.apply_lists(v, lists - 1, rest)),
                 Value::Object(map) => map.values_mut().for_each(|v| self.apply_lists(v, lists - 1, rest)),
-                _ => {}
+                Value::Null => {}
+                _ => self.replace(value),
             }
             return;
         }
         match rest.split_first() {
-            None => *value = Value::String(self.hash(value)),
-            Some((next, rest)) => {
-                if let Some(child) = value.as_object_mut().and_then(|m| m.get_mut(next.name)) {
-                    self.apply_lists(child, next.lists, rest);
+            None => self.replace(value),
+            Some((next, rest)) => match value {
+                Value::Object(map) => {
+                    if let Some(child) = map.get_mut(next.name) {
+                        self.apply_lists(child, next.lists, rest);
+                    }
                 }
-            }
+                Value::Null => {}
+                _ => self.replace(value),
+            },
         }
+    }
+
+    /// Replaces `value` by its keyed hash (once: a value already replaced
+    /// is a hash string, which a later path finds and hashes no further
+    /// only because outer paths run first; see [`Redactor::redact`]).
+    fn replace(&self, value: &mut Value) {
+        *value = Value::String(self.hash(value));
     }
 }
 
+/// Whether `outer` leads to `inner` or to a value holding it: its steps
+/// are the first ones of `inner` (the last with at most as many `[]`).
+fn covers(outer: &[Segment<'_>], inner: &[Segment<'_>]) -> bool {
+    let Some((last, init)) = outer.split_last() else {
+        return false;
+    };
+    if outer.len() > inner.len() || init.iter().zip(inner).any(|(a, b)| a != b) {
+        return false;
+    }
+    let at = &inner[init.len()];
+    if last.name != at.name || last.lists > at.lists {
+        return false;
+    }
+    true
+}
+
 /// One step of a path: a field name followed by `lists` times `[]`.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Segment<'a> {
     name: &'a str,
     lists: usize,
@@ -245,21 +289,57 @@ mod tests {
         let before = actor.clone();
         r.redact(
             &mut actor,
-            &paths(&["actor.email", "input.missing.deep", "input.id.x", "actor"]),
+            &paths(&["actor.email", "input.missing.deep", "actor"]),
             "input",
         );
         assert_eq!(actor, before);
-        r.redact(
-            &mut actor,
-            &paths(&["actor.email", "actor.tags[].x", "actor.id.deeper"]),
-            "actor",
-        );
+        r.redact(&mut actor, &paths(&["actor.email", "actor.missing.x"]), "actor");
         assert_eq!(actor["email"], r.hash(&json!("a@b.c")));
-        assert_eq!(actor["tags"], "not-a-list");
         assert_eq!(actor["id"], "u1");
+        assert_eq!(actor["tags"], "not-a-list");
         // The root itself.
         r.redact(&mut actor, &paths(&["actor"]), "actor");
         assert!(actor.as_str().unwrap().starts_with(REDACTED_PREFIX));
+    }
+
+    /// A value of the wrong shape on a sensitive path is hashed whole: it
+    /// may hold the secret under another shape.
+    #[test]
+    fn wrong_shapes_on_a_sensitive_path_are_hashed_whole() {
+        let r = Redactor::new(b"k");
+        let cases = [
+            ("input.card", json!([{"card": "4111"}])),
+            ("input.card", json!("card 4111")),
+            ("input.card", json!(4111)),
+            ("input.card.number", json!({"card": ["4111"]})),
+            ("input.card.number", json!({"card": "4111"})),
+            ("input.lines[].secret", json!({"lines": "s3cret"})),
+            ("input.lines[].secret", json!({"lines": [["s3cret"]]})),
+            ("input.lines[].secret", json!({"lines": {"a": "s3cret"}})),
+            ("input.tags[]", json!({"tags": "s3cret"})),
+        ];
+        for (path, mut value) in cases {
+            let before = value.clone();
+            r.redact(&mut value, &paths(&[path]), "input");
+            let text = canonical_value(&value);
+            assert!(
+                !text.contains("4111") && !text.contains("s3cret"),
+                "{path} {before}: {text}"
+            );
+        }
+        // What has the right shape keeps the rest in clear; null and absent
+        // fields are left alone.
+        let mut v = json!({"card": null, "lines": [{"qty": 1}], "note": "hi"});
+        let before = v.clone();
+        r.redact(
+            &mut v,
+            &paths(&["input.card.number", "input.lines[].secret", "input.x.y"]),
+            "input",
+        );
+        assert_eq!(v, before);
+        let mut v = Value::Null;
+        r.redact(&mut v, &paths(&["input.card"]), "input");
+        assert_eq!(v, Value::Null);
     }
 
     #[test]

@@ -25,6 +25,22 @@ use crate::{
     Verification,
 };
 
+/// The `store_meta` key of the audit key's fingerprint.
+const KEY_FINGERPRINT: &str = "audit_key_fingerprint";
+
+/// Runs blocking `f` off the async workers when inside a tokio runtime.
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => rt
+            .spawn_blocking(f)
+            .await
+            .map_err(|e| StoreError(format!("a store task failed: {e}")))?,
+        Err(_) => f(),
+    }
+}
+
 /// The most approvals [`Store::list_approvals`] returns at once.
 const MAX_APPROVALS: u64 = 10_000;
 
@@ -199,6 +215,19 @@ impl SqliteStore {
         Ok(())
     }
 
+    async fn append_prepared(&self, entry: AuditEntry, once: bool) -> Result<AuditRecord, StoreError> {
+        // Encoding happens here, on the caller's task, in parallel with
+        // other appenders; the writer only numbers, hashes and inserts.
+        let prepared = Box::new(PreparedAppend::new(entry, once));
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Append(prepared, reply))?;
+        answer
+            .await
+            .map_err(|_| writer_gone())?
+            .into_value()
+            .ok_or_else(writer_gone)?
+    }
+
     fn send(&self, cmd: Command) -> Result<(), StoreError> {
         // The receiver is dropped as soon as the writer thread ends (closed,
         // or died), so this fails at once instead of waiting forever.
@@ -243,16 +272,54 @@ impl Drop for SqliteStore {
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn append(&self, entry: AuditEntry) -> Result<AuditRecord, StoreError> {
-        // Encoding happens here, on the caller's task, in parallel with
-        // other appenders; the writer only numbers, hashes and inserts.
-        let prepared = Box::new(PreparedAppend::new(entry));
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Append(prepared, reply))?;
-        answer
+        self.append_prepared(entry, false).await
+    }
+
+    async fn append_once(&self, entry: AuditEntry) -> Result<Option<AuditRecord>, StoreError> {
+        // Checked by the writer in the transaction that appends, so that
+        // of two concurrent outcomes for one decision exactly one is kept.
+        match self.append_prepared(entry, true).await {
+            Ok(record) => Ok(Some(record)),
+            Err(e) if e.0.starts_with(writer::DUPLICATE) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn bind_key_fingerprint(&self, fingerprint: &str) -> Result<String, StoreError> {
+        let path = self.path.clone();
+        let fingerprint = fingerprint.to_owned();
+        run_blocking(move || schema::bind_meta(&path, KEY_FINGERPRINT, &fingerprint)).await
+    }
+
+    async fn key_fingerprint(&self) -> Result<Option<String>, StoreError> {
+        self.readers.run(|conn| schema::read_meta(conn, KEY_FINGERPRINT)).await
+    }
+
+    async fn find_open_approval(
+        &self,
+        request_hash: &str,
+        client: Option<&str>,
+        now: &str,
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        let now_key = chain::parse_time(now)?;
+        let hash = request_hash.to_owned();
+        let client = client.map(str::to_owned);
+        self.readers
+            .run(move |conn| approvals::find_open(conn, &hash, client.as_deref(), &now_key))
             .await
-            .map_err(|_| writer_gone())?
-            .into_value()
-            .ok_or_else(writer_gone)?
+    }
+
+    async fn list_client_approvals(
+        &self,
+        client: &str,
+        state: Option<ApprovalState>,
+        limit: u64,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let limit = limit.min(MAX_APPROVALS);
+        let client = client.to_owned();
+        self.readers
+            .run(move |conn| approvals::list_by_client(conn, &client, state, limit))
+            .await
     }
 
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {

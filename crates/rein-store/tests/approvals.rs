@@ -33,6 +33,8 @@ fn approval(id: &str) -> ApprovalRecord {
         decided_by: None,
         decided_at: None,
         comment: None,
+        hold_seconds: None,
+        sealed: None,
     }
 }
 
@@ -346,4 +348,170 @@ async fn futures_join(tasks: Vec<tokio::task::JoinHandle<Result<(), rein_store::
         out.push(t.await.unwrap().is_ok());
     }
     out
+}
+
+/// A grant holds for `hold_seconds` from the grant, not from the request;
+/// the sealed secrets are gone once decided.
+#[tokio::test]
+async fn a_grant_holds_from_the_grant_and_forgets_the_secrets() {
+    let (_dir, store) = open_temp();
+    let mut a = approval("ap");
+    a.hold_seconds = Some(600);
+    a.sealed = Some("xchacha20poly1305:00".into());
+    store.create_approval(a).await.unwrap();
+    let stored = store.get_approval("ap").await.unwrap().unwrap();
+    assert_eq!(stored.hold_seconds, Some(600));
+    assert_eq!(stored.sealed.as_deref(), Some("xchacha20poly1305:00"));
+    // Granted at 12:55, five minutes before the wait would have ended:
+    // the grant holds ten minutes from then.
+    let granted = store
+        .decide_approval("ap", true, "boss", None, "2025-06-01T12:55:00Z")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(granted.expires_at, "2025-06-01T13:05:00.000000Z");
+    assert_eq!(granted.sealed, None);
+    let used = store
+        .use_approval("ap", &"a".repeat(64), "2025-06-01T13:02:00Z")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(used.state, ApprovalState::Used);
+
+    // Denied: the secrets go too.
+    let mut b = approval("bp");
+    b.sealed = Some("xchacha20poly1305:00".into());
+    store.create_approval(b).await.unwrap();
+    store
+        .decide_approval("bp", false, "boss", None, LATER)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.get_approval("bp").await.unwrap().unwrap().sealed, None);
+
+    // Expired undecided: forgotten at the next approval change.
+    let mut c = approval("cp");
+    c.sealed = Some("xchacha20poly1305:00".into());
+    store.create_approval(c).await.unwrap();
+    let mut d = approval("dp");
+    d.created_at = TOO_LATE.into();
+    d.expires_at = "2025-06-02T13:00:00Z".into();
+    store.create_approval(d).await.unwrap();
+    assert_eq!(store.get_approval("cp").await.unwrap().unwrap().sealed, None);
+}
+
+/// The pending approval of an identical request from the same client is
+/// found; another client's, a decided or an expired one is not.
+#[tokio::test]
+async fn open_approvals_are_found_by_request_and_client() {
+    let (_dir, store) = open_temp();
+    let hash = "a".repeat(64);
+    store.create_approval(approval("ap")).await.unwrap();
+    let found = store
+        .find_open_approval(&hash, Some("support-bot"), LATER)
+        .await
+        .unwrap();
+    assert_eq!(found.map(|a| a.id).as_deref(), Some("ap"));
+    assert_eq!(
+        store.find_open_approval(&hash, Some("other"), LATER).await.unwrap(),
+        None
+    );
+    assert_eq!(store.find_open_approval(&hash, None, LATER).await.unwrap(), None);
+    assert_eq!(
+        store
+            .find_open_approval(&"b".repeat(64), Some("support-bot"), LATER)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .find_open_approval(&hash, Some("support-bot"), TOO_LATE)
+            .await
+            .unwrap(),
+        None
+    );
+    let mut none = approval("np");
+    none.requested_via = None;
+    store.create_approval(none).await.unwrap();
+    assert_eq!(
+        store
+            .find_open_approval(&hash, None, LATER)
+            .await
+            .unwrap()
+            .map(|a| a.id)
+            .as_deref(),
+        Some("np")
+    );
+    store
+        .decide_approval("ap", false, "boss", None, LATER)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store
+            .find_open_approval(&hash, Some("support-bot"), LATER)
+            .await
+            .unwrap(),
+        None
+    );
+
+    let mine = store.list_client_approvals("support-bot", None, 10).await.unwrap();
+    assert_eq!(mine.into_iter().map(|a| a.id).collect::<Vec<_>>(), ["ap"]);
+    assert!(store
+        .list_client_approvals("nobody", None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .list_client_approvals("support-bot", Some(ApprovalState::Pending), 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// The audit key's fingerprint: the first one bound is kept.
+#[tokio::test]
+async fn the_first_key_fingerprint_is_kept() {
+    let (dir, store) = open_temp();
+    assert_eq!(store.key_fingerprint().await.unwrap(), None);
+    assert_eq!(store.bind_key_fingerprint("fp-a").await.unwrap(), "fp-a");
+    assert_eq!(store.bind_key_fingerprint("fp-b").await.unwrap(), "fp-a");
+    assert_eq!(store.key_fingerprint().await.unwrap().as_deref(), Some("fp-a"));
+    store.close().await.unwrap();
+    drop(store);
+    let read_only = rein_store::SqliteStore::open_read_only(dir.path().join("rein.db")).unwrap();
+    assert_eq!(read_only.key_fingerprint().await.unwrap().as_deref(), Some("fp-a"));
+}
+
+/// Of many concurrent appends of one decision's outcome, exactly one is
+/// kept; the others are told, and the chain stays intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_outcome_is_appended_once() {
+    let (_dir, store) = open_temp();
+    let store = Arc::new(store);
+    let mut before = entry(1);
+    before.phase = "before".into();
+    store.append(before).await.unwrap();
+    let mut outcome = entry(1);
+    outcome.phase = "after".into();
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            let outcome = outcome.clone();
+            tokio::spawn(async move { store.append_once(outcome).await.unwrap() })
+        })
+        .collect();
+    let mut kept = 0;
+    for t in tasks {
+        kept += usize::from(t.await.unwrap().is_some());
+    }
+    assert_eq!(kept, 1);
+    assert_eq!(store.append_once(outcome.clone()).await.unwrap(), None);
+    // Another decision's outcome, and another phase, are not affected.
+    let mut other = entry(3);
+    other.phase = "after".into();
+    assert!(store.append_once(other).await.unwrap().is_some());
+    assert_eq!(store.audit_len().await.unwrap(), 3);
+    assert_eq!(store.verify_audit().await.unwrap(), Verification::Intact { records: 3 });
 }

@@ -29,6 +29,8 @@ pub fn entry(i: u64) -> AuditEntry {
         policy_version: "3f9a1c0e5b7d2a4c6e8f0a1b3c5d7e9f1a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d".into(),
         latency_us: 42,
         approval: None,
+        client: None,
+        policy_label: None,
     }
 }
 

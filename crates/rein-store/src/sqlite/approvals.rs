@@ -7,7 +7,7 @@ use crate::{ApprovalRecord, ApprovalState, StoreError};
 /// The columns [`from_row`] reads, in its order.
 pub(crate) const COLUMNS: &str = "id, request_hash, decision_id, rules, role, action, requested_by, summary, \
                                   created_at, expires_at, state, decided_by, decided_at, comment, roles, \
-                                  requested_via";
+                                  requested_via, hold_seconds, sealed";
 
 /// The approval with `id`, if any.
 pub(crate) fn load(conn: &Connection, id: &str) -> Result<Option<ApprovalRecord>, StoreError> {
@@ -41,6 +41,46 @@ pub(crate) fn list_open(conn: &Connection, now_key: &str, limit: u64) -> Result<
         "WHERE state = 'pending' AND expires_key > ?1 ORDER BY created_key DESC, rowid DESC LIMIT ?2",
         rusqlite::params![now_key, limit],
     )
+}
+
+/// The newest pending approval, not expired at `now_key`, for the request
+/// with `request_hash` sent by `client` (`None`: sent without one).
+pub(crate) fn find_open(
+    conn: &Connection,
+    request_hash: &str,
+    client: Option<&str>,
+    now_key: &str,
+) -> Result<Option<ApprovalRecord>, StoreError> {
+    let found = select(
+        conn,
+        "WHERE request_hash = ?1 AND requested_via IS ?2 AND state = 'pending' AND expires_key > ?3 \
+         ORDER BY created_key DESC, rowid DESC LIMIT 1",
+        rusqlite::params![request_hash, client, now_key],
+    )?;
+    Ok(found.into_iter().next())
+}
+
+/// Approvals asked for by `client`, newest first, optionally only those in
+/// `state`.
+pub(crate) fn list_by_client(
+    conn: &Connection,
+    client: &str,
+    state: Option<ApprovalState>,
+    limit: u64,
+) -> Result<Vec<ApprovalRecord>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    match state {
+        Some(state) => select(
+            conn,
+            "WHERE requested_via = ?1 AND state = ?2 ORDER BY created_key DESC, rowid DESC LIMIT ?3",
+            rusqlite::params![client, state.as_str(), limit],
+        ),
+        None => select(
+            conn,
+            "WHERE requested_via = ?1 ORDER BY created_key DESC, rowid DESC LIMIT ?2",
+            rusqlite::params![client, limit],
+        ),
+    }
 }
 
 /// The approvals `SELECT {COLUMNS} FROM approvals {rest}` returns.
@@ -96,6 +136,8 @@ fn from_row(r: &Row<'_>) -> Result<ApprovalRecord, StoreError> {
         decided_by: r.get(11)?,
         decided_at: r.get(12)?,
         comment: r.get(13)?,
+        hold_seconds: r.get::<_, Option<i64>>(16)?.map(|s| u64::try_from(s).unwrap_or(0)),
+        sealed: r.get(17)?,
         id,
     })
 }

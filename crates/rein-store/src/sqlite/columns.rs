@@ -496,6 +496,8 @@ mod tests {
             policy_version: "v".into(),
             latency_us: 1,
             approval: None,
+            client: Some("agent-1".into()),
+            policy_label: Some("v1".into()),
         }
     }
 

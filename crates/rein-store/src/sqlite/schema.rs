@@ -16,7 +16,7 @@ use super::SqliteOptions;
 use crate::StoreError;
 
 /// The schema this build writes and reads.
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 
 /// `PRAGMA application_id` of a Rein store: "REIN" in ASCII.
 const APPLICATION_ID: i64 = 0x5245_494E;
@@ -26,7 +26,7 @@ const APPLICATION_ID: i64 = 0x5245_494E;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// Version 1. `audit.body` is the canonical text of `chain.rs` and, with
 /// `prev_hash` and `hash`, the only part the chain covers; the other audit
@@ -115,6 +115,27 @@ DROP INDEX audit_session;
 const V3: &str = r#"
 ALTER TABLE approvals ADD COLUMN roles TEXT;
 ALTER TABLE approvals ADD COLUMN requested_via TEXT;
+"#;
+
+/// Version 4:
+/// - `store_meta`: facts about the store itself; `audit_key_fingerprint`
+///   is a keyed fingerprint of the audit key the store was first used with,
+///   so that a different key is refused at start instead of silently
+///   hashing sensitive values differently;
+/// - an approval keeps how long a grant holds (`hold_seconds`, counted
+///   from the grant) and the request's sensitive values encrypted for its
+///   approvers (`sealed`, cleared once decided or expired);
+/// - approvals are found by request (`request_hash`): an identical request
+///   reuses the pending approval instead of opening another.
+const V4: &str = r#"
+CREATE TABLE store_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+ALTER TABLE approvals ADD COLUMN hold_seconds INTEGER;
+ALTER TABLE approvals ADD COLUMN sealed TEXT;
+CREATE INDEX approvals_request ON approvals (request_hash, created_key);
+CREATE INDEX approvals_sealed  ON approvals (expires_key) WHERE sealed IS NOT NULL;
 "#;
 
 fn open_error(path: &Path, e: impl std::fmt::Display) -> StoreError {
@@ -231,6 +252,35 @@ pub(crate) fn check_readable(conn: &Connection, path: &Path) -> Result<(), Store
     Ok(())
 }
 
+/// The value of `key` in `store_meta`, if set.
+pub(crate) fn read_meta(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .query_row("SELECT value FROM store_meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()?)
+}
+
+/// Sets `key` in `store_meta` to `value` unless it is set already, on a
+/// connection of its own (it runs once, at start), and returns the value
+/// kept: the first one ever set.
+pub(crate) fn bind_meta(path: &Path, key: &str, value: &str) -> Result<String, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let mut conn = Connection::open_with_flags(path, flags).map_err(|e| open_error(path, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(path, e))?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(|e| open_error(path, e))?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+        .map_err(|e| open_error(path, e))?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(
+        "INSERT INTO store_meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+        [key, value],
+    )?;
+    let kept = read_meta(&tx, key)?.unwrap_or_else(|| value.to_owned());
+    tx.commit()?;
+    Ok(kept)
+}
+
 /// Brings the schema to [`SCHEMA_VERSION`], refusing files that are newer
 /// or not Rein stores. Runs under the write lock, so two processes opening
 /// a new file at once do not both create it.
@@ -306,7 +356,18 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(indexes, ["audit_decision", "audit_time"]);
-        // Version 3's columns.
-        conn.prepare("SELECT roles, requested_via FROM approvals").unwrap();
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'approvals' ORDER BY name")
+            .unwrap();
+        let indexes: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(indexes.contains(&"approvals_request".to_string()), "{indexes:?}");
+        // Version 3's and 4's columns and tables.
+        conn.prepare("SELECT roles, requested_via, hold_seconds, sealed FROM approvals")
+            .unwrap();
+        conn.prepare("SELECT key, value FROM store_meta").unwrap();
     }
 }

@@ -72,6 +72,9 @@ pub(crate) enum ApprovalOp {
 /// (the writer is the serial part, so it does as little as possible).
 pub(crate) struct PreparedAppend {
     entry: AuditEntry,
+    /// Append only if no record of the same decision and phase exists
+    /// (an outcome is reported once).
+    once: bool,
     parts: CanonicalParts,
     /// The `time` column, when it differs from `entry.time`.
     time_key: Option<String>,
@@ -80,7 +83,7 @@ pub(crate) struct PreparedAppend {
 }
 
 impl PreparedAppend {
-    pub(crate) fn new(entry: AuditEntry) -> Self {
+    pub(crate) fn new(entry: AuditEntry, once: bool) -> Self {
         let parts = CanonicalParts::new(&entry);
         let columns = Columns::from_entry(&entry);
         let time_key = match columns.time {
@@ -90,6 +93,7 @@ impl PreparedAppend {
         let actor_id = columns.actor_id.map(Cow::into_owned);
         let rules_json = columns.rules.into_owned();
         PreparedAppend {
+            once,
             parts,
             time_key,
             actor_id,
@@ -108,6 +112,9 @@ enum Outcome {
         hash: String,
     },
     Approval(Box<ApprovalReply>),
+    /// An append refused because its decision already has a record of
+    /// its phase ([`PreparedAppend::once`]).
+    Duplicate,
     /// For a command that writes nothing, keeping outcomes aligned with
     /// commands.
     Nothing,
@@ -288,6 +295,16 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Command>) {
                         };
                         replies.push(Reply::Append(reply, Ok(record)));
                     }
+                    (Command::Append(prepared, reply), Outcome::Duplicate) => {
+                        let e = &prepared.entry;
+                        replies.push(Reply::Append(
+                            reply,
+                            Err(StoreError(format!(
+                                "{DUPLICATE}: decision `{}` already has a `{}` record",
+                                e.decision_id, e.phase
+                            ))),
+                        ));
+                    }
                     (Command::Approval(_, reply), Outcome::Approval(result)) => {
                         replies.push(Reply::Approval(reply, *result));
                     }
@@ -341,6 +358,10 @@ fn write_in_transaction(conn: &Connection, batch: &[Command], outcomes: &mut Vec
     let mut rows: Vec<Row<'_>> = Vec::new();
     for cmd in batch {
         match cmd {
+            Command::Append(p, _) if p.once && already_recorded(conn, &rows, &p.entry)? => {
+                insert_rows(conn, &mut rows, outcomes)?;
+                outcomes.push(Outcome::Duplicate);
+            }
             Command::Append(p, _) => {
                 seq += 1;
                 let body = p.parts.with_seq(seq);
@@ -374,6 +395,26 @@ fn write_in_transaction(conn: &Connection, batch: &[Command], outcomes: &mut Vec
             .execute(params![i64::try_from(seq).unwrap_or(i64::MAX), prev])?;
     }
     Ok(())
+}
+
+/// The start of the error of an append refused as a duplicate; the store
+/// tells it from other failures by it ([`crate::Store::append_once`]).
+pub(crate) const DUPLICATE: &str = "already recorded";
+
+/// Whether the decision of `entry` has a record of its phase, stored or
+/// among the rows of this batch not yet inserted.
+fn already_recorded(conn: &Connection, pending: &[Row<'_>], entry: &AuditEntry) -> Result<bool, StoreError> {
+    if pending
+        .iter()
+        .any(|r| r.p.entry.decision_id == entry.decision_id && r.p.entry.phase == entry.phase)
+    {
+        return Ok(true);
+    }
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM audit WHERE decision_id = ?1 AND phase = ?2 LIMIT 1")?
+        .query_row(params![entry.decision_id, entry.phase], |_| Ok(()))
+        .optional()?
+        .is_some())
 }
 
 /// A record ready to insert: numbered, hashed, chained.
@@ -485,6 +526,7 @@ fn approval_op(conn: &Connection, op: &ApprovalOp) -> ApprovalReply {
 }
 
 fn create(conn: &Connection, r: &ApprovalRecord, created_key: &str, expires_key: &str) -> Result<(), StoreError> {
+    forget_expired_secrets(conn, created_key)?;
     let rules = chain::canonical_str_list(&r.rules);
     // Stored as given; an empty list reads back as `[role]` (see `approvals`).
     let roles = chain::canonical_str_list(&r.roles);
@@ -493,8 +535,8 @@ fn create(conn: &Connection, r: &ApprovalRecord, created_key: &str, expires_key:
         .prepare_cached(
             "INSERT INTO approvals (id, request_hash, decision_id, rules, role, action, requested_by, summary, \
              created_at, expires_at, created_key, expires_key, state, decided_by, decided_at, comment, roles, \
-             requested_via) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+             requested_via, hold_seconds, sealed) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
         )?
         .execute(params![
             r.id,
@@ -515,6 +557,8 @@ fn create(conn: &Connection, r: &ApprovalRecord, created_key: &str, expires_key:
             r.comment,
             roles,
             r.requested_via,
+            r.hold_seconds.map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+            r.sealed,
         ]);
     match result {
         Ok(_) => Ok(()),
@@ -532,12 +576,14 @@ struct Gate {
     requested_via: Option<String>,
     expires_key: String,
     request_hash: String,
+    hold_seconds: Option<i64>,
 }
 
 fn gate(conn: &Connection, id: &str) -> Result<Option<Gate>, StoreError> {
     Ok(conn
         .prepare_cached(
-            "SELECT state, requested_by, expires_key, request_hash, requested_via FROM approvals WHERE id = ?1",
+            "SELECT state, requested_by, expires_key, request_hash, requested_via, hold_seconds FROM approvals \
+             WHERE id = ?1",
         )?
         .query_row([id], |r| {
             Ok(Gate {
@@ -546,9 +592,32 @@ fn gate(conn: &Connection, id: &str) -> Result<Option<Gate>, StoreError> {
                 expires_key: r.get(2)?,
                 request_hash: r.get(3)?,
                 requested_via: r.get(4)?,
+                hold_seconds: r.get(5)?,
             })
         })
         .optional()?)
+}
+
+/// `now` plus `hold` seconds, as the approval's `expires_at` and its
+/// fixed-width key.
+fn expiry_after(now: &str, hold: i64) -> Result<(String, String), StoreError> {
+    let now: jiff::Timestamp = now
+        .trim()
+        .parse()
+        .map_err(|e| StoreError(format!("`{now}` is not an RFC 3339 time: {e}")))?;
+    let hold = jiff::SignedDuration::from_secs(hold.max(0));
+    // Past the end of time: the largest time there is.
+    let until = now.checked_add(hold).unwrap_or(jiff::Timestamp::MAX);
+    let at = chain::format_time(until);
+    Ok((at.clone(), at))
+}
+
+/// Clears the sealed secrets of approvals that expired before `now_key`
+/// without being decided: nobody can decide them any more.
+fn forget_expired_secrets(conn: &Connection, now_key: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE approvals SET sealed = NULL WHERE sealed IS NOT NULL AND expires_key <= ?1")?
+        .execute([now_key])?;
+    Ok(())
 }
 
 fn reload(conn: &Connection, id: &str) -> ApprovalReply {
@@ -585,15 +654,37 @@ fn decide(
     if now_key >= g.expires_key.as_str() {
         return Ok(Err(ApprovalError::Expired(id.to_owned())));
     }
+    // A grant holds for the rule's ttl from now (not from the request);
+    // approvals from before `hold_seconds` keep the expiry they were given.
+    let expiry = match (grant, g.hold_seconds) {
+        (true, Some(hold)) => Some(expiry_after(now, hold)?),
+        _ => None,
+    };
+    let (expires_at, expires_key) = match &expiry {
+        Some((at, key)) => (Some(at.as_str()), Some(key.as_str())),
+        None => (None, None),
+    };
     // The conditions are repeated in the UPDATE so that the change is
-    // correct on its own, whatever runs the checks above.
+    // correct on its own, whatever runs the checks above. Decided, the
+    // approval no longer needs the request's secrets.
     let state = if grant { "granted" } else { "denied" };
     let changed = conn
         .prepare_cached(
-            "UPDATE approvals SET state = ?2, decided_by = ?3, decided_at = ?4, comment = ?5 \
+            "UPDATE approvals SET state = ?2, decided_by = ?3, decided_at = ?4, comment = ?5, sealed = NULL, \
+             expires_at = coalesce(?7, expires_at), expires_key = coalesce(?8, expires_key) \
              WHERE id = ?1 AND state = 'pending' AND expires_key > ?6",
         )?
-        .execute(params![id, state, approver, now, comment, now_key])?;
+        .execute(params![
+            id,
+            state,
+            approver,
+            now,
+            comment,
+            now_key,
+            expires_at,
+            expires_key
+        ])?;
+    forget_expired_secrets(conn, now_key)?;
     if changed != 1 {
         return Err(StoreError(format!(
             "approval `{id}` changed while it was being decided"

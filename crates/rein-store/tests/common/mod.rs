@@ -52,5 +52,7 @@ pub fn entry(i: u64) -> AuditEntry {
         policy_version: "pv1".into(),
         latency_us: 40 + i,
         approval: None,
+        client: None,
+        policy_label: None,
     }
 }
