@@ -23,11 +23,13 @@ impl Runtime {
         let loaded = self.policy.load_full();
         let decision = loaded.policy.decide(&request);
         let decision_id = uuid::Uuid::now_v7().to_string();
-        let mut answer = answer_from(&decision_id, &decision);
+        let mut answer = answer_from(&decision_id, &decision, &loaded.policy);
         let output = request.output.take();
         let sensitive = loaded.sensitive(&request.action);
+        let known = loaded.policy.has_action(&request.action);
         let (entry, _) = self.entry(
             sensitive,
+            known,
             &decision_id,
             &mut request,
             &answer,

@@ -20,11 +20,13 @@ use recent::Recent;
 use rein_engine::{Basis, Decision, Effect, Phase, Policy, Request};
 use rein_store::chain::format_time;
 use rein_store::redact::Redactor;
-use rein_store::{ApprovalError, ApprovalRecord, ApprovalState, AuditEntry, Store, StoreError};
+use rein_store::seal::{key_fingerprint, Sealer};
+use rein_store::{ApprovalError, ApprovalRecord, ApprovalState, AuditEntry, AuditRecord, Store, StoreError};
 use serde::Serialize;
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 pub use refused::{Refusal, MAX_REFUSED_BODY_KEPT};
@@ -37,8 +39,11 @@ pub struct RuntimeConfig {
     /// log. Keep it secret and stable: the same value hashes the same way
     /// only under the same key.
     pub hmac_key: Vec<u8>,
-    /// How long a grant holds when the rule sets no `ttl`.
+    /// How long a grant holds, from the grant, when the rule sets no `ttl`.
     pub default_approval_ttl: SignedDuration,
+    /// How long a pending approval waits for a person before it expires
+    /// (then the request must be sent again, opening a new one).
+    pub pending_approval_wait: SignedDuration,
     /// How many recent decisions are kept in memory to check their
     /// outcomes against the original, unredacted request.
     pub recent_decisions: usize,
@@ -54,6 +59,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             hmac_key: Vec::new(),
             default_approval_ttl: SignedDuration::from_hours(1),
+            pending_approval_wait: SignedDuration::from_hours(1),
             recent_decisions: 10_000,
             trust_request_time: false,
         }
@@ -66,9 +72,22 @@ pub struct Runtime {
     policy: ArcSwap<Loaded>,
     store: Arc<dyn Store>,
     redactor: Redactor,
+    sealer: Sealer,
     config: RuntimeConfig,
     recent: Recent,
+    /// Whether the last audit append failed (read on every append, so
+    /// that the lock below is taken only on a change).
+    audit_failing: AtomicBool,
+    /// Why the last audit append failed; `None` once one succeeds.
+    audit_failure: Mutex<Option<String>>,
+    /// Whether the audit key was checked against the store's fingerprint:
+    /// [`KEY_UNCHECKED`], [`KEY_OK`] or [`KEY_MISMATCH`].
+    key_state: AtomicU8,
 }
+
+const KEY_UNCHECKED: u8 = 0;
+const KEY_OK: u8 = 1;
+const KEY_MISMATCH: u8 = 2;
 
 /// A policy and what the runtime derives from it once, when it is loaded
 /// rather than for every decision.
@@ -166,6 +185,8 @@ pub async fn record_approval_decision(
         policy_version: policy_version.to_string(),
         latency_us: 0,
         approval: Some(id.to_string()),
+        client: None,
+        policy_label: None,
     };
     store.append(entry).await.map(|_| ()).map_err(|e| {
         RuntimeError::Store(StoreError(format!(
@@ -173,6 +194,60 @@ pub async fn record_approval_decision(
             e.0
         )))
     })
+}
+
+/// Grants (`grant = true`) or denies the pending approval `id` in `store`
+/// for `approver`, and records the attempt in the audit log (see
+/// [`record_approval_decision`]), whether it succeeded or not. The
+/// approver must hold every role the approval names (unless
+/// `approver.roles` is `None`: every role) and may not be the actor who
+/// asked nor the client that sent the request. This is what the server
+/// runs, and what `rein approvals grant` runs on the store file.
+pub async fn decide_approval_in(
+    store: &dyn Store,
+    id: &str,
+    grant: bool,
+    approver: Approver<'_>,
+    comment: Option<&str>,
+    policy_version: &str,
+) -> Result<ApprovalRecord, RuntimeError> {
+    let name = approver.name;
+    let result = try_decide_approval(store, id, grant, approver, comment).await;
+    record_approval_decision(store, id, grant, name, comment, &result, policy_version).await?;
+    result
+}
+
+async fn try_decide_approval(
+    store: &dyn Store,
+    id: &str,
+    grant: bool,
+    approver: Approver<'_>,
+    comment: Option<&str>,
+) -> Result<ApprovalRecord, RuntimeError> {
+    if approver.roles.is_some() {
+        let record = store
+            .get_approval(id)
+            .await?
+            .ok_or_else(|| ApprovalError::NotFound(id.to_string()))?;
+        if let Some(role) = approver.missing_role(&record) {
+            return Err(RuntimeError::NotAllowed {
+                approver: approver.name.to_string(),
+                role: role.to_string(),
+            });
+        }
+    }
+    let now = format_time(Timestamp::now());
+    Ok(store.decide_approval(id, grant, approver.name, comment, &now).await??)
+}
+
+/// The root a dotted path starts with: `input` of `input.lines[0].sku`.
+fn root_of(path: &str) -> &str {
+    path.split(['.', '[']).next().unwrap_or(path)
+}
+
+/// `time` in the fixed-width form times are compared in, if it parses.
+fn chain_key(time: &str) -> Option<String> {
+    rein_store::chain::parse_time(time).ok()
 }
 
 /// Shortest text of a sensitive value taken out of the recorded reasons:
@@ -239,6 +314,24 @@ fn scrub_reasons(reasons: &[String], secrets: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// The decision an outcome reports on, as found in memory or in the log.
+struct Original {
+    /// The request and its effect, or why they cannot be had.
+    request: Result<(Request, Effect), String>,
+    /// The client that asked for the decision (`Some(None)`: none), when
+    /// the decision is known.
+    asked_by: Option<Option<Arc<str>>>,
+}
+
+impl Original {
+    fn unknown(why: String) -> Original {
+        Original {
+            request: Err(why),
+            asked_by: None,
+        }
+    }
+}
+
 /// A pending approval created by a `require_approval` decision.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PendingApproval {
@@ -250,8 +343,13 @@ pub struct PendingApproval {
     pub role: String,
     /// Every role its approver must hold, sorted.
     pub roles: Vec<String>,
-    /// Until when it can be granted and used (RFC 3339).
+    /// Until when it can be granted (RFC 3339); once granted, it holds for
+    /// the rule's `ttl` from the grant.
     pub expires_at: String,
+    /// Whether it is the approval an identical earlier request opened,
+    /// still pending, rather than a new one.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub reused: bool,
 }
 
 /// The answer to a decide or outcome call, recorded in the audit log.
@@ -278,6 +376,9 @@ pub struct Answer {
     pub labels: Vec<String>,
     /// Hash of the policy that decided.
     pub policy_version: String,
+    /// The policy's own `version:` label, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_label: Option<String>,
     /// Sequence number of the audit record; `None` only when recording
     /// failed, and then the effect is `block`.
     pub audit_seq: Option<u64>,
@@ -286,6 +387,10 @@ pub struct Answer {
     /// without the rules that allowed.
     #[serde(skip)]
     pub matched: Vec<rein_engine::MatchedRule>,
+    /// The rules whose conditions could not be evaluated, with why (the
+    /// reasons say it too); kept to tell them apart from other reasons.
+    #[serde(skip)]
+    pub errors: Vec<rein_engine::RuleError>,
 }
 
 /// Errors of approval management (not of decisions, which never fail).
@@ -305,6 +410,35 @@ pub enum RuntimeError {
         /// The role the approval needs.
         role: String,
     },
+    /// The audit key is not the one the store was first used with: its
+    /// hashes would not match those already recorded.
+    #[error(
+        "the audit key is not the one this store was first used with (its fingerprint is {stored}, this key's is \
+         {given}); use the original key (rein-audit.key beside the database, or --audit-key), or start a new store"
+    )]
+    KeyMismatch {
+        /// The fingerprint the store keeps.
+        stored: String,
+        /// The fingerprint of the key given.
+        given: String,
+    },
+}
+
+/// Why an outcome report was refused without being checked or recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum OutcomeRefused {
+    /// The decision was asked for by another client.
+    #[error("decision `{decision_id}` was asked for by another client; only that client may report its outcome")]
+    OtherClient {
+        /// The decision.
+        decision_id: String,
+    },
+    /// The decision's outcome was already reported.
+    #[error("the outcome of decision `{decision_id}` was already reported; an outcome is reported once")]
+    AlreadyReported {
+        /// The decision.
+        decision_id: String,
+    },
 }
 
 /// Who decides an approval, and for which approval roles.
@@ -317,15 +451,84 @@ pub struct Approver<'a> {
     pub roles: Option<&'a [String]>,
 }
 
+impl Approver<'_> {
+    /// The first role `approval` needs that this approver does not hold.
+    pub fn missing_role<'r>(&self, approval: &'r ApprovalRecord) -> Option<&'r str> {
+        let roles = self.roles?;
+        approval
+            .roles
+            .iter()
+            .find(|need| !roles.iter().any(|r| r == "*" || r == *need))
+            .map(String::as_str)
+    }
+
+    /// Whether this approver may decide `approval` (holds its roles and did
+    /// not ask for it), hence see what it covers.
+    pub fn may_decide(&self, approval: &ApprovalRecord) -> bool {
+        self.missing_role(approval).is_none()
+            && approval.requested_by.as_deref() != Some(self.name)
+            && approval.requested_via.as_deref() != Some(self.name)
+    }
+}
+
 impl Runtime {
     /// A runtime deciding with `policy` and recording in `store`.
     pub fn new(policy: Policy, store: Arc<dyn Store>, config: RuntimeConfig) -> Runtime {
         Runtime {
             policy: ArcSwap::from_pointee(Loaded::new(policy)),
             redactor: Redactor::new(&config.hmac_key),
+            sealer: Sealer::new(&config.hmac_key),
             recent: Recent::new(config.recent_decisions),
             store,
             config,
+            audit_failing: AtomicBool::new(false),
+            audit_failure: Mutex::new(None),
+            key_state: AtomicU8::new(KEY_UNCHECKED),
+        }
+    }
+
+    /// Checks the audit key against the fingerprint the store keeps,
+    /// recording this key's if the store has none yet (a new store, or one
+    /// from before fingerprints). Call it at start to refuse a wrong key
+    /// with a clear message; the first append checks it anyway, and with a
+    /// wrong key every decision is `block`.
+    pub async fn check_audit_key(&self) -> Result<(), RuntimeError> {
+        let given = key_fingerprint(&self.config.hmac_key);
+        let stored = match self.store.key_fingerprint().await? {
+            Some(stored) => stored,
+            // Written once in the store's life; later starts only read.
+            None => self.store.bind_key_fingerprint(&given).await?,
+        };
+        if stored == given {
+            self.key_state.store(KEY_OK, Ordering::Release);
+            Ok(())
+        } else {
+            self.key_state.store(KEY_MISMATCH, Ordering::Release);
+            Err(RuntimeError::KeyMismatch { stored, given })
+        }
+    }
+
+    /// Whether the audit log takes appends: `Err` with why while the last
+    /// append failed (a full disk, a broken file), `Ok` again once one
+    /// succeeds. Every decision is `block` while appends fail.
+    pub fn audit_health(&self) -> Result<(), String> {
+        match self.audit_failure.lock() {
+            Ok(failure) => match failure.as_ref() {
+                Some(why) => Err(why.clone()),
+                None => Ok(()),
+            },
+            Err(_) => Err("the runtime's health state is poisoned".into()),
+        }
+    }
+
+    fn set_audit_failure(&self, failure: Option<String>) {
+        let failing = failure.is_some();
+        if !failing && !self.audit_failing.load(Ordering::Acquire) {
+            return; // the common case: healthy, and still so
+        }
+        if let Ok(mut f) = self.audit_failure.lock() {
+            *f = failure;
+            self.audit_failing.store(failing, Ordering::Release);
         }
     }
 
@@ -368,13 +571,13 @@ impl Runtime {
         let decision = policy.decide(&request);
         let id = uuid::Uuid::now_v7();
         let decision_id = id.to_string();
-        let mut answer = answer_from(&decision_id, &decision);
+        let mut answer = answer_from(&decision_id, &decision, policy);
         let mut approval_ref = None;
 
         match (approval, decision.effect()) {
             (Some(id), Effect::RequireApproval) => {
                 let hash = approval_hash(&self.redactor, &request, &policy.per_call_fields(&request.action));
-                match self.store.use_approval(&id, &hash, &format_time(now)).await {
+                match self.use_approval(&id, &hash, now, client).await {
                     Ok(Ok(granted)) => {
                         answer.effect = Effect::Allow;
                         let by = granted.decided_by.unwrap_or_default();
@@ -386,7 +589,7 @@ impl Runtime {
                 approval_ref = Some(id);
             }
             (None, Effect::RequireApproval) => match self
-                .open_approval(&loaded, &request, &decision, &decision_id, now, client)
+                .open_or_reuse_approval(&loaded, &request, &decision, &decision_id, now, client)
                 .await
             {
                 Ok(pending) => {
@@ -402,8 +605,10 @@ impl Runtime {
         }
 
         let sensitive = loaded.sensitive(&request.action);
-        let (entry, moved) = self.entry(
+        let known = policy.has_action(&request.action);
+        let (mut entry, moved) = self.entry(
             sensitive,
+            known,
             &decision_id,
             &mut request,
             &answer,
@@ -413,6 +618,7 @@ impl Runtime {
             started,
             now,
         );
+        entry.client = client.map(str::to_string);
         if let Some(recorded) = self.record(&mut answer, entry).await {
             if moved {
                 // The request's values went into the record unchanged (no
@@ -423,7 +629,12 @@ impl Runtime {
                 request.snapshot = recorded.snapshot;
                 request.session = recorded.session;
             }
-            self.recent.insert(id.as_u128(), Arc::new(request), answer.effect);
+            self.recent.insert(
+                id.as_u128(),
+                Arc::new(request),
+                answer.effect,
+                client.map(Arc::<str>::from),
+            );
         }
         answer
     }
@@ -437,16 +648,56 @@ impl Runtime {
     /// apply, and with no rule matching the policy's after default decides
     /// (allow unless the policy sets it). `block` then means the error
     /// text must be withheld (it may carry what the output would have).
+    ///
+    /// The outcome is that of a decision made without a client (see
+    /// [`Runtime::outcome_from`]); a refused report is answered `block`
+    /// and not recorded.
     pub async fn outcome(&self, decision_id: &str, output: Option<serde_json::Value>, error: Option<String>) -> Answer {
+        match self.outcome_from(decision_id, output, error, None).await {
+            Ok(answer) => answer,
+            Err(refused) => {
+                let mut answer = blank_answer(decision_id, Phase::After, &self.policy.load().policy);
+                fail(&mut answer, refused.to_string());
+                answer
+            }
+        }
+    }
+
+    /// Checks the outcome of a decided action, as [`Runtime::outcome`]
+    /// does, reported by the authenticated client `client` (a server
+    /// token's name; `None` without one), which the record names. Only the
+    /// client that asked for the decision may report its outcome, once: a
+    /// report from another client, or a second one, is refused without
+    /// being checked or recorded.
+    pub async fn outcome_from(
+        &self,
+        decision_id: &str,
+        output: Option<serde_json::Value>,
+        error: Option<String>,
+        client: Option<&str>,
+    ) -> Result<Answer, OutcomeRefused> {
         let started = Instant::now();
         let now = Timestamp::now();
         let loaded = self.policy.load_full();
         let policy = &loaded.policy;
         let original = match self.recent.get(decision_id) {
-            Some(found) => Ok(found),
+            Some((request, effect, asked_by)) => Original {
+                request: Ok((request, effect)),
+                asked_by: Some(asked_by),
+            },
             None => self.recorded_request(&loaded, decision_id).await,
         };
-        let (mut request, mut answer) = match original {
+        // A decision that is not found has no client to compare: its
+        // outcome is recorded as `block`.
+        if let Some(asked_by) = &original.asked_by {
+            if asked_by.as_deref() != client {
+                tracing::warn!(decision_id = %decision_id, client = ?client, "refused an outcome from another client");
+                return Err(OutcomeRefused::OtherClient {
+                    decision_id: decision_id.to_string(),
+                });
+            }
+        }
+        let (mut request, mut answer) = match original.request {
             Err(reason) => {
                 let mut answer = blank_answer(decision_id, Phase::After, policy);
                 fail(&mut answer, reason);
@@ -470,14 +721,16 @@ impl Runtime {
                         Some(err) => request.error = Some(err.clone()),
                         None => request.output = Some(output.clone().unwrap_or(serde_json::Value::Null)),
                     }
-                    answer_from(decision_id, &policy.decide(&request))
+                    answer_from(decision_id, &policy.decide(&request), policy)
                 };
                 (request, answer)
             }
         };
         let sensitive = loaded.sensitive(&request.action);
-        let (entry, _) = self.entry(
+        let known = policy.has_action(&request.action);
+        let (mut entry, _) = self.entry(
             sensitive,
+            known,
             decision_id,
             &mut request,
             &answer,
@@ -487,8 +740,13 @@ impl Runtime {
             started,
             now,
         );
-        self.record(&mut answer, entry).await;
-        answer
+        entry.client = client.map(str::to_string);
+        match self.record_once(&mut answer, entry).await {
+            Some(()) => Ok(answer),
+            None => Err(OutcomeRefused::AlreadyReported {
+                decision_id: decision_id.to_string(),
+            }),
+        }
     }
 
     /// Grants a pending approval. The approver may not be the actor who
@@ -522,42 +780,43 @@ impl Runtime {
         approver: Approver<'_>,
         comment: Option<&str>,
     ) -> Result<ApprovalRecord, RuntimeError> {
-        let name = approver.name;
-        let result = self.try_decide_approval(id, grant, approver, comment).await;
         let version = self.policy.load().policy.version().to_string();
-        record_approval_decision(self.store.as_ref(), id, grant, name, comment, &result, &version).await?;
-        result
+        decide_approval_in(self.store.as_ref(), id, grant, approver, comment, &version).await
     }
 
-    async fn try_decide_approval(
+    /// The approvals asked for by `client`, newest first, optionally only
+    /// those in `state` (`Pending`: those that can still be decided): what
+    /// an agent may read of its own requests.
+    pub async fn client_approvals(
         &self,
-        id: &str,
-        grant: bool,
-        approver: Approver<'_>,
-        comment: Option<&str>,
-    ) -> Result<ApprovalRecord, RuntimeError> {
-        if let Some(roles) = approver.roles {
-            let record = self
-                .store
-                .get_approval(id)
-                .await?
-                .ok_or_else(|| ApprovalError::NotFound(id.to_string()))?;
-            let missing = record
-                .roles
-                .iter()
-                .find(|need| !roles.iter().any(|r| r == "*" || r == *need));
-            if let Some(role) = missing {
-                return Err(RuntimeError::NotAllowed {
-                    approver: approver.name.to_string(),
-                    role: role.clone(),
-                });
-            }
+        client: &str,
+        state: Option<ApprovalState>,
+        limit: u64,
+    ) -> Result<Vec<ApprovalRecord>, RuntimeError> {
+        let mut list = self.store.list_client_approvals(client, state, limit).await?;
+        if state == Some(ApprovalState::Pending) {
+            let now = format_time(Timestamp::now());
+            list.retain(|a| chain_key(&a.expires_at).is_some_and(|expires| expires > now));
         }
-        let now = format_time(Timestamp::now());
-        Ok(self
-            .store
-            .decide_approval(id, grant, approver.name, comment, &now)
-            .await??)
+        Ok(list)
+    }
+
+    /// The request an approval covers, sensitive values included, opened
+    /// from its sealed copy, for `viewer`: only an approver who may decide
+    /// it sees them, and only while it is pending (the copy is deleted once
+    /// it is decided or expired). `Ok(None)` when there is nothing to show.
+    pub fn sealed_request(
+        &self,
+        approval: &ApprovalRecord,
+        viewer: &Approver<'_>,
+    ) -> Result<Option<serde_json::Value>, RuntimeError> {
+        let Some(sealed) = &approval.sealed else {
+            return Ok(None);
+        };
+        if approval.state != ApprovalState::Pending || !viewer.may_decide(approval) {
+            return Ok(None);
+        }
+        Ok(Some(self.sealer.open(&approval.id, sealed)?))
     }
 
     /// Approvals, newest first. `Pending` lists only those that can still
@@ -577,7 +836,33 @@ impl Runtime {
         })
     }
 
-    async fn open_approval(
+    /// Uses the granted approval `id` for the request with `hash`, sent by
+    /// `client`: it must be the client that asked for it (the approval's
+    /// `requested_via`), so that another agent re-sending the identical
+    /// request cannot spend it.
+    async fn use_approval(
+        &self,
+        id: &str,
+        hash: &str,
+        now: Timestamp,
+        client: Option<&str>,
+    ) -> Result<Result<ApprovalRecord, ApprovalError>, StoreError> {
+        // `requested_via` never changes once written: checked before the
+        // atomic use, it cannot change in between.
+        match self.store.get_approval(id).await? {
+            None => return Ok(Err(ApprovalError::NotFound(id.to_string()))),
+            Some(a) if a.requested_via.as_deref() != client => {
+                return Ok(Err(ApprovalError::OtherClient(id.to_string())));
+            }
+            Some(_) => {}
+        }
+        self.store.use_approval(id, hash, &format_time(now)).await
+    }
+
+    /// The pending approval of this identical request from this client if
+    /// one is still open (asking again does not open another), else a new
+    /// one.
+    async fn open_or_reuse_approval(
         &self,
         loaded: &Loaded,
         request: &Request,
@@ -586,29 +871,54 @@ impl Runtime {
         now: Timestamp,
         client: Option<&str>,
     ) -> Result<PendingApproval, StoreError> {
-        let obligations = decision.obligations();
-        // Every rule that asked must be satisfied: the approver has to hold
-        // each role they name (rule order does not pick one).
-        let mut roles: Vec<String> = obligations.iter().map(|o| o.approval.role.clone()).collect();
-        roles.sort();
-        roles.dedup();
-        if roles.is_empty() {
-            roles.push("approver".to_string());
+        let hash = approval_hash(&self.redactor, request, &loaded.policy.per_call_fields(&request.action));
+        let (roles, hold) = approval_terms(decision, self.config.default_approval_ttl);
+        if let Some(open) = self.store.find_open_approval(&hash, client, &format_time(now)).await? {
+            // Asked under the same terms (a reload may have changed them).
+            if open.roles == roles && open.hold_seconds == Some(hold) {
+                return Ok(PendingApproval {
+                    id: open.id,
+                    role: open.role,
+                    roles: open.roles,
+                    expires_at: open.expires_at,
+                    reused: true,
+                });
+            }
         }
+        self.open_approval(loaded, request, decision, decision_id, now, client, hash)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn open_approval(
+        &self,
+        loaded: &Loaded,
+        request: &Request,
+        decision: &Decision,
+        decision_id: &str,
+        now: Timestamp,
+        client: Option<&str>,
+        request_hash: String,
+    ) -> Result<PendingApproval, StoreError> {
+        let obligations = decision.obligations();
+        let (roles, hold) = approval_terms(decision, self.config.default_approval_ttl);
         let role = roles.join(", ");
-        // The strictest obligation wins: the shortest ttl of the rules asking.
-        let ttl = obligations
-            .iter()
-            .filter_map(|o| o.approval.ttl_seconds)
-            .min()
-            .map_or(self.config.default_approval_ttl, |s| {
-                SignedDuration::from_secs(i64::try_from(s).unwrap_or(i64::MAX))
-            });
-        let expires = now.checked_add(ttl).unwrap_or(now);
+        // The wait for a person is bounded; the grant then holds `hold`
+        // seconds from the grant (the store sets that expiry).
+        let expires = now.checked_add(self.config.pending_approval_wait).unwrap_or(now);
         let id = uuid::Uuid::now_v7().to_string();
+        // The approver cannot see the sensitive values in the redacted
+        // summary: they get a sealed copy, deleted once decided or expired.
+        let sealed = match loaded.sensitive(&request.action).is_empty() {
+            true => None,
+            false => Some(self.sealer.seal(
+                &id,
+                &serde_json::json!({"input": request.input, "actor": request.actor, "snapshot": request.snapshot}),
+            )?),
+        };
         let record = ApprovalRecord {
             id: id.clone(),
-            request_hash: approval_hash(&self.redactor, request, &loaded.policy.per_call_fields(&request.action)),
+            request_hash,
             decision_id: decision_id.to_string(),
             rules: obligations.iter().map(|o| o.rule.clone()).collect(),
             role: role.clone(),
@@ -623,6 +933,8 @@ impl Runtime {
             decided_by: None,
             decided_at: None,
             comment: None,
+            hold_seconds: Some(hold),
+            sealed,
         };
         let expires_at = record.expires_at.clone();
         self.store.create_approval(record).await?;
@@ -631,31 +943,35 @@ impl Runtime {
             role,
             roles,
             expires_at,
+            reused: false,
         })
     }
 
     /// The original request of a decision no longer in memory, from the
     /// audit log. Sensitive fields are stored only as keyed hashes, so a
     /// request that had any cannot be rebuilt; the outcome then blocks.
-    async fn recorded_request(&self, loaded: &Loaded, decision_id: &str) -> Result<(Request, Effect), String> {
+    async fn recorded_request(&self, loaded: &Loaded, decision_id: &str) -> Original {
         let query = rein_store::AuditQuery {
             decision_id: Some(decision_id.to_string()),
             ..Default::default()
         };
-        let records = self
-            .store
-            .query_audit(&query)
-            .await
-            .map_err(|e| format!("the decision could not be looked up: {e}"))?;
+        let records = match self.store.query_audit(&query).await {
+            Ok(records) => records,
+            Err(e) => return Original::unknown(format!("the decision could not be looked up: {e}")),
+        };
         let Some(before) = records.into_iter().find(|r| r.entry.phase == "before") else {
-            return Err(format!("no decision `{decision_id}` was recorded"));
+            return Original::unknown(format!("no decision `{decision_id}` was recorded"));
         };
         let e = before.entry;
+        let asked_by = Some(e.client.as_deref().map(Arc::<str>::from));
         if !loaded.sensitive(&e.action).is_empty() {
-            return Err(format!(
-                "decision `{decision_id}` is no longer in memory and action `{}` has sensitive fields, which the audit log keeps only hashed; decide again",
-                e.action
-            ));
+            return Original {
+                request: Err(format!(
+                    "decision `{decision_id}` is no longer in memory and action `{}` has sensitive fields, which the audit log keeps only hashed; decide again",
+                    e.action
+                )),
+                asked_by,
+            };
         }
         let effect = Effect::parse(&e.effect).unwrap_or(Effect::Block);
         let mut request = Request::new(e.action)
@@ -663,7 +979,10 @@ impl Runtime {
             .actor(e.actor)
             .snapshot(e.snapshot);
         request.session = e.session;
-        Ok((request, effect))
+        Original {
+            request: Ok((request, effect)),
+            asked_by,
+        }
     }
 
     fn redacted_request(&self, loaded: &Loaded, request: &Request) -> serde_json::Value {
@@ -681,10 +1000,20 @@ impl Runtime {
     /// request's values are moved into the entry (and `true` is returned:
     /// the caller may take them back from the stored record); otherwise the
     /// entry gets redacted copies and the request is left as it was.
+    ///
+    /// With fields to redact, a root (`input`, `actor`, `snapshot`,
+    /// `output`) that does not fit its contract — the contract violation is
+    /// in it, or the action is not one the policy knows (`known_action`
+    /// false) — is hashed whole when any sensitive path lies under it:
+    /// nothing says where its secrets are. And the reasons the engine wrote
+    /// from the values (a contract violation, an evaluation error) are
+    /// withheld when anything was redacted, since they may quote a
+    /// sensitive value, transformed past recognition (`input.card + "x"`).
     #[allow(clippy::too_many_arguments)]
     fn entry(
         &self,
         sensitive: &[String],
+        known_action: bool,
         decision_id: &str,
         request: &mut Request,
         answer: &Answer,
@@ -694,8 +1023,16 @@ impl Runtime {
         started: Instant,
         now: Timestamp,
     ) -> (AuditEntry, bool) {
-        let redact = |mut v: serde_json::Value, root: &str| {
-            self.redactor.redact(&mut v, sensitive, root);
+        let violated_root = answer.violation.as_ref().map(|v| root_of(&v.path));
+        let misfit =
+            |root: &str| (!known_action || violated_root == Some(root)) && sensitive.iter().any(|p| root_of(p) == root);
+        let redact = |original: &serde_json::Value, root: &str| {
+            let mut v = original.clone();
+            if misfit(root) && !v.is_null() {
+                v = serde_json::Value::String(self.redactor.hash(&v));
+            } else {
+                self.redactor.redact(&mut v, sensitive, root);
+            }
             v
         };
         let moved = sensitive.is_empty();
@@ -711,9 +1048,9 @@ impl Runtime {
                 request.session.take(),
             )
         } else {
-            let input = redact(request.input.clone(), "input");
-            let actor = redact(request.actor.clone(), "actor");
-            let snapshot = redact(request.snapshot.clone(), "snapshot");
+            let input = redact(&request.input, "input");
+            let actor = redact(&request.actor, "actor");
+            let snapshot = redact(&request.snapshot, "snapshot");
             for (original, redacted) in [
                 (&request.input, &input),
                 (&request.actor, &actor),
@@ -724,10 +1061,14 @@ impl Runtime {
             (request.action.clone(), input, actor, snapshot, request.session.clone())
         };
         let output = output.map(|o| {
-            let redacted = redact(o.clone(), "output");
+            let redacted = if moved { o.clone() } else { redact(&o, "output") };
             redacted_texts(&o, &redacted, &mut secrets);
             redacted
         });
+        let mut reasons = scrub_reasons(&answer.reasons, &secrets);
+        if !secrets.is_empty() {
+            self.withhold_engine_reasons(answer, &mut reasons);
+        }
         let entry = AuditEntry {
             decision_id: decision_id.to_string(),
             time: format_time(now),
@@ -741,24 +1082,98 @@ impl Runtime {
             session,
             effect: answer.effect.as_str().to_string(),
             rules: answer.rules.clone(),
-            reasons: scrub_reasons(&answer.reasons, &secrets),
+            reasons,
             policy_version: answer.policy_version.clone(),
             latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             approval,
+            client: None,
+            policy_label: answer.policy_label.clone(),
         };
         (entry, moved)
+    }
+
+    /// Replaces, in `reasons`, the texts the engine wrote from the request's
+    /// values (its contract violation, its rules' evaluation errors) by
+    /// what is safe to keep: where, and a keyed hash of the message.
+    fn withhold_engine_reasons(&self, answer: &Answer, reasons: &mut [String]) {
+        let withheld = |message: &str| {
+            format!(
+                "(message withheld: it may quote a sensitive value; {})",
+                self.redactor.hash_bytes(message.as_bytes())
+            )
+        };
+        for reason in reasons.iter_mut() {
+            if let Some(v) = &answer.violation {
+                if *reason == format!("contract: {v}") {
+                    *reason = format!("contract: {}: {}", v.path, withheld(&v.message));
+                    continue;
+                }
+            }
+            for e in &answer.errors {
+                if *reason == format!("rule `{}` could not be evaluated: {}", e.rule, e.message) {
+                    *reason = format!("rule `{}` could not be evaluated: {}", e.rule, withheld(&e.message));
+                }
+            }
+        }
     }
 
     /// Appends the record and returns the entry as stored; on failure the
     /// answer becomes `block`.
     async fn record(&self, answer: &mut Answer, entry: AuditEntry) -> Option<AuditEntry> {
-        match self.store.append(entry).await {
+        if !self.key_checked(answer).await {
+            return None;
+        }
+        let appended = self.store.append(entry).await;
+        self.recorded(answer, appended)
+    }
+
+    /// Appends the record unless its decision already has one of its phase
+    /// (an outcome): `None` then, and nothing is written. On failure the
+    /// answer becomes `block`.
+    async fn record_once(&self, answer: &mut Answer, entry: AuditEntry) -> Option<()> {
+        if !self.key_checked(answer).await {
+            return Some(());
+        }
+        match self.store.append_once(entry).await {
+            Ok(None) => None,
+            Ok(Some(rec)) => self.recorded(answer, Ok(rec)).map(|_| ()).or(Some(())),
+            Err(e) => self.recorded(answer, Err(e)).map(|_| ()).or(Some(())),
+        }
+    }
+
+    /// Whether the audit key is the store's (checked once, at the first
+    /// append, unless [`Runtime::check_audit_key`] ran at start); if not,
+    /// the answer becomes `block` and nothing may be recorded: hashes under
+    /// another key would not match those already kept.
+    async fn key_checked(&self, answer: &mut Answer) -> bool {
+        let why = match self.key_state.load(Ordering::Acquire) {
+            KEY_OK => return true,
+            KEY_UNCHECKED => match self.check_audit_key().await {
+                Ok(()) => return true,
+                Err(e) => e.to_string(),
+            },
+            _ => "the audit key is not the one this store was first used with".to_string(),
+        };
+        tracing::error!(error = %why, decision_id = %answer.decision_id, "audit key refused; answering block");
+        self.set_audit_failure(Some(why.clone()));
+        answer.approval = None;
+        fail(
+            answer,
+            format!("the decision could not be recorded in the audit log: {why}"),
+        );
+        false
+    }
+
+    fn recorded(&self, answer: &mut Answer, appended: Result<AuditRecord, StoreError>) -> Option<AuditEntry> {
+        match appended {
             Ok(rec) => {
+                self.set_audit_failure(None);
                 answer.audit_seq = Some(rec.seq);
                 Some(rec.entry)
             }
             Err(e) => {
                 tracing::error!(error = %e, decision_id = %answer.decision_id, "audit append failed; answering block");
+                self.set_audit_failure(Some(format!("the last audit append failed: {e}")));
                 answer.approval = None;
                 fail(
                     answer,
@@ -806,7 +1221,27 @@ fn approval_hash(redactor: &Redactor, request: &Request, per_call: &[String]) ->
     }))
 }
 
-fn answer_from(decision_id: &str, d: &Decision) -> Answer {
+/// What an approval asked by `decision` needs: every role of the rules
+/// that asked, sorted (the approver must hold each; rule order does not
+/// pick one), and how long a grant holds, in seconds: the shortest `ttl`
+/// of those rules (the strictest obligation wins), else `default_ttl`.
+fn approval_terms(decision: &Decision, default_ttl: SignedDuration) -> (Vec<String>, u64) {
+    let obligations = decision.obligations();
+    let mut roles: Vec<String> = obligations.iter().map(|o| o.approval.role.clone()).collect();
+    roles.sort();
+    roles.dedup();
+    if roles.is_empty() {
+        roles.push("approver".to_string());
+    }
+    let hold = obligations
+        .iter()
+        .filter_map(|o| o.approval.ttl_seconds)
+        .min()
+        .unwrap_or_else(|| u64::try_from(default_ttl.as_secs()).unwrap_or(0));
+    (roles, hold)
+}
+
+fn answer_from(decision_id: &str, d: &Decision, policy: &Policy) -> Answer {
     // The matched rules carry the reasons already: built once, not again
     // by `Decision::reasons` (only a decision without them needs that).
     let matched = d.matched_rules();
@@ -828,8 +1263,10 @@ fn answer_from(decision_id: &str, d: &Decision) -> Answer {
         },
         labels: d.labels().into_iter().map(str::to_string).collect(),
         policy_version: d.policy_version().to_string(),
+        policy_label: policy.version_label().map(str::to_string),
         audit_seq: None,
         matched,
+        errors: d.errors(),
     }
 }
 
@@ -844,8 +1281,10 @@ fn blank_answer(decision_id: &str, phase: Phase, policy: &Policy) -> Answer {
         violation: None,
         labels: Vec::new(),
         policy_version: policy.version().to_string(),
+        policy_label: policy.version_label().map(str::to_string),
         audit_seq: None,
         matched: Vec::new(),
+        errors: Vec::new(),
     }
 }
 

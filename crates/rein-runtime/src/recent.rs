@@ -15,9 +15,12 @@ pub(crate) struct Recent {
     inner: Mutex<Inner>,
 }
 
+/// A decision: its request, its effect, and the client that asked.
+type Entry = (Arc<Request>, Effect, Option<Arc<str>>);
+
 #[derive(Default)]
 struct Inner {
-    map: FxHashMap<u128, (Arc<Request>, Effect)>,
+    map: FxHashMap<u128, Entry>,
     order: VecDeque<u128>,
 }
 
@@ -29,7 +32,7 @@ impl Recent {
         }
     }
 
-    pub fn insert(&self, id: u128, request: Arc<Request>, effect: Effect) {
+    pub fn insert(&self, id: u128, request: Arc<Request>, effect: Effect, client: Option<Arc<str>>) {
         if self.capacity == 0 {
             return;
         }
@@ -43,21 +46,22 @@ impl Recent {
                 None
             };
             inner.order.push_back(id);
-            inner.map.insert(id, (request, effect));
+            inner.map.insert(id, (request, effect, client));
         }
         // The evicted request is freed outside the lock.
         drop(evicted);
     }
 
-    /// The request and effect of decision `id`, if it is still here.
-    pub fn get(&self, id: &str) -> Option<(Request, Effect)> {
+    /// The request, effect and client of decision `id`, if it is still
+    /// here.
+    pub fn get(&self, id: &str) -> Option<(Request, Effect, Option<Arc<str>>)> {
         let key = uuid::Uuid::try_parse(id).ok()?.as_u128();
-        let (request, effect) = {
+        let (request, effect, client) = {
             let inner = self.inner.lock().ok()?;
-            let (request, effect) = inner.map.get(&key)?;
-            (Arc::clone(request), *effect)
+            let (request, effect, client) = inner.map.get(&key)?;
+            (Arc::clone(request), *effect, client.clone())
         };
-        Some((Arc::unwrap_or_clone(request), effect))
+        Some((Arc::unwrap_or_clone(request), effect, client))
     }
 }
 
@@ -70,11 +74,11 @@ mod tests {
         let r = Recent::new(2);
         let ids: Vec<uuid::Uuid> = (0..3).map(|_| uuid::Uuid::now_v7()).collect();
         for (id, action) in ids.iter().zip(["a", "b", "c"]) {
-            r.insert(id.as_u128(), Arc::new(Request::new(action)), Effect::Allow);
+            r.insert(id.as_u128(), Arc::new(Request::new(action)), Effect::Allow, None);
         }
         assert!(r.get(&ids[0].to_string()).is_none());
         assert_eq!(
-            r.get(&ids[2].to_string()).map(|(req, _)| req.action),
+            r.get(&ids[2].to_string()).map(|(req, _, _)| req.action),
             Some("c".to_string())
         );
         assert!(r.get("not a uuid").is_none());

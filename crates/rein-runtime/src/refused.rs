@@ -37,6 +37,8 @@ pub struct Refusal<'a> {
     /// The body's length when known without reading it (a declared
     /// `Content-Length` over the limit).
     pub declared_len: Option<u64>,
+    /// The authenticated client that sent it (a server token's name).
+    pub client: Option<&'a str>,
 }
 
 impl Runtime {
@@ -116,6 +118,8 @@ impl Runtime {
             policy_version: answer.policy_version.clone(),
             latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             approval: None,
+            client: r.client.map(str::to_owned),
+            policy_label: loaded.policy.version_label().map(str::to_owned),
         };
         self.record(&mut answer, entry).await;
         answer

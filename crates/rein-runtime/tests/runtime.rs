@@ -111,8 +111,8 @@ async fn every_decision_is_recorded_before_the_answer_with_sensitive_fields_hash
 }
 
 /// What cannot be tied to an action of the policy (a misspelt action, an
-/// outcome whose decision is not found) is recorded with every path that
-/// any action marks sensitive hashed.
+/// outcome whose decision is not found) fits no contract: each of its
+/// roots under which any action marks a path sensitive is hashed whole.
 #[tokio::test]
 async fn unknown_actions_and_unmatched_outcomes_keep_no_secret_in_clear() {
     let dir = tempfile::tempdir().unwrap();
@@ -135,12 +135,12 @@ async fn unknown_actions_and_unmatched_outcomes_keep_no_secret_in_clear() {
     let text = serde_json::to_string(&records).unwrap();
     assert!(!text.contains("4111111111111111"), "{text}");
     assert!(!text.contains("s3cret"), "{text}");
-    let card = records[0].entry.input["card"].as_str().unwrap();
-    assert!(card.starts_with("hmac-sha256:"), "{card}");
-    let token = records[1].entry.output.as_ref().unwrap()["token"].as_str().unwrap();
-    assert!(token.starts_with("hmac-sha256:"), "{token}");
-    // What no action marks sensitive stays readable.
-    assert_eq!(records[0].entry.input["amount"], json!(5));
+    let input = records[0].entry.input.as_str().unwrap();
+    assert!(input.starts_with("hmac-sha256:"), "{input}");
+    let output = records[1].entry.output.as_ref().unwrap().as_str().unwrap();
+    assert!(output.starts_with("hmac-sha256:"), "{output}");
+    // A root under which no path is sensitive stays readable.
+    assert_eq!(records[0].entry.actor, json!({"id": "bot"}));
 }
 
 /// A reason that quotes a sensitive value (an evaluation error here) is
@@ -267,7 +267,14 @@ rules:
         .await
         .unwrap();
     assert_eq!(granted.requested_via.as_deref(), Some("bot-token"));
-    let allowed = rt.decide(request(), Some(pending.id)).await;
+    // Only the client that asked may use it: not another, nor a caller
+    // with no client.
+    for other in [Some("other-token"), None] {
+        let refused = rt.decide_from(request(), Some(pending.id.clone()), other).await;
+        assert_eq!(refused.effect, Effect::Block, "{other:?}");
+        assert!(refused.reasons[0].contains("another client"), "{:?}", refused.reasons);
+    }
+    let allowed = rt.decide_from(request(), Some(pending.id), Some("bot-token")).await;
     assert_eq!(allowed.effect, Effect::Allow, "{:?}", allowed.reasons);
 }
 
@@ -279,7 +286,7 @@ async fn expired_approvals_are_not_listed_as_pending() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(dir.path().join("rein.db")).unwrap());
     let config = RuntimeConfig {
-        default_approval_ttl: jiff::SignedDuration::from_millis(300),
+        pending_approval_wait: jiff::SignedDuration::from_millis(300),
         ..RuntimeConfig::default()
     };
     let rt = Runtime::new(Policy::from_yaml_str(policy).unwrap(), store, config);
@@ -432,20 +439,26 @@ async fn concurrent_uses_of_one_approval_allow_exactly_once() {
 async fn outcomes_run_after_rules_and_refuse_unallowed_actions() {
     let dir = tempfile::tempdir().unwrap();
     let (rt, store) = runtime(&dir);
-    let a = rt.decide(pay(5, "bot"), None).await;
-    let bad = rt.outcome(&a.decision_id, Some(json!({"receipt": ""})), None).await;
+    // An outcome is reported once per decision: one decision for each.
+    let decided = || async { rt.decide(pay(5, "bot"), None).await.decision_id };
+    let bad = rt.outcome(&decided().await, Some(json!({"receipt": ""})), None).await;
     assert_eq!(
         (bad.effect, bad.rules.clone()),
         (Effect::Block, vec!["bad_receipt".to_string()])
     );
-    let good = rt.outcome(&a.decision_id, Some(json!({"receipt": "r-1"})), None).await;
+    let a = decided().await;
+    let good = rt.outcome(&a, Some(json!({"receipt": "r-1"})), None).await;
     assert_eq!(good.effect, Effect::Allow);
-    let wrong_type = rt.outcome(&a.decision_id, Some(json!({"receipt": 5})), None).await;
+    let again = rt.outcome(&a, Some(json!({"receipt": "r-1"})), None).await;
+    assert_eq!(again.effect, Effect::Block);
+    assert!(again.reasons[0].contains("already reported"), "{:?}", again.reasons);
+    assert_eq!(again.audit_seq, None, "a second report is not recorded");
+    let wrong_type = rt.outcome(&decided().await, Some(json!({"receipt": 5})), None).await;
     assert_eq!(wrong_type.violation.unwrap().path, "output.receipt");
     // An error goes through the after rules as `error`; `bad_receipt`
     // reads the output, which a failed action has not, so it does not
     // apply; with no rule matching, the after default (allow) decides.
-    let failed = rt.outcome(&a.decision_id, None, Some("card declined".into())).await;
+    let failed = rt.outcome(&decided().await, None, Some("card declined".into())).await;
     assert_eq!(
         (failed.effect, failed.rules.clone()),
         (Effect::Block, vec!["card_in_error".to_string()])
@@ -455,7 +468,7 @@ async fn outcomes_run_after_rules_and_refuse_unallowed_actions() {
         "the error text is not echoed in the reasons: {:?}",
         failed.reasons
     );
-    let timeout = rt.outcome(&a.decision_id, None, Some("timeout".into())).await;
+    let timeout = rt.outcome(&decided().await, None, Some("timeout".into())).await;
     assert_eq!((timeout.effect, timeout.rules.len()), (Effect::Allow, 0));
 
     let pending = rt.decide(pay(500, "bot"), None).await;
@@ -473,15 +486,70 @@ async fn outcomes_run_after_rules_and_refuse_unallowed_actions() {
         unknown.reasons
     );
 
-    // Every outcome was recorded too, under the decision's id.
+    // The outcome was recorded once, under the decision's id.
     let recs = store
         .query_audit(&AuditQuery {
-            decision_id: Some(a.decision_id.clone()),
+            decision_id: Some(a.clone()),
             ..Default::default()
         })
         .await
         .unwrap();
-    assert_eq!(recs.iter().filter(|r| r.entry.phase == "after").count(), 5);
+    let phases: Vec<&str> = recs.iter().map(|r| r.entry.phase.as_str()).collect();
+    assert_eq!(phases, ["before", "after"]);
+}
+
+/// Only the client that asked for a decision may report its outcome, from
+/// memory or (after a restart) from the log, and the record names the
+/// sender.
+#[tokio::test]
+async fn outcomes_are_bound_to_the_client_that_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, store) = runtime(&dir);
+    let note = || {
+        Request::new("note")
+            .input(json!({"text": "hi"}))
+            .actor(json!({"id": "bot"}))
+    };
+    let a = rt.decide_from(note(), None, Some("agent-1")).await.decision_id;
+    for other in [Some("agent-2"), None] {
+        let refused = rt.outcome_from(&a, Some(json!({"ok": true})), None, other).await;
+        assert!(
+            matches!(refused, Err(rein_runtime::OutcomeRefused::OtherClient { .. })),
+            "{other:?}: {refused:?}"
+        );
+    }
+    // From the log, after a restart.
+    let b = rt.decide_from(note(), None, Some("agent-1")).await.decision_id;
+    let (rt2, _) = runtime(&dir);
+    assert!(rt2
+        .outcome_from(&b, Some(json!({"ok": true})), None, Some("agent-2"))
+        .await
+        .is_err());
+    let ok = rt2
+        .outcome_from(&b, Some(json!({"ok": true})), None, Some("agent-1"))
+        .await
+        .unwrap();
+    assert_eq!(ok.effect, Effect::Allow);
+    let ok = rt
+        .outcome_from(&a, Some(json!({"ok": true})), None, Some("agent-1"))
+        .await
+        .unwrap();
+    assert_eq!(ok.effect, Effect::Allow);
+    let recs = store.query_audit(&AuditQuery::default()).await.unwrap();
+    let clients: Vec<(&str, Option<&str>)> = recs
+        .iter()
+        .map(|r| (r.entry.phase.as_str(), r.entry.client.as_deref()))
+        .collect();
+    assert_eq!(
+        clients,
+        [
+            ("before", Some("agent-1")),
+            ("before", Some("agent-1")),
+            ("after", Some("agent-1")),
+            ("after", Some("agent-1"))
+        ]
+    );
+    assert_eq!(store.verify_audit().await.unwrap(), Verification::Intact { records: 4 });
 }
 
 #[tokio::test]
@@ -603,4 +671,212 @@ async fn a_failing_store_turns_every_answer_into_block() {
     assert!(b.approval.is_none());
     let c = rt.decide(pay(500, "bot"), Some("x".into())).await;
     assert_eq!(c.effect, Effect::Block);
+}
+
+/// The same request asking again reuses its pending approval; another
+/// client's, or a different request, opens its own.
+#[tokio::test]
+async fn an_identical_request_reuses_its_pending_approval() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, store) = runtime(&dir);
+    let first = rt
+        .decide_from(pay(500, "bot"), None, Some("agent-1"))
+        .await
+        .approval
+        .unwrap();
+    assert!(!first.reused);
+    for _ in 0..2 {
+        let again = rt
+            .decide_from(pay(500, "bot"), None, Some("agent-1"))
+            .await
+            .approval
+            .unwrap();
+        assert_eq!((again.id.as_str(), again.reused), (first.id.as_str(), true));
+    }
+    let other_client = rt
+        .decide_from(pay(500, "bot"), None, Some("agent-2"))
+        .await
+        .approval
+        .unwrap();
+    let other_request = rt
+        .decide_from(pay(501, "bot"), None, Some("agent-1"))
+        .await
+        .approval
+        .unwrap();
+    assert_ne!(other_client.id, first.id);
+    assert_ne!(other_request.id, first.id);
+    assert_eq!(store.list_approvals(None, 10).await.unwrap().len(), 3);
+    // Once decided it is no longer reused.
+    rt.deny(&first.id, anyone("boss"), None).await.unwrap();
+    let fresh = rt
+        .decide_from(pay(500, "bot"), None, Some("agent-1"))
+        .await
+        .approval
+        .unwrap();
+    assert_ne!(fresh.id, first.id);
+    assert!(!fresh.reused);
+}
+
+/// A pending approval waits `pending_approval_wait`; a grant holds the
+/// rule's `ttl` (10 minutes here) from the grant.
+#[tokio::test]
+async fn a_grant_holds_its_ttl_from_the_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("rein.db")).unwrap());
+    let config = RuntimeConfig {
+        pending_approval_wait: jiff::SignedDuration::from_hours(5),
+        ..RuntimeConfig::default()
+    };
+    let rt = Runtime::new(Policy::from_yaml_str(POLICY).unwrap(), store, config);
+    let before = jiff::Timestamp::now();
+    let pending = rt.decide(pay(500, "bot"), None).await.approval.unwrap();
+    let wait: jiff::Timestamp = pending.expires_at.parse().unwrap();
+    let waited = wait.duration_since(before);
+    assert!(
+        waited >= jiff::SignedDuration::from_hours(5)
+            && waited < jiff::SignedDuration::from_hours(5) + jiff::SignedDuration::from_secs(60),
+        "{waited:?}"
+    );
+    let granted_at = jiff::Timestamp::now();
+    let granted = rt.grant(&pending.id, anyone("boss"), None).await.unwrap();
+    let holds: jiff::Timestamp = granted.expires_at.parse().unwrap();
+    let held = holds.duration_since(granted_at);
+    assert!(
+        held >= jiff::SignedDuration::from_mins(10) - jiff::SignedDuration::from_secs(1)
+            && held <= jiff::SignedDuration::from_mins(10) + jiff::SignedDuration::from_secs(60),
+        "{held:?}"
+    );
+    assert_eq!(granted.hold_seconds, Some(600));
+}
+
+/// An approver who may decide an approval sees the request's sensitive
+/// values, opened from the sealed copy; nobody else does, and the copy is
+/// gone once decided.
+#[tokio::test]
+async fn approvers_see_the_sealed_sensitive_values_while_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, store) = runtime(&dir);
+    let pending = rt
+        .decide_from(pay(500, "bot"), None, Some("agent-1"))
+        .await
+        .approval
+        .unwrap();
+    let record = store.get_approval(&pending.id).await.unwrap().unwrap();
+    assert!(!record.summary.to_string().contains("4111"), "the summary is redacted");
+    assert!(
+        !serde_json::to_string(&record).unwrap().contains("xchacha"),
+        "never serialized"
+    );
+    let finance = ["finance".to_string()];
+    let support = ["support".to_string()];
+    let seen = rt
+        .sealed_request(
+            &record,
+            &Approver {
+                name: "fin",
+                roles: Some(&finance),
+            },
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen["input"]["card"], "4111111111111111");
+    for viewer in [
+        Approver {
+            name: "sam",
+            roles: Some(&support),
+        },
+        Approver {
+            name: "agent-1",
+            roles: None,
+        },
+        Approver {
+            name: "bot",
+            roles: None,
+        },
+    ] {
+        assert_eq!(rt.sealed_request(&record, &viewer).unwrap(), None, "{viewer:?}");
+    }
+    // Under another key it does not open.
+    let other = Runtime::new(
+        Policy::from_yaml_str(POLICY).unwrap(),
+        store.clone(),
+        RuntimeConfig {
+            hmac_key: b"another key".to_vec(),
+            ..RuntimeConfig::default()
+        },
+    );
+    assert!(other.sealed_request(&record, &anyone("boss")).is_err());
+    rt.grant(&pending.id, anyone("boss"), None).await.unwrap();
+    let decided = store.get_approval(&pending.id).await.unwrap().unwrap();
+    assert_eq!(decided.sealed, None);
+    assert_eq!(rt.sealed_request(&decided, &anyone("boss")).unwrap(), None);
+}
+
+/// A store refuses an audit key other than the one it was first used with:
+/// at start, and at every decision (which blocks, unrecorded).
+#[tokio::test]
+async fn another_audit_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, store) = runtime(&dir);
+    rt.check_audit_key().await.unwrap();
+    assert!(rt.decide(pay(5, "bot"), None).await.audit_seq.is_some());
+    let wrong = Runtime::new(
+        Policy::from_yaml_str(POLICY).unwrap(),
+        store.clone(),
+        RuntimeConfig {
+            hmac_key: b"test kez".to_vec(),
+            ..RuntimeConfig::default()
+        },
+    );
+    let e = wrong.check_audit_key().await.unwrap_err();
+    assert!(matches!(e, RuntimeError::KeyMismatch { .. }), "{e}");
+    assert!(
+        e.to_string().contains("not the one this store was first used with"),
+        "{e}"
+    );
+    // Without the check at start, the first decision finds out.
+    let unchecked = Runtime::new(
+        Policy::from_yaml_str(POLICY).unwrap(),
+        store.clone(),
+        RuntimeConfig {
+            hmac_key: b"test kez".to_vec(),
+            ..RuntimeConfig::default()
+        },
+    );
+    let a = unchecked.decide(pay(5, "bot"), None).await;
+    assert_eq!((a.effect, a.audit_seq), (Effect::Block, None));
+    assert!(a.reasons[0].contains("audit key"), "{:?}", a.reasons);
+    assert!(unchecked.audit_health().is_err());
+    assert_eq!(store.audit_len().await.unwrap(), 1);
+    // The right key still works.
+    let (again, _) = runtime(&dir);
+    again.check_audit_key().await.unwrap();
+}
+
+/// The runtime reports the audit log unhealthy from a failed append until
+/// one succeeds.
+#[tokio::test]
+async fn audit_health_follows_the_last_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rein.db");
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    let rt = Runtime::new(
+        Policy::from_yaml_str(POLICY).unwrap(),
+        store.clone(),
+        RuntimeConfig::default(),
+    );
+    assert!(rt.decide(pay(5, "bot"), None).await.audit_seq.is_some());
+    assert_eq!(rt.audit_health(), Ok(()));
+    // A trigger that fails every insert stands in for a full disk here;
+    // the server's test fills a real one.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let raw = |sql: &str| conn.execute_batch(sql).unwrap();
+    raw("CREATE TRIGGER full BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;");
+    let a = rt.decide(pay(5, "bot"), None).await;
+    assert_eq!(a.effect, Effect::Block);
+    let why = rt.audit_health().unwrap_err();
+    assert!(why.contains("disk is full"), "{why}");
+    raw("DROP TRIGGER full;");
+    assert!(rt.decide(pay(5, "bot"), None).await.audit_seq.is_some());
+    assert_eq!(rt.audit_health(), Ok(()));
 }

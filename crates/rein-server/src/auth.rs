@@ -305,8 +305,12 @@ fn digest(token: &str) -> [u8; 32] {
 /// request's extensions. (The agent routes call [`authorize`] themselves,
 /// first thing: a layer costs an allocation and a boxed future per
 /// request on the hot path.)
+///
+/// A route some role may also use for its own records only (`own`: agents
+/// read the approvals their requests opened) lets that role through; the
+/// handler narrows what it sees.
 pub(crate) async fn require_role(
-    State((state, required)): State<(AppState, Role)>,
+    State((state, required, own)): State<(AppState, Role, Option<Role>)>,
     matched: Option<MatchedPath>,
     mut request: Request,
     next: Next,
@@ -314,7 +318,7 @@ pub(crate) async fn require_role(
     let route = matched
         .as_ref()
         .map_or_else(|| request.uri().path(), MatchedPath::as_str);
-    match authorize(&state, required, request.headers(), route) {
+    match authorize_with(&state, required, own, request.headers(), route) {
         Ok(identity) => {
             let identity = identity.clone();
             request.extensions_mut().insert(identity);
@@ -330,6 +334,18 @@ pub(crate) async fn require_role(
 pub(crate) fn authorize<'s>(
     state: &'s AppState,
     required: Role,
+    headers: &HeaderMap,
+    route: &str,
+) -> Result<&'s Identity, ApiError> {
+    authorize_with(state, required, None, headers, route)
+}
+
+/// As [`authorize`], also letting through a token of role `own` (see
+/// [`require_role`]).
+pub(crate) fn authorize_with<'s>(
+    state: &'s AppState,
+    required: Role,
+    own: Option<Role>,
     headers: &HeaderMap,
     route: &str,
 ) -> Result<&'s Identity, ApiError> {
@@ -362,7 +378,7 @@ pub(crate) fn authorize<'s>(
         )
         .blocking(block));
     };
-    if !identity.role.permits(required) {
+    if !identity.role.permits(required) && own != Some(identity.role) {
         state.metrics().auth_failure("forbidden");
         tracing::warn!(route = %route, token = %identity.name, role = %identity.role, required = %required, "refused: wrong role");
         return Err(ApiError::new(

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use rein_engine::{Effect, Phase, Request as ReinRequest};
-use rein_runtime::{Approver, Refusal, RuntimeError};
+use rein_runtime::{Approver, OutcomeRefused, Refusal, RuntimeError};
 use rein_store::chain::{format_time, parse_time};
 use rein_store::{ApprovalError, ApprovalState, AuditQuery, Verification};
 use serde::de::DeserializeOwned;
@@ -46,6 +46,9 @@ pub struct RouteInfo {
     /// The role a token needs (admin may do everything); `None` for the
     /// public routes.
     pub role: Option<Role>,
+    /// A role that may also use the route, for its own records only:
+    /// agents read the approvals their own requests opened.
+    pub own: Option<Role>,
 }
 
 struct Spec {
@@ -55,8 +58,21 @@ struct Spec {
 
 fn spec(method: Method, path: &'static str, role: Option<Role>, handler: MethodRouter<AppState>) -> Spec {
     Spec {
-        info: RouteInfo { method, path, role },
+        info: RouteInfo {
+            method,
+            path,
+            role,
+            own: None,
+        },
         handler,
+    }
+}
+
+impl Spec {
+    /// Lets `role` use the route for its own records too.
+    fn also_own(mut self, role: Role) -> Spec {
+        self.info.own = Some(role);
+        self
     }
 }
 
@@ -68,8 +84,8 @@ fn specs() -> Vec<Spec> {
         spec(Method::POST, "/v1/decide", Some(Agent), post(decide)),
         spec(Method::POST, "/v1/outcome", Some(Agent), post(outcome)),
         spec(Method::POST, "/v1/hooks/{agent}", Some(Agent), post(hook)),
-        spec(Method::GET, "/v1/approvals", Some(Approver), get(list_approvals)),
-        spec(Method::GET, "/v1/approvals/{id}", Some(Approver), get(get_approval)),
+        spec(Method::GET, "/v1/approvals", Some(Approver), get(list_approvals)).also_own(Agent),
+        spec(Method::GET, "/v1/approvals/{id}", Some(Approver), get(get_approval)).also_own(Agent),
         spec(Method::POST, "/v1/approvals/{id}/grant", Some(Approver), post(grant)),
         spec(Method::POST, "/v1/approvals/{id}/deny", Some(Approver), post(deny)),
         spec(Method::GET, "/v1/audit", Some(Admin), get(query_audit)),
@@ -93,9 +109,10 @@ pub(crate) fn router(state: AppState) -> Router {
             // The agent handlers check their token themselves (`authorize`),
             // first thing: this is the hot path.
             Some(Role::Agent) => s.handler,
-            Some(role) => s
-                .handler
-                .route_layer(middleware::from_fn_with_state((state.clone(), role), require_role)),
+            Some(role) => s.handler.route_layer(middleware::from_fn_with_state(
+                (state.clone(), role, s.info.own),
+                require_role,
+            )),
             None => s.handler,
         };
         router = router.route(s.info.path, handler);
@@ -226,11 +243,11 @@ async fn decide(State(state): State<AppState>, request: Request) -> Result<Respo
         .clone();
     let bytes = match read_limited(&parts.headers, body, state.max_body_bytes()).await {
         Ok(bytes) => bytes,
-        Err(e) => return Err(refused(&state, Phase::Before, e, &parts.headers, None).await),
+        Err(e) => return Err(refused(&state, Phase::Before, e, &parts.headers, None, &client).await),
     };
     let (request, approval) = match parse_decide_body(&bytes) {
         Ok(parsed) => parsed,
-        Err(e) => return Err(refused(&state, Phase::Before, e, &parts.headers, Some(&bytes)).await),
+        Err(e) => return Err(refused(&state, Phase::Before, e, &parts.headers, Some(&bytes), &client).await),
     };
     let started = Instant::now();
     // Actions outside the policy are counted under one label, so that a
@@ -301,6 +318,7 @@ async fn refused(
     error: ApiError,
     headers: &HeaderMap,
     body: Option<&[u8]>,
+    client: &str,
 ) -> ApiError {
     let declared_len = headers
         .get(header::CONTENT_LENGTH)
@@ -315,6 +333,7 @@ async fn refused(
             message: error.message(),
             body,
             declared_len,
+            client: Some(client),
         })
         .await;
     let error = error.blocking(true).with("decision_id", json!(answer.decision_id));
@@ -435,10 +454,12 @@ struct OutcomeBody {
 
 async fn outcome(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    authorize(&state, Role::Agent, &parts.headers, "/v1/outcome")?;
+    let client = authorize(&state, Role::Agent, &parts.headers, "/v1/outcome")?
+        .name
+        .clone();
     let bytes = match read_limited(&parts.headers, body, state.max_body_bytes()).await {
         Ok(bytes) => bytes,
-        Err(e) => return Err(refused(&state, Phase::After, e, &parts.headers, None).await),
+        Err(e) => return Err(refused(&state, Phase::After, e, &parts.headers, None, &client).await),
     };
     let parse = || {
         let body: OutcomeBody = from_value(parse_json(&bytes)?, "an outcome")?;
@@ -452,13 +473,25 @@ async fn outcome(State(state): State<AppState>, request: Request) -> Result<Resp
     };
     let body = match parse() {
         Ok(body) => body,
-        Err(e) => return Err(refused(&state, Phase::After, e, &parts.headers, Some(&bytes)).await),
+        Err(e) => return Err(refused(&state, Phase::After, e, &parts.headers, Some(&bytes), &client).await),
     };
     let started = Instant::now();
+    // Only the token that asked for the decision may report its outcome,
+    // once; the record names the sender.
     let answer = state
         .runtime()
-        .outcome(&body.decision_id, body.output, body.error)
-        .await;
+        .outcome_from(&body.decision_id, body.output, body.error, Some(&client))
+        .await
+        .map_err(|refused| {
+            let (status, code) = match refused {
+                OutcomeRefused::OtherClient { .. } => (StatusCode::FORBIDDEN, "other_client"),
+                OutcomeRefused::AlreadyReported { .. } => (StatusCode::CONFLICT, "outcome_already_reported"),
+            };
+            state.metrics().fail_closed(code);
+            ApiError::new(status, code, refused.to_string())
+                .blocking(true)
+                .with("decision_id", json!(body.decision_id))
+        })?;
     state
         .metrics()
         .outcome(answer.effect.as_str(), started.elapsed().as_secs_f64());
@@ -474,8 +507,11 @@ struct ListApprovals {
     limit: Option<u64>,
 }
 
+/// Every approval for approvers and admins; an agent token sees those its
+/// own requests opened.
 async fn list_approvals(
     State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
     query: Result<Query<ListApprovals>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(bad_query)?;
@@ -493,16 +529,45 @@ async fn list_approvals(
         }
     };
     let limit = limit(q.limit)?;
-    let approvals = state.runtime().approvals(wanted, limit).await.map_err(runtime_error)?;
+    let approvals = match who.role {
+        Role::Agent => state.runtime().client_approvals(&who.name, wanted, limit).await,
+        _ => state.runtime().approvals(wanted, limit).await,
+    }
+    .map_err(runtime_error)?;
     Ok(Json(json!({ "approvals": approvals })).into_response())
 }
 
-async fn get_approval(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    match state.runtime().store().get_approval(&id).await {
-        Ok(Some(approval)) => Ok(Json(approval).into_response()),
-        Ok(None) => Err(ApiError::not_found(format!("no approval `{id}`"))),
-        Err(e) => Err(ApiError::unavailable(e.to_string())),
+/// One approval. An agent token reads only those its own requests opened
+/// (another's is "not found"). An approver who may decide it, while it is
+/// pending, also gets `request`: the request's values, sensitive ones
+/// included, opened from the copy sealed for approvers.
+async fn get_approval(
+    State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError::not_found(format!("no approval `{id}`"));
+    let approval = match state.runtime().store().get_approval(&id).await {
+        Ok(Some(approval)) => approval,
+        Ok(None) => return Err(not_found()),
+        Err(e) => return Err(ApiError::unavailable(e.to_string())),
+    };
+    if who.role == Role::Agent {
+        if approval.requested_via.as_deref() != Some(who.name.as_str()) {
+            return Err(not_found());
+        }
+        return Ok(Json(approval).into_response());
     }
+    let request = state
+        .runtime()
+        .sealed_request(&approval, &approver(&who))
+        .map_err(runtime_error)?;
+    let mut body = serde_json::to_value(&approval)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    if let Some(request) = request {
+        body["request"] = request;
+    }
+    Ok(Json(body).into_response())
 }
 
 #[derive(Default, Deserialize)]
@@ -575,12 +640,14 @@ fn runtime_error(e: RuntimeError) -> ApiError {
     match e {
         RuntimeError::NotAllowed { .. } => ApiError::new(StatusCode::FORBIDDEN, "role_not_allowed", e.to_string()),
         RuntimeError::Store(e) => ApiError::unavailable(e.to_string()),
+        RuntimeError::KeyMismatch { .. } => ApiError::unavailable(e.to_string()),
         RuntimeError::Approval(e) => {
             let (status, code) = match &e {
                 ApprovalError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
                 ApprovalError::WrongState { .. } => (StatusCode::CONFLICT, "wrong_state"),
                 ApprovalError::Expired(_) => (StatusCode::CONFLICT, "expired"),
                 ApprovalError::RequestMismatch(_) => (StatusCode::CONFLICT, "request_mismatch"),
+                ApprovalError::OtherClient(_) => (StatusCode::FORBIDDEN, "other_client"),
                 ApprovalError::SelfApproval(_) => (StatusCode::FORBIDDEN, "self_approval"),
             };
             ApiError::new(status, code, e.to_string())
@@ -711,18 +778,33 @@ fn headline(e: &rein_engine::LoadError) -> String {
 
 // ---- public routes ------------------------------------------------------
 
+/// `200` while decisions can be made and recorded; `503` with the reason
+/// when the store cannot be read, or while audit appends fail (a full disk:
+/// every decision is then `block`) until one succeeds again.
 async fn healthz(State(state): State<AppState>) -> Response {
-    let version = state.runtime().policy().version().to_string();
+    let policy = state.runtime().policy();
+    let version = policy.version().to_string();
+    let label = policy.version_label().map(str::to_string);
+    let unavailable = |why: String| {
+        ApiError::unavailable(why)
+            .with("status", json!("unavailable"))
+            .with("policy_version", json!(version))
+            .with("policy_label", json!(label))
+            .into_response()
+    };
+    if let Err(why) = state.runtime().audit_health() {
+        tracing::error!(error = %why, "health check: the audit log takes no appends");
+        return unavailable(format!(
+            "the audit log takes no appends, so every decision is block: {why}"
+        ));
+    }
     // A primary-key lookup that finds nothing: it touches the database
     // without costing anything.
     match state.runtime().store().get_approval("healthz-probe").await {
-        Ok(_) => Json(json!({"status": "ok", "policy_version": version})).into_response(),
+        Ok(_) => Json(json!({"status": "ok", "policy_version": version, "policy_label": label})).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "health check: the store failed");
-            let error = ApiError::unavailable(format!("the store failed: {e}"))
-                .with("status", json!("unavailable"))
-                .with("policy_version", json!(version));
-            error.into_response()
+            unavailable(format!("the store failed: {e}"))
         }
     }
 }

@@ -231,3 +231,183 @@ async fn approval_errors_and_bad_queries() {
         .await;
     assert_eq!(record["state"], "pending");
 }
+
+/// Asking three times opens one approval; the token that asked can read it
+/// (and only its own), not decide it.
+#[tokio::test]
+async fn an_identical_request_reuses_its_approval_and_the_agent_reads_its_own() {
+    let h = Harness::new().await;
+    let request = refund(500, "bot-1");
+    let first = h.decide(request.clone()).await;
+    let id = first["approval"]["id"].as_str().unwrap().to_string();
+    assert!(first["approval"].get("reused").is_none(), "{first}");
+    for _ in 0..2 {
+        let again = h.decide(request.clone()).await;
+        assert_eq!(again["effect"], "require_approval");
+        assert_eq!(again["approval"]["id"], id.as_str(), "{again}");
+        assert_eq!(again["approval"]["reused"], true, "{again}");
+    }
+    let (_, pending) = h
+        .call(Method::GET, "/v1/approvals?state=pending", Some(ALICE), None)
+        .await;
+    assert_eq!(pending["approvals"].as_array().unwrap().len(), 1, "{pending}");
+
+    // Another agent token asking the same opens its own.
+    let (_, theirs) = h
+        .call(Method::POST, "/v1/decide", Some(AGENT2), Some(request.clone()))
+        .await;
+    let theirs = theirs["approval"]["id"].as_str().unwrap().to_string();
+    assert_ne!(theirs, id);
+
+    for (token, mine, other) in [(AGENT, &id, &theirs), (AGENT2, &theirs, &id)] {
+        let (status, list) = h.call(Method::GET, "/v1/approvals", Some(token), None).await;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        let ids: Vec<&str> = list["approvals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, [mine.as_str()]);
+        let (status, own) = h
+            .call(Method::GET, &format!("/v1/approvals/{mine}"), Some(token), None)
+            .await;
+        assert_eq!(
+            (status, own["state"].as_str()),
+            (StatusCode::OK, Some("pending")),
+            "{own}"
+        );
+        let (status, body) = h
+            .call(Method::GET, &format!("/v1/approvals/{other}"), Some(token), None)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        let (status, body) = h
+            .call(Method::POST, &format!("/v1/approvals/{mine}/grant"), Some(token), None)
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    }
+    let (_, all) = h.call(Method::GET, "/v1/approvals", Some(ALICE), None).await;
+    assert_eq!(all["approvals"].as_array().unwrap().len(), 2);
+}
+
+/// A granted approval allows the identical request once, from the token
+/// that asked: another agent token re-sending it is refused.
+#[tokio::test]
+async fn a_grant_is_used_only_by_the_token_that_asked() {
+    let h = Harness::new().await;
+    let request = refund(500, "bot-1");
+    let id = h.decide(request.clone()).await["approval"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _) = h
+        .call(Method::POST, &format!("/v1/approvals/{id}/grant"), Some(ALICE), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, stolen) = h
+        .call(
+            Method::POST,
+            "/v1/decide",
+            Some(AGENT2),
+            Some(with_approval(request.clone(), &id)),
+        )
+        .await;
+    assert_eq!(stolen["effect"], "block", "{stolen}");
+    assert!(
+        stolen["reasons"][0].as_str().unwrap().contains("another client"),
+        "{stolen}"
+    );
+    let allowed = h.decide(with_approval(request.clone(), &id)).await;
+    assert_eq!(allowed["effect"], "allow", "{allowed}");
+    // The answer and the record show the policy's label beside its hash.
+    assert_eq!(allowed["policy_label"], "2026-11-24.1");
+    let (_, records) = h
+        .call(
+            Method::GET,
+            &format!("/v1/audit?decision_id={}", allowed["decision_id"].as_str().unwrap()),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(records["records"][0]["policy_label"], "2026-11-24.1", "{records}");
+    assert_eq!(records["records"][0]["client"], "agent-1", "{records}");
+}
+
+/// An approver who may decide an approval sees the sensitive values it
+/// covers while it is pending; the agent, an approver of another role and
+/// everyone after the decision do not.
+#[tokio::test]
+async fn approvers_see_the_sensitive_values_of_what_they_decide() {
+    let policy = r#"
+default: allow
+contracts:
+  actions:
+    pay:
+      input:
+        amount: int
+        card: {type: string, sensitive: true}
+rules:
+  - id: big
+    action: pay
+    when: input.amount > 100
+    effect: require_approval
+    approval: {role: finance, ttl: 5m}
+"#;
+    let h = Harness::with(|_| {}).await;
+    std::fs::write(h.policy_path(), policy).unwrap();
+    let tokens = format!(
+        "{}  - {{name: sam, role: approver, token: sam-token-0123456789abcdef, approves: [support]}}\n",
+        tokens_yaml()
+    );
+    std::fs::write(h.dir.path().join("tokens.yaml"), tokens).unwrap();
+    let h = Harness {
+        state: {
+            let mut config = rein_server::ServerConfig::new(vec![h.policy_path()], h.db_path());
+            config.tokens_path = Some(h.dir.path().join("tokens.yaml"));
+            h.state.close().await.unwrap();
+            rein_server::AppState::from_config(&config).await.unwrap()
+        },
+        dir: h.dir,
+    };
+    let card = "5555444433332222";
+    let asked = h
+        .decide(json!({"action": "pay", "input": {"amount": 500, "card": card}, "actor": {"id": "bot"}}))
+        .await;
+    let id = asked["approval"]["id"].as_str().unwrap().to_string();
+    let (status, seen) = h
+        .call(Method::GET, &format!("/v1/approvals/{id}"), Some(ALICE), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{seen}");
+    assert_eq!(seen["request"]["input"]["card"], card, "{seen}");
+    assert_ne!(seen["summary"]["input"]["card"], card, "the summary stays redacted");
+    for token in [AGENT, "sam-token-0123456789abcdef"] {
+        let (status, body) = h
+            .call(Method::GET, &format!("/v1/approvals/{id}"), Some(token), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(!body.to_string().contains(card), "{body}");
+    }
+    let (_, list) = h.call(Method::GET, "/v1/approvals", Some(ALICE), None).await;
+    assert!(!list.to_string().contains(card), "{list}");
+    let (status, _) = h
+        .call(Method::POST, &format!("/v1/approvals/{id}/grant"), Some(ALICE), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, after) = h
+        .call(Method::GET, &format!("/v1/approvals/{id}"), Some(ALICE), None)
+        .await;
+    assert!(after.get("request").is_none(), "{after}");
+    // The grant holds five minutes from now.
+    let expires: jiff::Timestamp = after["expires_at"].as_str().unwrap().parse().unwrap();
+    let left = expires.duration_since(jiff::Timestamp::now());
+    assert!(
+        left > jiff::SignedDuration::from_mins(4) && left <= jiff::SignedDuration::from_mins(5),
+        "{left:?}"
+    );
+    h.state.close().await.unwrap();
+    let bytes = std::fs::read(h.db_path()).unwrap();
+    assert!(
+        !bytes.windows(card.len()).any(|w| w == card.as_bytes()),
+        "the card is on disk in clear"
+    );
+}

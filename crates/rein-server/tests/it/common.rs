@@ -10,6 +10,8 @@ use tempfile::TempDir;
 use tower::ServiceExt;
 
 pub const AGENT: &str = "agent-token-0123456789abcdef";
+/// A second agent, `agent-2`: it may not use what `agent-1` asked for.
+pub const AGENT2: &str = "agent2-token-0123456789abcdef";
 pub const ALICE: &str = "alice-token-0123456789abcdef";
 /// An approver whose name is the `actor.id` of [`refund`] requests made
 /// with `actor_id = "bot-7"`: it may not approve those.
@@ -18,7 +20,7 @@ pub const ADMIN: &str = "admin-token-0123456789abcdef";
 
 pub fn tokens_yaml() -> String {
     format!(
-        "tokens:\n  - {{name: agent-1, role: agent, token: {AGENT}}}\n  - {{name: alice, role: approver, token: {ALICE}}}\n  - {{name: bot-7, role: approver, token: {BOT7}}}\n  - {{name: ops, role: admin, token: {ADMIN}}}\n"
+        "tokens:\n  - {{name: agent-1, role: agent, token: {AGENT}}}\n  - {{name: agent-2, role: agent, token: {AGENT2}}}\n  - {{name: alice, role: approver, token: {ALICE}}}\n  - {{name: bot-7, role: approver, token: {BOT7}}}\n  - {{name: ops, role: admin, token: {ADMIN}}}\n"
     )
 }
 

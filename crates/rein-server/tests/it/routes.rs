@@ -9,7 +9,9 @@ use std::collections::BTreeSet;
 
 /// A path and body that the route accepts (200) from a permitted caller.
 /// Approvals are fresh for each call, since grant and deny use them up.
-async fn valid_call(h: &Harness, route: &RouteInfo) -> (String, Option<Value>) {
+/// The outcome reports on a decision `token` asked for (only that token
+/// may report it).
+async fn valid_call(h: &Harness, route: &RouteInfo, token: &str) -> (String, Option<Value>) {
     let pending = || async {
         h.decide(refund(500, "bot-1")).await["approval"]["id"]
             .as_str()
@@ -19,7 +21,10 @@ async fn valid_call(h: &Harness, route: &RouteInfo) -> (String, Option<Value>) {
     match route.path {
         "/v1/decide" => (route.path.into(), Some(refund(40, "bot-1"))),
         "/v1/outcome" => {
-            let id = h.decide(refund(40, "bot-1")).await["decision_id"].clone();
+            let (_, decided) = h
+                .call(Method::POST, "/v1/decide", Some(token), Some(refund(40, "bot-1")))
+                .await;
+            let id = decided["decision_id"].clone();
             (
                 route.path.into(),
                 Some(json!({"decision_id": id, "output": {"refund_id": "re_1"}})),
@@ -47,7 +52,7 @@ async fn role_matrix_of_every_route() {
     assert_eq!(all.len(), 13);
     for route in &all {
         for (token, role) in callers {
-            let (path, body) = valid_call(&h, route).await;
+            let (path, body) = valid_call(&h, route, token).await;
             let (status, text) = h
                 .call_text(
                     route.method.clone(),
@@ -56,7 +61,9 @@ async fn role_matrix_of_every_route() {
                     body.map(|b| serde_json::to_vec(&b).unwrap()),
                 )
                 .await;
-            let allowed = route.role.is_none_or(|needed| role.permits(needed));
+            // Agents read the approvals their own requests opened (those
+            // `valid_call` opens are theirs).
+            let allowed = route.role.is_none_or(|needed| role.permits(needed)) || route.own == Some(role);
             if allowed {
                 assert_eq!(status, StatusCode::OK, "{} {path} as {role}: {text}", route.method);
             } else {
@@ -78,7 +85,7 @@ async fn role_matrix_of_every_route() {
                 }
             }
         }
-        let (path, body) = valid_call(&h, route).await;
+        let (path, body) = valid_call(&h, route, AGENT).await;
         let bytes = body.map(|b| serde_json::to_vec(&b).unwrap());
         for token in [
             None,
@@ -146,7 +153,8 @@ async fn openapi_lists_exactly_the_routes_with_their_roles() {
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             let role = op.get("x-rein-role").and_then(Value::as_str).map(str::to_string);
-            documented.insert((method.to_uppercase(), path.clone(), role));
+            let own = op.get("x-rein-own-role").and_then(Value::as_str).map(str::to_string);
+            documented.insert((method.to_uppercase(), path.clone(), role, own));
             assert!(
                 op["responses"].as_object().is_some_and(|r| !r.is_empty()),
                 "{method} {path}"
@@ -155,7 +163,14 @@ async fn openapi_lists_exactly_the_routes_with_their_roles() {
     }
     let served: BTreeSet<_> = routes()
         .into_iter()
-        .map(|r| (r.method.to_string(), r.path.to_string(), r.role.map(|x| x.to_string())))
+        .map(|r| {
+            (
+                r.method.to_string(),
+                r.path.to_string(),
+                r.role.map(|x| x.to_string()),
+                r.own.map(|x| x.to_string()),
+            )
+        })
         .collect();
     assert_eq!(documented, served);
     // Every `$ref` points at a schema that exists.
