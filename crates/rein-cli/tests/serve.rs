@@ -1255,7 +1255,10 @@ fn audit_and_approvals_refuse_bad_arguments_and_leave_files_alone() {
         &["audit", "export", "--db", db_arg, "--since", "yesterday"],
         "must be an RFC 3339 time",
     );
-    refused(&["approvals", "grant", "some-id", "--db", db_arg, "--as", ""], "--as");
+    refused(
+        &["approvals", "grant", "some-id", "--db", db_arg],
+        "needs an approver's token",
+    );
     refused(&["approvals", "list", "--db", db_arg, "--limit", "0"], "--limit");
     refused(
         &["audit", "verify", "--server", "127.0.0.1:1", "--token", "t"],
@@ -1273,11 +1276,13 @@ fn audit_and_approvals_refuse_bad_arguments_and_leave_files_alone() {
 
     // An older schema is reported by the commands that only read, not
     // upgraded; one that writes upgrades it.
-    // (A version-2 file: without the columns version 3 added.)
+    // (A version-2 file: without what versions 3 and 4 added.)
     rusqlite::Connection::open(&db)
         .unwrap()
         .execute_batch(
             "ALTER TABLE approvals DROP COLUMN roles; ALTER TABLE approvals DROP COLUMN requested_via; \
+             DROP INDEX approvals_request; DROP INDEX approvals_sealed; DROP TABLE store_meta; \
+             ALTER TABLE approvals DROP COLUMN hold_seconds; ALTER TABLE approvals DROP COLUMN sealed; \
              PRAGMA user_version = 2;",
         )
         .unwrap();
@@ -1290,7 +1295,21 @@ fn audit_and_approvals_refuse_bad_arguments_and_leave_files_alone() {
     refused(&["audit", "verify", "--db", db_arg], "schema version is 2");
     refused(&["approvals", "list", "--db", db_arg], "schema version is 2");
     assert_eq!(version(), 2);
-    let ran = run(["approvals", "deny", "nope", "--db", db_arg, "--as", "alice"]);
+    let tokens = dir.path().join("rein-tokens.yaml");
+    std::fs::write(
+        &tokens,
+        "tokens:\n  - {name: alice, role: approver, token: alice-token-0123456789}\n",
+    )
+    .unwrap();
+    let ran = run([
+        "approvals",
+        "deny",
+        "nope",
+        "--db",
+        db_arg,
+        "--token",
+        "alice-token-0123456789",
+    ]);
     assert_eq!(ran.code, Some(1), "{}", ran.stderr);
     assert!(ran.stderr.contains("no approval `nope`"), "{}", ran.stderr);
     assert!(version() > 2);

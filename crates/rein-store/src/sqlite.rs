@@ -41,6 +41,68 @@ async fn run_blocking<T: Send + 'static>(
     }
 }
 
+/// Opens a store that cannot be opened in place for reading (see
+/// [`SqliteStore::open_read_only`]): immutable when it has no WAL to read,
+/// else a private copy of the file and its WAL. Returns what the readers
+/// use (the source to open, the copy to keep, a first connection); `None`
+/// when the file has a `-shm` already (its failure is not this one).
+#[allow(clippy::type_complexity)]
+fn read_protected(
+    path: &Path,
+    options: SqliteOptions,
+) -> Result<Option<(PathBuf, Option<tempfile::TempDir>, rusqlite::Connection)>, StoreError> {
+    let with_suffix = |suffix: &str| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        PathBuf::from(p)
+    };
+    if with_suffix("-shm").exists() {
+        return Ok(None);
+    }
+    let wal = with_suffix("-wal");
+    let wal_len = std::fs::metadata(&wal).map_or(0, |m| m.len());
+    let (source, snapshot) = if wal_len == 0 {
+        (PathBuf::from(immutable_uri(path)?), None)
+    } else {
+        let dir = tempfile::Builder::new()
+            .prefix("rein-store-copy-")
+            .tempdir()
+            .map_err(|e| StoreError(format!("cannot make a private copy of {}: {e}", path.display())))?;
+        let copy = dir.path().join("rein.db");
+        for (from, to) in [
+            (path.to_path_buf(), copy.clone()),
+            (wal, dir.path().join("rein.db-wal")),
+        ] {
+            std::fs::copy(&from, &to)
+                .map_err(|e| StoreError(format!("cannot copy {} to read it: {e}", from.display())))?;
+        }
+        (copy, Some(dir))
+    };
+    let conn = schema::open_reader(&source, options)?;
+    schema::check_readable(&conn, path)?;
+    Ok(Some((source, snapshot, conn)))
+}
+
+/// `file:` URI of `path` with `immutable=1`: SQLite reads it without
+/// locks, a WAL or its index.
+fn immutable_uri(path: &Path) -> Result<String, StoreError> {
+    let absolute =
+        std::path::absolute(path).map_err(|e| StoreError(format!("cannot resolve {}: {e}", path.display())))?;
+    let text = absolute
+        .to_str()
+        .ok_or_else(|| StoreError(format!("{} is not valid UTF-8", path.display())))?;
+    let mut uri = String::from("file:");
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            uri.push(char::from(b));
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    Ok(uri)
+}
+
 /// The most approvals [`Store::list_approvals`] returns at once.
 const MAX_APPROVALS: u64 = 10_000;
 
@@ -60,6 +122,9 @@ pub struct SqliteStore {
     commands: mpsc::Sender<Command>,
     writer: Mutex<Option<JoinHandle<()>>>,
     readers: Arc<Readers>,
+    /// A private copy of a write-protected store read through it (see
+    /// [`SqliteStore::open_read_only`]), removed when the store is dropped.
+    _snapshot: Option<tempfile::TempDir>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -141,6 +206,7 @@ impl SqliteStore {
             path,
             commands,
             writer: Mutex::new(Some(writer)),
+            _snapshot: None,
         })
     }
 
@@ -149,6 +215,14 @@ impl SqliteStore {
     /// write-protected. Appends and approval changes fail with
     /// [`StoreError`]. Refuses a file that is not a Rein store or whose
     /// schema is not the one this build reads.
+    ///
+    /// A WAL-mode file needs its `-shm` index beside it, which SQLite
+    /// creates on open: a write-protected copy in a folder the reader
+    /// cannot write has none. Then a copy with no WAL (or an empty one) is
+    /// read as immutable, in place; one whose newest records are still in
+    /// its WAL is copied, with the WAL, into a private temporary folder and
+    /// read there (the whole file is copied once: its records are read as
+    /// stored, nothing is written beside the original).
     pub fn open_read_only(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref().to_path_buf();
         if !path.is_file() {
@@ -167,9 +241,18 @@ impl SqliteStore {
             checkpoint_on_close: false,
             writer_checkpoint_pages: 0,
         };
-        let conn = schema::open_reader(&path, options)?;
-        schema::check_readable(&conn, &path)?;
-        let readers = Readers::new(path.clone(), options);
+        let (source, snapshot, conn) = match schema::open_reader(&path, options)
+            .and_then(|conn| schema::check_readable(&conn, &path).map(|()| conn))
+        {
+            Ok(conn) => (path.clone(), None, conn),
+            Err(first) => match read_protected(&path, options) {
+                Ok(Some(opened)) => opened,
+                // Not a case for it, or it failed too: the first error
+                // says what is wrong with the file.
+                Ok(None) | Err(_) => return Err(first),
+            },
+        };
+        let readers = Readers::new(source, options);
         readers.keep(conn);
         // No writer: the receiver is dropped at once, so every write fails
         // at once with "the store is closed".
@@ -179,6 +262,7 @@ impl SqliteStore {
             path,
             commands,
             writer: Mutex::new(None),
+            _snapshot: snapshot,
         })
     }
 

@@ -3,8 +3,10 @@
 use super::remote::{path_segment, server_error, Conn, Target};
 use super::{EXIT_ALLOW, EXIT_BLOCK};
 use clap::{Args, Subcommand, ValueEnum};
+use rein_server::{Identity, Role, Tokens};
 use rein_store::{ApprovalRecord, ApprovalState};
 use std::io::Write;
+use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct ApprovalsArgs {
@@ -29,9 +31,18 @@ enum ApprovalsCommand {
         json: bool,
     },
     /// Grant a pending approval: the identical request, re-sent with this
-    /// approval id, is then allowed once.
+    /// approval id by the client that asked, is then allowed once.
+    ///
+    /// Through a server, the token's name is the approver. On the store
+    /// file, give an approver's (or admin's) token too, with --token or
+    /// REIN_TOKEN: it is checked against the tokens file beside the store
+    /// (rein-tokens.yaml, or --tokens), and its name and approval roles are
+    /// used, as the server would. Anyone who can write the store file can
+    /// change approvals without Rein: write access to the store file is
+    /// admin access; keep it, the tokens file and the audit key out of the
+    /// governed agent's reach.
     Grant(DecideArgs),
-    /// Deny a pending approval.
+    /// Deny a pending approval (who may: as for grant).
     Deny(DecideArgs),
 }
 
@@ -41,16 +52,10 @@ struct DecideArgs {
     id: String,
     #[command(flatten)]
     target: Target,
-    /// Who approves, when working on the store file directly (through a
-    /// server, the token's name is used). Nobody may approve a request
-    /// they made.
-    #[arg(
-        long = "as",
-        value_name = "NAME",
-        required_unless_present = "server",
-        value_parser = clap::builder::NonEmptyStringValueParser::new()
-    )]
-    approver: Option<String>,
+    /// On the store file: the tokens file the approver's token is checked
+    /// against. Default: rein-tokens.yaml beside the store.
+    #[arg(long, value_name = "FILE", conflicts_with = "server")]
+    tokens: Option<PathBuf>,
     /// A comment for the audit trail.
     #[arg(long)]
     comment: Option<String>,
@@ -147,32 +152,28 @@ fn decide(rt: &tokio::runtime::Runtime, args: DecideArgs, grant: bool) -> anyhow
     let verb = if grant { "grant" } else { "deny" };
     let record: ApprovalRecord = match args.target.connect_for_writing()? {
         Conn::Local(store) => {
-            let Some(approver) = args.approver.clone() else {
-                anyhow::bail!("give the approver's name with --as NAME when working on the store file");
+            let who = file_approver(&args)?;
+            let approver = rein_runtime::Approver {
+                name: &who.name,
+                roles: match who.role {
+                    Role::Admin => None,
+                    _ => who.approves.as_deref(),
+                },
             };
-            let now = rein_store::chain::format_time(jiff::Timestamp::now());
-            let result = rt.block_on(rein_store::Store::decide_approval(
+            // As the server does: the approver's roles are checked, and the
+            // attempt is recorded in the audit log whatever its result (no
+            // policy is loaded here, so the record names no policy version).
+            let result = rt.block_on(rein_runtime::decide_approval_in(
                 store.as_ref(),
                 &args.id,
                 grant,
-                &approver,
+                approver,
                 args.comment.as_deref(),
-                &now,
-            ))?;
-            // Recorded in the audit log as through a server (no policy is
-            // loaded here, so the record names no policy version).
-            let outcome = result.clone().map_err(rein_runtime::RuntimeError::from);
-            rt.block_on(rein_runtime::record_approval_decision(
-                store.as_ref(),
-                &args.id,
-                grant,
-                &approver,
-                args.comment.as_deref(),
-                &outcome,
                 "",
-            ))?;
+            ));
             match result {
                 Ok(r) => r,
+                Err(e @ rein_runtime::RuntimeError::Store(_)) => return Err(e.into()),
                 Err(e) => {
                     eprintln!("error: cannot {verb}: {e}");
                     return Ok(EXIT_BLOCK);
@@ -203,4 +204,35 @@ fn decide(rt: &tokio::runtime::Runtime, args: DecideArgs, grant: bool) -> anyhow
         record.decided_by.as_deref().unwrap_or("-")
     );
     Ok(EXIT_ALLOW)
+}
+
+/// The approver deciding on the store file: the holder of the token given
+/// (`--token` or `REIN_TOKEN`), found in the tokens file, with the role
+/// approver or admin. A name alone is not enough: whoever runs the command
+/// (the agent the approval is about, say) could type any name.
+fn file_approver(args: &DecideArgs) -> anyhow::Result<Identity> {
+    let tokens_file = args.tokens.clone().unwrap_or_else(|| {
+        let dir = args.target.db.parent().map(PathBuf::from).unwrap_or_default();
+        dir.join(rein_server::DEFAULT_TOKENS_FILE)
+    });
+    let Some(token) = args.target.token.as_deref() else {
+        anyhow::bail!(
+            "deciding an approval on the store file needs an approver's token (--token TOKEN or REIN_TOKEN), \
+             checked against the tokens file {} (or --tokens FILE); or decide through the server with --server",
+            tokens_file.display()
+        );
+    };
+    let tokens = Tokens::load(&tokens_file)
+        .map_err(|e| anyhow::anyhow!("{e} (the approver's token is checked against it; give it with --tokens)"))?;
+    let Some(who) = tokens.authenticate(token) else {
+        anyhow::bail!("the token is not in the tokens file {}", tokens_file.display());
+    };
+    if !who.role.permits(Role::Approver) {
+        anyhow::bail!(
+            "token `{}` has role `{}`; deciding approvals needs `approver` or `admin`",
+            who.name,
+            who.role
+        );
+    }
+    Ok(who)
 }
