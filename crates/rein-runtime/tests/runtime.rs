@@ -614,6 +614,31 @@ struct BrokenStore;
 
 #[async_trait::async_trait]
 impl Store for BrokenStore {
+    async fn append_once(&self, _: AuditEntry) -> Result<Option<AuditRecord>, StoreError> {
+        Err(StoreError("disk I/O error".into()))
+    }
+    async fn bind_key_fingerprint(&self, _: &str) -> Result<String, StoreError> {
+        Err(StoreError("disk I/O error".into()))
+    }
+    async fn key_fingerprint(&self) -> Result<Option<String>, StoreError> {
+        Err(StoreError("disk I/O error".into()))
+    }
+    async fn find_open_approval(
+        &self,
+        _: &str,
+        _: Option<&str>,
+        _: &str,
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        Err(StoreError("disk I/O error".into()))
+    }
+    async fn list_client_approvals(
+        &self,
+        _: &str,
+        _: Option<ApprovalState>,
+        _: u64,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        Err(StoreError("disk I/O error".into()))
+    }
     async fn append(&self, _: AuditEntry) -> Result<AuditRecord, StoreError> {
         Err(StoreError("disk I/O error".into()))
     }

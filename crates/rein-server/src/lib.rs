@@ -208,14 +208,16 @@ impl AppState {
             secrets::ensure_tokens_file(&tokens_file)?;
         }
         let tokens = Tokens::load(&tokens_file)?;
-        Ok(AppState::build(
-            config,
-            policy,
-            sqlite.clone(),
-            tokens,
-            hmac_key,
-            Some(sqlite),
-        ))
+        let state = AppState::build(config, policy, sqlite.clone(), tokens, hmac_key, Some(sqlite));
+        // A key other than the one the store was first used with is refused
+        // here, with the file to check, rather than at the first decision.
+        state.runtime().check_audit_key().await.with_context(|| {
+            format!(
+                "the audit key {} does not fit the store",
+                config.hmac_key_file().display()
+            )
+        })?;
+        Ok(state)
     }
 
     /// A state over an already loaded policy and opened store; the store is

@@ -221,6 +221,43 @@ impl Store for MeteredStore {
         self.count("append", result)
     }
 
+    async fn append_once(&self, entry: AuditEntry) -> Result<Option<AuditRecord>, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.append_once(entry).await;
+        self.metrics.append_seconds.observe(started.elapsed().as_secs_f64());
+        self.count("append", result)
+    }
+
+    async fn bind_key_fingerprint(&self, fingerprint: &str) -> Result<String, StoreError> {
+        let result = self.inner.bind_key_fingerprint(fingerprint).await;
+        self.count("bind_key_fingerprint", result)
+    }
+
+    async fn key_fingerprint(&self) -> Result<Option<String>, StoreError> {
+        let result = self.inner.key_fingerprint().await;
+        self.count("key_fingerprint", result)
+    }
+
+    async fn find_open_approval(
+        &self,
+        request_hash: &str,
+        client: Option<&str>,
+        now: &str,
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        let result = self.inner.find_open_approval(request_hash, client, now).await;
+        self.count("find_open_approval", result)
+    }
+
+    async fn list_client_approvals(
+        &self,
+        client: &str,
+        state: Option<ApprovalState>,
+        limit: u64,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let result = self.inner.list_client_approvals(client, state, limit).await;
+        self.count("list_client_approvals", result)
+    }
+
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
         let result = self.inner.query_audit(query).await;
         self.count("query_audit", result)

@@ -42,33 +42,19 @@ pub trait Store: Send + Sync + 'static {
     /// Appends `entry` as [`Store::append`] does, unless the log already
     /// holds a record of the same decision and phase: then nothing is
     /// written and the answer is `Ok(None)` (an outcome is reported once).
-    /// A store should check and append as one step; this default checks
-    /// first, which two concurrent callers could both pass.
-    async fn append_once(&self, entry: AuditEntry) -> Result<Option<AuditRecord>, StoreError> {
-        let query = AuditQuery {
-            decision_id: Some(entry.decision_id.clone()),
-            ..AuditQuery::default()
-        };
-        let recorded = self.query_audit(&query).await?;
-        if recorded.iter().any(|r| r.entry.phase == entry.phase) {
-            return Ok(None);
-        }
-        self.append(entry).await.map(Some)
-    }
+    /// The check and the append are one step: of concurrent callers,
+    /// exactly one appends. (No default: a wrapper must forward it, not
+    /// lose its atomicity.)
+    async fn append_once(&self, entry: AuditEntry) -> Result<Option<AuditRecord>, StoreError>;
 
     /// Records `fingerprint` as the fingerprint of the store's audit key
     /// if it has none yet, and returns the one it keeps (the first ever
-    /// recorded): the caller compares. A store that keeps none (this
-    /// default) returns `fingerprint`.
-    async fn bind_key_fingerprint(&self, fingerprint: &str) -> Result<String, StoreError> {
-        Ok(fingerprint.to_owned())
-    }
+    /// recorded): the caller compares.
+    async fn bind_key_fingerprint(&self, fingerprint: &str) -> Result<String, StoreError>;
 
     /// The fingerprint of the audit key the store was first used with, if
     /// one was recorded.
-    async fn key_fingerprint(&self) -> Result<Option<String>, StoreError> {
-        Ok(None)
-    }
+    async fn key_fingerprint(&self) -> Result<Option<String>, StoreError>;
 
     /// The newest pending approval not expired at `now` (RFC 3339) for the
     /// request with `request_hash` sent by `client`: an identical request
@@ -78,12 +64,7 @@ pub trait Store: Send + Sync + 'static {
         request_hash: &str,
         client: Option<&str>,
         now: &str,
-    ) -> Result<Option<ApprovalRecord>, StoreError> {
-        let open = self.list_open_approvals(now, 10_000).await?;
-        Ok(open
-            .into_iter()
-            .find(|a| a.request_hash == request_hash && a.requested_via.as_deref() == client))
-    }
+    ) -> Result<Option<ApprovalRecord>, StoreError>;
 
     /// The approvals asked for by `client`, newest first, optionally only
     /// those in `state`.
@@ -92,14 +73,7 @@ pub trait Store: Send + Sync + 'static {
         client: &str,
         state: Option<ApprovalState>,
         limit: u64,
-    ) -> Result<Vec<ApprovalRecord>, StoreError> {
-        let all = self.list_approvals(state, 10_000).await?;
-        Ok(all
-            .into_iter()
-            .filter(|a| a.requested_via.as_deref() == Some(client))
-            .take(usize::try_from(limit).unwrap_or(usize::MAX))
-            .collect())
-    }
+    ) -> Result<Vec<ApprovalRecord>, StoreError>;
 
     /// Records matching every filter set, in sequence order.
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;

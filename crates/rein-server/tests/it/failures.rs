@@ -44,6 +44,32 @@ impl FaultyStore {
 
 #[async_trait::async_trait]
 impl Store for FaultyStore {
+    async fn append_once(&self, _: AuditEntry) -> Result<Option<AuditRecord>, StoreError> {
+        self.fault().await
+    }
+    // The key's metadata reads fine: the fault is on the decide path.
+    async fn bind_key_fingerprint(&self, fingerprint: &str) -> Result<String, StoreError> {
+        Ok(fingerprint.to_string())
+    }
+    async fn key_fingerprint(&self) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+    async fn find_open_approval(
+        &self,
+        _: &str,
+        _: Option<&str>,
+        _: &str,
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        self.other().await
+    }
+    async fn list_client_approvals(
+        &self,
+        _: &str,
+        _: Option<ApprovalState>,
+        _: u64,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        self.other().await
+    }
     async fn append(&self, _: AuditEntry) -> Result<AuditRecord, StoreError> {
         self.fault().await
     }

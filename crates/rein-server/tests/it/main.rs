@@ -12,6 +12,7 @@ mod common;
 mod concurrency;
 mod decide;
 mod failures;
+mod health;
 mod hooks;
 mod outcome;
 mod reload;
