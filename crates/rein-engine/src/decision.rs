@@ -184,6 +184,12 @@ impl Decision {
         &self.policy.version_hash
     }
 
+    /// The `version` label the policy's author wrote (see
+    /// [`crate::Policy::version_label`]), if any.
+    pub fn policy_version_label(&self) -> Option<&str> {
+        self.policy.version_label.as_deref()
+    }
+
     /// The JSON form printed by `rein check` and sent by the server.
     pub fn to_json(&self) -> serde_json::Value {
         let mut out = json!({
@@ -194,6 +200,9 @@ impl Decision {
             "default_applied": self.basis == Basis::Default,
             "policy_version": self.policy_version(),
         });
+        if let Some(label) = self.policy_version_label() {
+            out["policy_version_label"] = json!(label);
+        }
         let obligations = self.obligations();
         if !obligations.is_empty() {
             out["approval"] = json!(obligations);

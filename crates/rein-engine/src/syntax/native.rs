@@ -52,7 +52,12 @@ pub fn read_policy_file(source: &SourceFile, file_index: usize, diags: &mut Vec<
         out.version = match &v.value {
             YamlValue::String(s) => Some(Spanned::new(s.clone(), v.span)),
             YamlValue::Int(i) => Some(Spanned::new(i.to_string(), v.span)),
-            YamlValue::Float(f) => Some(Spanned::new(f.to_string(), v.span)),
+            // As written: `1.10` stays `1.10`, not the float's `1.1`.
+            YamlValue::Float(f) => {
+                let written = source.text().get(v.span.start as usize..v.span.end as usize);
+                let label = written.map_or_else(|| f.to_string(), |w| w.trim().to_string());
+                Some(Spanned::new(label, v.span))
+            }
             _ => {
                 cx.expected(v, "`version` to be a string or a number");
                 None

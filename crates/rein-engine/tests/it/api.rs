@@ -429,6 +429,30 @@ fn version_is_stable_and_order_independent() {
 }
 
 #[test]
+fn version_labels_are_kept_as_written_and_merged_across_files() {
+    let a = "version: 1.10\ncontracts: {actions: {a: {input: {}}}}\n";
+    let b = "version: hooks-2\nrules: [{id: r, action: a, effect: allow}]\n";
+    let c = "version: 1.10\nrules: [{id: s, action: a, effect: allow}]\n";
+    let none = "rules: [{id: t, action: a, effect: allow}]\n";
+    let one = Policy::from_sources([("a.yaml", a), ("n.yaml", none)]).unwrap();
+    // As written, not as the float it reads as.
+    assert_eq!(one.version_label(), Some("1.10"));
+    let d = one.decide(&Request::new("a"));
+    assert_eq!(d.policy_version_label(), Some("1.10"));
+    assert_eq!(d.to_json()["policy_version_label"], "1.10");
+    // Distinct labels, sorted, whatever the order of the files.
+    let p1 = Policy::from_sources([("a.yaml", a), ("b.yaml", b), ("c.yaml", c)]).unwrap();
+    let p2 = Policy::from_sources([("c.yaml", c), ("b.yaml", b), ("a.yaml", a)]).unwrap();
+    assert_eq!(p1.version_label(), Some("1.10 + hooks-2"));
+    assert_eq!(p2.version_label(), p1.version_label());
+    // No label: none in the decision either.
+    let p = Policy::from_sources([("n.yaml", "contracts: {actions: {a: {input: {}}}}\n"), ("m.yaml", none)]).unwrap();
+    assert_eq!(p.version_label(), None);
+    let d = p.decide(&Request::new("a"));
+    assert!(d.to_json().get("policy_version_label").is_none());
+}
+
+#[test]
 fn sensitive_fields_are_listed_for_redaction() {
     assert_eq!(
         policy().sensitive_fields("refund"),
