@@ -11,7 +11,7 @@ use crate::ir::{ActionIr, Approval, CompiledPolicy, CompiledRule, RuleInfo};
 use crate::source::SourceFile;
 use crate::types::ObjectType;
 use crate::value::Value;
-pub(crate) use contracts::{compile_glob, compile_regex};
+pub(crate) use contracts::{compile_glob, compile_regex, glob_builder};
 use contracts::{open_empty, ContractResolver};
 use expr::{ExprChecker, Scope};
 use rustc_hash::FxHashMap;

@@ -375,6 +375,22 @@ fn eval_inner<'a, T: Tracer>(node: &'a Node, env: &Env<'a>, frame: &mut Frame<'_
             let normalized = normalize_path(str_of(&s)?);
             Ok(Cow::Owned(Value::Bool(matcher.is_match(normalized.as_str()))))
         }
+        NodeKind::GlobOverlap {
+            operand,
+            automaton,
+            operand_is_glob,
+            ignore_case,
+        } => {
+            let s = eval(operand, env, frame)?;
+            let automaton = automaton.get().map_err(EvalError)?;
+            let s = str_of(&s)?;
+            let found = if *operand_is_glob {
+                automaton.may_match(s, *ignore_case)
+            } else {
+                automaton.matches_path(&normalize_path(s), *ignore_case)
+            };
+            Ok(Cow::Owned(Value::Bool(found)))
+        }
         NodeKind::Call { func, args } => {
             let mut vals: [Option<Cow<'a, Value>>; 2] = [None, None];
             for (slot, arg) in vals.iter_mut().zip(args.iter()) {

@@ -40,6 +40,7 @@ mod contract;
 mod decision;
 pub mod diagnostics;
 mod eval;
+mod globs;
 mod governance;
 mod ir;
 pub mod json;

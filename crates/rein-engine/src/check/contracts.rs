@@ -32,11 +32,18 @@ pub(crate) fn compile_regex(pattern: &str) -> Result<regex::Regex, String> {
 /// Compiles the pattern of a `glob` call: `*` and `?` stop at `/`, `**`
 /// crosses directories.
 pub(crate) fn compile_glob(pattern: &str) -> Result<globset::GlobMatcher, String> {
-    globset::GlobBuilder::new(pattern)
-        .literal_separator(true)
+    glob_builder(pattern)
         .build()
         .map(|g| g.compile_matcher())
         .map_err(|e| e.kind().to_string())
+}
+
+/// The options of every policy glob (`glob`, `mayMatch`): `*` and `?`
+/// stop at `/`.
+pub(crate) fn glob_builder(pattern: &str) -> globset::GlobBuilder<'_> {
+    let mut builder = globset::GlobBuilder::new(pattern);
+    builder.literal_separator(true);
+    builder
 }
 
 pub(crate) struct ContractResolver<'d> {

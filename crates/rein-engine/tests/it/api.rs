@@ -659,3 +659,55 @@ fn per_call_is_for_top_level_request_fields_only() {
         assert!(text.contains("per_call") && text.contains(field), "{policy}: {text}");
     }
 }
+
+#[test]
+fn may_match_decides_on_what_a_shell_glob_could_name() {
+    let policy = Policy::from_yaml_str(
+        r#"
+default: allow
+contracts:
+  actions:
+    read:
+      input: {paths: {type: list, items: string}}
+rules:
+  - id: secrets
+    action: read
+    when: input.paths.exists(p, p.mayMatchIgnoreCase("**/.ssh/**") || p.mayMatchIgnoreCase("**/.env"))
+    effect: block
+  - id: exact_case
+    action: read
+    when: input.paths.exists(p, p.mayMatch("**/ID_*.key") || p.globIgnoreCase("**/secret.txt"))
+    effect: require_approval
+"#,
+    )
+    .unwrap();
+    let effect = |paths: serde_json::Value| {
+        policy
+            .decide(&Request::new("read").input(json!({"paths": paths})))
+            .effect()
+    };
+    assert_eq!(effect(json!(["/home/u/.ss?/id_*"])), Effect::Block);
+    assert_eq!(effect(json!(["/p/.en?"])), Effect::Block);
+    assert_eq!(effect(json!(["/p/.ENV"])), Effect::Block);
+    assert_eq!(effect(json!(["/home/u/.\u{17F}sh/x"])), Effect::Block);
+    assert_eq!(effect(json!(["/p/src/*.rs", "/p/README.md"])), Effect::Allow);
+    // `*.rs` could be `ID_x.rs`, but never `ID_x.key`.
+    assert_eq!(effect(json!(["/p/ID_?.key"])), Effect::RequireApproval);
+    assert_eq!(effect(json!(["/p/id_?.key"])), Effect::Allow);
+    assert_eq!(effect(json!(["/p/x/../SECRET.txt"])), Effect::RequireApproval);
+
+    // The pattern is checked at load, with its position.
+    for (call, message) in [
+        (r#"input.p.mayMatch("a[")"#, "invalid glob pattern"),
+        (r#"input.p.mayMatchIgnoreCase("{a")"#, "invalid glob pattern"),
+        (r#"input.p.globIgnoreCase(input.p)"#, "must be a string literal"),
+        (r#"input.n.mayMatch("*")"#, "applies to strings"),
+    ] {
+        let text = format!(
+            "contracts: {{actions: {{a: {{input: {{p: string, n: int}}}}}}}}\nrules: [{{id: r, action: a, effect: block, when: '{call}'}}]\n"
+        );
+        let e = Policy::from_yaml_str(&text).unwrap_err().to_string();
+        assert!(e.contains(message), "{call}: {e}");
+        assert!(e.contains("<string>:2:"), "{call}: {e}");
+    }
+}
