@@ -250,33 +250,13 @@ impl NumberLit {
         use std::cmp::Ordering;
         match (self, other) {
             (NumberLit::Int(a), NumberLit::Int(b)) => a.cmp(&b),
-            (NumberLit::Int(a), NumberLit::Float(b)) => cmp_int_float(a, b),
-            (NumberLit::Float(a), NumberLit::Int(b)) => cmp_int_float(b, a).reverse(),
+            // Bounds are finite, so these always order.
+            (NumberLit::Int(a), NumberLit::Float(b)) => crate::value::cmp_int_float(a, b).unwrap_or(Ordering::Equal),
+            (NumberLit::Float(a), NumberLit::Int(b)) => {
+                crate::value::cmp_int_float(b, a).map_or(Ordering::Equal, Ordering::reverse)
+            }
             (NumberLit::Float(a), NumberLit::Float(b)) => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
         }
-    }
-}
-
-/// `i` against `f` without rounding `i` to a double.
-pub(crate) fn cmp_int_float(i: i64, f: f64) -> std::cmp::Ordering {
-    use std::cmp::Ordering;
-    // 2^63: every double at or above it is above every i64, every double
-    // below -2^63 below every i64.
-    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
-    if f.is_nan() {
-        return Ordering::Equal;
-    }
-    if f >= TWO_63 {
-        return Ordering::Less;
-    }
-    if f < -TWO_63 {
-        return Ordering::Greater;
-    }
-    // Now `f.trunc()` is an exact i64.
-    let whole = f.trunc() as i64;
-    match i.cmp(&whole) {
-        Ordering::Equal => 0.0f64.partial_cmp(&f.fract()).unwrap_or(Ordering::Equal),
-        other => other,
     }
 }
 

@@ -153,7 +153,7 @@ fn check_value(json: &Json, ty: &Type, c: &Constraints, path: &Path<'_>, reveal:
             Value::Float(f)
         }
         (Type::Bool, Json::Bool(b)) => Value::Bool(*b),
-        (Type::Timestamp, Json::String(s)) => Value::Timestamp(s.parse::<jiff::Timestamp>().map_err(|_| {
+        (Type::Timestamp, Json::String(s)) => Value::Timestamp(crate::instant::Instant::parse(s).ok_or_else(|| {
             violation(
                 path,
                 format!(

@@ -1,6 +1,7 @@
 //! Contract checks as a class: every constraint kind, at every depth of
 //! lists, maps and objects, under every root (input, output, actor,
-//! snapshot); ints at the edge of their range.
+//! snapshot); ints at the edge of their range; timestamps at both ends of
+//! RFC 3339.
 
 use proptest::prelude::*;
 use rein_engine::{Effect, Phase, Policy, Request};
@@ -380,5 +381,53 @@ proptest! {
         let exact = tenths == 0 && whole.unsigned_abs() < (1u64 << 53);
         let allowed = decide_int_text(&p, "n", &text).is_some_and(|d| d.effect() == Effect::Allow);
         prop_assert_eq!(allowed, exact, "{}", text);
+    }
+}
+#[test]
+fn timestamps_cover_the_whole_rfc_3339_range() {
+    let p = Policy::from_yaml_str(
+        r#"
+default: allow
+contracts:
+  actions:
+    a:
+      input: {t: timestamp}
+"#,
+    )
+    .unwrap();
+    let effect = |t: &str| p.decide(&Request::new("a").input(json!({ "t": t })));
+    for t in [
+        "0000-01-01T00:00:00Z",
+        "0000-01-01T00:00:00+00:00",
+        "0000-01-01T23:59:59+23:59",
+        "0001-01-01T00:00:00-23:59",
+        "9999-12-31T23:59:59Z",
+        "9999-12-31T23:59:59.999999999Z",
+        "9999-12-31T23:59:59-00:00",
+        "9999-12-30T22:00:00Z",
+        "9999-12-31T00:00:00-23:59",
+        "9999-12-31T23:59:59+23:59",
+        "2026-01-31T12:00:00Z",
+        "1985-04-12T23:20:50.52z",
+        "1990-12-31T23:59:60Z",
+    ] {
+        let d = effect(t);
+        assert_eq!(d.effect(), Effect::Allow, "{t}: {:?}", d.reasons());
+    }
+    for t in [
+        "10000-01-01T00:00:00Z",
+        "9999-12-31T23:59:59",
+        "9999-13-01T00:00:00Z",
+        "2026-02-30T00:00:00Z",
+        "-0001-01-01T00:00:00Z",
+        "not a time",
+    ] {
+        let d = effect(t);
+        assert_eq!(d.effect(), Effect::Block, "{t}");
+        assert!(
+            d.violation().unwrap().message.contains("RFC 3339"),
+            "{t}: {:?}",
+            d.reasons()
+        );
     }
 }
