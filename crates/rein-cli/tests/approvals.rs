@@ -122,26 +122,29 @@ fn deciding_on_the_store_file_needs_an_approvers_token() {
         ran.stderr
     );
     assert_eq!(state(dir.path(), "ap1"), (ApprovalState::Pending, None));
-    // Another tokens file than the one beside the store must be named.
+    // A tokens file of one's own is not taken: only the one beside the
+    // store counts.
     let other = dir.path().join("other.yaml");
     std::fs::write(
         &other,
         "tokens:\n  - {name: mallory, role: admin, token: mallory-token-0123456789}\n",
     )
     .unwrap();
-    let ran = run(
-        &[
-            "approvals",
-            "grant",
-            "ap1",
-            "--db",
-            db,
-            "--token",
-            "mallory-token-0123456789",
-        ],
-        &[],
-    );
+    let mallory = [
+        "approvals",
+        "grant",
+        "ap1",
+        "--db",
+        db,
+        "--token",
+        "mallory-token-0123456789",
+    ];
+    let ran = run(&mallory, &[]);
     assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert!(ran.stderr.contains("not in the tokens file"), "{}", ran.stderr);
+    let ran = run(&[&mallory[..], &["--tokens", other.to_str().unwrap()]].concat(), &[]);
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert_eq!(state(dir.path(), "ap1"), (ApprovalState::Pending, None));
     // The approver of the right role, through REIN_TOKEN; an admin.
     let ran = run(
         &["approvals", "grant", "ap1", "--db", db],
@@ -219,7 +222,7 @@ fn verify_reads_a_write_protected_copy_of_a_wal_store() {
                 latency_us: 1,
                 approval: None,
                 client: None,
-                policy_label: None,
+                policy_version_label: None,
             };
             rt.block_on(store.append(entry)).unwrap();
         }

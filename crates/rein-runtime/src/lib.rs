@@ -186,7 +186,7 @@ pub async fn record_approval_decision(
         latency_us: 0,
         approval: Some(id.to_string()),
         client: None,
-        policy_label: None,
+        policy_version_label: None,
     };
     store.append(entry).await.map(|_| ()).map_err(|e| {
         RuntimeError::Store(StoreError(format!(
@@ -378,7 +378,7 @@ pub struct Answer {
     pub policy_version: String,
     /// The policy's own `version:` label, when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub policy_label: Option<String>,
+    pub policy_version_label: Option<String>,
     /// Sequence number of the audit record; `None` only when recording
     /// failed, and then the effect is `block`.
     pub audit_seq: Option<u64>,
@@ -1087,7 +1087,7 @@ impl Runtime {
             latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             approval,
             client: None,
-            policy_label: answer.policy_label.clone(),
+            policy_version_label: answer.policy_version_label.clone(),
         };
         (entry, moved)
     }
@@ -1243,12 +1243,18 @@ fn approval_terms(decision: &Decision, default_ttl: SignedDuration) -> (Vec<Stri
 
 fn answer_from(decision_id: &str, d: &Decision, policy: &Policy) -> Answer {
     // The matched rules carry the reasons already: built once, not again
-    // by `Decision::reasons` (only a decision without them needs that).
+    // by `Decision::reasons` (only a decision without them needs that). As
+    // there, the reasons are those of the rules whose effect decided: a
+    // block does not give an allowing rule's reason.
     let matched = d.matched_rules();
     let reasons = if matched.is_empty() {
         d.reasons()
     } else {
-        matched.iter().map(|m| m.reason.clone()).collect()
+        matched
+            .iter()
+            .filter(|m| m.effect == d.effect())
+            .map(|m| m.reason.clone())
+            .collect()
     };
     Answer {
         decision_id: decision_id.to_string(),
@@ -1263,7 +1269,7 @@ fn answer_from(decision_id: &str, d: &Decision, policy: &Policy) -> Answer {
         },
         labels: d.labels().into_iter().map(str::to_string).collect(),
         policy_version: d.policy_version().to_string(),
-        policy_label: policy.version_label().map(str::to_string),
+        policy_version_label: policy.version_label().map(str::to_string),
         audit_seq: None,
         matched,
         errors: d.errors(),
@@ -1281,7 +1287,7 @@ fn blank_answer(decision_id: &str, phase: Phase, policy: &Policy) -> Answer {
         violation: None,
         labels: Vec::new(),
         policy_version: policy.version().to_string(),
-        policy_label: policy.version_label().map(str::to_string),
+        policy_version_label: policy.version_label().map(str::to_string),
         audit_seq: None,
         matched: Vec::new(),
         errors: Vec::new(),

@@ -119,7 +119,7 @@ impl Runtime {
             latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             approval: None,
             client: r.client.map(str::to_owned),
-            policy_label: loaded.policy.version_label().map(str::to_owned),
+            policy_version_label: loaded.policy.version_label().map(str::to_owned),
         };
         self.record(&mut answer, entry).await;
         answer

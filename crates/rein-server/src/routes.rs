@@ -789,7 +789,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
         ApiError::unavailable(why)
             .with("status", json!("unavailable"))
             .with("policy_version", json!(version))
-            .with("policy_label", json!(label))
+            .with("policy_version_label", json!(label))
             .into_response()
     };
     if let Err(why) = state.runtime().audit_health() {
@@ -801,7 +801,9 @@ async fn healthz(State(state): State<AppState>) -> Response {
     // A primary-key lookup that finds nothing: it touches the database
     // without costing anything.
     match state.runtime().store().get_approval("healthz-probe").await {
-        Ok(_) => Json(json!({"status": "ok", "policy_version": version, "policy_label": label})).into_response(),
+        Ok(_) => {
+            Json(json!({"status": "ok", "policy_version": version, "policy_version_label": label})).into_response()
+        }
         Err(e) => {
             tracing::error!(error = %e, "health check: the store failed");
             unavailable(format!("the store failed: {e}"))

@@ -21,13 +21,13 @@
 //! - every field of the first version always present: an absent option is
 //!   `null`, so the encoding is total and stable (an entry with
 //!   `output: Some(null)` encodes like `output: None`);
-//! - the fields added later, `client` and `policy_label`, present only when
+//! - the fields added later, `client` and `policy_version_label`, present only when
 //!   set: a record written before they existed encodes (and hashes) as it
 //!   did then.
 //!
 //! The top-level keys are therefore, in order: `action`, `actor`, `approval`,
 //! (`client`), `decision_id`, `effect`, `error`, `input`, `latency_us`,
-//! `output`, `phase`, (`policy_label`), `policy_version`, `reasons`, `rules`,
+//! `output`, `phase`, `policy_version`, (`policy_version_label`), `reasons`, `rules`,
 //! `seq`, `session`, `snapshot`, `time`. See [`canonical`].
 //!
 //! # Hashes
@@ -183,7 +183,7 @@ impl CanonicalParts {
             latency_us,
             approval,
             client,
-            policy_label,
+            policy_version_label,
         } = entry;
         // Sized for a typical decision, so that it is written without
         // growing.
@@ -216,12 +216,12 @@ impl CanonicalParts {
         }
         head.push_str(",\"phase\":");
         write_str(&mut head, phase);
-        if let Some(label) = policy_label {
-            head.push_str(",\"policy_label\":");
-            write_str(&mut head, label);
-        }
         head.push_str(",\"policy_version\":");
         write_str(&mut head, policy_version);
+        if let Some(label) = policy_version_label {
+            head.push_str(",\"policy_version_label\":");
+            write_str(&mut head, label);
+        }
         head.push_str(",\"reasons\":");
         write_str_list(&mut head, reasons);
         head.push_str(",\"rules\":");
@@ -614,7 +614,7 @@ mod tests {
             latency_us: 12,
             approval: None,
             client: None,
-            policy_label: None,
+            policy_version_label: None,
         }
     }
 
@@ -633,23 +633,23 @@ mod tests {
             e.approval = Some("ap1".into());
             e.session = None;
             e.client = Some("bot".into());
-            e.policy_label = Some("v2 \"x\"".into());
+            e.policy_version_label = Some("v2 \"x\"".into());
         }
     }
 
-    /// A record written before `client` and `policy_label` existed keeps
+    /// A record written before `client` and `policy_version_label` existed keeps
     /// its encoding, hence its hash.
     #[test]
     fn later_fields_are_absent_when_unset() {
         let c = canonical(1, &entry(1));
-        assert!(!c.contains("client") && !c.contains("policy_label"), "{c}");
+        assert!(!c.contains("client") && !c.contains("policy_version_label"), "{c}");
         let mut e = entry(1);
         e.client = Some("agent-1".into());
-        e.policy_label = Some("2026-05".into());
+        e.policy_version_label = Some("2026-05".into());
         let c = canonical(1, &e);
         assert!(c.contains(r#""approval":null,"client":"agent-1","decision_id""#), "{c}");
         assert!(
-            c.contains(r#""phase":"before","policy_label":"2026-05","policy_version""#),
+            c.contains(r#""policy_version":"abc","policy_version_label":"2026-05","reasons""#),
             "{c}"
         );
     }

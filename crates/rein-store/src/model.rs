@@ -50,7 +50,7 @@ pub struct AuditEntry {
     /// The policy's own `version:` label, beside its hash, when it has one.
     /// Absent from the canonical encoding when `None`, as `client`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy_label: Option<String>,
+    pub policy_version_label: Option<String>,
 }
 
 /// An entry as stored: its place in the chain and the hashes that bind it.

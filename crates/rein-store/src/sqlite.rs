@@ -247,9 +247,11 @@ impl SqliteStore {
             Ok(conn) => (path.clone(), None, conn),
             Err(first) => match read_protected(&path, options) {
                 Ok(Some(opened)) => opened,
-                // Not a case for it, or it failed too: the first error
-                // says what is wrong with the file.
-                Ok(None) | Err(_) => return Err(first),
+                // Not a case for it: the first error says what is wrong.
+                Ok(None) => return Err(first),
+                // Read another way, the file still does not do: this says
+                // why (an older schema, not a store...).
+                Err(second) => return Err(second),
             },
         };
         let readers = Readers::new(source, options);

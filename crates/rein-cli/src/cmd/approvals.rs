@@ -36,8 +36,9 @@ enum ApprovalsCommand {
     /// Through a server, the token's name is the approver. On the store
     /// file, give an approver's (or admin's) token too, with --token or
     /// REIN_TOKEN: it is checked against the tokens file beside the store
-    /// (rein-tokens.yaml, or --tokens), and its name and approval roles are
-    /// used, as the server would. Anyone who can write the store file can
+    /// (rein-tokens.yaml, where `rein serve` keeps it; no other file is
+    /// taken, since anyone can write a tokens file of their own), and its
+    /// name and approval roles are used, as the server would. Anyone who can write the store file can
     /// change approvals without Rein: write access to the store file is
     /// admin access; keep it, the tokens file and the audit key out of the
     /// governed agent's reach.
@@ -52,10 +53,6 @@ struct DecideArgs {
     id: String,
     #[command(flatten)]
     target: Target,
-    /// On the store file: the tokens file the approver's token is checked
-    /// against. Default: rein-tokens.yaml beside the store.
-    #[arg(long, value_name = "FILE", conflicts_with = "server")]
-    tokens: Option<PathBuf>,
     /// A comment for the audit trail.
     #[arg(long)]
     comment: Option<String>,
@@ -211,19 +208,26 @@ fn decide(rt: &tokio::runtime::Runtime, args: DecideArgs, grant: bool) -> anyhow
 /// approver or admin. A name alone is not enough: whoever runs the command
 /// (the agent the approval is about, say) could type any name.
 fn file_approver(args: &DecideArgs) -> anyhow::Result<Identity> {
-    let tokens_file = args.tokens.clone().unwrap_or_else(|| {
-        let dir = args.target.db.parent().map(PathBuf::from).unwrap_or_default();
-        dir.join(rein_server::DEFAULT_TOKENS_FILE)
-    });
+    // Only the file beside the store, where `rein serve` keeps it and the
+    // coding-agent hook protects it: a file named on the command line could
+    // be one the caller wrote.
+    let tokens_file = args
+        .target
+        .db
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+        .join(rein_server::DEFAULT_TOKENS_FILE);
     let Some(token) = args.target.token.as_deref() else {
         anyhow::bail!(
             "deciding an approval on the store file needs an approver's token (--token TOKEN or REIN_TOKEN), \
-             checked against the tokens file {} (or --tokens FILE); or decide through the server with --server",
+             checked against the tokens file beside the store, {}; or decide through the server with --server",
             tokens_file.display()
         );
     };
-    let tokens = Tokens::load(&tokens_file)
-        .map_err(|e| anyhow::anyhow!("{e} (the approver's token is checked against it; give it with --tokens)"))?;
+    let tokens = Tokens::load(&tokens_file).map_err(|e| {
+        anyhow::anyhow!("{e} (the approver's token is checked against the tokens file beside the store)")
+    })?;
     let Some(who) = tokens.authenticate(token) else {
         anyhow::bail!("the token is not in the tokens file {}", tokens_file.display());
     };

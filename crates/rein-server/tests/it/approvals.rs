@@ -320,7 +320,7 @@ async fn a_grant_is_used_only_by_the_token_that_asked() {
     let allowed = h.decide(with_approval(request.clone(), &id)).await;
     assert_eq!(allowed["effect"], "allow", "{allowed}");
     // The answer and the record show the policy's label beside its hash.
-    assert_eq!(allowed["policy_label"], "2026-11-24.1");
+    assert_eq!(allowed["policy_version_label"], "2026-11-24.1");
     let (_, records) = h
         .call(
             Method::GET,
@@ -329,7 +329,10 @@ async fn a_grant_is_used_only_by_the_token_that_asked() {
             None,
         )
         .await;
-    assert_eq!(records["records"][0]["policy_label"], "2026-11-24.1", "{records}");
+    assert_eq!(
+        records["records"][0]["policy_version_label"], "2026-11-24.1",
+        "{records}"
+    );
     assert_eq!(records["records"][0]["client"], "agent-1", "{records}");
 }
 

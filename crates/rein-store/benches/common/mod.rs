@@ -30,7 +30,7 @@ pub fn entry(i: u64) -> AuditEntry {
         latency_us: 42,
         approval: None,
         client: None,
-        policy_label: None,
+        policy_version_label: None,
     }
 }
 

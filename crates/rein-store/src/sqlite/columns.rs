@@ -497,7 +497,7 @@ mod tests {
             latency_us: 1,
             approval: None,
             client: Some("agent-1".into()),
-            policy_label: Some("v1".into()),
+            policy_version_label: Some("v1".into()),
         }
     }
 

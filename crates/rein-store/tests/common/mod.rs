@@ -53,6 +53,6 @@ pub fn entry(i: u64) -> AuditEntry {
         latency_us: 40 + i,
         approval: None,
         client: None,
-        policy_label: None,
+        policy_version_label: None,
     }
 }
