@@ -813,7 +813,9 @@ impl Runtime {
         let Some(sealed) = &approval.sealed else {
             return Ok(None);
         };
-        if approval.state != ApprovalState::Pending || !viewer.may_decide(approval) {
+        let now = format_time(Timestamp::now());
+        let open = chain_key(&approval.expires_at).is_some_and(|expires| expires > now);
+        if approval.state != ApprovalState::Pending || !open || !viewer.may_decide(approval) {
             return Ok(None);
         }
         Ok(Some(self.sealer.open(&approval.id, sealed)?))

@@ -905,3 +905,20 @@ async fn audit_health_follows_the_last_append() {
     assert!(rt.decide(pay(5, "bot"), None).await.audit_seq.is_some());
     assert_eq!(rt.audit_health(), Ok(()));
 }
+
+/// An expired approval shows its sealed values to nobody.
+#[tokio::test]
+async fn expired_approvals_show_no_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("rein.db")).unwrap());
+    let config = RuntimeConfig {
+        pending_approval_wait: jiff::SignedDuration::from_millis(200),
+        ..RuntimeConfig::default()
+    };
+    let rt = Runtime::new(Policy::from_yaml_str(POLICY).unwrap(), store.clone(), config);
+    let pending = rt.decide(pay(500, "bot"), None).await.approval.unwrap();
+    let record = store.get_approval(&pending.id).await.unwrap().unwrap();
+    assert!(rt.sealed_request(&record, &anyone("boss")).unwrap().is_some());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(rt.sealed_request(&record, &anyone("boss")).unwrap(), None);
+}

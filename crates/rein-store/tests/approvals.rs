@@ -515,3 +515,19 @@ async fn an_outcome_is_appended_once() {
     assert_eq!(store.audit_len().await.unwrap(), 3);
     assert_eq!(store.verify_audit().await.unwrap(), Verification::Intact { records: 3 });
 }
+
+/// Sealed secrets of an approval that expired with nothing else happening
+/// are gone at the next start.
+#[tokio::test]
+async fn expired_secrets_go_at_the_next_start() {
+    let (dir, store) = open_temp();
+    let mut a = approval("ap");
+    a.sealed = Some("xchacha20poly1305:00".into());
+    store.create_approval(a).await.unwrap();
+    assert!(store.get_approval("ap").await.unwrap().unwrap().sealed.is_some());
+    store.close().await.unwrap();
+    drop(store);
+    // NOW is long past: the approval expired meanwhile.
+    let store = rein_store::SqliteStore::open(dir.path().join("rein.db")).unwrap();
+    assert_eq!(store.get_approval("ap").await.unwrap().unwrap().sealed, None);
+}

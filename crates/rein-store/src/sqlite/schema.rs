@@ -171,6 +171,14 @@ pub(crate) fn open_writer(path: &Path, options: SqliteOptions) -> Result<Connect
     conn.pragma_update(None, "wal_autocheckpoint", options.writer_checkpoint_pages)
         .map_err(|e| open_error(path, e))?;
     migrate(&mut conn).map_err(|e| StoreError(format!("{} ({})", e.0, path.display())))?;
+    // Sealed secrets of approvals that expired while nothing changed an
+    // approval (which clears them too) go at the next start.
+    let now = crate::chain::format_time(jiff::Timestamp::now());
+    conn.execute(
+        "UPDATE approvals SET sealed = NULL WHERE sealed IS NOT NULL AND expires_key <= ?1",
+        [now],
+    )
+    .map_err(|e| open_error(path, e))?;
     // The writer keeps every statement it runs prepared (see `writer`).
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
