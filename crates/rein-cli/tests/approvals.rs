@@ -1,6 +1,7 @@
-//! `rein approvals grant|deny` on the store file: the approver is the
-//! holder of a token from the tokens file, checked as the server checks
-//! it; and `rein audit verify` on a write-protected copy.
+//! The store file from the command line: `rein approvals grant|deny` on it
+//! (the approver is the holder of a token from the tokens file, checked as
+//! the server checks it), `rein audit verify` on a write-protected copy,
+//! and `rein hook` refusing an audit key that is not the store's.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -291,4 +292,61 @@ fn verify_reads_a_write_protected_copy_of_a_wal_store() {
         assert_eq!(found, names.len(), "{case}");
         std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
+}
+
+/// `rein hook` with an audit key other than the one its store was first
+/// used with denies, saying so, and records nothing under the wrong key.
+#[test]
+fn the_hook_refuses_another_audit_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hooks.db");
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies/agents/coding-agent.yaml");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/claude-code/policy.yaml");
+    let hook = || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rein"))
+            .args([
+                "hook",
+                "claude-code",
+                "--no-cache",
+                "--db",
+                db.to_str().unwrap(),
+                "--policy",
+            ])
+            .arg(&policy)
+            .arg("--policy")
+            .arg(&example)
+            .env("HOME", dir.path())
+            .env_remove("REIN_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let event = serde_json::json!({"session_id": "s", "cwd": dir.path(), "hook_event_name": "PreToolUse",
+            "tool_name": "Bash", "tool_input": {"command": "ls"}, "tool_use_id": "toolu_1"});
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), event.to_string().as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let o = &v["hookSpecificOutput"];
+        (
+            o["permissionDecision"].as_str().unwrap_or_default().to_string(),
+            o["permissionDecisionReason"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    let (first, why) = hook();
+    assert_eq!(first, "allow", "{why}");
+    let records = |db: &Path| {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let store = SqliteStore::open_read_only(db).unwrap();
+        rt.block_on(store.audit_len()).unwrap()
+    };
+    let before = records(&db);
+    std::fs::write(dir.path().join("rein-audit.key"), [7u8; 32]).unwrap();
+    let (second, why) = hook();
+    assert_eq!(second, "deny", "{why}");
+    assert!(
+        why.contains("audit key is not the one this store was first used with"),
+        "{why}"
+    );
+    assert_eq!(records(&db), before);
 }
