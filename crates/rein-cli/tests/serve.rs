@@ -1282,6 +1282,7 @@ fn audit_and_approvals_refuse_bad_arguments_and_leave_files_alone() {
         .execute_batch(
             "ALTER TABLE approvals DROP COLUMN roles; ALTER TABLE approvals DROP COLUMN requested_via; \
              DROP INDEX approvals_request; DROP INDEX approvals_sealed; DROP TABLE store_meta; \
+             DROP TABLE appended_once; \
              ALTER TABLE approvals DROP COLUMN hold_seconds; ALTER TABLE approvals DROP COLUMN sealed; \
              PRAGMA user_version = 2;",
         )

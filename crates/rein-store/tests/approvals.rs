@@ -495,6 +495,9 @@ async fn an_outcome_is_appended_once() {
     store.append(before).await.unwrap();
     let mut outcome = entry(1);
     outcome.phase = "after".into();
+    // A record appended as usual under the decision (a refused body that
+    // names it, which anyone can send) does not take the outcome's place.
+    store.append(outcome.clone()).await.unwrap();
     let tasks: Vec<_> = (0..16)
         .map(|_| {
             let store = Arc::clone(&store);
@@ -512,8 +515,8 @@ async fn an_outcome_is_appended_once() {
     let mut other = entry(3);
     other.phase = "after".into();
     assert!(store.append_once(other).await.unwrap().is_some());
-    assert_eq!(store.audit_len().await.unwrap(), 3);
-    assert_eq!(store.verify_audit().await.unwrap(), Verification::Intact { records: 3 });
+    assert_eq!(store.audit_len().await.unwrap(), 4);
+    assert_eq!(store.verify_audit().await.unwrap(), Verification::Intact { records: 4 });
 }
 
 /// Sealed secrets of an approval that expired with nothing else happening

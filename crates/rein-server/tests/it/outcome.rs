@@ -87,6 +87,10 @@ async fn outcomes_belong_to_the_token_that_asked_and_are_reported_once() {
         }
     };
     let id = allowed(&h).await;
+    // A refused body naming the decision, from another token, is recorded
+    // under it but does not take the outcome's place.
+    let (status, body) = post(AGENT2, json!({"decision_id": id, "outputs": {}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let report = json!({"decision_id": id, "output": {"refund_id": "re_1"}});
     let (status, body) = post(AGENT2, report.clone()).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
@@ -113,7 +117,17 @@ async fn outcomes_belong_to_the_token_that_asked_and_are_reported_once() {
             None,
         )
         .await;
-    assert_eq!(records["records"].as_array().unwrap().len(), 2, "{records}");
+    let phases: Vec<&str> = records["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        phases,
+        ["before", "after", "after"],
+        "the refused body and the one outcome: {records}"
+    );
     served.shutdown().await;
 }
 

@@ -126,8 +126,17 @@ ALTER TABLE approvals ADD COLUMN requested_via TEXT;
 ///   from the grant) and the request's sensitive values encrypted for its
 ///   approvers (`sealed`, cleared once decided or expired);
 /// - approvals are found by request (`request_hash`): an identical request
-///   reuses the pending approval instead of opening another.
+///   reuses the pending approval instead of opening another;
+/// - `appended_once`: the decisions whose outcome was reported (an outcome
+///   is reported once), filled from the outcomes already in the log.
 const V4: &str = r#"
+CREATE TABLE appended_once (
+    decision_id TEXT NOT NULL,
+    phase       TEXT NOT NULL,
+    PRIMARY KEY (decision_id, phase)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO appended_once (decision_id, phase)
+    SELECT decision_id, phase FROM audit WHERE phase = 'after';
 CREATE TABLE store_meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -377,5 +386,6 @@ mod tests {
         conn.prepare("SELECT roles, requested_via, hold_seconds, sealed FROM approvals")
             .unwrap();
         conn.prepare("SELECT key, value FROM store_meta").unwrap();
+        conn.prepare("SELECT decision_id, phase FROM appended_once").unwrap();
     }
 }

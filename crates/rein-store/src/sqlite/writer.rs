@@ -358,7 +358,7 @@ fn write_in_transaction(conn: &Connection, batch: &[Command], outcomes: &mut Vec
     let mut rows: Vec<Row<'_>> = Vec::new();
     for cmd in batch {
         match cmd {
-            Command::Append(p, _) if p.once && already_recorded(conn, &rows, &p.entry)? => {
+            Command::Append(p, _) if p.once && !claim_once(conn, &p.entry)? => {
                 insert_rows(conn, &mut rows, outcomes)?;
                 outcomes.push(Outcome::Duplicate);
             }
@@ -401,20 +401,17 @@ fn write_in_transaction(conn: &Connection, batch: &[Command], outcomes: &mut Vec
 /// tells it from other failures by it ([`crate::Store::append_once`]).
 pub(crate) const DUPLICATE: &str = "already recorded";
 
-/// Whether the decision of `entry` has a record of its phase, stored or
-/// among the rows of this batch not yet inserted.
-fn already_recorded(conn: &Connection, pending: &[Row<'_>], entry: &AuditEntry) -> Result<bool, StoreError> {
-    if pending
-        .iter()
-        .any(|r| r.p.entry.decision_id == entry.decision_id && r.p.entry.phase == entry.phase)
-    {
-        return Ok(true);
-    }
-    Ok(conn
-        .prepare_cached("SELECT 1 FROM audit WHERE decision_id = ?1 AND phase = ?2 LIMIT 1")?
-        .query_row(params![entry.decision_id, entry.phase], |_| Ok(()))
-        .optional()?
-        .is_some())
+/// Claims the one record of `entry`'s decision and phase allowed to be
+/// appended with [`PreparedAppend::once`]; `false` if it was claimed
+/// already (in this batch or before). Claims live in `appended_once`,
+/// written in the batch's transaction, so they stand or fall with it. Only
+/// such appends claim: a refused body filed under a decision (any client
+/// can send one naming any decision) does not take its outcome's place.
+fn claim_once(conn: &Connection, entry: &AuditEntry) -> Result<bool, StoreError> {
+    let claimed = conn
+        .prepare_cached("INSERT INTO appended_once (decision_id, phase) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?
+        .execute(params![entry.decision_id, entry.phase])?;
+    Ok(claimed == 1)
 }
 
 /// A record ready to insert: numbered, hashed, chained.
