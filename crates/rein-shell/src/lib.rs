@@ -16,7 +16,13 @@
 //! let bash = &a.parts[2];
 //! assert_eq!(bash.via, ["sudo"]);
 //! assert_eq!(bash.stdin_from.as_deref(), Some("curl"));
-//! assert!(a.understood);
+//! // bash runs what curl downloads: code the analysis has not seen.
+//! assert!(!bash.understood);
+//!
+//! let a = rein_shell::analyze("cd ~/.ssh && cat id_ed25519");
+//! assert_eq!(a.parts[1].dirs, ["~/.ssh"]);
+//! assert_eq!(a.parts[1].operands, ["id_ed25519"]);
+//! assert!(a.parts[1].known && a.understood);
 //!
 //! let a = rein_shell::analyze(r#"eval "$X""#);
 //! assert!(!a.understood);
@@ -81,7 +87,9 @@
 //! `( ( cmd ) )` as arithmetic; bash's lexical rule for `((` is applied to
 //! the tokens before the grammar sees them.
 
+mod dirs;
 mod parse;
+mod programs;
 mod tokens;
 mod walk;
 mod words;
@@ -89,8 +97,15 @@ mod wrappers;
 
 use serde::Serialize;
 
+pub use programs::KNOWN_PROGRAMS;
+
 /// Longer commands are not analysed (one not-understood part).
 pub const MAX_INPUT_BYTES: usize = 64 * 1024;
+
+/// Most parts an analysis returns: a longer command line keeps its first
+/// `MAX_PARTS - 1` parts and ends with one part that is not understood
+/// (a person should look at a command that runs this many programs).
+pub const MAX_PARTS: usize = 256;
 
 /// Deepest nesting analysed: compound commands, substitutions, wrappers and
 /// `bash -c` strings inside one another. Deeper → not understood.
@@ -120,6 +135,29 @@ pub struct Part {
     /// The words after the program (after the wrappers seen through), quotes
     /// removed; expansions kept as written (then `dynamic_args`).
     pub args: Vec<String>,
+    /// The arguments that name files or directories, as written (`~` and
+    /// glob characters kept, not resolved): for a [`known`](Part::known)
+    /// program, by its argument grammar (`grep -e PAT f` → `f`; `curl -o F
+    /// URL` → `F`; `dd if=A of=B` → `A`, `B`; `find` start paths); for
+    /// any other program, every argument that does not start with `-`, the
+    /// value of a `--opt=value` that looks like a path, and everything after
+    /// `--` (more operands rather than fewer).
+    pub operands: Vec<String>,
+    /// The program is in the table of programs whose argument grammar the
+    /// analysis knows (see the crate documentation), and every option it is
+    /// given is in that grammar. False for every other program: a policy
+    /// should allow by this list and ask for the rest.
+    pub known: bool,
+    /// The directories this part may run in, as path text relative to the
+    /// directory the command line starts in: `[""]` when no `cd` (nor
+    /// `pushd`, `popd`, `env -C`, `git -C`…) changed it; otherwise the path
+    /// accumulated from literal `cd`s, not normalised (`/etc`, `~/.ssh`,
+    /// `sub/../x`; `cd` alone is `~`). Several entries when a `cd` may or
+    /// may not have taken effect (`cd x; rm y` runs `rm` in `x` or, if `cd`
+    /// failed, where it started). Empty when the directory cannot be known;
+    /// the part is then not understood. A `..` is meant as bash's default
+    /// (logical) `cd` reads it: against the path text, before symlinks.
+    pub dirs: Vec<String>,
     /// Files written by redirections (`>`, `>>`, `>|`, `&>`, `<>`, `2>`,
     /// `>&file`) of this command or an enclosing one, and `time -o`.
     pub writes: Vec<String>,

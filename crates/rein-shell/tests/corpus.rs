@@ -198,6 +198,16 @@ fn render_part(p: &Part) -> String {
     if p.dynamic_redirects {
         line.push_str(" dynamic_redirects");
     }
+    line.push_str(&list("operands", &p.operands));
+    if p.known {
+        line.push_str(" known");
+    }
+    if p.dirs != [""] {
+        line.push_str(&list("dirs", &p.dirs));
+        if p.dirs.is_empty() {
+            line.push_str(" dirs=?");
+        }
+    }
     if !p.understood {
         line.push_str(&format!(" NOT UNDERSTOOD: {}", p.reason.as_deref().unwrap_or("?")));
     }

@@ -1,0 +1,308 @@
+//! The working directory through one command line: what `cd`, `pushd`,
+//! `popd` (and wrappers such as `env -C`) make it, as path text relative to
+//! where the command line starts.
+//!
+//! The state is a set of alternatives, because a `cd` may fail (`cd x; rm
+//! y` runs `rm` in `x` or where it started), or a set that cannot be known
+//! (`cd "$X"`), from which point every part is not understood. The walk
+//! keeps one state per shell: a subshell, a substitution, a pipeline stage
+//! or a background command works on a copy.
+
+use crate::words::WordInfo;
+
+/// More possible working directories than this: not understood.
+pub(crate) const MAX_DIRS: usize = 16;
+
+/// One possible state of the shell: its directory and its directory stack
+/// (`pushd`), both as path text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Place {
+    pub(crate) cwd: String,
+    /// The directories `pushd` saved, the most recent first.
+    pub(crate) stack: Vec<String>,
+}
+
+/// Where the shell may be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Dirs {
+    /// One of these (never empty).
+    Known(Vec<Place>),
+    /// Cannot be known, and why.
+    Unknown(String),
+}
+
+impl Default for Dirs {
+    fn default() -> Self {
+        Dirs::Known(vec![Place::default()])
+    }
+}
+
+impl Dirs {
+    /// Either state.
+    pub(crate) fn union(&self, other: &Dirs) -> Dirs {
+        match (self, other) {
+            (Dirs::Unknown(r), _) | (_, Dirs::Unknown(r)) => Dirs::Unknown(r.clone()),
+            (Dirs::Known(a), Dirs::Known(b)) => {
+                let mut all = a.clone();
+                for p in b {
+                    if !all.contains(p) {
+                        all.push(p.clone());
+                    }
+                }
+                Dirs::bounded(all)
+            }
+        }
+    }
+
+    fn bounded(places: Vec<Place>) -> Dirs {
+        if places.len() > MAX_DIRS {
+            Dirs::Unknown(format!(
+                "the command may be in more than {MAX_DIRS} working directories (cd)"
+            ))
+        } else {
+            Dirs::Known(places)
+        }
+    }
+
+    /// Every state of `other` is one of `self`'s.
+    pub(crate) fn covers(&self, other: &Dirs) -> bool {
+        match (self, other) {
+            (Dirs::Unknown(_), _) => true,
+            (Dirs::Known(_), Dirs::Unknown(_)) => false,
+            (Dirs::Known(a), Dirs::Known(b)) => b.iter().all(|p| a.contains(p)),
+        }
+    }
+
+    /// The distinct directories, in order; empty when unknown.
+    pub(crate) fn cwds(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        if let Dirs::Known(places) = self {
+            for p in places {
+                if !out.contains(&p.cwd) {
+                    out.push(p.cwd.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Each state changed by `f`; any error makes the whole unknown.
+    pub(crate) fn map(&self, f: impl Fn(&Place) -> Result<Place, String>) -> Dirs {
+        match self {
+            Dirs::Unknown(r) => Dirs::Unknown(r.clone()),
+            Dirs::Known(places) => {
+                let mut out: Vec<Place> = Vec::new();
+                for p in places {
+                    match f(p) {
+                        Ok(q) => {
+                            if !out.contains(&q) {
+                                out.push(q);
+                            }
+                        }
+                        Err(reason) => return Dirs::Unknown(reason),
+                    }
+                }
+                Dirs::bounded(out)
+            }
+        }
+    }
+
+    /// The states with every directory moved into `dir` (`env -C dir`,
+    /// `git -C dir`).
+    pub(crate) fn enter(&self, dir: &str) -> Dirs {
+        self.map(|p| {
+            Ok(Place {
+                cwd: join(&p.cwd, dir),
+                stack: p.stack.clone(),
+            })
+        })
+    }
+}
+
+/// `dir` taken from `cwd`, as text: an absolute or home path replaces it.
+pub(crate) fn join(cwd: &str, dir: &str) -> String {
+    if dir.is_empty() {
+        cwd.to_owned()
+    } else if cwd.is_empty() || dir.starts_with('/') || dir == "~" || dir.starts_with("~/") {
+        dir.to_owned()
+    } else if cwd.ends_with('/') {
+        format!("{cwd}{dir}")
+    } else {
+        format!("{cwd}/{dir}")
+    }
+}
+
+/// What a directory-changing builtin does: the states after it succeeds.
+/// The states after it fails are those before.
+pub(crate) fn change(program: &str, words: &[WordInfo], text: &str, before: &Dirs) -> Option<Dirs> {
+    let unknown = |why: String| Dirs::Unknown(format!("the working directory after `{text}` cannot be known: {why}"));
+    let result = match program {
+        "cd" => cd_target(words).map(|target| before.enter(&target)),
+        "pushd" => pushd(words, before),
+        "popd" => popd(words, before),
+        "dirs" if words.iter().skip(1).any(|w| w.literal == "-c") => Ok(before.map(|p| {
+            Ok(Place {
+                cwd: p.cwd.clone(),
+                stack: Vec::new(),
+            })
+        })),
+        _ => return None,
+    };
+    Some(match result {
+        Ok(Dirs::Unknown(r)) if !r.contains("working directories") => unknown(r),
+        Ok(d) => d,
+        Err(why) => unknown(why),
+    })
+}
+
+/// A directory word as `cd` and `pushd` take it.
+fn literal_dir(w: &WordInfo) -> Result<String, String> {
+    let dir = &w.literal;
+    if !w.is_literal() {
+        return Err(format!("the directory {dir} is not literal"));
+    }
+    if dir == "-" {
+        return Err("`-` goes to the previous directory ($OLDPWD)".to_owned());
+    }
+    if dir.starts_with('~') && dir != "~" && !dir.starts_with("~/") {
+        return Err(format!("{dir} names another user's home or the directory stack"));
+    }
+    Ok(dir.clone())
+}
+
+/// `cd [-L|-P [-e]] [-@] [dir]`.
+fn cd_target(words: &[WordInfo]) -> Result<String, String> {
+    let mut i = 1;
+    let mut physical = false;
+    while let Some(w) = words.get(i) {
+        let t = w.literal.as_str();
+        if t == "--" {
+            i += 1;
+            break;
+        }
+        if !t.starts_with('-') || t == "-" {
+            break;
+        }
+        if !w.is_literal() || !t.chars().skip(1).all(|c| matches!(c, 'L' | 'P' | 'e' | '@')) {
+            return Err(format!("unknown option {t} of cd"));
+        }
+        physical |= t.contains('P');
+        i += 1;
+    }
+    let Some(w) = words.get(i) else {
+        return Ok("~".to_owned());
+    };
+    let dir = literal_dir(w)?;
+    if physical && dir.split('/').any(|c| c == "..") {
+        return Err("cd -P reads `..` through symlinks".to_owned());
+    }
+    Ok(dir)
+}
+
+/// `pushd dir` (into `dir`, the old directory saved) and `pushd` alone
+/// (swaps with the saved one).
+fn pushd(words: &[WordInfo], before: &Dirs) -> Result<Dirs, String> {
+    let args: Vec<&WordInfo> = words.iter().skip(1).filter(|w| w.literal != "--").collect();
+    match args.as_slice() {
+        [] => Ok(before.map(|p| match p.stack.split_first() {
+            Some((top, rest)) => {
+                let mut stack = vec![p.cwd.clone()];
+                stack.extend(rest.iter().cloned());
+                Ok(Place {
+                    cwd: top.clone(),
+                    stack,
+                })
+            }
+            None => Err("pushd swaps with a directory the command did not push".to_owned()),
+        })),
+        [w] if w.literal.starts_with(['+', '-']) && w.literal.len() > 1 => {
+            Err(format!("pushd {} rotates the directory stack", w.literal))
+        }
+        [w] => {
+            let dir = literal_dir(w)?;
+            Ok(before.map(|p| {
+                let mut stack = vec![p.cwd.clone()];
+                stack.extend(p.stack.iter().cloned());
+                Ok(Place {
+                    cwd: join(&p.cwd, &dir),
+                    stack,
+                })
+            }))
+        }
+        _ => Err("pushd with more than one argument".to_owned()),
+    }
+}
+
+/// `popd` alone: back to the directory the last `pushd` saved.
+fn popd(words: &[WordInfo], before: &Dirs) -> Result<Dirs, String> {
+    let args: Vec<&WordInfo> = words.iter().skip(1).filter(|w| w.literal != "--").collect();
+    if let Some(w) = args.first() {
+        return Err(format!("popd {} is not read", w.literal));
+    }
+    Ok(before.map(|p| match p.stack.split_first() {
+        Some((top, rest)) => Ok(Place {
+            cwd: top.clone(),
+            stack: rest.to_vec(),
+        }),
+        None => Err("popd goes beyond what the command pushed".to_owned()),
+    }))
+}
+
+/// Variables whose value changes where `cd` or `~` lead.
+pub(crate) const DIR_VARIABLES: &[&str] = &["HOME", "CDPATH", "PWD", "OLDPWD"];
+
+/// Why the command changes how later `cd`s and `~`s read, if it does: it
+/// assigns one of [`DIR_VARIABLES`] (as `NAME=…`, `export`, `declare`,
+/// `read`, `printf -v`, `unset`…), or sets an option that changes `cd`.
+pub(crate) fn changes_dir_rules(program: &str, args: &[String], assigned: &[String]) -> Option<String> {
+    let named = |word: &str| {
+        let name = word.split(['=', '[']).next().unwrap_or_default().trim_end_matches('+');
+        DIR_VARIABLES.contains(&name)
+    };
+    if let Some(v) = assigned.iter().find(|v| named(v)) {
+        return Some(format!("assigns {v}, which changes where cd and ~ lead"));
+    }
+    match program {
+        "export" | "declare" | "typeset" | "local" | "readonly" | "read" | "printf" | "unset" | "getopts"
+        | "mapfile" | "readarray" | "let" | "eval" => args
+            .iter()
+            .find(|a| named(a))
+            .map(|a| format!("{program} {a} changes where cd and ~ lead")),
+        "shopt" if args.iter().any(|a| a == "cdable_vars" || a == "autocd") => {
+            Some("shopt changes what cd does".to_owned())
+        }
+        "set"
+            if args
+                .iter()
+                .any(|a| a == "physical" || (a.starts_with('-') && !a.starts_with("--") && a.contains('P'))) =>
+        {
+            Some("set -P changes how cd reads `..`".to_owned())
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_keeps_text() {
+        assert_eq!(join("", "x"), "x");
+        assert_eq!(join("a", "x"), "a/x");
+        assert_eq!(join("a/", "x"), "a/x");
+        assert_eq!(join("a", "/etc"), "/etc");
+        assert_eq!(join("a", "~/.ssh"), "~/.ssh");
+        assert_eq!(join("a", "../b"), "a/../b");
+        assert_eq!(join("a", ""), "a");
+    }
+
+    #[test]
+    fn union_is_bounded() {
+        let mut d = Dirs::default();
+        for i in 0..MAX_DIRS {
+            d = d.union(&Dirs::default().enter(&format!("d{i}")));
+        }
+        assert!(matches!(d, Dirs::Unknown(_)));
+    }
+}
