@@ -21,10 +21,11 @@ pub struct ToolCall {
     pub shell: Option<Analysis>,
 }
 
-/// Most parts one shell command is decided as. A longer command line is
-/// one part that is not understood: every part is a decision and an audit
-/// record, so the count of parts bounds what one event can write.
-pub const MAX_PARTS: usize = 256;
+/// Most parts one shell command is decided as ([`rein_shell::MAX_PARTS`]):
+/// every part is a decision and an audit record, so the count of parts
+/// bounds what one event can write. The analysis already ends a longer line
+/// with a part that is not understood; more would be cut here the same way.
+pub const MAX_PARTS: usize = rein_shell::MAX_PARTS;
 
 /// Most operands (or redirection targets) of one part given to rules; past
 /// it the part is not understood (and the list is cut). Each operand is
@@ -336,7 +337,9 @@ fn search_input(kind: SearchKind, name: &str, input: &Json, cwd: &Path, home: Op
         SearchKind::List => (vec![base.clone(), format!("{}/*", base.trim_end_matches('/'))], false),
         SearchKind::Grep => {
             // ripgrep's `--glob` without a `/` matches a name at any depth.
-            let filter = text("glob").or_else(|| text("include")).filter(|g| !g.trim().is_empty());
+            let filter = text("glob")
+                .or_else(|| text("include"))
+                .filter(|g| !g.trim().is_empty());
             let globs = match filter {
                 Some(g) if !g.contains('/') => vec![base.clone(), under(&format!("**/{g}"))],
                 Some(g) => vec![base.clone(), under(g)],
@@ -409,22 +412,6 @@ fn file_inputs(
     }
 }
 
-/// The arguments that are not options: those not starting with `-`, and
-/// every one after `--`. Resolved as paths they say which files a command
-/// such as `rm`, `cp` or `tee` touches (a redirection is in `writes`).
-fn operands(args: &[String]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut options_end = false;
-    for a in args {
-        if options_end || !a.starts_with('-') || a == "-" {
-            out.push(a.clone());
-        } else if a == "--" {
-            options_end = true;
-        }
-    }
-    out
-}
-
 /// `files` resolved in every directory the part may run in (`dirs`,
 /// already absolute): a part after a `cd` that may or may not have taken
 /// effect lists the file in both places. At most [`MAX_PATHS_PER_PART`]
@@ -433,12 +420,15 @@ fn resolve_in(dirs: &[PathBuf], files: &[String], home: Option<&Path>) -> (Vec<S
     let mut out: Vec<String> = Vec::new();
     for f in files {
         for d in dirs {
-            let r = resolve(d, f, home);
-            if !out.contains(&r) {
-                if out.len() == MAX_PATHS_PER_PART {
-                    return (out, false);
+            // A program opening `link/../x` follows the link before `..`;
+            // both readings are given when they differ.
+            for r in [resolve(d, f, home), resolve_physical(d, f, home)] {
+                if !out.contains(&r) {
+                    if out.len() == MAX_PATHS_PER_PART {
+                        return (out, false);
+                    }
+                    out.push(r);
                 }
-                out.push(r);
             }
         }
     }
@@ -465,10 +455,9 @@ fn part_dirs(part: &rein_shell::Part, cwd: &Path, home: Option<&Path>) -> Vec<Pa
     out
 }
 
-/// The directory texts of a part (until the shell analysis tracks `cd`:
-/// the start directory only).
-fn part_dir_texts(_part: &rein_shell::Part) -> Vec<String> {
-    vec![String::new()]
+/// The directory texts of a part.
+fn part_dir_texts(part: &rein_shell::Part) -> Vec<String> {
+    part.dirs.clone()
 }
 
 fn shell(input: &Json, cwd: &Path, home: Option<&Path>) -> ToolCall {
@@ -490,6 +479,9 @@ fn shell(input: &Json, cwd: &Path, home: Option<&Path>) -> ToolCall {
             program: String::new(),
             path: String::new(),
             args: Vec::new(),
+            operands: Vec::new(),
+            known: false,
+            dirs: Vec::new(),
             writes: Vec::new(),
             reads: Vec::new(),
             stdin_from: None,
@@ -512,7 +504,7 @@ fn shell(input: &Json, cwd: &Path, home: Option<&Path>) -> ToolCall {
         .enumerate()
         .map(|(i, p)| {
             let dirs = part_dirs(p, cwd, home);
-            let (operands, all_operands) = resolve_in(&dirs, &operands(&p.args), home);
+            let (operands, all_operands) = resolve_in(&dirs, &p.operands, home);
             let (writes, all_writes) = resolve_in(&dirs, &p.writes, home);
             let (reads, all_reads) = resolve_in(&dirs, &p.reads, home);
             let understood = p.understood && all_operands && all_writes && all_reads;
@@ -536,6 +528,7 @@ fn shell(input: &Json, cwd: &Path, home: Option<&Path>) -> ToolCall {
             m.insert("env".into(), json!(p.env));
             m.insert("dynamic_args".into(), json!(p.dynamic_args || p.dynamic_redirects));
             m.insert("understood".into(), json!(understood));
+            m.insert("known".into(), json!(p.known));
             m.insert("background".into(), json!(background));
             m.insert("disable_sandbox".into(), json!(no_sandbox));
             Json::Object(m)
@@ -547,7 +540,7 @@ fn shell(input: &Json, cwd: &Path, home: Option<&Path>) -> ToolCall {
         inputs.push(json!({
             "command": raw_command, "cwd": cwd_text, "dirs": [cwd_text], "part": "", "program": "", "path": "",
             "args": [], "operands": [], "writes": [], "reads": [], "stdin_from": "", "upstream": [], "via": [],
-            "env": [], "dynamic_args": false, "understood": analysis.understood, "background": background,
+            "env": [], "dynamic_args": false, "understood": analysis.understood, "known": true, "background": background,
             "disable_sandbox": no_sandbox,
         }));
     }
@@ -647,7 +640,9 @@ fn joined(cwd: &Path, path: &str, home: Option<&Path>) -> PathBuf {
                 // Another user's home: beside this one (`/home/u` →
                 // `/home/other`), `/root` for root. Judged as outside the
                 // project either way.
-                (user, _) if !user.is_empty() && user.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) => {
+                (user, _)
+                    if !user.is_empty() && user.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) =>
+                {
                     let base = match (user, home.and_then(Path::parent)) {
                         ("root", _) => PathBuf::from("/root"),
                         (_, Some(parent)) => parent.join(user),
@@ -665,6 +660,26 @@ fn joined(cwd: &Path, path: &str, home: Option<&Path>) -> PathBuf {
     } else {
         cwd.join(expanded)
     }
+}
+
+/// `path` resolved as the kernel opens it: each `..` applies to the
+/// directory reached so far with its symlinks followed (`link/../x` is
+/// beside the link's target, not beside the link).
+pub fn resolve_physical(cwd: &Path, path: &str, home: Option<&Path>) -> String {
+    let mut out = PathBuf::from("/");
+    for c in joined(cwd, path, home).components() {
+        match c {
+            Component::ParentDir => {
+                if let Ok(real) = out.canonicalize() {
+                    out = real;
+                }
+                out.pop();
+            }
+            Component::Normal(s) => out.push(s),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    real_prefix(&out).to_string_lossy().into_owned()
 }
 
 fn normalize(path: &Path) -> PathBuf {
@@ -711,17 +726,48 @@ mod tests {
     use crate::event::parse_event;
 
     #[test]
-    fn operands_are_the_arguments_that_are_not_options() {
-        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(operands(&args(&["-rf", "a", "--force", "b"])), args(&["a", "b"]));
-        assert_eq!(operands(&args(&["-a", "--", "-x", "y"])), args(&["-x", "y"]));
-        assert_eq!(operands(&args(&["-"])), args(&["-"]));
-        let call = shell(
-            &json!({"command": "tee -a ~/.bashrc"}),
-            Path::new("/p"),
-            Some(Path::new("/home/u")),
-        );
+    fn operands_are_resolved_where_the_part_runs() {
+        let home = Some(Path::new("/home/u"));
+        let call = shell(&json!({"command": "tee -a ~/.bashrc"}), Path::new("/p"), home);
         assert_eq!(call.inputs[0]["operands"], json!(["/home/u/.bashrc"]));
+        let call = shell(&json!({"command": "rm -rf build/../.git"}), Path::new("/p"), home);
+        assert_eq!(call.inputs[0]["operands"], json!(["/p/.git"]));
+        assert_eq!(call.inputs[0]["args"], json!(["-rf", "build/../.git"]), "args stay raw");
+        let call = shell(&json!({"command": "cd /etc && echo x > passwd"}), Path::new("/p"), home);
+        assert_eq!(call.inputs[1]["writes"], json!(["/etc/passwd"]));
+        assert_eq!(call.inputs[1]["dirs"], json!(["/etc"]));
+        let call = shell(&json!({"command": "cd ~/.ssh; cat id_ed25519"}), Path::new("/p"), home);
+        let cat = &call.inputs[1];
+        assert_eq!(cat["operands"], json!(["/home/u/.ssh/id_ed25519", "/p/id_ed25519"]));
+        let call = shell(&json!({"command": "cd \"$X\" && rm -rf y"}), Path::new("/p"), home);
+        assert_eq!(call.inputs.last().unwrap()["understood"], json!(false));
+    }
+
+    #[test]
+    fn a_link_followed_by_dotdot_is_resolved_both_ways() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(real.join("etc/ssh")).unwrap();
+        std::fs::create_dir(real.join("project")).unwrap();
+        std::os::unix::fs::symlink(real.join("etc/ssh"), real.join("project/link")).unwrap();
+        let call = shell(&json!({"command": "rm link/../x"}), &real.join("project"), None);
+        let got = call.inputs[0]["operands"].clone();
+        let want = json!([
+            real.join("project/x").to_string_lossy(),
+            real.join("etc/x").to_string_lossy()
+        ]);
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_long_line_is_stored_once() {
+        let line = "ls;".repeat(500);
+        let call = shell(&json!({"command": line}), Path::new("/p"), None);
+        assert!(call.inputs.len() <= MAX_PARTS);
+        assert_eq!(call.inputs[0]["command"], json!(line));
+        let later = call.inputs[1]["command"].as_str().unwrap();
+        assert!(later.len() < COMMAND_REPEAT_BYTES + 100, "{}", later.len());
+        assert_eq!(call.inputs.last().unwrap()["understood"], json!(false));
     }
 
     fn event(agent: Agent, tool: &str, input: Json) -> HookEvent {

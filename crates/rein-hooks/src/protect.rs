@@ -67,26 +67,116 @@ const READ_ONLY_REIN: &[&str] = &[
 /// protected file among their operands is not changed. Secrets are still
 /// refused to them.
 const READERS: &[&str] = &[
-    "cat", "less", "more", "head", "tail", "grep", "egrep", "fgrep", "rg", "ag", "ls", "stat", "file", "wc", "diff",
-    "cmp", "sha1sum", "sha256sum", "sha512sum", "md5sum", "b2sum", "cksum", "od", "xxd", "hexdump", "strings",
-    "readlink", "realpath", "basename", "dirname", "du", "tree", "echo", "printf", "test", "[", "true", "false",
-    "pwd", "which", "type", "jq", "sort", "uniq", "cut", "nl", "column", "bat", "exa", "eza", "lsof",
+    "cat",
+    "less",
+    "more",
+    "head",
+    "tail",
+    "grep",
+    "egrep",
+    "fgrep",
+    "rg",
+    "ag",
+    "ls",
+    "stat",
+    "file",
+    "wc",
+    "diff",
+    "cmp",
+    "sha1sum",
+    "sha256sum",
+    "sha512sum",
+    "md5sum",
+    "b2sum",
+    "cksum",
+    "od",
+    "xxd",
+    "hexdump",
+    "strings",
+    "readlink",
+    "realpath",
+    "basename",
+    "dirname",
+    "du",
+    "tree",
+    "echo",
+    "printf",
+    "test",
+    "[",
+    "true",
+    "false",
+    "pwd",
+    "which",
+    "type",
+    "jq",
+    "sort",
+    "uniq",
+    "cut",
+    "nl",
+    "column",
+    "bat",
+    "exa",
+    "eza",
+    "lsof",
 ];
 
 /// Programs that do not touch the files they are given beyond reading
 /// them, and that can merely list the binary (`ls -l $(which rein)`).
 const BINARY_LOOKS: &[&str] = &[
-    "ls", "stat", "file", "which", "type", "sha1sum", "sha256sum", "sha512sum", "md5sum", "b2sum", "cksum", "du",
-    "readlink", "realpath", "basename", "dirname",
+    "ls",
+    "stat",
+    "file",
+    "which",
+    "type",
+    "sha1sum",
+    "sha256sum",
+    "sha512sum",
+    "md5sum",
+    "b2sum",
+    "cksum",
+    "du",
+    "readlink",
+    "realpath",
+    "basename",
+    "dirname",
 ];
 
 /// Programs that run code given as text (`sqlite3 :memory: "attach
 /// 'rein.db'…"`, `python3 -c …`, `sed 'w file'`): a protected file's name
 /// anywhere in their arguments is refused.
 const CODE_RUNNERS: &[&str] = &[
-    "sqlite3", "python", "python3", "python2", "perl", "ruby", "node", "nodejs", "deno", "bun", "php", "lua", "awk",
-    "gawk", "mawk", "nawk", "sed", "osascript", "pwsh", "powershell", "Rscript", "julia", "tclsh", "expect", "vim",
-    "vi", "nvim", "ed", "ex", "emacs", "busybox", "toybox",
+    "sqlite3",
+    "python",
+    "python3",
+    "python2",
+    "perl",
+    "ruby",
+    "node",
+    "nodejs",
+    "deno",
+    "bun",
+    "php",
+    "lua",
+    "awk",
+    "gawk",
+    "mawk",
+    "nawk",
+    "sed",
+    "osascript",
+    "pwsh",
+    "powershell",
+    "Rscript",
+    "julia",
+    "tclsh",
+    "expect",
+    "vim",
+    "vi",
+    "nvim",
+    "ed",
+    "ex",
+    "emacs",
+    "busybox",
+    "toybox",
 ];
 
 /// Programs whose directory operands do not mean "change what is below":
@@ -243,11 +333,11 @@ impl Protected {
         }
         for p in &named {
             if let Some(e) = self.hit(p, Cover::Glob, |e| e.kind != Kind::Binary) {
-                return Some(refusal(e, "change"));
+                return Some(refusal(e, "change it"));
             }
             if let Some(e) = self.hit(p, Cover::Exact, |e| e.kind == Kind::Binary) {
                 if !BINARY_LOOKS.contains(&program) {
-                    return Some(refusal(e, "copy or change"));
+                    return Some(refusal(e, "copy or change it"));
                 }
             }
         }
@@ -260,7 +350,7 @@ impl Protected {
         if !neutral {
             for p in &named {
                 if let Some(e) = self.hit(p, Cover::Ancestor, present) {
-                    return Some(refusal(e, "change (a directory holding it)"));
+                    return Some(refusal(e, "change a folder that holds it"));
                 }
             }
         }
@@ -269,7 +359,7 @@ impl Protected {
             if sub.is_some_and(|s| GIT_TREE_CHANGERS.contains(&s)) {
                 for d in &dirs {
                     if let Some(e) = self.hit(d, Cover::Ancestor, |e| Path::new(&e.path).exists()) {
-                        return Some(refusal(e, "change (`git` works on the tree holding it)"));
+                        return Some(refusal(e, "change it (`git` works on the folder that holds it)"));
                     }
                 }
             }
@@ -281,7 +371,7 @@ impl Protected {
                     .map(|n| n.to_string_lossy().to_lowercase())
                     .unwrap_or_default();
                 if name.len() >= 4 && args.iter().any(|a| a.to_lowercase().contains(&name)) {
-                    return Some(refusal(e, "touch (its name is in code this program runs)"));
+                    return Some(refusal(e, "touch it (its name is in code this program runs)"));
                 }
             }
         }
@@ -338,12 +428,12 @@ impl Protected {
     }
 
     fn changed(&self, path: &str, cover: Cover) -> Option<String> {
-        self.hit(path, cover, |_| true).map(|e| refusal(e, "change"))
+        self.hit(path, cover, |_| true).map(|e| refusal(e, "change it"))
     }
 
     fn secret(&self, path: &str, cover: Cover) -> Option<String> {
         self.hit(path, cover, |e| e.kind == Kind::Secret)
-            .map(|e| refusal(e, "read"))
+            .map(|e| refusal(e, "read it"))
     }
 
     /// The first entry `path` touches under `cover` among those `pick` keeps.
@@ -358,9 +448,9 @@ impl Protected {
             let exact = folded == e.folded || inside_dir;
             match cover {
                 Cover::Exact => exact,
-                Cover::Glob => exact || glob_may_match(folded, &e.folded) || under_glob_dir(folded, &e),
+                Cover::Glob => exact || glob_may_match(folded, &e.folded) || under_glob_dir(folded, e),
                 Cover::Ancestor => {
-                    exact || glob_may_match(folded, &e.folded) || under(&e.folded, folded) || under_glob_dir(folded, &e)
+                    exact || glob_may_match(folded, &e.folded) || under(&e.folded, folded) || under_glob_dir(folded, e)
                 }
             }
         })
@@ -380,7 +470,7 @@ enum Cover {
 
 fn refusal(e: &Entry, verb: &str) -> String {
     format!(
-        "`{}` is {}: the agent may not {verb} it, whatever the policy says",
+        "`{}` is {}: the agent may not {verb}, whatever the policy says",
         e.path, e.what
     )
 }
@@ -512,7 +602,10 @@ mod tests {
         assert!(glob_may_match("/p/{a,rein}.db", "/p/rein.db"));
         assert!(glob_may_match("/p/**", "/p/.claude/settings.json"));
         assert!(glob_may_match("/p/.cl*/settings.json", "/p/.claude/settings.json"));
-        assert!(!glob_may_match("/p/*/settings.json", "/p/.claude/settings.json"), "`*` skips dot names");
+        assert!(
+            !glob_may_match("/p/*/settings.json", "/p/.claude/settings.json"),
+            "`*` skips dot names"
+        );
         assert!(glob_may_match("/p/rein-[a-z]udit.key", "/p/rein-audit.key"));
         assert!(!glob_may_match("/p/*.txt", "/p/rein.db"));
         assert!(!glob_may_match("/q/*", "/p/rein.db"));
@@ -579,7 +672,11 @@ mod tests {
         let d = p.to_string_lossy().into_owned();
         for (program, args, operands) in [
             ("rm", vec!["-rf", "."], vec![d.clone()]),
-            ("rm", vec!["-rf", ".."], vec![p.parent().unwrap().to_string_lossy().into_owned()]),
+            (
+                "rm",
+                vec!["-rf", ".."],
+                vec![p.parent().unwrap().to_string_lossy().into_owned()],
+            ),
             ("git", vec!["clean", "-fdx"], vec![]),
             ("cp", vec!["-r", "x", "."], vec![format!("{d}/x"), d.clone()]),
         ] {
