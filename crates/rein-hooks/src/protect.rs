@@ -194,7 +194,34 @@ const DELETERS: &[&str] = &["rm", "rmdir", "unlink", "shred"];
 /// `git` subcommands that may delete or overwrite files in the tree they
 /// are run in, even without operands (`git clean -fdx` removes an
 /// untracked `rein.db`).
-const GIT_TREE_CHANGERS: &[&str] = &["clean", "stash", "checkout", "restore", "reset", "rm", "mv", "switch"];
+const GIT_TREE_CHANGERS: &[&str] = &[
+    "clean",
+    "stash",
+    "checkout",
+    "restore",
+    "reset",
+    "rm",
+    "mv",
+    "switch",
+    "apply",
+    "am",
+    "merge",
+    "pull",
+    "rebase",
+    "cherry-pick",
+    "revert",
+];
+
+/// Whether `tar` is given an extracting mode (`x`, `-x`, `--extract`,
+/// `--get`), in its old form (`xzf`) or as options (`-xzf`).
+fn tar_extracts(args: &[String]) -> bool {
+    args.iter().enumerate().any(|(i, a)| {
+        a == "--extract"
+            || a == "--get"
+            || (a.starts_with('-') && !a.starts_with("--") && a.contains('x'))
+            || (i == 0 && !a.starts_with('-') && a.contains('x'))
+    })
+}
 
 impl Protected {
     /// An empty list.
@@ -282,6 +309,22 @@ impl Protected {
                 }
             }
             "shell.exec" => self.shell(input),
+            // An MCP tool or an unmapped one may take a path in any field
+            // (a filesystem server's `write_file {path}`): every absolute
+            // path among its values counts as changed.
+            _ if action.starts_with("mcp.") || action == "tool.other" => {
+                let mut texts = Vec::new();
+                let parsed = input
+                    .get("input_json")
+                    .and_then(Json::as_str)
+                    .and_then(|t| serde_json::from_str::<Json>(t).ok());
+                strings_in(parsed.as_ref().unwrap_or(input), 0, &mut texts);
+                texts
+                    .iter()
+                    .filter(|t| t.starts_with('/'))
+                    .map(|t| crate::map::resolve(Path::new("/"), t, None))
+                    .find_map(|t| self.changed(&t, Cover::Glob))
+            }
             _ => None,
         }
     }
@@ -341,7 +384,29 @@ impl Protected {
                 }
             }
         }
-        let neutral = TREE_NEUTRAL.contains(&program);
+        // Archivers that only read the trees they are given (`tar c`, `zip`):
+        // the archive they write is checked above.
+        let reads_trees = match program {
+            "tar" => !tar_extracts(&args),
+            "zip" => true,
+            _ => false,
+        };
+        // Programs that create or rewrite files below the folder they run in
+        // without naming them (`tar x`, `unzip`, `patch`, `git merge`).
+        let unpacks_here = match program {
+            "tar" => tar_extracts(&args),
+            "unzip" | "patch" | "cpio" | "pax" | "bsdtar" => true,
+            "7z" | "7za" | "7zr" => args.iter().any(|a| a == "x" || a == "e"),
+            _ => false,
+        };
+        if unpacks_here {
+            for d in &dirs {
+                if let Some(e) = self.hit(d, Cover::Ancestor, |_| true) {
+                    return Some(refusal(e, "change it (this program writes files below its folder)"));
+                }
+            }
+        }
+        let neutral = TREE_NEUTRAL.contains(&program) || reads_trees;
         // Removing a tree only matters for what exists; anything else that
         // acts on a directory may also create a protected file in it (`cp
         // -r x .claude/` writing settings.local.json).
@@ -355,8 +420,17 @@ impl Protected {
             }
         }
         if program == "git" {
-            let sub = args.iter().find(|a| !a.starts_with('-')).map(String::as_str);
-            if sub.is_some_and(|s| GIT_TREE_CHANGERS.contains(&s)) {
+            let words: Vec<&str> = args
+                .iter()
+                .map(String::as_str)
+                .filter(|a| !a.starts_with('-'))
+                .collect();
+            let sub = words.first().copied();
+            // A new branch from where one stands changes no file.
+            let new_branch = matches!(sub, Some("checkout" | "switch"))
+                && args.iter().any(|a| ["-b", "-B", "-c", "-C"].contains(&a.as_str()))
+                && words.len() <= 2;
+            if sub.is_some_and(|s| GIT_TREE_CHANGERS.contains(&s)) && !new_branch {
                 for d in &dirs {
                     if let Some(e) = self.hit(d, Cover::Ancestor, |e| Path::new(&e.path).exists()) {
                         return Some(refusal(e, "change it (`git` works on the folder that holds it)"));
@@ -481,6 +555,19 @@ fn list(input: &Json, key: &str) -> Vec<String> {
         .and_then(Json::as_array)
         .map(|a| a.iter().filter_map(Json::as_str).map(str::to_string).collect())
         .unwrap_or_default()
+}
+
+/// Every string in `v` (to a bounded depth and count).
+fn strings_in(v: &Json, depth: usize, out: &mut Vec<String>) {
+    if depth > 16 || out.len() > 1024 {
+        return;
+    }
+    match v {
+        Json::String(s) => out.push(s.clone()),
+        Json::Array(items) => items.iter().for_each(|i| strings_in(i, depth + 1, out)),
+        Json::Object(m) => m.values().for_each(|i| strings_in(i, depth + 1, out)),
+        _ => {}
+    }
 }
 
 /// `path` is `dir` or below it (both normalised, absolute).
@@ -679,12 +766,58 @@ mod tests {
             ),
             ("git", vec!["clean", "-fdx"], vec![]),
             ("cp", vec!["-r", "x", "."], vec![format!("{d}/x"), d.clone()]),
+            ("tar", vec!["xf", "evil.tar"], vec![format!("{d}/evil.tar")]),
+            ("unzip", vec!["evil.zip"], vec![format!("{d}/evil.zip")]),
+            ("patch", vec!["-p1"], vec![]),
+            ("git", vec!["checkout", "other"], vec![]),
+            ("git", vec!["merge", "other"], vec![]),
         ] {
             let mut input = part(program, &args, &[]);
             input["operands"] = serde_json::json!(operands);
             input["dirs"] = serde_json::json!([d]);
             assert!(g.check("shell.exec", &input).is_some(), "{program} {args:?}");
         }
+    }
+
+    #[test]
+    fn reading_a_tree_that_holds_a_protected_file_is_fine() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().canonicalize().unwrap();
+        std::fs::write(p.join("rein.db"), "").unwrap();
+        let mut g = Protected::new();
+        g.add_store(&p.join("rein.db"));
+        let d = p.to_string_lossy().into_owned();
+        for (program, args, operands) in [
+            (
+                "tar",
+                vec!["czf", "/tmp/a.tgz", "."],
+                vec!["/tmp/a.tgz".to_string(), d.clone()],
+            ),
+            (
+                "zip",
+                vec!["-r", "/tmp/a.zip", "."],
+                vec!["/tmp/a.zip".to_string(), d.clone()],
+            ),
+            ("git", vec!["checkout", "-b", "feature"], vec![]),
+            ("grep", vec!["-r", "x", "."], vec![d.clone()]),
+        ] {
+            let mut input = part(program, &args, &[]);
+            input["operands"] = serde_json::json!(operands);
+            input["dirs"] = serde_json::json!([d]);
+            assert_eq!(g.check("shell.exec", &input), None, "{program} {args:?}");
+        }
+    }
+
+    #[test]
+    fn mcp_and_unmapped_tools_naming_a_protected_path_are_refused() {
+        let g = guard();
+        let input = serde_json::json!({"path": "/p/.claude/settings.json", "content": "{}"});
+        assert!(g.check("mcp.filesystem.write_file", &input).is_some());
+        let input =
+            serde_json::json!({"tool": "X", "input_json": "{\"target\": [\"/p/rein.db\"]}", "unmapped_fields": []});
+        assert!(g.check("tool.other", &input).is_some());
+        let input = serde_json::json!({"path": "/p/src/a.rs"});
+        assert_eq!(g.check("mcp.filesystem.write_file", &input), None);
     }
 
     #[test]
