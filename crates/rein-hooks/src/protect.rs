@@ -461,6 +461,33 @@ impl Protected {
                 self.entries.iter().any(|e| e.kind == Kind::Binary && e.path == r)
             })
         };
+        // A renamed copy of rein is still told `approvals grant|deny`.
+        let words: Vec<&str> = args
+            .iter()
+            .map(String::as_str)
+            .filter(|a| !a.starts_with('-'))
+            .collect();
+        let approvals_at = words.iter().position(|w| *w == "approvals");
+        if approvals_at.is_some_and(|at| words[at..].iter().any(|w| *w == "grant" || *w == "deny")) {
+            return Some(
+                "the agent may not decide approvals (`approvals grant`/`deny`), with rein or a copy of it, whatever \
+                 the policy says"
+                    .to_string(),
+            );
+        }
+        // `cargo install` into the folder the protected rein is installed
+        // in would replace it.
+        if program == "cargo" && words.first() == Some(&"install") && !args.iter().any(|a| a.starts_with("--root")) {
+            if let Some(e) = self.entries.iter().find(|e| {
+                e.kind == Kind::Binary
+                    && Path::new(&e.path).parent().is_some_and(|bin| {
+                        bin.ends_with(".cargo/bin")
+                            || std::env::var_os("CARGO_HOME").is_some_and(|h| bin == Path::new(&h).join("bin"))
+                    })
+            }) {
+                return Some(refusal(e, "replace it (`cargo install` writes into its folder)"));
+            }
+        }
         let rein_args: &[String] = if program == "rein" || (path.contains('/') && is_binary(path)) {
             args
         } else if program == "cargo" && args.iter().any(|a| a == "run") && args.iter().any(|a| a.contains("rein")) {
@@ -728,6 +755,7 @@ mod tests {
             ("rein", vec!["approvals", "grant", "x", "--as", "alice"], vec![]),
             ("rein", vec!["serve", "-p", "x"], vec![]),
             ("unknown-tool", vec!["--out=rein.db"], vec![]),
+            ("r", vec!["approvals", "--db", "x", "grant", "id"], vec![]),
         ] {
             let input = part(program, &args, &operands);
             assert!(g.check("shell.exec", &input).is_some(), "{program} {args:?}");
