@@ -42,6 +42,7 @@ pub mod diagnostics;
 mod eval;
 mod globs;
 mod governance;
+mod instant;
 mod ir;
 pub mod json;
 mod policy;

@@ -117,8 +117,8 @@ impl ContractResolver<'_> {
             TypeAst::Bool => Type::Bool,
             TypeAst::Timestamp => Type::Timestamp,
             TypeAst::Duration => Type::Duration,
-            TypeAst::List(elem) => Type::List(Box::new(self.ty(&format!("{path}[]"), elem))),
-            TypeAst::Map(elem) => Type::Map(Box::new(self.ty(&format!("{path}[]"), elem))),
+            TypeAst::List(elem) => Type::List(Box::new(self.ty(&format!("{path}[]"), &elem.ty))),
+            TypeAst::Map(elem) => Type::Map(Box::new(self.ty(&format!("{path}[]"), &elem.ty))),
             TypeAst::Object(fields) => Type::Object(self.object(path, fields)),
         }
     }
@@ -143,7 +143,7 @@ impl ContractResolver<'_> {
             }
         }
         if let (Some(lo), Some(hi)) = (&c.min, &c.max) {
-            if lo.value > hi.value {
+            if lo.value.cmp_exact(hi.value) == std::cmp::Ordering::Greater {
                 self.diags.push(Diagnostic::error(
                     &self.file,
                     hi.span,
@@ -240,6 +240,15 @@ impl ContractResolver<'_> {
             }
             if !out.is_enum {
                 out.allowed = Some(values);
+            }
+        }
+        // The elements of a list or map, checked as fields are, at any depth.
+        if let (TypeAst::List(item) | TypeAst::Map(item), Type::List(elem_ty) | Type::Map(elem_ty)) =
+            (&ast_ty.value, ty)
+        {
+            let items = self.constraints(&format!("{field}[]"), elem_ty, &item.ty, &item.constraints);
+            if !items.is_empty() {
+                out.items = Some(Box::new(items));
             }
         }
         out

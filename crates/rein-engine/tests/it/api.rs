@@ -60,7 +60,10 @@ fn block_beats_approval_and_all_matches_are_listed() {
     let d = policy().decide(&req(1500.0, "agent", false));
     assert_eq!(d.effect(), Effect::Block);
     assert_eq!(d.rules(), ["big", "review"]);
-    assert_eq!(d.reasons()[0], "big refunds need an admin");
+    // Only the rule that decided gives the reason; both stay listed.
+    assert_eq!(d.reasons(), ["big refunds need an admin"]);
+    assert_eq!(d.deciding_rules(), ["big"]);
+    assert_eq!(d.matched_rules().len(), 2);
     assert!(d.obligations().is_empty(), "a blocked request obliges no approval");
     assert_eq!(d.labels(), ["money"]);
 }
@@ -710,4 +713,57 @@ rules:
         assert!(e.contains(message), "{call}: {e}");
         assert!(e.contains("<string>:2:"), "{call}: {e}");
     }
+}
+
+#[test]
+fn reasons_are_those_of_the_deciding_effect_in_rule_order() {
+    let policy = Policy::from_yaml_str(
+        r#"
+contracts:
+  actor: {suspended: bool}
+  actions:
+    create_issue:
+      input: {title: string}
+rules:
+  - {id: issues_fine, action: create_issue, effect: allow, reason: issues are fine}
+  - {id: review, action: create_issue, effect: require_approval, when: 'input.title.contains("urgent")', reason: urgent issues are reviewed}
+  - {id: suspended, action: create_issue, effect: block, when: actor.suspended, reason: the actor is suspended}
+  - {id: also_fine, action: create_issue, effect: allow, reason: titles are fine}
+  - {id: no_urgent_spam, action: create_issue, effect: block, when: 'input.title.contains("!!!")', reason: no shouting}
+"#,
+    )
+    .unwrap();
+    let decide = |title: &str, suspended: bool| {
+        policy.decide(
+            &Request::new("create_issue")
+                .input(json!({ "title": title }))
+                .actor(json!({ "suspended": suspended })),
+        )
+    };
+    let d = decide("urgent!!!", true);
+    assert_eq!(d.effect(), Effect::Block);
+    assert_eq!(d.reasons(), ["the actor is suspended", "no shouting"]);
+    assert_eq!(
+        d.rules(),
+        ["issues_fine", "review", "suspended", "also_fine", "no_urgent_spam"]
+    );
+    assert_eq!(d.to_json()["reasons"], json!(["the actor is suspended", "no shouting"]));
+    assert_eq!(d.to_json()["rules"].as_array().unwrap().len(), 5);
+    let d = decide("urgent", false);
+    assert_eq!(d.effect(), Effect::RequireApproval);
+    assert_eq!(d.reasons(), ["urgent issues are reviewed"]);
+    assert_eq!(d.deciding_rules(), ["review"]);
+    let d = decide("fine", false);
+    assert_eq!(d.reasons(), ["issues are fine", "titles are fine"]);
+    // Explain still shows every rule, matched or not.
+    let e = policy.explain(
+        &Request::new("create_issue")
+            .input(json!({"title": "x"}))
+            .actor(json!({"suspended": true})),
+    );
+    let text = e.to_string();
+    assert!(text.contains("reason: the actor is suspended"), "{text}");
+    assert!(!text.contains("reason: issues are fine"), "{text}");
+    assert!(text.contains("rule issues_fine (allow): matched"), "{text}");
+    assert!(text.contains("rule review (require_approval): not matched"), "{text}");
 }
