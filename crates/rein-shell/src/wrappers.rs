@@ -768,7 +768,18 @@ pub(crate) fn peel(program: &str, words: &[WordInfo]) -> Option<Peel> {
                 return Some(Peel::Itself);
             };
             let lock_file = lock.literal.clone();
-            if let Some(command) = opts.values(&["c", "command"]).last() {
+            // `-c STRING` may come before or after the lock file.
+            let after = words
+                .get(t.next + 1)
+                .filter(|w| w.literal == "-c" || w.literal == "--command");
+            let command = match after {
+                Some(_) => match words.get(t.next + 2) {
+                    Some(w) => Some(w.literal.as_str()),
+                    None => return Some(Peel::Unknown("flock -c without a command string".to_owned())),
+                },
+                None => opts.values(&["c", "command"]).last(),
+            };
+            if let Some(command) = command {
                 let literal = words
                     .iter()
                     .find(|w| w.literal == command)
