@@ -1383,7 +1383,6 @@ const UNZIP: Grammar = Grammar {
     short_value: "dP",
     short_flag: "abcCfhjKlLMnNoOpqstTuUvVWxXzZ",
     write_values: &["d"],
-    posix_order: true,
     ..BASE
 };
 
@@ -2328,7 +2327,12 @@ fn git(words: &[WordInfo]) -> Reading {
             options_end = true;
             continue;
         }
-        let name = t.split_once('=').map_or(t, |(n, _)| n);
+        // `--opt=value`, or a short option with its value attached (`-Ocmd`).
+        let name = if t.starts_with("--") {
+            t.split_once('=').map_or(t, |(n, _)| n)
+        } else {
+            t.get(..2).unwrap_or(t)
+        };
         if runs.contains(&name) || (sub_name == "rebase" && t.starts_with("-x")) {
             r.runs = Some(format!("git {sub_name} {name} runs a program"));
         }

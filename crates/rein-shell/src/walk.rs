@@ -1361,7 +1361,11 @@ impl Walker {
         }
         let understood = part.understood;
         self.push(part);
-        self.dirs = before;
+        // A variable set for the part (`HOME=/x cd`) may have made the
+        // directory unknown: that stays.
+        if reading.chdir.is_some() || !matches!(self.dirs, Dirs::Unknown(_)) {
+            self.dirs = before;
+        }
         if !understood && self.full {
             return;
         }

@@ -919,7 +919,7 @@ pub(crate) fn is_shell(program: &str) -> bool {
 /// Shells whose syntax is not bash's: a `-c` string is analysed only when
 /// it is made of plain words and separators, which they read as bash does.
 pub(crate) fn foreign_syntax(program: &str, script: &str) -> Option<String> {
-    let plain = |c: char| c.is_ascii_alphanumeric() || " \t\n-_./=:,+@%;|&".contains(c);
+    let plain = |c: char| c.is_ascii_alphanumeric() || " \t\n-_./=:,+@%;|&~".contains(c);
     match program {
         "fish" if !script.chars().all(plain) => {
             Some("fish -c: fish reads quotes, parentheses and variables unlike bash".to_owned())
