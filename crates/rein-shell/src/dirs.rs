@@ -251,23 +251,74 @@ fn popd(words: &[WordInfo], before: &Dirs) -> Result<Dirs, String> {
 /// Variables whose value changes where `cd` or `~` lead.
 pub(crate) const DIR_VARIABLES: &[&str] = &["HOME", "CDPATH", "PWD", "OLDPWD"];
 
-/// Why the command changes how later `cd`s and `~`s read, if it does: it
-/// assigns one of [`DIR_VARIABLES`] (as `NAME=…`, `export`, `declare`,
+/// Variables whose value changes what a later command runs or how a known
+/// program behaves: the program search path, libraries loaded into every
+/// program, files a shell runs at start, editors and pagers programs
+/// start, git's and other tools' configuration by environment.
+const PROGRAM_VARIABLES: &[&str] = &[
+    "PATH",
+    "LD_PRELOAD",
+    "LD_LIBRARY_PATH",
+    "LD_AUDIT",
+    "BASH_ENV",
+    "ENV",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "PS4",
+    "EDITOR",
+    "VISUAL",
+    "PAGER",
+    "MANPAGER",
+    "LESSOPEN",
+    "LESSCLOSE",
+    "TAR_OPTIONS",
+    "RIPGREP_CONFIG_PATH",
+    "CURL_HOME",
+    "WGETRC",
+    "SSH_ASKPASS",
+    "SUDO_ASKPASS",
+    "GREP_OPTIONS",
+];
+
+/// git variables that only say who commits.
+const GIT_IDENTITY: &[&str] = &[
+    "GIT_AUTHOR_NAME",
+    "GIT_AUTHOR_EMAIL",
+    "GIT_AUTHOR_DATE",
+    "GIT_COMMITTER_NAME",
+    "GIT_COMMITTER_EMAIL",
+    "GIT_COMMITTER_DATE",
+    "GIT_TERMINAL_PROMPT",
+];
+
+/// A variable that changes where `cd` and `~` lead, or what later
+/// commands run; the message says which.
+pub(crate) fn special_variable(name: &str) -> Option<&'static str> {
+    if DIR_VARIABLES.contains(&name) {
+        Some("which changes where cd and ~ lead")
+    } else if PROGRAM_VARIABLES.contains(&name) || (name.starts_with("GIT_") && !GIT_IDENTITY.contains(&name)) {
+        Some("which changes what programs run or how they behave")
+    } else {
+        None
+    }
+}
+
+/// Why the command changes how later commands read, if it does: it
+/// assigns a [`special_variable`] (as `NAME=…`, `export`, `declare`,
 /// `read`, `printf -v`, `unset`…), or sets an option that changes `cd`.
 pub(crate) fn changes_dir_rules(program: &str, args: &[String], assigned: &[String]) -> Option<String> {
-    let named = |word: &str| {
+    let special = |word: &str| {
         let name = word.split(['=', '[']).next().unwrap_or_default().trim_end_matches('+');
-        DIR_VARIABLES.contains(&name)
+        special_variable(name)
     };
-    if let Some(v) = assigned.iter().find(|v| named(v)) {
-        return Some(format!("assigns {v}, which changes where cd and ~ lead"));
+    if let Some((v, why)) = assigned.iter().find_map(|v| special(v).map(|why| (v, why))) {
+        return Some(format!("assigns {v}, {why}"));
     }
     match program {
         "export" | "declare" | "typeset" | "local" | "readonly" | "read" | "printf" | "unset" | "getopts"
-        | "mapfile" | "readarray" | "let" | "eval" => args
+        | "mapfile" | "readarray" | "let" | "eval" | "alias" | "hash" | "enable" => args
             .iter()
-            .find(|a| named(a))
-            .map(|a| format!("{program} {a} changes where cd and ~ lead")),
+            .find_map(|a| special(a).map(|why| format!("{program} {a} changes a variable {why}"))),
         "shopt" if args.iter().any(|a| a == "cdable_vars" || a == "autocd") => {
             Some("shopt changes what cd does".to_owned())
         }

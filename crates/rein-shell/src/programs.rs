@@ -1383,7 +1383,6 @@ const UNZIP: Grammar = Grammar {
     short_value: "dP",
     short_flag: "abcCfhjKlLMnNoOpqstTuUvVWxXzZ",
     write_values: &["d"],
-    posix_order: true,
     ..BASE
 };
 
@@ -1391,6 +1390,14 @@ const UNZIP: Grammar = Grammar {
 /// options are too many to list, so every word that may be a path is an
 /// operand (the generic reading).
 const BUILD_TOOLS: &[&str] = &["cargo", "npm", "npx", "pnpm", "yarn", "make", "go", "pytest"];
+
+/// Shell builtins that name no files: they set shell state (variables,
+/// options; assignments that change how later commands read are followed
+/// by the walk) or test and exit.
+const SHELL_BUILTINS: &[&str] = &[
+    ":", "exit", "return", "wait", "shift", "set", "export", "unset", "local", "declare", "typeset", "readonly",
+    "test", "[", "read", "type", "getopts", "break", "continue", "let", "umask",
+];
 
 /// Programs that only print their arguments or information.
 const TEXT_ONLY_PROGRAMS: &[&str] = &[
@@ -1448,7 +1455,9 @@ pub const KNOWN_PROGRAMS: &[&str] = &[
     "uniq", "cut", "tr", "pwd", "which", "date", "du", "df", "tree", "echo", "printf", "true", "false", "sleep",
     "whoami", "uname", "seq", "basename", "dirname", "find", "jq", "rm", "rmdir", "cp", "mv", "ln", "mkdir", "touch",
     "tee", "chmod", "chown", "chgrp", "truncate", "install", "sed", "awk", "gawk", "mawk", "nawk", "dd", "tar",
-    "unzip", "curl", "wget", "rsync", "git", "cargo", "npm", "npx", "pnpm", "yarn", "make", "go", "pytest",
+    "unzip", "curl", "wget", "rsync", "git", "cargo", "npm", "npx", "pnpm", "yarn", "make", "go", "pytest", "cd",
+    "pushd", "popd", "dirs", ":", "exit", "return", "wait", "shift", "set", "export", "unset", "local", "declare",
+    "typeset", "readonly", "test", "[", "read", "type", "getopts", "break", "continue", "let", "umask",
 ];
 
 /// Reads `words` (`words[0]` is the program, named `program`) by the
@@ -1460,6 +1469,32 @@ pub(crate) fn read(program: &str, words: &[WordInfo]) -> Reading {
         ..Reading::default()
     };
     match program {
+        "cd" | "pushd" | "popd" | "dirs" => {
+            // The directory change itself is followed by the walk.
+            return Reading {
+                known: true,
+                operands: args.iter().filter(|a| !a.starts_with(['-', '+'])).cloned().collect(),
+                ..Reading::default()
+            };
+        }
+        "hash" if args.iter().any(|a| a.starts_with('-') && a.contains('p')) => {
+            return Reading {
+                runs: Some("hash -p binds a command name to another program".to_owned()),
+                ..unknown()
+            }
+        }
+        "enable" if args.iter().any(|a| a.starts_with('-') && a.contains('f')) => {
+            return Reading {
+                runs: Some("enable -f loads a builtin from a shared library".to_owned()),
+                ..unknown()
+            }
+        }
+        p if SHELL_BUILTINS.contains(&p) => {
+            return Reading {
+                known: true,
+                ..Reading::default()
+            }
+        }
         "find" => return find(words),
         "dd" => return dd(words),
         "tar" => return tar(words),
@@ -1499,6 +1534,17 @@ pub(crate) fn read(program: &str, words: &[WordInfo]) -> Reading {
     }
     if parsed.options.iter().any(|(n, _)| g.unknowable.contains(&n.as_str())) {
         r.known = false;
+    }
+    if let Some(name) = parsed.options.iter().find_map(|(n, v)| {
+        let from_stdin = matches!(n.as_str(), "f" | "file" | "from-file") && v.as_deref().is_some_and(is_stdin_name);
+        from_stdin.then_some(n)
+    }) {
+        if matches!(program, "sed" | "awk" | "gawk" | "mawk" | "nawk") {
+            r.runs = Some(format!(
+                "{program} {} reads its program from standard input, which the analysis does not see",
+                option_text(name)
+            ));
+        }
     }
     let given = parsed
         .options
@@ -2281,7 +2327,12 @@ fn git(words: &[WordInfo]) -> Reading {
             options_end = true;
             continue;
         }
-        let name = t.split_once('=').map_or(t, |(n, _)| n);
+        // `--opt=value`, or a short option with its value attached (`-Ocmd`).
+        let name = if t.starts_with("--") {
+            t.split_once('=').map_or(t, |(n, _)| n)
+        } else {
+            t.get(..2).unwrap_or(t)
+        };
         if runs.contains(&name) || (sub_name == "rebase" && t.starts_with("-x")) {
             r.runs = Some(format!("git {sub_name} {name} runs a program"));
         }

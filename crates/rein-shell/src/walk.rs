@@ -404,8 +404,12 @@ impl Walker {
                 part.reason = Some(reason.clone());
             }
         }
-        if let Some(v) = part.env.iter().find(|v| dirs::DIR_VARIABLES.contains(&v.as_str())) {
-            let reason = format!("{v} is set for this command, which changes where cd and ~ lead");
+        if let Some((v, why)) = part
+            .env
+            .iter()
+            .find_map(|v| dirs::special_variable(v).map(|why| (v, why)))
+        {
+            let reason = format!("{v} is set for this command, {why}");
             if part.understood {
                 part.understood = false;
                 part.reason = Some(reason.clone());
@@ -479,10 +483,11 @@ impl Walker {
 
     /// A list of commands; `self.dirs` follows them (`a && b` runs `b` where
     /// `a` succeeded, `a || b` where `a` failed, `a &` in a copy).
-    fn list(&mut self, src: &Source, list: &CompoundList, ctx: &Ctx) {
+    fn list(&mut self, src: &Source, list: &CompoundList, ctx: &Ctx) -> Outcome {
+        let mut last = (self.dirs.clone(), self.dirs.clone());
         for item in &list.0 {
             if self.full {
-                return;
+                break;
             }
             let and_or = &item.0;
             let before = self.dirs.clone();
@@ -508,7 +513,12 @@ impl Walker {
                 ast::SeparatorOperator::Async => before,
                 ast::SeparatorOperator::Sequence => ok.union(&failed),
             };
+            last = match item.1 {
+                ast::SeparatorOperator::Async => (self.dirs.clone(), self.dirs.clone()),
+                ast::SeparatorOperator::Sequence => (ok, failed),
+            };
         }
+        last
     }
 
     /// The stages run in subshells, except that with `shopt -s lastpipe`
@@ -695,19 +705,22 @@ impl Walker {
             );
         }
         match cc {
-            CompoundCommand::BraceGroup(b) => self.list(src, &b.list, ctx),
-            CompoundCommand::Subshell(s) => self.scoped(|w| w.list(src, &s.list, ctx)),
+            CompoundCommand::BraceGroup(b) => {
+                self.list(src, &b.list, ctx);
+            }
+            CompoundCommand::Subshell(s) => {
+                self.scoped(|w| w.list(src, &s.list, ctx));
+            }
             CompoundCommand::ForClause(f) => {
                 for w in f.values.iter().flatten() {
                     self.word_subs(written(src, w), ctx);
                 }
-                if dirs::DIR_VARIABLES.contains(&f.variable_name.as_str()) {
-                    self.dirs = Dirs::Unknown(format!(
-                        "the loop assigns {}, which changes where cd and ~ lead",
-                        f.variable_name
-                    ));
+                if let Some(why) = dirs::special_variable(&f.variable_name) {
+                    self.dirs = Dirs::Unknown(format!("the loop assigns {}, {why}", f.variable_name));
                 }
-                self.looping(|w| w.list(src, &f.body.list, ctx));
+                self.looping(|w| {
+                    w.list(src, &f.body.list, ctx);
+                });
             }
             CompoundCommand::ArithmeticForClause(f) => {
                 self.looping(|w| {
@@ -729,14 +742,29 @@ impl Walker {
                 }
             }
             CompoundCommand::IfClause(i) => {
-                self.list(src, &i.condition, ctx);
+                // `then` runs where the condition succeeded, `elif` and
+                // `else` where it failed.
+                let (ok, mut failed) = self.list(src, &i.condition, ctx);
+                self.dirs = ok;
                 self.list(src, &i.then, ctx);
+                let mut out = self.dirs.clone();
+                let mut has_else = false;
                 for e in i.elses.iter().flatten() {
+                    self.dirs = failed.clone();
                     if let Some(cond) = &e.condition {
-                        self.list(src, cond, ctx);
+                        let (o, f) = self.list(src, cond, ctx);
+                        self.dirs = o;
+                        failed = f;
+                    } else {
+                        has_else = true;
                     }
                     self.list(src, &e.body, ctx);
+                    out = out.union(&self.dirs);
                 }
+                if !has_else {
+                    out = out.union(&failed);
+                }
+                self.dirs = out;
             }
             CompoundCommand::WhileClause(w) | CompoundCommand::UntilClause(w) => {
                 self.looping(|walker| {
@@ -1333,7 +1361,11 @@ impl Walker {
         }
         let understood = part.understood;
         self.push(part);
-        self.dirs = before;
+        // A variable set for the part (`HOME=/x cd`) may have made the
+        // directory unknown: that stays.
+        if reading.chdir.is_some() || !matches!(self.dirs, Dirs::Unknown(_)) {
+            self.dirs = before;
+        }
         if !understood && self.full {
             return;
         }

@@ -768,7 +768,18 @@ pub(crate) fn peel(program: &str, words: &[WordInfo]) -> Option<Peel> {
                 return Some(Peel::Itself);
             };
             let lock_file = lock.literal.clone();
-            if let Some(command) = opts.values(&["c", "command"]).last() {
+            // `-c STRING` may come before or after the lock file.
+            let after = words
+                .get(t.next + 1)
+                .filter(|w| w.literal == "-c" || w.literal == "--command");
+            let command = match after {
+                Some(_) => match words.get(t.next + 2) {
+                    Some(w) => Some(w.literal.as_str()),
+                    None => return Some(Peel::Unknown("flock -c without a command string".to_owned())),
+                },
+                None => opts.values(&["c", "command"]).last(),
+            };
+            if let Some(command) = command {
                 let literal = words
                     .iter()
                     .find(|w| w.literal == command)
@@ -908,7 +919,7 @@ pub(crate) fn is_shell(program: &str) -> bool {
 /// Shells whose syntax is not bash's: a `-c` string is analysed only when
 /// it is made of plain words and separators, which they read as bash does.
 pub(crate) fn foreign_syntax(program: &str, script: &str) -> Option<String> {
-    let plain = |c: char| c.is_ascii_alphanumeric() || " \t\n-_./=:,+@%;|&".contains(c);
+    let plain = |c: char| c.is_ascii_alphanumeric() || " \t\n-_./=:,+@%;|&~".contains(c);
     match program {
         "fish" if !script.chars().all(plain) => {
             Some("fish -c: fish reads quotes, parentheses and variables unlike bash".to_owned())
