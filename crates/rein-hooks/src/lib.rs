@@ -5,7 +5,8 @@
 //! command becomes one decision per part it would run), every part decided
 //! and recorded by the [`Runtime`], the parts combined (`block` beats
 //! `require_approval` beats `allow`) and the verdict rendered in the
-//! agent's own answer format ([`render`]).
+//! agent's own answer format ([`render`]). Before any policy is asked, a
+//! call that would change Rein's own files is refused ([`protect`]).
 //!
 //! Fail-closed is this crate's job, not the agent's: an event that cannot
 //! be read, or any error on the way, is answered with an explicit refusal
