@@ -12,7 +12,7 @@
 //! copy of `sqlite3`) is not seen: an OS sandbox that makes these files
 //! read-only to the agent is the complete answer.
 
-use crate::event::{Agent, HookEvent};
+use crate::event::HookEvent;
 use serde_json::Value as Json;
 use std::path::Path;
 
@@ -47,6 +47,16 @@ struct Entry {
 pub struct Protected {
     entries: Vec<Entry>,
 }
+
+/// The files, below a project or the home folder, in which Claude Code,
+/// Codex CLI and Gemini CLI configure their hooks.
+const AGENT_SETTINGS: &[(&str, &str)] = &[
+    (".claude", "settings.json"),
+    (".claude", "settings.local.json"),
+    (".codex", "config.toml"),
+    (".codex", "hooks.json"),
+    (".gemini", "settings.json"),
+];
 
 /// Subcommands of `rein` the agent may run: they read, never decide
 /// approvals, serve, reload or write Rein's files.
@@ -259,21 +269,17 @@ impl Protected {
         }
     }
 
-    /// This list plus the settings files through which `event.agent` runs
-    /// its hooks, in the event's project and the user's home: whoever
-    /// rewrites them turns the hook off.
+    /// This list plus the settings files through which the coding agents
+    /// run their hooks, in the event's project and the user's home: whoever
+    /// rewrites them turns the hook off. Every agent's files, whichever sent
+    /// the event: an agent may write another's (and a user may run both).
     pub fn with_agent_settings(&self, event: &HookEvent, home: Option<&Path>) -> Protected {
         let mut out = self.clone();
         let project = Path::new(&event.cwd);
-        let (dir, files): (&str, &[&str]) = match event.agent {
-            Agent::ClaudeCode => (".claude", &["settings.json", "settings.local.json"]),
-            Agent::Codex => (".codex", &["config.toml", "hooks.json"]),
-            Agent::Gemini => (".gemini", &["settings.json"]),
-        };
         let mut bases = vec![project.to_path_buf()];
         bases.extend(home.map(Path::to_path_buf));
         for base in bases {
-            for file in files {
+            for (dir, file) in AGENT_SETTINGS {
                 out.add(&base.join(dir).join(file), "the agent's hook settings", Kind::File);
             }
         }

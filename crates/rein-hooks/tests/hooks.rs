@@ -690,6 +690,20 @@ async fn rein_protects_its_own_files_whatever_the_policy_says() {
         let (decision, reason) = send(tool, input.clone()).await;
         assert_eq!(decision, "deny", "{tool} {input}: {reason}");
     }
+    // Another agent's hook settings too (Codex writing Claude Code's).
+    let codex = json!({"session_id": "s", "cwd": f.project, "hook_event_name": "PreToolUse", "tool_name": "apply_patch",
+        "tool_input": {"command": "*** Begin Patch\n*** Add File: .claude/settings.local.json\n+{}\n*** End Patch"}});
+    let bytes = codex.to_string();
+    let reply = rein_hooks::handle_guarded(
+        &f.runtime,
+        Agent::Codex,
+        bytes.as_bytes(),
+        Some(&f.home),
+        None,
+        &protected,
+    )
+    .await;
+    assert!(reply.stdout.contains("rein_protects_itself"), "{}", reply.stdout);
     for command in [
         "rein approvals list",
         "rein test examples/",
