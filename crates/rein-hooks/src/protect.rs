@@ -629,6 +629,11 @@ pub fn glob_may_match(pattern: &str, path: &str) -> bool {
     if !pattern.contains(['*', '?', '[', '{']) {
         return pattern == path;
     }
+    // The matchers are memoised (time bounded by the product of the
+    // lengths); a pattern this long is taken as matching (refused).
+    if pattern.len() > 16 * 1024 {
+        return true;
+    }
     expand_braces(pattern, 0)
         .iter()
         .any(|p| segments_match(&p.split('/').collect::<Vec<_>>(), &path.split('/').collect::<Vec<_>>()))
@@ -656,12 +661,24 @@ fn expand_braces(pattern: &str, depth: usize) -> Vec<String> {
 }
 
 fn segments_match(p: &[&str], s: &[&str]) -> bool {
-    match (p.first(), s.first()) {
-        (None, None) => true,
-        (Some(&"**"), _) => segments_match(&p[1..], s) || (!s.is_empty() && segments_match(p, &s[1..])),
-        (Some(pc), Some(sc)) => segment_may_match(pc, sc) && segments_match(&p[1..], &s[1..]),
-        _ => false,
+    // Memoised on (pattern segment, path segment): `**` may skip any number
+    // of segments, which plain recursion would retry exponentially.
+    fn go(p: &[&str], s: &[&str], i: usize, j: usize, memo: &mut [Option<bool>]) -> bool {
+        let key = i * (s.len() + 1) + j;
+        if let Some(known) = memo[key] {
+            return known;
+        }
+        let result = match (p.get(i), s.get(j)) {
+            (None, None) => true,
+            (Some(&"**"), _) => go(p, s, i + 1, j, memo) || (j < s.len() && go(p, s, i, j + 1, memo)),
+            (Some(pc), Some(sc)) => segment_may_match(pc, sc) && go(p, s, i + 1, j + 1, memo),
+            _ => false,
+        };
+        memo[key] = Some(result);
+        result
     }
+    let mut memo = vec![None; (p.len() + 1) * (s.len() + 1)];
+    go(p, s, 0, 0, &mut memo)
 }
 
 /// One segment of a glob against one literal segment (a leading `.` must
@@ -676,44 +693,73 @@ fn segment_may_match(pattern: &str, name: &str) -> bool {
     wildcard(pattern.as_bytes(), name.as_bytes())
 }
 
+/// `*`, `?`, `[…]` (with `!`/`^` negation and ranges) and `\` escapes over
+/// bytes, memoised on (pattern position, name position).
 fn wildcard(p: &[u8], s: &[u8]) -> bool {
-    match p.first() {
-        None => s.is_empty(),
-        Some(b'*') => (0..=s.len()).any(|i| wildcard(&p[1..], &s[i..])),
-        Some(b'?') => !s.is_empty() && wildcard(&p[1..], &s[1..]),
-        Some(b'[') => {
-            let Some(end) = p[1..].iter().position(|&b| b == b']').map(|i| i + 1) else {
-                return !s.is_empty() && s[0] == b'[' && wildcard(&p[1..], &s[1..]);
-            };
-            if s.is_empty() {
-                return false;
-            }
-            let class = &p[1..end];
-            let (negate, class) = match class.first() {
-                Some(b'!' | b'^') => (true, &class[1..]),
-                _ => (false, class),
-            };
-            let mut hit = false;
-            let mut i = 0;
-            while i < class.len() {
-                if i + 2 < class.len() && class[i + 1] == b'-' {
-                    hit |= class[i] <= s[0] && s[0] <= class[i + 2];
-                    i += 3;
-                } else {
-                    hit |= class[i] == s[0];
-                    i += 1;
-                }
-            }
-            hit != negate && wildcard(&p[end + 1..], &s[1..])
+    fn go(p: &[u8], s: &[u8], i: usize, j: usize, memo: &mut [Option<bool>]) -> bool {
+        let key = i * (s.len() + 1) + j;
+        if let Some(known) = memo[key] {
+            return known;
         }
-        Some(b'\\') if p.len() > 1 => !s.is_empty() && s[0] == p[1] && wildcard(&p[2..], &s[1..]),
-        Some(&c) => !s.is_empty() && s[0] == c && wildcard(&p[1..], &s[1..]),
+        let result = match p.get(i) {
+            None => j == s.len(),
+            Some(b'*') => go(p, s, i + 1, j, memo) || (j < s.len() && go(p, s, i, j + 1, memo)),
+            Some(b'?') => j < s.len() && go(p, s, i + 1, j + 1, memo),
+            Some(b'[') => match p[i + 1..].iter().position(|&b| b == b']').map(|k| i + 1 + k) {
+                // No closing bracket: a literal `[`.
+                None => j < s.len() && s[j] == b'[' && go(p, s, i + 1, j + 1, memo),
+                Some(end) => j < s.len() && class_matches(&p[i + 1..end], s[j]) && go(p, s, end + 1, j + 1, memo),
+            },
+            Some(b'\\') if i + 1 < p.len() => j < s.len() && s[j] == p[i + 1] && go(p, s, i + 2, j + 1, memo),
+            Some(&c) => j < s.len() && s[j] == c && go(p, s, i + 1, j + 1, memo),
+        };
+        memo[key] = Some(result);
+        result
     }
+    let mut memo = vec![None; (p.len() + 1) * (s.len() + 1)];
+    go(p, s, 0, 0, &mut memo)
+}
+
+fn class_matches(class: &[u8], c: u8) -> bool {
+    let (negate, class) = match class.first() {
+        Some(b'!' | b'^') => (true, &class[1..]),
+        _ => (false, class),
+    };
+    let mut hit = false;
+    let mut i = 0;
+    while i < class.len() {
+        if i + 2 < class.len() && class[i + 1] == b'-' {
+            hit |= class[i] <= c && c <= class[i + 2];
+            i += 3;
+        } else {
+            hit |= class[i] == c;
+            i += 1;
+        }
+    }
+    hit != negate
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wild_patterns_are_answered_quickly() {
+        let started = std::time::Instant::now();
+        let wild = format!("/p/{}b", "*a".repeat(400));
+        assert!(!glob_may_match(&wild, &format!("/p/{}", "a".repeat(200))));
+        assert!(glob_may_match(
+            &format!("/p/{}", "*a".repeat(40)),
+            &format!("/p/{}", "a".repeat(200))
+        ));
+        let deep = format!("/p/{}x", "**/".repeat(400));
+        assert!(!glob_may_match(&deep, "/p/q/r/s/t/u/v/rein.db"));
+        assert!(glob_may_match(
+            &format!("/p/{}rein.db", "**/".repeat(40)),
+            "/p/q/r/s/rein.db"
+        ));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
 
     #[test]
     fn globs_may_match_literal_paths() {
