@@ -418,6 +418,18 @@ fn file_inputs(
 /// paths; `false` when some were cut.
 fn resolve_in(dirs: &[PathBuf], files: &[String], home: Option<&Path>) -> (Vec<String>, bool) {
     let mut out: Vec<String> = Vec::new();
+    // Every pair costs file-system lookups: past the bound (even of
+    // repeated paths) the part is not understood rather than slow.
+    let pairs = files.len().saturating_mul(dirs.len());
+    let files = match pairs > 4 * MAX_PATHS_PER_PART {
+        true => &files[..(4 * MAX_PATHS_PER_PART / dirs.len().max(1)).min(files.len())],
+        false => files,
+    };
+    if files.len().saturating_mul(dirs.len()) < pairs {
+        // The rest is left out: the part is not understood.
+        let (out, _) = resolve_in(dirs, files, home);
+        return (out, false);
+    }
     for f in files {
         for d in dirs {
             // A program opening `link/../x` follows the link before `..`;
@@ -680,6 +692,12 @@ pub fn resolve_physical(cwd: &Path, path: &str, home: Option<&Path>) -> String {
         }
     }
     real_prefix(&out).to_string_lossy().into_owned()
+}
+
+/// `path` joined to `dir` and normalised lexically (no file-system
+/// lookup), as text; `~` is not expanded.
+pub fn normalize_text(dir: &Path, path: &str) -> String {
+    normalize(&joined(dir, path, None)).to_string_lossy().into_owned()
 }
 
 fn normalize(path: &Path) -> PathBuf {

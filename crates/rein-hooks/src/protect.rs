@@ -374,6 +374,19 @@ impl Protected {
                 }
             }
         }
+        // A part that is not understood may have had its operands cut (or
+        // mis-read): every word counts, joined to each directory.
+        let understood = input.get("understood").and_then(Json::as_bool).unwrap_or(false);
+        if !understood {
+            for a in args.iter().filter(|a| !a.starts_with('-')) {
+                for d in &dirs {
+                    let lexical = crate::map::normalize_text(Path::new(d), a);
+                    if let Some(e) = self.hit(&lexical, Cover::Glob, |_| true) {
+                        return Some(refusal(e, "touch it"));
+                    }
+                }
+            }
+        }
         let reader = READERS.contains(&program);
         if reader {
             // Reading is fine, except secrets (a glob or directory read
@@ -788,12 +801,15 @@ mod tests {
 
     fn part(program: &str, args: &[&str], operands: &[&str]) -> Json {
         serde_json::json!({"program": program, "path": program, "args": args, "operands": operands,
-            "dirs": ["/p"], "writes": [], "reads": [], "env": []})
+            "dirs": ["/p"], "writes": [], "reads": [], "env": [], "understood": true})
     }
 
     #[test]
     fn shell_parts_that_touch_reins_files_are_refused() {
         let g = guard();
+        let mut cut = part("rm", &["a", "rein.db"], &["/p/a"]);
+        cut["understood"] = serde_json::json!(false);
+        assert!(g.check("shell.exec", &cut).is_some(), "operands cut, args still seen");
         for (program, args, operands) in [
             ("rm", vec!["-f", "rein.db"], vec!["/p/rein.db"]),
             ("mv", vec![".claude", "x"], vec!["/p/.claude", "/p/x"]),
