@@ -252,6 +252,52 @@ fn options_a_grammar_does_not_know_make_the_program_unknown() {
 }
 
 #[test]
+fn a_program_named_by_a_path_outside_the_system_is_not_known() {
+    for c in [
+        "./ls",
+        "bin/cat f",
+        "/tmp/x/rm -rf y",
+        "~/bin/git status",
+        "../grep x f",
+    ] {
+        let a = analyze(c);
+        assert!(!only(&a).known, "{c}");
+    }
+    for c in ["/bin/ls", "/usr/bin/git status", "/usr/local/bin/rg x"] {
+        let a = analyze(c);
+        assert!(only(&a).known, "{c}");
+    }
+}
+
+#[test]
+fn asking_a_shell_or_interpreter_its_version_runs_nothing() {
+    for c in [
+        "bash --version",
+        "python3 --version",
+        "python3 -V",
+        "node -v",
+        "perl -v",
+        "ruby --version",
+    ] {
+        let a = analyze(c);
+        assert!(a.understood, "{c}: {a:#?}");
+    }
+}
+
+#[test]
+fn extracting_writes_into_the_directory() {
+    known("tar xzf a.tgz", &["a.tgz", "."]);
+    known("tar -xf a.tar -C out", &["a.tar", "out"]);
+    known("tar tf a.tar", &["a.tar"]);
+    known("unzip a.zip", &["a.zip", "."]);
+    known("unzip -l a.zip", &["a.zip"]);
+    known("curl -w @fmt.txt https://x", &["fmt.txt"]);
+    known("echo -n hi", &[]);
+    known("printf -v x %s y", &[]);
+    known("uname -a", &[]);
+}
+
+#[test]
 fn the_table_is_documented() {
     for p in KNOWN_PROGRAMS {
         assert!(!p.is_empty());
