@@ -1205,8 +1205,15 @@ impl Walker {
                             return moved;
                         }
                     };
-                    let input = sh.replace.as_deref().or(ctx.replace.as_deref());
-                    if let Some(r) = input.filter(|r| script.contains(*r) && script.contains("-c")) {
+                    // Input put into the string by an enclosing `xargs -I` or
+                    // `find -exec` is code; `parallel` quotes what it puts
+                    // in its own string, unless a shell inside reads it again.
+                    let outer = ctx.replace.as_deref().filter(|r| script.contains(*r));
+                    let own = sh
+                        .replace
+                        .as_deref()
+                        .filter(|r| script.contains(*r) && (script.contains("-c") || script.contains("eval")));
+                    if let Some(r) = outer.or(own) {
                         let reason = format!("{} runs a shell string in which {r} is replaced by input", sh.via);
                         self.not_understood(part, reason);
                         return moved;

@@ -428,6 +428,10 @@ fn wrappers_that_cannot_be_seen_through_are_not_understood() {
     refused("parallel --sshlogin host rm ::: a", "unknown option");
     refused("cat cmds | parallel", "lines of its input");
     refused("parallel sh -c 'rm {}' ::: a", "replaced by input");
+    refused("xargs -I{} watch 'rm {}'", "replaced by input");
+    refused("find . -exec flock l -c 'cat {}' \\;", "replaced by input");
+    let a = analyze("parallel gzip {} ::: a b");
+    assert!(a.understood, "{a:#?}");
     refused("script", "interactive shell");
     refused("fish -c 'echo (rm -rf ~)'", "fish");
     refused("zsh -c 'ls *(e:\"rm -rf ~\":)'", "glob qualifier");
