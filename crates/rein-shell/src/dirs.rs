@@ -314,6 +314,18 @@ pub(crate) fn changes_dir_rules(program: &str, args: &[String], assigned: &[Stri
     if let Some((v, why)) = assigned.iter().find_map(|v| special(v).map(|why| (v, why))) {
         return Some(format!("assigns {v}, {why}"));
     }
+    // `declare -n ref=HOME`: a name that refers to a special variable.
+    if matches!(program, "declare" | "typeset" | "local") && args.iter().any(|a| a.starts_with('-') && a.contains('n'))
+    {
+        if let Some(a) = args
+            .iter()
+            .find(|a| a.split_once('=').is_some_and(|(_, v)| special(v).is_some()))
+        {
+            return Some(format!(
+                "{program} -n {a} refers to a variable that changes what cd, ~ or programs do"
+            ));
+        }
+    }
     match program {
         "export" | "declare" | "typeset" | "local" | "readonly" | "read" | "printf" | "unset" | "getopts"
         | "mapfile" | "readarray" | "let" | "eval" | "alias" | "hash" | "enable" => args
@@ -333,6 +345,35 @@ pub(crate) fn changes_dir_rules(program: &str, args: &[String], assigned: &[Stri
     }
 }
 
+/// Why a word, as written, assigns a [`special_variable`] while it is
+/// expanded, if it does: `${CDPATH:=/etc}`, `${HOME=/x}`, `$((PWD=1))`.
+pub(crate) fn assigns_in_expansion(word: &str) -> Option<String> {
+    let bytes = word.as_bytes();
+    let arithmetic = word.contains("((");
+    let mut i = 0;
+    while i < bytes.len() {
+        let start = i;
+        while bytes.get(i).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_') {
+            i += 1;
+        }
+        if i > start {
+            let name = word.get(start..i).unwrap_or_default();
+            let before = start.checked_sub(1).and_then(|p| bytes.get(p)).copied();
+            let rest = word.get(i..).unwrap_or_default();
+            let assigned = (before == Some(b'{') && (rest.starts_with(":=") || rest.starts_with('=')))
+                || (arithmetic && rest.trim_start().starts_with('=') && !rest.trim_start().starts_with("=="));
+            if assigned {
+                if let Some(why) = special_variable(name) {
+                    return Some(format!("{word} assigns {name}, {why}"));
+                }
+            }
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,6 +387,16 @@ mod tests {
         assert_eq!(join("a", "~/.ssh"), "~/.ssh");
         assert_eq!(join("a", "../b"), "a/../b");
         assert_eq!(join("a", ""), "a");
+    }
+
+    #[test]
+    fn assignments_inside_expansions() {
+        assert!(assigns_in_expansion("${CDPATH:=/etc}").is_some());
+        assert!(assigns_in_expansion("x${HOME=/etc}").is_some());
+        assert!(assigns_in_expansion("$((PWD = 1))").is_some());
+        assert!(assigns_in_expansion("${PATH:-/bin}").is_none());
+        assert!(assigns_in_expansion("${X:=1}").is_none());
+        assert!(assigns_in_expansion("$((HOME == 1))").is_none());
     }
 
     #[test]

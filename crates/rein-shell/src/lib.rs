@@ -62,7 +62,8 @@
 //!   call `f` is a part of its own), `trap` handlers, `find -exec` and the
 //!   command strings of `flock -c`, `script -c`, `watch` and `parallel`.
 //!   A command line with more than [`MAX_PARTS`] parts keeps the first
-//!   `MAX_PARTS - 1` and ends with a part that is not understood.
+//!   `MAX_PARTS - 1` and ends with a part that is not understood (with
+//!   more than four times as many commands it is one part, not parsed).
 //! - **`dirs` is where the part runs**, relative to where the command line
 //!   starts, as the text the `cd`s gave (`cd /etc && cat passwd` → `/etc`;
 //!   `cd sub; cd ../x` → `sub/../x`, `..` read as bash's logical `cd`
@@ -174,7 +175,10 @@ pub const MAX_INPUT_BYTES: usize = 64 * 1024;
 
 /// Most parts an analysis returns: a longer command line keeps its first
 /// `MAX_PARTS - 1` parts and ends with one part that is not understood
-/// (a person should look at a command that runs this many programs).
+/// (a person should look at a command that runs this many programs). A
+/// command line with more than `4 * MAX_PARTS` command separators (`;`,
+/// `&&`, `||`, `|`, `&`, line ends) is not parsed at all: one part, not
+/// understood.
 pub const MAX_PARTS: usize = 256;
 
 /// Deepest nesting analysed: compound commands, substitutions, wrappers and

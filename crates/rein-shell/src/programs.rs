@@ -562,6 +562,51 @@ const TEXT_ONLY: Grammar = Grammar {
     ..BASE
 };
 
+const ECHO: Grammar = Grammar {
+    short_flag: "neE",
+    ..TEXT_ONLY
+};
+
+const PRINTF: Grammar = Grammar {
+    short_value: "v",
+    ..TEXT_ONLY
+};
+
+const UNAME: Grammar = Grammar {
+    short_flag: "asnrvmpio",
+    long_flag: &[
+        "all",
+        "kernel-name",
+        "nodename",
+        "kernel-release",
+        "kernel-version",
+        "machine",
+        "processor",
+        "hardware-platform",
+        "operating-system",
+        "help",
+        "version",
+    ],
+    ..TEXT_ONLY
+};
+
+const SEQ: Grammar = Grammar {
+    short_value: "fs",
+    short_flag: "w",
+    long_value: &["format", "separator"],
+    long_flag: &["equal-width", "help", "version"],
+    numeric: true,
+    ..TEXT_ONLY
+};
+
+const BASENAME: Grammar = Grammar {
+    short_value: "s",
+    short_flag: "az",
+    long_value: &["suffix"],
+    long_flag: &["multiple", "zero", "help", "version"],
+    ..TEXT_ONLY
+};
+
 const TR: Grammar = Grammar {
     short_flag: "cCdst",
     long_flag: &[
@@ -1442,6 +1487,11 @@ fn grammar(program: &str) -> Option<&'static Grammar> {
         "wget" => &WGET,
         "rsync" => &RSYNC,
         "unzip" => &UNZIP,
+        "echo" => &ECHO,
+        "printf" => &PRINTF,
+        "uname" => &UNAME,
+        "seq" => &SEQ,
+        "basename" | "dirname" => &BASENAME,
         p if TEXT_ONLY_PROGRAMS.contains(&p) => &TEXT_ONLY,
         _ => return None,
     })
@@ -1633,6 +1683,9 @@ pub(crate) fn read(program: &str, words: &[WordInfo]) -> Reading {
                         .or_else(|| value.split_once("=<"))
                         .map(|(_, f)| f.split(';').next().unwrap_or_default()),
                     "b" | "cookie" if !value.contains('=') => Some(value.as_str()),
+                    // `-w @file` reads the format from a file.
+                    "w" | "write-out" => value.strip_prefix('@'),
+                    "variable" | "url-query" => value.split_once('@').map(|(_, f)| f),
                     _ => None,
                 };
                 if let Some(f) = file.filter(|f| !f.is_empty() && *f != "-") {
@@ -1683,8 +1736,15 @@ pub(crate) fn read(program: &str, words: &[WordInfo]) -> Reading {
             r.operands
                 .retain(|o| parsed.positional.iter().all(|p| p != o) || !parsed.known);
         }
-        "tee" | "rm" | "rmdir" | "cp" | "mv" | "ln" | "mkdir" | "touch" | "truncate" | "install" | "chmod"
-        | "chown" | "chgrp" | "unzip" | "rsync" => {}
+        // Extracting writes into the directory unless `-d` names another.
+        "unzip"
+            if !parsed
+                .options
+                .iter()
+                .any(|(n, _)| matches!(n.as_str(), "d" | "l" | "t" | "v" | "p" | "c" | "Z")) =>
+        {
+            r.operands.push(".".to_owned());
+        }
         _ => {}
     }
     if parsed.dynamic_option {
@@ -2120,6 +2180,13 @@ fn tar(words: &[WordInfo]) -> Reading {
             _ => {}
         }
     }
+    // Extracting writes into the directory unless `-C` names another.
+    let extracts = options
+        .iter()
+        .any(|(n, _)| matches!(n.as_str(), "x" | "extract" | "get"));
+    if extracts && !options.iter().any(|(n, _)| n == "C" || n == "directory") {
+        r.operands.push(".".to_owned());
+    }
     r.operands.extend(positional);
     r
 }
@@ -2454,6 +2521,25 @@ fn python_module(words: &[WordInfo]) -> Option<Reading> {
     None
 }
 
+/// `path` names a program found through `PATH` (no `/`) or in a system
+/// directory: `./ls` or `build/ls` is whatever that file is.
+pub(crate) fn is_system_path(path: &str) -> bool {
+    const SYSTEM: &[&str] = &[
+        "/bin/",
+        "/usr/bin/",
+        "/usr/local/bin/",
+        "/sbin/",
+        "/usr/sbin/",
+        "/usr/local/sbin/",
+        "/opt/homebrew/bin/",
+    ];
+    !path.contains('/')
+        || SYSTEM.iter().any(|d| {
+            path.strip_prefix(d)
+                .is_some_and(|rest| !rest.contains('/') && !rest.is_empty())
+        })
+}
+
 /// A file name that is standard input or another descriptor of the
 /// process: a program read from it is not on the line.
 pub(crate) fn is_stdin_name(name: &str) -> bool {
@@ -2556,6 +2642,12 @@ pub(crate) fn interpreter_reads_stdin(program: &str, words: &[WordInfo]) -> Opti
     let from_stdin = Some(format!(
         "{program} reads its program from standard input, which the analysis does not see"
     ));
+    let asks_version = words.iter().skip(1).any(|w| {
+        matches!(w.literal.as_str(), "--version" | "--help" | "-V" | "-h") || (w.literal == "-v" && !is_python(program))
+    });
+    if asks_version {
+        return None;
+    }
     let Some((short_value, inline, long_value)) = interpreter_options(program) else {
         // No option table: a program file is the first word that is no
         // option; without one, or with a standard-input name, stdin.

@@ -833,6 +833,11 @@ impl Walker {
 
     /// The parts of the substitutions of `info`; their programs.
     fn embedded(&mut self, info: &WordInfo, ctx: &Ctx) -> Vec<String> {
+        if info.dynamic {
+            if let Some(reason) = dirs::assigns_in_expansion(&info.literal) {
+                self.dirs = Dirs::Unknown(reason);
+            }
+        }
         let start = self.parts.len();
         if let Some(problem) = &info.problem {
             self.unknown(&info.literal, "", Vec::new(), ctx, problem.clone());
@@ -1200,8 +1205,15 @@ impl Walker {
                             return moved;
                         }
                     };
-                    let input = sh.replace.as_deref().or(ctx.replace.as_deref());
-                    if let Some(r) = input.filter(|r| script.contains(*r) && script.contains("-c")) {
+                    // Input put into the string by an enclosing `xargs -I` or
+                    // `find -exec` is code; `parallel` quotes what it puts
+                    // in its own string, unless a shell inside reads it again.
+                    let outer = ctx.replace.as_deref().filter(|r| script.contains(*r));
+                    let own = sh
+                        .replace
+                        .as_deref()
+                        .filter(|r| script.contains(*r) && (script.contains("-c") || script.contains("eval")));
+                    if let Some(r) = outer.or(own) {
                         let reason = format!("{} runs a shell string in which {r} is replaced by input", sh.via);
                         self.not_understood(part, reason);
                         return moved;
@@ -1261,7 +1273,11 @@ impl Walker {
                 }
                 ShellCall::Unknown(reason) => return self.not_understood(part, reason),
             };
-            if from_stdin {
+            let asks_version = words
+                .iter()
+                .skip(1)
+                .any(|w| matches!(w.literal.as_str(), "--version" | "--help"));
+            if from_stdin && !asks_version {
                 return match &ctx.stdin_doc {
                     Some(Ok(script)) if program != "fish" => {
                         let mut c = ctx.with_via(format!("{program} <<"));
@@ -1338,8 +1354,13 @@ impl Walker {
     /// Fills what the program's grammar says into `part`.
     fn read_grammar(part: &mut Part, program: &str, words: &[WordInfo]) -> programs::Reading {
         let mut reading = programs::read(program, words);
-        part.known = reading.known;
-        part.operands = std::mem::take(&mut reading.operands);
+        // `./ls` or `/tmp/x/ls` is whatever that file is, not the tool.
+        if programs::is_system_path(&part.path) {
+            part.known = reading.known;
+            part.operands = std::mem::take(&mut reading.operands);
+        } else {
+            part.known = false;
+        }
         extend_unique(&mut part.writes, &reading.writes);
         extend_unique(&mut part.reads, &reading.reads);
         reading

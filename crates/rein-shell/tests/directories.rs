@@ -120,6 +120,10 @@ fn variables_and_options_that_change_cd() {
     unknown_dir("shopt -s cdable_vars; cd x; cat y", "cat y", "shopt");
     unknown_dir("set -P; cd x; cat y", "cat y", "set -P");
     unknown_dir("set -o physical; cd x; cat y", "cat y", "set -P");
+    unknown_dir(": ${CDPATH:=/etc}; cd ssh; cat x", "cat x", "CDPATH");
+    unknown_dir("echo $((PWD=1)); cd .; cat x", "cat x", "PWD");
+    unknown_dir("declare -n r=HOME; r=/etc; cat ~/passwd", "cat ~/passwd", "HOME");
+    unknown_dir("cat <<EOF\n${HOME:=/x}\nEOF\ncat ~/y", "cat ~/y", "HOME");
 }
 
 #[test]

@@ -252,6 +252,52 @@ fn options_a_grammar_does_not_know_make_the_program_unknown() {
 }
 
 #[test]
+fn a_program_named_by_a_path_outside_the_system_is_not_known() {
+    for c in [
+        "./ls",
+        "bin/cat f",
+        "/tmp/x/rm -rf y",
+        "~/bin/git status",
+        "../grep x f",
+    ] {
+        let a = analyze(c);
+        assert!(!only(&a).known, "{c}");
+    }
+    for c in ["/bin/ls", "/usr/bin/git status", "/usr/local/bin/rg x"] {
+        let a = analyze(c);
+        assert!(only(&a).known, "{c}");
+    }
+}
+
+#[test]
+fn asking_a_shell_or_interpreter_its_version_runs_nothing() {
+    for c in [
+        "bash --version",
+        "python3 --version",
+        "python3 -V",
+        "node -v",
+        "perl -v",
+        "ruby --version",
+    ] {
+        let a = analyze(c);
+        assert!(a.understood, "{c}: {a:#?}");
+    }
+}
+
+#[test]
+fn extracting_writes_into_the_directory() {
+    known("tar xzf a.tgz", &["a.tgz", "."]);
+    known("tar -xf a.tar -C out", &["a.tar", "out"]);
+    known("tar tf a.tar", &["a.tar"]);
+    known("unzip a.zip", &["a.zip", "."]);
+    known("unzip -l a.zip", &["a.zip"]);
+    known("curl -w @fmt.txt https://x", &["fmt.txt"]);
+    known("echo -n hi", &[]);
+    known("printf -v x %s y", &[]);
+    known("uname -a", &[]);
+}
+
+#[test]
 fn the_table_is_documented() {
     for p in KNOWN_PROGRAMS {
         assert!(!p.is_empty());
@@ -382,6 +428,10 @@ fn wrappers_that_cannot_be_seen_through_are_not_understood() {
     refused("parallel --sshlogin host rm ::: a", "unknown option");
     refused("cat cmds | parallel", "lines of its input");
     refused("parallel sh -c 'rm {}' ::: a", "replaced by input");
+    refused("xargs -I{} watch 'rm {}'", "replaced by input");
+    refused("find . -exec flock l -c 'cat {}' \\;", "replaced by input");
+    let a = analyze("parallel gzip {} ::: a b");
+    assert!(a.understood, "{a:#?}");
     refused("script", "interactive shell");
     refused("fish -c 'echo (rm -rf ~)'", "fish");
     refused("zsh -c 'ls *(e:\"rm -rf ~\":)'", "glob qualifier");
@@ -391,8 +441,7 @@ fn wrappers_that_cannot_be_seen_through_are_not_understood() {
 
 #[test]
 fn commands_with_too_many_parts_end_in_one_part_not_understood() {
-    let line = vec!["ls"; 21_000].join(";");
-    assert!(line.len() < 64 * 1024);
+    let line = vec!["ls"; 300].join(";");
     let a = analyze(&line);
     assert_eq!(a.parts.len(), MAX_PARTS);
     assert!(a.parts[..MAX_PARTS - 1]
@@ -414,4 +463,19 @@ fn commands_with_too_many_parts_end_in_one_part_not_understood() {
     let a = analyze(&format!("echo {}", vec!["$(ls)"; 1000].join(" ")));
     assert_eq!(a.parts.len(), MAX_PARTS);
     assert!(!a.understood);
+    // Far more commands than that (the 63 KB `ls;ls;…`, 21,000 of
+    // them) are not parsed: one part, not understood.
+    for sep in [";", "\n", " && ", " | ", " & "] {
+        let line = vec!["ls"; 21_000].join(sep);
+        if line.len() > 64 * 1024 {
+            continue;
+        }
+        let a = analyze(&line);
+        assert_eq!(a.parts.len(), 1, "{sep:?}");
+        assert!(!a.understood);
+        assert!(a.problems[0].contains("more than 1024 commands"), "{:?}", a.problems);
+    }
+    // Blank lines and comments are no commands.
+    let a = analyze(&format!("ls{}ls", "\n# note\n\n".repeat(3000)));
+    assert!(a.understood, "{:?}", a.problems);
 }
