@@ -943,18 +943,47 @@ mod tests {
         out
     }
 
-    /// Bash pathname matching of the tokens against `s` (with `**` as
-    /// `globstar` reads it inside a path: anything).
-    fn shell_matches(toks: &[Tok], s: &[char]) -> bool {
+    /// Bash pathname matching of the tokens against the bytes `s` (with
+    /// `**` as `globstar` reads it inside a path: anything), in a UTF-8
+    /// locale or the C locale: `?` and a class match one character or one
+    /// byte.
+    fn shell_matches(toks: &[Tok], s: &[u8]) -> bool {
+        // The lengths of the first character and of the first byte.
+        let firsts = |s: &[u8]| -> Vec<usize> {
+            let Some(&b) = s.first() else { return Vec::new() };
+            let char_len = match b {
+                0..=0x7F => 1,
+                0xC0..=0xDF => 2,
+                0xE0..=0xEF => 3,
+                _ => 4,
+            };
+            // A whole character only where one starts (not inside one).
+            match s.get(..char_len).map(std::str::from_utf8) {
+                Some(Ok(_)) if char_len > 1 => vec![1, char_len],
+                _ => vec![1],
+            }
+        };
         match toks.split_first() {
             None => s.is_empty(),
-            Some((Tok::Lit(c), rest)) => s.first() == Some(c) && shell_matches(rest, &s[1..]),
-            Some((Tok::Quest, rest)) => s.first().is_some_and(|&c| c != '/') && shell_matches(rest, &s[1..]),
+            Some((Tok::Lit(c), rest)) => {
+                let mut buf = [0; 4];
+                let lit = c.encode_utf8(&mut buf).as_bytes();
+                s.starts_with(lit) && shell_matches(rest, &s[lit.len()..])
+            }
+            Some((Tok::Quest, rest)) => {
+                s.first() != Some(&b'/') && firsts(s).into_iter().any(|n| shell_matches(rest, &s[n..]))
+            }
             Some((Tok::Class(neg, cs), rest)) => {
-                s.first().is_some_and(|&c| c != '/' && cs.contains(&c) != *neg) && shell_matches(rest, &s[1..])
+                s.first() != Some(&b'/')
+                    && firsts(s).into_iter().any(|n| {
+                        // The members are ASCII: a longer character or a
+                        // lone non-ASCII byte is never one of them.
+                        let member = n == 1 && cs.iter().any(|&c| c as u32 == u32::from(s[0]));
+                        member != *neg && shell_matches(rest, &s[n..])
+                    })
             }
             Some((Tok::Star, rest)) => (0..=s.len())
-                .take_while(|&n| n == 0 || s[n - 1] != '/')
+                .take_while(|&n| n == 0 || s[n - 1] != b'/')
                 .any(|n| shell_matches(rest, &s[n..])),
             Some((Tok::StarStar, rest)) => (0..=s.len()).any(|n| shell_matches(rest, &s[n..])),
         }
@@ -1056,7 +1085,7 @@ mod tests {
             let automaton = GlobAutomaton::new(&glob).unwrap();
             let witness = |len: usize| strings_up_to(len).into_iter().find(|s| {
                 let text: String = s.iter().collect();
-                shell_matches(&toks, s) && matcher.is_match(&text)
+                shell_matches(&toks, text.as_bytes()) && matcher.is_match(&text)
             });
             let answer = automaton.may_match(&operand, false);
             let short = witness(6);
