@@ -467,18 +467,28 @@ impl ShellGlob<'_> {
         // like may hold non-ASCII characters, `[=e=]` and `[.x.]` others.
         let mut locale_dependent = false;
         let mut posix: Vec<&'static str> = Vec::new();
+        let mut unknown_member = false;
         while j < end {
             let c = self.chars[j];
             if c == '[' && matches!(self.at(j + 1), Some(':' | '=' | '.')) {
                 if let Some(close) = self.class_name_end(j, end + 1) {
                     let name: String = self.chars[j + 2..close - 2].iter().collect();
-                    match (self.chars[j + 1], posix_class(&name)) {
-                        (':', Some(set)) => posix.push(set),
-                        (_, _) => locale_dependent = true,
+                    let mut name_chars = name.chars();
+                    match (
+                        self.chars[j + 1],
+                        posix_class(&name),
+                        name_chars.next(),
+                        name_chars.next(),
+                    ) {
+                        (':', Some(set), _, _) => posix.push(set),
+                        // `[=e=]`, `[.e.]`: the character and, in some
+                        // locales, others.
+                        ('=' | '.', _, Some(c), None) => ranges.push((c, c)),
+                        // An unknown class or a named collating symbol
+                        // (`[.hyphen.]`): could be any character.
+                        _ => unknown_member = true,
                     }
-                    if self.chars[j + 1] == ':' {
-                        locale_dependent = true;
-                    }
+                    locale_dependent = true;
                     j = close;
                     continue;
                 }
@@ -563,16 +573,19 @@ impl ShellGlob<'_> {
                     folds = FOLDS_TO_ASCII.iter().map(|(_, s)| *s).collect();
                 }
             }
-            if class.len() == 1 {
-                // Only unknown members (`[[=e=]]`): any character.
+            if unknown_member {
                 alts.push(ONE_CHAR.to_string());
-            } else {
+            }
+            if class.len() > 1 {
                 class.push(']');
                 bytes.push_str("])");
                 alts.push(class);
                 alts.push(bytes);
             }
             alts.extend(folds.iter().map(|s| s.to_string()));
+            if alts.is_empty() {
+                alts.push(ONE_CHAR.to_string());
+            }
         }
         if has_slash {
             // Bash splits a pattern at `/` before matching, which leaves
@@ -796,6 +809,11 @@ mod tests {
             ("/p/.[!x]nv", "**/.env"),
             ("/p/.[^x]nv", "**/.env"),
             ("/p/.[[:alpha:]]nv", "**/.env"),
+            ("/p/.[[=e=]]nv", "**/.env"),
+            ("/p/.[[.e.]]nv", "**/.env"),
+            ("/p/.[[.hyphen.]]nv", "**/.env"),
+            ("/p/.[[:nonsense:]]nv", "**/.env"),
+            ("/p/.[![=x=]]nv", "**/.env"),
             ("/p/*/.env", "**/.env"),
             ("/p/**", "**/.env"),
             ("/home/u/.{ssh,aws}/id_rsa", "**/.ssh/**"),
@@ -832,6 +850,8 @@ mod tests {
             ("/p/.en", "**/.env"),
             ("/p/.env?", "**/.env"),
             ("/p/.[!e]nv", "**/.env"),
+            ("/p/.[![=e=]]nv", "**/.env"),
+            ("/p/.[[=x=]]nv", "**/.env"),
             ("/p/?env", "**/.ssh/**"),
             ("/home/u/*", "/home/u/.ssh/**"),
             ("/home/u/.ssh*", "/home/u/.ssh/**"),
