@@ -68,7 +68,7 @@ impl GlobAutomaton {
             // expansion; anything may be named.
             None => return true,
         };
-        let regex = shell_glob_regex(&normalized, ignore_case);
+        let regex = shell_glob_regex(&widen_zsh_operators(&normalized), ignore_case);
         match compile(&regex) {
             Ok(nfa) => intersects(&nfa, &self.nfa, ignore_case),
             // Too large to analyse: assume the worst.
@@ -133,6 +133,39 @@ fn normalize_glob_path(path: &str) -> Option<String> {
 
 /// Whether a path part may stand for a part of unknown length: wildcards,
 /// expansions left unexpanded (`$HOME`, `` `cmd` ``), a leading `~`.
+/// zsh's extended glob operators (`^x` all but x, `x#` repeats, `a~b`
+/// exclusion, `<1-9>` numbers) are literal text in bash. A path component
+/// holding one unescaped is read as `*` (any component), which covers both
+/// shells; when such a component is part of a brace list, the whole operand
+/// is read as `**`.
+fn widen_zsh_operators(path: &str) -> String {
+    let operator_at = |part: &str, first_part: bool| {
+        let mut escaped = false;
+        part.char_indices().any(|(i, c)| {
+            let found = !escaped && (matches!(c, '^' | '#' | '<') || (c == '~' && !(first_part && i == 0)));
+            escaped = !escaped && c == '\\';
+            found
+        })
+    };
+    let parts: Vec<&str> = path.split('/').collect();
+    if !parts.iter().enumerate().any(|(i, p)| operator_at(p, i == 0)) {
+        return path.to_string();
+    }
+    let mut out: Vec<&str> = Vec::with_capacity(parts.len());
+    for (i, part) in parts.iter().enumerate() {
+        if operator_at(part, i == 0) {
+            if part.contains(['{', '}']) {
+                return "**".to_string();
+            }
+            // A `[^...]` class inside the part is matched by `*` as well.
+            out.push("*");
+        } else {
+            out.push(part);
+        }
+    }
+    out.join("/")
+}
+
 fn has_glob_chars(part: &str) -> bool {
     part.starts_with('~') || part.contains(['*', '?', '[', ']', '{', '}', '\\', '(', ')', '$', '`'])
 }
@@ -241,6 +274,18 @@ impl ShellGlob<'_> {
                     push_literal(self.chars[i + 1], self.ignore_case, out);
                     i += 2;
                 }
+                '(' => match self.closing(i, end, '(', ')') {
+                    // zsh's `(a|b)` and glob qualifiers (`id_rsa(N)`),
+                    // bash's text: anything covers them.
+                    Some(close) => {
+                        out.push_str(ANY_STRING);
+                        i = close + 1;
+                    }
+                    None => {
+                        push_literal('(', self.ignore_case, out);
+                        i += 1;
+                    }
+                },
                 '*' | '?' | '+' | '@' | '!' if self.at(i + 1) == Some('(') => {
                     // An extended glob (`*(a|b)`, `!(x)`); without `extglob`
                     // it is literal text, which "anything" covers as well.
@@ -826,6 +871,15 @@ mod tests {
             // `**` reaches below.
             ("/home/**/id_rsa", "/home/u/.ssh/id_rsa"),
             ("/home/*/.ssh/id_rsa", "/home/u/.ssh/id_rsa"),
+            // zsh: alternation, qualifiers, extended glob operators.
+            ("/home/u/.(ssh|aws)/id_rsa", "**/.ssh/**"),
+            ("/home/u/.ssh/id_rsa(N)", "**/.ssh/id_rsa"),
+            ("/home/u/.ssh/^id_rsa.pub", "**/.ssh/id_rsa"),
+            ("/home/u/.ssh/id_rsa#", "**/.ssh/id_rsa"),
+            ("/home/u/.s#h/id_rsa", "**/.ssh/id_rsa"),
+            ("/home/u/.ssh/*~*.pub", "**/.ssh/id_rsa"),
+            ("/home/u/.ssh/id_<->", "**/.ssh/id_1"),
+            ("/home/u/{.ssh,^x}/id", "**/.ssh/**"),
             // A home directory or an expansion may be any path.
             ("~/.ss?/id_*", "/home/u/.ssh/id_rsa"),
             ("~alice/.ssh/id_rsa", "/Users/alice/.ssh/id_rsa"),
@@ -858,8 +912,8 @@ mod tests {
             ("/p/.ENV", "**/.env"),
             ("/p/.{a,b}nv", "**/.env"),
             ("/p/x/../y", "/p/x"),
-            // A later `~` is literal, as in shells; so is a lone `$`.
-            ("/p/~/x", "/p/a/x"),
+            // A lone `$` is literal; escaped zsh operators are too.
+            ("/p/\\^x", "/p/y"),
             ("/p/$", "/p/a"),
             ("~/.ssh/id_rsa.pub", "**/.ssh/id_rsa"),
         ] {
