@@ -199,3 +199,91 @@ fn every_failure_is_an_explicit_refusal() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("could not read the hook event"));
     }
 }
+
+/// The README's set-up and its attack: with a policy that would allow it,
+/// the agent still cannot grant its own approval, edit the store, the key,
+/// the policy or the settings that install the hook.
+#[test]
+fn the_hook_protects_reins_own_files_whatever_the_policy_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().canonicalize().unwrap();
+    let contracts = root().join("policies/agents/coding-agent.yaml");
+    let anything = project.join("allow-all.yaml");
+    std::fs::write(
+        &anything,
+        "version: 1\nrules:\n  - {id: anything, action: \"*\", effect: allow}\n",
+    )
+    .unwrap();
+    let settings = project.join("custom-settings.json");
+    let db = project.join("rein.db");
+    let args = [
+        "claude-code",
+        "-p",
+        contracts.to_str().unwrap(),
+        "-p",
+        anything.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--protect",
+        settings.to_str().unwrap(),
+    ];
+    // The first call creates the store (and its key) in the project.
+    let out = hook(&args, &event("ls", &project), &project);
+    assert_eq!(decision(&out).0, "allow");
+    for command in [
+        "rein approvals grant 0190 --db rein.db --as alice",
+        "rm -f rein.db rein.db-wal",
+        "echo x > rein-audit.key",
+        "cat rein-audit.key",
+        "sqlite3 rein.db 'update approvals set state = 1'",
+        "echo 'rules: []' > allow-all.yaml",
+        "echo '{}' > custom-settings.json",
+        "echo '{}' > .claude/settings.json",
+        "mv .claude/settings.local.json x",
+    ] {
+        let out = hook(&args, &event(command, &project), &project);
+        let (d, reason) = decision(&out);
+        assert_eq!(d, "deny", "{command}: {reason}");
+        assert!(reason.contains("rein_protects_itself"), "{command}: {reason}");
+    }
+    let out = hook(&args, &event("cat notes.txt", &project), &project);
+    assert_eq!(decision(&out).0, "allow");
+}
+
+/// The worst event for the audit log through `rein hook`: a 63 KB command
+/// line of 21,000 parts wrote 1.3 GB before parts were capped and the line
+/// stored once; now the store grows by less than the stated bound.
+#[test]
+fn a_worst_case_event_grows_the_store_by_a_bounded_amount() {
+    let dir = tempfile::tempdir().unwrap();
+    let contracts = root().join("policies/agents/coding-agent.yaml");
+    let rules = root().join("examples/claude-code/policy.yaml");
+    let db = dir.path().join("rein.db");
+    let args = [
+        "claude-code",
+        "-p",
+        contracts.to_str().unwrap(),
+        "-p",
+        rules.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+    ];
+    hook(&args, &event("ls", dir.path()), dir.path());
+    let size = || -> u64 {
+        ["", "-wal", "-shm"]
+            .iter()
+            .map(|s| {
+                std::fs::metadata(format!("{}{s}", db.display()))
+                    .map(|m| m.len())
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    let before = size();
+    let line = "ls;".repeat(21_000);
+    let out = hook(&args, &event(&line, dir.path()), dir.path());
+    assert_ne!(decision(&out).0, "allow");
+    let grown = size() - before;
+    eprintln!("store growth for one worst-case event: {grown} bytes");
+    assert!(grown < 4 * 1024 * 1024, "{grown} bytes");
+}

@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const POLICY: &str = include_str!("../../../examples/refund/policy.yaml");
@@ -46,15 +46,29 @@ impl Project {
         self.dir.join("policy.yaml").to_str().unwrap().to_owned()
     }
 
-    /// Runs `rein init claude-code ARGS` in the project folder.
+    /// Runs `rein init claude-code ARGS` in the project folder, with an
+    /// installed `rein` on PATH (a link to the one under test: that one is
+    /// in cargo's build folder, which `init` does not write into settings).
     fn init(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_rein"))
             .args(["init", "claude-code"])
             .args(args)
             .current_dir(&self.dir)
             .env("NO_COLOR", "1")
+            .env("PATH", self.installed().parent().unwrap())
             .output()
             .unwrap()
+    }
+
+    /// `bin/rein` beside the project: a link to the rein under test.
+    fn installed(&self) -> PathBuf {
+        let bin = self._tmp.path().join("bin");
+        let rein = bin.join("rein");
+        if !rein.exists() {
+            fs::create_dir_all(&bin).unwrap();
+            std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_rein"), &rein).unwrap();
+        }
+        rein
     }
 
     fn read(&self) -> Value {
@@ -142,6 +156,8 @@ fn a_fresh_project_gets_every_hook() {
             &p.policy(),
             "--db",
             &format!("{dir}/rein.db"),
+            "--protect",
+            &format!("{dir}/.claude/settings.json"),
         ];
         assert_eq!(words, expected);
     }
@@ -160,9 +176,61 @@ fn the_hook_runs_this_rein_by_default() {
     let h = rein_handler(&settings, "PreToolUse");
     assert_eq!(h["timeout"], 7);
     let words = shell_words(h["command"].as_str().unwrap());
-    let this = fs::canonicalize(env!("CARGO_BIN_EXE_rein")).unwrap();
-    assert_eq!(fs::canonicalize(&words[0]).unwrap(), this);
-    assert_eq!(words[1..], ["hook", "claude-code", "--policy", &p.policy()]);
+    // The rein under test runs from cargo's build folder: the hook runs the
+    // one installed on PATH instead.
+    assert_eq!(Path::new(&words[0]), p.installed());
+    let settings = format!("{}/.claude/settings.local.json", p.dir.display());
+    assert_eq!(
+        words[1..],
+        ["hook", "claude-code", "--policy", &p.policy(), "--protect", &settings]
+    );
+}
+
+/// A rein in cargo's build folder is not written into settings when no
+/// `rein` is installed: the next build would replace it, `cargo clean`
+/// remove it (and every tool call would then be refused).
+#[test]
+fn a_rein_in_cargos_build_folder_is_not_written_into_settings() {
+    let p = Project::new("cargo-run");
+    let o = Command::new(env!("CARGO_BIN_EXE_rein"))
+        .args(["init", "claude-code", "--policy", "policy.yaml"])
+        .current_dir(&p.dir)
+        .env("PATH", p.dir.join("no-such-dir"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cargo install --path crates/rein-cli"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!p.settings().exists());
+    // A copy outside any build folder is written as it is.
+    let copy = p.dir.join("rein-copy");
+    fs::copy(env!("CARGO_BIN_EXE_rein"), &copy).unwrap();
+    // A test running in parallel may fork while the copy is open for
+    // writing ("text file busy"): retry.
+    let run = || {
+        Command::new(&copy)
+            .args(["init", "claude-code", "--policy", "policy.yaml"])
+            .current_dir(&p.dir)
+            .env("PATH", p.dir.join("no-such-dir"))
+            .output()
+    };
+    let mut o = run();
+    for _ in 0..50 {
+        match &o {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                o = run();
+            }
+            _ => break,
+        }
+    }
+    let o = o.unwrap();
+    ok(&o);
+    let h = rein_handler(&p.read(), "PreToolUse").clone();
+    assert_eq!(shell_words(h["command"].as_str().unwrap())[0], copy.to_str().unwrap());
 }
 
 #[test]
@@ -260,7 +328,9 @@ fn a_second_run_changes_nothing() {
                 "--server",
                 "http://127.0.0.1:7777",
                 "--token-env",
-                "REIN_TOKEN"
+                "REIN_TOKEN",
+                "--protect",
+                p.settings().to_str().unwrap(),
             ]
         );
     }
@@ -392,6 +462,8 @@ fn paths_with_spaces_and_quotes_survive_the_shell() {
         &p.policy(),
         "--db",
         &db,
+        "--protect",
+        settings.to_str().unwrap(),
     ];
     assert_eq!(shell_words(command), expected);
     assert_eq!(shlex::split(command).unwrap(), expected);

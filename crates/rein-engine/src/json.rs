@@ -66,10 +66,10 @@ fn check_float_text(bytes: &[u8], start: usize, token: &[u8]) -> Result<(), serd
         let before = &bytes[..start];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
         let column = start - before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
+        // The text is not repeated: it may be a sensitive value.
         return Err(de::Error::custom(format_args!(
-            "the number `{}` at line {line} column {column} is not a whole number, but a double rounds it to one \
-             (write it with at most 17 significant digits)",
-            if text.len() > 40 { &text[..40] } else { text }
+            "the number at line {line} column {column} is not a whole number, but a double rounds it to one \
+             (write it with at most 17 significant digits)"
         )));
     }
     Ok(())
@@ -243,17 +243,15 @@ mod tests {
 
     #[test]
     fn numbers_a_double_rounds_to_a_whole_number_are_refused() {
-        for (text, number) in [
-            (r#"{"n": 2.9999999999999999}"#, "2.9999999999999999"),
-            (
-                r#"{"a": "1.5 \" 2.5", "n": [1, 9007199254740993.5]}"#,
-                "9007199254740993.5",
-            ),
-            ("[\n 1e-400]", "1e-400"),
-            (r#"{"n": -9223372036854775808.5}"#, "-9223372036854775808.5"),
+        for (text, column) in [
+            (r#"{"n": 2.9999999999999999}"#, 7),
+            (r#"{"a": "1.5 \" 2.5", "n": [1, 9007199254740993.5]}"#, 30),
+            (r#"{"n": -9223372036854775808.5}"#, 7),
         ] {
             let e = parse_strict(text.as_bytes()).unwrap_err().to_string();
-            assert!(e.contains(&format!("the number `{number}`")), "{text}: {e}");
+            let at = format!("the number at line 1 column {column} is not a whole number");
+            assert!(e.contains(&at), "{text}: {e}");
+            assert!(!e.contains("99") && !e.contains("08"), "the number is repeated: {e}");
         }
         assert!(parse_strict(b"[\n 1e-400]")
             .unwrap_err()

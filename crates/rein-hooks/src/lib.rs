@@ -5,7 +5,8 @@
 //! command becomes one decision per part it would run), every part decided
 //! and recorded by the [`Runtime`], the parts combined (`block` beats
 //! `require_approval` beats `allow`) and the verdict rendered in the
-//! agent's own answer format ([`render`]).
+//! agent's own answer format ([`render`]). Before any policy is asked, a
+//! call that would change Rein's own files is refused ([`protect`]).
 //!
 //! Fail-closed is this crate's job, not the agent's: an event that cannot
 //! be read, or any error on the way, is answered with an explicit refusal
@@ -14,13 +15,15 @@
 
 pub mod event;
 pub mod map;
+pub mod protect;
 pub mod render;
 
 pub use event::{parse_event, Agent, EventError, EventKind, HookEvent, MAX_EVENT_BYTES};
+pub use protect::{Kind as ProtectedKind, Protected};
 pub use render::{refuse, refuse_unreadable, Reply};
 
 use rein_engine::{Effect, MatchedRule, Phase, Request};
-use rein_runtime::{Answer, Runtime};
+use rein_runtime::{Answer, Refusal, Runtime};
 use rein_store::ApprovalState;
 use serde_json::{json, Value as Json};
 use std::path::Path;
@@ -57,18 +60,77 @@ pub async fn handle_from(
     home: Option<&Path>,
     client: Option<&str>,
 ) -> Reply {
+    handle_guarded(runtime, agent, bytes, home, client, &Protected::new()).await
+}
+
+/// As [`handle_from`], refusing every tool call that would change Rein's
+/// own files in `protected` (or run `rein` to decide approvals), whatever
+/// the policy says.
+pub async fn handle_guarded(
+    runtime: &Runtime,
+    agent: Agent,
+    bytes: &[u8],
+    home: Option<&Path>,
+    client: Option<&str>,
+    protected: &Protected,
+) -> Reply {
     match parse_event(agent, bytes) {
         Err(e) => refuse_unreadable(agent, bytes, &format!("Rein could not read the hook event: {e}")),
         Ok(event) => {
-            let verdict = decide_event(runtime, &event, home, client).await;
+            let protected = protected.with_agent_settings(&event, home);
+            let verdict = decide_guarded(runtime, &event, home, client, &protected).await;
             render::render(&event, &verdict)
         }
     }
 }
 
+/// The refusal of a tool call that would change a file in `protected` (or
+/// the agent's settings, see [`Protected::with_agent_settings`]), decided
+/// without a runtime and recorded nowhere: for a hook that forwards events
+/// to a server, which guards and records its own files.
+pub fn protected_refusal(event: &HookEvent, protected: &Protected, home: Option<&Path>) -> Option<Reply> {
+    if !matches!(event.kind, EventKind::BeforeTool | EventKind::PermissionRequest) {
+        return None;
+    }
+    let protected = protected.with_agent_settings(event, home);
+    let call = map::map_tool(event, home);
+    let reasons: Vec<String> = call
+        .inputs
+        .iter()
+        .filter_map(|input| protected.check(&call.action, input))
+        .collect();
+    if reasons.is_empty() {
+        return None;
+    }
+    let verdict = Verdict {
+        effect: Some(Effect::Block),
+        action: call.action,
+        rules: vec![PROTECTED_RULE.to_string()],
+        reasons,
+        ..Verdict::default()
+    };
+    Some(render::render(event, &verdict))
+}
+
 /// Decides one event (tool calls part by part) and records every decision.
 /// `client` is the authenticated sender, if any (see [`handle_from`]).
 pub async fn decide_event(runtime: &Runtime, event: &HookEvent, home: Option<&Path>, client: Option<&str>) -> Verdict {
+    decide_guarded(runtime, event, home, client, &Protected::new()).await
+}
+
+/// The rule id a refusal by [`Protected`] is filed under.
+pub const PROTECTED_RULE: &str = "rein_protects_itself";
+
+/// As [`decide_event`], with Rein's own files guarded (see
+/// [`handle_guarded`]): a part the guard refuses is blocked and recorded
+/// without asking the policy.
+pub async fn decide_guarded(
+    runtime: &Runtime,
+    event: &HookEvent,
+    home: Option<&Path>,
+    client: Option<&str>,
+    protected: &Protected,
+) -> Verdict {
     let one = |action: &str, input: Json| (action.to_string(), vec![input], None);
     let (action, inputs, part_labels): (String, Vec<Json>, Option<Vec<String>>) = match &event.kind {
         EventKind::BeforeTool | EventKind::PermissionRequest | EventKind::AfterTool => {
@@ -98,9 +160,14 @@ pub async fn decide_event(runtime: &Runtime, event: &HookEvent, home: Option<&Pa
 
     // All parts at once: their audit records then share one group commit
     // (one fsync) instead of one each.
+    let guarded = matches!(event.kind, EventKind::BeforeTool | EventKind::PermissionRequest);
     let parts = futures_util::future::join_all(inputs.into_iter().map(|input| {
-        let request = request_for(event, &action, input);
+        let refusal = guarded.then(|| protected.check(&action, &input)).flatten();
+        let request = request_for(event, &action, input, home);
         async move {
+            if let Some(why) = refusal {
+                return refuse_protected(runtime, &request, &why).await;
+            }
             match event.kind {
                 EventKind::AfterTool => {
                     let output = output_of(event.tool_response.as_ref().unwrap_or(&Json::Null));
@@ -122,8 +189,34 @@ pub async fn decide_event(runtime: &Runtime, event: &HookEvent, home: Option<&Pa
     verdict
 }
 
-/// The request Rein decides for one input of an event.
-pub fn request_for(event: &HookEvent, action: &str, input: Json) -> Request {
+/// Records a part the guard refused (a `block` record whose input
+/// describes the request, as for any request refused before deciding) and
+/// answers it with the guard's reason.
+async fn refuse_protected(runtime: &Runtime, request: &Request, why: &str) -> PartAnswer {
+    let body = json!({"action": request.action, "input": request.input, "session": request.session});
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let answer = runtime
+        .record_refusal(Refusal {
+            phase: Phase::Before,
+            status: 403,
+            code: PROTECTED_RULE,
+            message: why,
+            body: Some(&bytes),
+            declared_len: None,
+        })
+        .await;
+    let mut part = PartAnswer::from(answer);
+    // Whatever else the record says, the part is refused for this reason.
+    part.effect = Effect::Block;
+    part.rules = vec![PROTECTED_RULE.to_string()];
+    part.reasons = vec![why.to_string()];
+    part.approval = None;
+    part
+}
+
+/// The request Rein decides for one input of an event; `home` is the
+/// user's home folder (`snapshot.home`).
+pub fn request_for(event: &HookEvent, action: &str, input: Json, home: Option<&Path>) -> Request {
     let mut actor = json!({"agent": event.agent.name()});
     if let Some(mode) = &event.permission_mode {
         actor["permission_mode"] = json!(mode);
@@ -134,6 +227,9 @@ pub fn request_for(event: &HookEvent, action: &str, input: Json) -> Request {
     }
     if let Some(id) = &event.tool_use_id {
         snapshot["tool_use_id"] = json!(id);
+    }
+    if let Some(home) = home.and_then(Path::to_str) {
+        snapshot["home"] = json!(map::resolve(Path::new("/"), home, None));
     }
     let mut request = Request::new(action).input(input).actor(actor).snapshot(snapshot);
     request.session = event.session_id.clone();

@@ -21,18 +21,49 @@ pub struct ToolCall {
     pub shell: Option<Analysis>,
 }
 
+/// Most parts one shell command is decided as ([`rein_shell::MAX_PARTS`]):
+/// every part is a decision and an audit record, so the count of parts
+/// bounds what one event can write. The analysis already ends a longer line
+/// with a part that is not understood; more would be cut here the same way.
+pub const MAX_PARTS: usize = rein_shell::MAX_PARTS;
+
+/// Most operands (or redirection targets) of one part given to rules; past
+/// it the part is not understood (and the list is cut). Each operand is
+/// resolved to an absolute path, so a line of many short words would
+/// otherwise grow by the length of the directory per word.
+pub const MAX_PATHS_PER_PART: usize = 256;
+
+/// The whole command line is kept in the first part's `command`; later
+/// parts carry at most this many bytes of it (and a note). The line is then
+/// stored once per event, not once per part.
+pub const COMMAND_REPEAT_BYTES: usize = 1024;
+
 /// What a tool does, whatever the agent calls it.
+#[derive(Clone, Copy)]
 enum Tool<'a> {
     Shell,
     Read,
     Write,
     Patch,
-    Search,
+    /// Lists or searches files; `true` when the result holds file content.
+    Search(SearchKind),
     WebFetch,
     WebSearch,
     AgentSpawn,
     Mcp(&'a str, &'a str),
     Other,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SearchKind {
+    /// Names matching a glob (`Glob`, `glob`).
+    Glob,
+    /// File content matching a pattern (`Grep`, `search_file_content`).
+    Grep,
+    /// A directory's entries (`LS`, `list_directory`).
+    List,
+    /// The content of files named by paths and globs (`read_many_files`).
+    ReadMany,
 }
 
 fn classify(agent: Agent, name: &str) -> Tool<'_> {
@@ -46,16 +77,105 @@ fn classify(agent: Agent, name: &str) -> Tool<'_> {
     }
     match (agent, name) {
         (Agent::ClaudeCode | Agent::Codex, "Bash") | (Agent::Gemini, "run_shell_command") => Tool::Shell,
-        (Agent::ClaudeCode | Agent::Codex, "Read") | (Agent::Gemini, "read_file" | "read_many_files") => Tool::Read,
+        (Agent::ClaudeCode | Agent::Codex, "Read" | "NotebookRead") | (Agent::Gemini, "read_file") => Tool::Read,
         (Agent::ClaudeCode | Agent::Codex, "Write" | "Edit" | "MultiEdit" | "NotebookEdit")
         | (Agent::Gemini, "write_file" | "replace") => Tool::Write,
         (Agent::Codex, "apply_patch") => Tool::Patch,
-        (Agent::ClaudeCode | Agent::Codex, "Glob" | "Grep" | "LS")
-        | (Agent::Gemini, "glob" | "search_file_content" | "grep" | "list_directory") => Tool::Search,
+        (Agent::ClaudeCode | Agent::Codex, "Glob") | (Agent::Gemini, "glob") => Tool::Search(SearchKind::Glob),
+        (Agent::ClaudeCode | Agent::Codex, "Grep") | (Agent::Gemini, "search_file_content" | "grep") => {
+            Tool::Search(SearchKind::Grep)
+        }
+        (Agent::ClaudeCode | Agent::Codex, "LS") | (Agent::Gemini, "list_directory") => Tool::Search(SearchKind::List),
+        (Agent::Gemini, "read_many_files") => Tool::Search(SearchKind::ReadMany),
         (Agent::ClaudeCode | Agent::Codex, "WebFetch") | (Agent::Gemini, "web_fetch") => Tool::WebFetch,
         (Agent::ClaudeCode | Agent::Codex, "WebSearch") | (Agent::Gemini, "google_web_search") => Tool::WebSearch,
         (Agent::ClaudeCode, "Agent" | "Task") => Tool::AgentSpawn,
         _ => Tool::Other,
+    }
+}
+
+/// The input fields a mapped tool is known to take: the mapping reads every
+/// one of them that decides what is read, written or run. A call with any
+/// other field is not mapped (it becomes `tool.other`, naming the field),
+/// so a field added by a new agent release is never silently dropped.
+fn known_fields(agent: Agent, name: &str) -> &'static [&'static str] {
+    match (agent, name) {
+        (Agent::ClaudeCode | Agent::Codex, "Bash") => &[
+            "command",
+            "description",
+            "timeout",
+            "run_in_background",
+            "dangerouslyDisableSandbox",
+        ],
+        (Agent::Gemini, "run_shell_command") => &["command", "description", "directory", "is_background"],
+        (_, "Read") => &["file_path", "offset", "limit", "pages"],
+        (_, "NotebookRead") => &["notebook_path", "cell_id"],
+        (Agent::Gemini, "read_file") => &["absolute_path", "file_path", "offset", "limit"],
+        (_, "Write") => &["file_path", "content"],
+        (_, "Edit") => &["file_path", "old_string", "new_string", "replace_all"],
+        (_, "MultiEdit") => &["file_path", "edits"],
+        (_, "NotebookEdit") => &["notebook_path", "new_source", "cell_id", "cell_type", "edit_mode"],
+        (Agent::Gemini, "write_file") => &["file_path", "content"],
+        (Agent::Gemini, "replace") => &[
+            "file_path",
+            "old_string",
+            "new_string",
+            "expected_replacements",
+            "instruction",
+        ],
+        (Agent::Codex, "apply_patch") => &["command", "input", "patch"],
+        (_, "Glob") => &["pattern", "path"],
+        (Agent::Gemini, "glob") => &[
+            "pattern",
+            "path",
+            "dir_path",
+            "case_sensitive",
+            "respect_git_ignore",
+            "respect_gemini_ignore",
+        ],
+        (_, "Grep") => &[
+            "pattern",
+            "path",
+            "glob",
+            "type",
+            "output_mode",
+            "-i",
+            "-n",
+            "-A",
+            "-B",
+            "-C",
+            "context",
+            "head_limit",
+            "offset",
+            "multiline",
+        ],
+        (Agent::Gemini, "search_file_content" | "grep") => &["pattern", "path", "dir_path", "include"],
+        (_, "LS") => &["path", "ignore"],
+        (Agent::Gemini, "list_directory") => &["path", "dir_path", "ignore", "file_filtering_options"],
+        (Agent::Gemini, "read_many_files") => &[
+            "paths",
+            "include",
+            "exclude",
+            "recursive",
+            "useDefaultExcludes",
+            "respect_git_ignore",
+            "file_filtering_options",
+        ],
+        (_, "WebFetch") => &["url", "prompt"],
+        (Agent::Gemini, "web_fetch") => &["prompt"],
+        (_, "WebSearch") => &["query", "allowed_domains", "blocked_domains"],
+        (Agent::Gemini, "google_web_search") => &["query"],
+        (_, "Agent" | "Task") => &[
+            "description",
+            "prompt",
+            "subagent_type",
+            "model",
+            "run_in_background",
+            "name",
+            "mode",
+            "isolation",
+        ],
+        _ => &[],
     }
 }
 
@@ -70,30 +190,55 @@ pub fn map_tool(event: &HookEvent, home: Option<&Path>) -> ToolCall {
         inputs: vec![value],
         shell: None,
     };
-    match classify(event.agent, name) {
-        Tool::Shell => shell(input, cwd, home),
+    let tool = classify(event.agent, name);
+    if !matches!(tool, Tool::Mcp(..) | Tool::Other) {
+        let known = known_fields(event.agent, name);
+        let unmapped: Vec<&str> = input
+            .as_object()
+            .map(|m| m.keys().map(String::as_str).filter(|k| !known.contains(k)).collect())
+            .unwrap_or_default();
+        if !unmapped.is_empty() {
+            return simple("tool.other", other_input(name, input, &unmapped));
+        }
+    }
+    match tool {
+        Tool::Shell => {
+            // Gemini runs the command in `directory` (relative to the project).
+            let dir = text("directory").map(|d| PathBuf::from(resolve(cwd, d, home)));
+            shell(input, dir.as_deref().unwrap_or(cwd), home)
+        }
         Tool::Read => {
-            let paths: Vec<&str> = match text("file_path")
+            let paths: Vec<&str> = text("file_path")
                 .or_else(|| text("absolute_path"))
-                .or_else(|| text("path"))
-            {
-                Some(p) => vec![p],
-                None => strings(input.get("paths")),
-            };
+                .or_else(|| text("notebook_path"))
+                .into_iter()
+                .collect();
             file_inputs("file.read", &paths, cwd, home, |_| Map::new())
         }
         Tool::Write => {
             let path = text("file_path")
                 .or_else(|| text("notebook_path"))
                 .or_else(|| text("absolute_path"));
-            let content = text("content")
-                .or_else(|| text("new_string"))
-                .or_else(|| text("new_source"));
+            // What will be in the file: every text the call writes
+            // (MultiEdit's edits joined by newlines).
+            let content: Option<String> = match input.get("edits").and_then(Json::as_array) {
+                Some(edits) => Some(
+                    edits
+                        .iter()
+                        .filter_map(|e| e.get("new_string").and_then(Json::as_str))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                ),
+                None => text("content")
+                    .or_else(|| text("new_string"))
+                    .or_else(|| text("new_source"))
+                    .map(str::to_string),
+            };
             let paths: Vec<&str> = path.into_iter().collect();
             file_inputs("file.write", &paths, cwd, home, |_| {
                 let mut m = Map::new();
                 m.insert("tool".into(), json!(name));
-                if let Some(c) = content {
+                if let Some(c) = &content {
                     m.insert("content".into(), json!(c));
                 }
                 m
@@ -112,14 +257,7 @@ pub fn map_tool(event: &HookEvent, home: Option<&Path>) -> ToolCall {
                 m
             })
         }
-        Tool::Search => {
-            let path = text("path").or_else(|| text("dir_path")).unwrap_or(&event.cwd);
-            let pattern = text("pattern").unwrap_or_default();
-            simple(
-                "file.search",
-                json!({"path": resolve(cwd, path, home), "requested_path": path, "pattern": pattern, "tool": name}),
-            )
-        }
+        Tool::Search(kind) => simple("file.search", search_input(kind, name, input, cwd, home)),
         Tool::WebFetch => {
             let urls: Vec<String> = match text("url") {
                 Some(u) => vec![u.to_string()],
@@ -140,21 +278,98 @@ pub fn map_tool(event: &HookEvent, home: Option<&Path>) -> ToolCall {
                 shell: None,
             }
         }
-        Tool::WebSearch => simple("web.search", json!({"query": text("query").unwrap_or_default()})),
+        Tool::WebSearch => simple(
+            "web.search",
+            json!({
+                "query": text("query").unwrap_or_default(),
+                "allowed_domains": strings(input.get("allowed_domains")),
+                "blocked_domains": strings(input.get("blocked_domains")),
+            }),
+        ),
         Tool::AgentSpawn => simple(
             "agent.spawn",
             json!({
                 "description": text("description").unwrap_or_default(),
                 "prompt": text("prompt").unwrap_or_default(),
                 "subagent_type": text("subagent_type").unwrap_or_default(),
+                "model": text("model").unwrap_or_default(),
+                "mode": text("mode").unwrap_or_default(),
+                "isolation": text("isolation").unwrap_or_default(),
+                "background": input.get("run_in_background").and_then(Json::as_bool).unwrap_or(false),
             }),
         ),
         Tool::Mcp(server, tool) => simple(&format!("mcp.{server}.{tool}"), input.clone()),
-        Tool::Other => simple(
-            "tool.other",
-            json!({"tool": name, "input_json": serde_json::to_string(input).unwrap_or_default()}),
-        ),
+        Tool::Other => simple("tool.other", other_input(name, input, &[])),
     }
+}
+
+/// `tool.other`: a tool Rein does not map, or a mapped tool called with a
+/// field the mapping does not know (`unmapped_fields`).
+fn other_input(name: &str, input: &Json, unmapped: &[&str]) -> Json {
+    json!({"tool": name, "input_json": serde_json::to_string(input).unwrap_or_default(), "unmapped_fields": unmapped})
+}
+
+/// `file.search`: where the tool looks (`path`), and `globs`, absolute glob
+/// patterns covering every file whose name or content it may return. A
+/// filter the patterns cannot express (Grep's `type`) widens them to the
+/// whole tree, never narrows them.
+fn search_input(kind: SearchKind, name: &str, input: &Json, cwd: &Path, home: Option<&Path>) -> Json {
+    let text = |key: &str| input.get(key).and_then(Json::as_str);
+    let requested = text("path").or_else(|| text("dir_path")).unwrap_or_default();
+    let base = if requested.is_empty() {
+        resolve(cwd, ".", home)
+    } else {
+        resolve(cwd, requested, home)
+    };
+    let under = |pattern: &str| -> String {
+        let pattern = pattern.trim();
+        if pattern.starts_with('/') || pattern.starts_with('~') {
+            resolve_glob(cwd, pattern, home)
+        } else {
+            resolve_glob(Path::new(&base), pattern, home)
+        }
+    };
+    // A path may name a file or a directory: both readings are covered.
+    let tree = vec![base.clone(), format!("{}/**", base.trim_end_matches('/'))];
+    let pattern = text("pattern").unwrap_or_default();
+    let (globs, content): (Vec<String>, bool) = match kind {
+        SearchKind::Glob => (vec![under(pattern)], false),
+        SearchKind::List => (vec![base.clone(), format!("{}/*", base.trim_end_matches('/'))], false),
+        SearchKind::Grep => {
+            // ripgrep's `--glob` without a `/` matches a name at any depth.
+            let filter = text("glob")
+                .or_else(|| text("include"))
+                .filter(|g| !g.trim().is_empty());
+            let globs = match filter {
+                Some(g) if !g.contains('/') => vec![base.clone(), under(&format!("**/{g}"))],
+                Some(g) => vec![base.clone(), under(g)],
+                None => tree,
+            };
+            (globs, true)
+        }
+        SearchKind::ReadMany => {
+            let mut globs: Vec<String> = strings(input.get("paths"))
+                .into_iter()
+                .chain(strings(input.get("include")))
+                .flat_map(|p| {
+                    let g = under(p);
+                    [g.clone(), format!("{}/**", g.trim_end_matches('/'))]
+                })
+                .collect();
+            if globs.is_empty() {
+                globs = tree;
+            }
+            (globs, true)
+        }
+    };
+    json!({
+        "path": base,
+        "requested_path": requested,
+        "pattern": pattern,
+        "tool": name,
+        "globs": globs,
+        "content": content,
+    })
 }
 
 fn strings(v: Option<&Json>) -> Vec<&str> {
@@ -197,20 +412,64 @@ fn file_inputs(
     }
 }
 
-/// The arguments that are not options: those not starting with `-`, and
-/// every one after `--`. Resolved as paths they say which files a command
-/// such as `rm`, `cp` or `tee` touches (a redirection is in `writes`).
-fn operands(args: &[String]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut options_end = false;
-    for a in args {
-        if options_end || !a.starts_with('-') || a == "-" {
-            out.push(a.clone());
-        } else if a == "--" {
-            options_end = true;
+/// `files` resolved in every directory the part may run in (`dirs`,
+/// already absolute): a part after a `cd` that may or may not have taken
+/// effect lists the file in both places. At most [`MAX_PATHS_PER_PART`]
+/// paths; `false` when some were cut.
+fn resolve_in(dirs: &[PathBuf], files: &[String], home: Option<&Path>) -> (Vec<String>, bool) {
+    let mut out: Vec<String> = Vec::new();
+    // Every pair costs file-system lookups: past the bound (even of
+    // repeated paths) the part is not understood rather than slow.
+    let pairs = files.len().saturating_mul(dirs.len());
+    let files = match pairs > 4 * MAX_PATHS_PER_PART {
+        true => &files[..(4 * MAX_PATHS_PER_PART / dirs.len().max(1)).min(files.len())],
+        false => files,
+    };
+    if files.len().saturating_mul(dirs.len()) < pairs {
+        // The rest is left out: the part is not understood.
+        let (out, _) = resolve_in(dirs, files, home);
+        return (out, false);
+    }
+    for f in files {
+        for d in dirs {
+            // A program opening `link/../x` follows the link before `..`;
+            // both readings are given when they differ.
+            for r in [resolve(d, f, home), resolve_physical(d, f, home)] {
+                if !out.contains(&r) {
+                    if out.len() == MAX_PATHS_PER_PART {
+                        return (out, false);
+                    }
+                    out.push(r);
+                }
+            }
         }
     }
+    (out, true)
+}
+
+/// The directories a part may run in, absolute: the shell analysis gives
+/// them relative to the command's start directory (`""` = unchanged).
+fn part_dirs(part: &rein_shell::Part, cwd: &Path, home: Option<&Path>) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for d in part_dir_texts(part) {
+        let r = PathBuf::from(if d.is_empty() {
+            resolve(cwd, ".", home)
+        } else {
+            resolve(cwd, &d, home)
+        });
+        if !out.contains(&r) {
+            out.push(r);
+        }
+    }
+    if out.is_empty() {
+        out.push(PathBuf::from(resolve(cwd, ".", home)));
+    }
     out
+}
+
+/// The directory texts of a part.
+fn part_dir_texts(part: &rein_shell::Part) -> Vec<String> {
+    part.dirs.clone()
 }
 
 fn shell(input: &Json, cwd: &Path, home: Option<&Path>) -> ToolCall {
@@ -219,31 +478,71 @@ fn shell(input: &Json, cwd: &Path, home: Option<&Path>) -> ToolCall {
     // breaks the `command: string` contract and is blocked, rather than
     // being decided as an empty command (which runs nothing and would pass).
     let raw_command = input.get("command").cloned().unwrap_or(Json::Null);
-    let background = input.get("run_in_background").and_then(Json::as_bool).unwrap_or(false);
-    let analysis = rein_shell::analyze(command);
-    let cwd_text = cwd.to_string_lossy();
-    let resolve_all = |files: &[String]| -> Vec<String> { files.iter().map(|f| resolve(cwd, f, home)).collect() };
+    let background = input.get("run_in_background").and_then(Json::as_bool).unwrap_or(false)
+        || input.get("is_background").and_then(Json::as_bool).unwrap_or(false);
+    let no_sandbox = input
+        .get("dangerouslyDisableSandbox")
+        .and_then(Json::as_bool)
+        .unwrap_or(false);
+    let mut analysis = rein_shell::analyze(command);
+    if analysis.parts.len() > MAX_PARTS {
+        let reason = format!("more than {MAX_PARTS} commands in one command line");
+        analysis.parts = vec![rein_shell::Part {
+            program: String::new(),
+            path: String::new(),
+            args: Vec::new(),
+            operands: Vec::new(),
+            known: false,
+            dirs: Vec::new(),
+            writes: Vec::new(),
+            reads: Vec::new(),
+            stdin_from: None,
+            upstream: Vec::new(),
+            via: Vec::new(),
+            env: Vec::new(),
+            text: String::new(),
+            dynamic_args: false,
+            dynamic_redirects: false,
+            understood: false,
+            reason: Some(reason.clone()),
+        }];
+        analysis.understood = false;
+        analysis.problems = vec![reason];
+    }
+    let cwd_text = resolve(cwd, ".", home);
     let mut inputs: Vec<Json> = analysis
         .parts
         .iter()
-        .map(|p| {
+        .enumerate()
+        .map(|(i, p)| {
+            let dirs = part_dirs(p, cwd, home);
+            let (operands, all_operands) = resolve_in(&dirs, &p.operands, home);
+            let (writes, all_writes) = resolve_in(&dirs, &p.writes, home);
+            let (reads, all_reads) = resolve_in(&dirs, &p.reads, home);
+            let understood = p.understood && all_operands && all_writes && all_reads;
             let mut m = Map::new();
-            m.insert("command".into(), json!(command));
+            m.insert("command".into(), json!(command_of_part(command, i)));
             m.insert("cwd".into(), json!(cwd_text));
+            m.insert(
+                "dirs".into(),
+                json!(dirs.iter().map(|d| d.to_string_lossy()).collect::<Vec<_>>()),
+            );
             m.insert("part".into(), json!(p.text));
             m.insert("program".into(), json!(p.program));
             m.insert("path".into(), json!(p.path));
             m.insert("args".into(), json!(p.args));
-            m.insert("operands".into(), json!(resolve_all(&operands(&p.args))));
-            m.insert("writes".into(), json!(resolve_all(&p.writes)));
-            m.insert("reads".into(), json!(resolve_all(&p.reads)));
+            m.insert("operands".into(), json!(operands));
+            m.insert("writes".into(), json!(writes));
+            m.insert("reads".into(), json!(reads));
             m.insert("stdin_from".into(), json!(p.stdin_from.clone().unwrap_or_default()));
             m.insert("upstream".into(), json!(p.upstream));
             m.insert("via".into(), json!(p.via));
             m.insert("env".into(), json!(p.env));
             m.insert("dynamic_args".into(), json!(p.dynamic_args || p.dynamic_redirects));
-            m.insert("understood".into(), json!(p.understood));
+            m.insert("understood".into(), json!(understood));
+            m.insert("known".into(), json!(p.known));
             m.insert("background".into(), json!(background));
+            m.insert("disable_sandbox".into(), json!(no_sandbox));
             Json::Object(m)
         })
         .collect();
@@ -251,9 +550,10 @@ fn shell(input: &Json, cwd: &Path, home: Option<&Path>) -> ToolCall {
         // An empty command (or only comments) runs nothing, but is still
         // decided once so the call is recorded and a policy can see it.
         inputs.push(json!({
-            "command": raw_command, "cwd": cwd_text, "part": "", "program": "", "path": "", "args": [],
-            "operands": [], "writes": [], "reads": [], "stdin_from": "", "upstream": [], "via": [], "env": [],
-            "dynamic_args": false, "understood": analysis.understood, "background": background,
+            "command": raw_command, "cwd": cwd_text, "dirs": [cwd_text], "part": "", "program": "", "path": "",
+            "args": [], "operands": [], "writes": [], "reads": [], "stdin_from": "", "upstream": [], "via": [],
+            "env": [], "dynamic_args": false, "understood": analysis.understood, "known": true, "background": background,
+            "disable_sandbox": no_sandbox,
         }));
     }
     ToolCall {
@@ -261,6 +561,25 @@ fn shell(input: &Json, cwd: &Path, home: Option<&Path>) -> ToolCall {
         inputs,
         shell: Some(analysis),
     }
+}
+
+/// The `command` given to part `index`: the whole line for the first part;
+/// for the others, the line when it is short, else its start and a note
+/// (rules deciding on the whole line see it in the first part, and the
+/// event is refused if any part is).
+fn command_of_part(command: &str, index: usize) -> String {
+    if index == 0 || command.len() <= COMMAND_REPEAT_BYTES {
+        return command.to_string();
+    }
+    let mut end = COMMAND_REPEAT_BYTES;
+    while !command.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}… [{} bytes in all; the whole command is in the first part]",
+        &command[..end],
+        command.len()
+    )
 }
 
 /// Files named by a Codex `apply_patch` (`*** Add File: p`, `*** Update
@@ -295,18 +614,90 @@ fn urls_in(text: &str) -> Vec<String> {
 /// that exists — so a link inside the project that points at `~/.ssh` is
 /// judged as `~/.ssh`. Not-yet-existing tails are kept lexically.
 pub fn resolve(cwd: &Path, path: &str, home: Option<&Path>) -> String {
-    let expanded: PathBuf = match (path.strip_prefix('~'), home) {
-        (Some(""), Some(h)) => h.to_path_buf(),
-        (Some(rest), Some(h)) if rest.starts_with('/') => h.join(&rest[1..]),
-        _ => PathBuf::from(path),
+    let lexical = normalize(&joined(cwd, path, home));
+    real_prefix(&lexical).to_string_lossy().into_owned()
+}
+
+/// As [`resolve`], for a glob pattern (`~/.ss?/id_*`): symlinks are
+/// resolved only in the literal directories before the first component
+/// holding a glob character; the rest is kept as written, normalised.
+pub fn resolve_glob(cwd: &Path, pattern: &str, home: Option<&Path>) -> String {
+    let lexical = normalize(&joined(cwd, pattern, home));
+    let mut literal = PathBuf::from("/");
+    let mut rest: Vec<&std::ffi::OsStr> = Vec::new();
+    for c in lexical.components() {
+        if let Component::Normal(s) = c {
+            let globby = s.to_string_lossy().contains(['*', '?', '[', '{']);
+            if globby || !rest.is_empty() {
+                rest.push(s);
+            } else {
+                literal.push(s);
+            }
+        }
+    }
+    let mut out = real_prefix(&literal);
+    for s in rest {
+        out.push(s);
+    }
+    out.to_string_lossy().into_owned()
+}
+
+/// `path` with `~` and `~user` expanded, joined to `cwd` if relative.
+fn joined(cwd: &Path, path: &str, home: Option<&Path>) -> PathBuf {
+    let expanded: PathBuf = match path.strip_prefix('~') {
+        Some(rest) => {
+            let (user, tail) = rest.split_once('/').unwrap_or((rest, ""));
+            match (user, home) {
+                ("", Some(h)) => h.join(tail),
+                // Another user's home: beside this one (`/home/u` →
+                // `/home/other`), `/root` for root. Judged as outside the
+                // project either way.
+                (user, _)
+                    if !user.is_empty() && user.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) =>
+                {
+                    let base = match (user, home.and_then(Path::parent)) {
+                        ("root", _) => PathBuf::from("/root"),
+                        (_, Some(parent)) => parent.join(user),
+                        (_, None) => PathBuf::from("/home").join(user),
+                    };
+                    base.join(tail)
+                }
+                _ => PathBuf::from(path),
+            }
+        }
+        None => PathBuf::from(path),
     };
-    let joined = if expanded.is_absolute() {
+    if expanded.is_absolute() {
         expanded
     } else {
         cwd.join(expanded)
-    };
-    let lexical = normalize(&joined);
-    real_prefix(&lexical).to_string_lossy().into_owned()
+    }
+}
+
+/// `path` resolved as the kernel opens it: each `..` applies to the
+/// directory reached so far with its symlinks followed (`link/../x` is
+/// beside the link's target, not beside the link).
+pub fn resolve_physical(cwd: &Path, path: &str, home: Option<&Path>) -> String {
+    let mut out = PathBuf::from("/");
+    for c in joined(cwd, path, home).components() {
+        match c {
+            Component::ParentDir => {
+                if let Ok(real) = out.canonicalize() {
+                    out = real;
+                }
+                out.pop();
+            }
+            Component::Normal(s) => out.push(s),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    real_prefix(&out).to_string_lossy().into_owned()
+}
+
+/// `path` joined to `dir` and normalised lexically (no file-system
+/// lookup), as text; `~` is not expanded.
+pub fn normalize_text(dir: &Path, path: &str) -> String {
+    normalize(&joined(dir, path, None)).to_string_lossy().into_owned()
 }
 
 fn normalize(path: &Path) -> PathBuf {
@@ -353,17 +744,48 @@ mod tests {
     use crate::event::parse_event;
 
     #[test]
-    fn operands_are_the_arguments_that_are_not_options() {
-        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(operands(&args(&["-rf", "a", "--force", "b"])), args(&["a", "b"]));
-        assert_eq!(operands(&args(&["-a", "--", "-x", "y"])), args(&["-x", "y"]));
-        assert_eq!(operands(&args(&["-"])), args(&["-"]));
-        let call = shell(
-            &json!({"command": "tee -a ~/.bashrc"}),
-            Path::new("/p"),
-            Some(Path::new("/home/u")),
-        );
+    fn operands_are_resolved_where_the_part_runs() {
+        let home = Some(Path::new("/home/u"));
+        let call = shell(&json!({"command": "tee -a ~/.bashrc"}), Path::new("/p"), home);
         assert_eq!(call.inputs[0]["operands"], json!(["/home/u/.bashrc"]));
+        let call = shell(&json!({"command": "rm -rf build/../.git"}), Path::new("/p"), home);
+        assert_eq!(call.inputs[0]["operands"], json!(["/p/.git"]));
+        assert_eq!(call.inputs[0]["args"], json!(["-rf", "build/../.git"]), "args stay raw");
+        let call = shell(&json!({"command": "cd /etc && echo x > passwd"}), Path::new("/p"), home);
+        assert_eq!(call.inputs[1]["writes"], json!(["/etc/passwd"]));
+        assert_eq!(call.inputs[1]["dirs"], json!(["/etc"]));
+        let call = shell(&json!({"command": "cd ~/.ssh; cat id_ed25519"}), Path::new("/p"), home);
+        let cat = &call.inputs[1];
+        assert_eq!(cat["operands"], json!(["/home/u/.ssh/id_ed25519", "/p/id_ed25519"]));
+        let call = shell(&json!({"command": "cd \"$X\" && rm -rf y"}), Path::new("/p"), home);
+        assert_eq!(call.inputs.last().unwrap()["understood"], json!(false));
+    }
+
+    #[test]
+    fn a_link_followed_by_dotdot_is_resolved_both_ways() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(real.join("etc/ssh")).unwrap();
+        std::fs::create_dir(real.join("project")).unwrap();
+        std::os::unix::fs::symlink(real.join("etc/ssh"), real.join("project/link")).unwrap();
+        let call = shell(&json!({"command": "rm link/../x"}), &real.join("project"), None);
+        let got = call.inputs[0]["operands"].clone();
+        let want = json!([
+            real.join("project/x").to_string_lossy(),
+            real.join("etc/x").to_string_lossy()
+        ]);
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_long_line_is_stored_once() {
+        let line = "ls;".repeat(500);
+        let call = shell(&json!({"command": line}), Path::new("/p"), None);
+        assert!(call.inputs.len() <= MAX_PARTS);
+        assert_eq!(call.inputs[0]["command"], json!(line));
+        let later = call.inputs[1]["command"].as_str().unwrap();
+        assert!(later.len() < COMMAND_REPEAT_BYTES + 100, "{}", later.len());
+        assert_eq!(call.inputs.last().unwrap()["understood"], json!(false));
     }
 
     fn event(agent: Agent, tool: &str, input: Json) -> HookEvent {

@@ -148,6 +148,30 @@ struct Shared {
     reload_lock: tokio::sync::Mutex<()>,
     /// The SQLite store, when this state opened it, to close it cleanly.
     sqlite: Option<Arc<SqliteStore>>,
+    /// This server's own files, which hook events may never change.
+    protected: rein_hooks::Protected,
+}
+
+/// The server's own files, guarded from the agents whose hook events it
+/// answers.
+fn protected_files(config: &ServerConfig) -> rein_hooks::Protected {
+    use rein_hooks::ProtectedKind;
+    let mut protected = rein_hooks::Protected::new();
+    protected.add_store(&config.db_path);
+    protected.add(&config.tokens_file(), "Rein's tokens file", ProtectedKind::Secret);
+    protected.add(&config.hmac_key_file(), "Rein's audit key", ProtectedKind::Secret);
+    for policy in &config.policy_paths {
+        let kind = if policy.is_dir() {
+            ProtectedKind::Dir
+        } else {
+            ProtectedKind::File
+        };
+        protected.add(policy, "a policy file Rein enforces", kind);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        protected.add(&exe, "the rein executable", ProtectedKind::Binary);
+    }
+    protected
 }
 
 /// The result of a successful policy reload.
@@ -258,6 +282,7 @@ impl AppState {
                 request_timeout: config.request_timeout,
                 reload_lock: tokio::sync::Mutex::new(()),
                 sqlite,
+                protected: protected_files(config),
             }),
         }
     }
@@ -274,6 +299,13 @@ impl AppState {
 
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The files a hook event may never change (see
+    /// [`rein_hooks::Protected`]): the store, its secrets, the policy files
+    /// and this executable.
+    pub(crate) fn protected(&self) -> &rein_hooks::Protected {
+        &self.inner.protected
     }
 
     pub(crate) fn max_body_bytes(&self) -> usize {

@@ -292,7 +292,8 @@ async fn hook(
     let reply = match read_limited(&headers, body, limit).await {
         Ok(bytes) => {
             let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-            rein_hooks::handle_from(state.runtime(), agent, &bytes, home.as_deref(), Some(&client)).await
+            let (runtime, protected) = (state.runtime(), state.protected());
+            rein_hooks::handle_guarded(runtime, agent, &bytes, home.as_deref(), Some(&client), protected).await
         }
         Err(e) => {
             let why = e.body()["error"]["message"]

@@ -1,5 +1,7 @@
-//! Analysing a typical one-part command line, a ten-part one, and one with
-//! enough nesting constructs (more than 16) to be parsed on a helper thread.
+//! Analysing a typical one-part command line, a ten-part one, one with
+//! enough nesting constructs (more than 16) to be parsed on a helper thread,
+//! a 63 KB `ls;ls;…` (21,000 commands: not parsed, as more than 1024
+//! commands), and 300 `ls;` (parsed, the parts cut at `MAX_PARTS`).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use rein_shell::analyze;
@@ -25,6 +27,10 @@ fn shell(c: &mut Criterion) {
     g.bench_function("one_part", |b| b.iter(|| black_box(analyze(black_box(ONE)))));
     g.bench_function("ten_parts", |b| b.iter(|| black_box(analyze(black_box(TEN)))));
     g.bench_function("nested_thread", |b| b.iter(|| black_box(analyze(black_box(NESTED)))));
+    let many = vec!["ls"; 21_000].join(";");
+    g.bench_function("ls_21000_times", |b| b.iter(|| black_box(analyze(black_box(&many)))));
+    let cut = vec!["ls"; 300].join(";");
+    g.bench_function("ls_300_times", |b| b.iter(|| black_box(analyze(black_box(&cut)))));
     g.finish();
 }
 

@@ -8,6 +8,7 @@ use brush_parser::Token;
 
 use crate::tokens::fix_parentheses;
 use crate::words::{brush_would_hang, brush_would_panic};
+use crate::MAX_PARTS;
 
 /// Parses `text` as a shell program; the error says why not.
 pub(crate) fn program(text: &str, options: &ParserOptions) -> Result<Program, String> {
@@ -47,6 +48,25 @@ fn parse(text: &str, input: &str, options: &ParserOptions) -> Result<Program, St
         Some(o) => o.get(i).copied().unwrap_or(text.len()),
     };
     let tokens = fix_parentheses(tokens, text, byte)?;
+    // More commands than the analysis keeps parts for: the grammar, which
+    // costs far more than the tokenizer, is not run (a 63 KB `ls;ls;…` took
+    // 80 ms to parse for parts that are cut at `MAX_PARTS` anyway).
+    let separators = tokens
+        .iter()
+        .zip(std::iter::once(None).chain(tokens.iter().map(Some)))
+        .filter(|(t, before)| match t {
+            Token::Operator(op, _) if op == "\n" => {
+                !matches!(before, Some(Token::Operator(b, _)) if b == "\n" || b == ";")
+            }
+            Token::Operator(op, _) => matches!(op.as_str(), ";" | "&&" | "||" | "|" | "|&" | "&"),
+            Token::Word(..) => false,
+        })
+        .count();
+    if separators > MAX_SEPARATORS {
+        return Err(format!(
+            "the command has more than {MAX_SEPARATORS} commands, more than the analysis lists ({MAX_PARTS} parts)"
+        ));
+    }
     if let Some(word) = tokens.iter().find_map(|t| match t {
         Token::Word(w, _) if element_word_too_intricate(w) => Some(w),
         _ => None,
@@ -60,6 +80,11 @@ fn parse(text: &str, input: &str, options: &ParserOptions) -> Result<Program, St
     }
     brush_parser::parse_tokens(&tokens, options).map_err(|e| format!("cannot parse: {e}"))
 }
+
+/// Command separators (`;`, `&&`, `||`, `|`, `&`, line ends) above which
+/// the text is not parsed: well beyond [`MAX_PARTS`], so that every command
+/// line the parts could hold is parsed.
+const MAX_SEPARATORS: usize = 4 * MAX_PARTS;
 
 /// Brackets (`(`, `[`, `{`) above which a word that starts like an array
 /// element (`name[`) is not given to brush-parser 0.4: its grammar tries

@@ -18,11 +18,13 @@ use brush_parser::ast::{
 };
 use brush_parser::{ParserOptions, SourceSpan};
 
+use crate::dirs::{self, Dirs};
 use crate::parse;
+use crate::programs;
 use crate::tokens::arithmetic_word;
 use crate::words::{analyze_heredoc, analyze_word, Embedded, WordInfo};
-use crate::wrappers::{is_shell, peel, shell_call, su_command, Peel, ShellCall};
-use crate::{Analysis, Part, MAX_DEPTH, MAX_INPUT_BYTES};
+use crate::wrappers::{foreign_syntax, is_shell, peel, shell_call, su_command, Peel, ShellCall};
+use crate::{Analysis, Part, MAX_DEPTH, MAX_INPUT_BYTES, MAX_PARTS};
 
 /// Inputs with at most this many nesting constructs are parsed on the
 /// caller's thread (measured: a nesting level costs brush-parser about
@@ -40,6 +42,16 @@ const STACK_BASE: usize = 4 * 1024 * 1024;
 /// pipeline's `upstream`, a group's `writes`) could otherwise grow with the
 /// square of the input.
 const MAX_OUTPUT_BYTES: usize = 8 * 1024 * 1024;
+
+/// Walks of one loop body at most: a `cd` in the body that still moves
+/// the later iterations after this many walks makes the directory unknown.
+const MAX_LOOP_WALKS: usize = 3;
+/// Walks of loop bodies beyond the first, in one analysis (nested loops
+/// would otherwise multiply them).
+const MAX_REWALKS: usize = 16;
+
+/// The directories after a command succeeds, and after it fails.
+type Outcome = (Dirs, Dirs);
 
 /// Words that open a compound command and make brush-parser recurse.
 const OPENING_WORDS: &[&str] = &[
@@ -275,6 +287,35 @@ struct Walker {
     size: usize,
     /// The output budget is spent: the walk stops.
     full: bool,
+    /// More than [`MAX_PARTS`] parts: the walk stops.
+    too_many: bool,
+    /// Where the shell being walked may be (see [`crate::dirs`]).
+    dirs: Dirs,
+    /// The outcome of the directory change the last simple command made.
+    dir_outcome: Option<Outcome>,
+    /// Directory changes walked so far.
+    dir_changes: usize,
+    /// Commands that run later than where they are written: function
+    /// bodies and trap handlers.
+    deferred: Vec<Deferred>,
+    /// Loop bodies walked again (`MAX_REWALKS`).
+    rewalks: usize,
+}
+
+/// Parts that run later, wherever the shell is then: a function body, a
+/// trap handler. If a directory change follows, they are not understood.
+struct Deferred {
+    parts: std::ops::Range<usize>,
+    /// `Walker::dir_changes` when they were walked.
+    changes: usize,
+    what: String,
+}
+
+/// How far a walk had come, to walk a loop body again.
+struct Mark {
+    parts: usize,
+    size: usize,
+    deferred: usize,
 }
 
 impl Walker {
@@ -287,11 +328,52 @@ impl Walker {
             budget,
             size: 0,
             full: false,
+            too_many: false,
+            dirs: Dirs::default(),
+            dir_outcome: None,
+            dir_changes: 0,
+            deferred: Vec::new(),
+            rewalks: 0,
         }
     }
 
+    fn mark(&self) -> Mark {
+        Mark {
+            parts: self.parts.len(),
+            size: self.size,
+            deferred: self.deferred.len(),
+        }
+    }
+
+    fn back_to(&mut self, mark: &Mark) {
+        self.parts.truncate(mark.parts);
+        self.levels.truncate(mark.parts);
+        self.size = mark.size;
+        self.deferred.truncate(mark.deferred);
+    }
+
     fn finish(mut self) -> Analysis {
-        if self.full {
+        for d in &self.deferred {
+            if self.dir_changes <= d.changes {
+                continue;
+            }
+            let reason = format!("{} runs later, and a later cd changes the directory it runs in", d.what);
+            for p in self.parts.get_mut(d.parts.clone()).unwrap_or_default() {
+                if p.understood {
+                    p.understood = false;
+                    p.reason = Some(reason.clone());
+                    p.dirs.clear();
+                }
+            }
+        }
+        if self.too_many {
+            self.parts.truncate(MAX_PARTS - 1);
+            let reason = format!("the command has more than {MAX_PARTS} parts");
+            let mut p = Self::part("", "", Vec::new(), &Ctx::default());
+            p.understood = false;
+            p.reason = Some(reason);
+            self.parts.push(p);
+        } else if self.full {
             let reason = "the command is too large to analyse".to_owned();
             let mut p = Self::part("", "", Vec::new(), &Ctx::default());
             p.understood = false;
@@ -306,9 +388,33 @@ impl Walker {
         }
     }
 
-    fn push(&mut self, part: Part) {
+    fn push(&mut self, mut part: Part) {
         if self.full {
             return;
+        }
+        if self.parts.len() >= MAX_PARTS {
+            self.too_many = true;
+            self.full = true;
+            return;
+        }
+        part.dirs = self.dirs.cwds();
+        if let Dirs::Unknown(reason) = &self.dirs {
+            if part.understood {
+                part.understood = false;
+                part.reason = Some(reason.clone());
+            }
+        }
+        if let Some((v, why)) = part
+            .env
+            .iter()
+            .find_map(|v| dirs::special_variable(v).map(|why| (v, why)))
+        {
+            let reason = format!("{v} is set for this command, {why}");
+            if part.understood {
+                part.understood = false;
+                part.reason = Some(reason.clone());
+            }
+            self.dirs = Dirs::Unknown(reason);
         }
         self.size += part_size(&part);
         if self.size > MAX_OUTPUT_BYTES {
@@ -324,6 +430,9 @@ impl Walker {
         Part {
             program: basename(path).to_owned(),
             path: path.to_owned(),
+            operands: programs::generic_operands(&args),
+            known: false,
+            dirs: Vec::new(),
             args,
             writes: ctx.writes.clone(),
             reads: ctx.reads.clone(),
@@ -372,22 +481,60 @@ impl Walker {
         }
     }
 
-    fn list(&mut self, src: &Source, list: &CompoundList, ctx: &Ctx) {
+    /// A list of commands; `self.dirs` follows them (`a && b` runs `b` where
+    /// `a` succeeded, `a || b` where `a` failed, `a &` in a copy).
+    fn list(&mut self, src: &Source, list: &CompoundList, ctx: &Ctx) -> Outcome {
+        let mut last = (self.dirs.clone(), self.dirs.clone());
         for item in &list.0 {
             if self.full {
-                return;
+                break;
             }
             let and_or = &item.0;
-            self.pipeline(src, &and_or.first, ctx);
+            let before = self.dirs.clone();
+            let (mut ok, mut failed) = self.pipeline(src, &and_or.first, ctx);
             for next in &and_or.additional {
                 match next {
-                    ast::AndOr::And(p) | ast::AndOr::Or(p) => self.pipeline(src, p, ctx),
+                    ast::AndOr::And(p) => {
+                        self.dirs = ok;
+                        let (o, f) = self.pipeline(src, p, ctx);
+                        ok = o;
+                        failed = failed.union(&f);
+                    }
+                    ast::AndOr::Or(p) => {
+                        self.dirs = failed;
+                        let (o, f) = self.pipeline(src, p, ctx);
+                        ok = ok.union(&o);
+                        failed = f;
+                    }
                 }
             }
+            self.dirs = match item.1 {
+                // A background command runs in a subshell.
+                ast::SeparatorOperator::Async => before,
+                ast::SeparatorOperator::Sequence => ok.union(&failed),
+            };
+            last = match item.1 {
+                ast::SeparatorOperator::Async => (self.dirs.clone(), self.dirs.clone()),
+                ast::SeparatorOperator::Sequence => (ok, failed),
+            };
+        }
+        last
+    }
+
+    /// The stages run in subshells, except that with `shopt -s lastpipe`
+    /// the last may run in this shell: its directory changes may stay.
+    fn pipeline(&mut self, src: &Source, p: &Pipeline, ctx: &Ctx) -> Outcome {
+        let before = self.dirs.clone();
+        let outcome = self.stages(src, p, ctx, &before);
+        self.dirs = before;
+        if p.bang {
+            (outcome.1, outcome.0)
+        } else {
+            outcome
         }
     }
 
-    fn pipeline(&mut self, src: &Source, p: &Pipeline, ctx: &Ctx) {
+    fn stages(&mut self, src: &Source, p: &Pipeline, ctx: &Ctx, before: &Dirs) -> Outcome {
         let timed;
         let ctx = if p.timed.is_some() {
             timed = ctx.with_via("time".to_owned());
@@ -395,24 +542,34 @@ impl Walker {
         } else {
             ctx
         };
+        let mut outcome = (before.clone(), before.clone());
         // The programs of the stages so far, for `upstream`.
-        let mut before: Vec<String> = Vec::new();
+        let mut upstream: Vec<String> = Vec::new();
         let mut last: Option<String> = None;
         for (i, cmd) in p.seq.iter().enumerate() {
             if self.full {
-                return;
+                break;
             }
             let start = self.parts.len();
-            if i == 0 {
-                self.command(src, cmd, ctx);
+            self.dirs = before.clone();
+            let stage_outcome = if i == 0 {
+                self.command(src, cmd, ctx)
             } else {
                 let mut c = ctx.clone();
                 c.stdin_from = last.take();
-                extend_unique(&mut c.upstream, &before);
-                self.command(src, cmd, &c);
+                // Standard input is the pipe, not a document of an
+                // enclosing command.
+                c.stdin_doc = None;
+                extend_unique(&mut c.upstream, &upstream);
+                self.command(src, cmd, &c)
+            };
+            if p.seq.len() == 1 {
+                outcome = stage_outcome;
+            } else if i + 1 == p.seq.len() {
+                outcome = (stage_outcome.0.union(before), stage_outcome.1.union(before));
             }
             let stage = self.parts.get(start..).unwrap_or_default();
-            extend_unique(&mut before, &programs(stage));
+            extend_unique(&mut upstream, &programs(stage));
             last = stage
                 .iter()
                 .zip(self.levels.get(start..).unwrap_or_default())
@@ -420,19 +577,42 @@ impl Walker {
                 .map(|(part, _)| part.program.clone())
                 .next_back();
         }
+        outcome
     }
 
-    fn command(&mut self, src: &Source, cmd: &Command, ctx: &Ctx) {
+    fn command(&mut self, src: &Source, cmd: &Command, ctx: &Ctx) -> Outcome {
         match cmd {
-            Command::Simple(s) => self.simple(src, s, ctx),
+            Command::Simple(s) => {
+                self.dir_outcome = None;
+                self.simple(src, s, ctx);
+                return self
+                    .dir_outcome
+                    .take()
+                    .unwrap_or_else(|| (self.dirs.clone(), self.dirs.clone()));
+            }
             Command::Compound(c, redirects) => {
                 let c_ctx = self.enclosing_redirects(src, redirects.as_ref(), ctx);
                 self.compound(src, c, &c_ctx);
             }
             Command::Function(f) => {
-                let c = ctx.with_via(format!("function {}", f.fname.value));
+                let name = &f.fname.value;
+                let c = ctx.with_via(format!("function {name}"));
+                let before = self.dirs.clone();
+                let start = self.parts.len();
                 let c = self.enclosing_redirects(src, f.body.1.as_ref(), &c);
                 self.compound(src, &f.body.0, &c);
+                let after = std::mem::replace(&mut self.dirs, before.clone());
+                if after != before {
+                    self.dirs = Dirs::Unknown(format!(
+                        "the function {name} changes the working directory, and where it is called from cannot be \
+                         told"
+                    ));
+                }
+                self.deferred.push(Deferred {
+                    parts: start..self.parts.len(),
+                    changes: self.dir_changes,
+                    what: format!("the body of the function {name}"),
+                });
             }
             Command::ExtendedTest(t, redirects) => {
                 let c = self.enclosing_redirects(src, redirects.as_ref(), ctx);
@@ -443,6 +623,45 @@ impl Walker {
                 }
             }
         }
+        (self.dirs.clone(), self.dirs.clone())
+    }
+
+    /// Walks a loop by `walk` (its condition and body) until the
+    /// directories an iteration may start in stop growing: a `cd` in the
+    /// body moves the later iterations. Each walk replaces the parts of the
+    /// one before; past `MAX_LOOP_WALKS` the directory is unknown.
+    fn looping(&mut self, mut walk: impl FnMut(&mut Self)) {
+        let mark = self.mark();
+        let mut entry = self.dirs.clone();
+        let mut walks = 1;
+        loop {
+            self.dirs = entry.clone();
+            walk(self);
+            let grown = entry.union(&self.dirs);
+            if entry.covers(&grown) || self.full {
+                self.dirs = grown;
+                return;
+            }
+            self.back_to(&mark);
+            walks += 1;
+            self.rewalks += 1;
+            entry = if walks > MAX_LOOP_WALKS || self.rewalks > MAX_REWALKS {
+                Dirs::Unknown("a cd in a loop moves its later iterations to directories that cannot be told".to_owned())
+            } else {
+                grown
+            };
+        }
+    }
+
+    /// Walks `walk` in a copy of the shell's directory state (a subshell,
+    /// a substitution, another shell process).
+    fn scoped<T>(&mut self, walk: impl FnOnce(&mut Self) -> T) -> T {
+        let before = self.dirs.clone();
+        let outcome = self.dir_outcome.take();
+        let out = walk(self);
+        self.dirs = before;
+        self.dir_outcome = outcome;
+        out
     }
 
     /// The context for the commands inside a compound command with these
@@ -486,19 +705,30 @@ impl Walker {
             );
         }
         match cc {
-            CompoundCommand::BraceGroup(b) => self.list(src, &b.list, ctx),
-            CompoundCommand::Subshell(s) => self.list(src, &s.list, ctx),
+            CompoundCommand::BraceGroup(b) => {
+                self.list(src, &b.list, ctx);
+            }
+            CompoundCommand::Subshell(s) => {
+                self.scoped(|w| w.list(src, &s.list, ctx));
+            }
             CompoundCommand::ForClause(f) => {
                 for w in f.values.iter().flatten() {
                     self.word_subs(written(src, w), ctx);
                 }
-                self.list(src, &f.body.list, ctx);
+                if let Some(why) = dirs::special_variable(&f.variable_name) {
+                    self.dirs = Dirs::Unknown(format!("the loop assigns {}, {why}", f.variable_name));
+                }
+                self.looping(|w| {
+                    w.list(src, &f.body.list, ctx);
+                });
             }
             CompoundCommand::ArithmeticForClause(f) => {
-                for e in [&f.initializer, &f.condition, &f.updater].into_iter().flatten() {
-                    self.arithmetic(&e.value, ctx);
-                }
-                self.list(src, &f.body.list, ctx);
+                self.looping(|w| {
+                    for e in [&f.initializer, &f.condition, &f.updater].into_iter().flatten() {
+                        w.arithmetic(&e.value, ctx);
+                    }
+                    w.list(src, &f.body.list, ctx);
+                });
             }
             CompoundCommand::CaseClause(c) => {
                 self.word_subs(written(src, &c.value), ctx);
@@ -512,18 +742,35 @@ impl Walker {
                 }
             }
             CompoundCommand::IfClause(i) => {
-                self.list(src, &i.condition, ctx);
+                // `then` runs where the condition succeeded, `elif` and
+                // `else` where it failed.
+                let (ok, mut failed) = self.list(src, &i.condition, ctx);
+                self.dirs = ok;
                 self.list(src, &i.then, ctx);
+                let mut out = self.dirs.clone();
+                let mut has_else = false;
                 for e in i.elses.iter().flatten() {
+                    self.dirs = failed.clone();
                     if let Some(cond) = &e.condition {
-                        self.list(src, cond, ctx);
+                        let (o, f) = self.list(src, cond, ctx);
+                        self.dirs = o;
+                        failed = f;
+                    } else {
+                        has_else = true;
                     }
                     self.list(src, &e.body, ctx);
+                    out = out.union(&self.dirs);
                 }
+                if !has_else {
+                    out = out.union(&failed);
+                }
+                self.dirs = out;
             }
             CompoundCommand::WhileClause(w) | CompoundCommand::UntilClause(w) => {
-                self.list(src, &w.0, ctx);
-                self.list(src, &w.1.list, ctx);
+                self.looping(|walker| {
+                    walker.list(src, &w.0, ctx);
+                    walker.list(src, &w.1.list, ctx);
+                });
             }
             CompoundCommand::Arithmetic(a) => {
                 let written = src.span(&a.loc);
@@ -533,12 +780,12 @@ impl Walker {
                     // brush-parser reads `( (…) )` as an arithmetic command;
                     // bash runs two nested subshells (it needs `((` and `))`
                     // written together for arithmetic).
-                    self.text(&a.expr.value, ctx);
+                    self.scoped(|w| w.text(&a.expr.value, ctx));
                 }
             }
             CompoundCommand::Coprocess(c) => {
                 let c_ctx = ctx.with_via("coproc".to_owned());
-                self.command(src, &c.body, &c_ctx);
+                self.scoped(|w| w.command(src, &c.body, &c_ctx));
             }
         }
     }
@@ -586,13 +833,18 @@ impl Walker {
 
     /// The parts of the substitutions of `info`; their programs.
     fn embedded(&mut self, info: &WordInfo, ctx: &Ctx) -> Vec<String> {
+        if info.dynamic {
+            if let Some(reason) = dirs::assigns_in_expansion(&info.literal) {
+                self.dirs = Dirs::Unknown(reason);
+            }
+        }
         let start = self.parts.len();
         if let Some(problem) = &info.problem {
             self.unknown(&info.literal, "", Vec::new(), ctx, problem.clone());
         }
         for Embedded { text } in &info.embedded {
             self.level += 1;
-            self.text(text, &ctx.deeper());
+            self.scoped(|w| w.text(text, &ctx.deeper()));
             self.level -= 1;
         }
         self.programs_since(start)
@@ -617,7 +869,7 @@ impl Walker {
                 format!("nested more than {MAX_DEPTH} levels deep"),
             );
         } else {
-            self.list(src, &sub.list, &c);
+            self.scoped(|w| w.list(src, &sub.list, &c));
         }
         self.level -= 1;
         self.programs_since(start)
@@ -857,19 +1109,37 @@ impl Walker {
     }
 
     /// The part(s) for a command line of `words`, seeing through wrappers.
+    /// A wrapper that runs its command in another directory (`env -C`)
+    /// runs it in a child process: directory changes inside stay there.
     fn run(&mut self, text: &str, words: &[WordInfo], ctx: Ctx) {
+        let before = self.dirs.clone();
+        if self.run_wrapped(text, words, ctx) {
+            self.dirs = before;
+            self.dir_outcome = None;
+        }
+    }
+
+    /// [`Self::run`]; true when a wrapper changed the directory.
+    fn run_wrapped(&mut self, text: &str, words: &[WordInfo], ctx: Ctx) -> bool {
         let mut ctx = ctx;
         let mut words = words;
+        let mut moved = false;
         loop {
             let Some(first) = words.first() else {
                 // Assignments or redirections only.
                 let p = Self::part(text, "", Vec::new(), &ctx);
-                return self.push(p);
+                let assigned = p.env.clone();
+                self.push(p);
+                if let Some(reason) = dirs::changes_dir_rules("", &[], &assigned) {
+                    self.dirs = Dirs::Unknown(reason);
+                }
+                return moved;
             };
             let args: Vec<String> = words.iter().skip(1).map(|w| w.literal.clone()).collect();
             if ctx.depth > MAX_DEPTH {
                 let reason = format!("nested more than {MAX_DEPTH} levels deep");
-                return self.unknown(text, &first.literal, args, &ctx, reason);
+                self.unknown(text, &first.literal, args, &ctx, reason);
+                return moved;
             }
             if !first.is_literal() {
                 let reason = if let Some(p) = &first.problem {
@@ -884,7 +1154,12 @@ impl Walker {
                 let mut p = Self::part(text, &first.literal, args, &ctx);
                 // Not a path: the whole word is the name (`{rm,-rf,/}`).
                 p.program = first.literal.clone();
-                return self.not_understood(p, reason);
+                self.not_understood(p, reason);
+                // It may be `cd`.
+                self.dirs = Dirs::Unknown(format!(
+                    "the working directory after `{text}` cannot be known: its program is not literal"
+                ));
+                return moved;
             }
             let path = first.literal.as_str();
             if path == "!" && words.len() > 1 {
@@ -903,18 +1178,63 @@ impl Walker {
                     if t.replace.is_some() {
                         ctx.replace = t.replace;
                     }
+                    if let Some(dir) = t.chdir {
+                        moved = true;
+                        self.dirs = match dir {
+                            Ok(d) if words.iter().any(|w| w.literal == d && !w.is_literal()) => Dirs::Unknown(format!(
+                                "{program} runs the command in a directory that is not literal: {d}"
+                            )),
+                            Ok(d) => self.dirs.enter(&d),
+                            Err(reason) => Dirs::Unknown(reason),
+                        };
+                    }
                     words = words.get(t.next..).unwrap_or_default();
                     continue;
                 }
-                Some(Peel::Unknown(reason)) => return self.unknown(text, path, args, &ctx, reason),
+                Some(Peel::Unknown(reason)) => {
+                    self.unknown(text, path, args, &ctx, reason);
+                    return moved;
+                }
+                Some(Peel::Shell(sh)) => {
+                    let mut part = Self::part(text, path, args, &ctx);
+                    extend_unique(&mut part.writes, &sh.writes);
+                    let script = match sh.script {
+                        Ok(s) => s,
+                        Err(reason) => {
+                            self.not_understood(part, reason);
+                            return moved;
+                        }
+                    };
+                    // Input put into the string by an enclosing `xargs -I` or
+                    // `find -exec` is code; `parallel` quotes what it puts
+                    // in its own string, unless a shell inside reads it again.
+                    let outer = ctx.replace.as_deref().filter(|r| script.contains(*r));
+                    let own = sh
+                        .replace
+                        .as_deref()
+                        .filter(|r| script.contains(*r) && (script.contains("-c") || script.contains("eval")));
+                    if let Some(r) = outer.or(own) {
+                        let reason = format!("{} runs a shell string in which {r} is replaced by input", sh.via);
+                        self.not_understood(part, reason);
+                        return moved;
+                    }
+                    let mut c = ctx.with_via(sh.via);
+                    extend_unique(&mut c.writes, &sh.writes);
+                    c.dynamic_args |= sh.adds_args;
+                    c.stdin_doc = None;
+                    self.scoped(|w| w.text(&script, &c));
+                    return moved;
+                }
                 Some(Peel::Itself) | None => {}
             }
-            return self.program(text, path, program, words, args, ctx);
+            self.program(text, path, program, words, args, ctx);
+            return moved;
         }
     }
 
     /// A command whose program is known and is not a wrapper to see
-    /// through: shells, `eval`, `source`, `trap`, `find`, or a plain part.
+    /// through: shells, interpreters, `eval`, `source`, `trap`, `find`,
+    /// `cd`, or a plain part.
     fn program(&mut self, text: &str, path: &str, program: &str, words: &[WordInfo], args: Vec<String>, ctx: Ctx) {
         let mut part = Self::part(text, path, args, &ctx);
         part.dynamic_args |= words
@@ -923,7 +1243,7 @@ impl Walker {
             .any(|w| w.dynamic || w.brace || w.problem.is_some());
 
         if is_shell(program) {
-            match shell_call(program, words) {
+            let from_stdin = match shell_call(program, words) {
                 ShellCall::Command(i) => {
                     let Some(cmd) = words.get(i) else { return };
                     if !cmd.is_literal() {
@@ -934,55 +1254,152 @@ impl Walker {
                         let reason = format!("{program} -c runs a string in which {r} is replaced by input");
                         return self.not_understood(part, reason);
                     }
+                    if let Some(reason) = foreign_syntax(program, &cmd.literal) {
+                        return self.not_understood(part, reason);
+                    }
                     let c = ctx.with_via(format!("{program} -c"));
-                    return self.text(&cmd.literal, &c);
+                    return self.scoped(|w| w.text(&cmd.literal, &c));
                 }
-                ShellCall::Stdin => match &ctx.stdin_doc {
-                    Some(Ok(script)) => {
+                ShellCall::Stdin => true,
+                ShellCall::Script(i) => {
+                    let script = words.get(i);
+                    if script.is_some_and(|w| w.literal.starts_with("<(") && w.dynamic) {
+                        let reason = format!(
+                            "{program} runs a script from a process substitution, which the analysis does not see"
+                        );
+                        return self.not_understood(part, reason);
+                    }
+                    script.is_some_and(|w| w.literal == "/dev/stdin" || programs::is_stdin_name(&w.literal))
+                }
+                ShellCall::Unknown(reason) => return self.not_understood(part, reason),
+            };
+            let asks_version = words
+                .iter()
+                .skip(1)
+                .any(|w| matches!(w.literal.as_str(), "--version" | "--help"));
+            if from_stdin && !asks_version {
+                return match &ctx.stdin_doc {
+                    Some(Ok(script)) if program != "fish" => {
                         let mut c = ctx.with_via(format!("{program} <<"));
                         c.stdin_doc = None;
-                        return self.text(script, &c);
+                        self.scoped(|w| w.text(script, &c))
                     }
-                    Some(Err(reason)) => return self.not_understood(part, reason.clone()),
-                    None => {}
-                },
-                ShellCall::Script => {}
-                ShellCall::Unknown(reason) => return self.not_understood(part, reason),
+                    Some(Err(reason)) => self.not_understood(part, reason.clone()),
+                    _ => {
+                        let reason = format!(
+                            "{program} reads commands from standard input (a pipe, a file or the terminal), which \
+                             the analysis does not see"
+                        );
+                        self.not_understood(part, reason)
+                    }
+                };
+            }
+        } else if programs::is_interpreter(program) {
+            if let Some(reason) = programs::interpreter_reads_stdin(program, words) {
+                return self.not_understood(part, reason);
             }
         }
 
         match program {
             "eval" if words.len() > 1 => {
                 if words.iter().skip(1).any(|w| !w.is_literal()) {
-                    return self.not_understood(part, "eval of a string that is not literal".to_owned());
+                    self.not_understood(part, "eval of a string that is not literal".to_owned());
+                    self.dirs = Dirs::Unknown(format!(
+                        "the working directory after `{text}` cannot be known: eval of a string that is not literal"
+                    ));
+                    return;
                 }
                 let script = part.args.join(" ");
                 let c = ctx.with_via("eval".to_owned());
-                self.text(&script, &c)
+                // The same shell: its `cd`s stay.
+                self.text(&script, &c);
+                self.dir_outcome = None;
             }
             "source" | "." => {
                 let file = part.args.first().cloned().unwrap_or_default();
-                self.not_understood(part, format!("runs the commands of the file {file}"))
+                self.not_understood(part, format!("runs the commands of the file {file}"));
+                self.dirs = Dirs::Unknown(format!(
+                    "the working directory after `{text}` cannot be known: the file may change it"
+                ));
             }
             "alias" if part.args.iter().any(|a| a.contains('=')) => self.not_understood(
                 part,
                 "defines an alias, which can change what later commands run".to_owned(),
             ),
             "su" => match su_command(words) {
-                Ok(Some(i)) => match words.get(i) {
+                Ok((Some(i), login)) => match words.get(i) {
                     Some(cmd) if cmd.is_literal() => {
                         let script = cmd.literal.clone();
                         let c = ctx.with_via("su -c".to_owned());
-                        self.text(&script, &c)
+                        self.scoped(|w| {
+                            if login {
+                                w.dirs = Dirs::Unknown(
+                                    "su - runs the command in the target user's home directory".to_owned(),
+                                );
+                            }
+                            w.text(&script, &c)
+                        })
                     }
                     _ => self.not_understood(part, "su -c runs a command string that is not literal".to_owned()),
                 },
-                Ok(None) => self.push(part),
+                Ok((None, _)) => self.push(part),
                 Err(reason) => self.not_understood(part, reason),
             },
             "trap" => self.trap(part, words, &ctx),
             "find" => self.find(part, words, &ctx),
-            _ => self.push(part),
+            _ => self.plain(part, program, words, text),
+        }
+    }
+
+    /// Fills what the program's grammar says into `part`.
+    fn read_grammar(part: &mut Part, program: &str, words: &[WordInfo]) -> programs::Reading {
+        let mut reading = programs::read(program, words);
+        // `./ls` or `/tmp/x/ls` is whatever that file is, not the tool.
+        if programs::is_system_path(&part.path) {
+            part.known = reading.known;
+            part.operands = std::mem::take(&mut reading.operands);
+        } else {
+            part.known = false;
+        }
+        extend_unique(&mut part.writes, &reading.writes);
+        extend_unique(&mut part.reads, &reading.reads);
+        reading
+    }
+
+    /// A part that is no wrapper, shell or special builtin; `cd`,
+    /// `pushd` and `popd` change the directory of the later parts.
+    fn plain(&mut self, mut part: Part, program: &str, words: &[WordInfo], text: &str) {
+        let reading = Self::read_grammar(&mut part, program, words);
+        if let Some(reason) = reading.runs {
+            return self.not_understood(part, reason);
+        }
+        let before = self.dirs.clone();
+        if let Some(dir) = &reading.chdir {
+            self.dirs = match dir {
+                Ok(d) => self.dirs.enter(d),
+                Err(reason) => Dirs::Unknown(reason.clone()),
+            };
+        }
+        let understood = part.understood;
+        self.push(part);
+        // A variable set for the part (`HOME=/x cd`) may have made the
+        // directory unknown: that stays.
+        if reading.chdir.is_some() || !matches!(self.dirs, Dirs::Unknown(_)) {
+            self.dirs = before;
+        }
+        if !understood && self.full {
+            return;
+        }
+        let args: Vec<String> = words.iter().skip(1).map(|w| w.literal.clone()).collect();
+        if let Some(ok) = dirs::change(program, words, text, &self.dirs) {
+            self.dir_changes += 1;
+            let failed = self.dirs.clone();
+            self.dirs = ok.union(&failed);
+            self.dir_outcome = Some((ok, failed));
+        } else if let Some(reason) = dirs::changes_dir_rules(program, &args, &[]) {
+            self.dirs = Dirs::Unknown(format!(
+                "the working directory after `{text}` cannot be known: {reason}"
+            ));
         }
     }
 
@@ -1018,13 +1435,26 @@ impl Walker {
         let script = action.literal.clone();
         self.push(part);
         let c = ctx.with_via("trap".to_owned());
+        let before = self.dirs.clone();
+        let start = self.parts.len();
         self.text(&script, &c);
+        let after = std::mem::replace(&mut self.dirs, before.clone());
+        if after != before {
+            // The handler may run before any later command (`DEBUG`).
+            self.dirs = Dirs::Unknown("a trap handler changes the working directory".to_owned());
+        }
+        self.deferred.push(Deferred {
+            parts: start..self.parts.len(),
+            changes: self.dir_changes,
+            what: "a trap handler".to_owned(),
+        });
     }
 
     /// `find … -exec cmd {} ;`: find is a part, and so is each command it
     /// runs.
-    fn find(&mut self, part: Part, words: &[WordInfo], ctx: &Ctx) {
+    fn find(&mut self, mut part: Part, words: &[WordInfo], ctx: &Ctx) {
         let text = part.text.clone();
+        Self::read_grammar(&mut part, "find", words);
         self.push(part);
         let mut i = 1;
         while let Some(w) = words.get(i) {
@@ -1044,13 +1474,24 @@ impl Walker {
             }
             let cmd = words.get(start..i).unwrap_or_default();
             i += 1;
+            let in_dir = matches!(w.literal.as_str(), "-execdir" | "-okdir");
             let mut c = ctx.with_via("find -exec".to_owned());
             c.stdin_doc = None;
             c.replace = Some("{}".to_owned());
             if cmd.iter().any(|w| w.literal.contains("{}")) {
                 c.dynamic_args = true;
             }
-            self.run(&text, cmd, c);
+            // The command runs in a child process; `-execdir` runs it in
+            // the directory of each file found.
+            self.scoped(|walker| {
+                if in_dir {
+                    walker.dirs = Dirs::Unknown(format!(
+                        "find {} runs the command in the directory of each file found",
+                        w.literal
+                    ));
+                }
+                walker.run(&text, cmd, c);
+            });
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Programs that run another program: `sudo`, `env`, `timeout`, `nice`,
 //! `nohup`, `xargs`, `command`, `builtin`, `exec`, `time`, `setsid`,
-//! `stdbuf`, `ionice`, `doas`, `chroot`, and the shells' `-c`.
+//! `stdbuf`, `ionice`, `doas`, `chroot`, `taskset`, `flock`, `setpriv`,
+//! `chrt`, `unshare`, `prlimit`, `watch`, `parallel`, `script`, `busybox`,
+//! `toybox`, and the shells' `-c`.
 //!
 //! Each wrapper's options are read from a table of the options it has. An
 //! option the table does not know makes the command not understood: guessing
@@ -18,6 +20,25 @@ pub(crate) enum Peel {
     Itself,
     /// What runs cannot be told.
     Unknown(String),
+    /// The wrapper runs a shell command string (`flock -c`, `script -c`,
+    /// `watch`, `parallel`).
+    Shell(ShellString),
+}
+
+/// A command string a wrapper hands to a shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ShellString {
+    /// The string, or why it cannot be read (not literal).
+    pub(crate) script: Result<String, String>,
+    /// How the part names the wrapper in `via` (`flock -c`).
+    pub(crate) via: String,
+    /// The wrapper adds arguments to the command (`parallel ::: a b`).
+    pub(crate) adds_args: bool,
+    /// Text the wrapper replaces by its input (`parallel`'s `{}`).
+    pub(crate) replace: Option<String>,
+    /// Files the wrapper itself writes (`script`'s typescript, `flock`'s
+    /// lock file).
+    pub(crate) writes: Vec<String>,
 }
 
 /// A wrapper seen through.
@@ -35,6 +56,21 @@ pub(crate) struct Through {
     pub(crate) adds_args: bool,
     /// The text the wrapper replaces by its input (`xargs -I R`).
     pub(crate) replace: Option<String>,
+    /// The wrapped program runs in this directory (`env -C dir`, `sudo -D
+    /// dir`), or in one that cannot be told (`sudo -i`, `chroot`): why.
+    pub(crate) chdir: Option<Result<String, String>>,
+}
+
+impl Default for ShellString {
+    fn default() -> Self {
+        ShellString {
+            script: Err("no command string".to_owned()),
+            via: String::new(),
+            adds_args: false,
+            replace: None,
+            writes: Vec::new(),
+        }
+    }
 }
 
 /// The options a wrapper has.
@@ -208,6 +244,253 @@ const IONICE: Spec = Spec {
     ..NONE
 };
 
+const TASKSET: Spec = Spec {
+    short_flag: "acphV",
+    long_flag: &["all-tasks", "cpu-list", "pid", "help", "version"],
+    ..NONE
+};
+
+const FLOCK: Spec = Spec {
+    short_value: "Ewc",
+    short_flag: "sxeunoFhV",
+    long_value: &["conflict-exit-code", "timeout", "wait", "command"],
+    long_flag: &[
+        "shared",
+        "exclusive",
+        "unlock",
+        "nonblock",
+        "nb",
+        "close",
+        "no-fork",
+        "verbose",
+        "help",
+        "version",
+    ],
+    ..NONE
+};
+
+const SETPRIV: Spec = Spec {
+    short_flag: "dhV",
+    long_value: &[
+        "inh-caps",
+        "ambient-caps",
+        "bounding-set",
+        "groups",
+        "ruid",
+        "euid",
+        "reuid",
+        "rgid",
+        "egid",
+        "regid",
+        "securebits",
+        "pdeathsig",
+        "selinux-label",
+        "apparmor-profile",
+        "landlock-access",
+        "landlock-rule",
+        "seccomp-filter",
+    ],
+    long_flag: &[
+        "dump",
+        "nnp",
+        "no-new-privs",
+        "keep-groups",
+        "clear-groups",
+        "init-groups",
+        "reset-env",
+        "help",
+        "version",
+    ],
+    ..NONE
+};
+
+const CHRT: Spec = Spec {
+    short_value: "TPD",
+    short_flag: "abdefiormRpvhV",
+    long_value: &["sched-runtime", "sched-period", "sched-deadline"],
+    long_flag: &[
+        "all-tasks",
+        "batch",
+        "deadline",
+        "ext",
+        "fifo",
+        "idle",
+        "other",
+        "rr",
+        "reset-on-fork",
+        "max",
+        "pid",
+        "verbose",
+        "help",
+        "version",
+    ],
+    ..NONE
+};
+
+const UNSHARE: Spec = Spec {
+    short_value: "wRSGl",
+    short_flag: "muinpUCTfrcV",
+    long_value: &[
+        "wd",
+        "root",
+        "setuid",
+        "setgid",
+        "map-user",
+        "map-group",
+        "map-users",
+        "map-groups",
+        "propagation",
+        "setgroups",
+        "monotonic",
+        "boottime",
+        "load-interp",
+    ],
+    long_flag: &[
+        "mount",
+        "uts",
+        "ipc",
+        "net",
+        "pid",
+        "user",
+        "cgroup",
+        "time",
+        "fork",
+        "kill-child",
+        "mount-proc",
+        "mount-binfmt",
+        "map-root-user",
+        "map-current-user",
+        "map-auto",
+        "keep-caps",
+        "help",
+        "version",
+    ],
+    ..NONE
+};
+
+const PRLIMIT: Spec = Spec {
+    short_value: "po",
+    short_flag: "hV",
+    short_attached: "cdefilmnqrstuvxy",
+    long_value: &["pid", "output"],
+    long_flag: &[
+        "noheadings",
+        "raw",
+        "verbose",
+        "as",
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+        "help",
+        "version",
+    ],
+    ..NONE
+};
+
+const WATCH: Spec = Spec {
+    short_value: "nq",
+    short_flag: "bcCegptxwrhv",
+    short_attached: "d",
+    long_value: &["interval", "equexit"],
+    long_flag: &[
+        "beep",
+        "color",
+        "no-color",
+        "differences",
+        "errexit",
+        "chgexit",
+        "precise",
+        "no-title",
+        "no-wrap",
+        "no-linewrap",
+        "no-rerun",
+        "exec",
+        "help",
+        "version",
+    ],
+    ..NONE
+};
+
+const PARALLEL: Spec = Spec {
+    short_value: "jnNPdIaC",
+    short_flag: "kXmq0uvtr",
+    long_value: &[
+        "jobs",
+        "max-args",
+        "max-procs",
+        "max-replace-args",
+        "delimiter",
+        "replace",
+        "arg-file",
+        "colsep",
+        "halt",
+        "halt-on-error",
+        "joblog",
+        "results",
+        "tmpdir",
+        "timeout",
+        "retries",
+        "delay",
+        "block",
+        "tag-string",
+    ],
+    long_flag: &[
+        "keep-order",
+        "xargs",
+        "quote",
+        "null",
+        "ungroup",
+        "line-buffer",
+        "lb",
+        "group",
+        "tag",
+        "verbose",
+        "dry-run",
+        "bar",
+        "progress",
+        "eta",
+        "will-cite",
+        "no-notice",
+        "shuf",
+        "no-run-if-empty",
+        "help",
+        "version",
+    ],
+    ..NONE
+};
+
+const SCRIPT: Spec = Spec {
+    short_value: "cETBIOm",
+    short_flag: "aefqhV",
+    short_attached: "t",
+    long_value: &[
+        "command",
+        "echo",
+        "log-timing",
+        "log-io",
+        "log-in",
+        "log-out",
+        "logging-format",
+        "output-limit",
+    ],
+    long_flag: &[
+        "append", "return", "flush", "force", "quiet", "timing", "help", "version",
+    ],
+    ..NONE
+};
+
 const CHROOT: Spec = Spec {
     long_value: &["userspec", "groups"],
     long_flag: &["skip-chdir"],
@@ -361,6 +644,16 @@ pub(crate) fn peel(program: &str, words: &[WordInfo]) -> Option<Peel> {
         "stdbuf" => &STDBUF,
         "ionice" => &IONICE,
         "chroot" => &CHROOT,
+        "taskset" => &TASKSET,
+        "flock" => &FLOCK,
+        "setpriv" => &SETPRIV,
+        "chrt" => &CHRT,
+        "unshare" => &UNSHARE,
+        "prlimit" => &PRLIMIT,
+        "watch" => &WATCH,
+        "parallel" => &PARALLEL,
+        "script" => &SCRIPT,
+        "busybox" | "toybox" => return Some(multicall(words)),
         _ => return None,
     };
     let opts = match options(program, words, spec) {
@@ -376,6 +669,13 @@ pub(crate) fn peel(program: &str, words: &[WordInfo]) -> Option<Peel> {
             if opts.has(&["e", "edit"]) {
                 return Some(Peel::Unknown("sudo -e edits files as another user".to_owned()));
             }
+            if opts.has(&["i", "login"]) {
+                t.chdir = Some(Err(
+                    "sudo -i runs the command in the target user's home directory".to_owned()
+                ));
+            } else if let Some(dir) = opts.values(&["D", "chdir"]).last() {
+                t.chdir = Some(Ok(dir.to_owned()));
+            }
             let (env, next) = assignments(words, t.next);
             t.env = env;
             t.next = next;
@@ -384,6 +684,9 @@ pub(crate) fn peel(program: &str, words: &[WordInfo]) -> Option<Peel> {
         "env" => {
             if opts.has(&["S", "split-string"]) {
                 return Some(Peel::Unknown("env -S splits a string into a command line".to_owned()));
+            }
+            if let Some(dir) = opts.values(&["C", "chdir"]).last() {
+                t.chdir = Some(Ok(dir.to_owned()));
             }
             // `env -` is `env -i`.
             if words.get(t.next).is_some_and(|w| w.literal == "-") {
@@ -433,19 +736,200 @@ pub(crate) fn peel(program: &str, words: &[WordInfo]) -> Option<Peel> {
                 return Some(Peel::Itself);
             }
             t.next += 1;
+            t.chdir = Some(Err("chroot: every path is read inside the new root".to_owned()));
             through_or_itself(words, t)
+        }
+        "taskset" => {
+            if opts.has(&["p", "pid"]) {
+                return Some(Peel::Itself);
+            }
+            // The CPU mask or list comes before the command.
+            if words.get(t.next).is_none() {
+                return Some(Peel::Itself);
+            }
+            t.next += 1;
+            through_or_itself(words, t)
+        }
+        "chrt" => {
+            if opts.has(&["p", "pid", "m", "max"]) {
+                return Some(Peel::Itself);
+            }
+            // The priority comes before the command.
+            if words.get(t.next).is_none() {
+                return Some(Peel::Itself);
+            }
+            t.next += 1;
+            through_or_itself(words, t)
+        }
+        "flock" => {
+            // `flock [options] FILE|DIR (-c STRING | COMMAND…)` or `flock
+            // [options] FD`.
+            let Some(lock) = words.get(t.next) else {
+                return Some(Peel::Itself);
+            };
+            let lock_file = lock.literal.clone();
+            // `-c STRING` may come before or after the lock file.
+            let after = words
+                .get(t.next + 1)
+                .filter(|w| w.literal == "-c" || w.literal == "--command");
+            let command = match after {
+                Some(_) => match words.get(t.next + 2) {
+                    Some(w) => Some(w.literal.as_str()),
+                    None => return Some(Peel::Unknown("flock -c without a command string".to_owned())),
+                },
+                None => opts.values(&["c", "command"]).last(),
+            };
+            if let Some(command) = command {
+                let literal = words
+                    .iter()
+                    .find(|w| w.literal == command)
+                    .is_none_or(WordInfo::is_literal);
+                return Some(Peel::Shell(ShellString {
+                    script: if literal {
+                        Ok(command.to_owned())
+                    } else {
+                        Err("flock -c runs a command string that is not literal".to_owned())
+                    },
+                    via: "flock -c".to_owned(),
+                    writes: vec![lock_file],
+                    ..ShellString::default()
+                }));
+            }
+            if lock_file.chars().all(|c| c.is_ascii_digit()) && t.next + 1 == words.len() {
+                return Some(Peel::Itself);
+            }
+            t.writes.push(lock_file);
+            t.next += 1;
+            through_or_itself(words, t)
+        }
+        "setpriv" if opts.has(&["d", "dump"]) => Peel::Itself,
+        "unshare" => {
+            if opts.has(&["R", "root"]) {
+                t.chdir = Some(Err("unshare --root: every path is read inside the new root".to_owned()));
+            } else if let Some(dir) = opts.values(&["w", "wd"]).last() {
+                t.chdir = Some(Ok(dir.to_owned()));
+            }
+            through_or_itself(words, t)
+        }
+        "prlimit" if opts.has(&["p", "pid"]) => Peel::Itself,
+        "watch" => {
+            if opts.has(&["x", "exec"]) {
+                return Some(through_or_itself(words, t));
+            }
+            // watch joins its arguments with spaces and runs them with `sh -c`.
+            let Some(rest) = words.get(t.next..).filter(|r| !r.is_empty()) else {
+                return Some(Peel::Itself);
+            };
+            Peel::Shell(ShellString {
+                script: joined("watch", rest),
+                via: "watch".to_owned(),
+                ..ShellString::default()
+            })
+        }
+        "parallel" => parallel(words, &opts),
+        "script" => {
+            let file = words.get(t.next).map(|w| w.literal.clone());
+            let mut writes = vec![file.unwrap_or_else(|| "typescript".to_owned())];
+            writes.extend(
+                opts.values(&["T", "B", "I", "O", "log-timing", "log-io", "log-in", "log-out"])
+                    .map(str::to_owned),
+            );
+            match opts.values(&["c", "command"]).last() {
+                Some(command) => {
+                    let literal = words
+                        .iter()
+                        .find(|w| w.literal == command)
+                        .is_none_or(WordInfo::is_literal);
+                    Peel::Shell(ShellString {
+                        script: if literal {
+                            Ok(command.to_owned())
+                        } else {
+                            Err("script -c runs a command string that is not literal".to_owned())
+                        },
+                        via: "script -c".to_owned(),
+                        writes,
+                        ..ShellString::default()
+                    })
+                }
+                // An interactive shell, reading the terminal.
+                None => Peel::Unknown("script starts an interactive shell".to_owned()),
+            }
         }
         _ => through_or_itself(words, t),
     };
     Some(peel)
 }
 
+/// `busybox APPLET args…`, `toybox APPLET args…`: the applet is the
+/// program (`busybox sh -c …`, `busybox rm -rf …`).
+fn multicall(words: &[WordInfo]) -> Peel {
+    match words.get(1) {
+        None => Peel::Itself,
+        Some(w) if w.literal.starts_with('-') => Peel::Itself,
+        Some(_) => Peel::Through(Through {
+            next: 1,
+            ..Through::default()
+        }),
+    }
+}
+
+/// Words joined by spaces into a shell command string (`watch`,
+/// `parallel`), or why not.
+fn joined(wrapper: &str, words: &[WordInfo]) -> Result<String, String> {
+    if let Some(w) = words.iter().find(|w| !w.is_literal()) {
+        return Err(format!(
+            "{wrapper} runs a command string that is not literal: {}",
+            w.literal
+        ));
+    }
+    Ok(words.iter().map(|w| w.literal.as_str()).collect::<Vec<_>>().join(" "))
+}
+
+/// GNU `parallel [options] command ::: arguments`: the command, its words
+/// joined, runs in a shell once per argument. Without a command, the
+/// input lines are the commands; with `-S`, they run on other hosts.
+fn parallel(words: &[WordInfo], opts: &Options) -> Peel {
+    let rest = words.get(opts.next..).unwrap_or_default();
+    let end = rest
+        .iter()
+        .position(|w| w.literal.starts_with(":::"))
+        .unwrap_or(rest.len());
+    let command = rest.get(..end).unwrap_or_default();
+    if command.is_empty() {
+        return Peel::Unknown("parallel runs the lines of its input as commands".to_owned());
+    }
+    let replace = opts.values(&["I", "replace"]).last().unwrap_or("{}").to_owned();
+    Peel::Shell(ShellString {
+        script: joined("parallel", command),
+        via: "parallel".to_owned(),
+        adds_args: true,
+        replace: Some(replace),
+        writes: opts.values(&["joblog", "results"]).map(str::to_owned).collect(),
+    })
+}
+
 /// Shells whose `-c` string is analysed as a command line of its own.
 pub(crate) fn is_shell(program: &str) -> bool {
     matches!(
         program,
-        "sh" | "bash" | "zsh" | "dash" | "ksh" | "mksh" | "ash" | "rbash"
+        "sh" | "bash" | "zsh" | "dash" | "ksh" | "mksh" | "ash" | "rbash" | "yash" | "posh" | "lksh" | "oksh" | "fish"
     )
+}
+
+/// Shells whose syntax is not bash's: a `-c` string is analysed only when
+/// it is made of plain words and separators, which they read as bash does.
+pub(crate) fn foreign_syntax(program: &str, script: &str) -> Option<String> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || " \t\n-_./=:,+@%;|&~".contains(c);
+    match program {
+        "fish" if !script.chars().all(plain) => {
+            Some("fish -c: fish reads quotes, parentheses and variables unlike bash".to_owned())
+        }
+        // zsh glob qualifiers run code (`*(e:'cmd':)`, `*(+func)`).
+        "zsh" if script.contains("(e") || script.contains("(+") || script.contains("=(") => {
+            Some("zsh -c: a glob qualifier or =(…) the analysis does not read".to_owned())
+        }
+        _ => None,
+    }
 }
 
 /// How a shell was asked to get its commands.
@@ -455,8 +939,8 @@ pub(crate) enum ShellCall {
     Command(usize),
     /// No script named: commands come from standard input.
     Stdin,
-    /// A script file is run.
-    Script,
+    /// A script file is run: `words[i]`.
+    Script(usize),
     /// The options could not be read.
     Unknown(String),
 }
@@ -486,7 +970,12 @@ pub(crate) fn shell_call(program: &str, words: &[WordInfo]) -> ShellCall {
     while let Some(w) = words.get(i) {
         let text = w.literal.as_str();
         let plus = text.starts_with('+');
-        if !(text.starts_with('-') || plus) || text == "-" || text == "+" {
+        if text == "-" {
+            // `bash -`: the end of the options, as `--`.
+            i += 1;
+            break;
+        }
+        if !(text.starts_with('-') || plus) || text == "+" {
             break;
         }
         if !w.is_literal() {
@@ -529,13 +1018,14 @@ pub(crate) fn shell_call(program: &str, words: &[WordInfo]) -> ShellCall {
     } else if stdin || i >= words.len() {
         ShellCall::Stdin
     } else {
-        ShellCall::Script
+        ShellCall::Script(i)
     }
 }
 
 /// `su [options] [user]`: the index of the word holding the `-c` command
-/// string, if any.
-pub(crate) fn su_command(words: &[WordInfo]) -> Result<Option<usize>, String> {
+/// string, if any, and whether it is a login shell (which starts in the
+/// user's home directory).
+pub(crate) fn su_command(words: &[WordInfo]) -> Result<(Option<usize>, bool), String> {
     const VALUE: &[&str] = &[
         "-s",
         "--shell",
@@ -559,9 +1049,11 @@ pub(crate) fn su_command(words: &[WordInfo]) -> Result<Option<usize>, String> {
         "--pty",
     ];
     let mut command = None;
+    let mut login = false;
     let mut i = 1;
     while let Some(w) = words.get(i) {
         let text = w.literal.as_str();
+        login |= matches!(text, "-" | "-l" | "--login");
         if !text.starts_with('-') {
             // The user name, or arguments for the shell.
             i += 1;
@@ -585,7 +1077,7 @@ pub(crate) fn su_command(words: &[WordInfo]) -> Result<Option<usize>, String> {
     }
     match command {
         Some(c) if c >= words.len() => Err("su -c without a command string".to_owned()),
-        other => Ok(other),
+        other => Ok((other, login)),
     }
 }
 
@@ -669,7 +1161,9 @@ mod tests {
         assert_eq!(shell_call("bash", &words("bash --norc -e -c x")), ShellCall::Command(4));
         assert_eq!(shell_call("sh", &words("sh")), ShellCall::Stdin);
         assert_eq!(shell_call("sh", &words("sh -s a")), ShellCall::Stdin);
-        assert_eq!(shell_call("sh", &words("sh -x run.sh")), ShellCall::Script);
+        assert_eq!(shell_call("sh", &words("sh -x run.sh")), ShellCall::Script(2));
+        assert_eq!(shell_call("sh", &words("sh -")), ShellCall::Stdin);
+        assert_eq!(shell_call("bash", &words("bash - x.sh")), ShellCall::Script(2));
         assert!(matches!(shell_call("sh", &words("sh -c")), ShellCall::Unknown(_)));
     }
 }

@@ -2,7 +2,7 @@
 //! snapshot pins the splits; these pin the fields the snapshot leaves out
 //! and the limits.
 
-use rein_shell::{analyze, Analysis, Part, MAX_DEPTH, MAX_INPUT_BYTES};
+use rein_shell::{analyze, Analysis, Part, MAX_DEPTH, MAX_INPUT_BYTES, MAX_PARTS};
 
 fn programs(a: &Analysis) -> Vec<&str> {
     a.parts.iter().map(|p| p.program.as_str()).collect()
@@ -233,11 +233,14 @@ fn empty_and_comment_only_commands_run_nothing() {
 
 #[test]
 fn serialises_for_a_contract() {
-    let a = analyze("curl x | sh");
+    let a = analyze("curl x | grep -e y f");
     let json = serde_json::to_value(&a).unwrap();
     assert_eq!(json["parts"][1]["stdin_from"], "curl");
     assert!(json["parts"][0].get("stdin_from").is_none());
     assert!(json["parts"][0].get("reason").is_none());
+    assert_eq!(json["parts"][1]["operands"], serde_json::json!(["f"]));
+    assert_eq!(json["parts"][1]["known"], true);
+    assert_eq!(json["parts"][1]["dirs"], serde_json::json!([""]));
     assert_eq!(json["understood"], true);
 }
 
@@ -363,10 +366,18 @@ fn intricate_array_element_words_are_refused() {
 
 #[test]
 fn output_is_bounded_for_long_pipelines() {
+    // Each part's `upstream` lists every earlier stage: 255 stages with
+    // long names would be 8 MiB of parts.
+    let long: Vec<String> = (0..255).map(|i| format!("p{i:0>248}")).collect();
+    let line = long.join("|");
+    assert!(line.len() <= MAX_INPUT_BYTES);
+    let a = analyze(&line);
+    assert!(!a.understood);
+    assert!(a.problems.iter().any(|p| p.contains("too large")), "{:?}", a.problems);
     let pipeline: Vec<String> = (0..8000).map(|i| format!("p{i}")).collect();
     let a = analyze(&pipeline.join("|"));
     assert!(!a.understood);
-    assert!(a.problems.iter().any(|p| p.contains("too large")));
+    assert!(a.parts.len() <= MAX_PARTS);
     // A long but ordinary pipeline is fine.
     let a = analyze(&pipeline[..50].join(" | "));
     assert!(a.understood);

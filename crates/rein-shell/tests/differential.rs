@@ -5,8 +5,11 @@
 //! are run by bash; every marker bash prints must belong to a `printf`
 //! part. Listing more than runs (`false && printf M1`) is fine; missing one
 //! is the failure this test exists for. Likewise every file bash creates
-//! (in a scratch directory) must be in some part's `writes`. An analysis
-//! that is not understood passes: the policy asks a human for those.
+//! (in a scratch directory) must be in some part's `writes`, and the
+//! directory bash is in when a `printf` runs (after `cd`, `pushd`, `popd`,
+//! in subshells, loops, functions) must be one of its part's `dirs`. An
+//! analysis that is not understood passes: the policy asks a human for
+//! those.
 
 use std::process::Command;
 
@@ -31,6 +34,17 @@ fn line() -> impl Strategy<Value = String> {
             format!("\\printf M{n}"),
             format!("'printf' M{n}"),
             format!("p\"\"rintf M{n}"),
+            format!("taskset 1 printf M{n}"),
+            format!("taskset -c 0 printf M{n}"),
+            format!("flock . printf M{n}"),
+            format!("flock -c 'printf M{n}' ."),
+            format!("setpriv --nnp printf M{n}"),
+            format!("chrt -o 0 printf M{n}"),
+            format!("prlimit --nofile=1024 printf M{n}"),
+            format!("script -qc 'printf M{n}' /dev/null"),
+            format!("dash -c 'printf M{n}'"),
+            format!("cd / && printf M{n}"),
+            format!("pushd / >/dev/null && printf M{n}"),
         ])
     });
     leaf.prop_recursive(4, 24, 2, |inner| {
@@ -165,6 +179,144 @@ proptest! {
                 a.parts.iter().any(|p| p.writes.contains(&file)),
                 "bash wrote {file} in {line:?}; writes: {:?}",
                 a.parts.iter().map(|p| &p.writes).collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+/// A command line that moves between the directories of a scratch tree
+/// (`a`, `b`, `a/c`, `home`) and prints, at each `printf`, its marker and
+/// the directory bash is in.
+fn moving_line() -> impl Strategy<Value = String> {
+    let mover = prop::sample::select(vec![
+        "cd a",
+        "cd b",
+        "cd ..",
+        "cd c",
+        "cd missing",
+        "cd",
+        "cd ~/x",
+        "cd ./a/../b",
+        "cd -P a",
+        "cd -- a",
+        "pushd a >/dev/null",
+        "pushd b >/dev/null",
+        "popd >/dev/null",
+        "pushd >/dev/null",
+        "builtin cd a",
+        "command cd b",
+        "eval 'cd a'",
+        "bash -c 'cd a'",
+        "env -C a true",
+    ])
+    .prop_map(str::to_owned);
+    let leaf = prop_oneof![
+        (0u32..1000).prop_map(|n| format!("printf 'M{n} %s\\n' \"$PWD\"")),
+        (0u32..1000).prop_map(|n| format!("env -C b bash -c 'printf \"M{n} %s\\n\" \"$PWD\"'")),
+        mover,
+    ];
+    leaf.prop_recursive(4, 24, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a} && {b}")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a} || {b}")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a}; {b}")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a}; {b}")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a} | {b}")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a} & {b}; wait")),
+            inner.clone().prop_map(|a| format!("( {a} )")),
+            inner.clone().prop_map(|a| format!("{{ {a}; }}")),
+            inner.clone().prop_map(|a| format!("! {a}")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("if {a}; then {b}; fi")),
+            (inner.clone(), inner.clone(), inner.clone())
+                .prop_map(|(a, b, c)| format!("if {a}; then {b}; else {c}; fi")),
+            inner.clone().prop_map(|a| format!("for i in 1 2 3; do {a}; done")),
+            // Nested loops count with variables of their own.
+            inner.clone().prop_map(|a| {
+                let n = format!("n{}", a.len());
+                format!("{n}=0; while [ ${n} -lt 3 ]; do {n}=$(({n}+1)); {a}; done")
+            }),
+            inner.clone().prop_map(|a| format!("case x in x) {a};; esac")),
+            inner.clone().prop_map(|a| format!("echo \"$({a})\"")),
+            inner.clone().prop_map(|a| format!("bash -c {}", quote(&a))),
+            inner.clone().prop_map(|a| format!("eval {}", quote(&a))),
+            inner.clone().prop_map(|a| format!("f() {{ {a}; }}; f")),
+        ]
+    })
+}
+
+/// `dir` (a `dirs` entry) as the absolute path it names from `start`,
+/// `~` being `home`, with `.` and `..` read as bash's logical `cd` does.
+fn resolve(start: &std::path::Path, home: &std::path::Path, dir: &str) -> std::path::PathBuf {
+    let joined = if dir == "~" {
+        home.to_path_buf()
+    } else if let Some(rest) = dir.strip_prefix("~/") {
+        home.join(rest)
+    } else {
+        start.join(dir)
+    };
+    let mut out = std::path::PathBuf::new();
+    for c in joined.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// The directory bash is in when a command runs is one of that part's
+    /// `dirs`.
+    #[test]
+    fn every_directory_bash_runs_in_is_in_dirs(line in moving_line()) {
+        if !bash_available() {
+            return Ok(());
+        }
+        let root = std::env::temp_dir().join(format!("rein-shell-dirs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        // bash's $PWD has no symlinks in it: compare with the real path.
+        let root = root.canonicalize().unwrap();
+        for d in ["a/c", "b/c", "a/a/c", "b/a", "b/b", "home/x/a", "home/x/b"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let home = root.join("home");
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(&line)
+            .current_dir(&root)
+            .env("HOME", &home)
+            .env_remove("CDPATH")
+            .output()
+            .unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+        let a = analyze(&line);
+        for printed in String::from_utf8_lossy(&out.stdout).lines() {
+            let Some((marker, pwd)) = printed.split_once(' ') else { continue };
+            // Markers may repeat: some part with the marker must list the
+            // directory (or be not understood).
+            let parts: Vec<&rein_shell::Part> = a
+                .parts
+                .iter()
+                .filter(|p| p.program == "printf" && p.args.first().is_some_and(|m| m.starts_with(&format!("{marker} "))))
+                .collect();
+            prop_assert!(!parts.is_empty() || !a.understood, "bash ran {marker} in {line:?}, which is no part");
+            if parts.is_empty() {
+                continue;
+            }
+            let pwd = std::path::Path::new(pwd);
+            let covered = parts.iter().any(|p| {
+                !p.understood || p.dirs.iter().any(|d| resolve(&root, &home, d) == pwd)
+            });
+            prop_assert!(
+                covered,
+                "bash ran {marker} in {pwd:?} in {line:?}; the parts say {:?}",
+                parts.iter().map(|p| &p.dirs).collect::<Vec<_>>()
             );
         }
     }

@@ -7,7 +7,7 @@
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use rein_engine::{CacheStatus, PolicyCache};
-use rein_hooks::{Agent, Reply, MAX_EVENT_BYTES};
+use rein_hooks::{Agent, Protected, ProtectedKind, Reply, MAX_EVENT_BYTES};
 use rein_runtime::{Runtime, RuntimeConfig};
 use rein_store::{SqliteOptions, SqliteStore};
 use std::io::{Read, Write};
@@ -74,6 +74,13 @@ pub struct HookArgs {
     /// Read the token for `--server` from this environment variable.
     #[arg(long, value_name = "VAR", conflicts_with = "token")]
     token_env: Option<String>,
+    /// More files the agent may never change, whatever the policy says
+    /// (`rein init` adds the settings file it wrote). Rein's own files are
+    /// always protected: the store (and its `-wal`/`-shm`), the audit key,
+    /// the tokens file beside the store, the policy files, the cache, this
+    /// executable and the agent's settings files in the project.
+    #[arg(long, value_name = "PATH")]
+    protect: Vec<PathBuf>,
     /// Seconds to decide before refusing.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     timeout: f64,
@@ -116,7 +123,15 @@ fn answer(args: &HookArgs, agent: Agent, bytes: &[u8]) -> Reply {
     };
     let limit = Duration::from_secs_f64(args.timeout.clamp(0.05, 3600.0));
     let result = match &args.server {
-        Some(url) => remote(args, url, agent, bytes, limit),
+        Some(url) => {
+            // The server guards its own files; the files named here (and
+            // this executable) are guarded before the event leaves.
+            let protected = protected_files(args, None);
+            match rein_hooks::protected_refusal(&event, &protected, home().as_deref()) {
+                Some(why) => Ok(why),
+                None => remote(args, url, agent, bytes, limit),
+            }
+        }
         None => local(args, agent, bytes, limit),
     };
     match result {
@@ -179,12 +194,67 @@ fn local(args: &HookArgs, agent: Agent, bytes: &[u8], limit: Duration) -> anyhow
     // node by node would only delay the exit.
     std::mem::forget(policy.clone());
     let runtime = Runtime::new(policy, Arc::new(store), config);
-    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let home = home();
+    let mut protected = protected_files(args, Some(&db));
+    protected.add(&key_path, "Rein's audit key", ProtectedKind::Secret);
+    match &cache {
+        Some(cache) => protected.add(cache.dir(), "Rein's compiled-policy cache", ProtectedKind::Dir),
+        None => {
+            if let Some(dir) = PolicyCache::default_dir() {
+                protected.add(&dir, "Rein's compiled-policy cache", ProtectedKind::Dir);
+            }
+        }
+    }
     rt.block_on(async {
-        tokio::time::timeout(limit, rein_hooks::handle(&runtime, agent, bytes, home.as_deref()))
+        let handled = rein_hooks::handle_guarded(&runtime, agent, bytes, home.as_deref(), None, &protected);
+        tokio::time::timeout(limit, handled)
             .await
             .map_err(|_| anyhow::anyhow!("no decision within {:.1} s", limit.as_secs_f64()))
     })
+}
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(PathBuf::from)
+}
+
+/// Rein's files this hook knows without opening anything: the store and
+/// the secrets kept beside it (`db`, in-process only), the policy files,
+/// this executable and `--protect`.
+fn protected_files(args: &HookArgs, db: Option<&std::path::Path>) -> Protected {
+    let mut protected = Protected::new();
+    if let Some(db) = db {
+        protected.add_store(db);
+        protected.add(
+            &db.with_file_name(rein_server::DEFAULT_TOKENS_FILE),
+            "Rein's tokens file",
+            ProtectedKind::Secret,
+        );
+        protected.add(
+            &db.with_file_name(rein_server::DEFAULT_HMAC_KEY_FILE),
+            "Rein's audit key",
+            ProtectedKind::Secret,
+        );
+    }
+    for policy in &args.policy {
+        let kind = if policy.is_dir() {
+            ProtectedKind::Dir
+        } else {
+            ProtectedKind::File
+        };
+        protected.add(policy, "a policy file Rein enforces", kind);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        protected.add(&exe, "the rein executable", ProtectedKind::Binary);
+    }
+    for path in &args.protect {
+        let kind = if path.is_dir() {
+            ProtectedKind::Dir
+        } else {
+            ProtectedKind::File
+        };
+        protected.add(path, "protected from the agent (`rein hook --protect`)", kind);
+    }
+    protected
 }
 
 fn default_db() -> anyhow::Result<PathBuf> {

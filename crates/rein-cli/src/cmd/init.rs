@@ -42,7 +42,9 @@ enum Agent {
     /// printed on stdout, then the file is replaced atomically; a second run
     /// with the same arguments changes nothing. A file that is not valid JSON,
     /// or whose `hooks` has the wrong shape, is refused (exit 2) and left as
-    /// it is.
+    /// it is. The hook command names the settings file (`--protect`): with
+    /// Rein's own files (store, audit key, tokens, policies, cache, the rein
+    /// executable), the agent may not change it, whatever the policy says.
     ClaudeCode(ClaudeCodeArgs),
 }
 
@@ -65,12 +67,12 @@ pub struct ClaudeCodeArgs {
     /// must load now; they are written as absolute paths.
     #[arg(long, short = 'p', num_args = 1.., value_name = "POLICY")]
     policy: Vec<PathBuf>,
-    /// SQLite store the hook records to (audit log, limits, sessions);
+    /// SQLite store the hook records to (audit log and approvals);
     /// written as an absolute path. Only with --policy.
     #[arg(long, value_name = "FILE", conflicts_with = "server")]
     db: Option<PathBuf>,
     /// Decide through a running `rein serve` at URL (e.g.
-    /// http://127.0.0.1:7777) instead of in-process.
+    /// http://127.0.0.1:8700, its default address) instead of in-process.
     #[arg(long, value_name = "URL", conflicts_with = "policy")]
     server: Option<String>,
     /// Environment variable that holds the server's bearer token when the
@@ -86,8 +88,11 @@ pub struct ClaudeCodeArgs {
     /// blocks the call.
     #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
     timeout: u32,
-    /// The rein executable the hook command runs, written as given (default:
-    /// the absolute path of this rein).
+    /// The rein executable the hook command runs, written as given. Default:
+    /// the absolute path of this rein, unless it runs from cargo's build
+    /// folder (`target/debug/rein` under `cargo run`, replaced by every
+    /// build and removed by `cargo clean`): then the `rein` found on PATH,
+    /// and if there is none, nothing is written.
     #[arg(long, value_name = "PATH", conflicts_with = "http")]
     rein_bin: Option<PathBuf>,
     /// Print the diff only; write nothing.
@@ -136,12 +141,14 @@ fn claude_code(args: ClaudeCodeArgs, color: bool) -> anyhow::Result<u8> {
     };
     let bin = match &args.rein_bin {
         Some(bin) => utf8(bin)?.to_owned(),
+        None if args.http => String::new(),
         None => {
             let exe = std::env::current_exe().context("cannot find this rein executable's path; pass --rein-bin")?;
-            utf8(&exe)?.to_owned()
+            utf8(&installed_rein(&exe)?)?.to_owned()
         }
     };
-    let handler = rein_handler(&args, &bin, color)?;
+    let settings = absolute(&path)?;
+    let handler = rein_handler(&args, &bin, &settings, color)?;
 
     let (old_text, exists) = match fs::read(&path) {
         Ok(bytes) => match String::from_utf8(bytes) {
@@ -185,9 +192,56 @@ fn claude_code(args: ClaudeCodeArgs, color: bool) -> anyhow::Result<u8> {
     Ok(EXIT_ALLOW)
 }
 
+/// The rein the hook should run when this one is `exe`: `exe` itself, or,
+/// when `exe` lies in a cargo build folder, the first `rein` on PATH that
+/// does not. A build folder's binary is replaced by the next `cargo build`
+/// and removed by `cargo clean` (every tool call would then be refused),
+/// and whoever can run cargo in that tree can rebuild it.
+fn installed_rein(exe: &Path) -> anyhow::Result<PathBuf> {
+    if !in_cargo_target(exe) {
+        return Ok(exe.to_path_buf());
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|dir| dir.join("rein"))
+        .find(|candidate| candidate.is_file() && candidate.is_absolute() && !in_cargo_target(candidate));
+    match on_path {
+        Some(found) => {
+            eprintln!(
+                "note: this rein runs from cargo's build folder ({}); the hook will run {} (found on PATH; \
+                 --rein-bin chooses another)",
+                exe.display(),
+                found.display()
+            );
+            Ok(found)
+        }
+        None => bail!(
+            "this rein runs from cargo's build folder ({}), which the next `cargo build` replaces and `cargo clean` \
+             removes; install it first (`cargo install --path crates/rein-cli`) so that `rein` is on PATH, or pass \
+             --rein-bin PATH; nothing written",
+            exe.display()
+        ),
+    }
+}
+
+/// Whether `exe` is `<target>/<profile>/NAME` or
+/// `<target>/<triple>/<profile>/NAME` of a cargo target folder (which holds
+/// `CACHEDIR.TAG` or `.rustc_info.json`). The path is taken as written, not
+/// through symlinks: a link the user put on PATH is their choice.
+fn in_cargo_target(exe: &Path) -> bool {
+    exe.ancestors().skip(2).take(2).any(|dir| {
+        dir.join(".rustc_info.json").is_file()
+            || fs::read_to_string(dir.join("CACHEDIR.TAG")).is_ok_and(|t| t.contains("cargo"))
+    })
+}
+
 /// The handler Rein writes for every event: a `rein hook claude-code`
-/// command, or an `http` handler pointing at `rein serve`.
-fn rein_handler(args: &ClaudeCodeArgs, bin: &str, color: bool) -> anyhow::Result<Json> {
+/// command, or an `http` handler pointing at `rein serve`. A command names
+/// `settings` (the file being written) as protected: the hook then refuses
+/// any tool call that would change it.
+fn rein_handler(args: &ClaudeCodeArgs, bin: &str, settings: &str, color: bool) -> anyhow::Result<Json> {
     let timeout = ("timeout", Json::from(args.timeout));
     let on_failure = ("onFailure", Json::from("block"));
     if let Some(server) = &args.server {
@@ -213,7 +267,17 @@ fn rein_handler(args: &ClaudeCodeArgs, bin: &str, color: bool) -> anyhow::Result
                 on_failure,
             ]));
         }
-        let words = [bin, "hook", "claude-code", "--server", url, "--token-env", var];
+        let words = [
+            bin,
+            "hook",
+            "claude-code",
+            "--server",
+            url,
+            "--token-env",
+            var,
+            "--protect",
+            settings,
+        ];
         let command = words.iter().map(|w| sh_quote(w)).collect::<Vec<_>>().join(" ");
         return Ok(command_handler(command, timeout, on_failure));
     }
@@ -232,6 +296,8 @@ fn rein_handler(args: &ClaudeCodeArgs, bin: &str, color: bool) -> anyhow::Result
         words.push("--db".to_owned());
         words.push(sh_quote(&absolute(db)?).into_owned());
     }
+    words.push("--protect".to_owned());
+    words.push(sh_quote(settings).into_owned());
     Ok(command_handler(words.join(" "), timeout, on_failure))
 }
 

@@ -105,6 +105,17 @@ fn gate_script(sb: &Sandbox) -> Vec<ToolCall> {
         ),
         // 15: and from a file read
         ToolCall::new("Read", json!({"file_path": sb.project.join("deploy/key.txt")})),
+        // 16, 17: a secret reached through `cd`, and through globs
+        ToolCall::bash("cd ~/.ssh && cat id_rsa"),
+        ToolCall::bash("cat ~/.ss?/id_* .en?"),
+        // 18, 19: Rein protects itself: the agent cannot approve its own
+        // request nor rewrite the settings that install the hook
+        ToolCall::bash("rein approvals grant 0190 --as alice"),
+        ToolCall::bash("mkdir -p .claude && echo '{}' > .claude/settings.json"),
+        // 20: a path judged where it resolves (the pinned Claude Code
+        // offers no Grep tool in this set-up: Grep's fields are covered by
+        // crates/rein-hooks/tests)
+        ToolCall::bash("mkdir -p build && rm -rf build/../.env"),
     ]
 }
 
@@ -154,6 +165,20 @@ fn check_gate(c: &mut Checks, model: &FakeModel, sb: &Sandbox) {
         c.ran(&r, i, "Rein");
     }
     c.not_told(&r, 14, "made up by the model");
+    for i in [16, 17, 18, 19, 20] {
+        c.refused(&r, i, "");
+        c.reason_is_reins(&r, i);
+    }
+    c.not_told(&r, 16, SSH_KEY_TEXT);
+    c.not_told(&r, 17, SSH_KEY_TEXT);
+    c.check(sb.project.join(".env").exists(), "the refused rm -rf build/../.env ran");
+    for i in [18, 19] {
+        c.refused(&r, i, "rein_protects_itself");
+    }
+    c.check(
+        !sb.project.join(".claude/settings.json").exists(),
+        "the refused rewrite of .claude/settings.json ran",
+    );
     // No secret reached the model by any path, in any request.
     for secret in [SSH_KEY_TEXT, ENV_SECRET, MCP_SECRET_ENV.1, PROJECT_KEY_TEXT] {
         c.check(!model.told_anywhere(secret), format!("the model was told {secret:?}"));

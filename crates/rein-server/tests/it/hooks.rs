@@ -97,3 +97,55 @@ async fn bad_events_unknown_agents_and_missing_tokens() {
         .await;
     assert_eq!(body["decision"], "deny", "{body}");
 }
+
+/// The server guards its own files from the agents it answers, whatever
+/// the policy says: the store, the tokens, the audit key, the policies.
+#[tokio::test]
+async fn hook_events_cannot_touch_the_servers_own_files() {
+    let h = coding_agent_server().await;
+    let db = h.db_path();
+    let db = db.to_str().unwrap();
+    for command in [
+        format!("rein approvals grant 0190 --db {db} --as alice"),
+        format!("rm -f {db}"),
+        format!("sqlite3 {db} 'delete from audit'"),
+        format!("echo x > {db}-wal"),
+        "rein serve -p x.yaml".to_string(),
+    ] {
+        let (status, body) = claude_code(&h, &command).await;
+        assert_eq!(status, StatusCode::OK);
+        let out = &body["hookSpecificOutput"];
+        assert_eq!(out["permissionDecision"], "deny", "{command}: {body}");
+        assert!(
+            out["permissionDecisionReason"]
+                .as_str()
+                .unwrap()
+                .contains("rein_protects_itself"),
+            "{command}: {body}"
+        );
+    }
+}
+
+/// A 63 KB command line of as many parts as fit: the route records a
+/// bounded number of parts (and the line once), not 21,000 records.
+#[tokio::test]
+async fn a_worst_case_event_writes_a_bounded_audit() {
+    let h = coding_agent_server().await;
+    let line = "ls;".repeat(21_000);
+    let (status, body) = claude_code(&h, &line).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let records = h
+        .state
+        .runtime()
+        .store()
+        .query_audit(&Default::default())
+        .await
+        .unwrap();
+    let bytes: usize = records
+        .iter()
+        .map(|r| serde_json::to_string(&r.entry).unwrap().len())
+        .sum();
+    assert!(records.len() <= rein_hooks::map::MAX_PARTS, "{} records", records.len());
+    // Before: 1.3 GB for this event through `rein hook`.
+    assert!(bytes < 1024 * 1024, "{bytes} bytes of audit for one event");
+}
