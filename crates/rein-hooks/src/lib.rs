@@ -166,7 +166,7 @@ pub async fn decide_guarded(
         let request = request_for(event, &action, input, home);
         async move {
             if let Some(why) = refusal {
-                return refuse_protected(runtime, &request, &why).await;
+                return refuse_protected(runtime, &request, &why, client).await;
             }
             match event.kind {
                 EventKind::AfterTool => {
@@ -192,7 +192,7 @@ pub async fn decide_guarded(
 /// Records a part the guard refused (a `block` record whose input
 /// describes the request, as for any request refused before deciding) and
 /// answers it with the guard's reason.
-async fn refuse_protected(runtime: &Runtime, request: &Request, why: &str) -> PartAnswer {
+async fn refuse_protected(runtime: &Runtime, request: &Request, why: &str, client: Option<&str>) -> PartAnswer {
     let body = json!({"action": request.action, "input": request.input, "session": request.session});
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     let answer = runtime
@@ -203,6 +203,7 @@ async fn refuse_protected(runtime: &Runtime, request: &Request, why: &str) -> Pa
             message: why,
             body: Some(&bytes),
             declared_len: None,
+            client,
         })
         .await;
     let mut part = PartAnswer::from(answer);
@@ -305,7 +306,7 @@ async fn decide_with_approvals(runtime: &Runtime, mut request: Request, client: 
         return PartAnswer::from(runtime.decide_from(request, None, client).await);
     }
     let now = jiff::Timestamp::now();
-    let existing = match runtime.approval_for(&request).await {
+    let existing = match runtime.approval_for(&request, client).await {
         Ok(found) => found.filter(|a| {
             a.state != ApprovalState::Used
                 && a.expires_at

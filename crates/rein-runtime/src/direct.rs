@@ -47,11 +47,19 @@ impl Runtime {
     /// input, actor, snapshot and session), in any state. Lets a caller
     /// that cannot carry an approval id (a hook) find the approval its
     /// earlier, identical call opened.
-    pub async fn approval_for(&self, request: &Request) -> Result<Option<ApprovalRecord>, RuntimeError> {
+    pub async fn approval_for(
+        &self,
+        request: &Request,
+        client: Option<&str>,
+    ) -> Result<Option<ApprovalRecord>, RuntimeError> {
         let hash = approval_hash(&self.redactor, request, &self.policy().per_call_fields(&request.action));
         // Newest first; approvals are few next to decisions, so a scan of the
-        // recent ones is enough here (an index on the hash can follow).
+        // recent ones is enough here (an index on the hash can follow). Only
+        // the client that asked may use an approval, so another client's is
+        // not this request's: it would block instead of opening one.
         let recent = self.store.list_approvals(None, APPROVAL_SCAN).await?;
-        Ok(recent.into_iter().find(|a| a.request_hash == hash))
+        Ok(recent
+            .into_iter()
+            .find(|a| a.request_hash == hash && a.requested_via.as_deref() == client))
     }
 }

@@ -731,6 +731,14 @@ async fn an_identical_request_reuses_its_pending_approval() {
     assert_ne!(other_client.id, first.id);
     assert_ne!(other_request.id, first.id);
     assert_eq!(store.list_approvals(None, 10).await.unwrap().len(), 3);
+    // A caller that finds approvals by request (a hook) finds its own
+    // client's only: another's it could not use.
+    let request = pay(500, "bot");
+    let found = |client| rt.approval_for(&request, client);
+    assert_eq!(found(Some("agent-1")).await.unwrap().unwrap().id, first.id);
+    assert_eq!(found(Some("agent-2")).await.unwrap().unwrap().id, other_client.id);
+    assert!(found(Some("agent-3")).await.unwrap().is_none());
+    assert!(found(None).await.unwrap().is_none());
     // Once decided it is no longer reused.
     rt.deny(&first.id, anyone("boss"), None).await.unwrap();
     let fresh = rt

@@ -64,6 +64,37 @@ impl Store for NoAudit {
         })
     }
 
+    // Outcomes are not deduplicated here: nothing is kept to compare with.
+    async fn append_once(&self, entry: AuditEntry) -> Result<Option<AuditRecord>, StoreError> {
+        self.append(entry).await.map(Some)
+    }
+
+    async fn bind_key_fingerprint(&self, fingerprint: &str) -> Result<String, StoreError> {
+        Ok(fingerprint.to_owned())
+    }
+
+    async fn key_fingerprint(&self) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+
+    async fn find_open_approval(
+        &self,
+        _: &str,
+        _: Option<&str>,
+        _: &str,
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        Ok(None)
+    }
+
+    async fn list_client_approvals(
+        &self,
+        _: &str,
+        _: Option<ApprovalState>,
+        _: u64,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        Ok(Vec::new())
+    }
+
     async fn query_audit(&self, _: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
         Ok(Vec::new())
     }
