@@ -929,7 +929,7 @@ mod tests {
             ("~alice/.ssh/id_rsa", "/Users/alice/.ssh/id_rsa"),
             ("~", "/home/u"),
             ("$HOME/.ssh/id_rsa", "/home/u/.ssh/id_rsa"),
-            ("${HOME}/.ssh/id_rsa", "/root/.ssh/id_rsa"),
+            ("${HOME}/.ssh/id_rsa", "/Users/bob/.ssh/id_rsa"),
             ("$(pwd)/.env", "/p/.env"),
             ("`pwd`/.env", "/p/.env"),
             ("~/../u/.ssh/id_rsa", "/home/u/.ssh/id_rsa"),
