@@ -40,5 +40,37 @@ fn decide(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decide);
+/// `mayMatchIgnoreCase` over shell operands against secret globs, as a
+/// coding-agent hook policy asks it: an operand automaton is built per call.
+fn may_match(c: &mut Criterion) {
+    let policy = Policy::from_yaml_str(
+        r#"
+default: allow
+contracts:
+  actions:
+    read:
+      input: {paths: {type: list, items: string}}
+rules:
+  - id: secrets
+    action: read
+    when: 'input.paths.exists(p, p.mayMatchIgnoreCase("**/.ssh/**") || p.mayMatchIgnoreCase("**/.env") || p.mayMatchIgnoreCase("**/.aws/credentials"))'
+    effect: block
+"#,
+    )
+    .unwrap();
+    let mut g = c.benchmark_group("may_match");
+    for (name, path) in [
+        ("literal", "/home/u/project/src/main.rs"),
+        ("glob_hit", "/home/u/.ss?/id_*"),
+        ("glob_miss", "/home/u/project/src/*.rs"),
+    ] {
+        let prepared = policy
+            .prepare(&Request::new("read").input(serde_json::json!({ "paths": [path] })))
+            .unwrap();
+        g.bench_function(name, |b| b.iter(|| black_box(prepared.decide())));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, decide, may_match);
 criterion_main!(benches);

