@@ -44,6 +44,10 @@ enum Agent {
     /// or whose `hooks` has the wrong shape, is refused (exit 2) and left as
     /// it is.
     ClaudeCode(ClaudeCodeArgs),
+    /// Write a starter policy and its test file (`policy.yaml`,
+    /// `policy.test.yaml`) into DIR, to edit; existing files are kept
+    /// unless --force.
+    Policy(super::init_policy::InitPolicyArgs),
 }
 
 #[derive(Args, Debug)]
@@ -102,6 +106,7 @@ pub struct ClaudeCodeArgs {
 pub fn run(args: InitArgs, color: bool) -> anyhow::Result<u8> {
     match args.agent {
         Agent::ClaudeCode(args) => claude_code(args, color),
+        Agent::Policy(args) => super::init_policy::run(args),
     }
 }
 

@@ -1,16 +1,15 @@
 //! `rein serve`
 
-use super::EXIT_ALLOW;
+use super::{PolicyArgs, EXIT_ALLOW};
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Policy files or directories, merged; reloaded on SIGHUP and
-    /// `POST /v1/policy/reload`.
-    #[arg(long = "policy", short = 'p', required = true, num_args = 1.., value_name = "POLICY")]
-    policy: Vec<PathBuf>,
+    /// The policy, reloaded on SIGHUP and `POST /v1/policy/reload`.
+    #[command(flatten)]
+    policy: PolicyArgs,
     /// The SQLite file for the audit log and approvals (created if absent;
     /// its directory must exist).
     #[arg(long, value_name = "FILE", default_value = "rein.db")]
@@ -29,7 +28,9 @@ pub struct ServeArgs {
     /// match the hashes already kept).
     #[arg(long, value_name = "FILE")]
     audit_key: Option<PathBuf>,
-    /// Largest request body, in bytes (1 KiB to 1 GiB).
+    /// Largest request body on every route (decisions, outcomes, hook
+    /// events, approvals), in bytes (1 KiB to 1 GiB); a larger one is
+    /// refused, and an agent's is recorded as a `block`.
     #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024,
           value_parser = clap::value_parser!(u64).range(1024..=(1 << 30)))]
     max_body: u64,
@@ -39,13 +40,16 @@ pub struct ServeArgs {
     workers: Option<u16>,
 }
 
-pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
+/// Runs the server; `color` (from `--color`, NO_COLOR and whether stderr
+/// is a terminal) decides whether the log has ANSI colours.
+pub fn run(args: ServeArgs, color: bool) -> anyhow::Result<u8> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("REIN_LOG").unwrap_or_else(|_| "info".into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(color)
         .try_init();
-    let mut config = rein_server::ServerConfig::new(args.policy, args.db);
+    let mut config = rein_server::ServerConfig::new(args.policy.paths(), args.db);
     config.listen = args.listen;
     config.tokens_path = args.tokens;
     config.hmac_key_path = args.audit_key;
