@@ -123,12 +123,19 @@ enum Command {
     Check(check::CheckArgs),
     /// Decide one request and show, rule by rule, what matched and the value
     /// of every sub-expression.
+    ///
+    /// Exit code: as `check` (0 allow, 1 block, 3 require_approval, 2 usage
+    /// or load error).
     Explain(check::ExplainArgs),
     /// Run policy test files (`*.test.yaml`): requests with expected
     /// decisions. Prints `N passed, N failed`; exits 1 on any failure.
     Test(test::TestArgs),
     /// Run the decision server: HTTP API for decisions, outcomes, approvals
     /// and the audit log, on the embedded SQLite store.
+    ///
+    /// The policy is reloaded on SIGHUP and `POST /v1/policy/reload` (a
+    /// policy that does not load is refused; the old one keeps serving).
+    /// Stops cleanly on SIGINT or SIGTERM.
     Serve(serve::ServeArgs),
     /// Inspect the audit log: verify the hash chain, query, export, and
     /// replay recorded requests under another policy.

@@ -344,6 +344,10 @@ fn test_given_a_policy_points_to_validate() {
         stdout(&o)
     );
     assert!(stderr(&o).len() < 200, "{}", stderr(&o));
+    // A test file that is not there is reported as such.
+    let o = rein(&["test", "missing.test.yaml", "missing/"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr(&o).matches("cannot read").count(), 2, "{}", stderr(&o));
 }
 
 /// Policies are given as arguments or with `--policy`/`-p`, or both

@@ -374,9 +374,11 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let state = AppState::from_config(&config).await?;
     let addr = listener.local_addr().unwrap_or(config.listen);
+    let policy = state.runtime().policy();
     tracing::info!(
         %addr,
-        policy_version = %state.runtime().policy().version(),
+        policy_version = %policy.version(),
+        policy_label = policy.version_label().unwrap_or("-"),
         tokens = %config.tokens_file().display(),
         "rein server listening"
     );

@@ -24,12 +24,13 @@ enum AuditCommand {
     /// Keep the printed `SEQ:HASH` somewhere else and give it back with
     /// `--expect`: a rewritten log no longer has it.
     Verify {
-        #[command(flatten)]
-        target: Target,
+        // Before `target`, whose heading ("Where") would otherwise take it.
         /// A record's hash kept from an earlier verify (`SEQ:HASH`, as
         /// printed); it must still be there.
         #[arg(long, value_name = "SEQ:HASH", value_parser = anchor)]
         expect: Vec<(u64, String)>,
+        #[command(flatten)]
+        target: Target,
     },
     /// Print the records matching every filter given.
     Query {
@@ -164,7 +165,7 @@ impl Filters {
 pub fn run(args: AuditArgs, color: bool) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     match args.command {
-        AuditCommand::Verify { target, expect } => {
+        AuditCommand::Verify { expect, target } => {
             let conn = target.connect()?;
             let verification = match &conn {
                 Conn::Local(store) => rt.block_on(rein_store::Store::verify_audit(store.as_ref()))?,

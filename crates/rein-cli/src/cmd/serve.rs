@@ -7,7 +7,6 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// The policy, reloaded on SIGHUP and `POST /v1/policy/reload`.
     #[command(flatten)]
     policy: PolicyArgs,
     /// The SQLite file for the audit log and approvals (created if absent;

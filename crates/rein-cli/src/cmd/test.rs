@@ -36,7 +36,7 @@ pub fn run(args: TestArgs, color: bool) -> anyhow::Result<u8> {
         let shown = file.display();
         let test = match read_test_file(file) {
             Ok(t) => t,
-            Err(_) if !is_test_file_name(file) => {
+            Err(_) if file.is_file() && !is_test_file_name(file) => {
                 // Most likely a policy given where its tests were meant:
                 // say so, rather than list every key of the policy as an
                 // error of a test file.
