@@ -213,6 +213,29 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
+/// `text` safe to print on a terminal: control characters (newlines,
+/// escape sequences) and the Unicode controls that reorder text (bidi
+/// overrides and isolates) are shown escaped, `\u{1b}`. Audit records hold
+/// what agents sent (action names, actor ids); printed raw, such a value
+/// could forge table rows or drive the auditor's terminal.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Loads a policy, printing diagnostics (and warnings) to stderr.
 pub fn load_policy(paths: &[PathBuf], color: bool, format: Format) -> Result<Policy, LoadError> {
     let result = Policy::load(paths);
@@ -234,5 +257,21 @@ fn print_diagnostics(diags: &[rein_engine::Diagnostic], color: bool, format: For
                 eprintln!("{}", d.to_json());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_what_could_drive_a_terminal() {
+        assert_eq!(printable("refund"), "refund");
+        assert_eq!(printable("naïve – ok"), "naïve – ok");
+        assert_eq!(printable("a\nb"), "a\\u{a}b");
+        assert_eq!(printable("\u{1b}[31mred"), "\\u{1b}[31mred");
+        assert_eq!(printable("tab\there\r"), "tab\\u{9}here\\u{d}");
+        assert_eq!(printable("abc\u{202e}fed"), "abc\\u{202e}fed");
+        assert_eq!(printable("\u{2066}x\u{2069}"), "\\u{2066}x\\u{2069}");
     }
 }

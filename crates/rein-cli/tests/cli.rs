@@ -482,8 +482,15 @@ fn init_policy_scaffolds_a_policy_that_validates_and_passes_its_tests() {
     assert_eq!(std::fs::read_to_string(&policy).unwrap(), "# mine\n");
     assert!(!tests.exists());
 
+    // --force replaces a symbolic link, never writing through it.
+    let elsewhere = dir.path().join("elsewhere.yaml");
+    std::fs::write(&elsewhere, "# not the scaffold's\n").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&elsewhere, &tests).unwrap();
     let o = rein(&["init", "policy", target_arg, "--force"], None);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "# not the scaffold's\n");
+    assert!(!tests.symlink_metadata().unwrap().file_type().is_symlink());
     let o = rein(&["test", target_arg], None);
     assert_eq!(stdout(&o).trim(), "7 passed, 0 failed");
 }

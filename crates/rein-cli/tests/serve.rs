@@ -1260,6 +1260,31 @@ fn sighup_right_after_start_reloads_instead_of_killing() {
     }
 }
 
+/// What an agent sent (an action name, an actor id) cannot forge a row of
+/// `rein audit query`'s table or send escape sequences to the auditor's
+/// terminal: control characters are printed escaped.
+#[test]
+fn audit_query_escapes_what_agents_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rein.db");
+    let server = Server::start(dir.path(), Path::new(POLICY), &[]);
+    let t = tokens(dir.path());
+    let forged_row = "refund\n      9  2026-01-01T00:00:00.000000Z  before  allow  refund  boss  small_refund";
+    let mut request = refund(40, "agent");
+    request["action"] = json!(forged_row);
+    request["actor"]["id"] = json!("\u{1b}]0;owned\u{7}\u{1b}[2J");
+    let answer = decided(&server.decide(&t.agent, &request)).clone();
+    assert_eq!(answer["effect"], "block", "{answer}");
+    server.stop();
+
+    let table = run(["audit".as_ref(), "query".as_ref(), "--db".as_ref(), db.as_os_str()]);
+    let text = table.ok();
+    assert_eq!(text.lines().count(), 2, "one header and one row:\n{text}");
+    assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text:?}");
+    assert!(text.contains("refund\\u{a}      9"), "{text}");
+    assert!(text.contains("\\u{1b}]0;owned\\u{7}"), "{text}");
+}
+
 /// `--color` governs `rein serve`'s log as well as diagnostics: `never`
 /// and `auto` on a file (NO_COLOR unset) write no ANSI escape; `always`
 /// does, which shows the flag reaches the log.

@@ -1,7 +1,7 @@
 //! `rein audit`: verify, query, export, replay.
 
 use super::remote::{server_error, Conn, Target};
-use super::{load_policy, Format, PolicyArgs, EXIT_ALLOW, EXIT_BLOCK, EXIT_USAGE};
+use super::{load_policy, printable, Format, PolicyArgs, EXIT_ALLOW, EXIT_BLOCK, EXIT_USAGE};
 use clap::{Args, Subcommand, ValueEnum};
 use rein_store::{AuditQuery, AuditRecord, Verification};
 use std::io::Write;
@@ -289,16 +289,16 @@ pub fn run(args: AuditArgs, color: bool) -> anyhow::Result<u8> {
                         out,
                         "record {} ({}): {} -> {}  rules [{}] -> [{}]",
                         c.seq,
-                        c.action,
+                        printable(&c.action),
                         c.old_effect,
                         c.new_effect,
-                        c.old_rules.join(", "),
-                        c.new_rules.join(", ")
+                        printable(&c.old_rules.join(", ")),
+                        printable(&c.new_rules.join(", "))
                     )?;
                     // Why the new decision is what it is (an unknown action,
                     // a contract it now breaks, a rule's reason).
                     for reason in &c.new_reasons {
-                        writeln!(out, "    now: {reason}")?;
+                        writeln!(out, "    now: {}", printable(reason))?;
                     }
                 }
                 writeln!(
@@ -331,7 +331,15 @@ const TABLE_HEADER: [&str; 7] = ["SEQ", "TIME", "PHASE", "EFFECT", "ACTION", "AC
 /// One record as a table row; an empty field shows as `-`, so every row
 /// has its columns.
 fn table_row(r: &AuditRecord) -> [String; 7] {
-    let or_dash = |s: &str| if s.is_empty() { "-".to_string() } else { s.to_string() };
+    // Values come from what agents sent: escaped before they reach the
+    // terminal (see `printable`).
+    let or_dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            printable(s).into_owned()
+        }
+    };
     [
         r.seq.to_string(),
         or_dash(&r.entry.time),

@@ -57,17 +57,21 @@ pub fn run(args: InitPolicyArgs) -> anyhow::Result<u8> {
     Ok(EXIT_ALLOW)
 }
 
-/// Writes `text` to `path`; without `force`, only if no file is there (a
-/// file created since the check above is not replaced either).
+/// Writes `text` to `path` as a new file; without `force`, only if nothing
+/// is there (a file created since the check above is not replaced either).
+/// With `force` an existing file is removed first, so that a symbolic link
+/// there is replaced, not written through.
 fn write(path: &Path, text: &str, force: bool) -> anyhow::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true);
     if force {
-        options.create(true).truncate(true);
-    } else {
-        options.create_new(true);
+        match path.symlink_metadata() {
+            Ok(meta) if meta.is_dir() => bail!("`{}` is a directory; nothing replaced", path.display()),
+            Ok(_) => std::fs::remove_file(path).with_context(|| format!("cannot replace `{}`", path.display()))?,
+            Err(_) => {}
+        }
     }
-    let mut file = options
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
         .open(path)
         .with_context(|| format!("cannot write `{}`", path.display()))?;
     file.write_all(text.as_bytes())

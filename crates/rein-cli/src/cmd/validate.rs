@@ -22,7 +22,7 @@ pub fn run(args: ValidateArgs, color: bool) -> anyhow::Result<u8> {
             // The author's `version:` label beside the hash of the texts,
             // which is what decisions and audit records carry.
             let version = match policy.version_label() {
-                Some(label) => format!("`{label}` ({})", policy.version()),
+                Some(label) => format!("`{}` ({})", super::printable(label), policy.version()),
                 None => policy.version().to_string(),
             };
             println!(
