@@ -329,6 +329,26 @@ fn completions_cover_every_subcommand() {
     }
     let o = rein(&["completions", "tcsh"], None);
     assert_eq!(o.status.code(), Some(2));
+
+    // And bash, given the script, completes with it.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rein.bash");
+    std::fs::write(&file, &bash).unwrap();
+    let probe = format!(
+        "source '{}'; complete -p rein; \
+         COMP_WORDS=(rein au); COMP_CWORD=1; _rein rein au rein; echo \"[${{COMPREPLY[*]}}]\"; \
+         COMP_WORDS=(rein init ''); COMP_CWORD=2; _rein rein '' init; echo \"[${{COMPREPLY[*]}}]\"",
+        file.display()
+    );
+    match Command::new("bash").args(["--norc", "-c", &probe]).output() {
+        Ok(o) => {
+            let text = stdout(&o);
+            assert!(text.contains("-F _rein rein"), "{text}{}", stderr(&o));
+            assert!(text.contains("[audit]"), "{text}");
+            assert!(text.contains("claude-code policy"), "{text}");
+        }
+        Err(e) => assert!(std::env::var_os("CI").is_none(), "bash is needed under CI: {e}"),
+    }
 }
 
 /// `rein test` given a policy instead of its test file says so in one line
