@@ -92,7 +92,7 @@ enum Input {
 /// is not a terminal. Without `--request` on a terminal, the command would
 /// wait silently for input nobody knows it expects: a usage error instead.
 /// `--request -` on a terminal reads it, after saying so on stderr.
-fn request_source(given: Option<&Path>, stdin_is_terminal: bool) -> anyhow::Result<PathBuf> {
+fn request_source(command: &str, given: Option<&Path>, stdin_is_terminal: bool) -> anyhow::Result<PathBuf> {
     match given {
         Some(path) => {
             if path.as_os_str() == "-" && stdin_is_terminal {
@@ -101,7 +101,7 @@ fn request_source(given: Option<&Path>, stdin_is_terminal: bool) -> anyhow::Resu
             Ok(path.to_path_buf())
         }
         None if stdin_is_terminal => anyhow::bail!(
-            "no request: give it with `--request FILE`, or pipe it in (`rein check -p POLICY < request.json`); \
+            "no request: give it with `--request FILE`, or pipe it in (`rein {command} POLICY < request.json`); \
              `--request -` reads it from the terminal"
         ),
         None => Ok(PathBuf::from("-")),
@@ -135,7 +135,7 @@ pub fn run_check(args: CheckArgs, color: bool) -> anyhow::Result<u8> {
     let Some(policy) = load(&args.policy, &args.actra, args.phase, color) else {
         return Ok(EXIT_USAGE);
     };
-    let source = match request_source(args.request.as_deref(), std::io::stdin().is_terminal()) {
+    let source = match request_source("check", args.request.as_deref(), std::io::stdin().is_terminal()) {
         Ok(source) => source,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -201,7 +201,7 @@ pub fn run_explain(args: ExplainArgs, color: bool) -> anyhow::Result<u8> {
     let Some(policy) = load(&args.policy, &args.actra, args.phase, color) else {
         return Ok(EXIT_USAGE);
     };
-    let request = match request_source(args.request.as_deref(), std::io::stdin().is_terminal())
+    let request = match request_source("explain", args.request.as_deref(), std::io::stdin().is_terminal())
         .and_then(|source| Input::read(&source, args.phase, args.actra.is_actra()))
     {
         Ok(r) => r,
@@ -264,12 +264,15 @@ mod tests {
 
     #[test]
     fn a_terminal_without_request_is_a_usage_error_not_a_wait() {
-        let e = request_source(None, true).unwrap_err().to_string();
+        let e = request_source("check", None, true).unwrap_err().to_string();
         assert!(e.contains("--request FILE"), "{e}");
-        assert_eq!(request_source(None, false).unwrap(), PathBuf::from("-"));
-        assert_eq!(request_source(Some(Path::new("-")), true).unwrap(), PathBuf::from("-"));
+        assert_eq!(request_source("check", None, false).unwrap(), PathBuf::from("-"));
         assert_eq!(
-            request_source(Some(Path::new("r.json")), true).unwrap(),
+            request_source("check", Some(Path::new("-")), true).unwrap(),
+            PathBuf::from("-")
+        );
+        assert_eq!(
+            request_source("check", Some(Path::new("r.json")), true).unwrap(),
             PathBuf::from("r.json")
         );
     }
