@@ -13,8 +13,9 @@ pub struct ServeArgs {
     /// its directory must exist).
     #[arg(long, value_name = "FILE", default_value = "rein.db")]
     db: PathBuf,
-    /// Address to listen on. The default is loopback only.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8700")]
+    /// Address to listen on: IP:PORT, `localhost:PORT`, or a port alone
+    /// (on loopback). The default is loopback only.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8700", value_parser = listen_addr)]
     listen: SocketAddr,
     /// Bearer tokens with roles (`tokens: [{name, role, token, approves}]`).
     /// Default: `rein-tokens.yaml` beside the database, created with one
@@ -59,4 +60,39 @@ pub fn run(args: ServeArgs, color: bool) -> anyhow::Result<u8> {
         .build()?;
     rt.block_on(rein_server::run(config))?;
     Ok(EXIT_ALLOW)
+}
+
+/// A `--listen` value: an IP address and port; `localhost:PORT` and a bare
+/// port mean loopback (a bare port never means every interface).
+fn listen_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let port = text.strip_prefix("localhost:").unwrap_or(text);
+    match port.parse::<u16>() {
+        Ok(port) => Ok(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port))),
+        Err(_) => Err(
+            "must be IP:PORT (127.0.0.1:8700, or 0.0.0.0:8700 for every interface), localhost:PORT \
+                       or a port"
+                .to_string(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_takes_an_address_localhost_or_a_port() {
+        let ok = |t: &str| listen_addr(t).unwrap().to_string();
+        assert_eq!(ok("127.0.0.1:8700"), "127.0.0.1:8700");
+        assert_eq!(ok("0.0.0.0:9000"), "0.0.0.0:9000");
+        assert_eq!(ok("[::1]:8700"), "[::1]:8700");
+        assert_eq!(ok("localhost:8701"), "127.0.0.1:8701");
+        assert_eq!(ok("8702"), "127.0.0.1:8702");
+        for bad in ["", "host:80", "8700x", "70000", "localhost", ":8700"] {
+            assert!(listen_addr(bad).is_err(), "{bad}");
+        }
+    }
 }
