@@ -216,6 +216,10 @@ async fn hook_events_take_the_limit_and_are_refused_and_recorded_one_byte_more()
             refusal[0].entry.input
         );
         assert_eq!(refusal[0].entry.input["body_bytes"], LIMIT + 1);
+        // Nothing of the refused body is kept: the record is small whatever
+        // was sent.
+        let bytes = serde_json::to_vec(&refusal[0]).unwrap().len();
+        assert!(bytes < 1024, "{agent}: the refusal's record is {bytes} bytes");
     }
     server.shutdown().await;
 }
