@@ -204,13 +204,69 @@ pub enum TypeAst {
     /// `duration` (`1h30m`, `250ms`)
     Duration,
     /// `list<T>`
-    List(Box<Spanned<TypeAst>>),
+    List(Box<ItemAst>),
     /// `map<T>`: string keys to T
-    Map(Box<Spanned<TypeAst>>),
+    Map(Box<ItemAst>),
     /// An object with declared fields.
     Object(FieldsAst),
     /// One of a fixed set of strings.
     Enum(Vec<Spanned<String>>),
+}
+
+/// The elements of a list or the values of a map: their type and the
+/// constraints each one must meet.
+#[derive(Clone, Debug)]
+pub struct ItemAst {
+    /// Their type.
+    pub ty: Spanned<TypeAst>,
+    /// What each must meet (`items: {type: string, pattern: ...}`).
+    pub constraints: ConstraintsAst,
+}
+
+impl ItemAst {
+    /// Elements of a type with no constraints (`list<string>`).
+    pub fn plain(ty: Spanned<TypeAst>) -> ItemAst {
+        ItemAst {
+            ty,
+            constraints: ConstraintsAst::default(),
+        }
+    }
+}
+
+/// A number bound written in a policy (`min`, `max`), kept exact: an
+/// integer stays an integer, so `max: 9007199254740993` is not rounded to a
+/// double.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum NumberLit {
+    /// An integer.
+    Int(i64),
+    /// A finite float.
+    Float(f64),
+}
+
+impl NumberLit {
+    /// Compares two numbers exactly (no rounding of large integers).
+    pub fn cmp_exact(self, other: NumberLit) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        match (self, other) {
+            (NumberLit::Int(a), NumberLit::Int(b)) => a.cmp(&b),
+            // Bounds are finite, so these always order.
+            (NumberLit::Int(a), NumberLit::Float(b)) => crate::value::cmp_int_float(a, b).unwrap_or(Ordering::Equal),
+            (NumberLit::Float(a), NumberLit::Int(b)) => {
+                crate::value::cmp_int_float(b, a).map_or(Ordering::Equal, Ordering::reverse)
+            }
+            (NumberLit::Float(a), NumberLit::Float(b)) => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
+        }
+    }
+}
+
+impl std::fmt::Display for NumberLit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NumberLit::Int(i) => write!(f, "{i}"),
+            NumberLit::Float(x) => write!(f, "{x}"),
+        }
+    }
 }
 
 /// A literal scalar in a constraint (`allowed` values).
@@ -230,9 +286,9 @@ pub enum Literal {
 #[derive(Clone, Debug, Default)]
 pub struct ConstraintsAst {
     /// Smallest allowed number.
-    pub min: Option<Spanned<f64>>,
+    pub min: Option<Spanned<NumberLit>>,
     /// Largest allowed number.
-    pub max: Option<Spanned<f64>>,
+    pub max: Option<Spanned<NumberLit>>,
     /// Shortest allowed length (characters, items or entries).
     pub min_len: Option<Spanned<u64>>,
     /// Longest allowed length.

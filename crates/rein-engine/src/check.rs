@@ -11,7 +11,7 @@ use crate::ir::{ActionIr, Approval, CompiledPolicy, CompiledRule, RuleInfo};
 use crate::source::SourceFile;
 use crate::types::ObjectType;
 use crate::value::Value;
-pub(crate) use contracts::{compile_glob, compile_regex};
+pub(crate) use contracts::{compile_glob, compile_regex, glob_builder};
 use contracts::{open_empty, ContractResolver};
 use expr::{ExprChecker, Scope};
 use rustc_hash::FxHashMap;
@@ -103,7 +103,7 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
     let default_after =
         merged_default(files, |f| f.default_after.as_ref(), "default.after", diags).unwrap_or(Effect::Allow);
 
-    let version_label = files.iter().find_map(|f| f.version.as_ref().map(|v| v.value.clone()));
+    let version_label = merged_version_label(files);
 
     // Rules.
     let mut rules: Vec<RuleInfo> = Vec::new();
@@ -297,4 +297,20 @@ fn version_hash(sources: &[SourceFile]) -> String {
     }
     let digest = h.finalize();
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The `version` labels of the files, distinct and sorted (so the order the
+/// files are given in does not matter, as for the version hash), joined with
+/// ` + ` (`billing-3 + hooks-1.2`); `None` when no file has one. A policy
+/// split over files that each carry a label shows all of them, so none is
+/// hidden behind another.
+fn merged_version_label(files: &[PolicyFile]) -> Option<String> {
+    let mut labels: Vec<&str> = files
+        .iter()
+        .filter_map(|f| f.version.as_ref())
+        .map(|v| v.value.as_str())
+        .collect();
+    labels.sort_unstable();
+    labels.dedup();
+    (!labels.is_empty()).then(|| labels.join(" + "))
 }

@@ -1,10 +1,11 @@
 //! Checks request values against their contracts and converts them into
 //! typed [`Value`]s laid out by field position.
 
-use crate::ast::ExtraFields;
+use crate::ast::{ExtraFields, NumberLit};
 use crate::types::{Constraints, ObjectType, Type};
 use crate::value::{parse_duration, Value};
 use serde_json::Value as Json;
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -139,28 +140,8 @@ fn check_value(json: &Json, ty: &Type, c: &Constraints, path: &Path<'_>, reveal:
             Value::Str(s.clone())
         }
         (Type::Int, Json::Number(n)) => {
-            let i = if let Some(i) = n.as_i64() {
-                i
-            } else if n.as_u64().is_some() {
-                return Err(violation(
-                    path,
-                    format!("{}is too large for an int", reveal.quoted(&n.to_string())),
-                ));
-            } else {
-                match n.as_f64() {
-                    Some(f) if f.fract() == 0.0 && (-9.223372036854776e18..9.223372036854776e18).contains(&f) => {
-                        f as i64
-                    }
-                    Some(f) if f.fract() == 0.0 => {
-                        return Err(violation(
-                            path,
-                            format!("{}is too large for an int", reveal.quoted(&n.to_string())),
-                        ))
-                    }
-                    _ => return Err(violation(path, format!("must be a whole number{}", reveal.got(n)))),
-                }
-            };
-            check_range(i as f64, c, path, reveal)?;
+            let i = int_of(n, path, reveal)?;
+            check_range(&Value::Int(i), c, path, reveal)?;
             Value::Int(i)
         }
         (Type::Number, Json::Number(n)) => {
@@ -168,11 +149,11 @@ fn check_value(json: &Json, ty: &Type, c: &Constraints, path: &Path<'_>, reveal:
             if !f.is_finite() {
                 return Err(violation(path, "must be a finite number"));
             }
-            check_range(f, c, path, reveal)?;
+            check_range(&Value::Float(f), c, path, reveal)?;
             Value::Float(f)
         }
         (Type::Bool, Json::Bool(b)) => Value::Bool(*b),
-        (Type::Timestamp, Json::String(s)) => Value::Timestamp(s.parse::<jiff::Timestamp>().map_err(|_| {
+        (Type::Timestamp, Json::String(s)) => Value::Timestamp(crate::instant::Instant::parse(s).ok_or_else(|| {
             violation(
                 path,
                 format!(
@@ -189,19 +170,21 @@ fn check_value(json: &Json, ty: &Type, c: &Constraints, path: &Path<'_>, reveal:
         })?),
         (Type::List(elem), Json::Array(items)) => {
             check_len(items.len(), c, path, reveal)?;
+            let each = c.items.as_deref().unwrap_or(&NO_CONSTRAINTS);
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
                 let p = Path::Index(path, i);
-                out.push(check_value(item, elem, &NO_CONSTRAINTS, &p, reveal)?);
+                out.push(check_value(item, elem, each, &p, reveal)?);
             }
             Value::List(out)
         }
         (Type::Map(elem), Json::Object(map)) => {
             check_len(map.len(), c, path, reveal)?;
+            let each = c.items.as_deref().unwrap_or(&NO_CONSTRAINTS);
             let mut out = BTreeMap::new();
             for (k, v) in map {
                 let p = Path::Key(path, k);
-                out.insert(k.clone(), check_value(v, elem, &NO_CONSTRAINTS, &p, reveal)?);
+                out.insert(k.clone(), check_value(v, elem, each, &p, reveal)?);
             }
             Value::Map(out)
         }
@@ -237,17 +220,68 @@ static NO_CONSTRAINTS: Constraints = Constraints {
     pattern: None,
     allowed: None,
     is_enum: false,
+    items: None,
 };
 
-fn check_range(v: f64, c: &Constraints, path: &Path<'_>, reveal: Reveal) -> Result<(), Violation> {
+/// Doubles hold every whole number up to 2^53 exactly; above, a JSON
+/// number written with a fraction or an exponent may have been rounded.
+const EXACT_WHOLE_DOUBLES: f64 = 9_007_199_254_740_992.0;
+
+/// The int a JSON number stands for, decided exactly:
+///
+/// - integer text (no fraction, no exponent) in the 64-bit range is that
+///   int (serde_json reads such text as an integer, never via a double);
+///   beyond the range it is refused, whatever the double it rounds to;
+/// - text with a fraction or an exponent (`1.0`, `1e3`) is that int when it
+///   is a whole number below 2^53 in magnitude, where the double is exact
+///   (the request reader refuses text whose fraction a double rounds away,
+///   such as `2.9999999999999999`: see [`crate::json`]); at or above 2^53 it
+///   is refused, since the written fraction may be lost
+///   (`-9223372036854775808.5`).
+fn int_of(n: &serde_json::Number, path: &Path<'_>, reveal: Reveal) -> Result<i64, Violation> {
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    let shown = n.to_string();
+    if n.as_u64().is_some() {
+        return Err(violation(
+            path,
+            format!("{}is too large for an int", reveal.quoted(&shown)),
+        ));
+    }
+    let f = n.as_f64().unwrap_or(f64::NAN);
+    if !f.is_finite() || f.fract() != 0.0 {
+        return Err(violation(path, format!("must be a whole number{}", reveal.got(n))));
+    }
+    if f.abs() >= EXACT_WHOLE_DOUBLES {
+        let side = if f > 0.0 { "large" } else { "small" };
+        return Err(violation(
+            path,
+            format!(
+                "{}is too {side} for an int, or not exactly a whole number (an int is written as an integer \
+                 within the 64-bit range; with a fraction or an exponent only below 2^53)",
+                reveal.quoted(&shown)
+            ),
+        ));
+    }
+    // Exact: |f| < 2^53 and whole.
+    Ok(f as i64)
+}
+
+fn check_range(v: &Value, c: &Constraints, path: &Path<'_>, reveal: Reveal) -> Result<(), Violation> {
+    let number = match v {
+        Value::Int(i) => NumberLit::Int(*i),
+        Value::Float(f) => NumberLit::Float(*f),
+        _ => return Ok(()),
+    };
     if let Some(min) = c.min {
-        if v < min {
-            return Err(violation(path, format!("must be at least {min}{}", reveal.got(v))));
+        if number.cmp_exact(min) == Ordering::Less {
+            return Err(violation(path, format!("must be at least {min}{}", reveal.got(number))));
         }
     }
     if let Some(max) = c.max {
-        if v > max {
-            return Err(violation(path, format!("must be at most {max}{}", reveal.got(v))));
+        if number.cmp_exact(max) == Ordering::Greater {
+            return Err(violation(path, format!("must be at most {max}{}", reveal.got(number))));
         }
     }
     Ok(())

@@ -87,8 +87,12 @@ impl Decision {
             .collect()
     }
 
-    /// One reason per matched rule (its `reason`, or a generic line), or
-    /// the reason for the default, a contract violation or an error.
+    /// Why the decision has its effect: the reason of each matched rule
+    /// whose own effect is the decision's (its `reason`, or a generic line),
+    /// in policy order; or the reason for the default, a contract violation
+    /// or an error. A `block` does not list the reasons of rules that
+    /// allowed (they did not decide); [`Decision::rules`] and
+    /// [`Decision::matched_rules`] still list every rule that matched.
     pub fn reasons(&self) -> Vec<String> {
         match &self.basis {
             Basis::Contract(v) => vec![format!("contract: {v}")],
@@ -98,8 +102,28 @@ impl Decision {
                 .iter()
                 .map(|(i, msg)| format!("rule `{}` could not be evaluated: {msg}", self.rule_id(*i)))
                 .collect(),
-            Basis::Rules => self.matched_rules().into_iter().map(|m| m.reason).collect(),
+            Basis::Rules => self
+                .matched_rules()
+                .into_iter()
+                .filter(|m| m.effect == self.effect)
+                .map(|m| m.reason)
+                .collect(),
         }
+    }
+
+    /// Ids of the matched rules whose own effect is the decision's: the
+    /// rules that decided, in policy order (empty unless the decision rests
+    /// on rules).
+    pub fn deciding_rules(&self) -> Vec<&str> {
+        if self.basis != Basis::Rules {
+            return Vec::new();
+        }
+        self.matched
+            .iter()
+            .filter_map(|&i| self.policy.rules.get(i as usize))
+            .filter(|r| r.effect == self.effect)
+            .map(|r| r.id.as_str())
+            .collect()
     }
 
     /// The rules that matched, each with its own effect and reason (empty
@@ -184,6 +208,12 @@ impl Decision {
         &self.policy.version_hash
     }
 
+    /// The `version` label the policy's author wrote (see
+    /// [`crate::Policy::version_label`]), if any.
+    pub fn policy_version_label(&self) -> Option<&str> {
+        self.policy.version_label.as_deref()
+    }
+
     /// The JSON form printed by `rein check` and sent by the server.
     pub fn to_json(&self) -> serde_json::Value {
         let mut out = json!({
@@ -194,6 +224,9 @@ impl Decision {
             "default_applied": self.basis == Basis::Default,
             "policy_version": self.policy_version(),
         });
+        if let Some(label) = self.policy_version_label() {
+            out["policy_version_label"] = json!(label);
+        }
         let obligations = self.obligations();
         if !obligations.is_empty() {
             out["approval"] = json!(obligations);

@@ -3,6 +3,7 @@
 //! Values are borrowed from the request or the policy wherever possible
 //! (`Cow::Borrowed`), so a typical comparison allocates nothing.
 
+use crate::instant::Instant;
 use crate::ir::{ArithOp, Builtin, CmpOp, MacroKind, Node, NodeKind, Root, Step};
 use crate::value::Value;
 use jiff::Timestamp;
@@ -243,7 +244,7 @@ fn eval_inner<'a, T: Tracer>(node: &'a Node, env: &Env<'a>, frame: &mut Frame<'_
         }
         NodeKind::ActionName => Ok(Cow::Borrowed(env.action)),
         NodeKind::Now => match env.now {
-            Some(t) => Ok(Cow::Owned(Value::Timestamp(t))),
+            Some(t) => Ok(Cow::Owned(Value::Timestamp(t.into()))),
             None => fail("the request carries no time, so `now` is unknown"),
         },
         NodeKind::ErrorText => env.error.map(Cow::Borrowed).ok_or_else(|| EvalError(NO_ERROR.into())),
@@ -374,6 +375,22 @@ fn eval_inner<'a, T: Tracer>(node: &'a Node, env: &Env<'a>, frame: &mut Frame<'_
             let matcher = matcher.get().map_err(EvalError)?;
             let normalized = normalize_path(str_of(&s)?);
             Ok(Cow::Owned(Value::Bool(matcher.is_match(normalized.as_str()))))
+        }
+        NodeKind::GlobOverlap {
+            operand,
+            automaton,
+            operand_is_glob,
+            ignore_case,
+        } => {
+            let s = eval(operand, env, frame)?;
+            let automaton = automaton.get().map_err(EvalError)?;
+            let s = str_of(&s)?;
+            let found = if *operand_is_glob {
+                automaton.may_match(s, *ignore_case)
+            } else {
+                automaton.matches_path(&normalize_path(s), *ignore_case)
+            };
+            Ok(Cow::Owned(Value::Bool(found)))
         }
         NodeKind::Call { func, args } => {
             let mut vals: [Option<Cow<'a, Value>>; 2] = [None, None];
@@ -673,11 +690,11 @@ fn arith(op: ArithOp, a: &Value, b: &Value) -> Result<Value, EvalError> {
         (ArithOp::Add, Timestamp(t), Duration(d)) | (ArithOp::Add, Duration(d), Timestamp(t)) => t
             .checked_add(*d)
             .map(Timestamp)
-            .map_err(|_| EvalError("timestamp out of range".into())),
+            .ok_or_else(|| EvalError("timestamp out of range".into())),
         (ArithOp::Sub, Timestamp(t), Duration(d)) => t
             .checked_sub(*d)
             .map(Timestamp)
-            .map_err(|_| EvalError("timestamp out of range".into())),
+            .ok_or_else(|| EvalError("timestamp out of range".into())),
         (ArithOp::Sub, Timestamp(x), Timestamp(y)) => Ok(Duration(x.duration_since(*y))),
         (ArithOp::Add, Duration(x), Duration(y)) => x
             .checked_add(*y)
@@ -817,8 +834,8 @@ fn call<'a>(func: Builtin, a: Cow<'a, Value>, b: Option<Cow<'a, Value>>) -> R<'a
 }
 
 /// Parses an RFC 3339 timestamp.
-pub(crate) fn parse_timestamp(s: &str) -> Result<Timestamp, EvalError> {
-    s.parse::<Timestamp>().map_err(|_| {
+pub(crate) fn parse_timestamp(s: &str) -> Result<Instant, EvalError> {
+    Instant::parse(s).ok_or_else(|| {
         EvalError(format!(
             "`{s}` is not an RFC 3339 timestamp (e.g. `2026-01-31T12:00:00Z`)"
         ))

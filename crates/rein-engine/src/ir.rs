@@ -36,6 +36,12 @@ impl Compile for GlobMatcher {
     }
 }
 
+impl Compile for crate::globs::GlobAutomaton {
+    fn compile(source: &str) -> Result<crate::globs::GlobAutomaton, String> {
+        crate::globs::GlobAutomaton::new(source)
+    }
+}
+
 impl<T: Compile> Lazy<T> {
     /// One compiled by the checker.
     pub fn compiled(source: String, value: T) -> Lazy<T> {
@@ -341,6 +347,14 @@ pub(crate) enum NodeKind {
     Glob {
         operand: Box<Node>,
         matcher: Lazy<GlobMatcher>,
+    },
+    /// `a.mayMatch(glob)` (the operand is a shell glob) and
+    /// `a.globIgnoreCase(glob)` (the operand is a path).
+    GlobOverlap {
+        operand: Box<Node>,
+        automaton: Lazy<crate::globs::GlobAutomaton>,
+        operand_is_glob: bool,
+        ignore_case: bool,
     },
     List(Box<[Node]>),
     MapLit(Box<[(Node, Node)]>),

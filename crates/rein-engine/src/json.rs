@@ -5,6 +5,13 @@
 //! client library in front of Rein may keep the first, so
 //! `{"amount": 5, "amount": 5000}` could be checked by one party as 5 and
 //! acted on by another as 5000. Refusing such a document removes the doubt.
+//!
+//! For the same reason a number whose text is not a whole number but which
+//! a double rounds to one (`2.9999999999999999`, `9007199254740993.5`,
+//! `1e-400`) is refused: read as a double it would pass for an int that the
+//! text does not say. Numbers are otherwise read as serde_json reads them:
+//! integer text in the 64-bit range as an integer, anything else as a
+//! double. See `int_of` in `contract.rs` for how an `int` field decides.
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
@@ -12,7 +19,97 @@ use serde_json::{Map, Number, Value};
 /// Parses JSON text into a value, refusing an object with a repeated key
 /// (at any depth) with an error that names the key and its position.
 pub fn parse_strict(bytes: &[u8]) -> Result<Value, serde_json::Error> {
-    serde_json::from_slice::<Strict>(bytes).map(|s| s.0)
+    let value = serde_json::from_slice::<Strict>(bytes).map(|s| s.0)?;
+    check_number_texts(bytes)?;
+    Ok(value)
+}
+
+/// Refuses JSON text holding a number written with a fraction or an
+/// exponent that is not a whole number but that serde_json reads as a whole
+/// double (see the module documentation). Run on text that parsed.
+pub fn check_number_texts(bytes: &[u8]) -> Result<(), serde_json::Error> {
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                // Skip the string, escapes included.
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < bytes.len() && matches!(bytes[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+                    i += 1;
+                }
+                let token = &bytes[start..i];
+                if token.iter().any(|b| matches!(b, b'.' | b'e' | b'E')) {
+                    check_float_text(bytes, start, token)?;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(())
+}
+
+fn check_float_text(bytes: &[u8], start: usize, token: &[u8]) -> Result<(), serde_json::Error> {
+    let text = std::str::from_utf8(token).unwrap_or_default();
+    // The double serde_json made of it: the same parser, so the same
+    // rounding.
+    let Ok(double) = serde_json::from_str::<f64>(text) else {
+        return Ok(());
+    };
+    if double.is_finite() && double.fract() == 0.0 && !is_whole_number_text(text) {
+        let before = &bytes[..start];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = start - before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
+        return Err(de::Error::custom(format_args!(
+            "the number `{}` at line {line} column {column} is not a whole number, but a double rounds it to one \
+             (write it with at most 17 significant digits)",
+            if text.len() > 40 { &text[..40] } else { text }
+        )));
+    }
+    Ok(())
+}
+
+/// True when JSON number text stands for a whole number exactly (`5.0`,
+/// `1e3`, `1.50e1`, `-0.0`), judged on its digits, not through a double.
+pub(crate) fn is_whole_number_text(text: &str) -> bool {
+    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => (&unsigned[..at], &unsigned[at + 1..]),
+        None => (unsigned, "0"),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = whole.bytes().chain(fraction.bytes());
+    // Trailing zeros of the digits move the decimal point right.
+    let significant: Vec<u8> = digits.collect();
+    let trailing_zeros = significant.iter().rev().take_while(|&&d| d == b'0').count();
+    if trailing_zeros == significant.len() {
+        return true; // zero
+    }
+    let exponent: i64 = {
+        let (negative, digits) = match exponent.as_bytes().first() {
+            Some(b'-') => (true, &exponent[1..]),
+            Some(b'+') => (false, &exponent[1..]),
+            _ => (false, exponent),
+        };
+        // Saturates: an exponent past i64 is decided by its sign alone.
+        let magnitude = digits.bytes().fold(0i64, |acc, d| {
+            acc.saturating_mul(10).saturating_add(i64::from(d.wrapping_sub(b'0')))
+        });
+        if negative {
+            -magnitude
+        } else {
+            magnitude
+        }
+    };
+    let fraction_len = i64::try_from(fraction.len()).unwrap_or(i64::MAX);
+    let trailing = i64::try_from(trailing_zeros).unwrap_or(i64::MAX);
+    exponent.saturating_sub(fraction_len).saturating_add(trailing) >= 0
 }
 
 /// For `#[serde(deserialize_with = "...")]` on a [`Value`] field: reads it
@@ -121,6 +218,53 @@ mod tests {
         ] {
             let plain: Value = serde_json::from_str(text).unwrap();
             assert_eq!(parse_strict(text.as_bytes()).unwrap(), plain, "{text}");
+        }
+    }
+
+    #[test]
+    fn whole_number_texts_are_judged_on_their_digits() {
+        for text in [
+            "5.0", "1e3", "1.50e1", "-0.0", "0e-5", "100e-2", "1E+2", "12.000", "0.0e0",
+        ] {
+            assert!(is_whole_number_text(text), "{text}");
+        }
+        for text in [
+            "2.9999999999999999",
+            "1.5",
+            "1e-1",
+            "1e-400",
+            "150e-3",
+            "9007199254740993.5",
+            "-0.5",
+        ] {
+            assert!(!is_whole_number_text(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn numbers_a_double_rounds_to_a_whole_number_are_refused() {
+        for (text, number) in [
+            (r#"{"n": 2.9999999999999999}"#, "2.9999999999999999"),
+            (
+                r#"{"a": "1.5 \" 2.5", "n": [1, 9007199254740993.5]}"#,
+                "9007199254740993.5",
+            ),
+            ("[\n 1e-400]", "1e-400"),
+            (r#"{"n": -9223372036854775808.5}"#, "-9223372036854775808.5"),
+        ] {
+            let e = parse_strict(text.as_bytes()).unwrap_err().to_string();
+            assert!(e.contains(&format!("the number `{number}`")), "{text}: {e}");
+        }
+        assert!(parse_strict(b"[\n 1e-400]")
+            .unwrap_err()
+            .to_string()
+            .contains("line 2 column 2"));
+        // Whole numbers in any form, and fractions a double keeps, are fine.
+        for text in [
+            "[5.0, 1e3, 1.5, 0.1, 1e300, -0.0, 2.5e-7, 9007199254740993, -9223372036854775809]",
+            r#""2.9999999999999999""#,
+        ] {
+            assert!(parse_strict(text.as_bytes()).is_ok(), "{text}");
         }
     }
 

@@ -196,7 +196,11 @@ impl Policy {
         &self.inner.version_hash
     }
 
-    /// The `version` label the author wrote, if any.
+    /// The `version` label the author wrote, if any. A policy made of
+    /// several files that carry labels gets their distinct labels, sorted
+    /// (the order the files are given in does not matter), joined with ` + `
+    /// (`billing-3 + hooks-1.2`). A number is kept
+    /// as written (`1.10`, not `1.1`).
     pub fn version_label(&self) -> Option<&str> {
         self.inner.version_label.as_deref()
     }

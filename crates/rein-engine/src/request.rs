@@ -136,7 +136,9 @@ impl Request {
 
     /// Reads a request from JSON text.
     pub fn from_json_str(text: &str) -> Result<Request, RequestError> {
-        serde_json::from_str(text).map_err(|e| RequestError(e.to_string()))
+        let request = serde_json::from_str(text).map_err(|e| RequestError(e.to_string()))?;
+        crate::json::check_number_texts(text.as_bytes()).map_err(|e| RequestError(e.to_string()))?;
+        Ok(request)
     }
 }
 

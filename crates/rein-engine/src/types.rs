@@ -134,9 +134,9 @@ pub struct FieldDef {
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Constraints {
     /// Smallest number allowed.
-    pub min: Option<f64>,
+    pub min: Option<crate::ast::NumberLit>,
     /// Largest number allowed.
-    pub max: Option<f64>,
+    pub max: Option<crate::ast::NumberLit>,
     /// Shortest length allowed.
     pub min_len: Option<u64>,
     /// Longest length allowed.
@@ -147,4 +147,20 @@ pub struct Constraints {
     pub allowed: Option<Vec<crate::value::Value>>,
     /// True when `allowed` came from an enum type.
     pub is_enum: bool,
+    /// For a list or a map: what each element (or value) must meet, at any
+    /// depth (`list<list<string>>` has items of items).
+    pub items: Option<Box<Constraints>>,
+}
+
+impl Constraints {
+    /// True when nothing is constrained (at any depth).
+    pub fn is_empty(&self) -> bool {
+        self.min.is_none()
+            && self.max.is_none()
+            && self.min_len.is_none()
+            && self.max_len.is_none()
+            && self.pattern.is_none()
+            && self.allowed.is_none()
+            && self.items.is_none()
+    }
 }

@@ -1,8 +1,9 @@
 //! Run-time values: what a contract-checked request holds and what
 //! expressions compute.
 
+use crate::instant::Instant;
 use crate::types::Type;
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -23,7 +24,7 @@ pub enum Value {
     /// A string.
     Str(String),
     /// A point in time.
-    Timestamp(Timestamp),
+    Timestamp(Instant),
     /// A span of time.
     Duration(SignedDuration),
     /// A list.
@@ -151,7 +152,7 @@ fn num_cmp(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
 }
 
 /// Compares an int with a float exactly (no rounding of large ints).
-fn cmp_int_float(i: i64, f: f64) -> Option<std::cmp::Ordering> {
+pub(crate) fn cmp_int_float(i: i64, f: f64) -> Option<std::cmp::Ordering> {
     use std::cmp::Ordering;
     if f.is_nan() {
         return None;

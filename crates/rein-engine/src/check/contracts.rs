@@ -32,11 +32,18 @@ pub(crate) fn compile_regex(pattern: &str) -> Result<regex::Regex, String> {
 /// Compiles the pattern of a `glob` call: `*` and `?` stop at `/`, `**`
 /// crosses directories.
 pub(crate) fn compile_glob(pattern: &str) -> Result<globset::GlobMatcher, String> {
-    globset::GlobBuilder::new(pattern)
-        .literal_separator(true)
+    glob_builder(pattern)
         .build()
         .map(|g| g.compile_matcher())
         .map_err(|e| e.kind().to_string())
+}
+
+/// The options of every policy glob (`glob`, `mayMatch`): `*` and `?`
+/// stop at `/`.
+pub(crate) fn glob_builder(pattern: &str) -> globset::GlobBuilder<'_> {
+    let mut builder = globset::GlobBuilder::new(pattern);
+    builder.literal_separator(true);
+    builder
 }
 
 pub(crate) struct ContractResolver<'d> {
@@ -110,8 +117,8 @@ impl ContractResolver<'_> {
             TypeAst::Bool => Type::Bool,
             TypeAst::Timestamp => Type::Timestamp,
             TypeAst::Duration => Type::Duration,
-            TypeAst::List(elem) => Type::List(Box::new(self.ty(&format!("{path}[]"), elem))),
-            TypeAst::Map(elem) => Type::Map(Box::new(self.ty(&format!("{path}[]"), elem))),
+            TypeAst::List(elem) => Type::List(Box::new(self.ty(&format!("{path}[]"), &elem.ty))),
+            TypeAst::Map(elem) => Type::Map(Box::new(self.ty(&format!("{path}[]"), &elem.ty))),
             TypeAst::Object(fields) => Type::Object(self.object(path, fields)),
         }
     }
@@ -136,7 +143,7 @@ impl ContractResolver<'_> {
             }
         }
         if let (Some(lo), Some(hi)) = (&c.min, &c.max) {
-            if lo.value > hi.value {
+            if lo.value.cmp_exact(hi.value) == std::cmp::Ordering::Greater {
                 self.diags.push(Diagnostic::error(
                     &self.file,
                     hi.span,
@@ -233,6 +240,15 @@ impl ContractResolver<'_> {
             }
             if !out.is_enum {
                 out.allowed = Some(values);
+            }
+        }
+        // The elements of a list or map, checked as fields are, at any depth.
+        if let (TypeAst::List(item) | TypeAst::Map(item), Type::List(elem_ty) | Type::Map(elem_ty)) =
+            (&ast_ty.value, ty)
+        {
+            let items = self.constraints(&format!("{field}[]"), elem_ty, &item.ty, &item.constraints);
+            if !items.is_empty() {
+                out.items = Some(Box::new(items));
             }
         }
         out

@@ -8,6 +8,7 @@ use crate::ast::{BinaryOp, Expr, ExprKind, Name, Phase, UnaryOp};
 use crate::check::contracts::{compile_glob, compile_regex};
 use crate::diagnostics::{did_you_mean, Diagnostic};
 use crate::eval::{parse_cidr, parse_ip, parse_timestamp};
+use crate::globs::GlobAutomaton;
 use crate::ir::{ArithOp, Builtin, CmpOp, Lazy, MacroKind, Node, NodeKind, Root, Step};
 use crate::source::{SourceFile, Span};
 use crate::types::{ObjectType, Type};
@@ -756,6 +757,26 @@ impl<'a> ExprChecker<'a> {
                     Err(e) => self.err_node(pattern.span, format!("invalid glob pattern: {e}")),
                 };
             }
+            (Some(t), "mayMatch" | "mayMatchIgnoreCase" | "globIgnoreCase", [pattern]) => {
+                let what = format!("`{name}`");
+                let s = self.expect_string(t, &what);
+                let Some(p) = self.literal_string(pattern, &format!("the pattern of `{name}`")) else {
+                    return node(NodeKind::Const(Value::Null), span, Type::Error);
+                };
+                return match GlobAutomaton::new(&p) {
+                    Ok(automaton) => node(
+                        NodeKind::GlobOverlap {
+                            operand: Box::new(s),
+                            automaton: Lazy::compiled(p, automaton),
+                            operand_is_glob: name != "globIgnoreCase",
+                            ignore_case: name != "mayMatch",
+                        },
+                        span,
+                        Type::Bool,
+                    ),
+                    Err(e) => self.err_node(pattern.span, format!("invalid glob pattern: {e}")),
+                };
+            }
             (None, "timestamp" | "duration" | "ip" | "cidr" | "url", [arg]) => {
                 if let ExprKind::String(text) = &arg.kind {
                     return self.constant_conversion(name, text, arg.span, span);
@@ -1030,6 +1051,9 @@ const METHOD_NAMES: &[&str] = &[
     "upperAscii",
     "trim",
     "glob",
+    "globIgnoreCase",
+    "mayMatch",
+    "mayMatchIgnoreCase",
     "normalize",
     "under",
     "exists",

@@ -6,7 +6,7 @@
 
 use crate::ast::{
     ActionContractAst, ApprovalAst, Combining, ConstraintsAst, ContractsAst, Effect, Expr, ExprKind, ExtraFields,
-    FieldAst, FieldsAst, Literal, Phase, PolicyFile, RuleAst, Spanned, TypeAst,
+    FieldAst, FieldsAst, ItemAst, Literal, NumberLit, Phase, PolicyFile, RuleAst, Spanned, TypeAst,
 };
 use crate::diagnostics::{did_you_mean, Diagnostic};
 use crate::source::{SourceFile, Span};
@@ -52,7 +52,12 @@ pub fn read_policy_file(source: &SourceFile, file_index: usize, diags: &mut Vec<
         out.version = match &v.value {
             YamlValue::String(s) => Some(Spanned::new(s.clone(), v.span)),
             YamlValue::Int(i) => Some(Spanned::new(i.to_string(), v.span)),
-            YamlValue::Float(f) => Some(Spanned::new(f.to_string(), v.span)),
+            // As written: `1.10` stays `1.10`, not the float's `1.1`.
+            YamlValue::Float(f) => {
+                let written = source.text().get(v.span.start as usize..v.span.end as usize);
+                let label = written.map_or_else(|| f.to_string(), |w| w.trim().to_string());
+                Some(Spanned::new(label, v.span))
+            }
             _ => {
                 cx.expected(v, "`version` to be a string or a number");
                 None
@@ -378,7 +383,19 @@ impl<'d> Cx<'d> {
                 if elem.optional {
                     self.err(items.span, "elements of a list or map cannot be optional");
                 }
-                let elem = Box::new(elem.ty);
+                if elem.sensitive {
+                    self.err(items.span, "`sensitive` cannot be set on the elements of a list or map")
+                        .with_help(format!(
+                            "set `sensitive: true` on field `{name}` itself: its whole value is then stored hashed"
+                        ));
+                }
+                if elem.per_call {
+                    self.err(items.span, "`per_call` cannot be set on the elements of a list or map");
+                }
+                let elem = Box::new(ItemAst {
+                    ty: elem.ty,
+                    constraints: elem.constraints,
+                });
                 if type_name.value == "list" {
                     TypeAst::List(elem)
                 } else {
@@ -486,8 +503,8 @@ impl<'d> Cx<'d> {
         for (key, slot) in [("min", &mut c.min), ("max", &mut c.max)] {
             if let Some(n) = m.get(key) {
                 *slot = match n.value {
-                    YamlValue::Int(i) => Some(Spanned::new(i as f64, n.span)),
-                    YamlValue::Float(f) if f.is_finite() => Some(Spanned::new(f, n.span)),
+                    YamlValue::Int(i) => Some(Spanned::new(NumberLit::Int(i), n.span)),
+                    YamlValue::Float(f) if f.is_finite() => Some(Spanned::new(NumberLit::Float(f), n.span)),
                     _ => {
                         self.expected(n, &format!("`{key}` to be a finite number"));
                         None
@@ -762,11 +779,17 @@ fn parse_type_name(text: &str, depth: usize) -> Result<TypeAst, &str> {
     };
     if let Some(inner) = generic("list") {
         let elem = parse_type_name(inner, depth + 1)?;
-        return Ok(TypeAst::List(Box::new(Spanned::new(elem, Span::default()))));
+        return Ok(TypeAst::List(Box::new(ItemAst::plain(Spanned::new(
+            elem,
+            Span::default(),
+        )))));
     }
     if let Some(inner) = generic("map") {
         let elem = parse_type_name(inner, depth + 1)?;
-        return Ok(TypeAst::Map(Box::new(Spanned::new(elem, Span::default()))));
+        return Ok(TypeAst::Map(Box::new(ItemAst::plain(Spanned::new(
+            elem,
+            Span::default(),
+        )))));
     }
     Ok(match text {
         "string" => TypeAst::String,

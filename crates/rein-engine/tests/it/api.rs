@@ -60,7 +60,10 @@ fn block_beats_approval_and_all_matches_are_listed() {
     let d = policy().decide(&req(1500.0, "agent", false));
     assert_eq!(d.effect(), Effect::Block);
     assert_eq!(d.rules(), ["big", "review"]);
-    assert_eq!(d.reasons()[0], "big refunds need an admin");
+    // Only the rule that decided gives the reason; both stay listed.
+    assert_eq!(d.reasons(), ["big refunds need an admin"]);
+    assert_eq!(d.deciding_rules(), ["big"]);
+    assert_eq!(d.matched_rules().len(), 2);
     assert!(d.obligations().is_empty(), "a blocked request obliges no approval");
     assert_eq!(d.labels(), ["money"]);
 }
@@ -429,6 +432,30 @@ fn version_is_stable_and_order_independent() {
 }
 
 #[test]
+fn version_labels_are_kept_as_written_and_merged_across_files() {
+    let a = "version: 1.10\ncontracts: {actions: {a: {input: {}}}}\n";
+    let b = "version: hooks-2\nrules: [{id: r, action: a, effect: allow}]\n";
+    let c = "version: 1.10\nrules: [{id: s, action: a, effect: allow}]\n";
+    let none = "rules: [{id: t, action: a, effect: allow}]\n";
+    let one = Policy::from_sources([("a.yaml", a), ("n.yaml", none)]).unwrap();
+    // As written, not as the float it reads as.
+    assert_eq!(one.version_label(), Some("1.10"));
+    let d = one.decide(&Request::new("a"));
+    assert_eq!(d.policy_version_label(), Some("1.10"));
+    assert_eq!(d.to_json()["policy_version_label"], "1.10");
+    // Distinct labels, sorted, whatever the order of the files.
+    let p1 = Policy::from_sources([("a.yaml", a), ("b.yaml", b), ("c.yaml", c)]).unwrap();
+    let p2 = Policy::from_sources([("c.yaml", c), ("b.yaml", b), ("a.yaml", a)]).unwrap();
+    assert_eq!(p1.version_label(), Some("1.10 + hooks-2"));
+    assert_eq!(p2.version_label(), p1.version_label());
+    // No label: none in the decision either.
+    let p = Policy::from_sources([("n.yaml", "contracts: {actions: {a: {input: {}}}}\n"), ("m.yaml", none)]).unwrap();
+    assert_eq!(p.version_label(), None);
+    let d = p.decide(&Request::new("a"));
+    assert!(d.to_json().get("policy_version_label").is_none());
+}
+
+#[test]
 fn sensitive_fields_are_listed_for_redaction() {
     assert_eq!(
         policy().sensitive_fields("refund"),
@@ -634,4 +661,109 @@ fn per_call_is_for_top_level_request_fields_only() {
         let text = format!("{:?}", e.diagnostics());
         assert!(text.contains("per_call") && text.contains(field), "{policy}: {text}");
     }
+}
+
+#[test]
+fn may_match_decides_on_what_a_shell_glob_could_name() {
+    let policy = Policy::from_yaml_str(
+        r#"
+default: allow
+contracts:
+  actions:
+    read:
+      input: {paths: {type: list, items: string}}
+rules:
+  - id: secrets
+    action: read
+    when: input.paths.exists(p, p.mayMatchIgnoreCase("**/.ssh/**") || p.mayMatchIgnoreCase("**/.env"))
+    effect: block
+  - id: exact_case
+    action: read
+    when: input.paths.exists(p, p.mayMatch("**/ID_*.key") || p.globIgnoreCase("**/secret.txt"))
+    effect: require_approval
+"#,
+    )
+    .unwrap();
+    let effect = |paths: serde_json::Value| {
+        policy
+            .decide(&Request::new("read").input(json!({"paths": paths})))
+            .effect()
+    };
+    assert_eq!(effect(json!(["/home/u/.ss?/id_*"])), Effect::Block);
+    assert_eq!(effect(json!(["/p/.en?"])), Effect::Block);
+    assert_eq!(effect(json!(["/p/.ENV"])), Effect::Block);
+    assert_eq!(effect(json!(["/home/u/.\u{17F}sh/x"])), Effect::Block);
+    assert_eq!(effect(json!(["/p/src/*.rs", "/p/README.md"])), Effect::Allow);
+    // `*.rs` could be `ID_x.rs`, but never `ID_x.key`.
+    assert_eq!(effect(json!(["/p/ID_?.key"])), Effect::RequireApproval);
+    assert_eq!(effect(json!(["/p/id_?.key"])), Effect::Allow);
+    assert_eq!(effect(json!(["/p/x/../SECRET.txt"])), Effect::RequireApproval);
+
+    // The pattern is checked at load, with its position.
+    for (call, message) in [
+        (r#"input.p.mayMatch("a[")"#, "invalid glob pattern"),
+        (r#"input.p.mayMatchIgnoreCase("{a")"#, "invalid glob pattern"),
+        (r#"input.p.globIgnoreCase(input.p)"#, "must be a string literal"),
+        (r#"input.n.mayMatch("*")"#, "applies to strings"),
+    ] {
+        let text = format!(
+            "contracts: {{actions: {{a: {{input: {{p: string, n: int}}}}}}}}\nrules: [{{id: r, action: a, effect: block, when: '{call}'}}]\n"
+        );
+        let e = Policy::from_yaml_str(&text).unwrap_err().to_string();
+        assert!(e.contains(message), "{call}: {e}");
+        assert!(e.contains("<string>:2:"), "{call}: {e}");
+    }
+}
+
+#[test]
+fn reasons_are_those_of_the_deciding_effect_in_rule_order() {
+    let policy = Policy::from_yaml_str(
+        r#"
+contracts:
+  actor: {suspended: bool}
+  actions:
+    create_issue:
+      input: {title: string}
+rules:
+  - {id: issues_fine, action: create_issue, effect: allow, reason: issues are fine}
+  - {id: review, action: create_issue, effect: require_approval, when: 'input.title.contains("urgent")', reason: urgent issues are reviewed}
+  - {id: suspended, action: create_issue, effect: block, when: actor.suspended, reason: the actor is suspended}
+  - {id: also_fine, action: create_issue, effect: allow, reason: titles are fine}
+  - {id: no_urgent_spam, action: create_issue, effect: block, when: 'input.title.contains("!!!")', reason: no shouting}
+"#,
+    )
+    .unwrap();
+    let decide = |title: &str, suspended: bool| {
+        policy.decide(
+            &Request::new("create_issue")
+                .input(json!({ "title": title }))
+                .actor(json!({ "suspended": suspended })),
+        )
+    };
+    let d = decide("urgent!!!", true);
+    assert_eq!(d.effect(), Effect::Block);
+    assert_eq!(d.reasons(), ["the actor is suspended", "no shouting"]);
+    assert_eq!(
+        d.rules(),
+        ["issues_fine", "review", "suspended", "also_fine", "no_urgent_spam"]
+    );
+    assert_eq!(d.to_json()["reasons"], json!(["the actor is suspended", "no shouting"]));
+    assert_eq!(d.to_json()["rules"].as_array().unwrap().len(), 5);
+    let d = decide("urgent", false);
+    assert_eq!(d.effect(), Effect::RequireApproval);
+    assert_eq!(d.reasons(), ["urgent issues are reviewed"]);
+    assert_eq!(d.deciding_rules(), ["review"]);
+    let d = decide("fine", false);
+    assert_eq!(d.reasons(), ["issues are fine", "titles are fine"]);
+    // Explain still shows every rule, matched or not.
+    let e = policy.explain(
+        &Request::new("create_issue")
+            .input(json!({"title": "x"}))
+            .actor(json!({"suspended": true})),
+    );
+    let text = e.to_string();
+    assert!(text.contains("reason: the actor is suspended"), "{text}");
+    assert!(!text.contains("reason: issues are fine"), "{text}");
+    assert!(text.contains("rule issues_fine (allow): matched"), "{text}");
+    assert!(text.contains("rule review (require_approval): not matched"), "{text}");
 }

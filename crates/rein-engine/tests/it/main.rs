@@ -8,6 +8,7 @@ mod actra_diff;
 mod actra_props;
 mod api;
 mod cache;
+mod contracts;
 mod corpus;
 mod diagnostics;
 mod props;
