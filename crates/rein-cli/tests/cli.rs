@@ -403,6 +403,17 @@ fn policies_as_arguments_or_options_everywhere() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stdout(&o).contains("extra_rule"), "{}", stdout(&o));
 
+    // `convert` takes one Actra policy, either way.
+    let schema = "examples/actra/refund/schema.yaml";
+    let actra = "examples/actra/refund/policy.yaml";
+    let by_argument = rein(&["convert", "--actra-schema", schema, actra], None);
+    let by_option = rein(&["convert", "--actra-schema", schema, "-p", actra], None);
+    assert_eq!(by_argument.status.code(), Some(0), "{}", stderr(&by_argument));
+    assert_eq!(stdout(&by_argument), stdout(&by_option));
+    let o = rein(&["convert", "--actra-schema", schema], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("<POLICY|--policy <POLICY>>"), "{}", stderr(&o));
+
     for cmd in [
         vec!["validate"],
         vec!["check"],
