@@ -87,17 +87,19 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- build -----------------------------------------------------------------
-# SERVER_BIN (and REIN_BIN) run a prebuilt server (and CLI) instead, e.g. an
-# older commit's, to compare builds with the same script.
+# The `profiling` profile: release code with symbols, which perf needs (the
+# release profile ships stripped). SERVER_BIN (and REIN_BIN) run a prebuilt
+# server (and CLI) instead, e.g. an older commit's, to compare builds with
+# the same script.
 if [ -z "${SERVER_BIN:-}" ] || [ -z "${REIN_BIN:-}" ]; then
-  cargo build -q --release -p rein-bench --bin decide_server --bin loadgen
-  cargo build -q --release -p rein-cli
+  cargo build -q --profile profiling -p rein-bench --bin decide_server --bin loadgen
+  cargo build -q --profile profiling -p rein-cli
 else
-  cargo build -q --release -p rein-bench --bin loadgen
+  cargo build -q --profile profiling -p rein-bench --bin loadgen
 fi
-SERVER=${SERVER_BIN:-$ROOT/target/release/decide_server}
-LOADGEN=$ROOT/target/release/loadgen
-REIN=${REIN_BIN:-$ROOT/target/release/rein}
+SERVER=${SERVER_BIN:-$ROOT/target/profiling/decide_server}
+LOADGEN=$ROOT/target/profiling/loadgen
+REIN=${REIN_BIN:-$ROOT/target/profiling/rein}
 
 # ---- inputs: one agent token and one audit key for every variant -----------
 umask 077

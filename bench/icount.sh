@@ -30,8 +30,10 @@ POLICY=${POLICY:-examples/refund/policy.yaml}
 OUT=${OUT:-$ROOT/target/bench-icount/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 
-cargo build -q --release -p rein-bench --bin decide_server
-SERVER=$ROOT/target/release/decide_server
+# The `profiling` profile: release code with the symbols callgrind_annotate
+# names functions by (the release profile ships stripped).
+cargo build -q --profile profiling -p rein-bench --bin decide_server
+SERVER=$ROOT/target/profiling/decide_server
 
 umask 077
 TOKEN=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')

@@ -4,8 +4,10 @@ mod actra;
 mod approvals;
 mod audit;
 mod check;
+mod completions;
 mod hook;
 mod init;
+mod init_policy;
 mod remote;
 mod serve;
 mod test;
@@ -28,20 +30,83 @@ pub const EXIT_APPROVAL: u8 = 3;
 /// Rein: a control plane for AI agents. Policies over typed execution
 /// contracts decide whether each action may run.
 #[derive(Parser, Debug)]
-#[command(name = "rein", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "rein",
+    version,
+    propagate_version = true,
+    after_help = "A first policy: `rein init policy my-policy`, then `rein validate my-policy` and \
+                  `rein test my-policy`. Every command has --help."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// When to colour diagnostics.
+    /// When to colour diagnostics and `rein serve`'s log: `auto` colours
+    /// only a terminal, and not when NO_COLOR is set.
     #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
     color: Color,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Color {
+/// The `--color` choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    // Plain comments: doc comments here would turn `--help` into a list of
+    // the three values on every command.
     Auto,
     Always,
     Never,
+}
+
+impl Color {
+    /// Whether to colour stderr. `auto` follows <https://no-color.org>: a
+    /// NO_COLOR that is set and not empty turns colour off.
+    pub fn enabled(self) -> bool {
+        match self {
+            Color::Always => true,
+            Color::Never => false,
+            Color::Auto => std::io::stderr().is_terminal() && !no_color_env(),
+        }
+    }
+
+    /// The `--color` of a command line, read before clap parses it, so
+    /// that clap's own help and errors follow it too (`auto` when absent
+    /// or not readable: clap then reports the bad value).
+    pub fn from_args(args: &[std::ffi::OsString]) -> Color {
+        let mut choice = Color::Auto;
+        let mut words = args.iter().skip(1).map(|a| a.to_str().unwrap_or_default());
+        while let Some(word) = words.next() {
+            if word == "--" {
+                break;
+            }
+            let value = match word.strip_prefix("--color") {
+                Some("") => words.next().unwrap_or_default(),
+                Some(rest) => match rest.strip_prefix('=') {
+                    Some(v) => v,
+                    None => continue,
+                },
+                None => continue,
+            };
+            choice = match value {
+                "always" => Color::Always,
+                "never" => Color::Never,
+                _ => Color::Auto,
+            };
+        }
+        choice
+    }
+
+    /// The same choice for clap's output.
+    pub fn for_clap(self) -> clap::ColorChoice {
+        match self {
+            Color::Auto if no_color_env() => clap::ColorChoice::Never,
+            Color::Auto => clap::ColorChoice::Auto,
+            Color::Always => clap::ColorChoice::Always,
+            Color::Never => clap::ColorChoice::Never,
+        }
+    }
+}
+
+fn no_color_env() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
 
 #[derive(Subcommand, Debug)]
@@ -58,12 +123,19 @@ enum Command {
     Check(check::CheckArgs),
     /// Decide one request and show, rule by rule, what matched and the value
     /// of every sub-expression.
+    ///
+    /// Exit code: as `check` (0 allow, 1 block, 3 require_approval, 2 usage
+    /// or load error).
     Explain(check::ExplainArgs),
     /// Run policy test files (`*.test.yaml`): requests with expected
     /// decisions. Prints `N passed, N failed`; exits 1 on any failure.
     Test(test::TestArgs),
     /// Run the decision server: HTTP API for decisions, outcomes, approvals
     /// and the audit log, on the embedded SQLite store.
+    ///
+    /// The policy is reloaded on SIGHUP and `POST /v1/policy/reload` (a
+    /// policy that does not load is refused; the old one keeps serving).
+    /// Stops cleanly on SIGINT or SIGTERM.
     Serve(serve::ServeArgs),
     /// Inspect the audit log: verify the hash chain, query, export, and
     /// replay recorded requests under another policy.
@@ -77,18 +149,41 @@ enum Command {
     /// Print the native policy that decides as an Actra schema and policy
     /// do (`--actra-schema SCHEMA --policy POLICY`).
     Convert(actra::ConvertArgs),
-    /// Set an agent up to ask Rein before it acts: `rein init claude-code`
-    /// writes Rein's hooks into Claude Code's settings.
+    /// Set an agent up to ask Rein before it acts (`rein init claude-code`
+    /// writes Rein's hooks into Claude Code's settings), or start a policy
+    /// (`rein init policy DIR`).
     Init(init::InitArgs),
+    /// Print a shell completion script for bash, zsh, fish, elvish or
+    /// PowerShell.
+    ///
+    /// bash: `rein completions bash >
+    /// ~/.local/share/bash-completion/completions/rein`; zsh: `rein
+    /// completions zsh > ~/.zfunc/_rein` (with `fpath+=(~/.zfunc)` before
+    /// `compinit` in ~/.zshrc); fish: `rein completions fish >
+    /// ~/.config/fish/completions/rein.fish`. Then open a new shell.
+    Completions(completions::CompletionsArgs),
 }
 
-/// The policy files every deciding command takes.
+/// The policy files every deciding command takes, as arguments or with
+/// `--policy` (or both: they are merged); at least one.
 #[derive(Args, Debug)]
+#[group(id = "policy_files", required = true, multiple = true)]
 pub struct PolicyArgs {
     /// Policy files or directories (all `.yaml`/`.yml` files below,
     /// except `*.test.yaml`), merged into one policy.
-    #[arg(long = "policy", short = 'p', required = true, num_args = 1.., value_name = "POLICY")]
-    pub policy: Vec<PathBuf>,
+    #[arg(value_name = "POLICY")]
+    given: Vec<PathBuf>,
+    /// The same, as an option (any number of times; merged with the
+    /// arguments).
+    #[arg(long = "policy", short = 'p', num_args = 1.., value_name = "POLICY")]
+    flagged: Vec<PathBuf>,
+}
+
+impl PolicyArgs {
+    /// Every policy path given, arguments first.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        [self.given.as_slice(), self.flagged.as_slice()].concat()
+    }
 }
 
 /// How to print diagnostics.
@@ -102,23 +197,43 @@ pub enum Format {
 
 /// Runs the parsed command and returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
-    let color = match cli.color {
-        Color::Always => true,
-        Color::Never => false,
-        Color::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-    };
+    let color = cli.color.enabled();
     match cli.command {
         Command::Validate(args) => validate::run(args, color),
         Command::Check(args) => check::run_check(args, color),
         Command::Explain(args) => check::run_explain(args, color),
         Command::Test(args) => test::run(args, color),
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(args, color),
         Command::Audit(args) => audit::run(args, color),
         Command::Approvals(args) => approvals::run(args),
         Command::Hook(args) => hook::run(args),
         Command::Convert(args) => actra::run_convert(args, color),
         Command::Init(args) => init::run(args, color),
+        Command::Completions(args) => completions::run(args),
     }
+}
+
+/// `text` safe to print on a terminal: control characters (newlines,
+/// escape sequences) and the Unicode controls that reorder text (bidi
+/// overrides and isolates) are shown escaped, `\u{1b}`. Audit records hold
+/// what agents sent (action names, actor ids); printed raw, such a value
+/// could forge table rows or drive the auditor's terminal.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Loads a policy, printing diagnostics (and warnings) to stderr.
@@ -142,5 +257,21 @@ fn print_diagnostics(diags: &[rein_engine::Diagnostic], color: bool, format: For
                 eprintln!("{}", d.to_json());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_what_could_drive_a_terminal() {
+        assert_eq!(printable("refund"), "refund");
+        assert_eq!(printable("naïve – ok"), "naïve – ok");
+        assert_eq!(printable("a\nb"), "a\\u{a}b");
+        assert_eq!(printable("\u{1b}[31mred"), "\\u{1b}[31mred");
+        assert_eq!(printable("tab\there\r"), "tab\\u{9}here\\u{d}");
+        assert_eq!(printable("abc\u{202e}fed"), "abc\\u{202e}fed");
+        assert_eq!(printable("\u{2066}x\u{2069}"), "\\u{2066}x\\u{2069}");
     }
 }

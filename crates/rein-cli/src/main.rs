@@ -3,7 +3,7 @@
 
 mod cmd;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use std::process::ExitCode;
 
 // Loading a policy allocates many small nodes; mimalloc makes that (and the
@@ -12,7 +12,14 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = cmd::Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // `--color` also governs clap's own help and errors.
+    let color = cmd::Color::from_args(&args).for_clap();
+    let matches = cmd::Cli::command().color(color).get_matches_from(&args);
+    let cli = match cmd::Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match cmd::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

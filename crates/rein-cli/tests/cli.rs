@@ -225,17 +225,303 @@ fn test_command_runs_examples_and_reports_failures() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The subcommands `rein PATH... --help` lists (without `help`).
+fn subcommands(path: &[&str]) -> Vec<String> {
+    let args: Vec<&str> = path.iter().copied().chain(["--help"]).collect();
+    let o = rein(&args, None);
+    assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+    let text = stdout(&o);
+    let Some((_, list)) = text.split_once("Commands:\n") else {
+        return Vec::new();
+    };
+    list.lines()
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every command path, `[]` (rein itself) first, depth first.
+fn command_paths() -> Vec<Vec<String>> {
+    let mut paths = vec![Vec::new()];
+    let mut i = 0;
+    while i < paths.len() {
+        let path = paths[i].clone();
+        let words: Vec<&str> = path.iter().map(String::as_str).collect();
+        for sub in subcommands(&words) {
+            let mut child = path.clone();
+            child.push(sub);
+            paths.push(child);
+        }
+        i += 1;
+    }
+    paths
+}
+
 #[test]
 fn every_command_has_help() {
-    for cmd in ["validate", "check", "explain", "test"] {
-        let o = rein(&[cmd, "--help"], None);
-        assert_eq!(o.status.code(), Some(0), "{cmd}");
-        assert!(stdout(&o).contains("Usage: rein"), "{cmd}");
+    let paths = command_paths();
+    // Commands by name, so that one lost from the list fails here.
+    for expected in [
+        "validate",
+        "check",
+        "explain",
+        "test",
+        "serve",
+        "audit",
+        "approvals",
+        "hook",
+        "convert",
+        "init",
+        "completions",
+    ] {
+        assert!(
+            paths.contains(&vec![expected.to_string()]),
+            "`rein {expected}` is missing"
+        );
     }
-    let o = rein(&["--help"], None);
-    for cmd in ["validate", "check", "explain", "test"] {
-        assert!(stdout(&o).contains(cmd));
+    for expected in [["init", "policy"], ["init", "claude-code"], ["audit", "verify"]] {
+        assert!(
+            paths.contains(&expected.map(str::to_string).to_vec()),
+            "{expected:?} is missing"
+        );
+    }
+    for path in &paths {
+        let words: Vec<&str> = path.iter().map(String::as_str).chain(["--help"]).collect();
+        let o = rein(&words, None);
+        assert_eq!(o.status.code(), Some(0), "{words:?}");
+        assert!(stdout(&o).contains("Usage: rein"), "{words:?}");
     }
     let o = rein(&["frobnicate"], None);
     assert_eq!(o.status.code(), Some(2));
+}
+
+/// The completion scripts know every command: bash dispatches on
+/// `PARENT,NAME)` for each, zsh and fish name each.
+#[test]
+fn completions_cover_every_subcommand() {
+    let script = |shell: &str| {
+        let o = rein(&["completions", shell], None);
+        assert_eq!(o.status.code(), Some(0), "{shell}: {}", stderr(&o));
+        stdout(&o)
+    };
+    let (bash, zsh, fish) = (script("bash"), script("zsh"), script("fish"));
+    let paths = command_paths();
+    assert!(paths.len() > 15, "{paths:?}");
+    for path in paths.iter().filter(|p| !p.is_empty()) {
+        let (name, parents) = path.split_last().unwrap();
+        let parent = std::iter::once("rein".to_string())
+            .chain(
+                parents
+                    .iter()
+                    .map(|p| format!("subcmd__{}", p.replace('-', "__subcmd__"))),
+            )
+            .collect::<Vec<_>>()
+            .join("__");
+        assert!(
+            bash.contains(&format!("{parent},{name})")),
+            "bash lacks {path:?} ({parent},{name})"
+        );
+        assert!(zsh.contains(&format!("'{name}:")), "zsh lacks {path:?}");
+        assert!(fish.contains(&format!(" -a \"{name}\"")), "fish lacks {path:?}");
+    }
+    let o = rein(&["completions", "tcsh"], None);
+    assert_eq!(o.status.code(), Some(2));
+
+    // And bash, given the script, completes with it.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rein.bash");
+    std::fs::write(&file, &bash).unwrap();
+    let probe = format!(
+        "source '{}'; complete -p rein; \
+         COMP_WORDS=(rein au); COMP_CWORD=1; _rein rein au rein; echo \"[${{COMPREPLY[*]}}]\"; \
+         COMP_WORDS=(rein init ''); COMP_CWORD=2; _rein rein '' init; echo \"[${{COMPREPLY[*]}}]\"",
+        file.display()
+    );
+    match Command::new("bash").args(["--norc", "-c", &probe]).output() {
+        Ok(o) => {
+            let text = stdout(&o);
+            assert!(text.contains("-F _rein rein"), "{text}{}", stderr(&o));
+            assert!(text.contains("[audit]"), "{text}");
+            assert!(text.contains("claude-code policy"), "{text}");
+        }
+        Err(e) => assert!(std::env::var_os("CI").is_none(), "bash is needed under CI: {e}"),
+    }
+}
+
+/// `rein test` given a policy instead of its test file says so in one line
+/// instead of reporting every key of the policy as a test-file error.
+#[test]
+fn test_given_a_policy_points_to_validate() {
+    let o = rein(&["test", REFUND], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("not a test file"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(&format!("rein validate {REFUND}")),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stderr(&o).len() < 200, "{}", stderr(&o));
+    // A test file that is not there is reported as such.
+    let o = rein(&["test", "missing.test.yaml", "missing/"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr(&o).matches("cannot read").count(), 2, "{}", stderr(&o));
+}
+
+/// Policies are given as arguments or with `--policy`/`-p`, or both
+/// (merged), to every command that loads one; none at all is a usage error
+/// that names both forms.
+#[test]
+fn policies_as_arguments_or_options_everywhere() {
+    let request = "examples/refund/request.json";
+    for cmd in ["check", "explain"] {
+        for form in [vec![REFUND], vec!["--policy", REFUND], vec!["-p", REFUND]] {
+            let args: Vec<&str> = [cmd].into_iter().chain(form.clone()).chain(["-r", request]).collect();
+            let o = rein(&args, None);
+            assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        }
+    }
+    for form in [vec![REFUND], vec!["--policy", REFUND]] {
+        let args: Vec<&str> = ["validate"].into_iter().chain(form).collect();
+        assert_eq!(rein(&args, None).status.code(), Some(0), "{args:?}");
+    }
+    // Both forms together are one policy: a rule from the second file
+    // decides the request.
+    let dir = tempfile::tempdir().unwrap();
+    let extra = dir.path().join("extra.yaml");
+    std::fs::write(
+        &extra,
+        "rules:\n  - {id: extra_rule, action: refund, effect: block, reason: from the option}\n",
+    )
+    .unwrap();
+    let o = rein(
+        &["check", REFUND, "-p", extra.to_str().unwrap(), "-r", "-"],
+        Some(&refund_request(40, "agent")),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stdout(&o).contains("extra_rule"), "{}", stdout(&o));
+
+    // `convert` takes one Actra policy, either way.
+    let schema = "examples/actra/refund/schema.yaml";
+    let actra = "examples/actra/refund/policy.yaml";
+    let by_argument = rein(&["convert", "--actra-schema", schema, actra], None);
+    let by_option = rein(&["convert", "--actra-schema", schema, "-p", actra], None);
+    assert_eq!(by_argument.status.code(), Some(0), "{}", stderr(&by_argument));
+    assert_eq!(stdout(&by_argument), stdout(&by_option));
+    let o = rein(&["convert", "--actra-schema", schema], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("<POLICY|--policy <POLICY>>"), "{}", stderr(&o));
+
+    for cmd in [
+        vec!["validate"],
+        vec!["check"],
+        vec!["explain"],
+        vec!["serve"],
+        vec!["audit", "replay"],
+    ] {
+        let o = rein(&cmd, Some("{}"));
+        assert_eq!(o.status.code(), Some(2), "{cmd:?}");
+        assert!(
+            stderr(&o).contains("<POLICY|--policy <POLICY>...>"),
+            "{cmd:?}: {}",
+            stderr(&o)
+        );
+    }
+}
+
+/// `rein check -p P` on a terminal without `--request` stops with a usage
+/// error instead of waiting silently for input (run under `script`, which
+/// gives the command a terminal; piped input is covered by the other
+/// tests).
+#[test]
+fn check_on_a_terminal_without_request_is_a_usage_error() {
+    if Command::new("script").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "`script` (util-linux) is needed under CI"
+        );
+        eprintln!("SKIPPED: no `script` to give the command a terminal");
+        return;
+    }
+    for cmd in ["check", "explain"] {
+        let line = format!("{} {cmd} {REFUND}; echo \"exit=$?\"", env!("CARGO_BIN_EXE_rein"));
+        let mut child = Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .current_dir(repo())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("`rein {cmd}` waited on the terminal");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let o = child.wait_with_output().unwrap();
+        let text = stdout(&o);
+        assert!(
+            text.contains("no request: give it with `--request FILE`"),
+            "{cmd}: {text}"
+        );
+        assert!(text.contains("exit=2"), "{cmd}: {text}");
+    }
+}
+
+#[test]
+fn validate_shows_the_version_label_and_hash() {
+    let o = rein(&["validate", REFUND], None);
+    let text = stdout(&o);
+    let hash = text.trim().rsplit_once('(').unwrap().1.trim_end_matches(')');
+    assert!(text.contains("version `2026-11-24.1` ("), "{text}");
+    assert_eq!(hash.len(), 32, "{text}");
+    assert!(hash.bytes().all(|b| b.is_ascii_hexdigit()), "{text}");
+}
+
+/// `rein init policy DIR` writes a starter that validates and passes its
+/// own tests; it never replaces a file without --force.
+#[test]
+fn init_policy_scaffolds_a_policy_that_validates_and_passes_its_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("starter");
+    let target_arg = target.to_str().unwrap();
+    let o = rein(&["init", "policy", target_arg], None);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = rein(&["validate", target_arg], None);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("ok: 2 actions, 4 rules"), "{}", stdout(&o));
+    let o = rein(&["test", target_arg], None);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(stdout(&o).trim(), "7 passed, 0 failed");
+
+    // An edited file is not replaced by a second run, nor its missing
+    // sibling written (all or nothing).
+    let policy = target.join("policy.yaml");
+    let tests = target.join("policy.test.yaml");
+    std::fs::write(&policy, "# mine\n").unwrap();
+    std::fs::remove_file(&tests).unwrap();
+    let o = rein(&["init", "policy", target_arg], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&policy).unwrap(), "# mine\n");
+    assert!(!tests.exists());
+
+    // --force replaces a symbolic link, never writing through it.
+    let elsewhere = dir.path().join("elsewhere.yaml");
+    std::fs::write(&elsewhere, "# not the scaffold's\n").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&elsewhere, &tests).unwrap();
+    let o = rein(&["init", "policy", target_arg, "--force"], None);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "# not the scaffold's\n");
+    assert!(!tests.symlink_metadata().unwrap().file_type().is_symlink());
+    let o = rein(&["test", target_arg], None);
+    assert_eq!(stdout(&o).trim(), "7 passed, 0 failed");
 }

@@ -498,6 +498,39 @@ fn serve_decide_audit_and_approvals() {
     let refused = run(server_args(&["audit", "verify"], &t.agent));
     assert_eq!(refused.code, Some(2));
     assert!(refused.stderr.contains("403"), "{}", refused.stderr);
+    // A refused query prints nothing on stdout (no table header before the
+    // error).
+    let refused = run(server_args(&["audit", "query"], &t.agent));
+    assert_eq!(refused.code, Some(2));
+    assert!(refused.stderr.contains("403"), "{}", refused.stderr);
+    assert_eq!(refused.stdout, "", "stdout of a refused query");
+    // The table's columns are as wide as their content: every row's phase
+    // and effect start under their headers, `approval` and
+    // `require_approval` included.
+    let table = admin(&["audit", "query"]).ok().to_string();
+    let header = table.lines().next().unwrap();
+    let column = |name: &str| header.find(name).unwrap();
+    let (phase, effect, action) = (column("PHASE"), column("EFFECT"), column("ACTION"));
+    assert!(
+        table.contains("  approval  ") && table.contains("require_approval"),
+        "{table}"
+    );
+    for line in table.lines().skip(1) {
+        let at = |i: usize| line.get(i..).unwrap_or_default();
+        assert!(
+            ["before ", "after ", "approval "]
+                .iter()
+                .any(|p| at(phase).starts_with(p)),
+            "phase out of its column:\n{table}"
+        );
+        assert!(
+            ["allow ", "block ", "require_approval "]
+                .iter()
+                .any(|e| at(effect).starts_with(e)),
+            "effect out of its column:\n{table}"
+        );
+        assert!(at(action).starts_with("refund "), "action out of its column:\n{table}");
+    }
 
     server.stop();
 
@@ -1227,6 +1260,68 @@ fn sighup_right_after_start_reloads_instead_of_killing() {
     }
 }
 
+/// What an agent sent (an action name, an actor id) cannot forge a row of
+/// `rein audit query`'s table or send escape sequences to the auditor's
+/// terminal: control characters are printed escaped.
+#[test]
+fn audit_query_escapes_what_agents_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rein.db");
+    let server = Server::start(dir.path(), Path::new(POLICY), &[]);
+    let t = tokens(dir.path());
+    let forged_row = "refund\n      9  2026-01-01T00:00:00.000000Z  before  allow  refund  boss  small_refund";
+    let mut request = refund(40, "agent");
+    request["action"] = json!(forged_row);
+    request["actor"]["id"] = json!("\u{1b}]0;owned\u{7}\u{1b}[2J");
+    let answer = decided(&server.decide(&t.agent, &request)).clone();
+    assert_eq!(answer["effect"], "block", "{answer}");
+    server.stop();
+
+    let table = run(["audit".as_ref(), "query".as_ref(), "--db".as_ref(), db.as_os_str()]);
+    let text = table.ok();
+    assert_eq!(text.lines().count(), 2, "one header and one row:\n{text}");
+    assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text:?}");
+    assert!(text.contains("refund\\u{a}      9"), "{text}");
+    assert!(text.contains("\\u{1b}]0;owned\\u{7}"), "{text}");
+}
+
+/// `--color` governs `rein serve`'s log as well as diagnostics: `never`
+/// and `auto` on a file (NO_COLOR unset) write no ANSI escape; `always`
+/// does, which shows the flag reaches the log.
+#[test]
+fn serve_logs_follow_color() {
+    let dir = tempfile::tempdir().unwrap();
+    for (choice, coloured) in [("never", false), ("auto", false), ("always", true)] {
+        let log = dir.path().join(format!("serve-{choice}.log"));
+        let mut child = rein()
+            .env_remove("NO_COLOR")
+            .env("REIN_LOG", "info")
+            .args(["--color", choice, "serve", POLICY, "--listen", "127.0.0.1:0", "--db"])
+            .arg(dir.path().join("rein.db"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let text = || std::fs::read_to_string(&log).unwrap_or_default();
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !text().contains("listening") {
+            assert!(child.try_wait().unwrap().is_none(), "`rein serve` exited:\n{}", text());
+            assert!(Instant::now() < deadline, "`rein serve` did not start:\n{}", text());
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let status = wait_for(&mut child, STOP_TIMEOUT);
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        assert!(status.is_some_and(|s| s.success()), "--color {choice}:\n{}", text());
+        let log = text();
+        assert!(log.contains("rein server stopped"), "--color {choice}:\n{log}");
+        assert_eq!(log.contains('\x1b'), coloured, "--color {choice}:\n{log:?}");
+    }
+}
+
 /// `rein audit` and `rein approvals` on bad arguments and unusable files:
 /// a clear error and exit 2, and a file that is only read is never changed
 /// (not created, not migrated).
@@ -1323,5 +1418,9 @@ fn audit_and_approvals_refuse_bad_arguments_and_leave_files_alone() {
         &["audit", "verify", "--server", &url, "--token", "t", "--timeout", "1"],
         "cannot reach",
     );
+    // Nothing on stdout when the server cannot be reached either.
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let ran = run(["audit", "query", "--server", &closed, "--token", "t", "--timeout", "5"]);
+    assert_eq!((ran.code, ran.stdout.as_str()), (Some(2), ""), "{}", ran.stderr);
     assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
 }

@@ -82,7 +82,11 @@ pub struct ServerConfig {
     /// audit log; `None` means `rein-audit.key` beside the database,
     /// created if absent.
     pub hmac_key_path: Option<PathBuf>,
-    /// Largest request body accepted, in bytes (1 MiB by default).
+    /// Largest request body accepted, in bytes (1 MiB by default), on
+    /// every route: decisions, outcomes, hook events, approvals, reloads.
+    /// A larger body is refused with `413` before it is read whole (a hook
+    /// event with a refusal in the agent's format); on the agent routes the
+    /// refusal is recorded in the audit log.
     pub max_body_bytes: usize,
     /// How long a grant holds when the rule sets no `ttl` (1 hour by default).
     pub default_approval_ttl: SignedDuration,
@@ -404,9 +408,11 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let state = AppState::from_config(&config).await?;
     let addr = listener.local_addr().unwrap_or(config.listen);
+    let policy = state.runtime().policy();
     tracing::info!(
         %addr,
-        policy_version = %state.runtime().policy().version(),
+        policy_version = %policy.version(),
+        policy_label = policy.version_label().unwrap_or("-"),
         tokens = %config.tokens_file().display(),
         "rein server listening"
     );

@@ -6,6 +6,7 @@ use crate::error::{block_response, ApiError};
 use crate::{AppState, ReloadError};
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware;
@@ -120,6 +121,10 @@ pub(crate) fn router(state: AppState) -> Router {
     router
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
+        // The handlers read their bodies with `read_body`, under the same
+        // limit; this bounds any extractor (`Bytes`, `Json`, `String`) a
+        // route may take in future, whose default is axum's 2 MB.
+        .layer(DefaultBodyLimit::max(state.max_body_bytes()))
         // Inside the panic catcher, so that a handler that both hangs and
         // panics is still answered.
         .layer(TimeoutLayer(state.clone()))
@@ -241,7 +246,7 @@ async fn decide(State(state): State<AppState>, request: Request) -> Result<Respo
     let client = authorize(&state, Role::Agent, &parts.headers, "/v1/decide")?
         .name
         .clone();
-    let bytes = match read_limited(&parts.headers, body, state.max_body_bytes()).await {
+    let bytes = match read_body(&state, &parts.headers, body).await {
         Ok(bytes) => bytes,
         Err(e) => return Err(refused(&state, Phase::Before, e, &parts.headers, None, &client).await),
     };
@@ -288,19 +293,26 @@ async fn hook(
             )))
         }
     };
-    let limit = state.max_body_bytes().max(rein_hooks::MAX_EVENT_BYTES);
-    let reply = match read_limited(&headers, body, limit).await {
+    // `--max-body` bounds hook events as every other body: the bytes one
+    // event may cost (its parts, their audit records) scale with its size.
+    let reply = match read_body(&state, &headers, body).await {
         Ok(bytes) => {
             let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
             let (runtime, protected) = (state.runtime(), state.protected());
             rein_hooks::handle_guarded(runtime, agent, &bytes, home.as_deref(), Some(&client), protected).await
         }
         Err(e) => {
-            let why = e.body()["error"]["message"]
-                .as_str()
-                .unwrap_or("unreadable body")
-                .to_string();
-            rein_hooks::refuse_unreadable(agent, b"", &format!("Rein could not read the hook event: {why}"))
+            let why = e.message().to_string();
+            // Recorded as the other agent routes record a body they cannot
+            // decide; answered in the agent's format (not the 413), which
+            // an agent reads as a refusal rather than as "no opinion".
+            let recorded = refused(&state, Phase::Before, e, &headers, None, &client).await;
+            let decision = recorded.body()["decision_id"].as_str().unwrap_or_default().to_string();
+            rein_hooks::refuse_unreadable(
+                agent,
+                b"",
+                &format!("Rein could not read the hook event: {why} (decision {decision})"),
+            )
         }
     };
     let body: Value = serde_json::from_str(&reply.stdout).unwrap_or_else(|_| json!({}));
@@ -458,7 +470,7 @@ async fn outcome(State(state): State<AppState>, request: Request) -> Result<Resp
     let client = authorize(&state, Role::Agent, &parts.headers, "/v1/outcome")?
         .name
         .clone();
-    let bytes = match read_limited(&parts.headers, body, state.max_body_bytes()).await {
+    let bytes = match read_body(&state, &parts.headers, body).await {
         Ok(bytes) => bytes,
         Err(e) => return Err(refused(&state, Phase::After, e, &parts.headers, None, &client).await),
     };
@@ -617,7 +629,7 @@ async fn decide_approval(
 
 /// The optional body of grant and deny; an empty body means no comment.
 async fn approval_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<DecideApproval, ApiError> {
-    let bytes = read_limited(headers, body, state.max_body_bytes()).await?;
+    let bytes = read_body(state, headers, body).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(DecideApproval::default());
     }
@@ -751,7 +763,10 @@ async fn verify_audit(State(state): State<AppState>) -> Result<Response, ApiErro
     })
 }
 
-async fn reload_policy(State(state): State<AppState>) -> Result<Response, ApiError> {
+async fn reload_policy(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    // The route takes no body; one is read (and ignored) under the same
+    // limit as every route's, so no route accepts more than `--max-body`.
+    read_body(&state, &headers, body).await?;
     match state.reload_policy().await {
         Ok(reloaded) => Ok(Json(reloaded).into_response()),
         Err(ReloadError::Invalid(e)) => {
@@ -853,6 +868,12 @@ async fn openapi() -> Response {
 }
 
 // ---- helpers ------------------------------------------------------------
+
+/// Reads a request body under the server's one limit (`--max-body`): every
+/// route that reads a body reads it here, so none can take more.
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
+    read_limited(headers, body, state.max_body_bytes()).await
+}
 
 fn limit(requested: Option<u64>) -> Result<u64, ApiError> {
     match requested {

@@ -73,13 +73,17 @@ impl std::fmt::Display for LoadFailed {
 impl std::error::Error for LoadFailed {}
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("actra_policy").required(true).args(["policy", "policy_flag"])))]
 pub struct ConvertArgs {
     /// The Actra schema file.
     #[arg(long, value_name = "SCHEMA")]
     actra_schema: PathBuf,
-    /// The Actra policy file.
-    #[arg(long, short = 'p', value_name = "POLICY")]
-    policy: PathBuf,
+    /// The Actra policy file (one; as an argument or with --policy).
+    #[arg(value_name = "POLICY")]
+    policy: Option<PathBuf>,
+    /// The same, as an option.
+    #[arg(long = "policy", short = 'p', id = "policy_flag", value_name = "POLICY")]
+    policy_flag: Option<PathBuf>,
     /// Write the native policy to this file instead of stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
@@ -90,7 +94,11 @@ pub struct ConvertArgs {
 
 /// `rein convert`: prints the native policy equivalent to Actra files.
 pub fn run_convert(args: ConvertArgs, color: bool) -> anyhow::Result<u8> {
-    match rein_engine::actra::convert(&args.actra_schema, &args.policy) {
+    // The group above requires exactly one of the two forms.
+    let Some(policy) = args.policy.as_ref().or(args.policy_flag.as_ref()) else {
+        anyhow::bail!("give the Actra policy file");
+    };
+    match rein_engine::actra::convert(&args.actra_schema, policy) {
         Ok(c) => {
             print_diagnostics(&c.warnings, color, args.format);
             write_output(args.output.as_deref(), &c.text)?;

@@ -1,7 +1,7 @@
 //! `rein audit`: verify, query, export, replay.
 
 use super::remote::{server_error, Conn, Target};
-use super::{load_policy, Format, EXIT_ALLOW, EXIT_BLOCK, EXIT_USAGE};
+use super::{load_policy, printable, Format, PolicyArgs, EXIT_ALLOW, EXIT_BLOCK, EXIT_USAGE};
 use clap::{Args, Subcommand, ValueEnum};
 use rein_store::{AuditQuery, AuditRecord, Verification};
 use std::io::Write;
@@ -24,12 +24,13 @@ enum AuditCommand {
     /// Keep the printed `SEQ:HASH` somewhere else and give it back with
     /// `--expect`: a rewritten log no longer has it.
     Verify {
-        #[command(flatten)]
-        target: Target,
+        // Before `target`, whose heading ("Where") would otherwise take it.
         /// A record's hash kept from an earlier verify (`SEQ:HASH`, as
         /// printed); it must still be there.
         #[arg(long, value_name = "SEQ:HASH", value_parser = anchor)]
         expect: Vec<(u64, String)>,
+        #[command(flatten)]
+        target: Target,
     },
     /// Print the records matching every filter given.
     Query {
@@ -56,8 +57,8 @@ enum AuditCommand {
         #[arg(long, value_name = "FILE", default_value = "rein.db")]
         db: PathBuf,
         /// The policy to try.
-        #[arg(long = "policy", short = 'p', required = true, num_args = 1.., value_name = "POLICY")]
-        policy: Vec<PathBuf>,
+        #[command(flatten)]
+        policy: PolicyArgs,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -164,7 +165,7 @@ impl Filters {
 pub fn run(args: AuditArgs, color: bool) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     match args.command {
-        AuditCommand::Verify { target, expect } => {
+        AuditCommand::Verify { expect, target } => {
             let conn = target.connect()?;
             let verification = match &conn {
                 Conn::Local(store) => rt.block_on(rein_store::Store::verify_audit(store.as_ref()))?,
@@ -238,34 +239,18 @@ pub fn run(args: AuditArgs, color: bool) -> anyhow::Result<u8> {
         } => {
             let conn = target.connect()?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            const ROW: fn(&mut dyn Write, [&str; 7]) -> std::io::Result<()> = |out, c| {
-                writeln!(
-                    out,
-                    "{:>8}  {:<27}  {:<6}  {:<16}  {:<24}  {:<16}  {}",
-                    c[0], c[1], c[2], c[3], c[4], c[5], c[6]
-                )
-            };
-            if matches!(format, OutFormat::Table) {
-                ROW(&mut out, ["SEQ", "TIME", "PHASE", "EFFECT", "ACTION", "ACTOR", "RULES"])?;
+            match format {
+                OutFormat::Jsonl => for_each_record(&rt, &conn, &filters, |r| {
+                    writeln!(out, "{}", serde_json::to_string(r)?).map_err(Into::into)
+                })?,
+                OutFormat::Table => {
+                    // Nothing reaches stdout until the first page arrived:
+                    // a refused or unreachable server prints no header.
+                    let mut table = Table::new(TABLE_HEADER);
+                    for_each_record(&rt, &conn, &filters, |r| table.push(&mut out, table_row(r)))?;
+                    table.finish(&mut out)?;
+                }
             }
-            // An empty field shows as `-`, so every row has its columns.
-            let or_dash = |s: &str| if s.is_empty() { "-".to_string() } else { s.to_string() };
-            for_each_record(&rt, &conn, &filters, |r| match format {
-                OutFormat::Jsonl => writeln!(out, "{}", serde_json::to_string(r)?).map_err(Into::into),
-                OutFormat::Table => ROW(
-                    &mut out,
-                    [
-                        &r.seq.to_string(),
-                        &r.entry.time,
-                        &r.entry.phase,
-                        &r.entry.effect,
-                        &or_dash(&r.entry.action),
-                        &or_dash(r.entry.actor.get("id").and_then(|v| v.as_str()).unwrap_or_default()),
-                        &or_dash(&r.entry.rules.join(",")),
-                    ],
-                )
-                .map_err(Into::into),
-            })?;
             out.flush()?;
             Ok(EXIT_ALLOW)
         }
@@ -280,7 +265,7 @@ pub fn run(args: AuditArgs, color: bool) -> anyhow::Result<u8> {
             Ok(EXIT_ALLOW)
         }
         AuditCommand::Replay { db, policy, json } => {
-            let Ok(policy) = load_policy(&policy, color, Format::Human) else {
+            let Ok(policy) = load_policy(&policy.paths(), color, Format::Human) else {
                 return Ok(EXIT_USAGE);
             };
             let conn = Target {
@@ -304,16 +289,16 @@ pub fn run(args: AuditArgs, color: bool) -> anyhow::Result<u8> {
                         out,
                         "record {} ({}): {} -> {}  rules [{}] -> [{}]",
                         c.seq,
-                        c.action,
+                        printable(&c.action),
                         c.old_effect,
                         c.new_effect,
-                        c.old_rules.join(", "),
-                        c.new_rules.join(", ")
+                        printable(&c.old_rules.join(", ")),
+                        printable(&c.new_rules.join(", "))
                     )?;
                     // Why the new decision is what it is (an unknown action,
                     // a contract it now breaks, a rule's reason).
                     for reason in &c.new_reasons {
-                        writeln!(out, "    now: {reason}")?;
+                        writeln!(out, "    now: {}", printable(reason))?;
                     }
                 }
                 writeln!(
@@ -339,6 +324,111 @@ pub fn run(args: AuditArgs, color: bool) -> anyhow::Result<u8> {
             Ok(EXIT_ALLOW)
         }
     }
+}
+
+const TABLE_HEADER: [&str; 7] = ["SEQ", "TIME", "PHASE", "EFFECT", "ACTION", "ACTOR", "RULES"];
+
+/// One record as a table row; an empty field shows as `-`, so every row
+/// has its columns.
+fn table_row(r: &AuditRecord) -> [String; 7] {
+    // Values come from what agents sent: escaped before they reach the
+    // terminal (see `printable`).
+    let or_dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            printable(s).into_owned()
+        }
+    };
+    [
+        r.seq.to_string(),
+        or_dash(&r.entry.time),
+        or_dash(&r.entry.phase),
+        or_dash(&r.entry.effect),
+        or_dash(&r.entry.action),
+        or_dash(r.entry.actor.get("id").and_then(|v| v.as_str()).unwrap_or_default()),
+        or_dash(&r.entry.rules.join(",")),
+    ]
+}
+
+/// Rows printed in columns as wide as their content. Rows are held until
+/// [`TABLE_SIZING_ROWS`] have come (or the end), the widths taken from
+/// them, and later rows printed at once with those widths (a longer value
+/// then pushes its row's later columns right): memory stays bounded
+/// however many records match.
+struct Table<const N: usize> {
+    header: [&'static str; N],
+    held: Vec<[String; N]>,
+    widths: Option<[usize; N]>,
+}
+
+/// Rows the column widths are taken from.
+const TABLE_SIZING_ROWS: usize = 10_000;
+
+impl<const N: usize> Table<N> {
+    fn new(header: [&'static str; N]) -> Self {
+        Table {
+            header,
+            held: Vec::new(),
+            widths: None,
+        }
+    }
+
+    fn push(&mut self, out: &mut dyn Write, row: [String; N]) -> anyhow::Result<()> {
+        match self.widths {
+            Some(widths) => write_row(out, &widths, &row)?,
+            None => {
+                self.held.push(row);
+                if self.held.len() >= TABLE_SIZING_ROWS {
+                    self.flush(out)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Prints the header and the held rows.
+    fn flush(&mut self, out: &mut dyn Write) -> anyhow::Result<()> {
+        let mut widths = self.header.map(|h| h.chars().count());
+        for row in &self.held {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        write_row(out, &widths, &self.header.map(str::to_string))?;
+        for row in self.held.drain(..) {
+            write_row(out, &widths, &row)?;
+        }
+        self.widths = Some(widths);
+        Ok(())
+    }
+
+    fn finish(mut self, out: &mut dyn Write) -> anyhow::Result<()> {
+        if self.widths.is_none() {
+            self.flush(out)?;
+        }
+        Ok(())
+    }
+}
+
+/// One line: the first column right-aligned (numbers), the others left,
+/// two spaces apart; the last column is not padded.
+fn write_row(out: &mut dyn Write, widths: &[usize], cells: &[String]) -> std::io::Result<()> {
+    let mut line = String::new();
+    for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
+        let pad = width.saturating_sub(cell.chars().count());
+        if i == 0 {
+            line.push_str(&" ".repeat(pad));
+            line.push_str(cell);
+        } else {
+            line.push_str("  ");
+            line.push_str(cell);
+            if i + 1 < cells.len() {
+                line.push_str(&" ".repeat(pad));
+            }
+        }
+    }
+    writeln!(out, "{line}")
 }
 
 /// Pages through the records matching `filters`, locally or from a server.
@@ -405,4 +495,30 @@ fn percent(text: &str) -> String {
             other => format!("%{other:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn printed(rows: &[[&str; 3]]) -> String {
+        let mut out = Vec::new();
+        let mut table = Table::new(["SEQ", "PHASE", "RULES"]);
+        for r in rows {
+            table.push(&mut out, r.map(str::to_string)).unwrap();
+        }
+        table.finish(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn columns_are_as_wide_as_their_content() {
+        let text = printed(&[["1", "before", "a"], ["12", "approval", "b,c"]]);
+        assert_eq!(text, "SEQ  PHASE     RULES\n  1  before    a\n 12  approval  b,c\n");
+    }
+
+    #[test]
+    fn an_empty_table_is_only_its_header() {
+        assert_eq!(printed(&[]), "SEQ  PHASE  RULES\n");
+    }
 }

@@ -5,8 +5,8 @@ use super::{Format, PolicyArgs, EXIT_ALLOW, EXIT_APPROVAL, EXIT_BLOCK, EXIT_USAG
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use rein_engine::{Effect, Phase, Policy, Request};
-use std::io::{BufRead, Read, Write};
-use std::path::PathBuf;
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
 
 /// Largest request read from a file or stdin.
 const MAX_REQUEST_BYTES: u64 = 16 * 1024 * 1024;
@@ -15,9 +15,11 @@ const MAX_REQUEST_BYTES: u64 = 16 * 1024 * 1024;
 pub struct CheckArgs {
     #[command(flatten)]
     policy: PolicyArgs,
-    /// The request as JSON: a file, or `-` for stdin.
-    #[arg(long, short = 'r', value_name = "FILE|-", default_value = "-")]
-    request: PathBuf,
+    /// The request as JSON: a file, or `-` for stdin. Without it the
+    /// request is read from stdin when stdin is a pipe or a file; on a
+    /// terminal it must be given.
+    #[arg(long, short = 'r', value_name = "FILE|-")]
+    request: Option<PathBuf>,
     /// Decide the outcome of an action (`after` rules, output contract)
     /// instead of the request; overrides the request's `phase`.
     #[arg(long, value_enum)]
@@ -34,9 +36,11 @@ pub struct CheckArgs {
 pub struct ExplainArgs {
     #[command(flatten)]
     policy: PolicyArgs,
-    /// The request as JSON: a file, or `-` for stdin.
-    #[arg(long, short = 'r', value_name = "FILE|-", default_value = "-")]
-    request: PathBuf,
+    /// The request as JSON: a file, or `-` for stdin. Without it the
+    /// request is read from stdin when stdin is a pipe or a file; on a
+    /// terminal it must be given.
+    #[arg(long, short = 'r', value_name = "FILE|-")]
+    request: Option<PathBuf>,
     /// Explain the `after` phase.
     #[arg(long, value_enum)]
     phase: Option<PhaseArg>,
@@ -68,7 +72,7 @@ fn load(policy: &PolicyArgs, actra: &ActraArgs, phase: Option<PhaseArg>, color: 
         eprintln!("error: `--phase` does not apply to Actra policies, which have no `after` rules");
         return None;
     }
-    match super::actra::load(&policy.policy, actra, color, Format::Human) {
+    match super::actra::load(&policy.paths(), actra, color, Format::Human) {
         Ok(p) => Some(p),
         Err(e) if e.is::<LoadFailed>() => None,
         Err(e) => {
@@ -84,8 +88,28 @@ enum Input {
     Actra(serde_json::Value),
 }
 
+/// Where the request comes from: the `--request` given, or stdin when it
+/// is not a terminal. Without `--request` on a terminal, the command would
+/// wait silently for input nobody knows it expects: a usage error instead.
+/// `--request -` on a terminal reads it, after saying so on stderr.
+fn request_source(command: &str, given: Option<&Path>, stdin_is_terminal: bool) -> anyhow::Result<PathBuf> {
+    match given {
+        Some(path) => {
+            if path.as_os_str() == "-" && stdin_is_terminal {
+                eprintln!("reading the request from the terminal (JSON; end it with Ctrl-D)");
+            }
+            Ok(path.to_path_buf())
+        }
+        None if stdin_is_terminal => anyhow::bail!(
+            "no request: give it with `--request FILE`, or pipe it in (`rein {command} POLICY < request.json`); \
+             `--request -` reads it from the terminal"
+        ),
+        None => Ok(PathBuf::from("-")),
+    }
+}
+
 impl Input {
-    fn read(path: &PathBuf, phase: Option<PhaseArg>, actra: bool) -> anyhow::Result<Input> {
+    fn read(path: &Path, phase: Option<PhaseArg>, actra: bool) -> anyhow::Result<Input> {
         let text = read_text(path)?;
         Input::parse(&text, phase, actra)
     }
@@ -111,10 +135,17 @@ pub fn run_check(args: CheckArgs, color: bool) -> anyhow::Result<u8> {
     let Some(policy) = load(&args.policy, &args.actra, args.phase, color) else {
         return Ok(EXIT_USAGE);
     };
+    let source = match request_source("check", args.request.as_deref(), std::io::stdin().is_terminal()) {
+        Ok(source) => source,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(EXIT_USAGE);
+        }
+    };
     if args.batch {
-        return run_batch(&policy, &args);
+        return run_batch(&policy, &source, &args);
     }
-    let request = match Input::read(&args.request, args.phase, args.actra.is_actra()) {
+    let request = match Input::read(&source, args.phase, args.actra.is_actra()) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -134,12 +165,11 @@ pub fn run_check(args: CheckArgs, color: bool) -> anyhow::Result<u8> {
 
 /// One decision per input line. A line that is not a request is answered
 /// with a `block` line that says why, so output lines match input lines.
-fn run_batch(policy: &Policy, args: &CheckArgs) -> anyhow::Result<u8> {
-    let reader: Box<dyn BufRead> = if args.request.as_os_str() == "-" {
+fn run_batch(policy: &Policy, source: &Path, args: &CheckArgs) -> anyhow::Result<u8> {
+    let reader: Box<dyn BufRead> = if source.as_os_str() == "-" {
         Box::new(std::io::stdin().lock())
     } else {
-        let f =
-            std::fs::File::open(&args.request).with_context(|| format!("cannot open `{}`", args.request.display()))?;
+        let f = std::fs::File::open(source).with_context(|| format!("cannot open `{}`", source.display()))?;
         Box::new(std::io::BufReader::new(f))
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -171,7 +201,9 @@ pub fn run_explain(args: ExplainArgs, color: bool) -> anyhow::Result<u8> {
     let Some(policy) = load(&args.policy, &args.actra, args.phase, color) else {
         return Ok(EXIT_USAGE);
     };
-    let request = match Input::read(&args.request, args.phase, args.actra.is_actra()) {
+    let request = match request_source("explain", args.request.as_deref(), std::io::stdin().is_terminal())
+        .and_then(|source| Input::read(&source, args.phase, args.actra.is_actra()))
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -192,7 +224,7 @@ pub fn run_explain(args: ExplainArgs, color: bool) -> anyhow::Result<u8> {
     Ok(exit_code(explanation.decision.effect()))
 }
 
-fn read_text(path: &PathBuf) -> anyhow::Result<String> {
+fn read_text(path: &Path) -> anyhow::Result<String> {
     let mut text = String::new();
     if path.as_os_str() == "-" {
         std::io::stdin()
@@ -224,4 +256,24 @@ fn parse_request(text: &str, phase: Option<PhaseArg>) -> anyhow::Result<Request>
         request.time = Some(jiff::Timestamp::now());
     }
     Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_terminal_without_request_is_a_usage_error_not_a_wait() {
+        let e = request_source("check", None, true).unwrap_err().to_string();
+        assert!(e.contains("--request FILE"), "{e}");
+        assert_eq!(request_source("check", None, false).unwrap(), PathBuf::from("-"));
+        assert_eq!(
+            request_source("check", Some(Path::new("-")), true).unwrap(),
+            PathBuf::from("-")
+        );
+        assert_eq!(
+            request_source("check", Some(Path::new("r.json")), true).unwrap(),
+            PathBuf::from("r.json")
+        );
+    }
 }

@@ -46,6 +46,10 @@ enum Agent {
     /// Rein's own files (store, audit key, tokens, policies, cache, the rein
     /// executable), the agent may not change it, whatever the policy says.
     ClaudeCode(ClaudeCodeArgs),
+    /// Write a starter policy and its test file (`policy.yaml`,
+    /// `policy.test.yaml`) into DIR, to edit; existing files are kept
+    /// unless --force.
+    Policy(super::init_policy::InitPolicyArgs),
 }
 
 #[derive(Args, Debug)]
@@ -107,6 +111,7 @@ pub struct ClaudeCodeArgs {
 pub fn run(args: InitArgs, color: bool) -> anyhow::Result<u8> {
     match args.agent {
         Agent::ClaudeCode(args) => claude_code(args, color),
+        Agent::Policy(args) => super::init_policy::run(args),
     }
 }
 

@@ -1,22 +1,21 @@
 //! `rein serve`
 
-use super::EXIT_ALLOW;
+use super::{PolicyArgs, EXIT_ALLOW};
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Policy files or directories, merged; reloaded on SIGHUP and
-    /// `POST /v1/policy/reload`.
-    #[arg(long = "policy", short = 'p', required = true, num_args = 1.., value_name = "POLICY")]
-    policy: Vec<PathBuf>,
+    #[command(flatten)]
+    policy: PolicyArgs,
     /// The SQLite file for the audit log and approvals (created if absent;
     /// its directory must exist).
     #[arg(long, value_name = "FILE", default_value = "rein.db")]
     db: PathBuf,
-    /// Address to listen on. The default is loopback only.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8700")]
+    /// Address to listen on: IP:PORT, `localhost:PORT`, or a port alone
+    /// (on loopback). The default is loopback only.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8700", value_parser = listen_addr)]
     listen: SocketAddr,
     /// Bearer tokens with roles (`tokens: [{name, role, token, approves}]`).
     /// Default: `rein-tokens.yaml` beside the database, created with one
@@ -29,7 +28,9 @@ pub struct ServeArgs {
     /// match the hashes already kept).
     #[arg(long, value_name = "FILE")]
     audit_key: Option<PathBuf>,
-    /// Largest request body, in bytes (1 KiB to 1 GiB).
+    /// Largest request body on every route (decisions, outcomes, hook
+    /// events, approvals), in bytes (1 KiB to 1 GiB); a larger one is
+    /// refused, and an agent's is recorded as a `block`.
     #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024,
           value_parser = clap::value_parser!(u64).range(1024..=(1 << 30)))]
     max_body: u64,
@@ -39,13 +40,16 @@ pub struct ServeArgs {
     workers: Option<u16>,
 }
 
-pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
+/// Runs the server; `color` (from `--color`, NO_COLOR and whether stderr
+/// is a terminal) decides whether the log has ANSI colours.
+pub fn run(args: ServeArgs, color: bool) -> anyhow::Result<u8> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("REIN_LOG").unwrap_or_else(|_| "info".into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(color)
         .try_init();
-    let mut config = rein_server::ServerConfig::new(args.policy, args.db);
+    let mut config = rein_server::ServerConfig::new(args.policy.paths(), args.db);
     config.listen = args.listen;
     config.tokens_path = args.tokens;
     config.hmac_key_path = args.audit_key;
@@ -56,4 +60,39 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
         .build()?;
     rt.block_on(rein_server::run(config))?;
     Ok(EXIT_ALLOW)
+}
+
+/// A `--listen` value: an IP address and port; `localhost:PORT` and a bare
+/// port mean loopback (a bare port never means every interface).
+fn listen_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let port = text.strip_prefix("localhost:").unwrap_or(text);
+    match port.parse::<u16>() {
+        Ok(port) => Ok(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port))),
+        Err(_) => Err(
+            "must be IP:PORT (127.0.0.1:8700, or 0.0.0.0:8700 for every interface), localhost:PORT \
+                       or a port"
+                .to_string(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_takes_an_address_localhost_or_a_port() {
+        let ok = |t: &str| listen_addr(t).unwrap().to_string();
+        assert_eq!(ok("127.0.0.1:8700"), "127.0.0.1:8700");
+        assert_eq!(ok("0.0.0.0:9000"), "0.0.0.0:9000");
+        assert_eq!(ok("[::1]:8700"), "[::1]:8700");
+        assert_eq!(ok("localhost:8701"), "127.0.0.1:8701");
+        assert_eq!(ok("8702"), "127.0.0.1:8702");
+        for bad in ["", "host:80", "8700x", "70000", "localhost", ":8700"] {
+            assert!(listen_addr(bad).is_err(), "{bad}");
+        }
+    }
 }

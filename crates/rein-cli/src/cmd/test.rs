@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
 pub struct TestArgs {
-    /// Test files, or directories searched for `*.test.yaml` / `*.test.yml`.
+    /// Test files, or directories searched for `*.test.yaml` / `*.test.yml`
+    /// (a test file names its policy; give the tests, not the policy).
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
     /// Also list the cases that passed.
@@ -35,6 +36,17 @@ pub fn run(args: TestArgs, color: bool) -> anyhow::Result<u8> {
         let shown = file.display();
         let test = match read_test_file(file) {
             Ok(t) => t,
+            Err(_) if file.is_file() && !is_test_file_name(file) => {
+                // Most likely a policy given where its tests were meant:
+                // say so, rather than list every key of the policy as an
+                // error of a test file.
+                println!(
+                    "FAIL {shown}: not a test file (a test file is named *.test.yaml and has `policy:` and \
+                     `cases:`); to check a policy, run `rein validate {shown}`"
+                );
+                failed += 1;
+                continue;
+            }
             Err(e) => {
                 eprint!("{}", e.render(color));
                 println!("FAIL {shown}: the test file did not load");
@@ -73,6 +85,12 @@ pub fn run(args: TestArgs, color: bool) -> anyhow::Result<u8> {
     Ok(if failed == 0 { EXIT_ALLOW } else { EXIT_BLOCK })
 }
 
+/// Whether `path` is named as a test file (`*.test.yaml`, `*.test.yml`).
+fn is_test_file_name(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    name.ends_with(".test.yaml") || name.ends_with(".test.yml")
+}
+
 fn find_tests(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) {
     if depth > 16 {
         return;
@@ -82,10 +100,9 @@ fn find_tests(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) {
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         if path.is_dir() {
             find_tests(&path, out, depth + 1);
-        } else if name.ends_with(".test.yaml") || name.ends_with(".test.yml") {
+        } else if is_test_file_name(&path) {
             out.push(path);
         }
     }

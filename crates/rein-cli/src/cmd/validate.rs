@@ -1,18 +1,13 @@
 //! `rein validate`
 
 use super::actra::{ActraArgs, LoadFailed};
-use super::{Format, EXIT_ALLOW, EXIT_USAGE};
+use super::{Format, PolicyArgs, EXIT_ALLOW, EXIT_USAGE};
 use clap::Args;
-use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct ValidateArgs {
-    /// Policy files or directories to load together.
-    #[arg(value_name = "POLICY", required_unless_present = "policy_flag")]
-    policy: Vec<PathBuf>,
-    /// Policy files, as an option (the form used with `--actra-schema`).
-    #[arg(long = "policy", short = 'p', id = "policy_flag", value_name = "POLICY")]
-    policy_flag: Vec<PathBuf>,
+    #[command(flatten)]
+    policy: PolicyArgs,
     #[command(flatten)]
     actra: ActraArgs,
     /// How to print diagnostics (on stderr).
@@ -21,17 +16,21 @@ pub struct ValidateArgs {
 }
 
 pub fn run(args: ValidateArgs, color: bool) -> anyhow::Result<u8> {
-    let paths = [args.policy, args.policy_flag].concat();
-    match super::actra::load(&paths, &args.actra, color, args.format) {
+    match super::actra::load(&args.policy.paths(), &args.actra, color, args.format) {
         Ok(policy) => {
             let actions = policy.actions().count();
+            // The author's `version:` label beside the hash of the texts,
+            // which is what decisions and audit records carry.
+            let version = match policy.version_label() {
+                Some(label) => format!("`{}` ({})", super::printable(label), policy.version()),
+                None => policy.version().to_string(),
+            };
             println!(
-                "ok: {actions} action{}, {} rule{}, default `{}`, version {}",
+                "ok: {actions} action{}, {} rule{}, default `{}`, version {version}",
                 plural(actions),
                 policy.rule_count(),
                 plural(policy.rule_count()),
                 policy.default_effect(rein_engine::Phase::Before),
-                policy.version()
             );
             Ok(EXIT_ALLOW)
         }
