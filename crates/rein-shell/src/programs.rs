@@ -1571,7 +1571,10 @@ pub(crate) fn read(program: &str, words: &[WordInfo]) -> Reading {
         r.operands = generic_operands(&args);
     }
     for (name, value) in &parsed.options {
-        let Some(value) = value else { continue };
+        // `-` is standard input or output, not a file.
+        let Some(value) = value.as_ref().filter(|v| *v != "-") else {
+            continue;
+        };
         if g.write_values.contains(&name.as_str()) {
             r.writes.push(value.clone());
             r.operands.push(value.clone());
@@ -2814,10 +2817,11 @@ fn sed_script(script: &str) -> Result<SedFiles, SedProblem> {
         i += 1;
         match cmd {
             '{' | '}' | '=' | 'd' | 'D' | 'g' | 'G' | 'h' | 'H' | 'n' | 'N' | 'p' | 'P' | 'x' | 'z' | 'F' => {}
-            '#' | ':' => {
+            '#' => {
                 rest_of_line(&mut i);
             }
-            'b' | 't' | 'T' => {
+            // GNU sed ends a label at `;` too (`:a;N;$!ba`).
+            ':' | 'b' | 't' | 'T' => {
                 while at(i).is_some_and(|c| c != ';' && c != '\n' && c != '}') {
                     i += 1;
                 }
@@ -2913,8 +2917,8 @@ fn awk_runs(text: &str) -> Option<String> {
     if code.contains("getline") {
         return Some("the program reads with getline".to_owned());
     }
-    if code.contains("@load") || code.contains("@include") {
-        return Some("the program loads an extension or another file".to_owned());
+    if code.contains('@') {
+        return Some("the program loads an extension or another file, or calls a function by name (@)".to_owned());
     }
     if prints_to_file(&code) {
         return Some("the program prints to a file".to_owned());
@@ -2966,6 +2970,8 @@ mod tests {
         assert!(sed_script("s/a/b/g; /^#/d; 1,3p").is_ok());
         assert!(sed_script("s|e|x|g").is_ok());
         assert!(sed_script("y/abc/xyz/").is_ok());
+        assert!(sed_script(":a;N;$!ba;s/\\n/ /g").is_ok());
+        assert!(matches!(sed_script(":a;1e id"), Err(SedProblem::Runs(_))));
         assert!(matches!(sed_script("s/a/b"), Err(SedProblem::Unreadable)));
     }
 
@@ -2978,6 +2984,7 @@ mod tests {
         assert!(awk_runs("{ \"date\" | getline d }").is_some());
         assert!(awk_runs("{ print > \"/etc/x\" }").is_some());
         assert!(awk_runs("{ print \"|\" }").is_none());
+        assert!(awk_runs("BEGIN { f = \"system\"; @f(\"id\") }").is_some());
         assert!(awk_runs("a || b { print }").is_none());
         assert!(awk_runs("$3 > 100 { print $1 }").is_none());
         assert!(awk_runs("{ print ($1 > 2) }").is_none());
