@@ -215,7 +215,9 @@ pub struct Part {
     /// URL` → `F`; `dd if=A of=B` → `A`, `B`; `find` start paths); for
     /// any other program, every argument that does not start with `-`, the
     /// value of a `--opt=value` that looks like a path, and everything after
-    /// `--` (more operands rather than fewer).
+    /// `--` (more operands rather than fewer). With `dynamic_args` the
+    /// program receives arguments that are not listed (`xargs`, `find
+    /// -exec … {}`, `parallel`), or an operand holds an expansion.
     pub operands: Vec<String>,
     /// The program is in the table of programs whose argument grammar the
     /// analysis knows (see the crate documentation), and every option it is

@@ -1562,7 +1562,12 @@ pub(crate) fn read(program: &str, words: &[WordInfo]) -> Reading {
     let Some(g) = grammar(program) else {
         return unknown();
     };
-    let parsed = parse(g, words);
+    let (words, extra_files) = if program == "jq" {
+        jq_named_arguments(words)
+    } else {
+        (words.to_vec(), Vec::new())
+    };
+    let parsed = parse(g, &words);
     let mut r = Reading {
         known: parsed.known,
         ..Reading::default()
@@ -1607,7 +1612,7 @@ pub(crate) fn read(program: &str, words: &[WordInfo]) -> Reading {
     let leading: Vec<&String> = parsed.positional.iter().take(skip).collect();
     let files: Vec<String> = parsed.positional.iter().skip(skip).cloned().collect();
     if parsed.known && !g.no_files {
-        if files.is_empty() && g.default_dot && !(program == "rg" && given) {
+        if files.is_empty() && g.default_dot {
             r.operands.push(".".to_owned());
         }
         r.operands.extend(files.iter().cloned());
@@ -1753,7 +1758,38 @@ pub(crate) fn read(program: &str, words: &[WordInfo]) -> Reading {
     if parsed.dynamic_option {
         r.known = false;
     }
+    r.operands.extend(extra_files);
     r
+}
+
+/// jq's options with two values (`--arg NAME VALUE`, `--slurpfile NAME
+/// FILE`) taken out of `words`, with the files they name; after `--args`
+/// or `--jsonargs` the words are values, not files.
+fn jq_named_arguments(words: &[WordInfo]) -> (Vec<WordInfo>, Vec<String>) {
+    let mut kept = Vec::new();
+    let mut files = Vec::new();
+    let mut i = 0;
+    while let Some(w) = words.get(i) {
+        match w.literal.as_str() {
+            "--arg" | "--argjson" => i += 3,
+            "--slurpfile" | "--rawfile" => {
+                if let Some(f) = words.get(i + 2) {
+                    files.push(f.literal.clone());
+                }
+                i += 3;
+            }
+            "--args" | "--jsonargs" => {
+                // The filter and files may come before; what follows are
+                // positional values.
+                break;
+            }
+            _ => {
+                kept.push(w.clone());
+                i += 1;
+            }
+        }
+    }
+    (kept, files)
 }
 
 fn option_text(name: &str) -> String {

@@ -169,6 +169,10 @@ fn operands_follow_each_grammar() {
     known("du -sh ~/.cache", &["~/.cache"]);
     known("jq .a f.json", &["f.json"]);
     known("jq -r -f prog.jq f.json", &["prog.jq", "f.json"]);
+    known("jq --arg k v --argjson n 1 '.[$k]' f.json", &["f.json"]);
+    known("jq --rawfile key ~/.ssh/id_rsa -n '$key'", &["~/.ssh/id_rsa"]);
+    known("jq -n '$ARGS' --args a b", &[]);
+    known("rg -e foo", &["."]);
     known("stat -c %s f", &["f"]);
     known("rm -rf build/../.git", &["build/../.git"]);
     known("rm -- -weird", &["-weird"]);
