@@ -1792,6 +1792,17 @@ fn jq_named_arguments(words: &[WordInfo]) -> (Vec<WordInfo>, Vec<String>) {
     (kept, files)
 }
 
+/// A word that is not literal and may expand to something starting with
+/// `-`, read by the program as an option: `$X`, `"$f"`, `*` (a file named
+/// `--checkpoint-action=exec=sh x` makes `tar cf a.tar *` run it), `{-a,b}`.
+/// `./*`, `src/*.rs` and `"./$f"` cannot.
+fn may_be_option(w: &WordInfo) -> bool {
+    !w.is_literal()
+        && !w
+            .literal
+            .starts_with(|c: char| c.is_alphanumeric() || matches!(c, '.' | '/' | '~' | '_'))
+}
+
 fn option_text(name: &str) -> String {
     if name.chars().count() == 1 {
         format!("-{name}")
@@ -1828,6 +1839,11 @@ fn parse(g: &Grammar, words: &[WordInfo]) -> Parsed {
         i += 1;
         let text = w.literal.as_str();
         if options_end || !text.starts_with('-') || text == "-" {
+            // `echo $X`: only text can come of it.
+            let harmless = g.no_files && g.short_value.is_empty() && g.long_value.is_empty();
+            if !options_end && !harmless && may_be_option(w) {
+                p.dynamic_option = true;
+            }
             if text != "-" || options_end {
                 p.positional.push(text.to_owned());
             }
@@ -1921,6 +1937,9 @@ fn find(words: &[WordInfo]) -> Reading {
         let t = w.literal.as_str();
         if t.starts_with('-') || t == "(" || t == "!" || t == ")" || t == "," {
             break;
+        }
+        if may_be_option(w) {
+            r.known = false;
         }
         r.operands.push(t.to_owned());
         i += 1;
@@ -2149,6 +2168,9 @@ fn tar(words: &[WordInfo]) -> Reading {
         i += 1;
         let t = w.literal.as_str();
         if options_end || !t.starts_with('-') || t == "-" {
+            if !options_end && may_be_option(w) {
+                r.known = false;
+            }
             positional.push(t.to_owned());
             continue;
         }
@@ -2252,6 +2274,30 @@ const GIT_SAFE_CONFIG: &[&str] = &[
     "column.ui",
     "log.decorate",
     "advice.detachedhead",
+];
+
+/// Options of git's subcommands that take the next word as a value which
+/// names no file.
+const GIT_VALUE_OPTIONS: &[&str] = &[
+    "-m",
+    "--message",
+    "--author",
+    "--date",
+    "-b",
+    "-B",
+    "--format",
+    "--pretty",
+    "-n",
+    "--max-count",
+    "--since",
+    "--until",
+    "--grep",
+    "-S",
+    "-G",
+    "--branch",
+    "--depth",
+    "--origin",
+    "--onto",
 ];
 
 /// git subcommands whose options the analysis reads for programs they run.
@@ -2423,6 +2469,9 @@ fn git(words: &[WordInfo]) -> Reading {
         k += 1;
         let t = w.literal.as_str();
         if options_end || !t.starts_with('-') {
+            if !options_end && may_be_option(w) {
+                r.known = false;
+            }
             if sub_name == "submodule" && runs.contains(&t) || sub_name == "bisect" && t == "run" {
                 r.runs = Some(format!("git {sub_name} {t} runs a command"));
             }
@@ -2439,6 +2488,14 @@ fn git(words: &[WordInfo]) -> Reading {
         } else {
             t.get(..2).unwrap_or(t)
         };
+        // Options of the common subcommands whose value is the next word
+        // (`commit -m "$(cat <<'EOF' …)"`): text, not files or options.
+        let cluster_last = (!t.starts_with("--") && t.len() > 2 && t.chars().skip(1).all(|c| c.is_ascii_alphabetic()))
+            .then(|| format!("-{}", t.chars().last().unwrap_or_default()));
+        if GIT_VALUE_OPTIONS.contains(&t) || cluster_last.is_some_and(|o| GIT_VALUE_OPTIONS.contains(&o.as_str())) {
+            k += 1;
+            continue;
+        }
         if runs.contains(&name) || (sub_name == "rebase" && t.starts_with("-x")) {
             r.runs = Some(format!("git {sub_name} {name} runs a program"));
         }

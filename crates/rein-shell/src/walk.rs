@@ -1282,6 +1282,13 @@ impl Walker {
                 .skip(1)
                 .any(|w| matches!(w.literal.as_str(), "--version" | "--help"));
             if from_stdin && !asks_version {
+                let foreign = match &ctx.stdin_doc {
+                    Some(Ok(script)) => foreign_syntax(program, script),
+                    _ => None,
+                };
+                if let Some(reason) = foreign {
+                    return self.not_understood(part, reason);
+                }
                 return match &ctx.stdin_doc {
                     Some(Ok(script)) if program != "fish" => {
                         let mut c = ctx.with_via(format!("{program} <<"));
