@@ -1,5 +1,6 @@
-//! The shell analysis never panics or overflows its stack, on any text, and
-//! its summary agrees with its parts.
+//! The shell analysis never panics or overflows its stack, on any text, its
+//! summary agrees with its parts, it keeps at most `MAX_PARTS` of them, and
+//! a part without a known directory is not understood.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -19,7 +20,10 @@ fuzz_target!(init: {
     let a = rein_shell::analyze(text);
     assert_eq!(a.understood, a.parts.iter().all(|p| p.understood));
     assert_eq!(a.problems.len(), a.parts.iter().filter(|p| !p.understood).count());
+    assert!(a.parts.len() <= rein_shell::MAX_PARTS);
     for p in &a.parts {
         assert_eq!(p.understood, p.reason.is_none());
+        // A part whose directory cannot be known is not understood.
+        assert!(!p.dirs.is_empty() || !p.understood);
     }
 });

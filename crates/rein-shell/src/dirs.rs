@@ -248,6 +248,13 @@ fn popd(words: &[WordInfo], before: &Dirs) -> Result<Dirs, String> {
     }))
 }
 
+/// Builtins a function of the same name would replace, so that a later
+/// `cd` no longer changes the directory (or changes it elsewhere).
+pub(crate) const SHADOWED_BUILTINS: &[&str] = &[
+    "cd", "pushd", "popd", "dirs", "builtin", "command", "eval", "source", ".", "exec", "enable", "set", "shopt",
+    "export", "declare", "typeset", "local", "readonly", "unset", "read", "printf", "hash",
+];
+
 /// Variables whose value changes where `cd` or `~` lead.
 pub(crate) const DIR_VARIABLES: &[&str] = &["HOME", "CDPATH", "PWD", "OLDPWD"];
 
@@ -328,9 +335,12 @@ pub(crate) fn changes_dir_rules(program: &str, args: &[String], assigned: &[Stri
     }
     match program {
         "export" | "declare" | "typeset" | "local" | "readonly" | "read" | "printf" | "unset" | "getopts"
-        | "mapfile" | "readarray" | "let" | "eval" | "alias" | "hash" | "enable" => args
+        | "mapfile" | "readarray" | "let" | "eval" | "alias" | "hash" => args
             .iter()
             .find_map(|a| special(a).map(|why| format!("{program} {a} changes a variable {why}"))),
+        // `enable -n cd` makes `cd` the external program, which changes
+        // nothing.
+        "enable" => Some("enable changes which builtins later commands run".to_owned()),
         "shopt" if args.iter().any(|a| a == "cdable_vars" || a == "autocd") => {
             Some("shopt changes what cd does".to_owned())
         }

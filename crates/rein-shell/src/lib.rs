@@ -87,9 +87,13 @@
 //! - **`known` is an allowlist**: true only for a program in
 //!   [`KNOWN_PROGRAMS`] (read-only tools, file-changing tools, git, build
 //!   and test tools, the shell builtins that name no files) whose every
-//!   option is in its grammar. An unknown option, a `sed -f`/`awk -f`
-//!   script file, `find -delete`, `curl -K`, `git` with an unknown
-//!   subcommand or alias: not known. Build tools (`cargo`, `npm`, `make`…)
+//!   option is in its grammar, named by its name or from a system directory
+//!   (`./ls` is not `ls`). An unknown option, a `sed -f`/`awk -f` script
+//!   file, `find -delete`, `curl -K`, `git` with an unknown subcommand or
+//!   alias, and an argument that may expand to an option before `--` (`$X`,
+//!   `"$f"`, `*`, `{-a,b}`: a file named `--checkpoint-action=exec=…`
+//!   turns `tar cf a.tar *` into code; `./*` and `src/*.rs` cannot): not
+//!   known. Build tools (`cargo`, `npm`, `make`…)
 //!   are known by name; they run the project's code, and the policy decides
 //!   which subcommands it allows.
 //! - **`operands` are the arguments that name files**, as written: by the
@@ -140,7 +144,9 @@
 //! - Where brush-parser and bash disagree on syntax not covered by the
 //!   corpus and the differential test, a command may split differently.
 //!   Shells other than bash read their `-c` strings with bash's grammar
-//!   (`fish -c` only when the string is plain words and separators).
+//!   (`fish -c` only when the string is plain words and separators; a
+//!   POSIX `sh -c` or `dash` string with `((` is not understood, as dash
+//!   runs it as subshells).
 //!
 //! # Parser
 //!
@@ -215,7 +221,9 @@ pub struct Part {
     /// URL` → `F`; `dd if=A of=B` → `A`, `B`; `find` start paths); for
     /// any other program, every argument that does not start with `-`, the
     /// value of a `--opt=value` that looks like a path, and everything after
-    /// `--` (more operands rather than fewer).
+    /// `--` (more operands rather than fewer). With `dynamic_args` the
+    /// program receives arguments that are not listed (`xargs`, `find
+    /// -exec … {}`, `parallel`), or an operand holds an expansion.
     pub operands: Vec<String>,
     /// The program is in the table of programs whose argument grammar the
     /// analysis knows (see the crate documentation), and every option it is

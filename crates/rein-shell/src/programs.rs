@@ -1562,7 +1562,12 @@ pub(crate) fn read(program: &str, words: &[WordInfo]) -> Reading {
     let Some(g) = grammar(program) else {
         return unknown();
     };
-    let parsed = parse(g, words);
+    let (words, extra_files) = if program == "jq" {
+        jq_named_arguments(words)
+    } else {
+        (words.to_vec(), Vec::new())
+    };
+    let parsed = parse(g, &words);
     let mut r = Reading {
         known: parsed.known,
         ..Reading::default()
@@ -1571,7 +1576,10 @@ pub(crate) fn read(program: &str, words: &[WordInfo]) -> Reading {
         r.operands = generic_operands(&args);
     }
     for (name, value) in &parsed.options {
-        let Some(value) = value else { continue };
+        // `-` is standard input or output, not a file.
+        let Some(value) = value.as_ref().filter(|v| *v != "-") else {
+            continue;
+        };
         if g.write_values.contains(&name.as_str()) {
             r.writes.push(value.clone());
             r.operands.push(value.clone());
@@ -1604,7 +1612,7 @@ pub(crate) fn read(program: &str, words: &[WordInfo]) -> Reading {
     let leading: Vec<&String> = parsed.positional.iter().take(skip).collect();
     let files: Vec<String> = parsed.positional.iter().skip(skip).cloned().collect();
     if parsed.known && !g.no_files {
-        if files.is_empty() && g.default_dot && !(program == "rg" && given) {
+        if files.is_empty() && g.default_dot {
             r.operands.push(".".to_owned());
         }
         r.operands.extend(files.iter().cloned());
@@ -1750,7 +1758,49 @@ pub(crate) fn read(program: &str, words: &[WordInfo]) -> Reading {
     if parsed.dynamic_option {
         r.known = false;
     }
+    r.operands.extend(extra_files);
     r
+}
+
+/// jq's options with two values (`--arg NAME VALUE`, `--slurpfile NAME
+/// FILE`) taken out of `words`, with the files they name; after `--args`
+/// or `--jsonargs` the words are values, not files.
+fn jq_named_arguments(words: &[WordInfo]) -> (Vec<WordInfo>, Vec<String>) {
+    let mut kept = Vec::new();
+    let mut files = Vec::new();
+    let mut i = 0;
+    while let Some(w) = words.get(i) {
+        match w.literal.as_str() {
+            "--arg" | "--argjson" => i += 3,
+            "--slurpfile" | "--rawfile" => {
+                if let Some(f) = words.get(i + 2) {
+                    files.push(f.literal.clone());
+                }
+                i += 3;
+            }
+            "--args" | "--jsonargs" => {
+                // The filter and files may come before; what follows are
+                // positional values.
+                break;
+            }
+            _ => {
+                kept.push(w.clone());
+                i += 1;
+            }
+        }
+    }
+    (kept, files)
+}
+
+/// A word that is not literal and may expand to something starting with
+/// `-`, read by the program as an option: `$X`, `"$f"`, `*` (a file named
+/// `--checkpoint-action=exec=sh x` makes `tar cf a.tar *` run it), `{-a,b}`.
+/// `./*`, `src/*.rs` and `"./$f"` cannot.
+fn may_be_option(w: &WordInfo) -> bool {
+    !w.is_literal()
+        && !w
+            .literal
+            .starts_with(|c: char| c.is_alphanumeric() || matches!(c, '.' | '/' | '~' | '_'))
 }
 
 fn option_text(name: &str) -> String {
@@ -1789,6 +1839,11 @@ fn parse(g: &Grammar, words: &[WordInfo]) -> Parsed {
         i += 1;
         let text = w.literal.as_str();
         if options_end || !text.starts_with('-') || text == "-" {
+            // `echo $X`: only text can come of it.
+            let harmless = g.no_files && g.short_value.is_empty() && g.long_value.is_empty();
+            if !options_end && !harmless && may_be_option(w) {
+                p.dynamic_option = true;
+            }
             if text != "-" || options_end {
                 p.positional.push(text.to_owned());
             }
@@ -1882,6 +1937,9 @@ fn find(words: &[WordInfo]) -> Reading {
         let t = w.literal.as_str();
         if t.starts_with('-') || t == "(" || t == "!" || t == ")" || t == "," {
             break;
+        }
+        if may_be_option(w) {
+            r.known = false;
         }
         r.operands.push(t.to_owned());
         i += 1;
@@ -2110,6 +2168,9 @@ fn tar(words: &[WordInfo]) -> Reading {
         i += 1;
         let t = w.literal.as_str();
         if options_end || !t.starts_with('-') || t == "-" {
+            if !options_end && may_be_option(w) {
+                r.known = false;
+            }
             positional.push(t.to_owned());
             continue;
         }
@@ -2213,6 +2274,30 @@ const GIT_SAFE_CONFIG: &[&str] = &[
     "column.ui",
     "log.decorate",
     "advice.detachedhead",
+];
+
+/// Options of git's subcommands that take the next word as a value which
+/// names no file.
+const GIT_VALUE_OPTIONS: &[&str] = &[
+    "-m",
+    "--message",
+    "--author",
+    "--date",
+    "-b",
+    "-B",
+    "--format",
+    "--pretty",
+    "-n",
+    "--max-count",
+    "--since",
+    "--until",
+    "--grep",
+    "-S",
+    "-G",
+    "--branch",
+    "--depth",
+    "--origin",
+    "--onto",
 ];
 
 /// git subcommands whose options the analysis reads for programs they run.
@@ -2384,6 +2469,9 @@ fn git(words: &[WordInfo]) -> Reading {
         k += 1;
         let t = w.literal.as_str();
         if options_end || !t.starts_with('-') {
+            if !options_end && may_be_option(w) {
+                r.known = false;
+            }
             if sub_name == "submodule" && runs.contains(&t) || sub_name == "bisect" && t == "run" {
                 r.runs = Some(format!("git {sub_name} {t} runs a command"));
             }
@@ -2400,6 +2488,14 @@ fn git(words: &[WordInfo]) -> Reading {
         } else {
             t.get(..2).unwrap_or(t)
         };
+        // Options of the common subcommands whose value is the next word
+        // (`commit -m "$(cat <<'EOF' …)"`): text, not files or options.
+        let cluster_last = (!t.starts_with("--") && t.len() > 2 && t.chars().skip(1).all(|c| c.is_ascii_alphabetic()))
+            .then(|| format!("-{}", t.chars().last().unwrap_or_default()));
+        if GIT_VALUE_OPTIONS.contains(&t) || cluster_last.is_some_and(|o| GIT_VALUE_OPTIONS.contains(&o.as_str())) {
+            k += 1;
+            continue;
+        }
         if runs.contains(&name) || (sub_name == "rebase" && t.starts_with("-x")) {
             r.runs = Some(format!("git {sub_name} {name} runs a program"));
         }
@@ -2814,10 +2910,11 @@ fn sed_script(script: &str) -> Result<SedFiles, SedProblem> {
         i += 1;
         match cmd {
             '{' | '}' | '=' | 'd' | 'D' | 'g' | 'G' | 'h' | 'H' | 'n' | 'N' | 'p' | 'P' | 'x' | 'z' | 'F' => {}
-            '#' | ':' => {
+            '#' => {
                 rest_of_line(&mut i);
             }
-            'b' | 't' | 'T' => {
+            // GNU sed ends a label at `;` too (`:a;N;$!ba`).
+            ':' | 'b' | 't' | 'T' => {
                 while at(i).is_some_and(|c| c != ';' && c != '\n' && c != '}') {
                     i += 1;
                 }
@@ -2913,8 +3010,8 @@ fn awk_runs(text: &str) -> Option<String> {
     if code.contains("getline") {
         return Some("the program reads with getline".to_owned());
     }
-    if code.contains("@load") || code.contains("@include") {
-        return Some("the program loads an extension or another file".to_owned());
+    if code.contains('@') {
+        return Some("the program loads an extension or another file, or calls a function by name (@)".to_owned());
     }
     if prints_to_file(&code) {
         return Some("the program prints to a file".to_owned());
@@ -2966,6 +3063,8 @@ mod tests {
         assert!(sed_script("s/a/b/g; /^#/d; 1,3p").is_ok());
         assert!(sed_script("s|e|x|g").is_ok());
         assert!(sed_script("y/abc/xyz/").is_ok());
+        assert!(sed_script(":a;N;$!ba;s/\\n/ /g").is_ok());
+        assert!(matches!(sed_script(":a;1e id"), Err(SedProblem::Runs(_))));
         assert!(matches!(sed_script("s/a/b"), Err(SedProblem::Unreadable)));
     }
 
@@ -2978,6 +3077,7 @@ mod tests {
         assert!(awk_runs("{ \"date\" | getline d }").is_some());
         assert!(awk_runs("{ print > \"/etc/x\" }").is_some());
         assert!(awk_runs("{ print \"|\" }").is_none());
+        assert!(awk_runs("BEGIN { f = \"system\"; @f(\"id\") }").is_some());
         assert!(awk_runs("a || b { print }").is_none());
         assert!(awk_runs("$3 > 100 { print $1 }").is_none());
         assert!(awk_runs("{ print ($1 > 2) }").is_none());

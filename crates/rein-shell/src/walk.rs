@@ -602,7 +602,11 @@ impl Walker {
                 let c = self.enclosing_redirects(src, f.body.1.as_ref(), &c);
                 self.compound(src, &f.body.0, &c);
                 let after = std::mem::replace(&mut self.dirs, before.clone());
-                if after != before {
+                if dirs::SHADOWED_BUILTINS.contains(&name.as_str()) {
+                    self.dirs = Dirs::Unknown(format!(
+                        "a function named {name} changes what later `{name}` commands do"
+                    ));
+                } else if after != before {
                     self.dirs = Dirs::Unknown(format!(
                         "the function {name} changes the working directory, and where it is called from cannot be \
                          told"
@@ -1278,6 +1282,13 @@ impl Walker {
                 .skip(1)
                 .any(|w| matches!(w.literal.as_str(), "--version" | "--help"));
             if from_stdin && !asks_version {
+                let foreign = match &ctx.stdin_doc {
+                    Some(Ok(script)) => foreign_syntax(program, script),
+                    _ => None,
+                };
+                if let Some(reason) = foreign {
+                    return self.not_understood(part, reason);
+                }
                 return match &ctx.stdin_doc {
                     Some(Ok(script)) if program != "fish" => {
                         let mut c = ctx.with_via(format!("{program} <<"));

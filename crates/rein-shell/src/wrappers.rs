@@ -924,6 +924,17 @@ pub(crate) fn foreign_syntax(program: &str, script: &str) -> Option<String> {
         "fish" if !script.chars().all(plain) => {
             Some("fish -c: fish reads quotes, parentheses and variables unlike bash".to_owned())
         }
+        // `((` opens an arithmetic command in bash, two subshells in a
+        // POSIX sh (dash runs `((rm x))`).
+        "sh" | "dash" | "ash" | "posh" | "yash"
+            if script
+                .match_indices("((")
+                .any(|(i, _)| !script.get(..i).is_some_and(|b| b.ends_with('$'))) =>
+        {
+            Some(format!(
+                "{program}: `((` is two subshells in a POSIX shell and arithmetic in bash"
+            ))
+        }
         // zsh glob qualifiers run code (`*(e:'cmd':)`, `*(+func)`).
         "zsh" if script.contains("(e") || script.contains("(+") || script.contains("=(") => {
             Some("zsh -c: a glob qualifier or =(…) the analysis does not read".to_owned())

@@ -216,6 +216,17 @@ fn functions_and_traps() {
     assert_eq!(dirs_of("f() { rm x; }; f", "rm x"), [""]);
     assert_eq!(dirs_of("cd /srv; f() { rm x; }; f", "rm x"), ["", "/srv"]);
     assert_eq!(dirs_of("f() { (cd /etc; rm a); }; f; rm b", "rm b"), [""]);
+    unknown_dir(
+        "function cd { :; }; cd /tmp && rm -rf .git",
+        "rm -rf .git",
+        "function named cd",
+    );
+    unknown_dir(
+        "popd() { :; }; pushd /tmp && popd && rm x",
+        "rm x",
+        "function named popd",
+    );
+    unknown_dir("enable -n cd; cd /tmp && rm -rf .git", "rm -rf .git", "enable");
     unknown_dir("trap 'rm x' EXIT; cd /etc", "rm x", "trap handler");
     unknown_dir("trap 'cd /etc' DEBUG; rm passwd", "rm passwd", "trap handler");
 }

@@ -169,6 +169,10 @@ fn operands_follow_each_grammar() {
     known("du -sh ~/.cache", &["~/.cache"]);
     known("jq .a f.json", &["f.json"]);
     known("jq -r -f prog.jq f.json", &["prog.jq", "f.json"]);
+    known("jq --arg k v --argjson n 1 '.[$k]' f.json", &["f.json"]);
+    known("jq --rawfile key ~/.ssh/id_rsa -n '$key'", &["~/.ssh/id_rsa"]);
+    known("jq -n '$ARGS' --args a b", &[]);
+    known("rg -e foo", &["."]);
     known("stat -c %s f", &["f"]);
     known("rm -rf build/../.git", &["build/../.git"]);
     known("rm -- -weird", &["-weird"]);
@@ -208,6 +212,9 @@ fn operands_follow_each_grammar() {
     known("git status", &[]);
     known("git add src/a.rs", &["src/a.rs"]);
     known("git log --output=/tmp/x", &["/tmp/x"]);
+    known("git commit -am \"$MSG\"", &[]);
+    known("git checkout -b feature/x", &[]);
+    known("git format-patch -o out HEAD~1", &["out", "HEAD~1"]);
     known("git --work-tree=/etc status", &["/etc"]);
     known("cd /etc", &["/etc"]);
     known("export A=1", &[]);
@@ -215,6 +222,16 @@ fn operands_follow_each_grammar() {
     known("cargo test -p x", &["test", "x"]);
     known("npm run build", &["run", "build"]);
     known("python3 -m pytest tests/", &["tests/"]);
+}
+
+/// How coding agents write commit messages: a known git commit whose
+/// message (an option value) is no operand.
+#[test]
+fn commit_messages_from_here_documents() {
+    let a = analyze("git commit -m \"$(cat <<'EOF'\nfix: x (y)\nEOF\n)\"");
+    assert!(a.understood, "{a:#?}");
+    let git = part_of(&a, "git");
+    assert!(git.known && git.operands.is_empty(), "{git:#?}");
 }
 
 #[test]
@@ -242,6 +259,35 @@ fn options_a_grammar_does_not_know_make_the_program_unknown() {
         let a = analyze(c);
         let p = a.parts.first().unwrap();
         assert!(!p.known, "{c}: {p:#?}");
+    }
+    // Words that may expand to options (wildcard injection: a file named
+    // `--checkpoint-action=exec=sh x`), unless after `--` or starting with
+    // a literal character.
+    for c in [
+        "tar cf a.tar *",
+        "sort $OPTS f",
+        "cat \"$f\"",
+        "rm -f *.o",
+        "chmod 644 *",
+        "grep x ?*",
+        "git add *",
+        "find * -name x",
+        "ls {-a,b}",
+    ] {
+        let a = analyze(c);
+        assert!(!a.parts[0].known, "{c}: {a:#?}");
+    }
+    for c in [
+        "rm -f ./*.o",
+        "cat src/*.rs",
+        "cat -- \"$f\"",
+        "rm -- *",
+        "cat \"./$f\"",
+        "git add -- *",
+        "ls ~/*",
+    ] {
+        let a = analyze(c);
+        assert!(a.parts[0].known, "{c}: {a:#?}");
     }
     // Programs not in the table are never known; their operands are read
     // generously.
@@ -435,6 +481,10 @@ fn wrappers_that_cannot_be_seen_through_are_not_understood() {
     refused("script", "interactive shell");
     refused("fish -c 'echo (rm -rf ~)'", "fish");
     refused("zsh -c 'ls *(e:\"rm -rf ~\":)'", "glob qualifier");
+    refused("sh -c '((rm -rf ~))'", "POSIX shell");
+    refused("dash <<'E'\n((rm -rf ~))\nE", "POSIX shell");
+    let a = analyze("sh -c 'echo $((1+2))'");
+    assert!(a.understood, "{a:#?}");
 }
 
 // --- the cap on parts

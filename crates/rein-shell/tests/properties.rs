@@ -1,19 +1,137 @@
 //! Properties of the analysis over generated command lines.
 
 use proptest::prelude::*;
-use rein_shell::{analyze, Analysis};
+use rein_shell::{analyze, Analysis, MAX_PARTS};
 
 /// Names that are plain programs: not reserved words, wrappers, shells or
 /// builtins the analysis treats specially.
 fn program() -> impl Strategy<Value = String> {
     "[a-z][a-z0-9_-]{0,7}".prop_filter("a plain program", |p| {
         ![
-            "if", "then", "else", "elif", "fi", "do", "done", "case", "esac", "while", "until", "for", "in", "select",
-            "function", "time", "coproc", "sudo", "doas", "env", "timeout", "nice", "nohup", "command", "builtin",
-            "exec", "xargs", "setsid", "stdbuf", "ionice", "chroot", "sh", "bash", "zsh", "dash", "ksh", "mksh", "ash",
-            "rbash", "eval", "source", "trap", "find", "alias", "su",
+            "if",
+            "then",
+            "else",
+            "elif",
+            "fi",
+            "do",
+            "done",
+            "case",
+            "esac",
+            "while",
+            "until",
+            "for",
+            "in",
+            "select",
+            "function",
+            "time",
+            "coproc",
+            "sudo",
+            "doas",
+            "env",
+            "timeout",
+            "nice",
+            "nohup",
+            "command",
+            "builtin",
+            "exec",
+            "xargs",
+            "setsid",
+            "stdbuf",
+            "ionice",
+            "chroot",
+            "sh",
+            "bash",
+            "zsh",
+            "dash",
+            "ksh",
+            "mksh",
+            "ash",
+            "rbash",
+            "eval",
+            "source",
+            "trap",
+            "find",
+            "alias",
+            "su",
+            // Wrappers, shells and interpreters added with the known
+            // programs, builtins that assign variables or change the
+            // directory, and known programs that can be told to run code.
+            "taskset",
+            "flock",
+            "setpriv",
+            "chrt",
+            "unshare",
+            "prlimit",
+            "watch",
+            "parallel",
+            "script",
+            "busybox",
+            "toybox",
+            "fish",
+            "yash",
+            "posh",
+            "lksh",
+            "oksh",
+            "cd",
+            "pushd",
+            "popd",
+            "dirs",
+            "hash",
+            "enable",
+            "export",
+            "declare",
+            "typeset",
+            "local",
+            "readonly",
+            "read",
+            "printf",
+            "unset",
+            "getopts",
+            "mapfile",
+            "readarray",
+            "let",
+            "shopt",
+            "set",
+            "awk",
+            "gawk",
+            "mawk",
+            "nawk",
+            "sed",
+            "git",
+            "tar",
+            "rsync",
+            "sort",
+            "rg",
+            "install",
+            "wget",
+            "curl",
+            "make",
+            "perl",
+            "ruby",
+            "node",
+            "nodejs",
+            "php",
+            "lua",
+            "luajit",
+            "tclsh",
+            "wish",
+            "julia",
+            "deno",
+            "bun",
+            "osascript",
+            "pwsh",
+            "irb",
+            "jshell",
+            "groovy",
+            "guile",
+            "racket",
+            "sbcl",
+            "elixir",
+            "erl",
         ]
         .contains(&p.as_str())
+            && !p.starts_with("python")
+            && !p.starts_with("pypy")
     })
 }
 
@@ -56,6 +174,11 @@ fn consistent(a: &Analysis) -> bool {
     a.understood == a.parts.iter().all(|p| p.understood)
         && a.problems.len() == a.parts.iter().filter(|p| !p.understood).count()
         && a.parts.iter().all(|p| p.understood == p.reason.is_none())
+        && a.parts.len() <= MAX_PARTS
+        // A part whose directory is not known is not understood.
+        && a.parts.iter().all(|p| !p.dirs.is_empty() || !p.understood)
+        // Only a program whose name is literal can be known.
+        && a.parts.iter().all(|p| !p.known || !p.program.is_empty())
 }
 
 proptest! {
@@ -117,6 +240,22 @@ proptest! {
             prop_assert!(a.understood, "{}", line);
             prop_assert_eq!(calls(&a), vec![(p.clone(), args.clone())]);
         }
+    }
+
+    /// A literal `cd` followed by `&&` moves the next command there, and
+    /// a subshell keeps its `cd` to itself.
+    #[test]
+    fn cd_and_then_runs_in_the_directory(
+        dir in "[a-z0-9_.-]{1,8}(/[a-z0-9_-]{1,8}){0,2}",
+        (text, p, _) in simple(),
+    ) {
+        prop_assume!(dir != "-" && !dir.starts_with('-'));
+        let a = analyze(&format!("cd {dir} && {text}"));
+        prop_assert!(a.understood);
+        prop_assert_eq!(&a.parts[1].program, &p);
+        prop_assert_eq!(&a.parts[1].dirs, &vec![dir.clone()]);
+        let a = analyze(&format!("(cd {dir} && true); {text}"));
+        prop_assert_eq!(&a.parts[2].dirs, &vec![String::new()]);
     }
 
     /// Quoted arguments reach the program exactly.
