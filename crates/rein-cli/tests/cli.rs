@@ -525,3 +525,41 @@ fn init_policy_scaffolds_a_policy_that_validates_and_passes_its_tests() {
     let o = rein(&["test", target_arg], None);
     assert_eq!(stdout(&o).trim(), "7 passed, 0 failed");
 }
+
+/// A reader that stops early (`rein … | head`) gets no panic and no error
+/// message, and never exit 0: `check`'s and `explain`'s exit code is the
+/// decision, `test`'s whether the cases passed, so a closed pipe exits 141
+/// (SIGPIPE's code, as C tools report it), whatever the verdict was. The
+/// reading end of stdout is closed before the command runs.
+#[test]
+fn a_closed_stdout_is_never_success() {
+    let request = "examples/refund/request.json";
+    let commands: [&[&str]; 6] = [
+        &["check", REFUND, "-r", request],
+        &["explain", REFUND, "-r", request],
+        &["validate", REFUND],
+        &["test", "examples/refund"],
+        &["completions", "zsh"],
+        &[
+            "convert",
+            "--actra-schema",
+            "examples/actra/refund/schema.yaml",
+            "examples/actra/refund/policy.yaml",
+        ],
+    ];
+    for args in commands {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = Command::new(env!("CARGO_BIN_EXE_rein"))
+            .args(args)
+            .current_dir(repo())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(141), "{args:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o), "", "{args:?}");
+    }
+}

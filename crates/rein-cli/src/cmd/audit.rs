@@ -193,6 +193,7 @@ pub fn run(args: AuditArgs, color: bool) -> anyhow::Result<u8> {
                     }
                 }
             };
+            let mut out = std::io::stdout().lock();
             match verification {
                 Verification::Intact { records } => {
                     for (seq, hash) in &expect {
@@ -200,18 +201,20 @@ pub fn run(args: AuditArgs, color: bool) -> anyhow::Result<u8> {
                         match found {
                             Some(r) if r.hash == *hash => {}
                             Some(r) => {
-                                println!(
+                                writeln!(
+                                    out,
                                     "rewritten: record {seq} has the hash {}, not the kept {hash}: the log was \
                                      rewritten from there on (the chain itself is consistent)",
                                     r.hash
-                                );
+                                )?;
                                 return Ok(EXIT_BLOCK);
                             }
                             None => {
-                                println!(
+                                writeln!(
+                                    out,
                                     "rewritten: record {seq} (kept with hash {hash}) is gone: the log has \
                                      {records} records"
-                                );
+                                )?;
                                 return Ok(EXIT_BLOCK);
                             }
                         }
@@ -223,11 +226,11 @@ pub fn run(args: AuditArgs, color: bool) -> anyhow::Result<u8> {
                             None => String::new(),
                         },
                     };
-                    println!("ok: {records} records, chain intact{head}");
+                    writeln!(out, "ok: {records} records, chain intact{head}")?;
                     Ok(EXIT_ALLOW)
                 }
                 Verification::Broken { seq, problem } => {
-                    println!("broken at record {seq}: {problem}");
+                    writeln!(out, "broken at record {seq}: {problem}")?;
                     Ok(EXIT_BLOCK)
                 }
             }

@@ -52,8 +52,12 @@ pub fn run(args: InitPolicyArgs) -> anyhow::Result<u8> {
         write(path, text, args.force)?;
     }
     let dir = args.dir.display();
-    println!("wrote {dir}/policy.yaml and {dir}/policy.test.yaml");
-    println!("next: `rein validate {dir}` type-checks the policy, `rein test {dir}` runs its cases");
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "wrote {dir}/policy.yaml and {dir}/policy.test.yaml")?;
+    writeln!(
+        out,
+        "next: `rein validate {dir}` type-checks the policy, `rein test {dir}` runs its cases"
+    )?;
     Ok(EXIT_ALLOW)
 }
 

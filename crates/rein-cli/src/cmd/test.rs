@@ -3,6 +3,7 @@
 use super::{EXIT_ALLOW, EXIT_BLOCK};
 use clap::Args;
 use rein_engine::testing::{read_test_file, run_cases};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
@@ -17,6 +18,7 @@ pub struct TestArgs {
 }
 
 pub fn run(args: TestArgs, color: bool) -> anyhow::Result<u8> {
+    let mut out = std::io::stdout().lock();
     let mut files = Vec::new();
     for p in &args.paths {
         if p.is_dir() {
@@ -40,16 +42,17 @@ pub fn run(args: TestArgs, color: bool) -> anyhow::Result<u8> {
                 // Most likely a policy given where its tests were meant:
                 // say so, rather than list every key of the policy as an
                 // error of a test file.
-                println!(
+                writeln!(
+                    out,
                     "FAIL {shown}: not a test file (a test file is named *.test.yaml and has `policy:` and \
                      `cases:`); to check a policy, run `rein validate {shown}`"
-                );
+                )?;
                 failed += 1;
                 continue;
             }
             Err(e) => {
                 eprint!("{}", e.render(color));
-                println!("FAIL {shown}: the test file did not load");
+                writeln!(out, "FAIL {shown}: the test file did not load")?;
                 failed += 1;
                 continue;
             }
@@ -58,10 +61,11 @@ pub fn run(args: TestArgs, color: bool) -> anyhow::Result<u8> {
             Ok(p) => p,
             Err(e) => {
                 eprint!("{}", e.render(color));
-                println!(
+                writeln!(
+                    out,
                     "FAIL {shown}: its policy did not load ({} cases not run)",
                     test.cases.len()
-                );
+                )?;
                 failed += test.cases.len().max(1);
                 continue;
             }
@@ -70,18 +74,18 @@ pub fn run(args: TestArgs, color: bool) -> anyhow::Result<u8> {
             if result.passed() {
                 passed += 1;
                 if args.verbose {
-                    println!("ok   {shown}:{}: {}", result.line, result.name);
+                    writeln!(out, "ok   {shown}:{}: {}", result.line, result.name)?;
                 }
             } else {
                 failed += 1;
-                println!("FAIL {shown}:{}: {}", result.line, result.name);
+                writeln!(out, "FAIL {shown}:{}: {}", result.line, result.name)?;
                 for f in &result.failures {
-                    println!("       {f}");
+                    writeln!(out, "       {f}")?;
                 }
             }
         }
     }
-    println!("{passed} passed, {failed} failed");
+    writeln!(out, "{passed} passed, {failed} failed")?;
     Ok(if failed == 0 { EXIT_ALLOW } else { EXIT_BLOCK })
 }
 

@@ -3,6 +3,7 @@
 use super::actra::{ActraArgs, LoadFailed};
 use super::{Format, PolicyArgs, EXIT_ALLOW, EXIT_USAGE};
 use clap::Args;
+use std::io::Write;
 
 #[derive(Args, Debug)]
 pub struct ValidateArgs {
@@ -25,13 +26,15 @@ pub fn run(args: ValidateArgs, color: bool) -> anyhow::Result<u8> {
                 Some(label) => format!("`{}` ({})", super::printable(label), policy.version()),
                 None => policy.version().to_string(),
             };
-            println!(
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
                 "ok: {actions} action{}, {} rule{}, default `{}`, version {version}",
                 plural(actions),
                 policy.rule_count(),
                 plural(policy.rule_count()),
                 policy.default_effect(rein_engine::Phase::Before),
-            );
+            )?;
             Ok(EXIT_ALLOW)
         }
         Err(e) => match e.downcast_ref::<LoadFailed>() {
