@@ -353,6 +353,25 @@ fn completions_cover_every_subcommand() {
 
 /// `rein test` given a policy instead of its test file says so in one line
 /// instead of reporting every key of the policy as a test-file error.
+/// A reader that stops early (`rein completions bash | head`) ends the
+/// command quietly, as it does every other command: no panic, exit 0.
+#[test]
+fn completions_into_a_closed_pipe_do_not_panic() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        // Closed before the child starts, so its first write fails.
+        drop(reader);
+        let o = Command::new(env!("CARGO_BIN_EXE_rein"))
+            .args(["completions", shell])
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{shell}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"), "{shell}: {}", stderr(&o));
+    }
+}
+
 #[test]
 fn test_given_a_policy_points_to_validate() {
     let o = rein(&["test", REFUND], None);
