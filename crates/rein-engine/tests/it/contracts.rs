@@ -421,6 +421,18 @@ contracts:
         "2026-02-30T00:00:00Z",
         "-0001-01-01T00:00:00Z",
         "not a time",
+        // ISO 8601 and Temporal forms that are not RFC 3339, in the middle
+        // of the range as at its ends.
+        "2026-01-01T00:00:00+24:00",
+        "2026-01-01T00:00:00-25:59",
+        "2026-01-01T00:00:00+01",
+        "2026-01-01T00:00:00+0100",
+        "2026-01-01T00:00:00+01:00:30",
+        "2026-01-01T00:00:00Z[America/New_York]",
+        "20260101T000000Z",
+        "2026-01-01T00:00Z",
+        "+002026-01-01T00:00:00Z",
+        "2026-01-01T00:00:00,5Z",
     ] {
         let d = effect(t);
         assert_eq!(d.effect(), Effect::Block, "{t}");
@@ -429,5 +441,63 @@ contracts:
             "{t}: {:?}",
             d.reasons()
         );
+    }
+}
+
+/// A test file's request is YAML; a number in it that JSON would not carry
+/// as written is refused when the file loads, as a server refuses the JSON
+/// request, rather than becoming another request (`1e400` read as a double
+/// is infinite, and turned into `null` it would be an absent optional field
+/// that the case then allows).
+#[test]
+fn test_files_refuse_numbers_a_json_request_could_not_carry() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("policy.yaml"),
+        "default: allow\ncontracts:\n  actions:\n    a:\n      input: {x: number?, i: int?}\n",
+    )
+    .unwrap();
+    let file = dir.path().join("p.test.yaml");
+    let load = |request: &str| {
+        std::fs::write(
+            &file,
+            format!("policy: policy.yaml\ncases:\n  - {{name: c, request: {request}, expect: block}}\n"),
+        )
+        .unwrap();
+        rein_engine::testing::read_test_file(&file)
+    };
+    for (number, says) in [
+        ("1e400", "is not finite"),
+        ("-1e400", "is not finite"),
+        (".inf", "is not finite"),
+        (".nan", "is not finite"),
+        ("2.9999999999999999", "a double rounds it to one"),
+        ("1e-400", "a double rounds it to one"),
+        ("-9007199254740993.5", "a double rounds it to one"),
+    ] {
+        for field in ["x", "i"] {
+            let request = format!("{{action: a, input: {{{field}: {number}}}}}");
+            let e = load(&request).err().unwrap_or_else(|| panic!("{request} loaded"));
+            let text = e.to_string();
+            assert!(text.contains(says), "{request}: {text}");
+            assert!(text.contains(&format!("`{number}`")), "{request}: {text}");
+        }
+        // Nested in a list and a map too.
+        let e = load(&format!(
+            "{{action: a, input: {{x: 1}}, snapshot: {{l: [1, {{v: {number}}}]}}}}"
+        ));
+        assert!(e.is_err(), "{number} in a list");
+    }
+    for number in [
+        "1.5",
+        "1e3",
+        "3.0",
+        "-0.0",
+        "+2.5",
+        "9007199254740991.0",
+        "0.30000000000000004",
+    ] {
+        let request = format!("{{action: a, input: {{x: {number}}}}}");
+        assert!(load(&request).is_ok(), "{request}");
     }
 }
