@@ -222,6 +222,19 @@ fn test_command_runs_examples_and_reports_failures() {
     assert!(out.contains("wrong.test.yaml:3: expects the wrong effect"), "{out}");
     assert!(out.contains("expected `allow`, got `block`"), "{out}");
     assert!(out.ends_with("1 passed, 1 failed\n"), "{out}");
+
+    // A directory without test files tested nothing: that fails, beside
+    // the others' results, rather than passing with 0 cases.
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::write(empty.join("policy.yaml"), "default: block\n").unwrap();
+    let o = rein(&["test", empty.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("holds no test file"), "{}", stdout(&o));
+    assert!(stdout(&o).ends_with("0 passed, 1 failed\n"), "{}", stdout(&o));
+    let o = rein(&["test", "examples/refund", empty.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).ends_with(" passed, 1 failed\n"), "{}", stdout(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
