@@ -237,6 +237,14 @@ fn a_constraint_that_does_not_fit_its_item_type_is_a_load_error() {
             json!({"type": "list", "items": {"type": "object", "fields": {"f": {"type": "bool", "min": 1}}}}),
             "`min`/`max` does not apply",
         ),
+        (
+            json!({"type": "list", "items": {"type": "string", "max_len": -1}}),
+            "`max_len` must be at least 0, found -1",
+        ),
+        (
+            json!({"type": "map", "min_len": -3, "items": "string"}),
+            "`min_len` must be at least 0, found -3",
+        ),
     ] {
         let text = json!({"contracts": {"actions": {"a": {"input": {"v": spec}}}}}).to_string();
         let e = Policy::from_yaml_str(&text).unwrap_err().to_string();
