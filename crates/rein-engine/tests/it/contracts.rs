@@ -509,3 +509,64 @@ fn test_files_refuse_numbers_a_json_request_could_not_carry() {
         assert!(load(&request).is_ok(), "{request}");
     }
 }
+
+/// An element of a list or map of enums is an enum: comparing it with a
+/// value the enum cannot take is a load error, as on an enum field (a typo
+/// would otherwise make the rule never match), whether it is read by index,
+/// through a loop variable at any depth, or tested with `in`.
+#[test]
+fn enum_elements_compared_with_a_value_they_cannot_take_are_load_errors() {
+    let policy = |when: &str| {
+        let text = format!(
+            r#"
+default: allow
+contracts:
+  actions:
+    a:
+      input:
+        levels: {{type: list, items: {{type: enum, values: [low, high]}}}}
+        grid: {{type: list, items: {{type: list, items: {{type: enum, values: [on, off]}}}}}}
+        by_team: {{type: map, items: {{type: enum, values: [red, blue]}}}}
+        lines: {{type: list, items: {{type: object, fields: {{k: {{type: enum, values: [gift, fast]}}}}}}}}
+rules:
+  - id: r
+    action: a
+    when: '{when}'
+    effect: block
+"#
+        );
+        Policy::from_yaml_str(&text)
+    };
+    for (when, bad) in [
+        (r#"input.levels.exists(l, l == "medium")"#, "medium"),
+        (r#"input.levels.all(l, l != "hihg")"#, "hihg"),
+        (r#"input.levels.exists(l, l in ["low", "mid"])"#, "mid"),
+        (r#""medium" in input.levels"#, "medium"),
+        (r#"input.levels[0] == "lo""#, "lo"),
+        (r#"input.grid.exists(row, row.exists(c, c == "maybe"))"#, "maybe"),
+        (r#"input.grid[0][1] == "maybe""#, "maybe"),
+        (r#""maybe" in input.grid[0]"#, "maybe"),
+        (r#"input.by_team["x"] == "green""#, "green"),
+        (r#"input.lines.exists(l, l.k == "slow")"#, "slow"),
+    ] {
+        let e = policy(when).err().unwrap_or_else(|| panic!("{when} loaded"));
+        assert!(
+            e.to_string().contains(&format!("`{bad}` is not a value of")),
+            "{when}: {e}"
+        );
+    }
+    for when in [
+        r#"input.levels.exists(l, l == "high")"#,
+        r#""low" in input.levels"#,
+        r#"input.grid.exists(row, row.exists(c, c == "on"))"#,
+        r#"input.by_team.exists(team, team == "green")"#,
+        r#"input.levels.map(l, l + "!").exists(x, x == "anything")"#,
+        r#"input.levels.exists(input, input == "low")"#,
+    ] {
+        assert!(
+            policy(when).is_ok(),
+            "{when}: {:?}",
+            policy(when).err().map(|e| e.to_string())
+        );
+    }
+}
