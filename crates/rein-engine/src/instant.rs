@@ -41,6 +41,12 @@ impl Instant {
         parse_rfc3339(text)
     }
 
+    /// The same instant as a jiff timestamp, when jiff's range holds it
+    /// (it ends at 9999-12-30T22:00:00Z).
+    pub fn to_jiff(self) -> Option<jiff::Timestamp> {
+        jiff::Timestamp::new(self.secs, i32::try_from(self.nanos).ok()?).ok()
+    }
+
     /// Whole seconds since the Unix epoch (rounded towards negative
     /// infinity, as jiff's `as_second` for whole-second instants).
     pub fn as_second(self) -> i64 {

@@ -570,3 +570,25 @@ rules:
         );
     }
 }
+
+/// A request's `time` is read as a contract reads a timestamp: RFC 3339's
+/// grammar alone, with a message naming `time`.
+#[test]
+fn a_requests_time_is_rfc_3339_text() {
+    let read = |t: &str| Request::from_json_str(&format!(r#"{{"action": "a", "time": "{t}"}}"#));
+    let ok = read("2026-01-31T12:00:00.5+01:00").unwrap();
+    assert_eq!(ok.time.unwrap().to_string(), "2026-01-31T11:00:00.5Z");
+    assert!(read("1985-04-12t23:20:50z").is_ok());
+    for bad in [
+        "2026-01-31T12:00:00+24:00",
+        "2026-01-31T12:00:00+01",
+        "20260131T120000Z",
+        "2026-01-31T12:00:00Z[Europe/Paris]",
+        "2026-01-31",
+        "9999-12-31T23:00:00Z",
+    ] {
+        let e = read(bad).unwrap_err().to_string();
+        assert!(e.contains("`time`"), "{bad}: {e}");
+        assert!(e.contains(bad), "{bad}: {e}");
+    }
+}
