@@ -207,6 +207,19 @@ impl<'a> ExprChecker<'a> {
                 k.push(field.text.clone());
                 Some(k)
             }
+            // A literal index names the same element each time it is read,
+            // so `has(l[0].f)` guards `l[0].f` (and the help that suggests
+            // that guard is true). `[` cannot start a field name.
+            ExprKind::Index { operand, index } => {
+                let step = match &index.kind {
+                    ExprKind::Int(i) => format!("[{i}]"),
+                    ExprKind::String(s) => format!("[{s:?}]"),
+                    _ => return None,
+                };
+                let mut k = self.path_key(operand)?;
+                k.push(step);
+                Some(k)
+            }
             _ => None,
         }
     }

@@ -592,3 +592,57 @@ fn a_requests_time_is_rfc_3339_text() {
         assert!(e.contains(bad), "{bad}: {e}");
     }
 }
+
+/// `has()` through a literal index guards the same path, as the load
+/// error's help suggests; another index, or one computed, is not guarded.
+#[test]
+fn has_through_a_literal_index_guards_that_path() {
+    let policy = |when: &str| {
+        Policy::from_yaml_str(&format!(
+            r#"
+default: allow
+contracts:
+  actions:
+    a:
+      input:
+        l: {{type: list, items: {{type: object, fields: {{f: int?}}}}}}
+        m: {{type: map, items: {{type: object, fields: {{f: int?}}}}}}
+        n: int
+rules:
+  - id: r
+    action: a
+    when: '{when}'
+    effect: block
+"#
+        ))
+    };
+    for when in [
+        "input.l.size() > 0 && has(input.l[0].f) && input.l[0].f > 1",
+        r#""k" in input.m && has(input.m["k"].f) && input.m["k"].f > 1"#,
+    ] {
+        assert!(
+            policy(when).is_ok(),
+            "{when}: {:?}",
+            policy(when).err().map(|e| e.to_string())
+        );
+    }
+    for when in [
+        "input.l.size() > 1 && has(input.l[0].f) && input.l[1].f > 1",
+        "input.l.size() > 0 && has(input.l[0].f) && input.l[input.n].f > 1",
+        r#"has(input.m["k"].f) && input.m["j"].f > 1"#,
+    ] {
+        let e = policy(when).err().unwrap_or_else(|| panic!("{when} loaded"));
+        assert!(
+            e.to_string().contains("is optional and may be absent here"),
+            "{when}: {e}"
+        );
+    }
+    let p = policy("input.l.size() > 0 && has(input.l[0].f) && input.l[0].f > 1").unwrap();
+    let decide = |l: Value| {
+        p.decide(&Request::new("a").input(json!({"l": l, "m": {}, "n": 0})))
+            .effect()
+    };
+    assert_eq!(decide(json!([{"f": 2}])), Effect::Block);
+    assert_eq!(decide(json!([{}, {"f": 2}])), Effect::Allow);
+    assert_eq!(decide(json!([])), Effect::Allow);
+}
