@@ -88,6 +88,29 @@ fn bad_requests_are_usage_errors_never_allow() {
         assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", stdout(&o));
         assert!(stderr(&o).contains("invalid request"), "{bad:?}: {}", stderr(&o));
     }
+    // Where the request came from is named; an empty one is called empty.
+    for (stdin, says) in [
+        ("", "stdin is empty"),
+        ("  \n", "stdin is empty"),
+        ("{", "stdin: invalid request"),
+    ] {
+        let o = rein(&["check", "-p", REFUND], Some(stdin));
+        assert!(stderr(&o).contains(says), "{stdin:?}: {}", stderr(&o));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("req.json");
+    std::fs::write(&file, "{\"action\": \"refund\",\n").unwrap();
+    let o = rein(&["explain", "-p", REFUND, "-r", file.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains(&format!("`{}`: invalid request", file.display())),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(&file, "").unwrap();
+    let o = rein(&["check", "-p", REFUND, "-r", file.to_str().unwrap()], None);
+    assert!(stderr(&o).contains("is empty"), "{}", stderr(&o));
+
     let o = rein(&["check", "-p", REFUND, "-r", "no/such/file.json"], None);
     assert_eq!(o.status.code(), Some(2));
     assert!(
