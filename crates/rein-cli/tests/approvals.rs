@@ -88,6 +88,32 @@ fn deciding_on_the_store_file_needs_an_approvers_token() {
     let db = dir.path().join("rein.db");
     let db = db.to_str().unwrap();
 
+    // No tokens file beside the store (a store the hook made): the error
+    // says how to get one.
+    let bare = tempfile::tempdir().unwrap();
+    store_with(bare.path(), &["ap0"]);
+    let bare_db = bare.path().join("rein.db");
+    let ran = run(
+        &[
+            "approvals",
+            "grant",
+            "ap0",
+            "--db",
+            bare_db.to_str().unwrap(),
+            "--token",
+            "x",
+        ],
+        &[],
+    );
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert!(ran.stderr.contains("does not exist"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains(&format!("`rein serve --db {}`", bare_db.display())),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(state(bare.path(), "ap0"), (ApprovalState::Pending, None));
+
     // No token: refused, whatever name is typed.
     let ran = run(&["approvals", "grant", "ap1", "--db", db], &[]);
     assert_eq!(ran.code, Some(2), "{}", ran.stderr);
@@ -168,6 +194,14 @@ fn deciding_on_the_store_file_needs_an_approvers_token() {
     );
     assert_eq!(ran.code, Some(0), "{}", ran.stderr);
     assert_eq!(state(dir.path(), "ap2"), (ApprovalState::Denied, Some("ops".into())));
+    // The list says who asked (the actor, through which client) and who
+    // decided, not a bare `by`.
+    let ran = run(&["approvals", "list", "--db", db, "--state", "all"], &[]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let line = |id: &str| ran.stdout.lines().find(|l| l.starts_with(id)).unwrap().to_string();
+    assert!(line("ap1").contains("asked by bot via agent-1"), "{}", ran.stdout);
+    assert!(line("ap1").ends_with("decided by fin"), "{}", ran.stdout);
+    assert!(line("ap2").ends_with("decided by ops"), "{}", ran.stdout);
 
     // Every attempt that reached the store is in the audit log.
     let export = run(&["audit", "export", "--db", db], &[]);

@@ -88,6 +88,29 @@ fn bad_requests_are_usage_errors_never_allow() {
         assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", stdout(&o));
         assert!(stderr(&o).contains("invalid request"), "{bad:?}: {}", stderr(&o));
     }
+    // Where the request came from is named; an empty one is called empty.
+    for (stdin, says) in [
+        ("", "stdin is empty"),
+        ("  \n", "stdin is empty"),
+        ("{", "stdin: invalid request"),
+    ] {
+        let o = rein(&["check", "-p", REFUND], Some(stdin));
+        assert!(stderr(&o).contains(says), "{stdin:?}: {}", stderr(&o));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("req.json");
+    std::fs::write(&file, "{\"action\": \"refund\",\n").unwrap();
+    let o = rein(&["explain", "-p", REFUND, "-r", file.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains(&format!("`{}`: invalid request", file.display())),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(&file, "").unwrap();
+    let o = rein(&["check", "-p", REFUND, "-r", file.to_str().unwrap()], None);
+    assert!(stderr(&o).contains("is empty"), "{}", stderr(&o));
+
     let o = rein(&["check", "-p", REFUND, "-r", "no/such/file.json"], None);
     assert_eq!(o.status.code(), Some(2));
     assert!(
@@ -222,6 +245,19 @@ fn test_command_runs_examples_and_reports_failures() {
     assert!(out.contains("wrong.test.yaml:3: expects the wrong effect"), "{out}");
     assert!(out.contains("expected `allow`, got `block`"), "{out}");
     assert!(out.ends_with("1 passed, 1 failed\n"), "{out}");
+
+    // A directory without test files tested nothing: that fails, beside
+    // the others' results, rather than passing with 0 cases.
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::write(empty.join("policy.yaml"), "default: block\n").unwrap();
+    let o = rein(&["test", empty.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("holds no test file"), "{}", stdout(&o));
+    assert!(stdout(&o).ends_with("0 passed, 1 failed\n"), "{}", stdout(&o));
+    let o = rein(&["test", "examples/refund", empty.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).ends_with(" passed, 1 failed\n"), "{}", stdout(&o));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -353,6 +389,25 @@ fn completions_cover_every_subcommand() {
 
 /// `rein test` given a policy instead of its test file says so in one line
 /// instead of reporting every key of the policy as a test-file error.
+/// A reader that stops early (`rein completions bash | head`) ends the
+/// command quietly, as it does every other command: no panic, exit 0.
+#[test]
+fn completions_into_a_closed_pipe_do_not_panic() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        // Closed before the child starts, so its first write fails.
+        drop(reader);
+        let o = Command::new(env!("CARGO_BIN_EXE_rein"))
+            .args(["completions", shell])
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{shell}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"), "{shell}: {}", stderr(&o));
+    }
+}
+
 #[test]
 fn test_given_a_policy_points_to_validate() {
     let o = rein(&["test", REFUND], None);

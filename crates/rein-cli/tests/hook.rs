@@ -83,6 +83,24 @@ fn decides_in_process_and_records_in_the_default_store() {
     // The compiled policy was cached once, under the cache directory of HOME.
     assert_eq!(cache_entries(&dir.path().join(".cache/rein/policies")).len(), 1);
 
+    // An approval it opens names the store where it is granted (`rein
+    // approvals` alone would look for `rein.db` in the current folder).
+    let out = hook(&args, &event("npm install left-pad", dir.path()), dir.path());
+    let (d, reason) = decision(&out);
+    assert_eq!(d, "ask", "{reason}");
+    let hint = format!(" --db {}`", db.display());
+    let id = reason
+        .split("`rein approvals grant ")
+        .nth(1)
+        .and_then(|rest| rest.split_once(&hint))
+        .map(|(id, _)| id.to_string())
+        .unwrap_or_else(|| panic!("no grant hint naming the store: {reason}"));
+    let list = Command::new(env!("CARGO_BIN_EXE_rein"))
+        .args(["approvals", "list", "--db", db.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&list.stdout).starts_with(&id), "{id}");
+
     // Once the store has records, a lost key is not silently replaced: the
     // hook refuses, saying why, and records nothing with another key.
     std::fs::remove_file(dir.path().join(".local/state/rein/rein-audit.key")).unwrap();

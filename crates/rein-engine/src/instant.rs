@@ -31,13 +31,20 @@ impl Instant {
         (nanos < 1_000_000_000 && (MIN_SECS..=MAX_SECS).contains(&secs)).then_some(Instant { secs, nanos })
     }
 
-    /// Parses an RFC 3339 timestamp (what jiff reads, and beyond jiff's
-    /// range the strict RFC 3339 grammar).
+    /// Parses an RFC 3339 timestamp, by RFC 3339's grammar alone over the
+    /// whole range. Not through jiff: it also reads ISO 8601 and Temporal
+    /// forms a contract's `timestamp` does not promise (`20260101T000000Z`,
+    /// `+01` or `+24:00` offsets, `[America/New_York]` annotations, years
+    /// written with six digits), which a tool downstream may read another
+    /// way or refuse.
     pub fn parse(text: &str) -> Option<Instant> {
-        match text.parse::<jiff::Timestamp>() {
-            Ok(t) => Some(Instant::from(t)),
-            Err(_) => parse_rfc3339(text),
-        }
+        parse_rfc3339(text)
+    }
+
+    /// The same instant as a jiff timestamp, when jiff's range holds it
+    /// (it ends at 9999-12-30T22:00:00Z).
+    pub fn to_jiff(self) -> Option<jiff::Timestamp> {
+        jiff::Timestamp::new(self.secs, i32::try_from(self.nanos).ok()?).ok()
     }
 
     /// Whole seconds since the Unix epoch (rounded towards negative
@@ -252,6 +259,22 @@ mod tests {
             "9999-12-31T23:59:59.1234567890Z",
             "9999-12-31T23:59:59Zjunk",
             "9999-12-31",
+            // ISO 8601 and Temporal forms that are not RFC 3339, within
+            // jiff's range too.
+            "2026-01-01T00:00:00+24:00",
+            "2026-01-01T00:00:00-25:59",
+            "2026-01-01T00:00:00+01",
+            "2026-01-01T00:00:00+0100",
+            "2026-01-01T00:00:00+01:00:30",
+            "2026-01-01T00:00:00Z[America/New_York]",
+            "2026-01-01T00:00:00+01:00[Europe/Paris]",
+            "20260101T000000Z",
+            "2026-01-01T00:00Z",
+            "2026-01-01T00Z",
+            "+002026-01-01T00:00:00Z",
+            "-000001-01-01T00:00:00Z",
+            "2026-01-01T00:00:00,5Z",
+            "2026-1-01T00:00:00Z",
         ] {
             assert_eq!(Instant::parse(bad), None, "{bad}");
         }

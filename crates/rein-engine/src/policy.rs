@@ -778,6 +778,12 @@ fn is_policy_file_name(path: &Path) -> bool {
     (name.ends_with(".yaml") || name.ends_with(".yml")) && !name.ends_with(".test.yaml") && !name.ends_with(".test.yml")
 }
 
+/// Named as a policy test file (`*.test.yaml`, `*.test.yml`).
+fn is_test_file_name(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    name.ends_with(".test.yaml") || name.ends_with(".test.yml")
+}
+
 /// Reads policy files and directories; problems become diagnostics.
 pub(crate) fn read_files<P: AsRef<Path>>(paths: &[P], diags: &mut Vec<Diagnostic>) -> Vec<SourceFile> {
     let mut list: Vec<PathBuf> = Vec::new();
@@ -794,6 +800,15 @@ pub(crate) fn read_files<P: AsRef<Path>>(paths: &[P], diags: &mut Vec<Diagnostic
                 )));
             }
             list.extend(found);
+        } else if p.is_file() && is_test_file_name(p) {
+            // Read as a policy it would only earn "unknown key `policy`,
+            // `cases`": say what it is instead.
+            diags.push(Diagnostic::general(format!(
+                "`{}` is a policy test file (`policy:` and `cases:`), not a policy: give the policy it names, \
+                 or run its cases with `rein test {}`",
+                p.display(),
+                p.display()
+            )));
         } else {
             list.push(p.to_path_buf());
         }

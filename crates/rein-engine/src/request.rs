@@ -53,11 +53,31 @@ pub struct Request {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
     /// When the request was made (RFC 3339); what `now` reads in conditions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "rfc3339_time")]
     pub time: Option<jiff::Timestamp>,
     /// Before the action runs (default) or after, on its output.
     #[serde(default, skip_serializing_if = "is_before")]
     pub phase: Phase,
+}
+
+/// Reads `time` as a contract reads a timestamp, by RFC 3339's grammar
+/// alone (jiff's own reading also takes other ISO 8601 forms), with a
+/// message that says what is wrong.
+fn rfc3339_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<jiff::Timestamp>, D::Error> {
+    use serde::de::Error;
+    let Some(text) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let instant = crate::instant::Instant::parse(&text).ok_or_else(|| {
+        D::Error::custom(format!(
+            "`time`: `{text}` is not an RFC 3339 timestamp (e.g. `2026-01-31T12:00:00Z`)"
+        ))
+    })?;
+    instant.to_jiff().map(Some).ok_or_else(|| {
+        D::Error::custom(format!(
+            "`time`: `{text}` is after 9999-12-30T22:00:00Z, the latest `time`"
+        ))
+    })
 }
 
 fn is_before(p: &Phase) -> bool {

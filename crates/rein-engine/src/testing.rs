@@ -283,6 +283,13 @@ fn parse_case(
         ));
         return None;
     };
+    // A number JSON could not carry, or only rounded, would become another
+    // request than the one written (`1e400` would turn into `null`, an
+    // absent optional field): refused here as a server refuses it.
+    if let Some((span, why)) = unfaithful_number(req_node, source) {
+        diags.push(Diagnostic::error(source, span, format!("case `{name}`: {why}")));
+        return None;
+    }
     let (request, actra_request) = if actra {
         (Request::default(), Some(to_json(req_node)))
     } else {
@@ -363,6 +370,46 @@ fn parse_case(
         violation,
         reason,
     })
+}
+
+/// The first number under `node` that a request in JSON would not carry as
+/// written: one that is not finite (`1e400`, `.inf`, `.nan`), or text that
+/// is not a whole number but that a double rounds to one
+/// (`2.9999999999999999`, `1e-400`), which a JSON request is refused for
+/// (see [`crate::json`]).
+fn unfaithful_number(node: &YamlNode, source: &SourceFile) -> Option<(Span, String)> {
+    match &node.value {
+        YamlValue::Float(f) => {
+            let text = source
+                .text()
+                .get(node.span.start as usize..node.span.end as usize)
+                .unwrap_or_default();
+            if !f.is_finite() {
+                return Some((
+                    node.span,
+                    format!("the number `{text}` is not finite; a JSON request cannot hold it"),
+                ));
+            }
+            let digits = text.strip_prefix('+').unwrap_or(text);
+            let plain = digits
+                .bytes()
+                .all(|b| matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'));
+            (f.fract() == 0.0 && plain && !crate::json::is_whole_number_text(digits)).then(|| {
+                (
+                    node.span,
+                    format!(
+                        "the number `{text}` is not a whole number, but a double rounds it to one; \
+                         a request holding it is refused as a whole"
+                    ),
+                )
+            })
+        }
+        YamlValue::Seq(items) => items.iter().find_map(|i| unfaithful_number(i, source)),
+        YamlValue::Map(entries) => entries
+            .iter()
+            .find_map(|(k, v)| unfaithful_number(k, source).or_else(|| unfaithful_number(v, source))),
+        _ => None,
+    }
 }
 
 /// Converts a YAML tree to JSON (requests in test files are written as YAML).

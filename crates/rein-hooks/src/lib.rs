@@ -43,6 +43,10 @@ pub struct Verdict {
     pub approvals: Vec<(String, String)>,
     /// The decision ids recorded in the audit log.
     pub decision_ids: Vec<String>,
+    /// Where `rein approvals grant ID` finds the approvals opened, as its
+    /// arguments (`--db FILE`), for the hint shown with them; `None` leaves
+    /// the hint without.
+    pub grant_hint: Option<String>,
 }
 
 /// Reads an event, decides it with `runtime` and renders the answer.
@@ -74,11 +78,28 @@ pub async fn handle_guarded(
     client: Option<&str>,
     protected: &Protected,
 ) -> Reply {
+    handle_guarded_hinted(runtime, agent, bytes, home, client, protected, None).await
+}
+
+/// As [`handle_guarded`], naming in the answer where an approval it opens
+/// is granted: `grant_hint` is what `rein approvals grant ID` needs to
+/// find the store (`--db FILE`), since its default (`rein.db` in the
+/// current folder) is not the hook's.
+pub async fn handle_guarded_hinted(
+    runtime: &Runtime,
+    agent: Agent,
+    bytes: &[u8],
+    home: Option<&Path>,
+    client: Option<&str>,
+    protected: &Protected,
+    grant_hint: Option<&str>,
+) -> Reply {
     match parse_event(agent, bytes) {
         Err(e) => refuse_unreadable(agent, bytes, &format!("Rein could not read the hook event: {e}")),
         Ok(event) => {
             let protected = protected.with_agent_settings(&event, home);
-            let verdict = decide_guarded(runtime, &event, home, client, &protected).await;
+            let mut verdict = decide_guarded(runtime, &event, home, client, &protected).await;
+            verdict.grant_hint = grant_hint.map(str::to_string);
             render::render(&event, &verdict)
         }
     }

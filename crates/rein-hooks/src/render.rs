@@ -57,9 +57,14 @@ fn reason_text(verdict: &Verdict, effect: Effect) -> String {
         text.push_str(": ");
         text.push_str(&verdict.reasons.join("; "));
     }
+    let hint = verdict
+        .grant_hint
+        .as_deref()
+        .map(|h| format!(" {h}"))
+        .unwrap_or_default();
     for (id, role) in &verdict.approvals {
         text.push_str(&format!(
-            ". Approval `{id}` is pending for role `{role}` (`rein approvals grant {id}`); retry once it is granted"
+            ". Approval `{id}` is pending for role `{role}` (`rein approvals grant {id}{hint}`); retry once it is granted"
         ));
     }
     if text.chars().count() > MAX_REASON_CHARS {

@@ -122,17 +122,29 @@ pub fn run(args: ApprovalsArgs) -> anyhow::Result<u8> {
                         && a.expires_at
                             .parse::<jiff::Timestamp>()
                             .is_ok_and(|e| e <= jiff::Timestamp::now());
-                    writeln!(
+                    // Who asked: the actor's id and the client that sent
+                    // it (a hook's request may have neither).
+                    let asked = match (&a.requested_by, &a.requested_via) {
+                        (Some(actor), Some(client)) => format!("{actor} via {client}"),
+                        (Some(actor), None) => actor.clone(),
+                        (None, Some(client)) => format!("via {client}"),
+                        (None, None) => "-".to_string(),
+                    };
+                    write!(
                         out,
-                        "{}  {:<8}  {:<20}  role {:<10}  by {:<12}  expires {}  rules {}",
+                        "{}  {:<8}  {:<20}  role {:<10}  asked by {:<12}  expires {}  rules {}",
                         a.id,
                         if expired { "expired" } else { a.state.as_str() },
                         a.action,
                         a.role,
-                        a.requested_by.as_deref().unwrap_or("-"),
+                        asked,
                         a.expires_at,
                         a.rules.join(",")
                     )?;
+                    match &a.decided_by {
+                        Some(who) => writeln!(out, "  decided by {who}")?,
+                        None => writeln!(out)?,
+                    }
                 }
             }
             if list.is_empty() && !json {
@@ -218,6 +230,18 @@ fn file_approver(args: &DecideArgs) -> anyhow::Result<Identity> {
         .map(PathBuf::from)
         .unwrap_or_default()
         .join(rein_server::DEFAULT_TOKENS_FILE);
+    // A store the hook made (`~/.local/state/rein/hooks.db`) has no tokens
+    // file until a server has run on it: say how to get one.
+    if !tokens_file.exists() {
+        anyhow::bail!(
+            "deciding an approval on the store file needs an approver's token from the tokens file beside \
+             the store, and there is none: {} does not exist. `rein serve --db {}` creates it on its first \
+             start (one token per role, printed once; stop the server with Ctrl-C), then give the approver's \
+             token with --token or REIN_TOKEN",
+            tokens_file.display(),
+            args.target.db.display()
+        );
+    }
     let Some(token) = args.target.token.as_deref() else {
         anyhow::bail!(
             "deciding an approval on the store file needs an approver's token (--token TOKEN or REIN_TOKEN), \

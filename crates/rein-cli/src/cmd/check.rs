@@ -111,7 +111,20 @@ fn request_source(command: &str, given: Option<&Path>, stdin_is_terminal: bool) 
 impl Input {
     fn read(path: &Path, phase: Option<PhaseArg>, actra: bool) -> anyhow::Result<Input> {
         let text = read_text(path)?;
-        Input::parse(&text, phase, actra)
+        // Name where the request came from: serde's "EOF while parsing a
+        // value at line 1 column 0" alone does not say it.
+        let from = if path.as_os_str() == "-" {
+            "stdin".to_string()
+        } else {
+            format!("`{}`", path.display())
+        };
+        if text.trim().is_empty() {
+            anyhow::bail!(
+                "invalid request: {from} is empty; a request is a JSON object, e.g. \
+                 {{\"action\": \"refund\", \"input\": {{\"amount\": 5}}}}"
+            );
+        }
+        Input::parse(&text, phase, actra).map_err(|e| anyhow::anyhow!("{from}: {e:#}"))
     }
 
     fn parse(text: &str, phase: Option<PhaseArg>, actra: bool) -> anyhow::Result<Input> {

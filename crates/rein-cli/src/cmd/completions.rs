@@ -16,10 +16,13 @@ pub struct CompletionsArgs {
 /// Prints the completion script for the shell on stdout.
 pub fn run(args: CompletionsArgs) -> anyhow::Result<u8> {
     let mut command = super::Cli::command();
-    // Into memory first: clap_complete panics on a failed write, and a
-    // closed pipe (`rein completions bash | head`) is not an error.
+    // clap_complete panics when its writer fails; generating into memory
+    // first turns a closed pipe (`rein completions bash | head`) into the
+    // I/O error `main` treats as a normal end.
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut command, "rein", &mut script);
-    std::io::stdout().lock().write_all(&script)?;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&script)?;
+    stdout.flush()?;
     Ok(EXIT_ALLOW)
 }

@@ -206,7 +206,13 @@ fn local(args: &HookArgs, agent: Agent, bytes: &[u8], limit: Duration) -> anyhow
         }
     }
     rt.block_on(async {
-        let handled = rein_hooks::handle_guarded(&runtime, agent, bytes, home.as_deref(), None, &protected);
+        // `rein approvals` defaults to `rein.db` in the folder it runs in,
+        // not to this store: name it, absolute (the hook's folder is the
+        // agent's).
+        let db_text = std::path::absolute(&db).unwrap_or(db.clone()).display().to_string();
+        let hint = format!("--db {}", shlex::try_quote(&db_text).unwrap_or(db_text.as_str().into()));
+        let handled =
+            rein_hooks::handle_guarded_hinted(&runtime, agent, bytes, home.as_deref(), None, &protected, Some(&hint));
         tokio::time::timeout(limit, handled)
             .await
             .map_err(|_| anyhow::anyhow!("no decision within {:.1} s", limit.as_secs_f64()))

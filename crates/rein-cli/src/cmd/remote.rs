@@ -17,7 +17,8 @@ pub struct Target {
     /// A running `rein serve` (e.g. `http://127.0.0.1:8700`) instead of the file.
     #[arg(long, value_name = "URL", requires = "token")]
     pub server: Option<String>,
-    /// Bearer token for `--server` (or set `REIN_TOKEN`).
+    /// Bearer token for `--server`; `approvals grant|deny` on the store file
+    /// take the approver's token here too (or set `REIN_TOKEN`).
     #[arg(long, value_name = "TOKEN", env = "REIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// How long to wait for `--server` to answer, in seconds.

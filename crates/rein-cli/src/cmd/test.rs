@@ -20,20 +20,24 @@ pub struct TestArgs {
 pub fn run(args: TestArgs, color: bool) -> anyhow::Result<u8> {
     let mut out = std::io::stdout().lock();
     let mut files = Vec::new();
+    let (mut passed, mut failed) = (0usize, 0usize);
     for p in &args.paths {
         if p.is_dir() {
             let mut found = Vec::new();
             find_tests(p, &mut found, 0);
             found.sort();
+            // A run that tested nothing must not pass: a directory named
+            // by mistake, or tests renamed away from `*.test.yaml`, would
+            // otherwise turn CI green.
             if found.is_empty() {
-                eprintln!("warning: `{}` holds no *.test.yaml file", p.display());
+                println!("FAIL {}: holds no test file (*.test.yaml or *.test.yml)", p.display());
+                failed += 1;
             }
             files.extend(found);
         } else {
             files.push(p.clone());
         }
     }
-    let (mut passed, mut failed) = (0usize, 0usize);
     for file in &files {
         let shown = file.display();
         let test = match read_test_file(file) {

@@ -11,7 +11,7 @@ use crate::eval::{parse_cidr, parse_ip, parse_timestamp};
 use crate::globs::GlobAutomaton;
 use crate::ir::{ArithOp, Builtin, CmpOp, Lazy, MacroKind, Node, NodeKind, Root, Step};
 use crate::source::{SourceFile, Span};
-use crate::types::{ObjectType, Type};
+use crate::types::{Constraints, ObjectType, Type};
 use crate::value::Value;
 use rustc_hash::FxHashSet;
 use std::sync::Arc;
@@ -31,6 +31,10 @@ pub(crate) struct ExprChecker<'a> {
     pub diags: &'a mut Vec<Diagnostic>,
     pub scope: Scope<'a>,
     locals: Vec<(String, Type, u32)>,
+    /// Beside `locals`, the enum values a loop variable may take (an
+    /// element of a list of enums), so that `l == "typo"` is caught as on
+    /// the field itself.
+    local_enums: Vec<Option<EnumShape>>,
     next_local: u32,
     /// Paths proven present by an enclosing `has(...)`.
     guards: Vec<Vec<String>>,
@@ -45,6 +49,7 @@ impl<'a> ExprChecker<'a> {
             diags,
             scope,
             locals: Vec::new(),
+            local_enums: Vec::new(),
             next_local: 0,
             guards: Vec::new(),
         }
@@ -200,6 +205,19 @@ impl<'a> ExprChecker<'a> {
             ExprKind::Select { operand, field } => {
                 let mut k = self.path_key(operand)?;
                 k.push(field.text.clone());
+                Some(k)
+            }
+            // A literal index names the same element each time it is read,
+            // so `has(l[0].f)` guards `l[0].f` (and the help that suggests
+            // that guard is true). `[` cannot start a field name.
+            ExprKind::Index { operand, index } => {
+                let step = match &index.kind {
+                    ExprKind::Int(i) => format!("[{i}]"),
+                    ExprKind::String(s) => format!("[{s:?}]"),
+                    _ => return None,
+                };
+                let mut k = self.path_key(operand)?;
+                k.push(step);
                 Some(k)
             }
             _ => None,
@@ -538,6 +556,18 @@ impl<'a> ExprChecker<'a> {
                         );
                     }
                 }
+                // `"x" in f` where `f` is a list of enums: `x` must be one.
+                if let (NodeKind::Const(Value::Str(lit)), Type::List(_)) = (&l.kind, &r.ty) {
+                    if let Some(EnumShape {
+                        path,
+                        values: Some(values),
+                        ..
+                    }) = self.enum_shape(rhs).and_then(|s| s.items.map(|b| *b))
+                    {
+                        let literal = std::iter::once(lit.clone()).collect();
+                        self.report_enum_literals(lhs.span, &path, &values, &literal);
+                    }
+                }
                 if let (Type::String, NodeKind::List(items)) = (&l.ty, &r.kind) {
                     let consts: Option<FxHashSet<String>> = items
                         .iter()
@@ -594,24 +624,30 @@ impl<'a> ExprChecker<'a> {
         }
     }
 
-    /// The enum field a node reads, if any, with its allowed values.
+    /// The enum a node reads, if any, with its allowed values: an enum
+    /// field, an element of a field's list or map of enums (`f[0]`,
+    /// `f["k"]`, at any depth), or a loop variable over such a list.
     fn enum_values(&self, e: &Expr) -> Option<(String, Vec<String>)> {
-        let ExprKind::Select { operand, field } = &e.kind else {
-            return None;
-        };
-        let obj = self.object_of(operand)?;
-        let (_, def) = obj.field(&field.text)?;
-        if !def.constraints.is_enum {
-            return None;
+        let shape = self.enum_shape(e)?;
+        Some((shape.path, shape.values?))
+    }
+
+    /// The enum values of what `e` reads and of its elements, when `e` is a
+    /// static path.
+    fn enum_shape(&self, e: &Expr) -> Option<EnumShape> {
+        match &e.kind {
+            ExprKind::Select { operand, field } => {
+                let obj = self.object_of(operand)?;
+                let (_, def) = obj.field(&field.text)?;
+                Some(EnumShape::of(describe_path(operand, field), &def.constraints))
+            }
+            ExprKind::Index { operand, .. } => self.enum_shape(operand)?.items.map(|b| *b),
+            ExprKind::Ident(n) => {
+                let at = self.locals.iter().rposition(|(x, _, _)| x == n)?;
+                self.local_enums.get(at)?.clone()
+            }
+            _ => None,
         }
-        let values = def
-            .constraints
-            .allowed
-            .as_ref()?
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect();
-        Some((describe_path(operand, field), values))
     }
 
     /// The object type a static path expression has (without reporting).
@@ -654,6 +690,10 @@ impl<'a> ExprChecker<'a> {
         let Some((path, values)) = self.enum_values(e) else {
             return;
         };
+        self.report_enum_literals(e.span, &path, &values, literals);
+    }
+
+    fn report_enum_literals(&mut self, span: Span, path: &str, values: &[String], literals: &FxHashSet<String>) {
         let mut bad: Vec<&String> = literals.iter().filter(|l| !values.contains(l)).collect();
         bad.sort();
         for lit in bad {
@@ -662,7 +702,7 @@ impl<'a> ExprChecker<'a> {
                 None => format!("`{path}` is one of: {}", values.join(", ")),
             };
             self.error(
-                e.span,
+                span,
                 format!("`{lit}` is not a value of `{path}`, so this comparison can never hold"),
             )
             .help = Some(help);
@@ -955,9 +995,16 @@ impl<'a> ExprChecker<'a> {
         };
         let id = self.next_local;
         self.next_local += 1;
+        // A map's loop variable is a key, which no enum constrains.
+        let elem_enum = match &r.ty {
+            Type::List(_) => self.enum_shape(range).and_then(|s| s.items.map(|b| *b)),
+            _ => None,
+        };
         self.locals.push((var_name.clone(), elem.clone(), id));
+        self.local_enums.push(elem_enum);
         let b = self.check(body);
         self.locals.pop();
+        self.local_enums.pop();
         let kind = match name {
             "exists" => MacroKind::Exists,
             "all" => MacroKind::All,
@@ -991,6 +1038,33 @@ impl<'a> ExprChecker<'a> {
 
 fn node(kind: NodeKind, span: Span, ty: Type) -> Node {
     Node { kind, span, ty }
+}
+
+/// The enum values a contract allows for a value and, for a list or map,
+/// for its elements, at every depth.
+#[derive(Clone, Debug)]
+struct EnumShape {
+    /// How a message names the value (`input.levels[]` for an element).
+    path: String,
+    /// The values, when the value is an enum.
+    values: Option<Vec<String>>,
+    /// The same for the elements.
+    items: Option<Box<EnumShape>>,
+}
+
+impl EnumShape {
+    fn of(path: String, c: &Constraints) -> EnumShape {
+        let values = c
+            .allowed
+            .as_ref()
+            .filter(|_| c.is_enum)
+            .map(|vs| vs.iter().filter_map(|v| v.as_str().map(str::to_string)).collect());
+        let items = c
+            .items
+            .as_deref()
+            .map(|i| Box::new(EnumShape::of(format!("{path}[]"), i)));
+        EnumShape { path, values, items }
+    }
 }
 
 fn describe_path(operand: &Expr, field: &Name) -> String {

@@ -516,6 +516,11 @@ impl<'d> Cx<'d> {
             if let Some(n) = m.get(key) {
                 *slot = match n.value {
                     YamlValue::Int(i) if i >= 0 => Some(Spanned::new(i as u64, n.span)),
+                    // "found integer" would puzzle: say which.
+                    YamlValue::Int(i) => {
+                        self.err(n.span, format!("`{key}` must be at least 0, found {i}"));
+                        None
+                    }
                     _ => {
                         self.expected(n, &format!("`{key}` to be a whole number of at least 0"));
                         None

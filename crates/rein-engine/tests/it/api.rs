@@ -767,3 +767,21 @@ rules:
     assert!(text.contains("rule issues_fine (allow): matched"), "{text}");
     assert!(text.contains("rule review (require_approval): not matched"), "{text}");
 }
+
+/// A test file given where a policy is expected is named as such, not
+/// reported key by key as a policy with unknown keys.
+#[test]
+fn a_test_file_given_as_a_policy_says_what_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.yaml"), "default: block\n").unwrap();
+    for name in ["policy.test.yaml", "policy.test.yml"] {
+        let test = dir.path().join(name);
+        std::fs::write(&test, "policy: policy.yaml\ncases: []\n").unwrap();
+        let e = rein_engine::Policy::load(&[&test]).unwrap_err().to_string();
+        assert!(e.contains("is a policy test file"), "{e}");
+        assert!(e.contains("rein test"), "{e}");
+        assert!(!e.contains("unknown key"), "{e}");
+    }
+    // A directory still leaves them out and loads its policies.
+    assert!(rein_engine::Policy::load(&[dir.path()]).is_ok());
+}

@@ -237,6 +237,14 @@ fn a_constraint_that_does_not_fit_its_item_type_is_a_load_error() {
             json!({"type": "list", "items": {"type": "object", "fields": {"f": {"type": "bool", "min": 1}}}}),
             "`min`/`max` does not apply",
         ),
+        (
+            json!({"type": "list", "items": {"type": "string", "max_len": -1}}),
+            "`max_len` must be at least 0, found -1",
+        ),
+        (
+            json!({"type": "map", "min_len": -3, "items": "string"}),
+            "`min_len` must be at least 0, found -3",
+        ),
     ] {
         let text = json!({"contracts": {"actions": {"a": {"input": {"v": spec}}}}}).to_string();
         let e = Policy::from_yaml_str(&text).unwrap_err().to_string();
@@ -421,6 +429,18 @@ contracts:
         "2026-02-30T00:00:00Z",
         "-0001-01-01T00:00:00Z",
         "not a time",
+        // ISO 8601 and Temporal forms that are not RFC 3339, in the middle
+        // of the range as at its ends.
+        "2026-01-01T00:00:00+24:00",
+        "2026-01-01T00:00:00-25:59",
+        "2026-01-01T00:00:00+01",
+        "2026-01-01T00:00:00+0100",
+        "2026-01-01T00:00:00+01:00:30",
+        "2026-01-01T00:00:00Z[America/New_York]",
+        "20260101T000000Z",
+        "2026-01-01T00:00Z",
+        "+002026-01-01T00:00:00Z",
+        "2026-01-01T00:00:00,5Z",
     ] {
         let d = effect(t);
         assert_eq!(d.effect(), Effect::Block, "{t}");
@@ -430,4 +450,199 @@ contracts:
             d.reasons()
         );
     }
+}
+
+/// A test file's request is YAML; a number in it that JSON would not carry
+/// as written is refused when the file loads, as a server refuses the JSON
+/// request, rather than becoming another request (`1e400` read as a double
+/// is infinite, and turned into `null` it would be an absent optional field
+/// that the case then allows).
+#[test]
+fn test_files_refuse_numbers_a_json_request_could_not_carry() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("policy.yaml"),
+        "default: allow\ncontracts:\n  actions:\n    a:\n      input: {x: number?, i: int?}\n",
+    )
+    .unwrap();
+    let file = dir.path().join("p.test.yaml");
+    let load = |request: &str| {
+        std::fs::write(
+            &file,
+            format!("policy: policy.yaml\ncases:\n  - {{name: c, request: {request}, expect: block}}\n"),
+        )
+        .unwrap();
+        rein_engine::testing::read_test_file(&file)
+    };
+    for (number, says) in [
+        ("1e400", "is not finite"),
+        ("-1e400", "is not finite"),
+        (".inf", "is not finite"),
+        (".nan", "is not finite"),
+        ("2.9999999999999999", "a double rounds it to one"),
+        ("1e-400", "a double rounds it to one"),
+        ("-9007199254740993.5", "a double rounds it to one"),
+    ] {
+        for field in ["x", "i"] {
+            let request = format!("{{action: a, input: {{{field}: {number}}}}}");
+            let e = load(&request).err().unwrap_or_else(|| panic!("{request} loaded"));
+            let text = e.to_string();
+            assert!(text.contains(says), "{request}: {text}");
+            assert!(text.contains(&format!("`{number}`")), "{request}: {text}");
+        }
+        // Nested in a list and a map too.
+        let e = load(&format!(
+            "{{action: a, input: {{x: 1}}, snapshot: {{l: [1, {{v: {number}}}]}}}}"
+        ));
+        assert!(e.is_err(), "{number} in a list");
+    }
+    for number in [
+        "1.5",
+        "1e3",
+        "3.0",
+        "-0.0",
+        "+2.5",
+        "9007199254740991.0",
+        "0.30000000000000004",
+    ] {
+        let request = format!("{{action: a, input: {{x: {number}}}}}");
+        assert!(load(&request).is_ok(), "{request}");
+    }
+}
+
+/// An element of a list or map of enums is an enum: comparing it with a
+/// value the enum cannot take is a load error, as on an enum field (a typo
+/// would otherwise make the rule never match), whether it is read by index,
+/// through a loop variable at any depth, or tested with `in`.
+#[test]
+fn enum_elements_compared_with_a_value_they_cannot_take_are_load_errors() {
+    let policy = |when: &str| {
+        let text = format!(
+            r#"
+default: allow
+contracts:
+  actions:
+    a:
+      input:
+        levels: {{type: list, items: {{type: enum, values: [low, high]}}}}
+        grid: {{type: list, items: {{type: list, items: {{type: enum, values: [on, off]}}}}}}
+        by_team: {{type: map, items: {{type: enum, values: [red, blue]}}}}
+        lines: {{type: list, items: {{type: object, fields: {{k: {{type: enum, values: [gift, fast]}}}}}}}}
+rules:
+  - id: r
+    action: a
+    when: '{when}'
+    effect: block
+"#
+        );
+        Policy::from_yaml_str(&text)
+    };
+    for (when, bad) in [
+        (r#"input.levels.exists(l, l == "medium")"#, "medium"),
+        (r#"input.levels.all(l, l != "hihg")"#, "hihg"),
+        (r#"input.levels.exists(l, l in ["low", "mid"])"#, "mid"),
+        (r#""medium" in input.levels"#, "medium"),
+        (r#"input.levels[0] == "lo""#, "lo"),
+        (r#"input.grid.exists(row, row.exists(c, c == "maybe"))"#, "maybe"),
+        (r#"input.grid[0][1] == "maybe""#, "maybe"),
+        (r#""maybe" in input.grid[0]"#, "maybe"),
+        (r#"input.by_team["x"] == "green""#, "green"),
+        (r#"input.lines.exists(l, l.k == "slow")"#, "slow"),
+    ] {
+        let e = policy(when).err().unwrap_or_else(|| panic!("{when} loaded"));
+        assert!(
+            e.to_string().contains(&format!("`{bad}` is not a value of")),
+            "{when}: {e}"
+        );
+    }
+    for when in [
+        r#"input.levels.exists(l, l == "high")"#,
+        r#""low" in input.levels"#,
+        r#"input.grid.exists(row, row.exists(c, c == "on"))"#,
+        r#"input.by_team.exists(team, team == "green")"#,
+        r#"input.levels.map(l, l + "!").exists(x, x == "anything")"#,
+        r#"input.levels.exists(input, input == "low")"#,
+    ] {
+        assert!(
+            policy(when).is_ok(),
+            "{when}: {:?}",
+            policy(when).err().map(|e| e.to_string())
+        );
+    }
+}
+
+/// A request's `time` is read as a contract reads a timestamp: RFC 3339's
+/// grammar alone, with a message naming `time`.
+#[test]
+fn a_requests_time_is_rfc_3339_text() {
+    let read = |t: &str| Request::from_json_str(&format!(r#"{{"action": "a", "time": "{t}"}}"#));
+    let ok = read("2026-01-31T12:00:00.5+01:00").unwrap();
+    assert_eq!(ok.time.unwrap().to_string(), "2026-01-31T11:00:00.5Z");
+    assert!(read("1985-04-12t23:20:50z").is_ok());
+    for bad in [
+        "2026-01-31T12:00:00+24:00",
+        "2026-01-31T12:00:00+01",
+        "20260131T120000Z",
+        "2026-01-31T12:00:00Z[Europe/Paris]",
+        "2026-01-31",
+        "9999-12-31T23:00:00Z",
+    ] {
+        let e = read(bad).unwrap_err().to_string();
+        assert!(e.contains("`time`"), "{bad}: {e}");
+        assert!(e.contains(bad), "{bad}: {e}");
+    }
+}
+
+/// `has()` through a literal index guards the same path, as the load
+/// error's help suggests; another index, or one computed, is not guarded.
+#[test]
+fn has_through_a_literal_index_guards_that_path() {
+    let policy = |when: &str| {
+        Policy::from_yaml_str(&format!(
+            r#"
+default: allow
+contracts:
+  actions:
+    a:
+      input:
+        l: {{type: list, items: {{type: object, fields: {{f: int?}}}}}}
+        m: {{type: map, items: {{type: object, fields: {{f: int?}}}}}}
+        n: int
+rules:
+  - id: r
+    action: a
+    when: '{when}'
+    effect: block
+"#
+        ))
+    };
+    for when in [
+        "input.l.size() > 0 && has(input.l[0].f) && input.l[0].f > 1",
+        r#""k" in input.m && has(input.m["k"].f) && input.m["k"].f > 1"#,
+    ] {
+        assert!(
+            policy(when).is_ok(),
+            "{when}: {:?}",
+            policy(when).err().map(|e| e.to_string())
+        );
+    }
+    for when in [
+        "input.l.size() > 1 && has(input.l[0].f) && input.l[1].f > 1",
+        "input.l.size() > 0 && has(input.l[0].f) && input.l[input.n].f > 1",
+        r#"has(input.m["k"].f) && input.m["j"].f > 1"#,
+    ] {
+        let e = policy(when).err().unwrap_or_else(|| panic!("{when} loaded"));
+        assert!(
+            e.to_string().contains("is optional and may be absent here"),
+            "{when}: {e}"
+        );
+    }
+    let p = policy("input.l.size() > 0 && has(input.l[0].f) && input.l[0].f > 1").unwrap();
+    let decide = |l: Value| {
+        p.decide(&Request::new("a").input(json!({"l": l, "m": {}, "n": 0})))
+            .effect()
+    };
+    assert_eq!(decide(json!([{"f": 2}])), Effect::Block);
+    assert_eq!(decide(json!([{}, {"f": 2}])), Effect::Allow);
+    assert_eq!(decide(json!([])), Effect::Allow);
 }
