@@ -154,6 +154,9 @@ struct Shared {
     sqlite: Option<Arc<SqliteStore>>,
     /// This server's own files, which hook events may never change.
     protected: rein_hooks::Protected,
+    /// How a person reaches this server to grant a hook's approval (its
+    /// address is known once it listens).
+    grant_hint: std::sync::OnceLock<String>,
 }
 
 /// The server's own files, guarded from the agents whose hook events it
@@ -287,6 +290,7 @@ impl AppState {
                 reload_lock: tokio::sync::Mutex::new(()),
                 sqlite,
                 protected: protected_files(config),
+                grant_hint: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -310,6 +314,15 @@ impl AppState {
     /// and this executable.
     pub(crate) fn protected(&self) -> &rein_hooks::Protected {
         &self.inner.protected
+    }
+
+    /// The options `rein approvals grant ID` needs to reach this server,
+    /// shown in a hook's "approval pending" answer.
+    pub(crate) fn grant_hint(&self) -> &str {
+        self.inner.grant_hint.get().map_or(
+            "--server <this server's URL> --token <an approver's token>",
+            String::as_str,
+        )
     }
 
     pub(crate) fn max_body_bytes(&self) -> usize {
@@ -408,6 +421,10 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let state = AppState::from_config(&config).await?;
     let addr = listener.local_addr().unwrap_or(config.listen);
+    let _ = state
+        .inner
+        .grant_hint
+        .set(format!("--server http://{addr} --token <an approver's token>"));
     let policy = state.runtime().policy();
     tracing::info!(
         %addr,

@@ -299,7 +299,16 @@ async fn hook(
         Ok(bytes) => {
             let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
             let (runtime, protected) = (state.runtime(), state.protected());
-            rein_hooks::handle_guarded(runtime, agent, &bytes, home.as_deref(), Some(&client), protected).await
+            rein_hooks::handle_guarded_hinted(
+                runtime,
+                agent,
+                &bytes,
+                home.as_deref(),
+                Some(&client),
+                protected,
+                Some(state.grant_hint()),
+            )
+            .await
         }
         Err(e) => {
             let why = e.message().to_string();

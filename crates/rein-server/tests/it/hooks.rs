@@ -51,6 +51,13 @@ async fn approvals_opened_by_hook_events_name_their_sender() {
     let (status, body) = claude_code(&h, "npm install left-pad").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["hookSpecificOutput"]["permissionDecision"], "ask", "{body}");
+    // The hint says how to reach this server, not the hook's local store
+    // (`rein approvals grant ID` alone looks for ./rein.db).
+    let reason = body["hookSpecificOutput"]["permissionDecisionReason"].as_str().unwrap();
+    assert!(
+        reason.contains("`rein approvals grant ") && reason.contains(" --server ") && !reason.contains("--db"),
+        "{reason}"
+    );
     let pending = h
         .state
         .runtime()
