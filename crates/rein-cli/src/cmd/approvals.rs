@@ -2,11 +2,12 @@
 
 use super::remote::{path_segment, server_error, Conn, Target};
 use super::{EXIT_ALLOW, EXIT_BLOCK};
+use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use rein_server::{Identity, Role, Tokens};
 use rein_store::{ApprovalRecord, ApprovalState};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
 pub struct ApprovalsArgs {
@@ -147,9 +148,15 @@ pub fn run(args: ApprovalsArgs) -> anyhow::Result<u8> {
 
 fn decide(rt: &tokio::runtime::Runtime, args: DecideArgs, grant: bool) -> anyhow::Result<u8> {
     let verb = if grant { "grant" } else { "deny" };
-    let record: ApprovalRecord = match args.target.connect_for_writing()? {
+    let mut target = args.target.clone();
+    if target.server.is_none() {
+        // The tokens file is the one beside the real store, which is also
+        // the file opened: not one beside a link to it.
+        target.db = real_store_path(&target.db)?;
+    }
+    let record: ApprovalRecord = match target.connect_for_writing()? {
         Conn::Local(store) => {
-            let who = file_approver(&args)?;
+            let who = file_approver(&target)?;
             let approver = rein_runtime::Approver {
                 name: &who.name,
                 roles: match who.role {
@@ -203,22 +210,50 @@ fn decide(rt: &tokio::runtime::Runtime, args: DecideArgs, grant: bool) -> anyhow
     Ok(EXIT_ALLOW)
 }
 
+/// The store file `db` names, with every symbolic link resolved, so that
+/// the tokens file beside it is the one beside the real store. A link is
+/// something anyone may make in a folder of their own, next to a tokens
+/// file of their own: `--db my/rein.db` linking to the real store must not
+/// pair that store with `my/rein-tokens.yaml`. A store with several hard
+/// links is refused for the same reason (the other name may sit in any
+/// folder). A missing file is left for the opening to report.
+fn real_store_path(db: &Path) -> anyhow::Result<PathBuf> {
+    if std::fs::symlink_metadata(db).is_err() {
+        return Ok(db.to_path_buf());
+    }
+    let real = std::fs::canonicalize(db).with_context(|| format!("cannot resolve `{}`", db.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let links = std::fs::metadata(&real)
+            .with_context(|| format!("cannot read `{}`", real.display()))?
+            .nlink();
+        if links > 1 {
+            anyhow::bail!(
+                "`{}` has {links} hard links: approvals are decided on the store file under its only name, beside \
+                 its tokens file (another name may sit beside a tokens file anyone wrote)",
+                real.display()
+            );
+        }
+    }
+    Ok(real)
+}
+
 /// The approver deciding on the store file: the holder of the token given
 /// (`--token` or `REIN_TOKEN`), found in the tokens file, with the role
 /// approver or admin. A name alone is not enough: whoever runs the command
 /// (the agent the approval is about, say) could type any name.
-fn file_approver(args: &DecideArgs) -> anyhow::Result<Identity> {
+fn file_approver(target: &Target) -> anyhow::Result<Identity> {
     // Only the file beside the store, where `rein serve` keeps it and the
     // coding-agent hook protects it: a file named on the command line could
     // be one the caller wrote.
-    let tokens_file = args
-        .target
+    let tokens_file = target
         .db
         .parent()
         .map(PathBuf::from)
         .unwrap_or_default()
         .join(rein_server::DEFAULT_TOKENS_FILE);
-    let Some(token) = args.target.token.as_deref() else {
+    let Some(token) = target.token.as_deref() else {
         anyhow::bail!(
             "deciding an approval on the store file needs an approver's token (--token TOKEN or REIN_TOKEN), \
              checked against the tokens file beside the store, {}; or decide through the server with --server",
