@@ -183,3 +183,56 @@ async fn a_hung_store_times_out_to_block() {
     assert_block_error(&resp, "timeout");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// A client that sends its headers a byte at a time, or stops halfway,
+/// is cut off after the request timeout: otherwise anyone who can reach
+/// the port (no token needed: the headers are not complete) holds
+/// connections, and their file descriptors, open for ever. A client that
+/// sends its request in time on the same kind of connection is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_are_cut_off_after_the_request_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::with(|c| c.request_timeout = Duration::from_millis(500)).await;
+    let served = h.serve().await;
+    let addr = served.base.trim_start_matches("http://").to_string();
+
+    let closed_within = |mut stream: tokio::net::TcpStream, trickle: bool| async move {
+        let started = std::time::Instant::now();
+        stream
+            .write_all(b"POST /v1/decide HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        loop {
+            assert!(started.elapsed() < Duration::from_secs(5), "still open after 5 s");
+            if trickle {
+                // A write may fail once the server has closed: that is the
+                // end this test waits for.
+                let _ = stream.write_all(b"X").await;
+            }
+            // Anything read (the end, an error, a 408) ends the wait.
+            if tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf))
+                .await
+                .is_ok()
+            {
+                return started.elapsed();
+            }
+        }
+    };
+    for trickle in [false, true] {
+        let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let took = closed_within(stream, trickle).await;
+        assert!(took >= Duration::from_millis(400), "closed too early ({took:?})");
+    }
+
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(served.url("/v1/decide"))
+        .bearer_auth(AGENT)
+        .json(&refund(40, "bot-7"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::OK);
+    served.shutdown().await;
+}
