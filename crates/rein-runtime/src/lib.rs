@@ -521,6 +521,28 @@ impl Runtime {
         }
     }
 
+    /// As [`Runtime::audit_health`], but while appends fail, first tries a
+    /// small write to the store ([`Store::probe_write`]): once it takes
+    /// writes again (space was freed), the failure is cleared. Otherwise
+    /// only a decision could clear it, and a server out of rotation for
+    /// being unhealthy gets none. A wrong audit key stays a failure.
+    pub async fn audit_health_probed(&self) -> Result<(), String> {
+        if !self.audit_failing.load(Ordering::Acquire) || self.key_state.load(Ordering::Acquire) == KEY_MISMATCH {
+            return self.audit_health();
+        }
+        match self.store.probe_write().await {
+            Ok(()) => {
+                tracing::info!("the store takes writes again; the audit log is healthy");
+                self.set_audit_failure(None);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the store still takes no writes");
+                self.audit_health()
+            }
+        }
+    }
+
     fn set_audit_failure(&self, failure: Option<String>) {
         let failing = failure.is_some();
         if !failing && !self.audit_failing.load(Ordering::Acquire) {

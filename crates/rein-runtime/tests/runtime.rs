@@ -623,6 +623,9 @@ impl Store for BrokenStore {
     async fn key_fingerprint(&self) -> Result<Option<String>, StoreError> {
         Err(StoreError("disk I/O error".into()))
     }
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        Err(StoreError("disk I/O error".into()))
+    }
     async fn find_open_approval(
         &self,
         _: &str,

@@ -796,7 +796,8 @@ fn headline(e: &rein_engine::LoadError) -> String {
 
 /// `200` while decisions can be made and recorded; `503` with the reason
 /// when the store cannot be read, or while audit appends fail (a full disk:
-/// every decision is then `block`) until one succeeds again.
+/// every decision is then `block`) until one succeeds again or the store
+/// takes a probing write (space was freed).
 async fn healthz(State(state): State<AppState>) -> Response {
     let policy = state.runtime().policy();
     let version = policy.version().to_string();
@@ -808,7 +809,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
             .with("policy_version_label", json!(label))
             .into_response()
     };
-    if let Err(why) = state.runtime().audit_health() {
+    if let Err(why) = state.runtime().audit_health_probed().await {
         tracing::error!(error = %why, "health check: the audit log takes no appends");
         return unavailable(format!(
             "the audit log takes no appends, so every decision is block: {why}"

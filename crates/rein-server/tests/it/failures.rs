@@ -54,6 +54,9 @@ impl Store for FaultyStore {
     async fn key_fingerprint(&self) -> Result<Option<String>, StoreError> {
         Ok(None)
     }
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        self.other().await
+    }
     async fn find_open_approval(
         &self,
         _: &str,
