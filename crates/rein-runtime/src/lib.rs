@@ -1033,6 +1033,8 @@ impl Runtime {
     /// from the values (a contract violation, an evaluation error) are
     /// withheld when anything was redacted, since they may quote a
     /// sensitive value, transformed past recognition (`input.card + "x"`).
+    /// An outcome's error text is kept as its keyed hash when the action
+    /// has sensitive output fields: it may quote them.
     #[allow(clippy::too_many_arguments)]
     fn entry(
         &self,
@@ -1088,6 +1090,18 @@ impl Runtime {
             let redacted = if moved { o.clone() } else { redact(&o, "output") };
             redacted_texts(&o, &redacted, &mut secrets);
             redacted
+        });
+        // An error text has no contract: it may quote what the output would
+        // have held, so with sensitive output fields only its keyed hash is
+        // kept (the after rules read it in clear before this).
+        let error = error.map(|e| {
+            if sensitive.iter().any(|p| root_of(p) == "output") {
+                let hashed = self.redactor.hash(&serde_json::Value::String(e.clone()));
+                secrets.push(e);
+                hashed
+            } else {
+                e
+            }
         });
         let mut reasons = scrub_reasons(&answer.reasons, &secrets);
         if !secrets.is_empty() {
