@@ -83,7 +83,14 @@ pub struct Runtime {
     /// Whether the audit key was checked against the store's fingerprint:
     /// [`KEY_UNCHECKED`], [`KEY_OK`] or [`KEY_MISMATCH`].
     key_state: AtomicU8,
+    /// When the last write probe of [`Runtime::audit_health_probed`] ran,
+    /// so that callers (an unauthenticated `/healthz`) cannot make the
+    /// store write more than once per [`PROBE_INTERVAL`].
+    last_probe: Mutex<Option<Instant>>,
 }
+
+/// Shortest time between two write probes of the store.
+const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 const KEY_UNCHECKED: u8 = 0;
 const KEY_OK: u8 = 1;
@@ -484,6 +491,7 @@ impl Runtime {
             audit_failing: AtomicBool::new(false),
             audit_failure: Mutex::new(None),
             key_state: AtomicU8::new(KEY_UNCHECKED),
+            last_probe: Mutex::new(None),
         }
     }
 
@@ -525,9 +533,23 @@ impl Runtime {
     /// small write to the store ([`Store::probe_write`]): once it takes
     /// writes again (space was freed), the failure is cleared. Otherwise
     /// only a decision could clear it, and a server out of rotation for
-    /// being unhealthy gets none. A wrong audit key stays a failure.
+    /// being unhealthy gets none. A wrong audit key stays a failure. At
+    /// most one probe runs per second, however often this is asked.
     pub async fn audit_health_probed(&self) -> Result<(), String> {
         if !self.audit_failing.load(Ordering::Acquire) || self.key_state.load(Ordering::Acquire) == KEY_MISMATCH {
+            return self.audit_health();
+        }
+        let due = match self.last_probe.lock() {
+            Ok(mut last) => {
+                let due = last.is_none_or(|at| at.elapsed() >= PROBE_INTERVAL);
+                if due {
+                    *last = Some(Instant::now());
+                }
+                due
+            }
+            Err(_) => false,
+        };
+        if !due {
             return self.audit_health();
         }
         match self.store.probe_write().await {

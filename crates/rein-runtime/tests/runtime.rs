@@ -612,6 +612,9 @@ async fn replay_reports_what_a_new_policy_would_change() {
 /// disk, which a test cannot produce reliably.
 struct BrokenStore;
 
+/// How many write probes a [`BrokenStore`] was asked for.
+static BROKEN_PROBES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 #[async_trait::async_trait]
 impl Store for BrokenStore {
     async fn append_once(&self, _: AuditEntry) -> Result<Option<AuditRecord>, StoreError> {
@@ -624,6 +627,7 @@ impl Store for BrokenStore {
         Err(StoreError("disk I/O error".into()))
     }
     async fn probe_write(&self) -> Result<(), StoreError> {
+        BROKEN_PROBES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Err(StoreError("disk I/O error".into()))
     }
     async fn find_open_approval(
@@ -699,6 +703,30 @@ async fn a_failing_store_turns_every_answer_into_block() {
     assert!(b.approval.is_none());
     let c = rt.decide(pay(500, "bot"), Some("x".into())).await;
     assert_eq!(c.effect, Effect::Block);
+}
+
+/// While appends fail, asking for health probes the store with a write,
+/// at most once a second however often it is asked (`/healthz` needs no
+/// token), and the failure stays until a probe succeeds.
+#[tokio::test]
+async fn health_probes_the_store_at_most_once_a_second() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let rt = Runtime::new(
+        Policy::from_yaml_str(POLICY).unwrap(),
+        Arc::new(BrokenStore),
+        RuntimeConfig::default(),
+    );
+    assert!(rt.audit_health_probed().await.is_ok(), "healthy until an append fails");
+    let before = BROKEN_PROBES.load(SeqCst);
+    assert_eq!(rt.decide(pay(5, "bot"), None).await.effect, Effect::Block);
+    for _ in 0..50 {
+        let why = rt.audit_health_probed().await.unwrap_err();
+        assert!(why.contains("disk I/O error"), "{why}");
+    }
+    assert_eq!(BROKEN_PROBES.load(SeqCst) - before, 1);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert!(rt.audit_health_probed().await.is_err());
+    assert_eq!(BROKEN_PROBES.load(SeqCst) - before, 2);
 }
 
 /// The same request asking again reuses its pending approval; another
