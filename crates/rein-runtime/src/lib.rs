@@ -621,7 +621,8 @@ impl Runtime {
         match (approval, decision.effect()) {
             (Some(id), Effect::RequireApproval) => {
                 let hash = approval_hash(&self.redactor, &request, &policy.per_call_fields(&request.action));
-                match self.use_approval(&id, &hash, now, client).await {
+                let (roles, _) = approval_terms(&decision, self.config.default_approval_ttl);
+                match self.use_approval(&id, &hash, &roles, now, client).await {
                     Ok(Ok(granted)) => {
                         answer.effect = Effect::Allow;
                         let by = granted.decided_by.unwrap_or_default();
@@ -885,22 +886,33 @@ impl Runtime {
     /// Uses the granted approval `id` for the request with `hash`, sent by
     /// `client`: it must be the client that asked for it (the approval's
     /// `requested_via`), so that another agent re-sending the identical
-    /// request cannot spend it.
+    /// request cannot spend it; and it must have been asked of every role
+    /// the policy now asks (`roles`): after a reload that asks a stricter
+    /// role, a grant by the old one does not cover the request.
     async fn use_approval(
         &self,
         id: &str,
         hash: &str,
+        roles: &[String],
         now: Timestamp,
         client: Option<&str>,
     ) -> Result<Result<ApprovalRecord, ApprovalError>, StoreError> {
-        // `requested_via` never changes once written: checked before the
-        // atomic use, it cannot change in between.
+        // `requested_via` and `roles` never change once written: checked
+        // before the atomic use, they cannot change in between.
         match self.store.get_approval(id).await? {
             None => return Ok(Err(ApprovalError::NotFound(id.to_string()))),
             Some(a) if a.requested_via.as_deref() != client => {
                 return Ok(Err(ApprovalError::OtherClient(id.to_string())));
             }
-            Some(_) => {}
+            Some(a) => {
+                if let Some(needed) = roles.iter().find(|r| !a.roles.contains(r)) {
+                    return Ok(Err(ApprovalError::RolesChanged {
+                        id: id.to_string(),
+                        granted: a.roles,
+                        needed: needed.clone(),
+                    }));
+                }
+            }
         }
         self.store.use_approval(id, hash, &format_time(now)).await
     }

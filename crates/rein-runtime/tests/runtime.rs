@@ -813,6 +813,39 @@ async fn a_grant_holds_its_ttl_from_the_grant() {
     assert_eq!(granted.hold_seconds, Some(600));
 }
 
+/// A grant covers the roles it was asked of: after a reload that asks the
+/// same request's approval of another role (stricter), the old grant does
+/// not allow it, and is not spent; with the roles it was asked of, it is.
+#[tokio::test]
+async fn a_grant_does_not_cover_a_role_a_reload_now_asks_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, store) = runtime(&dir);
+    let pending = rt
+        .decide_from(pay(500, "bot"), None, Some("agent-1"))
+        .await
+        .approval
+        .unwrap();
+    assert_eq!(pending.roles, ["finance"]);
+    rt.grant(&pending.id, anyone("fin"), None).await.unwrap();
+
+    let stricter = POLICY.replace("approval: {role: finance, ttl: 10m}", "approval: {role: cfo, ttl: 10m}");
+    assert_ne!(stricter, POLICY);
+    rt.set_policy(Policy::from_yaml_str(&stricter).unwrap());
+    let a = rt
+        .decide_from(pay(500, "bot"), Some(pending.id.clone()), Some("agent-1"))
+        .await;
+    assert_eq!(a.effect, Effect::Block, "{:?}", a.reasons);
+    assert!(a.reasons[0].contains("now asks for role `cfo`"), "{:?}", a.reasons);
+    let kept = store.get_approval(&pending.id).await.unwrap().unwrap();
+    assert_eq!(kept.state, ApprovalState::Granted);
+
+    rt.set_policy(Policy::from_yaml_str(POLICY).unwrap());
+    let a = rt
+        .decide_from(pay(500, "bot"), Some(pending.id.clone()), Some("agent-1"))
+        .await;
+    assert_eq!(a.effect, Effect::Allow, "{:?}", a.reasons);
+}
+
 /// An approver who may decide an approval sees the request's sensitive
 /// values, opened from the sealed copy; nobody else does, and the copy is
 /// gone once decided.

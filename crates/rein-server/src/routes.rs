@@ -662,6 +662,7 @@ fn runtime_error(e: RuntimeError) -> ApiError {
                 ApprovalError::RequestMismatch(_) => (StatusCode::CONFLICT, "request_mismatch"),
                 ApprovalError::OtherClient(_) => (StatusCode::FORBIDDEN, "other_client"),
                 ApprovalError::SelfApproval(_) => (StatusCode::FORBIDDEN, "self_approval"),
+                ApprovalError::RolesChanged { .. } => (StatusCode::CONFLICT, "roles_changed"),
             };
             ApiError::new(status, code, e.to_string())
         }
