@@ -621,8 +621,8 @@ impl Runtime {
         match (approval, decision.effect()) {
             (Some(id), Effect::RequireApproval) => {
                 let hash = approval_hash(&self.redactor, &request, &policy.per_call_fields(&request.action));
-                let (roles, _) = approval_terms(&decision, self.config.default_approval_ttl);
-                match self.use_approval(&id, &hash, &roles, now, client).await {
+                let terms = approval_terms(&decision, self.config.default_approval_ttl);
+                match self.use_approval(&id, &hash, &terms, now, client).await {
                     Ok(Ok(granted)) => {
                         answer.effect = Effect::Allow;
                         let by = granted.decided_by.unwrap_or_default();
@@ -887,13 +887,15 @@ impl Runtime {
     /// `client`: it must be the client that asked for it (the approval's
     /// `requested_via`), so that another agent re-sending the identical
     /// request cannot spend it; and it must have been asked of every role
-    /// the policy now asks (`roles`): after a reload that asks a stricter
-    /// role, a grant by the old one does not cover the request.
+    /// the policy now asks (`terms`: roles, and how long a grant holds):
+    /// after a reload that asks a stricter role, a grant by the old one
+    /// does not cover the request, and after one that shortens the `ttl`,
+    /// the grant holds the shorter time from the grant.
     async fn use_approval(
         &self,
         id: &str,
         hash: &str,
-        roles: &[String],
+        (roles, hold): &(Vec<String>, u64),
         now: Timestamp,
         client: Option<&str>,
     ) -> Result<Result<ApprovalRecord, ApprovalError>, StoreError> {
@@ -911,6 +913,21 @@ impl Runtime {
                         granted: a.roles,
                         needed: needed.clone(),
                     }));
+                }
+                // Only a granted approval is used (the store checks the
+                // state); one without a readable grant time is not trusted.
+                if a.state == ApprovalState::Granted {
+                    let held = a
+                        .decided_at
+                        .as_deref()
+                        .and_then(|at| at.parse::<Timestamp>().ok())
+                        .and_then(|at| {
+                            at.checked_add(SignedDuration::from_secs(i64::try_from(*hold).ok()?))
+                                .ok()
+                        });
+                    if held.is_none_or(|until| until <= now) {
+                        return Ok(Err(ApprovalError::Expired(id.to_string())));
+                    }
                 }
             }
         }

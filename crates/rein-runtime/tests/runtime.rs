@@ -846,6 +846,40 @@ async fn a_grant_does_not_cover_a_role_a_reload_now_asks_for() {
     assert_eq!(a.effect, Effect::Allow, "{:?}", a.reasons);
 }
 
+/// A reload that shortens the rule's `ttl` shortens the grants already
+/// given: a grant holds the policy's `ttl` now, from the grant.
+#[tokio::test]
+async fn a_grant_holds_the_ttl_the_policy_gives_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, store) = runtime(&dir);
+    let pending = rt
+        .decide_from(pay(500, "bot"), None, Some("agent-1"))
+        .await
+        .approval
+        .unwrap();
+    rt.grant(&pending.id, anyone("fin"), None).await.unwrap();
+    let shorter = POLICY.replace(
+        "approval: {role: finance, ttl: 10m}",
+        "approval: {role: finance, ttl: 1s}",
+    );
+    assert_ne!(shorter, POLICY);
+    rt.set_policy(Policy::from_yaml_str(&shorter).unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let a = rt
+        .decide_from(pay(500, "bot"), Some(pending.id.clone()), Some("agent-1"))
+        .await;
+    assert_eq!(a.effect, Effect::Block, "{:?}", a.reasons);
+    assert!(a.reasons[0].contains("has expired"), "{:?}", a.reasons);
+    let kept = store.get_approval(&pending.id).await.unwrap().unwrap();
+    assert_eq!(kept.state, ApprovalState::Granted);
+    // Under the ttl it was granted with, it still holds.
+    rt.set_policy(Policy::from_yaml_str(POLICY).unwrap());
+    let a = rt
+        .decide_from(pay(500, "bot"), Some(pending.id.clone()), Some("agent-1"))
+        .await;
+    assert_eq!(a.effect, Effect::Allow, "{:?}", a.reasons);
+}
+
 /// An approver who may decide an approval sees the request's sensitive
 /// values, opened from the sealed copy; nobody else does, and the copy is
 /// gone once decided.
