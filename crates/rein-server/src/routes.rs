@@ -873,8 +873,21 @@ async fn openapi() -> Response {
 
 /// Reads a request body under the server's one limit (`--max-body`): every
 /// route that reads a body reads it here, so none can take more.
+///
+/// The body must arrive within half the request timeout (`408`): a body
+/// sent a byte at a time would otherwise run into the request timeout,
+/// which drops the handler, and the agent's attempt would leave no audit
+/// record; this way it is refused, and recorded, like any unreadable body.
 async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
-    read_limited(headers, body, state.max_body_bytes()).await
+    let budget = state.inner.request_timeout / 2;
+    match tokio::time::timeout(budget, read_limited(headers, body, state.max_body_bytes())).await {
+        Ok(read) => read,
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("the body did not arrive within {} ms", budget.as_millis()),
+        )),
+    }
 }
 
 fn limit(requested: Option<u64>) -> Result<u64, ApiError> {
