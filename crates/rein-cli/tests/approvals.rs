@@ -384,3 +384,96 @@ fn the_hook_refuses_another_audit_key() {
     );
     assert_eq!(records(&db), before);
 }
+
+/// The tokens file is the one beside the real store: a link to the store
+/// in a folder of one's own, beside a tokens file of one's own, does not
+/// make its tokens approvers of the real store (a symbolic link to the
+/// file, or to a folder on the way, or a hard link).
+#[cfg(unix)]
+#[test]
+fn a_link_to_the_store_does_not_bring_its_own_tokens_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    store_with(&real, &["ap1"]);
+    std::fs::write(real.join("rein-tokens.yaml"), TOKENS).unwrap();
+    let evil = dir.path().join("evil");
+    std::fs::create_dir(&evil).unwrap();
+    std::fs::write(
+        evil.join("rein-tokens.yaml"),
+        "tokens:\n  - {name: mallory, role: admin, token: mallory-token-0123456789}\n",
+    )
+    .unwrap();
+    let grant = |db: &Path| {
+        run(
+            &[
+                "approvals",
+                "grant",
+                "ap1",
+                "--db",
+                db.to_str().unwrap(),
+                "--token",
+                "mallory-token-0123456789",
+            ],
+            &[],
+        )
+    };
+
+    std::os::unix::fs::symlink(real.join("rein.db"), evil.join("rein.db")).unwrap();
+    let ran = grant(&evil.join("rein.db"));
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert!(ran.stderr.contains("not in the tokens file"), "{}", ran.stderr);
+    assert_eq!(state(&real, "ap1"), (ApprovalState::Pending, None));
+
+    // A link to the folder: its files are the real ones, tokens included.
+    std::os::unix::fs::symlink(&real, evil.join("dir")).unwrap();
+    let ran = grant(&evil.join("dir").join("rein.db"));
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert_eq!(state(&real, "ap1"), (ApprovalState::Pending, None));
+
+    let hard = dir.path().join("hard");
+    std::fs::create_dir(&hard).unwrap();
+    std::fs::copy(evil.join("rein-tokens.yaml"), hard.join("rein-tokens.yaml")).unwrap();
+    std::fs::hard_link(real.join("rein.db"), hard.join("rein.db")).unwrap();
+    let ran = grant(&hard.join("rein.db"));
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert!(ran.stderr.contains("hard links"), "{}", ran.stderr);
+    assert_eq!(state(&real, "ap1"), (ApprovalState::Pending, None));
+
+    // The real store's own approver still decides, through a link too.
+    std::fs::remove_file(hard.join("rein.db")).unwrap();
+    let ran = run(
+        &[
+            "approvals",
+            "grant",
+            "ap1",
+            "--db",
+            evil.join("dir").join("rein.db").to_str().unwrap(),
+            "--token",
+            "fin-token-0123456789",
+        ],
+        &[],
+    );
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert_eq!(state(&real, "ap1"), (ApprovalState::Granted, Some("fin".into())));
+}
+
+/// An actor id is the agent's text: `approvals list` prints it escaped, so
+/// a newline cannot forge a row and an escape sequence cannot drive the
+/// approver's terminal.
+#[test]
+fn approvals_list_escapes_what_the_agent_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let store = SqliteStore::open(dir.path().join("rein.db")).unwrap();
+    let mut forged = approval("ap9");
+    forged.requested_by = Some("bot\nap0  granted  pay\u{1b}[2J".into());
+    rt.block_on(store.create_approval(forged)).unwrap();
+    rt.block_on(store.close()).unwrap();
+    let db = dir.path().join("rein.db");
+    let ran = run(&["approvals", "list", "--db", db.to_str().unwrap()], &[]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert_eq!(ran.stdout.lines().count(), 1, "{}", ran.stdout);
+    assert!(!ran.stdout.contains('\u{1b}'), "{}", ran.stdout);
+    assert!(ran.stdout.starts_with("ap9"), "{}", ran.stdout);
+}

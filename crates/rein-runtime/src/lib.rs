@@ -83,7 +83,14 @@ pub struct Runtime {
     /// Whether the audit key was checked against the store's fingerprint:
     /// [`KEY_UNCHECKED`], [`KEY_OK`] or [`KEY_MISMATCH`].
     key_state: AtomicU8,
+    /// When the last write probe of [`Runtime::audit_health_probed`] ran,
+    /// so that callers (an unauthenticated `/healthz`) cannot make the
+    /// store write more than once per [`PROBE_INTERVAL`].
+    last_probe: Mutex<Option<Instant>>,
 }
+
+/// Shortest time between two write probes of the store.
+const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 const KEY_UNCHECKED: u8 = 0;
 const KEY_OK: u8 = 1;
@@ -484,6 +491,7 @@ impl Runtime {
             audit_failing: AtomicBool::new(false),
             audit_failure: Mutex::new(None),
             key_state: AtomicU8::new(KEY_UNCHECKED),
+            last_probe: Mutex::new(None),
         }
     }
 
@@ -518,6 +526,42 @@ impl Runtime {
                 None => Ok(()),
             },
             Err(_) => Err("the runtime's health state is poisoned".into()),
+        }
+    }
+
+    /// As [`Runtime::audit_health`], but while appends fail, first tries a
+    /// small write to the store ([`Store::probe_write`]): once it takes
+    /// writes again (space was freed), the failure is cleared. Otherwise
+    /// only a decision could clear it, and a server out of rotation for
+    /// being unhealthy gets none. A wrong audit key stays a failure. At
+    /// most one probe runs per second, however often this is asked.
+    pub async fn audit_health_probed(&self) -> Result<(), String> {
+        if !self.audit_failing.load(Ordering::Acquire) || self.key_state.load(Ordering::Acquire) == KEY_MISMATCH {
+            return self.audit_health();
+        }
+        let due = match self.last_probe.lock() {
+            Ok(mut last) => {
+                let due = last.is_none_or(|at| at.elapsed() >= PROBE_INTERVAL);
+                if due {
+                    *last = Some(Instant::now());
+                }
+                due
+            }
+            Err(_) => false,
+        };
+        if !due {
+            return self.audit_health();
+        }
+        match self.store.probe_write().await {
+            Ok(()) => {
+                tracing::info!("the store takes writes again; the audit log is healthy");
+                self.set_audit_failure(None);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the store still takes no writes");
+                self.audit_health()
+            }
         }
     }
 
@@ -577,7 +621,8 @@ impl Runtime {
         match (approval, decision.effect()) {
             (Some(id), Effect::RequireApproval) => {
                 let hash = approval_hash(&self.redactor, &request, &policy.per_call_fields(&request.action));
-                match self.use_approval(&id, &hash, now, client).await {
+                let terms = approval_terms(&decision, self.config.default_approval_ttl);
+                match self.use_approval(&id, &hash, &terms, now, client).await {
                     Ok(Ok(granted)) => {
                         answer.effect = Effect::Allow;
                         let by = granted.decided_by.unwrap_or_default();
@@ -841,22 +886,50 @@ impl Runtime {
     /// Uses the granted approval `id` for the request with `hash`, sent by
     /// `client`: it must be the client that asked for it (the approval's
     /// `requested_via`), so that another agent re-sending the identical
-    /// request cannot spend it.
+    /// request cannot spend it; and it must have been asked of every role
+    /// the policy now asks (`terms`: roles, and how long a grant holds):
+    /// after a reload that asks a stricter role, a grant by the old one
+    /// does not cover the request, and after one that shortens the `ttl`,
+    /// the grant holds the shorter time from the grant.
     async fn use_approval(
         &self,
         id: &str,
         hash: &str,
+        (roles, hold): &(Vec<String>, u64),
         now: Timestamp,
         client: Option<&str>,
     ) -> Result<Result<ApprovalRecord, ApprovalError>, StoreError> {
-        // `requested_via` never changes once written: checked before the
-        // atomic use, it cannot change in between.
+        // `requested_via` and `roles` never change once written: checked
+        // before the atomic use, they cannot change in between.
         match self.store.get_approval(id).await? {
             None => return Ok(Err(ApprovalError::NotFound(id.to_string()))),
             Some(a) if a.requested_via.as_deref() != client => {
                 return Ok(Err(ApprovalError::OtherClient(id.to_string())));
             }
-            Some(_) => {}
+            Some(a) => {
+                if let Some(needed) = roles.iter().find(|r| !a.roles.contains(r)) {
+                    return Ok(Err(ApprovalError::RolesChanged {
+                        id: id.to_string(),
+                        granted: a.roles,
+                        needed: needed.clone(),
+                    }));
+                }
+                // Only a granted approval is used (the store checks the
+                // state); one without a readable grant time is not trusted.
+                if a.state == ApprovalState::Granted {
+                    let held = a
+                        .decided_at
+                        .as_deref()
+                        .and_then(|at| at.parse::<Timestamp>().ok())
+                        .and_then(|at| {
+                            at.checked_add(SignedDuration::from_secs(i64::try_from(*hold).ok()?))
+                                .ok()
+                        });
+                    if held.is_none_or(|until| until <= now) {
+                        return Ok(Err(ApprovalError::Expired(id.to_string())));
+                    }
+                }
+            }
         }
         self.store.use_approval(id, hash, &format_time(now)).await
     }
@@ -1011,6 +1084,8 @@ impl Runtime {
     /// from the values (a contract violation, an evaluation error) are
     /// withheld when anything was redacted, since they may quote a
     /// sensitive value, transformed past recognition (`input.card + "x"`).
+    /// An outcome's error text is kept as its keyed hash when the action
+    /// has sensitive output fields: it may quote them.
     #[allow(clippy::too_many_arguments)]
     fn entry(
         &self,
@@ -1066,6 +1141,18 @@ impl Runtime {
             let redacted = if moved { o.clone() } else { redact(&o, "output") };
             redacted_texts(&o, &redacted, &mut secrets);
             redacted
+        });
+        // An error text has no contract: it may quote what the output would
+        // have held, so with sensitive output fields only its keyed hash is
+        // kept (the after rules read it in clear before this).
+        let error = error.map(|e| {
+            if sensitive.iter().any(|p| root_of(p) == "output") {
+                let hashed = self.redactor.hash(&serde_json::Value::String(e.clone()));
+                secrets.push(e);
+                hashed
+            } else {
+                e
+            }
         });
         let mut reasons = scrub_reasons(&answer.reasons, &secrets);
         if !secrets.is_empty() {

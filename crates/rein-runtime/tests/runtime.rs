@@ -612,6 +612,9 @@ async fn replay_reports_what_a_new_policy_would_change() {
 /// disk, which a test cannot produce reliably.
 struct BrokenStore;
 
+/// How many write probes a [`BrokenStore`] was asked for.
+static BROKEN_PROBES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 #[async_trait::async_trait]
 impl Store for BrokenStore {
     async fn append_once(&self, _: AuditEntry) -> Result<Option<AuditRecord>, StoreError> {
@@ -621,6 +624,10 @@ impl Store for BrokenStore {
         Err(StoreError("disk I/O error".into()))
     }
     async fn key_fingerprint(&self) -> Result<Option<String>, StoreError> {
+        Err(StoreError("disk I/O error".into()))
+    }
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        BROKEN_PROBES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Err(StoreError("disk I/O error".into()))
     }
     async fn find_open_approval(
@@ -696,6 +703,30 @@ async fn a_failing_store_turns_every_answer_into_block() {
     assert!(b.approval.is_none());
     let c = rt.decide(pay(500, "bot"), Some("x".into())).await;
     assert_eq!(c.effect, Effect::Block);
+}
+
+/// While appends fail, asking for health probes the store with a write,
+/// at most once a second however often it is asked (`/healthz` needs no
+/// token), and the failure stays until a probe succeeds.
+#[tokio::test]
+async fn health_probes_the_store_at_most_once_a_second() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let rt = Runtime::new(
+        Policy::from_yaml_str(POLICY).unwrap(),
+        Arc::new(BrokenStore),
+        RuntimeConfig::default(),
+    );
+    assert!(rt.audit_health_probed().await.is_ok(), "healthy until an append fails");
+    let before = BROKEN_PROBES.load(SeqCst);
+    assert_eq!(rt.decide(pay(5, "bot"), None).await.effect, Effect::Block);
+    for _ in 0..50 {
+        let why = rt.audit_health_probed().await.unwrap_err();
+        assert!(why.contains("disk I/O error"), "{why}");
+    }
+    assert_eq!(BROKEN_PROBES.load(SeqCst) - before, 1);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert!(rt.audit_health_probed().await.is_err());
+    assert_eq!(BROKEN_PROBES.load(SeqCst) - before, 2);
 }
 
 /// The same request asking again reuses its pending approval; another
@@ -780,6 +811,73 @@ async fn a_grant_holds_its_ttl_from_the_grant() {
         "{held:?}"
     );
     assert_eq!(granted.hold_seconds, Some(600));
+}
+
+/// A grant covers the roles it was asked of: after a reload that asks the
+/// same request's approval of another role (stricter), the old grant does
+/// not allow it, and is not spent; with the roles it was asked of, it is.
+#[tokio::test]
+async fn a_grant_does_not_cover_a_role_a_reload_now_asks_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, store) = runtime(&dir);
+    let pending = rt
+        .decide_from(pay(500, "bot"), None, Some("agent-1"))
+        .await
+        .approval
+        .unwrap();
+    assert_eq!(pending.roles, ["finance"]);
+    rt.grant(&pending.id, anyone("fin"), None).await.unwrap();
+
+    let stricter = POLICY.replace("approval: {role: finance, ttl: 10m}", "approval: {role: cfo, ttl: 10m}");
+    assert_ne!(stricter, POLICY);
+    rt.set_policy(Policy::from_yaml_str(&stricter).unwrap());
+    let a = rt
+        .decide_from(pay(500, "bot"), Some(pending.id.clone()), Some("agent-1"))
+        .await;
+    assert_eq!(a.effect, Effect::Block, "{:?}", a.reasons);
+    assert!(a.reasons[0].contains("now asks for role `cfo`"), "{:?}", a.reasons);
+    let kept = store.get_approval(&pending.id).await.unwrap().unwrap();
+    assert_eq!(kept.state, ApprovalState::Granted);
+
+    rt.set_policy(Policy::from_yaml_str(POLICY).unwrap());
+    let a = rt
+        .decide_from(pay(500, "bot"), Some(pending.id.clone()), Some("agent-1"))
+        .await;
+    assert_eq!(a.effect, Effect::Allow, "{:?}", a.reasons);
+}
+
+/// A reload that shortens the rule's `ttl` shortens the grants already
+/// given: a grant holds the policy's `ttl` now, from the grant.
+#[tokio::test]
+async fn a_grant_holds_the_ttl_the_policy_gives_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, store) = runtime(&dir);
+    let pending = rt
+        .decide_from(pay(500, "bot"), None, Some("agent-1"))
+        .await
+        .approval
+        .unwrap();
+    rt.grant(&pending.id, anyone("fin"), None).await.unwrap();
+    let shorter = POLICY.replace(
+        "approval: {role: finance, ttl: 10m}",
+        "approval: {role: finance, ttl: 1s}",
+    );
+    assert_ne!(shorter, POLICY);
+    rt.set_policy(Policy::from_yaml_str(&shorter).unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let a = rt
+        .decide_from(pay(500, "bot"), Some(pending.id.clone()), Some("agent-1"))
+        .await;
+    assert_eq!(a.effect, Effect::Block, "{:?}", a.reasons);
+    assert!(a.reasons[0].contains("has expired"), "{:?}", a.reasons);
+    let kept = store.get_approval(&pending.id).await.unwrap().unwrap();
+    assert_eq!(kept.state, ApprovalState::Granted);
+    // Under the ttl it was granted with, it still holds.
+    rt.set_policy(Policy::from_yaml_str(POLICY).unwrap());
+    let a = rt
+        .decide_from(pay(500, "bot"), Some(pending.id.clone()), Some("agent-1"))
+        .await;
+    assert_eq!(a.effect, Effect::Allow, "{:?}", a.reasons);
 }
 
 /// An approver who may decide an approval sees the request's sensitive

@@ -199,6 +199,19 @@ async fn no_sensitive_value_reaches_the_store_in_clear() {
         assert!(o.audit_seq.is_some());
     }
     let _ = rt.outcome("unknown-decision", Some(outputs[0].clone()), None).await;
+    // An error instead of the output: free text, which may quote what the
+    // output would have held (the action has sensitive output fields).
+    let failed = "the provider refused token tok-9f8e7d6c5b";
+    let request = Request::new("pay")
+        .input(json!({"amount": 5, "card": "ok"}))
+        .actor(json!({"id": "bot"}));
+    let a = rt.decide_from(request, None, Some("agent-1")).await;
+    let o = rt
+        .outcome_from(&a.decision_id, None, Some(failed.into()), Some("agent-1"))
+        .await
+        .unwrap();
+    assert!(o.audit_seq.is_some());
+    let _ = rt.outcome("unknown-decision-2", None, Some(failed.into())).await;
     // Refused bodies, of every shape.
     for body in [
         json!({"action": "pay", "input": [{"card": SECRET}], "bogus": 1}),

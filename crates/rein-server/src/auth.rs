@@ -135,8 +135,9 @@ impl fmt::Debug for Tokens {
 
 impl Tokens {
     /// Accepts a list of tokens. Refuses an empty list, empty names, tokens
-    /// shorter than [`MIN_TOKEN_LEN`] or with whitespace, and a token given
-    /// twice (it would have two identities).
+    /// shorter than [`MIN_TOKEN_LEN`] or with whitespace, a token given
+    /// twice (it would have two identities), and a name given twice (two
+    /// tokens would share one identity).
     pub fn from_entries(entries: impl IntoIterator<Item = TokenEntry>) -> Result<Tokens, TokenError> {
         let mut stored: Vec<Stored> = Vec::new();
         for (i, e) in entries.into_iter().enumerate() {
@@ -151,6 +152,15 @@ impl Tokens {
             }
             if e.token.chars().any(char::is_whitespace) {
                 return Err(TokenError(format!("{which}: a token cannot contain whitespace")));
+            }
+            // The name is the identity: outcomes, approvals and the
+            // self-approval check are bound to it. Two tokens of one name
+            // would share them (one agent spending the other's grants).
+            if let Some(other) = stored.iter().position(|s| s.identity.name == e.name) {
+                return Err(TokenError(format!(
+                    "{which}: the name is also token {}'s; each token needs a name of its own",
+                    other + 1
+                )));
             }
             let digest = digest(&e.token);
             if let Some(other) = stored.iter().find(|s| s.digest == digest) {
@@ -428,6 +438,20 @@ mod tests {
         assert!(Tokens::parse("t.yaml", "tokens: []\n").is_err());
         assert!(Tokens::parse("t.yaml", "tokenz: []\n").is_err());
         assert!(Tokens::parse("t.yaml", "tokens:\n  - {name: x, role: admin}\n").is_err());
+    }
+
+    /// A token's name is who it is (outcomes, approvals, self-approval
+    /// are bound to it): two tokens of one name, whatever their roles,
+    /// would share one identity.
+    #[test]
+    fn refuses_a_name_given_twice() {
+        for (a, b) in [("agent", "agent"), ("agent", "approver"), ("approver", "admin")] {
+            let text = format!(
+                "tokens:\n  - {{name: bot, role: {a}, token: aaaaaaaaaaaaaaaa}}\n  - {{name: ops, role: admin, token: cccccccccccccccc}}\n  - {{name: bot, role: {b}, token: bbbbbbbbbbbbbbbb}}\n"
+            );
+            let e = Tokens::parse("t.yaml", &text).unwrap_err().to_string();
+            assert!(e.contains("token 3 (`bot`): the name is also token 1's"), "{e}");
+        }
     }
 
     #[test]

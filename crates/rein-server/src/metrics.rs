@@ -238,6 +238,11 @@ impl Store for MeteredStore {
         self.count("key_fingerprint", result)
     }
 
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        let result = self.inner.probe_write().await;
+        self.count("probe_write", result)
+    }
+
     async fn find_open_approval(
         &self,
         request_hash: &str,

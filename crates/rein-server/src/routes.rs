@@ -671,6 +671,7 @@ fn runtime_error(e: RuntimeError) -> ApiError {
                 ApprovalError::RequestMismatch(_) => (StatusCode::CONFLICT, "request_mismatch"),
                 ApprovalError::OtherClient(_) => (StatusCode::FORBIDDEN, "other_client"),
                 ApprovalError::SelfApproval(_) => (StatusCode::FORBIDDEN, "self_approval"),
+                ApprovalError::RolesChanged { .. } => (StatusCode::CONFLICT, "roles_changed"),
             };
             ApiError::new(status, code, e.to_string())
         }
@@ -805,7 +806,8 @@ fn headline(e: &rein_engine::LoadError) -> String {
 
 /// `200` while decisions can be made and recorded; `503` with the reason
 /// when the store cannot be read, or while audit appends fail (a full disk:
-/// every decision is then `block`) until one succeeds again.
+/// every decision is then `block`) until one succeeds again or the store
+/// takes a probing write (space was freed).
 async fn healthz(State(state): State<AppState>) -> Response {
     let policy = state.runtime().policy();
     let version = policy.version().to_string();
@@ -817,7 +819,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
             .with("policy_version_label", json!(label))
             .into_response()
     };
-    if let Err(why) = state.runtime().audit_health() {
+    if let Err(why) = state.runtime().audit_health_probed().await {
         tracing::error!(error = %why, "health check: the audit log takes no appends");
         return unavailable(format!(
             "the audit log takes no appends, so every decision is block: {why}"
@@ -880,8 +882,21 @@ async fn openapi() -> Response {
 
 /// Reads a request body under the server's one limit (`--max-body`): every
 /// route that reads a body reads it here, so none can take more.
+///
+/// The body must arrive within half the request timeout (`408`): a body
+/// sent a byte at a time would otherwise run into the request timeout,
+/// which drops the handler, and the agent's attempt would leave no audit
+/// record; this way it is refused, and recorded, like any unreadable body.
 async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
-    read_limited(headers, body, state.max_body_bytes()).await
+    let budget = state.inner.request_timeout / 2;
+    match tokio::time::timeout(budget, read_limited(headers, body, state.max_body_bytes())).await {
+        Ok(read) => read,
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("the body did not arrive within {} ms", budget.as_millis()),
+        )),
+    }
 }
 
 fn limit(requested: Option<u64>) -> Result<u64, ApiError> {

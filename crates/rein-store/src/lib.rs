@@ -56,6 +56,12 @@ pub trait Store: Send + Sync + 'static {
     /// one was recorded.
     async fn key_fingerprint(&self) -> Result<Option<String>, StoreError>;
 
+    /// Makes a small durable write outside the audit log (the time of the
+    /// probe, in the store's metadata): whether the store takes writes
+    /// again after appends failed (a disk that was full). No default: a
+    /// store that cannot tell must say so with an error, not pass.
+    async fn probe_write(&self) -> Result<(), StoreError>;
+
     /// The newest pending approval not expired at `now` (RFC 3339) for the
     /// request with `request_hash` sent by `client`: an identical request
     /// reuses it instead of opening another.

@@ -225,4 +225,15 @@ pub enum ApprovalError {
     /// The request was sent by another client than the one that asked.
     #[error("approval `{0}` was asked for by another client; only that client may use it")]
     OtherClient(String),
+    /// The policy now asks this request's approval of a role the grant was
+    /// not asked of (it was reloaded since): the grant does not cover it.
+    #[error("approval `{id}` was granted for roles {granted:?}; the policy now asks for role `{needed}`: ask again")]
+    RolesChanged {
+        /// The approval.
+        id: String,
+        /// The roles it was asked of.
+        granted: Vec<String>,
+        /// A role the policy asks for now that it was not asked of.
+        needed: String,
+    },
 }

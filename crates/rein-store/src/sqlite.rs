@@ -27,6 +27,8 @@ use crate::{
 
 /// The `store_meta` key of the audit key's fingerprint.
 const KEY_FINGERPRINT: &str = "audit_key_fingerprint";
+/// The `store_meta` key [`Store::probe_write`] writes.
+const WRITE_PROBE: &str = "last_write_probe";
 
 /// Runs blocking `f` off the async workers when inside a tokio runtime.
 async fn run_blocking<T: Send + 'static>(
@@ -379,6 +381,12 @@ impl Store for SqliteStore {
 
     async fn key_fingerprint(&self) -> Result<Option<String>, StoreError> {
         self.readers.run(|conn| schema::read_meta(conn, KEY_FINGERPRINT)).await
+    }
+
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let now = chain::format_time(jiff::Timestamp::now());
+        run_blocking(move || schema::write_meta(&path, WRITE_PROBE, &now)).await
     }
 
     async fn find_open_approval(

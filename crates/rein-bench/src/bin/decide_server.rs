@@ -77,6 +77,10 @@ impl Store for NoAudit {
         Ok(None)
     }
 
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     async fn find_open_approval(
         &self,
         _: &str,

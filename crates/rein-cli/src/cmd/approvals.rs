@@ -1,12 +1,13 @@
 //! `rein approvals`: list, grant, deny.
 
 use super::remote::{path_segment, server_error, Conn, Target};
-use super::{EXIT_ALLOW, EXIT_BLOCK};
+use super::{printable, EXIT_ALLOW, EXIT_BLOCK};
+use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use rein_server::{Identity, Role, Tokens};
 use rein_store::{ApprovalRecord, ApprovalState};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
 pub struct ApprovalsArgs {
@@ -124,9 +125,11 @@ pub fn run(args: ApprovalsArgs) -> anyhow::Result<u8> {
                             .is_ok_and(|e| e <= jiff::Timestamp::now());
                     // Who asked: the actor's id and the client that sent
                     // it (a hook's request may have neither).
+                    // The actor id is the agent's text: escaped, so that
+                    // it cannot forge rows or drive the terminal.
                     let asked = match (&a.requested_by, &a.requested_via) {
-                        (Some(actor), Some(client)) => format!("{actor} via {client}"),
-                        (Some(actor), None) => actor.clone(),
+                        (Some(actor), Some(client)) => format!("{} via {client}", printable(actor)),
+                        (Some(actor), None) => printable(actor).into_owned(),
                         (None, Some(client)) => format!("via {client}"),
                         (None, None) => "-".to_string(),
                     };
@@ -142,7 +145,7 @@ pub fn run(args: ApprovalsArgs) -> anyhow::Result<u8> {
                         a.rules.join(",")
                     )?;
                     match &a.decided_by {
-                        Some(who) => writeln!(out, "  decided by {who}")?,
+                        Some(who) => writeln!(out, "  decided by {}", printable(who))?,
                         None => writeln!(out)?,
                     }
                 }
@@ -159,9 +162,15 @@ pub fn run(args: ApprovalsArgs) -> anyhow::Result<u8> {
 
 fn decide(rt: &tokio::runtime::Runtime, args: DecideArgs, grant: bool) -> anyhow::Result<u8> {
     let verb = if grant { "grant" } else { "deny" };
-    let record: ApprovalRecord = match args.target.connect_for_writing()? {
+    let mut target = args.target.clone();
+    if target.server.is_none() {
+        // The tokens file is the one beside the real store, which is also
+        // the file opened: not one beside a link to it.
+        target.db = real_store_path(&target.db)?;
+    }
+    let record: ApprovalRecord = match target.connect_for_writing()? {
         Conn::Local(store) => {
-            let who = file_approver(&args)?;
+            let who = file_approver(&target)?;
             let approver = rein_runtime::Approver {
                 name: &who.name,
                 roles: match who.role {
@@ -206,25 +215,54 @@ fn decide(rt: &tokio::runtime::Runtime, args: DecideArgs, grant: bool) -> anyhow
             serde_json::from_value(body)?
         }
     };
-    println!(
+    writeln!(
+        std::io::stdout().lock(),
         "{} {} by {}",
         record.id,
         record.state.as_str(),
-        record.decided_by.as_deref().unwrap_or("-")
-    );
+        printable(record.decided_by.as_deref().unwrap_or("-"))
+    )?;
     Ok(EXIT_ALLOW)
+}
+
+/// The store file `db` names, with every symbolic link resolved, so that
+/// the tokens file beside it is the one beside the real store. A link is
+/// something anyone may make in a folder of their own, next to a tokens
+/// file of their own: `--db my/rein.db` linking to the real store must not
+/// pair that store with `my/rein-tokens.yaml`. A store with several hard
+/// links is refused for the same reason (the other name may sit in any
+/// folder). A missing file is left for the opening to report.
+fn real_store_path(db: &Path) -> anyhow::Result<PathBuf> {
+    if std::fs::symlink_metadata(db).is_err() {
+        return Ok(db.to_path_buf());
+    }
+    let real = std::fs::canonicalize(db).with_context(|| format!("cannot resolve `{}`", db.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let links = std::fs::metadata(&real)
+            .with_context(|| format!("cannot read `{}`", real.display()))?
+            .nlink();
+        if links > 1 {
+            anyhow::bail!(
+                "`{}` has {links} hard links: approvals are decided on the store file under its only name, beside \
+                 its tokens file (another name may sit beside a tokens file anyone wrote)",
+                real.display()
+            );
+        }
+    }
+    Ok(real)
 }
 
 /// The approver deciding on the store file: the holder of the token given
 /// (`--token` or `REIN_TOKEN`), found in the tokens file, with the role
 /// approver or admin. A name alone is not enough: whoever runs the command
 /// (the agent the approval is about, say) could type any name.
-fn file_approver(args: &DecideArgs) -> anyhow::Result<Identity> {
+fn file_approver(target: &Target) -> anyhow::Result<Identity> {
     // Only the file beside the store, where `rein serve` keeps it and the
     // coding-agent hook protects it: a file named on the command line could
     // be one the caller wrote.
-    let tokens_file = args
-        .target
+    let tokens_file = target
         .db
         .parent()
         .map(PathBuf::from)
@@ -239,10 +277,10 @@ fn file_approver(args: &DecideArgs) -> anyhow::Result<Identity> {
              start (one token per role, printed once; stop the server with Ctrl-C), then give the approver's \
              token with --token or REIN_TOKEN",
             tokens_file.display(),
-            args.target.db.display()
+            target.db.display()
         );
     }
-    let Some(token) = args.target.token.as_deref() else {
+    let Some(token) = target.token.as_deref() else {
         anyhow::bail!(
             "deciding an approval on the store file needs an approver's token (--token TOKEN or REIN_TOKEN), \
              checked against the tokens file beside the store, {}; or decide through the server with --server",

@@ -54,6 +54,9 @@ impl Store for FaultyStore {
     async fn key_fingerprint(&self) -> Result<Option<String>, StoreError> {
         Ok(None)
     }
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        self.other().await
+    }
     async fn find_open_approval(
         &self,
         _: &str,
@@ -182,4 +185,110 @@ async fn a_hung_store_times_out_to_block() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{resp}");
     assert_block_error(&resp, "timeout");
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// A client that sends its headers a byte at a time, or stops halfway,
+/// is cut off after the request timeout: otherwise anyone who can reach
+/// the port (no token needed: the headers are not complete) holds
+/// connections, and their file descriptors, open for ever. A client that
+/// sends its request in time on the same kind of connection is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_are_cut_off_after_the_request_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::with(|c| c.request_timeout = Duration::from_millis(500)).await;
+    let served = h.serve().await;
+    let addr = served.base.trim_start_matches("http://").to_string();
+
+    let closed_within = |mut stream: tokio::net::TcpStream, trickle: bool| async move {
+        let started = std::time::Instant::now();
+        stream
+            .write_all(b"POST /v1/decide HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        loop {
+            assert!(started.elapsed() < Duration::from_secs(5), "still open after 5 s");
+            if trickle {
+                // A write may fail once the server has closed: that is the
+                // end this test waits for.
+                let _ = stream.write_all(b"X").await;
+            }
+            // Anything read (the end, an error, a 408) ends the wait.
+            if tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf))
+                .await
+                .is_ok()
+            {
+                return started.elapsed();
+            }
+        }
+    };
+    for trickle in [false, true] {
+        let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let took = closed_within(stream, trickle).await;
+        assert!(took >= Duration::from_millis(400), "closed too early ({took:?})");
+    }
+
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(served.url("/v1/decide"))
+        .bearer_auth(AGENT)
+        .json(&refund(40, "bot-7"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::OK);
+    served.shutdown().await;
+}
+
+/// An agent's body sent a byte at a time is refused before the request
+/// timeout (`408 body_timeout`, `block`) and, like any body that cannot be
+/// decided, recorded: the request timeout would drop the handler and leave
+/// no record of the attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_body_is_refused_and_recorded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::with(|c| c.request_timeout = Duration::from_millis(800)).await;
+    let served = h.serve().await;
+    let addr = served.base.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/decide HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {AGENT}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let started = std::time::Instant::now();
+    loop {
+        assert!(started.elapsed() < Duration::from_secs(5), "no answer");
+        let _ = stream.write_all(b" ").await;
+        match tokio::time::timeout(Duration::from_millis(50), stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => {
+                answer.extend_from_slice(&buf[..n]);
+                if answer.ends_with(b"}") {
+                    break;
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    let text = String::from_utf8_lossy(&answer).to_string();
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    let body: serde_json::Value = serde_json::from_str(&text[text.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    assert_block_error(&body, "body_timeout");
+    let id = body["decision_id"].as_str().unwrap();
+    let records = h
+        .state
+        .runtime()
+        .store()
+        .query_audit(&AuditQuery {
+            decision_id: Some(id.to_string()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].entry.effect, "block");
+    assert_eq!(records[0].entry.client.as_deref(), Some("agent-1"));
+    served.shutdown().await;
 }

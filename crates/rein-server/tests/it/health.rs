@@ -88,6 +88,52 @@ async fn healthz_is_unhealthy_while_the_disk_is_full() {
     drop(h);
 }
 
+/// Once space is back, `/healthz` is healthy again without waiting for a
+/// decision: a server taken out of rotation for being unhealthy gets no
+/// decisions, so it would stay out for ever. While the disk is still
+/// full, it stays unhealthy (its probing write fails too).
+#[tokio::test]
+async fn healthz_recovers_when_space_is_back_without_a_decision() {
+    let Some(disk) = SmallDisk::mount("2m") else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let db = disk.dir.path().join("rein.db");
+    let h = Harness::with(|c| c.db_path = db.clone()).await;
+    assert_eq!(h.decide(refund(40, "bot-1")).await["effect"], "allow");
+    let filler = disk.dir.path().join("filler");
+    fill(&filler);
+    let mut blocked = false;
+    for _ in 0..2000 {
+        if h.decide(refund(40, "bot-1")).await["effect"] == "block" {
+            blocked = true;
+            break;
+        }
+    }
+    assert!(blocked, "a full disk must block a decision");
+    for _ in 0..3 {
+        let (status, body) = h.call(Method::GET, "/healthz", None, None).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    }
+    assert_eq!(h.decide(refund(40, "bot-1")).await["effect"], "block");
+
+    std::fs::remove_file(&filler).unwrap();
+    // Probes run at most once a second: healthy within a few.
+    let mut healthy = false;
+    for _ in 0..30 {
+        let (status, _) = h.call(Method::GET, "/healthz", None, None).await;
+        if status == StatusCode::OK {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(healthy, "/healthz must recover once space is back");
+    assert_eq!(h.decide(refund(40, "bot-1")).await["effect"], "allow");
+    h.state.close().await.unwrap();
+    drop(h);
+}
+
 /// A server refuses to start with an audit key other than the one its
 /// store was first used with, and says which file to check.
 #[tokio::test]

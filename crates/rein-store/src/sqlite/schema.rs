@@ -298,6 +298,23 @@ pub(crate) fn bind_meta(path: &Path, key: &str, value: &str) -> Result<String, S
     Ok(kept)
 }
 
+/// Sets `key` to `value` in `store_meta`, durably (as [`bind_meta`]
+/// writes): fails when the file takes no writes.
+pub(crate) fn write_meta(path: &Path, key: &str, value: &str) -> Result<(), StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| open_error(path, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(path, e))?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(|e| open_error(path, e))?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+        .map_err(|e| open_error(path, e))?;
+    conn.execute(
+        "INSERT INTO store_meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [key, value],
+    )?;
+    Ok(())
+}
+
 /// Brings the schema to [`SCHEMA_VERSION`], refusing files that are newer
 /// or not Rein stores. Runs under the write lock, so two processes opening
 /// a new file at once do not both create it.
