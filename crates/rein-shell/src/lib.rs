@@ -106,17 +106,17 @@
 //!   operands except `file://` ones. For any other program: every argument
 //!   that does not start with `-`, a `--opt=value` or `-Xvalue` value that
 //!   looks like a path, everything after `--`. Files a known program writes
-//!   by itself through an option or script (`sort -o`, `sed 'w F'`, `curl
-//!   -o`, `dd of=`, `tee`'s are its operands) are also in `writes`; `sed 'r
-//!   F'` in `reads`.
+//!   by itself through an option or script (`sort -o`, `sed 'w F'`, the
+//!   files of `sed -i`, `curl -o`, `dd of=`, `tee`'s are its operands) are
+//!   also in `writes`; `sed 'r F'` in `reads`.
 //! - **Code the analysis has not seen is not understood**: a shell reading
 //!   its commands from standard input (a pipe, a `<` file, the terminal),
 //!   from `/dev/stdin`, `/dev/fd/N`, `/proc/self/fd/N` or `<(…)` (`curl … |
 //!   bash`, `bash < x.sh`, `bash <(curl …)`); an interpreter doing the same
 //!   (`python3 -`, `cat x.py | python3`, `perl < x.pl`, `awk -f -`, `sed -f
 //!   -`, `make -f -`); a known program told to run other code (`awk
-//!   'BEGIN{system(…)}'`, a pipe, `getline` or `print >` in awk; `sed` `e`
-//!   and `s///e`; `git -c` with any key but a few display and identity
+//!   'BEGIN{system(…)}'`, a pipe, `getline`, `print >`, `ARGV` or
+//!   `ENVIRON` in awk; `sed` `e` and `s///e`; `git -c` with any key but a few display and identity
 //!   keys, `--config-env`, `--exec-path=`, `clone -u`, `fetch
 //!   --upload-pack`, `rebase -x`, `submodule foreach`, `bisect run`;
 //!   `tar --to-command`, `-I`, `--use-compress-program`, `host:` archives;
@@ -244,7 +244,8 @@ pub struct Part {
     /// `>&file`) of this command or an enclosing one, `time -o`, the lock
     /// file of `flock` and the typescript of `script`, and files a known
     /// program writes through an option or script (`sort -o`, `sed 'w F'`,
-    /// `curl -o`, `wget -O`, `dd of=`, `uniq IN OUT`, `git log --output`).
+    /// the files of `sed -i`, `curl -o`, `curl --hsts F`, `wget -O`, `dd
+    /// of=`, `uniq IN OUT`, `git log --output`).
     pub writes: Vec<String>,
     /// Files read by `<` and `<>` redirections, `xargs -a`, and `sed 'r F'`.
     pub reads: Vec<String>,

@@ -1174,6 +1174,9 @@ const CURL: Grammar = Grammar {
         "stderr",
         "libcurl",
         "etag-save",
+        // The HSTS and Alt-Svc caches are read and rewritten.
+        "hsts",
+        "alt-svc",
     ],
     // A config file can hold any option, among them `--output`.
     unknowable: &["K", "config"],
@@ -1620,10 +1623,10 @@ pub(crate) fn read(program: &str, words: &[WordInfo]) -> Reading {
     match program {
         "grep" | "egrep" | "fgrep"
             if files.is_empty()
-                && parsed
-                    .options
-                    .iter()
-                    .any(|(n, _)| matches!(n.as_str(), "r" | "R" | "recursive" | "dereference-recursive")) =>
+                && parsed.options.iter().any(|(n, v)| {
+                    matches!(n.as_str(), "r" | "R" | "recursive" | "dereference-recursive")
+                        || (matches!(n.as_str(), "d" | "directories") && v.as_deref() == Some("recurse"))
+                }) =>
         {
             r.operands.push(".".to_owned());
         }
@@ -1634,6 +1637,10 @@ pub(crate) fn read(program: &str, words: &[WordInfo]) -> Reading {
             }
         }
         "sed" => {
+            // `-i`, `-ni`, `-i.bak`, `--in-place=.bak`: the files are rewritten.
+            if parsed.options.iter().any(|(n, _)| n == "i" || n == "in-place") {
+                r.writes.extend(files.iter().cloned());
+            }
             let scripts: Vec<&str> = leading
                 .iter()
                 .map(|s| s.as_str())
@@ -1691,7 +1698,12 @@ pub(crate) fn read(program: &str, words: &[WordInfo]) -> Reading {
                         .or_else(|| value.split_once("=<"))
                         .map(|(_, f)| f.split(';').next().unwrap_or_default()),
                     "b" | "cookie" if !value.contains('=') => Some(value.as_str()),
-                    // `-w @file` reads the format from a file.
+                    // `-w @file` reads the format from a file; `%output{f}`
+                    // in it writes f, which may itself be a variable.
+                    "w" | "write-out" if value.contains("%output{") => {
+                        r.known = false;
+                        value.strip_prefix('@')
+                    }
                     "w" | "write-out" => value.strip_prefix('@'),
                     "variable" | "url-query" => value.split_once('@').map(|(_, f)| f),
                     _ => None,
@@ -2488,6 +2500,20 @@ fn git(words: &[WordInfo]) -> Reading {
         } else {
             t.get(..2).unwrap_or(t)
         };
+        // `blame -S FILE`, `--contents FILE`, `--ignore-revs-file FILE` read
+        // a file (and quote its lines in errors): not `log -S TEXT`.
+        if sub_name == "blame" && matches!(name, "-S" | "--contents" | "--ignore-revs-file") {
+            let value = match t.split_once('=') {
+                Some((_, v)) => Some(v.to_owned()),
+                None if t.len() > 2 && !t.starts_with("--") => Some(t[2..].to_owned()),
+                None => {
+                    k += 1;
+                    rest.get(k - 1).map(|w| w.literal.clone())
+                }
+            };
+            r.operands.extend(value);
+            continue;
+        }
         // Options of the common subcommands whose value is the next word
         // (`commit -m "$(cat <<'EOF' …)"`): text, not files or options.
         let cluster_last = (!t.starts_with("--") && t.len() > 2 && t.chars().skip(1).all(|c| c.is_ascii_alphabetic()))
@@ -3009,6 +3035,14 @@ fn awk_runs(text: &str) -> Option<String> {
     }
     if code.contains("getline") {
         return Some("the program reads with getline".to_owned());
+    }
+    // Assigning `ARGV`/`ARGC` makes awk read files the line does not
+    // name; `ENVIRON` prints the environment (tokens, keys).
+    if code.contains("ARGV") || code.contains("ARGC") {
+        return Some("the program changes the files it reads (ARGV)".to_owned());
+    }
+    if code.contains("ENVIRON") {
+        return Some("the program reads the environment (ENVIRON)".to_owned());
     }
     if code.contains('@') {
         return Some("the program loads an extension or another file, or calls a function by name (@)".to_owned());
