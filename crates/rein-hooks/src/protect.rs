@@ -222,6 +222,25 @@ const GIT_TREE_CHANGERS: &[&str] = &[
     "revert",
 ];
 
+/// Where a `git` command line's subcommand is (`args.len()` if none): the
+/// global options before it are skipped with their values (`git -C dir
+/// clean`, `git -c k=v stash`, `git --git-dir d reset`), so the subcommand
+/// is not mistaken for one of them, nor their `-C` for `checkout -C`.
+fn git_subcommand_at(args: &[String]) -> usize {
+    let mut i = 0;
+    while let Some(a) = args.get(i) {
+        if !a.starts_with('-') {
+            break;
+        }
+        let takes_value = matches!(
+            a.as_str(),
+            "-C" | "-c" | "--git-dir" | "--work-tree" | "--namespace" | "--super-prefix" | "--config-env"
+        );
+        i += if takes_value { 2 } else { 1 };
+    }
+    i.min(args.len())
+}
+
 /// Whether `tar` is given an extracting mode (`x`, `-x`, `--extract`,
 /// `--get`), in its old form (`xzf`) or as options (`-xzf`).
 fn tar_extracts(args: &[String]) -> bool {
@@ -356,7 +375,8 @@ impl Protected {
                 "`{var}` points Rein's commands at other files; Rein's own settings are not the agent's to change"
             ));
         }
-        if let Some(why) = self.rein_invocation(program, text("path"), &args, &dirs) {
+        let known = input.get("known").and_then(Json::as_bool).unwrap_or(false);
+        if let Some(why) = self.rein_invocation(program, text("path"), &args, &dirs, known) {
             return Some(why);
         }
         if program.is_empty() {
@@ -439,7 +459,8 @@ impl Protected {
             }
         }
         if program == "git" {
-            let words: Vec<&str> = args
+            let at = git_subcommand_at(&args);
+            let words: Vec<&str> = args[at..]
                 .iter()
                 .map(String::as_str)
                 .filter(|a| !a.starts_with('-'))
@@ -447,7 +468,9 @@ impl Protected {
             let sub = words.first().copied();
             // A new branch from where one stands changes no file.
             let new_branch = matches!(sub, Some("checkout" | "switch"))
-                && args.iter().any(|a| ["-b", "-B", "-c", "-C"].contains(&a.as_str()))
+                && args[at..]
+                    .iter()
+                    .any(|a| ["-b", "-B", "-c", "-C"].contains(&a.as_str()))
                 && words.len() <= 2;
             if sub.is_some_and(|s| GIT_TREE_CHANGERS.contains(&s)) && !new_branch {
                 for d in &dirs {
@@ -473,7 +496,14 @@ impl Protected {
 
     /// `rein` run by the agent (by name, or by the protected executable's
     /// path, or through `cargo run`): only read-only subcommands pass.
-    fn rein_invocation(&self, program: &str, path: &str, args: &[String], dirs: &[String]) -> Option<String> {
+    fn rein_invocation(
+        &self,
+        program: &str,
+        path: &str,
+        args: &[String],
+        dirs: &[String],
+        known: bool,
+    ) -> Option<String> {
         let is_binary = |p: &str| {
             dirs.iter().any(|d| {
                 let r = crate::map::resolve(Path::new(d), p, None);
@@ -486,8 +516,15 @@ impl Protected {
             .map(String::as_str)
             .filter(|a| !a.starts_with('-'))
             .collect();
-        let approvals_at = words.iter().position(|w| *w == "approvals");
-        if approvals_at.is_some_and(|at| words[at..].iter().any(|w| *w == "grant" || *w == "deny")) {
+        // For a program Rein does not know (a copy of rein under any name),
+        // a word that is only known when it runs (`$x`, `$(…)`) or a glob
+        // (`gr*`, `{grant,x}`) may be any of these words.
+        let may_be = |w: &str, word: &str| {
+            w == word
+                || (!known && (w.contains(['$', '`']) || (w.contains(['*', '?', '[', '{']) && glob_may_match(w, word))))
+        };
+        let approvals_at = words.iter().position(|w| may_be(w, "approvals"));
+        if approvals_at.is_some_and(|at| words[at + 1..].iter().any(|w| may_be(w, "grant") || may_be(w, "deny"))) {
             return Some(
                 "the agent may not decide approvals (`approvals grant`/`deny`), with rein or a copy of it, whatever \
                  the policy says"
@@ -824,6 +861,13 @@ mod tests {
             ("rein", vec!["serve", "-p", "x"], vec![]),
             ("unknown-tool", vec!["--out=rein.db"], vec![]),
             ("r", vec!["approvals", "--db", "x", "grant", "id"], vec![]),
+            // A copy of rein told `approvals grant` through an expansion or a glob.
+            ("r", vec!["approvals", "$x", "id"], vec![]),
+            ("r", vec!["approvals", "$(echo grant)", "id"], vec![]),
+            ("r", vec!["ap*ls", "grant", "id"], vec![]),
+            ("r", vec!["approvals", "{grant,x}", "id"], vec![]),
+            ("r", vec!["approvals", "gr?nt", "id"], vec![]),
+            ("r", vec!["$A", "de*", "id"], vec![]),
         ] {
             let input = part(program, &args, &operands);
             assert!(g.check("shell.exec", &input).is_some(), "{program} {args:?}");
@@ -839,8 +883,10 @@ mod tests {
             // Nothing protected exists below /p to be removed.
             ("rm", vec!["-rf", "."], vec!["/p"]),
             ("git", vec!["clean", "-fdx"], vec![]),
+            ("echo", vec!["approvals", "$x"], vec![]),
         ] {
-            let input = part(program, &args, &operands);
+            let mut input = part(program, &args, &operands);
+            input["known"] = serde_json::json!(true);
             assert_eq!(g.check("shell.exec", &input), None, "{program} {args:?}");
         }
     }
@@ -867,6 +913,15 @@ mod tests {
             ("patch", vec!["-p1"], vec![]),
             ("git", vec!["checkout", "other"], vec![]),
             ("git", vec!["merge", "other"], vec![]),
+            // Global options with values before the subcommand.
+            ("git", vec!["-C", ".", "clean", "-fdx"], vec![]),
+            ("git", vec!["-c", "color.ui=never", "stash"], vec![]),
+            (
+                "git",
+                vec!["--git-dir", ".git", "--work-tree", ".", "reset", "--hard"],
+                vec![],
+            ),
+            ("git", vec!["--no-pager", "-C", ".", "checkout", "--", "."], vec![]),
         ] {
             let mut input = part(program, &args, &[]);
             input["operands"] = serde_json::json!(operands);
