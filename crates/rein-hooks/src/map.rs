@@ -341,6 +341,8 @@ fn search_input(kind: SearchKind, name: &str, input: &Json, cwd: &Path, home: Op
                 .or_else(|| text("include"))
                 .filter(|g| !g.trim().is_empty());
             let globs = match filter {
+                // `!x` excludes x: every other file is searched.
+                Some(g) if g.trim_start().starts_with('!') => tree,
                 Some(g) if !g.contains('/') => vec![base.clone(), under(&format!("**/{g}"))],
                 Some(g) => vec![base.clone(), under(g)],
                 None => tree,
@@ -898,6 +900,22 @@ mod tests {
         let programs: Vec<_> = call.inputs.iter().map(|i| i["program"].as_str().unwrap()).collect();
         assert_eq!(programs, ["npm", "rm"]);
         assert_eq!(call.inputs[1]["command"], "npm test && rm -rf ~");
+    }
+
+    #[test]
+    fn a_negated_grep_glob_searches_the_whole_tree() {
+        for glob in ["!*.rs", " !x"] {
+            let call = map_tool(
+                &event(Agent::ClaudeCode, "Grep", json!({"pattern": "x", "glob": glob})),
+                None,
+            );
+            let globs = &call.inputs[0]["globs"];
+            assert_eq!(
+                globs,
+                &json!(["/nonexistent-project", "/nonexistent-project/**"]),
+                "{glob}"
+            );
+        }
     }
 
     #[test]
