@@ -33,6 +33,14 @@ pub const MAX_PARTS: usize = rein_shell::MAX_PARTS;
 /// otherwise grow by the length of the directory per word.
 pub const MAX_PATHS_PER_PART: usize = 256;
 
+/// Most bytes of resolved paths (`dirs`, `operands`, `writes`, `reads`)
+/// given to rules for one command line, all parts together. Each path is a
+/// directory joined to a word, so a short line can name long paths many
+/// times (16 possible directories of 4 KB, 16 one-letter words per part,
+/// 35 parts: 9 KB of command wrote 38 MB of audit records). Past it, the
+/// lists of the remaining parts are cut and those parts are not understood.
+pub const MAX_PATH_BYTES_PER_EVENT: usize = 256 * 1024;
+
 /// The whole command line is kept in the first part's `command`; later
 /// parts carry at most this many bytes of it (and a note). The line is then
 /// stored once per event, not once per part.
@@ -512,16 +520,34 @@ fn shell(input: &Json, cwd: &Path, home: Option<&Path>) -> ToolCall {
         analysis.problems = vec![reason];
     }
     let cwd_text = resolve(cwd, ".", home);
+    let mut path_bytes_left = MAX_PATH_BYTES_PER_EVENT;
     let mut inputs: Vec<Json> = analysis
         .parts
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let dirs = part_dirs(p, cwd, home);
-            let (operands, all_operands) = resolve_in(&dirs, &p.operands, home);
-            let (writes, all_writes) = resolve_in(&dirs, &p.writes, home);
-            let (reads, all_reads) = resolve_in(&dirs, &p.reads, home);
-            let understood = p.understood && all_operands && all_writes && all_reads;
+            let mut dirs = part_dirs(p, cwd, home);
+            let (mut operands, all_operands) = resolve_in(&dirs, &p.operands, home);
+            let (mut writes, all_writes) = resolve_in(&dirs, &p.writes, home);
+            let (mut reads, all_reads) = resolve_in(&dirs, &p.reads, home);
+            let bytes: usize = dirs.iter().map(|d| d.as_os_str().len()).sum::<usize>()
+                + [&operands, &writes, &reads]
+                    .iter()
+                    .flat_map(|l| l.iter())
+                    .map(String::len)
+                    .sum::<usize>();
+            let within_budget = bytes <= path_bytes_left;
+            if within_budget {
+                path_bytes_left -= bytes;
+            } else {
+                // Nothing of this part's paths is trusted: it is asked.
+                path_bytes_left = 0;
+                dirs.clear();
+                operands.clear();
+                writes.clear();
+                reads.clear();
+            }
+            let understood = p.understood && all_operands && all_writes && all_reads && within_budget;
             let mut m = Map::new();
             m.insert("command".into(), json!(command_of_part(command, i)));
             m.insert("cwd".into(), json!(cwd_text));
@@ -900,6 +926,35 @@ mod tests {
         let programs: Vec<_> = call.inputs.iter().map(|i| i["program"].as_str().unwrap()).collect();
         assert_eq!(programs, ["npm", "rm"]);
         assert_eq!(call.inputs[1]["command"], "npm test && rm -rf ~");
+    }
+
+    #[test]
+    fn the_paths_of_one_command_line_are_bounded_in_bytes() {
+        // Four `cd`s that may each fail give 16 possible directories of up
+        // to 8 KB; every one-letter word is a path in each.
+        let long: Vec<String> = (0..4).map(|i| format!("d{i}{}", "x".repeat(2000))).collect();
+        let words: Vec<String> = (0..16).map(|i| format!("{i:x}")).collect();
+        let line = format!(
+            "{}; {}",
+            long.iter().map(|d| format!("cd {d}")).collect::<Vec<_>>().join("; "),
+            vec![format!("cat {}", words.join(" ")); 40].join("; ")
+        );
+        let call = shell(&json!({"command": line}), Path::new("/p"), None);
+        let bytes: usize = call
+            .inputs
+            .iter()
+            .flat_map(|i| ["dirs", "operands", "writes", "reads"].map(|k| i[k].clone()))
+            .flat_map(|l| l.as_array().cloned().unwrap_or_default())
+            .map(|p| p.as_str().map_or(0, str::len))
+            .sum();
+        assert!(bytes <= MAX_PATH_BYTES_PER_EVENT, "{bytes}");
+        let last = call.inputs.last().unwrap();
+        assert_eq!(last["understood"], json!(false));
+        assert_eq!(last["operands"], json!([]));
+        // An ordinary line is untouched.
+        let call = shell(&json!({"command": "cd src && cat a b"}), Path::new("/p"), None);
+        assert_eq!(call.inputs[1]["operands"], json!(["/p/src/a", "/p/src/b"]));
+        assert_eq!(call.inputs[1]["understood"], json!(true));
     }
 
     #[test]

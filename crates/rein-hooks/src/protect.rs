@@ -398,11 +398,30 @@ impl Protected {
         // mis-read): every word counts, joined to each directory.
         let understood = input.get("understood").and_then(Json::as_bool).unwrap_or(false);
         if !understood {
+            // Where such a part runs may be unknown (`cd "$X"; rm rein.db`,
+            // a part cut for size: no `dirs`): an absolute word is judged
+            // as it is, and a word naming a protected file by its name may
+            // be that file.
+            let bases: Vec<String> = if dirs.is_empty() {
+                vec!["/".to_string()]
+            } else {
+                dirs.clone()
+            };
             for a in args.iter().filter(|a| !a.starts_with('-')) {
-                for d in &dirs {
+                for d in &bases {
                     let lexical = crate::map::normalize_text(Path::new(d), a);
                     if let Some(e) = self.hit(&lexical, Cover::Glob, |_| true) {
                         return Some(refusal(e, "touch it"));
+                    }
+                }
+                if dirs.is_empty() {
+                    let name = file_name_folded(a);
+                    let named = self
+                        .entries
+                        .iter()
+                        .find(|e| e.kind != Kind::Dir && name.len() >= 4 && file_name_folded(&e.path) == name);
+                    if let Some(e) = named {
+                        return Some(refusal(e, "touch it (the command runs in a folder Rein cannot know)"));
                     }
                 }
             }
@@ -623,6 +642,15 @@ enum Cover {
     Glob,
     /// The path as a glob, and everything below it.
     Ancestor,
+}
+
+/// The last component of `path`, lower-cased.
+fn file_name_folded(path: &str) -> String {
+    path.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_lowercase()
 }
 
 fn refusal(e: &Entry, verb: &str) -> String {
@@ -847,6 +875,21 @@ mod tests {
         let mut cut = part("rm", &["a", "rein.db"], &["/p/a"]);
         cut["understood"] = serde_json::json!(false);
         assert!(g.check("shell.exec", &cut).is_some(), "operands cut, args still seen");
+        // After `cd "$X"` (or a part cut for size) the folder is unknown.
+        for args in [
+            vec!["-f", "rein.db"],
+            vec!["/p/rein.db-wal"],
+            vec!["x", "../Rein-Tokens.yaml"],
+        ] {
+            let mut lost = part("rm", &args, &[]);
+            lost["understood"] = serde_json::json!(false);
+            lost["dirs"] = serde_json::json!([]);
+            assert!(g.check("shell.exec", &lost).is_some(), "{args:?}");
+        }
+        let mut lost = part("rm", &["notes.txt"], &[]);
+        lost["understood"] = serde_json::json!(false);
+        lost["dirs"] = serde_json::json!([]);
+        assert_eq!(g.check("shell.exec", &lost), None);
         for (program, args, operands) in [
             ("rm", vec!["-f", "rein.db"], vec!["/p/rein.db"]),
             ("mv", vec![".claude", "x"], vec!["/p/.claude", "/p/x"]),

@@ -734,6 +734,16 @@ async fn audit_bytes_per_event_are_bounded() {
         format!("ls {};", "a".repeat(240)).repeat(250),
         format!("cat {}", "a ".repeat(31_000)),
         format!("bash -c \"{}\"", "ls x;".repeat(12_000)),
+        // 16 directories of 8 KB (four `cd`s that may fail), each short
+        // word a path in every one: 9 KB of command wrote 38 MB.
+        format!(
+            "{}; {}",
+            (0..4)
+                .map(|i| format!("cd d{i}{}", "x".repeat(2000)))
+                .collect::<Vec<_>>()
+                .join("; "),
+            "cat 0 1 2 3 4 5 6 7 8 9 a b c d e f;".repeat(250)
+        ),
     ];
     let mut largest = 0;
     let mut total = before;
