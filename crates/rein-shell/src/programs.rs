@@ -1756,6 +1756,10 @@ pub(crate) fn read(program: &str, words: &[WordInfo]) -> Reading {
             r.operands
                 .retain(|o| parsed.positional.iter().all(|p| p != o) || !parsed.known);
         }
+        // `$ENV` and `env` give jq the environment (tokens, keys) to print.
+        "jq" if leading.iter().any(|f| f.contains("$ENV") || jq_calls_env(f)) => {
+            r.runs = Some("jq reads the environment ($ENV, env)".to_owned());
+        }
         // Extracting writes into the directory unless `-d` names another.
         "unzip"
             if !parsed
@@ -3006,6 +3010,18 @@ fn sed_script(script: &str) -> Result<SedFiles, SedProblem> {
 /// file, output redirected to a file, `@load`. Strings are skipped; a `|`
 /// or `>` anywhere else counts (a regex alternation too: more caution,
 /// never less).
+/// Whether a jq filter calls the `env` builtin (a word `env` not part of a
+/// longer name or a field: `env.X`, `env | keys`, not `.env` or `$env`).
+fn jq_calls_env(filter: &str) -> bool {
+    let b = filter.as_bytes();
+    filter.match_indices("env").any(|(at, _)| {
+        let before = at.checked_sub(1).map(|i| b[i]);
+        let after = b.get(at + 3).copied();
+        let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+        !before.is_some_and(|c| word(c) || c == b'.' || c == b'$') && !after.is_some_and(word)
+    })
+}
+
 fn awk_runs(text: &str) -> Option<String> {
     let mut code = String::new();
     let mut in_string = false;

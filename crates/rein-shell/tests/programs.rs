@@ -404,6 +404,13 @@ fn known_programs_running_other_code_are_not_understood() {
     refused("awk 'BEGIN { ARGC = 2; ARGV[ 1 ] = f } 1' f=x", "ARGV");
     refused("awk 'BEGIN{print ENVIRON[\"AWS_SECRET_ACCESS_KEY\"]}'", "ENVIRON");
     refused("gawk -e 'BEGIN{for (k in ENVIRON) print k, ENVIRON[k]}'", "ENVIRON");
+    refused("jq -n env", "environment");
+    refused("jq -n 'env.AWS_SECRET_ACCESS_KEY'", "environment");
+    refused("jq -n '$ENV | keys'", "environment");
+    refused("jq -r '[env[]] | join(\",\")' f.json", "environment");
+    for c in ["jq .env f.json", "jq '.x.environment' f.json", "jq -n '$env' --arg env x"] {
+        assert!(analyze(c).understood, "{c}");
+    }
     refused("enable -f ./x.so x", "enable -f");
     // The safe `-c` keys stay understood.
     let a = analyze("git -c user.name=A -c color.ui=never commit -m x");
