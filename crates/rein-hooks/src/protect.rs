@@ -426,7 +426,14 @@ impl Protected {
                 }
             }
         }
-        let reader = READERS.contains(&program);
+        // `find` only lists unless told to delete or write a file (what its
+        // `-exec` runs is a part of its own): `find . -name x` in a project
+        // holding `.claude/settings.json` changes nothing.
+        let lists_only = program == "find"
+            && !args
+                .iter()
+                .any(|a| ["-delete", "-fprint", "-fprint0", "-fprintf", "-fls"].contains(&a.as_str()));
+        let reader = READERS.contains(&program) || lists_only;
         if reader {
             // Reading is fine, except secrets (a glob or directory read
             // recursively is left to the policy's secret rules).
@@ -895,6 +902,13 @@ mod tests {
             ("mv", vec![".claude", "x"], vec!["/p/.claude", "/p/x"]),
             ("cp", vec!["x", "rein.db"], vec!["/p/x", "/p/rein.db"]),
             ("sqlite3", vec!["rein.db"], vec!["/p/rein.db"]),
+            ("find", vec![".", "-name", "rein.db", "-delete"], vec!["/p"]),
+            ("find", vec![".claude", "-fprint", "x"], vec!["/p/.claude", "/p/x"]),
+            (
+                "find",
+                vec![".", "-fprint", ".claude/settings.json"],
+                vec!["/p", "/p/.claude/settings.json"],
+            ),
             ("sqlite3", vec![":memory:", "attach 'rein.db' as x"], vec![]),
             ("dd", vec!["if=/dev/zero", "of=rein.db-wal"], vec![]),
             ("cat", vec!["rein-tokens.yaml"], vec!["/p/rein-tokens.yaml"]),
@@ -927,6 +941,8 @@ mod tests {
             ("rm", vec!["-rf", "."], vec!["/p"]),
             ("git", vec!["clean", "-fdx"], vec![]),
             ("echo", vec!["approvals", "$x"], vec![]),
+            ("find", vec![".", "-name", "*.json"], vec!["/p"]),
+            ("find", vec!["/p/.claude", "-type", "f"], vec!["/p/.claude"]),
         ] {
             let mut input = part(program, &args, &operands);
             input["known"] = serde_json::json!(true);
