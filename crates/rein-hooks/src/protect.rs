@@ -399,9 +399,10 @@ impl Protected {
         let understood = input.get("understood").and_then(Json::as_bool).unwrap_or(false);
         if !understood {
             // Where such a part runs may be unknown (`cd "$X"; rm rein.db`,
-            // a part cut for size: no `dirs`): an absolute word is judged
-            // as it is, and a word naming a protected file by its name may
-            // be that file.
+            // whose `dirs` the mapping fills with the event's folder, or a
+            // part cut for size: no `dirs`): an absolute word is judged as
+            // it is, and a word naming a protected file by its name may be
+            // that file.
             let bases: Vec<String> = if dirs.is_empty() {
                 vec!["/".to_string()]
             } else {
@@ -414,15 +415,16 @@ impl Protected {
                         return Some(refusal(e, "touch it"));
                     }
                 }
-                if dirs.is_empty() {
-                    let name = file_name_folded(a);
-                    let named = self
-                        .entries
-                        .iter()
-                        .find(|e| e.kind != Kind::Dir && name.len() >= 4 && file_name_folded(&e.path) == name);
-                    if let Some(e) = named {
-                        return Some(refusal(e, "touch it (the command runs in a folder Rein cannot know)"));
-                    }
+                let name = file_name_folded(a);
+                let named = self
+                    .entries
+                    .iter()
+                    .find(|e| e.kind != Kind::Dir && name.len() >= 4 && file_name_folded(&e.path) == name);
+                if let Some(e) = named {
+                    return Some(refusal(
+                        e,
+                        "touch it (the command may run in a folder Rein cannot know)",
+                    ));
                 }
             }
         }
@@ -893,6 +895,13 @@ mod tests {
             lost["dirs"] = serde_json::json!([]);
             assert!(g.check("shell.exec", &lost).is_some(), "{args:?}");
         }
+        let mut lost = part("rm", &["-f", "rein.db"], &[]);
+        lost["understood"] = serde_json::json!(false);
+        lost["dirs"] = serde_json::json!(["/elsewhere"]);
+        assert!(
+            g.check("shell.exec", &lost).is_some(),
+            "a folder given for one Rein cannot know"
+        );
         let mut lost = part("rm", &["notes.txt"], &[]);
         lost["understood"] = serde_json::json!(false);
         lost["dirs"] = serde_json::json!([]);
