@@ -100,7 +100,8 @@
 //!   program's grammar when known (option values are not operands — `grep
 //!   -e PAT f` → `f`, `head -n 5 f` → `f`, `grep PAT f` → `f` — except
 //!   those that name files: `sort -o F`, `curl -o F`, `curl -d @F`, `wget
-//!   -O F`, `tar -f A -C D`, `dd if= of=`, `cp -t D`; `find`'s start
+//!   -O F`, `tar -f A -C D`, `dd if= of=`, `cp -t D`; a relative `ln -s`
+//!   target also joined to the link's folder, where it points; `find`'s start
 //!   paths; `.` for a tool that walks the directory when given none: `ls`,
 //!   `grep -r`, `rg`, `find`, `du`, `wget`, `curl -O`); URLs are not
 //!   operands except `file://` ones. For any other program: every argument

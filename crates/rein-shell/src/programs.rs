@@ -1756,6 +1756,39 @@ pub(crate) fn read(program: &str, words: &[WordInfo]) -> Reading {
             r.operands
                 .retain(|o| parsed.positional.iter().all(|p| p != o) || !parsed.known);
         }
+        // A relative symlink target is read from the link's folder, not
+        // from where `ln` runs: `cd src && ln -s ../.bashrc ../l` makes
+        // `l` point at `~/.bashrc` beside the project. The target joined to
+        // the link's folder (and to the link, which may be a folder) is an
+        // operand too.
+        "ln" if parsed.options.iter().any(|(n, _)| n == "s" || n == "symbolic") => {
+            let into = parsed
+                .options
+                .iter()
+                .find(|(n, _)| n == "t" || n == "target-directory")
+                .and_then(|(_, v)| v.clone());
+            let (targets, link_dirs): (&[String], Vec<String>) = match (into, files.split_last()) {
+                (Some(dir), _) => (&files[..], vec![dir]),
+                (None, Some((link, targets))) if !targets.is_empty() => {
+                    let parent = link.trim_end_matches('/').rsplit_once('/').map_or("", |(p, _)| p);
+                    let parent = if parent.is_empty() && link.starts_with('/') {
+                        "/"
+                    } else {
+                        parent
+                    };
+                    (targets, vec![link.clone(), parent.to_owned()])
+                }
+                _ => (&[], Vec::new()),
+            };
+            for t in targets.iter().filter(|t| !t.starts_with('/') && !t.starts_with('~')) {
+                for d in &link_dirs {
+                    let joined = crate::dirs::join(d, t);
+                    if !r.operands.contains(&joined) {
+                        r.operands.push(joined);
+                    }
+                }
+            }
+        }
         // `$ENV` and `env` give jq the environment (tokens, keys) to print.
         "jq" if leading.iter().any(|f| f.contains("$ENV") || jq_calls_env(f)) => {
             r.runs = Some("jq reads the environment ($ENV, env)".to_owned());

@@ -408,7 +408,11 @@ fn known_programs_running_other_code_are_not_understood() {
     refused("jq -n 'env.AWS_SECRET_ACCESS_KEY'", "environment");
     refused("jq -n '$ENV | keys'", "environment");
     refused("jq -r '[env[]] | join(\",\")' f.json", "environment");
-    for c in ["jq .env f.json", "jq '.x.environment' f.json", "jq -n '$env' --arg env x"] {
+    for c in [
+        "jq .env f.json",
+        "jq '.x.environment' f.json",
+        "jq -n '$env' --arg env x",
+    ] {
         assert!(analyze(c).understood, "{c}");
     }
     refused("enable -f ./x.so x", "enable -f");
@@ -456,6 +460,25 @@ fn files_a_known_program_writes_or_reads_by_itself() {
     assert_eq!(only(&a).writes, ["/etc/x"]);
     let a = analyze("curl -w '%output{/etc/x}%{url}' https://x");
     assert!(!only(&a).known, "{a:#?}");
+    // A relative symlink target names a file beside the link, not beside
+    // where ln runs.
+    let a = analyze("ln -s ../.bashrc ../l");
+    assert_eq!(
+        only(&a).operands,
+        ["../.bashrc", "../l", "../l/../.bashrc", "../../.bashrc"]
+    );
+    let a = analyze("ln -sf x/y /tmp/l");
+    assert!(only(&a).operands.contains(&"/tmp/x/y".to_owned()), "{a:#?}");
+    let a = analyze("ln -s -t ../d ../.bashrc");
+    assert!(only(&a).operands.contains(&"../d/../.bashrc".to_owned()), "{a:#?}");
+    let a = analyze("ln -s /etc/hosts h");
+    assert_eq!(only(&a).operands, ["/etc/hosts", "h"]);
+    let a = analyze("ln a b");
+    assert_eq!(
+        only(&a).operands,
+        ["a", "b"],
+        "a hard link names its file from where ln runs"
+    );
     // git blame reads a revisions file (and quotes its lines in errors).
     for c in [
         "git blame -S ~/.aws/credentials src/a.rs",
