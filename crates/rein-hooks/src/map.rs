@@ -521,6 +521,9 @@ fn shell(input: &Json, cwd: &Path, home: Option<&Path>) -> ToolCall {
     }
     let cwd_text = resolve(cwd, ".", home);
     let mut path_bytes_left = MAX_PATH_BYTES_PER_EVENT;
+    // Once a part may have made symlinks, a later part's path that does
+    // not exist yet may be one of them, pointing anywhere.
+    let mut links_may_exist = false;
     let mut inputs: Vec<Json> = analysis
         .parts
         .iter()
@@ -547,7 +550,13 @@ fn shell(input: &Json, cwd: &Path, home: Option<&Path>) -> ToolCall {
                 writes.clear();
                 reads.clear();
             }
-            let understood = p.understood && all_operands && all_writes && all_reads && within_budget;
+            let unseen_path = links_may_exist
+                && [&operands, &writes, &reads]
+                    .iter()
+                    .flat_map(|l| l.iter())
+                    .any(|path| std::fs::symlink_metadata(path).is_err());
+            links_may_exist |= may_make_links(p);
+            let understood = p.understood && all_operands && all_writes && all_reads && within_budget && !unseen_path;
             let mut m = Map::new();
             m.insert("command".into(), json!(command_of_part(command, i)));
             m.insert("cwd".into(), json!(cwd_text));
@@ -588,6 +597,46 @@ fn shell(input: &Json, cwd: &Path, home: Option<&Path>) -> ToolCall {
         action: "shell.exec".into(),
         inputs,
         shell: Some(analysis),
+    }
+}
+
+/// Whether a part may create symlinks, or files that later parts of the
+/// same command open through them: `ln`, unpacking and copying tools (an
+/// archive or a tree may hold links), git changing the work tree (a commit
+/// may hold links), and any program Rein does not know. `cd src && ln -s
+/// ../.bashrc ../l && echo x >> ../l` writes `~/.bashrc`, and `tar xf
+/// a.tar && cat k` may read a key: where a later path does not exist when
+/// the command is judged, it is not understood.
+fn may_make_links(p: &rein_shell::Part) -> bool {
+    const GIT_KEEPS_TREE: &[&str] = &[
+        "status",
+        "diff",
+        "log",
+        "show",
+        "branch",
+        "rev-parse",
+        "ls-files",
+        "blame",
+        "grep",
+        "describe",
+        "add",
+        "commit",
+        "fetch",
+        "push",
+        "tag",
+        "remote",
+        "config",
+        "init",
+    ];
+    match p.program.as_str() {
+        "ln" | "tar" | "bsdtar" | "unzip" | "cpio" | "pax" | "7z" | "7za" | "7zr" | "patch" | "cp" | "mv" | "rsync"
+        | "install" => true,
+        "git" => !p
+            .args
+            .iter()
+            .find(|a| !a.starts_with('-'))
+            .is_some_and(|sub| GIT_KEEPS_TREE.contains(&sub.as_str())),
+        _ => !p.known,
     }
 }
 
@@ -955,6 +1004,31 @@ mod tests {
         let call = shell(&json!({"command": "cd src && cat a b"}), Path::new("/p"), None);
         assert_eq!(call.inputs[1]["operands"], json!(["/p/src/a", "/p/src/b"]));
         assert_eq!(call.inputs[1]["understood"], json!(true));
+    }
+
+    #[test]
+    fn a_path_that_may_be_a_link_made_earlier_in_the_command_is_not_understood() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(p.join("src")).unwrap();
+        std::fs::write(p.join("a.txt"), "").unwrap();
+        for line in [
+            "cd src && ln -s ../.bashrc ../l && cd .. && echo x >> l",
+            "tar xf /tmp/a.tar && cat k",
+            "git checkout other && cat link",
+            "./setup.sh && echo x > new.txt",
+        ] {
+            let call = shell(&json!({"command": line}), &p, None);
+            assert_eq!(call.inputs.last().unwrap()["understood"], json!(false), "{line}");
+        }
+        for line in [
+            "tar xf /tmp/a.tar && cat a.txt",
+            "git status && echo x > new.txt",
+            "echo x > new.txt && cat new.txt",
+        ] {
+            let call = shell(&json!({"command": line}), &p, None);
+            assert_eq!(call.inputs.last().unwrap()["understood"], json!(true), "{line}");
+        }
     }
 
     #[test]
