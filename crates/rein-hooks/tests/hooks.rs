@@ -463,6 +463,42 @@ async fn paths_are_judged_resolved_and_as_globs() {
     }
 }
 
+/// Classes found by running the hook as the governed agent: recursive
+/// reads of credential folders whatever the recursion flag, the home
+/// folder's other hidden files, the environment, git's history, file names
+/// from input, and links made earlier in the same command.
+#[tokio::test]
+async fn secrets_reached_sideways_are_refused_or_asked() {
+    let f = fixture();
+    std::fs::create_dir_all(f.home.join(".aws")).unwrap();
+    std::fs::write(f.home.join(".aws/credentials"), "aws_secret_access_key = x").unwrap();
+    std::fs::create_dir_all(f.project.join("src")).unwrap();
+    std::fs::create_dir_all(f.home.join("dl")).unwrap();
+    for (command, want) in [
+        ("rg . ~/.aws", "deny"),
+        ("grep -d recurse key ~/.aws", "deny"),
+        ("diff -rN ~/.aws /tmp/empty", "deny"),
+        ("git grep --no-index -h . ~/.aws", "deny"),
+        ("git show HEAD:.env", "deny"),
+        ("git blame -S ~/.aws/credentials src/a.rs", "deny"),
+        ("cat ~/.claude/.credentials.json", "deny"),
+        ("cat .env.bak", "deny"),
+        ("cat ~/.bash_history", "ask"),
+        ("awk 'BEGIN{ARGV[1]=\"../.env\"; ARGC=2} {print}'", "ask"),
+        ("jq -n env", "ask"),
+        ("echo $AWS_SECRET_ACCESS_KEY", "ask"),
+        ("ls -a | xargs cat", "ask"),
+        ("cd src && ln -s ../../home/.aws ../a && cat ../a/credentials", "ask"),
+        ("cd ~/dl && tar xf x.tar && cat k", "ask"),
+        ("grep -rn TODO src", "allow"),
+        ("echo \"$HOME\"", "allow"),
+        ("cat .env.example", "allow"),
+    ] {
+        let (decision, reason) = f.bash(command).await;
+        assert_eq!(decision, want, "{command}: {reason}");
+    }
+}
+
 /// What is not known is not trusted: unknown programs and wrappers ask,
 /// programs reading their code from stdin are not understood.
 #[tokio::test]
