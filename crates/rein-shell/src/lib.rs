@@ -279,7 +279,8 @@ pub struct Part {
     /// Some argument is not known before the command runs (see the crate
     /// documentation).
     pub dynamic_args: bool,
-    /// Some redirection target holds an expansion.
+    /// Some redirection target holds an expansion, or a here-string or
+    /// here-document the program reads expands one (`<<< "$KEY"`).
     pub dynamic_redirects: bool,
     /// The analysis can vouch for this part (see the crate documentation).
     pub understood: bool,

@@ -479,6 +479,17 @@ fn files_a_known_program_writes_or_reads_by_itself() {
         ["a", "b"],
         "a hard link names its file from where ln runs"
     );
+    // A document that expands hands the program values not on the line.
+    for c in ["cat <<< \"$KEY\"", "cat <<EOF\n$KEY\nEOF", "tr a b <<< $(cat f)"] {
+        let a = analyze(c);
+        assert!(
+            part_of(&a, c.split(' ').next().unwrap_or_default()).dynamic_redirects,
+            "{c}: {a:#?}"
+        );
+    }
+    for c in ["cat <<< 'x $KEY'", "cat <<'EOF'\n$KEY\nEOF", "cat <<< plain"] {
+        assert!(!only(&analyze(c)).dynamic_redirects, "{c}");
+    }
     // git blame reads a revisions file (and quotes its lines in errors).
     for c in [
         "git blame -S ~/.aws/credentials src/a.rs",
