@@ -294,8 +294,18 @@ impl Protected {
     /// the event: an agent may write another's (and a user may run both).
     pub fn with_agent_settings(&self, event: &HookEvent, home: Option<&Path>) -> Protected {
         let mut out = self.clone();
-        let project = Path::new(&event.cwd);
-        let mut bases = vec![project.to_path_buf()];
+        // The agent's shell may have left the folder the agent started in
+        // (`cd src`: the next event's `cwd` is `src`), so the settings of
+        // the folders above `cwd` count too: up to the repository's root,
+        // or all of them outside a repository.
+        let cwd = Path::new(&event.cwd);
+        let root = crate::project_root(cwd);
+        let in_repository = root.join(".git").exists();
+        let mut bases: Vec<std::path::PathBuf> = cwd
+            .ancestors()
+            .take_while(|d| !in_repository || d.starts_with(&root))
+            .map(Path::to_path_buf)
+            .collect();
         bases.extend(home.map(Path::to_path_buf));
         for base in bases {
             for (dir, file) in AGENT_SETTINGS {

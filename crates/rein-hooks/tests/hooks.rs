@@ -499,6 +499,29 @@ async fn secrets_reached_sideways_are_refused_or_asked() {
     }
 }
 
+/// The agent's shell keeps the folder a `cd` left it in, and the next
+/// event's `cwd` is that folder: the project is still the repository above
+/// it (its branch, its `.git`, its agent settings).
+#[tokio::test]
+async fn a_cwd_below_the_project_root_is_judged_in_the_project() {
+    let f = fixture();
+    std::fs::write(f.project.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
+    std::fs::create_dir_all(f.project.join("src")).unwrap();
+    for (command, want) in [
+        ("git push", "deny"),
+        ("rm -rf ../.git", "deny"),
+        ("echo x > ../.git/config", "deny"),
+        ("cp x ../.claude/settings.local.json", "deny"),
+        ("cat ../README.md", "allow"),
+    ] {
+        let mut event = f.claude("PreToolUse", "Bash", json!({"command": command}));
+        event["cwd"] = json!(f.project.join("src"));
+        let (v, _) = f.send(Agent::ClaudeCode, event).await;
+        let out = &v["hookSpecificOutput"];
+        assert_eq!(out["permissionDecision"], want, "{command}: {out}");
+    }
+}
+
 /// What is not known is not trusted: unknown programs and wrappers ask,
 /// programs reading their code from stdin are not understood.
 #[tokio::test]
