@@ -519,12 +519,18 @@ impl Protected {
             }
         }
         if CODE_RUNNERS.contains(&program) {
+            // As written and percent-decoded (SQLite opens `file:` URIs:
+            // `file:rein%2Edb` is `rein.db`).
+            let texts: Vec<String> = args
+                .iter()
+                .flat_map(|a| [a.to_lowercase(), percent_decoded(a).to_lowercase()])
+                .collect();
             for e in self.entries.iter().filter(|e| e.kind != Kind::Binary) {
                 let name = Path::new(&e.path)
                     .file_name()
                     .map(|n| n.to_string_lossy().to_lowercase())
                     .unwrap_or_default();
-                if name.len() >= 4 && args.iter().any(|a| a.to_lowercase().contains(&name)) {
+                if name.len() >= 4 && texts.iter().any(|a| a.contains(&name)) {
                     return Some(refusal(e, "touch it (its name is in code this program runs)"));
                 }
             }
@@ -661,6 +667,30 @@ enum Cover {
     Glob,
     /// The path as a glob, and everything below it.
     Ancestor,
+}
+
+/// `text` with `%XX` escapes decoded (invalid ones kept as written).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The last component of `path`, lower-cased.
@@ -929,6 +959,12 @@ mod tests {
                 vec!["/p", "/p/.claude/settings.json"],
             ),
             ("sqlite3", vec![":memory:", "attach 'rein.db' as x"], vec![]),
+            (
+                "sqlite3",
+                vec!["file:/p/rein%2Edb?mode=rw", "delete from audit"],
+                vec![],
+            ),
+            ("sqlite3", vec!["file:%2fp%2f%52ein.db"], vec![]),
             ("dd", vec!["if=/dev/zero", "of=rein.db-wal"], vec![]),
             ("cat", vec!["rein-tokens.yaml"], vec!["/p/rein-tokens.yaml"]),
             ("chmod", vec!["777", "rein.d?"], vec!["/p/777", "/p/rein.d?"]),
