@@ -26,7 +26,7 @@ use rein_engine::{Effect, MatchedRule, Phase, Request};
 use rein_runtime::{Answer, Refusal, Runtime};
 use rein_store::ApprovalState;
 use serde_json::{json, Value as Json};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The combined decision on one event.
 #[derive(Clone, Debug, Default)]
@@ -243,8 +243,9 @@ pub fn request_for(event: &HookEvent, action: &str, input: Json, home: Option<&P
     if let Some(mode) = &event.permission_mode {
         actor["permission_mode"] = json!(mode);
     }
-    let mut snapshot = json!({"cwd": event.cwd, "project_root": event.cwd});
-    if let Some(branch) = git_branch(Path::new(&event.cwd)) {
+    let root = project_root(Path::new(&event.cwd));
+    let mut snapshot = json!({"cwd": event.cwd, "project_root": root.to_string_lossy()});
+    if let Some(branch) = git_branch(&root) {
         snapshot["git_branch"] = json!(branch);
     }
     if let Some(id) = &event.tool_use_id {
@@ -281,8 +282,27 @@ pub fn output_of(response: &Json) -> Json {
 
 /// The branch checked out in `dir`, read from `.git/HEAD` (no `git`
 /// process: a hook must be fast). `None` when detached or not a repository.
+/// The project an event's `cwd` belongs to: the nearest folder at or above
+/// it holding `.git` (a repository or a worktree), else `cwd` itself. A
+/// coding agent's shell keeps the folder a `cd` left it in, and the next
+/// event's `cwd` is that folder: after `cd src` the project is still the
+/// repository (its `.git` still inside it, its branch still known), not
+/// `src`.
+pub fn project_root(cwd: &Path) -> PathBuf {
+    cwd.ancestors()
+        .find(|d| d.join(".git").exists())
+        .unwrap_or(cwd)
+        .to_path_buf()
+}
+
 fn git_branch(dir: &Path) -> Option<String> {
-    let head = std::fs::read_to_string(dir.join(".git/HEAD")).ok()?;
+    let git = dir.join(".git");
+    // A worktree's `.git` is a file naming its git folder.
+    let git_dir = match std::fs::read_to_string(&git) {
+        Ok(link) => dir.join(link.trim().strip_prefix("gitdir:")?.trim()),
+        Err(_) => git,
+    };
+    let head = std::fs::read_to_string(git_dir.join("HEAD")).ok()?;
     head.trim().strip_prefix("ref: refs/heads/").map(str::to_string)
 }
 

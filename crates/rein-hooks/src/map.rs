@@ -33,6 +33,14 @@ pub const MAX_PARTS: usize = rein_shell::MAX_PARTS;
 /// otherwise grow by the length of the directory per word.
 pub const MAX_PATHS_PER_PART: usize = 256;
 
+/// Most bytes of resolved paths (`dirs`, `operands`, `writes`, `reads`)
+/// given to rules for one command line, all parts together. Each path is a
+/// directory joined to a word, so a short line can name long paths many
+/// times (16 possible directories of 4 KB, 16 one-letter words per part,
+/// 35 parts: 9 KB of command wrote 38 MB of audit records). Past it, the
+/// lists of the remaining parts are cut and those parts are not understood.
+pub const MAX_PATH_BYTES_PER_EVENT: usize = 256 * 1024;
+
 /// The whole command line is kept in the first part's `command`; later
 /// parts carry at most this many bytes of it (and a note). The line is then
 /// stored once per event, not once per part.
@@ -341,6 +349,8 @@ fn search_input(kind: SearchKind, name: &str, input: &Json, cwd: &Path, home: Op
                 .or_else(|| text("include"))
                 .filter(|g| !g.trim().is_empty());
             let globs = match filter {
+                // `!x` excludes x: every other file is searched.
+                Some(g) if g.trim_start().starts_with('!') => tree,
                 Some(g) if !g.contains('/') => vec![base.clone(), under(&format!("**/{g}"))],
                 Some(g) => vec![base.clone(), under(g)],
                 None => tree,
@@ -510,16 +520,43 @@ fn shell(input: &Json, cwd: &Path, home: Option<&Path>) -> ToolCall {
         analysis.problems = vec![reason];
     }
     let cwd_text = resolve(cwd, ".", home);
+    let mut path_bytes_left = MAX_PATH_BYTES_PER_EVENT;
+    // Once a part may have made symlinks, a later part's path that does
+    // not exist yet may be one of them, pointing anywhere.
+    let mut links_may_exist = false;
     let mut inputs: Vec<Json> = analysis
         .parts
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let dirs = part_dirs(p, cwd, home);
-            let (operands, all_operands) = resolve_in(&dirs, &p.operands, home);
-            let (writes, all_writes) = resolve_in(&dirs, &p.writes, home);
-            let (reads, all_reads) = resolve_in(&dirs, &p.reads, home);
-            let understood = p.understood && all_operands && all_writes && all_reads;
+            let mut dirs = part_dirs(p, cwd, home);
+            let (mut operands, all_operands) = resolve_in(&dirs, &p.operands, home);
+            let (mut writes, all_writes) = resolve_in(&dirs, &p.writes, home);
+            let (mut reads, all_reads) = resolve_in(&dirs, &p.reads, home);
+            let bytes: usize = dirs.iter().map(|d| d.as_os_str().len()).sum::<usize>()
+                + [&operands, &writes, &reads]
+                    .iter()
+                    .flat_map(|l| l.iter())
+                    .map(String::len)
+                    .sum::<usize>();
+            let within_budget = bytes <= path_bytes_left;
+            if within_budget {
+                path_bytes_left -= bytes;
+            } else {
+                // Nothing of this part's paths is trusted: it is asked.
+                path_bytes_left = 0;
+                dirs.clear();
+                operands.clear();
+                writes.clear();
+                reads.clear();
+            }
+            let unseen_path = links_may_exist
+                && [&operands, &writes, &reads]
+                    .iter()
+                    .flat_map(|l| l.iter())
+                    .any(|path| std::fs::symlink_metadata(path).is_err());
+            links_may_exist |= may_make_links(p);
+            let understood = p.understood && all_operands && all_writes && all_reads && within_budget && !unseen_path;
             let mut m = Map::new();
             m.insert("command".into(), json!(command_of_part(command, i)));
             m.insert("cwd".into(), json!(cwd_text));
@@ -560,6 +597,46 @@ fn shell(input: &Json, cwd: &Path, home: Option<&Path>) -> ToolCall {
         action: "shell.exec".into(),
         inputs,
         shell: Some(analysis),
+    }
+}
+
+/// Whether a part may create symlinks, or files that later parts of the
+/// same command open through them: `ln`, unpacking and copying tools (an
+/// archive or a tree may hold links), git changing the work tree (a commit
+/// may hold links), and any program Rein does not know. `cd src && ln -s
+/// ../.bashrc ../l && echo x >> ../l` writes `~/.bashrc`, and `tar xf
+/// a.tar && cat k` may read a key: where a later path does not exist when
+/// the command is judged, it is not understood.
+fn may_make_links(p: &rein_shell::Part) -> bool {
+    const GIT_KEEPS_TREE: &[&str] = &[
+        "status",
+        "diff",
+        "log",
+        "show",
+        "branch",
+        "rev-parse",
+        "ls-files",
+        "blame",
+        "grep",
+        "describe",
+        "add",
+        "commit",
+        "fetch",
+        "push",
+        "tag",
+        "remote",
+        "config",
+        "init",
+    ];
+    match p.program.as_str() {
+        "ln" | "tar" | "bsdtar" | "unzip" | "cpio" | "pax" | "7z" | "7za" | "7zr" | "patch" | "cp" | "mv" | "rsync"
+        | "install" => true,
+        "git" => !p
+            .args
+            .iter()
+            .find(|a| !a.starts_with('-'))
+            .is_some_and(|sub| GIT_KEEPS_TREE.contains(&sub.as_str())),
+        _ => !p.known,
     }
 }
 
@@ -898,6 +975,76 @@ mod tests {
         let programs: Vec<_> = call.inputs.iter().map(|i| i["program"].as_str().unwrap()).collect();
         assert_eq!(programs, ["npm", "rm"]);
         assert_eq!(call.inputs[1]["command"], "npm test && rm -rf ~");
+    }
+
+    #[test]
+    fn the_paths_of_one_command_line_are_bounded_in_bytes() {
+        // Four `cd`s that may each fail give 16 possible directories of up
+        // to 8 KB; every one-letter word is a path in each.
+        let long: Vec<String> = (0..4).map(|i| format!("d{i}{}", "x".repeat(2000))).collect();
+        let words: Vec<String> = (0..16).map(|i| format!("{i:x}")).collect();
+        let line = format!(
+            "{}; {}",
+            long.iter().map(|d| format!("cd {d}")).collect::<Vec<_>>().join("; "),
+            vec![format!("cat {}", words.join(" ")); 40].join("; ")
+        );
+        let call = shell(&json!({"command": line}), Path::new("/p"), None);
+        let bytes: usize = call
+            .inputs
+            .iter()
+            .flat_map(|i| ["dirs", "operands", "writes", "reads"].map(|k| i[k].clone()))
+            .flat_map(|l| l.as_array().cloned().unwrap_or_default())
+            .map(|p| p.as_str().map_or(0, str::len))
+            .sum();
+        assert!(bytes <= MAX_PATH_BYTES_PER_EVENT, "{bytes}");
+        let last = call.inputs.last().unwrap();
+        assert_eq!(last["understood"], json!(false));
+        assert_eq!(last["operands"], json!([]));
+        // An ordinary line is untouched.
+        let call = shell(&json!({"command": "cd src && cat a b"}), Path::new("/p"), None);
+        assert_eq!(call.inputs[1]["operands"], json!(["/p/src/a", "/p/src/b"]));
+        assert_eq!(call.inputs[1]["understood"], json!(true));
+    }
+
+    #[test]
+    fn a_path_that_may_be_a_link_made_earlier_in_the_command_is_not_understood() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(p.join("src")).unwrap();
+        std::fs::write(p.join("a.txt"), "").unwrap();
+        for line in [
+            "cd src && ln -s ../.bashrc ../l && cd .. && echo x >> l",
+            "tar xf /tmp/a.tar && cat k",
+            "git checkout other && cat link",
+            "./setup.sh && echo x > new.txt",
+        ] {
+            let call = shell(&json!({"command": line}), &p, None);
+            assert_eq!(call.inputs.last().unwrap()["understood"], json!(false), "{line}");
+        }
+        for line in [
+            "tar xf /tmp/a.tar && cat a.txt",
+            "git status && echo x > new.txt",
+            "echo x > new.txt && cat new.txt",
+        ] {
+            let call = shell(&json!({"command": line}), &p, None);
+            assert_eq!(call.inputs.last().unwrap()["understood"], json!(true), "{line}");
+        }
+    }
+
+    #[test]
+    fn a_negated_grep_glob_searches_the_whole_tree() {
+        for glob in ["!*.rs", " !x"] {
+            let call = map_tool(
+                &event(Agent::ClaudeCode, "Grep", json!({"pattern": "x", "glob": glob})),
+                None,
+            );
+            let globs = &call.inputs[0]["globs"];
+            assert_eq!(
+                globs,
+                &json!(["/nonexistent-project", "/nonexistent-project/**"]),
+                "{glob}"
+            );
+        }
     }
 
     #[test]

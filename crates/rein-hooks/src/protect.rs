@@ -222,6 +222,25 @@ const GIT_TREE_CHANGERS: &[&str] = &[
     "revert",
 ];
 
+/// Where a `git` command line's subcommand is (`args.len()` if none): the
+/// global options before it are skipped with their values (`git -C dir
+/// clean`, `git -c k=v stash`, `git --git-dir d reset`), so the subcommand
+/// is not mistaken for one of them, nor their `-C` for `checkout -C`.
+fn git_subcommand_at(args: &[String]) -> usize {
+    let mut i = 0;
+    while let Some(a) = args.get(i) {
+        if !a.starts_with('-') {
+            break;
+        }
+        let takes_value = matches!(
+            a.as_str(),
+            "-C" | "-c" | "--git-dir" | "--work-tree" | "--namespace" | "--super-prefix" | "--config-env"
+        );
+        i += if takes_value { 2 } else { 1 };
+    }
+    i.min(args.len())
+}
+
 /// Whether `tar` is given an extracting mode (`x`, `-x`, `--extract`,
 /// `--get`), in its old form (`xzf`) or as options (`-xzf`).
 fn tar_extracts(args: &[String]) -> bool {
@@ -275,8 +294,18 @@ impl Protected {
     /// the event: an agent may write another's (and a user may run both).
     pub fn with_agent_settings(&self, event: &HookEvent, home: Option<&Path>) -> Protected {
         let mut out = self.clone();
-        let project = Path::new(&event.cwd);
-        let mut bases = vec![project.to_path_buf()];
+        // The agent's shell may have left the folder the agent started in
+        // (`cd src`: the next event's `cwd` is `src`), so the settings of
+        // the folders above `cwd` count too: up to the repository's root,
+        // or all of them outside a repository.
+        let cwd = Path::new(&event.cwd);
+        let root = crate::project_root(cwd);
+        let in_repository = root.join(".git").exists();
+        let mut bases: Vec<std::path::PathBuf> = cwd
+            .ancestors()
+            .take_while(|d| !in_repository || d.starts_with(&root))
+            .map(Path::to_path_buf)
+            .collect();
         bases.extend(home.map(Path::to_path_buf));
         for base in bases {
             for (dir, file) in AGENT_SETTINGS {
@@ -356,7 +385,8 @@ impl Protected {
                 "`{var}` points Rein's commands at other files; Rein's own settings are not the agent's to change"
             ));
         }
-        if let Some(why) = self.rein_invocation(program, text("path"), &args, &dirs) {
+        let known = input.get("known").and_then(Json::as_bool).unwrap_or(false);
+        if let Some(why) = self.rein_invocation(program, text("path"), &args, &dirs, known) {
             return Some(why);
         }
         if program.is_empty() {
@@ -378,16 +408,44 @@ impl Protected {
         // mis-read): every word counts, joined to each directory.
         let understood = input.get("understood").and_then(Json::as_bool).unwrap_or(false);
         if !understood {
+            // Where such a part runs may be unknown (`cd "$X"; rm rein.db`,
+            // whose `dirs` the mapping fills with the event's folder, or a
+            // part cut for size: no `dirs`): an absolute word is judged as
+            // it is, and a word naming a protected file by its name may be
+            // that file.
+            let bases: Vec<String> = if dirs.is_empty() {
+                vec!["/".to_string()]
+            } else {
+                dirs.clone()
+            };
             for a in args.iter().filter(|a| !a.starts_with('-')) {
-                for d in &dirs {
+                for d in &bases {
                     let lexical = crate::map::normalize_text(Path::new(d), a);
                     if let Some(e) = self.hit(&lexical, Cover::Glob, |_| true) {
                         return Some(refusal(e, "touch it"));
                     }
                 }
+                let name = file_name_folded(a);
+                let named = self
+                    .entries
+                    .iter()
+                    .find(|e| e.kind != Kind::Dir && name.len() >= 4 && file_name_folded(&e.path) == name);
+                if let Some(e) = named {
+                    return Some(refusal(
+                        e,
+                        "touch it (the command may run in a folder Rein cannot know)",
+                    ));
+                }
             }
         }
-        let reader = READERS.contains(&program);
+        // `find` only lists unless told to delete or write a file (what its
+        // `-exec` runs is a part of its own): `find . -name x` in a project
+        // holding `.claude/settings.json` changes nothing.
+        let lists_only = program == "find"
+            && !args
+                .iter()
+                .any(|a| ["-delete", "-fprint", "-fprint0", "-fprintf", "-fls"].contains(&a.as_str()));
+        let reader = READERS.contains(&program) || lists_only;
         if reader {
             // Reading is fine, except secrets (a glob or directory read
             // recursively is left to the policy's secret rules).
@@ -439,7 +497,8 @@ impl Protected {
             }
         }
         if program == "git" {
-            let words: Vec<&str> = args
+            let at = git_subcommand_at(&args);
+            let words: Vec<&str> = args[at..]
                 .iter()
                 .map(String::as_str)
                 .filter(|a| !a.starts_with('-'))
@@ -447,7 +506,9 @@ impl Protected {
             let sub = words.first().copied();
             // A new branch from where one stands changes no file.
             let new_branch = matches!(sub, Some("checkout" | "switch"))
-                && args.iter().any(|a| ["-b", "-B", "-c", "-C"].contains(&a.as_str()))
+                && args[at..]
+                    .iter()
+                    .any(|a| ["-b", "-B", "-c", "-C"].contains(&a.as_str()))
                 && words.len() <= 2;
             if sub.is_some_and(|s| GIT_TREE_CHANGERS.contains(&s)) && !new_branch {
                 for d in &dirs {
@@ -458,12 +519,18 @@ impl Protected {
             }
         }
         if CODE_RUNNERS.contains(&program) {
+            // As written and percent-decoded (SQLite opens `file:` URIs:
+            // `file:rein%2Edb` is `rein.db`).
+            let texts: Vec<String> = args
+                .iter()
+                .flat_map(|a| [a.to_lowercase(), percent_decoded(a).to_lowercase()])
+                .collect();
             for e in self.entries.iter().filter(|e| e.kind != Kind::Binary) {
                 let name = Path::new(&e.path)
                     .file_name()
                     .map(|n| n.to_string_lossy().to_lowercase())
                     .unwrap_or_default();
-                if name.len() >= 4 && args.iter().any(|a| a.to_lowercase().contains(&name)) {
+                if name.len() >= 4 && texts.iter().any(|a| a.contains(&name)) {
                     return Some(refusal(e, "touch it (its name is in code this program runs)"));
                 }
             }
@@ -473,7 +540,14 @@ impl Protected {
 
     /// `rein` run by the agent (by name, or by the protected executable's
     /// path, or through `cargo run`): only read-only subcommands pass.
-    fn rein_invocation(&self, program: &str, path: &str, args: &[String], dirs: &[String]) -> Option<String> {
+    fn rein_invocation(
+        &self,
+        program: &str,
+        path: &str,
+        args: &[String],
+        dirs: &[String],
+        known: bool,
+    ) -> Option<String> {
         let is_binary = |p: &str| {
             dirs.iter().any(|d| {
                 let r = crate::map::resolve(Path::new(d), p, None);
@@ -486,8 +560,15 @@ impl Protected {
             .map(String::as_str)
             .filter(|a| !a.starts_with('-'))
             .collect();
-        let approvals_at = words.iter().position(|w| *w == "approvals");
-        if approvals_at.is_some_and(|at| words[at..].iter().any(|w| *w == "grant" || *w == "deny")) {
+        // For a program Rein does not know (a copy of rein under any name),
+        // a word that is only known when it runs (`$x`, `$(…)`) or a glob
+        // (`gr*`, `{grant,x}`) may be any of these words.
+        let may_be = |w: &str, word: &str| {
+            w == word
+                || (!known && (w.contains(['$', '`']) || (w.contains(['*', '?', '[', '{']) && glob_may_match(w, word))))
+        };
+        let approvals_at = words.iter().position(|w| may_be(w, "approvals"));
+        if approvals_at.is_some_and(|at| words[at + 1..].iter().any(|w| may_be(w, "grant") || may_be(w, "deny"))) {
             return Some(
                 "the agent may not decide approvals (`approvals grant`/`deny`), with rein or a copy of it, whatever \
                  the policy says"
@@ -586,6 +667,39 @@ enum Cover {
     Glob,
     /// The path as a glob, and everything below it.
     Ancestor,
+}
+
+/// `text` with `%XX` escapes decoded (invalid ones kept as written).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The last component of `path`, lower-cased.
+fn file_name_folded(path: &str) -> String {
+    path.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_lowercase()
 }
 
 fn refusal(e: &Entry, verb: &str) -> String {
@@ -810,12 +924,47 @@ mod tests {
         let mut cut = part("rm", &["a", "rein.db"], &["/p/a"]);
         cut["understood"] = serde_json::json!(false);
         assert!(g.check("shell.exec", &cut).is_some(), "operands cut, args still seen");
+        // After `cd "$X"` (or a part cut for size) the folder is unknown.
+        for args in [
+            vec!["-f", "rein.db"],
+            vec!["/p/rein.db-wal"],
+            vec!["x", "../Rein-Tokens.yaml"],
+        ] {
+            let mut lost = part("rm", &args, &[]);
+            lost["understood"] = serde_json::json!(false);
+            lost["dirs"] = serde_json::json!([]);
+            assert!(g.check("shell.exec", &lost).is_some(), "{args:?}");
+        }
+        let mut lost = part("rm", &["-f", "rein.db"], &[]);
+        lost["understood"] = serde_json::json!(false);
+        lost["dirs"] = serde_json::json!(["/elsewhere"]);
+        assert!(
+            g.check("shell.exec", &lost).is_some(),
+            "a folder given for one Rein cannot know"
+        );
+        let mut lost = part("rm", &["notes.txt"], &[]);
+        lost["understood"] = serde_json::json!(false);
+        lost["dirs"] = serde_json::json!([]);
+        assert_eq!(g.check("shell.exec", &lost), None);
         for (program, args, operands) in [
             ("rm", vec!["-f", "rein.db"], vec!["/p/rein.db"]),
             ("mv", vec![".claude", "x"], vec!["/p/.claude", "/p/x"]),
             ("cp", vec!["x", "rein.db"], vec!["/p/x", "/p/rein.db"]),
             ("sqlite3", vec!["rein.db"], vec!["/p/rein.db"]),
+            ("find", vec![".", "-name", "rein.db", "-delete"], vec!["/p"]),
+            ("find", vec![".claude", "-fprint", "x"], vec!["/p/.claude", "/p/x"]),
+            (
+                "find",
+                vec![".", "-fprint", ".claude/settings.json"],
+                vec!["/p", "/p/.claude/settings.json"],
+            ),
             ("sqlite3", vec![":memory:", "attach 'rein.db' as x"], vec![]),
+            (
+                "sqlite3",
+                vec!["file:/p/rein%2Edb?mode=rw", "delete from audit"],
+                vec![],
+            ),
+            ("sqlite3", vec!["file:%2fp%2f%52ein.db"], vec![]),
             ("dd", vec!["if=/dev/zero", "of=rein.db-wal"], vec![]),
             ("cat", vec!["rein-tokens.yaml"], vec!["/p/rein-tokens.yaml"]),
             ("chmod", vec!["777", "rein.d?"], vec!["/p/777", "/p/rein.d?"]),
@@ -824,6 +973,13 @@ mod tests {
             ("rein", vec!["serve", "-p", "x"], vec![]),
             ("unknown-tool", vec!["--out=rein.db"], vec![]),
             ("r", vec!["approvals", "--db", "x", "grant", "id"], vec![]),
+            // A copy of rein told `approvals grant` through an expansion or a glob.
+            ("r", vec!["approvals", "$x", "id"], vec![]),
+            ("r", vec!["approvals", "$(echo grant)", "id"], vec![]),
+            ("r", vec!["ap*ls", "grant", "id"], vec![]),
+            ("r", vec!["approvals", "{grant,x}", "id"], vec![]),
+            ("r", vec!["approvals", "gr?nt", "id"], vec![]),
+            ("r", vec!["$A", "de*", "id"], vec![]),
         ] {
             let input = part(program, &args, &operands);
             assert!(g.check("shell.exec", &input).is_some(), "{program} {args:?}");
@@ -839,8 +995,12 @@ mod tests {
             // Nothing protected exists below /p to be removed.
             ("rm", vec!["-rf", "."], vec!["/p"]),
             ("git", vec!["clean", "-fdx"], vec![]),
+            ("echo", vec!["approvals", "$x"], vec![]),
+            ("find", vec![".", "-name", "*.json"], vec!["/p"]),
+            ("find", vec!["/p/.claude", "-type", "f"], vec!["/p/.claude"]),
         ] {
-            let input = part(program, &args, &operands);
+            let mut input = part(program, &args, &operands);
+            input["known"] = serde_json::json!(true);
             assert_eq!(g.check("shell.exec", &input), None, "{program} {args:?}");
         }
     }
@@ -867,6 +1027,15 @@ mod tests {
             ("patch", vec!["-p1"], vec![]),
             ("git", vec!["checkout", "other"], vec![]),
             ("git", vec!["merge", "other"], vec![]),
+            // Global options with values before the subcommand.
+            ("git", vec!["-C", ".", "clean", "-fdx"], vec![]),
+            ("git", vec!["-c", "color.ui=never", "stash"], vec![]),
+            (
+                "git",
+                vec!["--git-dir", ".git", "--work-tree", ".", "reset", "--hard"],
+                vec![],
+            ),
+            ("git", vec!["--no-pager", "-C", ".", "checkout", "--", "."], vec![]),
         ] {
             let mut input = part(program, &args, &[]);
             input["operands"] = serde_json::json!(operands);

@@ -463,6 +463,65 @@ async fn paths_are_judged_resolved_and_as_globs() {
     }
 }
 
+/// Classes found by running the hook as the governed agent: recursive
+/// reads of credential folders whatever the recursion flag, the home
+/// folder's other hidden files, the environment, git's history, file names
+/// from input, and links made earlier in the same command.
+#[tokio::test]
+async fn secrets_reached_sideways_are_refused_or_asked() {
+    let f = fixture();
+    std::fs::create_dir_all(f.home.join(".aws")).unwrap();
+    std::fs::write(f.home.join(".aws/credentials"), "aws_secret_access_key = x").unwrap();
+    std::fs::create_dir_all(f.project.join("src")).unwrap();
+    std::fs::create_dir_all(f.home.join("dl")).unwrap();
+    for (command, want) in [
+        ("rg . ~/.aws", "deny"),
+        ("grep -d recurse key ~/.aws", "deny"),
+        ("diff -rN ~/.aws /tmp/empty", "deny"),
+        ("git grep --no-index -h . ~/.aws", "deny"),
+        ("git show HEAD:.env", "deny"),
+        ("git blame -S ~/.aws/credentials src/a.rs", "deny"),
+        ("cat ~/.claude/.credentials.json", "deny"),
+        ("cat .env.bak", "deny"),
+        ("cat ~/.bash_history", "ask"),
+        ("awk 'BEGIN{ARGV[1]=\"../.env\"; ARGC=2} {print}'", "ask"),
+        ("jq -n env", "ask"),
+        ("echo $AWS_SECRET_ACCESS_KEY", "ask"),
+        ("ls -a | xargs cat", "ask"),
+        ("cd src && ln -s ../../home/.aws ../a && cat ../a/credentials", "ask"),
+        ("cd ~/dl && tar xf x.tar && cat k", "ask"),
+        ("grep -rn TODO src", "allow"),
+        ("echo \"$HOME\"", "allow"),
+        ("cat .env.example", "allow"),
+    ] {
+        let (decision, reason) = f.bash(command).await;
+        assert_eq!(decision, want, "{command}: {reason}");
+    }
+}
+
+/// The agent's shell keeps the folder a `cd` left it in, and the next
+/// event's `cwd` is that folder: the project is still the repository above
+/// it (its branch, its `.git`, its agent settings).
+#[tokio::test]
+async fn a_cwd_below_the_project_root_is_judged_in_the_project() {
+    let f = fixture();
+    std::fs::write(f.project.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
+    std::fs::create_dir_all(f.project.join("src")).unwrap();
+    for (command, want) in [
+        ("git push", "deny"),
+        ("rm -rf ../.git", "deny"),
+        ("echo x > ../.git/config", "deny"),
+        ("cp x ../.claude/settings.local.json", "deny"),
+        ("cat ../README.md", "allow"),
+    ] {
+        let mut event = f.claude("PreToolUse", "Bash", json!({"command": command}));
+        event["cwd"] = json!(f.project.join("src"));
+        let (v, _) = f.send(Agent::ClaudeCode, event).await;
+        let out = &v["hookSpecificOutput"];
+        assert_eq!(out["permissionDecision"], want, "{command}: {out}");
+    }
+}
+
 /// What is not known is not trusted: unknown programs and wrappers ask,
 /// programs reading their code from stdin are not understood.
 #[tokio::test]
@@ -734,6 +793,16 @@ async fn audit_bytes_per_event_are_bounded() {
         format!("ls {};", "a".repeat(240)).repeat(250),
         format!("cat {}", "a ".repeat(31_000)),
         format!("bash -c \"{}\"", "ls x;".repeat(12_000)),
+        // 16 directories of 8 KB (four `cd`s that may fail), each short
+        // word a path in every one: 9 KB of command wrote 38 MB.
+        format!(
+            "{}; {}",
+            (0..4)
+                .map(|i| format!("cd d{i}{}", "x".repeat(2000)))
+                .collect::<Vec<_>>()
+                .join("; "),
+            "cat 0 1 2 3 4 5 6 7 8 9 a b c d e f;".repeat(250)
+        ),
     ];
     let mut largest = 0;
     let mut total = before;

@@ -100,23 +100,24 @@
 //!   program's grammar when known (option values are not operands — `grep
 //!   -e PAT f` → `f`, `head -n 5 f` → `f`, `grep PAT f` → `f` — except
 //!   those that name files: `sort -o F`, `curl -o F`, `curl -d @F`, `wget
-//!   -O F`, `tar -f A -C D`, `dd if= of=`, `cp -t D`; `find`'s start
+//!   -O F`, `tar -f A -C D`, `dd if= of=`, `cp -t D`; a relative `ln -s`
+//!   target also joined to the link's folder, where it points; `find`'s start
 //!   paths; `.` for a tool that walks the directory when given none: `ls`,
 //!   `grep -r`, `rg`, `find`, `du`, `wget`, `curl -O`); URLs are not
 //!   operands except `file://` ones. For any other program: every argument
 //!   that does not start with `-`, a `--opt=value` or `-Xvalue` value that
 //!   looks like a path, everything after `--`. Files a known program writes
-//!   by itself through an option or script (`sort -o`, `sed 'w F'`, `curl
-//!   -o`, `dd of=`, `tee`'s are its operands) are also in `writes`; `sed 'r
-//!   F'` in `reads`.
+//!   by itself through an option or script (`sort -o`, `sed 'w F'`, the
+//!   files of `sed -i`, `curl -o`, `dd of=`, `tee`'s are its operands) are
+//!   also in `writes`; `sed 'r F'` in `reads`.
 //! - **Code the analysis has not seen is not understood**: a shell reading
 //!   its commands from standard input (a pipe, a `<` file, the terminal),
 //!   from `/dev/stdin`, `/dev/fd/N`, `/proc/self/fd/N` or `<(…)` (`curl … |
 //!   bash`, `bash < x.sh`, `bash <(curl …)`); an interpreter doing the same
 //!   (`python3 -`, `cat x.py | python3`, `perl < x.pl`, `awk -f -`, `sed -f
 //!   -`, `make -f -`); a known program told to run other code (`awk
-//!   'BEGIN{system(…)}'`, a pipe, `getline` or `print >` in awk; `sed` `e`
-//!   and `s///e`; `git -c` with any key but a few display and identity
+//!   'BEGIN{system(…)}'`, a pipe, `getline`, `print >`, `ARGV` or
+//!   `ENVIRON` in awk; `sed` `e` and `s///e`; `git -c` with any key but a few display and identity
 //!   keys, `--config-env`, `--exec-path=`, `clone -u`, `fetch
 //!   --upload-pack`, `rebase -x`, `submodule foreach`, `bisect run`;
 //!   `tar --to-command`, `-I`, `--use-compress-program`, `host:` archives;
@@ -244,7 +245,8 @@ pub struct Part {
     /// `>&file`) of this command or an enclosing one, `time -o`, the lock
     /// file of `flock` and the typescript of `script`, and files a known
     /// program writes through an option or script (`sort -o`, `sed 'w F'`,
-    /// `curl -o`, `wget -O`, `dd of=`, `uniq IN OUT`, `git log --output`).
+    /// the files of `sed -i`, `curl -o`, `curl --hsts F`, `wget -O`, `dd
+    /// of=`, `uniq IN OUT`, `git log --output`).
     pub writes: Vec<String>,
     /// Files read by `<` and `<>` redirections, `xargs -a`, and `sed 'r F'`.
     pub reads: Vec<String>,
@@ -277,7 +279,8 @@ pub struct Part {
     /// Some argument is not known before the command runs (see the crate
     /// documentation).
     pub dynamic_args: bool,
-    /// Some redirection target holds an expansion.
+    /// Some redirection target holds an expansion, or a here-string or
+    /// here-document the program reads expands one (`<<< "$KEY"`).
     pub dynamic_redirects: bool,
     /// The analysis can vouch for this part (see the crate documentation).
     pub understood: bool,

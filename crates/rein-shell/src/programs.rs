@@ -1174,6 +1174,9 @@ const CURL: Grammar = Grammar {
         "stderr",
         "libcurl",
         "etag-save",
+        // The HSTS and Alt-Svc caches are read and rewritten.
+        "hsts",
+        "alt-svc",
     ],
     // A config file can hold any option, among them `--output`.
     unknowable: &["K", "config"],
@@ -1620,10 +1623,10 @@ pub(crate) fn read(program: &str, words: &[WordInfo]) -> Reading {
     match program {
         "grep" | "egrep" | "fgrep"
             if files.is_empty()
-                && parsed
-                    .options
-                    .iter()
-                    .any(|(n, _)| matches!(n.as_str(), "r" | "R" | "recursive" | "dereference-recursive")) =>
+                && parsed.options.iter().any(|(n, v)| {
+                    matches!(n.as_str(), "r" | "R" | "recursive" | "dereference-recursive")
+                        || (matches!(n.as_str(), "d" | "directories") && v.as_deref() == Some("recurse"))
+                }) =>
         {
             r.operands.push(".".to_owned());
         }
@@ -1634,6 +1637,10 @@ pub(crate) fn read(program: &str, words: &[WordInfo]) -> Reading {
             }
         }
         "sed" => {
+            // `-i`, `-ni`, `-i.bak`, `--in-place=.bak`: the files are rewritten.
+            if parsed.options.iter().any(|(n, _)| n == "i" || n == "in-place") {
+                r.writes.extend(files.iter().cloned());
+            }
             let scripts: Vec<&str> = leading
                 .iter()
                 .map(|s| s.as_str())
@@ -1691,7 +1698,12 @@ pub(crate) fn read(program: &str, words: &[WordInfo]) -> Reading {
                         .or_else(|| value.split_once("=<"))
                         .map(|(_, f)| f.split(';').next().unwrap_or_default()),
                     "b" | "cookie" if !value.contains('=') => Some(value.as_str()),
-                    // `-w @file` reads the format from a file.
+                    // `-w @file` reads the format from a file; `%output{f}`
+                    // in it writes f, which may itself be a variable.
+                    "w" | "write-out" if value.contains("%output{") => {
+                        r.known = false;
+                        value.strip_prefix('@')
+                    }
                     "w" | "write-out" => value.strip_prefix('@'),
                     "variable" | "url-query" => value.split_once('@').map(|(_, f)| f),
                     _ => None,
@@ -1743,6 +1755,43 @@ pub(crate) fn read(program: &str, words: &[WordInfo]) -> Reading {
             }
             r.operands
                 .retain(|o| parsed.positional.iter().all(|p| p != o) || !parsed.known);
+        }
+        // A relative symlink target is read from the link's folder, not
+        // from where `ln` runs: `cd src && ln -s ../.bashrc ../l` makes
+        // `l` point at `~/.bashrc` beside the project. The target joined to
+        // the link's folder (and to the link, which may be a folder) is an
+        // operand too.
+        "ln" if parsed.options.iter().any(|(n, _)| n == "s" || n == "symbolic") => {
+            let into = parsed
+                .options
+                .iter()
+                .find(|(n, _)| n == "t" || n == "target-directory")
+                .and_then(|(_, v)| v.clone());
+            let (targets, link_dirs): (&[String], Vec<String>) = match (into, files.split_last()) {
+                (Some(dir), _) => (&files[..], vec![dir]),
+                (None, Some((link, targets))) if !targets.is_empty() => {
+                    let parent = link.trim_end_matches('/').rsplit_once('/').map_or("", |(p, _)| p);
+                    let parent = if parent.is_empty() && link.starts_with('/') {
+                        "/"
+                    } else {
+                        parent
+                    };
+                    (targets, vec![link.clone(), parent.to_owned()])
+                }
+                _ => (&[], Vec::new()),
+            };
+            for t in targets.iter().filter(|t| !t.starts_with('/') && !t.starts_with('~')) {
+                for d in &link_dirs {
+                    let joined = crate::dirs::join(d, t);
+                    if !r.operands.contains(&joined) {
+                        r.operands.push(joined);
+                    }
+                }
+            }
+        }
+        // `$ENV` and `env` give jq the environment (tokens, keys) to print.
+        "jq" if leading.iter().any(|f| f.contains("$ENV") || jq_calls_env(f)) => {
+            r.runs = Some("jq reads the environment ($ENV, env)".to_owned());
         }
         // Extracting writes into the directory unless `-d` names another.
         "unzip"
@@ -2488,6 +2537,20 @@ fn git(words: &[WordInfo]) -> Reading {
         } else {
             t.get(..2).unwrap_or(t)
         };
+        // `blame -S FILE`, `--contents FILE`, `--ignore-revs-file FILE` read
+        // a file (and quote its lines in errors): not `log -S TEXT`.
+        if sub_name == "blame" && matches!(name, "-S" | "--contents" | "--ignore-revs-file") {
+            let value = match t.split_once('=') {
+                Some((_, v)) => Some(v.to_owned()),
+                None if t.len() > 2 && !t.starts_with("--") => Some(t[2..].to_owned()),
+                None => {
+                    k += 1;
+                    rest.get(k - 1).map(|w| w.literal.clone())
+                }
+            };
+            r.operands.extend(value);
+            continue;
+        }
         // Options of the common subcommands whose value is the next word
         // (`commit -m "$(cat <<'EOF' …)"`): text, not files or options.
         let cluster_last = (!t.starts_with("--") && t.len() > 2 && t.chars().skip(1).all(|c| c.is_ascii_alphabetic()))
@@ -2980,6 +3043,18 @@ fn sed_script(script: &str) -> Result<SedFiles, SedProblem> {
 /// file, output redirected to a file, `@load`. Strings are skipped; a `|`
 /// or `>` anywhere else counts (a regex alternation too: more caution,
 /// never less).
+/// Whether a jq filter calls the `env` builtin (a word `env` not part of a
+/// longer name or a field: `env.X`, `env | keys`, not `.env` or `$env`).
+fn jq_calls_env(filter: &str) -> bool {
+    let b = filter.as_bytes();
+    filter.match_indices("env").any(|(at, _)| {
+        let before = at.checked_sub(1).map(|i| b[i]);
+        let after = b.get(at + 3).copied();
+        let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+        !before.is_some_and(|c| word(c) || c == b'.' || c == b'$') && !after.is_some_and(word)
+    })
+}
+
 fn awk_runs(text: &str) -> Option<String> {
     let mut code = String::new();
     let mut in_string = false;
@@ -3009,6 +3084,14 @@ fn awk_runs(text: &str) -> Option<String> {
     }
     if code.contains("getline") {
         return Some("the program reads with getline".to_owned());
+    }
+    // Assigning `ARGV`/`ARGC` makes awk read files the line does not
+    // name; `ENVIRON` prints the environment (tokens, keys).
+    if code.contains("ARGV") || code.contains("ARGC") {
+        return Some("the program changes the files it reads (ARGV)".to_owned());
+    }
+    if code.contains("ENVIRON") {
+        return Some("the program reads the environment (ENVIRON)".to_owned());
     }
     if code.contains('@') {
         return Some("the program loads an extension or another file, or calls a function by name (@)".to_owned());

@@ -924,6 +924,9 @@ impl Walker {
                 let info = analyze_word(written(src, w), &self.options, ctx.depth);
                 let programs = self.embedded(&info, ctx);
                 r.upstream.extend(programs);
+                // The program reads what the expansions give (`cat <<<
+                // "$API_KEY"` prints the environment's value).
+                r.dynamic |= !info.is_literal();
                 r.stdin_doc = Some(if info.is_literal() {
                     Ok(info.literal)
                 } else {
@@ -935,6 +938,7 @@ impl Walker {
                     let info = analyze_heredoc(&doc.doc.value, &self.options, ctx.depth);
                     let programs = self.embedded(&info, ctx);
                     r.upstream.extend(programs);
+                    r.dynamic |= info.dynamic || info.problem.is_some();
                     r.stdin_doc = Some(if !info.dynamic && info.problem.is_none() {
                         Ok(info.literal)
                     } else {

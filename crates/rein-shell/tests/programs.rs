@@ -399,6 +399,22 @@ fn known_programs_running_other_code_are_not_understood() {
     refused("install --strip-program=./x -s a b", "strip-program");
     refused("wget --use-askpass=./x https://x", "use-askpass");
     refused("hash -p /tmp/evil ls; ls", "hash -p");
+    // awk reading files the line does not name, or the environment.
+    refused("awk 'BEGIN{ARGV[1]=\"../.env\"; ARGC=2} {print}'", "ARGV");
+    refused("awk 'BEGIN { ARGC = 2; ARGV[ 1 ] = f } 1' f=x", "ARGV");
+    refused("awk 'BEGIN{print ENVIRON[\"AWS_SECRET_ACCESS_KEY\"]}'", "ENVIRON");
+    refused("gawk -e 'BEGIN{for (k in ENVIRON) print k, ENVIRON[k]}'", "ENVIRON");
+    refused("jq -n env", "environment");
+    refused("jq -n 'env.AWS_SECRET_ACCESS_KEY'", "environment");
+    refused("jq -n '$ENV | keys'", "environment");
+    refused("jq -r '[env[]] | join(\",\")' f.json", "environment");
+    for c in [
+        "jq .env f.json",
+        "jq '.x.environment' f.json",
+        "jq -n '$env' --arg env x",
+    ] {
+        assert!(analyze(c).understood, "{c}");
+    }
     refused("enable -f ./x.so x", "enable -f");
     // The safe `-c` keys stay understood.
     let a = analyze("git -c user.name=A -c color.ui=never commit -m x");
@@ -424,6 +440,78 @@ fn files_a_known_program_writes_or_reads_by_itself() {
     assert_eq!(only(&a).writes, ["/dev/sda"]);
     let a = analyze("tree -o /etc/x");
     assert_eq!(only(&a).writes, ["/etc/x"]);
+    // sed's in-place edits write their files, in every spelling.
+    for c in [
+        "sed -i s/a/b/ /etc/passwd",
+        "sed -ni p /etc/passwd",
+        "sed -Ei.bak 's/a/b/' /etc/passwd",
+        "sed --in-place=.b s/a/b/ /etc/passwd",
+        "sed --in-place -e s/a/b/ /etc/passwd",
+    ] {
+        let a = analyze(c);
+        assert_eq!(only(&a).writes, ["/etc/passwd"], "{c}");
+    }
+    let a = analyze("sed -n p /etc/passwd");
+    assert!(only(&a).writes.is_empty());
+    // curl's HSTS and Alt-Svc caches are rewritten; `-w '%output{f}'` writes f.
+    let a = analyze("curl --hsts /etc/x https://x");
+    assert_eq!(only(&a).writes, ["/etc/x"]);
+    let a = analyze("curl --alt-svc=/etc/x https://x");
+    assert_eq!(only(&a).writes, ["/etc/x"]);
+    let a = analyze("curl -w '%output{/etc/x}%{url}' https://x");
+    assert!(!only(&a).known, "{a:#?}");
+    // A relative symlink target names a file beside the link, not beside
+    // where ln runs.
+    let a = analyze("ln -s ../.bashrc ../l");
+    assert_eq!(
+        only(&a).operands,
+        ["../.bashrc", "../l", "../l/../.bashrc", "../../.bashrc"]
+    );
+    let a = analyze("ln -sf x/y /tmp/l");
+    assert!(only(&a).operands.contains(&"/tmp/x/y".to_owned()), "{a:#?}");
+    let a = analyze("ln -s -t ../d ../.bashrc");
+    assert!(only(&a).operands.contains(&"../d/../.bashrc".to_owned()), "{a:#?}");
+    let a = analyze("ln -s /etc/hosts h");
+    assert_eq!(only(&a).operands, ["/etc/hosts", "h"]);
+    let a = analyze("ln a b");
+    assert_eq!(
+        only(&a).operands,
+        ["a", "b"],
+        "a hard link names its file from where ln runs"
+    );
+    // A document that expands hands the program values not on the line.
+    for c in ["cat <<< \"$KEY\"", "cat <<EOF\n$KEY\nEOF", "tr a b <<< $(cat f)"] {
+        let a = analyze(c);
+        assert!(
+            part_of(&a, c.split(' ').next().unwrap_or_default()).dynamic_redirects,
+            "{c}: {a:#?}"
+        );
+    }
+    for c in ["cat <<< 'x $KEY'", "cat <<'EOF'\n$KEY\nEOF", "cat <<< plain"] {
+        assert!(!only(&analyze(c)).dynamic_redirects, "{c}");
+    }
+    // git blame reads a revisions file (and quotes its lines in errors).
+    for c in [
+        "git blame -S ~/.aws/credentials src/a.rs",
+        "git blame -S~/.aws/credentials src/a.rs",
+        "git blame --contents ~/.aws/credentials src/a.rs",
+        "git blame --ignore-revs-file=~/.aws/credentials src/a.rs",
+    ] {
+        let a = analyze(c);
+        assert!(
+            only(&a).operands.contains(&"~/.aws/credentials".to_owned()),
+            "{c}: {a:#?}"
+        );
+    }
+    // `grep -d recurse` is `grep -r`.
+    for c in [
+        "grep -d recurse x",
+        "grep --directories=recurse x",
+        "grep --directories recurse x",
+    ] {
+        let a = analyze(c);
+        assert_eq!(only(&a).operands, ["."], "{c}");
+    }
 }
 
 // --- wrappers
