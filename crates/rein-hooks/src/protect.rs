@@ -14,7 +14,7 @@
 
 use crate::event::HookEvent;
 use serde_json::Value as Json;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What a protected file is, which decides what is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -276,6 +276,23 @@ impl Protected {
             what: what.to_string(),
             kind,
         });
+    }
+
+    /// Adds `path`, and everything below it when it is a folder.
+    pub fn add_file_or_dir(&mut self, path: &Path, what: &str) {
+        let kind = if path.is_dir() { Kind::Dir } else { Kind::File };
+        self.add(path, what, kind);
+    }
+
+    /// Adds what every process answering hook events guards whatever its
+    /// configuration: the policy files it enforces and its own executable.
+    pub fn add_policies_and_executable(&mut self, policies: &[PathBuf]) {
+        for policy in policies {
+            self.add_file_or_dir(policy, "a policy file Rein enforces");
+        }
+        if let Ok(exe) = std::env::current_exe() {
+            self.add(&exe, "the rein executable", Kind::Binary);
+        }
     }
 
     /// Adds an SQLite store and the files SQLite keeps beside it.

@@ -167,17 +167,7 @@ fn protected_files(config: &ServerConfig) -> rein_hooks::Protected {
     protected.add_store(&config.db_path);
     protected.add(&config.tokens_file(), "Rein's tokens file", ProtectedKind::Secret);
     protected.add(&config.hmac_key_file(), "Rein's audit key", ProtectedKind::Secret);
-    for policy in &config.policy_paths {
-        let kind = if policy.is_dir() {
-            ProtectedKind::Dir
-        } else {
-            ProtectedKind::File
-        };
-        protected.add(policy, "a policy file Rein enforces", kind);
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        protected.add(&exe, "the rein executable", ProtectedKind::Binary);
-    }
+    protected.add_policies_and_executable(&config.policy_paths);
     protected
 }
 

@@ -241,24 +241,9 @@ fn protected_files(args: &HookArgs, db: Option<&std::path::Path>) -> Protected {
             ProtectedKind::Secret,
         );
     }
-    for policy in &args.policy {
-        let kind = if policy.is_dir() {
-            ProtectedKind::Dir
-        } else {
-            ProtectedKind::File
-        };
-        protected.add(policy, "a policy file Rein enforces", kind);
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        protected.add(&exe, "the rein executable", ProtectedKind::Binary);
-    }
+    protected.add_policies_and_executable(&args.policy);
     for path in &args.protect {
-        let kind = if path.is_dir() {
-            ProtectedKind::Dir
-        } else {
-            ProtectedKind::File
-        };
-        protected.add(path, "protected from the agent (`rein hook --protect`)", kind);
+        protected.add_file_or_dir(path, "protected from the agent (`rein hook --protect`)");
     }
     protected
 }
