@@ -43,11 +43,19 @@ impl std::fmt::Debug for Sealer {
     }
 }
 
-/// `HMAC-SHA256(key, label)`: a key of its own for each use of the audit
-/// key. Labels are not JSON, so they never collide with a redacted value
-/// (the HMAC of a canonical JSON text).
+/// `HMAC-SHA256(key, label)`, the redaction MAC of `label`: for values
+/// that may be public (the key's fingerprint). Never for a secret key: the
+/// audit log holds this MAC of bytes an agent chooses (a refused body is
+/// recorded by its keyed hash), so an agent could have it written there.
 pub(crate) fn derive(key: &[u8], label: &[u8]) -> [u8; 32] {
     Redactor::new(key).mac(label)
+}
+
+/// A secret subkey: `HMAC-SHA256(label, key)`, the audit key as the
+/// message under the label as key (HKDF-Extract's form), which no redaction
+/// MAC (keyed by the audit key) can produce.
+fn subkey(key: &[u8], label: &[u8]) -> [u8; 32] {
+    Redactor::new(label).mac(key)
 }
 
 /// A fingerprint of the audit key, safe to store beside what it protects:
@@ -64,7 +72,7 @@ pub fn key_fingerprint(key: &[u8]) -> String {
 impl Sealer {
     /// A sealer keyed from the audit key.
     pub fn new(audit_key: &[u8]) -> Sealer {
-        let key = derive(audit_key, b"rein/approval-seal/v1");
+        let key = subkey(audit_key, b"rein/approval-seal/v1");
         Sealer {
             cipher: XChaCha20Poly1305::new(&key.into()),
         }
@@ -155,6 +163,21 @@ mod tests {
         assert!(s.open("ap-1", &String::from_utf8(altered).unwrap()).is_err());
         assert!(s.open("ap-1", "xchacha20poly1305:zz").is_err());
         assert!(s.open("ap-1", "plain").is_err());
+    }
+
+    /// The audit log holds the redaction MAC of any bytes an agent sends
+    /// (a refused body is recorded by its keyed hash): the seal key must
+    /// not be such a MAC, or an agent sending the label as a body would
+    /// have the key written into the log.
+    #[test]
+    fn the_seal_key_is_no_mac_an_agent_can_have_recorded() {
+        let key = b"an audit key of some length";
+        let sealed = Sealer::new(key).seal("ap-1", &json!({"card": "4111"})).unwrap();
+        let recorded = Redactor::new(key).mac(b"rein/approval-seal/v1");
+        let forged = Sealer {
+            cipher: XChaCha20Poly1305::new(&recorded.into()),
+        };
+        assert!(forged.open("ap-1", &sealed).is_err());
     }
 
     #[test]
