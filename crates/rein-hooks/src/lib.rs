@@ -119,6 +119,7 @@ pub fn protected_refusal(event: &HookEvent, protected: &Protected, home: Option<
         .inputs
         .iter()
         .filter_map(|input| protected.check(&call.action, input))
+        .chain(unread_refusal(&protected, &call.action, &call.inputs))
         .collect();
     if reasons.is_empty() {
         return None;
@@ -182,8 +183,15 @@ pub async fn decide_guarded(
     // All parts at once: their audit records then share one group commit
     // (one fsync) instead of one each.
     let guarded = matches!(event.kind, EventKind::BeforeTool | EventKind::PermissionRequest);
+    let unread = guarded.then(|| unread_refusal(protected, &action, &inputs)).flatten();
     let parts = futures_util::future::join_all(inputs.into_iter().map(|input| {
-        let refusal = guarded.then(|| protected.check(&action, &input)).flatten();
+        let refusal = guarded
+            .then(|| {
+                protected
+                    .check(&action, &input)
+                    .or_else(|| cut_part(&input).then(|| unread.clone()).flatten())
+            })
+            .flatten();
         let request = request_for(event, &action, input, home);
         async move {
             if let Some(why) = refusal {
@@ -208,6 +216,25 @@ pub async fn decide_guarded(
         verdict.effect = None;
     }
     verdict
+}
+
+/// A shell part that stands for text the analysis dropped (a command cut
+/// after `MAX_PARTS` parts, or too large): no program, no text of its own.
+fn cut_part(input: &Json) -> bool {
+    input["understood"] == json!(false)
+        && input["program"].as_str().is_some_and(str::is_empty)
+        && input["part"].as_str().is_some_and(str::is_empty)
+}
+
+/// Why the words of a shell command, some of which were never analysed
+/// (see [`cut_part`]), may touch Rein's files: the whole line is in the
+/// first part's `command` (later parts carry only its start).
+fn unread_refusal(protected: &Protected, action: &str, inputs: &[Json]) -> Option<String> {
+    if action != "shell.exec" || !inputs.iter().any(cut_part) {
+        return None;
+    }
+    let command = inputs.first()?["command"].as_str()?;
+    protected.check_unread(command, &[])
 }
 
 /// Records a part the guard refused (a `block` record whose input

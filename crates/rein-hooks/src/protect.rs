@@ -381,6 +381,48 @@ impl Protected {
         }
     }
 
+    /// Why a command line, or the part of one, that was not analysed may
+    /// touch Rein's files: any of its words naming one (`rm rein.db; )`
+    /// does not parse, and a command cut after `MAX_PARTS` parts loses what
+    /// follows). `dirs` are the folders it may run in; none: unknown.
+    pub fn check_unread(&self, text: &str, dirs: &[String]) -> Option<String> {
+        let words: Vec<String> = text
+            .split(|c: char| c.is_whitespace() || ";&|()<>'\"`".contains(c))
+            .filter(|w| !w.is_empty())
+            .map(str::to_string)
+            .collect();
+        self.unread_words(&words, dirs)
+    }
+
+    /// Where a part that is not understood runs may be unknown (`cd "$X";
+    /// rm rein.db`, whose `dirs` the mapping fills with the event's folder,
+    /// or a part cut for size: no `dirs`): an absolute word is judged as it
+    /// is, and a word naming a protected file by its name may be that file.
+    fn unread_words(&self, words: &[String], dirs: &[String]) -> Option<String> {
+        let root = ["/".to_string()];
+        let bases = if dirs.is_empty() { &root[..] } else { dirs };
+        for a in words.iter().filter(|a| !a.starts_with('-')) {
+            for d in bases {
+                let lexical = crate::map::normalize_text(Path::new(d), a);
+                if let Some(e) = self.hit(&lexical, Cover::Glob, |_| true) {
+                    return Some(refusal(e, "touch it"));
+                }
+            }
+            let name = file_name_folded(a);
+            let named = self
+                .entries
+                .iter()
+                .find(|e| e.kind != Kind::Dir && name.len() >= 4 && file_name_folded(&e.path) == name);
+            if let Some(e) = named {
+                return Some(refusal(
+                    e,
+                    "touch it (the command may run in a folder Rein cannot know)",
+                ));
+            }
+        }
+        None
+    }
+
     fn shell(&self, input: &Json) -> Option<String> {
         let text = |k: &str| input.get(k).and_then(Json::as_str).unwrap_or_default();
         let program = text("program");
@@ -406,8 +448,14 @@ impl Protected {
         if let Some(why) = self.rein_invocation(program, text("path"), &args, &dirs, known) {
             return Some(why);
         }
+        let understood = input.get("understood").and_then(Json::as_bool).unwrap_or(false);
         if program.is_empty() {
-            return None;
+            // Text the analysis could not read (unparsable, too deep, cut
+            // for size) has no program: its words are all there is.
+            return match understood {
+                true => None,
+                false => self.check_unread(text("part"), &dirs),
+            };
         }
         // Every word that may name a file: the operands, and the values of
         // `--option=FILE` / `of=FILE` forms, resolved in each directory.
@@ -423,36 +471,9 @@ impl Protected {
         }
         // A part that is not understood may have had its operands cut (or
         // mis-read): every word counts, joined to each directory.
-        let understood = input.get("understood").and_then(Json::as_bool).unwrap_or(false);
         if !understood {
-            // Where such a part runs may be unknown (`cd "$X"; rm rein.db`,
-            // whose `dirs` the mapping fills with the event's folder, or a
-            // part cut for size: no `dirs`): an absolute word is judged as
-            // it is, and a word naming a protected file by its name may be
-            // that file.
-            let bases: Vec<String> = if dirs.is_empty() {
-                vec!["/".to_string()]
-            } else {
-                dirs.clone()
-            };
-            for a in args.iter().filter(|a| !a.starts_with('-')) {
-                for d in &bases {
-                    let lexical = crate::map::normalize_text(Path::new(d), a);
-                    if let Some(e) = self.hit(&lexical, Cover::Glob, |_| true) {
-                        return Some(refusal(e, "touch it"));
-                    }
-                }
-                let name = file_name_folded(a);
-                let named = self
-                    .entries
-                    .iter()
-                    .find(|e| e.kind != Kind::Dir && name.len() >= 4 && file_name_folded(&e.path) == name);
-                if let Some(e) = named {
-                    return Some(refusal(
-                        e,
-                        "touch it (the command may run in a folder Rein cannot know)",
-                    ));
-                }
+            if let Some(why) = self.unread_words(&args, &dirs) {
+                return Some(why);
             }
         }
         // `find` only lists unless told to delete or write a file (what its

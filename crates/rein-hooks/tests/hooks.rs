@@ -726,6 +726,11 @@ async fn rein_protects_its_own_files_whatever_the_policy_says() {
         "some-tool --out=rein.db",
         "dd if=/dev/zero of=rein.db",
         "git clean -fdx",
+        // Text the analysis could not read is judged by its words: a parse
+        // error, and a command cut after MAX_PARTS parts.
+        "rm rein.db; )",
+        &format!("{}rm rein.db", "ls;".repeat(300)),
+        &format!("{}rm ../policy.yaml", "ls;".repeat(2000)),
     ] {
         let (decision, reason) = send("Bash", json!({"command": command})).await;
         assert_eq!(decision, "deny", "{command}: {reason}");
