@@ -494,31 +494,9 @@ fn shell(input: &Json, cwd: &Path, home: Option<&Path>) -> ToolCall {
         .get("dangerouslyDisableSandbox")
         .and_then(Json::as_bool)
         .unwrap_or(false);
-    let mut analysis = rein_shell::analyze(command);
-    if analysis.parts.len() > MAX_PARTS {
-        let reason = format!("more than {MAX_PARTS} commands in one command line");
-        analysis.parts = vec![rein_shell::Part {
-            program: String::new(),
-            path: String::new(),
-            args: Vec::new(),
-            operands: Vec::new(),
-            known: false,
-            dirs: Vec::new(),
-            writes: Vec::new(),
-            reads: Vec::new(),
-            stdin_from: None,
-            upstream: Vec::new(),
-            via: Vec::new(),
-            env: Vec::new(),
-            text: String::new(),
-            dynamic_args: false,
-            dynamic_redirects: false,
-            understood: false,
-            reason: Some(reason.clone()),
-        }];
-        analysis.understood = false;
-        analysis.problems = vec![reason];
-    }
+    // At most `MAX_PARTS` parts: the analysis ends a longer line with one
+    // part that is not understood.
+    let analysis = rein_shell::analyze(command);
     let cwd_text = resolve(cwd, ".", home);
     let mut path_bytes_left = MAX_PATH_BYTES_PER_EVENT;
     // Once a part may have made symlinks, a later part's path that does
