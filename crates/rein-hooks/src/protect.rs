@@ -371,11 +371,19 @@ impl Protected {
                     .and_then(Json::as_str)
                     .and_then(|t| serde_json::from_str::<Json>(t).ok());
                 strings_in(parsed.as_ref().unwrap_or(input), 0, &mut texts);
-                texts
+                let texts: Vec<String> = texts
                     .iter()
-                    .filter(|t| t.starts_with('/'))
+                    .map(|t| t.strip_prefix("file://").unwrap_or(t).to_string())
+                    .collect();
+                let (absolute, other): (Vec<String>, Vec<String>) = texts.into_iter().partition(|t| t.starts_with('/'));
+                absolute
+                    .iter()
                     .map(|t| crate::map::resolve(Path::new("/"), t, None))
                     .find_map(|t| self.changed(&t, Cover::Glob))
+                    // A relative or `~` path is relative to a folder only
+                    // the server knows: judged by its name, as a word of a
+                    // command that was not understood.
+                    .or_else(|| self.unread_words(&other, &[]))
             }
             _ => None,
         }
@@ -1120,6 +1128,13 @@ mod tests {
             serde_json::json!({"tool": "X", "input_json": "{\"target\": [\"/p/rein.db\"]}", "unmapped_fields": []});
         assert!(g.check("tool.other", &input).is_some());
         let input = serde_json::json!({"path": "/p/src/a.rs"});
+        assert_eq!(g.check("mcp.filesystem.write_file", &input), None);
+        // Relative to a root only the server knows, `~` or a file URL.
+        for path in [".claude/settings.json", "~/p/rein.db", "file:///p/rein.db", "sub/../rein.db"] {
+            let input = serde_json::json!({"path": path, "content": "{}"});
+            assert!(g.check("mcp.filesystem.write_file", &input).is_some(), "{path}");
+        }
+        let input = serde_json::json!({"path": "src/main.rs", "content": "{}"});
         assert_eq!(g.check("mcp.filesystem.write_file", &input), None);
     }
 
