@@ -384,6 +384,17 @@ impl Store for SqliteStore {
     }
 
     async fn probe_write(&self) -> Result<(), StoreError> {
+        // Appends go through the writer thread: a disk that takes a write
+        // says nothing while that thread is gone (closed, or died).
+        let writer_alive = self
+            .writer
+            .lock()
+            .map_err(|_| poisoned())?
+            .as_ref()
+            .is_some_and(|h| !h.is_finished());
+        if !writer_alive {
+            return Err(StoreError("the store's writer thread has stopped".into()));
+        }
         let path = self.path.clone();
         let now = chain::format_time(jiff::Timestamp::now());
         run_blocking(move || schema::write_meta(&path, WRITE_PROBE, &now)).await

@@ -532,3 +532,15 @@ async fn read_only_opens_change_nothing() {
     let version: i64 = raw.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
     assert_eq!(version, 2);
 }
+
+/// The health probe writes through the disk the writer uses; once the
+/// writer thread has stopped, no append can succeed, and the probe says so
+/// (the server's `/healthz` would otherwise report a store that blocks
+/// every decision as healthy).
+#[tokio::test]
+async fn the_write_probe_fails_once_the_writer_has_stopped() {
+    let (_dir, store) = open_temp();
+    store.probe_write().await.unwrap();
+    store.close().await.unwrap();
+    assert!(store.probe_write().await.is_err());
+}
