@@ -838,12 +838,7 @@ impl Runtime {
         state: Option<ApprovalState>,
         limit: u64,
     ) -> Result<Vec<ApprovalRecord>, RuntimeError> {
-        let mut list = self.store.list_client_approvals(client, state, limit).await?;
-        if state == Some(ApprovalState::Pending) {
-            let now = format_time(Timestamp::now());
-            list.retain(|a| chain_key(&a.expires_at).is_some_and(|expires| expires > now));
-        }
-        Ok(list)
+        Ok(self.store.list_client_approvals(client, state, limit).await?)
     }
 
     /// The request an approval covers, sensitive values included, opened

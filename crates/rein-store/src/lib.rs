@@ -73,7 +73,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<ApprovalRecord>, StoreError>;
 
     /// The approvals asked for by `client`, newest first, optionally only
-    /// those in `state`.
+    /// those in `state` (`Pending`: those not expired at this moment, so
+    /// that expired ones do not use up `limit`).
     async fn list_client_approvals(
         &self,
         client: &str,

@@ -422,8 +422,9 @@ impl Store for SqliteStore {
     ) -> Result<Vec<ApprovalRecord>, StoreError> {
         let limit = limit.min(MAX_APPROVALS);
         let client = client.to_owned();
+        let now_key = chain::parse_time(&chain::format_time(jiff::Timestamp::now()))?;
         self.readers
-            .run(move |conn| approvals::list_by_client(conn, &client, state, limit))
+            .run(move |conn| approvals::list_by_client(conn, &client, state, &now_key, limit))
             .await
     }
 

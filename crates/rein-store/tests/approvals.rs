@@ -534,3 +534,22 @@ async fn expired_secrets_go_at_the_next_start() {
     let store = rein_store::SqliteStore::open(dir.path().join("rein.db")).unwrap();
     assert_eq!(store.get_approval("ap").await.unwrap().unwrap().sealed, None);
 }
+
+/// A client's pending approvals are those not expired yet, chosen before
+/// the limit: newer expired ones do not use it up.
+#[tokio::test]
+async fn a_clients_pending_approvals_leave_out_the_expired_before_the_limit() {
+    let (_dir, store) = open_temp();
+    let mut live = approval("live");
+    live.created_at = "2025-06-01T11:00:00Z".into();
+    live.expires_at = "2099-01-01T00:00:00Z".into();
+    store.create_approval(live).await.unwrap();
+    for id in ["old1", "old2", "old3"] {
+        store.create_approval(approval(id)).await.unwrap();
+    }
+    let pending = store
+        .list_client_approvals("support-bot", Some(ApprovalState::Pending), 1)
+        .await
+        .unwrap();
+    assert_eq!(pending.into_iter().map(|a| a.id).collect::<Vec<_>>(), ["live"]);
+}

@@ -66,10 +66,18 @@ pub(crate) fn list_by_client(
     conn: &Connection,
     client: &str,
     state: Option<ApprovalState>,
+    now_key: &str,
     limit: u64,
 ) -> Result<Vec<ApprovalRecord>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     match state {
+        // Pending and not yet expired, as `list_open`.
+        Some(ApprovalState::Pending) => select(
+            conn,
+            "WHERE requested_via = ?1 AND state = 'pending' AND expires_key > ?2 \
+             ORDER BY created_key DESC, rowid DESC LIMIT ?3",
+            rusqlite::params![client, now_key, limit],
+        ),
         Some(state) => select(
             conn,
             "WHERE requested_via = ?1 AND state = ?2 ORDER BY created_key DESC, rowid DESC LIMIT ?3",
