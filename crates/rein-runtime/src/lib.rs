@@ -1186,17 +1186,14 @@ impl Runtime {
                 self.redactor.hash_bytes(message.as_bytes())
             )
         };
+        // Found by the message they quote, not by rebuilding the engine's
+        // wording: a reason whose wording changes is still withheld.
+        let quotes = |reason: &str, message: &str| !message.is_empty() && reason.contains(message);
         for reason in reasons.iter_mut() {
-            if let Some(v) = &answer.violation {
-                if *reason == format!("contract: {v}") {
-                    *reason = format!("contract: {}: {}", v.path, withheld(&v.message));
-                    continue;
-                }
-            }
-            for e in &answer.errors {
-                if *reason == format!("rule `{}` could not be evaluated: {}", e.rule, e.message) {
-                    *reason = format!("rule `{}` could not be evaluated: {}", e.rule, withheld(&e.message));
-                }
+            if let Some(v) = answer.violation.as_ref().filter(|v| quotes(reason, &v.message)) {
+                *reason = format!("contract: {}: {}", v.path, withheld(&v.message));
+            } else if let Some(e) = answer.errors.iter().find(|e| quotes(reason, &e.message)) {
+                *reason = format!("rule `{}` could not be evaluated: {}", e.rule, withheld(&e.message));
             }
         }
     }
