@@ -1130,7 +1130,12 @@ mod tests {
         let input = serde_json::json!({"path": "/p/src/a.rs"});
         assert_eq!(g.check("mcp.filesystem.write_file", &input), None);
         // Relative to a root only the server knows, `~` or a file URL.
-        for path in [".claude/settings.json", "~/p/rein.db", "file:///p/rein.db", "sub/../rein.db"] {
+        for path in [
+            ".claude/settings.json",
+            "~/p/rein.db",
+            "file:///p/rein.db",
+            "sub/../rein.db",
+        ] {
             let input = serde_json::json!({"path": path, "content": "{}"});
             assert!(g.check("mcp.filesystem.write_file", &input).is_some(), "{path}");
         }
