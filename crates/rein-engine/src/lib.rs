@@ -48,6 +48,7 @@ pub mod json;
 mod policy;
 mod request;
 pub mod source;
+pub mod state;
 pub mod syntax;
 pub mod testing;
 mod types;
