@@ -18,6 +18,9 @@ use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
+/// The longest window when the policy sets no `max_window`.
+pub(crate) const DEFAULT_MAX_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
+
 /// Compiles parsed files. Returns the policy when no error was found;
 /// diagnostics (errors and warnings) go to `diags` either way.
 pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Option<CompiledPolicy> {
@@ -89,6 +92,9 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
                 output,
                 before: Vec::new(),
                 after: Vec::new(),
+                state_before: Default::default(),
+                state_after: Default::default(),
+                recorded: false,
             });
         }
     }
@@ -190,6 +196,7 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
                 labels: rule.labels.iter().map(|l| l.value.clone()).collect(),
                 file: rule.file,
                 when_span: rule.when.as_ref().map(|w| w.span),
+                limit: None,
             });
 
             // Check the condition once per targeted action; the same
@@ -217,7 +224,11 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
                     }
                     node
                 });
-                let compiled = CompiledRule { rule: rule_index, cond };
+                let compiled = CompiledRule {
+                    rule: rule_index,
+                    cond,
+                    limit: None,
+                };
                 if let Some(action) = actions.get_mut(aid as usize) {
                     match rule.phase {
                         Phase::Before => action.before.push(compiled),
@@ -256,6 +267,8 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
         combining,
         version_hash: version_hash(&sources),
         version_label,
+        max_window: DEFAULT_MAX_WINDOW,
+        uses_state: false,
         files: sources,
     })
 }

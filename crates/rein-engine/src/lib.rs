@@ -50,6 +50,7 @@ mod policy;
 mod request;
 pub mod source;
 pub mod state;
+mod state_eval;
 pub mod syntax;
 pub mod testing;
 mod types;
@@ -67,3 +68,4 @@ pub use memory_state::{
 };
 pub use policy::{Explanation, Outcome, Policy, Prepared, RuleTrace, Step, MAX_POLICY_FILE_BYTES};
 pub use request::{Request, RequestError};
+pub use state::{ActionState, LimitInfo, LimitKind, StateEffects, StateView};

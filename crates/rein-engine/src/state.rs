@@ -262,3 +262,48 @@ pub enum StateWrite {
         time: Timestamp,
     },
 }
+
+/// What one action's rules need of the state in one phase
+/// ([`crate::Policy::action_state`]). An action with neither decides
+/// exactly as a stateless policy does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ActionState {
+    /// Its rules read the state: a limit, or a session fact
+    /// (`session.id`, `session.labels`, `session.count`, `session.sum`,
+    /// `session.calls`).
+    pub reads: bool,
+    /// Its decisions write to the state: limit units, the call or its
+    /// output recorded in the session, or session labels.
+    pub writes: bool,
+}
+
+impl ActionState {
+    /// True when the decision reads or writes state, so it must be made
+    /// with [`crate::Prepared::decide_with_state`].
+    pub fn any(&self) -> bool {
+        self.reads || self.writes
+    }
+}
+
+/// What a limit counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    /// At most `max` matching calls (`count: N`).
+    Count,
+    /// At most `max` as the sum of an input field (`sum:` with `max:`).
+    Sum,
+}
+
+/// One limit of a policy, for listings ([`crate::Policy::limits`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LimitInfo {
+    /// The rule that carries it.
+    pub rule: String,
+    /// Count or sum.
+    pub kind: LimitKind,
+    /// The most a bucket may use in the window (exact).
+    pub max: Decimal,
+    /// The sliding window.
+    pub window: SignedDuration,
+}

@@ -24,6 +24,7 @@ pub fn read_policy_file(source: &SourceFile, file_index: usize, diags: &mut Vec<
         version: None,
         default: None,
         default_after: None,
+        max_window: None,
         contracts: ContractsAst::default(),
         rules: Vec::new(),
         combining: Combining::DenyOverrides,
@@ -653,6 +654,7 @@ impl<'d> Cx<'d> {
             reason,
             approval,
             labels,
+            limit: None,
             file: file_index,
             span: node.span,
         })
