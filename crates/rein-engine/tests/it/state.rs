@@ -483,6 +483,56 @@ fn labels_taint_the_session_and_a_request_without_one_is_refused() {
 }
 
 #[test]
+fn a_call_that_a_flow_rule_reads_later_needs_a_session_too() {
+    let policy = Policy::from_yaml_str(FLOWS).unwrap();
+    let mut state = TestState::default();
+    // Reading the secret without a session would attach no label, and the
+    // outbound request in the session would pass.
+    let read = Request::new("read_file")
+        .input(json!({"path": "/secrets/key"}))
+        .time(at(0));
+    let d = send(&policy, &mut state, read);
+    assert_eq!(d.effect(), Effect::Block);
+    assert_eq!(
+        d.reasons(),
+        ["session required: rule `exfiltration` reads the session, and the request names none"]
+    );
+    // The same for a call some rule reads (the approval step), and its
+    // outcome.
+    let approve = Request::new("approve_refund")
+        .input(json!({"order_id": "o1", "amount": 100}))
+        .time(at(0));
+    let d = send(&policy, &mut state, approve.clone());
+    assert_eq!(
+        d.reasons(),
+        ["session required: rule `two_step` reads the session, and the request names none"]
+    );
+    let d = send(&policy, &mut state, approve.output(json!({"approved": true})));
+    assert_eq!(d.effect(), Effect::Block);
+    // Labels that no rule reads need no session.
+    let policy = Policy::from_yaml_str(
+        r#"
+default: allow
+contracts:
+  actions:
+    read_file: {input: {path: string}}
+rules:
+  - id: tag
+    action: read_file
+    effect: allow
+    labels: [read]
+"#,
+    )
+    .unwrap();
+    let d = send(
+        &policy,
+        &mut TestState::default(),
+        Request::new("read_file").input(json!({"path": "p"})).time(at(0)),
+    );
+    assert_eq!(d.effect(), Effect::Allow);
+}
+
+#[test]
 fn after_rules_attach_labels_only_when_the_output_is_let_through() {
     let policy = Policy::from_yaml_str(FLOWS).unwrap();
     let mut state = TestState::default();

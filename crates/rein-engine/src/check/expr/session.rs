@@ -20,7 +20,10 @@ impl ExprChecker<'_> {
         self.session.reads = true;
         match field.text.as_str() {
             "id" => node(NodeKind::SessionId, span, Type::String),
-            "labels" => node(NodeKind::SessionLabels, span, Type::List(Box::new(Type::String))),
+            "labels" => {
+                self.session.labels = true;
+                node(NodeKind::SessionLabels, span, Type::List(Box::new(Type::String)))
+            }
             f @ ("count" | "sum" | "calls") => {
                 let n = self.err_node(field.span, format!("`session.{f}` is a function"));
                 self.help(SESSION_HELP);
