@@ -71,7 +71,9 @@ fn reads_and_writes(c: &mut Criterion) {
         room: Decimal::from(4),
     };
     let mut g = c.benchmark_group("memory_state");
-    g.bench_function("limit_use", |b| b.iter(|| black_box(state.limit_use(black_box(&query)).unwrap())));
+    g.bench_function("limit_use", |b| {
+        b.iter(|| black_box(state.limit_use(black_box(&query)).unwrap()))
+    });
     g.bench_function("session_labels", |b| {
         b.iter(|| black_box(state.session_labels(black_box("s4242")).unwrap()))
     });
