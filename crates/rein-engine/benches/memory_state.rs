@@ -9,7 +9,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use jiff::{SignedDuration, Timestamp};
 use rein_engine::state::{BucketKey, Decimal, LimitQuery, SessionCall, StateView, StateWrite};
-use rein_engine::{Effect, MemoryState};
+use rein_engine::{Effect, MemoryState, Policy, Request};
 use std::hint::black_box;
 
 fn bucket(actor: usize) -> BucketKey {
@@ -115,5 +115,78 @@ fn reads_and_writes(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, reads_and_writes);
+/// One limit and one session condition: what the issue's 2 µs target is
+/// about. `decide_with_state` alone, then the whole in-process round as a
+/// runtime makes it (prepare the request, decide, build the writes, apply
+/// them; undone after each round to keep the state the same).
+fn stateful_decision(c: &mut Criterion) {
+    let policy = Policy::from_yaml_str(
+        r#"
+default: allow
+contracts:
+  actor: {id: string}
+  actions:
+    refund:
+      input: {amount: {type: number, min: 0}}
+rules:
+  - id: refund_rate
+    action: refund
+    effect: block
+    limit: {count: 5, per: [actor.id], window: 1h}
+  - id: exfiltration
+    action: refund
+    when: '"secret" in session.labels'
+    effect: block
+"#,
+    )
+    .unwrap();
+    let now: Timestamp = "2026-01-01T12:00:00Z".parse().unwrap();
+    let mut state = filled(now);
+    // bot-4242 has 5 uses in its bucket already: make it one with room.
+    let request = Request::new("refund")
+        .input(serde_json::json!({"amount": 10}))
+        .actor(serde_json::json!({"id": "bot-777777"}))
+        .time(now);
+    let request = Request {
+        session: Some("s4242-other".into()),
+        ..request
+    };
+    let prepared = policy.prepare(&request).unwrap();
+    let mut g = c.benchmark_group("stateful_decision");
+    g.bench_function("decide_with_state", |b| {
+        b.iter(|| black_box(prepared.decide_with_state(black_box(&state))))
+    });
+    g.bench_function("prepare_decide_apply_undo", |b| {
+        b.iter(|| {
+            let prepared = policy.prepare(black_box(&request)).unwrap();
+            let (decision, effects) = prepared.decide_with_state(&state);
+            let writes = effects.writes("d-bench", decision.effect(), now);
+            state.apply(&writes);
+            state.undo(&writes);
+            black_box(decision)
+        })
+    });
+    g.bench_function("stateless_prepare_decide", |b| {
+        let stateless = Policy::from_yaml_str(
+            r#"
+default: allow
+contracts:
+  actor: {id: string}
+  actions:
+    refund:
+      input: {amount: {type: number, min: 0}}
+rules:
+  - id: big
+    action: refund
+    when: input.amount > 1000
+    effect: block
+"#,
+        )
+        .unwrap();
+        b.iter(|| black_box(stateless.prepare(black_box(&request)).unwrap().decide()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, reads_and_writes, stateful_decision);
 criterion_main!(benches);
