@@ -7,6 +7,12 @@
 //! window is found by binary search and a read allocates nothing (except
 //! [`StateView::session_labels`], whose answer is a list).
 //!
+//! A window is `[now - window, …)`: a use or call later than `now` counts
+//! too, so a clock that steps back (or a request carrying an earlier time)
+//! never frees units that were taken. A use leaves the window the instant
+//! after `time + window`, which is what `retry_after_seconds` waits for
+//! (rounded up to whole seconds: 3601 for a use made now in a 1h window).
+//!
 //! ```
 //! use rein_engine::state::{BucketKey, LimitQuery, StateView, StateWrite};
 //! use rein_engine::MemoryState;
