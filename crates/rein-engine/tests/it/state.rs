@@ -373,6 +373,15 @@ rules:
         Request::new("pay").input(json!({"amount": 5})).time(at(2)),
     );
     assert_eq!(d.rules(), ["rate"]);
+    assert_eq!(d.retry_after_seconds(), Some(59 * 60));
+    // Over the limit and too big: waiting would not help.
+    let d = send(
+        &policy,
+        &mut state,
+        Request::new("pay").input(json!({"amount": 500})).time(at(2)),
+    );
+    assert_eq!(d.rules(), ["rate", "big"]);
+    assert_eq!(d.retry_after_seconds(), None);
 }
 
 const FLOWS: &str = r#"
