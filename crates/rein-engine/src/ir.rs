@@ -236,6 +236,8 @@ pub(crate) struct LimitIr {
     pub per: Vec<PerKey>,
     /// The sliding window.
     pub window: jiff::SignedDuration,
+    /// Where the `limit` was written, for explanations.
+    pub span: Span,
 }
 
 /// One `per` key of a limit.

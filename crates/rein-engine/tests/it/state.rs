@@ -223,6 +223,20 @@ fn a_count_limit_blocks_the_call_past_it_and_says_when_room_frees_up() {
         d.reasons()[0],
         "refund_rate: 3 of 3 used for actor.id=bot-1 in the last 1h"
     );
+    // An explanation shows what the limit found.
+    let prepared = policy.prepare(&refund("bot-1", "c9", 0.0, at(20))).unwrap();
+    let (explained, _) = prepared.explain_with_state(&state);
+    assert_eq!(explained.decision.effect(), Effect::Block);
+    let rate = explained.rules.iter().find(|r| r.id == "refund_rate").unwrap();
+    let step = rate.steps.iter().find(|s| s.expr.starts_with("{count: 3")).unwrap();
+    assert_eq!(
+        step.value,
+        json!({"bucket": "actor.id=bot-1", "used": "3", "cost": "1", "max": "3", "over": true})
+    );
+    assert!(rate
+        .steps
+        .iter()
+        .any(|s| s.expr == "actor.id" && s.value == json!("bot-1")));
     // Another key has its own bucket.
     let d = send(&policy, &mut state, refund("bot-2", "c9", 0.0, at(20)));
     assert_eq!(d.effect(), Effect::Allow);

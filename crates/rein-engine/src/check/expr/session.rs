@@ -422,7 +422,13 @@ impl ExprChecker<'_> {
         };
         let window = self.check_window(limit.window.value, limit.window.span);
         match (ok, window) {
-            (true, Some(window)) => Some(LimitIr { max, cost, per, window }),
+            (true, Some(window)) => Some(LimitIr {
+                max,
+                cost,
+                per,
+                window,
+                span: limit.span,
+            }),
             _ => None,
         }
     }
