@@ -625,6 +625,14 @@ impl StateView for MemoryState {
         Ok(labels)
     }
 
+    fn session_has_label(&self, session: &str, label: &str) -> Result<bool, StateError> {
+        // No copy: a session holds a handful of labels.
+        Ok(self
+            .sessions
+            .get(session)
+            .is_some_and(|s| s.labels.iter().any(|l| l.label == label)))
+    }
+
     fn session_calls(
         &self,
         session: &str,
@@ -1012,6 +1020,10 @@ mod tests {
         ]);
         assert_eq!(state.session_labels("s1").unwrap(), ["secret", "untrusted"]);
         assert!(state.session_labels("s2").unwrap().is_empty());
+        assert!(state.session_has_label("s1", "secret").unwrap());
+        assert!(state.session_has_label("s1", "untrusted").unwrap());
+        assert!(!state.session_has_label("s1", "secre").unwrap());
+        assert!(!state.session_has_label("s2", "secret").unwrap());
     }
 
     #[test]
@@ -1497,6 +1509,10 @@ mod tests {
             for session in 0..3 {
                 let s = format!("s{session}");
                 prop_assert_eq!(state.session_labels(&s).unwrap(), model.labels(&s));
+                for l in 0..3 {
+                    let label = format!("l{l}");
+                    prop_assert_eq!(state.session_has_label(&s, &label).unwrap(), model.labels(&s).contains(&label));
+                }
                 let mut got = Vec::new();
                 state.session_calls(&s, start, &mut |c| got.push((c.decision_id.clone(), c.output.clone()))).unwrap();
                 prop_assert_eq!(got, model.calls(&s, start));
