@@ -646,6 +646,18 @@ fn parse_step(
             false
         }
     };
+    if approve && expect.is_some_and(|e| e != Effect::RequireApproval) {
+        if let Some(node) = get("approve") {
+            diags.push(
+                Diagnostic::error(
+                    source,
+                    node.span,
+                    format!("{what}: `approve` grants a `require_approval`, but the step expects another effect"),
+                )
+                .with_help("give `approve: true` only with `expect: require_approval`"),
+            );
+        }
+    }
     let outcome = match (get("outcome"), get("expect_after")) {
         (None, None) => None,
         (None, Some(e)) => {
@@ -1098,7 +1110,8 @@ cases:
             ("      - {request: {action: refund}, expect: allow, outcome: {output: {}, error: x}, expect_after: allow}", "either `output` or `error`"),
             ("      - {request: {action: refund}, expect: allow, outcome: {error: 3}, expect_after: allow}", "`error` must be a string"),
             ("      - {request: {action: refund}, expect: allow, outcome: {output: {x: 1e400}}, expect_after: allow}", "not finite"),
-            ("      - {request: {action: refund}, expect: allow, approve: yes please}", "`approve` must be true or false"),
+            ("      - {request: {action: refund}, expect: require_approval, approve: yes please}", "`approve` must be true or false"),
+            ("      - {request: {action: refund}, expect: allow, approve: true}", "`approve` grants a `require_approval`"),
             ("      - {request: {action: refund}, expect: allow, retry_after: -1}", "`retry_after` must be a whole number"),
             ("      - {request: {action: refund}, expect: maybe}", "unknown effect `maybe`"),
             ("      - {request: {action: refund}}", "needs `expect:"),
