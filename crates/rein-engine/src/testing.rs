@@ -34,7 +34,7 @@
 //!         reason: 5 of 5 used        # optional checks as in cases: rules, violation, reason
 //!       - request: {action: refund, input: {amount: 10}, actor: {id: bot-2}}
 //!         expect: require_approval
-//!         approve: true              # optional: the approval is granted, the call is allowed (and counts)
+//!         approve: true              # optional: granted: the request is sent again, finally allowed (and counts)
 //! ```
 //!
 //! An Actra policy is tested the same way, with `actra` in place of
