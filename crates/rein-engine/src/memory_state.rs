@@ -368,6 +368,7 @@ impl MemoryState {
                 s.calls.drain(..old);
                 dropped += old;
             }
+            dropped += drop_repeated_old_labels(s, window_start);
             true
         });
         dropped
@@ -553,6 +554,40 @@ impl MemoryState {
         }
         Ok(state)
     }
+}
+
+/// A session that keeps attaching a label (every secret read attaches
+/// `secret` again) would hold an entry per decision for as long as it is
+/// active. The session has the label as long as one entry is held, and an
+/// entry older than the longest window belongs to a decision long
+/// committed (undo only takes back fresh reservations): so of the older
+/// entries, only the first of each label is kept. Returns how many went.
+fn drop_repeated_old_labels(s: &mut Session, window_start: Timestamp) -> usize {
+    let before = s.labels.len();
+    let mut seen: Vec<&str> = Vec::new();
+    let mut keep = vec![true; before];
+    for (i, l) in s.labels.iter().enumerate() {
+        if seen.contains(&l.label.as_str()) {
+            keep[i] = l.time >= window_start;
+        } else {
+            seen.push(&l.label);
+        }
+    }
+    if keep.iter().all(|k| *k) {
+        return 0;
+    }
+    // What goes still counts for when the session was last seen.
+    let latest_dropped = s
+        .labels
+        .iter()
+        .zip(&keep)
+        .filter(|(_, k)| !**k)
+        .map(|(l, _)| l.time)
+        .max();
+    s.pruned_seen = s.pruned_seen.max(latest_dropped);
+    let mut flags = keep.into_iter();
+    s.labels.retain(|_| flags.next().unwrap_or(true));
+    before - s.labels.len()
 }
 
 /// The first instant of a window of `window` ending at `now`.
@@ -1133,6 +1168,50 @@ mod tests {
     }
 
     #[test]
+    fn prune_keeps_one_old_entry_per_label_and_every_recent_one() {
+        let mut state = MemoryState::with_key([0; 32]);
+        let hour = SignedDuration::from_hours(1);
+        let day = SignedDuration::from_hours(24);
+        let mut old = Vec::new();
+        for i in 0..100 {
+            old.push(label("s1", &format!("d{i}"), "secret", at(i)));
+        }
+        old.push(label("s1", "x", "untrusted", at(50)));
+        state.apply(&old);
+        let recent = [
+            label("s1", "r1", "secret", at(7200)),
+            label("s1", "r2", "new", at(7200)),
+        ];
+        state.apply(&recent);
+        // 99 repeated `secret` entries older than the window go.
+        assert_eq!(state.prune(at(7200), hour, day), 99);
+        let s = state.session("s1").unwrap();
+        let kept: Vec<(&str, &str)> = s
+            .labels
+            .iter()
+            .map(|l| (l.label.as_str(), l.decision_id.as_str()))
+            .collect();
+        assert_eq!(
+            kept,
+            [("secret", "d0"), ("untrusted", "x"), ("secret", "r1"), ("new", "r2")]
+        );
+        assert_eq!(state.session_labels("s1").unwrap(), ["new", "secret", "untrusted"]);
+        // A fresh reservation can still be undone exactly.
+        state.undo(&recent);
+        assert_eq!(state.session_labels("s1").unwrap(), ["secret", "untrusted"]);
+        assert_eq!(state.prune(at(7200), hour, day), 0);
+    }
+
+    #[test]
+    fn dropped_labels_still_count_for_last_seen() {
+        let mut state = MemoryState::with_key([0; 32]);
+        let hour = SignedDuration::from_hours(1);
+        state.apply(&[label("s1", "d1", "secret", at(0)), label("s1", "d2", "secret", at(100))]);
+        assert_eq!(state.prune(at(7200), hour, SignedDuration::from_hours(24)), 1);
+        assert_eq!(state.session("s1").unwrap().last_seen, Some(at(100)));
+    }
+
+    #[test]
     fn a_pruned_call_still_counts_for_last_seen() {
         let mut state = MemoryState::with_key([0; 32]);
         let hour = SignedDuration::from_hours(1);
@@ -1522,6 +1601,26 @@ mod tests {
             // What is saved reads back the same.
             let back = MemoryState::from_json(&state.to_json().unwrap()).unwrap();
             prop_assert_eq!(back.len(), state.len());
+            // Pruning with this window as the longest never changes what a
+            // decision at `now` reads (nor when a session was last seen).
+            let mut pruned = state.clone();
+            pruned.prune(now, window, SignedDuration::from_hours(1000));
+            for rule in 0..3 {
+                for who in 0..3 {
+                    let b = bucket(&format!("r{rule}"), &format!("a{who}"));
+                    let q = LimitQuery { bucket: &b, window, now, room: Decimal::from(room) };
+                    prop_assert_eq!(pruned.limit_use(&q).unwrap(), state.limit_use(&q).unwrap());
+                }
+            }
+            for session in 0..3 {
+                let s = format!("s{session}");
+                prop_assert_eq!(pruned.session_labels(&s).unwrap(), state.session_labels(&s).unwrap());
+                prop_assert_eq!(calls_since(&pruned, &s, start), calls_since(&state, &s, start));
+                prop_assert_eq!(
+                    pruned.session(&s).map(|x| x.last_seen),
+                    state.session(&s).map(|x| x.last_seen)
+                );
+            }
         }
     }
 }
