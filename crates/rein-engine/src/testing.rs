@@ -1384,6 +1384,39 @@ cases:
     }
 
     #[test]
+    fn a_sum_budget_adds_exact_decimals_across_steps() {
+        let policy = Policy::from_yaml_str(
+            r#"
+default: allow
+contracts:
+  actions:
+    refund:
+      input: {amount: {type: number, min: 0}, customer: string}
+rules:
+  - id: budget
+    action: refund
+    effect: block
+    limit: {sum: input.amount, max: 0.3, per: [input.customer], window: 24h}
+"#,
+        )
+        .unwrap();
+        let file = parse(
+            "policy: p.yaml
+cases:
+  - name: 0.1 + 0.2 fits in 0.3, and nothing more does
+    sequence:
+      - {at: 2026-01-01T10:00:00Z, request: {action: refund, input: {amount: 0.1, customer: c}}, expect: allow}
+      - {request: {action: refund, input: {amount: 0.2, customer: c}}, expect: allow}
+      - {request: {action: refund, input: {amount: 0.0001, customer: c}}, expect: block, reason: '0.3 of 0.3 used for input.customer=c in the last 24h', retry_after: 86401}
+      - {request: {action: refund, input: {amount: 0.3, customer: d}}, expect: allow}
+      - {request: {action: refund, input: {amount: 0.31, customer: e}}, expect: block}
+",
+        )
+        .unwrap();
+        assert_all_pass(&run_cases(&policy, &file));
+    }
+
+    #[test]
     fn an_approved_step_counts_and_a_refused_one_does_not() {
         let results = run_stateful(
             "policy: p.yaml
