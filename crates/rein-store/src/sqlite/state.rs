@@ -226,9 +226,12 @@ pub(crate) fn run(conn: &Connection, op: &StateOp) -> Result<u64, StoreError> {
             n += conn
                 .prepare_cached("DELETE FROM session_calls WHERE time < ?1")?
                 .execute([window_key])?;
+            // An idle session's calls are all older than its last write:
+            // found through the time index.
             n += conn
                 .prepare_cached(
-                    "DELETE FROM session_calls WHERE session IN (SELECT id FROM sessions WHERE last_seen < ?1)",
+                    "DELETE FROM session_calls WHERE time < ?1 \
+                     AND session IN (SELECT id FROM sessions WHERE last_seen < ?1)",
                 )?
                 .execute([idle_key])?;
             n += conn
@@ -243,12 +246,14 @@ pub(crate) fn run(conn: &Connection, op: &StateOp) -> Result<u64, StoreError> {
         }
         StateOp::Reset { rule, bucket } => match (rule, bucket) {
             (Some(rule), Some(bucket)) if *rule != bucket.rule => 0,
+            // Scans the table: resets are rare, and an index by bucket
+            // would cost every use a write in the middle of a B-tree.
             (_, Some(bucket)) => conn
                 .prepare_cached("DELETE FROM limit_uses WHERE bucket = ?1")?
                 .execute([bucket.id()])?,
             (Some(rule), None) => {
                 // A bucket id is `[<rule as JSON>,[…]]`: a rule's buckets
-                // are one range of the bucket index.
+                // are one range of ids.
                 let (from, to) = rule_range(rule);
                 conn.prepare_cached("DELETE FROM limit_uses WHERE bucket >= ?1 AND bucket < ?2")?
                     .execute([from, to])?
