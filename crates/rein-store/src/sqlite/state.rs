@@ -75,10 +75,28 @@ fn json(value: &serde_json::Value) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError(format!("cannot encode a state value: {e}")))
 }
 
-/// Encodes `writes` for the writer. An empty list stays unallocated.
-pub(crate) fn prepare(writes: Vec<StateWrite>) -> Result<Vec<PreparedWrite>, StoreError> {
+/// The decision a write belongs to.
+fn decision_of(w: &StateWrite) -> &str {
+    match w {
+        StateWrite::Use { decision_id, .. }
+        | StateWrite::Output { decision_id, .. }
+        | StateWrite::Label { decision_id, .. } => decision_id,
+        StateWrite::Call { call, .. } => &call.decision_id,
+    }
+}
+
+/// Encodes `writes`, the state of decision `decision_id`, for the writer.
+/// Refuses a write of another decision: a state row is kept with the
+/// record of its own decision, so that one is never without the other.
+pub(crate) fn prepare(decision_id: &str, writes: Vec<StateWrite>) -> Result<Vec<PreparedWrite>, StoreError> {
     let mut out = Vec::with_capacity(writes.len());
     for w in writes {
+        if decision_of(&w) != decision_id {
+            return Err(StoreError(format!(
+                "a state write of decision `{}` came with the record of decision `{decision_id}`",
+                decision_of(&w)
+            )));
+        }
         out.push(match w {
             StateWrite::Use {
                 decision_id,
