@@ -169,15 +169,20 @@ CREATE INDEX approvals_sealed  ON approvals (expires_key) WHERE sealed IS NOT NU
 /// v7 decision ids), except labels by session. A reset of limits (rare, by
 /// an operator) and a scan of `sessions` (one row per live session) go
 /// without.
+///
+/// `IF NOT EXISTS`: a file whose version was set back by hand (as tests do
+/// to make an older file from a current one, dropping what earlier
+/// versions added) may still hold these tables; the migration
+/// keeps them.
 const V5: &str = r#"
-CREATE TABLE limit_uses (
+CREATE TABLE IF NOT EXISTS limit_uses (
     decision_id TEXT NOT NULL,
     bucket      TEXT NOT NULL,
     time        TEXT NOT NULL,
     amount      TEXT NOT NULL
 );
-CREATE INDEX limit_uses_time ON limit_uses (time);
-CREATE TABLE session_calls (
+CREATE INDEX IF NOT EXISTS limit_uses_time ON limit_uses (time);
+CREATE TABLE IF NOT EXISTS session_calls (
     decision_id TEXT NOT NULL,
     session     TEXT NOT NULL,
     action      TEXT NOT NULL,
@@ -186,16 +191,16 @@ CREATE TABLE session_calls (
     input       TEXT NOT NULL,
     output      TEXT
 );
-CREATE INDEX session_calls_time     ON session_calls (time);
-CREATE INDEX session_calls_decision ON session_calls (decision_id);
-CREATE TABLE session_labels (
+CREATE INDEX IF NOT EXISTS session_calls_time     ON session_calls (time);
+CREATE INDEX IF NOT EXISTS session_calls_decision ON session_calls (decision_id);
+CREATE TABLE IF NOT EXISTS session_labels (
     session     TEXT NOT NULL,
     label       TEXT NOT NULL,
     decision_id TEXT NOT NULL,
     time        TEXT NOT NULL
 );
-CREATE INDEX session_labels_session ON session_labels (session, time);
-CREATE TABLE sessions (
+CREATE INDEX IF NOT EXISTS session_labels_session ON session_labels (session, time);
+CREATE TABLE IF NOT EXISTS sessions (
     id        TEXT PRIMARY KEY,
     last_seen TEXT NOT NULL
 ) WITHOUT ROWID;
