@@ -287,12 +287,26 @@ async fn an_output_fills_in_its_own_sessions_call() {
         .unwrap();
     let loaded = store.load_state(dawn(), dawn()).await.unwrap();
     assert_eq!(loaded[1], output("s1", "d1", json!(2)));
+    // A call and its output in one append: the output fills in the call
+    // inserted just before it in the same transaction.
+    store
+        .append_with_state(
+            entry("d9", "before"),
+            vec![
+                call("s1", "d9", "x", "2026-01-01T10:00:05Z", Effect::Allow),
+                output("s1", "d9", json!(9)),
+            ],
+        )
+        .await
+        .unwrap();
+    let loaded = store.load_state(dawn(), dawn()).await.unwrap();
+    assert_eq!(loaded[3], output("s1", "d9", json!(9)), "{loaded:?}");
     // An outcome for a call not kept (pruned, or never recorded) is no error.
     store
         .append_with_state(entry("gone", "after"), vec![output("s1", "gone", json!(3))])
         .await
         .unwrap();
-    assert_eq!(store.load_state(dawn(), dawn()).await.unwrap().len(), 2);
+    assert_eq!(store.load_state(dawn(), dawn()).await.unwrap().len(), 4);
 }
 
 /// A negative limit use would give units back: refused, and the record
