@@ -161,8 +161,9 @@ pub(crate) fn prepare(decision_id: &str, writes: Vec<StateWrite>) -> Result<Vec<
 pub(crate) struct Pending<'a> {
     uses: Vec<&'a PreparedWrite>,
     calls: Vec<&'a PreparedWrite>,
-    /// Sessions written to, with their latest time in the batch.
-    touched: HashMap<&'a str, &'a str>,
+    /// Sessions written to, with their latest time in the batch (made on
+    /// the first: a batch without state does not even seed a hasher).
+    touched: Option<HashMap<&'a str, &'a str>>,
 }
 
 /// Rows per multi-row INSERT, largest first (as `writer::INSERT_CHUNKS`).
@@ -211,7 +212,7 @@ impl<'a> Pending<'a> {
     }
 
     fn touch(&mut self, session: &'a str, time: &'a str) {
-        let latest = self.touched.entry(session).or_insert(time);
+        let latest = self.touched.get_or_insert_default().entry(session).or_insert(time);
         *latest = (*latest).max(time);
     }
 
@@ -234,7 +235,7 @@ impl<'a> Pending<'a> {
             Ok(())
         })?;
         self.insert_calls(conn)?;
-        for (session, time) in self.touched.drain() {
+        for (session, time) in self.touched.take().into_iter().flatten() {
             conn.prepare_cached(
                 "INSERT INTO sessions (id, last_seen) VALUES (?1, ?2) \
                  ON CONFLICT (id) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)",
