@@ -363,8 +363,7 @@ impl MemoryState {
     /// The buckets of `limits` that used something in their limit's window
     /// at `now`, sorted by bucket. Buckets of rules not in `limits` (a
     /// policy that changed) are left out.
-    #[cfg(any())] // until LimitInfo lands (s11-lang)
-    pub fn buckets(&self, now: Timestamp, limits: &[crate::LimitInfo]) -> Vec<BucketStatus> {
+    pub fn buckets(&self, now: Timestamp, limits: &[crate::state::LimitInfo]) -> Vec<BucketStatus> {
         let mut out: Vec<BucketStatus> = self
             .buckets
             .iter()
@@ -1097,6 +1096,44 @@ mod tests {
         state.apply(&writes);
         assert_eq!(state.reset(None, None), 5);
         assert_eq!(state.len(), StateSize::default());
+    }
+
+    #[test]
+    fn buckets_list_what_each_limit_used_in_its_window() {
+        use crate::state::{LimitInfo, LimitKind};
+        let mut state = MemoryState::with_key([0; 32]);
+        let (ra, rb, old, gone) = (
+            bucket("r", "a"),
+            bucket("r", "b"),
+            bucket("r", "c"),
+            bucket("gone", "a"),
+        );
+        state.apply(&[
+            use_("1", &ra, at(600), "1"),
+            use_("2", &ra, at(0), "1"),
+            use_("3", &rb, at(1800), "1"),
+            use_("4", &old, at(-1), "1"),
+            use_("5", &gone, at(0), "1"),
+        ]);
+        let limits = [LimitInfo {
+            rule: "r".into(),
+            kind: LimitKind::Count,
+            max: dec("5"),
+            window: SignedDuration::from_hours(1),
+        }];
+        let listed = state.buckets(at(3600), &limits);
+        // `c`'s only use left the window; `gone` is no limit of the policy.
+        assert_eq!(
+            listed.iter().map(|b| b.bucket.clone()).collect::<Vec<_>>(),
+            [ra.clone(), rb.clone()]
+        );
+        assert_eq!(listed[0].used, dec("2"));
+        assert_eq!(listed[0].max, dec("5"));
+        assert_eq!(listed[0].rule, "r");
+        assert_eq!(listed[0].window, SignedDuration::from_hours(1));
+        assert_eq!(listed[0].next_free, Some(at(3600) + SignedDuration::from_nanos(1)));
+        assert_eq!(listed[1].next_free, Some(at(5400) + SignedDuration::from_nanos(1)));
+        assert!(state.buckets(at(3600), &[]).is_empty());
     }
 
     #[test]
