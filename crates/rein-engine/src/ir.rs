@@ -264,6 +264,46 @@ pub(crate) struct Node {
     pub ty: Type,
 }
 
+impl Node {
+    /// The nodes directly under this one.
+    pub fn children(&self) -> Vec<&Node> {
+        match &self.kind {
+            NodeKind::Const(_)
+            | NodeKind::Path { .. }
+            | NodeKind::ActionName
+            | NodeKind::Now
+            | NodeKind::ErrorText
+            | NodeKind::Local(_)
+            | NodeKind::SessionId
+            | NodeKind::SessionLabels
+            | NodeKind::SessionCount { .. }
+            | NodeKind::SessionSum { .. }
+            | NodeKind::SessionCalls { .. } => Vec::new(),
+            NodeKind::Select { operand, .. }
+            | NodeKind::MapGet { operand, .. }
+            | NodeKind::Matches { operand, .. }
+            | NodeKind::Glob { operand, .. }
+            | NodeKind::GlobOverlap { operand, .. } => vec![operand],
+            NodeKind::Has { base, .. } => vec![base],
+            NodeKind::Not(x) | NodeKind::Neg(x) => vec![x],
+            NodeKind::Index { operand: a, index: b }
+            | NodeKind::And(a, b)
+            | NodeKind::Or(a, b)
+            | NodeKind::Cmp { lhs: a, rhs: b, .. }
+            | NodeKind::Arith { lhs: a, rhs: b, .. }
+            | NodeKind::In { elem: a, coll: b }
+            | NodeKind::HashedCmp {
+                hashed: a, clear: b, ..
+            }
+            | NodeKind::Comprehension { range: a, body: b, .. } => vec![a, b],
+            NodeKind::Cond { cond, then, otherwise } => vec![cond, then, otherwise],
+            NodeKind::InStrings { elem, .. } => vec![elem],
+            NodeKind::Call { args, .. } | NodeKind::List(args) => args.iter().collect(),
+            NodeKind::MapLit(entries) => entries.iter().flat_map(|(k, v)| [k, v]).collect(),
+        }
+    }
+}
+
 /// One step when walking into a value.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Step {

@@ -4,14 +4,22 @@ use crate::ast::{Combining, Effect, Phase, PolicyFile};
 use crate::check;
 use crate::contract::{check_root, Violation};
 use crate::decision::{Basis, Decision};
+use crate::decision::{LimitNote, LimitNotes};
 use crate::diagnostics::{Diagnostic, LoadError, Severity};
+use crate::eval::eval_value;
 use crate::eval::{eval_condition, Env, EvalError, Frame, NoTrace, Tracer};
+use crate::ir::LimitIr;
 use crate::ir::{CompiledPolicy, CompiledRule, Node, NodeKind};
 use crate::request::Request;
 use crate::source::SourceFile;
-use crate::state::{ActionState, LimitInfo, StateEffects, StateView};
+use crate::state::{
+    ActionState, BucketKey, Consumption, Decimal, LimitInfo, LimitQuery, SessionCall, StateEffects, StateError,
+    StateView,
+};
+use crate::state_eval::{render_hashed, value_decimal};
 use crate::syntax::native::read_policy_file;
 use crate::types::Type;
+use crate::value::format_duration;
 use crate::value::Value;
 use jiff::SignedDuration;
 use std::borrow::Cow;
@@ -526,24 +534,30 @@ impl Prepared {
     /// [`StateEffects::writes`]). For an action without stateful rules this
     /// is [`Prepared::decide`] with no effects.
     pub fn decide_with_state(&self, state: &dyn StateView) -> (Decision, StateEffects) {
-        let _ = state;
-        (self.decide(), StateEffects::default())
+        self.run_with_state(state, &mut NoTrace, |_, _, _| {})
     }
 
     /// [`Prepared::explain`] with state, as [`Prepared::decide_with_state`].
     pub fn explain_with_state(&self, state: &dyn StateView) -> (Explanation, StateEffects) {
-        let _ = state;
-        (self.explain(), StateEffects::default())
+        self.explain_inner(Some(state))
     }
 
     /// Decides and traces every rule.
     pub fn explain(&self) -> Explanation {
+        self.explain_inner(None).0
+    }
+
+    fn explain_inner(&self, state: Option<&dyn StateView>) -> (Explanation, StateEffects) {
         let mut rules = Vec::new();
         let mut tracer = Recorder::default();
-        let decision = self.run(&mut tracer, |rule, outcome, tracer: &mut Recorder| {
+        let after_rule = |rule, outcome, tracer: &mut Recorder| {
             let steps = std::mem::take(&mut tracer.steps);
             rules.push((rule, outcome, steps));
-        });
+        };
+        let (decision, effects) = match state {
+            Some(state) => self.run_with_state(state, &mut tracer, after_rule),
+            None => (self.run(&mut tracer, after_rule), StateEffects::default()),
+        };
         let policy = &self.policy;
         let rules = rules
             .into_iter()
@@ -575,7 +589,7 @@ impl Prepared {
                 })
             })
             .collect();
-        Explanation { decision, rules }
+        (Explanation { decision, rules }, effects)
     }
 
     fn run<T: Tracer>(&self, tracer: &mut T, after_rule: impl FnMut(u32, Outcome, &mut T)) -> Decision {
@@ -588,6 +602,10 @@ impl Prepared {
                 vec![(u32::MAX, "internal: unknown action id".into())],
             );
         };
+        // Fail closed: deciding without state would read an empty one.
+        if action.state(self.phase).reads {
+            return self.finish(Effect::Block, Basis::State(NEEDS_STATE.into()), Vec::new(), Vec::new());
+        }
         let env = Env {
             input: &self.input,
             output: self.output.as_deref(),
@@ -691,6 +709,220 @@ impl Prepared {
         self.finish(self.default_effect(), Basis::Default, Vec::new(), Vec::new())
     }
 
+    /// The stateful path: the rules of an action that reads or writes
+    /// state, with limits and session facts read through `state`. Native
+    /// combining only (Actra's files have no state).
+    fn run_with_state<T: Tracer>(
+        &self,
+        state: &dyn StateView,
+        tracer: &mut T,
+        mut after_rule: impl FnMut(u32, Outcome, &mut T),
+    ) -> (Decision, StateEffects) {
+        let policy = &self.policy;
+        let mut effects = StateEffects {
+            session: self.session.clone(),
+            ..StateEffects::default()
+        };
+        let Some(action) = policy.actions.get(self.action as usize) else {
+            return (self.run(tracer, after_rule), effects);
+        };
+        let needs = *action.state(self.phase);
+        if !(needs.reads || needs.writes) {
+            return (self.run(tracer, after_rule), effects);
+        }
+        if let (Some(rule), None) = (needs.session_rule, &self.session) {
+            let id = policy.rules.get(rule as usize).map_or("?", |r| r.id.as_str());
+            let why = format!("session required: rule `{id}` reads the session, and the request names none");
+            return (
+                self.finish(Effect::Block, Basis::State(why), Vec::new(), Vec::new()),
+                effects,
+            );
+        }
+        let env = Env {
+            input: &self.input,
+            output: self.output.as_deref(),
+            actor: &self.actor,
+            snapshot: &self.snapshot,
+            action: &action.name,
+            now: self.now,
+            error: self.error.as_ref(),
+            state: Some(state),
+            session: self.session.as_deref(),
+        };
+        let mut frame = Frame {
+            locals: Vec::new(),
+            tracer,
+        };
+        let mut matched = Vec::new();
+        let mut errors = Vec::new();
+        let mut effect: Option<Effect> = None;
+        let mut notes = Vec::new();
+        for rule in action.rules(self.phase) {
+            let info = policy.rules.get(rule.rule as usize);
+            let rule_effect = info.map_or(Effect::Block, |r| r.effect);
+            let mut outcome = match &rule.cond {
+                None => Ok(true),
+                Some(cond) => eval_condition(cond, &env, &mut frame),
+            };
+            if let (Ok(true), Some(limit)) = (&outcome, &rule.limit) {
+                let id = info.map_or("?", |r| r.id.as_str());
+                match self.check_limit(limit, id, &env, &mut frame, state) {
+                    Ok(check) => {
+                        // A call over an allow rule's limit is not allowed by
+                        // it, so it takes nothing from that bucket; every
+                        // other call the rule lets through counts (if it is
+                        // finally allowed, an approved re-send included).
+                        if !(rule_effect == Effect::Allow && check.over) {
+                            effects.consume.push(Consumption {
+                                bucket: check.bucket.clone(),
+                                amount: check.cost,
+                            });
+                        }
+                        let hit = if rule_effect == Effect::Allow {
+                            !check.over
+                        } else {
+                            check.over
+                        };
+                        if hit && rule_effect != Effect::Allow {
+                            notes.push(LimitNote {
+                                rule: rule.rule,
+                                reason: format!(
+                                    "{id}: {} of {} used for {} in the last {}",
+                                    check.used.normalize(),
+                                    limit.max.normalize(),
+                                    check.bucket.describe(),
+                                    format_duration(limit.window)
+                                ),
+                                retry_after_seconds: check.retry_after_seconds,
+                            });
+                        }
+                        outcome = Ok(hit);
+                    }
+                    Err(LimitFailure::Eval(e)) => outcome = Err(e),
+                    Err(LimitFailure::State(e)) => {
+                        return (
+                            self.finish(Effect::Block, Basis::State(e.to_string()), Vec::new(), Vec::new()),
+                            effects,
+                        )
+                    }
+                }
+            }
+            match &outcome {
+                Ok(true) => {
+                    matched.push(rule.rule);
+                    effect = Some(effect.map_or(rule_effect, |cur| cur.max(rule_effect)));
+                }
+                Ok(false) => {}
+                Err(e) => errors.push((rule.rule, e.0.clone())),
+            }
+            after_rule(rule.rule, Outcome::from(outcome), &mut *frame.tracer);
+        }
+        let mut decision = if !errors.is_empty() {
+            self.finish(Effect::Block, Basis::EvalError, matched, errors)
+        } else {
+            match effect {
+                Some(e) => self.finish(e, Basis::Rules, matched, Vec::new()),
+                None => self.finish(self.default_effect(), Basis::Default, matched, Vec::new()),
+            }
+        };
+        if !notes.is_empty() {
+            decision.limits = Some(Box::new(LimitNotes { notes }));
+        }
+        effects.labels = decision.labels().into_iter().map(str::to_string).collect();
+        if action.recorded && self.session.is_some() {
+            let hash = |v: &serde_json::Value| state.keyed_hash(v);
+            match self.phase {
+                Phase::Before => {
+                    effects.call = Some(SessionCall {
+                        decision_id: String::new(),
+                        action: action.name().to_string(),
+                        time: self.now.unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+                        effect: decision.effect,
+                        input: render_hashed(
+                            &Value::Object(self.input.clone()),
+                            &Type::Object(action.input.clone()),
+                            &hash,
+                        ),
+                        output: None,
+                    })
+                }
+                Phase::After => {
+                    if let (Some(output), Some(ty)) = (&self.output, &action.output) {
+                        effects.output = Some(render_hashed(
+                            &Value::Object(output.clone()),
+                            &Type::Object(ty.clone()),
+                            &hash,
+                        ));
+                    }
+                }
+            }
+        }
+        (decision, effects)
+    }
+
+    /// A limit's bucket, this call's cost, and whether it would go over.
+    fn check_limit<'a, T: Tracer>(
+        &self,
+        limit: &'a LimitIr,
+        rule: &str,
+        env: &Env<'a>,
+        frame: &mut Frame<'_, T>,
+        state: &dyn StateView,
+    ) -> Result<LimitCheck, LimitFailure> {
+        let now = self.now.ok_or_else(|| {
+            LimitFailure::Eval(EvalError(
+                "the request carries no time, so the limit's window cannot be placed".into(),
+            ))
+        })?;
+        let mut per = Vec::with_capacity(limit.per.len());
+        for key in &limit.per {
+            let v = eval_value(&key.node, env, frame).map_err(LimitFailure::Eval)?;
+            let mut json = v.to_json(&key.node.ty);
+            if key.hashed {
+                json = serde_json::Value::String(state.keyed_hash(&json));
+            }
+            per.push((key.text.clone(), json.to_string()));
+        }
+        let bucket = BucketKey {
+            rule: rule.to_string(),
+            per,
+        };
+        let cost = match &limit.cost {
+            None => Decimal::ONE,
+            Some(n) => {
+                let v = eval_value(n, env, frame).map_err(LimitFailure::Eval)?;
+                value_decimal(&v)
+                    .filter(|d| !d.is_sign_negative() || d.is_zero())
+                    .ok_or_else(|| {
+                        LimitFailure::Eval(EvalError(format!(
+                            "the amount {} cannot be counted exactly against the limit",
+                            v.to_json(&n.ty)
+                        )))
+                    })?
+            }
+        };
+        let room = limit
+            .max
+            .checked_sub(cost)
+            .ok_or_else(|| LimitFailure::Eval(EvalError("the amount is too large for the limit".into())))?;
+        let used = state
+            .limit_use(&LimitQuery {
+                bucket: &bucket,
+                window: limit.window,
+                now,
+                room,
+            })
+            .map_err(LimitFailure::State)?;
+        let over = used.used.checked_add(cost).is_none_or(|total| total > limit.max);
+        Ok(LimitCheck {
+            bucket,
+            cost,
+            used: used.used,
+            over,
+            retry_after_seconds: used.retry_after_seconds,
+        })
+    }
+
     fn default_effect(&self) -> Effect {
         match self.phase {
             Phase::Before => self.policy.default,
@@ -709,6 +941,26 @@ impl Prepared {
             limits: None,
         }
     }
+}
+
+/// Why [`Prepared::decide`] refuses an action whose rules read state.
+const NEEDS_STATE: &str =
+    "this decision needs state (limits or session rules): decide it through a runtime or with a state";
+
+/// What a limit found for one call.
+struct LimitCheck {
+    bucket: BucketKey,
+    cost: Decimal,
+    used: Decimal,
+    over: bool,
+    retry_after_seconds: Option<u64>,
+}
+
+/// Why a limit could not be checked: its expressions (the rule fails), or
+/// the state (the decision fails).
+enum LimitFailure {
+    Eval(EvalError),
+    State(StateError),
 }
 
 /// How one rule's condition came out.
