@@ -1,0 +1,202 @@
+//! `rein check --state FILE`: limits and sessions kept in a file between
+//! checks.
+
+// Helpers outside `#[test]` functions panic on failure too; that is the report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn rein(dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rein"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The command may exit before reading; a broken pipe here is fine.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    child.wait_with_output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn decision(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", stderr(o), String::from_utf8_lossy(&o.stdout)))
+}
+
+const STATELESS: &str = "
+contracts:
+  actions:
+    ping: {}
+rules:
+  - {id: ok, action: ping, effect: allow}
+";
+
+/// At most two refunds an hour per actor.
+const LIMITED: &str = "
+contracts:
+  actions:
+    refund:
+      input: {amount: {type: number, min: 0}}
+  actor: {id: string}
+rules:
+  - id: rate
+    action: refund
+    effect: block
+    limit: {count: 2, per: [actor.id], window: 1h}
+    reason: at most 2 refunds an hour
+  - {id: ok, action: refund, effect: allow}
+";
+
+fn refund(actor: &str, time: &str) -> String {
+    format!(r#"{{"action":"refund","input":{{"amount":5}},"actor":{{"id":"{actor}"}},"time":"{time}"}}"#)
+}
+
+fn setup(policy: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
+    dir
+}
+
+#[test]
+fn a_missing_state_file_is_created_private_with_a_key() {
+    let dir = setup(STATELESS);
+    let o = rein(
+        dir.path(),
+        &["check", "policy.yaml", "--state", "state.json"],
+        r#"{"action":"ping"}"#,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let d = decision(&o);
+    assert_eq!(d["effect"], "allow");
+    assert!(d["decision_id"].as_str().unwrap().starts_with("chk-"), "{d}");
+    let file = dir.path().join("state.json");
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(saved["format"], "rein-state");
+    assert_eq!(saved["version"], 1);
+    assert_eq!(saved["key"].as_str().unwrap().len(), 64);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    // The key stays the same from one check to the next.
+    let o = rein(
+        dir.path(),
+        &["check", "policy.yaml", "--state", "state.json"],
+        r#"{"action":"ping"}"#,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let again: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(again["key"], saved["key"]);
+    // No temporary file is left behind.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".rein-state-"))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+}
+
+#[test]
+fn a_state_file_that_cannot_be_read_is_refused_and_kept() {
+    let dir = setup(STATELESS);
+    let file = dir.path().join("state.json");
+    for (text, says) in [
+        ("not json", "is not JSON"),
+        (r#"{"format":"rein-state","version":9}"#, "version 9 is not supported"),
+        (r#"{"hello":1}"#, "not a Rein state file"),
+        (
+            r#"{"format":"rein-state","version":1,"key":"00","buckets":[],"sessions":[]}"#,
+            "64 hexadecimal digits",
+        ),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let o = rein(
+            dir.path(),
+            &["check", "policy.yaml", "--state", "state.json"],
+            r#"{"action":"ping"}"#,
+        );
+        assert_eq!(o.status.code(), Some(2), "{text}");
+        assert!(stderr(&o).contains(says), "{text}: {}", stderr(&o));
+        assert!(stderr(&o).contains("left as it is"), "{}", stderr(&o));
+        // No decision is printed, and the file is untouched.
+        assert!(o.stdout.is_empty());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+    }
+}
+
+#[test]
+fn state_does_not_go_with_batch_or_actra_and_decision_id_needs_it() {
+    let dir = setup(STATELESS);
+    let o = rein(
+        dir.path(),
+        &["check", "policy.yaml", "--state", "s.json", "--batch"],
+        r#"{"action":"ping"}"#,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("`--batch` does not take it"), "{}", stderr(&o));
+    let o = rein(
+        dir.path(),
+        &["check", "policy.yaml", "--decision-id", "x"],
+        r#"{"action":"ping"}"#,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--state"), "{}", stderr(&o));
+    assert!(!dir.path().join("s.json").exists());
+}
+
+#[test]
+#[ignore = "until the limit language lands (s11-lang)"]
+fn limits_count_across_checks_in_the_state_file() {
+    let dir = setup(LIMITED);
+    let check = |actor: &str, time: &str| {
+        rein(
+            dir.path(),
+            &["check", "policy.yaml", "--state", "state.json"],
+            &refund(actor, time),
+        )
+    };
+    for time in ["2026-01-01T10:00:00Z", "2026-01-01T10:30:00Z"] {
+        let o = check("bot-1", time);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    let o = check("bot-1", "2026-01-01T10:59:59Z");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let d = decision(&o);
+    assert_eq!(d["effect"], "block");
+    assert!(
+        d["reasons"].to_string().contains("2 of 2 used for actor.id=bot-1"),
+        "{d}"
+    );
+    // The use of 10:00:00 leaves the window just after 11:00:00.
+    assert_eq!(d["retry_after_seconds"], 2);
+    // Another actor has a bucket of its own.
+    assert_eq!(check("bot-2", "2026-01-01T10:59:59Z").status.code(), Some(0));
+    // A refused call used nothing; once the first use left, one more fits.
+    assert_eq!(check("bot-1", "2026-01-01T11:00:00Z").status.code(), Some(1));
+    assert_eq!(check("bot-1", "2026-01-01T11:00:01Z").status.code(), Some(0));
+    assert_eq!(check("bot-1", "2026-01-01T11:00:02Z").status.code(), Some(1));
+}
+
+#[test]
+#[ignore = "until the limit language lands (s11-lang)"]
+fn without_state_a_stateful_decision_blocks() {
+    let dir = setup(LIMITED);
+    let o = rein(
+        dir.path(),
+        &["check", "policy.yaml"],
+        &refund("bot-1", "2026-01-01T10:00:00Z"),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(decision(&o)["reasons"].to_string().contains("needs state"));
+}
