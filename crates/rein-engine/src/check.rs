@@ -120,7 +120,10 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
         .iter()
         .map(|a| session_action(a.name(), &a.input, a.output.as_ref()))
         .collect();
-    let mut recorded: Vec<u32> = Vec::new();
+    // Per action whose calls some rule reads: the first such rule.
+    let mut readers: FxHashMap<u32, u32> = FxHashMap::default();
+    // The first rule that reads `session.labels`.
+    let mut label_reader: Option<u32> = None;
 
     // Rules.
     let mut rules: Vec<RuleInfo> = Vec::new();
@@ -243,7 +246,12 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
                         rule_diags.push(d);
                     }
                 }
-                recorded.extend(session.recorded.iter().copied());
+                for &id in &session.recorded {
+                    readers.entry(id).or_insert(rule_index);
+                }
+                if session.labels {
+                    label_reader.get_or_insert(rule_index);
+                }
                 let compiled = CompiledRule {
                     rule: rule_index,
                     cond,
@@ -262,6 +270,9 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
                     }
                     if session.reads && needs.session_rule.is_none() {
                         needs.session_rule = Some(rule_index);
+                    }
+                    if !rule.labels.is_empty() && needs.labels_rule.is_none() {
+                        needs.labels_rule = Some(rule_index);
                     }
                     match rule.phase {
                         Phase::Before => action.before.push(compiled),
@@ -289,11 +300,22 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
 
     // An action whose calls some rule reads keeps them: its `before`
     // decisions record the call, its `after` decisions the output.
-    for id in recorded {
+    for &id in readers.keys() {
         if let Some(a) = actions.get_mut(id as usize) {
             a.recorded = true;
             a.state_before.writes = true;
             a.state_after.writes = true;
+        }
+    }
+    // Dropping the session must not be a way around a flow rule: a call
+    // that some rule reads later (as a call, or through the labels it
+    // attaches) needs a session as much as a rule that reads one does.
+    for (id, a) in actions.iter_mut().enumerate() {
+        let reader = u32::try_from(id).ok().and_then(|id| readers.get(&id)).copied();
+        for needs in [&mut a.state_before, &mut a.state_after] {
+            if needs.session_rule.is_none() {
+                needs.session_rule = reader.or(needs.labels_rule.and(label_reader));
+            }
         }
     }
     let uses_state = actions

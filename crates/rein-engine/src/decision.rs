@@ -154,27 +154,30 @@ impl Decision {
         }
     }
 
-    /// For a decision refused by a limit: whole seconds until the limits
-    /// that decided leave room for this call (the largest over them);
-    /// `None` when no limit decided, or when one of them can never hold
-    /// this call (retrying would not help).
+    /// For a decision refused by limits: whole seconds until the limits
+    /// that decided leave room for this call (the largest over them).
+    /// `None` when a rule without a limit also decided, or when a limit can
+    /// never hold this call: retrying would not help, and an agent told to
+    /// retry would only loop.
     pub fn retry_after_seconds(&self) -> Option<u64> {
         if self.basis != Basis::Rules || self.effect == Effect::Allow {
             return None;
         }
         let notes = self.limits.as_ref()?;
-        let mut wait: Option<u64> = None;
-        for n in &notes.notes {
+        let mut wait: u64 = 0;
+        for &i in &self.matched {
             let deciding = self
                 .policy
                 .rules
-                .get(n.rule as usize)
+                .get(i as usize)
                 .is_some_and(|r| r.effect == self.effect);
-            if deciding {
-                wait = Some(wait.unwrap_or(0).max(n.retry_after_seconds?));
+            if !deciding {
+                continue;
             }
+            let note = notes.notes.iter().find(|n| n.rule == i)?;
+            wait = wait.max(note.retry_after_seconds?);
         }
-        wait
+        Some(wait)
     }
 
     /// Ids of the matched rules whose own effect is the decision's: the

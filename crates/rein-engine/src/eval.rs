@@ -52,6 +52,10 @@ pub(crate) trait Tracer {
     /// would record.
     const ENABLED: bool = true;
     fn record(&mut self, node: &Node, value: &Result<Cow<'_, Value>, EvalError>);
+
+    /// Receives what a rule's limit found for this call (its bucket, use,
+    /// cost and whether it would go over).
+    fn limit(&mut self, _span: crate::source::Span, _found: serde_json::Value) {}
 }
 
 /// The tracer of ordinary decisions: compiles to nothing.

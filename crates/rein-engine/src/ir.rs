@@ -151,8 +151,13 @@ pub(crate) struct StateNeeds {
     /// The decision writes: limit units, the call or its output, labels.
     pub writes: bool,
     /// The first rule (by index) that reads the session: a request without
-    /// one is refused, naming it.
+    /// one is refused, naming it. Also set when what this decision writes
+    /// to the session (its call, its output, labels) is read by a rule of
+    /// another action: leaving the session out must not hide the call from
+    /// it.
     pub session_rule: Option<u32>,
+    /// The first rule of this phase that attaches labels.
+    pub labels_rule: Option<u32>,
 }
 
 impl ActionIr {
@@ -231,6 +236,8 @@ pub(crate) struct LimitIr {
     pub per: Vec<PerKey>,
     /// The sliding window.
     pub window: jiff::SignedDuration,
+    /// Where the `limit` was written, for explanations.
+    pub span: Span,
 }
 
 /// One `per` key of a limit.

@@ -768,6 +768,18 @@ impl Prepared {
                 let id = info.map_or("?", |r| r.id.as_str());
                 match self.check_limit(limit, id, &env, &mut frame, state) {
                     Ok(check) => {
+                        if T::ENABLED {
+                            frame.tracer.limit(
+                                limit.span,
+                                serde_json::json!({
+                                    "bucket": check.bucket.describe(),
+                                    "used": check.used.normalize().to_string(),
+                                    "cost": check.cost.normalize().to_string(),
+                                    "max": limit.max.normalize().to_string(),
+                                    "over": check.over,
+                                }),
+                            );
+                        }
                         // A call over an allow rule's limit is not allowed by
                         // it, so it takes nothing from that bucket; every
                         // other call the rule lets through counts (if it is
@@ -1070,6 +1082,10 @@ struct Recorder {
 }
 
 impl Tracer for Recorder {
+    fn limit(&mut self, span: crate::source::Span, found: serde_json::Value) {
+        self.steps.push((span, found));
+    }
+
     fn record(&mut self, node: &Node, value: &Result<Cow<'_, Value>, EvalError>) {
         if matches!(node.kind, NodeKind::Const(_)) {
             return;

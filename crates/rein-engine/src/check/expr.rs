@@ -51,6 +51,8 @@ pub(crate) struct SessionAction {
 pub(crate) struct SessionUse {
     /// Some session fact (id, labels, count, sum, calls).
     pub reads: bool,
+    /// `session.labels` in particular.
+    pub labels: bool,
     /// Actions whose calls it reads (count, sum, calls): they are recorded.
     pub recorded: Vec<u32>,
 }

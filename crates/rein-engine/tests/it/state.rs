@@ -223,6 +223,20 @@ fn a_count_limit_blocks_the_call_past_it_and_says_when_room_frees_up() {
         d.reasons()[0],
         "refund_rate: 3 of 3 used for actor.id=bot-1 in the last 1h"
     );
+    // An explanation shows what the limit found.
+    let prepared = policy.prepare(&refund("bot-1", "c9", 0.0, at(20))).unwrap();
+    let (explained, _) = prepared.explain_with_state(&state);
+    assert_eq!(explained.decision.effect(), Effect::Block);
+    let rate = explained.rules.iter().find(|r| r.id == "refund_rate").unwrap();
+    let step = rate.steps.iter().find(|s| s.expr.starts_with("{count: 3")).unwrap();
+    assert_eq!(
+        step.value,
+        json!({"bucket": "actor.id=bot-1", "used": "3", "cost": "1", "max": "3", "over": true})
+    );
+    assert!(rate
+        .steps
+        .iter()
+        .any(|s| s.expr == "actor.id" && s.value == json!("bot-1")));
     // Another key has its own bucket.
     let d = send(&policy, &mut state, refund("bot-2", "c9", 0.0, at(20)));
     assert_eq!(d.effect(), Effect::Allow);
@@ -373,6 +387,15 @@ rules:
         Request::new("pay").input(json!({"amount": 5})).time(at(2)),
     );
     assert_eq!(d.rules(), ["rate"]);
+    assert_eq!(d.retry_after_seconds(), Some(59 * 60));
+    // Over the limit and too big: waiting would not help.
+    let d = send(
+        &policy,
+        &mut state,
+        Request::new("pay").input(json!({"amount": 500})).time(at(2)),
+    );
+    assert_eq!(d.rules(), ["rate", "big"]);
+    assert_eq!(d.retry_after_seconds(), None);
 }
 
 const FLOWS: &str = r#"
@@ -480,6 +503,56 @@ fn labels_taint_the_session_and_a_request_without_one_is_refused() {
     // An action that reads nothing decides as before, with or without state.
     let plain = Request::new("read_file").input(json!({"path": "/tmp/x"})).time(at(4));
     assert_eq!(policy.decide(&plain).effect(), Effect::Allow);
+}
+
+#[test]
+fn a_call_that_a_flow_rule_reads_later_needs_a_session_too() {
+    let policy = Policy::from_yaml_str(FLOWS).unwrap();
+    let mut state = TestState::default();
+    // Reading the secret without a session would attach no label, and the
+    // outbound request in the session would pass.
+    let read = Request::new("read_file")
+        .input(json!({"path": "/secrets/key"}))
+        .time(at(0));
+    let d = send(&policy, &mut state, read);
+    assert_eq!(d.effect(), Effect::Block);
+    assert_eq!(
+        d.reasons(),
+        ["session required: rule `exfiltration` reads the session, and the request names none"]
+    );
+    // The same for a call some rule reads (the approval step), and its
+    // outcome.
+    let approve = Request::new("approve_refund")
+        .input(json!({"order_id": "o1", "amount": 100}))
+        .time(at(0));
+    let d = send(&policy, &mut state, approve.clone());
+    assert_eq!(
+        d.reasons(),
+        ["session required: rule `two_step` reads the session, and the request names none"]
+    );
+    let d = send(&policy, &mut state, approve.output(json!({"approved": true})));
+    assert_eq!(d.effect(), Effect::Block);
+    // Labels that no rule reads need no session.
+    let policy = Policy::from_yaml_str(
+        r#"
+default: allow
+contracts:
+  actions:
+    read_file: {input: {path: string}}
+rules:
+  - id: tag
+    action: read_file
+    effect: allow
+    labels: [read]
+"#,
+    )
+    .unwrap();
+    let d = send(
+        &policy,
+        &mut TestState::default(),
+        Request::new("read_file").input(json!({"path": "p"})).time(at(0)),
+    );
+    assert_eq!(d.effect(), Effect::Allow);
 }
 
 #[test]
@@ -1053,6 +1126,57 @@ fn session_functions_are_typed() {
 }
 
 #[test]
+fn a_stateful_policy_read_back_from_the_cache_decides_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.yaml");
+    std::fs::write(&file, format!("max_window: 36h\n{FLOWS}\n{}", &REFUNDS_RULES)).unwrap();
+    let cache = rein_engine::PolicyCache::new(dir.path().join("cache"));
+    let (compiled, first) = cache.load(&[&file]).unwrap();
+    assert_eq!(first, rein_engine::CacheStatus::Stored);
+    let (cached, second) = cache.load(&[&file]).unwrap();
+    assert_eq!(second, rein_engine::CacheStatus::Hit);
+    assert_eq!(cached.max_window(), SignedDuration::from_hours(36));
+    assert_eq!(cached.limits(), compiled.limits());
+    for policy in [compiled, cached] {
+        let mut state = TestState::default();
+        let pay = |amount: f64, m| {
+            Request::new("pay")
+                .input(json!({"order_id": "o1", "amount": amount}))
+                .session("s1")
+                .time(at(m))
+        };
+        let first = send(&policy, &mut state, pay(1.5, 0)).to_json();
+        assert_eq!(first["rules"], json!(["two_step"]));
+        let approve = Request::new("approve_refund")
+            .input(json!({"order_id": "o1", "amount": 100}))
+            .session("s1")
+            .time(at(1));
+        let (_, effects) = send_with(&policy, &mut state, approve.clone(), false);
+        let outcome = approve.output(json!({"approved": true}));
+        let (_, after) = policy.prepare(&outcome).unwrap().decide_with_state(&state);
+        state.apply(&[StateWrite::Output {
+            session: "s1".into(),
+            decision_id: format!("d{}", state.next_id),
+            output: after.output.unwrap(),
+        }]);
+        assert!(effects.call.is_some());
+        for m in 2..5 {
+            assert_eq!(send(&policy, &mut state, pay(1.5, m)).effect(), Effect::Allow);
+        }
+        let d = send(&policy, &mut state, pay(1.5, 5)).to_json();
+        assert_eq!(d["reasons"][0], json!("pay_rate: 3 of 3 used for all in the last 1h"));
+        assert_eq!(d["retry_after_seconds"], json!(57 * 60));
+    }
+}
+
+/// A limit on `pay`, added to FLOWS.
+const REFUNDS_RULES: &str = r#"  - id: pay_rate
+    action: pay
+    effect: block
+    limit: {count: 3, window: 1h}
+"#;
+
+#[test]
 fn max_window_must_agree_across_files() {
     let a = "max_window: 2h\ncontracts: {actions: {a: {input: {}}}}\n";
     let b = "max_window: 3h\n";
@@ -1061,4 +1185,34 @@ fn max_window_must_agree_across_files() {
         e.to_string().contains("`max_window` is 3h here but 2h in `a.yaml`"),
         "{e}"
     );
+}
+
+proptest! {
+    /// Whatever the sequence of calls, a count limit never lets more than
+    /// its count through in any window, and a refused call takes nothing.
+    #[test]
+    fn a_count_limit_never_lets_more_through_in_any_window(
+        gaps in proptest::collection::vec(0i64..1200, 1..40),
+        actors in proptest::collection::vec(0u8..3, 40),
+    ) {
+        let policy = Policy::from_yaml_str(REFUNDS).unwrap();
+        let mut state = TestState::default();
+        let mut now = t0();
+        let mut allowed: Vec<(u8, Timestamp)> = Vec::new();
+        for (gap, actor) in gaps.iter().zip(&actors) {
+            now += SignedDuration::from_secs(*gap);
+            let d = send(&policy, &mut state, refund(&format!("a{actor}"), "c", 0.0, now));
+            if d.effect() == Effect::Allow {
+                allowed.push((*actor, now));
+            } else {
+                prop_assert!(d.reasons()[0].starts_with("refund_rate: 3 of 3 used"), "{:?}", d.reasons());
+            }
+            let in_window = allowed
+                .iter()
+                .filter(|(a, t)| a == actor && *t >= now - SignedDuration::from_hours(1))
+                .count();
+            prop_assert!(in_window <= 3);
+        }
+        prop_assert_eq!(state.uses.iter().filter(|u| u.0.rule == "refund_rate").count(), allowed.len());
+    }
 }

@@ -20,7 +20,10 @@ impl ExprChecker<'_> {
         self.session.reads = true;
         match field.text.as_str() {
             "id" => node(NodeKind::SessionId, span, Type::String),
-            "labels" => node(NodeKind::SessionLabels, span, Type::List(Box::new(Type::String))),
+            "labels" => {
+                self.session.labels = true;
+                node(NodeKind::SessionLabels, span, Type::List(Box::new(Type::String)))
+            }
             f @ ("count" | "sum" | "calls") => {
                 let n = self.err_node(field.span, format!("`session.{f}` is a function"));
                 self.help(SESSION_HELP);
@@ -419,7 +422,13 @@ impl ExprChecker<'_> {
         };
         let window = self.check_window(limit.window.value, limit.window.span);
         match (ok, window) {
-            (true, Some(window)) => Some(LimitIr { max, cost, per, window }),
+            (true, Some(window)) => Some(LimitIr {
+                max,
+                cost,
+                per,
+                window,
+                span: limit.span,
+            }),
             _ => None,
         }
     }
@@ -625,5 +634,70 @@ fn copy_constraints(c: &Constraints) -> Constraints {
         allowed: c.allowed.clone(),
         is_enum: c.is_enum,
         items: c.items.as_deref().map(|i| Box::new(copy_constraints(i))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(fields: Vec<FieldDef>) -> Arc<ObjectType> {
+        Arc::new(object("t".into(), fields))
+    }
+
+    fn sensitive(name: &str, ty: Type) -> FieldDef {
+        let mut f = field(name, ty, false);
+        f.sensitive = true;
+        f
+    }
+
+    #[test]
+    fn an_earlier_call_keeps_its_contract_unless_something_in_it_is_sensitive() {
+        let plain = obj(vec![field("a", Type::String, false)]);
+        let action = session_action("x", &plain, None);
+        let Type::Object(input) = &action.call.fields[0].ty else {
+            panic!("input is an object")
+        };
+        // The same type, so that `c.input == input` type-checks.
+        assert!(Arc::ptr_eq(input, &plain));
+        assert!(action.call.field("output").is_none());
+        let names: Vec<&str> = action.call.fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["input", "effect", "time"]);
+
+        let inner = obj(vec![sensitive("card", Type::String), field("n", Type::Int, false)]);
+        let input = obj(vec![
+            field("items", Type::List(Box::new(Type::Object(inner.clone()))), false),
+            sensitive("pin", Type::Int),
+        ]);
+        let action = session_action("y", &input, Some(&plain));
+        let (_, out) = action.call.field("output").unwrap();
+        assert!(out.optional);
+        let Type::Object(copy) = &action.call.fields[0].ty else {
+            panic!("input is an object")
+        };
+        assert!(!Arc::ptr_eq(copy, &input));
+        assert!(matches!(&copy.field("pin").unwrap().1.ty, Type::Hashed(t) if matches!(**t, Type::Int)));
+        let Type::List(items) = &copy.field("items").unwrap().1.ty else {
+            panic!("items is a list")
+        };
+        let Type::Object(item) = items.as_ref() else {
+            panic!("an item is an object")
+        };
+        assert!(matches!(&item.field("card").unwrap().1.ty, Type::Hashed(_)));
+        assert!(matches!(&item.field("n").unwrap().1.ty, Type::Int));
+        // Enum values survive the copy, so typos are still caught.
+        let (_, effect) = action.call.field("effect").unwrap();
+        assert!(effect.constraints.is_enum);
+        assert_eq!(effect.constraints.allowed.as_ref().map(Vec::len), Some(3));
+    }
+
+    #[test]
+    fn a_hash_compares_only_with_its_own_type() {
+        let hashed = Type::Hashed(Box::new(Type::String));
+        assert!(hashed.accepts(&Type::Hashed(Box::new(Type::String))));
+        assert!(!hashed.accepts(&Type::String));
+        assert!(!Type::String.accepts(&hashed));
+        assert!(!hashed.comparable_with(&Type::String));
+        assert!(!hashed.is_numeric());
     }
 }
