@@ -156,7 +156,6 @@ fn state_does_not_go_with_batch_or_actra_and_decision_id_needs_it() {
 }
 
 #[test]
-#[ignore = "until the limit language lands (s11-lang)"]
 fn limits_count_across_checks_in_the_state_file() {
     let dir = setup(LIMITED);
     let check = |actor: &str, time: &str| {
@@ -189,7 +188,6 @@ fn limits_count_across_checks_in_the_state_file() {
 }
 
 #[test]
-#[ignore = "until the limit language lands (s11-lang)"]
 fn without_state_a_stateful_decision_blocks() {
     let dir = setup(LIMITED);
     let o = rein(
@@ -199,4 +197,79 @@ fn without_state_a_stateful_decision_blocks() {
     );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(decision(&o)["reasons"].to_string().contains("needs state"));
+}
+
+#[test]
+fn concurrent_checks_on_one_file_never_take_more_than_the_limit() {
+    let dir = setup(LIMITED);
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_rein"))
+                .args(["check", "policy.yaml", "--state", "state.json"])
+                .current_dir(dir.path())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(refund("bot-1", "2026-01-01T10:00:00Z").as_bytes())
+                .unwrap();
+            child
+        })
+        .collect();
+    let codes: Vec<Option<i32>> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap().status.code())
+        .collect();
+    assert_eq!(codes.iter().filter(|c| **c == Some(0)).count(), 2, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == Some(1)).count(), 6, "{codes:?}");
+}
+
+/// Fetches are recorded in their session (a loop guard reads them).
+const RECORDED: &str = r#"
+default: allow
+contracts:
+  actions:
+    fetch:
+      input: {url: string}
+      output: {body: string}
+rules:
+  - id: loop_guard
+    action: fetch
+    when: session.count("fetch", duration("10m")) >= 5
+    effect: block
+"#;
+
+#[test]
+fn an_outcome_joins_its_call_through_the_decision_id() {
+    let dir = setup(RECORDED);
+    let before = r#"{"action":"fetch","input":{"url":"u"},"session":"s1","time":"2026-01-01T10:00:00Z"}"#;
+    let o = rein(dir.path(), &["check", "policy.yaml", "--state", "state.json"], before);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let id = decision(&o)["decision_id"].as_str().unwrap().to_string();
+    let after = r#"{"action":"fetch","input":{"url":"u"},"output":{"body":"hello"},"session":"s1","time":"2026-01-01T10:00:01Z"}"#;
+    let o = rein(
+        dir.path(),
+        &[
+            "check",
+            "policy.yaml",
+            "--state",
+            "state.json",
+            "--phase",
+            "after",
+            "--decision-id",
+            &id,
+        ],
+        after,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("state.json")).unwrap()).unwrap();
+    let call = &saved["sessions"][0]["calls"][0];
+    assert_eq!(call["decision_id"], id.as_str());
+    assert_eq!(call["output"], serde_json::json!({"body": "hello"}));
 }

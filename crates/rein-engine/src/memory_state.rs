@@ -202,7 +202,12 @@ impl MemoryState {
                     );
                 }
                 StateWrite::Call { session, call } => {
-                    let calls = &mut self.session_mut(session).calls;
+                    // A known session is found without allocating its key.
+                    let held = match self.sessions.get_mut(session) {
+                        Some(held) => held,
+                        None => self.sessions.entry(session.clone()).or_default(),
+                    };
+                    let calls = &mut held.calls;
                     let at = calls.partition_point(|c| c.time <= call.time);
                     calls.insert(at, call.clone());
                 }
@@ -224,17 +229,19 @@ impl MemoryState {
                     decision_id,
                     label,
                     time,
-                } => self.session_mut(session).labels.push(SessionLabel {
-                    label: label.clone(),
-                    decision_id: decision_id.clone(),
-                    time: *time,
-                }),
+                } => {
+                    let held = match self.sessions.get_mut(session) {
+                        Some(held) => held,
+                        None => self.sessions.entry(session.clone()).or_default(),
+                    };
+                    held.labels.push(SessionLabel {
+                        label: label.clone(),
+                        decision_id: decision_id.clone(),
+                        time: *time,
+                    });
+                }
             }
         }
-    }
-
-    fn session_mut(&mut self, id: &str) -> &mut Session {
-        self.sessions.entry(id.to_string()).or_default()
     }
 
     /// Removes exactly these writes, as applied earlier (a reservation whose
@@ -375,7 +382,7 @@ impl MemoryState {
                 Some(BucketStatus {
                     bucket: bucket.clone(),
                     rule: bucket.rule.clone(),
-                    used: uses.range(from..).map(|u| u.amount).sum(),
+                    used: sum(uses.range(from..)).unwrap_or(Decimal::MAX),
                     max: limit.max,
                     window: limit.window,
                     next_free: leaves_at(oldest.time, limit.window),
@@ -504,7 +511,7 @@ impl MemoryState {
                     b.bucket.describe()
                 )));
             }
-            let mut uses: Vec<Use> = b
+            let uses: Vec<Use> = b
                 .uses
                 .into_iter()
                 .map(|u| Use {
@@ -513,12 +520,14 @@ impl MemoryState {
                     decision_id: u.decision_id,
                 })
                 .collect();
-            // The file is not trusted to be in order: a window search
-            // needs it.
-            uses.sort_by_key(|u| u.time);
             if !uses.is_empty() {
                 state.buckets.entry(b.bucket).or_default().extend(uses);
             }
+        }
+        // The file is not trusted to be in order, nor to name a bucket
+        // once: a window search needs each bucket's uses in time order.
+        for uses in state.buckets.values_mut() {
+            uses.make_contiguous().sort_by_key(|u| u.time);
         }
         for s in saved.sessions {
             let mut calls = s.calls;
@@ -565,7 +574,15 @@ impl StateView for MemoryState {
         };
         let from = uses.partition_point(|u| u.time < window_start(query.now, query.window));
         let in_window = uses.range(from..);
-        let used: Decimal = in_window.clone().map(|u| u.amount).sum();
+        // Approved calls may go past a limit, and a state file is not
+        // trusted: a sum too large for a decimal is an error (the decision
+        // blocks), never a panic.
+        let used = sum(in_window.clone()).ok_or_else(|| {
+            StateError(format!(
+                "the use of bucket {} is too large to add up",
+                query.bucket.describe()
+            ))
+        })?;
         let retry_after_seconds = if never {
             None
         } else if used <= query.room {
@@ -618,6 +635,11 @@ impl StateView for MemoryState {
     fn keyed_hash(&self, value: &serde_json::Value) -> String {
         (self.hasher)(value)
     }
+}
+
+/// The sum of the uses' amounts; `None` if it overflows a decimal.
+fn sum<'a>(mut uses: impl Iterator<Item = &'a Use>) -> Option<Decimal> {
+    uses.try_fold(Decimal::ZERO, |total, u| total.checked_add(u.amount))
 }
 
 /// Whole seconds from `now` until `then`, rounded up (0 if `then` is not
@@ -907,6 +929,41 @@ mod tests {
         // Room 100: both must leave.
         let u = state.limit_use(&query(&b, at(120), "100")).unwrap();
         assert_eq!(u.retry_after_seconds, Some(3600 + 60 - 120 + 1));
+    }
+
+    #[test]
+    fn a_use_too_large_to_add_up_is_an_error_not_a_panic() {
+        let mut state = MemoryState::with_key([0; 32]);
+        let b = bucket("budget", "a");
+        state.apply(&[
+            use_("d1", &b, at(0), "70000000000000000000000000000"),
+            use_("d2", &b, at(1), "70000000000000000000000000000"),
+        ]);
+        let e = state.limit_use(&query(&b, at(2), "1")).unwrap_err();
+        assert!(e.0.contains("too large to add up"), "{e}");
+        let limits = [crate::state::LimitInfo {
+            rule: "budget".into(),
+            kind: crate::state::LimitKind::Sum,
+            max: dec("1"),
+            window: SignedDuration::from_hours(1),
+        }];
+        assert_eq!(state.buckets(at(2), &limits)[0].used, Decimal::MAX);
+    }
+
+    #[test]
+    fn a_bucket_named_twice_in_a_file_is_merged_in_time_order() {
+        let mut v = MemoryState::with_key([1; 32]).to_json().unwrap();
+        let b = bucket("r", "a");
+        v["buckets"] = json!([
+            {"bucket": b, "uses": [{"decision_id": "late", "time": at(600), "amount": "1"}]},
+            {"bucket": b, "uses": [{"decision_id": "early", "time": at(0), "amount": "1"}]},
+        ]);
+        let state = MemoryState::from_json(&v).unwrap();
+        assert_eq!(state.len().buckets, 1);
+        assert_eq!(
+            state.limit_use(&query(&b, at(600), "1")).unwrap().retry_after_seconds,
+            Some(3001)
+        );
     }
 
     #[test]
