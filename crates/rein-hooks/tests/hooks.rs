@@ -57,6 +57,9 @@ fn fixture_with(rules: PathBuf) -> Fixture {
 
 impl Fixture {
     async fn send(&self, agent: Agent, event: Value) -> (Value, u8) {
+        // The example policy attaches labels to sessions: it keeps state,
+        // loaded once (as `rein hook` does before deciding).
+        self.runtime.open_state().await.unwrap();
         let reply = handle(&self.runtime, agent, event.to_string().as_bytes(), Some(&self.home)).await;
         let json: Value = serde_json::from_str(&reply.stdout).unwrap();
         (json, reply.exit_code)
