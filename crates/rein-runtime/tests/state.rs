@@ -709,3 +709,48 @@ async fn a_request_dropped_before_it_is_recorded_holds_no_units() {
         "1"
     );
 }
+
+#[tokio::test]
+async fn pruning_drops_what_no_window_reads_in_memory_and_in_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rein.db");
+    let store = Arc::new(SqliteStore::open(&db).unwrap());
+    let config = RuntimeConfig {
+        session_idle: SignedDuration::from_hours(2),
+        ..config(true)
+    };
+    let rt = Runtime::new(Policy::from_yaml_str(POLICY).unwrap(), store.clone(), config);
+    rt.open_state().await.unwrap();
+    let now = Timestamp::now();
+    let old = now - SignedDuration::from_hours(30);
+    let recent = now - SignedDuration::from_mins(5);
+    for at in [old, recent] {
+        let a = rt.decide(refund("bot-1", "c", 0.01).time(at), None).await;
+        assert_eq!(a.effect, Effect::Allow);
+        let n = rt
+            .decide(in_session("note", json!({"text": "x"}), "s-old").time(at), None)
+            .await;
+        assert_eq!(n.effect, Effect::Allow);
+    }
+    let r = rt
+        .decide(
+            in_session("read_secret", json!({"path": "p"}), "s-idle").time(now - SignedDuration::from_hours(3)),
+            None,
+        )
+        .await;
+    assert_eq!(r.effect, Effect::Allow);
+    assert_eq!(store.state_size().await.unwrap().limit_uses, 4);
+    let (memory, stored) = rt.prune_state(now).await.unwrap();
+    assert!(memory > 0 && stored > 0, "{memory} {stored}");
+    // The uses older than max_window (24h) are gone; the recent ones stay.
+    let size = store.state_size().await.unwrap();
+    assert_eq!(size.limit_uses, 2, "{size:?}");
+    let rate = rt.limits(now).unwrap();
+    assert_eq!(
+        rate.iter().find(|b| b.rule == "refund_rate").unwrap().used.to_string(),
+        "1"
+    );
+    // A session idle longer than session_idle is forgotten, labels too.
+    assert!(rt.session("s-idle").unwrap().is_none());
+    assert_eq!(rt.session("s-old").unwrap().unwrap().calls.len(), 1);
+}

@@ -282,3 +282,25 @@ async fn a_second_server_on_the_same_store_is_refused() {
     let text = format!("{err:#}");
     assert!(text.contains("lock"), "{text}");
 }
+
+#[tokio::test]
+async fn a_reload_to_a_stateful_policy_loads_the_state_first() {
+    let stateless = "default: allow\ncontracts:\n  actor: {id: string}\n  actions:\n    refund:\n      input:\n        amount: {type: number, min: 0}\n";
+    let h = Harness::with_policy(stateless, |_| {}).await;
+    assert_eq!(
+        h.decide(request("refund", json!({"amount": 1}))).await["effect"],
+        "allow"
+    );
+    std::fs::write(h.policy_path(), POLICY).unwrap();
+    let (status, body) = h.call(Method::POST, "/v1/policy/reload", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Loaded, not blocked ("state not loaded"): the limit counts from here.
+    for _ in 0..7 {
+        let a = h.decide(request("refund", json!({"amount": 1}))).await;
+        assert_eq!(a["effect"], "allow", "{a}");
+    }
+    assert_eq!(
+        h.decide(request("refund", json!({"amount": 1}))).await["effect"],
+        "block"
+    );
+}
