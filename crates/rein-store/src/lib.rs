@@ -58,8 +58,11 @@ pub trait Store: Send + Sync + 'static {
     /// Appends `entry` as [`Store::append`] does, and persists `writes`
     /// (the state changes of its decision) in the same transaction: after
     /// a crash, both are there or neither is. With no writes it is exactly
-    /// [`Store::append`]. The default refuses writes: a store that keeps
-    /// no state must not drop them silently.
+    /// [`Store::append`]. Every write must name `entry`'s decision (a
+    /// write of another decision is refused, with the record), so that no
+    /// state row is ever kept without its own decision's record. The
+    /// default refuses writes: a store that keeps no state must not drop
+    /// them silently.
     async fn append_with_state(&self, entry: AuditEntry, writes: Vec<StateWrite>) -> Result<AuditRecord, StoreError> {
         if writes.is_empty() {
             return self.append(entry).await;

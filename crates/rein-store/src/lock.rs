@@ -31,6 +31,9 @@ impl StateLock {
     /// another holder to release it. The lock file is created if missing,
     /// readable and writable by its owner only. Fails with an error naming
     /// the lock file if another holder keeps it past `wait`.
+    ///
+    /// Blocking (it sleeps between tries): from async code, call it on a
+    /// blocking thread (`spawn_blocking`).
     pub fn acquire(db_path: &Path, wait: Duration) -> Result<StateLock, StoreError> {
         let path = lock_path(db_path)?;
         let file = open_lock_file(&path)?;

@@ -317,7 +317,7 @@ impl SqliteStore {
         let state = if writes.is_empty() {
             Vec::new()
         } else {
-            state::prepare(writes)?
+            state::prepare(&entry.decision_id, writes)?
         };
         let prepared = Box::new(PreparedAppend::new(entry, once, state));
         let (reply, answer) = oneshot::channel();

@@ -142,7 +142,7 @@ async fn state_round_trips() {
         call("s1", "d2", "refund", "2026-01-01T10:00:01.000002Z", Effect::Block),
         call(
             "s2",
-            "d2b",
+            "d2",
             "read_secret",
             "2026-01-01T10:00:01.5Z",
             Effect::RequireApproval,
@@ -272,24 +272,24 @@ async fn an_output_fills_in_its_own_sessions_call() {
         .unwrap();
     // Another session naming d1 changes nothing.
     store
-        .append_with_state(entry("e1", "after"), vec![output("s2", "d1", json!("forged"))])
+        .append_with_state(entry("d1", "after"), vec![output("s2", "d1", json!("forged"))])
         .await
         .unwrap();
     let loaded = store.load_state(dawn(), dawn()).await.unwrap();
     assert_eq!(loaded.len(), 1, "{loaded:?}");
     store
-        .append_with_state(entry("e2", "after"), vec![output("s1", "d1", json!(1))])
+        .append_with_state(entry("d1", "after"), vec![output("s1", "d1", json!(1))])
         .await
         .unwrap();
     store
-        .append_with_state(entry("e3", "after"), vec![output("s1", "d1", json!(2))])
+        .append_with_state(entry("d1", "after"), vec![output("s1", "d1", json!(2))])
         .await
         .unwrap();
     let loaded = store.load_state(dawn(), dawn()).await.unwrap();
     assert_eq!(loaded[1], output("s1", "d1", json!(2)));
     // An outcome for a call not kept (pruned, or never recorded) is no error.
     store
-        .append_with_state(entry("e4", "after"), vec![output("s1", "gone", json!(3))])
+        .append_with_state(entry("gone", "after"), vec![output("s1", "gone", json!(3))])
         .await
         .unwrap();
     assert_eq!(store.load_state(dawn(), dawn()).await.unwrap().len(), 2);
@@ -309,6 +309,37 @@ async fn a_negative_use_is_refused_with_its_record() {
         .unwrap_err();
     assert!(e.0.contains("negative"), "{e}");
     assert_eq!(store.audit_len().await.unwrap(), 0);
+}
+
+/// A write of another decision than the record's is refused, with the
+/// record: a state row is never kept without its own decision's record.
+#[tokio::test]
+async fn writes_of_another_decision_are_refused() {
+    let (_dir, store) = open_temp();
+    for w in [
+        use_of("other", bucket("r", "a"), "2026-01-01T10:00:00Z", "1"),
+        call("s", "other", "x", "2026-01-01T10:00:00Z", Effect::Allow),
+        output("s", "other", json!(1)),
+        label("s", "other", "l", "2026-01-01T10:00:00Z"),
+    ] {
+        let e = store
+            .append_with_state(entry("d1", "before"), vec![w.clone()])
+            .await
+            .unwrap_err();
+        assert!(e.0.contains("`other`") && e.0.contains("`d1`"), "{e}");
+        let e = store
+            .append_once_with_state(entry("d1", "after"), vec![w])
+            .await
+            .unwrap_err();
+        assert!(e.0.contains("`other`"), "{e}");
+    }
+    assert_eq!(store.audit_len().await.unwrap(), 0);
+    // The outcome of d1 was not claimed by the refused ones.
+    assert!(store
+        .append_once_with_state(entry("d1", "after"), vec![])
+        .await
+        .unwrap()
+        .is_some());
 }
 
 /// A batch that fails leaves neither its records nor their state, whether
@@ -754,7 +785,7 @@ async fn read_only_stores_load_state() {
         let e = reader.reset_limits(None, None).await.unwrap_err();
         assert!(e.0.contains("closed"), "{e}");
         let e = reader
-            .append_with_state(entry("d2", "before"), writes.clone())
+            .append_with_state(entry("d1", "before"), writes.clone())
             .await
             .unwrap_err();
         assert!(e.0.contains("closed"), "{e}");
@@ -1014,6 +1045,7 @@ mod random {
         let mut calls: Vec<(String, String)> = Vec::new();
         let mut outputs: BTreeMap<(String, String), serde_json::Value> = BTreeMap::new();
         let mut n = 0usize;
+        let mut records = 0u64;
         for batch in batches {
             let known = calls.len();
             let mut tasks = Vec::new();
@@ -1073,11 +1105,17 @@ mod random {
                         }
                         let value = json!(value);
                         outputs.insert(key, value.clone());
-                        writes.push(output(&session, &decision, value));
+                        // With the record of its outcome, in the same batch.
+                        let store = Arc::clone(&store);
+                        let w = vec![output(&session, &decision, value)];
+                        let e = entry(&decision, "after");
+                        tasks.push(tokio::spawn(async move { store.append_with_state(e, w).await }));
+                        records += 1;
                     }
                 }
                 let store = Arc::clone(&store);
                 let e = entry(&id, "before");
+                records += 1;
                 tasks.push(tokio::spawn(async move { store.append_with_state(e, writes).await }));
             }
             for task in tasks {
@@ -1090,7 +1128,7 @@ mod random {
         let loaded = store.load_state(dawn(), dawn()).await.unwrap();
         assert_time_order(&loaded);
         assert_eq!(multiset(&loaded), multiset(&expected));
-        assert_eq!(store.audit_len().await.unwrap(), n as u64);
+        assert_eq!(store.audit_len().await.unwrap(), records);
     }
 
     proptest! {

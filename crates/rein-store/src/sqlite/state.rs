@@ -75,10 +75,28 @@ fn json(value: &serde_json::Value) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError(format!("cannot encode a state value: {e}")))
 }
 
-/// Encodes `writes` for the writer. An empty list stays unallocated.
-pub(crate) fn prepare(writes: Vec<StateWrite>) -> Result<Vec<PreparedWrite>, StoreError> {
+/// The decision a write belongs to.
+fn decision_of(w: &StateWrite) -> &str {
+    match w {
+        StateWrite::Use { decision_id, .. }
+        | StateWrite::Output { decision_id, .. }
+        | StateWrite::Label { decision_id, .. } => decision_id,
+        StateWrite::Call { call, .. } => &call.decision_id,
+    }
+}
+
+/// Encodes `writes`, the state of decision `decision_id`, for the writer.
+/// Refuses a write of another decision: a state row is kept with the
+/// record of its own decision, so that one is never without the other.
+pub(crate) fn prepare(decision_id: &str, writes: Vec<StateWrite>) -> Result<Vec<PreparedWrite>, StoreError> {
     let mut out = Vec::with_capacity(writes.len());
     for w in writes {
+        if decision_of(&w) != decision_id {
+            return Err(StoreError(format!(
+                "a state write of decision `{}` came with the record of decision `{decision_id}`",
+                decision_of(&w)
+            )));
+        }
         out.push(match w {
             StateWrite::Use {
                 decision_id,
@@ -226,9 +244,12 @@ pub(crate) fn run(conn: &Connection, op: &StateOp) -> Result<u64, StoreError> {
             n += conn
                 .prepare_cached("DELETE FROM session_calls WHERE time < ?1")?
                 .execute([window_key])?;
+            // An idle session's calls are all older than its last write:
+            // found through the time index.
             n += conn
                 .prepare_cached(
-                    "DELETE FROM session_calls WHERE session IN (SELECT id FROM sessions WHERE last_seen < ?1)",
+                    "DELETE FROM session_calls WHERE time < ?1 \
+                     AND session IN (SELECT id FROM sessions WHERE last_seen < ?1)",
                 )?
                 .execute([idle_key])?;
             n += conn
@@ -243,12 +264,14 @@ pub(crate) fn run(conn: &Connection, op: &StateOp) -> Result<u64, StoreError> {
         }
         StateOp::Reset { rule, bucket } => match (rule, bucket) {
             (Some(rule), Some(bucket)) if *rule != bucket.rule => 0,
+            // Scans the table: resets are rare, and an index by bucket
+            // would cost every use a write in the middle of a B-tree.
             (_, Some(bucket)) => conn
                 .prepare_cached("DELETE FROM limit_uses WHERE bucket = ?1")?
                 .execute([bucket.id()])?,
             (Some(rule), None) => {
                 // A bucket id is `[<rule as JSON>,[…]]`: a rule's buckets
-                // are one range of the bucket index.
+                // are one range of ids.
                 let (from, to) = rule_range(rule);
                 conn.prepare_cached("DELETE FROM limit_uses WHERE bucket >= ?1 AND bucket < ?2")?
                     .execute([from, to])?
