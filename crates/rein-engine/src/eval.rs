@@ -433,6 +433,10 @@ fn eval_inner<'a, T: Tracer>(node: &'a Node, env: &Env<'a>, frame: &mut Frame<'_
             None => fail(crate::state_eval::NO_SESSION),
         },
         NodeKind::SessionLabels => crate::state_eval::labels(env).map(Cow::Owned),
+        NodeKind::SessionHasLabel { label } => {
+            let l = eval(label, env, frame)?;
+            crate::state_eval::has_label(env, str_of(&l)?).map(|b| Cow::Owned(Value::Bool(b)))
+        }
         NodeKind::SessionCount { actions, window } => {
             let n = crate::state_eval::count(env, actions, *window)?;
             charge(usize::try_from(n).unwrap_or(usize::MAX))?;

@@ -292,6 +292,7 @@ impl Node {
             | NodeKind::Glob { operand, .. }
             | NodeKind::GlobOverlap { operand, .. } => vec![operand],
             NodeKind::Has { base, .. } => vec![base],
+            NodeKind::SessionHasLabel { label } => vec![label],
             NodeKind::Not(x) | NodeKind::Neg(x) => vec![x],
             NodeKind::Index { operand: a, index: b }
             | NodeKind::And(a, b)
@@ -477,6 +478,10 @@ pub(crate) enum NodeKind {
     SessionId,
     /// `session.labels`.
     SessionLabels,
+    /// `label in session.labels`.
+    SessionHasLabel {
+        label: Box<Node>,
+    },
     /// `session.count(pattern, window)`: earlier calls of these actions
     /// (sorted names), whatever their effect.
     SessionCount {

@@ -780,16 +780,6 @@ impl Prepared {
                                 }),
                             );
                         }
-                        // A call over an allow rule's limit is not allowed by
-                        // it, so it takes nothing from that bucket; every
-                        // other call the rule lets through counts (if it is
-                        // finally allowed, an approved re-send included).
-                        if !(rule_effect == Effect::Allow && check.over) {
-                            effects.consume.push(Consumption {
-                                bucket: check.bucket.clone(),
-                                amount: check.cost,
-                            });
-                        }
                         let hit = if rule_effect == Effect::Allow {
                             !check.over
                         } else {
@@ -806,6 +796,16 @@ impl Prepared {
                                     format_duration(limit.window)
                                 ),
                                 retry_after_seconds: check.retry_after_seconds,
+                            });
+                        }
+                        // A call over an allow rule's limit is not allowed by
+                        // it, so it takes nothing from that bucket; every
+                        // other call the rule lets through counts (if it is
+                        // finally allowed, an approved re-send included).
+                        if !(rule_effect == Effect::Allow && check.over) {
+                            effects.consume.push(Consumption {
+                                bucket: check.bucket,
+                                amount: check.cost,
                             });
                         }
                         outcome = Ok(hit);
@@ -889,11 +889,13 @@ impl Prepared {
         let mut per = Vec::with_capacity(limit.per.len());
         for key in &limit.per {
             let v = eval_value(&key.node, env, frame).map_err(LimitFailure::Eval)?;
-            let mut json = v.to_json(&key.node.ty);
-            if key.hashed {
-                json = serde_json::Value::String(state.keyed_hash(&json));
-            }
-            per.push((key.text.clone(), json.to_string()));
+            let text = if key.hashed {
+                let hash = state.keyed_hash(&v.to_json(&key.node.ty));
+                serde_json::Value::String(hash).to_string()
+            } else {
+                key_text(&v, &key.node.ty)
+            };
+            per.push((key.text.clone(), text));
         }
         let bucket = BucketKey {
             rule: rule.to_string(),
@@ -952,6 +954,17 @@ impl Prepared {
             policy: self.policy.clone(),
             limits: None,
         }
+    }
+}
+
+/// A key's value as canonical JSON text, without building a JSON value for
+/// the scalars keys are.
+fn key_text(v: &Value, ty: &Type) -> String {
+    match v {
+        Value::Str(s) => serde_json::Value::String(s.clone()).to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => other.to_json(ty).to_string(),
     }
 }
 

@@ -120,6 +120,13 @@ pub trait StateView {
     /// none), sorted, without repeats.
     fn session_labels(&self, session: &str) -> Result<Vec<String>, StateError>;
 
+    /// Whether `session` has `label` (what `"x" in session.labels` asks).
+    /// The default looks through [`StateView::session_labels`]; a state
+    /// can answer without copying the labels.
+    fn session_has_label(&self, session: &str, label: &str) -> Result<bool, StateError> {
+        Ok(self.session_labels(session)?.iter().any(|l| l == label))
+    }
+
     /// Calls `f` with each call of `session` decided at or after `since`,
     /// oldest first (an unknown session has none).
     fn session_calls(&self, session: &str, since: Timestamp, f: &mut dyn FnMut(&SessionCall))

@@ -45,6 +45,12 @@ pub(crate) fn labels(env: &Env<'_>) -> Result<Value, EvalError> {
     Ok(Value::List(labels.into_iter().map(Value::Str).collect()))
 }
 
+/// `label in session.labels`.
+pub(crate) fn has_label(env: &Env<'_>, label: &str) -> Result<bool, EvalError> {
+    let (state, session) = session_env(env)?;
+    state.session_has_label(session, label).map_err(state_error)
+}
+
 /// `session.count(pattern, window)`: earlier calls of `actions` (sorted).
 pub(crate) fn count(env: &Env<'_>, actions: &[String], window: SignedDuration) -> Result<i64, EvalError> {
     let (state, session) = session_env(env)?;

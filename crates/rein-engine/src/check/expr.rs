@@ -593,6 +593,11 @@ impl<'a> ExprChecker<'a> {
             BinaryOp::In => {
                 let l = self.check(lhs);
                 let r = self.check(rhs);
+                // `"x" in session.labels` asks the state for one label
+                // instead of copying them all.
+                if let (Type::String, NodeKind::SessionLabels) = (&l.ty, &r.kind) {
+                    return node(NodeKind::SessionHasLabel { label: Box::new(l) }, span, Type::Bool);
+                }
                 match &r.ty {
                     Type::List(elem) => {
                         if !l.ty.comparable_with(elem) {

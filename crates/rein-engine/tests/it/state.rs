@@ -1216,3 +1216,47 @@ proptest! {
         prop_assert_eq!(state.uses.iter().filter(|u| u.0.rule == "refund_rate").count(), allowed.len());
     }
 }
+
+#[test]
+fn session_labels_is_a_list_of_strings() {
+    let policy = Policy::from_yaml_str(
+        r#"
+default: allow
+contracts:
+  actions:
+    tag: {input: {}}
+    note: {input: {label: string}}
+rules:
+  - id: tag
+    action: tag
+    effect: allow
+    labels: [a, b]
+  - id: many
+    action: note
+    when: 'session.labels.size() >= 2 && session.labels.exists(l, l == "b")'
+    effect: block
+  - id: named
+    action: note
+    when: input.label in session.labels
+    effect: require_approval
+"#,
+    )
+    .unwrap();
+    let mut state = TestState::default();
+    let note = |label: &str, m| {
+        Request::new("note")
+            .input(json!({ "label": label }))
+            .session("s1")
+            .time(at(m))
+    };
+    assert_eq!(send(&policy, &mut state, note("a", 0)).effect(), Effect::Allow);
+    send(&policy, &mut state, Request::new("tag").session("s1").time(at(1)));
+    assert_eq!(send(&policy, &mut state, note("a", 2)).rules(), ["many", "named"]);
+    assert_eq!(send(&policy, &mut state, note("c", 2)).rules(), ["many"]);
+    // Labels belong to their session.
+    let other = Request::new("note")
+        .input(json!({"label": "a"}))
+        .session("s2")
+        .time(at(3));
+    assert_eq!(send(&policy, &mut state, other).effect(), Effect::Allow);
+}
