@@ -273,3 +273,65 @@ fn an_outcome_joins_its_call_through_the_decision_id() {
     assert_eq!(call["decision_id"], id.as_str());
     assert_eq!(call["output"], serde_json::json!({"body": "hello"}));
 }
+
+#[test]
+fn explain_reads_the_state_and_writes_nothing() {
+    let dir = setup(LIMITED);
+    let args = ["check", "policy.yaml", "--state", "state.json"];
+    for _ in 0..2 {
+        let o = rein(dir.path(), &args, &refund("bot-1", "2026-01-01T10:00:00Z"));
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    let before = std::fs::read_to_string(dir.path().join("state.json")).unwrap();
+    let explain = ["explain", "policy.yaml", "--state", "state.json", "--json"];
+    let o = rein(dir.path(), &explain, &refund("bot-1", "2026-01-01T10:10:00Z"));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = decision(&o);
+    assert_eq!(e["decision"]["effect"], "block", "{e}");
+    assert!(e.to_string().contains("2 of 2 used"), "{e}");
+    // Explaining an allowed call takes nothing either.
+    let o = rein(dir.path(), &explain, &refund("bot-2", "2026-01-01T10:10:00Z"));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(dir.path().join("state.json")).unwrap(), before);
+    // A missing file is an empty state, and is not created.
+    let missing = ["explain", "policy.yaml", "--state", "none.json"];
+    let o = rein(dir.path(), &missing, &refund("bot-1", "2026-01-01T10:10:00Z"));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!dir.path().join("none.json").exists());
+    assert!(!dir.path().join("none.json.lock").exists());
+}
+
+#[test]
+fn rein_test_runs_sequences_and_names_the_failing_step() {
+    let dir = setup(LIMITED);
+    std::fs::write(
+        dir.path().join("policy.test.yaml"),
+        "policy: policy.yaml
+cases:
+  - name: two an hour
+    sequence:
+      - at: 2026-01-01T10:00:00Z
+        repeat: 2
+        request: {action: refund, input: {amount: 5}, actor: {id: bot-1}}
+        expect: allow
+      - request: {action: refund, input: {amount: 5}, actor: {id: bot-1}}
+        expect: block
+        retry_after: 3601
+  - name: three an hour (wrong)
+    sequence:
+      - repeat: 3
+        request: {action: refund, input: {amount: 5}, actor: {id: bot-1}}
+        expect: allow
+",
+    )
+    .unwrap();
+    let o = rein(dir.path(), &["test", "policy.test.yaml"], "");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}{}", stderr(&o));
+    assert!(out.contains("policy.test.yaml:12: three an hour (wrong)"), "{out}");
+    assert!(
+        out.contains("step 1 (line 14), send 3 of 3: expected `allow`, got `block`"),
+        "{out}"
+    );
+    assert!(out.contains("1 passed, 1 failed"), "{out}");
+}

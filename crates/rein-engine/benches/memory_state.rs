@@ -77,6 +77,15 @@ fn reads_and_writes(c: &mut Criterion) {
     g.bench_function("session_labels", |b| {
         b.iter(|| black_box(state.session_labels(black_box("s4242")).unwrap()))
     });
+    g.bench_function("session_has_label", |b| {
+        b.iter(|| {
+            black_box(
+                state
+                    .session_has_label(black_box("s4242"), black_box("untrusted"))
+                    .unwrap(),
+            )
+        })
+    });
     g.bench_function("session_calls_count_10m", |b| {
         let since = now - SignedDuration::from_mins(10);
         b.iter(|| {

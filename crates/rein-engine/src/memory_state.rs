@@ -7,6 +7,12 @@
 //! window is found by binary search and a read allocates nothing (except
 //! [`StateView::session_labels`], whose answer is a list).
 //!
+//! A window is `[now - window, …)`: a use or call later than `now` counts
+//! too, so a clock that steps back (or a request carrying an earlier time)
+//! never frees units that were taken. A use leaves the window the instant
+//! after `time + window`, which is what `retry_after_seconds` waits for
+//! (rounded up to whole seconds: 3601 for a use made now in a 1h window).
+//!
 //! ```
 //! use rein_engine::state::{BucketKey, LimitQuery, StateView, StateWrite};
 //! use rein_engine::MemoryState;
@@ -362,6 +368,7 @@ impl MemoryState {
                 s.calls.drain(..old);
                 dropped += old;
             }
+            dropped += drop_repeated_old_labels(s, window_start);
             true
         });
         dropped
@@ -549,6 +556,40 @@ impl MemoryState {
     }
 }
 
+/// A session that keeps attaching a label (every secret read attaches
+/// `secret` again) would hold an entry per decision for as long as it is
+/// active. The session has the label as long as one entry is held, and an
+/// entry older than the longest window belongs to a decision long
+/// committed (undo only takes back fresh reservations): so of the older
+/// entries, only the first of each label is kept. Returns how many went.
+fn drop_repeated_old_labels(s: &mut Session, window_start: Timestamp) -> usize {
+    let before = s.labels.len();
+    let mut seen: Vec<&str> = Vec::new();
+    let mut keep = vec![true; before];
+    for (i, l) in s.labels.iter().enumerate() {
+        if seen.contains(&l.label.as_str()) {
+            keep[i] = l.time >= window_start;
+        } else {
+            seen.push(&l.label);
+        }
+    }
+    if keep.iter().all(|k| *k) {
+        return 0;
+    }
+    // What goes still counts for when the session was last seen.
+    let latest_dropped = s
+        .labels
+        .iter()
+        .zip(&keep)
+        .filter(|(_, k)| !**k)
+        .map(|(l, _)| l.time)
+        .max();
+    s.pruned_seen = s.pruned_seen.max(latest_dropped);
+    let mut flags = keep.into_iter();
+    s.labels.retain(|_| flags.next().unwrap_or(true));
+    before - s.labels.len()
+}
+
 /// The first instant of a window of `window` ending at `now`.
 fn window_start(now: Timestamp, window: SignedDuration) -> Timestamp {
     now.saturating_sub(window).unwrap_or(Timestamp::MIN)
@@ -617,6 +658,14 @@ impl StateView for MemoryState {
         labels.sort_unstable();
         labels.dedup();
         Ok(labels)
+    }
+
+    fn session_has_label(&self, session: &str, label: &str) -> Result<bool, StateError> {
+        // No copy: a session holds a handful of labels.
+        Ok(self
+            .sessions
+            .get(session)
+            .is_some_and(|s| s.labels.iter().any(|l| l.label == label)))
     }
 
     fn session_calls(
@@ -1006,6 +1055,10 @@ mod tests {
         ]);
         assert_eq!(state.session_labels("s1").unwrap(), ["secret", "untrusted"]);
         assert!(state.session_labels("s2").unwrap().is_empty());
+        assert!(state.session_has_label("s1", "secret").unwrap());
+        assert!(state.session_has_label("s1", "untrusted").unwrap());
+        assert!(!state.session_has_label("s1", "secre").unwrap());
+        assert!(!state.session_has_label("s2", "secret").unwrap());
     }
 
     #[test]
@@ -1112,6 +1165,50 @@ mod tests {
         let dropped = state.prune(at(100) + day + SignedDuration::from_secs(1), day, day);
         assert_eq!(dropped, 1 + 1 + 1 + 1);
         assert!(state.is_empty());
+    }
+
+    #[test]
+    fn prune_keeps_one_old_entry_per_label_and_every_recent_one() {
+        let mut state = MemoryState::with_key([0; 32]);
+        let hour = SignedDuration::from_hours(1);
+        let day = SignedDuration::from_hours(24);
+        let mut old = Vec::new();
+        for i in 0..100 {
+            old.push(label("s1", &format!("d{i}"), "secret", at(i)));
+        }
+        old.push(label("s1", "x", "untrusted", at(50)));
+        state.apply(&old);
+        let recent = [
+            label("s1", "r1", "secret", at(7200)),
+            label("s1", "r2", "new", at(7200)),
+        ];
+        state.apply(&recent);
+        // 99 repeated `secret` entries older than the window go.
+        assert_eq!(state.prune(at(7200), hour, day), 99);
+        let s = state.session("s1").unwrap();
+        let kept: Vec<(&str, &str)> = s
+            .labels
+            .iter()
+            .map(|l| (l.label.as_str(), l.decision_id.as_str()))
+            .collect();
+        assert_eq!(
+            kept,
+            [("secret", "d0"), ("untrusted", "x"), ("secret", "r1"), ("new", "r2")]
+        );
+        assert_eq!(state.session_labels("s1").unwrap(), ["new", "secret", "untrusted"]);
+        // A fresh reservation can still be undone exactly.
+        state.undo(&recent);
+        assert_eq!(state.session_labels("s1").unwrap(), ["secret", "untrusted"]);
+        assert_eq!(state.prune(at(7200), hour, day), 0);
+    }
+
+    #[test]
+    fn dropped_labels_still_count_for_last_seen() {
+        let mut state = MemoryState::with_key([0; 32]);
+        let hour = SignedDuration::from_hours(1);
+        state.apply(&[label("s1", "d1", "secret", at(0)), label("s1", "d2", "secret", at(100))]);
+        assert_eq!(state.prune(at(7200), hour, SignedDuration::from_hours(24)), 1);
+        assert_eq!(state.session("s1").unwrap().last_seen, Some(at(100)));
     }
 
     #[test]
@@ -1491,6 +1588,10 @@ mod tests {
             for session in 0..3 {
                 let s = format!("s{session}");
                 prop_assert_eq!(state.session_labels(&s).unwrap(), model.labels(&s));
+                for l in 0..3 {
+                    let label = format!("l{l}");
+                    prop_assert_eq!(state.session_has_label(&s, &label).unwrap(), model.labels(&s).contains(&label));
+                }
                 let mut got = Vec::new();
                 state.session_calls(&s, start, &mut |c| got.push((c.decision_id.clone(), c.output.clone()))).unwrap();
                 prop_assert_eq!(got, model.calls(&s, start));
@@ -1500,6 +1601,26 @@ mod tests {
             // What is saved reads back the same.
             let back = MemoryState::from_json(&state.to_json().unwrap()).unwrap();
             prop_assert_eq!(back.len(), state.len());
+            // Pruning with this window as the longest never changes what a
+            // decision at `now` reads (nor when a session was last seen).
+            let mut pruned = state.clone();
+            pruned.prune(now, window, SignedDuration::from_hours(1000));
+            for rule in 0..3 {
+                for who in 0..3 {
+                    let b = bucket(&format!("r{rule}"), &format!("a{who}"));
+                    let q = LimitQuery { bucket: &b, window, now, room: Decimal::from(room) };
+                    prop_assert_eq!(pruned.limit_use(&q).unwrap(), state.limit_use(&q).unwrap());
+                }
+            }
+            for session in 0..3 {
+                let s = format!("s{session}");
+                prop_assert_eq!(pruned.session_labels(&s).unwrap(), state.session_labels(&s).unwrap());
+                prop_assert_eq!(calls_since(&pruned, &s, start), calls_since(&state, &s, start));
+                prop_assert_eq!(
+                    pruned.session(&s).map(|x| x.last_seen),
+                    state.session(&s).map(|x| x.last_seen)
+                );
+            }
         }
     }
 }

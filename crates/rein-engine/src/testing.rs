@@ -34,7 +34,7 @@
 //!         reason: 5 of 5 used        # optional checks as in cases: rules, violation, reason
 //!       - request: {action: refund, input: {amount: 10}, actor: {id: bot-2}}
 //!         expect: require_approval
-//!         approve: true              # optional: the approval is granted, the call is allowed (and counts)
+//!         approve: true              # optional: granted: the request is sent again, finally allowed (and counts)
 //! ```
 //!
 //! An Actra policy is tested the same way, with `actra` in place of
@@ -646,6 +646,18 @@ fn parse_step(
             false
         }
     };
+    if approve && expect.is_some_and(|e| e != Effect::RequireApproval) {
+        if let Some(node) = get("approve") {
+            diags.push(
+                Diagnostic::error(
+                    source,
+                    node.span,
+                    format!("{what}: `approve` grants a `require_approval`, but the step expects another effect"),
+                )
+                .with_help("give `approve: true` only with `expect: require_approval`"),
+            );
+        }
+    }
     let outcome = match (get("outcome"), get("expect_after")) {
         (None, None) => None,
         (None, Some(e)) => {
@@ -957,8 +969,15 @@ fn run_sequence(policy: &Policy, case: &TestCase, steps: &[SequenceStep]) -> Cas
 }
 
 /// Decides `request` as a runtime would, against `state`, and applies what
-/// the decision writes given its final effect (`allow` for an approved
-/// `require_approval`). Returns the decision and its final effect.
+/// the decision writes given its final effect. Returns the decision and its
+/// final effect.
+///
+/// With `approve`, a `require_approval` is granted as a runtime grants it:
+/// the asking request is recorded as decided (its call, with effect
+/// `require_approval`, under `<decision_id>-ask`), then the request is sent
+/// again with the approval and decided again under `decision_id`; if that
+/// decision still asks for approval, the approval makes it `allow` (and it
+/// takes its limit units), otherwise its own effect stands.
 fn decide_in_sequence(
     policy: &Policy,
     state: &mut MemoryState,
@@ -966,27 +985,53 @@ fn decide_in_sequence(
     decision_id: &str,
     approve: bool,
 ) -> (Decision, Effect) {
+    if !approve {
+        let decision = decide_and_record(policy, state, request, decision_id, |effect| effect);
+        let effect = decision.effect();
+        return (decision, effect);
+    }
+    let asked = decide_and_record(policy, state, request, &format!("{decision_id}-ask"), |effect| effect);
+    if asked.effect() != Effect::RequireApproval {
+        let effect = asked.effect();
+        return (asked, effect);
+    }
+    let mut effect = Effect::Block;
+    decide_and_record(policy, state, request, decision_id, |resent| {
+        effect = match resent {
+            Effect::RequireApproval => Effect::Allow,
+            other => other,
+        };
+        effect
+    });
+    (asked, effect)
+}
+
+/// Decides `request` (with the state if its rules need it), and applies
+/// the writes of the final effect `grant` gives the decision's effect.
+fn decide_and_record(
+    policy: &Policy,
+    state: &mut MemoryState,
+    request: &Request,
+    decision_id: &str,
+    grant: impl FnOnce(Effect) -> Effect,
+) -> Decision {
     let prepared = match policy.prepare(request) {
         Ok(p) => p,
         Err(refused) => {
-            let effect = refused.effect();
-            return (*refused, effect);
+            grant(refused.effect());
+            return *refused;
         }
-    };
-    let final_effect = |d: &Decision| match d.effect() {
-        Effect::RequireApproval if approve => Effect::Allow,
-        other => other,
     };
     if !policy.action_state(&request.action, request.phase).any() {
         let decision = prepared.decide();
-        let effect = final_effect(&decision);
-        return (decision, effect);
+        grant(decision.effect());
+        return decision;
     }
     let (decision, effects) = prepared.decide_with_state(state);
-    let effect = final_effect(&decision);
+    let effect = grant(decision.effect());
     let time = request.time.unwrap_or_else(jiff::Timestamp::now);
     state.apply(&effects.writes(decision_id, effect, time));
-    (decision, effect)
+    decision
 }
 
 #[cfg(test)]
@@ -1098,7 +1143,8 @@ cases:
             ("      - {request: {action: refund}, expect: allow, outcome: {output: {}, error: x}, expect_after: allow}", "either `output` or `error`"),
             ("      - {request: {action: refund}, expect: allow, outcome: {error: 3}, expect_after: allow}", "`error` must be a string"),
             ("      - {request: {action: refund}, expect: allow, outcome: {output: {x: 1e400}}, expect_after: allow}", "not finite"),
-            ("      - {request: {action: refund}, expect: allow, approve: yes please}", "`approve` must be true or false"),
+            ("      - {request: {action: refund}, expect: require_approval, approve: yes please}", "`approve` must be true or false"),
+            ("      - {request: {action: refund}, expect: allow, approve: true}", "`approve` grants a `require_approval`"),
             ("      - {request: {action: refund}, expect: allow, retry_after: -1}", "`retry_after` must be a whole number"),
             ("      - {request: {action: refund}, expect: maybe}", "unknown effect `maybe`"),
             ("      - {request: {action: refund}}", "needs `expect:"),
@@ -1255,6 +1301,10 @@ rules:
     action: fetch
     when: session.count("fetch", duration("10m")) >= 2
     effect: block
+  - id: ask_fetch
+    action: fetch
+    when: input.url == "ask"
+    effect: require_approval
 "#;
 
     fn run_stateful(text: &str) -> Vec<CaseResult> {
@@ -1357,6 +1407,42 @@ cases:
 ",
         );
         assert_all_pass(&results);
+    }
+
+    #[test]
+    fn an_approval_is_asked_then_granted_and_both_calls_are_recorded() {
+        let results = run_stateful(
+            "policy: p.yaml
+cases:
+  - name: the asking call and the approved one both count for a loop guard
+    sequence:
+      - request: {action: fetch, input: {url: ask}, session: s1, actor: {id: a}}
+        expect: require_approval
+        approve: true
+        outcome: {output: {body: fine}}
+        expect_after: allow
+      - {request: {action: fetch, input: {url: u}, session: s1, actor: {id: a}}, expect: block, rules: [loop_guard]}
+  - name: once the loop guard blocks, an approval grants nothing
+    sequence:
+      - {repeat: 2, request: {action: fetch, input: {url: u}, session: s1, actor: {id: a}}, expect: allow}
+      - request: {action: fetch, input: {url: ask}, session: s1, actor: {id: a}}
+        expect: block
+  - name: the re-sent request is decided again
+    sequence:
+      - {request: {action: fetch, input: {url: u}, session: s1, actor: {id: a}}, expect: allow}
+      # The ask is the second call; the re-send sees two and is blocked.
+      - request: {action: fetch, input: {url: ask}, session: s1, actor: {id: a}}
+        expect: require_approval
+        approve: true
+        outcome: {output: {body: fine}}
+        expect_after: allow
+",
+        );
+        assert_all_pass(&results[..2]);
+        assert_eq!(
+            results[2].failures,
+            ["step 2 (line 20): the step has an `outcome`, but it was not allowed (`block`), so the action did not run"]
+        );
     }
 
     #[test]

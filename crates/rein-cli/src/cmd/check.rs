@@ -60,6 +60,10 @@ pub struct ExplainArgs {
     /// Print the trace as JSON.
     #[arg(long)]
     json: bool,
+    /// Read limits and sessions from FILE, as `rein check --state` keeps
+    /// them (nothing is written; a missing file is an empty state).
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
     #[command(flatten)]
     actra: ActraArgs,
 }
@@ -258,6 +262,27 @@ fn decide_with_state_file(
     Ok((decision, json))
 }
 
+/// Explains `request` against the state in `file`, writing nothing.
+fn explain_with_state_file(
+    policy: &Policy,
+    request: &Request,
+    file: &Path,
+) -> anyhow::Result<rein_engine::Explanation> {
+    // Under the lock, in order with the checks around it; a missing file
+    // is an empty state, and nothing (not even a lock file) is created.
+    let _lock = if file.exists() {
+        Some(StateFileLock::acquire(file)?)
+    } else {
+        None
+    };
+    let state = load_state(file)?;
+    Ok(match policy.prepare(request) {
+        // Refused by its contract: no rule (and no state) is looked at.
+        Err(_) => policy.explain(request),
+        Ok(prepared) => prepared.explain_with_state(&state).0,
+    })
+}
+
 /// A new decision id: `chk-` and 16 random hex digits.
 fn new_decision_id() -> anyhow::Result<String> {
     let mut bytes = [0u8; 8];
@@ -409,9 +434,20 @@ pub fn run_explain(args: ExplainArgs, color: bool) -> anyhow::Result<u8> {
             return Ok(EXIT_USAGE);
         }
     };
-    let explanation = match &request {
-        Input::Native(r) => policy.explain(r),
-        Input::Actra(v) => policy.explain_actra(v),
+    let explanation = match (&request, &args.state) {
+        (Input::Native(r), Some(file)) => match explain_with_state_file(&policy, r, file) {
+            Ok(explanation) => explanation,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return Ok(EXIT_USAGE);
+            }
+        },
+        (Input::Native(r), None) => policy.explain(r),
+        (Input::Actra(_), Some(_)) => {
+            eprintln!("error: `--state` does not apply to Actra policies, which keep no state");
+            return Ok(EXIT_USAGE);
+        }
+        (Input::Actra(v), None) => policy.explain_actra(v),
     };
     let mut out = std::io::stdout().lock();
     if args.json {
