@@ -642,7 +642,10 @@ impl Runtime {
         };
         let mut pending = reserved.map(|r| self.state.pending(r));
         let (mut answer, decision) = match decided {
-            Ok(decision) => (answer_from(&decision_id, &decision, policy), Some(decision)),
+            Ok(decision) => (
+                answer_from(&decision_id, &decision, policy, pending.is_some()),
+                Some(decision),
+            ),
             Err(why) => {
                 let mut answer = blank_answer(&decision_id, Phase::Before, policy);
                 fail(&mut answer, why);
@@ -918,10 +921,10 @@ impl Runtime {
         reserved: &mut Option<state::Reserved>,
     ) -> Answer {
         if !(policy.uses_state() && policy.action_state(&request.action, Phase::After).any()) {
-            return answer_from(decision_id, &policy.decide(request), policy);
+            return answer_from(decision_id, &policy.decide(request), policy, false);
         }
         match self.decide_stateful(policy, request, decision_id, false, time, reserved) {
-            Ok(decision) => answer_from(decision_id, &decision, policy),
+            Ok(decision) => answer_from(decision_id, &decision, policy, true),
             Err(why) => {
                 let mut answer = blank_answer(decision_id, Phase::After, policy);
                 fail(&mut answer, why);
@@ -1471,15 +1474,17 @@ fn approval_terms(decision: &Decision, default_ttl: SignedDuration) -> (Vec<Stri
     (roles, hold)
 }
 
-fn answer_from(decision_id: &str, d: &Decision, policy: &Policy) -> Answer {
+/// The answer of decision `d`; `stateful` when it was decided with state
+/// (its limits may add reasons of their own).
+fn answer_from(decision_id: &str, d: &Decision, policy: &Policy, stateful: bool) -> Answer {
     // The matched rules carry the reasons already: built once, not again
     // by `Decision::reasons` (only a decision without them needs that). As
     // there, the reasons are those of the rules whose effect decided: a
     // block does not give an allowing rule's reason.
     let matched = d.matched_rules();
-    // A stateful policy's limits add reasons of their own (the use of the
-    // limit) that only `Decision::reasons` gives.
-    let reasons = if matched.is_empty() || policy.uses_state() {
+    // A decision with state has limits that add reasons of their own (the
+    // use of the limit), which only `Decision::reasons` gives.
+    let reasons = if matched.is_empty() || stateful {
         d.reasons()
     } else {
         matched
