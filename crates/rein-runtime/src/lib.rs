@@ -710,7 +710,7 @@ impl Runtime {
             // Not recorded, so not consumed: the reservation is taken back.
             None => {
                 if let Some(pending) = &pending {
-                    self.state.undo(&pending.reserved.writes);
+                    self.state.undo_reserved(&pending.reserved, &decision_id);
                 }
             }
         }
@@ -892,12 +892,12 @@ impl Runtime {
             now,
         );
         entry.client = client.map(str::to_string);
-        let writes = reserved.as_ref().map(|r| r.writes.clone()).unwrap_or_default();
+        let writes = reserved.as_mut().map(state::Reserved::take).unwrap_or_default();
         let recorded = self.record_once(&mut answer, entry, writes).await;
         if recorded != Some(true) {
             // Not recorded (or reported before): nothing of it is kept.
             if let Some(reserved) = &reserved {
-                self.state.undo(&reserved.writes);
+                self.state.undo_reserved(reserved, decision_id);
             }
         }
         match recorded {

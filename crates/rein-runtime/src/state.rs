@@ -44,8 +44,20 @@ pub(crate) struct StateKeeper {
 /// recorded.
 pub(crate) struct Reserved {
     pub effects: StateEffects,
+    /// What the mirror holds of this decision; empty once handed to the
+    /// store (see [`Reserved::take`]).
     pub writes: Vec<StateWrite>,
     pub time: Timestamp,
+    /// The effect `writes` are the writes of.
+    effect: Effect,
+}
+
+impl Reserved {
+    /// The writes, handed over (to the store): rather than a copy kept for
+    /// an undo, [`StateKeeper::undo_reserved`] rebuilds them if needed.
+    pub fn take(&mut self) -> Vec<StateWrite> {
+        std::mem::take(&mut self.writes)
+    }
 }
 
 /// A reservation not yet handed to the store: dropped before that (the
@@ -65,7 +77,7 @@ impl Pending<'_> {
     /// fails).
     pub fn submit(&mut self) -> Vec<StateWrite> {
         self.armed = false;
-        self.reserved.writes.clone()
+        self.reserved.take()
     }
 }
 
@@ -154,20 +166,39 @@ impl StateKeeper {
         };
         let writes = effects.writes(decision_id, tentative, time);
         mirror.state.apply(&writes);
-        Ok((decision, Reserved { effects, writes, time }))
+        Ok((
+            decision,
+            Reserved {
+                effects,
+                writes,
+                time,
+                effect: tentative,
+            },
+        ))
     }
 
     /// Replaces a reservation by the writes of the final effect.
     pub fn settle(&self, reserved: &mut Reserved, decision_id: &str, effect: Effect) {
-        let writes = reserved.effects.writes(decision_id, effect, reserved.time);
-        if writes == reserved.writes {
+        if effect == reserved.effect {
             return;
         }
+        let writes = reserved.effects.writes(decision_id, effect, reserved.time);
         if let Ok(mut mirror) = self.mirror() {
             mirror.state.undo(&reserved.writes);
             mirror.state.apply(&writes);
         }
         reserved.writes = writes;
+        reserved.effect = effect;
+    }
+
+    /// Takes back a reservation whose writes were handed to the store
+    /// (the append failed, or the record exists already).
+    pub fn undo_reserved(&self, reserved: &Reserved, decision_id: &str) {
+        if reserved.writes.is_empty() {
+            self.undo(&reserved.effects.writes(decision_id, reserved.effect, reserved.time));
+        } else {
+            self.undo(&reserved.writes);
+        }
     }
 
     /// Takes a reservation back (its record could not be written).
