@@ -792,7 +792,7 @@ impl Prepared {
                                     "{id}: {} of {} used for {} in the last {}",
                                     check.used.normalize(),
                                     limit.max.normalize(),
-                                    check.bucket.describe(),
+                                    shorten(&check.bucket.describe(), MAX_BUCKET_IN_REASON),
                                     format_duration(limit.window)
                                 ),
                                 retry_after_seconds: check.retry_after_seconds,
@@ -966,6 +966,23 @@ fn key_text(v: &Value, ty: &Type) -> String {
         Value::Bool(b) => b.to_string(),
         other => other.to_json(ty).to_string(),
     }
+}
+
+/// Longest description of a bucket a limit's reason quotes: keys are
+/// request values, and a reason is stored with every decision.
+const MAX_BUCKET_IN_REASON: usize = 200;
+
+/// `text` cut to at most `max` bytes on a character boundary, with `…`
+/// when cut.
+fn shorten(text: &str, max: usize) -> Cow<'_, str> {
+    if text.len() <= max {
+        return Cow::Borrowed(text);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}…", &text[..end]))
 }
 
 /// Why [`Prepared::decide`] refuses an action whose rules read state.

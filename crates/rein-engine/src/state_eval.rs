@@ -321,4 +321,53 @@ mod tests {
         );
         assert_eq!(json_decimal(&serde_json::json!("7")), None);
     }
+
+    #[test]
+    fn sensitive_fields_are_hashed_at_every_depth_and_read_back_as_hashes() {
+        let policy = crate::Policy::from_yaml_str(
+            r#"
+contracts:
+  actions:
+    a:
+      input:
+        card: {type: string, sensitive: true}
+        pin: {type: int, sensitive: true, optional: true}
+        lines: {type: list, items: {type: object, fields: {sku: string, secret: {type: int, sensitive: true}}}}
+"#,
+        )
+        .unwrap();
+        let compiled = policy.compiled();
+        let input = &compiled.actions[0].input;
+        let request = crate::Request::new("a").input(serde_json::json!({
+            "card": "4111", "lines": [{"sku": "x", "secret": 7}]
+        }));
+        let prepared = policy.prepare(&request).unwrap();
+        let value = crate::contract::check_root(Some(&request.input), input, "input").unwrap();
+        let hash = |v: &Json| format!("h({v})");
+        let shown = render_hashed(&Value::Object(value), &Type::Object(input.clone()), &hash);
+        assert_eq!(
+            shown,
+            serde_json::json!({"card": "h(\"4111\")", "lines": [{"sku": "x", "secret": "h(7)"}]})
+        );
+        assert_eq!(prepared.input_json()["card"], serde_json::json!("4111"));
+        // Read back through the type of an earlier call: the hashes stay
+        // strings, the rest is typed again.
+        let call = crate::check::expr::session_action("a", input, None);
+        let Type::Object(call_input) = &call.call.fields[0].ty else {
+            panic!("a call's input is an object")
+        };
+        let back = from_json(&shown, &Type::Object(call_input.clone()), "input").unwrap();
+        let Value::Object(fields) = back else {
+            panic!("an object")
+        };
+        assert!(matches!(&fields[0], Value::Str(s) if s == "h(\"4111\")"));
+        assert!(matches!(fields[1], Value::Absent));
+        // A stored value that no longer fits is an error, not a guess.
+        let unfit = from_json(
+            &serde_json::json!({"card": 5, "lines": []}),
+            &Type::Object(call_input.clone()),
+            "input",
+        );
+        assert!(unfit.unwrap_err().0.contains("no longer fits"));
+    }
 }

@@ -237,6 +237,19 @@ fn a_count_limit_blocks_the_call_past_it_and_says_when_room_frees_up() {
         .steps
         .iter()
         .any(|s| s.expr == "actor.id" && s.value == json!("bot-1")));
+    // A long key is cut in the reason.
+    let long = "é".repeat(500);
+    let mut filled = TestState::default();
+    for m in 0..4 {
+        send(&policy, &mut filled, refund(&long, "c", 0.0, at(m)));
+    }
+    let d = send(&policy, &mut filled, refund(&long, "c", 0.0, at(5)));
+    assert_eq!(d.effect(), Effect::Block);
+    assert!(
+        d.reasons()[0].len() < 300 && d.reasons()[0].contains("…"),
+        "{}",
+        d.reasons()[0]
+    );
     // Another key has its own bucket.
     let d = send(&policy, &mut state, refund("bot-2", "c9", 0.0, at(20)));
     assert_eq!(d.effect(), Effect::Allow);
