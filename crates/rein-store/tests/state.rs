@@ -287,12 +287,26 @@ async fn an_output_fills_in_its_own_sessions_call() {
         .unwrap();
     let loaded = store.load_state(dawn(), dawn()).await.unwrap();
     assert_eq!(loaded[1], output("s1", "d1", json!(2)));
+    // A call and its output in one append: the output fills in the call
+    // inserted just before it in the same transaction.
+    store
+        .append_with_state(
+            entry("d9", "before"),
+            vec![
+                call("s1", "d9", "x", "2026-01-01T10:00:05Z", Effect::Allow),
+                output("s1", "d9", json!(9)),
+            ],
+        )
+        .await
+        .unwrap();
+    let loaded = store.load_state(dawn(), dawn()).await.unwrap();
+    assert_eq!(loaded[3], output("s1", "d9", json!(9)), "{loaded:?}");
     // An outcome for a call not kept (pruned, or never recorded) is no error.
     store
         .append_with_state(entry("gone", "after"), vec![output("s1", "gone", json!(3))])
         .await
         .unwrap();
-    assert_eq!(store.load_state(dawn(), dawn()).await.unwrap().len(), 2);
+    assert_eq!(store.load_state(dawn(), dawn()).await.unwrap().len(), 4);
 }
 
 /// A negative limit use would give units back: refused, and the record
@@ -991,7 +1005,8 @@ fn the_state_lock_is_exclusive_between_handles_and_waits() {
 }
 
 mod random {
-    //! Random writes in random concurrent batches, loaded back.
+    //! Random writes in random concurrent batches, loaded back whole and
+    //! within random bounds, then pruned to those bounds.
 
     use super::*;
     use proptest::prelude::*;
@@ -1037,7 +1052,7 @@ mod random {
         texts
     }
 
-    async fn run(batches: Vec<Vec<Append>>) {
+    async fn run(batches: Vec<Vec<Append>>, window_start: i64, idle_start: i64) {
         let (_dir, store) = open_temp();
         let store = Arc::new(store);
         let mut expected = Vec::new();
@@ -1129,15 +1144,73 @@ mod random {
         assert_time_order(&loaded);
         assert_eq!(multiset(&loaded), multiset(&expected));
         assert_eq!(store.audit_len().await.unwrap(), records);
+
+        // A load with bounds keeps what the model says; a prune with the
+        // same bounds removes exactly the rest.
+        let (window_start, idle_start) = (time(window_start), time(idle_start));
+        let mut last_seen: BTreeMap<String, Timestamp> = BTreeMap::new();
+        let mut call_times: BTreeMap<(String, String), Timestamp> = BTreeMap::new();
+        for w in &expected {
+            let (session, at) = match w {
+                StateWrite::Call { session, call } => {
+                    call_times.insert((session.clone(), call.decision_id.clone()), call.time);
+                    (session, call.time)
+                }
+                StateWrite::Label { session, time, .. } => (session, *time),
+                _ => continue,
+            };
+            let seen = last_seen.entry(session.clone()).or_insert(at);
+            *seen = (*seen).max(at);
+        }
+        let active = |session: &String| last_seen.get(session).is_some_and(|seen| *seen >= idle_start);
+        let kept: Vec<StateWrite> = expected
+            .iter()
+            .filter(|w| match w {
+                StateWrite::Use { time, .. } => *time >= window_start,
+                StateWrite::Call { session, call } => active(session) && call.time >= window_start,
+                StateWrite::Output {
+                    session, decision_id, ..
+                } => {
+                    active(session)
+                        && call_times
+                            .get(&(session.clone(), decision_id.clone()))
+                            .is_some_and(|t| *t >= window_start)
+                }
+                StateWrite::Label { session, .. } => active(session),
+            })
+            .cloned()
+            .collect();
+        let loaded = store.load_state(window_start, idle_start).await.unwrap();
+        assert_time_order(&loaded);
+        assert_eq!(multiset(&loaded), multiset(&kept));
+        let rows = |writes: &[StateWrite]| {
+            writes
+                .iter()
+                .filter(|w| !matches!(w, StateWrite::Output { .. }))
+                .count()
+        };
+        let idle_sessions = last_seen.values().filter(|seen| **seen < idle_start).count();
+        let removed = store.prune_state(window_start, idle_start).await.unwrap();
+        assert_eq!(removed, (rows(&expected) - rows(&kept) + idle_sessions) as u64);
+        let after = store.load_state(dawn(), dawn()).await.unwrap();
+        assert_eq!(multiset(&after), multiset(&kept));
+        assert_eq!(
+            store.state_size().await.unwrap().sessions,
+            (last_seen.len() - idle_sessions) as u64
+        );
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
         #[test]
-        fn random_writes_load_back(batches in prop::collection::vec(prop::collection::vec(append_strategy(), 1..8), 1..5)) {
+        fn random_writes_load_back(
+            batches in prop::collection::vec(prop::collection::vec(append_strategy(), 1..8), 1..5),
+            window_start in 0i64..86_400_000_000,
+            idle_start in 0i64..86_400_000_000,
+        ) {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-            rt.block_on(run(batches));
+            rt.block_on(run(batches, window_start, idle_start));
         }
     }
 }

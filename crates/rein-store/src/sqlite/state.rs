@@ -13,6 +13,7 @@
 //! stays active) a fraction longer, never shorter; the bounds of loads and
 //! prunes are rounded down, so that they keep, never drop, an edge row.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 
 use jiff::{SignedDuration, Timestamp};
@@ -151,22 +152,102 @@ pub(crate) fn prepare(decision_id: &str, writes: Vec<StateWrite>) -> Result<Vec<
     Ok(out)
 }
 
-/// Writes one decision's state, inside the writer's transaction.
-pub(crate) fn write(conn: &Connection, writes: &[PreparedWrite]) -> Result<(), StoreError> {
-    for w in writes {
-        match w {
-            PreparedWrite::Use {
+/// The state rows of a batch, gathered so that limit uses and calls are
+/// inserted with multi-row statements and each session's last write is
+/// set once per batch (one statement per row costs a reset, a bind and a
+/// VDBE run each; see `writer::insert_rows`). Nothing is allocated for a
+/// batch without state.
+#[derive(Default)]
+pub(crate) struct Pending<'a> {
+    uses: Vec<&'a PreparedWrite>,
+    calls: Vec<&'a PreparedWrite>,
+    /// Sessions written to, with their latest time in the batch (made on
+    /// the first: a batch without state does not even seed a hasher).
+    touched: Option<HashMap<&'a str, &'a str>>,
+}
+
+/// Rows per multi-row INSERT, largest first (as `writer::INSERT_CHUNKS`).
+const CHUNKS: [usize; 3] = [16, 4, 1];
+
+impl<'a> Pending<'a> {
+    /// Adds one decision's writes. Outputs and labels are written at once
+    /// (an output after the calls gathered so far, which it may fill in).
+    pub(crate) fn add(&mut self, conn: &Connection, writes: &'a [PreparedWrite]) -> Result<(), StoreError> {
+        for w in writes {
+            match w {
+                PreparedWrite::Use { .. } => self.uses.push(w),
+                PreparedWrite::Call { session, time, .. } => {
+                    self.calls.push(w);
+                    self.touch(session, time);
+                }
+                PreparedWrite::Output {
+                    session,
+                    decision_id,
+                    output,
+                } => {
+                    self.insert_calls(conn)?;
+                    // Matched on the session too: an outcome fills in a
+                    // call of its own session only. A call no longer kept
+                    // (pruned) is no error: there is nothing to fill in.
+                    conn.prepare_cached(
+                        "UPDATE session_calls SET output = ?3 WHERE decision_id = ?1 AND session = ?2",
+                    )?
+                    .execute(params![decision_id, session, output])?;
+                }
+                PreparedWrite::Label {
+                    session,
+                    label,
+                    decision_id,
+                    time,
+                } => {
+                    conn.prepare_cached(
+                        "INSERT INTO session_labels (session, label, decision_id, time) VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![session, label, decision_id, time])?;
+                    self.touch(session, time);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn touch(&mut self, session: &'a str, time: &'a str) {
+        let latest = self.touched.get_or_insert_default().entry(session).or_insert(time);
+        *latest = (*latest).max(time);
+    }
+
+    /// Writes everything gathered; called before anything that reads the
+    /// state in the batch's transaction, and at its end.
+    pub(crate) fn flush(&mut self, conn: &Connection) -> Result<(), StoreError> {
+        insert_chunked(conn, &mut self.uses, use_sql, |stmt, i, w| {
+            if let PreparedWrite::Use {
                 decision_id,
                 bucket,
                 time,
                 amount,
-            } => {
-                conn.prepare_cached(
-                    "INSERT INTO limit_uses (decision_id, bucket, time, amount) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![decision_id, bucket, time, amount])?;
+            } = w
+            {
+                for v in [decision_id, bucket, time, amount] {
+                    *i += 1;
+                    stmt.raw_bind_parameter(*i, v)?;
+                }
             }
-            PreparedWrite::Call {
+            Ok(())
+        })?;
+        self.insert_calls(conn)?;
+        for (session, time) in self.touched.take().into_iter().flatten() {
+            conn.prepare_cached(
+                "INSERT INTO sessions (id, last_seen) VALUES (?1, ?2) \
+                 ON CONFLICT (id) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)",
+            )?
+            .execute(params![session, time])?;
+        }
+        Ok(())
+    }
+
+    fn insert_calls(&mut self, conn: &Connection) -> Result<(), StoreError> {
+        insert_chunked(conn, &mut self.calls, call_sql, |stmt, i, w| {
+            if let PreparedWrite::Call {
                 session,
                 decision_id,
                 action,
@@ -174,50 +255,76 @@ pub(crate) fn write(conn: &Connection, writes: &[PreparedWrite]) -> Result<(), S
                 effect,
                 input,
                 output,
-            } => {
-                conn.prepare_cached(
-                    "INSERT INTO session_calls (decision_id, session, action, time, effect, input, output) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?
-                .execute(params![decision_id, session, action, time, effect, input, output])?;
-                touch(conn, session, time)?;
+            } = w
+            {
+                for v in [decision_id, session, action, time] {
+                    *i += 1;
+                    stmt.raw_bind_parameter(*i, v)?;
+                }
+                *i += 1;
+                stmt.raw_bind_parameter(*i, effect)?;
+                *i += 1;
+                stmt.raw_bind_parameter(*i, input)?;
+                *i += 1;
+                stmt.raw_bind_parameter(*i, output)?;
             }
-            PreparedWrite::Output {
-                session,
-                decision_id,
-                output,
-            } => {
-                // Matched on the session too: an outcome fills in a call of
-                // its own session only. A call no longer kept (pruned) is
-                // no error: there is nothing to fill in.
-                conn.prepare_cached("UPDATE session_calls SET output = ?3 WHERE decision_id = ?1 AND session = ?2")?
-                    .execute(params![decision_id, session, output])?;
-            }
-            PreparedWrite::Label {
-                session,
-                label,
-                decision_id,
-                time,
-            } => {
-                conn.prepare_cached(
-                    "INSERT INTO session_labels (session, label, decision_id, time) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![session, label, decision_id, time])?;
-                touch(conn, session, time)?;
-            }
-        }
+            Ok(())
+        })
     }
+}
+
+/// Inserts `rows` with as few statements as [`CHUNKS`] allow (`sql(n)`
+/// is the statement for `n` rows, `bind` binds one row from parameter
+/// `i + 1` on); leaves `rows` empty.
+fn insert_chunked(
+    conn: &Connection,
+    rows: &mut Vec<&PreparedWrite>,
+    sql: fn(usize) -> String,
+    bind: impl Fn(&mut rusqlite::CachedStatement<'_>, &mut usize, &PreparedWrite) -> rusqlite::Result<()>,
+) -> Result<(), StoreError> {
+    let mut rest: &[&PreparedWrite] = rows;
+    while !rest.is_empty() {
+        let n = CHUNKS.into_iter().find(|&n| n <= rest.len()).unwrap_or(1);
+        let (chunk, tail) = rest.split_at(n);
+        let mut stmt = conn.prepare_cached(&sql(n))?;
+        let mut i = 0;
+        for w in chunk {
+            bind(&mut stmt, &mut i, w)?;
+        }
+        stmt.raw_execute()?;
+        rest = tail;
+    }
+    rows.clear();
     Ok(())
 }
 
-/// Records that `session` was written to at `time` (keeps the latest).
-fn touch(conn: &Connection, session: &str, time: &str) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO sessions (id, last_seen) VALUES (?1, ?2) \
-         ON CONFLICT (id) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)",
-    )?
-    .execute(params![session, time])?;
-    Ok(())
+/// `INSERT … VALUES (…), (…)` of `n` rows of `columns` columns.
+fn multi_row_sql(head: &str, columns: usize, n: usize) -> String {
+    let mut sql = String::from(head);
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    for k in 0..n {
+        if k > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&row);
+    }
+    sql
+}
+
+fn use_sql(n: usize) -> String {
+    multi_row_sql(
+        "INSERT INTO limit_uses (decision_id, bucket, time, amount) VALUES ",
+        4,
+        n,
+    )
+}
+
+fn call_sql(n: usize) -> String {
+    multi_row_sql(
+        "INSERT INTO session_calls (decision_id, session, action, time, effect, input, output) VALUES ",
+        7,
+        n,
+    )
 }
 
 /// A state change run by the writer thread on its own (not part of a

@@ -380,6 +380,7 @@ fn write_in_transaction(conn: &Connection, batch: &[Command], outcomes: &mut Vec
     let mut prev = head_hash;
     let mut appended = false;
     let mut rows: Vec<Row<'_>> = Vec::new();
+    let mut state_rows = state::Pending::default();
     for cmd in batch {
         match cmd {
             Command::Append(p, _) if p.once && !claim_once(conn, &p.entry)? => {
@@ -390,7 +391,7 @@ fn write_in_transaction(conn: &Connection, batch: &[Command], outcomes: &mut Vec
                 // The decision's state, in the transaction of its record
                 // (a refused duplicate, above, writes none).
                 if !p.state.is_empty() {
-                    state::write(conn, &p.state)?;
+                    state_rows.add(conn, &p.state)?;
                 }
                 seq += 1;
                 let body = p.parts.with_seq(seq);
@@ -413,6 +414,8 @@ fn write_in_transaction(conn: &Connection, batch: &[Command], outcomes: &mut Vec
             }
             Command::State(op, _) => {
                 insert_rows(conn, &mut rows, outcomes)?;
+                // A prune or reset sees the state appended before it.
+                state_rows.flush(conn)?;
                 outcomes.push(Outcome::State(in_savepoint(conn, "state", || state::run(conn, op))?));
             }
             // Split off before the batch is written; kept aligned regardless.
@@ -423,6 +426,7 @@ fn write_in_transaction(conn: &Connection, batch: &[Command], outcomes: &mut Vec
         }
     }
     insert_rows(conn, &mut rows, outcomes)?;
+    state_rows.flush(conn)?;
     if appended {
         conn.prepare_cached("UPDATE chain_head SET seq = ?1, hash = ?2 WHERE id = 1")?
             .execute(params![i64::try_from(seq).unwrap_or(i64::MAX), prev])?;
