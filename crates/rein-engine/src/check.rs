@@ -265,7 +265,10 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
                     if session.reads || compiled.limit.is_some() {
                         needs.reads = true;
                     }
-                    if compiled.limit.is_some() || !rule.labels.is_empty() {
+                    // Labels are state only if some rule reads them (set
+                    // below, once every rule is known): a policy that only
+                    // names labels for its audit records stays stateless.
+                    if compiled.limit.is_some() {
                         needs.writes = true;
                     }
                     if session.reads && needs.session_rule.is_none() {
@@ -313,6 +316,9 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
     for (id, a) in actions.iter_mut().enumerate() {
         let reader = u32::try_from(id).ok().and_then(|id| readers.get(&id)).copied();
         for needs in [&mut a.state_before, &mut a.state_after] {
+            if needs.labels_rule.is_some() && label_reader.is_some() {
+                needs.writes = true;
+            }
             if needs.session_rule.is_none() {
                 needs.session_rule = reader.or(needs.labels_rule.and(label_reader));
             }

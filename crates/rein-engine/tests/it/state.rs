@@ -1273,3 +1273,32 @@ rules:
         .time(at(3));
     assert_eq!(send(&policy, &mut state, other).effect(), Effect::Allow);
 }
+
+#[test]
+fn labels_no_rule_reads_keep_a_policy_stateless() {
+    // Labels named only for the audit record: nothing reads them, so the
+    // policy needs no state (a hook on it takes no lock, loads nothing).
+    let only_named = Policy::from_yaml_str(
+        r#"
+contracts:
+  actions:
+    read_file: {input: {path: string}}
+rules:
+  - id: secret_read
+    action: read_file
+    when: input.path.startsWith("/secrets/")
+    effect: block
+    labels: [secret]
+"#,
+    )
+    .unwrap();
+    assert!(!only_named.uses_state());
+    assert!(!only_named.action_state("read_file", Phase::Before).any());
+    let d = only_named.decide(&Request::new("read_file").input(json!({"path": "/secrets/k"})));
+    assert_eq!(d.effect(), Effect::Block);
+    assert_eq!(d.labels(), vec!["secret"]);
+
+    // The same labels, read by another rule: now they are state.
+    let read = Policy::from_yaml_str(FLOWS).unwrap();
+    assert!(read.action_state("read_file", Phase::Before).writes);
+}
