@@ -96,6 +96,26 @@ pub struct Runtime {
     last_probe: Mutex<Option<Instant>>,
     /// The state stateful rules read (limits, sessions).
     state: state::StateKeeper,
+    /// Decisions whose outcome is being reported right now: a second
+    /// report of one of them is refused at once, so that two reports never
+    /// reserve writes for the same call together.
+    reporting: Mutex<std::collections::HashSet<String>>,
+}
+
+/// A claim on reporting one decision's outcome (see `Runtime::reporting`),
+/// given back when the report is done.
+struct Reporting<'a> {
+    claims: &'a Mutex<std::collections::HashSet<String>>,
+    decision_id: String,
+}
+
+impl Drop for Reporting<'_> {
+    fn drop(&mut self) {
+        self.claims
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.decision_id);
+    }
 }
 
 /// Shortest time between two write probes of the store.
@@ -507,6 +527,7 @@ impl Runtime {
             audit_failure: Mutex::new(None),
             key_state: AtomicU8::new(KEY_UNCHECKED),
             last_probe: Mutex::new(None),
+            reporting: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -847,6 +868,24 @@ impl Runtime {
                 });
             }
         }
+        // One report of a decision at a time: another one arriving while
+        // this one is under way is a duplicate (the store would refuse it).
+        // (A set of ids cannot be left half-changed: a poisoned lock is
+        // taken as it is.)
+        let claimed = self
+            .reporting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(decision_id.to_string());
+        if !claimed {
+            return Err(OutcomeRefused::AlreadyReported {
+                decision_id: decision_id.to_string(),
+            });
+        }
+        let _claim = Reporting {
+            claims: &self.reporting,
+            decision_id: decision_id.to_string(),
+        };
         let mut reserved = None;
         let (mut request, mut answer) = match original.request {
             Err(reason) => {

@@ -89,6 +89,19 @@ impl Drop for Pending<'_> {
     }
 }
 
+/// Whether `decision_id`'s call in `session` holds an output.
+fn call_has_output(state: &MemoryState, session: Option<&str>, decision_id: &str) -> bool {
+    let Some(session) = session else {
+        return false;
+    };
+    let mut found = false;
+    // Every call of the session: the call's time is not known here.
+    let _ = rein_engine::state::StateView::session_calls(state, session, Timestamp::MIN, &mut |c| {
+        found |= c.decision_id == decision_id && c.output.is_some();
+    });
+    found
+}
+
 impl StateKeeper {
     /// Guards `reserved` until it is handed to the store.
     pub fn pending(&self, reserved: Reserved) -> Pending<'_> {
@@ -159,7 +172,15 @@ impl StateKeeper {
                     .to_string(),
             );
         }
-        let (decision, effects) = prepared.decide_with_state(&mirror.state);
+        let (decision, mut effects) = prepared.decide_with_state(&mirror.state);
+        if effects.output.is_some() && call_has_output(&mirror.state, effects.session.as_deref(), decision_id) {
+            // The outcome of this call was reported already (this report
+            // will be refused as a duplicate): its output stays the one
+            // recorded. Written, then undone, it would leave the call with
+            // none, and a rule over outputs would count less than was
+            // reported.
+            effects.output = None;
+        }
         let tentative = match decision.effect() {
             Effect::RequireApproval if approval_given => Effect::Allow,
             effect => effect,
