@@ -9,6 +9,7 @@
 
 #![deny(missing_docs)]
 
+mod budget;
 mod direct;
 mod recent;
 mod refused;
@@ -33,7 +34,7 @@ use std::time::Instant;
 
 pub use refused::{Refusal, MAX_REFUSED_BODY_KEPT};
 pub use replay::{replay, ReplayChange, ReplayReport};
-pub use state::DEFAULT_SESSION_IDLE;
+pub use state::{DEFAULT_MAX_STATE_BYTES, DEFAULT_SESSION_IDLE, MAX_BUCKET_ID_BYTES, MAX_SESSION_ID_BYTES};
 
 /// Settings of a runtime.
 #[derive(Clone, Debug)]
@@ -58,6 +59,11 @@ pub struct RuntimeConfig {
     /// How long a session is kept after its last call (its calls and
     /// labels): a session idle longer starts empty. 24 hours by default.
     pub session_idle: SignedDuration,
+    /// The most memory, in bytes (estimated), the state of limits and
+    /// sessions may hold. A decision that would add to a full state is
+    /// `block` (nothing held is evicted: it may be what a rule needs);
+    /// room frees up as entries leave their windows and sessions expire.
+    pub max_state_bytes: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -69,6 +75,7 @@ impl Default for RuntimeConfig {
             recent_decisions: 10_000,
             trust_request_time: false,
             session_idle: state::DEFAULT_SESSION_IDLE,
+            max_state_bytes: state::DEFAULT_MAX_STATE_BYTES,
         }
     }
 }
@@ -520,7 +527,11 @@ impl Runtime {
             redactor: Redactor::new(&config.hmac_key),
             sealer: Sealer::new(&config.hmac_key),
             recent: Recent::new(config.recent_decisions),
-            state: state::StateKeeper::new(&Redactor::new(&config.hmac_key), config.session_idle),
+            state: state::StateKeeper::new(
+                &Redactor::new(&config.hmac_key),
+                config.session_idle,
+                config.max_state_bytes,
+            ),
             store,
             config,
             audit_failing: AtomicBool::new(false),

@@ -115,3 +115,139 @@ async fn concurrent_outcome_reports_keep_the_recorded_output() {
         );
     }
 }
+
+const FLOW: &str = r#"
+default: allow
+contracts:
+  actor: {id: string}
+  actions:
+    note:
+      input: {text: string}
+    read_secret:
+      input: {path: string}
+    send:
+      input: {to: string}
+    refund:
+      input: {customer: string}
+rules:
+  - id: note_loop
+    action: note
+    when: session.count("note", duration("10m")) >= 1000
+    effect: block
+  - id: secret_read
+    action: read_secret
+    effect: allow
+    labels: [secret]
+  - id: no_send_after_secret
+    action: send
+    when: '"secret" in session.labels'
+    effect: block
+  - id: refund_rate
+    action: refund
+    effect: block
+    limit: {count: 5, per: [input.customer], window: 1h}
+"#;
+
+async fn open_bounded(db: &Path, max_state_bytes: usize, trust_time: bool) -> Arc<Runtime> {
+    let store = Arc::new(SqliteStore::open(db).unwrap());
+    let config = RuntimeConfig {
+        max_state_bytes,
+        trust_request_time: trust_time,
+        ..config()
+    };
+    let rt = Runtime::new(Policy::from_yaml_str(FLOW).unwrap(), store, config);
+    rt.open_state().await.unwrap();
+    Arc::new(rt)
+}
+
+fn call(action: &str, input: serde_json::Value, session: &str) -> Request {
+    Request::new(action)
+        .input(input)
+        .actor(json!({"id": "bot-1"}))
+        .session(session)
+}
+
+/// An agent that floods the state with large recorded calls in fresh
+/// sessions meets a bound: its decisions block with why, and what is held
+/// (a session's label a flow rule reads) is never evicted to make room.
+#[tokio::test]
+async fn a_full_state_blocks_what_would_add_to_it_and_evicts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = open_bounded(&dir.path().join("rein.db"), 1024 * 1024, true).await;
+    let start: jiff::Timestamp = "2026-01-01T10:00:00Z".parse().unwrap();
+    let at = |r: Request, secs: i64| {
+        let mut r = r;
+        r.time = Some(start.checked_add(jiff::SignedDuration::from_secs(secs)).unwrap());
+        r
+    };
+    let read = rt
+        .decide(at(call("read_secret", json!({"path": "/k"}), "victim"), 0), None)
+        .await;
+    assert_eq!(read.effect, Effect::Allow, "{:?}", read.reasons);
+    let big = "x".repeat(100 * 1024);
+    let mut full = None;
+    for i in 0..40 {
+        let a = rt
+            .decide(at(call("note", json!({"text": big}), &format!("flood-{i}")), 1), None)
+            .await;
+        if a.effect == Effect::Block {
+            full = Some(a);
+            break;
+        }
+    }
+    let full = full.expect("the flood must meet the bound");
+    assert!(full.reasons[0].starts_with("state full:"), "{:?}", full.reasons);
+    // The label is still there: the flow rule still blocks.
+    let send = rt.decide(at(call("send", json!({"to": "x"}), "victim"), 2), None).await;
+    assert_eq!(send.effect, Effect::Block, "{:?}", send.reasons);
+    assert_eq!(send.rules, vec!["no_send_after_secret".to_string()]);
+    // A decision that adds nothing is still made.
+    let other = rt.decide(at(call("send", json!({"to": "x"}), "other"), 2), None).await;
+    assert_eq!(other.effect, Effect::Allow, "{:?}", other.reasons);
+    // Once the flood's calls leave the window and their sessions expire,
+    // there is room again.
+    let later = jiff::SignedDuration::from_hours(25);
+    rt.prune_state(start.checked_add(later).unwrap()).await.unwrap();
+    let a = rt
+        .decide(at(call("note", json!({"text": big}), "fresh"), 25 * 3600), None)
+        .await;
+    assert_eq!(a.effect, Effect::Allow, "{:?}", a.reasons);
+}
+
+/// A session id or a limit key longer than the state takes blocks, saying
+/// why, and takes nothing.
+#[tokio::test]
+async fn an_overlong_session_id_or_limit_key_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = open_bounded(&dir.path().join("rein.db"), 1024 * 1024, false).await;
+    let long = "s".repeat(rein_runtime::MAX_SESSION_ID_BYTES + 1);
+    let a = rt.decide(call("note", json!({"text": "hi"}), &long), None).await;
+    assert_eq!(a.effect, Effect::Block);
+    assert!(a.reasons[0].contains("session id is 257 bytes"), "{:?}", a.reasons);
+    assert!(rt.session(&long).unwrap().is_none());
+    let ok = "s".repeat(rein_runtime::MAX_SESSION_ID_BYTES);
+    let a = rt.decide(call("note", json!({"text": "hi"}), &ok), None).await;
+    assert_eq!(a.effect, Effect::Allow, "{:?}", a.reasons);
+
+    let customer = "c".repeat(rein_runtime::MAX_BUCKET_ID_BYTES);
+    let a = rt
+        .decide(
+            Request::new("refund")
+                .input(json!({"customer": customer}))
+                .actor(json!({"id": "b"})),
+            None,
+        )
+        .await;
+    assert_eq!(a.effect, Effect::Block);
+    assert!(a.reasons[0].contains("limit `refund_rate`"), "{:?}", a.reasons);
+    assert!(rt.limits(jiff::Timestamp::now()).unwrap().is_empty());
+    let a = rt
+        .decide(
+            Request::new("refund")
+                .input(json!({"customer": "c-1"}))
+                .actor(json!({"id": "b"})),
+            None,
+        )
+        .await;
+    assert_eq!(a.effect, Effect::Allow, "{:?}", a.reasons);
+}
