@@ -664,11 +664,22 @@ impl Runtime {
         // A stateless action takes the path it always took: no lock, no
         // state read, nothing reserved.
         let mut reserved = None;
+        // Why the approval given cannot hold, found before a stateful
+        // decision reserves (see `approval_may_hold`).
+        let mut approval_refused = None;
         // (`uses_state` first: a bool, so a stateless policy does not even
         // look the action up.)
         let decided = if policy.uses_state() && policy.action_state(&request.action, Phase::Before).any() {
             let time = request.time.unwrap_or(now);
-            self.decide_stateful(policy, &request, &decision_id, approval.is_some(), time, &mut reserved)
+            // Reserved as allowed only with an approval that can hold: a
+            // made-up id would otherwise take units for as long as the
+            // approval step takes, and a stream of them keep a shared
+            // limit full for everyone else.
+            if let Some(id) = &approval {
+                approval_refused = self.approval_may_hold(policy, &request, id, client).await.err();
+            }
+            let approval_given = approval.is_some() && approval_refused.is_none();
+            self.decide_stateful(policy, &request, &decision_id, approval_given, time, &mut reserved)
         } else {
             Ok(policy.decide(&request))
         };
@@ -697,6 +708,7 @@ impl Runtime {
                 &mut approval_ref,
                 now,
                 client,
+                approval_refused,
             )
             .await;
         }
@@ -749,6 +761,44 @@ impl Runtime {
         answer
     }
 
+    /// Whether approval `id` is granted, to `client`, for this identical
+    /// request (`Err` says why not): what the approval step checks again,
+    /// atomically, as it uses it. A stateful decision reserves its units
+    /// as allowed only if so: a made-up id would otherwise take them for
+    /// as long as the approval step takes, and a stream of such requests
+    /// keep a shared limit full for everyone else. And an approval that
+    /// did not hold here is not used (nor spent) by the approval step:
+    /// granted in between, it would allow a call whose units were not
+    /// reserved, past the limit.
+    async fn approval_may_hold(
+        &self,
+        policy: &Policy,
+        request: &Request,
+        id: &str,
+        client: Option<&str>,
+    ) -> Result<(), String> {
+        let a = match self.store.get_approval(id).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return Err(ApprovalError::NotFound(id.to_string()).to_string()),
+            Err(e) => return Err(format!("it could not be looked up: {e}")),
+        };
+        if a.requested_via.as_deref() != client {
+            return Err(ApprovalError::OtherClient(id.to_string()).to_string());
+        }
+        if a.state != ApprovalState::Granted {
+            return Err(ApprovalError::WrongState {
+                id: id.to_string(),
+                state: a.state.as_str().to_string(),
+                expected: ApprovalState::Granted.as_str().to_string(),
+            }
+            .to_string());
+        }
+        if a.request_hash != approval_hash(&self.redactor, request, &policy.per_call_fields(&request.action)) {
+            return Err(ApprovalError::RequestMismatch(id.to_string()).to_string());
+        }
+        Ok(())
+    }
+
     /// Decides a stateful action against the state, reserving its writes
     /// (into `reserved`). `Err` with the reason to block: a contract
     /// violation is decided as always (it reads no state), and a state
@@ -785,9 +835,15 @@ impl Runtime {
         approval_ref: &mut Option<String>,
         now: Timestamp,
         client: Option<&str>,
+        refused: Option<String>,
     ) {
         let policy = &loaded.policy;
         match (approval, decision.effect()) {
+            // Found not to hold before the decision reserved: not used.
+            (Some(id), Effect::RequireApproval) if refused.is_some() => {
+                fail(answer, format!("approval: {}", refused.unwrap_or_default()));
+                *approval_ref = Some(id);
+            }
             (Some(id), Effect::RequireApproval) => {
                 let hash = approval_hash(&self.redactor, request, &policy.per_call_fields(&request.action));
                 let terms = approval_terms(decision, self.config.default_approval_ttl);

@@ -5,9 +5,14 @@
 // Helpers outside `#[test]` functions panic on failure too; that is the report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use jiff::Timestamp;
+use rein_engine::state::StateWrite;
 use rein_engine::{Effect, Policy, Request};
 use rein_runtime::{Runtime, RuntimeConfig};
-use rein_store::SqliteStore;
+use rein_store::{
+    ApprovalError, ApprovalRecord, ApprovalState, AuditEntry, AuditQuery, AuditRecord, SqliteStore, Store, StoreError,
+    StoredStateSize, Verification,
+};
 use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
@@ -250,4 +255,173 @@ async fn an_overlong_session_id_or_limit_key_blocks() {
         )
         .await;
     assert_eq!(a.effect, Effect::Allow, "{:?}", a.reasons);
+}
+
+const SHARED_CAP: &str = r#"
+default: allow
+contracts:
+  actor: {id: string}
+  actions:
+    pay:
+      input: {amount: {type: int, min: 0}}
+rules:
+  - id: cap
+    action: pay
+    effect: block
+    limit: {count: 1, window: 1h}
+  - id: big
+    action: pay
+    when: input.amount > 100
+    effect: require_approval
+"#;
+
+/// A store whose approval lookups hang while `hanging` is set.
+struct SlowApprovals {
+    inner: Arc<SqliteStore>,
+    hanging: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Store for SlowApprovals {
+    async fn append(&self, e: AuditEntry) -> Result<AuditRecord, StoreError> {
+        self.inner.append(e).await
+    }
+    async fn append_once(&self, e: AuditEntry) -> Result<Option<AuditRecord>, StoreError> {
+        self.inner.append_once(e).await
+    }
+    async fn append_with_state(&self, e: AuditEntry, w: Vec<StateWrite>) -> Result<AuditRecord, StoreError> {
+        self.inner.append_with_state(e, w).await
+    }
+    async fn append_once_with_state(
+        &self,
+        e: AuditEntry,
+        w: Vec<StateWrite>,
+    ) -> Result<Option<AuditRecord>, StoreError> {
+        self.inner.append_once_with_state(e, w).await
+    }
+    async fn load_state(&self, a: Timestamp, b: Timestamp) -> Result<Vec<StateWrite>, StoreError> {
+        self.inner.load_state(a, b).await
+    }
+    async fn prune_state(&self, a: Timestamp, b: Timestamp) -> Result<u64, StoreError> {
+        self.inner.prune_state(a, b).await
+    }
+    async fn reset_limits(&self, r: Option<String>, b: Option<String>) -> Result<u64, StoreError> {
+        self.inner.reset_limits(r, b).await
+    }
+    async fn state_size(&self) -> Result<StoredStateSize, StoreError> {
+        self.inner.state_size().await
+    }
+    async fn bind_key_fingerprint(&self, f: &str) -> Result<String, StoreError> {
+        self.inner.bind_key_fingerprint(f).await
+    }
+    async fn key_fingerprint(&self) -> Result<Option<String>, StoreError> {
+        self.inner.key_fingerprint().await
+    }
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        self.inner.probe_write().await
+    }
+    async fn find_open_approval(
+        &self,
+        h: &str,
+        c: Option<&str>,
+        n: &str,
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        self.inner.find_open_approval(h, c, n).await
+    }
+    async fn list_client_approvals(
+        &self,
+        c: &str,
+        s: Option<ApprovalState>,
+        l: u64,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        self.inner.list_client_approvals(c, s, l).await
+    }
+    async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        self.inner.query_audit(q).await
+    }
+    async fn verify_audit(&self) -> Result<Verification, StoreError> {
+        self.inner.verify_audit().await
+    }
+    async fn audit_len(&self) -> Result<u64, StoreError> {
+        self.inner.audit_len().await
+    }
+    async fn create_approval(&self, a: ApprovalRecord) -> Result<(), StoreError> {
+        self.inner.create_approval(a).await
+    }
+    async fn get_approval(&self, id: &str) -> Result<Option<ApprovalRecord>, StoreError> {
+        if self.hanging.load(std::sync::atomic::Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        self.inner.get_approval(id).await
+    }
+    async fn list_approvals(&self, s: Option<ApprovalState>, l: u64) -> Result<Vec<ApprovalRecord>, StoreError> {
+        self.inner.list_approvals(s, l).await
+    }
+    async fn decide_approval(
+        &self,
+        id: &str,
+        g: bool,
+        a: &str,
+        c: Option<&str>,
+        n: &str,
+    ) -> Result<Result<ApprovalRecord, ApprovalError>, StoreError> {
+        self.inner.decide_approval(id, g, a, c, n).await
+    }
+    async fn use_approval(
+        &self,
+        id: &str,
+        h: &str,
+        n: &str,
+    ) -> Result<Result<ApprovalRecord, ApprovalError>, StoreError> {
+        self.inner.use_approval(id, h, n).await
+    }
+}
+
+fn pay_amount(amount: i64) -> Request {
+    Request::new("pay")
+        .input(json!({"amount": amount}))
+        .actor(json!({"id": "bot-1"}))
+}
+
+/// A request naming an approval that does not hold (made up, pending, of
+/// another request) takes no unit of a shared limit while its approval is
+/// looked at, and is refused without spending anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_made_up_approval_holds_no_units_while_it_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = Arc::new(SqliteStore::open(dir.path().join("rein.db")).unwrap());
+    let store = Arc::new(SlowApprovals {
+        inner,
+        hanging: std::sync::atomic::AtomicBool::new(false),
+    });
+    let rt = Arc::new(Runtime::new(
+        Policy::from_yaml_str(SHARED_CAP).unwrap(),
+        store.clone(),
+        config(),
+    ));
+    rt.open_state().await.unwrap();
+    // A pending approval is refused before anything is reserved, and stays
+    // pending.
+    let asked = rt.decide(pay_amount(500), None).await;
+    assert_eq!(asked.effect, Effect::RequireApproval, "{:?}", asked.reasons);
+    let id = asked.approval.unwrap().id;
+    let early = rt.decide(pay_amount(500), Some(id.clone())).await;
+    assert_eq!(early.effect, Effect::Block);
+    assert!(
+        early.reasons[0].contains("is pending, not granted"),
+        "{:?}",
+        early.reasons
+    );
+    assert!(rt.limits(Timestamp::now()).unwrap().is_empty(), "nothing consumed");
+
+    store.hanging.store(true, std::sync::atomic::Ordering::SeqCst);
+    let attacker = {
+        let rt = rt.clone();
+        tokio::spawn(async move { rt.decide(pay_amount(500), Some("made-up".into())).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let honest = rt.decide(pay_amount(5), None).await;
+    assert_eq!(honest.effect, Effect::Allow, "{:?}", honest.reasons);
+    attacker.abort();
+    let _ = attacker.await;
 }
