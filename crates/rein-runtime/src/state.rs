@@ -73,6 +73,8 @@ pub(crate) struct StateKeeper {
     session_idle: SignedDuration,
     /// The most the state may hold, in bytes (as the ledger counts them).
     max_bytes: usize,
+    /// How the mirror hashes sensitive fields (kept to start it afresh).
+    hasher: Hasher,
 }
 
 /// A reservation: the writes applied to the mirror for a decision not yet
@@ -154,7 +156,7 @@ impl StateKeeper {
         let hasher: Hasher = Arc::new(move |v: &serde_json::Value| redactor.hash(v));
         StateKeeper {
             mirror: Mutex::new(Mirror {
-                state: MemoryState::new(hasher),
+                state: MemoryState::new(hasher.clone()),
                 ledger: Ledger::default(),
                 loaded: false,
                 max_window: SignedDuration::ZERO,
@@ -163,6 +165,7 @@ impl StateKeeper {
             loading: tokio::sync::Mutex::new(()),
             session_idle,
             max_bytes,
+            hasher,
         }
     }
 
@@ -324,6 +327,10 @@ impl StateKeeper {
         let writes = store.load_state(window_start, idle_start).await?;
         let mut mirror = self.mirror().map_err(StoreError)?;
         if !mirror.loaded {
+            // Afresh: a mirror released earlier (its store closed) still
+            // holds what it had, which the store's copy has too.
+            mirror.state = MemoryState::new(self.hasher.clone());
+            mirror.ledger = Ledger::default();
             mirror.apply(&writes);
             mirror.loaded = true;
             mirror.max_window = wanted;

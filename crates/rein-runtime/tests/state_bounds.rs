@@ -425,3 +425,19 @@ async fn a_made_up_approval_holds_no_units_while_it_is_checked() {
     attacker.abort();
     let _ = attacker.await;
 }
+
+/// A runtime that gave its state up (its store closed) and loads it again
+/// holds each use once, not once more per load.
+#[tokio::test]
+async fn loading_the_state_again_counts_each_use_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = open(&dir.path().join("rein.db"), SHARED_CAP).await;
+    let a = rt.decide(pay_amount(5), None).await;
+    assert_eq!(a.effect, Effect::Allow, "{:?}", a.reasons);
+    rt.release_state_lock();
+    assert_eq!(rt.decide(pay_amount(5), None).await.effect, Effect::Block, "released");
+    rt.open_state().await.unwrap();
+    let limits = rt.limits(Timestamp::now()).unwrap();
+    assert_eq!(limits.len(), 1);
+    assert_eq!(limits[0].used, rein_engine::state::Decimal::ONE);
+}
