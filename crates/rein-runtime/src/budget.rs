@@ -92,13 +92,15 @@ impl Ledger {
                     *self.uses.entry(*time).or_default() += bytes;
                 }
                 StateWrite::Call { session, call } => {
-                    let s = self.session(session, call.time);
-                    s.calls.push(CallEntry {
-                        time: call.time,
-                        decision_id: call.decision_id.clone(),
-                        bytes,
-                        output: 0,
-                    });
+                    self.touch(session, call.time);
+                    if let Some(s) = self.sessions.get_mut(session.as_str()) {
+                        s.calls.push(CallEntry {
+                            time: call.time,
+                            decision_id: call.decision_id.clone(),
+                            bytes,
+                            output: 0,
+                        });
+                    }
                 }
                 StateWrite::Output {
                     session, decision_id, ..
@@ -116,25 +118,32 @@ impl Ledger {
                     call.output = bytes;
                 }
                 StateWrite::Label { session, time, .. } => {
-                    self.session(session, *time).fixed += bytes;
+                    self.touch(session, *time);
+                    if let Some(s) = self.sessions.get_mut(session.as_str()) {
+                        s.fixed += bytes;
+                    }
                 }
             }
             self.total += bytes;
         }
     }
 
-    /// The entry of `session`, made if new, seen at `time`.
-    fn session(&mut self, session: &str, time: Timestamp) -> &mut SessionEntry {
-        let total = &mut self.total;
-        let s = self.sessions.entry(session.to_string()).or_insert_with(|| {
-            *total += ENTRY_OVERHEAD + session.len();
-            SessionEntry {
-                fixed: ENTRY_OVERHEAD + session.len(),
-                ..SessionEntry::default()
-            }
-        });
-        s.last_seen = Some(s.last_seen.map_or(time, |t| t.max(time)));
-        s
+    /// Makes the entry of `session` if new (a known one is found without
+    /// allocating its key), and sees it at `time`.
+    fn touch(&mut self, session: &str, time: Timestamp) {
+        if !self.sessions.contains_key(session) {
+            self.total += ENTRY_OVERHEAD + session.len();
+            self.sessions.insert(
+                session.to_string(),
+                SessionEntry {
+                    fixed: ENTRY_OVERHEAD + session.len(),
+                    ..SessionEntry::default()
+                },
+            );
+        }
+        if let Some(s) = self.sessions.get_mut(session) {
+            s.last_seen = Some(s.last_seen.map_or(time, |t| t.max(time)));
+        }
     }
 
     pub(crate) fn undo(&mut self, writes: &[StateWrite]) {
