@@ -9,6 +9,7 @@
 
 #![deny(missing_docs)]
 
+mod budget;
 mod direct;
 mod recent;
 mod refused;
@@ -33,7 +34,7 @@ use std::time::Instant;
 
 pub use refused::{Refusal, MAX_REFUSED_BODY_KEPT};
 pub use replay::{replay, ReplayChange, ReplayReport};
-pub use state::DEFAULT_SESSION_IDLE;
+pub use state::{DEFAULT_MAX_STATE_BYTES, DEFAULT_SESSION_IDLE, MAX_BUCKET_ID_BYTES, MAX_SESSION_ID_BYTES};
 
 /// Settings of a runtime.
 #[derive(Clone, Debug)]
@@ -58,6 +59,11 @@ pub struct RuntimeConfig {
     /// How long a session is kept after its last call (its calls and
     /// labels): a session idle longer starts empty. 24 hours by default.
     pub session_idle: SignedDuration,
+    /// The most memory, in bytes (estimated), the state of limits and
+    /// sessions may hold. A decision that would add to a full state is
+    /// `block` (nothing held is evicted: it may be what a rule needs);
+    /// room frees up as entries leave their windows and sessions expire.
+    pub max_state_bytes: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -69,6 +75,7 @@ impl Default for RuntimeConfig {
             recent_decisions: 10_000,
             trust_request_time: false,
             session_idle: state::DEFAULT_SESSION_IDLE,
+            max_state_bytes: state::DEFAULT_MAX_STATE_BYTES,
         }
     }
 }
@@ -96,6 +103,26 @@ pub struct Runtime {
     last_probe: Mutex<Option<Instant>>,
     /// The state stateful rules read (limits, sessions).
     state: state::StateKeeper,
+    /// Decisions whose outcome is being reported right now: a second
+    /// report of one of them is refused at once, so that two reports never
+    /// reserve writes for the same call together.
+    reporting: Mutex<std::collections::HashSet<String>>,
+}
+
+/// A claim on reporting one decision's outcome (see `Runtime::reporting`),
+/// given back when the report is done.
+struct Reporting<'a> {
+    claims: &'a Mutex<std::collections::HashSet<String>>,
+    decision_id: String,
+}
+
+impl Drop for Reporting<'_> {
+    fn drop(&mut self) {
+        self.claims
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.decision_id);
+    }
 }
 
 /// Shortest time between two write probes of the store.
@@ -500,13 +527,18 @@ impl Runtime {
             redactor: Redactor::new(&config.hmac_key),
             sealer: Sealer::new(&config.hmac_key),
             recent: Recent::new(config.recent_decisions),
-            state: state::StateKeeper::new(&Redactor::new(&config.hmac_key), config.session_idle),
+            state: state::StateKeeper::new(
+                &Redactor::new(&config.hmac_key),
+                config.session_idle,
+                config.max_state_bytes,
+            ),
             store,
             config,
             audit_failing: AtomicBool::new(false),
             audit_failure: Mutex::new(None),
             key_state: AtomicU8::new(KEY_UNCHECKED),
             last_probe: Mutex::new(None),
+            reporting: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -632,11 +664,22 @@ impl Runtime {
         // A stateless action takes the path it always took: no lock, no
         // state read, nothing reserved.
         let mut reserved = None;
+        // Why the approval given cannot hold, found before a stateful
+        // decision reserves (see `approval_may_hold`).
+        let mut approval_refused = None;
         // (`uses_state` first: a bool, so a stateless policy does not even
         // look the action up.)
         let decided = if policy.uses_state() && policy.action_state(&request.action, Phase::Before).any() {
             let time = request.time.unwrap_or(now);
-            self.decide_stateful(policy, &request, &decision_id, approval.is_some(), time, &mut reserved)
+            // Reserved as allowed only with an approval that can hold: a
+            // made-up id would otherwise take units for as long as the
+            // approval step takes, and a stream of them keep a shared
+            // limit full for everyone else.
+            if let Some(id) = &approval {
+                approval_refused = self.approval_may_hold(policy, &request, id, client).await.err();
+            }
+            let approval_given = approval.is_some() && approval_refused.is_none();
+            self.decide_stateful(policy, &request, &decision_id, approval_given, time, &mut reserved)
         } else {
             Ok(policy.decide(&request))
         };
@@ -665,6 +708,7 @@ impl Runtime {
                 &mut approval_ref,
                 now,
                 client,
+                approval_refused,
             )
             .await;
         }
@@ -717,6 +761,44 @@ impl Runtime {
         answer
     }
 
+    /// Whether approval `id` is granted, to `client`, for this identical
+    /// request (`Err` says why not): what the approval step checks again,
+    /// atomically, as it uses it. A stateful decision reserves its units
+    /// as allowed only if so: a made-up id would otherwise take them for
+    /// as long as the approval step takes, and a stream of such requests
+    /// keep a shared limit full for everyone else. And an approval that
+    /// did not hold here is not used (nor spent) by the approval step:
+    /// granted in between, it would allow a call whose units were not
+    /// reserved, past the limit.
+    async fn approval_may_hold(
+        &self,
+        policy: &Policy,
+        request: &Request,
+        id: &str,
+        client: Option<&str>,
+    ) -> Result<(), String> {
+        let a = match self.store.get_approval(id).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return Err(ApprovalError::NotFound(id.to_string()).to_string()),
+            Err(e) => return Err(format!("it could not be looked up: {e}")),
+        };
+        if a.requested_via.as_deref() != client {
+            return Err(ApprovalError::OtherClient(id.to_string()).to_string());
+        }
+        if a.state != ApprovalState::Granted {
+            return Err(ApprovalError::WrongState {
+                id: id.to_string(),
+                state: a.state.as_str().to_string(),
+                expected: ApprovalState::Granted.as_str().to_string(),
+            }
+            .to_string());
+        }
+        if a.request_hash != approval_hash(&self.redactor, request, &policy.per_call_fields(&request.action)) {
+            return Err(ApprovalError::RequestMismatch(id.to_string()).to_string());
+        }
+        Ok(())
+    }
+
     /// Decides a stateful action against the state, reserving its writes
     /// (into `reserved`). `Err` with the reason to block: a contract
     /// violation is decided as always (it reads no state), and a state
@@ -753,9 +835,15 @@ impl Runtime {
         approval_ref: &mut Option<String>,
         now: Timestamp,
         client: Option<&str>,
+        refused: Option<String>,
     ) {
         let policy = &loaded.policy;
         match (approval, decision.effect()) {
+            // Found not to hold before the decision reserved: not used.
+            (Some(id), Effect::RequireApproval) if refused.is_some() => {
+                fail(answer, format!("approval: {}", refused.unwrap_or_default()));
+                *approval_ref = Some(id);
+            }
             (Some(id), Effect::RequireApproval) => {
                 let hash = approval_hash(&self.redactor, request, &policy.per_call_fields(&request.action));
                 let terms = approval_terms(decision, self.config.default_approval_ttl);
@@ -847,6 +935,24 @@ impl Runtime {
                 });
             }
         }
+        // One report of a decision at a time: another one arriving while
+        // this one is under way is a duplicate (the store would refuse it).
+        // (A set of ids cannot be left half-changed: a poisoned lock is
+        // taken as it is.)
+        let claimed = self
+            .reporting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(decision_id.to_string());
+        if !claimed {
+            return Err(OutcomeRefused::AlreadyReported {
+                decision_id: decision_id.to_string(),
+            });
+        }
+        let _claim = Reporting {
+            claims: &self.reporting,
+            decision_id: decision_id.to_string(),
+        };
         let mut reserved = None;
         let (mut request, mut answer) = match original.request {
             Err(reason) => {

@@ -16,12 +16,45 @@ use rein_engine::state::{BucketKey, StateEffects, StateWrite};
 use rein_engine::{BucketStatus, Hasher, MemoryState, Prepared, SessionSnapshot};
 use rein_store::StateLock;
 
+use crate::budget::Ledger;
+
+/// The longest session id a stateful decision takes: ids are keys the
+/// state keeps (and the store indexes) for every call; a UUID is 36 bytes.
+pub const MAX_SESSION_ID_BYTES: usize = 256;
+
+/// The longest bucket id (a limit's rule and `per` values, as JSON) a
+/// decision may add a use to: the values come from the request.
+pub const MAX_BUCKET_ID_BYTES: usize = 1024;
+
+/// How much memory the state may hold unless configured (see
+/// [`crate::RuntimeConfig::max_state_bytes`]).
+pub const DEFAULT_MAX_STATE_BYTES: usize = 512 * 1024 * 1024;
+
+impl Mirror {
+    fn apply(&mut self, writes: &[StateWrite]) {
+        self.state.apply(writes);
+        self.ledger.apply(writes);
+    }
+
+    fn undo(&mut self, writes: &[StateWrite]) {
+        self.state.undo(writes);
+        self.ledger.undo(writes);
+    }
+
+    fn prune(&mut self, now: Timestamp, max_window: SignedDuration, session_idle: SignedDuration) -> usize {
+        self.ledger.prune(now, max_window, session_idle);
+        self.state.prune(now, max_window, session_idle)
+    }
+}
+
 /// How long a session is kept after its last call unless configured.
 pub const DEFAULT_SESSION_IDLE: SignedDuration = SignedDuration::from_hours(24);
 
 /// The mirror and what it was loaded for.
 struct Mirror {
     state: MemoryState,
+    /// What the state holds, in bytes (see [`crate::budget`]).
+    ledger: Ledger,
     /// Whether the store's state was loaded (decisions needing state block
     /// until it is).
     loaded: bool,
@@ -38,6 +71,10 @@ pub(crate) struct StateKeeper {
     /// Loads run one at a time (start, reloads).
     loading: tokio::sync::Mutex<()>,
     session_idle: SignedDuration,
+    /// The most the state may hold, in bytes (as the ledger counts them).
+    max_bytes: usize,
+    /// How the mirror hashes sensitive fields (kept to start it afresh).
+    hasher: Hasher,
 }
 
 /// A reservation: the writes applied to the mirror for a decision not yet
@@ -89,6 +126,19 @@ impl Drop for Pending<'_> {
     }
 }
 
+/// Whether `decision_id`'s call in `session` holds an output.
+fn call_has_output(state: &MemoryState, session: Option<&str>, decision_id: &str) -> bool {
+    let Some(session) = session else {
+        return false;
+    };
+    let mut found = false;
+    // Every call of the session: the call's time is not known here.
+    let _ = rein_engine::state::StateView::session_calls(state, session, Timestamp::MIN, &mut |c| {
+        found |= c.decision_id == decision_id && c.output.is_some();
+    });
+    found
+}
+
 impl StateKeeper {
     /// Guards `reserved` until it is handed to the store.
     pub fn pending(&self, reserved: Reserved) -> Pending<'_> {
@@ -99,20 +149,23 @@ impl StateKeeper {
         }
     }
 
-    pub fn new(redactor: &Redactor, session_idle: SignedDuration) -> StateKeeper {
+    pub fn new(redactor: &Redactor, session_idle: SignedDuration, max_bytes: usize) -> StateKeeper {
         // Sensitive fields of earlier calls are kept as keyed hashes under
         // the audit key: the same hashes as in the audit log.
         let redactor = redactor.clone();
         let hasher: Hasher = Arc::new(move |v: &serde_json::Value| redactor.hash(v));
         StateKeeper {
             mirror: Mutex::new(Mirror {
-                state: MemoryState::new(hasher),
+                state: MemoryState::new(hasher.clone()),
+                ledger: Ledger::default(),
                 loaded: false,
                 max_window: SignedDuration::ZERO,
             }),
             lock: Mutex::new(None),
             loading: tokio::sync::Mutex::new(()),
             session_idle,
+            max_bytes,
+            hasher,
         }
     }
 
@@ -159,13 +212,52 @@ impl StateKeeper {
                     .to_string(),
             );
         }
-        let (decision, effects) = prepared.decide_with_state(&mirror.state);
+        if let Some(session) = prepared.session().filter(|s| s.len() > MAX_SESSION_ID_BYTES) {
+            return Err(format!(
+                "state: the session id is {} bytes long; at most {MAX_SESSION_ID_BYTES} are taken",
+                session.len()
+            ));
+        }
+        let (decision, mut effects) = prepared.decide_with_state(&mirror.state);
+        if let Some(c) = effects
+            .consume
+            .iter()
+            .find(|c| c.bucket.id().len() > MAX_BUCKET_ID_BYTES)
+        {
+            return Err(format!(
+                "state: the limit `{}` would count this call under a key of {} bytes; at most \
+                 {MAX_BUCKET_ID_BYTES} are taken",
+                c.bucket.rule,
+                c.bucket.id().len()
+            ));
+        }
+        if effects.output.is_some() && call_has_output(&mirror.state, effects.session.as_deref(), decision_id) {
+            // The outcome of this call was reported already (this report
+            // will be refused as a duplicate): its output stays the one
+            // recorded. Written, then undone, it would leave the call with
+            // none, and a rule over outputs would count less than was
+            // reported.
+            effects.output = None;
+        }
         let tentative = match decision.effect() {
             Effect::RequireApproval if approval_given => Effect::Allow,
             effect => effect,
         };
         let writes = effects.writes(decision_id, tentative, time);
-        mirror.state.apply(&writes);
+        let cost = Ledger::cost(&writes);
+        let held = mirror.ledger.total();
+        if cost > 0 && held.saturating_add(cost) > self.max_bytes {
+            // Nothing is evicted to make room: what is held may be what a
+            // rule needs (a session's label, a limit's uses).
+            return Err(format!(
+                "state full: the limits and sessions held take about {} MiB, and this decision would add {} \
+                 bytes (at most {} MiB; older entries leave as their windows pass and idle sessions expire)",
+                held / (1024 * 1024),
+                cost,
+                self.max_bytes / (1024 * 1024)
+            ));
+        }
+        mirror.apply(&writes);
         Ok((
             decision,
             Reserved {
@@ -184,8 +276,8 @@ impl StateKeeper {
         }
         let writes = reserved.effects.writes(decision_id, effect, reserved.time);
         if let Ok(mut mirror) = self.mirror() {
-            mirror.state.undo(&reserved.writes);
-            mirror.state.apply(&writes);
+            mirror.undo(&reserved.writes);
+            mirror.apply(&writes);
         }
         reserved.writes = writes;
         reserved.effect = effect;
@@ -207,7 +299,7 @@ impl StateKeeper {
             return;
         }
         if let Ok(mut mirror) = self.mirror() {
-            mirror.state.undo(writes);
+            mirror.undo(writes);
         }
     }
 
@@ -235,7 +327,11 @@ impl StateKeeper {
         let writes = store.load_state(window_start, idle_start).await?;
         let mut mirror = self.mirror().map_err(StoreError)?;
         if !mirror.loaded {
-            mirror.state.apply(&writes);
+            // Afresh: a mirror released earlier (its store closed) still
+            // holds what it had, which the store's copy has too.
+            mirror.state = MemoryState::new(self.hasher.clone());
+            mirror.ledger = Ledger::default();
+            mirror.apply(&writes);
             mirror.loaded = true;
             mirror.max_window = wanted;
             tracing::info!(writes = writes.len(), "state loaded from the store");
@@ -247,7 +343,7 @@ impl StateKeeper {
         let held_start = now.checked_sub(mirror.max_window).unwrap_or(now);
         let idle = self.session_idle;
         let held_window = mirror.max_window;
-        mirror.state.prune(now, held_window, idle);
+        mirror.prune(now, held_window, idle);
         let older_calls: std::collections::HashSet<&str> = writes
             .iter()
             .filter_map(|w| match w {
@@ -265,7 +361,7 @@ impl StateKeeper {
             })
             .cloned()
             .collect();
-        mirror.state.apply(&older);
+        mirror.apply(&older);
         mirror.max_window = wanted;
         tracing::info!(writes = older.len(), "older state loaded for a longer max_window");
         Ok(())
@@ -288,7 +384,7 @@ impl StateKeeper {
             }
             // Never narrower than what the policy now reads.
             let window = mirror.max_window.max(policy.max_window());
-            let dropped = mirror.state.prune(now, window, self.session_idle);
+            let dropped = mirror.prune(now, window, self.session_idle);
             (dropped, window)
         };
         let window_start = now.checked_sub(window).map_err(|e| StoreError(e.to_string()))?;

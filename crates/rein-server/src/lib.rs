@@ -96,6 +96,10 @@ pub struct ServerConfig {
     /// How long a session is kept after its last call (24 hours by
     /// default); one idle longer starts empty.
     pub session_idle: SignedDuration,
+    /// The most memory, in bytes, the state of limits and sessions may
+    /// hold (512 MiB by default); a decision that would add to a full state
+    /// is `block` (see [`RuntimeConfig::max_state_bytes`]).
+    pub max_state_bytes: usize,
     /// Whether a request's own `time` is the decision's time (off by
     /// default: an agent that chose its clock could step around time-based
     /// rules and limit windows). For tests and trusted replays only.
@@ -116,6 +120,7 @@ impl ServerConfig {
             default_approval_ttl: SignedDuration::from_hours(1),
             request_timeout: Duration::from_secs(10),
             session_idle: rein_runtime::DEFAULT_SESSION_IDLE,
+            max_state_bytes: rein_runtime::DEFAULT_MAX_STATE_BYTES,
             trust_request_time: false,
         }
     }
@@ -295,6 +300,7 @@ impl AppState {
             hmac_key,
             default_approval_ttl: config.default_approval_ttl,
             session_idle: config.session_idle,
+            max_state_bytes: config.max_state_bytes,
             trust_request_time: config.trust_request_time,
             ..RuntimeConfig::default()
         };

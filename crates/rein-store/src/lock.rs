@@ -27,6 +27,10 @@ pub struct StateLock {
 }
 
 impl StateLock {
+    /// How the error of [`StateLock::acquire`] starts when another process
+    /// holds the lock (rather than the lock file failing to open).
+    pub const HELD: &'static str = "another Rein process";
+
     /// Locks the state of the store at `db_path`, waiting up to `wait` for
     /// another holder to release it. The lock file is created if missing,
     /// readable and writable by its owner only. Fails with an error naming
@@ -45,8 +49,9 @@ impl StateLock {
                     let waited = start.elapsed();
                     if waited >= wait {
                         return Err(StoreError(format!(
-                            "another Rein process (a `rein serve` or a hook) holds the state of this store: \
-                             {} is locked (waited {} ms)",
+                            "{} (a `rein serve` or a hook) holds the state of this store: {} is locked (waited {} \
+                             ms)",
+                            Self::HELD,
                             path.display(),
                             wait.as_millis()
                         )));

@@ -201,7 +201,8 @@ fn local(args: &HookArgs, agent: Agent, bytes: &[u8], limit: Duration) -> anyhow
         // keeps is refused (its memory would not see this one's writes).
         let lock = rein_store::StateLock::acquire(&db, STATE_LOCK_WAIT).map_err(|e| {
             anyhow::anyhow!(
-                "the policy keeps state (limits, sessions) and {} is busy: {}",
+                "the policy keeps state (limits, sessions) and {} is busy: {} (if a `rein serve` keeps this \
+                 store, send the hook's events to it: `rein hook --server URL`)",
                 db.display(),
                 e.0
             )

@@ -162,11 +162,17 @@ pub fn run(args: LimitsArgs) -> anyhow::Result<u8> {
 /// now) keeps the state of this file.
 fn lock(db: &std::path::Path) -> anyhow::Result<StateLock> {
     StateLock::acquire(db, LOCK_WAIT).map_err(|e| {
-        anyhow::anyhow!(
-            "{}\n(a `rein serve` keeps the limits of `{}` in memory: use `--server URL --token T` to ask it)",
-            e.0,
-            db.display()
-        )
+        // The hint only for a lock another process holds: a lock file that
+        // cannot be made (a read-only folder) says so alone.
+        if e.0.starts_with(StateLock::HELD) {
+            anyhow::anyhow!(
+                "{}\n(a `rein serve` keeps the limits of `{}` in memory: use `--server URL --token T` to ask it)",
+                e.0,
+                db.display()
+            )
+        } else {
+            anyhow::anyhow!("{}", e.0)
+        }
     })
 }
 

@@ -43,6 +43,13 @@ pub struct ServeArgs {
     /// longer starts empty, as a new one.
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = session_idle)]
     session_idle: jiff::SignedDuration,
+    /// The most memory the state of limits and sessions may hold, in MiB
+    /// (recorded calls keep their inputs and outputs). At the bound a
+    /// decision that would add to it is `block`, saying so; nothing held
+    /// is forgotten, and room frees up as windows pass and sessions expire.
+    #[arg(long, value_name = "MIB", default_value_t = 512,
+          value_parser = clap::value_parser!(u64).range(1..=(1 << 20)))]
+    state_max_mib: u64,
     /// Take a request's own `time` as the decision's time, for rules and
     /// limit windows. For tests and trusted replays only: an agent that
     /// chose its clock could step around time-based rules and limits.
@@ -65,6 +72,7 @@ pub fn run(args: ServeArgs, color: bool) -> anyhow::Result<u8> {
     config.hmac_key_path = args.audit_key;
     config.max_body_bytes = usize::try_from(args.max_body)?;
     config.session_idle = args.session_idle;
+    config.max_state_bytes = usize::try_from(args.state_max_mib.saturating_mul(1024 * 1024))?;
     config.trust_request_time = args.trust_request_time;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers.map_or_else(rein_server::default_workers, usize::from))
