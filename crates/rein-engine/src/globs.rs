@@ -966,6 +966,37 @@ mod tests {
     }
 
     #[test]
+    fn a_shell_wildcard_may_stand_for_several_bytes_of_the_policy_glob() {
+        use Tok::{Class, Lit, Quest};
+        // A shell `?` or class matches one character, of up to four bytes in
+        // UTF-8, where a policy `?` matches one byte. The first two were
+        // found by the property test below.
+        for (toks, glob, both) in [
+            (vec![Quest, Quest], "???{a,b/}", "€a"),
+            (vec![Quest, Lit('a'), Quest], "a????", "aa€"),
+            (vec![Quest], "????", "𝄞"),
+            (vec![Class(true, vec!['a']), Lit('b')], "???b", "€b"),
+        ] {
+            let operand = render(&toks);
+            assert!(shell_matches(&toks, both.as_bytes()), "{operand} on {both}");
+            assert!(
+                crate::check::compile_glob(glob).unwrap().is_match(both),
+                "{glob} on {both}"
+            );
+            assert!(
+                may(&operand, glob),
+                "{operand} should may-match {glob}, as {both} matches both"
+            );
+        }
+        // No character is longer than four bytes or shorter than one: the
+        // first `?` below can only be `a`, the last at most four bytes.
+        assert!(!may("?", "?????"));
+        assert!(may("?a?", "a?????"));
+        assert!(!may("?a?", "a??????"));
+        assert!(!may("??", "?"));
+    }
+
+    #[test]
     fn ignore_case_folds_ascii_and_the_characters_that_fold_into_it() {
         assert!(may_ci("/p/.ENV", "**/.env"));
         assert!(may_ci("/p/.En?", "**/.env"));
@@ -1107,27 +1138,30 @@ mod tests {
         }
     }
 
-    // `c` stands for every character neither pattern names, `é` for those
-    // that take two bytes (one character for the shell, two for `?` of a
-    // policy glob, which matches bytes).
-    const ALPHABET: [char; 5] = ['a', 'b', 'c', '/', 'é'];
+    // Every character neither pattern names matches, on either side, as
+    // any other of the same length in UTF-8 does, so one of each length
+    // stands for all: `c` (one byte), `é` (two; policy globs name it, and
+    // an unnamed two-byte character matches nothing `é` does not), `€`
+    // (three) and `𝄞` (four). The longer ones are needed because a shell
+    // `?` or class matches one character, of up to four bytes, where a
+    // policy `?` matches one byte: `??` names `€a`, which `???a` matches.
+    // (A byte that starts no character matches as `c` does.)
+    const ALPHABET: [char; 7] = ['a', 'b', 'c', '/', 'é', '€', '𝄞'];
 
-    fn strings_up_to(len: usize) -> Vec<Vec<char>> {
-        let mut all = vec![Vec::new()];
-        let mut layer = vec![Vec::new()];
-        for _ in 0..len {
-            let mut next = Vec::new();
-            for s in &layer {
-                for c in ALPHABET {
-                    let mut t: Vec<char> = s.clone();
-                    t.push(c);
-                    next.push(t);
+    /// Every string over [`ALPHABET`] of at most `len` characters, shortest
+    /// first, made one at a time: there are millions of length 8.
+    fn strings_up_to(len: usize) -> impl Iterator<Item = String> {
+        (0..=len).flat_map(|n| {
+            let count = ALPHABET.len().pow(u32::try_from(n).unwrap());
+            (0..count).map(move |mut index| {
+                let mut s = String::new();
+                for _ in 0..n {
+                    s.push(ALPHABET[index % ALPHABET.len()]);
+                    index /= ALPHABET.len();
                 }
-            }
-            all.extend(next.iter().cloned());
-            layer = next;
-        }
-        all
+                s
+            })
+        })
     }
 
     fn tok() -> impl proptest::strategy::Strategy<Value = Tok> {
@@ -1211,9 +1245,8 @@ mod tests {
             proptest::prop_assume!(normalize_glob_path(&operand).as_ref() == Some(&operand));
             let Ok(matcher) = crate::check::compile_glob(&glob) else { return Ok(()) };
             let automaton = GlobAutomaton::new(&glob).unwrap();
-            let witness = |len: usize| strings_up_to(len).into_iter().find(|s| {
-                let text: String = s.iter().collect();
-                shell_matches(&toks, text.as_bytes()) && matcher.is_match(&text)
+            let witness = |len: usize| strings_up_to(len).find(|text| {
+                shell_matches(&toks, text.as_bytes()) && matcher.is_match(text)
             });
             let answer = automaton.may_match(&operand, false);
             let short = witness(6);
