@@ -200,7 +200,7 @@ pub async fn decide_guarded(
             match event.kind {
                 EventKind::AfterTool => {
                     let output = output_of(event.tool_response.as_ref().unwrap_or(&Json::Null));
-                    PartAnswer::from(runtime.check_output(request, output).await)
+                    PartAnswer::from(runtime.check_output(request, output, client).await)
                 }
                 EventKind::BeforeTool | EventKind::PermissionRequest => {
                     decide_with_approvals(runtime, request, client).await
@@ -370,7 +370,14 @@ async fn decide_with_approvals(runtime: &Runtime, mut request: Request, client: 
     if request.time.is_none() {
         request.time = Some(jiff::Timestamp::now());
     }
-    if runtime.policy().decide(&request).effect() != Effect::RequireApproval {
+    // The probe decides without state: an action whose rules read state
+    // (a limit, a session fact) would always come out `block` there, and
+    // its granted approval never be found. For such an action the approval
+    // is looked up whatever the probe says (the runtime uses it only if
+    // the decision asks for one).
+    let policy = runtime.policy();
+    let stateful = policy.uses_state() && policy.action_state(&request.action, Phase::Before).any();
+    if !stateful && policy.decide(&request).effect() != Effect::RequireApproval {
         return PartAnswer::from(runtime.decide_from(request, None, client).await);
     }
     let now = jiff::Timestamp::now();

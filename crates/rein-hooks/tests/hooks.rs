@@ -884,3 +884,45 @@ rules:
     let (v, _) = f.send(Agent::ClaudeCode, other).await;
     assert_eq!(v["hookSpecificOutput"]["permissionDecision"], "allow", "{v}");
 }
+
+/// An approval asked by a rule that reads state (a limit) is found again
+/// and used: the hook's stateless probe would call such an action `block`
+/// and never look its approval up.
+#[tokio::test]
+async fn approvals_of_stateful_rules_are_found_again() {
+    let f = fixture_with_rules(
+        r#"
+version: 1
+rules:
+  - id: deploys
+    action: shell.exec
+    when: input.program == "deploy"
+    effect: allow
+  - id: one_deploy_a_day_then_ask
+    action: shell.exec
+    when: input.program == "deploy"
+    effect: require_approval
+    approval: {role: maintainer}
+    limit: {count: 1, per: [session.id], window: 24h}
+"#,
+    );
+    let (d, reason) = f.bash("deploy").await;
+    assert_eq!(d, "allow", "the first deploy is under the limit: {reason}");
+    let (d, reason) = f.bash("deploy").await;
+    assert_eq!(d, "ask", "{reason}");
+    let pending = f.runtime.approvals(None, 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    let roles = vec!["maintainer".to_string()];
+    let approver = Approver {
+        name: "alice",
+        roles: Some(&roles),
+    };
+    f.runtime.grant(&pending[0].id, approver, None).await.unwrap();
+    let (d, reason) = f.bash("deploy").await;
+    assert_eq!(d, "allow", "the granted approval is used: {reason}");
+    assert_eq!(
+        f.runtime.approvals(None, 10).await.unwrap().len(),
+        1,
+        "no second approval"
+    );
+}

@@ -12,9 +12,14 @@ impl Runtime {
     /// `after` rules of a request decided elsewhere (another process, or a
     /// hook that only sees the result). Recorded like any decision; `block`
     /// means the output must be withheld.
-    pub async fn check_output(&self, mut request: Request, output: serde_json::Value) -> Answer {
+    ///
+    /// `client` is the authenticated client that reports it (a server
+    /// token's name; `None` without one): the record names it, and the
+    /// session the request names is that client's ([`scoped_session`]).
+    pub async fn check_output(&self, mut request: Request, output: serde_json::Value, client: Option<&str>) -> Answer {
         let started = Instant::now();
         let now = Timestamp::now();
+        scope_session(&mut request, client);
         request.phase = Phase::After;
         request.output = Some(output);
         if request.time.is_none() || !self.config.trust_request_time {
@@ -28,7 +33,7 @@ impl Runtime {
         let output = request.output.take();
         let sensitive = loaded.sensitive(&request.action);
         let known = loaded.policy.has_action(&request.action);
-        let (entry, _) = self.entry(
+        let (mut entry, _) = self.entry(
             sensitive,
             known,
             &decision_id,
@@ -40,6 +45,7 @@ impl Runtime {
             started,
             now,
         );
+        entry.client = client.map(str::to_string);
         // The call this output belongs to was decided elsewhere, under
         // another id: the output cannot be tied to it, so it is not kept
         // (the mirror has no call of this fresh id to attach it to either);
@@ -71,6 +77,18 @@ impl Runtime {
         request: &Request,
         client: Option<&str>,
     ) -> Result<Option<ApprovalRecord>, RuntimeError> {
+        // Hashed as `decide_from` hashes the request it decides: with the
+        // session in the client's scope.
+        let scoped;
+        let request = match (&request.session, client) {
+            (Some(_), Some(_)) => {
+                let mut r = request.clone();
+                scope_session(&mut r, client);
+                scoped = r;
+                &scoped
+            }
+            _ => request,
+        };
         let hash = approval_hash(&self.redactor, request, &self.policy().per_call_fields(&request.action));
         // Newest first; approvals are few next to decisions, so a scan of the
         // recent ones is enough here (an index on the hash can follow). Only

@@ -652,6 +652,7 @@ impl Runtime {
     pub async fn decide_from(&self, mut request: Request, approval: Option<String>, client: Option<&str>) -> Answer {
         let started = Instant::now();
         let now = Timestamp::now();
+        scope_session(&mut request, client);
         request.phase = Phase::Before;
         request.output = None;
         if request.time.is_none() || !self.config.trust_request_time {
@@ -1617,6 +1618,29 @@ fn answer_from(decision_id: &str, d: &Decision, policy: &Policy, stateful: bool)
         audit_seq: None,
         matched,
         errors: d.errors(),
+    }
+}
+
+/// Sessions belong to the client that names them: the session `s` of the
+/// client `c` is kept as `c/s` (in `c`, `%` and `/` escaped as `%25` and
+/// `%2F`, so that no two clients' sessions share a name). One client can
+/// then neither read nor add to another's session: its labels, its calls,
+/// an approval step recorded there. A request without a client (the
+/// library, a local hook) keeps the id it names; so does a blank id, which
+/// names no session.
+pub fn scoped_session(client: Option<&str>, session: &str) -> String {
+    match client {
+        Some(c) if !session.trim().is_empty() => {
+            format!("{}/{session}", c.replace('%', "%25").replace('/', "%2F"))
+        }
+        _ => session.to_string(),
+    }
+}
+
+/// Puts `request`'s session in the scope of `client` ([`scoped_session`]).
+pub(crate) fn scope_session(request: &mut Request, client: Option<&str>) {
+    if let Some(session) = &mut request.session {
+        *session = scoped_session(client, session);
     }
 }
 

@@ -754,3 +754,54 @@ async fn pruning_drops_what_no_window_reads_in_memory_and_in_the_store() {
     assert!(rt.session("s-idle").unwrap().is_none());
     assert_eq!(rt.session("s-old").unwrap().unwrap().calls.len(), 1);
 }
+
+#[tokio::test]
+async fn a_session_belongs_to_the_client_that_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, _store) = open(&dir.path().join("rein.db"), false).await;
+    // Client `a` reads a secret in its session `s1`.
+    let read = rt
+        .decide_from(in_session("read_secret", json!({"path": "/k"}), "s1"), None, Some("a"))
+        .await;
+    assert_eq!(read.effect, Effect::Allow);
+    // Client `b` naming the same id has a session of its own: `a`'s label
+    // neither blocks it nor can `b` add to `a`'s session.
+    let b_send = rt
+        .decide_from(in_session("send", json!({"to": "x"}), "s1"), None, Some("b"))
+        .await;
+    assert_eq!(b_send.effect, Effect::Allow, "{:?}", b_send.reasons);
+    let a_send = rt
+        .decide_from(in_session("send", json!({"to": "x"}), "s1"), None, Some("a"))
+        .await;
+    assert_eq!(a_send.effect, Effect::Block);
+    // A client named `a/s1` naming `s1` does not reach `a`'s session `s1`
+    // (stored as `a/s1`): the separator in its name is escaped.
+    let crafted = rt
+        .decide_from(in_session("send", json!({"to": "x"}), "s1"), None, Some("a/s1"))
+        .await;
+    assert_eq!(crafted.effect, Effect::Allow);
+    assert_eq!(rein_runtime::scoped_session(Some("a/s1"), "s1"), "a%2Fs1/s1");
+    assert_eq!(rein_runtime::scoped_session(Some("a"), "s1"), "a/s1");
+    assert_eq!(rein_runtime::scoped_session(None, "s1"), "s1");
+    // Stored under the client's scope; the bare id is no one's.
+    assert!(rt
+        .session("a/s1")
+        .unwrap()
+        .unwrap()
+        .labels
+        .iter()
+        .any(|l| l.label == "secret"));
+    assert!(rt.session("s1").unwrap().is_none_or(|s| s.labels.is_empty()));
+    // The library without a client keeps the id as sent.
+    let lib = rt
+        .decide(in_session("read_secret", json!({"path": "/k"}), "s9"), None)
+        .await;
+    assert_eq!(lib.effect, Effect::Allow);
+    assert!(rt
+        .session("s9")
+        .unwrap()
+        .unwrap()
+        .labels
+        .iter()
+        .any(|l| l.label == "secret"));
+}

@@ -860,7 +860,21 @@ async fn reset_limits(State(state): State<AppState>, headers: HeaderMap, body: B
 
 /// A session's calls and labels (approvers and admins). A session never
 /// seen (or expired) is shown empty: it is what a request naming it reads.
-async fn get_session(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionQuery {
+    /// The token whose session `id` is read (sessions belong to the client
+    /// that names them); absent: `id` is the stored id.
+    client: Option<String>,
+}
+
+async fn get_session(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<SessionQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(bad_query)?;
+    let id = rein_runtime::scoped_session(q.client.as_deref(), &id);
     match state.runtime().session(&id) {
         Ok(Some(session)) => Ok(Json(session).into_response()),
         Ok(None) => Ok(Json(json!({"id": id, "calls": [], "labels": [], "last_seen": null})).into_response()),
