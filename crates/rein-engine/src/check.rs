@@ -283,6 +283,22 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
                     }
                 }
             }
+            // Past its limit an `allow` rule does not match, and the
+            // default decides: under `default: allow` the call is allowed
+            // all the same, so the limit would limit nothing.
+            if let (Some(l), Effect::Allow, Effect::Allow) = (&rule.limit, rule.effect.value, default_effect) {
+                diags.push(
+                    Diagnostic::error(
+                        file,
+                        l.span,
+                        format!(
+                            "rule `{}` allows up to a limit, and the policy's default is `allow`: past the limit the default allows the call anyway",
+                            rule.id.value
+                        ),
+                    )
+                    .with_help("to refuse calls past the limit, give the rule `effect: block` (or `require_approval`)"),
+                );
+            }
             if let (Some(l), Some(info), true) = (&rule.limit, rules.last_mut(), limit_ok) {
                 info.limit = Some(LimitInfo {
                     rule: info.id.clone(),

@@ -80,3 +80,80 @@ rules:
     );
     assert!(load_error(&nested).contains("`input.nested.v` can go negative"));
 }
+
+/// An amount a decimal cannot hold exactly (more than 28 digits after the
+/// point) was rounded, 1e-29 to 0: it would take nothing from the budget.
+/// It is refused like an amount too large.
+#[test]
+fn an_amount_too_small_to_count_exactly_is_refused_not_rounded_to_nothing() {
+    let policy = Policy::from_yaml_str(
+        r#"
+contracts:
+  actions:
+    refund:
+      input: {amount: {type: number, min: 0}}
+rules:
+  - id: budget
+    action: refund
+    effect: block
+    limit: {sum: input.amount, max: 1, window: 1h}
+  - id: ok
+    action: refund
+    effect: allow
+"#,
+    )
+    .unwrap();
+    let mut state = MemoryState::with_key([1; 32]);
+    let refund = |amount: f64, m| Request::new("refund").input(json!({"amount": amount})).time(at(m));
+    for (i, amount) in [1e-29, 1e-300, 1.2345678901234567e-20].into_iter().enumerate() {
+        let d = send(&policy, &mut state, &format!("d{i}"), &refund(amount, 0));
+        assert_eq!(d.effect(), Effect::Block, "{amount}: {:?}", d.reasons());
+        assert!(
+            d.reasons()[0].contains("cannot be counted exactly against the limit"),
+            "{:?}",
+            d.reasons()
+        );
+    }
+    // What a decimal holds is counted as it is.
+    let d = send(&policy, &mut state, "d9", &refund(1e-28, 1));
+    assert_eq!(d.effect(), Effect::Allow, "{:?}", d.reasons());
+    assert_eq!(state.len().uses, 1);
+}
+
+/// Past its limit an `allow` rule does not match and the default decides:
+/// under `default: allow` that allows the call anyway, so the limit would
+/// limit nothing. A load error says so.
+#[test]
+fn an_allow_limit_under_a_default_allow_is_a_load_error() {
+    let policy = |default: &str, effect: &str| {
+        format!(
+            r#"
+default: {default}
+contracts:
+  actions:
+    shell: {{input: {{command: string}}}}
+rules:
+  - id: shell_rate
+    action: shell
+    effect: {effect}
+    limit: {{count: 10, window: 1m}}
+"#
+        )
+    };
+    let shown = load_error(&policy("allow", "allow"));
+    assert!(
+        shown.contains("rule `shell_rate` allows up to a limit, and the policy's default is `allow`"),
+        "{shown}"
+    );
+    assert!(shown.contains("give the rule `effect: block`"), "{shown}");
+    for (default, effect) in [("block", "allow"), ("require_approval", "allow"), ("allow", "block")] {
+        assert_eq!(load_error(&policy(default, effect)), "loaded", "{default} {effect}");
+    }
+    // The default set in another file counts the same.
+    let files = [
+        ("defaults.yaml", "default: allow\n".to_string()),
+        ("rules.yaml", policy("allow", "allow").replace("default: allow\n", "")),
+    ];
+    let err = Policy::from_sources(files).unwrap_err();
+    assert!(err.to_string().contains("allows up to a limit"), "{err}");
+}
