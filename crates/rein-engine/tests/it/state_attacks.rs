@@ -157,3 +157,43 @@ rules:
     let err = Policy::from_sources(files).unwrap_err();
     assert!(err.to_string().contains("allows up to a limit"), "{err}");
 }
+
+/// `max` is read from its text as an exact decimal: a text with more digits
+/// after the point than a decimal holds was rounded (32 digits of
+/// `0.00…01` to 0, a budget of nothing), now it is a load error.
+#[test]
+fn a_max_a_decimal_cannot_hold_exactly_is_a_load_error() {
+    let policy = |max: &str| {
+        format!(
+            r#"
+contracts:
+  actions:
+    refund: {{input: {{amount: {{type: number, min: 0}}}}}}
+rules:
+  - id: budget
+    action: refund
+    effect: block
+    limit: {{sum: input.amount, max: {max}, window: 1h}}
+"#
+        )
+    };
+    for max in [
+        "0.00000000000000000000000000000001",
+        "1.23456789012345678901234567890123",
+        "1e-29",
+    ] {
+        let shown = load_error(&policy(max));
+        assert!(shown.contains("cannot be read as an exact decimal"), "{max}: {shown}");
+    }
+    let shown = load_error(&policy(".inf"));
+    assert!(shown.contains("`max` must be a finite number, not `.inf`"), "{shown}");
+    for (max, want) in [
+        ("1e3", "1000"),
+        ("0.3", "0.3"),
+        ("2.5E-2", "0.025"),
+        ("1e-28", "0.0000000000000000000000000001"),
+    ] {
+        let p = Policy::from_yaml_str(&policy(max)).unwrap();
+        assert_eq!(p.limits()[0].max.normalize().to_string(), want, "{max}");
+    }
+}
