@@ -524,7 +524,12 @@ impl Prepared {
 
     /// Decides this request. A request whose rules read state (limits,
     /// session facts) is `block`ed: decide it with
-    /// [`Prepared::decide_with_state`].
+    /// [`Prepared::decide_with_state`]. An action whose decisions only
+    /// write state (a call that a session rule reads later, labels) is
+    /// decided as usual, but nothing is recorded: a caller that keeps
+    /// state must use [`Prepared::decide_with_state`] whenever
+    /// [`Policy::action_state`] says `any()`, or later rules would not see
+    /// the call.
     pub fn decide(&self) -> Decision {
         self.run(&mut NoTrace, |_, _, _| {})
     }
