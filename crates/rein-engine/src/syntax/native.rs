@@ -14,6 +14,12 @@ use crate::source::{SourceFile, Span};
 use crate::syntax::cel;
 use crate::syntax::yaml::{self, ScalarStyle, YamlNode, YamlValue};
 
+/// The longest `max_window` (and so any window): a year and a day. The
+/// state a window reads is kept that long, and a window must start at a
+/// time the clock can name (a window of a billion hours could not be
+/// placed, and state could not be loaded).
+pub(crate) const LONGEST_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_hours(366 * 24);
+
 /// Reads one native policy file; problems go to `diags`.
 pub fn read_policy_file(source: &SourceFile, file_index: usize, diags: &mut Vec<Diagnostic>) -> PolicyFile {
     let mut cx = Cx {
@@ -701,10 +707,22 @@ impl<'d> Cx<'d> {
         Some(ApprovalAst { role, ttl_seconds })
     }
 
-    /// A positive duration (`1h`, `30m`), for windows.
+    /// A positive duration (`1h`, `30m`), for windows, at most
+    /// [`LONGEST_WINDOW`].
     fn window(&mut self, node: &YamlNode, what: &str) -> Option<Spanned<jiff::SignedDuration>> {
         let s = self.string(node, &format!("{what} to be a duration such as `1h`; it"))?;
         match crate::value::parse_duration(&s.value) {
+            Some(d) if d > LONGEST_WINDOW => {
+                self.err(
+                    s.span,
+                    format!(
+                        "{what} `{}` is longer than the longest window state is kept for (8784h, 366 days)",
+                        s.value
+                    ),
+                )
+                .with_help("a window places the start of its history at `now - window`, and state is kept that long");
+                None
+            }
             Some(d) if d.is_positive() => Some(Spanned::new(d, s.span)),
             _ => {
                 self.err(s.span, format!("`{}` is not a positive duration", s.value))

@@ -197,3 +197,39 @@ rules:
         assert_eq!(p.limits()[0].max.normalize().to_string(), want, "{max}");
     }
 }
+
+/// `max_window: 1000000000h` loaded, and then no state could be loaded for
+/// it (the window starts before the earliest time a clock names): every
+/// window is at most a year and a day.
+#[test]
+fn a_window_longer_than_a_year_and_a_day_is_a_load_error() {
+    let policy = |top: &str, window: &str| {
+        format!(
+            r#"
+{top}
+contracts:
+  actions:
+    refund: {{input: {{amount: {{type: number, min: 0}}}}}}
+rules:
+  - id: rate
+    action: refund
+    effect: block
+    limit: {{count: 5, window: {window}}}
+"#
+        )
+    };
+    let shown = load_error(&policy("max_window: 1000000000h", "1h"));
+    assert!(
+        shown.contains(
+            "`max_window` `1000000000h` is longer than the longest window state is kept for (8784h, 366 days)"
+        ),
+        "{shown}"
+    );
+    let shown = load_error(&policy("max_window: 8784h", "8785h"));
+    assert!(
+        shown.contains("`window` `8785h` is longer than the longest window"),
+        "{shown}"
+    );
+    let p = Policy::from_yaml_str(&policy("max_window: 8784h", "8784h")).unwrap();
+    assert_eq!(p.max_window(), SignedDuration::from_hours(8784));
+}
