@@ -233,3 +233,61 @@ rules:
     let p = Policy::from_yaml_str(&policy("max_window: 8784h", "8784h")).unwrap();
     assert_eq!(p.max_window(), SignedDuration::from_hours(8784));
 }
+
+/// An empty session id was a session like any other: every run whose
+/// integration sends `""` shared it, so one run's approval let another
+/// run pay. An empty or blank id names no session: a rule that reads the
+/// session blocks ("session required").
+#[test]
+fn an_empty_session_id_is_no_session() {
+    let policy = Policy::from_yaml_str(
+        r#"
+default: allow
+contracts:
+  actions:
+    approve_payment:
+      input: {order_id: string}
+      output: {approved: bool}
+    pay:
+      input: {order_id: string}
+rules:
+  - id: two_step
+    action: pay
+    when: |
+      !session.calls("approve_payment", duration("1h")).exists(c,
+          has(c.output) && c.output.approved && c.input.order_id == input.order_id)
+    effect: block
+"#,
+    )
+    .unwrap();
+    for blank in ["", " ", "\t"] {
+        let mut state = MemoryState::with_key([1; 32]);
+        // One run's approval, recorded with its output...
+        let approve = Request::new("approve_payment")
+            .input(json!({"order_id": "o1"}))
+            .session(blank)
+            .time(at(0));
+        let d = send(&policy, &mut state, "d1", &approve);
+        assert_eq!(d.effect(), Effect::Block, "{blank:?}: {:?}", d.reasons());
+        assert!(d.reasons()[0].starts_with("session required"), "{:?}", d.reasons());
+        let prepared = policy.prepare(&approve).unwrap();
+        assert_eq!(prepared.session(), None);
+        // ... never lets another run pay.
+        let pay = Request::new("pay")
+            .input(json!({"order_id": "o1"}))
+            .session(blank)
+            .time(at(1));
+        let d = send(&policy, &mut state, "d2", &pay);
+        assert_eq!(d.effect(), Effect::Block, "{blank:?}: {:?}", d.reasons());
+        assert!(d.reasons()[0].starts_with("session required"), "{:?}", d.reasons());
+        assert!(state.is_empty());
+    }
+    // A real id works as before.
+    let mut state = MemoryState::with_key([1; 32]);
+    let approve = Request::new("approve_payment")
+        .input(json!({"order_id": "o1"}))
+        .session("s1")
+        .time(at(0));
+    assert_eq!(send(&policy, &mut state, "d1", &approve).effect(), Effect::Allow);
+    assert_eq!(state.len().calls, 1);
+}
