@@ -291,3 +291,89 @@ rules:
     assert_eq!(send(&policy, &mut state, "d1", &approve).effect(), Effect::Allow);
     assert_eq!(state.len().calls, 1);
 }
+
+mod memory_state_model {
+    use super::*;
+    use proptest::prelude::*;
+    use rein_engine::state::{BucketKey, Decimal, LimitQuery, StateView};
+
+    /// What a bucket used in `[now - window, …)`, from a plain list of the
+    /// writes still held.
+    fn model_use(held: &[(u32, i64, u32)], bucket: u32, now: i64, window: i64) -> Decimal {
+        held.iter()
+            .filter(|(b, t, _)| *b == bucket && *t >= now - window)
+            .map(|(_, _, a)| Decimal::from(*a))
+            .sum()
+    }
+
+    fn key(b: u32) -> BucketKey {
+        BucketKey {
+            rule: "r".into(),
+            per: vec![("actor.id".into(), format!("\"a{b}\""))],
+        }
+    }
+
+    fn write(id: usize, b: u32, t: i64, amount: u32) -> StateWrite {
+        StateWrite::Use {
+            decision_id: format!("d{id}"),
+            bucket: key(b),
+            time: Timestamp::from_second(1_700_000_000 + t).unwrap(),
+            amount: Decimal::from(amount),
+        }
+    }
+
+    proptest! {
+        /// Uses applied out of time order, some undone (several decisions
+        /// share a time, a bucket and an amount: undo must take back only
+        /// its own), then pruned at a later time: every window up to the
+        /// pruning's `max_window` reads what a plain list says, and the
+        /// retry time frees exactly enough room.
+        #[test]
+        fn uses_undo_and_prune_agree_with_a_plain_list(
+            uses in proptest::collection::vec((0u32..3, 0i64..40, 0u32..3), 1..40),
+            undo in proptest::collection::vec(any::<bool>(), 40),
+            now in 20i64..60,
+            max_window in 1i64..30,
+            window in 1i64..30,
+            room in 0u32..5,
+        ) {
+            let window = window.min(max_window);
+            let mut state = MemoryState::with_key([3; 32]);
+            // Several decisions write the same bucket, time and amount.
+            let writes: Vec<StateWrite> = uses.iter().enumerate().map(|(i, &(b, t, a))| write(i, b, t, a)).collect();
+            for w in writes.iter().rev() {
+                state.apply(std::slice::from_ref(w));
+            }
+            let mut held = Vec::new();
+            for (i, w) in writes.iter().enumerate() {
+                if undo[i] {
+                    state.undo(std::slice::from_ref(w));
+                } else {
+                    held.push(uses[i]);
+                }
+            }
+            let at = |s: i64| Timestamp::from_second(1_700_000_000 + s).unwrap();
+            state.prune(at(now), SignedDuration::from_secs(max_window), SignedDuration::from_hours(1));
+            for b in 0..3 {
+                let bucket = key(b);
+                let room = Decimal::from(room);
+                let got = state
+                    .limit_use(&LimitQuery { bucket: &bucket, window: SignedDuration::from_secs(window), now: at(now), room })
+                    .unwrap();
+                let want = model_use(&held, b, now, window);
+                prop_assert_eq!(got.used, want, "bucket {}", b);
+                match got.retry_after_seconds {
+                    Some(0) => prop_assert!(want <= room),
+                    Some(wait) => {
+                        let wait = i64::try_from(wait).unwrap();
+                        prop_assert!(want > room);
+                        // At the retry time there is room, a second before not.
+                        prop_assert!(model_use(&held, b, now + wait, window) <= room);
+                        prop_assert!(model_use(&held, b, now + wait - 1, window) > room);
+                    }
+                    None => prop_assert!(false, "a room of at least 0 is always reached"),
+                }
+            }
+        }
+    }
+}
