@@ -377,3 +377,43 @@ mod memory_state_model {
         }
     }
 }
+
+/// The same with an `allow` rule that lets every call of the action
+/// through: past the limit, that rule allows the call.
+#[test]
+fn an_allow_limit_beside_an_unconditional_allow_is_a_load_error() {
+    let policy = |other: &str| {
+        format!(
+            r#"
+contracts:
+  actions:
+    shell: {{input: {{command: string}}}}
+    web: {{input: {{url: string}}}}
+rules:
+  - id: shell_rate
+    action: [shell, web]
+    effect: allow
+    limit: {{count: 10, window: 1m}}
+{other}
+"#
+        )
+    };
+    let open = "  - id: shell_allowed\n    action: shell\n    effect: allow\n";
+    let shown = load_error(&policy(open));
+    assert!(
+        shown.contains(
+            "rule `shell_rate` allows `shell` up to a limit, and rule `shell_allowed` allows every call of it"
+        ),
+        "{shown}"
+    );
+    // Once, though it targets two actions.
+    assert!(shown.starts_with("policy failed to load: 1 error"), "{shown}");
+    for fine in [
+        "",
+        "  - id: ls\n    action: shell\n    when: input.command == \"ls\"\n    effect: allow\n",
+        "  - id: other_rate\n    action: shell\n    effect: allow\n    limit: {count: 5, window: 1h}\n",
+        "  - id: web_allowed\n    action: web\n    phase: after\n    effect: allow\n",
+    ] {
+        assert_eq!(load_error(&policy(fine)), "loaded", "{fine}");
+    }
+}
