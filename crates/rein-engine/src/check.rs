@@ -283,6 +283,22 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
                     }
                 }
             }
+            // Past its limit an `allow` rule does not match, and the
+            // default decides: under `default: allow` the call is allowed
+            // all the same, so the limit would limit nothing.
+            if let (Some(l), Effect::Allow, Effect::Allow) = (&rule.limit, rule.effect.value, default_effect) {
+                diags.push(
+                    Diagnostic::error(
+                        file,
+                        l.span,
+                        format!(
+                            "rule `{}` allows up to a limit, and the policy's default is `allow`: past the limit the default allows the call anyway",
+                            rule.id.value
+                        ),
+                    )
+                    .with_help("to refuse calls past the limit, give the rule `effect: block` (or `require_approval`)"),
+                );
+            }
             if let (Some(l), Some(info), true) = (&rule.limit, rules.last_mut(), limit_ok) {
                 info.limit = Some(LimitInfo {
                     rule: info.id.clone(),
@@ -308,6 +324,45 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
             a.recorded = true;
             a.state_before.writes = true;
             a.state_after.writes = true;
+        }
+    }
+    // Past its limit an `allow` rule does not match, so another `allow`
+    // rule of the action without a condition or a limit lets the call
+    // through all the same: the limit would limit nothing.
+    let mut reported: Vec<u32> = Vec::new();
+    for a in &actions {
+        let is_allow = |r: &CompiledRule| rules.get(r.rule as usize).is_some_and(|i| i.effect == Effect::Allow);
+        let Some(open) = a
+            .before
+            .iter()
+            .find(|r| r.cond.is_none() && r.limit.is_none() && is_allow(r))
+        else {
+            continue;
+        };
+        let open_id = rules.get(open.rule as usize).map_or("?", |i| i.id.as_str());
+        for r in &a.before {
+            let (Some(limit), Some(info)) = (&r.limit, rules.get(r.rule as usize)) else {
+                continue;
+            };
+            if info.effect != Effect::Allow || reported.contains(&r.rule) {
+                continue;
+            }
+            let Some(source) = sources.get(info.file) else {
+                continue;
+            };
+            reported.push(r.rule);
+            diags.push(
+                Diagnostic::error(
+                    source,
+                    limit.span,
+                    format!(
+                        "rule `{}` allows `{}` up to a limit, and rule `{open_id}` allows every call of it: past the limit the call is allowed anyway",
+                        info.id,
+                        a.name()
+                    ),
+                )
+                .with_help("to refuse calls past the limit, give the rule `effect: block` (or `require_approval`)"),
+            );
         }
     }
     // Dropping the session must not be a way around a flow rule: a call

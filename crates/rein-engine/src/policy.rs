@@ -390,7 +390,10 @@ impl Policy {
             snapshot,
             now: request.time,
             error: request.error.clone().map(Value::Str),
-            session: request.session.clone(),
+            // An empty id is no session: an integration that sends `""`
+            // when it has none would otherwise put every such run in one
+            // session, each reading the others' approvals and calls.
+            session: request.session.clone().filter(|s| !s.trim().is_empty()),
         })
     }
 
@@ -507,7 +510,8 @@ impl Prepared {
         self.policy.actions.get(self.action as usize).map_or("", |a| a.name())
     }
 
-    /// The session the request names.
+    /// The session the request names (`None` for an empty or blank id,
+    /// which names none).
     pub fn session(&self) -> Option<&str> {
         self.session.as_deref()
     }
@@ -524,7 +528,12 @@ impl Prepared {
 
     /// Decides this request. A request whose rules read state (limits,
     /// session facts) is `block`ed: decide it with
-    /// [`Prepared::decide_with_state`].
+    /// [`Prepared::decide_with_state`]. An action whose decisions only
+    /// write state (a call that a session rule reads later, labels) is
+    /// decided as usual, but nothing is recorded: a caller that keeps
+    /// state must use [`Prepared::decide_with_state`] whenever
+    /// [`Policy::action_state`] says `any()`, or later rules would not see
+    /// the call.
     pub fn decide(&self) -> Decision {
         self.run(&mut NoTrace, |_, _, _| {})
     }

@@ -276,7 +276,13 @@ pub(crate) fn decimal_of_f64(f: f64) -> Option<Decimal> {
     // `{}` prints the shortest text that reads back as the same float,
     // without an exponent.
     let text = format!("{f}");
-    Decimal::from_str(&text).ok()
+    let d = Decimal::from_str(&text).ok()?;
+    // A decimal keeps 28 digits after the point, and parsing rounds the
+    // rest away (1e-29 would become 0, 1.2345678901234567e-20 lose its
+    // last digits): an amount that does not read back as the same float
+    // is refused, never counted as less than it is.
+    let back: f64 = d.to_string().parse().ok()?;
+    (back == f).then_some(d)
 }
 
 /// A JSON number as an exact decimal.
@@ -314,6 +320,15 @@ mod tests {
         assert_eq!(decimal_of_f64(f64::INFINITY), None);
         // Too large for a decimal: refused, never rounded to something else.
         assert_eq!(decimal_of_f64(1e300), None);
+        // Too small or too precise for its 28 digits after the point: the
+        // same (parsing would round 1e-29 to 0).
+        for tiny in [1e-29, 1e-300, 5e-324, 1.2345678901234567e-20, -1e-29] {
+            assert_eq!(decimal_of_f64(tiny), None, "{tiny}");
+        }
+        assert_eq!(d(1e-28).to_string(), "0.0000000000000000000000000001");
+        assert_eq!(d(1.5e-20).to_string(), "0.000000000000000000015");
+        assert_eq!(d(7.9e28).to_string(), "79000000000000000000000000000");
+        assert_eq!(d(1.0000000000000002).to_string(), "1.0000000000000002");
         assert_eq!(json_decimal(&serde_json::json!(7)), Some(Decimal::from(7)));
         assert_eq!(
             json_decimal(&serde_json::json!(u64::MAX)),

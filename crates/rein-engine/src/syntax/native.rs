@@ -14,6 +14,12 @@ use crate::source::{SourceFile, Span};
 use crate::syntax::cel;
 use crate::syntax::yaml::{self, ScalarStyle, YamlNode, YamlValue};
 
+/// The longest `max_window` (and so any window): a year and a day. The
+/// state a window reads is kept that long, and a window must start at a
+/// time the clock can name (a window of a billion hours could not be
+/// placed, and state could not be loaded).
+pub(crate) const LONGEST_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_hours(366 * 24);
+
 /// Reads one native policy file; problems go to `diags`.
 pub fn read_policy_file(source: &SourceFile, file_index: usize, diags: &mut Vec<Diagnostic>) -> PolicyFile {
     let mut cx = Cx {
@@ -701,10 +707,22 @@ impl<'d> Cx<'d> {
         Some(ApprovalAst { role, ttl_seconds })
     }
 
-    /// A positive duration (`1h`, `30m`), for windows.
+    /// A positive duration (`1h`, `30m`), for windows, at most
+    /// [`LONGEST_WINDOW`].
     fn window(&mut self, node: &YamlNode, what: &str) -> Option<Spanned<jiff::SignedDuration>> {
         let s = self.string(node, &format!("{what} to be a duration such as `1h`; it"))?;
         match crate::value::parse_duration(&s.value) {
+            Some(d) if d > LONGEST_WINDOW => {
+                self.err(
+                    s.span,
+                    format!(
+                        "{what} `{}` is longer than the longest window state is kept for (8784h, 366 days)",
+                        s.value
+                    ),
+                )
+                .with_help("a window places the start of its history at `now - window`, and state is kept that long");
+                None
+            }
             Some(d) if d.is_positive() => Some(Spanned::new(d, s.span)),
             _ => {
                 self.err(s.span, format!("`{}` is not a positive duration", s.value))
@@ -801,7 +819,6 @@ impl<'d> Cx<'d> {
     /// A non-negative number read exactly from its text (`0.3` is 0.3, not
     /// the nearest float).
     fn exact_number(&mut self, node: &YamlNode) -> Option<Spanned<rust_decimal::Decimal>> {
-        use std::str::FromStr;
         let written = self
             .file
             .text()
@@ -811,9 +828,11 @@ impl<'d> Cx<'d> {
             .replace('_', "");
         let parsed = match node.value {
             YamlValue::Int(i) => Some(rust_decimal::Decimal::from(i)),
-            YamlValue::Float(f) if f.is_finite() => rust_decimal::Decimal::from_str(&written)
-                .or_else(|_| rust_decimal::Decimal::from_scientific(&written))
-                .ok(),
+            YamlValue::Float(f) if f.is_finite() => exact_decimal(&written),
+            YamlValue::Float(_) => {
+                self.err(node.span, format!("`max` must be a finite number, not `{written}`"));
+                return None;
+            }
             _ => {
                 self.expected(node, "`max` to be a number");
                 return None;
@@ -965,4 +984,65 @@ fn parse_type_name(text: &str, depth: usize) -> Result<TypeAst, &str> {
         "duration" => TypeAst::Duration,
         other => return Err(other),
     })
+}
+
+/// The exact decimal a number's text writes (`0.3`, `1e3`, `2.5E-2`), or
+/// `None` when a decimal cannot hold it exactly: parsing plain text rounds
+/// digits past the 28th after the point away (`0.00…01` with 32 digits
+/// would read as 0), so every digit must be kept.
+fn exact_decimal(text: &str) -> Option<rust_decimal::Decimal> {
+    use rust_decimal::Decimal;
+    let text = text.strip_prefix('+').unwrap_or(text);
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(i) => (&text[..i], text[i + 1..].parse::<i64>().ok()?),
+        None => (text, 0),
+    };
+    let m = Decimal::from_str_exact(mantissa).ok()?;
+    let scale = i64::from(m.scale()).checked_sub(exponent)?;
+    if scale >= 0 {
+        // Fewer digits after the point than 28, else refused.
+        Decimal::try_from_i128_with_scale(m.mantissa(), u32::try_from(scale).ok()?).ok()
+    } else {
+        // A whole number: scale up by multiplying, refused on overflow.
+        let factor = Decimal::try_from_i128_with_scale(10i128.checked_pow(u32::try_from(-scale).ok()?)?, 0).ok()?;
+        Decimal::try_from_i128_with_scale(m.mantissa(), 0)
+            .ok()?
+            .checked_mul(factor)
+    }
+}
+
+#[cfg(test)]
+mod exact_decimal_tests {
+    use super::exact_decimal;
+
+    #[test]
+    fn every_digit_is_kept_or_the_number_is_refused() {
+        let d = |t: &str| exact_decimal(t).map(|d| d.normalize().to_string());
+        for (text, want) in [
+            ("0.3", "0.3"),
+            ("1e3", "1000"),
+            ("1E2", "100"),
+            ("2.5e-2", "0.025"),
+            ("+5.0", "5"),
+            ("-0.0", "0"),
+            ("0.0000000000000000000000000001", "0.0000000000000000000000000001"),
+            ("1e-28", "0.0000000000000000000000000001"),
+            ("7.9e28", "79000000000000000000000000000"),
+        ] {
+            assert_eq!(d(text).as_deref(), Some(want), "{text}");
+        }
+        // Parsing would round these to other numbers (the first to 0).
+        for text in [
+            "0.00000000000000000000000000000001",
+            "1.23456789012345678901234567890123",
+            "1e-29",
+            "1e-40",
+            "1e29",
+            "1e400",
+            "1e",
+            "x",
+        ] {
+            assert_eq!(d(text), None, "{text}");
+        }
+    }
 }

@@ -13,3 +13,4 @@ mod corpus;
 mod diagnostics;
 mod props;
 mod state;
+mod state_attacks;

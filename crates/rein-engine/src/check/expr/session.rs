@@ -265,6 +265,18 @@ impl ExprChecker<'_> {
                 return None;
             }
             let last = i + 1 == names.len();
+            if last && matches!(def.ty, Type::Int | Type::Number) && !never_negative(def) {
+                // A negative amount would lower the total, so a budget rule
+                // over it could be emptied by one call with a negative
+                // amount; the same reason `sum:` of a limit needs `min: 0`.
+                let ty = def.ty.clone();
+                self.error(span, format!("`{walked}` can go negative; give it `min: 0`"))
+                    .help = Some(format!(
+                    "`session.sum` must only grow: declare the field `{{type: {ty}, min: 0}}` in the contract of `{}`",
+                    action.name
+                ));
+                return None;
+            }
             match (&def.ty, last) {
                 (Type::Int, true) => return Some((output, names, true)),
                 (Type::Number, true) => return Some((output, names, false)),
@@ -474,7 +486,7 @@ impl ExprChecker<'_> {
             return false;
         }
         match def_min {
-            Some(m) if m.cmp_exact(NumberLit::Int(0)) != std::cmp::Ordering::Less => true,
+            Some(m) if is_non_negative(&m) => true,
             _ => {
                 let action = self.scope.action.to_string();
                 self.error(e.span, format!("`{e}` can go negative; give it `min: 0`"))
@@ -507,6 +519,15 @@ impl ExprChecker<'_> {
         };
         own || n.children().into_iter().any(|c| self.reads_sensitive(c))
     }
+}
+
+/// True when a numeric field's contract keeps it at 0 or more.
+fn never_negative(def: &FieldDef) -> bool {
+    def.constraints.min.as_ref().is_some_and(is_non_negative)
+}
+
+fn is_non_negative(min: &NumberLit) -> bool {
+    min.cmp_exact(NumberLit::Int(0)) != std::cmp::Ordering::Less
 }
 
 fn path_is_sensitive(obj: &Arc<ObjectType>, path: &[u32]) -> bool {
