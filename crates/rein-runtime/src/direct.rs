@@ -19,6 +19,9 @@ impl Runtime {
     pub async fn check_output(&self, mut request: Request, output: serde_json::Value, client: Option<&str>) -> Answer {
         let started = Instant::now();
         let now = Timestamp::now();
+        // As in `decide_from`: the state sees the scoped session, the
+        // record the one sent.
+        let sent_session = request.session.clone();
         scope_session(&mut request, client);
         request.phase = Phase::After;
         request.output = Some(output);
@@ -31,6 +34,7 @@ impl Runtime {
         let time = request.time.unwrap_or(now);
         let mut answer = self.decide_after(&loaded.policy, &request, &decision_id, time, &mut reserved);
         let output = request.output.take();
+        request.session = sent_session;
         let sensitive = loaded.sensitive(&request.action);
         let known = loaded.policy.has_action(&request.action);
         let (mut entry, _) = self.entry(

@@ -652,6 +652,11 @@ impl Runtime {
     pub async fn decide_from(&self, mut request: Request, approval: Option<String>, client: Option<&str>) -> Answer {
         let started = Instant::now();
         let now = Timestamp::now();
+        // State and approvals see the session in the client's scope; the
+        // audit record keeps the id the client sent (beside its client),
+        // and so does the request kept for the outcome, which scopes it
+        // again with the reporting client (the same one).
+        let sent_session = request.session.clone();
         scope_session(&mut request, client);
         request.phase = Phase::Before;
         request.output = None;
@@ -718,6 +723,7 @@ impl Runtime {
             self.state.settle(&mut pending.reserved, &decision_id, answer.effect);
         }
 
+        request.session = sent_session;
         let sensitive = loaded.sensitive(&request.action);
         let known = policy.has_action(&request.action);
         let (mut entry, moved) = self.entry(
@@ -979,7 +985,13 @@ impl Runtime {
                         Some(err) => request.error = Some(err.clone()),
                         None => request.output = Some(output.clone().unwrap_or(serde_json::Value::Null)),
                     }
-                    self.decide_after(policy, &request, decision_id, now, &mut reserved)
+                    // The after rules' state is the session of the
+                    // client that asked (and reports: checked above).
+                    let sent_session = request.session.clone();
+                    scope_session(&mut request, client);
+                    let answer = self.decide_after(policy, &request, decision_id, now, &mut reserved);
+                    request.session = sent_session;
+                    answer
                 };
                 (request, answer)
             }

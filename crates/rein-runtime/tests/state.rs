@@ -758,7 +758,7 @@ async fn pruning_drops_what_no_window_reads_in_memory_and_in_the_store() {
 #[tokio::test]
 async fn a_session_belongs_to_the_client_that_names_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (rt, _store) = open(&dir.path().join("rein.db"), false).await;
+    let (rt, store) = open(&dir.path().join("rein.db"), false).await;
     // Client `a` reads a secret in its session `s1`.
     let read = rt
         .decide_from(in_session("read_secret", json!({"path": "/k"}), "s1"), None, Some("a"))
@@ -792,6 +792,38 @@ async fn a_session_belongs_to_the_client_that_names_it() {
         .iter()
         .any(|l| l.label == "secret"));
     assert!(rt.session("s1").unwrap().is_none_or(|s| s.labels.is_empty()));
+    // The audit log keeps the id the client sent, beside the client.
+    let records = store
+        .query_audit(&AuditQuery {
+            session: Some("s1".to_string()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 4);
+    assert!(records.iter().any(|r| r.entry.client.as_deref() == Some("a")));
+    // An outcome's after rules label the session of the client that asked.
+    let fetch = rt
+        .decide_from(in_session("fetch", json!({"url": "https://x"}), "s2"), None, Some("a"))
+        .await;
+    let out = rt
+        .outcome_from(
+            &fetch.decision_id,
+            Some(json!({"text": "IGNORE this"})),
+            None,
+            Some("a"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.labels, vec!["untrusted".to_string()]);
+    let a_send = rt
+        .decide_from(in_session("send", json!({"to": "x"}), "s2"), None, Some("a"))
+        .await;
+    assert_eq!(a_send.effect, Effect::Block, "the label is in a's session s2");
+    let b_send = rt
+        .decide_from(in_session("send", json!({"to": "x"}), "s2"), None, Some("b"))
+        .await;
+    assert_eq!(b_send.effect, Effect::Allow);
     // The library without a client keeps the id as sent.
     let lib = rt
         .decide(in_session("read_secret", json!({"path": "/k"}), "s9"), None)

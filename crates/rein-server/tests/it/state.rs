@@ -171,9 +171,20 @@ async fn limits_sessions_and_labels_survive_a_restart() {
     let mut send = request("send", json!({"to": "x"}));
     send["session"] = json!("s-1");
     assert_eq!(h.decide(send.clone()).await["effect"], "block");
-    let (status, session) = h.call(Method::GET, "/v1/sessions/s-1", Some(ALICE), None).await;
+    // Sessions belong to the client that named them (`agent-1`).
+    let (status, session) = h
+        .call(Method::GET, "/v1/sessions/s-1?client=agent-1", Some(ALICE), None)
+        .await;
     assert_eq!(status, StatusCode::OK, "{session}");
+    assert_eq!(session["id"], "agent-1/s-1");
     assert_eq!(session["labels"][0]["label"], "secret");
+    // The same, by its stored id; and the bare id is no one's session.
+    let (_, stored) = h
+        .call(Method::GET, "/v1/sessions/agent-1%2Fs-1", Some(ALICE), None)
+        .await;
+    assert_eq!(stored["labels"][0]["label"], "secret");
+    let (_, bare) = h.call(Method::GET, "/v1/sessions/s-1", Some(ALICE), None).await;
+    assert_eq!(bare["labels"], json!([]));
     assert_eq!(session["labels"][0]["decision_id"], read["decision_id"]);
     // An unknown session starts empty: sending is allowed there.
     send["session"] = json!("s-new");
