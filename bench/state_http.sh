@@ -54,7 +54,7 @@ SOAK_WINDOW=${SOAK_WINDOW:-1m}   # every window and max_window of the soak's pol
 SOAK_IDLE=${SOAK_IDLE:-30s}      # rein serve --session-idle
 SOAK_ROTATE=${SOAK_ROTATE:-10}   # seconds a session id (and an actor id) is used
 SOAK_SESSIONS=${SOAK_SESSIONS:-200}  # sessions (and ACTORS actors) in use at a time
-SOAK_STEADY=${SOAK_STEADY:-120}  # slopes from this time on
+SOAK_STEADY=${SOAK_STEADY:-180}  # slopes from this time on (window + idle + the server's 60 s prune period + a rotation)
 SAMPLE=${SAMPLE:-30}
 STATE_TABLES=${STATE_TABLES:-limit|use|session|label|call|state}   # regex of the tables (and indexes) counted as state
 CARGO_PROFILE=${CARGO_PROFILE:-release}
@@ -90,7 +90,7 @@ trap 'exit 130' INT TERM
 if [ -z "${REIN_BIN:-}" ] || [ -z "${LOADGEN_BIN:-}" ]; then
   cargo build -q --profile "$CARGO_PROFILE" -p rein-cli -p rein-bench --bin rein --bin loadgen
 fi
-DIR=$ROOT/target/$([ "$CARGO_PROFILE" = dev ] && echo debug || echo "$CARGO_PROFILE")
+DIR=${CARGO_TARGET_DIR:-$ROOT/target}/$([ "$CARGO_PROFILE" = dev ] && echo debug || echo "$CARGO_PROFILE")
 REIN=${REIN_BIN:-$DIR/rein}
 LOADGEN=${LOADGEN_BIN:-$DIR/loadgen}
 IDLE_FLAG=()
@@ -308,7 +308,7 @@ if has 3; then
   # ones' uses leave the window).
   SESSIONS=$SOAK_SESSIONS bodies refund.loop "s-{epoch}-" "bot-{epoch}-" "$OUT/bodies-soak.jsonl"
   start_server soak "$OUT/soak-policy.yaml" "$OUT/soak.db" "$SOAK_IDLE"
-  sed "s/{epoch}/0/g" "$OUT/bodies-soak.jsonl" | head -1 >"$OUT/soak-first.json"
+  head -1 "$OUT/bodies-soak.jsonl" | sed "s/{epoch}/0/g" >"$OUT/soak-first.json"
   check_allowed "$OUT/soak-first.json"
   SOAK=$OUT/soak.tsv
   printf 't_s\trss_kb\tdb_kb\twal_kb\tlimits_buckets\tdecisions\tload1\tstate\n' >"$SOAK"
