@@ -8,6 +8,7 @@ mod completions;
 mod hook;
 mod init;
 mod init_policy;
+mod limits;
 mod remote;
 mod serve;
 mod test;
@@ -142,6 +143,9 @@ enum Command {
     Audit(audit::AuditArgs),
     /// List, grant and deny approvals.
     Approvals(approvals::ApprovalsArgs),
+    /// List and reset the limit buckets of stateful rules (`limit:`): what
+    /// each bucket used in its window and when it frees up.
+    Limits(limits::LimitsArgs),
     /// Answer one coding-agent hook event (stdin → stdout): Claude Code,
     /// Codex CLI or Gemini CLI. Tool calls are decided as Rein actions
     /// (shell commands part by part) and recorded; every error is a refusal.
@@ -206,6 +210,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Serve(args) => serve::run(args, color),
         Command::Audit(args) => audit::run(args, color),
         Command::Approvals(args) => approvals::run(args),
+        Command::Limits(args) => limits::run(args),
         Command::Hook(args) => hook::run(args),
         Command::Convert(args) => actra::run_convert(args, color),
         Command::Init(args) => init::run(args, color),

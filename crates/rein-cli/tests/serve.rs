@@ -1371,13 +1371,14 @@ fn audit_and_approvals_refuse_bad_arguments_and_leave_files_alone() {
 
     // An older schema is reported by the commands that only read, not
     // upgraded; one that writes upgrades it.
-    // (A version-2 file: without what versions 3 and 4 added.)
+    // (A version-2 file: without what versions 3, 4 and 5 added.)
     rusqlite::Connection::open(&db)
         .unwrap()
         .execute_batch(
             "ALTER TABLE approvals DROP COLUMN roles; ALTER TABLE approvals DROP COLUMN requested_via; \
              DROP INDEX approvals_request; DROP INDEX approvals_sealed; DROP TABLE store_meta; \
              DROP TABLE appended_once; \
+             DROP TABLE limit_uses; DROP TABLE session_calls; DROP TABLE session_labels; DROP TABLE sessions; \
              ALTER TABLE approvals DROP COLUMN hold_seconds; ALTER TABLE approvals DROP COLUMN sealed; \
              PRAGMA user_version = 2;",
         )

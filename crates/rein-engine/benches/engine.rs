@@ -72,5 +72,65 @@ rules:
     g.finish();
 }
 
-criterion_group!(benches, decide, may_match);
+/// A state that answers at once: what the engine itself spends on a
+/// stateful decision (keys, bucket, session reads), apart from any store.
+struct FixedState {
+    labels: Vec<String>,
+}
+
+impl rein_engine::StateView for FixedState {
+    fn limit_use(
+        &self,
+        _: &rein_engine::state::LimitQuery<'_>,
+    ) -> Result<rein_engine::state::LimitUse, rein_engine::state::StateError> {
+        Ok(rein_engine::state::LimitUse {
+            used: rein_engine::state::Decimal::ONE,
+            retry_after_seconds: Some(0),
+        })
+    }
+
+    fn session_labels(&self, _: &str) -> Result<Vec<String>, rein_engine::state::StateError> {
+        Ok(self.labels.clone())
+    }
+
+    fn session_calls(
+        &self,
+        _: &str,
+        _: jiff::Timestamp,
+        _: &mut dyn FnMut(&rein_engine::state::SessionCall),
+    ) -> Result<(), rein_engine::state::StateError> {
+        Ok(())
+    }
+
+    fn keyed_hash(&self, value: &serde_json::Value) -> String {
+        value.to_string()
+    }
+}
+
+/// The refund example's decision with one limit and one session condition
+/// added, beside the same request on the example as it is.
+fn stateful(c: &mut Criterion) {
+    let stateless = Policy::from_yaml_str(&example("refund")).unwrap();
+    let text = format!(
+        "{}\n  - id: refund_rate\n    action: refund\n    effect: block\n    limit: {{count: 5, per: [actor.id], window: 1h}}\n  - id: tainted\n    action: refund\n    when: '\"untrusted\" in session.labels'\n    effect: require_approval\n",
+        example("refund").trim_end()
+    );
+    let policy = Policy::from_yaml_str(&text).unwrap();
+    let mut request = Request::from_json_str(REFUND_REQUEST).unwrap();
+    request.session = Some("s-1".into());
+    request.time = Some("2026-01-01T00:00:00Z".parse().unwrap());
+    let plain = stateless.prepare(&request).unwrap();
+    let prepared = policy.prepare(&request).unwrap();
+    let state = FixedState {
+        labels: vec!["secret".into()],
+    };
+    let mut g = c.benchmark_group("refund_stateful");
+    g.bench_function("stateless_prepared", |b| b.iter(|| black_box(plain.decide())));
+    g.bench_function("limit_and_session_prepared", |b| {
+        b.iter(|| black_box(prepared.decide_with_state(black_box(&state))))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, decide, may_match, stateful);
 criterion_main!(benches);

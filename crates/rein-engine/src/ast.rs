@@ -113,6 +113,9 @@ pub struct PolicyFile {
     pub default: Option<Spanned<Effect>>,
     /// The `default` effect for phase `after`, if set in this file.
     pub default_after: Option<Spanned<Effect>>,
+    /// The longest window a limit or session function may use, if set in
+    /// this file.
+    pub max_window: Option<Spanned<jiff::SignedDuration>>,
     /// Contracts declared in this file.
     pub contracts: ContractsAst,
     /// Rules declared in this file.
@@ -308,6 +311,33 @@ pub struct ApprovalAst {
     pub ttl_seconds: Option<Spanned<u64>>,
 }
 
+/// A rule's `limit` as written.
+#[derive(Clone, Debug)]
+pub struct LimitAst {
+    /// What it counts.
+    pub measure: LimitMeasure,
+    /// The `per` key expressions; empty for one global bucket.
+    pub per: Vec<Expr>,
+    /// The sliding window.
+    pub window: Spanned<jiff::SignedDuration>,
+    /// The whole `limit` mapping.
+    pub span: Span,
+}
+
+/// What a limit counts.
+#[derive(Clone, Debug)]
+pub enum LimitMeasure {
+    /// `count: N`: at most N calls.
+    Count(Spanned<u64>),
+    /// `sum: <expr>` with `max: X`: at most X as the sum of the expression.
+    Sum {
+        /// The expression summed (a numeric input field).
+        expr: Expr,
+        /// The most the sum may reach, exact as written.
+        max: Spanned<rust_decimal::Decimal>,
+    },
+}
+
 /// One rule as written.
 #[derive(Clone, Debug)]
 pub struct RuleAst {
@@ -327,6 +357,8 @@ pub struct RuleAst {
     pub approval: Option<ApprovalAst>,
     /// Labels attached to the session when it matches.
     pub labels: Vec<Spanned<String>>,
+    /// A limit on the calls the rule counts (phase `before` only).
+    pub limit: Option<LimitAst>,
     /// Index of the file in the policy's file list.
     pub file: usize,
     /// The whole rule's span.

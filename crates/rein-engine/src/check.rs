@@ -5,18 +5,23 @@
 pub(crate) mod contracts;
 pub(crate) mod expr;
 
+use crate::ast::LimitMeasure;
 use crate::ast::{Combining, Effect, Phase, PolicyFile, Spanned};
 use crate::diagnostics::{did_you_mean, Diagnostic, Severity};
 use crate::ir::{ActionIr, Approval, CompiledPolicy, CompiledRule, RuleInfo};
 use crate::source::SourceFile;
+use crate::state::{Decimal, LimitInfo, LimitKind};
 use crate::types::ObjectType;
 use crate::value::Value;
 pub(crate) use contracts::{compile_glob, compile_regex, glob_builder};
 use contracts::{open_empty, ContractResolver};
-use expr::{ExprChecker, Scope};
+use expr::{session_action, ExprChecker, Scope, SessionAction};
 use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+
+/// The longest window when the policy sets no `max_window`.
+pub(crate) const DEFAULT_MAX_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
 
 /// Compiles parsed files. Returns the policy when no error was found;
 /// diagnostics (errors and warnings) go to `diags` either way.
@@ -89,6 +94,9 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
                 output,
                 before: Vec::new(),
                 after: Vec::new(),
+                state_before: Default::default(),
+                state_after: Default::default(),
+                recorded: false,
             });
         }
     }
@@ -104,6 +112,18 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
         merged_default(files, |f| f.default_after.as_ref(), "default.after", diags).unwrap_or(Effect::Allow);
 
     let version_label = merged_version_label(files);
+    let max_window = merged_max_window(files, diags);
+
+    // What session functions can name: every action, with the type of
+    // one of its earlier calls.
+    let session_actions: Vec<SessionAction> = actions
+        .iter()
+        .map(|a| session_action(a.name(), &a.input, a.output.as_ref()))
+        .collect();
+    // Per action whose calls some rule reads: the first such rule.
+    let mut readers: FxHashMap<u32, u32> = FxHashMap::default();
+    // The first rule that reads `session.labels`.
+    let mut label_reader: Option<u32> = None;
 
     // Rules.
     let mut rules: Vec<RuleInfo> = Vec::new();
@@ -190,44 +210,123 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
                 labels: rule.labels.iter().map(|l| l.value.clone()).collect(),
                 file: rule.file,
                 when_span: rule.when.as_ref().map(|w| w.span),
+                limit: None,
             });
 
-            // Check the condition once per targeted action; the same
-            // mistake found for several actions is reported once.
+            // Check the condition (and the limit, in its scope) once per
+            // targeted action; the same mistake found for several actions
+            // is reported once.
             let mut rule_diags: Vec<Diagnostic> = Vec::new();
+            let mut limit_ok = true;
             for &aid in &targets {
                 let Some(action) = actions.get(aid as usize) else {
                     continue;
                 };
-                let cond = rule.when.as_ref().map(|w| {
-                    let scope = Scope {
-                        action: action.name(),
-                        phase: rule.phase,
-                        input: &action.input,
-                        output: action.output.as_ref(),
-                        actor: &actor,
-                        snapshot: &snapshot,
-                    };
-                    let mut local = Vec::new();
-                    let node = ExprChecker::new(file, &mut local, scope).condition(w);
-                    for d in local {
-                        if !rule_diags.iter().any(|x| x.span == d.span && x.message == d.message) {
-                            rule_diags.push(d);
-                        }
+                let scope = Scope {
+                    action: action.name(),
+                    phase: rule.phase,
+                    input: &action.input,
+                    output: action.output.as_ref(),
+                    actor: &actor,
+                    snapshot: &snapshot,
+                    actions: &session_actions,
+                    max_window,
+                };
+                let mut local = Vec::new();
+                let mut checker = ExprChecker::new(file, &mut local, scope);
+                let cond = rule.when.as_ref().map(|w| checker.condition(w));
+                let limit = rule
+                    .limit
+                    .as_ref()
+                    .and_then(|l| checker.limit(rule.when.as_ref(), l).map(Box::new));
+                limit_ok &= rule.limit.is_none() || limit.is_some();
+                let session = std::mem::take(&mut checker.session);
+                for d in local {
+                    if !rule_diags.iter().any(|x| x.span == d.span && x.message == d.message) {
+                        rule_diags.push(d);
                     }
-                    node
-                });
-                let compiled = CompiledRule { rule: rule_index, cond };
+                }
+                for &id in &session.recorded {
+                    readers.entry(id).or_insert(rule_index);
+                }
+                if session.labels {
+                    label_reader.get_or_insert(rule_index);
+                }
+                let compiled = CompiledRule {
+                    rule: rule_index,
+                    cond,
+                    limit,
+                };
                 if let Some(action) = actions.get_mut(aid as usize) {
+                    let needs = match rule.phase {
+                        Phase::Before => &mut action.state_before,
+                        Phase::After => &mut action.state_after,
+                    };
+                    if session.reads || compiled.limit.is_some() {
+                        needs.reads = true;
+                    }
+                    // Labels are state only if some rule reads them (set
+                    // below, once every rule is known): a policy that only
+                    // names labels for its audit records stays stateless.
+                    if compiled.limit.is_some() {
+                        needs.writes = true;
+                    }
+                    if session.reads && needs.session_rule.is_none() {
+                        needs.session_rule = Some(rule_index);
+                    }
+                    if !rule.labels.is_empty() && needs.labels_rule.is_none() {
+                        needs.labels_rule = Some(rule_index);
+                    }
                     match rule.phase {
                         Phase::Before => action.before.push(compiled),
                         Phase::After => action.after.push(compiled),
                     }
                 }
             }
+            if let (Some(l), Some(info), true) = (&rule.limit, rules.last_mut(), limit_ok) {
+                info.limit = Some(LimitInfo {
+                    rule: info.id.clone(),
+                    kind: match l.measure {
+                        LimitMeasure::Count(_) => LimitKind::Count,
+                        LimitMeasure::Sum { .. } => LimitKind::Sum,
+                    },
+                    max: match &l.measure {
+                        LimitMeasure::Count(n) => Decimal::from(n.value),
+                        LimitMeasure::Sum { max, .. } => max.value,
+                    },
+                    window: l.window.value,
+                });
+            }
             diags.extend(rule_diags);
         }
     }
+
+    // An action whose calls some rule reads keeps them: its `before`
+    // decisions record the call, its `after` decisions the output.
+    for &id in readers.keys() {
+        if let Some(a) = actions.get_mut(id as usize) {
+            a.recorded = true;
+            a.state_before.writes = true;
+            a.state_after.writes = true;
+        }
+    }
+    // Dropping the session must not be a way around a flow rule: a call
+    // that some rule reads later (as a call, or through the labels it
+    // attaches) needs a session as much as a rule that reads one does.
+    for (id, a) in actions.iter_mut().enumerate() {
+        let reader = u32::try_from(id).ok().and_then(|id| readers.get(&id)).copied();
+        for needs in [&mut a.state_before, &mut a.state_after] {
+            if needs.labels_rule.is_some() && label_reader.is_some() {
+                needs.writes = true;
+            }
+            if needs.session_rule.is_none() {
+                needs.session_rule = reader.or(needs.labels_rule.and(label_reader));
+            }
+        }
+    }
+    let uses_state = actions
+        .iter()
+        .any(|a| a.state_before.reads || a.state_before.writes || a.state_after.reads || a.state_after.writes);
 
     if files.is_empty() {
         diags.push(Diagnostic::general("no policy files were given"));
@@ -256,6 +355,8 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
         combining,
         version_hash: version_hash(&sources),
         version_label,
+        max_window,
+        uses_state,
         files: sources,
     })
 }
@@ -280,6 +381,30 @@ fn merged_default(
         }
     }
     found.map(|(e, _)| e)
+}
+
+/// The `max_window` the files set (all that set it must agree), else
+/// [`DEFAULT_MAX_WINDOW`].
+fn merged_max_window(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> jiff::SignedDuration {
+    let mut found: Option<(jiff::SignedDuration, &SourceFile)> = None;
+    for f in files {
+        let Some(w) = &f.max_window else { continue };
+        match found {
+            Some((prev, pf)) if prev != w.value => diags.push(Diagnostic::error(
+                &f.source,
+                w.span,
+                format!(
+                    "`max_window` is {} here but {} in `{}`",
+                    crate::value::format_duration(w.value),
+                    crate::value::format_duration(prev),
+                    pf.name()
+                ),
+            )),
+            Some(_) => {}
+            None => found = Some((w.value, &f.source)),
+        }
+    }
+    found.map_or(DEFAULT_MAX_WINDOW, |(w, _)| w)
 }
 
 /// SHA-256 over the sorted hashes of the file texts: the same files give the

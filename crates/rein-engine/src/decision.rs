@@ -18,6 +18,10 @@ pub enum Basis {
     Contract(Violation),
     /// A condition failed to evaluate; the decision fails closed.
     EvalError,
+    /// The decision needs state it could not have: no session for rules
+    /// that read one, no state at all, or a state that failed. Fails
+    /// closed (`block`); the text says why.
+    State(String),
 }
 
 /// A rule that matched, with its own effect and the reason it gives.
@@ -50,6 +54,28 @@ pub struct Decision {
     pub(crate) matched: Vec<u32>,
     pub(crate) errors: Vec<(u32, String)>,
     pub(crate) policy: Arc<CompiledPolicy>,
+    /// What limits added (only decisions made with state have it, so a
+    /// stateless decision stays one pointer wider).
+    pub(crate) limits: Option<Box<LimitNotes>>,
+}
+
+/// What the limits of a decision made with state said.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LimitNotes {
+    /// One per matching limit rule of effect block or require_approval.
+    pub notes: Vec<LimitNote>,
+}
+
+/// What one matching limit rule said.
+#[derive(Clone, Debug)]
+pub(crate) struct LimitNote {
+    /// The rule.
+    pub rule: u32,
+    /// `"<rule>: <used> of <max> used for <bucket> in the last <window>"`.
+    pub reason: String,
+    /// Seconds until the bucket has room for this call; `None` if it never
+    /// will.
+    pub retry_after_seconds: Option<u64>,
 }
 
 /// An approval a `require_approval` decision obliges, naming its rule.
@@ -102,13 +128,56 @@ impl Decision {
                 .iter()
                 .map(|(i, msg)| format!("rule `{}` could not be evaluated: {msg}", self.rule_id(*i)))
                 .collect(),
-            Basis::Rules => self
-                .matched_rules()
-                .into_iter()
-                .filter(|m| m.effect == self.effect)
-                .map(|m| m.reason)
-                .collect(),
+            Basis::State(why) => vec![why.clone()],
+            Basis::Rules => {
+                let mut out = Vec::new();
+                for &i in &self.matched {
+                    let Some(r) = self.policy.rules.get(i as usize) else {
+                        continue;
+                    };
+                    if r.effect != self.effect {
+                        continue;
+                    }
+                    // A limit says how much was used before the rule's own
+                    // reason.
+                    if let Some(notes) = &self.limits {
+                        out.extend(notes.notes.iter().filter(|n| n.rule == i).map(|n| n.reason.clone()));
+                    }
+                    out.push(
+                        r.reason
+                            .clone()
+                            .unwrap_or_else(|| format!("rule `{}` matched ({})", r.id, r.effect)),
+                    );
+                }
+                out
+            }
         }
+    }
+
+    /// For a decision refused by limits: whole seconds until the limits
+    /// that decided leave room for this call (the largest over them).
+    /// `None` when a rule without a limit also decided, or when a limit can
+    /// never hold this call: retrying would not help, and an agent told to
+    /// retry would only loop.
+    pub fn retry_after_seconds(&self) -> Option<u64> {
+        if self.basis != Basis::Rules || self.effect == Effect::Allow {
+            return None;
+        }
+        let notes = self.limits.as_ref()?;
+        let mut wait: u64 = 0;
+        for &i in &self.matched {
+            let deciding = self
+                .policy
+                .rules
+                .get(i as usize)
+                .is_some_and(|r| r.effect == self.effect);
+            if !deciding {
+                continue;
+            }
+            let note = notes.notes.iter().find(|n| n.rule == i)?;
+            wait = wait.max(note.retry_after_seconds?);
+        }
+        Some(wait)
     }
 
     /// Ids of the matched rules whose own effect is the decision's: the
@@ -237,6 +306,9 @@ impl Decision {
         }
         if let Some(v) = self.violation() {
             out["violation"] = json!(v);
+        }
+        if let Some(r) = self.retry_after_seconds() {
+            out["retry_after_seconds"] = json!(r);
         }
         if !self.errors.is_empty() {
             out["errors"] = self

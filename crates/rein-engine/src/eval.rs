@@ -34,6 +34,10 @@ pub(crate) struct Env<'a> {
     pub now: Option<Timestamp>,
     /// The error an action reported instead of an output (phase after).
     pub error: Option<&'a Value>,
+    /// What session functions read; `None` for a stateless decision.
+    pub state: Option<&'a dyn crate::state::StateView>,
+    /// The session the request names.
+    pub session: Option<&'a str>,
 }
 
 /// Why a condition that reads `output` or `error` cannot be evaluated: the
@@ -48,6 +52,10 @@ pub(crate) trait Tracer {
     /// would record.
     const ENABLED: bool = true;
     fn record(&mut self, node: &Node, value: &Result<Cow<'_, Value>, EvalError>);
+
+    /// Receives what a rule's limit found for this call (its bucket, use,
+    /// cost and whether it would go over).
+    fn limit(&mut self, _span: crate::source::Span, _found: serde_json::Value) {}
 }
 
 /// The tracer of ordinary decisions: compiles to nothing.
@@ -420,7 +428,45 @@ fn eval_inner<'a, T: Tracer>(node: &'a Node, env: &Env<'a>, frame: &mut Frame<'_
             Ok(Cow::Owned(Value::Map(out)))
         }
         NodeKind::Comprehension { kind, range, var, body } => comprehension(*kind, range, *var, body, env, frame),
+        NodeKind::SessionId => match env.session {
+            Some(s) => Ok(Cow::Owned(Value::Str(s.to_string()))),
+            None => fail(crate::state_eval::NO_SESSION),
+        },
+        NodeKind::SessionLabels => crate::state_eval::labels(env).map(Cow::Owned),
+        NodeKind::SessionHasLabel { label } => {
+            let l = eval(label, env, frame)?;
+            crate::state_eval::has_label(env, str_of(&l)?).map(|b| Cow::Owned(Value::Bool(b)))
+        }
+        NodeKind::SessionCount { actions, window } => {
+            let n = crate::state_eval::count(env, actions, *window)?;
+            charge(usize::try_from(n).unwrap_or(usize::MAX))?;
+            Ok(Cow::Owned(Value::Int(n)))
+        }
+        NodeKind::SessionSum {
+            action,
+            output,
+            path,
+            int,
+            window,
+        } => crate::state_eval::sum(env, action, *output, path, *int, *window).map(Cow::Owned),
+        NodeKind::SessionCalls { action, window } => {
+            let calls = crate::state_eval::calls(env, action, *window, &node.ty)?;
+            charge(calls.len())?;
+            Ok(Cow::Owned(Value::List(calls)))
+        }
+        NodeKind::HashedCmp { ne, hashed, clear } => {
+            let h = eval(hashed, env, frame)?;
+            let c = eval(clear, env, frame)?;
+            let equal = crate::state_eval::hashed_equals(env, &h, &c, &clear.ty)?;
+            Ok(Cow::Owned(Value::Bool(equal != *ne)))
+        }
     }
+}
+
+/// Evaluates a limit's key or cost expression (with a fresh step budget).
+pub(crate) fn eval_value<'a, T: Tracer>(node: &'a Node, env: &Env<'a>, frame: &mut Frame<'_, T>) -> R<'a> {
+    STEPS.with(|s| s.set(0));
+    eval(node, env, frame)
 }
 
 /// True when every step from `start` reaches a present value.

@@ -110,6 +110,11 @@ pub(crate) struct CompiledPolicy {
     pub version_hash: String,
     /// The `version` label the author wrote, if any.
     pub version_label: Option<String>,
+    /// The longest window any limit or session function may use
+    /// (`max_window`, default 24h): how long state is kept.
+    pub max_window: jiff::SignedDuration,
+    /// True when some action reads or writes state in some phase.
+    pub uses_state: bool,
     /// The sources, for explanations; a cached policy gets the texts it was
     /// looked up by.
     #[serde(skip)]
@@ -129,6 +134,30 @@ pub(crate) struct ActionIr {
     pub before: Vec<CompiledRule>,
     /// Rules of phase `after`, in rule order.
     pub after: Vec<CompiledRule>,
+    /// What the `before` rules need of the state.
+    pub state_before: StateNeeds,
+    /// What the `after` rules need of the state.
+    pub state_after: StateNeeds,
+    /// Its calls are kept in their session: some rule of the policy reads
+    /// them (`session.count`, `session.sum`, `session.calls`).
+    pub recorded: bool,
+}
+
+/// What one action's rules of one phase need of the state.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct StateNeeds {
+    /// A rule has a limit or reads a session fact.
+    pub reads: bool,
+    /// The decision writes: limit units, the call or its output, labels.
+    pub writes: bool,
+    /// The first rule (by index) that reads the session: a request without
+    /// one is refused, naming it. Also set when what this decision writes
+    /// to the session (its call, its output, labels) is read by a rule of
+    /// another action: leaving the session out must not hide the call from
+    /// it.
+    pub session_rule: Option<u32>,
+    /// The first rule of this phase that attaches labels.
+    pub labels_rule: Option<u32>,
 }
 
 impl ActionIr {
@@ -142,6 +171,14 @@ impl ActionIr {
         match phase {
             Phase::Before => &self.before,
             Phase::After => &self.after,
+        }
+    }
+
+    /// What the rules of one phase need of the state.
+    pub fn state(&self, phase: Phase) -> &StateNeeds {
+        match phase {
+            Phase::Before => &self.state_before,
+            Phase::After => &self.state_after,
         }
     }
 }
@@ -163,6 +200,8 @@ pub(crate) struct RuleInfo {
     pub file: usize,
     /// The condition's span, for explanations.
     pub when_span: Option<Span>,
+    /// Its limit, for listings.
+    pub limit: Option<crate::state::LimitInfo>,
 }
 
 /// Who may approve and for how long a grant holds.
@@ -181,6 +220,36 @@ pub(crate) struct CompiledRule {
     pub rule: u32,
     /// `None` means the rule always matches.
     pub cond: Option<Node>,
+    /// The rule's limit, compiled for this action.
+    pub limit: Option<Box<LimitIr>>,
+}
+
+/// A rule's `limit`, compiled for one action.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct LimitIr {
+    /// The most a bucket may use in the window.
+    pub max: rust_decimal::Decimal,
+    /// What one call costs: `None` for a count (1), the `sum` expression
+    /// otherwise.
+    pub cost: Option<Node>,
+    /// The `per` keys, in the order written.
+    pub per: Vec<PerKey>,
+    /// The sliding window.
+    pub window: jiff::SignedDuration,
+    /// Where the `limit` was written, for explanations.
+    pub span: Span,
+}
+
+/// One `per` key of a limit.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct PerKey {
+    /// The expression as written (on one line), what a bucket names.
+    pub text: String,
+    /// The typed expression.
+    pub node: Node,
+    /// It reads a sensitive field: the bucket keeps the keyed hash of its
+    /// value, never the value.
+    pub hashed: bool,
 }
 
 /// Which top-level variable a path starts from.
@@ -200,6 +269,47 @@ pub(crate) struct Node {
     pub span: Span,
     /// Its static type, to render values in explanations.
     pub ty: Type,
+}
+
+impl Node {
+    /// The nodes directly under this one.
+    pub fn children(&self) -> Vec<&Node> {
+        match &self.kind {
+            NodeKind::Const(_)
+            | NodeKind::Path { .. }
+            | NodeKind::ActionName
+            | NodeKind::Now
+            | NodeKind::ErrorText
+            | NodeKind::Local(_)
+            | NodeKind::SessionId
+            | NodeKind::SessionLabels
+            | NodeKind::SessionCount { .. }
+            | NodeKind::SessionSum { .. }
+            | NodeKind::SessionCalls { .. } => Vec::new(),
+            NodeKind::Select { operand, .. }
+            | NodeKind::MapGet { operand, .. }
+            | NodeKind::Matches { operand, .. }
+            | NodeKind::Glob { operand, .. }
+            | NodeKind::GlobOverlap { operand, .. } => vec![operand],
+            NodeKind::Has { base, .. } => vec![base],
+            NodeKind::SessionHasLabel { label } => vec![label],
+            NodeKind::Not(x) | NodeKind::Neg(x) => vec![x],
+            NodeKind::Index { operand: a, index: b }
+            | NodeKind::And(a, b)
+            | NodeKind::Or(a, b)
+            | NodeKind::Cmp { lhs: a, rhs: b, .. }
+            | NodeKind::Arith { lhs: a, rhs: b, .. }
+            | NodeKind::In { elem: a, coll: b }
+            | NodeKind::HashedCmp {
+                hashed: a, clear: b, ..
+            }
+            | NodeKind::Comprehension { range: a, body: b, .. } => vec![a, b],
+            NodeKind::Cond { cond, then, otherwise } => vec![cond, then, otherwise],
+            NodeKind::InStrings { elem, .. } => vec![elem],
+            NodeKind::Call { args, .. } | NodeKind::List(args) => args.iter().collect(),
+            NodeKind::MapLit(entries) => entries.iter().flat_map(|(k, v)| [k, v]).collect(),
+        }
+    }
 }
 
 /// One step when walking into a value.
@@ -363,5 +473,42 @@ pub(crate) enum NodeKind {
         range: Box<Node>,
         var: u32,
         body: Box<Node>,
+    },
+    /// `session.id`.
+    SessionId,
+    /// `session.labels`.
+    SessionLabels,
+    /// `label in session.labels`.
+    SessionHasLabel {
+        label: Box<Node>,
+    },
+    /// `session.count(pattern, window)`: earlier calls of these actions
+    /// (sorted names), whatever their effect.
+    SessionCount {
+        actions: Box<[String]>,
+        window: jiff::SignedDuration,
+    },
+    /// `session.sum(action, "input.x" | "output.x", window)` over the
+    /// allowed earlier calls of `action`.
+    SessionSum {
+        action: String,
+        output: bool,
+        path: Box<[String]>,
+        int: bool,
+        window: jiff::SignedDuration,
+    },
+    /// `session.calls(action, window)`: the earlier calls, oldest first,
+    /// typed by the node's type (a list of call objects).
+    SessionCalls {
+        action: String,
+        window: jiff::SignedDuration,
+    },
+    /// `==` / `!=` between a sensitive field of an earlier call (stored as
+    /// its keyed hash) and a value of the same type: the value is rendered
+    /// and hashed, and the hashes compared.
+    HashedCmp {
+        ne: bool,
+        hashed: Box<Node>,
+        clear: Box<Node>,
     },
 }

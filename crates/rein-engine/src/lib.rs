@@ -45,10 +45,12 @@ mod governance;
 mod instant;
 mod ir;
 pub mod json;
+mod memory_state;
 mod policy;
 mod request;
 pub mod source;
 pub mod state;
+mod state_eval;
 pub mod syntax;
 pub mod testing;
 mod types;
@@ -61,5 +63,9 @@ pub use decision::{Basis, Decision, MatchedRule, Obligation, RuleError};
 pub use diagnostics::{Diagnostic, LoadError, Severity};
 pub use eval::normalize_path;
 pub use ir::Approval;
+pub use memory_state::{
+    BucketStatus, Hasher, MemoryState, SessionLabel, SessionSnapshot, StateSize, STATE_FORMAT_VERSION,
+};
 pub use policy::{Explanation, Outcome, Policy, Prepared, RuleTrace, Step, MAX_POLICY_FILE_BYTES};
 pub use request::{Request, RequestError};
+pub use state::{ActionState, LimitInfo, LimitKind, StateEffects, StateView};

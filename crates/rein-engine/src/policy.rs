@@ -4,13 +4,24 @@ use crate::ast::{Combining, Effect, Phase, PolicyFile};
 use crate::check;
 use crate::contract::{check_root, Violation};
 use crate::decision::{Basis, Decision};
+use crate::decision::{LimitNote, LimitNotes};
 use crate::diagnostics::{Diagnostic, LoadError, Severity};
+use crate::eval::eval_value;
 use crate::eval::{eval_condition, Env, EvalError, Frame, NoTrace, Tracer};
+use crate::ir::LimitIr;
 use crate::ir::{CompiledPolicy, CompiledRule, Node, NodeKind};
 use crate::request::Request;
 use crate::source::SourceFile;
+use crate::state::{
+    ActionState, BucketKey, Consumption, Decimal, LimitInfo, LimitQuery, SessionCall, StateEffects, StateError,
+    StateView,
+};
+use crate::state_eval::{render_hashed, value_decimal};
 use crate::syntax::native::read_policy_file;
+use crate::types::Type;
+use crate::value::format_duration;
 use crate::value::Value;
+use jiff::SignedDuration;
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,6 +55,8 @@ pub struct Prepared {
     now: Option<jiff::Timestamp>,
     /// The error the action reported instead of an output (phase after).
     error: Option<Value>,
+    /// The session the request names.
+    session: Option<String>,
 }
 
 impl Policy {
@@ -272,6 +285,40 @@ impl Policy {
         out
     }
 
+    /// What `action`'s rules of `phase` need of the state (nothing for an
+    /// unknown action). A decision that needs some must be made with
+    /// [`Prepared::decide_with_state`].
+    pub fn action_state(&self, action: &str, phase: Phase) -> ActionState {
+        let p = &self.inner;
+        match p.action_index.get(action).and_then(|&i| p.actions.get(i as usize)) {
+            Some(a) => {
+                let needs = a.state(phase);
+                ActionState {
+                    reads: needs.reads,
+                    writes: needs.writes,
+                }
+            }
+            None => ActionState::default(),
+        }
+    }
+
+    /// True when some decision of this policy reads or writes state
+    /// (limits, session facts, recorded calls, labels).
+    pub fn uses_state(&self) -> bool {
+        self.inner.uses_state
+    }
+
+    /// The longest window a limit or a session function of this policy
+    /// may use (`max_window`, 24h by default): older state can be pruned.
+    pub fn max_window(&self) -> SignedDuration {
+        self.inner.max_window
+    }
+
+    /// Every limit of the policy, in rule order.
+    pub fn limits(&self) -> Vec<LimitInfo> {
+        self.inner.rules.iter().filter_map(|r| r.limit.clone()).collect()
+    }
+
     /// Number of rules.
     pub fn rule_count(&self) -> usize {
         self.inner.rules.len()
@@ -343,6 +390,7 @@ impl Policy {
             snapshot,
             now: request.time,
             error: request.error.clone().map(Value::Str),
+            session: request.session.clone(),
         })
     }
 
@@ -354,6 +402,7 @@ impl Policy {
             matched: Vec::new(),
             errors: Vec::new(),
             policy: self.inner.clone(),
+            limits: None,
         }
     }
 
@@ -431,6 +480,7 @@ impl Policy {
             actor,
             snapshot,
             now: None,
+            session: None,
         })
     }
 
@@ -457,19 +507,57 @@ impl Prepared {
         self.policy.actions.get(self.action as usize).map_or("", |a| a.name())
     }
 
-    /// Decides this request.
+    /// The session the request names.
+    pub fn session(&self) -> Option<&str> {
+        self.session.as_deref()
+    }
+
+    /// The request's input after its contract check, rendered as JSON
+    /// (what a session keeps of the call, before sensitive fields are
+    /// hashed).
+    pub fn input_json(&self) -> serde_json::Value {
+        match self.policy.actions.get(self.action as usize) {
+            Some(a) => Value::Object(self.input.clone()).to_json(&Type::Object(a.input.clone())),
+            None => serde_json::Value::Null,
+        }
+    }
+
+    /// Decides this request. A request whose rules read state (limits,
+    /// session facts) is `block`ed: decide it with
+    /// [`Prepared::decide_with_state`].
     pub fn decide(&self) -> Decision {
         self.run(&mut NoTrace, |_, _, _| {})
     }
 
+    /// Decides this request reading what its rules need through `state`,
+    /// and returns what the decision writes if it is finally allowed (see
+    /// [`StateEffects::writes`]). For an action without stateful rules this
+    /// is [`Prepared::decide`] with no effects.
+    pub fn decide_with_state(&self, state: &dyn StateView) -> (Decision, StateEffects) {
+        self.run_with_state(state, &mut NoTrace, |_, _, _| {})
+    }
+
+    /// [`Prepared::explain`] with state, as [`Prepared::decide_with_state`].
+    pub fn explain_with_state(&self, state: &dyn StateView) -> (Explanation, StateEffects) {
+        self.explain_inner(Some(state))
+    }
+
     /// Decides and traces every rule.
     pub fn explain(&self) -> Explanation {
+        self.explain_inner(None).0
+    }
+
+    fn explain_inner(&self, state: Option<&dyn StateView>) -> (Explanation, StateEffects) {
         let mut rules = Vec::new();
         let mut tracer = Recorder::default();
-        let decision = self.run(&mut tracer, |rule, outcome, tracer: &mut Recorder| {
+        let after_rule = |rule, outcome, tracer: &mut Recorder| {
             let steps = std::mem::take(&mut tracer.steps);
             rules.push((rule, outcome, steps));
-        });
+        };
+        let (decision, effects) = match state {
+            Some(state) => self.run_with_state(state, &mut tracer, after_rule),
+            None => (self.run(&mut tracer, after_rule), StateEffects::default()),
+        };
         let policy = &self.policy;
         let rules = rules
             .into_iter()
@@ -501,7 +589,7 @@ impl Prepared {
                 })
             })
             .collect();
-        Explanation { decision, rules }
+        (Explanation { decision, rules }, effects)
     }
 
     fn run<T: Tracer>(&self, tracer: &mut T, after_rule: impl FnMut(u32, Outcome, &mut T)) -> Decision {
@@ -514,6 +602,10 @@ impl Prepared {
                 vec![(u32::MAX, "internal: unknown action id".into())],
             );
         };
+        // Fail closed: deciding without state would read an empty one.
+        if action.state(self.phase).reads {
+            return self.finish(Effect::Block, Basis::State(NEEDS_STATE.into()), Vec::new(), Vec::new());
+        }
         let env = Env {
             input: &self.input,
             output: self.output.as_deref(),
@@ -522,6 +614,8 @@ impl Prepared {
             action: &action.name,
             now: self.now,
             error: self.error.as_ref(),
+            state: None,
+            session: None,
         };
         let mut frame = Frame {
             locals: Vec::new(),
@@ -615,6 +709,234 @@ impl Prepared {
         self.finish(self.default_effect(), Basis::Default, Vec::new(), Vec::new())
     }
 
+    /// The stateful path: the rules of an action that reads or writes
+    /// state, with limits and session facts read through `state`. Native
+    /// combining only (Actra's files have no state).
+    fn run_with_state<T: Tracer>(
+        &self,
+        state: &dyn StateView,
+        tracer: &mut T,
+        mut after_rule: impl FnMut(u32, Outcome, &mut T),
+    ) -> (Decision, StateEffects) {
+        let policy = &self.policy;
+        let mut effects = StateEffects {
+            session: self.session.clone(),
+            ..StateEffects::default()
+        };
+        let Some(action) = policy.actions.get(self.action as usize) else {
+            return (self.run(tracer, after_rule), effects);
+        };
+        let needs = *action.state(self.phase);
+        if !(needs.reads || needs.writes) {
+            return (self.run(tracer, after_rule), effects);
+        }
+        if let (Some(rule), None) = (needs.session_rule, &self.session) {
+            let id = policy.rules.get(rule as usize).map_or("?", |r| r.id.as_str());
+            let why = format!("session required: rule `{id}` reads the session, and the request names none");
+            return (
+                self.finish(Effect::Block, Basis::State(why), Vec::new(), Vec::new()),
+                effects,
+            );
+        }
+        let env = Env {
+            input: &self.input,
+            output: self.output.as_deref(),
+            actor: &self.actor,
+            snapshot: &self.snapshot,
+            action: &action.name,
+            now: self.now,
+            error: self.error.as_ref(),
+            state: Some(state),
+            session: self.session.as_deref(),
+        };
+        let mut frame = Frame {
+            locals: Vec::new(),
+            tracer,
+        };
+        let mut matched = Vec::new();
+        let mut errors = Vec::new();
+        let mut effect: Option<Effect> = None;
+        let mut notes = Vec::new();
+        for rule in action.rules(self.phase) {
+            let info = policy.rules.get(rule.rule as usize);
+            let rule_effect = info.map_or(Effect::Block, |r| r.effect);
+            let mut outcome = match &rule.cond {
+                None => Ok(true),
+                Some(cond) => eval_condition(cond, &env, &mut frame),
+            };
+            if let (Ok(true), Some(limit)) = (&outcome, &rule.limit) {
+                let id = info.map_or("?", |r| r.id.as_str());
+                match self.check_limit(limit, id, &env, &mut frame, state) {
+                    Ok(check) => {
+                        if T::ENABLED {
+                            frame.tracer.limit(
+                                limit.span,
+                                serde_json::json!({
+                                    "bucket": check.bucket.describe(),
+                                    "used": check.used.normalize().to_string(),
+                                    "cost": check.cost.normalize().to_string(),
+                                    "max": limit.max.normalize().to_string(),
+                                    "over": check.over,
+                                }),
+                            );
+                        }
+                        let hit = if rule_effect == Effect::Allow {
+                            !check.over
+                        } else {
+                            check.over
+                        };
+                        if hit && rule_effect != Effect::Allow {
+                            notes.push(LimitNote {
+                                rule: rule.rule,
+                                reason: format!(
+                                    "{id}: {} of {} used for {} in the last {}",
+                                    check.used.normalize(),
+                                    limit.max.normalize(),
+                                    shorten(&check.bucket.describe(), MAX_BUCKET_IN_REASON),
+                                    format_duration(limit.window)
+                                ),
+                                retry_after_seconds: check.retry_after_seconds,
+                            });
+                        }
+                        // A call over an allow rule's limit is not allowed by
+                        // it, so it takes nothing from that bucket; every
+                        // other call the rule lets through counts (if it is
+                        // finally allowed, an approved re-send included).
+                        if !(rule_effect == Effect::Allow && check.over) {
+                            effects.consume.push(Consumption {
+                                bucket: check.bucket,
+                                amount: check.cost,
+                            });
+                        }
+                        outcome = Ok(hit);
+                    }
+                    Err(LimitFailure::Eval(e)) => outcome = Err(e),
+                    Err(LimitFailure::State(e)) => {
+                        return (
+                            self.finish(Effect::Block, Basis::State(e.to_string()), Vec::new(), Vec::new()),
+                            effects,
+                        )
+                    }
+                }
+            }
+            match &outcome {
+                Ok(true) => {
+                    matched.push(rule.rule);
+                    effect = Some(effect.map_or(rule_effect, |cur| cur.max(rule_effect)));
+                }
+                Ok(false) => {}
+                Err(e) => errors.push((rule.rule, e.0.clone())),
+            }
+            after_rule(rule.rule, Outcome::from(outcome), &mut *frame.tracer);
+        }
+        let mut decision = if !errors.is_empty() {
+            self.finish(Effect::Block, Basis::EvalError, matched, errors)
+        } else {
+            match effect {
+                Some(e) => self.finish(e, Basis::Rules, matched, Vec::new()),
+                None => self.finish(self.default_effect(), Basis::Default, matched, Vec::new()),
+            }
+        };
+        if !notes.is_empty() {
+            decision.limits = Some(Box::new(LimitNotes { notes }));
+        }
+        effects.labels = decision.labels().into_iter().map(str::to_string).collect();
+        if action.recorded && self.session.is_some() {
+            let hash = |v: &serde_json::Value| state.keyed_hash(v);
+            match self.phase {
+                Phase::Before => {
+                    effects.call = Some(SessionCall {
+                        decision_id: String::new(),
+                        action: action.name().to_string(),
+                        time: self.now.unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+                        effect: decision.effect,
+                        input: render_hashed(
+                            &Value::Object(self.input.clone()),
+                            &Type::Object(action.input.clone()),
+                            &hash,
+                        ),
+                        output: None,
+                    })
+                }
+                Phase::After => {
+                    if let (Some(output), Some(ty)) = (&self.output, &action.output) {
+                        effects.output = Some(render_hashed(
+                            &Value::Object(output.clone()),
+                            &Type::Object(ty.clone()),
+                            &hash,
+                        ));
+                    }
+                }
+            }
+        }
+        (decision, effects)
+    }
+
+    /// A limit's bucket, this call's cost, and whether it would go over.
+    fn check_limit<'a, T: Tracer>(
+        &self,
+        limit: &'a LimitIr,
+        rule: &str,
+        env: &Env<'a>,
+        frame: &mut Frame<'_, T>,
+        state: &dyn StateView,
+    ) -> Result<LimitCheck, LimitFailure> {
+        let now = self.now.ok_or_else(|| {
+            LimitFailure::Eval(EvalError(
+                "the request carries no time, so the limit's window cannot be placed".into(),
+            ))
+        })?;
+        let mut per = Vec::with_capacity(limit.per.len());
+        for key in &limit.per {
+            let v = eval_value(&key.node, env, frame).map_err(LimitFailure::Eval)?;
+            let text = if key.hashed {
+                let hash = state.keyed_hash(&v.to_json(&key.node.ty));
+                serde_json::Value::String(hash).to_string()
+            } else {
+                key_text(&v, &key.node.ty)
+            };
+            per.push((key.text.clone(), text));
+        }
+        let bucket = BucketKey {
+            rule: rule.to_string(),
+            per,
+        };
+        let cost = match &limit.cost {
+            None => Decimal::ONE,
+            Some(n) => {
+                let v = eval_value(n, env, frame).map_err(LimitFailure::Eval)?;
+                value_decimal(&v)
+                    .filter(|d| !d.is_sign_negative() || d.is_zero())
+                    .ok_or_else(|| {
+                        LimitFailure::Eval(EvalError(format!(
+                            "the amount {} cannot be counted exactly against the limit",
+                            v.to_json(&n.ty)
+                        )))
+                    })?
+            }
+        };
+        let room = limit
+            .max
+            .checked_sub(cost)
+            .ok_or_else(|| LimitFailure::Eval(EvalError("the amount is too large for the limit".into())))?;
+        let used = state
+            .limit_use(&LimitQuery {
+                bucket: &bucket,
+                window: limit.window,
+                now,
+                room,
+            })
+            .map_err(LimitFailure::State)?;
+        let over = used.used.checked_add(cost).is_none_or(|total| total > limit.max);
+        Ok(LimitCheck {
+            bucket,
+            cost,
+            used: used.used,
+            over,
+            retry_after_seconds: used.retry_after_seconds,
+        })
+    }
+
     fn default_effect(&self) -> Effect {
         match self.phase {
             Phase::Before => self.policy.default,
@@ -630,8 +952,57 @@ impl Prepared {
             matched,
             errors,
             policy: self.policy.clone(),
+            limits: None,
         }
     }
+}
+
+/// A key's value as canonical JSON text, without building a JSON value for
+/// the scalars keys are.
+fn key_text(v: &Value, ty: &Type) -> String {
+    match v {
+        Value::Str(s) => serde_json::Value::String(s.clone()).to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => other.to_json(ty).to_string(),
+    }
+}
+
+/// Longest description of a bucket a limit's reason quotes: keys are
+/// request values, and a reason is stored with every decision.
+const MAX_BUCKET_IN_REASON: usize = 200;
+
+/// `text` cut to at most `max` bytes on a character boundary, with `…`
+/// when cut.
+fn shorten(text: &str, max: usize) -> Cow<'_, str> {
+    if text.len() <= max {
+        return Cow::Borrowed(text);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}…", &text[..end]))
+}
+
+/// Why [`Prepared::decide`] refuses an action whose rules read state.
+const NEEDS_STATE: &str =
+    "this decision needs state (limits or session rules): decide it through a runtime or with a state";
+
+/// What a limit found for one call.
+struct LimitCheck {
+    bucket: BucketKey,
+    cost: Decimal,
+    used: Decimal,
+    over: bool,
+    retry_after_seconds: Option<u64>,
+}
+
+/// Why a limit could not be checked: its expressions (the rule fails), or
+/// the state (the decision fails).
+enum LimitFailure {
+    Eval(EvalError),
+    State(StateError),
 }
 
 /// How one rule's condition came out.
@@ -741,6 +1112,10 @@ struct Recorder {
 }
 
 impl Tracer for Recorder {
+    fn limit(&mut self, span: crate::source::Span, found: serde_json::Value) {
+        self.steps.push((span, found));
+    }
+
     fn record(&mut self, node: &Node, value: &Result<Cow<'_, Value>, EvalError>) {
         if matches!(node.kind, NodeKind::Const(_)) {
             return;

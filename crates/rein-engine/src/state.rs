@@ -120,6 +120,13 @@ pub trait StateView {
     /// none), sorted, without repeats.
     fn session_labels(&self, session: &str) -> Result<Vec<String>, StateError>;
 
+    /// Whether `session` has `label` (what `"x" in session.labels` asks).
+    /// The default looks through [`StateView::session_labels`]; a state
+    /// can answer without copying the labels.
+    fn session_has_label(&self, session: &str, label: &str) -> Result<bool, StateError> {
+        Ok(self.session_labels(session)?.iter().any(|l| l == label))
+    }
+
     /// Calls `f` with each call of `session` decided at or after `since`,
     /// oldest first (an unknown session has none).
     fn session_calls(&self, session: &str, since: Timestamp, f: &mut dyn FnMut(&SessionCall))
@@ -261,4 +268,49 @@ pub enum StateWrite {
         /// When.
         time: Timestamp,
     },
+}
+
+/// What one action's rules need of the state in one phase
+/// ([`crate::Policy::action_state`]). An action with neither decides
+/// exactly as a stateless policy does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ActionState {
+    /// Its rules read the state: a limit, or a session fact
+    /// (`session.id`, `session.labels`, `session.count`, `session.sum`,
+    /// `session.calls`).
+    pub reads: bool,
+    /// Its decisions write to the state: limit units, the call or its
+    /// output recorded in the session, or session labels.
+    pub writes: bool,
+}
+
+impl ActionState {
+    /// True when the decision reads or writes state, so it must be made
+    /// with [`crate::Prepared::decide_with_state`].
+    pub fn any(&self) -> bool {
+        self.reads || self.writes
+    }
+}
+
+/// What a limit counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    /// At most `max` matching calls (`count: N`).
+    Count,
+    /// At most `max` as the sum of an input field (`sum:` with `max:`).
+    Sum,
+}
+
+/// One limit of a policy, for listings ([`crate::Policy::limits`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LimitInfo {
+    /// The rule that carries it.
+    pub rule: String,
+    /// Count or sum.
+    pub kind: LimitKind,
+    /// The most a bucket may use in the window (exact).
+    pub max: Decimal,
+    /// The sliding window.
+    pub window: SignedDuration,
 }

@@ -37,6 +37,10 @@ pub enum Type {
     Ip,
     /// A CIDR range (`cidr(s)`).
     Cidr,
+    /// A sensitive field of an earlier call of the session: stored as the
+    /// keyed hash (a string) of a value of the inner type, so it can only
+    /// be compared for equality with a value of that type.
+    Hashed(Box<Type>),
     /// Any type; only for the elements of an empty list literal.
     Dyn,
     /// Stands in after an error so one mistake reports once.
@@ -56,6 +60,7 @@ impl Type {
             (Type::Number, Type::Int) => true,
             (Type::List(a), Type::List(b)) | (Type::Map(a), Type::Map(b)) => a.accepts(b),
             (Type::Object(a), Type::Object(b)) => Arc::ptr_eq(a, b),
+            (Type::Hashed(a), Type::Hashed(b)) => a.accepts(b),
             (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
         }
     }
@@ -86,6 +91,7 @@ impl fmt::Display for Type {
             Type::Url => f.write_str("url"),
             Type::Ip => f.write_str("ip"),
             Type::Cidr => f.write_str("cidr"),
+            Type::Hashed(t) => write!(f, "a sensitive {t} of an earlier call (kept as a keyed hash)"),
             Type::Dyn => f.write_str("any"),
             Type::Error => f.write_str("<error>"),
         }

@@ -298,7 +298,10 @@ impl Protected {
     /// Adds an SQLite store and the files SQLite keeps beside it.
     pub fn add_store(&mut self, db: &Path) {
         self.add(db, "Rein's store", Kind::File);
-        for suffix in ["-wal", "-shm", "-journal"] {
+        // `.lock`: the state lock (`rein_store::StateLock`); an agent that
+        // removed it while a process holds it would let a second one keep
+        // the same state.
+        for suffix in ["-wal", "-shm", "-journal", ".lock"] {
             let mut name = db.as_os_str().to_owned();
             name.push(suffix);
             self.add(Path::new(&name), "Rein's store", Kind::File);

@@ -32,6 +32,8 @@ fn decide(rt: &Runtime, project: &Path, command: &str) -> String {
     let event = json!({"session_id": "s", "cwd": project, "hook_event_name": "PreToolUse",
         "tool_name": "Bash", "tool_input": {"command": command}, "tool_use_id": "t"});
     let tokio = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    // The example policy attaches labels to sessions: it keeps state.
+    tokio.block_on(rt.open_state()).unwrap();
     let reply = tokio.block_on(handle(rt, Agent::ClaudeCode, event.to_string().as_bytes(), None));
     let v: Value = serde_json::from_str(&reply.stdout).unwrap();
     v["hookSpecificOutput"]["permissionDecision"]

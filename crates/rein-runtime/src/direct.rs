@@ -21,9 +21,10 @@ impl Runtime {
             request.time = Some(now);
         }
         let loaded = self.policy.load_full();
-        let decision = loaded.policy.decide(&request);
         let decision_id = uuid::Uuid::now_v7().to_string();
-        let mut answer = answer_from(&decision_id, &decision, &loaded.policy);
+        let mut reserved = None;
+        let time = request.time.unwrap_or(now);
+        let mut answer = self.decide_after(&loaded.policy, &request, &decision_id, time, &mut reserved);
         let output = request.output.take();
         let sensitive = loaded.sensitive(&request.action);
         let known = loaded.policy.has_action(&request.action);
@@ -39,7 +40,25 @@ impl Runtime {
             started,
             now,
         );
-        self.record(&mut answer, entry).await;
+        // The call this output belongs to was decided elsewhere, under
+        // another id: the output cannot be tied to it, so it is not kept
+        // (the mirror has no call of this fresh id to attach it to either);
+        // the labels the after rules attach are.
+        let writes = reserved
+            .as_ref()
+            .map(|r| {
+                r.writes
+                    .iter()
+                    .filter(|w| !matches!(w, StateWrite::Output { .. }))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        if self.record(&mut answer, entry, writes).await.is_none() {
+            if let Some(reserved) = &reserved {
+                self.state.undo(&reserved.writes);
+            }
+        }
         answer
     }
 

@@ -13,10 +13,12 @@ mod direct;
 mod recent;
 mod refused;
 mod replay;
+mod state;
 
 use arc_swap::ArcSwap;
 use jiff::{SignedDuration, Timestamp};
 use recent::Recent;
+use rein_engine::state::StateWrite;
 use rein_engine::{Basis, Decision, Effect, Phase, Policy, Request};
 use rein_store::chain::format_time;
 use rein_store::redact::Redactor;
@@ -31,6 +33,7 @@ use std::time::Instant;
 
 pub use refused::{Refusal, MAX_REFUSED_BODY_KEPT};
 pub use replay::{replay, ReplayChange, ReplayReport};
+pub use state::DEFAULT_SESSION_IDLE;
 
 /// Settings of a runtime.
 #[derive(Clone, Debug)]
@@ -52,6 +55,9 @@ pub struct RuntimeConfig {
     /// could step around time-based rules. Turn it on only for trusted
     /// callers (tests, replays).
     pub trust_request_time: bool,
+    /// How long a session is kept after its last call (its calls and
+    /// labels): a session idle longer starts empty. 24 hours by default.
+    pub session_idle: SignedDuration,
 }
 
 impl Default for RuntimeConfig {
@@ -62,6 +68,7 @@ impl Default for RuntimeConfig {
             pending_approval_wait: SignedDuration::from_hours(1),
             recent_decisions: 10_000,
             trust_request_time: false,
+            session_idle: state::DEFAULT_SESSION_IDLE,
         }
     }
 }
@@ -87,6 +94,8 @@ pub struct Runtime {
     /// so that callers (an unauthenticated `/healthz`) cannot make the
     /// store write more than once per [`PROBE_INTERVAL`].
     last_probe: Mutex<Option<Instant>>,
+    /// The state stateful rules read (limits, sessions).
+    state: state::StateKeeper,
 }
 
 /// Shortest time between two write probes of the store.
@@ -381,6 +390,11 @@ pub struct Answer {
     /// Labels the matched rules attach to the session.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<String>,
+    /// For a refusal by a limit: seconds until enough of it frees up for
+    /// this call (absent when nothing frees up in time, or for another
+    /// refusal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
     /// Hash of the policy that decided.
     pub policy_version: String,
     /// The policy's own `version:` label, when it has one.
@@ -486,6 +500,7 @@ impl Runtime {
             redactor: Redactor::new(&config.hmac_key),
             sealer: Sealer::new(&config.hmac_key),
             recent: Recent::new(config.recent_decisions),
+            state: state::StateKeeper::new(&Redactor::new(&config.hmac_key), config.session_idle),
             store,
             config,
             audit_failing: AtomicBool::new(false),
@@ -612,41 +627,50 @@ impl Runtime {
         }
         let loaded = self.policy.load_full();
         let policy = &loaded.policy;
-        let decision = policy.decide(&request);
         let id = uuid::Uuid::now_v7();
         let decision_id = id.to_string();
-        let mut answer = answer_from(&decision_id, &decision, policy);
+        // A stateless action takes the path it always took: no lock, no
+        // state read, nothing reserved.
+        let mut reserved = None;
+        // (`uses_state` first: a bool, so a stateless policy does not even
+        // look the action up.)
+        let decided = if policy.uses_state() && policy.action_state(&request.action, Phase::Before).any() {
+            let time = request.time.unwrap_or(now);
+            self.decide_stateful(policy, &request, &decision_id, approval.is_some(), time, &mut reserved)
+        } else {
+            Ok(policy.decide(&request))
+        };
+        let mut pending = reserved.map(|r| self.state.pending(r));
+        let (mut answer, decision) = match decided {
+            Ok(decision) => (
+                answer_from(&decision_id, &decision, policy, pending.is_some()),
+                Some(decision),
+            ),
+            Err(why) => {
+                let mut answer = blank_answer(&decision_id, Phase::Before, policy);
+                fail(&mut answer, why);
+                (answer, None)
+            }
+        };
         let mut approval_ref = None;
 
-        match (approval, decision.effect()) {
-            (Some(id), Effect::RequireApproval) => {
-                let hash = approval_hash(&self.redactor, &request, &policy.per_call_fields(&request.action));
-                let terms = approval_terms(&decision, self.config.default_approval_ttl);
-                match self.use_approval(&id, &hash, &terms, now, client).await {
-                    Ok(Ok(granted)) => {
-                        answer.effect = Effect::Allow;
-                        let by = granted.decided_by.unwrap_or_default();
-                        answer.reasons.push(format!("approved by `{by}` (approval `{id}`)"));
-                    }
-                    Ok(Err(e)) => fail(&mut answer, format!("approval: {e}")),
-                    Err(e) => fail(&mut answer, format!("approval could not be checked: {e}")),
-                }
-                approval_ref = Some(id);
-            }
-            (None, Effect::RequireApproval) => match self
-                .open_or_reuse_approval(&loaded, &request, &decision, &decision_id, now, client)
-                .await
-            {
-                Ok(pending) => {
-                    approval_ref = Some(pending.id.clone());
-                    answer.approval = Some(pending);
-                }
-                Err(e) => fail(&mut answer, format!("the approval could not be opened: {e}")),
-            },
-            // An approval is only ever needed for `require_approval`; a
-            // blocked request stays blocked and an allowed one does not
-            // spend it.
-            _ => {}
+        if let Some(decision) = &decision {
+            self.approval_step(
+                &loaded,
+                &request,
+                decision,
+                &decision_id,
+                &mut answer,
+                approval,
+                &mut approval_ref,
+                now,
+                client,
+            )
+            .await;
+        }
+        // The reservation now holds what the final effect writes.
+        if let Some(pending) = &mut pending {
+            self.state.settle(&mut pending.reserved, &decision_id, answer.effect);
         }
 
         let sensitive = loaded.sensitive(&request.action);
@@ -664,24 +688,105 @@ impl Runtime {
             now,
         );
         entry.client = client.map(str::to_string);
-        if let Some(recorded) = self.record(&mut answer, entry).await {
-            if moved {
-                // The request's values went into the record unchanged (no
-                // field to redact); take them back rather than copy them.
-                request.action = recorded.action;
-                request.input = recorded.input;
-                request.actor = recorded.actor;
-                request.snapshot = recorded.snapshot;
-                request.session = recorded.session;
+        let writes = pending.as_mut().map(state::Pending::submit).unwrap_or_default();
+        match self.record(&mut answer, entry, writes).await {
+            Some(recorded) => {
+                if moved {
+                    // The request's values went into the record unchanged (no
+                    // field to redact); take them back rather than copy them.
+                    request.action = recorded.action;
+                    request.input = recorded.input;
+                    request.actor = recorded.actor;
+                    request.snapshot = recorded.snapshot;
+                    request.session = recorded.session;
+                }
+                self.recent.insert(
+                    id.as_u128(),
+                    Arc::new(request),
+                    answer.effect,
+                    client.map(Arc::<str>::from),
+                );
             }
-            self.recent.insert(
-                id.as_u128(),
-                Arc::new(request),
-                answer.effect,
-                client.map(Arc::<str>::from),
-            );
+            // Not recorded, so not consumed: the reservation is taken back.
+            None => {
+                if let Some(pending) = &pending {
+                    self.state.undo_reserved(&pending.reserved, &decision_id);
+                }
+            }
         }
         answer
+    }
+
+    /// Decides a stateful action against the state, reserving its writes
+    /// (into `reserved`). `Err` with the reason to block: a contract
+    /// violation is decided as always (it reads no state), and a state
+    /// that is not loaded or cannot be read blocks.
+    fn decide_stateful(
+        &self,
+        policy: &Policy,
+        request: &Request,
+        decision_id: &str,
+        approval_given: bool,
+        time: Timestamp,
+        reserved: &mut Option<state::Reserved>,
+    ) -> Result<Decision, String> {
+        let prepared = match policy.prepare(request) {
+            Ok(prepared) => prepared,
+            Err(violation) => return Ok(*violation),
+        };
+        let (decision, reservation) = self.state.decide(&prepared, decision_id, approval_given, time)?;
+        *reserved = Some(reservation);
+        Ok(decision)
+    }
+
+    /// Turns a granted approval into `allow`, or opens (or reuses) the
+    /// pending approval a `require_approval` asks for.
+    #[allow(clippy::too_many_arguments)]
+    async fn approval_step(
+        &self,
+        loaded: &Loaded,
+        request: &Request,
+        decision: &Decision,
+        decision_id: &str,
+        answer: &mut Answer,
+        approval: Option<String>,
+        approval_ref: &mut Option<String>,
+        now: Timestamp,
+        client: Option<&str>,
+    ) {
+        let policy = &loaded.policy;
+        match (approval, decision.effect()) {
+            (Some(id), Effect::RequireApproval) => {
+                let hash = approval_hash(&self.redactor, request, &policy.per_call_fields(&request.action));
+                let terms = approval_terms(decision, self.config.default_approval_ttl);
+                match self.use_approval(&id, &hash, &terms, now, client).await {
+                    Ok(Ok(granted)) => {
+                        answer.effect = Effect::Allow;
+                        let by = granted.decided_by.unwrap_or_default();
+                        answer.reasons.push(format!("approved by `{by}` (approval `{id}`)"));
+                        // Allowed: nothing to wait for.
+                        answer.retry_after_seconds = None;
+                    }
+                    Ok(Err(e)) => fail(answer, format!("approval: {e}")),
+                    Err(e) => fail(answer, format!("approval could not be checked: {e}")),
+                }
+                *approval_ref = Some(id);
+            }
+            (None, Effect::RequireApproval) => match self
+                .open_or_reuse_approval(loaded, request, decision, decision_id, now, client)
+                .await
+            {
+                Ok(pending) => {
+                    *approval_ref = Some(pending.id.clone());
+                    answer.approval = Some(pending);
+                }
+                Err(e) => fail(answer, format!("the approval could not be opened: {e}")),
+            },
+            // An approval is only ever needed for `require_approval`; a
+            // blocked request stays blocked and an allowed one does not
+            // spend it.
+            _ => {}
+        }
     }
 
     /// Checks the outcome of a decided action: the output contract and the
@@ -742,6 +847,7 @@ impl Runtime {
                 });
             }
         }
+        let mut reserved = None;
         let (mut request, mut answer) = match original.request {
             Err(reason) => {
                 let mut answer = blank_answer(decision_id, Phase::After, policy);
@@ -766,7 +872,7 @@ impl Runtime {
                         Some(err) => request.error = Some(err.clone()),
                         None => request.output = Some(output.clone().unwrap_or(serde_json::Value::Null)),
                     }
-                    answer_from(decision_id, &policy.decide(&request), policy)
+                    self.decide_after(policy, &request, decision_id, now, &mut reserved)
                 };
                 (request, answer)
             }
@@ -786,11 +892,44 @@ impl Runtime {
             now,
         );
         entry.client = client.map(str::to_string);
-        match self.record_once(&mut answer, entry).await {
-            Some(()) => Ok(answer),
+        let writes = reserved.as_mut().map(state::Reserved::take).unwrap_or_default();
+        let recorded = self.record_once(&mut answer, entry, writes).await;
+        if recorded != Some(true) {
+            // Not recorded (or reported before): nothing of it is kept.
+            if let Some(reserved) = &reserved {
+                self.state.undo_reserved(reserved, decision_id);
+            }
+        }
+        match recorded {
+            Some(_) => Ok(answer),
             None => Err(OutcomeRefused::AlreadyReported {
                 decision_id: decision_id.to_string(),
             }),
+        }
+    }
+
+    /// The `after` decision of an outcome (`request` holds the output or
+    /// the error), against the state if the action's `after` rules use it;
+    /// the writes are reserved into `reserved` (the output as the session
+    /// keeps it, labels), kept only if the record is written.
+    fn decide_after(
+        &self,
+        policy: &Policy,
+        request: &Request,
+        decision_id: &str,
+        time: Timestamp,
+        reserved: &mut Option<state::Reserved>,
+    ) -> Answer {
+        if !(policy.uses_state() && policy.action_state(&request.action, Phase::After).any()) {
+            return answer_from(decision_id, &policy.decide(request), policy, false);
+        }
+        match self.decide_stateful(policy, request, decision_id, false, time, reserved) {
+            Ok(decision) => answer_from(decision_id, &decision, policy, true),
+            Err(why) => {
+                let mut answer = blank_answer(decision_id, Phase::After, policy);
+                fail(&mut answer, why);
+                answer
+            }
         }
     }
 
@@ -1200,25 +1339,38 @@ impl Runtime {
 
     /// Appends the record and returns the entry as stored; on failure the
     /// answer becomes `block`.
-    async fn record(&self, answer: &mut Answer, entry: AuditEntry) -> Option<AuditEntry> {
+    ///
+    /// `writes` (a stateful decision's) go in the same transaction as the
+    /// record: both are kept or neither.
+    async fn record(&self, answer: &mut Answer, entry: AuditEntry, writes: Vec<StateWrite>) -> Option<AuditEntry> {
         if !self.key_checked(answer).await {
             return None;
         }
-        let appended = self.store.append(entry).await;
+        let appended = if writes.is_empty() {
+            self.store.append(entry).await
+        } else {
+            self.store.append_with_state(entry, writes).await
+        };
         self.recorded(answer, appended)
     }
 
     /// Appends the record unless its decision already has one of its phase
-    /// (an outcome): `None` then, and nothing is written. On failure the
-    /// answer becomes `block`.
-    async fn record_once(&self, answer: &mut Answer, entry: AuditEntry) -> Option<()> {
+    /// (an outcome): `None` then, and nothing is written. `Some(true)` once
+    /// recorded; `Some(false)` when it could not be, and the answer became
+    /// `block`. `writes` go in the record's transaction.
+    async fn record_once(&self, answer: &mut Answer, entry: AuditEntry, writes: Vec<StateWrite>) -> Option<bool> {
         if !self.key_checked(answer).await {
-            return Some(());
+            return Some(false);
         }
-        match self.store.append_once(entry).await {
+        let appended = if writes.is_empty() {
+            self.store.append_once(entry).await
+        } else {
+            self.store.append_once_with_state(entry, writes).await
+        };
+        match appended {
             Ok(None) => None,
-            Ok(Some(rec)) => self.recorded(answer, Ok(rec)).map(|_| ()).or(Some(())),
-            Err(e) => self.recorded(answer, Err(e)).map(|_| ()).or(Some(())),
+            Ok(Some(rec)) => Some(self.recorded(answer, Ok(rec)).is_some()),
+            Err(e) => Some(self.recorded(answer, Err(e)).is_some()),
         }
     }
 
@@ -1322,13 +1474,17 @@ fn approval_terms(decision: &Decision, default_ttl: SignedDuration) -> (Vec<Stri
     (roles, hold)
 }
 
-fn answer_from(decision_id: &str, d: &Decision, policy: &Policy) -> Answer {
+/// The answer of decision `d`; `stateful` when it was decided with state
+/// (its limits may add reasons of their own).
+fn answer_from(decision_id: &str, d: &Decision, policy: &Policy, stateful: bool) -> Answer {
     // The matched rules carry the reasons already: built once, not again
     // by `Decision::reasons` (only a decision without them needs that). As
     // there, the reasons are those of the rules whose effect decided: a
     // block does not give an allowing rule's reason.
     let matched = d.matched_rules();
-    let reasons = if matched.is_empty() {
+    // A decision with state has limits that add reasons of their own (the
+    // use of the limit), which only `Decision::reasons` gives.
+    let reasons = if matched.is_empty() || stateful {
         d.reasons()
     } else {
         matched
@@ -1349,6 +1505,7 @@ fn answer_from(decision_id: &str, d: &Decision, policy: &Policy) -> Answer {
             _ => None,
         },
         labels: d.labels().into_iter().map(str::to_string).collect(),
+        retry_after_seconds: d.retry_after_seconds(),
         policy_version: d.policy_version().to_string(),
         policy_version_label: policy.version_label().map(str::to_string),
         audit_seq: None,
@@ -1367,6 +1524,7 @@ fn blank_answer(decision_id: &str, phase: Phase, policy: &Policy) -> Answer {
         approval: None,
         violation: None,
         labels: Vec::new(),
+        retry_after_seconds: None,
         policy_version: policy.version().to_string(),
         policy_version_label: policy.version_label().map(str::to_string),
         audit_seq: None,

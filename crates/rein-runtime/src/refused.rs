@@ -121,7 +121,7 @@ impl Runtime {
             client: r.client.map(str::to_owned),
             policy_version_label: loaded.policy.version_label().map(str::to_owned),
         };
-        self.record(&mut answer, entry).await;
+        self.record(&mut answer, entry, Vec::new()).await;
         answer
     }
 

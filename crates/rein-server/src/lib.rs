@@ -93,6 +93,13 @@ pub struct ServerConfig {
     /// Longest time a request may take before it is answered `503` (and,
     /// on the agent routes, `block`); 10 seconds by default.
     pub request_timeout: Duration,
+    /// How long a session is kept after its last call (24 hours by
+    /// default); one idle longer starts empty.
+    pub session_idle: SignedDuration,
+    /// Whether a request's own `time` is the decision's time (off by
+    /// default: an agent that chose its clock could step around time-based
+    /// rules and limit windows). For tests and trusted replays only.
+    pub trust_request_time: bool,
 }
 
 impl ServerConfig {
@@ -108,6 +115,8 @@ impl ServerConfig {
             max_body_bytes: 1024 * 1024,
             default_approval_ttl: SignedDuration::from_hours(1),
             request_timeout: Duration::from_secs(10),
+            session_idle: rein_runtime::DEFAULT_SESSION_IDLE,
+            trust_request_time: false,
         }
     }
 
@@ -229,7 +238,17 @@ impl AppState {
             secrets::ensure_tokens_file(&tokens_file)?;
         }
         let tokens = Tokens::load(&tokens_file)?;
+        // This process keeps the store's state (limits, sessions) for its
+        // lifetime: no other server, hook or `rein limits` may change it
+        // behind the mirror. Taken whatever the policy, so that a reload to
+        // a stateful policy finds it held.
+        let db_path = config.db_path.clone();
+        let state_lock = tokio::task::spawn_blocking(move || rein_store::StateLock::acquire(&db_path, STATE_LOCK_WAIT))
+            .await
+            .context("taking the state lock failed")?
+            .map_err(|e| anyhow::anyhow!("{}", e.0))?;
         let state = AppState::build(config, policy, sqlite.clone(), tokens, hmac_key, Some(sqlite));
+        state.runtime().hold_state_lock(state_lock);
         // A key other than the one the store was first used with is refused
         // here, with the file to check, rather than at the first decision.
         state.runtime().check_audit_key().await.with_context(|| {
@@ -238,12 +257,20 @@ impl AppState {
                 config.hmac_key_file().display()
             )
         })?;
+        state.runtime().open_state().await.with_context(|| {
+            format!(
+                "cannot load the state (limits, sessions) from {}",
+                config.db_path.display()
+            )
+        })?;
         Ok(state)
     }
 
     /// A state over an already loaded policy and opened store; the store is
     /// wrapped to measure it. `config` gives the policy paths (for reloads)
-    /// and the limits; its secret paths are not read.
+    /// and the limits; its secret paths are not read. The store's state lock
+    /// is not taken and the state is not loaded: for a stateful policy, call
+    /// [`Runtime::open_state`] (until then its stateful actions block).
     pub fn new(
         config: &ServerConfig,
         policy: Policy,
@@ -267,6 +294,8 @@ impl AppState {
         let runtime_config = RuntimeConfig {
             hmac_key,
             default_approval_ttl: config.default_approval_ttl,
+            session_idle: config.session_idle,
+            trust_request_time: config.trust_request_time,
             ..RuntimeConfig::default()
         };
         AppState {
@@ -326,6 +355,8 @@ impl AppState {
     pub async fn close(&self) -> anyhow::Result<()> {
         if let Some(sqlite) = &self.inner.sqlite {
             sqlite.close().await.context("the store did not close cleanly")?;
+            // Nothing more is written: another process may keep the state.
+            self.runtime().release_state_lock();
         }
         Ok(())
     }
@@ -345,8 +376,12 @@ impl AppState {
                     previous_version,
                     warnings: policy.warnings().iter().map(|d| d.to_json()).collect(),
                 };
-                self.runtime().set_policy(policy);
-                Ok(reloaded)
+                // A stateful policy is served only once its state is
+                // loaded (and the older history a longer `max_window` reads).
+                match self.runtime().set_policy_with_state(policy).await {
+                    Ok(()) => Ok(reloaded),
+                    Err(e) => Err(ReloadError::Failed(format!("the state could not be loaded: {e}"))),
+                }
             }
             Ok(Err(e)) => Err(ReloadError::Invalid(e)),
             Err(e) => Err(ReloadError::Failed(e.to_string())),
@@ -470,14 +505,60 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         tokens = %config.tokens_file().display(),
         "rein server listening"
     );
+    if config.trust_request_time {
+        tracing::warn!("requests' own `time` decides (--trust-request-time): only for trusted callers");
+    }
     let Signals { hangup, stop } = signals;
     let reloader = tokio::spawn(reload_on_sighup(state.clone(), hangup));
+    let pruner = tokio::spawn(prune_state(state.clone()));
     let served = serve(listener, state.clone(), stop).await;
     reloader.abort();
+    pruner.abort();
     // Every connection is closed by now: flush the store before exiting.
     let closed = state.close().await;
     tracing::info!("rein server stopped");
     served.and(closed)
+}
+
+/// One limit bucket as `GET /v1/limits` and `rein limits list --json` show
+/// it: amounts as exact decimal text, the bucket's id (what a reset takes)
+/// and its description.
+pub fn bucket_json(status: &rein_engine::BucketStatus) -> serde_json::Value {
+    serde_json::json!({
+        "rule": status.rule,
+        "bucket": status.bucket.id(),
+        "describe": status.bucket.describe(),
+        "used": status.used.normalize().to_string(),
+        "max": status.max.normalize().to_string(),
+        "window_seconds": status.window.as_secs(),
+        "next_free": status.next_free.map(|t| t.to_string()),
+    })
+}
+
+/// How long the server waits at start for the store's state lock (a hook
+/// process deciding on the same store holds it for a moment).
+const STATE_LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// How often the state is pruned (memory and store).
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Prunes the state every [`PRUNE_EVERY`]: what no window can read any
+/// more, and sessions idle longer than `--session-idle`, so that memory
+/// and the file stay bounded.
+async fn prune_state(state: AppState) {
+    let mut every = tokio::time::interval(PRUNE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await; // the first tick is now; the state was just loaded
+    loop {
+        every.tick().await;
+        match state.runtime().prune_state(jiff::Timestamp::now()).await {
+            Ok((memory, stored)) if memory + stored > 0 => {
+                tracing::debug!(memory, stored, "state pruned");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "pruning the state failed; it is tried again in a minute"),
+        }
+    }
 }
 
 /// The process's signal handlers, installed before anything else.

@@ -2,6 +2,7 @@
 //! append and counts store errors (the runtime calls the store itself, so
 //! the server measures at the trait boundary).
 
+use jiff::Timestamp;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -10,7 +11,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use rein_store::{
-    ApprovalError, ApprovalRecord, ApprovalState, AuditEntry, AuditQuery, AuditRecord, Store, StoreError, Verification,
+    ApprovalError, ApprovalRecord, ApprovalState, AuditEntry, AuditQuery, AuditRecord, StateWrite, Store, StoreError,
+    StoredStateSize, Verification,
 };
 use std::sync::Arc;
 use std::time::Instant;
@@ -226,6 +228,44 @@ impl Store for MeteredStore {
         let result = self.inner.append_once(entry).await;
         self.metrics.append_seconds.observe(started.elapsed().as_secs_f64());
         self.count("append", result)
+    }
+
+    async fn append_with_state(&self, entry: AuditEntry, writes: Vec<StateWrite>) -> Result<AuditRecord, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.append_with_state(entry, writes).await;
+        self.metrics.append_seconds.observe(started.elapsed().as_secs_f64());
+        self.count("append", result)
+    }
+
+    async fn append_once_with_state(
+        &self,
+        entry: AuditEntry,
+        writes: Vec<StateWrite>,
+    ) -> Result<Option<AuditRecord>, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.append_once_with_state(entry, writes).await;
+        self.metrics.append_seconds.observe(started.elapsed().as_secs_f64());
+        self.count("append", result)
+    }
+
+    async fn load_state(&self, window_start: Timestamp, idle_start: Timestamp) -> Result<Vec<StateWrite>, StoreError> {
+        let result = self.inner.load_state(window_start, idle_start).await;
+        self.count("load_state", result)
+    }
+
+    async fn prune_state(&self, window_start: Timestamp, idle_start: Timestamp) -> Result<u64, StoreError> {
+        let result = self.inner.prune_state(window_start, idle_start).await;
+        self.count("prune_state", result)
+    }
+
+    async fn reset_limits(&self, rule: Option<String>, bucket: Option<String>) -> Result<u64, StoreError> {
+        let result = self.inner.reset_limits(rule, bucket).await;
+        self.count("reset_limits", result)
+    }
+
+    async fn state_size(&self) -> Result<StoredStateSize, StoreError> {
+        let result = self.inner.state_size().await;
+        self.count("state_size", result)
     }
 
     async fn bind_key_fingerprint(&self, fingerprint: &str) -> Result<String, StoreError> {

@@ -92,6 +92,9 @@ fn specs() -> Vec<Spec> {
         spec(Method::GET, "/v1/audit", Some(Admin), get(query_audit)),
         spec(Method::GET, "/v1/audit/verify", Some(Admin), get(verify_audit)),
         spec(Method::POST, "/v1/policy/reload", Some(Admin), post(reload_policy)),
+        spec(Method::GET, "/v1/limits", Some(Approver), get(list_limits)),
+        spec(Method::POST, "/v1/limits/reset", Some(Admin), post(reset_limits)),
+        spec(Method::GET, "/v1/sessions/{id}", Some(Approver), get(get_session)),
         spec(Method::GET, "/healthz", None, get(healthz)),
         spec(Method::GET, "/metrics", None, get(metrics)),
         spec(Method::GET, "/openapi.json", None, get(openapi)),
@@ -793,6 +796,75 @@ async fn reload_policy(State(state): State<AppState>, headers: HeaderMap, body: 
             "reload_failed",
             format!("{e}; the old policy keeps serving"),
         )),
+    }
+}
+
+// ---- state routes -------------------------------------------------------
+
+/// Every limit bucket with uses in its window (approvers and admins).
+async fn list_limits(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let limits = state
+        .runtime()
+        .limits(jiff::Timestamp::now())
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let limits: Vec<Value> = limits.iter().map(crate::bucket_json).collect();
+    Ok(Json(json!({ "limits": limits })).into_response())
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetLimits {
+    rule: Option<String>,
+    bucket: Option<String>,
+}
+
+/// Forgets limit uses: all, one rule's or one bucket's (admins).
+async fn reset_limits(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let bytes = read_body(&state, &headers, body).await?;
+    let body: ResetLimits = if bytes.iter().all(u8::is_ascii_whitespace) {
+        ResetLimits::default()
+    } else {
+        from_value(parse_json(&bytes)?, "a limits reset body")?
+    };
+    if let Some(rule) = &body.rule {
+        // A misspelt rule would reset nothing and say so only by a zero.
+        if !state.runtime().policy().limits().iter().any(|l| &l.rule == rule) {
+            return Err(ApiError::bad_request(
+                "unknown_rule",
+                format!("no rule `{rule}` with a limit in the policy"),
+            ));
+        }
+    }
+    if let Some(bucket) = &body.bucket {
+        let Some(key) = rein_engine::state::BucketKey::from_id(bucket) else {
+            return Err(ApiError::bad_request(
+                "invalid_bucket",
+                format!("`{bucket}` is not a bucket id (the `bucket` of a GET /v1/limits entry)"),
+            ));
+        };
+        if body.rule.as_ref().is_some_and(|rule| rule != &key.rule) {
+            return Err(ApiError::bad_request(
+                "invalid_bucket",
+                format!("bucket `{bucket}` belongs to rule `{}`", key.rule),
+            ));
+        }
+    }
+    let reset = state
+        .runtime()
+        .reset_limits(body.rule.as_deref(), body.bucket.as_deref())
+        .await
+        .map_err(runtime_error)?;
+    tracing::info!(rule = ?body.rule, bucket = ?body.bucket, reset, "limits reset");
+    Ok(Json(json!({ "reset": reset })).into_response())
+}
+
+/// A session's calls and labels (approvers and admins). A session never
+/// seen (or expired) is shown empty: it is what a request naming it reads.
+async fn get_session(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    match state.runtime().session(&id) {
+        Ok(Some(session)) => Ok(Json(session).into_response()),
+        Ok(None) => Ok(Json(json!({"id": id, "calls": [], "labels": [], "last_seen": null})).into_response()),
+        Err(e) => Err(ApiError::unavailable(e.to_string())),
     }
 }
 

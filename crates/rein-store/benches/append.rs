@@ -8,6 +8,10 @@
 //! `synchronous=FULL`) when its future resolves. The store grows across
 //! iterations, as a real log does.
 //!
+//! `append_state/concurrent/N` is the same with the state writes of a
+//! typical stateful decision (a limit use and a session call) in the
+//! record's transaction (`Store::append_with_state`).
+//!
 //! `cargo bench -p rein-store --bench append`
 //! (set `REIN_BENCH_DIR` to measure a given disk; default: the temp dir)
 
@@ -22,11 +26,16 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use rein_store::{SqliteStore, Store};
 
 fn bench_append(c: &mut Criterion) {
+    bench_group(c, "append/concurrent", false);
+    bench_group(c, "append_state/concurrent", true);
+}
+
+fn bench_group(c: &mut Criterion, name: &str, with_state: bool) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let mut g = c.benchmark_group("append/concurrent");
+    let mut g = c.benchmark_group(name);
     g.throughput(Throughput::Elements(1));
     g.sample_size(20);
     for appenders in [1u64, 8, 64] {
@@ -43,7 +52,15 @@ fn bench_append(c: &mut Criterion) {
                             let n = iters / appenders + u64::from(t < iters % appenders);
                             tokio::spawn(async move {
                                 for i in 0..n {
-                                    store.append(common::entry(t * 1_000_000 + i)).await.unwrap();
+                                    let i = t * 1_000_000 + i;
+                                    if with_state {
+                                        store
+                                            .append_with_state(common::entry(i), common::writes(i))
+                                            .await
+                                            .unwrap();
+                                    } else {
+                                        store.append(common::entry(i)).await.unwrap();
+                                    }
                                 }
                             })
                         })

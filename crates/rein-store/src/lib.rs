@@ -9,12 +9,17 @@
 #![deny(missing_docs)]
 
 pub mod chain;
+mod lock;
 mod model;
 pub mod redact;
 pub mod seal;
 mod sqlite;
 
-pub use model::{ApprovalError, ApprovalRecord, ApprovalState, AuditEntry, AuditQuery, AuditRecord, Verification};
+pub use lock::StateLock;
+pub use model::{
+    ApprovalError, ApprovalRecord, ApprovalState, AuditEntry, AuditQuery, AuditRecord, StoredStateSize, Verification,
+};
+pub use rein_engine::state::StateWrite;
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// A failure of the storage itself (I/O, a corrupt file, a closed writer).
@@ -28,6 +33,9 @@ impl From<rusqlite::Error> for StoreError {
         StoreError(e.to_string())
     }
 }
+
+/// What a store that keeps no state answers to a state operation.
+const NO_STATE: &str = "this store keeps no state";
 
 /// The operations the runtime needs from storage. Every method is atomic;
 /// `append` returns only once the record is durable.
@@ -46,6 +54,72 @@ pub trait Store: Send + Sync + 'static {
     /// exactly one appends. (No default: a wrapper must forward it, not
     /// lose its atomicity.)
     async fn append_once(&self, entry: AuditEntry) -> Result<Option<AuditRecord>, StoreError>;
+
+    /// Appends `entry` as [`Store::append`] does, and persists `writes`
+    /// (the state changes of its decision) in the same transaction: after
+    /// a crash, both are there or neither is. With no writes it is exactly
+    /// [`Store::append`]. Every write must name `entry`'s decision (a
+    /// write of another decision is refused, with the record), so that no
+    /// state row is ever kept without its own decision's record. The
+    /// default refuses writes: a store that keeps no state must not drop
+    /// them silently.
+    async fn append_with_state(&self, entry: AuditEntry, writes: Vec<StateWrite>) -> Result<AuditRecord, StoreError> {
+        if writes.is_empty() {
+            return self.append(entry).await;
+        }
+        Err(StoreError(NO_STATE.into()))
+    }
+
+    /// [`Store::append_once`] with `writes`, as [`Store::append_with_state`]:
+    /// an append refused as a duplicate (`Ok(None)`) writes none of them.
+    async fn append_once_with_state(
+        &self,
+        entry: AuditEntry,
+        writes: Vec<StateWrite>,
+    ) -> Result<Option<AuditRecord>, StoreError> {
+        if writes.is_empty() {
+            return self.append_once(entry).await;
+        }
+        Err(StoreError(NO_STATE.into()))
+    }
+
+    /// The state kept, as the writes that rebuild it, in time order: limit
+    /// uses at or after `window_start`; for each session written to at or
+    /// after `idle_start`, its calls at or after `window_start` (each one's
+    /// output, if reported, as an [`StateWrite::Output`] right after it)
+    /// and all its labels. The default refuses: a stateful policy on a
+    /// store without state must fail, not start empty.
+    async fn load_state(
+        &self,
+        window_start: jiff::Timestamp,
+        idle_start: jiff::Timestamp,
+    ) -> Result<Vec<StateWrite>, StoreError> {
+        let _ = (window_start, idle_start);
+        Err(StoreError(NO_STATE.into()))
+    }
+
+    /// Removes what [`Store::load_state`] would no longer return: limit
+    /// uses and calls before `window_start`, sessions last written to
+    /// before `idle_start` with their calls and labels. Returns the number
+    /// of rows removed.
+    async fn prune_state(&self, window_start: jiff::Timestamp, idle_start: jiff::Timestamp) -> Result<u64, StoreError> {
+        let _ = (window_start, idle_start);
+        Err(StoreError(NO_STATE.into()))
+    }
+
+    /// Removes the limit uses of `rule`'s buckets, or of the one bucket
+    /// whose id ([`rein_engine::state::BucketKey::id`]) is `bucket`, or
+    /// both filters; every use when neither is given. Returns the number
+    /// of uses removed.
+    async fn reset_limits(&self, rule: Option<String>, bucket: Option<String>) -> Result<u64, StoreError> {
+        let _ = (rule, bucket);
+        Err(StoreError(NO_STATE.into()))
+    }
+
+    /// How much state the store keeps.
+    async fn state_size(&self) -> Result<StoredStateSize, StoreError> {
+        Err(StoreError(NO_STATE.into()))
+    }
 
     /// Records `fingerprint` as the fingerprint of the store's audit key
     /// if it has none yet, and returns the one it keeps (the first ever

@@ -237,3 +237,22 @@ pub enum ApprovalError {
         needed: String,
     },
 }
+
+/// How much state a store keeps ([`crate::Store::state_size`]): rows per
+/// table, and the size of its files.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredStateSize {
+    /// Distinct limit buckets with a use kept.
+    pub buckets: u64,
+    /// Limit uses kept.
+    pub limit_uses: u64,
+    /// Sessions kept.
+    pub sessions: u64,
+    /// Session calls kept.
+    pub session_calls: u64,
+    /// Session labels kept.
+    pub session_labels: u64,
+    /// Bytes of the store's files (the database and its write-ahead log),
+    /// audit log and approvals included.
+    pub file_bytes: u64,
+}

@@ -9,6 +9,7 @@ mod checkpoint;
 mod columns;
 mod read;
 mod schema;
+mod state;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -19,11 +20,13 @@ use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
 use self::read::Readers;
-use self::writer::{ApprovalOp, ApprovalReply, Command, PreparedAppend};
+use self::state::StateOp;
+use self::writer::{ApprovalOp, ApprovalReply, Command, PreparedAppend, StateReply};
 use crate::{
     chain, ApprovalError, ApprovalRecord, ApprovalState, AuditEntry, AuditQuery, AuditRecord, Store, StoreError,
-    Verification,
+    StoredStateSize, Verification,
 };
+use rein_engine::state::{BucketKey, StateWrite};
 
 /// The `store_meta` key of the audit key's fingerprint.
 const KEY_FINGERPRINT: &str = "audit_key_fingerprint";
@@ -303,10 +306,20 @@ impl SqliteStore {
         Ok(())
     }
 
-    async fn append_prepared(&self, entry: AuditEntry, once: bool) -> Result<AuditRecord, StoreError> {
+    async fn append_prepared(
+        &self,
+        entry: AuditEntry,
+        once: bool,
+        writes: Vec<StateWrite>,
+    ) -> Result<AuditRecord, StoreError> {
         // Encoding happens here, on the caller's task, in parallel with
         // other appenders; the writer only numbers, hashes and inserts.
-        let prepared = Box::new(PreparedAppend::new(entry, once));
+        let state = if writes.is_empty() {
+            Vec::new()
+        } else {
+            state::prepare(&entry.decision_id, writes)?
+        };
+        let prepared = Box::new(PreparedAppend::new(entry, once, state));
         let (reply, answer) = oneshot::channel();
         self.send(Command::Append(prepared, reply))?;
         answer
@@ -322,6 +335,43 @@ impl SqliteStore {
         self.commands
             .send(cmd)
             .map_err(|_| StoreError("the store is closed (its writer thread has stopped)".into()))
+    }
+
+    async fn append_once_prepared(
+        &self,
+        entry: AuditEntry,
+        writes: Vec<StateWrite>,
+    ) -> Result<Option<AuditRecord>, StoreError> {
+        // Checked by the writer in the transaction that appends, so that
+        // of two concurrent outcomes for one decision exactly one is kept.
+        match self.append_prepared(entry, true, writes).await {
+            Ok(record) => Ok(Some(record)),
+            Err(e) if e.0.starts_with(writer::DUPLICATE) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn state_op(&self, op: StateOp) -> StateReply {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::State(op, reply))?;
+        answer
+            .await
+            .map_err(|_| writer_gone())?
+            .into_value()
+            .ok_or_else(writer_gone)?
+    }
+
+    /// Bytes of the store's file and its write-ahead log.
+    fn file_bytes(&self) -> u64 {
+        let wal = {
+            let mut p = self.path.as_os_str().to_owned();
+            p.push("-wal");
+            PathBuf::from(p)
+        };
+        [self.path.as_path(), wal.as_path()]
+            .iter()
+            .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+            .sum()
     }
 
     async fn approval(&self, op: ApprovalOp) -> ApprovalReply {
@@ -360,17 +410,62 @@ impl Drop for SqliteStore {
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn append(&self, entry: AuditEntry) -> Result<AuditRecord, StoreError> {
-        self.append_prepared(entry, false).await
+        self.append_prepared(entry, false, Vec::new()).await
     }
 
     async fn append_once(&self, entry: AuditEntry) -> Result<Option<AuditRecord>, StoreError> {
-        // Checked by the writer in the transaction that appends, so that
-        // of two concurrent outcomes for one decision exactly one is kept.
-        match self.append_prepared(entry, true).await {
-            Ok(record) => Ok(Some(record)),
-            Err(e) if e.0.starts_with(writer::DUPLICATE) => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.append_once_prepared(entry, Vec::new()).await
+    }
+
+    async fn append_with_state(&self, entry: AuditEntry, writes: Vec<StateWrite>) -> Result<AuditRecord, StoreError> {
+        self.append_prepared(entry, false, writes).await
+    }
+
+    async fn append_once_with_state(
+        &self,
+        entry: AuditEntry,
+        writes: Vec<StateWrite>,
+    ) -> Result<Option<AuditRecord>, StoreError> {
+        self.append_once_prepared(entry, writes).await
+    }
+
+    async fn load_state(
+        &self,
+        window_start: jiff::Timestamp,
+        idle_start: jiff::Timestamp,
+    ) -> Result<Vec<StateWrite>, StoreError> {
+        let window_key = state::bound_key(window_start);
+        let idle_key = state::bound_key(idle_start);
+        self.readers
+            .run(move |conn| state::load(conn, &window_key, &idle_key))
+            .await
+    }
+
+    async fn prune_state(&self, window_start: jiff::Timestamp, idle_start: jiff::Timestamp) -> Result<u64, StoreError> {
+        self.state_op(StateOp::Prune {
+            window_key: state::bound_key(window_start),
+            idle_key: state::bound_key(idle_start),
+        })
+        .await
+    }
+
+    async fn reset_limits(&self, rule: Option<String>, bucket: Option<String>) -> Result<u64, StoreError> {
+        let bucket = bucket
+            .map(|id| {
+                BucketKey::from_id(&id).ok_or_else(|| {
+                    StoreError(format!(
+                        "`{id}` is not a bucket id (a JSON array `[rule, [[key, value], …]]`)"
+                    ))
+                })
+            })
+            .transpose()?;
+        self.state_op(StateOp::Reset { rule, bucket }).await
+    }
+
+    async fn state_size(&self) -> Result<StoredStateSize, StoreError> {
+        let mut size = self.readers.run(state::size).await?;
+        size.file_bytes = self.file_bytes();
+        Ok(size)
     }
 
     async fn bind_key_fingerprint(&self, fingerprint: &str) -> Result<String, StoreError> {

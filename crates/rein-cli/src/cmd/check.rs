@@ -28,6 +28,19 @@ pub struct CheckArgs {
     /// line.
     #[arg(long)]
     batch: bool,
+    /// Keep limits and sessions in FILE (JSON, created with a random key
+    /// if missing): the decision reads them, what it writes is saved
+    /// (atomically, mode 0600) before it is printed, with its
+    /// `decision_id`. Without it, a decision whose rules need state
+    /// (limits, session facts) is `block`.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// With `--state`: the id the decision's writes are recorded under
+    /// (default: a new one). For `--phase after`, give the `decision_id`
+    /// of the action's `before` check, so that its output joins the call
+    /// the session recorded.
+    #[arg(long, value_name = "ID", requires = "state")]
+    decision_id: Option<String>,
     #[command(flatten)]
     actra: ActraArgs,
 }
@@ -47,6 +60,10 @@ pub struct ExplainArgs {
     /// Print the trace as JSON.
     #[arg(long)]
     json: bool,
+    /// Read limits and sessions from FILE, as `rein check --state` keeps
+    /// them (nothing is written; a missing file is an empty state).
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
     #[command(flatten)]
     actra: ActraArgs,
 }
@@ -145,6 +162,13 @@ impl Input {
 }
 
 pub fn run_check(args: CheckArgs, color: bool) -> anyhow::Result<u8> {
+    if args.state.is_some() && (args.actra.is_actra() || args.batch) {
+        eprintln!(
+            "error: `--state` decides one native request: Actra policies keep no state, and `--batch` does not \
+             take it"
+        );
+        return Ok(EXIT_USAGE);
+    }
     let Some(policy) = load(&args.policy, &args.actra, args.phase, color) else {
         return Ok(EXIT_USAGE);
     };
@@ -165,15 +189,202 @@ pub fn run_check(args: CheckArgs, color: bool) -> anyhow::Result<u8> {
             return Ok(EXIT_USAGE);
         }
     };
-    let decision = request.decide(&policy);
+    let (decision, json) = match (&args.state, &request) {
+        (Some(file), Input::Native(request)) => match decide_with_state_file(&policy, request, file, &args) {
+            Ok(decided) => decided,
+            Err(e) => {
+                // Nothing is printed: a decision whose writes were not kept
+                // must not be acted on (its limit use would be forgotten).
+                eprintln!("error: {e:#}");
+                return Ok(EXIT_USAGE);
+            }
+        },
+        _ => {
+            let decision = request.decide(&policy);
+            let json = decision.to_json();
+            (decision, json)
+        }
+    };
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, &decision.to_json())?;
+    serde_json::to_writer_pretty(&mut out, &json)?;
     writeln!(out)?;
     let code = exit_code(decision.effect());
     // The process ends here: freeing a large policy node by node would only
     // add to the command's run time.
     std::mem::forget((decision, policy));
     Ok(code)
+}
+
+/// Largest state file read.
+const MAX_STATE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// How long `--state` waits for another `rein check` using the same file.
+const STATE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long a session is kept after its last call in a state file (the
+/// default of `rein serve`).
+const SESSION_IDLE: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
+
+/// Decides `request` against the state kept in `file` (created if
+/// missing), applies what the decision writes and saves the file, all
+/// under a lock on `<file>.lock`. Returns the decision and its JSON, which
+/// carries the `decision_id` its writes are recorded under.
+fn decide_with_state_file(
+    policy: &Policy,
+    request: &Request,
+    file: &Path,
+    args: &CheckArgs,
+) -> anyhow::Result<(rein_engine::Decision, serde_json::Value)> {
+    let _lock = StateFileLock::acquire(file)?;
+    let mut state = load_state(file)?;
+    let time = request.time.unwrap_or_else(jiff::Timestamp::now);
+    // Only what no request from now on or at this request's time can see is
+    // dropped (a request may carry a time of its own).
+    state.prune(time.min(jiff::Timestamp::now()), policy.max_window(), SESSION_IDLE);
+    let decision_id = match &args.decision_id {
+        Some(id) => id.clone(),
+        None => new_decision_id()?,
+    };
+    let decision = match policy.prepare(request) {
+        Err(refused) => *refused,
+        Ok(prepared) if policy.action_state(&request.action, request.phase).any() => {
+            let (decision, effects) = prepared.decide_with_state(&state);
+            state.apply(&effects.writes(&decision_id, decision.effect(), time));
+            decision
+        }
+        Ok(prepared) => prepared.decide(),
+    };
+    save_state(file, &state)?;
+    let mut json = decision.to_json();
+    if let Some(map) = json.as_object_mut() {
+        map.insert("decision_id".into(), decision_id.into());
+    }
+    Ok((decision, json))
+}
+
+/// Explains `request` against the state in `file`, writing nothing.
+fn explain_with_state_file(
+    policy: &Policy,
+    request: &Request,
+    file: &Path,
+) -> anyhow::Result<rein_engine::Explanation> {
+    // Under the lock, in order with the checks around it; a missing file
+    // is an empty state, and nothing (not even a lock file) is created.
+    let _lock = if file.exists() {
+        Some(StateFileLock::acquire(file)?)
+    } else {
+        None
+    };
+    let state = load_state(file)?;
+    Ok(match policy.prepare(request) {
+        // Refused by its contract: no rule (and no state) is looked at.
+        Err(_) => policy.explain(request),
+        Ok(prepared) => prepared.explain_with_state(&state).0,
+    })
+}
+
+/// A new decision id: `chk-` and 16 random hex digits.
+fn new_decision_id() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("the system random generator failed: {e}"))?;
+    Ok(format!("chk-{:016x}", u64::from_be_bytes(bytes)))
+}
+
+/// The state in `file`, or a new one with a random key if there is none.
+/// A file that is there but cannot be read as a state is an error, never
+/// replaced: it may hold limit uses that must keep counting.
+fn load_state(file: &Path) -> anyhow::Result<rein_engine::MemoryState> {
+    let shown = file.display();
+    let text = match std::fs::File::open(file) {
+        Ok(f) => {
+            let mut text = String::new();
+            f.take(MAX_STATE_BYTES + 1)
+                .read_to_string(&mut text)
+                .with_context(|| format!("cannot read the state file `{shown}`"))?;
+            if text.len() as u64 > MAX_STATE_BYTES {
+                anyhow::bail!("the state file `{shown}` is larger than {MAX_STATE_BYTES} bytes");
+            }
+            text
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("the system random generator failed: {e}"))?;
+            return Ok(rein_engine::MemoryState::with_key(key));
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot open the state file `{shown}`")),
+    };
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("the state file `{shown}` is not JSON ({e}); it was left as it is"))?;
+    rein_engine::MemoryState::from_json(&value)
+        .map_err(|e| anyhow::anyhow!("the state file `{shown}`: {}; it was left as it is", e.0))
+}
+
+/// Writes the state to a new file beside `file` (mode 0600), flushes it to
+/// disk and renames it over `file`: a reader sees the old state or the
+/// new one, never a part.
+fn save_state(file: &Path, state: &rein_engine::MemoryState) -> anyhow::Result<()> {
+    let shown = file.display();
+    let json = state.to_json().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    // `tempfile` creates the file with mode 0600.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".rein-state-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot write the state file `{shown}`"))?;
+    serde_json::to_writer(&mut tmp, &json).with_context(|| format!("cannot write the state file `{shown}`"))?;
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("cannot write the state file `{shown}`"))?;
+    tmp.persist(file)
+        .map_err(|e| anyhow::anyhow!("cannot write the state file `{shown}`: {}", e.error))?;
+    Ok(())
+}
+
+/// An exclusive lock on `<state file>.lock`, so that two `rein check
+/// --state` on one file cannot both read the old state and the later save
+/// lose the other's writes. Released when dropped (or the process ends).
+struct StateFileLock {
+    /// Held open: closing it releases the lock.
+    _file: std::fs::File,
+}
+
+impl StateFileLock {
+    fn acquire(state: &Path) -> anyhow::Result<StateFileLock> {
+        let mut name = state.as_os_str().to_owned();
+        name.push(".lock");
+        let path = PathBuf::from(name);
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options
+            .open(&path)
+            .with_context(|| format!("cannot open the lock file `{}`", path.display()))?;
+        #[cfg(unix)]
+        {
+            use rustix::fs::{flock, FlockOperation};
+            let deadline = std::time::Instant::now() + STATE_LOCK_WAIT;
+            loop {
+                match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                    Ok(()) => break,
+                    Err(e) if e == rustix::io::Errno::WOULDBLOCK && std::time::Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    Err(e) if e == rustix::io::Errno::WOULDBLOCK => anyhow::bail!(
+                        "another Rein process has held `{}` for {} s: it is using the state file `{}`",
+                        path.display(),
+                        STATE_LOCK_WAIT.as_secs(),
+                        state.display()
+                    ),
+                    Err(e) => anyhow::bail!("cannot lock `{}`: {e}", path.display()),
+                }
+            }
+        }
+        Ok(StateFileLock { _file: file })
+    }
 }
 
 /// One decision per input line. A line that is not a request is answered
@@ -223,9 +434,20 @@ pub fn run_explain(args: ExplainArgs, color: bool) -> anyhow::Result<u8> {
             return Ok(EXIT_USAGE);
         }
     };
-    let explanation = match &request {
-        Input::Native(r) => policy.explain(r),
-        Input::Actra(v) => policy.explain_actra(v),
+    let explanation = match (&request, &args.state) {
+        (Input::Native(r), Some(file)) => match explain_with_state_file(&policy, r, file) {
+            Ok(explanation) => explanation,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return Ok(EXIT_USAGE);
+            }
+        },
+        (Input::Native(r), None) => policy.explain(r),
+        (Input::Actra(_), Some(_)) => {
+            eprintln!("error: `--state` does not apply to Actra policies, which keep no state");
+            return Ok(EXIT_USAGE);
+        }
+        (Input::Actra(v), None) => policy.explain_actra(v),
     };
     let mut out = std::io::stdout().lock();
     if args.json {

@@ -193,7 +193,23 @@ fn local(args: &HookArgs, agent: Agent, bytes: &[u8], limit: Duration) -> anyhow
     // The process ends right after deciding: freeing the compiled policy
     // node by node would only delay the exit.
     std::mem::forget(policy.clone());
+    let stateful = policy.uses_state();
     let runtime = Runtime::new(policy, Arc::new(store), config);
+    if stateful {
+        // Hook processes on one store take turns from load to commit, so
+        // that each reads what the one before wrote; a store a server
+        // keeps is refused (its memory would not see this one's writes).
+        let lock = rein_store::StateLock::acquire(&db, STATE_LOCK_WAIT).map_err(|e| {
+            anyhow::anyhow!(
+                "the policy keeps state (limits, sessions) and {} is busy: {}",
+                db.display(),
+                e.0
+            )
+        })?;
+        runtime.hold_state_lock(lock);
+        rt.block_on(runtime.open_state())
+            .with_context(|| format!("cannot load the state (limits, sessions) from `{}`", db.display()))?;
+    }
     let home = home();
     let mut protected = protected_files(args, Some(&db));
     protected.add(&key_path, "Rein's audit key", ProtectedKind::Secret);
@@ -218,6 +234,10 @@ fn local(args: &HookArgs, agent: Agent, bytes: &[u8], limit: Duration) -> anyhow
             .map_err(|_| anyhow::anyhow!("no decision within {:.1} s", limit.as_secs_f64()))
     })
 }
+
+/// How long a hook waits for another Rein process deciding on the same
+/// store before it refuses.
+const STATE_LOCK_WAIT: Duration = Duration::from_secs(3);
 
 fn home() -> Option<PathBuf> {
     std::env::var_os("HOME").map(PathBuf::from)

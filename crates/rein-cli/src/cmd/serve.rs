@@ -38,6 +38,16 @@ pub struct ServeArgs {
     /// least one); the audit log's writer has a thread of its own.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: Option<u16>,
+    /// How long a session is kept after its last call (`24h`, `90m`, `168h`):
+    /// its calls and labels, which stateful rules read. A session idle
+    /// longer starts empty, as a new one.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = session_idle)]
+    session_idle: jiff::SignedDuration,
+    /// Take a request's own `time` as the decision's time, for rules and
+    /// limit windows. For tests and trusted replays only: an agent that
+    /// chose its clock could step around time-based rules and limits.
+    #[arg(long)]
+    trust_request_time: bool,
 }
 
 /// Runs the server; `color` (from `--color`, NO_COLOR and whether stderr
@@ -54,12 +64,23 @@ pub fn run(args: ServeArgs, color: bool) -> anyhow::Result<u8> {
     config.tokens_path = args.tokens;
     config.hmac_key_path = args.audit_key;
     config.max_body_bytes = usize::try_from(args.max_body)?;
+    config.session_idle = args.session_idle;
+    config.trust_request_time = args.trust_request_time;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers.map_or_else(rein_server::default_workers, usize::from))
         .enable_all()
         .build()?;
     rt.block_on(rein_server::run(config))?;
     Ok(EXIT_ALLOW)
+}
+
+/// A `--session-idle` value: a positive duration (`24h`, `90m`, `1h30m`).
+fn session_idle(text: &str) -> Result<jiff::SignedDuration, String> {
+    match text.parse::<jiff::SignedDuration>() {
+        Ok(d) if d.is_positive() => Ok(d),
+        Ok(_) => Err("must be longer than zero".to_string()),
+        Err(_) => Err("must be a duration like 24h, 90m or 1h30m".to_string()),
+    }
 }
 
 /// A `--listen` value: an IP address and port; `localhost:PORT` and a bare
@@ -93,6 +114,16 @@ mod tests {
         assert_eq!(ok("8702"), "127.0.0.1:8702");
         for bad in ["", "host:80", "8700x", "70000", "localhost", ":8700"] {
             assert!(listen_addr(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn session_idle_takes_a_positive_duration() {
+        assert_eq!(session_idle("24h").unwrap(), jiff::SignedDuration::from_hours(24));
+        assert_eq!(session_idle("1h30m").unwrap(), jiff::SignedDuration::from_mins(90));
+        // Days are not a fixed length (time zones): hours say it.
+        for bad in ["", "0s", "-1h", "soon", "24", "7d"] {
+            assert!(session_idle(bad).is_err(), "{bad}");
         }
     }
 }

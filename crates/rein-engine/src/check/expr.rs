@@ -4,6 +4,10 @@
 //! [`Type::Error`], which is compatible with everything, so one mistake is
 //! reported once and the rest of the expression is still checked.
 
+mod session;
+
+pub(crate) use session::session_action;
+
 use crate::ast::{BinaryOp, Expr, ExprKind, Name, Phase, UnaryOp};
 use crate::check::contracts::{compile_glob, compile_regex};
 use crate::diagnostics::{did_you_mean, Diagnostic};
@@ -13,6 +17,7 @@ use crate::ir::{ArithOp, Builtin, CmpOp, Lazy, MacroKind, Node, NodeKind, Root, 
 use crate::source::{SourceFile, Span};
 use crate::types::{Constraints, ObjectType, Type};
 use crate::value::Value;
+use jiff::SignedDuration;
 use rustc_hash::FxHashSet;
 use std::sync::Arc;
 
@@ -24,6 +29,32 @@ pub(crate) struct Scope<'a> {
     pub output: Option<&'a Arc<ObjectType>>,
     pub actor: &'a Arc<ObjectType>,
     pub snapshot: &'a Arc<ObjectType>,
+    /// Every action of the policy, by id, for the session functions.
+    pub actions: &'a [SessionAction],
+    /// The longest window a session function may use.
+    pub max_window: SignedDuration,
+}
+
+/// What the session functions know of one action of the policy.
+pub(crate) struct SessionAction {
+    pub name: String,
+    pub input: Arc<ObjectType>,
+    pub output: Option<Arc<ObjectType>>,
+    /// The type of one of its earlier calls (`session.calls`): `input`,
+    /// `output` (optional, if it has an output contract), `effect`,
+    /// `time`, with sensitive fields typed as hashes.
+    pub call: Arc<ObjectType>,
+}
+
+/// What a rule's expressions read of the session, gathered while checking.
+#[derive(Default)]
+pub(crate) struct SessionUse {
+    /// Some session fact (id, labels, count, sum, calls).
+    pub reads: bool,
+    /// `session.labels` in particular.
+    pub labels: bool,
+    /// Actions whose calls it reads (count, sum, calls): they are recorded.
+    pub recorded: Vec<u32>,
 }
 
 pub(crate) struct ExprChecker<'a> {
@@ -38,9 +69,18 @@ pub(crate) struct ExprChecker<'a> {
     next_local: u32,
     /// Paths proven present by an enclosing `has(...)`.
     guards: Vec<Vec<String>>,
+    /// What the checked expressions read of the session.
+    pub session: SessionUse,
 }
 
-const ROOT_NAMES: [&str; 7] = ["input", "output", "error", "actor", "snapshot", "action", "now"];
+const ROOT_NAMES: [&str; 8] = [
+    "input", "output", "error", "actor", "snapshot", "action", "now", "session",
+];
+
+const SESSION_HELP: &str = "read the session through `session.id`, `session.labels`, \
+     `session.count(\"<action or glob>\", duration(\"1h\"))`, \
+     `session.sum(\"<action>\", \"input.<field>\", duration(\"1h\"))` or \
+     `session.calls(\"<action>\", duration(\"1h\"))`";
 
 impl<'a> ExprChecker<'a> {
     pub fn new(file: &'a SourceFile, diags: &'a mut Vec<Diagnostic>, scope: Scope<'a>) -> Self {
@@ -52,6 +92,7 @@ impl<'a> ExprChecker<'a> {
             local_enums: Vec::new(),
             next_local: 0,
             guards: Vec::new(),
+            session: SessionUse::default(),
         }
     }
 
@@ -142,6 +183,13 @@ impl<'a> ExprChecker<'a> {
             "snapshot" => node(path(Root::Snapshot), span, Type::Object(self.scope.snapshot.clone())),
             "action" => node(NodeKind::ActionName, span, Type::String),
             "now" => node(NodeKind::Now, span, Type::Timestamp),
+            "session" => {
+                let n = self.err_node(span, "`session` is not a value of its own");
+                if let Some(d) = self.diags.last_mut() {
+                    d.help = Some(SESSION_HELP.into());
+                }
+                n
+            }
             "error" => {
                 if self.scope.phase == Phase::Before {
                     let n = self.err_node(span, "`error` is only available in rules with `phase: after`");
@@ -224,7 +272,15 @@ impl<'a> ExprChecker<'a> {
         }
     }
 
+    /// True when `e` is the bare name `session` (not a loop variable).
+    fn is_session(&self, e: &Expr) -> bool {
+        matches!(&e.kind, ExprKind::Ident(n) if n == "session" && !self.locals.iter().any(|(x, _, _)| x == n))
+    }
+
     fn select(&mut self, operand: &Expr, field: &Name, span: Span) -> Node {
+        if self.is_session(operand) {
+            return self.session_field(field, span);
+        }
         let base = self.check(operand);
         match &base.ty {
             Type::Object(obj) => {
@@ -466,6 +522,9 @@ impl<'a> ExprChecker<'a> {
             BinaryOp::Eq | BinaryOp::Ne => {
                 let l = self.check(lhs);
                 let r = self.check(rhs);
+                if matches!(l.ty, Type::Hashed(_)) || matches!(r.ty, Type::Hashed(_)) {
+                    return self.hashed_cmp(op == BinaryOp::Ne, l, r, (lhs, rhs), span);
+                }
                 if !l.ty.comparable_with(&r.ty) {
                     self.error(
                         span,
@@ -534,6 +593,11 @@ impl<'a> ExprChecker<'a> {
             BinaryOp::In => {
                 let l = self.check(lhs);
                 let r = self.check(rhs);
+                // `"x" in session.labels` asks the state for one label
+                // instead of copying them all.
+                if let (Type::String, NodeKind::SessionLabels) = (&l.ty, &r.kind) {
+                    return node(NodeKind::SessionHasLabel { label: Box::new(l) }, span, Type::Bool);
+                }
                 match &r.ty {
                     Type::List(elem) => {
                         if !l.ty.comparable_with(elem) {
@@ -749,6 +813,11 @@ impl<'a> ExprChecker<'a> {
     }
 
     fn call(&mut self, target: Option<&Expr>, function: &Name, args: &[Expr], span: Span) -> Node {
+        if let Some(t) = target {
+            if self.is_session(t) {
+                return self.session_call(function, args, span);
+            }
+        }
         let name = function.text.as_str();
         match (target, name) {
             (None, "has") => return self.has(args, span, function),
@@ -1192,7 +1261,7 @@ fn signature(method: bool, name: &str, types: &[Type]) -> Result<(Builtin, Type)
             _ => Err(SigError::Mismatch("a number or a string")),
         },
         (false, "string") => match types {
-            [List(_) | Map(_) | Object(_)] => Err(SigError::Mismatch("a scalar value")),
+            [List(_) | Map(_) | Object(_) | Hashed(_)] => Err(SigError::Mismatch("a scalar value")),
             [_] => ok(Builtin::ToString, String),
             _ => Err(SigError::Mismatch("one value")),
         },

@@ -6,7 +6,8 @@
 
 use crate::ast::{
     ActionContractAst, ApprovalAst, Combining, ConstraintsAst, ContractsAst, Effect, Expr, ExprKind, ExtraFields,
-    FieldAst, FieldsAst, ItemAst, Literal, NumberLit, Phase, PolicyFile, RuleAst, Spanned, TypeAst,
+    FieldAst, FieldsAst, ItemAst, LimitAst, LimitMeasure, Literal, NumberLit, Phase, PolicyFile, RuleAst, Spanned,
+    TypeAst,
 };
 use crate::diagnostics::{did_you_mean, Diagnostic};
 use crate::source::{SourceFile, Span};
@@ -24,6 +25,7 @@ pub fn read_policy_file(source: &SourceFile, file_index: usize, diags: &mut Vec<
         version: None,
         default: None,
         default_after: None,
+        max_window: None,
         contracts: ContractsAst::default(),
         rules: Vec::new(),
         combining: Combining::DenyOverrides,
@@ -44,7 +46,7 @@ pub fn read_policy_file(source: &SourceFile, file_index: usize, diags: &mut Vec<
     let Some(top) = cx.mapping(
         &root,
         "the policy file",
-        &["version", "default", "contracts", "rules", "description"],
+        &["version", "default", "max_window", "contracts", "rules", "description"],
     ) else {
         return out;
     };
@@ -74,6 +76,9 @@ pub fn read_policy_file(source: &SourceFile, file_index: usize, diags: &mut Vec<
         } else {
             out.default = cx.effect(d, "default");
         }
+    }
+    if let Some(w) = top.get("max_window") {
+        out.max_window = cx.window(w, "`max_window`");
     }
     if let Some(c) = top.get("contracts") {
         out.contracts = cx.contracts(c);
@@ -559,6 +564,7 @@ impl<'d> Cx<'d> {
             "reason",
             "approval",
             "labels",
+            "limit",
             "description",
         ];
         let m = self.mapping(node, "a rule", &known)?;
@@ -644,6 +650,16 @@ impl<'d> Cx<'d> {
                 }
             }
         }
+        let limit = m.get("limit").and_then(|l| self.limit(l, &id.value));
+        if let (Some(l), Phase::After) = (&limit, phase) {
+            self.err(
+                l.span,
+                format!("rule `{}` has a `limit` but runs in phase `after`", id.value),
+            )
+            .with_help(
+                "limits count calls before they run: remove `phase: after`, or move the limit to a `before` rule",
+            );
+        }
         Some(RuleAst {
             id,
             targets,
@@ -653,6 +669,7 @@ impl<'d> Cx<'d> {
             reason,
             approval,
             labels,
+            limit,
             file: file_index,
             span: node.span,
         })
@@ -682,6 +699,149 @@ impl<'d> Cx<'d> {
             }
         };
         Some(ApprovalAst { role, ttl_seconds })
+    }
+
+    /// A positive duration (`1h`, `30m`), for windows.
+    fn window(&mut self, node: &YamlNode, what: &str) -> Option<Spanned<jiff::SignedDuration>> {
+        let s = self.string(node, &format!("{what} to be a duration such as `1h`; it"))?;
+        match crate::value::parse_duration(&s.value) {
+            Some(d) if d.is_positive() => Some(Spanned::new(d, s.span)),
+            _ => {
+                self.err(s.span, format!("`{}` is not a positive duration", s.value))
+                    .with_help("write a duration like `1m`, `1h` or `24h`");
+                None
+            }
+        }
+    }
+
+    /// A rule's `limit`: `count: N`, or `sum: <expression>` with `max: X`;
+    /// `per: [<key expressions>]` (optional) and `window: <duration>`.
+    fn limit(&mut self, node: &YamlNode, rule: &str) -> Option<LimitAst> {
+        let m = self.mapping(node, "`limit`", &["count", "sum", "max", "per", "window"])?;
+        let usage = "a limit is `{count: 5, window: 1h}` or `{sum: input.amount, max: 2000, window: 24h}`, \
+                     optionally with `per: [actor.id]`";
+        let count = m.get("count").and_then(|c| match c.value {
+            YamlValue::Int(n) if n >= 1 => Some(Spanned::new(n as u64, c.span)),
+            YamlValue::Int(n) => {
+                self.err(c.span, format!("`count` must be at least 1, found {n}"))
+                    .with_help("a limit of 0 calls lets none through: write a rule without `limit` instead");
+                None
+            }
+            _ => {
+                self.expected(c, "`count` to be a whole number of at least 1");
+                None
+            }
+        });
+        let sum = m
+            .get("sum")
+            .and_then(|e| self.expression(e, "`sum`", "an expression such as `input.amount`"));
+        let max = m.get("max").and_then(|n| self.exact_number(n));
+        let measure = match (m.get("count"), m.get("sum"), m.get("max")) {
+            (Some(_), None, None) => LimitMeasure::Count(count?),
+            (None, Some(_), Some(_)) => LimitMeasure::Sum { expr: sum?, max: max? },
+            (Some(c), Some(_), _) => {
+                self.err(c.span, format!("the limit of rule `{rule}` has both `count` and `sum`"))
+                    .with_help(usage);
+                return None;
+            }
+            (Some(_), None, Some(x)) => {
+                self.err(x.span, "`max` goes with `sum`; a `count` is its own maximum")
+                    .with_help(usage);
+                return None;
+            }
+            (None, Some(e), None) => {
+                self.err(
+                    e.span,
+                    "a `sum` needs a `max`: the most the sum may reach in the window",
+                )
+                .with_help(usage);
+                return None;
+            }
+            (None, None, _) => {
+                self.err(
+                    node.span,
+                    format!("the limit of rule `{rule}` says neither `count` nor `sum`"),
+                )
+                .with_help(usage);
+                return None;
+            }
+        };
+        let mut per = Vec::new();
+        if let Some(p) = m.get("per") {
+            let items: Vec<&YamlNode> = match &p.value {
+                YamlValue::Seq(items) => items.iter().collect(),
+                _ => vec![p],
+            };
+            if items.is_empty() {
+                self.err(p.span, "`per` is empty")
+                    .with_help("leave `per` out for one bucket shared by every call");
+            }
+            for item in items {
+                if let Some(e) = self.expression(item, "a `per` key", "an expression such as `actor.id`") {
+                    per.push(e);
+                }
+            }
+        }
+        let window = match m.get("window") {
+            Some(w) => self.window(w, "`window`")?,
+            None => {
+                self.err(node.span, format!("the limit of rule `{rule}` has no `window`"))
+                    .with_help("a limit counts over a sliding window: add e.g. `window: 1h`");
+                return None;
+            }
+        };
+        Some(LimitAst {
+            measure,
+            per,
+            window,
+            span: node.span,
+        })
+    }
+
+    /// A non-negative number read exactly from its text (`0.3` is 0.3, not
+    /// the nearest float).
+    fn exact_number(&mut self, node: &YamlNode) -> Option<Spanned<rust_decimal::Decimal>> {
+        use std::str::FromStr;
+        let written = self
+            .file
+            .text()
+            .get(node.span.start as usize..node.span.end as usize)
+            .unwrap_or_default()
+            .trim()
+            .replace('_', "");
+        let parsed = match node.value {
+            YamlValue::Int(i) => Some(rust_decimal::Decimal::from(i)),
+            YamlValue::Float(f) if f.is_finite() => rust_decimal::Decimal::from_str(&written)
+                .or_else(|_| rust_decimal::Decimal::from_scientific(&written))
+                .ok(),
+            _ => {
+                self.expected(node, "`max` to be a number");
+                return None;
+            }
+        };
+        match parsed {
+            Some(d) if !d.is_sign_negative() || d.is_zero() => Some(Spanned::new(d.normalize(), node.span)),
+            Some(_) => {
+                self.err(node.span, "`max` must be at least 0");
+                None
+            }
+            None => {
+                self.err(node.span, format!("`{written}` cannot be read as an exact decimal"))
+                    .with_help("write the number in plain decimal form, with at most 28 significant digits");
+                None
+            }
+        }
+    }
+
+    /// A CEL expression other than a condition (a limit's `sum` or key).
+    fn expression(&mut self, node: &YamlNode, what: &str, example: &str) -> Option<Expr> {
+        match &node.value {
+            YamlValue::String(_) => self.condition(node),
+            _ => {
+                self.expected(node, &format!("{what} to be {example}"));
+                None
+            }
+        }
     }
 
     /// Parses a `when` condition, mapping its spans into the file.

@@ -48,6 +48,8 @@ golden! {
     yaml_error => "yaml_error.yaml",
     duplicate_key => "duplicate_key.yaml",
     invalid_utf8 => "invalid_utf8.yaml",
+    state_syntax => "state_syntax.yaml",
+    state_types => "state_types.yaml",
 }
 
 #[test]

@@ -12,3 +12,4 @@ mod contracts;
 mod corpus;
 mod diagnostics;
 mod props;
+mod state;

@@ -46,13 +46,14 @@ fn assert_too_large(status: StatusCode, body: &Value) {
 
 /// The POST routes this file covers; a route added to the server without
 /// a case here fails [`every_route_that_takes_a_body_is_covered`].
-const COVERED: [&str; 6] = [
+const COVERED: [&str; 7] = [
     "/v1/decide",
     "/v1/outcome",
     "/v1/hooks/{agent}",
     "/v1/approvals/{id}/grant",
     "/v1/approvals/{id}/deny",
     "/v1/policy/reload",
+    "/v1/limits/reset",
 ];
 
 #[test]
@@ -150,6 +151,13 @@ async fn grant_deny_and_reload_take_the_limit_and_refuse_one_byte_more() {
     assert_too_large(status, &body);
     let (status, body) = post(&client, url, ADMIN, vec![b' '; LIMIT]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+
+    let url = server.url("/v1/limits/reset");
+    let (status, body) = post(&client, url.clone(), ADMIN, padded(&json!({}), LIMIT + 1)).await;
+    assert_too_large(status, &body);
+    let (status, body) = post(&client, url, ADMIN, padded(&json!({}), LIMIT)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["reset"], 0);
     server.shutdown().await;
 }
 

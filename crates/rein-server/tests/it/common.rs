@@ -55,6 +55,32 @@ impl Harness {
         Harness { dir, state }
     }
 
+    /// A server over the policy `text` instead of the example.
+    pub async fn with_policy(text: &str, tweak: impl FnOnce(&mut ServerConfig)) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = dir.path().join("policy.yaml");
+        std::fs::write(&policy, text).unwrap();
+        let tokens = dir.path().join("tokens.yaml");
+        std::fs::write(&tokens, tokens_yaml()).unwrap();
+        let mut config = ServerConfig::new(vec![policy], dir.path().join("rein.db"));
+        config.tokens_path = Some(tokens);
+        tweak(&mut config);
+        let state = AppState::from_config(&config).await.unwrap();
+        Harness { dir, state }
+    }
+
+    /// The same server started again on its files (after [`AppState::close`]).
+    pub async fn restart(self, tweak: impl FnOnce(&mut ServerConfig)) -> Harness {
+        let Harness { dir, state } = self;
+        state.close().await.unwrap();
+        drop(state);
+        let mut config = ServerConfig::new(vec![dir.path().join("policy.yaml")], dir.path().join("rein.db"));
+        config.tokens_path = Some(dir.path().join("tokens.yaml"));
+        tweak(&mut config);
+        let state = AppState::from_config(&config).await.unwrap();
+        Harness { dir, state }
+    }
+
     pub fn policy_path(&self) -> PathBuf {
         self.dir.path().join("policy.yaml")
     }

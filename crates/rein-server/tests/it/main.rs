@@ -19,3 +19,4 @@ mod outcome;
 mod reload;
 mod routes;
 mod startup;
+mod state;

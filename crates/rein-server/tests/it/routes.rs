@@ -40,6 +40,8 @@ async fn valid_call(h: &Harness, route: &RouteInfo, token: &str) -> (String, Opt
             "/v1/hooks/claude-code".into(),
             Some(json!({"hook_event_name": "SessionStart", "cwd": "/p", "session_id": "s", "source": "startup"})),
         ),
+        "/v1/limits/reset" => (route.path.into(), Some(json!({}))),
+        "/v1/sessions/{id}" => ("/v1/sessions/s-1".into(), None),
         other => (other.into(), None),
     }
 }
@@ -49,7 +51,7 @@ async fn role_matrix_of_every_route() {
     let h = Harness::new().await;
     let callers = [(AGENT, Role::Agent), (ALICE, Role::Approver), (ADMIN, Role::Admin)];
     let all = routes();
-    assert_eq!(all.len(), 13);
+    assert_eq!(all.len(), 16);
     for route in &all {
         for (token, role) in callers {
             let (path, body) = valid_call(&h, route, token).await;

@@ -1,6 +1,8 @@
 //! Shared by the store benchmarks.
 #![allow(clippy::unwrap_used, dead_code)]
 
+use rein_engine::state::{BucketKey, Decimal, SessionCall, StateWrite};
+use rein_engine::Effect;
 use rein_store::AuditEntry;
 use serde_json::json;
 
@@ -42,4 +44,34 @@ pub fn bench_dir() -> tempfile::TempDir {
         None => tempfile::tempdir(),
     }
     .unwrap()
+}
+
+/// The state writes of a typical stateful decision `i` (as [`entry`]):
+/// one limit use (a sum per customer) and the call in its session's
+/// history.
+pub fn writes(i: u64) -> Vec<StateWrite> {
+    let decision_id = format!("01JZ{i:022}");
+    let time = jiff::Timestamp::now();
+    vec![
+        StateWrite::Use {
+            decision_id: decision_id.clone(),
+            bucket: BucketKey {
+                rule: "refund_budget".into(),
+                per: vec![("input.customer_id".into(), format!("\"c-{}\"", i % 256))],
+            },
+            time,
+            amount: Decimal::new(12990, 2),
+        },
+        StateWrite::Call {
+            session: format!("sess-{}", i % 64),
+            call: SessionCall {
+                decision_id,
+                action: "refund".into(),
+                time,
+                effect: Effect::Allow,
+                input: json!({"order_id": format!("ord-{i}"), "amount": 129.9, "currency": "EUR"}),
+                output: None,
+            },
+        },
+    ]
 }

@@ -16,7 +16,7 @@ use super::SqliteOptions;
 use crate::StoreError;
 
 /// The schema this build writes and reads.
-pub(crate) const SCHEMA_VERSION: i64 = 4;
+pub(crate) const SCHEMA_VERSION: i64 = 5;
 
 /// `PRAGMA application_id` of a Rein store: "REIN" in ASCII.
 const APPLICATION_ID: i64 = 0x5245_494E;
@@ -26,7 +26,7 @@ const APPLICATION_ID: i64 = 0x5245_494E;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// Version 1. `audit.body` is the canonical text of `chain.rs` and, with
 /// `prev_hash` and `hash`, the only part the chain covers; the other audit
@@ -145,6 +145,65 @@ ALTER TABLE approvals ADD COLUMN hold_seconds INTEGER;
 ALTER TABLE approvals ADD COLUMN sealed TEXT;
 CREATE INDEX approvals_request ON approvals (request_hash, created_key);
 CREATE INDEX approvals_sealed  ON approvals (expires_key) WHERE sealed IS NOT NULL;
+"#;
+
+/// Version 5: the state of stateful rules (limits, sessions), written by
+/// the writer in the transaction of the audit record of the decision that
+/// made it (see `state`). Times are fixed-width UTC keys as in `audit.time`
+/// (rounded up to the microsecond, see `state::time_key`), compared as text.
+/// - `limit_uses`: what allowed calls took from a limit bucket
+///   (`bucket` is `BucketKey::id`, `amount` exact decimal text); loaded
+///   and pruned by time;
+/// - `session_calls`: the recorded calls of each session (input and, once
+///   reported, output as JSON; `output` is set by the outcome's decision,
+///   found by `decision_id`); loaded and pruned by time (an idle session's
+///   calls are all older than its last write);
+/// - `session_labels`: every label attached to a session, with the
+///   decision that attached it, loaded by session;
+/// - `sessions`: when each session was last written to, which decides
+///   what is loaded and when a session is dropped as idle.
+///
+/// Indexes are only those the writer's statements and the load need: every
+/// index is one more B-tree page written to the WAL per commit on the
+/// serial writer (see V2). Indexes grow mostly at their right edge (times,
+/// v7 decision ids), except labels by session. A reset of limits (rare, by
+/// an operator) and a scan of `sessions` (one row per live session) go
+/// without.
+///
+/// `IF NOT EXISTS`: a file whose version was set back by hand (as tests do
+/// to make an older file from a current one, dropping what earlier
+/// versions added) may still hold these tables; the migration
+/// keeps them.
+const V5: &str = r#"
+CREATE TABLE IF NOT EXISTS limit_uses (
+    decision_id TEXT NOT NULL,
+    bucket      TEXT NOT NULL,
+    time        TEXT NOT NULL,
+    amount      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS limit_uses_time ON limit_uses (time);
+CREATE TABLE IF NOT EXISTS session_calls (
+    decision_id TEXT NOT NULL,
+    session     TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    time        TEXT NOT NULL,
+    effect      TEXT NOT NULL,
+    input       TEXT NOT NULL,
+    output      TEXT
+);
+CREATE INDEX IF NOT EXISTS session_calls_time     ON session_calls (time);
+CREATE INDEX IF NOT EXISTS session_calls_decision ON session_calls (decision_id);
+CREATE TABLE IF NOT EXISTS session_labels (
+    session     TEXT NOT NULL,
+    label       TEXT NOT NULL,
+    decision_id TEXT NOT NULL,
+    time        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS session_labels_session ON session_labels (session, time);
+CREATE TABLE IF NOT EXISTS sessions (
+    id        TEXT PRIMARY KEY,
+    last_seen TEXT NOT NULL
+) WITHOUT ROWID;
 "#;
 
 fn open_error(path: &Path, e: impl std::fmt::Display) -> StoreError {
@@ -404,5 +463,94 @@ mod tests {
             .unwrap();
         conn.prepare("SELECT key, value FROM store_meta").unwrap();
         conn.prepare("SELECT decision_id, phase FROM appended_once").unwrap();
+        // Version 5's state tables.
+        conn.prepare("SELECT decision_id, bucket, time, amount FROM limit_uses")
+            .unwrap();
+        conn.prepare("SELECT decision_id, session, action, time, effect, input, output FROM session_calls")
+            .unwrap();
+        conn.prepare("SELECT session, label, decision_id, time FROM session_labels")
+            .unwrap();
+        conn.prepare("SELECT id, last_seen FROM sessions").unwrap();
+    }
+
+    /// A version 4 store keeps its records and approvals and gains the
+    /// state tables, with the indexes the state's queries use.
+    #[test]
+    fn a_version_4_store_is_migrated() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..4] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "application_id", APPLICATION_ID).unwrap();
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        conn.execute(
+            "INSERT INTO store_meta (key, value) VALUES ('audit_key_fingerprint', 'fp')",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, 5);
+        assert_eq!(
+            read_meta(&conn, "audit_key_fingerprint").unwrap().as_deref(),
+            Some("fp")
+        );
+        let mut stmt = conn
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN \
+                 ('limit_uses', 'session_calls', 'session_labels', 'sessions') AND name NOT LIKE 'sqlite_%' \
+                 ORDER BY name",
+            )
+            .unwrap();
+        let indexes: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            indexes,
+            [
+                "limit_uses_time",
+                "session_calls_decision",
+                "session_calls_time",
+                "session_labels_session",
+            ]
+        );
+        // The queries of the state use those indexes, not a scan.
+        // (As `state` writes them.)
+        for (sql, index) in [
+            (
+                "SELECT * FROM limit_uses WHERE time >= 't' ORDER BY time, rowid",
+                "limit_uses_time",
+            ),
+            ("DELETE FROM limit_uses WHERE time < 't'", "limit_uses_time"),
+            (
+                "UPDATE session_calls SET output = 'o' WHERE decision_id = 'd' AND session = 's'",
+                "session_calls_decision",
+            ),
+            (
+                "SELECT c.decision_id FROM session_calls c JOIN sessions s ON s.id = c.session \
+                 WHERE s.last_seen >= 'i' AND c.time >= 'w' ORDER BY c.time, c.rowid",
+                "session_calls_time",
+            ),
+            (
+                "DELETE FROM session_calls WHERE time < 'i' \
+                 AND session IN (SELECT id FROM sessions WHERE last_seen < 'i')",
+                "session_calls_time",
+            ),
+            (
+                "DELETE FROM session_labels WHERE session IN (SELECT id FROM sessions WHERE last_seen < 'i')",
+                "session_labels_session",
+            ),
+        ] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map([], |r| r.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(plan.iter().any(|p| p.contains(index)), "{sql}: {plan:?}");
+        }
     }
 }

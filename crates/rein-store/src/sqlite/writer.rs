@@ -18,6 +18,7 @@ use std::borrow::Cow;
 use super::approvals;
 use super::checkpoint::Checkpointer;
 use super::columns::Columns;
+use super::state::{self, PreparedWrite, StateOp};
 use crate::chain::{self, CanonicalParts};
 use crate::{ApprovalError, ApprovalRecord, AuditEntry, AuditRecord, StoreError};
 
@@ -28,6 +29,9 @@ const MAX_BATCH: usize = 1024;
 /// The answer to an approval command.
 pub(crate) type ApprovalReply = Result<Result<ApprovalRecord, ApprovalError>, StoreError>;
 
+/// The answer to a state command: rows removed.
+pub(crate) type StateReply = Result<u64, StoreError>;
+
 /// What the writer thread is asked to do.
 pub(crate) enum Command {
     /// Append an entry, encoded by the caller.
@@ -37,6 +41,8 @@ pub(crate) enum Command {
     ),
     /// Create, decide or use an approval.
     Approval(ApprovalOp, oneshot::Sender<Delivery<ApprovalReply>>),
+    /// Prune or reset state.
+    State(StateOp, oneshot::Sender<Delivery<StateReply>>),
     /// Finish what was queued before, close the connection, stop; then
     /// acknowledge (if asked).
     Shutdown(Option<oneshot::Sender<()>>),
@@ -80,10 +86,13 @@ pub(crate) struct PreparedAppend {
     time_key: Option<String>,
     actor_id: Option<String>,
     rules_json: String,
+    /// The decision's state writes, inserted in the record's transaction
+    /// (empty, unallocated, for a decision without state).
+    state: Vec<PreparedWrite>,
 }
 
 impl PreparedAppend {
-    pub(crate) fn new(entry: AuditEntry, once: bool) -> Self {
+    pub(crate) fn new(entry: AuditEntry, once: bool, state: Vec<PreparedWrite>) -> Self {
         let parts = CanonicalParts::new(&entry);
         let columns = Columns::from_entry(&entry);
         let time_key = match columns.time {
@@ -99,6 +108,7 @@ impl PreparedAppend {
             actor_id,
             rules_json,
             entry,
+            state,
         }
     }
 }
@@ -112,6 +122,7 @@ enum Outcome {
         hash: String,
     },
     Approval(Box<ApprovalReply>),
+    State(StateReply),
     /// An append refused because its decision already has a record of
     /// its phase ([`PreparedAppend::once`]).
     Duplicate,
@@ -216,6 +227,7 @@ pub(crate) enum Reply {
         Result<AuditRecord, StoreError>,
     ),
     Approval(oneshot::Sender<Delivery<ApprovalReply>>, ApprovalReply),
+    State(oneshot::Sender<Delivery<StateReply>>, StateReply),
 }
 
 impl Reply {
@@ -234,6 +246,12 @@ impl Reply {
                 })
                 .map_err(give_back),
             Reply::Approval(to, value) => to
+                .send(Delivery {
+                    value: Some(value),
+                    rest,
+                })
+                .map_err(give_back),
+            Reply::State(to, value) => to
                 .send(Delivery {
                     value: Some(value),
                     rest,
@@ -263,6 +281,9 @@ fn refuse(cmd: Command, why: &str) {
             let _ = reply.send(Delivery::alone(Err(StoreError(why.to_owned()))));
         }
         Command::Approval(_, reply) => {
+            let _ = reply.send(Delivery::alone(Err(StoreError(why.to_owned()))));
+        }
+        Command::State(_, reply) => {
             let _ = reply.send(Delivery::alone(Err(StoreError(why.to_owned()))));
         }
         Command::Shutdown(ack) => {
@@ -307,6 +328,9 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Command>) {
                     }
                     (Command::Approval(_, reply), Outcome::Approval(result)) => {
                         replies.push(Reply::Approval(reply, *result));
+                    }
+                    (Command::State(_, reply), Outcome::State(result)) => {
+                        replies.push(Reply::State(reply, result));
                     }
                     (cmd, _) => refuse(cmd, "internal error: batch outcome mismatch"),
                 }
@@ -356,6 +380,7 @@ fn write_in_transaction(conn: &Connection, batch: &[Command], outcomes: &mut Vec
     let mut prev = head_hash;
     let mut appended = false;
     let mut rows: Vec<Row<'_>> = Vec::new();
+    let mut state_rows = state::Pending::default();
     for cmd in batch {
         match cmd {
             Command::Append(p, _) if p.once && !claim_once(conn, &p.entry)? => {
@@ -363,6 +388,11 @@ fn write_in_transaction(conn: &Connection, batch: &[Command], outcomes: &mut Vec
                 outcomes.push(Outcome::Duplicate);
             }
             Command::Append(p, _) => {
+                // The decision's state, in the transaction of its record
+                // (a refused duplicate, above, writes none).
+                if !p.state.is_empty() {
+                    state_rows.add(conn, &p.state)?;
+                }
                 seq += 1;
                 let body = p.parts.with_seq(seq);
                 let hash_hex = chain::record_hash_hex(&prev, &body);
@@ -382,6 +412,12 @@ fn write_in_transaction(conn: &Connection, batch: &[Command], outcomes: &mut Vec
                 insert_rows(conn, &mut rows, outcomes)?;
                 outcomes.push(Outcome::Approval(Box::new(approval_in_savepoint(conn, op)?)));
             }
+            Command::State(op, _) => {
+                insert_rows(conn, &mut rows, outcomes)?;
+                // A prune or reset sees the state appended before it.
+                state_rows.flush(conn)?;
+                outcomes.push(Outcome::State(in_savepoint(conn, "state", || state::run(conn, op))?));
+            }
             // Split off before the batch is written; kept aligned regardless.
             Command::Shutdown(_) => {
                 insert_rows(conn, &mut rows, outcomes)?;
@@ -390,6 +426,7 @@ fn write_in_transaction(conn: &Connection, batch: &[Command], outcomes: &mut Vec
         }
     }
     insert_rows(conn, &mut rows, outcomes)?;
+    state_rows.flush(conn)?;
     if appended {
         conn.prepare_cached("UPDATE chain_head SET seq = ?1, hash = ?2 WHERE id = 1")?
             .execute(params![i64::try_from(seq).unwrap_or(i64::MAX), prev])?;
@@ -490,11 +527,21 @@ fn insert_rows(conn: &Connection, rows: &mut Vec<Row<'_>>, outcomes: &mut Vec<Ou
 /// audit records batched with it. Returns `Err` only if the savepoint
 /// itself cannot be managed, which fails the whole batch.
 fn approval_in_savepoint(conn: &Connection, op: &ApprovalOp) -> Result<ApprovalReply, StoreError> {
-    conn.execute_batch("SAVEPOINT approval")?;
-    let result = approval_op(conn, op);
+    in_savepoint(conn, "approval", || approval_op(conn, op))
+}
+
+/// Runs `f` inside the savepoint `name`, rolled back if `f` fails (see
+/// [`approval_in_savepoint`]).
+fn in_savepoint<T, E>(
+    conn: &Connection,
+    name: &str,
+    f: impl FnOnce() -> Result<T, E>,
+) -> Result<Result<T, E>, StoreError> {
+    conn.execute_batch(&format!("SAVEPOINT {name}"))?;
+    let result = f();
     match &result {
-        Ok(_) => conn.execute_batch("RELEASE approval")?,
-        Err(_) => conn.execute_batch("ROLLBACK TO approval; RELEASE approval")?,
+        Ok(_) => conn.execute_batch(&format!("RELEASE {name}"))?,
+        Err(_) => conn.execute_batch(&format!("ROLLBACK TO {name}; RELEASE {name}"))?,
     }
     Ok(result)
 }

@@ -1,0 +1,416 @@
+//! The state stateful rules read (limit buckets, sessions): an in-memory
+//! mirror of what the store keeps, so that a decision reads it in
+//! microseconds and two concurrent requests can never both take the last
+//! unit of a limit.
+//!
+//! A stateful decision reserves its writes in the mirror under the mirror's
+//! lock (read, decide and apply are one step), then the store persists them
+//! in the transaction of the decision's audit record; if the approval step
+//! changes the effect the reservation is redone, and if the record cannot
+//! be written it is undone. Only one process may keep a mirror of a store:
+//! a server holds the store's [`StateLock`] for its lifetime, a hook
+//! process from load to commit.
+
+use super::*;
+use rein_engine::state::{BucketKey, StateEffects, StateWrite};
+use rein_engine::{BucketStatus, Hasher, MemoryState, Prepared, SessionSnapshot};
+use rein_store::StateLock;
+
+/// How long a session is kept after its last call unless configured.
+pub const DEFAULT_SESSION_IDLE: SignedDuration = SignedDuration::from_hours(24);
+
+/// The mirror and what it was loaded for.
+struct Mirror {
+    state: MemoryState,
+    /// Whether the store's state was loaded (decisions needing state block
+    /// until it is).
+    loaded: bool,
+    /// The window the mirror holds history for (the policy's `max_window`
+    /// when it was loaded, widened on a reload that asks for more).
+    max_window: SignedDuration,
+}
+
+/// The runtime's keeper of state: the mirror behind a lock and, when this
+/// process owns the store's state, the lock file that says so.
+pub(crate) struct StateKeeper {
+    mirror: Mutex<Mirror>,
+    lock: Mutex<Option<StateLock>>,
+    /// Loads run one at a time (start, reloads).
+    loading: tokio::sync::Mutex<()>,
+    session_idle: SignedDuration,
+}
+
+/// A reservation: the writes applied to the mirror for a decision not yet
+/// recorded.
+pub(crate) struct Reserved {
+    pub effects: StateEffects,
+    /// What the mirror holds of this decision; empty once handed to the
+    /// store (see [`Reserved::take`]).
+    pub writes: Vec<StateWrite>,
+    pub time: Timestamp,
+    /// The effect `writes` are the writes of.
+    effect: Effect,
+}
+
+impl Reserved {
+    /// The writes, handed over (to the store): rather than a copy kept for
+    /// an undo, [`StateKeeper::undo_reserved`] rebuilds them if needed.
+    pub fn take(&mut self) -> Vec<StateWrite> {
+        std::mem::take(&mut self.writes)
+    }
+}
+
+/// A reservation not yet handed to the store: dropped before that (the
+/// request timed out during the approval step, say), it is taken back, so
+/// that a request that was never recorded holds no units. Once the append
+/// is under way it is disarmed: the store may still commit it, and a
+/// mirror that counted less than the store would let a limit be passed.
+pub(crate) struct Pending<'a> {
+    keeper: &'a StateKeeper,
+    pub reserved: Reserved,
+    armed: bool,
+}
+
+impl Pending<'_> {
+    /// The writes are being handed to the store: keep them whatever
+    /// happens to this request now (the caller undoes them if the append
+    /// fails).
+    pub fn submit(&mut self) -> Vec<StateWrite> {
+        self.armed = false;
+        self.reserved.take()
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.keeper.undo(&self.reserved.writes);
+        }
+    }
+}
+
+impl StateKeeper {
+    /// Guards `reserved` until it is handed to the store.
+    pub fn pending(&self, reserved: Reserved) -> Pending<'_> {
+        Pending {
+            keeper: self,
+            reserved,
+            armed: true,
+        }
+    }
+
+    pub fn new(redactor: &Redactor, session_idle: SignedDuration) -> StateKeeper {
+        // Sensitive fields of earlier calls are kept as keyed hashes under
+        // the audit key: the same hashes as in the audit log.
+        let redactor = redactor.clone();
+        let hasher: Hasher = Arc::new(move |v: &serde_json::Value| redactor.hash(v));
+        StateKeeper {
+            mirror: Mutex::new(Mirror {
+                state: MemoryState::new(hasher),
+                loaded: false,
+                max_window: SignedDuration::ZERO,
+            }),
+            lock: Mutex::new(None),
+            loading: tokio::sync::Mutex::new(()),
+            session_idle,
+        }
+    }
+
+    fn mirror(&self) -> Result<std::sync::MutexGuard<'_, Mirror>, String> {
+        self.mirror
+            .lock()
+            .map_err(|_| "state: the in-memory state is poisoned (a decision panicked while holding it)".to_string())
+    }
+
+    /// Keeps `lock` until the runtime is dropped.
+    pub fn hold(&self, lock: StateLock) {
+        if let Ok(mut held) = self.lock.lock() {
+            *held = Some(lock);
+        }
+    }
+
+    /// Drops the lock and unloads the mirror: another process may change
+    /// the store's state from now on.
+    pub fn release(&self) {
+        if let Ok(mut mirror) = self.mirror() {
+            mirror.loaded = false;
+        }
+        if let Ok(mut held) = self.lock.lock() {
+            held.take();
+        }
+    }
+
+    /// Decides `prepared` against the mirror and reserves the writes of the
+    /// effect it would have (`approval_given`: a `require_approval` with an
+    /// approval id is reserved as `allow`, what it becomes if the approval
+    /// holds). `Err` (fail closed) when the state is not loaded.
+    pub fn decide(
+        &self,
+        prepared: &Prepared,
+        decision_id: &str,
+        approval_given: bool,
+        time: Timestamp,
+    ) -> Result<(Decision, Reserved), String> {
+        let mut mirror = self.mirror()?;
+        if !mirror.loaded {
+            return Err(
+                "state not loaded: this decision needs state (limits or session rules), and the runtime \
+                        has not loaded it from the store"
+                    .to_string(),
+            );
+        }
+        let (decision, effects) = prepared.decide_with_state(&mirror.state);
+        let tentative = match decision.effect() {
+            Effect::RequireApproval if approval_given => Effect::Allow,
+            effect => effect,
+        };
+        let writes = effects.writes(decision_id, tentative, time);
+        mirror.state.apply(&writes);
+        Ok((
+            decision,
+            Reserved {
+                effects,
+                writes,
+                time,
+                effect: tentative,
+            },
+        ))
+    }
+
+    /// Replaces a reservation by the writes of the final effect.
+    pub fn settle(&self, reserved: &mut Reserved, decision_id: &str, effect: Effect) {
+        if effect == reserved.effect {
+            return;
+        }
+        let writes = reserved.effects.writes(decision_id, effect, reserved.time);
+        if let Ok(mut mirror) = self.mirror() {
+            mirror.state.undo(&reserved.writes);
+            mirror.state.apply(&writes);
+        }
+        reserved.writes = writes;
+        reserved.effect = effect;
+    }
+
+    /// Takes back a reservation whose writes were handed to the store
+    /// (the append failed, or the record exists already).
+    pub fn undo_reserved(&self, reserved: &Reserved, decision_id: &str) {
+        if reserved.writes.is_empty() {
+            self.undo(&reserved.effects.writes(decision_id, reserved.effect, reserved.time));
+        } else {
+            self.undo(&reserved.writes);
+        }
+    }
+
+    /// Takes a reservation back (its record could not be written).
+    pub fn undo(&self, writes: &[StateWrite]) {
+        if writes.is_empty() {
+            return;
+        }
+        if let Ok(mut mirror) = self.mirror() {
+            mirror.state.undo(writes);
+        }
+    }
+
+    /// Loads the mirror from `store` for `policy` if the policy uses state:
+    /// the history of the last `max_window` and the sessions active within
+    /// the idle time. Once loaded, a policy with a longer `max_window`
+    /// loads the older history it lacks.
+    pub async fn open(&self, store: &dyn Store, policy: &Policy, now: Timestamp) -> Result<(), StoreError> {
+        if !policy.uses_state() {
+            return Ok(());
+        }
+        let _one_at_a_time = self.loading.lock().await;
+        let wanted = policy.max_window();
+        let (loaded, held) = {
+            let mirror = self.mirror().map_err(StoreError)?;
+            (mirror.loaded, mirror.max_window)
+        };
+        if loaded && wanted <= held {
+            return Ok(());
+        }
+        let window_start = now.checked_sub(wanted).map_err(|e| StoreError(e.to_string()))?;
+        let idle_start = now
+            .checked_sub(self.session_idle)
+            .map_err(|e| StoreError(e.to_string()))?;
+        let writes = store.load_state(window_start, idle_start).await?;
+        let mut mirror = self.mirror().map_err(StoreError)?;
+        if !mirror.loaded {
+            mirror.state.apply(&writes);
+            mirror.loaded = true;
+            mirror.max_window = wanted;
+            tracing::info!(writes = writes.len(), "state loaded from the store");
+            return Ok(());
+        }
+        // Wider than what is held: the mirror keeps exactly the history
+        // since `now - held` once pruned at `now`; what is older comes from
+        // the store. Labels are kept whatever their age, so all are there.
+        let held_start = now.checked_sub(mirror.max_window).unwrap_or(now);
+        let idle = self.session_idle;
+        let held_window = mirror.max_window;
+        mirror.state.prune(now, held_window, idle);
+        let older_calls: std::collections::HashSet<&str> = writes
+            .iter()
+            .filter_map(|w| match w {
+                StateWrite::Call { call, .. } if call.time < held_start => Some(call.decision_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        let older: Vec<StateWrite> = writes
+            .iter()
+            .filter(|w| match w {
+                StateWrite::Use { time, .. } => *time < held_start,
+                StateWrite::Call { call, .. } => call.time < held_start,
+                StateWrite::Output { decision_id, .. } => older_calls.contains(decision_id.as_str()),
+                StateWrite::Label { .. } => false,
+            })
+            .cloned()
+            .collect();
+        mirror.state.apply(&older);
+        mirror.max_window = wanted;
+        tracing::info!(writes = older.len(), "older state loaded for a longer max_window");
+        Ok(())
+    }
+
+    /// Whether the mirror is loaded.
+    pub fn loaded(&self) -> bool {
+        self.mirror().is_ok_and(|m| m.loaded)
+    }
+
+    /// Drops from the mirror and from `store` what no window can read any
+    /// more: uses and calls older than `max_window`, sessions idle longer
+    /// than the idle time. Returns how many entries the mirror and the
+    /// store dropped.
+    pub async fn prune(&self, store: &dyn Store, policy: &Policy, now: Timestamp) -> Result<(u64, u64), StoreError> {
+        let (dropped, window) = {
+            let mut mirror = self.mirror().map_err(StoreError)?;
+            if !mirror.loaded {
+                return Ok((0, 0));
+            }
+            // Never narrower than what the policy now reads.
+            let window = mirror.max_window.max(policy.max_window());
+            let dropped = mirror.state.prune(now, window, self.session_idle);
+            (dropped, window)
+        };
+        let window_start = now.checked_sub(window).map_err(|e| StoreError(e.to_string()))?;
+        let idle_start = now
+            .checked_sub(self.session_idle)
+            .map_err(|e| StoreError(e.to_string()))?;
+        let stored = store.prune_state(window_start, idle_start).await?;
+        Ok((dropped as u64, stored))
+    }
+
+    /// Narrows the window the mirror keeps to `policy`'s after a reload.
+    pub fn follow(&self, policy: &Policy) {
+        if let Ok(mut mirror) = self.mirror() {
+            if mirror.loaded && policy.uses_state() {
+                mirror.max_window = policy.max_window();
+            }
+        }
+    }
+
+    pub fn buckets(&self, now: Timestamp, policy: &Policy) -> Result<Vec<BucketStatus>, String> {
+        let mirror = self.mirror()?;
+        Ok(mirror.state.buckets(now, &policy.limits()))
+    }
+
+    pub fn session(&self, id: &str) -> Result<Option<SessionSnapshot>, String> {
+        let mirror = self.mirror()?;
+        Ok(mirror.state.session(id))
+    }
+
+    /// Resets limit uses in the store, then in the mirror.
+    pub async fn reset(&self, store: &dyn Store, rule: Option<&str>, bucket: Option<&str>) -> Result<u64, StoreError> {
+        let key = match bucket {
+            Some(id) => Some(BucketKey::from_id(id).ok_or_else(|| {
+                StoreError(format!(
+                    "`{id}` is not a bucket id (the `bucket` of a limits listing, a JSON array)"
+                ))
+            })?),
+            None => None,
+        };
+        if let (Some(rule), Some(key)) = (rule, &key) {
+            if key.rule != rule {
+                return Err(StoreError(format!(
+                    "bucket `{}` belongs to rule `{}`, not `{rule}`",
+                    bucket.unwrap_or_default(),
+                    key.rule
+                )));
+            }
+        }
+        let reset = store
+            .reset_limits(rule.map(str::to_string), bucket.map(str::to_string))
+            .await?;
+        let mut mirror = self.mirror().map_err(StoreError)?;
+        mirror.state.reset(rule, key.as_ref());
+        Ok(reset)
+    }
+}
+
+impl Runtime {
+    /// Loads the state stateful rules read from the store, if the policy
+    /// uses any (`rein serve` and `rein hook` call it after [`Runtime::new`],
+    /// a hook after taking the store's [`StateLock`]). Until it has run,
+    /// every decision that needs state is `block` ("state not loaded").
+    pub async fn open_state(&self) -> Result<(), RuntimeError> {
+        let policy = self.policy();
+        Ok(self.state.open(self.store.as_ref(), &policy, Timestamp::now()).await?)
+    }
+
+    /// Keeps the store's state lock for the runtime's life: this process is
+    /// the one that keeps the store's state.
+    pub fn hold_state_lock(&self, lock: StateLock) {
+        self.state.hold(lock);
+    }
+
+    /// Gives the store's state lock up (the store was closed: nothing more
+    /// is written through this runtime). Stateful decisions block from now
+    /// on, as the state is no longer this process's to keep.
+    pub fn release_state_lock(&self) {
+        self.state.release();
+    }
+
+    /// Whether the state is loaded (see [`Runtime::open_state`]).
+    pub fn state_loaded(&self) -> bool {
+        self.state.loaded()
+    }
+
+    /// Swaps the policy as [`Runtime::set_policy`] does, loading first the
+    /// state the new policy reads if it is stateful (and the older history
+    /// a longer `max_window` needs). On a load error the old policy stays.
+    pub async fn set_policy_with_state(&self, policy: Policy) -> Result<(), RuntimeError> {
+        self.state.open(self.store.as_ref(), &policy, Timestamp::now()).await?;
+        self.state.follow(&policy);
+        self.set_policy(policy);
+        Ok(())
+    }
+
+    /// Prunes the state: what no window of the policy can read any more and
+    /// the sessions idle longer than [`RuntimeConfig::session_idle`], in
+    /// memory and in the store. Returns the entries dropped (memory, store).
+    pub async fn prune_state(&self, now: Timestamp) -> Result<(u64, u64), RuntimeError> {
+        let policy = self.policy();
+        Ok(self.state.prune(self.store.as_ref(), &policy, now).await?)
+    }
+
+    /// Every limit bucket with uses in its window at `now`: its use, its
+    /// limit and when the next unit frees up.
+    pub fn limits(&self, now: Timestamp) -> Result<Vec<BucketStatus>, RuntimeError> {
+        let policy = self.policy();
+        self.state
+            .buckets(now, &policy)
+            .map_err(|e| RuntimeError::Store(StoreError(e)))
+    }
+
+    /// What a session holds: its calls (oldest first) and labels. `None`
+    /// for a session not seen (or expired).
+    pub fn session(&self, id: &str) -> Result<Option<SessionSnapshot>, RuntimeError> {
+        self.state.session(id).map_err(|e| RuntimeError::Store(StoreError(e)))
+    }
+
+    /// Forgets the uses of the limits of `rule` (every rule if `None`), or
+    /// of one `bucket` (its id, as listed), in the store and in memory.
+    /// Returns how many uses the store dropped.
+    pub async fn reset_limits(&self, rule: Option<&str>, bucket: Option<&str>) -> Result<u64, RuntimeError> {
+        Ok(self.state.reset(self.store.as_ref(), rule, bucket).await?)
+    }
+}
