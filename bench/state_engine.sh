@@ -127,5 +127,15 @@ for (bench, build), m in sorted(mid.items()):
         if kind in twin:
             print(f"  {bench:<45} {m:.1f} ns vs {twin[kind]:.1f} ns: {m / twin[kind]:.2f}x")
 EOF
+# ---- instructions per call (callgrind): independent of the machine's load ----
+if [ "${ICOUNT:-1}" = 1 ] && command -v valgrind >/dev/null; then
+  say "instructions per call under callgrind (stateless_refund_example, prepared and request; independent of load):"
+  for build in now base; do
+    valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind-$build.out" "$OUT/state-$build" --bench --profile-time 2 \
+      'stateless_refund_example/(prepared|request)' >"$OUT/callgrind-$build.log" 2>&1
+    python3 bench/callgrind_per_call.py "$OUT/callgrind-$build.out" '^rein_engine::policy::(Prepared|Policy)::decide$' |
+      sed "s/^/  $build /" | tee -a "$SUMMARY"
+  done
+fi
 say "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 say "raw files: $OUT"
