@@ -17,7 +17,15 @@
 //! ```text
 //! loadgen --addr 127.0.0.1:PORT --rate 20000 --duration 30 --connections 64 \
 //!         --body FILE [--token T] [--path /v1/decide] [--warmup 5] [--expect allow]
+//! loadgen ... --bodies FILE [--rotate SECS]
 //! ```
+//!
+//! `--bodies FILE` sends varied requests: one body per line, request `i`
+//! sends line `i mod lines` (so many actors, sessions, buckets). With
+//! `--rotate SECS`, the text `{epoch}` in a body is replaced by the number
+//! of whole SECS periods since the start of the schedule: session ids such
+//! as `s-{epoch}-7` change every SECS seconds, and the old sessions go idle
+//! (what a soak with expiring sessions needs).
 //!
 //! Prints a human summary and one `RESULT key=value ...` line (times in µs).
 
@@ -33,7 +41,10 @@ struct Args {
     duration: f64,
     warmup: f64,
     connections: usize,
-    body: Vec<u8>,
+    /// The bodies, sent in turn (one unless `--bodies`).
+    bodies: Vec<Vec<u8>>,
+    /// `--rotate SECS`: replace `{epoch}` in the bodies.
+    rotate: Option<f64>,
     token: Option<String>,
     path: String,
     expect: Option<String>,
@@ -42,7 +53,8 @@ struct Args {
 fn parse_args() -> Args {
     let mut addr = None;
     let (mut rate, mut duration, mut warmup, mut connections) = (1000.0, 10.0, 2.0, 64usize);
-    let (mut body, mut token, mut path, mut expect) = (None, None, "/v1/decide".to_string(), None);
+    let (mut bodies, mut token, mut path, mut expect) = (None, None, "/v1/decide".to_string(), None);
+    let mut rotate = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let v = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -52,7 +64,18 @@ fn parse_args() -> Args {
             "--duration" => duration = v.parse().expect("--duration"),
             "--warmup" => warmup = v.parse().expect("--warmup"),
             "--connections" => connections = v.parse().expect("--connections"),
-            "--body" => body = Some(std::fs::read(&v).unwrap_or_else(|e| panic!("{v}: {e}"))),
+            "--body" => bodies = Some(vec![std::fs::read(&v).unwrap_or_else(|e| panic!("{v}: {e}"))]),
+            "--bodies" => {
+                let text = std::fs::read(&v).unwrap_or_else(|e| panic!("{v}: {e}"));
+                let lines: Vec<Vec<u8>> = text
+                    .split(|&b| b == b'\n')
+                    .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+                    .map(<[u8]>::to_vec)
+                    .collect();
+                assert!(!lines.is_empty(), "{v}: no bodies");
+                bodies = Some(lines);
+            }
+            "--rotate" => rotate = Some(v.parse::<f64>().expect("--rotate SECS")),
             "--token" => token = Some(v),
             "--path" => path = v,
             "--expect" => expect = Some(v),
@@ -62,13 +85,15 @@ fn parse_args() -> Args {
     let addr = addr.expect("--addr is required");
     assert!(addr.ip().is_loopback(), "loadgen only sends to loopback, not {addr}");
     assert!(rate > 0.0 && duration > 0.0 && connections > 0);
+    assert!(rotate.is_none_or(|r| r > 0.0), "--rotate must be > 0");
     Args {
         addr,
         rate,
         duration,
         warmup,
         connections,
-        body: body.expect("--body FILE is required"),
+        bodies: bodies.expect("--body FILE or --bodies FILE is required"),
+        rotate,
         token,
         path,
         expect,
@@ -148,20 +173,57 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1000.0
 }
 
-fn main() {
-    let a = parse_args();
+/// The bytes of one request carrying `body`.
+fn http_request(a: &Args, body: &[u8]) -> Vec<u8> {
     let mut request = format!(
         "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
         a.path,
         a.addr,
-        a.body.len()
+        body.len()
     );
     if let Some(t) = &a.token {
         request.push_str(&format!("Authorization: Bearer {t}\r\n"));
     }
     request.push_str("\r\n");
     let mut request = request.into_bytes();
-    request.extend_from_slice(&a.body);
+    request.extend_from_slice(body);
+    request
+}
+
+/// What request `i`, scheduled `offset` seconds after the start, sends.
+enum Requests {
+    /// Built once: request `i` sends `fixed[i mod len]`.
+    Fixed(Vec<Vec<u8>>),
+    /// `--rotate`: built for each request from the body templates.
+    Rotating { templates: Vec<String>, period: f64 },
+}
+
+impl Requests {
+    fn get(&self, a: &Args, i: u64, offset: f64) -> std::borrow::Cow<'_, [u8]> {
+        match self {
+            Requests::Fixed(v) => std::borrow::Cow::Borrowed(&v[(i % v.len() as u64) as usize]),
+            Requests::Rotating { templates, period } => {
+                let epoch = (offset / period).floor() as u64;
+                let body = templates[(i % templates.len() as u64) as usize].replace("{epoch}", &epoch.to_string());
+                std::borrow::Cow::Owned(http_request(a, body.as_bytes()))
+            }
+        }
+    }
+}
+
+fn main() {
+    let a = std::sync::Arc::new(parse_args());
+    let requests = std::sync::Arc::new(match a.rotate {
+        None => Requests::Fixed(a.bodies.iter().map(|b| http_request(&a, b)).collect()),
+        Some(period) => Requests::Rotating {
+            templates: a
+                .bodies
+                .iter()
+                .map(|b| String::from_utf8(b.clone()).expect("--rotate needs UTF-8 bodies"))
+                .collect(),
+            period,
+        },
+    });
     let expect = a.expect.as_ref().map(|e| format!("\"effect\":\"{e}\""));
 
     let total = (a.rate * (a.warmup + a.duration)).round() as u64;
@@ -179,7 +241,8 @@ fn main() {
         .into_iter()
         .enumerate()
         .map(|(k, mut stream)| {
-            let request = request.clone();
+            let requests = requests.clone();
+            let a = a.clone();
             let expect = expect.clone();
             let addr = a.addr;
             std::thread::spawn(move || {
@@ -191,7 +254,9 @@ fn main() {
                         s.missed += (total - i).div_ceil(c);
                         break;
                     }
-                    let scheduled = start + Duration::from_secs_f64(i as f64 * interval);
+                    let offset = i as f64 * interval;
+                    let scheduled = start + Duration::from_secs_f64(offset);
+                    let request = requests.get(&a, i, offset);
                     let now = Instant::now();
                     if scheduled > now {
                         std::thread::sleep(scheduled - now);
