@@ -52,6 +52,12 @@ struct Use {
     time: Timestamp,
     amount: Decimal,
     decision_id: String,
+    /// The sum of the amounts of this use and every use before it in its
+    /// bucket ([`recount`]), so that a window's use is one subtraction
+    /// after a binary search, whatever the number of uses; `None` once
+    /// that sum overflows a decimal (the window is then added up use by
+    /// use, which reports the overflow).
+    running: Option<Decimal>,
 }
 
 /// A label of a session, with the decision that attached it.
@@ -204,8 +210,12 @@ impl MemoryState {
                             time: *time,
                             amount: *amount,
                             decision_id: decision_id.clone(),
+                            running: None,
                         },
                     );
+                    // Uses arrive in time order: this is the last one, and
+                    // the recount touches it alone.
+                    recount(uses, at);
                 }
                 StateWrite::Call { session, call } => {
                     // A known session is found without allocating its key.
@@ -273,6 +283,7 @@ impl MemoryState {
                         .find(|&i| uses[i].decision_id == *decision_id && uses[i].amount == *amount);
                     if let Some(i) = found {
                         uses.remove(i);
+                        recount(uses, i);
                     }
                     if uses.is_empty() {
                         self.buckets.remove(bucket);
@@ -353,6 +364,10 @@ impl MemoryState {
         self.buckets.retain(|_, uses| {
             let old = uses.partition_point(|u| u.time < window_start);
             uses.drain(..old);
+            if old > 0 {
+                // From zero again, so that the running sums stay small.
+                recount(uses, 0);
+            }
             dropped += old;
             !uses.is_empty()
         });
@@ -525,6 +540,7 @@ impl MemoryState {
                     time: u.time,
                     amount: u.amount,
                     decision_id: u.decision_id,
+                    running: None,
                 })
                 .collect();
             if !uses.is_empty() {
@@ -535,6 +551,7 @@ impl MemoryState {
         // once: a window search needs each bucket's uses in time order.
         for uses in state.buckets.values_mut() {
             uses.make_contiguous().sort_by_key(|u| u.time);
+            recount(uses, 0);
         }
         for s in saved.sessions {
             let mut calls = s.calls;
@@ -613,21 +630,42 @@ impl StateView for MemoryState {
                 retry_after_seconds: (!never).then_some(0),
             });
         };
-        let from = uses.partition_point(|u| u.time < window_start(query.now, query.window));
+        let start = window_start(query.now, query.window);
+        let from = uses.partition_point(|u| u.time < start);
         let in_window = uses.range(from..);
+        // The window's use from the running sums: everything up to the last
+        // use, less everything before the window.
+        let before = match from {
+            0 => Some(Decimal::ZERO),
+            i => uses.get(i - 1).and_then(|u| u.running),
+        };
+        let total = uses.back().map_or(Some(Decimal::ZERO), |u| u.running);
+        let fast = total.zip(before).map(|(total, before)| (total, total - before));
         // Approved calls may go past a limit, and a state file is not
         // trusted: a sum too large for a decimal is an error (the decision
         // blocks), never a panic.
-        let used = sum(in_window.clone()).ok_or_else(|| {
-            StateError(format!(
-                "the use of bucket {} is too large to add up",
-                query.bucket.describe()
-            ))
-        })?;
+        let used = match fast {
+            Some((_, used)) => used,
+            None => sum(in_window.clone()).ok_or_else(|| {
+                StateError(format!(
+                    "the use of bucket {} is too large to add up",
+                    query.bucket.describe()
+                ))
+            })?,
+        };
         let retry_after_seconds = if never {
             None
         } else if used <= query.room {
             Some(0)
+        } else if let Some((total, _)) = fast {
+            // The oldest uses leave first: room is there once the uses
+            // after the first to leave fit (`total - running`, never rising
+            // along the bucket, so a binary search finds it; equal times
+            // leave together).
+            let room = query.room;
+            let first_to_go = uses.partition_point(|u| u.time < start || u.running.is_none_or(|r| total - r > room));
+            uses.get(first_to_go)
+                .and_then(|u| seconds_until(query.now, leaves_at(u.time, query.window)?))
         } else {
             // The oldest uses leave first; the room is there once enough
             // of them left. Equal times leave together.
@@ -683,6 +721,19 @@ impl StateView for MemoryState {
 
     fn keyed_hash(&self, value: &serde_json::Value) -> String {
         (self.hasher)(value)
+    }
+}
+
+/// Sets the running sums of `uses` from position `from` on (those before
+/// it are right).
+fn recount(uses: &mut VecDeque<Use>, from: usize) {
+    let mut running = match from {
+        0 => Some(Decimal::ZERO),
+        i => uses.get(i - 1).and_then(|u| u.running),
+    };
+    for u in uses.range_mut(from..) {
+        running = running.and_then(|r| r.checked_add(u.amount));
+        u.running = running;
     }
 }
 
