@@ -401,8 +401,17 @@ async fn decide_with_approvals(runtime: &Runtime, mut request: Request, client: 
     match existing {
         None => PartAnswer::from(runtime.decide_from(request, None, client).await),
         Some(a) => {
-            let mut answer = PartAnswer::from(runtime.decide_from(request, Some(a.id.clone()), client).await);
-            if a.state == ApprovalState::Pending && answer.effect == Effect::Block {
+            let decided = runtime.decide_from(request, Some(a.id.clone()), client).await;
+            // Blocked only for want of the grant: the rules asked, none
+            // blocked, nothing failed. A block of its own (a rule that
+            // now refuses, a limit, a state error) stays a block; shown as
+            // "waiting", the agent's own prompt could let it run.
+            let only_waiting = decided.violation.is_none()
+                && decided.errors.is_empty()
+                && decided.matched.iter().any(|m| m.effect == Effect::RequireApproval)
+                && !decided.matched.iter().any(|m| m.effect == Effect::Block);
+            let mut answer = PartAnswer::from(decided);
+            if a.state == ApprovalState::Pending && answer.effect == Effect::Block && only_waiting {
                 // Not granted yet: still waiting for the same approval.
                 answer.effect = Effect::RequireApproval;
                 answer.reasons = vec![format!("waiting for approval `{}` (role `{}`)", a.id, a.role)];

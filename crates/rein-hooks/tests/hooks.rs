@@ -926,3 +926,44 @@ rules:
         "no second approval"
     );
 }
+
+/// A pending approval of an identical earlier call does not turn a block
+/// into "waiting for approval": here the session was frozen meanwhile, and
+/// the deploy that asked before is now refused outright (an "ask" would let
+/// the agent's own prompt run it).
+#[tokio::test]
+async fn a_pending_approval_does_not_soften_a_later_block() {
+    let f = fixture_with_rules(
+        r#"
+version: 1
+rules:
+  - id: deploys
+    action: shell.exec
+    when: input.program == "deploy"
+    effect: allow
+  - id: one_deploy_a_day_then_ask
+    action: shell.exec
+    when: input.program == "deploy"
+    effect: require_approval
+    approval: {role: maintainer}
+    limit: {count: 1, per: [session.id], window: 24h}
+  - id: freeze
+    action: shell.exec
+    when: input.program == "freeze"
+    effect: allow
+    labels: [frozen]
+  - id: frozen
+    action: shell.exec
+    when: input.program == "deploy" && "frozen" in session.labels
+    effect: block
+    reason: the session is frozen
+"#,
+    );
+    assert_eq!(f.bash("deploy").await.0, "allow");
+    let (d, reason) = f.bash("deploy").await;
+    assert_eq!(d, "ask", "{reason}");
+    assert_eq!(f.bash("freeze").await.0, "allow");
+    let (d, reason) = f.bash("deploy").await;
+    assert_eq!(d, "deny", "{reason}");
+    assert!(reason.contains("frozen"), "{reason}");
+}
