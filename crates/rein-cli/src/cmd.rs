@@ -9,6 +9,9 @@ mod hook;
 mod init;
 mod init_policy;
 mod limits;
+mod mcp;
+mod mcp_gateway;
+mod mcp_wrap;
 mod remote;
 mod serve;
 mod test;
@@ -150,6 +153,10 @@ enum Command {
     /// Codex CLI or Gemini CLI. Tool calls are decided as Rein actions
     /// (shell commands part by part) and recorded; every error is a refusal.
     Hook(hook::HookArgs),
+    /// The MCP gateway: put Rein between MCP clients and servers, so that
+    /// every tool call is decided on its typed arguments (`rein mcp
+    /// gateway`), and set it up (`contracts`, `pin`, `wrap`).
+    Mcp(mcp::McpArgs),
     /// Print the native policy that decides as an Actra schema and policy
     /// do (`--actra-schema SCHEMA --policy POLICY`).
     Convert(actra::ConvertArgs),
@@ -212,6 +219,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Approvals(args) => approvals::run(args),
         Command::Limits(args) => limits::run(args),
         Command::Hook(args) => hook::run(args),
+        Command::Mcp(args) => mcp::run(args, color),
         Command::Convert(args) => actra::run_convert(args, color),
         Command::Init(args) => init::run(args, color),
         Command::Completions(args) => completions::run(args),

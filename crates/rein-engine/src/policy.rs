@@ -81,6 +81,21 @@ impl Policy {
         Policy::compile_sources(&files, None, diags)
     }
 
+    /// Loads policy files as [`Policy::load`] does, together with derived
+    /// sources (named texts holding only `contracts`, such as the MCP
+    /// gateway's contracts from tool schemas): a contract a derived source
+    /// declares (an action's, the actor's, the snapshot's) yields to one
+    /// the policy files declare themselves.
+    ///
+    /// (Interim: derived sources are merged as ordinary files; the engine
+    /// helper gives them their yielding semantics.)
+    pub fn load_with_derived<P: AsRef<Path>>(paths: &[P], derived: &[(String, String)]) -> Result<Policy, LoadError> {
+        let mut diags = Vec::new();
+        let mut files = read_files(paths, &mut diags);
+        files.extend(derived.iter().map(|(n, t)| SourceFile::new(n.clone(), t.clone())));
+        Policy::compile_sources(&files, None, diags)
+    }
+
     /// Loads policy files as [`Policy::load`] does, and enforces a
     /// governance file on their rules (see the `governance` section of
     /// `docs/actra-compat.md` for how it names native rules).
