@@ -151,7 +151,11 @@ pub fn action_name(server: &str, tool: &str) -> Option<String> {
 /// `_` and `-`, at most 64 bytes (it is a path segment and part of action
 /// names).
 pub fn valid_server_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
 }
 
 fn sha256_json(value: &Json) -> String {

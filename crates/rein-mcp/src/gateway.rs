@@ -74,3 +74,28 @@ pub struct Gateway {
     /// The `actor` of every request.
     pub actor: Json,
 }
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The policy (with the derived contracts) does not load; the text is
+    /// the rendered diagnostics.
+    #[error("{0}")]
+    Policy(String),
+    /// A server could not be listed or its pins read.
+    #[error("server `{server}`: {reason}")]
+    Server {
+        /// The server.
+        server: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Lists a server's tools over a short-lived connection of its own
+/// (`initialize`, `notifications/initialized`, `tools/list` page by page),
+/// for pinning, `rein mcp contracts` and the catalog of an unpinned server.
+pub async fn list_tools(spec: &UpstreamSpec, limits: &Limits) -> Result<Catalog, String> {
+    let _ = (spec, limits);
+    todo!("gateway helper")
+}

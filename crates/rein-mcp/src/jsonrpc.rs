@@ -190,9 +190,11 @@ fn classify(json: &Json) -> Result<Kind, ParseError> {
     let id = match object.get("id") {
         None => None,
         Some(Json::Null) => Some(None),
-        Some(value) => Some(Some(Id::from_json(value).ok_or_else(|| {
-            ParseError::Invalid("`id` is neither a string nor an integer".into())
-        })?)),
+        Some(value) => {
+            Some(Some(Id::from_json(value).ok_or_else(|| {
+                ParseError::Invalid("`id` is neither a string nor an integer".into())
+            })?))
+        }
     };
     match (object.get("method"), id) {
         (Some(Json::String(method)), Some(Some(id))) => Ok(Kind::Request {
@@ -294,7 +296,13 @@ mod tests {
     fn built_messages_round_trip() {
         let m = error(Some(&Id::Int(7)), code::INVALID_PARAMS, "unknown tool");
         let back = Message::parse(m.bytes.clone()).unwrap();
-        assert_eq!(back.kind, Kind::Response { id: Some(Id::Int(7)), error: true });
+        assert_eq!(
+            back.kind,
+            Kind::Response {
+                id: Some(Id::Int(7)),
+                error: true
+            }
+        );
         assert_eq!(back.json["error"]["code"], -32602);
     }
 }
