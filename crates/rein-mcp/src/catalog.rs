@@ -207,6 +207,9 @@ mod tests {
         assert_eq!(action_name("e", "get-env").as_deref(), Some("mcp.e.get-env"));
         assert_eq!(action_name("fs", "bad name"), None);
         assert_eq!(action_name("fs", "a..b"), None);
-        assert!(valid_server_name("github") && !valid_server_name("a/b") && !valid_server_name(""));
+        assert!(valid_server_name("github") && valid_server_name("my-server_2"));
+        for bad in ["a/b", "", "-x", "--", "_x", "a.b", "é"] {
+            assert!(!valid_server_name(bad), "{bad}");
+        }
     }
 }
