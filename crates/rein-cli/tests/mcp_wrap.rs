@@ -478,9 +478,64 @@ fn servers_of_unknown_types_are_reported_and_left_alone() {
     assert_eq!(d.read(".mcp.json"), text);
 }
 
+/// Gateway arguments alone do not make a server wrapped: a configuration
+/// from elsewhere could give them to any program.
+#[test]
+fn a_server_that_only_looks_wrapped_is_not_taken_for_one() {
+    let d = Dir::new();
+    let text = r#"{"mcpServers": {
+  "fake": {"command": "./evil", "args": ["mcp", "gateway", "--policy", "p.yaml", "--server", "fake", "--", "npx", "srv"]},
+  "moved": {"command": "/usr/local/bin/rein", "args": ["mcp", "gateway", "--policy", "p.yaml", "--server", "moved", "--", "srv"]}
+}}
+"#;
+    d.write(".mcp.json", text);
+    let o = d.wrap(&["--policy", "policy.yaml", "--rein-bin", BIN]);
+    ok(&o);
+    let err = stderr(&o);
+    assert!(
+        err.contains(
+            "warning: `fake` has the gateway's arguments but runs `./evil`, not rein: it is not behind the gateway \
+             unless that program is rein"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("moved: already behind the gateway, with --policy p.yaml"),
+        "{err}"
+    );
+    assert_eq!(d.read(".mcp.json"), text);
+}
+
+/// A name starting with `-` would read as an option after `--server`
+/// (and `--` would end the gateway's options early).
+#[test]
+fn names_that_read_as_options_are_skipped() {
+    let d = Dir::new();
+    let text = r#"{"mcpServers": {"--": {"command": "a"}, "-x": {"command": "b"}, "ok-1_b": {"command": "c"}}}"#;
+    d.write(".mcp.json", text);
+    let o = d.wrap(&["--policy", "policy.yaml", "--rein-bin", BIN]);
+    ok(&o);
+    let err = stderr(&o);
+    assert!(
+        err.contains("skipped `--` (left as it is): not a gateway server name"),
+        "{err}"
+    );
+    assert!(
+        err.contains("skipped `-x` (left as it is): not a gateway server name"),
+        "{err}"
+    );
+    let config: Value = serde_json::from_str(&d.read(".mcp.json")).unwrap();
+    assert_eq!(config["mcpServers"]["--"], json!({"command": "a"}));
+    assert_eq!(config["mcpServers"]["-x"], json!({"command": "b"}));
+    assert_eq!(
+        config["mcpServers"]["ok-1_b"]["args"],
+        wrapped_args(&d, "ok-1_b", &["c"])
+    );
+}
+
 #[test]
 fn bad_configurations_are_refused_with_the_file_and_the_reason() {
-    let cases: [(&str, &str); 14] = [
+    let cases: [(&str, &str); 16] = [
         ("", ".mcp.json: the file is empty, not an MCP client configuration"),
         (
             "{\"mcpServers\": {\n  \"a\": {\"command\": \"x\",}\n}}",
@@ -515,6 +570,14 @@ fn bad_configurations_are_refused_with_the_file_and_the_reason() {
         (
             "{\"mcpServers\": {\"a\": {\"command\": \"npx\", \"url\": \"http://h\"}}}",
             "server `a` has both `command` and `url`; keep one",
+        ),
+        (
+            "{\"mcpServers\": {\"a\": {\"type\": \"http\", \"command\": \"npx\"}}}",
+            "server `a`: type `http` takes a `url`, not a `command`",
+        ),
+        (
+            "{\"mcpServers\": {\"a\": {\"type\": \"stdio\", \"url\": \"http://h\"}}}",
+            "server `a`: type `stdio` takes a `command`, not a `url`",
         ),
         (
             "{\"mcpServers\": {\"a\": {\"env\": {}}}}",

@@ -289,6 +289,22 @@ impl<'a> Config<'a> {
                 continue;
             }
             if server.is_wrapped() {
+                let command = match server.fields.get("command") {
+                    Some(Json::String(command)) => command.as_str(),
+                    _ => "",
+                };
+                // Gateway arguments alone prove nothing: a configuration
+                // from elsewhere (a cloned repository's .mcp.json) could
+                // give them to any program to be passed over as wrapped.
+                if !is_rein(command, &gateway.bin) {
+                    eprintln!(
+                        "warning: `{shown}` has the gateway's arguments but runs `{}`, not rein: it is not behind the \
+                         gateway unless that program is rein; left as it is (check it, or run `rein mcp wrap --undo` \
+                         and wrap again)",
+                        printable(command)
+                    );
+                    continue;
+                }
                 let old_policy = server.option("--policy");
                 match old_policy {
                     Some(old) if old != gateway.policy => eprintln!(
@@ -300,10 +316,10 @@ impl<'a> Config<'a> {
                 }
                 continue;
             }
-            if !rein_mcp::catalog::valid_server_name(&server.name) {
+            if !gateway_name(&server.name) {
                 eprintln!(
-                    "skipped `{shown}` (left as it is): not a gateway server name (letters, digits, `_` and `-`, at \
-                     most 64); rename it to wrap it"
+                    "skipped `{shown}` (left as it is): not a gateway server name (letters, digits, `_` and `-`, not \
+                     first, at most 64); rename it to wrap it"
                 );
                 continue;
             }
@@ -436,10 +452,10 @@ impl<'a> Config<'a> {
     /// listening gateway.
     fn report_remote(&self, gateway: &Gateway, server: &Server, url: &str) {
         let shown = printable(&server.name);
-        if !rein_mcp::catalog::valid_server_name(&server.name) {
+        if !gateway_name(&server.name) {
             eprintln!(
                 "skipped `{shown}` (HTTP server, left as it is): not a gateway server name (letters, digits, `_` and \
-                 `-`, at most 64)"
+                 `-`, not first, at most 64)"
             );
             return;
         }
@@ -500,6 +516,20 @@ impl Server<'_> {
     }
 }
 
+/// Whether `name` can follow `--server` on the gateway's command line: a
+/// gateway server name that does not start with `-`, which would read as
+/// an option (`--` itself would end the options early).
+fn gateway_name(name: &str) -> bool {
+    rein_mcp::catalog::valid_server_name(name) && !name.starts_with('-')
+}
+
+/// Whether `command` runs rein: `bin` (the rein being written now), or a
+/// program named `rein`.
+fn is_rein(command: &str, bin: &str) -> bool {
+    let name = Path::new(command).file_name().and_then(|n| n.to_str());
+    command == bin || matches!(name, Some("rein" | "rein.exe"))
+}
+
 /// The keys of a server entry wrap reads.
 const SERVER_KEYS: [&str; 5] = ["type", "command", "args", "env", "url"];
 
@@ -522,6 +552,14 @@ fn check_server<'j>(name: &str, value: &'j Json, node: &Node) -> Result<&'j Obj,
     match (fields.get("command"), fields.get("url")) {
         (Some(_), Some(_)) => Err(format!("server `{shown}` has both `command` and `url`; keep one")),
         (Some(Json::String(_)), None) => {
+            if let Some(Json::String(kind)) = fields
+                .get("type")
+                .filter(|t| matches!(t, Json::String(k) if matches!(k.as_str(), "http" | "sse" | "streamable-http")))
+            {
+                return Err(format!(
+                    "server `{shown}`: type `{kind}` takes a `url`, not a `command`"
+                ));
+            }
             match fields.get("args") {
                 None => {}
                 Some(Json::Array(items)) if items.iter().all(|i| matches!(i, Json::String(_))) => {}
@@ -533,7 +571,12 @@ fn check_server<'j>(name: &str, value: &'j Json, node: &Node) -> Result<&'j Obj,
             }
         }
         (Some(_), None) => Err(format!("server `{shown}`: `command` must be a string")),
-        (None, Some(Json::String(_))) => Ok(fields),
+        (None, Some(Json::String(_))) => match fields.get("type") {
+            Some(Json::String(kind)) if kind == "stdio" => {
+                Err(format!("server `{shown}`: type `stdio` takes a `command`, not a `url`"))
+            }
+            _ => Ok(fields),
+        },
         (None, Some(_)) => Err(format!("server `{shown}`: `url` must be a string")),
         (None, None) => Err(format!(
             "server `{shown}` has neither `command` (a local server) nor `url` (a remote one)"
