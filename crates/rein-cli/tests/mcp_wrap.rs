@@ -478,32 +478,66 @@ fn servers_of_unknown_types_are_reported_and_left_alone() {
     assert_eq!(d.read(".mcp.json"), text);
 }
 
-/// Gateway arguments alone do not make a server wrapped: a configuration
-/// from elsewhere could give them to any program.
+/// Gateway arguments alone do not make a server wrapped: Docker's MCP
+/// gateway is `docker mcp gateway run`, and a configuration from elsewhere
+/// could give them to any program, or to a script named `rein`.
 #[test]
-fn a_server_that_only_looks_wrapped_is_not_taken_for_one() {
+fn only_this_rein_with_the_gateways_arguments_counts_as_wrapped() {
     let d = Dir::new();
-    let text = r#"{"mcpServers": {
-  "fake": {"command": "./evil", "args": ["mcp", "gateway", "--policy", "p.yaml", "--server", "fake", "--", "npx", "srv"]},
-  "moved": {"command": "/usr/local/bin/rein", "args": ["mcp", "gateway", "--policy", "p.yaml", "--server", "moved", "--", "srv"]}
-}}
-"#;
-    d.write(".mcp.json", text);
-    let o = d.wrap(&["--policy", "policy.yaml", "--rein-bin", BIN]);
+    fs::write(d.dir.join("rein"), "#!/bin/sh\n").unwrap();
+    let policy = d.path("policy.yaml");
+    let text = format!(
+        r#"{{"mcpServers": {{
+  "docker": {{"command": "docker", "args": ["mcp", "gateway", "run"]}},
+  "fake": {{"command": "./evil", "args": ["mcp", "gateway", "--server", "fake", "--", "npx", "srv"]}},
+  "script": {{"command": "./rein", "args": ["mcp", "gateway", "--server", "script", "--", "npx", "srv"]}},
+  "by-hand": {{"command": "rein", "args": ["mcp", "gateway", "--policy", "{policy}", "--server", "by-hand", "--", "srv"]}}
+}}}}
+"#
+    );
+    d.write(".mcp.json", &text);
+    let o = d.wrap(&["--policy", "policy.yaml"]);
     ok(&o);
-    let err = stderr(&o);
+    let err = d.masked(&stderr(&o));
+    let bin = d.installed();
+    let bin = bin.to_str().unwrap();
     assert!(
-        err.contains(
-            "warning: `fake` has the gateway's arguments but runs `./evil`, not rein: it is not behind the gateway \
-             unless that program is rein"
-        ),
+        err.contains(&format!(
+            "warning: `script` runs `./rein`, not this rein ({bin}), with the gateway's arguments; left as it is"
+        )),
         "{err}"
     );
-    assert!(
-        err.contains("moved: already behind the gateway, with --policy p.yaml"),
-        "{err}"
+    // `rein` on PATH is the rein being written.
+    assert!(err.contains("by-hand: already behind the gateway\n"), "{err}");
+    let config: Value = serde_json::from_str(&d.read(".mcp.json")).unwrap();
+    let servers = &config["mcpServers"];
+    assert_eq!(servers["docker"]["command"], bin);
+    assert_eq!(
+        servers["docker"]["args"],
+        wrapped_args(&d, "docker", &["docker", "mcp", "gateway", "run"])
     );
-    assert_eq!(d.read(".mcp.json"), text);
+    assert_eq!(
+        servers["fake"]["args"],
+        wrapped_args(
+            &d,
+            "fake",
+            &["./evil", "mcp", "gateway", "--server", "fake", "--", "npx", "srv"]
+        )
+    );
+    assert_eq!(servers["script"]["command"], "./rein");
+    assert_eq!(servers["by-hand"]["command"], "rein");
+
+    // Undo takes off one gateway: the one this rein wrote.
+    ok(&d.wrap(&["--undo", "--rein-bin", bin]));
+    let config: Value = serde_json::from_str(&d.read(".mcp.json")).unwrap();
+    let servers = &config["mcpServers"];
+    assert_eq!(
+        servers["docker"],
+        json!({"command": "docker", "args": ["mcp", "gateway", "run"]})
+    );
+    assert_eq!(servers["fake"]["command"], "./evil");
+    assert_eq!(servers["script"], json!({"command": "npx", "args": ["srv"]}));
+    assert_eq!(servers["by-hand"], json!({"command": "srv", "args": []}));
 }
 
 /// A name starting with `-` would read as an option after `--server`

@@ -7,7 +7,10 @@
 //! server `{command: C, args: A}` becomes `{command: REIN, args: ["mcp",
 //! "gateway", "--policy", P, "--db", D, "--server", NAME, "--", C, …A]}`, so
 //! the client starts the gateway and the gateway starts the server; `--undo`
-//! reads C and A back from after `--`.
+//! reads C and A back from after `--`. A server counts as wrapped only when
+//! this rein (the same file) runs it with those arguments: another program
+//! named `rein` is reported and left, any other program is wrapped like any
+//! server (Docker's own `docker mcp gateway run` among them).
 //!
 //! The file is read twice: into the order-preserving tree
 //! ([`super::settings_file::Json`]) to check its shape and read its values,
@@ -54,8 +57,9 @@ pub struct WrapArgs {
     /// The rein executable the client runs, written as given. Default: the
     /// absolute path of this rein, unless it runs from cargo's build folder:
     /// then the `rein` found on PATH, and if there is none, nothing is
-    /// written.
-    #[arg(long, value_name = "PATH", conflicts_with = "undo")]
+    /// written. With --undo: also restore servers this program runs (those
+    /// run by a program named `rein` are always restored).
+    #[arg(long, value_name = "PATH")]
     rein_bin: Option<PathBuf>,
     /// Take the servers out of the gateway again: each wrapped server gets
     /// back the command and arguments written after `--`.
@@ -81,7 +85,8 @@ pub fn run(args: WrapArgs) -> anyhow::Result<u8> {
     let (tree, root) = read_trees(&path, &text)?;
     let config = Config::new(&path, &text, &tree, &root)?;
     let edits = if args.undo {
-        config.undo()
+        let bin = args.rein_bin.as_deref().map(utf8).transpose()?;
+        config.undo(bin)
     } else {
         let Some(policy) = &args.policy else {
             bail!("--policy is required to wrap");
@@ -288,33 +293,28 @@ impl<'a> Config<'a> {
                 );
                 continue;
             }
-            if server.is_wrapped() {
-                let command = match server.fields.get("command") {
-                    Some(Json::String(command)) => command.as_str(),
-                    _ => "",
-                };
-                // Gateway arguments alone prove nothing: a configuration
-                // from elsewhere (a cloned repository's .mcp.json) could
-                // give them to any program to be passed over as wrapped.
-                if !is_rein(command, &gateway.bin) {
+            match server.runner(&gateway.bin) {
+                Runner::Other => {}
+                Runner::AnotherRein => {
                     eprintln!(
-                        "warning: `{shown}` has the gateway's arguments but runs `{}`, not rein: it is not behind the \
-                         gateway unless that program is rein; left as it is (check it, or run `rein mcp wrap --undo` \
-                         and wrap again)",
-                        printable(command)
+                        "warning: `{shown}` runs `{}`, not this rein ({}), with the gateway's arguments; left as it \
+                         is: check that program, or run `rein mcp wrap --undo` and wrap again",
+                        printable(server.command()),
+                        printable(&gateway.bin)
                     );
                     continue;
                 }
-                let old_policy = server.option("--policy");
-                match old_policy {
-                    Some(old) if old != gateway.policy => eprintln!(
-                        "{shown}: already behind the gateway, with --policy {}; to change it, run `rein mcp wrap --undo` \
-                         first",
-                        printable(&old)
-                    ),
-                    _ => eprintln!("{shown}: already behind the gateway"),
+                Runner::ThisRein => {
+                    match server.option("--policy") {
+                        Some(old) if old != gateway.policy => eprintln!(
+                            "{shown}: already behind the gateway, with --policy {}; to change it, run `rein mcp wrap \
+                             --undo` first",
+                            printable(&old)
+                        ),
+                        _ => eprintln!("{shown}: already behind the gateway"),
+                    }
+                    continue;
                 }
-                continue;
             }
             if !gateway_name(&server.name) {
                 eprintln!(
@@ -336,10 +336,10 @@ impl<'a> Config<'a> {
 
     /// The edits that give every wrapped server back its own command and
     /// arguments, saying on stderr what happens.
-    fn undo(&self) -> Vec<Edit> {
+    fn undo(&self, bin: Option<&str>) -> Vec<Edit> {
         let mut edits = Vec::new();
         for server in &self.servers {
-            if !server.is_wrapped() {
+            if server.runner(bin.unwrap_or_default()) == Runner::Other {
                 continue;
             }
             let shown = printable(&server.name);
@@ -509,11 +509,60 @@ impl Server<'_> {
         }
     }
 
-    /// Whether the server already runs behind the gateway: a stdio server
-    /// whose arguments start with `mcp gateway`.
-    fn is_wrapped(&self) -> bool {
-        self.fields.get("command").is_some() && self.args().starts_with(&GATEWAY_WORDS.map(String::from))
+    /// The server's `command` (empty for a remote server).
+    fn command(&self) -> &str {
+        match self.fields.get("command") {
+            Some(Json::String(command)) => command,
+            _ => "",
+        }
     }
+
+    /// Who runs the server with the gateway's arguments (`mcp gateway …`),
+    /// if anyone. Those arguments alone prove nothing: Docker's MCP gateway
+    /// is `docker mcp gateway run`, and a configuration from elsewhere (a
+    /// cloned repository's .mcp.json) could give them to any program, or to
+    /// a script named `rein`, to pass it off as wrapped.
+    fn runner(&self, bin: &str) -> Runner {
+        if !self.args().starts_with(&GATEWAY_WORDS.map(String::from)) {
+            return Runner::Other;
+        }
+        let command = self.command();
+        let name = Path::new(command).file_name().and_then(|n| n.to_str());
+        if !bin.is_empty() && (command == bin || same_program(command, bin)) {
+            Runner::ThisRein
+        } else if matches!(name, Some("rein" | "rein.exe")) {
+            Runner::AnotherRein
+        } else {
+            Runner::Other
+        }
+    }
+}
+
+/// Who runs a server with the gateway's arguments ([`Server::runner`]).
+#[derive(Debug, PartialEq)]
+enum Runner {
+    /// The rein being written (the same file): the server is wrapped.
+    ThisRein,
+    /// Another program named `rein`: wrapped by another rein, or posing.
+    AnotherRein,
+    /// Any other program, or no gateway arguments: not wrapped.
+    Other,
+}
+
+/// Whether `command` (a path, or a name looked up on PATH as the client
+/// would) is the same file as `bin`.
+fn same_program(command: &str, bin: &str) -> bool {
+    let found = if command.contains(std::path::MAIN_SEPARATOR) || command.contains('/') {
+        Some(PathBuf::from(command))
+    } else {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(command))
+                .find(|candidate| candidate.is_file())
+        })
+    };
+    let canonical = |p: &Path| std::fs::canonicalize(p).ok();
+    found.is_some_and(|f| canonical(&f).is_some_and(|f| Some(f) == canonical(Path::new(bin))))
 }
 
 /// Whether `name` can follow `--server` on the gateway's command line: a
@@ -521,13 +570,6 @@ impl Server<'_> {
 /// an option (`--` itself would end the options early).
 fn gateway_name(name: &str) -> bool {
     rein_mcp::catalog::valid_server_name(name) && !name.starts_with('-')
-}
-
-/// Whether `command` runs rein: `bin` (the rein being written now), or a
-/// program named `rein`.
-fn is_rein(command: &str, bin: &str) -> bool {
-    let name = Path::new(command).file_name().and_then(|n| n.to_str());
-    command == bin || matches!(name, Some("rein" | "rein.exe"))
 }
 
 /// The keys of a server entry wrap reads.
