@@ -913,6 +913,90 @@ mod tests {
         assert_eq!(layout("[]").render(&["1".into()]), "[1]");
     }
 
+    /// Wraps `text`, checks the result is what a client would read, and
+    /// undoes it; returns both texts.
+    fn round_trip(text: &str) -> (String, String) {
+        let path = Path::new("test.json");
+        let gateway = Gateway {
+            bin: "/opt/rein".into(),
+            policy: "/p/policy.yaml".into(),
+            db: "/p/rein.db".into(),
+        };
+        let (tree, root) = read_trees(path, text).unwrap();
+        let wrapped = apply(text, Config::new(path, text, &tree, &root).unwrap().wrap(&gateway));
+        let value: serde_json::Value = serde_json::from_str(&wrapped).unwrap();
+        let original: serde_json::Value = serde_json::from_str(text).unwrap();
+        for (name, server) in original["mcpServers"].as_object().unwrap() {
+            let mut expected = vec![
+                "mcp",
+                "gateway",
+                "--policy",
+                "/p/policy.yaml",
+                "--db",
+                "/p/rein.db",
+                "--server",
+                name,
+                "--",
+            ]
+            .into_iter()
+            .map(serde_json::Value::from)
+            .collect::<Vec<_>>();
+            expected.push(server["command"].clone());
+            expected.extend(server["args"].as_array().cloned().unwrap_or_default());
+            let got = &value["mcpServers"][name];
+            assert_eq!(got["command"], "/opt/rein", "{wrapped}");
+            assert_eq!(got["args"], serde_json::Value::from(expected), "{wrapped}");
+            for (key, field) in server.as_object().unwrap() {
+                if key != "command" && key != "args" {
+                    assert_eq!(&got[key], field, "{key} in {wrapped}");
+                }
+            }
+        }
+        let (tree, root) = read_trees(path, &wrapped).unwrap();
+        let undone = apply(
+            &wrapped,
+            Config::new(path, &wrapped, &tree, &root)
+                .unwrap()
+                .undo(Some("/opt/rein")),
+        );
+        (wrapped, undone)
+    }
+
+    #[test]
+    fn wrap_then_undo_gives_back_every_layout() {
+        for text in [
+            r#"{"mcpServers":{"a":{"command":"x","args":["y"]}}}"#,
+            "{\r\n  \"mcpServers\": {\r\n    \"a\": {\r\n      \"command\": \"x\",\r\n      \"args\": [\r\n        \"y\"\r\n      ]\r\n    }\r\n  }\r\n}\r\n",
+            "{\n\t\"mcpServers\": {\n\t\t\"a\": {\n\t\t\t\"args\": [\"-y\", \"p\"],\n\t\t\t\"command\": \"x\"\n\t\t}\n\t}\n}",
+            r#"{ "mcpServers" : { "a" : { "command" : "x" , "args" : [ "y" , "z" ] , "env" : { } } } , "k" : [ 1 , 2 ] }"#,
+            r#"{"mcpServers": {"a-1": {"command": "caf\u00e9\/x", "args": ["\"q\"", "\\", "--", "\ud83d\ude00"]}, "b_2": {"command": "y", "args": []}}}"#,
+            r#"{"x": {"mcpServers": 1}, "mcpServers": {"a": {"type": "stdio", "command": "x", "args": ["1"], "z": [{"command": "no"}]}}}"#,
+        ] {
+            let (wrapped, undone) = round_trip(text);
+            assert_ne!(wrapped, text);
+            assert_eq!(undone, text, "wrapped:\n{wrapped}");
+        }
+        // Without `args`, one is added, in the object's own style; undo
+        // leaves it (empty).
+        for (text, back) in [
+            (
+                r#"{"mcpServers": {"a": {"command": "x"}}}"#,
+                r#"{"mcpServers": {"a": {"command": "x", "args": []}}}"#,
+            ),
+            (
+                r#"{"mcpServers": {"a": {"env": {}, "command":"x"}}}"#,
+                r#"{"mcpServers": {"a": {"env": {}, "command":"x", "args":[]}}}"#,
+            ),
+            (
+                "{\"mcpServers\": {\"a\": {\n    \"command\": \"x\"\n  }}}",
+                "{\"mcpServers\": {\"a\": {\n    \"command\": \"x\",\n    \"args\": []\n  }}}",
+            ),
+        ] {
+            let (wrapped, undone) = round_trip(text);
+            assert_eq!(undone, back, "wrapped:\n{wrapped}");
+        }
+    }
+
     #[test]
     fn edits_apply_in_order() {
         let edits = vec![
