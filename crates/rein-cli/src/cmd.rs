@@ -14,6 +14,7 @@ mod mcp_gateway;
 mod mcp_wrap;
 mod remote;
 mod serve;
+mod settings_file;
 mod test;
 mod validate;
 

@@ -6,22 +6,21 @@
 //! `rein init` wrote (recognised by their command or URL, see
 //! [`is_rein_handler`]) are taken out, and Rein's own groups are put back in
 //! their place. Running it again with the same arguments yields the same
-//! tree, and then nothing is written.
-//!
-//! (serde_json's `preserve_order` feature would also keep the order, but
-//! Cargo unifies features: it would change the key order of every JSON
-//! object the workspace builds and prints, not only this file's.)
+//! tree, and then nothing is written. The tree, the diff and the atomic
+//! write are shared with `rein mcp wrap` ([`super::settings_file`]).
 
+use super::settings_file::{
+    absolute, confirm, indent_of, installed_rein, json_error, print_diff, read_text, render, utf8, write_atomic, Json,
+    Obj,
+};
 use super::{EXIT_ALLOW, EXIT_BLOCK};
 use anyhow::{bail, Context};
 use clap::{ArgGroup, Args, Subcommand};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Unexpected, Visitor};
-use serde::ser::{SerializeMap, SerializeSeq};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::Deserializer;
 use std::borrow::Cow;
 use std::fmt;
-use std::fs;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
@@ -149,19 +148,15 @@ fn claude_code(args: ClaudeCodeArgs, color: bool) -> anyhow::Result<u8> {
         None if args.http => String::new(),
         None => {
             let exe = std::env::current_exe().context("cannot find this rein executable's path; pass --rein-bin")?;
-            utf8(&installed_rein(&exe)?)?.to_owned()
+            utf8(&installed_rein(&exe, "the hook")?)?.to_owned()
         }
     };
     let settings = absolute(&path)?;
     let handler = rein_handler(&args, &bin, &settings, color)?;
 
-    let (old_text, exists) = match fs::read(&path) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => (text, true),
-            Err(_) => bail!("{}: not UTF-8 text; the file was left unchanged", path.display()),
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (String::new(), false),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    let (old_text, exists) = match read_text(&path)? {
+        Some(text) => (text, true),
+        None => (String::new(), false),
     };
     let old = parse_settings(&path, &old_text)?;
     let mut new = old.clone();
@@ -174,15 +169,7 @@ fn claude_code(args: ClaudeCodeArgs, color: bool) -> anyhow::Result<u8> {
     let new_text = render(&new, &indent_of(&old_text))?;
     let label = path.display().to_string();
     let old_label = if exists { label.as_str() } else { "/dev/null" };
-    let diff = similar::TextDiff::from_lines(&old_text, &new_text);
-    let mut out = std::io::stdout().lock();
-    write!(
-        out,
-        "{}",
-        diff.unified_diff().context_radius(3).header(old_label, &label)
-    )?;
-    out.flush()?;
-    drop(out);
+    print_diff(old_label, &label, &old_text, &new_text)?;
 
     if args.dry_run {
         eprintln!("dry run: {} not written", path.display());
@@ -195,51 +182,6 @@ fn claude_code(args: ClaudeCodeArgs, color: bool) -> anyhow::Result<u8> {
     write_atomic(&path, &new_text)?;
     eprintln!("wrote {}", path.display());
     Ok(EXIT_ALLOW)
-}
-
-/// The rein the hook should run when this one is `exe`: `exe` itself, or,
-/// when `exe` lies in a cargo build folder, the first `rein` on PATH that
-/// does not. A build folder's binary is replaced by the next `cargo build`
-/// and removed by `cargo clean` (every tool call would then be refused),
-/// and whoever can run cargo in that tree can rebuild it.
-fn installed_rein(exe: &Path) -> anyhow::Result<PathBuf> {
-    if !in_cargo_target(exe) {
-        return Ok(exe.to_path_buf());
-    }
-    let on_path = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|dir| dir.join("rein"))
-        .find(|candidate| candidate.is_file() && candidate.is_absolute() && !in_cargo_target(candidate));
-    match on_path {
-        Some(found) => {
-            eprintln!(
-                "note: this rein runs from cargo's build folder ({}); the hook will run {} (found on PATH; \
-                 --rein-bin chooses another)",
-                exe.display(),
-                found.display()
-            );
-            Ok(found)
-        }
-        None => bail!(
-            "this rein runs from cargo's build folder ({}), which the next `cargo build` replaces and `cargo clean` \
-             removes; install it first (`cargo install --path crates/rein-cli`) so that `rein` is on PATH, or pass \
-             --rein-bin PATH; nothing written",
-            exe.display()
-        ),
-    }
-}
-
-/// Whether `exe` is `<target>/<profile>/NAME` or
-/// `<target>/<triple>/<profile>/NAME` of a cargo target folder (which holds
-/// `CACHEDIR.TAG` or `.rustc_info.json`). The path is taken as written, not
-/// through symlinks: a link the user put on PATH is their choice.
-fn in_cargo_target(exe: &Path) -> bool {
-    exe.ancestors().skip(2).take(2).any(|dir| {
-        dir.join(".rustc_info.json").is_file()
-            || fs::read_to_string(dir.join("CACHEDIR.TAG")).is_ok_and(|t| t.contains("cargo"))
-    })
 }
 
 /// The handler Rein writes for every event: a `rein hook claude-code`
@@ -313,20 +255,6 @@ fn command_handler(command: String, timeout: (&str, Json), on_failure: (&str, Js
         timeout,
         on_failure,
     ])
-}
-
-fn utf8(path: &Path) -> anyhow::Result<&str> {
-    path.to_str().with_context(|| {
-        format!(
-            "{} is not valid UTF-8; it cannot go into a settings file",
-            path.display()
-        )
-    })
-}
-
-fn absolute(path: &Path) -> anyhow::Result<String> {
-    let abs = std::path::absolute(path).with_context(|| format!("cannot make {} absolute", path.display()))?;
-    Ok(utf8(&abs)?.to_owned())
 }
 
 /// `word` as one word for a POSIX shell: as it is when it holds only
@@ -440,21 +368,7 @@ fn parse_settings(path: &Path, text: &str) -> anyhow::Result<Json> {
     if text.trim().is_empty() {
         return Ok(Json::Object(Obj::default()));
     }
-    let refuse = |e: serde_json::Error| {
-        let what = match e.classify() {
-            serde_json::error::Category::Data => "`hooks` has the wrong shape",
-            _ => "not valid JSON",
-        };
-        let message = e.to_string();
-        let suffix = format!(" at line {} column {}", e.line(), e.column());
-        let message = message.strip_suffix(&suffix).unwrap_or(&message);
-        anyhow::anyhow!(
-            "{}:{}:{}: {what}: {message}; the file was left unchanged",
-            path.display(),
-            e.line(),
-            e.column()
-        )
-    };
+    let refuse = |e: serde_json::Error| json_error(path, &e, "`hooks` has the wrong shape");
     let tree: Json = serde_json::from_str(text).map_err(refuse)?;
     let mut de = serde_json::Deserializer::from_str(text);
     Shape::Top.deserialize(&mut de).map_err(|e| {
@@ -468,227 +382,6 @@ fn parse_settings(path: &Path, text: &str) -> anyhow::Result<Json> {
         e
     })?;
     Ok(tree)
-}
-
-/// The indentation of the first indented line of `text` (two spaces if
-/// none), so that a rewritten file keeps its style.
-fn indent_of(text: &str) -> String {
-    text.lines()
-        .skip(1)
-        .map(|line| {
-            let end = line.find(|c| c != ' ' && c != '\t').unwrap_or(line.len());
-            &line[..end]
-        })
-        .find(|indent| !indent.is_empty() && indent.len() <= 8)
-        .unwrap_or("  ")
-        .to_owned()
-}
-
-fn render(tree: &Json, indent: &str) -> anyhow::Result<String> {
-    let mut out = Vec::new();
-    let formatter = serde_json::ser::PrettyFormatter::with_indent(indent.as_bytes());
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
-    tree.serialize(&mut ser)?;
-    out.push(b'\n');
-    Ok(String::from_utf8(out)?)
-}
-
-fn confirm(path: &Path) -> anyhow::Result<bool> {
-    eprint!("write {}? [y/N] ", path.display());
-    std::io::stderr().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
-}
-
-/// Writes `text` to a temporary file next to `path` (creating the folder),
-/// with the old file's permissions, then renames it over `path`. A symlink
-/// is followed: its target is replaced, the link stays.
-fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
-    let path = match fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => {
-            fs::canonicalize(path).with_context(|| format!("cannot follow the symlink {}", path.display()))?
-        }
-        _ => path.to_owned(),
-    };
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("settings.json");
-    let tmp = dir.join(format!(".{name}.rein-{}.tmp", std::process::id()));
-    let written = (|| -> std::io::Result<()> {
-        let mut file = fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        if let Ok(meta) = fs::metadata(&path) {
-            file.set_permissions(meta.permissions())?;
-        }
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        fs::rename(&tmp, &path)
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("cannot write {}", path.display()));
-    }
-    // Make the rename durable where the platform allows opening a folder.
-    if let Ok(dir) = fs::File::open(&dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
-}
-
-/// A JSON value whose objects keep their keys in document order.
-#[derive(Clone, Debug, PartialEq)]
-enum Json {
-    Null,
-    Bool(bool),
-    Number(serde_json::Number),
-    String(String),
-    Array(Vec<Json>),
-    Object(Obj),
-}
-
-/// An object's members in order. A repeated key keeps its first place and
-/// its last value, as JavaScript's `JSON.parse` does.
-#[derive(Clone, Debug, Default, PartialEq)]
-struct Obj(Vec<(String, Json)>);
-
-impl Obj {
-    fn get(&self, key: &str) -> Option<&Json> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
-    }
-
-    fn get_mut(&mut self, key: &str) -> Option<&mut Json> {
-        self.0.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v)
-    }
-
-    /// Replaces the value of `key` in place, or appends it.
-    fn insert(&mut self, key: &str, value: Json) {
-        match self.get_mut(key) {
-            Some(slot) => *slot = value,
-            None => self.0.push((key.to_owned(), value)),
-        }
-    }
-
-    fn remove(&mut self, key: &str) {
-        self.0.retain(|(k, _)| k != key);
-    }
-}
-
-impl Json {
-    fn object<const N: usize>(members: [(&str, Json); N]) -> Json {
-        let mut obj = Obj::default();
-        for (k, v) in members {
-            obj.insert(k, v);
-        }
-        Json::Object(obj)
-    }
-}
-
-impl From<&str> for Json {
-    fn from(s: &str) -> Json {
-        Json::String(s.to_owned())
-    }
-}
-
-impl From<String> for Json {
-    fn from(s: String) -> Json {
-        Json::String(s)
-    }
-}
-
-impl From<u32> for Json {
-    fn from(n: u32) -> Json {
-        Json::Number(n.into())
-    }
-}
-
-impl Serialize for Json {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Json::Null => s.serialize_unit(),
-            Json::Bool(b) => s.serialize_bool(*b),
-            Json::Number(n) => n.serialize(s),
-            Json::String(v) => s.serialize_str(v),
-            Json::Array(items) => {
-                let mut seq = s.serialize_seq(Some(items.len()))?;
-                for item in items {
-                    seq.serialize_element(item)?;
-                }
-                seq.end()
-            }
-            Json::Object(obj) => {
-                let mut map = s.serialize_map(Some(obj.0.len()))?;
-                for (k, v) in &obj.0 {
-                    map.serialize_entry(k, v)?;
-                }
-                map.end()
-            }
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Json {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Json, D::Error> {
-        d.deserialize_any(JsonVisitor)
-    }
-}
-
-struct JsonVisitor;
-
-impl<'de> Visitor<'de> for JsonVisitor {
-    type Value = Json;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_unit<E>(self) -> Result<Json, E> {
-        Ok(Json::Null)
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Json, E> {
-        Ok(Json::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Json, E> {
-        Ok(Json::Number(v.into()))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Json, E> {
-        Ok(Json::Number(v.into()))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Json, E> {
-        serde_json::Number::from_f64(v)
-            .map(Json::Number)
-            .ok_or_else(|| E::invalid_value(Unexpected::Float(v), &self))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Json, E> {
-        Ok(Json::String(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Json, E> {
-        Ok(Json::String(v))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Json::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
-        let mut obj = Obj::default();
-        while let Some((k, v)) = map.next_entry::<String, Json>()? {
-            obj.insert(&k, v);
-        }
-        Ok(Json::Object(obj))
-    }
 }
 
 /// The shape Claude Code expects, checked with serde so that a mistake is
@@ -797,15 +490,6 @@ mod tests {
     }
 
     #[test]
-    fn key_order_and_duplicates_follow_json_parse() {
-        let tree: Json = serde_json::from_str(r#"{"z": 1, "a": {"y": 2.50, "b": null}, "z": 3}"#).unwrap();
-        assert_eq!(
-            render(&tree, "  ").unwrap(),
-            "{\n  \"z\": 3,\n  \"a\": {\n    \"y\": 2.5,\n    \"b\": null\n  }\n}\n"
-        );
-    }
-
-    #[test]
     fn rein_handlers_are_recognised_by_command_or_url() {
         let command = |c: &str| Json::object([("type", Json::from("command")), ("command", Json::from(c))]);
         let bin = "/opt/my bin/rein-dev";
@@ -827,12 +511,5 @@ mod tests {
             bin
         ));
         assert!(!is_rein_handler(&http("http://127.0.0.1:7777/hook"), bin));
-    }
-
-    #[test]
-    fn indentation_is_kept() {
-        assert_eq!(indent_of("{\n    \"a\": 1\n}\n"), "    ");
-        assert_eq!(indent_of("{\n\t\"a\": 1\n}\n"), "\t");
-        assert_eq!(indent_of("{\"a\": 1}"), "  ");
     }
 }
