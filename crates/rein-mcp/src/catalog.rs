@@ -148,11 +148,12 @@ pub fn action_name(server: &str, tool: &str) -> Option<String> {
 }
 
 /// Whether `name` can name a server (`--server NAME`): letters, digits,
-/// `_` and `-`, at most 64 bytes (it is a path segment and part of action
-/// names).
+/// `_` and `-`, starting with a letter or digit (a leading `-` would read
+/// as an option on a command line), at most 64 bytes (it is a path segment
+/// and part of action names).
 pub fn valid_server_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
+    name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
