@@ -106,3 +106,34 @@ fn convert_prints_a_policy_that_decides_the_same() {
     assert_eq!(d.effect(), Effect::Allow, "{}", c.text);
     assert_eq!(d.rules(), vec!["a2"]);
 }
+
+/// `tool` is a root of native conditions now: an Actra field called `tool`
+/// converts to `input.tool`, which does not clash with it, and the printed
+/// contracts carry no `tool:` facts.
+#[test]
+fn convert_keeps_a_field_called_tool_a_field() {
+    let schema = "version: 1\nactions:\n  run:\n    fields:\n      tool: string\nactor:\n  fields: {}\nsnapshot:\n  fields: {}\n";
+    let policy = "\
+version: 1
+rules:
+  - id: no_rm
+    scope: {action: run}
+    when: {subject: {domain: action, field: tool}, operator: equals, value: {literal: rm}}
+    effect: block
+";
+    let c = super::convert_strs(schema, policy).unwrap();
+    assert!(c.text.contains("input.tool"), "{}", c.text);
+    let native = Policy::from_yaml_str(&c.text).unwrap_or_else(|e| panic!("{e}\n{}", c.text));
+    let actra = Policy::from_actra_strs(schema, policy, None).unwrap();
+    for tool in ["rm", "ls"] {
+        let req = crate::Request::new("run").input(json!({"tool": tool}));
+        assert_eq!(
+            native.decide(&req).effect(),
+            actra.decide(&req).effect(),
+            "{tool}\n{}",
+            c.text
+        );
+    }
+    let req = crate::Request::new("run").input(json!({"tool": "rm"}));
+    assert_eq!(native.decide(&req).effect(), Effect::Block);
+}
