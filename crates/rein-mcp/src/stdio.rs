@@ -281,7 +281,7 @@ async fn shut_down(child: &mut Child, group: Option<rustix::process::Pid>) -> io
 fn describe_exit(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited with status {code}"),
-        (None, Some(signal)) => format!("exited with status: killed by signal {signal}"),
+        (None, Some(signal)) => format!("was killed by signal {signal}"),
         _ => format!("exited with status {status}"),
     }
 }
