@@ -257,7 +257,10 @@ async fn drive(shared: Arc<Shared>, mut messages: mpsc::Receiver<Message>) {
                     Err(e) => e.id(),
                 };
                 if let Some(id) = by_task.remove(&task) {
-                    in_flight.remove(&id);
+                    // Only its own entry: a later request may reuse the id.
+                    if in_flight.get(&id).is_some_and(|handle| handle.id() == task) {
+                        in_flight.remove(&id);
+                    }
                 }
                 continue;
             }
@@ -329,14 +332,40 @@ async fn drive(shared: Arc<Shared>, mut messages: mpsc::Receiver<Message>) {
     }
 }
 
-/// POSTs a request and passes on what comes back, until its response.
+/// POSTs a request and passes on what comes back, until its response or
+/// [`Limits::upstream_timeout`] (by then the session has answered the
+/// call itself; the stream is closed, which a stateless-era server takes
+/// as cancellation).
 async fn post_request(
     shared: Arc<Shared>,
     message: Message,
     control: mpsc::Sender<Control>,
-    mut initialize: Option<oneshot::Sender<()>>,
+    initialize: Option<oneshot::Sender<()>>,
 ) {
     let Some(id) = message.id().cloned() else { return };
+    let limit = shared.limits.upstream_timeout;
+    let mut answered = false;
+    let exchange = exchange(&shared, &id, message, &control, initialize, &mut answered);
+    let timed_out = tokio::time::timeout(limit, exchange).await.is_err();
+    if timed_out && !answered {
+        let url = &shared.url;
+        shared
+            .fail(
+                &id,
+                format!("upstream `{url}` did not answer within {} s", limit.as_secs()),
+            )
+            .await;
+    }
+}
+
+async fn exchange(
+    shared: &Shared,
+    id: &Id,
+    message: Message,
+    control: &mpsc::Sender<Control>,
+    mut initialize: Option<oneshot::Sender<()>>,
+    answered: &mut bool,
+) {
     let headers = shared.post_headers(&message, initialize.is_some());
     let sent_session = headers.contains_key("mcp-session-id");
     let sent = shared
@@ -352,7 +381,7 @@ async fn post_request(
         Err(e) => {
             return shared
                 .fail(
-                    &id,
+                    id,
                     format!("upstream `{url}` could not be reached: {}", error_chain(&e)),
                 )
                 .await
@@ -363,7 +392,7 @@ async fn post_request(
         if let Some(session) = response.headers().get("mcp-session-id") {
             if !is_session_id(session) {
                 return shared
-                    .fail(&id, format!("upstream `{url}` sent an invalid Mcp-Session-Id"))
+                    .fail(id, format!("upstream `{url}` sent an invalid Mcp-Session-Id"))
                     .await;
             }
             if let Ok(mut slot) = shared.session.lock() {
@@ -372,18 +401,18 @@ async fn post_request(
         }
     }
     let mut reader = ResponseReader {
-        shared: &shared,
-        id: &id,
-        answered: false,
+        shared,
+        id,
+        answered,
         initialize: &mut initialize,
     };
     if !status.is_success() {
-        return reader.http_error(response, sent_session, &control).await;
+        return reader.http_error(response, sent_session, control).await;
     }
     if status == StatusCode::ACCEPTED {
         return shared
             .fail(
-                &id,
+                id,
                 format!("upstream `{url}` answered 202 Accepted to a request, without a response"),
             )
             .await;
@@ -394,15 +423,15 @@ async fn post_request(
         other => {
             return shared
                 .fail(
-                    &id,
+                    id,
                     format!("upstream `{url}` answered with content type `{other}`, neither JSON nor an event stream"),
                 )
                 .await
         }
     }
-    if !reader.answered {
+    if !*reader.answered {
         shared
-            .fail(&id, format!("upstream `{url}` ended its answer without a response"))
+            .fail(id, format!("upstream `{url}` ended its answer without a response"))
             .await;
     }
 }
@@ -485,7 +514,9 @@ async fn server_stream(shared: Arc<Shared>) {
 struct ResponseReader<'a> {
     shared: &'a Shared,
     id: &'a Id,
-    answered: bool,
+    /// Whether the response to the request came (or its failure was
+    /// reported).
+    answered: &'a mut bool,
     initialize: &'a mut Option<oneshot::Sender<()>>,
 }
 
@@ -496,7 +527,7 @@ impl ResponseReader<'_> {
     async fn deliver(&mut self, message: Message) {
         let ours = matches!(&message.kind, Kind::Response { id: Some(id), .. } if id == self.id);
         if ours {
-            self.answered = true;
+            *self.answered = true;
         }
         let answered_init = if ours { self.initialize.take() } else { None };
         if let Some(answered) = answered_init {
@@ -545,34 +576,39 @@ impl ResponseReader<'_> {
                 self.shared
                     .fail(self.id, format!("upstream `{url}`: the answer broke off: {reason}"))
                     .await;
-                self.answered = true;
+                *self.answered = true;
             }
         }
     }
 
     async fn event_stream(&mut self, response: reqwest::Response) {
         let mut reader = EventReader::new(response, self.shared.limits.max_message_bytes);
+        let mut read_until = None;
         loop {
-            let item = if self.answered {
-                // The response is in; read on briefly for the stream's end.
-                match tokio::time::timeout(AFTER_ANSWER, reader.next()).await {
+            if *self.answered && read_until.is_none() {
+                read_until = Some(tokio::time::Instant::now() + AFTER_ANSWER);
+            }
+            let item = match read_until {
+                // The response is in; read on briefly for the stream's end
+                // (a deadline, not a per-event timeout: a server that keeps
+                // sending cannot hold the stream open).
+                Some(deadline) => match tokio::time::timeout_at(deadline, reader.next()).await {
                     Ok(item) => item,
                     Err(_) => return,
-                }
-            } else {
-                reader.next().await
+                },
+                None => reader.next().await,
             };
             match item {
                 None => return,
                 Some(Ok(message)) => self.deliver(message).await,
                 Some(Err(StreamFault::Fault(reason))) => self.fault(reason).await,
                 Some(Err(StreamFault::Broken(reason))) => {
-                    if !self.answered {
+                    if !*self.answered {
                         let url = &self.shared.url;
                         self.shared
                             .fail(self.id, format!("upstream `{url}`: the answer broke off: {reason}"))
                             .await;
-                        self.answered = true;
+                        *self.answered = true;
                     }
                     return;
                 }

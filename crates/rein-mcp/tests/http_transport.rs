@@ -553,3 +553,34 @@ async fn tls_upstreams_are_refused_with_a_clear_error() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_call_past_the_upstream_timeout_fails_and_its_stream_is_closed() {
+    let (server, url) = start(false).await;
+    let limits = Limits {
+        upstream_timeout: Duration::from_secs(1),
+        ..limits()
+    };
+    let mut link = connect(&UpstreamSpec::Http { url: url.clone() }, &limits)
+        .await
+        .unwrap();
+    let mut none = Vec::new();
+    link.tx
+        .send(message(
+            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {}}),
+        ))
+        .await
+        .unwrap();
+    let _log = next(&mut link, &mut none).await;
+    let _init = next(&mut link, &mut none).await;
+    link.tx.send(call(1, "slow")).await.unwrap();
+    let _progress = next(&mut link, &mut none).await;
+    match next(&mut link, &mut none).await {
+        UpstreamEvent::RequestFailed { id, reason } => {
+            assert_eq!(id, Id::Int(1));
+            assert_eq!(reason, format!("upstream `{url}` did not answer within 1 s"));
+        }
+        other => panic!("{other:?}"),
+    }
+    eventually("the stream closed", || server.slow_closed.load(Ordering::SeqCst)).await;
+}
