@@ -61,6 +61,9 @@ pub async fn connect(spec: &UpstreamSpec, limits: &Limits) -> Result<Link, Upstr
         // The upstream is named by its URL: a proxy from the environment
         // would put a third party between the gateway and it, in clear.
         .no_proxy()
+        // A redirect would send the message (307/308: with its body) to
+        // another endpoint than the one configured; it is an error instead.
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(limits.startup_timeout)
         .build()
         .map_err(|e| UpstreamError::Url {
@@ -245,12 +248,14 @@ async fn drive(shared: Arc<Shared>, mut messages: mpsc::Receiver<Message>) {
     let mut closed_reason = None;
     loop {
         let message = tokio::select! {
-            message = messages.recv() => message,
-            () = shared.events.closed() => None,
+            // A session found gone stops the link before anything queued
+            // is sent into it.
+            biased;
             Some(Control::SessionGone(reason)) = control.recv() => {
                 closed_reason = Some(reason);
                 None
             }
+            () = shared.events.closed() => None,
             Some(done) = posts.join_next_with_id(), if !posts.is_empty() => {
                 let task = match done {
                     Ok((task, ())) => task,
@@ -264,6 +269,7 @@ async fn drive(shared: Arc<Shared>, mut messages: mpsc::Receiver<Message>) {
                 }
                 continue;
             }
+            message = messages.recv() => message,
         };
         let Some(message) = message else { break };
         match message.kind.clone() {

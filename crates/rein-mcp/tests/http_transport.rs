@@ -183,6 +183,11 @@ async fn mcp(State(server): State<Arc<TestServer>>, method: Method, headers: Hea
             Some(DropFlag(server.slow_closed.clone())),
         ),
         (_, "expire") => plain(StatusCode::NOT_FOUND, ""),
+        (_, "redirect") => Response::builder()
+            .status(StatusCode::TEMPORARY_REDIRECT)
+            .header("location", "/elsewhere")
+            .body(Body::empty())
+            .unwrap(),
         _ => json_response(StatusCode::OK, respond(json!({})).to_string()),
     }
 }
@@ -318,6 +323,16 @@ async fn a_session_over_streamable_http() {
                 reason,
                 format!(r#"upstream `{url}` answered HTTP 500 Internal Server Error: "kaboom \x1b[31m""#)
             );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A redirect is not followed: the message goes only where configured.
+    link.tx.send(call(41, "redirect")).await.unwrap();
+    match next(&mut link, &mut from_get).await {
+        UpstreamEvent::RequestFailed { id, reason } => {
+            assert_eq!(id, Id::Int(41));
+            assert!(reason.contains("HTTP 307 Temporary Redirect"), "{reason}");
         }
         other => panic!("{other:?}"),
     }

@@ -474,3 +474,41 @@ async fn the_client_loop_answers_bad_lines_and_carries_messages_both_ways() {
     assert_eq!(line, r#"{"jsonrpc":"2.0","method":"notifications/last"}"#);
     assert!(out.next_line().await.unwrap().is_none());
 }
+
+/// The stdio link's own round trip (`cat` as the server: each request comes
+/// back as a message), for the latency table:
+/// `cargo test --release -p rein-mcp --test stdio_transport -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn round_trip_through_a_stdio_link() {
+    let spec = UpstreamSpec::Stdio {
+        program: "cat".into(),
+        args: vec![],
+        env: vec![],
+        cwd: None,
+    };
+    let mut link = connect_child(&spec, &Limits::default()).await.unwrap();
+    let request = message(
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"}}}"#,
+    );
+    let mut times = Vec::new();
+    for round in 0..20_000 {
+        let start = Instant::now();
+        link.tx.send(request.clone()).await.unwrap();
+        match next_event(&mut link).await {
+            UpstreamEvent::Message(_) => {}
+            other => panic!("{other:?}"),
+        }
+        if round >= 1_000 {
+            times.push(start.elapsed());
+        }
+    }
+    times.sort();
+    let at = |q: f64| times[((times.len() as f64 - 1.0) * q) as usize];
+    println!(
+        "stdio link round trip over {} calls: median {:?}, p99 {:?}",
+        times.len(),
+        at(0.5),
+        at(0.99)
+    );
+}
