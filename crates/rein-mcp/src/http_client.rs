@@ -74,8 +74,8 @@ pub async fn connect(spec: &UpstreamSpec, limits: &Limits) -> Result<Link, Upstr
     let (events, events_rx) = mpsc::channel(CHANNEL_DEPTH);
     let shared = Arc::new(Shared {
         client,
+        url: shown_url(&endpoint),
         endpoint,
-        url: url.clone(),
         limits: limits.clone(),
         session: Mutex::new(None),
         version: Mutex::new(None),
@@ -114,10 +114,20 @@ fn check_url(url: &str) -> Result<reqwest::Url, UpstreamError> {
     Ok(parsed)
 }
 
+/// The endpoint as messages name it: without its query and fragment, which
+/// may hold a token, since reasons reach the client, the log and the audit.
+fn shown_url(endpoint: &reqwest::Url) -> String {
+    let mut shown = endpoint.clone();
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.to_string()
+}
+
 /// What the link's tasks share.
 struct Shared {
     client: reqwest::Client,
     endpoint: reqwest::Url,
+    /// The endpoint as messages name it (see [`shown_url`]).
     url: String,
     limits: Limits,
     /// `Mcp-Session-Id` from the `initialize` response.
@@ -784,6 +794,12 @@ mod tests {
         assert!(check_url("ftp://x/").is_err());
         assert!(check_url("http://user:pw@127.0.0.1/").is_err());
         assert!(check_url("not a url").is_err());
+    }
+
+    #[test]
+    fn reasons_do_not_show_the_query() {
+        let url = check_url("http://127.0.0.1:9/mcp?token=secret#x").unwrap();
+        assert_eq!(shown_url(&url), "http://127.0.0.1:9/mcp");
     }
 
     #[test]

@@ -289,6 +289,11 @@ fn describe_exit(status: ExitStatus) -> String {
 /// Serves one session over the gateway's own stdin and stdout until stdin
 /// ends: each line a message to the gateway (an invalid one answered with
 /// an error, id null), each message from the gateway a line on stdout.
+///
+/// Tokio reads stdin on a blocking thread that cannot be cancelled: when
+/// this returns before stdin ended (the session ended first, stdout
+/// broke), end the process instead of waiting for the runtime to shut
+/// down, which would wait for a line that may never come.
 pub async fn serve_stdio(handle: crate::proxy::SessionHandle, limits: &Limits) -> std::io::Result<()> {
     serve_lines(tokio::io::stdin(), tokio::io::stdout(), handle, limits).await
 }
