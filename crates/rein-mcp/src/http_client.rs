@@ -351,7 +351,7 @@ async fn drive(shared: Arc<Shared>, mut messages: mpsc::Receiver<Message>) {
 /// POSTs a request and passes on what comes back, until its response or
 /// [`Limits::upstream_timeout`] (by then the session has answered the
 /// call itself; the stream is closed, which a stateless-era server takes
-/// as cancellation).
+/// as cancellation). `subscriptions/listen` has no such bound.
 async fn post_request(
     shared: Arc<Shared>,
     message: Message,
@@ -360,9 +360,17 @@ async fn post_request(
 ) {
     let Some(id) = message.id().cloned() else { return };
     let limit = shared.limits.upstream_timeout;
+    // The stateless era's `subscriptions/listen` is answered by a stream
+    // meant to stay open (change notifications): not a call to time out.
+    let listen = message.method() == Some("subscriptions/listen");
     let mut answered = false;
     let exchange = exchange(&shared, &id, message, &control, initialize, &mut answered);
-    let timed_out = tokio::time::timeout(limit, exchange).await.is_err();
+    let timed_out = if listen {
+        exchange.await;
+        false
+    } else {
+        tokio::time::timeout(limit, exchange).await.is_err()
+    };
     if timed_out && !answered {
         let url = &shared.url;
         shared
