@@ -37,6 +37,14 @@
 //! with no `properties` that admits any field has no Rein type and is left
 //! out; at the top of `inputSchema`, `{"type": "object"}` with no
 //! properties is read as a tool without arguments.
+//!
+//! The output contract is the `outputSchema`'s fields (checked against the
+//! result's `structuredContent`), or `{text: string}` for a tool without
+//! one. It is derived whole or not at all: when any part of the
+//! `outputSchema` cannot be mapped (a union, or the Python SDK's
+//! `-> dict[str, int]`, a map at the top), the action has no output
+//! contract, which is reported: results then pass as any result no rule
+//! finds fault with, and a rule that reads `output` does not load.
 
 use crate::catalog::{action_name, Catalog, Tool};
 use serde_json::{Map, Value as Json};
@@ -99,6 +107,16 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// What to do about a contract the derived one does not cover.
 const DECLARE: &str = "declare the contract in the policy to allow it";
+
+/// What follows from any part of an `outputSchema` that cannot be mapped.
+/// An output contract is derived whole or not at all: a partial one would
+/// withhold every result that carries the part left out (a tool made
+/// useless by the shape of its schema), while with none the results pass
+/// as Rein's `after` phase lets any result pass that no rule finds fault
+/// with, and a rule that reads `output` cannot load, so nothing is read
+/// that was not typed.
+const NO_OUTPUT_CONTRACT: &str = "the tool gets no output contract: its results are not checked against one, and \
+`after` rules cannot read `output` (declare the contract in the policy to check them)";
 
 /// The snapshot contract of the gateway's requests: the tool-use id a
 /// client such as Claude Code sends (`_meta["claudecode/toolUseId"]`, one
@@ -206,19 +224,24 @@ fn tool_contract(server: &str, tool: &Tool) -> (Node, Vec<Unmapped>) {
             mapper.root = schema;
             mapper.phase = Phase::Output;
             mapper.nodes = 0;
-            mapper.root_fields(Some(schema))
+            let before = (mapper.reports.len(), mapper.dropped_reports);
+            let fields = mapper.root_fields(Some(schema));
+            // Whole or not at all (see `NO_OUTPUT_CONTRACT`).
+            (before == (mapper.reports.len(), mapper.dropped_reports)).then_some(fields)
         }
         // Without an outputSchema, `output` is the text of the result's
         // text content blocks (see the gateway).
-        None => vec![(
+        None => Some(vec![(
             "text".to_string(),
             Field {
                 spec: Spec::of(Ty::String),
                 optional: false,
             },
-        )],
+        )]),
     };
-    entries.push(("output".into(), fields_node(&output)));
+    if let Some(output) = output {
+        entries.push(("output".into(), fields_node(&output)));
+    }
     let mut reports = mapper.reports;
     if mapper.dropped_reports > 0 {
         reports.push(Unmapped {
@@ -410,61 +433,52 @@ impl<'a> Mapper<'a> {
 
     /// What leaving `field` out of the contract means.
     fn consequence(&self, field: &str, required: bool, scope: &Scope) -> String {
-        let (refused, calls, sets, every) = match self.phase {
-            Phase::Input => ("refused", "a call", "sets", "every call of this tool is refused"),
-            Phase::Output => (
-                "withheld",
-                "a result",
-                "carries",
-                "every result of this tool is withheld",
-            ),
-        };
+        if self.phase == Phase::Output {
+            return NO_OUTPUT_CONTRACT.to_string();
+        }
         if !required {
-            return format!(
-                "`{field}` is left out of the contract, so {calls} that {sets} it is {refused} ({DECLARE})"
-            );
+            return format!("`{field}` is left out of the contract, so a call that sets it is refused ({DECLARE})");
         }
         let reach = match scope {
-            Scope::Always => every.to_string(),
-            Scope::WhenSet(p) => format!("{calls} that {sets} `{p}` is {refused}"),
-            Scope::WhenNonEmpty(p) => format!("{calls} with an element in `{p}` is {refused}"),
+            Scope::Always => "every call of this tool is refused".to_string(),
+            Scope::WhenSet(p) => format!("a call that sets `{p}` is refused"),
+            Scope::WhenNonEmpty(p) => format!("a call with an element in `{p}` is refused"),
         };
         format!("`{field}` is required and left out of the contract, so {reach} ({DECLARE})")
+    }
+
+    /// What follows when the schema cannot be mapped as a whole.
+    fn whole(&self) -> String {
+        match self.phase {
+            Phase::Input => format!("the input contract is empty, so a call with arguments is refused ({DECLARE})"),
+            Phase::Output => NO_OUTPUT_CONTRACT.to_string(),
+        }
     }
 
     /// The fields of `inputSchema` or `outputSchema`: always an object;
     /// what cannot be mapped of the whole leaves it empty.
     fn root_fields(&mut self, schema: Option<&'a Json>) -> Vec<(String, Field)> {
         let base = self.base();
-        let (nothing, refused) = match self.phase {
-            Phase::Input => (
-                "the tool lists no `inputSchema`",
-                "the input contract is empty, so a call with arguments is refused",
-            ),
-            Phase::Output => (
-                "the `outputSchema` is empty",
-                "the output contract is empty, so a result with structured content is withheld",
-            ),
-        };
+        let refused = self.whole();
         let Some(schema) = schema.filter(|s| !s.is_null()) else {
-            self.report(base, format!("{nothing}; {refused} ({DECLARE})"));
+            self.report(base, format!("the tool lists no `{base}Schema`; {refused}"));
             return Vec::new();
         };
         let resolved = match self.follow(schema, base, 0) {
             Ok(s) => s,
             Err(p) => {
-                self.report(&p.path, format!("{}; {refused} ({DECLARE})", p.what));
+                self.report(&p.path, format!("{}; {refused}", p.what));
                 return Vec::new();
             }
         };
         let Some(obj) = resolved.as_object() else {
-            self.report(base, format!("the schema is not a JSON object; {refused} ({DECLARE})"));
+            self.report(base, format!("the schema is not a JSON object; {refused}"));
             return Vec::new();
         };
         let types = match read_types(obj, base) {
             Ok(t) => t,
             Err(p) => {
-                self.report(&p.path, format!("{}; {refused} ({DECLARE})", p.what));
+                self.report(&p.path, format!("{}; {refused}", p.what));
                 return Vec::new();
             }
         };
@@ -472,17 +486,14 @@ impl<'a> Mapper<'a> {
             .keys()
             .find(|k| UNSUPPORTED.contains(&k.as_str()) || matches!(k.as_str(), "anyOf" | "oneOf" | "enum" | "const"));
         if let Some(key) = unsupported {
-            self.report(base, format!("`{key}` is not supported here; {refused} ({DECLARE})"));
+            self.report(base, format!("`{key}` is not supported here; {refused}"));
             return Vec::new();
         }
         if let Some(types) = &types {
             if !types.iter().any(|t| t == "object") {
                 self.report(
                     base,
-                    format!(
-                        "the schema's `type` is {}, not `object`; {refused} ({DECLARE})",
-                        types.join(" or ")
-                    ),
+                    format!("the schema's `type` is {}, not `object`; {refused}", types.join(" or ")),
                 );
                 return Vec::new();
             }
@@ -490,7 +501,7 @@ impl<'a> Mapper<'a> {
         match self.object(obj, base, &Scope::Always, 0, true) {
             Ok(fields) => fields,
             Err(p) => {
-                self.report(&p.path, format!("{}; {refused} ({DECLARE})", p.what));
+                self.report(&p.path, format!("{}; {refused}", p.what));
                 Vec::new()
             }
         }
@@ -861,13 +872,10 @@ impl<'a> Mapper<'a> {
                     ));
                 }
             } else if open {
-                let what = match self.phase {
-                    Phase::Input => "a call with arguments is refused",
-                    Phase::Output => "a result with structured content is withheld",
-                };
+                let whole = self.whole();
                 self.report(
                     path,
-                    format!("the schema allows fields it does not list; the contract is empty, so {what} ({DECLARE})"),
+                    format!("the schema lists no fields but allows any (`additionalProperties`); {whole}"),
                 );
             }
             for name in required {
@@ -878,17 +886,12 @@ impl<'a> Mapper<'a> {
             return Ok(Vec::new());
         };
         if open {
-            let (calls, sets, refused) = match self.phase {
-                Phase::Input => ("a call", "sets", "refused"),
-                Phase::Output => ("a result", "carries", "withheld"),
+            let what = "the schema allows fields it does not list (`additionalProperties` or `patternProperties`)";
+            let consequence = match self.phase {
+                Phase::Input => format!("Rein refuses them, so a call that sets one is refused ({DECLARE})"),
+                Phase::Output => NO_OUTPUT_CONTRACT.to_string(),
             };
-            self.report(
-                path,
-                format!(
-                    "the schema allows fields it does not list (`additionalProperties` or `patternProperties`); \
-                     Rein refuses them, so {calls} that {sets} one is {refused} ({DECLARE})"
-                ),
-            );
+            self.report(path, format!("{what}; {consequence}"));
         }
         let mut names: Vec<&String> = properties.keys().collect();
         names.sort();

@@ -5,21 +5,23 @@
 use super::*;
 use proptest::prelude::*;
 use rein_engine::{Effect, Policy, Request};
+
 use serde_json::json;
 
 fn tool(input: Json) -> Tool {
     Tool::from_json(&json!({"name": "t", "description": "d", "inputSchema": input})).unwrap()
 }
 
-/// The contract of one tool as a policy that allows whatever fits it
-/// (the `tool` constants left out: checked where the engine reads them).
-fn contract_policy(t: &Tool) -> (String, Vec<Unmapped>) {
-    let (node, reports) = tool_contract("s", t);
-    let Node::Map(entries) = node else { unreachable!() };
-    let entries: Vec<_> = entries.into_iter().filter(|(k, _)| k != "tool").collect();
-    let mut yaml = String::from("default: {before: allow, after: allow}\ncontracts:\n  actions:\n    t:\n");
-    render_block_map(&Node::Map(entries), 6, &mut yaml);
-    (yaml, reports)
+/// A policy that allows whatever fits the derived contracts.
+const ALLOW_ALL: &str = "default: {before: allow, after: allow}\n";
+
+/// Loads derived YAML as the gateway does: a derived source beside the
+/// policy's own files.
+fn load(policy: &str, derived: &str) -> Result<Policy, rein_engine::LoadError> {
+    Policy::from_sources_with_derived(
+        [("policy.yaml", policy)],
+        &[("<contracts of MCP server s>".to_string(), derived.to_string())],
+    )
 }
 
 struct Derivation {
@@ -34,23 +36,32 @@ impl Derivation {
     }
 
     fn of_tool(t: &Tool) -> Derivation {
-        let (yaml, unmapped) = contract_policy(t);
-        let policy = match Policy::from_yaml_str(&yaml) {
+        let derived = derive(
+            "s",
+            &Catalog {
+                tools: [(t.name.clone(), t.clone())].into(),
+            },
+        );
+        let policy = match load(ALLOW_ALL, &derived.yaml) {
             Ok(p) => p,
-            Err(e) => panic!("the derived contract does not load: {e}\n{yaml}"),
+            Err(e) => panic!("the derived contract does not load: {e}\n{}", derived.yaml),
         };
-        Derivation { yaml, policy, unmapped }
+        Derivation {
+            yaml: derived.yaml,
+            policy,
+            unmapped: derived.unmapped,
+        }
     }
 
     fn allows(&self, input: Json) -> bool {
-        let d = self.policy.decide(&Request::new("t").input(input));
+        let d = self.policy.decide(&Request::new("mcp.s.t").input(input));
         d.effect() == Effect::Allow
     }
 
     fn allows_output(&self, output: Json) -> bool {
         let d = self
             .policy
-            .decide(&Request::new("t").phase(rein_engine::Phase::After).output(output));
+            .decide(&Request::new("mcp.s.t").phase(rein_engine::Phase::After).output(output));
         d.effect() == Effect::Allow
     }
 
@@ -521,17 +532,39 @@ fn output_contracts() {
     assert!(d.allows_output(json!({"text": "hello"})));
     assert!(!d.allows_output(json!({"text": 1})));
 
-    let union = Tool::from_json(&json!({
-        "name": "t", "inputSchema": {"type": "object"},
-        "outputSchema": {"type": "object", "properties": {"v": {"anyOf": [{"type": "string"}, {"type": "integer"}]}}, "required": ["v"]},
-    }))
-    .unwrap();
-    let d = Derivation::of_tool(&union);
-    assert!(d
-        .unmapped_at("output.v")
-        .reason
-        .contains("every result of this tool is withheld"));
-    assert!(!d.allows_output(json!({"v": "x"})));
+    // An output contract is derived whole or not at all.
+    for output_schema in [
+        json!({"type": "object", "properties": {"v": {"anyOf": [{"type": "string"}, {"type": "integer"}]}}, "required": ["v"]}),
+        json!({"type": "object", "properties": {"v": {"type": "string"}, "w": {"type": "array"}}}),
+        // The Python SDK's `-> dict[str, int]`.
+        json!({"type": "object", "additionalProperties": {"type": "integer"}, "title": "addDictOutput"}),
+        json!({"type": "object", "properties": {"v": {"type": "string"}}, "additionalProperties": true}),
+        json!({"type": "array", "items": {"type": "string"}}),
+    ] {
+        let t =
+            Tool::from_json(&json!({"name": "t", "inputSchema": {"type": "object"}, "outputSchema": output_schema}))
+                .unwrap();
+        let d = Derivation::of_tool(&t);
+        assert!(!d.unmapped.is_empty(), "{output_schema}");
+        for u in &d.unmapped {
+            assert!(u.path.starts_with("output"), "{u:?}");
+            assert!(u.reason.contains("no output contract"), "{u:?}");
+        }
+        assert!(
+            !d.yaml.lines().any(|l| l.trim_start().starts_with("output:")),
+            "{}",
+            d.yaml
+        );
+        assert!(
+            d.allows_output(json!({"v": "x"})),
+            "results pass as any result no rule faults"
+        );
+        let reads_output = "default: allow\nrules:\n  - id: r\n    action: mcp.s.t\n    phase: after\n    when: has(output.v)\n    effect: block\n";
+        assert!(
+            load(reads_output, &d.yaml).is_err(),
+            "a rule cannot read an output never typed"
+        );
+    }
 }
 
 #[test]
@@ -577,7 +610,81 @@ fn tool_facts_and_annotation_defaults() {
     );
     let empty = derive("srv", &Catalog::default());
     assert!(empty.yaml.contains("actions: {}"));
-    assert!(rein_engine::syntax::yaml::parse(&empty.yaml).is_ok());
+    assert!(load(ALLOW_ALL, &empty.yaml).is_ok());
+}
+
+#[test]
+fn one_rule_over_a_server_reads_every_tool_s_facts() {
+    let read = Tool::from_json(
+        &json!({"name": "read", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}}),
+    )
+    .unwrap();
+    let write =
+        Tool::from_json(&json!({"name": "write", "title": "Write", "inputSchema": {"type": "object"}})).unwrap();
+    let derived = derive(
+        "s",
+        &Catalog {
+            tools: [("read".to_string(), read), ("write".to_string(), write)].into(),
+        },
+    );
+    let rules = r#"
+default: allow
+rules:
+  - id: writes_ask
+    action: mcp.s.*
+    when: '!tool.annotations.readOnlyHint && tool.annotations.destructiveHint && tool.server == "s" && tool.annotations.title != "x"'
+    effect: block
+    reason: not read-only
+"#;
+    let policy = load(rules, &derived.yaml).unwrap_or_else(|e| panic!("{e}\n{}", derived.yaml));
+    assert_eq!(
+        policy.decide(&Request::new("mcp.s.read").input(json!({}))).effect(),
+        Effect::Allow
+    );
+    assert_eq!(
+        policy.decide(&Request::new("mcp.s.write").input(json!({}))).effect(),
+        Effect::Block
+    );
+    // A contract the policy declares wins over the derived one.
+    let own = "default: allow\ncontracts:\n  actions:\n    mcp.s.read:\n      input: {path: string}\n";
+    let policy = load(own, &derived.yaml).unwrap();
+    assert_eq!(
+        policy
+            .decide(&Request::new("mcp.s.read").input(json!({"path": "/a"})))
+            .effect(),
+        Effect::Allow
+    );
+    assert_eq!(
+        policy.decide(&Request::new("mcp.s.read").input(json!({}))).effect(),
+        Effect::Block
+    );
+}
+
+#[test]
+fn the_gateway_snapshot_contract_loads() {
+    let derived = derive(
+        "s",
+        &Catalog {
+            tools: [("t".to_string(), tool(json!({"type": "object"})))].into(),
+        },
+    );
+    let policy = Policy::from_sources_with_derived(
+        [("policy.yaml", ALLOW_ALL)],
+        &[
+            ("<contracts of MCP server s>".to_string(), derived.yaml),
+            ("<gateway snapshot>".to_string(), SNAPSHOT_CONTRACT_YAML.to_string()),
+        ],
+    )
+    .unwrap();
+    let req = |snapshot: Json| Request::new("mcp.s.t").input(json!({})).snapshot(snapshot);
+    assert_eq!(
+        policy
+            .decide(&req(json!({"tool_use_id": "toolu_1", "mcp_client": "mcp:s"})))
+            .effect(),
+        Effect::Allow
+    );
+    assert_eq!(policy.decide(&req(json!({}))).effect(), Effect::Allow);
+    assert_eq!(policy.decide(&req(json!({"other": 1}))).effect(), Effect::Block);
 }
 
 // ---------------------------------------------------------------------------
@@ -746,20 +853,19 @@ proptest! {
             "name": "t", "description": description, "inputSchema": schema, "outputSchema": output,
         }))
         .unwrap();
-        let derived = derive("s", &Catalog { tools: [("t".to_string(), t.clone())].into() });
+        let derived = derive("s", &Catalog { tools: [("t".to_string(), t)].into() });
         prop_assert!(rein_engine::syntax::yaml::parse(&derived.yaml).is_ok(), "{}", derived.yaml);
-        let (yaml, _) = contract_policy(&t);
-        if let Err(e) = Policy::from_yaml_str(&yaml) {
-            prop_assert!(false, "{e}\n{yaml}");
+        if let Err(e) = load(ALLOW_ALL, &derived.yaml) {
+            prop_assert!(false, "{e}\n{}", derived.yaml);
         }
     }
 
     #[test]
     fn object_schemas_derive_and_load(properties in prop::collection::btree_map("[a-z]{1,4}", arb_json(), 0..6)) {
         let schema = json!({"type": "object", "properties": properties, "required": ["a", "b"]});
-        let (yaml, _) = contract_policy(&tool(schema));
-        if let Err(e) = Policy::from_yaml_str(&yaml) {
-            prop_assert!(false, "{e}\n{yaml}");
+        let derived = derive("s", &Catalog { tools: [("t".to_string(), tool(schema))].into() });
+        if let Err(e) = load(ALLOW_ALL, &derived.yaml) {
+            prop_assert!(false, "{e}\n{}", derived.yaml);
         }
     }
 
