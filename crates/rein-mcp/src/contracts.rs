@@ -671,6 +671,24 @@ impl<'a> Mapper<'a> {
                 ))
             }
         };
+        // A schema no value fits: the policy loader would refuse the
+        // contract (and with it every derived contract of the server).
+        if let (Some(lo), Some(hi)) = (spec.min, spec.max) {
+            if cmp_num(lo, hi) == std::cmp::Ordering::Greater {
+                return Err(Problem::new(
+                    path,
+                    "no value fits: the lower bound is above the upper bound",
+                ));
+            }
+        }
+        if let (Some(lo), Some(hi)) = (spec.min_len, spec.max_len) {
+            if lo > hi {
+                return Err(Problem::new(
+                    path,
+                    "no value fits: the least length is above the greatest",
+                ));
+            }
+        }
         Ok((spec, nullable))
     }
 
@@ -1075,6 +1093,26 @@ fn num(n: &serde_json::Number) -> Option<Num> {
     match n.as_i64() {
         Some(i) => Some(Num::Int(i)),
         None => n.as_f64().filter(|f| f.is_finite()).map(Num::Float),
+    }
+}
+
+/// Compares two bounds exactly, as the policy loader does (an `i64` and
+/// an `f64` are not both rounded to doubles).
+fn cmp_num(a: Num, b: Num) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let int_float = |i: i64, f: f64| -> Ordering {
+        match (i as f64).partial_cmp(&f) {
+            // Equal as doubles: `f` is whole and within 2^63, so exact.
+            Some(Ordering::Equal) => i128::from(i).cmp(&(f as i128)),
+            Some(o) => o,
+            None => Ordering::Equal,
+        }
+    };
+    match (a, b) {
+        (Num::Int(x), Num::Int(y)) => x.cmp(&y),
+        (Num::Float(x), Num::Float(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
+        (Num::Int(x), Num::Float(y)) => int_float(x, y),
+        (Num::Float(x), Num::Int(y)) => int_float(y, x).reverse(),
     }
 }
 
@@ -1484,7 +1522,15 @@ fn spec_node(spec: &Spec, optional: bool) -> Node {
 }
 
 fn shorthand(spec: &Spec) -> Option<String> {
-    if !spec.unconstrained() {
+    shorthand_within(spec, SHORTHAND_DEPTH)
+}
+
+/// Deepest `list<list<…>>` written short; the policy reader takes 16, and
+/// deeper ones read better long anyway.
+const SHORTHAND_DEPTH: usize = 4;
+
+fn shorthand_within(spec: &Spec, depth: usize) -> Option<String> {
+    if !spec.unconstrained() || depth == 0 {
         return None;
     }
     Some(match &spec.ty {
@@ -1492,8 +1538,8 @@ fn shorthand(spec: &Spec) -> Option<String> {
         Ty::Int => "int".into(),
         Ty::Number => "number".into(),
         Ty::Bool => "bool".into(),
-        Ty::List(item) => format!("list<{}>", shorthand(item)?),
-        Ty::Map(item) => format!("map<{}>", shorthand(item)?),
+        Ty::List(item) => format!("list<{}>", shorthand_within(item, depth - 1)?),
+        Ty::Map(item) => format!("map<{}>", shorthand_within(item, depth - 1)?),
         Ty::Enum(_) | Ty::Object(_) => return None,
     })
 }

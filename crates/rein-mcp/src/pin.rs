@@ -49,7 +49,7 @@ pub struct LockFile {
 pub struct ServerPins {
     /// How the server was reached when pinned (`UpstreamSpec::describe`).
     pub source: String,
-    /// When (RFC 3339).
+    /// When (RFC 3339; a lock file with another form is invalid).
     pub pinned_at: String,
     /// Each tool: its hashes and the tool as listed.
     pub tools: BTreeMap<String, PinnedTool>,
@@ -235,6 +235,9 @@ impl LockFile {
             };
             let source = text("source")?;
             let pinned_at = text("pinned_at")?;
+            if pinned_at.parse::<jiff::Timestamp>().is_err() {
+                return Err(format!("{at}: `pinned_at` is not an RFC 3339 time"));
+            }
             let tools = object(
                 e.get("tools").ok_or_else(|| format!("{at}: no `tools`"))?,
                 &format!("{at}: `tools`"),
@@ -298,6 +301,11 @@ impl ServerPins {
             pinned_at: pinned_at.to_string(),
             tools,
         }
+    }
+
+    /// Pins every tool of a catalog, now.
+    pub fn from_catalog_now(source: &str, catalog: &Catalog) -> ServerPins {
+        ServerPins::from_catalog(source, catalog, &jiff::Timestamp::now().to_string())
     }
 
     /// The pinned tools as a catalog.

@@ -115,6 +115,53 @@ fn numbers_integers_and_bounds() {
 }
 
 #[test]
+fn schemas_no_value_fits_are_unmapped_not_refused_by_the_loader() {
+    for schema in [
+        json!({"type": "integer", "minimum": 10, "maximum": 5}),
+        json!({"type": "integer", "exclusiveMinimum": 4, "exclusiveMaximum": 5}),
+        json!({"type": "number", "minimum": 9007199254740993i64, "maximum": 9007199254740992.0}),
+        json!({"type": "string", "minLength": 3, "maxLength": 2}),
+        json!({"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 1}),
+    ] {
+        let d = Derivation::of(object(json!({"f": schema.clone()}), &[]));
+        assert!(
+            d.unmapped_at("input.f").reason.contains("no value fits"),
+            "{schema}: {:?}",
+            d.unmapped
+        );
+    }
+    // Equal bounds are fine.
+    let d = Derivation::of(object(
+        json!({"f": {"type": "integer", "minimum": 3, "maximum": 3.0}}),
+        &["f"],
+    ));
+    assert!(d.unmapped.is_empty() && d.allows(json!({"f": 3})) && !d.allows(json!({"f": 4})));
+}
+
+#[test]
+fn deep_schemas_load_or_are_reported() {
+    fn nest(depth: usize, wrap: &dyn Fn(Json) -> Json) -> Json {
+        (0..depth).fold(json!({"type": "string"}), |inner, _| wrap(inner))
+    }
+    let kinds: [&dyn Fn(Json) -> Json; 4] = [
+        &|inner| json!({"type": "array", "items": inner}),
+        &|inner| json!({"type": "object", "additionalProperties": inner}),
+        &|inner| json!({"type": "object", "properties": {"x": inner}, "required": ["x"]}),
+        &|inner| json!({"anyOf": [{"type": "array", "items": inner, "maxItems": 3}, {"type": "null"}]}),
+    ];
+    for wrap in kinds {
+        for depth in [3, 10, 17, MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1, 60] {
+            let schema = nest(depth, wrap);
+            // `Derivation::of` fails the test if the contract does not load.
+            let d = Derivation::of(object(json!({"f": schema}), &[]));
+            if depth >= MAX_DEPTH {
+                assert!(!d.unmapped.is_empty(), "depth {depth}");
+            }
+        }
+    }
+}
+
+#[test]
 fn exclusive_bounds_on_numbers_are_unmapped() {
     let d = Derivation::of(object(json!({"x": {"type": "number", "exclusiveMinimum": 0}}), &[]));
     let u = d.unmapped_at("input.x");
