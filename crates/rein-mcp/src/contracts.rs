@@ -216,6 +216,7 @@ fn tool_contract(server: &str, tool: &Tool) -> (Node, Vec<Unmapped>) {
         reports: Vec::new(),
         nodes: 0,
         dropped_reports: 0,
+        last_dropped: String::new(),
     };
     let input = mapper.root_fields(tool.raw.get("inputSchema"));
     entries.push(("input".into(), fields_node(&input)));
@@ -244,10 +245,14 @@ fn tool_contract(server: &str, tool: &Tool) -> (Node, Vec<Unmapped>) {
     }
     let mut reports = mapper.reports;
     if mapper.dropped_reports > 0 {
+        // Not an empty path: that means a tool with no contract at all.
         reports.push(Unmapped {
             tool: tool.name.clone(),
-            path: String::new(),
-            reason: format!("{} more parts could not be mapped either", mapper.dropped_reports),
+            path: mapper.last_dropped.clone(),
+            reason: format!(
+                "and {} more parts (this one the last) could not be mapped either, with the same consequences",
+                mapper.dropped_reports
+            ),
         });
     }
     (Node::Map(entries), reports)
@@ -409,6 +414,8 @@ struct Mapper<'a> {
     reports: Vec<Unmapped>,
     nodes: usize,
     dropped_reports: usize,
+    /// Where the last report left out was.
+    last_dropped: String,
 }
 
 impl<'a> Mapper<'a> {
@@ -422,6 +429,7 @@ impl<'a> Mapper<'a> {
     fn report(&mut self, path: &str, reason: String) {
         if self.reports.len() >= MAX_REPORTS_PER_TOOL {
             self.dropped_reports += 1;
+            self.last_dropped = path.to_string();
             return;
         }
         self.reports.push(Unmapped {

@@ -319,6 +319,20 @@ fn exponential_references_stay_bounded() {
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     assert!(!d.unmapped.is_empty());
     assert!(d.unmapped.len() <= MAX_REPORTS_PER_TOOL + 1);
+    assert!(
+        d.unmapped.iter().all(|u| u.path.starts_with("input")),
+        "{:?}",
+        d.unmapped
+    );
+    // As many properties as the report holds, and more.
+    let many: serde_json::Map<String, Json> = (0..200).map(|i| (format!("f{i}"), json!({"not": {}}))).collect();
+    let d = Derivation::of(object(Json::Object(many), &[]));
+    assert_eq!(d.unmapped.len(), MAX_REPORTS_PER_TOOL + 1);
+    let last = d.unmapped.last().unwrap();
+    assert!(
+        last.reason.contains("and 150 more parts") && !last.path.is_empty(),
+        "{last:?}"
+    );
 }
 
 #[test]
