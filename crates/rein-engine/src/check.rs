@@ -40,6 +40,8 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
     let mut action_decl: Vec<(usize, crate::source::Span)> = Vec::new();
     let mut first_actor_file: Option<&PolicyFile> = None;
     let mut first_snapshot_file: Option<&PolicyFile> = None;
+    // Actions whose `tool:` facts were refused (and reported).
+    let mut tool_refused: rustc_hash::FxHashSet<u32> = Default::default();
     let in_order = files
         .iter()
         .enumerate()
@@ -112,6 +114,9 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
                 .as_ref()
                 .and_then(|t| tool::resolve(&f.source, &c.name.value, &t.value, resolver.diags));
             let id = u32::try_from(actions.len()).unwrap_or(u32::MAX);
+            if c.tool.is_some() && tool.is_none() {
+                tool_refused.insert(id);
+            }
             action_index.insert(c.name.value.clone(), id);
             action_decl.push((fi, c.name.span));
             actions.push(ActionIr {
@@ -257,6 +262,7 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
                     actor: &actor,
                     snapshot: &snapshot,
                     tool: action.tool.as_ref().map(|t| &t.ty),
+                    tool_refused: tool_refused.contains(&aid),
                     actions: &session_actions,
                     max_window,
                 };

@@ -31,6 +31,9 @@ pub(crate) struct Scope<'a> {
     pub snapshot: &'a Arc<ObjectType>,
     /// The type of the action's `tool:` facts, if it declares any.
     pub tool: Option<&'a Arc<ObjectType>>,
+    /// The action declares `tool:` facts that were refused (reported
+    /// already): reading them is not a second error.
+    pub tool_refused: bool,
     /// Every action of the policy, by id, for the session functions.
     pub actions: &'a [SessionAction],
     /// The longest window a session function may use.
@@ -187,6 +190,7 @@ impl<'a> ExprChecker<'a> {
             "now" => node(NodeKind::Now, span, Type::Timestamp),
             "tool" => match self.scope.tool {
                 Some(t) => node(path(Root::Tool), span, Type::Object(t.clone())),
+                None if self.scope.tool_refused => node(NodeKind::Const(Value::Null), span, Type::Error),
                 None => {
                     let action = self.scope.action.to_string();
                     let n = self.err_node(span, format!("action `{action}` declares no `tool` facts"));
@@ -1166,6 +1170,7 @@ fn describe_owner(operand: &Expr, obj: &ObjectType, action: &str) -> String {
         ExprKind::Ident(n) if n == "output" => format!("the output of action `{action}`"),
         ExprKind::Ident(n) if n == "actor" || n == "snapshot" => format!("the {n} contract"),
         ExprKind::Ident(n) if n == "tool" && obj.name.starts_with(TOOL_OWNER) => obj.name.clone(),
+        _ if obj.name.starts_with(TOOL_OWNER) => format!("`{operand}` of action `{action}`"),
         _ => format!("`{operand}` ({})", obj.name),
     }
 }

@@ -247,3 +247,26 @@ rules:
     assert_eq!(d.effect(), Effect::Block);
     assert_eq!(d.rules(), ["per_server"]);
 }
+
+#[test]
+fn facts_work_with_the_usual_operators() {
+    for (when, read_effect) in [
+        // An empty list of facts takes any type.
+        (
+            r#"tool.tags.exists(t, t == "files") || "x" in tool.tags"#,
+            Effect::Allow,
+        ),
+        ("tool.tags.size() == 0", Effect::Block),
+        (
+            "has(tool.annotations.title) && tool.annotations.title.startsWith(\"Read\")",
+            Effect::Block,
+        ),
+        ("tool.version + tool.weight == 3.0", Effect::Block),
+        ("tool == tool && tool.annotations != tool.annotations", Effect::Allow),
+        (r#"action == "mcp.fs." + tool.name"#, Effect::Block),
+    ] {
+        let rules = format!("default: allow\nrules:\n  - {{id: r, action: mcp.fs.*, when: '{when}', effect: block}}\n");
+        let p = policy(&rules).unwrap_or_else(|e| panic!("{when}: {e}"));
+        assert_eq!(p.decide(&read()).effect(), read_effect, "{when}");
+    }
+}
