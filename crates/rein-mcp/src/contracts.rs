@@ -35,8 +35,9 @@
 //! allows them (`additionalProperties: true`, or a schema with fields and
 //! `additionalProperties: <schema>`), which is then reported. An object
 //! with no `properties` that admits any field has no Rein type and is left
-//! out; at the top of `inputSchema`, `{"type": "object"}` with no
-//! properties is read as a tool without arguments.
+//! out; at the top of `inputSchema`, an object with no fields is read as a
+//! tool without arguments (reported unless the schema says so, with
+//! `properties: {}` or `additionalProperties: false`).
 //!
 //! The output contract is the `outputSchema`'s fields (checked against the
 //! result's `structuredContent`), or `{text: string}` for a tool without
@@ -902,6 +903,15 @@ impl<'a> Mapper<'a> {
                 self.report(
                     path,
                     format!("the schema lists no fields but allows any (`additionalProperties`); {whole}"),
+                );
+            } else if extra.is_none() {
+                // `{"type": "object"}` alone allows any object: read as
+                // taking none, which is what such tools mostly mean, and
+                // said, since a server may mean otherwise.
+                let whole = self.whole();
+                self.report(
+                    path,
+                    format!("the schema lists no fields (no `properties`), which allows any; {whole}"),
                 );
             }
             for name in required {

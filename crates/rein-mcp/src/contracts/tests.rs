@@ -359,13 +359,18 @@ fn extra_fields_the_schema_allows_are_refused_and_reported() {
 
 #[test]
 fn a_tool_without_arguments() {
-    for schema in [
-        json!({"type": "object"}),
-        json!({"type": "object", "properties": {}}),
-        json!({"type": "object", "additionalProperties": false}),
+    for (schema, said) in [
+        (json!({"type": "object"}), false),
+        (json!({"type": "object", "properties": {}}), true),
+        (json!({"type": "object", "additionalProperties": false}), true),
     ] {
         let d = Derivation::of(schema.clone());
-        assert!(d.unmapped.is_empty(), "{schema}: {:?}", d.unmapped);
+        if said {
+            assert!(d.unmapped.is_empty(), "{schema}: {:?}", d.unmapped);
+        } else {
+            let u = d.unmapped_at("input");
+            assert!(u.reason.contains("no `properties`") && u.reason.contains("a call with arguments is refused"));
+        }
         assert!(d.yaml.contains("input: {}"), "{}", d.yaml);
         assert!(d.allows(json!({})));
         assert!(!d.allows(json!({"x": 1})), "{schema}");
@@ -552,7 +557,10 @@ fn yaml_special_names_and_text_are_quoted() {
 #[test]
 fn descriptions_are_shortened_one_line_and_escaped() {
     let long = format!("line one\n\n\tline \"two\" \\ {}\u{202E}end", "x".repeat(300));
-    let t = Tool::from_json(&json!({"name": "t", "description": long, "inputSchema": {"type": "object"}})).unwrap();
+    let t = Tool::from_json(
+        &json!({"name": "t", "description": long, "inputSchema": {"type": "object", "properties": {}}}),
+    )
+    .unwrap();
     let d = derive(
         "s",
         &Catalog {
@@ -578,7 +586,7 @@ fn descriptions_are_shortened_one_line_and_escaped() {
 #[test]
 fn output_contracts() {
     let with = Tool::from_json(&json!({
-        "name": "t", "inputSchema": {"type": "object"},
+        "name": "t", "inputSchema": {"type": "object", "properties": {}},
         "outputSchema": {"type": "object", "properties": {"total": {"type": "number", "minimum": 0}}, "required": ["total"], "additionalProperties": false},
     }))
     .unwrap();
@@ -588,7 +596,7 @@ fn output_contracts() {
     assert!(!d.allows_output(json!({"total": 3, "secret": "x"})));
     assert!(!d.allows_output(json!({"text": "3"})));
 
-    let without = Tool::from_json(&json!({"name": "t", "inputSchema": {"type": "object"}})).unwrap();
+    let without = Tool::from_json(&json!({"name": "t", "inputSchema": {"type": "object", "properties": {}}})).unwrap();
     let d = Derivation::of_tool(&without);
     assert!(d.allows_output(json!({"text": "hello"})));
     assert!(!d.allows_output(json!({"text": 1})));
@@ -602,9 +610,10 @@ fn output_contracts() {
         json!({"type": "object", "properties": {"v": {"type": "string"}}, "additionalProperties": true}),
         json!({"type": "array", "items": {"type": "string"}}),
     ] {
-        let t =
-            Tool::from_json(&json!({"name": "t", "inputSchema": {"type": "object"}, "outputSchema": output_schema}))
-                .unwrap();
+        let t = Tool::from_json(
+            &json!({"name": "t", "inputSchema": {"type": "object", "properties": {}}, "outputSchema": output_schema}),
+        )
+        .unwrap();
         let d = Derivation::of_tool(&t);
         assert!(!d.unmapped.is_empty(), "{output_schema}");
         for u in &d.unmapped {
@@ -630,8 +639,9 @@ fn output_contracts() {
 
 #[test]
 fn tools_whose_name_cannot_be_an_action() {
-    let ok = tool(json!({"type": "object"}));
-    let bad = Tool::from_json(&json!({"name": "bad name", "inputSchema": {"type": "object"}})).unwrap();
+    let ok = tool(json!({"type": "object", "properties": {}}));
+    let bad =
+        Tool::from_json(&json!({"name": "bad name", "inputSchema": {"type": "object", "properties": {}}})).unwrap();
     let catalog = Catalog {
         tools: [("t".to_string(), ok), ("bad name".to_string(), bad)].into(),
     };
@@ -651,7 +661,7 @@ fn tools_whose_name_cannot_be_an_action() {
 #[test]
 fn tool_facts_and_annotation_defaults() {
     let t = Tool::from_json(
-        &json!({"name": "t", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}}),
+        &json!({"name": "t", "inputSchema": {"type": "object", "properties": {}}, "annotations": {"readOnlyHint": true}}),
     )
     .unwrap();
     let d = derive(
@@ -677,11 +687,13 @@ fn tool_facts_and_annotation_defaults() {
 #[test]
 fn one_rule_over_a_server_reads_every_tool_s_facts() {
     let read = Tool::from_json(
-        &json!({"name": "read", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}}),
+        &json!({"name": "read", "inputSchema": {"type": "object", "properties": {}}, "annotations": {"readOnlyHint": true}}),
     )
     .unwrap();
-    let write =
-        Tool::from_json(&json!({"name": "write", "title": "Write", "inputSchema": {"type": "object"}})).unwrap();
+    let write = Tool::from_json(
+        &json!({"name": "write", "title": "Write", "inputSchema": {"type": "object", "properties": {}}}),
+    )
+    .unwrap();
     let derived = derive(
         "s",
         &Catalog {
@@ -726,7 +738,7 @@ fn the_gateway_snapshot_contract_loads() {
     let derived = derive(
         "s",
         &Catalog {
-            tools: [("t".to_string(), tool(json!({"type": "object"})))].into(),
+            tools: [("t".to_string(), tool(json!({"type": "object", "properties": {}})))].into(),
         },
     );
     let policy = Policy::from_sources_with_derived(
