@@ -112,6 +112,14 @@ fn numbers_integers_and_bounds() {
     assert!(!d.allows(json!({"n": 1, "p": 0})), "exclusive");
     assert!(!d.allows(json!({"n": 1, "p": 6})), "exclusive");
     assert!(!d.allows(json!({"n": 1, "old": 1})), "draft 4's exclusive minimum");
+    // Fractional and huge bounds on integers, compared exactly.
+    let d = Derivation::of(object(
+        json!({"i": {"type": "integer", "minimum": 0.5, "maximum": 18446744073709551615u64}}),
+        &["i"],
+    ));
+    assert!(d.unmapped.is_empty(), "{:?}", d.unmapped);
+    assert!(d.allows(json!({"i": 1})) && d.allows(json!({"i": i64::MAX})));
+    assert!(!d.allows(json!({"i": 0})));
 }
 
 #[test]
