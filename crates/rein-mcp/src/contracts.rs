@@ -580,8 +580,8 @@ impl<'a> Mapper<'a> {
             Json::Bool(false) => return Err(Problem::new(path, "no value is allowed here (the schema is `false`)")),
             _ => return Err(Problem::new(path, "the schema is not a JSON object")),
         };
-        for key in obj.keys() {
-            if UNSUPPORTED.contains(&key.as_str()) {
+        for (key, value) in obj {
+            if UNSUPPORTED.contains(&key.as_str()) && !(key == "propertyNames" && says_nothing_of_names(value)) {
                 return Err(Problem::new(path, format!("`{key}` is not supported")));
             }
         }
@@ -995,6 +995,18 @@ fn read_types(obj: &Map<String, Json>, path: &str) -> Result<Option<Vec<String>>
             Ok(Some(out))
         }
         Some(_) => Err(Problem::new(path, "`type` is neither a name nor a list of names")),
+    }
+}
+
+/// Whether a `propertyNames` schema allows every key: zod writes
+/// `{"type": "string"}` for a record's keys, which every JSON key is.
+fn says_nothing_of_names(schema: &Json) -> bool {
+    match schema {
+        Json::Bool(true) => true,
+        Json::Object(o) => o
+            .iter()
+            .all(|(k, v)| ANNOTATIONS.contains(&k.as_str()) || (k == "type" && v == &Json::String("string".into()))),
+        _ => false,
     }
 }
 

@@ -237,12 +237,15 @@ fn lists_with_item_constraints_and_maps() {
             "lines": {"type": "array", "items": {"type": "object", "properties": {"qty": {"type": "integer", "minimum": 1}}, "required": ["qty"]}},
             "labels": {"type": "object", "additionalProperties": {"type": "string"}},
             "grid": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}},
+            // zod 4's `z.record(z.string(), z.number())`.
+            "scores": {"type": "object", "propertyNames": {"type": "string"}, "additionalProperties": {"type": "number"}},
         }),
         &[],
     ));
     assert!(d.unmapped.is_empty(), "{:?}", d.unmapped);
     assert!(d.yaml.contains("grid: list<list<int>>?"), "{}", d.yaml);
     assert!(d.yaml.contains("labels: map<string>?"), "{}", d.yaml);
+    assert!(d.yaml.contains("scores: map<number>?"), "{}", d.yaml);
     assert!(d.allows(json!({"tags": ["a"], "lines": [{"qty": 2}], "labels": {"k": "v"}, "grid": [[1]]})));
     assert!(!d.allows(json!({"tags": []})));
     assert!(!d.allows(json!({"tags": ["a", "b", "c"]})));
