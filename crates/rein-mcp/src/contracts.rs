@@ -17,6 +17,7 @@
 //! | `object` with `properties` and `required` | object with `fields`; the others are `optional: true` |
 //! | `object` with only `additionalProperties: <schema>` | `map` |
 //! | `type: [T, "null"]`, `anyOf`/`oneOf` of `T` and `null` | `T`, optional |
+//! | `anyOf`/`oneOf` of constants (zod's union of literals) | `enum`, or the type with `allowed` |
 //! | local `$ref` (`#/$defs/…`, `#/properties/…`), `allOf` of one schema | the schema referred to |
 //!
 //! Annotations (`title`, `description`, `default`, `examples`, `format`,
@@ -589,14 +590,18 @@ impl<'a> Mapper<'a> {
         for key in ["anyOf", "oneOf"] {
             if let Some(branches) = obj.get(key) {
                 only_annotations_beside(obj, key, path)?;
-                let Some(other) = nullable_branch(branches) else {
-                    return Err(Problem::new(
-                        path,
-                        format!("`{key}` is not supported (except of one schema and `null`)"),
-                    ));
-                };
-                let (spec, _) = self.schema(other, path, scope, depth + 1)?;
-                return Ok((spec, true));
+                if let Some(other) = nullable_branch(branches) {
+                    let (spec, _) = self.schema(other, path, scope, depth + 1)?;
+                    return Ok((spec, true));
+                }
+                // zod's union of literals: an enum.
+                if let Some(found) = literal_union(branches, key == "oneOf") {
+                    return found.ok_or_else(|| Problem::new(path, format!("no value of the `{key}` fits its type")));
+                }
+                return Err(Problem::new(
+                    path,
+                    format!("`{key}` is not supported (except of one schema and `null`, or of constants)"),
+                ));
             }
         }
         let declared = read_types(obj, path)?;
@@ -1008,6 +1013,91 @@ fn says_nothing_of_names(schema: &Json) -> bool {
             .all(|(k, v)| ANNOTATIONS.contains(&k.as_str()) || (k == "type" && v == &Json::String("string".into()))),
         _ => false,
     }
+}
+
+/// A union whose branches are all constants (`{"const": "a"}`,
+/// `{"type": "string", "enum": [...]}`, `{"type": "null"}`) as one enum or
+/// `allowed` list; `None` when the union is not one, `Some(None)` when no
+/// value is left. In a `oneOf`, a value two branches allow is refused by
+/// the schema, so it is left out.
+fn literal_union(branches: &Json, one_of: bool) -> Option<Option<(Spec, bool)>> {
+    let branches = branches.as_array().filter(|b| !b.is_empty())?;
+    let mut nullable = false;
+    let mut per_branch: Vec<Vec<&Json>> = Vec::with_capacity(branches.len());
+    for branch in branches {
+        let o = branch.as_object()?;
+        if o.keys()
+            .any(|k| !matches!(k.as_str(), "type" | "const" | "enum") && !ANNOTATIONS.contains(&k.as_str()))
+        {
+            return None;
+        }
+        let ty = match o.get("type") {
+            None => None,
+            Some(Json::String(t)) => Some(t.as_str()),
+            Some(_) => return None,
+        };
+        let values: Vec<&Json> = match (o.get("const"), o.get("enum")) {
+            (Some(c), None) => vec![c],
+            (None, Some(Json::Array(e))) => e.iter().collect(),
+            (None, None) if ty == Some("null") => {
+                nullable = true;
+                continue;
+            }
+            _ => return None,
+        };
+        let fits = |v: &Json| match (ty, v) {
+            (None, _) => true,
+            (Some("string"), Json::String(_)) | (Some("boolean"), Json::Bool(_)) | (Some("null"), Json::Null) => true,
+            (Some("number"), Json::Number(_)) => true,
+            (Some("integer"), Json::Number(n)) => whole(n).is_some(),
+            _ => false,
+        };
+        let kept: Vec<&Json> = values.into_iter().filter(|v| fits(v)).collect();
+        nullable |= kept.iter().any(|v| v.is_null());
+        per_branch.push(kept.into_iter().filter(|v| !v.is_null()).collect());
+    }
+    let mut values: Vec<&Json> = Vec::new();
+    for (i, branch) in per_branch.iter().enumerate() {
+        for v in branch {
+            let twice = per_branch
+                .iter()
+                .enumerate()
+                .any(|(j, other)| j != i && other.contains(v));
+            let refused_by_one_of = one_of && twice;
+            if !refused_by_one_of && !values.contains(v) {
+                values.push(v);
+            }
+        }
+    }
+    if values.is_empty() {
+        return Some(None);
+    }
+    let spec = match enum_kind(&values)? {
+        "string" => Spec::of(Ty::Enum(
+            values.iter().filter_map(|v| v.as_str()).map(str::to_string).collect(),
+        )),
+        kind => {
+            let allowed = values
+                .iter()
+                .filter_map(|v| match v {
+                    Json::Bool(b) => Some(Lit::Bool(*b)),
+                    Json::Number(n) => match whole(n) {
+                        Some(i) => Some(Lit::Int(i)),
+                        None => n.as_f64().map(Lit::Float),
+                    },
+                    _ => None,
+                })
+                .collect();
+            let mut spec = Spec::of(match kind {
+                "boolean" => Ty::Bool,
+                "integer" => Ty::Int,
+                _ => Ty::Number,
+            });
+            spec.allowed = Some(dedup(allowed));
+            spec
+        }
+    };
+    Some(Some((spec, nullable)))
 }
 
 /// The non-null branch of `[T, {"type": "null"}]` (either order).

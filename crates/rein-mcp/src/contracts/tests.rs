@@ -203,6 +203,83 @@ fn booleans_enums_and_consts() {
 }
 
 #[test]
+fn unions_of_constants_are_enums() {
+    let d = Derivation::of(object(
+        json!({
+            // zod 4's `z.union([z.literal("a"), z.literal("b")])`.
+            "lit": {"anyOf": [{"type": "string", "const": "a"}, {"type": "string", "const": "b"}]},
+            "num": {"anyOf": [{"const": 1}, {"enum": [2, 3]}, {"type": "null"}]},
+            // In a oneOf, a value two branches allow fits neither.
+            "one": {"oneOf": [{"enum": ["x", "y"]}, {"const": "y"}, {"const": "z"}]},
+            "flag": {"anyOf": [{"const": true}]},
+        }),
+        &["lit"],
+    ));
+    assert!(d.unmapped.is_empty(), "{:?}", d.unmapped);
+    assert!(d.allows(json!({"lit": "a", "num": 3, "one": "x", "flag": true})));
+    assert!(d.allows(json!({"lit": "b", "num": null, "one": "z"})));
+    assert!(!d.allows(json!({"lit": "c"})));
+    assert!(!d.allows(json!({"lit": "a", "num": 4})));
+    assert!(!d.allows(json!({"lit": "a", "one": "y"})));
+    assert!(!d.allows(json!({"lit": "a", "flag": false})));
+    for (schema, what) in [
+        (json!({"anyOf": [{"const": "a"}, {"const": 1}]}), "`anyOf`"),
+        (json!({"anyOf": [{"const": "a"}, {"type": "string"}]}), "`anyOf`"),
+        (
+            json!({"anyOf": [{"type": "integer", "const": "a"}]}),
+            "no value of the `anyOf` fits",
+        ),
+        (
+            json!({"oneOf": [{"const": "a"}, {"const": "a"}]}),
+            "no value of the `oneOf` fits",
+        ),
+    ] {
+        let d = Derivation::of(object(json!({"f": schema.clone()}), &[]));
+        assert!(
+            d.unmapped_at("input.f").reason.contains(what),
+            "{schema}: {:?}",
+            d.unmapped
+        );
+    }
+}
+
+/// What zod 4.6 (the TypeScript SDK's schemas) writes for common string
+/// formats, records, nullables and literal unions, as `toJSONSchema(…,
+/// {target: "draft-7", io: "input"})` printed it.
+const ZOD_4: &str = r#"{"$schema":"http://json-schema.org/draft-07/schema#","type":"object","properties":{"email":{"type":"string","format":"email","pattern":"^(?:[A-Za-z0-9_'+\\-]+\\.)*[A-Za-z0-9_'+\\-]*[A-Za-z0-9_+-]@(?:[A-Za-z0-9][A-Za-z0-9\\-]*\\.)+[A-Za-z]{2,}$"},"id":{"type":"string","format":"uuid","pattern":"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$"},"at":{"type":"string","format":"date-time","pattern":"^(?:(?:\\d\\d[2468][048]|\\d\\d[13579][26]|\\d\\d0[48]|[02468][048]00|[13579][26]00)-02-29|\\d{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\\d|30)|(?:02)-(?:0[1-9]|1\\d|2[0-8])))T(?:(?:[01]\\d|2[0-3]):[0-5]\\d:[0-5]\\d(?:\\.\\d+)?(?:Z))$"},"url":{"type":"string","format":"uri"},"n":{"type":"integer","exclusiveMinimum":0,"maximum":9007199254740991},"scores":{"type":"object","propertyNames":{"type":"string"},"additionalProperties":{"type":"number"}},"note":{"type":["string","null"]},"kind":{"anyOf":[{"type":"string","const":"a"},{"type":"string","const":"b"}]},"day":{"type":"string","format":"date","pattern":"^(?:(?:\\d\\d[2468][048]|\\d\\d[13579][26]|\\d\\d0[48]|[02468][048]00|[13579][26]00)-02-29|\\d{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\\d|30)|(?:02)-(?:0[1-9]|1\\d|2[0-8])))$"},"mode":{"type":"string","enum":["x","y"]}},"required":["email","id","at","url","n","scores","note","kind","day"],"additionalProperties":false}"#;
+
+#[test]
+fn zod_4_schemas() {
+    let d = Derivation::of(serde_json::from_str(ZOD_4).unwrap());
+    assert!(d.unmapped.is_empty(), "{:?}\n{}", d.unmapped, d.yaml);
+    let good = json!({
+        "email": "ada.l@example.org", "id": "123e4567-e89b-12d3-a456-426614174000", "at": "2026-12-05T10:00:00Z",
+        "url": "https://example.org", "n": 1, "scores": {"a": 1.5}, "note": null, "kind": "a", "day": "2024-02-29",
+        "mode": "x",
+    });
+    assert!(d.allows(good.clone()));
+    for (field, bad) in [
+        ("email", json!("ada@example")),
+        ("email", json!(".ada@example.org")),
+        ("id", json!("123e4567-e89b-12d3-a456-42661417400")),
+        ("at", json!("2026-12-05 10:00:00")),
+        ("n", json!(0)),
+        ("scores", json!({"a": "x"})),
+        ("kind", json!("c")),
+        ("day", json!("2023-02-29")),
+        ("day", json!("٢٠٢٤-02-29")),
+        ("mode", json!("z")),
+    ] {
+        let mut v = good.clone();
+        v[field] = bad.clone();
+        assert!(!d.allows(v), "{field}: {bad}");
+    }
+    let mut extra = good;
+    extra["other"] = json!(1);
+    assert!(!d.allows(extra));
+}
+
+#[test]
 fn nested_objects_required_and_unknown_fields() {
     let d = Derivation::of(object(
         json!({
