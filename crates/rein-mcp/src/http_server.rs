@@ -95,6 +95,12 @@ const MAX_QUEUED: usize = 1000;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// How often idle sessions are looked for, at most.
 const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// How long a client may take to send a POST's body (408 after): a body
+/// trickled byte by byte must not hold a task for ever.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most requests in flight in one session (503 above): each holds a
+/// stream, and a shared session serves every stateless client.
+pub const MAX_REQUESTS_IN_FLIGHT: usize = 1000;
 
 /// Starts a session with a server for one client: [`crate::proxy::
 /// start_session`] in the gateway; a scripted session in tests.
@@ -332,8 +338,7 @@ impl Endpoint {
             keep
         });
         for session in expired {
-            tracing::info!(server = %session.server, session = session.id.as_deref().unwrap_or("<stateless>"),
-                "MCP session idle for {idle:?}: ended");
+            tracing::info!(server = %session.server, session = %session.log_name(), "MCP session idle for {idle:?}: ended");
             session.end();
         }
     }
@@ -473,6 +478,15 @@ impl Session {
         self.id.is_none()
     }
 
+    /// How logs name the session: the start of its id only, as the whole
+    /// id lets whoever reads the log act in the session.
+    fn log_name(&self) -> String {
+        match &self.id {
+            Some(id) => format!("{}…", id.get(..8).unwrap_or(id)),
+            None => "<stateless>".to_string(),
+        }
+    }
+
     fn touch(&self) {
         *lock(&self.last_active) = Instant::now();
     }
@@ -503,6 +517,13 @@ impl Session {
     /// Registers a request in flight; its id must not be in flight already.
     fn open(&self, id: &Id, tx: mpsc::Sender<Message>, sse: bool, progress_token: Option<Json>) -> Result<(), Refusal> {
         let mut routes = lock(&self.routes);
+        if routes.open.len() >= MAX_REQUESTS_IN_FLIGHT {
+            return Err(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                code::INTERNAL_ERROR,
+                format!("Service Unavailable: {MAX_REQUESTS_IN_FLIGHT} requests already in flight in this session"),
+            ));
+        }
         if routes.by_id.contains_key(id) {
             return Err(Refusal::bad_request(format!(
                 "Bad Request: request id {id} is already used by a request in flight in this session"
@@ -686,7 +707,16 @@ async fn post_message(
     check_content_type(headers)?;
     let reply = reply_kind(headers)?;
     let session_id = single_header(headers, SESSION_HEADER)?;
-    let bytes = read_limited(headers, body, endpoint.options.max_message_bytes).await?;
+    let limit = endpoint.options.max_message_bytes;
+    let bytes = tokio::time::timeout(BODY_READ_TIMEOUT, read_limited(headers, body, limit))
+        .await
+        .map_err(|_| {
+            Refusal::new(
+                StatusCode::REQUEST_TIMEOUT,
+                code::INVALID_REQUEST,
+                format!("Request Timeout: the body took longer than {BODY_READ_TIMEOUT:?} to arrive"),
+            )
+        })??;
     let message = Message::parse(bytes).map_err(|e| {
         let status = StatusCode::BAD_REQUEST;
         Refusal::new(status, e.code(), format!("Bad Request: {e}"))
