@@ -82,7 +82,7 @@ const NAME_HEADER: &str = "mcp-name";
 
 /// Messages buffered for one stream before the session waits for its
 /// reader.
-const STREAM_CAPACITY: usize = 64;
+const STREAM_CAPACITY: usize = 16;
 /// How long the session waits for a stream's reader to take a message
 /// before it closes that stream: one client that stops reading must not
 /// hold up the others of a shared session.
@@ -90,6 +90,9 @@ const STREAM_STALL: Duration = Duration::from_secs(30);
 /// Messages kept for a GET stream nobody has opened yet; the oldest go
 /// first.
 const MAX_QUEUED: usize = 1000;
+/// Bytes kept for a GET stream nobody has opened yet, at most (or one
+/// message, when a message is larger).
+const MAX_QUEUED_BYTES: usize = 16 << 20;
 /// An SSE comment this often keeps idle streams (a call held for approval)
 /// from being cut by intermediaries.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -264,6 +267,8 @@ struct Routes {
     get: Option<mpsc::Sender<Message>>,
     /// Messages for a GET stream not open yet.
     queued: VecDeque<Message>,
+    /// Their bytes.
+    queued_bytes: usize,
 }
 
 struct OpenRequest {
@@ -514,6 +519,19 @@ impl Session {
         tx.send(message).await.ok()
     }
 
+    /// Sends a message to the proxy session from a task of its own: the
+    /// dispatcher must not wait on the session, which may be waiting on it.
+    fn send_later(&self, message: Message) {
+        let Some(tx) = lock(&self.to_gateway).clone() else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = tx.send(message).await;
+            });
+        }
+    }
+
     /// Registers a request in flight; its id must not be in flight already.
     fn open(&self, id: &Id, tx: mpsc::Sender<Message>, sse: bool, progress_token: Option<Json>) -> Result<(), Refusal> {
         let mut routes = lock(&self.routes);
@@ -586,11 +604,14 @@ impl Session {
         if let Some(get) = routes.get.as_ref().filter(|g| !g.is_closed()) {
             return Target::Get(get.clone());
         }
-        if routes.queued.len() >= MAX_QUEUED {
-            routes.queued.pop_front();
-            tracing::warn!(server = %self.server, "no GET stream opened for {MAX_QUEUED} messages: the oldest dropped");
-        }
+        routes.queued_bytes += message.bytes.len();
         routes.queued.push_back(message.clone());
+        while routes.queued.len() > MAX_QUEUED || (routes.queued_bytes > MAX_QUEUED_BYTES && routes.queued.len() > 1) {
+            if let Some(dropped) = routes.queued.pop_front() {
+                routes.queued_bytes -= dropped.bytes.len();
+            }
+            tracing::warn!(server = %self.server, "no GET stream opened: the oldest queued message dropped");
+        }
         Target::Queued
     }
 
@@ -637,7 +658,7 @@ impl Session {
                             code::METHOD_NOT_FOUND,
                             format!("`{method}`: the gateway's stateless clients cannot be asked"),
                         );
-                        let _ = self.send(reply).await;
+                        self.send_later(reply);
                     }
                     tracing::debug!(server = %self.server, "stateless session: a message for no request dropped");
                     return;
@@ -841,9 +862,7 @@ impl Drop for Waiter {
                 "notifications/cancelled",
                 json!({"requestId": self.upstream_id.to_json(), "reason": "the client closed its stream"}),
             );
-            if let Some(tx) = lock(&self.session.to_gateway).clone() {
-                let _ = tx.try_send(cancel);
-            }
+            self.session.send_later(cancel);
         }
     }
 }
@@ -994,6 +1013,7 @@ fn open_get_stream(endpoint: &Arc<Endpoint>, server: &str, headers: &HeaderMap) 
             ));
         }
         routes.get = Some(tx);
+        routes.queued_bytes = 0;
         std::mem::take(&mut routes.queued)
     };
     Ok(sse_response(SseSource::Get(rx), queued))
