@@ -1407,6 +1407,46 @@ mod tests {
         );
     }
 
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Json> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Json::Null),
+            any::<bool>().prop_map(Json::from),
+            any::<i64>().prop_map(Json::from),
+            // Keys and strings with quotes, backslashes, braces and `id`.
+            "[a-z\\\\\"{}\\[\\],: ]{0,8}|id".prop_map(Json::from),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Json::from),
+                proptest::collection::btree_map("[a-z\"\\\\]{0,4}|id", inner, 0..4)
+                    .prop_map(|m| Json::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Replacing the id changes the id and nothing else, wherever an
+        /// `id` key or a look-alike sits in the rest of the message.
+        #[test]
+        fn replacing_the_id_changes_nothing_else(params in json_value(), id in proptest::prelude::any::<i64>(), pretty in proptest::prelude::any::<bool>()) {
+            // `params` (where `id` keys and look-alikes are) comes first.
+            let params_text = if pretty { serde_json::to_string_pretty(&params) } else { serde_json::to_string(&params) }.unwrap();
+            let text = format!("{{ \"params\" :{params_text},\n\"jsonrpc\":\"2.0\", \"id\" : {id} ,\"method\":\"tools/call\"}}");
+            let json = json!({"params": params, "jsonrpc": "2.0", "id": id, "method": "tools/call"});
+            let (rewritten, original) = replace_id(&message(&text), &Id::Str("rein-http-9".into())).unwrap();
+            let id_text = id.to_string();
+            proptest::prop_assert_eq!(&original[..], id_text.as_bytes());
+            let mut expected = json.clone();
+            expected["id"] = json!("rein-http-9");
+            proptest::prop_assert_eq!(&rewritten.json, &expected);
+            let back = restore_id(&jsonrpc::response(&Id::Str("rein-http-9".into()), json["params"].clone()), &original);
+            let back: Json = serde_json::from_slice(&back).unwrap();
+            proptest::prop_assert_eq!(&back["id"], &json!(id));
+            proptest::prop_assert_eq!(&back["result"], &json["params"]);
+        }
+    }
+
     #[test]
     fn loopback_origins() {
         for good in [
