@@ -142,13 +142,19 @@ impl Default for HttpOptions {
     }
 }
 
-/// The routes `/mcp/{server}` (POST, GET, DELETE) over a gateway.
+/// The routes `/mcp/{server}` (POST, GET, DELETE) over a gateway, with
+/// the default bounds and the gateway's message bound.
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    let servers: Vec<String> = gateway.servers.keys().cloned().collect();
     let options = HttpOptions {
         max_message_bytes: gateway.limits.max_message_bytes,
         ..HttpOptions::default()
     };
+    router_with_options(gateway, options)
+}
+
+/// [`router`] with bounds of its own.
+pub fn router_with_options(gateway: Arc<Gateway>, options: HttpOptions) -> Router {
+    let servers: Vec<String> = gateway.servers.keys().cloned().collect();
     let start = move |server: &str, info: SessionInfo| crate::proxy::start_session(Arc::clone(&gateway), server, info);
     router_with(servers, Arc::new(start), options)
 }
@@ -390,6 +396,7 @@ impl Endpoint {
             }
             sessions.insert(id, Arc::clone(&session));
         }
+        tracing::info!(server = %server, session = %session.log_name(), "MCP session started");
         self.spawn_dispatcher(&session, handle.from_gateway);
         Ok(session)
     }
@@ -698,6 +705,7 @@ async fn dispatch(session: Arc<Session>, mut from_gateway: mpsc::Receiver<Messag
     if let Some(endpoint) = endpoint.upgrade() {
         endpoint.forget(&session);
     }
+    tracing::info!(server = %session.server, session = %session.log_name(), "MCP session ended");
 }
 
 // ---------------------------------------------------------------------------
