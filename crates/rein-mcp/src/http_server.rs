@@ -770,7 +770,17 @@ async fn post_message(
     };
     session.touch();
     let mut response = match &message.kind {
-        Kind::Request { .. } => request(endpoint, &session, message, reply).await?,
+        Kind::Request { .. } => match request(endpoint, &session, message, reply).await {
+            Ok(response) => response,
+            Err(refusal) => {
+                if new_session.is_some() {
+                    // A session whose client never learnt its id.
+                    endpoint.forget(&session);
+                    session.end();
+                }
+                return Err(refusal);
+            }
+        },
         Kind::Notification { method } if session.shared() && method == "notifications/cancelled" => {
             // In a shared session a client could name another client's
             // request; stateless clients cancel by closing their stream.
