@@ -441,6 +441,10 @@ impl Endpoint {
     fn start(&self, server: &str, info: SessionInfo) -> Result<SessionHandle, Refusal> {
         self.starter.start(server, info).map_err(|e| match e {
             SessionError::UnknownServer(_) => Refusal::new(StatusCode::NOT_FOUND, code::INVALID_REQUEST, e.to_string()),
+            // Whatever else may keep a session from starting is refused,
+            // never passed over.
+            #[allow(unreachable_patterns)]
+            _ => Refusal::new(StatusCode::SERVICE_UNAVAILABLE, code::INTERNAL_ERROR, e.to_string()),
         })
     }
 
