@@ -53,4 +53,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    sys.stdout.flush()
+    # Not sys.exit: the interpreter's shutdown would wait on the thread
+    # still blocked reading stdin.
+    os._exit(status)
