@@ -220,6 +220,7 @@ fn python_server_through_gateway_in_each_era() {
         {"op": "call", "name": "add", "arguments": {"a": 2, "b": 3}},
         {"op": "call", "name": "add", "arguments": {"a": 5000, "b": 1}},
         {"op": "list_tools"},
+        {"op": "call", "name": "add", "arguments": {"a": 7000, "b": 1}, "meta": {"claudecode/toolUseId": "toolu_py_join_key"}},
     ]);
     let server = test_server_cmd(&peers, V1, &markers);
     let gateway = Target::Stdio(scratch.gateway("t", &[], &server));
@@ -245,7 +246,29 @@ fn python_server_through_gateway_in_each_era() {
             assert_eq!(t[2]["result"]["resultType"], "complete", "({mode}) {}", t[2]);
         }
         assert_eq!(t[3], d[3], "({mode}) tools/list differs");
+        assert_blocked_by(&t[4], "add_big", "no big sums");
     }
+    // Every decision is in the audit log, a call's Claude Code tool-use id
+    // with it (the join key with hook records), and the chain verifies.
+    let export = scratch.rein(&[
+        "audit".as_ref(),
+        "export".as_ref(),
+        "--db".as_ref(),
+        scratch.db.as_os_str(),
+    ]);
+    let export = String::from_utf8_lossy(&export.stdout);
+    let joined: Vec<&str> = export.lines().filter(|l| l.contains("toolu_py_join_key")).collect();
+    assert!(
+        !joined.is_empty() && joined.iter().all(|l| l.contains("mcp.t.add")),
+        "no audit record under the call's tool-use id:\n{export}"
+    );
+    let verify = scratch.rein(&[
+        "audit".as_ref(),
+        "verify".as_ref(),
+        "--db".as_ref(),
+        scratch.db.as_os_str(),
+    ]);
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
 }
 
 /// Over HTTP in front of an HTTP upstream (`--url`): the SDK server on
@@ -464,7 +487,8 @@ fn assert_fault_refused(line: &Value, server: &str, any_of: &[&str]) {
 }
 
 /// Faults: garbage on stdout, a 50 MB message, a hang past
-/// `--upstream-timeout`, the server exiting mid-call. Each call is refused
+/// `--upstream-timeout`, the server exiting mid-call, then killed mid-call.
+/// Each call is refused
 /// with its reason, and the next call is served (after an exit, by a new
 /// server process).
 #[test]
@@ -486,10 +510,12 @@ fn faults_refuse_the_call_and_the_gateway_stays_up() {
         call("ok", "g"),
         call("exit", "h"),
         call("ok", "i"),
+        call("killed", "j"),
+        call("ok", "k"),
     ]);
     let started = Instant::now();
     let lines = steps_of(&session(&peers, &scratch, "auto", &gateway, &steps));
-    for (i, tag) in [(0, "a"), (2, "c"), (4, "e"), (6, "g"), (8, "i")] {
+    for (i, tag) in [(0, "a"), (2, "c"), (4, "e"), (6, "g"), (8, "i"), (10, "k")] {
         assert_eq!(
             text(&lines[i]),
             format!("ok: {tag}"),
@@ -509,6 +535,7 @@ fn faults_refuse_the_call_and_the_gateway_stays_up() {
     );
     assert_fault_refused(&lines[5], "faulty", &["time"]);
     assert_fault_refused(&lines[7], "faulty", &["exit", "status", "closed", "crash"]);
+    assert_fault_refused(&lines[9], "faulty", &["signal", "killed", "exit"]);
     assert!(
         started.elapsed() < Duration::from_secs(45),
         "the faults took {:?}",

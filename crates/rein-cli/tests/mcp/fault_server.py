@@ -11,14 +11,17 @@ Tools (every one takes `{"tag": string}`):
   keeps serving;
 - `huge`: answers with one JSON line of N MiB (default 50);
 - `exit`: exits (status 3) before answering;
+- `killed`: kills itself (SIGKILL) before answering;
 - `hang`: never answers (and keeps serving other calls).
 """
 
 import argparse
 import json
+import os
+import signal
 import sys
 
-TOOLS = ["ok", "garbage", "huge", "exit", "hang"]
+TOOLS = ["ok", "garbage", "huge", "exit", "killed", "hang"]
 
 
 def send(message: dict) -> None:
@@ -69,6 +72,8 @@ def main() -> None:
                 send({"jsonrpc": "2.0", "id": rid, "result": {"content": [{"type": "text", "text": blob}]}})
             elif name == "exit":
                 sys.exit(3)
+            elif name == "killed":
+                os.kill(os.getpid(), signal.SIGKILL)
             elif name == "hang":
                 pass
             else:
