@@ -373,3 +373,37 @@ fn error_text(message: &Message) -> String {
         .unwrap_or("(no message)");
     format!("JSON-RPC error {code}: {text}")
 }
+
+/// How long requests under way (and open streams) get to finish after
+/// shutdown is asked for, before they are cut: an SSE stream a client
+/// keeps open would otherwise hold the gateway up forever.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Serves `/mcp/<server>` for every server of `gateway` on `listener`
+/// until `shutdown` completes; requests under way then get
+/// [`SHUTDOWN_GRACE`] to finish.
+pub async fn serve_http(
+    gateway: Arc<Gateway>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = crate::http_server::router(gateway);
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let notify = Arc::clone(&stopping);
+    let served = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        notify.notify_one();
+    });
+    let served = std::future::IntoFuture::into_future(served);
+    tokio::pin!(served);
+    tokio::select! {
+        result = &mut served => result,
+        () = async {
+            stopping.notified().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!("connections still open {} s after shutdown began were cut", SHUTDOWN_GRACE.as_secs());
+            Ok(())
+        }
+    }
+}
