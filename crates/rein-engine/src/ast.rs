@@ -123,6 +123,10 @@ pub struct PolicyFile {
     /// How the rules of this file combine. Every file of one policy must
     /// agree; the native format always uses [`Combining::DenyOverrides`].
     pub combining: Combining,
+    /// A derived source (contracts written by a program, such as the MCP
+    /// gateway's from tool schemas): it holds only `contracts`, and each
+    /// contract it declares yields to one a policy file declares.
+    pub derived: bool,
 }
 
 /// The `contracts` section.
@@ -148,6 +152,29 @@ pub struct ActionContractAst {
     pub output: Option<FieldsAst>,
     /// Free text for people.
     pub description: Option<String>,
+    /// Constant facts about the action (`tool:`, a mapping), readable in
+    /// its rules as the root `tool`.
+    pub tool: Option<Spanned<ConstFields>>,
+}
+
+/// The fields of a constant mapping, in the order written.
+pub type ConstFields = Vec<(Spanned<String>, Spanned<ConstAst>)>;
+
+/// A constant written in a policy (the values of `tool:`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConstAst {
+    /// A string.
+    String(String),
+    /// A boolean.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A finite float.
+    Float(f64),
+    /// A list.
+    List(Vec<Spanned<ConstAst>>),
+    /// A mapping of field names to constants, in the order written.
+    Object(ConstFields),
 }
 
 /// Whether fields that the contract does not declare are refused or dropped.

@@ -4,6 +4,7 @@
 
 pub(crate) mod contracts;
 pub(crate) mod expr;
+mod tool;
 
 use crate::ast::LimitMeasure;
 use crate::ast::{Combining, Effect, Phase, PolicyFile, Spanned};
@@ -28,46 +29,69 @@ pub(crate) const DEFAULT_MAX_WINDOW: jiff::SignedDuration = jiff::SignedDuration
 pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Option<CompiledPolicy> {
     let sources: Vec<SourceFile> = files.iter().map(|f| f.source.clone()).collect();
 
-    // Contracts: each of actor and snapshot declared at most once; each action once.
+    // Contracts: each of actor and snapshot declared at most once; each
+    // action once. The policy files first: a contract a derived source
+    // declares yields, whole, to one a policy file declares (among derived
+    // sources, or among policy files, declaring one twice is an error).
     let mut actor: Option<Arc<ObjectType>> = None;
     let mut snapshot: Option<Arc<ObjectType>> = None;
     let mut actions: Vec<ActionIr> = Vec::new();
     let mut action_index: FxHashMap<String, u32> = FxHashMap::default();
     let mut action_decl: Vec<(usize, crate::source::Span)> = Vec::new();
-    let mut first_actor_file: Option<&SourceFile> = None;
-    let mut first_snapshot_file: Option<&SourceFile> = None;
-    for (fi, f) in files.iter().enumerate() {
+    let mut first_actor_file: Option<&PolicyFile> = None;
+    let mut first_snapshot_file: Option<&PolicyFile> = None;
+    // Actions whose `tool:` facts were refused (and reported).
+    let mut tool_refused: rustc_hash::FxHashSet<u32> = Default::default();
+    let in_order = files
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !f.derived)
+        .chain(files.iter().enumerate().filter(|(_, f)| f.derived));
+    for (fi, f) in in_order {
         let mut resolver = ContractResolver {
             file: f.source.clone(),
             diags,
         };
         if let Some(a) = &f.contracts.actor {
-            if let Some(prev) = first_actor_file {
-                resolver.diags.push(Diagnostic::error(
+            match first_actor_file {
+                Some(prev) if f.derived && !prev.derived => {}
+                Some(prev) => resolver.diags.push(Diagnostic::error(
                     &f.source,
                     a.span,
-                    format!("the actor contract is declared again (first in `{}`)", prev.name()),
-                ));
-            } else {
-                first_actor_file = Some(&f.source);
-                actor = Some(resolver.request_object("actor", a));
+                    format!(
+                        "the actor contract is declared again (first in `{}`)",
+                        prev.source.name()
+                    ),
+                )),
+                None => {
+                    first_actor_file = Some(f);
+                    actor = Some(resolver.request_object("actor", a));
+                }
             }
         }
         if let Some(s) = &f.contracts.snapshot {
-            if let Some(prev) = first_snapshot_file {
-                resolver.diags.push(Diagnostic::error(
+            match first_snapshot_file {
+                Some(prev) if f.derived && !prev.derived => {}
+                Some(prev) => resolver.diags.push(Diagnostic::error(
                     &f.source,
                     s.span,
-                    format!("the snapshot contract is declared again (first in `{}`)", prev.name()),
-                ));
-            } else {
-                first_snapshot_file = Some(&f.source);
-                snapshot = Some(resolver.request_object("snapshot", s));
+                    format!(
+                        "the snapshot contract is declared again (first in `{}`)",
+                        prev.source.name()
+                    ),
+                )),
+                None => {
+                    first_snapshot_file = Some(f);
+                    snapshot = Some(resolver.request_object("snapshot", s));
+                }
             }
         }
         for c in &f.contracts.actions {
             if let Some(&id) = action_index.get(&c.name.value) {
                 let (pf, ps) = action_decl[id as usize];
+                if f.derived && !files[pf].derived {
+                    continue;
+                }
                 let (line, _) = files[pf].source.line_col(ps.start as usize);
                 resolver.diags.push(Diagnostic::error(
                     &f.source,
@@ -85,7 +109,14 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
                 .output
                 .as_ref()
                 .map(|o| resolver.object(&format!("the output of `{}`", c.name.value), o));
+            let tool = c
+                .tool
+                .as_ref()
+                .and_then(|t| tool::resolve(&f.source, &c.name.value, &t.value, resolver.diags));
             let id = u32::try_from(actions.len()).unwrap_or(u32::MAX);
+            if c.tool.is_some() && tool.is_none() {
+                tool_refused.insert(id);
+            }
             action_index.insert(c.name.value.clone(), id);
             action_decl.push((fi, c.name.span));
             actions.push(ActionIr {
@@ -97,6 +128,7 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
                 state_before: Default::default(),
                 state_after: Default::default(),
                 recorded: false,
+                tool,
             });
         }
     }
@@ -229,6 +261,8 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
                     output: action.output.as_ref(),
                     actor: &actor,
                     snapshot: &snapshot,
+                    tool: action.tool.as_ref().map(|t| &t.ty),
+                    tool_refused: tool_refused.contains(&aid),
                     actions: &session_actions,
                     max_window,
                 };
@@ -408,7 +442,7 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
         default: default_effect,
         default_after,
         combining,
-        version_hash: version_hash(&sources),
+        version_hash: version_hash(files),
         version_label,
         max_window,
         uses_state,
@@ -463,11 +497,20 @@ fn merged_max_window(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> jiff:
 }
 
 /// SHA-256 over the sorted hashes of the file texts: the same files give the
-/// same version whatever their order or names.
-fn version_hash(sources: &[SourceFile]) -> String {
-    let mut file_hashes: Vec<[u8; 32]> = sources
+/// same version whatever their order or names. A derived source's text is
+/// hashed as such: the same text as a policy file means something else
+/// (its contracts yield), so it must not give the same version.
+fn version_hash(files: &[PolicyFile]) -> String {
+    let mut file_hashes: Vec<[u8; 32]> = files
         .iter()
-        .map(|s| Sha256::digest(s.text().as_bytes()).into())
+        .map(|f| {
+            let mut h = Sha256::new();
+            if f.derived {
+                h.update(b"rein-derived-source\n");
+            }
+            h.update(f.source.text().as_bytes());
+            h.finalize().into()
+        })
         .collect();
     file_hashes.sort_unstable();
     let mut h = Sha256::new();

@@ -30,6 +30,8 @@ pub(crate) struct Env<'a> {
     pub output: Option<&'a [Value]>,
     pub actor: &'a [Value],
     pub snapshot: &'a [Value],
+    /// The action's `tool:` facts.
+    pub tool: &'a [Value],
     pub action: &'a Value,
     pub now: Option<Timestamp>,
     /// The error an action reported instead of an output (phase after).
@@ -208,6 +210,7 @@ fn root<'a>(env: &Env<'a>, root: Root) -> Result<&'a [Value], EvalError> {
         Root::Input => Ok(env.input),
         Root::Actor => Ok(env.actor),
         Root::Snapshot => Ok(env.snapshot),
+        Root::Tool => Ok(env.tool),
         Root::Output => env.output.ok_or_else(|| {
             EvalError(
                 if env.error.is_some() {

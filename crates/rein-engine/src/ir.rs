@@ -141,6 +141,17 @@ pub(crate) struct ActionIr {
     /// Its calls are kept in their session: some rule of the policy reads
     /// them (`session.count`, `session.sum`, `session.calls`).
     pub recorded: bool,
+    /// Its `tool:` facts, if the contract declares them.
+    pub tool: Option<ToolFacts>,
+}
+
+/// An action's `tool:` constants: their type (an object whose fields are
+/// the keys written) and their values laid out by it, which rules read as
+/// the root `tool`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ToolFacts {
+    pub ty: Arc<ObjectType>,
+    pub values: Vec<Value>,
 }
 
 /// What one action's rules of one phase need of the state.
@@ -164,6 +175,11 @@ impl ActionIr {
     /// The action's name.
     pub fn name(&self) -> &str {
         self.name.as_str().unwrap_or_default()
+    }
+
+    /// The values of its `tool:` facts (empty without any).
+    pub fn tool_values(&self) -> &[Value] {
+        self.tool.as_ref().map_or(&[], |t| &t.values)
     }
 
     /// The rules of one phase.
@@ -259,6 +275,8 @@ pub(crate) enum Root {
     Output,
     Actor,
     Snapshot,
+    /// The action's `tool:` facts (constants of its contract).
+    Tool,
 }
 
 /// A typed expression node.

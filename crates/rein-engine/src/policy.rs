@@ -17,7 +17,7 @@ use crate::state::{
     StateView,
 };
 use crate::state_eval::{render_hashed, value_decimal};
-use crate::syntax::native::read_policy_file;
+use crate::syntax::native::{read_derived_file, read_policy_file};
 use crate::types::Type;
 use crate::value::format_duration;
 use crate::value::Value;
@@ -82,18 +82,35 @@ impl Policy {
     }
 
     /// Loads policy files as [`Policy::load`] does, together with derived
-    /// sources (named texts holding only `contracts`, such as the MCP
-    /// gateway's contracts from tool schemas): a contract a derived source
-    /// declares (an action's, the actor's, the snapshot's) yields to one
-    /// the policy files declare themselves.
-    ///
-    /// (Interim: derived sources are merged as ordinary files; the engine
-    /// helper gives them their yielding semantics.)
+    /// sources: named texts (the name is what diagnostics show, e.g.
+    /// `<contracts of MCP server fs>`) that may hold only `contracts`, such
+    /// as the MCP gateway's contracts from tool schemas. A contract a
+    /// derived source declares (an action's, the actor's, the snapshot's)
+    /// yields, whole, to one the policy files declare; two derived sources
+    /// declaring the same one is an error. The version hash covers the
+    /// derived sources too.
     pub fn load_with_derived<P: AsRef<Path>>(paths: &[P], derived: &[(String, String)]) -> Result<Policy, LoadError> {
         let mut diags = Vec::new();
-        let mut files = read_files(paths, &mut diags);
-        files.extend(derived.iter().map(|(n, t)| SourceFile::new(n.clone(), t.clone())));
-        Policy::compile_sources(&files, None, diags)
+        let files = read_files(paths, &mut diags);
+        let derived: Vec<SourceFile> = derived
+            .iter()
+            .map(|(n, t)| SourceFile::new(n.clone(), t.clone()))
+            .collect();
+        Policy::compile_all(&files, &derived, None, diags)
+    }
+
+    /// Loads named texts as [`Policy::from_sources`] does, together with
+    /// derived sources as [`Policy::load_with_derived`] does.
+    pub fn from_sources_with_derived<N: Into<String>, T: Into<String>>(
+        sources: impl IntoIterator<Item = (N, T)>,
+        derived: &[(String, String)],
+    ) -> Result<Policy, LoadError> {
+        let files: Vec<SourceFile> = sources.into_iter().map(|(n, t)| SourceFile::new(n, t)).collect();
+        let derived: Vec<SourceFile> = derived
+            .iter()
+            .map(|(n, t)| SourceFile::new(n.clone(), t.clone()))
+            .collect();
+        Policy::compile_all(&files, &derived, None, Vec::new())
     }
 
     /// Loads policy files as [`Policy::load`] does, and enforces a
@@ -153,13 +170,31 @@ impl Policy {
     fn compile_sources(
         files: &[SourceFile],
         governance: Option<&SourceFile>,
+        diags: Vec<Diagnostic>,
+    ) -> Result<Policy, LoadError> {
+        Policy::compile_all(files, &[], governance, diags)
+    }
+
+    /// Compiles policy files and derived sources (which come after them in
+    /// the file list, so rule positions keep their file indices).
+    fn compile_all(
+        files: &[SourceFile],
+        derived: &[SourceFile],
+        governance: Option<&SourceFile>,
         mut diags: Vec<Diagnostic>,
     ) -> Result<Policy, LoadError> {
-        let parsed: Vec<PolicyFile> = files
+        let mut parsed: Vec<PolicyFile> = files
             .iter()
             .enumerate()
             .map(|(i, f)| read_policy_file(f, i, &mut diags))
             .collect();
+        let first = parsed.len();
+        parsed.extend(
+            derived
+                .iter()
+                .enumerate()
+                .map(|(i, f)| read_derived_file(f, first + i, &mut diags)),
+        );
         let parsed_ok = !diags.iter().any(|d| d.severity == Severity::Error);
         if let Some(g) = governance {
             if let Some(doc) = crate::governance::read(g, &mut diags) {
@@ -249,6 +284,30 @@ impl Policy {
     /// Whether `action` has a contract (one hash lookup).
     pub fn has_action(&self, action: &str) -> bool {
         self.inner.action_index.contains_key(action)
+    }
+
+    /// True when some `before` rule targeting `action` blocks it whatever
+    /// the request: effect `block`, no condition (or the literal `true`)
+    /// and no limit. Such an action can never be allowed (the MCP gateway
+    /// hides such tools from `tools/list`). False for an unknown action.
+    pub fn blocks_unconditionally(&self, action: &str) -> bool {
+        let p = &self.inner;
+        let Some(a) = p.action_index.get(action).and_then(|&i| p.actions.get(i as usize)) else {
+            return false;
+        };
+        let blocks_always = |r: &CompiledRule| {
+            let always = match &r.cond {
+                None => true,
+                Some(n) => matches!(n.kind, NodeKind::Const(Value::Bool(true))),
+            };
+            always && r.limit.is_none() && p.rules.get(r.rule as usize).is_some_and(|i| i.effect == Effect::Block)
+        };
+        match p.combining {
+            Combining::DenyOverrides => a.before.iter().any(blocks_always),
+            // The first rule whose condition holds decides alone: only a
+            // first rule that always blocks blocks every call.
+            Combining::FirstMatch => a.before.first().is_some_and(blocks_always),
+        }
     }
 
     /// Names of the actions with contracts.
@@ -635,6 +694,7 @@ impl Prepared {
             output: self.output.as_deref(),
             actor: &self.actor,
             snapshot: &self.snapshot,
+            tool: action.tool_values(),
             action: &action.name,
             now: self.now,
             error: self.error.as_ref(),
@@ -767,6 +827,7 @@ impl Prepared {
             output: self.output.as_deref(),
             actor: &self.actor,
             snapshot: &self.snapshot,
+            tool: action.tool_values(),
             action: &action.name,
             now: self.now,
             error: self.error.as_ref(),

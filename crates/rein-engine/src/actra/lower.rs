@@ -44,6 +44,7 @@ pub(crate) fn lower(schema: &Schema, policy: &PolicyDoc) -> Vec<PolicyFile> {
         contracts,
         rules: Vec::new(),
         combining: Combining::FirstMatch,
+        derived: false,
     };
     let policy_file = PolicyFile {
         source: policy.source.clone(),
@@ -54,6 +55,7 @@ pub(crate) fn lower(schema: &Schema, policy: &PolicyDoc) -> Vec<PolicyFile> {
         contracts: ContractsAst::default(),
         rules: Vec::new(),
         combining: Combining::FirstMatch,
+        derived: false,
     };
 
     // Evaluation order: each action's own rules, then the global ones.
@@ -115,6 +117,7 @@ pub(crate) fn lower(schema: &Schema, policy: &PolicyDoc) -> Vec<PolicyFile> {
         contracts: ContractsAst::default(),
         rules,
         combining: Combining::FirstMatch,
+        derived: false,
     };
     vec![schema_file, policy_file, rules_file]
 }
@@ -125,6 +128,7 @@ fn action_contract(a: &ActionDecl) -> ActionContractAst {
         input: fields(&a.fields, a.name.span),
         output: None,
         description: None,
+        tool: None,
     }
 }
 

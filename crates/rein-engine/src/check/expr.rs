@@ -29,6 +29,11 @@ pub(crate) struct Scope<'a> {
     pub output: Option<&'a Arc<ObjectType>>,
     pub actor: &'a Arc<ObjectType>,
     pub snapshot: &'a Arc<ObjectType>,
+    /// The type of the action's `tool:` facts, if it declares any.
+    pub tool: Option<&'a Arc<ObjectType>>,
+    /// The action declares `tool:` facts that were refused (reported
+    /// already): reading them is not a second error.
+    pub tool_refused: bool,
     /// Every action of the policy, by id, for the session functions.
     pub actions: &'a [SessionAction],
     /// The longest window a session function may use.
@@ -73,8 +78,8 @@ pub(crate) struct ExprChecker<'a> {
     pub session: SessionUse,
 }
 
-const ROOT_NAMES: [&str; 8] = [
-    "input", "output", "error", "actor", "snapshot", "action", "now", "session",
+const ROOT_NAMES: [&str; 9] = [
+    "input", "output", "error", "actor", "snapshot", "action", "now", "session", "tool",
 ];
 
 const SESSION_HELP: &str = "read the session through `session.id`, `session.labels`, \
@@ -183,6 +188,20 @@ impl<'a> ExprChecker<'a> {
             "snapshot" => node(path(Root::Snapshot), span, Type::Object(self.scope.snapshot.clone())),
             "action" => node(NodeKind::ActionName, span, Type::String),
             "now" => node(NodeKind::Now, span, Type::Timestamp),
+            "tool" => match self.scope.tool {
+                Some(t) => node(path(Root::Tool), span, Type::Object(t.clone())),
+                None if self.scope.tool_refused => node(NodeKind::Const(Value::Null), span, Type::Error),
+                None => {
+                    let action = self.scope.action.to_string();
+                    let n = self.err_node(span, format!("action `{action}` declares no `tool` facts"));
+                    if let Some(d) = self.diags.last_mut() {
+                        d.help = Some(format!(
+                            "add `tool:` (a mapping of constants) to the contract of `{action}`, or target only actions that declare it"
+                        ));
+                    }
+                    n
+                }
+            },
             "session" => {
                 let n = self.err_node(span, "`session` is not a value of its own");
                 if let Some(d) = self.diags.last_mut() {
@@ -229,7 +248,7 @@ impl<'a> ExprChecker<'a> {
                 let help = match did_you_mean(name, candidates) {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => {
-                        "conditions can read `input`, `output` and `error` (phase after), `actor`, `snapshot`, `action` and `now`"
+                        "conditions can read `input`, `output` and `error` (phase after), `actor`, `snapshot`, `action`, `now` and `tool`"
                             .into()
                     }
                 };
@@ -729,6 +748,7 @@ impl<'a> ExprChecker<'a> {
                     "actor" => Some(self.scope.actor.clone()),
                     "snapshot" => Some(self.scope.snapshot.clone()),
                     "output" => self.scope.output.cloned(),
+                    "tool" => self.scope.tool.cloned(),
                     _ => None,
                 }
             }
@@ -1136,6 +1156,10 @@ impl EnumShape {
     }
 }
 
+/// How the checker names the object of an action's `tool:` facts (see
+/// `check::tool`).
+const TOOL_OWNER: &str = "the `tool` facts of action";
+
 fn describe_path(operand: &Expr, field: &Name) -> String {
     format!("{operand}.{}", field.text)
 }
@@ -1145,6 +1169,8 @@ fn describe_owner(operand: &Expr, obj: &ObjectType, action: &str) -> String {
         ExprKind::Ident(n) if n == "input" => format!("the input of action `{action}`"),
         ExprKind::Ident(n) if n == "output" => format!("the output of action `{action}`"),
         ExprKind::Ident(n) if n == "actor" || n == "snapshot" => format!("the {n} contract"),
+        ExprKind::Ident(n) if n == "tool" && obj.name.starts_with(TOOL_OWNER) => obj.name.clone(),
+        _ if obj.name.starts_with(TOOL_OWNER) => format!("`{operand}` of action `{action}`"),
         _ => format!("`{operand}` ({})", obj.name),
     }
 }

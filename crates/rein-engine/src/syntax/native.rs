@@ -5,9 +5,9 @@
 //! reports everything wrong with a file.
 
 use crate::ast::{
-    ActionContractAst, ApprovalAst, Combining, ConstraintsAst, ContractsAst, Effect, Expr, ExprKind, ExtraFields,
-    FieldAst, FieldsAst, ItemAst, LimitAst, LimitMeasure, Literal, NumberLit, Phase, PolicyFile, RuleAst, Spanned,
-    TypeAst,
+    ActionContractAst, ApprovalAst, Combining, ConstAst, ConstFields, ConstraintsAst, ContractsAst, Effect, Expr,
+    ExprKind, ExtraFields, FieldAst, FieldsAst, ItemAst, LimitAst, LimitMeasure, Literal, NumberLit, Phase, PolicyFile,
+    RuleAst, Spanned, TypeAst,
 };
 use crate::diagnostics::{did_you_mean, Diagnostic};
 use crate::source::{SourceFile, Span};
@@ -22,6 +22,18 @@ pub(crate) const LONGEST_WINDOW: jiff::SignedDuration = jiff::SignedDuration::fr
 
 /// Reads one native policy file; problems go to `diags`.
 pub fn read_policy_file(source: &SourceFile, file_index: usize, diags: &mut Vec<Diagnostic>) -> PolicyFile {
+    read_file(source, file_index, false, diags)
+}
+
+/// Reads a derived source: native YAML that may hold only `contracts` (any
+/// other top-level key is an error naming the source and the key); its
+/// contracts yield to those the policy files declare (see
+/// [`PolicyFile::derived`]).
+pub fn read_derived_file(source: &SourceFile, file_index: usize, diags: &mut Vec<Diagnostic>) -> PolicyFile {
+    read_file(source, file_index, true, diags)
+}
+
+fn read_file(source: &SourceFile, file_index: usize, derived: bool, diags: &mut Vec<Diagnostic>) -> PolicyFile {
     let mut cx = Cx {
         file: source.clone(),
         diags,
@@ -35,6 +47,7 @@ pub fn read_policy_file(source: &SourceFile, file_index: usize, diags: &mut Vec<
         contracts: ContractsAst::default(),
         rules: Vec::new(),
         combining: Combining::DenyOverrides,
+        derived,
     };
     let root = match yaml::parse(source.text()) {
         Ok(root) => root,
@@ -43,6 +56,53 @@ pub fn read_policy_file(source: &SourceFile, file_index: usize, diags: &mut Vec<
             return out;
         }
     };
+    if derived {
+        // Checked before anything else is read, so a derived source that
+        // tries to carry rules or a default is refused by name, and none
+        // of it is taken. An empty one declares nothing (a server with no
+        // tools).
+        if matches!(root.value, YamlValue::Null) {
+            return out;
+        }
+        let YamlValue::Map(entries) = &root.value else {
+            cx.expected(
+                &root,
+                &format!(
+                    "the derived source `{}` to be a mapping with `contracts`",
+                    source.name()
+                ),
+            );
+            return out;
+        };
+        let mut only_contracts = true;
+        for (k, _) in entries {
+            match &k.value {
+                YamlValue::String(key) if key == "contracts" => {}
+                _ => {
+                    only_contracts = false;
+                    let key = match &k.value {
+                        YamlValue::String(key) => format!("`{key}`"),
+                        _ => describe(k),
+                    };
+                    cx.err(
+                        k.span,
+                        format!(
+                            "`{}` is a derived source and may hold only `contracts`, not {key}",
+                            source.name()
+                        ),
+                    )
+                    .with_help("rules, defaults and settings belong in the policy files");
+                }
+            }
+        }
+        if !only_contracts {
+            return out;
+        }
+        if let Some((_, c)) = entries.first() {
+            out.contracts = cx.contracts(c);
+        }
+        return out;
+    }
     if matches!(root.value, YamlValue::Null) {
         cx.err(root.span, "the policy file is empty").with_help(
             "a policy file is a mapping with `contracts` and `rules` (and optionally `version` and `default`)",
@@ -246,9 +306,10 @@ impl<'d> Cx<'d> {
                 },
                 output: None,
                 description: None,
+                tool: None,
             });
         }
-        let m = self.mapping(body, &what, &["input", "output", "description"])?;
+        let m = self.mapping(body, &what, &["input", "output", "description", "tool"])?;
         let input = match m.get("input") {
             Some(i) => self.fields(i, &format!("the input of `{name}`"))?,
             None => FieldsAst {
@@ -264,12 +325,92 @@ impl<'d> Cx<'d> {
             .get("description")
             .and_then(|d| self.string(d, "`description`"))
             .map(|s| s.value);
+        let tool = match m.get("tool") {
+            Some(t) => Some(self.tool_facts(t)?),
+            None => None,
+        };
         Some(ActionContractAst {
             name: Spanned::new(name.to_string(), name_span),
             input,
             output,
             description,
+            tool,
         })
+    }
+
+    /// An action's `tool:`: a mapping of constants.
+    fn tool_facts(&mut self, node: &YamlNode) -> Option<Spanned<ConstFields>> {
+        if !matches!(node.value, YamlValue::Map(_)) {
+            self.expected(
+                node,
+                "`tool` to be a mapping of constants (like `{server: fs, annotations: {readOnlyHint: true}}`)",
+            );
+            return None;
+        }
+        match self.constant(node, "tool")? {
+            Spanned {
+                value: ConstAst::Object(fields),
+                span,
+            } => Some(Spanned::new(fields, span)),
+            _ => None,
+        }
+    }
+
+    /// A constant at `path` (`tool.annotations.title`): a string, bool,
+    /// int, finite number, list or mapping with field-name keys. Every
+    /// problem below it is reported; `None` if there was one.
+    fn constant(&mut self, node: &YamlNode, path: &str) -> Option<Spanned<ConstAst>> {
+        let value = match &node.value {
+            YamlValue::String(s) => ConstAst::String(s.clone()),
+            YamlValue::Bool(b) => ConstAst::Bool(*b),
+            YamlValue::Int(i) => ConstAst::Int(*i),
+            YamlValue::Float(f) if f.is_finite() => ConstAst::Float(*f),
+            YamlValue::Float(_) => {
+                self.err(node.span, format!("`{path}` is not a finite number"));
+                return None;
+            }
+            YamlValue::Null => {
+                self.err(node.span, format!("`{path}` has no value"))
+                    .with_help("a `tool` fact is a string, a bool, a number, a list or a mapping; leave the key out instead of writing null");
+                return None;
+            }
+            YamlValue::Seq(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                let mut ok = true;
+                for (i, item) in items.iter().enumerate() {
+                    match self.constant(item, &format!("{path}[{i}]")) {
+                        Some(c) => out.push(c),
+                        None => ok = false,
+                    }
+                }
+                if !ok {
+                    return None;
+                }
+                ConstAst::List(out)
+            }
+            YamlValue::Map(_) => {
+                let m = self.mapping(node, &format!("`{path}`"), &[])?;
+                let mut out = Vec::with_capacity(m.entries.len());
+                let mut ok = true;
+                for (key, key_span, v) in m.entries {
+                    if !valid_field_name(key) {
+                        self.err(key_span, format!("`{key}` is not a valid field name"))
+                            .with_help("keys of `tool` start with a letter or `_` and hold letters, digits and `_`, so rules can write `tool.name`");
+                        ok = false;
+                        continue;
+                    }
+                    match self.constant(v, &format!("{path}.{key}")) {
+                        Some(c) => out.push((Spanned::new(key.to_string(), key_span), c)),
+                        None => ok = false,
+                    }
+                }
+                if !ok {
+                    return None;
+                }
+                ConstAst::Object(out)
+            }
+        };
+        Some(Spanned::new(value, node.span))
     }
 
     /// A field set: a mapping of field name → type spec. An empty value

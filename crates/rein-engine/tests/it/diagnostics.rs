@@ -28,6 +28,31 @@ fn render(name: &str) -> String {
     out
 }
 
+/// A policy file loaded with a derived source, named as the MCP gateway
+/// names them.
+fn render_derived(policy: &str, derived: &str) -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/diagnostics");
+    let text = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    let err = Policy::from_sources_with_derived(
+        [(format!("tests/diagnostics/{policy}"), text(policy))],
+        &[("<contracts of MCP server fs>".to_string(), text(derived))],
+    )
+    .expect_err("policy should not load");
+    let mut out = format!("{}\n\n", err);
+    out.push_str(&err.render(false));
+    out
+}
+
+#[test]
+fn derived_source_with_other_keys() {
+    insta::assert_snapshot!(render_derived("derived_policy.yaml", "derived_source.yaml"));
+}
+
+#[test]
+fn derived_contract_yields_to_the_policys() {
+    insta::assert_snapshot!(render_derived("derived_policy.yaml", "derived_contracts.yaml"));
+}
+
 macro_rules! golden {
     ($($test:ident => $file:literal,)*) => {$(
         #[test]
@@ -50,6 +75,8 @@ golden! {
     invalid_utf8 => "invalid_utf8.yaml",
     state_syntax => "state_syntax.yaml",
     state_types => "state_types.yaml",
+    tool_facts => "tool_facts.yaml",
+    tool_types => "tool_types.yaml",
 }
 
 #[test]

@@ -439,3 +439,108 @@ proptest! {
         prop_assert_eq!(ra.len(), matched.len());
     }
 }
+
+/// A `tool:` fact and the literal a rule compares it with: (YAML type,
+/// value as JSON).
+fn fact() -> impl Strategy<Value = (&'static str, Json)> {
+    prop_oneof![
+        (-3i64..3).prop_map(|i| ("int", json!(i))),
+        any::<bool>().prop_map(|b| ("bool", json!(b))),
+        prop::sample::select(vec!["", "fs", "a b", "Fs", "é"]).prop_map(|s| ("string", json!(s))),
+        (-2i64..2).prop_map(|i| ("number", json!(i as f64 / 2.0))),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+
+    /// A rule reading `tool.k` decides as the same rule reading `input.k`
+    /// of a request carrying the same values under the same types: the
+    /// facts are typed and evaluated as the constants they are.
+    #[test]
+    fn tool_facts_read_as_input_of_the_same_values(
+        facts in prop::collection::vec(fact(), 1..4),
+        probes in prop::collection::vec((0usize..4, fact(), any::<bool>(), any::<bool>()), 1..5),
+    ) {
+        let yaml = |v: &Json| serde_json::to_string(v).unwrap();
+        let tool: Vec<String> = facts.iter().enumerate().map(|(i, (_, v))| format!("k{i}: {}", yaml(v))).collect();
+        let types: Vec<String> = facts.iter().enumerate().map(|(i, (t, _))| format!("k{i}: {t}")).collect();
+        // Comparisons of a fact with a literal of its own type, joined by
+        // `&&` / `||`.
+        let mut cond = String::new();
+        for (n, (k, (_, lit), ne, or)) in probes.iter().enumerate() {
+            let k = k % facts.len();
+            let lit = match (facts[k].0, lit) {
+                ("int", Json::Number(n)) if n.is_f64() => json!(n.as_f64().unwrap() as i64),
+                (_, l) if facts[k].0 == kind_of(l) => l.clone(),
+                _ => facts[k].1.clone(),
+            };
+            if n > 0 {
+                cond.push_str(if *or { " || " } else { " && " });
+            }
+            cond.push_str(&format!("ROOT.k{k} {} {}", if *ne { "!=" } else { "==" }, yaml(&lit)));
+        }
+        let policy = |root: &str| {
+            let text = format!(
+                "default: allow\ncontracts:\n  actions:\n    act:\n      tool: {{{}}}\n      input: {{{}}}\nrules:\n  - id: r\n    action: act\n    when: {}\n    effect: block\n",
+                tool.join(", "),
+                types.join(", "),
+                serde_json::to_string(&cond.replace("ROOT", root)).unwrap()
+            );
+            Policy::from_yaml_str(&text).map_err(|e| TestCaseError::fail(format!("{text}\n{e}")))
+        };
+        let input: serde_json::Map<String, Json> = facts.iter().enumerate().map(|(i, (_, v))| (format!("k{i}"), v.clone())).collect();
+        let req = Request::new("act").input(Json::Object(input));
+        let by_tool = policy("tool")?.decide(&req);
+        let by_input = policy("input")?.decide(&req);
+        prop_assert_eq!(by_tool.effect(), by_input.effect(), "{}", cond);
+        prop_assert_eq!(by_tool.basis(), by_input.basis());
+    }
+
+    /// `blocks_unconditionally` is exactly "a `before` rule with effect
+    /// `block`, no condition or `true`, no limit", and when it holds no
+    /// request is allowed.
+    #[test]
+    fn blocks_unconditionally_means_every_call_is_blocked(
+        rules in prop::collection::vec((0usize..4, 0usize..3, any::<bool>(), any::<bool>()), 1..6),
+        amount in 0i64..100,
+    ) {
+        let conds = [None, Some("true"), Some("false"), Some("input.amount > 50")];
+        let effects = ["allow", "block", "require_approval"];
+        let mut text = String::from("default: allow\ncontracts:\n  actions:\n    act:\n      input: {amount: int}\nrules:\n");
+        let mut expected = false;
+        for (i, &(c, e, after, limited)) in rules.iter().enumerate() {
+            // A limit on an `allow` rule under `default: allow` does not load.
+            let limited = limited && !after && e != 0;
+            text.push_str(&format!("  - id: r{i}\n    action: act\n    effect: {}\n", effects[e]));
+            if let Some(w) = conds[c] {
+                text.push_str(&format!("    when: '{w}'\n"));
+            }
+            if after {
+                text.push_str("    phase: after\n");
+            }
+            if limited {
+                text.push_str("    limit: {count: 3, window: 1h}\n");
+            }
+            expected |= c < 2 && e == 1 && !after && !limited;
+        }
+        let p = Policy::from_yaml_str(&text).map_err(|e| TestCaseError::fail(format!("{text}\n{e}")))?;
+        prop_assert_eq!(p.blocks_unconditionally("act"), expected, "{}", text);
+        if expected {
+            let req = Request::new("act").input(json!({"amount": amount})).session("s");
+            let prepared = p.prepare(&req).unwrap();
+            let state = rein_engine::MemoryState::with_key([1; 32]);
+            let (d, _) = prepared.decide_with_state(&state);
+            prop_assert_eq!(d.effect(), Effect::Block);
+        }
+    }
+}
+
+fn kind_of(v: &Json) -> &'static str {
+    match v {
+        Json::Bool(_) => "bool",
+        Json::String(_) => "string",
+        Json::Number(n) if n.is_i64() => "int",
+        _ => "number",
+    }
+}

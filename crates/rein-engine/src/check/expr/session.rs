@@ -508,6 +508,7 @@ impl ExprChecker<'_> {
                     Root::Output => self.scope.output.cloned(),
                     Root::Actor => Some(self.scope.actor.clone()),
                     Root::Snapshot => Some(self.scope.snapshot.clone()),
+                    Root::Tool => self.scope.tool.cloned(),
                 };
                 start.is_some_and(|o| path_is_sensitive(&o, path))
             }
