@@ -102,17 +102,6 @@ fn filesystem_scenario(peers: &Peers, scratch: &Scratch, root: &Path, mode: &str
     reset_fs_root(root);
 
     let through = steps_of(&session(peers, scratch, mode, gateway, &steps));
-    // tools/list: the tool blocked unconditionally is hidden; the others
-    // are listed as the server lists them.
-    let (d, t) = (tools_by_name(&direct[0]), tools_by_name(&through[0]));
-    assert!(d.contains_key("create_directory"));
-    assert!(
-        !t.contains_key("create_directory"),
-        "a tool the policy blocks unconditionally is still listed"
-    );
-    let mut expected = d.clone();
-    expected.remove("create_directory");
-    assert_eq!(t, expected, "the listed tools differ from the server's");
     // Allowed calls: the upstream's result, unchanged.
     assert_eq!(through[1], direct[1], "an allowed read differs");
     assert_eq!(through[2], direct[2], "an allowed write differs");
@@ -147,6 +136,18 @@ fn filesystem_scenario(peers: &Peers, scratch: &Scratch, root: &Path, mode: &str
         !withheld.to_string().contains(SECRET),
         "the secret reached the client: {withheld}"
     );
+    // tools/list (checked last, so that a failure here does not hide the
+    // others): the tool blocked unconditionally is hidden; the others are
+    // listed as the server lists them.
+    let (d, t) = (tools_by_name(&direct[0]), tools_by_name(&through[0]));
+    assert!(d.contains_key("create_directory"));
+    assert!(
+        !t.contains_key("create_directory"),
+        "a tool the policy blocks unconditionally is still listed"
+    );
+    let mut expected = d.clone();
+    expected.remove("create_directory");
+    assert_eq!(t, expected, "the listed tools differ from the server's");
     reset_fs_root(root);
 }
 
@@ -651,11 +652,17 @@ fn pass_through_is_byte_for_byte_except_governed_calls() {
     let through = session(&peers, &scratch, "auto", &Target::Stdio(tap("above", gateway)), &steps);
     let (ds, ts) = (steps_of(&d1), steps_of(&through));
     assert_eq!(ds.len(), ts.len());
-    for i in 0..ds.len() {
-        if i != governed {
-            assert_eq!(ts[i], ds[i], "step {i} differs through the gateway");
-        }
-    }
+    // Every step that differs, so that one run reports them all.
+    let differ: Vec<String> = (0..ds.len())
+        .filter(|&i| i != governed && ts[i] != ds[i])
+        .map(|i| format!("step {i}:\n  direct:  {}\n  gateway: {}", ds[i], ts[i]))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "{} step(s) differ through the gateway:\n{}",
+        differ.len(),
+        differ.join("\n")
+    );
     assert!(
         text(&ds[governed]).contains("a forbidden word"),
         "control: {}",
