@@ -188,14 +188,6 @@ impl Gateway {
                     server.name
                 ));
             }
-            for tool in catalog.tools.keys() {
-                if catalog::action_name(&server.name, tool).is_none() {
-                    notices.push(format!(
-                        "MCP server `{}`: tool `{tool}` cannot be named as a Rein action; its calls are refused",
-                        server.name
-                    ));
-                }
-            }
             for unmapped in &contracts.unmapped {
                 let place = if unmapped.path.is_empty() {
                     String::new()
@@ -222,6 +214,10 @@ impl Gateway {
                 }),
             );
         }
+        derived.push((
+            "<the MCP gateway's snapshot contract>".to_string(),
+            contracts::SNAPSHOT_CONTRACT_YAML.to_string(),
+        ));
         let paths = config.policy_paths.clone();
         let policy = tokio::task::spawn_blocking(move || Policy::load_with_derived(&paths, &derived))
             .await

@@ -890,7 +890,7 @@ impl Session {
             let status = match self.digests.get(&tool.name) {
                 None => Listed::Added,
                 Some(pinned) => {
-                    let parts = changed_parts(pinned, &tool.digest());
+                    let parts = crate::pin::changed_parts(pinned, &tool.digest());
                     if parts.is_empty() {
                         Listed::Same
                     } else {
@@ -918,7 +918,7 @@ impl Session {
             }
             let visible = status == Listed::Same
                 && catalog::action_name(&self.server.name, &tool.name)
-                    .is_some_and(|action| !blocks_unconditionally(&policy, &action));
+                    .is_some_and(|action| !policy.blocks_unconditionally(&action));
             self.listed.insert(tool.name.clone(), status);
             if visible {
                 keep.push(raw);
@@ -1073,27 +1073,6 @@ fn is_stateless(message: &Message) -> bool {
     message.meta_protocol_version().is_some_and(|v| v >= STATELESS_REVISION)
 }
 
-/// What changed between a tool's pinned digest and the listed one.
-pub fn changed_parts(pinned: &ToolDigest, now: &ToolDigest) -> Vec<&'static str> {
-    let mut parts = Vec::new();
-    if pinned.description != now.description {
-        parts.push("description");
-    }
-    if pinned.input_schema != now.input_schema {
-        parts.push("inputSchema");
-    }
-    if pinned.output_schema != now.output_schema {
-        parts.push("outputSchema");
-    }
-    if pinned.annotations != now.annotations {
-        parts.push("annotations");
-    }
-    if parts.is_empty() && pinned.whole != now.whole {
-        parts.push("other fields");
-    }
-    parts
-}
-
 /// The text a call result shows the model: every text content block (and
 /// the text of every embedded resource, which is as much the result),
 /// joined with newlines.
@@ -1181,9 +1160,4 @@ fn block_message(id: &Id, answer: &Answer, text: &str, stateless: bool, approval
         decision["approval"] = json!(approval);
     }
     jsonrpc::response(id, tool_error(text, decision, stateless))
-}
-
-// TEMPORARY until the engine's `Policy::blocks_unconditionally` is merged.
-fn blocks_unconditionally(_policy: &rein_engine::Policy, _action: &str) -> bool {
-    false
 }

@@ -856,3 +856,186 @@ async fn listing_tools_refuses_a_cursor_loop_and_errors() {
     let err = rein_mcp::gateway::list_tools_over(Link { tx, rx }).await.unwrap_err();
     assert!(err.contains("exited with status 2"), "{err}");
 }
+
+#[tokio::test]
+async fn tools_the_policy_always_blocks_are_hidden_but_still_decided() {
+    let policy =
+        format!("{POLICY}  - id: no_deletes\n    action: mcp.fs.delete\n    effect: block\n    reason: never delete\n");
+    let h = harness_with(&policy, Duration::from_secs(5));
+    let mut c = h.client();
+    c.initialize().await;
+    let list = c.call(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).await;
+    let names: Vec<&str> = list.json["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 7);
+    assert!(!names.contains(&"delete"));
+    // `write_file` is blocked only on some paths: listed.
+    assert!(names.contains(&"write_file"));
+    let answer = c.call(DELETE).await;
+    assert_eq!(text_of(&answer), "Blocked by Rein rule no_deletes: never delete");
+    assert!(h.fake.calls().is_empty());
+}
+
+// ---- start-up ----
+
+fn gateway_config(dir: &std::path::Path) -> rein_mcp::gateway::GatewayConfig {
+    rein_mcp::gateway::GatewayConfig {
+        policy_paths: vec![dir.join("policy.yaml")],
+        servers: vec![rein_mcp::gateway::ServerConfig {
+            name: "fs".into(),
+            spec: UpstreamSpec::Stdio {
+                program: "fake-server".into(),
+                args: vec!["--root".into(), "/tmp".into()],
+                env: vec![],
+                cwd: None,
+            },
+        }],
+        limits: limits(),
+        approval_timeout: Duration::from_secs(5),
+        actor: json!({"id": "agent-1"}),
+    }
+}
+
+const TOOL_FACTS_POLICY: &str = r#"
+default: block
+rules:
+  - id: read_only
+    action: [mcp.fs.echo, mcp.fs.stats]
+    when: tool.annotations.readOnlyHint
+    effect: allow
+  - id: not_read_only
+    action: [mcp.fs.echo, mcp.fs.stats]
+    when: '!tool.annotations.readOnlyHint'
+    effect: block
+    reason: the tool may change things
+"#;
+
+async fn started(dir: &std::path::Path, fake: &Arc<Fake>) -> Result<(Arc<Gateway>, Vec<String>), String> {
+    let config = gateway_config(dir);
+    let prepared = Gateway::prepare_with(&config, false, fake.connector())
+        .await
+        .map_err(|e| e.to_string())?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("rein.db")).unwrap());
+    let runtime = Arc::new(Runtime::new(
+        prepared.policy,
+        store,
+        RuntimeConfig {
+            hmac_key: b"k".to_vec(),
+            ..RuntimeConfig::default()
+        },
+    ));
+    Ok((
+        Arc::new(Gateway::new(&config, prepared.servers, runtime)),
+        prepared.notices,
+    ))
+}
+
+#[tokio::test]
+async fn start_up_lists_an_unpinned_server_and_decides_on_its_derived_contracts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.yaml"), TOOL_FACTS_POLICY).unwrap();
+    let fake = Fake::new();
+    {
+        let mut tools = fake.tools.lock().unwrap();
+        tools[6]["annotations"] = json!({"readOnlyHint": true});
+    }
+    let (gateway, notices) = started(dir.path(), &fake).await.unwrap();
+    assert!(notices.iter().any(|n| n.contains("`fs` runs unpinned")), "{notices:?}");
+    assert!(!gateway.servers["fs"].pinned);
+    // The listing was a connection of its own.
+    assert_eq!(fake.connections.load(Ordering::SeqCst), 1);
+    let info = SessionInfo {
+        session: Some("s".into()),
+        client: "mcp:fs".into(),
+    };
+    let handle = start_session_with(Arc::clone(&gateway), "fs", info, fake.connector()).unwrap();
+    let mut c = Client { handle };
+    c.initialize().await;
+    let answer = c
+        .call(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"},"_meta":{"claudecode/toolUseId":"toolu_9"}}}"#)
+        .await;
+    assert_eq!(
+        text_of(&answer),
+        "Blocked by Rein rule not_read_only: the tool may change things"
+    );
+    // A type the derived contract refuses.
+    let answer = c
+        .call(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":5}}}"#)
+        .await;
+    assert!(
+        text_of(&answer).starts_with("Blocked by Rein: input.text"),
+        "{}",
+        text_of(&answer)
+    );
+    let answer = c
+        .call(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"stats","arguments":{}}}"#)
+        .await;
+    assert_eq!(answer.json["result"]["structuredContent"]["count"], 7);
+    assert_eq!(fake.calls(), ["stats"]);
+}
+
+#[tokio::test]
+async fn a_pinned_server_takes_its_catalog_from_the_lock_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.yaml"), POLICY).unwrap();
+    let mut pinned = Catalog::from_pages([&json!({"tools": tools()})]).unwrap();
+    let echo = pinned.tools.get_mut("echo").unwrap();
+    echo.raw["description"] = json!("says it back, as pinned");
+    let mut lock = rein_mcp::pin::LockFile::default();
+    lock.servers.insert(
+        "fs".into(),
+        rein_mcp::pin::ServerPins::from_catalog("stdio: fake-server", &pinned, "2026-12-01T00:00:00Z"),
+    );
+    lock.write(&dir.path().join(rein_mcp::pin::LOCK_FILE_NAME)).unwrap();
+    let fake = Fake::new();
+    // Never asked at start.
+    fake.refuse.store(true, Ordering::SeqCst);
+    let (gateway, notices) = started(dir.path(), &fake).await.unwrap();
+    assert!(gateway.servers["fs"].pinned);
+    assert!(!notices.iter().any(|n| n.contains("unpinned")), "{notices:?}");
+    assert_eq!(
+        gateway.servers["fs"].catalog.tools["echo"].description(),
+        Some("says it back, as pinned")
+    );
+    fake.refuse.store(false, Ordering::SeqCst);
+    let info = SessionInfo {
+        session: None,
+        client: "mcp:fs".into(),
+    };
+    let handle = start_session_with(Arc::clone(&gateway), "fs", info, fake.connector()).unwrap();
+    let mut c = Client { handle };
+    c.initialize().await;
+    let list = c.call(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).await;
+    assert!(!list.json["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["name"] == "echo"));
+    let answer = c
+        .call(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}"#)
+        .await;
+    assert!(text_of(&answer).contains("changed since it was pinned (description)"));
+}
+
+#[tokio::test]
+async fn a_policy_that_does_not_load_with_the_derived_contracts_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy =
+        "rules:\n  - id: r\n    action: mcp.fs.echo\n    when: tool.annotations.noSuchHint\n    effect: allow\n";
+    std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
+    let fake = Fake::new();
+    let err = started(dir.path(), &fake).await.err().unwrap();
+    assert!(err.contains("noSuchHint"), "{err}");
+    // A server that cannot be listed stops it too, naming the server.
+    std::fs::write(dir.path().join("policy.yaml"), POLICY).unwrap();
+    fake.refuse.store(true, Ordering::SeqCst);
+    let err = started(dir.path(), &fake).await.err().unwrap();
+    assert!(
+        err.starts_with("server `fs`: its tools could not be listed: could not start `fake`"),
+        "{err}"
+    );
+}
