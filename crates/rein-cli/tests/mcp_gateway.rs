@@ -302,14 +302,13 @@ fn python_http_server_through_http_gateway() {
         {"op": "list_tools"},
     ]);
     for mode in ["auto", "legacy"] {
-        let direct = steps_of(&session(
-            &peers,
-            &scratch,
-            mode,
-            &Target::Url(upstream_url.clone()),
-            &steps,
-        ));
-        let through = steps_of(&session(&peers, &scratch, mode, &Target::Url(gw.url("t")), &steps));
+        let direct_lines = session(&peers, &scratch, mode, &Target::Url(upstream_url.clone()), &steps);
+        let through_lines = session(&peers, &scratch, mode, &Target::Url(gw.url("t")), &steps);
+        assert_eq!(
+            through_lines[0]["protocol_version"], direct_lines[0]["protocol_version"],
+            "({mode}) the era through the gateway"
+        );
+        let (direct, through) = (steps_of(&direct_lines), steps_of(&through_lines));
         assert_eq!(through[0], direct[0], "({mode}) an allowed greet differs");
         assert_blocked_by(&through[1], "add_big", "no big sums");
         assert_eq!(through[2], direct[2], "({mode}) tools/list differs");
@@ -710,4 +709,66 @@ fn pass_through_is_byte_for_byte_except_governed_calls() {
         "the server received other bytes through the gateway (beside the governed call, which it must not see)"
     );
     assert_eq!(one_way(&below, "s2c"), expected_s2c, "the server sent something else");
+}
+
+/// A client message over the gateway's size bound (`--max-message-mib 1`,
+/// a 2 MiB argument): never forwarded (the tap below the gateway sees no
+/// such line), the call does not succeed, and the next call is served.
+/// Over stdio the refusal has id null (the line was not kept, so neither
+/// was its id): the SDK's call ends at its own timeout. Over HTTP the 413
+/// carries the reason.
+#[test]
+fn oversized_client_message_is_not_forwarded_and_the_session_goes_on() {
+    let Some(peers) = peers("oversized_client_message_is_not_forwarded_and_the_session_goes_on") else {
+        return;
+    };
+    let scratch = Scratch::new("t");
+    let markers = scratch.dir("markers");
+    let taps = scratch.dir("taps");
+    let mut below = peers.py("tap.py", &[taps.to_str().unwrap(), "below", "--"]);
+    below.extend(test_server_cmd(&peers, V1, &markers));
+    let big = "x".repeat(2 * 1024 * 1024);
+    let steps = json!([
+        {"op": "call", "name": "greet", "arguments": {"name": "before"}},
+        {"op": "call", "name": "greet", "arguments": {"name": big}, "timeout": 10},
+        {"op": "call", "name": "greet", "arguments": {"name": "after"}},
+    ]);
+    let gateway = Target::Stdio(scratch.gateway("t", &["--max-message-mib", "1"], &below));
+    let lines = steps_of(&session(&peers, &scratch, "legacy", &gateway, &steps));
+    assert_eq!(text(&lines[0]), "Hello, before!");
+    assert!(
+        lines[1].get("result").is_none() && lines[1].get("error").is_some(),
+        "the oversized call got a result: {}",
+        &lines[1].to_string()[..300.min(lines[1].to_string().len())]
+    );
+    assert_eq!(text(&lines[2]), "Hello, after!", "the call after the oversized one");
+    let log = tap_log(&tap_file(&taps, "below"));
+    assert!(
+        log.iter().all(|(_, l)| l.len() < 1024 * 1024),
+        "a line over the bound went through the gateway"
+    );
+
+    // Over HTTP: the body is refused (413) and the session goes on.
+    let mut args: Vec<OsString> = vec!["--max-message-mib".into(), "1".into(), "--server".into(), "t".into()];
+    args.push("--".into());
+    args.extend(test_server_cmd(&peers, V1, &markers));
+    let gw = HttpGateway::start(&scratch, &args);
+    for mode in ["auto", "legacy"] {
+        let lines = steps_of(&session(&peers, &scratch, mode, &Target::Url(gw.url("t")), &steps));
+        assert_eq!(text(&lines[0]), "Hello, before!", "({mode})");
+        // The 413's JSON-RPC error, which the SDK hands to the call.
+        assert!(
+            lines[1].get("result").is_none()
+                && lines[1]["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("at most")),
+            "({mode}) the oversized call was not refused with its reason: {}",
+            lines[1]
+        );
+        assert_eq!(
+            text(&lines[2]),
+            "Hello, after!",
+            "({mode}) the call after the oversized one"
+        );
+    }
 }
