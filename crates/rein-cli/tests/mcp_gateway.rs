@@ -222,6 +222,7 @@ fn python_server_through_gateway_in_each_era() {
         {"op": "call", "name": "add", "arguments": {"a": 5000, "b": 1}},
         {"op": "list_tools"},
         {"op": "call", "name": "add", "arguments": {"a": 7000, "b": 1}, "meta": {"claudecode/toolUseId": "toolu_py_join_key"}},
+        {"op": "call", "name": "confirm", "arguments": {"question": "Proceed?"}},
     ]);
     let server = test_server_cmd(&peers, V1, &markers);
     let gateway = Target::Stdio(scratch.gateway("t", &[], &server));
@@ -248,6 +249,13 @@ fn python_server_through_gateway_in_each_era() {
         }
         assert_eq!(t[3], d[3], "({mode}) tools/list differs");
         assert_blocked_by(&t[4], "add_big", "no big sums");
+        // A server-to-client request (elicitation) and its answer, routed
+        // through the gateway (the stateless era has no back-channel: the
+        // server's own error, passed through).
+        assert_eq!(t[5], d[5], "({mode}) the call that elicits differs");
+        if era != "2026-07-28" {
+            assert_eq!(text(&t[5]), "accept: True", "({mode}) {}", t[5]);
+        }
     }
     // Every decision is in the audit log, a call's Claude Code tool-use id
     // with it (the join key with hook records), and the chain verifies.
@@ -300,6 +308,7 @@ fn python_http_server_through_http_gateway() {
         {"op": "call", "name": "greet", "arguments": {"name": "Bo"}},
         {"op": "call", "name": "add", "arguments": {"a": 5000, "b": 1}},
         {"op": "list_tools"},
+        {"op": "call", "name": "confirm", "arguments": {"question": "Proceed?"}},
     ]);
     for mode in ["auto", "legacy"] {
         let direct_lines = session(&peers, &scratch, mode, &Target::Url(upstream_url.clone()), &steps);
@@ -312,7 +321,11 @@ fn python_http_server_through_http_gateway() {
         assert_eq!(through[0], direct[0], "({mode}) an allowed greet differs");
         assert_blocked_by(&through[1], "add_big", "no big sums");
         assert_eq!(through[2], direct[2], "({mode}) tools/list differs");
+        assert_eq!(through[3], direct[3], "({mode}) the call that elicits differs");
     }
+    // The handshake era: the elicitation travels on the POST's SSE stream.
+    let legacy = steps_of(&session(&peers, &scratch, "legacy", &Target::Url(gw.url("t")), &steps));
+    assert_eq!(text(&legacy[3]), "accept: True", "{}", legacy[3]);
 }
 
 /// `require_approval`: the call is held (not forwarded) while the gateway
@@ -589,6 +602,38 @@ fn id_of(line: &str) -> String {
     serde_json::from_str::<Value>(line).unwrap()["id"].to_string()
 }
 
+/// The server-everything session: tools, resources, prompts, progress, a
+/// server-to-client sampling request, and one governed call (the step
+/// `GOVERNED_STEP`, an echo the policy blocks).
+fn everything_steps() -> Value {
+    json!([
+        {"op": "list_tools"},
+        {"op": "list_resources"},
+        {"op": "read_resource", "uri": "demo://resource/static/document/features.md"},
+        {"op": "list_prompts"},
+        {"op": "get_prompt", "name": "args-prompt", "arguments": {"city": "Paris"}},
+        {"op": "call", "name": "echo", "arguments": {"message": "hello"}},
+        {"op": "call", "name": "get-sum", "arguments": {"a": 2, "b": 3}},
+        {"op": "call", "name": "trigger-long-running-operation", "arguments": {"duration": 1, "steps": 2}, "progress": true},
+        {"op": "call", "name": "trigger-sampling-request", "arguments": {"prompt": "hi sampler", "maxTokens": 10}},
+        {"op": "call", "name": "echo", "arguments": {"message": "a forbidden word"}},
+        {"op": "call", "name": "get-structured-content", "arguments": {"location": "New York"}},
+        {"op": "call", "name": "echo", "arguments": {"message": "after the block"}},
+    ])
+}
+
+/// The index of the blocked echo among `everything_steps()`.
+const GOVERNED_STEP: usize = 9;
+
+/// Every step of `through` that differs from `direct`, but `governed`.
+fn differing_steps(direct: &[Value], through: &[Value], governed: usize) -> Vec<String> {
+    assert_eq!(direct.len(), through.len());
+    (0..direct.len())
+        .filter(|&i| i != governed && through[i] != direct[i])
+        .map(|i| format!("step {i}:\n  direct:  {}\n  gateway: {}", direct[i], through[i]))
+        .collect()
+}
+
 /// The same scripted session with server-everything (tools, resources,
 /// prompts, progress, a server-to-client sampling request, one governed
 /// call) directly and through the gateway, with a tap above the gateway
@@ -607,21 +652,8 @@ fn pass_through_is_byte_for_byte_except_governed_calls() {
         v.extend(cmd);
         v
     };
-    let steps = json!([
-        {"op": "list_tools"},
-        {"op": "list_resources"},
-        {"op": "read_resource", "uri": "demo://resource/static/document/features.md"},
-        {"op": "list_prompts"},
-        {"op": "get_prompt", "name": "args-prompt", "arguments": {"city": "Paris"}},
-        {"op": "call", "name": "echo", "arguments": {"message": "hello"}},
-        {"op": "call", "name": "get-sum", "arguments": {"a": 2, "b": 3}},
-        {"op": "call", "name": "trigger-long-running-operation", "arguments": {"duration": 1, "steps": 2}, "progress": true},
-        {"op": "call", "name": "trigger-sampling-request", "arguments": {"prompt": "hi sampler", "maxTokens": 10}},
-        {"op": "call", "name": "echo", "arguments": {"message": "a forbidden word"}},
-        {"op": "call", "name": "get-structured-content", "arguments": {"location": "New York"}},
-        {"op": "call", "name": "echo", "arguments": {"message": "after the block"}},
-    ]);
-    let governed = 9; // the index of the blocked echo among the steps
+    let steps = everything_steps();
+    let governed = GOVERNED_STEP;
 
     // Twice directly: what differs between two direct runs (nothing, if
     // the comparison below is meaningful).
@@ -650,12 +682,8 @@ fn pass_through_is_byte_for_byte_except_governed_calls() {
     let gateway = scratch.gateway("everything", &[], &tap("below", peers.everything_cmd()));
     let through = session(&peers, &scratch, "auto", &Target::Stdio(tap("above", gateway)), &steps);
     let (ds, ts) = (steps_of(&d1), steps_of(&through));
-    assert_eq!(ds.len(), ts.len());
     // Every step that differs, so that one run reports them all.
-    let differ: Vec<String> = (0..ds.len())
-        .filter(|&i| i != governed && ts[i] != ds[i])
-        .map(|i| format!("step {i}:\n  direct:  {}\n  gateway: {}", ds[i], ts[i]))
-        .collect();
+    let differ = differing_steps(&ds, &ts, governed);
     assert!(
         differ.is_empty(),
         "{} step(s) differ through the gateway:\n{}",
@@ -769,6 +797,66 @@ fn oversized_client_message_is_not_forwarded_and_the_session_goes_on() {
             text(&lines[2]),
             "Hello, after!",
             "({mode}) the call after the oversized one"
+        );
+    }
+}
+
+/// server-everything on Streamable HTTP behind the HTTP gateway (`--url`):
+/// the same session directly and through the gateway gives the same
+/// results (SSE, progress, a sampling request on the POST's stream), but
+/// the governed call.
+#[test]
+fn everything_over_http_through_http_gateway() {
+    let Some(peers) = peers("everything_over_http_through_http_gateway") else {
+        return;
+    };
+    let scratch = Scratch::new("everything");
+    let port = free_port();
+    let port_s = port.to_string();
+    let argv: Vec<OsString> = vec!["node".into(), peers.everything.clone().into(), "streamableHttp".into()];
+    let _upstream = Background::start(&argv, &[("PORT", &port_s)], port);
+    let upstream_url = format!("http://127.0.0.1:{port}/mcp");
+    let gw = HttpGateway::start(
+        &scratch,
+        &[
+            "--server".into(),
+            "everything".into(),
+            "--url".into(),
+            upstream_url.clone().into(),
+        ],
+    );
+    let steps = everything_steps();
+    for mode in ["auto", "legacy"] {
+        let direct = steps_of(&session(
+            &peers,
+            &scratch,
+            mode,
+            &Target::Url(upstream_url.clone()),
+            &steps,
+        ));
+        let through = steps_of(&session(
+            &peers,
+            &scratch,
+            mode,
+            &Target::Url(gw.url("everything")),
+            &steps,
+        ));
+        assert!(
+            text(&direct[GOVERNED_STEP]).contains("a forbidden word"),
+            "control: {}",
+            direct[GOVERNED_STEP]
+        );
+        assert_blocked_by(
+            &through[GOVERNED_STEP],
+            "no_forbidden_echo",
+            "the model may not echo forbidden words",
+        );
+        let differ = differing_steps(&direct, &through, GOVERNED_STEP);
+        assert!(
+            differ.is_empty(),
+            "({mode}) {} step(s) differ through the gateway:\n{}",
+            differ.len(),
+            differ.join("\n")
         );
     }
 }

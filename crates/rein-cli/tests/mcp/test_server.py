@@ -11,6 +11,8 @@ Tools:
 - `sleepy(seconds, tag)`: sleeps, then answers "slept <seconds>s: <tag>".
   With `--marker-dir`, every call that reaches the server writes a file
   `<tag>` there first, so a test sees which calls the upstream received.
+- `confirm(question)`: asks the client through elicitation (a
+  server-to-client request, handshake era) and answers with what came back.
 
 stdio by default (configuration comes from argv: the SDK's stdio client
 passes its child a filtered environment); `--http PORT` serves Streamable
@@ -22,6 +24,12 @@ import asyncio
 import os
 
 from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from pydantic import BaseModel
+
+
+class Approve(BaseModel):
+    approve: bool
 
 
 def main() -> None:
@@ -52,6 +60,12 @@ def main() -> None:
         mark(tag)
         await asyncio.sleep(seconds)
         return f"slept {seconds}s: {tag}"
+
+    @server.tool(description="Asks the user to confirm, then says what they answered.")
+    async def confirm(question: str, ctx: Context) -> str:
+        answer = await ctx.elicit(question, Approve)
+        data = answer.data.approve if answer.action == "accept" else None
+        return f"{answer.action}: {data}"
 
     if args.http is not None:
         server.run("streamable-http", host="127.0.0.1", port=args.http)
