@@ -61,6 +61,9 @@ pub async fn connect(spec: &UpstreamSpec, limits: &Limits) -> Result<Link, Upstr
         // The upstream is named by its URL: a proxy from the environment
         // would put a third party between the gateway and it, in clear.
         .no_proxy()
+        // A redirect would send the message (307/308: with its body) to
+        // another endpoint than the one configured; it is an error instead.
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(limits.startup_timeout)
         .build()
         .map_err(|e| UpstreamError::Url {
@@ -71,8 +74,8 @@ pub async fn connect(spec: &UpstreamSpec, limits: &Limits) -> Result<Link, Upstr
     let (events, events_rx) = mpsc::channel(CHANNEL_DEPTH);
     let shared = Arc::new(Shared {
         client,
+        url: shown_url(&endpoint),
         endpoint,
-        url: url.clone(),
         limits: limits.clone(),
         session: Mutex::new(None),
         version: Mutex::new(None),
@@ -111,10 +114,20 @@ fn check_url(url: &str) -> Result<reqwest::Url, UpstreamError> {
     Ok(parsed)
 }
 
+/// The endpoint as messages name it: without its query and fragment, which
+/// may hold a token, since reasons reach the client, the log and the audit.
+fn shown_url(endpoint: &reqwest::Url) -> String {
+    let mut shown = endpoint.clone();
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.to_string()
+}
+
 /// What the link's tasks share.
 struct Shared {
     client: reqwest::Client,
     endpoint: reqwest::Url,
+    /// The endpoint as messages name it (see [`shown_url`]).
     url: String,
     limits: Limits,
     /// `Mcp-Session-Id` from the `initialize` response.
@@ -245,22 +258,28 @@ async fn drive(shared: Arc<Shared>, mut messages: mpsc::Receiver<Message>) {
     let mut closed_reason = None;
     loop {
         let message = tokio::select! {
-            message = messages.recv() => message,
-            () = shared.events.closed() => None,
+            // A session found gone stops the link before anything queued
+            // is sent into it.
+            biased;
             Some(Control::SessionGone(reason)) = control.recv() => {
                 closed_reason = Some(reason);
                 None
             }
+            () = shared.events.closed() => None,
             Some(done) = posts.join_next_with_id(), if !posts.is_empty() => {
                 let task = match done {
                     Ok((task, ())) => task,
                     Err(e) => e.id(),
                 };
                 if let Some(id) = by_task.remove(&task) {
-                    in_flight.remove(&id);
+                    // Only its own entry: a later request may reuse the id.
+                    if in_flight.get(&id).is_some_and(|handle| handle.id() == task) {
+                        in_flight.remove(&id);
+                    }
                 }
                 continue;
             }
+            message = messages.recv() => message,
         };
         let Some(message) = message else { break };
         match message.kind.clone() {
@@ -329,14 +348,40 @@ async fn drive(shared: Arc<Shared>, mut messages: mpsc::Receiver<Message>) {
     }
 }
 
-/// POSTs a request and passes on what comes back, until its response.
+/// POSTs a request and passes on what comes back, until its response or
+/// [`Limits::upstream_timeout`] (by then the session has answered the
+/// call itself; the stream is closed, which a stateless-era server takes
+/// as cancellation).
 async fn post_request(
     shared: Arc<Shared>,
     message: Message,
     control: mpsc::Sender<Control>,
-    mut initialize: Option<oneshot::Sender<()>>,
+    initialize: Option<oneshot::Sender<()>>,
 ) {
     let Some(id) = message.id().cloned() else { return };
+    let limit = shared.limits.upstream_timeout;
+    let mut answered = false;
+    let exchange = exchange(&shared, &id, message, &control, initialize, &mut answered);
+    let timed_out = tokio::time::timeout(limit, exchange).await.is_err();
+    if timed_out && !answered {
+        let url = &shared.url;
+        shared
+            .fail(
+                &id,
+                format!("upstream `{url}` did not answer within {} s", limit.as_secs()),
+            )
+            .await;
+    }
+}
+
+async fn exchange(
+    shared: &Shared,
+    id: &Id,
+    message: Message,
+    control: &mpsc::Sender<Control>,
+    mut initialize: Option<oneshot::Sender<()>>,
+    answered: &mut bool,
+) {
     let headers = shared.post_headers(&message, initialize.is_some());
     let sent_session = headers.contains_key("mcp-session-id");
     let sent = shared
@@ -352,7 +397,7 @@ async fn post_request(
         Err(e) => {
             return shared
                 .fail(
-                    &id,
+                    id,
                     format!("upstream `{url}` could not be reached: {}", error_chain(&e)),
                 )
                 .await
@@ -363,7 +408,7 @@ async fn post_request(
         if let Some(session) = response.headers().get("mcp-session-id") {
             if !is_session_id(session) {
                 return shared
-                    .fail(&id, format!("upstream `{url}` sent an invalid Mcp-Session-Id"))
+                    .fail(id, format!("upstream `{url}` sent an invalid Mcp-Session-Id"))
                     .await;
             }
             if let Ok(mut slot) = shared.session.lock() {
@@ -372,18 +417,18 @@ async fn post_request(
         }
     }
     let mut reader = ResponseReader {
-        shared: &shared,
-        id: &id,
-        answered: false,
+        shared,
+        id,
+        answered,
         initialize: &mut initialize,
     };
     if !status.is_success() {
-        return reader.http_error(response, sent_session, &control).await;
+        return reader.http_error(response, sent_session, control).await;
     }
     if status == StatusCode::ACCEPTED {
         return shared
             .fail(
-                &id,
+                id,
                 format!("upstream `{url}` answered 202 Accepted to a request, without a response"),
             )
             .await;
@@ -394,15 +439,15 @@ async fn post_request(
         other => {
             return shared
                 .fail(
-                    &id,
+                    id,
                     format!("upstream `{url}` answered with content type `{other}`, neither JSON nor an event stream"),
                 )
                 .await
         }
     }
-    if !reader.answered {
+    if !*reader.answered {
         shared
-            .fail(&id, format!("upstream `{url}` ended its answer without a response"))
+            .fail(id, format!("upstream `{url}` ended its answer without a response"))
             .await;
     }
 }
@@ -485,7 +530,9 @@ async fn server_stream(shared: Arc<Shared>) {
 struct ResponseReader<'a> {
     shared: &'a Shared,
     id: &'a Id,
-    answered: bool,
+    /// Whether the response to the request came (or its failure was
+    /// reported).
+    answered: &'a mut bool,
     initialize: &'a mut Option<oneshot::Sender<()>>,
 }
 
@@ -496,7 +543,7 @@ impl ResponseReader<'_> {
     async fn deliver(&mut self, message: Message) {
         let ours = matches!(&message.kind, Kind::Response { id: Some(id), .. } if id == self.id);
         if ours {
-            self.answered = true;
+            *self.answered = true;
         }
         let answered_init = if ours { self.initialize.take() } else { None };
         if let Some(answered) = answered_init {
@@ -545,34 +592,39 @@ impl ResponseReader<'_> {
                 self.shared
                     .fail(self.id, format!("upstream `{url}`: the answer broke off: {reason}"))
                     .await;
-                self.answered = true;
+                *self.answered = true;
             }
         }
     }
 
     async fn event_stream(&mut self, response: reqwest::Response) {
         let mut reader = EventReader::new(response, self.shared.limits.max_message_bytes);
+        let mut read_until = None;
         loop {
-            let item = if self.answered {
-                // The response is in; read on briefly for the stream's end.
-                match tokio::time::timeout(AFTER_ANSWER, reader.next()).await {
+            if *self.answered && read_until.is_none() {
+                read_until = Some(tokio::time::Instant::now() + AFTER_ANSWER);
+            }
+            let item = match read_until {
+                // The response is in; read on briefly for the stream's end
+                // (a deadline, not a per-event timeout: a server that keeps
+                // sending cannot hold the stream open).
+                Some(deadline) => match tokio::time::timeout_at(deadline, reader.next()).await {
                     Ok(item) => item,
                     Err(_) => return,
-                }
-            } else {
-                reader.next().await
+                },
+                None => reader.next().await,
             };
             match item {
                 None => return,
                 Some(Ok(message)) => self.deliver(message).await,
                 Some(Err(StreamFault::Fault(reason))) => self.fault(reason).await,
                 Some(Err(StreamFault::Broken(reason))) => {
-                    if !self.answered {
+                    if !*self.answered {
                         let url = &self.shared.url;
                         self.shared
                             .fail(self.id, format!("upstream `{url}`: the answer broke off: {reason}"))
                             .await;
-                        self.answered = true;
+                        *self.answered = true;
                     }
                     return;
                 }
@@ -742,6 +794,12 @@ mod tests {
         assert!(check_url("ftp://x/").is_err());
         assert!(check_url("http://user:pw@127.0.0.1/").is_err());
         assert!(check_url("not a url").is_err());
+    }
+
+    #[test]
+    fn reasons_do_not_show_the_query() {
+        let url = check_url("http://127.0.0.1:9/mcp?token=secret#x").unwrap();
+        assert_eq!(shown_url(&url), "http://127.0.0.1:9/mcp");
     }
 
     #[test]

@@ -82,7 +82,7 @@ const NAME_HEADER: &str = "mcp-name";
 
 /// Messages buffered for one stream before the session waits for its
 /// reader.
-const STREAM_CAPACITY: usize = 64;
+const STREAM_CAPACITY: usize = 16;
 /// How long the session waits for a stream's reader to take a message
 /// before it closes that stream: one client that stops reading must not
 /// hold up the others of a shared session.
@@ -90,11 +90,20 @@ const STREAM_STALL: Duration = Duration::from_secs(30);
 /// Messages kept for a GET stream nobody has opened yet; the oldest go
 /// first.
 const MAX_QUEUED: usize = 1000;
+/// Bytes kept for a GET stream nobody has opened yet, at most (or one
+/// message, when a message is larger).
+const MAX_QUEUED_BYTES: usize = 16 << 20;
 /// An SSE comment this often keeps idle streams (a call held for approval)
 /// from being cut by intermediaries.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// How often idle sessions are looked for, at most.
 const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// How long a client may take to send a POST's body (408 after): a body
+/// trickled byte by byte must not hold a task for ever.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most requests in flight in one session (503 above): each holds a
+/// stream, and a shared session serves every stateless client.
+pub const MAX_REQUESTS_IN_FLIGHT: usize = 1000;
 
 /// Starts a session with a server for one client: [`crate::proxy::
 /// start_session`] in the gateway; a scripted session in tests.
@@ -133,13 +142,19 @@ impl Default for HttpOptions {
     }
 }
 
-/// The routes `/mcp/{server}` (POST, GET, DELETE) over a gateway.
+/// The routes `/mcp/{server}` (POST, GET, DELETE) over a gateway, with
+/// the default bounds and the gateway's message bound.
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    let servers: Vec<String> = gateway.servers.keys().cloned().collect();
     let options = HttpOptions {
         max_message_bytes: gateway.limits.max_message_bytes,
         ..HttpOptions::default()
     };
+    router_with_options(gateway, options)
+}
+
+/// [`router`] with bounds of its own.
+pub fn router_with_options(gateway: Arc<Gateway>, options: HttpOptions) -> Router {
+    let servers: Vec<String> = gateway.servers.keys().cloned().collect();
     let start = move |server: &str, info: SessionInfo| crate::proxy::start_session(Arc::clone(&gateway), server, info);
     router_with(servers, Arc::new(start), options)
 }
@@ -258,6 +273,8 @@ struct Routes {
     get: Option<mpsc::Sender<Message>>,
     /// Messages for a GET stream not open yet.
     queued: VecDeque<Message>,
+    /// Their bytes.
+    queued_bytes: usize,
 }
 
 struct OpenRequest {
@@ -332,8 +349,7 @@ impl Endpoint {
             keep
         });
         for session in expired {
-            tracing::info!(server = %session.server, session = session.id.as_deref().unwrap_or("<stateless>"),
-                "MCP session idle for {idle:?}: ended");
+            tracing::info!(server = %session.server, session = %session.log_name(), "MCP session idle for {idle:?}: ended");
             session.end();
         }
     }
@@ -380,6 +396,7 @@ impl Endpoint {
             }
             sessions.insert(id, Arc::clone(&session));
         }
+        tracing::info!(server = %server, session = %session.log_name(), "MCP session started");
         self.spawn_dispatcher(&session, handle.from_gateway);
         Ok(session)
     }
@@ -473,6 +490,15 @@ impl Session {
         self.id.is_none()
     }
 
+    /// How logs name the session: the start of its id only, as the whole
+    /// id lets whoever reads the log act in the session.
+    fn log_name(&self) -> String {
+        match &self.id {
+            Some(id) => format!("{}…", id.get(..8).unwrap_or(id)),
+            None => "<stateless>".to_string(),
+        }
+    }
+
     fn touch(&self) {
         *lock(&self.last_active) = Instant::now();
     }
@@ -500,9 +526,29 @@ impl Session {
         tx.send(message).await.ok()
     }
 
+    /// Sends a message to the proxy session from a task of its own: the
+    /// dispatcher must not wait on the session, which may be waiting on it.
+    fn send_later(&self, message: Message) {
+        let Some(tx) = lock(&self.to_gateway).clone() else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = tx.send(message).await;
+            });
+        }
+    }
+
     /// Registers a request in flight; its id must not be in flight already.
     fn open(&self, id: &Id, tx: mpsc::Sender<Message>, sse: bool, progress_token: Option<Json>) -> Result<(), Refusal> {
         let mut routes = lock(&self.routes);
+        if routes.open.len() >= MAX_REQUESTS_IN_FLIGHT {
+            return Err(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                code::INTERNAL_ERROR,
+                format!("Service Unavailable: {MAX_REQUESTS_IN_FLIGHT} requests already in flight in this session"),
+            ));
+        }
         if routes.by_id.contains_key(id) {
             return Err(Refusal::bad_request(format!(
                 "Bad Request: request id {id} is already used by a request in flight in this session"
@@ -565,11 +611,14 @@ impl Session {
         if let Some(get) = routes.get.as_ref().filter(|g| !g.is_closed()) {
             return Target::Get(get.clone());
         }
-        if routes.queued.len() >= MAX_QUEUED {
-            routes.queued.pop_front();
-            tracing::warn!(server = %self.server, "no GET stream opened for {MAX_QUEUED} messages: the oldest dropped");
-        }
+        routes.queued_bytes += message.bytes.len();
         routes.queued.push_back(message.clone());
+        while routes.queued.len() > MAX_QUEUED || (routes.queued_bytes > MAX_QUEUED_BYTES && routes.queued.len() > 1) {
+            if let Some(dropped) = routes.queued.pop_front() {
+                routes.queued_bytes -= dropped.bytes.len();
+            }
+            tracing::warn!(server = %self.server, "no GET stream opened: the oldest queued message dropped");
+        }
         Target::Queued
     }
 
@@ -616,7 +665,7 @@ impl Session {
                             code::METHOD_NOT_FOUND,
                             format!("`{method}`: the gateway's stateless clients cannot be asked"),
                         );
-                        let _ = self.send(reply).await;
+                        self.send_later(reply);
                     }
                     tracing::debug!(server = %self.server, "stateless session: a message for no request dropped");
                     return;
@@ -656,6 +705,7 @@ async fn dispatch(session: Arc<Session>, mut from_gateway: mpsc::Receiver<Messag
     if let Some(endpoint) = endpoint.upgrade() {
         endpoint.forget(&session);
     }
+    tracing::info!(server = %session.server, session = %session.log_name(), "MCP session ended");
 }
 
 // ---------------------------------------------------------------------------
@@ -686,7 +736,16 @@ async fn post_message(
     check_content_type(headers)?;
     let reply = reply_kind(headers)?;
     let session_id = single_header(headers, SESSION_HEADER)?;
-    let bytes = read_limited(headers, body, endpoint.options.max_message_bytes).await?;
+    let limit = endpoint.options.max_message_bytes;
+    let bytes = tokio::time::timeout(BODY_READ_TIMEOUT, read_limited(headers, body, limit))
+        .await
+        .map_err(|_| {
+            Refusal::new(
+                StatusCode::REQUEST_TIMEOUT,
+                code::INVALID_REQUEST,
+                format!("Request Timeout: the body took longer than {BODY_READ_TIMEOUT:?} to arrive"),
+            )
+        })??;
     let message = Message::parse(bytes).map_err(|e| {
         let status = StatusCode::BAD_REQUEST;
         Refusal::new(status, e.code(), format!("Bad Request: {e}"))
@@ -811,9 +870,7 @@ impl Drop for Waiter {
                 "notifications/cancelled",
                 json!({"requestId": self.upstream_id.to_json(), "reason": "the client closed its stream"}),
             );
-            if let Some(tx) = lock(&self.session.to_gateway).clone() {
-                let _ = tx.try_send(cancel);
-            }
+            self.session.send_later(cancel);
         }
     }
 }
@@ -964,6 +1021,7 @@ fn open_get_stream(endpoint: &Arc<Endpoint>, server: &str, headers: &HeaderMap) 
             ));
         }
         routes.get = Some(tx);
+        routes.queued_bytes = 0;
         std::mem::take(&mut routes.queued)
     };
     Ok(sse_response(SseSource::Get(rx), queued))
@@ -1355,6 +1413,46 @@ mod tests {
             &restore_id(&response, b"\"a\\u0062\"")[..],
             br#"{"result":{"id":"x"},"jsonrpc":"2.0","id":"a\u0062"}"#
         );
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Json> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Json::Null),
+            any::<bool>().prop_map(Json::from),
+            any::<i64>().prop_map(Json::from),
+            // Keys and strings with quotes, backslashes, braces and `id`.
+            "[a-z\\\\\"{}\\[\\],: ]{0,8}|id".prop_map(Json::from),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Json::from),
+                proptest::collection::btree_map("[a-z\"\\\\]{0,4}|id", inner, 0..4)
+                    .prop_map(|m| Json::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Replacing the id changes the id and nothing else, wherever an
+        /// `id` key or a look-alike sits in the rest of the message.
+        #[test]
+        fn replacing_the_id_changes_nothing_else(params in json_value(), id in proptest::prelude::any::<i64>(), pretty in proptest::prelude::any::<bool>()) {
+            // `params` (where `id` keys and look-alikes are) comes first.
+            let params_text = if pretty { serde_json::to_string_pretty(&params) } else { serde_json::to_string(&params) }.unwrap();
+            let text = format!("{{ \"params\" :{params_text},\n\"jsonrpc\":\"2.0\", \"id\" : {id} ,\"method\":\"tools/call\"}}");
+            let json = json!({"params": params, "jsonrpc": "2.0", "id": id, "method": "tools/call"});
+            let (rewritten, original) = replace_id(&message(&text), &Id::Str("rein-http-9".into())).unwrap();
+            let id_text = id.to_string();
+            proptest::prop_assert_eq!(&original[..], id_text.as_bytes());
+            let mut expected = json.clone();
+            expected["id"] = json!("rein-http-9");
+            proptest::prop_assert_eq!(&rewritten.json, &expected);
+            let back = restore_id(&jsonrpc::response(&Id::Str("rein-http-9".into()), json["params"].clone()), &original);
+            let back: Json = serde_json::from_slice(&back).unwrap();
+            proptest::prop_assert_eq!(&back["id"], &json!(id));
+            proptest::prop_assert_eq!(&back["result"], &json["params"]);
+        }
     }
 
     #[test]

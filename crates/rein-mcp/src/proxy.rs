@@ -79,6 +79,9 @@ pub const MAX_IN_FLIGHT: usize = 1024;
 /// Calls of one session waiting for a person's approval at once; one more
 /// is refused.
 pub const MAX_HELD_CALLS: usize = 64;
+/// Tools a server lists beyond its catalog that a session remembers (to
+/// refuse their calls with what happened rather than as unknown).
+pub const MAX_LISTED_ADDED: usize = 10_000;
 /// How often a held call looks its approval up.
 pub const APPROVAL_POLL: Duration = Duration::from_millis(200);
 /// The stateless protocol revision: its requests name it in `_meta`, its
@@ -220,7 +223,8 @@ struct Session {
     holds: JoinSet<()>,
     held_tx: mpsc::Sender<HoldDone>,
     held_rx: mpsc::Receiver<HoldDone>,
-    /// The tools as the server last listed them, compared with the catalog.
+    /// The tools the server last listed that differ from the catalog
+    /// (changed, or added); a catalog tool not in it is as catalogued.
     listed: HashMap<String, Listed>,
     /// The catalog's digests, by tool.
     digests: HashMap<String, ToolDigest>,
@@ -305,6 +309,13 @@ impl Session {
                         }
                     }
                     "notifications/initialized" => self.initialized = Some(message.clone()),
+                    // Only what is a notification by name goes on: a
+                    // `tools/call` without an id would be a call no one
+                    // decided, should a server run it anyway.
+                    other if !other.starts_with("notifications/") => {
+                        tracing::warn!(server = %self.server.name, method = %other, "a notification that is not `notifications/…` was dropped");
+                        return;
+                    }
                     _ => {}
                 }
                 self.forward_notification(message).await;
@@ -821,26 +832,38 @@ impl Session {
             None => (None, Some(error_text(&message))),
             Some(result) => {
                 // The stateless era's "ask the user first": no result yet,
-                // the client retries the call (decided again).
-                if result.get("resultType").and_then(Json::as_str) == Some("input_required") {
+                // the client retries the call (decided again). Only for a
+                // stateless request, and only without content: a client of
+                // the other era would read the content as the result.
+                let input_required = result.get("resultType").and_then(Json::as_str) == Some("input_required");
+                let carries_content = ["content", "structuredContent", "isError"]
+                    .iter()
+                    .any(|key| result.get(*key).is_some());
+                if input_required && call.stateless && !carries_content {
                     self.send_client(message).await;
                     return;
                 }
+                let structured_content = result.get("structuredContent");
                 if result.get("isError").and_then(Json::as_bool) == Some(true) {
-                    let text = result_text(result);
-                    let text = if text.is_empty() {
-                        "the tool reported an error".to_string()
-                    } else {
-                        text
-                    };
+                    let mut text = result_text(result);
+                    // Whatever else the error result carries is part of it.
+                    if let Some(extra) = structured_content {
+                        push_line(&mut text, &extra.to_string());
+                    }
+                    if text.is_empty() {
+                        text = "the tool reported an error".to_string();
+                    }
                     (None, Some(text))
                 } else if call.structured {
-                    (
-                        Some(result.get("structuredContent").cloned().unwrap_or(Json::Null)),
-                        None,
-                    )
+                    (Some(structured_content.cloned().unwrap_or(Json::Null)), None)
                 } else {
-                    (Some(json!({"text": result_text(result)})), None)
+                    // Structured content a tool did not declare is read as
+                    // text too: it reaches the client all the same.
+                    let mut text = result_text(result);
+                    if let Some(extra) = structured_content {
+                        push_line(&mut text, &extra.to_string());
+                    }
+                    (Some(json!({"text": text})), None)
                 }
             }
         };
@@ -919,7 +942,21 @@ impl Session {
             let visible = status == Listed::Same
                 && catalog::action_name(&self.server.name, &tool.name)
                     .is_some_and(|action| !policy.blocks_unconditionally(&action));
-            self.listed.insert(tool.name.clone(), status);
+            // Only what differs is kept: changed tools are at most the
+            // catalog's; added ones, which a server can list without end,
+            // up to a bound (past it their calls are refused as unknown).
+            match status {
+                Listed::Same => {
+                    self.listed.remove(&tool.name);
+                }
+                Listed::Changed(_) => {
+                    self.listed.insert(tool.name.clone(), status);
+                }
+                Listed::Added if self.listed.len() < MAX_LISTED_ADDED => {
+                    self.listed.insert(tool.name.clone(), status);
+                }
+                Listed::Added => {}
+            }
             if visible {
                 keep.push(raw);
             }
@@ -1091,7 +1128,8 @@ pub fn result_text(result: &Json) -> String {
     texts.join("\n")
 }
 
-/// An error response's text: `JSON-RPC error <code>: <message>`.
+/// An error response's text: `JSON-RPC error <code>: <message>`, and its
+/// `data` (which reaches the client as much as the message does).
 fn error_text(message: &Message) -> String {
     let error = message.json.get("error");
     let code = error.and_then(|e| e.get("code")).and_then(Json::as_i64).unwrap_or(0);
@@ -1099,7 +1137,17 @@ fn error_text(message: &Message) -> String {
         .and_then(|e| e.get("message"))
         .and_then(Json::as_str)
         .unwrap_or("(no message)");
-    format!("JSON-RPC error {code}: {text}")
+    match error.and_then(|e| e.get("data")) {
+        Some(data) => format!("JSON-RPC error {code}: {text} (data: {data})"),
+        None => format!("JSON-RPC error {code}: {text}"),
+    }
+}
+
+fn push_line(text: &mut String, line: &str) {
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    text.push_str(line);
 }
 
 /// Why a call is blocked, for the model: the blocking rule and its reason,

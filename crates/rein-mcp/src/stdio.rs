@@ -281,7 +281,7 @@ async fn shut_down(child: &mut Child, group: Option<rustix::process::Pid>) -> io
 fn describe_exit(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited with status {code}"),
-        (None, Some(signal)) => format!("exited with status: killed by signal {signal}"),
+        (None, Some(signal)) => format!("was killed by signal {signal}"),
         _ => format!("exited with status {status}"),
     }
 }
@@ -289,6 +289,11 @@ fn describe_exit(status: ExitStatus) -> String {
 /// Serves one session over the gateway's own stdin and stdout until stdin
 /// ends: each line a message to the gateway (an invalid one answered with
 /// an error, id null), each message from the gateway a line on stdout.
+///
+/// Tokio reads stdin on a blocking thread that cannot be cancelled: when
+/// this returns before stdin ended (the session ended first, stdout
+/// broke), end the process instead of waiting for the runtime to shut
+/// down, which would wait for a line that may never come.
 pub async fn serve_stdio(handle: crate::proxy::SessionHandle, limits: &Limits) -> std::io::Result<()> {
     serve_lines(tokio::io::stdin(), tokio::io::stdout(), handle, limits).await
 }
@@ -444,7 +449,9 @@ pub(crate) fn quote(bytes: &[u8]) -> String {
 enum Line {
     /// A line within the bound, without its `\n` or `\r\n`.
     Text(Vec<u8>),
-    /// A line over the bound, read to its end and dropped.
+    /// A line over the bound: reported as soon as it crosses the bound (a
+    /// peer that never ends the line is still noticed), the rest of it read
+    /// and dropped.
     TooLong,
     /// The input ended.
     End,
@@ -456,6 +463,10 @@ struct LineReader<R> {
     input: BufReader<R>,
     max: usize,
     line: Vec<u8>,
+    /// Bytes of the current line were read (it may still be empty: `\r`).
+    started: bool,
+    /// The rest of an over-long line is being dropped.
+    skipping: bool,
 }
 
 impl<R: AsyncRead + Unpin> LineReader<R> {
@@ -464,48 +475,49 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             input: BufReader::with_capacity(64 * 1024, input),
             max,
             line: Vec::new(),
+            started: false,
+            skipping: false,
         }
     }
 
     async fn next(&mut self) -> io::Result<Line> {
-        let mut over = false;
-        let mut seen = 0usize;
         loop {
             let chunk = self.input.fill_buf().await?;
             if chunk.is_empty() {
-                // End of input; a last line without a newline still counts.
-                if over {
-                    return Ok(Line::TooLong);
-                }
-                if seen == 0 {
+                if self.skipping || !self.started {
+                    self.skipping = false;
                     return Ok(Line::End);
                 }
+                // A last line without a newline still counts.
                 return Ok(self.finish_line());
             }
             let newline = memchr::memchr(b'\n', chunk);
-            let part = &chunk[..newline.unwrap_or(chunk.len())];
-            seen += part.len();
-            if !over {
-                // One byte of slack for the `\r` of a `\r\n`.
-                if self.line.len() + part.len() > self.max.saturating_add(1) {
-                    over = true;
-                    self.line = Vec::new();
-                } else {
-                    self.line.extend_from_slice(part);
-                }
-            }
             let consumed = newline.map_or(chunk.len(), |at| at + 1);
+            if self.skipping {
+                self.skipping = newline.is_none();
+                self.input.consume(consumed);
+                continue;
+            }
+            let part = &chunk[..newline.unwrap_or(chunk.len())];
+            self.started = true;
+            // One byte of slack for the `\r` of a `\r\n`.
+            if self.line.len() + part.len() > self.max.saturating_add(1) {
+                self.line = Vec::new();
+                self.started = false;
+                self.skipping = newline.is_none();
+                self.input.consume(consumed);
+                return Ok(Line::TooLong);
+            }
+            self.line.extend_from_slice(part);
             self.input.consume(consumed);
             if newline.is_some() {
-                if over {
-                    return Ok(Line::TooLong);
-                }
                 return Ok(self.finish_line());
             }
         }
     }
 
     fn finish_line(&mut self) -> Line {
+        self.started = false;
         let mut line = std::mem::take(&mut self.line);
         if line.last() == Some(&b'\r') {
             line.pop();
@@ -552,6 +564,18 @@ mod tests {
         assert_eq!(lines_of(b"123456\r\nok\n", 5).await, vec![None, Some(b"ok".to_vec())]);
         // An over-long last line without a newline.
         assert_eq!(lines_of(b"ok\n1234567", 5).await, vec![Some(b"ok".to_vec()), None]);
+        assert_eq!(lines_of(b"\r\n", 5).await, vec![Some(b"".to_vec())]);
+    }
+
+    #[tokio::test]
+    async fn a_line_that_never_ends_is_reported_when_it_crosses_the_bound() {
+        let (mut peer, input) = tokio::io::duplex(1024);
+        let mut reader = LineReader::new(input, 10);
+        peer.write_all(b"01234567890123").await.unwrap();
+        // The peer keeps the line open; the reader still answers.
+        assert!(matches!(reader.next().await.unwrap(), Line::TooLong));
+        peer.write_all(b"rest of it\nnext\n").await.unwrap();
+        assert!(matches!(reader.next().await.unwrap(), Line::Text(t) if t == b"next"));
     }
 
     #[test]

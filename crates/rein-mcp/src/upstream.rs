@@ -30,7 +30,9 @@ pub enum UpstreamSpec {
 
 impl UpstreamSpec {
     /// How the server is named in messages and in the lock file:
-    /// `stdio: <program> <args…>` or `http: <url>`.
+    /// `stdio: <program> <args…>` or `http: <url>` (without the URL's query
+    /// and fragment, which may hold a token: the lock file is meant to be
+    /// committed).
     pub fn describe(&self) -> String {
         match self {
             UpstreamSpec::Stdio { program, args, .. } => {
@@ -41,7 +43,10 @@ impl UpstreamSpec {
                 }
                 text
             }
-            UpstreamSpec::Http { url } => format!("http: {url}"),
+            UpstreamSpec::Http { url } => {
+                let end = url.find(['?', '#']).unwrap_or(url.len());
+                format!("http: {}", &url[..end])
+            }
         }
     }
 }
@@ -137,5 +142,25 @@ pub async fn connect(spec: &UpstreamSpec, limits: &Limits) -> Result<Link, Upstr
     match spec {
         UpstreamSpec::Stdio { .. } => crate::stdio::connect_child(spec, limits).await,
         UpstreamSpec::Http { .. } => crate::http_client::connect(spec, limits).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions() {
+        let stdio = UpstreamSpec::Stdio {
+            program: "npx".into(),
+            args: vec!["-y".into(), "server".into()],
+            env: vec![],
+            cwd: None,
+        };
+        assert_eq!(stdio.describe(), "stdio: npx -y server");
+        let http = UpstreamSpec::Http {
+            url: "http://127.0.0.1:3001/mcp?key=secret#x".into(),
+        };
+        assert_eq!(http.describe(), "http: http://127.0.0.1:3001/mcp");
     }
 }

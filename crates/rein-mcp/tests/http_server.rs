@@ -716,3 +716,56 @@ async fn sessions_are_capped_and_idle_ones_end() {
     // Room again.
     gw.initialize("fs").await;
 }
+
+#[tokio::test]
+async fn progress_follows_its_token_and_other_server_messages_the_oldest_stream() {
+    let gw = gateway().await;
+    let session = gw.initialize("fs").await;
+    let oldest = Sse::new(gw.send(gw.post("fs", Some(&session), call(1, "slow"))).await);
+    let chatty = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "chatty", "_meta": {"progressToken": 77}}});
+    let mut own = Sse::new(gw.send(gw.post("fs", Some(&session), chatty.to_string())).await);
+    let mut oldest = oldest;
+    // The progress notification names the token of request 2: its stream.
+    let progress = own.next().await.unwrap();
+    assert_eq!(progress["params"]["progressToken"], 77);
+    // The server's request goes on the oldest open stream.
+    let ask = oldest.next().await.unwrap();
+    assert_eq!(ask["method"], "roots/list");
+    let answer = json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"roots": []}});
+    assert_eq!(
+        gw.send(gw.post("fs", Some(&session), answer.to_string()))
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(own.next().await.unwrap()["id"], 2);
+    assert!(own.next().await.is_none());
+}
+
+#[tokio::test]
+async fn a_shared_session_sends_its_clients_only_what_is_theirs() {
+    let gw = gateway().await;
+    let chatty = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"chatty","_meta":{"progressToken":"t3","io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+    let messages = sse_all(gw.send(gw.post("fs", None, chatty)).await).await;
+    // The progress with the request's token, then the response; the
+    // server's own request reached no client and was answered -32601.
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert_eq!(messages[0]["params"]["progressToken"], "t3");
+    assert_eq!(messages[1]["id"], 3);
+    let answer = gw
+        .world
+        .received()
+        .into_iter()
+        .map(|m| serde_json::from_str::<Json>(&m).unwrap())
+        .find(|m| m["id"] == "srv-1")
+        .unwrap();
+    assert_eq!(answer["error"]["code"], -32601);
+    // A response needs a session: a stateless client has no server request
+    // to answer, so it cannot answer another client's.
+    let response = json!({"jsonrpc": "2.0", "id": "srv-1", "result": {}});
+    let stray = gw.send(gw.post("fs", None, response.to_string())).await;
+    assert_eq!(stray.status(), 400);
+    let count = gw.world.received().len();
+    assert_eq!(count, 2);
+}

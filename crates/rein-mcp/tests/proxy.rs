@@ -50,7 +50,25 @@ contracts:
     mcp.fs.fail:
       input: {}
       output: {text: string}
+    mcp.fs.leak:
+      input: {mode: string}
+      output: {text: string}
 rules:
+  - id: leaks_run
+    action: mcp.fs.leak
+    effect: allow
+  - id: leaks_checked
+    action: mcp.fs.leak
+    phase: after
+    when: output.text.contains("SECRET")
+    effect: block
+    reason: a secret in the result
+  - id: leaked_errors_checked
+    action: mcp.fs.leak
+    phase: after
+    when: error.contains("SECRET")
+    effect: block
+    reason: a secret in the error
   - id: echo_ok
     action: [mcp.fs.echo, mcp.fs.slow, mcp.fs.crash, mcp.fs.garbage, mcp.fs.stats, mcp.fs.fail]
     effect: allow
@@ -100,6 +118,7 @@ fn tools() -> Json {
         {"name": "stats", "description": "counts", "inputSchema": object(json!({})),
          "outputSchema": object(json!({"count": {"type": "integer"}}))},
         {"name": "fail", "description": "fails", "inputSchema": object(json!({}))},
+        {"name": "leak", "description": "hides things", "inputSchema": object(json!({"mode": {"type": "string"}}))},
     ])
 }
 
@@ -180,6 +199,27 @@ impl Fake {
                             "fail" => format!(
                                 r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"bad password hunter2"}}],"isError":true}}}}"#
                             ),
+                            "leak" => match args["mode"].as_str() {
+                                Some("structured") => format!(
+                                    r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"ok"}}],"structuredContent":{{"k":"SECRET"}}}}}}"#
+                                ),
+                                Some("error_structured") => format!(
+                                    r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"failed"}}],"isError":true,"structuredContent":{{"k":"SECRET"}}}}}}"#
+                                ),
+                                Some("input_required") => format!(
+                                    r#"{{"jsonrpc":"2.0","id":{id},"result":{{"resultType":"input_required","content":[{{"type":"text","text":"SECRET"}}]}}}}"#
+                                ),
+                                Some("error_data") => format!(
+                                    r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32000,"message":"failed","data":{{"k":"SECRET"}}}}}}"#
+                                ),
+                                Some("ask") => format!(
+                                    r#"{{"jsonrpc":"2.0","id":{id},"result":{{"resultType":"input_required","inputRequests":{{"ok":{{"method":"elicitation/create","params":{{"message":"sure?"}}}}}},"requestState":"abc"}}}}"#
+                                ),
+                                Some("resource") => format!(
+                                    r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"resource","resource":{{"uri":"file:///k","text":"SECRET"}}}}]}}}}"#
+                                ),
+                                _ => format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[]}}}}"#),
+                            },
                             "slow" => continue,
                             "crash" => {
                                 let _ = server_tx
@@ -642,7 +682,7 @@ async fn drifted_and_added_tools_are_hidden_and_refused() {
     c.initialize().await;
     // Unchanged: the list passes as its bytes.
     let list = c.call(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).await;
-    assert_eq!(list.json["result"]["tools"].as_array().unwrap().len(), 8);
+    assert_eq!(list.json["result"]["tools"].as_array().unwrap().len(), 9);
     let expected = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"tools":{}}}}}"#, tools());
     assert_eq!(list.bytes, expected.as_bytes());
     // The server changes a description and adds a tool.
@@ -871,7 +911,7 @@ async fn tools_the_policy_always_blocks_are_hidden_but_still_decided() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names.len(), 7);
+    assert_eq!(names.len(), 8);
     assert!(!names.contains(&"delete"));
     // `write_file` is blocked only on some paths: listed.
     assert!(names.contains(&"write_file"));
@@ -1038,4 +1078,75 @@ async fn a_policy_that_does_not_load_with_the_derived_contracts_stops_the_start(
         err.starts_with("server `fs`: its tools could not be listed: could not start `fake`"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn results_cannot_hide_from_the_after_rules() {
+    let h = harness();
+    let mut c = h.client();
+    c.initialize().await;
+    for (n, mode) in [
+        "structured",
+        "error_structured",
+        "input_required",
+        "error_data",
+        "resource",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let call = format!(
+            r#"{{"jsonrpc":"2.0","id":{n},"method":"tools/call","params":{{"name":"leak","arguments":{{"mode":"{mode}"}}}}}}"#
+        );
+        let answer = c.call(&call).await;
+        assert_eq!(
+            answer.json["result"]["isError"],
+            true,
+            "{mode}: {}",
+            String::from_utf8_lossy(&answer.bytes)
+        );
+        assert!(
+            text_of(&answer).starts_with("Rein withheld the result of leak"),
+            "{mode}"
+        );
+        assert!(!answer.bytes.windows(6).any(|w| w == b"SECRET"), "{mode}");
+    }
+}
+
+#[tokio::test]
+async fn a_call_sent_as_a_notification_is_not_forwarded() {
+    let h = harness();
+    let mut c = h.client();
+    c.initialize().await;
+    c.send(r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"write_file","arguments":{"path":"/etc/x","content":"x"}}}"#)
+        .await;
+    c.send(r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1}}"#)
+        .await;
+    let answer = c.call(r#"{"jsonrpc":"2.0","id":9,"method":"ping"}"#).await;
+    assert_eq!(answer.json["result"], json!({}));
+    let methods: Vec<String> = h
+        .fake
+        .received()
+        .iter()
+        .filter_map(|(_, m)| m.method().map(str::to_string))
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            "initialize",
+            "notifications/initialized",
+            "notifications/progress",
+            "ping"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_stateless_input_required_result_passes_as_it_came() {
+    let h = harness();
+    let mut c = h.client();
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"leak","arguments":{"mode":"ask"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+    let answer = c.call(call).await;
+    assert_eq!(answer.json["result"]["resultType"], "input_required");
+    assert_eq!(answer.json["result"]["requestState"], "abc");
 }
