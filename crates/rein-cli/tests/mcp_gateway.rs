@@ -860,3 +860,39 @@ fn everything_over_http_through_http_gateway() {
         );
     }
 }
+
+/// `require_approval` over Streamable HTTP, in each era: the POST waits
+/// while the call is held, and a grant lets it through.
+#[test]
+fn approval_over_http() {
+    let Some(peers) = peers("approval_over_http") else {
+        return;
+    };
+    let scratch = Scratch::new("t");
+    let markers = scratch.dir("markers");
+    let mut args: Vec<OsString> = vec!["--approval-timeout".into(), "60s".into(), "--server".into(), "t".into()];
+    args.push("--".into());
+    args.extend(test_server_cmd(&peers, V1, &markers));
+    let gw = HttpGateway::start(&scratch, &args);
+    for mode in ["auto", "legacy"] {
+        let tag = format!("ask-http-{mode}");
+        let steps = json!([
+            {"op": "call", "name": "sleepy", "arguments": {"seconds": 0.1, "tag": tag}, "timeout": 90},
+        ]);
+        let run = ClientRun::start(&peers, &scratch, mode, &Target::Url(gw.url("t")), &steps);
+        let pending = scratch.wait_for_approval(Duration::from_secs(30));
+        assert_eq!(pending["action"], "mcp.t.sleepy", "{pending}");
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(!markers.join(&tag).exists(), "({mode}) a held call reached the server");
+        scratch.decide(pending["id"].as_str().unwrap(), true);
+        let lines = steps_of(&run.finish(Duration::from_secs(60)));
+        assert_eq!(
+            text(&lines[0]),
+            format!("slept 0.1s: {tag}"),
+            "({mode}) the granted call: {}\n{}",
+            lines[0],
+            gw.stderr()
+        );
+        assert!(markers.join(&tag).exists());
+    }
+}
