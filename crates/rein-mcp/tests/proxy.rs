@@ -1150,3 +1150,30 @@ async fn a_stateless_input_required_result_passes_as_it_came() {
     assert_eq!(answer.json["result"]["resultType"], "input_required");
     assert_eq!(answer.json["result"]["requestState"], "abc");
 }
+
+#[tokio::test]
+async fn timeouts_too_long_to_be_a_time_are_no_timeouts() {
+    let h = harness_with(POLICY, Duration::MAX);
+    let gateway = Gateway {
+        runtime: Arc::clone(&h.gateway.runtime),
+        servers: h.gateway.servers.clone(),
+        limits: Limits {
+            upstream_timeout: Duration::MAX,
+            ..limits()
+        },
+        approval_timeout: Duration::MAX,
+        actor: json!(null),
+    };
+    let info = SessionInfo {
+        session: None,
+        client: "mcp:fs".into(),
+    };
+    let handle = start_session_with(Arc::new(gateway), "fs", info, h.fake.connector()).unwrap();
+    let mut c = Client { handle };
+    c.initialize().await;
+    c.send(DELETE).await;
+    let answer = c
+        .call(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"ok"}}}"#)
+        .await;
+    assert_eq!(text_of(&answer), "ok");
+}
