@@ -286,7 +286,7 @@ pub async fn list_tools_over(mut link: Link) -> Result<Catalog, String> {
     };
     let initialize = json!({
         "protocolVersion": LISTING_PROTOCOL_VERSION,
-        "capabilities": {},
+        "capabilities": listing_capabilities(),
         "clientInfo": {"name": "rein-mcp-gateway", "version": env!("CARGO_PKG_VERSION")},
     });
     let id = ask(&link, "initialize", initialize).await?;
@@ -320,6 +320,25 @@ pub async fn list_tools_over(mut link: Link) -> Result<Catalog, String> {
         }
     }
     Catalog::from_pages(pages.iter())
+}
+
+/// The capabilities the listing connection declares: every one a client
+/// may have. Servers offer some tools only to clients that can serve them
+/// (server-everything lists its sampling and elicitation tools only then),
+/// and the catalog must hold every tool any client may be offered: a tool
+/// missing from it is taken as added since, hidden and refused. The
+/// requests they allow the server are answered `-32601` (see [`answer`]).
+pub fn listing_capabilities() -> Json {
+    json!({
+        "roots": {"listChanged": true},
+        "sampling": {"context": {}, "tools": {}},
+        "elicitation": {"form": {}, "url": {}},
+        "tasks": {
+            "list": {},
+            "cancel": {},
+            "requests": {"sampling": {"createMessage": {}}, "elicitation": {"create": {}}},
+        },
+    })
 }
 
 /// Waits for the result of request `id`, answering what the server asks

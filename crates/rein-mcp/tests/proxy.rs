@@ -849,6 +849,9 @@ async fn listing_tools_follows_cursors() {
             let result = match (method.as_str(), m.params().get("cursor").and_then(Json::as_str)) {
                 ("initialize", _) => {
                     assert_eq!(m.params()["protocolVersion"], "2025-11-25");
+                    // Every capability, so that no tool is left out.
+                    let caps = &m.params()["capabilities"];
+                    assert!(caps["sampling"].is_object() && caps["elicitation"]["url"].is_object());
                     // The server pings before answering.
                     let ping = rein_mcp::jsonrpc::request(&Id::Int(99), "ping", json!({}));
                     server_tx.send(UpstreamEvent::Message(ping)).await.unwrap();
