@@ -178,6 +178,15 @@ impl Gateway {
         for (server, listed) in config.servers.iter().zip(listed) {
             let (catalog, pinned) = listed?;
             let contracts = contracts::derive(&server.name, &catalog);
+            if let Some(pins) = lock.servers.get(&server.name) {
+                let runs = server.spec.describe();
+                if pins.source != runs {
+                    notices.push(format!(
+                        "MCP server `{}` was pinned as `{}` and now runs as `{runs}`: its tools are held to the pins",
+                        server.name, pins.source
+                    ));
+                }
+            }
             if !pinned {
                 notices.push(format!(
                     "MCP server `{}` runs unpinned: its {} tool{} were listed at start and are held to that; pin \

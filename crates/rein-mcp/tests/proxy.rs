@@ -1040,6 +1040,13 @@ async fn a_pinned_server_takes_its_catalog_from_the_lock_file() {
     let (gateway, notices) = started(dir.path(), &fake).await.unwrap();
     assert!(gateway.servers["fs"].pinned);
     assert!(!notices.iter().any(|n| n.contains("unpinned")), "{notices:?}");
+    // Pinned from another command than the one configured: said.
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.contains("was pinned as `stdio: fake-server` and now runs as `stdio: fake-server --root /tmp`")),
+        "{notices:?}"
+    );
     assert_eq!(
         gateway.servers["fs"].catalog.tools["echo"].description(),
         Some("says it back, as pinned")
