@@ -178,6 +178,15 @@ impl Gateway {
         for (server, listed) in config.servers.iter().zip(listed) {
             let (catalog, pinned) = listed?;
             let contracts = contracts::derive(&server.name, &catalog);
+            if let Some(pins) = lock.servers.get(&server.name) {
+                let runs = server.spec.describe();
+                if pins.source != runs {
+                    notices.push(format!(
+                        "MCP server `{}` was pinned as `{}` and now runs as `{runs}`: its tools are held to the pins",
+                        server.name, pins.source
+                    ));
+                }
+            }
             if !pinned {
                 notices.push(format!(
                     "MCP server `{}` runs unpinned: its {} tool{} were listed at start and are held to that; pin \
@@ -286,7 +295,7 @@ pub async fn list_tools_over(mut link: Link) -> Result<Catalog, String> {
     };
     let initialize = json!({
         "protocolVersion": LISTING_PROTOCOL_VERSION,
-        "capabilities": {},
+        "capabilities": listing_capabilities(),
         "clientInfo": {"name": "rein-mcp-gateway", "version": env!("CARGO_PKG_VERSION")},
     });
     let id = ask(&link, "initialize", initialize).await?;
@@ -320,6 +329,25 @@ pub async fn list_tools_over(mut link: Link) -> Result<Catalog, String> {
         }
     }
     Catalog::from_pages(pages.iter())
+}
+
+/// The capabilities the listing connection declares: every one a client
+/// may have. Servers offer some tools only to clients that can serve them
+/// (server-everything lists its sampling and elicitation tools only then),
+/// and the catalog must hold every tool any client may be offered: a tool
+/// missing from it is taken as added since, hidden and refused. The
+/// requests they allow the server are answered `-32601` (see [`answer`]).
+pub fn listing_capabilities() -> Json {
+    json!({
+        "roots": {"listChanged": true},
+        "sampling": {"context": {}, "tools": {}},
+        "elicitation": {"form": {}, "url": {}},
+        "tasks": {
+            "list": {},
+            "cancel": {},
+            "requests": {"sampling": {"createMessage": {}}, "elicitation": {"create": {}}},
+        },
+    })
 }
 
 /// Waits for the result of request `id`, answering what the server asks
@@ -383,7 +411,15 @@ pub async fn serve_http(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt as _;
     let app = crate::http_server::router(gateway);
+    // As `http_server::serve`: without TCP_NODELAY an SSE reply waits on
+    // Nagle and delayed ACKs (tens of milliseconds).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("could not set TCP_NODELAY on a connection: {e}");
+        }
+    });
     let stopping = Arc::new(tokio::sync::Notify::new());
     let notify = Arc::clone(&stopping);
     let served = axum::serve(listener, app).with_graceful_shutdown(async move {

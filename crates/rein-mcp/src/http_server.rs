@@ -159,6 +159,22 @@ pub fn router_with_options(gateway: Arc<Gateway>, options: HttpOptions) -> Route
     router_with(servers, Arc::new(start), options)
 }
 
+/// Serves `router` on `listener` until the future is dropped (a GET
+/// stream lasts as long as its session, so a graceful shutdown that waits
+/// for every connection would wait for ever). Sockets are set
+/// `TCP_NODELAY`: an SSE reply is written in small pieces (the event, then
+/// the end of the body), and with Nagle's algorithm each piece after the
+/// first waits for the client's delayed ACK, about 40 ms a request.
+pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
+    use axum::serve::ListenerExt as _;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("could not set TCP_NODELAY on a connection: {e}");
+        }
+    });
+    axum::serve(listener, router).await
+}
+
 /// The routes `/mcp/{server}` for the named servers, sessions started by
 /// `starter`.
 pub fn router_with(
@@ -770,7 +786,17 @@ async fn post_message(
     };
     session.touch();
     let mut response = match &message.kind {
-        Kind::Request { .. } => request(endpoint, &session, message, reply).await?,
+        Kind::Request { .. } => match request(endpoint, &session, message, reply).await {
+            Ok(response) => response,
+            Err(refusal) => {
+                if new_session.is_some() {
+                    // A session whose client never learnt its id.
+                    endpoint.forget(&session);
+                    session.end();
+                }
+                return Err(refusal);
+            }
+        },
         Kind::Notification { method } if session.shared() && method == "notifications/cancelled" => {
             // In a shared session a client could name another client's
             // request; stateless clients cancel by closing their stream.

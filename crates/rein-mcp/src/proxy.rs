@@ -585,10 +585,15 @@ impl Session {
             self.answer_failed(&id, what, &text).await;
             return;
         }
-        // A long-lived subscription has no answer to wait for.
-        let deadline = (message.method() != Some("subscriptions/listen")).then(|| {
+        // A long-lived subscription has no answer to wait for (nor has a
+        // timeout too long to be a time).
+        let deadline = match message.method() {
+            Some("subscriptions/listen") => None,
+            _ => Instant::now().checked_add(self.gateway.limits.upstream_timeout),
+        }
+        .map(|at| {
             self.next_id += 1;
-            let key = (Instant::now() + self.gateway.limits.upstream_timeout, self.next_id);
+            let key = (at, self.next_id);
             self.deadlines.insert(key, id.clone());
             key
         });
@@ -1023,16 +1028,18 @@ impl Held {
             return self.refused("no approval was opened".into());
         };
         let approval_id = approval.id.as_str();
-        let deadline = Instant::now() + self.timeout;
+        // A timeout too long to be a time is no timeout.
+        let deadline = Instant::now().checked_add(self.timeout);
         loop {
             let now = Instant::now();
-            if now >= deadline {
+            if deadline.is_some_and(|deadline| now >= deadline) {
                 return self.refused(format!(
                     "no one decided approval `{approval_id}` within {} s",
                     self.timeout.as_secs()
                 ));
             }
-            tokio::time::sleep((deadline - now).min(APPROVAL_POLL)).await;
+            let left = deadline.map_or(APPROVAL_POLL, |deadline| deadline - now);
+            tokio::time::sleep(left.min(APPROVAL_POLL)).await;
             let record = match self.runtime.store().get_approval(approval_id).await {
                 Ok(Some(record)) => record,
                 Ok(None) => return self.refused(format!("approval `{approval_id}` no longer exists")),

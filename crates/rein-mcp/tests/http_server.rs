@@ -133,7 +133,7 @@ async fn gateway_with(options: HttpOptions) -> Gateway {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    tokio::spawn(async move { rein_mcp::http_server::serve(listener, app).await.unwrap() });
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     Gateway { base, client, world }
 }
@@ -768,4 +768,36 @@ async fn a_shared_session_sends_its_clients_only_what_is_theirs() {
     assert_eq!(stray.status(), 400);
     let count = gw.world.received().len();
     assert_eq!(count, 2);
+}
+
+/// The endpoint's own cost per request (scripted session, no proxy, no
+/// server process): sequential requests over one keep-alive connection.
+/// `cargo test --release -p rein-mcp --test http_server -- --ignored --nocapture endpoint_latency`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn endpoint_latency() {
+    let gw = gateway().await;
+    let session = gw.initialize("fs").await;
+    for (label, accept) in [("SSE", ACCEPT_BOTH), ("JSON", "application/json")] {
+        let mut times = Vec::new();
+        for i in 0..5000u64 {
+            let body = json!({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "hi"}}});
+            let start = std::time::Instant::now();
+            let response = gw
+                .send(gw.post_as("fs", Some(&session), body.to_string(), accept, "application/json"))
+                .await;
+            let bytes = response.bytes().await.unwrap();
+            times.push(start.elapsed());
+            assert!(!bytes.is_empty());
+        }
+        times.drain(..500); // warm-up
+        times.sort();
+        let at = |q: f64| times[((times.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1e3;
+        println!(
+            "{label}: median {:.3} ms, p99 {:.3} ms over {} requests",
+            at(0.5),
+            at(0.99),
+            times.len()
+        );
+    }
 }

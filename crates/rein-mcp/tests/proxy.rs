@@ -849,6 +849,9 @@ async fn listing_tools_follows_cursors() {
             let result = match (method.as_str(), m.params().get("cursor").and_then(Json::as_str)) {
                 ("initialize", _) => {
                     assert_eq!(m.params()["protocolVersion"], "2025-11-25");
+                    // Every capability, so that no tool is left out.
+                    let caps = &m.params()["capabilities"];
+                    assert!(caps["sampling"].is_object() && caps["elicitation"]["url"].is_object());
                     // The server pings before answering.
                     let ping = rein_mcp::jsonrpc::request(&Id::Int(99), "ping", json!({}));
                     server_tx.send(UpstreamEvent::Message(ping)).await.unwrap();
@@ -1037,6 +1040,13 @@ async fn a_pinned_server_takes_its_catalog_from_the_lock_file() {
     let (gateway, notices) = started(dir.path(), &fake).await.unwrap();
     assert!(gateway.servers["fs"].pinned);
     assert!(!notices.iter().any(|n| n.contains("unpinned")), "{notices:?}");
+    // Pinned from another command than the one configured: said.
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.contains("was pinned as `stdio: fake-server` and now runs as `stdio: fake-server --root /tmp`")),
+        "{notices:?}"
+    );
     assert_eq!(
         gateway.servers["fs"].catalog.tools["echo"].description(),
         Some("says it back, as pinned")
@@ -1149,4 +1159,31 @@ async fn a_stateless_input_required_result_passes_as_it_came() {
     let answer = c.call(call).await;
     assert_eq!(answer.json["result"]["resultType"], "input_required");
     assert_eq!(answer.json["result"]["requestState"], "abc");
+}
+
+#[tokio::test]
+async fn timeouts_too_long_to_be_a_time_are_no_timeouts() {
+    let h = harness_with(POLICY, Duration::MAX);
+    let gateway = Gateway {
+        runtime: Arc::clone(&h.gateway.runtime),
+        servers: h.gateway.servers.clone(),
+        limits: Limits {
+            upstream_timeout: Duration::MAX,
+            ..limits()
+        },
+        approval_timeout: Duration::MAX,
+        actor: json!(null),
+    };
+    let info = SessionInfo {
+        session: None,
+        client: "mcp:fs".into(),
+    };
+    let handle = start_session_with(Arc::new(gateway), "fs", info, h.fake.connector()).unwrap();
+    let mut c = Client { handle };
+    c.initialize().await;
+    c.send(DELETE).await;
+    let answer = c
+        .call(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"ok"}}}"#)
+        .await;
+    assert_eq!(text_of(&answer), "ok");
 }
