@@ -146,6 +146,82 @@ impl ServerConfig {
             .clone()
             .unwrap_or_else(|| self.db_dir().join(DEFAULT_HMAC_KEY_FILE))
     }
+
+    /// Opens the store as `rein serve` does, for any process that decides
+    /// on it (the server, the MCP gateway): the database (its directory
+    /// must exist), the audit key (created beside it if absent and the
+    /// store has no records), and the store's state lock, which this
+    /// process then holds for its lifetime: no other server, hook or
+    /// `rein limits` may change the state (limits, sessions) behind it.
+    pub async fn open_store(&self) -> anyhow::Result<OpenedStore> {
+        let dir = self.db_dir();
+        if !dir.is_dir() {
+            anyhow::bail!(
+                "the database's directory {} does not exist (Rein creates the database file, not its directory)",
+                dir.display()
+            );
+        }
+        let sqlite = open_store(&self.db_path).await?;
+        let records = sqlite
+            .audit_len()
+            .await
+            .with_context(|| format!("cannot read the database {}", self.db_path.display()))?;
+        let hmac_key = secrets::server_hmac_key(&self.hmac_key_file(), self.hmac_key_path.is_some(), records)?;
+        let db_path = self.db_path.clone();
+        let state_lock = tokio::task::spawn_blocking(move || rein_store::StateLock::acquire(&db_path, STATE_LOCK_WAIT))
+            .await
+            .context("taking the state lock failed")?
+            .map_err(|e| anyhow::anyhow!("{}", e.0))?;
+        Ok(OpenedStore {
+            sqlite,
+            hmac_key,
+            state_lock,
+        })
+    }
+
+    /// The runtime's settings this configuration gives, with the audit key.
+    pub fn runtime_config(&self, hmac_key: Vec<u8>) -> RuntimeConfig {
+        RuntimeConfig {
+            hmac_key,
+            default_approval_ttl: self.default_approval_ttl,
+            session_idle: self.session_idle,
+            max_state_bytes: self.max_state_bytes,
+            trust_request_time: self.trust_request_time,
+            ..RuntimeConfig::default()
+        }
+    }
+}
+
+/// A store opened by [`ServerConfig::open_store`].
+#[derive(Debug)]
+pub struct OpenedStore {
+    /// The SQLite store; close it ([`SqliteStore::close`]) before exiting.
+    pub sqlite: Arc<SqliteStore>,
+    /// The audit key.
+    pub hmac_key: Vec<u8>,
+    /// The store's state lock: give it to the runtime
+    /// ([`Runtime::hold_state_lock`]).
+    pub state_lock: rein_store::StateLock,
+}
+
+/// Makes a runtime over an opened store ready to decide: its audit key is
+/// checked against the store (a key other than the one the store was first
+/// used with is refused here, with the file to check, rather than at the
+/// first decision) and its state (limits, sessions) is loaded.
+pub async fn ready_runtime(runtime: &Runtime, config: &ServerConfig) -> anyhow::Result<()> {
+    runtime.check_audit_key().await.with_context(|| {
+        format!(
+            "the audit key {} does not fit the store",
+            config.hmac_key_file().display()
+        )
+    })?;
+    runtime.open_state().await.with_context(|| {
+        format!(
+            "cannot load the state (limits, sessions) from {}",
+            config.db_path.display()
+        )
+    })?;
+    Ok(())
 }
 
 /// Everything the routes share. Cheap to clone.
@@ -225,49 +301,16 @@ impl AppState {
         // The store first: a database path that cannot be used stops the
         // start before any secret is created (and printed) for a server
         // that would never run.
-        let dir = config.db_dir();
-        if !dir.is_dir() {
-            anyhow::bail!(
-                "the database's directory {} does not exist (rein serve creates the database file, not its directory)",
-                dir.display()
-            );
-        }
-        let sqlite = open_store(&config.db_path).await?;
-        let records = sqlite
-            .audit_len()
-            .await
-            .with_context(|| format!("cannot read the database {}", config.db_path.display()))?;
-        let hmac_key = secrets::server_hmac_key(&config.hmac_key_file(), config.hmac_key_path.is_some(), records)?;
+        let opened = config.open_store().await?;
         let tokens_file = config.tokens_file();
         if config.tokens_path.is_none() {
             secrets::ensure_tokens_file(&tokens_file)?;
         }
         let tokens = Tokens::load(&tokens_file)?;
-        // This process keeps the store's state (limits, sessions) for its
-        // lifetime: no other server, hook or `rein limits` may change it
-        // behind the mirror. Taken whatever the policy, so that a reload to
-        // a stateful policy finds it held.
-        let db_path = config.db_path.clone();
-        let state_lock = tokio::task::spawn_blocking(move || rein_store::StateLock::acquire(&db_path, STATE_LOCK_WAIT))
-            .await
-            .context("taking the state lock failed")?
-            .map_err(|e| anyhow::anyhow!("{}", e.0))?;
-        let state = AppState::build(config, policy, sqlite.clone(), tokens, hmac_key, Some(sqlite));
-        state.runtime().hold_state_lock(state_lock);
-        // A key other than the one the store was first used with is refused
-        // here, with the file to check, rather than at the first decision.
-        state.runtime().check_audit_key().await.with_context(|| {
-            format!(
-                "the audit key {} does not fit the store",
-                config.hmac_key_file().display()
-            )
-        })?;
-        state.runtime().open_state().await.with_context(|| {
-            format!(
-                "cannot load the state (limits, sessions) from {}",
-                config.db_path.display()
-            )
-        })?;
+        let sqlite = Arc::clone(&opened.sqlite);
+        let state = AppState::build(config, policy, sqlite.clone(), tokens, opened.hmac_key, Some(sqlite));
+        state.runtime().hold_state_lock(opened.state_lock);
+        ready_runtime(state.runtime(), config).await?;
         Ok(state)
     }
 
@@ -296,14 +339,7 @@ impl AppState {
     ) -> AppState {
         let metrics = Metrics::new();
         let store: Arc<dyn Store> = Arc::new(MeteredStore::new(store, metrics.clone()));
-        let runtime_config = RuntimeConfig {
-            hmac_key,
-            default_approval_ttl: config.default_approval_ttl,
-            session_idle: config.session_idle,
-            max_state_bytes: config.max_state_bytes,
-            trust_request_time: config.trust_request_time,
-            ..RuntimeConfig::default()
-        };
+        let runtime_config = config.runtime_config(hmac_key);
         AppState {
             inner: Arc::new(Shared {
                 runtime: Arc::new(Runtime::new(policy, store, runtime_config)),
@@ -552,12 +588,20 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// more, and sessions idle longer than `--session-idle`, so that memory
 /// and the file stay bounded.
 async fn prune_state(state: AppState) {
+    prune_state_every_minute(Arc::clone(state.runtime())).await;
+}
+
+/// Prunes a runtime's state every minute, for as long as it runs (spawn
+/// it; abort it at shutdown): what no window can read any more, and
+/// sessions idle longer than the runtime's `session_idle`, so that memory
+/// and the file stay bounded.
+pub async fn prune_state_every_minute(runtime: Arc<Runtime>) {
     let mut every = tokio::time::interval(PRUNE_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     every.tick().await; // the first tick is now; the state was just loaded
     loop {
         every.tick().await;
-        match state.runtime().prune_state(jiff::Timestamp::now()).await {
+        match runtime.prune_state(jiff::Timestamp::now()).await {
             Ok((memory, stored)) if memory + stored > 0 => {
                 tracing::debug!(memory, stored, "state pruned");
             }

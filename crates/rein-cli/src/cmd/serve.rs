@@ -93,7 +93,7 @@ fn session_idle(text: &str) -> Result<jiff::SignedDuration, String> {
 
 /// A `--listen` value: an IP address and port; `localhost:PORT` and a bare
 /// port mean loopback (a bare port never means every interface).
-fn listen_addr(text: &str) -> Result<SocketAddr, String> {
+pub(super) fn listen_addr(text: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Ok(addr);
     }
