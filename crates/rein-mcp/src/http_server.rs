@@ -1214,19 +1214,39 @@ async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<B
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let mut stream = body.into_data_stream();
     if declared.is_some_and(|n| n > limit as u64) {
+        drain(&mut stream, declared.unwrap_or(0)).await;
         return Err(too_large());
     }
     let mut buf = Vec::with_capacity(declared.map_or(0, |n| usize::try_from(n).unwrap_or(0)).min(limit));
-    let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| Refusal::bad_request(format!("Bad Request: the body could not be read: {e}")))?;
         if buf.len() + chunk.len() > limit {
+            drain(&mut stream, (buf.len() + chunk.len()) as u64).await;
             return Err(too_large());
         }
         buf.extend_from_slice(&chunk);
     }
     Ok(Bytes::from(buf))
+}
+
+/// The most of a refused body read (and thrown away) so that its client,
+/// still sending, gets the 413 rather than a reset connection (which the
+/// Python SDK, for one, takes as the end of its session).
+const MAX_DRAINED_BYTES: u64 = 256 << 20;
+
+/// Reads what is left of a refused body without keeping it, up to
+/// [`MAX_DRAINED_BYTES`] in all (`read` already counted); past that the
+/// connection is dropped with the answer. The body's read timeout bounds
+/// the time.
+async fn drain(stream: &mut axum::body::BodyDataStream, mut read: u64) {
+    while read <= MAX_DRAINED_BYTES {
+        match stream.next().await {
+            Some(Ok(chunk)) => read += chunk.len() as u64,
+            _ => return,
+        }
+    }
 }
 
 /// Whether a message without a session belongs to the stateless era.
