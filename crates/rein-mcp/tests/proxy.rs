@@ -212,6 +212,9 @@ impl Fake {
                                 Some("error_data") => format!(
                                     r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32000,"message":"failed","data":{{"k":"SECRET"}}}}}}"#
                                 ),
+                                Some("task") => format!(
+                                    r#"{{"jsonrpc":"2.0","id":{id},"result":{{"task":{{"taskId":"t-1","status":"working"}}}}}}"#
+                                ),
                                 Some("ask") => format!(
                                     r#"{{"jsonrpc":"2.0","id":{id},"result":{{"resultType":"input_required","inputRequests":{{"ok":{{"method":"elicitation/create","params":{{"message":"sure?"}}}}}},"requestState":"abc"}}}}"#
                                 ),
@@ -239,6 +242,9 @@ impl Fake {
                         }
                     }
                     "ping" => format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#),
+                    "tasks/result" => format!(
+                        r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"the SECRET"}}]}}}}"#
+                    ),
                     "ask_client" => {
                         // A server → client request, then the answer.
                         let ask =
@@ -1186,4 +1192,36 @@ async fn timeouts_too_long_to_be_a_time_are_no_timeouts() {
         .call(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"ok"}}}"#)
         .await;
     assert_eq!(text_of(&answer), "ok");
+}
+
+#[tokio::test]
+async fn a_task_s_result_is_checked_as_its_call_s() {
+    let h = harness();
+    let mut c = h.client();
+    c.initialize().await;
+    let created = c
+        .call(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"leak","arguments":{"mode":"task"},"task":{"ttl":60000}}}"#)
+        .await;
+    assert_eq!(created.json["result"]["task"]["taskId"], "t-1");
+    let answer = c
+        .call(r#"{"jsonrpc":"2.0","id":2,"method":"tasks/result","params":{"taskId":"t-1"}}"#)
+        .await;
+    assert!(
+        text_of(&answer).starts_with("Rein withheld the result of leak: rule leaks_checked"),
+        "{}",
+        text_of(&answer)
+    );
+    assert!(!answer.bytes.windows(6).any(|w| w == b"SECRET"));
+    // Once fetched, or never created through the gateway: refused.
+    for task in ["t-1", "t-other"] {
+        let ask = format!(r#"{{"jsonrpc":"2.0","id":3,"method":"tasks/result","params":{{"taskId":"{task}"}}}}"#);
+        assert_eq!(c.call(&ask).await.json["error"]["code"], -32602, "{task}");
+    }
+    let asked = h
+        .fake
+        .received()
+        .iter()
+        .filter(|(_, m)| m.method() == Some("tasks/result"))
+        .count();
+    assert_eq!(asked, 1);
 }
