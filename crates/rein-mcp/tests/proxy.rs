@@ -1225,3 +1225,19 @@ async fn a_task_s_result_is_checked_as_its_call_s() {
         .count();
     assert_eq!(asked, 1);
 }
+
+#[tokio::test]
+async fn a_lock_file_that_cannot_be_read_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.yaml"), POLICY).unwrap();
+    std::fs::write(dir.path().join(rein_mcp::pin::LOCK_FILE_NAME), "{\"version\": 1}").unwrap();
+    let fake = Fake::new();
+    let config = gateway_config(dir.path());
+    let err = Gateway::prepare_with(&config, false, fake.connector())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, rein_mcp::gateway::GatewayError::Lock(_)), "{err}");
+    assert!(err.to_string().contains("rein-mcp.lock"), "{err}");
+    assert_eq!(fake.connections.load(Ordering::SeqCst), 0);
+}
