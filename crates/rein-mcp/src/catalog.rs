@@ -159,9 +159,28 @@ pub fn valid_server_name(name: &str) -> bool {
 }
 
 fn sha256_json(value: &Json) -> String {
-    // serde_json's map is a BTreeMap here (no `preserve_order`): the text is
-    // canonical, keys sorted.
-    sha256_hex(&serde_json::to_vec(value).unwrap_or_default())
+    // Keys sorted at every level whatever map serde_json is built with:
+    // a workspace build can turn on `preserve_order` (a dev-dependency
+    // does), and a digest must depend on the content only, or pins written
+    // by one build would not match the listings another build reads.
+    sha256_hex(&serde_json::to_vec(&canonical_json(value)).unwrap_or_default())
+}
+
+/// The same value with every object's keys in sorted order.
+pub(crate) fn canonical_json(value: &Json) -> Json {
+    match value {
+        Json::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            Json::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), canonical_json(&map[k.as_str()])))
+                    .collect(),
+            )
+        }
+        Json::Array(items) => Json::Array(items.iter().map(canonical_json).collect()),
+        other => other.clone(),
+    }
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -5,7 +5,7 @@
 //!
 //! (Owner: contracts helper. Interface fixed; bodies to be written.)
 
-use crate::catalog::{valid_server_name, Catalog, Tool, ToolDigest};
+use crate::catalog::{canonical_json, valid_server_name, Catalog, Tool, ToolDigest};
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -147,10 +147,11 @@ impl LockFile {
             path: shown.clone(),
             reason: e.to_string(),
         };
-        let mut text = serde_json::to_string_pretty(&sorted(&self.to_json())).map_err(|e| PinError::Invalid {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?;
+        let mut text =
+            serde_json::to_string_pretty(&canonical_json(&self.to_json())).map_err(|e| PinError::Invalid {
+                path: shown.clone(),
+                reason: e.to_string(),
+            })?;
         text.push('\n');
         let folder = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -459,24 +460,6 @@ fn object<'a>(json: &'a Json, what: &str, known: &[&str]) -> Result<&'a serde_js
         }
     }
     Ok(map)
-}
-
-/// The same value with every object's keys in sorted order, whatever map
-/// serde_json was built with.
-fn sorted(json: &Json) -> Json {
-    match json {
-        Json::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            Json::Object(
-                keys.into_iter()
-                    .map(|k| (k.clone(), sorted(&map[k.as_str()])))
-                    .collect(),
-            )
-        }
-        Json::Array(items) => Json::Array(items.iter().map(sorted).collect()),
-        other => other.clone(),
-    }
 }
 
 #[cfg(test)]
