@@ -925,7 +925,14 @@ impl Session {
             .outcome_from(&call.decision_id, output, error, Some(&self.info.client))
             .await;
         match checked {
-            Ok(answer) if answer.effect == Effect::Allow => self.send_client(message).await,
+            Ok(answer) if answer.effect == Effect::Allow => {
+                let message = if call.structured {
+                    only_checked_text(message, &call.tool)
+                } else {
+                    message
+                };
+                self.send_client(message).await;
+            }
             Ok(answer) => {
                 let text = withheld_text(&call.tool, &answer);
                 tracing::warn!(server = %self.server.name, tool = %call.tool, decision = %answer.decision_id, "{text}");
@@ -1180,6 +1187,52 @@ pub fn result_text(result: &Json) -> String {
         })
         .collect();
     texts.join("\n")
+}
+
+/// The result of a tool with an `outputSchema` as the client may see it:
+/// the rules read only its `structuredContent`, so a text block that says
+/// something else (neither that content as JSON nor one of its values) is
+/// replaced by the content as JSON. Results whose text mirrors their
+/// structured content, as the spec asks, pass as their bytes.
+fn only_checked_text(message: Message, tool: &str) -> Message {
+    let Some(result) = message.result() else { return message };
+    let structured = result.get("structuredContent").unwrap_or(&Json::Null);
+    let Some(content) = result.get("content").and_then(Json::as_array) else {
+        return message;
+    };
+    let covered = |block: &Json| {
+        let text = match block.get("type").and_then(Json::as_str) {
+            Some("text") => block.get("text").and_then(Json::as_str),
+            Some("resource") => block.pointer("/resource/text").and_then(Json::as_str),
+            _ => return true,
+        };
+        text.is_none_or(|text| {
+            text.trim().is_empty()
+                || has_value(structured, &Json::String(text.to_string()))
+                || rein_engine::json::parse_strict(text.as_bytes()).is_ok_and(|parsed| has_value(structured, &parsed))
+        })
+    };
+    if content.iter().all(covered) {
+        return message;
+    }
+    tracing::warn!(tool = %tool, "a result's text said more than its structured content; the text was replaced by that content");
+    let mut kept: Vec<Json> = content.iter().filter(|b| covered(b)).cloned().collect();
+    kept.push(json!({"type": "text", "text": structured.to_string()}));
+    let mut json = message.json;
+    json["result"]["content"] = Json::Array(kept);
+    Message::from_json(json)
+}
+
+/// Whether `part` is `value` or a value inside it (a text block may be the
+/// structured content as JSON, or one of its values: `5` for
+/// `{"result": 5}`, a file's text for `{"content": <the text>}`).
+fn has_value(value: &Json, part: &Json) -> bool {
+    value == part
+        || match value {
+            Json::Array(items) => items.iter().any(|v| has_value(v, part)),
+            Json::Object(map) => map.values().any(|v| has_value(v, part)),
+            _ => false,
+        }
 }
 
 /// An error response's text: `JSON-RPC error <code>: <message>`, and its
