@@ -134,6 +134,7 @@ pub fn start_session_with(
         held_tx,
         held_rx,
         listed: HashMap::new(),
+        tasks: HashMap::new(),
         digests,
         next_id: 0,
         client_gone: false,
@@ -162,6 +163,7 @@ enum Forwarded {
 }
 
 /// An allowed call, for checking its result.
+#[derive(Clone)]
 struct Call {
     decision_id: String,
     tool: String,
@@ -226,6 +228,10 @@ struct Session {
     /// The tools the server last listed that differ from the catalog
     /// (changed, or added); a catalog tool not in it is as catalogued.
     listed: HashMap<String, Listed>,
+    /// Tasks (MCP tasks) allowed calls of this session created, by task id,
+    /// waiting for their `tasks/result`: the task's result is the call's,
+    /// checked as the call's.
+    tasks: HashMap<String, Call>,
     /// The catalog's digests, by tool.
     digests: HashMap<String, ToolDigest>,
     next_id: u64,
@@ -271,6 +277,7 @@ impl Session {
                 }
                 match method.as_str() {
                     "tools/call" => self.call(id, message).await,
+                    "tasks/result" => self.task_result(id, message).await,
                     "tools/list" => {
                         let first = message.params().get("cursor").is_none_or(Json::is_null);
                         self.forward_request(id, message, Forwarded::List { first }).await;
@@ -430,6 +437,25 @@ impl Session {
                     .await;
             }
         }
+    }
+
+    /// Asks for the result of a task a call created: forwarded as that
+    /// call, so that its result goes through the call's `after` rules. A
+    /// task no allowed call of this session created (another session's,
+    /// one whose result was already given) has no decision to check its
+    /// result against: refused, never forwarded.
+    async fn task_result(&mut self, id: Id, message: Message) {
+        let task = message.params().get("taskId").and_then(Json::as_str);
+        let Some(call) = task.and_then(|task| self.tasks.remove(task)) else {
+            let text = format!(
+                "tasks/result: no task of this session's tool calls is {} (a task's result is given once)",
+                task.map_or_else(|| "named".to_string(), |t| format!("`{t}`"))
+            );
+            self.send_client(jsonrpc::error(Some(&id), code::INVALID_PARAMS, text))
+                .await;
+            return;
+        };
+        self.forward_request(id, message, Forwarded::Call(call)).await;
     }
 
     /// `since it was pinned` or `since the gateway started`.
@@ -845,6 +871,23 @@ impl Session {
                     .iter()
                     .any(|key| result.get(*key).is_some());
                 if input_required && call.stateless && !carries_content {
+                    self.send_client(message).await;
+                    return;
+                }
+                // A task created (MCP tasks): the result comes by
+                // `tasks/result`, checked then. Only without content: what
+                // a client sees now is checked now.
+                let task = result.pointer("/task/taskId").and_then(Json::as_str);
+                if let (Some(task), false) = (task, carries_content) {
+                    if self.tasks.len() >= MAX_IN_FLIGHT && !self.tasks.contains_key(task) {
+                        let text = format!(
+                            "MCP server `{}`: {MAX_IN_FLIGHT} tasks of this session already wait for their results",
+                            self.server.name
+                        );
+                        self.answer_failed(id, Forwarded::Call(call), &text).await;
+                        return;
+                    }
+                    self.tasks.insert(task.to_string(), call);
                     self.send_client(message).await;
                     return;
                 }

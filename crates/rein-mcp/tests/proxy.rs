@@ -215,6 +215,10 @@ impl Fake {
                                 Some("ask") => format!(
                                     r#"{{"jsonrpc":"2.0","id":{id},"result":{{"resultType":"input_required","inputRequests":{{"ok":{{"method":"elicitation/create","params":{{"message":"sure?"}}}}}},"requestState":"abc"}}}}"#
                                 ),
+                                // A task (MCP tasks): the result comes later, by `tasks/result`.
+                                Some("task") => format!(
+                                    r#"{{"jsonrpc":"2.0","id":{id},"result":{{"task":{{"taskId":"t-1","status":"working","createdAt":"2026-01-01T00:00:00Z","lastUpdatedAt":"2026-01-01T00:00:00Z","ttl":60000}}}}}}"#
+                                ),
                                 Some("resource") => format!(
                                     r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"resource","resource":{{"uri":"file:///k","text":"SECRET"}}}}]}}}}"#
                                 ),
@@ -239,6 +243,11 @@ impl Fake {
                         }
                     }
                     "ping" => format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#),
+                    // Every task's result holds a secret.
+                    "tasks/result" => format!(
+                        r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"SECRET of {}"}}]}}}}"#,
+                        message.params()["taskId"].as_str().unwrap_or_default()
+                    ),
                     "ask_client" => {
                         // A server → client request, then the answer.
                         let ask =
@@ -1186,4 +1195,42 @@ async fn timeouts_too_long_to_be_a_time_are_no_timeouts() {
         .call(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"ok"}}}"#)
         .await;
     assert_eq!(text_of(&answer), "ok");
+}
+
+#[tokio::test]
+async fn a_task_result_goes_through_the_after_rules_of_its_call() {
+    let h = harness();
+    let mut c = h.client();
+    c.initialize().await;
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"leak","arguments":{"mode":"task"},"task":{"ttl":60000}}}"#;
+    let created = c.call(call).await;
+    assert_eq!(created.json["result"]["task"]["taskId"], "t-1");
+    // The task's result is the call's: the after rules read it.
+    let answer = c
+        .call(r#"{"jsonrpc":"2.0","id":2,"method":"tasks/result","params":{"taskId":"t-1"}}"#)
+        .await;
+    assert_eq!(
+        answer.json["result"]["isError"],
+        true,
+        "{}",
+        String::from_utf8_lossy(&answer.bytes)
+    );
+    assert!(text_of(&answer).starts_with("Rein withheld the result of leak"));
+    assert!(!answer.bytes.windows(6).any(|w| w == b"SECRET"));
+    // A task no call of this session created (another session's, or
+    // one already answered) has no decision to check its result against:
+    // refused, never forwarded.
+    for (n, task) in [(3, "t-1"), (4, "t-other")] {
+        let ask = format!(r#"{{"jsonrpc":"2.0","id":{n},"method":"tasks/result","params":{{"taskId":"{task}"}}}}"#);
+        let answer = c.call(&ask).await;
+        assert_eq!(answer.json["error"]["code"], -32602, "{task}");
+        assert!(!answer.bytes.windows(6).any(|w| w == b"SECRET"));
+    }
+    let asked = h
+        .fake
+        .received()
+        .iter()
+        .filter(|(_, m)| m.method() == Some("tasks/result"))
+        .count();
+    assert_eq!(asked, 1);
 }
