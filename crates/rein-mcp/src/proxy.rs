@@ -128,6 +128,7 @@ pub fn start_session_with(
         initialized: None,
         client_name: None,
         pending: HashMap::new(),
+        unanswered: HashSet::new(),
         deadlines: BTreeMap::new(),
         held: HashMap::new(),
         holds: JoinSet::new(),
@@ -218,6 +219,11 @@ struct Session {
     /// `mcp_client`).
     client_name: Option<String>,
     pending: HashMap<Id, Pending>,
+    /// Ids of requests the server got and was not heard answering (timed
+    /// out, or failed while the link stayed up): it may answer them yet,
+    /// so no new request may take one until it does or the link ends —
+    /// its late answer would pass as the new request's.
+    unanswered: HashSet<Id>,
     deadlines: BTreeMap<(Instant, u64), Id>,
     /// Calls waiting for approval, by id.
     held: HashMap<Id, AbortHandle>,
@@ -269,8 +275,7 @@ impl Session {
                 // A second request with the id of one in flight would make
                 // its response ambiguous: the result of a call could pass
                 // as the answer to another request, unchecked.
-                if self.pending.contains_key(&id) || self.held.contains_key(&id) {
-                    let text = format!("request id {id} is already used by a request in flight");
+                if let Some(text) = self.id_in_use(&id) {
                     self.send_client(jsonrpc::error(Some(&id), code::INVALID_REQUEST, text))
                         .await;
                     return;
@@ -331,6 +336,44 @@ impl Session {
             // elicitation, roots).
             Kind::Response { .. } => self.forward_notification(message).await,
         }
+    }
+
+    /// Why a new request may not take `id`, if it may not.
+    fn id_in_use(&self, id: &Id) -> Option<String> {
+        if self.held.contains_key(id) {
+            return Some(format!("request id {id} is already used by a request in flight"));
+        }
+        self.id_in_use_upstream(id)
+    }
+
+    /// Why `id` may not go to the server now, if it may not.
+    fn id_in_use_upstream(&self, id: &Id) -> Option<String> {
+        if self.pending.contains_key(id) {
+            return Some(format!("request id {id} is already used by a request in flight"));
+        }
+        self.unanswered.contains(id).then(|| {
+            format!(
+                "request id {id} was used by a request MCP server `{}` has not answered yet; use another id",
+                self.server.name
+            )
+        })
+    }
+
+    /// Remembers that the server may still answer `id`. Past the bound,
+    /// the link is dropped instead (a new server knows none of them):
+    /// `false`, and the caller fails what else is in flight.
+    fn left_unanswered(&mut self, id: Id) -> bool {
+        if self.link.is_none() {
+            return true;
+        }
+        if self.unanswered.len() >= MAX_IN_FLIGHT {
+            tracing::warn!(server = %self.server.name, "{MAX_IN_FLIGHT} requests were left unanswered: the connection is made again");
+            self.link = None;
+            self.unanswered.clear();
+            return false;
+        }
+        self.unanswered.insert(id);
+        true
     }
 
     /// Decides a `tools/call` and forwards it, holds it for approval, or
@@ -582,8 +625,7 @@ impl Session {
         }
         match done.verdict {
             HoldVerdict::Forward { message, call } => {
-                if self.pending.contains_key(&done.id) {
-                    let text = format!("request id {} is already used by a request in flight", done.id);
+                if let Some(text) = self.id_in_use_upstream(&done.id) {
                     self.send_client(jsonrpc::error(Some(&done.id), code::INVALID_REQUEST, text))
                         .await;
                     return;
@@ -754,6 +796,9 @@ impl Session {
                         },
                         // Nothing asked for it (or it was answered already,
                         // at a timeout): never passed on unchecked.
+                        None if self.unanswered.remove(&id) => {
+                            tracing::debug!(server = %self.server.name, %id, "a late response to a request already answered was dropped");
+                        }
                         None => {
                             tracing::debug!(server = %self.server.name, %id, "a response to no request in flight was dropped");
                         }
@@ -766,8 +811,13 @@ impl Session {
             },
             UpstreamEvent::RequestFailed { id, reason } => {
                 if let Some(pending) = self.take_pending(&id) {
+                    // An HTTP server may have got the request whose POST failed.
+                    let kept = self.left_unanswered(id.clone());
                     let text = format!("MCP server `{}` failed: {reason}", self.server.name);
                     self.answer_failed(&id, pending.what, &text).await;
+                    if !kept {
+                        self.lost("too many requests left unanswered").await;
+                    }
                 }
             }
             UpstreamEvent::Fault(reason) => {
@@ -787,6 +837,7 @@ impl Session {
     async fn lost(&mut self, reason: &str) {
         tracing::warn!(server = %self.server.name, "the connection to the server ended: {reason}");
         self.link = None;
+        self.unanswered.clear();
         self.fail_all(&format!("MCP server `{}` stopped: {reason}", self.server.name))
             .await;
     }
@@ -795,6 +846,8 @@ impl Session {
         self.deadlines.clear();
         let pending: Vec<(Id, Pending)> = self.pending.drain().collect();
         for (id, pending) in pending {
+            // (Past the bound the link is dropped; the rest fail here anyway.)
+            self.left_unanswered(id.clone());
             self.answer_failed(&id, pending.what, text).await;
         }
     }
@@ -851,14 +904,23 @@ impl Session {
                 let _ = link.tx.try_send(cancel);
             }
             tracing::warn!(server = %self.server.name, %id, "{reason}");
+            let kept = self.left_unanswered(id.clone());
             let text = format!("MCP server `{}` failed: {reason}", self.server.name);
             self.answer_failed(&id, pending.what, &text).await;
+            if !kept {
+                self.lost("too many requests left unanswered").await;
+                return;
+            }
         }
     }
 
     /// Checks a call's result (the output contract, the `after` rules)
     /// before the client sees it.
-    async fn call_result(&mut self, id: &Id, message: Message, call: Call) {
+    async fn call_result(&mut self, id: &Id, mut message: Message, call: Call) {
+        // A structured result whose text says something else than its
+        // structured content, which is all the rules read: the client gets
+        // the structured content as that text instead.
+        let mut restated = None;
         let (output, error) = match message.result() {
             None => (None, Some(error_text(&message))),
             Some(result) => {
@@ -903,7 +965,11 @@ impl Session {
                     }
                     (None, Some(text))
                 } else if call.structured {
-                    (Some(structured_content.cloned().unwrap_or(Json::Null)), None)
+                    let structured = structured_content.cloned().unwrap_or(Json::Null);
+                    if !text_restates(result, &structured) {
+                        restated = Some(restated_result(result, &structured));
+                    }
+                    (Some(structured), None)
                 } else {
                     // Structured content a tool did not declare is read as
                     // text too: it reaches the client all the same.
@@ -921,7 +987,13 @@ impl Session {
             .outcome_from(&call.decision_id, output, error, Some(&self.info.client))
             .await;
         match checked {
-            Ok(answer) if answer.effect == Effect::Allow => self.send_client(message).await,
+            Ok(answer) if answer.effect == Effect::Allow => {
+                if let Some(result) = restated {
+                    tracing::warn!(server = %self.server.name, tool = %call.tool, "the text of a structured result differs from its structured content: replaced by it");
+                    message = jsonrpc::response(id, result);
+                }
+                self.send_client(message).await;
+            }
             Ok(answer) => {
                 let text = withheld_text(&call.tool, &answer);
                 tracing::warn!(server = %self.server.name, tool = %call.tool, decision = %answer.decision_id, "{text}");
@@ -1167,15 +1239,52 @@ pub fn result_text(result: &Json) -> String {
     let Some(content) = result.get("content").and_then(Json::as_array) else {
         return String::new();
     };
-    let texts: Vec<&str> = content
-        .iter()
-        .filter_map(|block| match block.get("type").and_then(Json::as_str) {
-            Some("text") => block.get("text").and_then(Json::as_str),
-            Some("resource") => block.pointer("/resource/text").and_then(Json::as_str),
-            _ => None,
-        })
-        .collect();
+    let texts: Vec<&str> = content.iter().filter_map(block_text).collect();
     texts.join("\n")
+}
+
+/// Whether every text of a result (text blocks, embedded resources' text)
+/// restates its structured content as the SDKs write it: its JSON, or, for
+/// structured content of one field (a wrapped return value), that value's
+/// JSON or the string itself.
+fn text_restates(result: &Json, structured: &Json) -> bool {
+    let single = structured
+        .as_object()
+        .filter(|fields| fields.len() == 1)
+        .and_then(|fields| fields.values().next());
+    let Some(content) = result.get("content").and_then(Json::as_array) else {
+        return true;
+    };
+    content.iter().all(|block| {
+        let Some(text) = block_text(block) else {
+            return true;
+        };
+        let parsed = serde_json::from_str::<Json>(text).ok();
+        parsed.as_ref() == Some(structured)
+            || single.is_some_and(|value| parsed.as_ref() == Some(value) || value.as_str() == Some(text))
+    })
+}
+
+/// The text of a content block the rules would read as text; `None` for
+/// images, audio and blobs.
+fn block_text(block: &Json) -> Option<&str> {
+    match block.get("type").and_then(Json::as_str) {
+        Some("text") => block.get("text").and_then(Json::as_str),
+        Some("resource") => block.pointer("/resource/text").and_then(Json::as_str),
+        _ => None,
+    }
+}
+
+/// The result with its text blocks (and embedded resources with text)
+/// replaced by one text block holding the JSON of its structured content.
+fn restated_result(result: &Json, structured: &Json) -> Json {
+    let mut result = result.clone();
+    let mut content = vec![json!({"type": "text", "text": structured.to_string()})];
+    if let Some(blocks) = result.get("content").and_then(Json::as_array) {
+        content.extend(blocks.iter().filter(|block| block_text(block).is_none()).cloned());
+    }
+    result["content"] = Json::Array(content);
+    result
 }
 
 /// An error response's text: `JSON-RPC error <code>: <message>`, and its

@@ -45,7 +45,7 @@ contracts:
       input: {}
       output: {text: string}
     mcp.fs.stats:
-      input: {}
+      input: {text: {type: string, optional: true}}
       output: {count: int}
     mcp.fs.fail:
       input: {}
@@ -192,10 +192,22 @@ impl Fake {
                                     r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"done"}}]}}}}"#
                                 )
                             }
-                            "stats" => format!(
-                                r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"n"}}],"structuredContent":{{"count":{}}}}}}}"#,
-                                args.get("n").cloned().unwrap_or(json!(7))
-                            ),
+                            "stats" => {
+                                // What the text says beside the structured
+                                // content: the SDKs' JSON of it (or of its one
+                                // value), or something else.
+                                let count = args.get("n").cloned().unwrap_or(json!(7));
+                                let text = match args.get("text").and_then(Json::as_str) {
+                                    Some("json") => json!({"count": count}).to_string(),
+                                    Some("value") => count.to_string(),
+                                    Some(other) => other.to_string(),
+                                    None => "n".to_string(),
+                                };
+                                format!(
+                                    r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":{}}},{{"type":"image","data":"AA==","mimeType":"image/png"}}],"structuredContent":{{"count":{count}}}}}}}"#,
+                                    json!(text)
+                                )
+                            }
                             "fail" => format!(
                                 r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"bad password hunter2"}}],"isError":true}}}}"#
                             ),
@@ -215,6 +227,18 @@ impl Fake {
                                 Some("ask") => format!(
                                     r#"{{"jsonrpc":"2.0","id":{id},"result":{{"resultType":"input_required","inputRequests":{{"ok":{{"method":"elicitation/create","params":{{"message":"sure?"}}}}}},"requestState":"abc"}}}}"#
                                 ),
+                                // Answered after the upstream timeout.
+                                Some("late") => {
+                                    let late = format!(
+                                        r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"SECRET"}}]}}}}"#
+                                    );
+                                    let server_tx = server_tx.clone();
+                                    tokio::spawn(async move {
+                                        tokio::time::sleep(Duration::from_millis(900)).await;
+                                        let _ = server_tx.send(UpstreamEvent::Message(parse(&late))).await;
+                                    });
+                                    continue;
+                                }
                                 // A task (MCP tasks): the result comes later, by `tasks/result`.
                                 Some("task") => format!(
                                     r#"{{"jsonrpc":"2.0","id":{id},"result":{{"task":{{"taskId":"t-1","status":"working","createdAt":"2026-01-01T00:00:00Z","lastUpdatedAt":"2026-01-01T00:00:00Z","ttl":60000}}}}}}"#
@@ -1233,4 +1257,88 @@ async fn a_task_result_goes_through_the_after_rules_of_its_call() {
         .filter(|(_, m)| m.method() == Some("tasks/result"))
         .count();
     assert_eq!(asked, 1);
+}
+
+#[tokio::test]
+async fn the_text_of_a_structured_result_is_what_the_after_rules_read() {
+    let h = harness();
+    let mut c = h.client();
+    c.initialize().await;
+    let stats = |n: u32, text: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{n},"method":"tools/call","params":{{"name":"stats","arguments":{{"text":"{text}"}}}}}}"#
+        )
+    };
+    // The text the SDKs write beside structured content (its JSON, or its
+    // one value) passes as it came.
+    for (n, text) in [(1, "json"), (2, "value")] {
+        let answer = c.call(&stats(n, text)).await;
+        assert_eq!(answer.json["result"]["structuredContent"]["count"], 7);
+        assert_ne!(answer.json["result"]["content"][0]["text"], "n", "{text}");
+        assert_eq!(answer.json["result"]["content"][1]["type"], "image", "{text}");
+    }
+    // Text that says something else was read by no rule (they read the
+    // structured content): the client gets the structured content as text
+    // instead.
+    let answer = c.call(&stats(3, "the password is SECRET")).await;
+    assert!(
+        !answer.bytes.windows(6).any(|w| w == b"SECRET"),
+        "{}",
+        String::from_utf8_lossy(&answer.bytes)
+    );
+    assert_eq!(answer.json["result"]["structuredContent"]["count"], 7);
+    let text: Json = serde_json::from_str(text_of(&answer)).unwrap();
+    assert_eq!(text, json!({"count": 7}));
+    assert_eq!(answer.json["result"]["content"][1]["type"], "image");
+}
+
+#[tokio::test]
+async fn the_id_of_a_request_the_server_may_still_answer_is_not_used_again() {
+    let h = harness();
+    let mut c = h.client();
+    c.initialize().await;
+    let late = |id: u32| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"leak","arguments":{{"mode":"late"}}}}}}"#
+        )
+    };
+    let slow = |id: u32| {
+        format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"slow","arguments":{{}}}}}}"#)
+    };
+    // Timed out: the server may answer it yet.
+    let answer = c.call(&late(5)).await;
+    assert_eq!(answer.json["error"]["code"], -32603);
+    // Failed when the server broke the protocol, the server still running.
+    c.send(&late(6)).await;
+    let answer = c
+        .call(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"garbage","arguments":{}}}"#)
+        .await;
+    assert_eq!(answer.json["error"]["code"], -32603);
+    assert_eq!(c.recv().await.json["error"]["code"], -32603);
+    // A new request with either id would take the late answer, checked as
+    // its own (no rule reads the result of `slow`) or not at all.
+    for id in [5, 6] {
+        let answer = c.call(&slow(id)).await;
+        assert_eq!(
+            answer.json["error"]["code"],
+            -32600,
+            "{}",
+            String::from_utf8_lossy(&answer.bytes)
+        );
+    }
+    let answer = c.call(r#"{"jsonrpc":"2.0","id":6,"method":"ping"}"#).await;
+    assert_eq!(answer.json["error"]["code"], -32600);
+    // The late answers come and are dropped; the ids are free again.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let answer = c.call(r#"{"jsonrpc":"2.0","id":5,"method":"ping"}"#).await;
+    assert_eq!(
+        answer.json["result"],
+        json!({}),
+        "{}",
+        String::from_utf8_lossy(&answer.bytes)
+    );
+    let answer = c
+        .call(r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo","arguments":{"text":"ok"}}}"#)
+        .await;
+    assert_eq!(text_of(&answer), "ok");
 }
