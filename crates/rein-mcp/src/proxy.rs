@@ -685,21 +685,55 @@ impl Session {
     }
 
     /// Sends to the server; a server that does not take a message within
-    /// the upstream timeout (it reads nothing) fails it.
+    /// the upstream timeout (it reads nothing) fails it. While the server
+    /// is not taking it, what the server sends is served: a server that
+    /// stops reading until its output is read (a stdio server whose stdout
+    /// pipe is full) would otherwise wait on the gateway as the gateway
+    /// waits on it.
     async fn send_upstream(&mut self, message: Message) -> Result<(), String> {
-        let Some(link) = &self.link else {
+        enum Step {
+            Sent,
+            Closed,
+            Event(UpstreamEvent),
+            TimedOut,
+        }
+        if self.link.is_none() {
             return Err("not connected".into());
-        };
-        match tokio::time::timeout(self.gateway.limits.upstream_timeout, link.tx.send(message)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => {
-                self.lost("the connection to the server closed").await;
-                Err("the connection to the server closed".into())
+        }
+        let deadline = Instant::now().checked_add(self.gateway.limits.upstream_timeout);
+        let mut message = Some(message);
+        loop {
+            let Some(link) = self.link.as_mut() else {
+                return Err("the connection to the server closed".into());
+            };
+            let step = tokio::select! {
+                permit = link.tx.reserve() => match (permit, message.take()) {
+                    (Ok(permit), Some(message)) => {
+                        permit.send(message);
+                        Step::Sent
+                    }
+                    (Ok(_), None) => Step::Sent,
+                    (Err(_), _) => Step::Closed,
+                },
+                event = link.rx.recv() => Step::Event(
+                    event.unwrap_or_else(|| UpstreamEvent::Closed("the connection to the server ended".into())),
+                ),
+                () = sleep_until(deadline) => Step::TimedOut,
+            };
+            match step {
+                Step::Sent => return Ok(()),
+                Step::Closed => {
+                    self.lost("the connection to the server closed").await;
+                    return Err("the connection to the server closed".into());
+                }
+                Step::Event(event) => self.server_event(event).await,
+                Step::TimedOut => {
+                    return Err(format!(
+                        "the server did not read a message within {} s",
+                        self.gateway.limits.upstream_timeout.as_secs_f64()
+                    ))
+                }
             }
-            Err(_) => Err(format!(
-                "the server did not read a message within {} s",
-                self.gateway.limits.upstream_timeout.as_secs()
-            )),
         }
     }
 

@@ -267,6 +267,19 @@ impl Fake {
                         }
                     }
                     "ping" => format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#),
+                    // Writes many messages before it reads again, as a
+                    // server whose stdout is full stops reading its stdin.
+                    "flood" => {
+                        for n in 0..200 {
+                            let log = format!(
+                                r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"info","data":{n}}}}}"#
+                            );
+                            if server_tx.send(UpstreamEvent::Message(parse(&log))).await.is_err() {
+                                return;
+                            }
+                        }
+                        format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#)
+                    }
                     // Every task's result holds a secret.
                     "tasks/result" => format!(
                         r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"SECRET of {}"}}]}}}}"#,
@@ -1341,4 +1354,32 @@ async fn the_id_of_a_request_the_server_may_still_answer_is_not_used_again() {
         .call(r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo","arguments":{"text":"ok"}}}"#)
         .await;
     assert_eq!(text_of(&answer), "ok");
+}
+
+#[tokio::test]
+async fn a_server_writing_while_the_client_writes_does_not_deadlock() {
+    let h = harness();
+    let mut c = h.client();
+    c.initialize().await;
+    let to_gateway = c.handle.to_gateway.clone();
+    tokio::spawn(async move {
+        let flood = r#"{"jsonrpc":"2.0","id":"f","method":"flood"}"#;
+        let _ = to_gateway.send(parse(flood)).await;
+        for n in 0..100 {
+            let ping = format!(r#"{{"jsonrpc":"2.0","id":{n},"method":"ping"}}"#);
+            let _ = to_gateway.send(parse(&ping)).await;
+        }
+    });
+    let (mut answers, mut notes) = (0, 0);
+    while answers < 101 {
+        let message = c.recv().await;
+        match message.kind {
+            Kind::Response { error, .. } => {
+                assert!(!error, "{}", String::from_utf8_lossy(&message.bytes));
+                answers += 1;
+            }
+            _ => notes += 1,
+        }
+    }
+    assert_eq!(notes, 200);
 }
