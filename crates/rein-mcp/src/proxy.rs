@@ -970,6 +970,35 @@ impl Session {
                     self.send_client(message).await;
                     return;
                 }
+                // Another kind of result (an extension's `resultType`, such
+                // as a task whose result another method brings): what it
+                // leads to cannot be checked, so it is withheld.
+                let result_type = result.get("resultType");
+                let known = match result_type {
+                    None => true,
+                    Some(Json::String(kind)) => kind == "complete" || kind == "input_required",
+                    Some(_) => false,
+                };
+                if !known {
+                    let kind = result_type.map(Json::to_string).unwrap_or_default();
+                    let text = format!(
+                        "Rein withheld the result of {}: its resultType {kind} is not one the gateway can check",
+                        call.tool
+                    );
+                    tracing::warn!(server = %self.server.name, tool = %call.tool, "{text}");
+                    let recorded = self
+                        .gateway
+                        .runtime
+                        .outcome_from(&call.decision_id, None, Some(text.clone()), Some(&self.info.client))
+                        .await;
+                    if let Err(e) = recorded {
+                        tracing::warn!(decision = %call.decision_id, "the outcome was not recorded: {e}");
+                    }
+                    let decision = json!({"id": call.decision_id, "effect": "block", "reasons": [text.clone()]});
+                    self.send_client(jsonrpc::response(id, tool_error(&text, decision, call.stateless)))
+                        .await;
+                    return;
+                }
                 // A task created (MCP tasks): the result comes by
                 // `tasks/result`, checked then. Only without content: what
                 // a client sees now is checked now.

@@ -239,6 +239,10 @@ impl Fake {
                                     });
                                     continue;
                                 }
+                                // An extension's kind of result.
+                                Some("extension") => format!(
+                                    r#"{{"jsonrpc":"2.0","id":{id},"result":{{"resultType":"task","task":{{"taskId":"t-3","status":"working"}}}}}}"#
+                                ),
                                 // A task (MCP tasks): the result comes later, by `tasks/result`.
                                 Some("task") => format!(
                                     r#"{{"jsonrpc":"2.0","id":{id},"result":{{"task":{{"taskId":"t-1","status":"working","createdAt":"2026-01-01T00:00:00Z","lastUpdatedAt":"2026-01-01T00:00:00Z","ttl":60000}}}}}}"#
@@ -1382,4 +1386,24 @@ async fn a_server_writing_while_the_client_writes_does_not_deadlock() {
         }
     }
     assert_eq!(notes, 200);
+}
+
+#[tokio::test]
+async fn a_result_of_a_kind_the_gateway_cannot_check_is_withheld() {
+    let h = harness();
+    let mut c = h.client();
+    for (n, era) in [(1, "2026-07-28"), (2, "2025-11-25")] {
+        let call = format!(
+            r#"{{"jsonrpc":"2.0","id":{n},"method":"tools/call","params":{{"name":"leak","arguments":{{"mode":"extension"}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"{era}"}}}}}}"#
+        );
+        let answer = c.call(&call).await;
+        assert_eq!(
+            answer.json["result"]["isError"],
+            true,
+            "{era}: {}",
+            String::from_utf8_lossy(&answer.bytes)
+        );
+        assert!(text_of(&answer).contains("resultType \"task\""), "{}", text_of(&answer));
+        assert!(answer.json["result"].get("task").is_none());
+    }
 }
