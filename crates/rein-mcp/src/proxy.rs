@@ -264,7 +264,37 @@ impl Session {
                 break;
             }
         }
+        self.record_unfinished().await;
         tracing::debug!(server = %self.server.name, "MCP session ended");
+    }
+
+    /// The session ends with calls the server got and did not answer (or
+    /// tasks whose result no one fetched): their outcome is recorded as
+    /// unknown, so that no allowed call is left without one.
+    async fn record_unfinished(&mut self) {
+        let calls: Vec<Call> = self
+            .pending
+            .drain()
+            .filter_map(|(_, pending)| match pending.what {
+                Forwarded::Call(call) => Some(call),
+                _ => None,
+            })
+            .chain(self.tasks.drain().map(|(_, call)| call))
+            .collect();
+        for call in calls {
+            let text = format!(
+                "the client's session ended before MCP server `{}` answered; what the call did is unknown",
+                self.server.name
+            );
+            let recorded = self
+                .gateway
+                .runtime
+                .outcome_from(&call.decision_id, None, Some(text), Some(&self.info.client))
+                .await;
+            if let Err(e) = recorded {
+                tracing::warn!(decision = %call.decision_id, "the outcome was not recorded: {e}");
+            }
+        }
     }
 
     // ---- client → server ----

@@ -1407,3 +1407,36 @@ async fn a_result_of_a_kind_the_gateway_cannot_check_is_withheld() {
         assert!(answer.json["result"].get("task").is_none());
     }
 }
+
+#[tokio::test]
+async fn a_call_in_flight_when_the_client_leaves_keeps_its_outcome() {
+    let h = harness();
+    let mut c = h.client();
+    c.initialize().await;
+    c.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow","arguments":{}}}"#)
+        .await;
+    // Forwarded (the server got it) before the client goes.
+    for _ in 0..100 {
+        if h.fake.calls().contains(&"slow".to_string()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(c);
+    let store = h.gateway.runtime.store();
+    let mut after = Vec::new();
+    for _ in 0..100 {
+        let records = store.query_audit(&AuditQuery::default()).await.unwrap();
+        after = records
+            .into_iter()
+            .filter(|r| r.entry.action == "mcp.fs.slow" && r.entry.phase == "after")
+            .collect();
+        if !after.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(after.len(), 1, "no outcome recorded for the call in flight");
+    let error = after[0].entry.error.as_deref().unwrap_or_default();
+    assert!(error.contains("ended before"), "{error}");
+}
