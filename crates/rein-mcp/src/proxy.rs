@@ -1326,13 +1326,13 @@ fn is_stateless(message: &Message) -> bool {
 }
 
 /// The text a call result shows the model: every text content block (and
-/// the text of every embedded resource, which is as much the result),
-/// joined with newlines.
+/// the text of every embedded resource, which is as much the result, and
+/// what a resource link says of itself), joined with newlines.
 pub fn result_text(result: &Json) -> String {
     let Some(content) = result.get("content").and_then(Json::as_array) else {
         return String::new();
     };
-    let texts: Vec<&str> = content.iter().filter_map(block_text).collect();
+    let texts: Vec<&str> = content.iter().flat_map(block_texts).collect();
     texts.join("\n")
 }
 
@@ -1348,23 +1348,32 @@ fn text_restates(result: &Json, structured: &Json) -> bool {
     let Some(content) = result.get("content").and_then(Json::as_array) else {
         return true;
     };
-    content.iter().all(|block| {
-        let Some(text) = block_text(block) else {
-            return true;
-        };
+    content.iter().flat_map(block_texts).all(|text| {
         let parsed = serde_json::from_str::<Json>(text).ok();
         parsed.as_ref() == Some(structured)
             || single.is_some_and(|value| parsed.as_ref() == Some(value) || value.as_str() == Some(text))
     })
 }
 
-/// The text of a content block the rules would read as text; `None` for
-/// images, audio and blobs.
-fn block_text(block: &Json) -> Option<&str> {
+/// The texts of a content block the rules read: a text block's text, an
+/// embedded resource's text, a resource link's URI, name, title and
+/// description (a client shows them to the model); none for images, audio
+/// and blobs.
+fn block_texts(block: &Json) -> Vec<&str> {
+    let strings = |keys: &[&str]| -> Vec<&str> {
+        keys.iter()
+            .filter_map(|k| block.get(*k).and_then(Json::as_str))
+            .collect()
+    };
     match block.get("type").and_then(Json::as_str) {
-        Some("text") => block.get("text").and_then(Json::as_str),
-        Some("resource") => block.pointer("/resource/text").and_then(Json::as_str),
-        _ => None,
+        Some("text") => strings(&["text"]),
+        Some("resource") => block
+            .pointer("/resource/text")
+            .and_then(Json::as_str)
+            .into_iter()
+            .collect(),
+        Some("resource_link") => strings(&["uri", "name", "title", "description"]),
+        _ => Vec::new(),
     }
 }
 
@@ -1374,7 +1383,7 @@ fn restated_result(result: &Json, structured: &Json) -> Json {
     let mut result = result.clone();
     let mut content = vec![json!({"type": "text", "text": structured.to_string()})];
     if let Some(blocks) = result.get("content").and_then(Json::as_array) {
-        content.extend(blocks.iter().filter(|block| block_text(block).is_none()).cloned());
+        content.extend(blocks.iter().filter(|block| block_texts(block).is_empty()).cloned());
     }
     result["content"] = Json::Array(content);
     result

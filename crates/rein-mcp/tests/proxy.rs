@@ -239,6 +239,9 @@ impl Fake {
                                     });
                                     continue;
                                 }
+                                Some("link") => format!(
+                                    r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"resource_link","uri":"file:///k","name":"k","description":"SECRET"}}]}}}}"#
+                                ),
                                 // An extension's kind of result.
                                 Some("extension") => format!(
                                     r#"{{"jsonrpc":"2.0","id":{id},"result":{{"resultType":"task","task":{{"taskId":"t-3","status":"working"}}}}}}"#
@@ -1151,6 +1154,7 @@ async fn results_cannot_hide_from_the_after_rules() {
         "input_required",
         "error_data",
         "resource",
+        "link",
     ]
     .iter()
     .enumerate()
