@@ -63,7 +63,8 @@ import json, sys
 for line in sys.stdin:
     label, body = line.strip().split(" ", 1)
     r = json.loads(body)
-    print(f"  {label}: p99 {r[\"p99_us\"]} µs, cpu {r[\"cpu_us_per_call\"]} µs/call")' | tee -a "$SUMMARY"
+    p99, cpu = r["p99_us"], r["cpu_us_per_call"]
+    print(f"  {label}: p99 {p99} µs, cpu {cpu} µs/call")' | tee -a "$SUMMARY"
 
 rm -f "$disk"/rein.db*
 say "memory over $LONG calls through the gateway (store on disk), VmRSS every 10,000 calls (KiB):"
