@@ -37,11 +37,12 @@ pub struct GatewayOpts {
     /// cwd: DIR}}`.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["servers", "urls", "command"])]
     config: Option<PathBuf>,
-    /// Serve Streamable HTTP at http://ADDR/mcp/<server> (IP:PORT,
-    /// `localhost:PORT` or a port alone, on loopback). Without it, the
+    /// Serve Streamable HTTP at http://ADDR/mcp/<server> (a loopback
+    /// IP:PORT, `localhost:PORT` or a port alone: the endpoint has no
+    /// authentication, so other addresses are refused). Without it, the
     /// gateway speaks MCP on its own stdin and stdout, in front of one
     /// server.
-    #[arg(long, value_name = "ADDR", value_parser = super::serve::listen_addr)]
+    #[arg(long, value_name = "ADDR", value_parser = loopback_addr)]
     listen: Option<SocketAddr>,
     /// The SQLite file for the audit log, approvals and state (created if
     /// absent; its directory must exist), as `rein serve`'s.
@@ -470,16 +471,29 @@ fn config_file(path: &Path) -> anyhow::Result<Vec<ServerConfig>> {
         }
         let spec = match (entry.url, entry.command) {
             (Some(url), None) => UpstreamSpec::Http { url },
-            (None, Some(command)) => match stdio_spec(&command)? {
-                UpstreamSpec::Stdio { program, args, .. } => UpstreamSpec::Stdio {
-                    program,
-                    args,
+            (None, Some(command)) => {
+                let Some((program, args)) = command.split_first() else {
+                    anyhow::bail!("{}: server `{name}`: `command` is empty", path.display());
+                };
+                // A relative folder is the config file's. A folder that is
+                // not there is said now, not at the server's first call.
+                let cwd = entry.cwd.map(|c| dir.join(c));
+                if let Some(cwd) = &cwd {
+                    if !cwd.is_dir() {
+                        anyhow::bail!(
+                            "{}: server `{name}`: `cwd` {} is not a folder",
+                            path.display(),
+                            cwd.display()
+                        );
+                    }
+                }
+                UpstreamSpec::Stdio {
+                    program: program.clone(),
+                    args: args.to_vec(),
                     env: entry.env.into_iter().collect(),
-                    // A relative folder is the config file's.
-                    cwd: entry.cwd.map(|c| dir.join(c)),
-                },
-                http => http,
-            },
+                    cwd,
+                }
+            }
             _ => anyhow::bail!(
                 "{}: server `{name}` needs exactly one of `url` and `command`",
                 path.display()
@@ -526,6 +540,23 @@ fn yaml_json(value: &YamlValue) -> Result<Json, String> {
             Json::Object(map)
         }
     })
+}
+
+/// `--listen`: an address as `rein serve` takes it, on loopback only. The
+/// endpoint has no authentication of its own (anyone who reaches it calls
+/// the servers' tools as the gateway's actor), so an address other
+/// machines reach is refused rather than served.
+fn loopback_addr(text: &str) -> Result<SocketAddr, String> {
+    const FORMS: &str = "127.0.0.1:PORT, [::1]:PORT, localhost:PORT or a port alone";
+    let addr = super::serve::listen_addr(text).map_err(|_| format!("must be a loopback address: {FORMS}"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "{} is not a loopback address, and the gateway's HTTP endpoint has no authentication of its own: \
+             listen on {FORMS} (to serve other machines, put an authenticating reverse proxy in front)",
+            addr.ip()
+        ));
+    }
+    Ok(addr)
 }
 
 /// A duration option: `600s`, `10m`, `1h30m`; more than zero.
@@ -597,6 +628,39 @@ mod tests {
         ] {
             std::fs::write(&path, bad).unwrap();
             assert!(config_file(&path).is_err(), "{bad}");
+        }
+        for (bad, says) in [
+            ("servers: {a: {command: []}}\n", "server `a`: `command` is empty"),
+            (
+                "servers: {a: {command: [x], cwd: no-such-folder}}\n",
+                "server `a`: `cwd` ",
+            ),
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let error = config_file(&path).unwrap_err().to_string();
+            assert!(error.contains(says), "{bad}: {error}");
+            assert!(error.starts_with(&path.display().to_string()), "{error}");
+        }
+        std::fs::create_dir(dir.path().join("work")).unwrap();
+        std::fs::write(&path, "servers: {a: {command: [x], cwd: work}}\n").unwrap();
+        let servers = config_file(&path).unwrap();
+        assert!(
+            matches!(&servers[0].spec, UpstreamSpec::Stdio { cwd: Some(cwd), .. } if cwd == &dir.path().join("work"))
+        );
+    }
+
+    #[test]
+    fn the_http_endpoint_listens_on_loopback_only() {
+        for ok in ["127.0.0.1:8765", "[::1]:0", "localhost:8765", "8765", "127.0.0.2:1"] {
+            assert!(loopback_addr(ok).unwrap().ip().is_loopback(), "{ok}");
+        }
+        for bad in ["0.0.0.0:8765", "[::]:8765", "192.168.1.10:8765", "8.8.8.8:1"] {
+            let error = loopback_addr(bad).unwrap_err();
+            assert!(error.contains("no authentication"), "{bad}: {error}");
+        }
+        for bad in ["", "foo", "99999", "localhost"] {
+            let error = loopback_addr(bad).unwrap_err();
+            assert!(error.starts_with("must be a loopback address"), "{bad}: {error}");
         }
     }
 }
