@@ -153,10 +153,10 @@ fn pin_writes_the_lock_file_and_check_reports_a_rug_pull() {
         lock["servers"]["fs"]["tools"]["echo"]["tool"]["description"],
         "says it back"
     );
-    let (code, out, _) = output(s.rein(&["pin", "--policy", &policy, "--server", "fs", "--check"], &[]));
-    assert_eq!(code, 0, "{out}");
-    let (code, out, _) = output(s.rein(&["pin", "--policy", &policy, "--server", "fs", "--check"], &["--rug"]));
-    assert_eq!(code, 1, "{out}");
+    let (code, out, err) = output(s.rein(&["pin", "--policy", &policy, "--server", "fs", "--check"], &[]));
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = output(s.rein(&["pin", "--policy", &policy, "--server", "fs", "--check"], &["--rug"]));
+    assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains("changed: tool `echo` (description)"), "{out}");
     // --check wrote nothing.
     let after: Json = serde_json::from_str(&std::fs::read_to_string(s.path("policy/rein-mcp.lock")).unwrap()).unwrap();
@@ -193,6 +193,7 @@ impl Gateway {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        // (stderr is read at the end, or on a failure.)
         Gateway {
             stdin: child.stdin.take(),
             stdout: BufReader::new(child.stdout.take().unwrap()),
@@ -210,7 +211,11 @@ impl Gateway {
     fn recv(&mut self) -> String {
         let mut line = String::new();
         self.stdout.read_line(&mut line).unwrap();
-        assert!(line.ends_with('\n'), "the gateway's stdout ended: {line:?}");
+        if !line.ends_with('\n') {
+            let mut err = String::new();
+            let _ = std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut err);
+            panic!("the gateway's stdout ended: {line:?}; stderr: {err}");
+        }
         line.pop();
         line
     }

@@ -89,6 +89,9 @@ pub enum GatewayError {
     /// the rendered diagnostics.
     #[error("{0}")]
     Policy(String),
+    /// The lock file could not be read (it names itself and the reason).
+    #[error("{0}")]
+    Lock(String),
     /// A server could not be listed or its pins read.
     #[error("server `{server}`: {reason}")]
     Server {
@@ -151,7 +154,7 @@ impl Gateway {
         }
         let lock_path = pin::lock_path(&config.policy_paths);
         let lock = LockFile::read(&lock_path)
-            .map_err(|e| GatewayError::Policy(e.to_string()))?
+            .map_err(|e| GatewayError::Lock(e.to_string()))?
             .unwrap_or_default();
         // Unpinned servers are listed together: start-up takes the longest
         // listing, not their sum.

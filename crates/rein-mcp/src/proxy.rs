@@ -82,6 +82,9 @@ pub const MAX_HELD_CALLS: usize = 64;
 /// Tools a server lists beyond its catalog that a session remembers (to
 /// refuse their calls with what happened rather than as unknown).
 pub const MAX_LISTED_ADDED: usize = 10_000;
+/// Task-augmented calls of one session whose result was not fetched yet;
+/// a server taking one more as a task has its answer withheld.
+pub const MAX_TASKS: usize = 1024;
 /// How often a held call looks its approval up.
 pub const APPROVAL_POLL: Duration = Duration::from_millis(200);
 /// The stateless protocol revision: its requests name it in `_meta`, its
@@ -135,6 +138,7 @@ pub fn start_session_with(
         held_rx,
         listed: HashMap::new(),
         digests,
+        tasks: HashMap::new(),
         next_id: 0,
         client_gone: false,
     };
@@ -228,6 +232,9 @@ struct Session {
     listed: HashMap<String, Listed>,
     /// The catalog's digests, by tool.
     digests: HashMap<String, ToolDigest>,
+    /// Task-augmented calls the server took as tasks, by task id: their
+    /// result comes with `tasks/result`, checked as the call's.
+    tasks: HashMap<String, Call>,
     next_id: u64,
     /// The client stopped reading: the session ends.
     client_gone: bool,
@@ -271,6 +278,7 @@ impl Session {
                 }
                 match method.as_str() {
                     "tools/call" => self.call(id, message).await,
+                    "tasks/result" => self.task_result(id, message).await,
                     "tools/list" => {
                         let first = message.params().get("cursor").is_none_or(Json::is_null);
                         self.forward_request(id, message, Forwarded::List { first }).await;
@@ -507,6 +515,26 @@ impl Session {
                 client: Some(&self.info.client),
             })
             .await
+    }
+
+    /// `tasks/result`: the result of a call the server ran as a task, checked
+    /// as that call's. A task this session did not see created is refused:
+    /// its result would reach the client unchecked.
+    async fn task_result(&mut self, id: Id, message: Message) {
+        let task_id = message.params().get("taskId").and_then(Json::as_str);
+        match task_id.and_then(|t| self.tasks.remove(t)) {
+            Some(call) => self.forward_request(id, message, Forwarded::Call(call)).await,
+            None => {
+                let text = format!(
+                    "MCP server `{}`: no task {} of a call in this session (its result was fetched already, or the \
+                     call was not made through Rein)",
+                    self.server.name,
+                    task_id.map_or_else(|| "(no `taskId`)".to_string(), |t| format!("`{t}`"))
+                );
+                self.send_client(jsonrpc::error(Some(&id), code::INVALID_PARAMS, text))
+                    .await;
+            }
+        }
     }
 
     /// Holds a call that needs approval on a task of its own; the session
@@ -836,6 +864,25 @@ impl Session {
         let (output, error) = match message.result() {
             None => (None, Some(error_text(&message))),
             Some(result) => {
+                // A call the server runs as a task (MCP tasks, 2025-11-25):
+                // the answer is the task, its result comes later with
+                // `tasks/result`, which is checked as this call's.
+                if let Some(task_id) = result.pointer("/task/taskId").and_then(Json::as_str) {
+                    if self.tasks.len() < MAX_TASKS && !self.tasks.contains_key(task_id) {
+                        self.tasks.insert(task_id.to_string(), call);
+                        self.send_client(message).await;
+                    } else {
+                        let text = format!(
+                            "Rein withheld the result of {}: the server made it task `{task_id}`, and this session \
+                             cannot follow one more task",
+                            call.tool
+                        );
+                        let why = json!({"id": call.decision_id, "effect": "block", "reasons": [text.clone()]});
+                        self.send_client(jsonrpc::response(id, tool_error(&text, why, call.stateless)))
+                            .await;
+                    }
+                    return;
+                }
                 // The stateless era's "ask the user first": no result yet,
                 // the client retries the call (decided again). Only for a
                 // stateless request, and only without content: a client of
@@ -878,7 +925,14 @@ impl Session {
             .outcome_from(&call.decision_id, output, error, Some(&self.info.client))
             .await;
         match checked {
-            Ok(answer) if answer.effect == Effect::Allow => self.send_client(message).await,
+            Ok(answer) if answer.effect == Effect::Allow => {
+                let message = if call.structured {
+                    only_checked_text(message, &call.tool)
+                } else {
+                    message
+                };
+                self.send_client(message).await;
+            }
             Ok(answer) => {
                 let text = withheld_text(&call.tool, &answer);
                 tracing::warn!(server = %self.server.name, tool = %call.tool, decision = %answer.decision_id, "{text}");
@@ -1133,6 +1187,52 @@ pub fn result_text(result: &Json) -> String {
         })
         .collect();
     texts.join("\n")
+}
+
+/// The result of a tool with an `outputSchema` as the client may see it:
+/// the rules read only its `structuredContent`, so a text block that says
+/// something else (neither that content as JSON nor one of its values) is
+/// replaced by the content as JSON. Results whose text mirrors their
+/// structured content, as the spec asks, pass as their bytes.
+fn only_checked_text(message: Message, tool: &str) -> Message {
+    let Some(result) = message.result() else { return message };
+    let structured = result.get("structuredContent").unwrap_or(&Json::Null);
+    let Some(content) = result.get("content").and_then(Json::as_array) else {
+        return message;
+    };
+    let covered = |block: &Json| {
+        let text = match block.get("type").and_then(Json::as_str) {
+            Some("text") => block.get("text").and_then(Json::as_str),
+            Some("resource") => block.pointer("/resource/text").and_then(Json::as_str),
+            _ => return true,
+        };
+        text.is_none_or(|text| {
+            text.trim().is_empty()
+                || has_value(structured, &Json::String(text.to_string()))
+                || rein_engine::json::parse_strict(text.as_bytes()).is_ok_and(|parsed| has_value(structured, &parsed))
+        })
+    };
+    if content.iter().all(covered) {
+        return message;
+    }
+    tracing::warn!(tool = %tool, "a result's text said more than its structured content; the text was replaced by that content");
+    let mut kept: Vec<Json> = content.iter().filter(|b| covered(b)).cloned().collect();
+    kept.push(json!({"type": "text", "text": structured.to_string()}));
+    let mut json = message.json;
+    json["result"]["content"] = Json::Array(kept);
+    Message::from_json(json)
+}
+
+/// Whether `part` is `value` or a value inside it (a text block may be the
+/// structured content as JSON, or one of its values: `5` for
+/// `{"result": 5}`, a file's text for `{"content": <the text>}`).
+fn has_value(value: &Json, part: &Json) -> bool {
+    value == part
+        || match value {
+            Json::Array(items) => items.iter().any(|v| has_value(v, part)),
+            Json::Object(map) => map.values().any(|v| has_value(v, part)),
+            _ => false,
+        }
 }
 
 /// An error response's text: `JSON-RPC error <code>: <message>`, and its

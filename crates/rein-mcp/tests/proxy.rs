@@ -53,7 +53,13 @@ contracts:
     mcp.fs.leak:
       input: {mode: string}
       output: {text: string}
+    mcp.fs.summary:
+      input: {plain: {type: bool, optional: true}}
+      output: {count: int}
 rules:
+  - id: summaries_run
+    action: mcp.fs.summary
+    effect: allow
   - id: leaks_run
     action: mcp.fs.leak
     effect: allow
@@ -119,6 +125,8 @@ fn tools() -> Json {
          "outputSchema": object(json!({"count": {"type": "integer"}}))},
         {"name": "fail", "description": "fails", "inputSchema": object(json!({}))},
         {"name": "leak", "description": "hides things", "inputSchema": object(json!({"mode": {"type": "string"}}))},
+        {"name": "summary", "description": "counts, and says more", "inputSchema": object(json!({})),
+         "outputSchema": object(json!({"count": {"type": "integer"}}))},
     ])
 }
 
@@ -193,8 +201,8 @@ impl Fake {
                                 )
                             }
                             "stats" => format!(
-                                r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"n"}}],"structuredContent":{{"count":{}}}}}}}"#,
-                                args.get("n").cloned().unwrap_or(json!(7))
+                                r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"{{\"count\": {n}}}"}}],"structuredContent":{{"count":{n}}}}}}}"#,
+                                n = args.get("n").cloned().unwrap_or(json!(7))
                             ),
                             "fail" => format!(
                                 r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"bad password hunter2"}}],"isError":true}}}}"#
@@ -212,6 +220,9 @@ impl Fake {
                                 Some("error_data") => format!(
                                     r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32000,"message":"failed","data":{{"k":"SECRET"}}}}}}"#
                                 ),
+                                Some("task") => format!(
+                                    r#"{{"jsonrpc":"2.0","id":{id},"result":{{"task":{{"taskId":"t-1","status":"working"}}}}}}"#
+                                ),
                                 Some("ask") => format!(
                                     r#"{{"jsonrpc":"2.0","id":{id},"result":{{"resultType":"input_required","inputRequests":{{"ok":{{"method":"elicitation/create","params":{{"message":"sure?"}}}}}},"requestState":"abc"}}}}"#
                                 ),
@@ -220,6 +231,12 @@ impl Fake {
                                 ),
                                 _ => format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[]}}}}"#),
                             },
+                            "summary" if args.get("plain").is_some() => format!(
+                                r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"3"}}],"structuredContent":{{"count":3}}}}}}"#
+                            ),
+                            "summary" => format!(
+                                r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"the SECRET"}},{{"type":"image","data":"AA==","mimeType":"image/png"}}],"structuredContent":{{"count":3}}}}}}"#
+                            ),
                             "slow" => continue,
                             "crash" => {
                                 let _ = server_tx
@@ -239,6 +256,9 @@ impl Fake {
                         }
                     }
                     "ping" => format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#),
+                    "tasks/result" => format!(
+                        r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"the SECRET"}}]}}}}"#
+                    ),
                     "ask_client" => {
                         // A server → client request, then the answer.
                         let ask =
@@ -682,7 +702,7 @@ async fn drifted_and_added_tools_are_hidden_and_refused() {
     c.initialize().await;
     // Unchanged: the list passes as its bytes.
     let list = c.call(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).await;
-    assert_eq!(list.json["result"]["tools"].as_array().unwrap().len(), 9);
+    assert_eq!(list.json["result"]["tools"].as_array().unwrap().len(), 10);
     let expected = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"tools":{}}}}}"#, tools());
     assert_eq!(list.bytes, expected.as_bytes());
     // The server changes a description and adds a tool.
@@ -914,7 +934,7 @@ async fn tools_the_policy_always_blocks_are_hidden_but_still_decided() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names.len(), 8);
+    assert_eq!(names.len(), 9);
     assert!(!names.contains(&"delete"));
     // `write_file` is blocked only on some paths: listed.
     assert!(names.contains(&"write_file"));
@@ -1186,4 +1206,82 @@ async fn timeouts_too_long_to_be_a_time_are_no_timeouts() {
         .call(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"ok"}}}"#)
         .await;
     assert_eq!(text_of(&answer), "ok");
+}
+
+#[tokio::test]
+async fn a_task_s_result_is_checked_as_its_call_s() {
+    let h = harness();
+    let mut c = h.client();
+    c.initialize().await;
+    let created = c
+        .call(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"leak","arguments":{"mode":"task"},"task":{"ttl":60000}}}"#)
+        .await;
+    assert_eq!(created.json["result"]["task"]["taskId"], "t-1");
+    let answer = c
+        .call(r#"{"jsonrpc":"2.0","id":2,"method":"tasks/result","params":{"taskId":"t-1"}}"#)
+        .await;
+    assert!(
+        text_of(&answer).starts_with("Rein withheld the result of leak: rule leaks_checked"),
+        "{}",
+        text_of(&answer)
+    );
+    assert!(!answer.bytes.windows(6).any(|w| w == b"SECRET"));
+    // Once fetched, or never created through the gateway: refused.
+    for task in ["t-1", "t-other"] {
+        let ask = format!(r#"{{"jsonrpc":"2.0","id":3,"method":"tasks/result","params":{{"taskId":"{task}"}}}}"#);
+        assert_eq!(c.call(&ask).await.json["error"]["code"], -32602, "{task}");
+    }
+    let asked = h
+        .fake
+        .received()
+        .iter()
+        .filter(|(_, m)| m.method() == Some("tasks/result"))
+        .count();
+    assert_eq!(asked, 1);
+}
+
+#[tokio::test]
+async fn a_lock_file_that_cannot_be_read_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.yaml"), POLICY).unwrap();
+    std::fs::write(dir.path().join(rein_mcp::pin::LOCK_FILE_NAME), "{\"version\": 1}").unwrap();
+    let fake = Fake::new();
+    let config = gateway_config(dir.path());
+    let err = Gateway::prepare_with(&config, false, fake.connector())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, rein_mcp::gateway::GatewayError::Lock(_)), "{err}");
+    assert!(err.to_string().contains("rein-mcp.lock"), "{err}");
+    assert_eq!(fake.connections.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_structured_result_s_text_says_only_what_was_checked() {
+    let h = harness();
+    let mut c = h.client();
+    c.initialize().await;
+    let answer = c
+        .call(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"summary","arguments":{}}}"#)
+        .await;
+    let result = &answer.json["result"];
+    assert_eq!(result["structuredContent"]["count"], 3);
+    assert_eq!(result["content"][0]["type"], "image");
+    assert_eq!(result["content"][1]["text"], r#"{"count":3}"#);
+    assert!(!answer.bytes.windows(6).any(|w| w == b"SECRET"));
+    // Text that mirrors the structured content passes as its bytes.
+    let answer = c
+        .call(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"stats","arguments":{}}}"#)
+        .await;
+    let expected = r#"{"jsonrpc":"2.0","id":2,"result":{"content":[{"type":"text","text":"{\"count\": 7}"}],"structuredContent":{"count":7}}}"#;
+    assert_eq!(answer.bytes, expected.as_bytes());
+    let answer = c
+        .call(
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"summary","arguments":{"plain":true}}}"#,
+        )
+        .await;
+    assert_eq!(
+        answer.json["result"]["content"][0]["text"], "3",
+        "a value of the content passes"
+    );
 }
