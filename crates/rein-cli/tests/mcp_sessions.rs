@@ -284,8 +284,10 @@ fn limits_and_session_rules_hold_across_the_calls_of_a_stdio_session() {
     limit_and_taint(&mut |m| client.ask(m), &s, &out);
     let (code, err) = client.finish();
     assert_eq!(code, 0, "{err}");
+    assert!(err.contains("no tokens file"), "{err}");
     // A second gateway process is a new session: its own two echoes, no
-    // taint.
+    // taint. With a tokens file, start-up says how to grant.
+    std::fs::write(s.path("rein-tokens.yaml"), "tokens: []\n").unwrap();
     let mut client = Stdio1::start(s.gateway(&[]));
     let (is_error, text) = outcome(&client.ask(&call(1, "echo", &json!({"text": "again"}))));
     assert!(!is_error, "{text}");
@@ -293,6 +295,8 @@ fn limits_and_session_rules_hold_across_the_calls_of_a_stdio_session() {
     assert!(!is_error && out.exists(), "{text}");
     let (code, err) = client.finish();
     assert_eq!(code, 0, "{err}");
+    let grant = format!("rein approvals grant ID --db {}", s.path("rein.db").display());
+    assert!(err.contains(&grant), "{err}");
     // `rein limits list` shows the first session's bucket full; the policy
     // loads beside the contracts `rein mcp contracts` printed.
     let out = Command::new(env!("CARGO_BIN_EXE_rein"))

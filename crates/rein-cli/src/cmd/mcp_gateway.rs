@@ -216,6 +216,15 @@ pub fn run_gateway(args: GatewayArgs, color: bool) -> anyhow::Result<u8> {
         for notice in &prepared.notices {
             tracing::warn!("{notice}");
         }
+        let lock_path = rein_mcp::pin::lock_path(&config.policy_paths);
+        for server in prepared.servers.values().filter(|s| s.pinned) {
+            tracing::info!(
+                "MCP server `{}` is pinned: its {} tools are those of {}",
+                server.name,
+                server.catalog.tools.len(),
+                lock_path.display()
+            );
+        }
         for w in prepared.policy.warnings() {
             tracing::warn!(warning = %w, "policy warning");
         }
@@ -229,6 +238,7 @@ pub fn run_gateway(args: GatewayArgs, color: bool) -> anyhow::Result<u8> {
         ));
         runtime.hold_state_lock(opened.state_lock);
         rein_server::ready_runtime(&runtime, &store_config).await?;
+        approvals_notice(&store_config);
         let gateway = Arc::new(Gateway::new(&config, prepared.servers, Arc::clone(&runtime)));
         let pruner = tokio::spawn(rein_server::prune_state_every_minute(Arc::clone(&runtime)));
         let served = match listener {
@@ -242,6 +252,33 @@ pub fn run_gateway(args: GatewayArgs, color: bool) -> anyhow::Result<u8> {
         served.and(closed)?;
         Ok(EXIT_ALLOW)
     })
+}
+
+/// Says how a held call is granted, with this store's path: `rein
+/// approvals` looks for `./rein.db` unless told, and on the store file it
+/// takes an approver's token from the tokens file beside the store, which
+/// the gateway does not create (`rein serve` does, and cannot run on a
+/// store the gateway holds).
+fn approvals_notice(store: &rein_server::ServerConfig) {
+    let db = std::path::absolute(&store.db_path).unwrap_or_else(|_| store.db_path.clone());
+    let tokens = store.tokens_file();
+    let tokens = std::path::absolute(&tokens).unwrap_or(tokens);
+    if tokens.exists() {
+        tracing::info!(
+            "calls held for approval: `rein approvals list --db {}`, then `rein approvals grant ID --db {} --token \
+             <an approver's token of {}>`",
+            db.display(),
+            db.display(),
+            tokens.display()
+        );
+    } else {
+        tracing::warn!(
+            "no tokens file {}: a call the policy sends for approval cannot be granted (`rein approvals grant` \
+             needs an approver's token from it) and is refused after --approval-timeout; write one (see \
+             docs/mcp.md, Approvals) before such calls come",
+            tokens.display()
+        );
+    }
 }
 
 async fn serve_stdio(gateway: Arc<Gateway>) -> anyhow::Result<()> {
