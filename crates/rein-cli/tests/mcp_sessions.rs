@@ -484,3 +484,20 @@ fn a_wrapped_client_configuration_runs_the_gateway() {
     let undone: Json = serde_json::from_str(&std::fs::read_to_string(s.path(".mcp.json")).unwrap()).unwrap();
     assert_eq!(undone, config);
 }
+
+/// A gateway keeps its store: a second one on the same store (a client
+/// that starts one gateway per server on one `--db`) stops, saying what to
+/// do, rather than deciding on state the first one changes.
+#[test]
+fn a_second_gateway_on_a_kept_store_says_what_to_do() {
+    let Some(s) = Setup::new() else { return };
+    let first = Stdio1::start(s.gateway(&[]));
+    let out = s.gateway(&[]).stdin(Stdio::null()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("is kept by another Rein process"), "{err}");
+    assert!(err.contains("give each stdio gateway a --db of its own"), "{err}");
+    assert!(out.stdout.is_empty());
+    let (code, err) = first.finish();
+    assert_eq!(code, 0, "{err}");
+}

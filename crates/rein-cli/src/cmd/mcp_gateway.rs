@@ -228,7 +228,20 @@ pub fn run_gateway(args: GatewayArgs, color: bool) -> anyhow::Result<u8> {
         for w in prepared.policy.warnings() {
             tracing::warn!(warning = %w, "policy warning");
         }
-        let opened = store_config.open_store().await?;
+        let opened = store_config.open_store().await.map_err(|e| {
+            if e.to_string().contains(rein_store::StateLock::HELD) {
+                // The usual cause: a client starting one stdio gateway per
+                // server (or two clients) on one store.
+                e.context(format!(
+                    "the store {} is kept by another Rein process; a gateway keeps its store for its lifetime, so \
+                     give each stdio gateway a --db of its own, or run one `rein mcp gateway --listen` for every \
+                     server and client",
+                    store_config.db_path.display()
+                ))
+            } else {
+                e
+            }
+        })?;
         let sqlite = Arc::clone(&opened.sqlite);
         let runtime_config = store_config.runtime_config(opened.hmac_key);
         let runtime = Arc::new(rein_runtime::Runtime::new(
