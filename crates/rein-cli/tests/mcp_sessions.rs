@@ -477,8 +477,8 @@ fn a_wrapped_client_configuration_runs_the_gateway() {
     assert_eq!(text, "wrapped");
     let (code, err) = client.finish();
     assert_eq!(code, 0, "{err}");
-    // The store is the one beside the policy, as wrap says.
-    assert!(s.path("policy/rein.db").exists(), "{err}");
+    // The store is the server's own, beside the policy, as wrap says.
+    assert!(s.path("policy/rein-fs.db").exists(), "{err}");
     let (code, _, err) = s.rein(&["mcp", "wrap", "--undo", "--yes"]);
     assert_eq!(code, 0, "{err}");
     let undone: Json = serde_json::from_str(&std::fs::read_to_string(s.path(".mcp.json")).unwrap()).unwrap();
