@@ -688,3 +688,15 @@ fn bad_arguments_are_refused() {
         assert_eq!(d.read(".mcp.json"), CURSOR);
     }
 }
+
+#[test]
+fn the_paths_written_have_no_dots() {
+    let d = Dir::new();
+    fs::create_dir_all(d.dir.join("sub")).unwrap();
+    d.write(".mcp.json", CURSOR);
+    ok(&d.wrap(&["--policy", "sub/../policy.yaml", "--rein-bin", BIN]));
+    let config: Value = serde_json::from_str(&d.read(".mcp.json")).unwrap();
+    let args = &config["mcpServers"]["playwright"]["args"];
+    assert_eq!(args[3], d.path("policy.yaml"));
+    assert_eq!(args[5], d.path("rein-playwright.db"));
+}
