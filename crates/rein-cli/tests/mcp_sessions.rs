@@ -436,6 +436,75 @@ fn limits_and_session_rules_hold_per_http_session() {
     assert_eq!(status.code(), Some(0), "{log}");
 }
 
+/// A stateless (2026-07-28) request over HTTP, with `_meta["rein/session"]`
+/// when `session` is given; its answer.
+fn stateless_call(url: &str, id: u64, session: Option<&str>) -> Json {
+    let mut meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "stateless", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {},
+    });
+    if let Some(session) = session {
+        meta["rein/session"] = json!(session);
+    }
+    let message = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": "s"}, "_meta": meta}});
+    let mut response = ureq::Agent::new_with_defaults()
+        .post(url)
+        .header("Accept", "application/json, text/event-stream")
+        .header("Content-Type", "application/json")
+        .header("MCP-Protocol-Version", "2026-07-28")
+        .send(message.to_string())
+        .unwrap();
+    let body = response.body_mut().read_to_string().unwrap();
+    let json = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .next_back()
+        .map_or(body.as_str(), str::trim);
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// A stateless client has no MCP session: its Rein session is the
+/// `_meta["rein/session"]` it sends, and without one a rule reading the
+/// session refuses the call.
+#[test]
+fn stateless_clients_name_their_session_in_meta() {
+    let Some(s) = Setup::new() else { return };
+    let mut child = s
+        .gateway(&["--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (url, log) = http_address(&mut child);
+    for id in 1..=2 {
+        let answer = stateless_call(&url, id, Some("run-7"));
+        assert!(!outcome(&answer).0, "{answer}");
+    }
+    let answer = stateless_call(&url, 3, Some("run-7"));
+    assert!(outcome(&answer).0, "{answer}");
+    let used = answer["result"]["_meta"]["rein/decision"]["reasons"][0]
+        .as_str()
+        .unwrap();
+    assert!(used.contains("session.id=mcp:fs/run-7 "), "{answer}");
+    let answer = stateless_call(&url, 4, Some("run-8"));
+    assert!(!outcome(&answer).0, "{answer}");
+    let answer = stateless_call(&url, 5, None);
+    let (is_error, text) = outcome(&answer);
+    assert!(is_error, "{answer}");
+    assert!(text.contains("session required"), "{text}");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    let log = log.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{log}");
+}
+
 /// The `.mcp.json` `rein mcp wrap` writes, run as Claude Code runs it: the
 /// wrapped command and arguments start the gateway, which lists the tools
 /// and decides the calls.
