@@ -285,6 +285,14 @@ fn limits_and_session_rules_hold_across_the_calls_of_a_stdio_session() {
     let (code, err) = client.finish();
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("no tokens file"), "{err}");
+    // The unpinned notice gives the command that pins.
+    let pin = format!(
+        "pin them with `rein mcp pin --policy {} --server fs -- {} {}`",
+        s.path("policy").display(),
+        s.python,
+        s.path("server.py").display()
+    );
+    assert!(err.contains(&pin), "{err}");
     // A second gateway process is a new session: its own two echoes, no
     // taint. With a tokens file, start-up says how to grant.
     std::fs::write(s.path("rein-tokens.yaml"), "tokens: []\n").unwrap();
