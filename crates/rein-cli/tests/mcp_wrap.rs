@@ -700,3 +700,27 @@ fn the_paths_written_have_no_dots() {
     assert_eq!(args[3], d.path("policy.yaml"));
     assert_eq!(args[5], d.path("rein-playwright.db"));
 }
+
+/// A server added later and wrapped with the --db an earlier one got would
+/// share its store: refused, the file left as it is.
+#[test]
+fn a_store_already_given_to_a_wrapped_server_is_not_given_again() {
+    let d = Dir::new();
+    d.write(".mcp.json", r#"{"mcpServers": {"a": {"command": "srv-a"}}}"#);
+    ok(&d.wrap(&["--policy", "policy.yaml", "--db", "shared.db", "--rein-bin", BIN]));
+    let wrapped = d.read(".mcp.json");
+    let config: Value = serde_json::from_str(&wrapped).unwrap();
+    let mut with_b = config.clone();
+    with_b["mcpServers"]["b"] = json!({"command": "srv-b"});
+    let text = serde_json::to_string_pretty(&with_b).unwrap();
+    d.write(".mcp.json", &text);
+    let o = d.wrap(&["--policy", "policy.yaml", "--db", "shared.db", "--rein-bin", BIN]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("`b` would share the store"), "{}", stderr(&o));
+    assert_eq!(d.read(".mcp.json"), text);
+    // Without --db, b gets a store of its own.
+    ok(&d.wrap(&["--policy", "policy.yaml", "--rein-bin", BIN]));
+    let config: Value = serde_json::from_str(&d.read(".mcp.json")).unwrap();
+    assert_eq!(config["mcpServers"]["b"]["args"][5], d.path("rein-b.db"));
+    assert_eq!(config["mcpServers"]["a"]["args"][5], d.path("shared.db"));
+}

@@ -292,6 +292,9 @@ impl<'a> Config<'a> {
         }
         let mut edits = Vec::new();
         let mut wrapped = Vec::new();
+        // The stores of the servers wrapped before: a new one must not
+        // share one (its gateway could not start beside theirs).
+        let mut kept: Vec<(String, String)> = Vec::new();
         for server in &self.servers {
             let shown = printable(&server.name);
             let kind = match server.fields.get("type") {
@@ -327,6 +330,9 @@ impl<'a> Config<'a> {
                     continue;
                 }
                 Runner::ThisRein => {
+                    if let Some(db) = server.option("--db") {
+                        kept.push((db, shown.to_string()));
+                    }
                     match server.option("--policy") {
                         Some(old) if old != gateway.policy => eprintln!(
                             "{shown}: already behind the gateway, with --policy {}; to change it, run `rein mcp wrap \
@@ -344,6 +350,16 @@ impl<'a> Config<'a> {
                      first, at most 64); rename it to wrap it"
                 );
                 continue;
+            }
+            let db = gateway.db(&server.name)?;
+            if let Some((_, other)) = kept.iter().find(|(kept, _)| *kept == db) {
+                return Err(refusal(
+                    self.path,
+                    &format!(
+                        "`{shown}` would share the store {db} with `{other}`, wrapped before, and a gateway keeps its \
+                         store while it runs; leave --db out (each server gets rein-<server>.db beside the policy)"
+                    ),
+                ));
             }
             let (command, elements) = self.stdio_parts(server);
             let mut words: Vec<String> = gateway.words(&server.name)?.iter().map(|w| json_string(w)).collect();
