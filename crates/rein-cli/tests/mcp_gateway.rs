@@ -912,3 +912,104 @@ fn approval_over_http() {
         assert!(markers.join(&tag).exists());
     }
 }
+
+/// The gateway's stdio, written and read as raw lines (the SDK client has
+/// no call for MCP tasks' `tasks/result`).
+struct RawStdio {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl RawStdio {
+    fn start(argv: &[OsString]) -> RawStdio {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        RawStdio { child, stdin, lines }
+    }
+
+    fn send(&mut self, message: &Value) {
+        use std::io::Write;
+        writeln!(self.stdin, "{message}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// The response with `id`, what comes before it skipped.
+    fn response(&mut self, id: &Value, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no response to {id} in time"));
+            let message: Value = serde_json::from_str(&line).unwrap();
+            if message.get("method").is_none() && message.get("id") == Some(id) {
+                return message;
+            }
+        }
+    }
+}
+
+impl Drop for RawStdio {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_task_result_is_checked_as_the_call_that_created_it() {
+    let Some(peers) = peers("a_task_result_is_checked_as_the_call_that_created_it") else {
+        return;
+    };
+    let scratch = Scratch::new("everything");
+    let mut gw = RawStdio::start(&scratch.gateway("everything", &[], &peers.everything_cmd()));
+    gw.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {"tasks": {"list": {}, "cancel": {}}},
+        "clientInfo": {"name": "raw", "version": "1"}}}));
+    let init = gw.response(&json!(1), Duration::from_secs(30));
+    assert!(init.get("result").is_some(), "{init}");
+    gw.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    gw.send(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "simulate-research-query", "arguments": {"topic": "rein"}, "task": {"ttl": 60000}}}));
+    let created = gw.response(&json!(2), Duration::from_secs(30));
+    let task = created["result"]["task"]["taskId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no task: {created}"))
+        .to_string();
+    gw.send(&json!({"jsonrpc": "2.0", "id": 3, "method": "tasks/result", "params": {"taskId": task}}));
+    let result = gw.response(&json!(3), Duration::from_secs(60));
+    assert_blocked_by_after(&result, "no_research_reports");
+    assert!(!result.to_string().contains("simulated research report"), "{result}");
+    // A task no call of this session created: refused, never forwarded.
+    gw.send(&json!({"jsonrpc": "2.0", "id": 4, "method": "tasks/result", "params": {"taskId": "not-a-task"}}));
+    let refused = gw.response(&json!(4), Duration::from_secs(30));
+    assert_eq!(refused["error"]["code"], -32602, "{refused}");
+}
+
+fn assert_blocked_by_after(line: &Value, rule: &str) {
+    assert_eq!(line["result"]["isError"], true, "{line}");
+    let said = line["result"]["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(said.starts_with("Rein withheld the result of"), "{said}");
+    assert!(said.contains(rule), "{said}");
+}

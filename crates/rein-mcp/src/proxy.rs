@@ -83,8 +83,11 @@ pub const MAX_HELD_CALLS: usize = 64;
 /// refuse their calls with what happened rather than as unknown).
 pub const MAX_LISTED_ADDED: usize = 10_000;
 /// Task-augmented calls of one session whose result was not fetched yet;
-/// a server taking one more as a task has its answer withheld.
+/// a server taking one more as a task has its answer refused.
 pub const MAX_TASKS: usize = 1024;
+/// What the session a stateless-era client names in `_meta["rein/session"]`
+/// is prefixed with, so that it never equals a session the gateway issued.
+pub const NAMED_SESSION_PREFIX: &str = "named/";
 /// How often a held call looks its approval up.
 pub const APPROVAL_POLL: Duration = Duration::from_millis(200);
 /// The stateless protocol revision: its requests name it in `_meta`, its
@@ -131,14 +134,15 @@ pub fn start_session_with(
         initialized: None,
         client_name: None,
         pending: HashMap::new(),
+        unanswered: HashSet::new(),
         deadlines: BTreeMap::new(),
         held: HashMap::new(),
         holds: JoinSet::new(),
         held_tx,
         held_rx,
         listed: HashMap::new(),
-        digests,
         tasks: HashMap::new(),
+        digests,
         next_id: 0,
         client_gone: false,
     };
@@ -166,6 +170,7 @@ enum Forwarded {
 }
 
 /// An allowed call, for checking its result.
+#[derive(Clone)]
 struct Call {
     decision_id: String,
     tool: String,
@@ -220,6 +225,11 @@ struct Session {
     /// `mcp_client`).
     client_name: Option<String>,
     pending: HashMap<Id, Pending>,
+    /// Ids of requests the server got and was not heard answering (timed
+    /// out, or failed while the link stayed up): it may answer them yet,
+    /// so no new request may take one until it does or the link ends —
+    /// its late answer would pass as the new request's.
+    unanswered: HashSet<Id>,
     deadlines: BTreeMap<(Instant, u64), Id>,
     /// Calls waiting for approval, by id.
     held: HashMap<Id, AbortHandle>,
@@ -230,11 +240,12 @@ struct Session {
     /// The tools the server last listed that differ from the catalog
     /// (changed, or added); a catalog tool not in it is as catalogued.
     listed: HashMap<String, Listed>,
+    /// Tasks (MCP tasks) allowed calls of this session created, by task id,
+    /// waiting for their `tasks/result`: the task's result is the call's,
+    /// checked as the call's.
+    tasks: HashMap<String, Call>,
     /// The catalog's digests, by tool.
     digests: HashMap<String, ToolDigest>,
-    /// Task-augmented calls the server took as tasks, by task id: their
-    /// result comes with `tasks/result`, checked as the call's.
-    tasks: HashMap<String, Call>,
     next_id: u64,
     /// The client stopped reading: the session ends.
     client_gone: bool,
@@ -259,7 +270,37 @@ impl Session {
                 break;
             }
         }
+        self.record_unfinished().await;
         tracing::debug!(server = %self.server.name, "MCP session ended");
+    }
+
+    /// The session ends with calls the server got and did not answer (or
+    /// tasks whose result no one fetched): their outcome is recorded as
+    /// unknown, so that no allowed call is left without one.
+    async fn record_unfinished(&mut self) {
+        let calls: Vec<Call> = self
+            .pending
+            .drain()
+            .filter_map(|(_, pending)| match pending.what {
+                Forwarded::Call(call) => Some(call),
+                _ => None,
+            })
+            .chain(self.tasks.drain().map(|(_, call)| call))
+            .collect();
+        for call in calls {
+            let text = format!(
+                "the client's session ended before MCP server `{}` answered; what the call did is unknown",
+                self.server.name
+            );
+            let recorded = self
+                .gateway
+                .runtime
+                .outcome_from(&call.decision_id, None, Some(text), Some(&self.info.client))
+                .await;
+            if let Err(e) = recorded {
+                tracing::warn!(decision = %call.decision_id, "the outcome was not recorded: {e}");
+            }
+        }
     }
 
     // ---- client → server ----
@@ -270,8 +311,7 @@ impl Session {
                 // A second request with the id of one in flight would make
                 // its response ambiguous: the result of a call could pass
                 // as the answer to another request, unchecked.
-                if self.pending.contains_key(&id) || self.held.contains_key(&id) {
-                    let text = format!("request id {id} is already used by a request in flight");
+                if let Some(text) = self.id_in_use(&id) {
                     self.send_client(jsonrpc::error(Some(&id), code::INVALID_REQUEST, text))
                         .await;
                     return;
@@ -332,6 +372,44 @@ impl Session {
             // elicitation, roots).
             Kind::Response { .. } => self.forward_notification(message).await,
         }
+    }
+
+    /// Why a new request may not take `id`, if it may not.
+    fn id_in_use(&self, id: &Id) -> Option<String> {
+        if self.held.contains_key(id) {
+            return Some(format!("request id {id} is already used by a request in flight"));
+        }
+        self.id_in_use_upstream(id)
+    }
+
+    /// Why `id` may not go to the server now, if it may not.
+    fn id_in_use_upstream(&self, id: &Id) -> Option<String> {
+        if self.pending.contains_key(id) {
+            return Some(format!("request id {id} is already used by a request in flight"));
+        }
+        self.unanswered.contains(id).then(|| {
+            format!(
+                "request id {id} was used by a request MCP server `{}` has not answered yet; use another id",
+                self.server.name
+            )
+        })
+    }
+
+    /// Remembers that the server may still answer `id`. Past the bound,
+    /// the link is dropped instead (a new server knows none of them):
+    /// `false`, and the caller fails what else is in flight.
+    fn left_unanswered(&mut self, id: Id) -> bool {
+        if self.link.is_none() {
+            return true;
+        }
+        if self.unanswered.len() >= MAX_IN_FLIGHT {
+            tracing::warn!(server = %self.server.name, "{MAX_IN_FLIGHT} requests were left unanswered: the connection is made again");
+            self.link = None;
+            self.unanswered.clear();
+            return false;
+        }
+        self.unanswered.insert(id);
+        true
     }
 
     /// Decides a `tools/call` and forwards it, holds it for approval, or
@@ -440,6 +518,25 @@ impl Session {
         }
     }
 
+    /// Asks for the result of a task a call created: forwarded as that
+    /// call, so that its result goes through the call's `after` rules. A
+    /// task no allowed call of this session created (another session's,
+    /// one whose result was already given) has no decision to check its
+    /// result against: refused, never forwarded.
+    async fn task_result(&mut self, id: Id, message: Message) {
+        let task = message.params().get("taskId").and_then(Json::as_str);
+        let Some(call) = task.and_then(|task| self.tasks.remove(task)) else {
+            let text = format!(
+                "tasks/result: no task of this session's tool calls is {} (a task's result is given once)",
+                task.map_or_else(|| "named".to_string(), |t| format!("`{t}`"))
+            );
+            self.send_client(jsonrpc::error(Some(&id), code::INVALID_PARAMS, text))
+                .await;
+            return;
+        };
+        self.forward_request(id, message, Forwarded::Call(call)).await;
+    }
+
     /// `since it was pinned` or `since the gateway started`.
     fn since(&self) -> &'static str {
         if self.server.pinned {
@@ -476,10 +573,13 @@ impl Session {
             .input(input)
             .actor(self.gateway.actor.clone())
             .snapshot(Json::Object(snapshot));
+        // A session the client names itself (stateless era) is kept apart
+        // from the ones the gateway issues (a stdio gateway's, an HTTP
+        // session's): naming one of those must not read or add to its state.
         request.session = self.info.session.clone().or_else(|| {
             meta.and_then(|m| m.get("rein/session"))
                 .and_then(Json::as_str)
-                .map(str::to_string)
+                .map(|named| format!("{NAMED_SESSION_PREFIX}{named}"))
         });
         request
     }
@@ -515,26 +615,6 @@ impl Session {
                 client: Some(&self.info.client),
             })
             .await
-    }
-
-    /// `tasks/result`: the result of a call the server ran as a task, checked
-    /// as that call's. A task this session did not see created is refused:
-    /// its result would reach the client unchecked.
-    async fn task_result(&mut self, id: Id, message: Message) {
-        let task_id = message.params().get("taskId").and_then(Json::as_str);
-        match task_id.and_then(|t| self.tasks.remove(t)) {
-            Some(call) => self.forward_request(id, message, Forwarded::Call(call)).await,
-            None => {
-                let text = format!(
-                    "MCP server `{}`: no task {} of a call in this session (its result was fetched already, or the \
-                     call was not made through Rein)",
-                    self.server.name,
-                    task_id.map_or_else(|| "(no `taskId`)".to_string(), |t| format!("`{t}`"))
-                );
-                self.send_client(jsonrpc::error(Some(&id), code::INVALID_PARAMS, text))
-                    .await;
-            }
-        }
     }
 
     /// Holds a call that needs approval on a task of its own; the session
@@ -584,8 +664,7 @@ impl Session {
         }
         match done.verdict {
             HoldVerdict::Forward { message, call } => {
-                if self.pending.contains_key(&done.id) {
-                    let text = format!("request id {} is already used by a request in flight", done.id);
+                if let Some(text) = self.id_in_use_upstream(&done.id) {
                     self.send_client(jsonrpc::error(Some(&done.id), code::INVALID_REQUEST, text))
                         .await;
                     return;
@@ -645,21 +724,55 @@ impl Session {
     }
 
     /// Sends to the server; a server that does not take a message within
-    /// the upstream timeout (it reads nothing) fails it.
+    /// the upstream timeout (it reads nothing) fails it. While the server
+    /// is not taking it, what the server sends is served: a server that
+    /// stops reading until its output is read (a stdio server whose stdout
+    /// pipe is full) would otherwise wait on the gateway as the gateway
+    /// waits on it.
     async fn send_upstream(&mut self, message: Message) -> Result<(), String> {
-        let Some(link) = &self.link else {
+        enum Step {
+            Sent,
+            Closed,
+            Event(UpstreamEvent),
+            TimedOut,
+        }
+        if self.link.is_none() {
             return Err("not connected".into());
-        };
-        match tokio::time::timeout(self.gateway.limits.upstream_timeout, link.tx.send(message)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => {
-                self.lost("the connection to the server closed").await;
-                Err("the connection to the server closed".into())
+        }
+        let deadline = Instant::now().checked_add(self.gateway.limits.upstream_timeout);
+        let mut message = Some(message);
+        loop {
+            let Some(link) = self.link.as_mut() else {
+                return Err("the connection to the server closed".into());
+            };
+            let step = tokio::select! {
+                permit = link.tx.reserve() => match (permit, message.take()) {
+                    (Ok(permit), Some(message)) => {
+                        permit.send(message);
+                        Step::Sent
+                    }
+                    (Ok(_), None) => Step::Sent,
+                    (Err(_), _) => Step::Closed,
+                },
+                event = link.rx.recv() => Step::Event(
+                    event.unwrap_or_else(|| UpstreamEvent::Closed("the connection to the server ended".into())),
+                ),
+                () = sleep_until(deadline) => Step::TimedOut,
+            };
+            match step {
+                Step::Sent => return Ok(()),
+                Step::Closed => {
+                    self.lost("the connection to the server closed").await;
+                    return Err("the connection to the server closed".into());
+                }
+                Step::Event(event) => self.server_event(event).await,
+                Step::TimedOut => {
+                    return Err(format!(
+                        "the server did not read a message within {} s",
+                        self.gateway.limits.upstream_timeout.as_secs_f64()
+                    ))
+                }
             }
-            Err(_) => Err(format!(
-                "the server did not read a message within {} s",
-                self.gateway.limits.upstream_timeout.as_secs()
-            )),
         }
     }
 
@@ -756,6 +869,9 @@ impl Session {
                         },
                         // Nothing asked for it (or it was answered already,
                         // at a timeout): never passed on unchecked.
+                        None if self.unanswered.remove(&id) => {
+                            tracing::debug!(server = %self.server.name, %id, "a late response to a request already answered was dropped");
+                        }
                         None => {
                             tracing::debug!(server = %self.server.name, %id, "a response to no request in flight was dropped");
                         }
@@ -768,8 +884,13 @@ impl Session {
             },
             UpstreamEvent::RequestFailed { id, reason } => {
                 if let Some(pending) = self.take_pending(&id) {
+                    // An HTTP server may have got the request whose POST failed.
+                    let kept = self.left_unanswered(id.clone());
                     let text = format!("MCP server `{}` failed: {reason}", self.server.name);
                     self.answer_failed(&id, pending.what, &text).await;
+                    if !kept {
+                        self.lost("too many requests left unanswered").await;
+                    }
                 }
             }
             UpstreamEvent::Fault(reason) => {
@@ -789,6 +910,7 @@ impl Session {
     async fn lost(&mut self, reason: &str) {
         tracing::warn!(server = %self.server.name, "the connection to the server ended: {reason}");
         self.link = None;
+        self.unanswered.clear();
         self.fail_all(&format!("MCP server `{}` stopped: {reason}", self.server.name))
             .await;
     }
@@ -797,6 +919,8 @@ impl Session {
         self.deadlines.clear();
         let pending: Vec<(Id, Pending)> = self.pending.drain().collect();
         for (id, pending) in pending {
+            // (Past the bound the link is dropped; the rest fail here anyway.)
+            self.left_unanswered(id.clone());
             self.answer_failed(&id, pending.what, text).await;
         }
     }
@@ -853,36 +977,26 @@ impl Session {
                 let _ = link.tx.try_send(cancel);
             }
             tracing::warn!(server = %self.server.name, %id, "{reason}");
+            let kept = self.left_unanswered(id.clone());
             let text = format!("MCP server `{}` failed: {reason}", self.server.name);
             self.answer_failed(&id, pending.what, &text).await;
+            if !kept {
+                self.lost("too many requests left unanswered").await;
+                return;
+            }
         }
     }
 
     /// Checks a call's result (the output contract, the `after` rules)
     /// before the client sees it.
-    async fn call_result(&mut self, id: &Id, message: Message, call: Call) {
+    async fn call_result(&mut self, id: &Id, mut message: Message, call: Call) {
+        // A structured result whose text says something else than its
+        // structured content, which is all the rules read: the client gets
+        // the structured content as that text instead.
+        let mut restated = None;
         let (output, error) = match message.result() {
             None => (None, Some(error_text(&message))),
             Some(result) => {
-                // A call the server runs as a task (MCP tasks, 2025-11-25):
-                // the answer is the task, its result comes later with
-                // `tasks/result`, which is checked as this call's.
-                if let Some(task_id) = result.pointer("/task/taskId").and_then(Json::as_str) {
-                    if self.tasks.len() < MAX_TASKS && !self.tasks.contains_key(task_id) {
-                        self.tasks.insert(task_id.to_string(), call);
-                        self.send_client(message).await;
-                    } else {
-                        let text = format!(
-                            "Rein withheld the result of {}: the server made it task `{task_id}`, and this session \
-                             cannot follow one more task",
-                            call.tool
-                        );
-                        let why = json!({"id": call.decision_id, "effect": "block", "reasons": [text.clone()]});
-                        self.send_client(jsonrpc::response(id, tool_error(&text, why, call.stateless)))
-                            .await;
-                    }
-                    return;
-                }
                 // The stateless era's "ask the user first": no result yet,
                 // the client retries the call (decided again). Only for a
                 // stateless request, and only without content: a client of
@@ -892,6 +1006,52 @@ impl Session {
                     .iter()
                     .any(|key| result.get(*key).is_some());
                 if input_required && call.stateless && !carries_content {
+                    self.send_client(message).await;
+                    return;
+                }
+                // Another kind of result (an extension's `resultType`, such
+                // as a task whose result another method brings): what it
+                // leads to cannot be checked, so it is withheld.
+                let result_type = result.get("resultType");
+                let known = match result_type {
+                    None => true,
+                    Some(Json::String(kind)) => kind == "complete" || kind == "input_required",
+                    Some(_) => false,
+                };
+                if !known {
+                    let kind = result_type.map(Json::to_string).unwrap_or_default();
+                    let text = format!(
+                        "Rein withheld the result of {}: its resultType {kind} is not one the gateway can check",
+                        call.tool
+                    );
+                    tracing::warn!(server = %self.server.name, tool = %call.tool, "{text}");
+                    let recorded = self
+                        .gateway
+                        .runtime
+                        .outcome_from(&call.decision_id, None, Some(text.clone()), Some(&self.info.client))
+                        .await;
+                    if let Err(e) = recorded {
+                        tracing::warn!(decision = %call.decision_id, "the outcome was not recorded: {e}");
+                    }
+                    let decision = json!({"id": call.decision_id, "effect": "block", "reasons": [text.clone()]});
+                    self.send_client(jsonrpc::response(id, tool_error(&text, decision, call.stateless)))
+                        .await;
+                    return;
+                }
+                // A task created (MCP tasks): the result comes by
+                // `tasks/result`, checked then. Only without content: what
+                // a client sees now is checked now.
+                let task = result.pointer("/task/taskId").and_then(Json::as_str);
+                if let (Some(task), false) = (task, carries_content) {
+                    if self.tasks.len() >= MAX_TASKS && !self.tasks.contains_key(task) {
+                        let text = format!(
+                            "MCP server `{}`: {MAX_TASKS} tasks of this session already wait for their results",
+                            self.server.name
+                        );
+                        self.answer_failed(id, Forwarded::Call(call), &text).await;
+                        return;
+                    }
+                    self.tasks.insert(task.to_string(), call);
                     self.send_client(message).await;
                     return;
                 }
@@ -907,7 +1067,11 @@ impl Session {
                     }
                     (None, Some(text))
                 } else if call.structured {
-                    (Some(structured_content.cloned().unwrap_or(Json::Null)), None)
+                    let structured = structured_content.cloned().unwrap_or(Json::Null);
+                    if !text_restates(result, &structured) {
+                        restated = Some(restated_result(result, &structured));
+                    }
+                    (Some(structured), None)
                 } else {
                     // Structured content a tool did not declare is read as
                     // text too: it reaches the client all the same.
@@ -926,11 +1090,10 @@ impl Session {
             .await;
         match checked {
             Ok(answer) if answer.effect == Effect::Allow => {
-                let message = if call.structured {
-                    only_checked_text(message, &call.tool)
-                } else {
-                    message
-                };
+                if let Some(result) = restated {
+                    tracing::warn!(server = %self.server.name, tool = %call.tool, "the text of a structured result differs from its structured content: replaced by it");
+                    message = jsonrpc::response(id, result);
+                }
                 self.send_client(message).await;
             }
             Ok(answer) => {
@@ -1172,67 +1335,67 @@ fn is_stateless(message: &Message) -> bool {
 }
 
 /// The text a call result shows the model: every text content block (and
-/// the text of every embedded resource, which is as much the result),
-/// joined with newlines.
+/// the text of every embedded resource, which is as much the result, and
+/// what a resource link says of itself), joined with newlines.
 pub fn result_text(result: &Json) -> String {
     let Some(content) = result.get("content").and_then(Json::as_array) else {
         return String::new();
     };
-    let texts: Vec<&str> = content
-        .iter()
-        .filter_map(|block| match block.get("type").and_then(Json::as_str) {
-            Some("text") => block.get("text").and_then(Json::as_str),
-            Some("resource") => block.pointer("/resource/text").and_then(Json::as_str),
-            _ => None,
-        })
-        .collect();
+    let texts: Vec<&str> = content.iter().flat_map(block_texts).collect();
     texts.join("\n")
 }
 
-/// The result of a tool with an `outputSchema` as the client may see it:
-/// the rules read only its `structuredContent`, so a text block that says
-/// something else (neither that content as JSON nor one of its values) is
-/// replaced by the content as JSON. Results whose text mirrors their
-/// structured content, as the spec asks, pass as their bytes.
-fn only_checked_text(message: Message, tool: &str) -> Message {
-    let Some(result) = message.result() else { return message };
-    let structured = result.get("structuredContent").unwrap_or(&Json::Null);
+/// Whether every text of a result (text blocks, embedded resources' text)
+/// restates its structured content as the SDKs write it: its JSON, or, for
+/// structured content of one field (a wrapped return value), that value's
+/// JSON or the string itself.
+fn text_restates(result: &Json, structured: &Json) -> bool {
+    let single = structured
+        .as_object()
+        .filter(|fields| fields.len() == 1)
+        .and_then(|fields| fields.values().next());
     let Some(content) = result.get("content").and_then(Json::as_array) else {
-        return message;
+        return true;
     };
-    let covered = |block: &Json| {
-        let text = match block.get("type").and_then(Json::as_str) {
-            Some("text") => block.get("text").and_then(Json::as_str),
-            Some("resource") => block.pointer("/resource/text").and_then(Json::as_str),
-            _ => return true,
-        };
-        text.is_none_or(|text| {
-            text.trim().is_empty()
-                || has_value(structured, &Json::String(text.to_string()))
-                || rein_engine::json::parse_strict(text.as_bytes()).is_ok_and(|parsed| has_value(structured, &parsed))
-        })
-    };
-    if content.iter().all(covered) {
-        return message;
-    }
-    tracing::warn!(tool = %tool, "a result's text said more than its structured content; the text was replaced by that content");
-    let mut kept: Vec<Json> = content.iter().filter(|b| covered(b)).cloned().collect();
-    kept.push(json!({"type": "text", "text": structured.to_string()}));
-    let mut json = message.json;
-    json["result"]["content"] = Json::Array(kept);
-    Message::from_json(json)
+    content.iter().flat_map(block_texts).all(|text| {
+        let parsed = serde_json::from_str::<Json>(text).ok();
+        parsed.as_ref() == Some(structured)
+            || single.is_some_and(|value| parsed.as_ref() == Some(value) || value.as_str() == Some(text))
+    })
 }
 
-/// Whether `part` is `value` or a value inside it (a text block may be the
-/// structured content as JSON, or one of its values: `5` for
-/// `{"result": 5}`, a file's text for `{"content": <the text>}`).
-fn has_value(value: &Json, part: &Json) -> bool {
-    value == part
-        || match value {
-            Json::Array(items) => items.iter().any(|v| has_value(v, part)),
-            Json::Object(map) => map.values().any(|v| has_value(v, part)),
-            _ => false,
-        }
+/// The texts of a content block the rules read: a text block's text, an
+/// embedded resource's text, a resource link's URI, name, title and
+/// description (a client shows them to the model); none for images, audio
+/// and blobs.
+fn block_texts(block: &Json) -> Vec<&str> {
+    let strings = |keys: &[&str]| -> Vec<&str> {
+        keys.iter()
+            .filter_map(|k| block.get(*k).and_then(Json::as_str))
+            .collect()
+    };
+    match block.get("type").and_then(Json::as_str) {
+        Some("text") => strings(&["text"]),
+        Some("resource") => block
+            .pointer("/resource/text")
+            .and_then(Json::as_str)
+            .into_iter()
+            .collect(),
+        Some("resource_link") => strings(&["uri", "name", "title", "description"]),
+        _ => Vec::new(),
+    }
+}
+
+/// The result with its text blocks (and embedded resources with text)
+/// replaced by one text block holding the JSON of its structured content.
+fn restated_result(result: &Json, structured: &Json) -> Json {
+    let mut result = result.clone();
+    let mut content = vec![json!({"type": "text", "text": structured.to_string()})];
+    if let Some(blocks) = result.get("content").and_then(Json::as_array) {
+        content.extend(blocks.iter().filter(|block| block_texts(block).is_empty()).cloned());
+    }
+    result["content"] = Json::Array(content);
+    result
 }
 
 /// An error response's text: `JSON-RPC error <code>: <message>`, and its

@@ -45,7 +45,7 @@ contracts:
       input: {}
       output: {text: string}
     mcp.fs.stats:
-      input: {}
+      input: {text: {type: string, optional: true}}
       output: {count: int}
     mcp.fs.fail:
       input: {}
@@ -200,10 +200,22 @@ impl Fake {
                                     r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"done"}}]}}}}"#
                                 )
                             }
-                            "stats" => format!(
-                                r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"{{\"count\": {n}}}"}}],"structuredContent":{{"count":{n}}}}}}}"#,
-                                n = args.get("n").cloned().unwrap_or(json!(7))
-                            ),
+                            "stats" => {
+                                // What the text says beside the structured
+                                // content: the SDKs' JSON of it (or of its one
+                                // value), or something else.
+                                let count = args.get("n").cloned().unwrap_or(json!(7));
+                                let text = match args.get("text").and_then(Json::as_str) {
+                                    Some("json") => json!({"count": count}).to_string(),
+                                    Some("value") => count.to_string(),
+                                    Some(other) => other.to_string(),
+                                    None => "n".to_string(),
+                                };
+                                format!(
+                                    r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":{}}},{{"type":"image","data":"AA==","mimeType":"image/png"}}],"structuredContent":{{"count":{count}}}}}}}"#,
+                                    json!(text)
+                                )
+                            }
                             "fail" => format!(
                                 r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"bad password hunter2"}}],"isError":true}}}}"#
                             ),
@@ -220,11 +232,31 @@ impl Fake {
                                 Some("error_data") => format!(
                                     r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32000,"message":"failed","data":{{"k":"SECRET"}}}}}}"#
                                 ),
-                                Some("task") => format!(
-                                    r#"{{"jsonrpc":"2.0","id":{id},"result":{{"task":{{"taskId":"t-1","status":"working"}}}}}}"#
-                                ),
                                 Some("ask") => format!(
                                     r#"{{"jsonrpc":"2.0","id":{id},"result":{{"resultType":"input_required","inputRequests":{{"ok":{{"method":"elicitation/create","params":{{"message":"sure?"}}}}}},"requestState":"abc"}}}}"#
+                                ),
+                                // Answered after the upstream timeout.
+                                Some("late") => {
+                                    let late = format!(
+                                        r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"SECRET"}}]}}}}"#
+                                    );
+                                    let server_tx = server_tx.clone();
+                                    tokio::spawn(async move {
+                                        tokio::time::sleep(Duration::from_millis(900)).await;
+                                        let _ = server_tx.send(UpstreamEvent::Message(parse(&late))).await;
+                                    });
+                                    continue;
+                                }
+                                Some("link") => format!(
+                                    r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"resource_link","uri":"file:///k","name":"k","description":"SECRET"}}]}}}}"#
+                                ),
+                                // An extension's kind of result.
+                                Some("extension") => format!(
+                                    r#"{{"jsonrpc":"2.0","id":{id},"result":{{"resultType":"task","task":{{"taskId":"t-3","status":"working"}}}}}}"#
+                                ),
+                                // A task (MCP tasks): the result comes later, by `tasks/result`.
+                                Some("task") => format!(
+                                    r#"{{"jsonrpc":"2.0","id":{id},"result":{{"task":{{"taskId":"t-1","status":"working","createdAt":"2026-01-01T00:00:00Z","lastUpdatedAt":"2026-01-01T00:00:00Z","ttl":60000}}}}}}"#
                                 ),
                                 Some("resource") => format!(
                                     r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"resource","resource":{{"uri":"file:///k","text":"SECRET"}}}}]}}}}"#
@@ -256,8 +288,23 @@ impl Fake {
                         }
                     }
                     "ping" => format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#),
+                    // Writes many messages before it reads again, as a
+                    // server whose stdout is full stops reading its stdin.
+                    "flood" => {
+                        for n in 0..200 {
+                            let log = format!(
+                                r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"info","data":{n}}}}}"#
+                            );
+                            if server_tx.send(UpstreamEvent::Message(parse(&log))).await.is_err() {
+                                return;
+                            }
+                        }
+                        format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#)
+                    }
+                    // Every task's result holds a secret.
                     "tasks/result" => format!(
-                        r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"the SECRET"}}]}}}}"#
+                        r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"SECRET of {}"}}]}}}}"#,
+                        message.params()["taskId"].as_str().unwrap_or_default()
                     ),
                     "ask_client" => {
                         // A server → client request, then the answer.
@@ -530,6 +577,42 @@ async fn the_audit_keeps_the_session_and_the_tool_use_id() {
     assert_eq!(entry.snapshot["mcp_client"], "claude-code");
     assert_eq!(entry.session.as_deref(), Some("mcp-test-session"));
     assert_eq!(entry.client.as_deref(), Some("mcp:fs"));
+}
+
+#[tokio::test]
+async fn a_session_a_stateless_client_names_is_kept_apart_from_the_gateway_s() {
+    let h = harness();
+    // A stateless-era client: no session of the gateway's own.
+    let info = SessionInfo {
+        session: None,
+        client: "mcp:fs".into(),
+    };
+    let handle = start_session_with(Arc::clone(&h.gateway), "fs", info, h.fake.connector()).unwrap();
+    let mut c = Client { handle };
+    // It names the session of another client (a stdio gateway's, an HTTP
+    // session's): the decision is not made in that session.
+    let answer = c
+        .call(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"write_file","arguments":{"path":"/etc/x","content":"x"},"_meta":{"rein/session":"mcp-test-session","io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#)
+        .await;
+    let decision_id = answer.json["result"]["_meta"]["rein/decision"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let records = h
+        .gateway
+        .runtime
+        .store()
+        .query_audit(&AuditQuery {
+            decision_id: Some(decision_id),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        records[0].entry.session.as_deref(),
+        Some("named/mcp-test-session"),
+        "a named session never equals one the gateway issued"
+    );
 }
 
 async fn pending_approval(h: &Harness) -> String {
@@ -1121,6 +1204,7 @@ async fn results_cannot_hide_from_the_after_rules() {
         "input_required",
         "error_data",
         "resource",
+        "link",
     ]
     .iter()
     .enumerate()
@@ -1209,27 +1293,33 @@ async fn timeouts_too_long_to_be_a_time_are_no_timeouts() {
 }
 
 #[tokio::test]
-async fn a_task_s_result_is_checked_as_its_call_s() {
+async fn a_task_result_goes_through_the_after_rules_of_its_call() {
     let h = harness();
     let mut c = h.client();
     c.initialize().await;
-    let created = c
-        .call(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"leak","arguments":{"mode":"task"},"task":{"ttl":60000}}}"#)
-        .await;
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"leak","arguments":{"mode":"task"},"task":{"ttl":60000}}}"#;
+    let created = c.call(call).await;
     assert_eq!(created.json["result"]["task"]["taskId"], "t-1");
+    // The task's result is the call's: the after rules read it.
     let answer = c
         .call(r#"{"jsonrpc":"2.0","id":2,"method":"tasks/result","params":{"taskId":"t-1"}}"#)
         .await;
-    assert!(
-        text_of(&answer).starts_with("Rein withheld the result of leak: rule leaks_checked"),
+    assert_eq!(
+        answer.json["result"]["isError"],
+        true,
         "{}",
-        text_of(&answer)
+        String::from_utf8_lossy(&answer.bytes)
     );
+    assert!(text_of(&answer).starts_with("Rein withheld the result of leak"));
     assert!(!answer.bytes.windows(6).any(|w| w == b"SECRET"));
-    // Once fetched, or never created through the gateway: refused.
-    for task in ["t-1", "t-other"] {
-        let ask = format!(r#"{{"jsonrpc":"2.0","id":3,"method":"tasks/result","params":{{"taskId":"{task}"}}}}"#);
-        assert_eq!(c.call(&ask).await.json["error"]["code"], -32602, "{task}");
+    // A task no call of this session created (another session's, or
+    // one already answered) has no decision to check its result against:
+    // refused, never forwarded.
+    for (n, task) in [(3, "t-1"), (4, "t-other")] {
+        let ask = format!(r#"{{"jsonrpc":"2.0","id":{n},"method":"tasks/result","params":{{"taskId":"{task}"}}}}"#);
+        let answer = c.call(&ask).await;
+        assert_eq!(answer.json["error"]["code"], -32602, "{task}");
+        assert!(!answer.bytes.windows(6).any(|w| w == b"SECRET"));
     }
     let asked = h
         .fake
@@ -1257,31 +1347,166 @@ async fn a_lock_file_that_cannot_be_read_stops_the_start() {
 }
 
 #[tokio::test]
-async fn a_structured_result_s_text_says_only_what_was_checked() {
+async fn the_text_of_a_structured_result_is_what_the_after_rules_read() {
     let h = harness();
     let mut c = h.client();
     c.initialize().await;
-    let answer = c
-        .call(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"summary","arguments":{}}}"#)
-        .await;
-    let result = &answer.json["result"];
-    assert_eq!(result["structuredContent"]["count"], 3);
-    assert_eq!(result["content"][0]["type"], "image");
-    assert_eq!(result["content"][1]["text"], r#"{"count":3}"#);
-    assert!(!answer.bytes.windows(6).any(|w| w == b"SECRET"));
-    // Text that mirrors the structured content passes as its bytes.
-    let answer = c
-        .call(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"stats","arguments":{}}}"#)
-        .await;
-    let expected = r#"{"jsonrpc":"2.0","id":2,"result":{"content":[{"type":"text","text":"{\"count\": 7}"}],"structuredContent":{"count":7}}}"#;
-    assert_eq!(answer.bytes, expected.as_bytes());
-    let answer = c
-        .call(
-            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"summary","arguments":{"plain":true}}}"#,
+    let stats = |n: u32, text: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{n},"method":"tools/call","params":{{"name":"stats","arguments":{{"text":"{text}"}}}}}}"#
         )
-        .await;
-    assert_eq!(
-        answer.json["result"]["content"][0]["text"], "3",
-        "a value of the content passes"
+    };
+    // The text the SDKs write beside structured content (its JSON, or its
+    // one value) passes as it came.
+    for (n, text) in [(1, "json"), (2, "value")] {
+        let answer = c.call(&stats(n, text)).await;
+        assert_eq!(answer.json["result"]["structuredContent"]["count"], 7);
+        assert_ne!(answer.json["result"]["content"][0]["text"], "n", "{text}");
+        assert_eq!(answer.json["result"]["content"][1]["type"], "image", "{text}");
+    }
+    // Text that says something else was read by no rule (they read the
+    // structured content): the client gets the structured content as text
+    // instead.
+    let answer = c.call(&stats(3, "the password is SECRET")).await;
+    assert!(
+        !answer.bytes.windows(6).any(|w| w == b"SECRET"),
+        "{}",
+        String::from_utf8_lossy(&answer.bytes)
     );
+    assert_eq!(answer.json["result"]["structuredContent"]["count"], 7);
+    let text: Json = serde_json::from_str(text_of(&answer)).unwrap();
+    assert_eq!(text, json!({"count": 7}));
+    assert_eq!(answer.json["result"]["content"][1]["type"], "image");
+}
+
+#[tokio::test]
+async fn the_id_of_a_request_the_server_may_still_answer_is_not_used_again() {
+    let h = harness();
+    let mut c = h.client();
+    c.initialize().await;
+    let late = |id: u32| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"leak","arguments":{{"mode":"late"}}}}}}"#
+        )
+    };
+    let slow = |id: u32| {
+        format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"slow","arguments":{{}}}}}}"#)
+    };
+    // Timed out: the server may answer it yet.
+    let answer = c.call(&late(5)).await;
+    assert_eq!(answer.json["error"]["code"], -32603);
+    // Failed when the server broke the protocol, the server still running.
+    c.send(&late(6)).await;
+    let answer = c
+        .call(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"garbage","arguments":{}}}"#)
+        .await;
+    assert_eq!(answer.json["error"]["code"], -32603);
+    assert_eq!(c.recv().await.json["error"]["code"], -32603);
+    // A new request with either id would take the late answer, checked as
+    // its own (no rule reads the result of `slow`) or not at all.
+    for id in [5, 6] {
+        let answer = c.call(&slow(id)).await;
+        assert_eq!(
+            answer.json["error"]["code"],
+            -32600,
+            "{}",
+            String::from_utf8_lossy(&answer.bytes)
+        );
+    }
+    let answer = c.call(r#"{"jsonrpc":"2.0","id":6,"method":"ping"}"#).await;
+    assert_eq!(answer.json["error"]["code"], -32600);
+    // The late answers come and are dropped; the ids are free again.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let answer = c.call(r#"{"jsonrpc":"2.0","id":5,"method":"ping"}"#).await;
+    assert_eq!(
+        answer.json["result"],
+        json!({}),
+        "{}",
+        String::from_utf8_lossy(&answer.bytes)
+    );
+    let answer = c
+        .call(r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo","arguments":{"text":"ok"}}}"#)
+        .await;
+    assert_eq!(text_of(&answer), "ok");
+}
+
+#[tokio::test]
+async fn a_server_writing_while_the_client_writes_does_not_deadlock() {
+    let h = harness();
+    let mut c = h.client();
+    c.initialize().await;
+    let to_gateway = c.handle.to_gateway.clone();
+    tokio::spawn(async move {
+        let flood = r#"{"jsonrpc":"2.0","id":"f","method":"flood"}"#;
+        let _ = to_gateway.send(parse(flood)).await;
+        for n in 0..100 {
+            let ping = format!(r#"{{"jsonrpc":"2.0","id":{n},"method":"ping"}}"#);
+            let _ = to_gateway.send(parse(&ping)).await;
+        }
+    });
+    let (mut answers, mut notes) = (0, 0);
+    while answers < 101 {
+        let message = c.recv().await;
+        match message.kind {
+            Kind::Response { error, .. } => {
+                assert!(!error, "{}", String::from_utf8_lossy(&message.bytes));
+                answers += 1;
+            }
+            _ => notes += 1,
+        }
+    }
+    assert_eq!(notes, 200);
+}
+
+#[tokio::test]
+async fn a_result_of_a_kind_the_gateway_cannot_check_is_withheld() {
+    let h = harness();
+    let mut c = h.client();
+    for (n, era) in [(1, "2026-07-28"), (2, "2025-11-25")] {
+        let call = format!(
+            r#"{{"jsonrpc":"2.0","id":{n},"method":"tools/call","params":{{"name":"leak","arguments":{{"mode":"extension"}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"{era}"}}}}}}"#
+        );
+        let answer = c.call(&call).await;
+        assert_eq!(
+            answer.json["result"]["isError"],
+            true,
+            "{era}: {}",
+            String::from_utf8_lossy(&answer.bytes)
+        );
+        assert!(text_of(&answer).contains("resultType \"task\""), "{}", text_of(&answer));
+        assert!(answer.json["result"].get("task").is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_call_in_flight_when_the_client_leaves_keeps_its_outcome() {
+    let h = harness();
+    let mut c = h.client();
+    c.initialize().await;
+    c.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow","arguments":{}}}"#)
+        .await;
+    // Forwarded (the server got it) before the client goes.
+    for _ in 0..100 {
+        if h.fake.calls().contains(&"slow".to_string()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(c);
+    let store = h.gateway.runtime.store();
+    let mut after = Vec::new();
+    for _ in 0..100 {
+        let records = store.query_audit(&AuditQuery::default()).await.unwrap();
+        after = records
+            .into_iter()
+            .filter(|r| r.entry.action == "mcp.fs.slow" && r.entry.phase == "after")
+            .collect();
+        if !after.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(after.len(), 1, "no outcome recorded for the call in flight");
+    let error = after[0].entry.error.as_deref().unwrap_or_default();
+    assert!(error.contains("ended before"), "{error}");
 }
