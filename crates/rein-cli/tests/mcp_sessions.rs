@@ -496,7 +496,8 @@ fn stateless_clients_name_their_session_in_meta() {
     let used = answer["result"]["_meta"]["rein/decision"]["reasons"][0]
         .as_str()
         .unwrap();
-    assert!(used.contains("session.id=mcp:fs/run-7 "), "{answer}");
+    // A named session is kept apart from those the gateway issues.
+    assert!(used.contains("session.id=mcp:fs/named/run-7 "), "{answer}");
     let answer = stateless_call(&url, 4, Some("run-8"));
     assert!(!outcome(&answer).0, "{answer}");
     let answer = stateless_call(&url, 5, None);
