@@ -170,7 +170,7 @@ fn wrapped_args(d: &Dir, name: &str, command: &[&str]) -> Value {
         "--policy".to_owned(),
         d.path("policy.yaml"),
         "--db".to_owned(),
-        d.path("rein.db"),
+        d.path(&format!("rein-{name}.db")),
         "--server".to_owned(),
         name.to_owned(),
         "--".to_owned(),
@@ -279,6 +279,8 @@ fn wrapping_twice_changes_nothing() {
 fn a_claude_desktop_file_keeps_its_indentation_and_settings() {
     let d = Dir::new();
     let path = d.write("claude_desktop_config.json", CLAUDE_DESKTOP);
+    // One --db for two servers: the second gateway could not start (a
+    // gateway keeps its store while it runs), so nothing is written.
     let o = d.wrap(&[
         path.to_str().unwrap(),
         "--policy",
@@ -288,6 +290,14 @@ fn a_claude_desktop_file_keeps_its_indentation_and_settings() {
         "--rein-bin",
         BIN,
     ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("2 servers (memory, sqlite) would share the store"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(d.read("claude_desktop_config.json"), CLAUDE_DESKTOP);
+    let o = d.wrap(&[path.to_str().unwrap(), "--policy", "policy.yaml", "--rein-bin", BIN]);
     ok(&o);
     insta::assert_snapshot!("claude_desktop_wrap_diff", d.masked(&stdout(&o)));
     let config: Value = serde_json::from_str(&d.read("claude_desktop_config.json")).unwrap();
@@ -296,9 +306,10 @@ fn a_claude_desktop_file_keeps_its_indentation_and_settings() {
     let memory = &config["mcpServers"]["memory"];
     assert_eq!(
         memory["args"][5],
-        d.path("state/gateway.db"),
-        "--db is written absolute"
+        d.path("rein-memory.db"),
+        "each server its own store, absolute"
     );
+    assert_eq!(config["mcpServers"]["sqlite"]["args"][5], d.path("rein-sqlite.db"));
     assert_eq!(memory["args"][9], "/usr/local/bin/mcp-memory");
 
     ok(&d.wrap(&[path.to_str().unwrap(), "--undo"]));
@@ -326,14 +337,15 @@ fn a_cursor_file_is_found_and_its_remote_server_skipped_with_the_command_to_run(
         err.starts_with("using ./.cursor/mcp.json (looked for ./.mcp.json, then ./.cursor/mcp.json)\n"),
         "{err}"
     );
+    // The gateway reaches http:// servers only: no command that would fail.
     assert!(
         err.contains(
-            "skipped `context7` (HTTP server, left as it is): the client would need a gateway already listening. Run\n  \
-             /opt/rein/bin/rein mcp gateway --listen 127.0.0.1:PORT --policy [DIR]/policy.yaml --db [DIR]/rein.db \
-             --server context7 --url https://mcp.context7.com/mcp\nand set its url to http://127.0.0.1:PORT/mcp/context7\n"
+            "skipped `context7` (HTTP server, left as it is): the gateway does not reach https:// servers yet; to put \
+             it behind one, run a TLS-terminating proxy to https://mcp.context7.com/mcp on loopback"
         ),
         "{err}"
     );
+    assert!(!err.contains("--url https://"), "{err}");
     let config: Value = serde_json::from_str(&d.read(".cursor/mcp.json")).unwrap();
     let original: Value = serde_json::from_str(CURSOR).unwrap();
     assert_eq!(config["mcpServers"]["context7"], original["mcpServers"]["context7"]);
@@ -415,7 +427,8 @@ fn a_policy_folder_holds_the_default_store() {
     let config: Value = serde_json::from_str(&d.read(".mcp.json")).unwrap();
     let args = &config["mcpServers"]["playwright"]["args"];
     assert_eq!(args[3], d.path("policies"));
-    assert_eq!(args[5], d.path("policies/rein.db"));
+    // One store per server: a gateway keeps its store while it runs.
+    assert_eq!(args[5], d.path("policies/rein-playwright.db"));
 }
 
 #[test]
@@ -456,7 +469,8 @@ fn servers_of_unknown_types_are_reported_and_left_alone() {
     let text = r#"{"mcpServers": {
   "ws": {"type": "ws", "url": "ws://127.0.0.1:9000"},
   "sdk": {"type": "sdk", "command": "x"},
-  "old-sse": {"type": "sse", "url": "http://127.0.0.1:9001/sse"}
+  "old-sse": {"type": "sse", "url": "http://127.0.0.1:9001/sse"},
+  "local": {"type": "http", "url": "http://127.0.0.1:3001/mcp"}
 }}
 "#;
     d.write(".mcp.json", text);
@@ -473,6 +487,15 @@ fn servers_of_unknown_types_are_reported_and_left_alone() {
     );
     assert!(
         err.contains("a server with only the older SSE transport cannot go behind it"),
+        "{err}"
+    );
+    assert!(
+        d.masked(&err).contains(
+            "skipped `local` (HTTP server, left as it is): the client would need a gateway already listening. Run\n  \
+             /opt/rein/bin/rein mcp gateway --listen 127.0.0.1:PORT --policy [DIR]/policy.yaml --db \
+             [DIR]/rein-local.db --server local --url http://127.0.0.1:3001/mcp\nand set its url to \
+             http://127.0.0.1:PORT/mcp/local\n"
+        ),
         "{err}"
     );
     assert_eq!(d.read(".mcp.json"), text);
@@ -664,4 +687,40 @@ fn bad_arguments_are_refused() {
         assert!(stderr(&o).contains(message), "{args:?}: {}", stderr(&o));
         assert_eq!(d.read(".mcp.json"), CURSOR);
     }
+}
+
+#[test]
+fn the_paths_written_have_no_dots() {
+    let d = Dir::new();
+    fs::create_dir_all(d.dir.join("sub")).unwrap();
+    d.write(".mcp.json", CURSOR);
+    ok(&d.wrap(&["--policy", "sub/../policy.yaml", "--rein-bin", BIN]));
+    let config: Value = serde_json::from_str(&d.read(".mcp.json")).unwrap();
+    let args = &config["mcpServers"]["playwright"]["args"];
+    assert_eq!(args[3], d.path("policy.yaml"));
+    assert_eq!(args[5], d.path("rein-playwright.db"));
+}
+
+/// A server added later and wrapped with the --db an earlier one got would
+/// share its store: refused, the file left as it is.
+#[test]
+fn a_store_already_given_to_a_wrapped_server_is_not_given_again() {
+    let d = Dir::new();
+    d.write(".mcp.json", r#"{"mcpServers": {"a": {"command": "srv-a"}}}"#);
+    ok(&d.wrap(&["--policy", "policy.yaml", "--db", "shared.db", "--rein-bin", BIN]));
+    let wrapped = d.read(".mcp.json");
+    let config: Value = serde_json::from_str(&wrapped).unwrap();
+    let mut with_b = config.clone();
+    with_b["mcpServers"]["b"] = json!({"command": "srv-b"});
+    let text = serde_json::to_string_pretty(&with_b).unwrap();
+    d.write(".mcp.json", &text);
+    let o = d.wrap(&["--policy", "policy.yaml", "--db", "shared.db", "--rein-bin", BIN]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("`b` would share the store"), "{}", stderr(&o));
+    assert_eq!(d.read(".mcp.json"), text);
+    // Without --db, b gets a store of its own.
+    ok(&d.wrap(&["--policy", "policy.yaml", "--rein-bin", BIN]));
+    let config: Value = serde_json::from_str(&d.read(".mcp.json")).unwrap();
+    assert_eq!(config["mcpServers"]["b"]["args"][5], d.path("rein-b.db"));
+    assert_eq!(config["mcpServers"]["a"]["args"][5], d.path("shared.db"));
 }

@@ -191,12 +191,23 @@ impl Gateway {
                 }
             }
             if !pinned {
+                // The whole command, so that it can be run as it is.
+                let target = match &server.spec {
+                    UpstreamSpec::Http { .. } => format!("--url {}", &server.spec.describe()["http: ".len()..]),
+                    UpstreamSpec::Stdio { .. } => format!("-- {}", &server.spec.describe()["stdio: ".len()..]),
+                };
                 notices.push(format!(
                     "MCP server `{}` runs unpinned: its {} tool{} were listed at start and are held to that; pin \
-                     them with `rein mcp pin --server {}` to keep them from changing between starts",
+                     them with `rein mcp pin --policy {} --server {} {target}` to keep them from changing between \
+                     starts",
                     server.name,
                     catalog.tools.len(),
                     if catalog.tools.len() == 1 { "" } else { "s" },
+                    config
+                        .policy_paths
+                        .first()
+                        .map_or(std::path::Path::new("."), PathBuf::as_path)
+                        .display(),
                     server.name
                 ));
             }

@@ -37,11 +37,12 @@ pub struct GatewayOpts {
     /// cwd: DIR}}`.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["servers", "urls", "command"])]
     config: Option<PathBuf>,
-    /// Serve Streamable HTTP at http://ADDR/mcp/<server> (IP:PORT,
-    /// `localhost:PORT` or a port alone, on loopback). Without it, the
+    /// Serve Streamable HTTP at http://ADDR/mcp/<server> (a loopback
+    /// IP:PORT, `localhost:PORT` or a port alone: the endpoint has no
+    /// authentication, so other addresses are refused). Without it, the
     /// gateway speaks MCP on its own stdin and stdout, in front of one
     /// server.
-    #[arg(long, value_name = "ADDR", value_parser = super::serve::listen_addr)]
+    #[arg(long, value_name = "ADDR", value_parser = loopback_addr)]
     listen: Option<SocketAddr>,
     /// The SQLite file for the audit log, approvals and state (created if
     /// absent; its directory must exist), as `rein serve`'s.
@@ -215,10 +216,32 @@ pub fn run_gateway(args: GatewayArgs, color: bool) -> anyhow::Result<u8> {
         for notice in &prepared.notices {
             tracing::warn!("{notice}");
         }
+        let lock_path = rein_mcp::pin::lock_path(&config.policy_paths);
+        for server in prepared.servers.values().filter(|s| s.pinned) {
+            tracing::info!(
+                "MCP server `{}` is pinned: its {} tools are those of {}",
+                server.name,
+                server.catalog.tools.len(),
+                lock_path.display()
+            );
+        }
         for w in prepared.policy.warnings() {
             tracing::warn!(warning = %w, "policy warning");
         }
-        let opened = store_config.open_store().await?;
+        let opened = store_config.open_store().await.map_err(|e| {
+            if e.to_string().contains(rein_store::StateLock::HELD) {
+                // The usual cause: a client starting one stdio gateway per
+                // server (or two clients) on one store.
+                e.context(format!(
+                    "the store {} is kept by another Rein process; a gateway keeps its store for its lifetime, so \
+                     give each stdio gateway a --db of its own, or run one `rein mcp gateway --listen` for every \
+                     server and client",
+                    store_config.db_path.display()
+                ))
+            } else {
+                e
+            }
+        })?;
         let sqlite = Arc::clone(&opened.sqlite);
         let runtime_config = store_config.runtime_config(opened.hmac_key);
         let runtime = Arc::new(rein_runtime::Runtime::new(
@@ -228,6 +251,7 @@ pub fn run_gateway(args: GatewayArgs, color: bool) -> anyhow::Result<u8> {
         ));
         runtime.hold_state_lock(opened.state_lock);
         rein_server::ready_runtime(&runtime, &store_config).await?;
+        approvals_notice(&store_config);
         let gateway = Arc::new(Gateway::new(&config, prepared.servers, Arc::clone(&runtime)));
         let pruner = tokio::spawn(rein_server::prune_state_every_minute(Arc::clone(&runtime)));
         let served = match listener {
@@ -241,6 +265,33 @@ pub fn run_gateway(args: GatewayArgs, color: bool) -> anyhow::Result<u8> {
         served.and(closed)?;
         Ok(EXIT_ALLOW)
     })
+}
+
+/// Says how a held call is granted, with this store's path: `rein
+/// approvals` looks for `./rein.db` unless told, and on the store file it
+/// takes an approver's token from the tokens file beside the store, which
+/// the gateway does not create (`rein serve` does, and cannot run on a
+/// store the gateway holds).
+fn approvals_notice(store: &rein_server::ServerConfig) {
+    let db = std::path::absolute(&store.db_path).unwrap_or_else(|_| store.db_path.clone());
+    let tokens = store.tokens_file();
+    let tokens = std::path::absolute(&tokens).unwrap_or(tokens);
+    if tokens.exists() {
+        tracing::info!(
+            "calls held for approval: `rein approvals list --db {}`, then `rein approvals grant ID --db {} --token \
+             <an approver's token of {}>`",
+            db.display(),
+            db.display(),
+            tokens.display()
+        );
+    } else {
+        tracing::warn!(
+            "no tokens file {}: a call the policy sends for approval cannot be granted (`rein approvals grant` \
+             needs an approver's token from it) and is refused after --approval-timeout; write one (see \
+             docs/mcp.md, Approvals) before such calls come",
+            tokens.display()
+        );
+    }
 }
 
 async fn serve_stdio(gateway: Arc<Gateway>) -> anyhow::Result<()> {
@@ -470,16 +521,29 @@ fn config_file(path: &Path) -> anyhow::Result<Vec<ServerConfig>> {
         }
         let spec = match (entry.url, entry.command) {
             (Some(url), None) => UpstreamSpec::Http { url },
-            (None, Some(command)) => match stdio_spec(&command)? {
-                UpstreamSpec::Stdio { program, args, .. } => UpstreamSpec::Stdio {
-                    program,
-                    args,
+            (None, Some(command)) => {
+                let Some((program, args)) = command.split_first() else {
+                    anyhow::bail!("{}: server `{name}`: `command` is empty", path.display());
+                };
+                // A relative folder is the config file's. A folder that is
+                // not there is said now, not at the server's first call.
+                let cwd = entry.cwd.map(|c| dir.join(c));
+                if let Some(cwd) = &cwd {
+                    if !cwd.is_dir() {
+                        anyhow::bail!(
+                            "{}: server `{name}`: `cwd` {} is not a folder",
+                            path.display(),
+                            cwd.display()
+                        );
+                    }
+                }
+                UpstreamSpec::Stdio {
+                    program: program.clone(),
+                    args: args.to_vec(),
                     env: entry.env.into_iter().collect(),
-                    // A relative folder is the config file's.
-                    cwd: entry.cwd.map(|c| dir.join(c)),
-                },
-                http => http,
-            },
+                    cwd,
+                }
+            }
             _ => anyhow::bail!(
                 "{}: server `{name}` needs exactly one of `url` and `command`",
                 path.display()
@@ -526,6 +590,23 @@ fn yaml_json(value: &YamlValue) -> Result<Json, String> {
             Json::Object(map)
         }
     })
+}
+
+/// `--listen`: an address as `rein serve` takes it, on loopback only. The
+/// endpoint has no authentication of its own (anyone who reaches it calls
+/// the servers' tools as the gateway's actor), so an address other
+/// machines reach is refused rather than served.
+fn loopback_addr(text: &str) -> Result<SocketAddr, String> {
+    const FORMS: &str = "127.0.0.1:PORT, [::1]:PORT, localhost:PORT or a port alone";
+    let addr = super::serve::listen_addr(text).map_err(|_| format!("must be a loopback address: {FORMS}"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "{} is not a loopback address, and the gateway's HTTP endpoint has no authentication of its own: \
+             listen on {FORMS} (to serve other machines, put an authenticating reverse proxy in front)",
+            addr.ip()
+        ));
+    }
+    Ok(addr)
 }
 
 /// A duration option: `600s`, `10m`, `1h30m`; more than zero.
@@ -597,6 +678,39 @@ mod tests {
         ] {
             std::fs::write(&path, bad).unwrap();
             assert!(config_file(&path).is_err(), "{bad}");
+        }
+        for (bad, says) in [
+            ("servers: {a: {command: []}}\n", "server `a`: `command` is empty"),
+            (
+                "servers: {a: {command: [x], cwd: no-such-folder}}\n",
+                "server `a`: `cwd` ",
+            ),
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let error = config_file(&path).unwrap_err().to_string();
+            assert!(error.contains(says), "{bad}: {error}");
+            assert!(error.starts_with(&path.display().to_string()), "{error}");
+        }
+        std::fs::create_dir(dir.path().join("work")).unwrap();
+        std::fs::write(&path, "servers: {a: {command: [x], cwd: work}}\n").unwrap();
+        let servers = config_file(&path).unwrap();
+        assert!(
+            matches!(&servers[0].spec, UpstreamSpec::Stdio { cwd: Some(cwd), .. } if cwd == &dir.path().join("work"))
+        );
+    }
+
+    #[test]
+    fn the_http_endpoint_listens_on_loopback_only() {
+        for ok in ["127.0.0.1:8765", "[::1]:0", "localhost:8765", "8765", "127.0.0.2:1"] {
+            assert!(loopback_addr(ok).unwrap().ip().is_loopback(), "{ok}");
+        }
+        for bad in ["0.0.0.0:8765", "[::]:8765", "192.168.1.10:8765", "8.8.8.8:1"] {
+            let error = loopback_addr(bad).unwrap_err();
+            assert!(error.contains("no authentication"), "{bad}: {error}");
+        }
+        for bad in ["", "foo", "99999", "localhost"] {
+            let error = loopback_addr(bad).unwrap_err();
+            assert!(error.starts_with("must be a loopback address"), "{bad}: {error}");
         }
     }
 }

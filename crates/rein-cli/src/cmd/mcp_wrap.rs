@@ -50,8 +50,10 @@ pub struct WrapArgs {
     #[arg(long, short = 'p', value_name = "POLICY", required_unless_present = "undo")]
     policy: Option<PathBuf>,
     /// SQLite store of the gateway (audit log, approvals, state); written as
-    /// an absolute path. Default: rein.db in the policy's folder (the
-    /// policy itself if it is a folder).
+    /// an absolute path. A gateway keeps its store while it runs, so one
+    /// store serves one server: with --db, wrap one server at a time.
+    /// Default: rein-<server>.db in the policy's folder (the policy itself
+    /// if it is a folder).
     #[arg(long, value_name = "FILE", conflicts_with = "undo")]
     db: Option<PathBuf>,
     /// The rein executable the client runs, written as given. Default: the
@@ -92,7 +94,7 @@ pub fn run(args: WrapArgs) -> anyhow::Result<u8> {
             bail!("--policy is required to wrap");
         };
         let gateway = Gateway::new(&args, policy)?;
-        config.wrap(&gateway)
+        config.wrap(&gateway)?
     };
     if edits.is_empty() {
         eprintln!("{}: nothing to change", path.display());
@@ -155,7 +157,16 @@ fn refusal(path: &Path, why: &str) -> anyhow::Error {
 struct Gateway {
     bin: String,
     policy: String,
-    db: String,
+    db: Store,
+}
+
+/// The store each wrapped server's gateway gets.
+enum Store {
+    /// This one (--db), for a single server.
+    Given(String),
+    /// `rein-<server>.db` in this folder: each gateway process keeps its
+    /// store for its lifetime, so servers of one client cannot share one.
+    PerServer(PathBuf),
 }
 
 impl Gateway {
@@ -168,9 +179,9 @@ impl Gateway {
             bail!("policy {} not found; nothing written", policy.display());
         }
         let db = match &args.db {
-            Some(db) => db.clone(),
-            None if policy.is_dir() => policy.join("rein.db"),
-            None => policy.with_file_name("rein.db"),
+            Some(db) => Store::Given(resolved(db)?),
+            None if policy.is_dir() => Store::PerServer(policy.to_path_buf()),
+            None => Store::PerServer(policy.parent().unwrap_or(Path::new("")).to_path_buf()),
         };
         let bin = match &args.rein_bin {
             Some(bin) => utf8(bin)?.to_owned(),
@@ -182,23 +193,33 @@ impl Gateway {
         };
         Ok(Gateway {
             bin,
-            policy: absolute(policy)?,
-            db: absolute(&db)?,
+            policy: resolved(policy)?,
+            db,
         })
     }
 
+    /// The store of server `name`'s gateway, absolute.
+    fn db(&self, name: &str) -> anyhow::Result<String> {
+        match &self.db {
+            Store::Given(db) => Ok(db.clone()),
+            // A gateway server name is letters, digits, `_` and `-`: a
+            // file name as it is.
+            Store::PerServer(dir) => resolved(&dir.join(format!("rein-{name}.db"))),
+        }
+    }
+
     /// The gateway's words before `--` for server `name`.
-    fn words<'s>(&'s self, name: &'s str) -> [&'s str; 8] {
-        [
-            GATEWAY_WORDS[0],
-            GATEWAY_WORDS[1],
-            "--policy",
-            &self.policy,
-            "--db",
-            &self.db,
-            "--server",
-            name,
-        ]
+    fn words(&self, name: &str) -> anyhow::Result<[String; 8]> {
+        Ok([
+            GATEWAY_WORDS[0].to_string(),
+            GATEWAY_WORDS[1].to_string(),
+            "--policy".to_string(),
+            self.policy.clone(),
+            "--db".to_string(),
+            self.db(name)?,
+            "--server".to_string(),
+            name.to_string(),
+        ])
     }
 }
 
@@ -265,11 +286,15 @@ impl<'a> Config<'a> {
 
     /// The edits that put every stdio server behind `gateway`, saying on
     /// stderr what happens to each server.
-    fn wrap(&self, gateway: &Gateway) -> Vec<Edit> {
+    fn wrap(&self, gateway: &Gateway) -> anyhow::Result<Vec<Edit>> {
         if self.servers.is_empty() {
             eprintln!("{}: `mcpServers` is empty", self.path.display());
         }
         let mut edits = Vec::new();
+        let mut wrapped = Vec::new();
+        // The stores of the servers wrapped before: a new one must not
+        // share one (its gateway could not start beside theirs).
+        let mut kept: Vec<(String, String)> = Vec::new();
         for server in &self.servers {
             let shown = printable(&server.name);
             let kind = match server.fields.get("type") {
@@ -278,7 +303,7 @@ impl<'a> Config<'a> {
             };
             if let Some(Json::String(url)) = server.fields.get("url") {
                 match kind {
-                    None | Some("http" | "streamable-http" | "sse") => self.report_remote(gateway, server, url),
+                    None | Some("http" | "streamable-http" | "sse") => self.report_remote(gateway, server, url)?,
                     Some(other) => eprintln!(
                         "skipped `{shown}` (left as it is): a server of type `{}` cannot go behind the gateway",
                         printable(other)
@@ -305,6 +330,9 @@ impl<'a> Config<'a> {
                     continue;
                 }
                 Runner::ThisRein => {
+                    if let Some(db) = server.option("--db") {
+                        kept.push((db, shown.to_string()));
+                    }
                     match server.option("--policy") {
                         Some(old) if old != gateway.policy => eprintln!(
                             "{shown}: already behind the gateway, with --policy {}; to change it, run `rein mcp wrap \
@@ -323,15 +351,38 @@ impl<'a> Config<'a> {
                 );
                 continue;
             }
+            let db = gateway.db(&server.name)?;
+            if let Some((_, other)) = kept.iter().find(|(kept, _)| *kept == db) {
+                return Err(refusal(
+                    self.path,
+                    &format!(
+                        "`{shown}` would share the store {db} with `{other}`, wrapped before, and a gateway keeps its \
+                         store while it runs; leave --db out (each server gets rein-<server>.db beside the policy)"
+                    ),
+                ));
+            }
             let (command, elements) = self.stdio_parts(server);
-            let mut words: Vec<String> = gateway.words(&server.name).iter().map(|w| json_string(w)).collect();
+            let mut words: Vec<String> = gateway.words(&server.name)?.iter().map(|w| json_string(w)).collect();
             words.push(json_string("--"));
             words.push(command.to_owned());
             words.extend(elements);
             self.set_command(server, json_string(&gateway.bin), words, &mut edits);
             eprintln!("{shown}: wrapped ({})", self.shown_command(server));
+            wrapped.push(shown);
         }
-        edits
+        if let (Store::Given(db), [_, _, ..]) = (&gateway.db, wrapped.as_slice()) {
+            // The second gateway on one store would refuse to start.
+            return Err(refusal(
+                self.path,
+                &format!(
+                    "{} servers ({}) would share the store {db}, and a gateway keeps its store while it runs; leave \
+                     --db out (each server gets rein-<server>.db beside the policy)",
+                    wrapped.len(),
+                    wrapped.join(", ")
+                ),
+            ));
+        }
+        Ok(edits)
     }
 
     /// The edits that give every wrapped server back its own command and
@@ -450,17 +501,33 @@ impl<'a> Config<'a> {
 
     /// Says why an HTTP server is not rewritten, and how to put it behind a
     /// listening gateway.
-    fn report_remote(&self, gateway: &Gateway, server: &Server, url: &str) {
+    fn report_remote(&self, gateway: &Gateway, server: &Server, url: &str) -> anyhow::Result<()> {
         let shown = printable(&server.name);
         if !gateway_name(&server.name) {
             eprintln!(
                 "skipped `{shown}` (HTTP server, left as it is): not a gateway server name (letters, digits, `_` and \
                  `-`, not first, at most 64)"
             );
-            return;
+            return Ok(());
+        }
+        if url
+            .get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+        {
+            // The command below would fail: the gateway reaches servers
+            // over plain http:// only.
+            eprintln!(
+                "skipped `{shown}` (HTTP server, left as it is): the gateway does not reach https:// servers yet; to \
+                 put it behind one, run a TLS-terminating proxy to {} on loopback and give its http:// address to \
+                 `rein mcp gateway --listen 127.0.0.1:PORT … --server {} --url …`",
+                printable(url),
+                server.name
+            );
+            return Ok(());
         }
         let mut words: Vec<&str> = vec![&gateway.bin, "mcp", "gateway", "--listen", "127.0.0.1:PORT"];
-        words.extend_from_slice(&gateway.words(&server.name)[2..]);
+        let options = gateway.words(&server.name)?;
+        words.extend(options[2..].iter().map(String::as_str));
         words.extend_from_slice(&["--url", url]);
         let sse = matches!(server.fields.get("type"), Some(Json::String(t)) if t == "sse");
         eprintln!(
@@ -475,6 +542,19 @@ impl<'a> Config<'a> {
                 ""
             }
         );
+        Ok(())
+    }
+}
+
+/// `path` absolute, without `.` and `..` (the policy and the store's folder
+/// resolved where they exist: the client runs the command from anywhere).
+fn resolved(path: &Path) -> anyhow::Result<String> {
+    if let Ok(real) = path.canonicalize() {
+        return Ok(utf8(&real)?.to_owned());
+    }
+    match (path.parent().map(Path::canonicalize), path.file_name()) {
+        (Some(Ok(dir)), Some(name)) => Ok(utf8(&dir.join(name))?.to_owned()),
+        _ => absolute(path),
     }
 }
 
@@ -920,20 +1000,24 @@ mod tests {
         let gateway = Gateway {
             bin: "/opt/rein".into(),
             policy: "/p/policy.yaml".into(),
-            db: "/p/rein.db".into(),
+            db: Store::PerServer("/p".into()),
         };
         let (tree, root) = read_trees(path, text).unwrap();
-        let wrapped = apply(text, Config::new(path, text, &tree, &root).unwrap().wrap(&gateway));
+        let wrapped = apply(
+            text,
+            Config::new(path, text, &tree, &root).unwrap().wrap(&gateway).unwrap(),
+        );
         let value: serde_json::Value = serde_json::from_str(&wrapped).unwrap();
         let original: serde_json::Value = serde_json::from_str(text).unwrap();
         for (name, server) in original["mcpServers"].as_object().unwrap() {
+            let db = format!("/p/rein-{name}.db");
             let mut expected = vec![
                 "mcp",
                 "gateway",
                 "--policy",
                 "/p/policy.yaml",
                 "--db",
-                "/p/rein.db",
+                &db,
                 "--server",
                 name,
                 "--",

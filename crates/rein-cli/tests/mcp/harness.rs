@@ -468,9 +468,11 @@ impl Drop for HttpGateway {
 
 /// The first `http://127.0.0.1:PORT` (port not 0) in the gateway's log.
 fn listening_address(log: &str) -> Option<String> {
+    // The gateway's own line: other lines name upstream URLs (the
+    // unpinned notice gives the `rein mcp pin --url` command).
     let mut rest = log;
-    while let Some(i) = rest.find("http://127.0.0.1:") {
-        let after = &rest[i + "http://127.0.0.1:".len()..];
+    while let Some(i) = rest.find("serving http://127.0.0.1:") {
+        let after = &rest[i + "serving http://127.0.0.1:".len()..];
         let port: String = after.chars().take_while(char::is_ascii_digit).collect();
         if port.parse::<u16>().is_ok_and(|p| p != 0) {
             return Some(format!("http://127.0.0.1:{port}"));
