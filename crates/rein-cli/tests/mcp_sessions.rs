@@ -284,7 +284,11 @@ fn limits_and_session_rules_hold_across_the_calls_of_a_stdio_session() {
     limit_and_taint(&mut |m| client.ask(m), &s, &out);
     let (code, err) = client.finish();
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("no tokens file"), "{err}");
+    // The first start on a store makes the tokens file an approver's
+    // grant needs, and says how to grant on this store.
+    assert!(err.contains("rein approvals grant ID --db"), "{err}");
+    assert!(s.path("rein-tokens.yaml").exists(), "{err}");
+    assert!(err.contains("created the tokens file"), "{err}");
     // The unpinned notice gives the command that pins.
     let pin = format!(
         "pin them with `rein mcp pin --policy {} --server fs -- {} {}`",

@@ -151,6 +151,12 @@ impl Gateway {
                     reason: "named twice".into(),
                 });
             }
+            if let UpstreamSpec::Http { url } = &server.spec {
+                crate::http_client::check_url(url).map_err(|e| GatewayError::Server {
+                    server: server.name.clone(),
+                    reason: e.to_string(),
+                })?;
+            }
         }
         let lock_path = pin::lock_path(&config.policy_paths);
         let lock = LockFile::read(&lock_path)

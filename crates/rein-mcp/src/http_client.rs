@@ -88,7 +88,11 @@ pub async fn connect(spec: &UpstreamSpec, limits: &Limits) -> Result<Link, Upstr
     })
 }
 
-fn check_url(url: &str) -> Result<reqwest::Url, UpstreamError> {
+/// Checks that the gateway can reach `url` (plain `http://`, no
+/// credentials), as it does before each connection; the gateway also checks
+/// every server's URL at start, so a pinned server with a URL it cannot use
+/// stops the start instead of failing each call.
+pub fn check_url(url: &str) -> Result<reqwest::Url, UpstreamError> {
     let refuse = |reason: &str| UpstreamError::Url {
         url: url.to_string(),
         reason: reason.to_string(),

@@ -1510,3 +1510,27 @@ async fn a_call_in_flight_when_the_client_leaves_keeps_its_outcome() {
     let error = after[0].entry.error.as_deref().unwrap_or_default();
     assert!(error.contains("ended before"), "{error}");
 }
+
+#[tokio::test]
+async fn a_server_url_the_gateway_cannot_reach_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.yaml"), POLICY).unwrap();
+    for url in [
+        "https://example.test/mcp",
+        "ftp://example.test/mcp",
+        "http://user:secret@127.0.0.1:1/mcp",
+    ] {
+        let mut config = gateway_config(dir.path());
+        config.servers[0].spec = UpstreamSpec::Http { url: url.into() };
+        let fake = Fake::new();
+        let err = Gateway::prepare_with(&config, false, fake.connector())
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{url} was accepted"));
+        assert!(
+            matches!(err, rein_mcp::gateway::GatewayError::Server { .. }),
+            "{url}: {err}"
+        );
+        assert_eq!(fake.connections.load(Ordering::SeqCst), 0, "{url}");
+    }
+}

@@ -133,6 +133,19 @@ impl ServerConfig {
         }
     }
 
+    /// Creates the tokens file beside the store (one token per role, the
+    /// file readable by its owner only) unless it exists or `tokens_path`
+    /// names one, without printing the tokens: for processes other than
+    /// `rein serve` that keep a store (the MCP gateway), whose approvals
+    /// `rein approvals grant --db` decides with an approver's token from
+    /// it. Returns whether it was created.
+    pub fn ensure_tokens_file_quietly(&self) -> anyhow::Result<bool> {
+        if self.tokens_path.is_some() {
+            return Ok(false);
+        }
+        secrets::create_tokens_file(&self.tokens_file(), false)
+    }
+
     /// The tokens file in use.
     pub fn tokens_file(&self) -> PathBuf {
         self.tokens_path

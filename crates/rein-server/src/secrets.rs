@@ -70,6 +70,13 @@ pub fn server_hmac_key(path: &Path, explicit: bool, records: u64) -> anyhow::Res
 /// tokens are printed once to stderr, since nobody could use the server
 /// without them.
 pub(crate) fn ensure_tokens_file(path: &Path) -> anyhow::Result<bool> {
+    create_tokens_file(path, true)
+}
+
+/// Creates a tokens file as [`ensure_tokens_file`] does; `announce` prints
+/// the tokens once to stderr (a process whose stderr a client keeps in its
+/// logs, such as a stdio MCP gateway, leaves them in the file only).
+pub(crate) fn create_tokens_file(path: &Path, announce: bool) -> anyhow::Result<bool> {
     if path.exists() {
         warn_if_shared(path);
         return Ok(false);
@@ -93,6 +100,9 @@ pub(crate) fn ensure_tokens_file(path: &Path) -> anyhow::Result<bool> {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
         Err(e) => return Err(e).with_context(|| format!("cannot create the tokens file {}", path.display())),
+    }
+    if !announce {
+        return Ok(true);
     }
     // Printed once, now: the file holds them from here on.
     let mut msg = format!(

@@ -251,6 +251,15 @@ pub fn run_gateway(args: GatewayArgs, color: bool) -> anyhow::Result<u8> {
         ));
         runtime.hold_state_lock(opened.state_lock);
         rein_server::ready_runtime(&runtime, &store_config).await?;
+        // Without it no held call could be granted (`rein approvals grant`
+        // on the store takes an approver's token from it); `rein serve`
+        // cannot make it while the gateway keeps the store.
+        if store_config.ensure_tokens_file_quietly()? {
+            tracing::info!(
+                "created the tokens file {} (one token per role; keep it secret)",
+                store_config.tokens_file().display()
+            );
+        }
         approvals_notice(&store_config);
         let gateway = Arc::new(Gateway::new(&config, prepared.servers, Arc::clone(&runtime)));
         let pruner = tokio::spawn(rein_server::prune_state_every_minute(Arc::clone(&runtime)));
