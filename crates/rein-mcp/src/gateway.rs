@@ -203,12 +203,13 @@ impl Gateway {
                     UpstreamSpec::Stdio { .. } => format!("-- {}", &server.spec.describe()["stdio: ".len()..]),
                 };
                 notices.push(format!(
-                    "MCP server `{}` runs unpinned: its {} tool{} were listed at start and are held to that; pin \
+                    "MCP server `{}` runs unpinned: the {} tool{} it listed at start {} held to that; pin \
                      them with `rein mcp pin --policy {} --server {} {target}` to keep them from changing between \
                      starts",
                     server.name,
                     catalog.tools.len(),
                     if catalog.tools.len() == 1 { "" } else { "s" },
+                    if catalog.tools.len() == 1 { "is" } else { "are" },
                     config
                         .policy_paths
                         .first()
