@@ -49,6 +49,11 @@ pub struct GatewayConfig {
     pub approval_timeout: Duration,
     /// The `actor` of every request (`Null`: none).
     pub actor: Json,
+    /// The approval role whose held calls the user of an MCP client may
+    /// grant or deny in the client, asked through MCP elicitation (when the
+    /// client declares the capability); `None`: only `rein approvals` and
+    /// the HTTP API decide.
+    pub elicit_approval_role: Option<String>,
 }
 
 /// One server as the gateway runs it.
@@ -80,6 +85,8 @@ pub struct Gateway {
     pub approval_timeout: Duration,
     /// The `actor` of every request.
     pub actor: Json,
+    /// See [`GatewayConfig::elicit_approval_role`].
+    pub elicit_approval_role: Option<String>,
 }
 
 /// Why the gateway could not start.
@@ -269,6 +276,7 @@ impl Gateway {
             limits: config.limits.clone(),
             approval_timeout: config.approval_timeout,
             actor: config.actor.clone(),
+            elicit_approval_role: config.elicit_approval_role.clone(),
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::gateway::{Gateway, Server};
 use crate::jsonrpc::{self, code, Id, Kind, Message};
 use crate::upstream::{self, Limits, Link, UpstreamError, UpstreamEvent, UpstreamSpec};
 use rein_engine::{Effect, Request};
-use rein_runtime::{Answer, Refusal, Runtime};
+use rein_runtime::{Answer, PendingApproval, Refusal, Runtime};
 use rein_store::ApprovalState;
 use serde_json::{json, Map, Value as Json};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -143,6 +143,7 @@ pub fn start_session_with(
         listed: HashMap::new(),
         tasks: HashMap::new(),
         digests,
+        elicitations: HashMap::new(),
         next_id: 0,
         client_gone: false,
     };
@@ -246,6 +247,10 @@ struct Session {
     tasks: HashMap<String, Call>,
     /// The catalog's digests, by tool.
     digests: HashMap<String, ToolDigest>,
+    /// Approvals asked of the client's user through MCP elicitation, by
+    /// the id of the gateway's `elicitation/create` request: the approval
+    /// and the role its answer decides.
+    elicitations: HashMap<Id, (String, String)>,
     next_id: u64,
     /// The client stopped reading: the session ends.
     client_gone: bool,
@@ -370,6 +375,9 @@ impl Session {
             }
             // The client's answers to the server's requests (sampling,
             // elicitation, roots).
+            Kind::Response { id: Some(id), .. } if self.elicitations.contains_key(&id) => {
+                self.elicitation_answered(&id, &message).await;
+            }
             Kind::Response { .. } => self.forward_notification(message).await,
         }
     }
@@ -642,6 +650,17 @@ impl Session {
             approval.id,
             self.gateway.approval_timeout.as_secs()
         );
+        // What the client's user is shown if asked (a bounded preview).
+        let mut input_preview = request.input.to_string();
+        if input_preview.len() > 500 {
+            let mut cut = 500;
+            while !input_preview.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            input_preview.truncate(cut);
+            input_preview.push('…');
+        }
+        let (tool, stateless) = (call.tool.clone(), call.stateless);
         let held = Held {
             runtime: Arc::clone(&self.gateway.runtime),
             client: self.info.client.clone(),
@@ -655,6 +674,94 @@ impl Session {
         };
         let abort = self.holds.spawn(held.wait());
         self.held.insert(id, abort);
+        self.ask_through_elicitation(&approval, &tool, stateless, &input_preview)
+            .await;
+    }
+
+    /// Asks the client's user to grant a held call, when the gateway lets
+    /// them decide this approval's role (`--elicit-approvals`), every rule
+    /// that asked names that role, and the client declared elicitation in
+    /// its `initialize` (handshake era; a stateless client is not asked).
+    /// The held call still waits on the store, so `rein approvals` can
+    /// decide it too.
+    async fn ask_through_elicitation(&mut self, approval: &PendingApproval, tool: &str, stateless: bool, input: &str) {
+        let Some(role) = self.gateway.elicit_approval_role.clone() else {
+            return;
+        };
+        let supported = self
+            .initialize
+            .as_ref()
+            .and_then(|m| m.params().pointer("/capabilities/elicitation"))
+            .is_some_and(Json::is_object);
+        if stateless
+            || !supported
+            || approval.roles.is_empty()
+            || approval.roles.iter().any(|r| *r != role)
+            || self.elicitations.len() >= MAX_HELD_CALLS
+        {
+            return;
+        }
+        self.next_id += 1;
+        let id = Id::Str(format!("rein-gw-{}", self.next_id));
+        let text = format!(
+            "Rein: a rule asks for approval before `{tool}` of MCP server `{}` runs, with {input}. Allow this call?",
+            self.server.name
+        );
+        let params = json!({
+            "mode": "form",
+            "message": text,
+            "requestedSchema": {
+                "type": "object",
+                "properties": {"approve": {"type": "boolean", "title": "Allow this call"}},
+                "required": ["approve"],
+            },
+        });
+        self.elicitations.insert(id.clone(), (approval.id.clone(), role));
+        self.send_client(jsonrpc::request(&id, "elicitation/create", params))
+            .await;
+    }
+
+    /// The user's answer to an approval asked through elicitation: accepted
+    /// with `approve: true` grants, accepted with `false` or declined
+    /// denies; cancelled (dismissed) or an error leaves the approval
+    /// pending for `rein approvals`.
+    async fn elicitation_answered(&mut self, id: &Id, message: &Message) {
+        let Some((approval, role)) = self.elicitations.remove(id) else {
+            return;
+        };
+        let result = message.result();
+        let action = result.and_then(|r| r.get("action")).and_then(Json::as_str);
+        let approve = result
+            .and_then(|r| r.pointer("/content/approve"))
+            .and_then(Json::as_bool);
+        let grant = match (action, approve) {
+            (Some("accept"), Some(true)) => true,
+            (Some("accept"), Some(false)) | (Some("decline"), _) => false,
+            _ => {
+                tracing::info!(approval = %approval, "the client's user dismissed the approval; it stays pending");
+                return;
+            }
+        };
+        let name = format!("mcp-user:{}", self.client_name.as_deref().unwrap_or("client"));
+        let roles = [role];
+        let approver = rein_runtime::Approver {
+            name: &name,
+            roles: Some(&roles),
+        };
+        let decided = self
+            .gateway
+            .runtime
+            .decide_approval(
+                &approval,
+                grant,
+                approver,
+                Some("answered in the MCP client (elicitation)"),
+            )
+            .await;
+        match decided {
+            Ok(_) => tracing::info!(approval = %approval, grant, "approval decided by the client's user"),
+            Err(e) => tracing::warn!(approval = %approval, "the client's answer could not decide the approval: {e}"),
+        }
     }
 
     async fn hold_done(&mut self, done: HoldDone) {

@@ -46,6 +46,7 @@ async fn the_gateway_router_refuses_before_starting_anything() {
         },
         approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
         actor: Json::Null,
+        elicit_approval_role: None,
     };
     let app = rein_mcp::http_server::router(Arc::new(gateway));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

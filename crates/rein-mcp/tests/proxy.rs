@@ -386,6 +386,7 @@ fn harness_with(policy: &str, approval_timeout: Duration) -> Harness {
         limits: limits(),
         approval_timeout,
         actor: json!(null),
+        elicit_approval_role: None,
     };
     Harness {
         gateway: Arc::new(gateway),
@@ -1043,6 +1044,7 @@ fn gateway_config(dir: &std::path::Path) -> rein_mcp::gateway::GatewayConfig {
         limits: limits(),
         approval_timeout: Duration::from_secs(5),
         actor: json!({"id": "agent-1"}),
+        elicit_approval_role: None,
     }
 }
 
@@ -1277,6 +1279,7 @@ async fn timeouts_too_long_to_be_a_time_are_no_timeouts() {
         },
         approval_timeout: Duration::MAX,
         actor: json!(null),
+        elicit_approval_role: None,
     };
     let info = SessionInfo {
         session: None,
@@ -1533,4 +1536,87 @@ async fn a_server_url_the_gateway_cannot_reach_stops_the_start() {
         );
         assert_eq!(fake.connections.load(Ordering::SeqCst), 0, "{url}");
     }
+}
+
+/// A client that declares elicitation, on a gateway that lets its user
+/// decide approvals of role `ops` (`--elicit-approvals ops`).
+async fn eliciting_client(h: &Harness) -> Client {
+    let mut c = h.client();
+    let init = r#"{"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"elicitation":{}},"clientInfo":{"name":"claude-code","version":"2.1.331"}},"jsonrpc":"2.0","id":0}"#;
+    c.call(init).await;
+    c.send(r#"{"method":"notifications/initialized","jsonrpc":"2.0"}"#)
+        .await;
+    c
+}
+
+fn eliciting_harness() -> Harness {
+    let mut h = harness();
+    Arc::get_mut(&mut h.gateway).unwrap().elicit_approval_role = Some("ops".into());
+    h
+}
+
+#[tokio::test]
+async fn the_client_s_user_grants_or_denies_a_held_call_through_elicitation() {
+    let h = eliciting_harness();
+    let mut c = eliciting_client(&h).await;
+    let delete = |id: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":"{id}","method":"tools/call","params":{{"name":"delete","arguments":{{"path":"/srv/x"}}}}}}"#
+        )
+    };
+    // Held, and asked of the user: an elicitation naming the tool and its
+    // arguments.
+    let asked = c.call(&delete("d1")).await;
+    assert_eq!(
+        asked.method(),
+        Some("elicitation/create"),
+        "{}",
+        String::from_utf8_lossy(&asked.bytes)
+    );
+    let message = asked.params()["message"].as_str().unwrap();
+    assert!(message.contains("`delete`") && message.contains("/srv/x"), "{message}");
+    assert!(h.fake.calls().is_empty(), "nothing forwarded before the answer");
+    // Accepted: granted, the call goes on.
+    let id = asked.json["id"].clone();
+    let answer = json!({"jsonrpc": "2.0", "id": id, "result": {"action": "accept", "content": {"approve": true}}});
+    let result = c.call(&answer.to_string()).await;
+    assert_eq!(text_of(&result), "done", "{}", String::from_utf8_lossy(&result.bytes));
+    assert_eq!(h.fake.calls(), ["delete"]);
+    // The answer went to no server: it was the gateway's own request.
+    assert!(!h.fake.received().iter().any(|(_, m)| m.json.get("id") == Some(&id)));
+    // Declined: denied, never forwarded.
+    let asked = c.call(&delete("d2")).await;
+    assert_eq!(asked.method(), Some("elicitation/create"));
+    let answer = json!({"jsonrpc": "2.0", "id": asked.json["id"], "result": {"action": "decline"}});
+    let result = c.call(&answer.to_string()).await;
+    assert_eq!(
+        result.json["result"]["isError"],
+        true,
+        "{}",
+        String::from_utf8_lossy(&result.bytes)
+    );
+    assert_eq!(h.fake.calls(), ["delete"]);
+}
+
+#[tokio::test]
+async fn a_client_without_elicitation_or_a_role_not_allowed_is_not_asked() {
+    // The client declares no elicitation.
+    let h = eliciting_harness();
+    let mut c = h.client();
+    c.initialize().await;
+    c.send(
+        r#"{"jsonrpc":"2.0","id":"d1","method":"tools/call","params":{"name":"delete","arguments":{"path":"/srv/x"}}}"#,
+    )
+    .await;
+    c.silent(Duration::from_millis(400)).await;
+    // The gateway lets the user decide another role than the rule's.
+    let mut h = harness();
+    Arc::get_mut(&mut h.gateway).unwrap().elicit_approval_role = Some("user".into());
+    let mut c = eliciting_client(&h).await;
+    c.send(
+        r#"{"jsonrpc":"2.0","id":"d1","method":"tools/call","params":{"name":"delete","arguments":{"path":"/srv/x"}}}"#,
+    )
+    .await;
+    c.silent(Duration::from_millis(400)).await;
+    assert!(h.fake.calls().is_empty());
 }

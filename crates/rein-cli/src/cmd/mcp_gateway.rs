@@ -72,6 +72,14 @@ pub struct GatewayOpts {
     /// e.g. '{"id": "claude", "team": "infra"}'). Default: none.
     #[arg(long, value_name = "JSON")]
     actor: Option<String>,
+    /// Let the user of an MCP client that supports elicitation grant or
+    /// deny, in the client, a call held for approval whose rules all name
+    /// this role (`approval: {role: ROLE}` in the policy). The person who
+    /// answers is the agent's user, not an approver of `rein approvals`:
+    /// name a role meant for them. Without it, only `rein approvals` and
+    /// the HTTP API decide.
+    #[arg(long, value_name = "ROLE")]
+    elicit_approvals: Option<String>,
     /// The stdio server's command and arguments, after `--`.
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -183,6 +191,7 @@ pub fn run_gateway(args: GatewayArgs, color: bool) -> anyhow::Result<u8> {
         },
         approval_timeout: opts.approval_timeout,
         actor,
+        elicit_approval_role: opts.elicit_approvals.clone(),
     };
     let mut store_config = rein_server::ServerConfig::new(policy_paths, opts.db);
     store_config.hmac_key_path = opts.audit_key;
