@@ -1013,3 +1013,35 @@ fn assert_blocked_by_after(line: &Value, rule: &str) {
     assert!(said.starts_with("Rein withheld the result of"), "{said}");
     assert!(said.contains(rule), "{said}");
 }
+
+/// `--elicit-approvals ROLE`: the official Python client, which declares
+/// elicitation and accepts with `{"approve": true}`, grants a held call of
+/// that role itself; the call runs and no approval is left pending.
+#[test]
+fn the_client_s_user_grants_a_held_call_through_elicitation() {
+    let Some(peers) = peers("the_client_s_user_grants_a_held_call_through_elicitation") else {
+        return;
+    };
+    let scratch = Scratch::new("t");
+    let markers = scratch.dir("markers");
+    let server = test_server_cmd(&peers, V1, &markers);
+    let gateway = Target::Stdio(scratch.gateway(
+        "t",
+        &["--approval-timeout", "60s", "--elicit-approvals", "support"],
+        &server,
+    ));
+    let steps = json!([
+        {"op": "call", "name": "sleepy", "arguments": {"seconds": 0.1, "tag": "ask-elicit"}, "timeout": 90},
+    ]);
+    // Legacy: the handshake era, where the client declares elicitation (a
+    // stateless client is never asked).
+    let run = ClientRun::start(&peers, &scratch, "legacy", &gateway, &steps);
+    let lines = steps_of(&run.finish(Duration::from_secs(60)));
+    let granted = &lines[0];
+    assert!(
+        !is_error_result(granted) && text(granted) == "slept 0.1s: ask-elicit",
+        "the call granted in the client: {granted}"
+    );
+    assert!(markers.join("ask-elicit").exists());
+    assert!(scratch.pending_approvals().is_empty());
+}
