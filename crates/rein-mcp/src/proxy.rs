@@ -200,6 +200,8 @@ enum Listed {
 /// What a held call came to.
 struct HoldDone {
     id: Id,
+    /// Which hold of that id (ids are reused once a call is answered).
+    hold: u64,
     verdict: HoldVerdict,
 }
 
@@ -232,8 +234,10 @@ struct Session {
     /// its late answer would pass as the new request's.
     unanswered: HashSet<Id>,
     deadlines: BTreeMap<(Instant, u64), Id>,
-    /// Calls waiting for approval, by id.
-    held: HashMap<Id, AbortHandle>,
+    /// Calls waiting for approval, by id, with the number of their hold:
+    /// a verdict that comes for an earlier hold of the same id (cancelled,
+    /// its id since reused) is dropped.
+    held: HashMap<Id, (u64, AbortHandle)>,
     /// Their tasks (aborted when the session ends).
     holds: JoinSet<()>,
     held_tx: mpsc::Sender<HoldDone>,
@@ -346,7 +350,7 @@ impl Session {
                     "notifications/cancelled" => {
                         let target = message.params().get("requestId").and_then(Id::from_json);
                         if let Some(target) = target {
-                            if let Some(hold) = self.held.remove(&target) {
+                            if let Some((_, hold)) = self.held.remove(&target) {
                                 // Never forwarded: the server knows nothing of it.
                                 hold.abort();
                                 tracing::info!(server = %self.server.name, id = %target, "a call waiting for approval was cancelled");
@@ -661,7 +665,10 @@ impl Session {
             input_preview.push('…');
         }
         let (tool, stateless) = (call.tool.clone(), call.stateless);
+        self.next_id += 1;
+        let hold = self.next_id;
         let held = Held {
+            hold,
             runtime: Arc::clone(&self.gateway.runtime),
             client: self.info.client.clone(),
             timeout: self.gateway.approval_timeout,
@@ -673,7 +680,7 @@ impl Session {
             call,
         };
         let abort = self.holds.spawn(held.wait());
-        self.held.insert(id, abort);
+        self.held.insert(id, (hold, abort));
         self.ask_through_elicitation(&approval, &tool, stateless, &input_preview)
             .await;
     }
@@ -766,8 +773,13 @@ impl Session {
 
     async fn hold_done(&mut self, done: HoldDone) {
         // Cancelled in the meantime: nothing is sent, nothing forwarded.
-        if self.held.remove(&done.id).is_none() {
-            return;
+        // Or cancelled, and its id reused by a call held since: that call
+        // waits for its own verdict.
+        match self.held.get(&done.id) {
+            Some((hold, _)) if *hold == done.hold => {
+                self.held.remove(&done.id);
+            }
+            _ => return,
         }
         match done.verdict {
             HoldVerdict::Forward { message, call } => {
@@ -1329,6 +1341,8 @@ async fn sleep_until(at: Option<Instant>) {
 
 /// A call waiting for approval, on its own task.
 struct Held {
+    /// The number of this hold (see `Session::held`).
+    hold: u64,
     runtime: Arc<Runtime>,
     client: String,
     timeout: Duration,
@@ -1344,7 +1358,14 @@ struct Held {
 impl Held {
     async fn wait(self) {
         let verdict = self.verdict().await;
-        let _ = self.done.send(HoldDone { id: self.id, verdict }).await;
+        let _ = self
+            .done
+            .send(HoldDone {
+                id: self.id,
+                hold: self.hold,
+                verdict,
+            })
+            .await;
     }
 
     async fn verdict(&self) -> HoldVerdict {
