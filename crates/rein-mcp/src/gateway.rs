@@ -394,7 +394,7 @@ async fn answer(link: &mut Link, id: &Id) -> Result<Json, String> {
             Kind::Response { id: Some(got), .. } if got == id => {
                 return match message.result() {
                     Some(result) => Ok(result.clone()),
-                    None => Err(error_text(&message)),
+                    None => Err(crate::proxy::error_text(&message)),
                 };
             }
             Kind::Request { id: asked, method } => {
@@ -415,16 +415,6 @@ async fn answer(link: &mut Link, id: &Id) -> Result<Json, String> {
             Kind::Response { .. } | Kind::Notification { .. } => {}
         }
     }
-}
-
-fn error_text(message: &Message) -> String {
-    let error = message.json.get("error");
-    let code = error.and_then(|e| e.get("code")).and_then(Json::as_i64).unwrap_or(0);
-    let text = error
-        .and_then(|e| e.get("message"))
-        .and_then(Json::as_str)
-        .unwrap_or("(no message)");
-    format!("JSON-RPC error {code}: {text}")
 }
 
 /// How long requests under way (and open streams) get to finish after

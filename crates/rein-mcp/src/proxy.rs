@@ -1528,7 +1528,7 @@ fn restated_result(result: &Json, structured: &Json) -> Json {
 
 /// An error response's text: `JSON-RPC error <code>: <message>`, and its
 /// `data` (which reaches the client as much as the message does).
-fn error_text(message: &Message) -> String {
+pub(crate) fn error_text(message: &Message) -> String {
     let error = message.json.get("error");
     let code = error.and_then(|e| e.get("code")).and_then(Json::as_i64).unwrap_or(0);
     let text = error

@@ -10,17 +10,15 @@
 //! write are shared with `rein mcp wrap` ([`super::settings_file`]).
 
 use super::settings_file::{
-    absolute, confirm, indent_of, installed_rein, json_error, print_diff, read_text, render, utf8, write_atomic, Json,
-    Obj,
+    absolute, indent_of, installed_rein, json_error, print_diff, read_text, render, utf8, write_reviewed, Json, Obj,
 };
-use super::{EXIT_ALLOW, EXIT_BLOCK};
+use super::EXIT_ALLOW;
 use anyhow::{bail, Context};
 use clap::{ArgGroup, Args, Subcommand};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Unexpected, Visitor};
 use serde::Deserializer;
 use std::borrow::Cow;
 use std::fmt;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
@@ -171,15 +169,9 @@ fn claude_code(args: ClaudeCodeArgs, color: bool) -> anyhow::Result<u8> {
     let old_label = if exists { label.as_str() } else { "/dev/null" };
     print_diff(old_label, &label, &old_text, &new_text)?;
 
-    if args.dry_run {
-        eprintln!("dry run: {} not written", path.display());
-        return Ok(EXIT_ALLOW);
+    if let Some(code) = write_reviewed(&path, &new_text, args.dry_run, args.yes)? {
+        return Ok(code);
     }
-    if !args.yes && std::io::stdin().is_terminal() && !confirm(&path)? {
-        eprintln!("nothing written");
-        return Ok(EXIT_BLOCK);
-    }
-    write_atomic(&path, &new_text)?;
     eprintln!("wrote {}", path.display());
     Ok(EXIT_ALLOW)
 }

@@ -160,7 +160,7 @@ pub struct PinArgs {
 /// Runs the gateway until its client leaves (stdio) or SIGINT/SIGTERM
 /// (`--listen`).
 pub fn run_gateway(args: GatewayArgs, color: bool) -> anyhow::Result<u8> {
-    init_log(color);
+    super::serve::init_log(color);
     let servers = servers(&args)?;
     let opts = *args.opts;
     let policy_paths = opts.policy.paths();
@@ -640,16 +640,6 @@ fn random_hex(bytes: usize) -> anyhow::Result<String> {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).map_err(|e| anyhow::anyhow!("the system random generator failed: {e}"))?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// The log goes to stderr: in stdio mode stdout carries MCP messages only.
-fn init_log(color: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("REIN_LOG").unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(color)
-        .try_init();
 }
 
 #[cfg(test)]

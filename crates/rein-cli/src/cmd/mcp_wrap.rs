@@ -23,12 +23,11 @@
 //! exception: a server written without `args` comes back with `"args": []`).
 
 use super::settings_file::{
-    absolute, confirm, installed_rein, json_error, print_diff, read_text, utf8, write_atomic, Json, Obj,
+    absolute, installed_rein, json_error, print_diff, read_text, utf8, write_reviewed, Json, Obj,
 };
-use super::{printable, EXIT_ALLOW, EXIT_BLOCK};
+use super::{printable, EXIT_ALLOW};
 use anyhow::{bail, Context};
 use clap::Args;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 /// Where `rein mcp wrap` looks for a configuration when none is named, in
@@ -103,15 +102,9 @@ pub fn run(args: WrapArgs) -> anyhow::Result<u8> {
     let new_text = apply(&text, edits);
     let label = path.display().to_string();
     print_diff(&label, &label, &text, &new_text)?;
-    if args.dry_run {
-        eprintln!("dry run: {} not written", path.display());
-        return Ok(EXIT_ALLOW);
+    if let Some(code) = write_reviewed(&path, &new_text, args.dry_run, args.yes)? {
+        return Ok(code);
     }
-    if !args.yes && std::io::stdin().is_terminal() && !confirm(&path)? {
-        eprintln!("nothing written");
-        return Ok(EXIT_BLOCK);
-    }
-    write_atomic(&path, &new_text)?;
     eprintln!(
         "wrote {}; restart the MCP client (or reload its MCP servers) to use it",
         path.display()

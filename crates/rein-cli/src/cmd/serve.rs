@@ -57,15 +57,22 @@ pub struct ServeArgs {
     trust_request_time: bool,
 }
 
-/// Runs the server; `color` (from `--color`, NO_COLOR and whether stderr
-/// is a terminal) decides whether the log has ANSI colours.
-pub fn run(args: ServeArgs, color: bool) -> anyhow::Result<u8> {
+/// The log of a long-running command (`rein serve`, `rein mcp gateway`):
+/// stderr (a stdio gateway's stdout carries MCP messages only), filtered by
+/// `REIN_LOG` (default `info`), coloured when `color`.
+pub(super) fn init_log(color: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("REIN_LOG").unwrap_or_else(|_| "info".into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(color)
         .try_init();
+}
+
+/// Runs the server; `color` (from `--color`, NO_COLOR and whether stderr
+/// is a terminal) decides whether the log has ANSI colours.
+pub fn run(args: ServeArgs, color: bool) -> anyhow::Result<u8> {
+    init_log(color);
     let mut config = rein_server::ServerConfig::new(args.policy.paths(), args.db);
     config.listen = args.listen;
     config.tokens_path = args.tokens;

@@ -13,6 +13,7 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
 use std::fmt;
 use std::fs;
+use std::io::IsTerminal;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -147,8 +148,25 @@ pub(super) fn render(tree: &Json, indent: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8(out)?)
 }
 
+/// Writes a change already shown as a diff, unless `dry_run`, and on a
+/// terminal only once confirmed (`yes` skips the question). Returns the
+/// exit code when nothing was written: `EXIT_ALLOW` for a dry run,
+/// `EXIT_BLOCK` when the person said no.
+pub(super) fn write_reviewed(path: &Path, text: &str, dry_run: bool, yes: bool) -> anyhow::Result<Option<u8>> {
+    if dry_run {
+        eprintln!("dry run: {} not written", path.display());
+        return Ok(Some(super::EXIT_ALLOW));
+    }
+    if !yes && std::io::stdin().is_terminal() && !confirm(path)? {
+        eprintln!("nothing written");
+        return Ok(Some(super::EXIT_BLOCK));
+    }
+    write_atomic(path, text)?;
+    Ok(None)
+}
+
 /// Asks on stderr whether to write `path`; yes only for `y` or `yes`.
-pub(super) fn confirm(path: &Path) -> anyhow::Result<bool> {
+fn confirm(path: &Path) -> anyhow::Result<bool> {
     eprint!("write {}? [y/N] ", path.display());
     std::io::stderr().flush()?;
     let mut answer = String::new();
