@@ -507,11 +507,11 @@ impl Session {
         // (A tool without an action name was refused above.)
         let Some(action) = action else { return };
         let structured = catalogued.is_some_and(|t| t.output_schema().is_some());
-        let request = self.request(action, input, &message);
+        // The request moves into the decision (no copy on the path of every
+        // call); a held call, the rare case, builds it again to re-decide.
+        let request = self.request(action.clone(), input, &message);
         let runtime = Arc::clone(&self.gateway.runtime);
-        let answer = runtime
-            .decide_from(request.clone(), None, Some(&self.info.client))
-            .await;
+        let answer = runtime.decide_from(request, None, Some(&self.info.client)).await;
         let call = Call {
             decision_id: answer.decision_id.clone(),
             tool: name,
@@ -521,7 +521,17 @@ impl Session {
         };
         match answer.effect {
             Effect::Allow => self.forward_request(id, message, Forwarded::Call(call)).await,
-            Effect::RequireApproval if answer.approval.is_some() => self.hold(id, message, request, answer, call).await,
+            Effect::RequireApproval if answer.approval.is_some() => {
+                // The arguments were checked above: an object, or absent.
+                let input = message
+                    .params()
+                    .get("arguments")
+                    .filter(|a| a.is_object())
+                    .cloned()
+                    .unwrap_or_else(|| Json::Object(Map::new()));
+                let request = self.request(action, input, &message);
+                self.hold(id, message, request, answer, call).await;
+            }
             Effect::RequireApproval | Effect::Block => {
                 let text = refusal_text(&answer);
                 self.send_client(block_message(&id, &answer, &text, stateless, None))
