@@ -66,6 +66,6 @@ pub use ir::Approval;
 pub use memory_state::{
     BucketStatus, Hasher, MemoryState, SessionLabel, SessionSnapshot, StateSize, STATE_FORMAT_VERSION,
 };
-pub use policy::{Explanation, Outcome, Policy, Prepared, RuleTrace, Step, MAX_POLICY_FILE_BYTES};
+pub use policy::{ContractField, Explanation, Outcome, Policy, Prepared, RuleTrace, Step, MAX_POLICY_FILE_BYTES};
 pub use request::{Request, RequestError};
 pub use state::{ActionState, LimitInfo, LimitKind, StateEffects, StateView};

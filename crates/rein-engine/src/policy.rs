@@ -41,6 +41,17 @@ pub struct Policy {
     warnings: Arc<[Diagnostic]>,
 }
 
+/// One top-level field of an input contract ([`Policy::input_fields`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContractField {
+    /// Its name.
+    pub name: String,
+    /// May be absent.
+    pub optional: bool,
+    /// Its type as the language writes it (`int`, `list<string>`).
+    pub ty: String,
+}
+
 /// A request that passed its contract check, laid out for evaluation. Make
 /// one with [`Policy::prepare`] to decide the same request repeatedly.
 #[derive(Clone, Debug)]
@@ -308,6 +319,38 @@ impl Policy {
             // first rule that always blocks blocks every call.
             Combining::FirstMatch => a.before.first().is_some_and(blocks_always),
         }
+    }
+
+    /// The top-level fields of `action`'s input contract, in declaration
+    /// order, and whether undeclared fields are dropped (`true`) or break
+    /// the contract (`false`). `None` for an unknown action. Callers that
+    /// build an input from something else (the Python SDK's guard builds
+    /// it from a function's parameters) check their mapping against it.
+    pub fn input_fields(&self, action: &str) -> Option<(Vec<ContractField>, bool)> {
+        let p = &self.inner;
+        let a = p.action_index.get(action).and_then(|&i| p.actions.get(i as usize))?;
+        let fields = a
+            .input
+            .fields
+            .iter()
+            .map(|f| ContractField {
+                name: f.name.clone(),
+                optional: f.optional,
+                ty: f.ty.to_string(),
+            })
+            .collect();
+        Some((fields, a.input.extra == crate::ast::ExtraFields::Ignore))
+    }
+
+    /// Whether a result of `action` is checked at all: it has an output
+    /// contract or some `after` rule, or the policy's default for the
+    /// `after` phase is not `allow`. False for an unknown action.
+    pub fn checks_output(&self, action: &str) -> bool {
+        let p = &self.inner;
+        let Some(a) = p.action_index.get(action).and_then(|&i| p.actions.get(i as usize)) else {
+            return false;
+        };
+        a.output.is_some() || !a.after.is_empty() || p.default_after != Effect::Allow
     }
 
     /// Names of the actions with contracts.
