@@ -127,6 +127,18 @@ def test_decide_gives_the_three_effects_recorded(server: Server, client: rein.Cl
     assert [allow.decision_id, block.decision_id, pending.decision_id] == ids
 
 
+def test_blocked_names_the_rule_that_decided_not_one_that_allowed(client: rein.Client) -> None:
+    d = client.decide("refund", {**refund_input(40), "note": "  "}, actor=ACTOR, snapshot=SNAPSHOT)
+    assert d.rules == ["small_refund", "no_blank_note_on_refund"]
+    assert d.deciding_rules == ["no_blank_note_on_refund"]
+    assert d.matched[0] == {"id": "small_refund", "effect": "allow", "reason": "refunds up to 100 are routine"}
+    ran: List[float] = []
+    with pytest.raises(rein.Blocked) as e:
+        guarded_refund(client, ran)("ord_abc123", 40, "EUR", note="  ")
+    assert e.value.rule == "no_blank_note_on_refund" and ran == []
+    assert e.value.reason == "a note, when given, must say something"
+
+
 def test_a_request_that_breaks_its_contract_is_a_recorded_block(server: Server, client: rein.Client) -> None:
     d = client.decide("refund", {"order_id": "ord_abc123", "amount": "forty", "currency": "EUR"}, actor=ACTOR,
                       snapshot=SNAPSHOT)

@@ -51,6 +51,8 @@ class RemoteDecision:
         "effect",
         "phase",
         "rules",
+        "deciding_rules",
+        "matched",
         "reasons",
         "default_applied",
         "obligations",
@@ -76,6 +78,12 @@ class RemoteDecision:
     phase: str
     """`"before"` (decide) or `"after"` (outcome)."""
     rules: List[str]
+    """Every rule that matched, in policy order."""
+    deciding_rules: List[str]
+    """The matched rules whose own effect is the decision's (those that
+    decided); `rules` also lists those that matched with another effect."""
+    matched: List[Dict[str, str]]
+    """Each matched rule: `{"id", "effect", "reason"}`."""
     reasons: List[str]
     default_applied: bool
     obligations: List[Any]
@@ -108,6 +116,16 @@ class RemoteDecision:
         self.effect = effect
         self.phase = _str(answer, "phase", "before")
         self.rules = _str_list(answer, "rules")
+        matched = answer.get("matched")
+        if matched is None:
+            matched = []
+        if not isinstance(matched, list) or not all(
+            isinstance(m, dict) and isinstance(m.get("id"), str) and isinstance(m.get("effect"), str)
+            for m in matched
+        ):
+            raise ValueError("`matched` is not a list of rules")
+        self.matched = matched
+        self.deciding_rules = [m["id"] for m in matched if m["effect"] == effect]
         self.reasons = _str_list(answer, "reasons")
         self.default_applied = False
         self.obligations = []
