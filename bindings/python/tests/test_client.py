@@ -495,7 +495,10 @@ def answering(status: int, body: bytes, content_type: str = "application/json") 
 @pytest.mark.parametrize(
     "status,body,cause,outage",
     [
-        (503, b'{"error": {"code": "timeout", "message": "slow"}, "effect": "block"}', "failed (503", True),
+        # Rein's own failure says block: its answer, whatever fail_open says.
+        (503, b'{"error": {"code": "timeout", "message": "slow"}, "effect": "block"}', "failed (503", False),
+        (500, b'{"error": {"code": "internal", "message": "x"}, "effect": "block"}', "failed (500", False),
+        (503, b"<html>Service Unavailable</html>", "failed (503", True),
         (502, b"<html>Bad Gateway</html>", "failed (502", True),
         (500, b"", "failed (500", True),
         (200, b"allow", "not JSON", False),

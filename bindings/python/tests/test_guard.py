@@ -459,7 +459,7 @@ def test_a_failing_function_is_reported_and_reraised(policy: rein.Policy) -> Non
     with pytest.raises(rein.Blocked) as e:
         refund("o1", 40, "EUR", note="card 4242 4242 4242 4242 declined")
     assert e.value.rule == "card_in_error" and "4242" not in str(e.value)
-    assert e.value.__cause__ is None and e.value.__suppress_context__
+    assert e.value.__cause__ is None and e.value.__context__ is None
 
 
 # ---- state ---------------------------------------------------------------
@@ -606,6 +606,8 @@ def test_async_functions_and_async_resolvers(policy: rein.Policy) -> None:
         await asyncio.sleep(0)
         if note == "raise":
             raise ValueError("async failure")
+        if note == "card":
+            raise ValueError("card 4111 1111 1111 1111 declined")
         return next(results)
 
     async def main() -> None:
@@ -619,6 +621,10 @@ def test_async_functions_and_async_resolvers(policy: rein.Policy) -> None:
         with pytest.raises(ValueError, match="async failure"):
             await refund("o1", 40, "EUR", note="raise")
         assert events[-1].phase == "after" and events[-1].error == "ValueError: async failure"
+        with pytest.raises(rein.Blocked) as withheld:
+            await refund("o1", 40, "EUR", note="card")
+        assert withheld.value.rule == "card_in_error" and "4111" not in str(withheld.value)
+        assert withheld.value.__context__ is None
         # Concurrent calls each resolve once.
         again = iter([{"refund_id": "re_c"}] * 10)
         nonlocal results
@@ -626,7 +632,7 @@ def test_async_functions_and_async_resolvers(policy: rein.Policy) -> None:
         assert await asyncio.gather(*(refund("o1", 1, "EUR") for _ in range(10))) == [{"refund_id": "re_c"}] * 10
 
     asyncio.run(main())
-    assert counts == {"actor": 15, "snapshot": 15}
+    assert counts == {"actor": 16, "snapshot": 16}
 
     async def broken(call: rein.Call) -> Dict[str, Any]:
         raise RuntimeError("async resolver down")

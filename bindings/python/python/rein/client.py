@@ -347,7 +347,14 @@ def _read_decision(response: httpx.Response, what: str) -> RemoteDecision:
             outage=False,
         )
     if status >= 500:
-        raise _NoDecision(f"rein serve failed ({status} {_error_text(body)})", outage=True, decision_id=recorded)
+        # Rein's own failure answers say `block` (its timeout, a store that
+        # failed, a panic): that is its answer, which no `fail_open`
+        # overrides. A 5xx without it (a proxy, a crash mid-answer) is an
+        # outage.
+        said_block = isinstance(body, dict) and body.get("effect") == "block"
+        raise _NoDecision(
+            f"rein serve failed ({status} {_error_text(body)})", outage=not said_block, decision_id=recorded
+        )
     if isinstance(body, dict) and body.get("effect") == "block" and recorded:
         # Refused and recorded as a `block` (a body the server could not
         # decide, an outcome reported twice or by another token).
@@ -500,10 +507,11 @@ class Client(_Base):
         A value with no JSON form raises `InputError`.
 
         `fail_open=True` (dangerous): when the server cannot be asked
-        (unreachable, timeout, 5xx), return an allow-shaped decision with
-        `.degraded = True` instead of raising. The action then runs without
-        any decision or audit record; a refused token or a bad answer still
-        raises.
+        (unreachable, no answer within `timeout`, a 5xx that is not Rein's
+        own `block`), return an allow-shaped decision with `.degraded =
+        True` instead of raising. The action then runs without any decision
+        or audit record; a refused token, Rein's own failure answer (which
+        says block) or an answer that is not a decision still raises.
         """
         body = _decide_body(action, input, actor, snapshot, session, time, approval)
         try:
@@ -568,6 +576,7 @@ class Client(_Base):
         `timeout` seconds; returns it as last read (still `pending` when
         time ran out: the caller decides what that means)."""
         deadline = _time.monotonic() + max(0.0, timeout)
+        poll = max(poll, 0.01)
         while True:
             approval = self.approval(approval_id)
             left = deadline - _time.monotonic()
@@ -678,6 +687,7 @@ class AsyncClient(_Base):
         """`Client.wait_for_approval`, awaited (sleeps without blocking the
         event loop)."""
         deadline = _time.monotonic() + max(0.0, timeout)
+        poll = max(poll, 0.01)
         while True:
             approval = await self.approval(approval_id)
             left = deadline - _time.monotonic()

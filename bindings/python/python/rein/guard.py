@@ -624,7 +624,7 @@ class Guard:
             by = approval.get("decided_by") or "an approver"
             comment = approval.get("comment")
             why = f"approval `{aid}` was denied by `{by}`" + (f": {comment}" if comment else "")
-            return Blocked(why, action=action, rule=(decision.rules or [None])[0], decision=decision)
+            return Blocked(why, action=action, rule=(decision.deciding_rules or [None])[0], decision=decision)
         if state == "pending":
             return ApprovalRequired.from_decision(action, decision)
         return Blocked(f"approval `{aid}` is {state}, not granted", action=action, decision=decision)
@@ -649,9 +649,12 @@ class Guard:
         try:
             value = fn(*args, **kwargs)
         except Exception as e:
-            self._after(action, binder, call, decision, ctx, convert, _UNSET, e)
-            raise
-        return self._after(action, binder, call, decision, ctx, convert, value, None)
+            raised = e
+        else:
+            return self._after(action, binder, call, decision, ctx, convert, value, None)
+        # Outside the `except`: a `Blocked` that withholds the error text
+        # must not carry the original as its context.
+        return self._after(action, binder, call, decision, ctx, convert, _UNSET, raised)
 
     def _before(
         self, action: str, binder: _Binder, arguments: Mapping[str, Any], call: Call, started: float
@@ -821,9 +824,10 @@ class Guard:
         try:
             value = await fn(*args, **kwargs)
         except Exception as e:
-            await self._after_async(action, binder, call, decision, ctx, convert, _UNSET, e)
-            raise
-        return await self._after_async(action, binder, call, decision, ctx, convert, value, None)
+            raised = e
+        else:
+            return await self._after_async(action, binder, call, decision, ctx, convert, value, None)
+        return await self._after_async(action, binder, call, decision, ctx, convert, _UNSET, raised)
 
     async def _client_call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """A client call from async code: awaited with an AsyncClient, in a
