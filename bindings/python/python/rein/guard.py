@@ -232,11 +232,8 @@ class _Binder:
                             f"fields= of `{action}` leaves out `{field}` (None), but the contract requires it"
                         )
                     continue
-                param = fields.get(field, field)
-                named = param in params and params[param].kind not in (
-                    inspect.Parameter.VAR_POSITIONAL,
-                    inspect.Parameter.VAR_KEYWORD,
-                )
+                param = fields.get(field) or field
+                named = param in params and param not in (var_kw, var_pos)
                 if param in exclude:
                     raise GuardError(
                         f"{where} excludes `{param}`, which the input contract of `{action}` reads as `{field}`"
@@ -768,7 +765,7 @@ class Guard:
             raise Blocked(
                 f"{failure.reason}; the result is withheld", action=action, decision_id=decision.decision_id
             ) from None
-        if checked.effect != "allow":
+        if checked is None or checked.effect != "allow":
             raise Blocked.from_decision(action, checked) from None
         if failed is not None:
             raise Blocked(f"{failed}; the result is withheld", action=action, decision=checked) from None
@@ -949,7 +946,7 @@ class Guard:
             raise Blocked(
                 f"{failure.reason}; the result is withheld", action=action, decision_id=decision.decision_id
             ) from None
-        if checked.effect != "allow":
+        if checked is None or checked.effect != "allow":
             raise Blocked.from_decision(action, checked) from None
         if failed is not None:
             raise Blocked(f"{failed}; the result is withheld", action=action, decision=checked) from None
