@@ -507,6 +507,10 @@ def answering(status: int, body: bytes, content_type: str = "application/json") 
         (200, b'{"effect": "allow", "decision_id": "d1"}', "audit record", False),
         (200, b'{"effect": "ALLOW", "decision_id": "d1", "audit_seq": 1}', "not a decision", False),
         (200, b'{"effect": "allow", "decision_id": "d1", "audit_seq": 1, "rules": "all"}', "not a decision", False),
+        (200, b'{"effect": "block", "decision_id": "d1", "audit_seq": 1, "effect": "allow"}', "not JSON", False),
+        (200, b'{"effect": "allow", "decision_id": "d1", "audit_seq": true}', "audit record", False),
+        (200, b'{"effect": "allow", "decision_id": "d1", "audit_seq": 1, "matched": [{"id": 1}]}', "not a decision",
+         False),
         (302, b"", "302", False),
         (418, b"{}", "418", False),
     ],
@@ -620,3 +624,24 @@ def test_audit_only_over_a_dead_server_runs_and_reports(tmp_path: Path) -> None:
         assert refund("ord_abc123", 40, "EUR") == "ran"
     assert len(events) == 1 and events[0].decision is None and "unreachable" in (events[0].error or "")
     assert events[0].audit_only
+
+
+def test_audit_only_over_a_server_runs_everything_and_records_it(server: Server, client: rein.Client) -> None:
+    events: List[rein.DecisionEvent] = []
+    # Nothing to wait for in shadow mode: the call runs anyway.
+    guard = refund_guard(client, audit_only=True, wait_for_approval=30, observers=[events.append])
+
+    @guard.action("refund")
+    def refund(order_id: str, amount: float, currency: str, note: Any = None) -> Dict[str, str]:
+        return {"refund_id": "xx_unchecked"}
+
+    started = time.monotonic()
+    assert refund("ord_abc123", 500, "EUR") == {"refund_id": "xx_unchecked"}
+    assert refund("ord_abc123", 5000, "EUR") == {"refund_id": "xx_unchecked"}
+    assert time.monotonic() - started < 5
+    assert [(e.phase, e.effect) for e in events] == [
+        ("before", "require_approval"), ("after", "block"), ("before", "block"), ("after", "block"),
+    ]
+    # The server recorded that refused calls ran.
+    after = [r for r in server.audit() if r["phase"] == "after"]
+    assert len(after) == 2 and all("must not have run" in str(r) for r in after)

@@ -308,10 +308,22 @@ class _NoDecision(Exception):
         self.decision_id = decision_id
 
 
+def _unique(pairs: List[Any]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            # Read as the last one by `json`: `{"effect": "block", "effect":
+            # "allow"}` must not become an allow.
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
 def _body(response: httpx.Response) -> Any:
+    """The answer's JSON; None when it is not JSON (or repeats a key)."""
     try:
-        return response.json()
-    except ValueError:
+        return json.loads(response.content, object_pairs_hook=_unique)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
 
 

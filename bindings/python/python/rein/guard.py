@@ -690,6 +690,7 @@ class Guard:
             and self.wait_for_approval is not None
             and decision.approval_id
             and failed is None
+            and not self.audit_only  # the call runs anyway: nothing to wait for
         ):
             decision, refusal, failed = self._wait_and_decide_again(action, call, decision, ctx)
         if failed is not None and refusal is None:
@@ -871,6 +872,7 @@ class Guard:
             and self.wait_for_approval is not None
             and decision.approval_id
             and failed is None
+            and not self.audit_only  # the call runs anyway: nothing to wait for
         ):
             decision, refusal, failed = await self._wait_and_decide_again_async(action, call, decision, ctx)
         if failed is not None and refusal is None:
