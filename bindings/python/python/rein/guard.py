@@ -51,6 +51,9 @@ Observer = Callable[["DecisionEvent"], Any]
 
 _UNSET: Any = object()
 _PLAIN = (str, int, float, bool, type(None), dict, list, tuple)
+# Exact types passed on as they are without a call to `_plain` (the hot
+# path: most arguments are one of these).
+_AS_IS = frozenset((str, int, float, bool, type(None), dict, list, tuple))
 
 
 class Call:
@@ -323,7 +326,7 @@ class _Binder:
                     value = arguments[param]
                 if value is None and optional:
                     continue
-                out[field] = _plain(value)
+                out[field] = value if type(value) in _AS_IS else _plain(value)
             return out
         for field, param, from_kw, varargs in self.plan:
             value = arguments.get(param)
@@ -415,6 +418,7 @@ class Guard:
         self._actor = actor
         self._snapshot = snapshot
         self._session = session
+        self._dynamic = (callable(actor), callable(snapshot), callable(session))
 
     def __repr__(self) -> str:
         mode = " audit_only" if self.audit_only else ""
@@ -605,7 +609,7 @@ class Guard:
 
     def _converted(self, convert: Optional[Callable[[Any], Any]], value: Any) -> Any:
         if convert is None:
-            return _plain(value)
+            return value if type(value) in _AS_IS else _plain(value)
         try:
             return convert(value)
         except Exception as e:
@@ -662,10 +666,11 @@ class Guard:
         ctx: Tuple[Any, Any, Any] = (None, None, None)
         try:
             input = call.input = binder.input(arguments)
+            # (A constant needs no call: checked once, in `__init__`.)
             ctx = (
-                self._resolve("actor", self._actor, call),
-                self._resolve("snapshot", self._snapshot, call),
-                self._resolve("session", self._session, call),
+                self._resolve("actor", self._actor, call) if self._dynamic[0] else self._actor,
+                self._resolve("snapshot", self._snapshot, call) if self._dynamic[1] else self._snapshot,
+                self._resolve("session", self._session, call) if self._dynamic[2] else self._session,
             )
             actor, snapshot, session = ctx
             if self._policy is not None:
@@ -740,7 +745,7 @@ class Guard:
         """Checks a call's result (or its exception) and returns the value,
         or raises: the function's own exception, or `Blocked` when the
         result is withheld."""
-        if decision is None or getattr(decision, "degraded", False) or not binder.checks_output:
+        if decision is None or not binder.checks_output:
             if raised is not None:
                 raise raised
             return value
