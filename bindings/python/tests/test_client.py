@@ -77,7 +77,8 @@ def limited(tmp_path: Path) -> Iterator[Server]:
 
 @pytest.fixture
 def client(server: Server) -> Iterator[rein.Client]:
-    with rein.Client(server.url, AGENT) as c:
+    # Generous: the machine may be busy; the timeout tests set their own.
+    with rein.Client(server.url, AGENT, timeout=30) as c:
         yield c
 
 
@@ -185,7 +186,7 @@ def test_outcomes_are_checked_and_recorded(server: Server, client: rein.Client) 
 
 def test_another_tokens_decision_cannot_be_reported(server: Server, client: rein.Client) -> None:
     d = client.decide("refund", refund_input(40), actor=ACTOR, snapshot=SNAPSHOT)
-    with rein.Client(server.url, AGENT2) as other:
+    with rein.Client(server.url, AGENT2, timeout=30) as other:
         r = other.outcome(d.decision_id, {"refund_id": "re_1"})
     assert r.blocked and "another client" in r.reasons[0]
 
@@ -204,7 +205,7 @@ def test_explain_traces_without_recording_or_opening_anything(server: Server, cl
 
 
 def test_explain_reads_limits_and_the_tokens_session_without_counting(limited: Server) -> None:
-    with rein.Client(limited.url, AGENT) as c:
+    with rein.Client(limited.url, AGENT, timeout=30) as c:
         for _ in range(5):
             assert c.explain("pay", {"amount": 1}, actor={"id": "a"})["decision"]["effect"] == "allow"
         for _ in range(3):
@@ -213,7 +214,7 @@ def test_explain_reads_limits_and_the_tokens_session_without_counting(limited: S
         assert e["decision"]["effect"] == "block" and e["decision"]["rules"] == ["pay_rate"]
         c.decide("read_secret", {"path": "/k"}, actor={"id": "a"}, session="run-1")
         assert c.explain("send", {"to": "x"}, actor={"id": "a"}, session="run-1")["decision"]["effect"] == "block"
-    with rein.Client(limited.url, AGENT2) as other:
+    with rein.Client(limited.url, AGENT2, timeout=30) as other:
         # Another token's session of the same name is its own.
         assert other.explain("send", {"to": "x"}, actor={"id": "a"}, session="run-1")["decision"]["effect"] == "allow"
 
@@ -338,8 +339,8 @@ def test_guard_denied_or_unanswered_approvals_refuse(server: Server, client: rei
 
 
 def test_limits_and_sessions_are_shared_between_guards_and_clients(limited: Server) -> None:
-    a = rein.Client(limited.url, AGENT)
-    b = rein.Client(limited.url, AGENT)
+    a = rein.Client(limited.url, AGENT, timeout=30)
+    b = rein.Client(limited.url, AGENT, timeout=30)
     guards = [rein.Guard(c, actor={"id": "bot"}) for c in (a, b)]
     paid: List[float] = []
     pays = []
@@ -472,15 +473,15 @@ def test_a_server_that_never_answers_blocks_after_the_timeout(silent_port: int) 
 
 
 def test_a_refused_token_blocks_even_with_fail_open(server: Server) -> None:
-    with rein.Client(server.url, "not-a-token-of-this-server") as wrong:
+    with rein.Client(server.url, "not-a-token-of-this-server", timeout=30) as wrong:
         with pytest.raises(rein.Blocked, match="refused the token"):
             wrong.decide("refund", refund_input(40), actor=ACTOR, snapshot=SNAPSHOT)
         with pytest.raises(rein.Blocked, match="refused the token"):
             wrong.decide("refund", refund_input(40), actor=ACTOR, snapshot=SNAPSHOT, fail_open=True)
-    with rein.Client(server.url, ALICE) as approver:
+    with rein.Client(server.url, ALICE, timeout=30) as approver:
         with pytest.raises(rein.Blocked, match="needs an agent token"):
             approver.decide("refund", refund_input(40), actor=ACTOR, snapshot=SNAPSHOT, fail_open=True)
-    with rein.Client(server.url + "/v2", AGENT) as wrong_path:
+    with rein.Client(server.url + "/v2", AGENT, timeout=30) as wrong_path:
         with pytest.raises(rein.Blocked, match="404"):
             wrong_path.decide("refund", refund_input(40), fail_open=True)
 
@@ -546,7 +547,7 @@ def test_client_needs_a_url_and_a_token() -> None:
 
 def test_async_client_and_async_guard(server: Server) -> None:
     async def main() -> None:
-        async with rein.AsyncClient(server.url, AGENT) as c:
+        async with rein.AsyncClient(server.url, AGENT, timeout=30) as c:
             d = await c.decide("refund", refund_input(40), actor=ACTOR, snapshot=SNAPSHOT)
             assert d.allowed
             assert (await c.outcome(d.decision_id, {"refund_id": "re_1"})).allowed
