@@ -354,6 +354,7 @@ impl Policy {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    convert::prepare(m.py())?;
     m.add_class::<Policy>()?;
     m.add_class::<Decision>()?;
     m.add_class::<Explanation>()?;

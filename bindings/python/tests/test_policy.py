@@ -448,6 +448,41 @@ def test_nesting_is_bounded(typed: rein.Policy) -> None:
     typed.decide("a", {"v": ok})
 
 
+def test_python_code_run_by_a_value_cannot_break_the_conversion(typed: rein.Policy) -> None:
+    # A tzinfo is Python code: it may change the dict being converted. The
+    # conversion sees the dict as it was, or as it became, never crashes.
+    d: dict = {}
+
+    class Meddling(datetime.tzinfo):
+        def utcoffset(self, dt: object) -> datetime.timedelta:
+            for i in range(20):
+                d[f"k{i}"] = i
+            d.pop("b", None)
+            return datetime.timedelta(0)
+
+    d.update({"s": datetime.datetime(2026, 1, 1, 10, tzinfo=Meddling()), "b": 1, "l": [{"x": 1}]})
+    decided = typed.decide("a", d)
+    assert decided.blocked and decided.violation is not None  # `b` is not in the contract
+    # A tzinfo that fails is an InputError naming the field, not a crash.
+
+    class Failing(datetime.tzinfo):
+        def utcoffset(self, dt: object) -> datetime.timedelta:
+            raise RuntimeError("no zone")
+
+    with pytest.raises(rein.InputError, match=r"^input\.m\.at: the datetime could not be read: RuntimeError: no zone"):
+        typed.decide("a", {"m": {"at": datetime.datetime(2026, 1, 1, tzinfo=Failing())}})
+
+    # An object claiming to be a datetime through `__class__` is not one,
+    # and the claim is not even read.
+    class Pretender:
+        @property
+        def __class__(self) -> type:  # type: ignore[override]
+            raise AssertionError("read")
+
+    with pytest.raises(rein.InputError, match="type `Pretender`"):
+        typed.decide("a", {"s": Pretender()})
+
+
 def test_a_non_dict_input_breaks_the_contract(typed: rein.Policy) -> None:
     d = typed.decide("a", [1, 2])
     assert d.blocked and d.violation is not None
