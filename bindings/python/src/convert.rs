@@ -111,6 +111,21 @@ pub(crate) fn opt_to_json(value: Option<&Bound<'_, PyAny>>, root: &str) -> PyRes
     }
 }
 
+/// A text argument (`action`, `session`...): a `str`, else an
+/// `InputError` naming the argument.
+pub(crate) fn text_arg(value: &Bound<'_, PyAny>, name: &str) -> PyResult<String> {
+    let text = match value.cast::<PyString>() {
+        Ok(s) => string(s),
+        Err(_) => Err(Unfit::new(format!("expected str, got `{}`", type_name(value)))),
+    };
+    text.map_err(|e| input_error(value.py(), e.render(name)))
+}
+
+/// [`text_arg`] for an optional argument: `None` is none.
+pub(crate) fn opt_text_arg(value: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option<String>> {
+    value.map(|v| text_arg(v, name)).transpose()
+}
+
 fn convert(value: &Bound<'_, PyAny>, depth: usize, walk: Walk) -> Result<Json, Unfit> {
     if value.is_none() {
         return Ok(Json::Null);

@@ -10,7 +10,7 @@ mod decision;
 mod errors;
 mod state;
 
-use convert::{opt_to_json, to_json};
+use convert::{opt_text_arg, opt_to_json, text_arg, to_json};
 use decision::{Decision, Explanation, Obligation};
 use errors::{input_error, policy_error, Diagnostic};
 use pyo3::prelude::*;
@@ -65,24 +65,24 @@ fn request_time(py: Python<'_>, time: Option<&Bound<'_, PyAny>>) -> PyResult<jif
 
 /// The parts of a request every call takes.
 struct Parts<'a, 'py> {
-    action: &'a str,
+    action: &'a Bound<'py, PyAny>,
     input: Option<&'a Bound<'py, PyAny>>,
     actor: Option<&'a Bound<'py, PyAny>>,
     snapshot: Option<&'a Bound<'py, PyAny>>,
-    session: Option<String>,
+    session: Option<&'a Bound<'py, PyAny>>,
     time: Option<&'a Bound<'py, PyAny>>,
 }
 
 impl Parts<'_, '_> {
     fn request(self, py: Python<'_>) -> PyResult<Request> {
         Ok(Request {
-            action: self.action.to_string(),
+            action: text_arg(self.action, "action")?,
             input: opt_to_json(self.input, "input")?,
             actor: opt_to_json(self.actor, "actor")?,
             snapshot: opt_to_json(self.snapshot, "snapshot")?,
             output: None,
             error: None,
-            session: self.session,
+            session: opt_text_arg(self.session, "session")?,
             time: Some(request_time(py, self.time)?),
             phase: Phase::Before,
         })
@@ -228,14 +228,14 @@ impl Policy {
     fn decide(
         &self,
         py: Python<'_>,
-        action: &str,
+        action: &Bound<'_, PyAny>,
         input: Option<&Bound<'_, PyAny>>,
         actor: Option<&Bound<'_, PyAny>>,
         snapshot: Option<&Bound<'_, PyAny>>,
-        session: Option<String>,
+        session: Option<&Bound<'_, PyAny>>,
         time: Option<&Bound<'_, PyAny>>,
         state: Option<&Bound<'_, State>>,
-        decision_id: Option<String>,
+        decision_id: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Decision> {
         let request = Parts {
             action,
@@ -246,6 +246,7 @@ impl Policy {
             time,
         }
         .request(py)?;
+        let decision_id = opt_text_arg(decision_id, "decision_id")?;
         let state = state.map(|s| s.get());
         let policy = &self.inner;
         // The request moves in, so that it is freed without the GIL too.
@@ -270,15 +271,15 @@ impl Policy {
     fn explain(
         &self,
         py: Python<'_>,
-        action: &str,
+        action: &Bound<'_, PyAny>,
         input: Option<&Bound<'_, PyAny>>,
         actor: Option<&Bound<'_, PyAny>>,
         snapshot: Option<&Bound<'_, PyAny>>,
-        session: Option<String>,
+        session: Option<&Bound<'_, PyAny>>,
         time: Option<&Bound<'_, PyAny>>,
         state: Option<&Bound<'_, State>>,
         output: Option<&Bound<'_, PyAny>>,
-        error: Option<String>,
+        error: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Explanation> {
         let mut request = Parts {
             action,
@@ -292,7 +293,7 @@ impl Policy {
         if output.is_some() || error.is_some() {
             request.phase = Phase::After;
             request.output = output.map(|o| to_json(o, "output")).transpose()?;
-            request.error = error;
+            request.error = opt_text_arg(error, "error")?;
         }
         let state = state.map(|s| s.get());
         let policy = &self.inner;
@@ -308,16 +309,16 @@ impl Policy {
     fn check_output(
         &self,
         py: Python<'_>,
-        action: &str,
+        action: &Bound<'_, PyAny>,
         input: Option<&Bound<'_, PyAny>>,
         output: Option<&Bound<'_, PyAny>>,
-        error: Option<String>,
+        error: Option<&Bound<'_, PyAny>>,
         actor: Option<&Bound<'_, PyAny>>,
         snapshot: Option<&Bound<'_, PyAny>>,
-        session: Option<String>,
+        session: Option<&Bound<'_, PyAny>>,
         time: Option<&Bound<'_, PyAny>>,
         state: Option<&Bound<'_, State>>,
-        decision_id: Option<String>,
+        decision_id: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Decision> {
         let mut request = Parts {
             action,
@@ -330,7 +331,8 @@ impl Policy {
         .request(py)?;
         request.phase = Phase::After;
         request.output = output.map(|o| to_json(o, "output")).transpose()?;
-        request.error = error;
+        request.error = opt_text_arg(error, "error")?;
+        let decision_id = opt_text_arg(decision_id, "decision_id")?;
         let state = state.map(|s| s.get());
         let policy = &self.inner;
         // The request moves in, so that it is freed without the GIL too.

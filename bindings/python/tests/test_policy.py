@@ -483,6 +483,19 @@ def test_python_code_run_by_a_value_cannot_break_the_conversion(typed: rein.Poli
         typed.decide("a", {"s": Pretender()})
 
 
+def test_text_arguments_must_be_str(typed: rein.Policy) -> None:
+    with pytest.raises(rein.InputError, match=r"^session: expected str, got `int`"):
+        typed.decide("a", {}, session=5)
+    with pytest.raises(rein.InputError, match=r"^action: expected str, got `NoneType`"):
+        typed.decide(None)  # type: ignore[arg-type]
+    with pytest.raises(rein.InputError, match=r"^decision_id: expected str"):
+        typed.decide("a", decision_id=b"x")  # type: ignore[arg-type]
+    with pytest.raises(rein.InputError, match=r"^error: expected str"):
+        typed.check_output("a", {}, error=ValueError("x"))  # type: ignore[arg-type]
+    with pytest.raises(rein.InputError, match=r"^action: a str that is not valid Unicode"):
+        typed.explain("\udc80")
+
+
 def test_a_non_dict_input_breaks_the_contract(typed: rein.Policy) -> None:
     d = typed.decide("a", [1, 2])
     assert d.blocked and d.violation is not None
