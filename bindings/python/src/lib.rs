@@ -264,6 +264,15 @@ impl Policy {
         Ok(py.detach(move || Decision::new(policy.decide_actra(&json), new_decision_id())))
     }
 
+    /// Explains Actra's request shape, as `rein explain --actra-schema`.
+    fn explain_actra(&self, py: Python<'_>, input: &Bound<'_, PyAny>) -> PyResult<Explanation> {
+        let json = to_json(input, "request")?;
+        let policy = &self.inner;
+        let (inner, id) = py.detach(move || (policy.explain_actra(&json), new_decision_id()));
+        let decision = Py::new(py, Decision::new(inner.decision.clone(), id))?;
+        Ok(Explanation { inner, decision })
+    }
+
     /// As `decide` (or `check_output` when `output` or `error` is given),
     /// with the trace; writes nothing to `state`.
     #[allow(clippy::too_many_arguments)]

@@ -140,7 +140,7 @@ def test_warnings_do_not_stop_a_load() -> None:
     assert "never apply" in str(w)
 
 
-def test_actra_files(refund: rein.Policy) -> None:
+def test_actra_files(tmp_path: Path) -> None:
     base = EXAMPLES / "actra" / "refund"
     files = sorted(p.name for p in base.iterdir())
     assert "schema.yaml" in files and "policy.yaml" in files, files
@@ -157,6 +157,13 @@ def test_actra_files(refund: rein.Policy) -> None:
         got = policy.decide_actra(case).to_dict()
         del got["decision_id"]
         assert got == json.loads(line)
+    request = {"action": {"type": "refund", "amount": 5000}, "actor": {"role": "agent"}, "snapshot": {"fraud_flag": False, "refunds_today": 0}}
+    (tmp_path / "r.json").write_text(json.dumps(request))
+    text = run_rein(["explain", "--actra-schema", base / "schema.yaml", "--policy", base / "policy.yaml", "--request", tmp_path / "r.json"])
+    as_json = run_rein(["explain", "--json", "--actra-schema", base / "schema.yaml", "--policy", base / "policy.yaml", "--request", tmp_path / "r.json"])
+    e = policy.explain_actra(request)
+    assert str(e) == text.stdout and e.to_dict() == json.loads(as_json.stdout)
+    assert e.decision.effect == policy.decide_actra(request).effect
     # Actra's traps are refused: a missing type or a non-string type blocks.
     assert policy.decide_actra({"action": {}}).blocked
     assert policy.decide_actra({"action": {"type": 5}}).violation["path"] == "action.type"

@@ -204,10 +204,13 @@ class Policy:
         fit its contract is a `block` decision naming the violation; a value
         that has no JSON form raises `InputError`. `time` (RFC 3339 text or
         a datetime with a time zone) is what `now` reads, the current time
-        by default. The GIL is released while the engine decides."""
+        by default. A text argument that is not a `str` raises `InputError`
+        too. The GIL is released while the engine decides."""
     def decide_actra(self, input: Mapping[str, JsonValue]) -> Decision:
         """Decides Actra's request shape `{"action": {"type": ..}, "actor": .., "snapshot": ..}`
         (what `rein check --actra-schema` reads)."""
+    def explain_actra(self, input: Mapping[str, JsonValue]) -> Explanation:
+        """`decide_actra` with the trace, as `rein explain --actra-schema`."""
     def explain(
         self,
         action: str,
