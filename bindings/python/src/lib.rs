@@ -187,6 +187,7 @@ impl Policy {
         self.inner.actions().collect()
     }
 
+    /// Number of rules.
     #[getter]
     fn rule_count(&self) -> usize {
         self.inner.rule_count()

@@ -10,6 +10,7 @@ import os
 from typing import Any, Mapping, NoReturn, Optional, Union
 
 __version__: str
+"""The package's version."""
 
 JsonValue = Any
 """A value that converts to JSON exactly: None, bool, int, float (finite),
@@ -22,11 +23,14 @@ class Diagnostic:
     severity: str
     """`"error"` or `"warning"`."""
     file: Optional[str]
+    """The file, as it was named when loading; None for a problem with no
+    file (an empty file list, an unreadable path)."""
     line: Optional[int]
     """1-based; None when the problem has no place in a file."""
     column: Optional[int]
     """1-based, in characters."""
     message: str
+    """What is wrong."""
     hint: Optional[str]
     """What to do instead, if the loader knows."""
     def __str__(self) -> str:
@@ -44,7 +48,7 @@ class Obligation:
     role: str
     """The role its approver must hold."""
     ttl_seconds: Optional[int]
-    """How long a grant holds (None: the approver's default)."""
+    """How long a grant holds, in seconds (None: the server's default)."""
 
 class Decision:
     """The answer to one request. Immutable."""
@@ -57,8 +61,11 @@ class Decision:
     effect: str
     """`"allow"`, `"block"` or `"require_approval"`."""
     allowed: bool
+    """`effect == "allow"`."""
     blocked: bool
+    """`effect == "block"`."""
     requires_approval: bool
+    """`effect == "require_approval"`."""
     phase: str
     """`"before"` or `"after"`."""
     rules: list[str]
@@ -73,9 +80,12 @@ class Decision:
     default_applied: bool
     """No rule matched; the policy's default decided."""
     obligations: list[Obligation]
+    """One per rule that asked for approval (empty unless
+    `require_approval`)."""
     approval_roles: list[str]
     """Every role an approver must hold (empty unless require_approval)."""
     labels: list[str]
+    """Session labels the matched rules attach (sorted, no repeats)."""
     violation: Optional[dict[str, str]]
     """`{"path": ..., "message": ...}` when the request broke its contract."""
     errors: list[dict[str, str]]
@@ -171,6 +181,7 @@ class Policy:
     actions: list[str]
     """The actions with contracts."""
     rule_count: int
+    """Number of rules."""
     uses_state: bool
     """Whether some decision reads or writes state (limits, sessions): give
     those a `State`."""
