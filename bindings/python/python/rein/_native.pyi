@@ -254,5 +254,7 @@ class Policy:
     ) -> Decision:
         """Checks an action's result (or the `error` it reported instead)
         against the output contract and `after` rules; `block` means withhold
-        it. `decision_id` is the `before` decision's, so the output joins the
-        session's record of that call."""
+        it. `output=None` is no output: for an action with an output
+        contract that breaks it (block), unless `error` says why there is
+        none. `decision_id` is the `before` decision's, so the output joins
+        the session's record of that call (with `state`)."""
