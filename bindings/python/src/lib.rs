@@ -48,7 +48,7 @@ fn request_time(py: Python<'_>, time: Option<&Bound<'_, PyAny>>) -> PyResult<jif
         return Ok(jiff::Timestamp::now());
     };
     let text = if time.is_instance_of::<PyString>() {
-        time.extract::<String>()?
+        text_arg(time, "time")?
     } else {
         match to_json(time, "time")? {
             serde_json::Value::String(s) => s,

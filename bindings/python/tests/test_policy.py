@@ -501,6 +501,8 @@ def test_text_arguments_must_be_str(typed: rein.Policy) -> None:
         typed.check_output("a", {}, error=ValueError("x"))  # type: ignore[arg-type]
     with pytest.raises(rein.InputError, match=r"^action: a str that is not valid Unicode"):
         typed.explain("\udc80")
+    with pytest.raises(rein.InputError, match=r"^time: a str that is not valid Unicode"):
+        typed.decide("a", time="2026-01-01T00:00:00Z\udc80")
 
 
 def test_a_non_dict_input_breaks_the_contract(typed: rein.Policy) -> None:
