@@ -26,9 +26,9 @@ def rein_bin() -> Path:
 
 
 @pytest.fixture(scope="session")
-def rein() -> Path:
-    """The `rein` binary; the tests that compare with the CLI skip nothing:
-    a missing binary fails them, naming how to build it."""
+def rein_binary() -> Path:
+    """The `rein` binary; the tests that use it skip nothing: a missing
+    binary fails them, naming how to build it."""
     path = rein_bin()
     if not path.is_file():
         pytest.fail(f"no rein binary at {path}: run `cargo build -p rein-cli` or set REIN_BIN")
