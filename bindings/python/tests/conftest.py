@@ -26,9 +26,9 @@ def rein_bin() -> Path:
 
 
 @pytest.fixture(scope="session")
-def rein() -> Path:
-    """The `rein` binary; the tests that compare with the CLI skip nothing:
-    a missing binary fails them, naming how to build it."""
+def rein_binary() -> Path:
+    """The `rein` binary; the tests that use it skip nothing: a missing
+    binary fails them, naming how to build it."""
     path = rein_bin()
     if not path.is_file():
         pytest.fail(f"no rein binary at {path}: run `cargo build -p rein-cli` or set REIN_BIN")
@@ -37,6 +37,8 @@ def rein() -> Path:
 
 def run_rein(args: Sequence[Any], stdin: Optional[str] = None, cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
     """Runs `rein ARGS` (no colours), returning the finished process."""
+    if not rein_bin().is_file():
+        pytest.fail(f"no rein binary at {rein_bin()}: run `cargo build -p rein-cli` or set REIN_BIN")
     env = dict(os.environ, NO_COLOR="1")
     return subprocess.run(
         [str(rein_bin()), *map(str, args)],

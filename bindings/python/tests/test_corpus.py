@@ -78,7 +78,7 @@ def _expectations(decision: rein.Decision, case: dict, where: str) -> None:
 
 
 @pytest.mark.parametrize("test_file", FILES, ids=[str(f.relative_to(REPO)) for f in FILES])
-def test_python_decides_as_the_cli(test_file: Path, rein: Path) -> None:
+def test_python_decides_as_the_cli(test_file: Path, rein_binary: Path) -> None:
     spec = load_yaml(test_file)
     policy, args = _load(spec, test_file.parent)
     actra = "actra" in spec

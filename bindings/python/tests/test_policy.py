@@ -140,7 +140,7 @@ def test_warnings_do_not_stop_a_load() -> None:
     assert "never apply" in str(w)
 
 
-def test_actra_files(refund: rein.Policy) -> None:
+def test_actra_files(tmp_path: Path) -> None:
     base = EXAMPLES / "actra" / "refund"
     files = sorted(p.name for p in base.iterdir())
     assert "schema.yaml" in files and "policy.yaml" in files, files
@@ -157,6 +157,13 @@ def test_actra_files(refund: rein.Policy) -> None:
         got = policy.decide_actra(case).to_dict()
         del got["decision_id"]
         assert got == json.loads(line)
+    request = {"action": {"type": "refund", "amount": 5000}, "actor": {"role": "agent"}, "snapshot": {"fraud_flag": False, "refunds_today": 0}}
+    (tmp_path / "r.json").write_text(json.dumps(request))
+    text = run_rein(["explain", "--actra-schema", base / "schema.yaml", "--policy", base / "policy.yaml", "--request", tmp_path / "r.json"])
+    as_json = run_rein(["explain", "--json", "--actra-schema", base / "schema.yaml", "--policy", base / "policy.yaml", "--request", tmp_path / "r.json"])
+    e = policy.explain_actra(request)
+    assert str(e) == text.stdout and e.to_dict() == json.loads(as_json.stdout)
+    assert e.decision.effect == policy.decide_actra(request).effect
     # Actra's traps are refused: a missing type or a non-string type blocks.
     assert policy.decide_actra({"action": {}}).blocked
     assert policy.decide_actra({"action": {"type": 5}}).violation["path"] == "action.type"
@@ -446,6 +453,56 @@ def test_nesting_is_bounded(typed: rein.Policy) -> None:
         inner.append([])
         inner = inner[0]
     typed.decide("a", {"v": ok})
+
+
+def test_python_code_run_by_a_value_cannot_break_the_conversion(typed: rein.Policy) -> None:
+    # A tzinfo is Python code: it may change the dict being converted. The
+    # conversion sees the dict as it was, or as it became, never crashes.
+    d: dict = {}
+
+    class Meddling(datetime.tzinfo):
+        def utcoffset(self, dt: object) -> datetime.timedelta:
+            for i in range(20):
+                d[f"k{i}"] = i
+            d.pop("b", None)
+            return datetime.timedelta(0)
+
+    d.update({"s": datetime.datetime(2026, 1, 1, 10, tzinfo=Meddling()), "b": 1, "l": [{"x": 1}]})
+    decided = typed.decide("a", d)
+    assert decided.blocked and decided.violation is not None  # `b` is not in the contract
+    # A tzinfo that fails is an InputError naming the field, not a crash.
+
+    class Failing(datetime.tzinfo):
+        def utcoffset(self, dt: object) -> datetime.timedelta:
+            raise RuntimeError("no zone")
+
+    with pytest.raises(rein.InputError, match=r"^input\.m\.at: the datetime could not be read: RuntimeError: no zone"):
+        typed.decide("a", {"m": {"at": datetime.datetime(2026, 1, 1, tzinfo=Failing())}})
+
+    # An object claiming to be a datetime through `__class__` is not one,
+    # and the claim is not even read.
+    class Pretender:
+        @property
+        def __class__(self) -> type:  # type: ignore[override]
+            raise AssertionError("read")
+
+    with pytest.raises(rein.InputError, match="type `Pretender`"):
+        typed.decide("a", {"s": Pretender()})
+
+
+def test_text_arguments_must_be_str(typed: rein.Policy) -> None:
+    with pytest.raises(rein.InputError, match=r"^session: expected str, got `int`"):
+        typed.decide("a", {}, session=5)
+    with pytest.raises(rein.InputError, match=r"^action: expected str, got `NoneType`"):
+        typed.decide(None)  # type: ignore[arg-type]
+    with pytest.raises(rein.InputError, match=r"^decision_id: expected str"):
+        typed.decide("a", decision_id=b"x")  # type: ignore[arg-type]
+    with pytest.raises(rein.InputError, match=r"^error: expected str"):
+        typed.check_output("a", {}, error=ValueError("x"))  # type: ignore[arg-type]
+    with pytest.raises(rein.InputError, match=r"^action: a str that is not valid Unicode"):
+        typed.explain("\udc80")
+    with pytest.raises(rein.InputError, match=r"^time: a str that is not valid Unicode"):
+        typed.decide("a", time="2026-01-01T00:00:00Z\udc80")
 
 
 def test_a_non_dict_input_breaks_the_contract(typed: rein.Policy) -> None:

@@ -10,6 +10,7 @@ import os
 from typing import Any, Mapping, NoReturn, Optional, Union
 
 __version__: str
+"""The package's version."""
 
 JsonValue = Any
 """A value that converts to JSON exactly: None, bool, int, float (finite),
@@ -22,11 +23,14 @@ class Diagnostic:
     severity: str
     """`"error"` or `"warning"`."""
     file: Optional[str]
+    """The file, as it was named when loading; None for a problem with no
+    file (an empty file list, an unreadable path)."""
     line: Optional[int]
     """1-based; None when the problem has no place in a file."""
     column: Optional[int]
     """1-based, in characters."""
     message: str
+    """What is wrong."""
     hint: Optional[str]
     """What to do instead, if the loader knows."""
     def __str__(self) -> str:
@@ -44,7 +48,7 @@ class Obligation:
     role: str
     """The role its approver must hold."""
     ttl_seconds: Optional[int]
-    """How long a grant holds (None: the approver's default)."""
+    """How long a grant holds, in seconds (None: the server's default)."""
 
 class Decision:
     """The answer to one request. Immutable."""
@@ -57,8 +61,11 @@ class Decision:
     effect: str
     """`"allow"`, `"block"` or `"require_approval"`."""
     allowed: bool
+    """`effect == "allow"`."""
     blocked: bool
+    """`effect == "block"`."""
     requires_approval: bool
+    """`effect == "require_approval"`."""
     phase: str
     """`"before"` or `"after"`."""
     rules: list[str]
@@ -73,9 +80,12 @@ class Decision:
     default_applied: bool
     """No rule matched; the policy's default decided."""
     obligations: list[Obligation]
+    """One per rule that asked for approval (empty unless
+    `require_approval`)."""
     approval_roles: list[str]
     """Every role an approver must hold (empty unless require_approval)."""
     labels: list[str]
+    """Session labels the matched rules attach (sorted, no repeats)."""
     violation: Optional[dict[str, str]]
     """`{"path": ..., "message": ...}` when the request broke its contract."""
     errors: list[dict[str, str]]
@@ -135,7 +145,10 @@ class State:
 
 class Policy:
     """A loaded, type-checked policy. Immutable and safe to share across
-    threads; deciding releases the GIL."""
+    threads. Loading, explaining, deciding with a `State` and deciding an
+    action with many rules release the GIL (a decision of a few
+    microseconds keeps it: handing the GIL to a waiting thread and back
+    costs more than it gains)."""
 
     @staticmethod
     def load(
@@ -171,6 +184,7 @@ class Policy:
     actions: list[str]
     """The actions with contracts."""
     rule_count: int
+    """Number of rules."""
     uses_state: bool
     """Whether some decision reads or writes state (limits, sessions): give
     those a `State`."""
@@ -204,10 +218,14 @@ class Policy:
         fit its contract is a `block` decision naming the violation; a value
         that has no JSON form raises `InputError`. `time` (RFC 3339 text or
         a datetime with a time zone) is what `now` reads, the current time
-        by default. The GIL is released while the engine decides."""
+        by default. A text argument that is not a `str` raises `InputError`
+        too. The GIL is released while the engine decides, when the action
+        has enough rules to gain from it (or `state` is given)."""
     def decide_actra(self, input: Mapping[str, JsonValue]) -> Decision:
         """Decides Actra's request shape `{"action": {"type": ..}, "actor": .., "snapshot": ..}`
         (what `rein check --actra-schema` reads)."""
+    def explain_actra(self, input: Mapping[str, JsonValue]) -> Explanation:
+        """`decide_actra` with the trace, as `rein explain --actra-schema`."""
     def explain(
         self,
         action: str,
@@ -240,5 +258,7 @@ class Policy:
     ) -> Decision:
         """Checks an action's result (or the `error` it reported instead)
         against the output contract and `after` rules; `block` means withhold
-        it. `decision_id` is the `before` decision's, so the output joins the
-        session's record of that call."""
+        it. `output=None` is no output: for an action with an output
+        contract that breaks it (block), unless `error` says why there is
+        none. `decision_id` is the `before` decision's, so the output joins
+        the session's record of that call (with `state`)."""
