@@ -646,3 +646,11 @@ def test_audit_only_over_a_server_runs_everything_and_records_it(server: Server,
     # The server recorded that refused calls ran.
     after = [r for r in server.audit() if r["phase"] == "after"]
     assert len(after) == 2 and all("must not have run" in str(r) for r in after)
+
+
+def test_waiting_ends_when_the_approval_expires() -> None:
+    expired = b'{"id": "ap-1", "state": "pending", "expires_at": "2026-01-01T00:00:00.123456789Z"}'
+    with answering(200, expired) as c:
+        started = time.monotonic()
+        got = c.wait_for_approval("ap-1", timeout=10, poll=0.05)
+    assert got["state"] == "pending" and time.monotonic() - started < 2
