@@ -654,3 +654,29 @@ def test_waiting_ends_when_the_approval_expires() -> None:
         started = time.monotonic()
         got = c.wait_for_approval("ap-1", timeout=10, poll=0.05)
     assert got["state"] == "pending" and time.monotonic() - started < 2
+
+
+def test_a_guard_waiting_on_an_approval_that_expires_blocks() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/decide":
+            return httpx.Response(200, json={
+                "decision_id": "d-1", "effect": "require_approval", "phase": "before",
+                "rules": ["medium_refund_needs_support"], "reasons": ["needs support"],
+                "matched": [{"id": "medium_refund_needs_support", "effect": "require_approval",
+                             "reason": "needs support"}],
+                "approval": {"id": "ap-1", "role": "support", "roles": ["support"],
+                             "expires_at": "2026-01-01T00:00:00.5Z"},
+                "policy_version": "v", "audit_seq": 1,
+            })
+        if request.url.path == "/v1/approvals/ap-1":
+            return httpx.Response(200, json={"id": "ap-1", "state": "pending",
+                                             "expires_at": "2026-01-01T00:00:00.5Z"})
+        return httpx.Response(404, json={"error": {"code": "no_such_route", "message": "no"}})
+
+    ran: List[float] = []
+    with rein.Client("http://rein.test", AGENT, transport=httpx.MockTransport(handler)) as c:
+        guard = rein.Guard(c, wait_for_approval=10, approval_poll=0.05)
+        refund = guard.action("refund")(lambda order_id, amount: ran.append(amount))
+        with pytest.raises(rein.Blocked, match="approval `ap-1` expired") as e:
+            refund("ord_abc123", 500)
+    assert e.value.rule == "medium_refund_needs_support" and ran == []

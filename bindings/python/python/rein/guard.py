@@ -36,7 +36,7 @@ from typing import (
     Union,
 )
 
-from rein.client import AsyncClient, Client, to_json_value
+from rein.client import AsyncClient, Client, _wait_done, to_json_value
 from rein.errors import ApprovalRequired, Blocked, GuardError, InputError, Refused
 
 __all__ = ["Guard", "Call", "DecisionEvent"]
@@ -627,6 +627,13 @@ class Guard:
             why = f"approval `{aid}` was denied by `{by}`" + (f": {comment}" if comment else "")
             return Blocked(why, action=action, rule=(decision.deciding_rules or [None])[0], decision=decision)
         if state == "pending":
+            if _wait_done(approval):  # pending, but past its expiry
+                return Blocked(
+                    f"approval `{aid}` expired before anyone granted it",
+                    action=action,
+                    rule=(decision.deciding_rules or [None])[0],
+                    decision=decision,
+                )
             return ApprovalRequired.from_decision(action, decision)
         return Blocked(f"approval `{aid}` is {state}, not granted", action=action, decision=decision)
 
