@@ -680,3 +680,50 @@ def test_a_guard_waiting_on_an_approval_that_expires_blocks() -> None:
         with pytest.raises(rein.Blocked, match="approval `ap-1` expired") as e:
             refund("ord_abc123", 500)
     assert e.value.rule == "medium_refund_needs_support" and ran == []
+
+
+class Recorder:
+    """A fake rein serve that records what it is sent and allows it."""
+
+    def __init__(self) -> None:
+        self.sent: List[Dict[str, Any]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        import json
+
+        body = json.loads(request.content)
+        self.sent.append({"path": request.url.path, **body})
+        return httpx.Response(200, json={
+            "decision_id": body.get("decision_id", f"d-{len(self.sent)}"), "effect": "allow",
+            "phase": "after" if request.url.path == "/v1/outcome" else "before",
+            "rules": [], "reasons": [], "policy_version": "v", "audit_seq": len(self.sent),
+        })
+
+
+def test_through_a_client_every_parameter_is_sent_as_named() -> None:
+    server = Recorder()
+    with rein.Client("http://rein.test", AGENT, transport=httpx.MockTransport(server)) as c:
+        guard = rein.Guard(c, actor={"id": "a"}, session="s")
+
+        class Tools:
+            @guard.action("refund", fields={"amount": "amt"}, exclude=("api_key",))
+            def refund(self, order_id: str, amt: float, api_key: str, note: Any = None, **extra: Any) -> str:
+                return "done"
+
+        assert Tools().refund("o1", 5, "sk-secret", region="eu") == "done"
+        decide, outcome = server.sent
+        assert decide["path"] == "/v1/decide" and decide["action"] == "refund"
+        assert decide["input"] == {"order_id": "o1", "amount": 5, "note": None, "region": "eu"}
+        assert decide["actor"] == {"id": "a"} and decide["session"] == "s"
+        assert outcome == {"path": "/v1/outcome", "decision_id": "d-1", "output": "done"}
+        assert "sk-secret" not in str(server.sent)
+
+        with pytest.raises(rein.GuardError, match="both `amt` and `amount`"):
+            guard.action("refund", fields={"amount": "amt"})(lambda amt, amount: None)
+
+        @guard.action("refund", fields={"amount": "amt"})
+        def clash(amt: float, **extra: Any) -> None:
+            return None
+
+        with pytest.raises(rein.Blocked, match="two arguments give the field `amount`"):
+            clash(1, amount=2)

@@ -266,8 +266,14 @@ class _Binder:
                     continue
                 if p.kind is p.VAR_KEYWORD:
                     self.plan.append(("", p.name, True, True))
-                else:
-                    self.plan.append((field, p.name, False, p.kind is p.VAR_POSITIONAL))
+                    continue
+                taken = next((q for f, q, _, _ in self.plan if f == field), None)
+                if taken is not None:
+                    raise GuardError(
+                        f"{where} would send both `{taken}` and `{p.name}` as the field `{field}` of `{action}`: "
+                        "rename one, or leave one out with exclude="
+                    )
+                self.plan.append((field, p.name, False, p.kind is p.VAR_POSITIONAL))
         # A policy is immutable: whether it checks the result is known now.
         self.checks_output = True
         if guard._policy is not None:
@@ -334,7 +340,10 @@ class _Binder:
                 for name, v in (value or {}).items():
                     if name in self.exclude:
                         continue
-                    out[self.renamed_kw.get(name, name)] = _plain(v)
+                    field = self.renamed_kw.get(name, name)
+                    if field in out:
+                        raise ValueError(f"two arguments give the field `{field}`")
+                    out[field] = _plain(v)
             elif varargs:
                 if value:
                     out[field] = [_plain(v) for v in value]
