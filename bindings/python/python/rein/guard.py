@@ -369,8 +369,9 @@ class Guard:
     one per Guard when not given), and approvals cannot be granted: a
     `require_approval` raises `ApprovalRequired` with no approval id.
     Through a client, `wait_for_approval=seconds` waits that long for a
-    person to grant the approval the server opened, then decides again
-    naming it (and runs the function if that is allowed).
+    person to grant the approval the server opened (reading it every
+    `approval_poll` seconds), then decides again naming it (and runs the
+    function if that is allowed).
 
     A Guard holds no per-call state: share one across threads.
     """
