@@ -358,6 +358,16 @@ def test_each_resolver_is_called_once_per_call(policy: rein.Policy) -> None:
     assert call.function is not None and call.function.__name__ == "refund"
 
 
+def test_a_resolver_cannot_change_what_the_function_gets(policy: rein.Policy) -> None:
+    def meddling(call: rein.Call) -> Dict[str, Any]:
+        call.kwargs["amount"] = 99999
+        return ACTOR
+
+    refund = make_refund(rein.Guard(policy, actor=meddling, snapshot=CALM))
+    refund(order_id="o1", amount=40, currency="EUR")
+    assert refund.ran == [40]
+
+
 def test_a_failing_resolver_blocks_and_names_itself(policy: rein.Policy) -> None:
     def broken(call: rein.Call) -> Dict[str, Any]:
         raise KeyError("tenant")
