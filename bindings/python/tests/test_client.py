@@ -732,3 +732,13 @@ def test_through_a_client_every_parameter_is_sent_as_named() -> None:
 
         with pytest.raises(rein.Blocked, match="two arguments give the field `amount`"):
             clash(1, amount=2)
+
+
+def test_a_remote_refusal_pickles_with_its_decision(client: rein.Client) -> None:
+    import pickle
+
+    with pytest.raises(rein.Blocked) as e:
+        guarded_refund(client, [])("ord_abc123", 5000, "EUR")
+    back = pickle.loads(pickle.dumps(e.value))
+    assert back.rule == "large_refund" and back.decision.deciding_rules == ["large_refund"]
+    assert back.decision.decision_id == e.value.decision_id and back.decision.to_dict() == e.value.decision.to_dict()
