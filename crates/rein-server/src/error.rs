@@ -81,6 +81,15 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, axum::Json(self.body())).into_response();
+        // Many errors are answered before the body is read (a token
+        // refused, a body too large or too slow, no such route), and then
+        // the connection cannot carry another request: hyper closes it. A
+        // kept-alive client told nothing would send its next request on
+        // it and read the close as an outage. Errors are rare: every one
+        // says so (HTTP/2 drops the header; its streams are independent).
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

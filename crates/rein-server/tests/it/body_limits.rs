@@ -118,6 +118,45 @@ async fn explain_takes_the_limit_and_refuses_one_byte_more_without_recording() {
     server.shutdown().await;
 }
 
+/// An error answer closes the connection and says so: it may be sent
+/// before the body is read, and a kept-alive client told nothing would
+/// send its next request on a connection being closed.
+#[tokio::test]
+async fn error_answers_say_the_connection_closes() {
+    let h = Harness::with(|c| c.max_body_bytes = LIMIT).await;
+    let server = h.serve().await;
+    let client = reqwest::Client::new();
+    let body = serde_json::to_vec(&refund(40, "bot-1")).unwrap();
+    for (token, path, body) in [
+        ("not-a-token-of-this-server", "/v1/decide", body.clone()),
+        (ALICE, "/v1/decide", body.clone()),
+        (AGENT, "/v1/nope", body.clone()),
+        (AGENT, "/v1/decide", padded(&refund(40, "bot-1"), LIMIT + 1)),
+    ] {
+        let resp = client
+            .post(server.url(path))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_client_error(), "{path}: {}", resp.status());
+        assert_eq!(resp.headers()["connection"], "close", "{path}: {}", resp.status());
+    }
+    // A decision keeps it open.
+    let resp = client
+        .post(server.url("/v1/decide"))
+        .bearer_auth(AGENT)
+        .json(&refund(40, "bot-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers().get("connection").is_none());
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn grant_deny_and_reload_take_the_limit_and_refuse_one_byte_more() {
     let h = Harness::with(|c| c.max_body_bytes = LIMIT).await;
