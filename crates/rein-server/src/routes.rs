@@ -297,7 +297,12 @@ async fn explain(State(state): State<AppState>, request: Request) -> Result<Resp
              require_approval into allow at /v1/decide)",
         )));
     }
+    // Bounded: the name is whatever the body says.
+    let action: String = request.action.chars().take(128).collect();
     let explained = state.runtime().explain_from(request, Some(&client));
+    // Not in the audit log (nothing was decided), but in the server's: an
+    // agent probing the policy through explain leaves a trace.
+    tracing::info!(client = %client, action = %action.escape_debug(), effect = %explained.effect(), "explained");
     Ok(Json(explained.to_json()).into_response())
 }
 
