@@ -1,8 +1,357 @@
-//! `rein._native`: the engine for Python.
+//! `rein._native`: the engine for Python (the contract is
+//! `python/rein/_native.pyi`).
+//!
+//! Python values are converted to JSON under the GIL (`convert`); the
+//! engine prepares, decides and explains with the GIL released, so threads
+//! sharing one `Policy` decide in parallel.
+
+mod convert;
+mod decision;
+mod errors;
+mod state;
+
+use convert::{opt_to_json, to_json};
+use decision::{Decision, Explanation, Obligation};
+use errors::{input_error, policy_error, Diagnostic};
 use pyo3::prelude::*;
+use pyo3::types::PyString;
+use rein_engine::{LoadError, Phase, Request};
+use state::State;
+use std::path::PathBuf;
+
+/// A loaded, type-checked policy. Immutable and safe to share across
+/// threads; deciding releases the GIL.
+#[pyclass(frozen, module = "rein._native")]
+struct Policy {
+    inner: rein_engine::Policy,
+}
+
+/// A new decision id: UUID v7 (time-ordered, as `rein serve` names its
+/// decisions).
+fn new_decision_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+fn loaded(py: Python<'_>, result: Result<rein_engine::Policy, LoadError>) -> PyResult<Policy> {
+    result.map(|inner| Policy { inner }).map_err(|e| policy_error(py, &e))
+}
+
+/// `time` as a timestamp: RFC 3339 text or a datetime with a time zone;
+/// `None` is now (what `rein check` stamps a request without one with).
+fn request_time(py: Python<'_>, time: Option<&Bound<'_, PyAny>>) -> PyResult<jiff::Timestamp> {
+    let Some(time) = time else {
+        return Ok(jiff::Timestamp::now());
+    };
+    let text = if time.is_instance_of::<PyString>() {
+        time.extract::<String>()?
+    } else {
+        match to_json(time, "time")? {
+            serde_json::Value::String(s) => s,
+            _ => {
+                return Err(input_error(
+                    py,
+                    "time: give RFC 3339 text or a datetime with a time zone".to_string(),
+                ))
+            }
+        }
+    };
+    Request::parse_time(&text).map_err(|e| input_error(py, e))
+}
+
+/// The parts of a request every call takes.
+struct Parts<'a, 'py> {
+    action: &'a str,
+    input: Option<&'a Bound<'py, PyAny>>,
+    actor: Option<&'a Bound<'py, PyAny>>,
+    snapshot: Option<&'a Bound<'py, PyAny>>,
+    session: Option<String>,
+    time: Option<&'a Bound<'py, PyAny>>,
+}
+
+impl Parts<'_, '_> {
+    fn request(self, py: Python<'_>) -> PyResult<Request> {
+        Ok(Request {
+            action: self.action.to_string(),
+            input: opt_to_json(self.input, "input")?,
+            actor: opt_to_json(self.actor, "actor")?,
+            snapshot: opt_to_json(self.snapshot, "snapshot")?,
+            output: None,
+            error: None,
+            session: self.session,
+            time: Some(request_time(py, self.time)?),
+            phase: Phase::Before,
+        })
+    }
+}
+
+/// True when deciding `request` reads or writes state.
+fn needs_state(policy: &rein_engine::Policy, request: &Request) -> bool {
+    policy.uses_state() && policy.action_state(&request.action, request.phase).any()
+}
+
+/// Decides as `rein check` does (with `--state` when `state` is given):
+/// contract check, then the rules, reading and writing the state when the
+/// action's rules need it. Runs without the GIL.
+fn decide_request(
+    policy: &rein_engine::Policy,
+    request: &Request,
+    state: Option<&State>,
+    decision_id: &str,
+) -> rein_engine::Decision {
+    match policy.prepare(request) {
+        Err(refused) => *refused,
+        Ok(prepared) => match state {
+            Some(state) if needs_state(policy, request) => {
+                let time = request.time.unwrap_or_else(jiff::Timestamp::now);
+                state.decide(policy, &prepared, decision_id, time)
+            }
+            _ => prepared.decide(),
+        },
+    }
+}
+
+/// Explains as `rein explain` does (with `--state`: reading it, writing
+/// nothing).
+fn explain_request(policy: &rein_engine::Policy, request: &Request, state: Option<&State>) -> rein_engine::Explanation {
+    match policy.prepare(request) {
+        Err(refused) => rein_engine::Explanation {
+            decision: *refused,
+            rules: Vec::new(),
+        },
+        Ok(prepared) => match state {
+            Some(state) if needs_state(policy, request) => state.explain(&prepared),
+            _ => prepared.explain(),
+        },
+    }
+}
+
+#[pymethods]
+impl Policy {
+    /// Loads and merges policy files or folders (all `.yaml`/`.yml` below,
+    /// except `*.test.yaml`), as `rein check` does.
+    #[staticmethod]
+    #[pyo3(signature = (*paths, governance=None))]
+    fn load(py: Python<'_>, paths: Vec<PathBuf>, governance: Option<PathBuf>) -> PyResult<Policy> {
+        let result = py.detach(|| match &governance {
+            Some(g) => rein_engine::Policy::load_governed(&paths, g),
+            None => rein_engine::Policy::load(&paths),
+        });
+        loaded(py, result)
+    }
+
+    /// One native policy from text; `name` is the file name messages use.
+    #[staticmethod]
+    #[pyo3(signature = (text, *, name="<string>"))]
+    fn from_yaml(py: Python<'_>, text: String, name: &str) -> PyResult<Policy> {
+        let name = name.to_string();
+        let result = py.detach(|| rein_engine::Policy::from_sources([(name, text)]));
+        loaded(py, result)
+    }
+
+    /// Actra's schema, policy and (optional) governance files, unchanged.
+    #[staticmethod]
+    #[pyo3(signature = (schema, policy, governance=None))]
+    fn load_actra(py: Python<'_>, schema: PathBuf, policy: PathBuf, governance: Option<PathBuf>) -> PyResult<Policy> {
+        let result = py.detach(|| rein_engine::Policy::load_actra(&schema, &policy, governance.as_deref()));
+        loaded(py, result)
+    }
+
+    /// Actra's files as text.
+    #[staticmethod]
+    #[pyo3(signature = (schema, policy, governance=None))]
+    fn from_actra(py: Python<'_>, schema: String, policy: String, governance: Option<String>) -> PyResult<Policy> {
+        let result = py.detach(|| rein_engine::Policy::from_actra_strs(&schema, &policy, governance.as_deref()));
+        loaded(py, result)
+    }
+
+    /// The policy version: a hash of its sources.
+    #[getter]
+    fn version(&self) -> &str {
+        self.inner.version()
+    }
+
+    /// The `version` label the author wrote, if any.
+    #[getter]
+    fn version_label(&self) -> Option<&str> {
+        self.inner.version_label()
+    }
+
+    /// The actions with contracts.
+    #[getter]
+    fn actions(&self) -> Vec<&str> {
+        self.inner.actions().collect()
+    }
+
+    #[getter]
+    fn rule_count(&self) -> usize {
+        self.inner.rule_count()
+    }
+
+    /// Whether some decision reads or writes state (limits, sessions).
+    #[getter]
+    fn uses_state(&self) -> bool {
+        self.inner.uses_state()
+    }
+
+    /// Warnings found while loading.
+    #[getter]
+    fn warnings(&self) -> Vec<Diagnostic> {
+        self.inner.warnings().iter().map(Diagnostic::from).collect()
+    }
+
+    /// `(name, optional, type)` of each top-level input field of `action`.
+    fn input_fields(&self, action: &str) -> Option<Vec<(String, bool, String)>> {
+        self.inner
+            .input_fields(action)
+            .map(|(fields, _)| fields.into_iter().map(|f| (f.name, f.optional, f.ty)).collect())
+    }
+
+    /// Whether undeclared input fields are dropped (else they break the
+    /// contract).
+    fn extra_fields_ignored(&self, action: &str) -> bool {
+        self.inner.input_fields(action).is_some_and(|(_, ignored)| ignored)
+    }
+
+    /// Whether a result of `action` is checked at all.
+    fn checks_output(&self, action: &str) -> bool {
+        self.inner.checks_output(action)
+    }
+
+    /// Decides a request before the action runs.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (action, input=None, *, actor=None, snapshot=None, session=None, time=None, state=None, decision_id=None))]
+    fn decide(
+        &self,
+        py: Python<'_>,
+        action: &str,
+        input: Option<&Bound<'_, PyAny>>,
+        actor: Option<&Bound<'_, PyAny>>,
+        snapshot: Option<&Bound<'_, PyAny>>,
+        session: Option<String>,
+        time: Option<&Bound<'_, PyAny>>,
+        state: Option<&Bound<'_, State>>,
+        decision_id: Option<String>,
+    ) -> PyResult<Decision> {
+        let request = Parts {
+            action,
+            input,
+            actor,
+            snapshot,
+            session,
+            time,
+        }
+        .request(py)?;
+        let state = state.map(|s| s.get());
+        let policy = &self.inner;
+        Ok(py.detach(|| {
+            let id = decision_id.unwrap_or_else(new_decision_id);
+            let decision = decide_request(policy, &request, state, &id);
+            Decision::new(decision, id)
+        }))
+    }
+
+    /// Decides Actra's request shape.
+    fn decide_actra(&self, py: Python<'_>, input: &Bound<'_, PyAny>) -> PyResult<Decision> {
+        let json = to_json(input, "request")?;
+        let policy = &self.inner;
+        Ok(py.detach(|| Decision::new(policy.decide_actra(&json), new_decision_id())))
+    }
+
+    /// As `decide` (or `check_output` when `output` or `error` is given),
+    /// with the trace; writes nothing to `state`.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (action, input=None, *, actor=None, snapshot=None, session=None, time=None, state=None, output=None, error=None))]
+    fn explain(
+        &self,
+        py: Python<'_>,
+        action: &str,
+        input: Option<&Bound<'_, PyAny>>,
+        actor: Option<&Bound<'_, PyAny>>,
+        snapshot: Option<&Bound<'_, PyAny>>,
+        session: Option<String>,
+        time: Option<&Bound<'_, PyAny>>,
+        state: Option<&Bound<'_, State>>,
+        output: Option<&Bound<'_, PyAny>>,
+        error: Option<String>,
+    ) -> PyResult<Explanation> {
+        let mut request = Parts {
+            action,
+            input,
+            actor,
+            snapshot,
+            session,
+            time,
+        }
+        .request(py)?;
+        if output.is_some() || error.is_some() {
+            request.phase = Phase::After;
+            request.output = output.map(|o| to_json(o, "output")).transpose()?;
+            request.error = error;
+        }
+        let state = state.map(|s| s.get());
+        let policy = &self.inner;
+        let (inner, id) = py.detach(|| (explain_request(policy, &request, state), new_decision_id()));
+        let decision = Py::new(py, Decision::new(inner.decision.clone(), id))?;
+        Ok(Explanation { inner, decision })
+    }
+
+    /// Checks an action's result (or the error it reported instead)
+    /// against the output contract and `after` rules.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (action, input=None, output=None, *, error=None, actor=None, snapshot=None, session=None, time=None, state=None, decision_id=None))]
+    fn check_output(
+        &self,
+        py: Python<'_>,
+        action: &str,
+        input: Option<&Bound<'_, PyAny>>,
+        output: Option<&Bound<'_, PyAny>>,
+        error: Option<String>,
+        actor: Option<&Bound<'_, PyAny>>,
+        snapshot: Option<&Bound<'_, PyAny>>,
+        session: Option<String>,
+        time: Option<&Bound<'_, PyAny>>,
+        state: Option<&Bound<'_, State>>,
+        decision_id: Option<String>,
+    ) -> PyResult<Decision> {
+        let mut request = Parts {
+            action,
+            input,
+            actor,
+            snapshot,
+            session,
+            time,
+        }
+        .request(py)?;
+        request.phase = Phase::After;
+        request.output = output.map(|o| to_json(o, "output")).transpose()?;
+        request.error = error;
+        let state = state.map(|s| s.get());
+        let policy = &self.inner;
+        Ok(py.detach(|| {
+            let id = decision_id.unwrap_or_else(new_decision_id);
+            let decision = decide_request(policy, &request, state, &id);
+            Decision::new(decision, id)
+        }))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<Policy version={} rules={} actions={}>",
+            self.inner.version(),
+            self.inner.rule_count(),
+            self.inner.actions().count()
+        )
+    }
+}
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<Policy>()?;
+    m.add_class::<Decision>()?;
+    m.add_class::<Explanation>()?;
+    m.add_class::<Obligation>()?;
+    m.add_class::<Diagnostic>()?;
+    m.add_class::<State>()?;
     Ok(())
 }

@@ -1,0 +1,305 @@
+//! Python values to JSON and back, by hand and strictly.
+//!
+//! Not through a generic serde bridge: serde_json turns a NaN into `null`,
+//! and a generic bridge would take a `set`, a `bytes` or an object with
+//! `__dict__` somehow. A value with no exact JSON form is an `InputError`
+//! that names where it is (`input.items[2]`), never a guess: a guess could
+//! turn a request that should be refused into one that passes.
+
+use crate::errors::input_error;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
+use serde_json::{Map, Number, Value as Json};
+
+/// Deepest nesting of lists and dicts taken: deeper is an `InputError`
+/// (and a list that holds itself stops here instead of recursing forever).
+pub(crate) const MAX_DEPTH: usize = 64;
+
+/// One step of the path to a value that failed, kept only on failure.
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+/// Why a value has no JSON form, and where (innermost segment first,
+/// pushed while the error climbs back up).
+struct Unfit {
+    path: Vec<Segment>,
+    message: String,
+}
+
+impl Unfit {
+    fn new(message: String) -> Unfit {
+        Unfit {
+            path: Vec::new(),
+            message,
+        }
+    }
+
+    fn at(mut self, segment: Segment) -> Unfit {
+        self.path.push(segment);
+        self
+    }
+
+    /// `root.a[2].b: message`.
+    fn render(&self, root: &str) -> String {
+        let mut out = root.to_string();
+        for segment in self.path.iter().rev() {
+            match segment {
+                Segment::Key(k) if is_identifier(k) => {
+                    out.push('.');
+                    out.push_str(k);
+                }
+                Segment::Key(k) => {
+                    out.push('[');
+                    out.push_str(&Json::String(k.clone()).to_string());
+                    out.push(']');
+                }
+                Segment::Index(i) => {
+                    out.push('[');
+                    out.push_str(&i.to_string());
+                    out.push(']');
+                }
+            }
+        }
+        format!("{out}: {}", self.message)
+    }
+}
+
+fn is_identifier(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Converts `value` to JSON; `root` names it in errors (`input`, `actor`).
+pub(crate) fn to_json(value: &Bound<'_, PyAny>, root: &str) -> PyResult<Json> {
+    convert(value, 0).map_err(|e| input_error(value.py(), e.render(root)))
+}
+
+/// Converts an optional mapping argument: `None` is JSON `null` (the
+/// engine reads it as an empty object).
+pub(crate) fn opt_to_json(value: Option<&Bound<'_, PyAny>>, root: &str) -> PyResult<Json> {
+    match value {
+        None => Ok(Json::Null),
+        Some(v) => to_json(v, root),
+    }
+}
+
+fn convert(value: &Bound<'_, PyAny>, depth: usize) -> Result<Json, Unfit> {
+    if value.is_none() {
+        return Ok(Json::Null);
+    }
+    // Exact types first: they are nearly every value, and `bool` must be
+    // seen before `int` (it is one).
+    if let Ok(s) = value.cast_exact::<PyString>() {
+        return string(s).map(Json::String);
+    }
+    if let Ok(b) = value.cast_exact::<PyBool>() {
+        return Ok(Json::Bool(b.is_true()));
+    }
+    if value.is_instance_of::<PyInt>() {
+        return int(value);
+    }
+    if let Ok(f) = value.cast::<PyFloat>() {
+        let x = f.value();
+        return Number::from_f64(x)
+            .map(Json::Number)
+            .ok_or_else(|| Unfit::new(format!("float {} has no JSON form", float_text(x))));
+    }
+    if let Ok(s) = value.cast::<PyString>() {
+        return string(s).map(Json::String);
+    }
+    if let Ok(d) = value.cast::<PyDict>() {
+        if depth >= MAX_DEPTH {
+            return Err(too_deep());
+        }
+        let mut map = Map::new();
+        for (k, v) in d.iter() {
+            let Ok(key) = k.cast::<PyString>() else {
+                return Err(Unfit::new(format!(
+                    "a dict key of type `{}` ({}) has no JSON form: keys must be str",
+                    type_name(&k),
+                    short_repr(&k)
+                )));
+            };
+            let key = string(key)?;
+            match convert(&v, depth + 1) {
+                Ok(j) => {
+                    map.insert(key, j);
+                }
+                Err(e) => return Err(e.at(Segment::Key(key))),
+            }
+        }
+        return Ok(Json::Object(map));
+    }
+    if let Ok(l) = value.cast::<PyList>() {
+        if depth >= MAX_DEPTH {
+            return Err(too_deep());
+        }
+        let mut out = Vec::with_capacity(l.len());
+        for (i, v) in l.iter().enumerate() {
+            out.push(convert(&v, depth + 1).map_err(|e| e.at(Segment::Index(i)))?);
+        }
+        return Ok(Json::Array(out));
+    }
+    if let Ok(t) = value.cast::<PyTuple>() {
+        if depth >= MAX_DEPTH {
+            return Err(too_deep());
+        }
+        let mut out = Vec::with_capacity(t.len());
+        for (i, v) in t.iter().enumerate() {
+            out.push(convert(&v, depth + 1).map_err(|e| e.at(Segment::Index(i)))?);
+        }
+        return Ok(Json::Array(out));
+    }
+    if is_datetime(value) {
+        return datetime_text(value).map(Json::String);
+    }
+    Err(Unfit::new(format!(
+        "a value of type `{}` has no JSON form (give None, bool, int, float, str, list, tuple, dict with str \
+         keys, or a datetime with a time zone)",
+        type_name(value)
+    )))
+}
+
+fn too_deep() -> Unfit {
+    Unfit::new(format!("nested deeper than {MAX_DEPTH} lists and dicts"))
+}
+
+fn string(s: &Bound<'_, PyString>) -> Result<String, Unfit> {
+    // A lone surrogate (`"\ud800"`) has no UTF-8 form, hence no JSON one.
+    s.to_cow()
+        .map(|c| c.into_owned())
+        .map_err(|_| Unfit::new("a str that is not valid Unicode (a lone surrogate) has no JSON form".into()))
+}
+
+/// An int that fits 64 bits (signed, or unsigned above `i64::MAX`): a
+/// larger one would lose digits in the engine.
+fn int(value: &Bound<'_, PyAny>) -> Result<Json, Unfit> {
+    if let Ok(i) = value.extract::<i64>() {
+        return Ok(Json::Number(i.into()));
+    }
+    if let Ok(u) = value.extract::<u64>() {
+        return Ok(Json::Number(u.into()));
+    }
+    Err(Unfit::new(format!(
+        "int {} is outside the 64-bit range JSON numbers are read with",
+        short_repr(value)
+    )))
+}
+
+fn float_text(x: f64) -> &'static str {
+    if x.is_nan() {
+        "nan"
+    } else if x > 0.0 {
+        "inf"
+    } else {
+        "-inf"
+    }
+}
+
+fn type_name(value: &Bound<'_, PyAny>) -> String {
+    value
+        .get_type()
+        .qualname()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".to_string())
+}
+
+/// `repr(value)`, cut to 60 characters: it goes in a message.
+fn short_repr(value: &Bound<'_, PyAny>) -> String {
+    let text = value.repr().map(|r| r.to_string()).unwrap_or_else(|_| "?".to_string());
+    match text.char_indices().nth(60) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text,
+    }
+}
+
+static DATETIME: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+fn is_datetime(value: &Bound<'_, PyAny>) -> bool {
+    DATETIME
+        .import(value.py(), "datetime", "datetime")
+        .and_then(|ty| value.is_instance(ty))
+        .unwrap_or(false)
+}
+
+/// A datetime with a time zone as RFC 3339 text (`isoformat`, or in UTC
+/// when its offset has seconds, which RFC 3339 cannot write). A naive
+/// datetime names no instant: refused rather than read in some zone.
+fn datetime_text(value: &Bound<'_, PyAny>) -> Result<String, Unfit> {
+    let failed = |e: PyErr| Unfit::new(format!("the datetime could not be read: {e}"));
+    let offset = value.call_method0("utcoffset").map_err(failed)?;
+    if offset.is_none() {
+        return Err(Unfit::new(
+            "a datetime without a time zone (naive) names no instant: give it a tzinfo".into(),
+        ));
+    }
+    let seconds: f64 = offset
+        .call_method0("total_seconds")
+        .and_then(|s| s.extract())
+        .map_err(failed)?;
+    let value = if seconds.fract() != 0.0 || seconds % 60.0 != 0.0 {
+        let utc = PyModule::import(value.py(), "datetime")
+            .and_then(|m| m.getattr("timezone"))
+            .and_then(|tz| tz.getattr("utc"))
+            .map_err(failed)?;
+        value.call_method1("astimezone", (utc,)).map_err(failed)?
+    } else {
+        value.clone()
+    };
+    value
+        .call_method0("isoformat")
+        .and_then(|s| s.extract::<String>())
+        .map_err(failed)
+}
+
+/// JSON to Python: dict, list, int, float, str, bool, None.
+pub(crate) fn to_py<'py>(py: Python<'py>, value: &Json) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match value {
+        Json::Null => py.None().into_bound(py),
+        Json::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        Json::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                i.into_pyobject(py)?.into_any()
+            } else if let Some(u) = n.as_u64() {
+                u.into_pyobject(py)?.into_any()
+            } else {
+                n.as_f64().unwrap_or(f64::NAN).into_pyobject(py)?.into_any()
+            }
+        }
+        Json::String(s) => PyString::new(py, s).into_any(),
+        Json::Array(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(to_py(py, item)?)?;
+            }
+            list.into_any()
+        }
+        Json::Object(map) => {
+            let dict = PyDict::new(py);
+            for (k, v) in map {
+                dict.set_item(k, to_py(py, v)?)?;
+            }
+            dict.into_any()
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_render_as_python_reads_them() {
+        let e = Unfit::new("bad".into())
+            .at(Segment::Index(2))
+            .at(Segment::Key("items".into()));
+        assert_eq!(e.render("input"), "input.items[2]: bad");
+        let e = Unfit::new("bad".into()).at(Segment::Key("a b".into()));
+        assert_eq!(e.render("actor"), "actor[\"a b\"]: bad");
+        assert!(is_identifier("_x1") && !is_identifier("1x") && !is_identifier("") && !is_identifier("a-b"));
+    }
+}

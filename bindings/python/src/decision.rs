@@ -1,0 +1,237 @@
+//! `Decision`, `Obligation` and `Explanation`: the engine's answers, read
+//! lazily (an attribute is built when it is read, not for every decision).
+
+use crate::convert::to_py;
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use rein_engine::Effect;
+
+/// What a `require_approval` decision asks for.
+#[pyclass(frozen, module = "rein._native")]
+pub struct Obligation {
+    /// The rule that asked.
+    #[pyo3(get)]
+    rule: String,
+    /// The role its approver must hold.
+    #[pyo3(get)]
+    role: String,
+    /// How long a grant holds (None: the server's default).
+    #[pyo3(get)]
+    ttl_seconds: Option<u64>,
+}
+
+#[pymethods]
+impl Obligation {
+    fn __repr__(&self) -> String {
+        format!(
+            "Obligation(rule={:?}, role={:?}, ttl_seconds={})",
+            self.rule,
+            self.role,
+            self.ttl_seconds.map_or("None".to_string(), |t| t.to_string())
+        )
+    }
+}
+
+/// The answer to one request. Immutable.
+#[pyclass(frozen, module = "rein._native")]
+pub struct Decision {
+    pub(crate) inner: rein_engine::Decision,
+    pub(crate) id: String,
+}
+
+impl Decision {
+    pub(crate) fn new(inner: rein_engine::Decision, id: String) -> Decision {
+        Decision { inner, id }
+    }
+}
+
+#[pymethods]
+impl Decision {
+    /// A fresh UUID v7 per decision, or the one given to `decide`.
+    #[getter]
+    fn decision_id(&self) -> &str {
+        &self.id
+    }
+
+    /// `"allow"`, `"block"` or `"require_approval"`.
+    #[getter]
+    fn effect(&self) -> &'static str {
+        self.inner.effect().as_str()
+    }
+
+    #[getter]
+    fn allowed(&self) -> bool {
+        self.inner.effect() == Effect::Allow
+    }
+
+    #[getter]
+    fn blocked(&self) -> bool {
+        self.inner.effect() == Effect::Block
+    }
+
+    #[getter]
+    fn requires_approval(&self) -> bool {
+        self.inner.effect() == Effect::RequireApproval
+    }
+
+    #[getter]
+    fn phase(&self) -> &'static str {
+        self.inner.phase().as_str()
+    }
+
+    #[getter]
+    fn rules(&self) -> Vec<&str> {
+        self.inner.rules()
+    }
+
+    #[getter]
+    fn deciding_rules(&self) -> Vec<&str> {
+        self.inner.deciding_rules()
+    }
+
+    #[getter]
+    fn reasons(&self) -> Vec<String> {
+        self.inner.reasons()
+    }
+
+    #[getter]
+    fn default_applied(&self) -> bool {
+        *self.inner.basis() == rein_engine::Basis::Default
+    }
+
+    #[getter]
+    fn obligations(&self) -> Vec<Obligation> {
+        self.inner
+            .obligations()
+            .into_iter()
+            .map(|o| Obligation {
+                rule: o.rule,
+                role: o.approval.role,
+                ttl_seconds: o.approval.ttl_seconds,
+            })
+            .collect()
+    }
+
+    #[getter]
+    fn approval_roles(&self) -> Vec<String> {
+        let mut roles: Vec<String> = Vec::new();
+        for o in self.inner.obligations() {
+            if !roles.contains(&o.approval.role) {
+                roles.push(o.approval.role);
+            }
+        }
+        roles
+    }
+
+    #[getter]
+    fn labels(&self) -> Vec<&str> {
+        self.inner.labels()
+    }
+
+    #[getter]
+    fn violation<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(v) = self.inner.violation() else {
+            return Ok(None);
+        };
+        let d = PyDict::new(py);
+        d.set_item("path", &v.path)?;
+        d.set_item("message", &v.message)?;
+        Ok(Some(d))
+    }
+
+    #[getter]
+    fn errors<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty(py);
+        for e in self.inner.errors() {
+            let d = PyDict::new(py);
+            d.set_item("rule", e.rule)?;
+            d.set_item("message", e.message)?;
+            list.append(d)?;
+        }
+        Ok(list)
+    }
+
+    #[getter]
+    fn retry_after_seconds(&self) -> Option<u64> {
+        self.inner.retry_after_seconds()
+    }
+
+    #[getter]
+    fn policy_version(&self) -> &str {
+        self.inner.policy_version()
+    }
+
+    #[getter]
+    fn policy_version_label(&self) -> Option<&str> {
+        self.inner.policy_version_label()
+    }
+
+    /// Exactly `rein check`'s JSON for this decision, plus `decision_id`.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let mut json = self.inner.to_json();
+        if let Some(map) = json.as_object_mut() {
+            map.insert("decision_id".into(), self.id.clone().into());
+        }
+        to_py(py, &json)
+    }
+
+    /// A decision is neither true nor false: `if decision:` would read an
+    /// object as "allowed". Test `decision.allowed`.
+    fn __bool__(&self) -> PyResult<bool> {
+        Err(PyTypeError::new_err(
+            "a Decision has no truth value: test `decision.allowed` (or `.blocked`, `.requires_approval`)",
+        ))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Decision(effect={:?}, rules={:?}, reasons={:?}, decision_id={:?})",
+            self.inner.effect().as_str(),
+            self.inner.rules(),
+            self.inner.reasons(),
+            self.id
+        )
+    }
+}
+
+/// A decision with the trace of every rule considered.
+#[pyclass(frozen, module = "rein._native")]
+pub struct Explanation {
+    pub(crate) inner: rein_engine::Explanation,
+    /// The decision, built once (it is an attribute users compare by
+    /// identity, e.g. `e.decision is e.decision`).
+    pub(crate) decision: Py<Decision>,
+}
+
+#[pymethods]
+impl Explanation {
+    #[getter]
+    fn decision(&self, py: Python<'_>) -> Py<Decision> {
+        self.decision.clone_ref(py)
+    }
+
+    /// One dict per rule considered: id, effect, condition, outcome, steps.
+    #[getter]
+    fn rules<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.inner.to_json()["rules"])
+    }
+
+    /// `rein explain --json`'s form.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.inner.to_json())
+    }
+
+    /// The text `rein explain` prints.
+    fn __str__(&self) -> String {
+        self.inner.to_string()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Explanation(effect={:?}, rules={})",
+            self.inner.decision.effect().as_str(),
+            self.inner.rules.len()
+        )
+    }
+}
