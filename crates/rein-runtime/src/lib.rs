@@ -20,7 +20,7 @@ use arc_swap::ArcSwap;
 use jiff::{SignedDuration, Timestamp};
 use recent::Recent;
 use rein_engine::state::StateWrite;
-use rein_engine::{Basis, Decision, Effect, Phase, Policy, Request};
+use rein_engine::{Basis, Decision, Effect, Explanation, Phase, Policy, Request};
 use rein_store::chain::format_time;
 use rein_store::redact::Redactor;
 use rein_store::seal::{key_fingerprint, Sealer};
@@ -441,6 +441,60 @@ pub struct Answer {
     pub errors: Vec<rein_engine::RuleError>,
 }
 
+/// What [`Runtime::explain_from`] answers.
+#[derive(Clone, Debug)]
+pub enum Explained {
+    /// The decision with the trace of every rule considered.
+    Decided(Explanation),
+    /// The runtime would block the request before its rules are
+    /// considered: the state they read cannot be had (not loaded, full, a
+    /// session id or limit key longer than it keeps).
+    Refused {
+        /// Why, as a decision would say it.
+        reason: String,
+        /// Hash of the policy in force.
+        policy_version: String,
+        /// The policy's own `version:` label, when it has one.
+        policy_version_label: Option<String>,
+    },
+}
+
+impl Explained {
+    /// The form of `rein explain --json`: `{"decision": ..., "rules": [...]}`
+    /// (a refusal is a `block` decision with its reason and no rule).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Explained::Decided(explanation) => explanation.to_json(),
+            Explained::Refused {
+                reason,
+                policy_version,
+                policy_version_label,
+            } => {
+                let mut decision = serde_json::json!({
+                    "effect": Effect::Block,
+                    "phase": Phase::Before,
+                    "rules": [],
+                    "reasons": [reason],
+                    "default_applied": false,
+                    "policy_version": policy_version,
+                });
+                if let Some(label) = policy_version_label {
+                    decision["policy_version_label"] = serde_json::json!(label);
+                }
+                serde_json::json!({"decision": decision, "rules": []})
+            }
+        }
+    }
+
+    /// The effect the explained decision has.
+    pub fn effect(&self) -> Effect {
+        match self {
+            Explained::Decided(explanation) => explanation.decision.effect(),
+            Explained::Refused { .. } => Effect::Block,
+        }
+    }
+}
+
 /// Errors of approval management (not of decisions, which never fail).
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -766,6 +820,44 @@ impl Runtime {
             }
         }
         answer
+    }
+
+    /// Explains `request` as [`Runtime::decide_from`] would decide it now
+    /// for `client`: with the policy in force and, for a stateful action,
+    /// the state as it is (limits, the client's session), but reserving,
+    /// writing and recording nothing, and using no approval: a
+    /// `require_approval` stays one, and no approval is opened.
+    pub fn explain_from(&self, mut request: Request, client: Option<&str>) -> Explained {
+        let now = Timestamp::now();
+        scope_session(&mut request, client);
+        request.phase = Phase::Before;
+        request.output = None;
+        request.error = None;
+        if request.time.is_none() || !self.config.trust_request_time {
+            request.time = Some(now);
+        }
+        let policy = self.policy();
+        if !(policy.uses_state() && policy.action_state(&request.action, Phase::Before).any()) {
+            return Explained::Decided(policy.explain(&request));
+        }
+        let prepared = match policy.prepare(&request) {
+            Ok(prepared) => prepared,
+            // A contract violation reads no state.
+            Err(violation) => {
+                return Explained::Decided(Explanation {
+                    decision: *violation,
+                    rules: Vec::new(),
+                })
+            }
+        };
+        match self.state.explain(&prepared, request.time.unwrap_or(now)) {
+            Ok(explanation) => Explained::Decided(explanation),
+            Err(reason) => Explained::Refused {
+                reason,
+                policy_version: policy.version().to_string(),
+                policy_version_label: policy.version_label().map(str::to_string),
+            },
+        }
     }
 
     /// Whether approval `id` is granted, to `client`, for this identical

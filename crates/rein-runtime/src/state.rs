@@ -13,7 +13,7 @@
 
 use super::*;
 use rein_engine::state::{BucketKey, StateEffects, StateWrite};
-use rein_engine::{BucketStatus, Hasher, MemoryState, Prepared, SessionSnapshot};
+use rein_engine::{BucketStatus, Explanation, Hasher, MemoryState, Prepared, SessionSnapshot};
 use rein_store::StateLock;
 
 use crate::budget::Ledger;
@@ -205,32 +205,8 @@ impl StateKeeper {
         time: Timestamp,
     ) -> Result<(Decision, Reserved), String> {
         let mut mirror = self.mirror()?;
-        if !mirror.loaded {
-            return Err(
-                "state not loaded: this decision needs state (limits or session rules), and the runtime \
-                        has not loaded it from the store"
-                    .to_string(),
-            );
-        }
-        if let Some(session) = prepared.session().filter(|s| s.len() > MAX_SESSION_ID_BYTES) {
-            return Err(format!(
-                "state: the session id is {} bytes long; at most {MAX_SESSION_ID_BYTES} are taken",
-                session.len()
-            ));
-        }
+        Self::may_read(&mirror, prepared)?;
         let (decision, mut effects) = prepared.decide_with_state(&mirror.state);
-        if let Some(c) = effects
-            .consume
-            .iter()
-            .find(|c| c.bucket.id().len() > MAX_BUCKET_ID_BYTES)
-        {
-            return Err(format!(
-                "state: the limit `{}` would count this call under a key of {} bytes; at most \
-                 {MAX_BUCKET_ID_BYTES} are taken",
-                c.bucket.rule,
-                c.bucket.id().len()
-            ));
-        }
         if effects.output.is_some() && call_has_output(&mirror.state, effects.session.as_deref(), decision_id) {
             // The outcome of this call was reported already (this report
             // will be refused as a duplicate): its output stays the one
@@ -244,7 +220,73 @@ impl StateKeeper {
             effect => effect,
         };
         let writes = effects.writes(decision_id, tentative, time);
-        let cost = Ledger::cost(&writes);
+        self.may_write(&mirror, &effects, &writes)?;
+        mirror.apply(&writes);
+        Ok((
+            decision,
+            Reserved {
+                effects,
+                writes,
+                time,
+                effect: tentative,
+            },
+        ))
+    }
+
+    /// Explains `prepared` against the mirror as [`StateKeeper::decide`]
+    /// decides it (`Err`: why that would block), reserving and writing
+    /// nothing: what the request would get now, without changing what the
+    /// next one gets.
+    pub fn explain(&self, prepared: &Prepared, time: Timestamp) -> Result<Explanation, String> {
+        let mirror = self.mirror()?;
+        Self::may_read(&mirror, prepared)?;
+        let (explanation, effects) = prepared.explain_with_state(&mirror.state);
+        // The writes `decide` would make, under an id of a decision id's
+        // length, for the same bounds on them.
+        let writes = effects.writes(
+            "00000000-0000-0000-0000-000000000000",
+            explanation.decision.effect(),
+            time,
+        );
+        self.may_write(&mirror, &effects, &writes)?;
+        Ok(explanation)
+    }
+
+    /// Why a decision may not read the mirror (`Err`): it is not loaded,
+    /// or the session id is longer than the state keeps.
+    fn may_read(mirror: &Mirror, prepared: &Prepared) -> Result<(), String> {
+        if !mirror.loaded {
+            return Err(
+                "state not loaded: this decision needs state (limits or session rules), and the runtime \
+                        has not loaded it from the store"
+                    .to_string(),
+            );
+        }
+        if let Some(session) = prepared.session().filter(|s| s.len() > MAX_SESSION_ID_BYTES) {
+            return Err(format!(
+                "state: the session id is {} bytes long; at most {MAX_SESSION_ID_BYTES} are taken",
+                session.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Why a decision may not make `writes` (`Err`): a limit key longer
+    /// than the state keeps, or a state full.
+    fn may_write(&self, mirror: &Mirror, effects: &StateEffects, writes: &[StateWrite]) -> Result<(), String> {
+        if let Some(c) = effects
+            .consume
+            .iter()
+            .find(|c| c.bucket.id().len() > MAX_BUCKET_ID_BYTES)
+        {
+            return Err(format!(
+                "state: the limit `{}` would count this call under a key of {} bytes; at most \
+                 {MAX_BUCKET_ID_BYTES} are taken",
+                c.bucket.rule,
+                c.bucket.id().len()
+            ));
+        }
+        let cost = Ledger::cost(writes);
         let held = mirror.ledger.total();
         if cost > 0 && held.saturating_add(cost) > self.max_bytes {
             // Nothing is evicted to make room: what is held may be what a
@@ -257,16 +299,7 @@ impl StateKeeper {
                 self.max_bytes / (1024 * 1024)
             ));
         }
-        mirror.apply(&writes);
-        Ok((
-            decision,
-            Reserved {
-                effects,
-                writes,
-                time,
-                effect: tentative,
-            },
-        ))
+        Ok(())
     }
 
     /// Replaces a reservation by the writes of the final effect.

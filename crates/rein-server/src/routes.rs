@@ -84,6 +84,7 @@ fn specs() -> Vec<Spec> {
     vec![
         spec(Method::POST, "/v1/decide", Some(Agent), post(decide)),
         spec(Method::POST, "/v1/outcome", Some(Agent), post(outcome)),
+        spec(Method::POST, "/v1/explain", Some(Agent), post(explain)),
         spec(Method::POST, "/v1/hooks/{agent}", Some(Agent), post(hook)),
         spec(Method::GET, "/v1/approvals", Some(Approver), get(list_approvals)).also_own(Agent),
         spec(Method::GET, "/v1/approvals/{id}", Some(Approver), get(get_approval)).also_own(Agent),
@@ -146,7 +147,7 @@ async fn no_route() -> ApiError {
 /// A wrong method on an agent route (`GET /v1/decide`) still answers
 /// `block`, so a client that reads only `effect` fails closed.
 async fn wrong_method(uri: axum::http::Uri) -> ApiError {
-    let agent_route = matches!(uri.path(), "/v1/decide" | "/v1/outcome");
+    let agent_route = matches!(uri.path(), "/v1/decide" | "/v1/outcome" | "/v1/explain");
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
@@ -272,6 +273,32 @@ async fn decide(State(state): State<AppState>, request: Request) -> Result<Respo
         .metrics()
         .decision(&action, answer.effect.as_str(), started.elapsed().as_secs_f64());
     Ok(Json(answer).into_response())
+}
+
+/// Explains a request as `/v1/decide` would decide it now for this token
+/// (the policy in force, the state as it is, sessions in the token's
+/// scope), with the trace of every rule; reserves, writes and records
+/// nothing, and uses no approval. Its errors say `block`, as decide's do,
+/// but are not recorded: nothing was decided.
+async fn explain(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let client = authorize(&state, Role::Agent, &parts.headers, "/v1/explain")?
+        .name
+        .clone();
+    let blocking = |e: ApiError| e.blocking(true);
+    let bytes = read_body(&state, &parts.headers, body).await.map_err(blocking)?;
+    let (request, approval) = parse_decide_body(&bytes).map_err(blocking)?;
+    if approval.is_some() {
+        // Explain shows what the rules decide; an approval would only be
+        // checked (and spent) by decide, so naming one here is a mistake.
+        return Err(blocking(ApiError::bad_request(
+            "invalid_request",
+            "`approval` is not part of an explain request: explain uses no approval (a granted one turns \
+             require_approval into allow at /v1/decide)",
+        )));
+    }
+    let explained = state.runtime().explain_from(request, Some(&client));
+    Ok(Json(explained.to_json()).into_response())
 }
 
 /// A coding agent's hook event (Claude Code's `http` hook type, or

@@ -46,9 +46,10 @@ fn assert_too_large(status: StatusCode, body: &Value) {
 
 /// The POST routes this file covers; a route added to the server without
 /// a case here fails [`every_route_that_takes_a_body_is_covered`].
-const COVERED: [&str; 7] = [
+const COVERED: [&str; 8] = [
     "/v1/decide",
     "/v1/outcome",
+    "/v1/explain",
     "/v1/hooks/{agent}",
     "/v1/approvals/{id}/grant",
     "/v1/approvals/{id}/deny",
@@ -98,6 +99,22 @@ async fn decide_and_outcome_take_the_limit_and_refuse_and_record_one_byte_more()
     assert_too_large(status, &body);
     assert_eq!(body["effect"], "block", "{body}");
     assert_eq!(records().await, before + 1, "the refused outcome is recorded");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn explain_takes_the_limit_and_refuses_one_byte_more_without_recording() {
+    let h = Harness::with(|c| c.max_body_bytes = LIMIT).await;
+    let server = h.serve().await;
+    let client = reqwest::Client::new();
+    let request = refund(40, "bot-1");
+    let (status, body) = post(&client, server.url("/v1/explain"), AGENT, padded(&request, LIMIT)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["decision"]["effect"], "allow", "{body}");
+    let (status, body) = post(&client, server.url("/v1/explain"), AGENT, padded(&request, LIMIT + 1)).await;
+    assert_too_large(status, &body);
+    assert_eq!(body["effect"], "block", "{body}");
+    assert_eq!(h.state.runtime().store().audit_len().await.unwrap(), 0);
     server.shutdown().await;
 }
 

@@ -19,7 +19,7 @@ async fn valid_call(h: &Harness, route: &RouteInfo, token: &str) -> (String, Opt
             .to_string()
     };
     match route.path {
-        "/v1/decide" => (route.path.into(), Some(refund(40, "bot-1"))),
+        "/v1/decide" | "/v1/explain" => (route.path.into(), Some(refund(40, "bot-1"))),
         "/v1/outcome" => {
             let (_, decided) = h
                 .call(Method::POST, "/v1/decide", Some(token), Some(refund(40, "bot-1")))
@@ -51,7 +51,7 @@ async fn role_matrix_of_every_route() {
     let h = Harness::new().await;
     let callers = [(AGENT, Role::Agent), (ALICE, Role::Approver), (ADMIN, Role::Admin)];
     let all = routes();
-    assert_eq!(all.len(), 16);
+    assert_eq!(all.len(), 17);
     for route in &all {
         for (token, role) in callers {
             let (path, body) = valid_call(&h, route, token).await;

@@ -1,0 +1,669 @@
+"""A client for `rein serve`: decide, report outcomes, explain, approvals.
+
+Many processes that decide through one server share its limits, sessions,
+approvals and audit log. The client fails closed: when no decision can be
+had (the server is unreachable, too slow, failing, refuses the token, or
+answers something that is not a decision) `decide` raises `rein.Blocked`
+naming the cause. See `Client.decide`'s `fail_open` for the one, explicit,
+exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import math
+import time as _time
+from typing import Any, Dict, List, Mapping, Optional, Union
+from urllib.parse import quote
+
+import httpx
+
+from rein.errors import Blocked, InputError, ReinError
+
+__all__ = ["Client", "AsyncClient", "RemoteDecision"]
+
+JsonValue = Any
+TimeLike = Union[str, datetime.datetime]
+
+DEFAULT_TIMEOUT = 5.0
+"""Seconds a call may take, connecting included, before it is `Blocked`."""
+
+_EFFECTS = ("allow", "block", "require_approval")
+_MAX_DEPTH = 64
+_MISSING: Any = object()
+
+
+class RemoteDecision:
+    """A decision made by `rein serve`, with the attributes of
+    `rein.Decision` (the in-process one) plus what the server adds:
+    `approval_id`, `approval_expires_at` and `approval` (the pending
+    approval a `require_approval` opened), `audit_seq` (its audit record),
+    and `degraded`.
+
+    `default_applied` is always False and `obligations` empty: the server's
+    answer does not carry them (`approval_roles` has the roles).
+    """
+
+    __slots__ = (
+        "decision_id",
+        "effect",
+        "phase",
+        "rules",
+        "reasons",
+        "default_applied",
+        "obligations",
+        "approval",
+        "approval_id",
+        "approval_roles",
+        "approval_expires_at",
+        "labels",
+        "violation",
+        "retry_after_seconds",
+        "policy_version",
+        "policy_version_label",
+        "audit_seq",
+        "degraded",
+        "_answer",
+    )
+
+    decision_id: Optional[str]
+    """The server's id of this decision (outcomes name it); None only for a
+    `degraded` decision, which the server never made."""
+    effect: str
+    """`"allow"`, `"block"` or `"require_approval"`."""
+    phase: str
+    """`"before"` (decide) or `"after"` (outcome)."""
+    rules: List[str]
+    reasons: List[str]
+    default_applied: bool
+    obligations: List[Any]
+    approval: Optional[Dict[str, Any]]
+    """The pending approval: `{"id", "role", "roles", "expires_at"}`."""
+    approval_id: Optional[str]
+    approval_roles: List[str]
+    approval_expires_at: Optional[str]
+    labels: List[str]
+    violation: Optional[Dict[str, str]]
+    retry_after_seconds: Optional[int]
+    policy_version: str
+    policy_version_label: Optional[str]
+    audit_seq: Optional[int]
+    """The audit record's sequence number; None when none was written."""
+    degraded: bool
+    """True only for the allow-shaped stand-in `fail_open=True` returns when
+    the server could not be asked: nothing was decided or recorded."""
+
+    def __init__(self, answer: Mapping[str, Any], *, degraded: bool = False) -> None:
+        """Builds a decision from the server's answer (JSON object);
+        raises `ValueError` when it is not one."""
+        effect = answer.get("effect")
+        if effect not in _EFFECTS:
+            raise ValueError(f"`effect` is {effect!r}, not one of {', '.join(_EFFECTS)}")
+        decision_id = answer.get("decision_id")
+        if not degraded and (not isinstance(decision_id, str) or not decision_id):
+            raise ValueError("no `decision_id`")
+        self.decision_id = decision_id
+        self.effect = effect
+        self.phase = _str(answer, "phase", "before")
+        self.rules = _str_list(answer, "rules")
+        self.reasons = _str_list(answer, "reasons")
+        self.default_applied = False
+        self.obligations = []
+        approval = answer.get("approval")
+        if approval is not None and not isinstance(approval, dict):
+            raise ValueError("`approval` is not an object")
+        self.approval = approval
+        self.approval_id = _str(approval or {}, "id", None)
+        roles = _str_list(approval or {}, "roles")
+        if not roles and approval and isinstance(approval.get("role"), str):
+            roles = [approval["role"]]
+        self.approval_roles = roles
+        self.approval_expires_at = _str(approval or {}, "expires_at", None)
+        self.labels = _str_list(answer, "labels")
+        violation = answer.get("violation")
+        self.violation = violation if isinstance(violation, dict) else None
+        retry = answer.get("retry_after_seconds")
+        self.retry_after_seconds = retry if isinstance(retry, int) and not isinstance(retry, bool) else None
+        self.policy_version = _str(answer, "policy_version", "")
+        self.policy_version_label = _str(answer, "policy_version_label", None)
+        seq = answer.get("audit_seq")
+        self.audit_seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+        if self.effect == "allow" and not degraded and self.audit_seq is None:
+            # The server answers allow only once it is recorded.
+            raise ValueError("an `allow` without its audit record (`audit_seq`)")
+        self.degraded = degraded
+        self._answer = dict(answer)
+
+    @property
+    def allowed(self) -> bool:
+        """Whether the effect is allow."""
+        return self.effect == "allow"
+
+    @property
+    def blocked(self) -> bool:
+        """Whether the effect is block."""
+        return self.effect == "block"
+
+    @property
+    def requires_approval(self) -> bool:
+        """Whether the effect is require_approval."""
+        return self.effect == "require_approval"
+
+    def to_dict(self) -> Dict[str, JsonValue]:
+        """The server's answer as it came (plus `degraded` when set)."""
+        out = dict(self._answer)
+        if self.degraded:
+            out["degraded"] = True
+        return out
+
+    def __bool__(self) -> bool:
+        """A decision is neither true nor false: test `.allowed`. (Truth
+        would read a `block` object as permission.)"""
+        raise TypeError("a decision has no truth value; test `.allowed` (or `.effect`)")
+
+    def __repr__(self) -> str:
+        rules = f" by {', '.join(self.rules)}" if self.rules else ""
+        flag = " degraded" if self.degraded else ""
+        return f"<RemoteDecision {self.effect}{rules} {self.decision_id}{flag}>"
+
+
+def _str(obj: Mapping[str, Any], key: str, default: Any) -> Any:
+    value = obj.get(key, default)
+    if value is None or isinstance(value, str):
+        return value if value is not None else default
+    raise ValueError(f"`{key}` is not a string")
+
+
+def _str_list(obj: Mapping[str, Any], key: str) -> List[str]:
+    value = obj.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"`{key}` is not a list of strings")
+    return list(value)
+
+
+# ---- request bodies ------------------------------------------------------
+
+
+def to_json_value(value: Any, path: str = "value", depth: int = 0) -> JsonValue:
+    """`value` as exact JSON, by the native module's rules: a bool, an int
+    that fits 64 bits, a finite float, a str, None, a list or tuple of
+    these, a dict with str keys of these, a datetime with a time zone (as
+    RFC 3339 text). Anything else raises `InputError` naming the path."""
+    if depth > _MAX_DEPTH:
+        raise InputError(f"{path}: nested deeper than {_MAX_DEPTH} levels")
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        if -(2**63) <= value < 2**64:
+            return int(value)
+        raise InputError(f"{path}: int {value} does not fit 64 bits")
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return float(value)
+        raise InputError(f"{path}: float {value!r} has no JSON form")
+    if isinstance(value, (list, tuple)):
+        return [to_json_value(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise InputError(f"{path}: key {k!r} is a {type(k).__name__}, not a str")
+            out[k] = to_json_value(v, f"{path}.{k}", depth + 1)
+        return out
+    if isinstance(value, datetime.datetime):
+        return _rfc3339(value, path)
+    raise InputError(f"{path}: a {type(value).__name__} has no JSON form")
+
+
+def _rfc3339(value: TimeLike, path: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise InputError(f"{path}: a datetime without a time zone is ambiguous; give it a tzinfo")
+        return value.isoformat()
+    raise InputError(f"{path}: a {type(value).__name__} is not a time (str or datetime)")
+
+
+def _decide_body(
+    action: str,
+    input: Optional[Mapping[str, JsonValue]],
+    actor: Optional[Mapping[str, JsonValue]],
+    snapshot: Optional[Mapping[str, JsonValue]],
+    session: Optional[str],
+    time: Optional[TimeLike],
+    approval: Optional[str],
+) -> bytes:
+    if not isinstance(action, str):
+        raise InputError(f"action: a {type(action).__name__}, not a str")
+    body: Dict[str, Any] = {"action": action}
+    for name, value in (("input", input), ("actor", actor), ("snapshot", snapshot)):
+        if value is not None:
+            if not isinstance(value, Mapping):
+                raise InputError(f"{name}: a {type(value).__name__}, not a dict")
+            body[name] = to_json_value(dict(value), name)
+    if session is not None:
+        if not isinstance(session, str):
+            raise InputError(f"session: a {type(session).__name__}, not a str")
+        body["session"] = session
+    if time is not None:
+        body["time"] = _rfc3339(time, "time")
+    if approval is not None:
+        if not isinstance(approval, str):
+            raise InputError(f"approval: a {type(approval).__name__}, not a str")
+        body["approval"] = approval
+    return _dumps(body)
+
+
+def _outcome_body(decision_id: str, output: Any, error: Optional[str]) -> bytes:
+    if not isinstance(decision_id, str) or not decision_id:
+        raise InputError("decision_id: not a decision id")
+    body: Dict[str, Any] = {"decision_id": decision_id}
+    if error is not None:
+        if output is not _MISSING:
+            raise InputError("give either `output` (the action ran) or `error` (it failed), not both")
+        body["error"] = str(error)
+    else:
+        body["output"] = to_json_value(None if output is _MISSING else output, "output")
+    return _dumps(body)
+
+
+def _dumps(body: Any) -> bytes:
+    return json.dumps(body, allow_nan=False, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+# ---- answers -------------------------------------------------------------
+
+
+class _NoDecision(Exception):
+    """No decision could be had; `outage` tells whether the server could
+    not be asked (what `fail_open` covers) rather than refused."""
+
+    def __init__(self, cause: str, *, outage: bool, decision_id: Optional[str] = None) -> None:
+        super().__init__(cause)
+        self.cause = cause
+        self.outage = outage
+        self.decision_id = decision_id
+
+
+def _body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _error_text(body: Any) -> str:
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        err = body["error"]
+        return f"{err.get('code', '?')}: {err.get('message', '')}"
+    return "no readable error"
+
+
+def _read_decision(response: httpx.Response, what: str) -> RemoteDecision:
+    """The decision in `response`, or `_NoDecision` with why not."""
+    status = response.status_code
+    body = _body(response)
+    if status == 200:
+        if not isinstance(body, dict):
+            raise _NoDecision(f"rein serve answered {what} with something that is not JSON", outage=False)
+        try:
+            return RemoteDecision(body)
+        except ValueError as e:
+            raise _NoDecision(f"rein serve answered {what} with something that is not a decision: {e}", outage=False)
+    recorded = body.get("decision_id") if isinstance(body, dict) else None
+    recorded = recorded if isinstance(recorded, str) else None
+    if status == 401:
+        raise _NoDecision(
+            f"rein serve refused the token (401 {_error_text(body)}); check the token given to rein.Client",
+            outage=False,
+        )
+    code = body["error"].get("code") if isinstance(body, dict) and isinstance(body.get("error"), dict) else None
+    if status == 403 and code != "other_client":
+        raise _NoDecision(
+            f"rein serve refused this token the route (403 {_error_text(body)}); it needs an agent token",
+            outage=False,
+        )
+    if status >= 500:
+        raise _NoDecision(f"rein serve failed ({status} {_error_text(body)})", outage=True, decision_id=recorded)
+    if isinstance(body, dict) and body.get("effect") == "block" and recorded:
+        # Refused and recorded as a `block` (a body the server could not
+        # decide, an outcome reported twice or by another token).
+        return RemoteDecision(
+            {
+                "decision_id": recorded,
+                "effect": "block",
+                "phase": "after" if what == "the outcome" else "before",
+                "rules": [],
+                "reasons": [f"rein serve refused the request ({status} {_error_text(body)})"],
+                "audit_seq": body.get("audit_seq"),
+                "error": body.get("error"),
+            }
+        )
+    raise _NoDecision(f"rein serve answered {what} with {status} ({_error_text(body)})", outage=False)
+
+
+def _read_json(response: httpx.Response, what: str) -> Dict[str, Any]:
+    body = _body(response)
+    if response.status_code == 200 and isinstance(body, dict):
+        return body
+    if response.status_code == 200:
+        raise _NoDecision(f"rein serve answered {what} with something that is not a JSON object", outage=False)
+    raise _NoDecision(
+        f"rein serve answered {what} with {response.status_code} ({_error_text(body)})",
+        outage=response.status_code >= 500,
+    )
+
+
+def _transport_failure(e: Exception, timeout: Optional[float]) -> _NoDecision:
+    if isinstance(e, httpx.TimeoutException):
+        return _NoDecision(f"rein serve did not answer within {timeout} s ({type(e).__name__})", outage=True)
+    return _NoDecision(f"rein serve unreachable: {type(e).__name__}: {e}", outage=True)
+
+
+def _degraded(cause: str, phase: str) -> RemoteDecision:
+    return RemoteDecision(
+        {
+            "decision_id": None,
+            "effect": "allow",
+            "phase": phase,
+            "rules": [],
+            "reasons": [f"fail-open: no decision could be had ({cause})"],
+        },
+        degraded=True,
+    )
+
+
+def _settle(failure: _NoDecision, action: str, fail_open: bool, phase: str) -> RemoteDecision:
+    if fail_open and failure.outage:
+        return _degraded(failure.cause, phase)
+    raise Blocked(failure.cause, action=action, decision_id=failure.decision_id) from None
+
+
+def _wait_done(approval: Mapping[str, Any]) -> bool:
+    """Whether waiting for `approval` is over: decided, or expired."""
+    if approval.get("state") != "pending":
+        return True
+    expires = approval.get("expires_at")
+    if isinstance(expires, str):
+        try:
+            at = datetime.datetime.fromisoformat(expires.replace("Z", "+00:00"))
+        except ValueError:
+            return False
+        return at <= datetime.datetime.now(datetime.timezone.utc)
+    return False
+
+
+class _Base:
+    def __init__(self, url: str, token: str, timeout: Optional[float]) -> None:
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValueError(f"rein.Client needs an http:// or https:// URL, not {url!r}")
+        if not isinstance(token, str) or not token.strip():
+            raise ValueError("rein.Client needs a token (a bearer token of role agent)")
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"
+
+
+class Client(_Base):
+    """A client for `rein serve` over HTTP, keeping connections alive.
+
+    `token` is a bearer token of role `agent` (an approver's token can read
+    and decide approvals, not decide requests). `timeout` bounds every call
+    in seconds, connecting included. Thread-safe; share one per process.
+    Use it as a context manager, or `close()` it.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout: Optional[float] = DEFAULT_TIMEOUT,
+        transport: Optional[httpx.BaseTransport] = None,
+        verify: Union[bool, str] = True,
+    ) -> None:
+        super().__init__(url, token, timeout)
+        self._http = httpx.Client(
+            base_url=self.url,
+            headers=self._headers,
+            timeout=timeout,
+            transport=transport,
+            verify=verify,
+            follow_redirects=False,
+        )
+
+    def close(self) -> None:
+        """Closes the connections."""
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _send(self, method: str, path: str, content: Optional[bytes] = None) -> httpx.Response:
+        try:
+            return self._http.request(method, path, content=content)
+        except httpx.HTTPError as e:
+            raise _transport_failure(e, self.timeout) from None
+
+    def decide(
+        self,
+        action: str,
+        input: Optional[Mapping[str, JsonValue]] = None,
+        *,
+        actor: Optional[Mapping[str, JsonValue]] = None,
+        snapshot: Optional[Mapping[str, JsonValue]] = None,
+        session: Optional[str] = None,
+        time: Optional[TimeLike] = None,
+        approval: Optional[str] = None,
+        fail_open: bool = False,
+    ) -> RemoteDecision:
+        """Decides a request (`POST /v1/decide`); the server records it
+        before answering. `approval` names a granted approval for this
+        identical request.
+
+        Raises `Blocked` naming the cause when no decision can be had: the
+        server is unreachable or too slow (`timeout`), fails (5xx), refuses
+        the token (401/403), or answers something that is not a decision.
+        A value with no JSON form raises `InputError`.
+
+        `fail_open=True` (dangerous): when the server cannot be asked
+        (unreachable, timeout, 5xx), return an allow-shaped decision with
+        `.degraded = True` instead of raising. The action then runs without
+        any decision or audit record; a refused token or a bad answer still
+        raises.
+        """
+        body = _decide_body(action, input, actor, snapshot, session, time, approval)
+        try:
+            return _read_decision(self._send("POST", "/v1/decide", body), "the decision")
+        except _NoDecision as failure:
+            return _settle(failure, action, fail_open, "before")
+
+    def outcome(
+        self,
+        decision_id: str,
+        output: Any = _MISSING,
+        *,
+        error: Optional[str] = None,
+        action: str = "outcome",
+        fail_open: bool = False,
+    ) -> RemoteDecision:
+        """Reports what the action of `decision_id` returned (`output`) or
+        the error it raised instead (`error`), checked by the output
+        contract and the `after` rules (`POST /v1/outcome`). `block` means
+        withhold the output (or the error text). Fails closed as `decide`
+        does (`action` names the action in the exception)."""
+        body = _outcome_body(decision_id, output, error)
+        try:
+            return _read_decision(self._send("POST", "/v1/outcome", body), "the outcome")
+        except _NoDecision as failure:
+            return _settle(failure, action, fail_open, "after")
+
+    def explain(
+        self,
+        action: str,
+        input: Optional[Mapping[str, JsonValue]] = None,
+        *,
+        actor: Optional[Mapping[str, JsonValue]] = None,
+        snapshot: Optional[Mapping[str, JsonValue]] = None,
+        session: Optional[str] = None,
+        time: Optional[TimeLike] = None,
+    ) -> Dict[str, JsonValue]:
+        """How the server would decide this request now, with the trace of
+        every rule (`POST /v1/explain`, `rein explain --json`'s form:
+        `{"decision": ..., "rules": [...]}`). Records, reserves and opens
+        nothing. Raises `Blocked` with the cause when the server cannot
+        answer."""
+        body = _decide_body(action, input, actor, snapshot, session, time, None)
+        try:
+            return _read_json(self._send("POST", "/v1/explain", body), "the explanation")
+        except _NoDecision as failure:
+            raise Blocked(failure.cause, action=action) from None
+
+    def approval(self, approval_id: str) -> Dict[str, JsonValue]:
+        """The approval `approval_id` (`GET /v1/approvals/{id}`): `state`
+        (`pending`, `granted`, `denied`, `used`), `expires_at`,
+        `decided_by`, `comment`... An agent token reads those its own
+        requests opened. Raises `ReinError` when it cannot be read."""
+        try:
+            return _read_json(self._send("GET", f"/v1/approvals/{quote(approval_id, safe='')}"), "the approval")
+        except _NoDecision as failure:
+            raise ReinError(failure.cause) from None
+
+    def wait_for_approval(self, approval_id: str, timeout: float, poll: float = 0.5) -> Dict[str, JsonValue]:
+        """Polls approval `approval_id` every `poll` seconds until it is no
+        longer pending (granted, denied, used) or has expired, for at most
+        `timeout` seconds; returns it as last read (still `pending` when
+        time ran out: the caller decides what that means)."""
+        deadline = _time.monotonic() + max(0.0, timeout)
+        while True:
+            approval = self.approval(approval_id)
+            left = deadline - _time.monotonic()
+            if _wait_done(approval) or left <= 0:
+                return approval
+            _time.sleep(min(poll, left))
+
+
+class AsyncClient(_Base):
+    """`Client` for asyncio code: the same calls, awaited."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout: Optional[float] = DEFAULT_TIMEOUT,
+        transport: Optional[httpx.AsyncBaseTransport] = None,
+        verify: Union[bool, str] = True,
+    ) -> None:
+        super().__init__(url, token, timeout)
+        self._http = httpx.AsyncClient(
+            base_url=self.url,
+            headers=self._headers,
+            timeout=timeout,
+            transport=transport,
+            verify=verify,
+            follow_redirects=False,
+        )
+
+    async def aclose(self) -> None:
+        """Closes the connections."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    async def _send(self, method: str, path: str, content: Optional[bytes] = None) -> httpx.Response:
+        try:
+            return await self._http.request(method, path, content=content)
+        except httpx.HTTPError as e:
+            raise _transport_failure(e, self.timeout) from None
+
+    async def decide(
+        self,
+        action: str,
+        input: Optional[Mapping[str, JsonValue]] = None,
+        *,
+        actor: Optional[Mapping[str, JsonValue]] = None,
+        snapshot: Optional[Mapping[str, JsonValue]] = None,
+        session: Optional[str] = None,
+        time: Optional[TimeLike] = None,
+        approval: Optional[str] = None,
+        fail_open: bool = False,
+    ) -> RemoteDecision:
+        """`Client.decide`, awaited (the same fail-closed rules)."""
+        body = _decide_body(action, input, actor, snapshot, session, time, approval)
+        try:
+            return _read_decision(await self._send("POST", "/v1/decide", body), "the decision")
+        except _NoDecision as failure:
+            return _settle(failure, action, fail_open, "before")
+
+    async def outcome(
+        self,
+        decision_id: str,
+        output: Any = _MISSING,
+        *,
+        error: Optional[str] = None,
+        action: str = "outcome",
+        fail_open: bool = False,
+    ) -> RemoteDecision:
+        """`Client.outcome`, awaited."""
+        body = _outcome_body(decision_id, output, error)
+        try:
+            return _read_decision(await self._send("POST", "/v1/outcome", body), "the outcome")
+        except _NoDecision as failure:
+            return _settle(failure, action, fail_open, "after")
+
+    async def explain(
+        self,
+        action: str,
+        input: Optional[Mapping[str, JsonValue]] = None,
+        *,
+        actor: Optional[Mapping[str, JsonValue]] = None,
+        snapshot: Optional[Mapping[str, JsonValue]] = None,
+        session: Optional[str] = None,
+        time: Optional[TimeLike] = None,
+    ) -> Dict[str, JsonValue]:
+        """`Client.explain`, awaited."""
+        body = _decide_body(action, input, actor, snapshot, session, time, None)
+        try:
+            return _read_json(await self._send("POST", "/v1/explain", body), "the explanation")
+        except _NoDecision as failure:
+            raise Blocked(failure.cause, action=action) from None
+
+    async def approval(self, approval_id: str) -> Dict[str, JsonValue]:
+        """`Client.approval`, awaited."""
+        try:
+            response = await self._send("GET", f"/v1/approvals/{quote(approval_id, safe='')}")
+            return _read_json(response, "the approval")
+        except _NoDecision as failure:
+            raise ReinError(failure.cause) from None
+
+    async def wait_for_approval(self, approval_id: str, timeout: float, poll: float = 0.5) -> Dict[str, JsonValue]:
+        """`Client.wait_for_approval`, awaited (sleeps without blocking the
+        event loop)."""
+        deadline = _time.monotonic() + max(0.0, timeout)
+        while True:
+            approval = await self.approval(approval_id)
+            left = deadline - _time.monotonic()
+            if _wait_done(approval) or left <= 0:
+                return approval
+            await asyncio.sleep(min(poll, left))
+
