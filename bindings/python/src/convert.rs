@@ -27,6 +27,25 @@ enum Segment {
 struct Unfit {
     path: Vec<Segment>,
     message: String,
+    /// Not an error: the value holds something whose conversion runs
+    /// Python code (a datetime's `utcoffset`), so it must be converted
+    /// again with every dict copied first (see [`Walk`]).
+    needs_copies: bool,
+}
+
+/// How dicts are walked.
+///
+/// Fast: in place, which is safe while no Python code runs (only C
+/// functions of the value types are called, none of which can change a
+/// dict). Python code could change a dict being walked (pyo3 then
+/// panics), so the first value whose conversion would run some (a
+/// datetime: its `tzinfo` may be any Python class) restarts the whole
+/// conversion with `Copied`: each dict's items are copied to a list before
+/// they are walked, so a change made meanwhile is simply not seen.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    Fast,
+    Copied,
 }
 
 impl Unfit {
@@ -34,6 +53,7 @@ impl Unfit {
         Unfit {
             path: Vec::new(),
             message,
+            needs_copies: false,
         }
     }
 
@@ -75,7 +95,11 @@ fn is_identifier(key: &str) -> bool {
 
 /// Converts `value` to JSON; `root` names it in errors (`input`, `actor`).
 pub(crate) fn to_json(value: &Bound<'_, PyAny>, root: &str) -> PyResult<Json> {
-    convert(value, 0).map_err(|e| input_error(value.py(), e.render(root)))
+    let result = match convert(value, 0, Walk::Fast) {
+        Err(e) if e.needs_copies => convert(value, 0, Walk::Copied),
+        other => other,
+    };
+    result.map_err(|e| input_error(value.py(), e.render(root)))
 }
 
 /// Converts an optional mapping argument: `None` is JSON `null` (the
@@ -87,7 +111,22 @@ pub(crate) fn opt_to_json(value: Option<&Bound<'_, PyAny>>, root: &str) -> PyRes
     }
 }
 
-fn convert(value: &Bound<'_, PyAny>, depth: usize) -> Result<Json, Unfit> {
+/// A text argument (`action`, `session`...): a `str`, else an
+/// `InputError` naming the argument.
+pub(crate) fn text_arg(value: &Bound<'_, PyAny>, name: &str) -> PyResult<String> {
+    let text = match value.cast::<PyString>() {
+        Ok(s) => string(s),
+        Err(_) => Err(Unfit::new(format!("expected str, got `{}`", type_name(value)))),
+    };
+    text.map_err(|e| input_error(value.py(), e.render(name)))
+}
+
+/// [`text_arg`] for an optional argument: `None` is none.
+pub(crate) fn opt_text_arg(value: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option<String>> {
+    value.map(|v| text_arg(v, name)).transpose()
+}
+
+fn convert(value: &Bound<'_, PyAny>, depth: usize, walk: Walk) -> Result<Json, Unfit> {
     if value.is_none() {
         return Ok(Json::Null);
     }
@@ -116,7 +155,7 @@ fn convert(value: &Bound<'_, PyAny>, depth: usize) -> Result<Json, Unfit> {
             return Err(too_deep());
         }
         let mut map = Map::new();
-        for (k, v) in d.iter() {
+        let mut entry = |k: Bound<'_, PyAny>, v: Bound<'_, PyAny>| -> Result<(), Unfit> {
             let Ok(key) = k.cast::<PyString>() else {
                 return Err(Unfit::new(format!(
                     "a dict key of type `{}` ({}) has no JSON form: keys must be str",
@@ -125,11 +164,30 @@ fn convert(value: &Bound<'_, PyAny>, depth: usize) -> Result<Json, Unfit> {
                 )));
             };
             let key = string(key)?;
-            match convert(&v, depth + 1) {
+            match convert(&v, depth + 1, walk) {
                 Ok(j) => {
                     map.insert(key, j);
+                    Ok(())
                 }
-                Err(e) => return Err(e.at(Segment::Key(key))),
+                Err(e) => Err(e.at(Segment::Key(key))),
+            }
+        };
+        match walk {
+            Walk::Fast => {
+                for (k, v) in d.iter() {
+                    entry(k, v)?;
+                }
+            }
+            Walk::Copied => {
+                let items = d
+                    .items()
+                    .iter()
+                    .map(|item| item.extract::<(Bound<'_, PyAny>, Bound<'_, PyAny>)>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| Unfit::new(format!("the dict could not be read: {e}")))?;
+                for (k, v) in items {
+                    entry(k, v)?;
+                }
             }
         }
         return Ok(Json::Object(map));
@@ -140,7 +198,7 @@ fn convert(value: &Bound<'_, PyAny>, depth: usize) -> Result<Json, Unfit> {
         }
         let mut out = Vec::with_capacity(l.len());
         for (i, v) in l.iter().enumerate() {
-            out.push(convert(&v, depth + 1).map_err(|e| e.at(Segment::Index(i)))?);
+            out.push(convert(&v, depth + 1, walk).map_err(|e| e.at(Segment::Index(i)))?);
         }
         return Ok(Json::Array(out));
     }
@@ -150,11 +208,17 @@ fn convert(value: &Bound<'_, PyAny>, depth: usize) -> Result<Json, Unfit> {
         }
         let mut out = Vec::with_capacity(t.len());
         for (i, v) in t.iter().enumerate() {
-            out.push(convert(&v, depth + 1).map_err(|e| e.at(Segment::Index(i)))?);
+            out.push(convert(&v, depth + 1, walk).map_err(|e| e.at(Segment::Index(i)))?);
         }
         return Ok(Json::Array(out));
     }
     if is_datetime(value) {
+        if walk == Walk::Fast {
+            return Err(Unfit {
+                needs_copies: true,
+                ..Unfit::new(String::new())
+            });
+        }
         return datetime_text(value).map(Json::String);
     }
     Err(Unfit::new(format!(
@@ -203,7 +267,7 @@ fn float_text(x: f64) -> &'static str {
 fn type_name(value: &Bound<'_, PyAny>) -> String {
     value
         .get_type()
-        .qualname()
+        .name()
         .map(|n| n.to_string())
         .unwrap_or_else(|_| "?".to_string())
 }
@@ -219,10 +283,18 @@ fn short_repr(value: &Bound<'_, PyAny>) -> String {
 
 static DATETIME: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
+/// Imports what conversion needs once, when the module loads: an import
+/// runs Python code, which must not happen while a dict is walked.
+pub(crate) fn prepare(py: Python<'_>) -> PyResult<()> {
+    DATETIME.import(py, "datetime", "datetime").map(|_| ())
+}
+
+/// By the value's type alone: `isinstance` may read a `__class__` the
+/// value defines, which would run Python code (see [`Walk`]).
 fn is_datetime(value: &Bound<'_, PyAny>) -> bool {
     DATETIME
         .import(value.py(), "datetime", "datetime")
-        .and_then(|ty| value.is_instance(ty))
+        .and_then(|ty| value.get_type().is_subclass(ty))
         .unwrap_or(false)
 }
 

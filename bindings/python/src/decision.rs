@@ -60,46 +60,55 @@ impl Decision {
         self.inner.effect().as_str()
     }
 
+    /// `effect == "allow"`.
     #[getter]
     fn allowed(&self) -> bool {
         self.inner.effect() == Effect::Allow
     }
 
+    /// `effect == "block"`.
     #[getter]
     fn blocked(&self) -> bool {
         self.inner.effect() == Effect::Block
     }
 
+    /// `effect == "require_approval"`.
     #[getter]
     fn requires_approval(&self) -> bool {
         self.inner.effect() == Effect::RequireApproval
     }
 
+    /// `"before"` or `"after"`.
     #[getter]
     fn phase(&self) -> &'static str {
         self.inner.phase().as_str()
     }
 
+    /// Every rule whose condition held, in policy order (the CLI's `rules`).
     #[getter]
     fn rules(&self) -> Vec<&str> {
         self.inner.rules()
     }
 
+    /// The matched rules whose own effect is the decision's.
     #[getter]
     fn deciding_rules(&self) -> Vec<&str> {
         self.inner.deciding_rules()
     }
 
+    /// Why: one text per deciding rule, or the default, violation or error.
     #[getter]
     fn reasons(&self) -> Vec<String> {
         self.inner.reasons()
     }
 
+    /// No rule matched; the policy's default decided.
     #[getter]
     fn default_applied(&self) -> bool {
         *self.inner.basis() == rein_engine::Basis::Default
     }
 
+    /// One per rule that asked for approval.
     #[getter]
     fn obligations(&self) -> Vec<Obligation> {
         self.inner
@@ -113,6 +122,7 @@ impl Decision {
             .collect()
     }
 
+    /// Every role an approver must hold, without repeats.
     #[getter]
     fn approval_roles(&self) -> Vec<String> {
         let mut roles: Vec<String> = Vec::new();
@@ -124,11 +134,13 @@ impl Decision {
         roles
     }
 
+    /// Session labels the matched rules attach.
     #[getter]
     fn labels(&self) -> Vec<&str> {
         self.inner.labels()
     }
 
+    /// `{"path", "message"}` when the request broke its contract.
     #[getter]
     fn violation<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
         let Some(v) = self.inner.violation() else {
@@ -140,6 +152,7 @@ impl Decision {
         Ok(Some(d))
     }
 
+    /// `{"rule", "message"}` per rule whose condition could not be evaluated.
     #[getter]
     fn errors<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let list = PyList::empty(py);
@@ -152,16 +165,19 @@ impl Decision {
         Ok(list)
     }
 
+    /// For a refusal by limits: seconds until they leave room.
     #[getter]
     fn retry_after_seconds(&self) -> Option<u64> {
         self.inner.retry_after_seconds()
     }
 
+    /// The hash of the policy that decided.
     #[getter]
     fn policy_version(&self) -> &str {
         self.inner.policy_version()
     }
 
+    /// The `version` its author wrote, if any.
     #[getter]
     fn policy_version_label(&self) -> Option<&str> {
         self.inner.policy_version_label()
@@ -206,6 +222,7 @@ pub struct Explanation {
 
 #[pymethods]
 impl Explanation {
+    /// The decision (a fresh `decision_id`; nothing was recorded).
     #[getter]
     fn decision(&self, py: Python<'_>) -> Py<Decision> {
         self.decision.clone_ref(py)

@@ -10,7 +10,7 @@ mod decision;
 mod errors;
 mod state;
 
-use convert::{opt_to_json, to_json};
+use convert::{opt_text_arg, opt_to_json, text_arg, to_json};
 use decision::{Decision, Explanation, Obligation};
 use errors::{input_error, policy_error, Diagnostic};
 use pyo3::prelude::*;
@@ -29,7 +29,12 @@ struct Policy {
 /// A new decision id: UUID v7 (time-ordered, as `rein serve` names its
 /// decisions).
 fn new_decision_id() -> String {
-    uuid::Uuid::now_v7().to_string()
+    // Without uuid's process-wide context (a mutex every thread would take
+    // for ids that sort within a millisecond): 74 random bits keep them
+    // unique, and nothing orders decisions by their ids in-process.
+    let id = uuid::Uuid::new_v7(uuid::Timestamp::now(uuid::NoContext));
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    id.hyphenated().encode_lower(&mut text).to_string()
 }
 
 fn loaded(py: Python<'_>, result: Result<rein_engine::Policy, LoadError>) -> PyResult<Policy> {
@@ -43,7 +48,7 @@ fn request_time(py: Python<'_>, time: Option<&Bound<'_, PyAny>>) -> PyResult<jif
         return Ok(jiff::Timestamp::now());
     };
     let text = if time.is_instance_of::<PyString>() {
-        time.extract::<String>()?
+        text_arg(time, "time")?
     } else {
         match to_json(time, "time")? {
             serde_json::Value::String(s) => s,
@@ -60,24 +65,24 @@ fn request_time(py: Python<'_>, time: Option<&Bound<'_, PyAny>>) -> PyResult<jif
 
 /// The parts of a request every call takes.
 struct Parts<'a, 'py> {
-    action: &'a str,
+    action: &'a Bound<'py, PyAny>,
     input: Option<&'a Bound<'py, PyAny>>,
     actor: Option<&'a Bound<'py, PyAny>>,
     snapshot: Option<&'a Bound<'py, PyAny>>,
-    session: Option<String>,
+    session: Option<&'a Bound<'py, PyAny>>,
     time: Option<&'a Bound<'py, PyAny>>,
 }
 
 impl Parts<'_, '_> {
     fn request(self, py: Python<'_>) -> PyResult<Request> {
         Ok(Request {
-            action: self.action.to_string(),
+            action: text_arg(self.action, "action")?,
             input: opt_to_json(self.input, "input")?,
             actor: opt_to_json(self.actor, "actor")?,
             snapshot: opt_to_json(self.snapshot, "snapshot")?,
             output: None,
             error: None,
-            session: self.session,
+            session: opt_text_arg(self.session, "session")?,
             time: Some(request_time(py, self.time)?),
             phase: Phase::Before,
         })
@@ -182,6 +187,7 @@ impl Policy {
         self.inner.actions().collect()
     }
 
+    /// Number of rules.
     #[getter]
     fn rule_count(&self) -> usize {
         self.inner.rule_count()
@@ -223,14 +229,14 @@ impl Policy {
     fn decide(
         &self,
         py: Python<'_>,
-        action: &str,
+        action: &Bound<'_, PyAny>,
         input: Option<&Bound<'_, PyAny>>,
         actor: Option<&Bound<'_, PyAny>>,
         snapshot: Option<&Bound<'_, PyAny>>,
-        session: Option<String>,
+        session: Option<&Bound<'_, PyAny>>,
         time: Option<&Bound<'_, PyAny>>,
         state: Option<&Bound<'_, State>>,
-        decision_id: Option<String>,
+        decision_id: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Decision> {
         let request = Parts {
             action,
@@ -241,9 +247,11 @@ impl Policy {
             time,
         }
         .request(py)?;
+        let decision_id = opt_text_arg(decision_id, "decision_id")?;
         let state = state.map(|s| s.get());
         let policy = &self.inner;
-        Ok(py.detach(|| {
+        // The request moves in, so that it is freed without the GIL too.
+        Ok(py.detach(move || {
             let id = decision_id.unwrap_or_else(new_decision_id);
             let decision = decide_request(policy, &request, state, &id);
             Decision::new(decision, id)
@@ -254,7 +262,16 @@ impl Policy {
     fn decide_actra(&self, py: Python<'_>, input: &Bound<'_, PyAny>) -> PyResult<Decision> {
         let json = to_json(input, "request")?;
         let policy = &self.inner;
-        Ok(py.detach(|| Decision::new(policy.decide_actra(&json), new_decision_id())))
+        Ok(py.detach(move || Decision::new(policy.decide_actra(&json), new_decision_id())))
+    }
+
+    /// Explains Actra's request shape, as `rein explain --actra-schema`.
+    fn explain_actra(&self, py: Python<'_>, input: &Bound<'_, PyAny>) -> PyResult<Explanation> {
+        let json = to_json(input, "request")?;
+        let policy = &self.inner;
+        let (inner, id) = py.detach(move || (policy.explain_actra(&json), new_decision_id()));
+        let decision = Py::new(py, Decision::new(inner.decision.clone(), id))?;
+        Ok(Explanation { inner, decision })
     }
 
     /// As `decide` (or `check_output` when `output` or `error` is given),
@@ -264,15 +281,15 @@ impl Policy {
     fn explain(
         &self,
         py: Python<'_>,
-        action: &str,
+        action: &Bound<'_, PyAny>,
         input: Option<&Bound<'_, PyAny>>,
         actor: Option<&Bound<'_, PyAny>>,
         snapshot: Option<&Bound<'_, PyAny>>,
-        session: Option<String>,
+        session: Option<&Bound<'_, PyAny>>,
         time: Option<&Bound<'_, PyAny>>,
         state: Option<&Bound<'_, State>>,
         output: Option<&Bound<'_, PyAny>>,
-        error: Option<String>,
+        error: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Explanation> {
         let mut request = Parts {
             action,
@@ -286,7 +303,7 @@ impl Policy {
         if output.is_some() || error.is_some() {
             request.phase = Phase::After;
             request.output = output.map(|o| to_json(o, "output")).transpose()?;
-            request.error = error;
+            request.error = opt_text_arg(error, "error")?;
         }
         let state = state.map(|s| s.get());
         let policy = &self.inner;
@@ -302,16 +319,16 @@ impl Policy {
     fn check_output(
         &self,
         py: Python<'_>,
-        action: &str,
+        action: &Bound<'_, PyAny>,
         input: Option<&Bound<'_, PyAny>>,
         output: Option<&Bound<'_, PyAny>>,
-        error: Option<String>,
+        error: Option<&Bound<'_, PyAny>>,
         actor: Option<&Bound<'_, PyAny>>,
         snapshot: Option<&Bound<'_, PyAny>>,
-        session: Option<String>,
+        session: Option<&Bound<'_, PyAny>>,
         time: Option<&Bound<'_, PyAny>>,
         state: Option<&Bound<'_, State>>,
-        decision_id: Option<String>,
+        decision_id: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Decision> {
         let mut request = Parts {
             action,
@@ -324,10 +341,12 @@ impl Policy {
         .request(py)?;
         request.phase = Phase::After;
         request.output = output.map(|o| to_json(o, "output")).transpose()?;
-        request.error = error;
+        request.error = opt_text_arg(error, "error")?;
+        let decision_id = opt_text_arg(decision_id, "decision_id")?;
         let state = state.map(|s| s.get());
         let policy = &self.inner;
-        Ok(py.detach(|| {
+        // The request moves in, so that it is freed without the GIL too.
+        Ok(py.detach(move || {
             let id = decision_id.unwrap_or_else(new_decision_id);
             let decision = decide_request(policy, &request, state, &id);
             Decision::new(decision, id)
@@ -347,6 +366,7 @@ impl Policy {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    convert::prepare(m.py())?;
     m.add_class::<Policy>()?;
     m.add_class::<Decision>()?;
     m.add_class::<Explanation>()?;

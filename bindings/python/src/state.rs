@@ -96,13 +96,11 @@ impl State {
 
     /// The state as `rein check --state` saves it (JSON text; it holds the
     /// key sensitive values are hashed with: keep it private).
-    fn to_json(&self) -> PyResult<String> {
-        let inner = self.inner.lock();
-        let json = inner
-            .memory
-            .to_json()
-            .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.0))?;
-        Ok(json.to_string())
+    fn to_json(&self, py: Python<'_>) -> PyResult<String> {
+        // Without the GIL: waiting for the lock (a decision in another
+        // thread) must not stop every other thread.
+        let json = py.detach(|| self.inner.lock().memory.to_json().map(|j| j.to_string()));
+        json.map_err(|e| rein_error(py, e.0))
     }
 
     /// A state saved by `to_json` or `rein check --state`. Raises
@@ -115,8 +113,8 @@ impl State {
         Ok(State::with_memory(memory))
     }
 
-    fn __repr__(&self) -> String {
-        let size = self.inner.lock().memory.len();
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let size = py.detach(|| self.inner.lock().memory.len());
         format!(
             "<State buckets={} uses={} sessions={} calls={} labels={}>",
             size.buckets, size.uses, size.sessions, size.calls, size.labels

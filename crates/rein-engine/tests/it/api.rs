@@ -785,3 +785,59 @@ fn a_test_file_given_as_a_policy_says_what_it_is() {
     // A directory still leaves them out and loads its policies.
     assert!(rein_engine::Policy::load(&[dir.path()]).is_ok());
 }
+
+#[test]
+fn input_fields_list_the_contract_in_declaration_order() {
+    let p = policy();
+    let (fields, extra_ignored) = p.input_fields("refund").unwrap();
+    let got: Vec<(&str, bool, &str)> = fields
+        .iter()
+        .map(|f| (f.name.as_str(), f.optional, f.ty.as_str()))
+        .collect();
+    assert_eq!(got[0], ("amount", false, "number"));
+    assert_eq!(got[1], ("currency", false, "string"));
+    assert_eq!(got[2], ("card", true, "string"));
+    assert_eq!(got[3].0, "lines");
+    assert!(got[3].1 && got[3].2.starts_with("list<"), "{:?}", got[3]);
+    assert_eq!(got.len(), 4);
+    // A native contract refuses undeclared fields.
+    assert!(!extra_ignored);
+    assert!(p.input_fields("refnd").is_none());
+    // An Actra schema's action drops them (as Actra does), every field
+    // optional.
+    let actra = Policy::from_actra_strs(
+        "version: 1\nactions:\n  refund:\n    fields:\n      amount: number\nactor:\n  fields:\n    role: string\nsnapshot:\n  fields:\n    flag: boolean\n",
+        "version: 1\nrules: []\n",
+        None,
+    )
+    .unwrap();
+    let (fields, extra_ignored) = actra.input_fields("refund").unwrap();
+    assert!(extra_ignored);
+    assert_eq!(
+        fields.iter().map(|f| (f.name.as_str(), f.optional)).collect::<Vec<_>>(),
+        [("amount", true)]
+    );
+}
+
+#[test]
+fn checks_output_says_whether_a_result_is_looked_at() {
+    let p = Policy::from_yaml_str(
+        "default: allow\ncontracts:\n  actions:\n    a: {input: {x: int}}\n    b: {input: {x: int}, output: {y: int}}\nrules:\n  - {id: late, action: a, phase: after, when: 'input.x > 1', effect: block}\n",
+    )
+    .unwrap();
+    // An `after` rule, or an output contract, makes a result checked.
+    assert!(p.checks_output("a"));
+    assert!(p.checks_output("b"));
+    assert!(!p.checks_output("unknown"));
+    let bare = Policy::from_yaml_str(
+        "default: allow\ncontracts:\n  actions:\n    c: {input: {x: int}}\nrules:\n  - {id: r, action: c, effect: allow}\n",
+    )
+    .unwrap();
+    assert!(!bare.checks_output("c"));
+    // A default for the after phase that is not `allow` checks every result.
+    let strict = Policy::from_yaml_str(
+        "default: {before: allow, after: block}\ncontracts:\n  actions:\n    c: {input: {x: int}}\nrules:\n  - {id: r, action: c, effect: allow}\n",
+    )
+    .unwrap();
+    assert!(strict.checks_output("c"));
+}
