@@ -127,6 +127,18 @@ def test_decide_gives_the_three_effects_recorded(server: Server, client: rein.Cl
     assert [allow.decision_id, block.decision_id, pending.decision_id] == ids
 
 
+def test_blocked_names_the_rule_that_decided_not_one_that_allowed(client: rein.Client) -> None:
+    d = client.decide("refund", {**refund_input(40), "note": "  "}, actor=ACTOR, snapshot=SNAPSHOT)
+    assert d.rules == ["small_refund", "no_blank_note_on_refund"]
+    assert d.deciding_rules == ["no_blank_note_on_refund"]
+    assert d.matched[0] == {"id": "small_refund", "effect": "allow", "reason": "refunds up to 100 are routine"}
+    ran: List[float] = []
+    with pytest.raises(rein.Blocked) as e:
+        guarded_refund(client, ran)("ord_abc123", 40, "EUR", note="  ")
+    assert e.value.rule == "no_blank_note_on_refund" and ran == []
+    assert e.value.reason == "a note, when given, must say something"
+
+
 def test_a_request_that_breaks_its_contract_is_a_recorded_block(server: Server, client: rein.Client) -> None:
     d = client.decide("refund", {"order_id": "ord_abc123", "amount": "forty", "currency": "EUR"}, actor=ACTOR,
                       snapshot=SNAPSHOT)
@@ -483,7 +495,10 @@ def answering(status: int, body: bytes, content_type: str = "application/json") 
 @pytest.mark.parametrize(
     "status,body,cause,outage",
     [
-        (503, b'{"error": {"code": "timeout", "message": "slow"}, "effect": "block"}', "failed (503", True),
+        # Rein's own failure says block: its answer, whatever fail_open says.
+        (503, b'{"error": {"code": "timeout", "message": "slow"}, "effect": "block"}', "failed (503", False),
+        (500, b'{"error": {"code": "internal", "message": "x"}, "effect": "block"}', "failed (500", False),
+        (503, b"<html>Service Unavailable</html>", "failed (503", True),
         (502, b"<html>Bad Gateway</html>", "failed (502", True),
         (500, b"", "failed (500", True),
         (200, b"allow", "not JSON", False),
@@ -492,6 +507,10 @@ def answering(status: int, body: bytes, content_type: str = "application/json") 
         (200, b'{"effect": "allow", "decision_id": "d1"}', "audit record", False),
         (200, b'{"effect": "ALLOW", "decision_id": "d1", "audit_seq": 1}', "not a decision", False),
         (200, b'{"effect": "allow", "decision_id": "d1", "audit_seq": 1, "rules": "all"}', "not a decision", False),
+        (200, b'{"effect": "block", "decision_id": "d1", "audit_seq": 1, "effect": "allow"}', "not JSON", False),
+        (200, b'{"effect": "allow", "decision_id": "d1", "audit_seq": true}', "audit record", False),
+        (200, b'{"effect": "allow", "decision_id": "d1", "audit_seq": 1, "matched": [{"id": 1}]}', "not a decision",
+         False),
         (302, b"", "302", False),
         (418, b"{}", "418", False),
     ],
@@ -605,3 +624,24 @@ def test_audit_only_over_a_dead_server_runs_and_reports(tmp_path: Path) -> None:
         assert refund("ord_abc123", 40, "EUR") == "ran"
     assert len(events) == 1 and events[0].decision is None and "unreachable" in (events[0].error or "")
     assert events[0].audit_only
+
+
+def test_audit_only_over_a_server_runs_everything_and_records_it(server: Server, client: rein.Client) -> None:
+    events: List[rein.DecisionEvent] = []
+    # Nothing to wait for in shadow mode: the call runs anyway.
+    guard = refund_guard(client, audit_only=True, wait_for_approval=30, observers=[events.append])
+
+    @guard.action("refund")
+    def refund(order_id: str, amount: float, currency: str, note: Any = None) -> Dict[str, str]:
+        return {"refund_id": "xx_unchecked"}
+
+    started = time.monotonic()
+    assert refund("ord_abc123", 500, "EUR") == {"refund_id": "xx_unchecked"}
+    assert refund("ord_abc123", 5000, "EUR") == {"refund_id": "xx_unchecked"}
+    assert time.monotonic() - started < 5
+    assert [(e.phase, e.effect) for e in events] == [
+        ("before", "require_approval"), ("after", "block"), ("before", "block"), ("after", "block"),
+    ]
+    # The server recorded that refused calls ran.
+    after = [r for r in server.audit() if r["phase"] == "after"]
+    assert len(after) == 2 and all("must not have run" in str(r) for r in after)

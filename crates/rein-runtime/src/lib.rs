@@ -430,10 +430,10 @@ pub struct Answer {
     /// Sequence number of the audit record; `None` only when recording
     /// failed, and then the effect is `block`.
     pub audit_seq: Option<u64>,
-    /// The matched rules, each with its own effect and reason (on the wire
-    /// they are `rules` and `reasons`): lets a caller explain a refusal
-    /// without the rules that allowed.
-    #[serde(skip)]
+    /// The matched rules, each with its own effect and reason: lets a
+    /// caller name the rules that decided (those whose effect is the
+    /// answer's) without the rules that allowed, which `rules` lists too.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub matched: Vec<rein_engine::MatchedRule>,
     /// The rules whose conditions could not be evaluated, with why (the
     /// reasons say it too); kept to tell them apart from other reasons.

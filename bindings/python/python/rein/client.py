@@ -51,6 +51,8 @@ class RemoteDecision:
         "effect",
         "phase",
         "rules",
+        "deciding_rules",
+        "matched",
         "reasons",
         "default_applied",
         "obligations",
@@ -76,6 +78,12 @@ class RemoteDecision:
     phase: str
     """`"before"` (decide) or `"after"` (outcome)."""
     rules: List[str]
+    """Every rule that matched, in policy order."""
+    deciding_rules: List[str]
+    """The matched rules whose own effect is the decision's (those that
+    decided); `rules` also lists those that matched with another effect."""
+    matched: List[Dict[str, str]]
+    """Each matched rule: `{"id", "effect", "reason"}`."""
     reasons: List[str]
     default_applied: bool
     obligations: List[Any]
@@ -108,6 +116,16 @@ class RemoteDecision:
         self.effect = effect
         self.phase = _str(answer, "phase", "before")
         self.rules = _str_list(answer, "rules")
+        matched = answer.get("matched")
+        if matched is None:
+            matched = []
+        if not isinstance(matched, list) or not all(
+            isinstance(m, dict) and isinstance(m.get("id"), str) and isinstance(m.get("effect"), str)
+            for m in matched
+        ):
+            raise ValueError("`matched` is not a list of rules")
+        self.matched = matched
+        self.deciding_rules = [m["id"] for m in matched if m["effect"] == effect]
         self.reasons = _str_list(answer, "reasons")
         self.default_applied = False
         self.obligations = []
@@ -290,10 +308,22 @@ class _NoDecision(Exception):
         self.decision_id = decision_id
 
 
+def _unique(pairs: List[Any]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            # Read as the last one by `json`: `{"effect": "block", "effect":
+            # "allow"}` must not become an allow.
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
 def _body(response: httpx.Response) -> Any:
+    """The answer's JSON; None when it is not JSON (or repeats a key)."""
     try:
-        return response.json()
-    except ValueError:
+        return json.loads(response.content, object_pairs_hook=_unique)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
 
 
@@ -329,7 +359,14 @@ def _read_decision(response: httpx.Response, what: str) -> RemoteDecision:
             outage=False,
         )
     if status >= 500:
-        raise _NoDecision(f"rein serve failed ({status} {_error_text(body)})", outage=True, decision_id=recorded)
+        # Rein's own failure answers say `block` (its timeout, a store that
+        # failed, a panic): that is its answer, which no `fail_open`
+        # overrides. A 5xx without it (a proxy, a crash mid-answer) is an
+        # outage.
+        said_block = isinstance(body, dict) and body.get("effect") == "block"
+        raise _NoDecision(
+            f"rein serve failed ({status} {_error_text(body)})", outage=not said_block, decision_id=recorded
+        )
     if isinstance(body, dict) and body.get("effect") == "block" and recorded:
         # Refused and recorded as a `block` (a body the server could not
         # decide, an outcome reported twice or by another token).
@@ -482,10 +519,11 @@ class Client(_Base):
         A value with no JSON form raises `InputError`.
 
         `fail_open=True` (dangerous): when the server cannot be asked
-        (unreachable, timeout, 5xx), return an allow-shaped decision with
-        `.degraded = True` instead of raising. The action then runs without
-        any decision or audit record; a refused token or a bad answer still
-        raises.
+        (unreachable, no answer within `timeout`, a 5xx that is not Rein's
+        own `block`), return an allow-shaped decision with `.degraded =
+        True` instead of raising. The action then runs without any decision
+        or audit record; a refused token, Rein's own failure answer (which
+        says block) or an answer that is not a decision still raises.
         """
         body = _decide_body(action, input, actor, snapshot, session, time, approval)
         try:
@@ -550,6 +588,7 @@ class Client(_Base):
         `timeout` seconds; returns it as last read (still `pending` when
         time ran out: the caller decides what that means)."""
         deadline = _time.monotonic() + max(0.0, timeout)
+        poll = max(poll, 0.01)
         while True:
             approval = self.approval(approval_id)
             left = deadline - _time.monotonic()
@@ -660,6 +699,7 @@ class AsyncClient(_Base):
         """`Client.wait_for_approval`, awaited (sleeps without blocking the
         event loop)."""
         deadline = _time.monotonic() + max(0.0, timeout)
+        poll = max(poll, 0.01)
         while True:
             approval = await self.approval(approval_id)
             left = deadline - _time.monotonic()

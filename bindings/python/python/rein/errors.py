@@ -108,9 +108,11 @@ class Blocked(Refused):
 
     @classmethod
     def from_decision(cls, action: str, decision: Any) -> "Blocked":
-        """The exception for a `block` decision: its first rule, its
-        reasons joined by "; "."""
-        rules: Sequence[str] = getattr(decision, "rules", None) or []
+        """The exception for a `block` decision: its first deciding rule,
+        its reasons joined by "; "."""
+        # The rules whose own effect is the decision's: `rules` also lists
+        # those that matched and allowed.
+        rules: Sequence[str] = getattr(decision, "deciding_rules", None) or []
         reasons: Sequence[str] = getattr(decision, "reasons", None) or []
         return cls(
             "; ".join(reasons) or "blocked",

@@ -185,6 +185,13 @@ class _Binder:
     ) -> None:
         self.signature = inspect.signature(fn)
         params = self.signature.parameters
+        kinds = {p.kind for p in params.values()}
+        self.simple = kinds <= {inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY}
+        self.positional = [p.name for p in params.values() if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+        self.n_positional = len(self.positional)
+        self.names = frozenset(params)
+        self.n_params = len(params)
+        self.defaults = [(p.name, p.default) for p in params.values() if p.default is not inspect.Parameter.empty]
         where = f"`{getattr(fn, '__qualname__', fn)}`"
         fields = dict(fields or {})
         exclude = set(exclude)
@@ -225,11 +232,8 @@ class _Binder:
                             f"fields= of `{action}` leaves out `{field}` (None), but the contract requires it"
                         )
                     continue
-                param = fields.get(field, field)
-                named = param in params and params[param].kind not in (
-                    inspect.Parameter.VAR_POSITIONAL,
-                    inspect.Parameter.VAR_KEYWORD,
-                )
+                param = fields.get(field) or field
+                named = param in params and param not in (var_kw, var_pos)
                 if param in exclude:
                     raise GuardError(
                         f"{where} excludes `{param}`, which the input contract of `{action}` reads as `{field}`"
@@ -276,6 +280,24 @@ class _Binder:
         """The call's arguments by parameter, defaults applied; a call that
         does not fit the function's signature raises its `TypeError`, as
         the function would."""
+        if self.simple:
+            # `Signature.bind` costs microseconds; a plain signature binds
+            # by hand, and anything unusual takes the full path.
+            if len(args) <= self.n_positional:
+                arguments = dict(zip(self.positional, args))
+                fits = True
+                for name, value in kwargs.items():
+                    if name in arguments or name not in self.names:
+                        fits = False
+                        break
+                    arguments[name] = value
+                if fits:
+                    if len(arguments) < self.n_params:
+                        for name, default in self.defaults:
+                            if name not in arguments:
+                                arguments[name] = default
+                    if len(arguments) == self.n_params:
+                        return arguments
         bound = self.signature.bind(*args, **kwargs)
         bound.apply_defaults()
         return bound.arguments
@@ -599,7 +621,7 @@ class Guard:
             by = approval.get("decided_by") or "an approver"
             comment = approval.get("comment")
             why = f"approval `{aid}` was denied by `{by}`" + (f": {comment}" if comment else "")
-            return Blocked(why, action=action, rule=(decision.rules or [None])[0], decision=decision)
+            return Blocked(why, action=action, rule=(decision.deciding_rules or [None])[0], decision=decision)
         if state == "pending":
             return ApprovalRequired.from_decision(action, decision)
         return Blocked(f"approval `{aid}` is {state}, not granted", action=action, decision=decision)
@@ -624,9 +646,12 @@ class Guard:
         try:
             value = fn(*args, **kwargs)
         except Exception as e:
-            self._after(action, binder, call, decision, ctx, convert, _UNSET, e)
-            raise
-        return self._after(action, binder, call, decision, ctx, convert, value, None)
+            raised = e
+        else:
+            return self._after(action, binder, call, decision, ctx, convert, value, None)
+        # Outside the `except`: a `Blocked` that withholds the error text
+        # must not carry the original as its context.
+        return self._after(action, binder, call, decision, ctx, convert, _UNSET, raised)
 
     def _before(
         self, action: str, binder: _Binder, arguments: Mapping[str, Any], call: Call, started: float
@@ -665,6 +690,7 @@ class Guard:
             and self.wait_for_approval is not None
             and decision.approval_id
             and failed is None
+            and not self.audit_only  # the call runs anyway: nothing to wait for
         ):
             decision, refusal, failed = self._wait_and_decide_again(action, call, decision, ctx)
         if failed is not None and refusal is None:
@@ -740,7 +766,7 @@ class Guard:
             raise Blocked(
                 f"{failure.reason}; the result is withheld", action=action, decision_id=decision.decision_id
             ) from None
-        if checked.effect != "allow":
+        if checked is None or checked.effect != "allow":
             raise Blocked.from_decision(action, checked) from None
         if failed is not None:
             raise Blocked(f"{failed}; the result is withheld", action=action, decision=checked) from None
@@ -796,9 +822,10 @@ class Guard:
         try:
             value = await fn(*args, **kwargs)
         except Exception as e:
-            await self._after_async(action, binder, call, decision, ctx, convert, _UNSET, e)
-            raise
-        return await self._after_async(action, binder, call, decision, ctx, convert, value, None)
+            raised = e
+        else:
+            return await self._after_async(action, binder, call, decision, ctx, convert, value, None)
+        return await self._after_async(action, binder, call, decision, ctx, convert, _UNSET, raised)
 
     async def _client_call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """A client call from async code: awaited with an AsyncClient, in a
@@ -845,6 +872,7 @@ class Guard:
             and self.wait_for_approval is not None
             and decision.approval_id
             and failed is None
+            and not self.audit_only  # the call runs anyway: nothing to wait for
         ):
             decision, refusal, failed = await self._wait_and_decide_again_async(action, call, decision, ctx)
         if failed is not None and refusal is None:
@@ -920,7 +948,7 @@ class Guard:
             raise Blocked(
                 f"{failure.reason}; the result is withheld", action=action, decision_id=decision.decision_id
             ) from None
-        if checked.effect != "allow":
+        if checked is None or checked.effect != "allow":
             raise Blocked.from_decision(action, checked) from None
         if failed is not None:
             raise Blocked(f"{failed}; the result is withheld", action=action, decision=checked) from None

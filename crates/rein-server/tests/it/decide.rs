@@ -369,3 +369,27 @@ async fn refused_bodies_are_recorded_without_secrets_and_within_bounds() {
     let e = record(&resp).await;
     assert_eq!((e.phase.as_str(), e.effect.as_str()), ("after", "block"));
 }
+
+/// `rules` lists every rule that matched; `matched` gives each its own
+/// effect and reason, so that a client can name the rules that decided.
+#[tokio::test]
+async fn matched_rules_come_with_their_own_effects() {
+    let h = Harness::new().await;
+    let mut blank = refund(40, "bot-1");
+    blank["input"]["note"] = json!("  ");
+    let d = h.decide(blank).await;
+    assert_eq!(d["effect"], "block");
+    assert_eq!(d["rules"], json!(["small_refund", "no_blank_note_on_refund"]));
+    assert_eq!(d["reasons"], json!(["a note, when given, must say something"]));
+    assert_eq!(
+        d["matched"],
+        json!([
+            {"id": "small_refund", "effect": "allow", "reason": "refunds up to 100 are routine"},
+            {"id": "no_blank_note_on_refund", "effect": "block", "reason": "a note, when given, must say something"},
+        ]),
+        "{d}"
+    );
+    // A decision no rule made has none.
+    let unknown = h.decide(json!({"action": "launch_rockets"})).await;
+    assert!(unknown.get("matched").is_none(), "{unknown}");
+}
