@@ -72,6 +72,41 @@ def test_fastmcp_server_refusals_reach_the_client_as_tool_errors():
     assert lines[-1] == "refunds issued: [('ord_abc123', 40.0, 'EUR')]"
 
 
+def test_fastmcp_server_over_stdio_sends_the_refusal_as_a_tool_error():
+    """The same server as a separate process over stdio (`--stdio`, as an
+    MCP host runs it), driven by FastMCP's client."""
+    needs("fastmcp")
+    import asyncio
+
+    from fastmcp import Client
+    from fastmcp.client.transports import StdioTransport
+
+    async def session():
+        transport = StdioTransport(
+            command=sys.executable,
+            args=[str(EXAMPLES / "fastmcp-server" / "server.py"), "--stdio"],
+            env={"PATH": "/usr/bin:/bin", "HOME": str(ROOT / "target")},
+            cwd=str(ROOT),
+        )
+        async with Client(transport) as client:
+            over = await client.call_tool(
+                "refund", {"order_id": "ord_jkl012", "amount": 60, "currency": "EUR"}, raise_on_error=False
+            )
+            small = await client.call_tool(
+                "refund", {"order_id": "ord_abc123", "amount": 6, "currency": "EUR"}, raise_on_error=False
+            )
+            return over, small
+
+    over, small = asyncio.run(asyncio.wait_for(session(), timeout=60))
+    assert over.is_error
+    assert over.content[0].text == (
+        "Refused by policy: `refund` blocked by `refund_over_order_total`: "
+        "a refund cannot exceed what the order cost"
+    )
+    assert not small.is_error
+    assert small.structured_content == {"refund_id": "re_1001"}
+
+
 def test_langchain_refusals_reach_the_model_as_tool_message_errors():
     needs("langchain_core")
     lines = run_example("langchain-tools/agent.py")
