@@ -3,10 +3,10 @@
     python examples/python/langchain-tools/agent.py
 
 Each tool is a function under `@guard.action(...)` made a LangChain tool
-with `StructuredTool.from_function(..., handle_tool_error=True)`. A refusal is raised as LangChain's
-`ToolException`, which the tool turns into a `ToolMessage` with
-`status="error"` and the refusal's text: the model reads why its call was
-refused and the loop goes on. The model is `FakeMessagesListChatModel` from
+with `StructuredTool.from_function(..., handle_tool_error=True)`. A refusal
+is raised as LangChain's `ToolException`, which the tool turns into a
+`ToolMessage` with `status="error"` and the refusal's text: the model reads
+why its call was refused and the loop goes on. The model is `FakeMessagesListChatModel` from
 langchain_core, scripted with the tool calls a real model could make, so
 the example runs offline; it prints every tool message it is given.
 """
@@ -55,9 +55,9 @@ def refusals_as_tool_exceptions(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@refusals_as_tool_exceptions
 # LangChain passes a tool argument named `args` as positional arguments, so
 # the parameter is `arguments`; `fields=` maps the contract's `args` to it.
+@refusals_as_tool_exceptions
 @guard.action("shell.run", fields={"args": "arguments"})
 def run_command(program: str, arguments: List[str]) -> str:
     """Run a program (no shell) in the workspace and return what it printed."""
