@@ -3,8 +3,8 @@
     python examples/python/fastmcp-server/server.py            # the demo: a client calls the tools
     python examples/python/fastmcp-server/server.py --stdio    # serve over stdio for a real MCP host
 
-Each tool is a plain function under `@guard.action(...)`, registered with
-`@mcp.tool()`. The guard decides with `policy.yaml` before the function runs
+Each tool is a plain function, sync or async, under `@guard.action(...)`,
+registered with `@mcp.tool()`. The guard decides with `policy.yaml` before the function runs
 (and checks a refund's result after it); a refusal becomes a FastMCP
 `ToolError`, which the client receives as the tool's result with `isError`
 set, so the model reads why its call was refused. The demo runs the server
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import json
 import pathlib
 import sys
@@ -58,6 +59,17 @@ def refusals_as_tool_errors(fn: F) -> F:
     text to the client (also with `mask_error_details=True`, which hides
     every other exception's text), marked `isError`."""
 
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(*args, **kwargs)
+            except rein.Refused as refusal:
+                raise ToolError(f"Refused by policy: {refusal}") from refusal
+
+        return async_wrapper  # type: ignore[return-value]
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -74,8 +86,9 @@ mcp = FastMCP("support-desk", mask_error_details=True)
 @mcp.tool()
 @refusals_as_tool_errors
 @guard.action("order.lookup")
-def lookup_order(order_id: str) -> dict:
+async def lookup_order(order_id: str) -> dict:
     """Look up an order's status and total."""
+    await asyncio.sleep(0)  # where a real server would query its database
     return {"order_id": order_id, **ORDERS[order_id]}
 
 
