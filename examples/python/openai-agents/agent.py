@@ -43,9 +43,8 @@ guard = rein.Guard(policy, actor={"id": "notes-agent"})
 def tool_failure(ctx: RunContextWrapper[Any], error: Exception) -> str:
     """What the model reads when a tool raised: a refusal's reason, and
     nothing of any other error (the SDK's default)."""
-    refusal = error if isinstance(error, rein.Refused) else error.__cause__
-    if isinstance(refusal, rein.Refused):
-        return f"Refused by policy: {refusal}"
+    if isinstance(error, rein.Refused):
+        return f"Refused by policy: {error}"
     return "An error occurred while running the tool."
 
 
