@@ -300,14 +300,18 @@ def test_explain_equals_rein_explain(refund: rein.Policy, tmp_path: Path) -> Non
 
 
 def test_check_output(refund: rein.Policy) -> None:
-    ok = refund.check_output("refund", REFUND_INPUT, {"refund_id": "r-1"}, actor=AGENT, snapshot=CALM)
-    assert ok.phase == "after" and ok.effect in ("allow", "block")
+    ok = refund.check_output("refund", REFUND_INPUT, {"refund_id": "re_1"}, actor=AGENT, snapshot=CALM)
+    assert ok.phase == "after" and ok.allowed, ok.reasons
+    odd = refund.check_output("refund", REFUND_INPUT, {"refund_id": "r-1"}, actor=AGENT, snapshot=CALM)
+    assert odd.blocked and odd.rules == ["refund_id_format"]
     bad = refund.check_output("refund", REFUND_INPUT, {"refund": 1}, actor=AGENT, snapshot=CALM)
     assert bad.blocked and bad.violation["path"].startswith("output")
     missing = refund.check_output("refund", REFUND_INPUT, actor=AGENT, snapshot=CALM)
     assert missing.blocked and missing.violation["path"] == "output"
     failed = refund.check_output("refund", REFUND_INPUT, error="timeout", actor=AGENT, snapshot=CALM)
+    # No output to check, and the only after rule reads one: the default.
     assert failed.phase == "after" and failed.violation is None
+    assert failed.allowed and failed.default_applied
     with pytest.raises(rein.InputError, match=r"^output\.x: float nan"):
         refund.check_output("refund", REFUND_INPUT, {"x": math.nan}, actor=AGENT, snapshot=CALM)
     # The explanation of an outcome is the after phase's.

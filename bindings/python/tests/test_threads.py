@@ -160,8 +160,8 @@ def test_threads_decide_in_parallel_report() -> None:
     # Reported, not asserted: timing on a shared machine is not a test.
     # Run with `-s` to see it.
     policy = _heavy_policy()
-    one = _throughput(policy, 1, 400)
-    two = _throughput(policy, 2, 400)
-    four = _throughput(policy, 4, 400)
+    one = _throughput(policy, 1, 2000)
+    two = _throughput(policy, 2, 2000)
+    four = _throughput(policy, 4, 2000)
     print(f"\nthroughput on a 400-rule action: 1 thread {one:.0f}/s, 2 threads {two / one:.2f}x, 4 threads {four / one:.2f}x")
     assert one > 0 and two > 0 and four > 0

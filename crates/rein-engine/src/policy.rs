@@ -353,6 +353,33 @@ impl Policy {
         a.output.is_some() || !a.after.is_empty() || p.default_after != Effect::Allow
     }
 
+    /// A rough measure of the work deciding `action` in `phase` takes: one
+    /// per rule that targets it, plus the expression nodes of its
+    /// condition and limit (0 for an unknown action). Not a time, and it
+    /// walks every rule of the action: for callers that choose once how to
+    /// run an action's decisions (the Python SDK releases the GIL only for
+    /// decisions heavy enough to gain from it).
+    pub fn decision_weight(&self, action: &str, phase: Phase) -> usize {
+        let p = &self.inner;
+        let Some(a) = p.action_index.get(action).and_then(|&i| p.actions.get(i as usize)) else {
+            return 0;
+        };
+        let rules = match phase {
+            Phase::Before => &a.before,
+            Phase::After => &a.after,
+        };
+        fn nodes(node: &Node) -> usize {
+            1 + node.children().into_iter().map(nodes).sum::<usize>()
+        }
+        rules
+            .iter()
+            .map(|r| {
+                let limit = r.limit.as_ref().and_then(|l| l.cost.as_ref()).map_or(0, nodes);
+                1 + r.cond.as_ref().map_or(0, nodes) + limit
+            })
+            .sum()
+    }
+
     /// Names of the actions with contracts.
     pub fn actions(&self) -> impl Iterator<Item = &str> {
         self.inner.actions.iter().map(|a| a.name())

@@ -841,3 +841,23 @@ fn checks_output_says_whether_a_result_is_looked_at() {
     .unwrap();
     assert!(strict.checks_output("c"));
 }
+
+#[test]
+fn decision_weight_grows_with_the_rules_an_action_evaluates() {
+    let p = policy();
+    let before = p.decision_weight("refund", Phase::Before);
+    let after = p.decision_weight("refund", Phase::After);
+    // Three `before` rules, each with a condition of a few nodes.
+    assert!(before > 3 * 3, "{before}");
+    assert!(after >= 1 && after < before, "{after} vs {before}");
+    assert_eq!(p.decision_weight("unknown", Phase::Before), 0);
+    let many = Policy::from_yaml_str(&format!(
+        "contracts: {{actions: {{a: {{input: {{x: int}}}}}}}}\nrules:\n{}",
+        (0..50)
+            .map(|i| format!("  - {{id: r{i}, action: a, when: 'input.x > {i}', effect: block}}\n"))
+            .collect::<String>()
+    ))
+    .unwrap();
+    let w = many.decision_weight("a", Phase::Before);
+    assert!((50 * 3..=50 * 5).contains(&w), "{w}");
+}
