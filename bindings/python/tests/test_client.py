@@ -77,7 +77,8 @@ def limited(tmp_path: Path) -> Iterator[Server]:
 
 @pytest.fixture
 def client(server: Server) -> Iterator[rein.Client]:
-    with rein.Client(server.url, AGENT) as c:
+    # Generous: the machine may be busy; the timeout tests set their own.
+    with rein.Client(server.url, AGENT, timeout=30) as c:
         yield c
 
 
@@ -185,7 +186,7 @@ def test_outcomes_are_checked_and_recorded(server: Server, client: rein.Client) 
 
 def test_another_tokens_decision_cannot_be_reported(server: Server, client: rein.Client) -> None:
     d = client.decide("refund", refund_input(40), actor=ACTOR, snapshot=SNAPSHOT)
-    with rein.Client(server.url, AGENT2) as other:
+    with rein.Client(server.url, AGENT2, timeout=30) as other:
         r = other.outcome(d.decision_id, {"refund_id": "re_1"})
     assert r.blocked and "another client" in r.reasons[0]
 
@@ -204,7 +205,7 @@ def test_explain_traces_without_recording_or_opening_anything(server: Server, cl
 
 
 def test_explain_reads_limits_and_the_tokens_session_without_counting(limited: Server) -> None:
-    with rein.Client(limited.url, AGENT) as c:
+    with rein.Client(limited.url, AGENT, timeout=30) as c:
         for _ in range(5):
             assert c.explain("pay", {"amount": 1}, actor={"id": "a"})["decision"]["effect"] == "allow"
         for _ in range(3):
@@ -213,7 +214,7 @@ def test_explain_reads_limits_and_the_tokens_session_without_counting(limited: S
         assert e["decision"]["effect"] == "block" and e["decision"]["rules"] == ["pay_rate"]
         c.decide("read_secret", {"path": "/k"}, actor={"id": "a"}, session="run-1")
         assert c.explain("send", {"to": "x"}, actor={"id": "a"}, session="run-1")["decision"]["effect"] == "block"
-    with rein.Client(limited.url, AGENT2) as other:
+    with rein.Client(limited.url, AGENT2, timeout=30) as other:
         # Another token's session of the same name is its own.
         assert other.explain("send", {"to": "x"}, actor={"id": "a"}, session="run-1")["decision"]["effect"] == "allow"
 
@@ -338,8 +339,8 @@ def test_guard_denied_or_unanswered_approvals_refuse(server: Server, client: rei
 
 
 def test_limits_and_sessions_are_shared_between_guards_and_clients(limited: Server) -> None:
-    a = rein.Client(limited.url, AGENT)
-    b = rein.Client(limited.url, AGENT)
+    a = rein.Client(limited.url, AGENT, timeout=30)
+    b = rein.Client(limited.url, AGENT, timeout=30)
     guards = [rein.Guard(c, actor={"id": "bot"}) for c in (a, b)]
     paid: List[float] = []
     pays = []
@@ -472,15 +473,15 @@ def test_a_server_that_never_answers_blocks_after_the_timeout(silent_port: int) 
 
 
 def test_a_refused_token_blocks_even_with_fail_open(server: Server) -> None:
-    with rein.Client(server.url, "not-a-token-of-this-server") as wrong:
+    with rein.Client(server.url, "not-a-token-of-this-server", timeout=30) as wrong:
         with pytest.raises(rein.Blocked, match="refused the token"):
             wrong.decide("refund", refund_input(40), actor=ACTOR, snapshot=SNAPSHOT)
         with pytest.raises(rein.Blocked, match="refused the token"):
             wrong.decide("refund", refund_input(40), actor=ACTOR, snapshot=SNAPSHOT, fail_open=True)
-    with rein.Client(server.url, ALICE) as approver:
+    with rein.Client(server.url, ALICE, timeout=30) as approver:
         with pytest.raises(rein.Blocked, match="needs an agent token"):
             approver.decide("refund", refund_input(40), actor=ACTOR, snapshot=SNAPSHOT, fail_open=True)
-    with rein.Client(server.url + "/v2", AGENT) as wrong_path:
+    with rein.Client(server.url + "/v2", AGENT, timeout=30) as wrong_path:
         with pytest.raises(rein.Blocked, match="404"):
             wrong_path.decide("refund", refund_input(40), fail_open=True)
 
@@ -546,7 +547,7 @@ def test_client_needs_a_url_and_a_token() -> None:
 
 def test_async_client_and_async_guard(server: Server) -> None:
     async def main() -> None:
-        async with rein.AsyncClient(server.url, AGENT) as c:
+        async with rein.AsyncClient(server.url, AGENT, timeout=30) as c:
             d = await c.decide("refund", refund_input(40), actor=ACTOR, snapshot=SNAPSHOT)
             assert d.allowed
             assert (await c.outcome(d.decision_id, {"refund_id": "re_1"})).allowed
@@ -645,3 +646,84 @@ def test_audit_only_over_a_server_runs_everything_and_records_it(server: Server,
     # The server recorded that refused calls ran.
     after = [r for r in server.audit() if r["phase"] == "after"]
     assert len(after) == 2 and all("must not have run" in str(r) for r in after)
+
+
+def test_waiting_ends_when_the_approval_expires() -> None:
+    expired = b'{"id": "ap-1", "state": "pending", "expires_at": "2026-01-01T00:00:00.123456789Z"}'
+    with answering(200, expired) as c:
+        started = time.monotonic()
+        got = c.wait_for_approval("ap-1", timeout=10, poll=0.05)
+    assert got["state"] == "pending" and time.monotonic() - started < 2
+
+
+def test_a_guard_waiting_on_an_approval_that_expires_blocks() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/decide":
+            return httpx.Response(200, json={
+                "decision_id": "d-1", "effect": "require_approval", "phase": "before",
+                "rules": ["medium_refund_needs_support"], "reasons": ["needs support"],
+                "matched": [{"id": "medium_refund_needs_support", "effect": "require_approval",
+                             "reason": "needs support"}],
+                "approval": {"id": "ap-1", "role": "support", "roles": ["support"],
+                             "expires_at": "2026-01-01T00:00:00.5Z"},
+                "policy_version": "v", "audit_seq": 1,
+            })
+        if request.url.path == "/v1/approvals/ap-1":
+            return httpx.Response(200, json={"id": "ap-1", "state": "pending",
+                                             "expires_at": "2026-01-01T00:00:00.5Z"})
+        return httpx.Response(404, json={"error": {"code": "no_such_route", "message": "no"}})
+
+    ran: List[float] = []
+    with rein.Client("http://rein.test", AGENT, transport=httpx.MockTransport(handler)) as c:
+        guard = rein.Guard(c, wait_for_approval=10, approval_poll=0.05)
+        refund = guard.action("refund")(lambda order_id, amount: ran.append(amount))
+        with pytest.raises(rein.Blocked, match="approval `ap-1` expired") as e:
+            refund("ord_abc123", 500)
+    assert e.value.rule == "medium_refund_needs_support" and ran == []
+
+
+class Recorder:
+    """A fake rein serve that records what it is sent and allows it."""
+
+    def __init__(self) -> None:
+        self.sent: List[Dict[str, Any]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        import json
+
+        body = json.loads(request.content)
+        self.sent.append({"path": request.url.path, **body})
+        return httpx.Response(200, json={
+            "decision_id": body.get("decision_id", f"d-{len(self.sent)}"), "effect": "allow",
+            "phase": "after" if request.url.path == "/v1/outcome" else "before",
+            "rules": [], "reasons": [], "policy_version": "v", "audit_seq": len(self.sent),
+        })
+
+
+def test_through_a_client_every_parameter_is_sent_as_named() -> None:
+    server = Recorder()
+    with rein.Client("http://rein.test", AGENT, transport=httpx.MockTransport(server)) as c:
+        guard = rein.Guard(c, actor={"id": "a"}, session="s")
+
+        class Tools:
+            @guard.action("refund", fields={"amount": "amt"}, exclude=("api_key",))
+            def refund(self, order_id: str, amt: float, api_key: str, note: Any = None, **extra: Any) -> str:
+                return "done"
+
+        assert Tools().refund("o1", 5, "sk-secret", region="eu") == "done"
+        decide, outcome = server.sent
+        assert decide["path"] == "/v1/decide" and decide["action"] == "refund"
+        assert decide["input"] == {"order_id": "o1", "amount": 5, "note": None, "region": "eu"}
+        assert decide["actor"] == {"id": "a"} and decide["session"] == "s"
+        assert outcome == {"path": "/v1/outcome", "decision_id": "d-1", "output": "done"}
+        assert "sk-secret" not in str(server.sent)
+
+        with pytest.raises(rein.GuardError, match="both `amt` and `amount`"):
+            guard.action("refund", fields={"amount": "amt"})(lambda amt, amount: None)
+
+        @guard.action("refund", fields={"amount": "amt"})
+        def clash(amt: float, **extra: Any) -> None:
+            return None
+
+        with pytest.raises(rein.Blocked, match="two arguments give the field `amount`"):
+            clash(1, amount=2)

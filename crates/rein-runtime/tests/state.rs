@@ -837,3 +837,51 @@ async fn a_session_belongs_to_the_client_that_names_it() {
         .iter()
         .any(|l| l.label == "secret"));
 }
+
+/// `explain_from` reads the state as `decide_from` does, for the same
+/// client's sessions, but reserves, writes and records nothing; without
+/// the state it refuses as a decision would.
+#[tokio::test]
+async fn explaining_reads_the_state_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, store) = open(&dir.path().join("rein.db"), false).await;
+    let note = || in_session("note", json!({"text": "x"}), "s1");
+    for _ in 0..5 {
+        let e = rt.explain_from(note(), Some("agent-1"));
+        assert_eq!(e.effect(), Effect::Allow, "{}", e.to_json());
+        let e = rt.explain_from(refund("bot-1", "c1", 0.01), Some("agent-1"));
+        assert_eq!(e.effect(), Effect::Allow, "{}", e.to_json());
+    }
+    assert!(rt.limits(Timestamp::now()).unwrap().is_empty());
+    assert_eq!(store.audit_len().await.unwrap(), 0);
+    assert!(rt.session("agent-1/s1").unwrap().is_none());
+
+    for _ in 0..3 {
+        assert_eq!(
+            rt.decide_from(note(), None, Some("agent-1")).await.effect,
+            Effect::Allow
+        );
+    }
+    let decided = rt.decide_from(note(), None, Some("agent-1")).await;
+    let explained = rt.explain_from(note(), Some("agent-1"));
+    assert_eq!(decided.effect, Effect::Block);
+    assert_eq!(explained.effect(), Effect::Block);
+    let json = explained.to_json();
+    assert_eq!(json["decision"]["rules"], json!(["note_loop"]), "{json}");
+    assert_eq!(json["rules"][0]["id"], "note_loop", "{json}");
+    // Another client's session of the same name is empty.
+    assert_eq!(rt.explain_from(note(), Some("agent-2")).effect(), Effect::Allow);
+
+    // No state loaded: what decide answers, a block saying so.
+    let cold = Runtime::new(Policy::from_yaml_str(POLICY).unwrap(), store.clone(), config(false));
+    let e = cold.explain_from(note(), Some("agent-1"));
+    assert_eq!(e.effect(), Effect::Block);
+    assert!(
+        e.to_json()["decision"]["reasons"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("state not loaded"),
+        "{}",
+        e.to_json()
+    );
+}

@@ -14,6 +14,7 @@ import asyncio
 import datetime
 import json
 import math
+import re
 import time as _time
 from typing import Any, Dict, List, Mapping, Optional, Union
 from urllib.parse import quote
@@ -425,14 +426,27 @@ def _wait_done(approval: Mapping[str, Any]) -> bool:
     """Whether waiting for `approval` is over: decided, or expired."""
     if approval.get("state") != "pending":
         return True
-    expires = approval.get("expires_at")
-    if isinstance(expires, str):
-        try:
-            at = datetime.datetime.fromisoformat(expires.replace("Z", "+00:00"))
-        except ValueError:
-            return False
-        return at <= datetime.datetime.now(datetime.timezone.utc)
-    return False
+    at = _parse_time(approval.get("expires_at"))
+    return at is not None and at <= datetime.datetime.now(datetime.timezone.utc)
+
+
+_RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
+
+
+def _parse_time(text: Any) -> Optional[datetime.datetime]:
+    """An RFC 3339 time as the server writes it (nanoseconds, `Z`), which
+    `fromisoformat` before Python 3.11 does not read; None if it is not one."""
+    if not isinstance(text, str):
+        return None
+    found = _RFC3339.match(text)
+    if not found:
+        return None
+    whole, fraction, zone = found.groups()
+    micros = (fraction or "")[:6].ljust(6, "0")
+    try:
+        return datetime.datetime.fromisoformat(f"{whole}.{micros}{'+00:00' if zone == 'Z' else zone}")
+    except ValueError:
+        return None
 
 
 class _Base:

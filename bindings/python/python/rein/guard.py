@@ -36,7 +36,7 @@ from typing import (
     Union,
 )
 
-from rein.client import AsyncClient, Client, to_json_value
+from rein.client import AsyncClient, Client, _wait_done, to_json_value
 from rein.errors import ApprovalRequired, Blocked, GuardError, InputError, Refused
 
 __all__ = ["Guard", "Call", "DecisionEvent"]
@@ -51,6 +51,9 @@ Observer = Callable[["DecisionEvent"], Any]
 
 _UNSET: Any = object()
 _PLAIN = (str, int, float, bool, type(None), dict, list, tuple)
+# Exact types passed on as they are without a call to `_plain` (the hot
+# path: most arguments are one of these).
+_AS_IS = frozenset((str, int, float, bool, type(None), dict, list, tuple))
 
 
 class Call:
@@ -263,8 +266,14 @@ class _Binder:
                     continue
                 if p.kind is p.VAR_KEYWORD:
                     self.plan.append(("", p.name, True, True))
-                else:
-                    self.plan.append((field, p.name, False, p.kind is p.VAR_POSITIONAL))
+                    continue
+                taken = next((q for f, q, _, _ in self.plan if f == field), None)
+                if taken is not None:
+                    raise GuardError(
+                        f"{where} would send both `{taken}` and `{p.name}` as the field `{field}` of `{action}`: "
+                        "rename one, or leave one out with exclude="
+                    )
+                self.plan.append((field, p.name, False, p.kind is p.VAR_POSITIONAL))
         # A policy is immutable: whether it checks the result is known now.
         self.checks_output = True
         if guard._policy is not None:
@@ -323,7 +332,7 @@ class _Binder:
                     value = arguments[param]
                 if value is None and optional:
                     continue
-                out[field] = _plain(value)
+                out[field] = value if type(value) in _AS_IS else _plain(value)
             return out
         for field, param, from_kw, varargs in self.plan:
             value = arguments.get(param)
@@ -331,7 +340,10 @@ class _Binder:
                 for name, v in (value or {}).items():
                     if name in self.exclude:
                         continue
-                    out[self.renamed_kw.get(name, name)] = _plain(v)
+                    field = self.renamed_kw.get(name, name)
+                    if field in out:
+                        raise ValueError(f"two arguments give the field `{field}`")
+                    out[field] = _plain(v)
             elif varargs:
                 if value:
                     out[field] = [_plain(v) for v in value]
@@ -357,8 +369,9 @@ class Guard:
     one per Guard when not given), and approvals cannot be granted: a
     `require_approval` raises `ApprovalRequired` with no approval id.
     Through a client, `wait_for_approval=seconds` waits that long for a
-    person to grant the approval the server opened, then decides again
-    naming it (and runs the function if that is allowed).
+    person to grant the approval the server opened (reading it every
+    `approval_poll` seconds), then decides again naming it (and runs the
+    function if that is allowed).
 
     A Guard holds no per-call state: share one across threads.
     """
@@ -415,6 +428,7 @@ class Guard:
         self._actor = actor
         self._snapshot = snapshot
         self._session = session
+        self._dynamic = (callable(actor), callable(snapshot), callable(session))
 
     def __repr__(self) -> str:
         mode = " audit_only" if self.audit_only else ""
@@ -605,7 +619,7 @@ class Guard:
 
     def _converted(self, convert: Optional[Callable[[Any], Any]], value: Any) -> Any:
         if convert is None:
-            return _plain(value)
+            return value if type(value) in _AS_IS else _plain(value)
         try:
             return convert(value)
         except Exception as e:
@@ -623,6 +637,13 @@ class Guard:
             why = f"approval `{aid}` was denied by `{by}`" + (f": {comment}" if comment else "")
             return Blocked(why, action=action, rule=(decision.deciding_rules or [None])[0], decision=decision)
         if state == "pending":
+            if _wait_done(approval):  # pending, but past its expiry
+                return Blocked(
+                    f"approval `{aid}` expired before anyone granted it",
+                    action=action,
+                    rule=(decision.deciding_rules or [None])[0],
+                    decision=decision,
+                )
             return ApprovalRequired.from_decision(action, decision)
         return Blocked(f"approval `{aid}` is {state}, not granted", action=action, decision=decision)
 
@@ -662,10 +683,11 @@ class Guard:
         ctx: Tuple[Any, Any, Any] = (None, None, None)
         try:
             input = call.input = binder.input(arguments)
+            # (A constant needs no call: checked once, in `__init__`.)
             ctx = (
-                self._resolve("actor", self._actor, call),
-                self._resolve("snapshot", self._snapshot, call),
-                self._resolve("session", self._session, call),
+                self._resolve("actor", self._actor, call) if self._dynamic[0] else self._actor,
+                self._resolve("snapshot", self._snapshot, call) if self._dynamic[1] else self._snapshot,
+                self._resolve("session", self._session, call) if self._dynamic[2] else self._session,
             )
             actor, snapshot, session = ctx
             if self._policy is not None:
@@ -740,7 +762,7 @@ class Guard:
         """Checks a call's result (or its exception) and returns the value,
         or raises: the function's own exception, or `Blocked` when the
         result is withheld."""
-        if decision is None or getattr(decision, "degraded", False) or not binder.checks_output:
+        if decision is None or not binder.checks_output:
             if raised is not None:
                 raise raised
             return value
