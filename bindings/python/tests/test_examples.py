@@ -63,7 +63,10 @@ def test_fastmcp_server_refusals_reach_the_client_as_tool_errors():
     # Refused: each reason reached the client as an isError result.
     over = only(lines, "refund_over_order_total")
     assert over.strip().startswith("isError: Refused by policy: `refund` blocked by `refund_over_order_total`")
-    assert "a refund cannot exceed what the order cost" in over
+    assert "refunds cannot add up to more than the order cost" in over
+    currency = only(lines, "refund_in_order_currency")
+    assert currency.strip().startswith("isError:")
+    assert "a refund is paid in the order's currency" in currency
     approval = only(lines, "needs approval")
     assert approval.strip().startswith("isError:")
     assert "approver role: support" in approval and "refunds over 100 need a support lead" in approval
@@ -101,7 +104,7 @@ def test_fastmcp_server_over_stdio_sends_the_refusal_as_a_tool_error():
     assert over.is_error
     assert over.content[0].text == (
         "Refused by policy: `refund` blocked by `refund_over_order_total`: "
-        "a refund cannot exceed what the order cost"
+        "refunds cannot add up to more than the order cost"
     )
     assert not small.is_error
     assert small.structured_content == {"refund_id": "re_1001"}

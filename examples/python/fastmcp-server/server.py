@@ -19,7 +19,7 @@ import inspect
 import json
 import pathlib
 import sys
-from typing import Any, Callable, Dict, TypeVar
+from typing import Any, Callable, Dict, List, Tuple, TypeVar
 
 from fastmcp import Client, FastMCP
 from fastmcp.exceptions import ToolError
@@ -33,17 +33,23 @@ F = TypeVar("F", bound=Callable[..., Any])
 ORDERS: Dict[str, Dict[str, Any]] = {
     "ord_abc123": {"status": "delivered", "total": 120.0, "currency": "EUR"},
     "ord_def456": {"status": "shipped", "total": 500.0, "currency": "EUR"},
-    "ord_ghi789": {"status": "refunded", "total": 80.0, "currency": "EUR"},
+    "ord_ghi789": {"status": "refunded", "total": 80.0, "currency": "EUR"},  # refunded elsewhere
     "ord_jkl012": {"status": "delivered", "total": 30.0, "currency": "EUR"},
 }
-REFUNDS: list = []
+REFUNDS: List[Tuple[str, float, str]] = []
 
 
 def order_facts(call: rein.Call) -> Dict[str, Any]:
     """The snapshot the rules read, looked up once per call. An unknown
     order raises, and a resolver that raises blocks the call."""
-    order = ORDERS[call.input["order_id"]]
-    return {"order_total": order["total"], "order_status": order["status"]}
+    order_id = call.input["order_id"]
+    order = ORDERS[order_id]
+    return {
+        "order_total": order["total"],
+        "order_currency": order["currency"],
+        "refunded_so_far": sum(amount for refunded, amount, _ in REFUNDS if refunded == order_id),
+        "order_status": order["status"],
+    }
 
 
 policy = rein.Policy.load(HERE / "policy.yaml")
@@ -105,7 +111,8 @@ async def demo() -> None:
     calls = [
         ("lookup_order", {"order_id": "ord_abc123"}),
         ("refund", {"order_id": "ord_abc123", "amount": 40, "currency": "EUR"}),
-        ("refund", {"order_id": "ord_jkl012", "amount": 60, "currency": "EUR"}),
+        ("refund", {"order_id": "ord_abc123", "amount": 90, "currency": "EUR"}),
+        ("refund", {"order_id": "ord_jkl012", "amount": 20, "currency": "USD"}),
         ("refund", {"order_id": "ord_def456", "amount": 400, "currency": "EUR"}),
         ("refund", {"order_id": "ord_ghi789", "amount": 20, "currency": "EUR"}),
     ]
