@@ -41,7 +41,9 @@ REFUNDS: List[Tuple[str, float, str]] = []
 
 def order_facts(call: rein.Call) -> Dict[str, Any]:
     """The snapshot the rules read, looked up once per call. An unknown
-    order raises, and a resolver that raises blocks the call."""
+    order raises, and a resolver that raises blocks the call. (Two refunds
+    decided at the same moment see the same sum: the payment system must
+    hold the line as well.)"""
     order_id = call.input["order_id"]
     order = ORDERS[order_id]
     return {
