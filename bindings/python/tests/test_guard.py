@@ -177,6 +177,23 @@ def test_allow_runs_block_and_approval_raise_distinct_exceptions(policy: rein.Po
     assert refund.ran == [40]
 
 
+def test_refusals_cross_a_process_boundary(policy: rein.Policy) -> None:
+    import pickle
+
+    refund = make_refund(rein.Guard(policy, actor=ACTOR, snapshot=CALM))
+    for amount, kind in [(5000, rein.Blocked), (500, rein.ApprovalRequired)]:
+        with pytest.raises(kind) as e:
+            refund("o1", amount, "EUR")
+        back = pickle.loads(pickle.dumps(e.value))
+        assert type(back) is kind and str(back) == str(e.value)
+        assert back.decision_id == e.value.decision_id and back.action == "refund"
+        assert back.decision is None  # the in-process Decision stays in its process
+        if kind is rein.Blocked:
+            assert back.rule == "large_refund" and back.reason == e.value.reason
+        else:
+            assert back.roles == ["support"] and back.approval_id is None
+
+
 def test_every_reason_and_the_first_rule_are_in_blocked(policy: rein.Policy) -> None:
     guard = rein.Guard(policy, actor=ACTOR, snapshot={"fraud": True})
     refund = make_refund(guard)
@@ -356,6 +373,16 @@ def test_each_resolver_is_called_once_per_call(policy: rein.Policy) -> None:
     assert call.action == "refund" and call.args == ("o1", 40, "EUR") and call.kwargs == {}
     assert call.input == {"order_id": "o1", "amount": 40, "currency": "EUR"}
     assert call.function is not None and call.function.__name__ == "refund"
+
+
+def test_a_resolver_cannot_change_what_the_function_gets(policy: rein.Policy) -> None:
+    def meddling(call: rein.Call) -> Dict[str, Any]:
+        call.kwargs["amount"] = 99999
+        return ACTOR
+
+    refund = make_refund(rein.Guard(policy, actor=meddling, snapshot=CALM))
+    refund(order_id="o1", amount=40, currency="EUR")
+    assert refund.ran == [40]
 
 
 def test_a_failing_resolver_blocks_and_names_itself(policy: rein.Policy) -> None:

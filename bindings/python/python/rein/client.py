@@ -116,6 +116,8 @@ class RemoteDecision:
         self.decision_id = decision_id
         self.effect = effect
         self.phase = _str(answer, "phase", "before")
+        if self.phase not in ("before", "after"):
+            raise ValueError(f"`phase` is {self.phase!r}")
         self.rules = _str_list(answer, "rules")
         matched = answer.get("matched")
         if matched is None:
@@ -335,17 +337,27 @@ def _error_text(body: Any) -> str:
     return "no readable error"
 
 
-def _read_decision(response: httpx.Response, what: str) -> RemoteDecision:
-    """The decision in `response`, or `_NoDecision` with why not."""
+def _read_decision(response: httpx.Response, what: str, decision_id: Optional[str] = None) -> RemoteDecision:
+    """The decision in `response` (of phase `after` and for `decision_id`
+    when it answers an outcome), or `_NoDecision` with why not."""
     status = response.status_code
     body = _body(response)
     if status == 200:
         if not isinstance(body, dict):
             raise _NoDecision(f"rein serve answered {what} with something that is not JSON", outage=False)
         try:
-            return RemoteDecision(body)
+            decision = RemoteDecision(body)
         except ValueError as e:
             raise _NoDecision(f"rein serve answered {what} with something that is not a decision: {e}", outage=False)
+        phase = "after" if decision_id is not None else "before"
+        if decision.phase != phase or (decision_id is not None and decision.decision_id != decision_id):
+            # Not the answer to this request (a proxy's cache, a mix-up).
+            raise _NoDecision(
+                f"rein serve answered {what} with a decision of phase `{decision.phase}` for "
+                f"`{decision.decision_id}`, not this request's",
+                outage=False,
+            )
+        return decision
     recorded = body.get("decision_id") if isinstance(body, dict) else None
     recorded = recorded if isinstance(recorded, str) else None
     if status == 401:
@@ -395,6 +407,18 @@ def _read_json(response: httpx.Response, what: str) -> Dict[str, Any]:
         f"rein serve answered {what} with {response.status_code} ({_error_text(body)})",
         outage=response.status_code >= 500,
     )
+
+
+def _retry_once(e: Exception) -> bool:
+    """Whether a failed call is sent once more, on a new connection: a
+    kept-alive connection the server closed as the request went out (after
+    an answer sent without reading the body, or idle too long) fails
+    without an answer, and would otherwise read as an outage, which
+    `fail_open` turns into an allow. A timeout is not retried (that would
+    double the wait); a second failure is the answer. A request the server
+    did handle before its connection broke is then decided twice: both are
+    recorded, and a limit counts both (the strict side)."""
+    return isinstance(e, httpx.TransportError) and not isinstance(e, httpx.TimeoutException)
 
 
 def _transport_failure(e: Exception, timeout: Optional[float]) -> _NoDecision:
@@ -506,10 +530,14 @@ class Client(_Base):
         self.close()
 
     def _send(self, method: str, path: str, content: Optional[bytes] = None) -> httpx.Response:
-        try:
-            return self._http.request(method, path, content=content)
-        except httpx.HTTPError as e:
-            raise _transport_failure(e, self.timeout) from None
+        for attempt in (1, 2):
+            try:
+                return self._http.request(method, path, content=content)
+            except httpx.HTTPError as e:
+                if attempt == 1 and _retry_once(e):
+                    continue
+                raise _transport_failure(e, self.timeout) from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def decide(
         self,
@@ -561,7 +589,7 @@ class Client(_Base):
         does (`action` names the action in the exception)."""
         body = _outcome_body(decision_id, output, error)
         try:
-            return _read_decision(self._send("POST", "/v1/outcome", body), "the outcome")
+            return _read_decision(self._send("POST", "/v1/outcome", body), "the outcome", decision_id)
         except _NoDecision as failure:
             return _settle(failure, action, fail_open, "after")
 
@@ -644,10 +672,14 @@ class AsyncClient(_Base):
         await self.aclose()
 
     async def _send(self, method: str, path: str, content: Optional[bytes] = None) -> httpx.Response:
-        try:
-            return await self._http.request(method, path, content=content)
-        except httpx.HTTPError as e:
-            raise _transport_failure(e, self.timeout) from None
+        for attempt in (1, 2):
+            try:
+                return await self._http.request(method, path, content=content)
+            except httpx.HTTPError as e:
+                if attempt == 1 and _retry_once(e):
+                    continue
+                raise _transport_failure(e, self.timeout) from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def decide(
         self,
@@ -680,7 +712,7 @@ class AsyncClient(_Base):
         """`Client.outcome`, awaited."""
         body = _outcome_body(decision_id, output, error)
         try:
-            return _read_decision(await self._send("POST", "/v1/outcome", body), "the outcome")
+            return _read_decision(await self._send("POST", "/v1/outcome", body), "the outcome", decision_id)
         except _NoDecision as failure:
             return _settle(failure, action, fail_open, "after")
 

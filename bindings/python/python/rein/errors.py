@@ -9,7 +9,7 @@ code may catch them together.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only
     from rein._native import Diagnostic
@@ -78,6 +78,14 @@ class Refused(ReinError):
         if decision_id is None and decision is not None:
             decision_id = getattr(decision, "decision_id", None)
         self.decision_id = decision_id
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        """Pickles (to cross a process pool): every attribute but an
+        in-process `decision`, which does not pickle; its id does."""
+        state = dict(self.__dict__)
+        if type(state.get("decision")).__module__ == "rein._native":
+            state["decision"] = None
+        return (_restore, (type(self), self.args, state))
 
 
 class Blocked(Refused):
@@ -178,6 +186,13 @@ class GuardError(ReinError, TypeError):
     """A guard's mapping mistake, found when decorating (or at the first
     call): a contract field with no parameter, a `fields=` name that is not
     a parameter or not a field, an action the policy does not know."""
+
+
+def _restore(cls: "type[Refused]", args: Tuple[Any, ...], state: Dict[str, Any]) -> Refused:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 def _message(what: str, action: str, rule: Optional[str], reason: str) -> str:

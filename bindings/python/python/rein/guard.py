@@ -660,7 +660,8 @@ class Guard:
     ) -> Any:
         started = time.perf_counter()
         arguments = binder.bind(args, kwargs)
-        call = Call(action, {}, args, kwargs, fn)
+        # A copy: what a resolver does to it cannot change what the function gets.
+        call = Call(action, {}, args, dict(kwargs), fn)
         decision, ctx, failure = self._before(action, binder, arguments, call, started)
         if failure is not None and not self.audit_only:
             raise failure
@@ -837,7 +838,8 @@ class Guard:
     ) -> Any:
         started = time.perf_counter()
         arguments = binder.bind(args, kwargs)
-        call = Call(action, {}, args, kwargs, fn)
+        # A copy: what a resolver does to it cannot change what the function gets.
+        call = Call(action, {}, args, dict(kwargs), fn)
         decision, ctx, failure = await self._before_async(action, binder, arguments, call, started)
         if failure is not None and not self.audit_only:
             raise failure
