@@ -11,10 +11,43 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 use serde_json::{Map, Number, Value as Json};
+use std::cell::Cell;
 
 /// Deepest nesting of lists and dicts taken: deeper is an `InputError`
 /// (and a list that holds itself stops here instead of recursing forever).
 pub(crate) const MAX_DEPTH: usize = 64;
+
+/// Most values (scalars, lists and dicts, counted along every path) one
+/// conversion takes: a list holding the one below twice, 40 levels deep,
+/// is 40 objects under the depth bound but 2**40 leaves to write (it ran
+/// the process out of memory).
+pub(crate) const MAX_VALUES: usize = 1_000_000;
+
+thread_local! {
+    /// Values the conversion running on this thread may still take.
+    static VALUES_LEFT: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Runs one whole conversion with a full [`MAX_VALUES`] budget; the
+/// budget of a conversion it interrupts (Python code a datetime runs may
+/// convert too) is restored after.
+fn with_budget<T>(work: impl FnOnce() -> T) -> T {
+    let outer = VALUES_LEFT.with(|left| left.replace(MAX_VALUES));
+    let out = work();
+    VALUES_LEFT.with(|left| left.set(outer));
+    out
+}
+
+/// Takes one value from the budget; false when it is spent.
+fn take_value() -> bool {
+    VALUES_LEFT.with(|left| match left.get() {
+        0 => false,
+        n => {
+            left.set(n - 1);
+            true
+        }
+    })
+}
 
 /// One step of the path to a value that failed, kept only on failure.
 enum Segment {
@@ -95,8 +128,8 @@ fn is_identifier(key: &str) -> bool {
 
 /// Converts `value` to JSON; `root` names it in errors (`input`, `actor`).
 pub(crate) fn to_json(value: &Bound<'_, PyAny>, root: &str) -> PyResult<Json> {
-    let result = match convert(value, 0, Walk::Fast) {
-        Err(e) if e.needs_copies => convert(value, 0, Walk::Copied),
+    let result = match with_budget(|| convert(value, 0, Walk::Fast)) {
+        Err(e) if e.needs_copies => with_budget(|| convert(value, 0, Walk::Copied)),
         other => other,
     };
     result.map_err(|e| input_error(value.py(), e.render(root)))
@@ -127,6 +160,11 @@ pub(crate) fn opt_text_arg(value: Option<&Bound<'_, PyAny>>, name: &str) -> PyRe
 }
 
 fn convert(value: &Bound<'_, PyAny>, depth: usize, walk: Walk) -> Result<Json, Unfit> {
+    if !take_value() {
+        return Err(Unfit::new(format!(
+            "more than {MAX_VALUES} values in all (a value held in many places counts each time)"
+        )));
+    }
     if value.is_none() {
         return Ok(Json::Null);
     }

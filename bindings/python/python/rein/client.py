@@ -33,6 +33,10 @@ DEFAULT_TIMEOUT = 5.0
 
 _EFFECTS = ("allow", "block", "require_approval")
 _MAX_DEPTH = 64
+_MAX_VALUES = 1_000_000
+"""Most values (scalars, lists and dicts, counted along every path) one
+conversion takes, as the native module: a list holding the one below twice,
+40 levels deep, is small in memory but has 2**40 leaves to write."""
 _MISSING: Any = object()
 
 
@@ -213,7 +217,15 @@ def to_json_value(value: Any, path: str = "value", depth: int = 0) -> JsonValue:
     """`value` as exact JSON, by the native module's rules: a bool, an int
     that fits 64 bits, a finite float, a str, None, a list or tuple of
     these, a dict with str keys of these, a datetime with a time zone (as
-    RFC 3339 text). Anything else raises `InputError` naming the path."""
+    RFC 3339 text), at most 1,000,000 values in all. Anything else raises
+    `InputError` naming the path."""
+    return _to_json(value, path, depth, [_MAX_VALUES])
+
+
+def _to_json(value: Any, path: str, depth: int, budget: List[int]) -> JsonValue:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise InputError(f"{path}: more than {_MAX_VALUES} values in all (a value held in many places counts each time)")
     if depth > _MAX_DEPTH:
         raise InputError(f"{path}: nested deeper than {_MAX_DEPTH} levels")
     if value is None or isinstance(value, (bool, str)):
@@ -227,13 +239,13 @@ def to_json_value(value: Any, path: str = "value", depth: int = 0) -> JsonValue:
             return float(value)
         raise InputError(f"{path}: float {value!r} has no JSON form")
     if isinstance(value, (list, tuple)):
-        return [to_json_value(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
+        return [_to_json(v, f"{path}[{i}]", depth + 1, budget) for i, v in enumerate(value)]
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
             if not isinstance(k, str):
                 raise InputError(f"{path}: key {k!r} is a {type(k).__name__}, not a str")
-            out[k] = to_json_value(v, f"{path}.{k}", depth + 1)
+            out[k] = _to_json(v, f"{path}.{k}", depth + 1, budget)
         return out
     if isinstance(value, datetime.datetime):
         return _rfc3339(value, path)
