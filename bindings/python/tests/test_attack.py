@@ -7,6 +7,8 @@ Each test names the hole it closes (or the attack it shows fails)."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from typing import Any, List
 
@@ -89,3 +91,178 @@ def test_a_guarded_call_with_a_value_shared_many_times_is_blocked_and_does_not_r
     with pytest.raises(rein.Blocked, match="values"):
         lookup("o")
     assert ran == []
+
+
+# ---- the guard's configuration ---------------------------------------------
+
+
+@pytest.mark.parametrize("flag", ["false", "False", "0", "no", 0, 1, None, [], "true"])
+def test_audit_only_takes_a_bool_only(policy: rein.Policy, flag: Any) -> None:
+    """Hole: `audit_only=os.environ.get("REIN_AUDIT_ONLY", "false")` turned
+    enforcement off (`bool("false")` is True). Anything but a bool is a
+    GuardError, so a setting read as text cannot switch enforcement off."""
+    with pytest.raises(rein.GuardError, match="audit_only"):
+        rein.Guard(policy, audit_only=flag)
+
+
+def test_audit_only_bools_still_work(policy: rein.Policy) -> None:
+    assert rein.Guard(policy, audit_only=True).audit_only is True
+    assert rein.Guard(policy, audit_only=False).audit_only is False
+    assert rein.Guard(policy).audit_only is False
+
+
+def test_a_parameter_named_as_a_mapped_field_is_a_guard_error(policy: rein.Policy) -> None:
+    """Hole: with fields={"amount": "amount_eur"} on a function that also
+    has a parameter `amount`, the decision read `amount_eur` while the body
+    could pay `amount`, which no rule saw. Ambiguous: a GuardError."""
+    guard = rein.Guard(policy, actor=ACTOR, snapshot=CALM)
+    with pytest.raises(rein.GuardError, match="amount"):
+
+        @guard.action("refund", fields={"amount": "amount_eur"})
+        def refund(order_id: str, amount: float, currency: str, amount_eur: float = 0, note: Any = None) -> dict:
+            return {"refund_id": "re_1"}
+
+    # Mapped away, with no parameter of the field's name: fine.
+    @guard.action("refund", fields={"amount": "amount_eur"})
+    def refund2(order_id: str, amount_eur: float, currency: str, note: Any = None) -> dict:
+        return {"refund_id": "re_1"}
+
+    assert refund2("o", 5, "EUR") == {"refund_id": "re_1"}
+    with pytest.raises(rein.Blocked):
+        refund2("o", 5000, "EUR")
+
+
+# ---- what the guarded function raises or returns ----------------------------
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+def test_an_exception_that_cannot_be_printed_is_still_checked(policy: rein.Policy) -> None:
+    """Hole: a function's exception whose `str()` raised skipped the check
+    of the result (the after phase never ran, no outcome was recorded) and
+    surfaced as the RuntimeError of its `__str__`. Now it is checked (as
+    its type's name) and re-raised as itself."""
+    events: List[rein.DecisionEvent] = []
+    guard = rein.Guard(policy, actor=ACTOR, snapshot=CALM, observers=[events.append])
+
+    @guard.action("refund")
+    def refund(order_id: str, amount: float, currency: str, note: Any = None) -> dict:
+        raise _Unprintable()
+
+    with pytest.raises(_Unprintable):
+        refund("o", 5, "EUR")
+    assert [e.phase for e in events] == ["before", "after"]
+    assert events[1].decision is not None and "_Unprintable" in (events[1].error or "")
+
+
+def test_a_resolver_whose_exception_cannot_be_printed_blocks(policy: rein.Policy) -> None:
+    ran: List[Any] = []
+
+    def actor(call: rein.Call) -> dict:
+        raise _Unprintable()
+
+    guard = rein.Guard(policy, actor=actor, snapshot=CALM)
+
+    @guard.action("lookup")
+    def lookup(order_id: str) -> dict:
+        ran.append(1)
+        return {}
+
+    with pytest.raises(rein.Blocked, match="_Unprintable"):
+        lookup("o")
+    assert ran == []
+
+
+# ---- observers ------------------------------------------------------------
+
+
+def _mock_server(outcome_effect: str) -> rein.Client:
+    """A Client over a mock `rein serve`: decide allows, outcome answers
+    `outcome_effect`."""
+    import httpx
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/decide":
+            body = {"decision_id": "d1", "effect": "allow", "phase": "before", "audit_seq": 1}
+        else:
+            body = {
+                "decision_id": "d1",
+                "effect": outcome_effect,
+                "phase": "after",
+                "audit_seq": 2,
+                "reasons": ["withheld"],
+                "matched": [{"id": "no_leak", "effect": outcome_effect}],
+            }
+        return httpx.Response(200, json=body)
+
+    return rein.Client("http://rein.test", token="t", transport=httpx.MockTransport(handler))
+
+
+def _forger(event: rein.DecisionEvent) -> None:
+    """An observer that rewrites what it is shown (raising AttributeError
+    when the decision is read-only)."""
+    if event.decision is not None:
+        event.decision.effect = "allow"
+
+
+def _quiet_forger(event: rein.DecisionEvent) -> None:
+    """`_forger`, which does not fail the call when it cannot forge."""
+    try:
+        _forger(event)
+    except AttributeError:
+        pass
+
+
+def test_an_observer_that_rewrites_the_decision_cannot_release_a_withheld_result() -> None:
+    """Hole: the guard read the outcome's effect after the observers had
+    seen (and could rewrite) the decision: a RemoteDecision's `effect` set
+    to allow by an observer released a result the server withheld."""
+    guard = rein.Guard(_mock_server("block"), observers=[_quiet_forger])
+
+    @guard.action("lookup")
+    def lookup(order_id: str) -> dict:
+        return {"secret": "s3cr3t"}
+
+    with pytest.raises(rein.Blocked, match="withheld"):
+        lookup("o")
+
+
+def test_an_observer_that_rewrites_the_decision_cannot_release_it_async() -> None:
+    guard = rein.Guard(_mock_server("block"), observers=[_quiet_forger])
+
+    @guard.action("lookup")
+    async def lookup(order_id: str) -> dict:
+        return {"secret": "s3cr3t"}
+
+    with pytest.raises(rein.Blocked, match="withheld"):
+        asyncio.run(lookup("o"))
+
+
+def test_limits_hold_under_threads(policy: rein.Policy) -> None:
+    """8 threads racing for a limit of 3 an hour: exactly 3 run."""
+    guard = rein.Guard(policy, actor=ACTOR, snapshot=CALM)
+    ran: List[float] = []
+
+    @guard.action("pay")
+    def pay(amount: float) -> None:
+        ran.append(amount)
+
+    outcomes: List[str] = []
+
+    def worker() -> None:
+        for _ in range(5):
+            try:
+                pay(1)
+                outcomes.append("ran")
+            except rein.Blocked:
+                outcomes.append("blocked")
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("ran") == 3 and len(ran) == 3 and outcomes.count("blocked") == 37

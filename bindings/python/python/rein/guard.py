@@ -141,7 +141,12 @@ class DecisionEvent:
 
 
 def _describe(e: BaseException) -> str:
-    text = str(e)
+    try:
+        text = str(e)
+    except Exception:
+        # An exception whose `__str__` fails must still be reported (and
+        # its call checked), not replaced by the failure of its text.
+        text = "<its text could not be read>"
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
@@ -236,6 +241,14 @@ class _Binder:
                         )
                     continue
                 param = fields.get(field) or field
+                if param != field and field in params and field not in exclude:
+                    # The decision would read `param` while the body may
+                    # use the parameter named as the field, which no rule
+                    # saw.
+                    raise GuardError(
+                        f"fields= of `{action}` reads the field `{field}` from `{param}`, but {where} also has "
+                        f"a parameter `{field}`: rename it, or exclude it with exclude=[{field!r}]"
+                    )
                 named = param in params and param not in (var_kw, var_pos)
                 if param in exclude:
                     raise GuardError(
@@ -419,9 +432,13 @@ class Guard:
                 raise GuardError(f"{name}= takes a dict or a callable(call) -> dict, not {type(value).__name__}")
         if session is not None and not callable(session) and not isinstance(session, str):
             raise GuardError(f"session= takes a str or a callable(call) -> str, not {type(session).__name__}")
+        if not isinstance(audit_only, bool):
+            # `bool("false")` is True: a setting read as text must not turn
+            # enforcement off.
+            raise GuardError(f"audit_only= takes True or False, not {audit_only!r}")
         self.engine = engine
         self.state = state
-        self.audit_only = bool(audit_only)
+        self.audit_only = audit_only
         self.observers: List[Observer] = list(observers)
         self.wait_for_approval = wait_for_approval
         self.approval_poll = approval_poll
@@ -746,8 +763,9 @@ class Guard:
             f = self._client_failure(e)
             failed = self._event(action, "before", None, call.input, f.reason, started)
             return decision, Blocked(f.reason, action=action, decision_id=f.decision_id), failed
+        refusal = self._refusal(action, again)  # before the observers see it
         failed = self._event(action, "before", again, call.input, None, started)
-        return again, self._refusal(action, again), failed
+        return again, refusal, failed
 
     def _after(
         self,
@@ -778,6 +796,8 @@ class Guard:
             failure = f
         except Exception as e:  # never let a bug in Rein pass a result unchecked
             failure = _Failure(f"checking the result failed: {_describe(e)}")
+        # Read before the observers see the decision.
+        allowed = checked is not None and checked.effect == "allow"
         failed = self._event(
             action, "after", checked, call.input, failure.reason if failure else error, started
         )
@@ -789,7 +809,7 @@ class Guard:
             raise Blocked(
                 f"{failure.reason}; the result is withheld", action=action, decision_id=decision.decision_id
             ) from None
-        if checked is None or checked.effect != "allow":
+        if not allowed:
             raise Blocked.from_decision(action, checked) from None
         if failed is not None:
             raise Blocked(f"{failed}; the result is withheld", action=action, decision=checked) from None
@@ -933,8 +953,9 @@ class Guard:
             f = self._client_failure(e)
             failed = self._event(action, "before", None, call.input, f.reason, started)
             return decision, Blocked(f.reason, action=action, decision_id=f.decision_id), failed
+        refusal = self._refusal(action, again)  # before the observers see it
         failed = self._event(action, "before", again, call.input, None, started)
-        return again, self._refusal(action, again), failed
+        return again, refusal, failed
 
     async def _after_async(
         self,
@@ -961,6 +982,8 @@ class Guard:
             failure = f
         except Exception as e:
             failure = _Failure(f"checking the result failed: {_describe(e)}")
+        # Read before the observers see the decision.
+        allowed = checked is not None and checked.effect == "allow"
         failed = self._event(
             action, "after", checked, call.input, failure.reason if failure else error, started
         )
@@ -972,7 +995,7 @@ class Guard:
             raise Blocked(
                 f"{failure.reason}; the result is withheld", action=action, decision_id=decision.decision_id
             ) from None
-        if checked is None or checked.effect != "allow":
+        if not allowed:
             raise Blocked.from_decision(action, checked) from None
         if failed is not None:
             raise Blocked(f"{failed}; the result is withheld", action=action, decision=checked) from None
