@@ -8,9 +8,10 @@ Each test names the hole it closes (or the attack it shows fails)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
-from typing import Any, List
+from typing import Any, Callable, List
 
 import pytest
 
@@ -176,6 +177,172 @@ def test_a_resolver_whose_exception_cannot_be_printed_blocks(policy: rein.Policy
     assert ran == []
 
 
+# ---- a process answering the client instead of rein serve -----------------
+
+
+class _FakeServer:
+    """A loopback TCP server that answers each connection with `handler`
+    (given the socket, after reading the request head)."""
+
+    def __init__(self, handler: Callable[[socket.socket], None]) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.handler = handler
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        try:
+            conn.settimeout(30)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                got = conn.recv(65536)
+                if not got:
+                    return
+                data += got
+            self.handler(conn)
+        except OSError:
+            pass
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.sock.close()
+
+
+ALLOW = (
+    b'{"decision_id":"d1","effect":"allow","phase":"before","rules":["r"],"matched":[],'
+    b'"reasons":[],"audit_seq":1,"policy_version":"v"}'
+)
+
+
+def _trickle(conn: socket.socket) -> None:
+    """Headers at once, then a body of a byte every 0.2 s: each read is
+    well within a 1 s timeout, the whole answer never."""
+    body = ALLOW + b" " * 10_000
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+    for i in range(len(body)):
+        conn.sendall(body[i : i + 1])
+        time.sleep(0.2)
+
+
+def _huge(conn: socket.socket) -> None:
+    """A 200 whose body never ends (chunks of spaces)."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunk = b" " * 65536
+    frame = b"%x\r\n" % len(chunk) + chunk + b"\r\n"
+    for _ in range(100_000):  # 6.5 GB
+        conn.sendall(frame)
+
+
+def test_a_server_answering_a_byte_at_a_time_is_blocked_within_the_timeout() -> None:
+    """Hole: httpx's timeout bounds each read, not the call: an answer
+    trickling a byte at a time held the guarded call for ever (here 10,000
+    bytes at 0.2 s each: 33 minutes). `timeout` now bounds the whole call."""
+    server = _FakeServer(_trickle)
+    try:
+        client = rein.Client(server.url, token="t", timeout=1.0)
+        started = time.perf_counter()
+        with pytest.raises(rein.Blocked, match="within"):
+            client.decide("refund", {"amount": 1})
+        assert time.perf_counter() - started < 4
+        # An outage: fail_open covers it (documented), but only when asked.
+        assert client.decide("refund", {"amount": 1}, fail_open=True).degraded
+    finally:
+        server.close()
+
+
+def test_an_async_client_answered_a_byte_at_a_time_is_blocked_within_the_timeout() -> None:
+    server = _FakeServer(_trickle)
+
+    async def main() -> None:
+        async with rein.AsyncClient(server.url, token="t", timeout=1.0) as client:
+            started = time.perf_counter()
+            with pytest.raises(rein.Blocked, match="within"):
+                await client.decide("refund", {"amount": 1})
+            assert time.perf_counter() - started < 4
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.close()
+
+
+def test_a_server_sending_an_endless_body_is_blocked_without_reading_it_all() -> None:
+    """Hole: the whole answer was read into memory, however large."""
+    server = _FakeServer(_huge)
+    try:
+        client = rein.Client(server.url, token="t", timeout=30.0)
+        started = time.perf_counter()
+        with pytest.raises(rein.Blocked, match="larger than"):
+            client.decide("refund", {"amount": 1})
+        assert time.perf_counter() - started < 10
+        with pytest.raises(rein.ReinError, match="larger than"):
+            client.approval("a1")
+    finally:
+        server.close()
+
+
+def test_an_async_client_sent_an_endless_body_is_blocked() -> None:
+    server = _FakeServer(_huge)
+
+    async def main() -> None:
+        async with rein.AsyncClient(server.url, token="t", timeout=30.0) as client:
+            with pytest.raises(rein.Blocked, match="larger than"):
+                await client.decide("refund", {"amount": 1})
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.close()
+
+
+def _redirect(conn: socket.socket) -> None:
+    conn.sendall(b"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:1/v1/decide\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_a_redirect_is_not_followed_and_is_no_outage() -> None:
+    """A 3xx is not followed (the token would go with it) and is not an
+    outage: fail_open does not turn it into an allow."""
+    server = _FakeServer(_redirect)
+    try:
+        client = rein.Client(server.url, token="t", timeout=2.0)
+        for fail_open in (False, True):
+            with pytest.raises(rein.Blocked, match="307"):
+                client.decide("refund", {"amount": 1}, fail_open=fail_open)
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("flag", ["false", "0", 1, None])
+def test_fail_open_takes_a_bool_only(flag: Any) -> None:
+    """Hole: `fail_open="false"` (a setting read as text) failed open. A
+    non-bool is refused before anything is sent."""
+    client = rein.Client("http://127.0.0.1:1", token="t", timeout=0.5)
+    with pytest.raises(rein.Blocked):
+        client.decide("refund", {"amount": 1})
+    with pytest.raises(TypeError, match="fail_open"):
+        client.decide("refund", {"amount": 1}, fail_open=flag)
+    with pytest.raises(TypeError, match="fail_open"):
+        client.outcome("d1", {"refund_id": "x"}, fail_open=flag)
+
+
 # ---- observers ------------------------------------------------------------
 
 
@@ -266,3 +433,35 @@ def test_limits_hold_under_threads(policy: rein.Policy) -> None:
     for t in threads:
         t.join()
     assert outcomes.count("ran") == 3 and len(ran) == 3 and outcomes.count("blocked") == 37
+
+
+def test_require_is_not_fooled_by_an_observer_either() -> None:
+    """`require` reads the decision after `check` showed it to the
+    observers: a decision is read-only, so nothing they do changes it."""
+    import httpx
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, json={"decision_id": "d1", "effect": "block", "phase": "before", "audit_seq": 1, "reasons": ["no"]}
+        )
+
+    client = rein.Client("http://rein.test", token="t", transport=httpx.MockTransport(handler))
+    seen: List[str] = []
+
+    def forger(event: rein.DecisionEvent) -> None:
+        try:
+            _forger(event)
+        except AttributeError as e:
+            seen.append(str(e))
+
+    guard = rein.Guard(client, observers=[forger])
+    with pytest.raises(rein.Blocked):
+        guard.require("lookup", {"order_id": "o"})
+    assert seen and "read-only" in seen[0]
+    d = client.decide("lookup", {"order_id": "o"})
+    with pytest.raises(AttributeError):
+        del d.effect
+    import pickle
+
+    back = pickle.loads(pickle.dumps(d))
+    assert back.effect == "block" and back.decision_id == "d1" and back.reasons == ["no"]

@@ -37,6 +37,9 @@ _MAX_VALUES = 1_000_000
 """Most values (scalars, lists and dicts, counted along every path) one
 conversion takes, as the native module: a list holding the one below twice,
 40 levels deep, is small in memory but has 2**40 leaves to write."""
+_MAX_ANSWER_BYTES = 4 * 1024 * 1024
+"""Largest answer read from the server (its answers are a few kilobytes):
+a larger one is not a decision, and is not read into memory whole."""
 _MISSING: Any = object()
 
 
@@ -48,7 +51,8 @@ class RemoteDecision:
     and `degraded`.
 
     `default_applied` is always False and `obligations` empty: the server's
-    answer does not carry them (`approval_roles` has the roles).
+    answer does not carry them (`approval_roles` has the roles). Read-only,
+    as the in-process `Decision`.
     """
 
     __slots__ = (
@@ -73,6 +77,7 @@ class RemoteDecision:
         "audit_seq",
         "degraded",
         "_answer",
+        "_sealed",
     )
 
     decision_id: Optional[str]
@@ -160,6 +165,22 @@ class RemoteDecision:
             raise ValueError("an `allow` without its audit record (`audit_seq`)")
         self.degraded = degraded
         self._answer = dict(answer)
+        self._sealed = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Read-only once built, as the in-process Decision: whoever is shown
+        # a decision (an observer, a resolver's caller) cannot turn a block
+        # the guard has yet to act on into an allow.
+        if getattr(self, "_sealed", False):
+            raise AttributeError(f"a RemoteDecision is read-only (`{name}`)")
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"a RemoteDecision is read-only (`{name}`)")
+
+    def __reduce__(self) -> Any:
+        """Pickles as the answer it was built from."""
+        return (_rebuild_decision, (self._answer, self.degraded))
 
     @property
     def allowed(self) -> bool:
@@ -192,6 +213,10 @@ class RemoteDecision:
         rules = f" by {', '.join(self.rules)}" if self.rules else ""
         flag = " degraded" if self.degraded else ""
         return f"<RemoteDecision {self.effect}{rules} {self.decision_id}{flag}>"
+
+
+def _rebuild_decision(answer: Mapping[str, Any], degraded: bool) -> RemoteDecision:
+    return RemoteDecision(answer, degraded=degraded)
 
 
 def _str(obj: Mapping[str, Any], key: str, default: Any) -> Any:
@@ -452,6 +477,13 @@ def _degraded(cause: str, phase: str) -> RemoteDecision:
     )
 
 
+def _check_fail_open(fail_open: Any) -> None:
+    """`fail_open` is True or False: `"false"` (a setting read as text) is
+    truthy, and must not turn a refusal into an allow."""
+    if not isinstance(fail_open, bool):
+        raise TypeError(f"fail_open takes True or False, not {fail_open!r}")
+
+
 def _settle(failure: _NoDecision, action: str, fail_open: bool, phase: str) -> RemoteDecision:
     if fail_open and failure.outage:
         return _degraded(failure.cause, phase)
@@ -485,6 +517,45 @@ def _parse_time(text: Any) -> Optional[datetime.datetime]:
         return None
 
 
+class _Deadline:
+    """When a call must be over: httpx's timeout bounds each read, not the
+    call, and an answer trickling a byte at a time would hold it for ever."""
+
+    def __init__(self, timeout: Optional[float]) -> None:
+        self.at = None if timeout is None else _time.monotonic() + timeout
+
+    def left(self) -> Optional[float]:
+        """Seconds left (at least a little, so httpx still tries once);
+        None without a timeout."""
+        return None if self.at is None else max(0.001, self.at - _time.monotonic())
+
+    def check(self) -> None:
+        if self.at is not None and _time.monotonic() > self.at:
+            raise httpx.ReadTimeout("the answer took too long")
+
+
+class _Answer:
+    """An answer's body read chunk by chunk, within the deadline and
+    `_MAX_ANSWER_BYTES`."""
+
+    def __init__(self, deadline: _Deadline) -> None:
+        self.deadline = deadline
+        self.data = bytearray()
+
+    def add(self, chunk: bytes) -> None:
+        self.data += chunk
+        if len(self.data) > _MAX_ANSWER_BYTES:
+            raise _NoDecision(
+                f"rein serve answered with more than {_MAX_ANSWER_BYTES} bytes, larger than any answer", outage=False
+            )
+        self.deadline.check()
+
+    def response(self, streamed: httpx.Response) -> httpx.Response:
+        return httpx.Response(
+            streamed.status_code, headers=streamed.headers, content=bytes(self.data), request=streamed.request
+        )
+
+
 class _Base:
     def __init__(self, url: str, token: str, timeout: Optional[float]) -> None:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
@@ -497,6 +568,9 @@ class _Base:
             "Authorization": f"Bearer {token}",
             "Content-Type": "application/json",
             "Accept": "application/json",
+            # Rein serve compresses nothing; a compressed answer would be
+            # inflated a chunk at a time before `_MAX_ANSWER_BYTES` is checked.
+            "Accept-Encoding": "identity",
         }
 
     def __repr__(self) -> str:
@@ -542,9 +616,14 @@ class Client(_Base):
         self.close()
 
     def _send(self, method: str, path: str, content: Optional[bytes] = None) -> httpx.Response:
+        deadline = _Deadline(self.timeout)
         for attempt in (1, 2):
             try:
-                return self._http.request(method, path, content=content)
+                with self._http.stream(method, path, content=content, timeout=deadline.left()) as response:
+                    body = _Answer(deadline)
+                    for chunk in response.iter_bytes():
+                        body.add(chunk)
+                    return body.response(response)
             except httpx.HTTPError as e:
                 if attempt == 1 and _retry_once(e):
                     continue
@@ -579,6 +658,7 @@ class Client(_Base):
         or audit record; a refused token, Rein's own failure answer (which
         says block) or an answer that is not a decision still raises.
         """
+        _check_fail_open(fail_open)
         body = _decide_body(action, input, actor, snapshot, session, time, approval)
         try:
             return _read_decision(self._send("POST", "/v1/decide", body), "the decision")
@@ -599,6 +679,7 @@ class Client(_Base):
         contract and the `after` rules (`POST /v1/outcome`). `block` means
         withhold the output (or the error text). Fails closed as `decide`
         does (`action` names the action in the exception)."""
+        _check_fail_open(fail_open)
         body = _outcome_body(decision_id, output, error)
         try:
             return _read_decision(self._send("POST", "/v1/outcome", body), "the outcome", decision_id)
@@ -684,14 +765,27 @@ class AsyncClient(_Base):
         await self.aclose()
 
     async def _send(self, method: str, path: str, content: Optional[bytes] = None) -> httpx.Response:
+        deadline = _Deadline(self.timeout)
         for attempt in (1, 2):
             try:
-                return await self._http.request(method, path, content=content)
+                # The whole exchange, headers included, within the deadline.
+                return await asyncio.wait_for(self._exchange(method, path, content, deadline), deadline.left())
+            except asyncio.TimeoutError:
+                raise _transport_failure(httpx.ReadTimeout("the answer took too long"), self.timeout) from None
             except httpx.HTTPError as e:
                 if attempt == 1 and _retry_once(e):
                     continue
                 raise _transport_failure(e, self.timeout) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _exchange(
+        self, method: str, path: str, content: Optional[bytes], deadline: "_Deadline"
+    ) -> httpx.Response:
+        async with self._http.stream(method, path, content=content, timeout=deadline.left()) as response:
+            body = _Answer(deadline)
+            async for chunk in response.aiter_bytes():
+                body.add(chunk)
+            return body.response(response)
 
     async def decide(
         self,
@@ -706,6 +800,7 @@ class AsyncClient(_Base):
         fail_open: bool = False,
     ) -> RemoteDecision:
         """`Client.decide`, awaited (the same fail-closed rules)."""
+        _check_fail_open(fail_open)
         body = _decide_body(action, input, actor, snapshot, session, time, approval)
         try:
             return _read_decision(await self._send("POST", "/v1/decide", body), "the decision")
@@ -722,6 +817,7 @@ class AsyncClient(_Base):
         fail_open: bool = False,
     ) -> RemoteDecision:
         """`Client.outcome`, awaited."""
+        _check_fail_open(fail_open)
         body = _outcome_body(decision_id, output, error)
         try:
             return _read_decision(await self._send("POST", "/v1/outcome", body), "the outcome", decision_id)
