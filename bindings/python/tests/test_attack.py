@@ -8,6 +8,7 @@ Each test names the hole it closes (or the attack it shows fails)."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 import threading
 import time
@@ -465,3 +466,62 @@ def test_require_is_not_fooled_by_an_observer_either() -> None:
 
     back = pickle.loads(pickle.dumps(d))
     assert back.effect == "block" and back.decision_id == "d1" and back.reasons == ["no"]
+
+
+# ---- what is decorated ------------------------------------------------------
+
+
+def test_an_async_staticmethod_and_an_async_callable_object_are_guarded_as_async(policy: rein.Policy) -> None:
+    """Hole: `@guard.action` above `@staticmethod` on an async function, or
+    on an object whose `__call__` is async, was taken for a sync function:
+    the guard returned an un-run coroutine (its result unchecked; here
+    blocked only because the policy checks it), and the static method was
+    given `self` when called on an instance."""
+    guard = rein.Guard(policy, actor=ACTOR, snapshot=CALM)
+    ran: List[float] = []
+
+    class Tools:
+        @guard.action("refund")
+        @staticmethod
+        async def refund(order_id: str, amount: float, currency: str, note: Any = None) -> dict:
+            ran.append(amount)
+            return {"refund_id": "re_1"}
+
+        @guard.action("lookup")
+        @staticmethod
+        def lookup(order_id: str) -> dict:
+            ran.append(0)
+            return {"order_id": order_id}
+
+    class AsyncTool:
+        async def __call__(self, order_id: str, amount: float, currency: str, note: Any = None) -> dict:
+            ran.append(amount)
+            return {"refund_id": "re_2"}
+
+    tool = guard.action("refund")(AsyncTool())
+    assert inspect.iscoroutinefunction(Tools.refund) and inspect.iscoroutinefunction(tool)
+
+    async def main() -> None:
+        assert await Tools.refund("o", 5, "EUR") == {"refund_id": "re_1"}
+        assert await Tools().refund("o", 6, "EUR") == {"refund_id": "re_1"}
+        assert await tool("o", 7, "EUR") == {"refund_id": "re_2"}
+        for call in (Tools.refund, tool):
+            with pytest.raises(rein.Blocked, match="large_refund"):
+                await call("o", 5000, "EUR")
+
+    asyncio.run(main())
+    assert Tools().lookup("o") == {"order_id": "o"}
+    assert ran == [5, 6, 7, 0]
+
+
+def test_a_generator_behind_a_callable_object_is_refused(policy: rein.Policy) -> None:
+    guard = rein.Guard(policy, actor=ACTOR, snapshot=CALM)
+
+    class Rows:
+        def __call__(self, order_id: str):  # type: ignore[no-untyped-def]
+            yield order_id
+
+    with pytest.raises(rein.GuardError, match="generator"):
+        guard.action("lookup")(Rows())
+    with pytest.raises(rein.GuardError, match="generator"):
+        guard.action("lookup")(staticmethod(Rows().__call__))

@@ -169,6 +169,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _code_of(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """What runs when `fn` is called: `fn`, or the `__call__` of an object
+    that is no function, method or partial (an instance of a class with
+    `__call__`)."""
+    if inspect.isroutine(fn) or isinstance(fn, (functools.partial, type)):
+        return fn
+    call = getattr(type(fn), "__call__", None)
+    return call if call is not None else fn
+
+
 class _Failure(Exception):
     """Rein could not decide (a resolver, the engine, the server, an
     observer): `reason` says why."""
@@ -484,15 +494,22 @@ class Guard:
             raise GuardError("output= takes a callable(value) -> JSON value")
 
         def decorate(fn: F) -> F:
+            if isinstance(fn, staticmethod):
+                # Above @staticmethod: guard the function, and stay static
+                # (a plain function in a class body would be given `self`).
+                return staticmethod(decorate(fn.__func__))  # type: ignore[return-value]
             if not callable(fn):
                 raise GuardError(f"guard.action({name!r}) decorates a function, not {type(fn).__name__}")
             where = f"`{getattr(fn, '__qualname__', fn)}`"
-            if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+            code = _code_of(fn)
+            if inspect.isgeneratorfunction(code) or inspect.isasyncgenfunction(code):
                 raise GuardError(
                     f"{where} is a generator: its result cannot be checked before it is used; guard a "
                     "function that returns the whole result"
                 )
-            is_async = inspect.iscoroutinefunction(fn)
+            # An object whose `__call__` is async is async too: guarded as
+            # sync, its coroutine would run after the guard had returned.
+            is_async = inspect.iscoroutinefunction(code)
             if self._aclient is not None and not is_async:
                 raise GuardError(f"{where} is not async: a rein.AsyncClient guards async functions (use rein.Client)")
             binder = _Binder(self, name, fn, fields, exclude)
