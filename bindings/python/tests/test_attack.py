@@ -525,3 +525,27 @@ def test_a_generator_behind_a_callable_object_is_refused(policy: rein.Policy) ->
         guard.action("lookup")(Rows())
     with pytest.raises(rein.GuardError, match="generator"):
         guard.action("lookup")(staticmethod(Rows().__call__))
+
+
+def test_an_observer_that_redacts_the_input_does_not_change_what_is_checked(policy: rein.Policy) -> None:
+    """Hole: observers were given the input dict the guard checks the
+    result with (and, through a client, decides again with once an approval
+    is granted): a logging observer redacting a field changed the request
+    of the after phase."""
+    seen: List[Any] = []
+
+    def redact(event: rein.DecisionEvent) -> None:
+        seen.append((event.phase, dict(event.input or {})))
+        if event.input is not None:
+            event.input["note"] = "***"
+            event.input["amount"] = 0
+
+    guard = rein.Guard(policy, actor=ACTOR, snapshot=CALM, observers=[redact])
+
+    @guard.action("refund")
+    def refund(order_id: str, amount: float, currency: str, note: Any = None) -> dict:
+        return {"refund_id": "re_1"}
+
+    assert refund("o", 50, "EUR", note="card 4111") == {"refund_id": "re_1"}
+    assert [phase for phase, _ in seen] == ["before", "after"]
+    assert seen[1][1] == {"order_id": "o", "amount": 50, "currency": "EUR", "note": "card 4111"}

@@ -100,6 +100,7 @@ class DecisionEvent:
     carries a failure that did not stop the call (in `audit_only` mode) or
     the function's own exception (phase after). `duration_s` is the time
     the phase took in Rein; `audit_only` tells whether the guard enforces.
+    `input` is a copy of what was sent: redacting it changes no decision.
     """
 
     __slots__ = ("action", "phase", "decision", "input", "error", "duration_s", "audit_only")
@@ -558,7 +559,11 @@ class Guard:
         observer's failure is returned to be raised."""
         if not self.observers:
             return None
-        event = DecisionEvent(action, phase, decision, input, error, time.perf_counter() - started, self.audit_only)
+        # A copy: an observer that redacts what it logs (`event.input["card"]
+        # = "***"`) must not change what the result is checked with, or the
+        # request a granted approval is used for.
+        shown = dict(input) if input is not None else None
+        event = DecisionEvent(action, phase, decision, shown, error, time.perf_counter() - started, self.audit_only)
         return self._observe(event)
 
     @staticmethod
