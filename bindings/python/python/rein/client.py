@@ -33,7 +33,16 @@ DEFAULT_TIMEOUT = 5.0
 
 _EFFECTS = ("allow", "block", "require_approval")
 _MAX_DEPTH = 64
-_MISSING: Any = object()
+
+
+class _Missing:
+    """The default of an argument not given (its repr is what help() shows)."""
+
+    def __repr__(self) -> str:
+        return "<not given>"
+
+
+_MISSING: Any = _Missing()
 
 
 class RemoteDecision:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import difflib
 import functools
 import inspect
 import logging
@@ -49,7 +50,14 @@ Resolver = Union[None, Mapping[str, Any], Callable[["Call"], Any]]
 SessionResolver = Union[None, str, Callable[["Call"], Any]]
 Observer = Callable[["DecisionEvent"], Any]
 
-_UNSET: Any = object()
+class _Unset:
+    """The default of an argument not given (its repr is what help() shows)."""
+
+    def __repr__(self) -> str:
+        return "<the guard's>"
+
+
+_UNSET: Any = _Unset()
 _PLAIN = (str, int, float, bool, type(None), dict, list, tuple)
 # Exact types passed on as they are without a call to `_plain` (the hot
 # path: most arguments are one of these).
@@ -220,7 +228,9 @@ class _Binder:
             contract = guard._policy.input_fields(action)
             if contract is None:
                 known = ", ".join(guard._policy.actions[:20])
-                raise GuardError(f"the policy has no action `{action}` (guarding {where}; its actions: {known})")
+                close = difflib.get_close_matches(action, guard._policy.actions, n=1)
+                hint = f": did you mean `{close[0]}`?" if close else ""
+                raise GuardError(f"the policy has no action `{action}` (guarding {where}; its actions: {known}){hint}")
             names = {name for name, _, _ in contract}
             for field in fields:
                 if field not in names:

@@ -1,0 +1,89 @@
+"""What a newcomer meets first: help() texts, messages of the usual
+mistakes, and whether each says what to do next."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import pydoc
+
+import pytest
+
+import rein
+from conftest import EXAMPLES, REPO
+
+REFUND = EXAMPLES / "refund" / "policy.yaml"
+STUB = REPO / "bindings" / "python" / "python" / "rein" / "_native.pyi"
+
+
+def stub_docstrings(cls: str) -> dict[str, str]:
+    """The docstring of each method of `cls` in `_native.pyi`."""
+    tree = ast.parse(STUB.read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == cls:
+            return {
+                b.name: ast.get_docstring(b) or ""
+                for b in node.body
+                if isinstance(b, ast.FunctionDef) and not b.name.startswith("__")
+            }
+    raise AssertionError(f"no class {cls} in the stub")
+
+
+def words(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize("method", sorted(stub_docstrings("Policy")))
+def test_help_of_a_policy_method_says_what_the_stub_says(method: str) -> None:
+    # help(rein.Policy.decide) reads the compiled docstring, an IDE the
+    # stub's: both must tell a user the same (what raises, what blocks).
+    runtime = getattr(rein.Policy, method).__doc__ or ""
+    assert words(runtime) == words(stub_docstrings("Policy")[method])
+
+
+def test_constructing_a_policy_says_how_to_load_one() -> None:
+    with pytest.raises(TypeError) as caught:
+        rein.Policy("examples/refund/policy.yaml")  # type: ignore[call-arg]
+    assert "rein.Policy.load(" in str(caught.value)
+    assert "rein.Policy.from_yaml(" in str(caught.value)
+
+
+def test_a_misspelt_action_at_decoration_names_the_closest_one() -> None:
+    guard = rein.Guard(rein.Policy.load(REFUND))
+    with pytest.raises(rein.GuardError) as caught:
+
+        @guard.action("refnd")
+        def refund(order_id: str, amount: float, currency: str) -> None: ...
+
+    assert "did you mean `refund`?" in str(caught.value)
+
+
+def test_a_dataclass_or_model_as_input_says_how_to_convert_it() -> None:
+    @dataclasses.dataclass
+    class Refund:
+        order_id: str
+        amount: float
+        currency: str
+
+    policy = rein.Policy.load(REFUND)
+    with pytest.raises(rein.InputError) as caught:
+        policy.decide("refund", Refund("ord_abc123", 5, "EUR"))  # type: ignore[arg-type]
+    assert "dataclasses.asdict(" in str(caught.value)
+
+    class Model:
+        """Quacks like a pydantic model."""
+
+        def model_dump(self) -> dict[str, object]:
+            return {}
+
+    with pytest.raises(rein.InputError) as caught:
+        policy.decide("refund", {"order_id": Model()})
+    assert "input.order_id" in str(caught.value)
+    assert ".model_dump(mode=\"json\")" in str(caught.value)
+
+
+def test_help_of_the_guard_shows_no_object_addresses() -> None:
+    text = pydoc.render_doc(rein.Guard, renderer=pydoc.plaintext)
+    assert "object at 0x" not in text
+    text = pydoc.render_doc(rein.Client, renderer=pydoc.plaintext)
+    assert "object at 0x" not in text
