@@ -87,3 +87,22 @@ def test_help_of_the_guard_shows_no_object_addresses() -> None:
     assert "object at 0x" not in text
     text = pydoc.render_doc(rein.Client, renderer=pydoc.plaintext)
     assert "object at 0x" not in text
+
+
+def test_the_decorator_without_a_name_says_how_to_write_it() -> None:
+    guard = rein.Guard(rein.Policy.load(REFUND))
+    with pytest.raises(rein.GuardError) as caught:
+
+        @guard.action  # type: ignore[arg-type]
+        def refund(order_id: str, amount: float, currency: str) -> None: ...
+
+    assert '@guard.action("<action>") above `refund`' in str(caught.value)
+
+
+def test_a_remote_decision_reads_like_an_in_process_one() -> None:
+    client = rein.Client("http://127.0.0.1:9", token="t", timeout=0.5)
+    degraded = client.decide("refund", {"amount": 1}, actor={"id": "a"}, fail_open=True)
+    assert repr(degraded).startswith('RemoteDecision(effect="allow", rules=[], reasons=["fail-open: ')
+    assert repr(degraded).endswith("decision_id=None, degraded=True)")
+    local = rein.Policy.load(REFUND).decide("refund", {"amount": 1})
+    assert repr(local).startswith('Decision(effect="block", rules=[], reasons=["contract: ')

@@ -194,9 +194,20 @@ class RemoteDecision:
         raise TypeError("a decision has no truth value; test `.allowed` (or `.effect`)")
 
     def __repr__(self) -> str:
-        rules = f" by {', '.join(self.rules)}" if self.rules else ""
-        flag = " degraded" if self.degraded else ""
-        return f"<RemoteDecision {self.effect}{rules} {self.decision_id}{flag}>"
+        # The form of the in-process Decision's repr, so both read alike.
+        flag = ", degraded=True" if self.degraded else ""
+        return (
+            f"RemoteDecision(effect={_quoted(self.effect)}, rules={_quoted_list(self.rules)}, "
+            f"reasons={_quoted_list(self.reasons)}, decision_id={_quoted(self.decision_id)}{flag})"
+        )
+
+
+def _quoted(value: Optional[str]) -> str:
+    return "None" if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def _quoted_list(values: List[str]) -> str:
+    return "[" + ", ".join(_quoted(v) for v in values) + "]"
 
 
 def _str(obj: Mapping[str, Any], key: str, default: Any) -> Any:

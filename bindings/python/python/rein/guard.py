@@ -472,7 +472,8 @@ class Guard:
         else as it is); the caller still receives the original value.
         """
         if not isinstance(name, str) or not name:
-            raise GuardError("guard.action needs the action's name")
+            named = f" above `{getattr(name, '__name__', '')}`" if callable(name) else ""
+            raise GuardError(f'guard.action needs the action\'s name: write @guard.action("<action>"){named}')
         if output is not None and not callable(output):
             raise GuardError("output= takes a callable(value) -> JSON value")
 
