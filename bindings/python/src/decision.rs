@@ -246,8 +246,11 @@ impl Explanation {
 
     fn __repr__(&self) -> String {
         format!(
-            "Explanation(effect={:?}, rules={})",
+            // `rules` as in a Decision's repr (those that matched), so a count
+            // of the rules considered is not read as a count that matched.
+            "Explanation(effect={:?}, rules={:?}, considered={})",
             self.inner.decision.effect().as_str(),
+            self.inner.decision.rules(),
             self.inner.rules.len()
         )
     }

@@ -106,3 +106,17 @@ def test_a_remote_decision_reads_like_an_in_process_one() -> None:
     assert repr(degraded).endswith("decision_id=None, degraded=True)")
     local = rein.Policy.load(REFUND).decide("refund", {"amount": 1})
     assert repr(local).startswith('Decision(effect="block", rules=[], reasons=["contract: ')
+
+
+def test_an_explanation_repr_names_the_matched_rules_not_a_count() -> None:
+    policy = rein.Policy.load(REFUND)
+    explained = policy.explain(
+        "refund",
+        {"order_id": "ord_abc123", "amount": 500, "currency": "EUR"},
+        actor={"id": "a1", "role": "agent"},
+        snapshot={"fraud_flag": False, "refunds_today": 0, "account_age_days": 400},
+    )
+    assert repr(explained) == (
+        f'Explanation(effect="require_approval", rules=["medium_refund_needs_support"], '
+        f"considered={len(explained.rules)})"
+    )
