@@ -120,3 +120,24 @@ def test_an_explanation_repr_names_the_matched_rules_not_a_count() -> None:
         f'Explanation(effect="require_approval", rules=["medium_refund_needs_support"], '
         f"considered={len(explained.rules)})"
     )
+
+
+def test_the_readme_samples_before_client_mode_run_as_written(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # The package README's samples are run from the repository's root, one
+    # after the other in one namespace, as it tells a reader to (the client's
+    # need a running server: test_client.py covers those calls).
+    import re
+
+    readme = (REPO / "bindings" / "python" / "README.md").read_text(encoding="utf-8")
+    before_client = readme.split("\n## Client mode\n")[0]
+    blocks = re.findall(r"```python\n(.*?)```", before_client, re.S)
+    assert len(blocks) >= 8
+    monkeypatch.chdir(REPO)
+    namespace: dict[str, object] = {}
+    for number, block in enumerate(blocks):
+        exec(compile(block, f"README.md python block {number}", "exec"), namespace)
+    printed = capsys.readouterr().out
+    assert "Decision(effect=\"allow\", rules=[\"small_refund\"]" in printed
+    assert "`refund` blocked by `large_refund`: refunds over 1000 need an admin" in printed
+    assert "policy.yaml:9:17" in printed
+    assert namespace["d"].retry_after_seconds == 86400  # type: ignore[attr-defined]
