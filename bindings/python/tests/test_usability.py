@@ -141,3 +141,18 @@ def test_the_readme_samples_before_client_mode_run_as_written(monkeypatch: pytes
     assert "`refund` blocked by `large_refund`: refunds over 1000 need an admin" in printed
     assert "policy.yaml:9:17" in printed
     assert namespace["d"].retry_after_seconds == 86400  # type: ignore[attr-defined]
+
+
+def test_a_call_that_does_not_fit_the_signature_names_the_function() -> None:
+    guard = rein.Guard(rein.Policy.load(REFUND), actor={"id": "a1", "role": "agent"})
+    ran = []
+
+    @guard.action("refund", fields={"note": None})
+    def refund(order_id: str, amount: float, currency: str) -> None:
+        ran.append(order_id)
+
+    with pytest.raises(TypeError, match=r"\brefund\(\) missing a required argument: 'currency'$"):
+        refund("ord_abc123", 5)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"\brefund\(\) got an unexpected keyword argument 'bogus'$"):
+        refund("ord_abc123", 5, "EUR", bogus=1)  # type: ignore[call-arg]
+    assert ran == []

@@ -204,6 +204,7 @@ class _Binder:
         self.n_params = len(params)
         self.defaults = [(p.name, p.default) for p in params.values() if p.default is not inspect.Parameter.empty]
         where = f"`{getattr(fn, '__qualname__', fn)}`"
+        self.qualname = getattr(fn, "__qualname__", repr(fn))
         fields = dict(fields or {})
         exclude = set(exclude)
         for name in exclude:
@@ -317,7 +318,11 @@ class _Binder:
                                 arguments[name] = default
                     if len(arguments) == self.n_params:
                         return arguments
-        bound = self.signature.bind(*args, **kwargs)
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as e:
+            # As the function itself would say it, naming it.
+            raise TypeError(f"{self.qualname}() {e}") from None
         bound.apply_defaults()
         return bound.arguments
 
