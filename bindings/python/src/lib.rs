@@ -22,8 +22,10 @@ use state::State;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-/// A loaded, type-checked policy. Immutable and safe to share across
-/// threads; a heavy decision releases the GIL.
+/// A loaded, type-checked policy. Immutable and safe to share across threads. Loading,
+/// explaining, deciding with a `State` and deciding an action with many rules release the GIL
+/// (a decision of a few microseconds keeps it: handing the GIL to a waiting thread and back
+/// costs more than it gains).
 #[pyclass(frozen, module = "rein._native")]
 struct Policy {
     inner: rein_engine::Policy,
@@ -198,9 +200,8 @@ impl Policy {
     }
 
     /// Loads and merges policy files or folders (all `.yaml`/`.yml` below, except
-    /// `*.test.yaml`), as `rein check` does, with `governance` (an Actra governance
-    /// file) enforced on their rules. Raises `PolicyError` carrying every
-    /// diagnostic.
+    /// `*.test.yaml`), as `rein check` does, with `governance` (an Actra governance file)
+    /// enforced on their rules. Raises `PolicyError` carrying every diagnostic.
     #[staticmethod]
     #[pyo3(signature = (*paths, governance=None))]
     fn load(py: Python<'_>, paths: Vec<PathBuf>, governance: Option<PathBuf>) -> PyResult<Policy> {
@@ -211,8 +212,7 @@ impl Policy {
         loaded(py, result)
     }
 
-    /// One native policy from text; `name` is the file name messages use. Raises
-    /// `PolicyError`.
+    /// One native policy from text; `name` is the file name messages use. Raises `PolicyError`.
     #[staticmethod]
     #[pyo3(signature = (text, *, name="<string>"))]
     fn from_yaml(py: Python<'_>, text: String, name: &str) -> PyResult<Policy> {
@@ -221,9 +221,9 @@ impl Policy {
         loaded(py, result)
     }
 
-    /// Actra's schema, policy and governance files, unchanged, decided with Actra's
-    /// semantics (first match, then global rules, then allow). Decide with
-    /// `decide_actra`. Raises `PolicyError`.
+    /// Actra's schema, policy and governance files, unchanged, decided with Actra's semantics
+    /// (first match, then global rules, then allow). Decide with `decide_actra`. Raises
+    /// `PolicyError`.
     #[staticmethod]
     #[pyo3(signature = (schema, policy, governance=None))]
     fn load_actra(py: Python<'_>, schema: PathBuf, policy: PathBuf, governance: Option<PathBuf>) -> PyResult<Policy> {
@@ -231,8 +231,8 @@ impl Policy {
         loaded(py, result)
     }
 
-    /// Actra's files as text (named `schema.yaml`, `policy.yaml`, `governance.yaml`
-    /// in diagnostics).
+    /// Actra's files as text (named `schema.yaml`, `policy.yaml`, `governance.yaml` in
+    /// diagnostics).
     #[staticmethod]
     #[pyo3(signature = (schema, policy, governance=None))]
     fn from_actra(py: Python<'_>, schema: String, policy: String, governance: Option<String>) -> PyResult<Policy> {
@@ -240,13 +240,13 @@ impl Policy {
         loaded(py, result)
     }
 
-    /// The policy version: a hash of its sources.
+    /// A hash of the policy's sources, in every decision.
     #[getter]
     fn version(&self) -> &str {
         self.inner.version()
     }
 
-    /// The `version` label the author wrote, if any.
+    /// The `version` its author wrote, if any.
     #[getter]
     fn version_label(&self) -> Option<&str> {
         self.inner.version_label()
@@ -264,46 +264,44 @@ impl Policy {
         self.inner.rule_count()
     }
 
-    /// Whether some decision reads or writes state (limits, sessions).
+    /// Whether some decision reads or writes state (limits, sessions): give those a `State`.
     #[getter]
     fn uses_state(&self) -> bool {
         self.inner.uses_state()
     }
 
-    /// Warnings found while loading.
+    /// Warnings found while loading (the policy loaded).
     #[getter]
     fn warnings(&self) -> Vec<Diagnostic> {
         self.inner.warnings().iter().map(Diagnostic::from).collect()
     }
 
-    /// `(name, optional, type)` of each top-level input field of `action`'s
-    /// contract, in order; None for an unknown action.
+    /// `(name, optional, type)` of each top-level input field of `action`'s contract, in order;
+    /// None for an unknown action.
     fn input_fields(&self, action: &str) -> Option<Vec<(String, bool, String)>> {
         self.inner
             .input_fields(action)
             .map(|(fields, _)| fields.into_iter().map(|f| (f.name, f.optional, f.ty)).collect())
     }
 
-    /// Whether undeclared input fields are dropped (else they break the contract).
-    /// False for an unknown action.
+    /// Whether undeclared input fields are dropped (else they break the contract). False for an
+    /// unknown action.
     fn extra_fields_ignored(&self, action: &str) -> bool {
         self.inner.input_fields(action).is_some_and(|(_, ignored)| ignored)
     }
 
-    /// Whether a result of `action` is checked at all (output contract, `after`
-    /// rules or a non-allow `after` default).
+    /// Whether a result of `action` is checked at all (output contract, `after` rules or a
+    /// non-allow `after` default).
     fn checks_output(&self, action: &str) -> bool {
         self.inner.checks_output(action)
     }
 
-    /// Decides a request before the action runs, as `rein check` does (with
-    /// `state`, as `rein check --state`). A request that does not fit its contract
-    /// is a `block` decision naming the violation; a value that has no JSON form
-    /// raises `InputError`. `time` (RFC 3339 text or a datetime with a time zone)
-    /// is what `now` reads, the current time by default. A text argument that is
-    /// not a `str` raises `InputError` too. The GIL is released while the engine
-    /// decides, when the action has enough rules to gain from it (or `state` is
-    /// given).
+    /// Decides a request before the action runs, as `rein check` does (with `state`, as `rein
+    /// check --state`). A request that does not fit its contract is a `block` decision naming
+    /// the violation; a value that has no JSON form raises `InputError`. `time` (RFC 3339 text
+    /// or a datetime with a time zone) is what `now` reads, the current time by default. A text
+    /// argument that is not a `str` raises `InputError` too. The GIL is released while the
+    /// engine decides, when the action has enough rules to gain from it (or `state` is given).
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (action, input=None, *, actor=None, snapshot=None, session=None, time=None, state=None, decision_id=None))]
     fn decide(
@@ -339,8 +337,8 @@ impl Policy {
         }))
     }
 
-    /// Decides Actra's request shape `{"action": {"type": ..}, "actor": ..,
-    /// "snapshot": ..}` (what `rein check --actra-schema` reads).
+    /// Decides Actra's request shape `{"action": {"type": ..}, "actor": .., "snapshot": ..}`
+    /// (what `rein check --actra-schema` reads).
     fn decide_actra(&self, py: Python<'_>, input: &Bound<'_, PyAny>) -> PyResult<Decision> {
         let json = to_json(input, "request")?;
         let policy = &self.inner;
@@ -356,9 +354,8 @@ impl Policy {
         Ok(Explanation { inner, decision })
     }
 
-    /// As `decide` (or `check_output` when `output` or `error` is given), with the
-    /// trace of every rule, as `rein explain` gives it; reads `state` but writes
-    /// nothing to it.
+    /// As `decide` (or `check_output` when `output` or `error` is given), with the trace of
+    /// every rule, as `rein explain` gives it; reads `state` but writes nothing to it.
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (action, input=None, *, actor=None, snapshot=None, session=None, time=None, state=None, output=None, error=None))]
     fn explain(
@@ -395,12 +392,11 @@ impl Policy {
         Ok(Explanation { inner, decision })
     }
 
-    /// Checks an action's result (or the `error` it reported instead) against the
-    /// output contract and `after` rules; `block` means withhold it. `output=None`
-    /// is no output: for an action with an output contract that breaks it (block),
-    /// unless `error` says why there is none. `decision_id` is the `before`
-    /// decision's, so the output joins the session's record of that call (with
-    /// `state`).
+    /// Checks an action's result (or the `error` it reported instead) against the output
+    /// contract and `after` rules; `block` means withhold it. `output=None` is no output: for
+    /// an action with an output contract that breaks it (block), unless `error` says why there
+    /// is none. `decision_id` is the `before` decision's, so the output joins the session's
+    /// record of that call (with `state`).
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (action, input=None, output=None, *, error=None, actor=None, snapshot=None, session=None, time=None, state=None, decision_id=None))]
     fn check_output(

@@ -16,29 +16,37 @@ REFUND = EXAMPLES / "refund" / "policy.yaml"
 STUB = REPO / "bindings" / "python" / "python" / "rein" / "_native.pyi"
 
 
-def stub_docstrings(cls: str) -> dict[str, str]:
-    """The docstring of each method of `cls` in `_native.pyi`."""
+def stub_docstrings() -> dict[str, str]:
+    """The docstring of each class of `_native.pyi` and of each of its
+    methods and attributes, by `Class` and `Class.member`."""
+    docs: dict[str, str] = {}
     tree = ast.parse(STUB.read_text(encoding="utf-8"))
     for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name == cls:
-            return {
-                b.name: ast.get_docstring(b) or ""
-                for b in node.body
-                if isinstance(b, ast.FunctionDef) and not b.name.startswith("__")
-            }
-    raise AssertionError(f"no class {cls} in the stub")
+        if not isinstance(node, ast.ClassDef):
+            continue
+        docs[node.name] = ast.get_docstring(node) or ""
+        for i, member in enumerate(node.body):
+            if isinstance(member, ast.FunctionDef) and not member.name.startswith("__"):
+                docs[f"{node.name}.{member.name}"] = ast.get_docstring(member) or ""
+            elif isinstance(member, ast.AnnAssign) and isinstance(member.target, ast.Name):
+                after = node.body[i + 1] if i + 1 < len(node.body) else None
+                text = after.value.value if isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) else ""
+                docs[f"{node.name}.{member.target.id}"] = str(text)
+    return docs
 
 
 def words(text: str) -> str:
     return " ".join(text.split())
 
 
-@pytest.mark.parametrize("method", sorted(stub_docstrings("Policy")))
-def test_help_of_a_policy_method_says_what_the_stub_says(method: str) -> None:
+@pytest.mark.parametrize("name", sorted(stub_docstrings()))
+def test_help_says_what_the_stub_says(name: str) -> None:
     # help(rein.Policy.decide) reads the compiled docstring, an IDE the
     # stub's: both must tell a user the same (what raises, what blocks).
-    runtime = getattr(rein.Policy, method).__doc__ or ""
-    assert words(runtime) == words(stub_docstrings("Policy")[method])
+    obj: object = rein._native
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    assert words(obj.__doc__ or "") == words(stub_docstrings()[name])
 
 
 def test_constructing_a_policy_says_how_to_load_one() -> None:
