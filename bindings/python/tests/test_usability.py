@@ -49,6 +49,17 @@ def test_help_says_what_the_stub_says(name: str) -> None:
     assert words(obj.__doc__ or "") == words(stub_docstrings()[name])
 
 
+def test_the_stub_declares_everything_the_module_has() -> None:
+    documented = stub_docstrings()
+    for name in dir(rein._native):
+        value = getattr(rein._native, name)
+        if isinstance(value, type):
+            assert name in documented, f"class {name} is not in _native.pyi"
+            for member in dir(value):
+                if not member.startswith("_"):
+                    assert f"{name}.{member}" in documented, f"{name}.{member} is not in _native.pyi"
+
+
 def test_constructing_a_policy_says_how_to_load_one() -> None:
     with pytest.raises(TypeError) as caught:
         rein.Policy("examples/refund/policy.yaml")  # type: ignore[call-arg]
