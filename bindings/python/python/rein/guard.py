@@ -50,6 +50,7 @@ Resolver = Union[None, Mapping[str, Any], Callable[["Call"], Any]]
 SessionResolver = Union[None, str, Callable[["Call"], Any]]
 Observer = Callable[["DecisionEvent"], Any]
 
+
 class _Unset:
     """The default of an argument not given (its repr is what help() shows)."""
 
