@@ -261,8 +261,9 @@ fn convert(value: &Bound<'_, PyAny>, depth: usize, walk: Walk) -> Result<Json, U
     }
     Err(Unfit::new(format!(
         "a value of type `{}` has no JSON form (give None, bool, int, float, str, list, tuple, dict with str \
-         keys, or a datetime with a time zone)",
-        type_name(value)
+         keys, or a datetime with a time zone){}",
+        type_name(value),
+        conversion_hint(value)
     )))
 }
 
@@ -308,6 +309,19 @@ fn type_name(value: &Bound<'_, PyAny>) -> String {
         .name()
         .map(|n| n.to_string())
         .unwrap_or_else(|_| "?".to_string())
+}
+
+/// How to turn the objects users most often pass (dataclasses, pydantic
+/// models) into a dict: they are not converted implicitly, since which
+/// fields they dump, and as what, is theirs to choose.
+fn conversion_hint(value: &Bound<'_, PyAny>) -> &'static str {
+    if value.hasattr("model_dump").unwrap_or(false) {
+        ": pass `value.model_dump(mode=\"json\")`"
+    } else if value.hasattr("__dataclass_fields__").unwrap_or(false) {
+        ": pass `dataclasses.asdict(value)`"
+    } else {
+        ""
+    }
 }
 
 /// `repr(value)`, cut to 60 characters: it goes in a message.

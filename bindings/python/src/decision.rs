@@ -16,7 +16,7 @@ pub struct Obligation {
     /// The role its approver must hold.
     #[pyo3(get)]
     role: String,
-    /// How long a grant holds (None: the server's default).
+    /// How long a grant holds, in seconds (None: the server's default).
     #[pyo3(get)]
     ttl_seconds: Option<u64>,
 }
@@ -48,7 +48,9 @@ impl Decision {
 
 #[pymethods]
 impl Decision {
-    /// A fresh UUID v7 per decision, or the one given to `decide`.
+    /// A fresh UUID v7 per decision, or the `decision_id` given to `decide` (what the audit log
+    /// or a rein serve would call it; in-process it names the decision for observers and
+    /// exceptions, and with a `State` it is the id the decision's writes are recorded under).
     #[getter]
     fn decision_id(&self) -> &str {
         &self.id
@@ -84,19 +86,22 @@ impl Decision {
         self.inner.phase().as_str()
     }
 
-    /// Every rule whose condition held, in policy order (the CLI's `rules`).
+    /// Every rule whose condition held, in policy order (the CLI's `rules`): also rules that
+    /// allowed when the effect is `block`.
     #[getter]
     fn rules(&self) -> Vec<&str> {
         self.inner.rules()
     }
 
-    /// The matched rules whose own effect is the decision's.
+    /// The matched rules whose own effect is the decision's (empty when the decision rests on
+    /// the default, the contract or an error).
     #[getter]
     fn deciding_rules(&self) -> Vec<&str> {
         self.inner.deciding_rules()
     }
 
-    /// Why: one text per deciding rule, or the default, violation or error.
+    /// Why: the reason of each deciding rule (a limit's use before it), or the default, the
+    /// contract violation or the evaluation error.
     #[getter]
     fn reasons(&self) -> Vec<String> {
         self.inner.reasons()
@@ -108,7 +113,7 @@ impl Decision {
         *self.inner.basis() == rein_engine::Basis::Default
     }
 
-    /// One per rule that asked for approval.
+    /// One per rule that asked for approval (empty unless `require_approval`).
     #[getter]
     fn obligations(&self) -> Vec<Obligation> {
         self.inner
@@ -122,7 +127,7 @@ impl Decision {
             .collect()
     }
 
-    /// Every role an approver must hold, without repeats.
+    /// Every role an approver must hold, without repeats (empty unless `require_approval`).
     #[getter]
     fn approval_roles(&self) -> Vec<String> {
         let mut roles: Vec<String> = Vec::new();
@@ -134,13 +139,13 @@ impl Decision {
         roles
     }
 
-    /// Session labels the matched rules attach.
+    /// Session labels the matched rules attach (sorted, no repeats).
     #[getter]
     fn labels(&self) -> Vec<&str> {
         self.inner.labels()
     }
 
-    /// `{"path", "message"}` when the request broke its contract.
+    /// `{"path": ..., "message": ...}` when the request broke its contract.
     #[getter]
     fn violation<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
         let Some(v) = self.inner.violation() else {
@@ -152,7 +157,8 @@ impl Decision {
         Ok(Some(d))
     }
 
-    /// `{"rule", "message"}` per rule whose condition could not be evaluated.
+    /// `{"rule": ..., "message": ...}` per rule whose condition could not be evaluated (the
+    /// decision is then `block`).
     #[getter]
     fn errors<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let list = PyList::empty(py);
@@ -165,7 +171,7 @@ impl Decision {
         Ok(list)
     }
 
-    /// For a refusal by limits: seconds until they leave room.
+    /// For a refusal by limits only: whole seconds until they leave room.
     #[getter]
     fn retry_after_seconds(&self) -> Option<u64> {
         self.inner.retry_after_seconds()
@@ -183,7 +189,7 @@ impl Decision {
         self.inner.policy_version_label()
     }
 
-    /// Exactly `rein check`'s JSON for this decision, plus `decision_id`.
+    /// Exactly `rein check`'s JSON for this decision (plus `decision_id`).
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let mut json = self.inner.to_json();
         if let Some(map) = json.as_object_mut() {
@@ -222,19 +228,23 @@ pub struct Explanation {
 
 #[pymethods]
 impl Explanation {
-    /// The decision (a fresh `decision_id`; nothing was recorded).
+    /// The decision (with a fresh `decision_id`; nothing was recorded).
     #[getter]
     fn decision(&self, py: Python<'_>) -> Py<Decision> {
         self.decision.clone_ref(py)
     }
 
-    /// One dict per rule considered: id, effect, condition, outcome, steps.
+    /// One per rule considered, in policy order: `id`, `effect`, `condition` (its source text,
+    /// None for none), `outcome` (`{"result": "matched" | "not_matched" | "error", "error":
+    /// ...}`) and `steps` (`[{"expr": ..., "value": ...}]`, each sub-expression's value). Empty
+    /// when the request broke its contract.
     #[getter]
     fn rules<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         to_py(py, &self.inner.to_json()["rules"])
     }
 
-    /// `rein explain --json`'s form.
+    /// `rein explain --json`'s form: `{"decision": ..., "rules": ...}` (the decision without
+    /// `decision_id`).
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         to_py(py, &self.inner.to_json())
     }
@@ -246,8 +256,11 @@ impl Explanation {
 
     fn __repr__(&self) -> String {
         format!(
-            "Explanation(effect={:?}, rules={})",
+            // `rules` as in a Decision's repr (those that matched), so a count
+            // of the rules considered is not read as a count that matched.
+            "Explanation(effect={:?}, rules={:?}, considered={})",
             self.inner.decision.effect().as_str(),
+            self.inner.decision.rules(),
             self.inner.rules.len()
         )
     }

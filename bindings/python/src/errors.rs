@@ -59,19 +59,20 @@ pub struct Diagnostic {
     /// `"error"` or `"warning"`.
     #[pyo3(get)]
     severity: &'static str,
-    /// The file, if the problem is in one.
+    /// The file, as it was named when loading; None for a problem with no file (an empty file
+    /// list, an unreadable path).
     #[pyo3(get)]
     file: Option<String>,
-    /// 1-based line.
+    /// 1-based; None when the problem has no place in a file.
     #[pyo3(get)]
     line: Option<usize>,
-    /// 1-based column, in characters.
+    /// 1-based, in characters.
     #[pyo3(get)]
     column: Option<usize>,
     /// What is wrong.
     #[pyo3(get)]
     message: String,
-    /// What to do instead.
+    /// What to do instead, if the loader knows.
     #[pyo3(get)]
     hint: Option<String>,
     /// As the CLI prints it, without colours.
@@ -113,7 +114,8 @@ impl Diagnostic {
         format!("<Diagnostic {} {place}{}>", self.severity, self.message)
     }
 
-    /// The JSON form `rein validate --format json` prints.
+    /// The JSON form `rein validate --format json` prints: `severity`, `message`, and `file`,
+    /// `line`, `column`, `help` when known.
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
         let d = pyo3::types::PyDict::new(py);
         d.set_item("severity", self.severity)?;

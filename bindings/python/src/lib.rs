@@ -16,14 +16,16 @@ use convert::{opt_text_arg, opt_to_json, text_arg, to_json};
 use decision::{Decision, Explanation, Obligation};
 use errors::{input_error, policy_error, Diagnostic};
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyDict, PyString, PyTuple};
 use rein_engine::{LoadError, Phase, Request};
 use state::State;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-/// A loaded, type-checked policy. Immutable and safe to share across
-/// threads; a heavy decision releases the GIL.
+/// A loaded, type-checked policy. Immutable and safe to share across threads. Loading,
+/// explaining, deciding with a `State` and deciding an action with many rules release the GIL
+/// (a decision of a few microseconds keeps it: handing the GIL to a waiting thread and back
+/// costs more than it gains).
 #[pyclass(frozen, module = "rein._native")]
 struct Policy {
     inner: rein_engine::Policy,
@@ -187,8 +189,19 @@ fn explain_request(policy: &rein_engine::Policy, request: &Request, state: Optio
 
 #[pymethods]
 impl Policy {
-    /// Loads and merges policy files or folders (all `.yaml`/`.yml` below,
-    /// except `*.test.yaml`), as `rein check` does.
+    /// A Policy is made by loading one; `rein.Policy(...)` says how.
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn py_new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Policy> {
+        Err(pyo3::exceptions::PyTypeError::new_err(
+            "a Policy is loaded, not constructed: rein.Policy.load(path, ...) reads files or folders, \
+             rein.Policy.from_yaml(text) a text, rein.Policy.load_actra(schema, policy) Actra's files",
+        ))
+    }
+
+    /// Loads and merges policy files or folders (all `.yaml`/`.yml` below, except
+    /// `*.test.yaml`), as `rein check` does, with `governance` (an Actra governance file)
+    /// enforced on their rules. Raises `PolicyError` carrying every diagnostic.
     #[staticmethod]
     #[pyo3(signature = (*paths, governance=None))]
     fn load(py: Python<'_>, paths: Vec<PathBuf>, governance: Option<PathBuf>) -> PyResult<Policy> {
@@ -199,7 +212,7 @@ impl Policy {
         loaded(py, result)
     }
 
-    /// One native policy from text; `name` is the file name messages use.
+    /// One native policy from text; `name` is the file name messages use. Raises `PolicyError`.
     #[staticmethod]
     #[pyo3(signature = (text, *, name="<string>"))]
     fn from_yaml(py: Python<'_>, text: String, name: &str) -> PyResult<Policy> {
@@ -208,7 +221,9 @@ impl Policy {
         loaded(py, result)
     }
 
-    /// Actra's schema, policy and (optional) governance files, unchanged.
+    /// Actra's schema, policy and governance files, unchanged, decided with Actra's semantics
+    /// (first match, then global rules, then allow). Decide with `decide_actra`. Raises
+    /// `PolicyError`.
     #[staticmethod]
     #[pyo3(signature = (schema, policy, governance=None))]
     fn load_actra(py: Python<'_>, schema: PathBuf, policy: PathBuf, governance: Option<PathBuf>) -> PyResult<Policy> {
@@ -216,7 +231,8 @@ impl Policy {
         loaded(py, result)
     }
 
-    /// Actra's files as text.
+    /// Actra's files as text (named `schema.yaml`, `policy.yaml`, `governance.yaml` in
+    /// diagnostics).
     #[staticmethod]
     #[pyo3(signature = (schema, policy, governance=None))]
     fn from_actra(py: Python<'_>, schema: String, policy: String, governance: Option<String>) -> PyResult<Policy> {
@@ -224,13 +240,13 @@ impl Policy {
         loaded(py, result)
     }
 
-    /// The policy version: a hash of its sources.
+    /// A hash of the policy's sources, in every decision.
     #[getter]
     fn version(&self) -> &str {
         self.inner.version()
     }
 
-    /// The `version` label the author wrote, if any.
+    /// The `version` its author wrote, if any.
     #[getter]
     fn version_label(&self) -> Option<&str> {
         self.inner.version_label()
@@ -248,37 +264,44 @@ impl Policy {
         self.inner.rule_count()
     }
 
-    /// Whether some decision reads or writes state (limits, sessions).
+    /// Whether some decision reads or writes state (limits, sessions): give those a `State`.
     #[getter]
     fn uses_state(&self) -> bool {
         self.inner.uses_state()
     }
 
-    /// Warnings found while loading.
+    /// Warnings found while loading (the policy loaded).
     #[getter]
     fn warnings(&self) -> Vec<Diagnostic> {
         self.inner.warnings().iter().map(Diagnostic::from).collect()
     }
 
-    /// `(name, optional, type)` of each top-level input field of `action`.
+    /// `(name, optional, type)` of each top-level input field of `action`'s contract, in order;
+    /// None for an unknown action.
     fn input_fields(&self, action: &str) -> Option<Vec<(String, bool, String)>> {
         self.inner
             .input_fields(action)
             .map(|(fields, _)| fields.into_iter().map(|f| (f.name, f.optional, f.ty)).collect())
     }
 
-    /// Whether undeclared input fields are dropped (else they break the
-    /// contract).
+    /// Whether undeclared input fields are dropped (else they break the contract). False for an
+    /// unknown action.
     fn extra_fields_ignored(&self, action: &str) -> bool {
         self.inner.input_fields(action).is_some_and(|(_, ignored)| ignored)
     }
 
-    /// Whether a result of `action` is checked at all.
+    /// Whether a result of `action` is checked at all (output contract, `after` rules or a
+    /// non-allow `after` default).
     fn checks_output(&self, action: &str) -> bool {
         self.inner.checks_output(action)
     }
 
-    /// Decides a request before the action runs.
+    /// Decides a request before the action runs, as `rein check` does (with `state`, as `rein
+    /// check --state`). A request that does not fit its contract is a `block` decision naming
+    /// the violation; a value that has no JSON form raises `InputError`. `time` (RFC 3339 text
+    /// or a datetime with a time zone) is what `now` reads, the current time by default. A text
+    /// argument that is not a `str` raises `InputError` too. The GIL is released while the
+    /// engine decides, when the action has enough rules to gain from it (or `state` is given).
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (action, input=None, *, actor=None, snapshot=None, session=None, time=None, state=None, decision_id=None))]
     fn decide(
@@ -314,14 +337,15 @@ impl Policy {
         }))
     }
 
-    /// Decides Actra's request shape.
+    /// Decides Actra's request shape `{"action": {"type": ..}, "actor": .., "snapshot": ..}`
+    /// (what `rein check --actra-schema` reads).
     fn decide_actra(&self, py: Python<'_>, input: &Bound<'_, PyAny>) -> PyResult<Decision> {
         let json = to_json(input, "request")?;
         let policy = &self.inner;
         Ok(py.detach(move || Decision::new(policy.decide_actra(&json), new_decision_id())))
     }
 
-    /// Explains Actra's request shape, as `rein explain --actra-schema`.
+    /// `decide_actra` with the trace, as `rein explain --actra-schema`.
     fn explain_actra(&self, py: Python<'_>, input: &Bound<'_, PyAny>) -> PyResult<Explanation> {
         let json = to_json(input, "request")?;
         let policy = &self.inner;
@@ -330,8 +354,8 @@ impl Policy {
         Ok(Explanation { inner, decision })
     }
 
-    /// As `decide` (or `check_output` when `output` or `error` is given),
-    /// with the trace; writes nothing to `state`.
+    /// As `decide` (or `check_output` when `output` or `error` is given), with the trace of
+    /// every rule, as `rein explain` gives it; reads `state` but writes nothing to it.
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (action, input=None, *, actor=None, snapshot=None, session=None, time=None, state=None, output=None, error=None))]
     fn explain(
@@ -368,8 +392,11 @@ impl Policy {
         Ok(Explanation { inner, decision })
     }
 
-    /// Checks an action's result (or the error it reported instead)
-    /// against the output contract and `after` rules.
+    /// Checks an action's result (or the `error` it reported instead) against the output
+    /// contract and `after` rules; `block` means withhold it. `output=None` is no output: for
+    /// an action with an output contract that breaks it (block), unless `error` says why there
+    /// is none. `decision_id` is the `before` decision's, so the output joins the session's
+    /// record of that call (with `state`).
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (action, input=None, output=None, *, error=None, actor=None, snapshot=None, session=None, time=None, state=None, decision_id=None))]
     fn check_output(

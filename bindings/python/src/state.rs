@@ -15,8 +15,15 @@ const SESSION_IDLE: SignedDuration = SignedDuration::from_hours(24);
 /// bucket and session, too much work for every decision.
 const PRUNE_EVERY: SignedDuration = SignedDuration::from_secs(60);
 
-/// Limits and sessions kept in memory for in-process decisions. Thread-safe;
-/// share one per process.
+/// Limits and sessions kept in memory for in-process decisions (what `rein check --state` keeps
+/// in a file). Thread-safe; share one per process (a decision reads it, decides and records
+/// what it writes atomically, so two threads cannot both take a limit's last unit). Without a
+/// State, a decision whose rules read state is `block`.
+///
+/// A decision with a State records its final effect as its own (nobody can grant an approval
+/// in-process): an allowed call takes its limit units and attaches its labels; every call of a
+/// session whose calls rules read is recorded. Uses older than the longest window of the
+/// policies that used it, and sessions idle for 24 h, are dropped (checked once a minute).
 #[pyclass(frozen, module = "rein._native")]
 pub struct State {
     inner: Mutex<Inner>,
@@ -94,8 +101,8 @@ impl State {
         Ok(State::with_memory(MemoryState::with_key(random_key()?)))
     }
 
-    /// The state as `rein check --state` saves it (JSON text; it holds the
-    /// key sensitive values are hashed with: keep it private).
+    /// The state as `rein check --state` saves it, JSON text. It holds the key sensitive values
+    /// are hashed with: keep it private.
     fn to_json(&self, py: Python<'_>) -> PyResult<String> {
         // Without the GIL: waiting for the lock (a decision in another
         // thread) must not stop every other thread.
@@ -103,8 +110,8 @@ impl State {
         json.map_err(|e| rein_error(py, e.0))
     }
 
-    /// A state saved by `to_json` or `rein check --state`. Raises
-    /// `ReinError` when the text is not one.
+    /// A state saved by `to_json` or by `rein check --state`; raises `ReinError` when the text
+    /// is not one.
     #[staticmethod]
     fn from_json(py: Python<'_>, text: &str) -> PyResult<State> {
         let value: serde_json::Value =

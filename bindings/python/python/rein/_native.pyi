@@ -83,7 +83,8 @@ class Decision:
     """One per rule that asked for approval (empty unless
     `require_approval`)."""
     approval_roles: list[str]
-    """Every role an approver must hold (empty unless require_approval)."""
+    """Every role an approver must hold, without repeats (empty unless
+    `require_approval`)."""
     labels: list[str]
     """Session labels the matched rules attach (sorted, no repeats)."""
     violation: Optional[dict[str, str]]

@@ -40,7 +40,16 @@ conversion takes, as the native module: a list holding the one below twice,
 _MAX_ANSWER_BYTES = 4 * 1024 * 1024
 """Largest answer read from the server (its answers are a few kilobytes):
 a larger one is not a decision, and is not read into memory whole."""
-_MISSING: Any = object()
+
+
+class _Missing:
+    """The default of an argument not given (its repr is what help() shows)."""
+
+    def __repr__(self) -> str:
+        return "<not given>"
+
+
+_MISSING: Any = _Missing()
 
 
 class RemoteDecision:
@@ -210,9 +219,20 @@ class RemoteDecision:
         raise TypeError("a decision has no truth value; test `.allowed` (or `.effect`)")
 
     def __repr__(self) -> str:
-        rules = f" by {', '.join(self.rules)}" if self.rules else ""
-        flag = " degraded" if self.degraded else ""
-        return f"<RemoteDecision {self.effect}{rules} {self.decision_id}{flag}>"
+        # The form of the in-process Decision's repr, so both read alike.
+        flag = ", degraded=True" if self.degraded else ""
+        return (
+            f"RemoteDecision(effect={_quoted(self.effect)}, rules={_quoted_list(self.rules)}, "
+            f"reasons={_quoted_list(self.reasons)}, decision_id={_quoted(self.decision_id)}{flag})"
+        )
+
+
+def _quoted(value: Optional[str]) -> str:
+    return "None" if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def _quoted_list(values: List[str]) -> str:
+    return "[" + ", ".join(_quoted(v) for v in values) + "]"
 
 
 def _rebuild_decision(answer: Mapping[str, Any], degraded: bool) -> RemoteDecision:

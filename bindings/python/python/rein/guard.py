@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import difflib
 import functools
 import inspect
 import logging
@@ -49,7 +50,15 @@ Resolver = Union[None, Mapping[str, Any], Callable[["Call"], Any]]
 SessionResolver = Union[None, str, Callable[["Call"], Any]]
 Observer = Callable[["DecisionEvent"], Any]
 
-_UNSET: Any = object()
+
+class _Unset:
+    """The default of an argument not given (its repr is what help() shows)."""
+
+    def __repr__(self) -> str:
+        return "<the guard's>"
+
+
+_UNSET: Any = _Unset()
 _PLAIN = (str, int, float, bool, type(None), dict, list, tuple)
 # Exact types passed on as they are without a call to `_plain` (the hot
 # path: most arguments are one of these).
@@ -212,6 +221,7 @@ class _Binder:
         self.n_params = len(params)
         self.defaults = [(p.name, p.default) for p in params.values() if p.default is not inspect.Parameter.empty]
         where = f"`{getattr(fn, '__qualname__', fn)}`"
+        self.qualname = getattr(fn, "__qualname__", repr(fn))
         fields = dict(fields or {})
         exclude = set(exclude)
         for name in exclude:
@@ -236,7 +246,9 @@ class _Binder:
             contract = guard._policy.input_fields(action)
             if contract is None:
                 known = ", ".join(guard._policy.actions[:20])
-                raise GuardError(f"the policy has no action `{action}` (guarding {where}; its actions: {known})")
+                close = difflib.get_close_matches(action, guard._policy.actions, n=1)
+                hint = f": did you mean `{close[0]}`?" if close else ""
+                raise GuardError(f"the policy has no action `{action}` (guarding {where}; its actions: {known}){hint}")
             names = {name for name, _, _ in contract}
             for field in fields:
                 if field not in names:
@@ -331,7 +343,11 @@ class _Binder:
                                 arguments[name] = default
                     if len(arguments) == self.n_params:
                         return arguments
-        bound = self.signature.bind(*args, **kwargs)
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as e:
+            # As the function itself would say it, naming it.
+            raise TypeError(f"{self.qualname}() {e}") from None
         bound.apply_defaults()
         return bound.arguments
 
@@ -490,7 +506,8 @@ class Guard:
         else as it is); the caller still receives the original value.
         """
         if not isinstance(name, str) or not name:
-            raise GuardError("guard.action needs the action's name")
+            named = f" above `{getattr(name, '__name__', '')}`" if callable(name) else ""
+            raise GuardError(f'guard.action needs the action\'s name: write @guard.action("<action>"){named}')
         if output is not None and not callable(output):
             raise GuardError("output= takes a callable(value) -> JSON value")
 
