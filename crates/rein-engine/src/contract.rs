@@ -184,6 +184,10 @@ impl Reveal {
     }
 }
 
+/// Objects with up to this many declared fields are checked without a heap
+/// allocation.
+const INLINE_FIELDS: usize = 16;
+
 /// The fields of an object (`None`: an empty one), by position.
 fn check_fields<V: ContractValue>(
     object: Option<&V>,
@@ -193,8 +197,15 @@ fn check_fields<V: ContractValue>(
 ) -> Result<Vec<Value>, Violation> {
     // Each declared field's value, found by one pass over the entries (a
     // repeated key: the last one, as a JSON map keeps).
-    let mut found: Vec<Option<V>> = Vec::with_capacity(ty.fields.len());
-    found.resize_with(ty.fields.len(), || None);
+    // On the stack for the usual object (no allocation per object checked).
+    let mut inline: [Option<V>; INLINE_FIELDS] = std::array::from_fn(|_| None);
+    let mut spilled: Vec<Option<V>> = Vec::new();
+    let found: &mut [Option<V>] = if ty.fields.len() <= INLINE_FIELDS {
+        &mut inline[..ty.fields.len()]
+    } else {
+        spilled.resize_with(ty.fields.len(), || None);
+        &mut spilled
+    };
     if let Some(object) = object {
         object.entries(&mut |k, v| {
             match ty.index.get(k) {
@@ -207,7 +218,7 @@ fn check_fields<V: ContractValue>(
         })?;
     }
     let mut out = Vec::with_capacity(ty.fields.len());
-    for (f, v) in ty.fields.iter().zip(found) {
+    for (f, v) in ty.fields.iter().zip(found.iter_mut().map(Option::take)) {
         let p = Path::Field(path, &f.name);
         let null = v.as_ref().is_some_and(|v| matches!(v.node(), Node::Null));
         match v {
