@@ -13,6 +13,7 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyT
 use rein_engine::{ContractValue, Node, Violation};
 use serde_json::{Map, Number, Value as Json};
 use std::borrow::Cow;
+use std::cell::Cell;
 
 /// Deepest nesting of lists and dicts taken: deeper is an `InputError`
 /// (and a list that holds itself stops here instead of recursing forever).
@@ -241,24 +242,35 @@ fn convert(value: &Bound<'_, PyAny>, depth: usize, walk: Walk) -> Result<Json, U
 /// [`to_json`] and checks that, which raises the `InputError` or gives the
 /// violation. Only the C functions of the value types run while a dict is
 /// walked in place, as in [`Walk::Fast`].
-pub(crate) struct Source<'py> {
+pub(crate) struct Source<'a, 'py> {
     value: Bound<'py, PyAny>,
     depth: usize,
+    /// Values read so far in the request, against [`MAX_READ_IN_PLACE`].
+    read: &'a Cell<usize>,
 }
 
-impl<'py> Source<'py> {
-    /// A root argument (`input`, `actor`, `snapshot`).
-    pub(crate) fn root(value: &Bound<'py, PyAny>) -> Source<'py> {
+/// The most values one request is read in place for: a list holding
+/// another twice, nested under a contract of nested lists, would otherwise
+/// be walked exponentially. Past it the value is unreadable here, and the
+/// JSON conversion, with its own bound, says what is wrong.
+const MAX_READ_IN_PLACE: usize = 1_000_000;
+
+impl<'a, 'py> Source<'a, 'py> {
+    /// A root argument (`input`, `actor`, `snapshot`); `read` counts the
+    /// values read in the whole request.
+    pub(crate) fn root(value: &Bound<'py, PyAny>, read: &'a Cell<usize>) -> Source<'a, 'py> {
         Source {
             value: value.clone(),
             depth: 0,
+            read,
         }
     }
 
-    fn child(&self, value: Bound<'py, PyAny>) -> Source<'py> {
+    fn child(&self, value: Bound<'py, PyAny>) -> Source<'a, 'py> {
         Source {
             value,
             depth: self.depth + 1,
+            read: self.read,
         }
     }
 }
@@ -272,8 +284,13 @@ fn unreadable() -> Violation {
     }
 }
 
-impl ContractValue for Source<'_> {
+impl ContractValue for Source<'_, '_> {
     fn node(&self) -> Node<'_> {
+        let read = self.read.get() + 1;
+        if read > MAX_READ_IN_PLACE {
+            return Node::Unreadable;
+        }
+        self.read.set(read);
         let value = &self.value;
         if value.is_none() {
             return Node::Null;

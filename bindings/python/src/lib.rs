@@ -19,6 +19,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 use rein_engine::{LoadError, Phase, Request};
 use state::State;
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
@@ -205,12 +206,13 @@ impl Policy {
         let time = request_time(py, parts.time).ok()?;
         let decision_id = opt_text_arg(decision_id, "decision_id").ok()?;
         let policy = &self.inner;
+        let read = Cell::new(0);
         let prepared = policy
             .prepare_before(
                 &action,
-                parts.input.map(Source::root),
-                parts.actor.map(Source::root),
-                parts.snapshot.map(Source::root),
+                parts.input.map(|v| Source::root(v, &read)),
+                parts.actor.map(|v| Source::root(v, &read)),
+                parts.snapshot.map(|v| Source::root(v, &read)),
                 session.as_deref(),
                 Some(time),
             )
