@@ -10,7 +10,9 @@ use crate::errors::input_error;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
+use rein_engine::{ContractValue, Node, Violation};
 use serde_json::{Map, Number, Value as Json};
+use std::borrow::Cow;
 use std::cell::Cell;
 
 /// Deepest nesting of lists and dicts taken: deeper is an `InputError`
@@ -267,15 +269,187 @@ fn convert(value: &Bound<'_, PyAny>, depth: usize, walk: Walk) -> Result<Json, U
     )))
 }
 
+/// A Python value read in place by the engine's contract check
+/// ([`rein_engine::ContractValue`]), without building JSON first.
+///
+/// It reads what [`to_json`] converts, the same way (bool before int, ints
+/// of 64 bits, finite floats, str with str keys, the same depth bound), and
+/// nothing else: every other value (a datetime, whose conversion runs
+/// Python code; anything [`to_json`] refuses) is [`Node::Unreadable`],
+/// which the check refuses, and the caller then converts the request with
+/// [`to_json`] and checks that, which raises the `InputError` or gives the
+/// violation. Only the C functions of the value types run while a dict is
+/// walked in place, as in [`Walk::Fast`].
+pub(crate) struct Source<'a, 'py> {
+    value: Bound<'py, PyAny>,
+    depth: usize,
+    /// Values read so far in the request, against [`MAX_READ_IN_PLACE`].
+    read: &'a Cell<usize>,
+}
+
+/// The most values one request is read in place for: a list holding
+/// another twice, nested under a contract of nested lists, would otherwise
+/// be walked exponentially. Past it the value is unreadable here, and the
+/// JSON conversion, with its own bound, says what is wrong.
+const MAX_READ_IN_PLACE: usize = 1_000_000;
+
+impl<'a, 'py> Source<'a, 'py> {
+    /// A root argument (`input`, `actor`, `snapshot`); `read` counts the
+    /// values read in the whole request.
+    pub(crate) fn root(value: &Bound<'py, PyAny>, read: &'a Cell<usize>) -> Source<'a, 'py> {
+        Source {
+            value: value.clone(),
+            depth: 0,
+            read,
+        }
+    }
+
+    fn child(&self, value: Bound<'py, PyAny>) -> Source<'a, 'py> {
+        Source {
+            value,
+            depth: self.depth + 1,
+            read: self.read,
+        }
+    }
+}
+
+/// A violation that only says "fall back": never shown, since the caller
+/// then converts and checks the JSON, which says what is wrong.
+fn unreadable() -> Violation {
+    Violation {
+        path: String::new(),
+        message: "has no exact JSON form".into(),
+    }
+}
+
+impl ContractValue for Source<'_, '_> {
+    fn node(&self) -> Node<'_> {
+        let read = self.read.get() + 1;
+        if read > MAX_READ_IN_PLACE {
+            return Node::Unreadable;
+        }
+        self.read.set(read);
+        let value = &self.value;
+        if value.is_none() {
+            return Node::Null;
+        }
+        if let Ok(s) = value.cast_exact::<PyString>() {
+            return text(s).map_or(Node::Unreadable, Node::Str);
+        }
+        if let Ok(b) = value.cast_exact::<PyBool>() {
+            return Node::Bool(b.is_true());
+        }
+        if value.is_instance_of::<PyInt>() {
+            return match int(value) {
+                Ok(Json::Number(n)) => Node::Number(n),
+                _ => Node::Unreadable,
+            };
+        }
+        if let Ok(f) = value.cast::<PyFloat>() {
+            return Number::from_f64(f.value()).map_or(Node::Unreadable, Node::Number);
+        }
+        if let Ok(s) = value.cast::<PyString>() {
+            return text(s).map_or(Node::Unreadable, Node::Str);
+        }
+        let len = if let Ok(d) = value.cast::<PyDict>() {
+            Node::Object(d.len())
+        } else if let Ok(l) = value.cast::<PyList>() {
+            Node::List(l.len())
+        } else if let Ok(t) = value.cast::<PyTuple>() {
+            Node::List(t.len())
+        } else {
+            return Node::Unreadable;
+        };
+        if self.depth >= MAX_DEPTH {
+            return Node::Unreadable;
+        }
+        len
+    }
+
+    fn item(&self, i: usize) -> Option<Self> {
+        let item = if let Ok(l) = self.value.cast::<PyList>() {
+            l.get_item(i).ok()?
+        } else {
+            self.value.cast::<PyTuple>().ok()?.get_item(i).ok()?
+        };
+        Some(self.child(item))
+    }
+
+    fn entries(&self, visit: &mut dyn FnMut(&str, Self) -> Result<(), Violation>) -> Result<(), Violation> {
+        let Ok(d) = self.value.cast::<PyDict>() else {
+            return Err(unreadable());
+        };
+        for (k, v) in d.iter() {
+            let key = k.cast::<PyString>().map_err(|_| unreadable())?;
+            let key = text(key).ok_or_else(unreadable)?;
+            visit(&key, self.child(v))?;
+        }
+        Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        "a Python value"
+    }
+
+    fn shown(&self) -> String {
+        String::new()
+    }
+
+    fn is_readable(&self) -> bool {
+        // A budget of its own: outside one the walk would refuse at once
+        // (and every such request would take the slower JSON path).
+        with_budget(|| convert(&self.value, self.depth, Walk::Fast)).is_ok()
+    }
+}
+
 fn too_deep() -> Unfit {
     Unfit::new(format!("nested deeper than {MAX_DEPTH} lists and dicts"))
 }
 
 fn string(s: &Bound<'_, PyString>) -> Result<String, Unfit> {
     // A lone surrogate (`"\ud800"`) has no UTF-8 form, hence no JSON one.
-    s.to_cow()
-        .map(|c| c.into_owned())
-        .map_err(|_| Unfit::new("a str that is not valid Unicode (a lone surrogate) has no JSON form".into()))
+    text(s)
+        .map(Cow::into_owned)
+        .ok_or_else(|| Unfit::new("a str that is not valid Unicode (a lone surrogate) has no JSON form".into()))
+}
+
+#[cfg(not(windows))]
+extern "C" {
+    /// Exported by every CPython since 3.3, in the limited API from 3.10
+    /// (why pyo3 declares it only there for an abi3-py39 build). Python 3.9
+    /// exports it too, except through Windows' `python3.dll`, which holds
+    /// only the limited API.
+    fn PyUnicode_AsUTF8AndSize(
+        unicode: *mut pyo3::ffi::PyObject,
+        size: *mut pyo3::ffi::Py_ssize_t,
+    ) -> *const std::os::raw::c_char;
+}
+
+/// A str's UTF-8 text, borrowed from the str (CPython keeps it: an ASCII
+/// str is its own UTF-8), where pyo3's `to_cow` copies it into a new bytes
+/// object and then a `String` on an abi3-py39 build. `None` for a str with
+/// no UTF-8 form (a lone surrogate).
+fn text<'a>(s: &'a Bound<'_, PyString>) -> Option<Cow<'a, str>> {
+    #[cfg(not(windows))]
+    {
+        let mut size: pyo3::ffi::Py_ssize_t = 0;
+        // SAFETY: `s` is a live str and the GIL is held (a `Bound`); the
+        // text lives in the str, which `'a` keeps alive; CPython returns
+        // valid UTF-8 or NULL with an exception set.
+        unsafe {
+            let data = PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut size);
+            if data.is_null() {
+                drop(PyErr::take(s.py()));
+                return None;
+            }
+            let bytes = std::slice::from_raw_parts(data.cast::<u8>(), usize::try_from(size).ok()?);
+            Some(Cow::Borrowed(std::str::from_utf8_unchecked(bytes)))
+        }
+    }
+    #[cfg(windows)]
+    {
+        s.to_cow().ok()
+    }
 }
 
 /// An int that fits 64 bits (signed, or unsigned above `i64::MAX`): a

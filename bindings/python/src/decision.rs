@@ -6,6 +6,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use rein_engine::Effect;
+use std::sync::OnceLock;
 
 /// What a `require_approval` decision asks for.
 #[pyclass(frozen, module = "rein._native")]
@@ -37,12 +38,31 @@ impl Obligation {
 #[pyclass(frozen, module = "rein._native")]
 pub struct Decision {
     pub(crate) inner: rein_engine::Decision,
-    pub(crate) id: String,
+    /// Made when first read, unless given: most decisions' ids are never
+    /// read, and a UUID v7 costs a clock read, random bits and a string.
+    /// Once read it stays (a `OnceLock`, also across threads).
+    id: OnceLock<String>,
 }
 
 impl Decision {
     pub(crate) fn new(inner: rein_engine::Decision, id: String) -> Decision {
-        Decision { inner, id }
+        Decision {
+            inner,
+            id: OnceLock::from(id),
+        }
+    }
+
+    /// A decision whose id is made when first read (nothing was recorded
+    /// under it yet).
+    pub(crate) fn with_lazy_id(inner: rein_engine::Decision) -> Decision {
+        Decision {
+            inner,
+            id: OnceLock::new(),
+        }
+    }
+
+    fn id(&self) -> &str {
+        self.id.get_or_init(crate::new_decision_id)
     }
 }
 
@@ -53,7 +73,7 @@ impl Decision {
     /// exceptions, and with a `State` it is the id the decision's writes are recorded under).
     #[getter]
     fn decision_id(&self) -> &str {
-        &self.id
+        self.id()
     }
 
     /// `"allow"`, `"block"` or `"require_approval"`.
@@ -193,7 +213,7 @@ impl Decision {
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let mut json = self.inner.to_json();
         if let Some(map) = json.as_object_mut() {
-            map.insert("decision_id".into(), self.id.clone().into());
+            map.insert("decision_id".into(), self.id().into());
         }
         to_py(py, &json)
     }
@@ -212,7 +232,7 @@ impl Decision {
             self.inner.effect().as_str(),
             self.inner.rules(),
             self.inner.reasons(),
-            self.id
+            self.id()
         )
     }
 }

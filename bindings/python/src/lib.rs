@@ -12,13 +12,15 @@ mod decision;
 mod errors;
 mod state;
 
-use convert::{opt_text_arg, opt_to_json, text_arg, to_json};
+use convert::{opt_text_arg, opt_to_json, text_arg, to_json, Source};
 use decision::{Decision, Explanation, Obligation};
 use errors::{input_error, policy_error, Diagnostic};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use rein_engine::{LoadError, Phase, Request};
 use state::State;
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
@@ -34,6 +36,9 @@ struct Policy {
     heavy_before: HashSet<String>,
     /// The same for `after` decisions.
     heavy_after: HashSet<String>,
+    /// The State guards over this policy share unless given one, made on
+    /// first use ([`Policy::shared_state`]).
+    shared_state: PyOnceLock<Py<State>>,
 }
 
 /// The [`rein_engine::Policy::decision_weight`] from which a decision runs
@@ -58,6 +63,7 @@ impl Policy {
         Policy {
             heavy_before: heavy(Phase::Before),
             heavy_after: heavy(Phase::After),
+            shared_state: PyOnceLock::new(),
             inner,
         }
     }
@@ -65,12 +71,12 @@ impl Policy {
     /// Whether deciding `request` (with `state` or not) runs without the
     /// GIL: a heavy decision, or one that may wait for the state's lock
     /// (never wait for a lock while holding the GIL).
-    fn releases_gil(&self, request: &Request, state: bool) -> bool {
-        let heavy = match request.phase {
+    fn releases_gil(&self, action: &str, phase: Phase, state: bool) -> bool {
+        let heavy = match phase {
             Phase::Before => &self.heavy_before,
             Phase::After => &self.heavy_after,
         };
-        state || (!heavy.is_empty() && heavy.contains(&request.action))
+        state || (!heavy.is_empty() && heavy.contains(action))
     }
 
     /// Runs `work` with the GIL released when `release`, else holding it.
@@ -147,8 +153,8 @@ impl Parts<'_, '_> {
 }
 
 /// True when deciding `request` reads or writes state.
-fn needs_state(policy: &rein_engine::Policy, request: &Request) -> bool {
-    policy.uses_state() && policy.action_state(&request.action, request.phase).any()
+fn needs_state(policy: &rein_engine::Policy, action: &str, phase: Phase) -> bool {
+    policy.uses_state() && policy.action_state(action, phase).any()
 }
 
 /// Decides as `rein check` does (with `--state` when `state` is given):
@@ -163,7 +169,7 @@ fn decide_request(
     match policy.prepare(request) {
         Err(refused) => *refused,
         Ok(prepared) => match state {
-            Some(state) if needs_state(policy, request) => {
+            Some(state) if needs_state(policy, &request.action, request.phase) => {
                 let time = request.time.unwrap_or_else(jiff::Timestamp::now);
                 state.decide(policy, &prepared, decision_id, time)
             }
@@ -181,9 +187,57 @@ fn explain_request(policy: &rein_engine::Policy, request: &Request, state: Optio
             rules: Vec::new(),
         },
         Ok(prepared) => match state {
-            Some(state) if needs_state(policy, request) => state.explain(&prepared),
+            Some(state) if needs_state(policy, &request.action, request.phase) => state.explain(&prepared),
             _ => prepared.explain(),
         },
+    }
+}
+
+impl Policy {
+    /// [`Policy::decide`]'s fast path: the engine's contract check reads
+    /// the Python values in place (`convert::Source`) instead of JSON
+    /// converted from them. `None` when anything does not pass (an
+    /// argument of the wrong type, a value with no JSON form, a request
+    /// that breaks its contract): the caller then converts and decides as
+    /// before, which raises the same `InputError` or gives the same
+    /// violation as without this path.
+    fn decide_in_place(
+        &self,
+        py: Python<'_>,
+        parts: &Parts<'_, '_>,
+        state: Option<&State>,
+        decision_id: Option<&Bound<'_, PyAny>>,
+    ) -> Option<Decision> {
+        let action = text_arg(parts.action, "action").ok()?;
+        let session = opt_text_arg(parts.session, "session").ok()?;
+        let time = request_time(py, parts.time).ok()?;
+        let decision_id = opt_text_arg(decision_id, "decision_id").ok()?;
+        let policy = &self.inner;
+        let read = Cell::new(0);
+        let prepared = policy
+            .prepare_before(
+                &action,
+                parts.input.map(|v| Source::root(v, &read)),
+                parts.actor.map(|v| Source::root(v, &read)),
+                parts.snapshot.map(|v| Source::root(v, &read)),
+                session.as_deref(),
+                Some(time),
+            )
+            .ok()?;
+        let release = self.releases_gil(&action, Phase::Before, state.is_some());
+        // The prepared request moves in, so that it is freed without the
+        // GIL too.
+        Some(Policy::run(py, release, move || match state {
+            // The state records the decision's writes under its id.
+            Some(state) if needs_state(policy, &action, Phase::Before) => {
+                let id = decision_id.unwrap_or_else(new_decision_id);
+                Decision::new(state.decide(policy, &prepared, &id, time), id)
+            }
+            _ => match decision_id {
+                Some(id) => Decision::new(prepared.decide(), id),
+                None => Decision::with_lazy_id(prepared.decide()),
+            },
+        }))
     }
 }
 
@@ -270,6 +324,17 @@ impl Policy {
         self.inner.uses_state()
     }
 
+    /// The `State` every `rein.Guard` over this policy uses when it is given
+    /// none: one per loaded policy, made on first use, so that guards made per
+    /// request or per task still count the same limits and sessions. Loading
+    /// the files again gives another policy with another state.
+    #[getter]
+    fn shared_state(&self, py: Python<'_>) -> PyResult<Py<State>> {
+        self.shared_state
+            .get_or_try_init(py, || Py::new(py, State::py_new()?))
+            .map(|state| state.clone_ref(py))
+    }
+
     /// Warnings found while loading (the policy loaded).
     #[getter]
     fn warnings(&self) -> Vec<Diagnostic> {
@@ -316,19 +381,22 @@ impl Policy {
         state: Option<&Bound<'_, State>>,
         decision_id: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Decision> {
-        let request = Parts {
+        let state = state.map(|s| s.get());
+        let parts = Parts {
             action,
             input,
             actor,
             snapshot,
             session,
             time,
+        };
+        if let Some(decision) = self.decide_in_place(py, &parts, state, decision_id) {
+            return Ok(decision);
         }
-        .request(py)?;
+        let request = parts.request(py)?;
         let decision_id = opt_text_arg(decision_id, "decision_id")?;
-        let state = state.map(|s| s.get());
         let policy = &self.inner;
-        let release = self.releases_gil(&request, state.is_some());
+        let release = self.releases_gil(&request.action, request.phase, state.is_some());
         // The request moves in, so that it is freed without the GIL too.
         Ok(Policy::run(py, release, move || {
             let id = decision_id.unwrap_or_else(new_decision_id);
@@ -428,7 +496,7 @@ impl Policy {
         let decision_id = opt_text_arg(decision_id, "decision_id")?;
         let state = state.map(|s| s.get());
         let policy = &self.inner;
-        let release = self.releases_gil(&request, state.is_some());
+        let release = self.releases_gil(&request.action, request.phase, state.is_some());
         // The request moves in, so that it is freed without the GIL too.
         Ok(Policy::run(py, release, move || {
             let id = decision_id.unwrap_or_else(new_decision_id);

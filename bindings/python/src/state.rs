@@ -97,7 +97,7 @@ fn random_key() -> PyResult<[u8; 32]> {
 impl State {
     /// An empty state; sensitive values are hashed with a random key.
     #[new]
-    fn py_new() -> PyResult<State> {
+    pub(crate) fn py_new() -> PyResult<State> {
         Ok(State::with_memory(MemoryState::with_key(random_key()?)))
     }
 

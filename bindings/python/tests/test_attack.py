@@ -22,8 +22,9 @@ from rein.client import to_json_value
 from test_guard import ACTOR, CALM, POLICY
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def policy() -> rein.Policy:
+    # One per test: guards over one policy share its state (limits, sessions).
     return rein.Policy.from_yaml(POLICY, name="attack-tests.yaml")
 
 

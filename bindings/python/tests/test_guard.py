@@ -118,8 +118,9 @@ ACTOR = {"id": "bot-1", "role": "agent"}
 CALM = {"fraud": False}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def policy() -> rein.Policy:
+    # One per test: guards over one policy share its state (limits, sessions).
     return rein.Policy.from_yaml(POLICY, name="guard-tests.yaml")
 
 
@@ -492,7 +493,7 @@ def test_a_failing_function_is_reported_and_reraised(policy: rein.Policy) -> Non
 # ---- state ---------------------------------------------------------------
 
 
-def test_limits_and_sessions_are_kept_per_guard(policy: rein.Policy) -> None:
+def test_guards_over_one_policy_share_its_state(policy: rein.Policy) -> None:
     guard = rein.Guard(policy, actor=ACTOR, snapshot=CALM, session="run-1")
 
     @guard.action("pay")
@@ -502,16 +503,25 @@ def test_limits_and_sessions_are_kept_per_guard(policy: rein.Policy) -> None:
     assert [pay(1.0) for _ in range(3)] == [1.0, 1.0, 1.0]
     with pytest.raises(rein.Blocked, match="pay_rate"):
         pay(1.0)
-    # Another guard has its own state; one given State is shared.
-    shared = rein.State()
-    g1 = rein.Guard(policy, actor=ACTOR, snapshot=CALM, session="run-1", state=shared)
-    g2 = rein.Guard(policy, actor=ACTOR, snapshot=CALM, session="run-1", state=shared)
-    g1.action("read_secret")(lambda path: "k")("/etc/key")
-    send = g2.action("send")(lambda to: "sent")
+    # A guard made afresh (per request, per task) counts the same limit:
+    # the policy's shared state is every guard's default.
+    again = rein.Guard(policy, actor=ACTOR, snapshot=CALM, session="run-1")
+    assert again.state is policy.shared_state
+    with pytest.raises(rein.Blocked, match="pay_rate"):
+        again.action("pay")(lambda amount: amount)(1.0)
+    # Its sessions too: a label attached through one guard is seen by another.
+    rein.Guard(policy, actor=ACTOR, snapshot=CALM, session="run-2").action("read_secret")(lambda path: "k")("/etc/key")
+    send = rein.Guard(policy, actor=ACTOR, snapshot=CALM, session="run-2").action("send")(lambda to: "sent")
     with pytest.raises(rein.Blocked, match="nothing leaves"):
         send("x")
-    other = rein.Guard(policy, actor=ACTOR, snapshot=CALM, session="run-1")
-    assert other.action("send")(lambda to: "sent")("x") == "sent"
+    # A State given to a guard is that guard's alone.
+    own = rein.Guard(policy, actor=ACTOR, snapshot=CALM, session="run-2", state=rein.State())
+    assert own.action("send")(lambda to: "sent")("x") == "sent"
+    # The same files loaded again are another policy, with another state.
+    reloaded = rein.Policy.from_yaml(POLICY, name="guard-tests.yaml")
+    assert reloaded.shared_state is not policy.shared_state
+    fresh = rein.Guard(reloaded, actor=ACTOR, snapshot=CALM, session="run-1")
+    assert fresh.action("pay")(lambda amount: amount)(1.0) == 1.0
 
 
 # ---- audit_only ----------------------------------------------------------

@@ -51,14 +51,108 @@ fn violation(path: &Path<'_>, message: impl Into<String>) -> Violation {
     }
 }
 
+/// A request value as the contract checker reads it: JSON here, or the
+/// values of a host language, read in place (the Python binding reads its
+/// objects without building JSON first). Every source goes through the
+/// same checks ([`check_root_from`]), so a value is accepted, and becomes
+/// the same [`Value`], whatever it was read from.
+pub trait ContractValue: Sized {
+    /// What the value is.
+    fn node(&self) -> Node<'_>;
+    /// Element `i` of a [`Node::List`] (`None`: it cannot be read).
+    fn item(&self, i: usize) -> Option<Self>;
+    /// Calls `visit` with each key and value of a [`Node::Object`], in the
+    /// source's order, stopping at the first error.
+    fn entries(&self, visit: &mut dyn FnMut(&str, Self) -> Result<(), Violation>) -> Result<(), Violation>;
+    /// The value's kind for a message (`an integer`, `a list`).
+    fn kind(&self) -> &'static str;
+    /// The value as JSON text, for a message.
+    fn shown(&self) -> String;
+    /// Whether the whole value has an exact JSON form: asked of an
+    /// undeclared field the contract ignores, which is otherwise not read
+    /// (JSON always has one).
+    fn is_readable(&self) -> bool {
+        true
+    }
+}
+
+/// One level of a [`ContractValue`].
+pub enum Node<'a> {
+    /// `null` / `None`.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A number as JSON holds it (a host's int outside 64 bits or a
+    /// non-finite float is [`Node::Unreadable`]).
+    Number(serde_json::Number),
+    /// A string.
+    Str(std::borrow::Cow<'a, str>),
+    /// A list of this length ([`ContractValue::item`]).
+    List(usize),
+    /// A map with string keys, this many ([`ContractValue::entries`]).
+    Object(usize),
+    /// A value with no exact JSON form: never accepted (the host reports
+    /// it its own way).
+    Unreadable,
+}
+
+impl<'j> ContractValue for &'j Json {
+    fn node(&self) -> Node<'_> {
+        match self {
+            Json::Null => Node::Null,
+            Json::Bool(b) => Node::Bool(*b),
+            Json::Number(n) => Node::Number(n.clone()),
+            Json::String(s) => Node::Str(std::borrow::Cow::Borrowed(s)),
+            Json::Array(items) => Node::List(items.len()),
+            Json::Object(map) => Node::Object(map.len()),
+        }
+    }
+
+    fn item(&self, i: usize) -> Option<&'j Json> {
+        match self {
+            Json::Array(items) => items.get(i),
+            _ => None,
+        }
+    }
+
+    fn entries(&self, visit: &mut dyn FnMut(&str, &'j Json) -> Result<(), Violation>) -> Result<(), Violation> {
+        if let Json::Object(map) = self {
+            for (k, v) in map {
+                visit(k, v)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        json_kind(self)
+    }
+
+    fn shown(&self) -> String {
+        self.to_string()
+    }
+}
+
 /// Checks a root value (`input`, `actor`, ...). A missing root or `null`
 /// counts as an empty object.
 pub(crate) fn check_root(json: Option<&Json>, ty: &ObjectType, root: &str) -> Result<Vec<Value>, Violation> {
+    check_root_from(json, ty, root)
+}
+
+/// [`check_root`] for any [`ContractValue`].
+pub(crate) fn check_root_from<V: ContractValue>(
+    value: Option<V>,
+    ty: &ObjectType,
+    root: &str,
+) -> Result<Vec<Value>, Violation> {
     let path = Path::Root(root);
-    match json {
-        None | Some(Json::Null) => check_fields(&serde_json::Map::new(), ty, &path, Reveal::Values),
-        Some(Json::Object(map)) => check_fields(map, ty, &path, Reveal::Values),
-        Some(other) => Err(violation(&path, format!("must be an object, got {}", json_kind(other)))),
+    match value.as_ref().map(|v| v.node()) {
+        None | Some(Node::Null) => check_fields(None::<&V>, ty, &path, Reveal::Values),
+        Some(Node::Object(_)) => check_fields(value.as_ref(), ty, &path, Reveal::Values),
+        Some(_) => {
+            let kind = value.as_ref().map_or("null", |v| v.kind());
+            Err(violation(&path, format!("must be an object, got {kind}")))
+        }
     }
 }
 
@@ -90,61 +184,98 @@ impl Reveal {
     }
 }
 
-fn check_fields(
-    map: &serde_json::Map<String, Json>,
+/// Objects with up to this many declared fields are checked without a heap
+/// allocation.
+const INLINE_FIELDS: usize = 16;
+
+/// The fields of an object (`None`: an empty one), by position.
+fn check_fields<V: ContractValue>(
+    object: Option<&V>,
     ty: &ObjectType,
     path: &Path<'_>,
     reveal: Reveal,
 ) -> Result<Vec<Value>, Violation> {
-    if ty.extra == ExtraFields::Reject {
-        if let Some(k) = map.keys().find(|k| !ty.index.contains_key(k.as_str())) {
-            let p = Path::Field(path, k);
-            let known: Vec<&str> = ty.fields.iter().map(|f| f.name.as_str()).collect();
-            let hint = match crate::diagnostics::did_you_mean(k, known.iter().copied()) {
-                Some(s) => format!(" (did you mean `{s}`?)"),
-                None if known.is_empty() => " (the contract declares no fields here)".to_string(),
-                None => format!(" (declared: {})", known.join(", ")),
-            };
-            return Err(violation(&p, format!("is not declared in the contract{hint}")));
-        }
+    // Each declared field's value, found by one pass over the entries (a
+    // repeated key: the last one, as a JSON map keeps).
+    // On the stack for the usual object (no allocation per object checked).
+    let mut inline: [Option<V>; INLINE_FIELDS] = std::array::from_fn(|_| None);
+    let mut spilled: Vec<Option<V>> = Vec::new();
+    let found: &mut [Option<V>] = if ty.fields.len() <= INLINE_FIELDS {
+        &mut inline[..ty.fields.len()]
+    } else {
+        spilled.resize_with(ty.fields.len(), || None);
+        &mut spilled
+    };
+    if let Some(object) = object {
+        object.entries(&mut |k, v| {
+            match ty.index.get(k) {
+                Some(&i) => found[i] = Some(v),
+                None if ty.extra == ExtraFields::Reject => return Err(undeclared(ty, path, k)),
+                None if !v.is_readable() => return Err(violation(&Path::Field(path, k), "has no exact JSON form")),
+                None => {}
+            }
+            Ok(())
+        })?;
     }
     let mut out = Vec::with_capacity(ty.fields.len());
-    for f in &ty.fields {
+    for (f, v) in ty.fields.iter().zip(found.iter_mut().map(Option::take)) {
         let p = Path::Field(path, &f.name);
-        match map.get(&f.name) {
-            None | Some(Json::Null) if f.optional => out.push(Value::Absent),
+        let null = v.as_ref().is_some_and(|v| matches!(v.node(), Node::Null));
+        match v {
+            None if f.optional => out.push(Value::Absent),
+            Some(_) if null && f.optional => out.push(Value::Absent),
             None => return Err(violation(&p, format!("is required ({})", f.ty))),
             Some(v) => {
                 let reveal = if f.sensitive { Reveal::Nothing } else { reveal };
-                out.push(check_value(v, &f.ty, &f.constraints, &p, reveal)?)
+                out.push(check_value(&v, &f.ty, &f.constraints, &p, reveal)?)
             }
         }
     }
     Ok(out)
 }
 
-fn check_value(json: &Json, ty: &Type, c: &Constraints, path: &Path<'_>, reveal: Reveal) -> Result<Value, Violation> {
-    let wrong = || violation(path, format!("must be {}, got {}", article(ty), json_kind(json)));
-    let value = match (ty, json) {
-        (Type::String, Json::String(s)) => {
+/// The violation of the first undeclared field `k` of an object whose
+/// contract rejects them.
+fn undeclared(ty: &ObjectType, path: &Path<'_>, k: &str) -> Violation {
+    let p = Path::Field(path, k);
+    let known: Vec<&str> = ty.fields.iter().map(|f| f.name.as_str()).collect();
+    let hint = match crate::diagnostics::did_you_mean(k, known.iter().copied()) {
+        Some(s) => format!(" (did you mean `{s}`?)"),
+        None if known.is_empty() => " (the contract declares no fields here)".to_string(),
+        None => format!(" (declared: {})", known.join(", ")),
+    };
+    violation(&p, format!("is not declared in the contract{hint}"))
+}
+
+fn check_value<V: ContractValue>(
+    source: &V,
+    ty: &Type,
+    c: &Constraints,
+    path: &Path<'_>,
+    reveal: Reveal,
+) -> Result<Value, Violation> {
+    let wrong = || violation(path, format!("must be {}, got {}", article(ty), source.kind()));
+    let value = match (ty, source.node()) {
+        (_, Node::Unreadable) => return Err(violation(path, "has no exact JSON form")),
+        (Type::String, Node::Str(s)) => {
             check_len(s.chars().count(), c, path, reveal)?;
             if let Some(pattern) = &c.pattern {
                 let re = pattern.get().map_err(|e| violation(path, e))?;
-                if !re.is_match(s) {
+                if !re.is_match(&s) {
                     return Err(violation(
                         path,
                         format!("does not match the pattern `{}`", pattern.source()),
                     ));
                 }
             }
-            Value::Str(s.clone())
+            Value::Str(s.into_owned())
         }
-        (Type::Int, Json::Number(n)) => {
-            let i = int_of(n, path, reveal)?;
+        (Type::Int, Node::Number(n)) => {
+            let i = int_of(&n, path, reveal)?;
             check_range(&Value::Int(i), c, path, reveal)?;
             Value::Int(i)
         }
-        (Type::Number, Json::Number(n)) => {
+        (Type::Number, Node::Number(n)) => {
             let f = n.as_f64().ok_or_else(wrong)?;
             if !f.is_finite() {
                 return Err(violation(path, "must be a finite number"));
@@ -152,43 +283,50 @@ fn check_value(json: &Json, ty: &Type, c: &Constraints, path: &Path<'_>, reveal:
             check_range(&Value::Float(f), c, path, reveal)?;
             Value::Float(f)
         }
-        (Type::Bool, Json::Bool(b)) => Value::Bool(*b),
-        (Type::Timestamp, Json::String(s)) => Value::Timestamp(crate::instant::Instant::parse(s).ok_or_else(|| {
+        (Type::Bool, Node::Bool(b)) => Value::Bool(b),
+        (Type::Timestamp, Node::Str(s)) => Value::Timestamp(crate::instant::Instant::parse(&s).ok_or_else(|| {
             violation(
                 path,
                 format!(
                     "{}is not an RFC 3339 timestamp (e.g. `2026-01-31T12:00:00Z`)",
-                    reveal.quoted(s)
+                    reveal.quoted(&s)
                 ),
             )
         })?),
-        (Type::Duration, Json::String(s)) => Value::Duration(parse_duration(s).ok_or_else(|| {
+        (Type::Duration, Node::Str(s)) => Value::Duration(parse_duration(&s).ok_or_else(|| {
             violation(
                 path,
-                format!("{}is not a duration (e.g. `1h30m`, `250ms`)", reveal.quoted(s)),
+                format!("{}is not a duration (e.g. `1h30m`, `250ms`)", reveal.quoted(&s)),
             )
         })?),
-        (Type::List(elem), Json::Array(items)) => {
-            check_len(items.len(), c, path, reveal)?;
+        (Type::List(elem), Node::List(len)) => {
+            check_len(len, c, path, reveal)?;
             let each = c.items.as_deref().unwrap_or(&NO_CONSTRAINTS);
-            let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
+            let mut out = Vec::with_capacity(len);
+            for i in 0..len {
                 let p = Path::Index(path, i);
-                out.push(check_value(item, elem, each, &p, reveal)?);
+                let item = source.item(i).ok_or_else(|| violation(&p, "could not be read"))?;
+                out.push(check_value(&item, elem, each, &p, reveal)?);
             }
             Value::List(out)
         }
-        (Type::Map(elem), Json::Object(map)) => {
-            check_len(map.len(), c, path, reveal)?;
+        (Type::Map(elem), Node::Object(len)) => {
+            check_len(len, c, path, reveal)?;
             let each = c.items.as_deref().unwrap_or(&NO_CONSTRAINTS);
             let mut out = BTreeMap::new();
-            for (k, v) in map {
+            source.entries(&mut |k, v| {
                 let p = Path::Key(path, k);
-                out.insert(k.clone(), check_value(v, elem, each, &p, reveal)?);
+                out.insert(k.to_string(), check_value(&v, elem, each, &p, reveal)?);
+                Ok(())
+            })?;
+            // Two keys of one text (a host's map may hold them): its length
+            // was not the map's.
+            if out.len() != len {
+                return Err(violation(path, "has a repeated key"));
             }
             Value::Map(out)
         }
-        (Type::Object(obj), Json::Object(map)) => Value::Object(check_fields(map, obj, path, reveal)?),
+        (Type::Object(obj), Node::Object(_)) => Value::Object(check_fields(Some(source), obj, path, reveal)?),
         _ => return Err(wrong()),
     };
     if let Some(allowed) = &c.allowed {
@@ -204,7 +342,7 @@ fn check_value(json: &Json, ty: &Type, c: &Constraints, path: &Path<'_>, reveal:
                 format!(
                     "must be {what} {}{}",
                     list.join(", "),
-                    reveal.got(shorten(&json.to_string()))
+                    reveal.got(shorten(&source.shown()))
                 ),
             ));
         }

@@ -2,7 +2,7 @@
 
 use crate::ast::{Combining, Effect, Phase, PolicyFile};
 use crate::check;
-use crate::contract::{check_root, Violation};
+use crate::contract::{check_root, check_root_from, ContractValue, Violation};
 use crate::decision::{Basis, Decision};
 use crate::decision::{LimitNote, LimitNotes};
 use crate::diagnostics::{Diagnostic, LoadError, Severity};
@@ -68,6 +68,19 @@ pub struct Prepared {
     error: Option<Value>,
     /// The session the request names.
     session: Option<String>,
+}
+
+/// A request's parts, its values read through [`ContractValue`].
+struct Parts<'r, V> {
+    action: &'r str,
+    phase: Phase,
+    input: Option<V>,
+    output: Option<V>,
+    error: Option<&'r str>,
+    actor: Option<V>,
+    snapshot: Option<V>,
+    session: Option<&'r str>,
+    time: Option<jiff::Timestamp>,
 }
 
 impl Policy {
@@ -475,13 +488,56 @@ impl Policy {
             .map_err(|v| Box::new(self.violation(request.phase, v)))
     }
 
+    /// [`Policy::prepare`] for a request before the action runs, its values
+    /// read through [`ContractValue`] rather than JSON (the Python binding
+    /// reads its objects in place). The same checks as for JSON, in the same
+    /// order: a request passes, and is prepared the same, from either.
+    /// `None` for `input`, `actor` or `snapshot` is an empty object.
+    pub fn prepare_before<V: ContractValue>(
+        &self,
+        action: &str,
+        input: Option<V>,
+        actor: Option<V>,
+        snapshot: Option<V>,
+        session: Option<&str>,
+        time: Option<jiff::Timestamp>,
+    ) -> Result<Prepared, Box<Decision>> {
+        let parts = Parts {
+            action,
+            phase: Phase::Before,
+            input,
+            output: None,
+            error: None,
+            actor,
+            snapshot,
+            session,
+            time,
+        };
+        self.prepare_parts(parts)
+            .map_err(|v| Box::new(self.violation(Phase::Before, v)))
+    }
+
     fn prepare_inner(&self, request: &Request) -> Result<Prepared, Violation> {
+        self.prepare_parts(Parts {
+            action: &request.action,
+            phase: request.phase,
+            input: Some(&request.input),
+            output: request.output.as_ref(),
+            error: request.error.as_deref(),
+            actor: Some(&request.actor),
+            snapshot: Some(&request.snapshot),
+            session: request.session.as_deref(),
+            time: request.time,
+        })
+    }
+
+    fn prepare_parts<V: ContractValue>(&self, request: Parts<'_, V>) -> Result<Prepared, Violation> {
         let p = &self.inner;
-        let Some(&action) = p.action_index.get(&request.action) else {
-            return Err(self.unknown_action(&request.action, "the policy has no contract for it"));
+        let Some(&action) = p.action_index.get(request.action) else {
+            return Err(self.unknown_action(request.action, "the policy has no contract for it"));
         };
         let ir = &p.actions[action as usize];
-        let input = check_root(Some(&request.input), &ir.input, "input")?;
+        let input = check_root_from(request.input, &ir.input, "input")?;
         let output = match (request.phase, &ir.output) {
             (Phase::Before, _) => {
                 if request.error.is_some() {
@@ -510,8 +566,8 @@ impl Policy {
                 }
                 None
             }
-            (Phase::After, Some(ty)) => match &request.output {
-                Some(o) => Some(check_root(Some(o), ty, "output")?),
+            (Phase::After, Some(ty)) => match request.output {
+                Some(o) => Some(check_root_from(Some(o), ty, "output")?),
                 None => {
                     return Err(Violation {
                         path: "output".into(),
@@ -522,8 +578,8 @@ impl Policy {
             // No output contract: nothing to check and nothing rules can read.
             (Phase::After, None) => None,
         };
-        let actor = check_root(Some(&request.actor), &p.actor, "actor")?;
-        let snapshot = check_root(Some(&request.snapshot), &p.snapshot, "snapshot")?;
+        let actor = check_root_from(request.actor, &p.actor, "actor")?;
+        let snapshot = check_root_from(request.snapshot, &p.snapshot, "snapshot")?;
         Ok(Prepared {
             policy: self.inner.clone(),
             action,
@@ -533,11 +589,11 @@ impl Policy {
             actor,
             snapshot,
             now: request.time,
-            error: request.error.clone().map(Value::Str),
+            error: request.error.map(|e| Value::Str(e.to_string())),
             // An empty id is no session: an integration that sends `""`
             // when it has none would otherwise put every such run in one
             // session, each reading the others' approvals and calls.
-            session: request.session.clone().filter(|s| !s.trim().is_empty()),
+            session: request.session.filter(|s| !s.trim().is_empty()).map(str::to_string),
         })
     }
 

@@ -154,6 +154,13 @@ fn num_cmp(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
 /// Compares an int with a float exactly (no rounding of large ints).
 pub(crate) fn cmp_int_float(i: i64, f: f64) -> Option<std::cmp::Ordering> {
     use std::cmp::Ordering;
+    // Every int up to 2^53 in magnitude is exactly a double: compare as
+    // doubles (NaN orders as nothing). The common case (a `number` field
+    // against an int constant), and no `trunc`, which is a libm call on
+    // baseline x86-64.
+    if i.unsigned_abs() <= 1 << 53 {
+        return (i as f64).partial_cmp(&f);
+    }
     if f.is_nan() {
         return None;
     }
@@ -289,5 +296,23 @@ mod tests {
         assert!(Value::Int(1000).equals(&Value::Float(1000.0)));
         assert_eq!(Value::Int(1).compare(&Value::Float(f64::NAN)), None);
         assert!(!Value::Float(f64::NAN).equals(&Value::Float(f64::NAN)));
+        // Around 2^53, where doubles stop holding every int.
+        let two_53 = 1i64 << 53;
+        assert_eq!(Value::Int(two_53).compare(&Value::Float(two_53 as f64)), Some(Equal));
+        assert_eq!(
+            Value::Int(two_53 + 1).compare(&Value::Float(two_53 as f64)),
+            Some(Greater)
+        );
+        assert_eq!(
+            Value::Int(-two_53 - 1).compare(&Value::Float(-two_53 as f64)),
+            Some(Less)
+        );
+        assert_eq!(Value::Float(two_53 as f64).compare(&Value::Int(two_53 + 1)), Some(Less));
+        assert_eq!(
+            Value::Int(-two_53).compare(&Value::Float(f64::NEG_INFINITY)),
+            Some(Greater)
+        );
+        assert_eq!(Value::Int(5).compare(&Value::Float(f64::INFINITY)), Some(Less));
+        assert_eq!(Value::Float(f64::NAN).compare(&Value::Int(0)), None);
     }
 }

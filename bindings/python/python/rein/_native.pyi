@@ -191,6 +191,11 @@ class Policy:
     those a `State`."""
     warnings: list[Diagnostic]
     """Warnings found while loading (the policy loaded)."""
+    shared_state: State
+    """The `State` every `rein.Guard` over this policy uses when it is given
+    none: one per loaded policy, made on first use, so that guards made per
+    request or per task still count the same limits and sessions. Loading
+    the files again gives another policy with another state."""
 
     def input_fields(self, action: str) -> Optional[list[tuple[str, bool, str]]]:
         """`(name, optional, type)` of each top-level input field of `action`'s

@@ -405,8 +405,9 @@ class Guard:
     and its value is returned (a failing resolver, observer, engine or
     server is reported in the event's `error`).
 
-    In-process, limits and sessions are kept in `state` (a `rein.State`,
-    one per Guard when not given), and approvals cannot be granted: a
+    In-process, limits and sessions are kept in `state` (a `rein.State`;
+    when not given, the policy's `shared_state`, which every Guard over the
+    same loaded policy shares), and approvals cannot be granted: a
     `require_approval` raises `ApprovalRequired` with no approval id.
     Through a client, `wait_for_approval=seconds` waits that long for a
     person to grant the approval the server opened (reading it every
@@ -443,9 +444,9 @@ class Guard:
                 f"rein.Guard needs a rein.Policy, rein.Client or rein.AsyncClient, not {type(engine).__name__}"
             )
         if self._policy is not None and state is None:
-            from rein._native import State
-
-            state = State()
+            # One per policy, not per Guard: a Guard made per request must
+            # still count the limits the earlier ones counted.
+            state = self._policy.shared_state
         if self._policy is None and state is not None:
             raise GuardError("state= is for in-process policies; through rein serve the server keeps the state")
         if wait_for_approval is not None and self._policy is not None:
