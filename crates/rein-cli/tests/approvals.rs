@@ -258,6 +258,7 @@ fn verify_reads_a_write_protected_copy_of_a_wal_store() {
                 approval: None,
                 client: None,
                 policy_version_label: None,
+                actor_source: None,
             };
             rt.block_on(store.append(entry)).unwrap();
         }

@@ -172,6 +172,7 @@ rules:
     let approver = Approver {
         name: "alice",
         roles: Some(&roles),
+        actor_id: None,
     };
     f.runtime.grant(&pending[0].id, approver, None).await.unwrap();
     let (d, reason) = f.bash("deploy").await;
@@ -330,6 +331,7 @@ async fn approvals_are_found_again_granted_and_used_once() {
             Approver {
                 name: "alice",
                 roles: Some(&roles),
+                actor_id: None,
             },
             None,
         )
@@ -916,6 +918,7 @@ rules:
     let approver = Approver {
         name: "alice",
         roles: Some(&roles),
+        actor_id: None,
     };
     f.runtime.grant(&pending[0].id, approver, None).await.unwrap();
     let (d, reason) = f.bash("deploy").await;

@@ -230,6 +230,7 @@ pub async fn record_approval_decision(
         approval: Some(id.to_string()),
         client: None,
         policy_version_label: None,
+        actor_source: None,
     };
     store.append(entry).await.map(|_| ()).map_err(|e| {
         RuntimeError::Store(StoreError(format!(
@@ -267,11 +268,17 @@ async fn try_decide_approval(
     approver: Approver<'_>,
     comment: Option<&str>,
 ) -> Result<ApprovalRecord, RuntimeError> {
-    if approver.roles.is_some() {
+    if approver.roles.is_some() || approver.actor_id.is_some() {
         let record = store
             .get_approval(id)
             .await?
             .ok_or_else(|| ApprovalError::NotFound(id.to_string()))?;
+        // The store checks the approver's name; the actor id bound to
+        // their credential is checked here (a request made under it is
+        // theirs). Checked before the roles, as the store does.
+        if record.state == ApprovalState::Pending && approver.asked_for(&record) {
+            return Err(ApprovalError::SelfApproval(approver.name.to_string()).into());
+        }
         if let Some(role) = approver.missing_role(&record) {
             return Err(RuntimeError::NotAllowed {
                 approver: approver.name.to_string(),
@@ -281,6 +288,53 @@ async fn try_decide_approval(
     }
     let now = format_time(Timestamp::now());
     Ok(store.decide_approval(id, grant, approver.name, comment, &now).await??)
+}
+
+/// Actor fields bound to a credential: top-level field → scalar value.
+pub type BoundActor = serde_json::Map<String, serde_json::Value>;
+
+/// Where an actor field came from, as the audit record says it.
+const FROM_CREDENTIAL: &str = "credential";
+const FROM_CALLER: &str = "caller";
+
+/// Sets the `bound` fields on `actor`: where to find each of its top-level
+/// fields (`actor_source`), and the reason to block when the actor names
+/// another value for a bound field (or is not an object while fields are
+/// bound). A conflicting field is left as the caller sent it, so that the
+/// record shows the attempt; it is never overwritten.
+fn bind_actor(
+    actor: &mut serde_json::Value,
+    bound: &BoundActor,
+) -> (std::collections::BTreeMap<String, String>, Option<String>) {
+    let mut sources = std::collections::BTreeMap::new();
+    if actor.is_null() && !bound.is_empty() {
+        *actor = serde_json::Value::Object(serde_json::Map::new());
+    }
+    let Some(fields) = actor.as_object_mut() else {
+        let reason = match bound.keys().next() {
+            Some(first) => format!("actor.{first} is set by the credential; the request's actor is not an object"),
+            None => return (sources, None),
+        };
+        return (sources, Some(reason));
+    };
+    let mut conflicts = Vec::new();
+    for (field, value) in bound {
+        match fields.get(field) {
+            Some(sent) if sent != value => conflicts.push(format!("actor.{field} is set by the credential")),
+            _ => {
+                fields.insert(field.clone(), value.clone());
+            }
+        }
+    }
+    for field in fields.keys() {
+        let source = match bound.get(field) {
+            Some(value) if fields.get(field) == Some(value) => FROM_CREDENTIAL,
+            _ => FROM_CALLER,
+        };
+        sources.insert(field.clone(), source.to_string());
+    }
+    let conflict = (!conflicts.is_empty()).then(|| conflicts.join("; "));
+    (sources, conflict)
 }
 
 /// The root a dotted path starts with: `input` of `input.lines[0].sku`.
@@ -551,9 +605,23 @@ pub struct Approver<'a> {
     /// The approval roles (a rule's `approval.role`) they may decide;
     /// `None` means every role.
     pub roles: Option<&'a [String]>,
+    /// The actor `id` bound to their credential (`actor: {id: …}` in the
+    /// server's tokens file), if any: a request made under that id is
+    /// theirs, whatever their token's name.
+    pub actor_id: Option<&'a str>,
 }
 
 impl Approver<'_> {
+    /// Whether `approval` was asked for by this approver: as the actor
+    /// that asked (by name or by the actor id bound to their credential)
+    /// or as the client that sent the request.
+    pub fn asked_for(&self, approval: &ApprovalRecord) -> bool {
+        let by = approval.requested_by.as_deref();
+        by == Some(self.name)
+            || (self.actor_id.is_some() && by == self.actor_id)
+            || approval.requested_via.as_deref() == Some(self.name)
+    }
+
     /// The first role `approval` needs that this approver does not hold.
     pub fn missing_role<'r>(&self, approval: &'r ApprovalRecord) -> Option<&'r str> {
         let roles = self.roles?;
@@ -567,9 +635,7 @@ impl Approver<'_> {
     /// Whether this approver may decide `approval` (holds its roles and did
     /// not ask for it), hence see what it covers.
     pub fn may_decide(&self, approval: &ApprovalRecord) -> bool {
-        self.missing_role(approval).is_none()
-            && approval.requested_by.as_deref() != Some(self.name)
-            && approval.requested_via.as_deref() != Some(self.name)
+        self.missing_role(approval).is_none() && !self.asked_for(approval)
     }
 }
 
@@ -703,8 +769,27 @@ impl Runtime {
     /// the authenticated client `client` (a server token's name): an
     /// approval it opens may not be decided by that client, whatever actor
     /// the request names.
-    pub async fn decide_from(&self, mut request: Request, approval: Option<String>, client: Option<&str>) -> Answer {
+    pub async fn decide_from(&self, request: Request, approval: Option<String>, client: Option<&str>) -> Answer {
+        self.decide_bound(request, approval, client, None).await
+    }
+
+    /// Decides a request as [`Runtime::decide_from`] does, for a client
+    /// whose credential binds actor fields (`bound`; `None` when the
+    /// caller has no credential, as hooks and the MCP gateway run in
+    /// process). Bound fields are set on the request's actor; a request
+    /// naming another value for one is blocked ("actor.<field> is set by
+    /// the credential") and recorded as sent. With `bound` given, the
+    /// audit record says where each actor field came from
+    /// (`actor_source`).
+    pub async fn decide_bound(
+        &self,
+        mut request: Request,
+        approval: Option<String>,
+        client: Option<&str>,
+        bound: Option<&BoundActor>,
+    ) -> Answer {
         let started = Instant::now();
+        let binding = bound.map(|b| bind_actor(&mut request.actor, b));
         let now = Timestamp::now();
         // State and approvals see the session in the client's scope; the
         // audit record keeps the id the client sent (beside its client),
@@ -729,7 +814,12 @@ impl Runtime {
         let mut approval_refused = None;
         // (`uses_state` first: a bool, so a stateless policy does not even
         // look the action up.)
-        let decided = if policy.uses_state() && policy.action_state(&request.action, Phase::Before).any() {
+        let conflict = binding.as_ref().and_then(|(_, conflict)| conflict.clone());
+        let decided = if let Some(conflict) = conflict {
+            // Judged before any rule: the request claims to be someone its
+            // credential says it is not.
+            Err(conflict)
+        } else if policy.uses_state() && policy.action_state(&request.action, Phase::Before).any() {
             let time = request.time.unwrap_or(now);
             // Reserved as allowed only with an approval that can hold: a
             // made-up id would otherwise take units for as long as the
@@ -793,6 +883,7 @@ impl Runtime {
             now,
         );
         entry.client = client.map(str::to_string);
+        entry.actor_source = binding.map(|(sources, _)| sources);
         let writes = pending.as_mut().map(state::Pending::submit).unwrap_or_default();
         match self.record(&mut answer, entry, writes).await {
             Some(recorded) => {
@@ -827,7 +918,24 @@ impl Runtime {
     /// the state as it is (limits, the client's session), but reserving,
     /// writing and recording nothing, and using no approval: a
     /// `require_approval` stays one, and no approval is opened.
-    pub fn explain_from(&self, mut request: Request, client: Option<&str>) -> Explained {
+    pub fn explain_from(&self, request: Request, client: Option<&str>) -> Explained {
+        self.explain_bound(request, client, None)
+    }
+
+    /// Explains `request` as [`Runtime::decide_bound`] would decide it
+    /// now for `client` with the actor fields `bound` by its credential:
+    /// a conflicting field is a refusal, as it would be a `block`.
+    pub fn explain_bound(&self, mut request: Request, client: Option<&str>, bound: Option<&BoundActor>) -> Explained {
+        if let Some(bound) = bound {
+            if let (_, Some(reason)) = bind_actor(&mut request.actor, bound) {
+                let policy = self.policy();
+                return Explained::Refused {
+                    reason,
+                    policy_version: policy.version().to_string(),
+                    policy_version_label: policy.version_label().map(str::to_string),
+                };
+            }
+        }
         let now = Timestamp::now();
         scope_session(&mut request, client);
         request.phase = Phase::Before;
@@ -1522,6 +1630,7 @@ impl Runtime {
             approval,
             client: None,
             policy_version_label: answer.policy_version_label.clone(),
+            actor_source: None,
         };
         (entry, moved)
     }

@@ -120,6 +120,7 @@ impl Runtime {
             approval: None,
             client: r.client.map(str::to_owned),
             policy_version_label: loaded.policy.version_label().map(str::to_owned),
+            actor_source: None,
         };
         self.record(&mut answer, entry, Vec::new()).await;
         answer

@@ -69,7 +69,11 @@ fn runtime(dir: &tempfile::TempDir) -> (Arc<Runtime>, Arc<SqliteStore>) {
 }
 
 fn anyone(name: &str) -> Approver<'_> {
-    Approver { name, roles: None }
+    Approver {
+        name,
+        roles: None,
+        actor_id: None,
+    }
 }
 
 fn pay(amount: i64, actor: &str) -> Request {
@@ -233,6 +237,7 @@ rules:
                 Approver {
                     name,
                     roles: Some(roles),
+                    actor_id: None,
                 },
                 None,
             )
@@ -249,6 +254,7 @@ rules:
             Approver {
                 name: "bot-token",
                 roles: None,
+                actor_id: None,
             },
             None,
         )
@@ -261,6 +267,7 @@ rules:
             Approver {
                 name: "boss",
                 roles: Some(&both),
+                actor_id: None,
             },
             None,
         )
@@ -325,6 +332,7 @@ async fn approval_flow_allows_the_identical_request_once() {
             Approver {
                 name: "sam",
                 roles: Some(&support),
+                actor_id: None,
             },
             None,
         )
@@ -338,6 +346,7 @@ async fn approval_flow_allows_the_identical_request_once() {
             Approver {
                 name: "carol",
                 roles: Some(&finance),
+                actor_id: None,
             },
             Some("ok"),
         )
@@ -906,6 +915,7 @@ async fn approvers_see_the_sealed_sensitive_values_while_pending() {
             &Approver {
                 name: "fin",
                 roles: Some(&finance),
+                actor_id: None,
             },
         )
         .unwrap()
@@ -915,14 +925,17 @@ async fn approvers_see_the_sealed_sensitive_values_while_pending() {
         Approver {
             name: "sam",
             roles: Some(&support),
+            actor_id: None,
         },
         Approver {
             name: "agent-1",
             roles: None,
+            actor_id: None,
         },
         Approver {
             name: "bot",
             roles: None,
+            actor_id: None,
         },
     ] {
         assert_eq!(rt.sealed_request(&record, &viewer).unwrap(), None, "{viewer:?}");

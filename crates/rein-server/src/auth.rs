@@ -7,7 +7,16 @@
 //!   - {name: support-bot, role: agent, token: "…"}
 //!   - {name: alice, role: approver, token: "…"}
 //!   - {name: ops, role: admin, token: "…"}
+//!   - name: support-bot-acme
+//!     role: agent
+//!     token: "…"
+//!     actor: {id: support-bot, role: agent, tenant: acme}
 //! ```
+//!
+//! `actor:` binds top-level actor fields to the token: the server sets
+//! them on every request made with it, and blocks a request whose body
+//! names another value for one (see `Runtime::decide_bound`). Values are
+//! scalars (strings, numbers, booleans); field names are plain names.
 //!
 //! A token's `name` is who it is: the approver recorded on a grant, the
 //! name in logs. Tokens are kept only as SHA-256 digests and compared in
@@ -21,6 +30,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rein_engine::source::SourceFile;
 use rein_engine::syntax::yaml::{self, YamlNode, YamlValue};
+use rein_runtime::BoundActor;
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::path::Path;
@@ -84,6 +94,8 @@ pub struct TokenEntry {
     /// For approvers: the approval roles (the `approval.role` of policy
     /// rules) this token may grant or deny; `None` means every role.
     pub approves: Option<Vec<String>>,
+    /// Actor fields bound to the token (`actor:`); empty when none.
+    pub actor: BoundActor,
 }
 
 impl fmt::Debug for TokenEntry {
@@ -106,6 +118,9 @@ pub struct Identity {
     pub role: Role,
     /// The approval roles it may grant or deny; `None` means every role.
     pub approves: Option<Vec<String>>,
+    /// Actor fields bound to the token: set on every request it makes,
+    /// and not to be contradicted by the request's body.
+    pub actor: BoundActor,
 }
 
 /// Why a tokens file or list was refused.
@@ -174,6 +189,7 @@ impl Tokens {
                     name: e.name,
                     role: e.role,
                     approves: e.approves,
+                    actor: e.actor,
                 },
                 digest,
             });
@@ -233,6 +249,7 @@ impl Tokens {
                 ));
             };
             let (mut name, mut role, mut token, mut approves) = (None, None, None, None);
+            let mut actor = BoundActor::new();
             for (k, v) in fields {
                 let key = match &k.value {
                     YamlValue::String(s) => s.as_str(),
@@ -255,6 +272,17 @@ impl Tokens {
                     approves = Some(roles);
                     continue;
                 }
+                if key == "actor" {
+                    actor = bound_actor(v, &at)?;
+                    continue;
+                }
+                // A misspelt key is named as such, whatever its value.
+                if !matches!(key, "name" | "token" | "role") {
+                    return Err(at(
+                        k,
+                        format!("unknown key `{key}`; a token has name, role, token, approves, actor"),
+                    ));
+                }
                 let YamlValue::String(value) = &v.value else {
                     return Err(at(v, format!("`{key}` must be a string, found a {}", v.kind_name())));
                 };
@@ -269,7 +297,7 @@ impl Tokens {
                     other => {
                         return Err(at(
                             k,
-                            format!("unknown key `{other}`; a token has name, role, token, approves"),
+                            format!("unknown key `{other}`; a token has name, role, token, approves, actor"),
                         ))
                     }
                 }
@@ -280,6 +308,7 @@ impl Tokens {
                 role: role.ok_or_else(|| missing("role"))?,
                 token: token.ok_or_else(|| missing("token"))?,
                 approves,
+                actor,
             });
         }
         Tokens::from_entries(entries).map_err(|e| TokenError(format!("{name}: {}", e.0)))
@@ -301,6 +330,70 @@ impl Tokens {
         }
         found
     }
+}
+
+/// Actor fields a token may not bind: `chain` is the delegation chain,
+/// which only Rein writes.
+const RESERVED_ACTOR_FIELDS: &[&str] = &["chain"];
+
+/// Reads a token's `actor:` mapping: plain field names (what a policy
+/// reads as `actor.<field>`) to scalar values. Anything else is refused:
+/// a binding nobody can read as written would bind nothing.
+fn bound_actor(node: &YamlNode, at: &impl Fn(&YamlNode, String) -> TokenError) -> Result<BoundActor, TokenError> {
+    let YamlValue::Map(fields) = &node.value else {
+        return Err(at(
+            node,
+            format!(
+                "`actor` must be a mapping of actor fields to values, found a {}",
+                node.kind_name()
+            ),
+        ));
+    };
+    let mut actor = BoundActor::new();
+    for (k, v) in fields {
+        let YamlValue::String(field) = &k.value else {
+            return Err(at(k, "actor fields must be names".into()));
+        };
+        let plain = field
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !plain {
+            return Err(at(
+                k,
+                format!("unknown actor field `{field}`; a bound field is a plain name such as id, role, tenant"),
+            ));
+        }
+        if RESERVED_ACTOR_FIELDS.contains(&field.as_str()) {
+            return Err(at(
+                k,
+                format!("unknown actor field `{field}`; `actor.{field}` is set by Rein, not by a token"),
+            ));
+        }
+        let value = match &v.value {
+            YamlValue::String(s) => serde_json::Value::String(s.clone()),
+            YamlValue::Bool(b) => serde_json::Value::Bool(*b),
+            YamlValue::Int(i) => serde_json::Value::from(*i),
+            YamlValue::Float(f) => match serde_json::Number::from_f64(*f) {
+                Some(n) => serde_json::Value::Number(n),
+                None => return Err(at(v, format!("`actor.{field}` must be a finite number"))),
+            },
+            _ => {
+                return Err(at(
+                    v,
+                    format!(
+                        "`actor.{field}` must be a string, number or boolean, found a {}",
+                        v.kind_name()
+                    ),
+                ))
+            }
+        };
+        if actor.insert(field.clone(), value).is_some() {
+            return Err(at(k, format!("`actor.{field}` is given twice")));
+        }
+    }
+    Ok(actor)
 }
 
 /// Comparing fixed-length digests keeps the comparison's time independent
@@ -469,12 +562,67 @@ mod tests {
     }
 
     #[test]
+    fn binds_actor_fields() {
+        let text = "tokens:\n  - name: bot\n    role: agent\n    token: aaaaaaaaaaaaaaaa\n    actor: {id: support-bot, role: agent, tenant: acme, level: 3, trusted: false}\n  - {name: al, role: agent, token: bbbbbbbbbbbbbbbb}\n";
+        let tokens = Tokens::parse("t.yaml", text).unwrap();
+        let bot = tokens.authenticate("aaaaaaaaaaaaaaaa").unwrap();
+        assert_eq!(
+            serde_json::Value::Object(bot.actor),
+            serde_json::json!({"id": "support-bot", "role": "agent", "tenant": "acme", "level": 3, "trusted": false})
+        );
+        assert!(tokens.authenticate("bbbbbbbbbbbbbbbb").unwrap().actor.is_empty());
+    }
+
+    #[test]
+    fn refuses_bad_actor_bindings_with_location() {
+        let cases = [
+            (
+                "actor: {id: bot, roles: [agent]}",
+                "t.yaml:5:29: `actor.roles` must be a string, number or boolean, found a list",
+            ),
+            (
+                "actor: {id: {a: 1}}",
+                "t.yaml:5:17: `actor.id` must be a string, number or boolean, found a mapping",
+            ),
+            (
+                "actor: {id: }",
+                "t.yaml:5:15: `actor.id` must be a string, number or boolean, found a null",
+            ),
+            (
+                "actor: {a.b: x}",
+                "t.yaml:5:13: unknown actor field `a.b`; a bound field is a plain name such as id, role, tenant",
+            ),
+            (
+                "actor: {chain: x}",
+                "t.yaml:5:13: unknown actor field `chain`; `actor.chain` is set by Rein, not by a token",
+            ),
+            (
+                "actor: agent",
+                "t.yaml:5:12: `actor` must be a mapping of actor fields to values, found a string",
+            ),
+            ("actor: {id: a, id: b}", "t.yaml:5:20: duplicate key `id`"),
+            (
+                "actors: {id: a}",
+                "t.yaml:5:5: unknown key `actors`; a token has name, role, token, approves, actor",
+            ),
+        ];
+        for (line, want) in cases {
+            let text = format!("tokens:\n  - name: bot\n    role: agent\n    token: aaaaaaaaaaaaaaaa\n    {line}\n");
+            match Tokens::parse("t.yaml", &text) {
+                Err(e) => assert_eq!(e.to_string(), want, "{line}"),
+                Ok(_) => panic!("accepted {line}"),
+            }
+        }
+    }
+
+    #[test]
     fn debug_never_shows_the_secret() {
         let e = TokenEntry {
             name: "n".into(),
             role: Role::Admin,
             token: "supersecretsupersecret".into(),
             approves: None,
+            actor: BoundActor::new(),
         };
         assert!(!format!("{e:?}").contains("supersecret"));
     }

@@ -247,9 +247,8 @@ impl ResponseForPanic for PanicBlock {
 
 async fn decide(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let client = authorize(&state, Role::Agent, &parts.headers, "/v1/decide")?
-        .name
-        .clone();
+    let identity = authorize(&state, Role::Agent, &parts.headers, "/v1/decide")?;
+    let (client, bound) = (identity.name.clone(), identity.actor.clone());
     let bytes = match read_body(&state, &parts.headers, body).await {
         Ok(bytes) => bytes,
         Err(e) => return Err(refused(&state, Phase::Before, e, &parts.headers, None, &client).await),
@@ -268,7 +267,12 @@ async fn decide(State(state): State<AppState>, request: Request) -> Result<Respo
     };
     // The token's name goes with an approval the request opens: that client
     // may not approve it, whatever actor the request names.
-    let answer = state.runtime().decide_from(request, approval, Some(&client)).await;
+    // The actor fields bound to the token are set on the request; a body
+    // contradicting one is blocked (and recorded) by the runtime.
+    let answer = state
+        .runtime()
+        .decide_bound(request, approval, Some(&client), Some(&bound))
+        .await;
     state
         .metrics()
         .decision(&action, answer.effect.as_str(), started.elapsed().as_secs_f64());
@@ -282,9 +286,8 @@ async fn decide(State(state): State<AppState>, request: Request) -> Result<Respo
 /// but are not recorded: nothing was decided.
 async fn explain(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let client = authorize(&state, Role::Agent, &parts.headers, "/v1/explain")?
-        .name
-        .clone();
+    let identity = authorize(&state, Role::Agent, &parts.headers, "/v1/explain")?;
+    let (client, bound) = (identity.name.clone(), identity.actor.clone());
     let blocking = |e: ApiError| e.blocking(true);
     let bytes = read_body(&state, &parts.headers, body).await.map_err(blocking)?;
     let (request, approval) = parse_decide_body(&bytes).map_err(blocking)?;
@@ -299,7 +302,7 @@ async fn explain(State(state): State<AppState>, request: Request) -> Result<Resp
     }
     // Bounded: the name is whatever the body says.
     let action: String = request.action.chars().take(128).collect();
-    let explained = state.runtime().explain_from(request, Some(&client));
+    let explained = state.runtime().explain_bound(request, Some(&client), Some(&bound));
     // Not in the audit log (nothing was decided), but in the server's: an
     // agent probing the policy through explain leaves a trace.
     tracing::info!(client = %client, action = %action.escape_debug(), effect = %explained.effect(), "explained");
@@ -690,6 +693,7 @@ fn approver(who: &Identity) -> Approver<'_> {
             Role::Admin => None,
             _ => who.approves.as_deref(),
         },
+        actor_id: who.actor.get("id").and_then(|v| v.as_str()),
     }
 }
 

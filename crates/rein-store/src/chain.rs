@@ -21,11 +21,12 @@
 //! - every field of the first version always present: an absent option is
 //!   `null`, so the encoding is total and stable (an entry with
 //!   `output: Some(null)` encodes like `output: None`);
-//! - the fields added later, `client` and `policy_version_label`, present only when
+//! - the fields added later, `client`, `policy_version_label` and
+//!   `actor_source` (an object of strings), present only when
 //!   set: a record written before they existed encodes (and hashes) as it
 //!   did then.
 //!
-//! The top-level keys are therefore, in order: `action`, `actor`, `approval`,
+//! The top-level keys are therefore, in order: `action`, `actor`, (`actor_source`), `approval`,
 //! (`client`), `decision_id`, `effect`, `error`, `input`, `latency_us`,
 //! `output`, `phase`, `policy_version`, (`policy_version_label`), `reasons`, `rules`,
 //! `seq`, `session`, `snapshot`, `time`. See [`canonical`].
@@ -184,6 +185,7 @@ impl CanonicalParts {
             approval,
             client,
             policy_version_label,
+            actor_source,
         } = entry;
         // Sized for a typical decision, so that it is written without
         // growing.
@@ -193,6 +195,19 @@ impl CanonicalParts {
         write_str(&mut head, action);
         head.push_str(",\"actor\":");
         write_value(&mut head, actor);
+        if let Some(sources) = actor_source {
+            // A BTreeMap iterates its keys in byte order: canonical.
+            head.push_str(",\"actor_source\":{");
+            for (i, (field, source)) in sources.iter().enumerate() {
+                if i > 0 {
+                    head.push(',');
+                }
+                write_str(&mut head, field);
+                head.push(':');
+                write_str(&mut head, source);
+            }
+            head.push('}');
+        }
         head.push_str(",\"approval\":");
         write_opt_str(&mut head, approval.as_deref());
         if let Some(client) = client {
@@ -615,6 +630,7 @@ mod tests {
             approval: None,
             client: None,
             policy_version_label: None,
+            actor_source: None,
         }
     }
 
@@ -634,6 +650,12 @@ mod tests {
             e.session = None;
             e.client = Some("bot".into());
             e.policy_version_label = Some("v2 \"x\"".into());
+            e.actor_source = Some(
+                [("tenant", "caller"), ("id", "credential"), ("rôle\"", "credential")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            );
         }
     }
 
@@ -642,7 +664,10 @@ mod tests {
     #[test]
     fn later_fields_are_absent_when_unset() {
         let c = canonical(1, &entry(1));
-        assert!(!c.contains("client") && !c.contains("policy_version_label"), "{c}");
+        assert!(
+            !c.contains("client") && !c.contains("policy_version_label") && !c.contains("actor_source"),
+            "{c}"
+        );
         let mut e = entry(1);
         e.client = Some("agent-1".into());
         e.policy_version_label = Some("2026-05".into());

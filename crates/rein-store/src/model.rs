@@ -51,6 +51,13 @@ pub struct AuditEntry {
     /// Absent from the canonical encoding when `None`, as `client`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_version_label: Option<String>,
+    /// Where each top-level actor field came from: `"credential"` (bound
+    /// to the server token that sent the request, which the body could
+    /// not change) or `"caller"` (what the body said). Set by `rein serve`
+    /// for requests it decides; absent, as `client`, when `None`, so that
+    /// older records keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_source: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// An entry as stored: its place in the chain and the hashes that bind it.

@@ -177,6 +177,7 @@ fn decide(rt: &tokio::runtime::Runtime, args: DecideArgs, grant: bool) -> anyhow
                     Role::Admin => None,
                     _ => who.approves.as_deref(),
                 },
+                actor_id: None,
             };
             // As the server does: the approver's roles are checked, and the
             // attempt is recorded in the audit log whatever its result (no

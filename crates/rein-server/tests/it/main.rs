@@ -16,6 +16,7 @@ mod explain;
 mod failures;
 mod health;
 mod hooks;
+mod identity;
 mod outcome;
 mod reload;
 mod routes;

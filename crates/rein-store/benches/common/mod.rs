@@ -33,6 +33,7 @@ pub fn entry(i: u64) -> AuditEntry {
         approval: None,
         client: None,
         policy_version_label: None,
+        actor_source: None,
     }
 }
 

@@ -498,6 +498,7 @@ mod tests {
             approval: None,
             client: Some("agent-1".into()),
             policy_version_label: Some("v1".into()),
+            actor_source: None,
         }
     }
 
