@@ -677,6 +677,17 @@ mod tests {
             c.contains(r#""policy_version":"abc","policy_version_label":"2026-05","reasons""#),
             "{c}"
         );
+        // `actor_source` sits between `actor` and `approval`, and is hashed:
+        // a record saying a field came from the caller does not hash as
+        // one saying it came from the credential.
+        e.actor_source = Some([("id".to_string(), "credential".to_string())].into_iter().collect());
+        let bound = canonical(1, &e);
+        assert!(
+            bound.contains(r#"["agent"]},"actor_source":{"id":"credential"},"approval":null"#),
+            "{bound}"
+        );
+        e.actor_source = Some([("id".to_string(), "caller".to_string())].into_iter().collect());
+        assert_ne!(record_hash(GENESIS, &bound), record_hash(GENESIS, &canonical(1, &e)));
     }
 
     #[test]
