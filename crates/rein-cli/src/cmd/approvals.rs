@@ -177,7 +177,9 @@ fn decide(rt: &tokio::runtime::Runtime, args: DecideArgs, grant: bool) -> anyhow
                     Role::Admin => None,
                     _ => who.approves.as_deref(),
                 },
-                actor_id: None,
+                // As the server does: a request made under the actor id
+                // bound to this token is the approver's own.
+                actor_id: who.actor.get("id").and_then(|v| v.as_str()),
             };
             // As the server does: the approver's roles are checked, and the
             // attempt is recorded in the audit log whatever its result (no
