@@ -1041,3 +1041,85 @@ async fn expired_approvals_show_no_secrets() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(rt.sealed_request(&record, &anyone("boss")).unwrap(), None);
 }
+
+/// Actor fields bound to a credential are set on the request, a request
+/// contradicting one is blocked before any rule and recorded as sent, and
+/// the record says where each field came from; without a binding (hooks,
+/// the MCP gateway) records are as before.
+#[tokio::test]
+async fn bound_actor_fields_are_set_checked_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, store) = runtime(&dir);
+    let bound: rein_runtime::BoundActor = json!({"id": "bot"}).as_object().unwrap().clone();
+    let source_of = |a: &rein_runtime::Answer| {
+        let id = a.decision_id.clone();
+        let store = store.clone();
+        async move {
+            let records = store
+                .query_audit(&AuditQuery {
+                    decision_id: Some(id),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            (records[0].entry.actor.clone(), records[0].entry.actor_source.clone())
+        }
+    };
+    // Filled from the credential (`pay` has a sensitive field: the record
+    // is a redacted copy, not the moved request).
+    let a = rt
+        .decide_bound(
+            Request::new("pay").input(json!({"amount": 5, "card": "4111111111111111"})),
+            None,
+            Some("c"),
+            Some(&bound),
+        )
+        .await;
+    assert_eq!(a.effect, Effect::Allow, "{:?}", a.reasons);
+    let (actor, sources) = source_of(&a).await;
+    assert_eq!(actor, json!({"id": "bot"}));
+    assert_eq!(sources.unwrap().get("id").map(String::as_str), Some("credential"));
+    // Contradicted: blocked before the rules, recorded as sent.
+    let a = rt.decide_bound(pay(5, "admin"), None, Some("c"), Some(&bound)).await;
+    assert_eq!(a.effect, Effect::Block);
+    assert_eq!(a.reasons, vec!["actor.id is set by the credential".to_string()]);
+    assert!(a.rules.is_empty());
+    let (actor, sources) = source_of(&a).await;
+    assert_eq!(actor["id"], "admin");
+    assert_eq!(sources.unwrap().get("id").map(String::as_str), Some("caller"));
+    // No binding: the record has no `actor_source`, as before.
+    let a = rt.decide_from(pay(5, "admin"), None, Some("c")).await;
+    assert_eq!(a.effect, Effect::Allow);
+    assert_eq!(source_of(&a).await.1, None);
+    assert!(matches!(
+        store.verify_audit().await.unwrap(),
+        rein_store::Verification::Intact { records: 3 }
+    ));
+}
+
+/// An approver whose credential binds the requester's actor id may not
+/// decide the request, whatever its token's name.
+#[tokio::test]
+async fn an_approver_bound_to_the_requesters_id_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, _store) = runtime(&dir);
+    let a = rt.decide(pay(500, "bot"), None).await;
+    let id = a.approval.expect("an approval").id;
+    let same = Approver {
+        name: "lead",
+        roles: None,
+        actor_id: Some("bot"),
+    };
+    let record = rt.store().get_approval(&id).await.unwrap().unwrap();
+    assert!(!same.may_decide(&record));
+    let e = rt.grant(&id, same.clone(), None).await.unwrap_err();
+    assert!(e.to_string().contains("cannot approve"), "{e}");
+    assert!(rt.deny(&id, same, None).await.is_err());
+    let other = Approver {
+        name: "lead",
+        roles: None,
+        actor_id: Some("someone-else"),
+    };
+    assert!(other.may_decide(&record));
+    rt.grant(&id, other, None).await.unwrap();
+}
