@@ -326,15 +326,27 @@ fn bind_actor(
             }
         }
     }
-    for field in fields.keys() {
-        let source = match bound.get(field) {
-            Some(value) if fields.get(field) == Some(value) => FROM_CREDENTIAL,
-            _ => FROM_CALLER,
-        };
-        sources.insert(field.clone(), source.to_string());
-    }
+    sources = actor_sources(actor, bound);
     let conflict = (!conflicts.is_empty()).then(|| conflicts.join("; "));
     (sources, conflict)
+}
+
+/// Where each top-level field of `actor` came from: the credential when it
+/// binds the field to the value the actor has, the caller otherwise.
+fn actor_sources(actor: &serde_json::Value, bound: &BoundActor) -> std::collections::BTreeMap<String, String> {
+    let Some(fields) = actor.as_object() else {
+        return std::collections::BTreeMap::new();
+    };
+    fields
+        .iter()
+        .map(|(field, value)| {
+            let source = match bound.get(field) {
+                Some(b) if b == value => FROM_CREDENTIAL,
+                _ => FROM_CALLER,
+            };
+            (field.clone(), source.to_string())
+        })
+        .collect()
 }
 
 /// The root a dotted path starts with: `input` of `input.lines[0].sku`.
@@ -1121,6 +1133,21 @@ impl Runtime {
         error: Option<String>,
         client: Option<&str>,
     ) -> Result<Answer, OutcomeRefused> {
+        self.outcome_bound(decision_id, output, error, client, None).await
+    }
+
+    /// Checks an outcome as [`Runtime::outcome_from`] does, reported by a
+    /// client whose credential binds the actor fields `bound`: the record
+    /// says where each actor field of the decided request came from
+    /// (`actor_source`), as the decision's record does.
+    pub async fn outcome_bound(
+        &self,
+        decision_id: &str,
+        output: Option<serde_json::Value>,
+        error: Option<String>,
+        client: Option<&str>,
+        bound: Option<&BoundActor>,
+    ) -> Result<Answer, OutcomeRefused> {
         let started = Instant::now();
         let now = Timestamp::now();
         let loaded = self.policy.load_full();
@@ -1196,6 +1223,7 @@ impl Runtime {
                 (request, answer)
             }
         };
+        let sources = bound.map(|b| actor_sources(&request.actor, b));
         let sensitive = loaded.sensitive(&request.action);
         let known = policy.has_action(&request.action);
         let (mut entry, _) = self.entry(
@@ -1211,6 +1239,7 @@ impl Runtime {
             now,
         );
         entry.client = client.map(str::to_string);
+        entry.actor_source = sources;
         let writes = reserved.as_mut().map(state::Reserved::take).unwrap_or_default();
         let recorded = self.record_once(&mut answer, entry, writes).await;
         if recorded != Some(true) {

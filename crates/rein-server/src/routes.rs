@@ -514,9 +514,8 @@ struct OutcomeBody {
 
 async fn outcome(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let client = authorize(&state, Role::Agent, &parts.headers, "/v1/outcome")?
-        .name
-        .clone();
+    let identity = authorize(&state, Role::Agent, &parts.headers, "/v1/outcome")?;
+    let (client, bound) = (identity.name.clone(), identity.actor.clone());
     let bytes = match read_body(&state, &parts.headers, body).await {
         Ok(bytes) => bytes,
         Err(e) => return Err(refused(&state, Phase::After, e, &parts.headers, None, &client).await),
@@ -540,7 +539,7 @@ async fn outcome(State(state): State<AppState>, request: Request) -> Result<Resp
     // once; the record names the sender.
     let answer = state
         .runtime()
-        .outcome_from(&body.decision_id, body.output, body.error, Some(&client))
+        .outcome_bound(&body.decision_id, body.output, body.error, Some(&client), Some(&bound))
         .await
         .map_err(|refused| {
             let (status, code) = match refused {

@@ -161,6 +161,37 @@ async fn bound_fields_fill_the_request_and_decide() {
     // The same values as the credential's are fine.
     let answer = decide_with(&h, BOUND, refund_as(50, json!({"id": "support-bot", "role": "agent"}))).await;
     assert_eq!(answer["effect"], "allow", "{answer}");
+    // The outcome's record says the same of the decided actor.
+    let decision_id = answer["decision_id"].as_str().unwrap();
+    let (status, outcome) = h
+        .call(
+            Method::POST,
+            "/v1/outcome",
+            Some(BOUND),
+            Some(json!({"decision_id": decision_id, "output": {"refund_id": "r1"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{outcome}");
+    let (_, records) = h
+        .call(
+            Method::GET,
+            &format!("/v1/audit?decision_id={decision_id}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    let after = records["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["phase"] == "after")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        after["actor_source"],
+        json!({"id": "credential", "role": "credential"}),
+        "{after}"
+    );
     assert_chain_intact(&h).await;
 }
 
