@@ -306,16 +306,17 @@ fn bind_actor(
     actor: &mut serde_json::Value,
     bound: &BoundActor,
 ) -> (std::collections::BTreeMap<String, String>, Option<String>) {
-    let mut sources = std::collections::BTreeMap::new();
     if actor.is_null() && !bound.is_empty() {
         *actor = serde_json::Value::Object(serde_json::Map::new());
     }
     let Some(fields) = actor.as_object_mut() else {
-        let reason = match bound.keys().next() {
-            Some(first) => format!("actor.{first} is set by the credential; the request's actor is not an object"),
-            None => return (sources, None),
-        };
-        return (sources, Some(reason));
+        // Nothing bound leaves any actor as it is; with fields bound, an
+        // actor that is not an object cannot carry them.
+        let reason = bound
+            .keys()
+            .next()
+            .map(|first| format!("actor.{first} is set by the credential; the request's actor is not an object"));
+        return (std::collections::BTreeMap::new(), reason);
     };
     let mut conflicts = Vec::new();
     for (field, value) in bound {
@@ -326,9 +327,8 @@ fn bind_actor(
             }
         }
     }
-    sources = actor_sources(actor, bound);
     let conflict = (!conflicts.is_empty()).then(|| conflicts.join("; "));
-    (sources, conflict)
+    (actor_sources(actor, bound), conflict)
 }
 
 /// Where each top-level field of `actor` came from: the credential when it
