@@ -305,6 +305,14 @@ impl Policy {
         }
     }
 
+    /// The actor fields the policy requires its credential to set
+    /// (`contracts.actor.<field>: {bound: true}`), sorted: a request whose
+    /// credential does not bind one of them is blocked before any rule.
+    /// (Issue 14: the contract key is being added; none is required yet.)
+    pub fn bound_actor_fields(&self) -> &[String] {
+        &[]
+    }
+
     /// Whether `action` has a contract (one hash lookup).
     pub fn has_action(&self, action: &str) -> bool {
         self.inner.action_index.contains_key(action)

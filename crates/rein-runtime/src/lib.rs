@@ -11,6 +11,7 @@
 
 mod budget;
 mod direct;
+pub mod identity;
 mod recent;
 mod refused;
 mod replay;
@@ -32,6 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+pub use identity::{ActionScope, BoundActor, ChainLink, Credential};
 pub use refused::{Refusal, MAX_REFUSED_BODY_KEPT};
 pub use replay::{replay, ReplayChange, ReplayReport};
 pub use state::{DEFAULT_MAX_STATE_BYTES, DEFAULT_SESSION_IDLE, MAX_BUCKET_ID_BYTES, MAX_SESSION_ID_BYTES};
@@ -290,22 +292,23 @@ async fn try_decide_approval(
     Ok(store.decide_approval(id, grant, approver.name, comment, &now).await??)
 }
 
-/// Actor fields bound to a credential: top-level field → scalar value.
-pub type BoundActor = serde_json::Map<String, serde_json::Value>;
-
 /// Where an actor field came from, as the audit record says it.
 const FROM_CREDENTIAL: &str = "credential";
 const FROM_CALLER: &str = "caller";
 
-/// Sets the `bound` fields on `actor`: where to find each of its top-level
-/// fields (`actor_source`), and the reason to block when the actor names
-/// another value for a bound field (or is not an object while fields are
-/// bound). A conflicting field is left as the caller sent it, so that the
-/// record shows the attempt; it is never overwritten.
+/// Sets what `credential` binds on `actor`: its fields and its chain (as
+/// `actor.chain`, a list of `{kind, id}`). Returns where to find each of
+/// the actor's top-level fields (`actor_source`), and the reason to block
+/// when the actor names another value for a bound field (or is not an
+/// object while fields are bound), or when a link's scope does not allow
+/// `action`. A conflicting field is left as the caller sent it, so that
+/// the record shows the attempt; it is never overwritten.
 fn bind_actor(
     actor: &mut serde_json::Value,
-    bound: &BoundActor,
+    action: &str,
+    credential: &Credential,
 ) -> (std::collections::BTreeMap<String, String>, Option<String>) {
+    let bound = bound_fields(credential);
     if actor.is_null() && !bound.is_empty() {
         *actor = serde_json::Value::Object(serde_json::Map::new());
     }
@@ -319,7 +322,7 @@ fn bind_actor(
         return (std::collections::BTreeMap::new(), reason);
     };
     let mut conflicts = Vec::new();
-    for (field, value) in bound {
+    for (field, value) in &bound {
         match fields.get(field) {
             Some(sent) if sent != value => conflicts.push(format!("actor.{field} is set by the credential")),
             _ => {
@@ -327,8 +330,24 @@ fn bind_actor(
             }
         }
     }
+    if let Some(refused) = credential.refuses(action) {
+        conflicts.push(refused);
+    }
     let conflict = (!conflicts.is_empty()).then(|| conflicts.join("; "));
-    (actor_sources(actor, bound), conflict)
+    (actor_sources(actor, &bound), conflict)
+}
+
+/// Every actor field `credential` sets, `chain` included when it binds one.
+fn bound_fields(credential: &Credential) -> BoundActor {
+    let mut bound = credential.fields.clone();
+    if let Some(chain) = &credential.chain {
+        let links = chain
+            .iter()
+            .map(|l| serde_json::json!({"kind": l.kind, "id": l.id}))
+            .collect();
+        bound.insert("chain".to_string(), serde_json::Value::Array(links));
+    }
+    bound
 }
 
 /// Where each top-level field of `actor` came from: the credential when it
@@ -798,10 +817,10 @@ impl Runtime {
         mut request: Request,
         approval: Option<String>,
         client: Option<&str>,
-        bound: Option<&BoundActor>,
+        bound: Option<&Credential>,
     ) -> Answer {
         let started = Instant::now();
-        let binding = bound.map(|b| bind_actor(&mut request.actor, b));
+        let binding = bound.map(|b| bind_actor(&mut request.actor, &request.action, b));
         let now = Timestamp::now();
         // State and approvals see the session in the client's scope; the
         // audit record keeps the id the client sent (beside its client),
@@ -937,9 +956,10 @@ impl Runtime {
     /// Explains `request` as [`Runtime::decide_bound`] would decide it
     /// now for `client` with the actor fields `bound` by its credential:
     /// a conflicting field is a refusal, as it would be a `block`.
-    pub fn explain_bound(&self, mut request: Request, client: Option<&str>, bound: Option<&BoundActor>) -> Explained {
+    pub fn explain_bound(&self, mut request: Request, client: Option<&str>, bound: Option<&Credential>) -> Explained {
         if let Some(bound) = bound {
-            if let (_, Some(reason)) = bind_actor(&mut request.actor, bound) {
+            let action = request.action.clone();
+            if let (_, Some(reason)) = bind_actor(&mut request.actor, &action, bound) {
                 let policy = self.policy();
                 return Explained::Refused {
                     reason,
@@ -1146,7 +1166,7 @@ impl Runtime {
         output: Option<serde_json::Value>,
         error: Option<String>,
         client: Option<&str>,
-        bound: Option<&BoundActor>,
+        bound: Option<&Credential>,
     ) -> Result<Answer, OutcomeRefused> {
         let started = Instant::now();
         let now = Timestamp::now();
@@ -1223,7 +1243,7 @@ impl Runtime {
                 (request, answer)
             }
         };
-        let sources = bound.map(|b| actor_sources(&request.actor, b));
+        let sources = bound.map(|b| actor_sources(&request.actor, &bound_fields(b)));
         let sensitive = loaded.sensitive(&request.action);
         let known = policy.has_action(&request.action);
         let (mut entry, _) = self.entry(

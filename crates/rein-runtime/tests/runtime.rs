@@ -1050,7 +1050,7 @@ async fn expired_approvals_show_no_secrets() {
 async fn bound_actor_fields_are_set_checked_and_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let (rt, store) = runtime(&dir);
-    let bound: rein_runtime::BoundActor = json!({"id": "bot"}).as_object().unwrap().clone();
+    let bound = rein_runtime::Credential::with_fields(json!({"id": "bot"}).as_object().unwrap().clone());
     let source_of = |a: &rein_runtime::Answer| {
         let id = a.decision_id.clone();
         let store = store.clone();

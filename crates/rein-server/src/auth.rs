@@ -30,10 +30,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rein_engine::source::SourceFile;
 use rein_engine::syntax::yaml::{self, YamlNode, YamlValue};
-use rein_runtime::BoundActor;
+use rein_runtime::{BoundActor, Credential};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 /// Shortest token accepted, in characters. Generated tokens have 64.
@@ -118,9 +119,30 @@ pub struct Identity {
     pub role: Role,
     /// The approval roles it may grant or deny; `None` means every role.
     pub approves: Option<Vec<String>>,
-    /// Actor fields bound to the token: set on every request it makes,
-    /// and not to be contradicted by the request's body.
-    pub actor: BoundActor,
+    /// What the credential says about the actor: the fields it binds
+    /// (set on every request it makes, and not to be contradicted by the
+    /// request's body), its delegation chain and the actions each link
+    /// allows.
+    pub credential: Credential,
+    /// What kind of credential it is.
+    pub source: CredentialSource,
+    /// When it stops being accepted (JWTs and delegation tokens); `None`
+    /// for the tokens file's, which hold until the file changes.
+    pub expires_at: Option<jiff::Timestamp>,
+}
+
+/// What kind of credential a caller presented.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// A token of the tokens file.
+    Static,
+    /// A JWT verified against a configured issuer (its `iss`).
+    Jwt {
+        /// The issuer.
+        issuer: String,
+    },
+    /// A delegation token minted by this server (`rein token delegate`).
+    Delegated,
 }
 
 /// Why a tokens file or list was refused.
@@ -128,22 +150,36 @@ pub struct Identity {
 #[error("{0}")]
 pub struct TokenError(String);
 
-/// The set of accepted tokens.
+/// Why a presented bearer token was refused (the answer is 401).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthRefusal {
+    /// Not a token of the tokens file, and not shaped as a JWT or a
+    /// delegation token.
+    Unknown,
+    /// A JWT or delegation token that does not verify: why, for the log
+    /// and the answer (never the token itself).
+    Invalid(String),
+}
+
+/// The accepted credentials: the tokens file's tokens, its JWT issuers,
+/// and this server's delegation tokens.
 #[derive(Clone)]
 pub struct Tokens {
     entries: Vec<Stored>,
+    issuers: crate::jwt::Issuers,
+    delegation: crate::delegation::Verifier,
 }
 
 #[derive(Clone)]
 struct Stored {
-    identity: Identity,
+    identity: Arc<Identity>,
     digest: [u8; 32],
 }
 
 impl fmt::Debug for Tokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list()
-            .entries(self.entries.iter().map(|e| &e.identity))
+            .entries(self.entries.iter().map(|e| &*e.identity))
             .finish()
     }
 }
@@ -185,19 +221,25 @@ impl Tokens {
                 )));
             }
             stored.push(Stored {
-                identity: Identity {
+                identity: Arc::new(Identity {
                     name: e.name,
                     role: e.role,
                     approves: e.approves,
-                    actor: e.actor,
-                },
+                    credential: Credential::with_fields(e.actor),
+                    source: CredentialSource::Static,
+                    expires_at: None,
+                }),
                 digest,
             });
         }
         if stored.is_empty() {
             return Err(TokenError("no tokens: nobody could use the server".into()));
         }
-        Ok(Tokens { entries: stored })
+        Ok(Tokens {
+            entries: stored,
+            issuers: crate::jwt::Issuers::default(),
+            delegation: crate::delegation::Verifier::default(),
+        })
     }
 
     /// Reads a tokens file.
@@ -314,13 +356,30 @@ impl Tokens {
         Tokens::from_entries(entries).map_err(|e| TokenError(format!("{name}: {}", e.0)))
     }
 
-    /// The identity holding `presented`, if any. Every stored digest is
-    /// compared, in constant time, whatever matches.
-    pub fn authenticate(&self, presented: &str) -> Option<Identity> {
+    /// The identity holding `presented`, a token of the tokens file, if
+    /// any. Every stored digest is compared, in constant time, whatever
+    /// matches.
+    pub fn authenticate(&self, presented: &str) -> Option<Arc<Identity>> {
         self.find(presented).cloned()
     }
 
-    fn find(&self, presented: &str) -> Option<&Identity> {
+    /// The identity holding `presented`: a token of the tokens file, a
+    /// delegation token minted by this server, or a JWT of a configured
+    /// issuer.
+    pub fn verify(&self, presented: &str) -> Result<Arc<Identity>, AuthRefusal> {
+        if let Some(found) = self.find(presented) {
+            return Ok(found.clone());
+        }
+        if crate::delegation::looks_like(presented) {
+            return self.delegation.verify(presented, self);
+        }
+        if crate::jwt::looks_like(presented) {
+            return self.issuers.verify(presented);
+        }
+        Err(AuthRefusal::Unknown)
+    }
+
+    fn find(&self, presented: &str) -> Option<&Arc<Identity>> {
         let wanted = digest(presented);
         let mut found = None;
         for e in &self.entries {
@@ -423,7 +482,6 @@ pub(crate) async fn require_role(
         .map_or_else(|| request.uri().path(), MatchedPath::as_str);
     match authorize_with(&state, required, own, request.headers(), route) {
         Ok(identity) => {
-            let identity = identity.clone();
             request.extensions_mut().insert(identity);
             next.run(request).await
         }
@@ -434,24 +492,24 @@ pub(crate) async fn require_role(
 /// Checks that `headers` carry a bearer token whose role permits
 /// `required`; the refusal (401 or 403, logged and counted, and `block` on
 /// the agent routes) otherwise.
-pub(crate) fn authorize<'s>(
-    state: &'s AppState,
+pub(crate) fn authorize(
+    state: &AppState,
     required: Role,
     headers: &HeaderMap,
     route: &str,
-) -> Result<&'s Identity, ApiError> {
+) -> Result<Arc<Identity>, ApiError> {
     authorize_with(state, required, None, headers, route)
 }
 
 /// As [`authorize`], also letting through a token of role `own` (see
 /// [`require_role`]).
-pub(crate) fn authorize_with<'s>(
-    state: &'s AppState,
+pub(crate) fn authorize_with(
+    state: &AppState,
     required: Role,
     own: Option<Role>,
     headers: &HeaderMap,
     route: &str,
-) -> Result<&'s Identity, ApiError> {
+) -> Result<Arc<Identity>, ApiError> {
     // The agent routes answer decisions: their errors must read as `block`.
     let block = required == Role::Agent;
     let presented = headers
@@ -471,15 +529,28 @@ pub(crate) fn authorize_with<'s>(
         )
         .blocking(block));
     };
-    let Some(identity) = state.tokens().find(presented) else {
-        state.metrics().auth_failure("unknown");
-        tracing::warn!(route = %route, token = "<unknown>", "refused: unknown bearer token");
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "the bearer token is not known",
-        )
-        .blocking(block));
+    let identity = match state.tokens().verify(presented) {
+        Ok(identity) => identity,
+        Err(AuthRefusal::Unknown) => {
+            state.metrics().auth_failure("unknown");
+            tracing::warn!(route = %route, token = "<unknown>", "refused: unknown bearer token");
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the bearer token is not known",
+            )
+            .blocking(block));
+        }
+        Err(AuthRefusal::Invalid(why)) => {
+            state.metrics().auth_failure("invalid");
+            tracing::warn!(route = %route, token = "<invalid>", reason = %why, "refused: bearer token does not verify");
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                format!("the bearer token does not verify: {why}"),
+            )
+            .blocking(block));
+        }
     };
     if !identity.role.permits(required) && own != Some(identity.role) {
         state.metrics().auth_failure("forbidden");
@@ -567,10 +638,15 @@ mod tests {
         let tokens = Tokens::parse("t.yaml", text).unwrap();
         let bot = tokens.authenticate("aaaaaaaaaaaaaaaa").unwrap();
         assert_eq!(
-            serde_json::Value::Object(bot.actor),
+            serde_json::Value::Object(bot.credential.fields.clone()),
             serde_json::json!({"id": "support-bot", "role": "agent", "tenant": "acme", "level": 3, "trusted": false})
         );
-        assert!(tokens.authenticate("bbbbbbbbbbbbbbbb").unwrap().actor.is_empty());
+        assert!(tokens
+            .authenticate("bbbbbbbbbbbbbbbb")
+            .unwrap()
+            .credential
+            .fields
+            .is_empty());
     }
 
     #[test]

@@ -19,7 +19,9 @@
 
 mod auth;
 mod body;
+mod delegation;
 mod error;
+mod jwt;
 mod metrics;
 mod routes;
 mod secrets;
@@ -38,7 +40,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-pub use auth::{Identity, Role, TokenEntry, TokenError, Tokens, MIN_TOKEN_LEN};
+pub use auth::{AuthRefusal, CredentialSource, Identity, Role, TokenEntry, TokenError, Tokens, MIN_TOKEN_LEN};
 pub use routes::{routes, RouteInfo};
 pub use secrets::{ensure_hmac_key, server_hmac_key};
 

@@ -24,6 +24,7 @@ use std::any::Any;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Instant;
 use tower_http::catch_panic::{CatchPanicLayer, ResponseForPanic};
 
@@ -248,7 +249,7 @@ impl ResponseForPanic for PanicBlock {
 async fn decide(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let identity = authorize(&state, Role::Agent, &parts.headers, "/v1/decide")?;
-    let (client, bound) = (identity.name.clone(), identity.actor.clone());
+    let client = identity.name.clone();
     let bytes = match read_body(&state, &parts.headers, body).await {
         Ok(bytes) => bytes,
         Err(e) => return Err(refused(&state, Phase::Before, e, &parts.headers, None, &client).await),
@@ -271,7 +272,7 @@ async fn decide(State(state): State<AppState>, request: Request) -> Result<Respo
     // contradicting one is blocked (and recorded) by the runtime.
     let answer = state
         .runtime()
-        .decide_bound(request, approval, Some(&client), Some(&bound))
+        .decide_bound(request, approval, Some(&client), Some(&identity.credential))
         .await;
     state
         .metrics()
@@ -287,7 +288,7 @@ async fn decide(State(state): State<AppState>, request: Request) -> Result<Respo
 async fn explain(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let identity = authorize(&state, Role::Agent, &parts.headers, "/v1/explain")?;
-    let (client, bound) = (identity.name.clone(), identity.actor.clone());
+    let client = identity.name.clone();
     let blocking = |e: ApiError| e.blocking(true);
     let bytes = read_body(&state, &parts.headers, body).await.map_err(blocking)?;
     let (request, approval) = parse_decide_body(&bytes).map_err(blocking)?;
@@ -302,7 +303,9 @@ async fn explain(State(state): State<AppState>, request: Request) -> Result<Resp
     }
     // Bounded: the name is whatever the body says.
     let action: String = request.action.chars().take(128).collect();
-    let explained = state.runtime().explain_bound(request, Some(&client), Some(&bound));
+    let explained = state
+        .runtime()
+        .explain_bound(request, Some(&client), Some(&identity.credential));
     // Not in the audit log (nothing was decided), but in the server's: an
     // agent probing the policy through explain leaves a trace.
     tracing::info!(client = %client, action = %action.escape_debug(), effect = %explained.effect(), "explained");
@@ -515,7 +518,7 @@ struct OutcomeBody {
 async fn outcome(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let identity = authorize(&state, Role::Agent, &parts.headers, "/v1/outcome")?;
-    let (client, bound) = (identity.name.clone(), identity.actor.clone());
+    let client = identity.name.clone();
     let bytes = match read_body(&state, &parts.headers, body).await {
         Ok(bytes) => bytes,
         Err(e) => return Err(refused(&state, Phase::After, e, &parts.headers, None, &client).await),
@@ -539,7 +542,13 @@ async fn outcome(State(state): State<AppState>, request: Request) -> Result<Resp
     // once; the record names the sender.
     let answer = state
         .runtime()
-        .outcome_bound(&body.decision_id, body.output, body.error, Some(&client), Some(&bound))
+        .outcome_bound(
+            &body.decision_id,
+            body.output,
+            body.error,
+            Some(&client),
+            Some(&identity.credential),
+        )
         .await
         .map_err(|refused| {
             let (status, code) = match refused {
@@ -570,7 +579,7 @@ struct ListApprovals {
 /// own requests opened.
 async fn list_approvals(
     State(state): State<AppState>,
-    Extension(who): Extension<Identity>,
+    Extension(who): Extension<Arc<Identity>>,
     query: Result<Query<ListApprovals>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(bad_query)?;
@@ -602,7 +611,7 @@ async fn list_approvals(
 /// included, opened from the copy sealed for approvers.
 async fn get_approval(
     State(state): State<AppState>,
-    Extension(who): Extension<Identity>,
+    Extension(who): Extension<Arc<Identity>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::not_found(format!("no approval `{id}`"));
@@ -637,7 +646,7 @@ struct DecideApproval {
 
 async fn grant(
     State(state): State<AppState>,
-    Extension(who): Extension<Identity>,
+    Extension(who): Extension<Arc<Identity>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -647,7 +656,7 @@ async fn grant(
 
 async fn deny(
     State(state): State<AppState>,
-    Extension(who): Extension<Identity>,
+    Extension(who): Extension<Arc<Identity>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -692,7 +701,7 @@ fn approver(who: &Identity) -> Approver<'_> {
             Role::Admin => None,
             _ => who.approves.as_deref(),
         },
-        actor_id: who.actor.get("id").and_then(|v| v.as_str()),
+        actor_id: who.credential.fields.get("id").and_then(|v| v.as_str()),
     }
 }
 

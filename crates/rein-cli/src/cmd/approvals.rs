@@ -179,7 +179,7 @@ fn decide(rt: &tokio::runtime::Runtime, args: DecideArgs, grant: bool) -> anyhow
                 },
                 // As the server does: a request made under the actor id
                 // bound to this token is the approver's own.
-                actor_id: who.actor.get("id").and_then(|v| v.as_str()),
+                actor_id: who.credential.fields.get("id").and_then(|v| v.as_str()),
             };
             // As the server does: the approver's roles are checked, and the
             // attempt is recorded in the audit log whatever its result (no
@@ -303,5 +303,5 @@ fn file_approver(target: &Target) -> anyhow::Result<Identity> {
             who.role
         );
     }
-    Ok(who)
+    Ok(Identity::clone(&who))
 }
