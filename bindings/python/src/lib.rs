@@ -157,6 +157,16 @@ fn needs_state(policy: &rein_engine::Policy, action: &str, phase: Phase) -> bool
     policy.uses_state() && policy.action_state(action, phase).any()
 }
 
+/// Why a request decided in process is blocked before any rule: a Python
+/// caller holds no credential, so an actor field the policy requires bound
+/// (`bound: true`) is never set by one (the runtime's check, with no
+/// credential).
+fn unbound(policy: &rein_engine::Policy, phase: Phase) -> Option<rein_engine::Decision> {
+    policy
+        .unbound_required(|_| false)
+        .map(|why| policy.unbound_block(phase, why))
+}
+
 /// Decides as `rein check` does (with `--state` when `state` is given):
 /// contract check, then the rules, reading and writing the state when the
 /// action's rules need it. Runs without the GIL.
@@ -166,6 +176,9 @@ fn decide_request(
     state: Option<&State>,
     decision_id: &str,
 ) -> rein_engine::Decision {
+    if let Some(refused) = unbound(policy, request.phase) {
+        return refused;
+    }
     match policy.prepare(request) {
         Err(refused) => *refused,
         Ok(prepared) => match state {
@@ -181,6 +194,12 @@ fn decide_request(
 /// Explains as `rein explain` does (with `--state`: reading it, writing
 /// nothing).
 fn explain_request(policy: &rein_engine::Policy, request: &Request, state: Option<&State>) -> rein_engine::Explanation {
+    if let Some(refused) = unbound(policy, request.phase) {
+        return rein_engine::Explanation {
+            decision: refused,
+            rules: Vec::new(),
+        };
+    }
     match policy.prepare(request) {
         Err(refused) => rein_engine::Explanation {
             decision: *refused,
@@ -213,6 +232,10 @@ impl Policy {
         let time = request_time(py, parts.time).ok()?;
         let decision_id = opt_text_arg(decision_id, "decision_id").ok()?;
         let policy = &self.inner;
+        // Refused by the JSON path, as there (`decide_request`).
+        if !policy.bound_actor_fields().is_empty() {
+            return None;
+        }
         let read = Cell::new(0);
         let prepared = policy
             .prepare_before(

@@ -152,3 +152,19 @@ def test_the_reserved_chain_is_read_in_place_as_through_json(chain, effect, viol
     assert (d.effect, d.rules, d.reasons, d.violation) == (e.effect, e.rules, e.reasons, e.violation)
     assert d.effect == effect
     assert (d.violation or {}).get("path") == violation
+
+
+def test_a_field_required_bound_blocks_in_process() -> None:
+    """An in-process caller holds no credential: a policy requiring an
+    actor field bound (`bound: true`) blocks every request before any rule,
+    on both paths, whatever the actor claims."""
+    policy = rein.Policy.from_yaml(
+        CHAIN_POLICY.replace("actor: {id: string}", "actor: {id: {type: string, bound: true}}")
+    )
+    why = "actor.id must be set by the credential; this request's credential does not bind it"
+    actor = {"id": "bot", "chain": [ALICE]}
+    for d in (policy.decide("a", {}, actor=actor), policy.explain("a", {}, actor=actor).decision):
+        assert d.effect == "block"
+        assert d.rules == []
+        assert d.reasons == [why]
+        assert d.violation is None
