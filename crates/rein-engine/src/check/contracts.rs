@@ -162,7 +162,7 @@ impl ContractResolver<'_> {
     /// so a rule reads it the same in every policy, and what fills it (the
     /// credential's chain) fits it.
     fn check_reserved_chain(&mut self, f: &FieldAst) {
-        let problem = if !f.type_omitted && !self.is_chain_type(&f.ty) {
+        let problem = if !f.type_omitted && !Self::is_chain_type(&f.ty) {
             Some((f.ty.span, "its type is not `list` of `{kind: string, id: string}`"))
         } else if f.optional {
             Some((
@@ -197,7 +197,7 @@ impl ContractResolver<'_> {
     /// Whether a written type is exactly the reserved chain's: a list of
     /// objects with the two required string fields `kind` and `id`, no
     /// constraints, undeclared fields refused.
-    fn is_chain_type(&mut self, ty: &Spanned<TypeAst>) -> bool {
+    fn is_chain_type(ty: &Spanned<TypeAst>) -> bool {
         let TypeAst::List(item) = &ty.value else {
             return false;
         };
