@@ -264,11 +264,18 @@ async fn refuse_protected(runtime: &Runtime, request: &Request, why: &str, clien
 }
 
 /// The request Rein decides for one input of an event; `home` is the
-/// user's home folder (`snapshot.home`).
+/// user's home folder (`snapshot.home`). Its actor holds what the event
+/// says (`agent`, `permission_mode`, `agent_id`, `agent_type`).
 pub fn request_for(event: &HookEvent, action: &str, input: Json, home: Option<&Path>) -> Request {
     let mut actor = json!({"agent": event.agent.name()});
     if let Some(mode) = &event.permission_mode {
         actor["permission_mode"] = json!(mode);
+    }
+    if let Some(id) = &event.agent_id {
+        actor["agent_id"] = json!(id);
+    }
+    if let Some(kind) = &event.agent_type {
+        actor["agent_type"] = json!(kind);
     }
     let root = project_root(Path::new(&event.cwd));
     let mut snapshot = json!({"cwd": event.cwd, "project_root": root.to_string_lossy()});
