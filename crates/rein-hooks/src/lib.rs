@@ -328,13 +328,13 @@ pub async fn decide_credentialed(
         let bound = bind_request(&mut request, credential);
         async move {
             if let Some(why) = refusal {
-                return refuse_part(runtime, &request, PROTECTED_RULE, &why, client).await;
+                return refuse_part(runtime, &request, Phase::Before, PROTECTED_RULE, &why, client).await;
             }
             match event.kind {
                 EventKind::AfterTool => match bound {
                     // The runtime's `after` check takes no credential: a
                     // contradiction is refused here, the output withheld.
-                    Err(why) => refuse_part(runtime, &request, BOUND_ACTOR_RULE, &why, client).await,
+                    Err(why) => refuse_part(runtime, &request, Phase::After, BOUND_ACTOR_RULE, &why, client).await,
                     Ok(()) => {
                         let output = output_of(event.tool_response.as_ref().unwrap_or(&Json::Null));
                         PartAnswer::from(runtime.check_output(request, output, client).await)
@@ -376,18 +376,26 @@ fn unread_refusal(protected: &Protected, action: &str, inputs: &[Json]) -> Optio
 }
 
 /// The rule id an `after` event is refused under when its actor
-/// contradicts the credential (see [`bind_request`]).
+/// contradicts the credential, or its action is outside a scope of the
+/// credential's chain (see [`bind_request`]).
 pub const BOUND_ACTOR_RULE: &str = "actor_bound_by_credential";
 
-/// Records a part refused before any rule (a `block` record whose input
-/// describes the request, as for any request refused before deciding,
-/// filed under `rule`) and answers it with the reason `why`.
-async fn refuse_part(runtime: &Runtime, request: &Request, rule: &str, why: &str, client: Option<&str>) -> PartAnswer {
+/// Records a part refused before any rule (a `block` record of `phase`
+/// whose input describes the request, as for any request refused before
+/// deciding, filed under `rule`) and answers it with the reason `why`.
+async fn refuse_part(
+    runtime: &Runtime,
+    request: &Request,
+    phase: Phase,
+    rule: &str,
+    why: &str,
+    client: Option<&str>,
+) -> PartAnswer {
     let body = json!({"action": request.action, "input": request.input, "session": request.session});
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     let answer = runtime
         .record_refusal(Refusal {
-            phase: Phase::Before,
+            phase,
             status: 403,
             code: rule,
             message: why,
