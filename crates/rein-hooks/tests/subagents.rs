@@ -360,6 +360,11 @@ async fn a_credential_chain_is_extended_never_replaced() {
     assert_eq!(v["decision"], "block", "{v}");
     assert!(v.to_string().contains("actor.agent is set by the credential"), "{v}");
     assert!(!v.to_string().contains("README.md"), "the output was withheld: {v}");
+    let refused = f.last_record().await;
+    assert_eq!(
+        (refused.entry.phase.as_str(), refused.entry.effect.as_str()),
+        ("after", "block")
+    );
 }
 
 /// `agent_id` names one sub-agent instance (`per_call` in the contract):
