@@ -627,10 +627,14 @@ impl Policy {
         })
     }
 
-    /// The `block` of a request whose credential does not bind an actor
-    /// field the policy requires bound ([`Policy::unbound_required`] gave
-    /// `why`), decided before any rule.
-    pub(crate) fn unbound_decision(&self, phase: Phase, why: String) -> Decision {
+    /// The `block` decision of a request whose credential does not bind an
+    /// actor field the policy requires bound: `why` is what
+    /// [`Policy::unbound_required`] gave. Its basis is
+    /// [`Basis::Credential`], no rule matched, its reason is `why`. For a
+    /// surface that decides through the engine directly (`rein test`, an
+    /// in-process binding with no credential) and must refuse as the
+    /// runtime does.
+    pub fn unbound_block(&self, phase: Phase, why: String) -> Decision {
         Decision {
             effect: Effect::Block,
             phase,

@@ -914,8 +914,8 @@ fn run_case(policy: &Policy, case: &TestCase) -> CaseResult {
         return run_sequence(policy, case, steps);
     }
     let decision = match (unbound(policy, case.bound.as_deref()), &case.actra_request) {
-        (Some(why), Some(_)) => policy.unbound_decision(Phase::Before, why),
-        (Some(why), None) => policy.unbound_decision(case.request.phase, why),
+        (Some(why), Some(_)) => policy.unbound_block(Phase::Before, why),
+        (Some(why), None) => policy.unbound_block(case.request.phase, why),
         (None, Some(r)) => policy.decide_actra(r),
         (None, None) => policy.decide(&case.request),
     };
@@ -1130,7 +1130,7 @@ fn decide_and_record(
     // such a request before it decides.
     if let Some(why) = unbound(policy, bound) {
         grant(Effect::Block);
-        return policy.unbound_decision(request.phase, why);
+        return policy.unbound_block(request.phase, why);
     }
     let prepared = match policy.prepare(request) {
         Ok(p) => p,

@@ -303,6 +303,13 @@ fn bound_fields_are_listed_sorted_and_judged_by_one_function() {
     // A field the credential binds that the policy does not require
     // changes nothing.
     assert_eq!(p.unbound_required(|_| true), None);
+    // The decision a surface deciding through the engine gives.
+    let d = p.unbound_block(rein_engine::Phase::Before, none.clone());
+    assert_eq!(d.effect(), Effect::Block);
+    assert_eq!(*d.basis(), Basis::Credential(none.clone()));
+    assert_eq!(d.reasons(), vec![none]);
+    assert!(d.rules().is_empty() && d.violation().is_none());
+    assert_eq!(d.to_json()["default_applied"], json!(false));
 
     // A policy requiring none, or with no actor contract: nothing to bind.
     for text in [
