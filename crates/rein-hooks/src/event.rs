@@ -76,6 +76,25 @@ pub struct HookEvent {
     pub prompt: Option<String>,
     /// `source` of a session start or `reason` of a session end.
     pub session_detail: Option<String>,
+    /// The sub-agent instance the event comes from (Claude Code's
+    /// `agent_id`, sent only inside a sub-agent); `None` in the main agent.
+    pub agent_id: Option<String>,
+    /// The agent definition running (`agent_type`: the sub-agent's type,
+    /// e.g. `general-purpose`, `Explore`, or a custom agent's name; in the
+    /// main agent, the one `claude --agent NAME` runs as).
+    pub agent_type: Option<String>,
+}
+
+/// Longest `agent_id` or `agent_type` accepted, in bytes.
+pub const MAX_AGENT_NAME_BYTES: usize = 128;
+
+impl HookEvent {
+    /// Whether the event comes from inside a sub-agent: Claude Code sends
+    /// `agent_id` only there (`agent_type` alone names the agent the main
+    /// thread runs as, with `claude --agent NAME`).
+    pub fn in_subagent(&self) -> bool {
+        self.agent_id.is_some()
+    }
 }
 
 /// Why an event could not be read.
@@ -127,6 +146,8 @@ pub fn from_json(agent: Agent, value: Json) -> Result<HookEvent, EventError> {
     let prompt = string("prompt")?;
     let source = string("source")?;
     let reason = string("reason")?;
+    let agent_id = string("agent_id")?;
+    let agent_type = string("agent_type")?;
     let tool_input = map.remove("tool_input").unwrap_or(Json::Null);
     let tool_response = map.remove("tool_response").filter(|v| !v.is_null());
 
@@ -162,6 +183,19 @@ pub fn from_json(agent: Agent, value: Json) -> Result<HookEvent, EventError> {
     if kind == EventKind::UserPrompt && prompt.is_none() {
         return Err(EventError::Shape(format!("`{event_name}` has no `prompt`")));
     }
+    for (key, value) in [("agent_id", &agent_id), ("agent_type", &agent_type)] {
+        if let Some(text) = value {
+            check_agent_name(key, text)?;
+        }
+    }
+    // Inside a sub-agent of no known type: which sub-agent acts cannot be
+    // told, so the event is not understood (never judged as the main
+    // agent's, which may do more).
+    if agent_id.is_some() && agent_type.is_none() {
+        return Err(EventError::Shape(
+            "has `agent_id` (it comes from a sub-agent) but no `agent_type`".into(),
+        ));
+    }
     let session_detail = match kind {
         EventKind::SessionStart => source,
         EventKind::SessionEnd => reason,
@@ -180,7 +214,31 @@ pub fn from_json(agent: Agent, value: Json) -> Result<HookEvent, EventError> {
         tool_response,
         prompt,
         session_detail,
+        agent_id,
+        agent_type,
     })
+}
+
+/// An agent's id or type becomes a link of `actor.chain` and a field rules
+/// compare: an allowlist of characters (letters, digits, `-_.:@`), at most
+/// [`MAX_AGENT_NAME_BYTES`], so that no text an agent was never meant to
+/// send (spaces, control characters, look-alike letters) reaches a rule.
+fn check_agent_name(key: &str, text: &str) -> Result<(), EventError> {
+    if text.is_empty() || text.len() > MAX_AGENT_NAME_BYTES {
+        return Err(EventError::Shape(format!(
+            "has `{key}` of {} bytes, expected 1 to {MAX_AGENT_NAME_BYTES}",
+            text.len()
+        )));
+    }
+    if let Some(bad) = text
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@')))
+    {
+        return Err(EventError::Shape(format!(
+            "has `{key}` holding {bad:?}; expected letters, digits and `-_.:@` only"
+        )));
+    }
+    Ok(())
 }
 
 pub(crate) fn json_type(v: &Json) -> &'static str {
@@ -197,6 +255,7 @@ pub(crate) fn json_type(v: &Json) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn reads_a_claude_pre_tool_use() {
@@ -235,6 +294,51 @@ mod tests {
         }
         let deep = "[".repeat(200) + &"]".repeat(200);
         assert!(parse_event(Agent::ClaudeCode, deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn reads_who_acts_inside_a_subagent() {
+        // As Claude Code 2.1.331 sends it from inside a sub-agent.
+        let e = parse_event(
+            Agent::ClaudeCode,
+            br#"{"session_id":"s","cwd":"/p","permission_mode":"bypassPermissions","agent_id":"a3dc2d6fa4318803a",
+                 "agent_type":"general-purpose","hook_event_name":"PreToolUse","tool_name":"Bash",
+                 "tool_input":{"command":"git push"},"tool_use_id":"t"}"#,
+        )
+        .unwrap();
+        assert!(e.in_subagent());
+        assert_eq!(e.agent_id.as_deref(), Some("a3dc2d6fa4318803a"));
+        assert_eq!(e.agent_type.as_deref(), Some("general-purpose"));
+        // `claude --agent NAME`: the main thread, named.
+        let e = parse_event(
+            Agent::ClaudeCode,
+            br#"{"cwd":"/p","agent_type":"pusher","hook_event_name":"PreToolUse","tool_name":"Bash","tool_input":{}}"#,
+        )
+        .unwrap();
+        assert!(!e.in_subagent());
+        assert_eq!(e.agent_type.as_deref(), Some("pusher"));
+        let e = parse_event(Agent::Codex, br#"{"cwd":"/p","hook_event_name":"Stop"}"#).unwrap();
+        assert!(!e.in_subagent() && e.agent_type.is_none());
+    }
+
+    #[test]
+    fn refuses_agent_names_that_do_not_fit() {
+        let long = "a".repeat(MAX_AGENT_NAME_BYTES + 1);
+        for (id, kind, want) in [
+            (json!("a1"), json!("two words"), "holding ' '"),
+            (json!("a1"), json!("x\u{1b}[2J"), "holding '\\u{1b}'"),
+            (json!("a1"), json!("caf\u{e9}"), "holding 'é'"),
+            (json!("a1"), json!(""), "of 0 bytes"),
+            (json!("a1"), json!(long), "of 129 bytes"),
+            (json!(long), json!("general-purpose"), "`agent_id` of 129 bytes"),
+            (json!(1), json!("general-purpose"), "`agent_id` of type number"),
+            (json!("a1"), json!(null), "no `agent_type`"),
+        ] {
+            let text =
+                format!(r#"{{"cwd":"/p","hook_event_name":"SubagentStop","agent_id":{id},"agent_type":{kind}}}"#);
+            let err = parse_event(Agent::ClaudeCode, text.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
     }
 
     #[test]

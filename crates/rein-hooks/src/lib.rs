@@ -8,6 +8,14 @@
 //! agent's own answer format ([`render`]). Before any policy is asked, a
 //! call that would change Rein's own files is refused ([`protect`]).
 //!
+//! Who acts is bound, not claimed: every decision is made with a
+//! [`Credential`] ([`credential_for`]) whose chain the hook maps from the
+//! event itself: `[agent:claude-code]` for the main agent,
+//! `[agent:claude-code, subagent:<agent_type>]` inside a sub-agent (Claude
+//! Code sends `agent_id` and `agent_type` there). Rules read it as
+//! `actor.chain`. Behind `rein serve` the links follow the chain of the
+//! token that sent the event, which they can only lengthen.
+//!
 //! Fail-closed is this crate's job, not the agent's: an event that cannot
 //! be read, or any error on the way, is answered with an explicit refusal
 //! ([`refuse`]), never with silence or a crash (which the agents treat as
@@ -23,7 +31,7 @@ pub use protect::{Kind as ProtectedKind, Protected};
 pub use render::{refuse, refuse_unreadable, Reply};
 
 use rein_engine::{Effect, MatchedRule, Phase, Request};
-use rein_runtime::{Answer, Refusal, Runtime};
+use rein_runtime::{Answer, ChainLink, Credential, Refusal, Runtime};
 use rein_store::ApprovalState;
 use serde_json::{json, Value as Json};
 use std::path::{Path, PathBuf};
@@ -94,11 +102,29 @@ pub async fn handle_guarded_hinted(
     protected: &Protected,
     grant_hint: Option<&str>,
 ) -> Reply {
+    handle_credentialed(runtime, agent, bytes, home, client, None, protected, grant_hint).await
+}
+
+/// As [`handle_guarded_hinted`], for an event sent with a credential of
+/// its own (`base`: a server token's): its bound fields and scopes apply,
+/// and the links the hook maps from the event follow its chain (see
+/// [`credential_for`]).
+#[allow(clippy::too_many_arguments)]
+pub async fn handle_credentialed(
+    runtime: &Runtime,
+    agent: Agent,
+    bytes: &[u8],
+    home: Option<&Path>,
+    client: Option<&str>,
+    base: Option<&Credential>,
+    protected: &Protected,
+    grant_hint: Option<&str>,
+) -> Reply {
     match parse_event(agent, bytes) {
         Err(e) => refuse_unreadable(agent, bytes, &format!("Rein could not read the hook event: {e}")),
         Ok(event) => {
             let protected = protected.with_agent_settings(&event, home);
-            let mut verdict = decide_guarded(runtime, &event, home, client, &protected).await;
+            let mut verdict = decide_credentialed(runtime, &event, home, client, base, &protected).await;
             verdict.grant_hint = grant_hint.map(str::to_string);
             render::render(&event, &verdict)
         }
@@ -153,6 +179,112 @@ pub async fn decide_guarded(
     client: Option<&str>,
     protected: &Protected,
 ) -> Verdict {
+    decide_credentialed(runtime, event, home, client, None, protected).await
+}
+
+/// The links of `actor.chain` an event stands for: the agent
+/// (`agent:claude-code`, `agent:codex`, `agent:gemini`), then, for an event
+/// from inside a sub-agent, `subagent:<agent_type>`. Claude Code's nested
+/// sub-agents send only the innermost one's fields: the chain then names
+/// the innermost sub-agent (still a `subagent` link).
+pub fn chain_links(event: &HookEvent) -> Vec<ChainLink> {
+    let mut links = vec![ChainLink {
+        kind: "agent".to_string(),
+        id: event.agent.name().to_string(),
+    }];
+    if event.in_subagent() {
+        if let Some(kind) = &event.agent_type {
+            links.push(ChainLink {
+                kind: "subagent".to_string(),
+                id: kind.clone(),
+            });
+        }
+    }
+    links
+}
+
+/// The credential an event is decided with: `base`'s bound fields and
+/// action scopes (a server token's; none in process), and its chain (none
+/// in process) followed by the event's [`chain_links`]. Appending only
+/// narrows: a link's scope still applies to what the links after it do,
+/// and the hook adds no scope of its own. Errors when a link is not one
+/// (the event's fields are checked when read; this is the last guard).
+pub fn credential_for(event: &HookEvent, base: Option<&Credential>) -> Result<Credential, String> {
+    let mut credential = base.cloned().unwrap_or_default();
+    let mut chain = credential.chain.take().unwrap_or_default();
+    for link in chain_links(event) {
+        link.validate()?;
+        chain.push(link);
+    }
+    credential.chain = Some(chain);
+    Ok(credential)
+}
+
+/// Sets on `request.actor` what `credential` binds (its fields, and its
+/// chain as `actor.chain`), as the runtime will before deciding: the
+/// approval probe, the approval lookup and the `after` check (which has no
+/// credential of its own) then see the actor the decision sees. A field
+/// the actor already holds with another value is left as it is, and named
+/// in the error, as is an action outside a link's scope: the runtime
+/// blocks such a request, and so does the hook.
+pub fn bind_request(request: &mut Request, credential: &Credential) -> Result<(), String> {
+    let Some(actor) = request.actor.as_object_mut() else {
+        return Err("the actor is not an object".to_string());
+    };
+    let chain = credential
+        .chain
+        .as_ref()
+        .map(|links| Json::Array(links.iter().map(|l| json!({"kind": l.kind, "id": l.id})).collect()));
+    let mut conflicts = Vec::new();
+    for (field, value) in credential
+        .fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v))
+        .chain(chain.as_ref().map(|c| ("chain", c)))
+    {
+        match actor.get(field) {
+            Some(sent) if sent != value => conflicts.push(format!("actor.{field} is set by the credential")),
+            Some(_) => {}
+            None => {
+                actor.insert(field.to_string(), value.clone());
+            }
+        }
+    }
+    // As the runtime checks before deciding (the `after` check does not).
+    if let Some(refused) = credential.refuses(&request.action) {
+        conflicts.push(refused);
+    }
+    if conflicts.is_empty() {
+        Ok(())
+    } else {
+        Err(conflicts.join("; "))
+    }
+}
+
+/// As [`decide_guarded`], with the credential the event is sent with
+/// (`base`, see [`credential_for`]): every part is decided with the
+/// event's chain bound, so no part of the event (a tool's input, a
+/// prompt) can make it another actor's.
+pub async fn decide_credentialed(
+    runtime: &Runtime,
+    event: &HookEvent,
+    home: Option<&Path>,
+    client: Option<&str>,
+    base: Option<&Credential>,
+    protected: &Protected,
+) -> Verdict {
+    let credential = match credential_for(event, base) {
+        Ok(c) => c,
+        Err(why) => {
+            return Verdict {
+                effect: Some(Effect::Block),
+                action: event.tool_name.clone().unwrap_or_else(|| event.event_name.clone()),
+                reasons: vec![format!("the hook event names no actor Rein can bind: {why}")],
+                ..Verdict::default()
+            }
+        }
+    };
+    let credential = &credential;
     let one = |action: &str, input: Json| (action.to_string(), vec![input], None);
     let (action, inputs, part_labels): (String, Vec<Json>, Option<Vec<String>>) = match &event.kind {
         EventKind::BeforeTool | EventKind::PermissionRequest | EventKind::AfterTool => {
@@ -192,20 +324,26 @@ pub async fn decide_guarded(
                     .or_else(|| cut_part(&input).then(|| unread.clone()).flatten())
             })
             .flatten();
-        let request = request_for(event, &action, input, home);
+        let mut request = request_for(event, &action, input, home);
+        let bound = bind_request(&mut request, credential);
         async move {
             if let Some(why) = refusal {
-                return refuse_protected(runtime, &request, &why, client).await;
+                return refuse_part(runtime, &request, Phase::Before, PROTECTED_RULE, &why, client).await;
             }
             match event.kind {
-                EventKind::AfterTool => {
-                    let output = output_of(event.tool_response.as_ref().unwrap_or(&Json::Null));
-                    PartAnswer::from(runtime.check_output(request, output, client).await)
-                }
+                EventKind::AfterTool => match bound {
+                    // The runtime's `after` check takes no credential: a
+                    // contradiction is refused here, the output withheld.
+                    Err(why) => refuse_part(runtime, &request, Phase::After, BOUND_ACTOR_RULE, &why, client).await,
+                    Ok(()) => {
+                        let output = output_of(event.tool_response.as_ref().unwrap_or(&Json::Null));
+                        PartAnswer::from(runtime.check_output(request, output, client).await)
+                    }
+                },
                 EventKind::BeforeTool | EventKind::PermissionRequest => {
-                    decide_with_approvals(runtime, request, client).await
+                    decide_with_approvals(runtime, request, client, credential).await
                 }
-                _ => PartAnswer::from(runtime.decide_from(request, None, client).await),
+                _ => PartAnswer::from(runtime.decide_bound(request, None, client, Some(credential)).await),
             }
         }
     }))
@@ -237,17 +375,29 @@ fn unread_refusal(protected: &Protected, action: &str, inputs: &[Json]) -> Optio
     protected.check_unread(command, &[])
 }
 
-/// Records a part the guard refused (a `block` record whose input
-/// describes the request, as for any request refused before deciding) and
-/// answers it with the guard's reason.
-async fn refuse_protected(runtime: &Runtime, request: &Request, why: &str, client: Option<&str>) -> PartAnswer {
+/// The rule id an `after` event is refused under when its actor
+/// contradicts the credential, or its action is outside a scope of the
+/// credential's chain (see [`bind_request`]).
+pub const BOUND_ACTOR_RULE: &str = "actor_bound_by_credential";
+
+/// Records a part refused before any rule (a `block` record of `phase`
+/// whose input describes the request, as for any request refused before
+/// deciding, filed under `rule`) and answers it with the reason `why`.
+async fn refuse_part(
+    runtime: &Runtime,
+    request: &Request,
+    phase: Phase,
+    rule: &str,
+    why: &str,
+    client: Option<&str>,
+) -> PartAnswer {
     let body = json!({"action": request.action, "input": request.input, "session": request.session});
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     let answer = runtime
         .record_refusal(Refusal {
-            phase: Phase::Before,
+            phase,
             status: 403,
-            code: PROTECTED_RULE,
+            code: rule,
             message: why,
             body: Some(&bytes),
             declared_len: None,
@@ -257,18 +407,26 @@ async fn refuse_protected(runtime: &Runtime, request: &Request, why: &str, clien
     let mut part = PartAnswer::from(answer);
     // Whatever else the record says, the part is refused for this reason.
     part.effect = Effect::Block;
-    part.rules = vec![PROTECTED_RULE.to_string()];
+    part.rules = vec![rule.to_string()];
     part.reasons = vec![why.to_string()];
     part.approval = None;
     part
 }
 
 /// The request Rein decides for one input of an event; `home` is the
-/// user's home folder (`snapshot.home`).
+/// user's home folder (`snapshot.home`). Its actor holds what the event
+/// says (`agent`, `permission_mode`, `agent_id`, `agent_type`), not yet
+/// what the credential binds ([`bind_request`] adds `actor.chain`).
 pub fn request_for(event: &HookEvent, action: &str, input: Json, home: Option<&Path>) -> Request {
     let mut actor = json!({"agent": event.agent.name()});
     if let Some(mode) = &event.permission_mode {
         actor["permission_mode"] = json!(mode);
+    }
+    if let Some(id) = &event.agent_id {
+        actor["agent_id"] = json!(id);
+    }
+    if let Some(kind) = &event.agent_type {
+        actor["agent_type"] = json!(kind);
     }
     let root = project_root(Path::new(&event.cwd));
     let mut snapshot = json!({"cwd": event.cwd, "project_root": root.to_string_lossy()});
@@ -361,7 +519,13 @@ impl From<Answer> for PartAnswer {
 /// identical call opened is found by the request: granted → used now;
 /// denied → refused; pending → still waiting (no second approval opened);
 /// used or expired → decided afresh (which opens a new one if required).
-async fn decide_with_approvals(runtime: &Runtime, mut request: Request, client: Option<&str>) -> PartAnswer {
+async fn decide_with_approvals(
+    runtime: &Runtime,
+    mut request: Request,
+    client: Option<&str>,
+    credential: &Credential,
+) -> PartAnswer {
+    let bound = Some(credential);
     // An approval only ever changes a `require_approval` decision: for any
     // other the lookup (a read of the store) is skipped.
     request.phase = Phase::Before;
@@ -378,7 +542,7 @@ async fn decide_with_approvals(runtime: &Runtime, mut request: Request, client: 
     let policy = runtime.policy();
     let stateful = policy.uses_state() && policy.action_state(&request.action, Phase::Before).any();
     if !stateful && policy.decide(&request).effect() != Effect::RequireApproval {
-        return PartAnswer::from(runtime.decide_from(request, None, client).await);
+        return PartAnswer::from(runtime.decide_bound(request, None, client, bound).await);
     }
     let now = jiff::Timestamp::now();
     let existing = match runtime.approval_for(&request, client).await {
@@ -389,7 +553,7 @@ async fn decide_with_approvals(runtime: &Runtime, mut request: Request, client: 
                     .is_ok_and(|expires| expires > now)
         }),
         Err(e) => {
-            let mut answer = PartAnswer::from(runtime.decide_from(request, None, client).await);
+            let mut answer = PartAnswer::from(runtime.decide_bound(request, None, client, bound).await);
             answer.effect = Effect::Block;
             answer.approval = None;
             answer
@@ -399,9 +563,9 @@ async fn decide_with_approvals(runtime: &Runtime, mut request: Request, client: 
         }
     };
     match existing {
-        None => PartAnswer::from(runtime.decide_from(request, None, client).await),
+        None => PartAnswer::from(runtime.decide_bound(request, None, client, bound).await),
         Some(a) => {
-            let decided = runtime.decide_from(request, Some(a.id.clone()), client).await;
+            let decided = runtime.decide_bound(request, Some(a.id.clone()), client, bound).await;
             // Blocked only for want of the grant: the rules asked, none
             // blocked, nothing failed. A block of its own (a rule that
             // now refuses, a limit, a state error) stays a block; shown as

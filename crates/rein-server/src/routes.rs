@@ -323,7 +323,8 @@ async fn hook(
     body: Body,
 ) -> Result<Response, ApiError> {
     // Agent routes have no role layer (see `router`): the check is here.
-    let client = authorize(&state, Role::Agent, &headers, "/v1/hooks")?.name.clone();
+    let identity = authorize(&state, Role::Agent, &headers, "/v1/hooks")?;
+    let client = identity.name.clone();
     let agent = match agent.as_str() {
         "claude-code" => rein_hooks::Agent::ClaudeCode,
         "codex" => rein_hooks::Agent::Codex,
@@ -340,12 +341,16 @@ async fn hook(
         Ok(bytes) => {
             let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
             let (runtime, protected) = (state.runtime(), state.protected());
-            rein_hooks::handle_guarded_hinted(
+            // The event comes from the process holding the token: the
+            // token's bound fields and scopes apply, and the agent's links
+            // (`agent:…`, `subagent:…`) follow the token's chain.
+            rein_hooks::handle_credentialed(
                 runtime,
                 agent,
                 &bytes,
                 home.as_deref(),
                 Some(&client),
+                Some(&identity.credential),
                 protected,
                 Some(state.grant_hint()),
             )

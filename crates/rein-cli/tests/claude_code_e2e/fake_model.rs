@@ -7,6 +7,12 @@
 //! messages, not per message); after the last one the model says "done".
 //! Every request body is kept: the `tool_result` blocks in the last one are
 //! what the model was told, which is what the tests assert on.
+//!
+//! A sub-agent (Claude Code's `Agent` tool) talks to the same API in a
+//! conversation of its own, which starts with the prompt the main agent
+//! gave it: a conversation whose first user message holds the marker of a
+//! sub-agent script ([`FakeModel::start_with_subagent`]) is served that
+//! script instead, with tool ids of its own ([`sub_tool_use_id`]).
 
 use crate::http::{HttpServer, Request, Response};
 use serde_json::{json, Value};
@@ -44,6 +50,14 @@ pub fn tool_use_id(i: usize) -> String {
     format!("toolu_e2e_{i:02}")
 }
 
+/// The id the fake model gives the `i`-th tool call of a sub-agent.
+pub fn sub_tool_use_id(i: usize) -> String {
+    format!("toolu_e2e_sub_{i:02}")
+}
+
+/// What a sub-agent's conversation ends with, after its script.
+pub const SUB_FINAL_TEXT: &str = "sub-agent done: every scripted tool call was made";
+
 /// What Claude Code told the model about one tool call.
 #[derive(Clone, Debug)]
 pub struct ToolResult {
@@ -57,6 +71,8 @@ pub type BeforeTurn = Box<dyn Fn(usize) + Send + Sync>;
 
 struct State {
     script: Vec<ToolCall>,
+    /// `(marker, script)` of sub-agent conversations.
+    sub: Option<(String, Vec<ToolCall>)>,
     before_turn: Option<BeforeTurn>,
     requests: Mutex<Vec<Value>>,
 }
@@ -76,11 +92,27 @@ impl FakeModel {
     /// As `start`, calling `before_turn(i)` before it sends the `i`-th call
     /// (to change the world between two turns, e.g. kill a server).
     pub fn start_with(script: Vec<ToolCall>, before_turn: Option<BeforeTurn>) -> FakeModel {
-        let state = Arc::new(State {
+        FakeModel::serve(State {
             script,
+            sub: None,
             before_turn,
             requests: Mutex::new(Vec::new()),
-        });
+        })
+    }
+
+    /// As `start`, serving `sub` to every conversation whose first user
+    /// message contains `marker` (a sub-agent given a prompt holding it).
+    pub fn start_with_subagent(script: Vec<ToolCall>, marker: &str, sub: Vec<ToolCall>) -> FakeModel {
+        FakeModel::serve(State {
+            script,
+            sub: Some((marker.to_string(), sub)),
+            before_turn: None,
+            requests: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn serve(state: State) -> FakeModel {
+        let state = Arc::new(state);
         let http = {
             let state = state.clone();
             HttpServer::start(Arc::new(move |req: &Request| route(&state, req)))
@@ -104,6 +136,26 @@ impl FakeModel {
         let mut out = BTreeMap::new();
         if let Some(last) = requests.last() {
             for block in blocks(last, "tool_result") {
+                let id = block["tool_use_id"].as_str().unwrap_or_default().to_string();
+                out.insert(
+                    id,
+                    ToolResult {
+                        is_error: block["is_error"].as_bool().unwrap_or(false),
+                        text: content_text(&block["content"]),
+                    },
+                );
+            }
+        }
+        out
+    }
+
+    /// The `tool_result` blocks of every request (the main agent's and
+    /// every sub-agent's conversation), by `tool_use_id`; a later request
+    /// wins.
+    pub fn all_tool_results(&self) -> BTreeMap<String, ToolResult> {
+        let mut out = BTreeMap::new();
+        for request in self.requests() {
+            for block in blocks(&request, "tool_result") {
                 let id = block["tool_use_id"].as_str().unwrap_or_default().to_string();
                 out.insert(
                     id,
@@ -147,6 +199,17 @@ fn blocks<'a>(request: &'a Value, kind: &'a str) -> impl Iterator<Item = &'a Val
         .filter_map(|m| m["content"].as_array())
         .flatten()
         .filter(move |b| b["type"] == kind)
+}
+
+/// The first user message of a request's conversation, as JSON text.
+fn first_user_message(request: &Value) -> String {
+    request["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["role"] == "user")
+        .map(|m| m["content"].to_string())
+        .unwrap_or_default()
 }
 
 /// A `tool_result` content: a string, or text blocks.
@@ -201,8 +264,16 @@ fn answer(state: &State, request: &Value) -> String {
     // they get plain text and do not move the script on.
     let main_loop = request["tools"].as_array().is_some_and(|t| !t.is_empty());
     let done = blocks(request, "tool_result").count();
-    let next = if main_loop { state.script.get(done) } else { None };
-    if let (Some(_), Some(before_turn)) = (next, &state.before_turn) {
+    let sub = state
+        .sub
+        .as_ref()
+        .filter(|(marker, _)| first_user_message(request).contains(marker.as_str()));
+    let (script, id_of, final_text): (&[ToolCall], fn(usize) -> String, &str) = match sub {
+        Some((_, script)) => (script, sub_tool_use_id, SUB_FINAL_TEXT),
+        None => (&state.script, tool_use_id, FINAL_TEXT),
+    };
+    let next = if main_loop { script.get(done) } else { None };
+    if let (Some(_), Some(before_turn), None) = (next, &state.before_turn, sub) {
         before_turn(done);
     }
 
@@ -222,7 +293,7 @@ fn answer(state: &State, request: &Value) -> String {
             event(
                 "content_block_start",
                 json!({"type": "content_block_start", "index": 0, "content_block":
-                    {"type": "tool_use", "id": tool_use_id(done), "name": call.name, "input": {}}}),
+                    {"type": "tool_use", "id": id_of(done), "name": call.name, "input": {}}}),
             );
             event(
                 "content_block_delta",
@@ -232,7 +303,7 @@ fn answer(state: &State, request: &Value) -> String {
             "tool_use"
         }
         None => {
-            let text = if main_loop { FINAL_TEXT } else { "ok" };
+            let text = if main_loop { final_text } else { "ok" };
             event(
                 "content_block_start",
                 json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),

@@ -22,6 +22,7 @@ mod fake_model;
 mod http;
 mod rein_hook;
 mod rein_mcp;
+mod rein_subagent;
 mod sandbox;
 
 use fake_model::{tool_use_id, FakeModel, ToolCall, ToolResult, FINAL_TEXT};

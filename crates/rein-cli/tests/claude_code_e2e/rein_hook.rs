@@ -25,17 +25,17 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// The hook events Rein is installed for.
-const EVENTS: &[&str] = &["PreToolUse", "PostToolUse"];
+pub(crate) const EVENTS: &[&str] = &["PreToolUse", "PostToolUse"];
 /// The agent token of the `rein serve` the http hook talks to.
-const AGENT_TOKEN: &str = "e2e-agent-token-0123456789abcdef";
+pub(crate) const AGENT_TOKEN: &str = "e2e-agent-token-0123456789abcdef";
 
-fn rein_bin() -> &'static str {
+pub(crate) fn rein_bin() -> &'static str {
     env!("CARGO_BIN_EXE_rein")
 }
 
 /// The coding-agent contracts and the example Claude Code policy, as the
 /// example's header says to run them.
-fn policies() -> Vec<PathBuf> {
+pub(crate) fn policies() -> Vec<PathBuf> {
     vec![
         repo().join("policies/agents/coding-agent.yaml"),
         repo().join("examples/claude-code/policy.yaml"),
@@ -52,7 +52,7 @@ fn shell_words(words: &[String]) -> String {
 }
 
 /// The hook command line: `rein hook claude-code --policy … ARGS`.
-fn hook_command(policies: &[PathBuf], args: &[String]) -> String {
+pub(crate) fn hook_command(policies: &[PathBuf], args: &[String]) -> String {
     let mut words = vec![rein_bin().to_string(), "hook".into(), "claude-code".into()];
     for p in policies {
         words.push("--policy".into());
@@ -312,14 +312,14 @@ fn netns_rein_broken_policy_denies() {
 }
 
 /// A running `rein serve`, killed when dropped.
-struct ReinServe {
+pub(crate) struct ReinServe {
     child: Arc<Mutex<Child>>,
     url: String,
     log: PathBuf,
 }
 
 impl ReinServe {
-    fn start(sb: &Sandbox) -> ReinServe {
+    pub(crate) fn start(sb: &Sandbox) -> ReinServe {
         let tokens = sb.root.join("tokens.yaml");
         fs::write(
             &tokens,
@@ -372,7 +372,7 @@ impl ReinServe {
         }
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -394,7 +394,7 @@ impl Drop for ReinServe {
 }
 
 /// `type: http` hook settings for `serve`, failing closed in Claude Code.
-fn http_hook_settings(serve: &ReinServe) -> Value {
+pub(crate) fn http_hook_settings(serve: &ReinServe) -> Value {
     hook_settings(EVENTS, http_hook(&format!("{}/v1/hooks/claude-code", serve.url)))
 }
 

@@ -156,3 +156,94 @@ async fn a_worst_case_event_writes_a_bounded_audit() {
     // Before: 1.3 GB for this event through `rein hook`.
     assert!(bytes < 1024 * 1024, "{bytes} bytes of audit for one event");
 }
+
+/// An agent token bound to Codex (`actor: {agent: codex}`).
+const CODEX_ONLY: &str = "codex-only-token-0123456789abcdef";
+
+/// The token's credential reaches the hook: its chain comes first, the
+/// links the hook maps from the event (`agent:…`, `subagent:…` inside a
+/// sub-agent) follow, and a field the token binds cannot be contradicted
+/// by the event.
+#[tokio::test]
+async fn hook_events_are_decided_with_the_tokens_credential() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let h = Harness::with(|c| {
+        c.policy_paths = vec![
+            root.join("policies/agents/coding-agent.yaml"),
+            root.join("examples/claude-code/policy.yaml"),
+        ];
+        let path = c.tokens_path.clone().unwrap();
+        let tokens = format!(
+            "{}  - name: codex-laptop\n    role: agent\n    token: {CODEX_ONLY}\n    actor: {{agent: codex}}\n",
+            crate::common::tokens_yaml()
+        );
+        std::fs::write(path, tokens).unwrap();
+    })
+    .await;
+    let last_actor = || async {
+        let records = h
+            .state
+            .runtime()
+            .store()
+            .query_audit(&Default::default())
+            .await
+            .unwrap();
+        let last = records.last().unwrap();
+        (last.entry.actor.clone(), last.entry.actor_source.clone())
+    };
+
+    // From inside a Claude Code sub-agent: its own link, and less than the
+    // main agent (the example policy's `no_push_from_subagents`).
+    let mut sub = bash("git status");
+    sub["agent_id"] = json!("a3dc2d6fa4318803a");
+    sub["agent_type"] = json!("general-purpose");
+    let (_, body) = h
+        .call(Method::POST, "/v1/hooks/claude-code", Some(AGENT), Some(sub.clone()))
+        .await;
+    assert_eq!(body["hookSpecificOutput"]["permissionDecision"], "allow", "{body}");
+    let (actor, source) = last_actor().await;
+    let chain = actor["chain"].as_array().unwrap();
+    let tail: Vec<String> = chain
+        .iter()
+        .map(|l| format!("{}:{}", l["kind"].as_str().unwrap(), l["id"].as_str().unwrap()))
+        .collect();
+    assert!(
+        tail.ends_with(&["agent:claude-code".to_string(), "subagent:general-purpose".to_string()]),
+        "{tail:?}"
+    );
+    assert!(
+        tail.len() <= 3,
+        "at most the token's own link before the hook's: {tail:?}"
+    );
+    assert_eq!(source.unwrap()["chain"], "credential");
+    sub["tool_input"] = json!({"command": "git push"});
+    let (_, body) = h
+        .call(Method::POST, "/v1/hooks/claude-code", Some(AGENT), Some(sub))
+        .await;
+    assert_eq!(body["hookSpecificOutput"]["permissionDecision"], "deny", "{body}");
+    let (_, body) = claude_code(&h, "git push").await;
+    assert_eq!(body["hookSpecificOutput"]["permissionDecision"], "allow", "{body}");
+
+    // A token bound to Codex, used for Claude Code's events: refused.
+    let (_, body) = h
+        .call(
+            Method::POST,
+            "/v1/hooks/claude-code",
+            Some(CODEX_ONLY),
+            Some(bash("ls")),
+        )
+        .await;
+    assert_eq!(body["hookSpecificOutput"]["permissionDecision"], "deny", "{body}");
+    assert!(
+        body.to_string().contains("actor.agent is set by the credential"),
+        "{body}"
+    );
+    // For Codex's: decided as usual, the bound field from the credential.
+    let (_, body) = h
+        .call(Method::POST, "/v1/hooks/codex", Some(CODEX_ONLY), Some(bash("ls")))
+        .await;
+    assert_eq!(body["hookSpecificOutput"]["permissionDecision"], "allow", "{body}");
+    let (actor, source) = last_actor().await;
+    assert_eq!(actor["agent"], "codex");
+    assert_eq!(source.unwrap()["agent"], "credential");
+}
