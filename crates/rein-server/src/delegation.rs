@@ -48,6 +48,11 @@ pub const MAX_CHAIN_LINKS: usize = 16;
 /// sub-agent `user:alice`.
 pub const DELEGATED_KINDS: &[&str] = &["agent", "subagent"];
 
+/// The most action patterns a delegation may list: checking a scope
+/// against its parent's is quadratic, and a body of a megabyte of patterns
+/// must not hold a worker.
+pub const MAX_ACTION_PATTERNS: usize = 256;
+
 /// Longest token accepted, in bytes: a 16-link chain with scopes and
 /// bound fields fits well within it; anything longer is refused before
 /// it is decoded.
@@ -299,6 +304,11 @@ impl Verifier {
         if parent_chain.len() >= MAX_CHAIN_LINKS {
             return Err(MintRefusal::Wider(format!(
                 "the chain would have more than {MAX_CHAIN_LINKS} links"
+            )));
+        }
+        if request.actions.len() > MAX_ACTION_PATTERNS {
+            return Err(MintRefusal::Invalid(format!(
+                "`actions`: at most {MAX_ACTION_PATTERNS} patterns; use `prefix.*` for many actions"
             )));
         }
         let actions =
@@ -590,4 +600,126 @@ fn hex(bytes: &[u8]) -> String {
 /// Whether `presented` is meant as a delegation token.
 pub fn looks_like(presented: &str) -> bool {
     presented.starts_with(PREFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PARENT: &str = "parent-token-0123456789";
+
+    fn tokens(extra: &str, verifier: &Verifier) -> Tokens {
+        let text = format!("tokens:\n  - {{name: bot, role: agent, token: {PARENT}{extra}}}\n");
+        Tokens::parse("t.yaml", &text)
+            .unwrap()
+            .with_delegation(verifier.clone())
+    }
+
+    fn request(actions: &[&str], ttl: Option<&str>) -> MintRequest {
+        MintRequest {
+            actor: "subagent:r".into(),
+            actions: actions.iter().map(ToString::to_string).collect(),
+            ttl: ttl.map(str::to_string),
+            bind: None,
+            role: None,
+            approves: None,
+        }
+    }
+
+    fn key(byte: u8) -> Verifier {
+        Verifier::new(SigningKey::from_bytes(&[byte; 32]))
+    }
+
+    /// A cached token is still refused once its root entry is gone from
+    /// the tokens it is checked against, or once it expires.
+    #[test]
+    fn the_cache_never_outlives_the_root_or_the_expiry() {
+        let verifier = key(1);
+        let before = tokens("", &verifier);
+        let parent = before.verify(PARENT).unwrap();
+        let now = Timestamp::now();
+        let minted = verifier
+            .mint(&parent, PARENT, &before, request(&["file.read"], Some("10m")), now)
+            .unwrap();
+        let child = verifier.verify_at(&minted.token, &before, now).unwrap();
+        assert_eq!(child.name, "bot/subagent:r");
+        assert_eq!(child.source, CredentialSource::Delegated);
+        // Cached now; the same text against a changed tokens file.
+        let changed = tokens("x", &verifier);
+        let refused = verifier.verify_at(&minted.token, &changed, now).unwrap_err();
+        assert_eq!(
+            refused,
+            AuthRefusal::Invalid("its root token `bot` changed in the tokens file".into())
+        );
+        assert!(verifier.verify_at(&minted.token, &before, now).is_ok());
+        let later = now.checked_add(SignedDuration::from_mins(10)).unwrap();
+        let expired = verifier.verify_at(&minted.token, &before, later).unwrap_err();
+        assert!(matches!(expired, AuthRefusal::Invalid(why) if why.starts_with("it expired at")));
+        // Another server's key: refused, whatever the cache of this one.
+        let other = key(2);
+        let refused = other.verify_at(&minted.token, &tokens("", &other), now).unwrap_err();
+        assert!(matches!(refused, AuthRefusal::Invalid(why) if why.contains("signature does not verify")));
+    }
+
+    #[test]
+    fn chains_have_a_bounded_length() {
+        let verifier = key(3);
+        let tokens = tokens("", &verifier);
+        let now = Timestamp::now();
+        let mut token = PARENT.to_string();
+        for depth in 2..=MAX_CHAIN_LINKS {
+            let parent = tokens.verify(&token).unwrap();
+            token = verifier
+                .mint(&parent, &token, &tokens, request(&["a"], None), now)
+                .unwrap_or_else(|e| panic!("depth {depth}: {e}"))
+                .token;
+        }
+        let parent = tokens.verify(&token).unwrap();
+        assert_eq!(parent.credential.chain.as_ref().unwrap().len(), MAX_CHAIN_LINKS);
+        let refused = verifier
+            .mint(&parent, &token, &tokens, request(&["a"], None), now)
+            .unwrap_err();
+        assert!(refused.to_string().contains("more than 16 links"), "{refused}");
+    }
+
+    #[test]
+    fn a_huge_list_of_actions_is_refused_at_once() {
+        let verifier = key(5);
+        let tokens = tokens("", &verifier);
+        let parent = tokens.verify(PARENT).unwrap();
+        let many: Vec<String> = (0..100_000).map(|i| format!("a{i}")).collect();
+        let names: Vec<&str> = many.iter().map(String::as_str).collect();
+        let started = std::time::Instant::now();
+        let refused = verifier
+            .mint(&parent, PARENT, &tokens, request(&names, None), Timestamp::now())
+            .unwrap_err();
+        assert!(refused.to_string().contains("at most 256"), "{refused}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        let within: Vec<&str> = names[..MAX_ACTION_PATTERNS].to_vec();
+        assert!(verifier
+            .mint(&parent, PARENT, &tokens, request(&within, None), Timestamp::now())
+            .is_ok());
+    }
+
+    #[test]
+    fn a_disabled_verifier_mints_and_accepts_nothing() {
+        let verifier = key(4);
+        let with_key = tokens("", &verifier);
+        let parent = with_key.verify(PARENT).unwrap();
+        let minted = verifier
+            .mint(&parent, PARENT, &with_key, request(&["a"], None), Timestamp::now())
+            .unwrap();
+        let without = Tokens::parse(
+            "t.yaml",
+            &format!("tokens:\n  - {{name: bot, role: agent, token: {PARENT}}}\n"),
+        )
+        .unwrap();
+        assert!(matches!(without.verify(&minted.token), Err(AuthRefusal::Invalid(_))));
+        let refused = without
+            .delegation()
+            .mint(&parent, PARENT, &without, request(&["a"], None), Timestamp::now());
+        assert_eq!(refused.unwrap_err(), MintRefusal::Disabled);
+        assert_eq!(format!("{:?}", without.delegation()), "Verifier(disabled)");
+        assert!(!format!("{verifier:?}").contains(&hex(&[4u8; 32])));
+    }
 }
