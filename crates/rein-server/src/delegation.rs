@@ -701,6 +701,48 @@ mod tests {
             .is_ok());
     }
 
+    /// What verifying costs: `cargo test --release -p rein-server --lib
+    /// delegation_timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn delegation_timing() {
+        let verifier = key(6);
+        let tokens = tokens("", &verifier);
+        let parent = tokens.verify(PARENT).unwrap();
+        let now = Timestamp::now();
+        let n = 2000;
+        let started = std::time::Instant::now();
+        let minted: Vec<String> = (0..n)
+            .map(|_| {
+                verifier
+                    .mint(&parent, PARENT, &tokens, request(&["file.read", "web.*"], None), now)
+                    .unwrap()
+                    .token
+            })
+            .collect();
+        let mint = started.elapsed() / n;
+        let started = std::time::Instant::now();
+        for t in &minted {
+            tokens.verify(t).unwrap();
+        }
+        let first = started.elapsed() / n;
+        let rounds = 200_000u32;
+        let started = std::time::Instant::now();
+        for _ in 0..rounds {
+            std::hint::black_box(tokens.verify(std::hint::black_box(&minted[7])).unwrap());
+        }
+        let cached = started.elapsed() / rounds;
+        let started = std::time::Instant::now();
+        for _ in 0..rounds {
+            std::hint::black_box(tokens.verify(std::hint::black_box(PARENT)).unwrap());
+        }
+        let static_token = started.elapsed() / rounds;
+        println!(
+            "token {} bytes; mint {mint:?}; first verify {first:?}; cached verify {cached:?}; static token {static_token:?}",
+            minted[0].len()
+        );
+    }
+
     #[test]
     fn a_disabled_verifier_mints_and_accepts_nothing() {
         let verifier = key(4);

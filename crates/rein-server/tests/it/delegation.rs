@@ -527,3 +527,46 @@ async fn static_tokens_bind_their_chain_and_actions() {
         .await;
     assert_eq!(answer["effect"], "block", "{answer}");
 }
+
+/// The delegation key is one of the server's own files: a hook event may
+/// neither read nor change it, whatever the policy says.
+#[tokio::test]
+async fn hook_events_cannot_touch_the_delegation_key() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let h = Harness::with(|c| {
+        c.policy_paths = vec![
+            root.join("policies/agents/coding-agent.yaml"),
+            root.join("examples/claude-code/policy.yaml"),
+        ];
+    })
+    .await;
+    let key = h.dir.path().join(rein_server::DEFAULT_DELEGATION_KEY_FILE);
+    assert!(key.exists());
+    let key = key.to_str().unwrap();
+    for command in [
+        format!("cat {key}"),
+        format!("echo x > {key}"),
+        format!("cp /tmp/k {key}"),
+    ] {
+        let event = json!({"session_id": "s", "cwd": "/tmp/rein-hook-project", "hook_event_name": "PreToolUse",
+                           "tool_name": "Bash", "tool_input": {"command": command}, "tool_use_id": "toolu_1"});
+        let (status, body) = h
+            .call(
+                axum::http::Method::POST,
+                "/v1/hooks/claude-code",
+                Some(AGENT),
+                Some(event),
+            )
+            .await;
+        assert_eq!(status, axum::http::StatusCode::OK);
+        let out = &body["hookSpecificOutput"];
+        assert_eq!(out["permissionDecision"], "deny", "{command}: {body}");
+        assert!(
+            out["permissionDecisionReason"]
+                .as_str()
+                .unwrap()
+                .contains("rein_protects_itself"),
+            "{command}: {body}"
+        );
+    }
+}
