@@ -16,6 +16,7 @@ mod remote;
 mod serve;
 mod settings_file;
 mod test;
+mod token;
 mod validate;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -147,6 +148,10 @@ enum Command {
     Audit(audit::AuditArgs),
     /// List, grant and deny approvals.
     Approvals(approvals::ApprovalsArgs),
+    /// Mint delegation tokens for sub-agents through a running `rein
+    /// serve` (`rein token delegate`): a parent token's chain plus one
+    /// link, with narrower actions, lifetime and bound fields.
+    Token(token::TokenArgs),
     /// List and reset the limit buckets of stateful rules (`limit:`): what
     /// each bucket used in its window and when it frees up.
     Limits(limits::LimitsArgs),
@@ -219,6 +224,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Audit(args) => audit::run(args, color),
         Command::Approvals(args) => approvals::run(args),
         Command::Limits(args) => limits::run(args),
+        Command::Token(args) => token::run(args),
         Command::Hook(args) => hook::run(args),
         Command::Mcp(args) => mcp::run(args, color),
         Command::Convert(args) => actra::run_convert(args, color),

@@ -1425,3 +1425,201 @@ fn audit_and_approvals_refuse_bad_arguments_and_leave_files_alone() {
     assert_eq!((ran.code, ran.stdout.as_str()), (Some(2), ""), "{}", ran.stderr);
     assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
 }
+
+/// `rein token delegate` against a real server: the token printed (the
+/// whole answer with `--json`), the parent taken from `--from` or
+/// REIN_TOKEN, a wider child refused with the server's reason, and the
+/// child's scope enforced on its decisions, naming its link.
+#[test]
+fn token_delegate_mints_a_narrower_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "version: \"delegate-cli\"\ndefault: block\ncontracts:\n  actions:\n    file.read:\n      input: {path: string}\n    shell.run:\n      input: {command: string}\nrules:\n  - id: known\n    action: [file.read, shell.run]\n    effect: allow\n",
+    )
+    .unwrap();
+    let server = Server::start(dir.path(), &policy, &[]);
+    let t = tokens(dir.path());
+
+    let printed = run([
+        "token",
+        "delegate",
+        "--server",
+        &server.url,
+        "--from",
+        &t.agent,
+        "--actor",
+        "subagent:researcher",
+        "--actions",
+        "file.read, web.*",
+        "--ttl",
+        "10m",
+    ]);
+    let child = printed.ok().trim().to_string();
+    assert!(child.starts_with("rein_d1.") && !child.contains('\n'), "{child}");
+    let read = server.decide(&child, &json!({"action": "file.read", "input": {"path": "a"}}));
+    assert_eq!(decided(&read)["effect"], "allow", "{}", read.text);
+    let shell = server.decide(&child, &json!({"action": "shell.run", "input": {"command": "ls"}}));
+    assert_eq!(decided(&shell)["effect"], "block", "{}", shell.text);
+    assert!(
+        shell.json["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("chain link 2 (subagent:researcher)"),
+        "{}",
+        shell.text
+    );
+
+    // A grandchild, its parent from REIN_TOKEN, the whole answer as JSON.
+    let out = rein()
+        .args([
+            "token",
+            "delegate",
+            "--server",
+            &server.url,
+            "--actor",
+            "subagent:g",
+            "--actions",
+            "file.read",
+        ])
+        .args(["--bind", "task=t-1", "--json"])
+        .env("REIN_TOKEN", &child)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let answer: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        answer["chain"],
+        json!(["token:agent", "subagent:researcher", "subagent:g"])
+    );
+    assert_eq!(answer["actions"], json!(["file.read"]));
+    assert_eq!(answer["name"], "agent/subagent:researcher/subagent:g");
+    assert!(!stdout.contains(&child), "the parent token is never printed");
+
+    // Wider than the parent: refused, with the server's reason, exit 2.
+    let wider = run([
+        "token",
+        "delegate",
+        "--server",
+        &server.url,
+        "--from",
+        &child,
+        "--actor",
+        "subagent:g",
+        "--actions",
+        "shell.run",
+    ]);
+    assert_eq!(wider.code, Some(2), "{}", wider.stdout);
+    assert!(wider.stdout.is_empty(), "{}", wider.stdout);
+    assert!(
+        wider.stderr.contains("403") && wider.stderr.contains("`shell.run` is not within"),
+        "{}",
+        wider.stderr
+    );
+    // Malformed input is refused before anything is sent.
+    let bad = run([
+        "token",
+        "delegate",
+        "--server",
+        &server.url,
+        "--from",
+        &child,
+        "--actor",
+        "researcher",
+        "--actions",
+        "a",
+    ]);
+    assert_eq!(bad.code, Some(2));
+    assert!(bad.stderr.contains("kind:id"), "{}", bad.stderr);
+    let none = run([
+        "token",
+        "delegate",
+        "--server",
+        &server.url,
+        "--actor",
+        "subagent:x",
+        "--actions",
+        "a",
+    ]);
+    assert_eq!(none.code, Some(2));
+    assert!(none.stderr.contains("--from"), "{}", none.stderr);
+    assert!(
+        server.log_text().contains("delegation token minted"),
+        "{}",
+        server.log_text()
+    );
+    server.stop();
+}
+
+/// `--delegation-key` names an existing key; a missing one stops the
+/// start (a replica would otherwise sign with a key no other accepts).
+#[test]
+fn serve_takes_an_existing_delegation_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.key");
+    let ran = run([
+        "serve".as_ref(),
+        "--policy".as_ref(),
+        repo().join(POLICY).as_os_str(),
+        "--db".as_ref(),
+        dir.path().join("rein.db").as_os_str(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--delegation-key".as_ref(),
+        missing.as_os_str(),
+    ]);
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert!(ran.stderr.contains("delegation key file"), "{}", ran.stderr);
+    assert!(!missing.exists());
+
+    let key = dir.path().join("shared.key");
+    std::fs::write(&key, [9u8; 32]).unwrap();
+    let server = Server::start(
+        dir.path(),
+        Path::new(POLICY),
+        &["--delegation-key", key.to_str().unwrap()],
+    );
+    let t = tokens(dir.path());
+    let child = run([
+        "token",
+        "delegate",
+        "--server",
+        &server.url,
+        "--from",
+        &t.agent,
+        "--actor",
+        "subagent:a",
+        "--actions",
+        "refund",
+    ]);
+    let child = child.ok().trim().to_string();
+    server.stop();
+    // Another server with the same key accepts it; the default key does not.
+    let other = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        dir.path().join("rein-tokens.yaml"),
+        other.path().join("rein-tokens.yaml"),
+    )
+    .unwrap();
+    let server = Server::start(
+        other.path(),
+        Path::new(POLICY),
+        &["--delegation-key", key.to_str().unwrap()],
+    );
+    let reply = server.post("/v1/explain", Some(&child), br#"{"action": "refund"}"#);
+    assert_ne!(reply.status, 401, "{}", reply.text);
+    server.stop();
+    let third = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        dir.path().join("rein-tokens.yaml"),
+        third.path().join("rein-tokens.yaml"),
+    )
+    .unwrap();
+    let server = Server::start(third.path(), Path::new(POLICY), &[]);
+    let reply = server.post("/v1/explain", Some(&child), br#"{"action": "refund"}"#);
+    assert_eq!(reply.status, 401, "{}", reply.text);
+    assert!(reply.text.contains("signature does not verify"), "{}", reply.text);
+    server.stop();
+}

@@ -11,12 +11,24 @@
 //!     role: agent
 //!     token: "…"
 //!     actor: {id: support-bot, role: agent, tenant: acme}
+//!   - name: researcher
+//!     role: agent
+//!     token: "…"
+//!     chain: ["user:alice", "agent:support-bot"]
+//!     actions: [file.read, "web.*"]
 //! ```
 //!
 //! `actor:` binds top-level actor fields to the token: the server sets
 //! them on every request made with it, and blocks a request whose body
 //! names another value for one (see `Runtime::decide_bound`). Values are
 //! scalars (strings, numbers, booleans); field names are plain names.
+//!
+//! Every token binds a delegation chain (`actor.chain`): its `chain:`
+//! (`kind:id` links from the person down to the agent) or, without one,
+//! the single link `token:<name>`. `actions:` (action names, `prefix.*`,
+//! `*`; absent means every action) is the scope of the chain's last link:
+//! a request for another action is blocked before any rule, and a
+//! delegation token minted from this one can only narrow it.
 //!
 //! A token's `name` is who it is: the approver recorded on a grant, the
 //! name in logs. Tokens are kept only as SHA-256 digests and compared in
@@ -30,7 +42,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rein_engine::source::SourceFile;
 use rein_engine::syntax::yaml::{self, YamlNode, YamlValue};
-use rein_runtime::{BoundActor, Credential};
+use rein_runtime::{ActionScope, BoundActor, ChainLink, Credential};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::path::Path;
@@ -97,6 +109,12 @@ pub struct TokenEntry {
     pub approves: Option<Vec<String>>,
     /// Actor fields bound to the token (`actor:`); empty when none.
     pub actor: BoundActor,
+    /// The delegation chain the token speaks for (`chain:`); `None` means
+    /// the one link `token:<name>`.
+    pub chain: Option<Vec<ChainLink>>,
+    /// The actions the token may ask for (`actions:`), the scope of the
+    /// chain's last link; `None` means every action.
+    pub actions: Option<ActionScope>,
 }
 
 impl fmt::Debug for TokenEntry {
@@ -220,12 +238,29 @@ impl Tokens {
                     other.identity.name
                 )));
             }
+            let chain = e.chain.unwrap_or_else(|| {
+                vec![ChainLink {
+                    kind: "token".into(),
+                    id: e.name.clone(),
+                }]
+            });
+            if chain.is_empty() {
+                return Err(TokenError(format!(
+                    "{which}: `chain` is empty; give at least one link, or leave it out for `token:{}`",
+                    e.name
+                )));
+            }
+            let scopes = e.actions.map(|a| vec![(chain.len() - 1, a)]).unwrap_or_default();
             stored.push(Stored {
                 identity: Arc::new(Identity {
                     name: e.name,
                     role: e.role,
                     approves: e.approves,
-                    credential: Credential::with_fields(e.actor),
+                    credential: Credential {
+                        fields: e.actor,
+                        chain: Some(chain),
+                        scopes,
+                    },
                     source: CredentialSource::Static,
                     expires_at: None,
                 }),
@@ -292,6 +327,7 @@ impl Tokens {
             };
             let (mut name, mut role, mut token, mut approves) = (None, None, None, None);
             let mut actor = BoundActor::new();
+            let (mut chain, mut actions) = (None, None);
             for (k, v) in fields {
                 let key = match &k.value {
                     YamlValue::String(s) => s.as_str(),
@@ -318,11 +354,19 @@ impl Tokens {
                     actor = bound_actor(v, &at)?;
                     continue;
                 }
+                if key == "chain" {
+                    chain = Some(chain_links(v, &at)?);
+                    continue;
+                }
+                if key == "actions" {
+                    actions = Some(action_scope(v, &at)?);
+                    continue;
+                }
                 // A misspelt key is named as such, whatever its value.
                 if !matches!(key, "name" | "token" | "role") {
                     return Err(at(
                         k,
-                        format!("unknown key `{key}`; a token has name, role, token, approves, actor"),
+                        format!("unknown key `{key}`; a token has name, role, token, approves, actor, chain, actions"),
                     ));
                 }
                 let YamlValue::String(value) = &v.value else {
@@ -339,7 +383,9 @@ impl Tokens {
                     other => {
                         return Err(at(
                             k,
-                            format!("unknown key `{other}`; a token has name, role, token, approves, actor"),
+                            format!(
+                                "unknown key `{other}`; a token has name, role, token, approves, actor, chain, actions"
+                            ),
                         ))
                     }
                 }
@@ -351,6 +397,8 @@ impl Tokens {
                 token: token.ok_or_else(|| missing("token"))?,
                 approves,
                 actor,
+                chain,
+                actions,
             });
         }
         Tokens::from_entries(entries).map_err(|e| TokenError(format!("{name}: {}", e.0)))
@@ -377,6 +425,27 @@ impl Tokens {
             return self.issuers.verify(presented);
         }
         Err(AuthRefusal::Unknown)
+    }
+
+    /// These tokens, also accepting the delegation tokens that `verifier`
+    /// signed (and letting it mint more).
+    pub(crate) fn with_delegation(mut self, verifier: crate::delegation::Verifier) -> Tokens {
+        self.delegation = verifier;
+        self
+    }
+
+    /// The delegation tokens' signer and verifier.
+    pub(crate) fn delegation(&self) -> &crate::delegation::Verifier {
+        &self.delegation
+    }
+
+    /// The tokens-file token named `name`: its identity and the SHA-256
+    /// digest of its secret (what a delegation token's root is bound to).
+    pub(crate) fn static_token(&self, name: &str) -> Option<(&Arc<Identity>, &[u8; 32])> {
+        self.entries
+            .iter()
+            .find(|e| e.identity.name == name)
+            .map(|e| (&e.identity, &e.digest))
     }
 
     fn find(&self, presented: &str) -> Option<&Arc<Identity>> {
@@ -455,6 +524,70 @@ fn bound_actor(node: &YamlNode, at: &impl Fn(&YamlNode, String) -> TokenError) -
     Ok(actor)
 }
 
+/// Reads a token's `chain:`: a non-empty list of `kind:id` links, from
+/// the person (or root credential) down to the agent holding the token.
+fn chain_links(node: &YamlNode, at: &impl Fn(&YamlNode, String) -> TokenError) -> Result<Vec<ChainLink>, TokenError> {
+    let YamlValue::Seq(items) = &node.value else {
+        return Err(at(
+            node,
+            format!(
+                "`chain` must be a list of kind:id links (e.g. [\"user:alice\", \"agent:bot\"]), found a {}",
+                node.kind_name()
+            ),
+        ));
+    };
+    if items.is_empty() {
+        return Err(at(node, "`chain` is empty; give at least one kind:id link".into()));
+    }
+    let mut links = Vec::with_capacity(items.len());
+    for item in items {
+        let YamlValue::String(text) = &item.value else {
+            return Err(at(
+                item,
+                format!(
+                    "a link of `chain` must be a kind:id string, found a {}",
+                    item.kind_name()
+                ),
+            ));
+        };
+        links.push(ChainLink::parse(text).map_err(|e| at(item, e))?);
+    }
+    Ok(links)
+}
+
+/// Reads a token's `actions:`: a non-empty list of action names,
+/// `prefix.*` or `*`.
+fn action_scope(node: &YamlNode, at: &impl Fn(&YamlNode, String) -> TokenError) -> Result<ActionScope, TokenError> {
+    let YamlValue::Seq(items) = &node.value else {
+        return Err(at(
+            node,
+            format!(
+                "`actions` must be a list of action patterns (e.g. [file.read, \"web.*\"]), found a {}",
+                node.kind_name()
+            ),
+        ));
+    };
+    if items.is_empty() {
+        return Err(at(
+            node,
+            "`actions` is empty: the token could do nothing; leave it out for every action".into(),
+        ));
+    }
+    let mut patterns = Vec::with_capacity(items.len());
+    for item in items {
+        let YamlValue::String(text) = &item.value else {
+            return Err(at(
+                item,
+                format!("an action pattern must be a string, found a {}", item.kind_name()),
+            ));
+        };
+        // Each pattern alone, so that the error points at the bad one.
+        ActionScope::from_patterns([text.clone()]).map_err(|e| at(item, e))?;
+        patterns.push(text.clone());
+    }
+    ActionScope::from_patterns(patterns).map_err(|e| at(node, e))
+}
+
 /// Comparing fixed-length digests keeps the comparison's time independent
 /// of the token's length as well as its content.
 fn digest(token: &str) -> [u8; 32] {
@@ -512,14 +645,7 @@ pub(crate) fn authorize_with(
 ) -> Result<Arc<Identity>, ApiError> {
     // The agent routes answer decisions: their errors must read as `block`.
     let block = required == Role::Agent;
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, token) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        });
-    let Some(presented) = presented else {
+    let Some(presented) = bearer(headers) else {
         state.metrics().auth_failure("missing");
         tracing::warn!(route = %route, token = "<none>", "refused: no bearer token");
         return Err(ApiError::new(
@@ -566,6 +692,17 @@ pub(crate) fn authorize_with(
         .blocking(block));
     }
     Ok(identity)
+}
+
+/// The bearer token `headers` carry, if any.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
 }
 
 #[cfg(test)]
@@ -679,13 +816,76 @@ mod tests {
             ("actor: {id: a, id: b}", "t.yaml:5:20: duplicate key `id`"),
             (
                 "actors: {id: a}",
-                "t.yaml:5:5: unknown key `actors`; a token has name, role, token, approves, actor",
+                "t.yaml:5:5: unknown key `actors`; a token has name, role, token, approves, actor, chain, actions",
             ),
         ];
         for (line, want) in cases {
             let text = format!("tokens:\n  - name: bot\n    role: agent\n    token: aaaaaaaaaaaaaaaa\n    {line}\n");
             match Tokens::parse("t.yaml", &text) {
                 Err(e) => assert_eq!(e.to_string(), want, "{line}"),
+                Ok(_) => panic!("accepted {line}"),
+            }
+        }
+    }
+
+    #[test]
+    fn binds_a_chain_and_actions() {
+        let text = "tokens:\n  - name: r\n    role: agent\n    token: aaaaaaaaaaaaaaaa\n    chain: [\"user:alice\", \"agent:bot\"]\n    actions: [file.read, \"web.*\"]\n  - {name: plain, role: agent, token: bbbbbbbbbbbbbbbb}\n";
+        let tokens = Tokens::parse("t.yaml", text).unwrap();
+        let r = tokens.authenticate("aaaaaaaaaaaaaaaa").unwrap();
+        let links: Vec<String> = r.credential.chain.iter().flatten().map(ToString::to_string).collect();
+        assert_eq!(links, ["user:alice", "agent:bot"]);
+        assert_eq!(r.credential.scopes.len(), 1);
+        assert_eq!(r.credential.scopes[0].0, 1, "the scope of the last link");
+        assert_eq!(r.credential.scopes[0].1.patterns(), ["file.read", "web.*"]);
+        let why = r.credential.refuses("shell.run").unwrap();
+        assert!(why.contains("chain link 2 (agent:bot)"), "{why}");
+        // Without `chain:` a token speaks for itself; without `actions:`
+        // it may ask for every action.
+        let plain = tokens.authenticate("bbbbbbbbbbbbbbbb").unwrap();
+        assert_eq!(
+            plain.credential.chain,
+            Some(vec![ChainLink::parse("token:plain").unwrap()])
+        );
+        assert!(plain.credential.scopes.is_empty());
+        assert_eq!(plain.credential.refuses("anything.at.all"), None);
+    }
+
+    #[test]
+    fn refuses_bad_chains_and_actions_with_location() {
+        let cases = [
+            (
+                "chain: user:alice",
+                "t.yaml:5:12: `chain` must be a list of kind:id links",
+            ),
+            ("chain: []", "t.yaml:5:12: `chain` is empty"),
+            ("chain: [alice]", "t.yaml:5:13: `alice` is not a chain link"),
+            (
+                "chain: [\"user:a\", \"us er:b\"]",
+                "t.yaml:5:23: the kind `us er` of a chain link",
+            ),
+            (
+                "chain: [{kind: user}]",
+                "t.yaml:5:13: a link of `chain` must be a kind:id string, found a mapping",
+            ),
+            (
+                "actions: file.read",
+                "t.yaml:5:14: `actions` must be a list of action patterns",
+            ),
+            ("actions: []", "t.yaml:5:14: `actions` is empty"),
+            (
+                "actions: [file.read, \"web*\"]",
+                "t.yaml:5:26: `web*` is not an action pattern",
+            ),
+            (
+                "actions: [file.read, 3]",
+                "t.yaml:5:26: an action pattern must be a string, found a",
+            ),
+        ];
+        for (line, want) in cases {
+            let text = format!("tokens:\n  - name: bot\n    role: agent\n    token: aaaaaaaaaaaaaaaa\n    {line}\n");
+            match Tokens::parse("t.yaml", &text) {
+                Err(e) => assert!(e.to_string().starts_with(want), "{line}: {e}"),
                 Ok(_) => panic!("accepted {line}"),
             }
         }
@@ -699,6 +899,8 @@ mod tests {
             token: "supersecretsupersecret".into(),
             approves: None,
             actor: BoundActor::new(),
+            chain: None,
+            actions: None,
         };
         assert!(!format!("{e:?}").contains("supersecret"));
     }

@@ -67,6 +67,10 @@ pub const DEFAULT_TOKENS_FILE: &str = "rein-tokens.yaml";
 /// file is given.
 pub const DEFAULT_HMAC_KEY_FILE: &str = "rein-audit.key";
 
+/// Name of the key file that signs delegation tokens, created beside the
+/// database when no key file is given.
+pub const DEFAULT_DELEGATION_KEY_FILE: &str = "rein-delegation.key";
+
 /// How the server is set up.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -84,6 +88,10 @@ pub struct ServerConfig {
     /// audit log; `None` means `rein-audit.key` beside the database,
     /// created if absent.
     pub hmac_key_path: Option<PathBuf>,
+    /// The Ed25519 key (32 bytes) that signs and verifies delegation
+    /// tokens; `None` means `rein-delegation.key` beside the database,
+    /// created if absent.
+    pub delegation_key_path: Option<PathBuf>,
     /// Largest request body accepted, in bytes (1 MiB by default), on
     /// every route: decisions, outcomes, hook events, approvals, reloads.
     /// A larger body is refused with `413` before it is read whole (a hook
@@ -118,6 +126,7 @@ impl ServerConfig {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_PORT)),
             tokens_path: None,
             hmac_key_path: None,
+            delegation_key_path: None,
             max_body_bytes: 1024 * 1024,
             default_approval_ttl: SignedDuration::from_hours(1),
             request_timeout: Duration::from_secs(10),
@@ -160,6 +169,13 @@ impl ServerConfig {
         self.hmac_key_path
             .clone()
             .unwrap_or_else(|| self.db_dir().join(DEFAULT_HMAC_KEY_FILE))
+    }
+
+    /// The delegation key file in use.
+    pub fn delegation_key_file(&self) -> PathBuf {
+        self.delegation_key_path
+            .clone()
+            .unwrap_or_else(|| self.db_dir().join(DEFAULT_DELEGATION_KEY_FILE))
     }
 
     /// Opens the store as `rein serve` does, for any process that decides
@@ -272,6 +288,11 @@ fn protected_files(config: &ServerConfig) -> rein_hooks::Protected {
     protected.add_store(&config.db_path);
     protected.add(&config.tokens_file(), "Rein's tokens file", ProtectedKind::Secret);
     protected.add(&config.hmac_key_file(), "Rein's audit key", ProtectedKind::Secret);
+    protected.add(
+        &config.delegation_key_file(),
+        "Rein's delegation signing key",
+        ProtectedKind::Secret,
+    );
     protected.add_policies_and_executable(&config.policy_paths);
     protected
 }
@@ -321,7 +342,9 @@ impl AppState {
         if config.tokens_path.is_none() {
             secrets::ensure_tokens_file(&tokens_file)?;
         }
-        let tokens = Tokens::load(&tokens_file)?;
+        let delegation_key =
+            secrets::server_delegation_key(&config.delegation_key_file(), config.delegation_key_path.is_some())?;
+        let tokens = Tokens::load(&tokens_file)?.with_delegation(delegation::Verifier::new(delegation_key));
         let sqlite = Arc::clone(&opened.sqlite);
         let state = AppState::build(config, policy, sqlite.clone(), tokens, opened.hmac_key, Some(sqlite));
         state.runtime().hold_state_lock(opened.state_lock);

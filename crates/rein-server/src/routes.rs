@@ -1,6 +1,6 @@
 //! The routes, their roles, and the layers around them.
 
-use crate::auth::{authorize, require_role, Identity, Role};
+use crate::auth::{authorize, bearer, require_role, Identity, Role};
 use crate::body::{parse_json, read_limited};
 use crate::error::{block_response, ApiError};
 use crate::{AppState, ReloadError};
@@ -87,6 +87,7 @@ fn specs() -> Vec<Spec> {
         spec(Method::POST, "/v1/outcome", Some(Agent), post(outcome)),
         spec(Method::POST, "/v1/explain", Some(Agent), post(explain)),
         spec(Method::POST, "/v1/hooks/{agent}", Some(Agent), post(hook)),
+        spec(Method::POST, "/v1/tokens/delegate", Some(Agent), post(delegate)),
         spec(Method::GET, "/v1/approvals", Some(Approver), get(list_approvals)).also_own(Agent),
         spec(Method::GET, "/v1/approvals/{id}", Some(Approver), get(get_approval)).also_own(Agent),
         spec(Method::POST, "/v1/approvals/{id}/grant", Some(Approver), post(grant)),
@@ -845,6 +846,52 @@ async fn reload_policy(State(state): State<AppState>, headers: HeaderMap, body: 
             "reload_failed",
             format!("{e}; the old policy keeps serving"),
         )),
+    }
+}
+
+// ---- delegation ---------------------------------------------------------
+
+/// Mints a delegation token from the caller's own (the parent): a link
+/// added to its chain, actions, lifetime, bound fields and role no wider
+/// than the parent's (400 for a malformed request, 403 for a wider one).
+/// Agents and admins may delegate; every minting is logged.
+async fn delegate(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    const ROUTE: &str = "/v1/tokens/delegate";
+    let (parts, body) = request.into_parts();
+    let parent = authorize(&state, Role::Agent, &parts.headers, ROUTE)?;
+    let bytes = read_body(&state, &parts.headers, body).await?;
+    let asked: crate::delegation::MintRequest = from_value(parse_json(&bytes)?, "a delegation request")?;
+    let presented = bearer(&parts.headers).unwrap_or_default();
+    let minted = state
+        .tokens()
+        .delegation()
+        .mint(&parent, presented, state.tokens(), asked, jiff::Timestamp::now());
+    match minted {
+        Ok(minted) => {
+            tracing::info!(
+                parent = %parent.name,
+                name = %minted.name,
+                id = %minted.id,
+                actions = %minted.actions,
+                expires_at = %minted.expires_at,
+                "delegation token minted"
+            );
+            Ok(Json(minted).into_response())
+        }
+        Err(refused) => {
+            tracing::warn!(parent = %parent.name, reason = %refused, "delegation refused");
+            Err(match refused {
+                crate::delegation::MintRefusal::Invalid(why) => ApiError::bad_request("invalid_request", why),
+                crate::delegation::MintRefusal::Wider(why) => {
+                    ApiError::new(StatusCode::FORBIDDEN, "wider_than_parent", why)
+                }
+                crate::delegation::MintRefusal::Disabled => ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "delegation_disabled",
+                    "this server mints no delegation tokens (it has no delegation key)",
+                ),
+            })
+        }
     }
 }
 

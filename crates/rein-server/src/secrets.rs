@@ -1,5 +1,5 @@
-//! The server's two secrets on disk: the tokens file and the audit HMAC
-//! key. Both are created on first start when absent, readable by the owner
+//! The server's secrets on disk: the tokens file, the audit HMAC key and
+//! the key that signs delegation tokens. Each is created on first start when absent, readable by the owner
 //! only, so that `rein serve` works with nothing prepared and nothing is
 //! ever left open by default.
 
@@ -63,6 +63,47 @@ pub fn server_hmac_key(path: &Path, explicit: bool, records: u64) -> anyhow::Res
         }
     }
     ensure_hmac_key(path)
+}
+
+/// Length of the delegation signing key file: an Ed25519 seed.
+const DELEGATION_KEY_BYTES: usize = 32;
+
+/// The Ed25519 key that signs delegation tokens, at `path`. The default
+/// one (beside the database) is created on first start, 32 random bytes
+/// readable by the owner only; a path given explicitly must exist, as
+/// the audit key's must (a replica pointed at a missing file would
+/// otherwise sign with a key no other replica accepts).
+pub fn server_delegation_key(path: &Path, explicit: bool) -> anyhow::Result<ed25519_dalek::SigningKey> {
+    if !path.exists() {
+        if explicit {
+            bail!(
+                "the delegation key file {} does not exist (--delegation-key names an existing file of \
+                 {DELEGATION_KEY_BYTES} random bytes, e.g. `head -c 32 /dev/urandom > FILE; chmod 600 FILE`; \
+                 without it the key is kept beside the database, created on first start)",
+                path.display()
+            );
+        }
+        let seed = random_bytes()?;
+        match write_private(path, &seed) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "created the delegation signing key");
+                return Ok(ed25519_dalek::SigningKey::from_bytes(&seed));
+            }
+            // Another process created it meanwhile: use theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot create the delegation key {}", path.display())),
+        }
+    }
+    warn_if_shared(path);
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read the delegation key {}", path.display()))?;
+    let seed: [u8; DELEGATION_KEY_BYTES] = bytes.as_slice().try_into().map_err(|_| {
+        anyhow::anyhow!(
+            "the delegation key {} has {} bytes; it must have exactly {DELEGATION_KEY_BYTES}",
+            path.display(),
+            bytes.len()
+        )
+    })?;
+    Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
 }
 
 /// Creates a tokens file at `path` with one fresh token for each role,
@@ -182,6 +223,26 @@ mod tests {
                 assert_eq!(std::fs::metadata(p).unwrap().permissions().mode() & 0o777, 0o600);
             }
         }
+    }
+
+    #[test]
+    fn delegation_key_is_created_once_private_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.key");
+        assert!(
+            server_delegation_key(&path, true).is_err(),
+            "an explicit key must exist"
+        );
+        let key = server_delegation_key(&path, false).unwrap();
+        assert_eq!(server_delegation_key(&path, true).unwrap().to_bytes(), key.to_bytes());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        std::fs::write(&path, [7u8; 31]).unwrap();
+        let e = server_delegation_key(&path, false).unwrap_err().to_string();
+        assert!(e.contains("exactly 32"), "{e}");
     }
 
     #[test]

@@ -17,7 +17,8 @@ pub struct ServeArgs {
     /// (on loopback). The default is loopback only.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8700", value_parser = listen_addr)]
     listen: SocketAddr,
-    /// Bearer tokens with roles (`tokens: [{name, role, token, approves}]`).
+    /// Bearer tokens with roles (`tokens: [{name, role, token, approves,
+    /// actor, chain, actions}]`).
     /// Default: `rein-tokens.yaml` beside the database, created with one
     /// fresh token per role if absent.
     #[arg(long, value_name = "FILE")]
@@ -28,6 +29,13 @@ pub struct ServeArgs {
     /// match the hashes already kept).
     #[arg(long, value_name = "FILE")]
     audit_key: Option<PathBuf>,
+    /// The Ed25519 key (a file of 32 random bytes) that signs delegation
+    /// tokens (`rein token delegate`); replicas that accept each other's
+    /// delegation tokens share it. Default: `rein-delegation.key` beside
+    /// the database, created on first start. A new key ends every
+    /// delegation token signed with the old one.
+    #[arg(long, value_name = "FILE")]
+    delegation_key: Option<PathBuf>,
     /// Largest request body on every route (decisions, outcomes, hook
     /// events, approvals), in bytes (1 KiB to 1 GiB); a larger one is
     /// refused, and an agent's is recorded as a `block`.
@@ -77,6 +85,7 @@ pub fn run(args: ServeArgs, color: bool) -> anyhow::Result<u8> {
     config.listen = args.listen;
     config.tokens_path = args.tokens;
     config.hmac_key_path = args.audit_key;
+    config.delegation_key_path = args.delegation_key;
     config.max_body_bytes = usize::try_from(args.max_body)?;
     config.session_idle = args.session_idle;
     config.max_state_bytes = usize::try_from(args.state_max_mib.saturating_mul(1024 * 1024))?;

@@ -46,8 +46,9 @@ fn assert_too_large(status: StatusCode, body: &Value) {
 
 /// The POST routes this file covers; a route added to the server without
 /// a case here fails [`every_route_that_takes_a_body_is_covered`].
-const COVERED: [&str; 8] = [
+const COVERED: [&str; 9] = [
     "/v1/decide",
+    "/v1/tokens/delegate",
     "/v1/outcome",
     "/v1/explain",
     "/v1/hooks/{agent}",
@@ -347,4 +348,19 @@ async fn chunked_post(addr: &str, path: &str, token: &str, len: usize) -> (u16, 
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+#[tokio::test]
+async fn delegate_takes_the_limit_and_refuses_one_byte_more() {
+    let h = Harness::with(|c| c.max_body_bytes = LIMIT).await;
+    let server = h.serve().await;
+    let client = reqwest::Client::new();
+    let url = server.url("/v1/tokens/delegate");
+    let request = json!({"actor": "subagent:r", "actions": ["refund"], "ttl": "5m"});
+    let (status, body) = post(&client, url.clone(), AGENT, padded(&request, LIMIT + 1)).await;
+    assert_too_large(status, &body);
+    let (status, body) = post(&client, url, AGENT, padded(&request, LIMIT)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["token"].as_str().unwrap().starts_with("rein_d1."), "{body}");
+    server.shutdown().await;
 }

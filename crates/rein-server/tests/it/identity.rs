@@ -69,8 +69,16 @@ async fn a_bound_field_named_otherwise_is_blocked_and_recorded() {
     // The attempt is in the audit log as sent, never overwritten.
     let record = record_of(&h, &answer).await;
     assert_eq!(record["effect"], "block");
-    assert_eq!(record["actor"], json!({"id": "support-bot", "role": "admin"}));
-    assert_eq!(record["actor_source"], json!({"id": "credential", "role": "caller"}));
+    // Every token binds a chain: without `chain:` in the tokens file, its
+    // own name (`token:<name>`).
+    assert_eq!(
+        record["actor"],
+        json!({"id": "support-bot", "role": "admin", "chain": [{"kind": "token", "id": "bound-bot"}]})
+    );
+    assert_eq!(
+        record["actor_source"],
+        json!({"id": "credential", "role": "caller", "chain": "credential"})
+    );
     assert_eq!(record["client"], "bound-bot");
     // Both fields wrong: both named.
     let answer = decide_with(&h, BOUND, refund_as(50, json!({"id": "admin-bot", "role": "admin"}))).await;
@@ -82,10 +90,11 @@ async fn a_bound_field_named_otherwise_is_blocked_and_recorded() {
     // An actor that is not an object cannot carry the bound fields.
     let answer = decide_with(&h, BOUND, refund_as(50, json!("support-bot"))).await;
     assert_eq!(answer["effect"], "block", "{answer}");
+    // (The first bound field named; every token binds `chain` too.)
     assert!(answer["reasons"][0]
         .as_str()
         .unwrap()
-        .starts_with("actor.id is set by the credential"));
+        .ends_with("is set by the credential; the request's actor is not an object"));
     // A number is not the string the credential binds.
     let answer = decide_with(&h, BOUND, refund_as(50, json!({"id": "support-bot", "role": 1}))).await;
     assert_eq!(answer["reasons"][0], "actor.role is set by the credential", "{answer}");
@@ -114,8 +123,14 @@ async fn unbound_fields_stay_the_callers() {
     let answer = decide_with(&h, AGENT, refund_as(500, json!({"id": "support-bot", "role": "admin"}))).await;
     assert_eq!(answer["effect"], "allow", "{answer}");
     let record = record_of(&h, &answer).await;
-    assert_eq!(record["actor"], json!({"id": "support-bot", "role": "admin"}));
-    assert_eq!(record["actor_source"], json!({"id": "caller", "role": "caller"}));
+    assert_eq!(
+        record["actor"],
+        json!({"id": "support-bot", "role": "admin", "chain": [{"kind": "token", "id": "agent-1"}]})
+    );
+    assert_eq!(
+        record["actor_source"],
+        json!({"id": "caller", "role": "caller", "chain": "credential"})
+    );
     // A field the credential does not bind is the caller's beside bound ones.
     let answer = decide_with(
         &h,
@@ -130,7 +145,7 @@ async fn unbound_fields_stay_the_callers() {
     let record = record_of(&h, &answer).await;
     assert_eq!(
         record["actor_source"],
-        json!({"id": "credential", "role": "credential", "on_behalf_of": "caller"})
+        json!({"id": "credential", "role": "credential", "on_behalf_of": "caller", "chain": "credential"})
     );
     assert_chain_intact(&h).await;
 }
@@ -146,10 +161,13 @@ async fn bound_fields_fill_the_request_and_decide() {
     assert_eq!(answer["effect"], "require_approval", "{answer}");
     assert_eq!(answer["rules"], json!(["medium_refund_needs_support"]), "{answer}");
     let record = record_of(&h, &answer).await;
-    assert_eq!(record["actor"], json!({"id": "support-bot", "role": "agent"}));
+    assert_eq!(
+        record["actor"],
+        json!({"id": "support-bot", "role": "agent", "chain": [{"kind": "token", "id": "bound-bot"}]})
+    );
     assert_eq!(
         record["actor_source"],
-        json!({"id": "credential", "role": "credential"})
+        json!({"id": "credential", "role": "credential", "chain": "credential"})
     );
     // The approval was asked for by the bound id.
     let id = answer["approval"]["id"].as_str().unwrap().to_string();
@@ -189,7 +207,7 @@ async fn bound_fields_fill_the_request_and_decide() {
         .clone();
     assert_eq!(
         after["actor_source"],
-        json!({"id": "credential", "role": "credential"}),
+        json!({"id": "credential", "role": "credential", "chain": "credential"}),
         "{after}"
     );
     assert_chain_intact(&h).await;

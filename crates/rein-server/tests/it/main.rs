@@ -12,6 +12,7 @@ mod body_limits;
 mod common;
 mod concurrency;
 mod decide;
+mod delegation;
 mod explain;
 mod failures;
 mod health;

@@ -41,6 +41,10 @@ async fn valid_call(h: &Harness, route: &RouteInfo, token: &str) -> (String, Opt
             Some(json!({"hook_event_name": "SessionStart", "cwd": "/p", "session_id": "s", "source": "startup"})),
         ),
         "/v1/limits/reset" => (route.path.into(), Some(json!({}))),
+        "/v1/tokens/delegate" => (
+            route.path.into(),
+            Some(json!({"actor": "subagent:r", "actions": ["refund"], "ttl": "5m"})),
+        ),
         "/v1/sessions/{id}" => ("/v1/sessions/s-1".into(), None),
         other => (other.into(), None),
     }
@@ -51,7 +55,7 @@ async fn role_matrix_of_every_route() {
     let h = Harness::new().await;
     let callers = [(AGENT, Role::Agent), (ALICE, Role::Approver), (ADMIN, Role::Admin)];
     let all = routes();
-    assert_eq!(all.len(), 17);
+    assert_eq!(all.len(), 18);
     for route in &all {
         for (token, role) in callers {
             let (path, body) = valid_call(&h, route, token).await;
