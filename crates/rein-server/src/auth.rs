@@ -266,21 +266,26 @@ impl Tokens {
                 format!("expected a mapping with `tokens:`, found a {}", root.kind_name()),
             ));
         };
-        let mut list = None;
+        let (mut list, mut issuers_list) = (None, None);
         for (k, v) in top {
             match &k.value {
                 YamlValue::String(s) if s == "tokens" => list = Some(v),
-                _ => return Err(at(k, "unknown key; the file has only `tokens:`".into())),
+                YamlValue::String(s) if s == "issuers" => issuers_list = Some(v),
+                _ => return Err(at(k, "unknown key; the file has only `tokens:` and `issuers:`".into())),
             }
         }
-        let Some(list) = list else {
-            return Err(at(&root, "missing `tokens:`".into()));
-        };
-        let YamlValue::Seq(items) = &list.value else {
-            return Err(at(
-                list,
-                format!("`tokens` must be a list, found a {}", list.kind_name()),
-            ));
+        if list.is_none() && issuers_list.is_none() {
+            return Err(at(&root, "missing `tokens:` (or `issuers:`)".into()));
+        }
+        let items: &[YamlNode] = match list.map(|l| (l, &l.value)) {
+            None => &[],
+            Some((_, YamlValue::Seq(items))) => items,
+            Some((list, _)) => {
+                return Err(at(
+                    list,
+                    format!("`tokens` must be a list, found a {}", list.kind_name()),
+                ))
+            }
         };
         let mut entries = Vec::with_capacity(items.len());
         for item in items {
@@ -353,7 +358,39 @@ impl Tokens {
                 actor,
             });
         }
-        Tokens::from_entries(entries).map_err(|e| TokenError(format!("{name}: {}", e.0)))
+        let issuers = match issuers_list {
+            Some(node) => crate::jwt::parse_issuers(node, Path::new(name).parent(), &at)?,
+            None => crate::jwt::Issuers::default(),
+        };
+        // `<issuer>:<subject>` names a JWT's holder: a static token of
+        // such a name would share that identity (its approvals, its
+        // self-approval check).
+        for (entry, item) in entries.iter().zip(items) {
+            if let Some(issuer) = issuers
+                .names()
+                .into_iter()
+                .find(|i| entry.name.strip_prefix(i).is_some_and(|rest| rest.starts_with(':')))
+            {
+                return Err(at(
+                    item,
+                    format!(
+                        "the token name `{}` is of the form `{issuer}:…`, which names the holders of issuer `{issuer}`'s JWTs",
+                        entry.name
+                    ),
+                ));
+            }
+        }
+        let mut tokens = if entries.is_empty() && !issuers.is_empty() {
+            Tokens {
+                entries: Vec::new(),
+                issuers: crate::jwt::Issuers::default(),
+                delegation: crate::delegation::Verifier::default(),
+            }
+        } else {
+            Tokens::from_entries(entries).map_err(|e| TokenError(format!("{name}: {}", e.0)))?
+        };
+        tokens.issuers = issuers;
+        Ok(tokens)
     }
 
     /// The identity holding `presented`, a token of the tokens file, if
