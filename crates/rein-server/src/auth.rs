@@ -21,6 +21,31 @@
 //! A token's `name` is who it is: the approver recorded on a grant, the
 //! name in logs. Tokens are kept only as SHA-256 digests and compared in
 //! constant time; a token itself is never logged.
+//!
+//! `issuers:` (beside `tokens:`, or alone) configures the identity
+//! providers whose JWTs the server accepts (see [`crate::jwt`] and
+//! docs/identity.md, "JWT issuers"):
+//!
+//! ```yaml
+//! issuers:
+//!   - name: corp                        # holders are named corp:<sub>
+//!     issuer: https://login.example.com/  # the exact `iss`
+//!     audience: rein                    # or a list; required
+//!     jwks_file: corp-jwks.json         # beside this file; or jwks_url: https://…
+//!     algorithms: [RS256]               # optional: by key type; never none or HS*
+//!     leeway_seconds: 30                # optional, at most 300
+//!     jwks_ttl_seconds: 600             # optional
+//!     jwks_min_refetch_seconds: 30      # optional
+//!     role: agent                       # optional (agent)
+//!     roles_claim: groups               # optional, with roles:
+//!     roles: {rein-approvers: approver, rein-admins: admin}
+//!     approves_claim: approval_roles    # optional
+//!     name_claim: sub                   # optional (sub)
+//!     actor: {sub: id, tenant: tenant}  # claim → bound actor field
+//!     chain_kind: user                  # optional (user): chain user:<sub>
+//! ```
+//!
+//! Every error names the file, line and column; unknown keys are refused.
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -404,6 +429,13 @@ impl Tokens {
     /// delegation token minted by this server, or a JWT of a configured
     /// issuer.
     pub fn verify(&self, presented: &str) -> Result<Arc<Identity>, AuthRefusal> {
+        // A JWT verified before, first: hashing a long JWT for the tokens
+        // file's digests would cost more than the whole cached answer. A
+        // cached JWT was no static token when it was verified, and the
+        // tokens file does not change while the server runs.
+        if let Some(found) = self.issuers.cached(presented) {
+            return Ok(found);
+        }
         if let Some(found) = self.find(presented) {
             return Ok(found.clone());
         }

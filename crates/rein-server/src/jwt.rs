@@ -25,7 +25,7 @@
 //! token costs a hash lookup instead of a signature check.
 
 use crate::auth::{AuthRefusal, CredentialSource, Identity, Role};
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rein_runtime::{BoundActor, ChainLink, Credential};
 use rustc_hash::FxHashMap;
@@ -54,6 +54,11 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_JWKS_BYTES: usize = 1 << 20;
 /// Verified tokens kept in the cache at most.
 const CACHE_CAPACITY: usize = 10_000;
+/// Longest token kept in the cache, in bytes: the cache's memory stays
+/// bounded whatever an issuer signs (a longer token is verified each time).
+const MAX_CACHED_TOKEN: usize = 8 * 1024;
+/// Smallest RSA key used, in bits.
+const MIN_RSA_BITS: usize = 2048;
 /// Longest attacker-chosen text (an unknown `iss`, a `kid`) quoted in a
 /// refusal.
 const MAX_QUOTED: usize = 80;
@@ -198,6 +203,14 @@ impl Issuers {
             .collect()
     }
 
+    /// The identity of `token` if it was verified before and is still
+    /// valid (not expired, its issuer's keys unchanged): a hash lookup.
+    pub fn cached(&self, token: &str) -> Option<Arc<Identity>> {
+        let inner = self.inner.as_ref()?;
+        let generation = inner.key_generation.load(Ordering::Acquire);
+        inner.cache.get(token, unix_now, generation)
+    }
+
     /// Verifies `token` against the issuer its `iss` names.
     pub fn verify(&self, token: &str) -> Result<Arc<Identity>, AuthRefusal> {
         let Some(inner) = &self.inner else {
@@ -205,8 +218,11 @@ impl Issuers {
         };
         let now = unix_now();
         let generation = inner.key_generation.load(Ordering::Acquire);
-        if let Some(identity) = inner.cache.get(token, now, generation) {
+        if let Some(identity) = inner.cache.get(token, || now, generation) {
             return Ok(identity);
+        }
+        if !looks_like(token) {
+            return Err(AuthRefusal::Invalid("not a JWT (three base64url parts)".into()));
         }
         let (identity, exp) = inner.verify_uncached(token, now).map_err(AuthRefusal::Invalid)?;
         let identity = Arc::new(identity);
@@ -434,7 +450,12 @@ fn key_set(bytes: &[u8], config: &IssuerConfig) -> Result<KeySet, String> {
         if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
             continue;
         }
+        if matches!(jwk.common.key_operations, Some(ref ops) if !ops.contains(&KeyOperations::Verify)) {
+            continue;
+        }
         let by_type: &[Algorithm] = match &jwk.algorithm {
+            // RSA keys under 2048 bits can be factored: not a signature.
+            AlgorithmParameters::RSA(p) if rsa_bits(&p.n) < MIN_RSA_BITS => continue,
             AlgorithmParameters::RSA(_) => &[Algorithm::RS256],
             AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => &[Algorithm::ES256],
             AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P384 => &[Algorithm::ES384],
@@ -479,6 +500,18 @@ fn key_set(bytes: &[u8], config: &IssuerConfig) -> Result<KeySet, String> {
         jwks,
         read_at: Some(Instant::now()),
     })
+}
+
+/// The size of an RSA modulus given as base64url, in bits (0 if unreadable).
+fn rsa_bits(n: &str) -> usize {
+    use base64::Engine as _;
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(n) else {
+        return 0;
+    };
+    match bytes.iter().position(|b| *b != 0) {
+        Some(first) => (bytes.len() - first) * 8 - bytes[first].leading_zeros() as usize,
+        None => 0,
+    }
 }
 
 /// Fetches `url` with a timeout, from a thread of its own: verification
@@ -750,16 +783,18 @@ struct CacheEntry {
 }
 
 impl Cache {
-    fn get(&self, token: &str, now: i64, generation: u64) -> Option<Arc<Identity>> {
+    /// The entry of `token`, if valid at `now` (read only on a hit: a
+    /// static token's miss costs a hash lookup and nothing more).
+    fn get(&self, token: &str, now: impl FnOnce() -> i64, generation: u64) -> Option<Arc<Identity>> {
         let entries = self.entries.read().ok()?;
         let entry = entries.get(token)?;
-        (now < entry.exp && entry.generation == generation).then(|| entry.identity.clone())
+        (entry.generation == generation && now() < entry.exp).then(|| entry.identity.clone())
     }
 
     fn insert(&self, token: &str, identity: Arc<Identity>, exp: i64, now: i64, generation: u64) {
         // An entry never outlives its token's `exp`: a token in its leeway
         // is verified again each time.
-        if exp <= now {
+        if exp <= now || token.len() > MAX_CACHED_TOKEN {
             return;
         }
         let Ok(mut entries) = self.entries.write() else {
@@ -800,4 +835,167 @@ pub fn looks_like(presented: &str) -> bool {
         }
     }
     parts == 3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn config() -> IssuerConfig {
+        IssuerConfig {
+            name: "corp".into(),
+            issuer: "https://login.example.com/".into(),
+            audience: vec!["rein".into()],
+            keys: KeySource::Url("https://login.example.com/jwks.json".into()),
+            algorithms: None,
+            leeway_seconds: DEFAULT_LEEWAY_SECONDS,
+            jwks_ttl: Duration::from_secs(DEFAULT_JWKS_TTL_SECONDS),
+            jwks_min_refetch: Duration::from_secs(DEFAULT_JWKS_MIN_REFETCH_SECONDS),
+            role: Role::Agent,
+            roles_claim: Some("groups".into()),
+            roles: vec![("approvers".into(), Role::Approver), ("admins".into(), Role::Admin)],
+            approves_claim: Some("approves".into()),
+            name_claim: "sub".into(),
+            actor: vec![("sub".into(), "id".into()), ("org.tenant".into(), "tenant".into())],
+            chain_kind: "user".into(),
+        }
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            "[a-z ]{0,6}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(2, 8, 3, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z]{1,3}", inner, 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// The mapping takes exactly what the claims say, or refuses: the
+        /// name and chain from `sub`, each bound field the claim's scalar
+        /// value, the highest mapped role; never a field from elsewhere.
+        #[test]
+        fn claims_map_exactly_or_refuse(
+            sub in "[a-z]{1,8}( ?)[a-z]{0,3}",
+            tenant in json_value(),
+            groups in prop::option::of(prop::collection::vec(
+                prop_oneof![Just("approvers"), Just("admins"), Just("staff")], 0..4)),
+            approves in prop::option::of(prop::collection::vec("[a-z]{1,5}", 0..3)),
+            exp in 1_700_000_000i64..4_000_000_000,
+        ) {
+            let mut claims = Map::new();
+            claims.insert("sub".into(), json!(sub));
+            claims.insert("org".into(), json!({"tenant": tenant}));
+            if let Some(g) = &groups {
+                claims.insert("groups".into(), json!(g));
+            }
+            if let Some(a) = &approves {
+                claims.insert("approves".into(), json!(a));
+            }
+            let result = identity_from_claims(&config(), &claims, exp);
+            let scalar = matches!(tenant, Value::String(_) | Value::Bool(_) | Value::Number(_));
+            let plain = !sub.contains(' ');
+            prop_assert_eq!(result.is_ok(), scalar && plain, "{:?}", result);
+            match result {
+                Err(why) if !plain => prop_assert!(why.contains("`sub`"), "{}", why),
+                Err(why) => prop_assert!(why.contains("`org.tenant` claim (bound to actor.tenant)"), "{}", why),
+                Ok(identity) => {
+                    prop_assert_eq!(&identity.name, &format!("corp:{sub}"));
+                    let fields = Value::Object(identity.credential.fields.clone());
+                    prop_assert_eq!(fields, json!({"id": sub, "tenant": tenant}));
+                    prop_assert_eq!(
+                        identity.credential.chain.clone(),
+                        Some(vec![ChainLink { kind: "user".into(), id: sub.clone() }])
+                    );
+                    prop_assert!(identity.credential.scopes.is_empty());
+                    let groups = groups.unwrap_or_default();
+                    let want = if groups.contains(&"admins") {
+                        Role::Admin
+                    } else if groups.contains(&"approvers") {
+                        Role::Approver
+                    } else {
+                        Role::Agent
+                    };
+                    prop_assert_eq!(identity.role, want);
+                    prop_assert_eq!(identity.approves, Some(approves.unwrap_or_default()));
+                    prop_assert_eq!(identity.expires_at.map(|t| t.as_second()), Some(exp));
+                    prop_assert_eq!(
+                        identity.source,
+                        CredentialSource::Jwt { issuer: "https://login.example.com/".into() }
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rsa_keys_are_sized_by_their_modulus() {
+        assert_eq!(rsa_bits("AQAB"), 17);
+        assert_eq!(rsa_bits("AP8"), 8);
+        assert_eq!(rsa_bits("!"), 0);
+        use base64::Engine as _;
+        let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([0x80u8; 256]);
+        assert_eq!(rsa_bits(&n), 2048);
+        let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([0x7fu8; 256]);
+        assert_eq!(rsa_bits(&n), 2047);
+    }
+
+    #[test]
+    fn a_namespaced_claim_is_read_by_its_whole_name_first() {
+        let mut config = config();
+        config.actor = vec![("https://example.com/tenant".into(), "tenant".into())];
+        let claims = json!({"sub": "a", "https://example.com/tenant": "acme"});
+        let identity = identity_from_claims(&config, claims.as_object().unwrap(), 2_000_000_000).unwrap();
+        assert_eq!(identity.credential.fields["tenant"], "acme");
+    }
+
+    fn identity(name: &str) -> Arc<Identity> {
+        let claims = json!({"sub": name, "org": {"tenant": "t"}});
+        Arc::new(identity_from_claims(&config(), claims.as_object().unwrap(), 2_000_000_000).unwrap())
+    }
+
+    #[test]
+    fn the_cache_never_outlives_exp_nor_a_change_of_keys() {
+        let cache = Cache::default();
+        cache.insert("t1", identity("a"), 1_000, 900, 0);
+        assert!(cache.get("t1", || 999, 0).is_some());
+        assert!(cache.get("t1", || 1_000, 0).is_none());
+        assert!(cache.get("t1", || 999, 1).is_none());
+        assert!(cache.get("t2", || 999, 0).is_none());
+        // An already expired token (in its leeway) is not kept.
+        cache.insert("t3", identity("b"), 900, 900, 0);
+        assert!(cache.get("t3", || 800, 0).is_none());
+    }
+
+    #[test]
+    fn a_full_cache_drops_the_expired_then_the_soonest_expiring() {
+        let cache = Cache::default();
+        let who = identity("a");
+        for i in 0..CACHE_CAPACITY as i64 {
+            cache.insert(&format!("t{i}"), who.clone(), 1_000 + i, 500, 0);
+        }
+        // Full: the next insert drops the eighth expiring soonest.
+        cache.insert("new", who.clone(), 50_000, 500, 0);
+        let len = cache.entries.read().unwrap().len();
+        assert!(len <= CACHE_CAPACITY - CACHE_CAPACITY / 8 + 1, "{len}");
+        assert!(cache.get("new", || 600, 0).is_some());
+        assert!(cache.get("t0", || 600, 0).is_none());
+        assert!(cache.get(&format!("t{}", CACHE_CAPACITY - 1), || 600, 0).is_some());
+        // Later, the expired go first and nothing else.
+        for i in 0..CACHE_CAPACITY as i64 / 2 {
+            cache.insert(&format!("u{i}"), who.clone(), 100_000, 20_000, 0);
+        }
+        assert!(cache.get("new", || 20_000, 0).is_some());
+        let len = cache.entries.read().unwrap().len();
+        assert!(len <= CACHE_CAPACITY / 2 + 1, "{len}");
+    }
 }

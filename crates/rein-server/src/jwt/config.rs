@@ -337,3 +337,115 @@ fn actor_map(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::auth::Tokens;
+
+    const ISSUER: &str = "issuers:\n  - name: corp\n    issuer: https://login.example.com/\n    audience: rein\n    jwks_url: https://login.example.com/jwks.json\n";
+
+    fn error(text: &str) -> String {
+        match Tokens::parse("t.yaml", text) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("accepted:\n{text}"),
+        }
+    }
+
+    #[test]
+    fn refuses_bad_issuers_with_location() {
+        let cases = [
+            ("algorithms: [HS256]", "t.yaml:6:17: `HS256` is refused: issuers sign with asymmetric keys (RS*, PS*, ES*, EdDSA), never a shared secret"),
+            ("algorithms: [RS256, HS512]", "t.yaml:6:17: `HS512` is refused"),
+            ("algorithms: [none]", "t.yaml:6:17: `none` is never an accepted algorithm"),
+            ("algorithms: [RS1]", "t.yaml:6:17: unknown algorithm `RS1`"),
+            ("algorithms: []", "t.yaml:6:17: `algorithms` needs at least one algorithm"),
+            ("leeway_seconds: 301", "t.yaml:6:21: `leeway_seconds` must be a whole number from 0 to 300"),
+            ("leeway_seconds: -1", "t.yaml:6:21: `leeway_seconds` must be a whole number"),
+            ("jwks_min_refetch_seconds: 0", "t.yaml:6:31: `jwks_min_refetch_seconds` must be a whole number from 1"),
+            ("roles_claim: groups", "t.yaml:6:5: `roles_claim` needs `roles:`"),
+            ("roles: {ops: admin}", "t.yaml:6:5: `roles` needs `roles_claim:`"),
+            ("roles_claim: g\n    roles: {ops: root}", "t.yaml:7:18: unknown role `root`; roles are agent, approver, admin"),
+            ("role: root", "t.yaml:6:11: unknown role `root`"),
+            ("actor: {sub: chain}", "t.yaml:6:18: `actor.chain` is set by Rein"),
+            ("actor: {sub: a.b}", "t.yaml:6:18: unknown actor field `a.b`"),
+            ("actor: {sub: id, oid: id}", "t.yaml:6:27: `actor.id` is bound twice"),
+            ("actor: {sub: [id]}", "t.yaml:6:18: the actor field for claim `sub` must be a name, found a list"),
+            ("actor: sub", "t.yaml:6:12: `actor` must map claims to actor fields"),
+            ("jwks_file: keys.json", "t.yaml:6:5: an issuer has one of `jwks_file` and `jwks_url`, not both"),
+            ("audiences: rein", "t.yaml:6:5: unknown key `audiences`; an issuer has name, issuer, audience"),
+            ("chain_kind: \"a b\"", "t.yaml:6:17: the kind `a b` of a chain link must be a plain name"),
+            ("name_claim: [a]", "t.yaml:6:17: `name_claim` must be a non-empty string, found a list"),
+        ];
+        for (line, want) in cases {
+            let e = error(&format!("{ISSUER}    {line}\n"));
+            assert!(e.starts_with(want), "{line}:\n got: {e}\nwant: {want}");
+        }
+    }
+
+    #[test]
+    fn refuses_incomplete_or_unsafe_issuers() {
+        let without = |key: &str| {
+            ISSUER
+                .lines()
+                .filter(|l| !l.trim_start().starts_with(key))
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+        };
+        assert_eq!(error(&without("audience")), "t.yaml:2:5: this issuer has no `audience`");
+        let nameless = ISSUER.replace("- name: corp\n    issuer", "- issuer");
+        assert_eq!(error(&nameless), "t.yaml:2:5: this issuer has no `name`");
+        assert!(error(&without("jwks_url")).contains("has no `jwks_file` or `jwks_url`"));
+        let http = ISSUER.replace(
+            "https://login.example.com/jwks.json",
+            "http://login.example.com/jwks.json",
+        );
+        assert!(error(&http).contains("a JWKS URL must be https (plain http only to localhost)"));
+        assert!(Tokens::parse(
+            "t.yaml",
+            &ISSUER.replace("https://login.example.com/jwks.json", "http://127.0.0.1:9/j")
+        )
+        .is_ok());
+        assert!(
+            error(&ISSUER.replace("https://login.example.com/jwks.json", "file:///etc/jwks")).contains("must be https")
+        );
+        // Two issuers of one name, or of one `iss`.
+        let twice = format!("{ISSUER}{}", &ISSUER["issuers:\n".len()..].replace("login.", "other."));
+        assert_eq!(error(&twice), "t.yaml:6:5: another issuer is also named `corp`");
+        let twice = format!("{ISSUER}{}", &ISSUER["issuers:\n".len()..].replace("corp", "corp2"));
+        assert!(error(&twice).starts_with("t.yaml:6:5: another issuer also has `issuer: https://login.example.com/`"));
+        // A static token named as a JWT holder would share its identity.
+        let clash = format!("tokens:\n  - {{name: \"corp:alice\", role: agent, token: aaaaaaaaaaaaaaaa}}\n{ISSUER}");
+        assert!(error(&clash).starts_with("t.yaml:2:5: the token name `corp:alice` is of the form `corp:…`"));
+        // Issuers only is a file; nothing at all is not.
+        assert!(Tokens::parse("t.yaml", ISSUER).is_ok());
+        assert!(error("issuers: []\n").contains("no tokens"));
+        assert_eq!(error("{}\n"), "t.yaml:1:1: missing `tokens:` (or `issuers:`)");
+    }
+
+    #[test]
+    fn reads_jwks_files_beside_the_tokens_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("tokens.yaml");
+        let text = ISSUER.replace("jwks_url: https://login.example.com/jwks.json", "jwks_file: keys.json");
+        std::fs::write(&tokens, &text).unwrap();
+        let e = Tokens::load(&tokens).unwrap_err().to_string();
+        assert!(e.contains("tokens.yaml:2:5: cannot read the JWKS file"), "{e}");
+        // Keys no algorithm here may use: HMAC secrets, encryption keys.
+        std::fs::write(
+            dir.path().join("keys.json"),
+            r#"{"keys": [{"kty": "oct", "k": "c2VjcmV0c2VjcmV0"}, {"kty": "RSA", "use": "enc", "n": "AQAB", "e": "AQAB"}]}"#,
+        )
+        .unwrap();
+        let e = Tokens::load(&tokens).unwrap_err().to_string();
+        assert!(e.contains("no key in it is usable for signatures"), "{e}");
+        std::fs::write(dir.path().join("keys.json"), "[]").unwrap();
+        let e = Tokens::load(&tokens).unwrap_err().to_string();
+        assert!(e.contains("not a JWKS: no `keys` list"), "{e}");
+        std::fs::write(
+            dir.path().join("keys.json"),
+            r#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "e1", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#,
+        )
+        .unwrap();
+        assert!(Tokens::load(&tokens).is_ok());
+    }
+}
