@@ -607,6 +607,9 @@ pub fn identity_from_claims(config: &IssuerConfig, claims: &Map<String, Value>, 
         Some(Value::String(s)) => s,
         _ => return Err("the `sub` claim is not a string".into()),
     };
+    // An expiry the server cannot represent would read as "never expires"
+    // to whoever bounds a delegated token by it.
+    let expires_at = jiff::Timestamp::from_second(exp).map_err(|_| "the `exp` claim is out of range".to_string())?;
     let link = ChainLink {
         kind: config.chain_kind.clone(),
         id: sub.clone(),
@@ -663,7 +666,7 @@ pub fn identity_from_claims(config: &IssuerConfig, claims: &Map<String, Value>, 
         source: CredentialSource::Jwt {
             issuer: config.issuer.clone(),
         },
-        expires_at: jiff::Timestamp::from_second(exp).ok(),
+        expires_at: Some(expires_at),
     })
 }
 
@@ -935,6 +938,13 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn an_expiry_out_of_range_is_refused() {
+        let claims = json!({"sub": "a", "org": {"tenant": "t"}});
+        let e = identity_from_claims(&config(), claims.as_object().unwrap(), i64::MAX).unwrap_err();
+        assert_eq!(e, "the `exp` claim is out of range");
     }
 
     #[test]
