@@ -21,8 +21,8 @@
 //! included. When a refresh fails, the last keys stay in use.
 //!
 //! Verified tokens are cached (keyed by the whole token, bounded, never
-//! past the token's `exp` nor past a change of keys), so that a repeated
-//! token costs a hash lookup instead of a signature check.
+//! past the token's `exp`, a change of keys, or `jwks_ttl_seconds`), so
+//! that a repeated token costs a hash lookup instead of a signature check.
 
 use crate::auth::{AuthRefusal, CredentialSource, Identity, Role};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, PublicKeyUse};
@@ -224,16 +224,22 @@ impl Issuers {
         if !looks_like(token) {
             return Err(AuthRefusal::Invalid("not a JWT (three base64url parts)".into()));
         }
-        let (identity, exp) = inner.verify_uncached(token, now).map_err(AuthRefusal::Invalid)?;
+        let (identity, cache_until) = inner.verify_uncached(token, now).map_err(AuthRefusal::Invalid)?;
         let identity = Arc::new(identity);
         // The generation read before verifying: if keys changed meanwhile,
         // the entry is stale at once rather than outliving a removed key.
-        inner.cache.insert(token, identity.clone(), exp, now, generation);
+        inner
+            .cache
+            .insert(token, identity.clone(), cache_until, now, generation);
         Ok(identity)
     }
 }
 
 impl Inner {
+    /// The identity of `token`, and until when it may be answered from the
+    /// cache: its `exp`, or sooner, when its issuer's keys are due to be
+    /// read again (a key removed meanwhile must stop verifying the tokens
+    /// it signed even if only cached tokens are presented).
     fn verify_uncached(&self, token: &str, now: i64) -> Result<(Identity, i64), String> {
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next())
@@ -314,7 +320,8 @@ impl Inner {
                         .and_then(Value::as_f64)
                         .ok_or("the `exp` claim is not a number")?;
                     let identity = identity_from_claims(&issuer.config, &claims, exp as i64)?;
-                    return Ok((identity, exp as i64));
+                    let ttl = i64::try_from(issuer.config.jwks_ttl.as_secs()).unwrap_or(i64::MAX);
+                    return Ok((identity, (exp as i64).min(now.saturating_add(ttl))));
                 }
                 // Another key of the same type (no `kid`) may still verify.
                 Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature) => {
@@ -781,6 +788,7 @@ struct Cache {
 
 struct CacheEntry {
     identity: Arc<Identity>,
+    /// The token's `exp`, or sooner (see `Inner::verify_uncached`).
     exp: i64,
     generation: u64,
 }

@@ -469,6 +469,34 @@ async fn a_rotated_key_in_a_jwks_url_is_picked_up_and_a_removed_one_refused() {
     served.shutdown().await;
 }
 
+/// A key removed from the JWKS stops verifying once the keys are older
+/// than `jwks_ttl_seconds`, even for a token only ever answered from the
+/// cache (no unknown kid to prompt a read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_key_stops_verifying_cached_tokens_after_the_ttl() {
+    let jwks_server = JwksServer::start(jwks(&[jwk("jwt-rsa-1.pem", Algorithm::RS256, "r1")]));
+    let keys = format!("jwks_url: \"{}\"\n    jwks_ttl_seconds: 1", jwks_server.url);
+    let h = Harness::with_policy(POLICY, |config| {
+        let path = config.tokens_path.clone().unwrap();
+        std::fs::write(&path, tokens_yaml() + &issuers_yaml(&keys)).unwrap();
+    })
+    .await;
+    let served = h.serve().await;
+    let request = refund_as(50, json!({"id": "gus", "role": "agent"}));
+    let old = rs256(&claims("gus"));
+    let (status, body) = decide(&served, &old, &request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = decide(&served, &old, &request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(jwks_server.fetches(), 1);
+    jwks_server.serve(jwks(&[jwk("jwt-rsa-2.pem", Algorithm::RS256, "r2")]));
+    wait_for_refetch().await;
+    let (status, body) = decide(&served, &old, &request).await;
+    assert_refused(status, &body, "has no key \"r1\"");
+    assert_eq!(jwks_server.fetches(), 2);
+    served.shutdown().await;
+}
+
 /// The same with a JWKS file: read again on an unknown kid.
 #[tokio::test]
 async fn a_rotated_key_in_a_jwks_file_is_picked_up_and_a_removed_one_refused() {
