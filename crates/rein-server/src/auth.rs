@@ -33,6 +33,31 @@
 //! A token's `name` is who it is: the approver recorded on a grant, the
 //! name in logs. Tokens are kept only as SHA-256 digests and compared in
 //! constant time; a token itself is never logged.
+//!
+//! `issuers:` (beside `tokens:`, or alone) configures the identity
+//! providers whose JWTs the server accepts (see [`crate::jwt`] and
+//! docs/identity.md, "JWT issuers"):
+//!
+//! ```yaml
+//! issuers:
+//!   - name: corp                        # holders are named corp:<sub>
+//!     issuer: https://login.example.com/  # the exact `iss`
+//!     audience: rein                    # or a list; required
+//!     jwks_file: corp-jwks.json         # beside this file; or jwks_url: https://…
+//!     algorithms: [RS256]               # optional: by key type; never none or HS*
+//!     leeway_seconds: 30                # optional, at most 300
+//!     jwks_ttl_seconds: 600             # optional
+//!     jwks_min_refetch_seconds: 30      # optional
+//!     role: agent                       # optional (agent)
+//!     roles_claim: groups               # optional, with roles:
+//!     roles: {rein-approvers: approver, rein-admins: admin}
+//!     approves_claim: approval_roles    # optional
+//!     name_claim: sub                   # optional (sub)
+//!     actor: {sub: id, tenant: tenant}  # claim → bound actor field
+//!     chain_kind: user                  # optional (user): chain user:<sub>
+//! ```
+//!
+//! Every error names the file, line and column; unknown keys are refused.
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -301,21 +326,26 @@ impl Tokens {
                 format!("expected a mapping with `tokens:`, found a {}", root.kind_name()),
             ));
         };
-        let mut list = None;
+        let (mut list, mut issuers_list) = (None, None);
         for (k, v) in top {
             match &k.value {
                 YamlValue::String(s) if s == "tokens" => list = Some(v),
-                _ => return Err(at(k, "unknown key; the file has only `tokens:`".into())),
+                YamlValue::String(s) if s == "issuers" => issuers_list = Some(v),
+                _ => return Err(at(k, "unknown key; the file has only `tokens:` and `issuers:`".into())),
             }
         }
-        let Some(list) = list else {
-            return Err(at(&root, "missing `tokens:`".into()));
-        };
-        let YamlValue::Seq(items) = &list.value else {
-            return Err(at(
-                list,
-                format!("`tokens` must be a list, found a {}", list.kind_name()),
-            ));
+        if list.is_none() && issuers_list.is_none() {
+            return Err(at(&root, "missing `tokens:` (or `issuers:`)".into()));
+        }
+        let items: &[YamlNode] = match list.map(|l| (l, &l.value)) {
+            None => &[],
+            Some((_, YamlValue::Seq(items))) => items,
+            Some((list, _)) => {
+                return Err(at(
+                    list,
+                    format!("`tokens` must be a list, found a {}", list.kind_name()),
+                ))
+            }
         };
         let mut entries = Vec::with_capacity(items.len());
         for item in items {
@@ -401,7 +431,39 @@ impl Tokens {
                 actions,
             });
         }
-        Tokens::from_entries(entries).map_err(|e| TokenError(format!("{name}: {}", e.0)))
+        let issuers = match issuers_list {
+            Some(node) => crate::jwt::parse_issuers(node, Path::new(name).parent(), &at)?,
+            None => crate::jwt::Issuers::default(),
+        };
+        // `<issuer>:<subject>` names a JWT's holder: a static token of
+        // such a name would share that identity (its approvals, its
+        // self-approval check).
+        for (entry, item) in entries.iter().zip(items) {
+            if let Some(issuer) = issuers
+                .names()
+                .into_iter()
+                .find(|i| entry.name.strip_prefix(i).is_some_and(|rest| rest.starts_with(':')))
+            {
+                return Err(at(
+                    item,
+                    format!(
+                        "the token name `{}` is of the form `{issuer}:…`, which names the holders of issuer `{issuer}`'s JWTs",
+                        entry.name
+                    ),
+                ));
+            }
+        }
+        let mut tokens = if entries.is_empty() && !issuers.is_empty() {
+            Tokens {
+                entries: Vec::new(),
+                issuers: crate::jwt::Issuers::default(),
+                delegation: crate::delegation::Verifier::default(),
+            }
+        } else {
+            Tokens::from_entries(entries).map_err(|e| TokenError(format!("{name}: {}", e.0)))?
+        };
+        tokens.issuers = issuers;
+        Ok(tokens)
     }
 
     /// The identity holding `presented`, a token of the tokens file, if
@@ -415,6 +477,13 @@ impl Tokens {
     /// delegation token minted by this server, or a JWT of a configured
     /// issuer.
     pub fn verify(&self, presented: &str) -> Result<Arc<Identity>, AuthRefusal> {
+        // A JWT verified before, first: hashing a long JWT for the tokens
+        // file's digests would cost more than the whole cached answer. A
+        // cached JWT was no static token when it was verified, and the
+        // tokens file does not change while the server runs.
+        if let Some(found) = self.issuers.cached(presented) {
+            return Ok(found);
+        }
         if let Some(found) = self.find(presented) {
             return Ok(found.clone());
         }

@@ -18,6 +18,7 @@ mod failures;
 mod health;
 mod hooks;
 mod identity;
+mod jwt;
 mod outcome;
 mod reload;
 mod routes;
