@@ -368,6 +368,20 @@ fn actor_sources(actor: &serde_json::Value, bound: &BoundActor) -> std::collecti
         .collect()
 }
 
+/// The id of every link of `actor.chain` (bound by the credential, or
+/// as the caller sent it: more ids only refuse more approvers), in order,
+/// each once; an element that is not a link with a string id is skipped.
+fn chain_ids(actor: &serde_json::Value) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    let links = actor.get("chain").and_then(serde_json::Value::as_array);
+    for id in links.into_iter().flatten().filter_map(|l| l.get("id")?.as_str()) {
+        if !ids.iter().any(|known| known == id) {
+            ids.push(id.to_string());
+        }
+    }
+    ids
+}
+
 /// The root a dotted path starts with: `input` of `input.lines[0].sku`.
 fn root_of(path: &str) -> &str {
     path.split(['.', '[']).next().unwrap_or(path)
@@ -1503,6 +1517,7 @@ impl Runtime {
             action: request.action.clone(),
             requested_by: request.actor.get("id").and_then(|v| v.as_str()).map(str::to_string),
             requested_via: client.map(str::to_string),
+            requested_chain: chain_ids(&request.actor),
             summary: self.redacted_request(loaded, request),
             created_at: format_time(now),
             expires_at: format_time(expires),
