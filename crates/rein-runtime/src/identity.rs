@@ -284,11 +284,21 @@ pub struct Binding {
 pub fn bind(policy: &Policy, request: &mut Request, credential: Option<&Credential>) -> Binding {
     let mut refusals: Vec<String> = Vec::new();
     let sources = credential.map(|credential| {
-        bind_actor(&mut request.actor, credential, &mut refusals);
+        let mut contradicted = Vec::new();
+        bind_actor(&mut request.actor, credential, &mut contradicted);
+        for field in &contradicted {
+            refusals.push(format!("actor.{field} is set by the credential"));
+        }
+        if !request.actor.is_object() && (!credential.fields.is_empty() || credential.chain.is_some()) {
+            let first = credential.fields.keys().next().map_or("chain", String::as_str);
+            refusals.push(format!(
+                "actor.{first} is set by the credential; the request's actor is not an object"
+            ));
+        }
         if let Some(refused) = credential.refuses(&request.action) {
             refusals.push(refused);
         }
-        actor_sources(&request.actor, credential)
+        bound_sources(&request.actor, credential, &contradicted)
     });
     if let Some(unbound) = unbound_requirement(policy, credential) {
         refusals.push(unbound);
@@ -299,9 +309,10 @@ pub fn bind(policy: &Policy, request: &mut Request, credential: Option<&Credenti
     }
 }
 
-/// Sets the credential's fields and chain on `actor`; pushes the reason to
-/// block for each field the actor contradicts.
-fn bind_actor(actor: &mut serde_json::Value, credential: &Credential, refusals: &mut Vec<String>) {
+/// Sets the credential's fields and chain on `actor` (made an object if
+/// null; an actor of another shape is left as it is); adds to
+/// `contradicted` each bound field the actor names another value for.
+fn bind_actor<'c>(actor: &mut serde_json::Value, credential: &'c Credential, contradicted: &mut Vec<&'c str>) {
     if credential.fields.is_empty() && credential.chain.is_none() {
         // Nothing bound leaves any actor as it is.
         return;
@@ -310,15 +321,11 @@ fn bind_actor(actor: &mut serde_json::Value, credential: &Credential, refusals: 
         *actor = serde_json::Value::Object(serde_json::Map::new());
     }
     let Some(fields) = actor.as_object_mut() else {
-        let first = credential.fields.keys().next().map_or("chain", String::as_str);
-        refusals.push(format!(
-            "actor.{first} is set by the credential; the request's actor is not an object"
-        ));
         return;
     };
     for (field, value) in &credential.fields {
         match fields.get(field) {
-            Some(sent) if sent != value => refusals.push(format!("actor.{field} is set by the credential")),
+            Some(sent) if sent != value => contradicted.push(field),
             Some(_) => {}
             None => {
                 fields.insert(field.clone(), value.clone());
@@ -328,7 +335,9 @@ fn bind_actor(actor: &mut serde_json::Value, credential: &Credential, refusals: 
     if let Some(chain) = &credential.chain {
         match fields.get("chain") {
             Some(sent) if !chain_is(sent, chain) => {
-                refusals.push("actor.chain is set by the credential".to_string());
+                if !contradicted.contains(&"chain") {
+                    contradicted.push("chain");
+                }
             }
             Some(_) => {}
             None => {
@@ -338,14 +347,36 @@ fn bind_actor(actor: &mut serde_json::Value, credential: &Credential, refusals: 
     }
 }
 
+/// `actor_source` right after [`bind_actor`]: a field the credential
+/// binds came from it unless the actor contradicted it (`contradicted`);
+/// every other field from the caller. (What [`actor_sources`] finds by
+/// comparing values, without comparing them again.)
+fn bound_sources(
+    actor: &serde_json::Value,
+    credential: &Credential,
+    contradicted: &[&str],
+) -> BTreeMap<String, String> {
+    let mut sources = BTreeMap::new();
+    let Some(fields) = actor.as_object() else {
+        return sources;
+    };
+    for field in fields.keys() {
+        let from_credential = credential.binds(field) && !contradicted.contains(&field.as_str());
+        let source = if from_credential { FROM_CREDENTIAL } else { FROM_CALLER };
+        sources.insert(field.clone(), source.to_string());
+    }
+    sources
+}
+
 /// `chain` as rules read it: `[{kind, id}, …]`.
 pub fn chain_value(chain: &[ChainLink]) -> serde_json::Value {
-    serde_json::Value::Array(
-        chain
-            .iter()
-            .map(|l| serde_json::json!({"kind": l.kind, "id": l.id}))
-            .collect(),
-    )
+    let link = |l: &ChainLink| {
+        let mut o = serde_json::Map::new();
+        o.insert("kind".to_string(), serde_json::Value::String(l.kind.clone()));
+        o.insert("id".to_string(), serde_json::Value::String(l.id.clone()));
+        serde_json::Value::Object(o)
+    };
+    serde_json::Value::Array(chain.iter().map(link).collect())
 }
 
 /// Whether `value` is exactly `chain` as [`chain_value`] writes it
@@ -369,25 +400,25 @@ fn chain_is(value: &serde_json::Value, chain: &[ChainLink]) -> bool {
 /// should a credential bind `chain` both as a field and as its chain),
 /// the caller otherwise.
 pub(crate) fn actor_sources(actor: &serde_json::Value, credential: &Credential) -> BTreeMap<String, String> {
+    let mut sources = BTreeMap::new();
     let Some(fields) = actor.as_object() else {
-        return BTreeMap::new();
+        return sources;
     };
-    fields
-        .iter()
-        .map(|(field, value)| {
-            let by_field = credential.fields.get(field).map(|bound| bound == value);
-            let by_chain = match (field.as_str(), &credential.chain) {
-                ("chain", Some(chain)) => Some(chain_is(value, chain)),
-                _ => None,
-            };
-            let source = match (by_field, by_chain) {
-                (None, None) => FROM_CALLER,
-                (a, b) if a.unwrap_or(true) && b.unwrap_or(true) => FROM_CREDENTIAL,
-                _ => FROM_CALLER,
-            };
-            (field.clone(), source.to_string())
-        })
-        .collect()
+    // Inserted one by one (in order): `collect` would sort a Vec first.
+    for (field, value) in fields {
+        let by_field = credential.fields.get(field).map(|bound| bound == value);
+        let by_chain = match (field.as_str(), &credential.chain) {
+            ("chain", Some(chain)) => Some(chain_is(value, chain)),
+            _ => None,
+        };
+        let source = match (by_field, by_chain) {
+            (None, None) => FROM_CALLER,
+            (a, b) if a.unwrap_or(true) && b.unwrap_or(true) => FROM_CREDENTIAL,
+            _ => FROM_CALLER,
+        };
+        sources.insert(field.clone(), source.to_string());
+    }
+    sources
 }
 
 /// The reason to block a request whose credential (`None`: none) does not
