@@ -110,3 +110,45 @@ def test_a_decision_id_is_made_once_and_kept(policy: rein.Policy) -> None:
     assert d.decision_id == first and d.to_dict()["decision_id"] == first and first in repr(d)
     assert policy.decide("a", {}, actor=ACTOR).decision_id != first
     assert policy.decide("a", {}, actor=ACTOR, decision_id="mine").decision_id == "mine"
+
+
+CHAIN_POLICY = """\
+default: block
+contracts:
+  actor: {id: string}
+  actions:
+    a: {input: {}}
+rules:
+  - {id: alice, action: a, when: 'actor.chain.exists(l, l.kind == "user" && l.id == "alice")', effect: allow}
+  - {id: deep, action: a, when: 'size(actor.chain) > 2', effect: block}
+"""
+
+ALICE = {"kind": "user", "id": "alice"}
+
+
+@pytest.mark.parametrize(
+    "chain,effect,violation",
+    [
+        ([ALICE], "allow", None),
+        ((ALICE, {"kind": "agent", "id": "bot"}), "allow", None),
+        ([ALICE, ALICE, ALICE], "block", None),
+        ([{"kind": "user", "id": "bob"}], "block", None),
+        (None, "block", None),
+        ([], "block", None),
+        ("user:alice", "block", "actor.chain"),
+        ([ALICE, {"kind": "agent", "id": 7}], "block", "actor.chain[1].id"),
+        ([{**ALICE, "admin": True}], "block", "actor.chain[0].admin"),
+        ([ALICE, "agent:bot"], "block", "actor.chain[1]"),
+    ],
+)
+def test_the_reserved_chain_is_read_in_place_as_through_json(chain, effect, violation) -> None:
+    """`actor.chain` (absent or None: empty) under an actor contract that
+    does not name it: read in place as through JSON, and a chain that does
+    not fit its type names the link."""
+    policy = rein.Policy.from_yaml(CHAIN_POLICY)
+    actor = {"id": "bot", "chain": chain}
+    d = policy.decide("a", {}, actor=actor)
+    e = policy.explain("a", {}, actor=actor).decision
+    assert (d.effect, d.rules, d.reasons, d.violation) == (e.effect, e.rules, e.reasons, e.violation)
+    assert d.effect == effect
+    assert (d.violation or {}).get("path") == violation

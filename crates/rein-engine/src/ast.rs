@@ -212,6 +212,12 @@ pub struct FieldAst {
     /// Names one attempt (a tool-call or request id): left out of what an
     /// approval covers. Top-level fields of input, actor and snapshot only.
     pub per_call: bool,
+    /// Must be set by the request's credential (`bound: true`), never by
+    /// its body. Top-level fields of the actor only.
+    pub bound: Option<Span>,
+    /// The type was not written (`chain: {bound: true}`): the reserved
+    /// `actor.chain` takes its type from the language.
+    pub type_omitted: bool,
     /// Value constraints.
     pub constraints: ConstraintsAst,
     /// Free text for people.

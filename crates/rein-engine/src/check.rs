@@ -14,8 +14,9 @@ use crate::source::SourceFile;
 use crate::state::{Decimal, LimitInfo, LimitKind};
 use crate::types::ObjectType;
 use crate::value::Value;
+pub(crate) use contracts::CHAIN_FIELD;
 pub(crate) use contracts::{compile_glob, compile_regex, glob_builder};
-use contracts::{open_empty, ContractResolver};
+use contracts::{open_actor, open_empty, ContractResolver};
 use expr::{session_action, ExprChecker, Scope, SessionAction};
 use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
@@ -34,6 +35,10 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
     // declares yields, whole, to one a policy file declares (among derived
     // sources, or among policy files, declaring one twice is an error).
     let mut actor: Option<Arc<ObjectType>> = None;
+    let mut bound_actor: Vec<String> = Vec::new();
+    // `actor.chain` is reserved in the native format only: Actra's files
+    // load unchanged, whatever their actor declares.
+    let native = files.iter().all(|f| f.combining == Combining::DenyOverrides);
     let mut snapshot: Option<Arc<ObjectType>> = None;
     let mut actions: Vec<ActionIr> = Vec::new();
     let mut action_index: FxHashMap<String, u32> = FxHashMap::default();
@@ -65,7 +70,9 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
                 )),
                 None => {
                     first_actor_file = Some(f);
-                    actor = Some(resolver.request_object("actor", a));
+                    let (ty, bound) = resolver.actor_object(a, native);
+                    actor = Some(ty);
+                    bound_actor = bound;
                 }
             }
         }
@@ -132,7 +139,7 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
             });
         }
     }
-    let actor = actor.unwrap_or_else(|| open_empty("actor"));
+    let actor = actor.unwrap_or_else(|| if native { open_actor() } else { open_empty("actor") });
     let snapshot = snapshot.unwrap_or_else(|| open_empty("snapshot"));
 
     // The defaults: each set at most once. Before: block when unset (fail
@@ -437,6 +444,7 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
         actions,
         action_index,
         actor,
+        bound_actor,
         snapshot,
         rules,
         default: default_effect,

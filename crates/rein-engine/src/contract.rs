@@ -222,6 +222,8 @@ fn check_fields<V: ContractValue>(
         let p = Path::Field(path, &f.name);
         let null = v.as_ref().is_some_and(|v| matches!(v.node(), Node::Null));
         match v {
+            None if f.empty_when_absent => out.push(Value::List(Vec::new())),
+            Some(_) if null && f.empty_when_absent => out.push(Value::List(Vec::new())),
             None if f.optional => out.push(Value::Absent),
             Some(_) if null && f.optional => out.push(Value::Absent),
             None => return Err(violation(&p, format!("is required ({})", f.ty))),
@@ -475,5 +477,39 @@ fn shorten(s: &str) -> String {
     } else {
         let cut: String = s.chars().take(57).collect();
         format!("{cut}...")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::contracts::open_actor;
+    use serde_json::json;
+
+    fn shown(values: Result<Vec<Value>, Violation>) -> String {
+        format!("{:?}", values.unwrap())
+    }
+
+    #[test]
+    fn the_reserved_chain_reads_absent_and_null_as_empty() {
+        let actor = open_actor();
+        let empty = vec![Value::List(Vec::new())];
+        assert_eq!(shown(check_root(None, &actor, "actor")), format!("{empty:?}"));
+        for json in [json!({}), json!({"chain": null}), json!({"chain": [], "role": "x"})] {
+            assert_eq!(
+                shown(check_root(Some(&json), &actor, "actor")),
+                format!("{empty:?}"),
+                "{json}"
+            );
+        }
+        let json = json!({"chain": [{"id": "alice", "kind": "user"}], "other": {"a": 1}});
+        let link = Value::Object(vec![Value::Str("user".into()), Value::Str("alice".into())]);
+        assert_eq!(
+            shown(check_root(Some(&json), &actor, "actor")),
+            format!("{:?}", vec![Value::List(vec![link])])
+        );
+        let json = json!({"chain": [{"kind": "user", "id": "alice", "via": "x"}]});
+        let v = check_root(Some(&json), &actor, "actor").unwrap_err();
+        assert_eq!(v.path, "actor.chain[0].via");
     }
 }

@@ -22,6 +22,10 @@ pub enum Basis {
     /// that read one, no state at all, or a state that failed. Fails
     /// closed (`block`); the text says why.
     State(String),
+    /// The request's credential does not bind an actor field the policy
+    /// requires bound (`bound: true`): blocked before any rule, the text
+    /// from [`crate::Policy::unbound_required`].
+    Credential(String),
 }
 
 /// A rule that matched, with its own effect and the reason it gives.
@@ -128,7 +132,7 @@ impl Decision {
                 .iter()
                 .map(|(i, msg)| format!("rule `{}` could not be evaluated: {msg}", self.rule_id(*i)))
                 .collect(),
-            Basis::State(why) => vec![why.clone()],
+            Basis::State(why) | Basis::Credential(why) => vec![why.clone()],
             Basis::Rules => {
                 let mut out = Vec::new();
                 for &i in &self.matched {

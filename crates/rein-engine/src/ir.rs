@@ -96,6 +96,9 @@ pub(crate) struct CompiledPolicy {
     pub action_index: FxHashMap<String, u32>,
     /// The actor contract.
     pub actor: Arc<ObjectType>,
+    /// The actor fields the policy requires its credential to set
+    /// (`bound: true`), sorted.
+    pub bound_actor: Vec<String>,
     /// The snapshot contract.
     pub snapshot: Arc<ObjectType>,
     /// Every rule, in load order (file order, then position).

@@ -26,6 +26,12 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// The reason of a block for a required bound actor field `field` that the
+/// request's credential does not bind.
+fn unbound_reason(field: &str) -> String {
+    format!("actor.{field} must be set by the credential; this request's credential does not bind it")
+}
+
 /// Up to this many actions, an unknown action's refusal suggests the closest
 /// name.
 const MAX_ACTIONS_FOR_HINT: usize = 32;
@@ -307,10 +313,26 @@ impl Policy {
 
     /// The actor fields the policy requires its credential to set
     /// (`contracts.actor.<field>: {bound: true}`), sorted: a request whose
-    /// credential does not bind one of them is blocked before any rule.
-    /// (Issue 14: the contract key is being added; none is required yet.)
+    /// credential does not bind one of them is blocked before any rule
+    /// ([`Policy::unbound_required`]). Computed when the policy loads.
     pub fn bound_actor_fields(&self) -> &[String] {
-        &[]
+        &self.inner.bound_actor
+    }
+
+    /// Why a request must be blocked before any rule because its
+    /// credential does not bind an actor field the policy requires bound
+    /// (`bound: true`): `bound(field)` says whether the credential binds
+    /// `field` (a request with no credential: a closure returning
+    /// `false`). `None` when every required field is bound. The text names
+    /// the first such field in sorted order: "actor.<f> must be set by the
+    /// credential; this request's credential does not bind it". The
+    /// runtime and `rein test` both judge with this.
+    pub fn unbound_required(&self, bound: impl Fn(&str) -> bool) -> Option<String> {
+        self.inner
+            .bound_actor
+            .iter()
+            .find(|f| !bound(f))
+            .map(|f| unbound_reason(f))
     }
 
     /// Whether `action` has a contract (one hash lookup).
@@ -603,6 +625,25 @@ impl Policy {
             // session, each reading the others' approvals and calls.
             session: request.session.filter(|s| !s.trim().is_empty()).map(str::to_string),
         })
+    }
+
+    /// The `block` decision of a request whose credential does not bind an
+    /// actor field the policy requires bound: `why` is what
+    /// [`Policy::unbound_required`] gave. Its basis is
+    /// [`Basis::Credential`], no rule matched, its reason is `why`. For a
+    /// surface that decides through the engine directly (`rein test`, an
+    /// in-process binding with no credential) and must refuse as the
+    /// runtime does.
+    pub fn unbound_block(&self, phase: Phase, why: String) -> Decision {
+        Decision {
+            effect: Effect::Block,
+            phase,
+            basis: Basis::Credential(why),
+            matched: Vec::new(),
+            errors: Vec::new(),
+            policy: self.inner.clone(),
+            limits: None,
+        }
     }
 
     fn violation(&self, phase: Phase, v: Violation) -> Decision {

@@ -13,7 +13,16 @@
 //!     expect: block
 //!     violation: input.amount    # optional: the field named by the contract check
 //!     reason: at least 0         # optional: text one reason must contain
+//!   - name: the chain comes from the credential
+//!     request: {action: refund, input: {amount: 5, currency: EUR}, actor: {id: bot, chain: [{kind: user, id: alice}]}}
+//!     bound: [id, chain]         # optional: the actor fields the credential binds (default: no credential)
+//!     expect: allow
 //! ```
+//!
+//! A field the policy requires bound (`bound: true` in `contracts.actor`)
+//! that the case's `bound` does not list blocks the request before any
+//! rule, with the runtime's reason ([`Policy::unbound_required`]); a step
+//! of a sequence takes `bound` too.
 //!
 //! A case may instead be a `sequence` of steps, decided in order against
 //! a fresh in-memory state (limits, sessions), with a clock the file sets:
@@ -79,6 +88,11 @@ pub struct TestCase {
     pub violation: Option<String>,
     /// If given, one reason must contain this text.
     pub reason: Option<String>,
+    /// The actor fields the request's credential binds (`bound: [id,
+    /// chain]`); `None`: the request has no credential. A field the policy
+    /// requires bound that is not listed blocks the request before any
+    /// rule, as the runtime does.
+    pub bound: Option<Vec<String>>,
     /// A sequence case: its steps (then `request` and the checks above are
     /// unused).
     pub sequence: Option<Vec<SequenceStep>>,
@@ -111,6 +125,8 @@ pub struct SequenceStep {
     pub reason: Option<String>,
     /// If given, the decision's `retry_after_seconds` must be this.
     pub retry_after: Option<u64>,
+    /// The actor fields the request's credential binds, as in a case.
+    pub bound: Option<Vec<String>>,
 }
 
 /// What an action reported after it ran.
@@ -338,7 +354,16 @@ fn parse_case(
     let fields = entries(
         node,
         source,
-        &["name", "request", "expect", "rules", "violation", "reason", "sequence"],
+        &[
+            "name",
+            "request",
+            "expect",
+            "rules",
+            "violation",
+            "reason",
+            "bound",
+            "sequence",
+        ],
         diags,
     )?;
     let get = |k: &str| fields.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
@@ -371,6 +396,14 @@ fn parse_case(
     let rules = read_rules(get("rules"), source, diags);
     let violation = read_string(get("violation"), "violation", source, diags);
     let reason = read_string(get("reason"), "reason", source, diags);
+    let actor = match &actra_request {
+        Some(r) => r.get("actor"),
+        None => Some(&request.actor),
+    };
+    let bound = match get("bound") {
+        Some(b) => Some(read_bound(b, actor, &format!("case `{name}`"), source, diags)?),
+        None => None,
+    };
     Some(TestCase {
         name,
         line,
@@ -380,8 +413,63 @@ fn parse_case(
         rules,
         violation,
         reason,
+        bound,
         sequence: None,
     })
+}
+
+/// A case's or step's `bound`: the list of the top-level actor fields its
+/// credential binds, each of which the request's `actor` holds (a
+/// credential binds a value: the test writes it in the request, where the
+/// runtime would have set it).
+fn read_bound(
+    node: &YamlNode,
+    actor: Option<&serde_json::Value>,
+    what: &str,
+    source: &SourceFile,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Vec<String>> {
+    let YamlValue::Seq(items) = &node.value else {
+        diags.push(
+            Diagnostic::error(
+                source,
+                node.span,
+                format!("{what}: `bound` must be a list of actor field names"),
+            )
+            .with_help("e.g. `bound: [id, chain]`: the fields the request's credential sets"),
+        );
+        return None;
+    };
+    let before = diags.len();
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        let YamlValue::String(field) = &item.value else {
+            diags.push(Diagnostic::error(
+                source,
+                item.span,
+                format!("{what}: an entry of `bound` must be an actor field name"),
+            ));
+            continue;
+        };
+        let held = actor.and_then(|a| a.get(field)).is_some_and(|v| !v.is_null());
+        if !held {
+            diags.push(
+                Diagnostic::error(
+                    source,
+                    item.span,
+                    format!("{what}: `bound` lists `{field}`, but the request's actor has no `{field}`"),
+                )
+                .with_help(format!(
+                    "a credential binds a value: write it in the request (`actor: {{{field}: ...}}`)"
+                )),
+            );
+            continue;
+        }
+        if !out.contains(field) {
+            out.push(field.clone());
+        }
+    }
+    (diags.len() == before).then_some(out)
 }
 
 /// A request written in YAML, as the JSON request it stands for.
@@ -553,6 +641,7 @@ fn parse_sequence_case(
         rules: None,
         violation: None,
         reason: None,
+        bound: None,
         sequence: Some(steps),
     })
 }
@@ -577,6 +666,7 @@ fn parse_step(
         "violation",
         "reason",
         "retry_after",
+        "bound",
     ];
     let before = diags.len();
     let fields = entries(node, source, KEYS, diags)?;
@@ -689,6 +779,10 @@ fn parse_step(
             None
         }
     };
+    let bound = match (get("bound"), &request) {
+        (Some(b), Some(r)) => read_bound(b, Some(&r.actor), what, source, diags),
+        _ => None,
+    };
     if diags.len() != before {
         return None;
     }
@@ -704,6 +798,7 @@ fn parse_step(
         violation,
         reason,
         retry_after,
+        bound,
     })
 }
 
@@ -818,9 +913,11 @@ fn run_case(policy: &Policy, case: &TestCase) -> CaseResult {
     if let Some(steps) = &case.sequence {
         return run_sequence(policy, case, steps);
     }
-    let decision = match &case.actra_request {
-        Some(r) => policy.decide_actra(r),
-        None => policy.decide(&case.request),
+    let decision = match (unbound(policy, case.bound.as_deref()), &case.actra_request) {
+        (Some(why), Some(_)) => policy.unbound_block(Phase::Before, why),
+        (Some(why), None) => policy.unbound_block(case.request.phase, why),
+        (None, Some(r)) => policy.decide_actra(r),
+        (None, None) => policy.decide(&case.request),
     };
     let mut failures = Vec::new();
     let expected = Expected {
@@ -836,6 +933,13 @@ fn run_case(policy: &Policy, case: &TestCase) -> CaseResult {
         failures,
         decision: decision.to_json(),
     }
+}
+
+/// Why a request whose credential binds `bound` (`None`: no credential) is
+/// blocked before any rule, as the runtime judges it.
+fn unbound(policy: &Policy, bound: Option<&[String]>) -> Option<String> {
+    let bound = bound.unwrap_or_default();
+    policy.unbound_required(|field| bound.iter().any(|b| b == field))
 }
 
 /// What a case or step expects of a decision.
@@ -914,7 +1018,9 @@ fn run_sequence(policy: &Policy, case: &TestCase, steps: &[SequenceStep]) -> Cas
             let decision_id = format!("step-{}-{round}", n + 1);
             let mut request = step.request.clone();
             request.time = Some(step.time);
-            let (decision, effect) = decide_in_sequence(policy, &mut state, &request, &decision_id, step.approve);
+            let bound = step.bound.as_deref();
+            let (decision, effect) =
+                decide_in_sequence(policy, &mut state, &request, bound, &decision_id, step.approve);
             let expected = Expected {
                 effect: step.expect,
                 rules: step.rules.as_deref(),
@@ -939,7 +1045,8 @@ fn run_sequence(policy: &Policy, case: &TestCase, steps: &[SequenceStep]) -> Cas
                         StepOutcome::Output(o) => after.output = Some(o.clone()),
                         StepOutcome::Error(e) => after.error = Some(e.clone()),
                     }
-                    let (after_decision, _) = decide_in_sequence(policy, &mut state, &after, &decision_id, false);
+                    let (after_decision, _) =
+                        decide_in_sequence(policy, &mut state, &after, bound, &decision_id, false);
                     let expected = Expected {
                         effect: *expect_after,
                         rules: None,
@@ -982,21 +1089,24 @@ fn decide_in_sequence(
     policy: &Policy,
     state: &mut MemoryState,
     request: &Request,
+    bound: Option<&[String]>,
     decision_id: &str,
     approve: bool,
 ) -> (Decision, Effect) {
     if !approve {
-        let decision = decide_and_record(policy, state, request, decision_id, |effect| effect);
+        let decision = decide_and_record(policy, state, request, bound, decision_id, |effect| effect);
         let effect = decision.effect();
         return (decision, effect);
     }
-    let asked = decide_and_record(policy, state, request, &format!("{decision_id}-ask"), |effect| effect);
+    let asked = decide_and_record(policy, state, request, bound, &format!("{decision_id}-ask"), |effect| {
+        effect
+    });
     if asked.effect() != Effect::RequireApproval {
         let effect = asked.effect();
         return (asked, effect);
     }
     let mut effect = Effect::Block;
-    decide_and_record(policy, state, request, decision_id, |resent| {
+    decide_and_record(policy, state, request, bound, decision_id, |resent| {
         effect = match resent {
             Effect::RequireApproval => Effect::Allow,
             other => other,
@@ -1012,9 +1122,16 @@ fn decide_and_record(
     policy: &Policy,
     state: &mut MemoryState,
     request: &Request,
+    bound: Option<&[String]>,
     decision_id: &str,
     grant: impl FnOnce(Effect) -> Effect,
 ) -> Decision {
+    // Judged before any rule, and nothing recorded: the runtime refuses
+    // such a request before it decides.
+    if let Some(why) = unbound(policy, bound) {
+        grant(Effect::Block);
+        return policy.unbound_block(request.phase, why);
+    }
     let prepared = match policy.prepare(request) {
         Ok(p) => p,
         Err(refused) => {
@@ -1517,5 +1634,60 @@ cases:
 ");
         assert!(results[0].passed());
         assert!(results[1].failures[0].starts_with("expected `block`, got `allow`"));
+    }
+
+    #[test]
+    fn bound_lists_fields_the_request_actor_holds() {
+        for (bound, want) in [
+            ("id", "`bound` must be a list of actor field names"),
+            ("[1]", "an entry of `bound` must be an actor field name"),
+            (
+                "[tenant]",
+                "`bound` lists `tenant`, but the request's actor has no `tenant`",
+            ),
+            (
+                "[chain]",
+                "`bound` lists `chain`, but the request's actor has no `chain`",
+            ),
+        ] {
+            for case in [
+                format!("  - {{name: c, request: {{action: refund, input: {{amount: 5}}, actor: {{id: a, tenant: null}}}}, bound: {bound}, expect: allow}}"),
+                format!("  - name: c\n    sequence:\n      - {{request: {{action: refund, input: {{amount: 5}}, actor: {{id: a}}}}, bound: {bound}, expect: allow}}"),
+            ] {
+                let e = load_error(&format!("policy: p.yaml\ncases:\n{case}\n"));
+                assert!(e.contains(want), "{case}: {e}");
+                assert!(e.contains(":3:") || e.contains(":5:"), "{case}: {e}");
+            }
+        }
+        let file = parse("policy: p.yaml\ncases:\n  - {name: c, request: {action: refund, actor: {id: a, chain: []}}, bound: [id, chain, id], expect: allow}\n").unwrap();
+        assert_eq!(
+            file.cases[0].bound.as_deref(),
+            Some(&["id".to_string(), "chain".to_string()][..])
+        );
+    }
+
+    #[test]
+    fn a_case_is_blocked_on_a_required_field_its_credential_does_not_bind() {
+        let policy = Policy::from_yaml_str(
+            "default: allow\ncontracts:\n  actor:\n    id: {type: string, bound: true}\n  actions:\n    refund: {input: {}}\nrules: []\n",
+        )
+        .unwrap();
+        let file = parse(
+            "policy: p.yaml
+cases:
+  - {name: bound, request: {action: refund, actor: {id: a}}, bound: [id], expect: allow}
+  - {name: unbound, request: {action: refund, actor: {id: a}}, bound: [], expect: block, reason: actor.id must be set by the credential}
+  - {name: no credential, request: {action: refund, actor: {id: a}}, expect: allow}
+",
+        )
+        .unwrap();
+        let results = run_cases(&policy, &file);
+        assert!(results[0].passed(), "{:?}", results[0].failures);
+        assert!(results[1].passed(), "{:?}", results[1].failures);
+        assert_eq!(
+            results[2].failures,
+            ["expected `allow`, got `block` (actor.id must be set by the credential; this request's credential does not bind it)"]
+        );
+        assert_eq!(results[1].decision["rules"], serde_json::json!([]));
     }
 }

@@ -132,6 +132,10 @@ pub struct FieldDef {
     pub sensitive: bool,
     /// Left out of what an approval covers (names one attempt).
     pub per_call: bool,
+    /// Absent or `null` reads as the empty list rather than breaking the
+    /// contract (the reserved `actor.chain`: a request with no delegation
+    /// chain has an empty one).
+    pub empty_when_absent: bool,
     /// Value constraints.
     pub constraints: Constraints,
 }

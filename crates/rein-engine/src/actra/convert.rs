@@ -97,6 +97,24 @@ fn convertible(schema: &Schema, diags: &mut Vec<Diagnostic>) {
         }
     };
     field_names(&schema.actor, diags);
+    // The native format reserves `actor.chain` for the delegation chain.
+    for f in schema
+        .actor
+        .iter()
+        .filter(|f| f.name.value == crate::check::CHAIN_FIELD)
+    {
+        diags.push(
+            Diagnostic::error(
+                file,
+                f.name.span,
+                format!("actor field `{}` has no native spelling", f.name.value),
+            )
+            .with_help(
+                "the native format reserves `actor.chain` for the delegation chain (a list of `{kind, id}`); \
+                 rename the field to convert",
+            ),
+        );
+    }
     field_names(&schema.snapshot, diags);
     for a in &schema.actions {
         if !valid_action_name(&a.name.value) {

@@ -143,6 +143,8 @@ fn fields(decls: &[FieldDecl], span: Span) -> FieldsAst {
                 optional: true,
                 sensitive: false,
                 per_call: false,
+                bound: None,
+                type_omitted: false,
                 constraints: Default::default(),
                 description: None,
             })

@@ -1,6 +1,6 @@
 //! Resolves contract declarations into checked object types.
 
-use crate::ast::{ExtraFields, FieldsAst, Literal, Spanned, TypeAst};
+use crate::ast::{ConstraintsAst, ExtraFields, FieldAst, FieldsAst, Literal, Spanned, TypeAst};
 use crate::diagnostics::Diagnostic;
 use crate::ir::Lazy;
 use crate::source::{SourceFile, Span};
@@ -55,17 +55,27 @@ impl ContractResolver<'_> {
     /// Resolves the top-level field set of an input, the actor or the
     /// snapshot, where fields may be `per_call`.
     pub fn request_object(&mut self, name: &str, fields: &FieldsAst) -> Arc<ObjectType> {
-        self.object_with(name, fields, true)
+        self.object_with(name, fields, Place::RequestTop).0
     }
 
     /// Resolves a field set into an object type named `name`.
     pub fn object(&mut self, name: &str, fields: &FieldsAst) -> Arc<ObjectType> {
-        self.object_with(name, fields, false)
+        self.object_with(name, fields, Place::Nested).0
     }
 
-    fn object_with(&mut self, name: &str, fields: &FieldsAst, per_call_allowed: bool) -> Arc<ObjectType> {
-        let mut defs = Vec::with_capacity(fields.fields.len());
+    /// Resolves the actor contract, with the names of the fields it marks
+    /// `bound: true`, sorted. With `reserve_chain` (native policies), the
+    /// reserved `chain` is part of it whether declared or not.
+    pub fn actor_object(&mut self, fields: &FieldsAst, reserve_chain: bool) -> (Arc<ObjectType>, Vec<String>) {
+        self.object_with("actor", fields, Place::Actor { reserve_chain })
+    }
+
+    fn object_with(&mut self, name: &str, fields: &FieldsAst, place: Place) -> (Arc<ObjectType>, Vec<String>) {
+        let per_call_allowed = place != Place::Nested;
+        let reserve_chain = place == Place::Actor { reserve_chain: true };
+        let mut defs = Vec::with_capacity(fields.fields.len() + 1);
         let mut index = FxHashMap::default();
+        let mut bound = Vec::new();
         for f in &fields.fields {
             if index.contains_key(&f.name.value) {
                 self.diags.push(Diagnostic::error(
@@ -88,6 +98,37 @@ impl ContractResolver<'_> {
                     ),
                 );
             }
+            if let Some(span) = f.bound {
+                if matches!(place, Place::Actor { .. }) {
+                    bound.push(f.name.value.clone());
+                } else {
+                    self.diags.push(
+                        Diagnostic::error(
+                            &self.file,
+                            span,
+                            format!("`bound` cannot be set on field `{}` of {name}", f.name.value),
+                        )
+                        .with_help(
+                            "`bound: true` applies to top-level fields of `contracts.actor`: \
+                             the fields a request's credential sets",
+                        ),
+                    );
+                }
+            }
+            if reserve_chain && f.name.value == CHAIN_FIELD {
+                self.check_reserved_chain(f);
+                index.insert(f.name.value.clone(), defs.len());
+                defs.push(chain_field());
+                continue;
+            }
+            if f.type_omitted {
+                self.diags.push(Diagnostic::error(
+                    &self.file,
+                    f.ty.span,
+                    format!("field `{}` has no `type`", f.name.value),
+                ));
+                continue;
+            }
             let path = format!("{name}.{}", f.name.value);
             let ty = self.ty(&path, &f.ty);
             let constraints = self.constraints(&f.name.value, &ty, &f.ty, &f.constraints);
@@ -98,15 +139,86 @@ impl ContractResolver<'_> {
                 optional: f.optional,
                 sensitive: f.sensitive,
                 per_call: f.per_call && per_call_allowed,
+                empty_when_absent: false,
                 constraints,
             });
         }
-        Arc::new(ObjectType {
+        if reserve_chain && !index.contains_key(CHAIN_FIELD) {
+            index.insert(CHAIN_FIELD.to_string(), defs.len());
+            defs.push(chain_field());
+        }
+        bound.sort_unstable();
+        let object = Arc::new(ObjectType {
             name: name.to_string(),
             fields: defs,
             index,
             extra: fields.extra,
-        })
+        });
+        (object, bound)
+    }
+
+    /// Refuses a declaration of the reserved `actor.chain` that says more
+    /// than `bound: true` (and a description): its type is the language's,
+    /// so a rule reads it the same in every policy, and what fills it (the
+    /// credential's chain) fits it.
+    fn check_reserved_chain(&mut self, f: &FieldAst) {
+        let problem = if !f.type_omitted && !self.is_chain_type(&f.ty) {
+            Some((f.ty.span, "its type is not `list` of `{kind: string, id: string}`"))
+        } else if f.optional {
+            Some((
+                f.name.span,
+                "it cannot be `optional` (absent or null, it is the empty list)",
+            ))
+        } else if f.sensitive {
+            Some((f.name.span, "it cannot be `sensitive`"))
+        } else if f.per_call {
+            Some((f.name.span, "it cannot be `per_call`"))
+        } else if !constraints_ast_empty(&f.constraints) {
+            Some((f.name.span, "it takes no constraints"))
+        } else {
+            None
+        };
+        if let Some((span, why)) = problem {
+            self.diags.push(
+                Diagnostic::error(
+                    &self.file,
+                    span,
+                    format!("`actor.chain` is reserved for the delegation chain: {why}"),
+                )
+                .with_help(
+                    "rules read `actor.chain` (a list of `{kind: string, id: string}`, from the person down to \
+                     the acting agent) whether or not the contract names it; the contract may only require it \
+                     set by the credential: `chain: {bound: true}`",
+                ),
+            );
+        }
+    }
+
+    /// Whether a written type is exactly the reserved chain's: a list of
+    /// objects with the two required string fields `kind` and `id`, no
+    /// constraints, undeclared fields refused.
+    fn is_chain_type(&mut self, ty: &Spanned<TypeAst>) -> bool {
+        let TypeAst::List(item) = &ty.value else {
+            return false;
+        };
+        let TypeAst::Object(link) = &item.ty.value else {
+            return false;
+        };
+        if !constraints_ast_empty(&item.constraints) || link.extra != ExtraFields::Reject || link.fields.len() != 2 {
+            return false;
+        }
+        let plain_string = |f: &FieldAst| {
+            matches!(f.ty.value, TypeAst::String)
+                && !f.type_omitted
+                && !f.optional
+                && !f.sensitive
+                && !f.per_call
+                && f.bound.is_none()
+                && constraints_ast_empty(&f.constraints)
+        };
+        ["kind", "id"]
+            .iter()
+            .all(|n| link.fields.iter().any(|f| f.name.value == *n && plain_string(f)))
     }
 
     fn ty(&mut self, path: &str, ty: &Spanned<TypeAst>) -> Type {
@@ -264,6 +376,77 @@ impl ContractResolver<'_> {
             .with_help(format!("{what} applies to {applies}")),
         );
     }
+}
+
+/// The reserved actor field: the delegation chain.
+pub(crate) const CHAIN_FIELD: &str = "chain";
+
+/// Where a field set sits, for what its fields may carry.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// The top level of an input or the snapshot (`per_call` allowed).
+    RequestTop,
+    /// The top level of the actor (`per_call`, `bound`; the reserved
+    /// `chain` when `reserve_chain`).
+    Actor { reserve_chain: bool },
+    /// Inside a field.
+    Nested,
+}
+
+/// True when no constraint is written.
+fn constraints_ast_empty(c: &ConstraintsAst) -> bool {
+    c.min.is_none()
+        && c.max.is_none()
+        && c.min_len.is_none()
+        && c.max_len.is_none()
+        && c.pattern.is_none()
+        && c.allowed.is_none()
+}
+
+/// The reserved `actor.chain`: a list of links `{kind: string, id:
+/// string}` (undeclared fields refused), the empty list when absent or
+/// null.
+pub(crate) fn chain_field() -> FieldDef {
+    let link_field = |name: &str| FieldDef {
+        name: name.to_string(),
+        ty: Type::String,
+        optional: false,
+        sensitive: false,
+        per_call: false,
+        empty_when_absent: false,
+        constraints: Constraints::default(),
+    };
+    let fields = vec![link_field("kind"), link_field("id")];
+    let index = fields.iter().enumerate().map(|(i, f)| (f.name.clone(), i)).collect();
+    let link = ObjectType {
+        name: "actor.chain[]".to_string(),
+        fields,
+        index,
+        extra: ExtraFields::Reject,
+    };
+    FieldDef {
+        name: CHAIN_FIELD.to_string(),
+        ty: Type::List(Box::new(Type::Object(Arc::new(link)))),
+        optional: false,
+        sensitive: false,
+        per_call: false,
+        empty_when_absent: true,
+        constraints: Constraints::default(),
+    }
+}
+
+/// The actor of a native policy that declares no actor contract: the
+/// reserved `chain`, every other field dropped (rules cannot read what no
+/// contract declares).
+pub(crate) fn open_actor() -> Arc<ObjectType> {
+    let mut index = FxHashMap::default();
+    index.insert(CHAIN_FIELD.to_string(), 0);
+    Arc::new(ObjectType {
+        name: "actor".to_string(),
+        fields: vec![chain_field()],
+        index,
+        extra: ExtraFields::Ignore,
+    })
 }
 
 /// An object type with no fields that drops whatever it is given: the actor

@@ -50,6 +50,7 @@ fn object_type(
                     optional: false,
                     sensitive: false,
                     per_call: false,
+                    empty_when_absent: false,
                     constraints: Constraints::default(),
                 });
             }
@@ -131,6 +132,7 @@ fn unify(a: &Type, b: &Type) -> Option<Type> {
                     optional: false,
                     sensitive: false,
                     per_call: false,
+                    empty_when_absent: false,
                     constraints: Constraints::default(),
                 });
             }

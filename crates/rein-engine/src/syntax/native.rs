@@ -274,7 +274,7 @@ impl<'d> Cx<'d> {
             return out;
         };
         if let Some(a) = m.get("actor") {
-            out.actor = self.fields(a, "the actor contract");
+            out.actor = self.fields_with(a, "the actor contract", true);
         }
         if let Some(s) = m.get("snapshot") {
             out.snapshot = self.fields(s, "the snapshot contract");
@@ -416,6 +416,13 @@ impl<'d> Cx<'d> {
     /// A field set: a mapping of field name → type spec. An empty value
     /// means no fields.
     fn fields(&mut self, node: &YamlNode, what: &str) -> Option<FieldsAst> {
+        self.fields_with(node, what, false)
+    }
+
+    /// [`Self::fields`]; `actor` for the top level of the actor contract,
+    /// where the reserved `chain` may be written without a type
+    /// (`chain: {bound: true}`).
+    fn fields_with(&mut self, node: &YamlNode, what: &str, actor: bool) -> Option<FieldsAst> {
         if matches!(node.value, YamlValue::Null) {
             return Some(FieldsAst {
                 span: node.span,
@@ -430,7 +437,12 @@ impl<'d> Cx<'d> {
                     .with_help("field names start with a letter or `_` and hold letters, digits and `_`, so rules can write `input.name`");
                 continue;
             }
-            if let Some(f) = self.field(name, span, spec) {
+            let field = if actor && name == crate::check::CHAIN_FIELD && untyped_mapping(spec) {
+                self.untyped_field(name, span, spec)
+            } else {
+                self.field(name, span, spec)
+            };
+            if let Some(f) = field {
                 fields.push(f);
             }
         }
@@ -448,6 +460,8 @@ impl<'d> Cx<'d> {
             optional: false,
             sensitive: false,
             per_call: false,
+            bound: None,
+            type_omitted: false,
             constraints: ConstraintsAst::default(),
             description: None,
         };
@@ -464,6 +478,7 @@ impl<'d> Cx<'d> {
                     "optional",
                     "sensitive",
                     "per_call",
+                    "bound",
                     "description",
                     "min",
                     "max",
@@ -479,19 +494,7 @@ impl<'d> Cx<'d> {
                 let m = self.mapping(spec, &format!("field `{name}`"), &known)?;
                 let ty = self.type_spec(spec, &m, name)?;
                 field.ty = ty;
-                if let Some(o) = m.get("optional") {
-                    field.optional = self.bool(o, "`optional`").unwrap_or(false);
-                }
-                if let Some(s) = m.get("sensitive") {
-                    field.sensitive = self.bool(s, "`sensitive`").unwrap_or(false);
-                }
-                if let Some(p) = m.get("per_call") {
-                    field.per_call = self.bool(p, "`per_call`").unwrap_or(false);
-                }
-                if let Some(d) = m.get("description") {
-                    field.description = self.string(d, "`description`").map(|s| s.value);
-                }
-                field.constraints = self.constraints(&m);
+                self.field_flags(&mut field, &m);
                 Some(field)
             }
             _ => {
@@ -502,6 +505,68 @@ impl<'d> Cx<'d> {
                 None
             }
         }
+    }
+
+    /// A field written as a mapping without a type (`chain: {bound:
+    /// true}`): its type is the reserved one, filled in by the checker,
+    /// which also refuses any key that would change it.
+    fn untyped_field(&mut self, name: &str, name_span: Span, spec: &YamlNode) -> Option<FieldAst> {
+        let known = [
+            "optional",
+            "sensitive",
+            "per_call",
+            "bound",
+            "description",
+            "min",
+            "max",
+            "min_len",
+            "max_len",
+            "pattern",
+            "allowed",
+            "extra_fields",
+        ];
+        let m = self.mapping(spec, &format!("field `{name}`"), &known)?;
+        let mut field = FieldAst {
+            name: Spanned::new(name.to_string(), name_span),
+            ty: Spanned::new(TypeAst::String, spec.span),
+            optional: false,
+            sensitive: false,
+            per_call: false,
+            bound: None,
+            type_omitted: true,
+            constraints: ConstraintsAst::default(),
+            description: None,
+        };
+        if let Some(x) = m.get("extra_fields") {
+            self.err(
+                x.span,
+                format!("`extra_fields` does not apply to field `{name}` without a `type`"),
+            );
+        }
+        self.field_flags(&mut field, &m);
+        Some(field)
+    }
+
+    /// The keys of a field's mapping other than its type.
+    fn field_flags(&mut self, field: &mut FieldAst, m: &Mapping<'_>) {
+        if let Some(o) = m.get("optional") {
+            field.optional = self.bool(o, "`optional`").unwrap_or(false);
+        }
+        if let Some(s) = m.get("sensitive") {
+            field.sensitive = self.bool(s, "`sensitive`").unwrap_or(false);
+        }
+        if let Some(p) = m.get("per_call") {
+            field.per_call = self.bool(p, "`per_call`").unwrap_or(false);
+        }
+        if let Some(b) = m.get("bound") {
+            if self.bool(b, "`bound`").unwrap_or(false) {
+                field.bound = Some(b.span);
+            }
+        }
+        if let Some(d) = m.get("description") {
+            field.description = self.string(d, "`description`").map(|s| s.value);
+        }
+        field.constraints = self.constraints(m);
     }
 
     /// The type of a field written as a mapping (`{type: ..., ...}`).
@@ -543,6 +608,10 @@ impl<'d> Cx<'d> {
                 }
                 if elem.per_call {
                     self.err(items.span, "`per_call` cannot be set on the elements of a list or map");
+                }
+                if elem.bound.is_some() {
+                    self.err(items.span, "`bound` cannot be set on the elements of a list or map")
+                        .with_help("`bound: true` applies to top-level fields of `contracts.actor`");
                 }
                 let elem = Box::new(ItemAst {
                     ty: elem.ty,
@@ -1083,6 +1152,17 @@ pub fn valid_action_name(name: &str) -> bool {
         && !name.starts_with('.')
         && !name.ends_with('.')
         && !name.contains("..")
+}
+
+/// A field's mapping that writes no type (no `type`, `fields`, `values` or
+/// `items`).
+fn untyped_mapping(spec: &YamlNode) -> bool {
+    let YamlValue::Map(entries) = &spec.value else {
+        return false;
+    };
+    !entries
+        .iter()
+        .any(|(k, _)| matches!(&k.value, YamlValue::String(s) if matches!(s.as_str(), "type" | "fields" | "values" | "items")))
 }
 
 pub(crate) fn valid_field_name(name: &str) -> bool {

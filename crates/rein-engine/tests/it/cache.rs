@@ -106,19 +106,22 @@ fn a_damaged_entry_is_refused_and_replaced() {
     // The compiled policy replaced it.
     assert_eq!(cache.load(&[&policy]).unwrap().1, CacheStatus::Hit);
 
-    // An entry of the previous format (before actions carried `tool:`
-    // facts), whole but for its magic: refused, never decoded.
+    // Entries of the previous formats (before actions carried `tool:`
+    // facts; before the actor carried the reserved `chain` and the bound
+    // fields), whole but for their magic: refused, never decoded.
     let good = std::fs::read(&entry).unwrap();
-    let mut old = b"rein-policy-ir1\n".to_vec();
-    old.extend_from_slice(&good[16..]);
-    std::fs::write(&entry, &old).unwrap();
-    match cache.load(&[&policy]).unwrap().1 {
-        CacheStatus::Failed(why) => assert!(why.contains("does not start"), "{why}"),
-        other => panic!("{other:?}"),
+    for magic in [b"rein-policy-ir1\n", b"rein-policy-ir2\n"] {
+        let mut old = magic.to_vec();
+        old.extend_from_slice(&good[16..]);
+        std::fs::write(&entry, &old).unwrap();
+        match cache.load(&[&policy]).unwrap().1 {
+            CacheStatus::Failed(why) => assert!(why.contains("does not start"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     // A truncated entry, and one holding something else.
-    std::fs::write(&entry, b"rein-policy-ir2\nshort").unwrap();
+    std::fs::write(&entry, b"rein-policy-ir3\nshort").unwrap();
     match cache.load(&[&policy]).unwrap().1 {
         CacheStatus::Failed(why) => assert!(why.contains("truncated"), "{why}"),
         other => panic!("{other:?}"),

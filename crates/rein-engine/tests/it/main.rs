@@ -12,6 +12,7 @@ mod contracts;
 mod corpus;
 mod derived;
 mod diagnostics;
+mod identity;
 mod props;
 mod state;
 mod state_attacks;

@@ -587,6 +587,7 @@ fn field(name: &str, ty: Type, optional: bool) -> FieldDef {
         optional,
         sensitive: false,
         per_call: false,
+        empty_when_absent: false,
         constraints: Constraints::default(),
     }
 }
@@ -621,6 +622,7 @@ fn hashed_object(obj: &Arc<ObjectType>) -> Arc<ObjectType> {
             optional: f.optional,
             sensitive: f.sensitive,
             per_call: f.per_call,
+            empty_when_absent: f.empty_when_absent,
             constraints: copy_constraints(&f.constraints),
         })
         .collect();
