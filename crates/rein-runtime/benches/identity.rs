@@ -37,18 +37,16 @@ use std::time::Duration;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The policy, with `BOUND` standing for what its actor fields say of
+/// binding (nothing, or `bound: true`).
 const POLICY: &str = r#"
 default: allow
 contracts:
   actor:
-    id: {type: string, optional: true}
+    id: {type: string, optional: true BOUND}
     role: {type: string, optional: true}
-    tenant: {type: string, optional: true}
+    tenant: {type: string, optional: true BOUND}
     ticket: {type: string, optional: true}
-    chain:
-      type: list
-      optional: true
-      items: {type: object, fields: {kind: string, id: string}}
   actions:
     file.read:
       input: {path: string}
@@ -56,6 +54,10 @@ rules:
   - id: no_etc
     action: file.read
     when: input.path.startsWith("/etc/")
+    effect: block
+  - id: subagents_read_home_only
+    action: file.read
+    when: size(actor.chain) > 2 && !input.path.startsWith("/home/")
     effect: block
 "#;
 
@@ -85,8 +87,9 @@ fn request() -> Request {
 }
 
 fn bench(c: &mut Criterion) {
-    let policy = Policy::from_yaml_str(POLICY).unwrap();
-    let required = Policy::from_yaml_str(POLICY).unwrap();
+    let policy = Policy::from_yaml_str(&POLICY.replace(" BOUND", "")).unwrap();
+    let required = Policy::from_yaml_str(&POLICY.replace(" BOUND", ", bound: true")).unwrap();
+    assert_eq!(required.bound_actor_fields(), ["id", "tenant"]);
     let credential = credential();
     let mut g = c.benchmark_group("identity");
     g.measurement_time(Duration::from_secs(5));
@@ -96,6 +99,9 @@ fn bench(c: &mut Criterion) {
     assert_eq!(bind(&policy, &mut r, Some(&credential)).refusal, None);
     assert_eq!(r.actor["chain"][2]["id"], "researcher");
     assert_eq!(policy.decide(&r).effect(), rein_engine::Effect::Allow);
+    let mut r = request();
+    assert_eq!(bind(&required, &mut r, Some(&credential)).refusal, None);
+    assert!(bind(&required, &mut request(), None).refusal.is_some());
 
     for (name, policy, credential) in [
         ("none", &policy, None),

@@ -18,10 +18,6 @@ default: allow
 contracts:
   actor:
     id: {type: string, optional: true}
-    chain:
-      type: list
-      optional: true
-      items: {type: object, fields: {kind: string, id: string}}
   actions:
     pay:
       input:
@@ -40,6 +36,40 @@ rules:
     action: pay
     when: input.amount > 10000
     effect: block
+  - id: only_alices_agents_pay_much
+    action: pay
+    when: input.amount > 5000 && !actor.chain.exists(l, l.kind == "user" && l.id == "alice")
+    effect: block
+    reason: only agents acting for alice pay over 5000
+"#;
+
+/// The same, requiring the actor's id and tenant set by the credential
+/// (and the chain, in `REQUIRES_CHAIN`).
+const REQUIRES_ID_AND_TENANT: &str = r#"
+default: allow
+contracts:
+  actor:
+    id: {type: string, bound: true}
+    tenant: {type: string, bound: true}
+  actions:
+    note:
+      input: {text: string}
+rules:
+  - id: no_shouting
+    action: note
+    when: input.text == "HI"
+    effect: block
+"#;
+
+const REQUIRES_CHAIN: &str = r#"
+default: allow
+contracts:
+  actor:
+    id: {type: string, optional: true}
+    chain: {bound: true}
+  actions:
+    note:
+      input: {text: string}
 "#;
 
 fn config() -> RuntimeConfig {
@@ -131,6 +161,23 @@ async fn the_bound_chain_is_set_recorded_and_answered() {
     assert_eq!(a.effect, Effect::Allow, "{:?}", a.reasons);
     assert_eq!(source(&record_of(&store, &a).await, "chain"), Some("credential"));
 
+    // Rules read the bound chain.
+    let a = rt
+        .decide_bound(pay(6000, json!({})), None, Some("agent-1"), Some(&bot))
+        .await;
+    assert_eq!(a.effect, Effect::RequireApproval, "{:?}", a.reasons);
+    let bobs = credential(json!({"id": "bot"}), &["user:bob", "agent:bot"], &[]);
+    let a = rt
+        .decide_bound(pay(6000, json!({})), None, Some("agent-1"), Some(&bobs))
+        .await;
+    assert_eq!(a.effect, Effect::Block, "{:?}", a.reasons);
+    assert!(
+        a.rules.contains(&"only_alices_agents_pay_much".to_string()),
+        "{:?}",
+        a.rules
+    );
+    assert_eq!(a.reasons, ["only agents acting for alice pay over 5000"]);
+
     // Without a chain bound, the answer has none, and a body's chain is
     // the caller's.
     let fields_only = credential(json!({"id": "bot"}), &[], &[]);
@@ -146,7 +193,7 @@ async fn the_bound_chain_is_set_recorded_and_answered() {
     assert_eq!(a.chain, None);
     assert!(serde_json::to_value(&a).unwrap().get("chain").is_none());
     assert_eq!(source(&record_of(&store, &a).await, "chain"), Some("caller"));
-    assert_eq!(store.verify_audit().await.unwrap(), Verification::Intact { records: 3 });
+    assert_eq!(store.verify_audit().await.unwrap(), Verification::Intact { records: 5 });
 }
 
 /// A body whose `actor.chain` differs from the bound one in any way (other
@@ -498,6 +545,85 @@ async fn a_store_from_before_requested_chain_is_migrated() {
         store.get_approval(&new).await.unwrap().unwrap().requested_chain,
         ["alice", "bot"]
     );
+    assert!(matches!(
+        store.verify_audit().await.unwrap(),
+        Verification::Intact { .. }
+    ));
+}
+
+/// A policy requiring bound fields blocks, before any rule, a request
+/// whose credential does not bind one (whatever its body says), and a
+/// request with no credential; explain refuses the same. A credential
+/// binding them all is decided by the rules.
+#[tokio::test]
+async fn required_bound_fields_block_a_request_whose_credential_lacks_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, store) = open(&dir.path().join("rein.db"), REQUIRES_ID_AND_TENANT);
+    let hi = |text: &str, actor: serde_json::Value| Request::new("note").input(json!({"text": text})).actor(actor);
+    let full = credential(
+        json!({"id": "bot", "tenant": "acme"}),
+        &["user:alice", "agent:bot"],
+        &[],
+    );
+    let id_only = credential(json!({"id": "bot"}), &["user:alice", "agent:bot"], &[]);
+
+    let a = rt
+        .decide_bound(hi("hello", json!({})), None, Some("c"), Some(&full))
+        .await;
+    assert_eq!(a.effect, Effect::Allow, "{:?}", a.reasons);
+    let a = rt.decide_bound(hi("HI", json!({})), None, Some("c"), Some(&full)).await;
+    assert_eq!(a.rules, ["no_shouting"]);
+
+    let unbound = "actor.tenant must be set by the credential; this request's credential does not bind it";
+    // The body's own tenant does not make it bound.
+    for actor in [json!({}), json!({"tenant": "acme"})] {
+        let a = rt
+            .decide_bound(hi("HI", actor.clone()), None, Some("c"), Some(&id_only))
+            .await;
+        assert_eq!(a.effect, Effect::Block);
+        assert_eq!(a.reasons, [unbound], "{actor}");
+        assert!(a.rules.is_empty(), "judged before the rules");
+        let explained = rt.explain_bound(hi("HI", actor), Some("c"), Some(&id_only));
+        assert_eq!(explained.to_json()["decision"]["reasons"], json!([unbound]));
+        let r = record_of(&store, &a).await;
+        assert_eq!(r.entry.reasons, [unbound]);
+        assert_eq!(source(&r, "id"), Some("credential"));
+    }
+
+    // No credential at all: the library, a hook, the MCP gateway.
+    let none = "actor.id must be set by the credential; this request has no credential that binds it";
+    let a = rt
+        .decide(hi("hello", json!({"id": "bot", "tenant": "acme"})), None)
+        .await;
+    assert_eq!(a.effect, Effect::Block);
+    assert_eq!(a.reasons, [none]);
+    assert_eq!(record_of(&store, &a).await.entry.actor_source, None);
+    let a = rt.decide_bound(hi("hello", json!({})), None, Some("c"), None).await;
+    assert_eq!(a.reasons, [none]);
+    let explained = rt.explain_from(hi("hello", json!({})), None);
+    assert_eq!(explained.effect(), Effect::Block);
+    assert_eq!(explained.to_json()["decision"]["reasons"], json!([none]));
+
+    // A contradiction and a missing field are both said.
+    let a = rt
+        .decide_bound(hi("hello", json!({"id": "boss"})), None, Some("c"), Some(&id_only))
+        .await;
+    assert_eq!(a.reasons, [format!("actor.id is set by the credential; {unbound}")]);
+
+    // `chain: {bound: true}`: fields alone do not bind a chain.
+    rt.set_policy(Policy::from_yaml_str(REQUIRES_CHAIN).unwrap());
+    let fields_only = credential(json!({"id": "bot"}), &[], &[]);
+    let a = rt
+        .decide_bound(hi("hello", json!({})), None, Some("c"), Some(&fields_only))
+        .await;
+    assert_eq!(
+        a.reasons,
+        ["actor.chain must be set by the credential; this request's credential does not bind it"]
+    );
+    let a = rt
+        .decide_bound(hi("hello", json!({})), None, Some("c"), Some(&id_only))
+        .await;
+    assert_eq!(a.effect, Effect::Allow, "{:?}", a.reasons);
     assert!(matches!(
         store.verify_audit().await.unwrap(),
         Verification::Intact { .. }
