@@ -629,3 +629,50 @@ async fn required_bound_fields_block_a_request_whose_credential_lacks_them() {
         Verification::Intact { .. }
     ));
 }
+
+/// Replay judges what the identity step judged: a request refused for
+/// contradicting its credential or leaving a delegated scope stays
+/// refused under any policy (it is not reported as newly allowed), and a
+/// policy that newly requires a bound field blocks the recorded requests
+/// whose record does not say the credential set it.
+#[tokio::test]
+async fn replay_judges_bound_fields_as_the_runtime_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, store) = open(&dir.path().join("rein.db"), POLICY);
+    let bot = credential(json!({"id": "bot"}), &["user:alice", "agent:bot"], &[(1, "note")]);
+    let bound = rt.decide_bound(note(json!({})), None, Some("c"), Some(&bot)).await;
+    assert_eq!(bound.effect, Effect::Allow, "{:?}", bound.reasons);
+    let unbound = rt.decide_from(note(json!({"id": "bot"})), None, Some("c")).await;
+    assert_eq!(unbound.effect, Effect::Allow);
+    let contradicted = rt
+        .decide_bound(note(json!({"id": "boss"})), None, Some("c"), Some(&bot))
+        .await;
+    assert_eq!(contradicted.effect, Effect::Block);
+    let outside = rt.decide_bound(pay(5, json!({})), None, Some("c"), Some(&bot)).await;
+    assert_eq!(outside.effect, Effect::Block);
+
+    // Unchanged policy: nothing changes.
+    let same = rein_runtime::replay(store.as_ref(), &Policy::from_yaml_str(POLICY).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(same.replayed, 4);
+    assert!(same.changes.is_empty(), "{:?}", same.changes);
+
+    // Requiring the id bound: only the request without a credential changes.
+    let requiring = POLICY.replace("id: {type: string, optional: true}", "id: {type: string, bound: true}");
+    let report = rein_runtime::replay(store.as_ref(), &Policy::from_yaml_str(&requiring).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(report.replayed, 4);
+    assert_eq!(report.changes.len(), 1, "{:?}", report.changes);
+    let change = &report.changes[0];
+    assert_eq!(change.decision_id, unbound.decision_id);
+    assert_eq!(
+        (change.old_effect.as_str(), change.new_effect),
+        ("allow", Effect::Block)
+    );
+    assert_eq!(
+        change.new_reasons,
+        ["actor.id must be set by the credential; this request has no credential that binds it"]
+    );
+}
