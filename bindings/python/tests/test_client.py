@@ -517,6 +517,8 @@ def answering(status: int, body: bytes, content_type: str = "application/json") 
         (200, b'{"effect": "allow", "decision_id": "d1", "audit_seq": 1, "matched": [{"id": 1}]}', "not a decision",
          False),
         (200, b'{"effect": "allow", "decision_id": "d1", "audit_seq": 1, "phase": "after"}', "phase `after`", False),
+        (200, b'{"effect": "allow", "decision_id": "d1", "audit_seq": 1, "chain": ["user:alice"]}', "not a decision",
+         False),
         (302, b"", "302", False),
         (418, b"{}", "418", False),
     ],

@@ -50,6 +50,7 @@ fn approval(id: &str) -> ApprovalRecord {
         action: "pay".into(),
         requested_by: Some("bot".into()),
         requested_via: Some("agent-1".into()),
+        requested_chain: Vec::new(),
         summary: serde_json::json!({}),
         created_at: jiff::Timestamp::now().to_string(),
         expires_at: (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)).to_string(),

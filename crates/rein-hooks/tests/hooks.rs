@@ -172,7 +172,7 @@ rules:
     let approver = Approver {
         name: "alice",
         roles: Some(&roles),
-        actor_id: None,
+        credential: None,
     };
     f.runtime.grant(&pending[0].id, approver, None).await.unwrap();
     let (d, reason) = f.bash("deploy").await;
@@ -331,7 +331,7 @@ async fn approvals_are_found_again_granted_and_used_once() {
             Approver {
                 name: "alice",
                 roles: Some(&roles),
-                actor_id: None,
+                credential: None,
             },
             None,
         )
@@ -918,7 +918,7 @@ rules:
     let approver = Approver {
         name: "alice",
         roles: Some(&roles),
-        actor_id: None,
+        credential: None,
     };
     f.runtime.grant(&pending[0].id, approver, None).await.unwrap();
     let (d, reason) = f.bash("deploy").await;

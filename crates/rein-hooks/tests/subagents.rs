@@ -386,7 +386,7 @@ async fn approvals_follow_the_chain_not_the_instance() {
             Approver {
                 name: "alice",
                 roles: Some(&roles),
-                actor_id: None,
+                credential: None,
             },
             None,
         )

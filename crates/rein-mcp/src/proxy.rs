@@ -764,7 +764,7 @@ impl Session {
         let approver = rein_runtime::Approver {
             name: &name,
             roles: Some(&roles),
-            actor_id: None,
+            credential: None,
         };
         let decided = self
             .gateway

@@ -652,7 +652,7 @@ async fn a_call_waits_for_approval_and_goes_ahead_once_granted() {
     let approver = Approver {
         name: "alice",
         roles: None,
-        actor_id: None,
+        credential: None,
     };
     h.gateway.runtime.grant(&approval, approver, None).await.unwrap();
     let answer = c.recv().await;
@@ -671,7 +671,7 @@ async fn a_denied_approval_blocks_the_call() {
     let approver = Approver {
         name: "alice",
         roles: None,
-        actor_id: None,
+        credential: None,
     };
     h.gateway
         .runtime
@@ -724,7 +724,7 @@ async fn a_cancelled_call_is_neither_answered_nor_forwarded() {
     let approver = Approver {
         name: "alice",
         roles: None,
-        actor_id: None,
+        credential: None,
     };
     h.gateway.runtime.grant(&approval, approver, None).await.unwrap();
     c.silent(Duration::from_millis(600)).await;

@@ -9,7 +9,9 @@
 //! rule, a request that contradicts it or that a link's scope does not
 //! allow.
 
+use rein_engine::{Policy, Request};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// Actor fields bound to a credential: top-level field → scalar value.
@@ -223,6 +225,12 @@ impl Credential {
         ))
     }
 
+    /// Whether the credential sets the top-level actor field `field`
+    /// (`chain` when it binds a chain).
+    pub fn binds(&self, field: &str) -> bool {
+        self.fields.contains_key(field) || (field == "chain" && self.chain.is_some())
+    }
+
     /// Every id the credential speaks for: bound `actor.id` and each link
     /// of the chain. An approver who is any of them is approving their
     /// own request.
@@ -237,6 +245,196 @@ impl Credential {
             }
         }
         ids
+    }
+}
+
+/// Where an actor field came from, as the audit record says it.
+const FROM_CREDENTIAL: &str = "credential";
+const FROM_CALLER: &str = "caller";
+
+/// What [`bind`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Binding {
+    /// Where each top-level field of the request's actor came from
+    /// (`credential` or `caller`: the audit record's `actor_source`);
+    /// `None` for a request without a credential.
+    pub sources: Option<BTreeMap<String, String>>,
+    /// Why the request is blocked before any rule: it contradicts its
+    /// credential, a link's scope does not allow its action, or the policy
+    /// requires a field its credential does not bind.
+    pub refusal: Option<String>,
+}
+
+/// The identity step every decision takes before its rules: sets what
+/// `credential` binds on the request's actor (its fields, and its chain as
+/// `actor.chain`, a list of `{kind, id}`), and finds why to block first:
+///
+/// - the actor names another value for a bound field ("actor.role is set
+///   by the credential"), or is not an object while fields are bound: the
+///   conflicting field is left as sent, so that the record shows the
+///   attempt; it is never overwritten;
+/// - a link of the chain was delegated a scope that does not allow the
+///   action (the reason names the link);
+/// - the policy requires actor fields to be bound
+///   ([`Policy::bound_actor_fields`]) and the credential does not bind
+///   one of them, or there is no credential (`None`: the in-process
+///   surfaces without one).
+///
+/// With no credential and no required field, nothing is allocated.
+pub fn bind(policy: &Policy, request: &mut Request, credential: Option<&Credential>) -> Binding {
+    let mut refusals: Vec<String> = Vec::new();
+    let sources = credential.map(|credential| {
+        let mut contradicted = Vec::new();
+        bind_actor(&mut request.actor, credential, &mut contradicted);
+        for field in &contradicted {
+            refusals.push(format!("actor.{field} is set by the credential"));
+        }
+        if !request.actor.is_object() && (!credential.fields.is_empty() || credential.chain.is_some()) {
+            let first = credential.fields.keys().next().map_or("chain", String::as_str);
+            refusals.push(format!(
+                "actor.{first} is set by the credential; the request's actor is not an object"
+            ));
+        }
+        if let Some(refused) = credential.refuses(&request.action) {
+            refusals.push(refused);
+        }
+        bound_sources(&request.actor, credential, &contradicted)
+    });
+    if let Some(unbound) = unbound_requirement(policy, credential) {
+        refusals.push(unbound);
+    }
+    Binding {
+        sources,
+        refusal: (!refusals.is_empty()).then(|| refusals.join("; ")),
+    }
+}
+
+/// Sets the credential's fields and chain on `actor` (made an object if
+/// null; an actor of another shape is left as it is); adds to
+/// `contradicted` each bound field the actor names another value for.
+fn bind_actor<'c>(actor: &mut serde_json::Value, credential: &'c Credential, contradicted: &mut Vec<&'c str>) {
+    if credential.fields.is_empty() && credential.chain.is_none() {
+        // Nothing bound leaves any actor as it is.
+        return;
+    }
+    if actor.is_null() {
+        *actor = serde_json::Value::Object(serde_json::Map::new());
+    }
+    let Some(fields) = actor.as_object_mut() else {
+        return;
+    };
+    for (field, value) in &credential.fields {
+        match fields.get(field) {
+            Some(sent) if sent != value => contradicted.push(field),
+            Some(_) => {}
+            None => {
+                fields.insert(field.clone(), value.clone());
+            }
+        }
+    }
+    if let Some(chain) = &credential.chain {
+        match fields.get("chain") {
+            Some(sent) if !chain_is(sent, chain) => {
+                if !contradicted.contains(&"chain") {
+                    contradicted.push("chain");
+                }
+            }
+            Some(_) => {}
+            None => {
+                fields.insert("chain".to_string(), chain_value(chain));
+            }
+        }
+    }
+}
+
+/// `actor_source` right after [`bind_actor`]: a field the credential
+/// binds came from it unless the actor contradicted it (`contradicted`);
+/// every other field from the caller. (What [`actor_sources`] finds by
+/// comparing values, without comparing them again.)
+fn bound_sources(
+    actor: &serde_json::Value,
+    credential: &Credential,
+    contradicted: &[&str],
+) -> BTreeMap<String, String> {
+    let Some(fields) = actor.as_object() else {
+        return BTreeMap::new();
+    };
+    // Collected in the actor's (sorted) order: built in one pass, without
+    // a search per field as inserts would.
+    fields
+        .keys()
+        .map(|field| {
+            let from_credential = credential.binds(field) && !contradicted.contains(&field.as_str());
+            let source = if from_credential { FROM_CREDENTIAL } else { FROM_CALLER };
+            (field.clone(), source.to_string())
+        })
+        .collect()
+}
+
+/// `chain` as rules read it: `[{kind, id}, …]`.
+pub fn chain_value(chain: &[ChainLink]) -> serde_json::Value {
+    let link = |l: &ChainLink| {
+        let mut o = serde_json::Map::new();
+        o.insert("kind".to_string(), serde_json::Value::String(l.kind.clone()));
+        o.insert("id".to_string(), serde_json::Value::String(l.id.clone()));
+        serde_json::Value::Object(o)
+    };
+    serde_json::Value::Array(chain.iter().map(link).collect())
+}
+
+/// Whether `value` is exactly `chain` as [`chain_value`] writes it
+/// (compared in place: nothing is built).
+fn chain_is(value: &serde_json::Value, chain: &[ChainLink]) -> bool {
+    let Some(sent) = value.as_array() else {
+        return false;
+    };
+    sent.len() == chain.len()
+        && sent.iter().zip(chain).all(|(sent, link)| {
+            sent.as_object().is_some_and(|o| {
+                o.len() == 2
+                    && o.get("kind").and_then(serde_json::Value::as_str) == Some(link.kind.as_str())
+                    && o.get("id").and_then(serde_json::Value::as_str) == Some(link.id.as_str())
+            })
+        })
+}
+
+/// Where each top-level field of `actor` came from: the credential when
+/// it binds the field to the value the actor has (every binding of it,
+/// should a credential bind `chain` both as a field and as its chain),
+/// the caller otherwise.
+pub(crate) fn actor_sources(actor: &serde_json::Value, credential: &Credential) -> BTreeMap<String, String> {
+    let mut sources = BTreeMap::new();
+    let Some(fields) = actor.as_object() else {
+        return sources;
+    };
+    // Inserted one by one (in order): `collect` would sort a Vec first.
+    for (field, value) in fields {
+        let by_field = credential.fields.get(field).map(|bound| bound == value);
+        let by_chain = match (field.as_str(), &credential.chain) {
+            ("chain", Some(chain)) => Some(chain_is(value, chain)),
+            _ => None,
+        };
+        let source = match (by_field, by_chain) {
+            (None, None) => FROM_CALLER,
+            (a, b) if a.unwrap_or(true) && b.unwrap_or(true) => FROM_CREDENTIAL,
+            _ => FROM_CALLER,
+        };
+        sources.insert(field.clone(), source.to_string());
+    }
+    sources
+}
+
+/// The reason to block a request whose credential (`None`: none) does not
+/// bind a field the policy requires bound; `None` when it binds them all.
+/// Judged by [`Policy::unbound_required`], as `rein test` judges; allocates
+/// only to say why.
+fn unbound_requirement(policy: &Policy, credential: Option<&Credential>) -> Option<String> {
+    match credential {
+        Some(credential) => policy.unbound_required(|field| credential.binds(field)),
+        // Nothing is bound: the first required field (sorted) is missing.
+        None => policy.bound_actor_fields().first().map(|missing| {
+            format!("actor.{missing} must be set by the credential; this request has no credential that binds it")
+        }),
     }
 }
 

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-pub use identity::{ActionScope, BoundActor, ChainLink, Credential};
+pub use identity::{ActionScope, Binding, BoundActor, ChainLink, Credential};
 pub use refused::{Refusal, MAX_REFUSED_BODY_KEPT};
 pub use replay::{replay, ReplayChange, ReplayReport};
 pub use state::{DEFAULT_MAX_STATE_BYTES, DEFAULT_SESSION_IDLE, MAX_BUCKET_ID_BYTES, MAX_SESSION_ID_BYTES};
@@ -270,14 +270,14 @@ async fn try_decide_approval(
     approver: Approver<'_>,
     comment: Option<&str>,
 ) -> Result<ApprovalRecord, RuntimeError> {
-    if approver.roles.is_some() || approver.actor_id.is_some() {
+    if approver.roles.is_some() || approver.credential.is_some() {
         let record = store
             .get_approval(id)
             .await?
             .ok_or_else(|| ApprovalError::NotFound(id.to_string()))?;
-        // The store checks the approver's name; the actor id bound to
-        // their credential is checked here (a request made under it is
-        // theirs). Checked before the roles, as the store does.
+        // The store checks the approver's name; the ids of their
+        // credential are checked here (a request made under any of them
+        // is theirs). Checked before the roles, as the store does.
         if record.state == ApprovalState::Pending && approver.asked_for(&record) {
             return Err(ApprovalError::SelfApproval(approver.name.to_string()).into());
         }
@@ -292,80 +292,18 @@ async fn try_decide_approval(
     Ok(store.decide_approval(id, grant, approver.name, comment, &now).await??)
 }
 
-/// Where an actor field came from, as the audit record says it.
-const FROM_CREDENTIAL: &str = "credential";
-const FROM_CALLER: &str = "caller";
-
-/// Sets what `credential` binds on `actor`: its fields and its chain (as
-/// `actor.chain`, a list of `{kind, id}`). Returns where to find each of
-/// the actor's top-level fields (`actor_source`), and the reason to block
-/// when the actor names another value for a bound field (or is not an
-/// object while fields are bound), or when a link's scope does not allow
-/// `action`. A conflicting field is left as the caller sent it, so that
-/// the record shows the attempt; it is never overwritten.
-fn bind_actor(
-    actor: &mut serde_json::Value,
-    action: &str,
-    credential: &Credential,
-) -> (std::collections::BTreeMap<String, String>, Option<String>) {
-    let bound = bound_fields(credential);
-    if actor.is_null() && !bound.is_empty() {
-        *actor = serde_json::Value::Object(serde_json::Map::new());
-    }
-    let Some(fields) = actor.as_object_mut() else {
-        // Nothing bound leaves any actor as it is; with fields bound, an
-        // actor that is not an object cannot carry them.
-        let reason = bound
-            .keys()
-            .next()
-            .map(|first| format!("actor.{first} is set by the credential; the request's actor is not an object"));
-        return (std::collections::BTreeMap::new(), reason);
-    };
-    let mut conflicts = Vec::new();
-    for (field, value) in &bound {
-        match fields.get(field) {
-            Some(sent) if sent != value => conflicts.push(format!("actor.{field} is set by the credential")),
-            _ => {
-                fields.insert(field.clone(), value.clone());
-            }
+/// The id of every link of `actor.chain` (bound by the credential, or
+/// as the caller sent it: more ids only refuse more approvers), in order,
+/// each once; an element that is not a link with a string id is skipped.
+fn chain_ids(actor: &serde_json::Value) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    let links = actor.get("chain").and_then(serde_json::Value::as_array);
+    for id in links.into_iter().flatten().filter_map(|l| l.get("id")?.as_str()) {
+        if !ids.iter().any(|known| known == id) {
+            ids.push(id.to_string());
         }
     }
-    if let Some(refused) = credential.refuses(action) {
-        conflicts.push(refused);
-    }
-    let conflict = (!conflicts.is_empty()).then(|| conflicts.join("; "));
-    (actor_sources(actor, &bound), conflict)
-}
-
-/// Every actor field `credential` sets, `chain` included when it binds one.
-fn bound_fields(credential: &Credential) -> BoundActor {
-    let mut bound = credential.fields.clone();
-    if let Some(chain) = &credential.chain {
-        let links = chain
-            .iter()
-            .map(|l| serde_json::json!({"kind": l.kind, "id": l.id}))
-            .collect();
-        bound.insert("chain".to_string(), serde_json::Value::Array(links));
-    }
-    bound
-}
-
-/// Where each top-level field of `actor` came from: the credential when it
-/// binds the field to the value the actor has, the caller otherwise.
-fn actor_sources(actor: &serde_json::Value, bound: &BoundActor) -> std::collections::BTreeMap<String, String> {
-    let Some(fields) = actor.as_object() else {
-        return std::collections::BTreeMap::new();
-    };
-    fields
-        .iter()
-        .map(|(field, value)| {
-            let source = match bound.get(field) {
-                Some(b) if b == value => FROM_CREDENTIAL,
-                _ => FROM_CALLER,
-            };
-            (field.clone(), source.to_string())
-        })
-        .collect()
+    ids
 }
 
 /// The root a dotted path starts with: `input` of `input.lines[0].sku`.
@@ -524,6 +462,11 @@ pub struct Answer {
     /// reasons say it too); kept to tell them apart from other reasons.
     #[serde(skip)]
     pub errors: Vec<rein_engine::RuleError>,
+    /// The delegation chain the request's credential binds
+    /// (`[{kind, id}, …]`, from the person down to the acting agent), as
+    /// the rules read it in `actor.chain`; absent when none is bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain: Option<Vec<ChainLink>>,
 }
 
 /// What [`Runtime::explain_from`] answers.
@@ -636,21 +579,27 @@ pub struct Approver<'a> {
     /// The approval roles (a rule's `approval.role`) they may decide;
     /// `None` means every role.
     pub roles: Option<&'a [String]>,
-    /// The actor `id` bound to their credential (`actor: {id: …}` in the
-    /// server's tokens file), if any: a request made under that id is
-    /// theirs, whatever their token's name.
-    pub actor_id: Option<&'a str>,
+    /// Their credential, if any: every id it speaks for (the bound actor
+    /// `id`, each link of its chain) is theirs, whatever their token's
+    /// name, and a request made under any of them is their own.
+    pub credential: Option<&'a Credential>,
 }
 
 impl Approver<'_> {
-    /// Whether `approval` was asked for by this approver: as the actor
-    /// that asked (by name or by the actor id bound to their credential)
-    /// or as the client that sent the request.
+    /// Whether `approval` was asked for by this approver: any of their ids
+    /// (their name, the actor id bound to their credential, each link of
+    /// its chain) is any of the requester's (the actor id the request
+    /// named, the client that sent it, each link of its chain). So neither
+    /// a second actor id on the requester's credential nor a credential
+    /// delegated from the requester (whose chain holds the requester) may
+    /// approve.
     pub fn asked_for(&self, approval: &ApprovalRecord) -> bool {
-        let by = approval.requested_by.as_deref();
-        by == Some(self.name)
-            || (self.actor_id.is_some() && by == self.actor_id)
-            || approval.requested_via.as_deref() == Some(self.name)
+        let requester = |id: &str| {
+            approval.requested_by.as_deref() == Some(id)
+                || approval.requested_via.as_deref() == Some(id)
+                || approval.requested_chain.iter().any(|link| link == id)
+        };
+        requester(self.name) || self.credential.is_some_and(|c| c.ids().into_iter().any(requester))
     }
 
     /// The first role `approval` needs that this approver does not hold.
@@ -805,13 +754,17 @@ impl Runtime {
     }
 
     /// Decides a request as [`Runtime::decide_from`] does, for a client
-    /// whose credential binds actor fields (`bound`; `None` when the
-    /// caller has no credential, as hooks and the MCP gateway run in
-    /// process). Bound fields are set on the request's actor; a request
-    /// naming another value for one is blocked ("actor.<field> is set by
-    /// the credential") and recorded as sent. With `bound` given, the
-    /// audit record says where each actor field came from
-    /// (`actor_source`).
+    /// whose credential (`bound`; `None` when the caller has none, as
+    /// hooks and the MCP gateway run in process) binds actor fields and a
+    /// delegation chain. Before any rule ([`identity::bind`]): bound
+    /// fields and the chain (`actor.chain`) are set on the request's
+    /// actor; a request naming another value for one is blocked
+    /// ("actor.<field> is set by the credential") and recorded as sent; an
+    /// action outside the scope of a link of the chain is blocked naming
+    /// the link; and a policy requiring bound fields blocks a request
+    /// whose credential does not bind them, or that has none. With
+    /// `bound` given, the audit record says where each actor field came
+    /// from (`actor_source`) and the answer carries the chain.
     pub async fn decide_bound(
         &self,
         mut request: Request,
@@ -820,7 +773,9 @@ impl Runtime {
         bound: Option<&Credential>,
     ) -> Answer {
         let started = Instant::now();
-        let binding = bound.map(|b| bind_actor(&mut request.actor, &request.action, b));
+        let loaded = self.policy.load_full();
+        let policy = &loaded.policy;
+        let binding = identity::bind(policy, &mut request, bound);
         let now = Timestamp::now();
         // State and approvals see the session in the client's scope; the
         // audit record keeps the id the client sent (beside its client),
@@ -833,8 +788,6 @@ impl Runtime {
         if request.time.is_none() || !self.config.trust_request_time {
             request.time = Some(now);
         }
-        let loaded = self.policy.load_full();
-        let policy = &loaded.policy;
         let id = uuid::Uuid::now_v7();
         let decision_id = id.to_string();
         // A stateless action takes the path it always took: no lock, no
@@ -845,11 +798,11 @@ impl Runtime {
         let mut approval_refused = None;
         // (`uses_state` first: a bool, so a stateless policy does not even
         // look the action up.)
-        let conflict = binding.as_ref().and_then(|(_, conflict)| conflict.clone());
-        let decided = if let Some(conflict) = conflict {
+        let decided = if let Some(refusal) = binding.refusal {
             // Judged before any rule: the request claims to be someone its
-            // credential says it is not.
-            Err(conflict)
+            // credential says it is not, goes beyond what was delegated to
+            // it, or lacks an identity the policy requires bound.
+            Err(refusal)
         } else if policy.uses_state() && policy.action_state(&request.action, Phase::Before).any() {
             let time = request.time.unwrap_or(now);
             // Reserved as allowed only with an approval that can hold: a
@@ -876,6 +829,7 @@ impl Runtime {
                 (answer, None)
             }
         };
+        answer.chain = bound.and_then(|c| c.chain.clone());
         let mut approval_ref = None;
 
         if let Some(decision) = &decision {
@@ -914,7 +868,7 @@ impl Runtime {
             now,
         );
         entry.client = client.map(str::to_string);
-        entry.actor_source = binding.map(|(sources, _)| sources);
+        entry.actor_source = binding.sources;
         let writes = pending.as_mut().map(state::Pending::submit).unwrap_or_default();
         match self.record(&mut answer, entry, writes).await {
             Some(recorded) => {
@@ -954,19 +908,19 @@ impl Runtime {
     }
 
     /// Explains `request` as [`Runtime::decide_bound`] would decide it
-    /// now for `client` with the actor fields `bound` by its credential:
-    /// a conflicting field is a refusal, as it would be a `block`.
+    /// now for `client` with its credential `bound` (`None`: none): what
+    /// the identity step refuses (a contradicted field, an action outside
+    /// a link's scope, a required field not bound) is a refusal, as it
+    /// would be a `block`; otherwise the rules see the actor with the
+    /// credential's fields and chain set.
     pub fn explain_bound(&self, mut request: Request, client: Option<&str>, bound: Option<&Credential>) -> Explained {
-        if let Some(bound) = bound {
-            let action = request.action.clone();
-            if let (_, Some(reason)) = bind_actor(&mut request.actor, &action, bound) {
-                let policy = self.policy();
-                return Explained::Refused {
-                    reason,
-                    policy_version: policy.version().to_string(),
-                    policy_version_label: policy.version_label().map(str::to_string),
-                };
-            }
+        let policy = self.policy();
+        if let Some(reason) = identity::bind(&policy, &mut request, bound).refusal {
+            return Explained::Refused {
+                reason,
+                policy_version: policy.version().to_string(),
+                policy_version_label: policy.version_label().map(str::to_string),
+            };
         }
         let now = Timestamp::now();
         scope_session(&mut request, client);
@@ -976,7 +930,6 @@ impl Runtime {
         if request.time.is_none() || !self.config.trust_request_time {
             request.time = Some(now);
         }
-        let policy = self.policy();
         if !(policy.uses_state() && policy.action_state(&request.action, Phase::Before).any()) {
             return Explained::Decided(policy.explain(&request));
         }
@@ -1243,7 +1196,7 @@ impl Runtime {
                 (request, answer)
             }
         };
-        let sources = bound.map(|b| actor_sources(&request.actor, &bound_fields(b)));
+        let sources = bound.map(|b| identity::actor_sources(&request.actor, b));
         let sensitive = loaded.sensitive(&request.action);
         let known = policy.has_action(&request.action);
         let (mut entry, _) = self.entry(
@@ -1503,6 +1456,7 @@ impl Runtime {
             action: request.action.clone(),
             requested_by: request.actor.get("id").and_then(|v| v.as_str()).map(str::to_string),
             requested_via: client.map(str::to_string),
+            requested_chain: chain_ids(&request.actor),
             summary: self.redacted_request(loaded, request),
             created_at: format_time(now),
             expires_at: format_time(expires),
@@ -1880,6 +1834,7 @@ fn answer_from(decision_id: &str, d: &Decision, policy: &Policy, stateful: bool)
         audit_seq: None,
         matched,
         errors: d.errors(),
+        chain: None,
     }
 }
 
@@ -1922,6 +1877,7 @@ fn blank_answer(decision_id: &str, phase: Phase, policy: &Policy) -> Answer {
         audit_seq: None,
         matched: Vec::new(),
         errors: Vec::new(),
+        chain: None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! What-if before rollout: re-decide every recorded `before` request under
 //! another policy and report each decision that would change.
 
-use rein_engine::{Effect, Policy, Request};
+use rein_engine::{Effect, Phase, Policy, Request};
 use rein_store::{AuditQuery, Store, StoreError};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -75,8 +75,26 @@ pub async fn replay(store: &dyn Store, policy: &Policy) -> Result<ReplayReport, 
                 .snapshot(e.snapshot.clone());
             request.session = e.session.clone();
             request.time = e.time.parse().ok();
-            let decision = policy.decide(&request);
             report.replayed += 1;
+            if refused_by_credential(e) {
+                // Contradicting the credential, or outside a delegated
+                // scope: blocked before any rule, whatever the policy.
+                continue;
+            }
+            // As the runtime judges it: the fields the record says came
+            // from the credential are those it bound.
+            let unbound = match &e.actor_source {
+                Some(sources) => policy.unbound_required(|f| sources.get(f).is_some_and(|s| s == "credential")),
+                None => policy.bound_actor_fields().first().map(|missing| {
+                    format!(
+                        "actor.{missing} must be set by the credential; this request has no credential that binds it"
+                    )
+                }),
+            };
+            let decision = match unbound {
+                Some(why) => policy.unbound_block(Phase::Before, why),
+                None => policy.decide(&request),
+            };
             let new_rules: Vec<String> = decision.rules().into_iter().map(str::to_string).collect();
             let old_effect = policy_effect(e);
             let same = decision.effect().as_str() == old_effect && new_rules == e.rules;
@@ -112,6 +130,24 @@ pub async fn replay(store: &dyn Store, policy: &Policy) -> Result<ReplayReport, 
         }
     }
     Ok(report)
+}
+
+/// Whether the runtime blocked a recorded request before its rules for
+/// what its credential says (see `identity::bind`): a field contradicting
+/// a bound one, or an action outside a link's scope. No policy changes
+/// that. (A field the policy required bound is judged again: another
+/// policy may not require it.)
+fn refused_by_credential(e: &rein_store::AuditEntry) -> bool {
+    e.effect == "block"
+        && e.rules.is_empty()
+        && e.reasons.first().is_some_and(|r| {
+            r.starts_with("delegation: action `")
+                || (r.starts_with("actor.")
+                    && r.split("; ")
+                        .next()
+                        .is_some_and(|first| first.ends_with(" is set by the credential")))
+                || r.contains("is set by the credential; the request's actor is not an object")
+        })
 }
 
 /// The effect the policy itself gave a recorded request. The runtime only

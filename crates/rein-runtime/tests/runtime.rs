@@ -72,7 +72,7 @@ fn anyone(name: &str) -> Approver<'_> {
     Approver {
         name,
         roles: None,
-        actor_id: None,
+        credential: None,
     }
 }
 
@@ -237,7 +237,7 @@ rules:
                 Approver {
                     name,
                     roles: Some(roles),
-                    actor_id: None,
+                    credential: None,
                 },
                 None,
             )
@@ -254,7 +254,7 @@ rules:
             Approver {
                 name: "bot-token",
                 roles: None,
-                actor_id: None,
+                credential: None,
             },
             None,
         )
@@ -267,7 +267,7 @@ rules:
             Approver {
                 name: "boss",
                 roles: Some(&both),
-                actor_id: None,
+                credential: None,
             },
             None,
         )
@@ -332,7 +332,7 @@ async fn approval_flow_allows_the_identical_request_once() {
             Approver {
                 name: "sam",
                 roles: Some(&support),
-                actor_id: None,
+                credential: None,
             },
             None,
         )
@@ -346,7 +346,7 @@ async fn approval_flow_allows_the_identical_request_once() {
             Approver {
                 name: "carol",
                 roles: Some(&finance),
-                actor_id: None,
+                credential: None,
             },
             Some("ok"),
         )
@@ -915,7 +915,7 @@ async fn approvers_see_the_sealed_sensitive_values_while_pending() {
             &Approver {
                 name: "fin",
                 roles: Some(&finance),
-                actor_id: None,
+                credential: None,
             },
         )
         .unwrap()
@@ -925,17 +925,17 @@ async fn approvers_see_the_sealed_sensitive_values_while_pending() {
         Approver {
             name: "sam",
             roles: Some(&support),
-            actor_id: None,
+            credential: None,
         },
         Approver {
             name: "agent-1",
             roles: None,
-            actor_id: None,
+            credential: None,
         },
         Approver {
             name: "bot",
             roles: None,
-            actor_id: None,
+            credential: None,
         },
     ] {
         assert_eq!(rt.sealed_request(&record, &viewer).unwrap(), None, "{viewer:?}");
@@ -1105,20 +1105,23 @@ async fn an_approver_bound_to_the_requesters_id_is_refused() {
     let (rt, _store) = runtime(&dir);
     let a = rt.decide(pay(500, "bot"), None).await;
     let id = a.approval.expect("an approval").id;
+    let bot = rein_runtime::Credential::with_fields(json!({"id": "bot"}).as_object().unwrap().clone());
     let same = Approver {
         name: "lead",
         roles: None,
-        actor_id: Some("bot"),
+        credential: Some(&bot),
     };
     let record = rt.store().get_approval(&id).await.unwrap().unwrap();
     assert!(!same.may_decide(&record));
     let e = rt.grant(&id, same.clone(), None).await.unwrap_err();
     assert!(e.to_string().contains("cannot approve"), "{e}");
     assert!(rt.deny(&id, same, None).await.is_err());
+    let someone_else =
+        rein_runtime::Credential::with_fields(json!({"id": "someone-else"}).as_object().unwrap().clone());
     let other = Approver {
         name: "lead",
         roles: None,
-        actor_id: Some("someone-else"),
+        credential: Some(&someone_else),
     };
     assert!(other.may_decide(&record));
     rt.grant(&id, other, None).await.unwrap();

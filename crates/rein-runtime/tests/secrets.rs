@@ -241,7 +241,7 @@ async fn no_sensitive_value_reaches_the_store_in_clear() {
         Approver {
             name: "boss",
             roles: None,
-            actor_id: None,
+            credential: None,
         },
         Some("fine"),
     )

@@ -538,7 +538,7 @@ async fn an_approval_over_a_limit_consumes_when_the_re_send_is_allowed() {
         Approver {
             name: "alice",
             roles: None,
-            actor_id: None,
+            credential: None,
         },
         None,
     )

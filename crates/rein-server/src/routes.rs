@@ -707,7 +707,7 @@ fn approver(who: &Identity) -> Approver<'_> {
             Role::Admin => None,
             _ => who.approves.as_deref(),
         },
-        actor_id: who.credential.fields.get("id").and_then(|v| v.as_str()),
+        credential: Some(&who.credential),
     }
 }
 

@@ -175,6 +175,14 @@ pub struct ApprovalRecord {
     /// whatever the request says.
     #[serde(default)]
     pub requested_via: Option<String>,
+    /// The id of every link of the requester's delegation chain
+    /// (`actor.chain`, from the person down to the acting agent), none of
+    /// whom may approve it either: a parent approving what its delegated
+    /// child asked is approving its own request. Empty in approvals
+    /// written before this field existed (schema v6), and for requests
+    /// without a chain.
+    #[serde(default)]
+    pub requested_chain: Vec<String>,
     /// A short description for people (the request, redacted).
     pub summary: serde_json::Value,
     /// When it was created (RFC 3339).

@@ -26,6 +26,7 @@ fn approval(id: &str) -> ApprovalRecord {
         action: "refund".into(),
         requested_by: Some("agent-7".into()),
         requested_via: Some("support-bot".into()),
+        requested_chain: Vec::new(),
         summary: json!({"amount": 5000, "currency": "EUR"}),
         created_at: NOW.into(),
         expires_at: "2025-06-01T13:00:00Z".into(),
@@ -157,6 +158,35 @@ async fn an_empty_role_list_reads_back_as_the_role() {
     a.roles.clear();
     store.create_approval(a).await.unwrap();
     assert_eq!(store.get_approval("ap").await.unwrap().unwrap().roles, ["finance"]);
+}
+
+/// The requester's chain is kept as given, and an approver whose name is
+/// any link of it is refused as the requester would be; other names
+/// decide it.
+#[tokio::test]
+async fn a_link_of_the_requesters_chain_may_not_decide() {
+    let (_dir, store) = open_temp();
+    let mut a = approval("ap");
+    a.requested_chain = vec!["alice".into(), "support-bot".into(), "researcher".into()];
+    store.create_approval(a.clone()).await.unwrap();
+    assert_eq!(store.get_approval("ap").await.unwrap(), Some(a));
+    for (grant, who) in [(true, "alice"), (false, "researcher")] {
+        assert_eq!(
+            store
+                .decide_approval("ap", grant, who, None, LATER)
+                .await
+                .unwrap()
+                .unwrap_err(),
+            ApprovalError::SelfApproval(who.into())
+        );
+    }
+    let granted = store
+        .decide_approval("ap", true, "bob", None, LATER)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(granted.state, ApprovalState::Granted);
+    assert_eq!(granted.requested_chain, ["alice", "support-bot", "researcher"]);
 }
 
 #[tokio::test]

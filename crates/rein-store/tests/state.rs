@@ -729,8 +729,8 @@ async fn reset_removes_a_rules_or_a_buckets_uses() {
     assert!(e.0.contains("not a bucket id"), "{e}");
 }
 
-/// A version 4 store (as the last release left it) opens as version 5,
-/// its records intact, and keeps state from then on.
+/// A version 4 store opens as the current version (5 added the state
+/// tables), its records intact, and keeps state from then on.
 #[tokio::test]
 async fn a_version_4_file_is_migrated() {
     let dir = tempfile::tempdir().unwrap();
@@ -757,7 +757,7 @@ async fn a_version_4_file_is_migrated() {
     assert_eq!(store.verify_audit().await.unwrap(), Verification::Intact { records: 3 });
     let raw = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = raw.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
     let writes = vec![
         use_of("d1", bucket("r", "a"), "2026-01-01T10:00:00Z", "2"),
         call("s", "d1", "x", "2026-01-01T10:00:00Z", Effect::Allow),

@@ -57,7 +57,7 @@ class RemoteDecision:
     `rein.Decision` (the in-process one) plus what the server adds:
     `approval_id`, `approval_expires_at` and `approval` (the pending
     approval a `require_approval` opened), `audit_seq` (its audit record),
-    and `degraded`.
+    `chain` (the delegation chain the token binds) and `degraded`.
 
     `default_applied` is always False and `obligations` empty: the server's
     answer does not carry them (`approval_roles` has the roles). Read-only,
@@ -84,6 +84,7 @@ class RemoteDecision:
         "policy_version",
         "policy_version_label",
         "audit_seq",
+        "chain",
         "degraded",
         "_answer",
         "_sealed",
@@ -118,6 +119,10 @@ class RemoteDecision:
     policy_version_label: Optional[str]
     audit_seq: Optional[int]
     """The audit record's sequence number; None when none was written."""
+    chain: List[Dict[str, str]]
+    """The delegation chain the token binds, from the person down to the
+    acting agent: `[{"kind", "id"}, ...]`, as rules read `actor.chain`;
+    empty when the token binds none (or the server is older)."""
     degraded: bool
     """True only for the allow-shaped stand-in `fail_open=True` returns when
     the server could not be asked: nothing was decided or recorded."""
@@ -172,6 +177,15 @@ class RemoteDecision:
         if self.effect == "allow" and not degraded and self.audit_seq is None:
             # The server answers allow only once it is recorded.
             raise ValueError("an `allow` without its audit record (`audit_seq`)")
+        chain = answer.get("chain")
+        if chain is None:
+            chain = []
+        if not isinstance(chain, list) or not all(
+            isinstance(link, dict) and isinstance(link.get("kind"), str) and isinstance(link.get("id"), str)
+            for link in chain
+        ):
+            raise ValueError("`chain` is not a list of {kind, id} links")
+        self.chain = [{"kind": link["kind"], "id": link["id"]} for link in chain]
         self.degraded = degraded
         self._answer = dict(answer)
         self._sealed = True

@@ -177,9 +177,9 @@ fn decide(rt: &tokio::runtime::Runtime, args: DecideArgs, grant: bool) -> anyhow
                     Role::Admin => None,
                     _ => who.approves.as_deref(),
                 },
-                // As the server does: a request made under the actor id
-                // bound to this token is the approver's own.
-                actor_id: who.credential.fields.get("id").and_then(|v| v.as_str()),
+                // As the server does: a request made under any id of this
+                // token's credential is the approver's own.
+                credential: Some(&who.credential),
             };
             // As the server does: the approver's roles are checked, and the
             // attempt is recorded in the audit log whatever its result (no

@@ -7,7 +7,7 @@ use crate::{ApprovalRecord, ApprovalState, StoreError};
 /// The columns [`from_row`] reads, in its order.
 pub(crate) const COLUMNS: &str = "id, request_hash, decision_id, rules, role, action, requested_by, summary, \
                                   created_at, expires_at, state, decided_by, decided_at, comment, roles, \
-                                  requested_via, hold_seconds, sealed";
+                                  requested_via, hold_seconds, sealed, requested_chain";
 
 /// The approval with `id`, if any.
 pub(crate) fn load(conn: &Connection, id: &str) -> Result<Option<ApprovalRecord>, StoreError> {
@@ -128,6 +128,11 @@ fn from_row(r: &Row<'_>) -> Result<ApprovalRecord, StoreError> {
     if roles.is_empty() {
         roles.push(role.clone());
     }
+    // NULL in rows written before version 6: no chain was kept.
+    let requested_chain: Vec<String> = match r.get::<_, Option<String>>(18)? {
+        Some(chain) => serde_json::from_str(&chain).map_err(|e| corrupt("requested_chain", e))?,
+        None => Vec::new(),
+    };
     Ok(ApprovalRecord {
         request_hash: r.get(1)?,
         decision_id: r.get(2)?,
@@ -137,6 +142,7 @@ fn from_row(r: &Row<'_>) -> Result<ApprovalRecord, StoreError> {
         action: r.get(5)?,
         requested_by: r.get(6)?,
         requested_via: r.get(15)?,
+        requested_chain,
         summary: serde_json::from_str(&summary).map_err(|e| corrupt("summary", e))?,
         created_at: r.get(8)?,
         expires_at: r.get(9)?,

@@ -16,7 +16,7 @@ use super::SqliteOptions;
 use crate::StoreError;
 
 /// The schema this build writes and reads.
-pub(crate) const SCHEMA_VERSION: i64 = 5;
+pub(crate) const SCHEMA_VERSION: i64 = 6;
 
 /// `PRAGMA application_id` of a Rein store: "REIN" in ASCII.
 const APPLICATION_ID: i64 = 0x5245_494E;
@@ -26,7 +26,46 @@ const APPLICATION_ID: i64 = 0x5245_494E;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+const MIGRATIONS: &[Migration] = &[
+    Migration::Sql(V1),
+    Migration::Sql(V2),
+    Migration::Sql(V3),
+    Migration::Sql(V4),
+    Migration::Sql(V5),
+    Migration::AddColumns(V6),
+];
+
+/// One step of [`MIGRATIONS`].
+enum Migration {
+    /// Statements run as they are.
+    Sql(&'static str),
+    /// Columns `(table, column, type)` added unless the table has them
+    /// already (SQLite has no `ADD COLUMN IF NOT EXISTS`): a file whose
+    /// version was set back by hand keeps what it holds, as `V5`'s
+    /// `IF NOT EXISTS` does for tables.
+    AddColumns(&'static [(&'static str, &'static str, &'static str)]),
+}
+
+impl Migration {
+    fn run(&self, conn: &Connection) -> rusqlite::Result<()> {
+        match self {
+            Migration::Sql(sql) => conn.execute_batch(sql),
+            Migration::AddColumns(columns) => {
+                for (table, column, kind) in *columns {
+                    let present: i64 = conn.query_row(
+                        "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+                        [table, column],
+                        |r| r.get(0),
+                    )?;
+                    if present == 0 {
+                        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
 
 /// Version 1. `audit.body` is the canonical text of `chain.rs` and, with
 /// `prev_hash` and `hash`, the only part the chain covers; the other audit
@@ -205,6 +244,11 @@ CREATE TABLE IF NOT EXISTS sessions (
     last_seen TEXT NOT NULL
 ) WITHOUT ROWID;
 "#;
+
+/// Version 6: an approval keeps the id of every link of the requester's
+/// delegation chain (`requested_chain`, a JSON array of strings; NULL in
+/// rows written before, read as no chain), none of whom may approve it.
+const V6: &[(&str, &str, &str)] = &[("approvals", "requested_chain", "TEXT")];
 
 fn open_error(path: &Path, e: impl std::fmt::Display) -> StoreError {
     StoreError(format!("cannot open the store at {}: {e}", path.display()))
@@ -406,12 +450,12 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if version == SCHEMA_VERSION {
         return Ok(()); // nothing to write; the transaction ends without changes
     }
-    for (from, sql) in MIGRATIONS
+    for (from, step) in MIGRATIONS
         .iter()
         .enumerate()
         .skip(usize::try_from(version).unwrap_or(usize::MAX))
     {
-        tx.execute_batch(sql)
+        step.run(&tx)
             .map_err(|e| StoreError(format!("migration of the schema from version {from} failed: {e}")))?;
     }
     tx.pragma_update(None, "application_id", APPLICATION_ID)?;
@@ -471,6 +515,37 @@ mod tests {
         conn.prepare("SELECT session, label, decision_id, time FROM session_labels")
             .unwrap();
         conn.prepare("SELECT id, last_seen FROM sessions").unwrap();
+        // Version 6's column.
+        conn.prepare("SELECT requested_chain FROM approvals").unwrap();
+    }
+
+    /// A version 5 store's approvals gain `requested_chain`, NULL in the
+    /// rows already there; a file that has the column already (its
+    /// version set back by hand) is migrated without adding it twice.
+    #[test]
+    fn a_version_5_store_is_migrated() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for step in &MIGRATIONS[..5] {
+            step.run(&conn).unwrap();
+        }
+        conn.pragma_update(None, "application_id", APPLICATION_ID).unwrap();
+        conn.pragma_update(None, "user_version", 5).unwrap();
+        conn.execute(
+            "INSERT INTO approvals (id, request_hash, decision_id, rules, role, action, summary, created_at, \
+             expires_at, created_key, expires_key, state) \
+             VALUES ('a', 'h', 'd', '[]', 'r', 'x', '{}', 't', 't', 't', 't', 'pending')",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let chain: Option<String> = conn
+            .query_row("SELECT requested_chain FROM approvals WHERE id = 'a'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(chain, None);
+        conn.pragma_update(None, "user_version", 5).unwrap();
+        migrate(&mut conn).unwrap();
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, 6);
     }
 
     /// A version 4 store keeps its records and approvals and gains the
@@ -478,8 +553,8 @@ mod tests {
     #[test]
     fn a_version_4_store_is_migrated() {
         let mut conn = Connection::open_in_memory().unwrap();
-        for sql in &MIGRATIONS[..4] {
-            conn.execute_batch(sql).unwrap();
+        for step in &MIGRATIONS[..4] {
+            step.run(&conn).unwrap();
         }
         conn.pragma_update(None, "application_id", APPLICATION_ID).unwrap();
         conn.pragma_update(None, "user_version", 4).unwrap();
@@ -490,7 +565,7 @@ mod tests {
         .unwrap();
         migrate(&mut conn).unwrap();
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-        assert_eq!(version, 5);
+        assert_eq!(version, SCHEMA_VERSION);
         assert_eq!(
             read_meta(&conn, "audit_key_fingerprint").unwrap().as_deref(),
             Some("fp")

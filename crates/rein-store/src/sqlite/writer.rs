@@ -574,13 +574,14 @@ fn create(conn: &Connection, r: &ApprovalRecord, created_key: &str, expires_key:
     let rules = chain::canonical_str_list(&r.rules);
     // Stored as given; an empty list reads back as `[role]` (see `approvals`).
     let roles = chain::canonical_str_list(&r.roles);
+    let requested_chain = chain::canonical_str_list(&r.requested_chain);
     let summary = chain::canonical_value(&r.summary);
     let result = conn
         .prepare_cached(
             "INSERT INTO approvals (id, request_hash, decision_id, rules, role, action, requested_by, summary, \
              created_at, expires_at, created_key, expires_key, state, decided_by, decided_at, comment, roles, \
-             requested_via, hold_seconds, sealed) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+             requested_via, hold_seconds, sealed, requested_chain) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
         )?
         .execute(params![
             r.id,
@@ -603,6 +604,7 @@ fn create(conn: &Connection, r: &ApprovalRecord, created_key: &str, expires_key:
             r.requested_via,
             r.hold_seconds.map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
             r.sealed,
+            requested_chain,
         ]);
     match result {
         Ok(_) => Ok(()),
@@ -618,6 +620,8 @@ struct Gate {
     state: String,
     requested_by: Option<String>,
     requested_via: Option<String>,
+    /// JSON list of the requester's chain ids (NULL before version 6).
+    requested_chain: Option<String>,
     expires_key: String,
     request_hash: String,
     hold_seconds: Option<i64>,
@@ -626,8 +630,8 @@ struct Gate {
 fn gate(conn: &Connection, id: &str) -> Result<Option<Gate>, StoreError> {
     Ok(conn
         .prepare_cached(
-            "SELECT state, requested_by, expires_key, request_hash, requested_via, hold_seconds FROM approvals \
-             WHERE id = ?1",
+            "SELECT state, requested_by, expires_key, request_hash, requested_via, hold_seconds, requested_chain \
+             FROM approvals WHERE id = ?1",
         )?
         .query_row([id], |r| {
             Ok(Gate {
@@ -637,6 +641,7 @@ fn gate(conn: &Connection, id: &str) -> Result<Option<Gate>, StoreError> {
                 request_hash: r.get(3)?,
                 requested_via: r.get(4)?,
                 hold_seconds: r.get(5)?,
+                requested_chain: r.get(6)?,
             })
         })
         .optional()?)
@@ -692,7 +697,16 @@ fn decide(
             expected: "pending".into(),
         }));
     }
-    if g.requested_by.as_deref() == Some(approver) || g.requested_via.as_deref() == Some(approver) {
+    // The approver's name against every id of the requester; the runtime
+    // checks the other ids of the approver's credential.
+    let in_chain = match &g.requested_chain {
+        Some(chain) => serde_json::from_str::<Vec<String>>(chain)
+            .map_err(|e| StoreError(format!("corrupt approval `{id}`: requested_chain: {e}")))?
+            .iter()
+            .any(|link| link == approver),
+        None => false,
+    };
+    if g.requested_by.as_deref() == Some(approver) || g.requested_via.as_deref() == Some(approver) || in_chain {
         return Ok(Err(ApprovalError::SelfApproval(approver.to_owned())));
     }
     if now_key >= g.expires_key.as_str() {
