@@ -6,6 +6,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    # the example policy; rein.db, rein-tokens.yaml and the keys in the current folder\n  \
+    rein serve examples/refund/policy.yaml\n\n  \
+    # your own tokens file (actors bound to tokens, JWT issuers)\n  \
+    rein serve policy.yaml --tokens tokens.yaml --listen 127.0.0.1:8700\n\n  \
+    # then, with a token of the file:\n  \
+    curl -s http://127.0.0.1:8700/v1/decide -H \"Authorization: Bearer $TOKEN\" \\\n      \
+    -d @examples/refund/request.json\n\n\
+        Routes: GET /openapi.json. Tokens, JWT issuers and delegation: docs/identity.md.")]
 pub struct ServeArgs {
     #[command(flatten)]
     policy: PolicyArgs,
@@ -17,8 +26,13 @@ pub struct ServeArgs {
     /// (on loopback). The default is loopback only.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8700", value_parser = listen_addr)]
     listen: SocketAddr,
-    /// Bearer tokens with roles (`tokens: [{name, role, token, approves,
-    /// actor, chain, actions}]`).
+    /// Bearer tokens with roles, and what each binds: `tokens: [{name,
+    /// role, token, approves, actor, chain, actions}]`, e.g. `{name: bot,
+    /// role: agent, token: "…", actor: {id: bot, tenant: acme}, chain:
+    /// ["user:alice", "agent:bot"], actions: [refund, "order.*"]}`; and JWT
+    /// issuers whose tokens it accepts: `issuers: [{name, issuer, audience,
+    /// jwks_file or jwks_url, …}]` (docs/identity.md). Read at start: a
+    /// mistake stops it with the file's line and column.
     /// Default: `rein-tokens.yaml` beside the database, created with one
     /// fresh token per role if absent.
     #[arg(long, value_name = "FILE")]
