@@ -331,7 +331,19 @@ impl Verifier {
                         "`bind`: actor.{field} is bound to {bound} by the parent; a delegation cannot change it"
                     )))
                 }
-                _ => {
+                Some(_) => {}
+                // A bound field is one the policy may trust (`bound: true`,
+                // `actor_source: credential`): only the tokens file, an
+                // issuer or an admin says what it is. A field the parent
+                // does not bind is the parent's own word, which binding it
+                // in a child would launder into the credential's.
+                None if parent.role != Role::Admin => {
+                    return Err(MintRefusal::Wider(format!(
+                        "`bind`: actor.{field} is not bound by the parent, so its value is the parent's word, \
+                         not the credential's; only an admin may bind a field its own credential does not"
+                    )))
+                }
+                None => {
                     fields.insert(field, value);
                 }
             }
