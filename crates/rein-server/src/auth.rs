@@ -239,6 +239,14 @@ impl Tokens {
             if e.name.trim().is_empty() {
                 return Err(TokenError(format!("token {}: the name is empty", i + 1)));
             }
+            // The actor id is what self-approval compares: a number would
+            // be no id at all to it, so one person's two tokens could
+            // approve each other.
+            if let Some(id) = e.actor.get("id").filter(|id| !id.is_string()) {
+                return Err(TokenError(format!(
+                    "{which}: `actor.id` must be a string (an id), not {id}"
+                )));
+            }
             if e.token.chars().count() < MIN_TOKEN_LEN {
                 return Err(TokenError(format!(
                     "{which}: a token needs at least {MIN_TOKEN_LEN} characters"
@@ -958,6 +966,35 @@ mod tests {
                 Ok(_) => panic!("accepted {line}"),
             }
         }
+    }
+
+    /// An actor id is compared as text by the self-approval check: a
+    /// number would be no id to it.
+    #[test]
+    fn refuses_ids_that_are_not_text() {
+        for (entry, want) in [
+            (
+                "{name: bot, role: agent, token: aaaaaaaaaaaaaaaa, actor: {id: 1001}}",
+                "`actor.id` must be a string",
+            ),
+            (
+                "{name: bot, role: agent, token: aaaaaaaaaaaaaaaa, actor: {id: 1.5}}",
+                "`actor.id` must be a string",
+            ),
+            (
+                "{name: bot, role: agent, token: aaaaaaaaaaaaaaaa, actor: {id: true}}",
+                "`actor.id` must be a string",
+            ),
+        ] {
+            let text = format!("tokens:\n  - {entry}\n");
+            match Tokens::parse("t.yaml", &text) {
+                Err(e) => assert!(e.to_string().contains(want), "{entry}: {e}"),
+                Ok(_) => panic!("accepted {entry}"),
+            }
+        }
+        // Other fields may still be numbers; an id is text.
+        let text = "tokens:\n  - {name: bot, role: agent, token: aaaaaaaaaaaaaaaa, actor: {id: \"1001\", level: 3}}\n";
+        assert!(Tokens::parse("t.yaml", text).is_ok());
     }
 
     #[test]

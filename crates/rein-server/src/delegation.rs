@@ -596,6 +596,10 @@ fn check_bound_field(field: &str, value: &serde_json::Value) -> Result<(), MintR
             "`bind`: actor.{field} must be a string, number or boolean"
         )));
     }
+    // Self-approval compares ids as text: a number would be no id to it.
+    if field == "id" && !value.is_string() {
+        return Err(MintRefusal::Invalid("`bind`: actor.id must be a string".into()));
+    }
     Ok(())
 }
 

@@ -651,7 +651,16 @@ pub fn identity_from_claims(config: &IssuerConfig, claims: &Map<String, Value>, 
     for (path, field) in &config.actor {
         let value = match claim(claims, path) {
             None => return Err(format!("the `{path}` claim (bound to actor.{field}) is missing")),
-            Some(v @ (Value::String(_) | Value::Bool(_) | Value::Number(_))) => v.clone(),
+            // The actor id is what self-approval compares, as text: a
+            // number or boolean would be no id at all to it.
+            Some(v @ Value::String(_)) => v.clone(),
+            Some(v @ (Value::Bool(_) | Value::Number(_))) if field != "id" => v.clone(),
+            Some(other) if field == "id" => {
+                return Err(format!(
+                    "the `{path}` claim (bound to actor.id) must be a string, found {}",
+                    json_kind(other)
+                ))
+            }
             Some(other) => {
                 return Err(format!(
                     "the `{path}` claim (bound to actor.{field}) must be a string, number or boolean, found {}",
@@ -946,6 +955,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// An id that is not text is no id to the self-approval check.
+    #[test]
+    fn ids_that_are_not_text_are_refused() {
+        let mut config = config();
+        config.actor = vec![("employee".into(), "id".into())];
+        for employee in [json!(1001), json!(true), json!(1.5)] {
+            let claims = json!({"sub": "alice", "employee": employee});
+            let e = identity_from_claims(&config, claims.as_object().unwrap(), 2_000_000_000).unwrap_err();
+            assert!(e.contains("(bound to actor.id) must be a string"), "{employee}: {e}");
+        }
+        let claims = json!({"sub": "alice", "employee": "1001"});
+        let identity = identity_from_claims(&config, claims.as_object().unwrap(), 2_000_000_000).unwrap();
+        assert_eq!(identity.credential.fields["id"], "1001");
     }
 
     #[test]

@@ -677,4 +677,12 @@ async fn an_agent_cannot_launder_its_word_into_a_bound_field() {
     assert_eq!(answer["effect"], "allow", "{answer}");
     let record = c.audit_record(&answer).await;
     assert_eq!(record["actor_source"]["tenant"], "credential", "{record}");
+    // Even an admin binds an id only as text: self-approval compares ids.
+    let (status, answer) = c
+        .delegate(
+            ADMIN,
+            json!({"actor": "agent:w", "actions": ["file.write"], "bind": {"id": 1001}}),
+        )
+        .await;
+    assert_refused(status, &answer, StatusCode::BAD_REQUEST, "actor.id must be a string");
 }
