@@ -239,6 +239,14 @@ impl Tokens {
             if e.name.trim().is_empty() {
                 return Err(TokenError(format!("token {}: the name is empty", i + 1)));
             }
+            // `/` separates the links of a delegated token's name
+            // (`bot/subagent:r`): a static token so named would be that
+            // child, sharing its sessions, outcomes and approvals.
+            if e.name.contains('/') {
+                return Err(TokenError(format!(
+                    "{which}: a token name cannot hold `/`, which names delegated tokens (`<parent>/<kind:id>`)"
+                )));
+            }
             // The actor id is what self-approval compares: a number would
             // be no id at all to it, so one person's two tokens could
             // approve each other.
@@ -969,10 +977,19 @@ mod tests {
     }
 
     /// An actor id is compared as text by the self-approval check: a
-    /// number would be no id to it.
+    /// number would be no id to it. `/` names delegated tokens
+    /// (`bot/subagent:r`): a static token so named would be that child.
     #[test]
-    fn refuses_ids_that_are_not_text() {
+    fn refuses_ids_that_are_not_text_and_names_of_delegated_tokens() {
         for (entry, want) in [
+            (
+                "{name: bot/subagent:r, role: agent, token: aaaaaaaaaaaaaaaa}",
+                "cannot hold `/`",
+            ),
+            (
+                "{name: a/b, role: approver, token: aaaaaaaaaaaaaaaa}",
+                "cannot hold `/`",
+            ),
             (
                 "{name: bot, role: agent, token: aaaaaaaaaaaaaaaa, actor: {id: 1001}}",
                 "`actor.id` must be a string",

@@ -296,6 +296,15 @@ impl Verifier {
                 DELEGATED_KINDS.join(" or ")
             )));
         }
+        // A child's name is `<parent name>/<link>`: a `/` in the link would
+        // make it another identity's name (a grandchild's, a sibling's
+        // descendant's), sharing its sessions, outcomes and approvals.
+        if link.id.contains('/') {
+            return Err(MintRefusal::Invalid(format!(
+                "`actor`: the id of a delegated link cannot hold `/` (`{link}`): it separates the links of a \
+                 delegated token's name"
+            )));
+        }
         let Some(parent_chain) = &parent.credential.chain else {
             return Err(MintRefusal::Wider(
                 "the parent credential binds no delegation chain, so it cannot delegate".into(),

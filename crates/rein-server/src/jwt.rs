@@ -600,10 +600,12 @@ fn check_iat(claims: &Map<String, Value>, now: i64, leeway: u64) -> Result<(), S
 /// identity, and a roles claim that is not a string or list of strings.
 pub fn identity_from_claims(config: &IssuerConfig, claims: &Map<String, Value>, exp: i64) -> Result<Identity, String> {
     let who = match claim(claims, &config.name_claim) {
-        Some(Value::String(s)) if plain_id(s) => s,
+        Some(Value::String(s)) if plain_id(s) && !s.contains('/') => s,
+        // `/` separates the links of a delegated token's name: `corp:a/agent:x`
+        // is the child `agent:x` of `corp:a`, never another holder's name.
         Some(Value::String(_)) => {
             return Err(format!(
-                "the `{}` claim is empty or has whitespace; it cannot name an identity",
+                "the `{}` claim is empty or has whitespace or `/`; it cannot name an identity",
                 config.name_claim
             ))
         }
@@ -957,9 +959,16 @@ mod tests {
         }
     }
 
-    /// An id that is not text is no id to the self-approval check.
+    /// An id that is not text is no id to the self-approval check; `/`
+    /// separates the links of a delegated token's name, so a holder named
+    /// `corp:alice/agent:x` would be alice's child `agent:x`.
     #[test]
-    fn ids_that_are_not_text_are_refused() {
+    fn ids_that_are_not_text_and_names_with_a_slash_are_refused() {
+        for sub in ["alice/agent:x", "/", "a/b"] {
+            let claims = json!({"sub": sub, "org": {"tenant": "t"}});
+            let e = identity_from_claims(&config(), claims.as_object().unwrap(), 2_000_000_000).unwrap_err();
+            assert!(e.contains("cannot name an identity"), "{sub}: {e}");
+        }
         let mut config = config();
         config.actor = vec![("employee".into(), "id".into())];
         for employee in [json!(1001), json!(true), json!(1.5)] {

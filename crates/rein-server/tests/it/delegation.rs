@@ -686,3 +686,28 @@ async fn an_agent_cannot_launder_its_word_into_a_bound_field() {
         .await;
     assert_refused(status, &answer, StatusCode::BAD_REQUEST, "actor.id must be a string");
 }
+
+/// A child's name is `<parent>/<kind:id>`: a link id holding `/` would
+/// name another identity (`bot/subagent:r/agent:x` is the grandchild
+/// `agent:x` of `bot/subagent:r`), sharing its sessions, outcomes and
+/// approvals. Refused, as `/` in a static token's name is.
+#[tokio::test]
+async fn a_link_id_cannot_make_a_child_pass_for_another_identity() {
+    let h = harness().await;
+    let c = Client::new(&h).await;
+    for actor in ["subagent:r/agent:x", "agent:a/b", "subagent:/", "agent:x/"] {
+        let (status, answer) = c
+            .delegate(SCOPED, json!({"actor": actor, "actions": ["file.read"]}))
+            .await;
+        assert_refused(status, &answer, StatusCode::BAD_REQUEST, "cannot hold `/`");
+    }
+    // The grandchild is what that name means.
+    let child = c
+        .child(SCOPED, json!({"actor": "subagent:r", "actions": ["file.read"]}))
+        .await;
+    let (status, answer) = c
+        .delegate(&child, json!({"actor": "agent:x", "actions": ["file.read"]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["name"], "scoped/subagent:r/agent:x", "{answer}");
+}
