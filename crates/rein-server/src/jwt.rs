@@ -379,12 +379,11 @@ impl Issuer {
             keys
         };
         if keys.read_at.is_none() {
-            let why = self
-                .refresh
-                .lock()
-                .ok()
-                .and_then(|s| s.last_error.clone())
-                .unwrap_or_else(|| "not fetched yet".into());
+            // Never waits: a fetch under way holds the lock.
+            let why = match self.refresh.try_lock() {
+                Ok(state) => state.last_error.clone().unwrap_or_else(|| "not fetched yet".into()),
+                Err(_) => "they are being fetched; try again".into(),
+            };
             return Err(format!(
                 "the keys of issuer `{}` are unavailable: {why}",
                 self.config.name
@@ -398,11 +397,17 @@ impl Issuer {
         Ok(keys)
     }
 
-    /// Reads the keys again, at most once per `jwks_min_refetch` (callers
-    /// arriving meanwhile wait for the one read and use its result).
+    /// Reads the keys again, at most once per `jwks_min_refetch`. Callers
+    /// arriving while a read is under way do not wait for it: they go on
+    /// with the keys as they are (none yet: refused, 401). Waiting would
+    /// hold a worker thread each, outside `block_in_place`, for as long as
+    /// the issuer takes to answer (up to the fetch timeout): a burst of
+    /// tokens naming unknown `kid`s would stall every route of the server.
     fn refresh(&self, generation: &AtomicU64) {
-        let Ok(mut state) = self.refresh.lock() else {
-            return;
+        let mut state = match self.refresh.try_lock() {
+            Ok(state) => state,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
         };
         if state
             .last_attempt

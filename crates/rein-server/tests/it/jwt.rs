@@ -539,3 +539,78 @@ async fn a_tokens_file_of_issuers_only_serves_jwts() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     served.shutdown().await;
 }
+
+/// While an issuer is slow to answer for its keys, the requests that find
+/// them missing or stale do not wait for the one fetch under way: each
+/// waiting would hold a worker thread (outside `block_in_place`) until the
+/// issuer answered, so a burst of JWTs (anyone can make one up with an
+/// unknown `kid`) would stall every route, static tokens included. They
+/// are refused at once (no keys yet) and every other request goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_jwks_fetch_stalls_no_other_request() {
+    const ANSWER_AFTER: std::time::Duration = std::time::Duration::from_millis(3000);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    let body = jwks(&[jwk("jwt-rsa-1.pem", Algorithm::RS256, "r1")]);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                std::thread::sleep(ANSWER_AFTER);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    let h = Harness::with_policy(POLICY, |config| {
+        let path = config.tokens_path.clone().unwrap();
+        std::fs::write(&path, tokens_yaml() + &issuers_yaml(&format!("jwks_url: \"{url}\""))).unwrap();
+    })
+    .await;
+    let served = h.serve().await;
+    let decide_url = served.url("/v1/decide");
+    let send = |token: String| {
+        let url = decide_url.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let response = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .json(&refund_as(50, json!({"id": "erin"})))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let body: Value = response.json().await.unwrap();
+            (status, body, started.elapsed())
+        })
+    };
+    // The first token starts the fetch, which takes ANSWER_AFTER.
+    let first = send(rs256(&claims("erin")));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // A burst meanwhile: more than the server has worker threads.
+    let burst: Vec<_> = (0..6).map(|i| send(rs256(&claims(&format!("erin{i}"))))).collect();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let static_token = send(AGENT.to_string());
+    let (status, body, took) = static_token.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        took < ANSWER_AFTER / 2,
+        "a static token's decision waited {took:?} for the JWKS fetch"
+    );
+    for handle in burst {
+        let (status, body, took) = handle.await.unwrap();
+        assert_refused(status, &body, "being fetched");
+        assert!(took < ANSWER_AFTER / 2, "a JWT waited {took:?} for another's fetch");
+    }
+    let (status, body, _) = first.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["effect"], "allow", "{body}");
+    served.shutdown().await;
+}
