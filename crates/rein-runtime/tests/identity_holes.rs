@@ -88,3 +88,58 @@ async fn a_numeric_bound_id_is_still_an_id_to_self_approval() {
         rein_store::ApprovalState::Pending
     );
 }
+
+/// The same person under two spellings: the tokens file says the agent
+/// acts for `user:alice`, the identity provider names her `Alice` (or
+/// `alice` in full-width letters). Ids are compared byte for byte, so
+/// she approves her own agent's request. Comparing more ids as equal
+/// only refuses more approvers (the safe side): fold case and NFKC-
+/// normalise both sides in `Approver::asked_for` (lib.rs) and in
+/// `Credential::ids` (identity.rs).
+#[tokio::test]
+#[ignore = "hole: self-approval compares ids byte for byte (Alice vs alice) in lib.rs Approver::asked_for"]
+async fn an_id_spelt_otherwise_is_still_the_requesters() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("rein.db")).unwrap());
+    let config = RuntimeConfig {
+        hmac_key: b"identity holes key".to_vec(),
+        ..RuntimeConfig::default()
+    };
+    let rt = Runtime::new(Policy::from_yaml_str(POLICY).unwrap(), store.clone(), config);
+    let requester = Credential {
+        fields: serde_json::Map::new(),
+        chain: Some(vec![
+            ChainLink::parse("user:alice").unwrap(),
+            ChainLink::parse("agent:bot").unwrap(),
+        ]),
+        scopes: Vec::new(),
+    };
+    let request = Request::new("pay").input(json!({"amount": 500}));
+    let a = rt.decide_bound(request, None, Some("bot"), Some(&requester)).await;
+    assert_eq!(a.effect, Effect::RequireApproval, "{:?}", a.reasons);
+    let id = a.approval.expect("an approval").id;
+    for spelling in ["user:Alice", "user:ALICE", "user:\u{ff41}lice"] {
+        let approver = Credential {
+            fields: serde_json::Map::new(),
+            chain: Some(vec![ChainLink::parse(spelling).unwrap()]),
+            scopes: Vec::new(),
+        };
+        let e = rt
+            .decide_approval(
+                &id,
+                true,
+                Approver {
+                    name: "corp:Alice",
+                    roles: None,
+                    credential: Some(&approver),
+                },
+                None,
+            )
+            .await
+            .expect_err("alice approving her own agent's request");
+        assert!(
+            matches!(e, rein_runtime::RuntimeError::Approval(ApprovalError::SelfApproval(_))),
+            "{spelling}: {e}"
+        );
+    }
+}
