@@ -524,6 +524,11 @@ impl Tokens {
         &self.delegation
     }
 
+    /// The configured JWT issuers.
+    pub(crate) fn issuers(&self) -> &crate::jwt::Issuers {
+        &self.issuers
+    }
+
     /// The tokens-file token named `name`: its identity and the SHA-256
     /// digest of its secret (what a delegation token's root is bound to).
     pub(crate) fn static_token(&self, name: &str) -> Option<(&Arc<Identity>, &[u8; 32])> {

@@ -203,6 +203,17 @@ impl Issuers {
             .collect()
     }
 
+    /// The configuration of the issuer whose `iss` is `issuer`, if it is
+    /// configured (what a delegation chain started by one of its JWTs is
+    /// bound to).
+    pub fn config_of(&self, issuer: &str) -> Option<&IssuerConfig> {
+        self.inner
+            .iter()
+            .flat_map(|i| i.issuers.iter())
+            .map(|s| &s.config)
+            .find(|c| c.issuer == issuer)
+    }
+
     /// The identity of `token` if it was verified before and is still
     /// valid (not expired, its issuer's keys unchanged): a hash lookup.
     pub fn cached(&self, token: &str) -> Option<Arc<Identity>> {

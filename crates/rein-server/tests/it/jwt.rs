@@ -614,3 +614,56 @@ async fn a_slow_jwks_fetch_stalls_no_other_request() {
     assert_eq!(body["effect"], "allow", "{body}");
     served.shutdown().await;
 }
+
+/// A delegation chain started by a JWT is bound to its issuer as the
+/// tokens file configures it: removing the issuer (a leaked key) or
+/// changing it (a narrower role mapping, another audience) ends every
+/// child minted from its JWTs at the next start, as removing or changing
+/// a static root token does; a child is never worth more than its root is
+/// trusted now.
+#[tokio::test]
+async fn a_jwt_rooted_child_dies_with_its_issuer() {
+    use axum::http::Method;
+    let h = harness().await;
+    let tokens_path = h.dir.path().join("tokens.yaml");
+    let jwt = rs256(&claims("dave"));
+    let (status, minted) = h
+        .call(
+            Method::POST,
+            "/v1/tokens/delegate",
+            Some(&jwt),
+            Some(json!({"actor": "subagent:r", "actions": ["refund"], "ttl": "5m"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{minted}");
+    let child = minted["token"].as_str().unwrap().to_string();
+    assert_eq!(minted["name"], "corp:dave/subagent:r", "{minted}");
+    async fn decide(h: &Harness, token: String) -> (StatusCode, Value) {
+        h.call(Method::POST, "/v1/decide", Some(&token), Some(refund_as(50, json!({}))))
+            .await
+    }
+    let (status, answer) = decide(&h, child.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["effect"], "allow", "{answer}");
+
+    // Restarted on the same files: the child holds.
+    let h = h.restart(|_| {}).await;
+    let (status, answer) = decide(&h, child.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["effect"], "allow", "{answer}");
+
+    // The issuer's role mapping narrowed: a change to the issuer.
+    let original = std::fs::read_to_string(&tokens_path).unwrap();
+    let changed = original.replace("rein-admins: admin", "rein-admins: approver");
+    assert_ne!(changed, original);
+    std::fs::write(&tokens_path, &changed).unwrap();
+    let h = h.restart(|_| {}).await;
+    let (status, answer) = decide(&h, child.clone()).await;
+    assert_refused(status, &answer, "changed in the tokens file");
+
+    // The issuer removed: refused, whatever the child's own expiry.
+    std::fs::write(&tokens_path, tokens_yaml()).unwrap();
+    let h = h.restart(|_| {}).await;
+    let (status, answer) = decide(&h, child).await;
+    assert_refused(status, &answer, "is no longer in the tokens file");
+}
