@@ -1483,7 +1483,7 @@ fn token_delegate_mints_a_narrower_child() {
             "--actions",
             "file.read",
         ])
-        .args(["--bind", "task=t-1", "--json"])
+        .args(["--json"])
         .env("REIN_TOKEN", &child)
         .output()
         .unwrap();
@@ -1497,6 +1497,29 @@ fn token_delegate_mints_a_narrower_child() {
     assert_eq!(answer["actions"], json!(["file.read"]));
     assert_eq!(answer["name"], "agent/subagent:researcher/subagent:g");
     assert!(!stdout.contains(&child), "the parent token is never printed");
+
+    // `--bind` reaches the server: a field the parent does not bind is
+    // the parent's word, refused (only an admin binds such a field).
+    let bind = run([
+        "token",
+        "delegate",
+        "--server",
+        &server.url,
+        "--from",
+        &child,
+        "--actor",
+        "subagent:g",
+        "--actions",
+        "file.read",
+        "--bind",
+        "task=t-1",
+    ]);
+    assert_eq!(bind.code, Some(2), "{}", bind.stdout);
+    assert!(
+        bind.stderr.contains("403") && bind.stderr.contains("actor.task is not bound by the parent"),
+        "{}",
+        bind.stderr
+    );
 
     // Wider than the parent: refused, with the server's reason, exit 2.
     let wider = run([

@@ -391,7 +391,10 @@ async fn refuse_part(
     why: &str,
     client: Option<&str>,
 ) -> PartAnswer {
-    let body = json!({"action": request.action, "input": request.input, "session": request.session});
+    // The actor too: it holds the chain the credential bound (a
+    // sub-agent's link), so that the record says who was refused.
+    let body =
+        json!({"action": request.action, "input": request.input, "actor": request.actor, "session": request.session});
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     let answer = runtime
         .record_refusal(Refusal {

@@ -402,3 +402,45 @@ async fn approvals_follow_the_chain_not_the_instance() {
     let (d, reason) = f.pre(&retry, None).await;
     assert_eq!(d, "allow", "{reason}");
 }
+
+/// A call refused before any rule (here: writing a file Rein protects)
+/// is recorded with the actor the hook bound, chain included: the record
+/// says a sub-agent tried it, not only that someone did.
+#[tokio::test]
+async fn a_refusal_before_any_rule_records_who_was_refused() {
+    let f = fixture();
+    f.runtime.open_state().await.unwrap();
+    let guarded = f.project.join("guarded.yaml");
+    std::fs::write(&guarded, "x").unwrap();
+    let mut protected = Protected::new();
+    protected.add_file_or_dir(&guarded, "a policy file Rein enforces");
+    let event = f.event(
+        SUB,
+        "PreToolUse",
+        "Write",
+        json!({"file_path": guarded, "content": "default: allow"}),
+    );
+    let bytes = event.to_string();
+    let reply = handle_credentialed(
+        &f.runtime,
+        Agent::ClaudeCode,
+        bytes.as_bytes(),
+        Some(&f.home),
+        None,
+        None,
+        &protected,
+        None,
+    )
+    .await;
+    assert!(reply.stdout.contains("rein_protects_itself"), "{}", reply.stdout);
+    let record = f.last_record().await;
+    assert_eq!(record.entry.effect, "block");
+    let actor = &record.entry.input["body"]["actor"];
+    assert_eq!(
+        actor["chain"],
+        chain(&["agent:claude-code", "subagent:general-purpose"]),
+        "{}",
+        record.entry.input
+    );
+    assert_eq!(actor["agent_id"], "a3dc2d6fa4318803a", "{}", record.entry.input);
+}

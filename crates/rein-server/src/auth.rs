@@ -239,6 +239,22 @@ impl Tokens {
             if e.name.trim().is_empty() {
                 return Err(TokenError(format!("token {}: the name is empty", i + 1)));
             }
+            // `/` separates the links of a delegated token's name
+            // (`bot/subagent:r`): a static token so named would be that
+            // child, sharing its sessions, outcomes and approvals.
+            if e.name.contains('/') {
+                return Err(TokenError(format!(
+                    "{which}: a token name cannot hold `/`, which names delegated tokens (`<parent>/<kind:id>`)"
+                )));
+            }
+            // The actor id is what self-approval compares: a number would
+            // be no id at all to it, so one person's two tokens could
+            // approve each other.
+            if let Some(id) = e.actor.get("id").filter(|id| !id.is_string()) {
+                return Err(TokenError(format!(
+                    "{which}: `actor.id` must be a string (an id), not {id}"
+                )));
+            }
             if e.token.chars().count() < MIN_TOKEN_LEN {
                 return Err(TokenError(format!(
                     "{which}: a token needs at least {MIN_TOKEN_LEN} characters"
@@ -506,6 +522,11 @@ impl Tokens {
     /// The delegation tokens' signer and verifier.
     pub(crate) fn delegation(&self) -> &crate::delegation::Verifier {
         &self.delegation
+    }
+
+    /// The configured JWT issuers.
+    pub(crate) fn issuers(&self) -> &crate::jwt::Issuers {
+        &self.issuers
     }
 
     /// The tokens-file token named `name`: its identity and the SHA-256
@@ -958,6 +979,44 @@ mod tests {
                 Ok(_) => panic!("accepted {line}"),
             }
         }
+    }
+
+    /// An actor id is compared as text by the self-approval check: a
+    /// number would be no id to it. `/` names delegated tokens
+    /// (`bot/subagent:r`): a static token so named would be that child.
+    #[test]
+    fn refuses_ids_that_are_not_text_and_names_of_delegated_tokens() {
+        for (entry, want) in [
+            (
+                "{name: bot/subagent:r, role: agent, token: aaaaaaaaaaaaaaaa}",
+                "cannot hold `/`",
+            ),
+            (
+                "{name: a/b, role: approver, token: aaaaaaaaaaaaaaaa}",
+                "cannot hold `/`",
+            ),
+            (
+                "{name: bot, role: agent, token: aaaaaaaaaaaaaaaa, actor: {id: 1001}}",
+                "`actor.id` must be a string",
+            ),
+            (
+                "{name: bot, role: agent, token: aaaaaaaaaaaaaaaa, actor: {id: 1.5}}",
+                "`actor.id` must be a string",
+            ),
+            (
+                "{name: bot, role: agent, token: aaaaaaaaaaaaaaaa, actor: {id: true}}",
+                "`actor.id` must be a string",
+            ),
+        ] {
+            let text = format!("tokens:\n  - {entry}\n");
+            match Tokens::parse("t.yaml", &text) {
+                Err(e) => assert!(e.to_string().contains(want), "{entry}: {e}"),
+                Ok(_) => panic!("accepted {entry}"),
+            }
+        }
+        // Other fields may still be numbers; an id is text.
+        let text = "tokens:\n  - {name: bot, role: agent, token: aaaaaaaaaaaaaaaa, actor: {id: \"1001\", level: 3}}\n";
+        assert!(Tokens::parse("t.yaml", text).is_ok());
     }
 
     #[test]

@@ -139,10 +139,13 @@ enum Root {
         /// See [`Keys::root_id`].
         id: String,
     },
-    /// A JWT of this issuer; the chain holds no longer than that JWT did.
+    /// A JWT of this issuer; the chain holds no longer than that JWT did,
+    /// nor once the issuer is removed from the tokens file or changed.
     Jwt {
         /// The JWT's `iss`.
         issuer: String,
+        /// See [`Keys::issuer_id`].
+        id: String,
     },
 }
 
@@ -281,7 +284,16 @@ impl Verifier {
                     id: keys.root_id(entry, digest),
                 }
             }
-            CredentialSource::Jwt { issuer } => Root::Jwt { issuer: issuer.clone() },
+            CredentialSource::Jwt { issuer } => {
+                let config = tokens
+                    .issuers()
+                    .config_of(issuer)
+                    .ok_or_else(|| MintRefusal::Wider("the parent's JWT issuer is not configured".into()))?;
+                Root::Jwt {
+                    issuer: issuer.clone(),
+                    id: keys.issuer_id(config),
+                }
+            }
             CredentialSource::Delegated => {
                 keys.open(presented)
                     .map_err(|e| MintRefusal::Wider(format!("the parent token does not verify: {e}")))?
@@ -294,6 +306,15 @@ impl Verifier {
                 "`actor`: a delegated link is of kind {} (`{link}` is not): people and root credentials \
                  enter a chain only through the tokens file or a JWT",
                 DELEGATED_KINDS.join(" or ")
+            )));
+        }
+        // A child's name is `<parent name>/<link>`: a `/` in the link would
+        // make it another identity's name (a grandchild's, a sibling's
+        // descendant's), sharing its sessions, outcomes and approvals.
+        if link.id.contains('/') {
+            return Err(MintRefusal::Invalid(format!(
+                "`actor`: the id of a delegated link cannot hold `/` (`{link}`): it separates the links of a \
+                 delegated token's name"
             )));
         }
         let Some(parent_chain) = &parent.credential.chain else {
@@ -331,7 +352,19 @@ impl Verifier {
                         "`bind`: actor.{field} is bound to {bound} by the parent; a delegation cannot change it"
                     )))
                 }
-                _ => {
+                Some(_) => {}
+                // A bound field is one the policy may trust (`bound: true`,
+                // `actor_source: credential`): only the tokens file, an
+                // issuer or an admin says what it is. A field the parent
+                // does not bind is the parent's own word, which binding it
+                // in a child would launder into the credential's.
+                None if parent.role != Role::Admin => {
+                    return Err(MintRefusal::Wider(format!(
+                        "`bind`: actor.{field} is not bound by the parent, so its value is the parent's word, \
+                         not the credential's; only an admin may bind a field its own credential does not"
+                    )))
+                }
+                None => {
                     fields.insert(field, value);
                 }
             }
@@ -454,10 +487,35 @@ impl Keys {
                 }
                 Some(Arc::clone(entry))
             }
-            // Its expiry was bounded by the JWT's when it was minted.
-            Root::Jwt { .. } => None,
+            // Its expiry was bounded by the JWT's when it was minted; the
+            // issuer must still be trusted as it was then (removed for a
+            // leaked key, or its role mapping narrowed: its chains end).
+            Root::Jwt { issuer, id } => {
+                let Some(config) = tokens.issuers().config_of(issuer) else {
+                    return Err(AuthRefusal::Invalid(format!(
+                        "its root JWT issuer {issuer:?} is no longer in the tokens file"
+                    )));
+                };
+                let expected = self.issuer_id(config);
+                if !bool::from(expected.as_bytes().ct_eq(id.as_bytes())) {
+                    return Err(AuthRefusal::Invalid(format!(
+                        "its root JWT issuer {issuer:?} changed in the tokens file"
+                    )));
+                }
+                None
+            }
         };
         Ok(Cached { identity, root })
+    }
+
+    /// A keyed hash of a JWT issuer's configuration (its keys' source,
+    /// audiences, claim and role mappings…): any change to it changes it.
+    fn issuer_id(&self, config: &crate::jwt::IssuerConfig) -> String {
+        let mut h = Sha256::new();
+        h.update(b"rein delegation issuer v1\0");
+        h.update(self.root_key);
+        h.update(format!("{config:?}").as_bytes());
+        hex(&h.finalize()[..16])
     }
 
     /// A keyed hash of a tokens-file entry: its secret's digest and
@@ -583,6 +641,10 @@ fn check_bound_field(field: &str, value: &serde_json::Value) -> Result<(), MintR
         return Err(MintRefusal::Invalid(format!(
             "`bind`: actor.{field} must be a string, number or boolean"
         )));
+    }
+    // Self-approval compares ids as text: a number would be no id to it.
+    if field == "id" && !value.is_string() {
+        return Err(MintRefusal::Invalid("`bind`: actor.id must be a string".into()));
     }
     Ok(())
 }

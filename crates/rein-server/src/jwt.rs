@@ -203,6 +203,17 @@ impl Issuers {
             .collect()
     }
 
+    /// The configuration of the issuer whose `iss` is `issuer`, if it is
+    /// configured (what a delegation chain started by one of its JWTs is
+    /// bound to).
+    pub fn config_of(&self, issuer: &str) -> Option<&IssuerConfig> {
+        self.inner
+            .iter()
+            .flat_map(|i| i.issuers.iter())
+            .map(|s| &s.config)
+            .find(|c| c.issuer == issuer)
+    }
+
     /// The identity of `token` if it was verified before and is still
     /// valid (not expired, its issuer's keys unchanged): a hash lookup.
     pub fn cached(&self, token: &str) -> Option<Arc<Identity>> {
@@ -379,12 +390,11 @@ impl Issuer {
             keys
         };
         if keys.read_at.is_none() {
-            let why = self
-                .refresh
-                .lock()
-                .ok()
-                .and_then(|s| s.last_error.clone())
-                .unwrap_or_else(|| "not fetched yet".into());
+            // Never waits: a fetch under way holds the lock.
+            let why = match self.refresh.try_lock() {
+                Ok(state) => state.last_error.clone().unwrap_or_else(|| "not fetched yet".into()),
+                Err(_) => "they are being fetched; try again".into(),
+            };
             return Err(format!(
                 "the keys of issuer `{}` are unavailable: {why}",
                 self.config.name
@@ -398,11 +408,17 @@ impl Issuer {
         Ok(keys)
     }
 
-    /// Reads the keys again, at most once per `jwks_min_refetch` (callers
-    /// arriving meanwhile wait for the one read and use its result).
+    /// Reads the keys again, at most once per `jwks_min_refetch`. Callers
+    /// arriving while a read is under way do not wait for it: they go on
+    /// with the keys as they are (none yet: refused, 401). Waiting would
+    /// hold a worker thread each, outside `block_in_place`, for as long as
+    /// the issuer takes to answer (up to the fetch timeout): a burst of
+    /// tokens naming unknown `kid`s would stall every route of the server.
     fn refresh(&self, generation: &AtomicU64) {
-        let Ok(mut state) = self.refresh.lock() else {
-            return;
+        let mut state = match self.refresh.try_lock() {
+            Ok(state) => state,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
         };
         if state
             .last_attempt
@@ -600,10 +616,12 @@ fn check_iat(claims: &Map<String, Value>, now: i64, leeway: u64) -> Result<(), S
 /// identity, and a roles claim that is not a string or list of strings.
 pub fn identity_from_claims(config: &IssuerConfig, claims: &Map<String, Value>, exp: i64) -> Result<Identity, String> {
     let who = match claim(claims, &config.name_claim) {
-        Some(Value::String(s)) if plain_id(s) => s,
+        Some(Value::String(s)) if plain_id(s) && !s.contains('/') => s,
+        // `/` separates the links of a delegated token's name: `corp:a/agent:x`
+        // is the child `agent:x` of `corp:a`, never another holder's name.
         Some(Value::String(_)) => {
             return Err(format!(
-                "the `{}` claim is empty or has whitespace; it cannot name an identity",
+                "the `{}` claim is empty or has whitespace or `/`; it cannot name an identity",
                 config.name_claim
             ))
         }
@@ -651,7 +669,16 @@ pub fn identity_from_claims(config: &IssuerConfig, claims: &Map<String, Value>, 
     for (path, field) in &config.actor {
         let value = match claim(claims, path) {
             None => return Err(format!("the `{path}` claim (bound to actor.{field}) is missing")),
-            Some(v @ (Value::String(_) | Value::Bool(_) | Value::Number(_))) => v.clone(),
+            // The actor id is what self-approval compares, as text: a
+            // number or boolean would be no id at all to it.
+            Some(v @ Value::String(_)) => v.clone(),
+            Some(v @ (Value::Bool(_) | Value::Number(_))) if field != "id" => v.clone(),
+            Some(other) if field == "id" => {
+                return Err(format!(
+                    "the `{path}` claim (bound to actor.id) must be a string, found {}",
+                    json_kind(other)
+                ))
+            }
             Some(other) => {
                 return Err(format!(
                     "the `{path}` claim (bound to actor.{field}) must be a string, number or boolean, found {}",
@@ -946,6 +973,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// An id that is not text is no id to the self-approval check; `/`
+    /// separates the links of a delegated token's name, so a holder named
+    /// `corp:alice/agent:x` would be alice's child `agent:x`.
+    #[test]
+    fn ids_that_are_not_text_and_names_with_a_slash_are_refused() {
+        for sub in ["alice/agent:x", "/", "a/b"] {
+            let claims = json!({"sub": sub, "org": {"tenant": "t"}});
+            let e = identity_from_claims(&config(), claims.as_object().unwrap(), 2_000_000_000).unwrap_err();
+            assert!(e.contains("cannot name an identity"), "{sub}: {e}");
+        }
+        let mut config = config();
+        config.actor = vec![("employee".into(), "id".into())];
+        for employee in [json!(1001), json!(true), json!(1.5)] {
+            let claims = json!({"sub": "alice", "employee": employee});
+            let e = identity_from_claims(&config, claims.as_object().unwrap(), 2_000_000_000).unwrap_err();
+            assert!(e.contains("(bound to actor.id) must be a string"), "{employee}: {e}");
+        }
+        let claims = json!({"sub": "alice", "employee": "1001"});
+        let identity = identity_from_claims(&config, claims.as_object().unwrap(), 2_000_000_000).unwrap();
+        assert_eq!(identity.credential.fields["id"], "1001");
     }
 
     #[test]

@@ -241,11 +241,15 @@ async fn a_wider_child_is_refused_at_minting() {
         assert_refused(got, &answer, status, says);
         let _ = body;
     }
-    // The same within bounds is minted, and binds more than its parent.
+    // The same within bounds is minted, restating what its parent binds;
+    // binding more is the parent's word, not the credential's (see
+    // `an_agent_cannot_launder_its_word_into_a_bound_field`).
+    let (status, answer) = c.delegate(SCOPED, with("bind", json!({"tenant": "acme"}))).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
     let (status, answer) = c
         .delegate(SCOPED, with("bind", json!({"tenant": "acme", "task": "t-1"})))
         .await;
-    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_refused(status, &answer, forbidden, "actor.task is not bound by the parent");
 
     // A child cannot outlive its parent, nor a grandchild its child.
     let child = c.child(SCOPED, with("ttl", json!("2m"))).await;
@@ -569,4 +573,141 @@ async fn hook_events_cannot_touch_the_delegation_key() {
             "{command}: {body}"
         );
     }
+}
+
+/// Requires `actor.tenant` set by the credential, and lets only acme's
+/// agents write.
+const TENANT_POLICY: &str = r#"version: "tenant-bound"
+default: block
+contracts:
+  actor:
+    id: {type: string, optional: true}
+    tenant: {type: string, bound: true}
+  actions:
+    file.write:
+      input: {path: string}
+rules:
+  - id: acme_writes
+    action: file.write
+    when: actor.tenant == "acme"
+    effect: allow
+"#;
+
+/// A field the parent does not bind is the parent's word (it could write
+/// any value in a body). Bound in a child, it would count as the
+/// credential's: satisfy a policy's `bound: true` and read as
+/// `actor_source: credential`. So an agent with no tenant could mint
+/// itself acme's. Only fields the parent binds may be bound, with its
+/// value; an admin (as trusted as the tokens file) may bind more.
+#[tokio::test]
+async fn an_agent_cannot_launder_its_word_into_a_bound_field() {
+    let h = Harness::with_policy(TENANT_POLICY, |config| {
+        std::fs::write(config.tokens_path.as_ref().unwrap(), tokens_file()).unwrap();
+    })
+    .await;
+    let c = Client::new(&h).await;
+    let write = json!({"action": "file.write", "input": {"path": "a"}, "actor": {"tenant": "acme"}});
+    // The body's word is not enough…
+    let (status, answer) = c.post("/v1/decide", AGENT, &write).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["effect"], "block", "{answer}");
+    assert!(
+        answer["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("actor.tenant must be set by the credential"),
+        "{answer}"
+    );
+    // …nor is it through a child, whatever the kind, value or extra field.
+    for bind in [
+        json!({"tenant": "acme"}),
+        json!({"tenant": "globex"}),
+        json!({"tenant": 7}),
+        json!({"role": "admin"}),
+        json!({"id": "agent-1"}),
+    ] {
+        let body = json!({"actor": "subagent:w", "actions": ["file.write"], "bind": bind});
+        let (status, answer) = c.delegate(AGENT, body).await;
+        assert_refused(status, &answer, StatusCode::FORBIDDEN, "is not bound by the parent");
+    }
+    // A grandchild of a token that binds the tenant keeps it, and may
+    // restate it, but binds nothing its chain does not.
+    let child = c
+        .child(
+            SCOPED,
+            json!({"actor": "agent:w", "actions": ["file.write"], "bind": {"tenant": "acme"}}),
+        )
+        .await;
+    let (status, answer) = c
+        .delegate(
+            &child,
+            json!({"actor": "subagent:g", "actions": ["file.write"], "bind": {"desk": "x"}}),
+        )
+        .await;
+    assert_refused(
+        status,
+        &answer,
+        StatusCode::FORBIDDEN,
+        "actor.desk is not bound by the parent",
+    );
+    let answer = c
+        .post(
+            "/v1/decide",
+            &child,
+            &json!({"action": "file.write", "input": {"path": "a"}}),
+        )
+        .await
+        .1;
+    assert_eq!(answer["effect"], "allow", "{answer}");
+    // An admin says who a credential is, as the tokens file does.
+    let by_admin = c
+        .child(
+            ADMIN,
+            json!({"actor": "agent:w", "actions": ["file.write"], "bind": {"tenant": "acme"}}),
+        )
+        .await;
+    let (status, answer) = c
+        .post(
+            "/v1/decide",
+            &by_admin,
+            &json!({"action": "file.write", "input": {"path": "a"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["effect"], "allow", "{answer}");
+    let record = c.audit_record(&answer).await;
+    assert_eq!(record["actor_source"]["tenant"], "credential", "{record}");
+    // Even an admin binds an id only as text: self-approval compares ids.
+    let (status, answer) = c
+        .delegate(
+            ADMIN,
+            json!({"actor": "agent:w", "actions": ["file.write"], "bind": {"id": 1001}}),
+        )
+        .await;
+    assert_refused(status, &answer, StatusCode::BAD_REQUEST, "actor.id must be a string");
+}
+
+/// A child's name is `<parent>/<kind:id>`: a link id holding `/` would
+/// name another identity (`bot/subagent:r/agent:x` is the grandchild
+/// `agent:x` of `bot/subagent:r`), sharing its sessions, outcomes and
+/// approvals. Refused, as `/` in a static token's name is.
+#[tokio::test]
+async fn a_link_id_cannot_make_a_child_pass_for_another_identity() {
+    let h = harness().await;
+    let c = Client::new(&h).await;
+    for actor in ["subagent:r/agent:x", "agent:a/b", "subagent:/", "agent:x/"] {
+        let (status, answer) = c
+            .delegate(SCOPED, json!({"actor": actor, "actions": ["file.read"]}))
+            .await;
+        assert_refused(status, &answer, StatusCode::BAD_REQUEST, "cannot hold `/`");
+    }
+    // The grandchild is what that name means.
+    let child = c
+        .child(SCOPED, json!({"actor": "subagent:r", "actions": ["file.read"]}))
+        .await;
+    let (status, answer) = c
+        .delegate(&child, json!({"actor": "agent:x", "actions": ["file.read"]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["name"], "scoped/subagent:r/agent:x", "{answer}");
 }

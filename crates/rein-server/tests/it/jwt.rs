@@ -539,3 +539,131 @@ async fn a_tokens_file_of_issuers_only_serves_jwts() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     served.shutdown().await;
 }
+
+/// While an issuer is slow to answer for its keys, the requests that find
+/// them missing or stale do not wait for the one fetch under way: each
+/// waiting would hold a worker thread (outside `block_in_place`) until the
+/// issuer answered, so a burst of JWTs (anyone can make one up with an
+/// unknown `kid`) would stall every route, static tokens included. They
+/// are refused at once (no keys yet) and every other request goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_jwks_fetch_stalls_no_other_request() {
+    const ANSWER_AFTER: std::time::Duration = std::time::Duration::from_millis(3000);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    let body = jwks(&[jwk("jwt-rsa-1.pem", Algorithm::RS256, "r1")]);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                std::thread::sleep(ANSWER_AFTER);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    let h = Harness::with_policy(POLICY, |config| {
+        let path = config.tokens_path.clone().unwrap();
+        std::fs::write(&path, tokens_yaml() + &issuers_yaml(&format!("jwks_url: \"{url}\""))).unwrap();
+    })
+    .await;
+    let served = h.serve().await;
+    let decide_url = served.url("/v1/decide");
+    let send = |token: String| {
+        let url = decide_url.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let response = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .json(&refund_as(50, json!({"id": "erin"})))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let body: Value = response.json().await.unwrap();
+            (status, body, started.elapsed())
+        })
+    };
+    // The first token starts the fetch, which takes ANSWER_AFTER.
+    let first = send(rs256(&claims("erin")));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // A burst meanwhile: more than the server has worker threads.
+    let burst: Vec<_> = (0..6).map(|i| send(rs256(&claims(&format!("erin{i}"))))).collect();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let static_token = send(AGENT.to_string());
+    let (status, body, took) = static_token.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        took < ANSWER_AFTER / 2,
+        "a static token's decision waited {took:?} for the JWKS fetch"
+    );
+    for handle in burst {
+        let (status, body, took) = handle.await.unwrap();
+        assert_refused(status, &body, "being fetched");
+        assert!(took < ANSWER_AFTER / 2, "a JWT waited {took:?} for another's fetch");
+    }
+    let (status, body, _) = first.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["effect"], "allow", "{body}");
+    served.shutdown().await;
+}
+
+/// A delegation chain started by a JWT is bound to its issuer as the
+/// tokens file configures it: removing the issuer (a leaked key) or
+/// changing it (a narrower role mapping, another audience) ends every
+/// child minted from its JWTs at the next start, as removing or changing
+/// a static root token does; a child is never worth more than its root is
+/// trusted now.
+#[tokio::test]
+async fn a_jwt_rooted_child_dies_with_its_issuer() {
+    use axum::http::Method;
+    let h = harness().await;
+    let tokens_path = h.dir.path().join("tokens.yaml");
+    let jwt = rs256(&claims("dave"));
+    let (status, minted) = h
+        .call(
+            Method::POST,
+            "/v1/tokens/delegate",
+            Some(&jwt),
+            Some(json!({"actor": "subagent:r", "actions": ["refund"], "ttl": "5m"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{minted}");
+    let child = minted["token"].as_str().unwrap().to_string();
+    assert_eq!(minted["name"], "corp:dave/subagent:r", "{minted}");
+    async fn decide(h: &Harness, token: String) -> (StatusCode, Value) {
+        h.call(Method::POST, "/v1/decide", Some(&token), Some(refund_as(50, json!({}))))
+            .await
+    }
+    let (status, answer) = decide(&h, child.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["effect"], "allow", "{answer}");
+
+    // Restarted on the same files: the child holds.
+    let h = h.restart(|_| {}).await;
+    let (status, answer) = decide(&h, child.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["effect"], "allow", "{answer}");
+
+    // The issuer's role mapping narrowed: a change to the issuer.
+    let original = std::fs::read_to_string(&tokens_path).unwrap();
+    let changed = original.replace("rein-admins: admin", "rein-admins: approver");
+    assert_ne!(changed, original);
+    std::fs::write(&tokens_path, &changed).unwrap();
+    let h = h.restart(|_| {}).await;
+    let (status, answer) = decide(&h, child.clone()).await;
+    assert_refused(status, &answer, "changed in the tokens file");
+
+    // The issuer removed: refused, whatever the child's own expiry.
+    std::fs::write(&tokens_path, tokens_yaml()).unwrap();
+    let h = h.restart(|_| {}).await;
+    let (status, answer) = decide(&h, child).await;
+    assert_refused(status, &answer, "is no longer in the tokens file");
+}
