@@ -143,6 +143,37 @@ fn batch_answers_every_line_in_order() {
     assert!(stdout(&o).contains("line 3: invalid request"));
 }
 
+/// `rein check` has no credential: a field the policy requires bound
+/// blocks unless `--bound` names it, in `--batch` and `explain` alike.
+#[test]
+fn check_blocks_unbound_required_fields_unless_named() {
+    const IDENTITY: &str = "examples/identity/policy.yaml";
+    let request = r#"{"action": "doc.read", "input": {"path": "/acme/readme"},
+        "actor": {"id": "bot", "tenant": "acme", "chain": [{"kind": "user", "id": "alice"}]}}"#;
+    let o = rein(&["check", "-p", IDENTITY], Some(request));
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("must be set by the credential"), "{}", stdout(&o));
+    let o = rein(&["check", "-p", IDENTITY, "--bound", "id,chain"], Some(request));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("actor.tenant must be set by the credential"),
+        "{}",
+        stdout(&o)
+    );
+    let o = rein(&["check", "-p", IDENTITY, "--bound", "id,tenant,chain"], Some(request));
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let o = rein(&["check", "-p", IDENTITY, "--batch"], Some(&request.replace('\n', " ")));
+    assert!(stdout(&o).contains("\"effect\":\"block\""), "{}", stdout(&o));
+    let o = rein(&["explain", "-p", IDENTITY], Some(request));
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("must be set by the credential"), "{}", stdout(&o));
+    let o = rein(
+        &["explain", "-p", IDENTITY, "--bound", "id,tenant,chain"],
+        Some(request),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}
+
 #[test]
 fn phase_after_checks_outputs() {
     let req = r#"{"action":"refund","input":{"order_id":"ord_abc123","amount":5,"currency":"EUR"},"output":{"refund_id":"xx"},"actor":{"id":"b","role":"agent"},"snapshot":{"fraud_flag":false,"refunds_today":0,"account_age_days":400}}"#;

@@ -322,6 +322,14 @@ impl Verifier {
                 "the parent credential binds no delegation chain, so it cannot delegate".into(),
             ));
         };
+        // Below a sub-agent, every link is a sub-agent: an `agent:` link
+        // there would let a sub-agent pass for a main agent with a rule
+        // that reads the last link's kind.
+        if link.kind != "subagent" && parent_chain.iter().any(|l| l.kind == "subagent") {
+            return Err(MintRefusal::Wider(format!(
+                "`actor`: `{link}` would follow a sub-agent link; below a sub-agent, links are of kind subagent"
+            )));
+        }
         if parent_chain.len() >= MAX_CHAIN_LINKS {
             return Err(MintRefusal::Wider(format!(
                 "the chain would have more than {MAX_CHAIN_LINKS} links"
@@ -379,6 +387,11 @@ impl Verifier {
             return Err(MintRefusal::Wider(format!(
                 "`role`: {role} is wider than the parent's role, {}",
                 parent.role
+            )));
+        }
+        if request.approves.is_some() && !role.permits(Role::Approver) {
+            return Err(MintRefusal::Invalid(format!(
+                "`approves`: a child of role {role} decides no approvals; `approves` needs role approver or admin"
             )));
         }
         let approves = match (request.approves, &parent.approves) {

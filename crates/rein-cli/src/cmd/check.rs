@@ -41,6 +41,12 @@ pub struct CheckArgs {
     /// the session recorded.
     #[arg(long, value_name = "ID", requires = "state")]
     decision_id: Option<String>,
+    /// Actor fields the request's credential binds, comma-separated
+    /// (`id,chain`): `rein check` has no credential, so a field the policy
+    /// requires bound (`bound: true`) blocks unless it is named here, as
+    /// `rein serve` blocks a request whose credential does not bind it.
+    #[arg(long, value_name = "FIELDS", value_delimiter = ',')]
+    bound: Vec<String>,
     #[command(flatten)]
     actra: ActraArgs,
 }
@@ -64,6 +70,12 @@ pub struct ExplainArgs {
     /// them (nothing is written; a missing file is an empty state).
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
+    /// Actor fields the request's credential binds, comma-separated
+    /// (`id,chain`): `rein check` has no credential, so a field the policy
+    /// requires bound (`bound: true`) blocks unless it is named here, as
+    /// `rein serve` blocks a request whose credential does not bind it.
+    #[arg(long, value_name = "FIELDS", value_delimiter = ',')]
+    bound: Vec<String>,
     #[command(flatten)]
     actra: ActraArgs,
 }
@@ -153,12 +165,21 @@ impl Input {
         }
     }
 
-    fn decide(&self, policy: &Policy) -> rein_engine::Decision {
+    fn decide(&self, policy: &Policy, bound: &[String]) -> rein_engine::Decision {
         match self {
-            Input::Native(r) => policy.decide(r),
+            Input::Native(r) => unbound(policy, r, bound).unwrap_or_else(|| policy.decide(r)),
             Input::Actra(v) => policy.decide_actra(v),
         }
     }
+}
+
+/// The block of a request whose credential (the fields named with
+/// `--bound`) does not bind a field the policy requires bound, as the
+/// runtime decides it before any rule.
+fn unbound(policy: &Policy, request: &Request, bound: &[String]) -> Option<rein_engine::Decision> {
+    policy
+        .unbound_required(|f| bound.iter().any(|b| b == f))
+        .map(|why| policy.unbound_block(request.phase, why))
 }
 
 pub fn run_check(args: CheckArgs, color: bool) -> anyhow::Result<u8> {
@@ -189,8 +210,17 @@ pub fn run_check(args: CheckArgs, color: bool) -> anyhow::Result<u8> {
             return Ok(EXIT_USAGE);
         }
     };
-    let (decision, json) = match (&args.state, &request) {
-        (Some(file), Input::Native(request)) => match decide_with_state_file(&policy, request, file, &args) {
+    let refused = match &request {
+        Input::Native(r) => unbound(&policy, r, &args.bound),
+        Input::Actra(_) => None,
+    };
+    let (decision, json) = match (refused, &args.state, &request) {
+        // Blocked before any rule: nothing read from or written to the state.
+        (Some(decision), _, _) => {
+            let json = decision.to_json();
+            (decision, json)
+        }
+        (None, Some(file), Input::Native(request)) => match decide_with_state_file(&policy, request, file, &args) {
             Ok(decided) => decided,
             Err(e) => {
                 // Nothing is printed: a decision whose writes were not kept
@@ -200,7 +230,7 @@ pub fn run_check(args: CheckArgs, color: bool) -> anyhow::Result<u8> {
             }
         },
         _ => {
-            let decision = request.decide(&policy);
+            let decision = request.decide(&policy, &args.bound);
             let json = decision.to_json();
             (decision, json)
         }
@@ -403,7 +433,7 @@ fn run_batch(policy: &Policy, source: &Path, args: &CheckArgs) -> anyhow::Result
             continue;
         }
         match Input::parse(&line, args.phase, args.actra.is_actra()) {
-            Ok(request) => serde_json::to_writer(&mut out, &request.decide(policy).to_json())?,
+            Ok(request) => serde_json::to_writer(&mut out, &request.decide(policy, &args.bound).to_json())?,
             Err(e) => serde_json::to_writer(
                 &mut out,
                 &serde_json::json!({
@@ -434,20 +464,28 @@ pub fn run_explain(args: ExplainArgs, color: bool) -> anyhow::Result<u8> {
             return Ok(EXIT_USAGE);
         }
     };
-    let explanation = match (&request, &args.state) {
-        (Input::Native(r), Some(file)) => match explain_with_state_file(&policy, r, file) {
+    let refused = match &request {
+        Input::Native(r) => unbound(&policy, r, &args.bound),
+        Input::Actra(_) => None,
+    };
+    let explanation = match (refused, &request, &args.state) {
+        (Some(decision), _, _) => rein_engine::Explanation {
+            decision,
+            rules: Vec::new(),
+        },
+        (None, Input::Native(r), Some(file)) => match explain_with_state_file(&policy, r, file) {
             Ok(explanation) => explanation,
             Err(e) => {
                 eprintln!("error: {e:#}");
                 return Ok(EXIT_USAGE);
             }
         },
-        (Input::Native(r), None) => policy.explain(r),
-        (Input::Actra(_), Some(_)) => {
+        (None, Input::Native(r), None) => policy.explain(r),
+        (None, Input::Actra(_), Some(_)) => {
             eprintln!("error: `--state` does not apply to Actra policies, which keep no state");
             return Ok(EXIT_USAGE);
         }
-        (Input::Actra(v), None) => policy.explain_actra(v),
+        (None, Input::Actra(v), None) => policy.explain_actra(v),
     };
     let mut out = std::io::stdout().lock();
     if args.json {

@@ -235,6 +235,11 @@ async fn a_wider_child_is_refused_at_minting() {
         (with("actor", json!("token:ops")), bad, "agent or subagent"),
         (with("actor", json!("researcher")), bad, "kind:id"),
         (with("surprise", json!(1)), bad, "unknown field"),
+        (
+            with("approves", json!(["support"])),
+            bad,
+            "a child of role agent decides no approvals",
+        ),
     ];
     for (body, status, says) in cases {
         let (got, answer) = c.delegate(SCOPED, body.clone()).await;
@@ -260,6 +265,14 @@ async fn a_wider_child_is_refused_at_minting() {
         )
         .await;
     assert_refused(status, &answer, forbidden, "outlive its parent");
+    // Below a sub-agent, no link passes for a main agent.
+    let (status, answer) = c
+        .delegate(
+            &child,
+            json!({"actor": "agent:me", "actions": ["file.read"], "ttl": "1m"}),
+        )
+        .await;
+    assert_refused(status, &answer, forbidden, "would follow a sub-agent link");
     // Without a ttl, a grandchild gets the default cut to its parent's end.
     let (status, answer) = c
         .delegate(&child, json!({"actor": "subagent:g", "actions": ["file.read"]}))
