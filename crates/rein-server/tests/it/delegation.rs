@@ -708,7 +708,7 @@ async fn an_agent_cannot_launder_its_word_into_a_bound_field() {
 async fn a_link_id_cannot_make_a_child_pass_for_another_identity() {
     let h = harness().await;
     let c = Client::new(&h).await;
-    for actor in ["subagent:r/agent:x", "agent:a/b", "subagent:/", "agent:x/"] {
+    for actor in ["subagent:r/subagent:x", "agent:a/b", "subagent:/", "agent:x/"] {
         let (status, answer) = c
             .delegate(SCOPED, json!({"actor": actor, "actions": ["file.read"]}))
             .await;
@@ -719,8 +719,8 @@ async fn a_link_id_cannot_make_a_child_pass_for_another_identity() {
         .child(SCOPED, json!({"actor": "subagent:r", "actions": ["file.read"]}))
         .await;
     let (status, answer) = c
-        .delegate(&child, json!({"actor": "agent:x", "actions": ["file.read"]}))
+        .delegate(&child, json!({"actor": "subagent:x", "actions": ["file.read"]}))
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    assert_eq!(answer["name"], "scoped/subagent:r/agent:x", "{answer}");
+    assert_eq!(answer["name"], "scoped/subagent:r/subagent:x", "{answer}");
 }
