@@ -341,6 +341,10 @@ impl AppState {
         let tokens_file = config.tokens_file();
         if config.tokens_path.is_none() {
             secrets::ensure_tokens_file(&tokens_file)?;
+        } else {
+            // The tokens file holds secrets, as the keys do: say so when
+            // others can read it (`ensure_tokens_file` does for the default).
+            secrets::warn_if_shared(&tokens_file);
         }
         let delegation_key =
             secrets::server_delegation_key(&config.delegation_key_file(), config.delegation_key_path.is_some())?;

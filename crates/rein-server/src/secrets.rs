@@ -174,7 +174,9 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 
 /// A secret file others can read is a secret no longer; say so, but keep
 /// going, since refusing to start would not take the secret back.
-fn warn_if_shared(path: &Path) {
+/// Warns (in the server's log) when the secret file at `path` is readable
+/// or writable by its group or others.
+pub(crate) fn warn_if_shared(path: &Path) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
