@@ -231,21 +231,40 @@ impl Credential {
         self.fields.contains_key(field) || (field == "chain" && self.chain.is_some())
     }
 
-    /// Every id the credential speaks for: bound `actor.id` and each link
-    /// of the chain. An approver who is any of them is approving their
-    /// own request.
-    pub fn ids(&self) -> Vec<&str> {
-        let mut ids: Vec<&str> = Vec::new();
-        if let Some(id) = self.fields.get("id").and_then(|v| v.as_str()) {
-            ids.push(id);
-        }
-        for link in self.chain.iter().flatten() {
-            if !ids.contains(&link.id.as_str()) {
-                ids.push(&link.id);
+    /// Every id the credential speaks for, in the form ids are compared
+    /// in ([`canonical_id`]): bound `actor.id` and each link of the chain.
+    /// An approver who is any of them is approving their own request.
+    pub fn ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = Vec::new();
+        let bound = self.fields.get("id").and_then(canonical_id);
+        let links = self.chain.iter().flatten().map(|link| canonical_text(&link.id));
+        for id in bound.into_iter().chain(links) {
+            if !ids.contains(&id) {
+                ids.push(id);
             }
         }
         ids
     }
+}
+
+/// An id as self-approval compares it: a string in Unicode compatibility
+/// form (NFKC) and lower case, so that `Alice`, `ALICE` and `ａlice` are one
+/// person (an identity provider's spelling is not the agent's to choose);
+/// a number as its JSON text (`1001`). Anything else is no id.
+pub fn canonical_id(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) => Some(canonical_text(s)),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The compared form of an id written as text (see [`canonical_id`]).
+pub fn canonical_text(id: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    // Lower-casing can leave text that NFKC changes again (and back):
+    // normalise, fold, normalise.
+    id.nfkc().collect::<String>().to_lowercase().nfkc().collect()
 }
 
 /// Where an actor field came from, as the audit record says it.
@@ -464,6 +483,21 @@ mod tests {
         for bad in ["", "a,,b", "web*", "*.read", "a.*.b", "a b", "a..b", ".a"] {
             assert!(ActionScope::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ids_compare_whatever_their_spelling() {
+        for (a, b) in [
+            ("Alice", "alice"),
+            ("ALICE", "alice"),
+            ("\u{ff41}lice", "alice"),
+            ("ﬁ", "fi"),
+        ] {
+            assert_eq!(canonical_text(a), canonical_text(b), "{a} {b}");
+        }
+        assert_ne!(canonical_text("alice"), canonical_text("alice2"));
+        assert_eq!(canonical_id(&serde_json::json!(1001)).as_deref(), Some("1001"));
+        assert_eq!(canonical_id(&serde_json::json!(true)), None);
     }
 
     #[test]

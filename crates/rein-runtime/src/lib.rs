@@ -270,14 +270,15 @@ async fn try_decide_approval(
     approver: Approver<'_>,
     comment: Option<&str>,
 ) -> Result<ApprovalRecord, RuntimeError> {
-    if approver.roles.is_some() || approver.credential.is_some() {
+    {
         let record = store
             .get_approval(id)
             .await?
             .ok_or_else(|| ApprovalError::NotFound(id.to_string()))?;
-        // The store checks the approver's name; the ids of their
-        // credential are checked here (a request made under any of them
-        // is theirs). Checked before the roles, as the store does.
+        // The store checks the approver's name as written; every id, in
+        // canonical form, and the ids of their credential are checked
+        // here (a request made under any of them is theirs). Checked
+        // before the roles, as the store does.
         if record.state == ApprovalState::Pending && approver.asked_for(&record) {
             return Err(ApprovalError::SelfApproval(approver.name.to_string()).into());
         }
@@ -594,12 +595,18 @@ impl Approver<'_> {
     /// delegated from the requester (whose chain holds the requester) may
     /// approve.
     pub fn asked_for(&self, approval: &ApprovalRecord) -> bool {
-        let requester = |id: &str| {
-            approval.requested_by.as_deref() == Some(id)
-                || approval.requested_via.as_deref() == Some(id)
-                || approval.requested_chain.iter().any(|link| link == id)
-        };
-        requester(self.name) || self.credential.is_some_and(|c| c.ids().into_iter().any(requester))
+        // Compared in canonical form: another spelling of one id is the
+        // same person.
+        let requester: Vec<String> = approval
+            .requested_by
+            .iter()
+            .chain(&approval.requested_via)
+            .chain(&approval.requested_chain)
+            .map(|id| identity::canonical_text(id))
+            .collect();
+        let is_requester = |id: &String| requester.contains(id);
+        is_requester(&identity::canonical_text(self.name))
+            || self.credential.is_some_and(|c| c.ids().iter().any(is_requester))
     }
 
     /// The first role `approval` needs that this approver does not hold.
@@ -1454,7 +1461,12 @@ impl Runtime {
             role: role.clone(),
             roles: roles.clone(),
             action: request.action.clone(),
-            requested_by: request.actor.get("id").and_then(|v| v.as_str()).map(str::to_string),
+            // A number is an id as much as a string (`1001`).
+            requested_by: request.actor.get("id").and_then(|v| match v {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            }),
             requested_via: client.map(str::to_string),
             requested_chain: chain_ids(&request.actor),
             summary: self.redacted_request(loaded, request),
