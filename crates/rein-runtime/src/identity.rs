@@ -10,9 +10,13 @@
 //! allow.
 
 use rein_engine::{Policy, Request};
+use rein_store::ActorSources;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use serde_json::map::Entry;
+use std::borrow::Cow;
+use std::collections::btree_map;
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 /// Actor fields bound to a credential: top-level field → scalar value.
 pub type BoundActor = serde_json::Map<String, serde_json::Value>;
@@ -199,6 +203,77 @@ pub struct Credential {
     /// of `chain` was delegated only `scope`. A request must be within
     /// every one of them (the intersection).
     pub scopes: Vec<(usize, ActionScope)>,
+    /// What [`bind`] sets and records for this credential, built on its
+    /// first use: construct a credential with `..Credential::default()`
+    /// (or [`Prepared::default()`]) and leave it to `bind`.
+    pub prepared: Prepared,
+}
+
+/// What every request made with a credential gets, built once per
+/// credential rather than once per request ([`Credential::prepared`]): its
+/// chain as JSON, the actor it sets on a request without one, and the
+/// `actor_source` of those fields. The credential's fields stay public and
+/// may change after it was built: each use first checks that it was built
+/// from what the credential says now, and otherwise binds without it.
+#[derive(Clone, Default)]
+pub struct Prepared(OnceLock<Option<Arc<Ready>>>);
+
+impl fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Prepared").finish_non_exhaustive()
+    }
+}
+
+/// A cache: every credential's is equal, so that credentials compare by
+/// what they say.
+impl PartialEq for Prepared {
+    fn eq(&self, _: &Prepared) -> bool {
+        true
+    }
+}
+
+impl Eq for Prepared {}
+
+/// [`Prepared`], once built.
+struct Ready {
+    /// The credential's fields and chain as they were when it was built.
+    fields: BoundActor,
+    chain: Option<Vec<ChainLink>>,
+    /// `chain` as rules read it ([`chain_value`]).
+    chain_json: Option<serde_json::Value>,
+    /// The bound fields, then `chain`: the actor of a request that names
+    /// none of its own.
+    actor: serde_json::Map<String, serde_json::Value>,
+    /// Every field of `actor`, from the credential.
+    sources: ActorSources,
+}
+
+impl Ready {
+    /// `None` when nothing is bound, or when the fields name `chain` too
+    /// (which no builder allows): those bind without it.
+    fn of(credential: &Credential) -> Option<Ready> {
+        if credential.fields.contains_key(CHAIN) || (credential.fields.is_empty() && credential.chain.is_none()) {
+            return None;
+        }
+        let chain_json = credential.chain.as_deref().map(chain_value);
+        let mut actor = credential.fields.clone();
+        if let Some(chain) = &chain_json {
+            actor.insert(CHAIN.to_string(), chain.clone());
+        }
+        let sources = actor.keys().map(|field| (field.clone(), FROM_CREDENTIAL)).collect();
+        Some(Ready {
+            fields: credential.fields.clone(),
+            chain: credential.chain.clone(),
+            chain_json,
+            actor,
+            sources,
+        })
+    }
+
+    /// Whether it was built from what `credential` says now.
+    fn describes(&self, credential: &Credential) -> bool {
+        self.chain == credential.chain && self.fields == credential.fields
+    }
 }
 
 impl Credential {
@@ -228,7 +303,17 @@ impl Credential {
     /// Whether the credential sets the top-level actor field `field`
     /// (`chain` when it binds a chain).
     pub fn binds(&self, field: &str) -> bool {
-        self.fields.contains_key(field) || (field == "chain" && self.chain.is_some())
+        self.fields.contains_key(field) || (field == CHAIN && self.chain.is_some())
+    }
+
+    /// What was built of it for [`bind`], if it still describes it.
+    fn ready(&self) -> Option<&Ready> {
+        let ready = self
+            .prepared
+            .0
+            .get_or_init(|| Ready::of(self).map(Arc::new))
+            .as_deref()?;
+        ready.describes(self).then_some(ready)
     }
 
     /// Every id the credential speaks for, in the form ids are compared
@@ -267,9 +352,10 @@ pub fn canonical_text(id: &str) -> String {
     id.nfkc().collect::<String>().to_lowercase().nfkc().collect()
 }
 
-/// Where an actor field came from, as the audit record says it.
-const FROM_CREDENTIAL: &str = "credential";
-const FROM_CALLER: &str = "caller";
+/// Where an actor field came from, as the audit record says it (borrowed:
+/// a decision allocates no copy of either word).
+const FROM_CREDENTIAL: Cow<'static, str> = Cow::Borrowed("credential");
+const FROM_CALLER: Cow<'static, str> = Cow::Borrowed("caller");
 
 /// What [`bind`] found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -277,7 +363,7 @@ pub struct Binding {
     /// Where each top-level field of the request's actor came from
     /// (`credential` or `caller`: the audit record's `actor_source`);
     /// `None` for a request without a credential.
-    pub sources: Option<BTreeMap<String, String>>,
+    pub sources: Option<ActorSources>,
     /// Why the request is blocked before any rule: it contradicts its
     /// credential, a link's scope does not allow its action, or the policy
     /// requires a field its credential does not bind.
@@ -299,12 +385,20 @@ pub struct Binding {
 ///   one of them, or there is no credential (`None`: the in-process
 ///   surfaces without one).
 ///
-/// With no credential and no required field, nothing is allocated.
+/// With no credential and no required field, nothing is allocated. With
+/// one, what is allocated is what the request and its record keep: the
+/// bound values set on the actor and the record's field names.
 pub fn bind(policy: &Policy, request: &mut Request, credential: Option<&Credential>) -> Binding {
     let mut refusals: Vec<String> = Vec::new();
     let sources = credential.map(|credential| {
         let mut contradicted = Vec::new();
-        bind_actor(&mut request.actor, credential, &mut contradicted);
+        let sources = match credential.ready() {
+            Some(ready) => bind_ready(&mut request.actor, credential, ready, &mut contradicted),
+            None => {
+                bind_actor(&mut request.actor, credential, &mut contradicted);
+                bound_sources(&request.actor, credential, &contradicted)
+            }
+        };
         for field in &contradicted {
             refusals.push(format!("actor.{field} is set by the credential"));
         }
@@ -317,7 +411,7 @@ pub fn bind(policy: &Policy, request: &mut Request, credential: Option<&Credenti
         if let Some(refused) = credential.refuses(&request.action) {
             refusals.push(refused);
         }
-        bound_sources(&request.actor, credential, &contradicted)
+        sources
     });
     if let Some(unbound) = unbound_requirement(policy, credential) {
         refusals.push(unbound);
@@ -342,41 +436,112 @@ fn bind_actor<'c>(actor: &mut serde_json::Value, credential: &'c Credential, con
     let Some(fields) = actor.as_object_mut() else {
         return;
     };
+    // One search per field (`entry`), not a lookup then an insert: the
+    // name is allocated first, which a field the actor already holds (rare)
+    // wastes.
     for (field, value) in &credential.fields {
-        match fields.get(field) {
-            Some(sent) if sent != value => contradicted.push(field),
-            Some(_) => {}
-            None => {
-                fields.insert(field.clone(), value.clone());
+        match fields.entry(field.as_str()) {
+            Entry::Occupied(sent) => {
+                if sent.get() != value {
+                    contradicted.push(field);
+                }
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(value.clone());
             }
         }
     }
     if let Some(chain) = &credential.chain {
-        match fields.get("chain") {
-            Some(sent) if !chain_is(sent, chain) => {
-                if !contradicted.contains(&"chain") {
-                    contradicted.push("chain");
+        match fields.entry(CHAIN) {
+            Entry::Occupied(sent) => {
+                if !chain_is(sent.get(), chain) && !contradicted.contains(&CHAIN) {
+                    contradicted.push(CHAIN);
                 }
             }
-            Some(_) => {}
-            None => {
-                fields.insert("chain".to_string(), chain_value(chain));
+            Entry::Vacant(slot) => {
+                slot.insert(chain_value(chain));
             }
         }
     }
 }
 
+/// [`bind_actor`] then [`bound_sources`], from what was built once for the
+/// credential (`ready`, which describes it): an actor with no fields of its
+/// own becomes a copy of the bound actor; otherwise each bound value is set
+/// as `bind_actor` sets it, in the same order, the chain copied rather than
+/// built. `actor_source` starts from the bound fields' and adds the
+/// caller's.
+fn bind_ready<'c>(
+    actor: &mut serde_json::Value,
+    credential: &'c Credential,
+    ready: &'c Ready,
+    contradicted: &mut Vec<&'c str>,
+) -> ActorSources {
+    let fields = match actor {
+        serde_json::Value::Null => {
+            *actor = serde_json::Value::Object(ready.actor.clone());
+            return ready.sources.clone();
+        }
+        serde_json::Value::Object(fields) if fields.is_empty() => {
+            *fields = ready.actor.clone();
+            return ready.sources.clone();
+        }
+        serde_json::Value::Object(fields) => fields,
+        // Nothing is set on an actor of another shape (`bind` blocks it).
+        _ => return ActorSources::new(),
+    };
+    let mut sources = ready.sources.clone();
+    for field in fields.keys() {
+        // A field the credential binds too (rare) is judged below.
+        if let btree_map::Entry::Vacant(slot) = sources.entry(field.clone()) {
+            slot.insert(FROM_CALLER);
+        }
+    }
+    let mut contradict = |field: &'c str, sources: &mut ActorSources| {
+        if !contradicted.contains(&field) {
+            contradicted.push(field);
+        }
+        if let Some(source) = sources.get_mut(field) {
+            *source = FROM_CALLER;
+        }
+    };
+    for (field, value) in &credential.fields {
+        match fields.entry(field.as_str()) {
+            Entry::Occupied(sent) => {
+                if sent.get() != value {
+                    contradict(field, &mut sources);
+                }
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(value.clone());
+            }
+        }
+    }
+    if let (Some(chain), Some(chain_json)) = (&credential.chain, &ready.chain_json) {
+        match fields.entry(CHAIN) {
+            Entry::Occupied(sent) => {
+                if !chain_is(sent.get(), chain) {
+                    contradict(CHAIN, &mut sources);
+                }
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(chain_json.clone());
+            }
+        }
+    }
+    sources
+}
+
+/// The reserved actor field the chain is set on.
+const CHAIN: &str = "chain";
+
 /// `actor_source` right after [`bind_actor`]: a field the credential
 /// binds came from it unless the actor contradicted it (`contradicted`);
 /// every other field from the caller. (What [`actor_sources`] finds by
 /// comparing values, without comparing them again.)
-fn bound_sources(
-    actor: &serde_json::Value,
-    credential: &Credential,
-    contradicted: &[&str],
-) -> BTreeMap<String, String> {
+fn bound_sources(actor: &serde_json::Value, credential: &Credential, contradicted: &[&str]) -> ActorSources {
     let Some(fields) = actor.as_object() else {
-        return BTreeMap::new();
+        return ActorSources::new();
     };
     // Collected in the actor's (sorted) order: built in one pass, without
     // a search per field as inserts would.
@@ -385,7 +550,7 @@ fn bound_sources(
         .map(|field| {
             let from_credential = credential.binds(field) && !contradicted.contains(&field.as_str());
             let source = if from_credential { FROM_CREDENTIAL } else { FROM_CALLER };
-            (field.clone(), source.to_string())
+            (field.clone(), source)
         })
         .collect()
 }
@@ -421,8 +586,8 @@ fn chain_is(value: &serde_json::Value, chain: &[ChainLink]) -> bool {
 /// it binds the field to the value the actor has (every binding of it,
 /// should a credential bind `chain` both as a field and as its chain),
 /// the caller otherwise.
-pub(crate) fn actor_sources(actor: &serde_json::Value, credential: &Credential) -> BTreeMap<String, String> {
-    let mut sources = BTreeMap::new();
+pub(crate) fn actor_sources(actor: &serde_json::Value, credential: &Credential) -> ActorSources {
+    let mut sources = ActorSources::new();
     let Some(fields) = actor.as_object() else {
         return sources;
     };
@@ -430,7 +595,7 @@ pub(crate) fn actor_sources(actor: &serde_json::Value, credential: &Credential) 
     for (field, value) in fields {
         let by_field = credential.fields.get(field).map(|bound| bound == value);
         let by_chain = match (field.as_str(), &credential.chain) {
-            ("chain", Some(chain)) => Some(chain_is(value, chain)),
+            (CHAIN, Some(chain)) => Some(chain_is(value, chain)),
             _ => None,
         };
         let source = match (by_field, by_chain) {
@@ -438,7 +603,7 @@ pub(crate) fn actor_sources(actor: &serde_json::Value, credential: &Credential) 
             (a, b) if a.unwrap_or(true) && b.unwrap_or(true) => FROM_CREDENTIAL,
             _ => FROM_CALLER,
         };
-        sources.insert(field.clone(), source.to_string());
+        sources.insert(field.clone(), source);
     }
     sources
 }
@@ -508,6 +673,96 @@ mod tests {
         for bad in ["alice", ":alice", "user:", "us er:a", "user:a b"] {
             assert!(ChainLink::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// What [`bind_actor`] and [`bound_sources`] give, built per request.
+    fn unprepared(actor: &serde_json::Value, c: &Credential) -> (serde_json::Value, ActorSources, Vec<String>) {
+        let mut actor = actor.clone();
+        let mut contradicted = Vec::new();
+        bind_actor(&mut actor, c, &mut contradicted);
+        let sources = bound_sources(&actor, c, &contradicted);
+        (actor, sources, contradicted.iter().map(ToString::to_string).collect())
+    }
+
+    /// What [`bind_ready`] gives, from what was built once.
+    fn prepared(actor: &serde_json::Value, c: &Credential) -> (serde_json::Value, ActorSources, Vec<String>) {
+        let mut actor = actor.clone();
+        let mut contradicted = Vec::new();
+        let ready = c.ready().expect("prepared");
+        let sources = bind_ready(&mut actor, c, ready, &mut contradicted);
+        (actor, sources, contradicted.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn prepared_binding_is_the_binding() {
+        use serde_json::json;
+        let chain: Vec<ChainLink> = ["user:alice", "agent:bot"]
+            .iter()
+            .map(|l| ChainLink::parse(l).unwrap())
+            .collect();
+        let fields = json!({"id": "bot", "tenant": "acme"}).as_object().unwrap().clone();
+        let credentials = [
+            Credential {
+                fields: fields.clone(),
+                chain: Some(chain.clone()),
+                ..Credential::default()
+            },
+            Credential::with_fields(fields.clone()),
+            Credential {
+                chain: Some(chain.clone()),
+                ..Credential::default()
+            },
+        ];
+        let sent_chain = json!([{"kind": "user", "id": "alice"}, {"kind": "agent", "id": "bot"}]);
+        let actors = [
+            json!(null),
+            json!({}),
+            json!({"ticket": "T-1"}),
+            json!({"id": "bot", "a": 1, "zz": [1]}),
+            json!({"id": "eve", "tenant": "acme"}),
+            json!({"tenant": 7, "chain": []}),
+            json!({"chain": sent_chain}),
+            json!({"chain": [{"kind": "user", "id": "alice", "x": 1}, {"kind": "agent", "id": "bot"}]}),
+            json!({"chain": "user:alice", "id": "bot"}),
+            json!("bot"),
+            json!([1]),
+        ];
+        for c in &credentials {
+            for actor in &actors {
+                assert_eq!(prepared(actor, c), unprepared(actor, c), "{actor} {c:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_credential_changed_after_use_binds_what_it_says_now() {
+        use serde_json::json;
+        let mut c = Credential {
+            fields: json!({"id": "bot"}).as_object().unwrap().clone(),
+            chain: Some(vec![ChainLink::parse("user:alice").unwrap()]),
+            ..Credential::default()
+        };
+        assert!(c.ready().is_some());
+        let copy = c.clone();
+        c.chain.as_mut().unwrap()[0].id = "mallory".to_string();
+        assert!(c.ready().is_none(), "built from another chain");
+        let (actor, ..) = unprepared(&json!({}), &c);
+        let mut request = Request::new("x");
+        let policy = Policy::from_yaml_str("default: allow\nrules: []\n").unwrap();
+        bind(&policy, &mut request, Some(&c));
+        assert_eq!(request.actor, actor);
+        assert_eq!(request.actor["chain"][0]["id"], "mallory");
+        c.fields.insert("id".to_string(), json!("eve"));
+        c.chain = copy.chain.clone();
+        assert!(c.ready().is_none(), "built from other fields");
+        // The copy made before the change still binds what it says.
+        assert!(copy.ready().is_some());
+        let mut request = Request::new("x");
+        bind(&policy, &mut request, Some(&copy));
+        assert_eq!(
+            request.actor,
+            json!({"id": "bot", "chain": [{"kind": "user", "id": "alice"}]})
+        );
     }
 
     #[test]

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-pub use identity::{ActionScope, Binding, BoundActor, ChainLink, Credential};
+pub use identity::{ActionScope, Binding, BoundActor, ChainLink, Credential, Prepared};
 pub use refused::{Refusal, MAX_REFUSED_BODY_KEPT};
 pub use replay::{replay, ReplayChange, ReplayReport};
 pub use state::{DEFAULT_MAX_STATE_BYTES, DEFAULT_SESSION_IDLE, MAX_BUCKET_ID_BYTES, MAX_SESSION_ID_BYTES};

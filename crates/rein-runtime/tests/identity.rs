@@ -99,6 +99,7 @@ fn credential(fields: serde_json::Value, links: &[&str], scopes: &[(usize, &str)
             .iter()
             .map(|(i, s)| (*i, ActionScope::parse(s).unwrap()))
             .collect(),
+        ..Credential::default()
     }
 }
 
@@ -129,7 +130,7 @@ async fn record_of(store: &SqliteStore, answer: &Answer) -> AuditRecord {
 }
 
 fn source<'r>(record: &'r AuditRecord, field: &str) -> Option<&'r str> {
-    record.entry.actor_source.as_ref()?.get(field).map(String::as_str)
+    record.entry.actor_source.as_ref()?.get(field).map(AsRef::as_ref)
 }
 
 /// A bound chain is set on the actor as `actor.chain`, recorded as coming

@@ -30,6 +30,7 @@ fn credential(id: serde_json::Value, link: &str) -> Credential {
         fields: json!({ "id": id }).as_object().unwrap().clone(),
         chain: Some(vec![ChainLink::parse(link).unwrap()]),
         scopes: Vec::new(),
+        ..Credential::default()
     }
 }
 
@@ -111,6 +112,7 @@ async fn an_id_spelt_otherwise_is_still_the_requesters() {
             ChainLink::parse("agent:bot").unwrap(),
         ]),
         scopes: Vec::new(),
+        ..Credential::default()
     };
     let request = Request::new("pay").input(json!({"amount": 500}));
     let a = rt.decide_bound(request, None, Some("bot"), Some(&requester)).await;
@@ -121,6 +123,7 @@ async fn an_id_spelt_otherwise_is_still_the_requesters() {
             fields: serde_json::Map::new(),
             chain: Some(vec![ChainLink::parse(spelling).unwrap()]),
             scopes: Vec::new(),
+            ..Credential::default()
         };
         let e = rt
             .decide_approval(

@@ -1078,7 +1078,7 @@ async fn bound_actor_fields_are_set_checked_and_recorded() {
     assert_eq!(a.effect, Effect::Allow, "{:?}", a.reasons);
     let (actor, sources) = source_of(&a).await;
     assert_eq!(actor, json!({"id": "bot"}));
-    assert_eq!(sources.unwrap().get("id").map(String::as_str), Some("credential"));
+    assert_eq!(sources.unwrap().get("id").map(AsRef::as_ref), Some("credential"));
     // Contradicted: blocked before the rules, recorded as sent.
     let a = rt.decide_bound(pay(5, "admin"), None, Some("c"), Some(&bound)).await;
     assert_eq!(a.effect, Effect::Block);
@@ -1086,7 +1086,7 @@ async fn bound_actor_fields_are_set_checked_and_recorded() {
     assert!(a.rules.is_empty());
     let (actor, sources) = source_of(&a).await;
     assert_eq!(actor["id"], "admin");
-    assert_eq!(sources.unwrap().get("id").map(String::as_str), Some("caller"));
+    assert_eq!(sources.unwrap().get("id").map(AsRef::as_ref), Some("caller"));
     // No binding: the record has no `actor_source`, as before.
     let a = rt.decide_from(pay(5, "admin"), None, Some("c")).await;
     assert_eq!(a.effect, Effect::Allow);

@@ -301,6 +301,7 @@ impl Tokens {
                         fields: e.actor,
                         chain: Some(chain),
                         scopes,
+                        ..Credential::default()
                     },
                     source: CredentialSource::Static,
                     expires_at: None,

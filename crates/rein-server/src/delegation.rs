@@ -574,6 +574,7 @@ fn payload_identity(p: &Payload) -> Result<Identity, String> {
             fields: p.bind.clone(),
             chain: Some(p.chain.clone()),
             scopes: p.scopes.clone(),
+            ..Credential::default()
         },
         source: CredentialSource::Delegated,
         expires_at: Some(expires_at),

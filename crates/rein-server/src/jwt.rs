@@ -696,6 +696,7 @@ pub fn identity_from_claims(config: &IssuerConfig, claims: &Map<String, Value>, 
             fields,
             chain: Some(vec![link]),
             scopes: Vec::new(),
+            ..Credential::default()
         },
         source: CredentialSource::Jwt {
             issuer: config.issuer.clone(),

@@ -653,7 +653,7 @@ mod tests {
             e.actor_source = Some(
                 [("tenant", "caller"), ("id", "credential"), ("rôle\"", "credential")]
                     .into_iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .map(|(k, v)| (k.to_string(), v.into()))
                     .collect(),
             );
         }
@@ -680,13 +680,13 @@ mod tests {
         // `actor_source` sits between `actor` and `approval`, and is hashed:
         // a record saying a field came from the caller does not hash as
         // one saying it came from the credential.
-        e.actor_source = Some([("id".to_string(), "credential".to_string())].into_iter().collect());
+        e.actor_source = Some([("id".to_string(), "credential".into())].into_iter().collect());
         let bound = canonical(1, &e);
         assert!(
             bound.contains(r#"["agent"]},"actor_source":{"id":"credential"},"approval":null"#),
             "{bound}"
         );
-        e.actor_source = Some([("id".to_string(), "caller".to_string())].into_iter().collect());
+        e.actor_source = Some([("id".to_string(), "caller".into())].into_iter().collect());
         assert_ne!(record_hash(GENESIS, &bound), record_hash(GENESIS, &canonical(1, &e)));
     }
 

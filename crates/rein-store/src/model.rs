@@ -57,8 +57,14 @@ pub struct AuditEntry {
     /// for requests it decides; absent, as `client`, when `None`, so that
     /// older records keep their hashes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actor_source: Option<std::collections::BTreeMap<String, String>>,
+    pub actor_source: Option<ActorSources>,
 }
+
+/// Where each top-level actor field came from ([`AuditEntry::actor_source`]):
+/// field → `"credential"` or `"caller"`. The values are borrowed when the
+/// runtime writes them (a decision allocates no copy of either word) and
+/// owned when read back; either way they encode as the same JSON string.
+pub type ActorSources = std::collections::BTreeMap<String, std::borrow::Cow<'static, str>>;
 
 /// An entry as stored: its place in the chain and the hashes that bind it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
