@@ -573,11 +573,7 @@ fn bound_actor(node: &YamlNode, at: &impl Fn(&YamlNode, String) -> TokenError) -
         let YamlValue::String(field) = &k.value else {
             return Err(at(k, "actor fields must be names".into()));
         };
-        let plain = field
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let plain = crate::auth::is_plain_field(field);
         if !plain {
             return Err(at(
                 k,
@@ -677,6 +673,13 @@ fn action_scope(node: &YamlNode, at: &impl Fn(&YamlNode, String) -> TokenError) 
         patterns.push(text.clone());
     }
     ActionScope::from_patterns(patterns).map_err(|e| at(node, e))
+}
+
+/// Whether `name` can be a bound actor field: a plain name (a letter or
+/// `_`, then letters, digits, `_`), as a policy reads `actor.<name>`.
+pub(crate) fn is_plain_field(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Comparing fixed-length digests keeps the comparison's time independent

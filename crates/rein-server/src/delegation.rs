@@ -641,11 +641,7 @@ fn expiry(parent: &Identity, ttl: Option<&str>, now: Timestamp) -> Result<Timest
 /// A field a child may bind: a plain name other than `chain`, with a
 /// scalar value (as the tokens file's `actor:` allows).
 fn check_bound_field(field: &str, value: &serde_json::Value) -> Result<(), MintRefusal> {
-    let plain = field
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let plain = crate::auth::is_plain_field(field);
     if !plain || field == "chain" {
         return Err(MintRefusal::Invalid(format!(
             "`bind`: `{field}` is not an actor field a credential may bind (a plain name, not chain)"

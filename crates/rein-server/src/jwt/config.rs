@@ -313,11 +313,7 @@ fn actor_map(
                 ),
             ));
         };
-        let plain = field
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let plain = crate::auth::is_plain_field(field);
         if !plain {
             return Err(at(
                 v,
