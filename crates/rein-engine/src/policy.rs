@@ -311,6 +311,16 @@ impl Policy {
         }
     }
 
+    /// Whether a request whose actor holds the top-level field `name`
+    /// breaks the actor contract whatever its value: the contract refuses
+    /// undeclared fields and does not declare it (`chain` is always
+    /// accepted). A server warns of a credential binding such a field:
+    /// every request made with it would be blocked.
+    pub fn actor_refuses_field(&self, name: &str) -> bool {
+        let actor = &self.inner.actor;
+        name != "chain" && actor.extra == crate::ast::ExtraFields::Reject && actor.field(name).is_none()
+    }
+
     /// The actor fields the policy requires its credential to set
     /// (`contracts.actor.<field>: {bound: true}`), sorted: a request whose
     /// credential does not bind one of them is blocked before any rule

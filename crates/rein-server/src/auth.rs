@@ -532,6 +532,54 @@ impl Tokens {
 
     /// The tokens-file token named `name`: its identity and the SHA-256
     /// digest of its secret (what a delegation token's root is bound to).
+    /// Every actor field a credential of this file binds, with who binds
+    /// it (`token \`name\``, `issuer \`name\``), in file order.
+    pub(crate) fn bound_fields(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .entries
+            .iter()
+            .flat_map(|e| {
+                let who = format!("token `{}`", e.identity.name);
+                e.identity
+                    .credential
+                    .fields
+                    .keys()
+                    .map(move |f| (who.clone(), f.clone()))
+            })
+            .collect();
+        out.extend(self.issuers.bound_fields());
+        out
+    }
+
+    /// What to tell the operator of bindings `policy` makes useless: a
+    /// field a credential binds that the actor contract refuses (every
+    /// request made with it is blocked), and a field the policy requires
+    /// bound that no credential of the file binds (every request
+    /// needing it is blocked, unless a delegation from an admin binds it).
+    pub fn binding_warnings(&self, policy: &rein_engine::Policy) -> Vec<String> {
+        let bound = self.bound_fields();
+        let mut warnings: Vec<String> = bound
+            .iter()
+            .filter(|(_, field)| policy.actor_refuses_field(field))
+            .map(|(who, field)| {
+                format!(
+                    "{who} binds actor.{field}, which the policy's actor contract does not declare: every request \
+                     made with it is blocked (`contract: actor.{field}: is not declared in the contract`)"
+                )
+            })
+            .collect();
+        for field in policy.bound_actor_fields() {
+            // Every credential binds a chain.
+            if field != "chain" && !bound.iter().any(|(_, f)| f == field) {
+                warnings.push(format!(
+                    "the policy requires actor.{field} bound (`bound: true`), but no token or issuer of the tokens \
+                     file binds it: every request is blocked (`actor.{field} must be set by the credential`)"
+                ));
+            }
+        }
+        warnings
+    }
+
     pub(crate) fn static_token(&self, name: &str) -> Option<(&Arc<Identity>, &[u8; 32])> {
         self.entries
             .iter()
@@ -1021,6 +1069,33 @@ mod tests {
         // Other fields may still be numbers; an id is text.
         let text = "tokens:\n  - {name: bot, role: agent, token: aaaaaaaaaaaaaaaa, actor: {id: \"1001\", level: 3}}\n";
         assert!(Tokens::parse("t.yaml", text).is_ok());
+    }
+
+    /// A binding the policy makes useless is told at start: a field the
+    /// actor contract refuses, a required field nobody binds.
+    #[test]
+    fn warns_of_bindings_the_policy_makes_useless() {
+        let policy = rein_engine::Policy::from_yaml_str(
+            "contracts:\n  actor: {id: {type: string, bound: true}, org: {type: string, bound: true}}\n  actions: {a: {input: {}}}\nrules: []\n",
+        )
+        .unwrap();
+        let text = "tokens:\n  - {name: bot, role: agent, token: aaaaaaaaaaaaaaaa, actor: {id: bot, tenant: acme}}\n";
+        let warnings = Tokens::parse("t.yaml", text).unwrap().binding_warnings(&policy);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("token `bot` binds actor.tenant, which the policy's actor contract"),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings[1].starts_with("the policy requires actor.org bound"),
+            "{warnings:?}"
+        );
+        // A policy without an actor contract, or declaring the fields, warns of nothing.
+        let open = rein_engine::Policy::from_yaml_str("contracts:\n  actions: {a: {input: {}}}\nrules: []\n").unwrap();
+        assert!(Tokens::parse("t.yaml", text)
+            .unwrap()
+            .binding_warnings(&open)
+            .is_empty());
     }
 
     #[test]

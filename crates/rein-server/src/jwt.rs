@@ -120,6 +120,24 @@ pub struct Issuers {
     inner: Option<Arc<Inner>>,
 }
 
+impl Issuers {
+    /// Every actor field an issuer binds, with the issuer's name.
+    pub(crate) fn bound_fields(&self) -> Vec<(String, String)> {
+        self.inner
+            .iter()
+            .flat_map(|i| i.issuers.iter())
+            .flat_map(|issuer| {
+                let who = format!("issuer `{}`", issuer.config.name);
+                issuer
+                    .config
+                    .actor
+                    .iter()
+                    .map(move |(_, field)| (who.clone(), field.clone()))
+            })
+            .collect()
+    }
+}
+
 impl std::fmt::Debug for Issuers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names = self.inner.iter().flat_map(|i| i.issuers.iter().map(|s| &s.config.name));

@@ -349,6 +349,9 @@ impl AppState {
         let delegation_key =
             secrets::server_delegation_key(&config.delegation_key_file(), config.delegation_key_path.is_some())?;
         let tokens = Tokens::load(&tokens_file)?.with_delegation(delegation::Verifier::new(delegation_key));
+        for warning in tokens.binding_warnings(&policy) {
+            tracing::warn!(tokens = %tokens_file.display(), "{warning}");
+        }
         let sqlite = Arc::clone(&opened.sqlite);
         let state = AppState::build(config, policy, sqlite.clone(), tokens, opened.hmac_key, Some(sqlite));
         state.runtime().hold_state_lock(opened.state_lock);
