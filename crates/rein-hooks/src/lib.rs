@@ -30,7 +30,7 @@ pub use event::{parse_event, Agent, EventError, EventKind, HookEvent, MAX_EVENT_
 pub use protect::{Kind as ProtectedKind, Protected};
 pub use render::{refuse, refuse_unreadable, Reply};
 
-use rein_engine::{Effect, MatchedRule, Phase, Request};
+use rein_engine::{Effect, MatchedRule, Phase, Policy, Request};
 use rein_runtime::{Answer, ChainLink, Credential, Refusal, Runtime};
 use rein_store::ApprovalState;
 use serde_json::{json, Value as Json};
@@ -221,43 +221,17 @@ pub fn credential_for(event: &HookEvent, base: Option<&Credential>) -> Result<Cr
 }
 
 /// Sets on `request.actor` what `credential` binds (its fields, and its
-/// chain as `actor.chain`), as the runtime will before deciding: the
-/// approval probe, the approval lookup and the `after` check (which has no
-/// credential of its own) then see the actor the decision sees. A field
-/// the actor already holds with another value is left as it is, and named
-/// in the error, as is an action outside a link's scope: the runtime
-/// blocks such a request, and so does the hook.
-pub fn bind_request(request: &mut Request, credential: &Credential) -> Result<(), String> {
-    let Some(actor) = request.actor.as_object_mut() else {
-        return Err("the actor is not an object".to_string());
-    };
-    let chain = credential
-        .chain
-        .as_ref()
-        .map(|links| Json::Array(links.iter().map(|l| json!({"kind": l.kind, "id": l.id})).collect()));
-    let mut conflicts = Vec::new();
-    for (field, value) in credential
-        .fields
-        .iter()
-        .map(|(k, v)| (k.as_str(), v))
-        .chain(chain.as_ref().map(|c| ("chain", c)))
-    {
-        match actor.get(field) {
-            Some(sent) if sent != value => conflicts.push(format!("actor.{field} is set by the credential")),
-            Some(_) => {}
-            None => {
-                actor.insert(field.to_string(), value.clone());
-            }
-        }
-    }
-    // As the runtime checks before deciding (the `after` check does not).
-    if let Some(refused) = credential.refuses(&request.action) {
-        conflicts.push(refused);
-    }
-    if conflicts.is_empty() {
-        Ok(())
-    } else {
-        Err(conflicts.join("; "))
+/// chain as `actor.chain`) with the runtime's own identity step
+/// ([`rein_runtime::identity::bind`]), as the runtime will before deciding:
+/// the approval probe, the approval lookup and the `after` check (which
+/// has no credential of its own) then see the actor the decision sees.
+/// The error is the runtime's reason to block: a contradicted field, an
+/// action outside a link's scope, a required field the credential does
+/// not bind.
+pub fn bind_request(policy: &Policy, request: &mut Request, credential: &Credential) -> Result<(), String> {
+    match rein_runtime::identity::bind(policy, request, Some(credential)).refusal {
+        None => Ok(()),
+        Some(why) => Err(why),
     }
 }
 
@@ -285,6 +259,7 @@ pub async fn decide_credentialed(
         }
     };
     let credential = &credential;
+    let policy = runtime.policy();
     let one = |action: &str, input: Json| (action.to_string(), vec![input], None);
     let (action, inputs, part_labels): (String, Vec<Json>, Option<Vec<String>>) = match &event.kind {
         EventKind::BeforeTool | EventKind::PermissionRequest | EventKind::AfterTool => {
@@ -325,7 +300,7 @@ pub async fn decide_credentialed(
             })
             .flatten();
         let mut request = request_for(event, &action, input, home);
-        let bound = bind_request(&mut request, credential);
+        let bound = bind_request(&policy, &mut request, credential);
         async move {
             if let Some(why) = refusal {
                 return refuse_part(runtime, &request, Phase::Before, PROTECTED_RULE, &why, client).await;
