@@ -16,7 +16,7 @@ import json
 import math
 import re
 import time as _time
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 from urllib.parse import quote
 
 import httpx
@@ -142,14 +142,7 @@ class RemoteDecision:
         if self.phase not in ("before", "after"):
             raise ValueError(f"`phase` is {self.phase!r}")
         self.rules = _str_list(answer, "rules")
-        matched = answer.get("matched")
-        if matched is None:
-            matched = []
-        if not isinstance(matched, list) or not all(
-            isinstance(m, dict) and isinstance(m.get("id"), str) and isinstance(m.get("effect"), str)
-            for m in matched
-        ):
-            raise ValueError("`matched` is not a list of rules")
+        matched = _str_records(answer, "matched", ("id", "effect"), "rules")
         self.matched = matched
         self.deciding_rules = [m["id"] for m in matched if m["effect"] == effect]
         self.reasons = _str_list(answer, "reasons")
@@ -177,14 +170,7 @@ class RemoteDecision:
         if self.effect == "allow" and not degraded and self.audit_seq is None:
             # The server answers allow only once it is recorded.
             raise ValueError("an `allow` without its audit record (`audit_seq`)")
-        chain = answer.get("chain")
-        if chain is None:
-            chain = []
-        if not isinstance(chain, list) or not all(
-            isinstance(link, dict) and isinstance(link.get("kind"), str) and isinstance(link.get("id"), str)
-            for link in chain
-        ):
-            raise ValueError("`chain` is not a list of {kind, id} links")
+        chain = _str_records(answer, "chain", ("kind", "id"), "{kind, id} links")
         self.chain = [{"kind": link["kind"], "id": link["id"]} for link in chain]
         self.degraded = degraded
         self._answer = dict(answer)
@@ -258,6 +244,19 @@ def _str(obj: Mapping[str, Any], key: str, default: Any) -> Any:
     if value is None or isinstance(value, str):
         return value if value is not None else default
     raise ValueError(f"`{key}` is not a string")
+
+
+def _str_records(obj: Mapping[str, Any], key: str, fields: Tuple[str, ...], what: str) -> List[Dict[str, Any]]:
+    """`obj[key]`: a list of objects whose `fields` are strings (absent or
+    null: empty); anything else is refused, naming `what` it should be."""
+    value = obj.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(
+        isinstance(item, dict) and all(isinstance(item.get(f), str) for f in fields) for item in value
+    ):
+        raise ValueError(f"`{key}` is not a list of {what}")
+    return value
 
 
 def _str_list(obj: Mapping[str, Any], key: str) -> List[str]:
