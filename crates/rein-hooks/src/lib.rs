@@ -217,6 +217,9 @@ pub fn credential_for(event: &HookEvent, base: Option<&Credential>) -> Result<Cr
         chain.push(link);
     }
     credential.chain = Some(chain);
+    // What the base prepared no longer describes it: prepared again on
+    // first use, once for every part of the event.
+    credential.prepared = rein_runtime::identity::Prepared::default();
     Ok(credential)
 }
 

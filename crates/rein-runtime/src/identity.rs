@@ -392,13 +392,27 @@ pub fn bind(policy: &Policy, request: &mut Request, credential: Option<&Credenti
     let mut refusals: Vec<String> = Vec::new();
     let sources = credential.map(|credential| {
         let mut contradicted = Vec::new();
-        let sources = match credential.ready() {
-            Some(ready) => bind_ready(&mut request.actor, credential, ready, &mut contradicted),
+        // What was built on the credential's first use; built again here
+        // if the credential changed since (its fields are public).
+        let fresh;
+        let ready = match credential.ready() {
+            Some(ready) => Some(ready),
             None => {
-                bind_actor(&mut request.actor, credential, &mut contradicted);
-                bound_sources(&request.actor, credential, &contradicted)
+                fresh = Ready::of(credential);
+                fresh.as_ref()
             }
         };
+        let sources = match ready {
+            Some(ready) => bind_ready(&mut request.actor, credential, ready, &mut contradicted),
+            // Nothing bound: every field is the caller's.
+            None => caller_sources(&request.actor),
+        };
+        if credential.fields.contains_key(CHAIN) {
+            // No builder makes one; a library caller might. Its chain is
+            // `chain`, never a field: refused rather than half bound.
+            refusals
+                .push("the credential binds actor.chain as a field; a chain is bound as the credential's chain".into());
+        }
         for field in &contradicted {
             refusals.push(format!("actor.{field} is set by the credential"));
         }
@@ -422,55 +436,13 @@ pub fn bind(policy: &Policy, request: &mut Request, credential: Option<&Credenti
     }
 }
 
-/// Sets the credential's fields and chain on `actor` (made an object if
-/// null; an actor of another shape is left as it is); adds to
-/// `contradicted` each bound field the actor names another value for.
-fn bind_actor<'c>(actor: &mut serde_json::Value, credential: &'c Credential, contradicted: &mut Vec<&'c str>) {
-    if credential.fields.is_empty() && credential.chain.is_none() {
-        // Nothing bound leaves any actor as it is.
-        return;
-    }
-    if actor.is_null() {
-        *actor = serde_json::Value::Object(serde_json::Map::new());
-    }
-    let Some(fields) = actor.as_object_mut() else {
-        return;
-    };
-    // One search per field (`entry`), not a lookup then an insert: the
-    // name is allocated first, which a field the actor already holds (rare)
-    // wastes.
-    for (field, value) in &credential.fields {
-        match fields.entry(field.as_str()) {
-            Entry::Occupied(sent) => {
-                if sent.get() != value {
-                    contradicted.push(field);
-                }
-            }
-            Entry::Vacant(slot) => {
-                slot.insert(value.clone());
-            }
-        }
-    }
-    if let Some(chain) = &credential.chain {
-        match fields.entry(CHAIN) {
-            Entry::Occupied(sent) => {
-                if !chain_is(sent.get(), chain) && !contradicted.contains(&CHAIN) {
-                    contradicted.push(CHAIN);
-                }
-            }
-            Entry::Vacant(slot) => {
-                slot.insert(chain_value(chain));
-            }
-        }
-    }
-}
-
-/// [`bind_actor`] then [`bound_sources`], from what was built once for the
-/// credential (`ready`, which describes it): an actor with no fields of its
-/// own becomes a copy of the bound actor; otherwise each bound value is set
-/// as `bind_actor` sets it, in the same order, the chain copied rather than
-/// built. `actor_source` starts from the bound fields' and adds the
-/// caller's.
+/// Sets what the credential binds on `actor` and finds where each of its
+/// fields came from, from what was built for the credential (`ready`,
+/// which describes it): an actor with no fields of its own becomes a copy
+/// of the bound actor; otherwise each bound value the actor does not name
+/// is set, in the credential's order, the chain copied rather than built,
+/// and each it names otherwise is added to `contradicted` (left as sent).
+/// `actor_source` starts from the bound fields' and adds the caller's.
 fn bind_ready<'c>(
     actor: &mut serde_json::Value,
     credential: &'c Credential,
@@ -535,24 +507,13 @@ fn bind_ready<'c>(
 /// The reserved actor field the chain is set on.
 const CHAIN: &str = "chain";
 
-/// `actor_source` right after [`bind_actor`]: a field the credential
-/// binds came from it unless the actor contradicted it (`contradicted`);
-/// every other field from the caller. (What [`actor_sources`] finds by
-/// comparing values, without comparing them again.)
-fn bound_sources(actor: &serde_json::Value, credential: &Credential, contradicted: &[&str]) -> ActorSources {
+/// `actor_source` of an actor nothing is bound on: every field the
+/// caller's.
+fn caller_sources(actor: &serde_json::Value) -> ActorSources {
     let Some(fields) = actor.as_object() else {
         return ActorSources::new();
     };
-    // Collected in the actor's (sorted) order: built in one pass, without
-    // a search per field as inserts would.
-    fields
-        .keys()
-        .map(|field| {
-            let from_credential = credential.binds(field) && !contradicted.contains(&field.as_str());
-            let source = if from_credential { FROM_CREDENTIAL } else { FROM_CALLER };
-            (field.clone(), source)
-        })
-        .collect()
+    fields.keys().map(|field| (field.clone(), FROM_CALLER)).collect()
 }
 
 /// `chain` as rules read it: `[{kind, id}, …]`.
@@ -675,6 +636,72 @@ mod tests {
         }
     }
 
+    // The binding written plainly, field by field: the reference the
+    // prepared binding (`bind_ready`) must agree with.
+
+    /// Sets the credential's fields and chain on `actor` (made an object if
+    /// null; an actor of another shape is left as it is); adds to
+    /// `contradicted` each bound field the actor names another value for.
+    fn bind_actor<'c>(actor: &mut serde_json::Value, credential: &'c Credential, contradicted: &mut Vec<&'c str>) {
+        if credential.fields.is_empty() && credential.chain.is_none() {
+            // Nothing bound leaves any actor as it is.
+            return;
+        }
+        if actor.is_null() {
+            *actor = serde_json::Value::Object(serde_json::Map::new());
+        }
+        let Some(fields) = actor.as_object_mut() else {
+            return;
+        };
+        // One search per field (`entry`), not a lookup then an insert: the
+        // name is allocated first, which a field the actor already holds (rare)
+        // wastes.
+        for (field, value) in &credential.fields {
+            match fields.entry(field.as_str()) {
+                Entry::Occupied(sent) => {
+                    if sent.get() != value {
+                        contradicted.push(field);
+                    }
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(value.clone());
+                }
+            }
+        }
+        if let Some(chain) = &credential.chain {
+            match fields.entry(CHAIN) {
+                Entry::Occupied(sent) => {
+                    if !chain_is(sent.get(), chain) && !contradicted.contains(&CHAIN) {
+                        contradicted.push(CHAIN);
+                    }
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(chain_value(chain));
+                }
+            }
+        }
+    }
+
+    /// `actor_source` right after [`bind_actor`]: a field the credential
+    /// binds came from it unless the actor contradicted it (`contradicted`);
+    /// every other field from the caller. (What [`actor_sources`] finds by
+    /// comparing values, without comparing them again.)
+    fn bound_sources(actor: &serde_json::Value, credential: &Credential, contradicted: &[&str]) -> ActorSources {
+        let Some(fields) = actor.as_object() else {
+            return ActorSources::new();
+        };
+        // Collected in the actor's (sorted) order: built in one pass, without
+        // a search per field as inserts would.
+        fields
+            .keys()
+            .map(|field| {
+                let from_credential = credential.binds(field) && !contradicted.contains(&field.as_str());
+                let source = if from_credential { FROM_CREDENTIAL } else { FROM_CALLER };
+                (field.clone(), source)
+            })
+            .collect()
+    }
+
     /// What [`bind_actor`] and [`bound_sources`] give, built per request.
     fn unprepared(actor: &serde_json::Value, c: &Credential) -> (serde_json::Value, ActorSources, Vec<String>) {
         let mut actor = actor.clone();
@@ -732,6 +759,18 @@ mod tests {
                 assert_eq!(prepared(actor, c), unprepared(actor, c), "{actor} {c:?}");
             }
         }
+    }
+
+    /// A credential naming `chain` among its fields (no builder makes one)
+    /// is refused, not bound by half.
+    #[test]
+    fn a_chain_among_the_fields_is_refused() {
+        use serde_json::json;
+        let c = Credential::with_fields(json!({"id": "bot", "chain": []}).as_object().unwrap().clone());
+        let policy = Policy::from_yaml_str("default: allow\nrules: []\n").unwrap();
+        let mut request = Request::new("x");
+        let why = bind(&policy, &mut request, Some(&c)).refusal.expect("refused");
+        assert!(why.contains("binds actor.chain as a field"), "{why}");
     }
 
     #[test]
