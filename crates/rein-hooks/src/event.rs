@@ -15,6 +15,9 @@ pub enum Agent {
     Codex,
     /// Google's Gemini CLI (`BeforeTool`/`AfterTool`, snake_case tools).
     Gemini,
+    /// Cursor (`beforeShellExecution`, `beforeMCPExecution`,
+    /// `beforeReadFile`, `afterFileEdit`, `preToolUse`).
+    Cursor,
 }
 
 impl Agent {
@@ -24,6 +27,7 @@ impl Agent {
             Agent::ClaudeCode => "claude-code",
             Agent::Codex => "codex",
             Agent::Gemini => "gemini",
+            Agent::Cursor => "cursor",
         }
     }
 }
@@ -124,6 +128,10 @@ pub fn parse_event(agent: Agent, bytes: &[u8]) -> Result<HookEvent, EventError> 
 
 /// Reads one event already parsed as JSON.
 pub fn from_json(agent: Agent, value: Json) -> Result<HookEvent, EventError> {
+    if agent == Agent::Cursor {
+        // Until its adapter reads them, Cursor's events are refused.
+        return Err(EventError::Shape("of Cursor cannot be read yet".into()));
+    }
     let Json::Object(mut map) = value else {
         return Err(EventError::Shape("is not a JSON object".into()));
     };

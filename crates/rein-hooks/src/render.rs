@@ -40,6 +40,7 @@ pub fn render(event: &HookEvent, verdict: &Verdict) -> Reply {
     match event.agent {
         Agent::ClaudeCode | Agent::Codex => claude(event, effect, &reason),
         Agent::Gemini => gemini(event, effect, &reason),
+        Agent::Cursor => gemini(event, effect, &reason),
     }
 }
 

@@ -330,9 +330,10 @@ async fn hook(
         "claude-code" => rein_hooks::Agent::ClaudeCode,
         "codex" => rein_hooks::Agent::Codex,
         "gemini" => rein_hooks::Agent::Gemini,
+        "cursor" => rein_hooks::Agent::Cursor,
         other => {
             return Err(ApiError::not_found(format!(
-                "no hook adapter for agent `{other}` (known: claude-code, codex, gemini)"
+                "no hook adapter for agent `{other}` (known: claude-code, codex, gemini, cursor)"
             )))
         }
     };

@@ -24,6 +24,9 @@ pub enum AgentArg {
     Codex,
     /// Gemini CLI (`BeforeTool`, `AfterTool`, `BeforeAgent`).
     Gemini,
+    /// Cursor (`beforeShellExecution`, `beforeMCPExecution`, `beforeReadFile`,
+    /// `afterFileEdit`, `preToolUse`).
+    Cursor,
 }
 
 impl From<AgentArg> for Agent {
@@ -32,6 +35,7 @@ impl From<AgentArg> for Agent {
             AgentArg::ClaudeCode => Agent::ClaudeCode,
             AgentArg::Codex => Agent::Codex,
             AgentArg::Gemini => Agent::Gemini,
+            AgentArg::Cursor => Agent::Cursor,
         }
     }
 }
