@@ -43,6 +43,12 @@ enum Agent {
     /// Rein's own files (store, audit key, tokens, policies, cache, the rein
     /// executable), the agent may not change it, whatever the policy says.
     ClaudeCode(ClaudeCodeArgs),
+    /// Write (or merge) Rein's hooks into Codex CLI's hook configuration.
+    Codex(super::init_codex::CodexArgs),
+    /// Write (or merge) Rein's hooks into Gemini CLI's settings.
+    Gemini(super::init_gemini::GeminiArgs),
+    /// Write (or merge) Rein's hooks into Cursor's `hooks.json`.
+    Cursor(super::init_cursor::CursorArgs),
     /// Write a starter policy and its test file (`policy.yaml`,
     /// `policy.test.yaml`) into DIR, to edit; existing files are kept
     /// unless --force.
@@ -108,6 +114,9 @@ pub struct ClaudeCodeArgs {
 pub fn run(args: InitArgs, color: bool) -> anyhow::Result<u8> {
     match args.agent {
         Agent::ClaudeCode(args) => claude_code(args, color),
+        Agent::Codex(args) => super::init_codex::run(args, color),
+        Agent::Gemini(args) => super::init_gemini::run(args, color),
+        Agent::Cursor(args) => super::init_cursor::run(args, color),
         Agent::Policy(args) => super::init_policy::run(args),
     }
 }
