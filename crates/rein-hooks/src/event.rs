@@ -87,6 +87,10 @@ pub struct HookEvent {
     /// e.g. `general-purpose`, `Explore`, or a custom agent's name; in the
     /// main agent, the one `claude --agent NAME` runs as).
     pub agent_type: Option<String>,
+    /// The MCP server and tool of an MCP tool call, as Gemini CLI names
+    /// them in `mcp_context` (its `tool_name` joins them as
+    /// `mcp_<server>_<tool>`, which cannot be split when a name holds `_`).
+    pub mcp_tool: Option<(String, String)>,
 }
 
 /// Longest `agent_id` or `agent_type` accepted, in bytes.
@@ -158,6 +162,20 @@ pub fn from_json(agent: Agent, value: Json) -> Result<HookEvent, EventError> {
     let agent_type = string("agent_type")?;
     let tool_input = map.remove("tool_input").unwrap_or(Json::Null);
     let tool_response = map.remove("tool_response").filter(|v| !v.is_null());
+    let mcp_tool = match map.remove("mcp_context") {
+        None | Some(Json::Null) => None,
+        Some(context) => {
+            let name = |key: &str| context.get(key).and_then(Json::as_str).map(str::to_string);
+            match (name("server_name"), name("tool_name")) {
+                (Some(server), Some(tool)) => Some((server, tool)),
+                _ => {
+                    return Err(EventError::Shape(
+                        "has `mcp_context` without string `server_name` and `tool_name`".into(),
+                    ))
+                }
+            }
+        }
+    };
 
     let kind = match (agent, event_name.as_str()) {
         (Agent::ClaudeCode | Agent::Codex, "PreToolUse") | (Agent::Gemini, "BeforeTool") => EventKind::BeforeTool,
@@ -224,6 +242,7 @@ pub fn from_json(agent: Agent, value: Json) -> Result<HookEvent, EventError> {
         session_detail,
         agent_id,
         agent_type,
+        mcp_tool,
     })
 }
 

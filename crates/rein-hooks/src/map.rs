@@ -90,16 +90,30 @@ fn classify(agent: Agent, name: &str) -> Tool<'_> {
         | (Agent::Gemini, "write_file" | "replace") => Tool::Write,
         (Agent::Codex, "apply_patch") => Tool::Patch,
         (Agent::ClaudeCode | Agent::Codex, "Glob") | (Agent::Gemini, "glob") => Tool::Search(SearchKind::Glob),
-        (Agent::ClaudeCode | Agent::Codex, "Grep") | (Agent::Gemini, "search_file_content" | "grep") => {
-            Tool::Search(SearchKind::Grep)
-        }
+        (Agent::ClaudeCode | Agent::Codex, "Grep")
+        | (Agent::Gemini, "search_file_content" | "grep" | "grep_search") => Tool::Search(SearchKind::Grep),
         (Agent::ClaudeCode | Agent::Codex, "LS") | (Agent::Gemini, "list_directory") => Tool::Search(SearchKind::List),
         (Agent::Gemini, "read_many_files") => Tool::Search(SearchKind::ReadMany),
         (Agent::ClaudeCode | Agent::Codex, "WebFetch") | (Agent::Gemini, "web_fetch") => Tool::WebFetch,
         (Agent::ClaudeCode | Agent::Codex, "WebSearch") | (Agent::Gemini, "google_web_search") => Tool::WebSearch,
-        (Agent::ClaudeCode, "Agent" | "Task") => Tool::AgentSpawn,
+        (Agent::ClaudeCode, "Agent" | "Task") | (Agent::Gemini, "invoke_agent") => Tool::AgentSpawn,
         _ => Tool::Other,
     }
+}
+
+/// Gemini CLI's MCP tools: `mcp_<server>_<tool>`, split by the
+/// `mcp_context` it sends with them. A name with that prefix that the
+/// context does not spell out exactly is not understood (`Other`).
+fn gemini_mcp<'a>(event: &'a HookEvent, name: &'a str) -> Option<Tool<'a>> {
+    if event.agent != Agent::Gemini || !name.starts_with("mcp_") {
+        return None;
+    }
+    Some(match &event.mcp_tool {
+        Some((server, tool)) if !server.is_empty() && !tool.is_empty() && name == format!("mcp_{server}_{tool}") => {
+            Tool::Mcp(server, tool)
+        }
+        _ => Tool::Other,
+    })
 }
 
 /// The input fields a mapped tool is known to take: the mapping reads every
@@ -115,10 +129,26 @@ fn known_fields(agent: Agent, name: &str) -> &'static [&'static str] {
             "run_in_background",
             "dangerouslyDisableSandbox",
         ],
-        (Agent::Gemini, "run_shell_command") => &["command", "description", "directory", "is_background"],
+        // `dir_path` is where Gemini CLI 0.61 runs it (`directory` before);
+        // `delay_ms` only delays reading a background command's output.
+        (Agent::Gemini, "run_shell_command") => &[
+            "command",
+            "description",
+            "directory",
+            "dir_path",
+            "is_background",
+            "delay_ms",
+        ],
         (_, "Read") => &["file_path", "offset", "limit", "pages"],
         (_, "NotebookRead") => &["notebook_path", "cell_id"],
-        (Agent::Gemini, "read_file") => &["absolute_path", "file_path", "offset", "limit"],
+        (Agent::Gemini, "read_file") => &[
+            "absolute_path",
+            "file_path",
+            "offset",
+            "limit",
+            "start_line",
+            "end_line",
+        ],
         (_, "Write") => &["file_path", "content"],
         (_, "Edit") => &["file_path", "old_string", "new_string", "replace_all"],
         (_, "MultiEdit") => &["file_path", "edits"],
@@ -129,6 +159,7 @@ fn known_fields(agent: Agent, name: &str) -> &'static [&'static str] {
             "old_string",
             "new_string",
             "expected_replacements",
+            "allow_multiple",
             "instruction",
         ],
         (Agent::Codex, "apply_patch") => &["command", "input", "patch"],
@@ -158,6 +189,17 @@ fn known_fields(agent: Agent, name: &str) -> &'static [&'static str] {
             "multiline",
         ],
         (Agent::Gemini, "search_file_content" | "grep") => &["pattern", "path", "dir_path", "include"],
+        // Filters that only narrow what is searched (`exclude_pattern`,
+        // the match limits) are ignored: the globs cover more, never less.
+        (Agent::Gemini, "grep_search") => &[
+            "pattern",
+            "dir_path",
+            "include_pattern",
+            "exclude_pattern",
+            "names_only",
+            "max_matches_per_file",
+            "total_max_matches",
+        ],
         (_, "LS") => &["path", "ignore"],
         (Agent::Gemini, "list_directory") => &["path", "dir_path", "ignore", "file_filtering_options"],
         (Agent::Gemini, "read_many_files") => &[
@@ -173,6 +215,7 @@ fn known_fields(agent: Agent, name: &str) -> &'static [&'static str] {
         (Agent::Gemini, "web_fetch") => &["prompt"],
         (_, "WebSearch") => &["query", "allowed_domains", "blocked_domains"],
         (Agent::Gemini, "google_web_search") => &["query"],
+        (Agent::Gemini, "invoke_agent") => &["agent_name", "prompt", "wait_for_previous"],
         (_, "Agent" | "Task") => &[
             "description",
             "prompt",
@@ -198,7 +241,7 @@ pub fn map_tool(event: &HookEvent, home: Option<&Path>) -> ToolCall {
         inputs: vec![value],
         shell: None,
     };
-    let tool = classify(event.agent, name);
+    let tool = gemini_mcp(event, name).unwrap_or_else(|| classify(event.agent, name));
     if !matches!(tool, Tool::Mcp(..) | Tool::Other) {
         let known = known_fields(event.agent, name);
         let unmapped: Vec<&str> = input
@@ -211,8 +254,14 @@ pub fn map_tool(event: &HookEvent, home: Option<&Path>) -> ToolCall {
     }
     match tool {
         Tool::Shell => {
-            // Gemini runs the command in `directory` (relative to the project).
-            let dir = text("directory").map(|d| PathBuf::from(resolve(cwd, d, home)));
+            // Gemini runs the command in `dir_path` (0.61; `directory`
+            // before), relative to the project. Both given: not understood.
+            if text("dir_path").is_some() && text("directory").is_some() {
+                return simple("tool.other", other_input(name, input, &["directory", "dir_path"]));
+            }
+            let dir = text("dir_path")
+                .or_else(|| text("directory"))
+                .map(|d| PathBuf::from(resolve(cwd, d, home)));
             shell(input, dir.as_deref().unwrap_or(cwd), home)
         }
         Tool::Read => {
@@ -299,7 +348,7 @@ pub fn map_tool(event: &HookEvent, home: Option<&Path>) -> ToolCall {
             json!({
                 "description": text("description").unwrap_or_default(),
                 "prompt": text("prompt").unwrap_or_default(),
-                "subagent_type": text("subagent_type").unwrap_or_default(),
+                "subagent_type": text("subagent_type").or_else(|| text("agent_name")).unwrap_or_default(),
                 "model": text("model").unwrap_or_default(),
                 "mode": text("mode").unwrap_or_default(),
                 "isolation": text("isolation").unwrap_or_default(),
@@ -347,6 +396,7 @@ fn search_input(kind: SearchKind, name: &str, input: &Json, cwd: &Path, home: Op
             // ripgrep's `--glob` without a `/` matches a name at any depth.
             let filter = text("glob")
                 .or_else(|| text("include"))
+                .or_else(|| text("include_pattern"))
                 .filter(|g| !g.trim().is_empty());
             let globs = match filter {
                 // `!x` excludes x: every other file is searched.
