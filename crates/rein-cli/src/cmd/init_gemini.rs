@@ -1,13 +1,363 @@
-//! `rein init gemini`: write Rein's hooks into Gemini's hook configuration,
-//! merged into what is there, showing the diff.
+//! `rein init gemini`: write Rein's hooks into a Gemini CLI settings file
+//! (`.gemini/settings.json`), merged into what is there, showing the diff;
+//! `--undo` takes them out again.
+//!
+//! Gemini CLI (0.61) runs `command` hooks only (no HTTP hooks) and fails
+//! OPEN: a hook that times out, is killed, or exits 1 lets the tool run. So
+//! the hook is given its own `--timeout` well below Gemini's (`timeout`, in
+//! milliseconds), and Rein refuses first. What remains is written in the
+//! docs (docs/hooks.md): a hook killed by a signal, and hooks that do not
+//! run at all in a folder Gemini does not trust.
+//!
+//! The tree, the diff and the atomic write are those of `rein init
+//! claude-code` ([`super::settings_file`]); the file's shape is the same
+//! (`hooks.EVENT[].{matcher, hooks[]}`).
 
-use clap::Args;
+use super::init::{parse_settings, sh_quote};
+use super::settings_file::{
+    absolute, indent_of, installed_rein, print_diff, read_text, render, utf8, write_reviewed, Json, Obj,
+};
+use super::EXIT_ALLOW;
+use anyhow::{bail, Context};
+use clap::{ArgGroup, Args};
+use std::path::{Path, PathBuf};
 
 /// Arguments of `rein init gemini`.
 #[derive(Args, Debug)]
-pub struct GeminiArgs {}
+#[command(group(ArgGroup::new("decider").args(["policy", "server"])))]
+pub struct GeminiArgs {
+    /// Project directory: the settings file is DIR/.gemini/settings.json
+    /// (`.gemini/` is created if missing). Gemini CLI runs hooks only in a
+    /// folder it trusts.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    project: PathBuf,
+    /// Settings file to write instead of DIR/.gemini/settings.json (e.g.
+    /// ~/.gemini/settings.json for every project).
+    #[arg(long, value_name = "FILE")]
+    settings: Option<PathBuf>,
+    /// Policy files or directories the hook decides with, in-process. They
+    /// must load now; they are written as absolute paths. Required unless
+    /// --server or --undo.
+    #[arg(long, short = 'p', num_args = 1.., value_name = "POLICY", required_unless_present_any = ["server", "undo"])]
+    policy: Vec<PathBuf>,
+    /// SQLite store the hook records to (audit log and approvals);
+    /// written as an absolute path. Only with --policy.
+    #[arg(long, value_name = "FILE", conflicts_with = "server")]
+    db: Option<PathBuf>,
+    /// Decide through a running `rein serve` at URL (e.g.
+    /// http://127.0.0.1:8700) instead of in-process (still a `rein hook
+    /// gemini` command: Gemini CLI has no HTTP hooks).
+    #[arg(long, value_name = "URL", conflicts_with = "policy")]
+    server: Option<String>,
+    /// Environment variable that holds the server's bearer token when the
+    /// hook runs (the token itself is never written). Only with --server.
+    #[arg(long, value_name = "VAR", default_value = "REIN_TOKEN", conflicts_with = "policy")]
+    token_env: String,
+    /// MILLISECONDS Gemini CLI waits for each hook (its unit). Gemini lets
+    /// the tool run when a hook times out, so the hook is told to refuse
+    /// after four fifths of it (`rein hook --timeout`, whole seconds).
+    #[arg(long, value_name = "MS", default_value_t = 30_000, value_parser = clap::value_parser!(u32).range(2_000..=3_600_000))]
+    timeout: u32,
+    /// The rein executable the hook command runs, written as given. Default:
+    /// the absolute path of this rein, unless it runs from cargo's build
+    /// folder: then the `rein` found on PATH, and if there is none, nothing
+    /// is written.
+    #[arg(long, value_name = "PATH")]
+    rein_bin: Option<PathBuf>,
+    /// Take Rein's hooks out of the file instead (every other setting and
+    /// hook is kept).
+    #[arg(long, conflicts_with_all = ["policy", "server", "db"])]
+    undo: bool,
+    /// Print the diff only; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Write without asking (rein asks only when stdin is a terminal).
+    #[arg(long, short = 'y')]
+    yes: bool,
+}
+
+/// The events Rein hooks, in the order they are written, with their
+/// matcher (`None`: the event takes no tool matcher). `BeforeAgent` is
+/// Gemini's prompt event.
+const EVENTS: [(&str, Option<&str>); 5] = [
+    ("BeforeTool", Some("*")),
+    ("AfterTool", Some("*")),
+    ("BeforeAgent", None),
+    ("SessionStart", None),
+    ("SessionEnd", None),
+];
+
+/// The `name` of Rein's hook handlers (what Gemini shows, and what its
+/// `hooksConfig.disabled` list would name).
+const HOOK_NAME: &str = "rein";
 
 /// Runs `rein init gemini`.
-pub fn run(_args: GeminiArgs, _color: bool) -> anyhow::Result<u8> {
-    anyhow::bail!("rein init gemini is not built yet")
+pub fn run(args: GeminiArgs, color: bool) -> anyhow::Result<u8> {
+    let path = match &args.settings {
+        Some(file) => file.clone(),
+        None => {
+            if !args.project.is_dir() {
+                bail!("project directory {} not found", args.project.display());
+            }
+            args.project.join(".gemini").join("settings.json")
+        }
+    };
+    let bin = match &args.rein_bin {
+        Some(bin) => utf8(bin)?.to_owned(),
+        None if args.undo => String::new(),
+        None => {
+            let exe = std::env::current_exe().context("cannot find this rein executable's path; pass --rein-bin")?;
+            utf8(&installed_rein(&exe, "the hook")?)?.to_owned()
+        }
+    };
+    let settings = absolute(&path)?;
+
+    let (old_text, exists) = match read_text(&path)? {
+        Some(text) => (text, true),
+        None => (String::new(), false),
+    };
+    if args.undo && !exists {
+        eprintln!("{}: no such file, nothing to undo", path.display());
+        return Ok(EXIT_ALLOW);
+    }
+    let old = parse_settings(&path, &old_text)?;
+    let mut new = old.clone();
+    if args.undo {
+        remove_rein_handlers(&mut new, &bin);
+    } else {
+        let handler = rein_handler(&args, &bin, &settings, color)?;
+        merge(&mut new, &handler, &bin);
+        enable_hooks(&mut new, &path);
+    }
+    if exists && new == old {
+        let what = if args.undo {
+            "no Rein hooks to take out"
+        } else {
+            "already up to date"
+        };
+        eprintln!("{}: {what}", path.display());
+        return Ok(EXIT_ALLOW);
+    }
+
+    let new_text = render(&new, &indent_of(&old_text))?;
+    let label = path.display().to_string();
+    let old_label = if exists { label.as_str() } else { "/dev/null" };
+    print_diff(old_label, &label, &old_text, &new_text)?;
+
+    if let Some(code) = write_reviewed(&path, &new_text, args.dry_run, args.yes)? {
+        return Ok(code);
+    }
+    eprintln!("wrote {}", path.display());
+    Ok(EXIT_ALLOW)
+}
+
+/// `rein hook --timeout` (whole seconds) for a Gemini timeout of `ms`:
+/// four fifths of it, so that Rein refuses before Gemini gives up on the
+/// hook (and lets the tool run); at least 1.
+pub fn hook_timeout_secs(ms: u32) -> u32 {
+    (ms / 5 * 4 / 1000).max(1)
+}
+
+/// The `rein hook gemini` command handler written for every event. It
+/// names `settings` (the file being written) as protected: the hook then
+/// refuses any tool call that would change it.
+fn rein_handler(args: &GeminiArgs, bin: &str, settings: &str, color: bool) -> anyhow::Result<Json> {
+    let mut words = vec![sh_quote(bin).into_owned(), "hook".to_owned(), "gemini".to_owned()];
+    if let Some(server) = &args.server {
+        let url = server.trim_end_matches('/');
+        let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+        if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace)) {
+            bail!("--server must be an http:// or https:// URL, got `{server}`");
+        }
+        let var = &args.token_env;
+        let valid_name = var.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_name {
+            bail!("--token-env must be an environment variable name (letters, digits, `_`), got `{var}`");
+        }
+        for w in ["--server", url, "--token-env", var] {
+            words.push(sh_quote(w).into_owned());
+        }
+    } else {
+        // In-process: the policy must load now, or every tool call would be
+        // refused later.
+        if super::load_policy(&args.policy, color, super::Format::Human).is_err() {
+            bail!("the policy does not load (see above); nothing written");
+        }
+        for policy in &args.policy {
+            words.push("--policy".to_owned());
+            words.push(sh_quote(&absolute(policy)?).into_owned());
+        }
+        if let Some(db) = &args.db {
+            words.push("--db".to_owned());
+            words.push(sh_quote(&absolute(db)?).into_owned());
+        }
+    }
+    words.push("--timeout".to_owned());
+    words.push(hook_timeout_secs(args.timeout).to_string());
+    words.push("--protect".to_owned());
+    words.push(sh_quote(settings).into_owned());
+    Ok(Json::object([
+        ("name", Json::from(HOOK_NAME)),
+        ("type", Json::from("command")),
+        ("command", Json::from(words.join(" "))),
+        ("timeout", Json::from(args.timeout)),
+    ]))
+}
+
+/// Whether `handler` is one an earlier `rein init gemini` wrote: a command
+/// whose words start with a rein executable (named `rein`, or `bin`, the
+/// one being written now) followed by `hook gemini`.
+fn is_rein_handler(handler: &Json, bin: &str) -> bool {
+    let Json::Object(fields) = handler else {
+        return false;
+    };
+    let Some(Json::String(command)) = fields.get("command") else {
+        return false;
+    };
+    let Some(words) = shlex::split(command) else {
+        return false;
+    };
+    let [program, hook, agent, ..] = words.as_slice() else {
+        return false;
+    };
+    let name = Path::new(program).file_name().and_then(|n| n.to_str());
+    (program == bin || matches!(name, Some("rein" | "rein.exe"))) && hook == "hook" && agent == "gemini"
+}
+
+/// Takes every Rein handler out of `settings.hooks`, dropping the groups
+/// and events this empties; returns where the first one of each event was.
+fn remove_rein_handlers(settings: &mut Json, bin: &str) -> Vec<(String, usize)> {
+    let Json::Object(top) = settings else {
+        return Vec::new();
+    };
+    let Some(Json::Object(hooks)) = top.get_mut("hooks") else {
+        return Vec::new();
+    };
+    let mut slots = Vec::new();
+    let mut emptied = Vec::new();
+    for (event, groups) in hooks.0.iter_mut() {
+        let Json::Array(groups) = groups else {
+            continue;
+        };
+        let mut kept = Vec::with_capacity(groups.len());
+        let mut slot = None;
+        for mut group in std::mem::take(groups) {
+            if let Json::Object(g) = &mut group {
+                if let Some(Json::Array(handlers)) = g.get_mut("hooks") {
+                    let before = handlers.len();
+                    handlers.retain(|h| !is_rein_handler(h, bin));
+                    if handlers.len() < before {
+                        slot.get_or_insert(kept.len());
+                        if handlers.is_empty() {
+                            continue;
+                        }
+                    }
+                }
+            }
+            kept.push(group);
+        }
+        *groups = kept;
+        if let Some(slot) = slot {
+            slots.push((event.clone(), slot));
+            if groups.is_empty() {
+                emptied.push(event.clone());
+            }
+        }
+    }
+    for event in emptied {
+        hooks.remove(&event);
+    }
+    if hooks.0.is_empty() {
+        top.remove("hooks");
+    }
+    slots
+}
+
+/// Replaces Rein's handlers with one group per event in [`EVENTS`] holding
+/// `handler`, where the first removed one was, else at the end.
+fn merge(settings: &mut Json, handler: &Json, bin: &str) {
+    let slots = remove_rein_handlers(settings, bin);
+    let Json::Object(top) = settings else {
+        return;
+    };
+    if top.get("hooks").is_none() {
+        top.insert("hooks", Json::Object(Obj::default()));
+    }
+    let Some(Json::Object(hooks)) = top.get_mut("hooks") else {
+        return;
+    };
+    for (event, matcher) in EVENTS {
+        let mut group = Obj::default();
+        if let Some(matcher) = matcher {
+            group.insert("matcher", Json::from(matcher));
+        }
+        group.insert("hooks", Json::Array(vec![handler.clone()]));
+        let group = Json::Object(group);
+        let slot = slots.iter().find(|(e, _)| e == event).map(|(_, s)| *s);
+        match hooks.get_mut(event) {
+            Some(Json::Array(groups)) => {
+                let at = slot.unwrap_or(groups.len()).min(groups.len());
+                groups.insert(at, group);
+            }
+            _ => hooks.insert(event, Json::Array(vec![group])),
+        }
+    }
+}
+
+/// Gemini CLI skips every hook when `hooksConfig.enabled` is false, and
+/// each hook named in `hooksConfig.disabled`: Rein's are turned back on,
+/// saying so.
+fn enable_hooks(settings: &mut Json, path: &Path) {
+    let Json::Object(top) = settings else {
+        return;
+    };
+    let Some(Json::Object(config)) = top.get_mut("hooksConfig") else {
+        return;
+    };
+    if matches!(config.get("enabled"), Some(Json::Bool(false))) {
+        config.insert("enabled", Json::Bool(true));
+        eprintln!(
+            "{}: hooksConfig.enabled was false (no hook would run); set to true",
+            path.display()
+        );
+    }
+    if let Some(Json::Array(disabled)) = config.get_mut("disabled") {
+        let before = disabled.len();
+        disabled.retain(|d| !matches!(d, Json::String(s) if s == HOOK_NAME));
+        if disabled.len() < before {
+            eprintln!(
+                "{}: hooksConfig.disabled named Rein's hook `{HOOK_NAME}`; taken out",
+                path.display()
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hook_gives_up_before_gemini_does() {
+        for ms in [2_000, 2_500, 5_000, 30_000, 60_000, 3_600_000] {
+            let secs = hook_timeout_secs(ms);
+            assert!(
+                secs >= 1 && u64::from(secs) * 1000 < u64::from(ms),
+                "{ms} ms → {secs} s"
+            );
+        }
+        assert_eq!(hook_timeout_secs(30_000), 24);
+    }
+
+    #[test]
+    fn rein_handlers_are_recognised_by_their_command() {
+        let command = |c: &str| Json::object([("type", Json::from("command")), ("command", Json::from(c))]);
+        let bin = "/opt/my bin/rein-dev";
+        assert!(is_rein_handler(&command("/usr/bin/rein hook gemini --policy p"), bin));
+        assert!(is_rein_handler(&command("'/opt/my bin/rein-dev' hook gemini"), bin));
+        assert!(!is_rein_handler(&command("rein hook claude-code"), bin));
+        assert!(!is_rein_handler(&command("/usr/bin/other hook gemini"), bin));
+        assert!(!is_rein_handler(&command("echo rein hook gemini"), bin));
+    }
 }
