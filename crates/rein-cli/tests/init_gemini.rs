@@ -198,6 +198,41 @@ fn the_server_form_names_the_token_variable_never_the_token() {
     assert!(!words.iter().any(|w| w == "--policy" || w == "--token"));
 }
 
+/// The command written for `--server` runs as written with the token in
+/// `$REIN_TOKEN` (which `rein hook --token` also reads): a server nobody
+/// listens on is a refusal naming it, not a usage error.
+#[test]
+fn the_written_server_command_runs_with_its_token_variable_set() {
+    let p = Project::new();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{closed}");
+    ok(&p.init(&["--server", &url, "-y"]));
+    let command = handler(&p.read(), "BeforeTool")["command"].as_str().unwrap().to_owned();
+    let event = json!({"hook_event_name": "BeforeTool", "cwd": p.dir, "session_id": "s",
+                       "tool_name": "run_shell_command", "tool_input": {"command": "ls"}});
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(&command)
+        .env("REIN_TOKEN", "a-token-0123456789")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), event.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
+    assert_eq!(answer["decision"], "deny", "{answer}");
+    assert!(
+        answer["reason"].as_str().unwrap().contains("did not answer"),
+        "{answer}"
+    );
+}
+
 #[test]
 fn bad_input_is_refused_and_the_file_kept() {
     let p = Project::new();

@@ -75,8 +75,11 @@ pub struct HookArgs {
     /// Bearer token (role `agent`) for `--server`.
     #[arg(long, value_name = "TOKEN", env = "REIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// Read the token for `--server` from this environment variable.
-    #[arg(long, value_name = "VAR", conflicts_with = "token")]
+    /// Read the token for `--server` from this environment variable (it
+    /// wins over `--token` and `REIN_TOKEN`: `rein init` writes
+    /// `--token-env REIN_TOKEN`, and a conflict with that same variable
+    /// would refuse every call).
+    #[arg(long, value_name = "VAR")]
     token_env: Option<String>,
     /// More files the agent may never change, whatever the policy says
     /// (`rein init` adds the settings file it wrote). Rein's own files are
