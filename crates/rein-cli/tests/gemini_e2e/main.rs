@@ -48,6 +48,9 @@ const HOOK_BLOCKED: &str = "Tool execution blocked: ";
 /// environment variable the MCP server could hand out: never told.
 const ENV_SECRET: &str = "E2E_SECRET_TOKEN=sk-gemini-e2e-must-not-leak";
 const KEY_TEXT: &str = "FAKE-GEMINI-E2E-KEY-BODY";
+/// The body of a key committed by mistake as `deploy/key.txt`: the model
+/// may run `cat` on it but must not be shown it.
+const PROJECT_KEY_TEXT: &str = "FAKE-GEMINI-E2E-PROJECT-KEY-must-be-withheld";
 const MCP_SECRET_ENV: (&str, &str) = ("E2E_MCP_SECRET", "gemini-mcp-secret-must-not-leak");
 
 fn repo() -> PathBuf {
@@ -253,6 +256,12 @@ impl Sandbox {
         fs::write(home.join("precious/keep.txt"), "still here\n").unwrap();
         fs::write(project.join("README.md"), "# gemini e2e scratch project\n").unwrap();
         fs::write(project.join(".env"), format!("{ENV_SECRET}\n")).unwrap();
+        // Named like nothing secret: only its output shows what it is.
+        fs::write(
+            project.join("deploy/key.txt"),
+            format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{PROJECT_KEY_TEXT}\n-----END OPENSSH PRIVATE KEY-----\n"),
+        )
+        .unwrap();
         fs::write(
             project.join("deploy/key.pem"),
             format!("-----BEGIN PRIVATE KEY-----\n{KEY_TEXT}\n-----END PRIVATE KEY-----\n"),
@@ -700,6 +709,16 @@ fn netns_rein_init_gemini_gates_every_tool() {
                 json!({"file_path": sb.project.join("notes.txt"), "instruction": "edit",
                                    "old_string": "written", "new_string": "edited"}),
             ),
+            // 14-16: allowed, but the output holds a private key: withheld
+            // (AfterTool), from the shell, a file read and an MCP tool
+            shell("cat deploy/key.txt"),
+            call("read_file", json!({"file_path": sb.project.join("deploy/key.txt")})),
+            call(
+                "mcp_everything_echo",
+                json!({"message": "-----BEGIN OPENSSH PRIVATE KEY-----\nmade up by the model"}),
+            ),
+            // 17: Rein's hook configuration, from the shell
+            shell("mkdir -p .gemini && echo '{}' > .gemini/settings.json"),
         ],
         vec![
             call("read_file", json!({"file_path": sb.project.join("deploy/key.pem")})),
@@ -749,7 +768,16 @@ fn netns_rein_init_gemini_gates_every_tool() {
         fs::read_to_string(sb.project.join("notes.txt")).unwrap_or_default() == "edited by the model\n",
         "the allowed write and replace did not leave `edited by the model`",
     );
-    for secret in [ENV_SECRET, KEY_TEXT, MCP_SECRET_ENV.1] {
+    for i in 14..=16 {
+        // AfterTool's deny replaces the output with the reason alone.
+        c.errored(&told, &call_id(i), "(rule no_private_keys_in_output)");
+    }
+    c.check(
+        !model.told_anywhere("made up by the model"),
+        "the MCP output holding a key was told",
+    );
+    c.hook_refused(&told, &call_id(17), "rein_protects_itself");
+    for secret in [ENV_SECRET, KEY_TEXT, MCP_SECRET_ENV.1, PROJECT_KEY_TEXT] {
         c.check(!model.told_anywhere(secret), format!("the model was told {secret:?}"));
     }
     println!("grants: {:?}", grants.lock().unwrap());
@@ -819,4 +847,129 @@ fn netns_rein_refuses_without_a_policy_or_a_server() {
         c.finish(&model, &run);
     }
     let _ = fs::remove_file(&broken);
+}
+
+/// The agent token `rein serve` knows the hook by.
+const AGENT_TOKEN: &str = "gemini-e2e-agent-token-0123456789";
+
+/// `rein init gemini --server URL` against a running `rein serve`: Gemini
+/// has no HTTP hooks, so the command hook asks the server's
+/// `/v1/hooks/gemini` with the token from `$REIN_TOKEN`; then the server is
+/// killed between two turns, and the next call is refused.
+#[test]
+#[ignore = "runs inside the loopback-only namespace that gemini_e2e makes"]
+fn netns_rein_init_gemini_through_rein_serve_then_killed() {
+    let Some(env) = netns() else { return };
+    let sb = Sandbox::new(&env, "serve");
+    let tokens = sb.root.join("tokens.yaml");
+    fs::write(
+        &tokens,
+        format!("tokens:\n  - {{name: gemini, role: agent, token: \"{AGENT_TOKEN}\"}}\n"),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let log = sb.root.join("serve.log");
+    let mut serve = Command::new(rein_bin());
+    serve.arg("serve");
+    for p in policies() {
+        serve.arg("--policy").arg(p);
+    }
+    let child = serve
+        .arg("--db")
+        .arg(sb.root.join("serve.db"))
+        .arg("--tokens")
+        .arg(&tokens)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let child = Arc::new(std::sync::Mutex::new(child));
+    let kill = {
+        let child = child.clone();
+        move || {
+            let mut child = child.lock().unwrap();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    };
+    let http: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_millis(500)))
+        .build()
+        .into();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http.get(format!("{url}/healthz")).call().is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "rein serve did not start:\n{}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+
+    let out = Command::new(rein_bin())
+        .args(["init", "gemini", "--project"])
+        .arg(&sb.project)
+        .args([
+            "-y",
+            "--server",
+            &url,
+            "--token-env",
+            "REIN_TOKEN",
+            "--rein-bin",
+            rein_bin(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rein init gemini --server failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let touched = sb.project.join("after-the-kill");
+    let model = {
+        let kill = kill.clone();
+        FakeGemini::start(
+            vec![
+                shell("echo via-rein-serve"),
+                shell("rm -rf ~/precious"),
+                shell(&format!("touch {}", touched.display())),
+            ],
+            vec![],
+            Some(Box::new(move |i, _| {
+                if i == 2 {
+                    kill();
+                }
+            })),
+        )
+    };
+    let run = sb.gemini(&env, &model, &[("REIN_TOKEN", AGENT_TOKEN)]);
+    kill();
+    let told = model.told();
+    let mut c = Checks::new("rein init gemini --server");
+    c.completed(&model, &run);
+    c.ran(&told, &call_id(0), "via-rein-serve");
+    c.hook_refused(&told, &call_id(1), "Rein blocked");
+    c.check(sb.precious().exists(), "the refused rm -rf ran: ~/precious is gone");
+    c.hook_refused(&told, &call_id(2), "did not answer");
+    c.check(!touched.exists(), "a command ran after rein serve was killed");
+    // The decisions were the server's: in its audit log, under the agent token.
+    let audit = Command::new(rein_bin())
+        .args(["audit", "export", "--db"])
+        .arg(sb.root.join("serve.db"))
+        .output()
+        .unwrap();
+    let audit = String::from_utf8_lossy(&audit.stdout);
+    c.check(
+        audit.contains("echo via-rein-serve") && audit.contains("rm -rf ~/precious"),
+        format!("rein serve's audit log does not hold the two calls:\n{audit}"),
+    );
+    c.finish(&model, &run);
 }
