@@ -188,10 +188,14 @@ fn known_fields(agent: Agent, name: &str) -> &'static [&'static str] {
             "offset",
             "multiline",
         ],
-        (Agent::Gemini, "search_file_content" | "grep") => &["pattern", "path", "dir_path", "include"],
+        (Agent::Gemini, "grep") => &["pattern", "path", "dir_path", "include"],
         // Filters that only narrow what is searched (`exclude_pattern`,
         // the match limits) are ignored: the globs cover more, never less.
-        (Agent::Gemini, "grep_search") => &[
+        // 0.61 still runs `search_file_content` (its older name) as
+        // `grep_search`, and names it so in the hook's `tool_name`.
+        (Agent::Gemini, "grep_search" | "search_file_content") => &[
+            "path",
+            "include",
             "pattern",
             "dir_path",
             "include_pattern",
