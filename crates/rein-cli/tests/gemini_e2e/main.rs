@@ -412,8 +412,8 @@ impl Checks {
     fn completed(&mut self, model: &FakeGemini, run: &Run) {
         self.check(run.status.success(), format!("gemini exited with {}", run.status));
         self.check(
-            run.stdout.trim_end().ends_with(FINAL_TEXT),
-            format!("stdout does not end with the model's last answer: {:?}", run.stdout),
+            run.stdout.contains(FINAL_TEXT),
+            format!("stdout does not hold the model's last answer: {:?}", run.stdout),
         );
         let told = model.told();
         self.check(
@@ -508,13 +508,46 @@ fn netns_harness_selfcheck_with_stand_in_hook() {
     .unwrap();
     Command::new("chmod").arg("+x").arg(&hook).status().unwrap();
     sb.write_project_settings(&hook_settings(ALL_EVENTS, &hook.display().to_string()));
+    fs::create_dir_all(sb.project.join("sub")).unwrap();
+    let notes = sb.project.join("notes.txt");
+    // Every kind of tool, so that the stand-in hook sees (and records) each.
     let model = FakeGemini::start(
         vec![
-            shell("echo hello-from-the-fake-model; echo ~"),
+            call(
+                "run_shell_command",
+                json!({"command": "echo hello-from-the-fake-model; echo ~; pwd", "dir_path": "sub"}),
+            ),
             shell("rm -rf ~/precious"),
             call("mcp_everything_echo", json!({"message": "hello-over-mcp"})),
+            // 3: grep by its name before 0.61
+            call("search_file_content", json!({"pattern": "scratch"})),
+            call("read_file", json!({"file_path": sb.project.join("README.md")})),
+            call(
+                "write_file",
+                json!({"file_path": notes, "content": "written by the model\n"}),
+            ),
+            call(
+                "replace",
+                json!({"file_path": notes, "instruction": "edit", "old_string": "written", "new_string": "edited"}),
+            ),
+            call("glob", json!({"pattern": "*.md"})),
+            call("grep_search", json!({"pattern": "scratch", "include_pattern": "*.md"})),
+            call("list_directory", json!({"dir_path": sb.project})),
+            call("web_fetch", json!({"prompt": "summarise https://example.net/x"})),
+            call("google_web_search", json!({"query": "rust"})),
+            call("update_topic", json!({"strategic_intent": "testing", "title": "t"})),
+            call(
+                "invoke_agent",
+                json!({"agent_name": "codebase_investigator", "prompt": format!("{SUB_MARKER}: look around")}),
+            ),
         ],
-        vec![],
+        vec![
+            call("glob", json!({"pattern": "*.md"})),
+            call(
+                "complete_task",
+                json!({"report": {"SummaryOfFindings": "scripted", "ExplorationTrace": [], "RelevantLocations": []}}),
+            ),
+        ],
         None,
     );
     let run = sb.gemini(&env, &model, &[]);
@@ -524,11 +557,29 @@ fn netns_harness_selfcheck_with_stand_in_hook() {
     c.ran(
         &told,
         &call_id(0),
-        &format!("hello-from-the-fake-model\n{}", sb.home.display()),
+        &format!(
+            "hello-from-the-fake-model\n{}\n{}",
+            sb.home.display(),
+            sb.project.join("sub").display()
+        ),
     );
     c.hook_refused(&told, &call_id(1), "stand-in hook: rm is refused");
     c.check(sb.precious().exists(), "the refused rm -rf ran");
     c.ran(&told, &call_id(2), "Echo: hello-over-mcp");
+    c.ran(&told, &call_id(3), "scratch");
+    c.ran(&told, &call_id(4), "# gemini e2e scratch project");
+    c.check(
+        fs::read_to_string(&notes).unwrap_or_default() == "edited by the model\n",
+        "write_file and replace did not leave `edited by the model`",
+    );
+    c.ran(&told, &call_id(7), "README.md");
+    c.ran(&told, &call_id(8), "scratch");
+    c.ran(&told, &call_id(9), "README.md");
+    // Offline: Gemini's own fetch refuses; the search finds nothing.
+    c.errored(&told, &call_id(10), "");
+    c.ran(&told, &call_id(13), "codebase_investigator");
+
+    c.ran(&model.sub_told(), &fake_gemini::sub_call_id(0), "README.md");
     let events: Vec<Value> = fs::read_to_string(&dump)
         .unwrap_or_default()
         .lines()
@@ -568,15 +619,74 @@ fn netns_harness_selfcheck_with_stand_in_hook() {
         c.check(offered.iter().any(|o| o == tool), format!("{tool} was not offered"));
     }
     if let Some(dir) = std::env::var_os("REIN_GEMINI_RECORD") {
-        record(Path::new(&dir), &sb, &env, &events);
+        record(Path::new(&dir), &sb, &env, &events, &model);
     }
     c.finish(&model, &run);
 }
 
 /// Writes each distinct event (`<event>[-<tool>].json`, the first seen),
 /// scrubbed of this machine's paths.
-fn record(dir: &Path, sb: &Sandbox, env: &Env, events: &[Value]) {
+fn record(dir: &Path, sb: &Sandbox, env: &Env, events: &[Value], model: &FakeGemini) {
     fs::create_dir_all(dir).unwrap();
+    let (mut main, mut sub, mut mcp) = (Vec::new(), Vec::new(), Vec::new());
+    for request in model.requests() {
+        let in_sub = request["contents"][0].to_string().contains(SUB_MARKER);
+        for name in fake_gemini::declared(&request) {
+            let list = if name.starts_with("mcp_") {
+                &mut mcp
+            } else if in_sub {
+                &mut sub
+            } else {
+                &mut main
+            };
+            if !list.contains(&name) {
+                list.push(name);
+            }
+        }
+    }
+    sub.retain(|n| !main.contains(n));
+    for list in [&mut main, &mut sub, &mut mcp] {
+        list.sort();
+    }
+    let mut seen: Vec<String> = events
+        .iter()
+        .filter_map(|e| e["tool_name"].as_str().map(str::to_string))
+        .collect();
+    seen.sort();
+    seen.dedup();
+    // Where the hook's `tool_name` differs from the name the model called
+    // (`original_request_name`, when Gemini sends one).
+    let mut differs = serde_json::Map::new();
+    for e in events {
+        if let (Some(asked), Some(hook)) = (e["original_request_name"].as_str(), e["tool_name"].as_str()) {
+            if asked != hook {
+                differs.insert(asked.to_string(), json!(hook));
+            }
+        }
+    }
+    // Names the hook saw that were never offered to the model: a legacy
+    // alias Gemini still runs (`search_file_content` runs `grep_search`).
+    let not_offered: Vec<&String> = seen
+        .iter()
+        .filter(|n| !main.contains(n) && !sub.contains(n) && !mcp.contains(n))
+        .collect();
+    let tools = json!({
+        "program": "@google/gemini-cli 0.61.0",
+        "how": "the function declarations Gemini CLI sent to a fake Gemini API (gemini -p --yolo, offline), and the tool_name its BeforeTool/AfterTool hooks received for the calls the fake model made",
+        "builtin": main,
+        "builtin_subagent_codebase_investigator": sub,
+        "mcp_server_everything": mcp,
+        "hook_tool_name_differs": differs,
+        "hook_tool_names_seen": seen,
+        "hook_tool_names_not_offered": not_offered,
+        "mcp_naming": {"model_facing": "mcp_<server>_<tool>", "hook_tool_name": "mcp_<server>_<tool>",
+                       "hook_mcp_context": "server_name, tool_name (and the server's command, args, cwd)"},
+    });
+    fs::write(
+        dir.join("tools.json"),
+        serde_json::to_string_pretty(&tools).unwrap() + "\n",
+    )
+    .unwrap();
     let mcp_dir = env.mcp.parent().and_then(Path::parent).unwrap().display().to_string();
     for e in events {
         let mut name = e["hook_event_name"].as_str().unwrap_or("unknown").to_string();
