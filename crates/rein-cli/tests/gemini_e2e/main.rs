@@ -1083,3 +1083,93 @@ fn netns_rein_init_gemini_through_rein_serve_then_killed() {
     );
     c.finish(&model, &run);
 }
+
+/// Why `rein init gemini` gives the hook its own timeout: Gemini CLI fails
+/// OPEN. A stand-in hook that outlives Gemini's `timeout`, and one that
+/// exits 1, both let the call run (the control). Then Rein, configured by
+/// `rein init gemini --timeout 2000` (the hook's own `--timeout 1`), asks a
+/// server that accepts the connection and never answers: Rein refuses
+/// before Gemini gives up on the hook, and nothing runs.
+#[test]
+#[ignore = "runs inside the loopback-only namespace that gemini_e2e makes"]
+fn netns_gemini_fails_open_so_rein_refuses_first() {
+    let Some(env) = netns() else { return };
+
+    let sb = Sandbox::new(&env, "fail-open");
+    let hook = sb.root.join("stand-in-hook.sh");
+    fs::write(
+        &hook,
+        "#!/bin/sh\nin=$(cat)\ncase \"$in\" in\n  *slow*) sleep 5; echo '{\"decision\":\"deny\",\"reason\":\"too late\"}' ;;\n  *crash*) echo 'stand-in hook crashed' >&2; exit 1 ;;\n  *) echo '{}' ;;\nesac\n",
+    )
+    .unwrap();
+    Command::new("chmod").arg("+x").arg(&hook).status().unwrap();
+    let mut settings = hook_settings(&["BeforeTool"], &hook.display().to_string());
+    settings["hooks"]["BeforeTool"][0]["hooks"][0]["timeout"] = json!(1000);
+    sb.write_project_settings(&settings);
+    let (slow, crash) = (sb.project.join("slow"), sb.project.join("crash"));
+    let model = FakeGemini::start(
+        vec![
+            shell(&format!("touch {}", slow.display())),
+            shell(&format!("touch {}", crash.display())),
+        ],
+        vec![],
+        None,
+    );
+    let run = sb.gemini(&env, &model, &[]);
+    let mut c = Checks::new("Gemini fails open (control)");
+    c.completed(&model, &run);
+    c.check(
+        slow.exists(),
+        "a hook that timed out stopped the call: Gemini no longer fails open on a timeout",
+    );
+    c.check(
+        crash.exists(),
+        "a hook that exited 1 stopped the call: Gemini no longer fails open on exit 1",
+    );
+    c.finish(&model, &run);
+
+    // A stand-in server (test code, not Rein) that has no opinion on the
+    // session and the prompt, and never answers in time on a tool call.
+    let sb = Sandbox::new(&env, "hung-server");
+    let hung = http::HttpServer::start(Arc::new(|req: &http::Request| {
+        if String::from_utf8_lossy(&req.body).contains("\"BeforeTool\"") {
+            thread::sleep(Duration::from_secs(8));
+        }
+        http::Response {
+            status: "200 OK",
+            content_type: "application/json",
+            body: "{}".into(),
+        }
+    }));
+    let out = Command::new(rein_bin())
+        .args(["init", "gemini", "--project"])
+        .arg(&sb.project)
+        .args([
+            "-y",
+            "--server",
+            &hung.url(),
+            "--timeout",
+            "2000",
+            "--rein-bin",
+            rein_bin(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rein init gemini failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let touched = sb.project.join("touched");
+    let model = FakeGemini::start(vec![shell(&format!("touch {}", touched.display()))], vec![], None);
+    let run = sb.gemini(&env, &model, &[("REIN_TOKEN", AGENT_TOKEN)]);
+    let told = model.told();
+    let mut c = Checks::new("rein refuses before Gemini's timeout");
+    c.completed(&model, &run);
+    c.hook_refused(&told, &call_id(0), "did not answer");
+    c.check(
+        !touched.exists(),
+        "the call ran: Gemini gave up on the hook before Rein refused",
+    );
+    c.finish(&model, &run);
+}
