@@ -46,6 +46,8 @@ impl Project {
             .current_dir(&self.dir)
             .env("NO_COLOR", "1")
             .env("PATH", &bin)
+            .env("HOME", self.tmp.path().join("home"))
+            .env_remove("GEMINI_CLI_HOME")
             .output()
             .unwrap()
     }
@@ -112,7 +114,18 @@ fn a_fresh_project_gets_every_hook_with_the_timeout_in_milliseconds() {
         assert_eq!(after("--db").unwrap(), p.dir.join("state/rein.db").to_str().unwrap());
         // The hook refuses before Gemini gives up on it (and lets the tool run).
         assert_eq!(after("--timeout").unwrap(), "24");
-        assert_eq!(PathBuf::from(after("--protect").unwrap()), settings);
+        let protected: Vec<&String> = words
+            .iter()
+            .zip(words.iter().skip(1))
+            .filter(|(flag, _)| *flag == "--protect")
+            .map(|(_, path)| path)
+            .collect();
+        // The settings written, and Gemini's trusted folders (no hook runs
+        // in a folder Gemini does not trust).
+        let trust = p.tmp.path().join("home/.gemini/trustedFolders.json");
+        assert_eq!(protected.len(), 2, "{words:?}");
+        assert_eq!(PathBuf::from(protected[0]), settings);
+        assert_eq!(PathBuf::from(protected[1]), trust);
     }
     assert_eq!(s["hooks"]["BeforeTool"][0]["matcher"], "*");
     assert!(s["hooks"]["BeforeAgent"][0].get("matcher").is_none());
@@ -177,7 +190,8 @@ fn dry_run_writes_nothing_and_user_settings_go_where_asked() {
     ok(&p.init(&["-p", "policy.yaml", "--settings", user.to_str().unwrap(), "-y"]));
     let s: Value = serde_json::from_str(&fs::read_to_string(&user).unwrap()).unwrap();
     let words = shell_words(handler(&s, "BeforeTool")["command"].as_str().unwrap());
-    assert_eq!(words.last().unwrap(), user.canonicalize().unwrap().to_str().unwrap());
+    let at = words.iter().position(|w| w == "--protect").unwrap();
+    assert_eq!(words[at + 1], user.canonicalize().unwrap().to_str().unwrap());
     assert!(!p.settings().exists());
 }
 

@@ -197,12 +197,27 @@ fn rein_handler(args: &GeminiArgs, bin: &str, settings: &str, color: bool) -> an
     words.push(hook_timeout_secs(args.timeout).to_string());
     words.push("--protect".to_owned());
     words.push(sh_quote(settings).into_owned());
+    // Gemini runs no hook in a folder it does not trust: the file that
+    // says which folders it trusts is the hooks' switch too.
+    if let Some(trust) = trusted_folders_file() {
+        words.push("--protect".to_owned());
+        words.push(sh_quote(utf8(&trust)?).into_owned());
+    }
     Ok(Json::object([
         ("name", Json::from(HOOK_NAME)),
         ("type", Json::from("command")),
         ("command", Json::from(words.join(" "))),
         ("timeout", Json::from(args.timeout)),
     ]))
+}
+
+/// Gemini CLI's list of trusted folders, `~/.gemini/trustedFolders.json`
+/// (`~` is `$GEMINI_CLI_HOME` when set, as Gemini reads it).
+fn trusted_folders_file() -> Option<PathBuf> {
+    let home = std::env::var_os("GEMINI_CLI_HOME")
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var_os("HOME").filter(|h| !h.is_empty()))?;
+    Some(Path::new(&home).join(".gemini").join("trustedFolders.json"))
 }
 
 /// Whether `handler` is one an earlier `rein init gemini` wrote: a command

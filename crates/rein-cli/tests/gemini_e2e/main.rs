@@ -741,6 +741,7 @@ fn netns_rein_init_gemini_gates_every_tool() {
         String::from_utf8_lossy(&out.stderr)
     );
     let written = fs::read_to_string(sb.project_settings()).unwrap();
+    let trust_before = fs::read_to_string(sb.home.join(".gemini/trustedFolders.json")).unwrap();
     // The approver, for `rein approvals grant` on the store file.
     fs::write(
         db.parent().unwrap().join("rein-tokens.yaml"),
@@ -829,6 +830,8 @@ fn netns_rein_init_gemini_gates_every_tool() {
             ),
             // 17: Rein's hook configuration, from the shell
             shell("mkdir -p .gemini && echo '{}' > .gemini/settings.json"),
+            // 18: Gemini's trusted folders (no hook runs in an untrusted one)
+            shell("echo '{}' > ~/.gemini/trustedFolders.json"),
         ],
         vec![
             call("read_file", json!({"file_path": sb.project.join("deploy/key.pem")})),
@@ -887,6 +890,11 @@ fn netns_rein_init_gemini_gates_every_tool() {
         "the MCP output holding a key was told",
     );
     c.hook_refused(&told, &call_id(17), "rein_protects_itself");
+    c.hook_refused(&told, &call_id(18), "rein_protects_itself");
+    c.check(
+        fs::read_to_string(sb.home.join(".gemini/trustedFolders.json")).unwrap_or_default() == trust_before,
+        "Gemini's trusted folders were changed",
+    );
     for secret in [ENV_SECRET, KEY_TEXT, MCP_SECRET_ENV.1, PROJECT_KEY_TEXT] {
         c.check(!model.told_anywhere(secret), format!("the model was told {secret:?}"));
     }
