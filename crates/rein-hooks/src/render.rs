@@ -117,6 +117,10 @@ fn claude(event: &HookEvent, effect: Effect, reason: &str) -> Reply {
     }
 }
 
+/// Gemini CLI (0.61) has an `ask` decision, but `require_approval` is a
+/// deny naming the approval: under `gemini -p` an `ask` waits for a
+/// confirmation that never comes (the run hangs), and interactively the
+/// user's "yes" would run the call without Rein's approval record.
 fn gemini(event: &HookEvent, effect: Effect, reason: &str) -> Reply {
     match (&event.kind, effect) {
         (EventKind::BeforeTool, Effect::Allow) => Reply::json(json!({"decision": "allow", "reason": reason})),
