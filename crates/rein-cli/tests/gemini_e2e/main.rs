@@ -619,7 +619,8 @@ fn netns_harness_selfcheck_with_stand_in_hook() {
         c.check(offered.iter().any(|o| o == tool), format!("{tool} was not offered"));
     }
     if let Some(dir) = std::env::var_os("REIN_GEMINI_RECORD") {
-        record(Path::new(&dir), &sb, &env, &events, &model);
+        // Relative to the repository, as the README's command gives it.
+        record(&repo().join(dir), &sb, &env, &events, &model);
     }
     c.finish(&model, &run);
 }
@@ -688,15 +689,17 @@ fn record(dir: &Path, sb: &Sandbox, env: &Env, events: &[Value], model: &FakeGem
     )
     .unwrap();
     let mcp_dir = env.mcp.parent().and_then(Path::parent).unwrap().display().to_string();
+    let mut written = std::collections::BTreeSet::new();
     for e in events {
         let mut name = e["hook_event_name"].as_str().unwrap_or("unknown").to_string();
         if let Some(tool) = e["tool_name"].as_str() {
             name = format!("{name}-{tool}");
         }
-        let path = dir.join(format!("{name}.json"));
-        if path.exists() {
+        // The first of each name in this run; an older recording is replaced.
+        if !written.insert(name.clone()) {
             continue;
         }
+        let path = dir.join(format!("{name}.json"));
         let text = serde_json::to_string_pretty(e)
             .unwrap()
             .replace(
