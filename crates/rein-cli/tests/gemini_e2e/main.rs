@@ -81,10 +81,12 @@ fn find_tools() -> Result<(PathBuf, PathBuf), String> {
     if !mcp.is_file() {
         return Err(format!("no MCP server at {}: run .ci/claude-code", mcp.display()));
     }
+    // `--version` may create Gemini's state folder: in a scratch HOME.
+    let scratch = tempfile::tempdir().map_err(|e| format!("no temporary folder: {e}"))?;
     let version = Command::new("node")
         .arg(&gemini)
         .arg("--version")
-        .env("HOME", std::env::temp_dir())
+        .env("HOME", scratch.path())
         .output();
     match version {
         Ok(o) if String::from_utf8_lossy(&o.stdout).trim() == "0.61.0" => Ok((gemini, mcp)),
