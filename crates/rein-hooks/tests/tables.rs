@@ -1,0 +1,231 @@
+//! Each agent's mapping table (`crates/rein-hooks/agents/<agent>.json`)
+//! against what the real programs offer: every built-in tool recorded from
+//! a real program (`tests/fixtures/<agent>/tools.json`) is in its agent's
+//! table, with every input field it was offered with; a tool no table
+//! names is decided as `agent.unknown_tool` and never allowed; the old
+//! name `tool.other` no longer loads; docs/agents.md lists every tool.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use rein_hooks::table::{table, Does};
+use rein_hooks::{handle, Agent};
+use rein_runtime::{Runtime, RuntimeConfig};
+use rein_store::SqliteStore;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const AGENTS: [Agent; 4] = [Agent::ClaudeCode, Agent::Codex, Agent::Gemini, Agent::Cursor];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The tools a recorded `tools.json` names, as the hook names them, with
+/// the input fields the program offered each with (`None` when the file
+/// does not say). Read in the shapes the recordings use: a list of names,
+/// a list of `{name, …}` objects, or an object of name → fields, under
+/// `tools`; `hook_names` (model name → hook name) where the two differ.
+fn recorded(agent: Agent) -> Option<Vec<(String, Option<Vec<String>>)>> {
+    let path = root()
+        .join("crates/rein-hooks/tests/fixtures")
+        .join(agent.name())
+        .join("tools.json");
+    let text = std::fs::read_to_string(&path).ok()?;
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let list = if v.is_array() { v.clone() } else { v["tools"].clone() };
+    let names: Vec<(String, Option<Vec<String>>)> = match &list {
+        Value::Array(items) => items
+            .iter()
+            .map(|i| match i {
+                Value::String(s) => (s.clone(), None),
+                other => {
+                    let fields = other
+                        .get("fields")
+                        .or_else(|| other.get("properties"))
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_string)).collect());
+                    (other["name"].as_str().unwrap_or_default().to_string(), fields)
+                }
+            })
+            .collect(),
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, f)| {
+                let fields = f
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect());
+                (k.clone(), fields)
+            })
+            .collect(),
+        _ => panic!("{}: no list of tools", path.display()),
+    };
+    let renamed = v
+        .get("hook_names")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    Some(
+        names
+            .into_iter()
+            .map(|(n, f)| match renamed.get(&n).and_then(Value::as_str) {
+                Some(hook) => (hook.to_string(), f),
+                None => (n, f),
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn every_recorded_tool_is_in_its_agents_table() {
+    let mut checked = 0;
+    for agent in AGENTS {
+        let Some(tools) = recorded(agent) else { continue };
+        let t = table(agent).unwrap();
+        for (name, fields) in tools {
+            let entry = t
+                .tools
+                .get(&name)
+                .unwrap_or_else(|| panic!("{}: the recorded tool `{name}` is not in its table", agent.name()));
+            // Every field the program offers its model is one the table
+            // knows (else every call using it would be asked about).
+            if let (Some(fields), true) = (fields, !matches!(entry.does, Does::Internal | Does::Unknown)) {
+                for f in fields {
+                    assert!(
+                        entry.fields.contains(&f) || entry.not_mapped.contains(&f),
+                        "{}: `{name}` takes `{f}`, which its table does not know",
+                        agent.name()
+                    );
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no recorded tools.json was found");
+}
+
+fn runtime(dir: &Path, rules: &str) -> Runtime {
+    let file = dir.join("rules.yaml");
+    std::fs::write(&file, rules).unwrap();
+    let policy = rein_engine::Policy::load(&[root().join("policies/agents/coding-agent.yaml"), file]).unwrap();
+    let store = SqliteStore::open(dir.join("audit.db")).unwrap();
+    let config = RuntimeConfig {
+        hmac_key: vec![7; 32],
+        ..RuntimeConfig::default()
+    };
+    Runtime::new(policy, Arc::new(store), config)
+}
+
+/// The effect an agent's answer gives, read from its own format.
+fn effect_of(agent: Agent, v: &Value) -> String {
+    let s = match agent {
+        Agent::ClaudeCode | Agent::Codex => v["hookSpecificOutput"]["permissionDecision"].as_str(),
+        Agent::Gemini => v["decision"].as_str(),
+        Agent::Cursor => v["permission"].as_str(),
+    };
+    s.unwrap_or_default().to_string()
+}
+
+/// A tool no table names is `agent.unknown_tool` in every agent, and is
+/// never allowed, even by a policy that allows every action.
+#[tokio::test]
+async fn a_tool_no_table_names_is_never_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = "version: 1\nrules:\n  - id: everything\n    action: \"*\"\n    effect: allow\n";
+    let rt = runtime(dir.path(), rules);
+    for agent in AGENTS {
+        for tool in ["SomeFutureTool", "Bash2", "read_files", "mcp__", "MCP:"] {
+            let event = match agent {
+                Agent::Gemini => {
+                    json!({"hook_event_name": "BeforeTool", "cwd": "/p", "tool_name": tool, "tool_input": {"x": 1}})
+                }
+                Agent::Cursor => {
+                    json!({"hook_event_name": "preToolUse", "conversation_id": "c", "workspace_roots": ["/p"],
+                    "tool_name": tool, "tool_input": {"x": 1}, "tool_use_id": "t"})
+                }
+                _ => json!({"hook_event_name": "PreToolUse", "cwd": "/p", "tool_name": tool, "tool_input": {"x": 1}}),
+            };
+            if table(agent).unwrap().tools.contains_key(tool) {
+                continue;
+            }
+            let reply = handle(&rt, agent, event.to_string().as_bytes(), None).await;
+            let v: Value = serde_json::from_str(&reply.stdout).unwrap();
+            let effect = effect_of(agent, &v);
+            assert!(
+                effect == "ask" || effect == "deny",
+                "{} {tool}: {}",
+                agent.name(),
+                reply.stdout
+            );
+            assert!(reply.stdout.contains("agent.unknown_tool"), "{}", reply.stdout);
+        }
+    }
+    // A known tool with a field its table does not know, likewise.
+    let event = json!({"hook_event_name": "PreToolUse", "cwd": "/p", "tool_name": "Read",
+        "tool_input": {"file_path": "/p/a", "follow_links_to": "/etc/shadow"}});
+    let reply = handle(&rt, Agent::ClaudeCode, event.to_string().as_bytes(), None).await;
+    assert!(
+        reply.stdout.contains("\"ask\"") && reply.stdout.contains("agent.unknown_tool"),
+        "{}",
+        reply.stdout
+    );
+}
+
+/// Every built-in tool of every table maps to an action the shipped
+/// contracts declare: no tool of a table is left to the unknown-action
+/// refusal by a typo in a table.
+#[tokio::test]
+async fn every_table_tool_maps_to_a_declared_action() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = "version: 1\nrules:\n  - id: everything\n    action: \"*\"\n    effect: allow\n";
+    let rt = runtime(dir.path(), rules);
+    let policy = rt.policy();
+    for agent in AGENTS {
+        for (name, entry) in &table(agent).unwrap().tools {
+            let event = json!({"hook_event_name": "PreToolUse", "cwd": "/p", "tool_name": name, "tool_input": {}});
+            let event = match agent {
+                Agent::Gemini => {
+                    let mut e = event;
+                    e["hook_event_name"] = json!("BeforeTool");
+                    e
+                }
+                Agent::Cursor => {
+                    let mut e = event;
+                    e["hook_event_name"] = json!("preToolUse");
+                    e
+                }
+                _ => event,
+            };
+            let parsed = rein_hooks::parse_event(agent, event.to_string().as_bytes()).unwrap();
+            let call = rein_hooks::map::map_tool(&parsed, None);
+            assert!(
+                policy.has_action(&call.action),
+                "{} `{name}` ({:?}) maps to `{}`, which has no contract",
+                agent.name(),
+                entry.does,
+                call.action
+            );
+            let unknown = call.action == "agent.unknown_tool";
+            assert_eq!(unknown, entry.does == Does::Unknown, "{} `{name}`", agent.name());
+        }
+    }
+}
+
+#[test]
+fn a_policy_naming_tool_other_does_not_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("old.yaml");
+    std::fs::write(
+        &file,
+        "version: 1\nrules:\n  - id: old\n    action: tool.other\n    effect: allow\n",
+    )
+    .unwrap();
+    let err = rein_engine::Policy::load(&[root().join("policies/agents/coding-agent.yaml"), file])
+        .err()
+        .expect("a policy naming tool.other must not load");
+    let text = format!("{err:?} {err}");
+    assert!(
+        text.contains("tool.other") && text.contains("agent.unknown_tool"),
+        "{text}"
+    );
+}
