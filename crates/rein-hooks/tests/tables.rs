@@ -220,9 +220,9 @@ fn a_policy_naming_tool_other_does_not_load() {
         "version: 1\nrules:\n  - id: old\n    action: tool.other\n    effect: allow\n",
     )
     .unwrap();
-    let err = rein_engine::Policy::load(&[root().join("policies/agents/coding-agent.yaml"), file])
-        .err()
-        .expect("a policy naming tool.other must not load");
+    let Err(err) = rein_engine::Policy::load(&[root().join("policies/agents/coding-agent.yaml"), file]) else {
+        panic!("a policy naming tool.other must not load");
+    };
     let text = format!("{err:?} {err}");
     assert!(
         text.contains("tool.other") && text.contains("agent.unknown_tool"),
