@@ -261,7 +261,7 @@ fn command_handler(command: String, timeout: (&str, Json), on_failure: (&str, Js
 /// `word` as one word for a POSIX shell: as it is when it holds only
 /// characters no shell treats specially, else in single quotes (a `'` inside
 /// becomes `'\''`).
-fn sh_quote(word: &str) -> Cow<'_, str> {
+pub(super) fn sh_quote(word: &str) -> Cow<'_, str> {
     let plain = |b: u8| b.is_ascii_alphanumeric() || b"_-./,:@%+".contains(&b);
     if !word.is_empty() && word.bytes().all(plain) {
         Cow::Borrowed(word)
