@@ -229,3 +229,116 @@ fn a_policy_naming_tool_other_does_not_load() {
         "{text}"
     );
 }
+
+/// The action a tool that `does` this maps to.
+fn action_of(does: Does) -> &'static str {
+    match does {
+        Does::Shell => "shell.exec",
+        Does::Read => "file.read",
+        Does::Write | Does::Patch => "file.write",
+        Does::Glob | Does::Grep | Does::List | Does::ReadMany => "file.search",
+        Does::WebFetch => "web.fetch",
+        Does::WebSearch => "web.search",
+        Does::AgentSpawn => "agent.spawn",
+        Does::Internal => "agent.internal",
+        Does::Unknown => "agent.unknown_tool",
+    }
+}
+
+/// An agent's table as docs/agents.md shows it.
+fn rendered(agent: Agent) -> String {
+    use rein_hooks::table::{Answer, Kind};
+    let t = table(agent).unwrap();
+    let code = |s: &str| format!("`{s}`");
+    let mut out = String::from("| event | means | answered |\n|---|---|---|\n");
+    for (name, e) in &t.events {
+        let means = match e.kind {
+            Kind::BeforeTool => "a tool is about to run",
+            Kind::PermissionRequest => "the agent would ask its user",
+            Kind::AfterTool => "a tool ran (`after` rules)",
+            Kind::UserPrompt => "a prompt (`prompt.submit`)",
+            Kind::SessionStart => "`session.start` (recorded)",
+            Kind::SessionEnd => "`session.end` (recorded)",
+        };
+        let mut means = means.to_string();
+        if let Some(tool) = &e.tool {
+            let fields: Vec<String> = e.input.iter().map(|f| code(f)).collect();
+            means.push_str(&format!("; tool {}, input {}", code(tool), fields.join(", ")));
+        }
+        if e.mcp_tool {
+            means.push_str("; an MCP tool");
+        }
+        let answered = match (e.answer, e.ask) {
+            (Answer::None, _) => "no answer acted on",
+            (Answer::Prompt, _) => "`continue`",
+            (Answer::Context, _) => "`additional_context`",
+            (_, true) => "allow / deny / ask",
+            (Answer::Permission, false) if e.kind == Kind::BeforeTool => "allow / deny",
+            (_, false) => match e.kind {
+                Kind::BeforeTool | Kind::PermissionRequest => "allow / deny",
+                Kind::AfterTool => "output withheld when refused",
+                Kind::UserPrompt => "block when refused",
+                _ => "no opinion",
+            },
+        };
+        out.push_str(&format!("| {} | {means} | {answered} |\n", code(name)));
+    }
+    let mcp = match (&t.mcp.separator, &t.mcp.server) {
+        (Some(sep), _) => format!("`{p}<server>{sep}<tool>` → `mcp.<server>.<tool>`", p = t.mcp.prefix),
+        (None, Some(server)) => format!("`{}<tool>` → `mcp.{server}.<tool>`", t.mcp.prefix),
+        (None, None) => "none".to_string(),
+    };
+    out.push_str(&format!(
+        "\nMCP tools: {mcp}.\n\n| tool | action | known fields |\n|---|---|---|\n"
+    ));
+    for (name, e) in &t.tools {
+        let mut fields: Vec<String> = e.fields.iter().map(|f| code(f)).collect();
+        if !e.not_mapped.is_empty() {
+            let not: Vec<String> = e.not_mapped.iter().map(|f| code(f)).collect();
+            fields.push(format!("(not mapped: {})", not.join(", ")));
+        }
+        if let Some(why) = &e.why {
+            fields.push(format!("— {why}"));
+        }
+        let fields = match (e.does, fields.is_empty()) {
+            (Does::Internal, _) => "(not checked)".to_string(),
+            (_, true) => "—".to_string(),
+            _ => fields.join(", "),
+        };
+        out.push_str(&format!("| {} | `{}` | {fields} |\n", code(name), action_of(e.does)));
+    }
+    out
+}
+
+/// docs/agents.md shows every table as it is (`REIN_BLESS=1` rewrites it).
+#[test]
+fn docs_agents_md_shows_every_table() {
+    let path = root().join("docs/agents.md");
+    let mut doc = std::fs::read_to_string(&path).unwrap();
+    let bless = std::env::var_os("REIN_BLESS").is_some();
+    for agent in AGENTS {
+        let start = format!("<!-- table:{} -->\n", agent.name());
+        let at = doc
+            .find(&start)
+            .unwrap_or_else(|| panic!("docs/agents.md has no {start}"))
+            + start.len();
+        let end = at
+            + doc[at..]
+                .find("<!-- end -->")
+                .expect("a table section ends with <!-- end -->");
+        let want = rendered(agent);
+        if bless {
+            doc.replace_range(at..end, &want);
+        } else {
+            assert_eq!(
+                doc[at..end],
+                want,
+                "docs/agents.md: {} differs from its table; REIN_BLESS=1 rewrites it",
+                agent.name()
+            );
+        }
+    }
+    if bless {
+        std::fs::write(&path, doc).unwrap();
+    }
+}
