@@ -89,6 +89,10 @@ pub struct HookEvent {
     /// e.g. `general-purpose`, `Explore`, or a custom agent's name; in the
     /// main agent, the one `claude --agent NAME` runs as).
     pub agent_type: Option<String>,
+    /// The MCP server and tool of an MCP tool call, as Gemini CLI names
+    /// them in `mcp_context` (its `tool_name` joins them as
+    /// `mcp_<server>_<tool>`, which cannot be split when a name holds `_`).
+    pub mcp_tool: Option<(String, String)>,
     /// Whether the agent honours "ask" for this event (its table says).
     pub ask: bool,
     /// How this event is answered (its table says).
@@ -211,6 +215,20 @@ pub fn from_json(agent: Agent, value: Json) -> Result<HookEvent, EventError> {
         }
         _ => map.remove("tool_input").unwrap_or(Json::Null),
     };
+    let mcp_tool = match map.remove("mcp_context") {
+        None | Some(Json::Null) => None,
+        Some(context) => {
+            let name = |key: &str| context.get(key).and_then(Json::as_str).map(str::to_string);
+            match (name("server_name"), name("tool_name")) {
+                (Some(server), Some(tool)) => Some((server, tool)),
+                _ => {
+                    return Err(EventError::Shape(
+                        "has `mcp_context` without string `server_name` and `tool_name`".into(),
+                    ))
+                }
+            }
+        }
+    };
     let response_key = entry.and_then(|e| e.response.as_deref()).unwrap_or("tool_response");
     let tool_response = map.remove(response_key).filter(|v| !v.is_null());
     if let Some(e) = entry {
@@ -292,6 +310,7 @@ pub fn from_json(agent: Agent, value: Json) -> Result<HookEvent, EventError> {
         session_detail,
         agent_id,
         agent_type,
+        mcp_tool,
         ask: entry.is_some_and(|e| e.ask),
         answer: entry.map(|e| e.answer).unwrap_or_default(),
     })

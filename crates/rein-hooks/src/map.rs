@@ -86,12 +86,16 @@ pub const UNKNOWN_TOOL: &str = "agent.unknown_tool";
 pub const INTERNAL_TOOL: &str = "agent.internal";
 
 /// What the tool `name` of `table` does, and the fields it is known to take.
-fn classify<'a>(table: Option<&'a AgentTable>, name: &'a str) -> (Tool<'a>, &'a [String]) {
+fn classify<'a>(table: Option<&'a AgentTable>, event: &'a HookEvent, name: &'a str) -> (Tool<'a>, &'a [String]) {
     let Some(table) = table else {
         return (Tool::Unknown, &[]);
     };
     if table.looks_like_mcp(name) {
-        return match table.mcp_tool(name) {
+        let named = match table.mcp.context {
+            true => table.mcp_tool_in_context(name, event.mcp_tool.as_ref()),
+            false => table.mcp_tool(name),
+        };
+        return match named {
             Some((server, tool)) => (Tool::Mcp(server, tool), &[]),
             None => (Tool::Unknown, &[]),
         };
@@ -128,7 +132,7 @@ pub fn map_tool(event: &HookEvent, home: Option<&Path>) -> ToolCall {
         inputs: vec![value],
         shell: None,
     };
-    let (tool, known) = classify(table::table(event.agent).ok(), name);
+    let (tool, known) = classify(table::table(event.agent).ok(), event, name);
     if !matches!(tool, Tool::Mcp(..) | Tool::Unknown | Tool::Internal) {
         let unmapped: Vec<&str> = input
             .as_object()
@@ -145,11 +149,19 @@ pub fn map_tool(event: &HookEvent, home: Option<&Path>) -> ToolCall {
     }
     match tool {
         Tool::Shell => {
-            // Gemini runs the command in `directory` (relative to the
-            // project), Cursor in `cwd` (empty: the project).
-            let dir = text("directory")
-                .or_else(|| text("cwd"))
-                .filter(|d| !d.is_empty())
+            // Gemini runs the command in `dir_path` (0.61; `directory`
+            // before), relative to the project; Cursor in `cwd` (empty: the
+            // project). Two of them at once: which is meant cannot be told.
+            let dirs: Vec<&str> = ["dir_path", "directory", "cwd"]
+                .into_iter()
+                .filter(|k| text(k).is_some_and(|d| !d.is_empty()))
+                .collect();
+            if dirs.len() > 1 {
+                return simple(UNKNOWN_TOOL, unknown_input(name, input, &dirs));
+            }
+            let dir = dirs
+                .first()
+                .and_then(|k| text(k))
                 .map(|d| PathBuf::from(resolve(cwd, d, home)));
             shell(input, dir.as_deref().unwrap_or(cwd), home)
         }
@@ -252,7 +264,7 @@ pub fn map_tool(event: &HookEvent, home: Option<&Path>) -> ToolCall {
             json!({
                 "description": text("description").unwrap_or_default(),
                 "prompt": text("prompt").unwrap_or_default(),
-                "subagent_type": text("subagent_type").unwrap_or_default(),
+                "subagent_type": text("subagent_type").or_else(|| text("agent_name")).unwrap_or_default(),
                 "model": text("model").unwrap_or_default(),
                 "mode": text("mode").unwrap_or_default(),
                 "isolation": text("isolation").unwrap_or_default(),
@@ -305,6 +317,7 @@ fn search_input(kind: SearchKind, name: &str, input: &Json, cwd: &Path, home: Op
             // ripgrep's `--glob` without a `/` matches a name at any depth.
             let filter = text("glob")
                 .or_else(|| text("include"))
+                .or_else(|| text("include_pattern"))
                 .filter(|g| !g.trim().is_empty());
             let globs = match filter {
                 // `!x` excludes x: every other file is searched.

@@ -162,6 +162,12 @@ pub struct McpNaming {
     /// The server named in the action when the agent names none.
     #[serde(default)]
     pub server: Option<String>,
+    /// The event names the server and the tool apart (Gemini CLI's
+    /// `mcp_context`), since a name joined with `_` cannot be split when
+    /// a server's name holds `_`: the tool name must spell exactly
+    /// prefix, server, separator, tool; else it is not understood.
+    #[serde(default)]
+    pub context: bool,
 }
 
 /// One agent's table.
@@ -189,6 +195,9 @@ impl AgentTable {
     /// `None` also for a name of the MCP form that names no tool (nor
     /// server, where the agent names servers).
     pub fn mcp_tool<'a>(&'a self, name: &'a str) -> Option<(&'a str, &'a str)> {
+        if self.mcp.context {
+            return None;
+        }
         let rest = name.strip_prefix(self.mcp.prefix.as_str())?;
         let (server, tool) = match (&self.mcp.separator, &self.mcp.server) {
             (Some(sep), _) => rest.split_once(sep.as_str())?,
@@ -196,6 +205,20 @@ impl AgentTable {
             (None, None) => return None,
         };
         (!server.is_empty() && !tool.is_empty()).then_some((server, tool))
+    }
+
+    /// The MCP server and tool of `name` as the event's context names them
+    /// (`context`: `(server, tool)`), if the name spells exactly those.
+    pub fn mcp_tool_in_context<'a>(
+        &self,
+        name: &str,
+        context: Option<&'a (String, String)>,
+    ) -> Option<(&'a str, &'a str)> {
+        let (server, tool) = context?;
+        let sep = self.mcp.separator.as_deref().unwrap_or_default();
+        let spelled = format!("{}{server}{sep}{tool}", self.mcp.prefix);
+        (self.mcp.context && !server.is_empty() && !tool.is_empty() && name == spelled)
+            .then_some((server.as_str(), tool.as_str()))
     }
 
     /// Whether `name` has the agent's MCP form, named rightly or not.

@@ -33,7 +33,22 @@ fn recorded(agent: Agent) -> Option<Vec<(String, Option<Vec<String>>)>> {
         .join("tools.json");
     let text = std::fs::read_to_string(&path).ok()?;
     let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let list = if v.is_array() { v.clone() } else { v["tools"].clone() };
+    // Gemini's recording lists built-ins under `builtin` (and a
+    // sub-agent's under `builtin_subagent_<name>`).
+    let builtin: Vec<Value> = v
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| k.as_str() == "builtin" || k.starts_with("builtin_"))
+                .flat_map(|(_, l)| l.as_array().cloned().unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default();
+    let list = match (v.is_array(), builtin.is_empty()) {
+        (true, _) => v.clone(),
+        (false, false) => Value::Array(builtin),
+        (false, true) => v["tools"].clone(),
+    };
     let names: Vec<(String, Option<Vec<String>>)> = match &list {
         Value::Array(items) => items
             .iter()
