@@ -169,6 +169,8 @@ pub fn map_tool(event: &HookEvent, home: Option<&Path>) -> ToolCall {
             let mut paths: Vec<&str> = text("file_path")
                 .or_else(|| text("absolute_path"))
                 .or_else(|| text("notebook_path"))
+                // Codex's `view_image`.
+                .or_else(|| text("path"))
                 .into_iter()
                 .collect();
             // Files Cursor attaches to a read (rules, other files) are read
@@ -263,7 +265,8 @@ pub fn map_tool(event: &HookEvent, home: Option<&Path>) -> ToolCall {
             "agent.spawn",
             json!({
                 "description": text("description").unwrap_or_default(),
-                "prompt": text("prompt").unwrap_or_default(),
+                // Codex's `spawn_agent` takes its task as `message`.
+                "prompt": text("prompt").or_else(|| text("message")).unwrap_or_default(),
                 "subagent_type": text("subagent_type").or_else(|| text("agent_name")).unwrap_or_default(),
                 "model": text("model").unwrap_or_default(),
                 "mode": text("mode").unwrap_or_default(),

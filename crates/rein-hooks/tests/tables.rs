@@ -25,7 +25,9 @@ fn root() -> PathBuf {
 /// the input fields the program offered each with (`None` when the file
 /// does not say). Read in the shapes the recordings use: a list of names,
 /// a list of `{name, …}` objects, or an object of name → fields, under
-/// `tools`; `hook_names` (model name → hook name) where the two differ.
+/// `tools` (`builtin…` for Gemini's, `offered` for Codex's); `hook_names`
+/// (`hook_tool_name_differs`, `hook_tool_name`: model name → hook name)
+/// where the two differ.
 fn recorded(agent: Agent) -> Option<Vec<(String, Option<Vec<String>>)>> {
     let path = root()
         .join("crates/rein-hooks/tests/fixtures")
@@ -44,9 +46,12 @@ fn recorded(agent: Agent) -> Option<Vec<(String, Option<Vec<String>>)>> {
                 .collect()
         })
         .unwrap_or_default();
+    // Codex's lists them as `offered`, with `hook_tool_name` where the
+    // hook names them otherwise.
     let list = match (v.is_array(), builtin.is_empty()) {
         (true, _) => v.clone(),
         (false, false) => Value::Array(builtin),
+        (false, true) if v.get("offered").is_some() => v["offered"].clone(),
         (false, true) => v["tools"].clone(),
     };
     let names: Vec<(String, Option<Vec<String>>)> = match &list {
@@ -77,6 +82,8 @@ fn recorded(agent: Agent) -> Option<Vec<(String, Option<Vec<String>>)>> {
     };
     let renamed = v
         .get("hook_names")
+        .or_else(|| v.get("hook_tool_name_differs"))
+        .or_else(|| v.get("hook_tool_name"))
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
@@ -356,4 +363,38 @@ fn docs_agents_md_shows_every_table() {
     if bless {
         std::fs::write(&path, doc).unwrap();
     }
+}
+
+/// Every recorded event of every agent (tests/fixtures/<agent>/*.json) is
+/// read with its agent's table, and each recorded tool call is mapped to
+/// an action of its own, not to `agent.unknown_tool`.
+#[test]
+fn every_recorded_event_is_read_and_its_tool_known() {
+    let mut read = 0;
+    for agent in AGENTS {
+        let dir = root().join("crates/rein-hooks/tests/fixtures").join(agent.name());
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if !name.ends_with(".json") || name == "tools.json" {
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            let event = rein_hooks::parse_event(agent, &bytes)
+                .unwrap_or_else(|e| panic!("{}/{name}: not read: {e}", agent.name()));
+            if event.tool_name.is_some() && event.kind != rein_hooks::EventKind::Other(event.event_name.clone()) {
+                let call = rein_hooks::map::map_tool(&event, None);
+                assert_ne!(
+                    call.action,
+                    "agent.unknown_tool",
+                    "{}/{name}: {:?}",
+                    agent.name(),
+                    call.inputs
+                );
+            }
+            read += 1;
+        }
+    }
+    assert!(read > 0);
 }
