@@ -199,6 +199,13 @@ pub fn from_json(agent: Agent, value: Json) -> Result<HookEvent, EventError> {
     let cwd = cwd
         .filter(|c| !(flat || table.format == Format::Cursor) || !c.is_empty())
         .ok_or_else(|| EventError::Shape("has no `cwd`".into()))?;
+    // Every path is resolved against it: a Cursor project that is not an
+    // absolute path would be resolved against the hook's own folder.
+    if table.format == Format::Cursor && !cwd.starts_with('/') {
+        return Err(EventError::Shape(format!(
+            "has a project folder `{cwd}` that is not an absolute path"
+        )));
+    }
     let mut tool_input = match entry {
         // The event's own fields are the tool's input.
         Some(e) if flat => {

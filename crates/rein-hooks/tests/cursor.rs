@@ -252,6 +252,10 @@ async fn unreadable_events_are_refused() {
     no_tool.as_object_mut().unwrap().remove("tool_name");
     let mut input_text = f.event("preToolUse-Read");
     input_text["tool_input"] = json!("/p/.env");
+    let mut relative = f.event("beforeShellExecution");
+    relative["cwd"] = json!("project");
+    let mut input_text_mcp = f.event("preToolUse-MCP");
+    input_text_mcp["tool_input"] = json!("{\"query\": 1}");
     let mut no_prompt = f.event("beforeSubmitPrompt");
     no_prompt.as_object_mut().unwrap().remove("prompt");
     for bad in [
@@ -261,6 +265,8 @@ async fn unreadable_events_are_refused() {
         bad_roots.to_string().into_bytes(),
         no_tool.to_string().into_bytes(),
         input_text.to_string().into_bytes(),
+        relative.to_string().into_bytes(),
+        input_text_mcp.to_string().into_bytes(),
     ] {
         let (v, code) = f.send_bytes(&bad).await;
         assert_eq!(code, 2, "{}", String::from_utf8_lossy(&bad));
