@@ -310,6 +310,10 @@ fn rendered(agent: Agent) -> String {
         (None, Some(server)) => format!("`{}<tool>` → `mcp.{server}.<tool>`", t.mcp.prefix),
         (None, None) => "none".to_string(),
     };
+    let mcp = match t.mcp.context {
+        true => format!("{mcp}, the server and tool named by the event's `mcp_context` (else `agent.unknown_tool`)"),
+        false => mcp,
+    };
     out.push_str(&format!(
         "\nMCP tools: {mcp}.\n\n| tool | action | known fields |\n|---|---|---|\n"
     ));
