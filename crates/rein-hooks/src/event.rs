@@ -156,7 +156,7 @@ pub fn from_json(agent: Agent, value: Json) -> Result<HookEvent, EventError> {
         }
     };
     let event_name = string("hook_event_name")?.ok_or_else(|| EventError::Shape("has no `hook_event_name`".into()))?;
-    let entry = table.events.get(&event_name);
+    let entry = table.events.get(event_name.as_str());
     let flat = entry.is_some_and(|e| e.tool.is_some());
     let mut session_id = string("session_id")?;
     let mut cwd = string("cwd")?;
@@ -211,11 +211,11 @@ pub fn from_json(agent: Agent, value: Json) -> Result<HookEvent, EventError> {
         Some(e) if flat => {
             let mut input = serde_json::Map::new();
             for key in &e.input {
-                if let Some(v) = map.get(key) {
-                    input.insert(key.clone(), v.clone());
+                if let Some(v) = map.get(*key) {
+                    input.insert((*key).to_string(), v.clone());
                 }
             }
-            if key_is(&e.input, "cwd") {
+            if e.input.contains(&"cwd") {
                 input.insert("cwd".into(), Json::String(cwd.clone()));
             }
             Json::Object(input)
@@ -236,11 +236,11 @@ pub fn from_json(agent: Agent, value: Json) -> Result<HookEvent, EventError> {
             }
         }
     };
-    let response_key = entry.and_then(|e| e.response.as_deref()).unwrap_or("tool_response");
+    let response_key = entry.and_then(|e| e.response).unwrap_or("tool_response");
     let tool_response = map.remove(response_key).filter(|v| !v.is_null());
     if let Some(e) = entry {
-        if let Some(tool) = &e.tool {
-            tool_name = Some(tool.clone());
+        if let Some(tool) = e.tool {
+            tool_name = Some(tool.to_string());
         } else if e.mcp_tool {
             // A bare MCP tool name: given the agent's MCP form, so that it
             // maps as MCP tools named in `preToolUse` do.
@@ -321,10 +321,6 @@ pub fn from_json(agent: Agent, value: Json) -> Result<HookEvent, EventError> {
         ask: entry.is_some_and(|e| e.ask),
         answer: entry.map(|e| e.answer).unwrap_or_default(),
     })
-}
-
-fn key_is(keys: &[String], key: &str) -> bool {
-    keys.iter().any(|k| k == key)
 }
 
 /// An agent's id or type becomes a link of `actor.chain` and a field rules

@@ -86,7 +86,7 @@ pub const UNKNOWN_TOOL: &str = "agent.unknown_tool";
 pub const INTERNAL_TOOL: &str = "agent.internal";
 
 /// What the tool `name` of `table` does, and the fields it is known to take.
-fn classify<'a>(table: Option<&'a AgentTable>, event: &'a HookEvent, name: &'a str) -> (Tool<'a>, &'a [String]) {
+fn classify<'a>(table: Option<&'a AgentTable>, event: &'a HookEvent, name: &'a str) -> (Tool<'a>, &'a [&'static str]) {
     let Some(table) = table else {
         return (Tool::Unknown, &[]);
     };
@@ -163,7 +163,17 @@ pub fn map_tool(event: &HookEvent, home: Option<&Path>) -> ToolCall {
                 .first()
                 .and_then(|k| text(k))
                 .map(|d| PathBuf::from(resolve(cwd, d, home)));
-            shell(input, dir.as_deref().unwrap_or(cwd), home)
+            let mut call = shell(input, dir.as_deref().unwrap_or(cwd), home);
+            // A tool that always runs its command in the background
+            // (Claude Code's `Monitor`) says so in its table.
+            let always_background = table::table(event.agent)
+                .ok()
+                .and_then(|t| t.tools.get(name))
+                .is_some_and(|e| e.background);
+            if always_background {
+                call.inputs.iter_mut().for_each(|i| i["background"] = json!(true));
+            }
+            call
         }
         Tool::Read => {
             let mut paths: Vec<&str> = text("file_path")
@@ -936,6 +946,17 @@ mod tests {
             let call = map_tool(&event(agent, tool, input), None);
             assert_eq!(call.action, action, "{tool}");
         }
+    }
+
+    #[test]
+    fn a_monitor_runs_in_the_background() {
+        let call = map_tool(
+            &event(Agent::ClaudeCode, "Monitor", json!({"command": "tail -f log"})),
+            None,
+        );
+        assert_eq!(call.inputs[0]["background"], json!(true));
+        let call = map_tool(&event(Agent::ClaudeCode, "Bash", json!({"command": "ls"})), None);
+        assert_eq!(call.inputs[0]["background"], json!(false));
     }
 
     #[test]

@@ -80,17 +80,17 @@ pub struct EventEntry {
     pub answer: Answer,
     /// The tool the event stands for, when the event names none (Cursor's
     /// `beforeShellExecution` is `Shell`).
-    #[serde(default)]
-    pub tool: Option<String>,
+    #[serde(default, borrow)]
+    pub tool: Option<&'static str>,
     /// The top-level fields that are that tool's input.
-    #[serde(default)]
-    pub input: Vec<String>,
+    #[serde(default, borrow)]
+    pub input: Vec<&'static str>,
     /// The event's `tool_name` is an MCP tool's bare name.
     #[serde(default)]
     pub mcp_tool: bool,
     /// The field holding the tool's result (default `tool_response`).
-    #[serde(default)]
-    pub response: Option<String>,
+    #[serde(default, borrow)]
+    pub response: Option<&'static str>,
 }
 
 /// What a tool does, whatever the agent calls it.
@@ -136,17 +136,21 @@ pub struct ToolEntry {
     /// other field is `agent.unknown_tool` naming it, so a field added by a
     /// new release is never silently dropped. Not checked for `internal`
     /// tools (nothing they take reaches outside the agent).
-    #[serde(default)]
-    pub fields: Vec<String>,
+    #[serde(default, borrow)]
+    pub fields: Vec<&'static str>,
     /// Fields the tool is known to take that Rein does not map on purpose
     /// (Claude Code's `Monitor {ws}` opens a WebSocket, not a command): a
     /// call using one is `agent.unknown_tool`, as for a field not listed.
+    #[serde(default, borrow)]
+    pub not_mapped: Vec<&'static str>,
+    /// The tool always runs its command in the background (a `shell`
+    /// tool's `background` is then true whatever its input says).
     #[serde(default)]
-    pub not_mapped: Vec<String>,
+    pub background: bool,
     /// Why a tool (or a field in `not_mapped`) is not mapped, for people
     /// reading the table.
-    #[serde(default)]
-    pub why: Option<String>,
+    #[serde(default, borrow)]
+    pub why: Option<&'static str>,
 }
 
 /// How the agent names MCP tools.
@@ -154,14 +158,14 @@ pub struct ToolEntry {
 #[serde(deny_unknown_fields)]
 pub struct McpNaming {
     /// What every MCP tool name starts with (`mcp__`, `MCP:`).
-    pub prefix: String,
+    pub prefix: &'static str,
     /// Between the server and the tool (`mcp__server__tool`); none when
     /// the agent does not name the server.
-    #[serde(default)]
-    pub separator: Option<String>,
+    #[serde(default, borrow)]
+    pub separator: Option<&'static str>,
     /// The server named in the action when the agent names none.
-    #[serde(default)]
-    pub server: Option<String>,
+    #[serde(default, borrow)]
+    pub server: Option<&'static str>,
     /// The event names the server and the tool apart (Gemini CLI's
     /// `mcp_context`), since a name joined with `_` cannot be split when
     /// a server's name holds `_`: the tool name must spell exactly
@@ -175,18 +179,20 @@ pub struct McpNaming {
 #[serde(deny_unknown_fields)]
 pub struct AgentTable {
     /// The agent's name (`actor.agent`).
-    pub agent: String,
+    pub agent: &'static str,
     /// Where its protocol is described.
-    pub about: String,
+    pub about: &'static str,
     /// Its answer format.
     pub format: Format,
     /// Its events by name; any other is recorded nowhere, answered with
     /// no opinion.
-    pub events: BTreeMap<String, EventEntry>,
+    #[serde(borrow)]
+    pub events: BTreeMap<&'static str, EventEntry>,
     /// How it names MCP tools.
     pub mcp: McpNaming,
     /// Its built-in tools by name.
-    pub tools: BTreeMap<String, ToolEntry>,
+    #[serde(borrow)]
+    pub tools: BTreeMap<&'static str, ToolEntry>,
 }
 
 impl AgentTable {
@@ -198,10 +204,10 @@ impl AgentTable {
         if self.mcp.context {
             return None;
         }
-        let rest = name.strip_prefix(self.mcp.prefix.as_str())?;
-        let (server, tool) = match (&self.mcp.separator, &self.mcp.server) {
-            (Some(sep), _) => rest.split_once(sep.as_str())?,
-            (None, Some(server)) => (server.as_str(), rest),
+        let rest = name.strip_prefix(self.mcp.prefix)?;
+        let (server, tool) = match (self.mcp.separator, self.mcp.server) {
+            (Some(sep), _) => rest.split_once(sep)?,
+            (None, Some(server)) => (server, rest),
             (None, None) => return None,
         };
         (!server.is_empty() && !tool.is_empty()).then_some((server, tool))
@@ -215,7 +221,7 @@ impl AgentTable {
         context: Option<&'a (String, String)>,
     ) -> Option<(&'a str, &'a str)> {
         let (server, tool) = context?;
-        let sep = self.mcp.separator.as_deref().unwrap_or_default();
+        let sep = self.mcp.separator.unwrap_or_default();
         let spelled = format!("{}{server}{sep}{tool}", self.mcp.prefix);
         (self.mcp.context && !server.is_empty() && !tool.is_empty() && name == spelled)
             .then_some((server.as_str(), tool.as_str()))
@@ -223,7 +229,7 @@ impl AgentTable {
 
     /// Whether `name` has the agent's MCP form, named rightly or not.
     pub fn looks_like_mcp(&self, name: &str) -> bool {
-        name.starts_with(self.mcp.prefix.as_str())
+        name.starts_with(self.mcp.prefix)
     }
 }
 
@@ -254,8 +260,9 @@ pub fn table(agent: Agent) -> Result<&'static AgentTable, String> {
         .map_err(Clone::clone)
 }
 
-/// Reads a table's text, checking it names `agent`.
-pub fn read(agent: Agent, text: &str) -> Result<AgentTable, String> {
+/// Reads a table's text, checking it names `agent`. Its strings are
+/// borrowed from the text (built into the binary): nothing is copied.
+pub fn read(agent: Agent, text: &'static str) -> Result<AgentTable, String> {
     let table: AgentTable = serde_json::from_str(text)
         .map_err(|e| format!("Rein's mapping table of {} does not read: {e}", agent.name()))?;
     if table.agent != agent.name() {
@@ -314,6 +321,9 @@ mod tests {
             .unwrap_err()
             .contains("names the agent `gemini`"));
         let extra = source(Agent::Codex).replacen("\"format\"", "\"typo\": 1, \"format\"", 1);
-        assert!(read(Agent::Codex, &extra).is_err());
+        assert!(read(Agent::Codex, Box::leak(extra.into_boxed_str())).is_err());
+        // Text with an escape cannot be borrowed: an error, not a copy.
+        let escaped = source(Agent::Codex).replacen("\"about\": \"", "\"about\": \"\\\"", 1);
+        assert!(read(Agent::Codex, Box::leak(escaped.into_boxed_str())).is_err());
     }
 }

@@ -107,14 +107,14 @@ fn every_recorded_tool_is_in_its_agents_table() {
         for (name, fields) in tools {
             let entry = t
                 .tools
-                .get(&name)
+                .get(name.as_str())
                 .unwrap_or_else(|| panic!("{}: the recorded tool `{name}` is not in its table", agent.name()));
             // Every field the program offers its model is one the table
             // knows (else every call using it would be asked about).
             if let (Some(fields), true) = (fields, !matches!(entry.does, Does::Internal | Does::Unknown)) {
                 for f in fields {
                     assert!(
-                        entry.fields.contains(&f) || entry.not_mapped.contains(&f),
+                        entry.fields.contains(&f.as_str()) || entry.not_mapped.contains(&f.as_str()),
                         "{}: `{name}` takes `{f}`, which its table does not know",
                         agent.name()
                     );
