@@ -105,6 +105,10 @@ fn claude(event: &HookEvent, effect: Effect, reason: &str) -> Reply {
             };
             Reply::json(json!({"hookSpecificOutput": {"hookEventName": event.event_name, "decision": decision}}))
         }
+        EventKind::AfterTool if effect != Effect::Allow && event.answer == Answer::Block => {
+            let notice = format!("[output withheld] {reason}");
+            Reply::json(json!({"decision": "block", "reason": notice}))
+        }
         EventKind::AfterTool if effect != Effect::Allow => {
             // `decision: block` alone leaves the output with the model; the
             // replacement output is what withholds it.
@@ -127,6 +131,10 @@ fn claude(event: &HookEvent, effect: Effect, reason: &str) -> Reply {
     }
 }
 
+/// Gemini CLI (0.61) has an `ask` decision, but `require_approval` is a
+/// deny naming the approval: under `gemini -p` an `ask` waits for a
+/// confirmation that never comes (the run hangs), and interactively the
+/// user's "yes" would run the call without Rein's approval record.
 fn gemini(event: &HookEvent, effect: Effect, reason: &str) -> Reply {
     match (&event.kind, effect) {
         (EventKind::BeforeTool, Effect::Allow) => Reply::json(json!({"decision": "allow", "reason": reason})),

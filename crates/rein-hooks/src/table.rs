@@ -62,6 +62,11 @@ pub enum Answer {
     Context,
     /// Nothing the agent acts on: the event is recorded.
     None,
+    /// A refused output is `decision: block` with the notice as its reason,
+    /// alone: Codex puts the reason in place of the tool's output, and takes
+    /// an answer that also replaces the output as a failed hook (the output
+    /// then reaches the model).
+    Block,
 }
 
 /// One event of an agent.
