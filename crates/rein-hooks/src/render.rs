@@ -95,6 +95,15 @@ fn claude(event: &HookEvent, effect: Effect, reason: &str) -> Reply {
             };
             Reply::json(json!({"hookSpecificOutput": {"hookEventName": event.event_name, "decision": decision}}))
         }
+        EventKind::AfterTool if effect != Effect::Allow && event.agent == Agent::Codex => {
+            // Codex 0.171 puts a PostToolUse `decision: block`'s reason in
+            // place of the tool's output, and takes an answer that also
+            // holds `updatedToolOutput` (or `updatedMCPToolOutput`, which it
+            // does not support) as a failed hook: the output then reaches
+            // the model. So the notice is the reason, alone.
+            let notice = format!("[output withheld] {reason}");
+            Reply::json(json!({"decision": "block", "reason": notice}))
+        }
         EventKind::AfterTool if effect != Effect::Allow => {
             // `decision: block` alone leaves the output with the model; the
             // replacement output is what withholds it.
