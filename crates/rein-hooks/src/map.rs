@@ -98,6 +98,8 @@ fn classify(agent: Agent, name: &str) -> Tool<'_> {
         (Agent::ClaudeCode | Agent::Codex, "WebFetch") | (Agent::Gemini, "web_fetch") => Tool::WebFetch,
         (Agent::ClaudeCode | Agent::Codex, "WebSearch") | (Agent::Gemini, "google_web_search") => Tool::WebSearch,
         (Agent::ClaudeCode, "Agent" | "Task") => Tool::AgentSpawn,
+        // Codex 0.171's `multi_agent_v1.spawn_agent` (hook name as recorded).
+        (Agent::Codex, "spawn_agent") => Tool::AgentSpawn,
         _ => Tool::Other,
     }
 }
@@ -173,6 +175,9 @@ fn known_fields(agent: Agent, name: &str) -> &'static [&'static str] {
         (Agent::Gemini, "web_fetch") => &["prompt"],
         (_, "WebSearch") => &["query", "allowed_domains", "blocked_domains"],
         (Agent::Gemini, "google_web_search") => &["query"],
+        // `items` (structured input: paths, skills, connectors) is left out
+        // on purpose: a spawn that carries it is not mapped, and asks.
+        (Agent::Codex, "spawn_agent") => &["message", "model", "reasoning_effort", "fork_context"],
         (_, "Agent" | "Task") => &[
             "description",
             "prompt",
@@ -298,7 +303,8 @@ pub fn map_tool(event: &HookEvent, home: Option<&Path>) -> ToolCall {
             "agent.spawn",
             json!({
                 "description": text("description").unwrap_or_default(),
-                "prompt": text("prompt").unwrap_or_default(),
+                // Codex names the sub-agent's task `message`.
+                "prompt": text("prompt").or_else(|| text("message")).unwrap_or_default(),
                 "subagent_type": text("subagent_type").unwrap_or_default(),
                 "model": text("model").unwrap_or_default(),
                 "mode": text("mode").unwrap_or_default(),

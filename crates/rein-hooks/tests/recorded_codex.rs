@@ -175,6 +175,25 @@ async fn recorded_tools_map_to_their_actions() {
     }
 }
 
+/// Codex's `spawn_agent` names the sub-agent's task `message`: it is the
+/// spawn's prompt. A spawn with structured `items` (paths, skills) is not
+/// mapped, and is not allowed.
+#[tokio::test]
+async fn a_codex_spawn_is_an_agent_spawn_with_its_message_as_prompt() {
+    let f = fixture();
+    let events = recorded(&f);
+    let spawn = &events["PreToolUse-spawn_agent.json"];
+    let parsed = parse_event(Agent::Codex, spawn.to_string().as_bytes()).unwrap();
+    let call = rein_hooks::map::map_tool(&parsed, Some(&f.home));
+    assert_eq!(call.action, "agent.spawn");
+    assert_eq!(call.inputs[0]["prompt"], spawn["tool_input"]["message"]);
+    let mut with_items = spawn.clone();
+    with_items["tool_input"]["items"] = json!([{"type": "local_image", "path": "/etc/shadow"}]);
+    let (action, effect) = f.action(&with_items).await;
+    assert!(is_unknown_tool(&action), "{action}");
+    assert_ne!(effect, Some(rein_engine::Effect::Allow));
+}
+
 /// The sub-agent's events name it: `agent_id`/`agent_type` become the
 /// `subagent:<type>` link after `agent:codex`.
 #[tokio::test]
