@@ -52,7 +52,7 @@ const MCP_ENV: &str = "REIN_CODEX_E2E_MCP_EVERYTHING";
 /// How Codex 0.171 words the tool output of a shell or `apply_patch` call a
 /// PreToolUse hook denied (JSON `permissionDecision: "deny"` or exit 2),
 /// before the reason (after it: ". Command: <the command>").
-const HOOK_BLOCK_PREFIX: &str = "Command blocked by PreToolUse hook: ";
+pub(crate) const HOOK_BLOCK_PREFIX: &str = "Command blocked by PreToolUse hook: ";
 /// The same for any other tool (MCP, multi-agent); after the reason:
 /// ". Tool: <hook tool name>".
 const HOOK_BLOCK_PREFIX_TOOL: &str = "Tool call blocked by PreToolUse hook: ";

@@ -601,3 +601,143 @@ fn netns_rein_decides_a_sub_agents_calls() {
     }
     c.finish(&model, &run);
 }
+
+/// `rein init codex ARGS -y`, with `CODEX_HOME` the sandbox's; panics
+/// unless it succeeds.
+fn rein_init_codex(sb: &Sandbox, args: &[&str]) {
+    let out = Command::new(rein_bin())
+        .args(["init", "codex"])
+        .args(args)
+        .args(["--rein-bin", rein_bin(), "-y"])
+        .current_dir(&sb.project)
+        .env("CODEX_HOME", &sb.codex_home)
+        .env("HOME", &sb.home)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rein init codex failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The user-level hooks.json exactly as `rein init codex --user` writes it,
+/// against the real Codex: calls allowed and refused, an output withheld,
+/// and the written file protected from the agent.
+#[test]
+#[ignore = "runs inside the loopback-only namespace that codex_e2e makes"]
+fn netns_rein_init_codex_user_config_gates() {
+    let Some(env) = netns() else { return };
+    let sb = Sandbox::new("init-user");
+    add_project_key(&sb);
+    let db = sb.root.join("rein.db");
+    let mut args = vec!["--user".to_string(), "--db".into(), db.display().to_string()];
+    for p in policies() {
+        args.push("--policy".into());
+        args.push(p.display().to_string());
+    }
+    rein_init_codex(&sb, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let written = fs::read_to_string(sb.user_hooks()).unwrap();
+    let model = FakeModel::start(vec![
+        Step::shell("echo e2e-init-allowed"),
+        Step::shell("rm -rf ~/precious"),
+        Step::patch(&add_file("notes.txt", "written by the model")),
+        Step::patch(&format!(
+            "*** Begin Patch\n*** Delete File: {}\n*** End Patch\n",
+            sb.user_hooks().display()
+        )),
+        Step::shell(&format!("rm {}", sb.user_hooks().display())),
+        Step::shell("cat deploy/key.txt"),
+    ]);
+    sb.write_config(&model, "");
+    let run = sb.codex(&env.codex, &[BYPASS_TRUST], &[]);
+    let out = model.outputs();
+    let mut c = Checks::new("rein init codex --user");
+    c.completed(&model, &run);
+    c.ran(&out, 0, "e2e-init-allowed");
+    c.refused_by_rein(&out, 1, "");
+    c.check(sb.precious().exists(), "the refused rm -rf ran");
+    c.ran(&out, 2, "A notes.txt");
+    c.refused_by_rein(&out, 3, "rein_protects_itself");
+    c.refused_by_rein(&out, 4, "rein_protects_itself");
+    c.check(
+        fs::read_to_string(sb.user_hooks()).ok().as_deref() == Some(written.as_str()),
+        "the hooks.json rein init wrote was changed or removed",
+    );
+    c.ran(&out, 5, "[output withheld]");
+    c.not_told(&out, 5, PROJECT_KEY_TEXT);
+    c.finish(&model, &run);
+}
+
+/// The project-level `.codex/hooks.json` `rein init codex` writes, in a
+/// project Codex trusts, with the rein it names removed once the prompt
+/// went through: Codex would let a call run when its hook cannot start
+/// (exit 127); the written command turns that into a refusal (exit 2 with
+/// a reason), for every tool.
+#[test]
+#[ignore = "runs inside the loopback-only namespace that codex_e2e makes"]
+fn netns_rein_init_codex_project_config_refuses_without_rein() {
+    let Some(env) = netns() else { return };
+    let sb = Sandbox::new("init-missing");
+    let gone = sb.root.join("bin/rein");
+    fs::create_dir_all(gone.parent().unwrap()).unwrap();
+    fs::copy(rein_bin(), &gone).unwrap();
+    let mut args = vec!["--db".to_string(), sb.root.join("rein.db").display().to_string()];
+    for p in policies() {
+        args.push("--policy".into());
+        args.push(p.display().to_string());
+    }
+    let out = Command::new(&gone)
+        .args(["init", "codex"])
+        .args(&args)
+        .args(["--rein-bin".as_ref(), gone.as_os_str(), "-y".as_ref()])
+        .current_dir(&sb.project)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(sb.project.join(".codex/hooks.json").is_file());
+    let touched = sb.project.join("must-not-exist");
+    let model = {
+        let gone = gone.clone();
+        FakeModel::start_with(
+            vec![
+                Step::shell(&format!("touch {}", touched.display())),
+                Step::patch(&add_file("patched.txt", "must not be written")),
+            ],
+            Some(Box::new(move |i, _| {
+                if i == 0 {
+                    fs::remove_file(&gone).unwrap();
+                }
+            })),
+        )
+    };
+    sb.write_config(
+        &model,
+        &format!(
+            "[projects.{:?}]\ntrust_level = \"trusted\"\n",
+            sb.project.display().to_string()
+        ),
+    );
+    let run = sb.codex(&env.codex, &[BYPASS_TRUST], &[]);
+    let out = model.outputs();
+    let mut c = Checks::new("rein init codex, rein missing");
+    c.completed(&model, &run);
+    c.check(!gone.exists(), "rein was not removed");
+    for i in 0..2 {
+        let said = out.get(&call_id(i)).cloned().unwrap_or_default();
+        c.check(
+            // After the prefix: the shell's own complaint, then the fallback's.
+            said.starts_with(crate::HOOK_BLOCK_PREFIX) && said.contains("\nRein: the hook did not answer"),
+            format!("call {i}: not refused by the written fallback: {said:?}"),
+        );
+    }
+    c.check(!touched.exists(), "the command ran although rein was missing");
+    c.check(
+        !sb.project.join("patched.txt").exists(),
+        "the patch ran although rein was missing",
+    );
+    c.finish(&model, &run);
+}
