@@ -31,6 +31,9 @@ pub enum Step {
     /// `multi_agent_v1.wait_agent` on every agent `spawn_agent` started so
     /// far in this thread (their ids are known only from its outputs).
     WaitSpawned,
+    /// `write_stdin` of `chars` to the `exec_command` session still running
+    /// (its id is known only from the last output: "session ID N").
+    WriteStdin(String),
 }
 
 impl Step {
@@ -277,6 +280,24 @@ fn answer(state: &State, req: &Request) -> Response {
             let id = if sub_agent { sub_call_id(done) } else { call_id(done) };
             let mut item = match step {
                 Step::Item(item) => item.clone(),
+                Step::WriteStdin(chars) => {
+                    let session: Option<u64> = input
+                        .iter()
+                        .rev()
+                        .filter(|i| i["type"] == "function_call_output")
+                        .find_map(|i| {
+                            i["output"]
+                                .as_str()?
+                                .split_once("session ID ")?
+                                .1
+                                .split_whitespace()
+                                .next()?
+                                .parse()
+                                .ok()
+                        });
+                    json!({"type": "function_call", "name": "write_stdin",
+                           "arguments": json!({"session_id": session.unwrap_or(0), "chars": chars, "yield_time_ms": 1000}).to_string()})
+                }
                 Step::WaitSpawned => {
                     let targets: Vec<String> = input
                         .iter()

@@ -363,3 +363,56 @@ fn netns_untrusted_hook_is_skipped() {
     );
     c.finish(&model, &run);
 }
+
+/// Codex 0.171 runs no hook for `write_stdin` (input to a process an
+/// `exec_command` left running): a hook sees the command that started the
+/// session, never what is typed into it afterwards. Rein's example policy
+/// refuses the bare interpreters (`sh`, `bash`, `python3`: not understood)
+/// that would turn this into running anything; this pins the behaviour so
+/// that a Codex release that starts hooking it is noticed (docs/agents.md
+/// and README say what it means for a policy).
+#[test]
+#[ignore = "runs inside the loopback-only namespace that codex_e2e makes"]
+fn netns_write_stdin_reaches_no_hook() {
+    let Some(env) = netns() else { return };
+    let sb = Sandbox::new("write-stdin");
+    let typed = sb.project.join("typed-into-the-session");
+    let model = FakeModel::start(vec![
+        Step::function(
+            None,
+            "exec_command",
+            json!({"cmd": "sh", "tty": true, "yield_time_ms": 1000}),
+        ),
+        Step::WriteStdin(format!("echo typed > {}\n", typed.display())),
+    ]);
+    let log = sb.root.join("hook-log");
+    let hook = stand_in_hook(&sb, &log);
+    fs::write(
+        sb.user_hooks(),
+        hooks_json(
+            &["PreToolUse", "PostToolUse"],
+            &command_hook(&hook.display().to_string()),
+        )
+        .to_string(),
+    )
+    .unwrap();
+    sb.write_config(&model, "");
+    let run = sb.codex(&env.codex, &[BYPASS_TRUST], &[]);
+    let out = model.outputs();
+    let mut c = Checks::new("write_stdin");
+    c.completed(&model, &run);
+    c.ran(&out, 0, "session ID");
+    c.ran(&out, 1, "");
+    let events = saved_events(&log);
+    let tools: Vec<String> = events
+        .iter()
+        .filter(|e| e["hook_event_name"] == "PreToolUse")
+        .map(|e| format!("{}:{}", e["tool_name"].as_str().unwrap_or("?"), e["tool_input"]))
+        .collect();
+    c.check(
+        tools == [r#"Bash:{"command":"sh"}"#],
+        format!("the PreToolUse events were not the session's start alone: {tools:?}"),
+    );
+    c.check(typed.exists(), "what was typed into the session did not run");
+    c.finish(&model, &run);
+}
