@@ -369,8 +369,8 @@ fn netns_untrusted_hook_is_skipped() {
 /// session, never what is typed into it afterwards. Rein's example policy
 /// refuses the bare interpreters (`sh`, `bash`, `python3`: not understood)
 /// that would turn this into running anything; this pins the behaviour so
-/// that a Codex release that starts hooking it is noticed (docs/agents.md
-/// and README say what it means for a policy).
+/// that a Codex release that starts hooking it is noticed (the README's
+/// Codex paragraph says what it means for a policy).
 #[test]
 #[ignore = "runs inside the loopback-only namespace that codex_e2e makes"]
 fn netns_write_stdin_reaches_no_hook() {
