@@ -150,6 +150,8 @@ fn a_fresh_project_gets_every_hook_with_codex_units_and_a_fail_closed_command() 
                 &format!("{dir}/rein.db"),
                 "--protect",
                 &format!("{dir}/.codex/hooks.json"),
+                "--protect",
+                &format!("{}/config.toml", p.codex_home.display()),
                 "--timeout",
                 "24",
             ]
@@ -290,6 +292,8 @@ fn user_level_goes_to_codex_home_and_server_mode_names_no_token() {
             "MY_REIN_TOKEN",
             "--protect",
             file.to_str().unwrap(),
+            "--protect",
+            p.codex_home.join("config.toml").to_str().unwrap(),
             "--timeout",
             "24",
         ]

@@ -164,12 +164,8 @@ fn hooks_file(args: &CodexArgs) -> anyhow::Result<PathBuf> {
         return Ok(file.clone());
     }
     if args.user {
-        let codex_home = match std::env::var_os("CODEX_HOME").filter(|v| !v.is_empty()) {
-            Some(dir) => PathBuf::from(dir),
-            None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-                Some(home) => PathBuf::from(home).join(".codex"),
-                None => bail!("neither CODEX_HOME nor HOME is set; pass --settings FILE"),
-            },
+        let Some(codex_home) = codex_home() else {
+            bail!("neither CODEX_HOME nor HOME is set; pass --settings FILE");
         };
         return Ok(codex_home.join("hooks.json"));
     }
@@ -179,6 +175,17 @@ fn hooks_file(args: &CodexArgs) -> anyhow::Result<PathBuf> {
     Ok(args.project.join(".codex").join("hooks.json"))
 }
 
+/// The folder Codex keeps the user's configuration in: `$CODEX_HOME`, else
+/// `~/.codex`.
+fn codex_home() -> Option<PathBuf> {
+    match std::env::var_os("CODEX_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => std::env::var_os("HOME")
+            .filter(|v| !v.is_empty())
+            .map(|home| PathBuf::from(home).join(".codex")),
+    }
+}
+
 /// Seconds `rein hook` takes at most, given Codex's `timeout`: a fifth
 /// less, and at least one second less.
 fn hook_timeout(codex_timeout: u32) -> u32 {
@@ -186,9 +193,9 @@ fn hook_timeout(codex_timeout: u32) -> u32 {
 }
 
 /// The handler Rein writes for every event: a `rein hook codex` command
-/// naming `hooks_file` as protected (the hook refuses any tool call that
-/// would change it), with Codex's timeout, and a fallback that turns any
-/// exit but Rein's own into a refusal.
+/// naming `hooks_file` and the user's `config.toml` as protected (the hook
+/// refuses any tool call that would change them), with Codex's timeout,
+/// and a fallback that turns any exit but Rein's own into a refusal.
 fn rein_handler(args: &CodexArgs, bin: &str, hooks_file: &str, color: bool) -> anyhow::Result<Json> {
     let mut words: Vec<String> = vec![sh_quote(bin).into_owned(), "hook".into(), "codex".into()];
     if let Some(server) = &args.server {
@@ -222,6 +229,13 @@ fn rein_handler(args: &CodexArgs, bin: &str, hooks_file: &str, color: bool) -> a
     }
     words.push("--protect".into());
     words.push(sh_quote(hooks_file).into_owned());
+    // The user's config.toml turns hooks off (`[features] hooks = false`)
+    // or one hook (`[hooks.state."…"] enabled = false`), and it is where
+    // Codex reads it now, which CODEX_HOME may move away from `~/.codex`.
+    if let Some(config) = codex_home().map(|home| home.join("config.toml")) {
+        words.push("--protect".into());
+        words.push(sh_quote(&absolute(&config)?).into_owned());
+    }
     words.push("--timeout".into());
     words.push(hook_timeout(args.timeout).to_string());
     // Exit 2 is Rein's own refusal (its reason already on stderr); every

@@ -12,9 +12,11 @@
 //!
 //! Codex runs a hook from a user's hooks.json only once that exact hook has
 //! been reviewed and trusted (`/hooks`), and skips an untrusted one without
-//! a word; offline and non-interactive, the runs here pass
-//! `--dangerously-bypass-hook-trust` (documented for automation that vets
-//! its hooks itself), except the scenario that shows the skipping.
+//! a word. The scenario with the file `rein init codex` writes trusts its
+//! hooks as a person would (the hashes from Codex's own `hooks/list`, see
+//! `Sandbox::trust_hooks`); the others pass `--dangerously-bypass-hook-trust`
+//! (documented for automation that vets its hooks itself), except the
+//! scenario that shows the skipping.
 //!
 //! Missing Codex (or no way to make a network namespace): the test says
 //! SKIPPED on stderr and passes, except under `CI=true`, where it fails.

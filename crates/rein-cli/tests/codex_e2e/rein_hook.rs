@@ -624,13 +624,17 @@ fn rein_init_codex(sb: &Sandbox, args: &[&str]) {
 }
 
 /// The user-level hooks.json exactly as `rein init codex --user` writes it,
-/// against the real Codex: calls allowed and refused, an output withheld,
-/// and the written file protected from the agent.
+/// trusted through Codex's own hook list (no bypass), against the real
+/// Codex: calls allowed and refused, an output withheld, and the written
+/// file and the config.toml Codex reads protected from the agent.
 #[test]
 #[ignore = "runs inside the loopback-only namespace that codex_e2e makes"]
 fn netns_rein_init_codex_user_config_gates() {
     let Some(env) = netns() else { return };
-    let sb = Sandbox::new("init-user");
+    let mut sb = Sandbox::new("init-user");
+    // CODEX_HOME away from ~/.codex: what protects it is what init wrote.
+    sb.codex_home = sb.root.join("codex-home");
+    fs::create_dir_all(&sb.codex_home).unwrap();
     add_project_key(&sb);
     let db = sb.root.join("rein.db");
     let mut args = vec!["--user".to_string(), "--db".into(), db.display().to_string()];
@@ -640,6 +644,7 @@ fn netns_rein_init_codex_user_config_gates() {
     }
     rein_init_codex(&sb, &args.iter().map(String::as_str).collect::<Vec<_>>());
     let written = fs::read_to_string(sb.user_hooks()).unwrap();
+    let config = sb.codex_home.join("config.toml");
     let model = FakeModel::start(vec![
         Step::shell("echo e2e-init-allowed"),
         Step::shell("rm -rf ~/precious"),
@@ -650,11 +655,34 @@ fn netns_rein_init_codex_user_config_gates() {
         )),
         Step::shell(&format!("rm {}", sb.user_hooks().display())),
         Step::shell("cat deploy/key.txt"),
+        // 6, 7: the config.toml Codex reads (hooks off, or this hook off)
+        Step::shell(&format!(
+            "printf '[features]\\nhooks = false\\n' >> {}",
+            config.display()
+        )),
+        Step::patch(&format!(
+            "*** Begin Patch\n*** Delete File: {}\n*** End Patch\n",
+            config.display()
+        )),
     ]);
     sb.write_config(&model, "");
-    let run = sb.codex(&env.codex, &[BYPASS_TRUST], &[]);
+    // Trusted as a person would, not bypassed: the hooks as written are
+    // the ones Codex runs.
+    let trusted = sb.trust_hooks(&env.codex, " hook codex ");
+    let config_before = fs::read_to_string(&config).unwrap();
+    let run = sb.codex(&env.codex, &[], &[]);
     let out = model.outputs();
     let mut c = Checks::new("rein init codex --user");
+    c.check(
+        trusted == 5,
+        format!("{trusted} hooks trusted, not one per event rein init codex writes"),
+    );
+    c.refused_by_rein(&out, 6, "rein_protects_itself");
+    c.refused_by_rein(&out, 7, "rein_protects_itself");
+    c.check(
+        fs::read_to_string(&config).ok() == Some(config_before),
+        "$CODEX_HOME/config.toml was changed",
+    );
     c.completed(&model, &run);
     c.ran(&out, 0, "e2e-init-allowed");
     c.refused_by_rein(&out, 1, "");

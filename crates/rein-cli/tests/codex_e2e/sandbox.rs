@@ -2,7 +2,9 @@
 //! files the scenarios try to reach, and the `codex exec` invocation.
 
 use crate::fake_model::FakeModel;
+use serde_json::{json, Value};
 use std::fs;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
@@ -188,5 +190,96 @@ enabled = false
             stderr: fs::read_to_string(&err_path).unwrap_or_default(),
             last_message: fs::read_to_string(&last_path).unwrap_or_default(),
         }
+    }
+}
+
+impl Sandbox {
+    /// Trusts every hook whose command holds `needle`, as a person does in
+    /// Codex's `/hooks`: the hooks and their current hashes come from Codex
+    /// itself (`codex app-server`, `hooks/list`), the trust is written where
+    /// Codex keeps it (`[hooks.state."KEY"] trusted_hash` in
+    /// `$CODEX_HOME/config.toml`), and `hooks/list` is asked again, which
+    /// must say `trusted` for each. Returns how many hooks were trusted.
+    pub fn trust_hooks(&self, codex: &Path, needle: &str) -> usize {
+        let hooks = self.list_hooks(codex);
+        let ours: Vec<&Value> = hooks
+            .iter()
+            .filter(|h| h["command"].as_str().is_some_and(|c| c.contains(needle)))
+            .collect();
+        let mut config = fs::read_to_string(self.codex_home.join("config.toml")).unwrap_or_default();
+        for hook in &ours {
+            let key = hook["key"].as_str().unwrap();
+            let hash = hook["currentHash"].as_str().unwrap();
+            config.push_str(&format!("\n[hooks.state.{key:?}]\ntrusted_hash = {hash:?}\n"));
+        }
+        fs::write(self.codex_home.join("config.toml"), config).unwrap();
+        let again = self.list_hooks(codex);
+        for hook in again
+            .iter()
+            .filter(|h| h["command"].as_str().is_some_and(|c| c.contains(needle)))
+        {
+            assert_eq!(hook["trustStatus"], "trusted", "Codex does not trust {hook}");
+        }
+        ours.len()
+    }
+
+    /// The hooks Codex sees for the project (`codex app-server`: initialize,
+    /// then `hooks/list`).
+    fn list_hooks(&self, codex: &Path) -> Vec<Value> {
+        let mut child = Command::new(codex)
+            .arg("app-server")
+            .current_dir(&self.project)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .env("CODEX_HOME", &self.codex_home)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start codex app-server");
+        let mut stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<Value>();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if tx.send(v).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let answer = |stdin: &mut std::process::ChildStdin, id: u64, method: &str, params: Value| -> Value {
+            let request = json!({"id": id, "method": method, "params": params});
+            writeln!(stdin, "{request}").unwrap();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let msg = rx
+                    .recv_timeout(left)
+                    .unwrap_or_else(|_| panic!("codex app-server: no answer to {method}"));
+                if msg["id"] == id {
+                    assert!(msg.get("error").is_none(), "codex app-server {method}: {msg}");
+                    return msg["result"].clone();
+                }
+            }
+        };
+        answer(
+            &mut stdin,
+            1,
+            "initialize",
+            json!({"clientInfo": {"name": "rein-codex-e2e", "version": "0"}}),
+        );
+        writeln!(stdin, "{}", json!({"method": "initialized"})).unwrap();
+        let listed = answer(&mut stdin, 2, "hooks/list", json!({"cwds": [self.project]}));
+        let _ = child.kill();
+        let _ = child.wait();
+        listed["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|d| d["hooks"].as_array().cloned().unwrap_or_default())
+            .collect()
     }
 }
