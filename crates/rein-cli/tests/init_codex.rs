@@ -122,10 +122,17 @@ fn a_fresh_project_gets_every_hook_with_codex_units_and_a_fail_closed_command() 
     assert!(stderr(&o).contains("/hooks"), "{}", stderr(&o));
     assert!(stderr(&o).contains("project is trusted"), "{}", stderr(&o));
     let hooks = p.read(&p.hooks());
-    let events: Vec<&String> = hooks["hooks"].as_object().unwrap().keys().collect();
+    // Sorted: whether serde_json keeps the file's order depends on the
+    // features the workspace build unifies.
+    let mut events: Vec<&String> = hooks["hooks"].as_object().unwrap().keys().collect();
+    events.sort();
     let mut want = EVENTS;
     want.sort();
     assert_eq!(events, want);
+    // The file itself lists them in the order written.
+    let text = fs::read_to_string(p.hooks()).unwrap();
+    let at: Vec<usize> = EVENTS.iter().map(|e| text.find(&format!("\"{e}\"")).unwrap()).collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{text}");
     let dir = p.dir.to_str().unwrap();
     for event in EVENTS {
         let group = &hooks["hooks"][event][0];

@@ -232,7 +232,8 @@ async fn a_secret_in_a_recorded_output_is_withheld_as_codex_reads_it() {
     for (what, event) in [("shell", shell), ("mcp", mcp), ("apply_patch", patch)] {
         let (answer, code) = f.answer(&event).await;
         assert_eq!(code, 0, "{what}");
-        let fields: Vec<&String> = answer.as_object().unwrap().keys().collect();
+        let mut fields: Vec<&String> = answer.as_object().unwrap().keys().collect();
+        fields.sort();
         assert_eq!(fields, ["decision", "reason"], "{what}: {answer}");
         assert_eq!(answer["decision"], "block", "{what}");
         let reason = answer["reason"].as_str().unwrap();

@@ -188,6 +188,17 @@ fn netns_harness_selfcheck_records_every_event() {
             Step::search("spawn agent"),
             Step::spawn("run the sub-agent steps"),
             Step::WaitSpawned,
+            // 9-14: the other built-in tools that reach hooks
+            Step::function(None, "view_image", json!({"path": sb.project.join("README.md")})),
+            Step::function(None, "list_mcp_resources", json!({})),
+            Step::function(None, "list_mcp_resource_templates", json!({})),
+            Step::function(
+                None,
+                "read_mcp_resource",
+                json!({"server": "everything", "uri": "demo://resource/static/document/architecture.md"}),
+            ),
+            Step::function(None, "get_goal", json!({})),
+            Step::function(None, "request_user_input", json!({"questions": []})),
         ],
         vec![Step::shell("echo from-the-sub-agent")],
         None,
@@ -248,6 +259,12 @@ fn netns_harness_selfcheck_records_every_event() {
         "PreToolUse-Bash-subagent.json",
         "SubagentStop.json",
         "Stop.json",
+        "PreToolUse-view_image.json",
+        "PreToolUse-list_mcp_resources.json",
+        "PreToolUse-list_mcp_resource_templates.json",
+        "PreToolUse-read_mcp_resource.json",
+        "PreToolUse-get_goal.json",
+        "PreToolUse-request_user_input.json",
     ] {
         c.check(
             recorded.contains_key(want),
