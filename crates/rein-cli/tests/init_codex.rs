@@ -307,6 +307,18 @@ fn user_level_goes_to_codex_home_and_server_mode_names_no_token() {
         .map(str::to_owned)
     );
     assert!(!p.hooks().exists());
+
+    // The default variable, REIN_TOKEN, is the one `rein hook` reads by
+    // itself; naming it with --token-env as well is a usage error there
+    // whenever it is set.
+    ok(&p.init(&["--user", "--server", "http://127.0.0.1:8700", "--rein-bin", BIN, "-y"]));
+    let command = rein_handlers(&p.read(&file), "PreToolUse")[0]["command"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let words = invocation_words(&command);
+    assert!(!words.iter().any(|w| w == "--token-env"), "{command}");
+    assert_eq!(&words[3..5], ["--server", "http://127.0.0.1:8700"]);
 }
 
 #[test]

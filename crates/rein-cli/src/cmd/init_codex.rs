@@ -211,7 +211,12 @@ fn rein_handler(args: &CodexArgs, bin: &str, hooks_file: &str, color: bool) -> a
             bail!("--token-env must be an environment variable name (letters, digits, `_`), got `{var}`");
         }
         words.extend(["--server".into(), sh_quote(url).into_owned()]);
-        words.extend(["--token-env".into(), var.clone()]);
+        // `rein hook` reads REIN_TOKEN by itself, and refuses `--token-env`
+        // beside a REIN_TOKEN set in its environment (a usage error): name
+        // the variable only when it is another one.
+        if var != "REIN_TOKEN" {
+            words.extend(["--token-env".into(), var.clone()]);
+        }
     } else {
         // In-process: the policy must load now, or every tool call would be
         // refused later.

@@ -769,3 +769,68 @@ fn netns_rein_init_codex_project_config_refuses_without_rein() {
     );
     c.finish(&model, &run);
 }
+
+/// Codex gives up on a hook after its `timeout` and then lets the call run
+/// (the control: a stand-in hook that sleeps past it). `rein init codex`
+/// therefore gives `rein hook` a shorter `--timeout`: with a `rein serve`
+/// that accepts and never answers, Rein refuses before Codex gives up.
+#[test]
+#[ignore = "runs inside the loopback-only namespace that codex_e2e makes"]
+fn netns_codex_timeout_lets_the_call_run_so_rein_refuses_first() {
+    let Some(env) = netns() else { return };
+
+    let sb = Sandbox::new("timeout-control");
+    let ran = sb.project.join("ran-after-the-hook-timed-out");
+    let slow = sb.root.join("slow-hook.sh");
+    fs::write(&slow, "#!/bin/sh\ncat > /dev/null\nsleep 6\n").unwrap();
+    fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let handler = json!({"type": "command", "command": slow.display().to_string(), "timeout": 2});
+    fs::write(sb.user_hooks(), hooks_json(&["PreToolUse"], &handler).to_string()).unwrap();
+    let model = FakeModel::start(vec![Step::shell(&format!("touch {}", ran.display()))]);
+    sb.write_config(&model, "");
+    let run = sb.codex(&env.codex, &[BYPASS_TRUST], &[]);
+    let mut c = Checks::new("a hook past Codex's timeout");
+    c.completed(&model, &run);
+    c.check(
+        ran.exists(),
+        "the call did not run after its hook timed out: Codex now fails closed on a timeout (update the docs)",
+    );
+    c.finish(&model, &run);
+
+    let sb = Sandbox::new("timeout-rein");
+    // A server that takes the connection and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming().map_while(Result::ok) {
+            held.push(conn);
+        }
+    });
+    rein_init_codex(&sb, &["--user", "--server", &url, "--timeout", "3"]);
+    // Only the PreToolUse hook, as written: the prompt and session hooks
+    // would refuse the whole turn the same way before any tool is called.
+    let mut written: Value = serde_json::from_str(&fs::read_to_string(sb.user_hooks()).unwrap()).unwrap();
+    let pre = written["hooks"]["PreToolUse"].take();
+    written["hooks"] = json!({"PreToolUse": pre});
+    fs::write(sb.user_hooks(), written.to_string()).unwrap();
+    let touched = sb.project.join("must-not-exist");
+    let model = FakeModel::start(vec![Step::shell(&format!("touch {}", touched.display()))]);
+    sb.write_config(&model, "");
+    let started = Instant::now();
+    let run = sb.codex(&env.codex, &[BYPASS_TRUST], &[("REIN_TOKEN", AGENT_TOKEN)]);
+    let out = model.outputs();
+    let mut c = Checks::new("rein hook below Codex's timeout");
+    c.completed(&model, &run);
+    c.refused_by_rein(&out, 0, "");
+    c.check(!touched.exists(), "the call ran although rein serve never answered");
+    c.check(
+        started.elapsed() >= Duration::from_secs(2),
+        "refused before rein hook's own timeout: not the timeout under test",
+    );
+    println!(
+        "refused in {:.1}s (Codex's timeout 3 s, rein hook's 2 s)",
+        started.elapsed().as_secs_f64()
+    );
+    c.finish(&model, &run);
+}
