@@ -365,7 +365,7 @@ fn merge(settings: &mut Json, handler: &Json, bin: &str) {
 
 /// Parses a settings file: an empty one is `{}`; otherwise it must be a
 /// JSON object whose `hooks`, if present, has Claude Code's shape.
-fn parse_settings(path: &Path, text: &str) -> anyhow::Result<Json> {
+pub(super) fn parse_settings(path: &Path, text: &str) -> anyhow::Result<Json> {
     if text.trim().is_empty() {
         return Ok(Json::Object(Obj::default()));
     }
