@@ -868,7 +868,9 @@ fn netns_rein_init_gemini_gates_every_tool() {
     c.errored(&told, &call_id(7), "");
     c.ran(&told, &call_id(8), "Echo: e2e-mcp-hello");
     c.hook_refused(&told, &call_id(9), "Rein blocked");
-    c.ran(&told, &call_id(10), "codebase_investigator");
+    // The sub-agent finished its task (`complete_task`, Gemini's own
+    // bookkeeping, is `agent.internal`, which the example allows).
+    c.ran(&told, &call_id(10), "Termination Reason: GOAL");
     c.hook_refused(&sub, &sub_call_id(0), "Rein blocked");
     c.ran(&sub, &sub_call_id(1), "README.md");
     c.hook_refused(&told, &call_id(11), "needs approval");
