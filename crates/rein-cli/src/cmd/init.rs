@@ -369,7 +369,7 @@ pub(super) fn parse_settings(path: &Path, text: &str) -> anyhow::Result<Json> {
     if text.trim().is_empty() {
         return Ok(Json::Object(Obj::default()));
     }
-    let refuse = |e: serde_json::Error| json_error(path, &e, "`hooks` has the wrong shape");
+    let refuse = |e: serde_json::Error| json_error(path, text, &e, "`hooks` has the wrong shape");
     let tree: Json = serde_json::from_str(text).map_err(refuse)?;
     let mut de = serde_json::Deserializer::from_str(text);
     Shape::Top.deserialize(&mut de).map_err(|e| {

@@ -292,7 +292,7 @@ fn parse_hooks_file(path: &Path, text: &str) -> anyhow::Result<Json> {
     if text.trim().is_empty() {
         return Ok(Json::Object(Obj::default()));
     }
-    let tree: Json = serde_json::from_str(text).map_err(|e| json_error(path, &e, "not a hooks file"))?;
+    let tree: Json = serde_json::from_str(text).map_err(|e| json_error(path, text, &e, "not a hooks file"))?;
     let left = |what: &str| anyhow::anyhow!("{}: {what}; the file was left unchanged", path.display());
     let Json::Object(top) = &tree else {
         return Err(left("Cursor's hooks file must be a JSON object"));
