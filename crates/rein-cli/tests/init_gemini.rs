@@ -267,10 +267,39 @@ fn bad_input_is_refused_and_the_file_kept() {
     assert_ne!(out.status.code(), Some(0));
     assert!(!p.settings().exists());
     fs::create_dir_all(p.dir.join(".gemini")).unwrap();
-    for bad in ["{not json", r#"{"hooks": {"BeforeTool": {"matcher": "*"}}}"#, "[]"] {
+    for bad in [
+        "{not json",
+        r#"{"hooks": {"BeforeTool": {"matcher": "*"}}}"#,
+        "[]",
+        // Gemini reads these as JavaScript would: every hook off, or Rein's
+        // (a string `disabled` matches every name that is a part of it).
+        r#"{"hooksConfig": {"enabled": 0}}"#,
+        r#"{"hooksConfig": {"enabled": ""}}"#,
+        r#"{"hooksConfig": {"disabled": "no-reindeer"}}"#,
+        r#"{"hooksConfig": true}"#,
+    ] {
         fs::write(p.settings(), bad).unwrap();
         let out = p.init(&["-p", "policy.yaml", "-y"]);
         assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out));
         assert_eq!(fs::read_to_string(p.settings()).unwrap(), bad);
     }
+}
+
+#[test]
+fn a_settings_file_with_comments_is_refused_saying_so() {
+    // Gemini CLI reads its settings with comments; Rein, which rewrites the
+    // file, says that this is why it refuses it.
+    let p = Project::new();
+    fs::create_dir_all(p.dir.join(".gemini")).unwrap();
+    let theirs = "{\n  // the model I use\n  \"model\": {\"name\": \"gemini-2.5-pro\"}\n}\n";
+    fs::write(p.settings(), theirs).unwrap();
+    let out = p.init(&["-p", "policy.yaml", "-y"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains(".gemini/settings.json:2:3: not valid JSON: a comment"),
+        "{said}"
+    );
+    assert!(said.contains("take the comments out"), "{said}");
+    assert_eq!(fs::read_to_string(p.settings()).unwrap(), theirs);
 }

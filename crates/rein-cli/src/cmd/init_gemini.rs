@@ -121,6 +121,9 @@ pub fn run(args: GeminiArgs, color: bool) -> anyhow::Result<u8> {
         return Ok(EXIT_ALLOW);
     }
     let old = parse_settings(&path, &old_text)?;
+    if !args.undo {
+        check_hooks_config(&path, &old)?;
+    }
     let mut new = old.clone();
     if args.undo {
         remove_rein_handlers(&mut new, &bin);
@@ -318,6 +321,37 @@ fn merge(settings: &mut Json, handler: &Json, bin: &str) {
             _ => hooks.insert(event, Json::Array(vec![group])),
         }
     }
+}
+
+/// Refuses a `hooksConfig` Gemini CLI would read as hooks turned off in a
+/// way [`enable_hooks`] cannot mend: Gemini (0.61) only warns about a
+/// setting of the wrong type and then uses it as JavaScript would, so an
+/// `enabled` of `0` or `""` turns every hook off, and a `disabled` that is
+/// a string disables each hook whose name is a part of it (`"rein"`,
+/// `"no-reindeer"`).
+fn check_hooks_config(path: &Path, settings: &Json) -> anyhow::Result<()> {
+    let Json::Object(top) = settings else {
+        return Ok(());
+    };
+    let refuse = |what: &str| {
+        anyhow::anyhow!(
+            "{}: {what}; the file was left unchanged (Gemini CLI reads a value of another \
+             type as it would in JavaScript, which may turn Rein's hook off)",
+            path.display()
+        )
+    };
+    let config = match top.get("hooksConfig") {
+        None => return Ok(()),
+        Some(Json::Object(config)) => config,
+        Some(_) => return Err(refuse("`hooksConfig` is not an object")),
+    };
+    if config.get("enabled").is_some_and(|v| !matches!(v, Json::Bool(_))) {
+        return Err(refuse("`hooksConfig.enabled` is not true or false"));
+    }
+    if config.get("disabled").is_some_and(|v| !matches!(v, Json::Array(_))) {
+        return Err(refuse("`hooksConfig.disabled` is not a list of hook names"));
+    }
+    Ok(())
 }
 
 /// Gemini CLI skips every hook when `hooksConfig.enabled` is false, and
