@@ -303,3 +303,94 @@ fn a_settings_file_with_comments_is_refused_saying_so() {
     assert!(said.contains("take the comments out"), "{said}");
     assert_eq!(fs::read_to_string(p.settings()).unwrap(), theirs);
 }
+
+#[test]
+fn user_and_system_settings_that_keep_reins_hooks_off_are_named() {
+    let p = Project::new();
+    let user = p.tmp.path().join("home/.gemini/settings.json");
+    fs::create_dir_all(user.parent().unwrap()).unwrap();
+    let system = p.tmp.path().join("etc/settings.json");
+    fs::create_dir_all(system.parent().unwrap()).unwrap();
+    fs::write(
+        &user,
+        r#"{"hooksConfig": {"enabled": false, "disabled": ["lint", "rein"]}}"#,
+    )
+    .unwrap();
+    fs::write(&system, r#"{"hooksConfig": {"enabled": false}}"#).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rein"))
+        .args([
+            "init",
+            "gemini",
+            "-p",
+            "policy.yaml",
+            "-y",
+            "--rein-bin",
+            "/usr/bin/rein",
+        ])
+        .current_dir(&p.dir)
+        .env("NO_COLOR", "1")
+        .env("HOME", p.tmp.path().join("home"))
+        .env_remove("GEMINI_CLI_HOME")
+        .env("GEMINI_CLI_SYSTEM_SETTINGS_PATH", &system)
+        .output()
+        .unwrap();
+    ok(&out);
+    let said = text(&out);
+    let user_said = format!("warning: {}: `hooksConfig.enabled` is false", user.display());
+    assert!(said.contains(&user_said), "{said}");
+    let disabled = format!("warning: {}: `hooksConfig.disabled` names `rein`", user.display());
+    assert!(said.contains(&disabled), "{said}");
+    let system_said = format!(
+        "warning: {}: `hooksConfig.enabled` is false, and these system",
+        system.display()
+    );
+    assert!(said.contains(&system_said), "{said}");
+
+    // The project's own `enabled: true` wins over the user's false.
+    fs::write(p.settings(), r#"{"hooksConfig": {"enabled": true}}"#).unwrap();
+    fs::write(&system, "{}").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rein"))
+        .args([
+            "init",
+            "gemini",
+            "-p",
+            "policy.yaml",
+            "-y",
+            "--rein-bin",
+            "/usr/bin/rein",
+        ])
+        .current_dir(&p.dir)
+        .env("NO_COLOR", "1")
+        .env("HOME", p.tmp.path().join("home"))
+        .env_remove("GEMINI_CLI_HOME")
+        .env("GEMINI_CLI_SYSTEM_SETTINGS_PATH", &system)
+        .output()
+        .unwrap();
+    ok(&out);
+    assert!(!text(&out).contains(&user_said), "{}", text(&out));
+    assert!(text(&out).contains(&disabled), "{}", text(&out));
+
+    // Nothing said when they leave the hooks on.
+    fs::write(&user, r#"{"hooksConfig": {"enabled": true, "disabled": ["reindeer"]}}"#).unwrap();
+    fs::write(&system, "{}").unwrap();
+    fs::remove_file(p.settings()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rein"))
+        .args([
+            "init",
+            "gemini",
+            "-p",
+            "policy.yaml",
+            "-y",
+            "--rein-bin",
+            "/usr/bin/rein",
+        ])
+        .current_dir(&p.dir)
+        .env("NO_COLOR", "1")
+        .env("HOME", p.tmp.path().join("home"))
+        .env_remove("GEMINI_CLI_HOME")
+        .env("GEMINI_CLI_SYSTEM_SETTINGS_PATH", &system)
+        .output()
+        .unwrap();
+    ok(&out);
+    assert!(!text(&out).contains("warning"), "{}", text(&out));
+}

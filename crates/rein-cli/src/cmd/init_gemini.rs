@@ -151,7 +151,94 @@ pub fn run(args: GeminiArgs, color: bool) -> anyhow::Result<u8> {
         return Ok(code);
     }
     eprintln!("wrote {}", path.display());
+    if !args.undo {
+        warn_other_scopes(&settings, &new);
+    }
     Ok(EXIT_ALLOW)
+}
+
+/// Gemini CLI merges the settings of every scope: the system defaults, the
+/// user's, the project's, then the system's (which wins), with
+/// `hooksConfig.disabled` the union of all. A file other than `written`
+/// can thus keep Rein's hooks from running; each one that would is named,
+/// with what to change. `new` is what was written, whose own
+/// `enabled: true` wins over the user's and the system defaults'.
+fn warn_other_scopes(written: &str, new: &Json) {
+    let turned_on_here = matches!(new, Json::Object(top)
+        if matches!(top.get("hooksConfig"), Some(Json::Object(c)) if c.get("enabled") == Some(&Json::Bool(true))));
+    let home = std::env::var_os("GEMINI_CLI_HOME")
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var_os("HOME").filter(|h| !h.is_empty()));
+    let system = std::env::var_os("GEMINI_CLI_SYSTEM_SETTINGS_PATH")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/etc/gemini-cli/settings.json"));
+    let defaults = std::env::var_os("GEMINI_CLI_SYSTEM_DEFAULTS_PATH")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| system.with_file_name("system-defaults.json"));
+    // (file, whether its `enabled: false` wins over the project's)
+    let mut scopes = vec![(defaults, false)];
+    if let Some(home) = home {
+        scopes.push((Path::new(&home).join(".gemini").join("settings.json"), false));
+    }
+    scopes.push((system, true));
+    for (file, wins) in scopes {
+        if absolute(&file).is_ok_and(|f| f == written) {
+            continue;
+        }
+        let Ok(Some(text)) = read_text(&file) else {
+            continue;
+        };
+        let Ok(Json::Object(top)) = serde_json::from_str::<Json>(&text) else {
+            if !text.trim().is_empty() {
+                eprintln!(
+                    "warning: {}: not read (not plain JSON); Gemini CLI merges it into every project's \
+                     settings: check that its `hooksConfig` neither sets `enabled` to false nor names `{HOOK_NAME}` \
+                     in `disabled`",
+                    file.display()
+                );
+            }
+            continue;
+        };
+        let Some(Json::Object(config)) = top.get("hooksConfig") else {
+            continue;
+        };
+        let off = match config.get("enabled") {
+            Some(Json::Bool(on)) => !on,
+            Some(Json::Null) | None => false,
+            // What JavaScript reads as false.
+            Some(Json::Number(n)) => n.as_f64() == Some(0.0),
+            Some(Json::String(text)) => text.is_empty(),
+            Some(_) => false,
+        };
+        if off && wins {
+            eprintln!(
+                "warning: {}: `hooksConfig.enabled` is false, and these system settings win over every \
+                 other: Gemini CLI runs no hook, Rein's included, until it is true",
+                file.display()
+            );
+        } else if off && !turned_on_here {
+            eprintln!(
+                "warning: {}: `hooksConfig.enabled` is false: Gemini CLI runs no hook in a project whose \
+                 own settings do not set it to true; set it to true there, or in {written}",
+                file.display()
+            );
+        }
+        let named = match config.get("disabled") {
+            Some(Json::Array(names)) => names.iter().any(|n| matches!(n, Json::String(s) if s == HOOK_NAME)),
+            // Gemini matches a string as a part of it.
+            Some(Json::String(names)) => names.contains(HOOK_NAME),
+            _ => false,
+        };
+        if named {
+            eprintln!(
+                "warning: {}: `hooksConfig.disabled` names `{HOOK_NAME}`, which Gemini CLI adds to every \
+                 project's list: Rein's hooks do not run until it is taken out",
+                file.display()
+            );
+        }
+    }
 }
 
 /// `rein hook --timeout` (whole seconds) for a Gemini timeout of `ms`:
