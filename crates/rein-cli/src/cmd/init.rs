@@ -43,11 +43,42 @@ enum Agent {
     /// Rein's own files (store, audit key, tokens, policies, cache, the rein
     /// executable), the agent may not change it, whatever the policy says.
     ClaudeCode(ClaudeCodeArgs),
-    /// Write (or merge) Rein's hooks into Codex CLI's hook configuration.
+    /// Write (or merge) Rein's hooks into Codex CLI's hook configuration,
+    /// so that Codex asks Rein before and after every tool call.
+    ///
+    /// Hooks are written into `.codex/hooks.json` (`--user`:
+    /// `$CODEX_HOME/hooks.json`) for PreToolUse, PermissionRequest and
+    /// PostToolUse (matcher `*`), UserPromptSubmit and SessionStart, each
+    /// with Codex's `timeout` (seconds). Codex has no fail-closed setting:
+    /// the command turns any exit but Rein's own into a refusal (exit 2),
+    /// and the hook's own timeout is below Codex's. The diff is printed,
+    /// everything else in the file is kept, a second run changes nothing,
+    /// and `--undo` takes Rein's hooks out. Codex runs the hooks only once
+    /// they are trusted (`/hooks` in Codex) and the project is trusted.
     Codex(super::init_codex::CodexArgs),
-    /// Write (or merge) Rein's hooks into Gemini CLI's settings.
+    /// Write (or merge) Rein's hooks into a Gemini CLI settings file, so
+    /// that Gemini CLI asks Rein before and after every tool call.
+    ///
+    /// Hooks are written into `.gemini/settings.json` for BeforeTool and
+    /// AfterTool (matcher `*`), BeforeAgent, SessionStart and SessionEnd,
+    /// each with Gemini's `timeout` (milliseconds). Gemini CLI fails open
+    /// on a hook that times out, so the hook's own timeout is four fifths
+    /// of it; `hooksConfig` is set so that Rein's hooks run. The diff is
+    /// printed, everything else in the file is kept, a second run changes
+    /// nothing, and `--undo` takes Rein's hooks out. Gemini CLI runs hooks
+    /// only in a folder it trusts.
     Gemini(super::init_gemini::GeminiArgs),
-    /// Write (or merge) Rein's hooks into Cursor's `hooks.json`.
+    /// Write (or merge) Rein's hooks into Cursor's `hooks.json`, so that
+    /// Cursor asks Rein before every tool call.
+    ///
+    /// Hooks are written into `.cursor/hooks.json` for preToolUse,
+    /// beforeShellExecution, beforeMCPExecution, beforeReadFile,
+    /// beforeSubmitPrompt, postToolUse, sessionStart and sessionEnd, each
+    /// with `"failClosed": true` (without it Cursor lets the action run
+    /// when the hook fails) and Cursor's `timeout` (seconds); the hook's
+    /// own timeout is shorter. The diff is printed, everything else in the
+    /// file is kept, a second run changes nothing, and `--undo` takes
+    /// Rein's hooks out.
     Cursor(super::init_cursor::CursorArgs),
     /// Write a starter policy and its test file (`policy.yaml`,
     /// `policy.test.yaml`) into DIR, to edit; existing files are kept

@@ -53,8 +53,10 @@ pub struct CursorArgs {
     /// seconds); the hook itself gives up, refusing, a little earlier.
     #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=600))]
     timeout: u32,
-    /// The rein executable the hook command runs, written as given.
-    /// Default: as for `rein init claude-code`.
+    /// The rein executable the hook command runs, written as given. Default:
+    /// the absolute path of this rein, unless it runs from cargo's build
+    /// folder: then the `rein` found on PATH, and if there is none, nothing
+    /// is written.
     #[arg(long, value_name = "PATH")]
     rein_bin: Option<PathBuf>,
     /// Take Rein's hooks out of the file (leaving everything else) instead
@@ -88,7 +90,8 @@ const EVENTS: [&str; 8] = [
 /// Runs `rein init cursor`.
 pub fn run(args: CursorArgs, color: bool) -> anyhow::Result<u8> {
     if !args.undo && args.policy.is_empty() && args.server.is_none() {
-        bail!("say how the hook decides: --policy FILE… (in-process) or --server URL");
+        // As `rein init codex` says it.
+        bail!("give --policy POLICY (decide in-process) or --server URL (ask a rein serve), or --undo");
     }
     let path = match &args.settings {
         Some(file) => file.clone(),

@@ -36,9 +36,8 @@ pub struct GeminiArgs {
     #[arg(long, value_name = "FILE")]
     settings: Option<PathBuf>,
     /// Policy files or directories the hook decides with, in-process. They
-    /// must load now; they are written as absolute paths. Required unless
-    /// --server or --undo.
-    #[arg(long, short = 'p', num_args = 1.., value_name = "POLICY", required_unless_present_any = ["server", "undo"])]
+    /// must load now; they are written as absolute paths.
+    #[arg(long, short = 'p', num_args = 1.., value_name = "POLICY")]
     policy: Vec<PathBuf>,
     /// SQLite store the hook records to (audit log and approvals);
     /// written as an absolute path. Only with --policy.
@@ -93,6 +92,10 @@ const HOOK_NAME: &str = "rein";
 
 /// Runs `rein init gemini`.
 pub fn run(args: GeminiArgs, color: bool) -> anyhow::Result<u8> {
+    if !args.undo && args.policy.is_empty() && args.server.is_none() {
+        // As `rein init codex` and `rein init cursor` say it.
+        bail!("give --policy POLICY (decide in-process) or --server URL (ask a rein serve), or --undo");
+    }
     let path = match &args.settings {
         Some(file) => file.clone(),
         None => {
