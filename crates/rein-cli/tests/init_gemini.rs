@@ -193,6 +193,15 @@ fn dry_run_writes_nothing_and_user_settings_go_where_asked() {
     let at = words.iter().position(|w| w == "--protect").unwrap();
     assert_eq!(words[at + 1], user.canonicalize().unwrap().to_str().unwrap());
     assert!(!p.settings().exists());
+
+    // --user is that file too (as for `rein init codex`).
+    fs::remove_file(&user).unwrap();
+    ok(&p.init(&["-p", "policy.yaml", "--user", "-y"]));
+    let s: Value = serde_json::from_str(&fs::read_to_string(&user).unwrap()).unwrap();
+    assert!(handler(&s, "BeforeTool")["command"].is_string());
+    assert!(!p.settings().exists());
+    let out = p.init(&["-p", "policy.yaml", "--user", "--settings", "x.json", "-y"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! `rein init cursor`: write Rein's hooks into Cursor's hook configuration
 //! (`.cursor/hooks.json` of a project, or `~/.cursor/hooks.json` with
-//! `--settings`), merged into what is there, showing the diff; `--undo`
+//! `--user`), merged into what is there, showing the diff; `--undo`
 //! takes them out again.
 //!
 //! Cursor's file is `{"version": 1, "hooks": {EVENT: [HANDLER, …]}}`, a
@@ -29,8 +29,11 @@ pub struct CursorArgs {
     /// created if missing).
     #[arg(long, value_name = "DIR", default_value = ".")]
     project: PathBuf,
-    /// Hooks file to write instead of DIR/.cursor/hooks.json (e.g.
-    /// ~/.cursor/hooks.json for every project).
+    /// Write the user's hooks file, `~/.cursor/hooks.json`, for every
+    /// project, instead of the project's.
+    #[arg(long, conflicts_with = "settings")]
+    user: bool,
+    /// Hooks file to write instead of DIR/.cursor/hooks.json.
     #[arg(long, value_name = "FILE")]
     settings: Option<PathBuf>,
     /// Policy files or directories the hook decides with, in-process. They
@@ -95,6 +98,10 @@ pub fn run(args: CursorArgs, color: bool) -> anyhow::Result<u8> {
     }
     let path = match &args.settings {
         Some(file) => file.clone(),
+        None if args.user => match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            Some(home) => PathBuf::from(home).join(".cursor").join("hooks.json"),
+            None => bail!("HOME is not set; pass --settings FILE"),
+        },
         None => {
             if !args.project.is_dir() {
                 bail!("project directory {} not found", args.project.display());

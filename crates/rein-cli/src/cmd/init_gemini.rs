@@ -31,8 +31,12 @@ pub struct GeminiArgs {
     /// folder it trusts.
     #[arg(long, value_name = "DIR", default_value = ".")]
     project: PathBuf,
-    /// Settings file to write instead of DIR/.gemini/settings.json (e.g.
-    /// ~/.gemini/settings.json for every project).
+    /// Write the user's settings, `~/.gemini/settings.json` (`~` is
+    /// `$GEMINI_CLI_HOME` when set), for every project, instead of the
+    /// project's.
+    #[arg(long, conflicts_with = "settings")]
+    user: bool,
+    /// Settings file to write instead of DIR/.gemini/settings.json.
     #[arg(long, value_name = "FILE")]
     settings: Option<PathBuf>,
     /// Policy files or directories the hook decides with, in-process. They
@@ -98,6 +102,10 @@ pub fn run(args: GeminiArgs, color: bool) -> anyhow::Result<u8> {
     }
     let path = match &args.settings {
         Some(file) => file.clone(),
+        None if args.user => match gemini_home() {
+            Some(home) => home.join(".gemini").join("settings.json"),
+            None => bail!("neither GEMINI_CLI_HOME nor HOME is set; pass --settings FILE"),
+        },
         None => {
             if !args.project.is_dir() {
                 bail!("project directory {} not found", args.project.display());
@@ -169,9 +177,7 @@ pub fn run(args: GeminiArgs, color: bool) -> anyhow::Result<u8> {
 fn warn_other_scopes(written: &str, new: &Json) {
     let turned_on_here = matches!(new, Json::Object(top)
         if matches!(top.get("hooksConfig"), Some(Json::Object(c)) if c.get("enabled") == Some(&Json::Bool(true))));
-    let home = std::env::var_os("GEMINI_CLI_HOME")
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var_os("HOME").filter(|h| !h.is_empty()));
+    let home = gemini_home();
     let system = std::env::var_os("GEMINI_CLI_SYSTEM_SETTINGS_PATH")
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
@@ -183,7 +189,7 @@ fn warn_other_scopes(written: &str, new: &Json) {
     // (file, whether its `enabled: false` wins over the project's)
     let mut scopes = vec![(defaults, false)];
     if let Some(home) = home {
-        scopes.push((Path::new(&home).join(".gemini").join("settings.json"), false));
+        scopes.push((home.join(".gemini").join("settings.json"), false));
     }
     scopes.push((system, true));
     for (file, wins) in scopes {
@@ -304,13 +310,18 @@ fn rein_handler(args: &GeminiArgs, bin: &str, settings: &str, color: bool) -> an
     ]))
 }
 
+/// The folder Gemini CLI takes for `~`: `$GEMINI_CLI_HOME`, else `$HOME`.
+fn gemini_home() -> Option<PathBuf> {
+    std::env::var_os("GEMINI_CLI_HOME")
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var_os("HOME").filter(|h| !h.is_empty()))
+        .map(PathBuf::from)
+}
+
 /// Gemini CLI's list of trusted folders, `~/.gemini/trustedFolders.json`
 /// (`~` is `$GEMINI_CLI_HOME` when set, as Gemini reads it).
 fn trusted_folders_file() -> Option<PathBuf> {
-    let home = std::env::var_os("GEMINI_CLI_HOME")
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var_os("HOME").filter(|h| !h.is_empty()))?;
-    Some(Path::new(&home).join(".gemini").join("trustedFolders.json"))
+    Some(gemini_home()?.join(".gemini").join("trustedFolders.json"))
 }
 
 /// Whether `handler` is one an earlier `rein init gemini` wrote: a command
