@@ -145,6 +145,13 @@ fn merging_keeps_the_users_settings_and_hooks_and_a_second_run_changes_nothing()
     let out = p.init(&["-p", "policy.yaml", "-y", "--timeout", "10000"]);
     ok(&out);
     assert!(text(&out).contains("hooksConfig.enabled was false"), "{}", text(&out));
+    // Said, since Gemini skips every hook in a folder it does not trust.
+    let trust = p.tmp.path().join("home/.gemini/trustedFolders.json");
+    let note = format!(
+        "runs hooks, the user's included, only in a folder it trusts (it asks on its first start there; {})",
+        trust.display()
+    );
+    assert!(text(&out).contains(&note), "{}", text(&out));
     let s = p.read();
     assert_eq!(s["model"]["name"], "gemini-2.5-pro");
     assert_eq!(s["hooks"]["BeforeTool"][0]["hooks"][0]["command"], "./lint.sh");
@@ -175,6 +182,7 @@ fn merging_keeps_the_users_settings_and_hooks_and_a_second_run_changes_nothing()
     let again = p.init(&["--undo", "-y"]);
     ok(&again);
     assert!(text(&again).contains("no Rein hooks"), "{}", text(&again));
+    assert!(!text(&again).contains("only in a folder it trusts"), "{}", text(&again));
 }
 
 #[test]

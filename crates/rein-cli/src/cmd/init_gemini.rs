@@ -164,6 +164,14 @@ pub fn run(args: GeminiArgs, color: bool) -> anyhow::Result<u8> {
     eprintln!("wrote {}", path.display());
     if !args.undo {
         warn_other_scopes(&settings, &new);
+        eprintln!(
+            "Gemini CLI runs hooks, the user's included, only in a folder it trusts (it asks on its \
+             first start there; {}): in one it does not trust, it runs no hook and Rein is not asked.",
+            trusted_folders_file().map_or_else(
+                || "~/.gemini/trustedFolders.json".to_owned(),
+                |f| f.display().to_string()
+            )
+        );
     }
     Ok(EXIT_ALLOW)
 }
