@@ -411,29 +411,3 @@ fn user_and_system_settings_that_keep_reins_hooks_off_are_named() {
     ok(&out);
     assert!(!text(&out).contains("warning"), "{}", text(&out));
 }
-
-#[test]
-fn with_nothing_to_decide_codex_gemini_and_cursor_say_the_same() {
-    let p = Project::new();
-    let said: Vec<(String, Option<i32>)> = ["codex", "gemini", "cursor"]
-        .iter()
-        .map(|agent| {
-            let o = Command::new(env!("CARGO_BIN_EXE_rein"))
-                .args(["init", agent, "-y", "--rein-bin", "/usr/bin/rein"])
-                .current_dir(&p.dir)
-                .env("NO_COLOR", "1")
-                .env("HOME", p.tmp.path().join("home"))
-                .output()
-                .unwrap();
-            (String::from_utf8_lossy(&o.stderr).into_owned(), o.status.code())
-        })
-        .collect();
-    for (text, code) in &said {
-        assert_eq!(*code, Some(2), "{text}");
-        assert_eq!(
-            text.trim(),
-            "error: give --policy POLICY (decide in-process) or --server URL (ask a rein serve), or --undo"
-        );
-    }
-    assert!(!p.settings().exists());
-}
