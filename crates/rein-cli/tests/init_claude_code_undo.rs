@@ -131,4 +131,14 @@ fn undo_takes_no_decider_and_a_decider_is_needed_otherwise() {
         );
     }
     assert!(!p.settings().exists());
+    // Undoing where there is no file: said the same way too.
+    for agent in ["claude-code", "gemini", "cursor"] {
+        let o = p.init(agent, &["--undo", "-y"]);
+        ok(&o);
+        assert!(
+            text(&o).contains(": no such file, nothing to undo"),
+            "{agent}: {}",
+            text(&o)
+        );
+    }
 }

@@ -124,7 +124,12 @@ pub fn run(args: CursorArgs, color: bool) -> anyhow::Result<u8> {
     let old = parse_hooks_file(&path, &old_text)?;
     let mut new = old.clone();
     if args.undo {
-        if !exists || !remove_rein(&mut new, &bin) {
+        if !exists {
+            // As `rein init claude-code|gemini --undo` say it.
+            eprintln!("{}: no such file, nothing to undo", path.display());
+            return Ok(EXIT_ALLOW);
+        }
+        if !remove_rein(&mut new, &bin) {
             eprintln!("{}: no Rein hooks to take out", path.display());
             return Ok(EXIT_ALLOW);
         }
