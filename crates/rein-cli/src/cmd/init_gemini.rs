@@ -6,7 +6,7 @@
 //! OPEN: a hook that times out, is killed, or exits 1 lets the tool run. So
 //! the hook is given its own `--timeout` well below Gemini's (`timeout`, in
 //! milliseconds), and Rein refuses first. What remains is written in the
-//! docs (docs/hooks.md): a hook killed by a signal, and hooks that do not
+//! docs (README, docs/agents.md): a hook killed by a signal, and hooks that do not
 //! run at all in a folder Gemini does not trust.
 //!
 //! The tree, the diff and the atomic write are those of `rein init
