@@ -69,16 +69,17 @@ pub struct CursorArgs {
     yes: bool,
 }
 
-/// The events Rein hooks, in the order they are written. Cursor fires
-/// `preToolUse` for every tool and, for shell commands, MCP tools and
-/// reads, the granular event too: both are hooked, so that a tool Rein's
-/// table does not name is still decided (and refused); the two decisions
-/// of one call are the same.
-const EVENTS: [&str; 8] = [
+/// The events Rein hooks, in the order they are written. Every tool call
+/// is decided once, on `preToolUse`, which Cursor fires for every tool
+/// (shell commands, MCP tools and reads included, named by `tool_name`).
+/// The granular events (`beforeShellExecution`, `beforeMCPExecution`,
+/// `beforeReadFile`) fire for the same calls: hooked too, one call would be
+/// decided twice, with two audit records, and a granted approval used by
+/// one hook would leave the other asking again. They are not written (and
+/// an earlier `rein init cursor`'s are taken out); nothing depends on them,
+/// so a file without them leaves no tool undecided.
+const EVENTS: [&str; 5] = [
     "preToolUse",
-    "beforeShellExecution",
-    "beforeMCPExecution",
-    "beforeReadFile",
     "beforeSubmitPrompt",
     "postToolUse",
     "sessionStart",
