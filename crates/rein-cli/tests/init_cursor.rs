@@ -490,3 +490,45 @@ fn settings_server_and_refusals() {
         assert_eq!(fs::read_to_string(p.hooks()).unwrap(), bad);
     }
 }
+
+/// Cursor runs the hooks of every file it loads (the user's and the
+/// project's): Rein's in both would decide each call twice. `rein init
+/// cursor` says so when it writes one while the other has them.
+#[test]
+fn rein_in_both_the_users_and_the_projects_file_is_warned_about() {
+    let p = Project::new();
+    let home = p.dir.join("home");
+    let user_file = home.join(".cursor/hooks.json");
+    let init = |extra: &[&str]| {
+        let mut args = p.policy_args();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Command::new(env!("CARGO_BIN_EXE_rein"))
+            .args(["init", "cursor"])
+            .args(&args)
+            .current_dir(&p.dir)
+            .env("NO_COLOR", "1")
+            .env("HOME", &home)
+            .env("PATH", p.installed().parent().unwrap())
+            .output()
+            .unwrap()
+    };
+    let o = init(&[]);
+    ok(&o);
+    assert!(!text(&o.stderr).contains("warning"), "{}", text(&o.stderr));
+    let o = init(&["--settings", user_file.to_str().unwrap()]);
+    ok(&o);
+    let said = text(&o.stderr);
+    assert!(
+        said.contains("warning: ./.cursor/hooks.json has Rein's hooks too") && said.contains("decided twice"),
+        "{said}"
+    );
+    // Either way round.
+    fs::remove_file(p.hooks()).unwrap();
+    let o = init(&[]);
+    ok(&o);
+    let said = text(&o.stderr);
+    assert!(
+        said.contains(&format!("warning: {} has Rein's hooks too", user_file.display())),
+        "{said}"
+    );
+}
