@@ -522,8 +522,13 @@ fn rein_in_both_the_users_and_the_projects_file_is_warned_about() {
         said.contains("warning: ./.cursor/hooks.json has Rein's hooks too") && said.contains("decided twice"),
         "{said}"
     );
-    // Either way round.
+    // Either way round, and for a granular hook an earlier `rein init
+    // cursor` left in the other file.
     fs::remove_file(p.hooks()).unwrap();
+    let mut user: Value = serde_json::from_str(&fs::read_to_string(&user_file).unwrap()).unwrap();
+    let ours = user["hooks"]["preToolUse"][0].clone();
+    user["hooks"] = json!({"beforeShellExecution": [ours]});
+    fs::write(&user_file, user.to_string()).unwrap();
     let o = init(&[]);
     ok(&o);
     let said = text(&o.stderr);
@@ -531,4 +536,10 @@ fn rein_in_both_the_users_and_the_projects_file_is_warned_about() {
         said.contains(&format!("warning: {} has Rein's hooks too", user_file.display())),
         "{said}"
     );
+    // Not Rein's: nothing said.
+    fs::write(&user_file, r#"{"hooks": {"preToolUse": [{"command": "./audit.sh"}]}}"#).unwrap();
+    fs::remove_file(p.hooks()).unwrap();
+    let o = init(&[]);
+    ok(&o);
+    assert!(!text(&o.stderr).contains("warning"), "{}", text(&o.stderr));
 }

@@ -161,8 +161,10 @@ fn other_level(args: &CursorArgs, path: &Path) -> Option<PathBuf> {
     (!same).then_some(other)
 }
 
-/// Whether the hooks file at `path` has a Rein handler on `preToolUse`
-/// (an unreadable file says nothing: it is not the one being written).
+/// Whether the hooks file at `path` has a Rein handler on an event that
+/// decides tool calls: `preToolUse`, or a granular event an earlier `rein
+/// init cursor` wrote (an unreadable file says nothing: it is not the one
+/// being written).
 fn decides_tools(path: &Path, bin: &str) -> bool {
     let Ok(Some(text)) = read_text(path) else {
         return false;
@@ -170,13 +172,12 @@ fn decides_tools(path: &Path, bin: &str) -> bool {
     let Ok(Json::Object(top)) = parse_hooks_file(path, &text) else {
         return false;
     };
-    matches!(
-        top.get("hooks"),
-        Some(Json::Object(hooks)) if matches!(
-            hooks.get("preToolUse"),
-            Some(Json::Array(handlers)) if handlers.iter().any(|h| is_rein_handler(h, bin))
-        )
-    )
+    let Some(Json::Object(hooks)) = top.get("hooks") else {
+        return false;
+    };
+    ["preToolUse", "beforeShellExecution", "beforeMCPExecution", "beforeReadFile"]
+        .iter()
+        .any(|event| matches!(hooks.get(event), Some(Json::Array(handlers)) if handlers.iter().any(|h| is_rein_handler(h, bin))))
 }
 
 /// The hook's own timeout for Cursor's `secs`: two seconds less (at most
