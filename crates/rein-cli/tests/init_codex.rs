@@ -471,7 +471,7 @@ fn a_codex_that_answers_garbage_is_not_believed() {
         |list: &str| format!("read a; echo '{{\"id\":1,\"result\":{{}}}}'; read b; read c; echo '{list}'");
     for (body, why) in [
         (
-            "echo 'not json at all'; exit 0".to_owned(),
+            "read a; echo 'not json at all'".to_owned(),
             "ended without answering initialize",
         ),
         ("read a; exit 3".to_owned(), "ended without answering initialize"),
@@ -616,4 +616,74 @@ fn the_real_codex_reports_untrusted_then_trust_writes_its_hashes_and_undo_takes_
     let o = p.init(&["--user", "--undo", "--rein-bin", BIN, "-y"]);
     ok(&o);
     assert_eq!(fs::read_to_string(p.config()).unwrap(), mine);
+}
+
+#[test]
+fn the_real_codex_skips_a_project_it_does_not_trust_and_trust_needs_the_project_trusted() {
+    let Some(codex) = real_codex() else { return };
+    let p = Project::new();
+    let codex = codex.display().to_string();
+    let project = [
+        "--policy",
+        "policy.yaml",
+        "--rein-bin",
+        BIN,
+        "--codex-bin",
+        &codex,
+        "-y",
+    ];
+    fs::create_dir_all(&p.codex_home).unwrap();
+    fs::write(p.config(), "").unwrap();
+
+    // An untrusted project: Codex does not load its .codex/ at all.
+    let o = p.init(&project);
+    ok(&o);
+    for event in EVENTS {
+        assert!(
+            stderr(&o).contains(&format!(
+                "rein: WARNING: Codex SKIPS Rein's {event} hook: Codex does not load it"
+            )),
+            "{}",
+            stderr(&o)
+        );
+    }
+    assert!(
+        stderr(&o).contains("only once the project is trusted"),
+        "{}",
+        stderr(&o)
+    );
+    let o = p.init(&[&project[..], &["--trust"]].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(fs::read_to_string(p.config()).unwrap(), "");
+
+    // Trusted by the user: --trust trusts Rein's hooks, and only them.
+    let dir = fs::canonicalize(&p.dir).unwrap();
+    let trusted_project = format!(
+        "[projects.{:?}]\ntrust_level = \"trusted\"\n",
+        dir.display().to_string()
+    );
+    fs::write(p.config(), &trusted_project).unwrap();
+    let mut hooks = p.read(&p.hooks());
+    hooks["hooks"]["Stop"] = json!([{"hooks": [{"type": "command", "command": "echo user hook"}]}]);
+    fs::write(p.hooks(), hooks.to_string()).unwrap();
+    let o = p.init(&[&project[..], &["--trust"]].concat());
+    ok(&o);
+    for event in EVENTS {
+        assert!(
+            stderr(&o).contains(&format!("rein: Codex runs Rein's {event} hook (trusted)")),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let config = fs::read_to_string(p.config()).unwrap();
+    assert_eq!(config.matches("trusted_hash").count(), 5, "{config}");
+    assert!(
+        !config.contains(":stop:"),
+        "the user's own hook was trusted too:\n{config}"
+    );
+
+    let o = p.init(&["--undo", "--rein-bin", BIN, "-y"]);
+    ok(&o);
+    assert_eq!(fs::read_to_string(p.config()).unwrap(), trusted_project);
+    assert!(p.read(&p.hooks())["hooks"]["Stop"].is_array());
 }
