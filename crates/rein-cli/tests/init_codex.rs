@@ -462,6 +462,16 @@ fn a_codex_that_does_not_answer_is_given_up_on_in_bounded_time() {
     ]);
     assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(!p.config().exists());
+    // Floods notifications (or garbage) and never answers: still bounded.
+    for flood in [r#"exec yes '{"method":"flood"}'"#, "exec yes garbage"] {
+        p.fake_codex(flood);
+        let started = Instant::now();
+        let o = p.init(&["--policy", "policy.yaml", "--rein-bin", BIN, "--codex-wait", "2", "-y"]);
+        let took = started.elapsed();
+        ok(&o);
+        assert_not_checked(&o, "initialize");
+        assert!(took < Duration::from_secs(15), "{flood}: took {took:?}");
+    }
 }
 
 #[test]

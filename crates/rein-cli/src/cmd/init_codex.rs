@@ -222,11 +222,18 @@ fn check_and_trust(args: &CodexArgs, path: &Path, command: &str, file_changed: b
         Ok(listed) => listed,
         Err(why) => return cannot_check(args, &why),
     };
-    let ours: Vec<&trust::ListedHook> = listed.iter().filter(|h| is_ours(h, args, path, command)).collect();
+    say_problems(&listed);
+    let ours: Vec<&trust::ListedHook> = listed
+        .hooks
+        .iter()
+        .filter(|h| is_ours(h, args, path, command))
+        .collect();
     if args.trust {
+        // Any status but Codex's two that run (a later Codex may name a
+        // changed hook otherwise): the hook is Rein's own, checked above.
         let untrusted: Vec<(String, String)> = ours
             .iter()
-            .filter(|h| h.trust == "untrusted")
+            .filter(|h| !matches!(h.trust.as_str(), "trusted" | "managed"))
             .map(|h| (h.key.clone(), h.hash.clone()))
             .collect();
         if ours.is_empty() {
@@ -261,13 +268,22 @@ fn check_and_trust(args: &CodexArgs, path: &Path, command: &str, file_changed: b
                 Ok(again) => again,
                 Err(why) => return cannot_check(args, &why),
             };
-            let ours: Vec<&trust::ListedHook> = again.iter().filter(|h| is_ours(h, args, path, command)).collect();
+            say_problems(&again);
+            let ours: Vec<&trust::ListedHook> =
+                again.hooks.iter().filter(|h| is_ours(h, args, path, command)).collect();
             report(args, path, &ours);
             return Ok(());
         }
     }
     report(args, path, &ours);
     Ok(())
+}
+
+/// Passes on what Codex said was wrong with the hook files it read.
+fn say_problems(listing: &trust::Listing) {
+    for problem in &listing.problems {
+        eprintln!("rein: Codex says about its hooks: {problem}");
+    }
 }
 
 /// Whether Codex's `hook` is one Rein wrote now: from `path`, running
@@ -321,7 +337,7 @@ fn report(args: &CodexArgs, path: &Path, ours: &[&trust::ListedHook]) {
                 } else if !args.user {
                     " (Codex reads a project's .codex/ only once the project is trusted: open Codex in it and trust it)"
                 } else {
-                    ""
+                    " (is `hooks` turned off under [features] in Codex's config.toml?)"
                 }
             ),
         }

@@ -11,11 +11,15 @@
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+/// The most Rein reads of what the app-server prints (a list of a few
+/// hundred hooks is far less); past it, Codex is taken as not answering.
+const MAX_OUTPUT: u64 = 16 << 20;
 
 /// One hook as Codex's `hooks/list` describes it.
 #[derive(Debug, Clone)]
@@ -53,7 +57,7 @@ impl ListedHook {
 /// environment, so with the user's CODEX_HOME) for the hooks it would run
 /// in `cwd`. Waits at most `wait` in all; the server is stopped after.
 /// The error says why Codex could not be asked, for the user.
-pub(super) fn list_hooks(codex: &Path, cwd: &Path, wait: Duration) -> Result<Vec<ListedHook>, String> {
+pub(super) fn list_hooks(codex: &Path, cwd: &Path, wait: Duration) -> Result<Listing, String> {
     let mut child = Command::new(codex)
         .arg("app-server")
         .current_dir(cwd)
@@ -79,10 +83,12 @@ fn converse(child: &mut std::process::Child, cwd: &Path, wait: Duration) -> Resu
     let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         return Err("codex app-server's pipes are missing".into());
     };
-    let (tx, rx) = mpsc::channel::<Value>();
+    // Bounded both ways: a Codex that floods its output can neither fill
+    // this process's memory nor keep it waiting past the deadline.
+    let (tx, rx) = mpsc::sync_channel::<Value>(64);
     std::thread::spawn(move || {
         // Lines that are not JSON (there should be none) are passed over.
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in BufReader::new(stdout.take(MAX_OUTPUT)).lines().map_while(Result::ok) {
             if let Ok(message) = serde_json::from_str::<Value>(&line) {
                 if tx.send(message).is_err() {
                     break;
@@ -121,6 +127,12 @@ fn request(
     send(stdin, &json!({"id": id, "method": method, "params": params}))?;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "codex app-server did not answer {method} within {} s",
+                wait.as_secs()
+            ));
+        }
         let message = rx.recv_timeout(left).map_err(|e| match e {
             mpsc::RecvTimeoutError::Timeout => {
                 format!("codex app-server did not answer {method} within {} s", wait.as_secs())
@@ -140,10 +152,20 @@ fn request(
     }
 }
 
+/// What `hooks/list` answered.
+#[derive(Debug, Default)]
+pub(super) struct Listing {
+    /// The hooks Codex loaded.
+    pub hooks: Vec<ListedHook>,
+    /// Codex's own warnings and errors about the hook files (one it could
+    /// not read, for one), as it words them.
+    pub problems: Vec<String>,
+}
+
 /// The hooks in a `hooks/list` result; an answer of another shape is an
 /// error (a Codex whose list Rein does not understand is not one it can
 /// say anything about).
-fn parse_list(result: &Value) -> Result<Vec<ListedHook>, String> {
+fn parse_list(result: &Value) -> Result<Listing, String> {
     let not_understood =
         || format!("codex app-server answered hooks/list with something Rein does not understand: {result}");
     let entries = result
@@ -151,7 +173,19 @@ fn parse_list(result: &Value) -> Result<Vec<ListedHook>, String> {
         .and_then(Value::as_array)
         .ok_or_else(not_understood)?;
     let mut hooks = Vec::new();
+    let mut problems = Vec::new();
     for entry in entries {
+        for field in ["warnings", "errors"] {
+            for problem in entry.get(field).and_then(Value::as_array).into_iter().flatten() {
+                problems.push(match problem {
+                    Value::String(text) => text.clone(),
+                    other => other
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .map_or_else(|| other.to_string(), str::to_owned),
+                });
+            }
+        }
         let listed = entry
             .get("hooks")
             .and_then(Value::as_array)
@@ -184,7 +218,7 @@ fn parse_list(result: &Value) -> Result<Vec<ListedHook>, String> {
             });
         }
     }
-    Ok(hooks)
+    Ok(Listing { hooks, problems })
 }
 
 /// The `codex` to ask: `--codex-bin`, else the first `codex` on PATH.
