@@ -287,7 +287,8 @@ fn say_problems(listing: &trust::Listing) {
 }
 
 /// Whether Codex's `hook` is one Rein wrote now: from `path`, running
-/// exactly `command`, with the timeout and matcher written for its event.
+/// exactly `command` as a blocking command hook, with the timeout and
+/// matcher written for its event.
 /// Only these are reported on and trusted.
 fn is_ours(hook: &trust::ListedHook, args: &CodexArgs, path: &Path, command: &str) -> bool {
     let matcher = EVENTS
@@ -295,6 +296,7 @@ fn is_ours(hook: &trust::ListedHook, args: &CodexArgs, path: &Path, command: &st
         .find(|(event, _)| listed_name(event) == hook.event)
         .map(|(_, matcher)| matcher.map(str::to_owned));
     !command.is_empty()
+        && hook.blocking_command
         && hook.command == command
         && hook.timeout == Some(u64::from(args.timeout))
         && matcher.is_some_and(|m| m == hook.matcher)

@@ -36,6 +36,9 @@ pub(super) struct ListedHook {
     pub hash: String,
     /// `trusted`, `untrusted`, `managed`, or what a later Codex adds.
     pub trust: String,
+    /// Whether it is a command hook Codex waits for (not `async`): the
+    /// only kind that can stop a call.
+    pub blocking_command: bool,
     /// Seconds Codex waits for it.
     pub timeout: Option<u64>,
     /// Its matcher, for an event that takes one.
@@ -209,6 +212,8 @@ fn parse_list(result: &Value) -> Result<Listing, String> {
                 source: PathBuf::from(source),
                 hash,
                 trust,
+                blocking_command: text("handlerType").as_deref() == Some("command")
+                    && hook.get("async").and_then(Value::as_bool) == Some(false),
                 timeout: hook.get("timeoutSec").and_then(Value::as_u64),
                 matcher: text("matcher"),
                 enabled: hook
