@@ -11,6 +11,12 @@
 //! exit into exit 2 with a reason on stderr (Codex's blocking exit), and
 //! `rein hook`'s own `--timeout` is below Codex's `timeout`, so that Rein
 //! refuses before Codex gives up on it.
+//!
+//! Codex also skips, without a word, a hook it has not been told to trust
+//! (and one that changed since). So after writing, the command asks the
+//! installed Codex whether it runs each of Rein's hooks and says so, one
+//! line per hook; `--trust` writes the trust Codex computed for them into
+//! its `config.toml` (see the `trust` module).
 
 use super::init::{parse_settings, sh_quote};
 use super::settings_file::{
@@ -288,8 +294,7 @@ fn say_problems(listing: &trust::Listing) {
 
 /// Whether Codex's `hook` is one Rein wrote now: from `path`, running
 /// exactly `command` as a blocking command hook, with the timeout and
-/// matcher written for its event.
-/// Only these are reported on and trusted.
+/// matcher written for its event. Only these are reported on and trusted.
 fn is_ours(hook: &trust::ListedHook, args: &CodexArgs, path: &Path, command: &str) -> bool {
     let matcher = EVENTS
         .iter()
