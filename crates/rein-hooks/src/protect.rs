@@ -634,6 +634,9 @@ impl Protected {
             if let Some(e) = self.hit(p, Cover::Glob, |e| e.kind != Kind::Binary) {
                 return Some(refusal(e, "change it"));
             }
+            if let Some(why) = agent_settings_refusal(p) {
+                return Some(why);
+            }
             if let Some(e) = self.hit(p, Cover::Exact, |e| e.kind == Kind::Binary) {
                 if !BINARY_LOOKS.contains(&program) {
                     return Some(refusal(e, "copy or change it"));
@@ -805,7 +808,9 @@ impl Protected {
     }
 
     fn changed(&self, path: &str, cover: Cover) -> Option<String> {
-        self.hit(path, cover, |_| true).map(|e| refusal(e, "change it"))
+        self.hit(path, cover, |_| true)
+            .map(|e| refusal(e, "change it"))
+            .or_else(|| agent_settings_refusal(path))
     }
 
     fn secret(&self, path: &str, cover: Cover) -> Option<String> {
@@ -1345,6 +1350,26 @@ fn percent_decoded(text: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Why `path` may not be changed if it is a coding agent's hook settings
+/// in any folder (`src/.claude/settings.json`, `x/.codex/config.toml`):
+/// an agent started there (by the user, later) reads them, so one planted
+/// below the project turns the hooks off for it.
+fn agent_settings_refusal(path: &str) -> Option<String> {
+    let folded = path.to_lowercase();
+    let mut parts = folded.trim_end_matches('/').rsplit('/');
+    let (file, dir) = (parts.next()?, parts.next()?);
+    let settings = AGENT_SETTINGS.iter().any(|(d, files)| {
+        *d == dir
+            && (files.iter().any(|f| f.to_lowercase() == file) || (dir == ".codex" && file.ends_with(".config.toml")))
+    });
+    settings.then(|| {
+        format!(
+            "`{path}` is a coding agent's hook settings (an agent started in that folder reads them): the agent may \
+             not change it, whatever the policy says"
+        )
+    })
 }
 
 /// The name by which a word or code may mean a protected file: its last
@@ -1964,6 +1989,20 @@ mod tests {
                 "/etc/claude-code/managed-settings.json",
             ),
             (format!("rm {h}/.codex/hooks.json"), "home/.codex/hooks.json"),
+            // Planted below the project, for an agent started there.
+            (
+                "mkdir -p src/.codex && echo 'hooks=false' > src/.codex/config.toml".to_string(),
+                "src/.codex/config.toml",
+            ),
+            (
+                "cp /tmp/s.json src/.claude/settings.json".to_string(),
+                "src/.claude/settings.json",
+            ),
+            (
+                "tee docs/.gemini/settings.json < /tmp/x".to_string(),
+                "docs/.gemini/settings.json",
+            ),
+            ("touch lib/.cursor/hooks.json".to_string(), "lib/.cursor/hooks.json"),
         ];
         for agent in SENDERS {
             for (command, names) in &commands {
@@ -2003,11 +2042,14 @@ mod tests {
                     "{agent:?}: {path}"
                 );
             }
-            assert_eq!(
-                command_refusal(&sc, Agent::Codex, &command, &[]),
-                None,
-                "{path} without variables"
-            );
+            // (A `.gemini/settings.json` is an agent's settings wherever it is.)
+            if !path.contains("/.gemini/") {
+                assert_eq!(
+                    command_refusal(&sc, Agent::Codex, &command, &[]),
+                    None,
+                    "{path} without variables"
+                );
+            }
         }
     }
 
@@ -2053,6 +2095,8 @@ mod tests {
                 "{agent:?} {tool} {input}"
             );
         }
+        let planted = serde_json::json!({"file_path": "src/.claude/settings.local.json", "content": "{}"});
+        assert!(refusal_of(&sc, Agent::ClaudeCode, "Write", planted, &[]).is_some());
         let fine = serde_json::json!({"file_path": "src/main.rs", "content": "fn main() {}"});
         assert_eq!(refusal_of(&sc, Agent::ClaudeCode, "Write", fine, &[]), None);
     }
