@@ -1,15 +1,17 @@
 //! Rein's own files, guarded whatever the policy says.
 //!
 //! The agent a hook governs must never change Rein's store, keys, tokens,
-//! policies, compiled-policy cache, the agent settings that install the
-//! hook, or the `rein` executable, nor decide approvals or reload policies
-//! through `rein`. [`Protected`] lists those files; [`Protected::check`]
+//! policies, compiled-policy cache, any coding agent's hook settings, or
+//! the `rein` executable, nor decide approvals or reload policies through
+//! `rein`, nor start another coding agent with other settings (hooks off,
+//! another folder or home, variables that move its settings). [`Protected`] lists those files; [`Protected::check`]
 //! looks at one mapped action input (the same input rules see, paths
 //! resolved) and says why it must be refused, before any policy is asked.
 //!
 //! This is a guard over what a tool call or a command line says. A program
 //! that opens the store by itself (a script the agent wrote, a renamed
-//! copy of `sqlite3`) is not seen: an OS sandbox that makes these files
+//! copy of `sqlite3`, a copy of `codex` under another name, an agent
+//! started from a script) is not seen: an OS sandbox that makes these files
 //! read-only to the agent is the complete answer.
 
 use crate::event::HookEvent;
