@@ -48,6 +48,9 @@ struct Entry {
 #[derive(Clone, Debug, Default)]
 pub struct Protected {
     entries: Vec<Entry>,
+    /// The folder of the event being judged (its `cwd`, resolved), where a
+    /// nested agent must start (see [`Protected::with_agent_settings`]).
+    agent_folder: Option<String>,
 }
 
 /// The folders, below a project (and each folder above it) or the home
@@ -372,6 +375,7 @@ impl Protected {
     ) -> Protected {
         const WHAT: &str = "the agent's hook settings";
         let mut out = self.clone();
+        out.agent_folder = Some(crate::map::resolve(Path::new("/"), &event.cwd, None));
         // The agent's shell may have left the folder the agent started in
         // (`cd src`: the next event's `cwd` is `src`), so the settings of
         // the folders above `cwd` count too: up to the repository's root,
@@ -584,7 +588,7 @@ impl Protected {
         if let Some(why) = settings_variable(program, &args, &env) {
             return Some(why);
         }
-        if let Some(why) = nested_agent(input, program, &args, &env) {
+        if let Some(why) = nested_agent(input, program, &args, &env, self.agent_folder.as_deref()) {
             return Some(why);
         }
         let known = input.get("known").and_then(Json::as_bool).unwrap_or(false);
@@ -1236,7 +1240,10 @@ fn may_expand(word: &str) -> bool {
 /// a wrapper changing user or environment, an option Rein does not vouch
 /// for, a subcommand that changes its configuration, arguments known only
 /// when it runs). A plain start is left to the policy.
-fn nested_agent(input: &Json, program: &str, args: &[String], env: &[String]) -> Option<String> {
+///
+/// `folder` is the event's folder; without one, where the command starts
+/// (a Gemini `run_shell_command` may start it in another `directory`).
+fn nested_agent(input: &Json, program: &str, args: &[String], env: &[String], folder: Option<&str>) -> Option<String> {
     let (cli, agent_args) = nested_agent_call(program, args)?;
     let refuse = |how: String| {
         Some(format!(
@@ -1253,7 +1260,7 @@ fn nested_agent(input: &Json, program: &str, args: &[String], env: &[String]) ->
     if let Some(w) = via.iter().find(|w| !wrapper_keeps_settings(w)) {
         return refuse(format!("through `{w}`"));
     }
-    let cwd = input.get("cwd").and_then(Json::as_str).unwrap_or_default();
+    let cwd = folder.unwrap_or_else(|| input.get("cwd").and_then(Json::as_str).unwrap_or_default());
     let dirs = list(input, "dirs");
     if dirs.is_empty() || dirs.iter().any(|d| d != cwd) {
         return refuse("in another folder than the agent's (whose project settings it would not read)".to_string());
@@ -1291,10 +1298,16 @@ fn nested_agent(input: &Json, program: &str, args: &[String], env: &[String]) ->
         };
         let value = match (takes_value, inline) {
             (true, Some(v)) => Some(v),
-            (true, None) => {
-                i += 1;
-                agent_args.get(i - 1).map(String::as_str)
-            }
+            // The next word, unless it is an option itself: the agents'
+            // parsers read `gemini -p --yolo` as two options (an empty
+            // prompt and YOLO), so it is judged as one.
+            (true, None) => match agent_args.get(i) {
+                Some(next) if !(next.starts_with('-') && next != "-") => {
+                    i += 1;
+                    Some(next.as_str())
+                }
+                _ => None,
+            },
             // `-pv`, `--print=x`: not a form Rein reads.
             (false, Some(_)) => return refuse(format!("with `{a}`")),
             (false, None) => None,
@@ -2139,6 +2152,8 @@ mod tests {
             "claude update",
             "gemini --yolo -p hi",
             "gemini -y -p hi",
+            "gemini -p --yolo",
+            "codex exec -m --dangerously-bypass-approvals-and-sandbox hi",
             "gemini --approval-mode yolo -p hi",
             "gemini -s -p hi",
             "gemini --policy /tmp/p -p hi",
@@ -2192,6 +2207,16 @@ mod tests {
                 let why = command_refusal(&sc, agent, command, &[]);
                 assert!(why.is_some(), "{agent:?}: {command}");
             }
+        }
+    }
+
+    #[test]
+    fn a_nested_agent_in_another_directory_of_gemini_is_refused() {
+        let sc = scene();
+        for directory in ["/tmp", "src"] {
+            let input = serde_json::json!({"command": "codex exec hi", "directory": directory});
+            let why = refusal_of(&sc, Agent::Gemini, "run_shell_command", input, &[]);
+            assert!(why.is_some_and(|w| w.contains("another folder")), "{directory}");
         }
     }
 
