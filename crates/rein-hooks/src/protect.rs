@@ -885,32 +885,49 @@ fn settings_variable(program: &str, args: &[String], env: &[String]) -> Option<S
         "printf" => args.iter().skip_while(|a| *a != "-v").skip(1).take(1).collect(),
         _ => args.iter().collect(),
     };
-    let assigned: Vec<&str> = match ASSIGNERS.contains(&program) {
-        true => named
-            .into_iter()
-            .filter(|a| !a.starts_with('-'))
-            .map(|a| a.split('=').next().unwrap_or_default().trim_end_matches('+'))
-            .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-            .collect(),
+    let identifier = |n: &str| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let words: Vec<&String> = match ASSIGNERS.contains(&program) {
+        true => named.into_iter().filter(|a| !a.starts_with('-')).collect(),
         false => Vec::new(),
     };
+    if let Some(w) = words
+        .iter()
+        .find(|w| w.split('=').next().unwrap_or_default().contains(['$', '`']))
+    {
+        return Some(format!(
+            "`{program} {w}` sets a variable whose name is only known when it runs (it may be Rein's or a coding \
+             agent's, which are not the agent's to change)"
+        ));
+    }
+    // A name, and the variable a reference names (`declare -n r=CODEX_HOME`).
+    let reference = ["declare", "typeset", "local"].contains(&program)
+        && args
+            .iter()
+            .any(|a| a.starts_with('-') && !a.starts_with("--") && a.contains('n'));
+    let assigned: Vec<&str> = words
+        .iter()
+        .flat_map(|a| {
+            let (name, value) = a.split_once('=').unwrap_or((a.as_str(), ""));
+            [name.trim_end_matches('+'), if reference { value } else { "" }]
+        })
+        .filter(|n| identifier(n))
+        .collect();
     let for_the_line = program.is_empty() || !assigned.is_empty();
     let names = env.iter().map(String::as_str).chain(assigned.iter().copied());
     for name in names {
-        let upper = name.to_ascii_uppercase();
-        if upper.starts_with("REIN_") {
+        if name.starts_with("REIN_") {
             return Some(format!(
                 "`{name}` points Rein's commands at other files; Rein's own settings are not the agent's to change"
             ));
         }
-        if AGENT_VARIABLE_PREFIXES.iter().any(|p| upper.starts_with(p)) {
+        if AGENT_VARIABLE_PREFIXES.iter().any(|p| name.starts_with(p)) {
             return Some(format!(
                 "`{name}` tells a coding agent where its settings are or which to load; an agent's hook settings are \
                  not the agent's to change, whatever the policy says"
             ));
         }
         let whole_line = for_the_line && (program.is_empty() || assigned.contains(&name));
-        if whole_line && HOME_VARIABLES.contains(&upper.as_str()) {
+        if whole_line && HOME_VARIABLES.contains(&name) {
             return Some(format!(
                 "`{name}` set for the rest of the command moves every coding agent's user settings (and their \
                  hooks); an agent's hook settings are not the agent's to change, whatever the policy says"
@@ -2190,6 +2207,8 @@ mod tests {
             "printf -v CODEX_HOME /tmp",
             "read CODEX_HOME <<< /tmp/x",
             "export REIN_DB=/tmp/x.db",
+            "declare -n r=CODEX_HOME; r=/tmp/x; codex exec hi",
+            "export ${X}=/tmp/x",
             // Another user, environment or folder.
             "env HOME=/tmp codex exec hi",
             "env -i codex exec hi",
@@ -2249,6 +2268,7 @@ mod tests {
             "echo $HOME",
             "printf '%s' CODEX_HOME",
             "export PATH=$PATH:/x",
+            "export MODE=home codex_home=x",
             "rm -rf build",
             "echo x > src/notes.txt",
             "python3 -c \"print(open('.env.example').read())\"",
