@@ -75,14 +75,14 @@ const AGENT_SETTINGS: &[(&str, &[&str])] = &[
 const HOME_AGENT_FILES: &[&str] = &[".claude.json"];
 
 /// System-wide (managed) hook settings, at their Linux places.
-const SYSTEM_AGENT_SETTINGS: &[&str] = &[
-    "/etc/claude-code/managed-settings.json",
-    "/etc/codex/config.toml",
-    "/etc/codex/requirements.toml",
-    "/etc/codex/managed_config.toml",
-    "/etc/gemini-cli/settings.json",
-    "/etc/gemini-cli/system-defaults.json",
-    "/etc/cursor/hooks.json",
+const SYSTEM_AGENT_SETTINGS: &[(&str, &[&str])] = &[
+    ("/etc/claude-code", &["managed-settings.json"]),
+    (
+        "/etc/codex",
+        &["config.toml", "requirements.toml", "managed_config.toml"],
+    ),
+    ("/etc/gemini-cli", &["settings.json", "system-defaults.json"]),
+    ("/etc/cursor", &["hooks.json"]),
 ];
 
 /// Environment variables that move an agent's settings, and what they
@@ -395,12 +395,10 @@ impl Protected {
             }
         }
         if let Some(home) = home {
-            for file in HOME_AGENT_FILES {
-                out.add(&home.join(file), WHAT, Kind::File);
-            }
+            out.add_files_in(home, HOME_AGENT_FILES, WHAT);
         }
-        for file in SYSTEM_AGENT_SETTINGS {
-            out.add(Path::new(file), WHAT, Kind::File);
+        for (dir, files) in SYSTEM_AGENT_SETTINGS {
+            out.add_files_in(Path::new(dir), files, WHAT);
         }
         for (name, moved) in SETTINGS_VARIABLES {
             let Some(value) = var(name).filter(|v| !v.is_empty()) else {
@@ -442,22 +440,22 @@ impl Protected {
         out
     }
 
-    /// Adds `files` of the folder `dir`. A folder that does not exist holds
-    /// no symlink to resolve: its files are joined to it as resolved once,
-    /// rather than each resolved (a hook reads every ancestor's folders of
-    /// every agent on every event).
+    /// Adds `files` of the folder `dir`, which is resolved once: a file is
+    /// resolved on its own only if it is a symlink (guarded where it
+    /// points), and none is looked at in a folder that does not exist (a
+    /// hook reads every ancestor's folders of every agent on every event).
     fn add_files_in(&mut self, dir: &Path, files: &[&str], what: &str) {
-        if std::fs::symlink_metadata(dir).is_ok() {
-            for file in files {
-                self.add(&dir.join(file), what, Kind::File);
-            }
-            return;
-        }
         let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
         let Some(text) = dir.to_str() else { return };
         let resolved = PathBuf::from(crate::map::resolve(&cwd, text, None));
+        let exists = std::fs::symlink_metadata(&resolved).is_ok();
         for file in files {
-            let path = resolved.join(file).to_string_lossy().into_owned();
+            let joined = resolved.join(file);
+            let is_link = exists && std::fs::symlink_metadata(&joined).is_ok_and(|m| m.file_type().is_symlink());
+            let path = match (is_link, joined.to_str()) {
+                (true, Some(link)) => crate::map::resolve(&cwd, link, None),
+                _ => joined.to_string_lossy().into_owned(),
+            };
             if !self.entries.iter().any(|e| e.path == path) {
                 self.entries.push(Entry {
                     folded: path.to_lowercase(),
@@ -2226,6 +2224,21 @@ mod tests {
                 let why = command_refusal(&sc, agent, command, &[]);
                 assert!(why.is_some(), "{agent:?}: {command}");
             }
+        }
+    }
+
+    #[test]
+    fn a_settings_file_that_is_a_link_is_guarded_where_it_points() {
+        let sc = scene();
+        let shared = sc.root.join("shared");
+        std::fs::create_dir_all(&shared).unwrap();
+        std::fs::write(shared.join("team-hooks.json"), "{}").unwrap();
+        std::fs::remove_file(sc.project.join(".cursor/hooks.json")).unwrap();
+        std::os::unix::fs::symlink(shared.join("team-hooks.json"), sc.project.join(".cursor/hooks.json")).unwrap();
+        let command = format!("echo x > {}", shared.join("team-hooks.json").display());
+        for agent in SENDERS {
+            let why = command_refusal(&sc, agent, &command, &[]);
+            assert!(why.is_some_and(|w| w.contains("shared/team-hooks.json")), "{agent:?}");
         }
     }
 
