@@ -122,7 +122,13 @@ for round in $(seq "$ROUNDS"); do
     COMMANDS+=(-n "$agent" "sh -c '$REIN hook $agent ${POLICY[*]} --db $OUT/$agent.db --cache-dir $OUT/cache < $OUT/$agent.json'")
   done
   echo "== round $round of $ROUNDS (${ORDER[*]}), $RUNS runs each, load: $(cut -d' ' -f1-3 /proc/loadavg)"
-  hyperfine -N --warmup 20 --runs "$RUNS" --export-json "$OUT/rounds/$round.json" "${COMMANDS[@]}" >/dev/null
+  # hyperfine's warnings (outliers on a shared machine) are kept aside,
+  # shown only if it fails.
+  if ! hyperfine -N --warmup 20 --runs "$RUNS" --export-json "$OUT/rounds/$round.json" "${COMMANDS[@]}" \
+    >"$OUT/rounds/$round.log" 2>&1; then
+    cat "$OUT/rounds/$round.log" >&2
+    exit 1
+  fi
 done
 
 python3 - "$OUT/rounds" <<'PY'

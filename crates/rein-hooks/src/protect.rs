@@ -499,8 +499,7 @@ impl Protected {
             // An MCP tool or an unmapped one may take a path in any field
             // (a filesystem server's `write_file {path}`): every absolute
             // path among its values counts as changed.
-            // (`tool.other` is the name `agent.unknown_tool` had before.)
-            _ if action.starts_with("mcp.") || action == "agent.unknown_tool" || action == "tool.other" => {
+            _ if action.starts_with("mcp.") || action == "tool.other" => {
                 let mut texts = Vec::new();
                 let parsed = input
                     .get("input_json")
