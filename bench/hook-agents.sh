@@ -68,12 +68,13 @@ built = {
     "cursor": {"conversation_id": "bench", "generation_id": "bench-gen", "hook_event_name": "beforeShellExecution",
                "command": command, "cwd": project, "workspace_roots": [project]},
 }
-# The recorded shell event of each agent, if its folder has one.
+# The recorded shell event of each agent, if its folder has one: the main
+# agent's (`PreToolUse-Bash.json`) before any other (a sub-agent's).
 recorded = {
-    "claude-code": ["PreToolUse-Bash*.json"],
-    "codex": ["PreToolUse-Bash*.json", "PreToolUse-shell*.json"],
-    "gemini": ["BeforeTool-run_shell_command*.json"],
-    "cursor": ["beforeShellExecution*.json"],
+    "claude-code": ["PreToolUse-Bash.json", "PreToolUse-Bash*.json"],
+    "codex": ["PreToolUse-Bash.json", "PreToolUse-Bash*.json"],
+    "gemini": ["BeforeTool-run_shell_command.json", "BeforeTool-run_shell_command*.json"],
+    "cursor": ["beforeShellExecution.json", "beforeShellExecution*.json"],
 }
 with open(os.path.join(out, "events.txt"), "w") as listing:
     for agent, event in built.items():
