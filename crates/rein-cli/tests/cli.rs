@@ -412,7 +412,7 @@ fn completions_cover_every_subcommand() {
             let text = stdout(&o);
             assert!(text.contains("-F _rein rein"), "{text}{}", stderr(&o));
             assert!(text.contains("[audit]"), "{text}");
-            assert!(text.contains("claude-code policy"), "{text}");
+            assert!(text.contains("[claude-code codex gemini cursor policy"), "{text}");
         }
         Err(e) => assert!(std::env::var_os("CI").is_none(), "bash is needed under CI: {e}"),
     }

@@ -225,6 +225,11 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
                         ),
                     );
                     let d = match did_you_mean(&t.value, action_names.iter().map(String::as_str)) {
+                        // Renamed by the coding-agent hooks: say so, rather
+                        // than suggest declaring an action no event carries.
+                        _ if t.value == "tool.other" => d.with_help(
+                            "`tool.other` was renamed: a tool Rein does not know (or a known tool with a field it does not know) is `agent.unknown_tool` (same input), a built-in tool with no effect outside the agent is `agent.internal` ({tool})",
+                        ),
                         Some(s) => d.with_help(format!("did you mean `{s}`?")),
                         None => d.with_help(format!(
                             "declare it under `contracts.actions` with its input fields, e.g. `{}: {{input: {{...}}}}`",

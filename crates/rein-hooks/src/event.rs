@@ -1,5 +1,7 @@
-//! Hook events of the three agents, read into one shape.
+//! Hook events of every agent, read into one shape with the agent's table
+//! ([`crate::table`]).
 
+use crate::table::{self, Answer, Format, Kind};
 use serde_json::Value as Json;
 
 /// Largest event accepted. A `Write` of a big file carries the whole
@@ -87,6 +89,14 @@ pub struct HookEvent {
     /// e.g. `general-purpose`, `Explore`, or a custom agent's name; in the
     /// main agent, the one `claude --agent NAME` runs as).
     pub agent_type: Option<String>,
+    /// The MCP server and tool of an MCP tool call, as Gemini CLI names
+    /// them in `mcp_context` (its `tool_name` joins them as
+    /// `mcp_<server>_<tool>`, which cannot be split when a name holds `_`).
+    pub mcp_tool: Option<(String, String)>,
+    /// Whether the agent honours "ask" for this event (its table says).
+    pub ask: bool,
+    /// How this event is answered (its table says).
+    pub answer: Answer,
 }
 
 /// Longest `agent_id` or `agent_type` accepted, in bytes.
@@ -126,12 +136,12 @@ pub fn parse_event(agent: Agent, bytes: &[u8]) -> Result<HookEvent, EventError> 
     from_json(agent, value)
 }
 
-/// Reads one event already parsed as JSON.
+/// Reads one event already parsed as JSON, with the agent's table
+/// ([`crate::table`]): its event names, and for events that name no tool
+/// (Cursor's `beforeShellExecution`), the tool they stand for and where
+/// its input is.
 pub fn from_json(agent: Agent, value: Json) -> Result<HookEvent, EventError> {
-    if agent == Agent::Cursor {
-        // Until its adapter reads them, Cursor's events are refused.
-        return Err(EventError::Shape("of Cursor cannot be read yet".into()));
-    }
+    let table = table::table(agent).map_err(EventError::Shape)?;
     let Json::Object(mut map) = value else {
         return Err(EventError::Shape("is not a JSON object".into()));
     };
@@ -146,36 +156,119 @@ pub fn from_json(agent: Agent, value: Json) -> Result<HookEvent, EventError> {
         }
     };
     let event_name = string("hook_event_name")?.ok_or_else(|| EventError::Shape("has no `hook_event_name`".into()))?;
-    let session_id = string("session_id")?;
-    let cwd = string("cwd")?.ok_or_else(|| EventError::Shape("has no `cwd`".into()))?;
+    let entry = table.events.get(event_name.as_str());
+    let flat = entry.is_some_and(|e| e.tool.is_some());
+    let mut session_id = string("session_id")?;
+    let mut cwd = string("cwd")?;
     let permission_mode = string("permission_mode")?;
     let tool_use_id = string("tool_use_id")?;
-    let tool_name = string("tool_name")?;
+    let mut tool_name = string("tool_name")?;
     let prompt = string("prompt")?;
     let source = string("source")?;
     let reason = string("reason")?;
     let agent_id = string("agent_id")?;
     let agent_type = string("agent_type")?;
-    let tool_input = map.remove("tool_input").unwrap_or(Json::Null);
-    let tool_response = map.remove("tool_response").filter(|v| !v.is_null());
-
-    let kind = match (agent, event_name.as_str()) {
-        (Agent::ClaudeCode | Agent::Codex, "PreToolUse") | (Agent::Gemini, "BeforeTool") => EventKind::BeforeTool,
-        (Agent::ClaudeCode | Agent::Codex, "PermissionRequest") => EventKind::PermissionRequest,
-        (Agent::ClaudeCode | Agent::Codex, "PostToolUse") | (Agent::Gemini, "AfterTool") => EventKind::AfterTool,
-        (Agent::ClaudeCode | Agent::Codex, "UserPromptSubmit") | (Agent::Gemini, "BeforeAgent") => {
-            EventKind::UserPrompt
+    if table.format == Format::Cursor {
+        // Cursor names its session `conversation_id` (`session_id`, when
+        // sent, is the same) and may send an empty `cwd`: the project is
+        // then its first workspace root.
+        if session_id.is_none() {
+            session_id = string("conversation_id")?;
         }
-        (_, "SessionStart") => EventKind::SessionStart,
-        (_, "SessionEnd") => EventKind::SessionEnd,
-        (_, other) => EventKind::Other(other.to_string()),
+        if cwd.as_deref().is_none_or(str::is_empty) {
+            cwd = match map.get("workspace_roots") {
+                None | Some(Json::Null) => cwd,
+                Some(Json::Array(roots)) => match roots.first() {
+                    Some(Json::String(root)) if !root.is_empty() => Some(root.clone()),
+                    None => cwd,
+                    Some(_) => {
+                        return Err(EventError::Shape(
+                            "has a `workspace_roots` that is not a list of paths".into(),
+                        ))
+                    }
+                },
+                Some(other) => {
+                    return Err(EventError::Shape(format!(
+                        "has `workspace_roots` of type {}, expected a list",
+                        json_type(other)
+                    )))
+                }
+            };
+        }
+    }
+    let cwd = cwd
+        .filter(|c| !(flat || table.format == Format::Cursor) || !c.is_empty())
+        .ok_or_else(|| EventError::Shape("has no `cwd`".into()))?;
+    // Every path is resolved against it: a Cursor project that is not an
+    // absolute path would be resolved against the hook's own folder.
+    if table.format == Format::Cursor && !cwd.starts_with('/') {
+        return Err(EventError::Shape(format!(
+            "has a project folder `{cwd}` that is not an absolute path"
+        )));
+    }
+    let mut tool_input = match entry {
+        // The event's own fields are the tool's input.
+        Some(e) if flat => {
+            let mut input = serde_json::Map::new();
+            for key in &e.input {
+                if let Some(v) = map.get(*key) {
+                    input.insert((*key).to_string(), v.clone());
+                }
+            }
+            if e.input.contains(&"cwd") {
+                input.insert("cwd".into(), Json::String(cwd.clone()));
+            }
+            Json::Object(input)
+        }
+        _ => map.remove("tool_input").unwrap_or(Json::Null),
+    };
+    let mcp_tool = match map.remove("mcp_context") {
+        None | Some(Json::Null) => None,
+        Some(context) => {
+            let name = |key: &str| context.get(key).and_then(Json::as_str).map(str::to_string);
+            match (name("server_name"), name("tool_name")) {
+                (Some(server), Some(tool)) => Some((server, tool)),
+                _ => {
+                    return Err(EventError::Shape(
+                        "has `mcp_context` without string `server_name` and `tool_name`".into(),
+                    ))
+                }
+            }
+        }
+    };
+    let response_key = entry.and_then(|e| e.response).unwrap_or("tool_response");
+    let tool_response = map.remove(response_key).filter(|v| !v.is_null());
+    if let Some(e) = entry {
+        if let Some(tool) = e.tool {
+            tool_name = Some(tool.to_string());
+        } else if e.mcp_tool {
+            // A bare MCP tool name: given the agent's MCP form, so that it
+            // maps as MCP tools named in `preToolUse` do.
+            tool_name = tool_name.map(|t| format!("{}{t}", table.mcp.prefix));
+        }
+        // Cursor sends an MCP tool's arguments as JSON text.
+        if let (true, Json::String(text)) = (e.mcp_tool, &tool_input) {
+            tool_input = rein_engine::json::parse_strict(text.as_bytes()).map_err(|e| {
+                EventError::Shape(format!("`{event_name}` has `tool_input` text that is not JSON: {e}"))
+            })?;
+        }
+    }
+
+    let kind = match entry.map(|e| e.kind) {
+        Some(Kind::BeforeTool) => EventKind::BeforeTool,
+        Some(Kind::PermissionRequest) => EventKind::PermissionRequest,
+        Some(Kind::AfterTool) => EventKind::AfterTool,
+        Some(Kind::UserPrompt) => EventKind::UserPrompt,
+        Some(Kind::SessionStart) => EventKind::SessionStart,
+        Some(Kind::SessionEnd) => EventKind::SessionEnd,
+        None => EventKind::Other(event_name.clone()),
     };
     let tool_event = matches!(
         kind,
         EventKind::BeforeTool | EventKind::PermissionRequest | EventKind::AfterTool
     );
     if tool_event {
-        if tool_name.is_none() {
+        if tool_name.as_deref().is_none_or(str::is_empty) {
             return Err(EventError::Shape(format!("`{event_name}` has no `tool_name`")));
         }
         if !tool_input.is_object() {
@@ -186,7 +279,7 @@ pub fn from_json(agent: Agent, value: Json) -> Result<HookEvent, EventError> {
         }
     }
     if kind == EventKind::AfterTool && tool_response.is_none() {
-        return Err(EventError::Shape(format!("`{event_name}` has no `tool_response`")));
+        return Err(EventError::Shape(format!("`{event_name}` has no `{response_key}`")));
     }
     if kind == EventKind::UserPrompt && prompt.is_none() {
         return Err(EventError::Shape(format!("`{event_name}` has no `prompt`")));
@@ -224,6 +317,9 @@ pub fn from_json(agent: Agent, value: Json) -> Result<HookEvent, EventError> {
         session_detail,
         agent_id,
         agent_type,
+        mcp_tool,
+        ask: entry.is_some_and(|e| e.ask),
+        answer: entry.map(|e| e.answer).unwrap_or_default(),
     })
 }
 

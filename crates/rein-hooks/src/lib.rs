@@ -1,7 +1,9 @@
 //! Rein as the gate of coding agents.
 //!
-//! A hook event from Claude Code, Codex CLI or Gemini CLI is read into one
-//! shape ([`event`]), its tool call mapped to Rein actions ([`map`]; a shell
+//! A hook event from Claude Code, Codex CLI, Gemini CLI or Cursor is read
+//! into one shape ([`event`]) with the agent's mapping table ([`table`]:
+//! its event names, tool names and answer shapes, as data), its tool call
+//! mapped to Rein actions ([`map`]; a shell
 //! command becomes one decision per part it would run), every part decided
 //! and recorded by the [`Runtime`], the parts combined (`block` beats
 //! `require_approval` beats `allow`) and the verdict rendered in the
@@ -25,6 +27,7 @@ pub mod event;
 pub mod map;
 pub mod protect;
 pub mod render;
+pub mod table;
 
 pub use event::{parse_event, Agent, EventError, EventKind, HookEvent, MAX_EVENT_BYTES};
 pub use protect::{Kind as ProtectedKind, Protected};

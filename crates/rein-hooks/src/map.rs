@@ -2,9 +2,11 @@
 //!
 //! Every agent's tool names are normalised to one set of actions (the
 //! contracts ship in `policies/agents/coding-agent.yaml`), so one policy
-//! governs Claude Code, Codex and Gemini alike.
+//! governs Claude Code, Codex, Gemini and Cursor alike. Which tool does
+//! what is each agent's table ([`crate::table`]), not code.
 
-use crate::event::{Agent, HookEvent};
+use crate::event::HookEvent;
+use crate::table::{self, AgentTable, Does};
 use rein_shell::Analysis;
 use serde_json::{json, Map, Value as Json};
 use std::path::{Component, Path, PathBuf};
@@ -53,13 +55,14 @@ enum Tool<'a> {
     Read,
     Write,
     Patch,
-    /// Lists or searches files; `true` when the result holds file content.
+    /// Lists or searches files.
     Search(SearchKind),
     WebFetch,
     WebSearch,
     AgentSpawn,
+    Internal,
     Mcp(&'a str, &'a str),
-    Other,
+    Unknown,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -74,117 +77,48 @@ enum SearchKind {
     ReadMany,
 }
 
-fn classify(agent: Agent, name: &str) -> Tool<'_> {
-    if let Some(rest) = name.strip_prefix("mcp__") {
-        if let Some((server, tool)) = rest.split_once("__") {
-            if !server.is_empty() && !tool.is_empty() {
-                return Tool::Mcp(server, tool);
-            }
-        }
-        return Tool::Other;
-    }
-    match (agent, name) {
-        (Agent::ClaudeCode | Agent::Codex, "Bash") | (Agent::Gemini, "run_shell_command") => Tool::Shell,
-        (Agent::ClaudeCode | Agent::Codex, "Read" | "NotebookRead") | (Agent::Gemini, "read_file") => Tool::Read,
-        (Agent::ClaudeCode | Agent::Codex, "Write" | "Edit" | "MultiEdit" | "NotebookEdit")
-        | (Agent::Gemini, "write_file" | "replace") => Tool::Write,
-        (Agent::Codex, "apply_patch") => Tool::Patch,
-        (Agent::ClaudeCode | Agent::Codex, "Glob") | (Agent::Gemini, "glob") => Tool::Search(SearchKind::Glob),
-        (Agent::ClaudeCode | Agent::Codex, "Grep") | (Agent::Gemini, "search_file_content" | "grep") => {
-            Tool::Search(SearchKind::Grep)
-        }
-        (Agent::ClaudeCode | Agent::Codex, "LS") | (Agent::Gemini, "list_directory") => Tool::Search(SearchKind::List),
-        (Agent::Gemini, "read_many_files") => Tool::Search(SearchKind::ReadMany),
-        (Agent::ClaudeCode | Agent::Codex, "WebFetch") | (Agent::Gemini, "web_fetch") => Tool::WebFetch,
-        (Agent::ClaudeCode | Agent::Codex, "WebSearch") | (Agent::Gemini, "google_web_search") => Tool::WebSearch,
-        (Agent::ClaudeCode, "Agent" | "Task") => Tool::AgentSpawn,
-        _ => Tool::Other,
-    }
-}
+/// The action of a tool Rein does not know, or of a known tool called with
+/// a field its table does not know (see [`crate::table::ToolEntry::fields`]).
+pub const UNKNOWN_TOOL: &str = "agent.unknown_tool";
 
-/// The input fields a mapped tool is known to take: the mapping reads every
-/// one of them that decides what is read, written or run. A call with any
-/// other field is not mapped (it becomes `tool.other`, naming the field),
-/// so a field added by a new agent release is never silently dropped.
-fn known_fields(agent: Agent, name: &str) -> &'static [&'static str] {
-    match (agent, name) {
-        (Agent::ClaudeCode | Agent::Codex, "Bash") => &[
-            "command",
-            "description",
-            "timeout",
-            "run_in_background",
-            "dangerouslyDisableSandbox",
-        ],
-        (Agent::Gemini, "run_shell_command") => &["command", "description", "directory", "is_background"],
-        (_, "Read") => &["file_path", "offset", "limit", "pages"],
-        (_, "NotebookRead") => &["notebook_path", "cell_id"],
-        (Agent::Gemini, "read_file") => &["absolute_path", "file_path", "offset", "limit"],
-        (_, "Write") => &["file_path", "content"],
-        (_, "Edit") => &["file_path", "old_string", "new_string", "replace_all"],
-        (_, "MultiEdit") => &["file_path", "edits"],
-        (_, "NotebookEdit") => &["notebook_path", "new_source", "cell_id", "cell_type", "edit_mode"],
-        (Agent::Gemini, "write_file") => &["file_path", "content"],
-        (Agent::Gemini, "replace") => &[
-            "file_path",
-            "old_string",
-            "new_string",
-            "expected_replacements",
-            "instruction",
-        ],
-        (Agent::Codex, "apply_patch") => &["command", "input", "patch"],
-        (_, "Glob") => &["pattern", "path"],
-        (Agent::Gemini, "glob") => &[
-            "pattern",
-            "path",
-            "dir_path",
-            "case_sensitive",
-            "respect_git_ignore",
-            "respect_gemini_ignore",
-        ],
-        (_, "Grep") => &[
-            "pattern",
-            "path",
-            "glob",
-            "type",
-            "output_mode",
-            "-i",
-            "-n",
-            "-A",
-            "-B",
-            "-C",
-            "context",
-            "head_limit",
-            "offset",
-            "multiline",
-        ],
-        (Agent::Gemini, "search_file_content" | "grep") => &["pattern", "path", "dir_path", "include"],
-        (_, "LS") => &["path", "ignore"],
-        (Agent::Gemini, "list_directory") => &["path", "dir_path", "ignore", "file_filtering_options"],
-        (Agent::Gemini, "read_many_files") => &[
-            "paths",
-            "include",
-            "exclude",
-            "recursive",
-            "useDefaultExcludes",
-            "respect_git_ignore",
-            "file_filtering_options",
-        ],
-        (_, "WebFetch") => &["url", "prompt"],
-        (Agent::Gemini, "web_fetch") => &["prompt"],
-        (_, "WebSearch") => &["query", "allowed_domains", "blocked_domains"],
-        (Agent::Gemini, "google_web_search") => &["query"],
-        (_, "Agent" | "Task") => &[
-            "description",
-            "prompt",
-            "subagent_type",
-            "model",
-            "run_in_background",
-            "name",
-            "mode",
-            "isolation",
-        ],
-        _ => &[],
+/// The action of a built-in tool with no effect outside the agent (a to-do
+/// list, a question to the user): input `{tool}`.
+pub const INTERNAL_TOOL: &str = "agent.internal";
+
+/// What the tool `name` of `table` does, and the fields it is known to take.
+fn classify<'a>(table: Option<&'a AgentTable>, event: &'a HookEvent, name: &'a str) -> (Tool<'a>, &'a [&'static str]) {
+    let Some(table) = table else {
+        return (Tool::Unknown, &[]);
+    };
+    if table.looks_like_mcp(name) {
+        let named = match table.mcp.context {
+            true => table.mcp_tool_in_context(name, event.mcp_tool.as_ref()),
+            false => table.mcp_tool(name),
+        };
+        return match named {
+            Some((server, tool)) => (Tool::Mcp(server, tool), &[]),
+            None => (Tool::Unknown, &[]),
+        };
     }
+    let Some(entry) = table.tools.get(name) else {
+        return (Tool::Unknown, &[]);
+    };
+    let tool = match entry.does {
+        Does::Shell => Tool::Shell,
+        Does::Read => Tool::Read,
+        Does::Write => Tool::Write,
+        Does::Patch => Tool::Patch,
+        Does::Glob => Tool::Search(SearchKind::Glob),
+        Does::Grep => Tool::Search(SearchKind::Grep),
+        Does::List => Tool::Search(SearchKind::List),
+        Does::ReadMany => Tool::Search(SearchKind::ReadMany),
+        Does::WebFetch => Tool::WebFetch,
+        Does::WebSearch => Tool::WebSearch,
+        Does::AgentSpawn => Tool::AgentSpawn,
+        Does::Internal => Tool::Internal,
+        Does::Unknown => Tool::Unknown,
+    };
+    (tool, &entry.fields)
 }
 
 /// Maps the tool call of a tool event (the caller checked it has one).
@@ -198,29 +132,72 @@ pub fn map_tool(event: &HookEvent, home: Option<&Path>) -> ToolCall {
         inputs: vec![value],
         shell: None,
     };
-    let tool = classify(event.agent, name);
-    if !matches!(tool, Tool::Mcp(..) | Tool::Other) {
-        let known = known_fields(event.agent, name);
+    let (tool, known) = classify(table::table(event.agent).ok(), event, name);
+    if !matches!(tool, Tool::Mcp(..) | Tool::Unknown | Tool::Internal) {
         let unmapped: Vec<&str> = input
             .as_object()
-            .map(|m| m.keys().map(String::as_str).filter(|k| !known.contains(k)).collect())
+            .map(|m| {
+                m.keys()
+                    .map(String::as_str)
+                    .filter(|k| !known.iter().any(|f| f == k))
+                    .collect()
+            })
             .unwrap_or_default();
         if !unmapped.is_empty() {
-            return simple("tool.other", other_input(name, input, &unmapped));
+            return simple(UNKNOWN_TOOL, unknown_input(name, input, &unmapped));
         }
     }
     match tool {
         Tool::Shell => {
-            // Gemini runs the command in `directory` (relative to the project).
-            let dir = text("directory").map(|d| PathBuf::from(resolve(cwd, d, home)));
-            shell(input, dir.as_deref().unwrap_or(cwd), home)
+            // Gemini runs the command in `dir_path` (0.61; `directory`
+            // before), relative to the project; Cursor in `cwd` (empty: the
+            // project). Two of them at once: which is meant cannot be told.
+            let dirs: Vec<&str> = ["dir_path", "directory", "cwd"]
+                .into_iter()
+                .filter(|k| text(k).is_some_and(|d| !d.is_empty()))
+                .collect();
+            if dirs.len() > 1 {
+                return simple(UNKNOWN_TOOL, unknown_input(name, input, &dirs));
+            }
+            let dir = dirs
+                .first()
+                .and_then(|k| text(k))
+                .map(|d| PathBuf::from(resolve(cwd, d, home)));
+            let mut call = shell(input, dir.as_deref().unwrap_or(cwd), home);
+            // A tool that always runs its command in the background
+            // (Claude Code's `Monitor`) says so in its table.
+            let always_background = table::table(event.agent)
+                .ok()
+                .and_then(|t| t.tools.get(name))
+                .is_some_and(|e| e.background);
+            if always_background {
+                call.inputs.iter_mut().for_each(|i| i["background"] = json!(true));
+            }
+            call
         }
         Tool::Read => {
-            let paths: Vec<&str> = text("file_path")
+            let mut paths: Vec<&str> = text("file_path")
                 .or_else(|| text("absolute_path"))
                 .or_else(|| text("notebook_path"))
+                // Codex's `view_image`.
+                .or_else(|| text("path"))
                 .into_iter()
                 .collect();
+            // Files Cursor attaches to a read (rules, other files) are read
+            // too: each is decided. One that names no path is read as an
+            // empty path, which no "inside the project" rule accepts.
+            if let Some(attachments) = input.get("attachments") {
+                match attachments.as_array() {
+                    Some(list) => paths.extend(list.iter().map(|a| {
+                        a.get("file_path")
+                            .or_else(|| a.get("filePath"))
+                            .and_then(Json::as_str)
+                            .unwrap_or_default()
+                    })),
+                    None if attachments.is_null() => {}
+                    None => paths.push(""),
+                }
+            }
             file_inputs("file.read", &paths, cwd, home, |_| Map::new())
         }
         Tool::Write => {
@@ -298,8 +275,9 @@ pub fn map_tool(event: &HookEvent, home: Option<&Path>) -> ToolCall {
             "agent.spawn",
             json!({
                 "description": text("description").unwrap_or_default(),
-                "prompt": text("prompt").unwrap_or_default(),
-                "subagent_type": text("subagent_type").unwrap_or_default(),
+                // Codex's `spawn_agent` takes its task as `message`.
+                "prompt": text("prompt").or_else(|| text("message")).unwrap_or_default(),
+                "subagent_type": text("subagent_type").or_else(|| text("agent_name")).unwrap_or_default(),
                 "model": text("model").unwrap_or_default(),
                 "mode": text("mode").unwrap_or_default(),
                 "isolation": text("isolation").unwrap_or_default(),
@@ -307,13 +285,14 @@ pub fn map_tool(event: &HookEvent, home: Option<&Path>) -> ToolCall {
             }),
         ),
         Tool::Mcp(server, tool) => simple(&format!("mcp.{server}.{tool}"), input.clone()),
-        Tool::Other => simple("tool.other", other_input(name, input, &[])),
+        Tool::Internal => simple(INTERNAL_TOOL, json!({"tool": name})),
+        Tool::Unknown => simple(UNKNOWN_TOOL, unknown_input(name, input, &[])),
     }
 }
 
-/// `tool.other`: a tool Rein does not map, or a mapped tool called with a
-/// field the mapping does not know (`unmapped_fields`).
-fn other_input(name: &str, input: &Json, unmapped: &[&str]) -> Json {
+/// `agent.unknown_tool`: a tool Rein does not map, or a mapped tool called
+/// with a field the mapping does not know (`unmapped_fields`).
+fn unknown_input(name: &str, input: &Json, unmapped: &[&str]) -> Json {
     json!({"tool": name, "input_json": serde_json::to_string(input).unwrap_or_default(), "unmapped_fields": unmapped})
 }
 
@@ -323,7 +302,11 @@ fn other_input(name: &str, input: &Json, unmapped: &[&str]) -> Json {
 /// whole tree, never narrows them.
 fn search_input(kind: SearchKind, name: &str, input: &Json, cwd: &Path, home: Option<&Path>) -> Json {
     let text = |key: &str| input.get(key).and_then(Json::as_str);
-    let requested = text("path").or_else(|| text("dir_path")).unwrap_or_default();
+    // Cursor's Grep names where it searches `file_path`.
+    let requested = text("path")
+        .or_else(|| text("dir_path"))
+        .or_else(|| text("file_path"))
+        .unwrap_or_default();
     let base = if requested.is_empty() {
         resolve(cwd, ".", home)
     } else {
@@ -347,6 +330,7 @@ fn search_input(kind: SearchKind, name: &str, input: &Json, cwd: &Path, home: Op
             // ripgrep's `--glob` without a `/` matches a name at any depth.
             let filter = text("glob")
                 .or_else(|| text("include"))
+                .or_else(|| text("include_pattern"))
                 .filter(|g| !g.trim().is_empty());
             let globs = match filter {
                 // `!x` excludes x: every other file is searched.
@@ -796,7 +780,7 @@ fn real_prefix(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::parse_event;
+    use crate::event::{parse_event, Agent};
 
     #[test]
     fn operands_are_resolved_where_the_part_runs() {
@@ -844,7 +828,12 @@ mod tests {
     }
 
     fn event(agent: Agent, tool: &str, input: Json) -> HookEvent {
-        let text = json!({"hook_event_name": if agent == Agent::Gemini {"BeforeTool"} else {"PreToolUse"},
+        let name = match agent {
+            Agent::Gemini => "BeforeTool",
+            Agent::Cursor => "preToolUse",
+            _ => "PreToolUse",
+        };
+        let text = json!({"hook_event_name": name,
             "cwd": "/nonexistent-project", "tool_name": tool, "tool_input": input, "session_id": "s"});
         parse_event(agent, text.to_string().as_bytes()).unwrap()
     }
@@ -935,13 +924,39 @@ mod tests {
                 json!({}),
                 "mcp.everything.get-env",
             ),
-            (Agent::ClaudeCode, "TodoWrite", json!({"todos": []}), "tool.other"),
-            (Agent::ClaudeCode, "mcp__broken", json!({}), "tool.other"),
+            (Agent::ClaudeCode, "TodoWrite", json!({"todos": []}), "agent.internal"),
+            (Agent::ClaudeCode, "mcp__broken", json!({}), "agent.unknown_tool"),
+            (Agent::ClaudeCode, "SomeFutureTool", json!({}), "agent.unknown_tool"),
+            (
+                Agent::ClaudeCode,
+                "Workflow",
+                json!({"script": "x"}),
+                "agent.unknown_tool",
+            ),
+            (
+                Agent::Cursor,
+                "Shell",
+                json!({"command": "ls", "cwd": ""}),
+                "shell.exec",
+            ),
+            (Agent::Cursor, "MCP:query", json!({"sql": "x"}), "mcp.any.query"),
+            (Agent::Cursor, "Bash", json!({"command": "ls"}), "agent.unknown_tool"),
         ];
         for (agent, tool, input, action) in cases {
             let call = map_tool(&event(agent, tool, input), None);
             assert_eq!(call.action, action, "{tool}");
         }
+    }
+
+    #[test]
+    fn a_monitor_runs_in_the_background() {
+        let call = map_tool(
+            &event(Agent::ClaudeCode, "Monitor", json!({"command": "tail -f log"})),
+            None,
+        );
+        assert_eq!(call.inputs[0]["background"], json!(true));
+        let call = map_tool(&event(Agent::ClaudeCode, "Bash", json!({"command": "ls"})), None);
+        assert_eq!(call.inputs[0]["background"], json!(false));
     }
 
     #[test]

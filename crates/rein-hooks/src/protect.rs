@@ -499,7 +499,7 @@ impl Protected {
             // An MCP tool or an unmapped one may take a path in any field
             // (a filesystem server's `write_file {path}`): every absolute
             // path among its values counts as changed.
-            _ if action.starts_with("mcp.") || action == "tool.other" => {
+            _ if action.starts_with("mcp.") || action == crate::map::UNKNOWN_TOOL => {
                 let mut texts = Vec::new();
                 let parsed = input
                     .get("input_json")
@@ -1806,7 +1806,7 @@ mod tests {
         assert!(g.check("mcp.filesystem.write_file", &input).is_some());
         let input =
             serde_json::json!({"tool": "X", "input_json": "{\"target\": [\"/p/rein.db\"]}", "unmapped_fields": []});
-        assert!(g.check("tool.other", &input).is_some());
+        assert!(g.check("agent.unknown_tool", &input).is_some());
         let input = serde_json::json!({"path": "/p/src/a.rs"});
         assert_eq!(g.check("mcp.filesystem.write_file", &input), None);
         // Relative to a root only the server knows, `~` or a file URL.

@@ -1,6 +1,7 @@
 //! Verdicts in each agent's answer format.
 
 use crate::event::{from_json, Agent, EventKind, HookEvent};
+use crate::table::{self, AgentTable, Answer, Format};
 use crate::Verdict;
 use rein_engine::Effect;
 use serde_json::{json, Value as Json};
@@ -37,10 +38,18 @@ pub fn render(event: &HookEvent, verdict: &Verdict) -> Reply {
         return Reply::json(json!({}));
     };
     let reason = reason_text(verdict, effect);
-    match event.agent {
-        Agent::ClaudeCode | Agent::Codex => claude(event, effect, &reason),
-        Agent::Gemini => gemini(event, effect, &reason),
-        Agent::Cursor => gemini(event, effect, &reason),
+    match table::table(event.agent) {
+        Ok(t) => match t.format {
+            Format::Claude => claude(event, effect, &reason),
+            Format::Gemini => gemini(event, effect, &reason),
+            Format::Cursor => cursor(event, t, effect, &reason),
+        },
+        // Not reached: an event is read with its table.
+        Err(why) => Reply {
+            stdout: "{}".into(),
+            stderr: format!("Rein: {why}"),
+            exit_code: 2,
+        },
     }
 }
 
@@ -75,10 +84,11 @@ fn reason_text(verdict: &Verdict, effect: Effect) -> String {
 }
 
 fn claude(event: &HookEvent, effect: Effect, reason: &str) -> Reply {
-    let decision = match (effect, event.agent) {
-        (Effect::Allow, _) => "allow",
-        // Codex has no "ask": the safe rendering is a refusal.
-        (Effect::RequireApproval, Agent::ClaudeCode) => "ask",
+    let decision = match effect {
+        Effect::Allow => "allow",
+        // Where the agent has no "ask" (Codex), the safe rendering is a
+        // refusal naming the approval.
+        Effect::RequireApproval if event.ask => "ask",
         _ => "deny",
     };
     match &event.kind {
@@ -94,6 +104,10 @@ fn claude(event: &HookEvent, effect: Effect, reason: &str) -> Reply {
                 json!({"behavior": "deny", "message": reason})
             };
             Reply::json(json!({"hookSpecificOutput": {"hookEventName": event.event_name, "decision": decision}}))
+        }
+        EventKind::AfterTool if effect != Effect::Allow && event.answer == Answer::Block => {
+            let notice = format!("[output withheld] {reason}");
+            Reply::json(json!({"decision": "block", "reason": notice}))
         }
         EventKind::AfterTool if effect != Effect::Allow => {
             // `decision: block` alone leaves the output with the model; the
@@ -117,6 +131,10 @@ fn claude(event: &HookEvent, effect: Effect, reason: &str) -> Reply {
     }
 }
 
+/// Gemini CLI (0.61) has an `ask` decision, but `require_approval` is a
+/// deny naming the approval: under `gemini -p` an `ask` waits for a
+/// confirmation that never comes (the run hangs), and interactively the
+/// user's "yes" would run the call without Rein's approval record.
 fn gemini(event: &HookEvent, effect: Effect, reason: &str) -> Reply {
     match (&event.kind, effect) {
         (EventKind::BeforeTool, Effect::Allow) => Reply::json(json!({"decision": "allow", "reason": reason})),
@@ -124,6 +142,40 @@ fn gemini(event: &HookEvent, effect: Effect, reason: &str) -> Reply {
             EventKind::BeforeTool | EventKind::AfterTool | EventKind::UserPrompt,
             Effect::Block | Effect::RequireApproval,
         ) => Reply::json(json!({"decision": "deny", "reason": reason})),
+        _ => Reply::json(json!({})),
+    }
+}
+
+/// Cursor's flat answers; what each event accepts is in its table
+/// (`answer`, `ask`).
+fn cursor(event: &HookEvent, table: &AgentTable, effect: Effect, reason: &str) -> Reply {
+    match event.answer {
+        Answer::Permission if effect == Effect::Allow => Reply::json(json!({"permission": "allow"})),
+        Answer::Permission => {
+            // "ask" only where Cursor enforces it; elsewhere (`preToolUse`
+            // accepts it without acting on it) a refusal naming the approval.
+            let permission = match effect {
+                Effect::RequireApproval if event.ask => "ask",
+                _ => "deny",
+            };
+            Reply::json(json!({"permission": permission, "user_message": reason, "agent_message": reason}))
+        }
+        Answer::Prompt if effect == Effect::Allow => Reply::json(json!({"continue": true})),
+        Answer::Prompt => Reply::json(json!({"continue": false, "user_message": reason})),
+        Answer::Context if effect != Effect::Allow => {
+            // Only an MCP tool's output can be replaced; for the others the
+            // model is told not to use what it got.
+            let notice = format!("[output withheld] {reason}");
+            let tool = event.tool_name.as_deref().unwrap_or_default();
+            if table.mcp_tool(tool).is_some() {
+                Reply::json(json!({
+                    "updated_mcp_tool_output": {"content": [{"type": "text", "text": notice}]},
+                    "additional_context": notice,
+                }))
+            } else {
+                Reply::json(json!({"additional_context": notice}))
+            }
+        }
         _ => Reply::json(json!({})),
     }
 }
@@ -170,7 +222,7 @@ pub fn refuse(event: &HookEvent, reason: &str) -> Reply {
 }
 
 /// A refusal for bytes that are not a readable event: exit code 2 with the
-/// reason on stderr (a blocking error for all three agents), and on stdout
+/// reason on stderr (a blocking error for every agent; Cursor's "deny"), and on stdout
 /// the best JSON refusal that can be made from whatever the bytes name
 /// (for HTTP hooks, where only the body counts).
 pub fn refuse_unreadable(agent: Agent, bytes: &[u8], reason: &str) -> Reply {
@@ -180,13 +232,15 @@ pub fn refuse_unreadable(agent: Agent, bytes: &[u8], reason: &str) -> Reply {
         .unwrap_or_else(|| {
             match agent {
                 Agent::Gemini => "BeforeTool",
+                Agent::Cursor => "preToolUse",
                 _ => "PreToolUse",
             }
             .to_string()
         });
     let stand_in = from_json(
         agent,
-        json!({"hook_event_name": name, "cwd": "", "tool_name": "unknown", "tool_input": {}, "tool_response": "", "prompt": ""}),
+        json!({"hook_event_name": name, "cwd": "/", "tool_name": "unknown", "tool_input": {}, "tool_response": "",
+               "tool_output": "", "prompt": ""}),
     );
     let stdout = match stand_in {
         Ok(event) => refuse(&event, reason).stdout,
@@ -227,5 +281,16 @@ mod tests {
         assert!(r.stdout.contains("\"behavior\":\"deny\""), "{}", r.stdout);
         let r = refuse_unreadable(Agent::Gemini, b"{", "bad");
         assert!(r.stdout.contains("\"decision\":\"deny\""), "{}", r.stdout);
+        for bytes in [
+            &b"{"[..],
+            br#"{"hook_event_name":"beforeShellExecution"}"#,
+            br#"{"hook_event_name":"beforeReadFile","file_path":7}"#,
+        ] {
+            let r = refuse_unreadable(Agent::Cursor, bytes, "bad");
+            assert_eq!(r.exit_code, 2);
+            assert!(r.stdout.contains("\"permission\":\"deny\""), "{}", r.stdout);
+        }
+        let r = refuse_unreadable(Agent::Cursor, br#"{"hook_event_name":"beforeSubmitPrompt"}"#, "bad");
+        assert!(r.stdout.contains("\"continue\":false"), "{}", r.stdout);
     }
 }

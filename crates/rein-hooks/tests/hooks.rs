@@ -264,7 +264,7 @@ async fn files_web_mcp_and_unknown_tools() {
         ("mcp__everything__echo", json!({"message": "hi"}), "allow"),
         ("mcp__everything__get-env", json!({}), "deny"),
         ("TodoWrite", json!({"todos": []}), "allow"),
-        ("SomeFutureTool", json!({"x": 1}), "deny"),
+        ("SomeFutureTool", json!({"x": 1}), "ask"),
     ] {
         let (decision, reason) = f.pre(tool, input.clone()).await;
         assert_eq!(decision, want, "{tool} {input}: {reason}");

@@ -261,7 +261,7 @@ fn command_handler(command: String, timeout: (&str, Json), on_failure: (&str, Js
 /// `word` as one word for a POSIX shell: as it is when it holds only
 /// characters no shell treats specially, else in single quotes (a `'` inside
 /// becomes `'\''`).
-fn sh_quote(word: &str) -> Cow<'_, str> {
+pub(super) fn sh_quote(word: &str) -> Cow<'_, str> {
     let plain = |b: u8| b.is_ascii_alphanumeric() || b"_-./,:@%+".contains(&b);
     if !word.is_empty() && word.bytes().all(plain) {
         Cow::Borrowed(word)
@@ -365,7 +365,7 @@ fn merge(settings: &mut Json, handler: &Json, bin: &str) {
 
 /// Parses a settings file: an empty one is `{}`; otherwise it must be a
 /// JSON object whose `hooks`, if present, has Claude Code's shape.
-fn parse_settings(path: &Path, text: &str) -> anyhow::Result<Json> {
+pub(super) fn parse_settings(path: &Path, text: &str) -> anyhow::Result<Json> {
     if text.trim().is_empty() {
         return Ok(Json::Object(Obj::default()));
     }

@@ -1,13 +1,396 @@
-//! `rein init codex`: write Rein's hooks into Codex's hook configuration,
-//! merged into what is there, showing the diff.
+//! `rein init codex`: write Rein's hooks into Codex CLI's `hooks.json`
+//! (the project's `.codex/hooks.json`, or the user's under `$CODEX_HOME`),
+//! merged into what is there, showing the diff; `--undo` takes them out.
+//!
+//! Codex's `hooks.json` has Claude Code's shape (`{"hooks": {EVENT:
+//! [{"matcher": …, "hooks": [HANDLER]}]}}`), so the file is read and checked
+//! as `rein init claude-code` reads its settings; only handlers that run
+//! `rein hook codex` are Rein's. What differs is how Codex fails: a hook
+//! that exits with any code but 0 or 2, is killed by Codex's timeout, or is
+//! not there at all lets the call run. So the command turns every other
+//! exit into exit 2 with a reason on stderr (Codex's blocking exit), and
+//! `rein hook`'s own `--timeout` is below Codex's `timeout`, so that Rein
+//! refuses before Codex gives up on it.
 
-use clap::Args;
+use super::init::{parse_settings, sh_quote};
+use super::settings_file::{
+    absolute, indent_of, installed_rein, print_diff, read_text, render, utf8, write_reviewed, Json, Obj,
+};
+use super::EXIT_ALLOW;
+use anyhow::{bail, Context};
+use clap::{ArgGroup, Args};
+use std::path::{Path, PathBuf};
 
 /// Arguments of `rein init codex`.
 #[derive(Args, Debug)]
-pub struct CodexArgs {}
+#[command(group(ArgGroup::new("decider").args(["policy", "server"])))]
+pub struct CodexArgs {
+    /// Project directory: the hook configuration is DIR/.codex/hooks.json
+    /// (`.codex/` is created if missing). Codex reads a project's `.codex/`
+    /// only once the project is trusted.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    project: PathBuf,
+    /// Write the user's hook configuration, `$CODEX_HOME/hooks.json`
+    /// (`~/.codex/hooks.json` when CODEX_HOME is not set), for every
+    /// project, instead of the project's.
+    #[arg(long, conflicts_with = "settings")]
+    user: bool,
+    /// The hooks.json file to write instead of DIR/.codex/hooks.json.
+    #[arg(long, value_name = "FILE")]
+    settings: Option<PathBuf>,
+    /// Policy files or directories the hook decides with, in-process. They
+    /// must load now; they are written as absolute paths.
+    #[arg(long, short = 'p', num_args = 1.., value_name = "POLICY")]
+    policy: Vec<PathBuf>,
+    /// SQLite store the hook records to (audit log and approvals);
+    /// written as an absolute path. Only with --policy.
+    #[arg(long, value_name = "FILE", conflicts_with = "server")]
+    db: Option<PathBuf>,
+    /// Decide through a running `rein serve` at URL (e.g.
+    /// http://127.0.0.1:8700) instead of in-process. Codex has no HTTP
+    /// hooks: the hook is `rein hook codex --server URL`.
+    #[arg(long, value_name = "URL", conflicts_with = "policy")]
+    server: Option<String>,
+    /// Environment variable that holds the server's bearer token when the
+    /// hook runs (the token itself is never written). Only with --server.
+    #[arg(long, value_name = "VAR", default_value = "REIN_TOKEN", conflicts_with = "policy")]
+    token_env: String,
+    /// Seconds Codex waits for each hook (Codex's `timeout`, in seconds; at
+    /// least 2). Codex lets the call run when a hook times out, so the
+    /// hook is told to refuse earlier: `rein hook --timeout` is this minus
+    /// a fifth (at least one second less).
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(2..=3600))]
+    timeout: u32,
+    /// The rein executable the hook command runs, written as given. Default:
+    /// the absolute path of this rein, unless it runs from cargo's build
+    /// folder: then the `rein` found on PATH, and if there is none, nothing
+    /// is written.
+    #[arg(long, value_name = "PATH")]
+    rein_bin: Option<PathBuf>,
+    /// Take Rein's hooks out of the file instead (any `rein hook codex`
+    /// handler, whatever its arguments); everything else is kept.
+    #[arg(long, conflicts_with_all = ["policy", "server", "db"])]
+    undo: bool,
+    /// Print the diff only; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Write without asking (rein asks only when stdin is a terminal).
+    #[arg(long, short = 'y')]
+    yes: bool,
+}
+
+/// The events Rein hooks, in the order they are written, with their
+/// matcher (`None`: the event takes no matcher). Each is one Codex 0.171
+/// runs and Rein decides or records (see crates/rein-cli/tests/codex_e2e).
+const EVENTS: [(&str, Option<&str>); 5] = [
+    ("PreToolUse", Some("*")),
+    ("PermissionRequest", Some("*")),
+    ("PostToolUse", Some("*")),
+    ("UserPromptSubmit", None),
+    ("SessionStart", None),
+];
+
+/// What the shell prints, with exit 2, when `rein hook codex` ends in any
+/// other way than an answer (exit 0) or its own refusal (exit 2).
+const CRASH_REASON: &str = "Rein: the hook did not answer (rein missing or crashed); refused";
 
 /// Runs `rein init codex`.
-pub fn run(_args: CodexArgs, _color: bool) -> anyhow::Result<u8> {
-    anyhow::bail!("rein init codex is not built yet")
+pub fn run(args: CodexArgs, color: bool) -> anyhow::Result<u8> {
+    if !args.undo && args.policy.is_empty() && args.server.is_none() {
+        bail!("give --policy POLICY (decide in-process) or --server URL (ask a rein serve), or --undo");
+    }
+    let path = hooks_file(&args)?;
+    let bin = match &args.rein_bin {
+        Some(bin) => utf8(bin)?.to_owned(),
+        // Undoing: this rein too, where it can be found.
+        None if args.undo => std::env::current_exe()
+            .ok()
+            .and_then(|exe| installed_rein(&exe, "the hook").ok())
+            .and_then(|bin| bin.to_str().map(str::to_owned))
+            .unwrap_or_default(),
+        None => {
+            let exe = std::env::current_exe().context("cannot find this rein executable's path; pass --rein-bin")?;
+            utf8(&installed_rein(&exe, "the hook")?)?.to_owned()
+        }
+    };
+    let (old_text, exists) = match read_text(&path)? {
+        Some(text) => (text, true),
+        None => (String::new(), false),
+    };
+    let old = parse_settings(&path, &old_text)?;
+    let mut new = old.clone();
+    if args.undo {
+        if !exists {
+            eprintln!("{}: not there; nothing to undo", path.display());
+            return Ok(EXIT_ALLOW);
+        }
+        remove_rein(&mut new, &bin);
+    } else {
+        let handler = rein_handler(&args, &bin, &absolute(&path)?, color)?;
+        merge(&mut new, &handler, &bin);
+    }
+    if new == old && (exists || args.undo) {
+        eprintln!("{}: already up to date", path.display());
+        return Ok(EXIT_ALLOW);
+    }
+
+    let new_text = render(&new, &indent_of(&old_text))?;
+    let label = path.display().to_string();
+    let old_label = if exists { label.as_str() } else { "/dev/null" };
+    print_diff(old_label, &label, &old_text, &new_text)?;
+    if let Some(code) = write_reviewed(&path, &new_text, args.dry_run, args.yes)? {
+        return Ok(code);
+    }
+    eprintln!("wrote {}", path.display());
+    if !args.undo {
+        eprintln!(
+            "Codex runs a new or changed hook only once it is trusted, and skips an untrusted one \
+             without a word: open Codex, run /hooks and trust the `rein hook codex` hooks \
+             (automation that vets its hooks itself may pass `--dangerously-bypass-hook-trust`)."
+        );
+        if args.settings.is_none() && !args.user {
+            eprintln!(
+                "Codex reads a project's .codex/ only when the project is trusted; until then these hooks do not run."
+            );
+        }
+    }
+    Ok(EXIT_ALLOW)
+}
+
+/// The hooks.json to write: `--settings`, `$CODEX_HOME/hooks.json` (or
+/// `~/.codex/hooks.json`) with `--user`, else DIR/.codex/hooks.json.
+fn hooks_file(args: &CodexArgs) -> anyhow::Result<PathBuf> {
+    if let Some(file) = &args.settings {
+        return Ok(file.clone());
+    }
+    if args.user {
+        let Some(codex_home) = codex_home() else {
+            bail!("neither CODEX_HOME nor HOME is set; pass --settings FILE");
+        };
+        return Ok(codex_home.join("hooks.json"));
+    }
+    if !args.project.is_dir() {
+        bail!("project directory {} not found", args.project.display());
+    }
+    Ok(args.project.join(".codex").join("hooks.json"))
+}
+
+/// The folder Codex keeps the user's configuration in: `$CODEX_HOME`, else
+/// `~/.codex`.
+fn codex_home() -> Option<PathBuf> {
+    match std::env::var_os("CODEX_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => std::env::var_os("HOME")
+            .filter(|v| !v.is_empty())
+            .map(|home| PathBuf::from(home).join(".codex")),
+    }
+}
+
+/// Seconds `rein hook` takes at most, given Codex's `timeout`: a fifth
+/// less, and at least one second less.
+fn hook_timeout(codex_timeout: u32) -> u32 {
+    codex_timeout - (codex_timeout / 5).max(1)
+}
+
+/// The handler Rein writes for every event: a `rein hook codex` command
+/// naming `hooks_file` and the user's `config.toml` as protected (the hook
+/// refuses any tool call that would change them), with Codex's timeout,
+/// and a fallback that turns any exit but Rein's own into a refusal.
+fn rein_handler(args: &CodexArgs, bin: &str, hooks_file: &str, color: bool) -> anyhow::Result<Json> {
+    let mut words: Vec<String> = vec![sh_quote(bin).into_owned(), "hook".into(), "codex".into()];
+    if let Some(server) = &args.server {
+        let url = server.trim_end_matches('/');
+        let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+        if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace)) {
+            bail!("--server must be an http:// or https:// URL, got `{server}`");
+        }
+        let var = &args.token_env;
+        let valid_name = var.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_name {
+            bail!("--token-env must be an environment variable name (letters, digits, `_`), got `{var}`");
+        }
+        words.extend(["--server".into(), sh_quote(url).into_owned()]);
+        // `rein hook` reads REIN_TOKEN by itself, and refuses `--token-env`
+        // beside a REIN_TOKEN set in its environment (a usage error): name
+        // the variable only when it is another one.
+        if var != "REIN_TOKEN" {
+            words.extend(["--token-env".into(), var.clone()]);
+        }
+    } else {
+        // In-process: the policy must load now, or every tool call would be
+        // refused later.
+        if super::load_policy(&args.policy, color, super::Format::Human).is_err() {
+            bail!("the policy does not load (see above); nothing written");
+        }
+        for policy in &args.policy {
+            words.push("--policy".into());
+            words.push(sh_quote(&absolute(policy)?).into_owned());
+        }
+        if let Some(db) = &args.db {
+            words.push("--db".into());
+            words.push(sh_quote(&absolute(db)?).into_owned());
+        }
+    }
+    words.push("--protect".into());
+    words.push(sh_quote(hooks_file).into_owned());
+    // The user's config.toml turns hooks off (`[features] hooks = false`)
+    // or one hook (`[hooks.state."…"] enabled = false`), and it is where
+    // Codex reads it now, which CODEX_HOME may move away from `~/.codex`.
+    if let Some(config) = codex_home().map(|home| home.join("config.toml")) {
+        words.push("--protect".into());
+        words.push(sh_quote(&absolute(&config)?).into_owned());
+    }
+    words.push("--timeout".into());
+    words.push(hook_timeout(args.timeout).to_string());
+    // Exit 2 is Rein's own refusal (its reason already on stderr); every
+    // other failure (rein missing: 127, a crash, a signal) becomes one.
+    let command = format!(
+        "{}; code=$?; if [ $code -ne 0 ] && [ $code -ne 2 ]; then echo '{CRASH_REASON}' >&2; exit 2; fi; exit $code",
+        words.join(" ")
+    );
+    Ok(Json::object([
+        ("type", Json::from("command")),
+        ("command", Json::from(command)),
+        ("timeout", Json::from(args.timeout)),
+        ("statusMessage", Json::from("Rein: checking the call")),
+    ]))
+}
+
+/// Whether `handler` is one an earlier `rein init codex` wrote: a command
+/// whose words start with a rein executable (named `rein`, or `bin`, the
+/// one being written now) followed by `hook codex`.
+fn is_rein_handler(handler: &Json, bin: &str) -> bool {
+    let Json::Object(fields) = handler else {
+        return false;
+    };
+    let Some(Json::String(command)) = fields.get("command") else {
+        return false;
+    };
+    let Some(words) = shlex::split(command) else {
+        return false;
+    };
+    let [program, hook, agent, ..] = words.as_slice() else {
+        return false;
+    };
+    let name = Path::new(program).file_name().and_then(|n| n.to_str());
+    let is_rein = (!bin.is_empty() && program == bin) || matches!(name, Some("rein" | "rein.exe"));
+    // `codex;` when the fallback follows the words directly.
+    is_rein && hook == "hook" && agent.trim_end_matches(';') == "codex"
+}
+
+/// Takes every Rein handler out of `settings.hooks`, dropping the groups
+/// and events this empties. Returns, per event, where the first removed
+/// group was.
+fn remove_rein(settings: &mut Json, bin: &str) -> Vec<(String, usize)> {
+    let mut slots = Vec::new();
+    let Json::Object(top) = settings else {
+        return slots;
+    };
+    let Some(Json::Object(hooks)) = top.get_mut("hooks") else {
+        return slots;
+    };
+    let mut emptied = Vec::new();
+    for (event, groups) in hooks.0.iter_mut() {
+        let Json::Array(groups) = groups else {
+            continue;
+        };
+        let mut kept = Vec::with_capacity(groups.len());
+        let mut slot = None;
+        for mut group in std::mem::take(groups) {
+            if let Json::Object(g) = &mut group {
+                if let Some(Json::Array(handlers)) = g.get_mut("hooks") {
+                    let before = handlers.len();
+                    handlers.retain(|h| !is_rein_handler(h, bin));
+                    if handlers.len() < before {
+                        slot.get_or_insert(kept.len());
+                        if handlers.is_empty() {
+                            continue;
+                        }
+                    }
+                }
+            }
+            kept.push(group);
+        }
+        *groups = kept;
+        if let Some(slot) = slot {
+            slots.push((event.clone(), slot));
+            if groups.is_empty() {
+                emptied.push(event.clone());
+            }
+        }
+    }
+    for event in emptied {
+        hooks.remove(&event);
+    }
+    slots
+}
+
+/// Takes every Rein handler out (see [`remove_rein`]) and puts one group per
+/// event in [`EVENTS`] with `handler`, where the first removed one was, else
+/// at the end.
+fn merge(settings: &mut Json, handler: &Json, bin: &str) {
+    if let Json::Object(top) = settings {
+        if top.get("hooks").is_none() {
+            top.insert("hooks", Json::Object(Obj::default()));
+        }
+    }
+    let slots = remove_rein(settings, bin);
+    let Json::Object(top) = settings else {
+        return;
+    };
+    let Some(Json::Object(hooks)) = top.get_mut("hooks") else {
+        return;
+    };
+    for (event, matcher) in EVENTS {
+        let mut group = Obj::default();
+        if let Some(matcher) = matcher {
+            group.insert("matcher", Json::from(matcher));
+        }
+        group.insert("hooks", Json::Array(vec![handler.clone()]));
+        let group = Json::Object(group);
+        let slot = slots.iter().find(|(e, _)| e == event).map(|(_, s)| *s);
+        match hooks.get_mut(event) {
+            Some(Json::Array(groups)) => {
+                let at = slot.unwrap_or(groups.len()).min(groups.len());
+                groups.insert(at, group);
+            }
+            _ => hooks.insert(event, Json::Array(vec![group])),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command(c: &str) -> Json {
+        Json::object([("type", Json::from("command")), ("command", Json::from(c))])
+    }
+
+    #[test]
+    fn rein_handlers_are_recognised_by_their_command() {
+        let bin = "/opt/my bin/rein-dev";
+        assert!(is_rein_handler(&command("/usr/bin/rein hook codex --policy p"), bin));
+        assert!(is_rein_handler(&command("rein hook codex; code=$?; exit $code"), bin));
+        assert!(is_rein_handler(
+            &command("'/opt/my bin/rein-dev' hook codex --policy p; code=$?; exit $code"),
+            bin
+        ));
+        assert!(!is_rein_handler(&command("'/opt/my bin/rein-dev' hook codex"), ""));
+        assert!(!is_rein_handler(&command("rein hook claude-code"), bin));
+        assert!(!is_rein_handler(&command("echo hook codex"), bin));
+        assert!(!is_rein_handler(&command("/usr/bin/other hook codex"), bin));
+        assert!(!is_rein_handler(&Json::object([("type", Json::from("prompt"))]), bin));
+    }
+
+    #[test]
+    fn the_hook_gives_up_before_codex_does() {
+        for (codex, rein) in [(2, 1), (5, 4), (10, 8), (30, 24), (600, 480), (3600, 2880)] {
+            assert_eq!(hook_timeout(codex), rein, "{codex}");
+        }
+        for codex in 2..=3600 {
+            assert!(hook_timeout(codex) >= 1 && hook_timeout(codex) < codex, "{codex}");
+        }
+    }
 }

@@ -86,7 +86,7 @@ async fn bad_events_unknown_agents_and_missing_tokens() {
     );
     assert_eq!(body["hookSpecificOutput"]["permissionDecision"], "deny", "{body}");
     let (status, _) = h
-        .call(Method::POST, "/v1/hooks/cursor", Some(AGENT), Some(bash("ls")))
+        .call(Method::POST, "/v1/hooks/windsurf", Some(AGENT), Some(bash("ls")))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = h

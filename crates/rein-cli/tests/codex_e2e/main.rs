@@ -1,0 +1,380 @@
+//! End to end with the real Codex CLI, offline.
+//!
+//! `codex_e2e` finds the pinned Codex that `.ci/codex` installs (in
+//! `.tools/codex-e2e/`, or `$REIN_CODEX_TOOLS`), then runs this same test
+//! binary again inside a new network namespace that has only loopback
+//! (`unshare --net`, `ip link set lo up`), where the `netns_*` tests run:
+//! each starts a scripted fake OpenAI Responses API on 127.0.0.1 (a custom
+//! model provider in a scratch `CODEX_HOME`), a scratch HOME and project,
+//! and `codex exec` with hooks in `$CODEX_HOME/hooks.json`. The fake model
+//! makes one tool call per turn; the tests assert the tool output Codex
+//! sent back (what the model was told) and the effects on disk.
+//!
+//! Codex runs a hook from a user's hooks.json only once that exact hook has
+//! been reviewed and trusted (`/hooks`), and skips an untrusted one without
+//! a word. The scenario with the file `rein init codex` writes trusts its
+//! hooks as a person would (the hashes from Codex's own `hooks/list`, see
+//! `Sandbox::trust_hooks`); the others pass `--dangerously-bypass-hook-trust`
+//! (documented for automation that vets its hooks itself), except the
+//! scenario that shows the skipping.
+//!
+//! Missing Codex (or no way to make a network namespace): the test says
+//! SKIPPED on stderr and passes, except under `CI=true`, where it fails.
+//! The `netns_*` tests are `#[ignore]`d: run on their own, outside the
+//! namespace, they do nothing.
+
+// Helpers outside `#[test]` functions panic on failure too; that is the report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod fake_model;
+#[path = "../claude_code_e2e/http.rs"]
+mod http;
+mod record;
+mod rein_hook;
+mod sandbox;
+
+use fake_model::{call_id, FakeModel};
+use sandbox::CodexRun;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Set (to "1") in the environment of the re-run inside the namespace.
+const NETNS_ENV: &str = "REIN_CODEX_E2E_NETNS";
+/// The Codex binary, for the re-run.
+const CODEX_ENV: &str = "REIN_CODEX_E2E_CODEX";
+/// The MCP reference server's entry script, for the re-run.
+const MCP_ENV: &str = "REIN_CODEX_E2E_MCP_EVERYTHING";
+/// How Codex 0.171 words the tool output of a shell or `apply_patch` call a
+/// PreToolUse hook denied (JSON `permissionDecision: "deny"` or exit 2),
+/// before the reason (after it: ". Command: <the command>").
+pub(crate) const HOOK_BLOCK_PREFIX: &str = "Command blocked by PreToolUse hook: ";
+/// The same for any other tool (MCP, multi-agent); after the reason:
+/// ". Tool: <hook tool name>".
+const HOOK_BLOCK_PREFIX_TOOL: &str = "Tool call blocked by PreToolUse hook: ";
+/// How every refusal Rein words starts.
+const REIN_REASON_START: &str = "Rein ";
+/// Longest the whole re-run may take.
+const SUITE_TIMEOUT: Duration = Duration::from_secs(420);
+/// Passed to every run but the one about trust: see the module comment.
+const BYPASS_TRUST: &str = "--dangerously-bypass-hook-trust";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+// ---- outside the namespace ------------------------------------------------
+
+struct Tools {
+    codex: PathBuf,
+    mcp_everything: PathBuf,
+}
+
+/// Where `.ci/codex` put the pinned programs, or why they are not usable.
+fn find_tools() -> Result<Tools, String> {
+    let prefix = match std::env::var_os("REIN_CODEX_TOOLS") {
+        Some(p) => repo().join(p),
+        None => repo().join(".tools/codex-e2e"),
+    };
+    let codex = prefix.join("node_modules/@openai/codex/vendor/x86_64-unknown-linux-musl/bin/codex");
+    let mcp_everything = prefix.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    if !codex.is_file() {
+        return Err(format!("no Codex CLI at {}: run .ci/codex", codex.display()));
+    }
+    if !mcp_everything.is_file() {
+        return Err(format!("no MCP server at {}: run .ci/codex", mcp_everything.display()));
+    }
+    let node = Command::new("node").arg("--version").output();
+    if !node.is_ok_and(|o| o.status.success()) {
+        return Err("no `node` on PATH (the MCP reference server needs it)".into());
+    }
+    Ok(Tools { codex, mcp_everything })
+}
+
+fn is_root() -> bool {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        == Some("0")
+}
+
+/// `unshare --net` (mapping the user to root when not root), then `lo` up,
+/// then `argv`.
+fn in_loopback_namespace(argv: &[&std::ffi::OsStr]) -> Command {
+    let mut cmd = Command::new("unshare");
+    if !is_root() {
+        cmd.arg("--map-root-user");
+    }
+    cmd.args(["--net", "--", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
+        .args(argv);
+    cmd
+}
+
+/// Skipped locally, failed under `CI=true`.
+fn unavailable(why: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("the Codex end-to-end test cannot run under CI=true: {why}");
+    }
+    // Straight to stderr: libtest would swallow `eprintln!` of a passing test.
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED codex_e2e (the real Codex CLI end to end): {why}\n"
+    );
+}
+
+#[test]
+fn codex_e2e() {
+    if std::env::var_os(NETNS_ENV).is_some() {
+        return; // already the re-run
+    }
+    let tools = match find_tools() {
+        Ok(tools) => tools,
+        Err(why) => return unavailable(&why),
+    };
+    let probe = in_loopback_namespace(&["true".as_ref()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output();
+    match probe {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => {
+            return unavailable(&format!(
+                "cannot make a loopback-only network namespace (unshare --net, ip link): {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ))
+        }
+        Err(e) => return unavailable(&format!("cannot run unshare: {e}")),
+    }
+
+    let exe = std::env::current_exe().unwrap();
+    let log_path = std::env::temp_dir().join(format!("rein-codex-e2e-{}.log", std::process::id()));
+    let log = fs::File::create(&log_path).unwrap();
+    let started = Instant::now();
+    let mut child = in_loopback_namespace(&[
+        exe.as_os_str(),
+        "--ignored".as_ref(),
+        "--test-threads=1".as_ref(),
+        "--nocapture".as_ref(),
+        "netns_".as_ref(),
+    ])
+    .env(NETNS_ENV, "1")
+    .env(CODEX_ENV, &tools.codex)
+    .env(MCP_ENV, &tools.mcp_everything)
+    .stdin(Stdio::null())
+    .stdout(log.try_clone().unwrap())
+    .stderr(log)
+    // Its own process group, so that a timeout can end every process in it.
+    .process_group(0)
+    .spawn()
+    .unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > SUITE_TIMEOUT {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    let output = fs::read_to_string(&log_path).unwrap_or_default();
+    let _ = fs::remove_file(&log_path);
+    // Indented, so the re-run's own `test result:` lines are not counted
+    // as a second test binary's by whoever reads this output.
+    let output: String = output.lines().map(|l| format!("  netns| {l}\n")).collect();
+    println!("{output}");
+    match status {
+        None => panic!("the namespaced run did not finish within {SUITE_TIMEOUT:?}:\n{output}"),
+        Some(s) if !s.success() => panic!("the namespaced run failed ({s}):\n{output}"),
+        Some(_) => println!("namespaced run passed in {:.1}s", started.elapsed().as_secs_f64()),
+    }
+}
+
+// ---- inside the namespace ---------------------------------------------------
+
+struct Env {
+    codex: PathBuf,
+    mcp_everything: PathBuf,
+}
+
+/// `Some` only in the re-run inside the loopback-only namespace, which it
+/// checks first.
+fn netns() -> Option<Env> {
+    if std::env::var_os(NETNS_ENV).is_none() {
+        eprintln!("runs only inside the namespace that `codex_e2e` makes");
+        return None;
+    }
+    let links = Command::new("ip").args(["-o", "link", "show"]).output().unwrap();
+    let links = String::from_utf8_lossy(&links.stdout);
+    let names: Vec<&str> = links
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|n| n.trim())
+        .collect();
+    assert_eq!(names, ["lo"], "the namespace must have loopback only:\n{links}");
+    Some(Env {
+        codex: std::env::var_os(CODEX_ENV).unwrap().into(),
+        mcp_everything: std::env::var_os(MCP_ENV).unwrap().into(),
+    })
+}
+
+/// Collects failed expectations, so one run reports all of them.
+struct Checks {
+    name: &'static str,
+    failures: Vec<String>,
+}
+
+impl Checks {
+    fn new(name: &'static str) -> Checks {
+        Checks {
+            name,
+            failures: Vec::new(),
+        }
+    }
+
+    fn check(&mut self, ok: bool, what: impl Into<String>) {
+        if !ok {
+            self.failures.push(what.into());
+        }
+    }
+
+    fn output<'a>(&mut self, outputs: &'a BTreeMap<String, String>, id: &str) -> Option<&'a str> {
+        let out = outputs.get(id).map(String::as_str);
+        if out.is_none() {
+            self.failures.push(format!("{id}: Codex sent no tool output"));
+        }
+        out
+    }
+
+    /// Call `id` ran (no hook blocked it), and its output contains `needle`.
+    fn ran_id(&mut self, outputs: &BTreeMap<String, String>, id: &str, needle: &str) {
+        if let Some(out) = self.output(outputs, id) {
+            let ok =
+                !out.starts_with(HOOK_BLOCK_PREFIX) && !out.starts_with(HOOK_BLOCK_PREFIX_TOOL) && out.contains(needle);
+            self.check(
+                ok,
+                format!("{id}: expected it to run with {needle:?} in its output, got {out:?}"),
+            );
+        }
+    }
+
+    /// The `i`-th scripted call ran, and its output contains `needle`.
+    fn ran(&mut self, outputs: &BTreeMap<String, String>, i: usize, needle: &str) {
+        self.ran_id(outputs, &call_id(i), needle);
+    }
+
+    /// Call `id` was refused by a PreToolUse hook with Rein's reason (the
+    /// text after Codex's prefix starts with "Rein "), which contains
+    /// `needle`.
+    fn refused_by_rein_id(&mut self, outputs: &BTreeMap<String, String>, id: &str, needle: &str) {
+        if let Some(out) = self.output(outputs, id) {
+            let reason = out
+                .strip_prefix(HOOK_BLOCK_PREFIX)
+                .or_else(|| out.strip_prefix(HOOK_BLOCK_PREFIX_TOOL));
+            let ok = reason.is_some_and(|r| r.starts_with(REIN_REASON_START) && r.contains(needle));
+            self.check(
+                ok,
+                format!("{id}: expected a PreToolUse refusal with Rein's reason holding {needle:?}, got {out:?}"),
+            );
+        }
+    }
+
+    /// The `i`-th scripted call was refused with Rein's reason.
+    fn refused_by_rein(&mut self, outputs: &BTreeMap<String, String>, i: usize, needle: &str) {
+        self.refused_by_rein_id(outputs, &call_id(i), needle);
+    }
+
+    /// The `i`-th call's output does not hold `secret`.
+    fn not_told(&mut self, outputs: &BTreeMap<String, String>, i: usize, secret: &str) {
+        if let Some(out) = outputs.get(&call_id(i)) {
+            self.check(
+                !out.contains(secret),
+                format!("call {i}: the model was told {secret:?}"),
+            );
+        }
+    }
+
+    fn ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    /// The run ended normally, every scripted call got an output, and the
+    /// model's last word came through.
+    fn completed(&mut self, model: &FakeModel, run: &CodexRun) {
+        self.check(run.status.success(), format!("codex exited with {}", run.status));
+        let outputs = model.outputs();
+        let missing: Vec<String> = (0..model.script_len())
+            .map(call_id)
+            .filter(|id| !outputs.contains_key(id))
+            .collect();
+        // A `tool_search` output is not a tool result the tests read.
+        let searches: Vec<String> = model
+            .requests()
+            .iter()
+            .flat_map(|r| r.body["input"].as_array().cloned().unwrap_or_default())
+            .filter(|i| i["type"] == "tool_search_output")
+            .filter_map(|i| i["call_id"].as_str().map(str::to_string))
+            .collect();
+        let missing: Vec<&String> = missing.iter().filter(|id| !searches.contains(id)).collect();
+        self.check(missing.is_empty(), format!("no tool output for {missing:?}"));
+        self.check(
+            run.last_message.trim() == fake_model::FINAL_TEXT,
+            format!(
+                "the run's last message is {:?}, not the model's last answer",
+                run.last_message
+            ),
+        );
+    }
+
+    /// Panics with every failure, the tool outputs and the run.
+    fn finish(self, model: &FakeModel, run: &CodexRun) {
+        let mut report = String::new();
+        for (id, out) in model.outputs() {
+            report.push_str(&format!("  {id}: {out:?}\n"));
+        }
+        println!("{}: what the model was told:\n{report}", self.name);
+        if !self.failures.is_empty() {
+            panic!(
+                "{}: {} expectation(s) failed:\n- {}\n\n{}",
+                self.name,
+                self.failures.len(),
+                self.failures.join("\n- "),
+                run.describe()
+            );
+        }
+    }
+}
+
+/// `{"hooks": {EVENT: [{"matcher": "*", "hooks": [HANDLER]}] ...}}` for
+/// each of `events` (a matcher only where Codex reads one).
+fn hooks_json(events: &[&str], handler: &Value) -> Value {
+    let mut hooks = serde_json::Map::new();
+    for event in events {
+        let group = if matches!(*event, "PreToolUse" | "PostToolUse" | "PermissionRequest") {
+            json!({"matcher": "*", "hooks": [handler]})
+        } else {
+            json!({"hooks": [handler]})
+        };
+        hooks.insert(event.to_string(), json!([group]));
+    }
+    json!({ "hooks": hooks })
+}
+
+/// A `command` hook handler; `timeout` in seconds, as Codex reads it.
+fn command_hook(command: &str) -> Value {
+    json!({"type": "command", "command": command, "timeout": 30})
+}

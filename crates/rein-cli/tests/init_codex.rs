@@ -1,0 +1,369 @@
+//! `rein init codex` end to end: the real binary writing Codex CLI
+//! `hooks.json` files in temporary projects (what Codex itself makes of the
+//! written file is proven in crates/rein-cli/tests/codex_e2e).
+
+// Helpers outside `#[test]` functions panic on failure too; that is the report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::{json, Value};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const POLICY: &str = include_str!("../../../examples/refund/policy.yaml");
+
+/// A rein path that is never run here.
+const BIN: &str = "/opt/rein/bin/rein";
+
+const EVENTS: [&str; 5] = [
+    "PreToolUse",
+    "PermissionRequest",
+    "PostToolUse",
+    "UserPromptSubmit",
+    "SessionStart",
+];
+
+/// A temporary project holding `policy.yaml`, and a CODEX_HOME beside it.
+struct Project {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    codex_home: PathBuf,
+}
+
+impl Project {
+    fn new() -> Project {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("project");
+        let codex_home = tmp.path().join("codex-home");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("policy.yaml"), POLICY).unwrap();
+        Project {
+            _tmp: tmp,
+            dir,
+            codex_home,
+        }
+    }
+
+    fn hooks(&self) -> PathBuf {
+        self.dir.join(".codex/hooks.json")
+    }
+
+    /// Runs `rein init codex ARGS` in the project folder.
+    fn init(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_rein"))
+            .args(["init", "codex"])
+            .args(args)
+            .current_dir(&self.dir)
+            .env("NO_COLOR", "1")
+            .env("CODEX_HOME", &self.codex_home)
+            .output()
+            .unwrap()
+    }
+
+    fn read(&self, path: &Path) -> Value {
+        serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ok(o: &Output) {
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// The Rein handlers of `event` (a `rein hook codex` command).
+fn rein_handlers(hooks: &Value, event: &str) -> Vec<Value> {
+    hooks["hooks"][event]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["hooks"].as_array().cloned().unwrap_or_default())
+        .filter(|h| h["command"].as_str().is_some_and(|c| c.contains(" hook codex")))
+        .collect()
+}
+
+/// The words a POSIX shell makes of the part of `command` before the first
+/// `;` (the `rein hook codex` invocation), by letting `sh` print them.
+fn invocation_words(command: &str) -> Vec<String> {
+    let head = command.split("; code=$?").next().unwrap();
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!("printf '%s\\n' {head}"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn a_fresh_project_gets_every_hook_with_codex_units_and_a_fail_closed_command() {
+    let p = Project::new();
+    let o = p.init(&["--policy", "policy.yaml", "--db", "rein.db", "--rein-bin", BIN]);
+    ok(&o);
+    assert!(
+        stdout(&o).starts_with("--- /dev/null\n+++ ./.codex/hooks.json\n"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stderr(&o).contains("wrote ./.codex/hooks.json"), "{}", stderr(&o));
+    // The user is told what Codex needs before it runs the hook at all.
+    assert!(stderr(&o).contains("/hooks"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("project is trusted"), "{}", stderr(&o));
+    let hooks = p.read(&p.hooks());
+    // Sorted: whether serde_json keeps the file's order depends on the
+    // features the workspace build unifies.
+    let mut events: Vec<&String> = hooks["hooks"].as_object().unwrap().keys().collect();
+    events.sort();
+    let mut want = EVENTS;
+    want.sort();
+    assert_eq!(events, want);
+    // The file itself lists them in the order written.
+    let text = fs::read_to_string(p.hooks()).unwrap();
+    let at: Vec<usize> = EVENTS.iter().map(|e| text.find(&format!("\"{e}\"")).unwrap()).collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{text}");
+    let dir = p.dir.to_str().unwrap();
+    for event in EVENTS {
+        let group = &hooks["hooks"][event][0];
+        let tool_event = matches!(event, "PreToolUse" | "PermissionRequest" | "PostToolUse");
+        assert_eq!(group.get("matcher").is_some(), tool_event, "{event}");
+        let handlers = rein_handlers(&hooks, event);
+        assert_eq!(handlers.len(), 1, "{event}");
+        let h = &handlers[0];
+        assert_eq!(h["type"], "command");
+        // Codex's timeout is in seconds; the hook's own is below it.
+        assert_eq!(h["timeout"], 30);
+        let command = h["command"].as_str().unwrap();
+        assert_eq!(
+            invocation_words(command),
+            [
+                BIN,
+                "hook",
+                "codex",
+                "--policy",
+                &format!("{dir}/policy.yaml"),
+                "--db",
+                &format!("{dir}/rein.db"),
+                "--protect",
+                &format!("{dir}/.codex/hooks.json"),
+                "--protect",
+                &format!("{}/config.toml", p.codex_home.display()),
+                "--timeout",
+                "24",
+            ]
+            .map(str::to_owned),
+            "{command}"
+        );
+        assert!(command.ends_with("exit 2; fi; exit $code"), "{command}");
+    }
+}
+
+/// The written command, run by a shell as Codex runs it: rein's answer and
+/// its own exit 2 pass through; anything else (rein missing, a crash)
+/// becomes exit 2 with a reason on stderr, which Codex takes as a refusal.
+#[test]
+fn the_written_command_turns_every_other_failure_into_a_refusal() {
+    let p = Project::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = tmp.path().join("rein");
+    ok(&p.init(&["--policy", "policy.yaml", "--rein-bin", fake.to_str().unwrap(), "-y"]));
+    let command = rein_handlers(&p.read(&p.hooks()), "PreToolUse")[0]["command"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let run = |script: Option<&str>| {
+        match script {
+            Some(s) => {
+                fs::write(&fake, format!("#!/bin/sh\n{s}\n")).unwrap();
+                Command::new("chmod").arg("755").arg(&fake).status().unwrap();
+            }
+            None => {
+                let _ = fs::remove_file(&fake);
+            }
+        }
+        Command::new("sh").arg("-c").arg(&command).output().unwrap()
+    };
+    let answered = run(Some("echo '{\"ok\":1}'; exit 0"));
+    assert_eq!(
+        (answered.status.code(), stdout(&answered).trim()),
+        (Some(0), "{\"ok\":1}")
+    );
+    let refused = run(Some("echo 'Rein: unreadable' >&2; exit 2"));
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("Rein: unreadable"));
+    for crash in [Some("exit 1"), Some("exit 101"), Some("kill -9 $$"), None] {
+        let o = run(crash);
+        assert_eq!(o.status.code(), Some(2), "{crash:?}");
+        assert!(
+            stderr(&o).contains("Rein: the hook did not answer"),
+            "{crash:?}: {}",
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn a_second_run_changes_nothing_and_undo_takes_only_reins_hooks_out() {
+    let p = Project::new();
+    fs::create_dir_all(p.dir.join(".codex")).unwrap();
+    let mine = json!({"type": "command", "command": "/usr/bin/my-linter", "timeout": 5});
+    fs::write(
+        p.hooks(),
+        serde_json::to_string_pretty(&json!({
+            "hooks": {"PreToolUse": [{"matcher": "Bash", "hooks": [mine]}],
+                      "Stop": [{"hooks": [{"type": "command", "command": "notify-send done"}]}]},
+            "x-note": "kept"
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let original = fs::read_to_string(p.hooks()).unwrap();
+    let args = ["--policy", "policy.yaml", "--rein-bin", BIN, "-y"];
+    ok(&p.init(&args));
+    let first = fs::read_to_string(p.hooks()).unwrap();
+    let hooks = p.read(&p.hooks());
+    assert_eq!(hooks["x-note"], "kept");
+    assert_eq!(hooks["hooks"]["PreToolUse"][0]["hooks"][0], mine);
+    assert_eq!(hooks["hooks"]["Stop"][0]["hooks"][0]["command"], "notify-send done");
+    for event in EVENTS {
+        assert_eq!(rein_handlers(&hooks, event).len(), 1, "{event}");
+    }
+    let again = p.init(&args);
+    ok(&again);
+    assert!(stderr(&again).contains("already up to date"), "{}", stderr(&again));
+    assert_eq!(stdout(&again), "");
+    assert_eq!(fs::read_to_string(p.hooks()).unwrap(), first);
+    // Other arguments: Rein's handlers are replaced where they were.
+    ok(&p.init(&["--policy", "policy.yaml", "--rein-bin", BIN, "--timeout", "10", "-y"]));
+    let hooks = p.read(&p.hooks());
+    for event in EVENTS {
+        let ours = rein_handlers(&hooks, event);
+        assert_eq!(ours.len(), 1, "{event}");
+        assert_eq!(ours[0]["timeout"], 10);
+        assert!(ours[0]["command"].as_str().unwrap().contains("--timeout 8;"));
+    }
+    assert_eq!(hooks["hooks"]["PreToolUse"][0]["hooks"][0], mine);
+    let undo = p.init(&["--undo", "--rein-bin", BIN, "-y"]);
+    ok(&undo);
+    let after = p.read(&p.hooks());
+    for event in EVENTS {
+        assert!(rein_handlers(&after, event).is_empty(), "{event}");
+    }
+    assert_eq!(after, serde_json::from_str::<Value>(&original).unwrap());
+    let again = p.init(&["--undo", "--rein-bin", BIN, "-y"]);
+    ok(&again);
+    assert!(stderr(&again).contains("already up to date"), "{}", stderr(&again));
+}
+
+#[test]
+fn user_level_goes_to_codex_home_and_server_mode_names_no_token() {
+    let p = Project::new();
+    let o = p.init(&[
+        "--user",
+        "--server",
+        "http://127.0.0.1:8700/",
+        "--token-env",
+        "MY_REIN_TOKEN",
+        "--rein-bin",
+        BIN,
+        "-y",
+    ]);
+    ok(&o);
+    assert!(!stderr(&o).contains("project is trusted"), "{}", stderr(&o));
+    let file = p.codex_home.join("hooks.json");
+    let hooks = p.read(&file);
+    let command = rein_handlers(&hooks, "PreToolUse")[0]["command"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        invocation_words(&command),
+        [
+            BIN,
+            "hook",
+            "codex",
+            "--server",
+            "http://127.0.0.1:8700",
+            "--token-env",
+            "MY_REIN_TOKEN",
+            "--protect",
+            file.to_str().unwrap(),
+            "--protect",
+            p.codex_home.join("config.toml").to_str().unwrap(),
+            "--timeout",
+            "24",
+        ]
+        .map(str::to_owned)
+    );
+    assert!(!p.hooks().exists());
+
+    // The default variable, REIN_TOKEN, is the one `rein hook` reads by
+    // itself; naming it with --token-env as well is a usage error there
+    // whenever it is set.
+    ok(&p.init(&["--user", "--server", "http://127.0.0.1:8700", "--rein-bin", BIN, "-y"]));
+    let command = rein_handlers(&p.read(&file), "PreToolUse")[0]["command"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let words = invocation_words(&command);
+    assert!(!words.iter().any(|w| w == "--token-env"), "{command}");
+    assert_eq!(&words[3..5], ["--server", "http://127.0.0.1:8700"]);
+}
+
+#[test]
+fn dry_run_prints_the_diff_and_writes_nothing() {
+    let p = Project::new();
+    let o = p.init(&["--policy", "policy.yaml", "--rein-bin", BIN, "--dry-run"]);
+    ok(&o);
+    assert!(stdout(&o).contains("+        \"matcher\": \"*\""), "{}", stdout(&o));
+    assert!(!p.hooks().exists());
+}
+
+#[test]
+fn bad_input_is_refused_and_nothing_is_written() {
+    let p = Project::new();
+    // A policy that does not load.
+    fs::write(p.dir.join("broken.yaml"), "version: 1\nrules: [\n").unwrap();
+    let o = p.init(&["--policy", "broken.yaml", "--rein-bin", BIN, "-y"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(!p.hooks().exists());
+    // Neither a policy nor a server.
+    let o = p.init(&["--rein-bin", BIN, "-y"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--policy"), "{}", stderr(&o));
+    // Codex's timeout is in whole seconds, and leaves the hook one second.
+    for timeout in ["0", "1", "3601", "1.5"] {
+        let o = p.init(&["--policy", "policy.yaml", "--rein-bin", BIN, "--timeout", timeout, "-y"]);
+        assert_eq!(o.status.code(), Some(2), "{timeout}: {}", stderr(&o));
+    }
+    assert!(!p.hooks().exists());
+    // A file that is not JSON, or whose hooks have the wrong shape: kept.
+    fs::create_dir_all(p.dir.join(".codex")).unwrap();
+    for text in ["{not json", "[]", r#"{"hooks": {"PreToolUse": {"matcher": "*"}}}"#] {
+        fs::write(p.hooks(), text).unwrap();
+        let o = p.init(&["--policy", "policy.yaml", "--rein-bin", BIN, "-y"]);
+        assert_eq!(o.status.code(), Some(2), "{text}: {}", stderr(&o));
+        assert!(stderr(&o).contains("left unchanged"), "{text}: {}", stderr(&o));
+        assert_eq!(fs::read_to_string(p.hooks()).unwrap(), text);
+    }
+    // A server that is not an http(s) URL, a token variable that is not a name.
+    for args in [
+        ["--server", "ftp://x", "--token-env", "T"],
+        ["--server", "http://127.0.0.1:1", "--token-env", "A B"],
+    ] {
+        let o = p.init(&[&args[..], &["--user", "--rein-bin", BIN, "-y"]].concat());
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+    }
+    assert!(!p.codex_home.join("hooks.json").exists());
+}
