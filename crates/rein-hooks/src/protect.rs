@@ -1877,7 +1877,7 @@ mod tests {
         }
     }
 
-    const SENDERS: [Agent; 3] = [Agent::ClaudeCode, Agent::Codex, Agent::Gemini];
+    const SENDERS: [Agent; 4] = [Agent::ClaudeCode, Agent::Codex, Agent::Gemini, Agent::Cursor];
 
     fn shell_tool(agent: Agent) -> &'static str {
         match agent {
@@ -1889,13 +1889,16 @@ mod tests {
     /// Why the guard refuses `agent`'s call of `tool` with `input` from the
     /// project, the hook's variables being `vars`.
     fn refusal_of(sc: &Scene, agent: Agent, tool: &str, input: Json, vars: &[(&str, String)]) -> Option<String> {
-        let name = if agent == Agent::Gemini {
-            "BeforeTool"
-        } else {
-            "PreToolUse"
+        let text = match agent {
+            // Cursor's own shell event.
+            Agent::Cursor => serde_json::json!({"hook_event_name": "beforeShellExecution", "cwd": sc.project,
+                "command": input["command"], "workspace_roots": [sc.project], "conversation_id": "c",
+                "generation_id": "g"}),
+            Agent::Gemini => serde_json::json!({"hook_event_name": "BeforeTool", "cwd": sc.project,
+                "tool_name": tool, "tool_input": input, "session_id": "s"}),
+            _ => serde_json::json!({"hook_event_name": "PreToolUse", "cwd": sc.project, "tool_name": tool,
+                "tool_input": input, "session_id": "s"}),
         };
-        let text = serde_json::json!({"hook_event_name": name, "cwd": sc.project, "tool_name": tool,
-            "tool_input": input, "session_id": "s"});
         let event = crate::event::parse_event(agent, text.to_string().as_bytes()).unwrap();
         let var = |k: &str| {
             vars.iter()
