@@ -1206,40 +1206,58 @@ fn wrapper_keeps_settings(wrapper: &str) -> bool {
 }
 
 /// The coding agent a part starts, and its arguments: by the program's name
-/// (`codex`, `/usr/local/bin/claude`), or through a package runner or
-/// `node` naming its package or its script (`npx @openai/codex exec`,
-/// `node …/@google/gemini-cli/bundle/gemini.js`).
-fn nested_agent_call<'a>(program: &str, args: &'a [String]) -> Option<(&'static AgentCli, &'a [String])> {
-    if let Some(cli) = AGENT_CLIS.iter().find(|c| c.programs.contains(&program)) {
+/// (`codex`, `/usr/local/bin/claude`), or through a package runner naming
+/// its package (`npx @openai/codex exec`), or `node` running its script
+/// (`node …/@google/gemini-cli/bundle/gemini.js`, `node_modules/.bin/codex`).
+/// `path` is the program as written.
+fn nested_agent_call<'a>(program: &str, path: &str, args: &'a [String]) -> Option<(&'static AgentCli, &'a [String])> {
+    if let Some(cli) = AGENT_CLIS.iter().find(|c| is_agent_program(c, program, path)) {
         return Some((cli, args));
     }
-    const RUNNERS: &[&str] = &[
-        "npx", "pnpx", "bunx", "npm", "pnpm", "yarn", "bun", "node", "nodejs", "deno", "corepack",
-    ];
-    if !RUNNERS.contains(&program) {
-        return None;
-    }
-    let scripts = ["node", "nodejs", "deno", "bun"].contains(&program);
-    for (i, a) in args.iter().enumerate() {
-        let lower = a.to_lowercase();
-        let stem = file_name_folded(&lower);
-        let stem = stem.split('.').next().unwrap_or_default();
-        let cli = AGENT_CLIS
-            .iter()
-            .find(|c| lower.contains(c.package) || (scripts && !a.starts_with('-') && c.programs.contains(&stem)));
-        if let Some(cli) = cli {
-            let mut rest = &args[i + 1..];
-            // `npx -p @openai/codex codex …`, `npm exec @openai/codex -- …`
-            if rest
-                .first()
-                .is_some_and(|r| cli.programs.contains(&r.as_str()) || r == "--")
-            {
-                rest = &rest[1..];
+    const PACKAGE_RUNNERS: &[&str] = &["npx", "pnpx", "bunx", "npm", "pnpm", "yarn", "bun", "corepack"];
+    const SCRIPT_RUNNERS: &[&str] = &["node", "nodejs", "deno", "bun"];
+    let found = |i: usize, cli: &'static AgentCli| {
+        let mut rest = &args[i + 1..];
+        // `npx -p @openai/codex codex …`, `npm exec @openai/codex -- …`
+        if rest
+            .first()
+            .is_some_and(|r| cli.programs.contains(&r.as_str()) || r == "--")
+        {
+            rest = &rest[1..];
+        }
+        Some((cli, rest))
+    };
+    if SCRIPT_RUNNERS.contains(&program) {
+        // The script is the first word that is not an option.
+        if let Some(i) = args.iter().position(|a| !a.starts_with('-')) {
+            let lower = args[i].to_lowercase();
+            let name = file_name_folded(&lower);
+            let stem = name.split('.').next().unwrap_or_default();
+            let cli = AGENT_CLIS
+                .iter()
+                .find(|c| lower.contains(c.package) || is_agent_program(c, stem, &lower));
+            if let Some(cli) = cli {
+                return found(i, cli);
             }
-            return Some((cli, rest));
+        }
+    }
+    if PACKAGE_RUNNERS.contains(&program) {
+        for (i, a) in args.iter().enumerate() {
+            let lower = a.to_lowercase();
+            if let Some(cli) = AGENT_CLIS.iter().find(|c| lower.contains(c.package)) {
+                return found(i, cli);
+            }
         }
     }
     None
+}
+
+/// Whether `name` (as written: `path`) is one of `cli`'s programs. Cursor's
+/// `agent` is a common name: it counts when found through `PATH` or where
+/// Cursor installs it, not as a project's own `./agent`.
+fn is_agent_program(cli: &AgentCli, name: &str, path: &str) -> bool {
+    cli.programs.contains(&name)
+        && (name != "agent" || !path.contains('/') || path.contains("cursor") || path.ends_with("/.local/bin/agent"))
 }
 
 /// Whether a word may become something else when the shell runs it: an
@@ -1258,7 +1276,8 @@ fn may_expand(word: &str) -> bool {
 /// `folder` is the event's folder; without one, where the command starts
 /// (a Gemini `run_shell_command` may start it in another `directory`).
 fn nested_agent(input: &Json, program: &str, args: &[String], env: &[String], folder: Option<&str>) -> Option<String> {
-    let (cli, agent_args) = nested_agent_call(program, args)?;
+    let path = input.get("path").and_then(Json::as_str).unwrap_or(program);
+    let (cli, agent_args) = nested_agent_call(program, path, args)?;
     let refuse = |how: String| {
         Some(format!(
             "starting a nested coding agent (`{}`) {how}: Rein cannot vouch that it runs with its hook settings, \
@@ -2192,6 +2211,7 @@ mod tests {
             "pnpm dlx @openai/codex --disable hooks exec hi",
             "node node_modules/@anthropic-ai/claude-code/cli.js --bare -p hi",
             "node node_modules/.bin/gemini --yolo -p hi",
+            "~/.local/bin/agent --force -p hi",
             // Variables, for the program or the rest of the line.
             "CODEX_HOME=/tmp/x codex exec hi",
             "export CODEX_HOME=/tmp/x; codex exec hi",
@@ -2282,6 +2302,10 @@ mod tests {
             "git status",
             "echo $HOME",
             "printf '%s' CODEX_HOME",
+            "node build.js codex --watch",
+            "node scripts/agent.js --port 3000",
+            "./agent --serve",
+            "npm run codex -- --yolo",
             "export PATH=$PATH:/x",
             "export MODE=home codex_home=x",
             "rm -rf build",
