@@ -2,7 +2,7 @@
 //! `.cursor/hooks.json` in temporary projects, and the hook it writes
 //! answering one of Cursor's documented events.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::{json, Value};
 use std::fs;
@@ -10,16 +10,18 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-const EVENTS: [&str; 8] = [
+const EVENTS: [&str; 5] = [
     "preToolUse",
-    "beforeShellExecution",
-    "beforeMCPExecution",
-    "beforeReadFile",
     "beforeSubmitPrompt",
     "postToolUse",
     "sessionStart",
     "sessionEnd",
 ];
+
+/// Cursor's events that fire for a shell command, an MCP tool or a read
+/// that `preToolUse` already stands for: never hooked by Rein, so that one
+/// call is decided once.
+const GRANULAR: [&str; 3] = ["beforeShellExecution", "beforeMCPExecution", "beforeReadFile"];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -116,6 +118,47 @@ fn rein_handlers(file: &Value, event: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Runs the hook `command` as Cursor does (`sh -c`, in the project, the
+/// event on stdin): its JSON answer and exit code.
+fn run_hook(dir: &Path, command: &str, event: &Value) -> (Value, i32) {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(event.to_string().as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let v = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    (v, o.status.code().unwrap_or(-1))
+}
+
+/// A documented event (tests/fixtures/cursor/NAME.json) in project `dir`.
+fn documented(dir: &Path, name: &str) -> Value {
+    let fixture = fs::read_to_string(root().join(format!("crates/rein-hooks/tests/fixtures/cursor/{name}.json")))
+        .unwrap()
+        .replace("/path/to/project", &dir.to_string_lossy());
+    serde_json::from_str(&fixture).unwrap()
+}
+
+/// The approval id a refusal names (`Approval `ID``).
+fn approval_id(answer: &Value) -> String {
+    let text = answer["agent_message"].as_str().unwrap_or_default();
+    let rest = text
+        .split_once("Approval `")
+        .unwrap_or_else(|| panic!("no approval named: {answer}"))
+        .1;
+    rest.split_once('`').unwrap().0.to_string()
+}
+
 fn shell_words(command: &str) -> Vec<String> {
     let o = Command::new("sh")
         .arg("-c")
@@ -155,6 +198,12 @@ fn a_fresh_project_gets_every_hook_failing_closed() {
         assert_eq!(at("--protect").unwrap(), format!("{dir}/.cursor/hooks.json"));
         assert_eq!(at("--timeout").unwrap(), "10", "Rein gives up before Cursor");
     }
+    for event in GRANULAR {
+        assert!(
+            file["hooks"].get(event).is_none(),
+            "{event} is not hooked: one call, one decision"
+        );
+    }
     // Idempotent: the same run again changes nothing.
     let before = fs::read_to_string(p.hooks()).unwrap();
     let o = p.init_policy(&[]);
@@ -168,46 +217,156 @@ fn the_written_hook_decides_cursors_events() {
     let p = Project::new();
     ok(&p.init_policy(&[]));
     let file = p.read();
-    let command = rein_handlers(&file, "beforeShellExecution")[0]["command"]
+    let command = rein_handlers(&file, "preToolUse")[0]["command"]
         .as_str()
         .unwrap()
         .to_string();
-    let run = |event: &Value| -> (Value, i32) {
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(&command)
-            .current_dir(&p.dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(event.to_string().as_bytes())
-            .unwrap();
-        let o = child.wait_with_output().unwrap();
-        let v = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
-        (v, o.status.code().unwrap_or(-1))
-    };
-    let fixture = fs::read_to_string(root().join("crates/rein-hooks/tests/fixtures/cursor/beforeShellExecution.json"))
-        .unwrap()
-        .replace("/path/to/project", &p.dir.to_string_lossy());
-    let mut event: Value = serde_json::from_str(&fixture).unwrap();
-    event["command"] = json!("ls");
+    let run = |event: &Value| run_hook(&p.dir, &command, event);
+    let mut event = documented(&p.dir, "preToolUse-Shell");
+    event["tool_input"]["command"] = json!("ls");
     assert_eq!(run(&event), (json!({"permission": "allow"}), 0));
-    event["command"] = json!("cat .env");
+    event["tool_input"]["command"] = json!("cat .env");
     let (v, code) = run(&event);
     assert_eq!((v["permission"].as_str(), code), (Some("deny"), 0), "{v}");
     // The agent may not change the hooks file the hook runs from.
-    event["command"] = json!("rm .cursor/hooks.json");
+    event["tool_input"]["command"] = json!("rm .cursor/hooks.json");
     let (v, _) = run(&event);
+    assert_eq!(v["permission"], "deny", "{v}");
+    let mut write = documented(&p.dir, "preToolUse-Shell");
+    write["tool_name"] = json!("Write");
+    write["tool_input"] = json!({"file_path": p.hooks(), "content": "{\"version\": 1, \"hooks\": {}}"});
+    let (v, _) = run(&write);
     assert_eq!(v["permission"], "deny", "{v}");
     // Unreadable: exit 2, which Cursor treats as "deny".
     let (v, code) = run(&json!("not an event"));
     assert_eq!((v["permission"].as_str(), code), (Some("deny"), 2), "{v}");
+}
+
+/// The file `rein init cursor` writes hooks no granular event, so there is
+/// none to drop: a shell command, an MCP tool and a read are each decided
+/// by `preToolUse` alone. A file that (by hand) hooks Rein on a granular
+/// event instead is still decided there: the hook never answers one of
+/// them with no opinion.
+#[test]
+fn tool_calls_are_decided_without_any_granular_hook() {
+    let p = Project::new();
+    ok(&p.init_policy(&[]));
+    let file = p.read();
+    let command = rein_handlers(&file, "preToolUse")[0]["command"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        file["hooks"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|e| !GRANULAR.contains(&e.as_str())),
+        "{file}"
+    );
+    let run = |event: &Value| run_hook(&p.dir, &command, event);
+    // Each kind through preToolUse: refused where the policy refuses.
+    let mut shell = documented(&p.dir, "preToolUse-Shell");
+    shell["tool_input"]["command"] = json!("cat .env");
+    let read = documented(&p.dir, "preToolUse-Read");
+    let mcp = documented(&p.dir, "preToolUse-MCP");
+    for (kind, event) in [("shell", &shell), ("read", &read), ("mcp", &mcp)] {
+        let (v, code) = run(event);
+        assert_eq!((v["permission"].as_str(), code), (Some("deny"), 0), "{kind}: {v}");
+    }
+    // The same calls as granular events, should a file hook them: decided
+    // the same way, never waved through.
+    let mut shell = documented(&p.dir, "beforeShellExecution");
+    shell["command"] = json!("cat .env");
+    let mut read = documented(&p.dir, "beforeReadFile");
+    read["file_path"] = json!(p.dir.join(".env"));
+    read["attachments"] = json!([]);
+    let mcp = documented(&p.dir, "beforeMCPExecution");
+    for (kind, event) in [("shell", &shell), ("read", &read), ("mcp", &mcp)] {
+        let (v, code) = run(event);
+        assert_eq!((v["permission"].as_str(), code), (Some("deny"), 0), "{kind}: {v}");
+    }
+}
+
+/// A call that needs approval, through the written hook's processes and
+/// their SQLite store: refused naming the approval (Cursor does not act on
+/// "ask" in `preToolUse`); asked again before the grant, the same approval
+/// (none opened twice); granted with `rein approvals grant`, the retried
+/// call runs, once; a further retry needs a new approval.
+#[test]
+fn an_approval_granted_lets_the_retried_call_through_once() {
+    const TOKEN: &str = "cursor-approver-token-0123456789";
+    let p = Project::new();
+    ok(&p.init_policy(&[]));
+    fs::write(
+        p.dir.join("rein-tokens.yaml"),
+        format!("tokens:\n  - {{name: maria, role: approver, token: {TOKEN}, approves: [maintainer]}}\n"),
+    )
+    .unwrap();
+    let file = p.read();
+    let command = rein_handlers(&file, "preToolUse")[0]["command"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut event = documented(&p.dir, "preToolUse-Shell");
+    event["tool_input"]["command"] = json!("npm install express");
+    let (v, code) = run_hook(&p.dir, &command, &event);
+    assert_eq!((v["permission"].as_str(), code), (Some("deny"), 0), "{v}");
+    let id = approval_id(&v);
+    let (v, _) = run_hook(&p.dir, &command, &event);
+    assert_eq!(v["permission"], "deny", "{v}");
+    assert_eq!(approval_id(&v), id, "still waiting for the same approval");
+
+    let grant = Command::new(env!("CARGO_BIN_EXE_rein"))
+        .args(["approvals", "grant", &id, "--token", TOKEN, "--db"])
+        .arg(p.dir.join("rein.db"))
+        .output()
+        .unwrap();
+    ok(&grant);
+    // Cursor fires one hook of Rein's for the call (no granular one that
+    // would use the approval first and ask again): it runs.
+    assert!(rein_handlers(&file, "preToolUse").len() == 1);
+    assert!(GRANULAR.iter().all(|e| file["hooks"].get(*e).is_none()));
+    let (v, code) = run_hook(&p.dir, &command, &event);
+    assert_eq!((v, code), (json!({"permission": "allow"}), 0));
+    // Used: the next identical call needs a person again.
+    let (v, _) = run_hook(&p.dir, &command, &event);
+    assert_eq!(v["permission"], "deny", "{v}");
+    assert_ne!(approval_id(&v), id, "an approval lets one call through");
+}
+
+/// A file an earlier `rein init cursor` wrote hooked the granular events
+/// too: written again, Rein's handlers there are taken out (the user's
+/// stay), leaving `preToolUse` to decide each call once.
+#[test]
+fn an_earlier_files_granular_hooks_are_taken_out() {
+    let p = Project::new();
+    ok(&p.init_policy(&[]));
+    let mut file = p.read();
+    let ours = rein_handlers(&file, "preToolUse")[0].clone();
+    for event in GRANULAR {
+        file["hooks"][event] = json!([ours.clone()]);
+    }
+    file["hooks"]["beforeReadFile"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"command": "./hooks/log-reads.sh"}));
+    fs::write(p.hooks(), serde_json::to_string_pretty(&file).unwrap()).unwrap();
+    let o = p.init_policy(&[]);
+    ok(&o);
+    assert!(
+        text(&o.stdout).contains("-    \"beforeShellExecution\""),
+        "{}",
+        text(&o.stdout)
+    );
+    let file = p.read();
+    assert!(file["hooks"].get("beforeShellExecution").is_none(), "{file}");
+    assert!(file["hooks"].get("beforeMCPExecution").is_none(), "{file}");
+    assert_eq!(
+        file["hooks"]["beforeReadFile"],
+        json!([{"command": "./hooks/log-reads.sh"}])
+    );
+    assert_eq!(rein_handlers(&file, "preToolUse").len(), 1);
 }
 
 #[test]
@@ -218,7 +377,8 @@ fn other_hooks_and_keys_are_kept_and_undo_takes_only_reins_out() {
     "version": 1,
     "hooks": {
         "afterFileEdit": [{"command": "./hooks/format.sh"}],
-        "beforeShellExecution": [{"command": "./hooks/audit.sh", "matcher": "curl"}]
+        "beforeShellExecution": [{"command": "./hooks/audit.sh", "matcher": "curl"}],
+        "preToolUse": [{"command": "./hooks/guard.sh", "matcher": "Write"}]
     },
     "note": "mine"
 }
@@ -231,11 +391,15 @@ fn other_hooks_and_keys_are_kept_and_undo_takes_only_reins_out() {
         file["hooks"]["afterFileEdit"],
         json!([{"command": "./hooks/format.sh"}])
     );
-    let shell = file["hooks"]["beforeShellExecution"].as_array().unwrap();
-    assert_eq!(shell.len(), 2);
-    assert_eq!(shell[1], json!({"command": "./hooks/audit.sh", "matcher": "curl"}));
-    assert_eq!(shell[0]["timeout"], 5);
-    assert!(shell[0]["command"].as_str().unwrap().contains("--timeout 3"));
+    assert_eq!(
+        file["hooks"]["beforeShellExecution"],
+        json!([{"command": "./hooks/audit.sh", "matcher": "curl"}])
+    );
+    let tools = file["hooks"]["preToolUse"].as_array().unwrap();
+    assert_eq!(tools.len(), 2);
+    assert_eq!(tools[1], json!({"command": "./hooks/guard.sh", "matcher": "Write"}));
+    assert_eq!(tools[0]["timeout"], 5);
+    assert!(tools[0]["command"].as_str().unwrap().contains("--timeout 3"));
     let text_after = fs::read_to_string(p.hooks()).unwrap();
     assert!(
         text_after.contains("\n    \"hooks\""),
@@ -245,8 +409,8 @@ fn other_hooks_and_keys_are_kept_and_undo_takes_only_reins_out() {
     // Another timeout replaces Rein's handlers in place.
     ok(&p.init_policy(&["--timeout", "9"]));
     let file = p.read();
-    assert_eq!(rein_handlers(&file, "beforeShellExecution").len(), 1);
-    assert_eq!(file["hooks"]["beforeShellExecution"][0]["timeout"], 9);
+    assert_eq!(rein_handlers(&file, "preToolUse").len(), 1);
+    assert_eq!(file["hooks"]["preToolUse"][0]["timeout"], 9);
 
     // --dry-run writes nothing.
     let before = fs::read_to_string(p.hooks()).unwrap();
@@ -327,6 +491,59 @@ fn settings_server_and_refusals() {
     }
 }
 
+/// Cursor runs the hooks of every file it loads (the user's and the
+/// project's): Rein's in both would decide each call twice. `rein init
+/// cursor` says so when it writes one while the other has them.
+#[test]
+fn rein_in_both_the_users_and_the_projects_file_is_warned_about() {
+    let p = Project::new();
+    let home = p.dir.join("home");
+    let user_file = home.join(".cursor/hooks.json");
+    let init = |extra: &[&str]| {
+        let mut args = p.policy_args();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Command::new(env!("CARGO_BIN_EXE_rein"))
+            .args(["init", "cursor"])
+            .args(&args)
+            .current_dir(&p.dir)
+            .env("NO_COLOR", "1")
+            .env("HOME", &home)
+            .env("PATH", p.installed().parent().unwrap())
+            .output()
+            .unwrap()
+    };
+    let o = init(&[]);
+    ok(&o);
+    assert!(!text(&o.stderr).contains("warning"), "{}", text(&o.stderr));
+    let o = init(&["--settings", user_file.to_str().unwrap()]);
+    ok(&o);
+    let said = text(&o.stderr);
+    assert!(
+        said.contains("warning: ./.cursor/hooks.json has Rein's hooks too") && said.contains("decided twice"),
+        "{said}"
+    );
+    // Either way round, and for a granular hook an earlier `rein init
+    // cursor` left in the other file.
+    fs::remove_file(p.hooks()).unwrap();
+    let mut user: Value = serde_json::from_str(&fs::read_to_string(&user_file).unwrap()).unwrap();
+    let ours = user["hooks"]["preToolUse"][0].clone();
+    user["hooks"] = json!({"beforeShellExecution": [ours]});
+    fs::write(&user_file, user.to_string()).unwrap();
+    let o = init(&[]);
+    ok(&o);
+    let said = text(&o.stderr);
+    assert!(
+        said.contains(&format!("warning: {} has Rein's hooks too", user_file.display())),
+        "{said}"
+    );
+    // Not Rein's: nothing said.
+    fs::write(&user_file, r#"{"hooks": {"preToolUse": [{"command": "./audit.sh"}]}}"#).unwrap();
+    fs::remove_file(p.hooks()).unwrap();
+    let o = init(&[]);
+    ok(&o);
+    assert!(!text(&o.stderr).contains("warning"), "{}", text(&o.stderr));
+}
+
 #[test]
 fn user_writes_the_home_folders_hooks_file_as_codex_does() {
     let p = Project::new();
@@ -351,6 +568,15 @@ fn user_writes_the_home_folders_hooks_file_as_codex_does() {
     let words = shell_words(rein_handlers(&file, "preToolUse")[0]["command"].as_str().unwrap());
     let at = words.iter().position(|w| w == "--protect").unwrap();
     assert_eq!(words[at + 1], user.to_str().unwrap());
+    // The project's file with Rein's hooks too: said, as for --settings.
+    ok(&p.init(&p.policy_args().iter().map(String::as_str).collect::<Vec<_>>()));
+    let o = run(&args);
+    ok(&o);
+    assert!(
+        text(&o.stderr).contains("warning: ./.cursor/hooks.json has Rein's hooks too"),
+        "{}",
+        text(&o.stderr)
+    );
     // --user and --settings name two files: refused.
     args.extend(["--settings".into(), "other.json".into()]);
     let o = run(&args);

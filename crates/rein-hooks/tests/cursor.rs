@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use rein_hooks::{handle, Agent};
-use rein_runtime::{Runtime, RuntimeConfig};
+use rein_runtime::{Approver, Runtime, RuntimeConfig};
 use rein_store::SqliteStore;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -141,6 +141,65 @@ async fn pre_tool_use_has_no_ask_so_an_approval_is_a_refusal_naming_it() {
     let mut e = f.event("preToolUse-Read");
     e["tool_input"]["file_path"] = json!(f.project.join("README.md"));
     assert_eq!(f.send(&e).await, json!({"permission": "allow"}));
+}
+
+/// The approval a refusal names (`Approval `ID``).
+fn approval_id(answer: &Value) -> String {
+    let text = answer["agent_message"].as_str().unwrap_or_default();
+    let rest = text
+        .split_once("Approval `")
+        .unwrap_or_else(|| panic!("no approval named: {answer}"))
+        .1;
+    rest.split_once('`').unwrap().0.to_string()
+}
+
+/// `rein init cursor` hooks `preToolUse` alone: each shell command, MCP
+/// tool and read is one decision, one audit record, and a granted approval
+/// lets the retried call through once. Hooked beside it, a granular event
+/// for the same call would find the approval used and ask again: why the
+/// granular events are not written.
+#[tokio::test]
+async fn pre_tool_use_alone_decides_each_call_once_and_an_approval_once() {
+    let f = fixture();
+    let mut shell = f.event("preToolUse-Shell");
+    shell["tool_input"]["command"] = json!("ls");
+    for (event, action) in [
+        (shell.clone(), "shell.exec"),
+        (f.event("preToolUse-Read"), "file.read"),
+        (f.event("preToolUse-MCP"), "mcp.any.database_query"),
+    ] {
+        let before = f.actions().await.len();
+        f.send(&event).await;
+        let actions = f.actions().await;
+        assert_eq!(actions.len(), before + 1, "{action}: {actions:?}");
+        assert_eq!(actions[before].0, action);
+    }
+
+    shell["tool_input"]["command"] = json!("npm install express");
+    let v = f.send(&shell).await;
+    assert_eq!(v["permission"], "deny", "{v}");
+    let id = approval_id(&v);
+    assert_eq!(
+        approval_id(&f.send(&shell).await),
+        id,
+        "no second approval while waiting"
+    );
+    let roles = vec!["maintainer".to_string()];
+    let approver = Approver {
+        name: "alice",
+        roles: Some(&roles),
+        credential: None,
+    };
+    f.runtime.grant(&id, approver, None).await.unwrap();
+    assert_eq!(f.send(&shell).await, json!({"permission": "allow"}));
+    // The same call's granular event, had it been hooked too, would open a
+    // new approval and ask: the call never decided the same way twice.
+    let mut granular = f.event("beforeShellExecution");
+    granular["command"] = json!("npm install express");
+    let v = f.send(&granular).await;
+    assert_eq!(v["permission"], "ask", "{v}");
+    let again = approval_id(&v);
+    assert_ne!(again, id, "an approval lets one call through");
 }
 
 #[tokio::test]

@@ -74,16 +74,17 @@ pub struct CursorArgs {
     yes: bool,
 }
 
-/// The events Rein hooks, in the order they are written. Cursor fires
-/// `preToolUse` for every tool and, for shell commands, MCP tools and
-/// reads, the granular event too: both are hooked, so that a tool Rein's
-/// table does not name is still decided (and refused); the two decisions
-/// of one call are the same.
-const EVENTS: [&str; 8] = [
+/// The events Rein hooks, in the order they are written. Every tool call
+/// is decided once, on `preToolUse`, which Cursor fires for every tool
+/// (shell commands, MCP tools and reads included, named by `tool_name`).
+/// The granular events (`beforeShellExecution`, `beforeMCPExecution`,
+/// `beforeReadFile`) fire for the same calls: hooked too, one call would be
+/// decided twice, with two audit records, and a granted approval used by
+/// one hook would leave the other asking again. They are not written (and
+/// an earlier `rein init cursor`'s are taken out); nothing depends on them,
+/// so a file without them leaves no tool undecided.
+const EVENTS: [&str; 5] = [
     "preToolUse",
-    "beforeShellExecution",
-    "beforeMCPExecution",
-    "beforeReadFile",
     "beforeSubmitPrompt",
     "postToolUse",
     "sessionStart",
@@ -137,6 +138,14 @@ pub fn run(args: CursorArgs, color: bool) -> anyhow::Result<u8> {
         let hooks_file = absolute(&path)?;
         let handler = rein_handler(&args, &bin, &hooks_file, color)?;
         merge(&mut new, &handler, &bin);
+        if let Some(other) = other_level(&args, &path).filter(|other| decides_tools(other, &bin)) {
+            eprintln!(
+                "warning: {} has Rein's hooks too. Cursor runs the hooks of every file, so each tool call \
+                 would be decided twice (and an approval granted for it used by one and asked for again \
+                 by the other); take them out of one file with `rein init cursor --undo --settings FILE`",
+                other.display()
+            );
+        }
     }
     if exists && new == old {
         eprintln!("{}: already up to date", path.display());
@@ -151,6 +160,41 @@ pub fn run(args: CursorArgs, color: bool) -> anyhow::Result<u8> {
     }
     eprintln!("wrote {}", path.display());
     Ok(EXIT_ALLOW)
+}
+
+/// The hooks file of the other level Cursor also loads: the user's
+/// (`~/.cursor/hooks.json`) when a project's is written, the project's when
+/// `--user` or `--settings` names another file. `None` when it is the same
+/// file.
+fn other_level(args: &CursorArgs, path: &Path) -> Option<PathBuf> {
+    let other = match &args.settings {
+        _ if args.user => args.project.join(".cursor").join("hooks.json"),
+        Some(_) => args.project.join(".cursor").join("hooks.json"),
+        None => PathBuf::from(std::env::var_os("HOME")?)
+            .join(".cursor")
+            .join("hooks.json"),
+    };
+    let same = std::path::absolute(&other).ok()? == std::path::absolute(path).ok()?;
+    (!same).then_some(other)
+}
+
+/// Whether the hooks file at `path` has a Rein handler on an event that
+/// decides tool calls: `preToolUse`, or a granular event an earlier `rein
+/// init cursor` wrote (an unreadable file says nothing: it is not the one
+/// being written).
+fn decides_tools(path: &Path, bin: &str) -> bool {
+    let Ok(Some(text)) = read_text(path) else {
+        return false;
+    };
+    let Ok(Json::Object(top)) = parse_hooks_file(path, &text) else {
+        return false;
+    };
+    let Some(Json::Object(hooks)) = top.get("hooks") else {
+        return false;
+    };
+    ["preToolUse", "beforeShellExecution", "beforeMCPExecution", "beforeReadFile"]
+        .iter()
+        .any(|event| matches!(hooks.get(event), Some(Json::Array(handlers)) if handlers.iter().any(|h| is_rein_handler(h, bin))))
 }
 
 /// The hook's own timeout for Cursor's `secs`: two seconds less (at most
