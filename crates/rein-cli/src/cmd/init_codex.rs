@@ -145,7 +145,7 @@ pub fn run(args: CodexArgs, color: bool) -> anyhow::Result<u8> {
     let mut new = old.clone();
     if args.undo {
         if !exists {
-            eprintln!("{}: not there; nothing to undo", path.display());
+            eprintln!("{}: no such file, nothing to undo", path.display());
             return Ok(EXIT_ALLOW);
         }
         remove_rein(&mut new, &bin);
@@ -160,7 +160,13 @@ pub fn run(args: CodexArgs, color: bool) -> anyhow::Result<u8> {
         settings => rein_command(settings, &bin).unwrap_or_default(),
     };
     if new == old && (exists || args.undo) {
-        eprintln!("{}: already up to date", path.display());
+        // The same words as the other agents' `rein init`.
+        let what = if args.undo {
+            "no Rein hooks to take out"
+        } else {
+            "already up to date"
+        };
+        eprintln!("{}: {what}", path.display());
     } else {
         let new_text = render(&new, &indent_of(&old_text))?;
         let label = path.display().to_string();
