@@ -9,7 +9,7 @@
 #   bash bench/hook-agents.sh      # needs hyperfine (Debian package)
 #
 # The events: Claude Code `PreToolUse` Bash, Codex `PreToolUse` Bash, Gemini
-# CLI `BeforeTool` run_shell_command, Cursor `beforeShellExecution`. Each is
+# CLI `BeforeTool` run_shell_command, Cursor `preToolUse` Shell. Each is
 # taken from the events recorded from the real program when they are in the
 # tree (crates/rein-hooks/tests/fixtures/<agent>/), command and folder
 # replaced, else built here in the agent's documented shape; the script says
@@ -65,8 +65,9 @@ built = {
     "gemini": {"session_id": "bench", "cwd": project, "hook_event_name": "BeforeTool",
                "timestamp": "2026-12-06T00:00:00.000Z", "tool_name": "run_shell_command",
                "tool_input": {"command": command, "description": "x"}},
-    "cursor": {"conversation_id": "bench", "generation_id": "bench-gen", "hook_event_name": "beforeShellExecution",
-               "command": command, "cwd": project, "workspace_roots": [project]},
+    "cursor": {"conversation_id": "bench", "generation_id": "bench-gen", "hook_event_name": "preToolUse",
+               "tool_name": "Shell", "tool_input": {"command": command, "cwd": project, "timeout": 30000},
+               "tool_use_id": "bench", "cwd": project, "workspace_roots": [project]},
 }
 # The recorded shell event of each agent, if its folder has one: the main
 # agent's (`PreToolUse-Bash.json`) before any other (a sub-agent's).
@@ -74,7 +75,9 @@ recorded = {
     "claude-code": ["PreToolUse-Bash.json", "PreToolUse-Bash*.json"],
     "codex": ["PreToolUse-Bash.json", "PreToolUse-Bash*.json"],
     "gemini": ["BeforeTool-run_shell_command.json", "BeforeTool-run_shell_command*.json"],
-    "cursor": ["beforeShellExecution.json", "beforeShellExecution*.json"],
+    # Cursor's shell call is decided on `preToolUse`, the one event `rein
+    # init cursor` hooks for it.
+    "cursor": ["preToolUse-Shell.json"],
 }
 with open(os.path.join(out, "events.txt"), "w") as listing:
     for agent, event in built.items():
@@ -85,6 +88,8 @@ with open(os.path.join(out, "events.txt"), "w") as listing:
                 event = json.load(open(found[0]))
                 if "tool_input" in event:
                     event["tool_input"]["command"] = command
+                    if "cwd" in event["tool_input"]:
+                        event["tool_input"]["cwd"] = project
                 else:
                     event["command"] = command
                 for key in ("cwd",):
