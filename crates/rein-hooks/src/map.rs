@@ -146,6 +146,10 @@ pub fn map_tool(event: &HookEvent, home: Option<&Path>) -> ToolCall {
         if !unmapped.is_empty() {
             return simple(UNKNOWN_TOOL, unknown_input(name, input, &unmapped));
         }
+        let twice = spelled_twice(tool, input);
+        if !twice.is_empty() {
+            return simple(UNKNOWN_TOOL, unknown_input(name, input, &twice));
+        }
     }
     match tool {
         Tool::Shell => {
@@ -288,6 +292,45 @@ pub fn map_tool(event: &HookEvent, home: Option<&Path>) -> ToolCall {
         Tool::Internal => simple(INTERNAL_TOOL, json!({"tool": name})),
         Tool::Unknown => simple(UNKNOWN_TOOL, unknown_input(name, input, &[])),
     }
+}
+
+/// The fields below are one input spelled as different agents and
+/// releases spell it, read by the mapping in this order (Gemini 0.61's
+/// `dir_path` was `path`; its `include_pattern` was `include`). A call
+/// giving one input twice is read by Rein from the first spelling and by
+/// the running agent from the one it knows, which may be the other: Rein
+/// would judge another call than the one that runs. Such a call is not
+/// understood, whatever the two values (naming the fields).
+const SPELLINGS: &[(&str, &[&str])] = &[
+    ("read", &["file_path", "absolute_path", "notebook_path", "path"]),
+    ("write", &["file_path", "notebook_path", "absolute_path"]),
+    ("write", &["edits", "content", "new_string", "new_source"]),
+    ("patch", &["patch", "input", "command"]),
+    ("search", &["path", "dir_path", "file_path"]),
+    ("search", &["glob", "include", "include_pattern"]),
+    ("agent_spawn", &["prompt", "message"]),
+    ("agent_spawn", &["subagent_type", "agent_name"]),
+];
+
+/// The fields of `input` that spell one input twice (see [`SPELLINGS`]);
+/// a shell's directory is checked where it is read.
+fn spelled_twice(tool: Tool, input: &Json) -> Vec<&'static str> {
+    let kind = match tool {
+        Tool::Read => "read",
+        Tool::Write => "write",
+        Tool::Patch => "patch",
+        Tool::Search(_) => "search",
+        Tool::AgentSpawn => "agent_spawn",
+        _ => return Vec::new(),
+    };
+    let given = |k: &&str| input.get(*k).is_some_and(|v| !v.is_null());
+    SPELLINGS
+        .iter()
+        .filter(|(k, _)| *k == kind)
+        .map(|(_, fields)| fields.iter().copied().filter(given).collect::<Vec<_>>())
+        .filter(|present| present.len() > 1)
+        .flatten()
+        .collect()
 }
 
 /// `agent.unknown_tool`: a tool Rein does not map, or a mapped tool called
