@@ -268,6 +268,11 @@ pub fn table(agent: Agent) -> Result<&'static AgentTable, String> {
 /// Reads a table's text, checking it names `agent`. Its strings are
 /// borrowed from the text (built into the binary): nothing is copied.
 pub fn read(agent: Agent, text: &'static str) -> Result<AgentTable, String> {
+    // serde keeps the last of two entries of one name in a map (a second
+    // `"Bash": {"does": "internal"}` would silently win): a repeated key
+    // anywhere refuses the table.
+    rein_engine::json::parse_strict(text.as_bytes())
+        .map_err(|e| format!("Rein's mapping table of {} does not read: {e}", agent.name()))?;
     let table: AgentTable = serde_json::from_str(text)
         .map_err(|e| format!("Rein's mapping table of {} does not read: {e}", agent.name()))?;
     if table.agent != agent.name() {
@@ -327,6 +332,14 @@ mod tests {
             .contains("names the agent `gemini`"));
         let extra = source(Agent::Codex).replacen("\"format\"", "\"typo\": 1, \"format\"", 1);
         assert!(read(Agent::Codex, Box::leak(extra.into_boxed_str())).is_err());
+        // A tool named twice: the second entry would win unseen.
+        let twice = source(Agent::Codex).replacen(
+            "\"tools\": {",
+            "\"tools\": {\n    \"apply_patch\": {\"does\": \"internal\"},",
+            1,
+        );
+        let err = read(Agent::Codex, Box::leak(twice.into_boxed_str())).unwrap_err();
+        assert!(err.contains("apply_patch"), "{err}");
         // Text with an escape cannot be borrowed: an error, not a copy.
         let escaped = source(Agent::Codex).replacen("\"about\": \"", "\"about\": \"\\\"", 1);
         assert!(read(Agent::Codex, Box::leak(escaped.into_boxed_str())).is_err());
