@@ -341,3 +341,73 @@ fn a_hook_that_fails_or_dies_is_a_refusal_gemini_reads() {
         assert!(!text(&out).contains("did not answer"), "{stdin}: {}", text(&out));
     }
 }
+
+/// Gemini CLI merges its settings files: `hooksConfig.disabled` is joined
+/// across them, `hooksConfig.enabled` taken from the last that sets it
+/// (system defaults, user, project, system). A user or system file that
+/// switches Rein's hook off is not left to silence the project's.
+#[test]
+fn another_settings_file_that_switches_the_hook_off_is_not_left_unsaid() {
+    let run = |p: &Project, user: Option<&str>, system: Option<&str>| -> Output {
+        let home = p.tmp.path().join("home");
+        fs::create_dir_all(home.join(".gemini")).unwrap();
+        let system_file = p.tmp.path().join("etc/settings.json");
+        fs::create_dir_all(system_file.parent().unwrap()).unwrap();
+        for (file, text) in [
+            (home.join(".gemini/settings.json"), user),
+            (system_file.clone(), system),
+        ] {
+            match text {
+                Some(t) => fs::write(file, t).unwrap(),
+                None => {
+                    let _ = fs::remove_file(file);
+                }
+            }
+        }
+        Command::new(env!("CARGO_BIN_EXE_rein"))
+            .args([
+                "init",
+                "gemini",
+                "-p",
+                "policy.yaml",
+                "--rein-bin",
+                "/usr/bin/rein",
+                "-y",
+            ])
+            .current_dir(&p.dir)
+            .env("NO_COLOR", "1")
+            .env("HOME", &home)
+            .env_remove("GEMINI_CLI_HOME")
+            .env("GEMINI_CLI_SYSTEM_SETTINGS_PATH", &system_file)
+            .env("GEMINI_CLI_SYSTEM_DEFAULTS_PATH", p.tmp.path().join("etc/none.json"))
+            .output()
+            .unwrap()
+    };
+    // The user's `disabled` list names Rein's hook: joined with the
+    // project's, it would switch it off there too. Refused, nothing written.
+    for (user, system) in [
+        (Some(r#"{"hooksConfig": {"disabled": ["rein"]}}"#), None),
+        (None, Some(r#"{"hooksConfig": {"disabled": ["other", "rein"]}}"#)),
+        // The system file overrides the project's `enabled`.
+        (None, Some(r#"{"hooksConfig": {"enabled": false}}"#)),
+    ] {
+        let p = Project::new();
+        let out = run(&p, user, system);
+        assert_ne!(out.status.code(), Some(0), "{user:?} {system:?}: {}", text(&out));
+        assert!(text(&out).contains("nothing written"), "{}", text(&out));
+        assert!(!p.settings().exists(), "{user:?} {system:?}");
+    }
+    // The user's `enabled: false` is overridden by the project's file.
+    let p = Project::new();
+    let out = run(&p, Some(r#"{"hooksConfig": {"enabled": false}}"#), None);
+    ok(&out);
+    assert_eq!(p.read()["hooksConfig"]["enabled"], true, "{}", text(&out));
+    // Nothing to say: nothing added.
+    let p = Project::new();
+    ok(&run(
+        &p,
+        Some(r#"{"hooksConfig": {"enabled": true, "disabled": ["x"]}}"#),
+        None,
+    ));
+    assert!(p.read().get("hooksConfig").is_none());
+}

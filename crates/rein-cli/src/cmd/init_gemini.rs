@@ -137,6 +137,7 @@ pub fn run(args: GeminiArgs, color: bool) -> anyhow::Result<u8> {
         let handler = rein_handler(&args, &bin, &settings, color)?;
         merge(&mut new, &handler, &bin);
         enable_hooks(&mut new, &path);
+        check_other_scopes(&mut new, Path::new(&settings), &path)?;
     }
     if exists && new == old {
         let what = if args.undo {
@@ -368,6 +369,90 @@ fn enable_hooks(settings: &mut Json, path: &Path) {
             );
         }
     }
+}
+
+/// Gemini CLI's other settings files, lowest precedence first, each with
+/// whether it overrides the file being written: system defaults, the
+/// user's (`~/.gemini/settings.json`, `~` being `$GEMINI_CLI_HOME` when
+/// set) and the system's, which overrides every other.
+fn other_scopes() -> Vec<(PathBuf, bool)> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let system =
+        var("GEMINI_CLI_SYSTEM_SETTINGS_PATH").unwrap_or_else(|| PathBuf::from("/etc/gemini-cli/settings.json"));
+    let defaults =
+        var("GEMINI_CLI_SYSTEM_DEFAULTS_PATH").unwrap_or_else(|| system.with_file_name("system-defaults.json"));
+    let mut scopes = vec![(defaults, false)];
+    if let Some(home) = var("GEMINI_CLI_HOME").or_else(|| var("HOME")) {
+        scopes.push((home.join(".gemini").join("settings.json"), false));
+    }
+    scopes.push((system, true));
+    scopes
+}
+
+/// Gemini CLI merges its settings files: `hooksConfig.disabled` is the
+/// union of every file's list, and `hooksConfig.enabled` is the last file's
+/// that sets it (system defaults, user, project, system). A Rein hook
+/// written while another file switches it off would never run, and say
+/// nothing. So: a lower file's `enabled: false` is overridden in the file
+/// written (`settings`, shown as `shown`); another file that names Rein's
+/// hook in `disabled`, or the system file's `enabled: false`, cannot be
+/// overridden from it, and nothing is written.
+fn check_other_scopes(settings: &mut Json, written: &Path, shown: &Path) -> anyhow::Result<()> {
+    let written = written.canonicalize().unwrap_or_else(|_| written.to_path_buf());
+    for (file, overrides) in other_scopes() {
+        if file.canonicalize().is_ok_and(|f| f == written) || file == written {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        let Ok(other) = serde_json::from_str::<serde_json::Value>(&text) else {
+            eprintln!(
+                "warning: {} is not plain JSON; check that its hooksConfig does not turn Rein's hook off",
+                file.display()
+            );
+            continue;
+        };
+        let config = &other["hooksConfig"];
+        let names_rein = config["disabled"]
+            .as_array()
+            .is_some_and(|list| list.iter().any(|d| d == HOOK_NAME));
+        if names_rein {
+            bail!(
+                "{}: hooksConfig.disabled names Rein's hook `{HOOK_NAME}`, and Gemini CLI joins that list across \
+                 its settings files: no Rein hook would run. Take `{HOOK_NAME}` out of it and run this again; \
+                 nothing written",
+                file.display()
+            );
+        }
+        if config["enabled"] == serde_json::Value::Bool(false) {
+            if overrides {
+                bail!(
+                    "{}: hooksConfig.enabled is false there, and that file overrides {}: no hook would run; \
+                     nothing written",
+                    file.display(),
+                    shown.display()
+                );
+            }
+            let Json::Object(top) = settings else {
+                continue;
+            };
+            if !matches!(top.get("hooksConfig"), Some(Json::Object(_))) {
+                top.insert("hooksConfig", Json::Object(Obj::default()));
+            }
+            if let Some(Json::Object(hooks_config)) = top.get_mut("hooksConfig") {
+                if !matches!(hooks_config.get("enabled"), Some(Json::Bool(true))) {
+                    hooks_config.insert("enabled", Json::Bool(true));
+                    eprintln!(
+                        "{}: hooksConfig.enabled is false there (no hook would run); set to true in {}, which overrides it",
+                        file.display(),
+                        shown.display()
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
