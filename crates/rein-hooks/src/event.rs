@@ -99,6 +99,9 @@ pub struct HookEvent {
     /// started in (set by the caller, see
     /// [`crate::table::AgentTable::cwd_is_the_commands`]).
     pub project: Option<String>,
+    /// The call would run beyond the agent's sandbox (its table says; see
+    /// [`crate::table::EventEntry::leaves_sandbox`]).
+    pub leaves_sandbox: bool,
     /// Whether the agent honours "ask" for this event (its table says).
     pub ask: bool,
     /// How this event is answered (its table says).
@@ -343,6 +346,7 @@ pub fn from_json(agent: Agent, value: Json) -> Result<HookEvent, EventError> {
         agent_type,
         mcp_tool,
         project,
+        leaves_sandbox: entry.is_some_and(|e| e.leaves_sandbox),
         ask: entry.is_some_and(|e| e.ask),
         answer: entry.map(|e| e.answer).unwrap_or_default(),
     })

@@ -177,6 +177,11 @@ pub fn map_tool(event: &HookEvent, home: Option<&Path>) -> ToolCall {
             if always_background {
                 call.inputs.iter_mut().for_each(|i| i["background"] = json!(true));
             }
+            // Asked only to run it beyond the sandbox (Codex's
+            // PermissionRequest): judged as a call that leaves it.
+            if event.leaves_sandbox {
+                call.inputs.iter_mut().for_each(|i| i["disable_sandbox"] = json!(true));
+            }
             call
         }
         Tool::Read => {

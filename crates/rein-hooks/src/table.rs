@@ -93,6 +93,12 @@ pub struct EventEntry {
     /// The event's `tool_name` is an MCP tool's bare name.
     #[serde(default)]
     pub mcp_tool: bool,
+    /// The agent sends the event only for a call that would go beyond its
+    /// sandbox (Codex's `PermissionRequest`: more permissions, network
+    /// access for a host): a shell call's `disable_sandbox` is then true,
+    /// as for Claude Code's `dangerouslyDisableSandbox`.
+    #[serde(default)]
+    pub leaves_sandbox: bool,
     /// The field holding the tool's result (default `tool_response`).
     #[serde(default, borrow)]
     pub response: Option<&'static str>,

@@ -307,3 +307,35 @@ async fn a_cursor_command_outside_the_workspace_is_judged_against_the_workspace(
     let answer: Value = serde_json::from_str(&reply.stdout).unwrap();
     assert!(allowed(&answer), "{answer}");
 }
+
+/// Codex asks its hooks' permission (`PermissionRequest`) only for what
+/// goes beyond its sandbox: a command run with more permissions, network
+/// access for a host (its payload: `Bash` with the command and
+/// `description: "network-access <host>"`). Allowing it is allowing the
+/// command unsandboxed, not the command as a PreToolUse would run it.
+#[tokio::test]
+async fn a_codex_permission_request_is_a_call_that_leaves_the_sandbox() {
+    let g = gate();
+    g.runtime.open_state().await.unwrap();
+    let ask = |event: &str| {
+        json!({"hook_event_name": event, "session_id": "s", "cwd": g.project, "tool_name": "Bash",
+               "tool_input": {"command": "ls src", "description": "network-access https://example.com"}})
+        .to_string()
+    };
+    let reply = handle(
+        &g.runtime,
+        Agent::Codex,
+        ask("PermissionRequest").as_bytes(),
+        Some(&g.home),
+    )
+    .await;
+    let answer: Value = serde_json::from_str(&reply.stdout).unwrap();
+    assert_eq!(answer["hookSpecificOutput"]["decision"]["behavior"], "deny", "{answer}");
+    // The same command, sandboxed, runs.
+    let text = json!({"hook_event_name": "PreToolUse", "session_id": "s", "cwd": g.project, "tool_name": "Bash",
+                      "tool_input": {"command": "ls src"}})
+    .to_string();
+    let reply = handle(&g.runtime, Agent::Codex, text.as_bytes(), Some(&g.home)).await;
+    let answer: Value = serde_json::from_str(&reply.stdout).unwrap();
+    assert!(allowed(&answer), "{answer}");
+}
