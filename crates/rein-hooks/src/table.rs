@@ -223,7 +223,13 @@ impl AgentTable {
         }
         let rest = name.strip_prefix(self.mcp.prefix)?;
         let (server, tool) = match (self.mcp.separator, self.mcp.server) {
-            (Some(sep), _) => rest.split_once(sep)?,
+            // `mcp__a__b__c` is server `a`'s tool `b__c` or server `a__b`'s
+            // tool `c` (a server's name may hold `__`): not understood,
+            // never judged as the first server's.
+            (Some(sep), _) => match rest.split_once(sep)? {
+                (_, tool) if tool.contains(sep) => return None,
+                split => split,
+            },
             (None, Some(server)) => (server, rest),
             (None, None) => return None,
         };
@@ -329,6 +335,11 @@ mod tests {
         );
         assert_eq!(claude.mcp_tool("mcp__broken"), None);
         assert_eq!(claude.mcp_tool("mcp____x"), None);
+        // Server `github`'s tool `x__y`, or server `github__x`'s tool `y`.
+        assert_eq!(claude.mcp_tool("mcp__github__x__y"), None);
+        let codex = table(Agent::Codex).unwrap();
+        assert_eq!(codex.mcp_tool("mcp__github__x__y"), None);
+        assert_eq!(codex.mcp_tool("mcp__github__x_y"), Some(("github", "x_y")));
         assert!(claude.looks_like_mcp("mcp__broken"));
         let cursor = table(Agent::Cursor).unwrap();
         assert_eq!(cursor.mcp_tool("MCP:query"), Some(("any", "query")));
