@@ -290,7 +290,7 @@ pub fn map_tool(event: &HookEvent, home: Option<&Path>) -> ToolCall {
                 "model": text("model").unwrap_or_default(),
                 "mode": text("mode").unwrap_or_default(),
                 "isolation": text("isolation").unwrap_or_default(),
-                "background": input.get("run_in_background").and_then(Json::as_bool).unwrap_or(false),
+                "background": switched_on(input, "run_in_background"),
             }),
         ),
         Tool::Mcp(server, tool) => simple(&format!("mcp.{server}.{tool}"), input.clone()),
@@ -514,18 +514,22 @@ fn part_dir_texts(part: &rein_shell::Part) -> Vec<String> {
     part.dirs.clone()
 }
 
+/// Whether the switch `key` of `input` is on: anything but absent, null or
+/// `false`. An agent may coerce `"true"` or `1` (Claude Code reads the
+/// model's `"true"` as true) and run the call so; Rein never reads a switch
+/// as off that the agent may read as on.
+fn switched_on(input: &Json, key: &str) -> bool {
+    input.get(key).is_some_and(|v| !v.is_null() && *v != Json::Bool(false))
+}
+
 fn shell(input: &Json, cwd: &Path, home: Option<&Path>) -> ToolCall {
     let command = input.get("command").and_then(Json::as_str).unwrap_or_default();
     // A missing or non-string `command` is passed on as it came, so it
     // breaks the `command: string` contract and is blocked, rather than
     // being decided as an empty command (which runs nothing and would pass).
     let raw_command = input.get("command").cloned().unwrap_or(Json::Null);
-    let background = input.get("run_in_background").and_then(Json::as_bool).unwrap_or(false)
-        || input.get("is_background").and_then(Json::as_bool).unwrap_or(false);
-    let no_sandbox = input
-        .get("dangerouslyDisableSandbox")
-        .and_then(Json::as_bool)
-        .unwrap_or(false);
+    let background = switched_on(input, "run_in_background") || switched_on(input, "is_background");
+    let no_sandbox = switched_on(input, "dangerouslyDisableSandbox");
     // At most `MAX_PARTS` parts: the analysis ends a longer line with one
     // part that is not understood.
     let analysis = rein_shell::analyze(command);

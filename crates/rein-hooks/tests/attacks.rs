@@ -339,3 +339,32 @@ async fn a_codex_permission_request_is_a_call_that_leaves_the_sandbox() {
     let answer: Value = serde_json::from_str(&reply.stdout).unwrap();
     assert!(allowed(&answer), "{answer}");
 }
+
+/// A switch sent as something other than a boolean (`"true"`, `1`): an
+/// agent that coerces it (Claude Code reads the model's `"true"` as true)
+/// runs the call that way, so Rein reads it so too.
+#[tokio::test]
+async fn a_switch_that_is_not_a_boolean_is_read_as_on() {
+    let g = gate();
+    g.runtime.open_state().await.unwrap();
+    for value in [json!("true"), json!(1), json!("yes"), json!({})] {
+        let answer = g
+            .answer(
+                Agent::ClaudeCode,
+                "Bash",
+                json!({"command": "ls src", "dangerouslyDisableSandbox": value}),
+            )
+            .await;
+        assert!(!allowed(&answer), "{value}: {answer}");
+    }
+    for value in [json!(false), json!(null)] {
+        let answer = g
+            .answer(
+                Agent::ClaudeCode,
+                "Bash",
+                json!({"command": "ls src", "dangerouslyDisableSandbox": value}),
+            )
+            .await;
+        assert!(allowed(&answer), "{value}: {answer}");
+    }
+}
