@@ -674,10 +674,14 @@ fn command_of_part(command: &str, index: usize) -> String {
 }
 
 /// Files named by a Codex `apply_patch` (`*** Add File: p`, `*** Update
-/// File: p`, `*** Delete File: p`, `*** Move to: p`).
+/// File: p`, `*** Delete File: p`, `*** Move to: p`). Codex's parser trims
+/// a hunk's header line (`  *** Add File: x` adds `x`), so every line is
+/// read trimmed: a context line that looks like a header only adds a file
+/// to decide, never hides one.
 fn patch_files(patch: &str) -> Vec<&str> {
     patch
         .lines()
+        .map(str::trim)
         .filter_map(|l| {
             [
                 "*** Add File: ",
