@@ -169,9 +169,9 @@ enum Command {
     /// Print the native policy that decides as an Actra schema and policy
     /// do (`--actra-schema SCHEMA --policy POLICY`).
     Convert(actra::ConvertArgs),
-    /// Set an agent up to ask Rein before it acts (`rein init claude-code`
-    /// writes Rein's hooks into Claude Code's settings), or start a policy
-    /// (`rein init policy DIR`).
+    /// Set a coding agent up to ask Rein before it acts (`rein init
+    /// claude-code|codex|gemini|cursor` writes Rein's hooks into the agent's
+    /// hook configuration), or start a policy (`rein init policy DIR`).
     Init(init::InitArgs),
     /// Print a shell completion script for bash, zsh, fish, elvish or
     /// PowerShell.

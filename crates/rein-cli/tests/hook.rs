@@ -187,6 +187,37 @@ fn every_failure_is_an_explicit_refusal() {
     assert_eq!(d, "deny");
     assert!(reason.contains("policy failed to load"), "{reason}");
 
+    // A policy an upgrade broke: the refusal says what to change.
+    let old = dir.path().join("old.yaml");
+    std::fs::write(
+        &old,
+        "version: 1\nrules:\n  - id: ask_unknown\n    action: tool.other\n    effect: require_approval\n    approval: {role: maintainer, ttl: 1h}\n",
+    )
+    .unwrap();
+    let contracts = concat!(env!("CARGO_MANIFEST_DIR"), "/../../policies/agents/coding-agent.yaml");
+    let out = hook(
+        &[
+            "claude-code",
+            "-p",
+            contracts,
+            old.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+            "--no-cache",
+        ],
+        &event("ls", dir.path()),
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let (d, reason) = decision(&out);
+    assert_eq!(d, "deny");
+    assert!(
+        reason.contains("old.yaml:4:13: rule `ask_unknown` targets action `tool.other`"),
+        "{reason}"
+    );
+    assert!(reason.contains("(help: `tool.other` was renamed"), "{reason}");
+    assert!(reason.contains("`agent.unknown_tool`"), "{reason}");
+
     // A server that is not there.
     let out = hook(
         &[

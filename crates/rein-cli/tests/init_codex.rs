@@ -1,6 +1,9 @@
 //! `rein init codex` end to end: the real binary writing Codex CLI
 //! `hooks.json` files in temporary projects (what Codex itself makes of the
-//! written file is proven in crates/rein-cli/tests/codex_e2e).
+//! written file is proven in crates/rein-cli/tests/codex_e2e), and asking
+//! Codex whether it runs them: the real Codex where it is installed
+//! (`bash .ci/codex`), stand-in `codex` scripts only for a Codex that is
+//! missing, silent or answers garbage.
 
 // Helpers outside `#[test]` functions panic on failure too; that is the report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -9,6 +12,7 @@ use serde_json::{json, Value};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 const POLICY: &str = include_str!("../../../examples/refund/policy.yaml");
 
@@ -23,11 +27,13 @@ const EVENTS: [&str; 5] = [
     "SessionStart",
 ];
 
-/// A temporary project holding `policy.yaml`, and a CODEX_HOME beside it.
+/// A temporary project holding `policy.yaml`, a CODEX_HOME beside it, and
+/// `bin`, the only folder on rein's PATH (no `codex` unless a test puts one).
 struct Project {
     _tmp: tempfile::TempDir,
     dir: PathBuf,
     codex_home: PathBuf,
+    bin: PathBuf,
 }
 
 impl Project {
@@ -35,12 +41,15 @@ impl Project {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("project");
         let codex_home = tmp.path().join("codex-home");
+        let bin = tmp.path().join("bin");
         fs::create_dir_all(&dir).unwrap();
+        fs::create_dir_all(&bin).unwrap();
         fs::write(dir.join("policy.yaml"), POLICY).unwrap();
         Project {
             _tmp: tmp,
             dir,
             codex_home,
+            bin,
         }
     }
 
@@ -56,8 +65,22 @@ impl Project {
             .current_dir(&self.dir)
             .env("NO_COLOR", "1")
             .env("CODEX_HOME", &self.codex_home)
+            .env("HOME", self.codex_home.parent().unwrap())
+            .env("PATH", &self.bin)
             .output()
             .unwrap()
+    }
+
+    /// Puts a stand-in `codex` on rein's PATH: a shell script with `body`.
+    fn fake_codex(&self, body: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.bin.join("codex");
+        fs::write(&path, format!("#!/bin/sh\nPATH=/usr/bin:/bin\n{body}\n")).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    fn config(&self) -> PathBuf {
+        self.codex_home.join("config.toml")
     }
 
     fn read(&self, path: &Path) -> Value {
@@ -263,7 +286,11 @@ fn a_second_run_changes_nothing_and_undo_takes_only_reins_hooks_out() {
     assert_eq!(after, serde_json::from_str::<Value>(&original).unwrap());
     let again = p.init(&["--undo", "--rein-bin", BIN, "-y"]);
     ok(&again);
-    assert!(stderr(&again).contains("already up to date"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("no Rein hooks to take out"),
+        "{}",
+        stderr(&again)
+    );
 }
 
 #[test]
@@ -366,4 +393,311 @@ fn bad_input_is_refused_and_nothing_is_written() {
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
     }
     assert!(!p.codex_home.join("hooks.json").exists());
+}
+
+/// What rein says about each hook when it cannot ask Codex: one warning
+/// line per event, never that a hook runs.
+fn assert_not_checked(o: &Output, why: &str) {
+    let err = stderr(o);
+    for event in EVENTS {
+        assert!(
+            err.lines().any(|l| l.starts_with("rein: WARNING: could not check")
+                && l.contains(&format!(" {event} hook: "))
+                && l.contains(why)),
+            "{event}, {why}:\n{err}"
+        );
+    }
+    assert!(!err.lines().any(|l| l.starts_with("rein: Codex runs")), "{err}");
+}
+
+#[test]
+fn without_codex_init_says_it_could_not_check_and_trust_is_refused() {
+    let p = Project::new();
+    let o = p.init(&["--policy", "policy.yaml", "--rein-bin", BIN, "-y"]);
+    ok(&o);
+    assert!(p.hooks().is_file());
+    assert_not_checked(&o, "Codex is not installed");
+    // A --codex-bin that is not there.
+    let o = p.init(&[
+        "--policy",
+        "policy.yaml",
+        "--rein-bin",
+        BIN,
+        "--codex-bin",
+        "/nonexistent/codex",
+        "-y",
+    ]);
+    ok(&o);
+    assert_not_checked(&o, "/nonexistent/codex not found");
+    // --trust cannot write what Codex did not compute: an error, config.toml untouched.
+    fs::create_dir_all(&p.codex_home).unwrap();
+    fs::write(p.config(), "# mine\n").unwrap();
+    let o = p.init(&["--policy", "policy.yaml", "--rein-bin", BIN, "--trust", "-y"]);
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot trust the hooks"), "{}", stderr(&o));
+    assert_eq!(fs::read_to_string(p.config()).unwrap(), "# mine\n");
+}
+
+#[test]
+fn a_codex_that_does_not_answer_is_given_up_on_in_bounded_time() {
+    let p = Project::new();
+    // Reads nothing, says nothing.
+    p.fake_codex("exec sleep 60");
+    let started = Instant::now();
+    let o = p.init(&["--policy", "policy.yaml", "--rein-bin", BIN, "--codex-wait", "1", "-y"]);
+    let took = started.elapsed();
+    ok(&o);
+    assert_not_checked(&o, "did not answer initialize within 1 s");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    // Answers initialize, then never hooks/list.
+    p.fake_codex(r#"read line; echo '{"id":1,"result":{}}'; exec sleep 60"#);
+    let o = p.init(&["--policy", "policy.yaml", "--rein-bin", BIN, "--codex-wait", "1", "-y"]);
+    ok(&o);
+    assert_not_checked(&o, "did not answer hooks/list within 1 s");
+    let o = p.init(&[
+        "--policy",
+        "policy.yaml",
+        "--rein-bin",
+        BIN,
+        "--codex-wait",
+        "1",
+        "--trust",
+        "-y",
+    ]);
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!p.config().exists());
+    // Floods notifications (or garbage) and never answers: still bounded.
+    for flood in [r#"exec yes '{"method":"flood"}'"#, "exec yes garbage"] {
+        p.fake_codex(flood);
+        let started = Instant::now();
+        let o = p.init(&["--policy", "policy.yaml", "--rein-bin", BIN, "--codex-wait", "2", "-y"]);
+        let took = started.elapsed();
+        ok(&o);
+        assert_not_checked(&o, "initialize");
+        assert!(took < Duration::from_secs(15), "{flood}: took {took:?}");
+    }
+}
+
+#[test]
+fn a_codex_that_answers_garbage_is_not_believed() {
+    let p = Project::new();
+    let answer_then =
+        |list: &str| format!("read a; echo '{{\"id\":1,\"result\":{{}}}}'; read b; read c; echo '{list}'");
+    for (body, why) in [
+        (
+            "read a; echo 'not json at all'".to_owned(),
+            "ended without answering initialize",
+        ),
+        ("read a; exit 3".to_owned(), "ended without answering initialize"),
+        (
+            r#"read a; echo '{"id":1,"error":{"code":-32600,"message":"no"}}'"#.to_owned(),
+            "refused initialize",
+        ),
+        (answer_then(r#"{"id":2,"result":{"data":"x"}}"#), "does not understand"),
+        (
+            answer_then(r#"{"id":2,"result":{"data":[{"hooks":[{"key":"k"}]}]}}"#),
+            "does not understand",
+        ),
+        (answer_then(r#"{"id":2}"#), "without a result"),
+    ] {
+        p.fake_codex(&body);
+        let o = p.init(&["--policy", "policy.yaml", "--rein-bin", BIN, "--codex-wait", "5", "-y"]);
+        ok(&o);
+        assert_not_checked(&o, why);
+    }
+    // A list that names other hooks, or Rein's with another command, says
+    // Rein's are not loaded: never that they run.
+    p.fake_codex(&answer_then(
+        r#"{"id":2,"result":{"data":[{"cwd":"/","hooks":[{"key":"k","eventName":"preToolUse","command":"rein hook codex","sourcePath":"/elsewhere/hooks.json","currentHash":"sha256:00","trustStatus":"trusted","enabled":true,"timeoutSec":30,"matcher":"*"}]}]}}"#,
+    ));
+    let o = p.init(&["--policy", "policy.yaml", "--rein-bin", BIN, "--codex-wait", "5", "-y"]);
+    ok(&o);
+    for event in EVENTS {
+        assert!(
+            stderr(&o).contains(&format!(
+                "rein: WARNING: Codex SKIPS Rein's {event} hook: Codex does not load it"
+            )),
+            "{}",
+            stderr(&o)
+        );
+    }
+    assert!(
+        !stderr(&o).lines().any(|l| l.starts_with("rein: Codex runs")),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// The Codex `bash .ci/codex` installs, or None (with a SKIPPED note;
+/// a failure under `CI=true`).
+fn real_codex() -> Option<PathBuf> {
+    let prefix = std::env::var_os("REIN_CODEX_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/codex-e2e"));
+    let codex = prefix.join("node_modules/@openai/codex/vendor/x86_64-unknown-linux-musl/bin/codex");
+    if codex.is_file() {
+        return Some(codex);
+    }
+    let under_ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    assert!(
+        !under_ci,
+        "{} missing under CI=true (run `bash .ci/codex`)",
+        codex.display()
+    );
+    eprintln!("SKIPPED: {} missing (run `bash .ci/codex`)", codex.display());
+    None
+}
+
+#[test]
+fn the_real_codex_reports_untrusted_then_trust_writes_its_hashes_and_undo_takes_them_out() {
+    let Some(codex) = real_codex() else { return };
+    let p = Project::new();
+    let codex = codex.display().to_string();
+    let user = [
+        "--user",
+        "--policy",
+        "policy.yaml",
+        "--rein-bin",
+        BIN,
+        "--codex-bin",
+        &codex,
+        "-y",
+    ];
+    fs::create_dir_all(&p.codex_home).unwrap();
+    let mine = "# my Codex settings\nmodel = \"o3\"  # keep this\n\n[features]\nhooks = true\n";
+    fs::write(p.config(), mine).unwrap();
+
+    let o = p.init(&user);
+    ok(&o);
+    for event in EVENTS {
+        assert!(
+            stderr(&o).contains(&format!(
+                "rein: WARNING: Codex SKIPS Rein's {event} hook: Codex reports it `untrusted`"
+            )),
+            "{}",
+            stderr(&o)
+        );
+    }
+    assert_eq!(fs::read_to_string(p.config()).unwrap(), mine);
+
+    // A config.toml that does not parse is refused and left as it is.
+    fs::write(p.config(), "[features\n").unwrap();
+    let o = p.init(&[&user[..], &["--trust"]].concat());
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not valid TOML"), "{}", stderr(&o));
+    assert_eq!(fs::read_to_string(p.config()).unwrap(), "[features\n");
+    fs::write(p.config(), mine).unwrap();
+
+    // A dry run shows the trust it would write and writes nothing.
+    let o = p.init(&[&user[..], &["--trust", "--dry-run"]].concat());
+    ok(&o);
+    assert!(stdout(&o).contains("+trusted_hash = \"sha256:"), "{}", stdout(&o));
+    assert_eq!(fs::read_to_string(p.config()).unwrap(), mine);
+
+    let o = p.init(&[&user[..], &["--trust"]].concat());
+    ok(&o);
+    for event in EVENTS {
+        assert!(
+            stderr(&o).contains(&format!("rein: Codex runs Rein's {event} hook (trusted)")),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let trusted = fs::read_to_string(p.config()).unwrap();
+    assert!(
+        trusted.starts_with(mine),
+        "the user's settings were not kept:\n{trusted}"
+    );
+    assert_eq!(trusted.matches("trusted_hash = \"sha256:").count(), 5, "{trusted}");
+    assert!(stdout(&o).contains("+trusted_hash"), "no diff shown: {}", stdout(&o));
+
+    // Again: nothing to do.
+    let o = p.init(&[&user[..], &["--trust"]].concat());
+    ok(&o);
+    assert!(!stdout(&o).contains("trusted_hash"), "{}", stdout(&o));
+    assert_eq!(fs::read_to_string(p.config()).unwrap(), trusted);
+
+    // A changed hook (another timeout) is untrusted again until --trust.
+    let o = p.init(&[&user[..], &["--timeout", "10"]].concat());
+    ok(&o);
+    assert!(
+        stderr(&o).contains("Codex SKIPS Rein's PreToolUse hook"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Undo takes the hooks and the trust entries out; the rest stays.
+    let o = p.init(&["--user", "--undo", "--rein-bin", BIN, "-y"]);
+    ok(&o);
+    assert_eq!(fs::read_to_string(p.config()).unwrap(), mine);
+}
+
+#[test]
+fn the_real_codex_skips_a_project_it_does_not_trust_and_trust_needs_the_project_trusted() {
+    let Some(codex) = real_codex() else { return };
+    let p = Project::new();
+    let codex = codex.display().to_string();
+    let project = [
+        "--policy",
+        "policy.yaml",
+        "--rein-bin",
+        BIN,
+        "--codex-bin",
+        &codex,
+        "-y",
+    ];
+    fs::create_dir_all(&p.codex_home).unwrap();
+    fs::write(p.config(), "").unwrap();
+
+    // An untrusted project: Codex does not load its .codex/ at all.
+    let o = p.init(&project);
+    ok(&o);
+    for event in EVENTS {
+        assert!(
+            stderr(&o).contains(&format!(
+                "rein: WARNING: Codex SKIPS Rein's {event} hook: Codex does not load it"
+            )),
+            "{}",
+            stderr(&o)
+        );
+    }
+    assert!(
+        stderr(&o).contains("only once the project is trusted"),
+        "{}",
+        stderr(&o)
+    );
+    let o = p.init(&[&project[..], &["--trust"]].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(fs::read_to_string(p.config()).unwrap(), "");
+
+    // Trusted by the user: --trust trusts Rein's hooks, and only them.
+    let dir = fs::canonicalize(&p.dir).unwrap();
+    let trusted_project = format!(
+        "[projects.{:?}]\ntrust_level = \"trusted\"\n",
+        dir.display().to_string()
+    );
+    fs::write(p.config(), &trusted_project).unwrap();
+    let mut hooks = p.read(&p.hooks());
+    hooks["hooks"]["Stop"] = json!([{"hooks": [{"type": "command", "command": "echo user hook"}]}]);
+    fs::write(p.hooks(), hooks.to_string()).unwrap();
+    let o = p.init(&[&project[..], &["--trust"]].concat());
+    ok(&o);
+    for event in EVENTS {
+        assert!(
+            stderr(&o).contains(&format!("rein: Codex runs Rein's {event} hook (trusted)")),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let config = fs::read_to_string(p.config()).unwrap();
+    assert_eq!(config.matches("trusted_hash").count(), 5, "{config}");
+    assert!(
+        !config.contains(":stop:"),
+        "the user's own hook was trusted too:\n{config}"
+    );
+
+    let o = p.init(&["--undo", "--rein-bin", BIN, "-y"]);
+    ok(&o);
+    assert_eq!(fs::read_to_string(p.config()).unwrap(), trusted_project);
+    assert!(p.read(&p.hooks())["hooks"]["Stop"].is_array());
 }

@@ -543,3 +543,43 @@ fn rein_in_both_the_users_and_the_projects_file_is_warned_about() {
     ok(&o);
     assert!(!text(&o.stderr).contains("warning"), "{}", text(&o.stderr));
 }
+
+#[test]
+fn user_writes_the_home_folders_hooks_file_as_codex_does() {
+    let p = Project::new();
+    let home = p.dir.join("home");
+    let mut args = p.policy_args();
+    args.push("--user".into());
+    let run = |args: &[String]| {
+        Command::new(env!("CARGO_BIN_EXE_rein"))
+            .args(["init", "cursor"])
+            .args(args)
+            .current_dir(&p.dir)
+            .env("NO_COLOR", "1")
+            .env("HOME", &home)
+            .env("PATH", p.installed().parent().unwrap())
+            .output()
+            .unwrap()
+    };
+    ok(&run(&args));
+    let user = home.join(".cursor/hooks.json");
+    assert!(!p.hooks().exists());
+    let file: Value = serde_json::from_str(&fs::read_to_string(&user).unwrap()).unwrap();
+    let words = shell_words(rein_handlers(&file, "preToolUse")[0]["command"].as_str().unwrap());
+    let at = words.iter().position(|w| w == "--protect").unwrap();
+    assert_eq!(words[at + 1], user.to_str().unwrap());
+    // The project's file with Rein's hooks too: said, as for --settings.
+    ok(&p.init(&p.policy_args().iter().map(String::as_str).collect::<Vec<_>>()));
+    let o = run(&args);
+    ok(&o);
+    assert!(
+        text(&o.stderr).contains("warning: ./.cursor/hooks.json has Rein's hooks too"),
+        "{}",
+        text(&o.stderr)
+    );
+    // --user and --settings name two files: refused.
+    args.extend(["--settings".into(), "other.json".into()]);
+    let o = run(&args);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(!p.dir.join("other.json").exists());
+}

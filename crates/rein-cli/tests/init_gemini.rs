@@ -145,6 +145,13 @@ fn merging_keeps_the_users_settings_and_hooks_and_a_second_run_changes_nothing()
     let out = p.init(&["-p", "policy.yaml", "-y", "--timeout", "10000"]);
     ok(&out);
     assert!(text(&out).contains("hooksConfig.enabled was false"), "{}", text(&out));
+    // Said, since Gemini skips every hook in a folder it does not trust.
+    let trust = p.tmp.path().join("home/.gemini/trustedFolders.json");
+    let note = format!(
+        "runs hooks, the user's included, only in a folder it trusts (it asks on its first start there; {})",
+        trust.display()
+    );
+    assert!(text(&out).contains(&note), "{}", text(&out));
     let s = p.read();
     assert_eq!(s["model"]["name"], "gemini-2.5-pro");
     assert_eq!(s["hooks"]["BeforeTool"][0]["hooks"][0]["command"], "./lint.sh");
@@ -175,6 +182,7 @@ fn merging_keeps_the_users_settings_and_hooks_and_a_second_run_changes_nothing()
     let again = p.init(&["--undo", "-y"]);
     ok(&again);
     assert!(text(&again).contains("no Rein hooks"), "{}", text(&again));
+    assert!(!text(&again).contains("only in a folder it trusts"), "{}", text(&again));
 }
 
 #[test]
@@ -193,6 +201,15 @@ fn dry_run_writes_nothing_and_user_settings_go_where_asked() {
     let at = words.iter().position(|w| w == "--protect").unwrap();
     assert_eq!(words[at + 1], user.canonicalize().unwrap().to_str().unwrap());
     assert!(!p.settings().exists());
+
+    // --user is that file too (as for `rein init codex`).
+    fs::remove_file(&user).unwrap();
+    ok(&p.init(&["-p", "policy.yaml", "--user", "-y"]));
+    let s: Value = serde_json::from_str(&fs::read_to_string(&user).unwrap()).unwrap();
+    assert!(handler(&s, "BeforeTool")["command"].is_string());
+    assert!(!p.settings().exists());
+    let out = p.init(&["-p", "policy.yaml", "--user", "--settings", "x.json", "-y"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
 
 #[test]
@@ -267,7 +284,17 @@ fn bad_input_is_refused_and_the_file_kept() {
     assert_ne!(out.status.code(), Some(0));
     assert!(!p.settings().exists());
     fs::create_dir_all(p.dir.join(".gemini")).unwrap();
-    for bad in ["{not json", r#"{"hooks": {"BeforeTool": {"matcher": "*"}}}"#, "[]"] {
+    for bad in [
+        "{not json",
+        r#"{"hooks": {"BeforeTool": {"matcher": "*"}}}"#,
+        "[]",
+        // Gemini reads these as JavaScript would: every hook off, or Rein's
+        // (a string `disabled` matches every name that is a part of it).
+        r#"{"hooksConfig": {"enabled": 0}}"#,
+        r#"{"hooksConfig": {"enabled": ""}}"#,
+        r#"{"hooksConfig": {"disabled": "no-reindeer"}}"#,
+        r#"{"hooksConfig": true}"#,
+    ] {
         fs::write(p.settings(), bad).unwrap();
         let out = p.init(&["-p", "policy.yaml", "-y"]);
         assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out));
@@ -342,72 +369,112 @@ fn a_hook_that_fails_or_dies_is_a_refusal_gemini_reads() {
     }
 }
 
-/// Gemini CLI merges its settings files: `hooksConfig.disabled` is joined
-/// across them, `hooksConfig.enabled` taken from the last that sets it
-/// (system defaults, user, project, system). A user or system file that
-/// switches Rein's hook off is not left to silence the project's.
 #[test]
-fn another_settings_file_that_switches_the_hook_off_is_not_left_unsaid() {
-    let run = |p: &Project, user: Option<&str>, system: Option<&str>| -> Output {
-        let home = p.tmp.path().join("home");
-        fs::create_dir_all(home.join(".gemini")).unwrap();
-        let system_file = p.tmp.path().join("etc/settings.json");
-        fs::create_dir_all(system_file.parent().unwrap()).unwrap();
-        for (file, text) in [
-            (home.join(".gemini/settings.json"), user),
-            (system_file.clone(), system),
-        ] {
-            match text {
-                Some(t) => fs::write(file, t).unwrap(),
-                None => {
-                    let _ = fs::remove_file(file);
-                }
-            }
-        }
-        Command::new(env!("CARGO_BIN_EXE_rein"))
-            .args([
-                "init",
-                "gemini",
-                "-p",
-                "policy.yaml",
-                "--rein-bin",
-                "/usr/bin/rein",
-                "-y",
-            ])
-            .current_dir(&p.dir)
-            .env("NO_COLOR", "1")
-            .env("HOME", &home)
-            .env_remove("GEMINI_CLI_HOME")
-            .env("GEMINI_CLI_SYSTEM_SETTINGS_PATH", &system_file)
-            .env("GEMINI_CLI_SYSTEM_DEFAULTS_PATH", p.tmp.path().join("etc/none.json"))
-            .output()
-            .unwrap()
-    };
-    // The user's `disabled` list names Rein's hook: joined with the
-    // project's, it would switch it off there too. Refused, nothing written.
-    for (user, system) in [
-        (Some(r#"{"hooksConfig": {"disabled": ["rein"]}}"#), None),
-        (None, Some(r#"{"hooksConfig": {"disabled": ["other", "rein"]}}"#)),
-        // The system file overrides the project's `enabled`.
-        (None, Some(r#"{"hooksConfig": {"enabled": false}}"#)),
-    ] {
-        let p = Project::new();
-        let out = run(&p, user, system);
-        assert_ne!(out.status.code(), Some(0), "{user:?} {system:?}: {}", text(&out));
-        assert!(text(&out).contains("nothing written"), "{}", text(&out));
-        assert!(!p.settings().exists(), "{user:?} {system:?}");
-    }
-    // The user's `enabled: false` is overridden by the project's file.
+fn a_settings_file_with_comments_is_refused_saying_so() {
+    // Gemini CLI reads its settings with comments; Rein, which rewrites the
+    // file, says that this is why it refuses it.
     let p = Project::new();
-    let out = run(&p, Some(r#"{"hooksConfig": {"enabled": false}}"#), None);
+    fs::create_dir_all(p.dir.join(".gemini")).unwrap();
+    let theirs = "{\n  // the model I use\n  \"model\": {\"name\": \"gemini-2.5-pro\"}\n}\n";
+    fs::write(p.settings(), theirs).unwrap();
+    let out = p.init(&["-p", "policy.yaml", "-y"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains(".gemini/settings.json:2:3: not valid JSON: a comment"),
+        "{said}"
+    );
+    assert!(said.contains("take the comments out"), "{said}");
+    assert_eq!(fs::read_to_string(p.settings()).unwrap(), theirs);
+}
+
+#[test]
+fn user_and_system_settings_that_keep_reins_hooks_off_are_named() {
+    let p = Project::new();
+    let user = p.tmp.path().join("home/.gemini/settings.json");
+    fs::create_dir_all(user.parent().unwrap()).unwrap();
+    let system = p.tmp.path().join("etc/settings.json");
+    fs::create_dir_all(system.parent().unwrap()).unwrap();
+    fs::write(
+        &user,
+        r#"{"hooksConfig": {"enabled": false, "disabled": ["lint", "rein"]}}"#,
+    )
+    .unwrap();
+    fs::write(&system, r#"{"hooksConfig": {"enabled": false}}"#).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rein"))
+        .args([
+            "init",
+            "gemini",
+            "-p",
+            "policy.yaml",
+            "-y",
+            "--rein-bin",
+            "/usr/bin/rein",
+        ])
+        .current_dir(&p.dir)
+        .env("NO_COLOR", "1")
+        .env("HOME", p.tmp.path().join("home"))
+        .env_remove("GEMINI_CLI_HOME")
+        .env("GEMINI_CLI_SYSTEM_SETTINGS_PATH", &system)
+        .output()
+        .unwrap();
     ok(&out);
-    assert_eq!(p.read()["hooksConfig"]["enabled"], true, "{}", text(&out));
-    // Nothing to say: nothing added.
-    let p = Project::new();
-    ok(&run(
-        &p,
-        Some(r#"{"hooksConfig": {"enabled": true, "disabled": ["x"]}}"#),
-        None,
-    ));
-    assert!(p.read().get("hooksConfig").is_none());
+    let said = text(&out);
+    let user_said = format!("warning: {}: `hooksConfig.enabled` is false", user.display());
+    assert!(said.contains(&user_said), "{said}");
+    let disabled = format!("warning: {}: `hooksConfig.disabled` names `rein`", user.display());
+    assert!(said.contains(&disabled), "{said}");
+    let system_said = format!(
+        "warning: {}: `hooksConfig.enabled` is false, and these system",
+        system.display()
+    );
+    assert!(said.contains(&system_said), "{said}");
+
+    // The project's own `enabled: true` wins over the user's false.
+    fs::write(p.settings(), r#"{"hooksConfig": {"enabled": true}}"#).unwrap();
+    fs::write(&system, "{}").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rein"))
+        .args([
+            "init",
+            "gemini",
+            "-p",
+            "policy.yaml",
+            "-y",
+            "--rein-bin",
+            "/usr/bin/rein",
+        ])
+        .current_dir(&p.dir)
+        .env("NO_COLOR", "1")
+        .env("HOME", p.tmp.path().join("home"))
+        .env_remove("GEMINI_CLI_HOME")
+        .env("GEMINI_CLI_SYSTEM_SETTINGS_PATH", &system)
+        .output()
+        .unwrap();
+    ok(&out);
+    assert!(!text(&out).contains(&user_said), "{}", text(&out));
+    assert!(text(&out).contains(&disabled), "{}", text(&out));
+
+    // Nothing said when they leave the hooks on.
+    fs::write(&user, r#"{"hooksConfig": {"enabled": true, "disabled": ["reindeer"]}}"#).unwrap();
+    fs::write(&system, "{}").unwrap();
+    fs::remove_file(p.settings()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rein"))
+        .args([
+            "init",
+            "gemini",
+            "-p",
+            "policy.yaml",
+            "-y",
+            "--rein-bin",
+            "/usr/bin/rein",
+        ])
+        .current_dir(&p.dir)
+        .env("NO_COLOR", "1")
+        .env("HOME", p.tmp.path().join("home"))
+        .env_remove("GEMINI_CLI_HOME")
+        .env("GEMINI_CLI_SYSTEM_SETTINGS_PATH", &system)
+        .output()
+        .unwrap();
+    ok(&out);
+    assert!(!text(&out).contains("warning"), "{}", text(&out));
 }

@@ -1,15 +1,17 @@
 //! Rein's own files, guarded whatever the policy says.
 //!
 //! The agent a hook governs must never change Rein's store, keys, tokens,
-//! policies, compiled-policy cache, the agent settings that install the
-//! hook, or the `rein` executable, nor decide approvals or reload policies
-//! through `rein`. [`Protected`] lists those files; [`Protected::check`]
+//! policies, compiled-policy cache, any coding agent's hook settings, or
+//! the `rein` executable, nor decide approvals or reload policies through
+//! `rein`, nor start another coding agent with other settings (hooks off,
+//! another folder or home, variables that move its settings). [`Protected`] lists those files; [`Protected::check`]
 //! looks at one mapped action input (the same input rules see, paths
 //! resolved) and says why it must be refused, before any policy is asked.
 //!
 //! This is a guard over what a tool call or a command line says. A program
 //! that opens the store by itself (a script the agent wrote, a renamed
-//! copy of `sqlite3`) is not seen: an OS sandbox that makes these files
+//! copy of `sqlite3`, a copy of `codex` under another name, an agent
+//! started from a script) is not seen: an OS sandbox that makes these files
 //! read-only to the agent is the complete answer.
 
 use crate::event::HookEvent;
@@ -46,17 +48,63 @@ struct Entry {
 #[derive(Clone, Debug, Default)]
 pub struct Protected {
     entries: Vec<Entry>,
+    /// The folder of the event being judged (its `cwd`, resolved), where a
+    /// nested agent must start (see [`Protected::with_agent_settings`]).
+    agent_folder: Option<String>,
 }
 
-/// The files, below a project or the home folder, in which Claude Code,
-/// Codex CLI and Gemini CLI configure their hooks.
-const AGENT_SETTINGS: &[(&str, &str)] = &[
-    (".claude", "settings.json"),
-    (".claude", "settings.local.json"),
-    (".codex", "config.toml"),
-    (".codex", "hooks.json"),
-    (".gemini", "settings.json"),
+/// The folders, below a project (and each folder above it) or the home
+/// folder, in which the coding agents read their hooks or the settings that
+/// turn them off, and the files in them that do: Claude Code's settings;
+/// Codex's config layers, hooks and requirements; Gemini CLI's settings,
+/// its `.env` (which may set the variables that move the others) and its
+/// trusted folders (an untrusted folder's settings are not read); Cursor's
+/// hooks.
+const AGENT_SETTINGS: &[(&str, &[&str])] = &[
+    (".claude", &["settings.json", "settings.local.json"]),
+    (
+        ".codex",
+        &["config.toml", "hooks.json", "requirements.toml", "managed_config.toml"],
+    ),
+    (".gemini", &["settings.json", ".env", "trustedFolders.json"]),
+    (".cursor", &["hooks.json"]),
 ];
+
+/// The files below the home folder alone (Claude Code's own state, which
+/// holds its project trust and MCP servers).
+const HOME_AGENT_FILES: &[&str] = &[".claude.json"];
+
+/// System-wide (managed) hook settings, at their Linux places.
+const SYSTEM_AGENT_SETTINGS: &[(&str, &[&str])] = &[
+    ("/etc/claude-code", &["managed-settings.json"]),
+    (
+        "/etc/codex",
+        &["config.toml", "requirements.toml", "managed_config.toml"],
+    ),
+    ("/etc/gemini-cli", &["settings.json", "system-defaults.json"]),
+    ("/etc/cursor", &["hooks.json"]),
+];
+
+/// Environment variables that move an agent's settings, and what they
+/// name: a folder holding the files of `AGENT_SETTINGS` for that agent
+/// (`Folder`), a home whose agent folder holds them (`Home`), or the file
+/// itself (`File`). The variables of the process reading the event are
+/// those of the agent that ran it (a command hook is the agent's child).
+const SETTINGS_VARIABLES: &[(&str, Moved)] = &[
+    ("CLAUDE_CONFIG_DIR", Moved::Folder(".claude")),
+    ("CODEX_HOME", Moved::Folder(".codex")),
+    ("GEMINI_CLI_HOME", Moved::Home(".gemini")),
+    ("GEMINI_CLI_SYSTEM_SETTINGS_PATH", Moved::File),
+    ("GEMINI_CLI_SYSTEM_DEFAULTS_PATH", Moved::File),
+    ("GEMINI_CLI_TRUSTED_FOLDERS_PATH", Moved::File),
+];
+
+#[derive(Clone, Copy)]
+enum Moved {
+    Folder(&'static str),
+    Home(&'static str),
+    File,
+}
 
 /// Subcommands of `rein` the agent may run: they read, never decide
 /// approvals, serve, reload or write Rein's files.
@@ -312,8 +360,22 @@ impl Protected {
     /// run their hooks, in the event's project and the user's home: whoever
     /// rewrites them turns the hook off. Every agent's files, whichever sent
     /// the event: an agent may write another's (and a user may run both).
+    /// Also the system-wide ones, and those the variables of this process
+    /// move (`CODEX_HOME`, `GEMINI_CLI_SYSTEM_SETTINGS_PATH`, …).
     pub fn with_agent_settings(&self, event: &HookEvent, home: Option<&Path>) -> Protected {
+        self.with_agent_settings_in(event, home, &|name| std::env::var_os(name))
+    }
+
+    /// As [`Protected::with_agent_settings`], the variables read by `var`.
+    fn with_agent_settings_in(
+        &self,
+        event: &HookEvent,
+        home: Option<&Path>,
+        var: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Protected {
+        const WHAT: &str = "the agent's hook settings";
         let mut out = self.clone();
+        out.agent_folder = Some(crate::map::resolve(Path::new("/"), &event.cwd, None));
         // The agent's shell may have left the folder the agent started in
         // (`cd src`: the next event's `cwd` is `src`), so the settings of
         // the folders above `cwd` count too: up to the repository's root,
@@ -321,7 +383,7 @@ impl Protected {
         let cwd = Path::new(&event.cwd);
         let root = crate::project_root(cwd);
         let in_repository = root.join(".git").exists();
-        let mut bases: Vec<std::path::PathBuf> = cwd
+        let mut bases: Vec<PathBuf> = cwd
             .ancestors()
             .take_while(|d| !in_repository || d.starts_with(&root))
             .map(Path::to_path_buf)
@@ -333,12 +395,82 @@ impl Protected {
             bases.push(crate::project_root(project));
         }
         bases.extend(home.map(Path::to_path_buf));
-        for base in bases {
-            for (dir, file) in AGENT_SETTINGS {
-                out.add(&base.join(dir).join(file), "the agent's hook settings", Kind::File);
+        for base in &bases {
+            for (dir, files) in AGENT_SETTINGS {
+                out.add_files_in(&base.join(dir), files, WHAT);
+            }
+        }
+        if let Some(home) = home {
+            out.add_files_in(home, HOME_AGENT_FILES, WHAT);
+        }
+        for (dir, files) in SYSTEM_AGENT_SETTINGS {
+            out.add_files_in(Path::new(dir), files, WHAT);
+        }
+        for (name, moved) in SETTINGS_VARIABLES {
+            let Some(value) = var(name).filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            let value = PathBuf::from(value);
+            let (folder, agent) = match moved {
+                Moved::File => {
+                    out.add(&value, WHAT, Kind::File);
+                    continue;
+                }
+                Moved::Folder(agent) => (value, *agent),
+                Moved::Home(agent) => (value.join(agent), *agent),
+            };
+            if let Some((_, files)) = AGENT_SETTINGS.iter().find(|(dir, _)| *dir == agent) {
+                out.add_files_in(&folder, files, WHAT);
+            }
+        }
+        // Gemini CLI reads its system defaults beside its system settings.
+        if let Some(system) = var("GEMINI_CLI_SYSTEM_SETTINGS_PATH").filter(|v| !v.is_empty()) {
+            if let Some(dir) = Path::new(&system).parent() {
+                out.add(&dir.join("system-defaults.json"), WHAT, Kind::File);
+            }
+        }
+        // Codex layers `<name>.config.toml` of its home on top of the user
+        // config (`codex --profile name`): the profiles that exist.
+        let codex_home = var("CODEX_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| home.map(|h| h.join(".codex")));
+        if let Some(Ok(entries)) = codex_home.map(std::fs::read_dir) {
+            for entry in entries.flatten().take(256) {
+                let name = entry.file_name();
+                if name.to_str().is_some_and(|n| n.ends_with(".config.toml")) {
+                    out.add(&entry.path(), WHAT, Kind::File);
+                }
             }
         }
         out
+    }
+
+    /// Adds `files` of the folder `dir`, which is resolved once: a file is
+    /// resolved on its own only if it is a symlink (guarded where it
+    /// points), and none is looked at in a folder that does not exist (a
+    /// hook reads every ancestor's folders of every agent on every event).
+    fn add_files_in(&mut self, dir: &Path, files: &[&str], what: &str) {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+        let Some(text) = dir.to_str() else { return };
+        let resolved = PathBuf::from(crate::map::resolve(&cwd, text, None));
+        let exists = std::fs::symlink_metadata(&resolved).is_ok();
+        for file in files {
+            let joined = resolved.join(file);
+            let is_link = exists && std::fs::symlink_metadata(&joined).is_ok_and(|m| m.file_type().is_symlink());
+            let path = match (is_link, joined.to_str()) {
+                (true, Some(link)) => crate::map::resolve(&cwd, link, None),
+                _ => joined.to_string_lossy().into_owned(),
+            };
+            if !self.entries.iter().any(|e| e.path == path) {
+                self.entries.push(Entry {
+                    folded: path.to_lowercase(),
+                    path,
+                    what: what.to_string(),
+                    kind: Kind::File,
+                });
+            }
+        }
     }
 
     /// Whether nothing is protected.
@@ -425,11 +557,10 @@ impl Protected {
                     return Some(refusal(e, "touch it"));
                 }
             }
-            let name = file_name_folded(a);
-            let named = self
-                .entries
-                .iter()
-                .find(|e| e.kind != Kind::Dir && name.len() >= 4 && file_name_folded(&e.path) == name);
+            let named = self.entries.iter().find(|e| {
+                let name = telling_name(&e.path);
+                e.kind != Kind::Dir && name.len() >= 4 && tail_folded(a, name.matches('/').count() + 1) == name
+            });
             if let Some(e) = named {
                 return Some(refusal(
                     e,
@@ -456,10 +587,12 @@ impl Protected {
                 return Some(why);
             }
         }
-        if let Some(var) = list(input, "env").iter().find(|v| v.starts_with("REIN_")) {
-            return Some(format!(
-                "`{var}` points Rein's commands at other files; Rein's own settings are not the agent's to change"
-            ));
+        let env = list(input, "env");
+        if let Some(why) = settings_variable(program, &args, &env) {
+            return Some(why);
+        }
+        if let Some(why) = nested_agent(input, program, &args, &env, self.agent_folder.as_deref()) {
+            return Some(why);
         }
         let known = input.get("known").and_then(Json::as_bool).unwrap_or(false);
         if let Some(why) = self.rein_invocation(program, text("path"), &args, &dirs, known) {
@@ -509,6 +642,9 @@ impl Protected {
         for p in &named {
             if let Some(e) = self.hit(p, Cover::Glob, |e| e.kind != Kind::Binary) {
                 return Some(refusal(e, "change it"));
+            }
+            if let Some(why) = agent_settings_refusal(p) {
+                return Some(why);
             }
             if let Some(e) = self.hit(p, Cover::Exact, |e| e.kind == Kind::Binary) {
                 if !BINARY_LOOKS.contains(&program) {
@@ -581,10 +717,7 @@ impl Protected {
                 .flat_map(|a| [a.to_lowercase(), percent_decoded(a).to_lowercase()])
                 .collect();
             for e in self.entries.iter().filter(|e| e.kind != Kind::Binary) {
-                let name = Path::new(&e.path)
-                    .file_name()
-                    .map(|n| n.to_string_lossy().to_lowercase())
-                    .unwrap_or_default();
+                let name = telling_name(&e.path);
                 if name.len() >= 4 && texts.iter().any(|a| a.contains(&name)) {
                     return Some(refusal(e, "touch it (its name is in code this program runs)"));
                 }
@@ -684,7 +817,9 @@ impl Protected {
     }
 
     fn changed(&self, path: &str, cover: Cover) -> Option<String> {
-        self.hit(path, cover, |_| true).map(|e| refusal(e, "change it"))
+        self.hit(path, cover, |_| true)
+            .map(|e| refusal(e, "change it"))
+            .or_else(|| agent_settings_refusal(path))
     }
 
     fn secret(&self, path: &str, cover: Cover) -> Option<String> {
@@ -711,6 +846,529 @@ impl Protected {
             }
         })
     }
+}
+
+/// Builtins that set, export, read into or remove the variables their
+/// arguments name (`export X=1`, `read X`, `printf -v X`, `unset X`): what
+/// they set reaches every later program of the command line.
+const ASSIGNERS: &[&str] = &[
+    "export",
+    "declare",
+    "typeset",
+    "readonly",
+    "local",
+    "unset",
+    "read",
+    "mapfile",
+    "readarray",
+    "printf",
+    "getopts",
+    "let",
+];
+
+/// Prefixes of the variables through which the coding agents are told
+/// where their settings are and what of them to load (`CODEX_HOME`,
+/// `CLAUDE_CONFIG_DIR`, `CLAUDE_CODE_SIMPLE` (no hooks),
+/// `GEMINI_CLI_SYSTEM_SETTINGS_PATH`, …): each agent reads hundreds, so all
+/// of them.
+const AGENT_VARIABLE_PREFIXES: &[&str] = &["CLAUDE_", "CODEX_", "GEMINI_", "CURSOR_"];
+
+/// Variables that move every agent's user settings (`~/.codex`, …) when
+/// they reach a later program of the line; set for one program only, they
+/// are judged with that program (a nested agent may have none set).
+const HOME_VARIABLES: &[&str] = &["HOME", "XDG_CONFIG_HOME"];
+
+/// Why a part may not set the variables it sets: Rein's own (`REIN_*`), a
+/// coding agent's, or the home folder for the rest of the line. `env`
+/// holds the variables set for the part's program (or, without a program,
+/// by the part: `X=1;`).
+fn settings_variable(program: &str, args: &[String], env: &[String]) -> Option<String> {
+    // `printf` sets only the variable of its `-v`; its other words are text.
+    let named: Vec<&String> = match program {
+        "printf" => args.iter().skip_while(|a| *a != "-v").skip(1).take(1).collect(),
+        _ => args.iter().collect(),
+    };
+    let identifier = |n: &str| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let words: Vec<&String> = match ASSIGNERS.contains(&program) {
+        true => named.into_iter().filter(|a| !a.starts_with('-')).collect(),
+        false => Vec::new(),
+    };
+    if let Some(w) = words
+        .iter()
+        .find(|w| w.split('=').next().unwrap_or_default().contains(['$', '`']))
+    {
+        return Some(format!(
+            "`{program} {w}` sets a variable whose name is only known when it runs (it may be Rein's or a coding \
+             agent's, which are not the agent's to change)"
+        ));
+    }
+    // A name, and the variable a reference names (`declare -n r=CODEX_HOME`).
+    let reference = ["declare", "typeset", "local"].contains(&program)
+        && args
+            .iter()
+            .any(|a| a.starts_with('-') && !a.starts_with("--") && a.contains('n'));
+    let assigned: Vec<&str> = words
+        .iter()
+        .flat_map(|a| {
+            let (name, value) = a.split_once('=').unwrap_or((a.as_str(), ""));
+            [name.trim_end_matches('+'), if reference { value } else { "" }]
+        })
+        .filter(|n| identifier(n))
+        .collect();
+    let for_the_line = program.is_empty() || !assigned.is_empty();
+    let names = env.iter().map(String::as_str).chain(assigned.iter().copied());
+    for name in names {
+        if name.starts_with("REIN_") {
+            return Some(format!(
+                "`{name}` points Rein's commands at other files; Rein's own settings are not the agent's to change"
+            ));
+        }
+        if AGENT_VARIABLE_PREFIXES.iter().any(|p| name.starts_with(p)) {
+            return Some(format!(
+                "`{name}` tells a coding agent where its settings are or which to load; an agent's hook settings are \
+                 not the agent's to change, whatever the policy says"
+            ));
+        }
+        let whole_line = for_the_line && (program.is_empty() || assigned.contains(&name));
+        if whole_line && HOME_VARIABLES.contains(&name) {
+            return Some(format!(
+                "`{name}` set for the rest of the command moves every coding agent's user settings (and their \
+                 hooks); an agent's hook settings are not the agent's to change, whatever the policy says"
+            ));
+        }
+    }
+    None
+}
+
+/// A coding agent's command line, as far as Rein vouches for it: a nested
+/// agent started with only these options reads the settings (and runs the
+/// hooks) its user gave it. Every other option is refused, since the agents
+/// add options that turn hooks off (`claude --bare`, `codex -c
+/// features.hooks=false`, `gemini --sandbox`, where the hook does not run).
+struct AgentCli {
+    /// The agent, in refusals.
+    name: &'static str,
+    /// Its programs' names.
+    programs: &'static [&'static str],
+    /// Its npm package, as `npx` or `node` name it.
+    package: &'static str,
+    /// The options that change no settings, hooks or permissions, and
+    /// whether each takes a value.
+    options: &'static [(&'static str, bool)],
+    /// Subcommands that change its configuration, install, log in, or run
+    /// the agent elsewhere; their `list`/`get` forms only read.
+    subcommands: &'static [&'static str],
+}
+
+const AGENT_CLIS: &[AgentCli] = &[
+    AgentCli {
+        name: "claude",
+        programs: &["claude"],
+        package: "@anthropic-ai/claude-code",
+        options: &[
+            ("-p", false),
+            ("--print", false),
+            ("--model", true),
+            ("--output-format", true),
+            ("--input-format", true),
+            ("--verbose", false),
+            ("--max-turns", true),
+            ("--append-system-prompt", true),
+            ("--system-prompt", true),
+            ("-c", false),
+            ("--continue", false),
+            ("-r", false),
+            ("--resume", false),
+            ("--session-id", true),
+            ("--fork-session", false),
+            ("--json-schema", true),
+            ("--max-budget-usd", true),
+            ("--fallback-model", true),
+            ("--effort", true),
+            ("-n", true),
+            ("--name", true),
+            ("--no-session-persistence", false),
+            ("--include-partial-messages", false),
+            ("--include-hook-events", false),
+            ("--replay-user-messages", false),
+            ("--forward-subagent-text", false),
+            ("--disallowedTools", true),
+            ("--disallowed-tools", true),
+            ("--tools", true),
+            ("--add-dir", true),
+            ("-d", false),
+            ("--debug", false),
+            ("--ax-screen-reader", false),
+            ("--exclude-dynamic-system-prompt-sections", false),
+            ("--system-prompt-snapshot", true),
+            ("--autocompact", true),
+            ("--brief", false),
+            ("--permission-mode", true),
+            ("--permission-prompts", true),
+            ("--disable-slash-commands", false),
+            ("--strict-mcp-config", false),
+            ("--no-chrome", false),
+            ("-h", false),
+            ("--help", false),
+            ("-v", false),
+            ("--version", false),
+        ],
+        subcommands: &[
+            "agents",
+            "attach",
+            "auth",
+            "auto-mode",
+            "config",
+            "gateway",
+            "import",
+            "install",
+            "logs",
+            "mcp",
+            "migrate-installer",
+            "plugin",
+            "plugins",
+            "purge",
+            "respawn",
+            "rm",
+            "setup-token",
+            "stop",
+            "kill",
+            "ultrareview",
+            "update",
+            "upgrade",
+        ],
+    },
+    AgentCli {
+        name: "codex",
+        programs: &["codex"],
+        package: "@openai/codex",
+        options: &[
+            ("-m", true),
+            ("--model", true),
+            ("-i", true),
+            ("--image", true),
+            ("--json", false),
+            ("-o", true),
+            ("--output-last-message", true),
+            ("--color", true),
+            ("--skip-git-repo-check", false),
+            ("--ephemeral", false),
+            ("--output-schema", true),
+            ("--oss", false),
+            ("--local-provider", true),
+            ("-s", true),
+            ("--sandbox", true),
+            ("-a", true),
+            ("--ask-for-approval", true),
+            ("--add-dir", true),
+            ("--strict-config", false),
+            ("--no-alt-screen", false),
+            ("--no-daemon", false),
+            ("-c", true),
+            ("--config", true),
+            ("--last", false),
+            ("-h", false),
+            ("--help", false),
+            ("-V", false),
+            ("--version", false),
+        ],
+        subcommands: &[
+            "agents",
+            "login",
+            "logout",
+            "mcp",
+            "mcp-server",
+            "plugin",
+            "app-server",
+            "remote-control",
+            "update",
+            "sandbox",
+            "debug",
+            "apply",
+            "a",
+            "queue",
+            "archive",
+            "delete",
+            "unarchive",
+            "migrate-rollouts",
+            "migrate-nfs-db",
+            "cloud",
+            "exec-server",
+            "features",
+        ],
+    },
+    AgentCli {
+        name: "gemini",
+        programs: &["gemini"],
+        package: "@google/gemini-cli",
+        options: &[
+            ("-m", true),
+            ("--model", true),
+            ("-p", true),
+            ("--prompt", true),
+            ("-i", true),
+            ("--prompt-interactive", true),
+            ("-o", true),
+            ("--output-format", true),
+            ("-d", false),
+            ("--debug", false),
+            ("--screen-reader", false),
+            ("-r", true),
+            ("--resume", true),
+            ("--session-id", true),
+            ("--list-sessions", false),
+            ("-l", false),
+            ("--list-extensions", false),
+            ("--include-directories", true),
+            ("--allowed-mcp-server-names", true),
+            ("--approval-mode", true),
+            ("--raw-output", false),
+            ("--accept-raw-output-risk", false),
+            ("-v", false),
+            ("--version", false),
+            ("-h", false),
+            ("--help", false),
+        ],
+        subcommands: &[
+            "mcp",
+            "extensions",
+            "extension",
+            "skills",
+            "skill",
+            "hooks",
+            "hook",
+            "gemma",
+        ],
+    },
+    AgentCli {
+        name: "cursor-agent",
+        programs: &["cursor-agent", "agent"],
+        package: "@cursor/agent",
+        options: &[
+            ("-p", false),
+            ("--print", false),
+            ("--output-format", true),
+            ("--stream-partial-output", false),
+            ("-m", true),
+            ("--model", true),
+            ("--mode", true),
+            ("--plan", false),
+            ("--continue", false),
+            ("--resume", false),
+            ("-n", true),
+            ("--name", true),
+            ("--list-models", false),
+            ("-v", false),
+            ("--version", false),
+            ("-h", false),
+            ("--help", false),
+        ],
+        subcommands: &[
+            "login",
+            "logout",
+            "mcp",
+            "update",
+            "upgrade",
+            "install-shell-integration",
+            "uninstall-shell-integration",
+        ],
+    },
+];
+
+/// Whether an option's value keeps the agent's settings: the few that
+/// choose a setting are read (`codex -c model=…` only for the model; no
+/// permission mode that lets the agent act without its prompts, which is
+/// where Rein's "ask" lands).
+fn agent_option_value_ok(agent: &str, option: &str, value: &str) -> bool {
+    match (agent, option) {
+        ("codex", "-c" | "--config") => {
+            let key = value.split('=').next().unwrap_or_default().trim();
+            [
+                "model",
+                "model_reasoning_effort",
+                "model_reasoning_summary",
+                "model_verbosity",
+            ]
+            .contains(&key)
+        }
+        ("codex", "-s" | "--sandbox") => ["read-only", "workspace-write"].contains(&value),
+        ("claude", "--permission-mode") | ("gemini", "--approval-mode") => ["default", "plan"].contains(&value),
+        _ => true,
+    }
+}
+
+/// Wrappers that run the program as it is, for this user, with this
+/// environment (`sudo`, `env`, `chroot`, `xargs` do not: another home,
+/// other variables, arguments added when it runs).
+fn wrapper_keeps_settings(wrapper: &str) -> bool {
+    const KEEPING: &[&str] = &[
+        "timeout", "nice", "nohup", "time", "command", "builtin", "exec", "setsid", "stdbuf", "ionice", "taskset",
+        "chrt", "prlimit", "eval", "flock -c",
+    ];
+    KEEPING.contains(&wrapper)
+        || wrapper
+            .strip_suffix(" -c")
+            .is_some_and(|shell| ["bash", "sh", "dash", "zsh", "ksh", "mksh", "ash"].contains(&shell))
+}
+
+/// The coding agent a part starts, and its arguments: by the program's name
+/// (`codex`, `/usr/local/bin/claude`), or through a package runner naming
+/// its package (`npx @openai/codex exec`), or `node` running its script
+/// (`node …/@google/gemini-cli/bundle/gemini.js`, `node_modules/.bin/codex`).
+/// `path` is the program as written.
+fn nested_agent_call<'a>(program: &str, path: &str, args: &'a [String]) -> Option<(&'static AgentCli, &'a [String])> {
+    if let Some(cli) = AGENT_CLIS.iter().find(|c| is_agent_program(c, program, path)) {
+        return Some((cli, args));
+    }
+    const PACKAGE_RUNNERS: &[&str] = &["npx", "pnpx", "bunx", "npm", "pnpm", "yarn", "bun", "corepack"];
+    const SCRIPT_RUNNERS: &[&str] = &["node", "nodejs", "deno", "bun"];
+    let found = |i: usize, cli: &'static AgentCli| {
+        let mut rest = &args[i + 1..];
+        // `npx -p @openai/codex codex …`, `npm exec @openai/codex -- …`
+        if rest
+            .first()
+            .is_some_and(|r| cli.programs.contains(&r.as_str()) || r == "--")
+        {
+            rest = &rest[1..];
+        }
+        Some((cli, rest))
+    };
+    if SCRIPT_RUNNERS.contains(&program) {
+        // The script is the first word that is not an option.
+        if let Some(i) = args.iter().position(|a| !a.starts_with('-')) {
+            let lower = args[i].to_lowercase();
+            let name = file_name_folded(&lower);
+            let stem = name.split('.').next().unwrap_or_default();
+            let cli = AGENT_CLIS
+                .iter()
+                .find(|c| lower.contains(c.package) || is_agent_program(c, stem, &lower));
+            if let Some(cli) = cli {
+                return found(i, cli);
+            }
+        }
+    }
+    if PACKAGE_RUNNERS.contains(&program) {
+        for (i, a) in args.iter().enumerate() {
+            let lower = a.to_lowercase();
+            if let Some(cli) = AGENT_CLIS.iter().find(|c| lower.contains(c.package)) {
+                return found(i, cli);
+            }
+        }
+    }
+    None
+}
+
+/// Whether `name` (as written: `path`) is one of `cli`'s programs. Cursor's
+/// `agent` is a common name: it counts when found through `PATH` or where
+/// Cursor installs it, not as a project's own `./agent`.
+fn is_agent_program(cli: &AgentCli, name: &str, path: &str) -> bool {
+    cli.programs.contains(&name)
+        && (name != "agent" || !path.contains('/') || path.contains("cursor") || path.ends_with("/.local/bin/agent"))
+}
+
+/// Whether a word may become something else when the shell runs it: an
+/// expansion (`$X`, `` `x` ``), or an unquoted glob that may match a file
+/// named like an option (a word holding spaces was quoted).
+fn may_expand(word: &str) -> bool {
+    word.contains(['$', '`']) || (!word.contains(char::is_whitespace) && word.starts_with(['*', '?', '[', '{']))
+}
+
+/// Why a part that starts a coding agent may not: started so that it may
+/// not run with the hook settings Rein guards (another folder, variables,
+/// a wrapper changing user or environment, an option Rein does not vouch
+/// for, a subcommand that changes its configuration, arguments known only
+/// when it runs). A plain start is left to the policy.
+///
+/// `folder` is the event's folder; without one, where the command starts
+/// (a Gemini `run_shell_command` may start it in another `directory`).
+fn nested_agent(input: &Json, program: &str, args: &[String], env: &[String], folder: Option<&str>) -> Option<String> {
+    let path = input.get("path").and_then(Json::as_str).unwrap_or(program);
+    let (cli, agent_args) = nested_agent_call(program, path, args)?;
+    let refuse = |how: String| {
+        Some(format!(
+            "starting a nested coding agent (`{}`) {how}: Rein cannot vouch that it runs with its hook settings, \
+             which are not the agent's to change, whatever the policy says (start it from the agent's folder with \
+             only options that keep its settings, or ask a person)",
+            cli.name
+        ))
+    };
+    if let Some(name) = env.first() {
+        return refuse(format!("with `{name}` set"));
+    }
+    let via = list(input, "via");
+    if let Some(w) = via.iter().find(|w| !wrapper_keeps_settings(w)) {
+        return refuse(format!("through `{w}`"));
+    }
+    let cwd = folder.unwrap_or_else(|| input.get("cwd").and_then(Json::as_str).unwrap_or_default());
+    let dirs = list(input, "dirs");
+    if dirs.is_empty() || dirs.iter().any(|d| d != cwd) {
+        return refuse("in another folder than the agent's (whose project settings it would not read)".to_string());
+    }
+    let mut positional: Vec<&str> = Vec::new();
+    let mut options_end = false;
+    let mut i = 0;
+    while let Some(a) = agent_args.get(i) {
+        i += 1;
+        if options_end || a == "-" || !a.starts_with('-') {
+            if !options_end && may_expand(a) {
+                return refuse(format!(
+                    "with `{a}`, which may become an option when it runs (put the prompt after `--`)"
+                ));
+            }
+            positional.push(a);
+            continue;
+        }
+        if a == "--" {
+            options_end = true;
+            continue;
+        }
+        let (name, inline) = match a.strip_prefix("--") {
+            Some(long) => match long.split_once('=') {
+                Some((n, v)) => (&a[..n.len() + 2], Some(v)),
+                None => (a.as_str(), None),
+            },
+            None => (
+                &a[..a.char_indices().nth(2).map_or(a.len(), |(k, _)| k)],
+                a.get(2..).filter(|v| !v.is_empty()),
+            ),
+        };
+        let Some(&(_, takes_value)) = cli.options.iter().find(|(o, _)| *o == name) else {
+            return refuse(format!("with `{name}`"));
+        };
+        let value = match (takes_value, inline) {
+            (true, Some(v)) => Some(v),
+            // The next word, unless it is an option itself: the agents'
+            // parsers read `gemini -p --yolo` as two options (an empty
+            // prompt and YOLO), so it is judged as one.
+            (true, None) => match agent_args.get(i) {
+                Some(next) if !(next.starts_with('-') && next != "-") => {
+                    i += 1;
+                    Some(next.as_str())
+                }
+                _ => None,
+            },
+            // `-pv`, `--print=x`: not a form Rein reads.
+            (false, Some(_)) => return refuse(format!("with `{a}`")),
+            (false, None) => None,
+        };
+        if let Some(v) = value {
+            if may_expand(v) || !agent_option_value_ok(cli.name, name, v) {
+                return refuse(format!("with `{name} {v}`"));
+            }
+        }
+    }
+    if let Some(sub) = positional.first().filter(|s| cli.subcommands.contains(s)) {
+        let reads = positional
+            .get(1)
+            .is_some_and(|w| ["list", "get", "list-tools"].contains(w));
+        if !reads {
+            return refuse(format!(
+                "to run `{} {sub}`, which changes its configuration or runs it elsewhere",
+                cli.name
+            ));
+        }
+    }
+    None
 }
 
 /// How far a path reaches.
@@ -746,6 +1404,44 @@ fn percent_decoded(text: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Why `path` may not be changed if it is a coding agent's hook settings
+/// in any folder (`src/.claude/settings.json`, `x/.codex/config.toml`):
+/// an agent started there (by the user, later) reads them, so one planted
+/// below the project turns the hooks off for it.
+fn agent_settings_refusal(path: &str) -> Option<String> {
+    let folded = path.to_lowercase();
+    let mut parts = folded.trim_end_matches('/').rsplit('/');
+    let (file, dir) = (parts.next()?, parts.next()?);
+    let settings = AGENT_SETTINGS.iter().any(|(d, files)| {
+        *d == dir
+            && (files.iter().any(|f| f.to_lowercase() == file) || (dir == ".codex" && file.ends_with(".config.toml")))
+    });
+    settings.then(|| {
+        format!(
+            "`{path}` is a coding agent's hook settings (an agent started in that folder reads them): the agent may \
+             not change it, whatever the policy says"
+        )
+    })
+}
+
+/// The name by which a word or code may mean a protected file: its last
+/// component, lower-cased, with its folder for a name too common to mean
+/// it alone (Gemini's `.gemini/.env`, not every `.env`).
+fn telling_name(path: &str) -> String {
+    const TOO_COMMON: &[&str] = &[".env"];
+    let name = file_name_folded(path);
+    match TOO_COMMON.contains(&name.as_str()) {
+        true => tail_folded(path, 2),
+        false => name,
+    }
+}
+
+/// The last `n` components of `path`, lower-cased.
+fn tail_folded(path: &str, n: usize) -> String {
+    let parts: Vec<&str> = path.trim_end_matches('/').rsplit('/').take(n).collect();
+    parts.into_iter().rev().collect::<Vec<_>>().join("/").to_lowercase()
 }
 
 /// The last component of `path`, lower-cased.
@@ -1163,5 +1859,468 @@ mod tests {
         assert!(g.check("file.read", &input).is_none());
         let input = serde_json::json!({"path": "/p/rein-tokens.yaml"});
         assert!(g.check("file.read", &input).is_some());
+    }
+
+    /// A project (a repository) and a home holding every agent's hook
+    /// settings, events sent by a real agent's tool call through the real
+    /// mapping, and the guard as a hook builds it.
+    struct Scene {
+        _dir: tempfile::TempDir,
+        root: PathBuf,
+        project: PathBuf,
+        home: PathBuf,
+    }
+
+    fn scene() -> Scene {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let project = root.join("project");
+        let home = root.join("home");
+        for (base, file) in [
+            (&project, ".git/HEAD"),
+            (&project, ".claude/settings.json"),
+            (&project, ".codex/config.toml"),
+            (&project, ".codex/hooks.json"),
+            (&project, ".gemini/settings.json"),
+            (&project, ".cursor/hooks.json"),
+            (&project, "src/main.rs"),
+            (&home, ".claude/settings.json"),
+            (&home, ".codex/config.toml"),
+            (&home, ".codex/work.config.toml"),
+            (&home, ".gemini/settings.json"),
+            (&home, ".cursor/hooks.json"),
+        ] {
+            let path = base.join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, "{}").unwrap();
+        }
+        Scene {
+            _dir: dir,
+            root,
+            project,
+            home,
+        }
+    }
+
+    const SENDERS: [Agent; 4] = [Agent::ClaudeCode, Agent::Codex, Agent::Gemini, Agent::Cursor];
+
+    fn shell_tool(agent: Agent) -> &'static str {
+        match agent {
+            Agent::Gemini => "run_shell_command",
+            _ => "Bash",
+        }
+    }
+
+    /// Why the guard refuses `agent`'s call of `tool` with `input` from the
+    /// project, the hook's variables being `vars`.
+    fn refusal_of(sc: &Scene, agent: Agent, tool: &str, input: Json, vars: &[(&str, String)]) -> Option<String> {
+        let text = match agent {
+            // Cursor's own shell event.
+            Agent::Cursor => serde_json::json!({"hook_event_name": "beforeShellExecution", "cwd": sc.project,
+                "command": input["command"], "workspace_roots": [sc.project], "conversation_id": "c",
+                "generation_id": "g"}),
+            Agent::Gemini => serde_json::json!({"hook_event_name": "BeforeTool", "cwd": sc.project,
+                "tool_name": tool, "tool_input": input, "session_id": "s"}),
+            _ => serde_json::json!({"hook_event_name": "PreToolUse", "cwd": sc.project, "tool_name": tool,
+                "tool_input": input, "session_id": "s"}),
+        };
+        let event = crate::event::parse_event(agent, text.to_string().as_bytes()).unwrap();
+        let var = |k: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| std::ffi::OsString::from(v))
+        };
+        let guard = Protected::new().with_agent_settings_in(&event, Some(&sc.home), &var);
+        let call = crate::map::map_tool(&event, Some(&sc.home));
+        call.inputs.iter().find_map(|i| guard.check(&call.action, i))
+    }
+
+    fn command_refusal(sc: &Scene, agent: Agent, command: &str, vars: &[(&str, String)]) -> Option<String> {
+        refusal_of(
+            sc,
+            agent,
+            shell_tool(agent),
+            serde_json::json!({"command": command}),
+            vars,
+        )
+    }
+
+    use crate::event::Agent;
+
+    #[test]
+    fn every_agents_hook_settings_are_guarded_whichever_agent_asks() {
+        let sc = scene();
+        let h = sc.home.display();
+        // Each command, and the protected file its refusal must name ("":
+        // any, for a command on a folder that holds several).
+        let commands = [
+            ("mv .codex x".to_string(), "project/.codex/"),
+            ("mv .cursor/hooks.json /tmp/h".to_string(), "project/.cursor/hooks.json"),
+            ("rm -rf ~/.gemini".to_string(), "home/.gemini/settings.json"),
+            ("rm -rf ~/.cursor".to_string(), "home/.cursor/hooks.json"),
+            ("rm -f .cursor/hooks.json".to_string(), "project/.cursor/hooks.json"),
+            ("cd .codex && rm hooks.json".to_string(), "project/.codex/hooks.json"),
+            (
+                "ln -sf /dev/null .cursor/hooks.json".to_string(),
+                "project/.cursor/hooks.json",
+            ),
+            (
+                "ln -s /tmp/evil ~/.codex/hooks.json".to_string(),
+                "home/.codex/hooks.json",
+            ),
+            (
+                "ln -s ~/.codex cx && echo x > cx/config.toml".to_string(),
+                "home/.codex/",
+            ),
+            (
+                "sed -i s/rein/true/ .gemini/settings.json".to_string(),
+                "project/.gemini/settings.json",
+            ),
+            (
+                "sed -i s/x/y/ ~/.codex/config.toml".to_string(),
+                "home/.codex/config.toml",
+            ),
+            ("cp /tmp/x ~/.cursor/hooks.json".to_string(), "home/.cursor/hooks.json"),
+            (
+                "echo {} | tee .codex/hooks.json".to_string(),
+                "project/.codex/hooks.json",
+            ),
+            (
+                "echo '{}' > ~/.gemini/settings.json".to_string(),
+                "home/.gemini/settings.json",
+            ),
+            (
+                "printf x >> .claude/settings.local.json".to_string(),
+                "project/.claude/settings.local.json",
+            ),
+            (
+                "echo 'GEMINI_CLI_SYSTEM_SETTINGS_PATH=/tmp/s' >> .gemini/.env".to_string(),
+                "project/.gemini/.env",
+            ),
+            (
+                "echo '{}' > ~/.gemini/trustedFolders.json".to_string(),
+                "home/.gemini/trustedFolders.json",
+            ),
+            ("echo '{}' > ~/.claude.json".to_string(), "home/.claude.json"),
+            ("git checkout -- .cursor".to_string(), ""),
+            ("git restore .codex".to_string(), ""),
+            (
+                "truncate -s0 ~/.claude/settings.json".to_string(),
+                "home/.claude/settings.json",
+            ),
+            ("chmod 000 .codex/config.toml".to_string(), "project/.codex/config.toml"),
+            (
+                "touch .codex/requirements.toml".to_string(),
+                "project/.codex/requirements.toml",
+            ),
+            (
+                "dd if=/dev/null of=.cursor/hooks.json".to_string(),
+                "project/.cursor/hooks.json",
+            ),
+            ("find ~/.codex -delete".to_string(), "home/.codex/"),
+            ("cp -r /tmp/evil/. .".to_string(), ""),
+            ("tar xf /tmp/evil.tar".to_string(), ""),
+            (
+                "python3 -c \"open('.cursor/hooks.json','w')\"".to_string(),
+                "hooks.json",
+            ),
+            (
+                "python3 -c \"open('.gemini/.env','a')\"".to_string(),
+                "project/.gemini/.env",
+            ),
+            (
+                "mv ~/.codex/work.config.toml /tmp/".to_string(),
+                "home/.codex/work.config.toml",
+            ),
+            (
+                "echo x > /etc/codex/requirements.toml".to_string(),
+                "/etc/codex/requirements.toml",
+            ),
+            (
+                "echo x > /etc/gemini-cli/settings.json".to_string(),
+                "/etc/gemini-cli/settings.json",
+            ),
+            ("echo x > /etc/cursor/hooks.json".to_string(), "/etc/cursor/hooks.json"),
+            (
+                "echo x > /etc/claude-code/managed-settings.json".to_string(),
+                "/etc/claude-code/managed-settings.json",
+            ),
+            (format!("rm {h}/.codex/hooks.json"), "home/.codex/hooks.json"),
+            // Planted below the project, for an agent started there.
+            (
+                "mkdir -p src/.codex && echo 'hooks=false' > src/.codex/config.toml".to_string(),
+                "src/.codex/config.toml",
+            ),
+            (
+                "cp /tmp/s.json src/.claude/settings.json".to_string(),
+                "src/.claude/settings.json",
+            ),
+            (
+                "tee docs/.gemini/settings.json < /tmp/x".to_string(),
+                "docs/.gemini/settings.json",
+            ),
+            ("touch lib/.cursor/hooks.json".to_string(), "lib/.cursor/hooks.json"),
+        ];
+        for agent in SENDERS {
+            for (command, names) in &commands {
+                let why = command_refusal(&sc, agent, command, &[]);
+                assert!(
+                    why.as_deref().is_some_and(|w| w.contains(names)),
+                    "{agent:?}: {command}: {why:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn settings_moved_by_the_agents_variables_are_guarded() {
+        let sc = scene();
+        let r = sc.root.display();
+        let vars = [
+            ("CODEX_HOME", format!("{r}/codex-home")),
+            ("CLAUDE_CONFIG_DIR", format!("{r}/claude-config")),
+            ("GEMINI_CLI_HOME", format!("{r}/gemini-home")),
+            ("GEMINI_CLI_SYSTEM_SETTINGS_PATH", format!("{r}/etc/gemini.json")),
+            ("GEMINI_CLI_TRUSTED_FOLDERS_PATH", format!("{r}/trusted.json")),
+        ];
+        for path in [
+            "codex-home/hooks.json",
+            "codex-home/config.toml",
+            "claude-config/settings.json",
+            "gemini-home/.gemini/settings.json",
+            "etc/gemini.json",
+            "etc/system-defaults.json",
+            "trusted.json",
+        ] {
+            let command = format!("echo x > {r}/{path}");
+            for agent in SENDERS {
+                assert!(
+                    command_refusal(&sc, agent, &command, &vars).is_some(),
+                    "{agent:?}: {path}"
+                );
+            }
+            // (A `.gemini/settings.json` is an agent's settings wherever it is.)
+            if !path.contains("/.gemini/") {
+                assert_eq!(
+                    command_refusal(&sc, Agent::Codex, &command, &[]),
+                    None,
+                    "{path} without variables"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn file_tools_and_patches_of_every_agent_are_refused_on_hook_settings() {
+        let sc = scene();
+        let h = sc.home.display();
+        let cases = [
+            (
+                Agent::ClaudeCode,
+                "Write",
+                serde_json::json!({"file_path": ".cursor/hooks.json", "content": "{}"}),
+            ),
+            (
+                Agent::ClaudeCode,
+                "Edit",
+                serde_json::json!({"file_path": format!("{h}/.codex/hooks.json"), "old_string": "a", "new_string": "b"}),
+            ),
+            (
+                Agent::Codex,
+                "apply_patch",
+                serde_json::json!({"command": "*** Begin Patch\n*** Update File: .codex/config.toml\n@@\n-a\n+b\n*** End Patch"}),
+            ),
+            (
+                Agent::Codex,
+                "apply_patch",
+                serde_json::json!({"command": "*** Begin Patch\n*** Add File: x\n+a\n*** Move to: .cursor/hooks.json\n*** End Patch"}),
+            ),
+            (
+                Agent::Gemini,
+                "write_file",
+                serde_json::json!({"file_path": format!("{h}/.gemini/settings.json"), "content": "{}"}),
+            ),
+            (
+                Agent::Gemini,
+                "replace",
+                serde_json::json!({"file_path": ".claude/settings.json", "old_string": "a", "new_string": "b"}),
+            ),
+        ];
+        for (agent, tool, input) in cases {
+            assert!(
+                refusal_of(&sc, agent, tool, input.clone(), &[]).is_some(),
+                "{agent:?} {tool} {input}"
+            );
+        }
+        let planted = serde_json::json!({"file_path": "src/.claude/settings.local.json", "content": "{}"});
+        assert!(refusal_of(&sc, Agent::ClaudeCode, "Write", planted, &[]).is_some());
+        let fine = serde_json::json!({"file_path": "src/main.rs", "content": "fn main() {}"});
+        assert_eq!(refusal_of(&sc, Agent::ClaudeCode, "Write", fine, &[]), None);
+    }
+
+    #[test]
+    fn nested_agents_started_with_other_settings_are_refused() {
+        let sc = scene();
+        let commands = [
+            // Options that turn hooks off or load other settings.
+            "codex -c features.hooks=false exec hi",
+            "codex --config features.hooks=false exec hi",
+            "codex -cfeatures.hooks=false exec hi",
+            "codex exec --disable hooks hi",
+            "codex --profile evil exec hi",
+            "codex exec --ignore-user-config hi",
+            "codex exec --dangerously-bypass-approvals-and-sandbox hi",
+            "codex --dangerously-bypass-hook-trust exec hi",
+            "codex exec -s danger-full-access hi",
+            "codex exec --worktree hi",
+            "codex -C /tmp exec hi",
+            "codex features disable hooks",
+            "codex mcp add x -- rm -rf /",
+            "codex sandbox linux rm -rf src",
+            "claude --settings '{\"disableAllHooks\":true}' -p hi",
+            "claude --settings /tmp/s.json -p hi",
+            "claude --dangerously-skip-permissions -p hi",
+            "claude --bare -p hi",
+            "claude --safe-mode -p hi",
+            "claude --restricted -p hi",
+            "claude --setting-sources user -p hi",
+            "claude --permission-mode bypassPermissions -p hi",
+            "claude --mcp-config /tmp/m.json -p hi",
+            "claude --plugin-dir /tmp/p -p hi",
+            "claude --agents '{}' -p hi",
+            "claude -w -p hi",
+            "claude mcp add x -- rm -rf /",
+            "claude plugin install x",
+            "claude update",
+            "gemini --yolo -p hi",
+            "gemini -y -p hi",
+            "gemini -p --yolo",
+            "codex exec -m --dangerously-bypass-approvals-and-sandbox hi",
+            "gemini --approval-mode yolo -p hi",
+            "gemini -s -p hi",
+            "gemini --policy /tmp/p -p hi",
+            "gemini -e none -p hi",
+            "gemini --allowed-tools run_shell_command -p hi",
+            "gemini -w -p hi",
+            "gemini hooks migrate",
+            "gemini extensions install https://example.com/x",
+            "gemini mcp add x rm",
+            "cursor-agent -f -p hi",
+            "cursor-agent --force -p hi",
+            "cursor-agent --yolo -p hi",
+            "cursor-agent --sandbox disabled -p hi",
+            "cursor-agent --workspace /tmp -p hi",
+            "agent --approve-mcps -p hi",
+            // Through a package runner or node.
+            "npx -y @openai/codex -c features.hooks=false exec hi",
+            "npx @google/gemini-cli --yolo -p hi",
+            "pnpm dlx @openai/codex --disable hooks exec hi",
+            "node node_modules/@anthropic-ai/claude-code/cli.js --bare -p hi",
+            "node node_modules/.bin/gemini --yolo -p hi",
+            "~/.local/bin/agent --force -p hi",
+            // Variables, for the program or the rest of the line.
+            "CODEX_HOME=/tmp/x codex exec hi",
+            "export CODEX_HOME=/tmp/x; codex exec hi",
+            "GEMINI_CLI_SYSTEM_SETTINGS_PATH=/tmp/s gemini -p hi",
+            "CLAUDE_CODE_SIMPLE=1 claude -p hi",
+            "FOO=1 codex exec hi",
+            "HOME=/tmp/h claude -p hi",
+            "export HOME=/tmp/h && gemini -p hi",
+            "HOME=/tmp; codex exec hi",
+            "export CLAUDE_CONFIG_DIR=/tmp/c",
+            "unset CODEX_HOME",
+            "declare -x GEMINI_CLI_HOME=/tmp",
+            "printf -v CODEX_HOME /tmp",
+            "read CODEX_HOME <<< /tmp/x",
+            "export REIN_DB=/tmp/x.db",
+            "declare -n r=CODEX_HOME; r=/tmp/x; codex exec hi",
+            "export ${X}=/tmp/x",
+            // Another user, environment or folder.
+            "env HOME=/tmp codex exec hi",
+            "env -i codex exec hi",
+            "sudo -u bob codex exec hi",
+            "cd /tmp && codex exec hi",
+            "bash -c 'cd /tmp && gemini -p hi'",
+            // Arguments known only when it runs.
+            "codex exec $PROMPT",
+            "gemini $FLAGS -p hi",
+            "echo --yolo | xargs gemini -p hi",
+            "codex exec *",
+        ];
+        for agent in SENDERS {
+            for command in commands {
+                let why = command_refusal(&sc, agent, command, &[]);
+                assert!(why.is_some(), "{agent:?}: {command}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_settings_file_that_is_a_link_is_guarded_where_it_points() {
+        let sc = scene();
+        let shared = sc.root.join("shared");
+        std::fs::create_dir_all(&shared).unwrap();
+        std::fs::write(shared.join("team-hooks.json"), "{}").unwrap();
+        std::fs::remove_file(sc.project.join(".cursor/hooks.json")).unwrap();
+        std::os::unix::fs::symlink(shared.join("team-hooks.json"), sc.project.join(".cursor/hooks.json")).unwrap();
+        let command = format!("echo x > {}", shared.join("team-hooks.json").display());
+        for agent in SENDERS {
+            let why = command_refusal(&sc, agent, &command, &[]);
+            assert!(why.is_some_and(|w| w.contains("shared/team-hooks.json")), "{agent:?}");
+        }
+    }
+
+    #[test]
+    fn a_nested_agent_in_another_directory_of_gemini_is_refused() {
+        let sc = scene();
+        for directory in ["/tmp", "src"] {
+            let input = serde_json::json!({"command": "codex exec hi", "directory": directory});
+            let why = refusal_of(&sc, Agent::Gemini, "run_shell_command", input, &[]);
+            assert!(why.is_some_and(|w| w.contains("another folder")), "{directory}");
+        }
+    }
+
+    #[test]
+    fn plain_nested_agents_and_reading_settings_are_left_to_the_policy() {
+        let sc = scene();
+        for command in [
+            "codex exec 'fix the bug'",
+            "codex exec -m o3 -- \"$TASK\"",
+            "codex -c model=o3 exec hi",
+            "codex exec - < task.md",
+            "codex exec --json -o out.txt hi",
+            "codex mcp list",
+            "codex --version",
+            "timeout 600 codex exec hi",
+            "bash -c 'codex exec hi'",
+            "npx -y @openai/codex exec hi",
+            "gemini -p 'what is 2*3?'",
+            "gemini --approval-mode plan -p hi",
+            "gemini extensions list",
+            "claude -p hello --output-format json",
+            "claude --permission-mode plan -p hi",
+            "claude mcp list",
+            "cursor-agent -p hi --output-format json",
+            "cat .codex/config.toml ~/.gemini/settings.json",
+            "grep -r hooks .cursor/hooks.json",
+            "ls -la .cursor ~/.codex",
+            "HOME=/tmp/x cargo test",
+            "git status",
+            "echo $HOME",
+            "printf '%s' CODEX_HOME",
+            "node build.js codex --watch",
+            "node scripts/agent.js --port 3000",
+            "./agent --serve",
+            "npm run codex -- --yolo",
+            "export PATH=$PATH:/x",
+            "export MODE=home codex_home=x",
+            "rm -rf build",
+            "echo x > src/notes.txt",
+            "python3 -c \"print(open('.env.example').read())\"",
+        ] {
+            for agent in SENDERS {
+                assert_eq!(command_refusal(&sc, agent, command, &[]), None, "{agent:?}: {command}");
+            }
+        }
     }
 }

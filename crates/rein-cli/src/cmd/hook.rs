@@ -161,7 +161,16 @@ fn local(args: &HookArgs, agent: Agent, bytes: &[u8], limit: Duration) -> anyhow
         None => rein_engine::Policy::load(&args.policy).map(|p| (p, CacheStatus::NotCached)),
     };
     let (policy, status) = loaded.map_err(|e| {
-        let first = e.diagnostics().first().map(|d| d.to_string()).unwrap_or_default();
+        // With its help: for a policy an upgrade broke (`tool.other`), what
+        // to change is what the person reading the refusal needs.
+        let first = e
+            .diagnostics()
+            .first()
+            .map(|d| match &d.help {
+                Some(help) => format!("{d} (help: {help})"),
+                None => d.to_string(),
+            })
+            .unwrap_or_default();
         anyhow::anyhow!(
             "the policy failed to load ({} problem(s)); first: {first}",
             e.diagnostics().len()

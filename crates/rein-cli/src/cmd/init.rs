@@ -37,17 +37,49 @@ enum Agent {
     /// a timeout and `"onFailure": "block"`. Everything else in the file is
     /// kept; only hooks an earlier `rein init` wrote are replaced. The diff is
     /// printed on stdout, then the file is replaced atomically; a second run
-    /// with the same arguments changes nothing. A file that is not valid JSON,
+    /// with the same arguments changes nothing, and `--undo` takes Rein's
+    /// hooks out. A file that is not valid JSON,
     /// or whose `hooks` has the wrong shape, is refused (exit 2) and left as
     /// it is. The hook command names the settings file (`--protect`): with
     /// Rein's own files (store, audit key, tokens, policies, cache, the rein
     /// executable), the agent may not change it, whatever the policy says.
     ClaudeCode(ClaudeCodeArgs),
-    /// Write (or merge) Rein's hooks into Codex CLI's hook configuration.
+    /// Write (or merge) Rein's hooks into Codex CLI's hook configuration,
+    /// so that Codex asks Rein before and after every tool call.
+    ///
+    /// Hooks are written into `.codex/hooks.json` (`--user`:
+    /// `$CODEX_HOME/hooks.json`) for PreToolUse, PermissionRequest and
+    /// PostToolUse (matcher `*`), UserPromptSubmit and SessionStart, each
+    /// with Codex's `timeout` (seconds). Codex has no fail-closed setting:
+    /// the command turns any exit but Rein's own into a refusal (exit 2),
+    /// and the hook's own timeout is below Codex's. The diff is printed,
+    /// everything else in the file is kept, a second run changes nothing,
+    /// and `--undo` takes Rein's hooks out. Codex runs the hooks only once
+    /// they are trusted (`/hooks` in Codex) and the project is trusted.
     Codex(super::init_codex::CodexArgs),
-    /// Write (or merge) Rein's hooks into Gemini CLI's settings.
+    /// Write (or merge) Rein's hooks into a Gemini CLI settings file, so
+    /// that Gemini CLI asks Rein before and after every tool call.
+    ///
+    /// Hooks are written into `.gemini/settings.json` for BeforeTool and
+    /// AfterTool (matcher `*`), BeforeAgent, SessionStart and SessionEnd,
+    /// each with Gemini's `timeout` (milliseconds). Gemini CLI fails open
+    /// on a hook that times out, so the hook's own timeout is four fifths
+    /// of it; `hooksConfig` is set so that Rein's hooks run. The diff is
+    /// printed, everything else in the file is kept, a second run changes
+    /// nothing, and `--undo` takes Rein's hooks out. Gemini CLI runs hooks
+    /// only in a folder it trusts.
     Gemini(super::init_gemini::GeminiArgs),
-    /// Write (or merge) Rein's hooks into Cursor's `hooks.json`.
+    /// Write (or merge) Rein's hooks into Cursor's `hooks.json`, so that
+    /// Cursor asks Rein before every tool call.
+    ///
+    /// Hooks are written into `.cursor/hooks.json` for preToolUse,
+    /// beforeShellExecution, beforeMCPExecution, beforeReadFile,
+    /// beforeSubmitPrompt, postToolUse, sessionStart and sessionEnd, each
+    /// with `"failClosed": true` (without it Cursor lets the action run
+    /// when the hook fails) and Cursor's `timeout` (seconds); the hook's
+    /// own timeout is shorter. The diff is printed, everything else in the
+    /// file is kept, a second run changes nothing, and `--undo` takes
+    /// Rein's hooks out.
     Cursor(super::init_cursor::CursorArgs),
     /// Write a starter policy and its test file (`policy.yaml`,
     /// `policy.test.yaml`) into DIR, to edit; existing files are kept
@@ -56,7 +88,7 @@ enum Agent {
 }
 
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("decider").required(true).args(["policy", "server"])))]
+#[command(group(ArgGroup::new("decider").args(["policy", "server"])))]
 pub struct ClaudeCodeArgs {
     /// Project directory: the settings file is DIR/.claude/settings.json
     /// (`.claude/` is created if missing).
@@ -102,6 +134,11 @@ pub struct ClaudeCodeArgs {
     /// and if there is none, nothing is written.
     #[arg(long, value_name = "PATH", conflicts_with = "http")]
     rein_bin: Option<PathBuf>,
+    /// Take Rein's hooks out of the file instead (any `rein hook
+    /// claude-code` command and any `http` hook to
+    /// `/v1/hooks/claude-code`); everything else is kept.
+    #[arg(long, conflicts_with_all = ["policy", "server", "db", "http"])]
+    undo: bool,
     /// Print the diff only; write nothing.
     #[arg(long)]
     dry_run: bool,
@@ -136,6 +173,10 @@ const EVENTS: [(&str, Option<&str>); 6] = [
 const HTTP_HOOK_PATH: &str = "/v1/hooks/claude-code";
 
 fn claude_code(args: ClaudeCodeArgs, color: bool) -> anyhow::Result<u8> {
+    if !args.undo && args.policy.is_empty() && args.server.is_none() {
+        // As `rein init codex|gemini|cursor` say it.
+        bail!("give --policy POLICY (decide in-process) or --server URL (ask a rein serve), or --undo");
+    }
     let path = match &args.settings {
         Some(file) => file.clone(),
         None => {
@@ -152,24 +193,38 @@ fn claude_code(args: ClaudeCodeArgs, color: bool) -> anyhow::Result<u8> {
     };
     let bin = match &args.rein_bin {
         Some(bin) => utf8(bin)?.to_owned(),
-        None if args.http => String::new(),
+        // Undoing: handlers are Rein's by the name `rein` (or --rein-bin).
+        None if args.http || args.undo => String::new(),
         None => {
             let exe = std::env::current_exe().context("cannot find this rein executable's path; pass --rein-bin")?;
             utf8(&installed_rein(&exe, "the hook")?)?.to_owned()
         }
     };
     let settings = absolute(&path)?;
-    let handler = rein_handler(&args, &bin, &settings, color)?;
 
     let (old_text, exists) = match read_text(&path)? {
         Some(text) => (text, true),
         None => (String::new(), false),
     };
+    if args.undo && !exists {
+        eprintln!("{}: no such file, nothing to undo", path.display());
+        return Ok(EXIT_ALLOW);
+    }
     let old = parse_settings(&path, &old_text)?;
     let mut new = old.clone();
-    merge(&mut new, &handler, &bin);
+    if args.undo {
+        remove_rein(&mut new, &bin);
+    } else {
+        let handler = rein_handler(&args, &bin, &settings, color)?;
+        merge(&mut new, &handler, &bin);
+    }
     if exists && new == old {
-        eprintln!("{}: already up to date", path.display());
+        let what = if args.undo {
+            "no Rein hooks to take out"
+        } else {
+            "already up to date"
+        };
+        eprintln!("{}: {what}", path.display());
         return Ok(EXIT_ALLOW);
     }
 
@@ -296,6 +351,24 @@ fn is_rein_handler(handler: &Json, bin: &str) -> bool {
     (program == bin || matches!(name, Some("rein" | "rein.exe"))) && hook == "hook" && agent == "claude-code"
 }
 
+/// `--undo`: takes every Rein handler out of `settings.hooks`, dropping
+/// the groups and events this empties, and `hooks` itself when emptied.
+fn remove_rein(settings: &mut Json, bin: &str) {
+    let Json::Object(top) = settings else {
+        return;
+    };
+    let Some(Json::Object(hooks)) = top.get_mut("hooks") else {
+        return;
+    };
+    let (_, emptied) = take_out_rein(hooks, bin);
+    for event in emptied {
+        hooks.remove(&event);
+    }
+    if hooks.0.is_empty() {
+        top.remove("hooks");
+    }
+}
+
 /// Takes every Rein handler out of `settings.hooks` (dropping the groups
 /// and events this empties) and puts one group per event in [`EVENTS`] with
 /// `handler`, where the first removed one was, else at the end.
@@ -309,6 +382,34 @@ fn merge(settings: &mut Json, handler: &Json, bin: &str) {
     let Some(Json::Object(hooks)) = top.get_mut("hooks") else {
         return;
     };
+    let (slots, emptied) = take_out_rein(hooks, bin);
+    for event in emptied {
+        if !EVENTS.iter().any(|(e, _)| *e == event) {
+            hooks.remove(&event);
+        }
+    }
+    for (event, matcher) in EVENTS {
+        let mut group = Obj::default();
+        if let Some(matcher) = matcher {
+            group.insert("matcher", Json::from(matcher));
+        }
+        group.insert("hooks", Json::Array(vec![handler.clone()]));
+        let group = Json::Object(group);
+        let slot = slots.iter().find(|(e, _)| e == event).map(|(_, s)| *s);
+        match hooks.get_mut(event) {
+            Some(Json::Array(groups)) => {
+                let at = slot.unwrap_or(groups.len()).min(groups.len());
+                groups.insert(at, group);
+            }
+            _ => hooks.insert(event, Json::Array(vec![group])),
+        }
+    }
+}
+
+/// Takes every Rein handler out of `hooks`, dropping the groups this
+/// empties. Returns, per event, where its first removed group was, and the
+/// events left with no group.
+fn take_out_rein(hooks: &mut Obj, bin: &str) -> (Vec<(String, usize)>, Vec<String>) {
     let mut slots: Vec<(String, usize)> = Vec::new();
     let mut emptied: Vec<String> = Vec::new();
     for (event, groups) in hooks.0.iter_mut() {
@@ -340,27 +441,7 @@ fn merge(settings: &mut Json, handler: &Json, bin: &str) {
             }
         }
     }
-    for event in emptied {
-        if !EVENTS.iter().any(|(e, _)| *e == event) {
-            hooks.remove(&event);
-        }
-    }
-    for (event, matcher) in EVENTS {
-        let mut group = Obj::default();
-        if let Some(matcher) = matcher {
-            group.insert("matcher", Json::from(matcher));
-        }
-        group.insert("hooks", Json::Array(vec![handler.clone()]));
-        let group = Json::Object(group);
-        let slot = slots.iter().find(|(e, _)| e == event).map(|(_, s)| *s);
-        match hooks.get_mut(event) {
-            Some(Json::Array(groups)) => {
-                let at = slot.unwrap_or(groups.len()).min(groups.len());
-                groups.insert(at, group);
-            }
-            _ => hooks.insert(event, Json::Array(vec![group])),
-        }
-    }
+    (slots, emptied)
 }
 
 /// Parses a settings file: an empty one is `{}`; otherwise it must be a
@@ -369,7 +450,7 @@ pub(super) fn parse_settings(path: &Path, text: &str) -> anyhow::Result<Json> {
     if text.trim().is_empty() {
         return Ok(Json::Object(Obj::default()));
     }
-    let refuse = |e: serde_json::Error| json_error(path, &e, "`hooks` has the wrong shape");
+    let refuse = |e: serde_json::Error| json_error(path, text, &e, "`hooks` has the wrong shape");
     let tree: Json = serde_json::from_str(text).map_err(refuse)?;
     let mut de = serde_json::Deserializer::from_str(text);
     Shape::Top.deserialize(&mut de).map_err(|e| {

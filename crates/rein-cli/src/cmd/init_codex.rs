@@ -11,6 +11,12 @@
 //! exit into exit 2 with a reason on stderr (Codex's blocking exit), and
 //! `rein hook`'s own `--timeout` is below Codex's `timeout`, so that Rein
 //! refuses before Codex gives up on it.
+//!
+//! Codex also skips, without a word, a hook it has not been told to trust
+//! (and one that changed since). So after writing, the command asks the
+//! installed Codex whether it runs each of Rein's hooks and says so, one
+//! line per hook; `--trust` writes the trust Codex computed for them into
+//! its `config.toml` (see the `trust` module).
 
 use super::init::{parse_settings, sh_quote};
 use super::settings_file::{
@@ -20,6 +26,9 @@ use super::EXIT_ALLOW;
 use anyhow::{bail, Context};
 use clap::{ArgGroup, Args};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+mod trust;
 
 /// Arguments of `rein init codex`.
 #[derive(Args, Debug)]
@@ -71,6 +80,21 @@ pub struct CodexArgs {
     /// handler, whatever its arguments); everything else is kept.
     #[arg(long, conflicts_with_all = ["policy", "server", "db"])]
     undo: bool,
+    /// Also write the trust Codex needs before it runs these hooks: for
+    /// each of Rein's hooks, the `[hooks.state."KEY"] trusted_hash` Codex
+    /// itself computes (asked through `codex app-server`), into the
+    /// config.toml Codex reads (`$CODEX_HOME`, else `~/.codex`). Only
+    /// Rein's hooks are trusted; `--undo` takes the entries out again.
+    #[arg(long, conflicts_with = "undo")]
+    trust: bool,
+    /// The Codex executable asked whether it runs the hooks (and, with
+    /// --trust, for their hashes). Default: `codex` on PATH.
+    #[arg(long, value_name = "PATH")]
+    codex_bin: Option<PathBuf>,
+    /// Seconds to wait for Codex's answer before saying it could not be
+    /// asked.
+    #[arg(long, value_name = "SECS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
+    codex_wait: u64,
     /// Print the diff only; write nothing.
     #[arg(long)]
     dry_run: bool,
@@ -121,7 +145,7 @@ pub fn run(args: CodexArgs, color: bool) -> anyhow::Result<u8> {
     let mut new = old.clone();
     if args.undo {
         if !exists {
-            eprintln!("{}: not there; nothing to undo", path.display());
+            eprintln!("{}: no such file, nothing to undo", path.display());
             return Ok(EXIT_ALLOW);
         }
         remove_rein(&mut new, &bin);
@@ -129,32 +153,301 @@ pub fn run(args: CodexArgs, color: bool) -> anyhow::Result<u8> {
         let handler = rein_handler(&args, &bin, &absolute(&path)?, color)?;
         merge(&mut new, &handler, &bin);
     }
+    let handler_command = match &new {
+        // The command of Rein's handler as written: the hooks Codex lists
+        // with exactly this command are the ones to check and trust.
+        _ if args.undo => String::new(),
+        settings => rein_command(settings, &bin).unwrap_or_default(),
+    };
     if new == old && (exists || args.undo) {
-        eprintln!("{}: already up to date", path.display());
-        return Ok(EXIT_ALLOW);
-    }
-
-    let new_text = render(&new, &indent_of(&old_text))?;
-    let label = path.display().to_string();
-    let old_label = if exists { label.as_str() } else { "/dev/null" };
-    print_diff(old_label, &label, &old_text, &new_text)?;
-    if let Some(code) = write_reviewed(&path, &new_text, args.dry_run, args.yes)? {
-        return Ok(code);
-    }
-    eprintln!("wrote {}", path.display());
-    if !args.undo {
-        eprintln!(
-            "Codex runs a new or changed hook only once it is trusted, and skips an untrusted one \
-             without a word: open Codex, run /hooks and trust the `rein hook codex` hooks \
-             (automation that vets its hooks itself may pass `--dangerously-bypass-hook-trust`)."
-        );
-        if args.settings.is_none() && !args.user {
-            eprintln!(
-                "Codex reads a project's .codex/ only when the project is trusted; until then these hooks do not run."
-            );
+        // The same words as the other agents' `rein init`.
+        let what = if args.undo {
+            "no Rein hooks to take out"
+        } else {
+            "already up to date"
+        };
+        eprintln!("{}: {what}", path.display());
+    } else {
+        let new_text = render(&new, &indent_of(&old_text))?;
+        let label = path.display().to_string();
+        let old_label = if exists { label.as_str() } else { "/dev/null" };
+        print_diff(old_label, &label, &old_text, &new_text)?;
+        match write_reviewed(&path, &new_text, args.dry_run, args.yes)? {
+            Some(_) if args.dry_run => {}
+            Some(code) => return Ok(code),
+            None => eprintln!("wrote {}", path.display()),
         }
     }
+    if args.undo {
+        return untrust(&args, &path, &old, &bin);
+    }
+    let file_changed = new != old || !exists;
+    check_and_trust(&args, &path, &handler_command, file_changed)?;
     Ok(EXIT_ALLOW)
+}
+
+/// The config.toml Codex reads, or an error naming why it cannot be found.
+fn codex_config() -> anyhow::Result<PathBuf> {
+    match codex_home() {
+        Some(home) => Ok(home.join("config.toml")),
+        None => bail!("neither CODEX_HOME nor HOME is set: cannot find Codex's config.toml"),
+    }
+}
+
+/// The folder Codex is asked about: the project for a project's hooks, the
+/// current one otherwise.
+fn codex_cwd(args: &CodexArgs) -> PathBuf {
+    if args.settings.is_none() && !args.user {
+        std::path::absolute(&args.project).unwrap_or_else(|_| args.project.clone())
+    } else {
+        std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
+    }
+}
+
+/// After writing (or on a dry run): asks the installed Codex whether it
+/// runs each of Rein's hooks in `path` and says so on stderr, one line per
+/// hook; with `--trust`, writes the trust Codex computed for the ones it
+/// would skip, then asks again. Never says a hook runs unless Codex did.
+fn check_and_trust(args: &CodexArgs, path: &Path, command: &str, file_changed: bool) -> anyhow::Result<()> {
+    let wait = Duration::from_secs(args.codex_wait);
+    let cwd = codex_cwd(args);
+    if args.trust {
+        // Refused before anything is asked: a config.toml Rein cannot edit
+        // without losing what is in it.
+        let config = codex_config()?;
+        trust::with_trust(&config, &read_text(&config)?.unwrap_or_default(), &[])?;
+    }
+    let Some(codex) = trust::find_codex(args.codex_bin.as_deref()) else {
+        return cannot_check(
+            args,
+            "Codex is not installed (no `codex` on PATH; pass --codex-bin PATH)",
+        );
+    };
+    if args.dry_run && file_changed {
+        eprintln!(
+            "rein: WARNING: dry run: the hooks would change, and Codex skips a changed hook until it is trusted again; \
+                 run without --dry-run (and with --trust) to check and trust them"
+        );
+        return Ok(());
+    }
+    let listed = match trust::list_hooks(&codex, &cwd, wait) {
+        Ok(listed) => listed,
+        Err(why) => return cannot_check(args, &why),
+    };
+    say_problems(&listed);
+    let ours: Vec<&trust::ListedHook> = listed
+        .hooks
+        .iter()
+        .filter(|h| is_ours(h, args, path, command))
+        .collect();
+    if args.trust {
+        // Any status but Codex's two that run (a later Codex may name a
+        // changed hook otherwise): the hook is Rein's own, checked above.
+        let untrusted: Vec<(String, String)> = ours
+            .iter()
+            .filter(|h| !matches!(h.trust.as_str(), "trusted" | "managed"))
+            .map(|h| (h.key.clone(), h.hash.clone()))
+            .collect();
+        if ours.is_empty() {
+            report(args, path, &ours);
+            bail!(
+                "Codex does not see Rein's hooks in {} (see above), so there is nothing it could trust; \
+                 config.toml was not changed",
+                path.display()
+            );
+        }
+        if !untrusted.is_empty() {
+            let config = codex_config()?;
+            let old = read_text(&config)?.unwrap_or_default();
+            let new = trust::with_trust(&config, &old, &untrusted)?;
+            if new != old {
+                let label = config.display().to_string();
+                print_diff(if config.exists() { &label } else { "/dev/null" }, &label, &old, &new)?;
+                if let Some(code) = write_reviewed(&config, &new, args.dry_run, args.yes)? {
+                    if !args.dry_run {
+                        bail!(
+                            "{} was not written (exit {code}); Codex skips Rein's hooks",
+                            config.display()
+                        );
+                    }
+                    report(args, path, &ours);
+                    return Ok(());
+                }
+                eprintln!("wrote {}", config.display());
+            }
+            // Asked again: only what Codex says now is reported.
+            let again = match trust::list_hooks(&codex, &cwd, wait) {
+                Ok(again) => again,
+                Err(why) => return cannot_check(args, &why),
+            };
+            say_problems(&again);
+            let ours: Vec<&trust::ListedHook> =
+                again.hooks.iter().filter(|h| is_ours(h, args, path, command)).collect();
+            report(args, path, &ours);
+            return Ok(());
+        }
+    }
+    report(args, path, &ours);
+    Ok(())
+}
+
+/// Passes on what Codex said was wrong with the hook files it read.
+fn say_problems(listing: &trust::Listing) {
+    for problem in &listing.problems {
+        eprintln!("rein: Codex says about its hooks: {problem}");
+    }
+}
+
+/// Whether Codex's `hook` is one Rein wrote now: from `path`, running
+/// exactly `command` as a blocking command hook, with the timeout and
+/// matcher written for its event. Only these are reported on and trusted.
+fn is_ours(hook: &trust::ListedHook, args: &CodexArgs, path: &Path, command: &str) -> bool {
+    let matcher = EVENTS
+        .iter()
+        .find(|(event, _)| listed_name(event) == hook.event)
+        .map(|(_, matcher)| matcher.map(str::to_owned));
+    !command.is_empty()
+        && hook.blocking_command
+        && hook.command == command
+        && hook.timeout == Some(u64::from(args.timeout))
+        && matcher.is_some_and(|m| m == hook.matcher)
+        && trust::same_file(&hook.source, path)
+}
+
+/// An event's name as `hooks/list` gives it (`PreToolUse` → `preToolUse`).
+fn listed_name(event: &str) -> String {
+    let mut chars = event.chars();
+    chars
+        .next()
+        .map(|first| first.to_ascii_lowercase().to_string() + chars.as_str())
+        .unwrap_or_default()
+}
+
+/// Says on stderr, one line per event Rein hooks, whether Codex runs it.
+fn report(args: &CodexArgs, path: &Path, ours: &[&trust::ListedHook]) {
+    let how_to_trust = if args.trust {
+        "trust it in Codex's /hooks"
+    } else {
+        "run `rein init codex` again with --trust, or trust it in Codex's /hooks"
+    };
+    for (event, _) in EVENTS {
+        match ours.iter().find(|h| h.event == listed_name(event)) {
+            Some(hook) if hook.runs() => eprintln!("rein: Codex runs Rein's {event} hook ({})", hook.trust),
+            Some(hook) if !hook.enabled => eprintln!(
+                "rein: WARNING: Codex SKIPS Rein's {event} hook: it is turned off (`enabled = false` under \
+                 [hooks.state.{:?}] in Codex's config.toml)",
+                hook.key
+            ),
+            Some(hook) => eprintln!(
+                "rein: WARNING: Codex SKIPS Rein's {event} hook: Codex reports it `{}`, not trusted; {how_to_trust}",
+                hook.trust
+            ),
+            None => eprintln!(
+                "rein: WARNING: Codex SKIPS Rein's {event} hook: Codex does not load it from {}{}",
+                path.display(),
+                if args.settings.is_some() {
+                    " (Codex reads only $CODEX_HOME/hooks.json and a trusted project's .codex/hooks.json)"
+                } else if !args.user {
+                    " (Codex reads a project's .codex/ only once the project is trusted: open Codex in it and trust it)"
+                } else {
+                    " (is `hooks` turned off under [features] in Codex's config.toml?)"
+                }
+            ),
+        }
+    }
+}
+
+/// Says that Codex could not be asked (never that the hooks run); with
+/// `--trust`, that is an error, as no trust could be written.
+fn cannot_check(args: &CodexArgs, why: &str) -> anyhow::Result<()> {
+    for (event, _) in EVENTS {
+        eprintln!(
+            "rein: WARNING: could not check whether Codex runs Rein's {event} hook: {why}; do not assume it does: \
+             Codex skips a hook until it is trusted (`rein init codex --trust`, or Codex's /hooks)"
+        );
+    }
+    if args.settings.is_none() && !args.user {
+        eprintln!(
+            "rein: WARNING: Codex also reads a project's .codex/ only once the project is trusted; until then these hooks do not run"
+        );
+    }
+    if args.trust {
+        bail!("cannot trust the hooks: {why}; Codex's config.toml was not changed");
+    }
+    Ok(())
+}
+
+/// `--undo`: takes out of Codex's config.toml the `trusted_hash` of every
+/// hook of Rein's that `old` (the hooks file before undoing) held, under
+/// the key Codex gives it (`FILE:EVENT:GROUP:HANDLER`).
+fn untrust(args: &CodexArgs, path: &Path, old: &Json, bin: &str) -> anyhow::Result<u8> {
+    let Ok(config) = codex_config() else {
+        return Ok(EXIT_ALLOW);
+    };
+    let Some(text) = read_text(&config)? else {
+        return Ok(EXIT_ALLOW);
+    };
+    let mut files = vec![absolute(path)?];
+    if let Ok(real) = std::fs::canonicalize(path) {
+        files.extend(real.to_str().map(str::to_owned));
+    }
+    let mut keys = Vec::new();
+    if let Json::Object(top) = old {
+        if let Some(Json::Object(hooks)) = top.get("hooks") {
+            for (event, groups) in &hooks.0 {
+                let Json::Array(groups) = groups else { continue };
+                for (g, group) in groups.iter().enumerate() {
+                    let Json::Object(group) = group else { continue };
+                    let Some(Json::Array(handlers)) = group.get("hooks") else {
+                        continue;
+                    };
+                    for (h, handler) in handlers.iter().enumerate() {
+                        if is_rein_handler(handler, bin) {
+                            for file in &files {
+                                keys.push(format!("{file}:{}:{g}:{h}", trust::key_event(event)));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let new = trust::without_trust(&config, &text, &keys)?;
+    if new == text {
+        return Ok(EXIT_ALLOW);
+    }
+    let label = config.display().to_string();
+    print_diff(&label, &label, &text, &new)?;
+    if let Some(code) = write_reviewed(&config, &new, args.dry_run, args.yes)? {
+        return Ok(code);
+    }
+    eprintln!("wrote {}", config.display());
+    Ok(EXIT_ALLOW)
+}
+
+/// The command of the first Rein handler in `settings` (all are the same
+/// after a merge).
+fn rein_command(settings: &Json, bin: &str) -> Option<String> {
+    let Json::Object(top) = settings else { return None };
+    let Some(Json::Object(hooks)) = top.get("hooks") else {
+        return None;
+    };
+    let Some(Json::Array(groups)) = hooks.get(EVENTS[0].0) else {
+        return None;
+    };
+    groups.iter().find_map(|group| {
+        let Json::Object(group) = group else { return None };
+        let Some(Json::Array(handlers)) = group.get("hooks") else {
+            return None;
+        };
+        handlers.iter().find(|h| is_rein_handler(h, bin)).and_then(|h| match h {
+            Json::Object(h) => match h.get("command") {
+                Some(Json::String(c)) => Some(c.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+    })
 }
 
 /// The hooks.json to write: `--settings`, `$CODEX_HOME/hooks.json` (or

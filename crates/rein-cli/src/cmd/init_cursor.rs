@@ -1,6 +1,6 @@
 //! `rein init cursor`: write Rein's hooks into Cursor's hook configuration
 //! (`.cursor/hooks.json` of a project, or `~/.cursor/hooks.json` with
-//! `--settings`), merged into what is there, showing the diff; `--undo`
+//! `--user`), merged into what is there, showing the diff; `--undo`
 //! takes them out again.
 //!
 //! Cursor's file is `{"version": 1, "hooks": {EVENT: [HANDLER, …]}}`, a
@@ -29,8 +29,11 @@ pub struct CursorArgs {
     /// created if missing).
     #[arg(long, value_name = "DIR", default_value = ".")]
     project: PathBuf,
-    /// Hooks file to write instead of DIR/.cursor/hooks.json (e.g.
-    /// ~/.cursor/hooks.json for every project).
+    /// Write the user's hooks file, `~/.cursor/hooks.json`, for every
+    /// project, instead of the project's.
+    #[arg(long, conflicts_with = "settings")]
+    user: bool,
+    /// Hooks file to write instead of DIR/.cursor/hooks.json.
     #[arg(long, value_name = "FILE")]
     settings: Option<PathBuf>,
     /// Policy files or directories the hook decides with, in-process. They
@@ -53,8 +56,10 @@ pub struct CursorArgs {
     /// seconds); the hook itself gives up, refusing, a little earlier.
     #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=600))]
     timeout: u32,
-    /// The rein executable the hook command runs, written as given.
-    /// Default: as for `rein init claude-code`.
+    /// The rein executable the hook command runs, written as given. Default:
+    /// the absolute path of this rein, unless it runs from cargo's build
+    /// folder: then the `rein` found on PATH, and if there is none, nothing
+    /// is written.
     #[arg(long, value_name = "PATH")]
     rein_bin: Option<PathBuf>,
     /// Take Rein's hooks out of the file (leaving everything else) instead
@@ -89,10 +94,15 @@ const EVENTS: [&str; 5] = [
 /// Runs `rein init cursor`.
 pub fn run(args: CursorArgs, color: bool) -> anyhow::Result<u8> {
     if !args.undo && args.policy.is_empty() && args.server.is_none() {
-        bail!("say how the hook decides: --policy FILE… (in-process) or --server URL");
+        // As `rein init codex` says it.
+        bail!("give --policy POLICY (decide in-process) or --server URL (ask a rein serve), or --undo");
     }
     let path = match &args.settings {
         Some(file) => file.clone(),
+        None if args.user => match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            Some(home) => PathBuf::from(home).join(".cursor").join("hooks.json"),
+            None => bail!("HOME is not set; pass --settings FILE"),
+        },
         None => {
             if !args.project.is_dir() {
                 bail!("project directory {} not found", args.project.display());
@@ -115,7 +125,12 @@ pub fn run(args: CursorArgs, color: bool) -> anyhow::Result<u8> {
     let old = parse_hooks_file(&path, &old_text)?;
     let mut new = old.clone();
     if args.undo {
-        if !exists || !remove_rein(&mut new, &bin) {
+        if !exists {
+            // As `rein init claude-code|gemini --undo` say it.
+            eprintln!("{}: no such file, nothing to undo", path.display());
+            return Ok(EXIT_ALLOW);
+        }
+        if !remove_rein(&mut new, &bin) {
             eprintln!("{}: no Rein hooks to take out", path.display());
             return Ok(EXIT_ALLOW);
         }
@@ -149,9 +164,11 @@ pub fn run(args: CursorArgs, color: bool) -> anyhow::Result<u8> {
 
 /// The hooks file of the other level Cursor also loads: the user's
 /// (`~/.cursor/hooks.json`) when a project's is written, the project's when
-/// `--settings` names another file. `None` when it is the same file.
+/// `--user` or `--settings` names another file. `None` when it is the same
+/// file.
 fn other_level(args: &CursorArgs, path: &Path) -> Option<PathBuf> {
     let other = match &args.settings {
+        _ if args.user => args.project.join(".cursor").join("hooks.json"),
         Some(_) => args.project.join(".cursor").join("hooks.json"),
         None => PathBuf::from(std::env::var_os("HOME")?)
             .join(".cursor")
@@ -334,7 +351,7 @@ fn parse_hooks_file(path: &Path, text: &str) -> anyhow::Result<Json> {
     if text.trim().is_empty() {
         return Ok(Json::Object(Obj::default()));
     }
-    let tree: Json = serde_json::from_str(text).map_err(|e| json_error(path, &e, "not a hooks file"))?;
+    let tree: Json = serde_json::from_str(text).map_err(|e| json_error(path, text, &e, "not a hooks file"))?;
     let left = |what: &str| anyhow::anyhow!("{}: {what}; the file was left unchanged", path.display());
     let Json::Object(top) = &tree else {
         return Err(left("Cursor's hooks file must be a JSON object"));

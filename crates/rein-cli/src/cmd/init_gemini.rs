@@ -7,8 +7,9 @@
 //! the hook is given its own `--timeout` well below Gemini's (`timeout`, in
 //! milliseconds), and Rein refuses first, and the command turns any other
 //! end of `rein` (exit 1, a signal) into a refusal. What remains is written
-//! in the README: the hook's shell killed by Gemini's timeout, and hooks
-//! that do not run at all in a folder Gemini does not trust.
+//! in the docs (README, docs/agents.md): the hook's shell killed by Gemini's
+//! timeout, and hooks that do not run at all in a folder Gemini does not
+//! trust.
 //!
 //! The tree, the diff and the atomic write are those of `rein init
 //! claude-code` ([`super::settings_file`]); the file's shape is the same
@@ -32,14 +33,17 @@ pub struct GeminiArgs {
     /// folder it trusts.
     #[arg(long, value_name = "DIR", default_value = ".")]
     project: PathBuf,
-    /// Settings file to write instead of DIR/.gemini/settings.json (e.g.
-    /// ~/.gemini/settings.json for every project).
+    /// Write the user's settings, `~/.gemini/settings.json` (`~` is
+    /// `$GEMINI_CLI_HOME` when set), for every project, instead of the
+    /// project's.
+    #[arg(long, conflicts_with = "settings")]
+    user: bool,
+    /// Settings file to write instead of DIR/.gemini/settings.json.
     #[arg(long, value_name = "FILE")]
     settings: Option<PathBuf>,
     /// Policy files or directories the hook decides with, in-process. They
-    /// must load now; they are written as absolute paths. Required unless
-    /// --server or --undo.
-    #[arg(long, short = 'p', num_args = 1.., value_name = "POLICY", required_unless_present_any = ["server", "undo"])]
+    /// must load now; they are written as absolute paths.
+    #[arg(long, short = 'p', num_args = 1.., value_name = "POLICY")]
     policy: Vec<PathBuf>,
     /// SQLite store the hook records to (audit log and approvals);
     /// written as an absolute path. Only with --policy.
@@ -102,8 +106,16 @@ const CRASH_ANSWER: &str =
 
 /// Runs `rein init gemini`.
 pub fn run(args: GeminiArgs, color: bool) -> anyhow::Result<u8> {
+    if !args.undo && args.policy.is_empty() && args.server.is_none() {
+        // As `rein init codex` and `rein init cursor` say it.
+        bail!("give --policy POLICY (decide in-process) or --server URL (ask a rein serve), or --undo");
+    }
     let path = match &args.settings {
         Some(file) => file.clone(),
+        None if args.user => match gemini_home() {
+            Some(home) => home.join(".gemini").join("settings.json"),
+            None => bail!("neither GEMINI_CLI_HOME nor HOME is set; pass --settings FILE"),
+        },
         None => {
             if !args.project.is_dir() {
                 bail!("project directory {} not found", args.project.display());
@@ -130,6 +142,9 @@ pub fn run(args: GeminiArgs, color: bool) -> anyhow::Result<u8> {
         return Ok(EXIT_ALLOW);
     }
     let old = parse_settings(&path, &old_text)?;
+    if !args.undo {
+        check_hooks_config(&path, &old)?;
+    }
     let mut new = old.clone();
     if args.undo {
         remove_rein_handlers(&mut new, &bin);
@@ -137,7 +152,6 @@ pub fn run(args: GeminiArgs, color: bool) -> anyhow::Result<u8> {
         let handler = rein_handler(&args, &bin, &settings, color)?;
         merge(&mut new, &handler, &bin);
         enable_hooks(&mut new, &path);
-        check_other_scopes(&mut new, Path::new(&settings), &path)?;
     }
     if exists && new == old {
         let what = if args.undo {
@@ -158,7 +172,100 @@ pub fn run(args: GeminiArgs, color: bool) -> anyhow::Result<u8> {
         return Ok(code);
     }
     eprintln!("wrote {}", path.display());
+    if !args.undo {
+        warn_other_scopes(&settings, &new);
+        eprintln!(
+            "Gemini CLI runs hooks, the user's included, only in a folder it trusts (it asks on its \
+             first start there; {}): in one it does not trust, it runs no hook and Rein is not asked.",
+            trusted_folders_file().map_or_else(
+                || "~/.gemini/trustedFolders.json".to_owned(),
+                |f| f.display().to_string()
+            )
+        );
+    }
     Ok(EXIT_ALLOW)
+}
+
+/// Gemini CLI merges the settings of every scope: the system defaults, the
+/// user's, the project's, then the system's (which wins), with
+/// `hooksConfig.disabled` the union of all. A file other than `written`
+/// can thus keep Rein's hooks from running; each one that would is named,
+/// with what to change. `new` is what was written, whose own
+/// `enabled: true` wins over the user's and the system defaults'.
+fn warn_other_scopes(written: &str, new: &Json) {
+    let turned_on_here = matches!(new, Json::Object(top)
+        if matches!(top.get("hooksConfig"), Some(Json::Object(c)) if c.get("enabled") == Some(&Json::Bool(true))));
+    let home = gemini_home();
+    let system = std::env::var_os("GEMINI_CLI_SYSTEM_SETTINGS_PATH")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/etc/gemini-cli/settings.json"));
+    let defaults = std::env::var_os("GEMINI_CLI_SYSTEM_DEFAULTS_PATH")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| system.with_file_name("system-defaults.json"));
+    // (file, whether its `enabled: false` wins over the project's)
+    let mut scopes = vec![(defaults, false)];
+    if let Some(home) = home {
+        scopes.push((home.join(".gemini").join("settings.json"), false));
+    }
+    scopes.push((system, true));
+    for (file, wins) in scopes {
+        if absolute(&file).is_ok_and(|f| f == written) {
+            continue;
+        }
+        let Ok(Some(text)) = read_text(&file) else {
+            continue;
+        };
+        let Ok(Json::Object(top)) = serde_json::from_str::<Json>(&text) else {
+            if !text.trim().is_empty() {
+                eprintln!(
+                    "warning: {}: not read (not plain JSON); Gemini CLI merges it into every project's \
+                     settings: check that its `hooksConfig` neither sets `enabled` to false nor names `{HOOK_NAME}` \
+                     in `disabled`",
+                    file.display()
+                );
+            }
+            continue;
+        };
+        let Some(Json::Object(config)) = top.get("hooksConfig") else {
+            continue;
+        };
+        let off = match config.get("enabled") {
+            Some(Json::Bool(on)) => !on,
+            Some(Json::Null) | None => false,
+            // What JavaScript reads as false.
+            Some(Json::Number(n)) => n.as_f64() == Some(0.0),
+            Some(Json::String(text)) => text.is_empty(),
+            Some(_) => false,
+        };
+        if off && wins {
+            eprintln!(
+                "warning: {}: `hooksConfig.enabled` is false, and these system settings win over every \
+                 other: Gemini CLI runs no hook, Rein's included, until it is true",
+                file.display()
+            );
+        } else if off && !turned_on_here {
+            eprintln!(
+                "warning: {}: `hooksConfig.enabled` is false: Gemini CLI runs no hook in a project whose \
+                 own settings do not set it to true; set it to true there, or in {written}",
+                file.display()
+            );
+        }
+        let named = match config.get("disabled") {
+            Some(Json::Array(names)) => names.iter().any(|n| matches!(n, Json::String(s) if s == HOOK_NAME)),
+            // Gemini matches a string as a part of it.
+            Some(Json::String(names)) => names.contains(HOOK_NAME),
+            _ => false,
+        };
+        if named {
+            eprintln!(
+                "warning: {}: `hooksConfig.disabled` names `{HOOK_NAME}`, which Gemini CLI adds to every \
+                 project's list: Rein's hooks do not run until it is taken out",
+                file.display()
+            );
+        }
+    }
 }
 
 /// `rein hook --timeout` (whole seconds) for a Gemini timeout of `ms`:
@@ -230,13 +337,18 @@ fn rein_handler(args: &GeminiArgs, bin: &str, settings: &str, color: bool) -> an
     ]))
 }
 
+/// The folder Gemini CLI takes for `~`: `$GEMINI_CLI_HOME`, else `$HOME`.
+fn gemini_home() -> Option<PathBuf> {
+    std::env::var_os("GEMINI_CLI_HOME")
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var_os("HOME").filter(|h| !h.is_empty()))
+        .map(PathBuf::from)
+}
+
 /// Gemini CLI's list of trusted folders, `~/.gemini/trustedFolders.json`
 /// (`~` is `$GEMINI_CLI_HOME` when set, as Gemini reads it).
 fn trusted_folders_file() -> Option<PathBuf> {
-    let home = std::env::var_os("GEMINI_CLI_HOME")
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var_os("HOME").filter(|h| !h.is_empty()))?;
-    Some(Path::new(&home).join(".gemini").join("trustedFolders.json"))
+    Some(gemini_home()?.join(".gemini").join("trustedFolders.json"))
 }
 
 /// Whether `handler` is one an earlier `rein init gemini` wrote: a command
@@ -342,6 +454,37 @@ fn merge(settings: &mut Json, handler: &Json, bin: &str) {
     }
 }
 
+/// Refuses a `hooksConfig` Gemini CLI would read as hooks turned off in a
+/// way [`enable_hooks`] cannot mend: Gemini (0.61) only warns about a
+/// setting of the wrong type and then uses it as JavaScript would, so an
+/// `enabled` of `0` or `""` turns every hook off, and a `disabled` that is
+/// a string disables each hook whose name is a part of it (`"rein"`,
+/// `"no-reindeer"`).
+fn check_hooks_config(path: &Path, settings: &Json) -> anyhow::Result<()> {
+    let Json::Object(top) = settings else {
+        return Ok(());
+    };
+    let refuse = |what: &str| {
+        anyhow::anyhow!(
+            "{}: {what}; the file was left unchanged (Gemini CLI reads a value of another \
+             type as it would in JavaScript, which may turn Rein's hook off)",
+            path.display()
+        )
+    };
+    let config = match top.get("hooksConfig") {
+        None => return Ok(()),
+        Some(Json::Object(config)) => config,
+        Some(_) => return Err(refuse("`hooksConfig` is not an object")),
+    };
+    if config.get("enabled").is_some_and(|v| !matches!(v, Json::Bool(_))) {
+        return Err(refuse("`hooksConfig.enabled` is not true or false"));
+    }
+    if config.get("disabled").is_some_and(|v| !matches!(v, Json::Array(_))) {
+        return Err(refuse("`hooksConfig.disabled` is not a list of hook names"));
+    }
+    Ok(())
+}
+
 /// Gemini CLI skips every hook when `hooksConfig.enabled` is false, and
 /// each hook named in `hooksConfig.disabled`: Rein's are turned back on,
 /// saying so.
@@ -369,90 +512,6 @@ fn enable_hooks(settings: &mut Json, path: &Path) {
             );
         }
     }
-}
-
-/// Gemini CLI's other settings files, lowest precedence first, each with
-/// whether it overrides the file being written: system defaults, the
-/// user's (`~/.gemini/settings.json`, `~` being `$GEMINI_CLI_HOME` when
-/// set) and the system's, which overrides every other.
-fn other_scopes() -> Vec<(PathBuf, bool)> {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let system =
-        var("GEMINI_CLI_SYSTEM_SETTINGS_PATH").unwrap_or_else(|| PathBuf::from("/etc/gemini-cli/settings.json"));
-    let defaults =
-        var("GEMINI_CLI_SYSTEM_DEFAULTS_PATH").unwrap_or_else(|| system.with_file_name("system-defaults.json"));
-    let mut scopes = vec![(defaults, false)];
-    if let Some(home) = var("GEMINI_CLI_HOME").or_else(|| var("HOME")) {
-        scopes.push((home.join(".gemini").join("settings.json"), false));
-    }
-    scopes.push((system, true));
-    scopes
-}
-
-/// Gemini CLI merges its settings files: `hooksConfig.disabled` is the
-/// union of every file's list, and `hooksConfig.enabled` is the last file's
-/// that sets it (system defaults, user, project, system). A Rein hook
-/// written while another file switches it off would never run, and say
-/// nothing. So: a lower file's `enabled: false` is overridden in the file
-/// written (`settings`, shown as `shown`); another file that names Rein's
-/// hook in `disabled`, or the system file's `enabled: false`, cannot be
-/// overridden from it, and nothing is written.
-fn check_other_scopes(settings: &mut Json, written: &Path, shown: &Path) -> anyhow::Result<()> {
-    let written = written.canonicalize().unwrap_or_else(|_| written.to_path_buf());
-    for (file, overrides) in other_scopes() {
-        if file.canonicalize().is_ok_and(|f| f == written) || file == written {
-            continue;
-        }
-        let Ok(text) = std::fs::read_to_string(&file) else {
-            continue;
-        };
-        let Ok(other) = serde_json::from_str::<serde_json::Value>(&text) else {
-            eprintln!(
-                "warning: {} is not plain JSON; check that its hooksConfig does not turn Rein's hook off",
-                file.display()
-            );
-            continue;
-        };
-        let config = &other["hooksConfig"];
-        let names_rein = config["disabled"]
-            .as_array()
-            .is_some_and(|list| list.iter().any(|d| d == HOOK_NAME));
-        if names_rein {
-            bail!(
-                "{}: hooksConfig.disabled names Rein's hook `{HOOK_NAME}`, and Gemini CLI joins that list across \
-                 its settings files: no Rein hook would run. Take `{HOOK_NAME}` out of it and run this again; \
-                 nothing written",
-                file.display()
-            );
-        }
-        if config["enabled"] == serde_json::Value::Bool(false) {
-            if overrides {
-                bail!(
-                    "{}: hooksConfig.enabled is false there, and that file overrides {}: no hook would run; \
-                     nothing written",
-                    file.display(),
-                    shown.display()
-                );
-            }
-            let Json::Object(top) = settings else {
-                continue;
-            };
-            if !matches!(top.get("hooksConfig"), Some(Json::Object(_))) {
-                top.insert("hooksConfig", Json::Object(Obj::default()));
-            }
-            if let Some(Json::Object(hooks_config)) = top.get_mut("hooksConfig") {
-                if !matches!(hooks_config.get("enabled"), Some(Json::Bool(true))) {
-                    hooks_config.insert("enabled", Json::Bool(true));
-                    eprintln!(
-                        "{}: hooksConfig.enabled is false there (no hook would run); set to true in {}, which overrides it",
-                        file.display(),
-                        shown.display()
-                    );
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

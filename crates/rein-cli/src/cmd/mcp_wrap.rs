@@ -135,7 +135,7 @@ fn read_trees(path: &Path, text: &str) -> anyhow::Result<(Json, Node)> {
     if text.trim().is_empty() {
         return Err(refusal(path, "the file is empty, not an MCP client configuration"));
     }
-    let tree: Json = serde_json::from_str(text).map_err(|e| json_error(path, &e, "wrong shape"))?;
+    let tree: Json = serde_json::from_str(text).map_err(|e| json_error(path, text, &e, "wrong shape"))?;
     // A text serde_json accepted (nesting depth included) has a map of
     // positions; failing here would be a bug, reported rather than panicked.
     let root = Node::parse(text).ok_or_else(|| refusal(path, "cannot locate its values (internal error)"))?;

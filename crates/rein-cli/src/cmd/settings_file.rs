@@ -44,23 +44,43 @@ pub(super) fn print_diff(old_label: &str, label: &str, old: &str, new: &str) -> 
     Ok(())
 }
 
-/// A serde_json error in `path` as `PATH:LINE:COLUMN: WHAT: MESSAGE; the
-/// file was left unchanged`, where `what` is `data` for a value of the
-/// wrong shape and "not valid JSON" for the rest.
-pub(super) fn json_error(path: &Path, e: &serde_json::Error, data: &str) -> anyhow::Error {
+/// A serde_json error in `path` (whose text is `text`) as
+/// `PATH:LINE:COLUMN: WHAT: MESSAGE; the file was left unchanged`, where
+/// `what` is `data` for a value of the wrong shape and "not valid JSON" for
+/// the rest. A comment where the error is gets said as such: some agents
+/// (Gemini CLI) read their settings with comments, and serde_json's "key
+/// must be a string" would not tell the user why their file is refused.
+pub(super) fn json_error(path: &Path, text: &str, e: &serde_json::Error, data: &str) -> anyhow::Error {
     let what = match e.classify() {
         serde_json::error::Category::Data => data,
         _ => "not valid JSON",
     };
     let message = e.to_string();
     let suffix = format!(" at line {} column {}", e.line(), e.column());
-    let message = message.strip_suffix(&suffix).unwrap_or(&message);
+    let mut message = message.strip_suffix(&suffix).unwrap_or(&message).to_owned();
+    if e.is_syntax() && comment_at(text, e.line(), e.column()) {
+        message = "a comment (JSON has none; Rein rewrites the file and could not keep it): \
+                   take the comments out, or add Rein's hooks by hand"
+            .to_owned();
+    }
     anyhow::anyhow!(
         "{}:{}:{}: {what}: {message}; the file was left unchanged",
         path.display(),
         e.line(),
         e.column()
     )
+}
+
+/// Whether a `//` or `/*` comment starts at (or just before) 1-based
+/// `line`:`column` of `text`, where serde_json stopped.
+fn comment_at(text: &str, line: usize, column: usize) -> bool {
+    let Some(row) = text.lines().nth(line.saturating_sub(1)) else {
+        return false;
+    };
+    let chars: Vec<char> = row.chars().collect();
+    [column.saturating_sub(1), column.saturating_sub(2)]
+        .iter()
+        .any(|&at| chars.get(at) == Some(&'/') && matches!(chars.get(at + 1), Some('/' | '*')))
 }
 
 /// The rein a client configuration should run when this one is `exe`: `exe` itself, or,
@@ -371,6 +391,27 @@ impl<'de> Visitor<'de> for JsonVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_comment_is_named_as_such() {
+        let path = Path::new("settings.json");
+        for text in [
+            "{\n  // mine\n  \"a\": 1\n}",
+            "{\"a\": 1, /* mine */ \"b\": 2}",
+            "{\"a\": 1 // mine\n}",
+        ] {
+            let e = serde_json::from_str::<Json>(text).unwrap_err();
+            let message = json_error(path, text, &e, "wrong shape").to_string();
+            assert!(message.contains("a comment (JSON has none"), "{text}: {message}");
+        }
+        let text = "{\"a\": 1,}";
+        let e = serde_json::from_str::<Json>(text).unwrap_err();
+        let message = json_error(path, text, &e, "wrong shape").to_string();
+        assert!(
+            message.contains("trailing comma") && !message.contains("comment"),
+            "{message}"
+        );
+    }
 
     #[test]
     fn key_order_and_duplicates_follow_json_parse() {

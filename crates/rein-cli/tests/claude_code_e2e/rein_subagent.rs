@@ -2,7 +2,9 @@
 //! the model calls the `Agent` tool, Claude Code runs a `general-purpose`
 //! sub-agent (its own conversation with the fake model, which scripts it
 //! too), and the sub-agent's `git push` is refused by the example policy's
-//! `no_push_from_subagents` while the main agent's `git push` runs. What
+//! `no_push_from_subagents` while the main agent's `git push` runs; the
+//! sub-agent's other Bash command and its `Read` of a project file are
+//! decided too (allowed, each recorded for the sub-agent). What
 //! tells them apart is what Claude Code itself sends in the hook event
 //! from inside a sub-agent (`agent_id`, `agent_type`), which the hook binds
 //! as `actor.chain`; every event is logged as received and asserted on.
@@ -65,9 +67,19 @@ fn remote_branches(sb: &Sandbox) -> Vec<String> {
         .collect()
 }
 
+/// What the project file the sub-agent reads holds.
+const NOTES: &str = "E2E-SUBAGENT-NOTES: read by the sub-agent";
+
+/// The project file the sub-agent reads (with Claude Code's `Read`).
+fn add_notes(sb: &Sandbox) -> std::path::PathBuf {
+    let path = sb.project.join("notes.txt");
+    fs::write(&path, format!("{NOTES}\n")).unwrap();
+    path
+}
+
 /// The main agent pushes, then hands a sub-agent a task; the sub-agent
-/// tries the same push (to another branch), then reads the log.
-fn model() -> FakeModel {
+/// tries the same push (to another branch), then reads the log and a file.
+fn model(notes: &Path) -> FakeModel {
     FakeModel::start_with_subagent(
         vec![
             // 0: the main agent may push
@@ -85,6 +97,8 @@ fn model() -> FakeModel {
             ToolCall::bash("git push origin HEAD:refs/heads/by-subagent"),
             // sub 1: what the rule does not refuse still runs
             ToolCall::bash("git log --oneline"),
+            // sub 2: a file tool from inside the sub-agent, decided too
+            ToolCall::new("Read", json!({"file_path": notes})),
         ],
     )
 }
@@ -151,7 +165,7 @@ fn check(
     c.ran(&r, 0, "by-main-agent");
     c.ran(&r, 1, SUB_FINAL_TEXT);
     let all = model.all_tool_results();
-    for i in 0..2 {
+    for i in 0..3 {
         println!("  {}: {:?}", sub_tool_use_id(i), all.get(&sub_tool_use_id(i)));
     }
     let sub_push = all.get(&sub_tool_use_id(0));
@@ -165,6 +179,11 @@ fn check(
     c.check(
         sub_log.is_some_and(|r| !r.is_error && r.text.contains("e2e-initial-commit")),
         format!("the sub-agent's git log did not run: {sub_log:?}"),
+    );
+    let sub_read = all.get(&sub_tool_use_id(2));
+    c.check(
+        sub_read.is_some_and(|r| !r.is_error && r.text.contains(NOTES)),
+        format!("the sub-agent's Read did not return the file: {sub_read:?}"),
     );
     let branches = remote_branches(sb);
     c.check(
@@ -196,6 +215,15 @@ fn check(
         main_record.is_some_and(|r| r["effect"] == "allow" && r["actor"]["chain"] == main_chain),
         format!("the main agent's push is not recorded as allowed for {main_chain}: {main_record:?}"),
     );
+    // Every call of the sub-agent was decided for it: its Bash commands
+    // and its Read (the hook sees the sub-agent's file tools too).
+    for (i, action, effect) in [(1, "shell.exec", "allow"), (2, "file.read", "allow")] {
+        let record = records.get(&sub_tool_use_id(i));
+        c.check(
+            record.is_some_and(|r| r["action"] == action && r["effect"] == effect && r["actor"]["chain"] == sub_chain),
+            format!("the sub-agent's call {i} is not recorded as {action} {effect} for {sub_chain}: {record:?}"),
+        );
+    }
     let sub_record = records.get(&sub_tool_use_id(0));
     c.check(
         sub_record.is_some_and(|r| {
@@ -228,13 +256,14 @@ fn netns_rein_subagent_may_not_push() {
     };
     let sb = Sandbox::new("subagent");
     add_repository(&sb);
+    let notes = add_notes(&sb);
     let db = sb.root.join("rein.db");
     let events = sb.root.join("events.jsonl");
     let rein = hook_command(&policies(), &["--db".into(), db.display().to_string()]);
     // One event per line in the log (Claude Code sends compact JSON).
     let command = format!("{{ cat; echo; }} | tee -a '{}' | {rein}", events.display());
     let settings = sb.write_json("settings.json", &hook_settings(EVENTS, command_hook(&command)));
-    let model = model();
+    let model = model(&notes);
     let run = claude(&env, &sb, &model, &settings, &[]);
     let mut c = Checks::new("sub-agent, command hook");
     check(&mut c, &model, &run, &sb, &logged_events(&events), &db, &[]);
@@ -252,9 +281,10 @@ fn netns_rein_subagent_may_not_push_over_http() {
     };
     let sb = Sandbox::new("subagent-http");
     add_repository(&sb);
+    let notes = add_notes(&sb);
     let serve = ReinServe::start(&sb);
     let settings = sb.write_json("settings.json", &http_hook_settings(&serve));
-    let model = model();
+    let model = model(&notes);
     let run = claude(&env, &sb, &model, &settings, &[(HTTP_HOOK_TOKEN_ENV, AGENT_TOKEN)]);
     let log = serve.log_text();
     drop(serve);

@@ -12,9 +12,10 @@
 //!
 //! Codex runs a hook from a user's hooks.json only once that exact hook has
 //! been reviewed and trusted (`/hooks`), and skips an untrusted one without
-//! a word. The scenario with the file `rein init codex` writes trusts its
-//! hooks as a person would (the hashes from Codex's own `hooks/list`, see
-//! `Sandbox::trust_hooks`); the others pass `--dangerously-bypass-hook-trust`
+//! a word. The scenario with the file `rein init codex` writes shows init
+//! reporting its hooks untrusted, then trusts them with
+//! `rein init codex --trust` (the hashes from Codex's own `hooks/list`,
+//! checked again with `Sandbox::hook_trust`); the others pass `--dangerously-bypass-hook-trust`
 //! (documented for automation that vets its hooks itself), except the
 //! scenario that shows the skipping.
 //!

@@ -349,8 +349,8 @@ fn netns_harness_selfcheck_records_every_event() {
 }
 
 /// A hook Codex has not been told to trust does not run at all, and the
-/// call goes ahead: why `rein init codex` says to trust the hook in
-/// Codex's `/hooks` (and why the other scenarios pass
+/// call goes ahead: why `rein init codex` asks Codex whether it runs each
+/// hook and offers `--trust` (and why the other scenarios pass
 /// `--dangerously-bypass-hook-trust`).
 #[test]
 #[ignore = "runs inside the loopback-only namespace that codex_e2e makes"]

@@ -602,31 +602,45 @@ fn netns_rein_decides_a_sub_agents_calls() {
     c.finish(&model, &run);
 }
 
-/// `rein init codex ARGS -y`, with `CODEX_HOME` the sandbox's; panics
-/// unless it succeeds.
-fn rein_init_codex(sb: &Sandbox, args: &[&str]) {
+/// `rein init codex ARGS -y`, with `CODEX_HOME` the sandbox's, asking
+/// `codex` whether it runs the hooks; panics unless it succeeds. Returns
+/// what init said on stderr.
+fn rein_init_codex(sb: &Sandbox, codex: &Path, args: &[&str]) -> String {
     let out = Command::new(rein_bin())
         .args(["init", "codex"])
         .args(args)
         .args(["--rein-bin", rein_bin(), "-y"])
+        .arg("--codex-bin")
+        .arg(codex)
         .current_dir(&sb.project)
         .env("CODEX_HOME", &sb.codex_home)
         .env("HOME", &sb.home)
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         out.status.success(),
-        "rein init codex failed: {}{}",
+        "rein init codex failed: {}{stderr}",
         String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
     );
+    stderr
 }
 
+/// The events `rein init codex` hooks, as it names them on stderr.
+const INIT_EVENTS: [&str; 5] = [
+    "PreToolUse",
+    "PermissionRequest",
+    "PostToolUse",
+    "UserPromptSubmit",
+    "SessionStart",
+];
+
 /// The user-level hooks.json exactly as `rein init codex --user` writes it,
-/// trusted through Codex's own hook list (no bypass), against the real
-/// Codex: calls allowed and refused, an output withheld, and the written
-/// file and the config.toml Codex reads protected from the agent.
+/// which init reports Codex would skip (untrusted), then trusted by
+/// `rein init codex --trust` (no bypass), against the real Codex: calls
+/// allowed and refused, an output withheld, and the written file and the
+/// config.toml Codex reads protected from the agent.
 #[test]
 #[ignore = "runs inside the loopback-only namespace that codex_e2e makes"]
 fn netns_rein_init_codex_user_config_gates() {
@@ -642,7 +656,8 @@ fn netns_rein_init_codex_user_config_gates() {
         args.push("--policy".into());
         args.push(p.display().to_string());
     }
-    rein_init_codex(&sb, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let said_before_trust = rein_init_codex(&sb, &env.codex, &args);
     let written = fs::read_to_string(sb.user_hooks()).unwrap();
     let config = sb.codex_home.join("config.toml");
     let model = FakeModel::start(vec![
@@ -666,16 +681,34 @@ fn netns_rein_init_codex_user_config_gates() {
         )),
     ]);
     sb.write_config(&model, "");
-    // Trusted as a person would, not bypassed: the hooks as written are
-    // the ones Codex runs.
-    let trusted = sb.trust_hooks(&env.codex, " hook codex ");
+    let settings_before_trust = fs::read_to_string(&config).unwrap();
+    // Trusted by init, not bypassed: the hooks as written are the ones
+    // Codex runs.
+    let said_with_trust = rein_init_codex(&sb, &env.codex, &[&args[..], &["--trust"]].concat());
+    let codex_says = sb.hook_trust(&env.codex, " hook codex ");
     let config_before = fs::read_to_string(&config).unwrap();
     let run = sb.codex(&env.codex, &[], &[]);
     let out = model.outputs();
     let mut c = Checks::new("rein init codex --user");
+    for event in INIT_EVENTS {
+        c.check(
+            said_before_trust.contains(&format!(
+                "rein: WARNING: Codex SKIPS Rein's {event} hook: Codex reports it `untrusted`"
+            )),
+            format!("without --trust, init did not report the {event} hook untrusted:\n{said_before_trust}"),
+        );
+        c.check(
+            said_with_trust.contains(&format!("rein: Codex runs Rein's {event} hook (trusted)")),
+            format!("init --trust did not report the {event} hook trusted:\n{said_with_trust}"),
+        );
+    }
     c.check(
-        trusted == 5,
-        format!("{trusted} hooks trusted, not one per event rein init codex writes"),
+        codex_says.len() == 5 && codex_says.iter().all(|t| t == "trusted"),
+        format!("Codex's own hooks/list after init --trust: {codex_says:?}, not 5 trusted"),
+    );
+    c.check(
+        config_before.starts_with(settings_before_trust.trim_end()),
+        "init --trust did not keep the settings already in config.toml",
     );
     c.refused_by_rein(&out, 6, "rein_protects_itself");
     c.refused_by_rein(&out, 7, "rein_protects_itself");
@@ -807,7 +840,7 @@ fn netns_codex_timeout_lets_the_call_run_so_rein_refuses_first() {
             held.push(conn);
         }
     });
-    rein_init_codex(&sb, &["--user", "--server", &url, "--timeout", "3"]);
+    rein_init_codex(&sb, &env.codex, &["--user", "--server", &url, "--timeout", "3"]);
     // Only the PreToolUse hook, as written: the prompt and session hooks
     // would refuse the whole turn the same way before any tool is called.
     let mut written: Value = serde_json::from_str(&fs::read_to_string(sb.user_hooks()).unwrap()).unwrap();

@@ -194,33 +194,14 @@ enabled = false
 }
 
 impl Sandbox {
-    /// Trusts every hook whose command holds `needle`, as a person does in
-    /// Codex's `/hooks`: the hooks and their current hashes come from Codex
-    /// itself (`codex app-server`, `hooks/list`), the trust is written where
-    /// Codex keeps it (`[hooks.state."KEY"] trusted_hash` in
-    /// `$CODEX_HOME/config.toml`), and `hooks/list` is asked again, which
-    /// must say `trusted` for each. Returns how many hooks were trusted.
-    pub fn trust_hooks(&self, codex: &Path, needle: &str) -> usize {
-        let hooks = self.list_hooks(codex);
-        let ours: Vec<&Value> = hooks
+    /// The trust status Codex's own `hooks/list` gives each hook whose
+    /// command holds `needle` (checked apart from what `rein init` says).
+    pub fn hook_trust(&self, codex: &Path, needle: &str) -> Vec<String> {
+        self.list_hooks(codex)
             .iter()
             .filter(|h| h["command"].as_str().is_some_and(|c| c.contains(needle)))
-            .collect();
-        let mut config = fs::read_to_string(self.codex_home.join("config.toml")).unwrap_or_default();
-        for hook in &ours {
-            let key = hook["key"].as_str().unwrap();
-            let hash = hook["currentHash"].as_str().unwrap();
-            config.push_str(&format!("\n[hooks.state.{key:?}]\ntrusted_hash = {hash:?}\n"));
-        }
-        fs::write(self.codex_home.join("config.toml"), config).unwrap();
-        let again = self.list_hooks(codex);
-        for hook in again
-            .iter()
-            .filter(|h| h["command"].as_str().is_some_and(|c| c.contains(needle)))
-        {
-            assert_eq!(hook["trustStatus"], "trusted", "Codex does not trust {hook}");
-        }
-        ours.len()
+            .map(|h| h["trustStatus"].as_str().unwrap_or("?").to_owned())
+            .collect()
     }
 
     /// The hooks Codex sees for the project (`codex app-server`: initialize,
