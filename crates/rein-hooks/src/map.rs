@@ -168,6 +168,16 @@ pub fn map_tool(event: &HookEvent, home: Option<&Path>) -> ToolCall {
                 .and_then(|k| text(k))
                 .map(|d| PathBuf::from(resolve(cwd, d, home)));
             let mut call = shell(input, dir.as_deref().unwrap_or(cwd), home);
+            // A folder the pinned release ignores (its table's `ignored`):
+            // the command may run there (an older release) or in the
+            // project (this one), so it is decided in both.
+            let ignored = table::table(event.agent)
+                .ok()
+                .and_then(|t| t.tools.get(name))
+                .is_some_and(|e| dirs.first().is_some_and(|k| e.ignored.contains(k)));
+            if ignored {
+                call.inputs.extend(shell(input, cwd, home).inputs);
+            }
             // A tool that always runs its command in the background
             // (Claude Code's `Monitor`) says so in its table.
             let always_background = table::table(event.agent)

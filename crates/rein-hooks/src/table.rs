@@ -154,6 +154,12 @@ pub struct ToolEntry {
     /// call using one is `agent.unknown_tool`, as for a field not listed.
     #[serde(default, borrow)]
     pub not_mapped: Vec<&'static str>,
+    /// Fields older releases read that the pinned one ignores (Gemini
+    /// 0.61's `run_shell_command` runs in the project whatever `directory`
+    /// says): a shell call giving one is decided both where it says and
+    /// where the pinned release runs it.
+    #[serde(default, borrow)]
+    pub ignored: Vec<&'static str>,
     /// The tool always runs its command in the background (a `shell`
     /// tool's `background` is then true whatever its input says).
     #[serde(default)]
