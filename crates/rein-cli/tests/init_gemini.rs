@@ -302,6 +302,73 @@ fn bad_input_is_refused_and_the_file_kept() {
     }
 }
 
+/// Gemini CLI runs a hook with `bash -c` and lets the tool run when the
+/// hook exits 1 (a "warning") or is killed by a signal (exit code null,
+/// read as 0, with no answer). The written command refuses in every way
+/// `rein` can end but its own two (an answer, or its refusal with exit 2).
+#[test]
+fn a_hook_that_fails_or_dies_is_a_refusal_gemini_reads() {
+    for (name, script) in [
+        ("killed", "#!/bin/sh\nkill -KILL $$\n"),
+        ("aborted", "#!/bin/sh\nkill -ABRT $$\n"),
+        ("warning", "#!/bin/sh\necho oops >&2\nexit 1\n"),
+        ("silent", "#!/bin/sh\nexit 1\n"),
+        ("missing", ""),
+    ] {
+        let p = Project::new();
+        let fake = p.tmp.path().join(format!("fake-{name}"));
+        if !script.is_empty() {
+            fs::write(&fake, script).unwrap();
+            let mut perms = fs::metadata(&fake).unwrap().permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+            fs::set_permissions(&fake, perms).unwrap();
+        }
+        ok(&p.init(&["-p", "policy.yaml", "--rein-bin", fake.to_str().unwrap(), "-y"]));
+        let command = handler(&p.read(), "BeforeTool")["command"].as_str().unwrap().to_owned();
+        let event = json!({"hook_event_name": "BeforeTool", "cwd": p.dir, "session_id": "s",
+                           "tool_name": "run_shell_command", "tool_input": {"command": "ls"}});
+        let mut child = Command::new("bash")
+            .arg("-c")
+            .arg(&command)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The fake may be gone before it reads: a broken pipe is expected.
+        let _ = std::io::Write::write_all(&mut child.stdin.take().unwrap(), event.to_string().as_bytes());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", text(&out));
+        let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{name}: {}", text(&out)));
+        assert_eq!(answer["decision"], "deny", "{name}: {answer}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("refused"),
+            "{name}: {}",
+            text(&out)
+        );
+    }
+    // Rein's own answers pass through unchanged.
+    let p = Project::new();
+    ok(&p.init(&["-p", "policy.yaml", "-y"]));
+    let command = handler(&p.read(), "BeforeTool")["command"].as_str().unwrap().to_owned();
+    for (stdin, code) in [("not json", 2), (r#"{"hook_event_name":"SessionEnd","cwd":"/"}"#, 0)] {
+        let mut child = Command::new("bash")
+            .arg("-c")
+            .arg(&command)
+            .env("XDG_STATE_HOME", p.tmp.path().join("state"))
+            .env("XDG_CACHE_HOME", p.tmp.path().join("cache"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(code), "{stdin}: {}", text(&out));
+        assert!(!text(&out).contains("did not answer"), "{stdin}: {}", text(&out));
+    }
+}
+
 #[test]
 fn a_settings_file_with_comments_is_refused_saying_so() {
     // Gemini CLI reads its settings with comments; Rein, which rewrites the

@@ -3,6 +3,7 @@
 
 use crate::table::{self, Answer, Format, Kind};
 use serde_json::Value as Json;
+use std::path::Path;
 
 /// Largest event accepted. A `Write` of a big file carries the whole
 /// content; anything larger is refused (and so denied), never truncated.
@@ -93,6 +94,14 @@ pub struct HookEvent {
     /// them in `mcp_context` (its `tool_name` joins them as
     /// `mcp_<server>_<tool>`, which cannot be split when a name holds `_`).
     pub mcp_tool: Option<(String, String)>,
+    /// The project, where the event's `cwd` cannot say it: Cursor's
+    /// workspace root (read from the event), or the folder the hook was
+    /// started in (set by the caller, see
+    /// [`crate::table::AgentTable::cwd_is_the_commands`]).
+    pub project: Option<String>,
+    /// The call would run beyond the agent's sandbox (its table says; see
+    /// [`crate::table::EventEntry::leaves_sandbox`]).
+    pub leaves_sandbox: bool,
     /// Whether the agent honours "ask" for this event (its table says).
     pub ask: bool,
     /// How this event is answered (its table says).
@@ -199,6 +208,24 @@ pub fn from_json(agent: Agent, value: Json) -> Result<HookEvent, EventError> {
     let cwd = cwd
         .filter(|c| !(flat || table.format == Format::Cursor) || !c.is_empty())
         .ok_or_else(|| EventError::Shape("has no `cwd`".into()))?;
+    // Cursor names its project: the workspace root `cwd` is in, else the
+    // first. Its shell events' `cwd` is where the command runs, which may
+    // be any folder: never a project of its own.
+    let project = match (table.format, map.get("workspace_roots")) {
+        (Format::Cursor, Some(Json::Array(roots))) => {
+            let roots: Vec<&str> = roots
+                .iter()
+                .filter_map(Json::as_str)
+                .filter(|r| r.starts_with('/'))
+                .collect();
+            roots
+                .iter()
+                .find(|r| Path::new(&cwd).starts_with(r))
+                .or(roots.first())
+                .map(|r| (*r).to_string())
+        }
+        _ => None,
+    };
     // Every path is resolved against it: a Cursor project that is not an
     // absolute path would be resolved against the hook's own folder.
     if table.format == Format::Cursor && !cwd.starts_with('/') {
@@ -318,6 +345,8 @@ pub fn from_json(agent: Agent, value: Json) -> Result<HookEvent, EventError> {
         agent_id,
         agent_type,
         mcp_tool,
+        project,
+        leaves_sandbox: entry.is_some_and(|e| e.leaves_sandbox),
         ask: entry.is_some_and(|e| e.ask),
         answer: entry.map(|e| e.answer).unwrap_or_default(),
     })

@@ -123,9 +123,37 @@ pub async fn handle_credentialed(
     protected: &Protected,
     grant_hint: Option<&str>,
 ) -> Reply {
+    handle_in_project(runtime, agent, bytes, home, client, base, protected, grant_hint, None).await
+}
+
+/// As [`handle_credentialed`], for a hook that knows the project it was
+/// started in (`project`: a command hook's own working directory). For an
+/// agent whose events' `cwd` is the folder the command runs in (its table's
+/// `cwd_is_the_commands`: Codex runs `exec_command` in any `workdir` its
+/// model names, and sends that as `cwd`), `snapshot.project_root` is the
+/// project's, not that folder's: a command run in `~` is not run in a
+/// project of its own.
+#[allow(clippy::too_many_arguments)]
+pub async fn handle_in_project(
+    runtime: &Runtime,
+    agent: Agent,
+    bytes: &[u8],
+    home: Option<&Path>,
+    client: Option<&str>,
+    base: Option<&Credential>,
+    protected: &Protected,
+    grant_hint: Option<&str>,
+    project: Option<&Path>,
+) -> Reply {
     match parse_event(agent, bytes) {
         Err(e) => refuse_unreadable(agent, bytes, &format!("Rein could not read the hook event: {e}")),
-        Ok(event) => {
+        Ok(mut event) => {
+            let command_cwd = table::table(agent).is_ok_and(|t| t.cwd_is_the_commands);
+            if command_cwd {
+                if let Some(project) = project.and_then(Path::to_str) {
+                    event.project = Some(project.to_string());
+                }
+            }
             let protected = protected.with_agent_settings(&event, home);
             let mut verdict = decide_credentialed(runtime, &event, home, client, base, &protected).await;
             verdict.grant_hint = grant_hint.map(str::to_string);
@@ -412,7 +440,9 @@ pub fn request_for(event: &HookEvent, action: &str, input: Json, home: Option<&P
     if let Some(kind) = &event.agent_type {
         actor["agent_type"] = json!(kind);
     }
-    let root = project_root(Path::new(&event.cwd));
+    // The project the hook runs in, where the event's `cwd` is only where
+    // the command runs (see `handle_in_project`).
+    let root = project_root(Path::new(event.project.as_deref().unwrap_or(&event.cwd)));
     let mut snapshot = json!({"cwd": event.cwd, "project_root": root.to_string_lossy()});
     if let Some(branch) = git_branch(&root) {
         snapshot["git_branch"] = json!(branch);

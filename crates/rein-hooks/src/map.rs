@@ -146,6 +146,10 @@ pub fn map_tool(event: &HookEvent, home: Option<&Path>) -> ToolCall {
         if !unmapped.is_empty() {
             return simple(UNKNOWN_TOOL, unknown_input(name, input, &unmapped));
         }
+        let twice = spelled_twice(tool, input);
+        if !twice.is_empty() {
+            return simple(UNKNOWN_TOOL, unknown_input(name, input, &twice));
+        }
     }
     match tool {
         Tool::Shell => {
@@ -164,6 +168,16 @@ pub fn map_tool(event: &HookEvent, home: Option<&Path>) -> ToolCall {
                 .and_then(|k| text(k))
                 .map(|d| PathBuf::from(resolve(cwd, d, home)));
             let mut call = shell(input, dir.as_deref().unwrap_or(cwd), home);
+            // A folder the pinned release ignores (its table's `ignored`):
+            // the command may run there (an older release) or in the
+            // project (this one), so it is decided in both.
+            let ignored = table::table(event.agent)
+                .ok()
+                .and_then(|t| t.tools.get(name))
+                .is_some_and(|e| dirs.first().is_some_and(|k| e.ignored.contains(k)));
+            if ignored {
+                call.inputs.extend(shell(input, cwd, home).inputs);
+            }
             // A tool that always runs its command in the background
             // (Claude Code's `Monitor`) says so in its table.
             let always_background = table::table(event.agent)
@@ -172,6 +186,11 @@ pub fn map_tool(event: &HookEvent, home: Option<&Path>) -> ToolCall {
                 .is_some_and(|e| e.background);
             if always_background {
                 call.inputs.iter_mut().for_each(|i| i["background"] = json!(true));
+            }
+            // Asked only to run it beyond the sandbox (Codex's
+            // PermissionRequest): judged as a call that leaves it.
+            if event.leaves_sandbox {
+                call.inputs.iter_mut().for_each(|i| i["disable_sandbox"] = json!(true));
             }
             call
         }
@@ -281,13 +300,52 @@ pub fn map_tool(event: &HookEvent, home: Option<&Path>) -> ToolCall {
                 "model": text("model").unwrap_or_default(),
                 "mode": text("mode").unwrap_or_default(),
                 "isolation": text("isolation").unwrap_or_default(),
-                "background": input.get("run_in_background").and_then(Json::as_bool).unwrap_or(false),
+                "background": switched_on(input, "run_in_background"),
             }),
         ),
         Tool::Mcp(server, tool) => simple(&format!("mcp.{server}.{tool}"), input.clone()),
         Tool::Internal => simple(INTERNAL_TOOL, json!({"tool": name})),
         Tool::Unknown => simple(UNKNOWN_TOOL, unknown_input(name, input, &[])),
     }
+}
+
+/// The fields below are one input spelled as different agents and
+/// releases spell it, read by the mapping in this order (Gemini 0.61's
+/// `dir_path` was `path`; its `include_pattern` was `include`). A call
+/// giving one input twice is read by Rein from the first spelling and by
+/// the running agent from the one it knows, which may be the other: Rein
+/// would judge another call than the one that runs. Such a call is not
+/// understood, whatever the two values (naming the fields).
+const SPELLINGS: &[(&str, &[&str])] = &[
+    ("read", &["file_path", "absolute_path", "notebook_path", "path"]),
+    ("write", &["file_path", "notebook_path", "absolute_path"]),
+    ("write", &["edits", "content", "new_string", "new_source"]),
+    ("patch", &["patch", "input", "command"]),
+    ("search", &["path", "dir_path", "file_path"]),
+    ("search", &["glob", "include", "include_pattern"]),
+    ("agent_spawn", &["prompt", "message"]),
+    ("agent_spawn", &["subagent_type", "agent_name"]),
+];
+
+/// The fields of `input` that spell one input twice (see [`SPELLINGS`]);
+/// a shell's directory is checked where it is read.
+fn spelled_twice(tool: Tool, input: &Json) -> Vec<&'static str> {
+    let kind = match tool {
+        Tool::Read => "read",
+        Tool::Write => "write",
+        Tool::Patch => "patch",
+        Tool::Search(_) => "search",
+        Tool::AgentSpawn => "agent_spawn",
+        _ => return Vec::new(),
+    };
+    let given = |k: &&str| input.get(*k).is_some_and(|v| !v.is_null());
+    SPELLINGS
+        .iter()
+        .filter(|(k, _)| *k == kind)
+        .map(|(_, fields)| fields.iter().copied().filter(given).collect::<Vec<_>>())
+        .filter(|present| present.len() > 1)
+        .flatten()
+        .collect()
 }
 
 /// `agent.unknown_tool`: a tool Rein does not map, or a mapped tool called
@@ -466,18 +524,22 @@ fn part_dir_texts(part: &rein_shell::Part) -> Vec<String> {
     part.dirs.clone()
 }
 
+/// Whether the switch `key` of `input` is on: anything but absent, null or
+/// `false`. An agent may coerce `"true"` or `1` (Claude Code reads the
+/// model's `"true"` as true) and run the call so; Rein never reads a switch
+/// as off that the agent may read as on.
+fn switched_on(input: &Json, key: &str) -> bool {
+    input.get(key).is_some_and(|v| !v.is_null() && *v != Json::Bool(false))
+}
+
 fn shell(input: &Json, cwd: &Path, home: Option<&Path>) -> ToolCall {
     let command = input.get("command").and_then(Json::as_str).unwrap_or_default();
     // A missing or non-string `command` is passed on as it came, so it
     // breaks the `command: string` contract and is blocked, rather than
     // being decided as an empty command (which runs nothing and would pass).
     let raw_command = input.get("command").cloned().unwrap_or(Json::Null);
-    let background = input.get("run_in_background").and_then(Json::as_bool).unwrap_or(false)
-        || input.get("is_background").and_then(Json::as_bool).unwrap_or(false);
-    let no_sandbox = input
-        .get("dangerouslyDisableSandbox")
-        .and_then(Json::as_bool)
-        .unwrap_or(false);
+    let background = switched_on(input, "run_in_background") || switched_on(input, "is_background");
+    let no_sandbox = switched_on(input, "dangerouslyDisableSandbox");
     // At most `MAX_PARTS` parts: the analysis ends a longer line with one
     // part that is not understood.
     let analysis = rein_shell::analyze(command);
@@ -622,10 +684,14 @@ fn command_of_part(command: &str, index: usize) -> String {
 }
 
 /// Files named by a Codex `apply_patch` (`*** Add File: p`, `*** Update
-/// File: p`, `*** Delete File: p`, `*** Move to: p`).
+/// File: p`, `*** Delete File: p`, `*** Move to: p`). Codex's parser trims
+/// a hunk's header line (`  *** Add File: x` adds `x`), so every line is
+/// read trimmed: a context line that looks like a header only adds a file
+/// to decide, never hides one.
 fn patch_files(patch: &str) -> Vec<&str> {
     patch
         .lines()
+        .map(str::trim)
         .filter_map(|l| {
             [
                 "*** Add File: ",

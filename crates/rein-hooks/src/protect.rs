@@ -388,6 +388,12 @@ impl Protected {
             .take_while(|d| !in_repository || d.starts_with(&root))
             .map(Path::to_path_buf)
             .collect();
+        // The project the hook runs in, when `cwd` is only where a command
+        // runs (Codex's `workdir`, which may be anywhere).
+        if let Some(project) = event.project.as_deref().map(Path::new) {
+            bases.push(project.to_path_buf());
+            bases.push(crate::project_root(project));
+        }
         bases.extend(home.map(Path::to_path_buf));
         for base in &bases {
             for (dir, files) in AGENT_SETTINGS {

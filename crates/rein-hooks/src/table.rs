@@ -93,6 +93,12 @@ pub struct EventEntry {
     /// The event's `tool_name` is an MCP tool's bare name.
     #[serde(default)]
     pub mcp_tool: bool,
+    /// The agent sends the event only for a call that would go beyond its
+    /// sandbox (Codex's `PermissionRequest`: more permissions, network
+    /// access for a host): a shell call's `disable_sandbox` is then true,
+    /// as for Claude Code's `dangerouslyDisableSandbox`.
+    #[serde(default)]
+    pub leaves_sandbox: bool,
     /// The field holding the tool's result (default `tool_response`).
     #[serde(default, borrow)]
     pub response: Option<&'static str>,
@@ -148,6 +154,12 @@ pub struct ToolEntry {
     /// call using one is `agent.unknown_tool`, as for a field not listed.
     #[serde(default, borrow)]
     pub not_mapped: Vec<&'static str>,
+    /// Fields older releases read that the pinned one ignores (Gemini
+    /// 0.61's `run_shell_command` runs in the project whatever `directory`
+    /// says): a shell call giving one is decided both where it says and
+    /// where the pinned release runs it.
+    #[serde(default, borrow)]
+    pub ignored: Vec<&'static str>,
     /// The tool always runs its command in the background (a `shell`
     /// tool's `background` is then true whatever its input says).
     #[serde(default)]
@@ -189,6 +201,12 @@ pub struct AgentTable {
     pub about: &'static str,
     /// Its answer format.
     pub format: Format,
+    /// The events' `cwd` is the folder a command runs in, which the model
+    /// chooses (Codex: `exec_command`'s `workdir`), not the project: the
+    /// project is then the folder the agent started the hook in, when the
+    /// hook knows it (see [`crate::handle_in_project`]).
+    #[serde(default)]
+    pub cwd_is_the_commands: bool,
     /// Its events by name; any other is recorded nowhere, answered with
     /// no opinion.
     #[serde(borrow)]
@@ -211,7 +229,13 @@ impl AgentTable {
         }
         let rest = name.strip_prefix(self.mcp.prefix)?;
         let (server, tool) = match (self.mcp.separator, self.mcp.server) {
-            (Some(sep), _) => rest.split_once(sep)?,
+            // `mcp__a__b__c` is server `a`'s tool `b__c` or server `a__b`'s
+            // tool `c` (a server's name may hold `__`): not understood,
+            // never judged as the first server's.
+            (Some(sep), _) => match rest.split_once(sep)? {
+                (_, tool) if tool.contains(sep) => return None,
+                split => split,
+            },
             (None, Some(server)) => (server, rest),
             (None, None) => return None,
         };
@@ -268,6 +292,11 @@ pub fn table(agent: Agent) -> Result<&'static AgentTable, String> {
 /// Reads a table's text, checking it names `agent`. Its strings are
 /// borrowed from the text (built into the binary): nothing is copied.
 pub fn read(agent: Agent, text: &'static str) -> Result<AgentTable, String> {
+    // serde keeps the last of two entries of one name in a map (a second
+    // `"Bash": {"does": "internal"}` would silently win): a repeated key
+    // anywhere refuses the table.
+    rein_engine::json::parse_strict(text.as_bytes())
+        .map_err(|e| format!("Rein's mapping table of {} does not read: {e}", agent.name()))?;
     let table: AgentTable = serde_json::from_str(text)
         .map_err(|e| format!("Rein's mapping table of {} does not read: {e}", agent.name()))?;
     if table.agent != agent.name() {
@@ -312,6 +341,11 @@ mod tests {
         );
         assert_eq!(claude.mcp_tool("mcp__broken"), None);
         assert_eq!(claude.mcp_tool("mcp____x"), None);
+        // Server `github`'s tool `x__y`, or server `github__x`'s tool `y`.
+        assert_eq!(claude.mcp_tool("mcp__github__x__y"), None);
+        let codex = table(Agent::Codex).unwrap();
+        assert_eq!(codex.mcp_tool("mcp__github__x__y"), None);
+        assert_eq!(codex.mcp_tool("mcp__github__x_y"), Some(("github", "x_y")));
         assert!(claude.looks_like_mcp("mcp__broken"));
         let cursor = table(Agent::Cursor).unwrap();
         assert_eq!(cursor.mcp_tool("MCP:query"), Some(("any", "query")));
@@ -327,6 +361,14 @@ mod tests {
             .contains("names the agent `gemini`"));
         let extra = source(Agent::Codex).replacen("\"format\"", "\"typo\": 1, \"format\"", 1);
         assert!(read(Agent::Codex, Box::leak(extra.into_boxed_str())).is_err());
+        // A tool named twice: the second entry would win unseen.
+        let twice = source(Agent::Codex).replacen(
+            "\"tools\": {",
+            "\"tools\": {\n    \"apply_patch\": {\"does\": \"internal\"},",
+            1,
+        );
+        let err = read(Agent::Codex, Box::leak(twice.into_boxed_str())).unwrap_err();
+        assert!(err.contains("apply_patch"), "{err}");
         // Text with an escape cannot be borrowed: an error, not a copy.
         let escaped = source(Agent::Codex).replacen("\"about\": \"", "\"about\": \"\\\"", 1);
         assert!(read(Agent::Codex, Box::leak(escaped.into_boxed_str())).is_err());

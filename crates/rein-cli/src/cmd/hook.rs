@@ -136,7 +136,10 @@ fn answer(args: &HookArgs, agent: Agent, bytes: &[u8]) -> Reply {
             let protected = protected_files(args, None);
             match rein_hooks::protected_refusal(&event, &protected, home().as_deref()) {
                 Some(why) => Ok(why),
-                None => remote(args, url, agent, bytes, limit),
+                None => match outside_the_project(agent, &event) {
+                    Some(why) => Ok(rein_hooks::refuse(&event, &why)),
+                    None => remote(args, url, agent, bytes, limit),
+                },
             }
         }
         None => local(args, agent, bytes, limit),
@@ -244,11 +247,44 @@ fn local(args: &HookArgs, agent: Agent, bytes: &[u8], limit: Duration) -> anyhow
         // agent's).
         let db_text = std::path::absolute(&db).unwrap_or(db.clone()).display().to_string();
         let hint = format!("--db {}", shlex::try_quote(&db_text).unwrap_or(db_text.as_str().into()));
-        let handled =
-            rein_hooks::handle_guarded_hinted(&runtime, agent, bytes, home.as_deref(), None, &protected, Some(&hint));
+        // The agent starts the hook in its project (Codex: whatever folder
+        // a command runs in, which its events name as `cwd`).
+        let project = std::env::current_dir().ok();
+        let handled = rein_hooks::handle_in_project(
+            &runtime,
+            agent,
+            bytes,
+            home.as_deref(),
+            None,
+            None,
+            &protected,
+            Some(&hint),
+            project.as_deref(),
+        );
         tokio::time::timeout(limit, handled)
             .await
             .map_err(|_| anyhow::anyhow!("no decision within {:.1} s", limit.as_secs_f64()))
+    })
+}
+
+/// Why an event is refused before it is sent to a server: for an agent
+/// whose events' `cwd` is the folder a command runs in (Codex's `workdir`,
+/// chosen by its model), a `cwd` outside the project this hook runs in.
+/// In process the project is this folder (`rein_hooks::handle_in_project`);
+/// a server sees only `cwd`, and would judge a command run in `~` as one
+/// run inside a project of its own.
+fn outside_the_project(agent: Agent, event: &rein_hooks::HookEvent) -> Option<String> {
+    if !rein_hooks::table::table(agent).is_ok_and(|t| t.cwd_is_the_commands) {
+        return None;
+    }
+    let here = std::env::current_dir().ok()?;
+    let project = rein_hooks::project_root(&here);
+    (!std::path::Path::new(&event.cwd).starts_with(&project)).then(|| {
+        format!(
+            "the command runs in `{}`, outside the project `{}`; a server cannot tell the project, so Rein refuses it",
+            event.cwd,
+            project.display()
+        )
     })
 }
 

@@ -5,9 +5,11 @@
 //! Gemini CLI (0.61) runs `command` hooks only (no HTTP hooks) and fails
 //! OPEN: a hook that times out, is killed, or exits 1 lets the tool run. So
 //! the hook is given its own `--timeout` well below Gemini's (`timeout`, in
-//! milliseconds), and Rein refuses first. What remains is written in the
-//! docs (README, docs/agents.md): a hook killed by a signal, and hooks that do not
-//! run at all in a folder Gemini does not trust.
+//! milliseconds), and Rein refuses first, and the command turns any other
+//! end of `rein` (exit 1, a signal) into a refusal. What remains is written
+//! in the docs (README, docs/agents.md): the hook's shell killed by Gemini's
+//! timeout, and hooks that do not run at all in a folder Gemini does not
+//! trust.
 //!
 //! The tree, the diff and the atomic write are those of `rein init
 //! claude-code` ([`super::settings_file`]); the file's shape is the same
@@ -93,6 +95,14 @@ const EVENTS: [(&str, Option<&str>); 5] = [
 /// The `name` of Rein's hook handlers (what Gemini shows, and what its
 /// `hooksConfig.disabled` list would name).
 const HOOK_NAME: &str = "rein";
+
+/// What the shell prints on stderr, with exit 2, when `rein hook gemini`
+/// ends in any other way than an answer (exit 0) or its own refusal (exit 2).
+const CRASH_REASON: &str = "Rein: the hook did not answer (rein missing, failed or killed); refused";
+
+/// The same refusal as Gemini's JSON answer, on stdout.
+const CRASH_ANSWER: &str =
+    r#"{"decision":"deny","reason":"Rein: the hook did not answer (rein missing, failed or killed); refused"}"#;
 
 /// Runs `rein init gemini`.
 pub fn run(args: GeminiArgs, color: bool) -> anyhow::Result<u8> {
@@ -310,10 +320,19 @@ fn rein_handler(args: &GeminiArgs, bin: &str, settings: &str, color: bool) -> an
         words.push("--protect".to_owned());
         words.push(sh_quote(utf8(&trust)?).into_owned());
     }
+    // Gemini reads exit 1 as a warning and a hook killed by a signal (its
+    // exit code null, taken as 0) as success with no answer: both let the
+    // tool run. The shell turns every exit but Rein's own (0: an answer, 2:
+    // its refusal) into a refusal, on stdout (what Gemini reads first) and
+    // stderr, with exit 2.
+    let command = format!(
+        "{}; code=$?; if [ $code -ne 0 ] && [ $code -ne 2 ]; then echo '{CRASH_ANSWER}'; echo '{CRASH_REASON}' >&2; exit 2; fi; exit $code",
+        words.join(" ")
+    );
     Ok(Json::object([
         ("name", Json::from(HOOK_NAME)),
         ("type", Json::from("command")),
-        ("command", Json::from(words.join(" "))),
+        ("command", Json::from(command)),
         ("timeout", Json::from(args.timeout)),
     ]))
 }
@@ -349,7 +368,10 @@ fn is_rein_handler(handler: &Json, bin: &str) -> bool {
         return false;
     };
     let name = Path::new(program).file_name().and_then(|n| n.to_str());
-    (program == bin || matches!(name, Some("rein" | "rein.exe"))) && hook == "hook" && agent == "gemini"
+    // `gemini;` when the fallback follows the words directly.
+    (program == bin || matches!(name, Some("rein" | "rein.exe")))
+        && hook == "hook"
+        && agent.trim_end_matches(';') == "gemini"
 }
 
 /// Takes every Rein handler out of `settings.hooks`, dropping the groups
@@ -514,6 +536,7 @@ mod tests {
         let bin = "/opt/my bin/rein-dev";
         assert!(is_rein_handler(&command("/usr/bin/rein hook gemini --policy p"), bin));
         assert!(is_rein_handler(&command("'/opt/my bin/rein-dev' hook gemini"), bin));
+        assert!(is_rein_handler(&command("rein hook gemini; code=$?; exit $code"), bin));
         assert!(!is_rein_handler(&command("rein hook claude-code"), bin));
         assert!(!is_rein_handler(&command("/usr/bin/other hook gemini"), bin));
         assert!(!is_rein_handler(&command("echo rein hook gemini"), bin));

@@ -433,3 +433,56 @@ fn netns_write_stdin_reaches_no_hook() {
     c.check(typed.exists(), "what was typed into the session did not run");
     c.finish(&model, &run);
 }
+
+/// Codex runs `exec_command` in the `workdir` its model names and sends
+/// that folder as the event's `cwd`, while the hook process runs in the
+/// project: why `rein hook codex` takes the project from its own working
+/// directory (`rein_hooks::handle_in_project`), not from `cwd`.
+#[test]
+#[ignore = "runs inside the loopback-only namespace that codex_e2e makes"]
+fn netns_workdir_is_the_events_cwd_and_the_hook_runs_in_the_project() {
+    let Some(env) = netns() else { return };
+    let sb = Sandbox::new("workdir");
+    let elsewhere = sb.home.join("elsewhere");
+    fs::create_dir_all(&elsewhere).unwrap();
+    let model = FakeModel::start(vec![Step::function(
+        None,
+        "exec_command",
+        json!({"cmd": "echo ran > where-it-ran", "workdir": elsewhere.display().to_string()}),
+    )]);
+    let log = sb.root.join("hook-log");
+    let hook = stand_in_hook(&sb, &log);
+    let hook_dir = sb.root.join("hook-dir");
+    let command = format!("pwd > '{}'; '{}'", hook_dir.display(), hook.display());
+    fs::write(
+        sb.user_hooks(),
+        hooks_json(&["PreToolUse"], &command_hook(&command)).to_string(),
+    )
+    .unwrap();
+    sb.write_config(&model, "");
+    let run = sb.codex(&env.codex, &[BYPASS_TRUST], &[]);
+    let mut c = Checks::new("workdir");
+    c.completed(&model, &run);
+    let events = saved_events(&log);
+    let cwds: Vec<&str> = events.iter().filter_map(|e| e["cwd"].as_str()).collect();
+    c.check(
+        cwds == [elsewhere.display().to_string()],
+        format!(
+            "the event's cwd is not the command's workdir {}: {cwds:?}",
+            elsewhere.display()
+        ),
+    );
+    let ran_in = fs::read_to_string(&hook_dir).unwrap_or_default();
+    c.check(
+        ran_in.trim() == sb.project.display().to_string(),
+        format!(
+            "the hook did not run in the project {}: {ran_in:?}",
+            sb.project.display()
+        ),
+    );
+    c.check(
+        elsewhere.join("where-it-ran").exists(),
+        "the command did not run in its workdir",
+    );
+    c.finish(&model, &run);
+}
