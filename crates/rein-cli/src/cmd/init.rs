@@ -410,6 +410,17 @@ fn merge(settings: &mut Json, handler: &Json, bin: &str) {
 /// empties. Returns, per event, where its first removed group was, and the
 /// events left with no group.
 fn take_out_rein(hooks: &mut Obj, bin: &str) -> (Vec<(String, usize)>, Vec<String>) {
+    take_out_handlers(hooks, |h| is_rein_handler(h, bin))
+}
+
+/// Takes every handler `is_rein` picks out of `hooks` (event to groups of
+/// `{"hooks": [handler, ...]}`, the shape Claude Code, Codex and Gemini CLI
+/// share), dropping the groups this empties. Returns, per event, where its
+/// first removed group was, and the events left with no group.
+pub(super) fn take_out_handlers(
+    hooks: &mut Obj,
+    is_rein: impl Fn(&Json) -> bool,
+) -> (Vec<(String, usize)>, Vec<String>) {
     let mut slots: Vec<(String, usize)> = Vec::new();
     let mut emptied: Vec<String> = Vec::new();
     for (event, groups) in hooks.0.iter_mut() {
@@ -422,7 +433,7 @@ fn take_out_rein(hooks: &mut Obj, bin: &str) -> (Vec<(String, usize)>, Vec<Strin
             if let Json::Object(g) = &mut group {
                 if let Some(Json::Array(handlers)) = g.get_mut("hooks") {
                     let before = handlers.len();
-                    handlers.retain(|h| !is_rein_handler(h, bin));
+                    handlers.retain(|h| !is_rein(h));
                     if handlers.len() < before {
                         slot.get_or_insert(kept.len());
                         if handlers.is_empty() {
