@@ -20,7 +20,7 @@
 
 use super::init::{parse_settings, sh_quote, take_out_handlers};
 use super::settings_file::{
-    absolute, indent_of, installed_rein, print_diff, read_text, render, utf8, write_reviewed, Json, Obj,
+    absolute, installed_rein, print_diff, read_text, show_and_write, utf8, write_reviewed, Json, Obj,
 };
 use super::EXIT_ALLOW;
 use anyhow::{bail, Context};
@@ -168,14 +168,10 @@ pub fn run(args: CodexArgs, color: bool) -> anyhow::Result<u8> {
         };
         eprintln!("{}: {what}", path.display());
     } else {
-        let new_text = render(&new, &indent_of(&old_text))?;
-        let label = path.display().to_string();
-        let old_label = if exists { label.as_str() } else { "/dev/null" };
-        print_diff(old_label, &label, &old_text, &new_text)?;
-        match write_reviewed(&path, &new_text, args.dry_run, args.yes)? {
+        match show_and_write(&path, exists, &old_text, &new, args.dry_run, args.yes)? {
             Some(_) if args.dry_run => {}
             Some(code) => return Ok(code),
-            None => eprintln!("wrote {}", path.display()),
+            None => {}
         }
     }
     if args.undo {

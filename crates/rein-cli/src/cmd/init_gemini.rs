@@ -14,9 +14,7 @@
 //! (`hooks.EVENT[].{matcher, hooks[]}`).
 
 use super::init::{parse_settings, sh_quote, take_out_handlers};
-use super::settings_file::{
-    absolute, indent_of, installed_rein, print_diff, read_text, render, utf8, write_reviewed, Json, Obj,
-};
+use super::settings_file::{absolute, installed_rein, read_text, show_and_write, utf8, Json, Obj};
 use super::EXIT_ALLOW;
 use anyhow::{bail, Context};
 use clap::{ArgGroup, Args};
@@ -153,15 +151,9 @@ pub fn run(args: GeminiArgs, color: bool) -> anyhow::Result<u8> {
         return Ok(EXIT_ALLOW);
     }
 
-    let new_text = render(&new, &indent_of(&old_text))?;
-    let label = path.display().to_string();
-    let old_label = if exists { label.as_str() } else { "/dev/null" };
-    print_diff(old_label, &label, &old_text, &new_text)?;
-
-    if let Some(code) = write_reviewed(&path, &new_text, args.dry_run, args.yes)? {
+    if let Some(code) = show_and_write(&path, exists, &old_text, &new, args.dry_run, args.yes)? {
         return Ok(code);
     }
-    eprintln!("wrote {}", path.display());
     if !args.undo {
         warn_other_scopes(&settings, &new);
         eprintln!(
