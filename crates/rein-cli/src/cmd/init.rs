@@ -9,9 +9,7 @@
 //! tree, and then nothing is written. The tree, the diff and the atomic
 //! write are shared with `rein mcp wrap` ([`super::settings_file`]).
 
-use super::settings_file::{
-    absolute, indent_of, installed_rein, json_error, print_diff, read_text, render, utf8, write_reviewed, Json, Obj,
-};
+use super::settings_file::{absolute, installed_rein, json_error, read_text, show_and_write, utf8, Json, Obj};
 use super::EXIT_ALLOW;
 use anyhow::{bail, Context};
 use clap::{ArgGroup, Args, Subcommand};
@@ -228,15 +226,9 @@ fn claude_code(args: ClaudeCodeArgs, color: bool) -> anyhow::Result<u8> {
         return Ok(EXIT_ALLOW);
     }
 
-    let new_text = render(&new, &indent_of(&old_text))?;
-    let label = path.display().to_string();
-    let old_label = if exists { label.as_str() } else { "/dev/null" };
-    print_diff(old_label, &label, &old_text, &new_text)?;
-
-    if let Some(code) = write_reviewed(&path, &new_text, args.dry_run, args.yes)? {
+    if let Some(code) = show_and_write(&path, exists, &old_text, &new, args.dry_run, args.yes)? {
         return Ok(code);
     }
-    eprintln!("wrote {}", path.display());
     Ok(EXIT_ALLOW)
 }
 
@@ -410,6 +402,17 @@ fn merge(settings: &mut Json, handler: &Json, bin: &str) {
 /// empties. Returns, per event, where its first removed group was, and the
 /// events left with no group.
 fn take_out_rein(hooks: &mut Obj, bin: &str) -> (Vec<(String, usize)>, Vec<String>) {
+    take_out_handlers(hooks, |h| is_rein_handler(h, bin))
+}
+
+/// Takes every handler `is_rein` picks out of `hooks` (event to groups of
+/// `{"hooks": [handler, ...]}`, the shape Claude Code, Codex and Gemini CLI
+/// share), dropping the groups this empties. Returns, per event, where its
+/// first removed group was, and the events left with no group.
+pub(super) fn take_out_handlers(
+    hooks: &mut Obj,
+    is_rein: impl Fn(&Json) -> bool,
+) -> (Vec<(String, usize)>, Vec<String>) {
     let mut slots: Vec<(String, usize)> = Vec::new();
     let mut emptied: Vec<String> = Vec::new();
     for (event, groups) in hooks.0.iter_mut() {
@@ -422,7 +425,7 @@ fn take_out_rein(hooks: &mut Obj, bin: &str) -> (Vec<(String, usize)>, Vec<Strin
             if let Json::Object(g) = &mut group {
                 if let Some(Json::Array(handlers)) = g.get_mut("hooks") {
                     let before = handlers.len();
-                    handlers.retain(|h| !is_rein_handler(h, bin));
+                    handlers.retain(|h| !is_rein(h));
                     if handlers.len() < before {
                         slot.get_or_insert(kept.len());
                         if handlers.is_empty() {

@@ -18,9 +18,9 @@
 //! line per hook; `--trust` writes the trust Codex computed for them into
 //! its `config.toml` (see the `trust` module).
 
-use super::init::{parse_settings, sh_quote};
+use super::init::{parse_settings, sh_quote, take_out_handlers};
 use super::settings_file::{
-    absolute, indent_of, installed_rein, print_diff, read_text, render, utf8, write_reviewed, Json, Obj,
+    absolute, installed_rein, print_diff, read_text, show_and_write, utf8, write_reviewed, Json, Obj,
 };
 use super::EXIT_ALLOW;
 use anyhow::{bail, Context};
@@ -168,14 +168,10 @@ pub fn run(args: CodexArgs, color: bool) -> anyhow::Result<u8> {
         };
         eprintln!("{}: {what}", path.display());
     } else {
-        let new_text = render(&new, &indent_of(&old_text))?;
-        let label = path.display().to_string();
-        let old_label = if exists { label.as_str() } else { "/dev/null" };
-        print_diff(old_label, &label, &old_text, &new_text)?;
-        match write_reviewed(&path, &new_text, args.dry_run, args.yes)? {
+        match show_and_write(&path, exists, &old_text, &new, args.dry_run, args.yes)? {
             Some(_) if args.dry_run => {}
             Some(code) => return Ok(code),
-            None => eprintln!("wrote {}", path.display()),
+            None => {}
         }
     }
     if args.undo {
@@ -576,43 +572,13 @@ fn is_rein_handler(handler: &Json, bin: &str) -> bool {
 /// and events this empties. Returns, per event, where the first removed
 /// group was.
 fn remove_rein(settings: &mut Json, bin: &str) -> Vec<(String, usize)> {
-    let mut slots = Vec::new();
     let Json::Object(top) = settings else {
-        return slots;
+        return Vec::new();
     };
     let Some(Json::Object(hooks)) = top.get_mut("hooks") else {
-        return slots;
+        return Vec::new();
     };
-    let mut emptied = Vec::new();
-    for (event, groups) in hooks.0.iter_mut() {
-        let Json::Array(groups) = groups else {
-            continue;
-        };
-        let mut kept = Vec::with_capacity(groups.len());
-        let mut slot = None;
-        for mut group in std::mem::take(groups) {
-            if let Json::Object(g) = &mut group {
-                if let Some(Json::Array(handlers)) = g.get_mut("hooks") {
-                    let before = handlers.len();
-                    handlers.retain(|h| !is_rein_handler(h, bin));
-                    if handlers.len() < before {
-                        slot.get_or_insert(kept.len());
-                        if handlers.is_empty() {
-                            continue;
-                        }
-                    }
-                }
-            }
-            kept.push(group);
-        }
-        *groups = kept;
-        if let Some(slot) = slot {
-            slots.push((event.clone(), slot));
-            if groups.is_empty() {
-                emptied.push(event.clone());
-            }
-        }
-    }
+    let (slots, emptied) = take_out_handlers(hooks, |h| is_rein_handler(h, bin));
     for event in emptied {
         hooks.remove(&event);
     }

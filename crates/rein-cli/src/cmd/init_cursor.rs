@@ -13,9 +13,7 @@
 //! place; only handlers an earlier `rein init cursor` wrote are replaced.
 
 use super::init::sh_quote;
-use super::settings_file::{
-    absolute, indent_of, installed_rein, json_error, print_diff, read_text, render, utf8, write_reviewed, Json, Obj,
-};
+use super::settings_file::{absolute, installed_rein, json_error, read_text, show_and_write, utf8, Json, Obj};
 use super::EXIT_ALLOW;
 use anyhow::{bail, Context};
 use clap::{ArgGroup, Args};
@@ -151,14 +149,9 @@ pub fn run(args: CursorArgs, color: bool) -> anyhow::Result<u8> {
         eprintln!("{}: already up to date", path.display());
         return Ok(EXIT_ALLOW);
     }
-    let new_text = render(&new, &indent_of(&old_text))?;
-    let label = path.display().to_string();
-    let old_label = if exists { label.as_str() } else { "/dev/null" };
-    print_diff(old_label, &label, &old_text, &new_text)?;
-    if let Some(code) = write_reviewed(&path, &new_text, args.dry_run, args.yes)? {
+    if let Some(code) = show_and_write(&path, exists, &old_text, &new, args.dry_run, args.yes)? {
         return Ok(code);
     }
-    eprintln!("wrote {}", path.display());
     Ok(EXIT_ALLOW)
 }
 

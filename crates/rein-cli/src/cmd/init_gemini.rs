@@ -15,10 +15,8 @@
 //! claude-code` ([`super::settings_file`]); the file's shape is the same
 //! (`hooks.EVENT[].{matcher, hooks[]}`).
 
-use super::init::{parse_settings, sh_quote};
-use super::settings_file::{
-    absolute, indent_of, installed_rein, print_diff, read_text, render, utf8, write_reviewed, Json, Obj,
-};
+use super::init::{parse_settings, sh_quote, take_out_handlers};
+use super::settings_file::{absolute, installed_rein, read_text, show_and_write, utf8, Json, Obj};
 use super::EXIT_ALLOW;
 use anyhow::{bail, Context};
 use clap::{ArgGroup, Args};
@@ -163,15 +161,9 @@ pub fn run(args: GeminiArgs, color: bool) -> anyhow::Result<u8> {
         return Ok(EXIT_ALLOW);
     }
 
-    let new_text = render(&new, &indent_of(&old_text))?;
-    let label = path.display().to_string();
-    let old_label = if exists { label.as_str() } else { "/dev/null" };
-    print_diff(old_label, &label, &old_text, &new_text)?;
-
-    if let Some(code) = write_reviewed(&path, &new_text, args.dry_run, args.yes)? {
+    if let Some(code) = show_and_write(&path, exists, &old_text, &new, args.dry_run, args.yes)? {
         return Ok(code);
     }
-    eprintln!("wrote {}", path.display());
     if !args.undo {
         warn_other_scopes(&settings, &new);
         eprintln!(
@@ -383,37 +375,7 @@ fn remove_rein_handlers(settings: &mut Json, bin: &str) -> Vec<(String, usize)> 
     let Some(Json::Object(hooks)) = top.get_mut("hooks") else {
         return Vec::new();
     };
-    let mut slots = Vec::new();
-    let mut emptied = Vec::new();
-    for (event, groups) in hooks.0.iter_mut() {
-        let Json::Array(groups) = groups else {
-            continue;
-        };
-        let mut kept = Vec::with_capacity(groups.len());
-        let mut slot = None;
-        for mut group in std::mem::take(groups) {
-            if let Json::Object(g) = &mut group {
-                if let Some(Json::Array(handlers)) = g.get_mut("hooks") {
-                    let before = handlers.len();
-                    handlers.retain(|h| !is_rein_handler(h, bin));
-                    if handlers.len() < before {
-                        slot.get_or_insert(kept.len());
-                        if handlers.is_empty() {
-                            continue;
-                        }
-                    }
-                }
-            }
-            kept.push(group);
-        }
-        *groups = kept;
-        if let Some(slot) = slot {
-            slots.push((event.clone(), slot));
-            if groups.is_empty() {
-                emptied.push(event.clone());
-            }
-        }
-    }
+    let (slots, emptied) = take_out_handlers(hooks, |h| is_rein_handler(h, bin));
     for event in emptied {
         hooks.remove(&event);
     }

@@ -172,6 +172,29 @@ pub(super) fn render(tree: &Json, indent: &str) -> anyhow::Result<String> {
 /// terminal only once confirmed (`yes` skips the question). Returns the
 /// exit code when nothing was written: `EXIT_ALLOW` for a dry run,
 /// `EXIT_BLOCK` when the person said no.
+/// Renders `new` with `old_text`'s indent, prints the diff from the file at
+/// `path` (from `/dev/null` when it did not `exist`), then writes it as
+/// [`write_reviewed`] does and says so. `Some(exit code)` when nothing was
+/// written (a dry run, or the user said no).
+pub(super) fn show_and_write(
+    path: &Path,
+    exists: bool,
+    old_text: &str,
+    new: &Json,
+    dry_run: bool,
+    yes: bool,
+) -> anyhow::Result<Option<u8>> {
+    let new_text = render(new, &indent_of(old_text))?;
+    let label = path.display().to_string();
+    let old_label = if exists { label.as_str() } else { "/dev/null" };
+    print_diff(old_label, &label, old_text, &new_text)?;
+    let not_written = write_reviewed(path, &new_text, dry_run, yes)?;
+    if not_written.is_none() {
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(not_written)
+}
+
 pub(super) fn write_reviewed(path: &Path, text: &str, dry_run: bool, yes: bool) -> anyhow::Result<Option<u8>> {
     if dry_run {
         eprintln!("dry run: {} not written", path.display());

@@ -20,27 +20,33 @@
 
 mod fake_model;
 mod http;
+#[path = "../agent_e2e/namespace.rs"]
+mod namespace;
 mod rein_hook;
 mod rein_mcp;
+#[path = "../agent_e2e/rein_serve.rs"]
+mod rein_serve;
 mod rein_subagent;
 mod sandbox;
 
 use fake_model::{tool_use_id, FakeModel, ToolCall, ToolResult, FINAL_TEXT};
 use http::{HttpServer, Request, Response};
+use namespace::Suite;
 use sandbox::{ClaudeRun, Sandbox};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// Set (to "1") in the environment of the re-run inside the namespace.
-const NETNS_ENV: &str = "REIN_E2E_NETNS";
+/// The namespace the `netns_*` tests run in, and what its messages name.
+const SUITE: Suite = Suite {
+    name: "claude_code_e2e",
+    program: "Claude Code",
+    netns_env: "REIN_E2E_NETNS",
+    timeout: Duration::from_secs(240),
+};
 /// The Claude Code binary, for the re-run.
 const CLAUDE_ENV: &str = "REIN_E2E_CLAUDE";
 /// The MCP reference server's entry script, for the re-run.
@@ -50,8 +56,6 @@ const MCP_ENV: &str = "REIN_E2E_MCP_EVERYTHING";
 const HOOK_DENY_PREFIX: &str = "PreToolUse:";
 /// In every refusal Rein words (its deny reason).
 const REIN_REASON_MARK: &str = "Rein";
-/// Longest the whole re-run may take.
-const SUITE_TIMEOUT: Duration = Duration::from_secs(240);
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -97,108 +101,19 @@ fn find_tools() -> Result<Tools, String> {
     Ok(Tools { claude, mcp_everything })
 }
 
-fn is_root() -> bool {
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1))
-        == Some("0")
-}
-
-/// `unshare --net` (mapping the user to root when not root), then `lo` up,
-/// then `argv`.
-fn in_loopback_namespace(argv: &[&std::ffi::OsStr]) -> Command {
-    let mut cmd = Command::new("unshare");
-    if !is_root() {
-        cmd.arg("--map-root-user");
-    }
-    cmd.args(["--net", "--", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
-        .args(argv);
-    cmd
-}
-
-/// Skipped locally, failed under `CI=true`.
-fn unavailable(why: &str) {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("the Claude Code end-to-end test cannot run under CI=true: {why}");
-    }
-    // Straight to stderr: libtest would swallow `eprintln!` of a passing test.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n*** SKIPPED claude_code_e2e (the real Claude Code end to end): {why}\n"
-    );
-}
-
 #[test]
 fn claude_code_e2e() {
-    if std::env::var_os(NETNS_ENV).is_some() {
-        return; // already the re-run
+    if SUITE.is_rerun() {
+        return;
     }
     let tools = match find_tools() {
         Ok(tools) => tools,
-        Err(why) => return unavailable(&why),
+        Err(why) => return SUITE.unavailable(&why),
     };
-    let probe = in_loopback_namespace(&["true".as_ref()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output();
-    match probe {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => {
-            return unavailable(&format!(
-                "cannot make a loopback-only network namespace (unshare --net, ip link): {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ))
-        }
-        Err(e) => return unavailable(&format!("cannot run unshare: {e}")),
-    }
-
-    let exe = std::env::current_exe().unwrap();
-    let log_path = std::env::temp_dir().join(format!("rein-e2e-{}.log", std::process::id()));
-    let log = fs::File::create(&log_path).unwrap();
-    let started = Instant::now();
-    let mut child = in_loopback_namespace(&[
-        exe.as_os_str(),
-        "--ignored".as_ref(),
-        "--test-threads=1".as_ref(),
-        "--nocapture".as_ref(),
-        "netns_".as_ref(),
-    ])
-    .env(NETNS_ENV, "1")
-    .env(CLAUDE_ENV, &tools.claude)
-    .env(MCP_ENV, &tools.mcp_everything)
-    .stdin(Stdio::null())
-    .stdout(log.try_clone().unwrap())
-    .stderr(log)
-    // Its own process group, so that a timeout can end every process in it.
-    .process_group(0)
-    .spawn()
-    .unwrap();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if started.elapsed() > SUITE_TIMEOUT {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
-                .status();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(50));
-    };
-    let output = fs::read_to_string(&log_path).unwrap_or_default();
-    let _ = fs::remove_file(&log_path);
-    // Indented, so the re-run's own `test result:` lines are not counted
-    // as a second test binary's by whoever reads this output.
-    let output: String = output.lines().map(|l| format!("  netns| {l}\n")).collect();
-    println!("{output}");
-    match status {
-        None => panic!("the namespaced run did not finish within {SUITE_TIMEOUT:?}:\n{output}"),
-        Some(s) if !s.success() => panic!("the namespaced run failed ({s}):\n{output}"),
-        Some(_) => println!("namespaced run passed in {:.1}s", started.elapsed().as_secs_f64()),
-    }
+    SUITE.run_in_namespace(&[
+        (CLAUDE_ENV, tools.claude.as_os_str()),
+        (MCP_ENV, tools.mcp_everything.as_os_str()),
+    ]);
 }
 
 // ---- inside the namespace ---------------------------------------------------
@@ -211,19 +126,7 @@ struct Env {
 /// `Some` only in the re-run inside the loopback-only namespace, which it
 /// checks first.
 fn netns() -> Option<Env> {
-    if std::env::var_os(NETNS_ENV).is_none() {
-        eprintln!("runs only inside the namespace that `claude_code_e2e` makes");
-        return None;
-    }
-    let links = Command::new("ip").args(["-o", "link", "show"]).output().unwrap();
-    let links = String::from_utf8_lossy(&links.stdout);
-    let names: Vec<&str> = links
-        .lines()
-        .filter_map(|l| l.split(':').nth(1))
-        .map(|n| n.trim())
-        .collect();
-    assert_eq!(names, ["lo"], "the namespace must have loopback only:\n{links}");
-    Some(Env {
+    SUITE.inside().then(|| Env {
         claude: std::env::var_os(CLAUDE_ENV).unwrap().into(),
         mcp_everything: std::env::var_os(MCP_ENV).unwrap().into(),
     })

@@ -11,18 +11,15 @@
 //! (the tool contracts) with `examples/claude-code/policy.yaml` (the rules).
 
 use crate::fake_model::{tool_use_id, FakeModel, ToolCall};
+use crate::rein_serve::ReinServe;
 use crate::sandbox::{Sandbox, ENV_SECRET, MCP_SECRET_ENV, SSH_KEY_TEXT};
 use crate::{
     command_hook, hook_settings, http_hook, mcp_config, netns, repo, Checks, HTTP_HOOK_TOKEN_ENV, ON_FAILURE_TEXT,
 };
 use serde_json::{json, Value};
 use std::fs;
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 /// The hook events Rein is installed for.
 pub(crate) const EVENTS: &[&str] = &["PreToolUse", "PostToolUse"];
@@ -311,86 +308,9 @@ fn netns_rein_broken_policy_denies() {
     c.finish(&model, &run);
 }
 
-/// A running `rein serve`, killed when dropped.
-pub(crate) struct ReinServe {
-    child: Arc<Mutex<Child>>,
-    url: String,
-    log: PathBuf,
-}
-
-impl ReinServe {
-    pub(crate) fn start(sb: &Sandbox) -> ReinServe {
-        let tokens = sb.root.join("tokens.yaml");
-        fs::write(
-            &tokens,
-            format!("tokens:\n  - {{name: claude-code, role: agent, token: \"{AGENT_TOKEN}\"}}\n"),
-        )
-        .unwrap();
-        // Nothing else binds ports in this namespace.
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = sb.root.join("serve.log");
-        let mut cmd = Command::new(rein_bin());
-        cmd.arg("serve");
-        for p in policies() {
-            cmd.arg("--policy").arg(p);
-        }
-        let child = cmd
-            .arg("--db")
-            .arg(sb.root.join("serve.db"))
-            .arg("--tokens")
-            .arg(&tokens)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let serve = ReinServe {
-            child: Arc::new(Mutex::new(child)),
-            url: format!("http://127.0.0.1:{port}"),
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let http: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_millis(500)))
-            .build()
-            .into();
-        loop {
-            if http.get(format!("{}/healthz", serve.url)).call().is_ok() {
-                return serve;
-            }
-            if let Some(status) = serve.child.lock().unwrap().try_wait().unwrap() {
-                panic!("rein serve exited ({status}):\n{}", serve.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "rein serve did not start:\n{}",
-                serve.log_text()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub(crate) fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Kills the server (SIGKILL) and waits for it; for `before_turn`.
-    fn killer(&self) -> impl Fn() + Send + Sync + 'static {
-        let child = self.child.clone();
-        move || {
-            let mut child = child.lock().unwrap();
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for ReinServe {
-    fn drop(&mut self) {
-        (self.killer())();
-    }
+/// `rein serve` with the policies, knowing the hook by [`AGENT_TOKEN`].
+pub(crate) fn start_serve(sb: &Sandbox) -> ReinServe {
+    ReinServe::start(rein_bin(), &policies(), &sb.root, "claude-code", AGENT_TOKEN)
 }
 
 /// `type: http` hook settings for `serve`, failing closed in Claude Code.
@@ -409,7 +329,7 @@ fn netns_rein_http_hook_and_killed_server() {
         return;
     };
     let sb = Sandbox::new("http-hook");
-    let serve = ReinServe::start(&sb);
+    let serve = start_serve(&sb);
     let touched = sb.project.join("after-the-kill");
     let kill = serve.killer();
     let model = FakeModel::start_with(
@@ -467,7 +387,7 @@ fn netns_rein_command_hook_via_killed_server_denies() {
         return;
     };
     let sb = Sandbox::new("server-hook");
-    let serve = ReinServe::start(&sb);
+    let serve = start_serve(&sb);
     let touched = sb.project.join("after-the-kill");
     let kill = serve.killer();
     let model = FakeModel::start_with(

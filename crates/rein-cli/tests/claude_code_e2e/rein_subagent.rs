@@ -10,7 +10,7 @@
 //! as `actor.chain`; every event is logged as received and asserted on.
 
 use crate::fake_model::{sub_tool_use_id, tool_use_id, FakeModel, ToolCall, ToolResult, SUB_FINAL_TEXT};
-use crate::rein_hook::{hook_command, http_hook_settings, policies, rein_bin, ReinServe, AGENT_TOKEN, EVENTS};
+use crate::rein_hook::{hook_command, http_hook_settings, policies, rein_bin, start_serve, AGENT_TOKEN, EVENTS};
 use crate::sandbox::{ClaudeRun, Sandbox};
 use crate::{command_hook, hook_settings, netns, Checks, Env, HTTP_HOOK_TOKEN_ENV, REIN_REASON_MARK};
 use serde_json::{json, Value};
@@ -282,7 +282,7 @@ fn netns_rein_subagent_may_not_push_over_http() {
     let sb = Sandbox::new("subagent-http");
     add_repository(&sb);
     let notes = add_notes(&sb);
-    let serve = ReinServe::start(&sb);
+    let serve = start_serve(&sb);
     let settings = sb.write_json("settings.json", &http_hook_settings(&serve));
     let model = model(&notes);
     let run = claude(&env, &sb, &model, &settings, &[(HTTP_HOOK_TOKEN_ENV, AGENT_TOKEN)]);

@@ -30,24 +30,30 @@
 mod fake_model;
 #[path = "../claude_code_e2e/http.rs"]
 mod http;
+#[path = "../agent_e2e/namespace.rs"]
+mod namespace;
 mod record;
 mod rein_hook;
+#[path = "../agent_e2e/rein_serve.rs"]
+mod rein_serve;
 mod sandbox;
 
 use fake_model::{call_id, FakeModel};
+use namespace::Suite;
 use sandbox::CodexRun;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-/// Set (to "1") in the environment of the re-run inside the namespace.
-const NETNS_ENV: &str = "REIN_CODEX_E2E_NETNS";
+/// The namespace the `netns_*` tests run in, and what its messages name.
+const SUITE: Suite = Suite {
+    name: "codex_e2e",
+    program: "Codex CLI",
+    netns_env: "REIN_CODEX_E2E_NETNS",
+    timeout: Duration::from_secs(420),
+};
 /// The Codex binary, for the re-run.
 const CODEX_ENV: &str = "REIN_CODEX_E2E_CODEX";
 /// The MCP reference server's entry script, for the re-run.
@@ -61,8 +67,6 @@ pub(crate) const HOOK_BLOCK_PREFIX: &str = "Command blocked by PreToolUse hook: 
 const HOOK_BLOCK_PREFIX_TOOL: &str = "Tool call blocked by PreToolUse hook: ";
 /// How every refusal Rein words starts.
 const REIN_REASON_START: &str = "Rein ";
-/// Longest the whole re-run may take.
-const SUITE_TIMEOUT: Duration = Duration::from_secs(420);
 /// Passed to every run but the one about trust: see the module comment.
 const BYPASS_TRUST: &str = "--dangerously-bypass-hook-trust";
 
@@ -101,108 +105,19 @@ fn find_tools() -> Result<Tools, String> {
     Ok(Tools { codex, mcp_everything })
 }
 
-fn is_root() -> bool {
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1))
-        == Some("0")
-}
-
-/// `unshare --net` (mapping the user to root when not root), then `lo` up,
-/// then `argv`.
-fn in_loopback_namespace(argv: &[&std::ffi::OsStr]) -> Command {
-    let mut cmd = Command::new("unshare");
-    if !is_root() {
-        cmd.arg("--map-root-user");
-    }
-    cmd.args(["--net", "--", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
-        .args(argv);
-    cmd
-}
-
-/// Skipped locally, failed under `CI=true`.
-fn unavailable(why: &str) {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("the Codex end-to-end test cannot run under CI=true: {why}");
-    }
-    // Straight to stderr: libtest would swallow `eprintln!` of a passing test.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n*** SKIPPED codex_e2e (the real Codex CLI end to end): {why}\n"
-    );
-}
-
 #[test]
 fn codex_e2e() {
-    if std::env::var_os(NETNS_ENV).is_some() {
-        return; // already the re-run
+    if SUITE.is_rerun() {
+        return;
     }
     let tools = match find_tools() {
         Ok(tools) => tools,
-        Err(why) => return unavailable(&why),
+        Err(why) => return SUITE.unavailable(&why),
     };
-    let probe = in_loopback_namespace(&["true".as_ref()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output();
-    match probe {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => {
-            return unavailable(&format!(
-                "cannot make a loopback-only network namespace (unshare --net, ip link): {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ))
-        }
-        Err(e) => return unavailable(&format!("cannot run unshare: {e}")),
-    }
-
-    let exe = std::env::current_exe().unwrap();
-    let log_path = std::env::temp_dir().join(format!("rein-codex-e2e-{}.log", std::process::id()));
-    let log = fs::File::create(&log_path).unwrap();
-    let started = Instant::now();
-    let mut child = in_loopback_namespace(&[
-        exe.as_os_str(),
-        "--ignored".as_ref(),
-        "--test-threads=1".as_ref(),
-        "--nocapture".as_ref(),
-        "netns_".as_ref(),
-    ])
-    .env(NETNS_ENV, "1")
-    .env(CODEX_ENV, &tools.codex)
-    .env(MCP_ENV, &tools.mcp_everything)
-    .stdin(Stdio::null())
-    .stdout(log.try_clone().unwrap())
-    .stderr(log)
-    // Its own process group, so that a timeout can end every process in it.
-    .process_group(0)
-    .spawn()
-    .unwrap();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if started.elapsed() > SUITE_TIMEOUT {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
-                .status();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(50));
-    };
-    let output = fs::read_to_string(&log_path).unwrap_or_default();
-    let _ = fs::remove_file(&log_path);
-    // Indented, so the re-run's own `test result:` lines are not counted
-    // as a second test binary's by whoever reads this output.
-    let output: String = output.lines().map(|l| format!("  netns| {l}\n")).collect();
-    println!("{output}");
-    match status {
-        None => panic!("the namespaced run did not finish within {SUITE_TIMEOUT:?}:\n{output}"),
-        Some(s) if !s.success() => panic!("the namespaced run failed ({s}):\n{output}"),
-        Some(_) => println!("namespaced run passed in {:.1}s", started.elapsed().as_secs_f64()),
-    }
+    SUITE.run_in_namespace(&[
+        (CODEX_ENV, tools.codex.as_os_str()),
+        (MCP_ENV, tools.mcp_everything.as_os_str()),
+    ]);
 }
 
 // ---- inside the namespace ---------------------------------------------------
@@ -215,19 +130,7 @@ struct Env {
 /// `Some` only in the re-run inside the loopback-only namespace, which it
 /// checks first.
 fn netns() -> Option<Env> {
-    if std::env::var_os(NETNS_ENV).is_none() {
-        eprintln!("runs only inside the namespace that `codex_e2e` makes");
-        return None;
-    }
-    let links = Command::new("ip").args(["-o", "link", "show"]).output().unwrap();
-    let links = String::from_utf8_lossy(&links.stdout);
-    let names: Vec<&str> = links
-        .lines()
-        .filter_map(|l| l.split(':').nth(1))
-        .map(|n| n.trim())
-        .collect();
-    assert_eq!(names, ["lo"], "the namespace must have loopback only:\n{links}");
-    Some(Env {
+    SUITE.inside().then(|| Env {
         codex: std::env::var_os(CODEX_ENV).unwrap().into(),
         mcp_everything: std::env::var_os(MCP_ENV).unwrap().into(),
     })

@@ -14,13 +14,14 @@
 //! written for Claude Code, Codex and Gemini alike).
 
 use crate::fake_model::{call_id, sub_call_id, FakeModel, Step};
+use crate::rein_serve::ReinServe;
 use crate::sandbox::{Sandbox, ENV_SECRET, MCP_SECRET_ENV, SSH_KEY_TEXT};
 use crate::{command_hook, hooks_json, netns, repo, Checks, BYPASS_TRUST};
 use serde_json::{json, Value};
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -384,86 +385,9 @@ fn netns_rein_broken_policy_refuses() {
     c.finish(&model, &run);
 }
 
-/// A running `rein serve`, killed when dropped.
-struct ReinServe {
-    child: Arc<Mutex<Child>>,
-    url: String,
-    log: PathBuf,
-}
-
-impl ReinServe {
-    fn start(sb: &Sandbox) -> ReinServe {
-        let tokens = sb.root.join("tokens.yaml");
-        fs::write(
-            &tokens,
-            format!("tokens:\n  - {{name: codex, role: agent, token: \"{AGENT_TOKEN}\"}}\n"),
-        )
-        .unwrap();
-        // Nothing else binds ports in this namespace.
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = sb.root.join("serve.log");
-        let mut cmd = Command::new(rein_bin());
-        cmd.arg("serve");
-        for p in policies() {
-            cmd.arg("--policy").arg(p);
-        }
-        let child = cmd
-            .arg("--db")
-            .arg(sb.root.join("serve.db"))
-            .arg("--tokens")
-            .arg(&tokens)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let serve = ReinServe {
-            child: Arc::new(Mutex::new(child)),
-            url: format!("http://127.0.0.1:{port}"),
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let http: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_millis(500)))
-            .build()
-            .into();
-        loop {
-            if http.get(format!("{}/healthz", serve.url)).call().is_ok() {
-                return serve;
-            }
-            if let Some(status) = serve.child.lock().unwrap().try_wait().unwrap() {
-                panic!("rein serve exited ({status}):\n{}", serve.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "rein serve did not start:\n{}",
-                serve.log_text()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Kills the server (SIGKILL) and waits for it.
-    fn killer(&self) -> impl Fn() + Send + Sync + 'static {
-        let child = self.child.clone();
-        move || {
-            let mut child = child.lock().unwrap();
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for ReinServe {
-    fn drop(&mut self) {
-        (self.killer())();
-    }
+/// `rein serve` with the policies, knowing the hook by [`AGENT_TOKEN`].
+fn start_serve(sb: &Sandbox) -> ReinServe {
+    ReinServe::start(rein_bin(), &policies(), &sb.root, "codex", AGENT_TOKEN)
 }
 
 /// `rein hook codex --server URL`: `rein serve` decides (its
@@ -477,7 +401,7 @@ fn netns_rein_via_server_then_dead_server_refuses() {
     let Some(env) = netns() else { return };
     let sb = Sandbox::new("server-hook");
     add_project_key(&sb);
-    let serve = ReinServe::start(&sb);
+    let serve = start_serve(&sb);
     let touched = sb.project.join("after-the-kill");
     let kill = serve.killer();
     let model = FakeModel::start_with(

@@ -22,24 +22,32 @@
 mod fake_gemini;
 #[path = "../claude_code_e2e/http.rs"]
 mod http;
+#[path = "../agent_e2e/namespace.rs"]
+mod namespace;
+#[path = "../agent_e2e/rein_serve.rs"]
+mod rein_serve;
 
 use fake_gemini::{call, call_id, shell, sub_call_id, FakeGemini, Told, FINAL_TEXT, SUB_MARKER};
+use namespace::Suite;
+use rein_serve::ReinServe;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const NETNS_ENV: &str = "REIN_GEMINI_E2E_NETNS";
+/// The namespace the `netns_*` tests run in, and what its messages name.
+const SUITE: Suite = Suite {
+    name: "gemini_e2e",
+    program: "Gemini CLI",
+    netns_env: "REIN_GEMINI_E2E_NETNS",
+    timeout: Duration::from_secs(300),
+};
 const GEMINI_ENV: &str = "REIN_GEMINI_E2E_CLI";
 const MCP_ENV: &str = "REIN_GEMINI_E2E_MCP_EVERYTHING";
-/// Longest the whole re-run may take.
-const SUITE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Longest one `gemini -p` run may take (a run takes 3 to 10 seconds).
 const GEMINI_TIMEOUT: Duration = Duration::from_secs(90);
 /// How Gemini CLI 0.61 words a BeforeTool hook's refusal to the model.
@@ -98,99 +106,16 @@ fn find_tools() -> Result<(PathBuf, PathBuf), String> {
     }
 }
 
-fn in_loopback_namespace(argv: &[&std::ffi::OsStr]) -> Command {
-    let mut cmd = Command::new("unshare");
-    let root = fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("Uid:")
-                .map(|ids| ids.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false);
-    if !root {
-        cmd.arg("--map-root-user");
-    }
-    cmd.args(["--net", "--", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
-        .args(argv);
-    cmd
-}
-
-fn unavailable(why: &str) {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("the Gemini CLI end-to-end test cannot run under CI=true: {why}");
-    }
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n*** SKIPPED gemini_e2e (the real Gemini CLI end to end): {why}\n"
-    );
-}
-
 #[test]
 fn gemini_e2e() {
-    if std::env::var_os(NETNS_ENV).is_some() {
+    if SUITE.is_rerun() {
         return;
     }
     let (gemini, mcp) = match find_tools() {
         Ok(t) => t,
-        Err(why) => return unavailable(&why),
+        Err(why) => return SUITE.unavailable(&why),
     };
-    match in_loopback_namespace(&["true".as_ref()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-    {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => {
-            return unavailable(&format!(
-                "no loopback-only network namespace: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ))
-        }
-        Err(e) => return unavailable(&format!("cannot run unshare: {e}")),
-    }
-    let exe = std::env::current_exe().unwrap();
-    let log_path = std::env::temp_dir().join(format!("rein-gemini-e2e-{}.log", std::process::id()));
-    let log = fs::File::create(&log_path).unwrap();
-    let started = Instant::now();
-    let mut child = in_loopback_namespace(&[
-        exe.as_os_str(),
-        "--ignored".as_ref(),
-        "--test-threads=1".as_ref(),
-        "--nocapture".as_ref(),
-        "netns_".as_ref(),
-    ])
-    .env(NETNS_ENV, "1")
-    .env(GEMINI_ENV, &gemini)
-    .env(MCP_ENV, &mcp)
-    .stdin(Stdio::null())
-    .stdout(log.try_clone().unwrap())
-    .stderr(log)
-    .process_group(0)
-    .spawn()
-    .unwrap();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if started.elapsed() > SUITE_TIMEOUT {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
-                .status();
-            let _ = child.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(50));
-    };
-    let output = fs::read_to_string(&log_path).unwrap_or_default();
-    let _ = fs::remove_file(&log_path);
-    let output: String = output.lines().map(|l| format!("  netns| {l}\n")).collect();
-    println!("{output}");
-    match status {
-        None => panic!("the namespaced run did not finish within {SUITE_TIMEOUT:?}:\n{output}"),
-        Some(s) if !s.success() => panic!("the namespaced run failed ({s}):\n{output}"),
-        Some(_) => println!("namespaced run passed in {:.1}s", started.elapsed().as_secs_f64()),
-    }
+    SUITE.run_in_namespace(&[(GEMINI_ENV, gemini.as_os_str()), (MCP_ENV, mcp.as_os_str())]);
 }
 
 // ---- inside the namespace ---------------------------------------------------
@@ -201,19 +126,7 @@ struct Env {
 }
 
 fn netns() -> Option<Env> {
-    if std::env::var_os(NETNS_ENV).is_none() {
-        eprintln!("runs only inside the namespace that `gemini_e2e` makes");
-        return None;
-    }
-    let links = Command::new("ip").args(["-o", "link", "show"]).output().unwrap();
-    let links = String::from_utf8_lossy(&links.stdout);
-    let names: Vec<&str> = links
-        .lines()
-        .filter_map(|l| l.split(':').nth(1))
-        .map(str::trim)
-        .collect();
-    assert_eq!(names, ["lo"], "the namespace must have loopback only:\n{links}");
-    Some(Env {
+    SUITE.inside().then(|| Env {
         gemini: std::env::var_os(GEMINI_ENV).unwrap().into(),
         mcp: std::env::var_os(MCP_ENV).unwrap().into(),
     })
@@ -986,58 +899,9 @@ const AGENT_TOKEN: &str = "gemini-e2e-agent-token-0123456789";
 fn netns_rein_init_gemini_through_rein_serve_then_killed() {
     let Some(env) = netns() else { return };
     let sb = Sandbox::new(&env, "serve");
-    let tokens = sb.root.join("tokens.yaml");
-    fs::write(
-        &tokens,
-        format!("tokens:\n  - {{name: gemini, role: agent, token: \"{AGENT_TOKEN}\"}}\n"),
-    )
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
-    let log = sb.root.join("serve.log");
-    let mut serve = Command::new(rein_bin());
-    serve.arg("serve");
-    for p in policies() {
-        serve.arg("--policy").arg(p);
-    }
-    let child = serve
-        .arg("--db")
-        .arg(sb.root.join("serve.db"))
-        .arg("--tokens")
-        .arg(&tokens)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let child = Arc::new(std::sync::Mutex::new(child));
-    let kill = {
-        let child = child.clone();
-        move || {
-            let mut child = child.lock().unwrap();
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    };
-    let http: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_millis(500)))
-        .build()
-        .into();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http.get(format!("{url}/healthz")).call().is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "rein serve did not start:\n{}",
-            fs::read_to_string(&log).unwrap_or_default()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    let serve = ReinServe::start(rein_bin(), &policies(), &sb.root, "gemini", AGENT_TOKEN);
+    let url = serve.url.clone();
+    let kill = serve.killer();
 
     let out = Command::new(rein_bin())
         .args(["init", "gemini", "--project"])
