@@ -418,8 +418,11 @@ fn user_and_system_settings_that_keep_reins_hooks_off_are_named() {
         .env("GEMINI_CLI_SYSTEM_SETTINGS_PATH", &system)
         .output()
         .unwrap();
-    ok(&out);
+    // Written, but not a success: Gemini would run none of them.
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(p.settings().exists());
     let said = text(&out);
+    assert!(said.contains("Gemini CLI will not run them"), "{said}");
     let user_said = format!("warning: {}: `hooksConfig.enabled` is false", user.display());
     assert!(said.contains(&user_said), "{said}");
     let disabled = format!("warning: {}: `hooksConfig.disabled` names `rein`", user.display());
@@ -450,7 +453,8 @@ fn user_and_system_settings_that_keep_reins_hooks_off_are_named() {
         .env("GEMINI_CLI_SYSTEM_SETTINGS_PATH", &system)
         .output()
         .unwrap();
-    ok(&out);
+    // The user's list still names `rein`: still kept off.
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(!text(&out).contains(&user_said), "{}", text(&out));
     assert!(text(&out).contains(&disabled), "{}", text(&out));
 

@@ -165,7 +165,7 @@ pub fn run(args: GeminiArgs, color: bool) -> anyhow::Result<u8> {
         return Ok(code);
     }
     if !args.undo {
-        warn_other_scopes(&settings, &new);
+        let kept_off = warn_other_scopes(&settings, &new);
         eprintln!(
             "Gemini CLI runs hooks, the user's included, only in a folder it trusts (it asks on its \
              first start there; {}): in one it does not trust, it runs no hook and Rein is not asked.",
@@ -174,6 +174,15 @@ pub fn run(args: GeminiArgs, color: bool) -> anyhow::Result<u8> {
                 |f| f.display().to_string()
             )
         );
+        if kept_off {
+            // Written as asked, but a success here would read as "Gemini is
+            // governed" while it runs no Rein hook.
+            bail!(
+                "{}: Rein's hooks are written, but Gemini CLI will not run them while the settings named above \
+                 keep them off",
+                path.display()
+            );
+        }
     }
     Ok(EXIT_ALLOW)
 }
@@ -184,7 +193,9 @@ pub fn run(args: GeminiArgs, color: bool) -> anyhow::Result<u8> {
 /// can thus keep Rein's hooks from running; each one that would is named,
 /// with what to change. `new` is what was written, whose own
 /// `enabled: true` wins over the user's and the system defaults'.
-fn warn_other_scopes(written: &str, new: &Json) {
+/// Returns whether one of them keeps Rein's hooks off.
+fn warn_other_scopes(written: &str, new: &Json) -> bool {
+    let mut kept_off = false;
     let turned_on_here = matches!(new, Json::Object(top)
         if matches!(top.get("hooksConfig"), Some(Json::Object(c)) if c.get("enabled") == Some(&Json::Bool(true))));
     let home = gemini_home();
@@ -231,6 +242,9 @@ fn warn_other_scopes(written: &str, new: &Json) {
             Some(Json::String(text)) => text.is_empty(),
             Some(_) => false,
         };
+        if off && (wins || !turned_on_here) {
+            kept_off = true;
+        }
         if off && wins {
             eprintln!(
                 "warning: {}: `hooksConfig.enabled` is false, and these system settings win over every \
@@ -251,6 +265,7 @@ fn warn_other_scopes(written: &str, new: &Json) {
             _ => false,
         };
         if named {
+            kept_off = true;
             eprintln!(
                 "warning: {}: `hooksConfig.disabled` names `{HOOK_NAME}`, which Gemini CLI adds to every \
                  project's list: Rein's hooks do not run until it is taken out",
@@ -258,6 +273,7 @@ fn warn_other_scopes(written: &str, new: &Json) {
             );
         }
     }
+    kept_off
 }
 
 /// `rein hook --timeout` (whole seconds) for a Gemini timeout of `ms`:
