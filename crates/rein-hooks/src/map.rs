@@ -6,7 +6,7 @@
 //! what is each agent's table ([`crate::table`]), not code.
 
 use crate::event::HookEvent;
-use crate::table::{self, AgentTable, Does};
+use crate::table::{self, AgentTable, Does, ToolEntry};
 use rein_shell::Analysis;
 use serde_json::{json, Map, Value as Json};
 use std::path::{Component, Path, PathBuf};
@@ -85,10 +85,15 @@ pub const UNKNOWN_TOOL: &str = "agent.unknown_tool";
 /// list, a question to the user): input `{tool}`.
 pub const INTERNAL_TOOL: &str = "agent.internal";
 
-/// What the tool `name` of `table` does, and the fields it is known to take.
-fn classify<'a>(table: Option<&'a AgentTable>, event: &'a HookEvent, name: &'a str) -> (Tool<'a>, &'a [&'static str]) {
+/// What the tool `name` of `table` does, and its table entry (the fields
+/// it is known to take and how it runs), if it has one.
+fn classify<'a>(
+    table: Option<&'a AgentTable>,
+    event: &'a HookEvent,
+    name: &'a str,
+) -> (Tool<'a>, Option<&'a ToolEntry>) {
     let Some(table) = table else {
-        return (Tool::Unknown, &[]);
+        return (Tool::Unknown, None);
     };
     if table.looks_like_mcp(name) {
         let named = match table.mcp.context {
@@ -96,12 +101,12 @@ fn classify<'a>(table: Option<&'a AgentTable>, event: &'a HookEvent, name: &'a s
             false => table.mcp_tool(name),
         };
         return match named {
-            Some((server, tool)) => (Tool::Mcp(server, tool), &[]),
-            None => (Tool::Unknown, &[]),
+            Some((server, tool)) => (Tool::Mcp(server, tool), None),
+            None => (Tool::Unknown, None),
         };
     }
     let Some(entry) = table.tools.get(name) else {
-        return (Tool::Unknown, &[]);
+        return (Tool::Unknown, None);
     };
     let tool = match entry.does {
         Does::Shell => Tool::Shell,
@@ -118,7 +123,7 @@ fn classify<'a>(table: Option<&'a AgentTable>, event: &'a HookEvent, name: &'a s
         Does::Internal => Tool::Internal,
         Does::Unknown => Tool::Unknown,
     };
-    (tool, &entry.fields)
+    (tool, Some(entry))
 }
 
 /// Maps the tool call of a tool event (the caller checked it has one).
@@ -132,7 +137,8 @@ pub fn map_tool(event: &HookEvent, home: Option<&Path>) -> ToolCall {
         inputs: vec![value],
         shell: None,
     };
-    let (tool, known) = classify(table::table(event.agent).ok(), event, name);
+    let (tool, entry) = classify(table::table(event.agent).ok(), event, name);
+    let known: &[&str] = entry.map_or(&[], |e| &e.fields);
     if !matches!(tool, Tool::Mcp(..) | Tool::Unknown | Tool::Internal) {
         let unmapped: Vec<&str> = input
             .as_object()
@@ -171,19 +177,13 @@ pub fn map_tool(event: &HookEvent, home: Option<&Path>) -> ToolCall {
             // A folder the pinned release ignores (its table's `ignored`):
             // the command may run there (an older release) or in the
             // project (this one), so it is decided in both.
-            let ignored = table::table(event.agent)
-                .ok()
-                .and_then(|t| t.tools.get(name))
-                .is_some_and(|e| dirs.first().is_some_and(|k| e.ignored.contains(k)));
+            let ignored = entry.is_some_and(|e| dirs.first().is_some_and(|k| e.ignored.contains(k)));
             if ignored {
                 call.inputs.extend(shell(input, cwd, home).inputs);
             }
             // A tool that always runs its command in the background
             // (Claude Code's `Monitor`) says so in its table.
-            let always_background = table::table(event.agent)
-                .ok()
-                .and_then(|t| t.tools.get(name))
-                .is_some_and(|e| e.background);
+            let always_background = entry.is_some_and(|e| e.background);
             if always_background {
                 call.inputs.iter_mut().for_each(|i| i["background"] = json!(true));
             }
