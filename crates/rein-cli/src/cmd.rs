@@ -5,6 +5,7 @@ mod approvals;
 mod audit;
 mod check;
 mod completions;
+mod diff;
 mod hook;
 mod init;
 mod init_codex;
@@ -12,15 +13,19 @@ mod init_cursor;
 mod init_gemini;
 mod init_policy;
 mod limits;
+mod lint;
 mod mcp;
 mod mcp_gateway;
 mod mcp_wrap;
+mod plan;
+mod policy;
 mod remote;
 mod serve;
 mod settings_file;
 mod test;
 mod token;
 mod validate;
+mod what_can;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use rein_engine::{LoadError, Policy};
@@ -146,6 +151,27 @@ enum Command {
     /// policy that does not load is refused; the old one keeps serving).
     /// Stops cleanly on SIGINT or SIGTERM.
     Serve(serve::ServeArgs),
+    /// Find what a policy gets wrong without running it: rules that can
+    /// never match, rules shadowed by others, duplicates, conflicts between
+    /// allow and block (with an example input), over-wide allows.
+    ///
+    /// Exit code: 0 no warning, 1 warnings, 2 usage or load error.
+    Lint(lint::LintArgs),
+    /// Compare two policies by meaning: per action, example requests whose
+    /// decision changes, and the rules, contracts and defaults that changed.
+    ///
+    /// Exit code: 0 same decisions, 1 decisions change, 2 usage or load error.
+    Diff(diff::DiffArgs),
+    /// Before enforcing a new policy: replay recorded traffic under it and
+    /// print what would change, per action and rule; fails past the limits
+    /// given (`--max-new-blocks`, `--fail-on`), to gate CI.
+    Plan(plan::PlanArgs),
+    /// What may this actor do? Every action, for an actor (and snapshot):
+    /// always allowed, never, or allowed when a condition over the input
+    /// holds, and which need approval.
+    WhatCan(what_can::WhatCanArgs),
+    /// The versions a server has served: history, and rollback to one.
+    Policy(policy::PolicyCmdArgs),
     /// Inspect the audit log: verify the hash chain, query, export, and
     /// replay recorded requests under another policy.
     Audit(audit::AuditArgs),
@@ -224,6 +250,11 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Explain(args) => check::run_explain(args, color),
         Command::Test(args) => test::run(args, color),
         Command::Serve(args) => serve::run(args, color),
+        Command::Lint(args) => lint::run(args, color),
+        Command::Diff(args) => diff::run(args, color),
+        Command::Plan(args) => plan::run(args, color),
+        Command::WhatCan(args) => what_can::run(args, color),
+        Command::Policy(args) => policy::run(args, color),
         Command::Audit(args) => audit::run(args, color),
         Command::Approvals(args) => approvals::run(args),
         Command::Limits(args) => limits::run(args),

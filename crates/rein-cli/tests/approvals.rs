@@ -260,6 +260,10 @@ fn verify_reads_a_write_protected_copy_of_a_wal_store() {
                 client: None,
                 policy_version_label: None,
                 actor_source: None,
+                shadow: None,
+                activation: None,
+                shadow: None,
+                activation: None,
             };
             rt.block_on(store.append(entry)).unwrap();
         }

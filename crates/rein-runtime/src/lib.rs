@@ -233,6 +233,8 @@ pub async fn record_approval_decision(
         client: None,
         policy_version_label: None,
         actor_source: None,
+        shadow: None,
+        activation: None,
     };
     store.append(entry).await.map(|_| ()).map_err(|e| {
         RuntimeError::Store(StoreError(format!(
@@ -1646,6 +1648,8 @@ impl Runtime {
             client: None,
             policy_version_label: answer.policy_version_label.clone(),
             actor_source: None,
+            shadow: None,
+            activation: None,
         };
         (entry, moved)
     }

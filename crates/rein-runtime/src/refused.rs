@@ -121,6 +121,8 @@ impl Runtime {
             client: r.client.map(str::to_owned),
             policy_version_label: loaded.policy.version_label().map(str::to_owned),
             actor_source: None,
+            shadow: None,
+            activation: None,
         };
         self.record(&mut answer, entry, Vec::new()).await;
         answer

@@ -21,15 +21,15 @@
 //! - every field of the first version always present: an absent option is
 //!   `null`, so the encoding is total and stable (an entry with
 //!   `output: Some(null)` encodes like `output: None`);
-//! - the fields added later, `client`, `policy_version_label` and
-//!   `actor_source` (an object of strings), present only when
-//!   set: a record written before they existed encodes (and hashes) as it
-//!   did then.
+//! - the fields added later, `client`, `policy_version_label`,
+//!   `actor_source` (an object of strings), `shadow` and `activation`
+//!   (JSON values), present only when set: a record written before they
+//!   existed encodes (and hashes) as it did then.
 //!
-//! The top-level keys are therefore, in order: `action`, `actor`, (`actor_source`), `approval`,
+//! The top-level keys are therefore, in order: `action`, (`activation`), `actor`, (`actor_source`), `approval`,
 //! (`client`), `decision_id`, `effect`, `error`, `input`, `latency_us`,
 //! `output`, `phase`, `policy_version`, (`policy_version_label`), `reasons`, `rules`,
-//! `seq`, `session`, `snapshot`, `time`. See [`canonical`].
+//! `seq`, `session`, (`shadow`), `snapshot`, `time`. See [`canonical`].
 //!
 //! # Hashes
 //!
@@ -186,6 +186,8 @@ impl CanonicalParts {
             client,
             policy_version_label,
             actor_source,
+            shadow,
+            activation,
         } = entry;
         // Sized for a typical decision, so that it is written without
         // growing.
@@ -193,6 +195,10 @@ impl CanonicalParts {
         // Keys in byte order; see the module documentation.
         head.push_str("{\"action\":");
         write_str(&mut head, action);
+        if let Some(activation) = activation {
+            head.push_str(",\"activation\":");
+            write_value(&mut head, activation);
+        }
         head.push_str(",\"actor\":");
         write_value(&mut head, actor);
         if let Some(sources) = actor_source {
@@ -246,6 +252,10 @@ impl CanonicalParts {
         let mut tail = String::with_capacity(256);
         tail.push_str(",\"session\":");
         write_opt_str(&mut tail, session.as_deref());
+        if let Some(shadow) = shadow {
+            tail.push_str(",\"shadow\":");
+            write_value(&mut tail, shadow);
+        }
         tail.push_str(",\"snapshot\":");
         write_value(&mut tail, snapshot);
         tail.push_str(",\"time\":");
@@ -631,6 +641,8 @@ mod tests {
             client: None,
             policy_version_label: None,
             actor_source: None,
+            shadow: None,
+            activation: None,
         }
     }
 
@@ -656,6 +668,8 @@ mod tests {
                     .map(|(k, v)| (k.to_string(), v.into()))
                     .collect(),
             );
+            e.shadow = Some(json!({"effect": "block", "rules": ["r\"1"], "policy_version": "def"}));
+            e.activation = Some(json!({"version": "abc", "by": "admin", "diagnostics": []}));
         }
     }
 
@@ -665,7 +679,11 @@ mod tests {
     fn later_fields_are_absent_when_unset() {
         let c = canonical(1, &entry(1));
         assert!(
-            !c.contains("client") && !c.contains("policy_version_label") && !c.contains("actor_source"),
+            !c.contains("client")
+                && !c.contains("policy_version_label")
+                && !c.contains("actor_source")
+                && !c.contains("shadow")
+                && !c.contains("activation"),
             "{c}"
         );
         let mut e = entry(1);

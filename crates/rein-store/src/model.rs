@@ -58,6 +58,16 @@ pub struct AuditEntry {
     /// older records keep their hashes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor_source: Option<ActorSources>,
+    /// What a policy run in shadow beside the enforced one decided (a
+    /// candidate policy, or the enforced policy's `mode: shadow` rules):
+    /// recorded, never enforced. Absent, as `client`, when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<serde_json::Value>,
+    /// For a policy activation record (phase `activate`): the version
+    /// activated, who activated it, and its load diagnostics. Absent, as
+    /// `client`, when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation: Option<serde_json::Value>,
 }
 
 /// Where each top-level actor field came from ([`AuditEntry::actor_source`]):

@@ -34,6 +34,8 @@ pub fn entry(i: u64) -> AuditEntry {
         client: None,
         policy_version_label: None,
         actor_source: None,
+        shadow: None,
+        activation: None,
     }
 }
 

@@ -499,6 +499,8 @@ mod tests {
             client: Some("agent-1".into()),
             policy_version_label: Some("v1".into()),
             actor_source: None,
+            shadow: None,
+            activation: None,
         }
     }
 
