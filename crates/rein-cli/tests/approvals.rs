@@ -262,8 +262,6 @@ fn verify_reads_a_write_protected_copy_of_a_wal_store() {
                 actor_source: None,
                 shadow: None,
                 activation: None,
-                shadow: None,
-                activation: None,
             };
             rt.block_on(store.append(entry)).unwrap();
         }
