@@ -149,6 +149,8 @@ enum Command {
     ///
     /// The policy is reloaded on SIGHUP and `POST /v1/policy/reload` (a
     /// policy that does not load is refused; the old one keeps serving).
+    /// Each version served (at start, on reload, on rollback) is recorded
+    /// in the audit log and its sources kept: `rein policy history`.
     /// Stops cleanly on SIGINT or SIGTERM.
     Serve(serve::ServeArgs),
     /// Find what a policy gets wrong without running it: rules that can

@@ -236,8 +236,11 @@ where
                     )
                 }
             };
-            // Every answer names the version served (see `versions`).
-            crate::versions::name_version(&mut response, state.runtime().policy().version());
+            // Every answer names the version served (see `versions`); decide
+            // and outcome have named the version that decided.
+            if !response.headers().contains_key(crate::versions::POLICY_VERSION_HEADER) {
+                crate::versions::name_version(&mut response, state.runtime().policy().version());
+            }
             Ok(response)
         })
     }

@@ -342,21 +342,27 @@ async fn decisions_racing_swaps_finish_on_their_version() {
     std::fs::write(h.policy_path(), stricter(&original, "2026-11-24.2")).unwrap();
     let v2 = reload(&h).await["policy_version"].as_str().unwrap().to_string();
 
+    // Eight deciders decide for as long as twenty swaps back and forth
+    // take (and at least ten times each), so that they overlap whatever
+    // the machine's load.
+    let swapping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let state = h.state.clone();
-    let (v1s, v2s) = (v1.clone(), v2.clone());
+    let (v1s, v2s, still) = (v1.clone(), v2.clone(), std::sync::Arc::clone(&swapping));
     let swapper = tokio::spawn(async move {
-        for i in 0..20 {
-            let to = if i % 2 == 0 { &v1s } else { &v2s };
+        for swap in 0..20 {
+            let to = if swap % 2 == 0 { &v1s } else { &v2s };
             state.rollback_policy(to, "ops").await.unwrap();
             tokio::task::yield_now().await;
         }
+        still.store(false, std::sync::atomic::Ordering::Release);
     });
     let mut deciders = Vec::new();
     for _ in 0..8 {
         let runtime = std::sync::Arc::clone(h.state.runtime());
+        let swapping = std::sync::Arc::clone(&swapping);
         deciders.push(tokio::spawn(async move {
             let mut answers = Vec::new();
-            for _ in 0..40 {
+            while answers.len() < 10 || swapping.load(std::sync::atomic::Ordering::Acquire) {
                 let request = rein_engine::Request::from_json(refund(40, "bot-1")).unwrap();
                 answers.push(runtime.decide(request, None).await);
             }
@@ -364,9 +370,14 @@ async fn decisions_racing_swaps_finish_on_their_version() {
         }));
     }
     swapper.await.unwrap();
-    let mut seen = std::collections::BTreeSet::new();
+    let mut finished = Vec::new();
     for d in deciders {
-        for answer in d.await.unwrap() {
+        finished.push(d.await.unwrap());
+    }
+    let answered: usize = finished.iter().map(Vec::len).sum();
+    let mut seen = std::collections::BTreeSet::new();
+    for answers in finished {
+        for answer in answers {
             let json = serde_json::to_value(&answer).unwrap();
             let expected = if answer.policy_version == v1 { "allow" } else { "block" };
             assert!(answer.policy_version == v1 || answer.policy_version == v2, "{json}");
@@ -403,7 +414,7 @@ async fn decisions_racing_swaps_finish_on_their_version() {
         let expected = if r.entry.policy_version == v1 { "allow" } else { "block" };
         assert_eq!(r.entry.effect, expected, "record {}", r.seq);
     }
-    assert_eq!(decisions, 8 * 40);
+    assert_eq!(decisions, answered);
     assert_eq!(
         h.state.runtime().store().verify_audit().await.unwrap(),
         rein_store::Verification::Intact {
