@@ -149,6 +149,16 @@ async fn start_reload_and_rollback_are_activations_in_the_chain() {
         (header.as_str(), health["policy_version"].as_str()),
         (v1.as_str(), Some(v1.as_str()))
     );
+    let (header, explained) =
+        with_header(&h, Method::POST, "/v1/explain", Some(AGENT), Some(refund(40, "bot-1"))).await;
+    assert_eq!(
+        (header.as_str(), explained["decision"]["policy_version"].as_str()),
+        (v1.as_str(), Some(v1.as_str()))
+    );
+    // A hook's answer is in the agent's format: the header names the version.
+    let event = json!({"hook_event_name": "SessionStart", "cwd": "/p", "session_id": "s", "source": "startup"});
+    let (header, _) = with_header(&h, Method::POST, "/v1/hooks/claude-code", Some(AGENT), Some(event)).await;
+    assert_eq!(header, v1);
     // And by a unique prefix of its hash.
     let (status, rolled) = rollback(&h, &v2[..8]).await;
     assert_eq!(status, StatusCode::OK, "{rolled}");
