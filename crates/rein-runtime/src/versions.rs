@@ -85,9 +85,10 @@ impl Runtime {
             previous: previous.clone(),
             by: by.to_string(),
             cause,
-            files: policy
-                .sources()
-                .map(|s| s.into_iter().map(|s| s.name).collect())
+            // An Actra policy has no native sources: no names either.
+            files: kept
+                .as_ref()
+                .map(|k| k.sources.iter().map(|s| s.name.clone()).collect())
                 .unwrap_or_default(),
             diagnostics: warnings.clone(),
         };
