@@ -51,6 +51,19 @@ pub struct WhatCan {
     pub actions: Vec<ActionAnswer>,
 }
 
+impl WhatCan {
+    /// Keeps the actions `pattern` names: an action's name, or a glob as a
+    /// rule's `action:` takes it (`file.*`). An invalid glob is an error.
+    pub fn retain_actions(&mut self, pattern: &str) -> Result<(), String> {
+        let matcher = globset::Glob::new(pattern)
+            .map_err(|e| format!("invalid action glob `{pattern}`: {}", e.kind()))?
+            .compile_matcher();
+        self.actions
+            .retain(|a| a.action == pattern || matcher.is_match(a.action.as_str()));
+        Ok(())
+    }
+}
+
 /// What an actor may do with one action.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ActionAnswer {
@@ -497,6 +510,14 @@ impl F {
         }
     }
 
+    /// How many nodes it has (to tell that a simplification did something).
+    fn size(&self) -> usize {
+        match self {
+            F::And(items) | F::Or(items) => 1 + items.iter().map(F::size).sum::<usize>(),
+            _ => 1,
+        }
+    }
+
     fn lit_key(&self) -> Option<(&str, bool, bool)> {
         match self {
             F::Lit(a, pos) => Some((a.text.as_str(), *pos, a.may_error)),
@@ -562,17 +583,11 @@ impl F {
         let mut again = false;
         for item in out {
             let item = match item {
-                F::Or(inner) if is_and => {
-                    let n = inner.len();
-                    let kept = drop_negations(inner, &result);
-                    again |= kept.len() != n;
-                    F::or(kept)
-                }
-                F::And(inner) if !is_and => {
-                    let n = inner.len();
-                    let kept = drop_negations(inner, &result);
-                    again |= kept.len() != n;
-                    F::and(kept)
+                composite @ (F::And(_) | F::Or(_)) => {
+                    let before = composite.size();
+                    let simplified = assume(composite, &result, is_and);
+                    again |= simplified.size() != before;
+                    simplified
                 }
                 other => other,
             };
@@ -646,16 +661,50 @@ impl F {
     }
 }
 
-/// The items of a nested `||` (or `&&`) without the negations of the
-/// two-valued atoms already asserted beside it.
-fn drop_negations(inner: Vec<F>, asserted: &[F]) -> Vec<F> {
-    inner
-        .into_iter()
-        .filter(|i| match i.lit_key() {
-            Some((text, pos, false)) => !asserted.iter().any(|a| a.lit_key() == Some((text, !pos, false))),
-            _ => true,
-        })
-        .collect()
+/// `item` where the atoms written before it in an `&&` (`is_and`) or
+/// an `||` are known: beside `a && …`, `a` is true and its negation
+/// false; beside `a || …`, `a` is not true, so false when two-valued (and
+/// its negation then true). Atoms keep the guards they had: the ones
+/// replaced stand before.
+fn assume(item: F, before: &[F], is_and: bool) -> F {
+    let mut item = item;
+    for known in before {
+        let Some((text, pos, may_error)) = known.lit_key() else {
+            continue;
+        };
+        item = substitute(item, text, pos, is_and, may_error);
+    }
+    item
+}
+
+/// Replaces the atom `text` in `f`: the literal of polarity `pos` by
+/// `value`, its negation by `!value` where that follows (always when it
+/// is true; when it is false only for a two-valued atom).
+fn substitute(f: F, text: &str, pos: bool, value: bool, may_error: bool) -> F {
+    match f {
+        F::Lit(a, p) if a.text == text => {
+            if p == pos {
+                F::constant(value)
+            } else if value || !may_error {
+                F::constant(!value)
+            } else {
+                F::Lit(a, p)
+            }
+        }
+        F::And(items) => F::and(
+            items
+                .into_iter()
+                .map(|i| substitute(i, text, pos, value, may_error))
+                .collect(),
+        ),
+        F::Or(items) => F::or(
+            items
+                .into_iter()
+                .map(|i| substitute(i, text, pos, value, may_error))
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 /// True when the text needs no parentheses after `!`: a path, a call, a
