@@ -109,8 +109,8 @@ fn json_for_tools_with_files_stdin_and_a_glob() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let w: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(w["version_label"], "2026-11-24.1");
-    assert_eq!(w["version"].as_str().unwrap().len(), 32);
+    assert_eq!(w["policy_version_label"], "2026-11-24.1");
+    assert_eq!(w["policy_version"].as_str().unwrap().len(), 32);
     let actions = w["actions"].as_array().unwrap();
     assert_eq!(actions.len(), 1, "the glob keeps refund only");
     assert_eq!(actions[0]["action"], "refund");

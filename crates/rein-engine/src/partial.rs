@@ -43,9 +43,10 @@ use std::sync::Arc;
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct WhatCan {
     /// The policy's version hash.
+    #[serde(rename = "policy_version")]
     pub version: String,
     /// The policy's `version` label, if it has one.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "policy_version_label", skip_serializing_if = "Option::is_none")]
     pub version_label: Option<String>,
     /// One answer per action, in the policy's order of actions.
     pub actions: Vec<ActionAnswer>,
@@ -79,7 +80,8 @@ pub struct ActionAnswer {
     /// with any, `allowed` and `approval` are not given.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub state_rules: Vec<String>,
-    /// Why the action could not be analysed, if it could not.
+    /// Why the action could not be analysed, or why the asker's
+    /// credential refuses it (`POST /v1/what-can`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

@@ -25,6 +25,7 @@ mod jwt;
 mod metrics;
 mod routes;
 mod secrets;
+mod what_can;
 
 use anyhow::Context;
 use axum::Router;

@@ -46,6 +46,13 @@ async fn valid_call(h: &Harness, route: &RouteInfo, token: &str) -> (String, Opt
             Some(json!({"actor": "subagent:r", "actions": ["refund"], "ttl": "5m"})),
         ),
         "/v1/sessions/{id}" => ("/v1/sessions/s-1".into(), None),
+        "/v1/what-can" => (
+            route.path.into(),
+            Some(json!({
+                "actor": {"id": "bot-1", "role": "agent"},
+                "snapshot": {"fraud_flag": false, "refunds_today": 0, "account_age_days": 400}
+            })),
+        ),
         other => (other.into(), None),
     }
 }
@@ -55,7 +62,7 @@ async fn role_matrix_of_every_route() {
     let h = Harness::new().await;
     let callers = [(AGENT, Role::Agent), (ALICE, Role::Approver), (ADMIN, Role::Admin)];
     let all = routes();
-    assert_eq!(all.len(), 18);
+    assert_eq!(all.len(), 19);
     for route in &all {
         for (token, role) in callers {
             let (path, body) = valid_call(&h, route, token).await;
