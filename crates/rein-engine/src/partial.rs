@@ -30,7 +30,7 @@ use crate::ast::{Combining, Effect, Phase};
 use crate::check::expr::{ExprChecker, Scope};
 use crate::contract::{check_root_from, Violation};
 use crate::diagnostics::Severity;
-use crate::eval::{eval_condition, eval_value, Env, EvalError, Frame, NoTrace};
+use crate::eval::{eval_condition, eval_value, steps_used, Env, EvalError, Frame, NoTrace, MAX_STEPS};
 use crate::ir::{ActionIr, Builtin, CmpOp, CompiledPolicy, MacroKind, Node, NodeKind, Root, Step};
 use crate::policy::Policy;
 use crate::source::SourceFile;
@@ -358,19 +358,41 @@ fn fold_rules(p: &CompiledPolicy, ir: &ActionIr, actor: &[Value], snapshot: &[Va
         env: &env,
         input: &ir.input,
         guards: Vec::new(),
+        known_steps: 0,
+        charges: false,
+        keep_loops: false,
     };
     ir.before
         .iter()
         .map(|r| {
-            let effect = p.rules.get(r.rule as usize).map_or(Effect::Block, |i| i.effect);
+            let info = p.rules.get(r.rule as usize);
+            let effect = info.map_or(Effect::Block, |i| i.effect);
             let tri = match &r.cond {
-                None => Ok(Tri::constant(true)),
+                None => Tri::constant(true),
                 Some(c) => {
-                    folder.guards.clear();
-                    folder.bool(c)
+                    let mut tri = folder.fold_rule(c, false)?;
+                    let id = info.map_or("?", |i| i.id.as_str());
+                    // A decision gives a condition one budget of evaluation
+                    // steps. Each known part was evaluated here on a budget
+                    // of its own: together they may be over it.
+                    if folder.known_steps >= MAX_STEPS {
+                        return Err(format!(
+                            "together, the known parts of rule `{id}` reach the budget of evaluation steps of a condition"
+                        ));
+                    }
+                    if folder.known_steps > 0 && folder.charges {
+                        // The known loops spent steps the residual would
+                        // not: written out instead (when they can be), so
+                        // that the residual spends them as the decision
+                        // does. See docs/what-can.md for the budget.
+                        if let Ok(kept) = folder.fold_rule(c, true) {
+                            tri = kept;
+                        }
+                    }
+                    tri
                 }
             };
-            tri.map(|t| (effect, t))
+            Ok((effect, tri))
         })
         .collect()
 }
@@ -752,11 +774,28 @@ struct Folder<'e, 'a> {
     input: &'a Arc<ObjectType>,
     /// Input paths a `has(...)` before this point proves present.
     guards: Vec<Vec<u32>>,
+    /// Evaluation steps the known parts of the condition took.
+    known_steps: u64,
+    /// The residual itself spends evaluation steps (a loop, `in` over a
+    /// list, text or lists joined).
+    charges: bool,
+    /// Known parts that spend evaluation steps are written out, not
+    /// evaluated.
+    keep_loops: bool,
 }
 
 type Fold<T> = Result<T, String>;
 
 impl Folder<'_, '_> {
+    /// Folds one rule's condition from a fresh start.
+    fn fold_rule(&mut self, cond: &Node, keep_loops: bool) -> Fold<Tri> {
+        self.guards.clear();
+        self.known_steps = 0;
+        self.charges = false;
+        self.keep_loops = keep_loops;
+        self.bool(cond)
+    }
+
     /// Folds a boolean node into its three formulas.
     fn bool(&mut self, node: &Node) -> Fold<Tri> {
         match &node.kind {
@@ -930,14 +969,14 @@ impl Folder<'_, '_> {
 
     /// Folds a node to a value or CEL text.
     fn value(&mut self, node: &Node) -> Fold<Pv> {
-        if known(node, &mut Vec::new()) {
+        if known(node, &mut Vec::new()) && !(self.keep_loops && spends_steps(node)) {
             let mut frame = Frame {
                 locals: Vec::new(),
                 tracer: &mut NoTrace,
             };
-            return Ok(Pv::Known(
-                eval_value(node, self.env, &mut frame).map(|v| v.into_owned()),
-            ));
+            let value = eval_value(node, self.env, &mut frame).map(|v| v.into_owned());
+            self.known_steps = self.known_steps.saturating_add(steps_used());
+            return Ok(Pv::Known(value));
         }
         let text = |text: String, atom: bool, may_error: bool| Ok(Pv::Text { text, atom, may_error });
         match &node.kind {
@@ -1058,6 +1097,7 @@ impl Folder<'_, '_> {
                 })
             }
             NodeKind::Arith { op, lhs, rhs } => {
+                self.charges = true;
                 let sym = match op {
                     crate::ir::ArithOp::Add => "+",
                     crate::ir::ArithOp::Sub => "-",
@@ -1069,9 +1109,12 @@ impl Folder<'_, '_> {
                     (format!("{} {sym} {}", paren(&t[0]), paren(&t[1])), false, true)
                 })
             }
-            NodeKind::In { elem, coll } => self.strict_children(&[elem, coll], false, |t| {
-                format!("{} in {}", paren(&t[0]), paren(&t[1]))
-            }),
+            NodeKind::In { elem, coll } => {
+                self.charges = true;
+                self.strict_children(&[elem, coll], false, |t| {
+                    format!("{} in {}", paren(&t[0]), paren(&t[1]))
+                })
+            }
             NodeKind::InStrings { elem, set } => {
                 let mut items: Vec<&String> = set.iter().collect();
                 items.sort();
@@ -1113,6 +1156,7 @@ impl Folder<'_, '_> {
                 })
             }
             NodeKind::Comprehension { kind, range, var, body } => {
+                self.charges = true;
                 let range = match self.value(range)? {
                     Pv::Known(Err(e)) => return Ok(Pv::Known(Err(e))),
                     Pv::Known(Ok(v)) => literal(&v)?,
@@ -1287,6 +1331,15 @@ fn known(node: &Node, bound: &mut Vec<u32>) -> bool {
         }
         _ => node.children().into_iter().all(|c| known(c, bound)),
     }
+}
+
+/// True when evaluating the node charges evaluation steps: a loop, `in`
+/// over a collection, arithmetic (joining text or lists).
+fn spends_steps(node: &Node) -> bool {
+    matches!(
+        node.kind,
+        NodeKind::Comprehension { .. } | NodeKind::In { .. } | NodeKind::Arith { .. }
+    ) || node.children().into_iter().any(spends_steps)
 }
 
 /// A known value as a CEL literal.

@@ -307,3 +307,37 @@ fn compile_residual_refuses_what_the_checker_refuses() {
     );
     assert!(p.compile_residual("nope", "true").is_err());
 }
+
+#[test]
+fn loops_over_known_values_beside_loops_over_the_input_are_written_out() {
+    // A decision gives a condition one budget of loop steps: the loop over
+    // the actor's tags spends some of it, so it stays in the residual
+    // beside the loop over the input instead of being folded away.
+    let p = policy(
+        r#"
+default: block
+rules:
+  - {id: r, action: pay, when: 'actor.tags.exists(t, t == "a") && input.items.exists(i, i == "b")', effect: allow}
+  - {id: s, action: pay, when: '"z" in actor.tags && input.amount > 5', effect: block}
+"#,
+    );
+    let a = pay(&p, bot());
+    let cel = a.allowed.cel().expect("a residual").to_string();
+    assert!(cel.contains(r#"["a"].exists(v0, v0 == "a")"#), "{cel}");
+    assert!(
+        !cel.contains("input.amount"),
+        "rule s folds to false for this actor: {cel}"
+    );
+    let compiled = p.compile_residual("pay", &cel).unwrap();
+    for items in [json!([]), json!(["b"]), json!(["c", "b"]), json!(["c"])] {
+        let input = json!({"amount": 1, "items": items});
+        let d = p.decide(
+            &Request::new("pay")
+                .input(input.clone())
+                .actor(bot())
+                .snapshot(json!({"frozen": false})),
+        );
+        let holds = compiled.holds(&input, jiff::Timestamp::UNIX_EPOCH) == Ok(true);
+        assert_eq!(holds, d.effect() == Effect::Allow, "{input}");
+    }
+}
