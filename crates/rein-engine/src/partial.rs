@@ -1069,7 +1069,8 @@ impl Folder<'_, '_> {
                         },
                     ) => {
                         let op = if is_or { "||" } else { "&&" };
-                        text(format!("({ta}) {op} ({tb})"), false, ea || eb)
+                        let wrap = |t: String| if mixes(&t, op) { format!("({t})") } else { t };
+                        text(format!("{} {op} {}", wrap(ta), wrap(tb)), false, ea || eb)
                     }
                 }
             }
@@ -1294,6 +1295,35 @@ impl Folder<'_, '_> {
             }
         }
     }
+}
+
+/// True when `text`, as an operand of the logical operator `op`, needs
+/// parentheses: it holds the other logical operator or a `?:` outside
+/// brackets and quotes (comparisons and `!` bind tighter).
+fn mixes(text: &str, op: &str) -> bool {
+    let other = if op == "||" { "&&" } else { "||" };
+    let bytes = text.as_bytes();
+    let (mut depth, mut in_str, mut escaped) = (0i32, false, false);
+    for (i, &c) in bytes.iter().enumerate() {
+        if in_str {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_str = true,
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth -= 1,
+            b'?' if depth == 0 => return true,
+            _ if depth == 0 && bytes[i..].starts_with(other.as_bytes()) => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Wraps operator text in parentheses when used as an operand.
