@@ -61,7 +61,7 @@ always allowed:
   order.lookup
 
 allowed when:
-  refund: input.amount <= 1000 && (!has(input.note) || input.note.trim() != "") && input.amount <= 100
+  refund: (!has(input.note) || input.note.trim() != "") && input.amount <= 100
 
 needs approval:
   refund: input.amount <= 1000 && (!has(input.note) || input.note.trim() != "") && input.amount > 100

@@ -487,10 +487,15 @@ impl Tri {
     }
 
     fn atom(text: String, negated: Option<String>, may_error: bool) -> Tri {
+        Tri::atom_with_bound(text, negated, may_error, None)
+    }
+
+    fn atom_with_bound(text: String, negated: Option<String>, may_error: bool, bound: Option<Bound>) -> Tri {
         let atom = Rc::new(Atom {
             text,
             negated,
             may_error,
+            bound,
         });
         let pos = F::Lit(atom.clone(), true);
         let neg = F::Lit(atom, false);
@@ -512,6 +517,56 @@ struct Atom {
     negated: Option<String>,
     /// It may evaluate to an error (a conservative judgement).
     may_error: bool,
+    /// For `x <= c` and `x < c` with `c` a number: the bound it sets on
+    /// `x` when true (its negation sets the complementary one).
+    bound: Option<Bound>,
+}
+
+/// A bound on an expression over the input by a number.
+#[derive(Clone, Debug, PartialEq)]
+struct Bound {
+    /// The bounded expression, as written.
+    subject: String,
+    /// `x <= c` / `x < c` (else `x >= c` / `x > c`).
+    upper: bool,
+    /// `<=` / `>=`.
+    inclusive: bool,
+    value: f64,
+}
+
+impl Bound {
+    /// The bound of the negation: `!(x <= c)` is `x > c` (the values
+    /// compared are never NaN, see the comparison atoms).
+    fn complement(&self) -> Bound {
+        Bound {
+            subject: self.subject.clone(),
+            upper: !self.upper,
+            inclusive: !self.inclusive,
+            value: self.value,
+        }
+    }
+
+    /// Every value within `self` is within `other`.
+    fn implies(&self, other: &Bound) -> bool {
+        if self.subject != other.subject || self.upper != other.upper {
+            return false;
+        }
+        let tighter = if self.upper {
+            self.value < other.value
+        } else {
+            self.value > other.value
+        };
+        tighter || (self.value == other.value && (other.inclusive || !self.inclusive))
+    }
+
+    /// No value is within both.
+    fn excludes(&self, other: &Bound) -> bool {
+        if self.subject != other.subject || self.upper == other.upper {
+            return false;
+        }
+        let (upper, lower) = if self.upper { (self, other) } else { (other, self) };
+        upper.value < lower.value || (upper.value == lower.value && !(upper.inclusive && lower.inclusive))
+    }
 }
 
 /// A positive boolean combination of atoms and negated atoms.
@@ -539,6 +594,14 @@ impl F {
         match self {
             F::And(items) | F::Or(items) => 1 + items.iter().map(F::size).sum::<usize>(),
             _ => 1,
+        }
+    }
+
+    /// The bound the literal sets when true, if it is a numeric bound.
+    fn bound(&self) -> Option<Bound> {
+        match self {
+            F::Lit(a, pos) => a.bound.as_ref().map(|b| if *pos { b.clone() } else { b.complement() }),
+            _ => None,
         }
     }
 
@@ -599,6 +662,34 @@ impl F {
                 other => out.push(other),
             }
         }
+        // Bounds on one expression: in `&&`, a bound implied by another
+        // goes, and two that exclude each other are false; in `||`, a bound
+        // that implies another goes.
+        let bounds: Vec<Option<Bound>> = out.iter().map(F::bound).collect();
+        let mut dropped = vec![false; out.len()];
+        for i in 0..out.len() {
+            for j in 0..out.len() {
+                let (Some(x), Some(y)) = (&bounds[i], &bounds[j]) else {
+                    continue;
+                };
+                if i == j || dropped[i] || dropped[j] {
+                    continue;
+                }
+                if is_and && x.excludes(y) {
+                    return absorbing;
+                }
+                // `x` implies `y`: `&&` keeps `x`, `||` keeps `y`.
+                if x.implies(y) {
+                    dropped[if is_and { j } else { i }] = true;
+                }
+            }
+        }
+        let out: Vec<F> = out
+            .into_iter()
+            .zip(dropped)
+            .filter(|(_, d)| !d)
+            .map(|(f, _)| f)
+            .collect();
         // `a && (!a || b)` is `a && b`, and `a || (!a && b)` is `a || b`,
         // for a two-valued atom `a` written before.
         let mut result: Vec<F> = Vec::with_capacity(out.len());
@@ -869,7 +960,28 @@ impl Folder<'_, '_> {
                     CmpOp::Lt => (CmpOp::Lt, CmpOp::Ge, true),
                     CmpOp::Ge => (CmpOp::Lt, CmpOp::Ge, false),
                 };
-                let tri = Tri::atom(write(canon), Some(write(negation)), may_error);
+                // `x <= c`, `c <= x`… with `c` a number: a bound on `x`.
+                let number = |n: &Node, folder: &mut Self| match folder.value(n) {
+                    Ok(Pv::Known(Ok(Value::Int(i)))) if i.unsigned_abs() < (1 << 53) => Some(i as f64),
+                    Ok(Pv::Known(Ok(Value::Float(f)))) if f.is_finite() => Some(f),
+                    _ => None,
+                };
+                let bound = match (canon, number(rhs, self), number(lhs, self)) {
+                    (CmpOp::Le | CmpOp::Lt, Some(c), None) => Some(Bound {
+                        subject: a.clone(),
+                        upper: true,
+                        inclusive: canon == CmpOp::Le,
+                        value: c,
+                    }),
+                    (CmpOp::Le | CmpOp::Lt, None, Some(c)) => Some(Bound {
+                        subject: b.clone(),
+                        upper: false,
+                        inclusive: canon == CmpOp::Le,
+                        value: c,
+                    }),
+                    _ => None,
+                };
+                let tri = Tri::atom_with_bound(write(canon), Some(write(negation)), may_error, bound);
                 Ok(if positive {
                     tri
                 } else {
