@@ -190,7 +190,7 @@ fn stateful_rules_are_named_and_actra_files_load() {
             "--actor",
             r#"{"agent": "claude-code"}"#,
             "--snapshot",
-            r#"{"cwd": "/work/p", "project_root": "/work/p", "home": "/home/dev"}"#,
+            r#"{"cwd": "/srv/p", "project_root": "/srv/p", "home": "/home/dev"}"#,
             "--action",
             "shell.exec",
         ],
