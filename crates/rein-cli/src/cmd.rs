@@ -171,6 +171,9 @@ enum Command {
     /// What may this actor do? Every action, for an actor (and snapshot):
     /// always allowed, never, or allowed when a condition over the input
     /// holds, and which need approval.
+    ///
+    /// Exit codes: 0 answered; 2 the policy did not load, or the actor or
+    /// snapshot is not JSON or breaks its contract (the field is named).
     WhatCan(what_can::WhatCanArgs),
     /// The versions a server has served: history, their kept sources
     /// (show), and rollback to one.

@@ -472,6 +472,12 @@ pub(crate) fn eval_value<'a, T: Tracer>(node: &'a Node, env: &Env<'a>, frame: &m
     eval(node, env, frame)
 }
 
+/// The steps charged on this thread since the last condition or value
+/// started (what `partial` adds up for the known parts of a condition).
+pub(crate) fn steps_used() -> u64 {
+    STEPS.with(|s| s.get())
+}
+
 /// True when every step from `start` reaches a present value.
 fn walk_steps(start: &Value, steps: &[Step]) -> bool {
     let mut cur = start;

@@ -46,6 +46,7 @@ mod instant;
 mod ir;
 pub mod json;
 mod memory_state;
+pub mod partial;
 mod policy;
 mod request;
 pub mod source;
@@ -67,6 +68,7 @@ pub use ir::Approval;
 pub use memory_state::{
     BucketStatus, Hasher, MemoryState, SessionLabel, SessionSnapshot, StateSize, STATE_FORMAT_VERSION,
 };
+pub use partial::{ActionAnswer, CompiledResidual, Residual, Status, WhatCan};
 pub use policy::{ContractField, Explanation, Outcome, Policy, Prepared, RuleTrace, Step, MAX_POLICY_FILE_BYTES};
 pub use request::{Request, RequestError};
 pub use sources::PolicySource;

@@ -266,6 +266,11 @@ impl Policy {
         &self.inner
     }
 
+    /// The compiled IR, shared (what outlives a borrow of the policy).
+    pub(crate) fn compiled_arc(&self) -> Arc<CompiledPolicy> {
+        self.inner.clone()
+    }
+
     /// The policy, if it compiled and no error was found; otherwise
     /// `diags` holds at least one error.
     fn finish_load(compiled: Option<CompiledPolicy>, diags: &mut Vec<Diagnostic>) -> Result<Policy, ()> {

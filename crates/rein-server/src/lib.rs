@@ -26,6 +26,7 @@ mod metrics;
 mod routes;
 mod secrets;
 mod versions;
+mod what_can;
 
 use anyhow::Context;
 use axum::Router;

@@ -49,7 +49,8 @@ pub struct RouteInfo {
     /// public routes.
     pub role: Option<Role>,
     /// A role that may also use the route, for its own records only:
-    /// agents read the approvals their own requests opened.
+    /// agents read the approvals their own requests opened (and approvers
+    /// ask `/v1/what-can`, for any actor).
     pub own: Option<Role>,
 }
 
@@ -88,6 +89,13 @@ fn specs() -> Vec<Spec> {
         spec(Method::POST, "/v1/explain", Some(Agent), post(explain)),
         spec(Method::POST, "/v1/hooks/{agent}", Some(Agent), post(hook)),
         spec(Method::POST, "/v1/tokens/delegate", Some(Agent), post(delegate)),
+        spec(
+            Method::POST,
+            "/v1/what-can",
+            Some(Agent),
+            post(crate::what_can::what_can),
+        )
+        .also_own(Approver),
         spec(Method::GET, "/v1/approvals", Some(Approver), get(list_approvals)).also_own(Agent),
         spec(Method::GET, "/v1/approvals/{id}", Some(Approver), get(get_approval)).also_own(Agent),
         spec(Method::POST, "/v1/approvals/{id}/grant", Some(Approver), post(grant)),

@@ -46,8 +46,9 @@ fn assert_too_large(status: StatusCode, body: &Value) {
 
 /// The POST routes this file covers; a route added to the server without
 /// a case here fails [`every_route_that_takes_a_body_is_covered`].
-const COVERED: [&str; 10] = [
+const COVERED: [&str; 11] = [
     "/v1/decide",
+    "/v1/what-can",
     "/v1/tokens/delegate",
     "/v1/outcome",
     "/v1/explain",
@@ -118,6 +119,25 @@ async fn explain_takes_the_limit_and_refuses_one_byte_more_without_recording() {
     let (status, body) = post(&client, server.url("/v1/explain"), AGENT, padded(&request, LIMIT + 1)).await;
     assert_too_large(status, &body);
     assert_eq!(body["effect"], "block", "{body}");
+    assert_eq!(h.state.runtime().store().audit_len().await.unwrap(), started);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn what_can_takes_the_limit_and_refuses_one_byte_more_without_recording() {
+    let h = Harness::with(|c| c.max_body_bytes = LIMIT).await;
+    let server = h.serve().await;
+    let client = reqwest::Client::new();
+    let started = h.state.runtime().store().audit_len().await.unwrap();
+    let body = json!({
+        "actor": {"id": "bot-1", "role": "agent"},
+        "snapshot": {"fraud_flag": false, "refunds_today": 0, "account_age_days": 400}
+    });
+    let (status, answer) = post(&client, server.url("/v1/what-can"), AGENT, padded(&body, LIMIT)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(answer["actions"].is_array(), "{answer}");
+    let (status, answer) = post(&client, server.url("/v1/what-can"), AGENT, padded(&body, LIMIT + 1)).await;
+    assert_too_large(status, &answer);
     assert_eq!(h.state.runtime().store().audit_len().await.unwrap(), started);
     server.shutdown().await;
 }

@@ -25,3 +25,4 @@ mod routes;
 mod startup;
 mod state;
 mod versions;
+mod what_can;

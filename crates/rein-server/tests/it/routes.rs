@@ -54,6 +54,13 @@ async fn valid_call(h: &Harness, route: &RouteInfo, token: &str) -> (String, Opt
             route.path.into(),
             Some(json!({"version": h.state.runtime().policy().version()})),
         ),
+        "/v1/what-can" => (
+            route.path.into(),
+            Some(json!({
+                "actor": {"id": "bot-1", "role": "agent"},
+                "snapshot": {"fraud_flag": false, "refunds_today": 0, "account_age_days": 400}
+            })),
+        ),
         other => (other.into(), None),
     }
 }
@@ -63,7 +70,7 @@ async fn role_matrix_of_every_route() {
     let h = Harness::new().await;
     let callers = [(AGENT, Role::Agent), (ALICE, Role::Approver), (ADMIN, Role::Admin)];
     let all = routes();
-    assert_eq!(all.len(), 21);
+    assert_eq!(all.len(), 22);
     for route in &all {
         for (token, role) in callers {
             let (path, body) = valid_call(&h, route, token).await;
