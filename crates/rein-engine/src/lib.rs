@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 
 pub mod actra;
+pub mod analysis;
 pub mod ast;
 mod cache;
 mod check;
