@@ -36,6 +36,7 @@ pub mod actra;
 pub mod ast;
 mod cache;
 mod check;
+pub mod compare;
 mod contract;
 mod decision;
 pub mod diagnostics;
