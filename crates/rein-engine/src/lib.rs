@@ -37,6 +37,7 @@ pub mod analysis;
 pub mod ast;
 mod cache;
 mod check;
+pub mod compare;
 mod contract;
 mod decision;
 pub mod diagnostics;
