@@ -72,7 +72,7 @@ pub(crate) fn find_example<T>(
                 // Exclude this assignment of the request's fields.
                 let same: Vec<Term> = values
                     .iter()
-                    .map(|(v, lit)| Term::eq(Term::Var(*v), literal_term(lit)))
+                    .filter_map(|(v, lit)| Some(Term::eq(Term::Var(*v), literal_term(lit)?)))
                     .collect();
                 q = Term::and(vec![q, Term::not(Term::and(same))]);
             }
@@ -81,14 +81,14 @@ pub(crate) fn find_example<T>(
     Found::Unconfirmed("the solver's examples were not confirmed by the engine (conditions not encoded exactly)".into())
 }
 
-fn literal_term(l: &Literal) -> Term {
+fn literal_term(l: &Literal) -> Option<Term> {
     match l {
-        Literal::Bool(b) => Term::Bool(*b),
-        Literal::Int(i) => Term::Int(*i),
-        Literal::Str(s) => Term::Str(s.clone()),
+        Literal::Bool(b) => Some(Term::Bool(*b)),
+        Literal::Int(i) => Some(Term::Int(*i)),
+        Literal::Str(s) => Some(Term::Str(s.clone())),
         // A real read back as a double may not be the model's exact value:
-        // exclude nothing rather than a wrong value.
-        Literal::Real(_) => Term::Bool(true),
+        // it is left out of the exclusion rather than excluded wrongly.
+        Literal::Real(_) => None,
     }
 }
 

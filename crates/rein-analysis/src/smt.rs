@@ -222,8 +222,14 @@ impl Solver {
             };
             script.push_str(&format!("(declare-const v{i} {sort})\n"));
         }
-        let axioms = logic.axioms();
-        let formula = self.to_sexpr(&Term::and(vec![axioms, query.clone()]));
+        // Only the axioms of the variables the query reads (and their
+        // definitions read): the solver works on this query, not on every
+        // rule of the policy.
+        let mut vars = wanted.to_vec();
+        query.vars(&mut vars);
+        let mut parts = logic.axioms_for_vars(vars);
+        parts.push(query.clone());
+        let formula = self.to_sexpr(&Term::and(parts));
         script.push_str(&format!(
             "(push 1)\n(assert {})\n(check-sat)\n",
             self.ctx.display(formula)

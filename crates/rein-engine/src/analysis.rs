@@ -148,6 +148,33 @@ impl Term {
         }
     }
 
+    /// Adds the variables the term reads (with repeats) to `out`.
+    pub fn vars(&self, out: &mut Vec<u32>) {
+        match self {
+            Term::Bool(_) | Term::Int(_) | Term::Real(..) | Term::Str(_) => {}
+            Term::Var(i) => out.push(*i),
+            Term::Not(x) | Term::Neg(x) | Term::ToReal(x) | Term::StrLen(x) => x.vars(out),
+            Term::And(xs) | Term::Or(xs) => xs.iter().for_each(|x| x.vars(out)),
+            Term::Ite(a, b, c) => {
+                a.vars(out);
+                b.vars(out);
+                c.vars(out);
+            }
+            Term::Eq(a, b)
+            | Term::Lt(a, b)
+            | Term::Le(a, b)
+            | Term::Add(a, b)
+            | Term::Sub(a, b)
+            | Term::Mul(a, b)
+            | Term::PrefixOf(a, b)
+            | Term::SuffixOf(a, b)
+            | Term::Contains(a, b) => {
+                a.vars(out);
+                b.vars(out);
+            }
+        }
+    }
+
     /// Equality.
     pub fn eq(a: Term, b: Term) -> Term {
         Term::Eq(Box::new(a), Box::new(b))
@@ -183,6 +210,9 @@ pub enum Origin {
     /// Something the encoding does not follow: the value or the failure of
     /// an expression (described), a limit's state, the session's state.
     Unknown(String),
+    /// A name for a term, defined by an axiom (`v = term`), so that a term
+    /// used many times is written once.
+    Definition,
 }
 
 /// The request parts a field variable can come from.
@@ -216,6 +246,8 @@ pub struct Var {
     pub sort: Sort,
     /// What it stands for.
     pub origin: Origin,
+    /// The term it names, for a [`Origin::Definition`].
+    pub definition: Option<Term>,
 }
 
 /// The variables shared by every lowered policy and the axioms they obey
@@ -227,7 +259,6 @@ pub struct Logic {
     /// The variables, by index.
     pub vars: Vec<Var>,
     by_name: FxHashMap<String, u32>,
-    axioms: Vec<Term>,
 }
 
 impl Logic {
@@ -236,9 +267,53 @@ impl Logic {
         Logic::default()
     }
 
-    /// What every variable obeys whatever the request (ints fit 64 bits).
-    pub fn axioms(&self) -> Term {
-        Term::and(self.axioms.clone())
+    /// What the variables a query reads obey whatever the request (ints
+    /// fit 64 bits, definitions), for those variables and the ones their
+    /// definitions read in turn.
+    pub fn axioms_for(&self, query: &Term) -> Vec<Term> {
+        let mut todo = Vec::new();
+        query.vars(&mut todo);
+        self.axioms_for_vars(todo)
+    }
+
+    /// [`Logic::axioms_for`] the variables given.
+    pub fn axioms_for_vars(&self, mut todo: Vec<u32>) -> Vec<Term> {
+        let mut seen = vec![false; self.vars.len()];
+        let mut out = Vec::new();
+        while let Some(i) = todo.pop() {
+            match seen.get_mut(i as usize) {
+                Some(s) if !*s => *s = true,
+                _ => continue,
+            }
+            let Some(v) = self.vars.get(i as usize) else { continue };
+            if v.sort == Sort::Int {
+                out.push(int_range(Term::Var(i)));
+            }
+            if let Some(d) = &v.definition {
+                d.vars(&mut todo);
+                out.push(Term::eq(Term::Var(i), d.clone()));
+            }
+        }
+        out
+    }
+
+    /// `t` itself when it is small, else a new variable defined equal to it:
+    /// the definition only names the term, so it constrains nothing else.
+    fn define(&mut self, t: Term, sort: Sort) -> Term {
+        let small = match &t {
+            Term::Var(_) | Term::Bool(_) | Term::Int(_) => true,
+            Term::Not(inner) => matches!(**inner, Term::Var(_)),
+            _ => false,
+        };
+        if small {
+            return t;
+        }
+        let name = format!("def:{}", self.vars.len());
+        let v = self.var(name, sort, Origin::Definition);
+        if let (Term::Var(_), Some(var)) = (&v, self.vars.last_mut()) {
+            var.definition = Some(t);
+        }
+        v
     }
 
     fn var(&mut self, name: String, sort: Sort, origin: Origin) -> Term {
@@ -247,10 +322,12 @@ impl Logic {
         }
         let i = u32::try_from(self.vars.len()).unwrap_or(u32::MAX);
         self.by_name.insert(name.clone(), i);
-        self.vars.push(Var { name, sort, origin });
-        if sort == Sort::Int {
-            self.axioms.push(int_range(Term::Var(i)));
-        }
+        self.vars.push(Var {
+            name,
+            sort,
+            origin,
+            definition: None,
+        });
         Term::Var(i)
     }
 
@@ -458,7 +535,10 @@ fn lower_action(policy: &CompiledPolicy, action: &ActionIr, logic: &mut Logic) -
             Some(cond) => {
                 let c = l.lower(cond);
                 match c.v {
-                    V::Bool(v) => (Term::and(vec![Term::not(c.err.clone()), v]), c.err),
+                    V::Bool(v) => {
+                        let err = l.logic.define(c.err, Sort::Bool);
+                        (Term::and(vec![Term::not(err.clone()), v]), err)
+                    }
                     _ => {
                         let o = l.opaque(cond);
                         match o.v {
@@ -486,6 +566,8 @@ fn lower_action(policy: &CompiledPolicy, action: &ActionIr, logic: &mut Logic) -
             fails = Term::or(vec![fails, Term::and(vec![holds.clone(), broken])]);
             holds = Term::and(vec![holds, under]);
         }
+        let holds = l.logic.define(holds, Sort::Bool);
+        let fails = l.logic.define(fails, Sort::Bool);
         rules.push(RuleModel {
             index: rule.rule as usize,
             id,
@@ -927,7 +1009,7 @@ impl<'a> Lowering<'a> {
                 let is_or = matches!(n.kind, NodeKind::Or(..));
                 let (a, b) = (self.lower(a), self.lower(b));
                 match (a.v, b.v) {
-                    (V::Bool(va), V::Bool(vb)) => logic(is_or, va, a.err, vb, b.err),
+                    (V::Bool(va), V::Bool(vb)) => self.logic(is_or, va, a.err, vb, b.err),
                     _ => self.opaque(n),
                 }
             }
@@ -937,6 +1019,11 @@ impl<'a> Lowering<'a> {
                 let o = self.lower(otherwise);
                 let V::Bool(cv) = c.v else {
                     return self.opaque(n);
+                };
+                let cv = self.logic.define(cv, Sort::Bool);
+                let c = Lowered {
+                    v: V::Bool(Term::Bool(true)),
+                    err: self.logic.define(c.err, Sort::Bool),
                 };
                 let v = match (t.v, o.v) {
                     (V::Bool(a), V::Bool(b)) => V::Bool(Term::ite(cv.clone(), a, b)),
@@ -1033,6 +1120,22 @@ impl<'a> Lowering<'a> {
             NodeKind::Call { func, args } => self.call(n, *func, args),
             _ => self.opaque(n),
         }
+    }
+
+    /// CEL's `&&`/`||`: a decisive side wins over an error on the other
+    /// side. Each operand is named once, so chains stay linear in size.
+    fn logic(&mut self, is_or: bool, va: Term, ea: Term, vb: Term, eb: Term) -> Lowered {
+        let [va, ea, vb, eb] = [va, ea, vb, eb].map(|t| self.logic.define(t, Sort::Bool));
+        let decisive = |v: Term, e: Term| {
+            let v = if is_or { v } else { Term::not(v) };
+            Term::and(vec![Term::not(e), v])
+        };
+        let da = decisive(va, ea.clone());
+        let db = decisive(vb, eb.clone());
+        let decided = self.logic.define(Term::or(vec![da, db]), Sort::Bool);
+        let err = Term::and(vec![Term::not(decided.clone()), Term::or(vec![ea, eb])]);
+        let v = if is_or { decided } else { Term::not(decided) };
+        Lowered { v: V::Bool(v), err }
     }
 
     /// `x in [constants]`: a disjunction of equalities.
@@ -1205,20 +1308,6 @@ fn cmp(op: CmpOp, a: Term, b: Term) -> Option<Term> {
         CmpOp::Gt => Term::Lt(b, a),
         CmpOp::Ge => Term::Le(b, a),
     })
-}
-
-/// CEL's `&&`/`||`: a decisive side wins over an error on the other side.
-fn logic(is_or: bool, va: Term, ea: Term, vb: Term, eb: Term) -> Lowered {
-    let decisive = |v: Term, e: Term| {
-        let v = if is_or { v } else { Term::not(v) };
-        Term::and(vec![Term::not(e), v])
-    };
-    let da = decisive(va.clone(), ea.clone());
-    let db = decisive(vb.clone(), eb.clone());
-    let decided = Term::or(vec![da, db]);
-    let err = Term::and(vec![Term::not(decided.clone()), Term::or(vec![ea, eb])]);
-    let v = if is_or { decided } else { Term::not(decided) };
-    Lowered { v: V::Bool(v), err }
 }
 
 /// A finite double as an exact fraction.
