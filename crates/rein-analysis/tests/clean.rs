@@ -31,7 +31,7 @@ fn example_policies() -> Vec<(String, Policy)> {
     for dir in dirs {
         let policy = dir.join("policy.yaml");
         if policy.is_file() {
-            let p = Policy::load(&[policy.clone()])
+            let p = Policy::load(std::slice::from_ref(&policy))
                 .or_else(|_| Policy::load(&[agents.clone(), policy.clone()]))
                 .unwrap_or_else(|e| panic!("{}: {e:?}", policy.display()));
             out.push((policy.display().to_string(), p));
