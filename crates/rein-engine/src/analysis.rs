@@ -702,7 +702,7 @@ impl<'a> Lowering<'a> {
                 match self.path_fields(*root, path) {
                     Some(fields) => {
                         for f in fields {
-                            let _ = write!(s, ".{}", f.name);
+                            s.push_str(&segment(&f.name));
                         }
                     }
                     None => {
@@ -722,7 +722,7 @@ impl<'a> Lowering<'a> {
                 match &operand.ty {
                     Type::Object(o) => match o.fields.get(*index as usize) {
                         Some(f) => {
-                            let _ = write!(s, " {})", f.name);
+                            let _ = write!(s, " {})", segment(&f.name));
                         }
                         None => {
                             let _ = write!(s, " #{index})");
@@ -751,7 +751,7 @@ impl<'a> Lowering<'a> {
                             let f = ty.as_ref().and_then(|o| o.fields.get(*i as usize));
                             match f {
                                 Some(f) => {
-                                    let _ = write!(s, " .{}", f.name);
+                                    let _ = write!(s, " {}", segment(&f.name));
                                     ty = match &f.ty {
                                         Type::Object(o) => Some(o.clone()),
                                         _ => None,
@@ -921,7 +921,7 @@ impl<'a> Lowering<'a> {
                 return o;
             }
         };
-        let name = format!("{}.{}:{sort:?}", field_root.as_str(), names.join("."));
+        let name = format!("{}:{sort:?}", path_key(field_root.as_str(), &names));
         let var = self.logic.var(
             name,
             sort,
@@ -952,7 +952,7 @@ impl<'a> Lowering<'a> {
         for (i, f) in fields.iter().enumerate() {
             if f.optional && !f.empty_when_absent {
                 let prefix = names.get(..=i).unwrap_or_default().to_vec();
-                let name = format!("{}.{}:present", root.as_str(), prefix.join("."));
+                let name = format!("{}:present", path_key(root.as_str(), &prefix));
                 parts.push(self.logic.var(name, Sort::Bool, Origin::Present { root, path: prefix }));
             }
         }
@@ -1239,8 +1239,14 @@ impl<'a> Lowering<'a> {
             let Some(fields) = self.path_fields(r, &idx) else {
                 continue;
             };
+            let names: Vec<String> = fields.iter().map(|f| f.name.clone()).collect();
+            // An absent optional field has no value to constrain: the
+            // constraint holds only when it is set (else a contract whose
+            // optional field admits no value would hide every request).
+            let present = self.presence(root, &names, &fields);
             if let Some(f) = fields.last() {
-                out.push(constraint(&var, sort, &f.constraints));
+                let c = constraint(&var, sort, &f.constraints);
+                out.push(Term::or(vec![Term::not(present), c]));
             }
         }
         Term::and(out)
@@ -1357,6 +1363,28 @@ fn double_decimal(digits: &str) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// `.name` for a field name that is an identifier, `."name"` (quoted)
+/// otherwise, so that no two paths read the same (`a.b` the field of `a`
+/// and a field named `a.b` are different variables).
+fn segment(name: &str) -> String {
+    let plain = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if plain {
+        format!(".{name}")
+    } else {
+        format!(".{name:?}")
+    }
+}
+
+/// A root and field names as one unambiguous text (`input.customer.id`).
+fn path_key(root: &str, names: &[String]) -> String {
+    let mut out = root.to_string();
+    for n in names {
+        out.push_str(&segment(n));
+    }
+    out
+}
+
 /// A value a solver gave a variable.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Literal {
@@ -1387,11 +1415,11 @@ pub fn build_request(
     let id = *c.action_index.get(action)?;
     let a = c.actions.get(id as usize)?;
     let lookup = |root: FieldRoot, path: &[String], sort: Sort| -> Option<Literal> {
-        let name = format!("{}.{}:{sort:?}", root.as_str(), path.join("."));
+        let name = format!("{}:{sort:?}", path_key(root.as_str(), path));
         values.get(&logic.find(&name)?).cloned()
     };
     let present = |root: FieldRoot, path: &[String]| -> Option<bool> {
-        let name = format!("{}.{}:present", root.as_str(), path.join("."));
+        let name = format!("{}:present", path_key(root.as_str(), path));
         match values.get(&logic.find(&name)?) {
             Some(Literal::Bool(b)) => Some(*b),
             _ => None,
