@@ -121,3 +121,16 @@ fn contract_changes_and_removed_actions_are_decision_changes() {
     let ex = refund.changes.iter().find_map(|c| c.example.clone()).unwrap();
     assert!(ex["input"]["amount"].as_i64().unwrap() > 500, "{ex}");
 }
+
+#[test]
+fn the_same_expression_over_changed_tool_facts_is_not_the_same_unknown() {
+    let Some((o, n, r)) = run("tool.old", "tool.new") else {
+        return;
+    };
+    assert_eq!(
+        changes(&r),
+        [("mcp.fs.read".to_string(), Effect::Allow, Effect::Block)],
+        "{r:#?}"
+    );
+    examples_confirmed(&o, &n, &r);
+}

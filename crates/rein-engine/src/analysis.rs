@@ -697,6 +697,22 @@ impl<'a> Lowering<'a> {
             NodeKind::Const(v) => {
                 let _ = write!(s, "{v:?}");
             }
+            NodeKind::Path { root: Root::Tool, path } => {
+                // A `tool:` fact is a constant of this action: named by its
+                // value, since two policies compared may set it differently.
+                let mut values = self.action.tool_values();
+                let mut found = None;
+                for idx in path.iter() {
+                    found = values.get(*idx as usize);
+                    if let Some(Value::Object(inner)) = found {
+                        values = inner;
+                    }
+                }
+                let _ = write!(s, "(tool {path:?} {found:?})");
+            }
+            NodeKind::ActionName => {
+                let _ = write!(s, "(action {:?})", self.action.name);
+            }
             NodeKind::Path { root, path } => {
                 s.push_str(Self::root_name(*root));
                 match self.path_fields(*root, path) {
@@ -710,7 +726,6 @@ impl<'a> Lowering<'a> {
                     }
                 }
             }
-            NodeKind::ActionName => s.push_str("action"),
             NodeKind::Now => s.push_str("now"),
             NodeKind::ErrorText => s.push_str("error"),
             NodeKind::Local(i) => {

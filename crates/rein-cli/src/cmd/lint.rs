@@ -114,7 +114,9 @@ pub fn print_report(report: &LintReport, color: bool) -> anyhow::Result<()> {
     if !diags.is_empty() {
         write!(out, "{}", rein_engine::diagnostics::render_all(&diags, color))?;
     }
-    for u in &report.unknown {
+    // The JSON lists every open question; a person gets the first few.
+    const SHOWN: usize = 10;
+    for u in report.unknown.iter().take(SHOWN) {
         let rule = u
             .rule
             .as_deref()
@@ -126,6 +128,13 @@ pub fn print_report(report: &LintReport, color: bool) -> anyhow::Result<()> {
             super::printable(&u.action),
             u.question,
             u.reason
+        )?;
+    }
+    if report.unknown.len() > SHOWN {
+        writeln!(
+            out,
+            "unknown: … and {} more (`--json` lists them all)",
+            report.unknown.len() - SHOWN
         )?;
     }
     let n = report.findings.len();
