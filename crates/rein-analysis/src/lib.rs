@@ -103,15 +103,18 @@ pub(crate) fn field_vars(logic: &Logic) -> Vec<u32> {
         .collect()
 }
 
-/// The engine's decision of a request, or `None` when it cannot be
-/// confirmed this way (an action whose rules read state: deciding it needs
-/// a state, and an example would depend on it).
+/// The engine's decision of a request. An action whose rules read state
+/// is decided against an empty state (no earlier calls, no limit used), as
+/// `rein check --state` would on a fresh state file; `None` when the
+/// request does not even prepare.
 pub(crate) fn confirm_decision(policy: &Policy, request: &Request) -> Option<Decision> {
     let state = policy.action_state(&request.action, rein_engine::Phase::Before);
-    if state.reads {
-        return None;
+    if !state.reads {
+        return Some(policy.decide(request));
     }
-    Some(policy.decide(request))
+    let prepared = policy.prepare(request).ok()?;
+    let empty = rein_engine::MemoryState::with_key([0; 32]);
+    Some(prepared.decide_with_state(&empty).0)
 }
 
 /// A request as JSON, as `rein check` reads it.
@@ -124,6 +127,12 @@ pub(crate) fn example_json(r: &Request) -> serde_json::Value {
     }
     if r.snapshot.as_object().is_some_and(|a| !a.is_empty()) {
         o.insert("snapshot".into(), r.snapshot.clone());
+    }
+    if let Some(session) = &r.session {
+        o.insert("session".into(), serde_json::Value::String(session.clone()));
+    }
+    if let Some(time) = &r.time {
+        o.insert("time".into(), serde_json::Value::String(time.to_string()));
     }
     serde_json::Value::Object(o)
 }

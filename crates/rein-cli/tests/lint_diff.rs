@@ -73,7 +73,7 @@ fn a_clean_policy_lints_with_exit_0() {
     if !have_z3() {
         return;
     }
-    let o = rein(&["lint", "examples/refund/policy.yaml"]);
+    let o = rein(&["lint", "examples/two-step-payments/policy.yaml"]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("lint: 0 warnings"), "{}", stdout(&o));
 }

@@ -1449,7 +1449,12 @@ pub fn build_request(
         .actor(build(FieldRoot::Actor, &c.actor))
         .snapshot(build(FieldRoot::Snapshot, &c.snapshot));
     if a.state(Phase::Before).reads || a.state(Phase::Before).writes {
+        // Stateful rules need a session and a time: a fixed one, so that
+        // the example decides the same when run again on an empty state.
         req = req.session("rein-analysis-example");
+        if let Ok(t) = "2026-01-01T00:00:00Z".parse::<jiff::Timestamp>() {
+            req = req.time(t);
+        }
     }
     Some(req)
 }
@@ -1513,10 +1518,12 @@ fn field_json(
         },
         Type::String => match given(Sort::Str) {
             Some(Literal::Str(s)) => json!(s),
-            _ => first_allowed(c).unwrap_or_else(|| {
-                let n = usize::try_from(c.min_len.unwrap_or(0)).unwrap_or(0).min(4096);
-                json!("a".repeat(n))
-            }),
+            _ => first_allowed(c)
+                .or_else(|| pattern_sample(c).map(|s| json!(s)))
+                .unwrap_or_else(|| {
+                    let n = usize::try_from(c.min_len.unwrap_or(0)).unwrap_or(0).min(4096);
+                    json!("a".repeat(n))
+                }),
         },
         Type::Object(o) => object_json(root, o, path, lookup, present),
         Type::List(_) => json!([]),
@@ -1524,6 +1531,45 @@ fn field_json(
         Type::Null => serde_json::Value::Null,
         _ => return None,
     })
+}
+
+/// A short string the field's `pattern` accepts (and its lengths allow),
+/// if one is easy to build: the shortest expansion of the regex, checked
+/// against the regex itself.
+fn pattern_sample(c: &Constraints) -> Option<String> {
+    let pattern = c.pattern.as_ref()?;
+    let hir = regex_syntax::parse(pattern.source()).ok()?;
+    let mut out = String::new();
+    shortest(&hir, &mut out, 0)?;
+    let len = out.chars().count() as u64;
+    let fits = c.min_len.is_none_or(|m| len >= m) && c.max_len.is_none_or(|m| len <= m);
+    (fits && pattern.get().ok()?.is_match(&out)).then_some(out)
+}
+
+fn shortest(hir: &regex_syntax::hir::Hir, out: &mut String, depth: usize) -> Option<()> {
+    use regex_syntax::hir::{Class, HirKind};
+    if depth > 64 || out.len() > 4096 {
+        return None;
+    }
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => {}
+        HirKind::Literal(lit) => out.push_str(std::str::from_utf8(&lit.0).ok()?),
+        HirKind::Class(Class::Unicode(u)) => out.push(u.ranges().first()?.start()),
+        HirKind::Class(Class::Bytes(b)) => out.push(char::from(b.ranges().first()?.start())),
+        HirKind::Repetition(r) => {
+            for _ in 0..r.min.min(256) {
+                shortest(&r.sub, out, depth + 1)?;
+            }
+        }
+        HirKind::Capture(cap) => shortest(&cap.sub, out, depth + 1)?,
+        HirKind::Concat(items) => {
+            for h in items {
+                shortest(h, out, depth + 1)?;
+            }
+        }
+        HirKind::Alternation(items) => shortest(items.first()?, out, depth + 1)?,
+    }
+    Some(())
 }
 
 fn number_lit(n: crate::ast::NumberLit) -> f64 {
