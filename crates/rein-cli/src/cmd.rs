@@ -155,14 +155,19 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Find what a policy gets wrong without running it: rules that can
     /// never match, rules shadowed by others, duplicates, conflicts between
-    /// allow and block (with an example input), over-wide allows.
+    /// allow and block (with an example input), over-wide allows. Needs the
+    /// Z3 solver (`apt-get install z3`, or `--solver PATH`); questions it
+    /// cannot answer in `--solver-timeout` are listed as unknown.
     ///
-    /// Exit code: 0 no warning, 1 warnings, 2 usage or load error.
+    /// Exit code: 0 no warning, 1 warnings, 2 usage or load error, or no
+    /// solver.
     Lint(lint::LintArgs),
     /// Compare two policies by meaning: per action, example requests whose
-    /// decision changes, and the rules, contracts and defaults that changed.
+    /// decision changes (found by Z3, confirmed by both policies), and the
+    /// rules, contracts and defaults that changed.
     ///
-    /// Exit code: 0 same decisions, 1 decisions change, 2 usage or load error.
+    /// Exit code: 0 same decisions (proved), 1 decisions change or may
+    /// change, 2 usage or load error, or no solver.
     Diff(diff::DiffArgs),
     /// Before enforcing a new policy: replay recorded traffic under it and
     /// print what would change, per action and rule; fails past the limits

@@ -33,9 +33,11 @@
 #![deny(missing_docs)]
 
 pub mod actra;
+pub mod analysis;
 pub mod ast;
 mod cache;
 mod check;
+pub mod compare;
 mod contract;
 mod decision;
 pub mod diagnostics;

@@ -14,6 +14,12 @@ pub struct ValidateArgs {
     /// How to print diagnostics (on stderr).
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
+    /// Also run `rein lint` on the policy (needs Z3); exits 1 when it
+    /// warns.
+    #[arg(long)]
+    lint: bool,
+    #[command(flatten)]
+    solver: super::lint::SolverArgs,
 }
 
 pub fn run(args: ValidateArgs, color: bool) -> anyhow::Result<u8> {
@@ -35,7 +41,25 @@ pub fn run(args: ValidateArgs, color: bool) -> anyhow::Result<u8> {
                 plural(policy.rule_count()),
                 policy.default_effect(rein_engine::Phase::Before),
             )?;
-            Ok(EXIT_ALLOW)
+            drop(out);
+            if !args.lint {
+                return Ok(EXIT_ALLOW);
+            }
+            let mut solver = match args.solver.start() {
+                Ok(s) => s,
+                Err(code) => return Ok(code),
+            };
+            let report = rein_analysis::lint(&policy, &mut solver);
+            if args.format == Format::Json {
+                println!("{}", super::lint::report_json(&report));
+            } else {
+                super::lint::print_report(&report, color)?;
+            }
+            Ok(if report.findings.is_empty() {
+                EXIT_ALLOW
+            } else {
+                super::EXIT_BLOCK
+            })
         }
         Err(e) => match e.downcast_ref::<LoadFailed>() {
             Some(failed) => {
