@@ -137,6 +137,12 @@ pub(crate) struct ActionIr {
     pub before: Vec<CompiledRule>,
     /// Rules of phase `after`, in rule order.
     pub after: Vec<CompiledRule>,
+    /// `mode: shadow` rules of phase `before`: evaluated after the
+    /// enforced ones and recorded, never enforced. Kept apart so that the
+    /// enforced loops (and the analyses) never see them.
+    pub shadow_before: Vec<CompiledRule>,
+    /// `mode: shadow` rules of phase `after`.
+    pub shadow_after: Vec<CompiledRule>,
     /// What the `before` rules need of the state.
     pub state_before: StateNeeds,
     /// What the `after` rules need of the state.
@@ -193,6 +199,14 @@ impl ActionIr {
         }
     }
 
+    /// The `mode: shadow` rules of one phase.
+    pub fn shadow_rules(&self, phase: Phase) -> &[CompiledRule] {
+        match phase {
+            Phase::Before => &self.shadow_before,
+            Phase::After => &self.shadow_after,
+        }
+    }
+
     /// What the rules of one phase need of the state.
     pub fn state(&self, phase: Phase) -> &StateNeeds {
         match phase {
@@ -221,6 +235,8 @@ pub(crate) struct RuleInfo {
     pub when_span: Option<Span>,
     /// Its limit, for listings.
     pub limit: Option<crate::state::LimitInfo>,
+    /// `mode: shadow`: evaluated and recorded, never enforced.
+    pub shadow: bool,
 }
 
 /// Who may approve and for how long a grant holds.
