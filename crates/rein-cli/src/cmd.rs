@@ -149,7 +149,8 @@ enum Command {
     ///
     /// The policy is reloaded on SIGHUP and `POST /v1/policy/reload` (a
     /// policy that does not load is refused; the old one keeps serving).
-    /// Stops cleanly on SIGINT or SIGTERM.
+    /// `--shadow` decides a candidate policy beside it, recorded and never
+    /// answered (docs/shadow.md). Stops cleanly on SIGINT or SIGTERM.
     Serve(serve::ServeArgs),
     /// Find what a policy gets wrong without running it: rules that can
     /// never match, rules shadowed by others, duplicates, conflicts between
@@ -172,8 +173,9 @@ enum Command {
     WhatCan(what_can::WhatCanArgs),
     /// The versions a server has served: history, and rollback to one.
     Policy(policy::PolicyCmdArgs),
-    /// Inspect the audit log: verify the hash chain, query, export, and
-    /// replay recorded requests under another policy.
+    /// Inspect the audit log: verify the hash chain, query, export,
+    /// replay recorded requests under another policy, and report where
+    /// decisions made in shadow differed from the enforced ones.
     Audit(audit::AuditArgs),
     /// List, grant and deny approvals.
     Approvals(approvals::ApprovalsArgs),

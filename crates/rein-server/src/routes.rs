@@ -11,7 +11,7 @@ use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Json, Router};
 use rein_engine::{Effect, Phase, Request as ReinRequest};
 use rein_runtime::{Approver, OutcomeRefused, Refusal, RuntimeError};
@@ -95,6 +95,30 @@ fn specs() -> Vec<Spec> {
         spec(Method::GET, "/v1/audit", Some(Admin), get(query_audit)),
         spec(Method::GET, "/v1/audit/verify", Some(Admin), get(verify_audit)),
         spec(Method::POST, "/v1/policy/reload", Some(Admin), post(reload_policy)),
+        spec(
+            Method::GET,
+            "/v1/policy/shadow",
+            Some(Admin),
+            get(crate::shadow::get_shadow),
+        ),
+        spec(
+            Method::POST,
+            "/v1/policy/shadow",
+            Some(Admin),
+            post(crate::shadow::set_shadow),
+        ),
+        spec(
+            Method::DELETE,
+            "/v1/policy/shadow",
+            Some(Admin),
+            delete(crate::shadow::stop_shadow),
+        ),
+        spec(
+            Method::GET,
+            "/v1/policy/shadow/report",
+            Some(Admin),
+            get(crate::shadow::shadow_report),
+        ),
         spec(Method::GET, "/v1/limits", Some(Approver), get(list_limits)),
         spec(Method::POST, "/v1/limits/reset", Some(Admin), post(reset_limits)),
         spec(Method::GET, "/v1/sessions/{id}", Some(Approver), get(get_session)),
@@ -980,7 +1004,7 @@ async fn get_session(
 }
 
 /// "policy failed to load: N errors", without the list that follows.
-fn headline(e: &rein_engine::LoadError) -> String {
+pub(crate) fn headline(e: &rein_engine::LoadError) -> String {
     let n = e.error_count();
     format!("the policy failed to load: {n} error{}", if n == 1 { "" } else { "s" })
 }
@@ -1070,7 +1094,7 @@ async fn openapi() -> Response {
 /// sent a byte at a time would otherwise run into the request timeout,
 /// which drops the handler, and the agent's attempt would leave no audit
 /// record; this way it is refused, and recorded, like any unreadable body.
-async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
+pub(crate) async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
     let budget = state.inner.request_timeout / 2;
     match tokio::time::timeout(budget, read_limited(headers, body, state.max_body_bytes())).await {
         Ok(read) => read,
@@ -1093,11 +1117,11 @@ fn limit(requested: Option<u64>) -> Result<u64, ApiError> {
     }
 }
 
-fn bad_query(e: QueryRejection) -> ApiError {
+pub(crate) fn bad_query(e: QueryRejection) -> ApiError {
     ApiError::bad_request("invalid_query", e.body_text())
 }
 
-fn from_value<T: DeserializeOwned>(value: Value, what: &str) -> Result<T, ApiError> {
+pub(crate) fn from_value<T: DeserializeOwned>(value: Value, what: &str) -> Result<T, ApiError> {
     serde_json::from_value(value).map_err(|e| ApiError::bad_request("invalid_request", format!("not {what}: {e}")))
 }
 

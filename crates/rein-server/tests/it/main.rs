@@ -22,5 +22,6 @@ mod jwt;
 mod outcome;
 mod reload;
 mod routes;
+mod shadow;
 mod startup;
 mod state;
