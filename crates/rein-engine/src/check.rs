@@ -472,7 +472,9 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
     if diags.iter().any(|d| d.severity == Severity::Error) {
         return None;
     }
+    let contracts_fingerprint = contracts_fingerprint(&actions, &actor, &snapshot);
     Some(CompiledPolicy {
+        contracts_fingerprint,
         actions,
         action_index,
         actor,
@@ -488,6 +490,29 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
         uses_state,
         files: sources,
     })
+}
+
+/// BLAKE3 of what preparing a request reads of a policy: every action's
+/// name, input and output contracts and `tool:` facts, in action-id order,
+/// and the actor and snapshot contracts. Two policies with the same
+/// fingerprint turn a request into the same action id and typed values, so
+/// a request prepared by one decides under the other
+/// (`Prepared::under`, shadow mode). `None` if they cannot be encoded.
+fn contracts_fingerprint(
+    actions: &[ActionIr],
+    actor: &Arc<ObjectType>,
+    snapshot: &Arc<ObjectType>,
+) -> Option<[u8; 32]> {
+    let parts = (
+        actions
+            .iter()
+            .map(|a| (&a.name, &a.input, &a.output, &a.tool))
+            .collect::<Vec<_>>(),
+        actor,
+        snapshot,
+    );
+    let bytes = postcard::to_stdvec(&parts).ok()?;
+    Some(*blake3::hash(&bytes).as_bytes())
 }
 
 fn merged_default(

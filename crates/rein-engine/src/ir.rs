@@ -118,6 +118,11 @@ pub(crate) struct CompiledPolicy {
     pub max_window: jiff::SignedDuration,
     /// True when some action reads or writes state in some phase.
     pub uses_state: bool,
+    /// BLAKE3 of the contracts as compiled (see
+    /// `check::contracts_fingerprint`): two policies with the same one
+    /// prepare every request into the same typed values. `None` when they
+    /// could not be hashed: then equal to none.
+    pub contracts_fingerprint: Option<[u8; 32]>,
     /// The sources, for explanations; a cached policy gets the texts it was
     /// looked up by.
     #[serde(skip)]

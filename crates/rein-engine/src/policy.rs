@@ -787,6 +787,33 @@ impl Prepared {
         }
     }
 
+    /// This request prepared for `other` without being checked again, when
+    /// `other` has exactly this policy's contracts (actions, their input
+    /// and output contracts and `tool:` facts, actor, snapshot): then its
+    /// contract check would give the same typed values. `None` otherwise
+    /// (prepare the request for `other` itself). Shadow mode decides a
+    /// candidate policy this way, paying for the contract check once.
+    pub fn under(&self, other: &Policy) -> Option<Prepared> {
+        let (Some(mine), Some(theirs)) = (
+            self.policy.contracts_fingerprint,
+            other.compiled().contracts_fingerprint,
+        ) else {
+            return None;
+        };
+        (mine == theirs).then(|| Prepared {
+            policy: other.inner.clone(),
+            action: self.action,
+            phase: self.phase,
+            input: self.input.clone(),
+            output: self.output.clone(),
+            actor: self.actor.clone(),
+            snapshot: self.snapshot.clone(),
+            now: self.now,
+            error: self.error.clone(),
+            session: self.session.clone(),
+        })
+    }
+
     /// Decides this request. A request whose rules read state (limits,
     /// session facts) is `block`ed: decide it with
     /// [`Prepared::decide_with_state`]. An action whose decisions only

@@ -36,7 +36,7 @@ impl Runtime {
         let early = candidate
             .as_ref()
             .filter(|c| shadow::needs_state(c, &request, Phase::After))
-            .map(|c| shadow::decide_candidate(c, &request, None, &self.state));
+            .map(|c| shadow::decide_candidate(c, &request, None, None, &self.state));
         let mut rules_record = None;
         let (mut answer, enforced) = self.decide_after(
             &loaded.policy,
@@ -49,7 +49,7 @@ impl Runtime {
         let candidate_record = early.or_else(|| {
             candidate
                 .as_ref()
-                .map(|c| shadow::decide_candidate(c, &request, None, &self.state))
+                .map(|c| shadow::decide_candidate(c, &request, None, None, &self.state))
         });
         let output = request.output.take();
         request.session = sent_session;

@@ -840,11 +840,15 @@ impl Runtime {
         // any other after it.
         let candidate = self.shadow.load_full();
         let refused = binding.refusal.is_some();
+        // The request prepared for the candidate by the enforced policy's
+        // contract check, when their contracts are the same.
+        let mut shared = None;
         let mut candidate_record = match &candidate {
             Some(c) if shadow::needs_state(c, &request, Phase::Before) => Some(shadow::decide_candidate(
                 c,
                 &request,
                 Some((bound, refused)),
+                None,
                 &self.state,
             )),
             _ => None,
@@ -865,6 +869,17 @@ impl Runtime {
             }
             let approval_given = approval.is_some() && approval_refused.is_none();
             self.decide_stateful(policy, &request, &decision_id, approval_given, time, &mut reserved)
+        } else if let Some(c) = candidate.as_deref().filter(|_| candidate_record.is_none()) {
+            // With a candidate of the same contracts, the request is
+            // checked once and decided under both.
+            match policy.prepare(&request) {
+                Ok(prepared) => {
+                    let decision = prepared.decide();
+                    shared = prepared.under(c);
+                    Ok(decision)
+                }
+                Err(violation) => Ok(*violation),
+            }
         } else {
             Ok(policy.decide(&request))
         };
@@ -891,6 +906,7 @@ impl Runtime {
                 c,
                 &request,
                 Some((bound, refused)),
+                shared,
                 &self.state,
             ));
         }
@@ -1262,14 +1278,14 @@ impl Runtime {
                     let early = candidate
                         .as_ref()
                         .filter(|c| shadow::needs_state(c, &request, Phase::After))
-                        .map(|c| shadow::decide_candidate(c, &request, None, &self.state));
+                        .map(|c| shadow::decide_candidate(c, &request, None, None, &self.state));
                     let mut rules_record = None;
                     let (answer, enforced_effect) =
                         self.decide_after(policy, &request, decision_id, now, &mut reserved, &mut rules_record);
                     let candidate_record = early.or_else(|| {
                         candidate
                             .as_ref()
-                            .map(|c| shadow::decide_candidate(c, &request, None, &self.state))
+                            .map(|c| shadow::decide_candidate(c, &request, None, None, &self.state))
                     });
                     shadowed = Some((enforced_effect, rules_record, candidate_record));
                     request.session = sent_session;

@@ -14,7 +14,7 @@
 
 use crate::identity::{self, Credential};
 use crate::state::StateKeeper;
-use rein_engine::{Basis, Decision, Effect, Phase, Policy, Request};
+use rein_engine::{Basis, Decision, Effect, Phase, Policy, Prepared, Request};
 use rein_store::{AuditQuery, CandidateRecord, ShadowRecord, ShadowRulesRecord, Store, StoreError};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -100,11 +100,14 @@ pub(crate) fn needs_state(candidate: &Policy, request: &Request, phase: Phase) -
 /// before any rule (then the candidate's identity step runs on a copy: the
 /// same credential refuses it the same way, and the candidate may require
 /// other bound fields); `None` for an `after` decision, which has no
-/// identity step. Never panics: a panic is recorded.
+/// identity step. `prepared` is the request as the enforced policy
+/// prepared it for the candidate ([`rein_engine::Prepared::under`]: the
+/// same contracts), if it could. Never panics: a panic is recorded.
 pub(crate) fn decide_candidate(
     candidate: &Policy,
     request: &Request,
     identity: Option<(Option<&Credential>, bool)>,
+    prepared: Option<Prepared>,
     state: &StateKeeper,
 ) -> CandidateRecord {
     let decided = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -120,7 +123,10 @@ pub(crate) fn decide_candidate(
             return Ok(candidate.unbound_block(request.phase, why));
         }
         if !needs_state(candidate, request, request.phase) {
-            return Ok(candidate.decide(request));
+            return Ok(match prepared {
+                Some(prepared) => prepared.decide(),
+                None => candidate.decide(request),
+            });
         }
         match candidate.prepare(request) {
             Err(violation) => Ok(*violation),

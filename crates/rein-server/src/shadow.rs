@@ -5,7 +5,9 @@
 //! the named files or folders (read by the server, relative to its working
 //! folder, as `rein serve --shadow` reads them) and, if they load, makes
 //! them the candidate; a candidate that does not load is refused (`422`)
-//! with its diagnostics and the previous candidate (or none) stays.
+//! with its diagnostics and the previous candidate (or none) stays. A path
+//! that is neither a folder nor a `.yaml`/`.yml` file is refused (`400`):
+//! the route must not read (and quote) any file the server can open.
 //! `DELETE /v1/policy/shadow` stops it; `GET /v1/policy/shadow` names it.
 //! A reload of the enforced policy (HTTP or SIGHUP) keeps the candidate as
 //! it was loaded: to read its files again, post them again.
@@ -40,6 +42,12 @@ struct SetShadow {
     paths: Vec<String>,
 }
 
+fn is_yaml(path: &std::path::Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"))
+}
+
 /// Loads the candidate from `paths` off the async threads.
 pub(crate) async fn load_candidate(paths: Vec<PathBuf>) -> Result<Policy, Result<LoadError, String>> {
     match tokio::task::spawn_blocking(move || Policy::load(&paths)).await {
@@ -54,7 +62,6 @@ fn describe(policy: &Policy, paths: &[PathBuf]) -> Value {
     let mut out = json!({
         "policy_version": policy.version(),
         "files": paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-        "enforced_version": Value::Null,
     });
     if let Some(label) = policy.version_label() {
         out["policy_version_label"] = json!(label);
@@ -82,6 +89,17 @@ pub(crate) async fn set_shadow(
         ));
     }
     let paths: Vec<PathBuf> = asked.paths.iter().map(PathBuf::from).collect();
+    // Only what a policy can be: the server must not be made to read (and
+    // quote in diagnostics) any file it can open.
+    if let Some(other) = paths.iter().find(|p| !p.is_dir() && !is_yaml(p)) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!(
+                "`{}` is neither a `.yaml`/`.yml` file nor a folder; a candidate is read like a policy",
+                other.display()
+            ),
+        ));
+    }
     let _one_at_a_time = state.shadow_lock().lock().await;
     let policy = match load_candidate(paths.clone()).await {
         Ok(policy) => policy,

@@ -209,3 +209,67 @@ fn a_shadow_expectation_fails_where_no_shadow_rule_ran() {
         results[0].failures
     );
 }
+
+/// A request prepared by one policy decides under another with the same
+/// contracts exactly as that one decides it itself, on every example's
+/// requests; a policy with other contracts gets `None`.
+#[test]
+fn a_request_prepared_once_decides_under_a_policy_of_the_same_contracts() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut compared = 0;
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let test = entry.unwrap().path().join("policy.test.yaml");
+        if !test.exists() {
+            continue;
+        }
+        let file = rein_engine::testing::read_test_file(&test).unwrap();
+        let policy = file.load_policy().unwrap();
+        let texts: Vec<(String, String)> = file
+            .policy
+            .iter()
+            .map(|f| (f.display().to_string(), std::fs::read_to_string(f).unwrap()))
+            .collect();
+        let swapped: Vec<(String, String)> = texts
+            .iter()
+            .map(|(n, t)| {
+                let t = t
+                    .replace("effect: allow", "effect: @@")
+                    .replace("effect: block", "effect: allow")
+                    .replace("effect: @@", "effect: block");
+                (n.clone(), t)
+            })
+            .collect();
+        let Ok(candidate) = Policy::from_sources(swapped) else {
+            continue;
+        };
+        for case in file.cases.iter().filter(|c| c.sequence.is_none()) {
+            let Ok(prepared) = policy.prepare(&case.request) else {
+                continue;
+            };
+            let Some(shared) = prepared.under(&candidate) else {
+                panic!("{}: the same contracts", test.display());
+            };
+            let (a, b) = (shared.decide(), candidate.decide(&case.request));
+            assert_eq!(
+                (a.effect(), a.rules(), a.reasons(), a.policy_version()),
+                (b.effect(), b.rules(), b.reasons(), b.policy_version()),
+                "{}: {}",
+                test.display(),
+                case.name
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 50, "only {compared} requests compared");
+    // Another contract: an added action, a field's type.
+    let base = text("block", &[false; 7], &[true; 7]);
+    let a = Policy::from_yaml_str(&base).unwrap();
+    let prepared = a.prepare(&request(5, "agent", None)).unwrap();
+    assert!(prepared.under(&a).is_some());
+    let more = base.replace("  actions:\n", "  actions:\n    other:\n      input: {x: int}\n");
+    assert_ne!(more, base);
+    assert!(prepared.under(&Policy::from_yaml_str(&more).unwrap()).is_none());
+    let retyped = base.replace("amount: int", "amount: number");
+    assert_ne!(retyped, base);
+    assert!(prepared.under(&Policy::from_yaml_str(&retyped).unwrap()).is_none());
+}

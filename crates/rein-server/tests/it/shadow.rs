@@ -165,8 +165,9 @@ async fn a_candidate_that_does_not_load_is_refused_and_the_previous_one_stays() 
     for bad in [
         json!({}),
         json!({"paths": []}),
-        json!({"paths": ["a"], "off": true}),
+        json!({"paths": ["a.yaml"], "off": true}),
         json!("x"),
+        json!({"paths": ["/etc/passwd"]}),
     ] {
         let (status, body) = h.call(Method::POST, "/v1/policy/shadow", Some(ADMIN), Some(bad)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
