@@ -453,3 +453,40 @@ async fn report_counts_match_a_replay_of_the_candidate() {
     }
     assert!(checked >= 3, "only {checked} examples compared");
 }
+
+const CAPPED: &str = r#"
+default: allow
+contracts:
+  actor: {id: string}
+  actions:
+    pay:
+      input: {amount: int}
+rules:
+  - {id: cap, action: pay, effect: block, limit: {count: COUNT, window: 1h, per: [actor.id]}}
+"#;
+
+/// A stateful candidate reads the enforced policy's buckets as they were
+/// before this call (not its own reservation), and writes nothing.
+#[tokio::test]
+async fn a_stateful_candidate_reads_the_state_before_the_call_and_writes_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let enforced = Policy::from_yaml_str(&CAPPED.replace("COUNT", "3")).unwrap();
+    let (rt, store) = open(&dir.path().join("r.db"), enforced, false).await;
+    rt.set_shadow(Some(Policy::from_yaml_str(&CAPPED.replace("COUNT", "1")).unwrap()));
+    for _ in 0..3 {
+        assert_eq!(rt.decide(pay(5), None).await.effect, Effect::Allow);
+    }
+    assert_eq!(rt.decide(pay(5), None).await.effect, Effect::Block);
+    let shadow: Vec<String> = entries(&store)
+        .await
+        .iter()
+        .map(|e| shadow_of(e).candidate.unwrap().effect)
+        .collect();
+    // The first call: no use before it, so the candidate's cap of 1 holds
+    // it (had it read the call's own reservation, it would block).
+    assert_eq!(shadow, vec!["allow", "block", "block", "block"]);
+    // Only the enforced policy's uses are kept: 3 allowed calls.
+    let buckets = rt.limits(jiff::Timestamp::now()).unwrap();
+    assert_eq!(buckets.len(), 1);
+    assert_eq!(buckets[0].used.to_string(), "3", "{buckets:?}");
+}

@@ -132,7 +132,14 @@ pub(crate) async fn set_shadow(
     Ok(Json(json!({ "shadow": out })).into_response())
 }
 
-pub(crate) async fn stop_shadow(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub(crate) async fn stop_shadow(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    // The route takes no body; one is read (and ignored) under the same
+    // limit as every route's, as the reload route does.
+    read_body(&state, &headers, body).await?;
     let _one_at_a_time = state.shadow_lock().lock().await;
     let previous = state.runtime().shadow_policy().map(|p| p.version().to_string());
     state.runtime().set_shadow(None);
