@@ -46,6 +46,10 @@ async fn valid_call(h: &Harness, route: &RouteInfo, token: &str) -> (String, Opt
             Some(json!({"actor": "subagent:r", "actions": ["refund"], "ttl": "5m"})),
         ),
         "/v1/sessions/{id}" => ("/v1/sessions/s-1".into(), None),
+        "/v1/policy/shadow" if route.method == Method::POST => (
+            route.path.into(),
+            Some(json!({"paths": [h.policy_path().display().to_string()]})),
+        ),
         other => (other.into(), None),
     }
 }
@@ -55,7 +59,7 @@ async fn role_matrix_of_every_route() {
     let h = Harness::new().await;
     let callers = [(AGENT, Role::Agent), (ALICE, Role::Approver), (ADMIN, Role::Admin)];
     let all = routes();
-    assert_eq!(all.len(), 18);
+    assert_eq!(all.len(), 22);
     for route in &all {
         for (token, role) in callers {
             let (path, body) = valid_call(&h, route, token).await;
