@@ -832,8 +832,6 @@ impl Runtime {
         // Why the approval given cannot hold, found before a stateful
         // decision reserves (see `approval_may_hold`).
         let mut approval_refused = None;
-        // (`uses_state` first: a bool, so a stateless policy does not even
-        // look the action up.)
         // The candidate in shadow, if any (loaded once, so that the whole
         // decision sees one). A stateful one is decided before the enforced
         // decision reserves its writes, so that it reads the same state;
@@ -853,6 +851,8 @@ impl Runtime {
             )),
             _ => None,
         };
+        // (`uses_state` first: a bool, so a stateless policy does not even
+        // look the action up.)
         let decided = if let Some(refusal) = binding.refusal {
             // Judged before any rule: the request claims to be someone its
             // credential says it is not, goes beyond what was delegated to
