@@ -151,7 +151,8 @@ enum Command {
     /// policy that does not load is refused; the old one keeps serving).
     /// Each version served (at start, on reload, on rollback) is recorded
     /// in the audit log and its sources kept: `rein policy history`.
-    /// Stops cleanly on SIGINT or SIGTERM.
+    /// `--shadow` decides a candidate policy beside it, recorded and never
+    /// answered (docs/shadow.md). Stops cleanly on SIGINT or SIGTERM.
     Serve(serve::ServeArgs),
     /// Find what a policy gets wrong without running it: rules that can
     /// never match, rules shadowed by others, duplicates, conflicts between
@@ -183,8 +184,9 @@ enum Command {
     /// The versions a server has served: history, their kept sources
     /// (show), and rollback to one.
     Policy(policy::PolicyCmdArgs),
-    /// Inspect the audit log: verify the hash chain, query, export, and
-    /// replay recorded requests under another policy.
+    /// Inspect the audit log: verify the hash chain, query, export,
+    /// replay recorded requests under another policy, and report where
+    /// decisions made in shadow differed from the enforced ones.
     Audit(audit::AuditArgs),
     /// List, grant and deny approvals.
     Approvals(approvals::ApprovalsArgs),

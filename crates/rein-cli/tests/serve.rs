@@ -1798,3 +1798,100 @@ fn serve_takes_an_existing_delegation_key() {
     assert!(reply.text.contains("signature does not verify"), "{}", reply.text);
     server.stop();
 }
+
+/// `rein serve --shadow`: the answers are the enforced policy's, SIGHUP
+/// keeps the candidate, and `rein audit shadow-report` says the same
+/// through the server and on the file once it stopped.
+#[test]
+fn serve_with_a_shadow_candidate_and_its_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rein.db");
+    let policy = dir.path().join("policy.yaml");
+    let original = std::fs::read_to_string(repo().join(POLICY)).unwrap();
+    std::fs::write(&policy, &original).unwrap();
+    let candidate = dir.path().join("candidate.yaml");
+    let stricter = original.replace("when: input.amount <= 100\n", "when: input.amount <= 10\n");
+    assert_ne!(stricter, original);
+    std::fs::write(&candidate, &stricter).unwrap();
+    let server = Server::start(dir.path(), &policy, &["--shadow", candidate.to_str().unwrap()]);
+    let t = tokens(dir.path());
+    let shown = server.get("/v1/policy/shadow", Some(&t.admin));
+    assert_eq!(shown.status, 200, "{}", shown.text);
+    let version = shown.json["shadow"]["policy_version"].as_str().unwrap().to_string();
+
+    let a = decided(&server.decide(&t.agent, &refund(40, "agent"))).clone();
+    assert_eq!(a["effect"], "allow", "{a}");
+    let b = decided(&server.decide(&t.agent, &refund(5, "agent"))).clone();
+    assert_eq!(b["effect"], "allow", "{b}");
+
+    // SIGHUP reloads the enforced policy and keeps the candidate.
+    server.signal("HUP");
+    eventually("the SIGHUP reload", || reloads(&server, "success") == 1);
+    let shown = server.get("/v1/policy/shadow", Some(&t.admin));
+    assert_eq!(shown.json["shadow"]["policy_version"], version.as_str());
+    decided(&server.decide(&t.agent, &refund(50, "agent")));
+
+    let url = server.url.clone();
+    let remote = run([
+        "audit",
+        "shadow-report",
+        "--server",
+        url.as_str(),
+        "--token",
+        t.admin.as_str(),
+        "--json",
+    ]);
+    let remote: Value = serde_json::from_str(remote.ok()).unwrap();
+    assert_eq!(remote["candidate_decided"], 3, "{remote}");
+    let diffs = remote["differences"].as_array().unwrap();
+    assert_eq!(diffs.len(), 1, "{remote}");
+    assert_eq!(diffs[0]["count"], 2);
+    assert_eq!(diffs[0]["enforced"], "allow");
+    assert_eq!(diffs[0]["shadow"], "block");
+    assert_eq!(diffs[0]["examples"][0], a["decision_id"]);
+    // An agent may not read it.
+    let refused = run([
+        "audit",
+        "shadow-report",
+        "--server",
+        url.as_str(),
+        "--token",
+        t.agent.as_str(),
+    ]);
+    assert_ne!(refused.code, Some(0));
+    assert!(refused.stderr.contains("403"), "{}", refused.stderr);
+    server.stop();
+
+    let local = run([
+        OsStr::new("audit"),
+        "shadow-report".as_ref(),
+        "--db".as_ref(),
+        db.as_ref(),
+        "--json".as_ref(),
+    ]);
+    let local: Value = serde_json::from_str(local.ok()).unwrap();
+    assert_eq!(local, remote);
+    let human = run([
+        OsStr::new("audit"),
+        "shadow-report".as_ref(),
+        "--db".as_ref(),
+        db.as_ref(),
+    ]);
+    let text = human.ok();
+    assert!(text.contains("allow -> block"), "{text}");
+    assert!(text.contains(&format!("candidate {}", &version[..12])), "{text}");
+    assert!(
+        text.contains("3 records read: a candidate decided 3 (0 failed)"),
+        "{text}"
+    );
+    // A time range after every record: nothing read.
+    let later = run([
+        OsStr::new("audit"),
+        "shadow-report".as_ref(),
+        "--db".as_ref(),
+        db.as_ref(),
+        "--since".as_ref(),
+        "2999-01-01T00:00:00Z".as_ref(),
+    ]);
+    assert!(later.ok().contains("0 records read"), "{}", later.stdout);
+}

@@ -392,6 +392,9 @@ pub struct RuleAst {
     pub labels: Vec<Spanned<String>>,
     /// A limit on the calls the rule counts (phase `before` only).
     pub limit: Option<LimitAst>,
+    /// `mode: shadow`: evaluated and recorded beside the decision, never
+    /// enforced (`false`, the default, is `mode: enforce`).
+    pub shadow: bool,
     /// Index of the file in the policy's file list.
     pub file: usize,
     /// The whole rule's span.

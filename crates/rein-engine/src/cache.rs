@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 /// The entry format: bumped whenever the IR changes shape (ir2: actions
 /// carry their `tool:` facts), so an entry of another shape is refused.
-const MAGIC: &[u8; 16] = b"rein-policy-ir3\n";
+const MAGIC: &[u8; 16] = b"rein-policy-ir4\n";
 /// Largest entry read back; a larger file is not one this code wrote.
 const MAX_ENTRY_BYTES: u64 = 256 << 20;
 /// Entries kept in a directory; older ones are removed when one is written.

@@ -132,6 +132,8 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
                 output,
                 before: Vec::new(),
                 after: Vec::new(),
+                shadow_before: Vec::new(),
+                shadow_after: Vec::new(),
                 state_before: Default::default(),
                 state_after: Default::default(),
                 recorded: false,
@@ -255,6 +257,7 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
                 file: rule.file,
                 when_span: rule.when.as_ref().map(|w| w.span),
                 limit: None,
+                shadow: rule.shadow,
             });
 
             // Check the condition (and the limit, in its scope) once per
@@ -292,17 +295,41 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
                         rule_diags.push(d);
                     }
                 }
+                let compiled = CompiledRule {
+                    rule: rule_index,
+                    cond,
+                    limit,
+                };
+                if rule.shadow {
+                    // Kept out of the enforced lists and of what the state
+                    // must hold: a shadow rule reads and writes no state,
+                    // so enforcing its neighbours costs nothing more.
+                    if session.reads || session.labels || !session.recorded.is_empty() {
+                        let span = rule.when.as_ref().map_or(rule.span, |w| w.span);
+                        let d = Diagnostic::error(
+                            file,
+                            span,
+                            format!("rule `{}` is `mode: shadow` and reads the session", rule.id.value),
+                        )
+                        .with_help("a shadow rule reads no state: try it in a candidate policy (`rein serve --shadow`), or enforce the rule");
+                        if !rule_diags.iter().any(|x| x.span == d.span && x.message == d.message) {
+                            rule_diags.push(d);
+                        }
+                    }
+                    if let Some(action) = actions.get_mut(aid as usize) {
+                        match rule.phase {
+                            Phase::Before => action.shadow_before.push(compiled),
+                            Phase::After => action.shadow_after.push(compiled),
+                        }
+                    }
+                    continue;
+                }
                 for &id in &session.recorded {
                     readers.entry(id).or_insert(rule_index);
                 }
                 if session.labels {
                     label_reader.get_or_insert(rule_index);
                 }
-                let compiled = CompiledRule {
-                    rule: rule_index,
-                    cond,
-                    limit,
-                };
                 if let Some(action) = actions.get_mut(aid as usize) {
                     let needs = match rule.phase {
                         Phase::Before => &mut action.state_before,
@@ -445,7 +472,9 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
     if diags.iter().any(|d| d.severity == Severity::Error) {
         return None;
     }
+    let contracts_fingerprint = contracts_fingerprint(&actions, &actor, &snapshot);
     Some(CompiledPolicy {
+        contracts_fingerprint,
         actions,
         action_index,
         actor,
@@ -462,6 +491,29 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
         derived: files.iter().map(|f| f.derived).collect(),
         files: sources,
     })
+}
+
+/// BLAKE3 of what preparing a request reads of a policy: every action's
+/// name, input and output contracts and `tool:` facts, in action-id order,
+/// and the actor and snapshot contracts. Two policies with the same
+/// fingerprint turn a request into the same action id and typed values, so
+/// a request prepared by one decides under the other
+/// (`Prepared::under`, shadow mode). `None` if they cannot be encoded.
+fn contracts_fingerprint(
+    actions: &[ActionIr],
+    actor: &Arc<ObjectType>,
+    snapshot: &Arc<ObjectType>,
+) -> Option<[u8; 32]> {
+    let parts = (
+        actions
+            .iter()
+            .map(|a| (&a.name, &a.input, &a.output, &a.tool))
+            .collect::<Vec<_>>(),
+        actor,
+        snapshot,
+    );
+    let bytes = postcard::to_stdvec(&parts).ok()?;
+    Some(*blake3::hash(&bytes).as_bytes())
 }
 
 fn merged_default(

@@ -40,7 +40,7 @@ pub struct MatchedRule {
 }
 
 /// A rule whose condition could not be evaluated.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct RuleError {
     /// The rule.
     pub rule: String,
@@ -61,6 +61,36 @@ pub struct Decision {
     /// What limits added (only decisions made with state have it, so a
     /// stateless decision stays one pointer wider).
     pub(crate) limits: Option<Box<LimitNotes>>,
+    /// What the action's `mode: shadow` rules said (only when the action
+    /// has some for the phase and its rules were evaluated, so a policy
+    /// without them pays one pointer).
+    pub(crate) shadow: Option<Box<ShadowNotes>>,
+}
+
+/// What the `mode: shadow` rules of a decision's action said.
+#[derive(Clone, Debug)]
+pub(crate) struct ShadowNotes {
+    /// The shadow rules whose condition held, in policy order.
+    pub matched: Vec<u32>,
+    /// The shadow rules that could not be evaluated.
+    pub errors: Vec<(u32, String)>,
+    /// The effect the decision would have had with them enforced.
+    pub effect: Effect,
+}
+
+/// What a decision's `mode: shadow` rules said: recorded, never enforced
+/// (see [`Decision::shadow_rules`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ShadowRules {
+    /// The effect the decision would have had with its shadow rules
+    /// enforced (combined with the enforced rules as usual; an error in a
+    /// shadow rule would have blocked).
+    pub effect: Effect,
+    /// The shadow rules whose condition held, each with its own effect.
+    pub rules: Vec<MatchedRule>,
+    /// The shadow rules that could not be evaluated.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<RuleError>,
 }
 
 /// What the limits of a decision made with state said.
@@ -220,6 +250,41 @@ impl Decision {
             .collect()
     }
 
+    /// What the action's `mode: shadow` rules said: the ones that matched
+    /// and the effect the decision would have had with them enforced.
+    /// `None` when the action has no shadow rules for this phase, or when
+    /// no rule was evaluated (a contract violation, a refusal before the
+    /// rules): they never change [`Decision::effect`].
+    pub fn shadow_rules(&self) -> Option<ShadowRules> {
+        let notes = self.shadow.as_deref()?;
+        let rules = notes
+            .matched
+            .iter()
+            .filter_map(|&i| self.policy.rules.get(i as usize))
+            .map(|r| MatchedRule {
+                id: r.id.clone(),
+                effect: r.effect,
+                reason: r
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| format!("rule `{}` matched ({})", r.id, r.effect)),
+            })
+            .collect();
+        let errors = notes
+            .errors
+            .iter()
+            .map(|(i, m)| RuleError {
+                rule: self.rule_id(*i).to_string(),
+                message: m.clone(),
+            })
+            .collect();
+        Some(ShadowRules {
+            effect: notes.effect,
+            rules,
+            errors,
+        })
+    }
+
     fn rule_id(&self, i: u32) -> &str {
         self.policy.rules.get(i as usize).map_or("?", |r| r.id.as_str())
     }
@@ -313,6 +378,9 @@ impl Decision {
         }
         if let Some(r) = self.retry_after_seconds() {
             out["retry_after_seconds"] = json!(r);
+        }
+        if let Some(shadow) = self.shadow_rules() {
+            out["shadow"] = json!(shadow);
         }
         if !self.errors.is_empty() {
             out["errors"] = self

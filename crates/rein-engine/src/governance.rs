@@ -522,7 +522,9 @@ pub(crate) fn native_views(files: &[PolicyFile]) -> Vec<RuleView> {
         .collect();
     let mut out = Vec::new();
     for f in files {
-        for rule in &f.rules {
+        // A `mode: shadow` rule enforces nothing: it neither keeps a rule
+        // governance requires nor is one it forbids.
+        for rule in f.rules.iter().filter(|r| !r.shadow) {
             let scope = if rule.targets.iter().any(|t| t.value == "*") {
                 ViewScope::Global
             } else {

@@ -118,6 +118,11 @@ pub(crate) struct CompiledPolicy {
     pub max_window: jiff::SignedDuration,
     /// True when some action reads or writes state in some phase.
     pub uses_state: bool,
+    /// BLAKE3 of the contracts as compiled (see
+    /// `check::contracts_fingerprint`): two policies with the same one
+    /// prepare every request into the same typed values. `None` when they
+    /// could not be hashed: then equal to none.
+    pub contracts_fingerprint: Option<[u8; 32]>,
     /// The sources, for explanations; a cached policy gets the texts it was
     /// looked up by.
     #[serde(skip)]
@@ -141,6 +146,12 @@ pub(crate) struct ActionIr {
     pub before: Vec<CompiledRule>,
     /// Rules of phase `after`, in rule order.
     pub after: Vec<CompiledRule>,
+    /// `mode: shadow` rules of phase `before`: evaluated after the
+    /// enforced ones and recorded, never enforced. Kept apart so that the
+    /// enforced loops (and the analyses) never see them.
+    pub shadow_before: Vec<CompiledRule>,
+    /// `mode: shadow` rules of phase `after`.
+    pub shadow_after: Vec<CompiledRule>,
     /// What the `before` rules need of the state.
     pub state_before: StateNeeds,
     /// What the `after` rules need of the state.
@@ -197,6 +208,14 @@ impl ActionIr {
         }
     }
 
+    /// The `mode: shadow` rules of one phase.
+    pub fn shadow_rules(&self, phase: Phase) -> &[CompiledRule] {
+        match phase {
+            Phase::Before => &self.shadow_before,
+            Phase::After => &self.shadow_after,
+        }
+    }
+
     /// What the rules of one phase need of the state.
     pub fn state(&self, phase: Phase) -> &StateNeeds {
         match phase {
@@ -225,6 +244,8 @@ pub(crate) struct RuleInfo {
     pub when_span: Option<Span>,
     /// Its limit, for listings.
     pub limit: Option<crate::state::LimitInfo>,
+    /// `mode: shadow`: evaluated and recorded, never enforced.
+    pub shadow: bool,
 }
 
 /// Who may approve and for how long a grant holds.

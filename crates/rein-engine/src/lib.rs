@@ -63,7 +63,7 @@ mod value;
 pub use ast::{Effect, Phase};
 pub use cache::{CacheStatus, PolicyCache};
 pub use contract::{ContractValue, Node, Violation};
-pub use decision::{Basis, Decision, MatchedRule, Obligation, RuleError};
+pub use decision::{Basis, Decision, MatchedRule, Obligation, RuleError, ShadowRules};
 pub use diagnostics::{Diagnostic, LoadError, Severity};
 pub use eval::normalize_path;
 pub use ir::Approval;

@@ -4,7 +4,7 @@ use crate::ast::{Combining, Effect, Phase, PolicyFile};
 use crate::check;
 use crate::contract::{check_root, check_root_from, ContractValue, Violation};
 use crate::decision::{Basis, Decision};
-use crate::decision::{LimitNote, LimitNotes};
+use crate::decision::{LimitNote, LimitNotes, ShadowNotes};
 use crate::diagnostics::{Diagnostic, LoadError, Severity};
 use crate::eval::eval_value;
 use crate::eval::{eval_condition, Env, EvalError, Frame, NoTrace, Tracer};
@@ -658,6 +658,7 @@ impl Policy {
             errors: Vec::new(),
             policy: self.inner.clone(),
             limits: None,
+            shadow: None,
         }
     }
 
@@ -670,6 +671,7 @@ impl Policy {
             errors: Vec::new(),
             policy: self.inner.clone(),
             limits: None,
+            shadow: None,
         }
     }
 
@@ -790,6 +792,33 @@ impl Prepared {
         }
     }
 
+    /// This request prepared for `other` without being checked again, when
+    /// `other` has exactly this policy's contracts (actions, their input
+    /// and output contracts and `tool:` facts, actor, snapshot): then its
+    /// contract check would give the same typed values. `None` otherwise
+    /// (prepare the request for `other` itself). Shadow mode decides a
+    /// candidate policy this way, paying for the contract check once.
+    pub fn under(&self, other: &Policy) -> Option<Prepared> {
+        let (Some(mine), Some(theirs)) = (
+            self.policy.contracts_fingerprint,
+            other.compiled().contracts_fingerprint,
+        ) else {
+            return None;
+        };
+        (mine == theirs).then(|| Prepared {
+            policy: other.inner.clone(),
+            action: self.action,
+            phase: self.phase,
+            input: self.input.clone(),
+            output: self.output.clone(),
+            actor: self.actor.clone(),
+            snapshot: self.snapshot.clone(),
+            now: self.now,
+            error: self.error.clone(),
+            session: self.session.clone(),
+        })
+    }
+
     /// Decides this request. A request whose rules read state (limits,
     /// session facts) is `block`ed: decide it with
     /// [`Prepared::decide_with_state`]. An action whose decisions only
@@ -859,13 +888,14 @@ impl Prepared {
                     condition: condition.map(|c| one_line(&c)),
                     outcome,
                     steps: seen.into_iter().map(|(expr, value)| Step { expr, value }).collect(),
+                    shadow: info.shadow,
                 })
             })
             .collect();
         (Explanation { decision, rules }, effects)
     }
 
-    fn run<T: Tracer>(&self, tracer: &mut T, after_rule: impl FnMut(u32, Outcome, &mut T)) -> Decision {
+    fn run<T: Tracer>(&self, tracer: &mut T, mut after_rule: impl FnMut(u32, Outcome, &mut T)) -> Decision {
         let policy = &self.policy;
         let Some(action) = policy.actions.get(self.action as usize) else {
             return self.finish(
@@ -898,10 +928,75 @@ impl Prepared {
         let rules = action.rules(self.phase);
         // The combining mode is chosen once per decision, outside the rule
         // loops, so that the native path pays nothing for Actra's.
-        match policy.combining {
-            Combining::DenyOverrides => self.every_match(rules, &env, &mut frame, after_rule),
-            Combining::FirstMatch => self.first_match(rules, &env, &mut frame, after_rule),
+        let mut decision = match policy.combining {
+            Combining::DenyOverrides => self.every_match(rules, &env, &mut frame, &mut after_rule),
+            Combining::FirstMatch => self.first_match(rules, &env, &mut frame, &mut after_rule),
+        };
+        // One test per decision, none per rule: without shadow rules the
+        // enforced path is what it was.
+        let shadow = action.shadow_rules(self.phase);
+        if !shadow.is_empty() {
+            self.shadow_pass(&mut decision, shadow, &env, &mut frame, after_rule);
         }
+        decision
+    }
+
+    /// Evaluates the action's `mode: shadow` rules after the enforced ones
+    /// and notes on `decision` which matched and what its effect would
+    /// have been with them enforced; its own effect never changes. Only
+    /// when the enforced rules were evaluated (a contract violation or a
+    /// refusal before the rules decides without any rule).
+    #[cold]
+    fn shadow_pass<T: Tracer>(
+        &self,
+        decision: &mut Decision,
+        rules: &[CompiledRule],
+        env: &Env<'_>,
+        frame: &mut Frame<'_, T>,
+        mut after_rule: impl FnMut(u32, Outcome, &mut T),
+    ) {
+        if !matches!(decision.basis, Basis::Rules | Basis::Default | Basis::EvalError) {
+            return;
+        }
+        let policy = &self.policy;
+        let mut matched = Vec::new();
+        let mut errors = Vec::new();
+        let mut shadow_effect: Option<Effect> = None;
+        for rule in rules {
+            let outcome = match &rule.cond {
+                None => Ok(true),
+                Some(cond) => eval_condition(cond, env, frame),
+            };
+            match &outcome {
+                Ok(true) => {
+                    matched.push(rule.rule);
+                    let e = policy.rules.get(rule.rule as usize).map_or(Effect::Block, |r| r.effect);
+                    shadow_effect = Some(shadow_effect.map_or(e, |cur| cur.max(e)));
+                }
+                Ok(false) => {}
+                Err(e) => errors.push((rule.rule, e.0.clone())),
+            }
+            after_rule(rule.rule, Outcome::from(outcome), &mut *frame.tracer);
+        }
+        // Combined as if the shadow rules were among the enforced ones: an
+        // error (theirs or the enforced rules') blocks; otherwise the
+        // strongest match, or the default when none matched at all.
+        let effect = if !errors.is_empty() || decision.basis == Basis::EvalError {
+            Effect::Block
+        } else {
+            let enforced = (decision.basis == Basis::Rules).then_some(decision.effect);
+            match (enforced, shadow_effect) {
+                (Some(a), Some(b)) => a.max(b),
+                (Some(a), None) => a,
+                (None, Some(b)) => b,
+                (None, None) => decision.effect,
+            }
+        };
+        decision.shadow = Some(Box::new(ShadowNotes {
+            matched,
+            errors,
+            effect,
+        }));
     }
 
     /// Native combining: every rule is evaluated; `block` beats
@@ -1115,6 +1210,12 @@ impl Prepared {
         if !notes.is_empty() {
             decision.limits = Some(Box::new(LimitNotes { notes }));
         }
+        // Shadow rules read no state (the checker refuses it) and write
+        // none: they add no labels, consume nothing and record no call.
+        let shadow = action.shadow_rules(self.phase);
+        if !shadow.is_empty() {
+            self.shadow_pass(&mut decision, shadow, &env, &mut frame, &mut after_rule);
+        }
         effects.labels = decision.labels().into_iter().map(str::to_string).collect();
         if action.recorded && self.session.is_some() {
             let hash = |v: &serde_json::Value| state.keyed_hash(v);
@@ -1228,6 +1329,7 @@ impl Prepared {
             errors,
             policy: self.policy.clone(),
             limits: None,
+            shadow: None,
         }
     }
 }
@@ -1325,6 +1427,9 @@ pub struct RuleTrace {
     pub outcome: Outcome,
     /// Each evaluated sub-expression and its value, innermost first.
     pub steps: Vec<Step>,
+    /// A `mode: shadow` rule: evaluated and shown, never enforced.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
 }
 
 /// One evaluated sub-expression.
@@ -1353,6 +1458,19 @@ impl std::fmt::Display for Explanation {
         for r in d.reasons() {
             writeln!(f, "  reason: {r}")?;
         }
+        if let Some(shadow) = d.shadow_rules() {
+            let ids: Vec<&str> = shadow.rules.iter().map(|r| r.id.as_str()).collect();
+            let matched = if ids.is_empty() {
+                "none".to_string()
+            } else {
+                ids.join(", ")
+            };
+            writeln!(
+                f,
+                "  shadow: {} with the shadow rules enforced (matched: {matched})",
+                shadow.effect
+            )?;
+        }
         if self.rules.is_empty() && d.violation().is_none() {
             writeln!(f, "no rule targets this action in phase `{}`", d.phase().as_str())?;
         }
@@ -1362,7 +1480,8 @@ impl std::fmt::Display for Explanation {
                 Outcome::NotMatched => "not matched".to_string(),
                 Outcome::Error(e) => format!("error: {e}"),
             };
-            writeln!(f, "\nrule {} ({}): {mark}", rule.id, rule.effect)?;
+            let mode = if rule.shadow { ", shadow" } else { "" };
+            writeln!(f, "\nrule {} ({}{mode}): {mark}", rule.id, rule.effect)?;
             match &rule.condition {
                 Some(c) => writeln!(f, "  when: {c}")?,
                 None => writeln!(f, "  when: (always)")?,

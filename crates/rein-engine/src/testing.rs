@@ -17,7 +17,18 @@
 //!     request: {action: refund, input: {amount: 5, currency: EUR}, actor: {id: bot, chain: [{kind: user, id: alice}]}}
 //!     bound: [id, chain]         # optional: the actor fields the credential binds (default: no credential)
 //!     expect: allow
+//!   - name: the new limit would block it (a `mode: shadow` rule)
+//!     request: {action: refund, input: {amount: 900, currency: EUR}}
+//!     expect: allow              # what is enforced: shadow rules never change it
+//!     shadow:                    # optional: what the action's shadow rules said
+//!       expect: block            # the effect with the shadow rules enforced
+//!       rules: [new_limit]       # optional: exactly these shadow rules matched
 //! ```
+//!
+//! `rules` lists enforced rules only; `mode: shadow` rules are checked
+//! under `shadow`, which fails when the action has no shadow rules for
+//! the phase (or none was evaluated: a contract violation). Without
+//! `shadow`, a case does not look at them.
 //!
 //! A field the policy requires bound (`bound: true` in `contracts.actor`)
 //! that the case's `bound` does not list blocks the request before any
@@ -88,6 +99,8 @@ pub struct TestCase {
     pub violation: Option<String>,
     /// If given, one reason must contain this text.
     pub reason: Option<String>,
+    /// What the `mode: shadow` rules must have said, if given.
+    pub shadow: Option<ShadowExpect>,
     /// The actor fields the request's credential binds (`bound: [id,
     /// chain]`); `None`: the request has no credential. A field the policy
     /// requires bound that is not listed blocks the request before any
@@ -96,6 +109,17 @@ pub struct TestCase {
     /// A sequence case: its steps (then `request` and the checks above are
     /// unused).
     pub sequence: Option<Vec<SequenceStep>>,
+}
+
+/// A case's `shadow:` expectation: what the action's `mode: shadow` rules
+/// said (see [`crate::Decision::shadow_rules`]).
+#[derive(Clone, Debug)]
+pub struct ShadowExpect {
+    /// The effect the decision would have had with the shadow rules
+    /// enforced.
+    pub expect: Effect,
+    /// If given, exactly these shadow rules matched (order ignored).
+    pub rules: Option<Vec<String>>,
 }
 
 /// One step of a sequence case.
@@ -125,6 +149,8 @@ pub struct SequenceStep {
     pub reason: Option<String>,
     /// If given, the decision's `retry_after_seconds` must be this.
     pub retry_after: Option<u64>,
+    /// What the `mode: shadow` rules must have said, if given.
+    pub shadow: Option<ShadowExpect>,
     /// The actor fields the request's credential binds, as in a case.
     pub bound: Option<Vec<String>>,
 }
@@ -363,6 +389,7 @@ fn parse_case(
             "reason",
             "bound",
             "sequence",
+            "shadow",
         ],
         diags,
     )?;
@@ -396,6 +423,7 @@ fn parse_case(
     let rules = read_rules(get("rules"), source, diags);
     let violation = read_string(get("violation"), "violation", source, diags);
     let reason = read_string(get("reason"), "reason", source, diags);
+    let shadow = read_shadow(get("shadow"), &format!("case `{name}`"), source, diags);
     let actor = match &actra_request {
         Some(r) => r.get("actor"),
         None => Some(&request.actor),
@@ -413,6 +441,7 @@ fn parse_case(
         rules,
         violation,
         reason,
+        shadow,
         bound,
         sequence: None,
     })
@@ -519,6 +548,28 @@ fn read_expect(
             None
         }
     }
+}
+
+/// A `shadow:` expectation: `{expect: EFFECT, rules: [ids]}`.
+fn read_shadow(
+    value: Option<&YamlNode>,
+    what: &str,
+    source: &SourceFile,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ShadowExpect> {
+    let node = value?;
+    let fields = entries(node, source, &["expect", "rules"], diags)?;
+    let get = |k: &str| fields.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+    let expect = read_expect(
+        get("expect"),
+        "expect",
+        node,
+        &format!("{what}, `shadow`"),
+        source,
+        diags,
+    )?;
+    let rules = read_rules(get("rules"), source, diags);
+    Some(ShadowExpect { expect, rules })
 }
 
 fn read_rules(value: Option<&YamlNode>, source: &SourceFile, diags: &mut Vec<Diagnostic>) -> Option<Vec<String>> {
@@ -641,6 +692,7 @@ fn parse_sequence_case(
         rules: None,
         violation: None,
         reason: None,
+        shadow: None,
         bound: None,
         sequence: Some(steps),
     })
@@ -667,6 +719,7 @@ fn parse_step(
         "reason",
         "retry_after",
         "bound",
+        "shadow",
     ];
     let before = diags.len();
     let fields = entries(node, source, KEYS, diags)?;
@@ -767,6 +820,7 @@ fn parse_step(
     let rules = read_rules(get("rules"), source, diags);
     let violation = read_string(get("violation"), "violation", source, diags);
     let reason = read_string(get("reason"), "reason", source, diags);
+    let shadow = read_shadow(get("shadow"), what, source, diags);
     let retry_after = match get("retry_after").map(|n| (&n.value, n.span)) {
         None => None,
         Some((YamlValue::Int(n), _)) if *n >= 0 => u64::try_from(*n).ok(),
@@ -798,6 +852,7 @@ fn parse_step(
         violation,
         reason,
         retry_after,
+        shadow,
         bound,
     })
 }
@@ -925,6 +980,7 @@ fn run_case(policy: &Policy, case: &TestCase) -> CaseResult {
         rules: case.rules.as_deref(),
         violation: case.violation.as_deref(),
         reason: case.reason.as_deref(),
+        shadow: case.shadow.as_ref(),
     };
     check_decision(&decision, &expected, "", &mut failures);
     CaseResult {
@@ -948,6 +1004,7 @@ struct Expected<'a> {
     rules: Option<&'a [String]>,
     violation: Option<&'a str>,
     reason: Option<&'a str>,
+    shadow: Option<&'a ShadowExpect>,
 }
 
 /// Adds to `failures` (each prefixed with `at`) what of `expected` the
@@ -972,6 +1029,35 @@ fn check_decision(decision: &Decision, expected: &Expected<'_>, at: &str, failur
                 want.join(", "),
                 got.join(", ")
             ));
+        }
+    }
+    if let Some(want) = expected.shadow {
+        match decision.shadow_rules() {
+            None => failures.push(format!(
+                "{at}expected shadow rules to say `{}`, but none was evaluated (the action has no `mode: shadow` rule, or no rule ran)",
+                want.expect
+            )),
+            Some(got) => {
+                if got.effect != want.expect {
+                    failures.push(format!(
+                        "{at}expected `{}` with the shadow rules enforced, got `{}`",
+                        want.expect, got.effect
+                    ));
+                }
+                if let Some(rules) = &want.rules {
+                    let mut want: Vec<&str> = rules.iter().map(String::as_str).collect();
+                    let mut got: Vec<&str> = got.rules.iter().map(|r| r.id.as_str()).collect();
+                    want.sort_unstable();
+                    got.sort_unstable();
+                    if want != got {
+                        failures.push(format!(
+                            "{at}expected shadow rules [{}], got [{}]",
+                            want.join(", "),
+                            got.join(", ")
+                        ));
+                    }
+                }
+            }
         }
     }
     if let Some(field) = expected.violation {
@@ -1026,6 +1112,7 @@ fn run_sequence(policy: &Policy, case: &TestCase, steps: &[SequenceStep]) -> Cas
                 rules: step.rules.as_deref(),
                 violation: step.violation.as_deref(),
                 reason: step.reason.as_deref(),
+                shadow: step.shadow.as_ref(),
             };
             check_decision(&decision, &expected, &at, &mut failures);
             if let Some(want) = step.retry_after {
@@ -1052,6 +1139,7 @@ fn run_sequence(policy: &Policy, case: &TestCase, steps: &[SequenceStep]) -> Cas
                         rules: None,
                         violation: None,
                         reason: None,
+                        shadow: None,
                     };
                     check_decision(&after_decision, &expected, &format!("{at}after: "), &mut failures);
                 } else {

@@ -32,7 +32,25 @@ impl Runtime {
         let decision_id = uuid::Uuid::now_v7().to_string();
         let mut reserved = None;
         let time = request.time.unwrap_or(now);
-        let mut answer = self.decide_after(&loaded.policy, &request, &decision_id, time, &mut reserved);
+        let candidate = self.shadow.load_full();
+        let early = candidate
+            .as_ref()
+            .filter(|c| shadow::needs_state(c, &request, Phase::After))
+            .map(|c| shadow::decide_candidate(c, &request, None, None, &self.state));
+        let mut rules_record = None;
+        let (mut answer, enforced) = self.decide_after(
+            &loaded.policy,
+            &request,
+            &decision_id,
+            time,
+            &mut reserved,
+            &mut rules_record,
+        );
+        let candidate_record = early.or_else(|| {
+            candidate
+                .as_ref()
+                .map(|c| shadow::decide_candidate(c, &request, None, None, &self.state))
+        });
         let output = request.output.take();
         request.session = sent_session;
         let sensitive = loaded.sensitive(&request.action);
@@ -50,6 +68,7 @@ impl Runtime {
             now,
         );
         entry.client = client.map(str::to_string);
+        entry.shadow = shadow::record_value(enforced, rules_record, candidate_record);
         // The call this output belongs to was decided elsewhere, under
         // another id: the output cannot be tied to it, so it is not kept
         // (the mirror has no call of this fresh id to attach it to either);

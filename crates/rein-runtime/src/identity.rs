@@ -573,7 +573,7 @@ pub(crate) fn actor_sources(actor: &serde_json::Value, credential: &Credential) 
 /// bind a field the policy requires bound; `None` when it binds them all.
 /// Judged by [`Policy::unbound_required`], as `rein test` judges; allocates
 /// only to say why.
-fn unbound_requirement(policy: &Policy, credential: Option<&Credential>) -> Option<String> {
+pub(crate) fn unbound_requirement(policy: &Policy, credential: Option<&Credential>) -> Option<String> {
     match credential {
         Some(credential) => policy.unbound_required(|field| credential.binds(field)),
         // Nothing is bound: the first required field (sorted) is missing.

@@ -15,6 +15,7 @@ pub mod identity;
 mod recent;
 mod refused;
 mod replay;
+mod shadow;
 mod state;
 pub mod versions;
 
@@ -26,7 +27,10 @@ use rein_engine::{Basis, Decision, Effect, Explanation, Phase, Policy, Request};
 use rein_store::chain::format_time;
 use rein_store::redact::Redactor;
 use rein_store::seal::{key_fingerprint, Sealer};
-use rein_store::{ApprovalError, ApprovalRecord, ApprovalState, AuditEntry, AuditRecord, Store, StoreError};
+use rein_store::{
+    ApprovalError, ApprovalRecord, ApprovalState, AuditEntry, AuditRecord, CandidateRecord, ShadowRulesRecord, Store,
+    StoreError,
+};
 use serde::Serialize;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -37,6 +41,7 @@ use std::time::Instant;
 pub use identity::{ActionScope, Binding, BoundActor, ChainLink, Credential, Prepared};
 pub use refused::{Refusal, MAX_REFUSED_BODY_KEPT};
 pub use replay::{replay, ReplayChange, ReplayReport};
+pub use shadow::{shadow_report, ShadowDifference, ShadowReport, REPORT_EXAMPLES};
 pub use state::{DEFAULT_MAX_STATE_BYTES, DEFAULT_SESSION_IDLE, MAX_BUCKET_ID_BYTES, MAX_SESSION_ID_BYTES};
 
 /// Settings of a runtime.
@@ -87,6 +92,9 @@ impl Default for RuntimeConfig {
 /// store, and the redactor. Share it behind an `Arc`.
 pub struct Runtime {
     policy: ArcSwap<Loaded>,
+    /// The candidate policy decided in shadow beside the enforced one
+    /// (see [`Runtime::set_shadow`]); empty without one.
+    shadow: arc_swap::ArcSwapOption<Policy>,
     store: Arc<dyn Store>,
     redactor: Redactor,
     sealer: Sealer,
@@ -634,6 +642,7 @@ impl Runtime {
     pub fn new(policy: Policy, store: Arc<dyn Store>, config: RuntimeConfig) -> Runtime {
         Runtime {
             policy: ArcSwap::from_pointee(Loaded::new(policy)),
+            shadow: arc_swap::ArcSwapOption::empty(),
             redactor: Redactor::new(&config.hmac_key),
             sealer: Sealer::new(&config.hmac_key),
             recent: Recent::new(config.recent_decisions),
@@ -745,6 +754,24 @@ impl Runtime {
         self.policy.store(Arc::new(Loaded::new(policy)));
     }
 
+    /// Sets (or, with `None`, removes) the candidate policy decided in
+    /// shadow beside the enforced one: from the next decision on, every
+    /// `before` and `after` decision is also decided by the candidate and
+    /// its decision recorded in the audit record's `shadow` field, never
+    /// answered (see [`shadow`](crate::shadow_report) and `docs/shadow.md`).
+    /// Decisions under way finish with the candidate they started with.
+    /// A stateful candidate reads the state the runtime keeps for the
+    /// enforced policy (loaded only if that one is stateful) and writes
+    /// none.
+    pub fn set_shadow(&self, candidate: Option<Policy>) {
+        self.shadow.store(candidate.map(Arc::new));
+    }
+
+    /// The candidate policy decided in shadow, if any.
+    pub fn shadow_policy(&self) -> Option<Arc<Policy>> {
+        self.shadow.load_full()
+    }
+
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -808,6 +835,25 @@ impl Runtime {
         // Why the approval given cannot hold, found before a stateful
         // decision reserves (see `approval_may_hold`).
         let mut approval_refused = None;
+        // The candidate in shadow, if any (loaded once, so that the whole
+        // decision sees one). A stateful one is decided before the enforced
+        // decision reserves its writes, so that it reads the same state;
+        // any other after it.
+        let candidate = self.shadow.load_full();
+        let refused = binding.refusal.is_some();
+        // The request prepared for the candidate by the enforced policy's
+        // contract check, when their contracts are the same.
+        let mut shared = None;
+        let mut candidate_record = match &candidate {
+            Some(c) if shadow::needs_state(c, &request, Phase::Before) => Some(shadow::decide_candidate(
+                c,
+                &request,
+                Some((bound, refused)),
+                None,
+                &self.state,
+            )),
+            _ => None,
+        };
         // (`uses_state` first: a bool, so a stateless policy does not even
         // look the action up.)
         let decided = if let Some(refusal) = binding.refusal {
@@ -826,6 +872,17 @@ impl Runtime {
             }
             let approval_given = approval.is_some() && approval_refused.is_none();
             self.decide_stateful(policy, &request, &decision_id, approval_given, time, &mut reserved)
+        } else if let Some(c) = candidate.as_deref().filter(|_| candidate_record.is_none()) {
+            // With a candidate of the same contracts, the request is
+            // checked once and decided under both.
+            match policy.prepare(&request) {
+                Ok(prepared) => {
+                    let decision = prepared.decide();
+                    shared = prepared.under(c);
+                    Ok(decision)
+                }
+                Err(violation) => Ok(*violation),
+            }
         } else {
             Ok(policy.decide(&request))
         };
@@ -843,6 +900,19 @@ impl Runtime {
         };
         answer.chain = bound.and_then(|c| c.chain.clone());
         let mut approval_ref = None;
+        // What ran in shadow is noted before the approval step changes the
+        // answer's effect: it is compared with the policy's own.
+        let enforced_effect = decision.as_ref().map_or(Effect::Block, Decision::effect);
+        let rules_record = decision.as_ref().and_then(shadow::rules_record);
+        if let (Some(c), None) = (&candidate, &candidate_record) {
+            candidate_record = Some(shadow::decide_candidate(
+                c,
+                &request,
+                Some((bound, refused)),
+                shared,
+                &self.state,
+            ));
+        }
 
         if let Some(decision) = &decision {
             self.approval_step(
@@ -881,6 +951,7 @@ impl Runtime {
         );
         entry.client = client.map(str::to_string);
         entry.actor_source = binding.sources;
+        entry.shadow = shadow::record_value(enforced_effect, rules_record, candidate_record);
         let writes = pending.as_mut().map(state::Pending::submit).unwrap_or_default();
         match self.record(&mut answer, entry, writes).await {
             Some(recorded) => {
@@ -1173,6 +1244,10 @@ impl Runtime {
             decision_id: decision_id.to_string(),
         };
         let mut reserved = None;
+        let candidate = self.shadow.load_full();
+        // The enforced effect, what the `mode: shadow` rules and the
+        // candidate said: set only where the after rules ran.
+        let mut shadowed: Option<(Effect, Option<ShadowRulesRecord>, Option<CandidateRecord>)> = None;
         let (mut request, mut answer) = match original.request {
             Err(reason) => {
                 let mut answer = blank_answer(decision_id, Phase::After, policy);
@@ -1201,7 +1276,21 @@ impl Runtime {
                     // client that asked (and reports: checked above).
                     let sent_session = request.session.clone();
                     scope_session(&mut request, client);
-                    let answer = self.decide_after(policy, &request, decision_id, now, &mut reserved);
+                    // As for `before`: a stateful candidate first, so that
+                    // it reads what the enforced decision read.
+                    let early = candidate
+                        .as_ref()
+                        .filter(|c| shadow::needs_state(c, &request, Phase::After))
+                        .map(|c| shadow::decide_candidate(c, &request, None, None, &self.state));
+                    let mut rules_record = None;
+                    let (answer, enforced_effect) =
+                        self.decide_after(policy, &request, decision_id, now, &mut reserved, &mut rules_record);
+                    let candidate_record = early.or_else(|| {
+                        candidate
+                            .as_ref()
+                            .map(|c| shadow::decide_candidate(c, &request, None, None, &self.state))
+                    });
+                    shadowed = Some((enforced_effect, rules_record, candidate_record));
                     request.session = sent_session;
                     answer
                 };
@@ -1225,6 +1314,9 @@ impl Runtime {
         );
         entry.client = client.map(str::to_string);
         entry.actor_source = sources;
+        if let Some((enforced, rules, candidate)) = shadowed {
+            entry.shadow = shadow::record_value(enforced, rules, candidate);
+        }
         let writes = reserved.as_mut().map(state::Reserved::take).unwrap_or_default();
         let recorded = self.record_once(&mut answer, entry, writes).await;
         if recorded != Some(true) {
@@ -1245,6 +1337,8 @@ impl Runtime {
     /// the error), against the state if the action's `after` rules use it;
     /// the writes are reserved into `reserved` (the output as the session
     /// keeps it, labels), kept only if the record is written.
+    /// Also returns the policy's effect, and notes in `rules` what the
+    /// action's `mode: shadow` rules said.
     fn decide_after(
         &self,
         policy: &Policy,
@@ -1252,16 +1346,22 @@ impl Runtime {
         decision_id: &str,
         time: Timestamp,
         reserved: &mut Option<state::Reserved>,
-    ) -> Answer {
+        rules: &mut Option<ShadowRulesRecord>,
+    ) -> (Answer, Effect) {
         if !(policy.uses_state() && policy.action_state(&request.action, Phase::After).any()) {
-            return answer_from(decision_id, &policy.decide(request), policy, false);
+            let decision = policy.decide(request);
+            *rules = shadow::rules_record(&decision);
+            return (answer_from(decision_id, &decision, policy, false), decision.effect());
         }
         match self.decide_stateful(policy, request, decision_id, false, time, reserved) {
-            Ok(decision) => answer_from(decision_id, &decision, policy, true),
+            Ok(decision) => {
+                *rules = shadow::rules_record(&decision);
+                (answer_from(decision_id, &decision, policy, true), decision.effect())
+            }
             Err(why) => {
                 let mut answer = blank_answer(decision_id, Phase::After, policy);
                 fail(&mut answer, why);
-                answer
+                (answer, Effect::Block)
             }
         }
     }

@@ -252,6 +252,21 @@ impl StateKeeper {
         Ok(explanation)
     }
 
+    /// Decides `prepared` for a shadow candidate: against the mirror as it
+    /// is, reserving and writing nothing (its effects are dropped). `Err`
+    /// when the mirror cannot be read, or when the candidate panicked: the
+    /// panic is caught while the lock is still held, so that it does not
+    /// poison the mirror for the enforced decisions.
+    pub fn decide_read_only(&self, prepared: &Prepared) -> Result<Decision, String> {
+        let mirror = self.mirror()?;
+        Self::may_read(&mirror, prepared)?;
+        let decided = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            prepared.decide_with_state(&mirror.state).0
+        }));
+        drop(mirror);
+        decided.map_err(|_| crate::shadow::PANICKED.to_string())
+    }
+
     /// Why a decision may not read the mirror (`Err`): it is not loaded,
     /// or the session id is longer than the state keeps.
     fn may_read(mirror: &Mirror, prepared: &Prepared) -> Result<(), String> {

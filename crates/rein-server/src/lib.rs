@@ -25,6 +25,7 @@ mod jwt;
 mod metrics;
 mod routes;
 mod secrets;
+mod shadow;
 mod versions;
 mod what_can;
 
@@ -116,6 +117,10 @@ pub struct ServerConfig {
     /// default: an agent that chose its clock could step around time-based
     /// rules and limit windows). For tests and trusted replays only.
     pub trust_request_time: bool,
+    /// A candidate policy's files or folders, decided in shadow beside the
+    /// enforced policy from the start (`rein serve --shadow`); empty for
+    /// none. A candidate that does not load stops the start.
+    pub shadow_paths: Vec<PathBuf>,
 }
 
 impl ServerConfig {
@@ -135,6 +140,7 @@ impl ServerConfig {
             session_idle: rein_runtime::DEFAULT_SESSION_IDLE,
             max_state_bytes: rein_runtime::DEFAULT_MAX_STATE_BYTES,
             trust_request_time: false,
+            shadow_paths: Vec::new(),
         }
     }
 
@@ -280,6 +286,11 @@ struct Shared {
     /// How a person reaches this server to grant a hook's approval (its
     /// address is known once it listens).
     grant_hint: std::sync::OnceLock<String>,
+    /// The files of the candidate decided in shadow, if any (the policy
+    /// itself is the runtime's).
+    shadow_candidate: std::sync::Mutex<Option<shadow::Candidate>>,
+    /// Candidate changes run one at a time.
+    shadow_lock: tokio::sync::Mutex<()>,
 }
 
 /// The server's own files, guarded from the agents whose hook events it
@@ -296,6 +307,11 @@ fn protected_files(config: &ServerConfig) -> rein_hooks::Protected {
         ProtectedKind::Secret,
     );
     protected.add_policies_and_executable(&config.policy_paths);
+    // The candidate's files too: an agent rewriting them would choose what
+    // the next policy is tried (and maybe promoted) with.
+    if !config.shadow_paths.is_empty() {
+        protected.add_policies_and_executable(&config.shadow_paths);
+    }
     protected
 }
 
@@ -364,6 +380,9 @@ impl AppState {
         let state = AppState::build(config, policy, sqlite.clone(), tokens, opened.hmac_key, Some(sqlite));
         state.runtime().hold_state_lock(opened.state_lock);
         ready_runtime(state.runtime(), config).await?;
+        // A candidate that does not load stops the start before anything
+        // is recorded.
+        state.start_shadow(config).await?;
         // Before any answer: the chain says which version served from now.
         let started = state.runtime().record_start().await.with_context(|| {
             format!(
@@ -418,8 +437,50 @@ impl AppState {
                 sqlite,
                 protected: protected_files(config),
                 grant_hint: std::sync::OnceLock::new(),
+                shadow_candidate: std::sync::Mutex::new(None),
+                shadow_lock: tokio::sync::Mutex::new(()),
             }),
         }
+    }
+
+    /// Loads the candidate `config.shadow_paths` names, if any, and sets it
+    /// in shadow (`rein serve --shadow`); one that does not load is an
+    /// error with its rendered diagnostics.
+    pub async fn start_shadow(&self, config: &ServerConfig) -> anyhow::Result<()> {
+        if config.shadow_paths.is_empty() {
+            return Ok(());
+        }
+        let policy = match shadow::load_candidate(config.shadow_paths.clone()).await {
+            Ok(policy) => policy,
+            Err(Ok(e)) => anyhow::bail!("the shadow candidate does not load:\n{}", e.render(false)),
+            Err(Err(e)) => anyhow::bail!("the shadow candidate could not be loaded: {e}"),
+        };
+        tracing::info!(version = %policy.version(), "shadow candidate set");
+        self.runtime().set_shadow(Some(policy));
+        self.set_shadow_candidate(Some(shadow::Candidate {
+            paths: config.shadow_paths.clone(),
+        }));
+        Ok(())
+    }
+
+    pub(crate) fn shadow_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.inner.shadow_lock
+    }
+
+    pub(crate) fn shadow_candidate(&self) -> Option<shadow::Candidate> {
+        self.inner
+            .shadow_candidate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn set_shadow_candidate(&self, candidate: Option<shadow::Candidate>) {
+        *self
+            .inner
+            .shadow_candidate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = candidate;
     }
 
     /// The runtime the routes call.

@@ -11,7 +11,7 @@ use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Json, Router};
 use rein_engine::{Effect, Phase, Request as ReinRequest};
 use rein_runtime::{Approver, OutcomeRefused, Refusal, RuntimeError};
@@ -120,6 +120,30 @@ fn specs() -> Vec<Spec> {
             "/v1/policy/rollback",
             Some(Admin),
             post(crate::versions::rollback),
+        ),
+        spec(
+            Method::GET,
+            "/v1/policy/shadow",
+            Some(Admin),
+            get(crate::shadow::get_shadow),
+        ),
+        spec(
+            Method::POST,
+            "/v1/policy/shadow",
+            Some(Admin),
+            post(crate::shadow::set_shadow),
+        ),
+        spec(
+            Method::DELETE,
+            "/v1/policy/shadow",
+            Some(Admin),
+            delete(crate::shadow::stop_shadow),
+        ),
+        spec(
+            Method::GET,
+            "/v1/policy/shadow/report",
+            Some(Admin),
+            get(crate::shadow::shadow_report),
         ),
         spec(Method::GET, "/v1/limits", Some(Approver), get(list_limits)),
         spec(Method::POST, "/v1/limits/reset", Some(Admin), post(reset_limits)),
@@ -1022,7 +1046,7 @@ async fn get_session(
 }
 
 /// "policy failed to load: N errors", without the list that follows.
-fn headline(e: &rein_engine::LoadError) -> String {
+pub(crate) fn headline(e: &rein_engine::LoadError) -> String {
     let n = e.error_count();
     format!("the policy failed to load: {n} error{}", if n == 1 { "" } else { "s" })
 }
@@ -1135,7 +1159,7 @@ fn limit(requested: Option<u64>) -> Result<u64, ApiError> {
     }
 }
 
-fn bad_query(e: QueryRejection) -> ApiError {
+pub(crate) fn bad_query(e: QueryRejection) -> ApiError {
     ApiError::bad_request("invalid_query", e.body_text())
 }
 

@@ -101,6 +101,31 @@
 //! record whose columns were edited (its queries refuse to return a record
 //! whose body does not match the filters that selected it).
 //!
+//! # The `shadow` field
+//!
+//! Set on a `before` or `after` record when something ran in shadow beside
+//! the enforced decision: the enforced policy's `mode: shadow` rules (when
+//! the action has some for the phase), a candidate policy (`rein serve
+//! --shadow`), or both. It is a [`crate::ShadowRecord`], encoded like any
+//! JSON value above (its absent options are left out, not `null`):
+//!
+//! ```text
+//! {"enforced": EFFECT,                      // the enforced policy's effect, before any approval step
+//!  "rules": {"effect": EFFECT,               // with the shadow rules enforced
+//!            "rules": [ID…], "deciding": [ID…], ("errors": [ID…])},
+//!  "candidate": {"policy_version": HASH, ("policy_version_label": TEXT),
+//!                "effect": EFFECT, "basis": "rules"|"default"|"contract"|"eval_error"
+//!                                           |"state"|"credential"|"error",
+//!                "rules": [ID…], "deciding": [ID…], ("errors": [ID…]),
+//!                ("violation": FIELD_PATH), ("shadow_rules": {…as "rules"…}),
+//!                ("error": TEXT)}}
+//! ```
+//!
+//! Only effects, rule ids, a field path, the basis and Rein's own error
+//! texts: no reason or evaluation message, which may quote a sensitive
+//! value. A candidate that failed (panicked, or could not read the state)
+//! has `basis: "error"` and `effect: "block"`. Nothing in it was enforced.
+//!
 //! # Times
 //!
 //! Times are kept as fixed-width UTC text, `YYYY-MM-DDTHH:MM:SS.ffffffZ`

@@ -18,8 +18,8 @@ pub mod versions;
 
 pub use lock::StateLock;
 pub use model::{
-    ActorSources, ApprovalError, ApprovalRecord, ApprovalState, AuditEntry, AuditQuery, AuditRecord, StoredStateSize,
-    Verification,
+    ActorSources, ApprovalError, ApprovalRecord, ApprovalState, AuditEntry, AuditQuery, AuditRecord, CandidateRecord,
+    ShadowRecord, ShadowRulesRecord, StoredStateSize, Verification,
 };
 pub use rein_engine::state::StateWrite;
 pub use sqlite::{SqliteOptions, SqliteStore};

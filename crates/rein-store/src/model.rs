@@ -60,7 +60,8 @@ pub struct AuditEntry {
     pub actor_source: Option<ActorSources>,
     /// What a policy run in shadow beside the enforced one decided (a
     /// candidate policy, or the enforced policy's `mode: shadow` rules):
-    /// recorded, never enforced. Absent, as `client`, when `None`.
+    /// recorded, never enforced. A [`ShadowRecord`] as JSON (the one shape
+    /// the runtime writes); absent, as `client`, when `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow: Option<serde_json::Value>,
     /// For a policy activation record (phase `activate`): the version
@@ -68,6 +69,75 @@ pub struct AuditEntry {
     /// `client`, when `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activation: Option<serde_json::Value>,
+}
+
+/// The shape of [`AuditEntry::shadow`]: what ran in shadow beside the
+/// enforced decision of a `before` or `after` record. Written by the
+/// runtime only; it never holds text taken from the request (no reasons,
+/// no evaluation or contract messages, which may quote a sensitive
+/// value): effects, rule ids, the basis and Rein's own error texts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowRecord {
+    /// The enforced policy's own effect for the request, before any
+    /// approval was used or opened (the record's `effect` is the answer
+    /// after that step): what the shadow effects are compared with.
+    pub enforced: String,
+    /// The enforced policy's `mode: shadow` rules, when the action has
+    /// some for the phase and its rules were evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<ShadowRulesRecord>,
+    /// The candidate policy's decision, when one runs beside the enforced
+    /// one (`rein serve --shadow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<CandidateRecord>,
+}
+
+/// What the enforced policy's `mode: shadow` rules said.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowRulesRecord {
+    /// The effect with the shadow rules enforced.
+    pub effect: String,
+    /// The shadow rules that matched.
+    pub rules: Vec<String>,
+    /// Those of them whose effect is `effect` (what would have decided).
+    pub deciding: Vec<String>,
+    /// The shadow rules that could not be evaluated (an error blocks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+/// A candidate policy's decision of the same request.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CandidateRecord {
+    /// The candidate's version hash.
+    pub policy_version: String,
+    /// Its `version:` label, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_version_label: Option<String>,
+    /// Its effect (`block` when it could not decide).
+    pub effect: String,
+    /// Why: `rules`, `default`, `contract`, `eval_error`, `state`,
+    /// `credential`, or `error` (the candidate failed: see `error`).
+    pub basis: String,
+    /// The rules that matched.
+    #[serde(default)]
+    pub rules: Vec<String>,
+    /// Those of them whose effect is the decision's.
+    #[serde(default)]
+    pub deciding: Vec<String>,
+    /// The rules that could not be evaluated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// For basis `contract`: the field the request broke.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub violation: Option<String>,
+    /// What its `mode: shadow` rules said, if it has some for the action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_rules: Option<ShadowRulesRecord>,
+    /// For basis `error` or `state`: Rein's own text of what went wrong
+    /// (a panic, state not loaded, a session required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Where each top-level actor field came from ([`AuditEntry::actor_source`]):

@@ -1,4 +1,4 @@
-//! `rein audit`: verify, query, export, replay.
+//! `rein audit`: verify, query, export, replay, shadow-report.
 
 use super::remote::{server_error, Conn, Target};
 use super::{load_policy, printable, Format, PolicyArgs, EXIT_ALLOW, EXIT_BLOCK, EXIT_USAGE};
@@ -60,6 +60,28 @@ enum AuditCommand {
         #[command(flatten)]
         policy: PolicyArgs,
         /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Where decisions made in shadow differed from the enforced ones: a
+    /// candidate policy (`rein serve --shadow`) and the policy's own
+    /// `mode: shadow` rules. One line per action, phase, enforced effect
+    /// -> shadow effect and the rule that decided it, with a count and
+    /// example decision ids, most frequent first. Reads the store file
+    /// (read-only) or a server (`GET /v1/policy/shadow/report`, admin).
+    ///
+    /// Exit code: 0 (whether or not they differed), 2 on a usage error or
+    /// a store or server that cannot be read.
+    ShadowReport {
+        #[command(flatten)]
+        target: Target,
+        /// Records at or after this time (RFC 3339).
+        #[arg(long, value_name = "TIME", value_parser = rfc3339)]
+        since: Option<String>,
+        /// Records before this time (RFC 3339).
+        #[arg(long, value_name = "TIME", value_parser = rfc3339)]
+        until: Option<String>,
+        /// Print the report as JSON (the server's answer).
         #[arg(long)]
         json: bool,
     },
@@ -326,7 +348,100 @@ pub fn run(args: AuditArgs, color: bool) -> anyhow::Result<u8> {
             }
             Ok(EXIT_ALLOW)
         }
+        AuditCommand::ShadowReport {
+            target,
+            since,
+            until,
+            json,
+        } => {
+            let conn = target.connect()?;
+            let report = match &conn {
+                Conn::Local(store) => {
+                    let report = rt.block_on(rein_runtime::shadow_report(store.as_ref(), since, until))?;
+                    serde_json::to_value(report)?
+                }
+                remote => {
+                    let mut query = Vec::new();
+                    for (name, value) in [("since", &since), ("until", &until)] {
+                        if let Some(v) = value {
+                            query.push(format!("{name}={}", percent(v)));
+                        }
+                    }
+                    let path = match query.is_empty() {
+                        true => "/v1/policy/shadow/report".to_string(),
+                        false => format!("/v1/policy/shadow/report?{}", query.join("&")),
+                    };
+                    let (status, body) = remote.call("GET", &path, None)?;
+                    if status != 200 {
+                        return Err(server_error(status, &body));
+                    }
+                    body
+                }
+            };
+            let mut out = std::io::stdout().lock();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &report)?;
+                writeln!(out)?;
+            } else {
+                print_shadow_report(&mut out, &report)?;
+            }
+            Ok(EXIT_ALLOW)
+        }
     }
+}
+
+/// The human form of a shadow report (from the store or a server's JSON):
+/// a table of the differences, then what was read.
+fn print_shadow_report(out: &mut dyn Write, report: &serde_json::Value) -> anyhow::Result<()> {
+    let n = |key: &str| report[key].as_u64().unwrap_or(0);
+    let text = |v: &serde_json::Value| printable(v.as_str().unwrap_or("-")).into_owned();
+    let differences = report["differences"].as_array().cloned().unwrap_or_default();
+    if !differences.is_empty() {
+        let mut table = Table::new(["SOURCE", "ACTION", "PHASE", "CHANGE", "RULE", "COUNT", "EXAMPLES"]);
+        for d in &differences {
+            let source = match d["candidate_version"].as_str() {
+                // The first 12 digits name a version well enough to tell
+                // candidates apart; `--json` has the whole hash.
+                Some(v) => format!("candidate {}", printable(v.get(..12).unwrap_or(v)).into_owned()),
+                None => "shadow rules".to_string(),
+            };
+            let examples: Vec<String> = d["examples"]
+                .as_array()
+                .map(|e| e.iter().map(&text).collect())
+                .unwrap_or_default();
+            table.push(
+                out,
+                [
+                    source,
+                    text(&d["action"]),
+                    text(&d["phase"]),
+                    format!("{} -> {}", text(&d["enforced"]), text(&d["shadow"])),
+                    text(&d["rule"]),
+                    d["count"].as_u64().unwrap_or(0).to_string(),
+                    examples.join(", "),
+                ],
+            )?;
+        }
+        table.finish(out)?;
+        writeln!(out)?;
+    }
+    let differed: u64 = differences.iter().map(|d| d["count"].as_u64().unwrap_or(0)).sum();
+    writeln!(
+        out,
+        "{} records read: a candidate decided {} ({} failed), shadow rules ran on {}; {differed} shadow decisions differed",
+        n("records"),
+        n("candidate_decided"),
+        n("candidate_errors"),
+        n("rules_decided"),
+    )?;
+    if n("unreadable") > 0 {
+        writeln!(
+            out,
+            "{} records had a shadow field this version cannot read",
+            n("unreadable")
+        )?;
+    }
+    Ok(())
 }
 
 const TABLE_HEADER: [&str; 7] = ["SEQ", "TIME", "PHASE", "EFFECT", "ACTION", "ACTOR", "RULES"];

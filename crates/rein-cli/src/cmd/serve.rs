@@ -77,6 +77,15 @@ pub struct ServeArgs {
     /// chose its clock could step around time-based rules and limits.
     #[arg(long)]
     trust_request_time: bool,
+    /// A candidate policy (files or directories, as POLICY) decided in
+    /// shadow beside the enforced one: every decision's audit record keeps
+    /// what it decided, answers stay the enforced policy's, and it opens
+    /// no approval and writes no state. A candidate that does not load
+    /// stops the start. A reload keeps it as loaded; change it with `POST
+    /// /v1/policy/shadow`, stop it with `DELETE` (docs/shadow.md); see the
+    /// differences with `rein audit shadow-report`.
+    #[arg(long = "shadow", num_args = 1.., value_name = "CANDIDATE_POLICY")]
+    shadow: Vec<PathBuf>,
 }
 
 /// The log of a long-running command (`rein serve`, `rein mcp gateway`):
@@ -104,6 +113,7 @@ pub fn run(args: ServeArgs, color: bool) -> anyhow::Result<u8> {
     config.session_idle = args.session_idle;
     config.max_state_bytes = usize::try_from(args.state_max_mib.saturating_mul(1024 * 1024))?;
     config.trust_request_time = args.trust_request_time;
+    config.shadow_paths = args.shadow;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers.map_or_else(rein_server::default_workers, usize::from))
         .enable_all()

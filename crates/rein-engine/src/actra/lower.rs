@@ -103,6 +103,7 @@ pub(crate) fn lower(schema: &Schema, policy: &PolicyDoc) -> Vec<PolicyFile> {
                 approval: None,
                 labels: Vec::new(),
                 limit: None,
+                shadow: false,
                 file: 2,
                 span: rule.span,
             }

@@ -781,6 +781,7 @@ impl<'d> Cx<'d> {
             "approval",
             "labels",
             "limit",
+            "mode",
             "description",
         ];
         let m = self.mapping(node, "a rule", &known)?;
@@ -830,6 +831,20 @@ impl<'d> Cx<'d> {
                 None => Phase::Before,
             },
         };
+        let shadow = match m.get("mode") {
+            None => false,
+            Some(p) => match self.string(p, "`mode`") {
+                Some(s) if s.value == "enforce" => false,
+                Some(s) if s.value == "shadow" => true,
+                Some(s) => {
+                    self.err(s.span, format!("unknown mode `{}`", s.value)).with_help(
+                        "a rule's mode is `enforce` (the default) or `shadow` (evaluated and recorded, never enforced)",
+                    );
+                    false
+                }
+                None => false,
+            },
+        };
         let when = m.get("when").and_then(|w| self.condition(w));
         let effect = match m.get("effect") {
             Some(e) => self.effect(e, "effect")?,
@@ -876,6 +891,21 @@ impl<'d> Cx<'d> {
                 "limits count calls before they run: remove `phase: after`, or move the limit to a `before` rule",
             );
         }
+        // A shadow rule writes nothing: a limit would count and labels
+        // would mark the session, both changing what enforced rules see.
+        if shadow {
+            if let Some(l) = &limit {
+                self.err(l.span, format!("rule `{}` is `mode: shadow` and has a `limit`", id.value))
+                    .with_help("a shadow rule writes no state: try the limit in a candidate policy (`rein serve --shadow`), or enforce the rule");
+            }
+            if let (Some(l), false) = (m.get("labels"), labels.is_empty()) {
+                self.err(
+                    l.span,
+                    format!("rule `{}` is `mode: shadow` and attaches `labels`", id.value),
+                )
+                .with_help("a shadow rule writes no state: remove `labels`, or enforce the rule");
+            }
+        }
         Some(RuleAst {
             id,
             targets,
@@ -886,6 +916,7 @@ impl<'d> Cx<'d> {
             approval,
             labels,
             limit,
+            shadow,
             file: file_index,
             span: node.span,
         })

@@ -121,7 +121,7 @@ fn a_damaged_entry_is_refused_and_replaced() {
     }
 
     // A truncated entry, and one holding something else.
-    std::fs::write(&entry, b"rein-policy-ir3\nshort").unwrap();
+    std::fs::write(&entry, b"rein-policy-ir4\nshort").unwrap();
     match cache.load(&[&policy]).unwrap().1 {
         CacheStatus::Failed(why) => assert!(why.contains("truncated"), "{why}"),
         other => panic!("{other:?}"),

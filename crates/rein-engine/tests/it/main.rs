@@ -14,6 +14,7 @@ mod derived;
 mod diagnostics;
 mod identity;
 mod props;
+mod shadow_rules;
 mod state;
 mod state_attacks;
 mod tool_facts;

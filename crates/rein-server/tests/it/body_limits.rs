@@ -46,7 +46,8 @@ fn assert_too_large(status: StatusCode, body: &Value) {
 
 /// The POST routes this file covers; a route added to the server without
 /// a case here fails [`every_route_that_takes_a_body_is_covered`].
-const COVERED: [&str; 11] = [
+const COVERED: [&str; 12] = [
+    "/v1/policy/shadow",
     "/v1/decide",
     "/v1/what-can",
     "/v1/tokens/delegate",
@@ -237,6 +238,26 @@ async fn grant_deny_and_reload_take_the_limit_and_refuse_one_byte_more() {
     let (status, body) = post(&client, url.clone(), ADMIN, padded(&current, LIMIT + 1)).await;
     assert_too_large(status, &body);
     let (status, body) = post(&client, url, ADMIN, padded(&current, LIMIT)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // The candidate in shadow: set with a body of the limit, one byte more
+    // refused; stopped (DELETE takes no body, one is read and ignored).
+    let url = server.url("/v1/policy/shadow");
+    let set = json!({"paths": [h.policy_path().display().to_string()]});
+    let (status, body) = post(&client, url.clone(), ADMIN, padded(&set, LIMIT + 1)).await;
+    assert_too_large(status, &body);
+    let (status, body) = post(&client, url.clone(), ADMIN, padded(&set, LIMIT)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let delete = |bytes: Vec<u8>| {
+        let req = client.delete(url.clone()).bearer_auth(ADMIN).body(bytes);
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = delete(vec![b' '; LIMIT + 1]).await;
+    assert_too_large(status, &body);
+    let (status, body) = delete(vec![b' '; LIMIT]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     let url = server.url("/v1/limits/reset");

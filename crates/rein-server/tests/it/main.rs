@@ -22,6 +22,7 @@ mod jwt;
 mod outcome;
 mod reload;
 mod routes;
+mod shadow;
 mod startup;
 mod state;
 mod versions;

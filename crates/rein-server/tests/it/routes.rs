@@ -61,6 +61,10 @@ async fn valid_call(h: &Harness, route: &RouteInfo, token: &str) -> (String, Opt
                 "snapshot": {"fraud_flag": false, "refunds_today": 0, "account_age_days": 400}
             })),
         ),
+        "/v1/policy/shadow" if route.method == Method::POST => (
+            route.path.into(),
+            Some(json!({"paths": [h.policy_path().display().to_string()]})),
+        ),
         other => (other.into(), None),
     }
 }
@@ -70,7 +74,7 @@ async fn role_matrix_of_every_route() {
     let h = Harness::new().await;
     let callers = [(AGENT, Role::Agent), (ALICE, Role::Approver), (ADMIN, Role::Admin)];
     let all = routes();
-    assert_eq!(all.len(), 22);
+    assert_eq!(all.len(), 26);
     for route in &all {
         for (token, role) in callers {
             let (path, body) = valid_call(&h, route, token).await;
