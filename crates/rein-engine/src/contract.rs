@@ -139,6 +139,21 @@ pub(crate) fn check_root(json: Option<&Json>, ty: &ObjectType, root: &str) -> Re
     check_root_from(json, ty, root)
 }
 
+/// [`check_root`] for a request read back from the audit log, where every
+/// field the contract marks sensitive holds its keyed hash: such a field is
+/// taken as it comes, unchecked, and laid out as `null`. Only for deciding
+/// rules that never read a sensitive field (`Policy::decide_redacted`
+/// checks that), on a request whose clear values passed the same contract
+/// when it was recorded.
+pub(crate) fn check_root_redacted(json: Option<&Json>, ty: &ObjectType, root: &str) -> Result<Vec<Value>, Violation> {
+    let path = Path::Root(root);
+    match json {
+        None | Some(Json::Null) => check_fields(None::<&&Json>, ty, &path, Reveal::Opaque),
+        Some(Json::Object(_)) => check_fields(json.as_ref(), ty, &path, Reveal::Opaque),
+        Some(other) => Err(violation(&path, format!("must be an object, got {}", json_kind(other)))),
+    }
+}
+
 /// [`check_root`] for any [`ContractValue`].
 pub(crate) fn check_root_from<V: ContractValue>(
     value: Option<V>,
@@ -164,13 +179,17 @@ pub(crate) fn check_root_from<V: ContractValue>(
 enum Reveal {
     Values,
     Nothing,
+    /// A request read back from the audit log: sensitive fields hold keyed
+    /// hashes and are not checked (see [`check_root_redacted`]); other
+    /// values are shown as with `Values`.
+    Opaque,
 }
 
 impl Reveal {
     /// `", got {shown}"`, or nothing for a sensitive value.
     fn got(self, shown: impl std::fmt::Display) -> String {
         match self {
-            Reveal::Values => format!(", got {shown}"),
+            Reveal::Values | Reveal::Opaque => format!(", got {shown}"),
             Reveal::Nothing => String::new(),
         }
     }
@@ -178,7 +197,7 @@ impl Reveal {
     /// `"`{shown}` "` to start a message, or nothing for a sensitive value.
     fn quoted(self, shown: &str) -> String {
         match self {
-            Reveal::Values => format!("`{}` ", shorten(shown)),
+            Reveal::Values | Reveal::Opaque => format!("`{}` ", shorten(shown)),
             Reveal::Nothing => String::new(),
         }
     }
@@ -227,6 +246,8 @@ fn check_fields<V: ContractValue>(
             None if f.optional => out.push(Value::Absent),
             Some(_) if null && f.optional => out.push(Value::Absent),
             None => return Err(violation(&p, format!("is required ({})", f.ty))),
+            // Its keyed hash: never read by the rules decided this way.
+            Some(_) if f.sensitive && reveal == Reveal::Opaque => out.push(Value::Null),
             Some(v) => {
                 let reveal = if f.sensitive { Reveal::Nothing } else { reveal };
                 out.push(check_value(&v, &f.ty, &f.constraints, &p, reveal)?)

@@ -1,0 +1,312 @@
+//! `Planner` (what `rein plan` runs) against a real SQLite file filled by a
+//! real runtime: records with sensitive fields are replayed when the
+//! decision under the new policy is computable without them, and then it
+//! is the decision the new policy gives the clear request; otherwise they
+//! are skipped with the field named.
+
+// Helpers outside `#[test]` functions panic on failure too; that is the report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use rein_engine::{Effect, Policy, Request};
+use rein_runtime::{PlanReport, Planner, Runtime, RuntimeConfig};
+use rein_store::{AuditQuery, SqliteStore, Store};
+use serde_json::json;
+use std::sync::Arc;
+
+const OLD: &str = r#"
+default: allow
+contracts:
+  actor:
+    id: string
+  actions:
+    pay:
+      input:
+        amount: {type: int, min: 0}
+        card: {type: string, sensitive: true}
+        customer:
+          type: object
+          fields:
+            name: string
+            ssn: {type: string, sensitive: true}
+        items:
+          type: list
+          items:
+            type: object
+            fields:
+              sku: string
+              secret: {type: string, sensitive: true}
+    note:
+      input: {text: string}
+rules:
+  - id: big
+    action: pay
+    when: input.amount > 100
+    effect: require_approval
+    approval: {role: finance}
+  - id: stolen_card
+    action: pay
+    when: input.card == "4111"
+    effect: block
+  - id: shouting
+    action: note
+    when: input.text == "HI"
+    effect: block
+"#;
+
+fn pay(amount: i64, card: &str, name: &str, sku: &str) -> Request {
+    Request::new("pay")
+        .input(json!({
+            "amount": amount,
+            "card": card,
+            "customer": {"name": name, "ssn": "123-45-6789"},
+            "items": [{"sku": sku, "secret": "s3"}],
+        }))
+        .actor(json!({"id": "bot"}))
+}
+
+fn traffic() -> Vec<Request> {
+    let mut out = Vec::new();
+    for (i, amount) in [5, 50, 150, 500, 2000].into_iter().enumerate() {
+        for card in ["4111", "5555"] {
+            out.push(pay(amount, card, if i % 2 == 0 { "ann" } else { "bob" }, "a"));
+        }
+    }
+    out.push(
+        Request::new("note")
+            .input(json!({"text": "HI"}))
+            .actor(json!({"id": "bot"})),
+    );
+    out.push(
+        Request::new("note")
+            .input(json!({"text": "hello"}))
+            .actor(json!({"id": "bot"})),
+    );
+    out
+}
+
+/// Records `traffic()` under `OLD` in a fresh store; returns the store.
+fn recorded() -> (tempfile::TempDir, Arc<SqliteStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("rein.db")).unwrap());
+    let config = RuntimeConfig {
+        hmac_key: b"plan test key".to_vec(),
+        ..RuntimeConfig::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let runtime = Runtime::new(Policy::from_yaml_str(OLD).unwrap(), store.clone(), config);
+    rt.block_on(async {
+        for r in traffic() {
+            let a = runtime.decide(r, None).await;
+            assert!(a.audit_seq.is_some());
+        }
+    });
+    (dir, store)
+}
+
+fn plan(store: &SqliteStore, new: &Policy, current: Option<&Policy>) -> PlanReport {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let records = rt
+        .block_on(store.query_audit(&AuditQuery {
+            after_seq: Some(0),
+            ..AuditQuery::default()
+        }))
+        .unwrap();
+    let mut planner = Planner::new(new, current);
+    for r in &records {
+        planner.push(r);
+    }
+    planner.finish()
+}
+
+/// What the plan must say when every record is replayed: the new policy's
+/// decisions of the clear requests against the old one's.
+fn expected(old: &Policy, new: &Policy) -> (u64, u64, u64) {
+    let (mut changed, mut blocks, mut widened) = (0, 0, 0);
+    let rank = |e: Effect| match e {
+        Effect::Allow => 0,
+        Effect::RequireApproval => 1,
+        Effect::Block => 2,
+    };
+    for r in traffic() {
+        let (a, b) = (old.decide(&r).effect(), new.decide(&r).effect());
+        if a != b {
+            changed += 1;
+            blocks += u64::from(b == Effect::Block);
+            widened += u64::from(rank(b) < rank(a));
+        }
+    }
+    (changed, blocks, widened)
+}
+
+fn skipped(report: &PlanReport) -> Vec<(String, u64)> {
+    report.skipped.iter().map(|s| (s.reason.clone(), s.count)).collect()
+}
+
+#[test]
+fn a_changed_rule_that_reads_no_sensitive_field_replays_sensitive_records_exactly() {
+    let (_dir, store) = recorded();
+    let old = Policy::from_yaml_str(OLD).unwrap();
+    // `big` now blocks above 1000 too, through a new rule; `big` itself
+    // changes threshold. Neither reads a sensitive field; `stolen_card`
+    // (unchanged) does, and keeps its recorded outcome.
+    let new_text = OLD.replace("input.amount > 100\n", "input.amount > 400\n")
+        + "  - id: huge\n    action: pay\n    when: input.amount > 1000 && input.customer.name == \"ann\"\n    effect: block\n";
+    let new = Policy::from_yaml_str(&new_text).unwrap();
+    let report = plan(&store, &new, Some(&old));
+    assert_eq!(skipped(&report), vec![], "{report:#?}");
+    assert_eq!(report.replayed, 12);
+    assert_eq!(report.replayed_sensitive, 10);
+    let (changed, blocks, widened) = expected(&old, &new);
+    assert!(changed > 0 && blocks > 0 && widened > 0);
+    assert_eq!(
+        (report.changed, report.new_blocks, report.widened),
+        (changed, blocks, widened),
+        "{report:#?}"
+    );
+    let pay = report.actions.iter().find(|a| a.action == "pay").unwrap();
+    assert!(pay.changes.iter().any(|c| c.by == ["huge"] && c.to == Effect::Block));
+}
+
+#[test]
+fn a_changed_rule_that_reads_a_sensitive_field_skips_and_names_it() {
+    let (_dir, store) = recorded();
+    let old = Policy::from_yaml_str(OLD).unwrap();
+    let cases = [
+        // Read directly.
+        (r#"input.card == "5555""#, "input.card"),
+        // Nested.
+        (r#"input.customer.ssn == "1""#, "input.customer.ssn"),
+        // A whole object holding a sensitive field.
+        (r#"input.customer == input.customer"#, "input.customer.ssn"),
+        // A comprehension over items that hold one.
+        (r#"input.items.exists(i, i.sku == "a")"#, "input.items[].secret"),
+        // A dynamic index into them.
+        (r#"input.items[input.amount % 1].sku == "a""#, "input.items[].secret"),
+        // Presence.
+        (r#"has(input.customer.ssn)"#, "input.customer.ssn"),
+    ];
+    for (when, field) in cases {
+        let new_text = format!("{OLD}  - id: added\n    action: pay\n    when: '{when}'\n    effect: block\n");
+        let new = Policy::from_yaml_str(&new_text).unwrap();
+        let report = plan(&store, &new, Some(&old));
+        assert_eq!(report.replayed_sensitive, 0, "{when}");
+        assert_eq!(report.replayed, 2, "{when}: the notes still replay");
+        assert_eq!(
+            skipped(&report),
+            vec![(
+                format!("sensitive fields: rule `added` reads the sensitive field {field}"),
+                10
+            )],
+            "{when}"
+        );
+    }
+    // A changed rule (not only an added one) that reads one.
+    let new = Policy::from_yaml_str(&OLD.replace(r#"input.card == "4111""#, r#"input.card == "4000""#)).unwrap();
+    let report = plan(&store, &new, Some(&old));
+    assert_eq!(
+        skipped(&report),
+        vec![(
+            "sensitive fields: rule `stolen_card` reads the sensitive field input.card".to_string(),
+            10
+        )]
+    );
+    // A removed rule needs nothing: its outcome no longer counts.
+    let new = Policy::from_yaml_str(&OLD.replace(
+        "  - id: stolen_card\n    action: pay\n    when: input.card == \"4111\"\n    effect: block\n",
+        "",
+    ))
+    .unwrap();
+    let report = plan(&store, &new, Some(&old));
+    assert_eq!(skipped(&report), vec![]);
+    assert_eq!(report.changed, expected(&old, &new).0);
+}
+
+#[test]
+fn without_the_recording_policy_or_with_a_changed_contract_sensitive_records_are_skipped() {
+    let (_dir, store) = recorded();
+    let old = Policy::from_yaml_str(OLD).unwrap();
+    let new = Policy::from_yaml_str(&OLD.replace("input.amount > 100\n", "input.amount > 400\n")).unwrap();
+    let report = plan(&store, &new, None);
+    assert_eq!(report.replayed_sensitive, 0);
+    assert_eq!(report.skipped[0].count, 10);
+    assert!(report.skipped[0].reason.contains("no --current"), "{report:#?}");
+
+    let widened = OLD.replace(
+        "amount: {type: int, min: 0}",
+        "amount: {type: int, min: 0, max: 1000000}",
+    );
+    let new = Policy::from_yaml_str(&widened).unwrap();
+    let report = plan(&store, &new, Some(&old));
+    assert_eq!(report.replayed_sensitive, 0);
+    assert!(
+        report.skipped[0].reason.contains("contract of `pay` changed"),
+        "{report:#?}"
+    );
+
+    // Recorded under another version than --current: not read back.
+    let other = Policy::from_yaml_str(&format!("version: other\n{OLD}")).unwrap();
+    let report = plan(&store, &new, Some(&other));
+    assert!(report.skipped.iter().all(|s| !s.reason.is_empty()));
+    assert_eq!(report.replayed_sensitive, 0);
+}
+
+#[test]
+fn the_same_policy_changes_nothing() {
+    let (_dir, store) = recorded();
+    let old = Policy::from_yaml_str(OLD).unwrap();
+    let report = plan(&store, &old, Some(&old));
+    assert_eq!(report.changed, 0);
+    assert_eq!(report.replayed, 12);
+    assert_eq!(report.replayed_sensitive, 10);
+    assert_eq!(report.rules_only, 0, "{report:#?}");
+}
+
+#[test]
+fn stateful_rules_replay_in_recorded_order_against_a_fresh_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("rein.db")).unwrap());
+    let old_text = "default: allow\ncontracts:\n  actions:\n    note:\n      input: {text: string}\n";
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let runtime = Runtime::new(
+        Policy::from_yaml_str(old_text).unwrap(),
+        store.clone(),
+        RuntimeConfig::default(),
+    );
+    rt.block_on(async {
+        for i in 0..5 {
+            let r = Request::new("note")
+                .input(json!({"text": format!("n{i}")}))
+                .actor(json!({}));
+            runtime.decide(r, None).await;
+        }
+    });
+    let new = Policy::from_yaml_str(&format!(
+        "{}rules:\n  - id: three_a_day\n    action: note\n    limit: {{count: 3, window: 24h}}\n    effect: allow\n",
+        old_text.replace("default: allow", "default: block")
+    ))
+    .unwrap();
+    drop(runtime);
+    let report = plan(&store, &new, None);
+    assert_eq!(report.replayed, 5);
+    // The fourth and fifth go over the limit: the default blocks them.
+    let changes = &report.actions[0].changes;
+    assert_eq!(report.changed, 2, "{report:#?}");
+    assert_eq!(changes.len(), 1, "{report:#?}");
+    assert_eq!(
+        (changes[0].by.as_slice(), changes[0].count),
+        (["default".to_string()].as_slice(), 2)
+    );
+    assert!(
+        report.limits.iter().any(|l| l.contains("from before it")),
+        "{report:#?}"
+    );
+}
