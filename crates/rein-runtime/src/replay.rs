@@ -458,11 +458,11 @@ impl<'p> Planner<'p> {
     /// the new one, or a value reads as a keyed hash (a field sensitive in
     /// some other version).
     fn is_redacted(&self, e: &rein_store::AuditEntry) -> bool {
-        let recorded_by = self
-            .current
-            .filter(|c| c.version() == e.policy_version)
-            .map(|c| !c.sensitive_fields(&e.action).is_empty());
-        let declared = recorded_by.unwrap_or_else(|| !self.new.sensitive_fields(&e.action).is_empty());
+        // A `before` record holds no output: its sensitive paths do not
+        // count.
+        let in_request = |p: &Policy| p.sensitive_fields(&e.action).iter().any(|f| !f.starts_with("output."));
+        let recorded_by = self.current.filter(|c| c.version() == e.policy_version).map(in_request);
+        let declared = recorded_by.unwrap_or_else(|| in_request(self.new));
         declared || [&e.input, &e.actor, &e.snapshot].into_iter().any(holds_hash)
     }
 
