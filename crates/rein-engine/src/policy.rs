@@ -735,6 +735,47 @@ impl Policy {
         Ok(prepared.decide_known(known))
     }
 
+    /// The `before` decision `action` gets when exactly the rules `matched`
+    /// (by id) hold and no rule fails: its effect by the policy's combining
+    /// (or the default, when none holds), its basis and its reasons, as
+    /// [`Policy::decide`] would give them. `None` when an id is not a
+    /// `before` rule of `action`, or under first-match combining when more
+    /// than one is given. A replay compares it with a recorded decision to
+    /// know that the decision was made by these rules (and not refused
+    /// before them, or failed in one).
+    pub fn decision_from_matches(&self, action: &str, matched: &[String]) -> Option<Decision> {
+        let p = &self.inner;
+        let ir = p.action_index.get(action).and_then(|&i| p.actions.get(i as usize))?;
+        let mut indices = Vec::with_capacity(matched.len());
+        let mut effect: Option<Effect> = None;
+        for id in matched {
+            let rule = ir
+                .before
+                .iter()
+                .find(|r| p.rules.get(r.rule as usize).is_some_and(|i| i.id == *id))?;
+            let e = p.rules.get(rule.rule as usize).map_or(Effect::Block, |r| r.effect);
+            effect = Some(effect.map_or(e, |cur| cur.max(e)));
+            indices.push(rule.rule);
+        }
+        if p.combining == Combining::FirstMatch && indices.len() > 1 {
+            return None;
+        }
+        indices.sort_unstable();
+        let (effect, basis) = match effect {
+            Some(e) => (e, Basis::Rules),
+            None => (p.default, Basis::Default),
+        };
+        Some(Decision {
+            effect,
+            phase: Phase::Before,
+            basis,
+            matched: indices,
+            errors: Vec::new(),
+            policy: self.inner.clone(),
+            limits: None,
+        })
+    }
+
     /// Decides a request: contract check, then every rule that targets the
     /// action in the request's phase. Never fails: a broken contract or an
     /// evaluation error is a `block` decision that says why.

@@ -247,6 +247,22 @@ pub struct SkipGroup {
     pub examples: Vec<String>,
 }
 
+/// What [`Planner::push`] did with a record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Replayed {
+    /// Not a `before` record.
+    Ignored,
+    /// Re-decided: the new effect and the rules that matched.
+    Decided {
+        /// The effect under the new policy.
+        effect: Effect,
+        /// The rules that matched under it.
+        rules: Vec<String>,
+    },
+    /// Not re-decided, and why.
+    Skipped(String),
+}
+
 /// One action's change groups, keyed by (recorded effect, new effect, what
 /// decided).
 type Groups = BTreeMap<(String, String, Vec<String>), ChangeGroup>;
@@ -305,12 +321,12 @@ impl<'p> Planner<'p> {
         }
     }
 
-    /// Re-decides one record (records of other phases are ignored). Feed
-    /// records in recorded order.
-    pub fn push(&mut self, record: &AuditRecord) {
+    /// Re-decides one record (records of other phases are ignored) and
+    /// says what became of it. Feed records in recorded order.
+    pub fn push(&mut self, record: &AuditRecord) -> Replayed {
         let e = &record.entry;
         if e.phase != "before" {
-            return;
+            return Replayed::Ignored;
         }
         self.report.records += 1;
         let old_effect = policy_effect(e).to_string();
@@ -338,8 +354,8 @@ impl<'p> Planner<'p> {
                     if new_state.any() {
                         self.state_writers_skipped += 1;
                     }
-                    self.skip(why, &e.decision_id);
-                    return;
+                    self.skip(why.clone(), &e.decision_id);
+                    return Replayed::Skipped(why);
                 }
             }
         } else if new_state.any() {
@@ -366,10 +382,14 @@ impl<'p> Planner<'p> {
         entry.0 += 1;
         if effect.as_str() == old_effect {
             self.report.unchanged += 1;
-            if rules != e.rules {
+            let mut recorded = e.rules.clone();
+            recorded.sort();
+            let mut rules = rules;
+            rules.sort();
+            if rules != recorded {
                 self.report.rules_only += 1;
             }
-            return;
+            return Replayed::Decided { effect, rules };
         }
         self.report.changed += 1;
         if effect == Effect::Block {
@@ -393,6 +413,7 @@ impl<'p> Planner<'p> {
         if group.examples.len() < PLAN_EXAMPLES {
             group.examples.push(e.decision_id.clone());
         }
+        Replayed::Decided { effect, rules }
     }
 
     /// The report, once every record was pushed.
@@ -493,31 +514,37 @@ impl<'p> Planner<'p> {
         if !action.contract_unchanged(comparison) {
             return Err(format!("sensitive fields, and the contract of `{}` changed", e.action));
         }
+        if current.action_state(&e.action, Phase::Before).any() {
+            // Its rules were decided with state, which the record does not
+            // hold (and a state refusal is made before any rule).
+            return Err(format!(
+                "sensitive fields, and the rules of `{}` read or write state under --current",
+                e.action
+            ));
+        }
         // What the recording policy decided, read back from the record.
-        if e.rules.is_empty() && e.reasons.first().is_some_and(|r| r.starts_with("contract: ")) {
-            // The same contract refuses it again, before any rule.
+        if e.effect == "block" && e.rules.is_empty() && e.reasons.first().is_some_and(|r| r.starts_with("contract: ")) {
+            // The same contracts refuse it again, before any rule.
             return Ok((Effect::Block, vec!["contract".to_string()], Vec::new()));
         }
-        if e.reasons
-            .iter()
-            .any(|r| r.contains("could not be evaluated") || r.contains("<sensitive>"))
-        {
-            return Err("sensitive fields, and a rule could not be evaluated when recorded".into());
-        }
-        let matched_effect = e
-            .rules
-            .iter()
-            .map(|r| current_rule_effect(current, &e.action, r))
-            .try_fold(None::<Effect>, |acc, eff| {
-                eff.map(|eff| Some(acc.map_or(eff, |a| a.max(eff))))
-            });
-        let consistent = match matched_effect {
-            Some(Some(eff)) => eff.as_str() == policy_effect(e),
-            Some(None) => current.default_effect(Phase::Before).as_str() == policy_effect(e),
-            None => false,
+        // The recorded outcome of a rule is known only if the decision was
+        // made by its rules: no refusal before them (credential, state), no
+        // rule that failed. The reasons tell: they must be those the
+        // recording policy gives for exactly the recorded matches (a
+        // failed rule or a refusal has other reasons; an approval step,
+        // which follows only a decision of the rules, replaces them).
+        let Some(by_rules) = current.decision_from_matches(&e.action, &e.rules) else {
+            return Err("sensitive fields, and the recorded rules are not rules of --current".into());
         };
-        if !consistent {
-            return Err("sensitive fields, and the recorded decision does not read back under --current".into());
+        let approval_step = policy_effect(e) != e.effect || e.approval.is_some();
+        let read_back = by_rules.effect().as_str() == policy_effect(e)
+            && (by_rules.reasons() == e.reasons || (approval_step && by_rules.effect() == Effect::RequireApproval));
+        if !read_back {
+            return Err(
+                "sensitive fields, and the recorded decision was not made by its rules alone (refused before \
+                 them, or a rule failed)"
+                    .into(),
+            );
         }
         let unchanged: Vec<&str> = action
             .rules_unchanged
@@ -588,13 +615,6 @@ fn holds_hash(v: &serde_json::Value) -> bool {
         serde_json::Value::Object(map) => map.values().any(holds_hash),
         _ => false,
     }
-}
-
-/// The effect of rule `id` for `action` in `policy`'s `before` phase
-/// (`None`: no such rule applies there).
-fn current_rule_effect(policy: &Policy, action: &str, id: &str) -> Option<Effect> {
-    rein_engine::compare::fields_read(policy, action, Phase::Before, id)?;
-    rein_engine::compare::rule_effect(policy, id)
 }
 
 /// The first 12 digits of a version hash.

@@ -5,10 +5,10 @@
 //! are skipped with the field named.
 
 // Helpers outside `#[test]` functions panic on failure too; that is the report.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use rein_engine::{Effect, Policy, Request};
-use rein_runtime::{PlanReport, Planner, Runtime, RuntimeConfig};
+use rein_runtime::{PlanReport, Planner, Replayed, Runtime, RuntimeConfig};
 use rein_store::{AuditQuery, SqliteStore, Store};
 use serde_json::json;
 use std::sync::Arc;
@@ -309,4 +309,130 @@ fn stateful_rules_replay_in_recorded_order_against_a_fresh_state() {
         report.limits.iter().any(|l| l.contains("from before it")),
         "{report:#?}"
     );
+}
+
+/// Every record a plan re-decides gets exactly the effect and rules the
+/// new policy gives the clear request it was made from.
+fn assert_replays_match_clear_requests(old: &str, requests: &[Request], new: &str) -> (usize, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("rein.db")).unwrap());
+    let config = RuntimeConfig {
+        hmac_key: b"plan test key".to_vec(),
+        ..RuntimeConfig::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let runtime = Runtime::new(Policy::from_yaml_str(old).unwrap(), store.clone(), config);
+    let times: Vec<_> = rt.block_on(async {
+        let mut times = Vec::new();
+        for r in requests {
+            let a = runtime.decide(r.clone(), None).await;
+            assert!(a.audit_seq.is_some());
+        }
+        let records = store
+            .query_audit(&AuditQuery {
+                after_seq: Some(0),
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap();
+        for r in &records {
+            times.push(r.entry.time.parse::<jiff::Timestamp>().ok());
+        }
+        times
+    });
+    drop(runtime);
+    let records = rt
+        .block_on(store.query_audit(&AuditQuery {
+            after_seq: Some(0),
+            ..AuditQuery::default()
+        }))
+        .unwrap();
+    assert_eq!(records.len(), requests.len());
+    let (old_policy, new_policy) = (Policy::from_yaml_str(old).unwrap(), Policy::from_yaml_str(new).unwrap());
+    let mut planner = Planner::new(&new_policy, Some(&old_policy));
+    let (mut replayed, mut skipped) = (0, 0);
+    for ((record, request), time) in records.iter().zip(requests).zip(times) {
+        let mut clear = request.clone();
+        clear.time = time;
+        let truth = new_policy.decide(&clear);
+        match planner.push(record) {
+            Replayed::Decided { effect, mut rules } => {
+                replayed += 1;
+                let mut expected: Vec<String> = truth.rules().into_iter().map(str::to_string).collect();
+                expected.sort();
+                rules.sort();
+                assert_eq!((effect, rules), (truth.effect(), expected), "{new}\n{request:?}");
+            }
+            Replayed::Skipped(_) => skipped += 1,
+            Replayed::Ignored => panic!("a before record ignored"),
+        }
+    }
+    (replayed, skipped)
+}
+
+#[test]
+fn replayed_sensitive_records_decide_as_their_clear_requests_under_many_changes() {
+    let added = |rule: &str| format!("{OLD}{rule}");
+    let variants: Vec<(String, bool)> = vec![
+        // (new policy, whether every sensitive record must be replayed)
+        (OLD.to_string(), true),
+        (OLD.replace("input.amount > 100\n", "input.amount > 400\n"), true),
+        (OLD.replace("effect: require_approval\n    approval: {role: finance}", "effect: block"), true),
+        (OLD.replace("default: allow", "default: block"), true),
+        (OLD.replace(r#"input.text == "HI""#, r#"input.text == "hello""#), true),
+        (OLD.replace("  - id: stolen_card\n    action: pay\n    when: input.card == \"4111\"\n    effect: block\n", ""), true),
+        (added("  - id: ann\n    action: pay\n    when: input.customer.name == \"ann\"\n    effect: block\n"), true),
+        (added("  - id: everyone\n    action: \"*\"\n    when: actor.id == \"bot\"\n    effect: require_approval\n    approval: {role: x}\n"), true),
+        (added("  - id: late\n    action: pay\n    when: now > timestamp(\"2000-01-01T00:00:00Z\")\n    effect: block\n"), true),
+        (added("  - id: first_sku\n    action: pay\n    when: size(input.items) > 0\n    effect: block\n"), false),
+        (added("  - id: card\n    action: pay\n    when: input.card.startsWith(\"5\")\n    effect: block\n"), false),
+        (OLD.replace(r#"input.card == "4111""#, r#"input.card == "5555""#), false),
+        (OLD.replace("    note:\n      input: {text: string}", "    note:\n      input: {text: {type: string, max_len: 5}}"), true),
+    ];
+    for (new, all) in variants {
+        let (replayed, skipped) = assert_replays_match_clear_requests(OLD, &traffic(), &new);
+        assert_eq!(replayed + skipped, traffic().len());
+        if all {
+            assert_eq!(skipped, 0, "{new}");
+        } else {
+            assert_eq!(skipped, 10, "{new}");
+        }
+    }
+}
+
+const FAILING: &str = r#"
+default: allow
+contracts:
+  actions:
+    pay:
+      input:
+        amount: int
+        parts: int
+        card: {type: string, sensitive: true}
+rules:
+  - id: per_part
+    action: pay
+    when: input.amount / input.parts > 10
+    effect: block
+  - id: big
+    action: pay
+    when: input.amount > 100
+    effect: require_approval
+    approval: {role: finance}
+"#;
+
+#[test]
+fn a_recorded_failure_is_not_read_as_a_rule_that_did_not_match() {
+    let pay =
+        |amount: i64, parts: i64| Request::new("pay").input(json!({"amount": amount, "parts": parts, "card": "4111"}));
+    let requests = vec![pay(50, 0), pay(50, 10), pay(500, 0), pay(500, 100)];
+    // `big` changes; `per_part` failed on the records with no parts (a
+    // block): it fails again under the new policy, which the record does
+    // not let the plan know from its matches alone.
+    let new = FAILING.replace("input.amount > 100\n", "input.amount > 1000\n");
+    let (replayed, skipped) = assert_replays_match_clear_requests(FAILING, &requests, &new);
+    assert_eq!((replayed, skipped), (2, 2));
 }

@@ -253,7 +253,7 @@ fn print_table(out: &mut dyn Write, r: &PlanReport, new: &rein_engine::Policy, a
                 c.count,
                 percent(c.percent),
                 by(&c.by),
-                c.examples.join(", ")
+                printable(&c.examples.join(", "))
             )?;
         }
     }
@@ -269,7 +269,7 @@ fn print_table(out: &mut dyn Write, r: &PlanReport, new: &rein_engine::Policy, a
             "skipped {}: {}   e.g. {}",
             s.count,
             printable(&s.reason),
-            s.examples.join(", ")
+            printable(&s.examples.join(", "))
         )?;
     }
     for l in &r.limits {
