@@ -11,11 +11,6 @@ use std::path::PathBuf;
 
 /// Arguments of `rein plan`.
 #[derive(Args, Debug)]
-#[command(
-    after_help = "Exit code: 0 within every gate, 1 a gate is exceeded (named on stderr and in the \
-                        report), 2 usage error, a policy that does not load, or a store or server that \
-                        cannot be read."
-)]
 pub struct PlanArgs {
     /// The policy to roll out (files or directories, merged).
     #[arg(long = "policy", short = 'p', required = true, num_args = 1.., value_name = "POLICY")]
