@@ -273,7 +273,8 @@ type Groups = BTreeMap<(String, String, Vec<String>), ChangeGroup>;
 /// Records with sensitive fields hold them only as keyed hashes. Such a
 /// record is re-decided only when the decision under the new policy is
 /// computable from what it holds: the policy that recorded it is known
-/// (`current`, and the record names its version), the action's contracts
+/// (`current`, or one added with [`Planner::add_recording_policy`], and
+/// the record names its version), the action's contracts
 /// (input, actor, snapshot, tool facts) are the same in both, the recorded
 /// decision was made by its rules (or by the default, or refused by the
 /// contract), and every rule of the new policy that is not the same rule in
@@ -288,8 +289,9 @@ type Groups = BTreeMap<(String, String, Vec<String>), ChangeGroup>;
 /// decision was allowed with that approval.
 pub struct Planner<'p> {
     new: &'p Policy,
-    current: Option<&'p Policy>,
-    comparison: Option<rein_engine::compare::PolicyComparison>,
+    /// The policies known to have recorded traffic, with their comparison
+    /// to the new one.
+    recording: Vec<(Policy, rein_engine::compare::PolicyComparison)>,
     state: rein_engine::MemoryState,
     report: PlanReport,
     actions: BTreeMap<String, (u64, Groups)>,
@@ -304,8 +306,10 @@ impl<'p> Planner<'p> {
     pub fn new(new: &'p Policy, current: Option<&'p Policy>) -> Planner<'p> {
         Planner {
             new,
-            current,
-            comparison: current.map(|c| rein_engine::compare::compare(c, new)),
+            recording: current
+                .map(|c| (c.clone(), rein_engine::compare::compare(c, new)))
+                .into_iter()
+                .collect(),
             // The replay's own key: no audit key is needed, since only
             // calls replayed here are in this state.
             state: rein_engine::MemoryState::with_key([0x3c; 32]),
@@ -319,6 +323,25 @@ impl<'p> Planner<'p> {
             stateful_replayed: 0,
             state_writers_skipped: 0,
         }
+    }
+
+    /// Adds a policy that recorded some of the traffic (a version the store
+    /// kept, say): records naming its version are read back with it.
+    pub fn add_recording_policy(&mut self, policy: Policy) {
+        if !self.knows_version(policy.version()) {
+            let comparison = rein_engine::compare::compare(&policy, self.new);
+            self.recording.push((policy, comparison));
+        }
+    }
+
+    /// Whether the policy of version `version` is known to the planner.
+    pub fn knows_version(&self, version: &str) -> bool {
+        self.recording.iter().any(|(p, _)| p.version() == version)
+    }
+
+    /// The recording policy of version `version`, with its comparison.
+    fn recorded_by(&self, version: &str) -> Option<&(Policy, rein_engine::compare::PolicyComparison)> {
+        self.recording.iter().find(|(p, _)| p.version() == version)
     }
 
     /// Re-decides one record (records of other phases are ignored) and
@@ -482,7 +505,7 @@ impl<'p> Planner<'p> {
         // A `before` record holds no output: its sensitive paths do not
         // count.
         let in_request = |p: &Policy| p.sensitive_fields(&e.action).iter().any(|f| !f.starts_with("output."));
-        let recorded_by = self.current.filter(|c| c.version() == e.policy_version).map(in_request);
+        let recorded_by = self.recorded_by(&e.policy_version).map(|(p, _)| in_request(p));
         let declared = recorded_by.unwrap_or_else(|| in_request(self.new));
         declared || [&e.input, &e.actor, &e.snapshot].into_iter().any(holds_hash)
     }
@@ -490,15 +513,15 @@ impl<'p> Planner<'p> {
     /// The new decision of a record with sensitive fields, or why it
     /// cannot be computed.
     fn decide_sensitive(&self, e: &rein_store::AuditEntry, request: &Request) -> Result<Described, String> {
-        let (Some(current), Some(comparison)) = (self.current, &self.comparison) else {
+        if self.recording.is_empty() {
             return Err("sensitive fields, and no --current policy to tell which rules changed".into());
-        };
-        if current.version() != e.policy_version {
+        }
+        let Some((current, comparison)) = self.recorded_by(&e.policy_version) else {
             return Err(format!(
-                "sensitive fields, recorded under policy version {} (not --current)",
+                "sensitive fields, recorded under policy version {}, which is not known (not --current)",
                 short(&e.policy_version)
             ));
-        }
+        };
         if comparison.actions_added.contains(&e.action) {
             return Err(format!("sensitive fields, and `{}` has a new contract", e.action));
         }
@@ -518,7 +541,7 @@ impl<'p> Planner<'p> {
             // Its rules were decided with state, which the record does not
             // hold (and a state refusal is made before any rule).
             return Err(format!(
-                "sensitive fields, and the rules of `{}` read or write state under --current",
+                "sensitive fields, and the rules of `{}` read or write state under the policy that recorded it",
                 e.action
             ));
         }
@@ -534,7 +557,7 @@ impl<'p> Planner<'p> {
         // failed rule or a refusal has other reasons; an approval step,
         // which follows only a decision of the rules, replaces them).
         let Some(by_rules) = current.decision_from_matches(&e.action, &e.rules) else {
-            return Err("sensitive fields, and the recorded rules are not rules of --current".into());
+            return Err("sensitive fields, and the recorded rules are not rules of the policy that recorded it".into());
         };
         let approval_step = policy_effect(e) != e.effect || e.approval.is_some();
         let read_back = by_rules.effect().as_str() == policy_effect(e)

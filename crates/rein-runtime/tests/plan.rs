@@ -436,3 +436,88 @@ fn a_recorded_failure_is_not_read_as_a_rule_that_did_not_match() {
     let (replayed, skipped) = assert_replays_match_clear_requests(FAILING, &requests, &new);
     assert_eq!((replayed, skipped), (2, 2));
 }
+
+#[test]
+fn records_of_a_version_not_known_are_skipped_until_its_policy_is_added() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("rein.db")).unwrap());
+    let config = RuntimeConfig {
+        hmac_key: b"plan test key".to_vec(),
+        ..RuntimeConfig::default()
+    };
+    let old = Policy::from_yaml_str(OLD).unwrap();
+    let reloaded = Policy::from_yaml_str(&OLD.replace(r#"input.card == "4111""#, r#"input.card == "5555""#)).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let runtime = Runtime::new(old.clone(), store.clone(), config);
+    rt.block_on(async {
+        for r in traffic() {
+            runtime.decide(r, None).await;
+        }
+        runtime.set_policy(reloaded.clone());
+        for r in traffic() {
+            runtime.decide(r, None).await;
+        }
+    });
+    drop(runtime);
+    let records = rt
+        .block_on(store.query_audit(&AuditQuery {
+            after_seq: Some(0),
+            ..AuditQuery::default()
+        }))
+        .unwrap();
+    let new = Policy::from_yaml_str(&OLD.replace("input.amount > 100\n", "input.amount > 400\n")).unwrap();
+
+    let mut planner = Planner::new(&new, Some(&old));
+    for r in &records {
+        planner.push(r);
+    }
+    let report = planner.finish();
+    assert_eq!(report.replayed_sensitive, 10);
+    assert_eq!(report.skipped.len(), 1, "{report:#?}");
+    assert!(report.skipped[0].reason.contains("which is not known"), "{report:#?}");
+    assert_eq!(report.skipped[0].count, 10);
+
+    // Both versions known: `stolen_card` differs between the reloaded
+    // policy and the new one, and reads the card: those records stay
+    // skipped, now for that reason; the first ten replay.
+    let mut planner = Planner::new(&new, Some(&old));
+    planner.add_recording_policy(reloaded.clone());
+    assert!(planner.knows_version(reloaded.version()));
+    for r in &records {
+        planner.push(r);
+    }
+    let report = planner.finish();
+    assert_eq!(report.replayed_sensitive, 10);
+    assert_eq!(
+        report
+            .skipped
+            .iter()
+            .map(|s| (s.reason.as_str(), s.count))
+            .collect::<Vec<_>>(),
+        [(
+            "sensitive fields: rule `stolen_card` reads the sensitive field input.card",
+            10
+        )]
+    );
+
+    // Rolled out as the reloaded one with the new threshold: every record
+    // of the reloaded version replays, and those of the first version skip.
+    let new = Policy::from_yaml_str(
+        &OLD.replace(r#"input.card == "4111""#, r#"input.card == "5555""#)
+            .replace("input.amount > 100\n", "input.amount > 400\n"),
+    )
+    .unwrap();
+    let mut planner = Planner::new(&new, None);
+    planner.add_recording_policy(old);
+    planner.add_recording_policy(reloaded);
+    for r in &records {
+        planner.push(r);
+    }
+    let report = planner.finish();
+    assert_eq!(report.replayed_sensitive, 10);
+    assert_eq!(report.skipped[0].count, 10);
+    assert!(report.skipped[0].reason.contains("stolen_card"), "{report:#?}");
+}
