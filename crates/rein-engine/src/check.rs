@@ -459,6 +459,7 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
         version_label,
         max_window,
         uses_state,
+        derived: files.iter().map(|f| f.derived).collect(),
         files: sources,
     })
 }
@@ -514,14 +515,19 @@ fn merged_max_window(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> jiff:
 /// hashed as such: the same text as a policy file means something else
 /// (its contracts yield), so it must not give the same version.
 fn version_hash(files: &[PolicyFile]) -> String {
-    let mut file_hashes: Vec<[u8; 32]> = files
-        .iter()
-        .map(|f| {
+    sources_version_hash(files.iter().map(|f| (f.source.text(), f.derived)))
+}
+
+/// [`version_hash`] over texts and their derived marks: what
+/// `Policy::version_of` checks stored sources with.
+pub(crate) fn sources_version_hash<'a>(sources: impl Iterator<Item = (&'a str, bool)>) -> String {
+    let mut file_hashes: Vec<[u8; 32]> = sources
+        .map(|(text, derived)| {
             let mut h = Sha256::new();
-            if f.derived {
+            if derived {
                 h.update(b"rein-derived-source\n");
             }
-            h.update(f.source.text().as_bytes());
+            h.update(text.as_bytes());
             h.finalize().into()
         })
         .collect();

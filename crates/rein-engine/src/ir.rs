@@ -122,6 +122,10 @@ pub(crate) struct CompiledPolicy {
     /// looked up by.
     #[serde(skip)]
     pub files: Vec<SourceFile>,
+    /// Which of `files` are derived sources (by position; empty for a
+    /// policy read back from the cache, which has none).
+    #[serde(skip)]
+    pub derived: Vec<bool>,
 }
 
 /// One action's contract and the rules that can apply to it.

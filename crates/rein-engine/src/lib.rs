@@ -50,6 +50,7 @@ mod memory_state;
 mod policy;
 mod request;
 pub mod source;
+mod sources;
 pub mod state;
 mod state_eval;
 pub mod syntax;
@@ -69,4 +70,5 @@ pub use memory_state::{
 };
 pub use policy::{ContractField, Explanation, Outcome, Policy, Prepared, RuleTrace, Step, MAX_POLICY_FILE_BYTES};
 pub use request::{Request, RequestError};
+pub use sources::PolicySource;
 pub use state::{ActionState, LimitInfo, LimitKind, StateEffects, StateView};

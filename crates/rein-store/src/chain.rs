@@ -31,6 +31,35 @@
 //! `output`, `phase`, `policy_version`, (`policy_version_label`), `reasons`, `rules`,
 //! `seq`, `session`, (`shadow`), `snapshot`, `time`. See [`canonical`].
 //!
+//! # Activation records
+//!
+//! Besides decisions (phase `before`), outcomes (`after`) and approval
+//! decisions (`approval`), the chain holds a record each time a policy
+//! version starts serving (phase `activate`; see [`crate::versions`]): at
+//! a server's start, on each successful reload (SIGHUP or
+//! `POST /v1/policy/reload`) and on each rollback. Such a record has its
+//! own `decision_id` (no other record shares it), `action` `rein:policy`,
+//! `effect` `allow`, `actor` `{"id": <by>}`, `input` and `snapshot`
+//! `null`, no rules, the version as `policy_version` (and
+//! `policy_version_label`), a sentence in `reasons`, and `activation`:
+//!
+//! ```text
+//! {"version": "<hash>", "label": "<version: label>" | null,
+//!  "previous": "<hash of the version it replaced>" | null,
+//!  "by": "<admin token name>" | "sighup" | "start",
+//!  "cause": "start" | "reload" | "rollback",
+//!  "files": ["<source name>", …],
+//!  "diagnostics": [<load warning as Diagnostic::to_json>, …]}
+//! ```
+//!
+//! At start, `previous` is the version the log's last activation record
+//! named (the one served before the restart), if any. A reload or rollback
+//! that is refused writes no record (nothing changed; the server logs and
+//! counts it). The record is appended before the new version decides
+//! anything, so every decision of a version follows its activation in the
+//! chain; decisions already under way finish on the version they started
+//! with (each record's `policy_version` says which).
+//!
 //! # Hashes
 //!
 //! ```text

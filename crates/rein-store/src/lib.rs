@@ -14,6 +14,7 @@ mod model;
 pub mod redact;
 pub mod seal;
 mod sqlite;
+pub mod versions;
 
 pub use lock::StateLock;
 pub use model::{
@@ -22,6 +23,7 @@ pub use model::{
 };
 pub use rein_engine::state::StateWrite;
 pub use sqlite::{SqliteOptions, SqliteStore};
+pub use versions::{Activation, ActivationCause, PolicyVersion, PolicyVersionSummary};
 
 /// A failure of the storage itself (I/O, a corrupt file, a closed writer).
 /// Callers fail closed on it: a decision that cannot be recorded is `block`.
@@ -37,6 +39,9 @@ impl From<rusqlite::Error> for StoreError {
 
 /// What a store that keeps no state answers to a state operation.
 const NO_STATE: &str = "this store keeps no state";
+
+/// What a store that keeps no policy versions answers.
+const NO_VERSIONS: &str = "this store keeps no policy versions";
 
 /// The operations the runtime needs from storage. Every method is atomic;
 /// `append` returns only once the record is durable.
@@ -120,6 +125,50 @@ pub trait Store: Send + Sync + 'static {
     /// How much state the store keeps.
     async fn state_size(&self) -> Result<StoredStateSize, StoreError> {
         Err(StoreError(NO_STATE.into()))
+    }
+
+    /// Keeps a policy version's sources (see [`versions`]), durably, unless
+    /// intact ones are kept already; refuses sources that do not hash to
+    /// the version. A server calls it before it records the activation.
+    /// The default refuses: a store that keeps none must say so.
+    async fn save_policy_version(&self, version: &PolicyVersion) -> Result<(), StoreError> {
+        let _ = version;
+        Err(StoreError(NO_VERSIONS.into()))
+    }
+
+    /// The kept sources of the version whose full hash is `version`,
+    /// `None` if none are kept. Sources that no longer hash to the version
+    /// are an error, never returned.
+    async fn policy_version(&self, version: &str) -> Result<Option<PolicyVersion>, StoreError> {
+        let _ = version;
+        Err(StoreError(NO_VERSIONS.into()))
+    }
+
+    /// Every kept version, newest first, without texts, each marked
+    /// whether its texts still hash to it.
+    async fn policy_versions(&self) -> Result<Vec<PolicyVersionSummary>, StoreError> {
+        Err(StoreError(NO_VERSIONS.into()))
+    }
+
+    /// The activation records (phase `activate`), in sequence order. The
+    /// default pages through [`Store::query_audit`]; a store should use an
+    /// index.
+    async fn activations(&self) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut out = Vec::new();
+        let mut after_seq = 0;
+        loop {
+            let page = self
+                .query_audit(&AuditQuery {
+                    after_seq: Some(after_seq),
+                    limit: Some(10_000),
+                    ..AuditQuery::default()
+                })
+                .await?;
+            let Some(last) = page.last() else { break };
+            after_seq = last.seq;
+            out.extend(page.into_iter().filter(|r| r.entry.phase == versions::ACTIVATE_PHASE));
+        }
+        Ok(out)
     }
 
     /// Records `fingerprint` as the fingerprint of the store's audit key

@@ -10,6 +10,7 @@ mod columns;
 mod read;
 mod schema;
 mod state;
+mod versions;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -23,8 +24,8 @@ use self::read::Readers;
 use self::state::StateOp;
 use self::writer::{ApprovalOp, ApprovalReply, Command, PreparedAppend, StateReply};
 use crate::{
-    chain, ApprovalError, ApprovalRecord, ApprovalState, AuditEntry, AuditQuery, AuditRecord, Store, StoreError,
-    StoredStateSize, Verification,
+    chain, ApprovalError, ApprovalRecord, ApprovalState, AuditEntry, AuditQuery, AuditRecord, PolicyVersion,
+    PolicyVersionSummary, Store, StoreError, StoredStateSize, Verification,
 };
 use rein_engine::state::{BucketKey, StateWrite};
 
@@ -493,6 +494,35 @@ impl Store for SqliteStore {
         let path = self.path.clone();
         let now = chain::format_time(jiff::Timestamp::now());
         run_blocking(move || schema::write_meta(&path, WRITE_PROBE, &now)).await
+    }
+
+    async fn save_policy_version(&self, version: &PolicyVersion) -> Result<(), StoreError> {
+        // A read-only store (no writer) takes no writes, as for appends.
+        let writer_alive = self
+            .writer
+            .lock()
+            .map_err(|_| poisoned())?
+            .as_ref()
+            .is_some_and(|h| !h.is_finished());
+        if !writer_alive {
+            return Err(StoreError("the store is closed (its writer thread has stopped)".into()));
+        }
+        let path = self.path.clone();
+        let version = version.clone();
+        run_blocking(move || versions::save(&path, &version)).await
+    }
+
+    async fn policy_version(&self, version: &str) -> Result<Option<PolicyVersion>, StoreError> {
+        let version = version.to_owned();
+        self.readers.run(move |conn| versions::load(conn, &version)).await
+    }
+
+    async fn policy_versions(&self) -> Result<Vec<PolicyVersionSummary>, StoreError> {
+        self.readers.run(|conn| versions::list(conn)).await
+    }
+
+    async fn activations(&self) -> Result<Vec<AuditRecord>, StoreError> {
+        self.readers.run(|conn| versions::activations(conn)).await
     }
 
     async fn find_open_approval(

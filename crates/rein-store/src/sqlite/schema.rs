@@ -16,7 +16,7 @@ use super::SqliteOptions;
 use crate::StoreError;
 
 /// The schema this build writes and reads.
-pub(crate) const SCHEMA_VERSION: i64 = 6;
+pub(crate) const SCHEMA_VERSION: i64 = 7;
 
 /// `PRAGMA application_id` of a Rein store: "REIN" in ASCII.
 const APPLICATION_ID: i64 = 0x5245_494E;
@@ -33,6 +33,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Sql(V4),
     Migration::Sql(V5),
     Migration::AddColumns(V6),
+    Migration::Sql(V7),
 ];
 
 /// One step of [`MIGRATIONS`].
@@ -250,6 +251,28 @@ CREATE TABLE IF NOT EXISTS sessions (
 /// rows written before, read as no chain), none of whom may approve it.
 const V6: &[(&str, &str, &str)] = &[("approvals", "requested_chain", "TEXT")];
 
+/// Version 7: policy versions.
+/// - `policy_versions`: the sources of every policy version a server
+///   activated (`sources`, a JSON array of `{name, text, derived}`), kept
+///   under its version hash, which binds them: every read checks that the
+///   texts still hash to it (see `versions`);
+/// - `audit_activations`: a partial index of the activation records
+///   (phase `activate`). An append of any other record only evaluates its
+///   condition and writes no page of it (see V2 on indexes and the
+///   writer), and the history is read without scanning the log.
+///
+/// `IF NOT EXISTS`, as V5: a file whose version was set back by hand keeps
+/// them.
+const V7: &str = r#"
+CREATE TABLE IF NOT EXISTS policy_versions (
+    version  TEXT PRIMARY KEY,
+    label    TEXT,
+    sources  TEXT NOT NULL,
+    saved_at TEXT NOT NULL             -- fixed-width UTC, when first kept
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS audit_activations ON audit (seq) WHERE phase = 'activate';
+"#;
+
 fn open_error(path: &Path, e: impl std::fmt::Display) -> StoreError {
     StoreError(format!("cannot open the store at {}: {e}", path.display()))
 }
@@ -401,6 +424,20 @@ pub(crate) fn bind_meta(path: &Path, key: &str, value: &str) -> Result<String, S
     Ok(kept)
 }
 
+/// A connection of its own for a rare durable write outside the writer
+/// thread (a kept policy version): every commit synced, no checkpoint at
+/// close (the writer's connection owns the WAL).
+pub(crate) fn open_side_writer(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| open_error(path, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(path, e))?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(|e| open_error(path, e))?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+        .map_err(|e| open_error(path, e))?;
+    Ok(conn)
+}
+
 /// Sets `key` to `value` in `store_meta`, durably (as [`bind_meta`]
 /// writes): fails when the file takes no writes.
 pub(crate) fn write_meta(path: &Path, key: &str, value: &str) -> Result<(), StoreError> {
@@ -492,7 +529,8 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(indexes, ["audit_decision", "audit_time"]);
+        // Version 7's partial index holds only activation records.
+        assert_eq!(indexes, ["audit_activations", "audit_decision", "audit_time"]);
         let mut stmt = conn
             .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'approvals' ORDER BY name")
             .unwrap();
@@ -517,6 +555,46 @@ mod tests {
         conn.prepare("SELECT id, last_seen FROM sessions").unwrap();
         // Version 6's column.
         conn.prepare("SELECT requested_chain FROM approvals").unwrap();
+        // Version 7's table.
+        conn.prepare("SELECT version, label, sources, saved_at FROM policy_versions")
+            .unwrap();
+    }
+
+    /// A version 6 store gains the kept policy versions and the partial
+    /// index of activation records, which the history's query uses; its
+    /// records stay as they were.
+    #[test]
+    fn a_version_6_store_is_migrated() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for step in &MIGRATIONS[..6] {
+            step.run(&conn).unwrap();
+        }
+        conn.pragma_update(None, "application_id", APPLICATION_ID).unwrap();
+        conn.pragma_update(None, "user_version", 6).unwrap();
+        conn.execute(
+            "INSERT INTO audit (seq, time, decision_id, phase, action, effect, rules, body, prev_hash, hash) \
+             VALUES (1, 't', 'd', 'before', 'a', 'allow', '[]', '{}', 'p', 'h')",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, 7);
+        let n: i64 = conn.query_row("SELECT count(*) FROM audit", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 1);
+        conn.prepare("SELECT version, label, sources, saved_at FROM policy_versions")
+            .unwrap();
+        let plan: Vec<String> = conn
+            .prepare("EXPLAIN QUERY PLAN SELECT seq, body FROM audit WHERE phase = 'activate' ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(plan.iter().any(|p| p.contains("audit_activations")), "{plan:?}");
+        // Set back by hand (the table and index kept): migrated again.
+        conn.pragma_update(None, "user_version", 6).unwrap();
+        migrate(&mut conn).unwrap();
     }
 
     /// A version 5 store's approvals gain `requested_chain`, NULL in the
@@ -545,7 +623,7 @@ mod tests {
         conn.pragma_update(None, "user_version", 5).unwrap();
         migrate(&mut conn).unwrap();
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-        assert_eq!(version, 6);
+        assert_eq!(version, SCHEMA_VERSION);
     }
 
     /// A version 4 store keeps its records and approvals and gains the
