@@ -330,11 +330,28 @@ fn plan_from_the_file_and_from_the_server_agree_and_gates_set_the_exit_code() {
     let version = local_json["new_version"].as_str().unwrap();
     insta::assert_snapshot!("plan_table", stable(&table.stdout, version));
 
-    // Without the recording policy, the refunds cannot be read back.
+    // Without --current, the refunds are read back only with the sources
+    // the store kept of the recording version (a server that keeps them
+    // on activation), and skipped otherwise.
+    let kept = {
+        let store = rein_store::SqliteStore::open_read_only(r.dir.path().join("rein.db")).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let recording = local_json["current_version"].as_str().unwrap().to_string();
+        rt.block_on(rein_store::Store::policy_version(&store, &recording))
+            .unwrap()
+            .is_some()
+    };
     let blind = plan(&r, &["--json"]);
     let blind: Value = serde_json::from_str(&blind.stdout).unwrap();
-    assert_eq!(blind["replayed"], 3);
-    assert_eq!(blind["skipped"][0]["count"], 7);
+    if kept {
+        assert_eq!(blind["replayed"], 10, "{blind:#}");
+    } else {
+        assert_eq!(blind["replayed"], 3, "{blind:#}");
+        assert_eq!(blind["skipped"][0]["count"], 7);
+    }
 
     // Gates.
     let gate = |extra: &[&str]| {
@@ -385,4 +402,48 @@ fn plan_from_the_file_and_from_the_server_agree_and_gates_set_the_exit_code() {
     let recent = gate(&["--since", "1h", "--json"]);
     let recent: Value = serde_json::from_str(&recent.stdout).unwrap();
     assert_eq!(recent["records"], 10);
+}
+
+#[test]
+fn the_store_s_kept_version_reads_sensitive_records_back_without_current() {
+    let (r, server) = record();
+    server.stop();
+    let db = r.dir.path().join("rein.db");
+    // Keep the recording policy's sources in the store, as a server that
+    // activated it does.
+    let policy = rein_engine::Policy::load(&[&r.current]).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    {
+        let store = rein_store::SqliteStore::open(&db).unwrap();
+        let kept = rein_store::PolicyVersion::of(&policy, "2026-12-06T00:00:00.000000Z".into()).unwrap();
+        rt.block_on(rein_store::Store::save_policy_version(&store, &kept))
+            .unwrap();
+    }
+    let ran = plan(&r, &["--json"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let report: Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(report["replayed_sensitive"], 7, "{report:#}");
+    assert_eq!(report["changed"], 4);
+    assert_eq!(report["skipped"], json!([]));
+
+    // Sources changed in the file after they were kept: refused, said so,
+    // and the sensitive records are skipped again.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let changed = conn
+        .execute(
+            "UPDATE policy_versions SET sources = replace(sources, 'input.amount <= 100', 'input.amount <= 9')",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(conn);
+    let ran = plan(&r, &["--json"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let report: Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(report["replayed_sensitive"], 0, "{report:#}");
+    assert_eq!(report["skipped"][0]["count"], 7);
+    assert!(report["limits"].to_string().contains("refused"), "{report:#}");
 }

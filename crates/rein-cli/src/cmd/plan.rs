@@ -130,14 +130,32 @@ pub fn run(args: PlanArgs, color: bool) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut planner = Planner::new(&new, current.as_ref());
     let filters = Filters::window(args.since.clone(), args.until.clone());
+    // The store keeps the sources of each version it activated: a record
+    // is read back with the policy that recorded it. Versions looked up
+    // once each; one that is not kept, or whose sources are refused, only
+    // leaves its sensitive records skipped.
+    let store = conn.store();
+    let mut looked_up = std::collections::BTreeSet::new();
+    let mut refused_versions = Vec::new();
     if let Err(e) = for_each_record(&rt, &conn, &filters, |r| {
+        let version = &r.entry.policy_version;
+        if let Some(store) = &store {
+            if !planner.knows_version(version) && looked_up.insert(version.clone()) {
+                match kept_policy(&rt, store.as_ref(), version) {
+                    Ok(Some(policy)) => planner.add_recording_policy(policy),
+                    Ok(None) => {}
+                    Err(why) => refused_versions.push(why),
+                }
+            }
+        }
         planner.push(r);
         Ok(())
     }) {
         eprintln!("error: the recorded decisions could not be read: {e:#}");
         return Ok(EXIT_USAGE);
     }
-    let report = planner.finish();
+    let mut report = planner.finish();
+    report.limits.extend(refused_versions);
     let gates = gates(&args, &report);
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -159,6 +177,35 @@ pub fn run(args: PlanArgs, color: bool) -> anyhow::Result<u8> {
         eprintln!("rein plan: gate {} exceeded: {}", g.gate, g.detail);
     }
     Ok(if exceeded.is_empty() { EXIT_ALLOW } else { EXIT_BLOCK })
+}
+
+/// The policy of `version` built from the sources the store kept, `None`
+/// when it kept none; `Err` says why kept sources are not used.
+fn kept_policy(
+    rt: &tokio::runtime::Runtime,
+    store: &dyn rein_store::Store,
+    version: &str,
+) -> Result<Option<rein_engine::Policy>, String> {
+    let kept = match rt.block_on(store.policy_version(version)) {
+        Ok(Some(kept)) => kept,
+        Ok(None) => return Ok(None),
+        // A store from before kept versions has no table for them.
+        Err(e) if e.0.contains("no such table") => return Ok(None),
+        Err(e) => {
+            return Err(format!(
+                "the kept sources of policy version {version} cannot be read: {e}"
+            ))
+        }
+    };
+    rein_engine::Policy::from_kept_sources(&kept.sources, version)
+        .map(Some)
+        .map_err(|e| {
+            let why: Vec<String> = e.diagnostics().iter().map(|d| d.message.clone()).collect();
+            format!(
+                "the kept sources of policy version {version} are refused: {}",
+                why.join("; ")
+            )
+        })
 }
 
 fn gates(args: &PlanArgs, r: &PlanReport) -> Vec<Gate> {
