@@ -111,7 +111,8 @@ def test_decide_gives_the_three_effects_recorded(server: Server, client: rein.Cl
     assert allow.reasons == ["refunds up to 100 are routine"]
     assert allow.phase == "before"
     assert allow.policy_version_label == "2026-11-24.1"
-    assert allow.audit_seq == 1 and not allow.degraded
+    # Record 1 is the server's activation of its policy at start.
+    assert allow.audit_seq == 2 and not allow.degraded
 
     block = client.decide("refund", refund_input(5000), actor=ACTOR, snapshot=SNAPSHOT)
     assert block.blocked and block.rules == ["large_refund"]

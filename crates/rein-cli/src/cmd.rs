@@ -174,7 +174,8 @@ enum Command {
     /// always allowed, never, or allowed when a condition over the input
     /// holds, and which need approval.
     WhatCan(what_can::WhatCanArgs),
-    /// The versions a server has served: history, and rollback to one.
+    /// The versions a server has served: history, their kept sources
+    /// (show), and rollback to one.
     Policy(policy::PolicyCmdArgs),
     /// Inspect the audit log: verify the hash chain, query, export, and
     /// replay recorded requests under another policy.

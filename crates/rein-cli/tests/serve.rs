@@ -479,10 +479,15 @@ fn serve_decide_audit_and_approvals() {
     decide(&with_approval, "block");
     assert_eq!(all.len(), 7);
     // Beside the decisions, the log holds the grant and the refused second
-    // grant (phase `approval`).
-    let n = all.len() + 2;
-    let decisions_only =
-        |records: Vec<Value>| -> Vec<Value> { records.into_iter().filter(|r| r["phase"] != "approval").collect() };
+    // grant (phase `approval`), and the policy's activation at the
+    // server's start (phase `activate`).
+    let n = all.len() + 3;
+    let decisions_only = |records: Vec<Value>| -> Vec<Value> {
+        records
+            .into_iter()
+            .filter(|r| r["phase"] != "approval" && r["phase"] != "activate")
+            .collect()
+    };
 
     let admin = |cmd: &[&str]| run(server_args(cmd, &t.admin));
     assert_eq!(admin(&["audit", "verify"]).ok().trim(), intact(&db, n));
@@ -518,7 +523,7 @@ fn serve_decide_audit_and_approvals() {
     for line in table.lines().skip(1) {
         let at = |i: usize| line.get(i..).unwrap_or_default();
         assert!(
-            ["before ", "after ", "approval "]
+            ["before ", "after ", "approval ", "activate "]
                 .iter()
                 .any(|p| at(phase).starts_with(p)),
             "phase out of its column:\n{table}"
@@ -529,7 +534,10 @@ fn serve_decide_audit_and_approvals() {
                 .any(|e| at(effect).starts_with(e)),
             "effect out of its column:\n{table}"
         );
-        assert!(at(action).starts_with("refund "), "action out of its column:\n{table}");
+        assert!(
+            at(action).starts_with("refund ") || at(action).starts_with("rein:policy "),
+            "action out of its column:\n{table}"
+        );
     }
 
     server.stop();
@@ -749,7 +757,9 @@ fn tampering_is_detected_by_the_cli() {
     let db = dir.path().join("rein.db");
     let server = Server::start(dir.path(), Path::new(POLICY), &[]);
     let token = tokens(dir.path()).agent;
-    for i in 0..N {
+    // Record 1 is the policy's activation at start; the decision of
+    // record `i + 1` is the `i`th.
+    for i in 1..N {
         let amount = [40, 1500, 500, 75, 250][usize::try_from(i).unwrap() % 5];
         decided(&server.decide(&token, &refund(amount, "agent")));
     }
@@ -1006,14 +1016,150 @@ fn reload_with_broken_policy_keeps_serving() {
         "--token",
         &t.admin,
     ]);
-    let versions: Vec<String> = jsonl(records.ok())
+    let versions: Vec<(String, String)> = jsonl(records.ok())
         .iter()
-        .map(|r| str_of(r, "policy_version").to_string())
+        .map(|r| (str_of(r, "phase").to_string(), str_of(r, "policy_version").to_string()))
         .collect();
+    let versions: Vec<(&str, &str)> = versions.iter().map(|(p, v)| (p.as_str(), v.as_str())).collect();
+    // Each version's activation (at start, by HTTP, by SIGHUP; the refused
+    // reloads record nothing) comes before its decisions.
     assert_eq!(
         versions,
-        [v1.as_str(), v1.as_str(), v1.as_str(), v2.as_str(), v3.as_str()]
+        [
+            ("activate", v1.as_str()),
+            ("before", v1.as_str()),
+            ("before", v1.as_str()),
+            ("before", v1.as_str()),
+            ("activate", v2.as_str()),
+            ("before", v2.as_str()),
+            ("activate", v3.as_str()),
+            ("before", v3.as_str()),
+        ]
     );
+    server.stop();
+}
+
+/// `rein policy history|show|rollback` against a live server and its
+/// store file: SIGHUP's reload is recorded `by sighup`, a label two
+/// versions carry is ambiguous, a rollback by prefix serves the old
+/// version (until the next reload), and the chain with its activation
+/// records verifies.
+#[test]
+fn policy_history_show_and_rollback() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    let original = std::fs::read_to_string(repo().join(POLICY)).unwrap();
+    std::fs::write(&policy, &original).unwrap();
+    let server = Server::start(dir.path(), &policy, &[]);
+    let t = tokens(dir.path());
+    let v1 = server.version();
+    let db = dir.path().join("rein.db");
+    let db_arg = db.to_str().unwrap();
+    let v2_text = original.replacen("reason: refunds up to 100 are routine", "reason: routine (v2)", 1);
+    std::fs::write(&policy, &v2_text).unwrap();
+    server.signal("HUP");
+    eventually("the SIGHUP reload", || server.version() != v1);
+    let v2 = server.version();
+
+    let history = run([
+        "policy",
+        "history",
+        "--server",
+        &server.url,
+        "--token",
+        &t.admin,
+        "--json",
+    ]);
+    let history: Value = serde_json::from_str(history.ok()).unwrap();
+    assert_eq!(history["current"]["policy_version"], json!(v2));
+    let versions = history["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2, "{history}");
+    assert_eq!(
+        (str_of(&versions[0], "version"), str_of(&versions[0], "last_by")),
+        (v2.as_str(), "sighup")
+    );
+    assert_eq!(
+        (str_of(&versions[1], "version"), str_of(&versions[1], "last_by")),
+        (v1.as_str(), "start")
+    );
+    // The same from the store file, read-only, while the server runs.
+    let table = run(["policy", "history", "--db", db_arg]);
+    let table = table.ok();
+    let current = table.lines().find(|l| l.starts_with('*')).unwrap();
+    assert!(current.contains(&v2) && current.contains("sighup (reload)"), "{table}");
+    assert!(table.contains("start (start)"), "{table}");
+
+    // The kept sources, line for line.
+    let shown = run(["policy", "show", &v1[..6], "--db", db_arg]);
+    assert!(
+        shown.ok().contains("reason: refunds up to 100 are routine"),
+        "{}",
+        shown.stdout
+    );
+    let unknown = run(["policy", "show", "ffff0000", "--db", db_arg]);
+    assert_eq!(unknown.code, Some(2), "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("no policy version `ffff0000`"),
+        "{}",
+        unknown.stderr
+    );
+
+    // Both versions carry the example's label: ambiguous.
+    let label = "2026-11-24.1";
+    let ambiguous = run([
+        "policy",
+        "rollback",
+        label,
+        "--server",
+        &server.url,
+        "--token",
+        &t.admin,
+    ]);
+    assert_eq!(ambiguous.code, Some(2), "{}", ambiguous.stdout);
+    assert!(
+        ambiguous.stderr.contains("409") && ambiguous.stderr.contains("names several"),
+        "{}",
+        ambiguous.stderr
+    );
+    let refused = run([
+        "policy",
+        "rollback",
+        &v1[..8],
+        "--server",
+        &server.url,
+        "--token",
+        &t.agent,
+    ]);
+    assert_eq!(refused.code, Some(2));
+    assert!(refused.stderr.contains("403"), "{}", refused.stderr);
+    let rolled = run([
+        "policy",
+        "rollback",
+        &v1[..8],
+        "--server",
+        &server.url,
+        "--token",
+        &t.admin,
+    ]);
+    let rolled = rolled.ok();
+    assert!(
+        rolled.contains(&format!("now serving {v1}")) && rolled.contains("until the next reload"),
+        "{rolled}"
+    );
+    assert_eq!(server.version(), v1);
+    let d = decided(&server.decide(&t.agent, &refund(40, "agent"))).clone();
+    assert_eq!(d["policy_version"], json!(v1));
+
+    // The activations are in the chain, which verifies, and in the log.
+    let query = run(["audit", "query", "--db", db_arg]);
+    let activations: Vec<&str> = query.ok().lines().filter(|l| l.contains("activate")).collect();
+    assert_eq!(activations.len(), 3, "{}", query.stdout);
+    assert!(
+        activations[2].contains(&format!("rollback of {v1}")),
+        "{}",
+        query.stdout
+    );
+    assert!(verify(&db).ok().contains("chain intact"));
     server.stop();
 }
 
@@ -1029,7 +1175,9 @@ fn bad_input_never_allows() {
             .get(status.to_string())
             .is_some()
     };
-    let recorded = std::cell::Cell::new(0); // decisions and refusals the log should hold
+    // Decisions and refusals the log should hold, after the policy's
+    // activation at start.
+    let recorded = std::cell::Cell::new(1);
     let check = |name: &str, route: &str, r: Reply, status: u16, code: Option<&str>| -> Value {
         assert_eq!(r.status, status, "{name}: {}", r.text);
         assert!(
@@ -1279,7 +1427,11 @@ fn audit_query_escapes_what_agents_sent() {
 
     let table = run(["audit".as_ref(), "query".as_ref(), "--db".as_ref(), db.as_os_str()]);
     let text = table.ok();
-    assert_eq!(text.lines().count(), 2, "one header and one row:\n{text}");
+    assert_eq!(
+        text.lines().count(),
+        3,
+        "one header, the start's activation and the decision's row:\n{text}"
+    );
     assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text:?}");
     assert!(text.contains("refund\\u{a}      9"), "{text}");
     assert!(text.contains("\\u{1b}]0;owned\\u{7}"), "{text}");

@@ -16,6 +16,7 @@ mod recent;
 mod refused;
 mod replay;
 mod state;
+pub mod versions;
 
 use arc_swap::ArcSwap;
 use jiff::{SignedDuration, Timestamp};
@@ -739,7 +740,9 @@ impl Runtime {
         Arc::clone(&self.policy.load().policy)
     }
 
-    /// Swaps the policy; decisions already under way finish with the old one.
+    /// Swaps the policy; decisions already under way finish with the old
+    /// one. Records no activation: a server swaps through
+    /// [`Runtime::activate`].
     pub fn set_policy(&self, policy: Policy) {
         self.policy.store(Arc::new(Loaded::new(policy)));
     }

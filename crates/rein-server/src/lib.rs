@@ -25,6 +25,7 @@ mod jwt;
 mod metrics;
 mod routes;
 mod secrets;
+mod versions;
 
 use anyhow::Context;
 use axum::Router;
@@ -297,17 +298,9 @@ fn protected_files(config: &ServerConfig) -> rein_hooks::Protected {
     protected
 }
 
-/// The result of a successful policy reload.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Reloaded {
-    /// Version of the policy now in force.
-    pub policy_version: String,
-    /// Version of the policy it replaced.
-    pub previous_version: String,
-    /// Warnings of the new policy, as [`rein_engine::Diagnostic::to_json`].
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<serde_json::Value>,
-}
+/// The result of a successful policy reload or rollback: the activation
+/// recorded (see [`rein_runtime::versions::Activated`]).
+pub type Reloaded = rein_runtime::versions::Activated;
 
 /// Why a reload was refused; the old policy keeps serving.
 #[derive(Debug, thiserror::Error)]
@@ -315,8 +308,22 @@ pub enum ReloadError {
     /// The policy files do not load or do not type-check.
     #[error(transparent)]
     Invalid(#[from] LoadError),
-    /// The loader itself failed (it panicked or could not be run).
+    /// The loader itself failed (it panicked or could not be run), or the
+    /// activation could not be recorded.
     #[error("the policy could not be loaded: {0}")]
+    Failed(String),
+}
+
+/// Why a rollback was refused; the policy in force keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum RollbackError {
+    /// No kept version, or several, is named so; or its sources are not
+    /// kept.
+    #[error(transparent)]
+    Lookup(#[from] rein_runtime::versions::VersionError),
+    /// The kept sources do not compile to their version (they were
+    /// changed), or the activation could not be recorded.
+    #[error("the rollback failed: {0}")]
     Failed(String),
 }
 
@@ -356,6 +363,19 @@ impl AppState {
         let state = AppState::build(config, policy, sqlite.clone(), tokens, opened.hmac_key, Some(sqlite));
         state.runtime().hold_state_lock(opened.state_lock);
         ready_runtime(state.runtime(), config).await?;
+        // Before any answer: the chain says which version served from now.
+        let started = state.runtime().record_start().await.with_context(|| {
+            format!(
+                "the policy's activation could not be recorded in {}",
+                config.db_path.display()
+            )
+        })?;
+        tracing::info!(
+            version = %started.policy_version,
+            previous = started.previous_version.as_deref().unwrap_or("-"),
+            audit_seq = started.audit_seq,
+            "policy activated"
+        );
         Ok(state)
     }
 
@@ -449,42 +469,92 @@ impl AppState {
     }
 
     /// Loads and type-checks the policy files again and, if they are
-    /// valid, swaps the new policy in atomically. On failure the old policy
-    /// keeps serving.
-    pub async fn reload_policy(&self) -> Result<Reloaded, ReloadError> {
+    /// valid, swaps the new policy in atomically, recording the activation
+    /// (its sources kept, an activation record by `by`: the admin token's
+    /// name, or `sighup`). On failure the old policy keeps serving and
+    /// nothing is recorded in the audit log (a refused reload changed
+    /// nothing; it is logged and counted in `rein_policy_reloads_total`).
+    pub async fn reload_policy(&self, by: &str) -> Result<Reloaded, ReloadError> {
         let _one_at_a_time = self.inner.reload_lock.lock().await;
         let paths = self.inner.policy_paths.clone();
         let loaded = tokio::task::spawn_blocking(move || Policy::load(&paths)).await;
         let result = match loaded {
-            Ok(Ok(policy)) => {
-                let previous_version = self.runtime().policy().version().to_string();
-                let reloaded = Reloaded {
-                    policy_version: policy.version().to_string(),
-                    previous_version,
-                    warnings: policy.warnings().iter().map(|d| d.to_json()).collect(),
-                };
-                // A stateful policy is served only once its state is
-                // loaded (and the older history a longer `max_window` reads).
-                match self.runtime().set_policy_with_state(policy).await {
-                    Ok(()) => Ok(reloaded),
-                    Err(e) => Err(ReloadError::Failed(format!("the state could not be loaded: {e}"))),
-                }
-            }
+            // A stateful policy is served only once its state is loaded
+            // (and the older history a longer `max_window` reads).
+            Ok(Ok(policy)) => self
+                .runtime()
+                .activate(policy, by, rein_store::ActivationCause::Reload)
+                .await
+                .map_err(|e| ReloadError::Failed(format!("the activation failed: {e}"))),
             Ok(Err(e)) => Err(ReloadError::Invalid(e)),
             Err(e) => Err(ReloadError::Failed(e.to_string())),
         };
         self.metrics().reload(result.is_ok());
         match &result {
-            Ok(r) => tracing::info!(version = %r.policy_version, previous = %r.previous_version, "policy reloaded"),
+            Ok(r) => tracing::info!(
+                version = %r.policy_version,
+                previous = r.previous_version.as_deref().unwrap_or("-"),
+                by,
+                "policy reloaded"
+            ),
             Err(ReloadError::Invalid(e)) => {
                 tracing::error!(
+                    by,
                     "policy reload refused; the old policy keeps serving:\n{}",
                     e.render(false)
                 );
             }
-            Err(e) => tracing::error!(error = %e, "policy reload failed; the old policy keeps serving"),
+            Err(e) => tracing::error!(error = %e, by, "policy reload failed; the old policy keeps serving"),
         }
         result
+    }
+
+    /// Swaps in the kept version `given` names (its hash, a unique prefix
+    /// of it, or its label), as a reload does: its kept sources checked
+    /// against its hash and compiled again, the state it reads loaded, its
+    /// activation recorded (cause `rollback`, by `by`). It serves until the
+    /// next reload, which reads the policy files again. On failure the
+    /// policy in force keeps serving and nothing is recorded.
+    pub async fn rollback_policy(&self, given: &str, by: &str) -> Result<Reloaded, RollbackError> {
+        let _one_at_a_time = self.inner.reload_lock.lock().await;
+        let result = self.rollback_locked(given, by).await;
+        match &result {
+            Ok(r) => tracing::info!(
+                version = %r.policy_version,
+                previous = r.previous_version.as_deref().unwrap_or("-"),
+                by,
+                "policy rolled back"
+            ),
+            Err(e) => tracing::error!(error = %e, by, "policy rollback refused; the policy in force keeps serving"),
+        }
+        result
+    }
+
+    async fn rollback_locked(&self, given: &str, by: &str) -> Result<Reloaded, RollbackError> {
+        let store = Arc::clone(self.runtime().store());
+        let current = self.runtime().policy().version().to_string();
+        let history = rein_runtime::versions::history(store.as_ref(), Some(&current))
+            .await
+            .map_err(|e| RollbackError::Lookup(e.into()))?;
+        let found =
+            rein_runtime::versions::resolve_version(&history, given).map_err(|e| RollbackError::Lookup(e.into()))?;
+        let version = found.version.clone();
+        let kept = store
+            .policy_version(&version)
+            .await
+            .map_err(|e| RollbackError::Lookup(e.into()))?
+            .ok_or_else(|| RollbackError::Lookup(rein_runtime::versions::VersionError::NotKept(version.clone())))?;
+        let compiled =
+            tokio::task::spawn_blocking(move || Policy::from_kept_sources(&kept.sources, &kept.version)).await;
+        let policy = match compiled {
+            Ok(Ok(policy)) => policy,
+            Ok(Err(e)) => return Err(RollbackError::Failed(e.to_string())),
+            Err(e) => return Err(RollbackError::Failed(e.to_string())),
+        };
+        self.runtime()
+            .activate(policy, by, rein_store::ActivationCause::Rollback)
+            .await
+            .map_err(|e| RollbackError::Failed(format!("the activation failed: {e}")))
     }
 }
 
@@ -696,7 +766,7 @@ async fn reload_on_sighup(state: AppState, mut hangups: tokio::signal::unix::Sig
     while hangups.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading the policy");
         // The outcome is logged (and counted) by `reload_policy`.
-        let _ = state.reload_policy().await;
+        let _ = state.reload_policy("sighup").await;
     }
 }
 

@@ -283,6 +283,26 @@ impl Store for MeteredStore {
         self.count("probe_write", result)
     }
 
+    async fn save_policy_version(&self, version: &rein_store::PolicyVersion) -> Result<(), StoreError> {
+        let result = self.inner.save_policy_version(version).await;
+        self.count("save_policy_version", result)
+    }
+
+    async fn policy_version(&self, version: &str) -> Result<Option<rein_store::PolicyVersion>, StoreError> {
+        let result = self.inner.policy_version(version).await;
+        self.count("policy_version", result)
+    }
+
+    async fn policy_versions(&self) -> Result<Vec<rein_store::PolicyVersionSummary>, StoreError> {
+        let result = self.inner.policy_versions().await;
+        self.count("policy_versions", result)
+    }
+
+    async fn activations(&self) -> Result<Vec<AuditRecord>, StoreError> {
+        let result = self.inner.activations().await;
+        self.count("activations", result)
+    }
+
     async fn find_open_approval(
         &self,
         request_hash: &str,

@@ -95,6 +95,24 @@ fn specs() -> Vec<Spec> {
         spec(Method::GET, "/v1/audit", Some(Admin), get(query_audit)),
         spec(Method::GET, "/v1/audit/verify", Some(Admin), get(verify_audit)),
         spec(Method::POST, "/v1/policy/reload", Some(Admin), post(reload_policy)),
+        spec(
+            Method::GET,
+            "/v1/policy/versions",
+            Some(Admin),
+            get(crate::versions::list_versions),
+        ),
+        spec(
+            Method::GET,
+            "/v1/policy/versions/{version}",
+            Some(Admin),
+            get(crate::versions::show_version),
+        ),
+        spec(
+            Method::POST,
+            "/v1/policy/rollback",
+            Some(Admin),
+            post(crate::versions::rollback),
+        ),
         spec(Method::GET, "/v1/limits", Some(Approver), get(list_limits)),
         spec(Method::POST, "/v1/limits/reset", Some(Admin), post(reset_limits)),
         spec(Method::GET, "/v1/sessions/{id}", Some(Approver), get(get_session)),
@@ -205,7 +223,7 @@ where
         let answer = self.inner.call(request);
         Box::pin(async move {
             let limit = state.inner.request_timeout;
-            Ok(match tokio::time::timeout(limit, answer).await {
+            let mut response = match tokio::time::timeout(limit, answer).await {
                 Ok(Ok(response)) => response,
                 Ok(Err(never)) => match never {},
                 Err(_) => {
@@ -217,7 +235,10 @@ where
                         "the request took too long; the answer is block",
                     )
                 }
-            })
+            };
+            // Every answer names the version served (see `versions`).
+            crate::versions::name_version(&mut response, state.runtime().policy().version());
+            Ok(response)
         })
     }
 }
@@ -278,7 +299,9 @@ async fn decide(State(state): State<AppState>, request: Request) -> Result<Respo
     state
         .metrics()
         .decision(&action, answer.effect.as_str(), started.elapsed().as_secs_f64());
-    Ok(Json(answer).into_response())
+    let mut response = Json(&answer).into_response();
+    crate::versions::name_version(&mut response, &answer.policy_version);
+    Ok(response)
 }
 
 /// Explains a request as `/v1/decide` would decide it now for this token
@@ -570,7 +593,9 @@ async fn outcome(State(state): State<AppState>, request: Request) -> Result<Resp
     state
         .metrics()
         .outcome(answer.effect.as_str(), started.elapsed().as_secs_f64());
-    Ok(Json(answer).into_response())
+    let mut response = Json(&answer).into_response();
+    crate::versions::name_version(&mut response, &answer.policy_version);
+    Ok(response)
 }
 
 // ---- approver routes ----------------------------------------------------
@@ -827,11 +852,17 @@ async fn verify_audit(State(state): State<AppState>) -> Result<Response, ApiErro
     })
 }
 
-async fn reload_policy(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn reload_policy(
+    State(state): State<AppState>,
+    Extension(who): Extension<Arc<Identity>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     // The route takes no body; one is read (and ignored) under the same
     // limit as every route's, so no route accepts more than `--max-body`.
     read_body(&state, &headers, body).await?;
-    match state.reload_policy().await {
+    // The activation record names the admin token that asked.
+    match state.reload_policy(&who.name).await {
         Ok(reloaded) => Ok(Json(reloaded).into_response()),
         Err(ReloadError::Invalid(e)) => {
             let diagnostics: Vec<Value> = e.diagnostics().iter().map(|d| d.to_json()).collect();
@@ -1070,7 +1101,7 @@ async fn openapi() -> Response {
 /// sent a byte at a time would otherwise run into the request timeout,
 /// which drops the handler, and the agent's attempt would leave no audit
 /// record; this way it is refused, and recorded, like any unreadable body.
-async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
+pub(crate) async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
     let budget = state.inner.request_timeout / 2;
     match tokio::time::timeout(budget, read_limited(headers, body, state.max_body_bytes())).await {
         Ok(read) => read,
@@ -1097,7 +1128,7 @@ fn bad_query(e: QueryRejection) -> ApiError {
     ApiError::bad_request("invalid_query", e.body_text())
 }
 
-fn from_value<T: DeserializeOwned>(value: Value, what: &str) -> Result<T, ApiError> {
+pub(crate) fn from_value<T: DeserializeOwned>(value: Value, what: &str) -> Result<T, ApiError> {
     serde_json::from_value(value).map_err(|e| ApiError::bad_request("invalid_request", format!("not {what}: {e}")))
 }
 

@@ -359,7 +359,16 @@ fn table_row(r: &AuditRecord) -> [String; 7] {
         or_dash(&r.entry.effect),
         or_dash(&r.entry.action),
         or_dash(r.entry.actor.get("id").and_then(|v| v.as_str()).unwrap_or_default()),
-        or_dash(&r.entry.rules.join(",")),
+        // An activation matches no rule: its column says what it did.
+        match rein_store::Activation::of_entry(&r.entry) {
+            Some(a) => or_dash(&format!(
+                "{} of {}{}",
+                a.cause.as_str(),
+                a.version,
+                a.label.map(|l| format!(" ({l})")).unwrap_or_default()
+            )),
+            None => or_dash(&r.entry.rules.join(",")),
+        },
     ]
 }
 

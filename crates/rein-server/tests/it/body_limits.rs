@@ -46,7 +46,7 @@ fn assert_too_large(status: StatusCode, body: &Value) {
 
 /// The POST routes this file covers; a route added to the server without
 /// a case here fails [`every_route_that_takes_a_body_is_covered`].
-const COVERED: [&str; 9] = [
+const COVERED: [&str; 10] = [
     "/v1/decide",
     "/v1/tokens/delegate",
     "/v1/outcome",
@@ -55,6 +55,7 @@ const COVERED: [&str; 9] = [
     "/v1/approvals/{id}/grant",
     "/v1/approvals/{id}/deny",
     "/v1/policy/reload",
+    "/v1/policy/rollback",
     "/v1/limits/reset",
 ];
 
@@ -84,12 +85,13 @@ async fn decide_and_outcome_take_the_limit_and_refuse_and_record_one_byte_more()
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["effect"], "allow", "{body}");
     let decision = body["decision_id"].as_str().unwrap().to_string();
-    assert_eq!(records().await, 1);
+    // After the start's activation record.
+    assert_eq!(records().await, 2);
 
     let (status, body) = post(&client, server.url("/v1/decide"), AGENT, padded(&request, LIMIT + 1)).await;
     assert_too_large(status, &body);
     assert_eq!(body["effect"], "block", "{body}");
-    assert_eq!(records().await, 2, "the refused body is recorded");
+    assert_eq!(records().await, 3, "the refused body is recorded");
 
     let outcome = json!({"decision_id": decision, "output": {"refund_id": "re_1"}});
     let (status, body) = post(&client, server.url("/v1/outcome"), AGENT, padded(&outcome, LIMIT)).await;
@@ -109,13 +111,14 @@ async fn explain_takes_the_limit_and_refuses_one_byte_more_without_recording() {
     let server = h.serve().await;
     let client = reqwest::Client::new();
     let request = refund(40, "bot-1");
+    let started = h.state.runtime().store().audit_len().await.unwrap();
     let (status, body) = post(&client, server.url("/v1/explain"), AGENT, padded(&request, LIMIT)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["decision"]["effect"], "allow", "{body}");
     let (status, body) = post(&client, server.url("/v1/explain"), AGENT, padded(&request, LIMIT + 1)).await;
     assert_too_large(status, &body);
     assert_eq!(body["effect"], "block", "{body}");
-    assert_eq!(h.state.runtime().store().audit_len().await.unwrap(), 0);
+    assert_eq!(h.state.runtime().store().audit_len().await.unwrap(), started);
     server.shutdown().await;
 }
 
@@ -207,6 +210,13 @@ async fn grant_deny_and_reload_take_the_limit_and_refuse_one_byte_more() {
     let (status, body) = post(&client, url.clone(), ADMIN, vec![b' '; LIMIT + 1]).await;
     assert_too_large(status, &body);
     let (status, body) = post(&client, url, ADMIN, vec![b' '; LIMIT]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let url = server.url("/v1/policy/rollback");
+    let current = json!({"version": h.state.runtime().policy().version()});
+    let (status, body) = post(&client, url.clone(), ADMIN, padded(&current, LIMIT + 1)).await;
+    assert_too_large(status, &body);
+    let (status, body) = post(&client, url, ADMIN, padded(&current, LIMIT)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     let url = server.url("/v1/limits/reset");

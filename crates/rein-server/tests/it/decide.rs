@@ -15,14 +15,15 @@ async fn allow_block_and_require_approval() {
     assert_eq!(allow["phase"], "before");
     assert_eq!(allow["policy_version"], version.as_str());
     assert!(allow["decision_id"].as_str().is_some_and(|s| !s.is_empty()));
-    assert_eq!(allow["audit_seq"], 1);
+    // Record 1 is the start's activation of the policy.
+    assert_eq!(allow["audit_seq"], 2);
     assert!(allow.get("approval").is_none());
 
     let block = h.decide(refund(5000, "bot-1")).await;
     assert_eq!(block["effect"], "block");
     assert_eq!(block["rules"], json!(["large_refund"]));
     assert!(block["reasons"][0].as_str().unwrap().contains("need an admin"));
-    assert_eq!(block["audit_seq"], 2);
+    assert_eq!(block["audit_seq"], 3);
 
     let pending = h.decide(refund(500, "bot-1")).await;
     assert_eq!(pending["effect"], "require_approval");
@@ -204,7 +205,8 @@ async fn bad_input_is_refused_with_block() {
         let message = resp["error"]["message"].as_str().unwrap();
         assert!(message.contains(needle), "{name}: `{message}` lacks `{needle}`");
         // Not decided, but recorded: a block that says why.
-        assert_eq!(resp["audit_seq"], i as u64 + 1, "{name}: {resp}");
+        // After the start's activation record.
+        assert_eq!(resp["audit_seq"], i as u64 + 2, "{name}: {resp}");
         let recorded = h
             .state
             .runtime()
@@ -224,10 +226,10 @@ async fn bad_input_is_refused_with_block() {
         assert_eq!(rec.entry.input["code"], code, "{name}");
         assert_eq!(rec.entry.input["status"], status.as_u16(), "{name}");
     }
-    assert_eq!(h.state.runtime().store().audit_len().await.unwrap(), n);
+    assert_eq!(h.state.runtime().store().audit_len().await.unwrap(), n + 1);
     assert_eq!(
         h.state.runtime().store().verify_audit().await.unwrap(),
-        rein_store::Verification::Intact { records: n }
+        rein_store::Verification::Intact { records: n + 1 }
     );
 
     // 60 levels is within the limit: decided (and blocked by the contract).
@@ -280,7 +282,8 @@ async fn missing_token_never_decides() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_block_error(&body, "forbidden");
-    assert_eq!(h.state.runtime().store().audit_len().await.unwrap(), 0);
+    // Only the start's activation record.
+    assert_eq!(h.state.runtime().store().audit_len().await.unwrap(), 1);
 }
 
 #[tokio::test]

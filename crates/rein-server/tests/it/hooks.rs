@@ -40,7 +40,8 @@ async fn a_claude_code_event_is_answered_in_its_format_and_recorded() {
         .contains("rm -r"));
     let (_, body) = claude_code(&h, "ls").await;
     assert_eq!(body["hookSpecificOutput"]["permissionDecision"], "allow", "{body}");
-    assert_eq!(h.state.runtime().store().audit_len().await.unwrap(), 3);
+    // Three decisions after the start's activation record.
+    assert_eq!(h.state.runtime().store().audit_len().await.unwrap(), 4);
 }
 
 /// An approval a hook event opens names the token that sent the event,

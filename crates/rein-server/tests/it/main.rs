@@ -24,3 +24,4 @@ mod reload;
 mod routes;
 mod startup;
 mod state;
+mod versions;

@@ -46,6 +46,14 @@ async fn valid_call(h: &Harness, route: &RouteInfo, token: &str) -> (String, Opt
             Some(json!({"actor": "subagent:r", "actions": ["refund"], "ttl": "5m"})),
         ),
         "/v1/sessions/{id}" => ("/v1/sessions/s-1".into(), None),
+        "/v1/policy/versions/{version}" => (
+            format!("/v1/policy/versions/{}", h.state.runtime().policy().version()),
+            None,
+        ),
+        "/v1/policy/rollback" => (
+            route.path.into(),
+            Some(json!({"version": h.state.runtime().policy().version()})),
+        ),
         other => (other.into(), None),
     }
 }
@@ -55,7 +63,7 @@ async fn role_matrix_of_every_route() {
     let h = Harness::new().await;
     let callers = [(AGENT, Role::Agent), (ALICE, Role::Approver), (ADMIN, Role::Admin)];
     let all = routes();
-    assert_eq!(all.len(), 18);
+    assert_eq!(all.len(), 21);
     for route in &all {
         for (token, role) in callers {
             let (path, body) = valid_call(&h, route, token).await;
@@ -221,7 +229,9 @@ async fn healthz_and_metrics_need_no_token() {
         "rein_auth_failures_total{reason=\"forbidden\"} 1",
         "rein_approvals_pending 1",
         "rein_policy_reloads_total{result=\"success\"} 1",
-        "rein_audit_append_duration_seconds_count 4",
+        // Four decisions, and the activation records of the start and
+        // of the reload.
+        "rein_audit_append_duration_seconds_count 6",
         "rein_decision_duration_seconds_count{phase=\"before\"} 4",
     ] {
         assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");

@@ -112,7 +112,8 @@ async fn unusable_paths_stop_the_start_before_secrets_are_made() {
     std::fs::remove_file(dir.path().join("rein-audit.key")).unwrap();
     let e = start(dir.path().join("rein.db"), None).await.err().unwrap();
     assert!(
-        e.contains("rein-audit.key is missing") && e.contains("1 audit records"),
+        // The decision and the start's activation record.
+        e.contains("rein-audit.key is missing") && e.contains("2 audit records"),
         "{e}"
     );
     assert!(!dir.path().join("rein-audit.key").exists());
@@ -175,7 +176,8 @@ async fn close_flushes_and_later_decisions_block() {
     })
     .await
     .unwrap();
-    assert_eq!(reopened.runtime().store().audit_len().await.unwrap(), 1);
+    // The decision, between the activation records of the two starts.
+    assert_eq!(reopened.runtime().store().audit_len().await.unwrap(), 3);
 }
 
 /// `run` end to end on a real port: SIGHUP reloads the policy, SIGTERM
