@@ -522,6 +522,11 @@ impl<'p> Planner<'p> {
                 short(&e.policy_version)
             ));
         };
+        if comparison.combining.is_some() {
+            // Under first match, the rules after the deciding one were not
+            // evaluated: the record does not say whether they held.
+            return Err("sensitive fields, and the combining of rules changed".into());
+        }
         if comparison.actions_added.contains(&e.action) {
             return Err(format!("sensitive fields, and `{}` has a new contract", e.action));
         }

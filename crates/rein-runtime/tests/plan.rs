@@ -47,6 +47,10 @@ rules:
     action: pay
     when: input.card == "4111"
     effect: block
+  - id: small_ok
+    action: pay
+    when: input.amount < 100
+    effect: allow
   - id: shouting
     action: note
     when: input.text == "HI"
