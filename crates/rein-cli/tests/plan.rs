@@ -305,6 +305,13 @@ fn plan_from_the_file_and_from_the_server_agree_and_gates_set_the_exit_code() {
         ],
     );
     assert_eq!(remote.code, Some(0), "{}", remote.stderr);
+    // Without --current, through the server: the version the server kept
+    // when it started reads the sensitive records back.
+    let kept_remote = plan(&r, &["--json", "--server", &server.url, "--token", &admin]);
+    assert_eq!(kept_remote.code, Some(0), "{}", kept_remote.stderr);
+    let kept_remote: Value = serde_json::from_str(&kept_remote.stdout).unwrap();
+    assert_eq!(kept_remote["replayed_sensitive"], 7, "{kept_remote:#}");
+    assert_eq!(kept_remote["changed"], 4);
     // An agent token may not read the audit log: a usage/load error.
     let agent = token(r.dir.path(), "agent");
     let refused = plan(&r, &["--current", &current, "--server", &server.url, "--token", &agent]);

@@ -2,10 +2,12 @@
 //! action, how the decisions would change; gates for CI.
 
 use super::audit::{for_each_record, Filters};
-use super::remote::Target;
+use super::remote::{server_error, Conn, Target};
 use super::{load_policy, printable, Format, EXIT_ALLOW, EXIT_BLOCK, EXIT_USAGE};
 use clap::{Args, ValueEnum};
+use rein_engine::Policy;
 use rein_runtime::{PlanReport, Planner};
+use rein_store::PolicyVersion;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -134,18 +136,15 @@ pub fn run(args: PlanArgs, color: bool) -> anyhow::Result<u8> {
     // is read back with the policy that recorded it. Versions looked up
     // once each; one that is not kept, or whose sources are refused, only
     // leaves its sensitive records skipped.
-    let store = conn.store();
     let mut looked_up = std::collections::BTreeSet::new();
     let mut refused_versions = Vec::new();
     if let Err(e) = for_each_record(&rt, &conn, &filters, |r| {
         let version = &r.entry.policy_version;
-        if let Some(store) = &store {
-            if !planner.knows_version(version) && looked_up.insert(version.clone()) {
-                match kept_policy(&rt, store.as_ref(), version) {
-                    Ok(Some(policy)) => planner.add_recording_policy(policy),
-                    Ok(None) => {}
-                    Err(why) => refused_versions.push(why),
-                }
+        if !planner.knows_version(version) && looked_up.insert(version.clone()) {
+            match kept_policy(&rt, &conn, version) {
+                Ok(Some(policy)) => planner.add_recording_policy(policy),
+                Ok(None) => {}
+                Err(why) => refused_versions.push(why),
             }
         }
         planner.push(r);
@@ -179,25 +178,44 @@ pub fn run(args: PlanArgs, color: bool) -> anyhow::Result<u8> {
     Ok(if exceeded.is_empty() { EXIT_ALLOW } else { EXIT_BLOCK })
 }
 
-/// The policy of `version` built from the sources the store kept, `None`
-/// when it kept none; `Err` says why kept sources are not used.
-fn kept_policy(
-    rt: &tokio::runtime::Runtime,
-    store: &dyn rein_store::Store,
-    version: &str,
-) -> Result<Option<rein_engine::Policy>, String> {
-    let kept = match rt.block_on(store.policy_version(version)) {
-        Ok(Some(kept)) => kept,
-        Ok(None) => return Ok(None),
-        // A store from before kept versions has no table for them.
-        Err(e) if e.0.contains("no such table") => return Ok(None),
-        Err(e) => {
-            return Err(format!(
-                "the kept sources of policy version {version} cannot be read: {e}"
-            ))
+/// The policy of `version` built from the sources the store kept (on the
+/// file, or asked of the server: `GET /v1/policy/versions/{version}`),
+/// `None` when none are kept; `Err` says why kept sources are not used.
+/// Either way the sources must hash to the version.
+fn kept_policy(rt: &tokio::runtime::Runtime, conn: &Conn, version: &str) -> Result<Option<Policy>, String> {
+    // A version is a hex hash; anything else (a record from elsewhere) is
+    // not looked up.
+    if version.is_empty() || !version.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    let kept: PolicyVersion = match conn {
+        Conn::Local(store) => match rt.block_on(rein_store::Store::policy_version(store.as_ref(), version)) {
+            Ok(Some(kept)) => kept,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                return Err(format!(
+                    "the kept sources of policy version {version} cannot be read: {e}"
+                ))
+            }
+        },
+        remote => {
+            let (status, body) = remote
+                .call("GET", &format!("/v1/policy/versions/{version}"), None)
+                .map_err(|e| format!("the kept sources of policy version {version} cannot be read: {e:#}"))?;
+            match status {
+                200 => serde_json::from_value(body)
+                    .map_err(|e| format!("the server's answer for policy version {version} is not one: {e}"))?,
+                404 => return Ok(None),
+                _ => {
+                    return Err(format!(
+                        "the kept sources of policy version {version} cannot be read: {:#}",
+                        server_error(status, &body)
+                    ))
+                }
+            }
         }
     };
-    rein_engine::Policy::from_kept_sources(&kept.sources, version)
+    Policy::from_kept_sources(&kept.sources, version)
         .map(Some)
         .map_err(|e| {
             let why: Vec<String> = e.diagnostics().iter().map(|d| d.message.clone()).collect();
@@ -262,7 +280,7 @@ fn percent(p: f64) -> String {
     }
 }
 
-fn print_table(out: &mut dyn Write, r: &PlanReport, new: &rein_engine::Policy, args: &PlanArgs) -> anyhow::Result<()> {
+fn print_table(out: &mut dyn Write, r: &PlanReport, new: &Policy, args: &PlanArgs) -> anyhow::Result<()> {
     let label = new
         .version_label()
         .map(|l| format!(" ({})", printable(l)))
