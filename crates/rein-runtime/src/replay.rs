@@ -180,6 +180,9 @@ pub struct PlanReport {
     /// The version of the policy given as the one that recorded the
     /// traffic (`--current`), if one was.
     pub current_version: Option<String>,
+    /// The versions of the policies records were read back with (the
+    /// `--current` one, those the store kept), sorted.
+    pub recording_versions: Vec<String>,
     /// `before` records read.
     pub records: u64,
     /// Records re-decided (those skipped are not).
@@ -460,6 +463,9 @@ impl<'p> Planner<'p> {
                 changes,
             });
         }
+        let mut versions: Vec<String> = self.recording.iter().map(|(p, _)| p.version().to_string()).collect();
+        versions.sort();
+        self.report.recording_versions = versions;
         let mut skipped: Vec<SkipGroup> = self.skipped.into_values().collect();
         skipped.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
         self.report.skipped = skipped;
