@@ -173,6 +173,10 @@ enum Command {
     /// Before enforcing a new policy: replay recorded traffic under it and
     /// print what would change, per action and rule; fails past the limits
     /// given (`--max-new-blocks`, `--fail-on`), to gate CI.
+    ///
+    /// Exit code: 0 within every gate, 1 a gate exceeded (named on stderr),
+    /// 2 usage error, a policy that does not load, or records that cannot
+    /// be read.
     Plan(plan::PlanArgs),
     /// What may this actor do? Every action, for an actor (and snapshot):
     /// always allowed, never, or allowed when a condition over the input

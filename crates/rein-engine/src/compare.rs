@@ -288,6 +288,17 @@ pub fn fields_read(policy: &Policy, action: &str, phase: Phase, rule_id: &str) -
     Some(rule_reads(p, a, rule))
 }
 
+/// The effect of the rule with id `rule_id` (`None`: the policy has no
+/// such rule).
+pub fn rule_effect(policy: &Policy, rule_id: &str) -> Option<Effect> {
+    policy
+        .compiled()
+        .rules
+        .iter()
+        .find(|r| r.id == rule_id)
+        .map(|r| r.effect)
+}
+
 fn combining_name(c: Combining) -> String {
     match c {
         Combining::DenyOverrides => "deny_overrides",
@@ -764,7 +775,7 @@ fn path_name(ty: Option<&ObjectType>, root: Root, path: &[u32]) -> String {
 }
 
 /// The reads of one compiled rule (condition, limit cost and keys).
-fn rule_reads(p: &CompiledPolicy, a: &ActionIr, rule: &CompiledRule) -> RuleReads {
+pub(crate) fn rule_reads(p: &CompiledPolicy, a: &ActionIr, rule: &CompiledRule) -> RuleReads {
     let mut reads = Reads {
         policy: p,
         action: a,

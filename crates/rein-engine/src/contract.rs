@@ -139,6 +139,21 @@ pub(crate) fn check_root(json: Option<&Json>, ty: &ObjectType, root: &str) -> Re
     check_root_from(json, ty, root)
 }
 
+/// [`check_root`] for a request read back from the audit log, where every
+/// field the contract marks sensitive holds its keyed hash: such a field is
+/// taken as it comes, unchecked, and laid out as `null`. Only for deciding
+/// rules that never read a sensitive field (`Policy::decide_redacted`
+/// checks that), on a request whose clear values passed the same contract
+/// when it was recorded.
+pub(crate) fn check_root_redacted(json: Option<&Json>, ty: &ObjectType, root: &str) -> Result<Vec<Value>, Violation> {
+    let path = Path::Root(root);
+    match json {
+        None | Some(Json::Null) => check_fields::<_, true>(None::<&&Json>, ty, &path, Reveal::Values),
+        Some(Json::Object(_)) => check_fields::<_, true>(json.as_ref(), ty, &path, Reveal::Values),
+        Some(other) => Err(violation(&path, format!("must be an object, got {}", json_kind(other)))),
+    }
+}
+
 /// [`check_root`] for any [`ContractValue`].
 pub(crate) fn check_root_from<V: ContractValue>(
     value: Option<V>,
@@ -147,8 +162,8 @@ pub(crate) fn check_root_from<V: ContractValue>(
 ) -> Result<Vec<Value>, Violation> {
     let path = Path::Root(root);
     match value.as_ref().map(|v| v.node()) {
-        None | Some(Node::Null) => check_fields(None::<&V>, ty, &path, Reveal::Values),
-        Some(Node::Object(_)) => check_fields(value.as_ref(), ty, &path, Reveal::Values),
+        None | Some(Node::Null) => check_fields::<_, false>(None::<&V>, ty, &path, Reveal::Values),
+        Some(Node::Object(_)) => check_fields::<_, false>(value.as_ref(), ty, &path, Reveal::Values),
         Some(_) => {
             let kind = value.as_ref().map_or("null", |v| v.kind());
             Err(violation(&path, format!("must be an object, got {kind}")))
@@ -189,7 +204,7 @@ impl Reveal {
 const INLINE_FIELDS: usize = 16;
 
 /// The fields of an object (`None`: an empty one), by position.
-fn check_fields<V: ContractValue>(
+fn check_fields<V: ContractValue, const REDACTED: bool>(
     object: Option<&V>,
     ty: &ObjectType,
     path: &Path<'_>,
@@ -227,9 +242,12 @@ fn check_fields<V: ContractValue>(
             None if f.optional => out.push(Value::Absent),
             Some(_) if null && f.optional => out.push(Value::Absent),
             None => return Err(violation(&p, format!("is required ({})", f.ty))),
+            // Its keyed hash: never read by the rules decided this way.
+            // (A const parameter: the request path compiles without it.)
+            Some(_) if REDACTED && f.sensitive => out.push(Value::Null),
             Some(v) => {
                 let reveal = if f.sensitive { Reveal::Nothing } else { reveal };
-                out.push(check_value(&v, &f.ty, &f.constraints, &p, reveal)?)
+                out.push(check_value::<_, REDACTED>(&v, &f.ty, &f.constraints, &p, reveal)?)
             }
         }
     }
@@ -249,7 +267,7 @@ fn undeclared(ty: &ObjectType, path: &Path<'_>, k: &str) -> Violation {
     violation(&p, format!("is not declared in the contract{hint}"))
 }
 
-fn check_value<V: ContractValue>(
+fn check_value<V: ContractValue, const REDACTED: bool>(
     source: &V,
     ty: &Type,
     c: &Constraints,
@@ -312,7 +330,7 @@ fn check_value<V: ContractValue>(
             for i in 0..len {
                 let p = Path::Index(path, i);
                 let item = source.item(i).ok_or_else(|| violation(&p, "could not be read"))?;
-                out.push(check_value(&item, elem, each, &p, reveal)?);
+                out.push(check_value::<_, REDACTED>(&item, elem, each, &p, reveal)?);
             }
             Value::List(out)
         }
@@ -322,7 +340,7 @@ fn check_value<V: ContractValue>(
             let mut out = BTreeMap::new();
             source.entries(&mut |k, v| {
                 let p = Path::Key(path, k);
-                out.insert(k.to_string(), check_value(&v, elem, each, &p, reveal)?);
+                out.insert(k.to_string(), check_value::<_, REDACTED>(&v, elem, each, &p, reveal)?);
                 Ok(())
             })?;
             // Two keys of one text (a host's map may hold them): its length
@@ -332,7 +350,9 @@ fn check_value<V: ContractValue>(
             }
             Value::Map(out)
         }
-        (Type::Object(obj), Node::Object(_)) => Value::Object(check_fields(Some(source), obj, path, reveal)?),
+        (Type::Object(obj), Node::Object(_)) => {
+            Value::Object(check_fields::<_, REDACTED>(Some(source), obj, path, reveal)?)
+        }
         _ => return Err(wrong()),
     };
     if let Some(allowed) = &c.allowed {

@@ -2,7 +2,7 @@
 
 use crate::ast::{Combining, Effect, Phase, PolicyFile};
 use crate::check;
-use crate::contract::{check_root, check_root_from, ContractValue, Violation};
+use crate::contract::{check_root, check_root_from, check_root_redacted, ContractValue, Violation};
 use crate::decision::{Basis, Decision};
 use crate::decision::{LimitNote, LimitNotes, ShadowNotes};
 use crate::diagnostics::{Diagnostic, LoadError, Severity};
@@ -675,6 +675,115 @@ impl Policy {
         }
     }
 
+    /// Decides a `before` request read back from the audit log, whose
+    /// sensitive fields hold keyed hashes, when that can be done without
+    /// them: `known(rule_id)` gives the outcome of a rule already known
+    /// (whether it matched; a caller passes the recorded outcome of a rule
+    /// that is the same in the policy that recorded the request, whose
+    /// contracts are also the same), and every other rule of the action is
+    /// evaluated, which it may be only if it reads no sensitive field
+    /// ([`crate::compare::fields_read`]). Sensitive fields are not checked
+    /// against the contract (the clear values passed it when recorded).
+    ///
+    /// `Err` says why the decision cannot be computed from what the record
+    /// holds: a rule to evaluate reads a sensitive field (named), the
+    /// action's rules read or write state, the policy combines by first
+    /// match, or the request is not of phase `before`.
+    pub fn decide_redacted(&self, request: &Request, known: &dyn Fn(&str) -> Option<bool>) -> Result<Decision, String> {
+        let p = &self.inner;
+        if request.phase != Phase::Before {
+            return Err("only `before` requests are replayed".into());
+        }
+        if p.combining != Combining::DenyOverrides {
+            return Err("the policy decides by first match, where rule order counts".into());
+        }
+        let Some(&action) = p.action_index.get(request.action.as_str()) else {
+            // Refused on its name alone: no value is read.
+            return Ok(self.decide(request));
+        };
+        let ir = &p.actions[action as usize];
+        let needs = ir.state(Phase::Before);
+        if needs.reads || needs.writes {
+            return Err("its rules read or write state".into());
+        }
+        let rule_id = |r: &CompiledRule| p.rules.get(r.rule as usize).map_or("?", |i| i.id.as_str());
+        for rule in &ir.before {
+            let id = rule_id(rule);
+            if known(id).is_none() {
+                let reads = crate::compare::rule_reads(p, ir, rule);
+                if let Some(field) = reads.first_sensitive() {
+                    return Err(format!("rule `{id}` reads the sensitive field {field}"));
+                }
+            }
+        }
+        let laid_out = (|| {
+            Ok::<_, Violation>((
+                check_root_redacted(Some(&request.input), &ir.input, "input")?,
+                check_root_redacted(Some(&request.actor), &p.actor, "actor")?,
+                check_root_redacted(Some(&request.snapshot), &p.snapshot, "snapshot")?,
+            ))
+        })();
+        let (input, actor, snapshot) = match laid_out {
+            Ok(v) => v,
+            Err(v) => return Ok(self.violation(Phase::Before, v)),
+        };
+        let prepared = Prepared {
+            policy: self.inner.clone(),
+            action,
+            phase: Phase::Before,
+            input,
+            output: None,
+            actor,
+            snapshot,
+            now: request.time,
+            error: None,
+            session: request.session.clone().filter(|s| !s.trim().is_empty()),
+        };
+        Ok(prepared.decide_known(known))
+    }
+
+    /// The `before` decision `action` gets when exactly the rules `matched`
+    /// (by id) hold and no rule fails: its effect by the policy's combining
+    /// (or the default, when none holds), its basis and its reasons, as
+    /// [`Policy::decide`] would give them. `None` when an id is not a
+    /// `before` rule of `action`, or under first-match combining when more
+    /// than one is given. A replay compares it with a recorded decision to
+    /// know that the decision was made by these rules (and not refused
+    /// before them, or failed in one).
+    pub fn decision_from_matches(&self, action: &str, matched: &[String]) -> Option<Decision> {
+        let p = &self.inner;
+        let ir = p.action_index.get(action).and_then(|&i| p.actions.get(i as usize))?;
+        let mut indices = Vec::with_capacity(matched.len());
+        let mut effect: Option<Effect> = None;
+        for id in matched {
+            let rule = ir
+                .before
+                .iter()
+                .find(|r| p.rules.get(r.rule as usize).is_some_and(|i| i.id == *id))?;
+            let e = p.rules.get(rule.rule as usize).map_or(Effect::Block, |r| r.effect);
+            effect = Some(effect.map_or(e, |cur| cur.max(e)));
+            indices.push(rule.rule);
+        }
+        if p.combining == Combining::FirstMatch && indices.len() > 1 {
+            return None;
+        }
+        indices.sort_unstable();
+        let (effect, basis) = match effect {
+            Some(e) => (e, Basis::Rules),
+            None => (p.default, Basis::Default),
+        };
+        Some(Decision {
+            effect,
+            phase: Phase::Before,
+            basis,
+            matched: indices,
+            errors: Vec::new(),
+            policy: self.inner.clone(),
+            limits: None,
+            shadow: None,
+        })
+    }
+
     /// Decides a request: contract check, then every rule that targets the
     /// action in the request's phase. Never fails: a broken contract or an
     /// evaluation error is a `block` decision that says why.
@@ -842,6 +951,65 @@ impl Prepared {
     /// [`Prepared::explain`] with state, as [`Prepared::decide_with_state`].
     pub fn explain_with_state(&self, state: &dyn StateView) -> (Explanation, StateEffects) {
         self.explain_inner(Some(state))
+    }
+
+    /// [`Prepared::decide`] with the outcome of some rules given (see
+    /// [`Policy::decide_redacted`]); native combining.
+    fn decide_known(&self, known: &dyn Fn(&str) -> Option<bool>) -> Decision {
+        let policy = &self.policy;
+        let Some(action) = policy.actions.get(self.action as usize) else {
+            return self.finish(
+                Effect::Block,
+                Basis::EvalError,
+                Vec::new(),
+                vec![(u32::MAX, "internal: unknown action id".into())],
+            );
+        };
+        let env = Env {
+            input: &self.input,
+            output: None,
+            actor: &self.actor,
+            snapshot: &self.snapshot,
+            tool: action.tool_values(),
+            action: &action.name,
+            now: self.now,
+            error: None,
+            state: None,
+            session: None,
+        };
+        let mut frame = Frame {
+            locals: Vec::new(),
+            tracer: &mut NoTrace,
+        };
+        let mut matched = Vec::new();
+        let mut errors = Vec::new();
+        let mut effect: Option<Effect> = None;
+        for rule in action.rules(self.phase) {
+            let info = policy.rules.get(rule.rule as usize);
+            let outcome = match info.and_then(|i| known(&i.id)) {
+                Some(known) => Ok(known),
+                None => match &rule.cond {
+                    None => Ok(true),
+                    Some(cond) => eval_condition(cond, &env, &mut frame),
+                },
+            };
+            match outcome {
+                Ok(true) => {
+                    matched.push(rule.rule);
+                    let e = info.map_or(Effect::Block, |r| r.effect);
+                    effect = Some(effect.map_or(e, |cur| cur.max(e)));
+                }
+                Ok(false) => {}
+                Err(e) => errors.push((rule.rule, e.0)),
+            }
+        }
+        if !errors.is_empty() {
+            return self.finish(Effect::Block, Basis::EvalError, matched, errors);
+        }
+        match effect {
+            Some(e) => self.finish(e, Basis::Rules, matched, errors),
+            None => self.finish(self.default_effect(), Basis::Default, matched, errors),
+        }
     }
 
     /// Decides and traces every rule.

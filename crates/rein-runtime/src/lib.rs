@@ -40,7 +40,9 @@ use std::time::Instant;
 
 pub use identity::{ActionScope, Binding, BoundActor, ChainLink, Credential, Prepared};
 pub use refused::{Refusal, MAX_REFUSED_BODY_KEPT};
-pub use replay::{replay, ReplayChange, ReplayReport};
+pub use replay::{
+    replay, ActionPlan, ChangeGroup, PlanReport, Planner, ReplayChange, ReplayReport, Replayed, SkipGroup,
+};
 pub use shadow::{shadow_report, ShadowDifference, ShadowReport, REPORT_EXAMPLES};
 pub use state::{DEFAULT_MAX_STATE_BYTES, DEFAULT_SESSION_IDLE, MAX_BUCKET_ID_BYTES, MAX_SESSION_ID_BYTES};
 

@@ -97,7 +97,7 @@ enum OutFormat {
 
 #[derive(Args, Debug, Clone, Default)]
 #[command(next_help_heading = "Filters (every one given must hold)")]
-struct Filters {
+pub(super) struct Filters {
     /// Records at or after this time (RFC 3339).
     #[arg(long, value_name = "TIME", value_parser = rfc3339)]
     since: Option<String>,
@@ -168,6 +168,15 @@ fn rfc3339(text: &str) -> Result<String, String> {
 }
 
 impl Filters {
+    /// Every record in a time window (RFC 3339 bounds; `until` excluded).
+    pub(super) fn window(since: Option<String>, until: Option<String>) -> Filters {
+        Filters {
+            since,
+            until,
+            ..Filters::default()
+        }
+    }
+
     fn query(&self, after_seq: Option<u64>, limit: Option<u64>) -> AuditQuery {
         AuditQuery {
             since: self.since.clone(),
@@ -559,7 +568,7 @@ fn write_row(out: &mut dyn Write, widths: &[usize], cells: &[String]) -> std::io
 }
 
 /// Pages through the records matching `filters`, locally or from a server.
-fn for_each_record(
+pub(super) fn for_each_record(
     rt: &tokio::runtime::Runtime,
     conn: &Conn,
     filters: &Filters,

@@ -286,3 +286,77 @@ fn a_whole_root_read_reads_every_sensitive_field_under_it() {
     assert!(fields_read(&p, "refund", Phase::After, "small").is_none());
     assert!(fields_read(&p, "lookup", Phase::Before, "small").is_none());
 }
+
+#[test]
+fn decide_redacted_keeps_given_outcomes_and_refuses_rules_reading_sensitive_fields() {
+    use crate::Request;
+    let p = load(BASE);
+    // The card and ssn hold keyed hashes, as the audit log keeps them.
+    let logged = Request::new("refund")
+        .input(serde_json::json!({
+            "amount": 5000,
+            "card": "hmac-sha256:00",
+            "customer": {"name": "ann", "ssn": "hmac-sha256:01"},
+            "tags": {},
+            "items": [{"sku": "a", "secret": "hmac-sha256:02"}],
+        }))
+        .actor(serde_json::json!({"id": "x", "email": "hmac-sha256:03"}));
+    // Neither rule reads a sensitive field: both are evaluated.
+    let d = p.decide_redacted(&logged, &|_| None).unwrap();
+    assert_eq!((d.effect(), d.rules()), (Effect::Block, vec!["large"]));
+    // A given outcome is used as given, not evaluated.
+    let d = p
+        .decide_redacted(&logged, &|id| (id == "large").then_some(false))
+        .unwrap();
+    assert_eq!((d.effect(), d.rules()), (Effect::Block, vec![]));
+    assert_eq!(d.reasons(), ["no rule matched; the policy default is `block`"]);
+    let d = p
+        .decide_redacted(&logged, &|id| (id == "small").then_some(true))
+        .unwrap();
+    assert_eq!(d.rules(), ["small", "large"]);
+    // A rule to evaluate that reads a sensitive field refuses the whole.
+    let reading = load(&BASE.replace("when: input.amount > 1000", "when: input.card == \"1\""));
+    let why = reading.decide_redacted(&logged, &|_| None).unwrap_err();
+    assert_eq!(why, "rule `large` reads the sensitive field input.card");
+    // Unless its outcome is given.
+    assert!(reading
+        .decide_redacted(&logged, &|id| (id == "large").then_some(true))
+        .is_ok());
+    // A non-sensitive field still goes through its contract.
+    let bad = Request::new("refund").input(
+        serde_json::json!({"amount": -1, "card": "h", "customer": {"name": "a", "ssn": "h"}, "tags": {}, "items": []}),
+    );
+    let d = p.decide_redacted(&bad, &|_| None).unwrap();
+    assert!(
+        d.reasons()[0].starts_with("contract: input.amount"),
+        "{:?}",
+        d.reasons()
+    );
+    // The clear request gets the same decision from `decide`.
+    let clear = Request::new("refund")
+        .input(serde_json::json!({
+            "amount": 5000,
+            "card": "4111",
+            "customer": {"name": "ann", "ssn": "123"},
+            "tags": {},
+            "items": [{"sku": "a", "secret": "s"}],
+        }))
+        .actor(serde_json::json!({"id": "x", "email": "a@b.c"}));
+    assert_eq!(p.decide(&clear).rules(), ["large"]);
+}
+
+#[test]
+fn decision_from_matches_gives_the_reasons_decide_gives() {
+    let p = load(BASE);
+    let d = p.decision_from_matches("refund", &["large".to_string()]).unwrap();
+    assert_eq!(
+        (d.effect(), d.reasons()),
+        (Effect::Block, vec!["too large".to_string()])
+    );
+    let d = p.decision_from_matches("refund", &[]).unwrap();
+    assert_eq!(d.effect(), Effect::Block);
+    assert_eq!(d.reasons(), ["no rule matched; the policy default is `block`"]);
+    // Not a rule of that action: not a decision it can have.
+    assert!(p.decision_from_matches("refund", &["lookups".to_string()]).is_none());
+    assert!(p.decision_from_matches("nothing", &[]).is_none());
+}
