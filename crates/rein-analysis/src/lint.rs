@@ -27,6 +27,10 @@ pub enum Kind {
     Duplicate,
     /// Whenever this rule matches, another with the same effect does too.
     Redundant,
+    /// Whenever this rule matches, a rule of a file loaded after its own
+    /// matches too with the same effect: a shared base rule (such as the
+    /// shipped agent contracts' rules) that the policy extending it covers.
+    RedundantBase,
     /// Every request the contract accepts gets the default effect.
     AlwaysDefault,
     /// An `allow` rule targets every action or a wide glob while the
@@ -42,11 +46,12 @@ pub enum Kind {
 
 impl Kind {
     /// Every check, in the order findings are explained in the docs.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::NeverMatches,
         Kind::Shadowed,
         Kind::Duplicate,
         Kind::Redundant,
+        Kind::RedundantBase,
         Kind::AlwaysDefault,
         Kind::WideAllow,
         Kind::Conflict,
@@ -60,6 +65,7 @@ impl Kind {
             Kind::Shadowed => "shadowed",
             Kind::Duplicate => "duplicate",
             Kind::Redundant => "redundant",
+            Kind::RedundantBase => "redundant-base",
             Kind::AlwaysDefault => "always-default",
             Kind::WideAllow => "wide-allow",
             Kind::Conflict => "conflict",
@@ -85,7 +91,10 @@ impl Kind {
             // more tools than one policy governs) gets the default on
             // purpose more often than by mistake; an action whose rules
             // cannot move it has each rule reported as dead or shadowed.
-            Kind::Conflict | Kind::AlwaysDefault => Level::Note,
+            // A base file's rule covered by the policy that extends it is
+            // layering: neither file's author can remove a rule to fix it,
+            // and decisions are the same.
+            Kind::Conflict | Kind::AlwaysDefault | Kind::RedundantBase => Level::Note,
             Kind::ApprovalConflict => Level::Allow,
             _ => Level::Warning,
         }
@@ -369,8 +378,13 @@ fn group_conflicts(findings: &mut Vec<Finding>) {
                 let (Some(a), Some(b)) = (&g.rule, &g.other) else {
                     continue;
                 };
+                let effect = if g.kind == Kind::Conflict {
+                    "allow"
+                } else {
+                    "require_approval"
+                };
                 g.message = format!(
-                    "rules `{a}` and `{b}` (block) both match some requests of actions {}; the block wins",
+                    "rules `{a}` ({effect}) and `{b}` (block) both match some requests of actions {}; the block wins",
                     g.actions
                         .iter()
                         .map(|x| format!("`{x}`"))
@@ -594,7 +608,21 @@ fn lint_action(
                     (false, true) => (Kind::Redundant, r, s),
                     (false, false) => continue,
                 };
+                let base = |r: &RuleModel| analysis::rule_file_index(policy, r.index);
+                let layered = matches!((base(dup), base(orig)), (Some(d), Some(o)) if d < o);
+                let kind = if kind == Kind::Redundant && layered {
+                    Kind::RedundantBase
+                } else {
+                    kind
+                };
                 let message = match kind {
+                    Kind::RedundantBase => format!(
+                        "rule `{}` is covered for action `{}` by rule `{}` of a file loaded after it, with the same effect ({})",
+                        dup.id,
+                        m.action,
+                        orig.id,
+                        effect_name(dup.effect)
+                    ),
                     Kind::Duplicate => format!(
                         "rule `{}` duplicates rule `{}` for action `{}`: both {} exactly the same requests",
                         dup.id,
@@ -623,7 +651,11 @@ fn lint_action(
                     rule: Some(dup.id.clone()),
                     other: Some(orig.id.clone()),
                     message,
-                    help: Some("remove one of them, or merge their conditions".into()),
+                    help: Some(if kind == Kind::RedundantBase {
+                        "decisions are the same; the later file's rule may stand alone, the base's stays for the policies that rely on it".into()
+                    } else {
+                        "remove one of them, or merge their conditions".into()
+                    }),
                     example: None,
                     location: location(&site),
                     site,

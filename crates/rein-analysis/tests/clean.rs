@@ -189,7 +189,7 @@ fn claims_hold_on_samples(name: &str, policy: &Policy, report: &LintReport, case
                     Kind::NeverMatches => !rules.contains(&rule),
                     Kind::Shadowed => !rules.contains(&rule) || effect_of.get(rule).is_some_and(|e| *e != d.effect()),
                     Kind::AlwaysDefault => d.effect() == policy.default_effect(Phase::Before),
-                    Kind::Redundant => !rules.contains(&rule) || rules.contains(&other),
+                    Kind::Redundant | Kind::RedundantBase => !rules.contains(&rule) || rules.contains(&other),
                     Kind::Duplicate => rules.contains(&rule) == rules.contains(&other),
                     Kind::WideAllow | Kind::Conflict | Kind::ApprovalConflict => true,
                 };

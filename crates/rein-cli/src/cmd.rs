@@ -157,7 +157,10 @@ enum Command {
     /// that can never match, rules shadowed by others, duplicates,
     /// over-wide allows. Notes: conflicts between allow and block (with an
     /// example input), actions left to the default. Each finding names its
-    /// check; `--allow`, `--note`, `--warn` set a check's level. Needs the
+    /// check; `--allow`, `--note`, `--warn` set a check's level (by
+    /// default warnings: never-matches, shadowed, duplicate, redundant,
+    /// wide-allow; notes: redundant-base, always-default, conflict; off:
+    /// approval-conflict). Needs the
     /// Z3 solver (`apt-get install z3`, or `--solver PATH`); questions it
     /// cannot answer in `--solver-timeout` are listed as unknown.
     ///

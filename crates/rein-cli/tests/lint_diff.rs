@@ -132,6 +132,41 @@ fn the_refund_example_lints_with_exit_0_and_notes_its_carve_outs() {
 }
 
 #[test]
+fn a_shared_base_covered_by_the_policy_extending_it_is_a_note() {
+    if !have_z3() {
+        return;
+    }
+    let o = rein(&[
+        "lint",
+        "--json",
+        "policies/agents/coding-agent.yaml",
+        "examples/shell-rate/policy.yaml",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "redundant-base")
+        .expect("the base's rule is covered");
+    assert_eq!(
+        (f["rule"].as_str(), f["severity"].as_str()),
+        (Some("shell_not_understood"), Some("note"))
+    );
+    assert_eq!(f["other"], "shell_everything_else_needs_approval");
+    // Asked for, it fails like any warning.
+    let o = rein(&[
+        "lint",
+        "--warn",
+        "redundant-base",
+        "policies/agents/coding-agent.yaml",
+        "examples/shell-rate/policy.yaml",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+}
+
+#[test]
 fn validate_lint_json_is_pure_json() {
     if !have_z3() {
         return;

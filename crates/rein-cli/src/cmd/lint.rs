@@ -25,12 +25,13 @@ pub struct LintArgs {
 }
 
 /// Every check name `--allow`, `--note` and `--warn` take, and `all`.
-const CHECK_NAMES: [&str; 9] = [
+const CHECK_NAMES: [&str; 10] = [
     "all",
     "never-matches",
     "shadowed",
     "duplicate",
     "redundant",
+    "redundant-base",
     "always-default",
     "wide-allow",
     "conflict",
@@ -39,8 +40,8 @@ const CHECK_NAMES: [&str; 9] = [
 
 /// How each check reports (`rein lint`, `rein validate --lint`). By default
 /// never-matches, shadowed, duplicate, redundant and wide-allow are
-/// warnings; always-default and conflict are notes; approval-conflict is
-/// off. A check named in one of these lists takes that level over `all`;
+/// warnings; redundant-base, always-default and conflict are notes;
+/// approval-conflict is off. A check named in one of these lists takes that level over `all`;
 /// naming the same check in two lists is a usage error.
 #[derive(Args, Debug, Clone, Default)]
 pub struct LevelArgs {
@@ -266,4 +267,16 @@ pub fn print_report(report: &LintReport, config: &LintConfig, color: bool) -> an
         report.solver.queries,
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_check_is_named_on_the_command_line() {
+        let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(CHECK_NAMES.get(1..), Some(names.as_slice()));
+        assert_eq!(CHECK_NAMES.first(), Some(&"all"));
+    }
 }
