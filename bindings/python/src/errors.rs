@@ -89,6 +89,7 @@ impl From<&rein_engine::Diagnostic> for Diagnostic {
             severity: match d.severity {
                 Severity::Error => "error",
                 Severity::Warning => "warning",
+                Severity::Note => "note",
             },
             file,
             line,

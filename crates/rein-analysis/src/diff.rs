@@ -160,6 +160,7 @@ pub fn diff(old: &Policy, new: &Policy, solver: &mut Solver) -> DiffReport {
                         note: Some(format!("possible, not confirmed: {why}")),
                     }),
                     Found::Unknown(why) => unknown.push(Unknown {
+                        check: None,
                         action: name.to_string(),
                         rule: None,
                         question: format!("does any request go from {} to {}?", from.as_str(), to.as_str()),

@@ -14,7 +14,7 @@ pub mod lint;
 pub mod smt;
 
 pub use diff::{diff, DiffReport};
-pub use lint::{lint, Finding, Kind, LintReport};
+pub use lint::{lint, lint_with, Finding, Kind, Level, LintConfig, LintReport};
 pub use smt::{Answer, Solver, SolverConfig, SolverError};
 
 use rein_engine::analysis::{Literal, Logic, Origin, Term};

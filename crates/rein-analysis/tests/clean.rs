@@ -173,7 +173,13 @@ fn claims_hold_on_samples(name: &str, policy: &Policy, report: &LintReport, case
                 matched.set(matched.get() + 1);
             }
             for f in &report.findings {
-                let here = f.action.as_deref().is_none_or(|a| a == m.action);
+                // A grouped finding lists its actions; else `None` is every
+                // action the rule targets.
+                let here = if f.actions.is_empty() {
+                    f.action.as_deref().is_none_or(|a| a == m.action)
+                } else {
+                    f.actions.contains(&m.action)
+                };
                 if !here {
                     continue;
                 }
@@ -183,9 +189,9 @@ fn claims_hold_on_samples(name: &str, policy: &Policy, report: &LintReport, case
                     Kind::NeverMatches => !rules.contains(&rule),
                     Kind::Shadowed => !rules.contains(&rule) || effect_of.get(rule).is_some_and(|e| *e != d.effect()),
                     Kind::AlwaysDefault => d.effect() == policy.default_effect(Phase::Before),
-                    Kind::Redundant => !rules.contains(&rule) || rules.contains(&other),
+                    Kind::Redundant | Kind::RedundantBase => !rules.contains(&rule) || rules.contains(&other),
                     Kind::Duplicate => rules.contains(&rule) == rules.contains(&other),
-                    Kind::WideAllow | Kind::Conflict => true,
+                    Kind::WideAllow | Kind::Conflict | Kind::ApprovalConflict => true,
                 };
                 prop_assert!(
                     ok,

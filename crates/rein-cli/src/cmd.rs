@@ -154,14 +154,19 @@ enum Command {
     /// `--shadow` decides a candidate policy beside it, recorded and never
     /// answered (docs/shadow.md). Stops cleanly on SIGINT or SIGTERM.
     Serve(serve::ServeArgs),
-    /// Find what a policy gets wrong without running it: rules that can
-    /// never match, rules shadowed by others, duplicates, conflicts between
-    /// allow and block (with an example input), over-wide allows. Needs the
+    /// Find what a policy gets wrong without running it. Warnings: rules
+    /// that can never match, rules shadowed by others, duplicates,
+    /// over-wide allows. Notes: conflicts between allow and block (with an
+    /// example input), actions left to the default. Each finding names its
+    /// check; `--allow`, `--note`, `--warn` set a check's level (by
+    /// default warnings: never-matches, shadowed, duplicate, redundant,
+    /// wide-allow; notes: redundant-base, always-default, conflict; off:
+    /// approval-conflict). Needs the
     /// Z3 solver (`apt-get install z3`, or `--solver PATH`); questions it
     /// cannot answer in `--solver-timeout` are listed as unknown.
     ///
-    /// Exit code: 0 no warning, 1 warnings, 2 usage or load error, or no
-    /// solver.
+    /// Exit code: 0 no warning (notes do not count), 1 warnings, 2 usage
+    /// or load error, or no solver.
     Lint(lint::LintArgs),
     /// Compare two policies by meaning: per action, example requests whose
     /// decision changes (found by Z3, confirmed by both policies), and the

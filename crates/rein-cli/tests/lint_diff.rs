@@ -58,14 +58,145 @@ fn lint_json_lists_findings_with_file_and_line() {
     if !have_z3() {
         return;
     }
+    // A conflict is a note: shown, with its example, but not a failure.
     let o = rein(&["lint", "--json", &format!("{CORPUS}/planted/conflict.yaml")]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let f = &v["findings"][0];
     assert_eq!(f["kind"], "conflict");
+    assert_eq!(f["severity"], "note");
+    assert_eq!((v["warnings"].as_u64(), v["notes"].as_u64()), (Some(0), Some(1)));
     assert_eq!(f["rule"], "payments_team");
     assert_eq!(f["line"], 12);
     assert_eq!(f["example"]["actor"]["team"], "payments");
+}
+
+#[test]
+fn conflicts_fail_only_when_asked_and_levels_must_not_contradict() {
+    if !have_z3() {
+        return;
+    }
+    let planted = format!("{CORPUS}/planted/conflict.yaml");
+    let o = rein(&["lint", "--warn", "conflict", "--json", &planted]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["findings"][0]["severity"], "warning");
+    let o = rein(&["lint", "--deny", "conflict", &planted]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    // Off: not searched, not shown.
+    let o = rein(&["lint", "--allow", "conflict", &planted]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("lint(conflict)"), "{}", stdout(&o));
+    // Human output names the check and counts notes apart.
+    let o = rein(&["lint", &planted]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("lint(conflict)") && out.contains("lint: 0 warnings, 1 note,"),
+        "{out}"
+    );
+    // A check given two levels, or an unknown check, is a usage error.
+    let o = rein(&["lint", "--allow", "conflict", "--warn", "conflict", &planted]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = rein(&["lint", "--allow", "no-such-check", &planted]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // A named check wins over `all`.
+    let o = rein(&["lint", "--allow", "all", "--warn", "conflict", &planted]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+}
+
+#[test]
+fn the_refund_example_lints_with_exit_0_and_notes_its_carve_outs() {
+    if !have_z3() {
+        return;
+    }
+    let o = rein(&["lint", "--json", "examples/refund/policy.yaml"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["warnings"], 0, "{v:#}");
+    let findings = v["findings"].as_array().unwrap();
+    assert!(!findings.is_empty(), "{v:#}");
+    // One note per pair of rules, each with a confirmed example.
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for f in findings {
+        assert_eq!(
+            (f["kind"].as_str(), f["severity"].as_str()),
+            (Some("conflict"), Some("note")),
+            "{f:#}"
+        );
+        assert!(f["example"].is_object(), "{f:#}");
+        let pair = (f["rule"].to_string(), f["other"].to_string());
+        assert!(!pairs.contains(&pair), "{v:#}");
+        pairs.push(pair);
+    }
+}
+
+#[test]
+fn a_shared_base_covered_by_the_policy_extending_it_is_a_note() {
+    if !have_z3() {
+        return;
+    }
+    let o = rein(&[
+        "lint",
+        "--json",
+        "policies/agents/coding-agent.yaml",
+        "examples/shell-rate/policy.yaml",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "redundant-base")
+        .expect("the base's rule is covered");
+    assert_eq!(
+        (f["rule"].as_str(), f["severity"].as_str()),
+        (Some("shell_not_understood"), Some("note"))
+    );
+    assert_eq!(f["other"], "shell_everything_else_needs_approval");
+    // Asked for, it fails like any warning.
+    let o = rein(&[
+        "lint",
+        "--warn",
+        "redundant-base",
+        "policies/agents/coding-agent.yaml",
+        "examples/shell-rate/policy.yaml",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+}
+
+#[test]
+fn validate_lint_json_is_pure_json() {
+    if !have_z3() {
+        return;
+    }
+    let o = rein(&[
+        "validate",
+        "--lint",
+        "--format",
+        "json",
+        &format!("{CORPUS}/planted/shadowed.yaml"),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!((v["ok"].as_bool(), v["actions"].as_u64()), (Some(true), Some(1)), "{v}");
+    assert_eq!(v["lint"]["findings"][0]["kind"], "shadowed", "{v}");
+    assert!(v["lint"]["warnings"].as_u64().unwrap() >= 1, "{v}");
+    // Without --lint, the same object, still JSON.
+    let o = rein(&[
+        "validate",
+        "--format",
+        "json",
+        &format!("{CORPUS}/planted/shadowed.yaml"),
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["ok"], true);
+    assert!(v.get("lint").is_none(), "{v}");
 }
 
 #[test]

@@ -507,6 +507,13 @@ pub fn rule_file(policy: &Policy, rule: usize) -> Option<SourceFile> {
     c.files.get(info.file).cloned()
 }
 
+/// The position, in load order, of the file that holds rule `rule` (its
+/// index in the compiled policy): files loaded earlier are the bases later
+/// ones extend.
+pub fn rule_file_index(policy: &Policy, rule: usize) -> Option<usize> {
+    policy.compiled().rules.get(rule).map(|info| info.file)
+}
+
 /// Lowers every action's `before` rules and contract into `logic`.
 pub fn lower(policy: &Policy, logic: &mut Logic) -> Vec<ActionModel> {
     let compiled = policy.compiled();

@@ -12,6 +12,10 @@ pub enum Severity {
     Error,
     /// The policy loads, but something is probably wrong.
     Warning,
+    /// Information the author may want (a static analysis finding that is
+    /// often intended, such as a block carved out of an allow); never a
+    /// failure.
+    Note,
 }
 
 /// One problem found while loading a policy.
@@ -30,6 +34,9 @@ pub struct Diagnostic {
     pub label: Option<String>,
     /// A hint: what to do instead.
     pub help: Option<String>,
+    /// The name of the check that found it (`rein lint`'s check names,
+    /// which `--allow` takes), shown above the message.
+    pub code: Option<String>,
 }
 
 impl Diagnostic {
@@ -42,6 +49,7 @@ impl Diagnostic {
             span,
             label: None,
             help: None,
+            code: None,
         }
     }
 
@@ -54,12 +62,25 @@ impl Diagnostic {
             span: Span::default(),
             label: None,
             help: None,
+            code: None,
         }
     }
 
     /// Turns this into a warning.
     pub fn warning(mut self) -> Diagnostic {
         self.severity = Severity::Warning;
+        self
+    }
+
+    /// Turns this into a note.
+    pub fn note(mut self) -> Diagnostic {
+        self.severity = Severity::Note;
+        self
+    }
+
+    /// Names the check that found it.
+    pub fn with_code(mut self, code: impl Into<String>) -> Diagnostic {
+        self.code = Some(code.into());
         self
     }
 
@@ -96,6 +117,9 @@ impl Diagnostic {
         if let Some(help) = &self.help {
             obj["help"] = help.clone().into();
         }
+        if let Some(code) = &self.code {
+            obj["code"] = code.clone().into();
+        }
         obj
     }
 }
@@ -116,7 +140,14 @@ impl miette::Diagnostic for Diagnostic {
         Some(match self.severity {
             Severity::Error => miette::Severity::Error,
             Severity::Warning => miette::Severity::Warning,
+            Severity::Note => miette::Severity::Advice,
         })
+    }
+
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.code
+            .as_ref()
+            .map(|c| Box::new(c.as_str()) as Box<dyn fmt::Display>)
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
@@ -242,6 +273,9 @@ impl std::error::Error for Snippet<'_> {}
 impl miette::Diagnostic for Snippet<'_> {
     fn severity(&self) -> Option<miette::Severity> {
         self.0.severity()
+    }
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        miette::Diagnostic::code(self.0)
     }
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
         miette::Diagnostic::help(self.0)

@@ -3,7 +3,7 @@
 use super::actra::{ActraArgs, LoadFailed};
 use super::{Format, PolicyArgs, EXIT_ALLOW, EXIT_BLOCK, EXIT_USAGE};
 use clap::Args;
-use rein_analysis::{LintReport, Solver, SolverConfig};
+use rein_analysis::{Kind, Level, LintConfig, LintReport, Solver, SolverConfig};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,7 +19,80 @@ pub struct LintArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
+    levels: LevelArgs,
+    #[command(flatten)]
     solver: SolverArgs,
+}
+
+/// Every check name `--allow`, `--note` and `--warn` take, and `all`.
+const CHECK_NAMES: [&str; 10] = [
+    "all",
+    "never-matches",
+    "shadowed",
+    "duplicate",
+    "redundant",
+    "redundant-base",
+    "always-default",
+    "wide-allow",
+    "conflict",
+    "approval-conflict",
+];
+
+/// How each check reports (`rein lint`, `rein validate --lint`). By default
+/// never-matches, shadowed, duplicate, redundant and wide-allow are
+/// warnings; redundant-base, always-default and conflict are notes;
+/// approval-conflict is off. A check named in one of these lists takes that level over `all`;
+/// naming the same check in two lists is a usage error.
+#[derive(Args, Debug, Clone, Default)]
+pub struct LevelArgs {
+    /// Checks not to run or report (comma-separated check names, or `all`).
+    #[arg(long, value_name = "CHECK", value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(CHECK_NAMES))]
+    allow: Vec<String>,
+    /// Checks to report as notes: shown, never failing the lint.
+    #[arg(long, value_name = "CHECK", value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(CHECK_NAMES))]
+    note: Vec<String>,
+    /// Checks to report as warnings: shown, and the lint exits 1 (e.g.
+    /// `--warn conflict` to fail on allow/block overlaps).
+    #[arg(long, visible_alias = "deny", value_name = "CHECK", value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(CHECK_NAMES))]
+    warn: Vec<String>,
+}
+
+impl LevelArgs {
+    /// The levels asked for over the defaults, or why they contradict
+    /// each other.
+    pub fn config(&self) -> Result<LintConfig, String> {
+        let mut config = LintConfig::default();
+        let lists = [
+            (Level::Allow, &self.allow),
+            (Level::Note, &self.note),
+            (Level::Warning, &self.warn),
+        ];
+        // `all` first, so a named check overrides it.
+        for (level, names) in lists {
+            if names.iter().any(|n| n == "all") {
+                if lists.iter().filter(|(_, l)| l.iter().any(|n| n == "all")).count() > 1 {
+                    return Err("`all` is given to more than one of --allow, --note, --warn".into());
+                }
+                for kind in Kind::ALL {
+                    config.set(kind, level);
+                }
+            }
+        }
+        let mut seen: Vec<(Kind, Level)> = Vec::new();
+        for (level, names) in lists {
+            for kind in names.iter().filter_map(|n| Kind::from_name(n)) {
+                if seen.iter().any(|(k, l)| *k == kind && *l != level) {
+                    return Err(format!(
+                        "check `{}` is given to more than one of --allow, --note, --warn",
+                        kind.name()
+                    ));
+                }
+                seen.push((kind, level));
+                config.set(kind, level);
+            }
+        }
+        Ok(config)
+    }
 }
 
 /// How to run the SMT solver (`rein lint`, `rein diff`, `rein validate --lint`).
@@ -58,6 +131,13 @@ fn duration(text: &str) -> Result<Duration, String> {
 
 /// Runs `rein lint`.
 pub fn run(args: LintArgs, color: bool) -> anyhow::Result<u8> {
+    let config = match args.levels.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(EXIT_USAGE);
+        }
+    };
     let format = if args.json { Format::Json } else { Format::Human };
     let policy = match super::actra::load(&args.policy.paths(), &args.actra, color, format) {
         Ok(p) => p,
@@ -75,25 +155,42 @@ pub fn run(args: LintArgs, color: bool) -> anyhow::Result<u8> {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
-    let report = rein_analysis::lint(&policy, &mut solver);
+    let report = rein_analysis::lint_with(&policy, &mut solver, &config);
     if args.json {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{}", serde_json::to_string_pretty(&report_json(&report))?)?;
     } else {
-        print_report(&report, color)?;
+        print_report(&report, &config, color)?;
     }
-    Ok(if report.findings.is_empty() {
-        EXIT_ALLOW
-    } else {
-        EXIT_BLOCK
-    })
+    Ok(exit_code(&report))
 }
 
-/// The report as JSON: findings (kind, action, rules, message, help,
-/// file, line, example), unknown questions, approximated rules, solver
-/// counts.
+/// 1 when a finding is a warning; notes and unknown questions never fail.
+pub fn exit_code(report: &LintReport) -> u8 {
+    if warnings(report) > 0 {
+        EXIT_BLOCK
+    } else {
+        EXIT_ALLOW
+    }
+}
+
+fn warnings(report: &LintReport) -> usize {
+    report.findings.iter().filter(|f| f.severity == Level::Warning).count()
+}
+
+fn notes(report: &LintReport) -> usize {
+    report.findings.iter().filter(|f| f.severity == Level::Note).count()
+}
+
+/// The report as JSON: findings (kind, severity, action, rules, message,
+/// help, file, line, example), the counts of warnings and notes, unknown
+/// questions, approximated rules, solver counts.
 pub fn report_json(report: &LintReport) -> serde_json::Value {
     let mut v = serde_json::to_value(report).unwrap_or_default();
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("warnings".into(), warnings(report).into());
+        obj.insert("notes".into(), notes(report).into());
+    }
     if let Some(findings) = v.get_mut("findings").and_then(|f| f.as_array_mut()) {
         for (f, finding) in findings.iter_mut().zip(&report.findings) {
             if let (Some(obj), Some((file, line))) = (f.as_object_mut(), &finding.location) {
@@ -108,40 +205,61 @@ pub fn report_json(report: &LintReport) -> serde_json::Value {
 
 /// The findings rendered as diagnostics, then what stayed unknown, on
 /// stdout.
-pub fn print_report(report: &LintReport, color: bool) -> anyhow::Result<()> {
+pub fn print_report(report: &LintReport, config: &LintConfig, color: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     let diags: Vec<rein_engine::Diagnostic> = report.findings.iter().map(|f| f.diagnostic()).collect();
     if !diags.is_empty() {
         write!(out, "{}", rein_engine::diagnostics::render_all(&diags, color))?;
     }
-    // The JSON lists every open question; a person gets the first few.
+    // The JSON lists every open question; a person gets the first few of
+    // the checks that warn, and a count of the others (an unconfirmed
+    // conflict is as much information as a confirmed one: a note).
     const SHOWN: usize = 10;
-    for u in report.unknown.iter().take(SHOWN) {
+    let (warned, noted): (Vec<_>, Vec<_>) = report
+        .unknown
+        .iter()
+        .partition(|u| u.check.is_none_or(|k| config.level(k) == Level::Warning));
+    for u in warned.iter().take(SHOWN) {
         let rule = u
             .rule
             .as_deref()
             .map(|r| format!(" rule `{}`", super::printable(r)))
             .unwrap_or_default();
+        let check = u.check.map(|k| format!("({})", k.name())).unwrap_or_default();
         writeln!(
             out,
-            "unknown: action `{}`{rule}: {} ({})",
+            "unknown{check}: action `{}`{rule}: {} ({})",
             super::printable(&u.action),
             u.question,
             u.reason
         )?;
     }
-    if report.unknown.len() > SHOWN {
+    if warned.len() > SHOWN {
         writeln!(
             out,
             "unknown: … and {} more (`--json` lists them all)",
-            report.unknown.len() - SHOWN
+            warned.len() - SHOWN
         )?;
     }
-    let n = report.findings.len();
+    if !noted.is_empty() {
+        let mut checks: Vec<&str> = noted.iter().filter_map(|u| u.check.map(Kind::name)).collect();
+        checks.sort_unstable();
+        checks.dedup();
+        writeln!(
+            out,
+            "unknown: {} question{} of note-level checks ({}) not answered or not confirmed (`--json` lists them)",
+            noted.len(),
+            if noted.len() == 1 { "" } else { "s" },
+            checks.join(", ")
+        )?;
+    }
+    let n = warnings(report);
+    let notes = notes(report);
     writeln!(
         out,
-        "lint: {n} warning{}, {} question{} unknown, {} rule{} with conditions not encoded exactly ({} solver queries)",
+        "lint: {n} warning{}, {notes} note{}, {} question{} unknown, {} rule{} with conditions not encoded exactly ({} solver queries)",
         if n == 1 { "" } else { "s" },
+        if notes == 1 { "" } else { "s" },
         report.unknown.len(),
         if report.unknown.len() == 1 { "" } else { "s" },
         report.approximated.len(),
@@ -149,4 +267,16 @@ pub fn print_report(report: &LintReport, color: bool) -> anyhow::Result<()> {
         report.solver.queries,
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_check_is_named_on_the_command_line() {
+        let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(CHECK_NAMES.get(1..), Some(names.as_slice()));
+        assert_eq!(CHECK_NAMES.first(), Some(&"all"));
+    }
 }
