@@ -277,6 +277,17 @@ fn lint_action(
                 continue;
             }
         }
+        // A rule that never decides by matching may still decide by
+        // failing (an evaluation error blocks): claimed only when removing
+        // it changes no decision.
+        match solver.check(logic, &with(vec![dec.differs(&m.decides_without(i))]), &[]) {
+            Answer::Unsat => {}
+            Answer::Sat(_) => continue,
+            Answer::Unknown(why) => {
+                unknown(report, Some(&r.id), "does the rule decide when it fails?".into(), why);
+                continue;
+            }
+        }
         shadowed[i] = true;
         let candidates: Vec<&RuleModel> = if m.first_match {
             m.rules.iter().take(i).collect()
@@ -383,6 +394,16 @@ fn lint_action(
                     ),
                 };
                 let k = if std::ptr::eq(dup, s) { j } else { i };
+                // As for shadowed rules: the one to remove may decide by
+                // failing where the other does not.
+                match solver.check(logic, &with(vec![dec.differs(&m.decides_without(k))]), &[]) {
+                    Answer::Unsat => {}
+                    Answer::Sat(_) => continue,
+                    Answer::Unknown(why) => {
+                        unknown(report, Some(&dup.id), "does the rule decide when it fails?".into(), why);
+                        continue;
+                    }
+                }
                 if let Some(flag) = reported.get_mut(k) {
                     *flag = true;
                 }

@@ -406,7 +406,43 @@ impl Decides {
     }
 }
 
+impl Decides {
+    /// Some request gets a different decision under `other`: what a claim
+    /// that a rule can be removed must prove impossible.
+    pub fn differs(&self, other: &Decides) -> Term {
+        let xor = |a: &Term, b: &Term| Term::not(Term::eq(a.clone(), b.clone()));
+        Term::or(vec![
+            xor(&self.allow, &other.allow),
+            xor(&self.approval, &other.approval),
+            xor(&self.block, &other.block),
+        ])
+    }
+}
+
 impl ActionModel {
+    /// The action's decisions with the rule at `position` (in rule order)
+    /// removed. A rule "never takes effect" only when these equal
+    /// [`ActionModel::decides`]: its evaluation error blocks, so a rule
+    /// that never decides by matching may still decide by failing.
+    pub fn decides_without(&self, position: usize) -> Decides {
+        let rules = self
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != position)
+            .map(|(_, r)| r.clone())
+            .collect();
+        ActionModel {
+            action: self.action.clone(),
+            default: self.default,
+            first_match: self.first_match,
+            contract: self.contract.clone(),
+            rules,
+            state: self.state.clone(),
+        }
+        .decides()
+    }
+
     /// The decision of a request that meets the contract, as the engine
     /// combines the rules.
     pub fn decides(&self) -> Decides {
