@@ -142,7 +142,13 @@ class Server:
         return r.json()
 
     def audit(self, **query: Any) -> list:
-        """The audit records matching `query` (as an admin)."""
+        """The decision and outcome records matching `query` (as an admin):
+        every record but the policy activations `rein serve` writes at start
+        and on reload (phase `activate`), which `records` keeps."""
+        return [r for r in self.records(**query) if r["phase"] != "activate"]
+
+    def records(self, **query: Any) -> list:
+        """Every audit record matching `query` (as an admin)."""
         r = httpx.get(
             f"{self.url}/v1/audit",
             params={"limit": 1000, **query},

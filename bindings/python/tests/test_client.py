@@ -200,6 +200,7 @@ def test_explain_traces_without_recording_or_opening_anything(server: Server, cl
     assert traced["medium_refund_needs_support"] == "matched"
     assert traced["small_refund"] == "not_matched"
     assert server.audit() == []
+    assert [r["phase"] for r in server.records()] == ["activate"], "only the start's activation"
     assert server.call("GET", "/v1/approvals", ALICE).json()["approvals"] == []
     bad = client.explain("refund", {"amount": 1}, actor=ACTOR, snapshot=SNAPSHOT)
     assert bad["decision"]["effect"] == "block" and bad["decision"]["violation"]["path"].startswith("input")

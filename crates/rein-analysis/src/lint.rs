@@ -270,7 +270,7 @@ pub fn lint_with(policy: &Policy, solver: &mut Solver, config: &LintConfig) -> L
                 message: format!(
                     "rule `{id}` can never match: no request its contract accepts satisfies its condition"
                 ),
-                help: Some("check the condition against the contract's types and bounds, or remove the rule".into()),
+                help: Some("check the condition against the contract's types and bounds; removing the rule changes no match, but a condition that fails to evaluate (an int overflow) still blocks".into()),
                 example: None,
                 location: location(&site),
                 site,
@@ -515,6 +515,23 @@ fn lint_action(
                 continue;
             }
         }
+        // A rule that never decides by matching may still decide by
+        // failing (an evaluation error blocks): claimed only when removing
+        // it changes no decision.
+        match solver.check(logic, &with(vec![dec.differs(&m.decides_without(i))]), &[]) {
+            Answer::Unsat => {}
+            Answer::Sat(_) => continue,
+            Answer::Unknown(why) => {
+                unknown(
+                    report,
+                    Kind::Shadowed,
+                    Some(&r.id),
+                    "does the rule decide when it fails?".into(),
+                    why,
+                );
+                continue;
+            }
+        }
         shadowed[i] = true;
         let candidates: Vec<&RuleModel> = if m.first_match {
             m.rules.iter().take(i).collect()
@@ -639,6 +656,22 @@ fn lint_action(
                     ),
                 };
                 let k = if std::ptr::eq(dup, s) { j } else { i };
+                // As for shadowed rules: the one to remove may decide by
+                // failing where the other does not.
+                match solver.check(logic, &with(vec![dec.differs(&m.decides_without(k))]), &[]) {
+                    Answer::Unsat => {}
+                    Answer::Sat(_) => continue,
+                    Answer::Unknown(why) => {
+                        unknown(
+                            report,
+                            kind,
+                            Some(&dup.id),
+                            "does the rule decide when it fails?".into(),
+                            why,
+                        );
+                        continue;
+                    }
+                }
                 if let Some(flag) = reported.get_mut(k) {
                     *flag = true;
                 }

@@ -134,3 +134,31 @@ fn the_same_expression_over_changed_tool_facts_is_not_the_same_unknown() {
     );
     examples_confirmed(&o, &n, &r);
 }
+
+/// Two policies whose limits differ decide some request differently (the
+/// fourth write of a session under `count: 3` and `count: 30`): never
+/// proved the same. The same limit written again still is.
+#[test]
+fn changed_limits_are_never_proved_the_same() {
+    let Some(mut solver) = common::solver() else {
+        return;
+    };
+    let base = "version: l\ndefault: allow\ncontracts:\n  actions:\n    write:\n      input: {path: {type: string}, n: {type: int, min: 0}}\nrules:\n  - id: rate\n    action: write\n    effect: block\n    limit: {count: 30, per: [session.id], window: 1h}\n";
+    let old = Policy::from_yaml_str(base).unwrap();
+    let variants = [
+        base.replace("count: 30", "count: 3"),
+        base.replace("window: 1h", "window: 1m"),
+        base.replace("per: [session.id]", "per: [input.path]"),
+        base.replace("count: 30", "sum: input.n, max: 30"),
+        base.replace("effect: block", "effect: allow")
+            .replace("default: allow", "default: block"),
+    ];
+    for text in &variants {
+        let new = Policy::from_yaml_str(text).unwrap();
+        let r = diff(&old, &new, &mut solver);
+        assert!(r.differs(), "{text}\n{r:#?}");
+    }
+    let again = Policy::from_yaml_str(&base.replace("version: l", "version: l2")).unwrap();
+    let r = diff(&old, &again, &mut solver);
+    assert!(!r.differs(), "{r:#?}");
+}

@@ -137,3 +137,40 @@ fn wide_allows_and_actions_stuck_on_the_default_are_found() {
         "{r:#?}"
     );
 }
+
+#[test]
+fn rules_that_decide_by_failing_are_not_claimed_removable() {
+    let Some((policy, r)) = run("planted/failing.yaml") else {
+        return;
+    };
+    let claimed: Vec<&str> = r
+        .findings
+        .iter()
+        .filter(|f| matches!(f.kind, Kind::Shadowed | Kind::Redundant | Kind::Duplicate))
+        .filter_map(|f| f.rule.as_deref())
+        .collect();
+    assert_eq!(claimed, ["covered"], "{r:#?}");
+    // Each rule not claimed does decide: a request it fails on is blocked,
+    // and allowed (or sent for approval) without it.
+    let cases = [
+        ("mul_review", r#"{"a": 11, "c": -4611686018427387904}"#),
+        ("sub_review", r#"{"a": -6, "c": 9223372036854775807}"#),
+        ("neg_review", r#"{"a": -6, "c": -9223372036854775808}"#),
+    ];
+    let text = std::fs::read_to_string(common::corpus("planted/failing.yaml")).unwrap();
+    for (rule, input) in cases {
+        let req = rein_engine::Request::from_json(
+            serde_json::json!({"action": "pay", "input": serde_json::from_str::<serde_json::Value>(input).unwrap()}),
+        )
+        .unwrap();
+        let with = policy.decide(&req);
+        assert_eq!(with.effect(), rein_engine::Effect::Block, "{rule}: {with:?}");
+        let without: String = text
+            .lines()
+            .filter(|l| !l.contains(&format!("id: {rule},")))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let without = Policy::from_yaml_str(&without).unwrap();
+        assert_ne!(without.decide(&req).effect(), rein_engine::Effect::Block, "{rule}");
+    }
+}

@@ -406,7 +406,43 @@ impl Decides {
     }
 }
 
+impl Decides {
+    /// Some request gets a different decision under `other`: what a claim
+    /// that a rule can be removed must prove impossible.
+    pub fn differs(&self, other: &Decides) -> Term {
+        let xor = |a: &Term, b: &Term| Term::not(Term::eq(a.clone(), b.clone()));
+        Term::or(vec![
+            xor(&self.allow, &other.allow),
+            xor(&self.approval, &other.approval),
+            xor(&self.block, &other.block),
+        ])
+    }
+}
+
 impl ActionModel {
+    /// The action's decisions with the rule at `position` (in rule order)
+    /// removed. A rule "never takes effect" only when these equal
+    /// [`ActionModel::decides`]: its evaluation error blocks, so a rule
+    /// that never decides by matching may still decide by failing.
+    pub fn decides_without(&self, position: usize) -> Decides {
+        let rules = self
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != position)
+            .map(|(_, r)| r.clone())
+            .collect();
+        ActionModel {
+            action: self.action.clone(),
+            default: self.default,
+            first_match: self.first_match,
+            contract: self.contract.clone(),
+            rules,
+            state: self.state.clone(),
+        }
+        .decides()
+    }
+
     /// The decision of a request that meets the contract, as the engine
     /// combines the rules.
     pub fn decides(&self) -> Decides {
@@ -556,17 +592,28 @@ fn lower_action(policy: &CompiledPolicy, action: &ActionIr, logic: &mut Logic) -
                 }
             }
         };
-        if rule.limit.is_some() {
+        if let Some(limit) = &rule.limit {
             // Whether the bucket lets the rule apply, and whether reading its
-            // key or cost fails, are the state's: unknowns of their own.
+            // key or cost fails, are the state's: unknowns of their own,
+            // named by everything that decides them (the rule, its effect,
+            // the limit's max, window, cost and keys), so that two policies
+            // compared share one only when their limits are the same.
             l.exact = false;
+            let effect = info.map_or(Effect::Block, |r| r.effect);
+            let cost = limit.cost.as_ref().map(|c| l.canon(c));
+            let per: Vec<(&str, bool)> = limit.per.iter().map(|k| (k.text.as_str(), k.hashed)).collect();
+            let key = format!(
+                "{id}:{effect:?}:{}:{:?}:{cost:?}:{per:?}",
+                limit.max.normalize(),
+                limit.window
+            );
             let under = l.logic.var(
-                format!("?limit:{id}"),
+                format!("?limit:{key}"),
                 Sort::Bool,
                 Origin::Unknown(format!("the limit of rule `{id}`")),
             );
             let broken = l.logic.var(
-                format!("?limit-error:{id}"),
+                format!("?limit-error:{key}"),
                 Sort::Bool,
                 Origin::Unknown(format!("the limit of rule `{id}` failing")),
             );
@@ -586,8 +633,10 @@ fn lower_action(policy: &CompiledPolicy, action: &ActionIr, logic: &mut Logic) -
         });
     }
     let state = action.state(Phase::Before).reads.then(|| {
+        // Whether a session is required is part of what the state blocks.
+        let session = action.state(Phase::Before).session_rule.is_some();
         l.logic.var(
-            format!("?state-blocks:{}", action.name()),
+            format!("?state-blocks:{}:{session}", action.name()),
             Sort::Bool,
             Origin::Unknown(format!("the state blocking `{}`", action.name())),
         )

@@ -288,6 +288,7 @@ fn answer(p: &CompiledPolicy, ir: &ActionIr, actor: &[Value], snapshot: &[Value]
             error: None,
         };
     }
+    SIMPLIFY_WORK.with(|w| w.set(0));
     let folded = fold_rules(p, ir, actor, snapshot);
     let not_analysable = |why: String| ActionAnswer {
         action: name.clone(),
@@ -305,6 +306,14 @@ fn answer(p: &CompiledPolicy, ir: &ActionIr, actor: &[Value], snapshot: &[Value]
         Combining::DenyOverrides => deny_overrides(&folded, p.default),
         Combining::FirstMatch => first_match(&folded, p.default),
     };
+    if simplify_budget_spent() {
+        return not_analysable(format!(
+            "simplifying the residual took more than {MAX_SIMPLIFY_WORK} steps (too many rules on one action)"
+        ));
+    }
+    if allowed.size() + approval.size() > MAX_RESIDUAL_NODES {
+        return not_analysable(format!("the residual would have more than {MAX_RESIDUAL_NODES} terms"));
+    }
     let mut residuals = Vec::new();
     for f in [&allowed, &approval] {
         let r = match f {
@@ -643,6 +652,13 @@ impl F {
         // can use them wherever they were written.
         let is_guard = |f: &F| matches!(f, F::Lit(a, pos) if *pos == is_and && a.text.starts_with("has("));
         let (guards, rest): (Vec<F>, Vec<F>) = flat.into_iter().partition(is_guard);
+        // The passes below compare items pairwise: charged as such, and
+        // skipped once the budget is spent (the answer is then refused).
+        let n = guards.len() + rest.len();
+        if !spend(n.saturating_mul(n)) {
+            let items: Vec<F> = guards.into_iter().chain(rest).collect();
+            return if is_and { F::And(items) } else { F::Or(items) };
+        }
         for item in guards.into_iter().chain(rest) {
             match item {
                 F::True | F::False if matches!((&item, &neutral), (F::True, F::True) | (F::False, F::False)) => {}
@@ -700,6 +716,10 @@ impl F {
             let item = match item {
                 composite @ (F::And(_) | F::Or(_)) => {
                     let before = composite.size();
+                    if !spend(before.saturating_mul(result.len().max(1))) {
+                        result.push(composite);
+                        continue;
+                    }
                     let simplified = assume(composite, &result, is_and);
                     again |= simplified.size() != before;
                     simplified
@@ -796,6 +816,11 @@ fn assume(item: F, before: &[F], is_and: bool) -> F {
 /// `value`, its negation by `!value` where that follows (always when it
 /// is true; when it is false only for a two-valued atom).
 fn substitute(f: F, text: &str, pos: bool, value: bool, may_error: bool) -> F {
+    // Each node visited rebuilds (and re-simplifies) its parent: charged,
+    // and left as it is once the budget is spent.
+    if !spend(1) {
+        return f;
+    }
     match f {
         F::Lit(a, p) if a.text == text => {
             if p == pos {
@@ -877,6 +902,49 @@ struct Folder<'e, 'a> {
 
 type Fold<T> = Result<T, String>;
 
+/// Refuses formulas over [`MAX_RESIDUAL_NODES`] before they are combined
+/// (combining simplifies, at a cost that grows faster than their size).
+fn within_budget(parts: &[&Tri]) -> Fold<()> {
+    let size: usize = parts.iter().map(|t| t.t.size() + t.f.size() + t.d.size()).sum();
+    if size > MAX_RESIDUAL_NODES {
+        return Err(format!(
+            "the residual would have more than {MAX_RESIDUAL_NODES} terms (nested conditions)"
+        ));
+    }
+    Ok(())
+}
+
+/// Most work (items compared, terms rewritten) simplifying one action's
+/// formulas may take: the simplifications compare items pairwise and
+/// rewrite them against the ones before, so a few thousand rules on one
+/// action took minutes. Past it the action is not analysable.
+const MAX_SIMPLIFY_WORK: u64 = 30_000_000;
+
+thread_local! {
+    /// The simplification work spent on the action being answered.
+    static SIMPLIFY_WORK: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Spends `n` units of simplification work; false once the budget is gone
+/// (the simplifications then stop, and the action is not analysable).
+fn spend(n: usize) -> bool {
+    SIMPLIFY_WORK.with(|w| {
+        let total = w.get().saturating_add(n as u64);
+        w.set(total);
+        total <= MAX_SIMPLIFY_WORK
+    })
+}
+
+fn simplify_budget_spent() -> bool {
+    SIMPLIFY_WORK.with(|w| w.get() > MAX_SIMPLIFY_WORK)
+}
+
+/// Most terms a condition's folded formulas (or an action's combined
+/// residual) may have: past it the action is not analysable rather than
+/// costing the caller (an agent on `POST /v1/what-can`) time and memory
+/// exponential in the policy's nesting.
+pub(crate) const MAX_RESIDUAL_NODES: usize = 10_000;
+
 impl Folder<'_, '_> {
     /// Folds one rule's condition from a fresh start.
     fn fold_rule(&mut self, cond: &Node, keep_loops: bool) -> Fold<Tri> {
@@ -887,8 +955,17 @@ impl Folder<'_, '_> {
         self.bool(cond)
     }
 
-    /// Folds a boolean node into its three formulas.
+    /// Folds a boolean node into its three formulas, refused past
+    /// [`MAX_RESIDUAL_NODES`]: a ternary's condition is copied into each
+    /// branch's formulas, so nesting ternaries in conditions doubles the
+    /// size at each level (21 levels took a minute and 3 GB).
     fn bool(&mut self, node: &Node) -> Fold<Tri> {
+        let tri = self.fold_bool(node)?;
+        within_budget(&[&tri])?;
+        Ok(tri)
+    }
+
+    fn fold_bool(&mut self, node: &Node) -> Fold<Tri> {
         match &node.kind {
             NodeKind::And(a, b) => {
                 let ta = self.bool(a)?;
@@ -897,6 +974,7 @@ impl Folder<'_, '_> {
                 let tb = self.bool(b);
                 self.guards.truncate(mark);
                 let tb = tb?;
+                within_budget(&[&ta, &tb])?;
                 Ok(Tri {
                     t: F::and(vec![ta.t.clone(), tb.t.clone()]),
                     f: F::or(vec![ta.f.clone(), tb.f.clone()]),
@@ -910,6 +988,7 @@ impl Folder<'_, '_> {
                 let tb = self.bool(b);
                 self.guards.truncate(mark);
                 let tb = tb?;
+                within_budget(&[&ta, &tb])?;
                 Ok(Tri {
                     t: F::or(vec![ta.t.clone(), tb.t.clone()]),
                     f: F::and(vec![ta.f.clone(), tb.f.clone()]),
@@ -1002,6 +1081,7 @@ impl Folder<'_, '_> {
                 let to = self.bool(otherwise);
                 self.guards.truncate(mark);
                 let (tt, to) = (tt?, to?);
+                within_budget(&[&tc, &tc, &tc, &tt, &to])?;
                 Ok(Tri {
                     t: F::or(vec![F::and(vec![tc.t.clone(), tt.t]), F::and(vec![tc.f.clone(), to.t])]),
                     f: F::or(vec![F::and(vec![tc.t.clone(), tt.f]), F::and(vec![tc.f.clone(), to.f])]),

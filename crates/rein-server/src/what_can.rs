@@ -69,8 +69,12 @@ pub(crate) async fn what_can(State(state): State<AppState>, request: Request) ->
         }
         actor = probe.actor;
     }
-    let mut answer = policy
-        .what_can(&actor, &snapshot)
+    // Folding every action of a large policy is CPU work: off the async
+    // workers, as policy loads are.
+    let asked = actor.clone();
+    let mut answer = tokio::task::spawn_blocking(move || policy.what_can(&asked, &snapshot))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
         .map_err(|v| ApiError::bad_request("contract", format!("{v}")).with("field", Value::String(v.path.clone())))?;
     if agent {
         for a in &mut answer.actions {

@@ -341,3 +341,65 @@ rules:
         assert_eq!(holds, d.effect() == Effect::Allow, "{input}");
     }
 }
+
+/// A condition whose folded formulas grow with each level (a ternary in a
+/// ternary's condition copies it into both branches) is refused quickly,
+/// not folded in time and memory exponential in its depth; shallow ones
+/// still fold.
+#[test]
+fn residuals_that_would_explode_are_not_analysable() {
+    let nested = |depth: usize, wrap: &dyn Fn(String, usize) -> String| {
+        let mut e = "input.amount > 0".to_string();
+        for i in 1..=depth {
+            e = wrap(e, i);
+        }
+        e
+    };
+    let ternary = |e: String, i: usize| format!("(({e}) ? input.amount > {i} : input.amount < -{i})");
+    let negated = |e: String, i: usize| format!("(!({e}) ? input.amount != {i} : input.amount == -{i})");
+    let in_and = |e: String, i: usize| format!("((input.amount != {i} && ({e})) ? true : input.amount == -{i})");
+    for wrap in [&ternary as &dyn Fn(String, usize) -> String, &negated, &in_and] {
+        let deep = nested(16, wrap);
+        let p = policy(&format!(
+            "rules:\n  - {{id: r, action: pay, effect: allow, when: {:?}}}\n",
+            deep
+        ));
+        let started = std::time::Instant::now();
+        let a = pay(&p, bot());
+        assert_eq!(a.status, Status::NotAnalysable, "{a:?}");
+        assert!(a.error.as_deref().is_some_and(|e| e.contains("terms")), "{a:?}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+        let shallow = nested(3, wrap);
+        let p = policy(&format!(
+            "rules:\n  - {{id: r, action: pay, effect: allow, when: {:?}}}\n",
+            shallow
+        ));
+        assert_eq!(pay(&p, bot()).status, Status::AllowedWhen);
+    }
+}
+
+/// Thousands of rules on one action: answered or refused within a bound
+/// (the simplifications compare rules pairwise), never minutes.
+#[test]
+fn many_rules_on_one_action_cost_a_bounded_time() {
+    let mut rules = String::from("rules:\n");
+    for i in 0..3000 {
+        let effect = if i % 2 == 0 { "allow" } else { "block" };
+        rules.push_str(&format!(
+            "  - {{id: r{i}, action: pay, effect: {effect}, when: \"input.amount > {i} || input.items.size() == {i}\"}}\n"
+        ));
+    }
+    let p = policy(&rules);
+    let started = std::time::Instant::now();
+    let a = pay(&p, bot());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(a.status, Status::NotAnalysable, "{a:?}");
+}

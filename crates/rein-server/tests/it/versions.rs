@@ -398,16 +398,25 @@ async fn decisions_racing_swaps_finish_on_their_version() {
             seen.insert(answer.policy_version.clone());
         }
     }
-    let records = h
-        .state
-        .runtime()
-        .store()
-        .query_audit(&rein_store::AuditQuery {
-            limit: Some(10_000),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    // Every record, page by page: a fast run answers more than one page.
+    let mut records = Vec::new();
+    loop {
+        let page = h
+            .state
+            .runtime()
+            .store()
+            .query_audit(&rein_store::AuditQuery {
+                after_seq: records.last().map(|r: &rein_store::AuditRecord| r.seq),
+                limit: Some(10_000),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        records.extend(page);
+    }
     let mut activated = std::collections::HashSet::new();
     let mut decisions = 0;
     for r in &records {
