@@ -1126,26 +1126,7 @@ impl Prepared {
         if !matches!(decision.basis, Basis::Rules | Basis::Default | Basis::EvalError) {
             return;
         }
-        let policy = &self.policy;
-        let mut matched = Vec::new();
-        let mut errors = Vec::new();
-        let mut shadow_effect: Option<Effect> = None;
-        for rule in rules {
-            let outcome = match &rule.cond {
-                None => Ok(true),
-                Some(cond) => eval_condition(cond, env, frame),
-            };
-            match &outcome {
-                Ok(true) => {
-                    matched.push(rule.rule);
-                    let e = policy.rules.get(rule.rule as usize).map_or(Effect::Block, |r| r.effect);
-                    shadow_effect = Some(shadow_effect.map_or(e, |cur| cur.max(e)));
-                }
-                Ok(false) => {}
-                Err(e) => errors.push((rule.rule, e.0.clone())),
-            }
-            after_rule(rule.rule, Outcome::from(outcome), &mut *frame.tracer);
-        }
+        let (matched, errors, shadow_effect) = self.evaluate_every(rules, env, frame, &mut after_rule);
         // Combined as if the shadow rules were among the enforced ones: an
         // error (theirs or the enforced rules') blocks; otherwise the
         // strongest match, or the default when none matched at all.
@@ -1167,19 +1148,17 @@ impl Prepared {
         }));
     }
 
-    /// Native combining: every rule is evaluated; `block` beats
-    /// `require_approval` beats `allow`; an evaluation error blocks.
-    /// Inlined into `run` so that the native hot path stays as it was
-    /// before the combining modes were split (measured: the refund
-    /// example's prepared decision is not slower, see the commit message).
+    /// Evaluates every rule of `rules` in order: the rules that held, the
+    /// rules that failed (with why), and the strongest effect among those
+    /// that held. The one loop of native combining and of shadow rules.
     #[inline(always)]
-    fn every_match<T: Tracer>(
+    fn evaluate_every<T: Tracer>(
         &self,
         rules: &[CompiledRule],
         env: &Env<'_>,
         frame: &mut Frame<'_, T>,
-        mut after_rule: impl FnMut(u32, Outcome, &mut T),
-    ) -> Decision {
+        after_rule: &mut impl FnMut(u32, Outcome, &mut T),
+    ) -> (Vec<u32>, Vec<(u32, String)>, Option<Effect>) {
         let policy = &self.policy;
         let mut matched = Vec::new();
         let mut errors = Vec::new();
@@ -1200,6 +1179,23 @@ impl Prepared {
             }
             after_rule(rule.rule, Outcome::from(outcome), &mut *frame.tracer);
         }
+        (matched, errors, effect)
+    }
+
+    /// Native combining: every rule is evaluated; `block` beats
+    /// `require_approval` beats `allow`; an evaluation error blocks.
+    /// Inlined into `run` so that the native hot path stays as it was
+    /// before the combining modes were split (measured: the refund
+    /// example's prepared decision is not slower, see the commit message).
+    #[inline(always)]
+    fn every_match<T: Tracer>(
+        &self,
+        rules: &[CompiledRule],
+        env: &Env<'_>,
+        frame: &mut Frame<'_, T>,
+        mut after_rule: impl FnMut(u32, Outcome, &mut T),
+    ) -> Decision {
+        let (matched, errors, effect) = self.evaluate_every(rules, env, frame, &mut after_rule);
         if !errors.is_empty() {
             return self.finish(Effect::Block, Basis::EvalError, matched, errors);
         }
