@@ -336,6 +336,11 @@ fn print_diagnostics(diags: &[rein_engine::Diagnostic], color: bool, format: For
     }
 }
 
+/// The first 12 hex digits of a version hash, as the commands print it.
+pub(crate) fn short_version(version: &str) -> &str {
+    version.get(..12).unwrap_or(version)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

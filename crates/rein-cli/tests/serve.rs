@@ -1500,7 +1500,7 @@ fn audit_and_approvals_refuse_bad_arguments_and_leave_files_alone() {
     );
     refused(
         &["audit", "export", "--db", db_arg, "--since", "yesterday"],
-        "must be an RFC 3339 time",
+        "is neither an age (24h, 90m, 7d, 30s) nor an RFC 3339 time",
     );
     refused(
         &["approvals", "grant", "some-id", "--db", db_arg],

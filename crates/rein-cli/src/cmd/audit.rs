@@ -75,11 +75,12 @@ enum AuditCommand {
     ShadowReport {
         #[command(flatten)]
         target: Target,
-        /// Records at or after this time (RFC 3339).
-        #[arg(long, value_name = "TIME", value_parser = rfc3339)]
+        /// Records at or after this time (RFC 3339), or from this long ago
+        /// (`24h`, `90m`, `7d`).
+        #[arg(long, value_name = "AGE|TIME", value_parser = when)]
         since: Option<String>,
-        /// Records before this time (RFC 3339).
-        #[arg(long, value_name = "TIME", value_parser = rfc3339)]
+        /// Records before this time (same forms as --since).
+        #[arg(long, value_name = "AGE|TIME", value_parser = when)]
         until: Option<String>,
         /// Print the report as JSON (the server's answer).
         #[arg(long)]
@@ -98,11 +99,12 @@ enum OutFormat {
 #[derive(Args, Debug, Clone, Default)]
 #[command(next_help_heading = "Filters (every one given must hold)")]
 pub(super) struct Filters {
-    /// Records at or after this time (RFC 3339).
-    #[arg(long, value_name = "TIME", value_parser = rfc3339)]
+    /// Records at or after this time (RFC 3339), or from this long ago
+    /// (`24h`, `90m`, `7d`).
+    #[arg(long, value_name = "AGE|TIME", value_parser = when)]
     since: Option<String>,
-    /// Records before this time (RFC 3339).
-    #[arg(long, value_name = "TIME", value_parser = rfc3339)]
+    /// Records before this time (same forms as --since).
+    #[arg(long, value_name = "AGE|TIME", value_parser = when)]
     until: Option<String>,
     /// The actor's id.
     #[arg(long)]
@@ -159,12 +161,28 @@ fn record_at(rt: &tokio::runtime::Runtime, conn: &Conn, seq: u64) -> anyhow::Res
     Ok(page.into_iter().next().filter(|r| r.seq == seq))
 }
 
-/// A `--since`/`--until` value: an RFC 3339 time, kept as given.
-fn rfc3339(text: &str) -> Result<String, String> {
-    match rein_store::chain::parse_time(text) {
-        Ok(_) => Ok(text.to_string()),
-        Err(_) => Err("must be an RFC 3339 time, like 2026-01-31T12:00:00Z".to_string()),
+/// A `--since`/`--until` value as an RFC 3339 time: an age (`24h`, `7d`)
+/// counted back from now, or a time.
+pub(super) fn when(text: &str) -> Result<String, String> {
+    if rein_store::chain::parse_time(text).is_ok() {
+        return Ok(text.to_string());
     }
+    let bad = || format!("`{text}` is neither an age (24h, 90m, 7d, 30s) nor an RFC 3339 time");
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (digits, unit) = text.split_at(split);
+    let n: i64 = digits.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86_400),
+        _ => None,
+    }
+    .ok_or_else(bad)?;
+    let at = jiff::Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_secs(seconds))
+        .map_err(|_| bad())?;
+    Ok(at.to_string())
 }
 
 impl Filters {

@@ -24,10 +24,10 @@ pub struct PlanArgs {
     current: Vec<PathBuf>,
     /// Replay records from this long ago (`24h`, `90m`, `7d`) or from this
     /// time (RFC 3339). Default: every record.
-    #[arg(long, value_name = "AGE|TIME", value_parser = when)]
+    #[arg(long, value_name = "AGE|TIME", value_parser = super::audit::when)]
     since: Option<String>,
     /// Replay records before this time (same forms as --since).
-    #[arg(long, value_name = "AGE|TIME", value_parser = when)]
+    #[arg(long, value_name = "AGE|TIME", value_parser = super::audit::when)]
     until: Option<String>,
     #[command(flatten)]
     target: Target,
@@ -75,30 +75,6 @@ fn share(text: &str) -> Result<Limit, String> {
             .map(Limit::Count)
             .map_err(|_| "must be a count (5) or a share of the replayed decisions (1%)".into()),
     }
-}
-
-/// A `--since`/`--until` value as an RFC 3339 time: an age (`24h`, `7d`)
-/// counted back from now, or a time.
-fn when(text: &str) -> Result<String, String> {
-    if rein_store::chain::parse_time(text).is_ok() {
-        return Ok(text.to_string());
-    }
-    let bad = || format!("`{text}` is neither an age (24h, 90m, 7d, 30s) nor an RFC 3339 time");
-    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (digits, unit) = text.split_at(split);
-    let n: i64 = digits.parse().map_err(|_| bad())?;
-    let seconds = match unit {
-        "s" => Some(n),
-        "m" => n.checked_mul(60),
-        "h" => n.checked_mul(3600),
-        "d" => n.checked_mul(86_400),
-        _ => None,
-    }
-    .ok_or_else(bad)?;
-    let at = jiff::Timestamp::now()
-        .checked_sub(jiff::SignedDuration::from_secs(seconds))
-        .map_err(|_| bad())?;
-    Ok(at.to_string())
 }
 
 /// One gate and whether the plan exceeds it.
@@ -294,7 +270,7 @@ fn print_table(out: &mut dyn Write, r: &PlanReport, new: &Policy, args: &PlanArg
     writeln!(
         out,
         "plan for policy {}{label}: {window}, {} read",
-        short(&r.new_version),
+        super::short_version(&r.new_version),
         r.records
     )?;
     for a in &r.actions {
@@ -350,8 +326,4 @@ fn by(by: &[String]) -> String {
         [one] => format!("rule {}", printable(one)),
         many => format!("rules {}", printable(&many.join(", "))),
     }
-}
-
-fn short(version: &str) -> &str {
-    version.get(..12).unwrap_or(version)
 }

@@ -123,7 +123,7 @@ fn human(w: &WhatCan) -> String {
         .as_deref()
         .map(|l| format!(" ({})", printable(l)))
         .unwrap_or_default();
-    out.push_str(&format!("policy {}{label}\n", short(&w.version)));
+    out.push_str(&format!("policy {}{label}\n", super::short_version(&w.version)));
     let group = |out: &mut String, title: &str, lines: Vec<String>| {
         if lines.is_empty() {
             return;
@@ -186,9 +186,4 @@ fn human(w: &WhatCan) -> String {
         out.push_str("\nno action matches\n");
     }
     out
-}
-
-/// The first 12 hex digits of a version hash.
-fn short(version: &str) -> &str {
-    version.get(..12).unwrap_or(version)
 }
