@@ -51,6 +51,7 @@ mod memory_state;
 pub mod partial;
 mod policy;
 mod request;
+mod request_text;
 pub mod source;
 mod sources;
 pub mod state;
