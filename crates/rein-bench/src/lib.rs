@@ -14,6 +14,10 @@
 //! third, independent evaluator of the neutral form that the benches use to
 //! check both engines before timing anything.
 //!
+//! [`floor::Floor`] is the hand-written, hash-indexed evaluator of the same
+//! neutral form that the decide bench times as the floor every engine is
+//! measured against.
+//!
 //! # Semantics being matched
 //!
 //! Rein: deny-overrides over the rules of the request's action, `default:
@@ -37,6 +41,8 @@
 
 use serde_json::{json, Map, Value as Json};
 use std::fmt::Write as _;
+
+pub mod floor;
 
 /// Rules per action: a workload of `n` rules has `ceil(n / 10)` actions.
 pub const RULES_PER_ACTION: usize = 10;
