@@ -478,7 +478,7 @@ fn bench_threads(g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, s
     bench_path(g, "floor_typed", n, |i| s.floor.decide_typed(&s.typed[i]));
     bench_path(g, "floor_json", n, |i| s.floor.decide_json(&texts[i]));
     bench_path(g, "rein_prepared", n, |i| match &prepared[i] {
-        Ok(p) => p.decide().effect(),
+        Ok(p) => black_box(p.decide()).effect(),
         Err(d) => d.effect(),
     });
     bench_path(g, "rein_request", n, |i| policy.decide(&s.requests[i]));
