@@ -49,6 +49,11 @@
 //! `bench/decide_ratios.py` computes it from criterion's estimates. On a
 //! machine shared with other work, the two threads compete with it: the
 //! ratio is only meaningful on an otherwise idle machine.
+//!
+//! `cedar-policy` turns on `serde_json`'s `preserve_order`, and Cargo
+//! unifies features, so here every `serde_json::Value` object is an
+//! `IndexMap` (the product's are `BTreeMap`s): the JSON floor and Rein's
+//! JSON paths both parse slower than in `rein` itself (see BENCHMARKS.md).
 
 // A benchmark's setup either works or must abort loudly: unwrap/expect/panic
 // are the right tools here (the workspace warns on them for library code).
