@@ -10,6 +10,9 @@
 //! request of the pool (cycling), so a time is the mean over the request
 //! mix: ~10% unknown actions, ~9% blocked by a rule.
 //!
+//! `REIN_DECIDE_SIZES=1000,10000` runs only those sizes (the whole run
+//! takes about 4.5 minutes, a minute of it building and checking).
+//!
 //! Group `decide`, what the timed region holds, per variant:
 //! * `floor_typed`: `Floor::decide_typed` (crates/rein-bench/src/floor.rs):
 //!   a hash lookup of the action's rules, then every rule of the action over
@@ -470,6 +473,9 @@ fn bench_path<T>(
         });
     }
     let (one, two) = (median_ns(&times[0]), median_ns(&times[1]));
+    if one.is_nan() || two.is_nan() {
+        return; // no sample of 1 ms or more (criterion's --test mode)
+    }
     eprintln!(
         "decide_threads/{name}/{n}: 1 thread {one:.1} ns, 2 threads {two:.1} ns per decision: \
          {:.2}x the throughput (target >= 1.9x)",
@@ -491,9 +497,26 @@ fn bench_threads(g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, s
     bench_path(g, "rein_unknown", n, |i| policy.decide(&s.unknown[i % s.unknown.len()]));
 }
 
+/// The sizes to run: `REIN_DECIDE_SIZES` (comma-separated rule counts, e.g.
+/// `1000,10000`, for a shorter run while working on one size), else
+/// [`SIZES`].
+fn sizes() -> Vec<usize> {
+    match std::env::var("REIN_DECIDE_SIZES") {
+        Ok(list) => list
+            .split(',')
+            .map(|n| {
+                n.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("REIN_DECIDE_SIZES: `{n}` is not a rule count"))
+            })
+            .collect(),
+        Err(_) => SIZES.to_vec(),
+    }
+}
+
 fn bench_decide(c: &mut Criterion) {
     let started = Instant::now();
-    let setups: Vec<Setup> = SIZES.into_iter().map(Setup::new).collect();
+    let setups: Vec<Setup> = sizes().into_iter().map(Setup::new).collect();
     eprintln!("setup and checks: {:.1} s", started.elapsed().as_secs_f64());
     let auth = Authorizer::new();
     let mut g = c.benchmark_group("decide");
