@@ -254,7 +254,10 @@ fn private_file() -> std::fs::Permissions {
 }
 
 impl Policy {
-    fn from_compiled(inner: CompiledPolicy) -> Policy {
+    /// A policy read from the cache, its flat programs rebuilt (they are
+    /// not stored).
+    fn from_compiled(mut inner: CompiledPolicy) -> Policy {
+        crate::flat::build_all(&mut inner);
         Policy::new_checked(Arc::new(inner))
     }
 }

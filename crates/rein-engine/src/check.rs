@@ -138,6 +138,7 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
                 state_after: Default::default(),
                 recorded: false,
                 tool,
+                flat: Default::default(),
             });
         }
     }
@@ -473,7 +474,7 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
         return None;
     }
     let contracts_fingerprint = contracts_fingerprint(&actions, &actor, &snapshot);
-    Some(CompiledPolicy {
+    let mut compiled = CompiledPolicy {
         contracts_fingerprint,
         actions,
         action_index,
@@ -490,7 +491,9 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
         uses_state,
         derived: files.iter().map(|f| f.derived).collect(),
         files: sources,
-    })
+    };
+    crate::flat::build_all(&mut compiled);
+    Some(compiled)
 }
 
 /// BLAKE3 of what preparing a request reads of a policy: every action's

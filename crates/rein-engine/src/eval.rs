@@ -684,7 +684,8 @@ pub(crate) fn kind_of(v: &Value) -> &'static str {
     }
 }
 
-fn compare(op: CmpOp, a: &Value, b: &Value) -> bool {
+/// `a op b` as the condition language defines it.
+pub(crate) fn compare(op: CmpOp, a: &Value, b: &Value) -> bool {
     match op {
         CmpOp::Eq => a.equals(b),
         CmpOp::Ne => !a.equals(b),

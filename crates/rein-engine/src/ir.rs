@@ -161,6 +161,11 @@ pub(crate) struct ActionIr {
     pub recorded: bool,
     /// Its `tool:` facts, if the contract declares them.
     pub tool: Option<ToolFacts>,
+    /// Its rules in flat form, what decisions run (see [`crate::flat`]):
+    /// built from the rules above after compiling and after reading from
+    /// the cache, never stored.
+    #[serde(skip)]
+    pub flat: crate::flat::ActionPrograms,
 }
 
 /// An action's `tool:` constants: their type (an object whose fields are
@@ -205,6 +210,22 @@ impl ActionIr {
         match phase {
             Phase::Before => &self.before,
             Phase::After => &self.after,
+        }
+    }
+
+    /// The flat program of the rules of one phase.
+    pub fn flat(&self, phase: Phase) -> &crate::flat::Program {
+        match phase {
+            Phase::Before => &self.flat.before,
+            Phase::After => &self.flat.after,
+        }
+    }
+
+    /// The flat program of the `mode: shadow` rules of one phase.
+    pub fn shadow_flat(&self, phase: Phase) -> &crate::flat::Program {
+        match phase {
+            Phase::Before => &self.flat.shadow_before,
+            Phase::After => &self.flat.shadow_after,
         }
     }
 

@@ -42,6 +42,7 @@ mod contract;
 mod decision;
 pub mod diagnostics;
 mod eval;
+mod flat;
 mod globs;
 mod governance;
 mod instant;

@@ -7,7 +7,8 @@ use crate::decision::{Basis, Decision};
 use crate::decision::{LimitNote, LimitNotes, ShadowNotes};
 use crate::diagnostics::{Diagnostic, LoadError, Severity};
 use crate::eval::eval_value;
-use crate::eval::{eval_condition, Env, EvalError, Frame, NoTrace, Tracer};
+use crate::eval::{Env, EvalError, Frame, NoTrace, Tracer};
+use crate::flat::{resolve, Program};
 use crate::ir::LimitIr;
 use crate::ir::{CompiledPolicy, CompiledRule, Node, NodeKind};
 use crate::request::Request;
@@ -984,23 +985,19 @@ impl Prepared {
         let mut matched = Vec::new();
         let mut errors = Vec::new();
         let mut effect: Option<Effect> = None;
-        for rule in action.rules(self.phase) {
-            let info = policy.rules.get(rule.rule as usize);
-            let outcome = match info.and_then(|i| known(&i.id)) {
+        let rules = action.rules(self.phase);
+        for o in action.flat(self.phase).outcomes(rules, &policy.rules, &env, true) {
+            let outcome = match policy.rules.get(o.rule as usize).and_then(|i| known(&i.id)) {
                 Some(known) => Ok(known),
-                None => match &rule.cond {
-                    None => Ok(true),
-                    Some(cond) => eval_condition(cond, &env, &mut frame),
-                },
+                None => resolve(&o, rules, &env, &mut frame),
             };
             match outcome {
                 Ok(true) => {
-                    matched.push(rule.rule);
-                    let e = info.map_or(Effect::Block, |r| r.effect);
-                    effect = Some(effect.map_or(e, |cur| cur.max(e)));
+                    matched.push(o.rule);
+                    effect = Some(effect.map_or(o.effect, |cur| cur.max(o.effect)));
                 }
                 Ok(false) => {}
-                Err(e) => errors.push((rule.rule, e.0)),
+                Err(e) => errors.push((o.rule, e.0)),
             }
         }
         if !errors.is_empty() {
@@ -1094,17 +1091,19 @@ impl Prepared {
             tracer,
         };
         let rules = action.rules(self.phase);
+        let program = action.flat(self.phase);
         // The combining mode is chosen once per decision, outside the rule
         // loops, so that the native path pays nothing for Actra's.
         let mut decision = match policy.combining {
-            Combining::DenyOverrides => self.every_match(rules, &env, &mut frame, &mut after_rule),
-            Combining::FirstMatch => self.first_match(rules, &env, &mut frame, &mut after_rule),
+            Combining::DenyOverrides => self.every_match(rules, program, &env, &mut frame, &mut after_rule),
+            Combining::FirstMatch => self.first_match(rules, program, &env, &mut frame, &mut after_rule),
         };
         // One test per decision, none per rule: without shadow rules the
         // enforced path is what it was.
         let shadow = action.shadow_rules(self.phase);
         if !shadow.is_empty() {
-            self.shadow_pass(&mut decision, shadow, &env, &mut frame, after_rule);
+            let program = action.shadow_flat(self.phase);
+            self.shadow_pass(&mut decision, shadow, program, &env, &mut frame, after_rule);
         }
         decision
     }
@@ -1119,6 +1118,7 @@ impl Prepared {
         &self,
         decision: &mut Decision,
         rules: &[CompiledRule],
+        program: &Program,
         env: &Env<'_>,
         frame: &mut Frame<'_, T>,
         mut after_rule: impl FnMut(u32, Outcome, &mut T),
@@ -1126,7 +1126,7 @@ impl Prepared {
         if !matches!(decision.basis, Basis::Rules | Basis::Default | Basis::EvalError) {
             return;
         }
-        let (matched, errors, shadow_effect) = self.evaluate_every(rules, env, frame, &mut after_rule);
+        let (matched, errors, shadow_effect) = self.evaluate_every(rules, program, env, frame, &mut after_rule);
         // Combined as if the shadow rules were among the enforced ones: an
         // error (theirs or the enforced rules') blocks; otherwise the
         // strongest match, or the default when none matched at all.
@@ -1151,10 +1151,16 @@ impl Prepared {
     /// Evaluates every rule of `rules` in order: the rules that held, the
     /// rules that failed (with why), and the strongest effect among those
     /// that held. The one loop of native combining and of shadow rules.
+    /// `program` (the flat form of `rules`) decides what it can; the tree
+    /// evaluator the rest, and every rule of a traced decision.
+    ///
+    /// Every rule is evaluated even after a `block` matched: the decision
+    /// lists every rule that held and every one that failed.
     #[inline(always)]
     fn evaluate_every<T: Tracer>(
         &self,
         rules: &[CompiledRule],
+        program: &Program,
         env: &Env<'_>,
         frame: &mut Frame<'_, T>,
         after_rule: &mut impl FnMut(u32, Outcome, &mut T),
@@ -1163,21 +1169,17 @@ impl Prepared {
         let mut matched = Vec::new();
         let mut errors = Vec::new();
         let mut effect: Option<Effect> = None;
-        for rule in rules {
-            let outcome = match &rule.cond {
-                None => Ok(true),
-                Some(cond) => eval_condition(cond, env, frame),
-            };
+        for o in program.outcomes(rules, &policy.rules, env, !T::ENABLED) {
+            let outcome = resolve(&o, rules, env, frame);
             match &outcome {
                 Ok(true) => {
-                    matched.push(rule.rule);
-                    let e = policy.rules.get(rule.rule as usize).map_or(Effect::Block, |r| r.effect);
-                    effect = Some(effect.map_or(e, |cur| cur.max(e)));
+                    matched.push(o.rule);
+                    effect = Some(effect.map_or(o.effect, |cur| cur.max(o.effect)));
                 }
                 Ok(false) => {}
-                Err(e) => errors.push((rule.rule, e.0.clone())),
+                Err(e) => errors.push((o.rule, e.0.clone())),
             }
-            after_rule(rule.rule, Outcome::from(outcome), &mut *frame.tracer);
+            after_rule(o.rule, Outcome::from(outcome), &mut *frame.tracer);
         }
         (matched, errors, effect)
     }
@@ -1191,11 +1193,12 @@ impl Prepared {
     fn every_match<T: Tracer>(
         &self,
         rules: &[CompiledRule],
+        program: &Program,
         env: &Env<'_>,
         frame: &mut Frame<'_, T>,
         mut after_rule: impl FnMut(u32, Outcome, &mut T),
     ) -> Decision {
-        let (matched, errors, effect) = self.evaluate_every(rules, env, frame, &mut after_rule);
+        let (matched, errors, effect) = self.evaluate_every(rules, program, env, frame, &mut after_rule);
         if !errors.is_empty() {
             return self.finish(Effect::Block, Basis::EvalError, matched, errors);
         }
@@ -1211,30 +1214,20 @@ impl Prepared {
     fn first_match<T: Tracer>(
         &self,
         rules: &[CompiledRule],
+        program: &Program,
         env: &Env<'_>,
         frame: &mut Frame<'_, T>,
         mut after_rule: impl FnMut(u32, Outcome, &mut T),
     ) -> Decision {
         let policy = &self.policy;
-        for rule in rules {
-            let outcome = match &rule.cond {
-                None => Ok(true),
-                Some(cond) => eval_condition(cond, env, frame),
-            };
+        for o in program.outcomes(rules, &policy.rules, env, !T::ENABLED) {
+            let outcome = resolve(&o, rules, env, frame);
             let decided = match &outcome {
-                Ok(true) => {
-                    let e = policy.rules.get(rule.rule as usize).map_or(Effect::Block, |r| r.effect);
-                    Some(self.finish(e, Basis::Rules, vec![rule.rule], Vec::new()))
-                }
+                Ok(true) => Some(self.finish(o.effect, Basis::Rules, vec![o.rule], Vec::new())),
                 Ok(false) => None,
-                Err(e) => Some(self.finish(
-                    Effect::Block,
-                    Basis::EvalError,
-                    Vec::new(),
-                    vec![(rule.rule, e.0.clone())],
-                )),
+                Err(e) => Some(self.finish(Effect::Block, Basis::EvalError, Vec::new(), vec![(o.rule, e.0.clone())])),
             };
-            after_rule(rule.rule, Outcome::from(outcome), &mut *frame.tracer);
+            after_rule(o.rule, Outcome::from(outcome), &mut *frame.tracer);
             if let Some(d) = decided {
                 return d;
             }
@@ -1291,15 +1284,20 @@ impl Prepared {
         let mut errors = Vec::new();
         let mut effect: Option<Effect> = None;
         let mut notes = Vec::new();
-        for rule in action.rules(self.phase) {
-            let info = policy.rules.get(rule.rule as usize);
-            let rule_effect = info.map_or(Effect::Block, |r| r.effect);
-            let mut outcome = match &rule.cond {
-                None => Ok(true),
-                Some(cond) => eval_condition(cond, &env, &mut frame),
+        let rules = action.rules(self.phase);
+        for o in action
+            .flat(self.phase)
+            .outcomes(rules, &policy.rules, &env, !T::ENABLED)
+        {
+            let rule_effect = o.effect;
+            let mut outcome = resolve(&o, rules, &env, &mut frame);
+            // Only a rule that holds reads its limit.
+            let limit = match outcome {
+                Ok(true) => rules.get(o.pos).and_then(|r| r.limit.as_deref()),
+                _ => None,
             };
-            if let (Ok(true), Some(limit)) = (&outcome, &rule.limit) {
-                let id = info.map_or("?", |r| r.id.as_str());
+            if let Some(limit) = limit {
+                let id = policy.rules.get(o.rule as usize).map_or("?", |r| r.id.as_str());
                 match self.check_limit(limit, id, &env, &mut frame, state) {
                     Ok(check) => {
                         if T::ENABLED {
@@ -1321,7 +1319,7 @@ impl Prepared {
                         };
                         if hit && rule_effect != Effect::Allow {
                             notes.push(LimitNote {
-                                rule: rule.rule,
+                                rule: o.rule,
                                 reason: format!(
                                     "{id}: {} of {} used for {} in the last {}",
                                     check.used.normalize(),
@@ -1355,13 +1353,13 @@ impl Prepared {
             }
             match &outcome {
                 Ok(true) => {
-                    matched.push(rule.rule);
+                    matched.push(o.rule);
                     effect = Some(effect.map_or(rule_effect, |cur| cur.max(rule_effect)));
                 }
                 Ok(false) => {}
-                Err(e) => errors.push((rule.rule, e.0.clone())),
+                Err(e) => errors.push((o.rule, e.0.clone())),
             }
-            after_rule(rule.rule, Outcome::from(outcome), &mut *frame.tracer);
+            after_rule(o.rule, Outcome::from(outcome), &mut *frame.tracer);
         }
         let mut decision = if !errors.is_empty() {
             self.finish(Effect::Block, Basis::EvalError, matched, errors)
@@ -1378,7 +1376,8 @@ impl Prepared {
         // none: they add no labels, consume nothing and record no call.
         let shadow = action.shadow_rules(self.phase);
         if !shadow.is_empty() {
-            self.shadow_pass(&mut decision, shadow, &env, &mut frame, &mut after_rule);
+            let program = action.shadow_flat(self.phase);
+            self.shadow_pass(&mut decision, shadow, program, &env, &mut frame, &mut after_rule);
         }
         effects.labels = decision.labels().into_iter().map(str::to_string).collect();
         if action.recorded && self.session.is_some() {

@@ -12,6 +12,7 @@ mod contracts;
 mod corpus;
 mod derived;
 mod diagnostics;
+mod flat;
 mod identity;
 mod props;
 mod shadow_rules;
