@@ -13,6 +13,7 @@ mod corpus;
 mod derived;
 mod diagnostics;
 mod identity;
+mod owned;
 mod props;
 mod shadow_rules;
 mod state;
