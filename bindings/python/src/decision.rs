@@ -37,7 +37,8 @@ impl Obligation {
 /// The answer to one request. Immutable.
 #[pyclass(frozen, module = "rein._native")]
 pub struct Decision {
-    pub(crate) inner: rein_engine::Decision,
+    /// Owns its policy: a Python object outlives any borrow.
+    pub(crate) inner: rein_engine::Decision<'static>,
     /// Made when first read, unless given: most decisions' ids are never
     /// read, and a UUID v7 costs a clock read, random bits and a string.
     /// Once read it stays (a `OnceLock`, also across threads).
@@ -45,18 +46,18 @@ pub struct Decision {
 }
 
 impl Decision {
-    pub(crate) fn new(inner: rein_engine::Decision, id: String) -> Decision {
+    pub(crate) fn new(inner: rein_engine::Decision<'_>, id: String) -> Decision {
         Decision {
-            inner,
+            inner: inner.into_owned(),
             id: OnceLock::from(id),
         }
     }
 
     /// A decision whose id is made when first read (nothing was recorded
     /// under it yet).
-    pub(crate) fn with_lazy_id(inner: rein_engine::Decision) -> Decision {
+    pub(crate) fn with_lazy_id(inner: rein_engine::Decision<'_>) -> Decision {
         Decision {
-            inner,
+            inner: inner.into_owned(),
             id: OnceLock::new(),
         }
     }

@@ -161,7 +161,7 @@ fn needs_state(policy: &rein_engine::Policy, action: &str, phase: Phase) -> bool
 /// caller holds no credential, so an actor field the policy requires bound
 /// (`bound: true`) is never set by one (the runtime's check, with no
 /// credential).
-fn unbound(policy: &rein_engine::Policy, phase: Phase) -> Option<rein_engine::Decision> {
+fn unbound(policy: &rein_engine::Policy, phase: Phase) -> Option<rein_engine::Decision<'_>> {
     policy
         .unbound_required(|_| false)
         .map(|why| policy.unbound_block(phase, why))
@@ -170,12 +170,12 @@ fn unbound(policy: &rein_engine::Policy, phase: Phase) -> Option<rein_engine::De
 /// Decides as `rein check` does (with `--state` when `state` is given):
 /// contract check, then the rules, reading and writing the state when the
 /// action's rules need it. Runs without the GIL.
-fn decide_request(
-    policy: &rein_engine::Policy,
+fn decide_request<'p>(
+    policy: &'p rein_engine::Policy,
     request: &Request,
     state: Option<&State>,
     decision_id: &str,
-) -> rein_engine::Decision {
+) -> rein_engine::Decision<'p> {
     if let Some(refused) = unbound(policy, request.phase) {
         return refused;
     }
@@ -196,13 +196,13 @@ fn decide_request(
 fn explain_request(policy: &rein_engine::Policy, request: &Request, state: Option<&State>) -> rein_engine::Explanation {
     if let Some(refused) = unbound(policy, request.phase) {
         return rein_engine::Explanation {
-            decision: refused,
+            decision: refused.into_owned(),
             rules: Vec::new(),
         };
     }
     match policy.prepare(request) {
         Err(refused) => rein_engine::Explanation {
-            decision: *refused,
+            decision: refused.into_owned(),
             rules: Vec::new(),
         },
         Ok(prepared) => match state {

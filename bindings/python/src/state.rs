@@ -54,7 +54,13 @@ impl State {
     /// writes (its final effect is its own: nobody grants approvals
     /// in-process) under `decision_id` at `time`, atomically: two threads
     /// cannot both take the last unit of a limit.
-    pub(crate) fn decide(&self, policy: &Policy, prepared: &Prepared, decision_id: &str, time: Timestamp) -> Decision {
+    pub(crate) fn decide<'p>(
+        &self,
+        policy: &Policy,
+        prepared: &Prepared<'p>,
+        decision_id: &str,
+        time: Timestamp,
+    ) -> Decision<'p> {
         let mut inner = self.inner.lock();
         inner.prune(policy, time);
         let (decision, effects) = prepared.decide_with_state(&inner.memory);
@@ -64,7 +70,7 @@ impl State {
     }
 
     /// Explains `prepared` reading the state, writing nothing.
-    pub(crate) fn explain(&self, prepared: &Prepared) -> rein_engine::Explanation {
+    pub(crate) fn explain(&self, prepared: &Prepared<'_>) -> rein_engine::Explanation {
         let inner = self.inner.lock();
         prepared.explain_with_state(&inner.memory).0
     }

@@ -107,7 +107,7 @@ pub(crate) fn field_vars(logic: &Logic) -> Vec<u32> {
 /// is decided against an empty state (no earlier calls, no limit used), as
 /// `rein check --state` would on a fresh state file; `None` when the
 /// request does not even prepare.
-pub(crate) fn confirm_decision(policy: &Policy, request: &Request) -> Option<Decision> {
+pub(crate) fn confirm_decision<'p>(policy: &'p Policy, request: &Request) -> Option<Decision<'p>> {
     let state = policy.action_state(&request.action, rein_engine::Phase::Before);
     if !state.reads {
         return Some(policy.decide(request));

@@ -5,7 +5,89 @@ use crate::ast::{Effect, Phase};
 use crate::contract::Violation;
 use crate::ir::{Approval, CompiledPolicy};
 use serde_json::json;
-use std::sync::Arc;
+use smallvec::SmallVec;
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
+
+/// The rules a decision matched, by position in the policy: a few inline,
+/// so that the common decision allocates nothing.
+pub(crate) type Matched = SmallVec<[u32; 4]>;
+
+/// Up to this many actions, an unknown action's refusal suggests the closest
+/// name (the hint compares the name with every action).
+const MAX_ACTIONS_FOR_HINT: usize = 32;
+
+/// The compiled policy a [`Decision`] or a [`crate::Prepared`] reads:
+/// borrowed from the [`crate::Policy`] that made it, so that deciding
+/// changes no reference count (a write to memory every thread sharing the
+/// policy would contend on), or owned, by a value kept past that borrow
+/// ([`Decision::into_owned`], [`crate::Prepared::into_owned`]).
+#[derive(Clone, Debug)]
+pub(crate) enum PolicyRef<'p> {
+    /// Borrowed: the `Arc` itself, so that [`PolicyRef::into_owned`] can
+    /// share it.
+    Borrowed(&'p Arc<CompiledPolicy>),
+    /// Owned: one reference of its own.
+    Owned(Arc<CompiledPolicy>),
+}
+
+impl Deref for PolicyRef<'_> {
+    type Target = CompiledPolicy;
+
+    #[inline]
+    fn deref(&self) -> &CompiledPolicy {
+        match self {
+            PolicyRef::Borrowed(p) => p,
+            PolicyRef::Owned(p) => p,
+        }
+    }
+}
+
+impl PolicyRef<'_> {
+    /// The same policy, owned: one reference count more for a borrowed
+    /// one.
+    pub(crate) fn into_owned(self) -> PolicyRef<'static> {
+        match self {
+            PolicyRef::Borrowed(p) => PolicyRef::Owned(Arc::clone(p)),
+            PolicyRef::Owned(p) => PolicyRef::Owned(p),
+        }
+    }
+}
+
+/// The refusal of an action the policy does not know, its text written
+/// only when read: the "did you mean" hint compares the name with every
+/// action, too slow to pay on every refused request (a caller sending bad
+/// names must stay cheap to refuse) when most refusals are never read by a
+/// person.
+#[derive(Clone, Debug)]
+pub(crate) struct UnknownAction {
+    /// The name the request gave.
+    pub name: Box<str>,
+    /// The violation's path (`action`, or `action.type` in Actra's shape).
+    pub path: &'static str,
+    /// Why the name is unknown, after `unknown action `name`: `.
+    pub why: &'static str,
+    /// The basis, written on first read.
+    pub rendered: OnceLock<Basis>,
+}
+
+impl UnknownAction {
+    /// The violation, with the closest action's name when there is one.
+    fn violation(&self, policy: &CompiledPolicy) -> Violation {
+        let name = &*self.name;
+        // Bounded so that reading a refusal stays cheap too.
+        let hint = if policy.actions.len() <= MAX_ACTIONS_FOR_HINT && name.len() <= 256 {
+            let known = policy.actions.iter().map(|a| a.name());
+            crate::diagnostics::did_you_mean(name, known).map(|s| format!(" (did you mean `{s}`?)"))
+        } else {
+            None
+        };
+        Violation {
+            path: self.path.into(),
+            message: format!("unknown action `{name}`: {}{}", self.why, hint.unwrap_or_default()),
+        }
+    }
+}
 
 /// Why the decision has its effect.
 #[derive(Clone, Debug, PartialEq)]
@@ -49,15 +131,18 @@ pub struct RuleError {
 }
 
 /// The decision for one request. Cheap to build: it refers to the policy's
-/// rules by position instead of copying their texts.
+/// rules by position instead of copying their texts, and borrows the policy
+/// that made it (`'p`): keep one longer with [`Decision::into_owned`].
 #[derive(Clone, Debug)]
-pub struct Decision {
+pub struct Decision<'p> {
     pub(crate) effect: Effect,
     pub(crate) phase: Phase,
+    /// Read through [`Decision::basis`]: for an unknown action (`unknown`
+    /// set) it is `Basis::Contract` with an empty violation.
     pub(crate) basis: Basis,
-    pub(crate) matched: Vec<u32>,
+    pub(crate) matched: Matched,
     pub(crate) errors: Vec<(u32, String)>,
-    pub(crate) policy: Arc<CompiledPolicy>,
+    pub(crate) policy: PolicyRef<'p>,
     /// What limits added (only decisions made with state have it, so a
     /// stateless decision stays one pointer wider).
     pub(crate) limits: Option<Box<LimitNotes>>,
@@ -65,13 +150,16 @@ pub struct Decision {
     /// has some for the phase and its rules were evaluated, so a policy
     /// without them pays one pointer).
     pub(crate) shadow: Option<Box<ShadowNotes>>,
+    /// An unknown action's refusal, its violation written when first read
+    /// (one pointer on every other decision).
+    pub(crate) unknown: Option<Box<UnknownAction>>,
 }
 
 /// What the `mode: shadow` rules of a decision's action said.
 #[derive(Clone, Debug)]
 pub(crate) struct ShadowNotes {
     /// The shadow rules whose condition held, in policy order.
-    pub matched: Vec<u32>,
+    pub matched: Matched,
     /// The shadow rules that could not be evaluated.
     pub errors: Vec<(u32, String)>,
     /// The effect the decision would have had with them enforced.
@@ -122,7 +210,62 @@ pub struct Obligation {
     pub approval: Approval,
 }
 
-impl Decision {
+impl<'p> Decision<'p> {
+    /// A decision with no rule matched, no error and no notes.
+    pub(crate) fn new(effect: Effect, phase: Phase, basis: Basis, policy: PolicyRef<'p>) -> Decision<'p> {
+        Decision {
+            effect,
+            phase,
+            basis,
+            matched: Matched::new(),
+            errors: Vec::new(),
+            policy,
+            limits: None,
+            shadow: None,
+            unknown: None,
+        }
+    }
+
+    /// The `block` of a request naming an action the policy does not know:
+    /// `path` and `why` as [`UnknownAction`] says. Formats nothing.
+    pub(crate) fn unknown_action(
+        phase: Phase,
+        name: &str,
+        path: &'static str,
+        why: &'static str,
+        policy: PolicyRef<'p>,
+    ) -> Decision<'p> {
+        let placeholder = Basis::Contract(Violation {
+            path: String::new(),
+            message: String::new(),
+        });
+        let mut d = Decision::new(Effect::Block, phase, placeholder, policy);
+        d.unknown = Some(Box::new(UnknownAction {
+            name: name.into(),
+            path,
+            why,
+            rendered: OnceLock::new(),
+        }));
+        d
+    }
+
+    /// This decision, owning (a reference to) its policy: for a caller that
+    /// keeps it past the borrow of the policy (the runtime's answers, a
+    /// host language's objects).
+    pub fn into_owned(self) -> Decision<'static> {
+        Decision {
+            effect: self.effect,
+            phase: self.phase,
+            basis: self.basis,
+            matched: self.matched,
+            errors: self.errors,
+            policy: self.policy.into_owned(),
+            limits: self.limits,
+            shadow: self.shadow,
+            unknown: self.unknown,
+        }
+    }
+
     /// The effect: allow, block or require approval.
     pub fn effect(&self) -> Effect {
         self.effect
@@ -135,7 +278,10 @@ impl Decision {
 
     /// Why the effect is what it is.
     pub fn basis(&self) -> &Basis {
-        &self.basis
+        match &self.unknown {
+            Some(u) => u.rendered.get_or_init(|| Basis::Contract(u.violation(&self.policy))),
+            None => &self.basis,
+        }
     }
 
     /// Ids of every rule whose condition held, in policy order.
@@ -154,7 +300,7 @@ impl Decision {
     /// allowed (they did not decide); [`Decision::rules`] and
     /// [`Decision::matched_rules`] still list every rule that matched.
     pub fn reasons(&self) -> Vec<String> {
-        match &self.basis {
+        match self.basis() {
             Basis::Contract(v) => vec![format!("contract: {v}")],
             Basis::Default => vec![format!("no rule matched; the policy default is `{}`", self.effect)],
             Basis::EvalError => self
@@ -291,7 +437,7 @@ impl Decision {
 
     /// The contract violation, if the request broke its contract.
     pub fn violation(&self) -> Option<&Violation> {
-        match &self.basis {
+        match self.basis() {
             Basis::Contract(v) => Some(v),
             _ => None,
         }

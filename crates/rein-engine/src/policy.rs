@@ -4,7 +4,7 @@ use crate::ast::{Combining, Effect, Phase, PolicyFile};
 use crate::check;
 use crate::contract::{check_root, check_root_from, check_root_redacted, ContractValue, Violation};
 use crate::decision::{Basis, Decision};
-use crate::decision::{LimitNote, LimitNotes, ShadowNotes};
+use crate::decision::{LimitNote, LimitNotes, Matched, PolicyRef, ShadowNotes};
 use crate::diagnostics::{Diagnostic, LoadError, Severity};
 use crate::eval::eval_value;
 use crate::eval::{Env, EvalError, Frame, NoTrace, Tracer};
@@ -33,10 +33,6 @@ fn unbound_reason(field: &str) -> String {
     format!("actor.{field} must be set by the credential; this request's credential does not bind it")
 }
 
-/// Up to this many actions, an unknown action's refusal suggests the closest
-/// name.
-const MAX_ACTIONS_FOR_HINT: usize = 32;
-
 /// Largest policy file the loader reads.
 pub const MAX_POLICY_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -60,10 +56,13 @@ pub struct ContractField {
 }
 
 /// A request that passed its contract check, laid out for evaluation. Make
-/// one with [`Policy::prepare`] to decide the same request repeatedly.
+/// one with [`Policy::prepare`] to decide the same request repeatedly. It
+/// borrows the policy (`'p`), as do the decisions it makes, so that
+/// deciding writes to no memory the threads sharing a policy share; keep
+/// one longer with [`Prepared::into_owned`].
 #[derive(Clone, Debug)]
-pub struct Prepared {
-    policy: Arc<CompiledPolicy>,
+pub struct Prepared<'p> {
+    policy: PolicyRef<'p>,
     action: u32,
     phase: Phase,
     input: Vec<Value>,
@@ -75,6 +74,24 @@ pub struct Prepared {
     error: Option<Value>,
     /// The session the request names.
     session: Option<String>,
+}
+
+/// Why a request is refused before its rules: a contract violation, or a
+/// name the policy has no action for (whose text, with its "did you mean"
+/// hint, is only written when read: see [`Decision::basis`]).
+enum Refusal<'r> {
+    Contract(Violation),
+    UnknownAction {
+        name: &'r str,
+        path: &'static str,
+        why: &'static str,
+    },
+}
+
+impl From<Violation> for Refusal<'_> {
+    fn from(v: Violation) -> Self {
+        Refusal::Contract(v)
+    }
 }
 
 /// A request's parts, its values read through [`ContractValue`].
@@ -529,9 +546,9 @@ impl Policy {
 
     /// Checks a request against its contracts. On a violation, returns the
     /// `block` decision that says why.
-    pub fn prepare(&self, request: &Request) -> Result<Prepared, Box<Decision>> {
+    pub fn prepare(&self, request: &Request) -> Result<Prepared<'_>, Box<Decision<'_>>> {
         self.prepare_inner(request)
-            .map_err(|v| Box::new(self.violation(request.phase, v)))
+            .map_err(|r| Box::new(self.refuse(request.phase, r)))
     }
 
     /// [`Policy::prepare`] for a request before the action runs, its values
@@ -547,7 +564,7 @@ impl Policy {
         snapshot: Option<V>,
         session: Option<&str>,
         time: Option<jiff::Timestamp>,
-    ) -> Result<Prepared, Box<Decision>> {
+    ) -> Result<Prepared<'_>, Box<Decision<'_>>> {
         let parts = Parts {
             action,
             phase: Phase::Before,
@@ -560,10 +577,10 @@ impl Policy {
             time,
         };
         self.prepare_parts(parts)
-            .map_err(|v| Box::new(self.violation(Phase::Before, v)))
+            .map_err(|r| Box::new(self.refuse(Phase::Before, r)))
     }
 
-    fn prepare_inner(&self, request: &Request) -> Result<Prepared, Violation> {
+    fn prepare_inner<'r>(&self, request: &'r Request) -> Result<Prepared<'_>, Refusal<'r>> {
         self.prepare_parts(Parts {
             action: &request.action,
             phase: request.phase,
@@ -577,27 +594,31 @@ impl Policy {
         })
     }
 
-    fn prepare_parts<V: ContractValue>(&self, request: Parts<'_, V>) -> Result<Prepared, Violation> {
+    fn prepare_parts<'r, V: ContractValue>(&self, request: Parts<'r, V>) -> Result<Prepared<'_>, Refusal<'r>> {
         let p = &self.inner;
         let Some(&action) = p.action_index.get(request.action) else {
-            return Err(self.unknown_action(request.action, "the policy has no contract for it"));
+            return Err(Refusal::UnknownAction {
+                name: request.action,
+                path: "action",
+                why: "the policy has no contract for it",
+            });
         };
         let ir = &p.actions[action as usize];
         let input = check_root_from(request.input, &ir.input, "input")?;
         let output = match (request.phase, &ir.output) {
             (Phase::Before, _) => {
                 if request.error.is_some() {
-                    return Err(Violation {
+                    return Err(Refusal::Contract(Violation {
                         path: "error".into(),
                         message: "an error was given for phase `before`; set `phase: after` to check an outcome".into(),
-                    });
+                    }));
                 }
                 if request.output.is_some() {
-                    return Err(Violation {
+                    return Err(Refusal::Contract(Violation {
                         path: "output".into(),
                         message: "an output was given for phase `before`; set `phase: after` to check an outcome"
                             .into(),
-                    });
+                    }));
                 }
                 None
             }
@@ -605,20 +626,20 @@ impl Policy {
             // see `error` instead.
             (Phase::After, _) if request.error.is_some() => {
                 if request.output.is_some() {
-                    return Err(Violation {
+                    return Err(Refusal::Contract(Violation {
                         path: "error".into(),
                         message: "an outcome has either an output or an error, not both".into(),
-                    });
+                    }));
                 }
                 None
             }
             (Phase::After, Some(ty)) => match request.output {
                 Some(o) => Some(check_root_from(Some(o), ty, "output")?),
                 None => {
-                    return Err(Violation {
+                    return Err(Refusal::Contract(Violation {
                         path: "output".into(),
                         message: "phase `after` needs the action's output (or the error it reported)".into(),
-                    })
+                    }))
                 }
             },
             // No output contract: nothing to check and nothing rules can read.
@@ -627,7 +648,7 @@ impl Policy {
         let actor = check_root_from(request.actor, &p.actor, "actor")?;
         let snapshot = check_root_from(request.snapshot, &p.snapshot, "snapshot")?;
         Ok(Prepared {
-            policy: self.inner.clone(),
+            policy: PolicyRef::Borrowed(&self.inner),
             action,
             phase: request.phase,
             input,
@@ -650,29 +671,31 @@ impl Policy {
     /// surface that decides through the engine directly (`rein test`, an
     /// in-process binding with no credential) and must refuse as the
     /// runtime does.
-    pub fn unbound_block(&self, phase: Phase, why: String) -> Decision {
-        Decision {
-            effect: Effect::Block,
+    pub fn unbound_block(&self, phase: Phase, why: String) -> Decision<'_> {
+        Decision::new(
+            Effect::Block,
             phase,
-            basis: Basis::Credential(why),
-            matched: Vec::new(),
-            errors: Vec::new(),
-            policy: self.inner.clone(),
-            limits: None,
-            shadow: None,
-        }
+            Basis::Credential(why),
+            PolicyRef::Borrowed(&self.inner),
+        )
     }
 
-    fn violation(&self, phase: Phase, v: Violation) -> Decision {
-        Decision {
-            effect: Effect::Block,
+    fn violation(&self, phase: Phase, v: Violation) -> Decision<'_> {
+        Decision::new(
+            Effect::Block,
             phase,
-            basis: Basis::Contract(v),
-            matched: Vec::new(),
-            errors: Vec::new(),
-            policy: self.inner.clone(),
-            limits: None,
-            shadow: None,
+            Basis::Contract(v),
+            PolicyRef::Borrowed(&self.inner),
+        )
+    }
+
+    /// The `block` decision of a refused request.
+    fn refuse(&self, phase: Phase, refusal: Refusal<'_>) -> Decision<'_> {
+        match refusal {
+            Refusal::Contract(v) => self.violation(phase, v),
+            Refusal::UnknownAction { name, path, why } => {
+                Decision::unknown_action(phase, name, path, why, PolicyRef::Borrowed(&self.inner))
+            }
         }
     }
 
@@ -690,7 +713,11 @@ impl Policy {
     /// holds: a rule to evaluate reads a sensitive field (named), the
     /// action's rules read or write state, the policy combines by first
     /// match, or the request is not of phase `before`.
-    pub fn decide_redacted(&self, request: &Request, known: &dyn Fn(&str) -> Option<bool>) -> Result<Decision, String> {
+    pub fn decide_redacted(
+        &self,
+        request: &Request,
+        known: &dyn Fn(&str) -> Option<bool>,
+    ) -> Result<Decision<'_>, String> {
         let p = &self.inner;
         if request.phase != Phase::Before {
             return Err("only `before` requests are replayed".into());
@@ -729,7 +756,7 @@ impl Policy {
             Err(v) => return Ok(self.violation(Phase::Before, v)),
         };
         let prepared = Prepared {
-            policy: self.inner.clone(),
+            policy: PolicyRef::Borrowed(&self.inner),
             action,
             phase: Phase::Before,
             input,
@@ -751,10 +778,10 @@ impl Policy {
     /// than one is given. A replay compares it with a recorded decision to
     /// know that the decision was made by these rules (and not refused
     /// before them, or failed in one).
-    pub fn decision_from_matches(&self, action: &str, matched: &[String]) -> Option<Decision> {
+    pub fn decision_from_matches(&self, action: &str, matched: &[String]) -> Option<Decision<'_>> {
         let p = &self.inner;
         let ir = p.action_index.get(action).and_then(|&i| p.actions.get(i as usize))?;
-        let mut indices = Vec::with_capacity(matched.len());
+        let mut indices = Matched::with_capacity(matched.len());
         let mut effect: Option<Effect> = None;
         for id in matched {
             let rule = ir
@@ -773,25 +800,19 @@ impl Policy {
             Some(e) => (e, Basis::Rules),
             None => (p.default, Basis::Default),
         };
-        Some(Decision {
-            effect,
-            phase: Phase::Before,
-            basis,
-            matched: indices,
-            errors: Vec::new(),
-            policy: self.inner.clone(),
-            limits: None,
-            shadow: None,
-        })
+        let mut decision = Decision::new(effect, Phase::Before, basis, PolicyRef::Borrowed(&self.inner));
+        decision.matched = indices;
+        Some(decision)
     }
 
     /// Decides a request: contract check, then every rule that targets the
     /// action in the request's phase. Never fails: a broken contract or an
     /// evaluation error is a `block` decision that says why.
-    pub fn decide(&self, request: &Request) -> Decision {
-        match self.prepare(request) {
+    pub fn decide(&self, request: &Request) -> Decision<'_> {
+        // Not through `prepare`: a refusal needs no box.
+        match self.prepare_inner(request) {
             Ok(p) => p.decide(),
-            Err(d) => *d,
+            Err(r) => self.refuse(request.phase, r),
         }
     }
 
@@ -801,7 +822,7 @@ impl Policy {
         match self.prepare(request) {
             Ok(p) => p.explain(),
             Err(d) => Explanation {
-                decision: *d,
+                decision: d.into_owned(),
                 rules: Vec::new(),
             },
         }
@@ -813,7 +834,7 @@ impl Policy {
     /// through (a missing, non-string or undeclared `type`, a value of the
     /// wrong type, `null`, a list or an object), is a `block` naming the
     /// field.
-    pub fn decide_actra(&self, input: &serde_json::Value) -> Decision {
+    pub fn decide_actra(&self, input: &serde_json::Value) -> Decision<'_> {
         match self.prepare_actra(input) {
             Ok(p) => p.decide(),
             Err(d) => *d,
@@ -825,32 +846,34 @@ impl Policy {
         match self.prepare_actra(input) {
             Ok(p) => p.explain(),
             Err(d) => Explanation {
-                decision: *d,
+                decision: d.into_owned(),
                 rules: Vec::new(),
             },
         }
     }
 
     /// [`Policy::prepare`] for a request in Actra's shape.
-    pub fn prepare_actra(&self, input: &serde_json::Value) -> Result<Prepared, Box<Decision>> {
+    pub fn prepare_actra(&self, input: &serde_json::Value) -> Result<Prepared<'_>, Box<Decision<'_>>> {
         self.prepare_actra_inner(input)
-            .map_err(|v| Box::new(self.violation(Phase::Before, v)))
+            .map_err(|r| Box::new(self.refuse(Phase::Before, r)))
     }
 
-    fn prepare_actra_inner(&self, input: &serde_json::Value) -> Result<Prepared, Violation> {
+    fn prepare_actra_inner<'r>(&self, input: &'r serde_json::Value) -> Result<Prepared<'_>, Refusal<'r>> {
         let parts = crate::actra::input::split(input)?;
         let p = &self.inner;
         let Some(&action) = p.action_index.get(parts.action_type) else {
-            let mut v = self.unknown_action(parts.action_type, "the schema declares no such action");
-            v.path = "action.type".into();
-            return Err(v);
+            return Err(Refusal::UnknownAction {
+                name: parts.action_type,
+                path: "action.type",
+                why: "the schema declares no such action",
+            });
         };
         let ir = &p.actions[action as usize];
         let input = check_root(Some(parts.action), &ir.input, "action")?;
         let actor = check_root(parts.actor, &p.actor, "actor")?;
         let snapshot = check_root(parts.snapshot, &p.snapshot, "snapshot")?;
         Ok(Prepared {
-            policy: self.inner.clone(),
+            policy: PolicyRef::Borrowed(&self.inner),
             action,
             phase: Phase::Before,
             input,
@@ -862,25 +885,27 @@ impl Policy {
             session: None,
         })
     }
-
-    fn unknown_action(&self, name: &str, why: &str) -> Violation {
-        let p = &self.inner;
-        // The "did you mean" hint compares the name with every action;
-        // bounded so that bad action names stay cheap to refuse.
-        let hint = if p.actions.len() <= MAX_ACTIONS_FOR_HINT && name.len() <= 256 {
-            let known = p.actions.iter().map(|a| a.name());
-            crate::diagnostics::did_you_mean(name, known).map(|s| format!(" (did you mean `{s}`?)"))
-        } else {
-            None
-        };
-        Violation {
-            path: "action".into(),
-            message: format!("unknown action `{name}`: {why}{}", hint.unwrap_or_default()),
-        }
-    }
 }
 
-impl Prepared {
+impl<'p> Prepared<'p> {
+    /// This prepared request, owning (a reference to) its policy: for a
+    /// caller that keeps it past the borrow of the policy. Its decisions
+    /// then each take a reference count ([`Prepared::decide`]).
+    pub fn into_owned(self) -> Prepared<'static> {
+        Prepared {
+            policy: self.policy.into_owned(),
+            action: self.action,
+            phase: self.phase,
+            input: self.input,
+            output: self.output,
+            actor: self.actor,
+            snapshot: self.snapshot,
+            now: self.now,
+            error: self.error,
+            session: self.session,
+        }
+    }
+
     /// The action's name.
     pub fn action(&self) -> &str {
         self.policy.actions.get(self.action as usize).map_or("", |a| a.name())
@@ -908,7 +933,7 @@ impl Prepared {
     /// contract check would give the same typed values. `None` otherwise
     /// (prepare the request for `other` itself). Shadow mode decides a
     /// candidate policy this way, paying for the contract check once.
-    pub fn under(&self, other: &Policy) -> Option<Prepared> {
+    pub fn under<'o>(&self, other: &'o Policy) -> Option<Prepared<'o>> {
         let (Some(mine), Some(theirs)) = (
             self.policy.contracts_fingerprint,
             other.compiled().contracts_fingerprint,
@@ -916,7 +941,7 @@ impl Prepared {
             return None;
         };
         (mine == theirs).then(|| Prepared {
-            policy: other.inner.clone(),
+            policy: PolicyRef::Borrowed(&other.inner),
             action: self.action,
             phase: self.phase,
             input: self.input.clone(),
@@ -937,7 +962,11 @@ impl Prepared {
     /// state must use [`Prepared::decide_with_state`] whenever
     /// [`Policy::action_state`] says `any()`, or later rules would not see
     /// the call.
-    pub fn decide(&self) -> Decision {
+    ///
+    /// The decision borrows the policy as this request does: deciding one
+    /// made by [`Policy::prepare`] changes no reference count; one made
+    /// owned by [`Prepared::into_owned`] takes one per decision.
+    pub fn decide(&self) -> Decision<'p> {
         self.run(&mut NoTrace, |_, _, _| {})
     }
 
@@ -945,7 +974,7 @@ impl Prepared {
     /// and returns what the decision writes if it is finally allowed (see
     /// [`StateEffects::writes`]). For an action without stateful rules this
     /// is [`Prepared::decide`] with no effects.
-    pub fn decide_with_state(&self, state: &dyn StateView) -> (Decision, StateEffects) {
+    pub fn decide_with_state(&self, state: &dyn StateView) -> (Decision<'p>, StateEffects) {
         self.run_with_state(state, &mut NoTrace, |_, _, _| {})
     }
 
@@ -956,7 +985,7 @@ impl Prepared {
 
     /// [`Prepared::decide`] with the outcome of some rules given (see
     /// [`Policy::decide_redacted`]); native combining.
-    fn decide_known(&self, known: &dyn Fn(&str) -> Option<bool>) -> Decision {
+    fn decide_known(&self, known: &dyn Fn(&str) -> Option<bool>) -> Decision<'p> {
         let policy = &self.policy;
         let Some(action) = policy.actions.get(self.action as usize) else {
             return self.finish(
@@ -982,7 +1011,7 @@ impl Prepared {
             locals: Vec::new(),
             tracer: &mut NoTrace,
         };
-        let mut matched = Vec::new();
+        let mut matched = Matched::new();
         let mut errors = Vec::new();
         let mut effect: Option<Effect> = None;
         let rules = action.rules(self.phase);
@@ -1057,10 +1086,16 @@ impl Prepared {
                 })
             })
             .collect();
-        (Explanation { decision, rules }, effects)
+        (
+            Explanation {
+                decision: decision.into_owned(),
+                rules,
+            },
+            effects,
+        )
     }
 
-    fn run<T: Tracer>(&self, tracer: &mut T, mut after_rule: impl FnMut(u32, Outcome, &mut T)) -> Decision {
+    fn run<T: Tracer>(&self, tracer: &mut T, mut after_rule: impl FnMut(u32, Outcome, &mut T)) -> Decision<'p> {
         let policy = &self.policy;
         let Some(action) = policy.actions.get(self.action as usize) else {
             return self.finish(
@@ -1116,7 +1151,7 @@ impl Prepared {
     #[cold]
     fn shadow_pass<T: Tracer>(
         &self,
-        decision: &mut Decision,
+        decision: &mut Decision<'p>,
         rules: &[CompiledRule],
         program: &Program,
         env: &Env<'_>,
@@ -1164,9 +1199,9 @@ impl Prepared {
         env: &Env<'_>,
         frame: &mut Frame<'_, T>,
         after_rule: &mut impl FnMut(u32, Outcome, &mut T),
-    ) -> (Vec<u32>, Vec<(u32, String)>, Option<Effect>) {
+    ) -> (Matched, Vec<(u32, String)>, Option<Effect>) {
         let policy = &self.policy;
-        let mut matched = Vec::new();
+        let mut matched = Matched::new();
         let mut errors = Vec::new();
         let mut effect: Option<Effect> = None;
         for o in program.outcomes(rules, &policy.rules, env, !T::ENABLED) {
@@ -1197,7 +1232,7 @@ impl Prepared {
         env: &Env<'_>,
         frame: &mut Frame<'_, T>,
         mut after_rule: impl FnMut(u32, Outcome, &mut T),
-    ) -> Decision {
+    ) -> Decision<'p> {
         let (matched, errors, effect) = self.evaluate_every(rules, program, env, frame, &mut after_rule);
         if !errors.is_empty() {
             return self.finish(Effect::Block, Basis::EvalError, matched, errors);
@@ -1218,14 +1253,19 @@ impl Prepared {
         env: &Env<'_>,
         frame: &mut Frame<'_, T>,
         mut after_rule: impl FnMut(u32, Outcome, &mut T),
-    ) -> Decision {
+    ) -> Decision<'p> {
         let policy = &self.policy;
         for o in program.outcomes(rules, &policy.rules, env, !T::ENABLED) {
             let outcome = resolve(&o, rules, env, frame);
             let decided = match &outcome {
-                Ok(true) => Some(self.finish(o.effect, Basis::Rules, vec![o.rule], Vec::new())),
+                Ok(true) => Some(self.finish(o.effect, Basis::Rules, Matched::from_slice(&[o.rule]), Vec::new())),
                 Ok(false) => None,
-                Err(e) => Some(self.finish(Effect::Block, Basis::EvalError, Vec::new(), vec![(o.rule, e.0.clone())])),
+                Err(e) => Some(self.finish(
+                    Effect::Block,
+                    Basis::EvalError,
+                    Matched::new(),
+                    vec![(o.rule, e.0.clone())],
+                )),
             };
             after_rule(o.rule, Outcome::from(outcome), &mut *frame.tracer);
             if let Some(d) = decided {
@@ -1243,7 +1283,7 @@ impl Prepared {
         state: &dyn StateView,
         tracer: &mut T,
         mut after_rule: impl FnMut(u32, Outcome, &mut T),
-    ) -> (Decision, StateEffects) {
+    ) -> (Decision<'p>, StateEffects) {
         let policy = &self.policy;
         let mut effects = StateEffects {
             session: self.session.clone(),
@@ -1280,7 +1320,7 @@ impl Prepared {
             locals: Vec::new(),
             tracer,
         };
-        let mut matched = Vec::new();
+        let mut matched = Matched::new();
         let mut errors = Vec::new();
         let mut effect: Option<Effect> = None;
         let mut notes = Vec::new();
@@ -1483,17 +1523,20 @@ impl Prepared {
         }
     }
 
-    fn finish(&self, effect: Effect, basis: Basis, matched: Vec<u32>, errors: Vec<(u32, String)>) -> Decision {
-        Decision {
-            effect,
-            phase: self.phase,
-            basis,
-            matched,
-            errors,
-            policy: self.policy.clone(),
-            limits: None,
-            shadow: None,
-        }
+    /// The decision: `matched` as a [`Matched`] (a `Vec` is taken too; a
+    /// few matches stay off the heap only from a `Matched`).
+    fn finish(
+        &self,
+        effect: Effect,
+        basis: Basis,
+        matched: impl Into<Matched>,
+        errors: Vec<(u32, String)>,
+    ) -> Decision<'p> {
+        // A borrowed policy is copied, an owned one counted once more.
+        let mut decision = Decision::new(effect, self.phase, basis, self.policy.clone());
+        decision.matched = matched.into();
+        decision.errors = errors;
+        decision
     }
 }
 
@@ -1570,8 +1613,8 @@ impl From<Result<bool, EvalError>> for Outcome {
 /// A decision with the trace of every rule considered.
 #[derive(Clone, Debug)]
 pub struct Explanation {
-    /// The decision.
-    pub decision: Decision,
+    /// The decision (owning its policy: explaining is not the hot path).
+    pub decision: Decision<'static>,
     /// One entry per rule considered, in policy order. Empty when the
     /// request broke its contract (no rule was considered).
     pub rules: Vec<RuleTrace>,
@@ -1804,5 +1847,63 @@ fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>, diags: &mut Vec<Diagnostic>,
         } else if is_policy_file_name(&path) {
             out.push(path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = r#"
+default: allow
+contracts:
+  actions:
+    refund:
+      input:
+        amount: int
+rules:
+  - id: large
+    action: refund
+    when: input.amount > 100
+    effect: block
+  - id: any
+    action: refund
+    effect: allow
+"#;
+
+    /// Threads sharing a policy would all write its reference count: a
+    /// decision borrows it instead, on every path that decides.
+    #[test]
+    fn deciding_takes_no_reference_to_the_policy() {
+        let policy = Policy::from_yaml_str(POLICY).unwrap();
+        let references = || Arc::strong_count(&policy.inner);
+        let before = references();
+        let big = Request::new("refund").input(serde_json::json!({"amount": 500}));
+        let unknown = Request::new("refnd");
+        let prepared = policy.prepare(&big).unwrap();
+        let kept = [
+            prepared.decide(),
+            policy.decide(&big),
+            policy.decide(&unknown),
+            policy
+                .decide_json_str(r#"{"action": "refund", "input": {"amount": 500}}"#)
+                .unwrap(),
+            policy.decide_json_str(r#"{"action": "refnd"}"#).unwrap(),
+        ];
+        assert_eq!(references(), before);
+        assert_eq!(
+            kept.iter().map(Decision::effect).collect::<Vec<_>>(),
+            [Effect::Block; 5]
+        );
+        assert_eq!(kept[0].rules(), ["large", "any"]);
+        // Kept longer: one reference each, given back when dropped.
+        let owned: Vec<Decision<'static>> = kept.into_iter().map(Decision::into_owned).collect();
+        assert_eq!(references(), before + 5);
+        let prepared = prepared.into_owned();
+        assert_eq!(references(), before + 6);
+        drop(owned);
+        assert_eq!(prepared.decide().rules(), ["large", "any"]);
+        drop(prepared);
+        assert_eq!(references(), before);
     }
 }

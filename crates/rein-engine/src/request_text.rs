@@ -14,7 +14,7 @@ impl Policy {
     /// refused) and decides it (as [`Policy::decide`] does). `Err` only when
     /// the text is not a request at all; a request that breaks its contract
     /// is a `block` decision that says why.
-    pub fn decide_json_str(&self, text: &str) -> Result<Decision, RequestError> {
+    pub fn decide_json_str(&self, text: &str) -> Result<Decision<'_>, RequestError> {
         let request = Request::from_json_str(text)?;
         Ok(self.decide(&request))
     }
@@ -41,15 +41,23 @@ rules:
     #[test]
     fn decides_from_text_as_from_a_request() {
         let p = Policy::from_yaml_str(POLICY).unwrap();
-        let d = p.decide_json_str(r#"{"action":"refund","input":{"amount":500}}"#).unwrap();
+        let d = p
+            .decide_json_str(r#"{"action":"refund","input":{"amount":500}}"#)
+            .unwrap();
         assert_eq!(d.effect(), Effect::Block);
         assert_eq!(d.rules(), vec!["large"]);
-        let d = p.decide_json_str(r#"{"action":"refund","input":{"amount":5}}"#).unwrap();
+        let d = p
+            .decide_json_str(r#"{"action":"refund","input":{"amount":5}}"#)
+            .unwrap();
         assert_eq!(d.effect(), Effect::Allow);
-        let d = p.decide_json_str(r#"{"action":"refund","input":{"amount":"5"}}"#).unwrap();
+        let d = p
+            .decide_json_str(r#"{"action":"refund","input":{"amount":"5"}}"#)
+            .unwrap();
         assert_eq!(d.effect(), Effect::Block);
         assert!(d.violation().is_some());
         assert!(p.decide_json_str(r#"{"action":"refund","inputs":{}}"#).is_err());
-        assert!(p.decide_json_str(r#"{"action":"refund","input":{"amount":1,"amount":2}}"#).is_err());
+        assert!(p
+            .decide_json_str(r#"{"action":"refund","input":{"amount":1,"amount":2}}"#)
+            .is_err());
     }
 }

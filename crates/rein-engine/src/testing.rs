@@ -1173,14 +1173,14 @@ fn run_sequence(policy: &Policy, case: &TestCase, steps: &[SequenceStep]) -> Cas
 /// again with the approval and decided again under `decision_id`; if that
 /// decision still asks for approval, the approval makes it `allow` (and it
 /// takes its limit units), otherwise its own effect stands.
-fn decide_in_sequence(
-    policy: &Policy,
+fn decide_in_sequence<'p>(
+    policy: &'p Policy,
     state: &mut MemoryState,
     request: &Request,
     bound: Option<&[String]>,
     decision_id: &str,
     approve: bool,
-) -> (Decision, Effect) {
+) -> (Decision<'p>, Effect) {
     if !approve {
         let decision = decide_and_record(policy, state, request, bound, decision_id, |effect| effect);
         let effect = decision.effect();
@@ -1206,14 +1206,14 @@ fn decide_in_sequence(
 
 /// Decides `request` (with the state if its rules need it), and applies
 /// the writes of the final effect `grant` gives the decision's effect.
-fn decide_and_record(
-    policy: &Policy,
+fn decide_and_record<'p>(
+    policy: &'p Policy,
     state: &mut MemoryState,
     request: &Request,
     bound: Option<&[String]>,
     decision_id: &str,
     grant: impl FnOnce(Effect) -> Effect,
-) -> Decision {
+) -> Decision<'p> {
     // Judged before any rule, and nothing recorded: the runtime refuses
     // such a request before it decides.
     if let Some(why) = unbound(policy, bound) {

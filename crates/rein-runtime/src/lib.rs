@@ -1023,7 +1023,7 @@ impl Runtime {
             // A contract violation reads no state.
             Err(violation) => {
                 return Explained::Decided(Explanation {
-                    decision: *violation,
+                    decision: violation.into_owned(),
                     rules: Vec::new(),
                 })
             }
@@ -1080,15 +1080,15 @@ impl Runtime {
     /// (into `reserved`). `Err` with the reason to block: a contract
     /// violation is decided as always (it reads no state), and a state
     /// that is not loaded or cannot be read blocks.
-    fn decide_stateful(
+    fn decide_stateful<'p>(
         &self,
-        policy: &Policy,
+        policy: &'p Policy,
         request: &Request,
         decision_id: &str,
         approval_given: bool,
         time: Timestamp,
         reserved: &mut Option<state::Reserved>,
-    ) -> Result<Decision, String> {
+    ) -> Result<Decision<'p>, String> {
         let prepared = match policy.prepare(request) {
             Ok(prepared) => prepared,
             Err(violation) => return Ok(*violation),
@@ -1105,7 +1105,7 @@ impl Runtime {
         &self,
         loaded: &Loaded,
         request: &Request,
-        decision: &Decision,
+        decision: &Decision<'_>,
         decision_id: &str,
         answer: &mut Answer,
         approval: Option<String>,
@@ -1510,7 +1510,7 @@ impl Runtime {
         &self,
         loaded: &Loaded,
         request: &Request,
-        decision: &Decision,
+        decision: &Decision<'_>,
         decision_id: &str,
         now: Timestamp,
         client: Option<&str>,
@@ -1538,7 +1538,7 @@ impl Runtime {
         &self,
         loaded: &Loaded,
         request: &Request,
-        decision: &Decision,
+        decision: &Decision<'_>,
         decision_id: &str,
         now: Timestamp,
         client: Option<&str>,

@@ -197,13 +197,13 @@ impl StateKeeper {
     /// effect it would have (`approval_given`: a `require_approval` with an
     /// approval id is reserved as `allow`, what it becomes if the approval
     /// holds). `Err` (fail closed) when the state is not loaded.
-    pub fn decide(
+    pub fn decide<'p>(
         &self,
-        prepared: &Prepared,
+        prepared: &Prepared<'p>,
         decision_id: &str,
         approval_given: bool,
         time: Timestamp,
-    ) -> Result<(Decision, Reserved), String> {
+    ) -> Result<(Decision<'p>, Reserved), String> {
         let mut mirror = self.mirror()?;
         Self::may_read(&mirror, prepared)?;
         let (decision, mut effects) = prepared.decide_with_state(&mirror.state);
@@ -237,7 +237,7 @@ impl StateKeeper {
     /// decides it (`Err`: why that would block), reserving and writing
     /// nothing: what the request would get now, without changing what the
     /// next one gets.
-    pub fn explain(&self, prepared: &Prepared, time: Timestamp) -> Result<Explanation, String> {
+    pub fn explain(&self, prepared: &Prepared<'_>, time: Timestamp) -> Result<Explanation, String> {
         let mirror = self.mirror()?;
         Self::may_read(&mirror, prepared)?;
         let (explanation, effects) = prepared.explain_with_state(&mirror.state);
@@ -257,7 +257,7 @@ impl StateKeeper {
     /// when the mirror cannot be read, or when the candidate panicked: the
     /// panic is caught while the lock is still held, so that it does not
     /// poison the mirror for the enforced decisions.
-    pub fn decide_read_only(&self, prepared: &Prepared) -> Result<Decision, String> {
+    pub fn decide_read_only<'p>(&self, prepared: &Prepared<'p>) -> Result<Decision<'p>, String> {
         let mirror = self.mirror()?;
         Self::may_read(&mirror, prepared)?;
         let decided = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

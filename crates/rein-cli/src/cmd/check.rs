@@ -165,7 +165,7 @@ impl Input {
         }
     }
 
-    fn decide(&self, policy: &Policy, bound: &[String]) -> rein_engine::Decision {
+    fn decide<'p>(&self, policy: &'p Policy, bound: &[String]) -> rein_engine::Decision<'p> {
         match self {
             Input::Native(r) => unbound(policy, r, bound).unwrap_or_else(|| policy.decide(r)),
             Input::Actra(v) => policy.decide_actra(v),
@@ -176,7 +176,7 @@ impl Input {
 /// The block of a request whose credential (the fields named with
 /// `--bound`) does not bind a field the policy requires bound, as the
 /// runtime decides it before any rule.
-fn unbound(policy: &Policy, request: &Request, bound: &[String]) -> Option<rein_engine::Decision> {
+fn unbound<'p>(policy: &'p Policy, request: &Request, bound: &[String]) -> Option<rein_engine::Decision<'p>> {
     policy
         .unbound_required(|f| bound.iter().any(|b| b == f))
         .map(|why| policy.unbound_block(request.phase, why))
@@ -241,7 +241,8 @@ pub fn run_check(args: CheckArgs, color: bool) -> anyhow::Result<u8> {
     let code = exit_code(decision.effect());
     // The process ends here: freeing a large policy node by node would only
     // add to the command's run time.
-    std::mem::forget((decision, policy));
+    std::mem::forget(decision);
+    std::mem::forget(policy);
     Ok(code)
 }
 
@@ -259,12 +260,12 @@ const SESSION_IDLE: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
 /// missing), applies what the decision writes and saves the file, all
 /// under a lock on `<file>.lock`. Returns the decision and its JSON, which
 /// carries the `decision_id` its writes are recorded under.
-fn decide_with_state_file(
-    policy: &Policy,
+fn decide_with_state_file<'p>(
+    policy: &'p Policy,
     request: &Request,
     file: &Path,
     args: &CheckArgs,
-) -> anyhow::Result<(rein_engine::Decision, serde_json::Value)> {
+) -> anyhow::Result<(rein_engine::Decision<'p>, serde_json::Value)> {
     let _lock = StateFileLock::acquire(file)?;
     let mut state = load_state(file)?;
     let time = request.time.unwrap_or_else(jiff::Timestamp::now);
@@ -470,7 +471,7 @@ pub fn run_explain(args: ExplainArgs, color: bool) -> anyhow::Result<u8> {
     };
     let explanation = match (refused, &request, &args.state) {
         (Some(decision), _, _) => rein_engine::Explanation {
-            decision,
+            decision: decision.into_owned(),
             rules: Vec::new(),
         },
         (None, Input::Native(r), Some(file)) => match explain_with_state_file(&policy, r, file) {

@@ -57,7 +57,8 @@ fn req(amount: f64, role: &str, fraud: bool) -> Request {
 
 #[test]
 fn block_beats_approval_and_all_matches_are_listed() {
-    let d = policy().decide(&req(1500.0, "agent", false));
+    let policy = policy();
+    let d = policy.decide(&req(1500.0, "agent", false));
     assert_eq!(d.effect(), Effect::Block);
     assert_eq!(d.rules(), ["big", "review"]);
     // Only the rule that decided gives the reason; both stay listed.
@@ -70,7 +71,8 @@ fn block_beats_approval_and_all_matches_are_listed() {
 
 #[test]
 fn approval_carries_its_obligation() {
-    let d = policy().decide(&req(700.0, "agent", false));
+    let policy = policy();
+    let d = policy.decide(&req(700.0, "agent", false));
     assert_eq!(d.effect(), Effect::RequireApproval);
     let ob = d.obligations();
     assert_eq!(ob.len(), 1);
@@ -84,7 +86,8 @@ fn approval_carries_its_obligation() {
 
 #[test]
 fn default_applies_when_nothing_matches() {
-    let d = policy().decide(&req(10.0, "agent", false));
+    let policy = policy();
+    let d = policy.decide(&req(10.0, "agent", false));
     assert_eq!(d.effect(), Effect::Allow);
     assert_eq!(d.basis(), &Basis::Default);
     assert!(d.rules().is_empty());

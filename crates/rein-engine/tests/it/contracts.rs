@@ -271,7 +271,7 @@ contracts:
 
 /// Decides `{"<field>": <text>}` read from JSON text, as the server reads a
 /// body. `None` when the text itself is refused.
-fn decide_text(policy: &Policy, field: &str, number: &str) -> Option<rein_engine::Decision> {
+fn decide_text<'p>(policy: &'p Policy, field: &str, number: &str) -> Option<rein_engine::Decision<'p>> {
     let body = format!(r#"{{"action": "a", "input": {{"{field}": {number}}}}}"#);
     let value = rein_engine::json::parse_strict(body.as_bytes()).ok()?;
     let request = Request::from_json(value).unwrap();
@@ -280,7 +280,7 @@ fn decide_text(policy: &Policy, field: &str, number: &str) -> Option<rein_engine
     Some(policy.decide(&request))
 }
 
-fn decide_int_text(policy: &Policy, field: &str, number: &str) -> Option<rein_engine::Decision> {
+fn decide_int_text<'p>(policy: &'p Policy, field: &str, number: &str) -> Option<rein_engine::Decision<'p>> {
     decide_text(policy, field, number)
 }
 

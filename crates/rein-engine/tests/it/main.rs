@@ -14,6 +14,7 @@ mod derived;
 mod diagnostics;
 mod flat;
 mod identity;
+mod owned;
 mod props;
 mod shadow_rules;
 mod state;

@@ -491,8 +491,8 @@ proptest! {
         };
         let input: serde_json::Map<String, Json> = facts.iter().enumerate().map(|(i, (_, v))| (format!("k{i}"), v.clone())).collect();
         let req = Request::new("act").input(Json::Object(input));
-        let by_tool = policy("tool")?.decide(&req);
-        let by_input = policy("input")?.decide(&req);
+        let (by_tool, by_input) = (policy("tool")?, policy("input")?);
+        let (by_tool, by_input) = (by_tool.decide(&req), by_input.decide(&req));
         prop_assert_eq!(by_tool.effect(), by_input.effect(), "{}", cond);
         prop_assert_eq!(by_tool.basis(), by_input.basis());
     }

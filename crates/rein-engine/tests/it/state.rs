@@ -140,7 +140,12 @@ fn at(minutes: i64) -> Timestamp {
 
 /// Decides `request` with `state`, then writes what the final `effect`
 /// (the decision's own unless `approve` grants a require_approval) writes.
-fn send_with(policy: &Policy, state: &mut TestState, request: Request, approve: bool) -> (Decision, StateEffects) {
+fn send_with<'p>(
+    policy: &'p Policy,
+    state: &mut TestState,
+    request: Request,
+    approve: bool,
+) -> (Decision<'p>, StateEffects) {
     let prepared = policy.prepare(&request).unwrap();
     let (decision, effects) = prepared.decide_with_state(state);
     let final_effect = if approve && decision.effect() == Effect::RequireApproval {
@@ -155,7 +160,7 @@ fn send_with(policy: &Policy, state: &mut TestState, request: Request, approve: 
     (decision, effects)
 }
 
-fn send(policy: &Policy, state: &mut TestState, request: Request) -> Decision {
+fn send<'p>(policy: &'p Policy, state: &mut TestState, request: Request) -> Decision<'p> {
     send_with(policy, state, request, false).0
 }
 
@@ -738,7 +743,8 @@ fn a_state_that_fails_blocks_with_its_reason() {
     assert_eq!(d.effect(), Effect::Block);
     assert!(d.reasons()[0].contains("state: the store is gone"), "{:?}", d.reasons());
     // A limit without a request time cannot be placed: blocked.
-    let prepared = policy_refunds()
+    let policy = policy_refunds();
+    let prepared = policy
         .prepare(
             &Request::new("refund")
                 .input(json!({"amount": 1, "customer": "c"}))

@@ -16,7 +16,7 @@ fn at(minutes: i64) -> Timestamp {
 }
 
 /// Decides `request` against `state` and applies what its own effect writes.
-fn send(policy: &Policy, state: &mut MemoryState, id: &str, request: &Request) -> Decision {
+fn send<'p>(policy: &'p Policy, state: &mut MemoryState, id: &str, request: &Request) -> Decision<'p> {
     let prepared = match policy.prepare(request) {
         Ok(p) => p,
         Err(d) => return *d,
