@@ -28,7 +28,7 @@ mod validate;
 mod what_can;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use rein_engine::{LoadError, Policy};
+use rein_engine::{CacheStatus, LoadError, Policy, PolicyCache};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -252,6 +252,50 @@ impl PolicyArgs {
     pub fn paths(&self) -> Vec<PathBuf> {
         [self.given.as_slice(), self.flagged.as_slice()].concat()
     }
+}
+
+/// Where `check`, `explain` and `test` keep compiled policies between
+/// runs: the cache `rein hook` uses.
+#[derive(Args, Debug, Default)]
+pub struct CacheArgs {
+    /// Where compiled policies are kept between runs, keyed by the policy
+    /// texts and this executable (an edited file is compiled again).
+    /// Default: `$XDG_CACHE_HOME/rein/policies` (or
+    /// `~/.cache/rein/policies`), shared with `rein hook`. Policies with
+    /// `--governance` or `--actra-schema` are compiled on every run.
+    #[arg(long, value_name = "DIR", env = "REIN_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile the policy on every run instead of using the cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+}
+
+impl CacheArgs {
+    /// The cache chosen; `None` with `--no-cache`, or when there is no
+    /// home to keep it in.
+    pub fn cache(&self) -> Option<PolicyCache> {
+        match (&self.cache_dir, self.no_cache) {
+            (_, true) => None,
+            (Some(dir), false) => Some(PolicyCache::new(dir)),
+            (None, false) => PolicyCache::default_dir().map(PolicyCache::new),
+        }
+    }
+}
+
+/// Loads native policy files through `cache` when there is one (the
+/// compiled policy of exactly these texts, else compiled and stored), as
+/// [`Policy::load`] otherwise. Diagnostics are not printed. A cache that
+/// could not be used is said on stderr, as `rein hook` does: the policy was
+/// compiled, so the decision is the same, only slower.
+pub fn load_native(paths: &[PathBuf], cache: Option<&PolicyCache>) -> Result<Policy, LoadError> {
+    let Some(cache) = cache else {
+        return Policy::load(paths);
+    };
+    let (policy, status) = cache.load(paths)?;
+    if let CacheStatus::Failed(why) = status {
+        eprintln!("rein: policy cache: {why}");
+    }
+    Ok(policy)
 }
 
 /// How to print diagnostics.

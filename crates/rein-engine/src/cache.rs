@@ -188,7 +188,12 @@ fn read_entry(path: &Path, key: &blake3::Hash) -> Result<Option<CompiledPolicy>,
     if meta.len() > MAX_ENTRY_BYTES {
         return Err(format!("{} bytes is more than an entry can hold", meta.len()));
     }
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        // Pruned by another process since: as if there had been none.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
     let rest = bytes
         .strip_prefix(MAGIC.as_slice())
         .ok_or("it does not start as an entry does")?;

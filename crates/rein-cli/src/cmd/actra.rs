@@ -4,7 +4,7 @@
 
 use super::{print_diagnostics, Format, EXIT_ALLOW, EXIT_USAGE};
 use clap::Args;
-use rein_engine::{LoadError, Policy};
+use rein_engine::{LoadError, Policy, PolicyCache};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -32,6 +32,18 @@ impl ActraArgs {
 /// Loads the policy the options describe, printing diagnostics (and
 /// warnings) to stderr.
 pub fn load(policy: &[PathBuf], actra: &ActraArgs, color: bool, format: Format) -> anyhow::Result<Policy> {
+    load_cached(policy, actra, None, color, format)
+}
+
+/// As [`load`], a native policy without governance through `cache` (the
+/// cache keys only the policy files' texts).
+pub fn load_cached(
+    policy: &[PathBuf],
+    actra: &ActraArgs,
+    cache: Option<&PolicyCache>,
+    color: bool,
+    format: Format,
+) -> anyhow::Result<Policy> {
     let result: Result<Policy, LoadError> = match (&actra.actra_schema, &actra.governance) {
         (Some(schema), gov) => match policy {
             [one] => Policy::load_actra(schema, one, gov.as_deref()),
@@ -41,7 +53,7 @@ pub fn load(policy: &[PathBuf], actra: &ActraArgs, color: bool, format: Format) 
             ),
         },
         (None, Some(gov)) => Policy::load_governed(policy, gov),
-        (None, None) => Policy::load(policy),
+        (None, None) => super::load_native(policy, cache),
     };
     match result {
         Ok(p) => {

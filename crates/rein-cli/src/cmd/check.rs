@@ -1,7 +1,7 @@
 //! `rein check` and `rein explain`
 
 use super::actra::{ActraArgs, LoadFailed};
-use super::{Format, PolicyArgs, EXIT_ALLOW, EXIT_APPROVAL, EXIT_BLOCK, EXIT_USAGE};
+use super::{CacheArgs, Format, PolicyArgs, EXIT_ALLOW, EXIT_APPROVAL, EXIT_BLOCK, EXIT_USAGE};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use rein_engine::{Effect, Phase, Policy, Request};
@@ -15,6 +15,8 @@ const MAX_REQUEST_BYTES: u64 = 16 * 1024 * 1024;
 pub struct CheckArgs {
     #[command(flatten)]
     policy: PolicyArgs,
+    #[command(flatten)]
+    cache: CacheArgs,
     /// The request as JSON: a file, or `-` for stdin. Without it the
     /// request is read from stdin when stdin is a pipe or a file; on a
     /// terminal it must be given.
@@ -55,6 +57,8 @@ pub struct CheckArgs {
 pub struct ExplainArgs {
     #[command(flatten)]
     policy: PolicyArgs,
+    #[command(flatten)]
+    cache: CacheArgs,
     /// The request as JSON: a file, or `-` for stdin. Without it the
     /// request is read from stdin when stdin is a pipe or a file; on a
     /// terminal it must be given.
@@ -96,12 +100,18 @@ fn exit_code(effect: Effect) -> u8 {
 
 /// Loads the policy of `check` or `explain`; `None` (after printing why)
 /// when it did not load or the options do not fit together.
-fn load(policy: &PolicyArgs, actra: &ActraArgs, phase: Option<PhaseArg>, color: bool) -> Option<Policy> {
+fn load(
+    policy: &PolicyArgs,
+    cache: &CacheArgs,
+    actra: &ActraArgs,
+    phase: Option<PhaseArg>,
+    color: bool,
+) -> Option<Policy> {
     if actra.is_actra() && phase.is_some() {
         eprintln!("error: `--phase` does not apply to Actra policies, which have no `after` rules");
         return None;
     }
-    match super::actra::load(&policy.paths(), actra, color, Format::Human) {
+    match super::actra::load_cached(&policy.paths(), actra, cache.cache().as_ref(), color, Format::Human) {
         Ok(p) => Some(p),
         Err(e) if e.is::<LoadFailed>() => None,
         Err(e) => {
@@ -190,7 +200,7 @@ pub fn run_check(args: CheckArgs, color: bool) -> anyhow::Result<u8> {
         );
         return Ok(EXIT_USAGE);
     }
-    let Some(policy) = load(&args.policy, &args.actra, args.phase, color) else {
+    let Some(policy) = load(&args.policy, &args.cache, &args.actra, args.phase, color) else {
         return Ok(EXIT_USAGE);
     };
     let source = match request_source("check", args.request.as_deref(), std::io::stdin().is_terminal()) {
@@ -453,7 +463,7 @@ fn run_batch(policy: &Policy, source: &Path, args: &CheckArgs) -> anyhow::Result
 }
 
 pub fn run_explain(args: ExplainArgs, color: bool) -> anyhow::Result<u8> {
-    let Some(policy) = load(&args.policy, &args.actra, args.phase, color) else {
+    let Some(policy) = load(&args.policy, &args.cache, &args.actra, args.phase, color) else {
         return Ok(EXIT_USAGE);
     };
     let request = match request_source("explain", args.request.as_deref(), std::io::stdin().is_terminal())

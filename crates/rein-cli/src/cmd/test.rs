@@ -1,8 +1,9 @@
 //! `rein test`
 
-use super::{EXIT_ALLOW, EXIT_BLOCK};
+use super::{CacheArgs, EXIT_ALLOW, EXIT_BLOCK};
 use clap::Args;
-use rein_engine::testing::{read_test_file, run_cases};
+use rein_engine::testing::{read_test_file, run_cases, TestFile};
+use rein_engine::{LoadError, Policy, PolicyCache};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -15,9 +16,12 @@ pub struct TestArgs {
     /// Also list the cases that passed.
     #[arg(long, short = 'v')]
     verbose: bool,
+    #[command(flatten)]
+    cache: CacheArgs,
 }
 
 pub fn run(args: TestArgs, color: bool) -> anyhow::Result<u8> {
+    let cache = args.cache.cache();
     let mut out = std::io::stdout().lock();
     let mut files = Vec::new();
     let (mut passed, mut failed) = (0usize, 0usize);
@@ -61,7 +65,7 @@ pub fn run(args: TestArgs, color: bool) -> anyhow::Result<u8> {
                 continue;
             }
         };
-        let policy = match test.load_policy() {
+        let policy = match load_policy(&test, cache.as_ref()) {
             Ok(p) => p,
             Err(e) => {
                 eprint!("{}", e.render(color));
@@ -91,6 +95,15 @@ pub fn run(args: TestArgs, color: bool) -> anyhow::Result<u8> {
     }
     writeln!(out, "{passed} passed, {failed} failed")?;
     Ok(if failed == 0 { EXIT_ALLOW } else { EXIT_BLOCK })
+}
+
+/// The policy `test` names: a native one without governance through the
+/// cache, any other as [`TestFile::load_policy`] loads it.
+fn load_policy(test: &TestFile, cache: Option<&PolicyCache>) -> Result<Policy, LoadError> {
+    match (&test.actra, &test.governance) {
+        (None, None) => super::load_native(&test.policy, cache),
+        _ => test.load_policy(),
+    }
 }
 
 /// Whether `path` is named as a test file (`*.test.yaml`, `*.test.yml`).
