@@ -618,7 +618,8 @@ impl Program {
                 Tri::Unknown => unknown = true,
                 Tri::True => {}
             }
-            pc = next;
+            // Always forward, whatever the code says: no loop can hang.
+            pc = next.max(pc + 1);
         }
         if unknown {
             Tri::Unknown
@@ -644,7 +645,8 @@ impl Program {
                 Tri::Unknown => unknown = true,
                 Tri::False => {}
             }
-            pc = next;
+            // Always forward, whatever the code says: no loop can hang.
+            pc = next.max(pc + 1);
         }
         if unknown {
             Tri::Unknown
