@@ -76,17 +76,19 @@ pub struct Prepared {
     session: Option<String>,
 }
 
-/// A request's parts, its values read through [`ContractValue`].
-struct Parts<'r, V> {
-    action: &'r str,
-    phase: Phase,
-    input: Option<V>,
-    output: Option<V>,
-    error: Option<&'r str>,
-    actor: Option<V>,
-    snapshot: Option<V>,
-    session: Option<&'r str>,
-    time: Option<jiff::Timestamp>,
+/// A request's parts, its values read through [`ContractValue`] (from a
+/// [`Request`], a host language's objects, or JSON text read in place by
+/// `request_text.rs`).
+pub(crate) struct Parts<'r, V> {
+    pub(crate) action: &'r str,
+    pub(crate) phase: Phase,
+    pub(crate) input: Option<V>,
+    pub(crate) output: Option<V>,
+    pub(crate) error: Option<&'r str>,
+    pub(crate) actor: Option<V>,
+    pub(crate) snapshot: Option<V>,
+    pub(crate) session: Option<&'r str>,
+    pub(crate) time: Option<jiff::Timestamp>,
 }
 
 impl Policy {
@@ -576,7 +578,7 @@ impl Policy {
         })
     }
 
-    fn prepare_parts<V: ContractValue>(&self, request: Parts<'_, V>) -> Result<Prepared, Violation> {
+    pub(crate) fn prepare_parts<V: ContractValue>(&self, request: Parts<'_, V>) -> Result<Prepared, Violation> {
         let p = &self.inner;
         let Some(&action) = p.action_index.get(request.action) else {
             return Err(self.unknown_action(request.action, "the policy has no contract for it"));
