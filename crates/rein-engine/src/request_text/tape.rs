@@ -2,20 +2,23 @@
 //! reads in place (a [`ContractValue`]), instead of a `serde_json::Value`
 //! with a heap allocation per object, key and string.
 //!
-//! serde_json does the reading (the same grammar, escapes, numbers and
-//! nesting limit as [`crate::Request::from_json_str`]); this module only
-//! chooses where the values go. Strings without escapes borrow the text.
-//! The reader is deliberately narrower than the request reader: it refuses
-//! (and the caller falls back to the request reader, whose error texts are
-//! the ones users see) a repeated key at any depth and a text with a
-//! number that [`crate::json::check_number_texts`] may refuse.
+//! The reader takes a strict subset of what serde_json reads (RFC 8259's
+//! grammar, as [`crate::Request::from_json_str`] reads it), and gives each
+//! value the same meaning: strings without escapes borrow the text; an
+//! integer of up to 18 digits is read here, every other number by
+//! serde_json's own number reader (`Number::from_str`, the same parser, so
+//! the same rounding). It refuses (and the caller falls back to the request
+//! reader, whose error texts are the ones users see) whatever it is not
+//! sure of: any syntax error, a control character or a lone surrogate in a
+//! string, nesting deeper than [`MAX_DEPTH`], a repeated key at any depth,
+//! and a text with a number that [`crate::json::check_number_texts`] may
+//! refuse.
 
 use crate::contract::Violation;
 use crate::contract::{json_kind, ContractValue, Node};
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Number, Value as Json};
 use std::borrow::Cow;
-use std::fmt;
+use std::str::FromStr;
 
 /// One value of the tape. A list or an object is followed by its
 /// elements (an object's as key, value, key, value...), each with its own
@@ -63,16 +66,24 @@ impl<'a> Tape<'a> {
         if u32::try_from(text.len()).is_err() {
             return None;
         }
-        let mut tape = Tape {
-            // A token takes at least a few bytes of text.
-            toks: Vec::with_capacity(text.len() / 6 + 4),
-            items: Vec::new(),
-            pending: Vec::new(),
-            whole_double: false,
+        let mut reader = Reader {
+            text,
+            bytes: text.as_bytes(),
+            at: 0,
+            tape: Tape {
+                // A token takes at least a few bytes of text.
+                toks: Vec::with_capacity(text.len() / 6 + 4),
+                items: Vec::new(),
+                pending: Vec::new(),
+                whole_double: false,
+            },
         };
-        let mut de = serde_json::Deserializer::from_str(text);
-        Any(&mut tape).deserialize(&mut de).ok()?;
-        de.end().ok()?;
+        reader.value(0)?;
+        reader.skip_whitespace();
+        if reader.at != text.len() {
+            return None;
+        }
+        let tape = reader.tape;
         if tape.whole_double && crate::json::check_number_texts(text.as_bytes()).is_err() {
             return None;
         }
@@ -263,125 +274,284 @@ impl<'t, 'a> ContractValue for Cursor<'t, 'a> {
     }
 }
 
-/// Reads one value of any kind onto the tape.
-struct Any<'t, 'a>(&'t mut Tape<'a>);
+/// Nesting deeper than this is left to the request reader (serde_json's
+/// own limit is 128).
+const MAX_DEPTH: usize = 100;
 
-impl<'de, 't> DeserializeSeed<'de> for Any<'t, 'de> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
+/// The reader: a cursor in the text and the tape it fills. Every method
+/// returns `None` where the text is not plainly JSON.
+struct Reader<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+    tape: Tape<'a>,
 }
 
-impl<'de, 't> Visitor<'de> for Any<'t, 'de> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
-        self.0.push(Tok::Bool(v));
-        Ok(())
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
-        self.0.push(Tok::Number(v.into()));
-        Ok(())
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
-        self.0.push(Tok::Number(v.into()));
-        Ok(())
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
-        if v.is_finite() && v.fract() == 0.0 {
-            self.0.whole_double = true;
+impl<'a> Reader<'a> {
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.bytes.get(self.at) {
+            self.at += 1;
         }
-        // As `crate::json` reads it: a float JSON cannot hold is null.
-        self.0.push(Number::from_f64(v).map_or(Tok::Null, Tok::Number));
-        Ok(())
     }
 
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<(), E> {
-        self.0.push(Tok::Str(Cow::Borrowed(v)));
-        Ok(())
+    /// The next byte after whitespace, not consumed.
+    fn peek(&mut self) -> Option<u8> {
+        self.skip_whitespace();
+        self.bytes.get(self.at).copied()
     }
 
-    fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        self.0.push(Tok::Str(Cow::Owned(v.to_owned())));
-        Ok(())
+    fn value(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'{' => self.object(depth + 1),
+            b'[' => self.list(depth + 1),
+            b'"' => {
+                let s = self.string()?;
+                self.tape.push(Tok::Str(s));
+                Some(())
+            }
+            b't' => self.literal("true", Tok::Bool(true)),
+            b'f' => self.literal("false", Tok::Bool(false)),
+            b'n' => self.literal("null", Tok::Null),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
     }
 
-    fn visit_string<E>(self, v: String) -> Result<(), E> {
-        self.0.push(Tok::Str(Cow::Owned(v)));
-        Ok(())
+    fn literal(&mut self, word: &str, tok: Tok<'a>) -> Option<()> {
+        if !self.bytes[self.at..].starts_with(word.as_bytes()) {
+            return None;
+        }
+        self.at += word.len();
+        self.tape.push(tok);
+        Some(())
     }
 
-    fn visit_none<E>(self) -> Result<(), E> {
-        self.0.push(Tok::Null);
-        Ok(())
+    fn object(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.at += 1; // `{`
+        let at = self.tape.push(Tok::Object { len: 0, end: 0 });
+        let mut len = 0usize;
+        if self.peek()? == b'}' {
+            self.at += 1;
+        } else {
+            loop {
+                if self.peek()? != b'"' {
+                    return None;
+                }
+                let key = self.string()?;
+                self.tape.push(Tok::Str(key));
+                if self.peek()? != b':' {
+                    return None;
+                }
+                self.at += 1;
+                self.value(depth)?;
+                len += 1;
+                match self.peek()? {
+                    b',' => self.at += 1,
+                    b'}' => {
+                        self.at += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        let end = self.tape.toks.len() as u32;
+        self.tape.toks[at as usize] = Tok::Object { len: len as u32, end };
+        (!self.tape.repeats_a_key(at, len)).then_some(())
     }
 
-    fn visit_unit<E>(self) -> Result<(), E> {
-        self.0.push(Tok::Null);
-        Ok(())
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let tape = self.0;
-        let at = tape.push(Tok::List {
+    fn list(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.at += 1; // `[`
+        let at = self.tape.push(Tok::List {
             len: 0,
             items: 0,
             end: 0,
         });
-        let first = tape.pending.len();
-        loop {
-            let next = tape.toks.len() as u32;
-            if seq.next_element_seed(Any(&mut *tape))?.is_none() {
-                break;
+        let first = self.tape.pending.len();
+        if self.peek()? == b']' {
+            self.at += 1;
+        } else {
+            loop {
+                let next = self.tape.toks.len() as u32;
+                self.value(depth)?;
+                self.tape.pending.push(next);
+                match self.peek()? {
+                    b',' => self.at += 1,
+                    b']' => {
+                        self.at += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
             }
-            tape.pending.push(next);
         }
-        let items = tape.items.len() as u32;
-        let len = (tape.pending.len() - first) as u32;
-        tape.items.extend(tape.pending.drain(first..));
-        let end = tape.toks.len() as u32;
-        tape.toks[at as usize] = Tok::List { len, items, end };
-        Ok(())
+        let items = self.tape.items.len() as u32;
+        let len = (self.tape.pending.len() - first) as u32;
+        let Tape {
+            items: all, pending, ..
+        } = &mut self.tape;
+        all.extend(pending.drain(first..));
+        let end = self.tape.toks.len() as u32;
+        self.tape.toks[at as usize] = Tok::List { len, items, end };
+        Some(())
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let tape = self.0;
-        let at = tape.push(Tok::Object { len: 0, end: 0 });
-        let mut len = 0usize;
-        while map.next_key_seed(Key(&mut *tape))?.is_some() {
-            map.next_value_seed(Any(&mut *tape))?;
-            len += 1;
+    /// A string at `"`: borrowed when it has no escape.
+    fn string(&mut self) -> Option<Cow<'a, str>> {
+        let start = self.at + 1;
+        let mut i = start;
+        loop {
+            match *self.bytes.get(i)? {
+                b'"' => {
+                    self.at = i + 1;
+                    // Both ends are ASCII: a boundary of the UTF-8 text.
+                    return self.text.get(start..i).map(Cow::Borrowed);
+                }
+                b'\\' => break,
+                // serde_json refuses a control character in a string.
+                0..=0x1f => return None,
+                _ => i += 1,
+            }
         }
-        let end = tape.toks.len() as u32;
-        tape.toks[at as usize] = Tok::Object { len: len as u32, end };
-        if tape.repeats_a_key(at, len) {
-            // The request reader names the key and where it is.
-            return Err(de::Error::custom("a key appears twice in one object"));
+        let mut out = String::with_capacity(i - start + 8);
+        out.push_str(self.text.get(start..i)?);
+        loop {
+            match *self.bytes.get(i)? {
+                b'"' => {
+                    self.at = i + 1;
+                    return Some(Cow::Owned(out));
+                }
+                b'\\' => {
+                    let c = match *self.bytes.get(i + 1)? {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            let (c, used) = self.unicode_escape(i)?;
+                            out.push(c);
+                            i += used;
+                            continue;
+                        }
+                        _ => return None,
+                    };
+                    out.push(c);
+                    i += 2;
+                }
+                0..=0x1f => return None,
+                _ => {
+                    // Copy the run up to the next quote or backslash.
+                    let run = self.bytes[i..]
+                        .iter()
+                        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+                    out.push_str(self.text.get(i..i + run)?);
+                    i += run;
+                }
+            }
         }
-        Ok(())
     }
-}
 
-/// Reads an object's key onto the tape.
-struct Key<'t, 'a>(&'t mut Tape<'a>);
+    /// The character of the `\u` escape at `i`, and the bytes it took (a
+    /// surrogate pair takes two escapes; a lone surrogate is refused).
+    fn unicode_escape(&self, i: usize) -> Option<(char, usize)> {
+        let unit = |at: usize| -> Option<u32> {
+            let hex = self.text.get(at + 2..at + 6)?;
+            if self.bytes.get(at + 1) != Some(&b'u') || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            u32::from_str_radix(hex, 16).ok()
+        };
+        let first = unit(i)?;
+        match first {
+            0xD800..=0xDBFF => {
+                if self.bytes.get(i + 6) != Some(&b'\\') {
+                    return None;
+                }
+                let second = unit(i + 6)?;
+                if !(0xDC00..=0xDFFF).contains(&second) {
+                    return None;
+                }
+                let c = 0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00);
+                Some((char::from_u32(c)?, 12))
+            }
+            0xDC00..=0xDFFF => None,
+            c => Some((char::from_u32(c)?, 6)),
+        }
+    }
 
-impl<'de, 't> DeserializeSeed<'de> for Key<'t, 'de> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_str(Any(self.0))
+    /// A number, by JSON's grammar.
+    fn number(&mut self) -> Option<()> {
+        let start = self.at;
+        let mut i = start;
+        let negative = self.bytes[i] == b'-';
+        if negative {
+            i += 1;
+        }
+        let digits_start = i;
+        match *self.bytes.get(i)? {
+            b'0' => i += 1,
+            b'1'..=b'9' => {
+                while let Some(b'0'..=b'9') = self.bytes.get(i) {
+                    i += 1;
+                }
+            }
+            _ => return None,
+        }
+        let digits_end = i;
+        let mut integer = true;
+        if self.bytes.get(i) == Some(&b'.') {
+            integer = false;
+            i += 1;
+            let from = i;
+            while let Some(b'0'..=b'9') = self.bytes.get(i) {
+                i += 1;
+            }
+            if i == from {
+                return None;
+            }
+        }
+        if let Some(b'e' | b'E') = self.bytes.get(i) {
+            integer = false;
+            i += 1;
+            if let Some(b'+' | b'-') = self.bytes.get(i) {
+                i += 1;
+            }
+            let from = i;
+            while let Some(b'0'..=b'9') = self.bytes.get(i) {
+                i += 1;
+            }
+            if i == from {
+                return None;
+            }
+        }
+        self.at = i;
+        let digits = &self.text[digits_start..digits_end];
+        // An integer that surely fits is read here; -0, longer integers and
+        // fractions by serde_json's own reader.
+        let number = match digits.parse::<u64>() {
+            Ok(v) if integer && digits.len() <= 18 && !negative => Number::from(v),
+            Ok(v) if integer && digits.len() <= 18 && v != 0 => Number::from(-(v as i64)),
+            _ => {
+                let n = Number::from_str(&self.text[start..i]).ok()?;
+                if let Some(f) = n.as_f64().filter(|_| n.is_f64()) {
+                    if f.is_finite() && f.fract() == 0.0 {
+                        self.tape.whole_double = true;
+                    }
+                }
+                n
+            }
+        };
+        self.tape.push(Tok::Number(number));
+        Some(())
     }
 }
