@@ -55,7 +55,7 @@ pub(super) struct Tape<'a> {
 }
 
 /// Objects up to this many keys are searched for a repeated key pair by
-/// pair; larger ones are sorted.
+/// pair as they are read; larger ones are sorted once read.
 const PAIRWISE_KEYS: usize = 16;
 
 impl<'a> Tape<'a> {
@@ -109,27 +109,11 @@ impl<'a> Tape<'a> {
         }
     }
 
-    /// Whether the object at `at` (complete, `len` keys) has a key twice.
-    fn repeats_a_key(&self, at: u32, len: usize) -> bool {
-        if len < 2 {
-            return false;
-        }
-        let keys = Cursor { tape: self, at }.keys();
-        if len <= PAIRWISE_KEYS {
-            // On the stack: the usual object costs no allocation.
-            let mut seen: [&str; PAIRWISE_KEYS] = [""; PAIRWISE_KEYS];
-            for (n, key) in keys.enumerate() {
-                if seen[..n].contains(&key) {
-                    return true;
-                }
-                seen[n] = key;
-            }
-            false
-        } else {
-            let mut all: Vec<&str> = keys.collect();
-            all.sort_unstable();
-            all.windows(2).any(|w| w[0] == w[1])
-        }
+    /// Whether the object at `at` has a key twice.
+    fn repeats_a_key(&self, at: u32) -> bool {
+        let mut all: Vec<&str> = Cursor { tape: self, at }.keys().collect();
+        all.sort_unstable();
+        all.windows(2).any(|w| w[0] == w[1])
     }
 }
 
@@ -278,6 +262,20 @@ impl<'t, 'a> ContractValue for Cursor<'t, 'a> {
 /// own limit is 128).
 const MAX_DEPTH: usize = 100;
 
+/// The bytes that end a run of plain characters in a string: the quote,
+/// a backslash, a control character.
+static STRING_STOP: [bool; 256] = {
+    let mut stop = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        stop[b] = true;
+        b += 1;
+    }
+    stop[b'"' as usize] = true;
+    stop[b'\\' as usize] = true;
+    stop
+};
+
 /// The reader: a cursor in the text and the tape it fills. Every method
 /// returns `None` where the text is not plainly JSON.
 struct Reader<'a> {
@@ -333,6 +331,9 @@ impl<'a> Reader<'a> {
         self.at += 1; // `{`
         let at = self.tape.push(Tok::Object { len: 0, end: 0 });
         let mut len = 0usize;
+        // The tape positions of the first keys, to find a repeated one as
+        // each is read (a larger object is searched once it is complete).
+        let mut keys = [0u32; PAIRWISE_KEYS];
         if self.peek()? == b'}' {
             self.at += 1;
         } else {
@@ -341,7 +342,18 @@ impl<'a> Reader<'a> {
                     return None;
                 }
                 let key = self.string()?;
-                self.tape.push(Tok::Str(key));
+                if len < PAIRWISE_KEYS {
+                    let repeated = keys[..len].iter().any(|&k| match &self.tape.toks[k as usize] {
+                        Tok::Str(seen) => seen.len() == key.len() && *seen == key,
+                        _ => false,
+                    });
+                    if repeated {
+                        return None;
+                    }
+                    keys[len] = self.tape.push(Tok::Str(key));
+                } else {
+                    self.tape.push(Tok::Str(key));
+                }
                 if self.peek()? != b':' {
                     return None;
                 }
@@ -360,7 +372,7 @@ impl<'a> Reader<'a> {
         }
         let end = self.tape.toks.len() as u32;
         self.tape.toks[at as usize] = Tok::Object { len: len as u32, end };
-        (!self.tape.repeats_a_key(at, len)).then_some(())
+        (len <= PAIRWISE_KEYS || !self.tape.repeats_a_key(at)).then_some(())
     }
 
     fn list(&mut self, depth: usize) -> Option<()> {
@@ -405,19 +417,21 @@ impl<'a> Reader<'a> {
     /// A string at `"`: borrowed when it has no escape.
     fn string(&mut self) -> Option<Cow<'a, str>> {
         let start = self.at + 1;
-        let mut i = start;
-        loop {
-            match *self.bytes.get(i)? {
-                b'"' => {
-                    self.at = i + 1;
-                    // Both ends are ASCII: a boundary of the UTF-8 text.
-                    return self.text.get(start..i).map(Cow::Borrowed);
-                }
-                b'\\' => break,
-                // serde_json refuses a control character in a string.
-                0..=0x1f => return None,
-                _ => i += 1,
+        let mut i = start
+            + self
+                .bytes
+                .get(start..)?
+                .iter()
+                .position(|&b| STRING_STOP[usize::from(b)])?;
+        match self.bytes[i] {
+            b'"' => {
+                self.at = i + 1;
+                // Both ends are ASCII: a boundary of the UTF-8 text.
+                return self.text.get(start..i).map(Cow::Borrowed);
             }
+            b'\\' => {}
+            // serde_json refuses a control character in a string.
+            _ => return None,
         }
         let mut out = String::with_capacity(i - start + 8);
         out.push_str(self.text.get(start..i)?);
@@ -451,9 +465,7 @@ impl<'a> Reader<'a> {
                 0..=0x1f => return None,
                 _ => {
                     // Copy the run up to the next quote or backslash.
-                    let run = self.bytes[i..]
-                        .iter()
-                        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+                    let run = self.bytes[i..].iter().position(|&b| STRING_STOP[usize::from(b)])?;
                     out.push_str(self.text.get(i..i + run)?);
                     i += run;
                 }
