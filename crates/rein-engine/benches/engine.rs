@@ -23,6 +23,23 @@ fn example(name: &str) -> String {
 
 const REFUND_REQUEST: &str = r#"{"action":"refund","input":{"order_id":"ord_abc123","amount":500,"currency":"EUR"},"actor":{"id":"bot","role":"agent"},"snapshot":{"fraud_flag":false,"refunds_today":1,"account_age_days":400}}"#;
 
+// Out of line, so that `bench/callgrind_per_call.py` finds each by name
+// (`engine::via_text$`): instructions per call on a busy machine.
+#[inline(never)]
+fn via_request(policy: &Policy, text: &str) -> rein_engine::Effect {
+    policy.decide(&Request::from_json_str(text).unwrap()).effect()
+}
+
+#[inline(never)]
+fn via_text(policy: &Policy, text: &str) -> rein_engine::Effect {
+    policy.decide_json_str(text).unwrap().effect()
+}
+
+#[inline(never)]
+fn value_only(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap()
+}
+
 fn decide(c: &mut Criterion) {
     let policy = Policy::from_yaml_str(&example("refund")).unwrap();
     let request = Request::from_json_str(REFUND_REQUEST).unwrap();
@@ -31,7 +48,15 @@ fn decide(c: &mut Criterion) {
     g.bench_function("prepared", |b| b.iter(|| black_box(prepared.decide())));
     g.bench_function("request", |b| b.iter(|| black_box(policy.decide(black_box(&request)))));
     g.bench_function("json_text", |b| {
-        b.iter(|| black_box(policy.decide(&Request::from_json_str(black_box(REFUND_REQUEST)).unwrap())))
+        b.iter(|| black_box(via_request(&policy, black_box(REFUND_REQUEST))))
+    });
+    g.bench_function("json_text_direct", |b| {
+        b.iter(|| black_box(via_text(&policy, black_box(REFUND_REQUEST))))
+    });
+    // What reading the text alone costs serde_json (into a `Value`, as the
+    // JSON-text floor of `crates/rein-bench` does).
+    g.bench_function("json_value_only", |b| {
+        b.iter(|| black_box(value_only(black_box(REFUND_REQUEST))))
     });
     g.bench_function("load", |b| {
         let text = example("refund");

@@ -79,7 +79,7 @@ pub struct Prepared<'p> {
 /// Why a request is refused before its rules: a contract violation, or a
 /// name the policy has no action for (whose text, with its "did you mean"
 /// hint, is only written when read: see [`Decision::basis`]).
-enum Refusal<'r> {
+pub(crate) enum Refusal<'r> {
     Contract(Violation),
     UnknownAction {
         name: &'r str,
@@ -94,17 +94,19 @@ impl From<Violation> for Refusal<'_> {
     }
 }
 
-/// A request's parts, its values read through [`ContractValue`].
-struct Parts<'r, V> {
-    action: &'r str,
-    phase: Phase,
-    input: Option<V>,
-    output: Option<V>,
-    error: Option<&'r str>,
-    actor: Option<V>,
-    snapshot: Option<V>,
-    session: Option<&'r str>,
-    time: Option<jiff::Timestamp>,
+/// A request's parts, its values read through [`ContractValue`] (from a
+/// [`Request`], a host language's objects, or JSON text read in place by
+/// `request_text.rs`).
+pub(crate) struct Parts<'r, V> {
+    pub(crate) action: &'r str,
+    pub(crate) phase: Phase,
+    pub(crate) input: Option<V>,
+    pub(crate) output: Option<V>,
+    pub(crate) error: Option<&'r str>,
+    pub(crate) actor: Option<V>,
+    pub(crate) snapshot: Option<V>,
+    pub(crate) session: Option<&'r str>,
+    pub(crate) time: Option<jiff::Timestamp>,
 }
 
 impl Policy {
@@ -594,7 +596,10 @@ impl Policy {
         })
     }
 
-    fn prepare_parts<'r, V: ContractValue>(&self, request: Parts<'r, V>) -> Result<Prepared<'_>, Refusal<'r>> {
+    pub(crate) fn prepare_parts<'r, V: ContractValue>(
+        &self,
+        request: Parts<'r, V>,
+    ) -> Result<Prepared<'_>, Refusal<'r>> {
         let p = &self.inner;
         let Some(&action) = p.action_index.get(request.action) else {
             return Err(Refusal::UnknownAction {

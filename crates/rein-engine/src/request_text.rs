@@ -3,10 +3,29 @@
 //! The entry point every surface that holds the request's text (the CLI,
 //! hooks, the decision server, the benchmarks) can call instead of reading
 //! a [`Request`] first.
+//!
+//! The text is read once, onto a borrowed tape (see [`tape`]) that the
+//! contract checker reads in place: no `serde_json::Value` is built, no
+//! string without escapes is copied until it becomes a typed value. That
+//! reading is a fast path, not a second definition of a request: whatever
+//! it does not take as it comes (a text that is not a request, a repeated
+//! or unknown key, a `time` or `phase` that is not plainly right, a number
+//! the request reader may refuse, a contract violation, an unknown action)
+//! is decided again by [`Request::from_json_str`] and [`Policy::decide`],
+//! so every refusal and every violation says exactly what they say. The
+//! differential tests (`request_text/differential.rs`, the fuzz target
+//! `request_text`) hold the two paths to the same decision on every text.
 
+mod tape;
+
+#[cfg(test)]
+mod differential;
+
+use crate::ast::Phase;
 use crate::decision::Decision;
-use crate::policy::Policy;
+use crate::policy::{Parts, Policy, Prepared};
 use crate::request::{Request, RequestError};
+use tape::{Cursor, Tape};
 
 impl Policy {
     /// Reads a request from JSON text (as [`Request::from_json_str`] does:
@@ -15,9 +34,85 @@ impl Policy {
     /// the text is not a request at all; a request that breaks its contract
     /// is a `block` decision that says why.
     pub fn decide_json_str(&self, text: &str) -> Result<Decision<'_>, RequestError> {
+        if let Some(prepared) = self.prepare_json_text(text) {
+            return Ok(prepared.decide());
+        }
         let request = Request::from_json_str(text)?;
         Ok(self.decide(&request))
     }
+
+    /// The request in `text` prepared straight from the text, when it is a
+    /// well-formed request that passes its contracts; `None` for anything
+    /// else, which the request reader decides (and words) as usual.
+    fn prepare_json_text(&self, text: &str) -> Option<Prepared<'_>> {
+        let tape = Tape::read(text)?;
+        let parts = request_parts(tape.root())?;
+        self.prepare_parts(parts).ok()
+    }
+}
+
+/// The parts of a request object on a tape, read as [`Request`]'s reader
+/// reads them, or `None` where that reader may refuse or read differently
+/// (any doubt goes to it).
+fn request_parts<'t, 'a>(root: Cursor<'t, 'a>) -> Option<Parts<'t, Cursor<'t, 'a>>> {
+    if !root.is_object() {
+        return None;
+    }
+    let mut parts = Parts {
+        action: "",
+        phase: Phase::Before,
+        input: None,
+        output: None,
+        error: None,
+        actor: None,
+        snapshot: None,
+        session: None,
+        time: None,
+    };
+    let mut has_action = false;
+    // The tape holds no repeated key: each of these is set at most once.
+    root.each_entry(|key, value| {
+        match key {
+            "action" => {
+                parts.action = value.as_str().ok_or(())?;
+                has_action = true;
+            }
+            "input" => parts.input = Some(value),
+            "actor" => parts.actor = Some(value),
+            "snapshot" => parts.snapshot = Some(value),
+            // `null` is no output, as `Option` reads it.
+            "output" => parts.output = (!value.is_null()).then_some(value),
+            "error" => parts.error = optional_str(value)?,
+            "session" => parts.session = optional_str(value)?,
+            "time" => {
+                parts.time = match optional_str(value)? {
+                    Some(text) => Some(Request::parse_time(text).map_err(drop)?),
+                    None => None,
+                }
+            }
+            // Only the plain spelling; the reader's other forms of an
+            // enum (`{"after": null}`) are left to it.
+            "phase" => {
+                parts.phase = match value.as_str() {
+                    Some("before") => Phase::Before,
+                    Some("after") => Phase::After,
+                    _ => return Err(()),
+                }
+            }
+            _ => return Err(()),
+        }
+        Ok(())
+    })
+    .ok()?;
+    has_action.then_some(parts)
+}
+
+/// A string or `null` (`None`); `Err` for any other value.
+fn optional_str<'t>(value: Cursor<'t, '_>) -> Result<Option<&'t str>, ()> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    value.as_str().map(Some).ok_or(())
 }
 
 #[cfg(test)]
