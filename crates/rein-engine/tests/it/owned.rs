@@ -71,7 +71,7 @@ fn an_unknown_action_s_hint_shows_wherever_the_refusal_is_read() {
     check(&early_clone);
     check(&d.clone());
     check(&d.into_owned());
-    check(&*policy.prepare(&request).unwrap_err());
+    check(&policy.prepare(&request).unwrap_err());
     check(&policy.decide_json_str(r#"{"action": "refnd"}"#).unwrap());
     let explained = policy.explain(&request);
     check(&explained.decision);
