@@ -278,6 +278,22 @@ impl Program {
                 end: p.here(),
             };
         }
+        // Offsets are u32: a table past that would be cut short and read
+        // the wrong entry. Such a program (gigabytes of one action's
+        // constants, far past any policy the loader reads) is not used: an
+        // empty one covers no rule, so the tree decides them all.
+        let sizes = [
+            rules.len(),
+            p.code.len(),
+            p.paths.len(),
+            p.strings.len(),
+            p.members.len(),
+            p.steps.len(),
+            p.operands.len(),
+        ];
+        if sizes.iter().any(|&n| u32::try_from(n).is_err()) {
+            return Program::default();
+        }
         p.rules = u32::try_from(rules.len()).unwrap_or(u32::MAX);
         p
     }
