@@ -623,52 +623,45 @@ impl Program {
         }
     }
 
-    /// `&&` of the nodes from `pc` to `end`.
+    /// `&&` (`OR` false) or `||` (`OR` true) of the nodes from `pc` to
+    /// `end`, in Kleene's logic: the decisive value (false for `&&`, true
+    /// for `||`) wins whatever else is unknown, as `eval` absorbs errors.
     #[inline(always)]
-    fn all(&self, mut pc: usize, end: usize, env: &Env<'_>) -> Tri {
+    fn junction<const OR: bool>(&self, mut pc: usize, end: usize, env: &Env<'_>) -> Tri {
+        let decisive = Tri::of(OR);
         let mut unknown = false;
         while pc < end {
             let (t, next) = self.eval(pc, env);
-            match t {
-                Tri::False => return Tri::False,
-                Tri::Unknown => unknown = true,
-                Tri::True => {}
+            if t == decisive {
+                return decisive;
             }
+            unknown |= t == Tri::Unknown;
             // Always forward, whatever the code says: no loop can hang.
             pc = next.max(pc + 1);
         }
         if unknown {
             Tri::Unknown
         } else {
-            Tri::True
+            decisive.not()
         }
     }
 
-    /// [`Program::all`] below the top of a condition, not inlined.
+    /// `&&` of the nodes from `pc` to `end`: a rule's top level, inlined.
+    #[inline(always)]
+    fn all(&self, pc: usize, end: usize, env: &Env<'_>) -> Tri {
+        self.junction::<false>(pc, end, env)
+    }
+
+    /// `&&` below the top of a condition, not inlined.
     #[inline(never)]
     fn all_nested(&self, pc: usize, end: usize, env: &Env<'_>) -> Tri {
-        self.all(pc, end, env)
+        self.junction::<false>(pc, end, env)
     }
 
     /// `||` of the nodes from `pc` to `end`.
     #[inline(never)]
-    fn any(&self, mut pc: usize, end: usize, env: &Env<'_>) -> Tri {
-        let mut unknown = false;
-        while pc < end {
-            let (t, next) = self.eval(pc, env);
-            match t {
-                Tri::True => return Tri::True,
-                Tri::Unknown => unknown = true,
-                Tri::False => {}
-            }
-            // Always forward, whatever the code says: no loop can hang.
-            pc = next.max(pc + 1);
-        }
-        if unknown {
-            Tri::Unknown
-        } else {
-            Tri::False
-        }
+    fn any(&self, pc: usize, end: usize, env: &Env<'_>) -> Tri {
+        self.junction::<true>(pc, end, env)
     }
 
     /// The node at `pc`, and where the next node starts.
