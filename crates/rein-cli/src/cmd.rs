@@ -274,11 +274,18 @@ impl CacheArgs {
     /// The cache chosen; `None` with `--no-cache`, or when there is no
     /// home to keep it in.
     pub fn cache(&self) -> Option<PolicyCache> {
-        match (&self.cache_dir, self.no_cache) {
-            (_, true) => None,
-            (Some(dir), false) => Some(PolicyCache::new(dir)),
-            (None, false) => PolicyCache::default_dir().map(PolicyCache::new),
-        }
+        choose_cache(self.cache_dir.as_deref(), self.no_cache)
+    }
+}
+
+/// The compiled-policy cache a command uses: none with `no_cache`, `dir`
+/// when given, else the default (`None` when there is no home to keep it
+/// in). Shared by `rein hook` and [`CacheArgs`].
+pub fn choose_cache(dir: Option<&std::path::Path>, no_cache: bool) -> Option<PolicyCache> {
+    match (dir, no_cache) {
+        (_, true) => None,
+        (Some(dir), false) => Some(PolicyCache::new(dir)),
+        (None, false) => PolicyCache::default_dir().map(PolicyCache::new),
     }
 }
 

@@ -151,11 +151,7 @@ fn answer(args: &HookArgs, agent: Agent, bytes: &[u8]) -> Reply {
 }
 
 fn local(args: &HookArgs, agent: Agent, bytes: &[u8], limit: Duration) -> anyhow::Result<Reply> {
-    let cache = match (&args.cache_dir, args.no_cache) {
-        (_, true) => None,
-        (Some(dir), false) => Some(PolicyCache::new(dir)),
-        (None, false) => PolicyCache::default_dir().map(PolicyCache::new),
-    };
+    let cache = super::choose_cache(args.cache_dir.as_deref(), args.no_cache);
     let loaded = match &cache {
         Some(cache) => cache.load(&args.policy),
         None => rein_engine::Policy::load(&args.policy).map(|p| (p, CacheStatus::NotCached)),
