@@ -55,8 +55,11 @@
 //!
 //! `cedar-policy` turns on `serde_json`'s `preserve_order`, and Cargo
 //! unifies features, so here every `serde_json::Value` object is an
-//! `IndexMap` (the product's are `BTreeMap`s): the JSON floor and Rein's
-//! JSON paths both parse slower than in `rein` itself (see BENCHMARKS.md).
+//! `IndexMap` (the product's are `BTreeMap`s). The JSON floor parses into
+//! a tree of the product's shape instead (`floor/tree.rs`), and Rein's
+//! `decide_json_str` reads its text without a `Value`, so `rein_json /
+//! floor_json` compares what the product would run; `rein_request`'s
+//! requests are parsed before timing.
 
 // A benchmark's setup either works or must abort loudly: unwrap/expect/panic
 // are the right tools here (the workspace warns on them for library code).

@@ -12,14 +12,18 @@
 //! blocked.
 //!
 //! [`Floor::decide_json`] is the floor from JSON text: `serde_json` into a
-//! `Value`, the action's rules looked up, each declared field read from the
-//! `Value` into its slot, then the same evaluator. It does not refuse what
+//! tree shaped as the product's `serde_json::Value` (a `BTreeMap` per
+//! object, whatever features the bench build unifies), the action's rules
+//! looked up, each declared field read from the tree into its slot, then
+//! the same evaluator. It does not refuse what
 //! Rein's reader refuses (unknown or repeated keys, inexact numbers): it is
 //! a floor, not a reader.
 
 use crate::{Cmp, Domain, GenRequest, Op, Val, Verdict, Workload, FIELDS};
 use rustc_hash::FxHashMap;
-use serde_json::Value as Json;
+use tree::Tree;
+
+mod tree;
 
 /// The most rules one action may have: matches are recorded as bits of a
 /// `u64`.
@@ -154,8 +158,8 @@ impl Floor {
     /// blocks, as Rein's contract check does. `Err` when the text is not
     /// JSON or has no string `action`.
     pub fn decide_json(&self, text: &str) -> Result<FloorDecision, String> {
-        let v: Json = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        let action = v.get("action").and_then(Json::as_str).ok_or("no string `action`")?;
+        let v: Tree = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let action = v.get("action").and_then(Tree::as_str).ok_or("no string `action`")?;
         let Some(a) = self.actions.get(action) else {
             return Ok(FloorDecision::UNKNOWN);
         };
@@ -163,11 +167,8 @@ impl Floor {
         for (slot, f) in values.iter_mut().zip(FIELDS) {
             let field = v.get(f.root.name()).and_then(|root| root.get(f.name));
             *slot = match (f.domain, field) {
-                (Domain::Int(_), Some(Json::Number(n))) => match n.as_i64() {
-                    Some(i) => FieldVal::Int(i),
-                    None => return Ok(FloorDecision::UNKNOWN),
-                },
-                (Domain::Str(_), Some(Json::String(s))) => FieldVal::Str(s),
+                (Domain::Int(_), Some(&Tree::Int(i))) => FieldVal::Int(i),
+                (Domain::Str(_), Some(Tree::Str(s))) => FieldVal::Str(s),
                 _ => return Ok(FloorDecision::UNKNOWN),
             };
         }
