@@ -147,11 +147,13 @@ pub(crate) fn check_root(json: Option<&Json>, ty: &ObjectType, root: &str) -> Re
 /// when it was recorded.
 pub(crate) fn check_root_redacted(json: Option<&Json>, ty: &ObjectType, root: &str) -> Result<Vec<Value>, Violation> {
     let path = Path::Root(root);
+    let mut out = Vec::with_capacity(ty.fields.len());
     match json {
-        None | Some(Json::Null) => check_fields::<_, true>(None::<&&Json>, ty, &path, Reveal::Values),
-        Some(Json::Object(_)) => check_fields::<_, true>(json.as_ref(), ty, &path, Reveal::Values),
-        Some(other) => Err(violation(&path, format!("must be an object, got {}", json_kind(other)))),
+        None | Some(Json::Null) => check_fields::<_, true>(None::<&&Json>, ty, &path, Reveal::Values, &mut out)?,
+        Some(Json::Object(_)) => check_fields::<_, true>(json.as_ref(), ty, &path, Reveal::Values, &mut out)?,
+        Some(other) => return Err(violation(&path, format!("must be an object, got {}", json_kind(other)))),
     }
+    Ok(out)
 }
 
 /// [`check_root`] for any [`ContractValue`].
@@ -160,10 +162,24 @@ pub(crate) fn check_root_from<V: ContractValue>(
     ty: &ObjectType,
     root: &str,
 ) -> Result<Vec<Value>, Violation> {
+    let mut out = Vec::with_capacity(ty.fields.len());
+    check_root_into(value, ty, root, &mut out)?;
+    Ok(out)
+}
+
+/// [`check_root_from`], its fields appended to `out` (the request path lays
+/// out every root in one vector: one allocation per request). On an error
+/// `out` may hold some of the root's fields.
+pub(crate) fn check_root_into<V: ContractValue>(
+    value: Option<V>,
+    ty: &ObjectType,
+    root: &str,
+    out: &mut Vec<Value>,
+) -> Result<(), Violation> {
     let path = Path::Root(root);
     match value.as_ref().map(|v| v.node()) {
-        None | Some(Node::Null) => check_fields::<_, false>(None::<&V>, ty, &path, Reveal::Values),
-        Some(Node::Object(_)) => check_fields::<_, false>(value.as_ref(), ty, &path, Reveal::Values),
+        None | Some(Node::Null) => check_fields::<_, false>(None::<&V>, ty, &path, Reveal::Values, out),
+        Some(Node::Object(_)) => check_fields::<_, false>(value.as_ref(), ty, &path, Reveal::Values, out),
         Some(_) => {
             let kind = value.as_ref().map_or("null", |v| v.kind());
             Err(violation(&path, format!("must be an object, got {kind}")))
@@ -203,13 +219,44 @@ impl Reveal {
 /// allocation.
 const INLINE_FIELDS: usize = 16;
 
-/// The fields of an object (`None`: an empty one), by position.
+/// Objects with up to this many declared fields find a key's field by
+/// comparing names; larger ones through their index.
+const LINEAR_FIELDS: usize = 16;
+
+/// The position of the field named `key`, trying `next` first: keys mostly
+/// come in declaration order (or, from a `serde_json` map, in sorted
+/// order, where a short scan is as cheap as hashing the key).
+#[inline]
+fn field_slot(ty: &ObjectType, key: &str, next: usize) -> Option<usize> {
+    let fields = &ty.fields;
+    if fields.get(next).is_some_and(|f| same_name(&f.name, key)) {
+        return Some(next);
+    }
+    // Names are unique (the index has one entry per field); should they
+    // not be, the index decides, as it did before the scan.
+    if fields.len() <= LINEAR_FIELDS && ty.index.len() == fields.len() {
+        fields.iter().position(|f| same_name(&f.name, key))
+    } else {
+        ty.index.get(key).copied()
+    }
+}
+
+/// `a == b`, most unequal names told apart by their length and first byte
+/// before the bytes are compared.
+#[inline(always)]
+fn same_name(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
+}
+
+/// The fields of an object (`None`: an empty one), by position, appended
+/// to `out`.
 fn check_fields<V: ContractValue, const REDACTED: bool>(
     object: Option<&V>,
     ty: &ObjectType,
     path: &Path<'_>,
     reveal: Reveal,
-) -> Result<Vec<Value>, Violation> {
+    out: &mut Vec<Value>,
+) -> Result<(), Violation> {
     // Each declared field's value, found by one pass over the entries (a
     // repeated key: the last one, as a JSON map keeps).
     // On the stack for the usual object (no allocation per object checked).
@@ -222,9 +269,15 @@ fn check_fields<V: ContractValue, const REDACTED: bool>(
         &mut spilled
     };
     if let Some(object) = object {
+        let mut next = 0;
         object.entries(&mut |k, v| {
-            match ty.index.get(k) {
-                Some(&i) => found[i] = Some(v),
+            match field_slot(ty, k, next) {
+                Some(i) => {
+                    if let Some(slot) = found.get_mut(i) {
+                        *slot = Some(v);
+                    }
+                    next = i + 1;
+                }
                 None if ty.extra == ExtraFields::Reject => return Err(undeclared(ty, path, k)),
                 None if !v.is_readable() => return Err(violation(&Path::Field(path, k), "has no exact JSON form")),
                 None => {}
@@ -232,26 +285,40 @@ fn check_fields<V: ContractValue, const REDACTED: bool>(
             Ok(())
         })?;
     }
-    let mut out = Vec::with_capacity(ty.fields.len());
+    out.reserve(ty.fields.len());
     for (f, v) in ty.fields.iter().zip(found.iter_mut().map(Option::take)) {
-        let p = Path::Field(path, &f.name);
-        let null = v.as_ref().is_some_and(|v| matches!(v.node(), Node::Null));
-        match v {
-            None if f.empty_when_absent => out.push(Value::List(Vec::new())),
-            Some(_) if null && f.empty_when_absent => out.push(Value::List(Vec::new())),
-            None if f.optional => out.push(Value::Absent),
-            Some(_) if null && f.optional => out.push(Value::Absent),
-            None => return Err(violation(&p, format!("is required ({})", f.ty))),
+        let Some(v) = v else {
+            match () {
+                () if f.empty_when_absent => out.push(Value::List(Vec::new())),
+                () if f.optional => out.push(Value::Absent),
+                () => return Err(required(f, path)),
+            }
+            continue;
+        };
+        let node = v.node();
+        let null = matches!(node, Node::Null);
+        match () {
+            () if null && f.empty_when_absent => out.push(Value::List(Vec::new())),
+            () if null && f.optional => out.push(Value::Absent),
             // Its keyed hash: never read by the rules decided this way.
             // (A const parameter: the request path compiles without it.)
-            Some(_) if REDACTED && f.sensitive => out.push(Value::Null),
-            Some(v) => {
+            () if REDACTED && f.sensitive => out.push(Value::Null),
+            () => {
                 let reveal = if f.sensitive { Reveal::Nothing } else { reveal };
-                out.push(check_value::<_, REDACTED>(&v, &f.ty, &f.constraints, &p, reveal)?)
+                let p = Path::Field(path, &f.name);
+                out.push(check_node::<_, REDACTED>(&v, node, &f.ty, &f.constraints, &p, reveal)?)
             }
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+/// The violation of a required field `f` of the object at `path` that is
+/// absent.
+#[cold]
+#[inline(never)]
+fn required(f: &crate::types::FieldDef, path: &Path<'_>) -> Violation {
+    violation(&Path::Field(path, &f.name), format!("is required ({})", f.ty))
 }
 
 /// The violation of the first undeclared field `k` of an object whose
@@ -274,9 +341,32 @@ fn check_value<V: ContractValue, const REDACTED: bool>(
     path: &Path<'_>,
     reveal: Reveal,
 ) -> Result<Value, Violation> {
-    let wrong = || violation(path, format!("must be {}, got {}", article(ty), source.kind()));
-    let value = match (ty, source.node()) {
-        (_, Node::Unreadable) => return Err(violation(path, "has no exact JSON form")),
+    check_node::<_, REDACTED>(source, source.node(), ty, c, path, reveal)
+}
+
+/// [`check_value`] of `source`, whose node was read already. Every
+/// violation is built out of line: the common value, which passes, runs
+/// only the checks.
+fn check_node<V: ContractValue, const REDACTED: bool>(
+    source: &V,
+    node: Node<'_>,
+    ty: &Type,
+    c: &Constraints,
+    path: &Path<'_>,
+    reveal: Reveal,
+) -> Result<Value, Violation> {
+    let value = match (ty, node) {
+        (Type::Int, Node::Number(n)) => {
+            let i = match n.as_i64() {
+                Some(i) => i,
+                // A fraction or an exponent, or out of range: rare.
+                None => int_of(&n, path, reveal)?,
+            };
+            if c.min.is_some() || c.max.is_some() {
+                check_range(NumberLit::Int(i), c, path, reveal)?;
+            }
+            Value::Int(i)
+        }
         (Type::String, Node::Str(s)) => {
             // Counted only when bounded: most strings are not (the
             // chain's kinds and ids never are), and counting walks the text.
@@ -284,45 +374,31 @@ fn check_value<V: ContractValue, const REDACTED: bool>(
                 check_len(s.chars().count(), c, path, reveal)?;
             }
             if let Some(pattern) = &c.pattern {
-                let re = pattern.get().map_err(|e| violation(path, e))?;
-                if !re.is_match(&s) {
-                    return Err(violation(
-                        path,
-                        format!("does not match the pattern `{}`", pattern.source()),
-                    ));
-                }
+                check_pattern(&s, pattern, path)?;
             }
-            Value::Str(s.into_owned())
+            Value::Str(s.into())
         }
-        (Type::Int, Node::Number(n)) => {
-            let i = int_of(&n, path, reveal)?;
-            check_range(&Value::Int(i), c, path, reveal)?;
-            Value::Int(i)
-        }
+        (_, Node::Unreadable) => return Err(violation(path, "has no exact JSON form")),
         (Type::Number, Node::Number(n)) => {
-            let f = n.as_f64().ok_or_else(wrong)?;
-            if !f.is_finite() {
-                return Err(violation(path, "must be a finite number"));
+            let f = match n.as_f64() {
+                Some(f) if f.is_finite() => f,
+                Some(_) => return Err(violation(path, "must be a finite number")),
+                None => return Err(wrong(source, ty, path)),
+            };
+            if c.min.is_some() || c.max.is_some() {
+                check_range(NumberLit::Float(f), c, path, reveal)?;
             }
-            check_range(&Value::Float(f), c, path, reveal)?;
             Value::Float(f)
         }
         (Type::Bool, Node::Bool(b)) => Value::Bool(b),
-        (Type::Timestamp, Node::Str(s)) => Value::Timestamp(crate::instant::Instant::parse(&s).ok_or_else(|| {
-            violation(
-                path,
-                format!(
-                    "{}is not an RFC 3339 timestamp (e.g. `2026-01-31T12:00:00Z`)",
-                    reveal.quoted(&s)
-                ),
-            )
-        })?),
-        (Type::Duration, Node::Str(s)) => Value::Duration(parse_duration(&s).ok_or_else(|| {
-            violation(
-                path,
-                format!("{}is not a duration (e.g. `1h30m`, `250ms`)", reveal.quoted(&s)),
-            )
-        })?),
+        (Type::Timestamp, Node::Str(s)) => match crate::instant::Instant::parse(&s) {
+            Some(t) => Value::Timestamp(t),
+            None => return Err(not_a_timestamp(&s, path, reveal)),
+        },
+        (Type::Duration, Node::Str(s)) => match parse_duration(&s) {
+            Some(d) => Value::Duration(d),
+            None => return Err(not_a_duration(&s, path, reveal)),
+        },
         (Type::List(elem), Node::List(len)) => {
             check_len(len, c, path, reveal)?;
             let each = c.items.as_deref().unwrap_or(&NO_CONSTRAINTS);
@@ -351,29 +427,85 @@ fn check_value<V: ContractValue, const REDACTED: bool>(
             Value::Map(out)
         }
         (Type::Object(obj), Node::Object(_)) => {
-            Value::Object(check_fields::<_, REDACTED>(Some(source), obj, path, reveal)?)
+            let mut fields = Vec::with_capacity(obj.fields.len());
+            check_fields::<_, REDACTED>(Some(source), obj, path, reveal, &mut fields)?;
+            Value::Object(fields)
         }
-        _ => return Err(wrong()),
+        _ => return Err(wrong(source, ty, path)),
     };
     if let Some(allowed) = &c.allowed {
         if !allowed.iter().any(|a| a.equals(&value)) {
-            let list: Vec<String> = allowed.iter().map(|a| a.to_json(ty).to_string()).collect();
-            let what = if c.is_enum {
-                "one of"
-            } else {
-                "one of the allowed values"
-            };
-            return Err(violation(
-                path,
-                format!(
-                    "must be {what} {}{}",
-                    list.join(", "),
-                    reveal.got(shorten(&source.shown()))
-                ),
-            ));
+            return Err(not_allowed(source, ty, c, allowed, path, reveal));
         }
     }
     Ok(value)
+}
+
+/// The violation of a value of the wrong kind for `ty`.
+#[cold]
+#[inline(never)]
+fn wrong<V: ContractValue>(source: &V, ty: &Type, path: &Path<'_>) -> Violation {
+    violation(path, format!("must be {}, got {}", article(ty), source.kind()))
+}
+
+/// The violation of a value not among the `allowed` ones.
+#[cold]
+#[inline(never)]
+fn not_allowed<V: ContractValue>(
+    source: &V,
+    ty: &Type,
+    c: &Constraints,
+    allowed: &[Value],
+    path: &Path<'_>,
+    reveal: Reveal,
+) -> Violation {
+    let list: Vec<String> = allowed.iter().map(|a| a.to_json(ty).to_string()).collect();
+    let what = if c.is_enum {
+        "one of"
+    } else {
+        "one of the allowed values"
+    };
+    violation(
+        path,
+        format!(
+            "must be {what} {}{}",
+            list.join(", "),
+            reveal.got(shorten(&source.shown()))
+        ),
+    )
+}
+
+/// Checks a string against its pattern.
+fn check_pattern(s: &str, pattern: &crate::ir::Lazy<regex::Regex>, path: &Path<'_>) -> Result<(), Violation> {
+    let re = pattern.get().map_err(|e| violation(path, e))?;
+    if !re.is_match(s) {
+        return Err(violation(
+            path,
+            format!("does not match the pattern `{}`", pattern.source()),
+        ));
+    }
+    Ok(())
+}
+
+#[cold]
+#[inline(never)]
+fn not_a_timestamp(s: &str, path: &Path<'_>, reveal: Reveal) -> Violation {
+    violation(
+        path,
+        format!(
+            "{}is not an RFC 3339 timestamp (e.g. `2026-01-31T12:00:00Z`)",
+            reveal.quoted(s)
+        ),
+    )
+}
+
+#[cold]
+#[inline(never)]
+fn not_a_duration(s: &str, path: &Path<'_>, reveal: Reveal) -> Violation {
+    violation(
+        path,
+        format!("{}is not a duration (e.g. `1h30m`, `250ms`)", reveal.quoted(s)),
+    )
 }
 
 static NO_CONSTRAINTS: Constraints = Constraints {
@@ -402,6 +534,8 @@ const EXACT_WHOLE_DOUBLES: f64 = 9_007_199_254_740_992.0;
 ///   such as `2.9999999999999999`: see [`crate::json`]); at or above 2^53 it
 ///   is refused, since the written fraction may be lost
 ///   (`-9223372036854775808.5`).
+#[cold]
+#[inline(never)]
 fn int_of(n: &serde_json::Number, path: &Path<'_>, reveal: Reveal) -> Result<i64, Violation> {
     if let Some(i) = n.as_i64() {
         return Ok(i);
@@ -432,12 +566,7 @@ fn int_of(n: &serde_json::Number, path: &Path<'_>, reveal: Reveal) -> Result<i64
     Ok(f as i64)
 }
 
-fn check_range(v: &Value, c: &Constraints, path: &Path<'_>, reveal: Reveal) -> Result<(), Violation> {
-    let number = match v {
-        Value::Int(i) => NumberLit::Int(*i),
-        Value::Float(f) => NumberLit::Float(*f),
-        _ => return Ok(()),
-    };
+fn check_range(number: NumberLit, c: &Constraints, path: &Path<'_>, reveal: Reveal) -> Result<(), Violation> {
     if let Some(min) = c.min {
         if number.cmp_exact(min) == Ordering::Less {
             return Err(violation(path, format!("must be at least {min}{}", reveal.got(number))));

@@ -2,7 +2,7 @@
 
 use crate::ast::{Combining, Effect, Phase, PolicyFile};
 use crate::check;
-use crate::contract::{check_root, check_root_from, check_root_redacted, ContractValue, Violation};
+use crate::contract::{check_root, check_root_into, check_root_redacted, ContractValue, Violation};
 use crate::decision::{Basis, Decision};
 use crate::decision::{LimitNote, LimitNotes, Matched, PolicyRef, ShadowNotes};
 use crate::diagnostics::{Diagnostic, LoadError, Severity};
@@ -65,15 +65,67 @@ pub struct Prepared<'p> {
     policy: PolicyRef<'p>,
     action: u32,
     phase: Phase,
-    input: Vec<Value>,
-    output: Option<Vec<Value>>,
-    actor: Vec<Value>,
-    snapshot: Vec<Value>,
+    /// The typed values of input, output, actor and snapshot.
+    roots: Roots,
     now: Option<jiff::Timestamp>,
     /// The error the action reported instead of an output (phase after).
     error: Option<Value>,
     /// The session the request names.
     session: Option<String>,
+}
+
+/// A prepared request's typed root values, one root after another in one
+/// vector (one allocation per request): input, output (when the request
+/// has one), actor, snapshot.
+#[derive(Clone, Debug)]
+struct Roots {
+    values: Vec<Value>,
+    /// Where the output starts (the end of the input).
+    output_at: usize,
+    /// Where the actor starts (the end of the output, if any).
+    actor_at: usize,
+    /// Where the snapshot starts.
+    snapshot_at: usize,
+    /// Whether there is an output (`output_at..actor_at`).
+    has_output: bool,
+}
+
+impl Roots {
+    /// The roots checked one by one, laid out together.
+    fn from_parts(input: Vec<Value>, output: Option<Vec<Value>>, actor: Vec<Value>, snapshot: Vec<Value>) -> Roots {
+        let mut values = input;
+        let output_at = values.len();
+        let has_output = output.is_some();
+        values.extend(output.into_iter().flatten());
+        let actor_at = values.len();
+        values.extend(actor);
+        let snapshot_at = values.len();
+        values.extend(snapshot);
+        Roots {
+            values,
+            output_at,
+            actor_at,
+            snapshot_at,
+            has_output,
+        }
+    }
+
+    fn input(&self) -> &[Value] {
+        self.values.get(..self.output_at).unwrap_or_default()
+    }
+
+    fn output(&self) -> Option<&[Value]> {
+        self.has_output
+            .then(|| self.values.get(self.output_at..self.actor_at).unwrap_or_default())
+    }
+
+    fn actor(&self) -> &[Value] {
+        self.values.get(self.actor_at..self.snapshot_at).unwrap_or_default()
+    }
+
+    fn snapshot(&self) -> &[Value] {
+        self.values.get(self.snapshot_at..).unwrap_or_default()
+    }
 }
 
 /// Why a request is refused before its rules: a contract violation, or a
@@ -609,8 +661,16 @@ impl Policy {
             });
         };
         let ir = &p.actions[action as usize];
-        let input = check_root_from(request.input, &ir.input, "input")?;
-        let output = match (request.phase, &ir.output) {
+        let output_ty = ir.output.as_ref().filter(|_| request.phase == Phase::After);
+        let mut values = Vec::with_capacity(
+            ir.input.fields.len()
+                + output_ty.map_or(0, |t| t.fields.len())
+                + p.actor.fields.len()
+                + p.snapshot.fields.len(),
+        );
+        check_root_into(request.input, &ir.input, "input", &mut values)?;
+        let output_at = values.len();
+        let has_output = match (request.phase, &ir.output) {
             (Phase::Before, _) => {
                 if request.error.is_some() {
                     return Err(Refusal::Contract(Violation {
@@ -625,7 +685,7 @@ impl Policy {
                             .into(),
                     }));
                 }
-                None
+                false
             }
             // An action that failed has no output to check; its after rules
             // see `error` instead.
@@ -636,10 +696,13 @@ impl Policy {
                         message: "an outcome has either an output or an error, not both".into(),
                     }));
                 }
-                None
+                false
             }
             (Phase::After, Some(ty)) => match request.output {
-                Some(o) => Some(check_root_from(Some(o), ty, "output")?),
+                Some(o) => {
+                    check_root_into(Some(o), ty, "output", &mut values)?;
+                    true
+                }
                 None => {
                     return Err(Refusal::Contract(Violation {
                         path: "output".into(),
@@ -648,20 +711,25 @@ impl Policy {
                 }
             },
             // No output contract: nothing to check and nothing rules can read.
-            (Phase::After, None) => None,
+            (Phase::After, None) => false,
         };
-        let actor = check_root_from(request.actor, &p.actor, "actor")?;
-        let snapshot = check_root_from(request.snapshot, &p.snapshot, "snapshot")?;
+        let actor_at = values.len();
+        check_root_into(request.actor, &p.actor, "actor", &mut values)?;
+        let snapshot_at = values.len();
+        check_root_into(request.snapshot, &p.snapshot, "snapshot", &mut values)?;
         Ok(Prepared {
             policy: PolicyRef::Borrowed(&self.inner),
             action,
             phase: request.phase,
-            input,
-            output,
-            actor,
-            snapshot,
+            roots: Roots {
+                values,
+                output_at,
+                actor_at,
+                snapshot_at,
+                has_output,
+            },
             now: request.time,
-            error: request.error.map(|e| Value::Str(e.to_string())),
+            error: request.error.map(|e| Value::Str(e.into())),
             // An empty id is no session: an integration that sends `""`
             // when it has none would otherwise put every such run in one
             // session, each reading the others' approvals and calls.
@@ -695,7 +763,7 @@ impl Policy {
     }
 
     /// The `block` decision of a refused request.
-    fn refuse(&self, phase: Phase, refusal: Refusal<'_>) -> Decision<'_> {
+    pub(crate) fn refuse(&self, phase: Phase, refusal: Refusal<'_>) -> Decision<'_> {
         match refusal {
             Refusal::Contract(v) => self.violation(phase, v),
             Refusal::UnknownAction { name, path, why } => {
@@ -764,10 +832,7 @@ impl Policy {
             policy: PolicyRef::Borrowed(&self.inner),
             action,
             phase: Phase::Before,
-            input,
-            output: None,
-            actor,
-            snapshot,
+            roots: Roots::from_parts(input, None, actor, snapshot),
             now: request.time,
             error: None,
             session: request.session.clone().filter(|s| !s.trim().is_empty()),
@@ -881,11 +946,8 @@ impl Policy {
             policy: PolicyRef::Borrowed(&self.inner),
             action,
             phase: Phase::Before,
-            input,
-            output: None,
+            roots: Roots::from_parts(input, None, actor, snapshot),
             error: None,
-            actor,
-            snapshot,
             now: None,
             session: None,
         })
@@ -901,10 +963,7 @@ impl<'p> Prepared<'p> {
             policy: self.policy.into_owned(),
             action: self.action,
             phase: self.phase,
-            input: self.input,
-            output: self.output,
-            actor: self.actor,
-            snapshot: self.snapshot,
+            roots: self.roots,
             now: self.now,
             error: self.error,
             session: self.session,
@@ -927,7 +986,7 @@ impl<'p> Prepared<'p> {
     /// hashed).
     pub fn input_json(&self) -> serde_json::Value {
         match self.policy.actions.get(self.action as usize) {
-            Some(a) => Value::Object(self.input.clone()).to_json(&Type::Object(a.input.clone())),
+            Some(a) => Value::Object(self.roots.input().to_vec()).to_json(&Type::Object(a.input.clone())),
             None => serde_json::Value::Null,
         }
     }
@@ -949,10 +1008,7 @@ impl<'p> Prepared<'p> {
             policy: PolicyRef::Borrowed(&other.inner),
             action: self.action,
             phase: self.phase,
-            input: self.input.clone(),
-            output: self.output.clone(),
-            actor: self.actor.clone(),
-            snapshot: self.snapshot.clone(),
+            roots: self.roots.clone(),
             now: self.now,
             error: self.error.clone(),
             session: self.session.clone(),
@@ -1001,10 +1057,10 @@ impl<'p> Prepared<'p> {
             );
         };
         let env = Env {
-            input: &self.input,
+            input: self.roots.input(),
             output: None,
-            actor: &self.actor,
-            snapshot: &self.snapshot,
+            actor: self.roots.actor(),
+            snapshot: self.roots.snapshot(),
             tool: action.tool_values(),
             action: &action.name,
             now: self.now,
@@ -1115,10 +1171,10 @@ impl<'p> Prepared<'p> {
             return self.finish(Effect::Block, Basis::State(NEEDS_STATE.into()), Vec::new(), Vec::new());
         }
         let env = Env {
-            input: &self.input,
-            output: self.output.as_deref(),
-            actor: &self.actor,
-            snapshot: &self.snapshot,
+            input: self.roots.input(),
+            output: self.roots.output(),
+            actor: self.roots.actor(),
+            snapshot: self.roots.snapshot(),
             tool: action.tool_values(),
             action: &action.name,
             now: self.now,
@@ -1310,10 +1366,10 @@ impl<'p> Prepared<'p> {
             );
         }
         let env = Env {
-            input: &self.input,
-            output: self.output.as_deref(),
-            actor: &self.actor,
-            snapshot: &self.snapshot,
+            input: self.roots.input(),
+            output: self.roots.output(),
+            actor: self.roots.actor(),
+            snapshot: self.roots.snapshot(),
             tool: action.tool_values(),
             action: &action.name,
             now: self.now,
@@ -1435,7 +1491,7 @@ impl<'p> Prepared<'p> {
                         time: self.now.unwrap_or(jiff::Timestamp::UNIX_EPOCH),
                         effect: decision.effect,
                         input: render_hashed(
-                            &Value::Object(self.input.clone()),
+                            &Value::Object(self.roots.input().to_vec()),
                             &Type::Object(action.input.clone()),
                             &hash,
                         ),
@@ -1443,9 +1499,9 @@ impl<'p> Prepared<'p> {
                     })
                 }
                 Phase::After => {
-                    if let (Some(output), Some(ty)) = (&self.output, &action.output) {
+                    if let (Some(output), Some(ty)) = (self.roots.output(), &action.output) {
                         effects.output = Some(render_hashed(
-                            &Value::Object(output.clone()),
+                            &Value::Object(output.to_vec()),
                             &Type::Object(ty.clone()),
                             &hash,
                         ));
@@ -1549,7 +1605,7 @@ impl<'p> Prepared<'p> {
 /// the scalars keys are.
 fn key_text(v: &Value, ty: &Type) -> String {
     match v {
-        Value::Str(s) => serde_json::Value::String(s.clone()).to_string(),
+        Value::Str(s) => serde_json::Value::String(s.to_string()).to_string(),
         Value::Int(i) => i.to_string(),
         Value::Bool(b) => b.to_string(),
         other => other.to_json(ty).to_string(),

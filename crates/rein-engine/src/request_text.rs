@@ -23,7 +23,7 @@ mod differential;
 
 use crate::ast::Phase;
 use crate::decision::Decision;
-use crate::policy::{Parts, Policy, Prepared};
+use crate::policy::{Parts, Policy, Prepared, Refusal};
 use crate::request::{Request, RequestError};
 use tape::{Cursor, Tape};
 
@@ -34,21 +34,52 @@ impl Policy {
     /// the text is not a request at all; a request that breaks its contract
     /// is a `block` decision that says why.
     pub fn decide_json_str(&self, text: &str) -> Result<Decision<'_>, RequestError> {
-        if let Some(prepared) = self.prepare_json_text(text) {
-            return Ok(prepared.decide());
+        match self.read_json_text(text) {
+            Some(Direct::Prepared(prepared)) => return Ok(prepared.decide()),
+            Some(Direct::Refused(decision)) => return Ok(decision),
+            None => {}
         }
         let request = Request::from_json_str(text)?;
         Ok(self.decide(&request))
     }
 
-    /// The request in `text` prepared straight from the text, when it is a
-    /// well-formed request that passes its contracts; `None` for anything
-    /// else, which the request reader decides (and words) as usual.
-    fn prepare_json_text(&self, text: &str) -> Option<Prepared<'_>> {
+    /// The request in `text` read straight from the text, when it is a
+    /// well-formed request that passes its contracts or names an action
+    /// the policy does not know; `None` for anything else, which the
+    /// request reader decides (and words) as usual.
+    fn read_json_text(&self, text: &str) -> Option<Direct<'_>> {
         let tape = Tape::read(text)?;
         let parts = request_parts(tape.root())?;
-        self.prepare_parts(parts).ok()
+        let phase = parts.phase;
+        match self.prepare_parts(parts) {
+            Ok(prepared) => Some(Direct::Prepared(prepared)),
+            // The request reader takes every text the tape and
+            // `request_parts` take, and refuses an unknown action on its
+            // name alone: refused here as `decide` refuses it, without
+            // reading the text again.
+            Err(r @ Refusal::UnknownAction { .. }) => Some(Direct::Refused(self.refuse(phase, r))),
+            // Worded by the request path.
+            Err(Refusal::Contract(_)) => None,
+        }
     }
+
+    /// The request in `text` prepared straight from the text (see
+    /// [`Policy::read_json_text`]).
+    #[cfg(test)]
+    fn prepare_json_text(&self, text: &str) -> Option<Prepared<'_>> {
+        match self.read_json_text(text)? {
+            Direct::Prepared(prepared) => Some(prepared),
+            Direct::Refused(_) => None,
+        }
+    }
+}
+
+/// A request read straight from its text.
+enum Direct<'p> {
+    /// Passed its contracts.
+    Prepared(Prepared<'p>),
+    /// Refused before its contracts (an unknown action).
+    Refused(Decision<'p>),
 }
 
 /// The parts of a request object on a tape, read as [`Request`]'s reader
