@@ -958,7 +958,7 @@ impl<'a> Lowering<'a> {
                 Some(t) => Lowered::ok(V::Real(t)),
                 None => self.opaque(n),
             },
-            Value::Str(s) if s.chars().all(|c| c <= MAX_SOLVER_CHAR) => Lowered::ok(V::Str(Term::Str(s.clone()))),
+            Value::Str(s) if s.chars().all(|c| c <= MAX_SOLVER_CHAR) => Lowered::ok(V::Str(Term::Str(s.to_string()))),
             _ => self.opaque(n),
         }
     }
@@ -1361,7 +1361,7 @@ fn constraint(var: &Term, sort: Sort, c: &Constraints) -> Term {
         for a in allowed {
             match (sort, a) {
                 (Sort::Str, Value::Str(s)) if s.chars().all(|c| c <= MAX_SOLVER_CHAR) => {
-                    alts.push(Term::eq(var.clone(), Term::Str(s.clone())))
+                    alts.push(Term::eq(var.clone(), Term::Str(s.to_string())))
                 }
                 (Sort::Int, Value::Int(i)) => alts.push(Term::eq(var.clone(), Term::Int((*i).into()))),
                 (Sort::Bool, Value::Bool(b)) => alts.push(Term::eq(var.clone(), Term::Bool(*b))),

@@ -127,7 +127,7 @@ pub(crate) fn compile(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) -> Opti
             action_index.insert(c.name.value.clone(), id);
             action_decl.push((fi, c.name.span));
             actions.push(ActionIr {
-                name: Value::Str(c.name.value.clone()),
+                name: Value::Str(c.name.value.as_str().into()),
                 input,
                 output,
                 before: Vec::new(),

@@ -426,13 +426,13 @@ fn eval_inner<'a, T: Tracer>(node: &'a Node, env: &Env<'a>, frame: &mut Frame<'_
                     Value::Str(s) => s,
                     other => return fail(format!("map keys must be strings, got {}", kind_of(&other))),
                 };
-                out.insert(key, eval(v, env, frame)?.into_owned());
+                out.insert(key.into(), eval(v, env, frame)?.into_owned());
             }
             Ok(Cow::Owned(Value::Map(out)))
         }
         NodeKind::Comprehension { kind, range, var, body } => comprehension(*kind, range, *var, body, env, frame),
         NodeKind::SessionId => match env.session {
-            Some(s) => Ok(Cow::Owned(Value::Str(s.to_string()))),
+            Some(s) => Ok(Cow::Owned(Value::Str(s.into()))),
             None => fail(crate::state_eval::NO_SESSION),
         },
         NodeKind::SessionLabels => crate::state_eval::labels(env).map(Cow::Owned),
@@ -594,7 +594,7 @@ fn comprehension<'a, T: Tracer>(
     let coll = eval(range, env, frame)?;
     let items: Vec<Value> = match coll.as_ref() {
         Value::List(items) => items.clone(),
-        Value::Map(m) => m.keys().map(|k| Value::Str(k.clone())).collect(),
+        Value::Map(m) => m.keys().map(|k| Value::Str(k.into())).collect(),
         other => return fail(format!("cannot iterate over {}", kind_of(other))),
     };
     charge(items.len())?;
@@ -737,7 +737,7 @@ fn arith(op: ArithOp, a: &Value, b: &Value) -> Result<Value, EvalError> {
         }
         (ArithOp::Add, Str(x), Str(y)) => {
             charge_bytes(x.len() + y.len())?;
-            Ok(Str(format!("{x}{y}")))
+            Ok(Str(format!("{x}{y}").into()))
         }
         (ArithOp::Add, List(x), List(y)) => {
             charge(x.len() + y.len())?;
@@ -783,10 +783,10 @@ fn call<'a>(func: Builtin, a: Cow<'a, Value>, b: Option<Cow<'a, Value>>) -> R<'a
         Builtin::StartsWith => owned(Value::Bool(str_of(&a)?.starts_with(str_of(second()?)?))),
         Builtin::EndsWith => owned(Value::Bool(str_of(&a)?.ends_with(str_of(second()?)?))),
         Builtin::Contains => owned(Value::Bool(str_of(&a)?.contains(str_of(second()?)?))),
-        Builtin::LowerAscii => owned(Value::Str(str_of(&a)?.to_ascii_lowercase())),
-        Builtin::UpperAscii => owned(Value::Str(str_of(&a)?.to_ascii_uppercase())),
-        Builtin::Trim => owned(Value::Str(str_of(&a)?.trim().to_string())),
-        Builtin::NormalizePath => owned(Value::Str(normalize_path(str_of(&a)?))),
+        Builtin::LowerAscii => owned(Value::Str(str_of(&a)?.to_ascii_lowercase().into())),
+        Builtin::UpperAscii => owned(Value::Str(str_of(&a)?.to_ascii_uppercase().into())),
+        Builtin::Trim => owned(Value::Str(str_of(&a)?.trim().into())),
+        Builtin::NormalizePath => owned(Value::Str(normalize_path(str_of(&a)?).into())),
         Builtin::Under => {
             let path = normalize_path(str_of(&a)?);
             let dir = normalize_path(str_of(second()?)?);
@@ -825,14 +825,14 @@ fn call<'a>(func: Builtin, a: Cow<'a, Value>, b: Option<Cow<'a, Value>>) -> R<'a
         },
         Builtin::ToString => owned(Value::Str(match a.as_ref() {
             Value::Str(s) => s.clone(),
-            Value::Int(i) => i.to_string(),
-            Value::Float(f) => f.to_string(),
-            Value::Bool(b) => b.to_string(),
-            Value::Timestamp(t) => t.to_string(),
-            Value::Duration(d) => crate::value::format_duration(*d),
-            Value::Url(u) => u.to_string(),
-            Value::Ip(ip) => ip.to_string(),
-            Value::Cidr(ip, n) => format!("{ip}/{n}"),
+            Value::Int(i) => i.to_string().into(),
+            Value::Float(f) => f.to_string().into(),
+            Value::Bool(b) => b.to_string().into(),
+            Value::Timestamp(t) => t.to_string().into(),
+            Value::Duration(d) => crate::value::format_duration(*d).into(),
+            Value::Url(u) => u.to_string().into(),
+            Value::Ip(ip) => ip.to_string().into(),
+            Value::Cidr(ip, n) => format!("{ip}/{n}").into(),
             other => return fail(format!("cannot convert {} to string", kind_of(other))),
         })),
         Builtin::ToTimestamp => match a.as_ref() {
@@ -878,12 +878,12 @@ fn call<'a>(func: Builtin, a: Cow<'a, Value>, b: Option<Cow<'a, Value>>) -> R<'a
                 Builtin::UrlHost => {
                     let host = u.host_str().unwrap_or_default();
                     let host = host.strip_suffix('.').unwrap_or(host);
-                    Value::Str(host.trim_start_matches('[').trim_end_matches(']').to_string())
+                    Value::Str(host.trim_start_matches('[').trim_end_matches(']').into())
                 }
-                Builtin::UrlScheme => Value::Str(u.scheme().to_string()),
+                Builtin::UrlScheme => Value::Str(u.scheme().into()),
                 Builtin::UrlPort => Value::Int(u.port_or_known_default().map_or(0, i64::from)),
-                Builtin::UrlPath => Value::Str(u.path().to_string()),
-                _ => Value::Str(u.query().unwrap_or_default().to_string()),
+                Builtin::UrlPath => Value::Str(u.path().into()),
+                _ => Value::Str(u.query().unwrap_or_default().into()),
             })
         }
     }

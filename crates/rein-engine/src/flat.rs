@@ -1002,7 +1002,7 @@ mod tests {
                 V::Bool(b) => Value::Bool(*b),
                 V::Int(i) => Value::Int(*i),
                 V::Float(f) => Value::Float(*f),
-                V::Str(s) => Value::Str((*s).to_string()),
+                V::Str(s) => Value::Str((*s).into()),
                 V::List(l) => Value::List(l.iter().map(|i| Value::Int(*i)).collect()),
                 V::Map(m) => Value::Map(
                     m.iter()
@@ -1162,7 +1162,7 @@ mod tests {
             }
             G::StrTest(t, o, k) => NodeKind::Call {
                 func: [Builtin::StartsWith, Builtin::EndsWith, Builtin::Contains][*t as usize % 3],
-                args: vec![operand_node(o), node(NodeKind::Const(Value::Str((*k).to_string())))].into_boxed_slice(),
+                args: vec![operand_node(o), node(NodeKind::Const(Value::Str((*k).into())))].into_boxed_slice(),
             },
             G::Truthy(o) => return operand_node(o),
             G::Not(a) => NodeKind::Not(Box::new(tree(a))),
@@ -1203,7 +1203,7 @@ mod tests {
             actor: vals(actor),
             snapshot: vals(snapshot),
             tool: vals(tool),
-            action: Value::Str((*action).to_string()),
+            action: Value::Str((*action).into()),
             error: error.then(|| Value::Str("failed".into())),
         }
     }

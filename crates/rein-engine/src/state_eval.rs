@@ -42,7 +42,7 @@ pub(crate) fn window_start(now: Option<Timestamp>, window: SignedDuration) -> Re
 pub(crate) fn labels(env: &Env<'_>) -> Result<Value, EvalError> {
     let (state, session) = session_env(env)?;
     let labels = state.session_labels(session).map_err(state_error)?;
-    Ok(Value::List(labels.into_iter().map(Value::Str).collect()))
+    Ok(Value::List(labels.into_iter().map(|s| Value::Str(s.into())).collect()))
 }
 
 /// `label in session.labels`.
@@ -172,7 +172,7 @@ fn call_value(c: &SessionCall, ty: &ObjectType) -> Result<Value, EvalError> {
                 Some(o) => from_json(o, &f.ty, "output")?,
                 None => Value::Absent,
             },
-            "effect" => Value::Str(c.effect.as_str().to_string()),
+            "effect" => Value::Str(c.effect.as_str().into()),
             "time" => Value::Timestamp(Instant::from(c.time)),
             other => return Err(EvalError(format!("internal: a call has no field `{other}`"))),
         };
@@ -191,12 +191,12 @@ fn from_json(json: &Json, ty: &Type, path: &str) -> Result<Value, EvalError> {
         ))
     };
     Ok(match (ty, json) {
-        (Type::Hashed(_), Json::String(s)) => Value::Str(s.clone()),
+        (Type::Hashed(_), Json::String(s)) => Value::Str(s.into()),
         (Type::Null, Json::Null) => Value::Null,
         (Type::Bool, Json::Bool(b)) => Value::Bool(*b),
         (Type::Int, Json::Number(n)) => Value::Int(n.as_i64().ok_or_else(unfit)?),
         (Type::Number, Json::Number(n)) => Value::Float(n.as_f64().filter(|f| f.is_finite()).ok_or_else(unfit)?),
-        (Type::String, Json::String(s)) => Value::Str(s.clone()),
+        (Type::String, Json::String(s)) => Value::Str(s.into()),
         (Type::Timestamp, Json::String(s)) => Value::Timestamp(Instant::parse(s).ok_or_else(unfit)?),
         (Type::Duration, Json::String(s)) => Value::Duration(parse_duration(s).ok_or_else(unfit)?),
         (Type::List(t), Json::Array(items)) => Value::List(

@@ -4,6 +4,7 @@
 use crate::instant::Instant;
 use crate::types::Type;
 use jiff::SignedDuration;
+use smol_str::SmolStr;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -21,8 +22,8 @@ pub enum Value {
     Int(i64),
     /// A 64-bit float; never NaN when it came from a request.
     Float(f64),
-    /// A string.
-    Str(String),
+    /// A string (up to 23 bytes inline, longer ones shared).
+    Str(SmolStr),
     /// A point in time.
     Timestamp(Instant),
     /// A span of time.
@@ -108,7 +109,7 @@ impl Value {
             Value::Bool(b) => J::Bool(*b),
             Value::Int(i) => J::from(*i),
             Value::Float(f) => serde_json::Number::from_f64(*f).map_or_else(|| J::String(f.to_string()), J::Number),
-            Value::Str(s) => J::String(s.clone()),
+            Value::Str(s) => J::String(s.to_string()),
             Value::Timestamp(t) => J::String(t.to_string()),
             Value::Duration(d) => J::String(format_duration(*d)),
             Value::List(items) => {

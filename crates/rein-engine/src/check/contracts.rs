@@ -314,7 +314,7 @@ impl ContractResolver<'_> {
                 }
                 seen.push(v.value.clone());
             }
-            out.allowed = Some(seen.into_iter().map(Value::Str).collect());
+            out.allowed = Some(seen.into_iter().map(|s| Value::Str(s.into())).collect());
         }
         if let Some(allowed) = &c.allowed {
             if out.is_enum {
@@ -327,7 +327,7 @@ impl ContractResolver<'_> {
             let mut values = Vec::new();
             for lit in &allowed.value {
                 let v = match (lit, ty) {
-                    (Literal::String(s), Type::String) => Value::Str(s.clone()),
+                    (Literal::String(s), Type::String) => Value::Str(s.into()),
                     (Literal::Int(i), Type::Int) => Value::Int(*i),
                     (Literal::Int(i), Type::Number) => Value::Float(*i as f64),
                     (Literal::Float(f), Type::Number) => Value::Float(*f),

@@ -132,7 +132,7 @@ impl<'a> ExprChecker<'a> {
             ExprKind::Bool(b) => node(NodeKind::Const(Value::Bool(*b)), span, Type::Bool),
             ExprKind::Int(i) => node(NodeKind::Const(Value::Int(*i)), span, Type::Int),
             ExprKind::Float(f) => node(NodeKind::Const(Value::Float(*f)), span, Type::Number),
-            ExprKind::String(s) => node(NodeKind::Const(Value::Str(s.clone())), span, Type::String),
+            ExprKind::String(s) => node(NodeKind::Const(Value::Str(s.into())), span, Type::String),
             ExprKind::Ident(name) => self.ident(name, span),
             ExprKind::Select { operand, field } => self.select(operand, field, span),
             ExprKind::Index { operand, index } => self.index(operand, index, span),
@@ -647,7 +647,7 @@ impl<'a> ExprChecker<'a> {
                         ..
                     }) = self.enum_shape(rhs).and_then(|s| s.items.map(|b| *b))
                     {
-                        let literal = std::iter::once(lit.clone()).collect();
+                        let literal = std::iter::once(lit.to_string()).collect();
                         self.report_enum_literals(lhs.span, &path, &values, &literal);
                     }
                 }
@@ -655,7 +655,7 @@ impl<'a> ExprChecker<'a> {
                     let consts: Option<FxHashSet<String>> = items
                         .iter()
                         .map(|i| match &i.kind {
-                            NodeKind::Const(Value::Str(s)) => Some(s.clone()),
+                            NodeKind::Const(Value::Str(s)) => Some(s.to_string()),
                             _ => None,
                         })
                         .collect();
@@ -767,7 +767,7 @@ impl<'a> ExprChecker<'a> {
         let NodeKind::Const(Value::Str(lit)) = &other.kind else {
             return;
         };
-        self.check_enum_set(e, _n, &std::iter::once(lit.clone()).collect());
+        self.check_enum_set(e, _n, &std::iter::once(lit.to_string()).collect());
     }
 
     fn check_enum_set(&mut self, e: &Expr, _n: &Node, literals: &FxHashSet<String>) {

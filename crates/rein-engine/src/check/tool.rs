@@ -152,7 +152,7 @@ fn unify(a: &Type, b: &Type) -> Option<Type> {
 /// by the type's positions, ints among numbers as numbers.
 fn value(c: &ConstAst, ty: &Type) -> Value {
     match (c, ty) {
-        (ConstAst::String(s), _) => Value::Str(s.clone()),
+        (ConstAst::String(s), _) => Value::Str(s.into()),
         (ConstAst::Bool(b), _) => Value::Bool(*b),
         (ConstAst::Int(i), Type::Number) => Value::Float(*i as f64),
         (ConstAst::Int(i), _) => Value::Int(*i),

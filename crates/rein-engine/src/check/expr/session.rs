@@ -566,7 +566,7 @@ pub(crate) fn session_action(name: &str, input: &Arc<ObjectType>, output: Option
     effect.constraints.allowed = Some(
         ["allow", "require_approval", "block"]
             .iter()
-            .map(|e| Value::Str(e.to_string()))
+            .map(|e| Value::Str((*e).into()))
             .collect(),
     );
     effect.constraints.is_enum = true;
