@@ -226,7 +226,7 @@ const LINEAR_FIELDS: usize = 16;
 /// The position of the field named `key`, trying `next` first: keys mostly
 /// come in declaration order (or, from a `serde_json` map, in sorted
 /// order, where a short scan is as cheap as hashing the key).
-#[inline]
+#[inline(always)]
 fn field_slot(ty: &ObjectType, key: &str, next: usize) -> Option<usize> {
     let fields = &ty.fields;
     if fields.get(next).is_some_and(|f| same_name(&f.name, key)) {
@@ -334,6 +334,7 @@ fn undeclared(ty: &ObjectType, path: &Path<'_>, k: &str) -> Violation {
     violation(&p, format!("is not declared in the contract{hint}"))
 }
 
+#[inline(never)]
 fn check_value<V: ContractValue, const REDACTED: bool>(
     source: &V,
     ty: &Type,
@@ -346,7 +347,9 @@ fn check_value<V: ContractValue, const REDACTED: bool>(
 
 /// [`check_value`] of `source`, whose node was read already. Every
 /// violation is built out of line: the common value, which passes, runs
-/// only the checks.
+/// only the checks. (Inlined into the field loop of an object, its one
+/// caller besides [`check_value`].)
+#[inline(always)]
 fn check_node<V: ContractValue, const REDACTED: bool>(
     source: &V,
     node: Node<'_>,
