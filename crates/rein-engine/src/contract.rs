@@ -668,4 +668,83 @@ mod tests {
         let v = check_root(Some(&json), &actor, "actor").unwrap_err();
         assert_eq!(v.path, "actor.chain[0].via");
     }
+
+    /// An object type of `names`, each an optional int; undeclared fields
+    /// refused.
+    fn ints(names: &[String]) -> ObjectType {
+        use crate::types::FieldDef;
+        ObjectType {
+            name: "input".into(),
+            fields: names
+                .iter()
+                .map(|n| FieldDef {
+                    name: n.clone(),
+                    ty: Type::Int,
+                    optional: true,
+                    sensitive: false,
+                    per_call: false,
+                    empty_when_absent: false,
+                    constraints: Constraints::default(),
+                })
+                .collect(),
+            index: names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect(),
+            extra: ExtraFields::Reject,
+        }
+    }
+
+    /// Distinct names, many of one length and first letter (the scan's
+    /// quick tests must not decide alone).
+    fn names() -> impl proptest::strategy::Strategy<Value = Vec<String>> {
+        use proptest::prelude::*;
+        prop::collection::btree_set("[ab][a-c]{0,3}", 0..40).prop_map(|s| s.into_iter().collect())
+    }
+
+    proptest::proptest! {
+        /// A key's field is found whatever field is tried first, in
+        /// objects scanned and objects looked up in their index.
+        #[test]
+        fn a_key_finds_its_field(names in names(), next in 0usize..50, probe in "[ab][a-c]{0,3}") {
+            let ty = ints(&names);
+            for (i, n) in names.iter().enumerate() {
+                proptest::prop_assert_eq!(field_slot(&ty, n, next), Some(i));
+            }
+            proptest::prop_assert_eq!(field_slot(&ty, &probe, next), names.iter().position(|n| *n == probe));
+        }
+
+        /// Each field's value lands in its position, whatever the keys'
+        /// order; an undeclared key is the violation.
+        #[test]
+        fn fields_land_in_their_positions(
+            names in names(),
+            present in proptest::collection::vec(proptest::bool::ANY, 40),
+            extra in proptest::option::of("[ab][a-c]{0,3}"),
+        ) {
+            let ty = ints(&names);
+            let mut object = serde_json::Map::new();
+            for (i, n) in names.iter().enumerate() {
+                if present[i] {
+                    object.insert(n.clone(), json!(i));
+                }
+            }
+            let undeclared = extra.filter(|e| !names.contains(e));
+            if let Some(e) = &undeclared {
+                object.insert(e.clone(), json!(0));
+            }
+            let json = Json::Object(object);
+            match (check_root(Some(&json), &ty, "input"), undeclared) {
+                (Err(v), Some(e)) => proptest::prop_assert_eq!(v.path, format!("input.{e}")),
+                (Ok(values), None) => {
+                    proptest::prop_assert_eq!(values.len(), names.len());
+                    for (i, v) in values.iter().enumerate() {
+                        match v {
+                            Value::Int(at) => proptest::prop_assert!(present[i] && *at == i as i64),
+                            Value::Absent => proptest::prop_assert!(!present[i]),
+                            other => proptest::prop_assert!(false, "{other:?}"),
+                        }
+                    }
+                }
+                (got, want) => proptest::prop_assert!(false, "{got:?} for undeclared {want:?}"),
+            }
+        }
+    }
 }
