@@ -27,7 +27,8 @@
 //! Programs are built from the tree IR when a policy is compiled and when
 //! one is read from the cache (they are not stored in it).
 
-use crate::ast::Effect;
+use crate::ast::{Combining, Effect, Phase};
+use crate::decision::Matched;
 use crate::eval::{compare, eval_condition, Env, EvalError, Frame, Tracer};
 use crate::ir::{ActionIr, Builtin, CmpOp, CompiledPolicy, CompiledRule, Node, NodeKind, Root, RuleInfo, Step};
 use crate::value::Value;
@@ -203,16 +204,34 @@ enum HasStep {
 }
 
 /// The rules of one action and phase, flat. Built by [`Program::build`].
+/// One cache line (the code and tables are elsewhere): what a decision
+/// reads of its action is this and little else.
 #[derive(Debug, Default)]
+#[repr(align(64))]
 pub(crate) struct Program {
     /// The rules, each a header and its condition, in rule order.
     code: Vec<Insn>,
     /// How many rules `code` holds (checked against the tree's).
     rules: u32,
-    /// Field positions of paths deeper than one step.
-    paths: Vec<u32>,
     /// The string constants, one after the other.
     strings: String,
+    /// What fewer rules read, boxed (`None` when all empty) so that a
+    /// program stays small: an action holds four, and a decision reads
+    /// one among its action's other fields, fewer cache lines apart.
+    tables: Option<Box<Tables>>,
+    /// [`Program::every`] may decide the action's rules of this phase
+    /// alone: they neither read nor write state, the action has no shadow
+    /// rules for the phase, the policy combines natively, and this program
+    /// covers the rules. Set by [`build_all`] (the policy is not changed
+    /// after), false for any other program.
+    pub fast: bool,
+}
+
+/// The tables of a [`Program`] besides its code and strings.
+#[derive(Debug, Default)]
+struct Tables {
+    /// Field positions of paths deeper than one step.
+    paths: Vec<u32>,
     /// Members of literal string sets: ranges of `strings`.
     members: Vec<(u32, u32)>,
     /// Steps of `has(...)`.
@@ -220,6 +239,21 @@ pub(crate) struct Program {
     /// Operands of general comparisons.
     operands: Vec<Operand>,
 }
+
+impl Tables {
+    const EMPTY: Tables = Tables {
+        paths: Vec::new(),
+        members: Vec::new(),
+        steps: Vec::new(),
+        operands: Vec::new(),
+    };
+
+    fn is_empty(&self) -> bool {
+        self.paths.is_empty() && self.members.is_empty() && self.steps.is_empty() && self.operands.is_empty()
+    }
+}
+
+static NO_TABLES: Tables = Tables::EMPTY;
 
 /// The flat programs of one action, one per rule list.
 #[derive(Debug, Default)]
@@ -234,15 +268,23 @@ pub(crate) struct ActionPrograms {
 /// compiled, or read from the cache).
 pub(crate) fn build_all(policy: &mut CompiledPolicy) {
     let infos = &policy.rules;
+    let native = policy.combining == Combining::DenyOverrides;
     for action in &mut policy.actions {
-        action.flat = build_action(action, infos);
+        action.flat = build_action(action, infos, native);
     }
 }
 
-fn build_action(action: &ActionIr, infos: &[RuleInfo]) -> ActionPrograms {
+fn build_action(action: &ActionIr, infos: &[RuleInfo], native: bool) -> ActionPrograms {
+    let program = |phase: Phase| {
+        let rules = action.rules(phase);
+        let mut p = Program::build(rules, infos);
+        let needs = action.state(phase);
+        p.fast = native && !needs.reads && !needs.writes && action.shadow_rules(phase).is_empty() && p.covers(rules);
+        p
+    };
     ActionPrograms {
-        before: Program::build(&action.before, infos),
-        after: Program::build(&action.after, infos),
+        before: program(Phase::Before),
+        after: program(Phase::After),
         shadow_before: Program::build(&action.shadow_before, infos),
         shadow_after: Program::build(&action.shadow_after, infos),
     }
@@ -285,16 +327,19 @@ impl Program {
         let sizes = [
             rules.len(),
             p.code.len(),
-            p.paths.len(),
+            p.t().paths.len(),
             p.strings.len(),
-            p.members.len(),
-            p.steps.len(),
-            p.operands.len(),
+            p.t().members.len(),
+            p.t().steps.len(),
+            p.t().operands.len(),
         ];
         if sizes.iter().any(|&n| u32::try_from(n).is_err()) {
             return Program::default();
         }
         p.rules = u32::try_from(rules.len()).unwrap_or(u32::MAX);
+        if p.tables.as_deref().is_some_and(Tables::is_empty) {
+            p.tables = None;
+        }
         p
     }
 
@@ -303,6 +348,17 @@ impl Program {
     #[inline]
     pub fn covers(&self, rules: &[CompiledRule]) -> bool {
         self.rules as usize == rules.len()
+    }
+
+    /// The tables, empty when there are none.
+    #[inline(always)]
+    fn t(&self) -> &Tables {
+        self.tables.as_deref().unwrap_or(&NO_TABLES)
+    }
+
+    /// The tables, to add to while building.
+    fn tm(&mut self) -> &mut Tables {
+        self.tables.get_or_insert_with(Box::default)
     }
 
     fn here(&self) -> u32 {
@@ -360,10 +416,10 @@ impl Program {
                     Some((src, depth, at)) => {
                         let mut sorted: Vec<&String> = set.iter().collect();
                         sorted.sort();
-                        let first = u32::try_from(self.members.len()).unwrap_or(u32::MAX);
+                        let first = u32::try_from(self.tm().members.len()).unwrap_or(u32::MAX);
                         for s in sorted {
                             let range = self.string(s);
-                            self.members.push(range);
+                            self.tm().members.push(range);
                         }
                         let count = u32::try_from(set.len()).unwrap_or(u32::MAX);
                         Insn::InSet {
@@ -381,9 +437,9 @@ impl Program {
             NodeKind::Has { base, steps } => {
                 let insn = match &base.kind {
                     NodeKind::Path { root, path } => {
-                        let first = u32::try_from(self.steps.len()).unwrap_or(u32::MAX);
+                        let first = u32::try_from(self.tm().steps.len()).unwrap_or(u32::MAX);
                         for idx in path.iter() {
-                            self.steps.push(HasStep::Field(*idx));
+                            self.tm().steps.push(HasStep::Field(*idx));
                         }
                         for step in steps.iter() {
                             let s = match step {
@@ -393,7 +449,7 @@ impl Program {
                                     HasStep::Key { off, len }
                                 }
                             };
-                            self.steps.push(s);
+                            self.tm().steps.push(s);
                         }
                         let count = u32::try_from(path.len() + steps.len()).unwrap_or(u32::MAX);
                         Insn::Has {
@@ -455,9 +511,9 @@ impl Program {
                 let (Some(a), Some(b)) = (self.operand_of(lhs), self.operand_of(rhs)) else {
                     return Insn::Unknown;
                 };
-                self.operands.push(a);
-                self.operands.push(b);
-                let n = u32::try_from(self.operands.len()).unwrap_or(u32::MAX);
+                self.tm().operands.push(a);
+                self.tm().operands.push(b);
+                let n = u32::try_from(self.tm().operands.len()).unwrap_or(u32::MAX);
                 return Insn::Cmp {
                     op,
                     a: n.saturating_sub(2),
@@ -504,8 +560,8 @@ impl Program {
                 if depth == 1 {
                     return Some((source(*root), 1, path[0]));
                 }
-                let at = u32::try_from(self.paths.len()).ok()?;
-                self.paths.extend_from_slice(path);
+                let at = u32::try_from(self.tm().paths.len()).ok()?;
+                self.tm().paths.extend_from_slice(path);
                 Some((source(*root), depth, at))
             }
             _ => None,
@@ -571,17 +627,49 @@ pub(crate) struct FlatOutcome {
     pub outcome: Tri,
 }
 
+/// The roots a program reads, by `SRC_*`, gathered once per decision so
+/// that a read is an index rather than a match on the source (`None`: a
+/// root the request lacks).
+pub(crate) struct Roots<'e> {
+    fields: [Option<&'e [Value]>; 5],
+    action: &'e Value,
+}
+
+impl<'e> Roots<'e> {
+    #[inline(always)]
+    fn of(env: &Env<'e>) -> Roots<'e> {
+        // In `SRC_*` order.
+        Roots {
+            fields: [
+                Some(env.input),
+                env.output,
+                Some(env.actor),
+                Some(env.snapshot),
+                Some(env.tool),
+            ],
+            action: env.action,
+        }
+    }
+
+    /// The fields of a source (`None` for the action's name, a root the
+    /// request lacks and a source that does not exist).
+    #[inline(always)]
+    fn fields(&self, src: u8) -> Option<&'e [Value]> {
+        self.fields.get(usize::from(src)).copied().flatten()
+    }
+}
+
 /// The rules of a program, each with its outcome: see [`Program::run`].
 pub(crate) struct Run<'p, 'e> {
     program: &'p Program,
-    env: &'p Env<'e>,
+    roots: Roots<'e>,
     pc: usize,
 }
 
 impl Iterator for Run<'_, '_> {
     type Item = FlatOutcome;
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<FlatOutcome> {
         let Insn::Rule {
             mode,
@@ -601,7 +689,7 @@ impl Iterator for Run<'_, '_> {
         let outcome = match mode {
             Mode::Always => Tri::True,
             Mode::Tree => Tri::Unknown,
-            Mode::Flat => self.program.all(start, end as usize, self.env),
+            Mode::Flat => self.program.all(start, end as usize, &self.roots),
         };
         Some(FlatOutcome {
             pos,
@@ -615,10 +703,10 @@ impl Iterator for Run<'_, '_> {
 impl Program {
     /// Runs every rule in order.
     #[inline]
-    pub fn run<'p, 'e>(&'p self, env: &'p Env<'e>) -> Run<'p, 'e> {
+    pub fn run<'p, 'e>(&'p self, env: &Env<'e>) -> Run<'p, 'e> {
         Run {
             program: self,
-            env,
+            roots: Roots::of(env),
             pc: 0,
         }
     }
@@ -627,7 +715,7 @@ impl Program {
     /// `end`, in Kleene's logic: the decisive value (false for `&&`, true
     /// for `||`) wins whatever else is unknown, as `eval` absorbs errors.
     #[inline(always)]
-    fn junction<const OR: bool>(&self, mut pc: usize, end: usize, env: &Env<'_>) -> Tri {
+    fn junction<const OR: bool>(&self, mut pc: usize, end: usize, env: &Roots<'_>) -> Tri {
         let decisive = Tri::of(OR);
         let mut unknown = false;
         while pc < end {
@@ -648,25 +736,28 @@ impl Program {
 
     /// `&&` of the nodes from `pc` to `end`: a rule's top level, inlined.
     #[inline(always)]
-    fn all(&self, pc: usize, end: usize, env: &Env<'_>) -> Tri {
+    fn all(&self, pc: usize, end: usize, env: &Roots<'_>) -> Tri {
         self.junction::<false>(pc, end, env)
     }
 
     /// `&&` below the top of a condition, not inlined.
     #[inline(never)]
-    fn all_nested(&self, pc: usize, end: usize, env: &Env<'_>) -> Tri {
+    fn all_nested(&self, pc: usize, end: usize, env: &Roots<'_>) -> Tri {
         self.junction::<false>(pc, end, env)
     }
 
     /// `||` of the nodes from `pc` to `end`.
     #[inline(never)]
-    fn any(&self, pc: usize, end: usize, env: &Env<'_>) -> Tri {
+    fn any(&self, pc: usize, end: usize, env: &Roots<'_>) -> Tri {
         self.junction::<true>(pc, end, env)
     }
 
-    /// The node at `pc`, and where the next node starts.
+    /// The node at `pc`, and where the next node starts. The comparisons
+    /// policies are mostly made of (a field with an int or a string) are
+    /// here; every other node is [`Program::eval_other`], out of line, so
+    /// that this stays small enough to inline into the rule loop.
     #[inline(always)]
-    fn eval(&self, pc: usize, env: &Env<'_>) -> (Tri, usize) {
+    fn eval(&self, pc: usize, env: &Roots<'_>) -> (Tri, usize) {
         let Some(insn) = self.code.get(pc) else {
             return (Tri::Unknown, usize::MAX);
         };
@@ -683,13 +774,28 @@ impl Program {
                 at,
                 off,
                 len,
-            } => match (self.read(env, src, depth, at), self.str_at(off, len)) {
-                (Some(Value::Str(x)), Some(k)) => Tri::of(ordered(op, x.as_str(), k)),
+            } => match (self.read(env, src, depth, at), self.str_bytes(off, len)) {
+                // Strings order as their UTF-8 bytes do.
+                (Some(Value::Str(x)), Some(k)) => Tri::of(ordered(op, x.as_bytes(), k)),
                 // Another kind never equals nor orders with a string.
                 (Some(_), Some(_)) => Tri::of(op == CmpOp::Ne),
                 _ => Tri::Unknown,
             },
             Insn::And { end } => return (self.all_nested(pc + 1, end as usize, env), end as usize),
+            _ => return self.eval_other(pc, env),
+        };
+        (t, pc + 1)
+    }
+
+    /// [`Program::eval`] of every other node.
+    #[inline(never)]
+    fn eval_other(&self, pc: usize, env: &Roots<'_>) -> (Tri, usize) {
+        let Some(insn) = self.code.get(pc) else {
+            return (Tri::Unknown, usize::MAX);
+        };
+        let t = match *insn {
+            // Not reached from `eval`; here for completeness.
+            Insn::Int { .. } | Insn::Str { .. } | Insn::And { .. } => return self.eval(pc, env),
             Insn::Or { end } => return (self.any(pc + 1, end as usize, env), end as usize),
             Insn::Not => {
                 let (t, next) = self.eval_boxed(pc + 1, env);
@@ -748,45 +854,19 @@ impl Program {
     /// [`Program::eval`] not inlined: the operand of `!`, so that the
     /// recursion has a frame.
     #[inline(never)]
-    fn eval_boxed(&self, pc: usize, env: &Env<'_>) -> (Tri, usize) {
+    fn eval_boxed(&self, pc: usize, env: &Roots<'_>) -> (Tri, usize) {
         self.eval(pc, env)
-    }
-
-    /// The fields of a source (`None` for the action's name and for a root
-    /// the request lacks).
-    #[inline(always)]
-    fn fields<'e>(env: &Env<'e>, src: u8) -> Option<&'e [Value]> {
-        match src {
-            SRC_INPUT => Some(env.input),
-            SRC_ACTOR => Some(env.actor),
-            SRC_SNAPSHOT => Some(env.snapshot),
-            SRC_TOOL => Some(env.tool),
-            SRC_OUTPUT => env.output,
-            _ => None,
-        }
     }
 
     /// The value a read names, if present: `None` for an absent field, a
     /// missing root or a path through a value that is not an object (the
     /// tree evaluator's errors).
     #[inline(always)]
-    fn read<'e>(&self, env: &Env<'e>, src: u8, depth: u8, at: u32) -> Option<&'e Value> {
-        if src == SRC_ACTION {
-            return Some(env.action);
-        }
-        let mut fields = Self::fields(env, src)?;
+    fn read<'e>(&self, env: &Roots<'e>, src: u8, depth: u8, at: u32) -> Option<&'e Value> {
         let v = if depth == 1 {
-            fields.get(at as usize)?
+            env.fields(src)?.get(at as usize)?
         } else {
-            let path = self.paths.get(at as usize..at as usize + depth as usize)?;
-            let (last, init) = path.split_last()?;
-            for idx in init {
-                match fields.get(*idx as usize)? {
-                    Value::Object(inner) => fields = inner,
-                    _ => return None,
-                }
-            }
-            fields.get(*last as usize)?
+            self.read_deep(env, src, depth, at)?
         };
         match v {
             Value::Absent => None,
@@ -794,8 +874,27 @@ impl Program {
         }
     }
 
-    fn operand<'a>(&'a self, env: &Env<'a>, i: u32) -> Option<&'a Value> {
-        match self.operands.get(i as usize)? {
+    /// [`Program::read`] of the action's name (`depth` 0) or of a path of
+    /// two steps or more.
+    #[inline(never)]
+    fn read_deep<'e>(&self, env: &Roots<'e>, src: u8, depth: u8, at: u32) -> Option<&'e Value> {
+        if src == SRC_ACTION {
+            return Some(env.action);
+        }
+        let mut fields = env.fields(src)?;
+        let path = self.t().paths.get(at as usize..at as usize + depth as usize)?;
+        let (last, init) = path.split_last()?;
+        for idx in init {
+            match fields.get(*idx as usize)? {
+                Value::Object(inner) => fields = inner,
+                _ => return None,
+            }
+        }
+        fields.get(*last as usize)
+    }
+
+    fn operand<'a>(&'a self, env: &Roots<'a>, i: u32) -> Option<&'a Value> {
+        match self.t().operands.get(i as usize)? {
             Operand::Const(v) => Some(v),
             Operand::Read { src, depth, at } => self.read(env, *src, *depth, *at),
         }
@@ -806,9 +905,17 @@ impl Program {
         self.strings.get(off as usize..off as usize + len as usize)
     }
 
+    /// [`Program::str_at`] as bytes, without its checks of character
+    /// boundaries: the table holds whole strings, one after the other, so
+    /// a range the builder made is one string's bytes.
+    #[inline(always)]
+    fn str_bytes(&self, off: u32, len: u32) -> Option<&[u8]> {
+        self.strings.as_bytes().get(off as usize..off as usize + len as usize)
+    }
+
     /// Membership in a sorted set of strings.
     fn in_set(&self, x: &str, first: u32, count: u32) -> Tri {
-        let Some(members) = self.members.get(first as usize..first as usize + count as usize) else {
+        let Some(members) = self.t().members.get(first as usize..first as usize + count as usize) else {
             return Tri::Unknown;
         };
         let found = members.binary_search_by(|&(off, len)| self.str_at(off, len).unwrap_or_default().cmp(x));
@@ -817,10 +924,10 @@ impl Program {
 
     /// `has(...)`: false at the first absent field or missing key, as the
     /// tree evaluator walks it.
-    fn has(&self, env: &Env<'_>, src: u8, first: u32, count: u32) -> Tri {
+    fn has(&self, env: &Roots<'_>, src: u8, first: u32, count: u32) -> Tri {
         let (Some(fields), Some(steps)) = (
-            Self::fields(env, src),
-            self.steps.get(first as usize..first as usize + count as usize),
+            env.fields(src),
+            self.t().steps.get(first as usize..first as usize + count as usize),
         ) else {
             return Tri::Unknown;
         };
@@ -849,6 +956,77 @@ impl Program {
             }
         }
         Tri::True
+    }
+}
+
+/// What [`Program::every`] found: every rule decided by the flat program.
+pub(crate) struct Every {
+    /// The rules that held, by index in [`CompiledPolicy::rules`], in rule
+    /// order.
+    pub matched: Matched,
+    /// The strongest effect among them.
+    pub effect: Option<Effect>,
+}
+
+// A program is one cache line.
+const _: () = assert!(std::mem::size_of::<Program>() == 64);
+
+impl Program {
+    /// Native combining over the flat program alone: every rule of `rules`
+    /// (the rules this program was built from) in order, the rules that
+    /// held and their strongest effect. `None` as soon as a rule is not
+    /// known to the flat program (its condition is the tree's, or the
+    /// answer depends on what only the tree can tell: it may be an error)
+    /// or the program is out of step with `rules`: the caller then decides
+    /// with [`Program::outcomes`] and the tree evaluator, from the start.
+    /// The decision's fast path: one loop over the code, no per-rule
+    /// bookkeeping besides the matches.
+    ///
+    /// Only for a program marked [`Program::fast`], which covers its rules
+    /// (checked when it was built): the rules themselves are not read.
+    #[inline]
+    pub fn every(&self, env: &Env<'_>) -> Option<Every> {
+        if !self.fast {
+            return None;
+        }
+        let roots = Roots::of(env);
+        let mut matched = Matched::new();
+        let mut effect: Option<Effect> = None;
+        let mut pc = 0;
+        let mut pos: u32 = 0;
+        while let Some(insn) = self.code.get(pc) {
+            let Insn::Rule {
+                mode,
+                effect: rule_effect,
+                pos: at,
+                rule,
+                end,
+            } = *insn
+            else {
+                return None;
+            };
+            let end = end as usize;
+            // In step with the rules, and always forward.
+            if at != pos || end <= pc {
+                return None;
+            }
+            let holds = match mode {
+                Mode::Always => true,
+                Mode::Tree => return None,
+                Mode::Flat => match self.all(pc + 1, end, &roots) {
+                    Tri::True => true,
+                    Tri::False => false,
+                    Tri::Unknown => return None,
+                },
+            };
+            if holds {
+                matched.push(rule);
+                effect = Some(effect.map_or(rule_effect, |cur| cur.max(rule_effect)));
+            }
+            pc = end;
+            pos += 1;
+        }
+        (pos == self.rules).then_some(Every { matched, effect })
     }
 }
 
@@ -887,7 +1065,7 @@ impl Program {
         &'a self,
         rules: &'a [CompiledRule],
         infos: &'a [RuleInfo],
-        env: &'a Env<'e>,
+        env: &Env<'e>,
         flat: bool,
     ) -> Outcomes<'a, 'e> {
         Outcomes {
@@ -902,7 +1080,7 @@ impl Program {
 impl Iterator for Outcomes<'_, '_> {
     type Item = RuleOutcome;
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<RuleOutcome> {
         let pos = self.next;
         if pos >= self.rules.len() {
@@ -1259,6 +1437,116 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn info(effect: Effect) -> RuleInfo {
+        RuleInfo {
+            id: String::new(),
+            effect,
+            reason: None,
+            approval: None,
+            labels: Vec::new(),
+            file: 0,
+            when_span: None,
+            limit: None,
+            shadow: false,
+        }
+    }
+
+    const EFFECTS: [Effect; 3] = [Effect::Allow, Effect::RequireApproval, Effect::Block];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1500, .. ProptestConfig::default() })]
+
+        /// The decision's fast path: where [`Program::every`] answers, the
+        /// tree evaluator answers every rule without an error, the rules
+        /// that hold are those it lists, in order, and its effect is the
+        /// strongest of theirs.
+        #[test]
+        fn every_answers_only_what_the_tree_answers(
+            conds in prop::collection::vec((prop::option::weighted(0.9, condition()), 0usize..3), 1..7),
+            parts in request(),
+        ) {
+            let infos: Vec<RuleInfo> = conds.iter().map(|(_, e)| info(EFFECTS[*e])).collect();
+            let rules: Vec<CompiledRule> = conds
+                .iter()
+                .enumerate()
+                .map(|(i, (g, _))| CompiledRule {
+                    rule: u32::try_from(i).unwrap_or(u32::MAX),
+                    cond: g.as_ref().map(tree),
+                    limit: None,
+                })
+                .collect();
+            let mut program = Program::build(&rules, &infos);
+            let r = build(&parts);
+            let env = env(&r);
+            // Only a program marked fast is run.
+            prop_assert!(program.every(&env).is_none());
+            program.fast = true;
+            let Some(every) = program.every(&env) else {
+                return Ok(());
+            };
+            let mut frame = Frame {
+                locals: Vec::new(),
+                tracer: &mut NoTrace,
+            };
+            let mut matched = Vec::new();
+            let mut effect: Option<Effect> = None;
+            for (rule, info) in rules.iter().zip(&infos) {
+                let holds = match &rule.cond {
+                    None => Ok(true),
+                    Some(c) => eval_condition(c, &env, &mut frame),
+                };
+                prop_assert!(holds.is_ok(), "{:?}: {:?}", rule.cond, holds);
+                if holds == Ok(true) {
+                    matched.push(rule.rule);
+                    effect = Some(effect.map_or(info.effect, |e| e.max(info.effect)));
+                }
+            }
+            prop_assert_eq!(every.matched.to_vec(), matched);
+            prop_assert_eq!(every.effect, effect);
+        }
+    }
+
+    /// The fast path decides the comparisons policies are made of, and
+    /// leaves a program with a rule only the tree can decide to the tree.
+    #[test]
+    fn every_decides_common_rules_and_leaves_the_rest() {
+        let r = build(&(
+            vec![V::Int(3), V::Str("ab")],
+            None,
+            vec![],
+            vec![],
+            vec![],
+            "act",
+            false,
+        ));
+        let path = |p: &[u32]| O::Path(0, p.to_vec());
+        let rule = |i: u32, g: &G| CompiledRule {
+            rule: i,
+            cond: Some(tree(g)),
+            limit: None,
+        };
+        let holds = G::Cmp(4, path(&[0]), O::Const(V::Int(2)));
+        let fails = G::Cmp(0, path(&[1]), O::Const(V::Str("b")));
+        let infos = [info(Effect::Allow), info(Effect::Block), info(Effect::RequireApproval)];
+        let rules = [rule(0, &holds), rule(1, &fails), rule(2, &holds)];
+        let mut program = Program::build(&rules, &infos);
+        program.fast = true;
+        let env = env(&r);
+        let every = program.every(&env).expect("decided flat");
+        assert_eq!(every.matched.to_vec(), vec![0, 2]);
+        assert_eq!(every.effect, Some(Effect::RequireApproval));
+        // A sum is the tree's: the whole decision goes to the slow path.
+        let sum = G::Cmp(
+            0,
+            O::Sum(Box::new(path(&[0])), Box::new(path(&[0]))),
+            O::Const(V::Int(6)),
+        );
+        let rules = [rule(0, &holds), rule(1, &sum)];
+        let mut program = Program::build(&rules, &infos);
+        program.fast = true;
+        assert!(program.every(&env).is_none());
     }
 
     /// The subset is not empty in practice: the comparisons policies are

@@ -8,7 +8,7 @@ use crate::decision::{LimitNote, LimitNotes, Matched, PolicyRef, ShadowNotes};
 use crate::diagnostics::{Diagnostic, LoadError, Severity};
 use crate::eval::eval_value;
 use crate::eval::{Env, EvalError, Frame, NoTrace, Tracer};
-use crate::flat::{resolve, Program};
+use crate::flat::{resolve, Every, Program};
 use crate::ir::LimitIr;
 use crate::ir::{CompiledPolicy, CompiledRule, Node, NodeKind};
 use crate::request::Request;
@@ -1028,7 +1028,52 @@ impl<'p> Prepared<'p> {
     /// made by [`Policy::prepare`] changes no reference count; one made
     /// owned by [`Prepared::into_owned`] takes one per decision.
     pub fn decide(&self) -> Decision<'p> {
-        self.run(&mut NoTrace, |_, _, _| {})
+        match self.every_flat() {
+            // Built in place: a `Decision` is large to move.
+            Some(every) => self.finish_every(every),
+            None => self.run(&mut NoTrace, |_, _, _| {}),
+        }
+    }
+
+    /// The decision's fast path: native combining over the action's flat
+    /// program alone ([`Program::every`]), when the program is marked
+    /// [`Program::fast`] (the action's rules of the phase neither read nor
+    /// write state, it has no shadow rules for the phase, the policy
+    /// combines natively) and knows every rule's outcome. `None`
+    /// otherwise: the caller decides through [`Prepared::run`], which gives
+    /// the same decision wherever this one gives one (the tree evaluator
+    /// agrees with the flat program wherever that answers). Reads, of the
+    /// action, its program's one cache line and its `tool:` facts.
+    #[inline(always)]
+    fn every_flat(&self) -> Option<Every> {
+        let action = self.policy.actions.get(self.action as usize)?;
+        let program = action.flat(self.phase);
+        if !program.fast {
+            return None;
+        }
+        let env = Env {
+            input: &self.input,
+            output: self.output.as_deref(),
+            actor: &self.actor,
+            snapshot: &self.snapshot,
+            tool: action.tool_values(),
+            action: &action.name,
+            now: self.now,
+            error: self.error.as_ref(),
+            state: None,
+            session: None,
+        };
+        program.every(&env)
+    }
+
+    /// The decision of [`Prepared::every_flat`]'s answer: the strongest
+    /// effect of the rules that held, else the default.
+    #[inline(always)]
+    fn finish_every(&self, every: Every) -> Decision<'p> {
+        match every.effect {
+            Some(e) => self.finish(e, Basis::Rules, every.matched, Vec::new()),
+            None => self.finish(self.default_effect(), Basis::Default, every.matched, Vec::new()),
+        }
     }
 
     /// Decides this request reading what its rules need through `state`,
@@ -1036,6 +1081,16 @@ impl<'p> Prepared<'p> {
     /// [`StateEffects::writes`]). For an action without stateful rules this
     /// is [`Prepared::decide`] with no effects.
     pub fn decide_with_state(&self, state: &dyn StateView) -> (Decision<'p>, StateEffects) {
+        // An action without stateful rules: `run_with_state` would decide
+        // as `decide` does, with no effects but the session.
+        if let Some(every) = self.every_flat() {
+            let d = self.finish_every(every);
+            let effects = StateEffects {
+                session: self.session.clone(),
+                ..StateEffects::default()
+            };
+            return (d, effects);
+        }
         self.run_with_state(state, &mut NoTrace, |_, _, _| {})
     }
 

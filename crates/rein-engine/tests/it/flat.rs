@@ -205,3 +205,30 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+
+    /// Without shadow rules, a decision whose every rule the flat program
+    /// knows takes the fast path (`Program::every`): the same decision as
+    /// the tree evaluator's, through `decide`, `prepare` and a state.
+    #[test]
+    fn fast_path_decisions_equal_the_tree_evaluators(
+        rules in prop::collection::vec(rule().prop_map(|(c, e, _, a)| (c, e, false, a)), 1..7),
+        default in prop::sample::select(vec!["allow", "block"]),
+        requests in prop::collection::vec(request(), 1..6),
+    ) {
+        let text = policy_text(&rules, default);
+        let policy = Policy::from_yaml_str(&text).map_err(|e| TestCaseError::fail(format!("{text}\n{e}")))?;
+        let state = rein_engine::MemoryState::new(std::sync::Arc::new(|v: &Json| v.to_string()));
+        for req in &requests {
+            let explained = policy.explain(req).decision;
+            prop_assert_eq!(content(&policy.decide(req)), content(&explained), "{}\n{:?}", text, req);
+            if let Ok(prepared) = policy.prepare(req) {
+                prop_assert_eq!(content(&prepared.decide()), content(&explained), "{}", text);
+                let (with_state, _) = prepared.decide_with_state(&state);
+                prop_assert_eq!(content(&with_state), content(&explained), "{}", text);
+            }
+        }
+    }
+}
