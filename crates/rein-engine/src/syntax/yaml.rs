@@ -117,8 +117,11 @@ pub fn parse(text: &str) -> Result<YamlNode, YamlError> {
             break;
         }
     }
-    Ok(match builder.root {
-        Some(raw) => to_node(&raw),
+    // Only the tree holds nodes now, so those no alias shares are moved
+    // into the result rather than copied.
+    builder.anchors.clear();
+    Ok(match builder.root.take() {
+        Some(raw) => to_node(raw),
         None => YamlNode {
             value: YamlValue::Null,
             span: Span::new(0, 0),
@@ -255,9 +258,16 @@ enum Body {
     Map {
         entries: Vec<(Rc<Raw>, Rc<Raw>)>,
         key: Option<Rc<Raw>>,
-        seen: HashSet<KeyRepr>,
+        /// The scalar keys so far, once the mapping is large enough that
+        /// scanning `entries` for a duplicate would cost more.
+        seen: Option<HashSet<KeyRepr>>,
     },
 }
+
+/// Mappings with at most this many entries are checked for a duplicate key
+/// by scanning their entries: a policy's mappings are mostly small, where
+/// hashing (and copying) every key costs more than comparing.
+const SCAN_KEYS: usize = 16;
 
 /// A scalar key's identity, for duplicate detection.
 #[derive(PartialEq, Eq, Hash)]
@@ -541,7 +551,7 @@ impl<'t> Builder<'t> {
             Body::Map {
                 entries: Vec::new(),
                 key: None,
-                seen: HashSet::new(),
+                seen: None,
             }
         } else {
             Body::Seq(Vec::new())
@@ -609,14 +619,25 @@ impl<'t> Builder<'t> {
                 Some(k) => entries.push((k, raw)),
                 None => {
                     if let Some(value) = scalar_of(&raw) {
-                        let repr = key_repr(value);
-                        if seen.contains(&repr) {
+                        let duplicate = if entries.len() < SCAN_KEYS {
+                            entries
+                                .iter()
+                                .any(|(k, _)| scalar_of(k).is_some_and(|k| same_key(k, value)))
+                        } else {
+                            let seen = seen.get_or_insert_with(|| {
+                                entries
+                                    .iter()
+                                    .filter_map(|(k, _)| scalar_of(k).map(key_repr))
+                                    .collect()
+                            });
+                            !seen.insert(key_repr(value))
+                        };
+                        if duplicate {
                             return Err(YamlError::new(
                                 format!("duplicate key `{}`", display_scalar(value)),
                                 raw.span,
                             ));
                         }
-                        seen.insert(repr);
                     }
                     *key = Some(raw);
                 }
@@ -655,6 +676,22 @@ fn key_repr(value: &YamlValue) -> KeyRepr {
     }
 }
 
+/// Whether two scalar keys are the same key: `key_repr(a) == key_repr(b)`,
+/// without copying either.
+fn same_key(a: &YamlValue, b: &YamlValue) -> bool {
+    match (a, b) {
+        (YamlValue::String(x), YamlValue::String(y)) => x == y,
+        (YamlValue::Int(x), YamlValue::Int(y)) => x == y,
+        (YamlValue::Bool(x), YamlValue::Bool(y)) => x == y,
+        (YamlValue::Float(_), YamlValue::Float(_)) => key_repr(a) == key_repr(b),
+        (
+            YamlValue::Null | YamlValue::Seq(_) | YamlValue::Map(_),
+            YamlValue::Null | YamlValue::Seq(_) | YamlValue::Map(_),
+        ) => true,
+        _ => false,
+    }
+}
+
 fn display_scalar(value: &YamlValue) -> String {
     match value {
         YamlValue::Bool(b) => b.to_string(),
@@ -665,15 +702,39 @@ fn display_scalar(value: &YamlValue) -> String {
     }
 }
 
-/// Copies the shared tree into owned nodes. Recursion is bounded by the
-/// depth limit, which counts aliased nodes too.
-fn to_node(raw: &Raw) -> YamlNode {
-    let value = match &raw.kind {
-        RawKind::Scalar(v) => v.clone(),
-        RawKind::Seq(items) => YamlValue::Seq(items.iter().map(|i| to_node(i)).collect()),
-        RawKind::Map(entries) => YamlValue::Map(entries.iter().map(|(k, v)| (to_node(k), to_node(v))).collect()),
+/// Turns the shared tree into owned nodes: a node nothing else holds is
+/// moved, one an alias shares is copied. Recursion is bounded by the depth
+/// limit, which counts aliased nodes too.
+fn to_node(raw: Rc<Raw>) -> YamlNode {
+    let raw = match Rc::try_unwrap(raw) {
+        Ok(raw) => raw,
+        Err(shared) => return copy_node(&shared),
+    };
+    let value = match raw.kind {
+        RawKind::Scalar(v) => v,
+        RawKind::Seq(items) => YamlValue::Seq(items.into_iter().map(to_node).collect()),
+        RawKind::Map(entries) => YamlValue::Map(entries.into_iter().map(|(k, v)| (to_node(k), to_node(v))).collect()),
         RawKind::Alias(target) => {
             let mut node = to_node(target);
+            node.span = raw.span;
+            return node;
+        }
+    };
+    YamlNode {
+        value,
+        span: raw.span,
+        style: raw.style,
+    }
+}
+
+/// Copies a shared node (see [`to_node`]).
+fn copy_node(raw: &Raw) -> YamlNode {
+    let value = match &raw.kind {
+        RawKind::Scalar(v) => v.clone(),
+        RawKind::Seq(items) => YamlValue::Seq(items.iter().map(|i| copy_node(i)).collect()),
+        RawKind::Map(entries) => YamlValue::Map(entries.iter().map(|(k, v)| (copy_node(k), copy_node(v))).collect()),
+        RawKind::Alias(target) => {
+            let mut node = copy_node(target);
             node.span = raw.span;
             return node;
         }
