@@ -8,6 +8,7 @@
 //! aliases (bounded against alias bombs), and rejects duplicate keys, deep
 //! nesting and streams of more than one document.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
@@ -343,7 +344,7 @@ impl<'t> Builder<'t> {
             }
             Event::Alias(id) => self.alias(id, start, end)?,
             Event::Scalar(value, style, anchor, tag) => {
-                self.scalar(&value, style, anchor, tag.as_deref(), start, end)?;
+                self.scalar(value, style, anchor, tag.as_deref(), start, end)?;
             }
             Event::SequenceStart(anchor, tag) => {
                 self.open(false, anchor, tag.as_deref(), start, end)?;
@@ -417,7 +418,7 @@ impl<'t> Builder<'t> {
 
     fn scalar(
         &mut self,
-        value: &str,
+        value: Cow<'_, str>,
         style: SaphyrStyle,
         anchor: usize,
         tag: Option<&Tag>,
@@ -470,8 +471,9 @@ impl<'t> Builder<'t> {
         } else {
             span
         };
+        let len = value.len();
         let resolved = resolve_scalar(value, style, tag).map_err(|m| YamlError::new(m, error_span))?;
-        self.count(1, value.len(), span)?;
+        self.count(1, len, span)?;
         let raw = Rc::new(Raw {
             span,
             style,
@@ -483,7 +485,7 @@ impl<'t> Builder<'t> {
                 Anchored {
                     raw: Rc::clone(&raw),
                     nodes: 1,
-                    bytes: value.len(),
+                    bytes: len,
                     height: 0,
                 },
             );
@@ -625,10 +627,7 @@ impl<'t> Builder<'t> {
                                 .any(|(k, _)| scalar_of(k).is_some_and(|k| same_key(k, value)))
                         } else {
                             let seen = seen.get_or_insert_with(|| {
-                                entries
-                                    .iter()
-                                    .filter_map(|(k, _)| scalar_of(k).map(key_repr))
-                                    .collect()
+                                entries.iter().filter_map(|(k, _)| scalar_of(k).map(key_repr)).collect()
                             });
                             !seen.insert(key_repr(value))
                         };
@@ -817,17 +816,24 @@ fn tag_name(tag: &Tag) -> String {
     }
 }
 
-fn resolve_scalar(value: &str, style: ScalarStyle, tag: Option<&Tag>) -> Result<YamlValue, String> {
+/// The value of a scalar; a string takes the parser's text without copying
+/// it when the parser owns it.
+fn resolve_scalar(value: Cow<'_, str>, style: ScalarStyle, tag: Option<&Tag>) -> Result<YamlValue, String> {
     let Some(tag) = tag else {
-        return if style == ScalarStyle::Plain {
-            resolve_plain(value)
-        } else {
-            Ok(YamlValue::String(value.to_string()))
+        if style != ScalarStyle::Plain || !maybe_not_string(&value) {
+            return Ok(YamlValue::String(value.into_owned()));
+        }
+        return match resolve_plain(&value)? {
+            YamlValue::String(_) => Ok(YamlValue::String(value.into_owned())),
+            other => Ok(other),
         };
     };
+    if core_tag(tag) == Some("str") {
+        return Ok(YamlValue::String(value.into_owned()));
+    }
+    let value: &str = &value;
     let invalid = |name: &str| format!("`{value}` is not a valid `!!{name}` value");
     match core_tag(tag) {
-        Some("str") => Ok(YamlValue::String(value.to_string())),
         Some("null") if is_null(value) => Ok(YamlValue::Null),
         Some("bool") => parse_bool(value).map(YamlValue::Bool).ok_or_else(|| invalid("bool")),
         Some("int") => match parse_int(value) {
@@ -845,6 +851,16 @@ fn resolve_scalar(value: &str, style: ScalarStyle, tag: Option<&Tag>) -> Result<
         Some(name @ ("seq" | "map")) => Err(format!("tag `!!{name}` cannot be used on a scalar")),
         _ => Err(format!("unsupported tag `{}`", tag_name(tag))),
     }
+}
+
+/// False when a plain scalar is a string whatever else it holds: nulls,
+/// booleans and numbers of the core schema all start with one of these
+/// (or are empty).
+fn maybe_not_string(value: &str) -> bool {
+    matches!(
+        value.as_bytes().first(),
+        None | Some(b'n' | b'N' | b't' | b'T' | b'f' | b'F' | b'~' | b'+' | b'-' | b'.' | b'0'..=b'9')
+    )
 }
 
 /// The YAML 1.2 core schema for untagged plain scalars.
@@ -1768,6 +1784,56 @@ mod tests {
         ok(&half);
         let aliased = format!("{half}b: {}*a{}\n", "[".repeat(40), "]".repeat(40));
         assert_eq!(err(&aliased).message, "nesting deeper than 128 levels");
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_in_small_and_large_mappings() {
+        // Small mappings are scanned, large ones hashed: the same keys are
+        // duplicates either way, wherever the first one stands.
+        for n in [1, SCAN_KEYS - 1, SCAN_KEYS, SCAN_KEYS + 1, 3 * SCAN_KEYS] {
+            let keys: String = (0..n).map(|i| format!("k{i}: {i}\n")).collect();
+            ok(&keys);
+            for first in [0, n / 2, n - 1] {
+                let text = format!("{keys}k{first}: again\n");
+                let e = err(&text);
+                assert_eq!(e.message, format!("duplicate key `k{first}`"), "{n} keys");
+                assert_eq!(slice(&text, e.span), format!("k{first}"));
+            }
+            for (a, b, shown) in [
+                ("0.0", "-0.0", "-0"),
+                (".nan", ".NaN", "NaN"),
+                ("1", "0o1", "1"),
+                ("~", "null", "null"),
+            ] {
+                let text = format!("{a}: x\n{keys}{b}: y\n");
+                assert_eq!(
+                    err(&text).message,
+                    format!("duplicate key `{shown}`"),
+                    "{n} keys, {a} {b}"
+                );
+            }
+            ok(&format!("1: x\n{keys}'1': y\ntrue: z\n'true': w\n"));
+            let text = format!("&k kk: a\n{keys}*k : y\n");
+            assert_eq!(err(&text).message, "duplicate key `kk`");
+        }
+    }
+
+    #[test]
+    fn plain_scalars_that_cannot_be_other_values_are_strings() {
+        for s in ["kind", "x1", "_", "a.b", "Yes", "on", "x@y"] {
+            assert_eq!(value(s), YamlValue::String(s.into()), "{s}");
+        }
+        for (s, v) in [
+            ("nothing", YamlValue::String("nothing".into())),
+            ("truth", YamlValue::String("truth".into())),
+            ("-x", YamlValue::String("-x".into())),
+            (".5", YamlValue::Float(0.5)),
+            ("+7", YamlValue::Int(7)),
+            ("False", YamlValue::Bool(false)),
+            ("Null", YamlValue::Null),
+        ] {
+            assert_eq!(value(s), v, "{s}");
+        }
     }
 
     #[test]
