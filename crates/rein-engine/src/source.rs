@@ -4,7 +4,7 @@
 //! through a [`Span`], so that a diagnostic can show file, line, column and
 //! the offending line with a caret.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// A half-open byte range `start..end` inside one source text.
 ///
@@ -63,20 +63,19 @@ pub struct SourceFile {
 struct SourceInner {
     name: String,
     text: String,
-    line_starts: Vec<usize>,
+    /// Where each line starts, found when first asked for: only a
+    /// diagnostic needs it, and most loads report none.
+    line_starts: OnceLock<Vec<usize>>,
 }
 
 impl SourceFile {
     /// Wraps `text` read from `name`.
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> SourceFile {
-        let text = text.into();
-        let mut line_starts = vec![0];
-        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
         SourceFile {
             inner: Arc::new(SourceInner {
                 name: name.into(),
-                text,
-                line_starts,
+                text: text.into(),
+                line_starts: OnceLock::new(),
             }),
         }
     }
@@ -91,14 +90,25 @@ impl SourceFile {
         &self.inner.text
     }
 
+    /// Byte offsets where the lines start (the first is 0).
+    fn line_starts(&self) -> &[usize] {
+        self.inner.line_starts.get_or_init(|| {
+            let text = &self.inner.text;
+            let mut starts = vec![0];
+            starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+            starts
+        })
+    }
+
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.inner.text.len());
-        let line = match self.inner.line_starts.binary_search(&offset) {
+        let line_starts = self.line_starts();
+        let line = match line_starts.binary_search(&offset) {
             Ok(i) => i,
             Err(i) => i - 1,
         };
-        let start = self.inner.line_starts[line];
+        let start = line_starts[line];
         let col = self
             .inner
             .text
@@ -110,7 +120,7 @@ impl SourceFile {
     /// Byte offset of a 0-based line and 0-based character column, clamped
     /// to the text.
     pub fn offset_of(&self, line0: usize, col0: usize) -> usize {
-        let Some(&start) = self.inner.line_starts.get(line0) else {
+        let Some(&start) = self.line_starts().get(line0) else {
             return self.inner.text.len();
         };
         let rest = &self.inner.text[start..];

@@ -514,7 +514,7 @@ impl<'a> ExprChecker<'a> {
         }
     }
 
-    fn expect_bool(&mut self, e: &Expr, what: &str) -> Node {
+    fn expect_bool(&mut self, e: &Expr, what: impl std::fmt::Display) -> Node {
         let n = self.check(e);
         if !matches!(n.ty, Type::Bool | Type::Error) {
             self.error(e.span, format!("{what} needs a boolean, not {}", n.ty));
@@ -525,11 +525,11 @@ impl<'a> ExprChecker<'a> {
     fn binary(&mut self, op: BinaryOp, lhs: &Expr, rhs: &Expr, span: Span) -> Node {
         match op {
             BinaryOp::And | BinaryOp::Or => {
-                let l = self.expect_bool(lhs, &format!("`{}`", op.symbol()));
+                let l = self.expect_bool(lhs, format_args!("`{}`", op.symbol()));
                 let mark = self.guards.len();
                 // `has(x) && x.y` and `!has(x) || x.y` are guarded reads.
                 self.facts(lhs, op == BinaryOp::And);
-                let r = self.expect_bool(rhs, &format!("`{}`", op.symbol()));
+                let r = self.expect_bool(rhs, format_args!("`{}`", op.symbol()));
                 self.guards.truncate(mark);
                 let kind = if op == BinaryOp::And {
                     NodeKind::And(Box::new(l), Box::new(r))
@@ -733,6 +733,56 @@ impl<'a> ExprChecker<'a> {
         }
     }
 
+    /// True when [`ExprChecker::enum_values`] of `e`, `depth` element
+    /// levels down, finds no enum or one that allows every literal: then
+    /// `check_enum_set` has nothing to report. Builds nothing.
+    fn enum_admits(&self, e: &Expr, depth: usize, literals: &[&str]) -> bool {
+        match &e.kind {
+            ExprKind::Select { operand, field } => {
+                let Some(obj) = self.object_of(operand) else {
+                    return true;
+                };
+                let Some((_, def)) = obj.field(&field.text) else {
+                    return true;
+                };
+                let mut c = &def.constraints;
+                for _ in 0..depth {
+                    match c.items.as_deref() {
+                        Some(i) => c = i,
+                        None => return true,
+                    }
+                }
+                match c.allowed.as_ref().filter(|_| c.is_enum) {
+                    Some(vs) => literals.iter().all(|l| vs.iter().any(|v| v.as_str() == Some(*l))),
+                    None => true,
+                }
+            }
+            ExprKind::Index { operand, .. } => self.enum_admits(operand, depth + 1, literals),
+            ExprKind::Ident(n) => {
+                let Some(mut shape) = self
+                    .locals
+                    .iter()
+                    .rposition(|(x, _, _)| x == n)
+                    .and_then(|at| self.local_enums.get(at))
+                    .and_then(Option::as_ref)
+                else {
+                    return true;
+                };
+                for _ in 0..depth {
+                    match shape.items.as_deref() {
+                        Some(i) => shape = i,
+                        None => return true,
+                    }
+                }
+                match &shape.values {
+                    Some(vs) => literals.iter().all(|l| vs.iter().any(|v| v == l)),
+                    None => true,
+                }
+            }
+            _ => true,
+        }
+    }
+
     /// The object type a static path expression has (without reporting).
     fn object_of(&self, e: &Expr) -> Option<Arc<ObjectType>> {
         match &e.kind {
@@ -767,10 +817,19 @@ impl<'a> ExprChecker<'a> {
         let NodeKind::Const(Value::Str(lit)) = &other.kind else {
             return;
         };
+        // Most comparisons name an allowed value (or no enum at all): that
+        // is decided without building the set, the path or the values a
+        // message would show.
+        if self.enum_admits(e, 0, &[lit.as_str()]) {
+            return;
+        }
         self.check_enum_set(e, _n, &std::iter::once(lit.to_string()).collect());
     }
 
     fn check_enum_set(&mut self, e: &Expr, _n: &Node, literals: &FxHashSet<String>) {
+        if self.enum_admits(e, 0, &literals.iter().map(String::as_str).collect::<Vec<_>>()) {
+            return;
+        }
         let Some((path, values)) = self.enum_values(e) else {
             return;
         };

@@ -232,7 +232,7 @@ impl<'d> Cx<'d> {
         }
     }
 
-    fn string(&mut self, node: &YamlNode, what: &str) -> Option<Spanned<String>> {
+    fn string(&mut self, node: &YamlNode, what: impl std::fmt::Display) -> Option<Spanned<String>> {
         match &node.value {
             YamlValue::String(s) => Some(Spanned::new(s.clone(), node.span)),
             _ => {
@@ -253,7 +253,7 @@ impl<'d> Cx<'d> {
     }
 
     fn effect(&mut self, node: &YamlNode, what: &str) -> Option<Spanned<Effect>> {
-        let s = self.string(node, &format!("`{what}`"))?;
+        let s = self.string(node, format_args!("`{what}`"))?;
         match Effect::parse(&s.value) {
             Some(e) => Some(Spanned::new(e, s.span)),
             None => {

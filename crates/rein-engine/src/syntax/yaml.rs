@@ -8,6 +8,7 @@
 //! aliases (bounded against alias bombs), and rejects duplicate keys, deep
 //! nesting and streams of more than one document.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
@@ -117,8 +118,11 @@ pub fn parse(text: &str) -> Result<YamlNode, YamlError> {
             break;
         }
     }
-    Ok(match builder.root {
-        Some(raw) => to_node(&raw),
+    // Only the tree holds nodes now, so those no alias shares are moved
+    // into the result rather than copied.
+    builder.anchors.clear();
+    Ok(match builder.root.take() {
+        Some(raw) => to_node(raw),
         None => YamlNode {
             value: YamlValue::Null,
             span: Span::new(0, 0),
@@ -255,9 +259,16 @@ enum Body {
     Map {
         entries: Vec<(Rc<Raw>, Rc<Raw>)>,
         key: Option<Rc<Raw>>,
-        seen: HashSet<KeyRepr>,
+        /// The scalar keys so far, once the mapping is large enough that
+        /// scanning `entries` for a duplicate would cost more.
+        seen: Option<HashSet<KeyRepr>>,
     },
 }
+
+/// Mappings with at most this many entries are checked for a duplicate key
+/// by scanning their entries: a policy's mappings are mostly small, where
+/// hashing (and copying) every key costs more than comparing.
+const SCAN_KEYS: usize = 16;
 
 /// A scalar key's identity, for duplicate detection.
 #[derive(PartialEq, Eq, Hash)]
@@ -333,7 +344,7 @@ impl<'t> Builder<'t> {
             }
             Event::Alias(id) => self.alias(id, start, end)?,
             Event::Scalar(value, style, anchor, tag) => {
-                self.scalar(&value, style, anchor, tag.as_deref(), start, end)?;
+                self.scalar(value, style, anchor, tag.as_deref(), start, end)?;
             }
             Event::SequenceStart(anchor, tag) => {
                 self.open(false, anchor, tag.as_deref(), start, end)?;
@@ -407,7 +418,7 @@ impl<'t> Builder<'t> {
 
     fn scalar(
         &mut self,
-        value: &str,
+        value: Cow<'_, str>,
         style: SaphyrStyle,
         anchor: usize,
         tag: Option<&Tag>,
@@ -460,8 +471,9 @@ impl<'t> Builder<'t> {
         } else {
             span
         };
+        let len = value.len();
         let resolved = resolve_scalar(value, style, tag).map_err(|m| YamlError::new(m, error_span))?;
-        self.count(1, value.len(), span)?;
+        self.count(1, len, span)?;
         let raw = Rc::new(Raw {
             span,
             style,
@@ -473,7 +485,7 @@ impl<'t> Builder<'t> {
                 Anchored {
                     raw: Rc::clone(&raw),
                     nodes: 1,
-                    bytes: value.len(),
+                    bytes: len,
                     height: 0,
                 },
             );
@@ -541,7 +553,7 @@ impl<'t> Builder<'t> {
             Body::Map {
                 entries: Vec::new(),
                 key: None,
-                seen: HashSet::new(),
+                seen: None,
             }
         } else {
             Body::Seq(Vec::new())
@@ -609,14 +621,22 @@ impl<'t> Builder<'t> {
                 Some(k) => entries.push((k, raw)),
                 None => {
                     if let Some(value) = scalar_of(&raw) {
-                        let repr = key_repr(value);
-                        if seen.contains(&repr) {
+                        let duplicate = if entries.len() < SCAN_KEYS {
+                            entries
+                                .iter()
+                                .any(|(k, _)| scalar_of(k).is_some_and(|k| same_key(k, value)))
+                        } else {
+                            let seen = seen.get_or_insert_with(|| {
+                                entries.iter().filter_map(|(k, _)| scalar_of(k).map(key_repr)).collect()
+                            });
+                            !seen.insert(key_repr(value))
+                        };
+                        if duplicate {
                             return Err(YamlError::new(
                                 format!("duplicate key `{}`", display_scalar(value)),
                                 raw.span,
                             ));
                         }
-                        seen.insert(repr);
                     }
                     *key = Some(raw);
                 }
@@ -655,6 +675,22 @@ fn key_repr(value: &YamlValue) -> KeyRepr {
     }
 }
 
+/// Whether two scalar keys are the same key: `key_repr(a) == key_repr(b)`,
+/// without copying either.
+fn same_key(a: &YamlValue, b: &YamlValue) -> bool {
+    match (a, b) {
+        (YamlValue::String(x), YamlValue::String(y)) => x == y,
+        (YamlValue::Int(x), YamlValue::Int(y)) => x == y,
+        (YamlValue::Bool(x), YamlValue::Bool(y)) => x == y,
+        (YamlValue::Float(_), YamlValue::Float(_)) => key_repr(a) == key_repr(b),
+        (
+            YamlValue::Null | YamlValue::Seq(_) | YamlValue::Map(_),
+            YamlValue::Null | YamlValue::Seq(_) | YamlValue::Map(_),
+        ) => true,
+        _ => false,
+    }
+}
+
 fn display_scalar(value: &YamlValue) -> String {
     match value {
         YamlValue::Bool(b) => b.to_string(),
@@ -665,15 +701,39 @@ fn display_scalar(value: &YamlValue) -> String {
     }
 }
 
-/// Copies the shared tree into owned nodes. Recursion is bounded by the
-/// depth limit, which counts aliased nodes too.
-fn to_node(raw: &Raw) -> YamlNode {
-    let value = match &raw.kind {
-        RawKind::Scalar(v) => v.clone(),
-        RawKind::Seq(items) => YamlValue::Seq(items.iter().map(|i| to_node(i)).collect()),
-        RawKind::Map(entries) => YamlValue::Map(entries.iter().map(|(k, v)| (to_node(k), to_node(v))).collect()),
+/// Turns the shared tree into owned nodes: a node nothing else holds is
+/// moved, one an alias shares is copied. Recursion is bounded by the depth
+/// limit, which counts aliased nodes too.
+fn to_node(raw: Rc<Raw>) -> YamlNode {
+    let raw = match Rc::try_unwrap(raw) {
+        Ok(raw) => raw,
+        Err(shared) => return copy_node(&shared),
+    };
+    let value = match raw.kind {
+        RawKind::Scalar(v) => v,
+        RawKind::Seq(items) => YamlValue::Seq(items.into_iter().map(to_node).collect()),
+        RawKind::Map(entries) => YamlValue::Map(entries.into_iter().map(|(k, v)| (to_node(k), to_node(v))).collect()),
         RawKind::Alias(target) => {
             let mut node = to_node(target);
+            node.span = raw.span;
+            return node;
+        }
+    };
+    YamlNode {
+        value,
+        span: raw.span,
+        style: raw.style,
+    }
+}
+
+/// Copies a shared node (see [`to_node`]).
+fn copy_node(raw: &Raw) -> YamlNode {
+    let value = match &raw.kind {
+        RawKind::Scalar(v) => v.clone(),
+        RawKind::Seq(items) => YamlValue::Seq(items.iter().map(|i| copy_node(i)).collect()),
+        RawKind::Map(entries) => YamlValue::Map(entries.iter().map(|(k, v)| (copy_node(k), copy_node(v))).collect()),
+        RawKind::Alias(target) => {
+            let mut node = copy_node(target);
             node.span = raw.span;
             return node;
         }
@@ -756,17 +816,24 @@ fn tag_name(tag: &Tag) -> String {
     }
 }
 
-fn resolve_scalar(value: &str, style: ScalarStyle, tag: Option<&Tag>) -> Result<YamlValue, String> {
+/// The value of a scalar; a string takes the parser's text without copying
+/// it when the parser owns it.
+fn resolve_scalar(value: Cow<'_, str>, style: ScalarStyle, tag: Option<&Tag>) -> Result<YamlValue, String> {
     let Some(tag) = tag else {
-        return if style == ScalarStyle::Plain {
-            resolve_plain(value)
-        } else {
-            Ok(YamlValue::String(value.to_string()))
+        if style != ScalarStyle::Plain || !maybe_not_string(&value) {
+            return Ok(YamlValue::String(value.into_owned()));
+        }
+        return match resolve_plain(&value)? {
+            YamlValue::String(_) => Ok(YamlValue::String(value.into_owned())),
+            other => Ok(other),
         };
     };
+    if core_tag(tag) == Some("str") {
+        return Ok(YamlValue::String(value.into_owned()));
+    }
+    let value: &str = &value;
     let invalid = |name: &str| format!("`{value}` is not a valid `!!{name}` value");
     match core_tag(tag) {
-        Some("str") => Ok(YamlValue::String(value.to_string())),
         Some("null") if is_null(value) => Ok(YamlValue::Null),
         Some("bool") => parse_bool(value).map(YamlValue::Bool).ok_or_else(|| invalid("bool")),
         Some("int") => match parse_int(value) {
@@ -784,6 +851,16 @@ fn resolve_scalar(value: &str, style: ScalarStyle, tag: Option<&Tag>) -> Result<
         Some(name @ ("seq" | "map")) => Err(format!("tag `!!{name}` cannot be used on a scalar")),
         _ => Err(format!("unsupported tag `{}`", tag_name(tag))),
     }
+}
+
+/// False when a plain scalar is a string whatever else it holds: nulls,
+/// booleans and numbers of the core schema all start with one of these
+/// (or are empty).
+fn maybe_not_string(value: &str) -> bool {
+    matches!(
+        value.as_bytes().first(),
+        None | Some(b'n' | b'N' | b't' | b'T' | b'f' | b'F' | b'~' | b'+' | b'-' | b'.' | b'0'..=b'9')
+    )
 }
 
 /// The YAML 1.2 core schema for untagged plain scalars.
@@ -1707,6 +1784,56 @@ mod tests {
         ok(&half);
         let aliased = format!("{half}b: {}*a{}\n", "[".repeat(40), "]".repeat(40));
         assert_eq!(err(&aliased).message, "nesting deeper than 128 levels");
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_in_small_and_large_mappings() {
+        // Small mappings are scanned, large ones hashed: the same keys are
+        // duplicates either way, wherever the first one stands.
+        for n in [1, SCAN_KEYS - 1, SCAN_KEYS, SCAN_KEYS + 1, 3 * SCAN_KEYS] {
+            let keys: String = (0..n).map(|i| format!("k{i}: {i}\n")).collect();
+            ok(&keys);
+            for first in [0, n / 2, n - 1] {
+                let text = format!("{keys}k{first}: again\n");
+                let e = err(&text);
+                assert_eq!(e.message, format!("duplicate key `k{first}`"), "{n} keys");
+                assert_eq!(slice(&text, e.span), format!("k{first}"));
+            }
+            for (a, b, shown) in [
+                ("0.0", "-0.0", "-0"),
+                (".nan", ".NaN", "NaN"),
+                ("1", "0o1", "1"),
+                ("~", "null", "null"),
+            ] {
+                let text = format!("{a}: x\n{keys}{b}: y\n");
+                assert_eq!(
+                    err(&text).message,
+                    format!("duplicate key `{shown}`"),
+                    "{n} keys, {a} {b}"
+                );
+            }
+            ok(&format!("1: x\n{keys}'1': y\ntrue: z\n'true': w\n"));
+            let text = format!("&k kk: a\n{keys}*k : y\n");
+            assert_eq!(err(&text).message, "duplicate key `kk`");
+        }
+    }
+
+    #[test]
+    fn plain_scalars_that_cannot_be_other_values_are_strings() {
+        for s in ["kind", "x1", "_", "a.b", "Yes", "on", "x@y"] {
+            assert_eq!(value(s), YamlValue::String(s.into()), "{s}");
+        }
+        for (s, v) in [
+            ("nothing", YamlValue::String("nothing".into())),
+            ("truth", YamlValue::String("truth".into())),
+            ("-x", YamlValue::String("-x".into())),
+            (".5", YamlValue::Float(0.5)),
+            ("+7", YamlValue::Int(7)),
+            ("False", YamlValue::Bool(false)),
+            ("Null", YamlValue::Null),
+        ] {
+            assert_eq!(value(s), v, "{s}");
+        }
     }
 
     #[test]
