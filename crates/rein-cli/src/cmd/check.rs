@@ -147,7 +147,9 @@ fn load(
     if let (false, None, Some(cache)) = (actra.is_actra(), &actra.governance, &cache) {
         return match cache.open(&policy.paths()) {
             Ok(Opened::Entry(entry)) => Some(Loaded::Entry(entry)),
-            Ok(Opened::Compiled(policy, status)) => super::report_cached(Ok((policy, status)), color).map(Loaded::Whole),
+            Ok(Opened::Compiled(policy, status)) => {
+                super::report_cached(Ok((policy, status)), color).map(Loaded::Whole)
+            }
             Err(e) => super::report_cached(Err(e), color).map(Loaded::Whole),
         };
     }
