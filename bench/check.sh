@@ -7,9 +7,15 @@
 #
 #   bash bench/check.sh          # needs hyperfine (Debian package)
 #
+# A warm check reads the policy files (hashed for the cache key), the
+# entry's header and shared part, and the section of the request's action
+# only: its cost grows with the size of the policy text, not of the IR.
+#
 # Knobs: SIZES (default "1000 10000"), RUNS (warm-cache runs per command,
 # default 300), COLD_RUNS (--no-cache runs, default 20), PROFILE (cargo
-# profile, default release), BUILD=0 (time the binaries already built).
+# profile, default release), BUILD=0 (time the binaries already built),
+# CALLGRIND=1 (also count each warm command's instructions, whole process,
+# with valgrind: repeatable on a loaded machine, unlike the times).
 # Takes about a minute after the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +46,15 @@ for n in $SIZES; do
   hyperfine -N --warmup 20 --runs "$RUNS" --export-json "$OUT/warm-$n.json" \
     "cat $dir/request.json" \
     "${check[*]} --cache-dir $cache" 2>&1 | grep -v '^ *$'
+  if [ "${CALLGRIND:-0}" = 1 ]; then
+    echo "== $n rules: instructions (valgrind --tool=callgrind, whole process)"
+    for cmd in "cat $dir/request.json" "$REIN --version" "${check[*]} --cache-dir $cache"; do
+      # shellcheck disable=SC2086
+      count=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null $cmd 2>&1 >/dev/null |
+        sed -n 's/.*Collected : //p')
+      printf '%14s  %s\n' "$count" "$cmd"
+    done
+  fi
   echo "== $n rules: --no-cache ($COLD_RUNS runs)"
   hyperfine -N --warmup 2 --runs "$COLD_RUNS" --export-json "$OUT/cold-$n.json" \
     "${check[*]} --no-cache" 2>&1 | grep -v '^ *$'

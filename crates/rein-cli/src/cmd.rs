@@ -305,6 +305,27 @@ pub fn load_native(paths: &[PathBuf], cache: Option<&PolicyCache>) -> Result<Pol
     Ok(policy)
 }
 
+/// The policy a cache gave (see [`PolicyCache::open`]), after saying on
+/// stderr what [`load_native`] says: that the cache could not be used
+/// (the policy was compiled, so the decision is the same), then the
+/// policy's warnings; or the diagnostics of a policy that did not load
+/// (`None`).
+pub fn report_cached(result: Result<(Policy, CacheStatus), LoadError>, color: bool) -> Option<Policy> {
+    match result {
+        Ok((policy, status)) => {
+            if let CacheStatus::Failed(why) = status {
+                eprintln!("rein: policy cache: {why}");
+            }
+            print_diagnostics(policy.warnings(), color, Format::Human);
+            Some(policy)
+        }
+        Err(e) => {
+            print_diagnostics(e.diagnostics(), color, Format::Human);
+            None
+        }
+    }
+}
+
 /// How to print diagnostics.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum Format {

@@ -163,7 +163,8 @@ fn a_damaged_entry_is_reported_ignored_and_rewritten() {
     let good = s.run("check", &[]);
     let [entry] = entries(&s.cache).try_into().unwrap();
     let length = std::fs::metadata(&entry).unwrap().len() as usize;
-    // Every part of an entry: the magic, the key, the checksum, the payload.
+    // Every part of an entry a check reads: the magic, the key, the
+    // header, the sections (the refund example has one action).
     for (at, damage) in [
         (3, "does not start"),
         (20, "other policy texts"),
@@ -304,4 +305,226 @@ fn the_cache_directory_can_be_named_and_governed_policies_are_not_cached() {
     let governed = s.run("check", &["--governance", governance.to_str().unwrap()]);
     assert_eq!(governed.status.code(), flag.status.code(), "{}", text(&governed.stderr));
     assert!(entries(&s.cache).is_empty());
+}
+
+/// Runs `rein` with `args` and `stdin` in a fresh environment (no cache
+/// directory from the environment, no colour).
+fn rein_in(args: &[String], stdin: &str, home: &Path) -> Output {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    rein(&args, stdin, home)
+}
+
+/// Every example's test requests (the first step of a sequence), decided
+/// and explained by `rein check` and `rein explain` from the cache entry,
+/// which reads the shared part and the request's action's section only:
+/// the same bytes on stdout and the same exit code as the whole policy
+/// compiled without the cache (`--batch --no-cache` decides them all in
+/// one process; `rein explain --no-cache` per request).
+#[test]
+fn one_actions_section_answers_every_example_request_as_the_whole_policy() {
+    let mut test_files: Vec<PathBuf> = std::fs::read_dir(repo().join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("policy.test.yaml"))
+        .filter(|p| p.is_file())
+        .collect();
+    test_files.sort();
+    assert!(test_files.len() >= 10);
+    let home = tempfile::tempdir().unwrap();
+    let cache = home.path().join("cache");
+    let mut compared = 0;
+    for test_file in test_files {
+        let file = rein_engine::testing::read_test_file(&test_file).unwrap();
+        let mut policy: Vec<String> = Vec::new();
+        for p in &file.policy {
+            policy.push("-p".into());
+            policy.push(p.to_str().unwrap().into());
+        }
+        // Cases by the actor fields their credential binds (`--bound`
+        // holds for a whole batch).
+        let mut groups: std::collections::BTreeMap<String, Vec<(String, String)>> = Default::default();
+        for case in &file.cases {
+            let mut request = match &case.sequence {
+                Some(steps) => {
+                    let mut r = steps[0].request.clone();
+                    r.time = Some(steps[0].time);
+                    r
+                }
+                None => case.request.clone(),
+            };
+            // A fixed time: the runs must decide the same request.
+            request.time.get_or_insert("2026-03-02T10:00:00Z".parse().unwrap());
+            let bound = case.bound.clone().unwrap_or_default().join(",");
+            groups
+                .entry(bound)
+                .or_default()
+                .push((case.name.clone(), serde_json::to_string(&request).unwrap()));
+        }
+        for (bound, cases) in groups {
+            let mut common = policy.clone();
+            if !bound.is_empty() {
+                common.extend(["--bound".to_string(), bound.clone()]);
+            }
+            let lines: String = cases.iter().map(|(_, r)| format!("{r}\n")).collect();
+            let batch = rein_in(
+                &[
+                    &["check".to_string(), "--batch".into(), "--no-cache".into()][..],
+                    &common,
+                ]
+                .concat(),
+                &lines,
+                home.path(),
+            );
+            assert!(batch.status.success(), "{}", text(&batch.stderr));
+            let whole: Vec<serde_json::Value> = text(&batch.stdout)
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(whole.len(), cases.len());
+            for (n, ((name, request), expected)) in cases.iter().zip(&whole).enumerate() {
+                let what = format!("{}: {name}", test_file.display());
+                let cached = [
+                    &[
+                        "check".to_string(),
+                        "--cache-dir".into(),
+                        cache.to_str().unwrap().into(),
+                    ][..],
+                    &common,
+                ]
+                .concat();
+                let out = rein_in(&cached, request, home.path());
+                let stderr = text(&out.stderr);
+                assert!(!stderr.contains("policy cache"), "{what}: {stderr}");
+                assert_eq!(
+                    text(&out.stdout),
+                    format!("{}\n", serde_json::to_string_pretty(expected).unwrap()),
+                    "{what}"
+                );
+                let code = match expected["effect"].as_str().unwrap() {
+                    "allow" => 0,
+                    "block" => 1,
+                    _ => 3,
+                };
+                assert_eq!(out.status.code(), Some(code), "{what}");
+                // Explained too (every request of the small examples, a
+                // sample of the large one).
+                if cases.len() < 40 || n % 20 == 0 {
+                    for json in [n % 2 == 0] {
+                        let mut explain = vec!["explain".to_string()];
+                        if json {
+                            explain.push("--json".into());
+                        }
+                        explain.extend(common.iter().cloned());
+                        let uncached = rein_in(
+                            &[&explain[..], &["--no-cache".to_string()]].concat(),
+                            request,
+                            home.path(),
+                        );
+                        let cached = rein_in(
+                            &[
+                                &explain[..],
+                                &["--cache-dir".to_string(), cache.to_str().unwrap().into()],
+                            ]
+                            .concat(),
+                            request,
+                            home.path(),
+                        );
+                        assert_eq!(text(&cached.stdout), text(&uncached.stdout), "{what}");
+                        assert_eq!(text(&cached.stderr), text(&uncached.stderr), "{what}");
+                        assert_eq!(cached.status.code(), uncached.status.code(), "{what}");
+                    }
+                }
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 300, "{compared}");
+}
+
+/// A policy of several actions, generated: requests of each action, of
+/// unknown names (with and without a "did you mean" hint), in both
+/// phases, as `rein check` and `rein explain` answer them from the cache
+/// and without it; `--batch` (the whole entry) too.
+#[test]
+fn generated_policies_answer_alike_from_one_section_and_unknown_names_get_the_same_hint() {
+    for actions in [3usize, 40] {
+        let mut yaml = String::from("default: allow\ncontracts:\n  actions:\n");
+        for a in 0..actions {
+            yaml.push_str(&format!(
+                "    pay_{a}:\n      input: {{amount: int}}\n      output: {{ok: bool}}\n"
+            ));
+        }
+        yaml.push_str("rules:\n");
+        for a in 0..actions {
+            yaml.push_str(&format!(
+                "  - id: big_{a}\n    action: pay_{a}\n    when: input.amount > {a}\n    effect: block\n    reason: more than {a}\n\
+                 \x20 - id: both_{a}\n    action: [pay_{a}, pay_{}]\n    when: input.amount == 7\n    effect: require_approval\n\
+                 \x20 - id: out_{a}\n    action: pay_{a}\n    phase: after\n    when: '!output.ok'\n    effect: block\n",
+                (a + 1) % actions
+            ));
+        }
+        let home = tempfile::tempdir().unwrap();
+        let policy = home.path().join("policy.yaml");
+        std::fs::write(&policy, &yaml).unwrap();
+        let cache = home.path().join("cache");
+        let p = policy.to_str().unwrap();
+        let c = cache.to_str().unwrap();
+        let mut requests = Vec::new();
+        for a in [0, 1, actions - 1] {
+            for amount in [0, 2, 7] {
+                requests.push(format!(r#"{{"action": "pay_{a}", "input": {{"amount": {amount}}}}}"#));
+            }
+            requests.push(format!(
+                r#"{{"action": "pay_{a}", "phase": "after", "input": {{"amount": 1}}, "output": {{"ok": false}}}}"#
+            ));
+        }
+        requests.push(r#"{"action": "pay_", "input": {"amount": 1}}"#.into());
+        requests.push(r#"{"action": "refund", "input": {"amount": 1}}"#.into());
+        let mut hints = 0;
+        for request in &requests {
+            for command in ["check", "explain"] {
+                let uncached = rein(&[command, "-p", p, "--no-cache"], request, home.path());
+                let cached = rein(&[command, "-p", p, "--cache-dir", c], request, home.path());
+                assert_eq!(
+                    text(&cached.stdout),
+                    text(&uncached.stdout),
+                    "{actions} {command} {request}"
+                );
+                assert_eq!(cached.status.code(), uncached.status.code());
+                assert!(text(&cached.stderr).is_empty(), "{}", text(&cached.stderr));
+                hints += usize::from(text(&cached.stdout).contains("did you mean"));
+            }
+        }
+        // Up to 32 actions an unknown name gets the closest one.
+        assert_eq!(hints > 0, actions <= 32, "{actions}");
+        let lines: String = requests.iter().map(|r| format!("{r}\n")).collect();
+        let uncached = rein(&["check", "--batch", "-p", p, "--no-cache"], &lines, home.path());
+        let cached = rein(&["check", "--batch", "-p", p, "--cache-dir", c], &lines, home.path());
+        assert_eq!(text(&cached.stdout), text(&uncached.stdout));
+        assert!(text(&cached.stderr).is_empty(), "{}", text(&cached.stderr));
+
+        // Damage anywhere in the entry: the answer stays the same; damage
+        // a request reads is reported and the entry rewritten.
+        let [entry] = entries(&cache).try_into().unwrap();
+        let good = std::fs::read(&entry).unwrap();
+        let request = &requests[1];
+        let expected = rein(&["check", "-p", p, "--no-cache"], request, home.path());
+        let mut reported = 0;
+        for at in (0..good.len()).step_by(good.len() / 60 + 1) {
+            let mut bad = good.clone();
+            bad[at] ^= 0x41;
+            std::fs::write(&entry, &bad).unwrap();
+            let out = rein(&["check", "-p", p, "--cache-dir", c], request, home.path());
+            assert_eq!(text(&out.stdout), text(&expected.stdout), "byte {at}");
+            assert_eq!(out.status.code(), expected.status.code(), "byte {at}");
+            if text(&out.stderr).contains("rein: policy cache") {
+                reported += 1;
+                let next = rein(&["check", "-p", p, "--cache-dir", c], request, home.path());
+                assert!(next.stderr.is_empty(), "byte {at}: {}", text(&next.stderr));
+            } else {
+                assert!(out.stderr.is_empty(), "byte {at}: {}", text(&out.stderr));
+            }
+            std::fs::write(&entry, &good).unwrap();
+        }
+        assert!(reported > 0);
+    }
 }

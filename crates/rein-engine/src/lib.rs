@@ -63,7 +63,7 @@ mod types;
 mod value;
 
 pub use ast::{Effect, Phase};
-pub use cache::{CacheStatus, PolicyCache};
+pub use cache::{CacheStatus, Opened, PolicyCache, PolicyEntry};
 pub use contract::{ContractValue, Node, Violation};
 pub use decision::{Basis, Decision, MatchedRule, Obligation, RuleError, ShadowRules};
 pub use diagnostics::{Diagnostic, LoadError, Severity};

@@ -4,7 +4,7 @@ use super::actra::{ActraArgs, LoadFailed};
 use super::{CacheArgs, Format, PolicyArgs, EXIT_ALLOW, EXIT_APPROVAL, EXIT_BLOCK, EXIT_USAGE};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use rein_engine::{Effect, Phase, Policy, Request};
+use rein_engine::{Effect, Opened, Phase, Policy, Request};
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -98,21 +98,63 @@ fn exit_code(effect: Effect) -> u8 {
     }
 }
 
+/// The policy of `check` or `explain` as loaded: whole, or a cache entry
+/// of which only the shared part has been read, the rest to be read for
+/// the action the request names.
+enum Loaded {
+    Whole(Policy),
+    Entry(rein_engine::PolicyEntry),
+}
+
+impl Loaded {
+    /// The policy to decide `request` with: from a cache entry, for a
+    /// native request, the shared part and the section of the request's
+    /// action only (which decides that request as the whole policy does).
+    /// `None` (after printing why) when a damaged entry had to be
+    /// compiled again and that failed.
+    fn for_input(self, request: &Input, color: bool) -> Option<Policy> {
+        match (self, request) {
+            (Loaded::Whole(policy), _) => Some(policy),
+            (Loaded::Entry(entry), Input::Native(r)) => super::report_cached(entry.for_action(&r.action), color),
+            (Loaded::Entry(entry), Input::Actra(_)) => super::report_cached(entry.whole(), color),
+        }
+    }
+
+    /// The whole policy, for requests of any action.
+    fn whole(self, color: bool) -> Option<Policy> {
+        match self {
+            Loaded::Whole(policy) => Some(policy),
+            Loaded::Entry(entry) => super::report_cached(entry.whole(), color),
+        }
+    }
+}
+
 /// Loads the policy of `check` or `explain`; `None` (after printing why)
-/// when it did not load or the options do not fit together.
+/// when it did not load or the options do not fit together. A native
+/// policy with a cache entry is only opened: see [`Loaded`].
 fn load(
     policy: &PolicyArgs,
     cache: &CacheArgs,
     actra: &ActraArgs,
     phase: Option<PhaseArg>,
     color: bool,
-) -> Option<Policy> {
+) -> Option<Loaded> {
     if actra.is_actra() && phase.is_some() {
         eprintln!("error: `--phase` does not apply to Actra policies, which have no `after` rules");
         return None;
     }
-    match super::actra::load_cached(&policy.paths(), actra, cache.cache().as_ref(), color, Format::Human) {
-        Ok(p) => Some(p),
+    let cache = cache.cache();
+    if let (false, None, Some(cache)) = (actra.is_actra(), &actra.governance, &cache) {
+        return match cache.open(&policy.paths()) {
+            Ok(Opened::Entry(entry)) => Some(Loaded::Entry(entry)),
+            Ok(Opened::Compiled(policy, status)) => {
+                super::report_cached(Ok((policy, status)), color).map(Loaded::Whole)
+            }
+            Err(e) => super::report_cached(Err(e), color).map(Loaded::Whole),
+        };
+    }
+    match super::actra::load_cached(&policy.paths(), actra, cache.as_ref(), color, Format::Human) {
+        Ok(p) => Some(Loaded::Whole(p)),
         Err(e) if e.is::<LoadFailed>() => None,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -200,7 +242,7 @@ pub fn run_check(args: CheckArgs, color: bool) -> anyhow::Result<u8> {
         );
         return Ok(EXIT_USAGE);
     }
-    let Some(policy) = load(&args.policy, &args.cache, &args.actra, args.phase, color) else {
+    let Some(loaded) = load(&args.policy, &args.cache, &args.actra, args.phase, color) else {
         return Ok(EXIT_USAGE);
     };
     let source = match request_source("check", args.request.as_deref(), std::io::stdin().is_terminal()) {
@@ -211,6 +253,10 @@ pub fn run_check(args: CheckArgs, color: bool) -> anyhow::Result<u8> {
         }
     };
     if args.batch {
+        // Requests of any action: the whole policy.
+        let Some(policy) = loaded.whole(color) else {
+            return Ok(EXIT_USAGE);
+        };
         return run_batch(&policy, &source, &args);
     }
     let request = match Input::read(&source, args.phase, args.actra.is_actra()) {
@@ -219,6 +265,9 @@ pub fn run_check(args: CheckArgs, color: bool) -> anyhow::Result<u8> {
             eprintln!("error: {e:#}");
             return Ok(EXIT_USAGE);
         }
+    };
+    let Some(policy) = loaded.for_input(&request, color) else {
+        return Ok(EXIT_USAGE);
     };
     let refused = match &request {
         Input::Native(r) => unbound(&policy, r, &args.bound),
@@ -463,7 +512,7 @@ fn run_batch(policy: &Policy, source: &Path, args: &CheckArgs) -> anyhow::Result
 }
 
 pub fn run_explain(args: ExplainArgs, color: bool) -> anyhow::Result<u8> {
-    let Some(policy) = load(&args.policy, &args.cache, &args.actra, args.phase, color) else {
+    let Some(loaded) = load(&args.policy, &args.cache, &args.actra, args.phase, color) else {
         return Ok(EXIT_USAGE);
     };
     let request = match request_source("explain", args.request.as_deref(), std::io::stdin().is_terminal())
@@ -474,6 +523,9 @@ pub fn run_explain(args: ExplainArgs, color: bool) -> anyhow::Result<u8> {
             eprintln!("error: {e:#}");
             return Ok(EXIT_USAGE);
         }
+    };
+    let Some(policy) = loaded.for_input(&request, color) else {
+        return Ok(EXIT_USAGE);
     };
     let refused = match &request {
         Input::Native(r) => unbound(&policy, r, &args.bound),
