@@ -1052,10 +1052,10 @@ impl<'p> Prepared<'p> {
             return None;
         }
         let env = Env {
-            input: &self.input,
-            output: self.output.as_deref(),
-            actor: &self.actor,
-            snapshot: &self.snapshot,
+            input: self.roots.input(),
+            output: self.roots.output(),
+            actor: self.roots.actor(),
+            snapshot: self.roots.snapshot(),
             tool: action.tool_values(),
             action: &action.name,
             now: self.now,

@@ -346,7 +346,7 @@ pub(super) fn without_action(shared: Shared) -> CompiledPolicy {
         .names
         .into_iter()
         .map(|name| ActionIr {
-            name: Value::Str(name),
+            name: Value::Str(name.into()),
             input: empty.clone(),
             output: None,
             before: Vec::new(),
