@@ -951,7 +951,7 @@ impl<'d> Cx<'d> {
     /// A positive duration (`1h`, `30m`), for windows, at most
     /// [`LONGEST_WINDOW`].
     fn window(&mut self, node: &YamlNode, what: &str) -> Option<Spanned<jiff::SignedDuration>> {
-        let s = self.string(node, &format!("{what} to be a duration such as `1h`; it"))?;
+        let s = self.string(node, format_args!("{what} to be a duration such as `1h`; it"))?;
         match crate::value::parse_duration(&s.value) {
             Some(d) if d > LONGEST_WINDOW => {
                 self.err(
