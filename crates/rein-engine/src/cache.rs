@@ -90,7 +90,8 @@ pub struct PolicyEntry {
     file: std::fs::File,
     len: u64,
     header: Header,
-    shared: Shared,
+    /// Boxed: most of the entry's size, moved whole into a policy.
+    shared: Box<Shared>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -155,7 +156,7 @@ impl PolicyCache {
                     file,
                     len,
                     header,
-                    shared,
+                    shared: Box::new(shared),
                 }))
             }
             Ok(None) => None,
@@ -245,7 +246,7 @@ impl PolicyEntry {
             shared,
         } = self;
         let read = match shared.names.iter().position(|n| n == action) {
-            None => Ok(entry::without_action(shared)),
+            None => Ok(entry::without_action(*shared)),
             Some(id) => {
                 let what = "section of one action";
                 shared
@@ -255,7 +256,7 @@ impl PolicyEntry {
                     .and_then(|&span| read_span(&file, len, span, what))
                     .and_then(|blob| {
                         let section = entry::decode(entry::check_blob(&blob, what)?, what)?;
-                        entry::with_action(shared, section, action, id)
+                        entry::with_action(*shared, section, action, id)
                     })
             }
         };

@@ -108,9 +108,10 @@ fn a_damaged_entry_is_refused_and_replaced() {
 
     // Entries of the previous formats (before actions carried `tool:`
     // facts; before the actor carried the reserved `chain` and the bound
-    // fields), whole but for their magic: refused, never decoded.
+    // fields; before the entry was cut in sections), whole but for their
+    // magic: refused, never decoded.
     let good = std::fs::read(&entry).unwrap();
-    for magic in [b"rein-policy-ir1\n", b"rein-policy-ir2\n"] {
+    for magic in [b"rein-policy-ir1\n", b"rein-policy-ir2\n", b"rein-policy-ir4\n"] {
         let mut old = magic.to_vec();
         old.extend_from_slice(&good[16..]);
         std::fs::write(&entry, &old).unwrap();
@@ -121,7 +122,7 @@ fn a_damaged_entry_is_refused_and_replaced() {
     }
 
     // A truncated entry, and one holding something else.
-    std::fs::write(&entry, b"rein-policy-ir4\nshort").unwrap();
+    std::fs::write(&entry, b"rein-policy-ir5\nshort").unwrap();
     match cache.load(&[&policy]).unwrap().1 {
         CacheStatus::Failed(why) => assert!(why.contains("truncated"), "{why}"),
         other => panic!("{other:?}"),
