@@ -1004,7 +1004,17 @@ impl<'p> Prepared<'p> {
         ) else {
             return None;
         };
-        (mine == theirs).then(|| Prepared {
+        // Equal fingerprints mean equal action ids; the name is checked
+        // too, so that a policy whose fingerprint was carried over wrongly
+        // can never decide a request by another action's rules.
+        let same_action = match (
+            self.policy.actions.get(self.action as usize),
+            other.compiled().actions.get(self.action as usize),
+        ) {
+            (Some(a), Some(b)) => a.name() == b.name(),
+            _ => false,
+        };
+        (mine == theirs && same_action).then(|| Prepared {
             policy: PolicyRef::Borrowed(&other.inner),
             action: self.action,
             phase: self.phase,

@@ -321,6 +321,11 @@ pub(super) fn with_action(shared: Shared, section: Section, name: &str, id: usiz
         return Err(format!("its section for `{name}` names a rule it does not hold"));
     }
     let mut policy = shared.policy;
+    // Its actions are not the whole policy's (one, at id 0): a request
+    // prepared for either must never be moved to the other by
+    // `Prepared::under`, which trusts equal fingerprints to mean equal
+    // action ids.
+    policy.contracts_fingerprint = None;
     policy.action_index.clear();
     policy.action_index.insert(name.to_string(), 0);
     policy.actions = vec![section.action];
@@ -340,6 +345,9 @@ pub(super) fn without_action(shared: Shared) -> CompiledPolicy {
         extra: ExtraFields::Reject,
     });
     let mut policy = shared.policy;
+    // Actions by name only: no prepared request may be moved here (see
+    // `with_action`).
+    policy.contracts_fingerprint = None;
     policy.action_index.clear();
     policy.rules.clear();
     policy.actions = shared

@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::state::StateView;
-use crate::{MemoryState, Request};
+use crate::{Effect, MemoryState, Request};
 use proptest::prelude::*;
 
 fn repo() -> PathBuf {
@@ -313,6 +313,33 @@ fn a_section_is_used_only_for_the_action_it_names() {
     assert_eq!(p.actions.len(), 1);
     assert_eq!(p.rules.len(), 1);
     assert_eq!(p.rules[0].id, "foreign");
+}
+
+#[test]
+fn a_request_is_never_moved_between_a_section_and_another_policy() {
+    // `Prepared::under` moves a prepared request by its action id when the
+    // contracts' fingerprints match: a policy of one section (its action
+    // at id 0) or of names only must not match the whole policy, or a
+    // `payout` request would be decided by `refund`'s rules.
+    let dir = tempfile::tempdir().unwrap();
+    let policy_file = dir.path().join("policy.yaml");
+    std::fs::write(&policy_file, SMALL).unwrap();
+    let paths = [policy_file];
+    let cache = PolicyCache::new(dir.path().join("cache"));
+    let (whole, _) = cache.load(&paths).unwrap();
+    let payout = Request::from_json_str(r#"{"action": "payout", "input": {"amount": 5, "to": "ext-1"}}"#).unwrap();
+    let one = for_action(&cache, &paths, "payout");
+    let none = for_action(&cache, &paths, "nothing");
+    assert_eq!(one.decide(&payout).effect(), whole.decide(&payout).effect());
+    let from_whole = whole.prepare(&payout).unwrap();
+    let from_one = one.prepare(&payout).unwrap();
+    assert!(from_one.under(&whole).is_none());
+    assert!(from_whole.under(&one).is_none());
+    assert!(from_whole.under(&none).is_none());
+    // Two whole policies of the same contracts still share the check.
+    let (again, _) = cache.load(&paths).unwrap();
+    let moved = from_whole.under(&again).expect("same contracts");
+    assert_eq!(moved.decide().effect(), Effect::RequireApproval);
 }
 
 /// A policy of `actions` actions (`a0`, `a1`, ...) and rules drawn from
