@@ -475,6 +475,9 @@ struct Tri {
     t: F,
     f: F,
     d: F,
+    /// How many terms `t`, `f` and `d` would have unsimplified (saturating):
+    /// what the nesting costs whatever the simplifications save.
+    raw: [u64; 3],
 }
 
 impl Tri {
@@ -483,6 +486,7 @@ impl Tri {
             t: F::constant(b),
             f: F::constant(!b),
             d: F::True,
+            raw: [1; 3],
         }
     }
 
@@ -492,6 +496,7 @@ impl Tri {
             t: F::False,
             f: F::False,
             d: F::False,
+            raw: [1; 3],
         }
     }
 
@@ -508,12 +513,17 @@ impl Tri {
         });
         let pos = F::Lit(atom.clone(), true);
         let neg = F::Lit(atom, false);
-        let d = if may_error {
-            F::or(vec![pos.clone(), neg.clone()])
+        let (d, raw_d) = if may_error {
+            (F::or(vec![pos.clone(), neg.clone()]), 3)
         } else {
-            F::True
+            (F::True, 1)
         };
-        Tri { t: pos, f: neg, d }
+        Tri {
+            t: pos,
+            f: neg,
+            d,
+            raw: [1, 1, raw_d],
+        }
     }
 }
 
@@ -816,34 +826,52 @@ fn assume(item: F, before: &[F], is_and: bool) -> F {
 /// `value`, its negation by `!value` where that follows (always when it
 /// is true; when it is false only for a two-valued atom).
 fn substitute(f: F, text: &str, pos: bool, value: bool, may_error: bool) -> F {
-    // Each node visited rebuilds (and re-simplifies) its parent: charged,
-    // and left as it is once the budget is spent.
+    substitute_changed(f, text, pos, value, may_error).0
+}
+
+/// [`substitute`], and whether anything was replaced. A node in which
+/// nothing was replaced is returned as it was, not rebuilt: it is already
+/// simplified, and re-simplifying every unchanged node re-ran the
+/// substitutions of its children, which grew exponentially with nesting.
+fn substitute_changed(f: F, text: &str, pos: bool, value: bool, may_error: bool) -> (F, bool) {
+    // Each node visited is charged, and left as it is once the budget is
+    // spent.
     if !spend(1) {
-        return f;
+        return (f, false);
     }
     match f {
         F::Lit(a, p) if a.text == text => {
             if p == pos {
-                F::constant(value)
+                (F::constant(value), true)
             } else if value || !may_error {
-                F::constant(!value)
+                (F::constant(!value), true)
             } else {
-                F::Lit(a, p)
+                (F::Lit(a, p), false)
             }
         }
-        F::And(items) => F::and(
-            items
-                .into_iter()
-                .map(|i| substitute(i, text, pos, value, may_error))
-                .collect(),
-        ),
-        F::Or(items) => F::or(
-            items
-                .into_iter()
-                .map(|i| substitute(i, text, pos, value, may_error))
-                .collect(),
-        ),
-        other => other,
+        F::And(items) => substitute_items(items, true, text, pos, value, may_error),
+        F::Or(items) => substitute_items(items, false, text, pos, value, may_error),
+        other => (other, false),
+    }
+}
+
+/// [`substitute_changed`] in the items of an `&&` (`is_and`) or an `||`:
+/// rebuilt (and simplified) only when an item changed.
+fn substitute_items(items: Vec<F>, is_and: bool, text: &str, pos: bool, value: bool, may_error: bool) -> (F, bool) {
+    let mut changed = false;
+    let items: Vec<F> = items
+        .into_iter()
+        .map(|i| {
+            let (i, c) = substitute_changed(i, text, pos, value, may_error);
+            changed |= c;
+            i
+        })
+        .collect();
+    match (changed, is_and) {
+        (false, true) => (F::And(items), false),
+        (false, false) => (F::Or(items), false),
+        (true, true) => (F::and(items), true),
+        (true, false) => (F::or(items), true),
     }
 }
 
@@ -914,6 +942,27 @@ fn within_budget(parts: &[&Tri]) -> Fold<()> {
     Ok(())
 }
 
+/// Sums of term counts, for [`Tri::raw`]; refused past
+/// [`MAX_RAW_TERMS`] in all, before the formulas are combined.
+fn raw_terms(parts: [&[u64]; 3]) -> Fold<[u64; 3]> {
+    let sum = |p: &[u64]| p.iter().fold(0u64, |a, b| a.saturating_add(*b));
+    let raw = [sum(parts[0]), sum(parts[1]), sum(parts[2])];
+    if sum(&raw) > MAX_RAW_TERMS {
+        return Err(format!(
+            "the residual would have more than {MAX_RAW_TERMS} terms before simplification (nested conditions)"
+        ));
+    }
+    Ok(raw)
+}
+
+/// Most terms a condition's three formulas may have before simplification.
+/// Folding copies a ternary's condition into each branch's formulas, so
+/// nesting multiplies the terms at each level; simplifying may shrink the
+/// result, but the work it takes grows with what it simplifies (16 levels
+/// of `(x != i && …) ? … : …` took seconds). Far over any policy written
+/// by hand.
+const MAX_RAW_TERMS: u64 = 1_000_000;
+
 /// Most work (items compared, terms rewritten) simplifying one action's
 /// formulas may take: the simplifications compare items pairwise and
 /// rewrite them against the ones before, so a few thousand rules on one
@@ -975,7 +1024,10 @@ impl Folder<'_, '_> {
                 self.guards.truncate(mark);
                 let tb = tb?;
                 within_budget(&[&ta, &tb])?;
+                let [at, af, _] = ta.raw;
+                let [bt, bf, bd] = tb.raw;
                 Ok(Tri {
+                    raw: raw_terms([&[1, at, bt], &[1, af, bf], &[2, af, at, bd, bf]])?,
                     t: F::and(vec![ta.t.clone(), tb.t.clone()]),
                     f: F::or(vec![ta.f.clone(), tb.f.clone()]),
                     d: F::or(vec![ta.f, F::and(vec![ta.t, tb.d]), tb.f]),
@@ -989,7 +1041,10 @@ impl Folder<'_, '_> {
                 self.guards.truncate(mark);
                 let tb = tb?;
                 within_budget(&[&ta, &tb])?;
+                let [at, af, _] = ta.raw;
+                let [bt, bf, bd] = tb.raw;
                 Ok(Tri {
+                    raw: raw_terms([&[1, at, bt], &[1, af, bf], &[2, at, af, bd, bt]])?,
                     t: F::or(vec![ta.t.clone(), tb.t.clone()]),
                     f: F::and(vec![ta.f.clone(), tb.f.clone()]),
                     d: F::or(vec![ta.t, F::and(vec![ta.f, tb.d]), tb.t]),
@@ -997,7 +1052,13 @@ impl Folder<'_, '_> {
             }
             NodeKind::Not(x) => {
                 let t = self.bool(x)?;
-                Ok(Tri { t: t.f, f: t.t, d: t.d })
+                let [rt, rf, rd] = t.raw;
+                Ok(Tri {
+                    t: t.f,
+                    f: t.t,
+                    d: t.d,
+                    raw: [rf, rt, rd],
+                })
             }
             NodeKind::Cmp { op, lhs, rhs } => {
                 let Pv::Text { may_error, .. } = self.value(node)? else {
@@ -1064,10 +1125,12 @@ impl Folder<'_, '_> {
                 Ok(if positive {
                     tri
                 } else {
+                    let [rt, rf, rd] = tri.raw;
                     Tri {
                         t: tri.f,
                         f: tri.t,
                         d: tri.d,
+                        raw: [rf, rt, rd],
                     }
                 })
             }
@@ -1082,7 +1145,13 @@ impl Folder<'_, '_> {
                 self.guards.truncate(mark);
                 let (tt, to) = (tt?, to?);
                 within_budget(&[&tc, &tc, &tc, &tt, &to])?;
+                let [ct, cf, _] = tc.raw;
                 Ok(Tri {
+                    raw: raw_terms([
+                        &[3, ct, tt.raw[0], cf, to.raw[0]],
+                        &[3, ct, tt.raw[1], cf, to.raw[1]],
+                        &[3, ct, tt.raw[2], cf, to.raw[2]],
+                    ])?,
                     t: F::or(vec![F::and(vec![tc.t.clone(), tt.t]), F::and(vec![tc.f.clone(), to.t])]),
                     f: F::or(vec![F::and(vec![tc.t.clone(), tt.f]), F::and(vec![tc.f.clone(), to.f])]),
                     d: F::or(vec![F::and(vec![tc.t, tt.d]), F::and(vec![tc.f, to.d])]),
