@@ -1045,6 +1045,25 @@ impl<'p> Prepared<'p> {
         }
     }
 
+    /// What a rule of `action` reads for this request: its roots, the
+    /// action's `tool:` facts, the time, the error reported; with a state,
+    /// the state and the session it is read for.
+    #[inline(always)]
+    fn env<'a>(&'a self, action: &'a crate::ir::ActionIr, state: Option<&'a dyn StateView>) -> Env<'a> {
+        Env {
+            input: self.roots.input(),
+            output: self.roots.output(),
+            actor: self.roots.actor(),
+            snapshot: self.roots.snapshot(),
+            tool: action.tool_values(),
+            action: &action.name,
+            now: self.now,
+            error: self.error.as_ref(),
+            session: state.and(self.session.as_deref()),
+            state,
+        }
+    }
+
     /// The decision's fast path: native combining over the action's flat
     /// program alone ([`Program::every`]), when the program is marked
     /// [`Program::fast`] (the action's rules of the phase neither read nor
@@ -1061,18 +1080,7 @@ impl<'p> Prepared<'p> {
         if !program.fast {
             return None;
         }
-        let env = Env {
-            input: self.roots.input(),
-            output: self.roots.output(),
-            actor: self.roots.actor(),
-            snapshot: self.roots.snapshot(),
-            tool: action.tool_values(),
-            action: &action.name,
-            now: self.now,
-            error: self.error.as_ref(),
-            state: None,
-            session: None,
-        };
+        let env = self.env(action, None);
         program.every(&env)
     }
 
@@ -1235,18 +1243,7 @@ impl<'p> Prepared<'p> {
         if action.state(self.phase).reads {
             return self.finish(Effect::Block, Basis::State(NEEDS_STATE.into()), Vec::new(), Vec::new());
         }
-        let env = Env {
-            input: self.roots.input(),
-            output: self.roots.output(),
-            actor: self.roots.actor(),
-            snapshot: self.roots.snapshot(),
-            tool: action.tool_values(),
-            action: &action.name,
-            now: self.now,
-            error: self.error.as_ref(),
-            state: None,
-            session: None,
-        };
+        let env = self.env(action, None);
         let mut frame = Frame {
             locals: Vec::new(),
             tracer,
@@ -1430,18 +1427,7 @@ impl<'p> Prepared<'p> {
                 effects,
             );
         }
-        let env = Env {
-            input: self.roots.input(),
-            output: self.roots.output(),
-            actor: self.roots.actor(),
-            snapshot: self.roots.snapshot(),
-            tool: action.tool_values(),
-            action: &action.name,
-            now: self.now,
-            error: self.error.as_ref(),
-            state: Some(state),
-            session: self.session.as_deref(),
-        };
+        let env = self.env(action, Some(state));
         let mut frame = Frame {
             locals: Vec::new(),
             tracer,
