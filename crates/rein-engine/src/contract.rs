@@ -273,9 +273,13 @@ fn check_fields<V: ContractValue, const REDACTED: bool>(
         object.entries(&mut |k, v| {
             match field_slot(ty, k, next) {
                 Some(i) => {
-                    if let Some(slot) = found.get_mut(i) {
-                        *slot = Some(v);
-                    }
+                    // An index out of step with the fields (a damaged
+                    // contract) refuses the request: a value dropped here
+                    // would read as absent.
+                    let Some(slot) = found.get_mut(i) else {
+                        return Err(violation(&Path::Field(path, k), "could not be placed by its contract"));
+                    };
+                    *slot = Some(v);
                     next = i + 1;
                 }
                 None if ty.extra == ExtraFields::Reject => return Err(undeclared(ty, path, k)),
