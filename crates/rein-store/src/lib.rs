@@ -43,6 +43,98 @@ const NO_STATE: &str = "this store keeps no state";
 /// What a store that keeps no policy versions answers.
 const NO_VERSIONS: &str = "this store keeps no policy versions";
 
+/// What a store used by one process only answers to the operations that
+/// coordinate several (the state lease, policy publication).
+const NOT_SHARED: &str = "this store is used by one process only (it has no state lease and publishes no policy)";
+
+/// What a store that cannot take records verbatim answers to an import.
+const NO_IMPORT: &str = "this store cannot import records";
+
+/// Where a store lives, as `--db` or `REIN_DB` names it: a PostgreSQL URL
+/// (`postgres://` or `postgresql://`), otherwise the path of a SQLite file.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// A SQLite file (the embedded default).
+    Sqlite(std::path::PathBuf),
+    /// A PostgreSQL database, by its connection URL (which may hold a
+    /// password: show it with [`StoreLocation::redacted`]).
+    Postgres(String),
+}
+
+impl StoreLocation {
+    /// Reads `--db`'s value.
+    pub fn parse(value: &str) -> StoreLocation {
+        if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+            StoreLocation::Postgres(value.to_string())
+        } else {
+            StoreLocation::Sqlite(std::path::PathBuf::from(value))
+        }
+    }
+
+    /// The location as it may be shown (logs, errors, `/healthz`): a URL's
+    /// password is replaced by `***`.
+    pub fn redacted(&self) -> String {
+        match self {
+            StoreLocation::Sqlite(path) => path.display().to_string(),
+            StoreLocation::Postgres(url) => redact_url_password(url),
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoreLocation({})", self.redacted())
+    }
+}
+
+impl std::fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// `scheme://user:secret@host/db` → `scheme://user:***@host/db`.
+fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority[..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***{}{tail}", &authority[at..]),
+                None => url.to_string(),
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
+/// What a process is given when it takes a shared store's state lease
+/// ([`Store::acquire_state_lease`]): while it holds the lease no other
+/// process decides on the state (limits, sessions), so it decides against
+/// its own copy brought up to date with `writes`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateLease {
+    /// The lease's number, higher than every earlier lease's: every append
+    /// decided under the lease carries it ([`Store::append_leased`]), and
+    /// the store refuses it once another lease was taken.
+    pub generation: u64,
+    /// The state changed in a way the writes do not replay (limits reset
+    /// by an operator, a migration): the caller loads it whole again with
+    /// [`Store::load_state`] and `writes` is empty.
+    pub reload: bool,
+    /// What other processes wrote to the state in records after the
+    /// `after_seq` the lease was asked with, in the order of their records.
+    pub writes: Vec<StateWrite>,
+    /// The seq of the newest record of the log when the lease was taken:
+    /// every state write of a record up to it is in the store (and in
+    /// `writes` if after `after_seq`).
+    pub seen_seq: u64,
+}
+
 /// The operations the runtime needs from storage. Every method is atomic;
 /// `append` returns only once the record is durable.
 #[async_trait::async_trait]
@@ -125,6 +217,92 @@ pub trait Store: Send + Sync + 'static {
     /// How much state the store keeps.
     async fn state_size(&self) -> Result<StoredStateSize, StoreError> {
         Err(StoreError(NO_STATE.into()))
+    }
+
+    /// Whether several processes may decide on this store at once
+    /// (PostgreSQL): their state is then coordinated by the state lease
+    /// ([`Store::acquire_state_lease`]) and their policy by publication
+    /// ([`Store::publish_policy`]), not by a lock file.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Waits until this process holds the store's state lease (one
+    /// process at a time), and returns what other processes wrote to the
+    /// state in records after `after_seq` (0: everything; see
+    /// [`StateLease`]). Dropping the connection that holds it (a process
+    /// killed) gives it up.
+    async fn acquire_state_lease(&self, after_seq: u64) -> Result<StateLease, StoreError> {
+        let _ = after_seq;
+        Err(StoreError(NOT_SHARED.into()))
+    }
+
+    /// Gives up the lease `generation`, once every append decided under it
+    /// has returned.
+    async fn release_state_lease(&self, generation: u64) -> Result<(), StoreError> {
+        let _ = generation;
+        Err(StoreError(NOT_SHARED.into()))
+    }
+
+    /// [`Store::append_with_state`] (or, with `once`,
+    /// [`Store::append_once_with_state`]) for a decision taken under the
+    /// lease `generation`: refused, with nothing written, unless that lease
+    /// is still the newest, checked in the append's own transaction (a
+    /// process whose lease was lost without its knowing must not record
+    /// decisions taken against a state others have since changed).
+    async fn append_leased(
+        &self,
+        entry: AuditEntry,
+        writes: Vec<StateWrite>,
+        once: bool,
+        generation: u64,
+    ) -> Result<Option<AuditRecord>, StoreError> {
+        let _ = (entry, writes, once, generation);
+        Err(StoreError(NOT_SHARED.into()))
+    }
+
+    /// Publishes the policy version (full hash, kept with
+    /// [`Store::save_policy_version`]) every process of a shared store
+    /// serves, and wakes them ([`Store::policy_publications`]).
+    async fn publish_policy(&self, version: &str) -> Result<(), StoreError> {
+        let _ = version;
+        Err(StoreError(NOT_SHARED.into()))
+    }
+
+    /// The version published last, if any.
+    async fn published_policy(&self) -> Result<Option<String>, StoreError> {
+        Err(StoreError(NOT_SHARED.into()))
+    }
+
+    /// A channel whose value changes (to the version) when a version is
+    /// published, as soon as the store hears of it; `None` when the store
+    /// cannot tell (poll [`Store::published_policy`] then). Callers poll
+    /// as well: a notification can be lost with a connection.
+    fn policy_publications(&self) -> Option<tokio::sync::watch::Receiver<Option<String>>> {
+        None
+    }
+
+    /// Adds `records` to the log as they are (seq, hashes and all), for a
+    /// migration from another store: refused unless the first follows the
+    /// log's newest record (its seq the next, its `prev_hash` that
+    /// record's hash) and each the one before it.
+    async fn import_records(&self, records: Vec<AuditRecord>) -> Result<(), StoreError> {
+        let _ = records;
+        Err(StoreError(NO_IMPORT.into()))
+    }
+
+    /// Adds approvals as they are (any state), for a migration; refuses an
+    /// id the store has.
+    async fn import_approvals(&self, approvals: Vec<ApprovalRecord>) -> Result<(), StoreError> {
+        let _ = approvals;
+        Err(StoreError(NO_IMPORT.into()))
+    }
+
+    /// Adds the state `writes` (as [`Store::load_state`] returns them) for
+    /// a migration: each must name a decision recorded in the log.
+    async fn import_state(&self, writes: Vec<StateWrite>) -> Result<(), StoreError> {
+        let _ = writes;
+        Err(StoreError(NO_IMPORT.into()))
     }
 
     /// Keeps a policy version's sources (see [`versions`]), durably, unless
@@ -259,4 +437,38 @@ pub trait Store: Send + Sync + 'static {
         request_hash: &str,
         now: &str,
     ) -> Result<Result<ApprovalRecord, ApprovalError>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_location_is_postgres_only_by_its_scheme() {
+        assert_eq!(
+            StoreLocation::parse("postgres://rein@db/rein"),
+            StoreLocation::Postgres("postgres://rein@db/rein".into())
+        );
+        assert!(matches!(
+            StoreLocation::parse("postgresql://h/d"),
+            StoreLocation::Postgres(_)
+        ));
+        assert_eq!(StoreLocation::parse("rein.db"), StoreLocation::Sqlite("rein.db".into()));
+        // A file whose name merely starts like a URL is still a file.
+        assert!(matches!(StoreLocation::parse("postgres.db"), StoreLocation::Sqlite(_)));
+    }
+
+    #[test]
+    fn a_password_is_never_shown() {
+        let location = StoreLocation::parse("postgres://rein:s3cret@db:5432/rein?sslmode=require");
+        assert_eq!(location.redacted(), "postgres://rein:***@db:5432/rein?sslmode=require");
+        assert!(!format!("{location:?} {location}").contains("s3cret"));
+        // `@` inside the password: the last `@` of the authority ends it.
+        let at = StoreLocation::parse("postgres://rein:a@b@db/rein");
+        assert_eq!(at.redacted(), "postgres://rein:***@db/rein");
+        assert_eq!(
+            StoreLocation::parse("postgres://db/rein").redacted(),
+            "postgres://db/rein"
+        );
+    }
 }
