@@ -236,11 +236,7 @@ impl PostgresStore {
             .map_err(|_| StoreError("the store's writer task stopped before answering".into()))?
     }
 
-    async fn append_one(
-        &self,
-        entry: AuditEntry,
-        writes: Vec<StateWrite>,
-    ) -> Result<AuditRecord, StoreError> {
+    async fn append_one(&self, entry: AuditEntry, writes: Vec<StateWrite>) -> Result<AuditRecord, StoreError> {
         self.append_prepared(entry, false, writes, None)
             .await?
             .ok_or_else(|| StoreError("internal error: an append was refused as a duplicate".into()))

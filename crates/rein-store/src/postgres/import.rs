@@ -82,8 +82,11 @@ pub(crate) async fn records(store: &PostgresStore, records: Vec<AuditRecord>) ->
         .await?;
     }
     let seq_i = i64::try_from(seq).map_err(|_| StoreError("the audit log is full".into()))?;
-    tx.execute("UPDATE chain_head SET seq = $1, hash = $2 WHERE id = 1", &[&seq_i, &prev])
-        .await?;
+    tx.execute(
+        "UPDATE chain_head SET seq = $1, hash = $2 WHERE id = 1",
+        &[&seq_i, &prev],
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

@@ -207,7 +207,8 @@ pub(crate) async fn delta(
             r.try_get(1)?,
             StateWrite::Use {
                 decision_id: r.try_get(2)?,
-                bucket: BucketKey::from_id(bucket).ok_or_else(|| corrupt("limit_uses", format!("bucket `{bucket}`")))?,
+                bucket: BucketKey::from_id(bucket)
+                    .ok_or_else(|| corrupt("limit_uses", format!("bucket `{bucket}`")))?,
                 time: parse_time("limit_uses", time)?,
                 amount: Decimal::from_str(amount)
                     .map_err(|e| corrupt("limit_uses", format!("amount `{amount}`: {e}")))?,

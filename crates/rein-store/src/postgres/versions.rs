@@ -90,7 +90,8 @@ pub(crate) async fn list(store: &PostgresStore) -> Result<Vec<PolicyVersionSumma
         .await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let row: (String, Option<String>, String, String) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+        let row: (String, Option<String>, String, String) =
+            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
         let (version, label, saved_at) = (row.0.clone(), row.1.clone(), row.3.clone());
         out.push(match decode(row) {
             Ok(kept) => PolicyVersionSummary {

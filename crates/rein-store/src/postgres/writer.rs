@@ -348,7 +348,8 @@ pub(crate) async fn write_state(
         let session: Vec<&str> = outputs.iter().map(|((_, s), _)| *s).collect();
         let output: Vec<&str> = outputs.iter().map(|(_, (o, _))| *o).collect();
         let seq: Vec<i64> = outputs.iter().map(|(_, (_, s))| *s).collect();
-        tx.execute(&stmts.outputs, &[&decision, &session, &output, &seq]).await?;
+        tx.execute(&stmts.outputs, &[&decision, &session, &output, &seq])
+            .await?;
     }
     if !labels.seq.is_empty() {
         tx.execute(
@@ -378,7 +379,11 @@ pub(crate) async fn write_state(
 
 /// What became of one append of a committed batch.
 enum Outcome {
-    Appended { seq: u64, prev_hash: String, hash: String },
+    Appended {
+        seq: u64,
+        prev_hash: String,
+        hash: String,
+    },
     /// `append_once` of a decision and phase claimed already.
     Duplicate,
     /// Decided under a lease that is no longer the newest (the newest is
@@ -474,7 +479,8 @@ async fn write_batch(inner: &Inner, conn: &mut Option<Conn>, batch: &[Command]) 
     let head = tx.query_opt(&stmts.head, &[]).await?;
     // Appending after a missing head would start a second chain: refuse, so
     // that the tampering is looked at (verify reports it).
-    let head = head.ok_or_else(|| StoreError("the chain head is missing (the database was altered); run verify".into()))?;
+    let head =
+        head.ok_or_else(|| StoreError("the chain head is missing (the database was altered); run verify".into()))?;
     let head_seq: i64 = head.try_get(0)?;
     let mut prev: String = head.try_get(1)?;
     let mut seq = u64::try_from(head_seq).map_err(|_| StoreError(format!("corrupt chain head: seq {head_seq}")))?;
@@ -485,7 +491,10 @@ async fn write_batch(inner: &Inner, conn: &mut Option<Conn>, batch: &[Command]) 
         .filter(|&i| outcomes[i].is_none() && batch[i].append.once)
         .collect();
     if !once.is_empty() {
-        let ids: Vec<&str> = once.iter().map(|&i| batch[i].append.entry.decision_id.as_str()).collect();
+        let ids: Vec<&str> = once
+            .iter()
+            .map(|&i| batch[i].append.entry.decision_id.as_str())
+            .collect();
         let phases: Vec<&str> = once.iter().map(|&i| batch[i].append.entry.phase.as_str()).collect();
         let rows = tx.query(&stmts.claim, &[&ids, &phases]).await?;
         let mut claimed: HashSet<(String, String)> = HashSet::with_capacity(rows.len());
@@ -526,10 +535,7 @@ async fn write_batch(inner: &Inner, conn: &mut Option<Conn>, batch: &[Command]) 
         tx.execute(&stmts.set_head, &[&seq_i, &prev]).await?;
     }
     tx.commit().await?;
-    Ok(outcomes
-        .into_iter()
-        .map(|o| o.unwrap_or(Outcome::Duplicate))
-        .collect())
+    Ok(outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Duplicate)).collect())
 }
 
 /// The audit rows of a batch, as the arrays of [`INSERT_AUDIT`].
