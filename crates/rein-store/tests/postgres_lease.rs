@@ -463,3 +463,33 @@ async fn a_failed_batch_fails_its_appends_and_the_next_one_commits() {
     assert_eq!(rec.seq, 2 + n);
     db.drop_db().await;
 }
+
+/// State written without the lease (by a caller that does not take it)
+/// cannot be handed over as a delta: every process reloads at its next
+/// lease instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_written_without_the_lease_makes_every_holder_reload() {
+    let Some(db) = TestDb::new().await else { return };
+    let a = db.open().await;
+    let b = db.open().await;
+    let la = a.acquire_state_lease(0).await.unwrap();
+    let r = a
+        .append_leased(entry("d1", "before"), vec![use_of("d1", "alice", "1")], false, la.generation)
+        .await
+        .unwrap()
+        .unwrap();
+    a.release_state_lease(la.generation).await.unwrap();
+    // B writes state without a lease; stateless appends bump nothing.
+    b.append(entry("plain", "before")).await.unwrap();
+    b.append_with_state(entry("d2", "before"), vec![use_of("d2", "bob", "1")])
+        .await
+        .unwrap();
+    let la = a.acquire_state_lease(r.seq).await.unwrap();
+    assert!(la.reload, "the unleased write is in no delta: reload");
+    assert!(la.writes.is_empty());
+    a.release_state_lease(la.generation).await.unwrap();
+    let again = a.acquire_state_lease(la.seen_seq).await.unwrap();
+    assert!(!again.reload);
+    a.release_state_lease(again.generation).await.unwrap();
+    db.drop_db().await;
+}
