@@ -474,7 +474,12 @@ async fn state_written_without_the_lease_makes_every_holder_reload() {
     let b = db.open().await;
     let la = a.acquire_state_lease(0).await.unwrap();
     let r = a
-        .append_leased(entry("d1", "before"), vec![use_of("d1", "alice", "1")], false, la.generation)
+        .append_leased(
+            entry("d1", "before"),
+            vec![use_of("d1", "alice", "1")],
+            false,
+            la.generation,
+        )
         .await
         .unwrap()
         .unwrap();
