@@ -560,6 +560,13 @@ async fn write_batch(inner: &Inner, conn: &mut Option<Conn>, batch: &[Command]) 
             hash,
         });
     }
+    // Every item has its outcome (fenced, duplicate or numbered) before
+    // anything is committed.
+    if outcomes.iter().any(Option::is_none) {
+        return Err(StoreError(
+            "internal error: an append of the batch has no outcome".into(),
+        ));
+    }
     let appended = !cols.seq.is_empty();
     let head_seq = i64::try_from(seq).map_err(|_| StoreError("the audit log is full".into()))?;
     let head_params: [&(dyn ToSql + Sync); 2] = [&head_seq, &prev];
@@ -575,7 +582,7 @@ async fn write_batch(inner: &Inner, conn: &mut Option<Conn>, batch: &[Command]) 
         run_if(appended, client, &stmts.set_head, &head_params),
         async { client.batch_execute("COMMIT").await.map_err(StoreError::from) },
     )?;
-    Ok(outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Duplicate)).collect())
+    Ok(outcomes.into_iter().flatten().collect())
 }
 
 /// The audit rows of a batch, as the arrays of [`INSERT_AUDIT`].
