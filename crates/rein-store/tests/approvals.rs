@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{entry, open_temp, TestStore};
-use rein_store::{ApprovalError, ApprovalRecord, ApprovalState, Verification};
+use rein_store::{ApprovalError, ApprovalRecord, ApprovalState, Store, Verification};
 use serde_json::json;
 
 differential!(

@@ -84,7 +84,7 @@ async fn query_filters_combine(store: TestStore) {
     let expect = |f: &dyn Fn(u64) -> bool| (1..=12).filter(|&i| f(i)).collect::<Vec<u64>>();
     assert_eq!(
         seqs(
-            &store,
+            &*store,
             AuditQuery {
                 actor: Some("alice".into()),
                 ..q()
@@ -95,7 +95,7 @@ async fn query_filters_combine(store: TestStore) {
     );
     assert_eq!(
         seqs(
-            &store,
+            &*store,
             AuditQuery {
                 action: Some("send_email".into()),
                 ..q()
@@ -106,7 +106,7 @@ async fn query_filters_combine(store: TestStore) {
     );
     assert_eq!(
         seqs(
-            &store,
+            &*store,
             AuditQuery {
                 effect: Some("block".into()),
                 ..q()
@@ -117,7 +117,7 @@ async fn query_filters_combine(store: TestStore) {
     );
     assert_eq!(
         seqs(
-            &store,
+            &*store,
             AuditQuery {
                 session: Some("s2".into()),
                 ..q()
@@ -128,7 +128,7 @@ async fn query_filters_combine(store: TestStore) {
     );
     assert_eq!(
         seqs(
-            &store,
+            &*store,
             AuditQuery {
                 decision_id: Some("dec-5".into()),
                 ..q()
@@ -139,7 +139,7 @@ async fn query_filters_combine(store: TestStore) {
     );
     assert_eq!(
         seqs(
-            &store,
+            &*store,
             AuditQuery {
                 rule: Some("rule-2".into()),
                 ..q()
@@ -150,7 +150,7 @@ async fn query_filters_combine(store: TestStore) {
     );
     assert_eq!(
         seqs(
-            &store,
+            &*store,
             AuditQuery {
                 rule: Some("common".into()),
                 ..q()
@@ -161,7 +161,7 @@ async fn query_filters_combine(store: TestStore) {
     );
     assert_eq!(
         seqs(
-            &store,
+            &*store,
             AuditQuery {
                 rule: Some("rule".into()),
                 ..q()
@@ -172,7 +172,7 @@ async fn query_filters_combine(store: TestStore) {
     );
     assert_eq!(
         seqs(
-            &store,
+            &*store,
             AuditQuery {
                 after_seq: Some(9),
                 ..q()
@@ -181,14 +181,14 @@ async fn query_filters_combine(store: TestStore) {
         .await,
         vec![10, 11, 12]
     );
-    assert_eq!(seqs(&store, AuditQuery { limit: Some(3), ..q() }).await, vec![1, 2, 3]);
+    assert_eq!(seqs(&*store, AuditQuery { limit: Some(3), ..q() }).await, vec![1, 2, 3]);
     assert_eq!(
-        seqs(&store, AuditQuery { limit: Some(0), ..q() }).await,
+        seqs(&*store, AuditQuery { limit: Some(0), ..q() }).await,
         Vec::<u64>::new()
     );
     assert_eq!(
         seqs(
-            &store,
+            &*store,
             AuditQuery {
                 limit: Some(u64::MAX),
                 ..q()
@@ -201,7 +201,7 @@ async fn query_filters_combine(store: TestStore) {
     // Times: `since` inclusive, `until` exclusive, any RFC 3339 offset.
     assert_eq!(
         seqs(
-            &store,
+            &*store,
             AuditQuery {
                 since: Some("2025-06-01T14:00:03.000003+02:00".into()),
                 until: Some("2025-06-01T12:00:06Z".into()),
@@ -214,7 +214,7 @@ async fn query_filters_combine(store: TestStore) {
     // Everything at once.
     assert_eq!(
         seqs(
-            &store,
+            &*store,
             AuditQuery {
                 since: Some("2025-06-01T12:00:00Z".into()),
                 until: Some("2025-06-02T00:00:00Z".into()),
@@ -236,7 +236,7 @@ async fn query_filters_combine(store: TestStore) {
     let mut pages = Vec::new();
     loop {
         let page = seqs(
-            &store,
+            &*store,
             AuditQuery {
                 after_seq: Some(after),
                 limit: Some(5),
@@ -349,18 +349,18 @@ async fn concurrent_appends_get_gapless_seqs(store: TestStore) {
 
 /// A batch that cannot be written fails for every waiter in it and leaves
 /// nothing behind: the next batch chains onto what is really stored.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_batch_leaves_no_trace() {
-    let (dir, store) = open_temp();
-    let store = store.arc();
+async fn failed_batch_leaves_no_trace(test: TestStore) {
+    let store = test.arc();
     for i in 1..=4 {
         store.append(entry(i)).await.unwrap();
     }
-    let raw = rusqlite::Connection::open(dir.path().join("rein.db")).unwrap();
-    raw.execute_batch(
+    test.raw_exec(
         "CREATE TRIGGER fail_5 BEFORE INSERT ON audit WHEN NEW.seq = 5 BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;",
+        "CREATE FUNCTION fail_5() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.seq = 5 THEN RAISE EXCEPTION 'disk on fire'; END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER fail_5 BEFORE INSERT ON audit FOR EACH ROW EXECUTE FUNCTION fail_5();",
     )
-    .unwrap();
+    .await;
     let tasks: Vec<_> = (0..10)
         .map(|i| {
             let store = Arc::clone(&store);

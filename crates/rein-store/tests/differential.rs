@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::str::FromStr;
 
 use common::TestStore;
 use jiff::{SignedDuration, Timestamp};

@@ -12,7 +12,7 @@ use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rein_store::{AuditEntry, PostgresStore, SqliteStore, Store};
+use rein_store::{AuditEntry, PostgresOptions, PostgresStore, SqliteStore, Store};
 use serde_json::json;
 
 /// A store in a fresh temporary directory (kept alive by the `TempDir`).
@@ -353,7 +353,7 @@ impl TestStore {
 
 /// Opens the PostgreSQL store at `url`.
 pub async fn open_postgres(url: &str) -> PostgresStore {
-    PostgresStore::open(url)
+    PostgresStore::open(url, PostgresOptions::default())
         .await
         .unwrap_or_else(|e| panic!("cannot open the PostgreSQL store: {e}"))
 }
