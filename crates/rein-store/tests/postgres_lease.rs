@@ -398,3 +398,68 @@ async fn a_publication_reaches_every_replica() {
     .expect("the publication made while the listener was away is seen");
     db.drop_db().await;
 }
+
+/// A batch whose state write fails is not committed: every append in it is
+/// answered with the error, nothing of it is stored (records, state, head),
+/// and the next batch commits on a fresh connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_batch_fails_its_appends_and_the_next_one_commits() {
+    let Some(db) = TestDb::new().await else { return };
+    let store = Arc::new(db.open().await);
+    store.append(entry("first", "before")).await.unwrap();
+    db.raw()
+        .await
+        .batch_execute("ALTER TABLE limit_uses ADD CONSTRAINT no_evil CHECK (decision_id <> 'evil')")
+        .await
+        .unwrap();
+    let err = store
+        .append_with_state(entry("evil", "before"), vec![use_of("evil", "alice", "1")])
+        .await
+        .unwrap_err();
+    assert!(err.0.contains("not committed"), "{err}");
+    assert_eq!(store.audit_len().await.unwrap(), 1);
+    // Others racing with a failing one: each is either stored or refused
+    // with the error; what was acknowledged is exactly what is stored.
+    let mut handles = Vec::new();
+    for i in 0..40 {
+        let store = Arc::clone(&store);
+        handles.push(tokio::spawn(async move {
+            if i % 10 == 5 {
+                store
+                    .append_with_state(entry("evil", "before"), vec![use_of("evil", "bob", "1")])
+                    .await
+                    .map(|r| (r.seq, r.entry.decision_id))
+            } else {
+                let id = format!("ok-{i}");
+                store
+                    .append_with_state(entry(&id, "before"), vec![use_of(&id, "bob", "1")])
+                    .await
+                    .map(|r| (r.seq, r.entry.decision_id))
+            }
+        }));
+    }
+    let mut acked = Vec::new();
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(rec) => acked.push(rec),
+            Err(e) => assert!(e.0.contains("not committed"), "{e}"),
+        }
+    }
+    assert!(acked.iter().all(|(_, d)| d != "evil"));
+    let n = acked.len() as u64;
+    assert_eq!(
+        store.verify_audit().await.unwrap(),
+        Verification::Intact { records: 1 + n }
+    );
+    let uses: i64 = db
+        .raw()
+        .await
+        .query_one("SELECT count(*) FROM limit_uses", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(uses as u64, n, "state only with acknowledged records");
+    let rec = store.append(entry("after", "before")).await.unwrap();
+    assert_eq!(rec.seq, 2 + n);
+    db.drop_db().await;
+}

@@ -206,6 +206,9 @@ INSERT INTO rein_policy_published (id, version, published_at) VALUES (1, NULL, N
 /// migration lock: a failure leaves the database as it was.
 pub(crate) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     let tx = client.transaction().await?;
+    // A migration of a large log may take longer than a statement may;
+    // waiting for another replica's migration too.
+    tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
     tx.batch_execute(
