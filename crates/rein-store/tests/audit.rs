@@ -582,13 +582,23 @@ async fn foreign_newer_or_unreachable_databases_are_refused_postgres() {
 
     let mut store = TestStore::postgres(test).await.unwrap();
     store.append(entry(1)).await.unwrap();
-    store.raw_exec("", "UPDATE rein_schema_version SET version = 99").await;
+    let version = store
+        .raw_column("SELECT version FROM rein_schema_version")
+        .await
+        .pop()
+        .unwrap()
+        .unwrap();
+    store
+        .raw_try("UPDATE rein_schema_version SET version = 99")
+        .await
+        .unwrap();
     let url = store.pg_url().unwrap().to_owned();
     let e = PostgresStore::open(&url, PostgresOptions::default()).await.unwrap_err();
     assert!(e.0.contains("schema version is 99") && e.0.contains("newer"), "{e}");
     store
-        .raw_exec("", &format!("UPDATE rein_schema_version SET version = {}", 1))
-        .await;
+        .raw_try(&format!("UPDATE rein_schema_version SET version = {version}"))
+        .await
+        .unwrap();
     store.reopen().await;
     assert_eq!(store.verify_audit().await.unwrap(), Verification::Intact { records: 1 });
 
