@@ -393,3 +393,316 @@ impl Drop for LeaseGuard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use rein_store::{
+        ApprovalError, ApprovalRecord, ApprovalState, AuditEntry, AuditQuery, AuditRecord, StateLease, StateWrite,
+        StoreError, Verification,
+    };
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+    /// The database's side: one lock, a generation.
+    #[derive(Default)]
+    struct Db {
+        lock: Arc<tokio::sync::Mutex<()>>,
+        generation: AtomicU64,
+    }
+
+    /// One process's connection to [`Db`].
+    struct Fake {
+        db: Arc<Db>,
+        held: Mutex<Option<tokio::sync::OwnedMutexGuard<()>>>,
+        acquired: AtomicU64,
+        fail: AtomicBool,
+        /// Taking the lease waits for this many permits' worth of notices.
+        slow: tokio::sync::Semaphore,
+        gate: AtomicBool,
+    }
+
+    impl Fake {
+        fn new(db: &Arc<Db>) -> Arc<Fake> {
+            Arc::new(Fake {
+                db: Arc::clone(db),
+                held: Mutex::new(None),
+                acquired: AtomicU64::new(0),
+                fail: AtomicBool::new(false),
+                slow: tokio::sync::Semaphore::new(0),
+                gate: AtomicBool::new(false),
+            })
+        }
+
+        fn holds(&self) -> bool {
+            self.held.lock().unwrap().is_some()
+        }
+    }
+
+    fn refused<T>() -> Result<T, StoreError> {
+        Err(StoreError("not in this test".into()))
+    }
+
+    #[async_trait::async_trait]
+    impl Store for Fake {
+        fn is_shared(&self) -> bool {
+            true
+        }
+        async fn acquire_state_lease(&self, _after_seq: u64) -> Result<StateLease, StoreError> {
+            if self.gate.load(Ordering::SeqCst) {
+                self.slow.acquire().await.unwrap().forget();
+            }
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(StoreError("connection refused (test)".into()));
+            }
+            let guard = Arc::clone(&self.db.lock).lock_owned().await;
+            let generation = self.db.generation.fetch_add(1, Ordering::SeqCst) + 1;
+            assert!(self.held.lock().unwrap().replace(guard).is_none(), "taken twice");
+            self.acquired.fetch_add(1, Ordering::SeqCst);
+            Ok(StateLease {
+                generation,
+                reload: false,
+                writes: Vec::new(),
+                seen_seq: generation,
+            })
+        }
+        async fn release_state_lease(&self, _generation: u64) -> Result<(), StoreError> {
+            assert!(self.held.lock().unwrap().take().is_some(), "given back without being held");
+            Ok(())
+        }
+        async fn append(&self, _: AuditEntry) -> Result<AuditRecord, StoreError> {
+            refused()
+        }
+        async fn append_once(&self, _: AuditEntry) -> Result<Option<AuditRecord>, StoreError> {
+            refused()
+        }
+        async fn bind_key_fingerprint(&self, _: &str) -> Result<String, StoreError> {
+            refused()
+        }
+        async fn key_fingerprint(&self) -> Result<Option<String>, StoreError> {
+            refused()
+        }
+        async fn probe_write(&self) -> Result<(), StoreError> {
+            refused()
+        }
+        async fn find_open_approval(
+            &self,
+            _: &str,
+            _: Option<&str>,
+            _: &str,
+        ) -> Result<Option<ApprovalRecord>, StoreError> {
+            refused()
+        }
+        async fn list_client_approvals(
+            &self,
+            _: &str,
+            _: Option<ApprovalState>,
+            _: u64,
+        ) -> Result<Vec<ApprovalRecord>, StoreError> {
+            refused()
+        }
+        async fn query_audit(&self, _: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+            refused()
+        }
+        async fn verify_audit(&self) -> Result<Verification, StoreError> {
+            refused()
+        }
+        async fn audit_len(&self) -> Result<u64, StoreError> {
+            refused()
+        }
+        async fn create_approval(&self, _: ApprovalRecord) -> Result<(), StoreError> {
+            refused()
+        }
+        async fn get_approval(&self, _: &str) -> Result<Option<ApprovalRecord>, StoreError> {
+            refused()
+        }
+        async fn list_approvals(&self, _: Option<ApprovalState>, _: u64) -> Result<Vec<ApprovalRecord>, StoreError> {
+            refused()
+        }
+        async fn decide_approval(
+            &self,
+            _: &str,
+            _: bool,
+            _: &str,
+            _: Option<&str>,
+            _: &str,
+        ) -> Result<Result<ApprovalRecord, ApprovalError>, StoreError> {
+            refused()
+        }
+        async fn use_approval(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+        ) -> Result<Result<ApprovalRecord, ApprovalError>, StoreError> {
+            refused()
+        }
+    }
+
+    #[derive(Default)]
+    struct Counts {
+        applied: AtomicUsize,
+        reloaded: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Sync for Counts {
+        fn apply(&self, _: &[StateWrite]) {
+            self.applied.fetch_add(1, Ordering::SeqCst);
+        }
+        async fn reload(&self, _: &dyn Store) -> Result<(), String> {
+            self.reloaded.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    fn lease(store: &Arc<Fake>, hold: Duration) -> (Lease, Arc<Counts>) {
+        let counts = Arc::new(Counts::default());
+        (Lease::new(store.clone(), counts.clone(), hold), counts)
+    }
+
+    /// Waits (a little) until `f` holds.
+    async fn eventually(f: impl Fn() -> bool) {
+        for _ in 0..500 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("never came true");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_first_lease_reloads_and_an_idle_one_is_given_back() {
+        let db = Arc::new(Db::default());
+        let store = Fake::new(&db);
+        let (lease, counts) = lease(&store, DEFAULT_LEASE_HOLD);
+        let mut g = lease.enter().await.unwrap();
+        assert!(g.current().is_ok());
+        assert_eq!(counts.reloaded.load(Ordering::SeqCst), 1, "nothing synced yet: loaded whole");
+        g.done();
+        drop(g);
+        eventually(|| !store.holds()).await;
+        let mut g = lease.enter().await.unwrap();
+        g.done();
+        drop(g);
+        assert_eq!(counts.reloaded.load(Ordering::SeqCst), 1);
+        assert_eq!(counts.applied.load(Ordering::SeqCst), 1, "the second brought up to date");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_holder_dropped_mid_way_makes_the_next_lease_reload() {
+        let db = Arc::new(Db::default());
+        let store = Fake::new(&db);
+        let (lease, counts) = lease(&store, DEFAULT_LEASE_HOLD);
+        let mut g = lease.enter().await.unwrap();
+        g.done();
+        drop(g);
+        // Cancelled: its append may be in flight.
+        drop(lease.enter().await.unwrap());
+        let mut g = lease.enter().await.unwrap();
+        g.done();
+        assert_eq!(counts.reloaded.load(Ordering::SeqCst), 2);
+        // A lost lease: the holders beside it may no longer read.
+        let mut other = lease.enter().await;
+        g.lost();
+        if let Ok(other) = &mut other {
+            assert!(other.current().is_err(), "a lease found lost is no longer read under");
+            other.done();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_acquisition_fails_its_waiters_and_the_next_tries_again() {
+        let db = Arc::new(Db::default());
+        let store = Fake::new(&db);
+        let (lease, _) = lease(&store, DEFAULT_LEASE_HOLD);
+        store.fail.store(true, Ordering::SeqCst);
+        let (a, b) = tokio::join!(lease.enter(), lease.enter());
+        assert!(a.err().unwrap().contains("connection refused"));
+        assert!(b.err().unwrap().contains("connection refused"));
+        store.fail.store(false, Ordering::SeqCst);
+        lease.enter().await.unwrap().done();
+    }
+
+    /// A decision cancelled while the lease was being taken for it: the
+    /// lease, once taken, is given back (nobody is left to), not kept.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lease_taken_for_nobody_is_given_back() {
+        let db = Arc::new(Db::default());
+        let store = Fake::new(&db);
+        store.gate.store(true, Ordering::SeqCst);
+        let (lease, _) = lease(&store, DEFAULT_LEASE_HOLD);
+        let entered = tokio::time::timeout(Duration::from_millis(20), lease.enter()).await;
+        assert!(entered.is_err(), "still taking it");
+        store.slow.add_permits(1);
+        eventually(|| store.acquired.load(Ordering::SeqCst) == 1).await;
+        eventually(|| !store.holds()).await;
+    }
+
+    /// Two processes with a stream of decisions each: never do both hold
+    /// the lease, and each gets its turn (the bound), whatever decisions
+    /// are cancelled on the way (at random points).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_processes_never_hold_it_together_and_both_get_turns() {
+        let db = Arc::new(Db::default());
+        let stores = [Fake::new(&db), Fake::new(&db)];
+        let inside = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+        let served = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+        let leases: Vec<Arc<Lease>> = stores
+            .iter()
+            .map(|s| Arc::new(lease(s, Duration::from_millis(2)).0))
+            .collect();
+        let mut tasks = Vec::new();
+        for p in 0..2usize {
+            for t in 0..8u64 {
+                let lease = Arc::clone(&leases[p]);
+                let inside = Arc::clone(&inside);
+                let served = Arc::clone(&served);
+                let db = Arc::clone(&db);
+                tasks.push(tokio::spawn(async move {
+                    // A small deterministic generator per task.
+                    let mut x = t.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(p as u64 + 1);
+                    for _ in 0..60 {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let work = async {
+                            let mut g = lease.enter().await.unwrap();
+                            // Counted out on drop too (cancelled inside),
+                            // before the guard is dropped.
+                            struct In<'a>(&'a AtomicUsize);
+                            impl Drop for In<'_> {
+                                fn drop(&mut self) {
+                                    self.0.fetch_sub(1, Ordering::SeqCst);
+                                }
+                            }
+                            inside[p].fetch_add(1, Ordering::SeqCst);
+                            let _in = In(&inside[p]);
+                            assert_eq!(inside[1 - p].load(Ordering::SeqCst), 0, "both processes hold it");
+                            assert_eq!(g.generation(), db.generation.load(Ordering::SeqCst));
+                            if x % 3 == 0 {
+                                tokio::task::yield_now().await;
+                            }
+                            served[p].fetch_add(1, Ordering::SeqCst);
+                            g.done();
+                            drop(_in);
+                        };
+                        if x % 7 == 0 {
+                            // Cancelled at some point of waiting or holding.
+                            let _ = tokio::time::timeout(Duration::from_micros(x % 300), work).await;
+                        } else {
+                            work.await;
+                        }
+                    }
+                }));
+            }
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert!(served[0].load(Ordering::SeqCst) > 0 && served[1].load(Ordering::SeqCst) > 0);
+        eventually(|| !stores[0].holds() && !stores[1].holds()).await;
+    }
+}
