@@ -652,13 +652,19 @@ impl Runtime {
     /// uses any (`rein serve` and `rein hook` call it after [`Runtime::new`],
     /// a hook after taking the store's [`StateLock`]). Until it has run,
     /// every decision that needs state is `block` ("state not loaded").
+    ///
+    /// On a store shared by several processes ([`Store::is_shared`]) no
+    /// [`StateLock`] is taken (nor may be): the state is loaded under the
+    /// store's state lease, which every stateful decision enters from then
+    /// on (see [`RuntimeConfig::lease_hold`]).
     pub async fn open_state(&self) -> Result<(), RuntimeError> {
         let policy = self.policy();
         Ok(self.state.open(self.store.as_ref(), &policy, Timestamp::now()).await?)
     }
 
     /// Keeps the store's state lock for the runtime's life: this process is
-    /// the one that keeps the store's state.
+    /// the one that keeps the store's state. (A store shared by several
+    /// processes has none: see [`Runtime::open_state`].)
     pub fn hold_state_lock(&self, lock: StateLock) {
         self.state.hold(lock);
     }
@@ -688,13 +694,18 @@ impl Runtime {
     /// Prunes the state: what no window of the policy can read any more and
     /// the sessions idle longer than [`RuntimeConfig::session_idle`], in
     /// memory and in the store. Returns the entries dropped (memory, store).
+    ///
+    /// On a shared store, without the lease (what is dropped is what no
+    /// decision reads), with the widest window this process has served:
+    /// the store's rows younger than that are kept for every process.
     pub async fn prune_state(&self, now: Timestamp) -> Result<(u64, u64), RuntimeError> {
         let policy = self.policy();
         Ok(self.state.prune(self.store.as_ref(), &policy, now).await?)
     }
 
     /// Every limit bucket with uses in its window at `now`: its use, its
-    /// limit and when the next unit frees up.
+    /// limit and when the next unit frees up. (On a shared store, this
+    /// process's copy: see [`Runtime::limits_current`].)
     pub fn limits(&self, now: Timestamp) -> Result<Vec<BucketStatus>, RuntimeError> {
         let policy = self.policy();
         self.state
@@ -704,8 +715,42 @@ impl Runtime {
 
     /// What a session holds: its calls (oldest first) and labels. `None`
     /// for a session not seen (or expired).
+    ///
+    /// On a store shared by several processes this is this process's copy,
+    /// as of its last stateful decision: [`Runtime::session_current`]
+    /// reads it under the state lease.
     pub fn session(&self, id: &str) -> Result<Option<SessionSnapshot>, RuntimeError> {
         self.state.session(id).map_err(|e| RuntimeError::Store(StoreError(e)))
+    }
+
+    /// [`Runtime::limits`], read, on a store shared by several processes,
+    /// under the state lease (with what every process wrote); the same
+    /// as [`Runtime::limits`] otherwise.
+    pub async fn limits_current(&self, now: Timestamp) -> Result<Vec<BucketStatus>, RuntimeError> {
+        self.under_lease(|| self.limits(now)).await
+    }
+
+    /// [`Runtime::session`], read, on a store shared by several processes,
+    /// under the state lease; the same as [`Runtime::session`] otherwise.
+    pub async fn session_current(&self, id: &str) -> Result<Option<SessionSnapshot>, RuntimeError> {
+        self.under_lease(|| self.session(id)).await
+    }
+
+    /// Runs `read` (of the mirror) under the state lease, if the store is
+    /// shared.
+    async fn under_lease<T>(&self, read: impl FnOnce() -> Result<T, RuntimeError>) -> Result<T, RuntimeError> {
+        match self.state.enter().await {
+            None => read(),
+            Some(Err(why)) => Err(RuntimeError::Store(StoreError(why))),
+            Some(Ok(mut guard)) => {
+                let read = guard
+                    .current()
+                    .map_err(|e| RuntimeError::Store(StoreError(e)))
+                    .and_then(|()| read());
+                guard.done();
+                read
+            }
+        }
     }
 
     /// Forgets the uses of the limits of `rule` (every rule if `None`), or
