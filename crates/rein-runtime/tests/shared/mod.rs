@@ -437,3 +437,156 @@ impl Store for LeasedSqlite {
         self.core.inner.use_approval(id, h, n).await
     }
 }
+
+/// A store whose fenced appends can be held back (a slow network between
+/// a replica and the database), all else passed through.
+pub struct Stalling {
+    pub inner: Arc<dyn Store>,
+    stall: AtomicBool,
+    stalled: tokio::sync::Notify,
+    resume: tokio::sync::Notify,
+}
+
+impl Stalling {
+    pub fn new(inner: Arc<dyn Store>) -> Arc<Stalling> {
+        Arc::new(Stalling {
+            inner,
+            stall: AtomicBool::new(false),
+            stalled: tokio::sync::Notify::new(),
+            resume: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// From now on, fenced appends wait until [`Stalling::unstall`].
+    pub fn stall(&self) {
+        self.stall.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits until a fenced append is held back.
+    pub async fn wait_stalled(&self) {
+        self.stalled.notified().await;
+    }
+
+    pub fn unstall(&self) {
+        self.stall.store(false, Ordering::SeqCst);
+        self.resume.notify_waiters();
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for Stalling {
+    fn is_shared(&self) -> bool {
+        self.inner.is_shared()
+    }
+    async fn acquire_state_lease(&self, after_seq: u64) -> Result<StateLease, StoreError> {
+        self.inner.acquire_state_lease(after_seq).await
+    }
+    async fn release_state_lease(&self, generation: u64) -> Result<(), StoreError> {
+        self.inner.release_state_lease(generation).await
+    }
+    async fn append_leased(
+        &self,
+        entry: AuditEntry,
+        writes: Vec<StateWrite>,
+        once: bool,
+        generation: u64,
+    ) -> Result<Option<AuditRecord>, StoreError> {
+        let resumed = self.resume.notified();
+        let mut resumed = std::pin::pin!(resumed);
+        resumed.as_mut().enable();
+        if self.stall.load(Ordering::SeqCst) {
+            self.stalled.notify_one();
+            resumed.await;
+        }
+        self.inner.append_leased(entry, writes, once, generation).await
+    }
+    async fn append(&self, e: AuditEntry) -> Result<AuditRecord, StoreError> {
+        self.inner.append(e).await
+    }
+    async fn append_once(&self, e: AuditEntry) -> Result<Option<AuditRecord>, StoreError> {
+        self.inner.append_once(e).await
+    }
+    async fn append_with_state(&self, e: AuditEntry, w: Vec<StateWrite>) -> Result<AuditRecord, StoreError> {
+        self.inner.append_with_state(e, w).await
+    }
+    async fn append_once_with_state(
+        &self,
+        e: AuditEntry,
+        w: Vec<StateWrite>,
+    ) -> Result<Option<AuditRecord>, StoreError> {
+        self.inner.append_once_with_state(e, w).await
+    }
+    async fn load_state(&self, a: Timestamp, b: Timestamp) -> Result<Vec<StateWrite>, StoreError> {
+        self.inner.load_state(a, b).await
+    }
+    async fn prune_state(&self, a: Timestamp, b: Timestamp) -> Result<u64, StoreError> {
+        self.inner.prune_state(a, b).await
+    }
+    async fn reset_limits(&self, r: Option<String>, b: Option<String>) -> Result<u64, StoreError> {
+        self.inner.reset_limits(r, b).await
+    }
+    async fn state_size(&self) -> Result<StoredStateSize, StoreError> {
+        self.inner.state_size().await
+    }
+    async fn bind_key_fingerprint(&self, f: &str) -> Result<String, StoreError> {
+        self.inner.bind_key_fingerprint(f).await
+    }
+    async fn key_fingerprint(&self) -> Result<Option<String>, StoreError> {
+        self.inner.key_fingerprint().await
+    }
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        self.inner.probe_write().await
+    }
+    async fn find_open_approval(
+        &self,
+        h: &str,
+        c: Option<&str>,
+        n: &str,
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        self.inner.find_open_approval(h, c, n).await
+    }
+    async fn list_client_approvals(
+        &self,
+        c: &str,
+        s: Option<ApprovalState>,
+        l: u64,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        self.inner.list_client_approvals(c, s, l).await
+    }
+    async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        self.inner.query_audit(q).await
+    }
+    async fn verify_audit(&self) -> Result<Verification, StoreError> {
+        self.inner.verify_audit().await
+    }
+    async fn audit_len(&self) -> Result<u64, StoreError> {
+        self.inner.audit_len().await
+    }
+    async fn create_approval(&self, a: ApprovalRecord) -> Result<(), StoreError> {
+        self.inner.create_approval(a).await
+    }
+    async fn get_approval(&self, id: &str) -> Result<Option<ApprovalRecord>, StoreError> {
+        self.inner.get_approval(id).await
+    }
+    async fn list_approvals(&self, s: Option<ApprovalState>, l: u64) -> Result<Vec<ApprovalRecord>, StoreError> {
+        self.inner.list_approvals(s, l).await
+    }
+    async fn decide_approval(
+        &self,
+        id: &str,
+        g: bool,
+        a: &str,
+        c: Option<&str>,
+        n: &str,
+    ) -> Result<Result<ApprovalRecord, ApprovalError>, StoreError> {
+        self.inner.decide_approval(id, g, a, c, n).await
+    }
+    async fn use_approval(
+        &self,
+        id: &str,
+        h: &str,
+        n: &str,
+    ) -> Result<Result<ApprovalRecord, ApprovalError>, StoreError> {
+        self.inner.use_approval(id, h, n).await
+    }
+}
