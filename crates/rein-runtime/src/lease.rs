@@ -468,7 +468,10 @@ mod tests {
             })
         }
         async fn release_state_lease(&self, _generation: u64) -> Result<(), StoreError> {
-            assert!(self.held.lock().unwrap().take().is_some(), "given back without being held");
+            assert!(
+                self.held.lock().unwrap().take().is_some(),
+                "given back without being held"
+            );
             Ok(())
         }
         async fn append(&self, _: AuditEntry) -> Result<AuditRecord, StoreError> {
@@ -580,7 +583,11 @@ mod tests {
         let (lease, counts) = lease(&store, DEFAULT_LEASE_HOLD);
         let mut g = lease.enter().await.unwrap();
         assert!(g.current().is_ok());
-        assert_eq!(counts.reloaded.load(Ordering::SeqCst), 1, "nothing synced yet: loaded whole");
+        assert_eq!(
+            counts.reloaded.load(Ordering::SeqCst),
+            1,
+            "nothing synced yet: loaded whole"
+        );
         g.done();
         drop(g);
         eventually(|| !store.holds()).await;
@@ -588,7 +595,11 @@ mod tests {
         g.done();
         drop(g);
         assert_eq!(counts.reloaded.load(Ordering::SeqCst), 1);
-        assert_eq!(counts.applied.load(Ordering::SeqCst), 1, "the second brought up to date");
+        assert_eq!(
+            counts.applied.load(Ordering::SeqCst),
+            1,
+            "the second brought up to date"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -71,7 +71,11 @@ impl TestDb {
 
     /// A replica's store.
     async fn open(&self) -> Arc<PostgresStore> {
-        Arc::new(PostgresStore::open(&self.url, PostgresOptions::default()).await.unwrap())
+        Arc::new(
+            PostgresStore::open(&self.url, PostgresOptions::default())
+                .await
+                .unwrap(),
+        )
     }
 
     /// Ends the connection holding the state lease (the advisory lock) of
@@ -171,7 +175,10 @@ async fn a_killed_lease_connection_never_allows_against_a_stale_mirror() {
     }
     assert_eq!(allowed_records(pa.as_ref(), "refund").await, REFUNDS);
     let verified = pa.verify_audit().await.unwrap();
-    assert!(matches!(verified, rein_store::Verification::Intact { .. }), "{verified:?}");
+    assert!(
+        matches!(verified, rein_store::Verification::Intact { .. }),
+        "{verified:?}"
+    );
     drop((a, b, sa, pa));
     db.drop_db().await;
 }

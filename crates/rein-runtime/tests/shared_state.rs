@@ -77,7 +77,11 @@ async fn a_lost_lease_never_allows_against_a_stale_mirror() {
     // A takes the lease again and reloads: the limit is full.
     let after = a.decide(refund(102), None).await;
     assert_eq!(after.effect, Effect::Block, "{:?}", after.reasons);
-    assert!(after.reasons.iter().any(|r| r.contains("10 refunds")), "{:?}", after.reasons);
+    assert!(
+        after.reasons.iter().any(|r| r.contains("10 refunds")),
+        "{:?}",
+        after.reasons
+    );
     assert_eq!(allowed_records(ha.as_ref(), "refund").await, REFUNDS);
 }
 
@@ -102,7 +106,9 @@ async fn a_lease_that_cannot_be_taken_blocks_and_recovers() {
         );
     }
     // A stateless action does not need it.
-    let note = Request::new("note").input(json!({"text": "hi"})).actor(json!({"id": "bot"}));
+    let note = Request::new("note")
+        .input(json!({"text": "hi"}))
+        .actor(json!({"id": "bot"}));
     assert_eq!(a.decide(note, None).await.effect, Effect::Allow);
     // Meanwhile the other replica uses all but one unit.
     for i in 0..REFUNDS - 2 {
@@ -140,15 +146,24 @@ async fn the_lease_is_taken_only_for_state_and_given_back_when_idle() {
     let b = replica(hb.clone()).await;
     let taken = ha.acquired.load(Ordering::SeqCst);
     for _ in 0..5 {
-        let note = Request::new("note").input(json!({"text": "hi"})).actor(json!({"id": "bot"}));
+        let note = Request::new("note")
+            .input(json!({"text": "hi"}))
+            .actor(json!({"id": "bot"}));
         assert_eq!(a.decide(note, None).await.effect, Effect::Allow);
     }
-    assert_eq!(ha.acquired.load(Ordering::SeqCst), taken, "stateless decisions take no lease");
+    assert_eq!(
+        ha.acquired.load(Ordering::SeqCst),
+        taken,
+        "stateless decisions take no lease"
+    );
     assert_eq!(a.decide(refund(0), None).await.effect, Effect::Allow);
     assert_eq!(ha.acquired.load(Ordering::SeqCst), taken + 1);
     // B gets it while A is idle (a held lease would make this wait forever).
     let b_decides = tokio::time::timeout(std::time::Duration::from_secs(5), b.decide(refund(1), None));
-    assert_eq!(b_decides.await.expect("the idle lease was given back").effect, Effect::Allow);
+    assert_eq!(
+        b_decides.await.expect("the idle lease was given back").effect,
+        Effect::Allow
+    );
 }
 
 /// Explaining reads the shared state under the lease (async), and the

@@ -90,7 +90,9 @@ pub fn refund(n: usize) -> Request {
 }
 
 pub fn pay() -> Request {
-    Request::new("pay").input(json!({"amount": 1})).actor(json!({"id": "bot"}))
+    Request::new("pay")
+        .input(json!({"amount": 1}))
+        .actor(json!({"id": "bot"}))
 }
 
 /// `tasks` concurrent decisions of `request(i)`, spread over `replicas`
@@ -135,7 +137,10 @@ pub async fn limits_hold_exactly(replicas: &[Arc<Runtime>], store: &dyn Store, t
         assert_eq!(rt.decide(pay(), None).await.effect, Effect::Block);
     }
     let verified = store.verify_audit().await.unwrap();
-    assert!(matches!(verified, rein_store::Verification::Intact { .. }), "{verified:?}");
+    assert!(
+        matches!(verified, rein_store::Verification::Intact { .. }),
+        "{verified:?}"
+    );
 }
 
 pub async fn allowed_records(store: &dyn Store, action: &str) -> usize {
@@ -300,7 +305,12 @@ impl Store for LeasedSqlite {
             .collect();
         let seen_seq = self.core.inner.audit_len().await?;
         let epoch = self.core.epoch.load(Ordering::SeqCst);
-        let reload = self.last_epoch.lock().unwrap().replace(epoch).is_some_and(|e| e != epoch);
+        let reload = self
+            .last_epoch
+            .lock()
+            .unwrap()
+            .replace(epoch)
+            .is_some_and(|e| e != epoch);
         *self.held.lock().unwrap() = Some(guard);
         self.acquired.fetch_add(1, Ordering::SeqCst);
         Ok(StateLease {
@@ -352,14 +362,18 @@ impl Store for LeasedSqlite {
         self.core.inner.append_once(e).await
     }
     async fn append_with_state(&self, _: AuditEntry, _: Vec<StateWrite>) -> Result<AuditRecord, StoreError> {
-        Err(StoreError("a shared store takes state only under the lease (test)".into()))
+        Err(StoreError(
+            "a shared store takes state only under the lease (test)".into(),
+        ))
     }
     async fn append_once_with_state(
         &self,
         _: AuditEntry,
         _: Vec<StateWrite>,
     ) -> Result<Option<AuditRecord>, StoreError> {
-        Err(StoreError("a shared store takes state only under the lease (test)".into()))
+        Err(StoreError(
+            "a shared store takes state only under the lease (test)".into(),
+        ))
     }
     async fn load_state(&self, a: Timestamp, b: Timestamp) -> Result<Vec<StateWrite>, StoreError> {
         self.core.inner.load_state(a, b).await
