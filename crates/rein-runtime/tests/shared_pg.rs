@@ -215,6 +215,18 @@ async fn a_reset_reaches_every_replica_on_postgres() {
     db.drop_db().await;
 }
 
+/// One approval, two replicas racing to use it: exactly one allow, and
+/// the limit it is reserved under counts that one, on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_approval_is_used_once_across_replicas_on_postgres() {
+    let Some(db) = TestDb::new().await else { return };
+    let a = replica(db.open().await).await;
+    let b = replica(db.open().await).await;
+    an_approval_is_used_once_across_replicas(&a, &b).await;
+    drop((a, b));
+    db.drop_db().await;
+}
+
 /// The store's trait object is what the server holds.
 #[allow(dead_code)]
 fn is_store(s: Arc<PostgresStore>) -> Arc<dyn Store> {

@@ -38,7 +38,14 @@ contracts:
     fetch:
       input: {url: string}
       output: {text: string}
+    big_refund:
+      input: {amount: int}
 rules:
+  - id: big_rate
+    action: big_refund
+    effect: require_approval
+    approval: {role: finance}
+    limit: {count: 1, window: 1h}
   - id: refund_rate
     action: refund
     effect: block
@@ -204,6 +211,44 @@ pub async fn sessions_are_shared(a: &Runtime, b: &Runtime) {
         .actor(json!({"id": "bot"}))
         .session("s2");
     assert_eq!(a.decide(other, None).await.effect, Effect::Allow);
+}
+
+fn big() -> Request {
+    Request::new("big_refund")
+        .input(json!({"amount": 500}))
+        .actor(json!({"id": "bot"}))
+}
+
+/// An approval granted through one replica, raced for by two: exactly one
+/// allow; the other's reservation (made as allowed, the approval given)
+/// is redone as its final `block` under the same lease, so the limit
+/// counts the one use, on both replicas.
+pub async fn an_approval_is_used_once_across_replicas(a: &Arc<Runtime>, b: &Arc<Runtime>) {
+    assert_eq!(a.decide(big(), None).await.effect, Effect::Allow);
+    let asked = b.decide(big(), None).await;
+    assert_eq!(asked.effect, Effect::RequireApproval, "{:?}", asked.reasons);
+    let id = asked.approval.as_ref().unwrap().id.clone();
+    let approver = rein_runtime::Approver {
+        name: "alice",
+        roles: None,
+        credential: None,
+    };
+    a.grant(&id, approver, None).await.unwrap();
+    let (ra, rb) = tokio::join!(a.decide(big(), Some(id.clone())), b.decide(big(), Some(id.clone())));
+    let allowed = [&ra, &rb].iter().filter(|r| r.effect == Effect::Allow).count();
+    assert_eq!(allowed, 1, "{:?} / {:?}", ra.reasons, rb.reasons);
+    for rt in [a, b] {
+        let limits = rt.limits_current(Timestamp::now()).await.unwrap();
+        let big_rate = limits.iter().find(|l| l.rule == "big_rate").expect("listed");
+        assert_eq!(
+            big_rate.used.to_string(),
+            "2",
+            "the first and the approved one: {big_rate:?}"
+        );
+    }
+    // The approval is spent: asking again opens a new one.
+    assert_eq!(a.decide(big(), Some(id)).await.effect, Effect::Block);
+    assert_eq!(b.decide(big(), None).await.effect, Effect::RequireApproval);
 }
 
 /// The in-process stand-in for the database's side of the lease.
