@@ -102,6 +102,8 @@ pub struct PostgresStore {
     writer: mpsc::UnboundedSender<writer::Command>,
     /// The state lease; one taker at a time in the process.
     lease: tokio::sync::Mutex<lease::Lease>,
+    /// The lease held, as appends check it (see `lease::check_held`).
+    lease_mark: lease::Mark,
     /// Publications heard, once a caller asked (the listener starts then).
     publications: OnceLock<watch::Receiver<Option<String>>>,
     /// Dropped with the store: the listener task then ends.
@@ -194,12 +196,14 @@ impl PostgresStore {
         let (writer, queue) = mpsc::unbounded_channel();
         tokio::spawn(writer::run(Arc::clone(&inner), queue));
         let (alive, _) = watch::channel(());
+        let lease_mark = lease::Mark::default();
         Ok(PostgresStore {
             pool,
             options,
             inner,
             writer,
-            lease: tokio::sync::Mutex::new(lease::Lease::new(Some(epoch))),
+            lease: tokio::sync::Mutex::new(lease::Lease::new(Some(epoch), Arc::clone(&lease_mark))),
+            lease_mark,
             publications: OnceLock::new(),
             alive,
         })
@@ -309,6 +313,7 @@ impl Store for PostgresStore {
         once: bool,
         generation: u64,
     ) -> Result<Option<AuditRecord>, StoreError> {
+        lease::check_held(&self.lease_mark, generation)?;
         self.append_prepared(entry, once, writes, Some(generation)).await
     }
 

@@ -125,7 +125,7 @@ async fn the_lease_is_exclusive_fenced_and_hands_over_the_delta() {
     assert_eq!(lb.seen_seq, 2);
     assert_eq!(lb.writes, d1, "B is handed what A wrote");
 
-    // A's old lease is fenced: nothing written.
+    // A's old lease: refused, nothing written.
     let err = a
         .append_leased(
             entry("d-late", "before"),
@@ -190,6 +190,62 @@ async fn the_lease_is_exclusive_fenced_and_hands_over_the_delta() {
     assert!(!again.reload, "reloaded once");
     a.release_state_lease(again.generation).await.unwrap();
     assert_eq!(a.verify_audit().await.unwrap(), Verification::Intact { records: 4 });
+    db.drop_db().await;
+}
+
+/// The fence in the append's transaction: a process that still believes it
+/// holds a lease (another took one since, unknown to it) has its leased
+/// appends refused, alone: the appends batched with them commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_fence_refuses_an_older_generation_in_the_database() {
+    let Some(db) = TestDb::new().await else { return };
+    let a = Arc::new(db.open().await);
+    let la = a.acquire_state_lease(0).await.unwrap();
+    a.append_leased(
+        entry("d0", "before"),
+        vec![use_of("d0", "alice", "1")],
+        false,
+        la.generation,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    // Another replica's lease, taken while A's connection was thought dead.
+    db.raw()
+        .await
+        .execute("UPDATE rein_state_lease SET generation = generation + 1", &[])
+        .await
+        .unwrap();
+    let mut handles = Vec::new();
+    for i in 0..20 {
+        let a = Arc::clone(&a);
+        handles.push(tokio::spawn(async move {
+            a.append(entry(&format!("plain-{i}"), "before")).await.map(|_| ())
+        }));
+    }
+    let fenced = a
+        .append_leased(
+            entry("d1", "before"),
+            vec![use_of("d1", "alice", "1")],
+            false,
+            la.generation,
+        )
+        .await
+        .unwrap_err();
+    assert!(fenced.0.contains("lease"), "{fenced}");
+    for h in handles {
+        h.await.unwrap().unwrap();
+    }
+    assert_eq!(a.audit_len().await.unwrap(), 21);
+    let uses: i64 = db
+        .raw()
+        .await
+        .query_one("SELECT count(*) FROM limit_uses", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(uses, 1, "the fenced decision's state is not written");
+    a.release_state_lease(la.generation).await.unwrap();
     db.drop_db().await;
 }
 

@@ -14,6 +14,8 @@
 //! (the connection is closed) and the next acquire opens a new one.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 use rein_engine::state::{BucketKey, Decimal, SessionCall, StateWrite};
@@ -27,24 +29,61 @@ use crate::{StateLease, StoreError};
 /// locks are per database: stores in other databases do not share it.
 pub(crate) const STATE_LOCK: i64 = 0x5245_494E_5354_4154;
 
+/// The lease this process holds, as appends check it without waiting for
+/// the lease's lock: its generation and whether its connection is still
+/// open (cleared when released or lost).
+pub(crate) type Mark = Arc<Mutex<Option<(u64, Arc<AtomicBool>)>>>;
+
+/// Refuses an append decided under `generation` unless this process still
+/// holds that lease on a live connection. (The fence in the writer's
+/// transaction is what makes it exact; this refuses early what this
+/// process already knows to be lost: a lease whose connection broke holds
+/// no lock, even before another process takes it.)
+pub(crate) fn check_held(mark: &Mark, generation: u64) -> Result<(), StoreError> {
+    let held = mark.lock().ok().and_then(|m| m.clone());
+    match held {
+        Some((g, open)) if g == generation && open.load(Ordering::Acquire) => Ok(()),
+        Some((g, open)) if g == generation && !open.load(Ordering::Acquire) => Err(StoreError(format!(
+            "{}: lease {generation}'s connection to the database broke; the decision was not recorded",
+            super::writer::FENCED
+        ))),
+        _ => Err(StoreError(format!(
+            "{}: lease {generation} is not held by this process (released, lost or replaced); the decision was \
+             not recorded",
+            super::writer::FENCED
+        ))),
+    }
+}
+
 /// The lease's side of the store: its connection, what it holds, the epoch
 /// it last saw.
 pub(crate) struct Lease {
     conn: Option<Client>,
+    /// Whether `conn` is still open (cleared by its connection's task).
+    open: Arc<AtomicBool>,
     /// The generation held, if any.
     held: Option<u64>,
     /// The epoch of the state this process last loaded or leased: a lease
     /// whose epoch differs tells the caller to reload.
     epoch: Option<i64>,
+    mark: Mark,
 }
 
 impl Lease {
     /// No lease held; `epoch` the one the store saw at open.
-    pub(crate) fn new(epoch: Option<i64>) -> Lease {
+    pub(crate) fn new(epoch: Option<i64>, mark: Mark) -> Lease {
         Lease {
             conn: None,
+            open: Arc::new(AtomicBool::new(false)),
             held: None,
             epoch,
+            mark,
+        }
+    }
+
+    fn set_mark(&self, held: Option<u64>) {
+        if let Ok(mut mark) = self.mark.lock() {
+            *mark = held.map(|g| (g, Arc::clone(&self.open)));
         }
     }
 
@@ -52,6 +91,8 @@ impl Lease {
     fn lose(&mut self) {
         self.conn = None;
         self.held = None;
+        self.open.store(false, Ordering::Release);
+        self.set_mark(None);
     }
 
     /// Takes the lease (see the module documentation).
@@ -61,8 +102,16 @@ impl Lease {
             self.lose();
         }
         if self.conn.is_none() {
-            let (client, _ended) = connect::dedicated(&inner.config, &inner.tls, |_| {}).await?;
+            let (client, ended) = connect::dedicated(&inner.config, &inner.tls, |_| {}).await?;
+            let open = Arc::new(AtomicBool::new(true));
+            let watched = Arc::clone(&open);
+            tokio::spawn(async move {
+                // Ends with the connection, however it ends.
+                let _ = ended.await;
+                watched.store(false, Ordering::Release);
+            });
             self.conn = Some(client);
+            self.open = open;
         }
         let result = self.take(after_seq).await;
         if result.is_err() {
@@ -76,7 +125,7 @@ impl Lease {
     async fn take(&mut self, after_seq: u64) -> Result<StateLease, StoreError> {
         let client = self
             .conn
-            .as_mut()
+            .as_ref()
             .ok_or_else(|| StoreError("the state lease has no connection".into()))?;
         // Held already (a caller that did not release): the lock is ours,
         // a new generation fences what was decided under the old one.
@@ -94,8 +143,13 @@ impl Lease {
         let generation =
             u64::try_from(generation).map_err(|_| StoreError(format!("corrupt lease generation {generation}")))?;
         self.held = Some(generation);
+        self.set_mark(Some(generation));
         let reload = self.epoch.is_some_and(|seen| seen != epoch);
         self.epoch = Some(epoch);
+        let client = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| StoreError("the state lease has no connection".into()))?;
         let (seen_seq, writes) = delta(client, after_seq, !reload).await?;
         Ok(StateLease {
             generation,
@@ -133,6 +187,7 @@ impl Lease {
         match client.query_one("SELECT pg_advisory_unlock($1)", &[&STATE_LOCK]).await {
             Ok(row) => {
                 self.held = None;
+                self.set_mark(None);
                 let released: bool = row.try_get(0)?;
                 if released {
                     Ok(())
