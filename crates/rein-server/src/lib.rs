@@ -507,7 +507,7 @@ impl AppState {
         // On a shared store the files given at start win, as a reload's:
         // the version is published and every other replica switches to it.
         if state.runtime().store().is_shared() {
-            state.publish_at_start().await?;
+            state.publish_at_start(&started).await?;
             state.follow_publications();
         }
         Ok(state)

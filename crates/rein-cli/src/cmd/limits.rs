@@ -94,7 +94,10 @@ pub fn run(args: LimitsArgs) -> anyhow::Result<u8> {
                     rt.block_on(runtime.open_state())
                         .with_context(|| format!("cannot read the state of `{location}`"))?;
                     let now = jiff::Timestamp::now();
-                    runtime.limits(now)?.iter().map(rein_server::bucket_json).collect()
+                    rt.block_on(runtime.limits_current(now))?
+                        .iter()
+                        .map(rein_server::bucket_json)
+                        .collect()
                 }
                 remote => {
                     let (status, body) = remote.call("GET", "/v1/limits", None)?;

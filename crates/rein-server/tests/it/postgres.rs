@@ -319,3 +319,53 @@ async fn a_published_version_no_replica_can_load_is_refused_by_all() {
     }
     pg.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_cannot_be_reached_blocks_every_decision_until_it_is_back() {
+    let Some(pg) = Pg::new().await else { return };
+    let h = replica(&pg.url, &example_text()).await;
+    assert_eq!(h.decide(refund(40, "bot-1")).await["effect"], "allow");
+
+    // The database refuses connections and every one it had is cut.
+    let admin = connect(&pg.admin).await;
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {0} ALLOW_CONNECTIONS false; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{0}'",
+            pg.name
+        ))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let d = h.decide(refund(40, "bot-1")).await;
+        assert_eq!(d["effect"], "block", "no allow while the database is gone: {d}");
+    }
+    let (status, health) = h.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{health}");
+    let (_, metrics) = h.call_text(Method::GET, "/metrics", None, None).await;
+    let failed_appends = metrics
+        .lines()
+        .find(|l| l.starts_with("rein_store_errors_total{operation=\"append\"}"))
+        .unwrap_or_else(|| panic!("no store error counted:\n{metrics}"));
+    assert!(!failed_appends.ends_with(" 0"), "{failed_appends}");
+
+    // Back: decisions are allowed again without a restart.
+    admin
+        .batch_execute(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", pg.name))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let d = h.decide(refund(40, "bot-1")).await;
+        if d["effect"] == "allow" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no recovery: {d}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    until_health(&h, StatusCode::OK).await;
+    let (status, body) = h.call(Method::GET, "/v1/audit/verify", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    h.state.close().await.unwrap();
+    pg.drop_db().await;
+}
