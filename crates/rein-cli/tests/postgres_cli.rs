@@ -84,7 +84,11 @@ impl Pg {
 impl Drop for Pg {
     fn drop(&mut self) {
         let _ = Command::new("psql")
-            .args([&self.admin, "-qc", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)])
+            .args([
+                &self.admin,
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
             .output();
     }
 }
@@ -220,15 +224,22 @@ fn serve_and_the_store_commands_work_on_a_postgres_url() {
     let dir = tempfile::tempdir().unwrap();
     secrets(dir.path());
     let server = Server::start(dir.path(), &pg.url);
-    let (status, allowed) = server.call("POST", "/v1/decide", Some(AGENT), Some(refund(40))).unwrap();
+    let (status, allowed) = server
+        .call("POST", "/v1/decide", Some(AGENT), Some(refund(40)))
+        .unwrap();
     assert_eq!((status, &allowed["effect"]), (200, &json!("allow")), "{allowed}");
-    let (status, blocked) = server.call("POST", "/v1/decide", Some(AGENT), Some(refund(5000))).unwrap();
+    let (status, blocked) = server
+        .call("POST", "/v1/decide", Some(AGENT), Some(refund(5000)))
+        .unwrap();
     assert_eq!((status, &blocked["effect"]), (200, &json!("block")), "{blocked}");
     let version = allowed["policy_version"].as_str().unwrap().to_string();
     // A second replica on the same database, with the same files.
     let second = Server::start(dir.path(), &pg.url);
     let (status, health) = second.call("GET", "/healthz", None, None).unwrap();
-    assert_eq!((status, health["policy_version"].as_str()), (200, Some(version.as_str())));
+    assert_eq!(
+        (status, health["policy_version"].as_str()),
+        (200, Some(version.as_str()))
+    );
     second.stop();
     server.stop();
 
@@ -291,7 +302,10 @@ fn a_password_in_the_url_is_never_printed() {
     ] {
         let (code, out, err) = run(&args);
         assert_eq!(code, Some(2), "{args:?}: {out}{err}");
-        assert!(!out.contains("s3cret") && !err.contains("s3cret"), "{args:?}: {out}{err}");
+        assert!(
+            !out.contains("s3cret") && !err.contains("s3cret"),
+            "{args:?}: {out}{err}"
+        );
         assert!(err.contains("rein:***@127.0.0.1:1"), "{args:?}: {err}");
     }
 }

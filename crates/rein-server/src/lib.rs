@@ -187,8 +187,9 @@ impl ServerConfig {
     /// `rein serve` that keep a store (the MCP gateway), whose approvals
     /// `rein approvals grant --db` decides with an approver's token from
     /// it. Returns whether it was created.
+    /// Not on PostgreSQL, where approvals are decided through a server.
     pub fn ensure_tokens_file_quietly(&self) -> anyhow::Result<bool> {
-        if self.tokens_path.is_some() {
+        if self.tokens_path.is_some() || self.sqlite_path().is_none() {
             return Ok(false);
         }
         secrets::create_tokens_file(&self.tokens_file(), false)
@@ -665,7 +666,11 @@ impl AppState {
                 .activate(policy, by, rein_store::ActivationCause::Reload)
                 .await
             {
-                Ok(activated) => self.publish(&activated).await.map(|()| activated).map_err(ReloadError::Failed),
+                Ok(activated) => self
+                    .publish(&activated)
+                    .await
+                    .map(|()| activated)
+                    .map_err(ReloadError::Failed),
                 Err(e) => Err(ReloadError::Failed(format!("the activation failed: {e}"))),
             },
             Ok(Err(e)) => Err(ReloadError::Invalid(e)),
@@ -842,6 +847,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let policy = state.runtime().policy();
     tracing::info!(
         %addr,
+        store = %config.store,
         policy_version = %policy.version(),
         policy_label = policy.version_label().unwrap_or("-"),
         tokens = %config.tokens_file().display(),

@@ -171,7 +171,12 @@ impl AppState {
         let weak = Arc::downgrade(&self.inner);
         let notified = self.runtime().store().policy_publications();
         let task = tokio::spawn(follow(weak, notified));
-        *self.inner.publication.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(task.abort_handle());
+        *self
+            .inner
+            .publication
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(task.abort_handle());
     }
 
     /// The published version this replica could not load, if any.
@@ -280,10 +285,7 @@ impl AppState {
 
 /// The following task: on each notification or poll tick, while the state
 /// lives.
-async fn follow(
-    state: Weak<Shared>,
-    mut notified: Option<tokio::sync::watch::Receiver<Option<String>>>,
-) {
+async fn follow(state: Weak<Shared>, mut notified: Option<tokio::sync::watch::Receiver<Option<String>>>) {
     let mut every = tokio::time::interval(POLL_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -290,7 +290,9 @@ async fn a_published_version_no_replica_can_load_is_refused_by_all() {
         assert_eq!(health["status"], "unavailable", "{health}");
         assert_eq!(health["published_version"], fake.as_str(), "{health}");
         assert_eq!(health["policy_version"], v1.as_str(), "{health}");
-        assert!(health["published_version_error"].as_str().is_some_and(|e| !e.is_empty()));
+        assert!(health["published_version_error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()));
         // It keeps deciding with its last good version.
         let d = h.decide(refund(40, "bot-1")).await;
         assert_eq!(d["effect"], "allow", "{d}");
