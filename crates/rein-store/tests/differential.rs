@@ -11,15 +11,13 @@
 
 mod common;
 
-
 use common::TestStore;
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 use rein_engine::state::{BucketKey, Decimal, SessionCall, StateWrite};
 use rein_engine::Effect;
 use rein_store::{
-    ApprovalError, ApprovalRecord, ApprovalState, AuditEntry, AuditQuery, AuditRecord, Store, StoreError,
-    Verification,
+    ApprovalError, ApprovalRecord, ApprovalState, AuditEntry, AuditQuery, AuditRecord, Store, StoreError, Verification,
 };
 use serde_json::json;
 
@@ -51,7 +49,12 @@ enum Op {
         sealed: bool,
     },
     /// Grant or deny approval `id` as `approver`, `at_min` after the start.
-    DecideApproval { id: u8, grant: bool, approver: u8, at_min: u32 },
+    DecideApproval {
+        id: u8,
+        grant: bool,
+        approver: u8,
+        at_min: u32,
+    },
     /// Use approval `id` for request `hash` at `at_min`.
     UseApproval { id: u8, hash: u8, at_min: u32 },
     /// Prune to the bounds.
@@ -158,7 +161,12 @@ struct Run {
 impl Run {
     async fn apply(&mut self, store: &dyn Store, op: &Op, n: usize) -> Answer {
         match op {
-            Op::Decide { uses, call, label, at: secs } => {
+            Op::Decide {
+                uses,
+                call,
+                label,
+                at: secs,
+            } => {
                 let id = format!("d{n:04}");
                 let time = at(*secs);
                 let mut writes = Vec::new();
@@ -366,7 +374,11 @@ proptest! {
 /// before the random ones.
 #[test]
 fn a_fixed_sequence_on_both_backends() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let ops = vec![
         Op::Decide {
             uses: vec![(0, 0, 1, 1), (0, 0, 20, 2), (1, 1, 999, 3)],
