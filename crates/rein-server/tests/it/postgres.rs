@@ -371,3 +371,69 @@ async fn a_database_that_cannot_be_reached_blocks_every_decision_until_it_is_bac
     h.state.close().await.unwrap();
     pg.drop_db().await;
 }
+
+/// A limit and a session rule, for the state across replicas.
+const STATEFUL: &str = r#"
+default: allow
+contracts:
+  actor: {id: string}
+  actions:
+    refund:
+      input: {amount: {type: number, min: 0}}
+    read_secret:
+      input: {path: string}
+    send:
+      input: {to: string}
+rules:
+  - id: refund_rate
+    action: refund
+    effect: block
+    limit: {count: 3, window: 1h}
+  - id: secret_read
+    action: read_secret
+    effect: allow
+    labels: [secret]
+  - id: no_send_after_secret
+    action: send
+    when: '"secret" in session.labels'
+    effect: block
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_and_sessions_hold_across_replicas_and_their_routes_show_them() {
+    let Some(pg) = Pg::new().await else { return };
+    let a = replica(&pg.url, STATEFUL).await;
+    let b = replica(&pg.url, STATEFUL).await;
+    let refund = serde_json::json!({"action": "refund", "input": {"amount": 1}, "actor": {"id": "bot-1"}});
+    let mut effects = Vec::new();
+    for h in [&a, &b, &a, &b, &a] {
+        effects.push(h.decide(refund.clone()).await["effect"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        effects,
+        ["allow", "allow", "allow", "block", "block"],
+        "a limit of 3 across replicas"
+    );
+    // Either replica's route shows what both used.
+    for h in [&a, &b] {
+        let (status, body) = h.call(Method::GET, "/v1/limits", Some(ALICE), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let limits = body["limits"].as_array().unwrap();
+        assert_eq!(limits.len(), 1, "{body}");
+        assert_eq!(limits[0]["used"], "3", "{body}");
+    }
+    // A session labelled on one replica is read on the other.
+    let secret = serde_json::json!({"action": "read_secret", "input": {"path": "/etc/x"}, "actor": {"id": "bot-1"}, "session": "s1"});
+    assert_eq!(a.decide(secret).await["effect"], "allow");
+    let send = serde_json::json!({"action": "send", "input": {"to": "x"}, "actor": {"id": "bot-1"}, "session": "s1"});
+    assert_eq!(b.decide(send).await["effect"], "block");
+    let (status, body) = b
+        .call(Method::GET, "/v1/sessions/s1?client=agent-1", Some(ALICE), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["labels"].to_string().contains("secret"), "{body}");
+    for h in [a, b] {
+        h.state.close().await.unwrap();
+    }
+    pg.drop_db().await;
+}
