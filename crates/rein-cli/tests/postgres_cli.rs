@@ -274,6 +274,16 @@ fn serve_and_the_store_commands_work_on_a_postgres_url() {
     assert!(out.contains("no approvals"), "{out}");
     let (code, out, err) = run(&["limits", "reset", "--db", db]);
     assert_eq!(code, Some(0), "{out}{err}");
+    let stateful = dir.path().join("stateful.yaml");
+    std::fs::write(
+        &stateful,
+        "default: allow\ncontracts:\n  actions:\n    refund: {}\nrules:\n  - id: refund_rate\n    action: refund\n    \
+         effect: block\n    limit: {count: 3, window: 1h}\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["limits", "list", "--db", db, "--policy", stateful.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("no limit has uses"), "{out}");
     // Deciding an approval on the database directly is refused, saying how.
     let (code, _, err) = run(&["approvals", "grant", "ap-1", "--db", db, "--token", ADMIN]);
     assert_eq!(code, Some(2), "{err}");
