@@ -437,3 +437,32 @@ async fn limits_and_sessions_hold_across_replicas_and_their_routes_show_them() {
     }
     pg.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_with_another_audit_key_is_refused_at_start() {
+    let Some(pg) = Pg::new().await else { return };
+    let a = replica(&pg.url, &example_text()).await;
+    assert_eq!(a.decide(refund(40, "bot-1")).await["effect"], "allow");
+
+    let dir = tempfile::tempdir().unwrap();
+    shared_secrets(dir.path());
+    std::fs::write(dir.path().join("audit.key"), [8u8; 32]).unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, example_text()).unwrap();
+    let mut config = ServerConfig::at(vec![policy], StoreLocation::parse(&pg.url));
+    config.tokens_path = Some(dir.path().join("tokens.yaml"));
+    config.hmac_key_path = Some(dir.path().join("audit.key"));
+    config.delegation_key_path = Some(dir.path().join("delegation.key"));
+    let refused = AppState::from_config(&config)
+        .await
+        .err()
+        .expect("another key must be refused");
+    let message = format!("{refused:#}");
+    assert!(message.contains("does not fit the store"), "{message}");
+
+    // Nothing was recorded by the refused replica: the first still verifies.
+    let (status, body) = a.call(Method::GET, "/v1/audit/verify", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    a.state.close().await.unwrap();
+    pg.drop_db().await;
+}
