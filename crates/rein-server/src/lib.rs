@@ -289,7 +289,7 @@ impl ServerConfig {
 
 /// A store opened by [`ServerConfig::open_store`].
 pub struct OpenedStore {
-    /// The store; close it ([`OpenedStore::close`]) before exiting.
+    /// The store; close it ([`OpenedStore::closer`]) before exiting.
     pub store: Arc<dyn Store>,
     backend: Backend,
     /// The audit key.
@@ -518,7 +518,10 @@ impl AppState {
     /// wrapped to measure it. `config` gives the policy paths (for reloads)
     /// and the limits; its secret paths are not read. The store's state lock
     /// is not taken and the state is not loaded: for a stateful policy, call
-    /// [`Runtime::open_state`] (until then its stateful actions block).
+    /// [`Runtime::open_state`] (until then its stateful actions block). On a
+    /// shared store the policy is neither published nor followed (see
+    /// [`AppState::from_config`]; [`AppState::follow_published`] follows
+    /// once).
     pub fn new(
         config: &ServerConfig,
         policy: Policy,
