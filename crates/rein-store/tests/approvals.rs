@@ -716,3 +716,37 @@ async fn replicas_race_for_one_approval_postgres() {
     let stored = replicas[2].get_approval("bp").await.unwrap().unwrap();
     assert_eq!(stored, decided[0]);
 }
+
+/// With the database gone under a running store, every approval operation
+/// and every state read fails with a store error, within the store's
+/// bounds: never a use or a grant answered as done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_database_fails_every_approval_operation_postgres() {
+    let test = "a_lost_database_fails_every_approval_operation_postgres";
+    let Some(store) = TestStore::postgres(test).await else {
+        return;
+    };
+    store.create_approval(approval("ap")).await.unwrap();
+    store.create_approval(approval("bp")).await.unwrap();
+    store
+        .decide_approval("ap", true, "boss", None, LATER)
+        .await
+        .unwrap()
+        .unwrap();
+    store.drop_database_now().await;
+    async fn bounded<T>(f: impl std::future::Future<Output = T>) -> Result<T, tokio::time::error::Elapsed> {
+        tokio::time::timeout(std::time::Duration::from_secs(30), f).await
+    }
+    let used = bounded(store.use_approval("ap", &"a".repeat(64), LATER)).await.unwrap();
+    assert!(used.is_err(), "{used:?}");
+    let decided = bounded(store.decide_approval("bp", true, "boss", None, LATER))
+        .await
+        .unwrap();
+    assert!(decided.is_err(), "{decided:?}");
+    assert!(bounded(store.create_approval(approval("cp"))).await.unwrap().is_err());
+    assert!(bounded(store.get_approval("ap")).await.unwrap().is_err());
+    assert!(bounded(store.list_open_approvals(LATER, 10)).await.unwrap().is_err());
+    let start = jiff::Timestamp::UNIX_EPOCH;
+    assert!(bounded(store.load_state(start, start)).await.unwrap().is_err());
+    assert!(bounded(store.reset_limits(None, None)).await.unwrap().is_err());
+}

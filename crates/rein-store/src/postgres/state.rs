@@ -248,7 +248,8 @@ pub(crate) async fn size(store: &PostgresStore) -> Result<StoredStateSize, Store
              (SELECT count(*) FROM sessions), (SELECT count(*) FROM session_calls), \
              (SELECT count(*) FROM session_labels), \
              (SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c \
-              WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r')",
+              WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) \
+              AND c.relkind = 'r')",
         )
         .await?;
     let r = tx.query_one(&stmt, &[]).await?;

@@ -344,6 +344,19 @@ impl TestStore {
         }
     }
 
+    /// Drops a PostgreSQL store's database under it (its connections
+    /// ended), as a database lost or unreachable would leave the store.
+    pub async fn drop_database_now(&self) {
+        let Backend::Postgres { db } = &self.backend else {
+            panic!("only a PostgreSQL store's database can be dropped");
+        };
+        pg_connect(&db.admin)
+            .await
+            .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", db.name))
+            .await
+            .unwrap();
+    }
+
     /// The rows of `table`.
     pub async fn raw_count(&self, table: &str) -> i64 {
         let n = self.raw_column(&format!("SELECT count(*) FROM {table}")).await;
