@@ -295,8 +295,10 @@ pub async fn migrate(
     }
     say(format!("approvals: {imported} copied, {present} already there"));
 
-    // 6. The state of limits and sessions, whole: one import (atomic), so
-    // after an interruption the target holds all of it or none.
+    // 6. The state of limits and sessions. A resumed run finds some of it
+    // there (a first run imported the state of its time): the writes the
+    // target lacks are added; a target holding writes the source no longer
+    // has (pruned or reset since) is refused rather than merged.
     let writes = source
         .load_state(all_time(), all_time())
         .await
@@ -305,25 +307,24 @@ pub async fn migrate(
         .load_state(all_time(), all_time())
         .await
         .context("cannot read the target's state")?;
-    if there.is_empty() {
-        let n = writes.len();
-        if n > 0 {
-            target
-                .import_state(writes)
-                .await
-                .context("cannot import the state (limits, sessions) into the target")?;
-        }
-        say(format!("state: {n} writes copied (limit uses, session calls, outputs, labels)"));
-    } else if canonical(&there) == canonical(&writes) {
-        say(format!("state: {} writes already there", there.len()));
-    } else {
+    let (missing, foreign) = state_difference(&writes, &there);
+    if foreign > 0 {
         bail!(
-            "the target holds state (limits, sessions) other than the source's ({} writes against {}): \
-             migrate into an empty database",
-            there.len(),
-            writes.len()
+            "the target holds {foreign} state writes (limits, sessions) the source does not: its state changed \
+             since the earlier run (pruned or reset). Migrate into an empty database"
         );
     }
+    let n = missing.len();
+    if n > 0 {
+        target
+            .import_state(missing)
+            .await
+            .context("cannot import the state (limits, sessions) into the target")?;
+    }
+    say(format!(
+        "state: {n} writes copied, {} already there (limit uses, session calls, outputs, labels)",
+        writes.len() - n
+    ));
 
     // 7. Kept policy versions (saving one kept already is a no-op).
     let mut kept = 0u64;
@@ -389,15 +390,23 @@ pub async fn migrate(
     }
 }
 
-/// `writes` in an order that does not depend on the store that listed
-/// them (two stores may order writes of the same instant differently).
-fn canonical(writes: &[StateWrite]) -> Vec<String> {
-    let mut out: Vec<String> = writes
-        .iter()
-        .map(|w| serde_json::to_string(w).unwrap_or_default())
-        .collect();
-    out.sort_unstable();
-    out
+/// The writes of `source` that `target` lacks (in the source's order), and
+/// how many of the target's are not the source's. Compared as multisets of
+/// their JSON: two stores may list writes of one instant in another order.
+fn state_difference(source: &[StateWrite], target: &[StateWrite]) -> (Vec<StateWrite>, usize) {
+    let key = |w: &StateWrite| serde_json::to_string(w).unwrap_or_default();
+    let mut there: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for w in target {
+        *there.entry(key(w)).or_default() += 1;
+    }
+    let mut missing = Vec::new();
+    for w in source {
+        match there.get_mut(&key(w)) {
+            Some(n) if *n > 0 => *n -= 1,
+            _ => missing.push(w.clone()),
+        }
+    }
+    (missing, there.values().sum())
 }
 
 #[cfg(test)]
@@ -412,17 +421,28 @@ mod tests {
     }
 
     #[test]
-    fn state_compares_whatever_order_a_store_lists_it_in() {
+    fn state_difference_is_what_the_target_lacks_in_any_order() {
         let label = |decision: &str, label: &str| StateWrite::Label {
             session: "s".into(),
             decision_id: decision.into(),
             label: label.into(),
             time: jiff::Timestamp::UNIX_EPOCH,
         };
-        let one = [label("d1", "a"), label("d2", "b")];
-        let other = [label("d2", "b"), label("d1", "a")];
-        assert_eq!(canonical(&one), canonical(&other));
-        assert_ne!(canonical(&one), canonical(&[label("d1", "a")]));
-        assert_ne!(canonical(&one), canonical(&[label("d1", "a"), label("d2", "c")]));
+        let source = [label("d1", "a"), label("d2", "b"), label("d3", "c")];
+        // Nothing there: everything to copy.
+        assert_eq!(state_difference(&source, &[]), (source.to_vec(), 0));
+        // All there, listed in another order: nothing.
+        let shuffled = [label("d3", "c"), label("d1", "a"), label("d2", "b")];
+        assert_eq!(state_difference(&source, &shuffled), (vec![], 0));
+        // A prefix there: the rest, in the source's order.
+        assert_eq!(
+            state_difference(&source, &[label("d2", "b")]),
+            (vec![label("d1", "a"), label("d3", "c")], 0)
+        );
+        // Something the source no longer has: counted.
+        assert_eq!(state_difference(&source, &[label("d9", "z")]).1, 1);
+        // A write twice in the source, once there: once more.
+        let twice = [label("d1", "a"), label("d1", "a")];
+        assert_eq!(state_difference(&twice, &[label("d1", "a")]), (vec![label("d1", "a")], 0));
     }
 }
