@@ -61,12 +61,16 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-# Waits up to $2 seconds for `curl` to get 200 from $1.
+# Waits up to $2 seconds for `curl` to get 200 from $1; gives up at once
+# when the process $3 (if given) has exited.
 wait_healthy() {
-  local url=$1 secs=$2 i
+  local url=$1 secs=$2 pid=${3:-} i
   for i in $(seq 1 $((secs * 10))); do
     if [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)" = 200 ]; then
       return 0
+    fi
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+      return 1
     fi
     sleep 0.1
   done
@@ -219,8 +223,8 @@ EOF
     echo $! >"$DIR/replica-$i.pid"
   done
   for i in $(seq 1 "$REPLICAS"); do
-    wait_healthy "http://127.0.0.1:$(cat "$DIR/replica-$i.port")/healthz" "$START_SECONDS" \
-      || fail_start "replica $i did not answer /healthz with 200 within ${START_SECONDS}s"
+    wait_healthy "http://127.0.0.1:$(cat "$DIR/replica-$i.port")/healthz" "$START_SECONDS" "$(cat "$DIR/replica-$i.pid")" \
+      || fail_start "replica $i did not answer /healthz with 200 within ${START_SECONDS}s (or exited)"
   done
 
   lb_port=${LB_PORT:-$(free_port)}
