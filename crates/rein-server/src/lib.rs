@@ -23,6 +23,8 @@ mod delegation;
 mod error;
 mod jwt;
 mod metrics;
+mod pg;
+mod publish;
 mod routes;
 mod secrets;
 mod shadow;
@@ -33,9 +35,11 @@ use anyhow::Context;
 use axum::Router;
 use jiff::SignedDuration;
 use metrics::{MeteredStore, Metrics};
+use pg::{close_postgres, open_postgres, PostgresBackend};
+pub use pg::{open_shared_store, scrub_password};
 use rein_engine::{LoadError, Policy};
 use rein_runtime::{Runtime, RuntimeConfig};
-use rein_store::{SqliteStore, Store};
+use rein_store::{SqliteStore, Store, StoreLocation};
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -62,8 +66,8 @@ pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
 }
 
-/// Name of the tokens file created beside the database when no tokens file
-/// is given.
+/// Name of the tokens file created beside the database (on PostgreSQL: in
+/// the current folder) when no tokens file is given.
 pub const DEFAULT_TOKENS_FILE: &str = "rein-tokens.yaml";
 
 /// Name of the audit HMAC key file created beside the database when no key
@@ -80,20 +84,29 @@ pub struct ServerConfig {
     /// Policy files or directories, loaded together (see
     /// [`Policy::load`]) at start and on every reload.
     pub policy_paths: Vec<PathBuf>,
-    /// The SQLite database (audit log and approvals).
-    pub db_path: PathBuf,
+    /// The store (audit log, approvals, state, policy versions): a SQLite
+    /// file, or a PostgreSQL database shared by several replicas.
+    pub store: StoreLocation,
+    /// A CA certificate file (PEM) that a PostgreSQL server's certificate
+    /// must chain to (`--db-ca-file`, `REIN_DB_CA_FILE`); `None`: the
+    /// system's roots. Whether TLS is used is the URL's `sslmode`.
+    pub db_ca_file: Option<PathBuf>,
     /// Where to listen; `127.0.0.1:8700` by default.
     pub listen: SocketAddr,
     /// The tokens file; `None` means `rein-tokens.yaml` beside the
-    /// database, created with one fresh token per role if absent.
+    /// database (on PostgreSQL: in the current folder), created with one
+    /// fresh token per role if absent. Replicas on one PostgreSQL database
+    /// must be given the same file.
     pub tokens_path: Option<PathBuf>,
     /// The key of the keyed hashes that replace sensitive fields in the
-    /// audit log; `None` means `rein-audit.key` beside the database,
-    /// created if absent.
+    /// audit log; `None` means `rein-audit.key` beside the database (on
+    /// PostgreSQL: in the current folder), created if absent and the store
+    /// has no records. Replicas on one PostgreSQL database must be given
+    /// the same key: one with another is refused at start.
     pub hmac_key_path: Option<PathBuf>,
     /// The Ed25519 key (32 bytes) that signs and verifies delegation
-    /// tokens; `None` means `rein-delegation.key` beside the database,
-    /// created if absent.
+    /// tokens; `None` means `rein-delegation.key` beside the database (on
+    /// PostgreSQL: in the current folder), created if absent.
     pub delegation_key_path: Option<PathBuf>,
     /// Largest request body accepted, in bytes (1 MiB by default), on
     /// every route: decisions, outcomes, hook events, approvals, reloads.
@@ -125,11 +138,18 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     /// A configuration with the defaults for everything but the policy and
-    /// the database.
+    /// the SQLite database.
     pub fn new(policy_paths: Vec<PathBuf>, db_path: PathBuf) -> ServerConfig {
+        ServerConfig::at(policy_paths, StoreLocation::Sqlite(db_path))
+    }
+
+    /// A configuration with the defaults for everything but the policy and
+    /// the store (`--db`: a SQLite file or a PostgreSQL URL).
+    pub fn at(policy_paths: Vec<PathBuf>, store: StoreLocation) -> ServerConfig {
         ServerConfig {
             policy_paths,
-            db_path,
+            store,
+            db_ca_file: None,
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_PORT)),
             tokens_path: None,
             hmac_key_path: None,
@@ -144,11 +164,23 @@ impl ServerConfig {
         }
     }
 
-    /// The directory of the database, where default secrets are kept.
+    /// The directory of the database, where default secrets are kept; on
+    /// PostgreSQL, which has none, the current folder.
     fn db_dir(&self) -> PathBuf {
-        match self.db_path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
+        match &self.store {
+            StoreLocation::Sqlite(path) => match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            },
+            StoreLocation::Postgres(_) => PathBuf::from("."),
+        }
+    }
+
+    /// The SQLite file, if the store is one.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match &self.store {
+            StoreLocation::Sqlite(path) => Some(path),
+            StoreLocation::Postgres(_) => None,
         }
     }
 
@@ -187,35 +219,62 @@ impl ServerConfig {
     }
 
     /// Opens the store as `rein serve` does, for any process that decides
-    /// on it (the server, the MCP gateway): the database (its directory
-    /// must exist), the audit key (created beside it if absent and the
-    /// store has no records), and the store's state lock, which this
-    /// process then holds for its lifetime: no other server, hook or
-    /// `rein limits` may change the state (limits, sessions) behind it.
+    /// on it (the server, the MCP gateway): the database (a SQLite file's
+    /// directory must exist), the audit key (created if absent and the
+    /// store has no records) and, on SQLite, the store's state lock, which
+    /// this process then holds for its lifetime: no other server, hook or
+    /// `rein limits` may change the state (limits, sessions) behind it. On
+    /// PostgreSQL there is no lock: several processes decide on the store
+    /// at once, coordinated by its state lease.
     pub async fn open_store(&self) -> anyhow::Result<OpenedStore> {
-        let dir = self.db_dir();
-        if !dir.is_dir() {
-            anyhow::bail!(
-                "the database's directory {} does not exist (Rein creates the database file, not its directory)",
-                dir.display()
-            );
-        }
-        let sqlite = open_store(&self.db_path).await?;
-        let records = sqlite
+        let (backend, store): (Backend, Arc<dyn Store>) = match &self.store {
+            StoreLocation::Sqlite(path) => {
+                let dir = self.db_dir();
+                if !dir.is_dir() {
+                    anyhow::bail!(
+                        "the database's directory {} does not exist (Rein creates the database file, not its directory)",
+                        dir.display()
+                    );
+                }
+                let sqlite = open_store(path).await?;
+                (Backend::Sqlite(Arc::clone(&sqlite)), sqlite)
+            }
+            StoreLocation::Postgres(_) => {
+                let pg = open_postgres(&self.store, self.db_ca_file.as_deref()).await?;
+                let store: Arc<dyn Store> = pg.store();
+                (Backend::Postgres(pg), store)
+            }
+        };
+        let records = store
             .audit_len()
             .await
-            .with_context(|| format!("cannot read the database {}", self.db_path.display()))?;
+            .map_err(|e| anyhow::anyhow!("{}", self.scrub(&e.to_string())))
+            .with_context(|| format!("cannot read the database {}", self.store.redacted()))?;
         let hmac_key = secrets::server_hmac_key(&self.hmac_key_file(), self.hmac_key_path.is_some(), records)?;
-        let db_path = self.db_path.clone();
-        let state_lock = tokio::task::spawn_blocking(move || rein_store::StateLock::acquire(&db_path, STATE_LOCK_WAIT))
-            .await
-            .context("taking the state lock failed")?
-            .map_err(|e| anyhow::anyhow!("{}", e.0))?;
+        let state_lock = match &self.store {
+            StoreLocation::Sqlite(path) => {
+                let db_path = path.clone();
+                let lock =
+                    tokio::task::spawn_blocking(move || rein_store::StateLock::acquire(&db_path, STATE_LOCK_WAIT))
+                        .await
+                        .context("taking the state lock failed")?
+                        .map_err(|e| anyhow::anyhow!("{}", e.0))?;
+                Some(lock)
+            }
+            StoreLocation::Postgres(_) => None,
+        };
         Ok(OpenedStore {
-            sqlite,
+            store,
+            backend,
             hmac_key,
             state_lock,
         })
+    }
+
+    /// `text` with the PostgreSQL URL's password, wherever it appears,
+    /// replaced by `***`: an error of the driver may quote the URL.
+    pub fn scrub(&self, text: &str) -> String {
+        scrub_password(&self.store, text)
     }
 
     /// The runtime's settings this configuration gives, with the audit key.
@@ -232,15 +291,54 @@ impl ServerConfig {
 }
 
 /// A store opened by [`ServerConfig::open_store`].
-#[derive(Debug)]
 pub struct OpenedStore {
-    /// The SQLite store; close it ([`SqliteStore::close`]) before exiting.
-    pub sqlite: Arc<SqliteStore>,
+    /// The store; close it ([`OpenedStore::close`]) before exiting.
+    pub store: Arc<dyn Store>,
+    backend: Backend,
     /// The audit key.
     pub hmac_key: Vec<u8>,
-    /// The store's state lock: give it to the runtime
+    /// The store's state lock (SQLite only): give it to the runtime
     /// ([`Runtime::hold_state_lock`]).
-    pub state_lock: rein_store::StateLock,
+    pub state_lock: Option<rein_store::StateLock>,
+}
+
+impl std::fmt::Debug for OpenedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedStore")
+            .field("shared", &self.store.is_shared())
+            .field("state_lock", &self.state_lock)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenedStore {
+    /// A handle that closes the store ([`StoreCloser::close`]).
+    pub fn closer(&self) -> StoreCloser {
+        StoreCloser(self.backend.clone())
+    }
+}
+
+/// Closes an opened store: what was queued is committed (SQLite: the WAL
+/// is checkpointed and the writer thread joined; PostgreSQL: the writer
+/// task ends and the connections close).
+#[derive(Clone)]
+pub struct StoreCloser(Backend);
+
+impl StoreCloser {
+    /// Closes the store; later appends fail (decisions then block).
+    pub async fn close(&self) -> anyhow::Result<()> {
+        match &self.0 {
+            Backend::Sqlite(sqlite) => sqlite.close().await.context("the store did not close cleanly"),
+            Backend::Postgres(pg) => close_postgres(pg).await,
+        }
+    }
+}
+
+/// The concrete store behind an [`OpenedStore`], to close it.
+#[derive(Clone)]
+enum Backend {
+    Sqlite(Arc<SqliteStore>),
+    Postgres(Arc<PostgresBackend>),
 }
 
 /// Makes a runtime over an opened store ready to decide: its audit key is
@@ -257,7 +355,7 @@ pub async fn ready_runtime(runtime: &Runtime, config: &ServerConfig) -> anyhow::
     runtime.open_state().await.with_context(|| {
         format!(
             "cannot load the state (limits, sessions) from {}",
-            config.db_path.display()
+            config.store.redacted()
         )
     })?;
     Ok(())
@@ -279,8 +377,11 @@ struct Shared {
     /// Reloads run one at a time, so that the policy swapped in last is the
     /// one read last.
     reload_lock: tokio::sync::Mutex<()>,
-    /// The SQLite store, when this state opened it, to close it cleanly.
-    sqlite: Option<Arc<SqliteStore>>,
+    /// The store, when this state opened it, to close it cleanly.
+    closer: Option<StoreCloser>,
+    /// What this replica could not follow of the policy published on a
+    /// shared store (see [`publish`]); `/healthz` reports it.
+    publication: publish::Following,
     /// This server's own files, which hook events may never change.
     protected: rein_hooks::Protected,
     /// How a person reaches this server to grant a hook's approval (its
@@ -298,7 +399,9 @@ struct Shared {
 fn protected_files(config: &ServerConfig) -> rein_hooks::Protected {
     use rein_hooks::ProtectedKind;
     let mut protected = rein_hooks::Protected::new();
-    protected.add_store(&config.db_path);
+    if let Some(db) = config.sqlite_path() {
+        protected.add_store(db);
+    }
     protected.add(&config.tokens_file(), "Rein's tokens file", ProtectedKind::Secret);
     protected.add(&config.hmac_key_file(), "Rein's audit key", ProtectedKind::Secret);
     protected.add(
@@ -376,9 +479,18 @@ impl AppState {
         for warning in tokens.binding_warnings(&policy) {
             tracing::warn!(tokens = %tokens_file.display(), "{warning}");
         }
-        let sqlite = Arc::clone(&opened.sqlite);
-        let state = AppState::build(config, policy, sqlite.clone(), tokens, opened.hmac_key, Some(sqlite));
-        state.runtime().hold_state_lock(opened.state_lock);
+        let closer = opened.closer();
+        let state = AppState::build(
+            config,
+            policy,
+            Arc::clone(&opened.store),
+            tokens,
+            opened.hmac_key,
+            Some(closer),
+        );
+        if let Some(lock) = opened.state_lock {
+            state.runtime().hold_state_lock(lock);
+        }
         ready_runtime(state.runtime(), config).await?;
         // A candidate that does not load stops the start before anything
         // is recorded.
@@ -387,7 +499,7 @@ impl AppState {
         let started = state.runtime().record_start().await.with_context(|| {
             format!(
                 "the policy's activation could not be recorded in {}",
-                config.db_path.display()
+                config.store.redacted()
             )
         })?;
         tracing::info!(
@@ -396,6 +508,12 @@ impl AppState {
             audit_seq = started.audit_seq,
             "policy activated"
         );
+        // On a shared store the files given at start win, as a reload's:
+        // the version is published and every other replica switches to it.
+        if state.runtime().store().is_shared() {
+            state.publish_at_start().await?;
+            state.follow_publications();
+        }
         Ok(state)
     }
 
@@ -420,7 +538,7 @@ impl AppState {
         store: Arc<dyn Store>,
         tokens: Tokens,
         hmac_key: Vec<u8>,
-        sqlite: Option<Arc<SqliteStore>>,
+        closer: Option<StoreCloser>,
     ) -> AppState {
         let metrics = Metrics::new();
         let store: Arc<dyn Store> = Arc::new(MeteredStore::new(store, metrics.clone()));
@@ -434,7 +552,8 @@ impl AppState {
                 max_body_bytes: config.max_body_bytes,
                 request_timeout: config.request_timeout,
                 reload_lock: tokio::sync::Mutex::new(()),
-                sqlite,
+                closer,
+                publication: publish::Following::default(),
                 protected: protected_files(config),
                 grant_hint: std::sync::OnceLock::new(),
                 shadow_candidate: std::sync::Mutex::new(None),
@@ -517,13 +636,15 @@ impl AppState {
         self.inner.max_body_bytes
     }
 
-    /// Stops the SQLite store this state opened (see [`AppState::from_config`]):
-    /// what was queued is committed, the WAL is checkpointed, the writer
-    /// thread is joined. Later decisions cannot be recorded and so block.
-    /// Does nothing for a state built with [`AppState::new`].
+    /// Stops the store this state opened (see [`AppState::from_config`])
+    /// and the following of published policies: what was queued is
+    /// committed (SQLite: the WAL is checkpointed, the writer thread is
+    /// joined). Later decisions cannot be recorded and so block. Does
+    /// nothing to the store of a state built with [`AppState::new`].
     pub async fn close(&self) -> anyhow::Result<()> {
-        if let Some(sqlite) = &self.inner.sqlite {
-            sqlite.close().await.context("the store did not close cleanly")?;
+        self.inner.publication.stop();
+        if let Some(closer) = &self.inner.closer {
+            closer.close().await?;
             // Nothing more is written: another process may keep the state.
             self.runtime().release_state_lock();
         }
@@ -543,11 +664,14 @@ impl AppState {
         let result = match loaded {
             // A stateful policy is served only once its state is loaded
             // (and the older history a longer `max_window` reads).
-            Ok(Ok(policy)) => self
+            Ok(Ok(policy)) => match self
                 .runtime()
                 .activate(policy, by, rein_store::ActivationCause::Reload)
                 .await
-                .map_err(|e| ReloadError::Failed(format!("the activation failed: {e}"))),
+            {
+                Ok(activated) => self.publish(&activated).await.map(|()| activated).map_err(ReloadError::Failed),
+                Err(e) => Err(ReloadError::Failed(format!("the activation failed: {e}"))),
+            },
             Ok(Err(e)) => Err(ReloadError::Invalid(e)),
             Err(e) => Err(ReloadError::Failed(e.to_string())),
         };
@@ -613,10 +737,13 @@ impl AppState {
             Ok(Err(e)) => return Err(RollbackError::Failed(e.to_string())),
             Err(e) => return Err(RollbackError::Failed(e.to_string())),
         };
-        self.runtime()
+        let activated = self
+            .runtime()
             .activate(policy, by, rein_store::ActivationCause::Rollback)
             .await
-            .map_err(|e| RollbackError::Failed(format!("the activation failed: {e}")))
+            .map_err(|e| RollbackError::Failed(format!("the activation failed: {e}")))?;
+        self.publish(&activated).await.map_err(RollbackError::Failed)?;
+        Ok(activated)
     }
 }
 

@@ -53,6 +53,12 @@ struct CauseLabels {
     cause: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PublicationLabels {
+    operation: String,
+    result: String,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Latency buckets from 50 µs to about 3.3 s: decisions are normally well
@@ -74,6 +80,7 @@ pub(crate) struct Metrics {
     pending_approvals: Gauge,
     reloads: Family<ResultLabels, Counter>,
     fail_closed: Family<CauseLabels, Counter>,
+    publications: Family<PublicationLabels, Counter>,
 }
 
 impl Metrics {
@@ -121,8 +128,17 @@ impl Metrics {
             "Requests answered `block` because the server failed: panic or timeout",
             fail_closed.clone(),
         );
+        let publications = Family::<PublicationLabels, Counter>::default();
+        registry.register(
+            "policy_publications",
+            "Policy publication across replicas (shared store) by operation and result: `publish` (this \
+             replica published the version it activated), `read` (reading the published version), `follow` \
+             (switching to a version another replica published); failures have result `failure`",
+            publications.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            publications,
             decisions,
             outcomes,
             decision_seconds,
@@ -172,6 +188,18 @@ impl Metrics {
     pub(crate) fn fail_closed(&self, cause: &str) {
         self.fail_closed
             .get_or_create(&CauseLabels { cause: cause.into() })
+            .inc();
+    }
+
+    /// One step of policy publication across replicas (`publish`,
+    /// `read`, `follow`) and whether it succeeded.
+    pub(crate) fn publication(&self, operation: &str, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.publications
+            .get_or_create(&PublicationLabels {
+                operation: operation.into(),
+                result: result.into(),
+            })
             .inc();
     }
 
@@ -266,6 +294,62 @@ impl Store for MeteredStore {
     async fn state_size(&self) -> Result<StoredStateSize, StoreError> {
         let result = self.inner.state_size().await;
         self.count("state_size", result)
+    }
+
+    fn is_shared(&self) -> bool {
+        self.inner.is_shared()
+    }
+
+    async fn acquire_state_lease(&self, after_seq: u64) -> Result<rein_store::StateLease, StoreError> {
+        let result = self.inner.acquire_state_lease(after_seq).await;
+        self.count("acquire_state_lease", result)
+    }
+
+    async fn release_state_lease(&self, generation: u64) -> Result<(), StoreError> {
+        let result = self.inner.release_state_lease(generation).await;
+        self.count("release_state_lease", result)
+    }
+
+    async fn append_leased(
+        &self,
+        entry: AuditEntry,
+        writes: Vec<StateWrite>,
+        once: bool,
+        generation: u64,
+    ) -> Result<Option<AuditRecord>, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.append_leased(entry, writes, once, generation).await;
+        self.metrics.append_seconds.observe(started.elapsed().as_secs_f64());
+        self.count("append", result)
+    }
+
+    async fn publish_policy(&self, version: &str) -> Result<(), StoreError> {
+        let result = self.inner.publish_policy(version).await;
+        self.count("publish_policy", result)
+    }
+
+    async fn published_policy(&self) -> Result<Option<String>, StoreError> {
+        let result = self.inner.published_policy().await;
+        self.count("published_policy", result)
+    }
+
+    fn policy_publications(&self) -> Option<tokio::sync::watch::Receiver<Option<String>>> {
+        self.inner.policy_publications()
+    }
+
+    async fn import_records(&self, records: Vec<AuditRecord>) -> Result<(), StoreError> {
+        let result = self.inner.import_records(records).await;
+        self.count("import_records", result)
+    }
+
+    async fn import_approvals(&self, approvals: Vec<ApprovalRecord>) -> Result<(), StoreError> {
+        let result = self.inner.import_approvals(approvals).await;
+        self.count("import_approvals", result)
+    }
+
+    async fn import_state(&self, writes: Vec<StateWrite>) -> Result<(), StoreError> {
+        let result = self.inner.import_state(writes).await;
+        self.count("import_state", result)
     }
 
     async fn bind_key_fingerprint(&self, fingerprint: &str) -> Result<String, StoreError> {

@@ -1056,7 +1056,9 @@ pub(crate) fn headline(e: &rein_engine::LoadError) -> String {
 /// `200` while decisions can be made and recorded; `503` with the reason
 /// when the store cannot be read, or while audit appends fail (a full disk:
 /// every decision is then `block`) until one succeeds again or the store
-/// takes a probing write (space was freed).
+/// takes a probing write (space was freed); and, on a shared store, while
+/// this replica cannot load the policy version published to the replicas
+/// (it keeps serving its last good version, named in the answer).
 async fn healthz(State(state): State<AppState>) -> Response {
     let policy = state.runtime().policy();
     let version = policy.version().to_string();
@@ -1076,15 +1078,27 @@ async fn healthz(State(state): State<AppState>) -> Response {
     }
     // A primary-key lookup that finds nothing: it touches the database
     // without costing anything.
-    match state.runtime().store().get_approval("healthz-probe").await {
-        Ok(_) => {
-            Json(json!({"status": "ok", "policy_version": version, "policy_version_label": label})).into_response()
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "health check: the store failed");
-            unavailable(format!("the store failed: {e}"))
-        }
+    if let Err(e) = state.runtime().store().get_approval("healthz-probe").await {
+        tracing::error!(error = %e, "health check: the store failed");
+        return unavailable(format!("the store failed: {e}"));
     }
+    // On a shared store: a replica that cannot serve the version the
+    // replicas were told to serve is not healthy, though it decides (with
+    // its last good version).
+    if let Some(missed) = state.unfollowed() {
+        return ApiError::unavailable(format!(
+            "this replica cannot load the policy version published to the replicas, {}: {}; it keeps serving \
+             {version}",
+            missed.version, missed.reason
+        ))
+        .with("status", json!("unavailable"))
+        .with("policy_version", json!(version))
+        .with("policy_version_label", json!(label))
+        .with("published_version", json!(missed.version))
+        .with("published_version_error", json!(missed.reason))
+        .into_response();
+    }
+    Json(json!({"status": "ok", "policy_version": version, "policy_version_label": label})).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -11,6 +11,7 @@
 pub mod chain;
 mod lock;
 mod model;
+mod postgres;
 pub mod redact;
 pub mod seal;
 mod sqlite;
@@ -21,6 +22,7 @@ pub use model::{
     ActorSources, ApprovalError, ApprovalRecord, ApprovalState, AuditEntry, AuditQuery, AuditRecord, CandidateRecord,
     ShadowRecord, ShadowRulesRecord, StoredStateSize, Verification,
 };
+pub use postgres::{PostgresOptions, PostgresStore, CA_FILE_ENV as POSTGRES_CA_FILE_ENV};
 pub use rein_engine::state::StateWrite;
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use versions::{Activation, ActivationCause, PolicyVersion, PolicyVersionSummary};

@@ -81,7 +81,7 @@ impl StateArg {
 }
 
 pub fn run(args: ApprovalsArgs) -> anyhow::Result<u8> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = super::remote::runtime()?;
     match args.command {
         ApprovalsCommand::List {
             target,
@@ -155,22 +155,34 @@ pub fn run(args: ApprovalsArgs) -> anyhow::Result<u8> {
             }
             Ok(EXIT_ALLOW)
         }
-        ApprovalsCommand::Grant(a) => decide(&rt, a, true),
-        ApprovalsCommand::Deny(a) => decide(&rt, a, false),
+        ApprovalsCommand::Grant(a) => decide(rt, a, true),
+        ApprovalsCommand::Deny(a) => decide(rt, a, false),
     }
 }
 
 fn decide(rt: &tokio::runtime::Runtime, args: DecideArgs, grant: bool) -> anyhow::Result<u8> {
     let verb = if grant { "grant" } else { "deny" };
     let mut target = args.target.clone();
+    let mut db = PathBuf::new();
     if target.server.is_none() {
+        // The approver's token is checked against the tokens file beside
+        // the store file; a PostgreSQL database has no "beside", and a file
+        // named on the command line could be one the caller wrote.
+        let given = target.sqlite_only(&format!(
+            "on a PostgreSQL store, {verb} approvals through a replica: --server URL --token T (the server checks \
+             the approver's token against the tokens file every replica is given)"
+        ))?;
         // The tokens file is the one beside the real store, which is also
         // the file opened: not one beside a link to it.
-        target.db = real_store_path(&target.db)?;
+        db = real_store_path(&given)?;
+        let Some(text) = db.to_str() else {
+            anyhow::bail!("the store's path `{}` is not UTF-8", db.display());
+        };
+        target.db = Some(text.to_string());
     }
     let record: ApprovalRecord = match target.connect_for_writing()? {
         Conn::Local(store) => {
-            let who = file_approver(&target)?;
+            let who = file_approver(&target, &db)?;
             let approver = rein_runtime::Approver {
                 name: &who.name,
                 roles: match who.role {
@@ -261,12 +273,11 @@ fn real_store_path(db: &Path) -> anyhow::Result<PathBuf> {
 /// (`--token` or `REIN_TOKEN`), found in the tokens file, with the role
 /// approver or admin. A name alone is not enough: whoever runs the command
 /// (the agent the approval is about, say) could type any name.
-fn file_approver(target: &Target) -> anyhow::Result<Identity> {
+fn file_approver(target: &Target, db: &Path) -> anyhow::Result<Identity> {
     // Only the file beside the store, where `rein serve` keeps it and the
     // coding-agent hook protects it: a file named on the command line could
     // be one the caller wrote.
-    let tokens_file = target
-        .db
+    let tokens_file = db
         .parent()
         .map(PathBuf::from)
         .unwrap_or_default()
@@ -280,7 +291,7 @@ fn file_approver(target: &Target) -> anyhow::Result<Identity> {
              start (one token per role, printed once; stop the server with Ctrl-C), then give the approver's \
              token with --token or REIN_TOKEN",
             tokens_file.display(),
-            target.db.display()
+            db.display()
         );
     }
     let Some(token) = target.token.as_deref() else {

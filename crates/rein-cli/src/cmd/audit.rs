@@ -5,7 +5,6 @@ use super::{load_policy, printable, Format, PolicyArgs, EXIT_ALLOW, EXIT_BLOCK, 
 use clap::{Args, Subcommand, ValueEnum};
 use rein_store::{AuditQuery, AuditRecord, Verification};
 use std::io::Write;
-use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct AuditArgs {
@@ -53,9 +52,10 @@ enum AuditCommand {
     /// decision that would change, with counts per rule (what-if before a
     /// rollout). Works on the store file.
     Replay {
-        /// The SQLite file of the store.
-        #[arg(long, value_name = "FILE", default_value = "rein.db")]
-        db: PathBuf,
+        /// The store: a SQLite file or a PostgreSQL URL. Default: `REIN_DB`
+        /// if set, else `rein.db`.
+        #[arg(long, value_name = "FILE|URL")]
+        db: Option<String>,
         /// The policy to try.
         #[command(flatten)]
         policy: PolicyArgs,
@@ -212,7 +212,7 @@ impl Filters {
 }
 
 pub fn run(args: AuditArgs, color: bool) -> anyhow::Result<u8> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = super::remote::runtime()?;
     match args.command {
         AuditCommand::Verify { expect, target } => {
             let conn = target.connect()?;
@@ -246,7 +246,7 @@ pub fn run(args: AuditArgs, color: bool) -> anyhow::Result<u8> {
             match verification {
                 Verification::Intact { records } => {
                     for (seq, hash) in &expect {
-                        let found = record_at(&rt, &conn, *seq)?;
+                        let found = record_at(rt, &conn, *seq)?;
                         match found {
                             Some(r) if r.hash == *hash => {}
                             Some(r) => {
@@ -270,7 +270,7 @@ pub fn run(args: AuditArgs, color: bool) -> anyhow::Result<u8> {
                     }
                     let head = match records {
                         0 => String::new(),
-                        n => match record_at(&rt, &conn, n)? {
+                        n => match record_at(rt, &conn, n)? {
                             Some(r) => format!("; newest {n}:{}", r.hash),
                             None => String::new(),
                         },
@@ -292,14 +292,14 @@ pub fn run(args: AuditArgs, color: bool) -> anyhow::Result<u8> {
             let conn = target.connect()?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             match format {
-                OutFormat::Jsonl => for_each_record(&rt, &conn, &filters, |r| {
+                OutFormat::Jsonl => for_each_record(rt, &conn, &filters, |r| {
                     writeln!(out, "{}", serde_json::to_string(r)?).map_err(Into::into)
                 })?,
                 OutFormat::Table => {
                     // Nothing reaches stdout until the first page arrived:
                     // a refused or unreachable server prints no header.
                     let mut table = Table::new(TABLE_HEADER);
-                    for_each_record(&rt, &conn, &filters, |r| table.push(&mut out, table_row(r)))?;
+                    for_each_record(rt, &conn, &filters, |r| table.push(&mut out, table_row(r)))?;
                     table.finish(&mut out)?;
                 }
             }
@@ -309,7 +309,7 @@ pub fn run(args: AuditArgs, color: bool) -> anyhow::Result<u8> {
         AuditCommand::Export { target, filters } => {
             let conn = target.connect()?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            for_each_record(&rt, &conn, &filters, |r| {
+            for_each_record(rt, &conn, &filters, |r| {
                 writeln!(out, "{}", serde_json::to_string(r)?)?;
                 Ok(())
             })?;

@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use rein_engine::state::BucketKey;
 use rein_runtime::{Runtime, RuntimeConfig};
-use rein_store::StateLock;
+use rein_store::{StateLock, StoreLocation};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -65,7 +65,7 @@ enum LimitsCommand {
 const LOCK_WAIT: Duration = Duration::from_secs(2);
 
 pub fn run(args: LimitsArgs) -> anyhow::Result<u8> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = super::remote::runtime()?;
     match args.command {
         LimitsCommand::List { target, policy, json } => {
             let limits: Vec<serde_json::Value> = match target.connect()? {
@@ -80,11 +80,19 @@ pub fn run(args: LimitsArgs) -> anyhow::Result<u8> {
                     if !policy.uses_state() {
                         bail!("the policy has no stateful rules, so no limits");
                     }
-                    let lock = lock(&target.db)?;
+                    let location = target.location();
+                    // On PostgreSQL no lock: the listing is what the store
+                    // holds now (replicas coordinate by the state lease).
+                    let lock = match &location {
+                        StoreLocation::Sqlite(db) => Some(lock(db)?),
+                        StoreLocation::Postgres(_) => None,
+                    };
                     let runtime = Runtime::new(policy, store, RuntimeConfig::default());
-                    runtime.hold_state_lock(lock);
+                    if let Some(lock) = lock {
+                        runtime.hold_state_lock(lock);
+                    }
                     rt.block_on(runtime.open_state())
-                        .with_context(|| format!("cannot read the state of `{}`", target.db.display()))?;
+                        .with_context(|| format!("cannot read the state of `{location}`"))?;
                     let now = jiff::Timestamp::now();
                     runtime.limits(now)?.iter().map(rein_server::bucket_json).collect()
                 }
@@ -120,13 +128,19 @@ pub fn run(args: LimitsArgs) -> anyhow::Result<u8> {
             }
             let reset = match target.connect_for_writing()? {
                 Conn::Local(store) => {
-                    let _lock = lock(&target.db)?;
+                    // On PostgreSQL the reset is seen by every replica at its
+                    // next state lease (the store's epoch changes): no lock.
+                    let location = target.location();
+                    let _lock = match &location {
+                        StoreLocation::Sqlite(db) => Some(lock(db)?),
+                        StoreLocation::Postgres(_) => None,
+                    };
                     rt.block_on(rein_store::Store::reset_limits(
                         store.as_ref(),
                         rule.clone(),
                         bucket.clone(),
                     ))
-                    .with_context(|| format!("cannot reset the limits in `{}`", target.db.display()))?
+                    .with_context(|| format!("cannot reset the limits in `{location}`"))?
                 }
                 remote => {
                     let mut body = serde_json::json!({});

@@ -44,10 +44,11 @@ pub struct GatewayOpts {
     /// server.
     #[arg(long, value_name = "ADDR", value_parser = loopback_addr)]
     listen: Option<SocketAddr>,
-    /// The SQLite file for the audit log, approvals and state (created if
-    /// absent; its directory must exist), as `rein serve`'s.
-    #[arg(long, value_name = "FILE", default_value = "rein.db")]
-    db: PathBuf,
+    /// The store for the audit log, approvals and state, as `rein serve`'s:
+    /// a SQLite file (created if absent; its directory must exist) or a
+    /// PostgreSQL URL.
+    #[arg(long, value_name = "FILE|URL", default_value = "rein.db", env = "REIN_DB", hide_env_values = true)]
+    db: String,
     /// The key for hashing sensitive fields in the audit log. Default:
     /// `rein-audit.key` beside the database, created on first start.
     #[arg(long, value_name = "FILE")]
@@ -193,7 +194,8 @@ pub fn run_gateway(args: GatewayArgs, color: bool) -> anyhow::Result<u8> {
         actor,
         elicit_approval_role: opts.elicit_approvals.clone(),
     };
-    let mut store_config = rein_server::ServerConfig::new(policy_paths, opts.db);
+    let mut store_config = rein_server::ServerConfig::at(policy_paths, rein_store::StoreLocation::parse(&opts.db));
+    store_config.db_ca_file = std::env::var_os("REIN_DB_CA_FILE").map(PathBuf::from);
     store_config.hmac_key_path = opts.audit_key;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(rein_server::default_workers())
@@ -245,20 +247,22 @@ pub fn run_gateway(args: GatewayArgs, color: bool) -> anyhow::Result<u8> {
                     "the store {} is kept by another Rein process; a gateway keeps its store for its lifetime, so \
                      give each stdio gateway a --db of its own, or run one `rein mcp gateway --listen` for every \
                      server and client",
-                    store_config.db_path.display()
+                    store_config.store.redacted()
                 ))
             } else {
                 e
             }
         })?;
-        let sqlite = Arc::clone(&opened.sqlite);
+        let closer = opened.closer();
         let runtime_config = store_config.runtime_config(opened.hmac_key);
         let runtime = Arc::new(rein_runtime::Runtime::new(
             prepared.policy,
-            sqlite.clone(),
+            Arc::clone(&opened.store),
             runtime_config,
         ));
-        runtime.hold_state_lock(opened.state_lock);
+        if let Some(lock) = opened.state_lock {
+            runtime.hold_state_lock(lock);
+        }
         rein_server::ready_runtime(&runtime, &store_config).await?;
         // Without it no held call could be granted (`rein approvals grant`
         // on the store takes an approver's token from it); `rein serve`
@@ -278,7 +282,7 @@ pub fn run_gateway(args: GatewayArgs, color: bool) -> anyhow::Result<u8> {
         };
         pruner.abort();
         // What was queued is committed before the process ends.
-        let closed = sqlite.close().await.context("the store did not close cleanly");
+        let closed = closer.close().await;
         runtime.release_state_lock();
         served.and(closed)?;
         Ok(EXIT_ALLOW)
@@ -291,7 +295,16 @@ pub fn run_gateway(args: GatewayArgs, color: bool) -> anyhow::Result<u8> {
 /// the gateway does not create (`rein serve` does, and cannot run on a
 /// store the gateway holds).
 fn approvals_notice(store: &rein_server::ServerConfig) {
-    let db = std::path::absolute(&store.db_path).unwrap_or_else(|_| store.db_path.clone());
+    let Some(db) = store.sqlite_path() else {
+        // `rein approvals grant` decides on a PostgreSQL store through a
+        // server only (its token checked against the server's tokens).
+        tracing::info!(
+            "calls held for approval: grant them through a `rein serve` on the same database: `rein approvals \
+             grant ID --server URL --token <an approver's token>`"
+        );
+        return;
+    };
+    let db = std::path::absolute(db).unwrap_or_else(|_| db.to_path_buf());
     let tokens = store.tokens_file();
     let tokens = std::path::absolute(&tokens).unwrap_or(tokens);
     if tokens.exists() {

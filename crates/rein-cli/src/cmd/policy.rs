@@ -69,7 +69,7 @@ enum PolicyCommand {
 
 /// Runs `rein policy`.
 pub fn run(args: PolicyCmdArgs, _color: bool) -> anyhow::Result<u8> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = super::remote::runtime()?;
     let mut out = std::io::stdout().lock();
     match args.command {
         PolicyCommand::History { target, json } => {
@@ -141,7 +141,7 @@ pub fn run(args: PolicyCmdArgs, _color: bool) -> anyhow::Result<u8> {
             json,
         } => {
             let target = Target {
-                db: "rein.db".into(),
+                db: None,
                 server: Some(server),
                 token: Some(token),
                 timeout,

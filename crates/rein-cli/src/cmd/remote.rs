@@ -1,19 +1,24 @@
-//! Where `rein audit` and `rein approvals` act: directly on a SQLite file,
-//! or through a running `rein serve`.
+//! Where `rein audit` and `rein approvals` act: directly on the store (a
+//! SQLite file or a PostgreSQL database), or through a running `rein serve`.
 
 use anyhow::{bail, Context};
 use clap::Args;
-use rein_store::{SqliteStore, Store};
+use rein_store::{SqliteStore, Store, StoreLocation};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Either `--db FILE` or `--server URL --token T`.
+/// The store used when neither `--db` nor `REIN_DB` names one.
+pub const DEFAULT_DB: &str = "rein.db";
+
+/// Either `--db FILE|URL` or `--server URL --token T`.
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "Where")]
 pub struct Target {
-    /// The SQLite file of the store.
-    #[arg(long, value_name = "FILE", default_value = "rein.db", conflicts_with = "server")]
-    pub db: PathBuf,
+    /// The store: a SQLite file or a PostgreSQL URL
+    /// (`postgres://user:password@host/db`). Default: `REIN_DB` if set,
+    /// else `rein.db`.
+    #[arg(long, value_name = "FILE|URL", conflicts_with = "server")]
+    pub db: Option<String>,
     /// A running `rein serve` (e.g. `http://127.0.0.1:8700`) instead of the file.
     #[arg(long, value_name = "URL", requires = "token")]
     pub server: Option<String>,
@@ -29,7 +34,7 @@ pub struct Target {
 /// A connection to one or the other.
 pub enum Conn {
     /// The store opened directly.
-    Local(Arc<SqliteStore>),
+    Local(Arc<dyn Store>),
     /// A server, its token, and how long to wait for it.
     Remote {
         base: String,
@@ -39,6 +44,27 @@ pub enum Conn {
 }
 
 impl Target {
+    /// Where the store is: `--db`, else `REIN_DB`, else `rein.db`. (Not
+    /// clap's `env`: a `REIN_DB` in the environment would then conflict
+    /// with `--server`.)
+    pub fn location(&self) -> StoreLocation {
+        let given = self
+            .db
+            .clone()
+            .or_else(|| std::env::var("REIN_DB").ok().filter(|v| !v.is_empty()))
+            .unwrap_or_else(|| DEFAULT_DB.to_string());
+        StoreLocation::parse(&given)
+    }
+
+    /// The SQLite file of the store, or a clear refusal for a command that
+    /// works on a SQLite file only (`what` says which).
+    pub fn sqlite_only(&self, what: &str) -> anyhow::Result<PathBuf> {
+        match self.location() {
+            StoreLocation::Sqlite(path) => Ok(path),
+            StoreLocation::Postgres(_) => bail!("{what}"),
+        }
+    }
+
     /// Opens the store for reading, or prepares the client. The file is
     /// neither created nor migrated (it may be a write-protected copy): a
     /// missing file, or one that is not a store this build reads, is an
@@ -69,20 +95,49 @@ impl Target {
                 timeout: std::time::Duration::from_secs(self.timeout),
             });
         }
-        if !self.db.exists() {
+        let db = match self.location() {
+            StoreLocation::Sqlite(db) => db,
+            location @ StoreLocation::Postgres(_) => return open_postgres(&location).map(Conn::Local),
+        };
+        if !db.exists() {
             let hint = match write {
                 true => "give the store with --db, or a server with --server",
                 false => "give the store with --db",
             };
-            bail!("`{}` does not exist ({hint})", self.db.display());
+            bail!("`{}` does not exist ({hint})", db.display());
         }
         let store = match write {
-            true => SqliteStore::open(&self.db),
-            false => SqliteStore::open_read_only(&self.db),
+            true => SqliteStore::open(&db),
+            false => SqliteStore::open_read_only(&db),
         };
-        let store = store.with_context(|| format!("cannot open `{}`", self.db.display()))?;
+        let store = store.with_context(|| format!("cannot open `{}`", db.display()))?;
         Ok(Conn::Local(Arc::new(store)))
     }
+}
+
+/// The runtime the store commands run on. One for the process, kept: a
+/// PostgreSQL store's connections and writer are tasks of the runtime it
+/// was opened on, which must outlive it.
+pub fn runtime() -> anyhow::Result<&'static tokio::runtime::Runtime> {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    if let Some(rt) = RUNTIME.get() {
+        return Ok(rt);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    Ok(RUNTIME.get_or_init(|| rt))
+}
+
+/// Opens the PostgreSQL store at `location` (`REIN_DB_CA_FILE` names a CA
+/// its certificate must chain to), its errors without the password.
+fn open_postgres(location: &StoreLocation) -> anyhow::Result<Arc<dyn Store>> {
+    let ca_file = std::env::var_os("REIN_DB_CA_FILE").map(PathBuf::from);
+    let rt = runtime()?;
+    rt.block_on(rein_server::open_shared_store(location, ca_file.as_deref()))
+        .map_err(|e| anyhow::anyhow!("{}", rein_server::scrub_password(location, &format!("{e:#}"))))
 }
 
 /// `text` as one segment of a URL path (an approval id, say): everything

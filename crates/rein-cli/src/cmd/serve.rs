@@ -18,10 +18,18 @@ use std::path::PathBuf;
 pub struct ServeArgs {
     #[command(flatten)]
     policy: PolicyArgs,
-    /// The SQLite file for the audit log and approvals (created if absent;
-    /// its directory must exist).
-    #[arg(long, value_name = "FILE", default_value = "rein.db")]
-    db: PathBuf,
+    /// The store for the audit log, approvals, state and policy versions:
+    /// a SQLite file (created if absent; its directory must exist), or a
+    /// PostgreSQL URL (`postgres://user:password@host:5432/db?sslmode=require`)
+    /// shared by several replicas: then give every replica the same
+    /// --audit-key, --tokens and --delegation-key (docs/replicas.md).
+    #[arg(long, value_name = "FILE|URL", default_value = "rein.db", env = "REIN_DB", hide_env_values = true)]
+    db: String,
+    /// A CA certificate (PEM) a PostgreSQL server's certificate must chain
+    /// to; default: the system's roots. TLS itself is the URL's `sslmode`
+    /// (`disable`, `prefer`, `require`).
+    #[arg(long, value_name = "FILE", env = "REIN_DB_CA_FILE")]
+    db_ca_file: Option<PathBuf>,
     /// Address to listen on: IP:PORT, `localhost:PORT`, or a port alone
     /// (on loopback). The default is loopback only.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8700", value_parser = listen_addr)]
@@ -33,21 +41,23 @@ pub struct ServeArgs {
     /// issuers whose tokens it accepts: `issuers: [{name, issuer, audience,
     /// jwks_file or jwks_url, …}]` (docs/identity.md). Read at start: a
     /// mistake stops it with the file's line and column.
-    /// Default: `rein-tokens.yaml` beside the database, created with one
-    /// fresh token per role if absent.
+    /// Default: `rein-tokens.yaml` beside the database (on PostgreSQL: in
+    /// the current folder), created with one fresh token per role if absent.
     #[arg(long, value_name = "FILE")]
     tokens: Option<PathBuf>,
     /// The key for hashing sensitive fields in the audit log (an existing
-    /// file). Default: `rein-audit.key` beside the database, created on
-    /// first start (not once the store has records: a new key would not
-    /// match the hashes already kept).
+    /// file). Default: `rein-audit.key` beside the database (on
+    /// PostgreSQL: in the current folder), created on first start (not once
+    /// the store has records: a new key would not match the hashes already
+    /// kept; a replica with another key than the store's is refused).
     #[arg(long, value_name = "FILE")]
     audit_key: Option<PathBuf>,
     /// The Ed25519 key (a file of 32 random bytes) that signs delegation
     /// tokens (`rein token delegate`); replicas that accept each other's
     /// delegation tokens share it. Default: `rein-delegation.key` beside
-    /// the database, created on first start. A new key ends every
-    /// delegation token signed with the old one.
+    /// the database (on PostgreSQL: in the current folder), created on
+    /// first start. A new key ends every delegation token signed with the
+    /// old one.
     #[arg(long, value_name = "FILE")]
     delegation_key: Option<PathBuf>,
     /// Largest request body on every route (decisions, outcomes, hook
@@ -104,7 +114,8 @@ pub(super) fn init_log(color: bool) {
 /// is a terminal) decides whether the log has ANSI colours.
 pub fn run(args: ServeArgs, color: bool) -> anyhow::Result<u8> {
     init_log(color);
-    let mut config = rein_server::ServerConfig::new(args.policy.paths(), args.db);
+    let mut config = rein_server::ServerConfig::at(args.policy.paths(), rein_store::StoreLocation::parse(&args.db));
+    config.db_ca_file = args.db_ca_file;
     config.listen = args.listen;
     config.tokens_path = args.tokens;
     config.hmac_key_path = args.audit_key;
@@ -118,7 +129,10 @@ pub fn run(args: ServeArgs, color: bool) -> anyhow::Result<u8> {
         .worker_threads(args.workers.map_or_else(rein_server::default_workers, usize::from))
         .enable_all()
         .build()?;
-    rt.block_on(rein_server::run(config))?;
+    let location = config.store.clone();
+    // An error of the driver may quote the URL: never its password.
+    rt.block_on(rein_server::run(config))
+        .map_err(|e| anyhow::anyhow!("{}", rein_server::scrub_password(&location, &format!("{e:#}"))))?;
     Ok(EXIT_ALLOW)
 }
 

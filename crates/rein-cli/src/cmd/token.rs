@@ -7,7 +7,6 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use rein_runtime::{ActionScope, ChainLink};
 use serde_json::{json, Value};
-use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct TokenArgs {
@@ -132,7 +131,7 @@ fn delegate(args: DelegateArgs) -> anyhow::Result<u8> {
         bail!("give the parent token with --from TOKEN or REIN_TOKEN");
     }
     let target = Target {
-        db: PathBuf::new(),
+        db: None,
         server: Some(args.server),
         token: Some(args.from),
         timeout: args.timeout,

@@ -47,7 +47,7 @@ async fn healthz_is_unhealthy_while_the_disk_is_full() {
         return;
     };
     let db = disk.dir.path().join("rein.db");
-    let h = Harness::with(|c| c.db_path = db.clone()).await;
+    let h = Harness::with(|c| c.store = rein_store::StoreLocation::Sqlite(db.clone())).await;
     assert_eq!(h.decide(refund(40, "bot-1")).await["effect"], "allow");
     let (status, _) = h.call(Method::GET, "/healthz", None, None).await;
     assert_eq!(status, StatusCode::OK);
@@ -99,7 +99,7 @@ async fn healthz_recovers_when_space_is_back_without_a_decision() {
         return;
     };
     let db = disk.dir.path().join("rein.db");
-    let h = Harness::with(|c| c.db_path = db.clone()).await;
+    let h = Harness::with(|c| c.store = rein_store::StoreLocation::Sqlite(db.clone())).await;
     assert_eq!(h.decide(refund(40, "bot-1")).await["effect"], "allow");
     let filler = disk.dir.path().join("filler");
     fill(&filler);

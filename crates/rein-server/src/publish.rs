@@ -1,0 +1,271 @@
+//! Policy across replicas on a shared store (PostgreSQL): the version a
+//! replica activates (at start, on a reload or a rollback) is published in
+//! the store, and every replica follows the version published.
+//!
+//! The published version is the one truth: a replica that serves another
+//! switches to it, loaded from the sources the store keeps, recording its
+//! own activation (cause `reload`, by [`FOLLOW_BY`]). A replica that cannot
+//! load it keeps serving its last good version and `/healthz` answers 503
+//! naming the published version and why, until it loads one. Replicas hear
+//! of a publication through the store's notifications
+//! ([`rein_store::Store::policy_publications`]) and poll the published
+//! version every [`POLL_EVERY`] as well, since a notification is lost with
+//! its connection.
+
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use anyhow::Context;
+use rein_engine::Policy;
+
+use crate::{AppState, Reloaded, Shared};
+
+/// How often a replica reads the published version, notified or not.
+pub(crate) const POLL_EVERY: Duration = Duration::from_secs(1);
+
+/// Who a followed version's activation record names.
+pub(crate) const FOLLOW_BY: &str = "publication";
+
+/// A published version this replica could not load, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Unfollowed {
+    /// The published version's full hash.
+    pub(crate) version: String,
+    /// Why it could not be loaded (or swapped in).
+    pub(crate) reason: String,
+}
+
+/// This replica's following of the published version.
+#[derive(Default)]
+pub(crate) struct Following {
+    /// The published version it could not load, while it cannot.
+    unfollowed: Mutex<Option<Unfollowed>>,
+    /// The task that follows publications, to stop it on close.
+    task: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl Following {
+    pub(crate) fn unfollowed(&self) -> Option<Unfollowed> {
+        self.unfollowed.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Sets what could not be followed; returns whether it changed (so
+    /// that a version that keeps failing is logged once, not every second).
+    fn set_unfollowed(&self, value: Option<Unfollowed>) -> bool {
+        let mut held = self.unfollowed.lock().unwrap_or_else(PoisonError::into_inner);
+        let changed = *held != value;
+        *held = value;
+        changed
+    }
+
+    /// Stops the following task, if any.
+    pub(crate) fn stop(&self) {
+        if let Some(task) = self.task.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            task.abort();
+        }
+    }
+}
+
+impl AppState {
+    /// At start on a shared store: publishes the version this replica
+    /// activated from its files unless it is the one published already
+    /// (the files given at start win, as a reload's do). An error stops
+    /// the start: this replica would otherwise serve a version the others
+    /// do not, and switch back to theirs at once.
+    pub(crate) async fn publish_at_start(&self) -> anyhow::Result<()> {
+        let store = self.runtime().store();
+        let served = self.runtime().policy().version().to_string();
+        let published = store
+            .published_policy()
+            .await
+            .context("cannot read the policy version published to the replicas")?;
+        self.metrics().publication("read", true);
+        if published.as_deref() == Some(served.as_str()) {
+            tracing::info!(version = %served, "the policy served is the one published to the replicas");
+            return Ok(());
+        }
+        let published_result = store.publish_policy(&served).await;
+        self.metrics().publication("publish", published_result.is_ok());
+        published_result.with_context(|| format!("cannot publish the policy version {served} to the replicas"))?;
+        tracing::info!(
+            version = %served,
+            replaced = published.as_deref().unwrap_or("-"),
+            "policy published to the replicas (the files given at start win)"
+        );
+        Ok(())
+    }
+
+    /// After a reload or rollback activated `activated` on this replica:
+    /// publishes it on a shared store (nothing to do on another). On an
+    /// error the reload is reported failed: the other replicas keep the
+    /// version published, and this one returns to it at the next poll.
+    pub(crate) async fn publish(&self, activated: &Reloaded) -> Result<(), String> {
+        let store = self.runtime().store();
+        if !store.is_shared() {
+            return Ok(());
+        }
+        let result = store.publish_policy(&activated.policy_version).await;
+        self.metrics().publication("publish", result.is_ok());
+        match result {
+            Ok(()) => {
+                tracing::info!(version = %activated.policy_version, "policy published to the replicas");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(
+                    version = %activated.policy_version,
+                    error = %e,
+                    "the policy was activated here but could not be published to the other replicas"
+                );
+                Err(format!(
+                    "version {} was activated on this replica (audit seq {}) but could not be published to the \
+                     other replicas ({e}): they keep the version published, and this replica returns to it; try \
+                     again",
+                    activated.policy_version, activated.audit_seq
+                ))
+            }
+        }
+    }
+
+    /// Starts the task that follows the published version (see the module
+    /// documentation), for as long as this state lives or until
+    /// [`AppState::close`].
+    pub(crate) fn follow_publications(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        let notified = self.runtime().store().policy_publications();
+        let task = tokio::spawn(follow(weak, notified));
+        *self.inner.publication.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(task.abort_handle());
+    }
+
+    /// The published version this replica could not load, if any.
+    pub(crate) fn unfollowed(&self) -> Option<Unfollowed> {
+        self.inner.publication.unfollowed()
+    }
+
+    /// Reads the published version and, if this replica serves another,
+    /// switches to it (or records why it cannot). Returns the version now
+    /// published, if it could be read.
+    pub async fn follow_published(&self) -> Option<String> {
+        let store = Arc::clone(self.runtime().store());
+        let read = store.published_policy().await;
+        let published = match read {
+            Ok(Some(version)) => version,
+            Ok(None) => return None,
+            Err(e) => {
+                // The store's failure shows in `/healthz` and in the store
+                // errors metric; the version served stays.
+                self.metrics().publication("read", false);
+                tracing::warn!(error = %e, "cannot read the published policy version; the version served stays");
+                return None;
+            }
+        };
+        if published == self.runtime().policy().version() {
+            self.clear_unfollowed();
+            return Some(published);
+        }
+        // One at a time with reloads and rollbacks, and read again under
+        // the lock: a reload that held it has published a newer version,
+        // which this replica must not replace with the one read before.
+        let _one_at_a_time = self.inner.reload_lock.lock().await;
+        let published = match store.published_policy().await {
+            Ok(Some(version)) => version,
+            Ok(None) => return None,
+            Err(e) => {
+                self.metrics().publication("read", false);
+                tracing::warn!(error = %e, "cannot read the published policy version; the version served stays");
+                return None;
+            }
+        };
+        let served = self.runtime().policy().version().to_string();
+        if published == served {
+            self.clear_unfollowed();
+            return Some(published);
+        }
+        match self.switch_to(&published).await {
+            Ok(activated) => {
+                self.metrics().publication("follow", true);
+                self.clear_unfollowed();
+                tracing::info!(
+                    version = %activated.policy_version,
+                    previous = %served,
+                    audit_seq = activated.audit_seq,
+                    "switched to the policy version published by another replica"
+                );
+            }
+            Err(reason) => {
+                self.metrics().publication("follow", false);
+                let changed = self.inner.publication.set_unfollowed(Some(Unfollowed {
+                    version: published.clone(),
+                    reason: reason.clone(),
+                }));
+                if changed {
+                    tracing::error!(
+                        published = %published,
+                        serving = %served,
+                        reason = %reason,
+                        "cannot load the policy version published to the replicas; the last good version keeps \
+                         serving and /healthz answers 503"
+                    );
+                }
+            }
+        }
+        Some(published)
+    }
+
+    fn clear_unfollowed(&self) {
+        if self.inner.publication.set_unfollowed(None) {
+            tracing::info!("the policy version published is served again");
+        }
+    }
+
+    /// Loads `version` from its kept sources and activates it.
+    async fn switch_to(&self, version: &str) -> Result<Reloaded, String> {
+        let store = self.runtime().store();
+        let kept = match store.policy_version(version).await {
+            Ok(Some(kept)) => kept,
+            Ok(None) => return Err(format!("the store keeps no sources of version {version}")),
+            Err(e) => return Err(format!("its sources cannot be read: {e}")),
+        };
+        let compiled =
+            tokio::task::spawn_blocking(move || Policy::from_kept_sources(&kept.sources, &kept.version)).await;
+        let policy = match compiled {
+            Ok(Ok(policy)) => policy,
+            Ok(Err(e)) => return Err(format!("its kept sources do not load: {e}")),
+            Err(e) => return Err(format!("the policy loader failed: {e}")),
+        };
+        self.runtime()
+            .activate(policy, FOLLOW_BY, rein_store::ActivationCause::Reload)
+            .await
+            .map_err(|e| format!("the activation failed: {e}"))
+    }
+}
+
+/// The following task: on each notification or poll tick, while the state
+/// lives.
+async fn follow(
+    state: Weak<Shared>,
+    mut notified: Option<tokio::sync::watch::Receiver<Option<String>>>,
+) {
+    let mut every = tokio::time::interval(POLL_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        match notified.as_mut() {
+            Some(rx) => {
+                tokio::select! {
+                    _ = every.tick() => {}
+                    changed = rx.changed() => {
+                        if changed.is_err() {
+                            // The store stopped notifying: polling goes on.
+                            notified = None;
+                        }
+                    }
+                }
+            }
+            None => {
+                every.tick().await;
+            }
+        }
+        let Some(inner) = state.upgrade() else { return };
+        AppState { inner }.follow_published().await;
+    }
+}
