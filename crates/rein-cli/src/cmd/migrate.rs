@@ -56,14 +56,13 @@ pub struct MigrateArgs {
 }
 
 pub fn run(args: MigrateArgs) -> anyhow::Result<u8> {
-    let url = match StoreLocation::parse(&args.to) {
-        StoreLocation::Postgres(url) => url,
-        StoreLocation::Sqlite(_) => bail!(
+    let location = StoreLocation::parse(&args.to);
+    if let StoreLocation::Sqlite(_) = location {
+        bail!(
             "--to must be a PostgreSQL URL (postgres://user@host/database), got `{}`",
             args.to
-        ),
-    };
-    let shown = StoreLocation::Postgres(url.clone()).redacted();
+        );
+    }
     if !args.from.is_file() {
         bail!("`{}` is not a store file (give the SQLite store with --from)", args.from.display());
     }
@@ -72,26 +71,21 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<u8> {
     let _lock = source_lock(&args.from)?;
     let source = SqliteStore::open_read_only(&args.from)
         .with_context(|| format!("cannot open `{}`", args.from.display()))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let target = open_target(&url)
-            .await
-            .with_context(|| format!("cannot open the target {shown}"))?;
-        let mut out = std::io::stdout().lock();
-        let report = migrate(&source, target.as_ref(), args.page, &mut |line| {
-            use std::io::Write;
-            let _ = writeln!(out, "{line}");
-        })
-        .await;
-        match report {
-            Ok(Outcome::Verified) => Ok(EXIT_ALLOW),
-            Ok(Outcome::Mismatch) => Ok(EXIT_BLOCK),
-            Err(e) => Err(e),
-        }
-    })
+    // The runtime the store commands share: the PostgreSQL store's
+    // connections and writer are its tasks.
+    let rt = super::remote::runtime()?;
+    let target = open_target(rt, &location)?;
+    let mut out = std::io::stdout().lock();
+    let report = rt.block_on(migrate(&source, target.as_ref(), args.page, &mut |line| {
+        use std::io::Write;
+        let _ = writeln!(out, "{line}");
+    }));
+    // Errors name the target without its password.
+    let report = report.map_err(|e| anyhow::anyhow!("{}", rein_server::scrub_password(&location, &format!("{e:#}"))));
+    match report? {
+        Outcome::Verified => Ok(EXIT_ALLOW),
+        Outcome::Mismatch => Ok(EXIT_BLOCK),
+    }
 }
 
 /// The source's state lock, or why not.
@@ -121,10 +115,19 @@ fn source_lock(db: &std::path::Path) -> anyhow::Result<Option<StateLock>> {
     }
 }
 
-/// Opens the PostgreSQL store (its schema created or brought up to date).
-async fn open_target(url: &str) -> anyhow::Result<Arc<dyn Store>> {
-    let _ = url;
-    bail!("this build has no PostgreSQL store")
+/// Opens the PostgreSQL store (its schema created or brought up to date),
+/// as `rein serve --db` does (`REIN_DB_CA_FILE` names a CA its certificate
+/// must chain to).
+fn open_target(rt: &tokio::runtime::Runtime, location: &StoreLocation) -> anyhow::Result<Arc<dyn Store>> {
+    let ca_file = std::env::var_os("REIN_DB_CA_FILE").map(PathBuf::from);
+    rt.block_on(rein_server::open_shared_store(location, ca_file.as_deref()))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open the target {}: {}",
+                location.redacted(),
+                rein_server::scrub_password(location, &format!("{e:#}"))
+            )
+        })
 }
 
 /// How a migration ended (an error is the third way).
