@@ -517,6 +517,58 @@ fn a_reload_on_one_replica_reaches_the_others_and_a_broken_policy_is_refused_by_
         let (status, health) = r.health(&http);
         assert_eq!((status, health["policy_version"].as_str()), (200, Some(v2.as_str())), "{}", r.url);
     }
+
+    // A broken policy published in the database, as a replica of another
+    // build could (kept with sources that hash to it, but do not load):
+    // every replica refuses it, keeps serving v2, and says so on /healthz
+    // (503, which takes it out of a load balancer's rotation).
+    let broken = vec![rein_engine::PolicySource {
+        name: "policy.yaml".into(),
+        text: "version: broken\ndefault: block\nrules:\n  - id: x\n    when: input.nope >\n".into(),
+        derived: false,
+    }];
+    let version = rein_engine::Policy::version_of(&broken);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use rein_store::Store;
+        let store = rein_store::PostgresStore::open(&db.url, rein_store::PostgresOptions::default())
+            .await
+            .unwrap();
+        let kept = rein_store::PolicyVersion {
+            version: version.clone(),
+            label: Some("broken".into()),
+            sources: broken,
+            saved_at: rein_store::chain::format_time(jiff::Timestamp::now()),
+        };
+        store.save_policy_version(&kept).await.unwrap();
+        store.publish_policy(&version).await.unwrap();
+    });
+    let published = Instant::now();
+    for r in &fleet.replicas {
+        loop {
+            let (status, health) = r.health(&http);
+            if status == 503 && health["published_version"] == version.as_str() {
+                assert_eq!(health["policy_version"], v2.as_str(), "{health}");
+                break;
+            }
+            assert!(
+                published.elapsed() < PUBLICATION_BOUND,
+                "{} did not report the published version it cannot load within {PUBLICATION_BOUND:?}: {status} {health}",
+                r.url
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+        // It still decides, with v2.
+        let (status, answer) = r.call(
+            &http,
+            "POST",
+            "/v1/decide",
+            AGENT,
+            Some(&json!({"action": "lookup", "input": {"n": 50}, "actor": {"id": "bot"}})),
+        );
+        assert_eq!(status, 200);
+        assert_eq!((answer["effect"].as_str(), answer["policy_version"].as_str()), (Some("allow"), Some(v2.as_str())));
+    }
 }
 
 const MIGRATE_POLICY: &str = r#"
