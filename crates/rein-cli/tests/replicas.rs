@@ -113,7 +113,11 @@ fn a_count_and_a_sum_limit_hold_exactly_across_three_replicas() {
         // Every other answer is the limit's refusal: a store or lease error
         // would be a block too, but not this one.
         for a in mine.iter().filter(|a| a["effect"] != "allow") {
-            assert_eq!((a["effect"].as_str(), &a["rules"]), (Some("block"), &json!([rule])), "{a}");
+            assert_eq!(
+                (a["effect"].as_str(), &a["rules"]),
+                (Some("block"), &json!([rule])),
+                "{a}"
+            );
         }
     }
     // The log agrees: as many allowed records, and the chain verifies.
@@ -157,7 +161,11 @@ fn one_approval_is_used_once_across_three_replicas() {
     let http = client(Duration::from_secs(10));
     let request = json!({"action": "payout", "input": {"amount": 900}, "actor": {"id": "bot"}});
     let (status, asked) = fleet.replicas[0].call(&http, "POST", "/v1/decide", AGENT, Some(&request));
-    assert_eq!((status, asked["effect"].as_str()), (200, Some("require_approval")), "{asked}");
+    assert_eq!(
+        (status, asked["effect"].as_str()),
+        (200, Some("require_approval")),
+        "{asked}"
+    );
     let id = asked["approval"]["id"].as_str().unwrap().to_string();
     // Granted through another replica than the one that opened it.
     let (status, granted) = fleet.replicas[1].call(
@@ -192,9 +200,17 @@ fn one_approval_is_used_once_across_three_replicas() {
     }
     let answers = answers.lock().unwrap();
     let allowed: Vec<&Value> = answers.iter().filter(|a| a["effect"] == "allow").collect();
-    assert_eq!(allowed.len(), 1, "{} of {racers} uses of one approval allowed", allowed.len());
+    assert_eq!(
+        allowed.len(),
+        1,
+        "{} of {racers} uses of one approval allowed",
+        allowed.len()
+    );
     assert!(
-        answers.iter().filter(|a| a["effect"] != "allow").all(|a| a["effect"] == "block"),
+        answers
+            .iter()
+            .filter(|a| a["effect"] != "allow")
+            .all(|a| a["effect"] == "block"),
         "{answers:?}"
     );
     // The store says it is used, and the log has one allowed use.
@@ -247,7 +263,11 @@ struct Seen {
 
 /// `per_replica` clients on each replica of `urls`, alternating stateless
 /// lookups and stateful refunds, until `stop`; every 200 answer is kept.
-fn load(urls: &[String], per_replica: usize, stop: &Arc<AtomicBool>) -> (Vec<thread::JoinHandle<()>>, Arc<Mutex<Vec<Seen>>>) {
+fn load(
+    urls: &[String],
+    per_replica: usize,
+    stop: &Arc<AtomicBool>,
+) -> (Vec<thread::JoinHandle<()>>, Arc<Mutex<Vec<Seen>>>) {
     let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let mut handles = Vec::new();
     for (r, url) in urls.iter().enumerate() {
@@ -259,7 +279,7 @@ fn load(urls: &[String], per_replica: usize, stop: &Arc<AtomicBool>) -> (Vec<thr
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) && Instant::now() < give_up {
                     i += 1;
-                    let request = if i % 2 == 0 {
+                    let request = if i.is_multiple_of(2) {
                         json!({"action": "lookup", "input": {"n": i}, "actor": {"id": format!("bot-{r}-{c}")}})
                     } else {
                         json!({"action": "refund", "input": {"amount": 1, "customer": "c"}, "actor": {"id": format!("bot-{r}-{c}")}})
@@ -351,7 +371,11 @@ fn a_replica_killed_under_load_loses_no_answered_decision() {
     // connection).
     for r in [0, 2] {
         let took = wait_for_allows(&seen, Some(r), killed, 100, Duration::from_secs(30));
-        assert!(took.is_some(), "replica {} decided nothing after replica 2 was killed", r + 1);
+        assert!(
+            took.is_some(),
+            "replica {} decided nothing after replica 2 was killed",
+            r + 1
+        );
     }
     stop.store(true, Ordering::Relaxed);
     for c in clients {
@@ -474,7 +498,10 @@ fn a_reload_on_one_replica_reaches_the_others_and_a_broken_policy_is_refused_by_
     let (status, reloaded) = fleet.replicas[0].call(&http, "POST", "/v1/policy/reload", ADMIN, Some(&json!({})));
     assert_eq!(status, 200, "{reloaded}");
     let published = Instant::now();
-    let v2 = fleet.replicas[0].health(&http).1["policy_version"].as_str().unwrap().to_string();
+    let v2 = fleet.replicas[0].health(&http).1["policy_version"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut took = Vec::new();
     for r in &fleet.replicas[1..] {
         loop {
@@ -501,7 +528,10 @@ fn a_reload_on_one_replica_reaches_the_others_and_a_broken_policy_is_refused_by_
             Some(&json!({"action": "lookup", "input": {"n": 50}, "actor": {"id": "bot"}})),
         );
         assert_eq!(status, 200);
-        assert_eq!((answer["effect"].as_str(), answer["policy_version"].as_str()), (Some("allow"), Some(v2.as_str())));
+        assert_eq!(
+            (answer["effect"].as_str(), answer["policy_version"].as_str()),
+            (Some("allow"), Some(v2.as_str()))
+        );
     }
     eprintln!(
         "publication: replicas 2 and 3 served the version replica 1 loaded after {:?} and {:?} (bound {PUBLICATION_BOUND:?})",
@@ -509,13 +539,22 @@ fn a_reload_on_one_replica_reaches_the_others_and_a_broken_policy_is_refused_by_
     );
 
     // A broken policy: replica 1 refuses it, nobody switches.
-    std::fs::write(fleet.policy_path(), "default: block\nrules:\n  - id: x\n    when: input.nope >\n").unwrap();
+    std::fs::write(
+        fleet.policy_path(),
+        "default: block\nrules:\n  - id: x\n    when: input.nope >\n",
+    )
+    .unwrap();
     let (status, refused) = fleet.replicas[0].call(&http, "POST", "/v1/policy/reload", ADMIN, Some(&json!({})));
     assert_ne!(status, 200, "{refused}");
     thread::sleep(Duration::from_millis(1500));
     for r in &fleet.replicas {
         let (status, health) = r.health(&http);
-        assert_eq!((status, health["policy_version"].as_str()), (200, Some(v2.as_str())), "{}", r.url);
+        assert_eq!(
+            (status, health["policy_version"].as_str()),
+            (200, Some(v2.as_str())),
+            "{}",
+            r.url
+        );
     }
 
     // A broken policy published in the database, as a replica of another
@@ -528,7 +567,10 @@ fn a_reload_on_one_replica_reaches_the_others_and_a_broken_policy_is_refused_by_
         derived: false,
     }];
     let version = rein_engine::Policy::version_of(&broken);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         use rein_store::Store;
         let store = rein_store::PostgresStore::open(&db.url, rein_store::PostgresOptions::default())
@@ -567,7 +609,10 @@ fn a_reload_on_one_replica_reaches_the_others_and_a_broken_policy_is_refused_by_
             Some(&json!({"action": "lookup", "input": {"n": 50}, "actor": {"id": "bot"}})),
         );
         assert_eq!(status, 200);
-        assert_eq!((answer["effect"].as_str(), answer["policy_version"].as_str()), (Some("allow"), Some(v2.as_str())));
+        assert_eq!(
+            (answer["effect"].as_str(), answer["policy_version"].as_str()),
+            (Some("allow"), Some(v2.as_str()))
+        );
     }
 }
 
@@ -629,7 +674,15 @@ fn migrate_copies_a_sqlite_store_verbatim_resumes_and_refuses_another_log() {
     let source_verify = rein(&["audit", "verify", "--db", sqlite.to_str().unwrap()]);
     assert_eq!(source_verify.code, Some(0), "{source_verify:?}");
 
-    let migrated = rein(&["migrate", "--from", sqlite.to_str().unwrap(), "--to", &db.url, "--page", "2"]);
+    let migrated = rein(&[
+        "migrate",
+        "--from",
+        sqlite.to_str().unwrap(),
+        "--to",
+        &db.url,
+        "--page",
+        "2",
+    ]);
     assert_eq!(migrated.code, Some(0), "{migrated:?}");
     assert!(migrated.stdout.contains("verified:"), "{}", migrated.stdout);
     assert!(migrated.stdout.contains("approvals: 1 copied"), "{}", migrated.stdout);

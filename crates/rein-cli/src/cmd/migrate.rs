@@ -64,13 +64,16 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<u8> {
         );
     }
     if !args.from.is_file() {
-        bail!("`{}` is not a store file (give the SQLite store with --from)", args.from.display());
+        bail!(
+            "`{}` is not a store file (give the SQLite store with --from)",
+            args.from.display()
+        );
     }
     // Held until the copy is done: no server, hook or `rein limits` changes
     // the source's state meanwhile.
     let _lock = source_lock(&args.from)?;
-    let source = SqliteStore::open_read_only(&args.from)
-        .with_context(|| format!("cannot open `{}`", args.from.display()))?;
+    let source =
+        SqliteStore::open_read_only(&args.from).with_context(|| format!("cannot open `{}`", args.from.display()))?;
     // The runtime the store commands share: the PostgreSQL store's
     // connections and writer are its tasks.
     let rt = super::remote::runtime()?;
@@ -245,7 +248,7 @@ pub async fn migrate(
                 .with_context(|| format!("cannot import records {first}..{} into the target", first + n - 1))?;
             copied += n;
             pages += 1;
-            if pages % 50 == 0 {
+            if pages.is_multiple_of(50) {
                 eprintln!("… {copied} records copied (up to record {after})");
             }
         }
@@ -268,10 +271,18 @@ pub async fn migrate(
     let (mut new, mut present) = (Vec::new(), 0u64);
     let mut imported = 0u64;
     for id in &approval_ids {
-        let Some(approval) = source.get_approval(id).await.context("cannot read the source's approvals")? else {
+        let Some(approval) = source
+            .get_approval(id)
+            .await
+            .context("cannot read the source's approvals")?
+        else {
             continue;
         };
-        match target.get_approval(id).await.context("cannot read the target's approvals")? {
+        match target
+            .get_approval(id)
+            .await
+            .context("cannot read the target's approvals")?
+        {
             None => new.push(approval),
             // The whole record, sealed values too: they are deleted once
             // an approval is decided, so one changed since differs.
@@ -354,7 +365,9 @@ pub async fn migrate(
     }
     say(format!("policy versions: {kept} kept"));
     for d in &damaged {
-        say(format!("warning: policy version not copied, its kept sources are damaged: {d}"));
+        say(format!(
+            "warning: policy version not copied, its kept sources are damaged: {d}"
+        ));
     }
 
     // 8. The target as a whole: its chain verifies, it ends where the
@@ -365,7 +378,10 @@ pub async fn migrate(
         .context("cannot verify the target's audit log")?;
     let target_len = target.audit_len().await.context("cannot read the target")?;
     let target_head = record_at(target, target_len).await.context("cannot read the target")?;
-    let head = |r: &Option<AuditRecord>| r.as_ref().map_or_else(|| "(none)".to_string(), |r| format!("{}:{}", r.seq, r.hash));
+    let head = |r: &Option<AuditRecord>| {
+        r.as_ref()
+            .map_or_else(|| "(none)".to_string(), |r| format!("{}:{}", r.seq, r.hash))
+    };
     match verified {
         Verification::Intact { records } if records == source_end && target_len == source_end => {
             let same_head = target_head.as_ref().map(|r| &r.hash) == last.as_ref().map(|r| &r.hash);
@@ -377,7 +393,10 @@ pub async fn migrate(
                 ));
                 return Ok(Outcome::Mismatch);
             }
-            say(format!("verified: {records} records, newest {} (as in the source)", head(&last)));
+            say(format!(
+                "verified: {records} records, newest {} (as in the source)",
+                head(&last)
+            ));
             Ok(Outcome::Verified)
         }
         Verification::Intact { records } => {
@@ -446,6 +465,9 @@ mod tests {
         assert_eq!(state_difference(&source, &[label("d9", "z")]).1, 1);
         // A write twice in the source, once there: once more.
         let twice = [label("d1", "a"), label("d1", "a")];
-        assert_eq!(state_difference(&twice, &[label("d1", "a")]), (vec![label("d1", "a")], 0));
+        assert_eq!(
+            state_difference(&twice, &[label("d1", "a")]),
+            (vec![label("d1", "a")], 0)
+        );
     }
 }

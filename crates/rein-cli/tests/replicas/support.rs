@@ -26,7 +26,9 @@ pub fn test_pg() -> Option<String> {
                 std::env::var("CI").as_deref() != Ok("true"),
                 "REIN_TEST_PG is not set under CI=true: .ci/run starts a cluster (.ci/postgres) and sets it"
             );
-            eprintln!("SKIPPED: REIN_TEST_PG is not set (a PostgreSQL URL, e.g. postgres://rein@127.0.0.1:55432/postgres)");
+            eprintln!(
+                "SKIPPED: REIN_TEST_PG is not set (a PostgreSQL URL, e.g. postgres://rein@127.0.0.1:55432/postgres)"
+            );
             None
         }
     }
@@ -379,7 +381,14 @@ impl Replica {
     }
 
     /// Calls the replica; panics when it does not answer.
-    pub fn call(&self, http: &ureq::Agent, method: &str, path: &str, token: &str, body: Option<&Value>) -> (u16, Value) {
+    pub fn call(
+        &self,
+        http: &ureq::Agent,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
         call(http, method, &format!("{}{path}", self.url), token, body)
             .unwrap_or_else(|e| panic!("{method} {}{path}: {e}\n{}", self.url, self.log_tail()))
     }
@@ -432,7 +441,13 @@ pub fn client(timeout: Duration) -> ureq::Agent {
 
 /// One call: the status and the JSON answer (`Null` if not JSON), or why
 /// there was none.
-pub fn call(http: &ureq::Agent, method: &str, url: &str, token: &str, body: Option<&Value>) -> Result<(u16, Value), String> {
+pub fn call(
+    http: &ureq::Agent,
+    method: &str,
+    url: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> Result<(u16, Value), String> {
     let auth = format!("Bearer {token}");
     let result = match (method, body) {
         ("GET", _) => http.get(url).header("Authorization", &auth).call(),
