@@ -203,6 +203,31 @@ pub async fn migrate(
         say("target: empty".to_string());
     }
 
+    // The state of limits and sessions, compared before anything is
+    // written. A resumed run finds some of it there (a first run imported
+    // the state of its time): the writes the target lacks are added after
+    // the records (each names its decision's record); a target holding
+    // writes the source does not have (pruned or reset since, or another
+    // store's) is refused rather than merged.
+    let writes = source
+        .load_state(all_time(), all_time())
+        .await
+        .context("cannot read the source's state (limits, sessions)")?;
+    let there = target
+        .load_state(all_time(), all_time())
+        .await
+        .context("cannot read the target's state")?;
+    let (missing, foreign) = state_difference(&writes, &there);
+    if foreign > 0 {
+        bail!(
+            "the target holds {foreign} state writes (limits, sessions) the source does not have: another \
+             store's, or the source's state changed since an earlier run (pruned or reset). Nothing was copied \
+             (migrate into an empty database)"
+        );
+    }
+    let state_len = writes.len();
+    drop((writes, there));
+
     // 3. The audit key's fingerprint, before any record: a target bound to
     // another key is refused with nothing written.
     if let Some(fingerprint) = source.key_fingerprint().await.context("cannot read the source")? {
@@ -309,25 +334,7 @@ pub async fn migrate(
     }
     say(format!("approvals: {imported} copied, {present} already there"));
 
-    // 6. The state of limits and sessions. A resumed run finds some of it
-    // there (a first run imported the state of its time): the writes the
-    // target lacks are added; a target holding writes the source no longer
-    // has (pruned or reset since) is refused rather than merged.
-    let writes = source
-        .load_state(all_time(), all_time())
-        .await
-        .context("cannot read the source's state (limits, sessions)")?;
-    let there = target
-        .load_state(all_time(), all_time())
-        .await
-        .context("cannot read the target's state")?;
-    let (missing, foreign) = state_difference(&writes, &there);
-    if foreign > 0 {
-        bail!(
-            "the target holds {foreign} state writes (limits, sessions) the source does not: its state changed \
-             since the earlier run (pruned or reset). Migrate into an empty database"
-        );
-    }
+    // 6. The state, whose difference was taken before any record.
     let n = missing.len();
     if n > 0 {
         target
@@ -337,7 +344,7 @@ pub async fn migrate(
     }
     say(format!(
         "state: {n} writes copied, {} already there (limit uses, session calls, outputs, labels)",
-        writes.len() - n
+        state_len - n
     ));
 
     // 7. Kept policy versions (saving one kept already is a no-op).
