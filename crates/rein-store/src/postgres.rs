@@ -33,16 +33,21 @@
 //! ([`PostgresStore::client`]); the writer task, the lease and the LISTEN
 //! task each have a dedicated connection, replaced when it breaks.
 
-// The skeleton leaves some of its parts unused until they are filled in.
-#![allow(dead_code)]
-
 mod approvals;
 mod connect;
+mod import;
+mod lease;
+mod publish;
+mod read;
 mod schema;
 mod state;
+mod versions;
+mod writer;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
@@ -93,6 +98,16 @@ pub struct PostgresStore {
     pool: Pool,
     options: PostgresOptions,
     inner: Arc<Inner>,
+    /// The writer task's queue (see `writer`).
+    writer: mpsc::UnboundedSender<writer::Command>,
+    /// The state lease; one taker at a time in the process.
+    lease: tokio::sync::Mutex<lease::Lease>,
+    /// The lease held, as appends check it (see `lease::check_held`).
+    lease_mark: lease::Mark,
+    /// Publications heard, once a caller asked (the listener starts then).
+    publications: OnceLock<watch::Receiver<Option<String>>>,
+    /// Dropped with the store: the listener task then ends.
+    alive: watch::Sender<()>,
 }
 
 /// What the store's background tasks share with it.
@@ -103,6 +118,8 @@ pub(crate) struct Inner {
     pub(crate) tls: connect::Tls,
     /// The URL without its password, for messages.
     pub(crate) shown: String,
+    /// The options the store was opened with.
+    pub(crate) options: PostgresOptions,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -132,10 +149,6 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     }
 }
 
-fn not_yet(what: &str) -> StoreError {
-    StoreError(format!("PostgreSQL store: {what} is not implemented yet"))
-}
-
 impl PostgresStore {
     /// Connects to the database at `url` (`postgres://…`; see `connect` for
     /// TLS and [`CA_FILE_ENV`]), brings its schema up to date and starts the
@@ -152,6 +165,12 @@ impl PostgresStore {
         schema::migrate(&mut client)
             .await
             .map_err(|e| StoreError(format!("cannot open the store at {shown}: {}", e.0)))?;
+        // The state's epoch now: a lease taken later under another epoch (a
+        // reset, an import since) tells the caller to reload.
+        let epoch: i64 = client
+            .query_one("SELECT epoch FROM rein_state_lease WHERE id = 1", &[])
+            .await?
+            .try_get(0)?;
         drop(client);
         let manager = Manager::from_config(
             config.clone(),
@@ -168,10 +187,25 @@ impl PostgresStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError(format!("cannot set up the connection pool: {e}")))?;
+        let inner = Arc::new(Inner {
+            config,
+            tls,
+            shown,
+            options,
+        });
+        let (writer, queue) = mpsc::unbounded_channel();
+        tokio::spawn(writer::run(Arc::clone(&inner), queue));
+        let (alive, _) = watch::channel(());
+        let lease_mark = lease::Mark::default();
         Ok(PostgresStore {
             pool,
             options,
-            inner: Arc::new(Inner { config, tls, shown }),
+            inner,
+            writer,
+            lease: tokio::sync::Mutex::new(lease::Lease::new(Some(epoch), Arc::clone(&lease_mark))),
+            lease_mark,
+            publications: OnceLock::new(),
+            alive,
         })
     }
 
@@ -185,23 +219,51 @@ impl PostgresStore {
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         Ok(self.pool.get().await?)
     }
+
+    /// Queues an append for the writer and waits for its commit.
+    async fn append_prepared(
+        &self,
+        entry: AuditEntry,
+        once: bool,
+        writes: Vec<StateWrite>,
+        generation: Option<u64>,
+    ) -> Result<Option<AuditRecord>, StoreError> {
+        // Encoding happens here, on the caller's task, in parallel with
+        // other appenders; the writer only numbers, hashes and inserts.
+        let append = Box::new(writer::PreparedAppend::new(entry, once, writes, generation)?);
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(writer::Command { append, reply })
+            .map_err(|_| StoreError("the store is closed (its writer task has stopped)".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError("the store's writer task stopped before answering".into()))?
+    }
+
+    async fn append_one(&self, entry: AuditEntry, writes: Vec<StateWrite>) -> Result<AuditRecord, StoreError> {
+        self.append_prepared(entry, false, writes, None)
+            .await?
+            .ok_or_else(|| StoreError("internal error: an append was refused as a duplicate".into()))
+    }
 }
+
+/// The `store_meta` key of the audit key's fingerprint (as SQLite's).
+const KEY_FINGERPRINT: &str = "audit_key_fingerprint";
+/// The `store_meta` key [`Store::probe_write`] writes (as SQLite's).
+const WRITE_PROBE: &str = "last_write_probe";
 
 #[async_trait::async_trait]
 impl Store for PostgresStore {
     async fn append(&self, entry: AuditEntry) -> Result<AuditRecord, StoreError> {
-        let _ = entry;
-        Err(not_yet("append"))
+        self.append_one(entry, Vec::new()).await
     }
 
     async fn append_once(&self, entry: AuditEntry) -> Result<Option<AuditRecord>, StoreError> {
-        let _ = entry;
-        Err(not_yet("append_once"))
+        self.append_prepared(entry, true, Vec::new(), None).await
     }
 
     async fn append_with_state(&self, entry: AuditEntry, writes: Vec<StateWrite>) -> Result<AuditRecord, StoreError> {
-        let _ = (entry, writes);
-        Err(not_yet("append_with_state"))
+        self.append_one(entry, writes).await
     }
 
     async fn append_once_with_state(
@@ -209,8 +271,7 @@ impl Store for PostgresStore {
         entry: AuditEntry,
         writes: Vec<StateWrite>,
     ) -> Result<Option<AuditRecord>, StoreError> {
-        let _ = (entry, writes);
-        Err(not_yet("append_once_with_state"))
+        self.append_prepared(entry, true, writes, None).await
     }
 
     async fn load_state(
@@ -238,13 +299,11 @@ impl Store for PostgresStore {
     }
 
     async fn acquire_state_lease(&self, after_seq: u64) -> Result<StateLease, StoreError> {
-        let _ = after_seq;
-        Err(not_yet("the state lease"))
+        self.lease.lock().await.acquire(&self.inner, after_seq).await
     }
 
     async fn release_state_lease(&self, generation: u64) -> Result<(), StoreError> {
-        let _ = generation;
-        Err(not_yet("the state lease"))
+        self.lease.lock().await.release(generation).await
     }
 
     async fn append_leased(
@@ -254,26 +313,31 @@ impl Store for PostgresStore {
         once: bool,
         generation: u64,
     ) -> Result<Option<AuditRecord>, StoreError> {
-        let _ = (entry, writes, once, generation);
-        Err(not_yet("append_leased"))
+        lease::check_held(&self.lease_mark, generation)?;
+        self.append_prepared(entry, once, writes, Some(generation)).await
     }
 
     async fn publish_policy(&self, version: &str) -> Result<(), StoreError> {
-        let _ = version;
-        Err(not_yet("publish_policy"))
+        publish::publish(self, version).await
     }
 
     async fn published_policy(&self) -> Result<Option<String>, StoreError> {
-        Err(not_yet("published_policy"))
+        publish::published(self).await
     }
 
-    fn policy_publications(&self) -> Option<tokio::sync::watch::Receiver<Option<String>>> {
-        None
+    fn policy_publications(&self) -> Option<watch::Receiver<Option<String>>> {
+        // The listener (a connection of its own) starts with the first
+        // caller: a command that never asks does not pay for it.
+        let rx = self.publications.get_or_init(|| {
+            let (tx, rx) = watch::channel(None);
+            publish::start(Arc::clone(&self.inner), tx, self.alive.subscribe());
+            rx
+        });
+        Some(rx.clone())
     }
 
     async fn import_records(&self, records: Vec<AuditRecord>) -> Result<(), StoreError> {
-        let _ = records;
-        Err(not_yet("import_records"))
+        import::records(self, records).await
     }
 
     async fn import_approvals(&self, approvals: Vec<ApprovalRecord>) -> Result<(), StoreError> {
@@ -281,39 +345,41 @@ impl Store for PostgresStore {
     }
 
     async fn import_state(&self, writes: Vec<StateWrite>) -> Result<(), StoreError> {
-        let _ = writes;
-        Err(not_yet("import_state"))
+        import::state(self, writes).await
     }
 
     async fn save_policy_version(&self, version: &PolicyVersion) -> Result<(), StoreError> {
-        let _ = version;
-        Err(not_yet("save_policy_version"))
+        versions::save(self, version).await
     }
 
     async fn policy_version(&self, version: &str) -> Result<Option<PolicyVersion>, StoreError> {
-        let _ = version;
-        Err(not_yet("policy_version"))
+        versions::load(self, version).await
     }
 
     async fn policy_versions(&self) -> Result<Vec<PolicyVersionSummary>, StoreError> {
-        Err(not_yet("policy_versions"))
+        versions::list(self).await
     }
 
     async fn activations(&self) -> Result<Vec<AuditRecord>, StoreError> {
-        Err(not_yet("activations"))
+        read::activations(self).await
     }
 
     async fn bind_key_fingerprint(&self, fingerprint: &str) -> Result<String, StoreError> {
-        let _ = fingerprint;
-        Err(not_yet("bind_key_fingerprint"))
+        versions::bind_meta(self, KEY_FINGERPRINT, fingerprint).await
     }
 
     async fn key_fingerprint(&self) -> Result<Option<String>, StoreError> {
-        Err(not_yet("key_fingerprint"))
+        versions::read_meta(self, KEY_FINGERPRINT).await
     }
 
     async fn probe_write(&self) -> Result<(), StoreError> {
-        Err(not_yet("probe_write"))
+        // Appends go through the writer task: a database that takes a write
+        // says nothing while that task is gone.
+        if self.writer.is_closed() {
+            return Err(StoreError("the store's writer task has stopped".into()));
+        }
+        let now = crate::chain::format_time(jiff::Timestamp::now());
+        versions::write_meta(self, WRITE_PROBE, &now).await
     }
 
     async fn find_open_approval(
@@ -335,16 +401,15 @@ impl Store for PostgresStore {
     }
 
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
-        let _ = query;
-        Err(not_yet("query_audit"))
+        read::query_audit(self, query).await
     }
 
     async fn verify_audit(&self) -> Result<Verification, StoreError> {
-        Err(not_yet("verify_audit"))
+        read::verify_audit(self).await
     }
 
     async fn audit_len(&self) -> Result<u64, StoreError> {
-        Err(not_yet("audit_len"))
+        read::audit_len(self).await
     }
 
     async fn create_approval(&self, approval: ApprovalRecord) -> Result<(), StoreError> {

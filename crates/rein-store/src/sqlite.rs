@@ -6,10 +6,10 @@
 
 mod approvals;
 mod checkpoint;
-mod columns;
+pub(crate) mod columns;
 mod read;
 mod schema;
-mod state;
+pub(crate) mod state;
 mod versions;
 mod writer;
 

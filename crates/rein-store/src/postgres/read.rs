@@ -1,0 +1,242 @@
+//! Reads of the audit log: queries, the chain's verification, its length,
+//! the activation records. Same order, filters and verdicts as
+//! `sqlite/read.rs`.
+
+use tokio_postgres::types::ToSql;
+
+use super::PostgresStore;
+use crate::chain::{self, Verifier};
+use crate::sqlite::columns::Columns;
+use crate::versions::ACTIVATE_PHASE;
+use crate::{AuditEntry, AuditQuery, AuditRecord, StoreError, Verification};
+
+/// Default of [`AuditQuery::limit`] (as SQLite's).
+const DEFAULT_LIMIT: u64 = 1_000;
+/// The cap on [`AuditQuery::limit`] (as SQLite's).
+const MAX_LIMIT: u64 = 10_000;
+/// Rows fetched at a time by `verify`.
+const VERIFY_PAGE: i32 = 5_000;
+
+/// A record read back: checked against its hash, its entry read from its
+/// body (the text the chain covers), not from the filter columns.
+fn record(seq: i64, body: &str, prev_hash: String, hash: String) -> Result<AuditRecord, StoreError> {
+    if chain::record_hash(&prev_hash, body) != hash {
+        return Err(StoreError(format!(
+            "audit record {seq} does not match its hash (it was changed); run verify"
+        )));
+    }
+    let entry: AuditEntry = serde_json::from_str(body)
+        .map_err(|e| StoreError(format!("audit record {seq} is corrupt ({e}); run verify")))?;
+    Ok(AuditRecord {
+        seq: u64::try_from(seq).map_err(|_| StoreError(format!("audit record {seq} has a negative seq")))?,
+        entry,
+        prev_hash,
+        hash,
+    })
+}
+
+/// Records matching `q`, in sequence order.
+pub(crate) async fn query_audit(store: &PostgresStore, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+    let since = q.since.as_deref().map(chain::parse_time).transpose()?;
+    let until = q.until.as_deref().map(chain::parse_time).transpose()?;
+    let mut sql = String::from("SELECT seq, body, prev_hash, hash FROM audit WHERE true");
+    let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+    let mut filter = |clause: &str, value: Box<dyn ToSql + Sync + Send>| {
+        args.push(value);
+        sql.push_str(" AND ");
+        sql.push_str(&clause.replace('?', &format!("${}", args.len())));
+    };
+    if let Some(since) = &since {
+        filter("time >= ?", Box::new(since.clone()));
+    }
+    if let Some(until) = &until {
+        filter("time < ?", Box::new(until.clone()));
+    }
+    for (column, value) in [
+        ("actor_id", &q.actor),
+        ("action", &q.action),
+        ("effect", &q.effect),
+        ("session", &q.session),
+        ("decision_id", &q.decision_id),
+    ] {
+        if let Some(v) = value {
+            filter(&format!("{column} = ?"), Box::new(v.clone()));
+        }
+    }
+    if let Some(rule) = &q.rule {
+        // `rules` is a JSON array of strings: containment of `[rule]` is
+        // "has this element".
+        filter("rules::jsonb @> jsonb_build_array(?::text)", Box::new(rule.clone()));
+    }
+    if let Some(after) = q.after_seq {
+        filter("seq > ?", Box::new(i64::try_from(after).unwrap_or(i64::MAX)));
+    }
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+    sql.push_str(" ORDER BY seq LIMIT ");
+    sql.push_str(&limit.to_string());
+    let client = store.client().await?;
+    let stmt = client.prepare_cached(&sql).await?;
+    let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as &(dyn ToSql + Sync)).collect();
+    let rows = client.query(&stmt, &params).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let seq: i64 = r.try_get(0)?;
+        let body: &str = r.try_get(1)?;
+        let rec = record(seq, body, r.try_get(2)?, r.try_get(3)?)?;
+        // The row was selected by its columns, which the chain does not
+        // cover: a record brought in by an edited column is refused.
+        if let Some(filter) = unmatched_filter(q, &rec.entry, since.as_deref(), until.as_deref()) {
+            return Err(StoreError(format!(
+                "audit record {seq} was selected by its `{filter}` column, but its body does not match the filter \
+                 (the column was edited); run verify"
+            )));
+        }
+        out.push(rec);
+    }
+    Ok(out)
+}
+
+/// The first filter of `q` that `entry` (read from a body) does not
+/// satisfy, by its column name (as `sqlite/read.rs`).
+fn unmatched_filter(
+    q: &AuditQuery,
+    entry: &AuditEntry,
+    since: Option<&str>,
+    until: Option<&str>,
+) -> Option<&'static str> {
+    let c = Columns::from_entry(entry);
+    let eq = |want: &Option<String>, got: Option<&str>| want.as_deref().is_none_or(|w| Some(w) == got);
+    if since.is_some_and(|s| *c.time < *s) || until.is_some_and(|u| *c.time >= *u) {
+        return Some("time");
+    }
+    [
+        ("actor_id", eq(&q.actor, c.actor_id.as_deref())),
+        ("action", eq(&q.action, Some(&c.action))),
+        ("effect", eq(&q.effect, Some(&c.effect))),
+        ("session", eq(&q.session, c.session.as_deref())),
+        ("decision_id", eq(&q.decision_id, Some(&c.decision_id))),
+        ("rules", q.rule.as_ref().is_none_or(|r| entry.rules.contains(r))),
+    ]
+    .into_iter()
+    .find(|(_, ok)| !ok)
+    .map(|(name, _)| name)
+}
+
+/// Number of records: the highest sequence number (records have no gaps).
+pub(crate) async fn audit_len(store: &PostgresStore) -> Result<u64, StoreError> {
+    let client = store.client().await?;
+    let n: i64 = client
+        .query_one("SELECT coalesce(max(seq), 0)::bigint FROM audit", &[])
+        .await?
+        .try_get(0)?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+fn changed(seq: u64, problem: &str) -> Verification {
+    Verification::Broken {
+        seq,
+        problem: format!("record {seq} was changed: {problem}"),
+    }
+}
+
+/// Walks every record in sequence order through the chain verifier, in
+/// pages of one snapshot (the head and the rows agree, whatever replicas
+/// commit meanwhile), and checks each record's query columns against its
+/// body, as SQLite's verify does.
+pub(crate) async fn verify_audit(store: &PostgresStore) -> Result<Verification, StoreError> {
+    let mut client = store.client().await?;
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    // A long log takes longer than one statement may: the walk is bounded
+    // by its pages, not by the server's timeouts.
+    tx.batch_execute("SET LOCAL statement_timeout = 0; SET LOCAL idle_in_transaction_session_timeout = 0")
+        .await?;
+    let head = tx
+        .query_opt("SELECT seq, hash FROM chain_head WHERE id = 1", &[])
+        .await?
+        .map(|r| -> Result<(i64, String), StoreError> { Ok((r.try_get(0)?, r.try_get(1)?)) })
+        .transpose()?;
+    let stmt = tx
+        .prepare(
+            "SELECT seq, body, prev_hash, hash, time, decision_id, phase, action, actor_id, session, effect, rules \
+             FROM audit ORDER BY seq",
+        )
+        .await?;
+    let portal = tx.bind(&stmt, &[]).await?;
+    let mut verifier = Verifier::new();
+    // A record whose columns disagree with its body, reported only if the
+    // chain holds past it (see `sqlite/read.rs`).
+    let mut pending: Option<(u64, String)> = None;
+    let mut column_verdict = None;
+    'pages: loop {
+        let rows = tx.query_portal(&portal, VERIFY_PAGE).await?;
+        if rows.is_empty() {
+            break;
+        }
+        for r in rows {
+            let raw_seq: i64 = r.try_get(0)?;
+            let Ok(seq) = u64::try_from(raw_seq) else {
+                verifier.push_unreadable(0, &format!("a row has the sequence number {raw_seq}"));
+                break 'pages;
+            };
+            let body: &str = r.try_get(1)?;
+            let prev: &str = r.try_get(2)?;
+            let hash: &str = r.try_get(3)?;
+            if !verifier.push(seq, body, prev, hash) {
+                break 'pages;
+            }
+            if let Some((bad, problem)) = pending.take() {
+                column_verdict = Some(changed(bad, &problem));
+                break 'pages;
+            }
+            let mut stored: [Option<&str>; 8] = [None; 8];
+            for (i, col) in stored.iter_mut().enumerate() {
+                *col = r.try_get(i + 4)?;
+            }
+            let problem = match Columns::from_body(body) {
+                Err(why) => Some(why),
+                Ok(derived) => derived.mismatch(stored),
+            };
+            pending = problem.map(|p| (seq, p));
+        }
+    }
+    drop(portal);
+    tx.commit().await?;
+    if let Some(verdict) = column_verdict {
+        return Ok(verdict);
+    }
+    let head = head
+        .as_ref()
+        .map(|(seq, hash)| (u64::try_from(*seq).unwrap_or(u64::MAX), hash.as_str()));
+    Ok(match (verifier.finish(head), pending) {
+        (Verification::Intact { .. }, Some((seq, problem))) => changed(seq, &problem),
+        (verdict, _) => verdict,
+    })
+}
+
+/// The activation records, in sequence order, through the partial index.
+pub(crate) async fn activations(store: &PostgresStore) -> Result<Vec<AuditRecord>, StoreError> {
+    let client = store.client().await?;
+    let stmt = client
+        .prepare_cached("SELECT seq, body, prev_hash, hash FROM audit WHERE phase = 'activate' ORDER BY seq")
+        .await?;
+    let rows = client.query(&stmt, &[]).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let seq: i64 = r.try_get(0)?;
+        let body: &str = r.try_get(1)?;
+        let rec = record(seq, body, r.try_get(2)?, r.try_get(3)?)?;
+        if rec.entry.phase != ACTIVATE_PHASE {
+            return Err(StoreError(format!(
+                "audit record {seq} was selected by its `phase` column, but its body is not an activation \
+                 (the column was edited); run verify"
+            )));
+        }
+        out.push(rec);
+    }
+    Ok(out)
+}

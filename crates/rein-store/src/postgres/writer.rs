@@ -1,0 +1,646 @@
+//! The writer task and its group commit.
+//!
+//! Each process has one writer task with a dedicated connection. It takes
+//! whatever appends are queued (those that arrived while its previous batch
+//! committed, up to [`MAX_BATCH`]) and writes them in ONE transaction:
+//!
+//! 1. if an item was decided under the state lease, the fence:
+//!    `SELECT generation FROM rein_state_lease WHERE id = 1 FOR SHARE`; the
+//!    items of another generation are refused (only they: the rest of the
+//!    batch goes on). `FOR SHARE` also makes the next lease's
+//!    `UPDATE … generation + 1` wait for this batch, so that its delta sees
+//!    the batch's state writes;
+//! 2. `SELECT seq, hash FROM chain_head WHERE id = 1 FOR UPDATE`: the lock
+//!    that serialises the appends of every replica into one chain;
+//! 3. the claims of `append_once` items, one `INSERT … ON CONFLICT DO
+//!    NOTHING RETURNING` (a duplicate is refused alone);
+//! 4. numbering and hashing with `chain.rs`, exactly as SQLite's writer
+//!    does (same canonical body, `prev_hash`, hash);
+//! 5. one `INSERT … SELECT FROM unnest(…)` of the records, the state rows
+//!    of their decisions (with their `seq`), the chain head moved, COMMIT.
+//!
+//! Appends are answered only after COMMIT. A batch that fails answers every
+//! append in it with the error and drops its connection; the next batch
+//! opens a fresh one (a restarted database is picked up without restarting
+//! the process).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::{Client, Statement, Transaction};
+
+use super::{connect, Inner};
+use crate::chain::{self, CanonicalParts};
+use crate::sqlite::columns::Columns;
+use crate::sqlite::state::{self as sqlite_state, PreparedWrite};
+use crate::{AuditEntry, AuditRecord, StateWrite, StoreError};
+
+/// Most appends in one transaction: bounds the latency a batch adds to
+/// its first waiter and the size of one statement's arrays.
+pub(crate) const MAX_BATCH: usize = 1024;
+
+/// What an append is answered: the record, or `None` for an `append_once`
+/// whose decision and phase were recorded already.
+pub(crate) type AppendReply = Result<Option<AuditRecord>, StoreError>;
+
+/// One append queued for the writer.
+pub(crate) struct Command {
+    pub(crate) append: Box<PreparedAppend>,
+    pub(crate) reply: oneshot::Sender<AppendReply>,
+}
+
+/// An entry with everything that does not depend on its place in the chain
+/// computed by the appending task (the writer is the serial part).
+pub(crate) struct PreparedAppend {
+    entry: AuditEntry,
+    /// Append only if no record of the same decision and phase was claimed.
+    once: bool,
+    /// The state lease it was decided under (`append_leased`).
+    generation: Option<u64>,
+    parts: CanonicalParts,
+    time_col: String,
+    actor_id: Option<String>,
+    rules_json: String,
+    state: Vec<PreparedWrite>,
+}
+
+impl PreparedAppend {
+    /// Encodes `entry` and its decision's state `writes`; refuses a write
+    /// of another decision (as SQLite does) and a negative limit use.
+    pub(crate) fn new(
+        entry: AuditEntry,
+        once: bool,
+        writes: Vec<StateWrite>,
+        generation: Option<u64>,
+    ) -> Result<PreparedAppend, StoreError> {
+        let state = if writes.is_empty() {
+            Vec::new()
+        } else {
+            sqlite_state::prepare(&entry.decision_id, writes)?
+        };
+        let parts = CanonicalParts::new(&entry);
+        let columns = Columns::from_entry(&entry);
+        let time_col = columns.time.into_owned();
+        let actor_id = columns.actor_id.map(std::borrow::Cow::into_owned);
+        let rules_json = columns.rules.into_owned();
+        Ok(PreparedAppend {
+            entry,
+            once,
+            generation,
+            parts,
+            time_col,
+            actor_id,
+            rules_json,
+            state,
+        })
+    }
+}
+
+/// The start of the error of an append refused by the fence: its lease is
+/// no longer the newest.
+pub(crate) const FENCED: &str = "the state lease was lost";
+
+/// The writer's connection and its prepared statements.
+struct Conn {
+    client: Client,
+    stmts: Statements,
+}
+
+/// The statements the writer runs, prepared once per connection (each
+/// would otherwise cost a round trip to prepare).
+pub(crate) struct Statements {
+    fence: Statement,
+    head: Statement,
+    claim: Statement,
+    insert_audit: Statement,
+    set_head: Statement,
+    pub(crate) state: StateStatements,
+}
+
+impl Statements {
+    async fn prepare(client: &Client) -> Result<Statements, StoreError> {
+        Ok(Statements {
+            fence: client
+                .prepare("SELECT generation FROM rein_state_lease WHERE id = 1 FOR SHARE")
+                .await?,
+            head: client
+                .prepare("SELECT seq, hash FROM chain_head WHERE id = 1 FOR UPDATE")
+                .await?,
+            claim: client
+                .prepare(
+                    "INSERT INTO appended_once (decision_id, phase) \
+                     SELECT * FROM unnest($1::text[], $2::text[]) \
+                     ON CONFLICT DO NOTHING RETURNING decision_id, phase",
+                )
+                .await?,
+            insert_audit: client.prepare(INSERT_AUDIT).await?,
+            set_head: client
+                .prepare("UPDATE chain_head SET seq = $1, hash = $2 WHERE id = 1")
+                .await?,
+            state: StateStatements::prepare(client).await?,
+        })
+    }
+}
+
+/// One INSERT for every record of a batch, in order.
+pub(crate) const INSERT_AUDIT: &str = "INSERT INTO audit (seq, time, decision_id, phase, action, actor_id, session, \
+     effect, rules, body, prev_hash, hash) \
+     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+     $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])";
+
+/// The statements that write state rows (the writer's, and an import's).
+pub(crate) struct StateStatements {
+    uses: Statement,
+    calls: Statement,
+    outputs: Statement,
+    labels: Statement,
+    sessions: Statement,
+}
+
+impl StateStatements {
+    pub(crate) async fn prepare(client: &Client) -> Result<StateStatements, StoreError> {
+        // WITH ORDINALITY … ORDER BY: rows get their `row_order` in the
+        // order of the arrays (the order of the decisions), as SQLite's
+        // rowid.
+        Ok(StateStatements {
+            uses: client
+                .prepare(
+                    "INSERT INTO limit_uses (seq, decision_id, bucket, time, amount) \
+                     SELECT s, d, b, t, a FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+                     WITH ORDINALITY AS u(s, d, b, t, a, n) ORDER BY n",
+                )
+                .await?,
+            calls: client
+                .prepare(
+                    "INSERT INTO session_calls (seq, output_seq, decision_id, session, action, time, effect, input, \
+                     output) \
+                     SELECT s, os, d, se, a, t, e, i, o FROM unnest($1::bigint[], $2::bigint[], $3::text[], \
+                     $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[]) \
+                     WITH ORDINALITY AS u(s, os, d, se, a, t, e, i, o, n) ORDER BY n",
+                )
+                .await?,
+            // Matched on the session too: an outcome fills in a call of its
+            // own session only; a call no longer kept (pruned) is no error.
+            outputs: client
+                .prepare(
+                    "UPDATE session_calls c SET output = o.output, output_seq = o.seq \
+                     FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS o(decision_id, session, \
+                     output, seq) \
+                     WHERE c.decision_id = o.decision_id AND c.session = o.session",
+                )
+                .await?,
+            labels: client
+                .prepare(
+                    "INSERT INTO session_labels (seq, session, label, decision_id, time) \
+                     SELECT s, se, l, d, t FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], \
+                     $5::text[]) WITH ORDINALITY AS u(s, se, l, d, t, n) ORDER BY n",
+                )
+                .await?,
+            sessions: client
+                .prepare(
+                    "INSERT INTO sessions (id, last_seen, seq) \
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) \
+                     ON CONFLICT (id) DO UPDATE SET last_seen = greatest(sessions.last_seen, excluded.last_seen), \
+                     seq = greatest(sessions.seq, excluded.seq)",
+                )
+                .await?,
+        })
+    }
+}
+
+/// Writes the state rows of `writes` (each with the seq of its decision's
+/// record, in chain order) in `tx`.
+pub(crate) async fn write_state(
+    tx: &Transaction<'_>,
+    stmts: &StateStatements,
+    writes: &[(i64, &PreparedWrite)],
+) -> Result<(), StoreError> {
+    if writes.is_empty() {
+        return Ok(());
+    }
+    #[derive(Default)]
+    struct Uses<'a> {
+        seq: Vec<i64>,
+        decision: Vec<&'a str>,
+        bucket: Vec<&'a str>,
+        time: Vec<&'a str>,
+        amount: Vec<&'a str>,
+    }
+    #[derive(Default)]
+    struct Calls<'a> {
+        seq: Vec<i64>,
+        output_seq: Vec<Option<i64>>,
+        decision: Vec<&'a str>,
+        session: Vec<&'a str>,
+        action: Vec<&'a str>,
+        time: Vec<&'a str>,
+        effect: Vec<&'a str>,
+        input: Vec<&'a str>,
+        output: Vec<Option<&'a str>>,
+    }
+    #[derive(Default)]
+    struct Labels<'a> {
+        seq: Vec<i64>,
+        session: Vec<&'a str>,
+        label: Vec<&'a str>,
+        decision: Vec<&'a str>,
+        time: Vec<&'a str>,
+    }
+    let mut uses = Uses::default();
+    let mut calls = Calls::default();
+    let mut labels = Labels::default();
+    // (decision, session) → (output, seq): the last output of a call wins.
+    let mut outputs: HashMap<(&str, &str), (&str, i64)> = HashMap::new();
+    // session → (latest time, latest seq).
+    let mut touched: HashMap<&str, (&str, i64)> = HashMap::new();
+    fn bump<'a>(touched: &mut HashMap<&'a str, (&'a str, i64)>, session: &'a str, time: &'a str, seq: i64) {
+        let e = touched.entry(session).or_insert((time, seq));
+        e.0 = e.0.max(time);
+        e.1 = e.1.max(seq);
+    }
+    for &(seq, w) in writes {
+        match w {
+            PreparedWrite::Use {
+                decision_id,
+                bucket,
+                time,
+                amount,
+            } => {
+                uses.seq.push(seq);
+                uses.decision.push(decision_id);
+                uses.bucket.push(bucket);
+                uses.time.push(time);
+                uses.amount.push(amount);
+            }
+            PreparedWrite::Call {
+                session,
+                decision_id,
+                action,
+                time,
+                effect,
+                input,
+                output,
+            } => {
+                calls.seq.push(seq);
+                calls.output_seq.push(output.as_ref().map(|_| seq));
+                calls.decision.push(decision_id);
+                calls.session.push(session);
+                calls.action.push(action);
+                calls.time.push(time);
+                calls.effect.push(effect);
+                calls.input.push(input);
+                calls.output.push(output.as_deref());
+                bump(&mut touched, session, time, seq);
+            }
+            PreparedWrite::Output {
+                session,
+                decision_id,
+                output,
+            } => {
+                outputs.insert((decision_id.as_str(), session.as_str()), (output.as_str(), seq));
+            }
+            PreparedWrite::Label {
+                session,
+                label,
+                decision_id,
+                time,
+            } => {
+                labels.seq.push(seq);
+                labels.session.push(session);
+                labels.label.push(label);
+                labels.decision.push(decision_id);
+                labels.time.push(time);
+                bump(&mut touched, session, time, seq);
+            }
+        }
+    }
+    if !uses.seq.is_empty() {
+        tx.execute(
+            &stmts.uses,
+            &[&uses.seq, &uses.decision, &uses.bucket, &uses.time, &uses.amount],
+        )
+        .await?;
+    }
+    if !calls.seq.is_empty() {
+        tx.execute(
+            &stmts.calls,
+            &[
+                &calls.seq,
+                &calls.output_seq,
+                &calls.decision,
+                &calls.session,
+                &calls.action,
+                &calls.time,
+                &calls.effect,
+                &calls.input,
+                &calls.output,
+            ],
+        )
+        .await?;
+    }
+    if !outputs.is_empty() {
+        // Rows locked in one order by every writer: no deadlock between two
+        // statements that touch the same calls.
+        let mut outputs: Vec<_> = outputs.into_iter().collect();
+        outputs.sort_unstable();
+        let decision: Vec<&str> = outputs.iter().map(|((d, _), _)| *d).collect();
+        let session: Vec<&str> = outputs.iter().map(|((_, s), _)| *s).collect();
+        let output: Vec<&str> = outputs.iter().map(|(_, (o, _))| *o).collect();
+        let seq: Vec<i64> = outputs.iter().map(|(_, (_, s))| *s).collect();
+        tx.execute(&stmts.outputs, &[&decision, &session, &output, &seq])
+            .await?;
+    }
+    if !labels.seq.is_empty() {
+        tx.execute(
+            &stmts.labels,
+            &[
+                &labels.seq,
+                &labels.session,
+                &labels.label,
+                &labels.decision,
+                &labels.time,
+            ],
+        )
+        .await?;
+    }
+    if !touched.is_empty() {
+        // Sorted, as the outputs: a prune deleting sessions meets rows
+        // locked in key order.
+        let mut touched: Vec<_> = touched.into_iter().collect();
+        touched.sort_unstable();
+        let id: Vec<&str> = touched.iter().map(|(s, _)| *s).collect();
+        let last_seen: Vec<&str> = touched.iter().map(|(_, (t, _))| *t).collect();
+        let seq: Vec<i64> = touched.iter().map(|(_, (_, s))| *s).collect();
+        tx.execute(&stmts.sessions, &[&id, &last_seen, &seq]).await?;
+    }
+    Ok(())
+}
+
+/// What became of one append of a committed batch.
+enum Outcome {
+    Appended {
+        seq: u64,
+        prev_hash: String,
+        hash: String,
+    },
+    /// `append_once` of a decision and phase claimed already.
+    Duplicate,
+    /// Decided under a lease that is no longer the newest (the newest is
+    /// this one).
+    Fenced(u64),
+}
+
+/// The writer task's body: runs until every sender is gone (the store was
+/// dropped), then ends.
+pub(crate) async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Command>) {
+    let mut conn: Option<Conn> = None;
+    let mut batch: Vec<Command> = Vec::with_capacity(MAX_BATCH);
+    loop {
+        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
+        }
+        commit_batch(&inner, &mut conn, std::mem::take(&mut batch)).await;
+    }
+}
+
+/// Runs one batch and answers every append of it.
+async fn commit_batch(inner: &Inner, conn: &mut Option<Conn>, batch: Vec<Command>) {
+    let limit = inner.options.statement_timeout + inner.options.connect_timeout;
+    let result = match tokio::time::timeout(limit, write_batch(inner, conn, &batch)).await {
+        Ok(result) => result,
+        Err(_) => Err(StoreError(format!(
+            "the database did not answer within {} s",
+            limit.as_secs()
+        ))),
+    };
+    match result {
+        Ok(outcomes) => {
+            for (cmd, outcome) in batch.into_iter().zip(outcomes) {
+                let Command { append, reply } = cmd;
+                let answer = match outcome {
+                    Outcome::Appended { seq, prev_hash, hash } => Ok(Some(AuditRecord {
+                        seq,
+                        entry: append.entry,
+                        prev_hash,
+                        hash,
+                    })),
+                    Outcome::Duplicate => Ok(None),
+                    Outcome::Fenced(newest) => Err(StoreError(format!(
+                        "{FENCED}: decision `{}` was decided under lease {} but lease {newest} was taken since \
+                         (the state may have changed); it was not recorded",
+                        append.entry.decision_id,
+                        append.generation.unwrap_or(0),
+                    ))),
+                };
+                // A waiter that gave up is no error: the record stands.
+                let _ = reply.send(answer);
+            }
+        }
+        Err(e) => {
+            // Whatever state the connection is in (inside a failed
+            // transaction, broken), the next batch starts on a fresh one.
+            *conn = None;
+            let why = format!("the write was not committed: {}", e.0);
+            for cmd in batch {
+                let _ = cmd.reply.send(Err(StoreError(why.clone())));
+            }
+        }
+    }
+}
+
+/// The writer's connection, opened if there is none or it broke.
+async fn connection<'c>(inner: &Inner, conn: &'c mut Option<Conn>) -> Result<&'c mut Conn, StoreError> {
+    if conn.as_ref().is_some_and(|c| c.client.is_closed()) {
+        *conn = None;
+    }
+    if conn.is_none() {
+        let (client, _ended) = connect::dedicated(&inner.config, &inner.tls, |_| {}).await?;
+        let stmts = Statements::prepare(&client).await?;
+        *conn = Some(Conn { client, stmts });
+    }
+    conn.as_mut()
+        .ok_or_else(|| StoreError("the writer has no connection".into()))
+}
+
+async fn write_batch(inner: &Inner, conn: &mut Option<Conn>, batch: &[Command]) -> Result<Vec<Outcome>, StoreError> {
+    let Conn { client, stmts } = connection(inner, conn).await?;
+    let tx = client.transaction().await?;
+    let mut outcomes: Vec<Option<Outcome>> = batch.iter().map(|_| None).collect();
+    if batch.iter().any(|c| c.append.generation.is_some()) {
+        let newest: i64 = tx.query_one(&stmts.fence, &[]).await?.try_get(0)?;
+        let newest = u64::try_from(newest).map_err(|_| StoreError(format!("corrupt lease generation {newest}")))?;
+        for (cmd, outcome) in batch.iter().zip(outcomes.iter_mut()) {
+            if cmd.append.generation.is_some_and(|g| g != newest) {
+                *outcome = Some(Outcome::Fenced(newest));
+            }
+        }
+    }
+    let head = tx.query_opt(&stmts.head, &[]).await?;
+    // Appending after a missing head would start a second chain: refuse, so
+    // that the tampering is looked at (verify reports it).
+    let head =
+        head.ok_or_else(|| StoreError("the chain head is missing (the database was altered); run verify".into()))?;
+    let head_seq: i64 = head.try_get(0)?;
+    let mut prev: String = head.try_get(1)?;
+    let mut seq = u64::try_from(head_seq).map_err(|_| StoreError(format!("corrupt chain head: seq {head_seq}")))?;
+
+    // The claims of `append_once` items, in one statement; of several items
+    // of one decision and phase in the batch, the first gets the claim.
+    let once: Vec<usize> = (0..batch.len())
+        .filter(|&i| outcomes[i].is_none() && batch[i].append.once)
+        .collect();
+    if !once.is_empty() {
+        let ids: Vec<&str> = once
+            .iter()
+            .map(|&i| batch[i].append.entry.decision_id.as_str())
+            .collect();
+        let phases: Vec<&str> = once.iter().map(|&i| batch[i].append.entry.phase.as_str()).collect();
+        let rows = tx.query(&stmts.claim, &[&ids, &phases]).await?;
+        let mut claimed: HashSet<(String, String)> = HashSet::with_capacity(rows.len());
+        for row in rows {
+            claimed.insert((row.try_get(0)?, row.try_get(1)?));
+        }
+        for &i in &once {
+            let e = &batch[i].append.entry;
+            if !claimed.remove(&(e.decision_id.clone(), e.phase.clone())) {
+                outcomes[i] = Some(Outcome::Duplicate);
+            }
+        }
+    }
+
+    let mut cols = AuditColumns::with_capacity(batch.len());
+    let mut state: Vec<(i64, &PreparedWrite)> = Vec::new();
+    for (cmd, outcome) in batch.iter().zip(outcomes.iter_mut()) {
+        if outcome.is_some() {
+            continue;
+        }
+        let p = &cmd.append;
+        seq += 1;
+        let seq_i = i64::try_from(seq).map_err(|_| StoreError("the audit log is full".into()))?;
+        let body = p.parts.with_seq(seq);
+        let hash = String::from_utf8_lossy(&chain::record_hash_hex(&prev, &body)).into_owned();
+        state.extend(p.state.iter().map(|w| (seq_i, w)));
+        cols.push(seq_i, p, body, prev.clone(), hash.clone());
+        *outcome = Some(Outcome::Appended {
+            seq,
+            prev_hash: std::mem::replace(&mut prev, hash.clone()),
+            hash,
+        });
+    }
+    if !cols.seq.is_empty() {
+        cols.insert(&tx, &stmts.insert_audit).await?;
+        write_state(&tx, &stmts.state, &state).await?;
+        let seq_i = i64::try_from(seq).map_err(|_| StoreError("the audit log is full".into()))?;
+        tx.execute(&stmts.set_head, &[&seq_i, &prev]).await?;
+    }
+    tx.commit().await?;
+    Ok(outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Duplicate)).collect())
+}
+
+/// The audit rows of a batch, as the arrays of [`INSERT_AUDIT`].
+#[derive(Default)]
+pub(crate) struct AuditColumns<'a> {
+    seq: Vec<i64>,
+    time: Vec<&'a str>,
+    decision_id: Vec<&'a str>,
+    phase: Vec<&'a str>,
+    action: Vec<&'a str>,
+    actor_id: Vec<Option<&'a str>>,
+    session: Vec<Option<&'a str>>,
+    effect: Vec<&'a str>,
+    rules: Vec<&'a str>,
+    body: Vec<String>,
+    prev_hash: Vec<String>,
+    hash: Vec<String>,
+}
+
+impl<'a> AuditColumns<'a> {
+    fn with_capacity(n: usize) -> Self {
+        AuditColumns {
+            seq: Vec::with_capacity(n),
+            time: Vec::with_capacity(n),
+            decision_id: Vec::with_capacity(n),
+            phase: Vec::with_capacity(n),
+            action: Vec::with_capacity(n),
+            actor_id: Vec::with_capacity(n),
+            session: Vec::with_capacity(n),
+            effect: Vec::with_capacity(n),
+            rules: Vec::with_capacity(n),
+            body: Vec::with_capacity(n),
+            prev_hash: Vec::with_capacity(n),
+            hash: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, seq: i64, p: &'a PreparedAppend, body: String, prev_hash: String, hash: String) {
+        let e = &p.entry;
+        self.push_columns(
+            seq,
+            [
+                p.time_col.as_str(),
+                &e.decision_id,
+                &e.phase,
+                &e.action,
+                &e.effect,
+                &p.rules_json,
+            ],
+            p.actor_id.as_deref(),
+            e.session.as_deref(),
+            body,
+            prev_hash,
+            hash,
+        );
+    }
+
+    /// Adds a row: `fixed` is time, decision_id, phase, action, effect,
+    /// rules.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn push_columns(
+        &mut self,
+        seq: i64,
+        fixed: [&'a str; 6],
+        actor_id: Option<&'a str>,
+        session: Option<&'a str>,
+        body: String,
+        prev_hash: String,
+        hash: String,
+    ) {
+        let [time, decision_id, phase, action, effect, rules] = fixed;
+        self.seq.push(seq);
+        self.time.push(time);
+        self.decision_id.push(decision_id);
+        self.phase.push(phase);
+        self.action.push(action);
+        self.actor_id.push(actor_id);
+        self.session.push(session);
+        self.effect.push(effect);
+        self.rules.push(rules);
+        self.body.push(body);
+        self.prev_hash.push(prev_hash);
+        self.hash.push(hash);
+    }
+
+    /// Inserts the rows with `stmt` (prepared from [`INSERT_AUDIT`]).
+    pub(crate) async fn insert(&self, tx: &Transaction<'_>, stmt: &Statement) -> Result<u64, StoreError> {
+        Ok(tx
+            .execute(
+                stmt,
+                &[
+                    &self.seq,
+                    &self.time,
+                    &self.decision_id,
+                    &self.phase,
+                    &self.action,
+                    &self.actor_id,
+                    &self.session,
+                    &self.effect,
+                    &self.rules,
+                    &self.body,
+                    &self.prev_hash,
+                    &self.hash,
+                ],
+            )
+            .await?)
+    }
+}
