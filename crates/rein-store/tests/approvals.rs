@@ -1,14 +1,35 @@
-//! Approvals against a real SQLite file: the state machine, its refusals,
-//! and races.
+//! Approvals against every backend (a real SQLite file, a real PostgreSQL
+//! database; see `common::differential!`): the state machine, its
+//! refusals, and races.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
 
-use common::{entry, open_temp};
+use common::{entry, open_temp, TestStore};
 use rein_store::{ApprovalError, ApprovalRecord, ApprovalState, Store, Verification};
 use serde_json::json;
+
+differential!(
+    create_get_list,
+    grant_then_use_once,
+    open_approvals_leave_out_the_expired_and_the_decided,
+    an_empty_role_list_reads_back_as_the_role,
+    a_link_of_the_requesters_chain_may_not_decide,
+    refusals,
+    concurrent_uses_exactly_one_wins,
+    concurrent_decisions_exactly_one_wins,
+    failing_approval_does_not_fail_its_batch,
+    a_grant_holds_from_the_grant_and_forgets_the_secrets,
+    open_approvals_are_found_by_request_and_client,
+    the_first_key_fingerprint_is_kept,
+    an_outcome_is_appended_once,
+    expired_secrets_go_at_the_next_start,
+    a_clients_pending_approvals_leave_out_the_expired_before_the_limit,
+    imports_are_verbatim_and_refuse_a_known_id,
+);
 
 const NOW: &str = "2025-06-01T12:00:00Z";
 const LATER: &str = "2025-06-01T12:30:00Z";
@@ -39,9 +60,7 @@ fn approval(id: &str) -> ApprovalRecord {
     }
 }
 
-#[tokio::test]
-async fn create_get_list() {
-    let (_dir, store) = open_temp();
+async fn create_get_list(store: TestStore) {
     assert_eq!(store.get_approval("nope").await.unwrap(), None);
     store.create_approval(approval("ap1")).await.unwrap();
     let mut second = approval("ap2");
@@ -79,9 +98,7 @@ async fn create_get_list() {
     assert_eq!(ids(store.list_approvals(None, 1).await.unwrap()), ["ap2"]);
 }
 
-#[tokio::test]
-async fn grant_then_use_once() {
-    let (_dir, store) = open_temp();
+async fn grant_then_use_once(store: TestStore) {
     store.create_approval(approval("ap")).await.unwrap();
     let granted = store
         .decide_approval("ap", true, "boss", Some("fine"), LATER)
@@ -121,9 +138,7 @@ async fn grant_then_use_once() {
 }
 
 /// Open approvals: pending and not expired at the time given.
-#[tokio::test]
-async fn open_approvals_leave_out_the_expired_and_the_decided() {
-    let (_dir, store) = open_temp();
+async fn open_approvals_leave_out_the_expired_and_the_decided(store: TestStore) {
     let ids = |v: Vec<ApprovalRecord>| v.into_iter().map(|a| a.id).collect::<Vec<_>>();
     store.create_approval(approval("ap1")).await.unwrap();
     let mut short = approval("ap2");
@@ -151,9 +166,7 @@ async fn open_approvals_leave_out_the_expired_and_the_decided() {
 
 /// An approval stored without its list of roles still needs its role: an
 /// empty list never reads back as "no role needed".
-#[tokio::test]
-async fn an_empty_role_list_reads_back_as_the_role() {
-    let (_dir, store) = open_temp();
+async fn an_empty_role_list_reads_back_as_the_role(store: TestStore) {
     let mut a = approval("ap");
     a.roles.clear();
     store.create_approval(a).await.unwrap();
@@ -163,9 +176,7 @@ async fn an_empty_role_list_reads_back_as_the_role() {
 /// The requester's chain is kept as given, and an approver whose name is
 /// any link of it is refused as the requester would be; other names
 /// decide it.
-#[tokio::test]
-async fn a_link_of_the_requesters_chain_may_not_decide() {
-    let (_dir, store) = open_temp();
+async fn a_link_of_the_requesters_chain_may_not_decide(store: TestStore) {
     let mut a = approval("ap");
     a.requested_chain = vec!["alice".into(), "support-bot".into(), "researcher".into()];
     store.create_approval(a.clone()).await.unwrap();
@@ -189,9 +200,7 @@ async fn a_link_of_the_requesters_chain_may_not_decide() {
     assert_eq!(granted.requested_chain, ["alice", "support-bot", "researcher"]);
 }
 
-#[tokio::test]
-async fn refusals() {
-    let (_dir, store) = open_temp();
+async fn refusals(store: TestStore) {
     store.create_approval(approval("ap")).await.unwrap();
 
     assert_eq!(
@@ -284,10 +293,8 @@ async fn refusals() {
     store.use_approval("ap", &"a".repeat(64), LATER).await.unwrap().unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_uses_exactly_one_wins() {
-    let (_dir, store) = open_temp();
-    let store = Arc::new(store);
+async fn concurrent_uses_exactly_one_wins(store: TestStore) {
+    let store = store.arc();
     store.create_approval(approval("ap")).await.unwrap();
     store
         .decide_approval("ap", true, "boss", None, LATER)
@@ -316,10 +323,8 @@ async fn concurrent_uses_exactly_one_wins() {
     assert_eq!(wins, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_decisions_exactly_one_wins() {
-    let (_dir, store) = open_temp();
-    let store = Arc::new(store);
+async fn concurrent_decisions_exactly_one_wins(store: TestStore) {
+    let store = store.arc();
     store.create_approval(approval("ap")).await.unwrap();
     let tasks: Vec<_> = (0..16)
         .map(|i| {
@@ -342,10 +347,8 @@ async fn concurrent_decisions_exactly_one_wins() {
 
 /// An approval change that fails (duplicate id) shares a batch with audit
 /// appends without failing them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn failing_approval_does_not_fail_its_batch() {
-    let (_dir, store) = open_temp();
-    let store = Arc::new(store);
+async fn failing_approval_does_not_fail_its_batch(store: TestStore) {
+    let store = store.arc();
     store.create_approval(approval("ap")).await.unwrap();
     let mut appends = Vec::new();
     let mut creates = Vec::new();
@@ -382,9 +385,7 @@ async fn futures_join(tasks: Vec<tokio::task::JoinHandle<Result<(), rein_store::
 
 /// A grant holds for `hold_seconds` from the grant, not from the request;
 /// the sealed secrets are gone once decided.
-#[tokio::test]
-async fn a_grant_holds_from_the_grant_and_forgets_the_secrets() {
-    let (_dir, store) = open_temp();
+async fn a_grant_holds_from_the_grant_and_forgets_the_secrets(store: TestStore) {
     let mut a = approval("ap");
     a.hold_seconds = Some(600);
     a.sealed = Some("xchacha20poly1305:00".into());
@@ -432,9 +433,7 @@ async fn a_grant_holds_from_the_grant_and_forgets_the_secrets() {
 
 /// The pending approval of an identical request from the same client is
 /// found; another client's, a decided or an expired one is not.
-#[tokio::test]
-async fn open_approvals_are_found_by_request_and_client() {
-    let (_dir, store) = open_temp();
+async fn open_approvals_are_found_by_request_and_client(store: TestStore) {
     let hash = "a".repeat(64);
     store.create_approval(approval("ap")).await.unwrap();
     let found = store
@@ -500,14 +499,23 @@ async fn open_approvals_are_found_by_request_and_client() {
         .is_empty());
 }
 
-/// The audit key's fingerprint: the first one bound is kept.
-#[tokio::test]
-async fn the_first_key_fingerprint_is_kept() {
-    let (dir, store) = open_temp();
+/// The audit key's fingerprint: the first one bound is kept, also by the
+/// next process.
+async fn the_first_key_fingerprint_is_kept(mut store: TestStore) {
     assert_eq!(store.key_fingerprint().await.unwrap(), None);
     assert_eq!(store.bind_key_fingerprint("fp-a").await.unwrap(), "fp-a");
     assert_eq!(store.bind_key_fingerprint("fp-b").await.unwrap(), "fp-a");
     assert_eq!(store.key_fingerprint().await.unwrap().as_deref(), Some("fp-a"));
+    store.reopen().await;
+    assert_eq!(store.key_fingerprint().await.unwrap().as_deref(), Some("fp-a"));
+    assert_eq!(store.bind_key_fingerprint("fp-c").await.unwrap(), "fp-a");
+}
+
+/// A read-only open of a SQLite file reads the fingerprint.
+#[tokio::test]
+async fn a_read_only_store_reads_the_key_fingerprint() {
+    let (dir, store) = open_temp();
+    assert_eq!(store.bind_key_fingerprint("fp-a").await.unwrap(), "fp-a");
     store.close().await.unwrap();
     drop(store);
     let read_only = rein_store::SqliteStore::open_read_only(dir.path().join("rein.db")).unwrap();
@@ -516,10 +524,8 @@ async fn the_first_key_fingerprint_is_kept() {
 
 /// Of many concurrent appends of one decision's outcome, exactly one is
 /// kept; the others are told, and the chain stays intact.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_outcome_is_appended_once() {
-    let (_dir, store) = open_temp();
-    let store = Arc::new(store);
+async fn an_outcome_is_appended_once(store: TestStore) {
+    let store = store.arc();
     let mut before = entry(1);
     before.phase = "before".into();
     store.append(before).await.unwrap();
@@ -551,25 +557,19 @@ async fn an_outcome_is_appended_once() {
 
 /// Sealed secrets of an approval that expired with nothing else happening
 /// are gone at the next start.
-#[tokio::test]
-async fn expired_secrets_go_at_the_next_start() {
-    let (dir, store) = open_temp();
+async fn expired_secrets_go_at_the_next_start(mut store: TestStore) {
     let mut a = approval("ap");
     a.sealed = Some("xchacha20poly1305:00".into());
     store.create_approval(a).await.unwrap();
     assert!(store.get_approval("ap").await.unwrap().unwrap().sealed.is_some());
-    store.close().await.unwrap();
-    drop(store);
     // NOW is long past: the approval expired meanwhile.
-    let store = rein_store::SqliteStore::open(dir.path().join("rein.db")).unwrap();
+    store.reopen().await;
     assert_eq!(store.get_approval("ap").await.unwrap().unwrap().sealed, None);
 }
 
 /// A client's pending approvals are those not expired yet, chosen before
 /// the limit: newer expired ones do not use it up.
-#[tokio::test]
-async fn a_clients_pending_approvals_leave_out_the_expired_before_the_limit() {
-    let (_dir, store) = open_temp();
+async fn a_clients_pending_approvals_leave_out_the_expired_before_the_limit(store: TestStore) {
     let mut live = approval("live");
     live.created_at = "2025-06-01T11:00:00Z".into();
     live.expires_at = "2099-01-01T00:00:00Z".into();
@@ -582,4 +582,51 @@ async fn a_clients_pending_approvals_leave_out_the_expired_before_the_limit() {
         .await
         .unwrap();
     assert_eq!(pending.into_iter().map(|a| a.id).collect::<Vec<_>>(), ["live"]);
+}
+
+/// An import (a migration) keeps approvals as they are, in any state,
+/// sealed secrets and all, and refuses an id the store has, changing
+/// nothing of it.
+async fn imports_are_verbatim_and_refuse_a_known_id(store: TestStore) {
+    let mut granted = approval("granted");
+    granted.state = ApprovalState::Granted;
+    granted.decided_by = Some("boss".into());
+    granted.decided_at = Some(LATER.into());
+    granted.comment = Some("ok".into());
+    granted.hold_seconds = Some(600);
+    granted.requested_chain = vec!["alice".into(), "bot".into()];
+    let mut used = approval("used");
+    used.state = ApprovalState::Used;
+    used.created_at = "2025-06-01T12:01:00+01:00".into();
+    let mut denied = approval("denied");
+    denied.state = ApprovalState::Denied;
+    denied.requested_via = None;
+    let mut pending = approval("pending");
+    pending.sealed = Some("xchacha20poly1305:01".into());
+    pending.expires_at = "2099-01-01T00:00:00Z".into();
+    let all = vec![granted.clone(), used.clone(), denied.clone(), pending.clone()];
+    if let Err(e) = store.import_approvals(all.clone()).await {
+        // A store that cannot import says so (SQLite is only ever a source).
+        assert!(!store.is_shared() && e.0.contains("cannot import"), "{e}");
+        return;
+    }
+    for a in &all {
+        assert_eq!(store.get_approval(&a.id).await.unwrap().as_ref(), Some(a));
+    }
+    // What an imported approval does next is what it would have done.
+    assert!(store.use_approval("granted", &"a".repeat(64), LATER).await.unwrap().is_ok());
+    assert!(store.use_approval("used", &"a".repeat(64), LATER).await.unwrap().is_err());
+    // A known id: refused, and the kept one unchanged.
+    let mut again = approval("pending");
+    again.state = ApprovalState::Granted;
+    let e = store.import_approvals(vec![again]).await.unwrap_err();
+    assert!(e.0.contains("pending"), "{e}");
+    assert_eq!(store.get_approval("pending").await.unwrap(), Some(pending));
+    // All or nothing: a batch with a known id adds none of the others.
+    let e = store
+        .import_approvals(vec![approval("new"), approval("denied")])
+        .await
+        .unwrap_err();
+    assert!(e.0.contains("denied"), "{e}");
+    assert_eq!(store.get_approval("new").await.unwrap(), None);
 }

@@ -1,19 +1,30 @@
-//! The audit log against real SQLite files: round trip, filters, reopen,
-//! concurrency, failures.
+//! The audit log against every backend (a real SQLite file, a real
+//! PostgreSQL database; see `common::differential!`): round trip, filters,
+//! reopen, concurrency, failures; and what only SQLite has.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{entry, open_temp};
+use common::{entry, open_temp, TestStore};
+
+differential!(
+    append_returns_the_chained_record,
+    empty_store_is_intact,
+    body_is_the_canonical_text,
+    query_filters_combine,
+    chain_survives_reopen,
+    concurrent_appends_get_gapless_seqs,
+    failed_batch_leaves_no_trace,
+    the_log_is_append_only_for_plain_sql,
+);
 use rein_store::chain::{self, GENESIS};
 use rein_store::{AuditQuery, SqliteOptions, SqliteStore, Store, Verification};
 
-#[tokio::test]
-async fn append_returns_the_chained_record() {
-    let (_dir, store) = open_temp();
+async fn append_returns_the_chained_record(store: TestStore) {
     let r1 = store.append(entry(1)).await.unwrap();
     let r2 = store.append(entry(2)).await.unwrap();
     assert_eq!((r1.seq, r2.seq), (1, 2));
@@ -26,25 +37,30 @@ async fn append_returns_the_chained_record() {
     assert_eq!(store.verify_audit().await.unwrap(), Verification::Intact { records: 2 });
 }
 
-#[tokio::test]
-async fn empty_store_is_intact() {
-    let (_dir, store) = open_temp();
+async fn empty_store_is_intact(store: TestStore) {
     assert_eq!(store.audit_len().await.unwrap(), 0);
     assert_eq!(store.verify_audit().await.unwrap(), Verification::Intact { records: 0 });
     assert!(store.query_audit(&AuditQuery::default()).await.unwrap().is_empty());
 }
 
-/// The stored body is exactly the canonical text the module documents.
-#[tokio::test]
-async fn body_is_the_canonical_text() {
-    let (dir, store) = open_temp();
+/// The stored body is exactly the canonical text the module documents,
+/// and the query columns are taken from it.
+async fn body_is_the_canonical_text(store: TestStore) {
     let rec = store.append(entry(7)).await.unwrap();
-    let raw = rusqlite::Connection::open(dir.path().join("rein.db")).unwrap();
-    let (body, actor_id, rules, time): (String, String, String, String) = raw
-        .query_row("SELECT body, actor_id, rules, time FROM audit WHERE seq = 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .unwrap();
+    let column = |c: &'static str| {
+        let store = &store;
+        async move {
+            let mut values = store.raw_column(&format!("SELECT {c} FROM audit WHERE seq = 1")).await;
+            assert_eq!(values.len(), 1);
+            values.pop().unwrap().unwrap()
+        }
+    };
+    let (body, actor_id, rules, time) = (
+        column("body").await,
+        column("actor_id").await,
+        column("rules").await,
+        column("time").await,
+    );
     assert_eq!(body, chain::canonical(1, &entry(7)));
     assert_eq!(rec.hash, chain::record_hash(GENESIS, &body));
     assert_eq!(actor_id, "bob");
@@ -52,13 +68,11 @@ async fn body_is_the_canonical_text() {
     assert_eq!(time, "2025-06-01T12:00:07.000007Z");
 }
 
-async fn seqs(store: &SqliteStore, q: AuditQuery) -> Vec<u64> {
+async fn seqs(store: &dyn Store, q: AuditQuery) -> Vec<u64> {
     store.query_audit(&q).await.unwrap().iter().map(|r| r.seq).collect()
 }
 
-#[tokio::test]
-async fn query_filters_combine() {
-    let (_dir, store) = open_temp();
+async fn query_filters_combine(store: TestStore) {
     let mut appended = Vec::new();
     for i in 1..=12 {
         appended.push(store.append(entry(i)).await.unwrap());
@@ -70,7 +84,7 @@ async fn query_filters_combine() {
     let expect = |f: &dyn Fn(u64) -> bool| (1..=12).filter(|&i| f(i)).collect::<Vec<u64>>();
     assert_eq!(
         seqs(
-            &store,
+            &*store,
             AuditQuery {
                 actor: Some("alice".into()),
                 ..q()
@@ -81,7 +95,7 @@ async fn query_filters_combine() {
     );
     assert_eq!(
         seqs(
-            &store,
+            &*store,
             AuditQuery {
                 action: Some("send_email".into()),
                 ..q()
@@ -92,7 +106,7 @@ async fn query_filters_combine() {
     );
     assert_eq!(
         seqs(
-            &store,
+            &*store,
             AuditQuery {
                 effect: Some("block".into()),
                 ..q()
@@ -103,7 +117,7 @@ async fn query_filters_combine() {
     );
     assert_eq!(
         seqs(
-            &store,
+            &*store,
             AuditQuery {
                 session: Some("s2".into()),
                 ..q()
@@ -114,7 +128,7 @@ async fn query_filters_combine() {
     );
     assert_eq!(
         seqs(
-            &store,
+            &*store,
             AuditQuery {
                 decision_id: Some("dec-5".into()),
                 ..q()
@@ -125,7 +139,7 @@ async fn query_filters_combine() {
     );
     assert_eq!(
         seqs(
-            &store,
+            &*store,
             AuditQuery {
                 rule: Some("rule-2".into()),
                 ..q()
@@ -136,7 +150,7 @@ async fn query_filters_combine() {
     );
     assert_eq!(
         seqs(
-            &store,
+            &*store,
             AuditQuery {
                 rule: Some("common".into()),
                 ..q()
@@ -147,7 +161,7 @@ async fn query_filters_combine() {
     );
     assert_eq!(
         seqs(
-            &store,
+            &*store,
             AuditQuery {
                 rule: Some("rule".into()),
                 ..q()
@@ -158,7 +172,7 @@ async fn query_filters_combine() {
     );
     assert_eq!(
         seqs(
-            &store,
+            &*store,
             AuditQuery {
                 after_seq: Some(9),
                 ..q()
@@ -167,14 +181,14 @@ async fn query_filters_combine() {
         .await,
         vec![10, 11, 12]
     );
-    assert_eq!(seqs(&store, AuditQuery { limit: Some(3), ..q() }).await, vec![1, 2, 3]);
+    assert_eq!(seqs(&*store, AuditQuery { limit: Some(3), ..q() }).await, vec![1, 2, 3]);
     assert_eq!(
-        seqs(&store, AuditQuery { limit: Some(0), ..q() }).await,
+        seqs(&*store, AuditQuery { limit: Some(0), ..q() }).await,
         Vec::<u64>::new()
     );
     assert_eq!(
         seqs(
-            &store,
+            &*store,
             AuditQuery {
                 limit: Some(u64::MAX),
                 ..q()
@@ -187,7 +201,7 @@ async fn query_filters_combine() {
     // Times: `since` inclusive, `until` exclusive, any RFC 3339 offset.
     assert_eq!(
         seqs(
-            &store,
+            &*store,
             AuditQuery {
                 since: Some("2025-06-01T14:00:03.000003+02:00".into()),
                 until: Some("2025-06-01T12:00:06Z".into()),
@@ -200,7 +214,7 @@ async fn query_filters_combine() {
     // Everything at once.
     assert_eq!(
         seqs(
-            &store,
+            &*store,
             AuditQuery {
                 since: Some("2025-06-01T12:00:00Z".into()),
                 until: Some("2025-06-02T00:00:00Z".into()),
@@ -222,7 +236,7 @@ async fn query_filters_combine() {
     let mut pages = Vec::new();
     loop {
         let page = seqs(
-            &store,
+            &*store,
             AuditQuery {
                 after_seq: Some(after),
                 limit: Some(5),
@@ -271,11 +285,7 @@ async fn short_lived_stores_leave_the_wal_and_chain_on() {
     assert!(!wal.exists(), "a default store checkpoints at close");
 }
 
-#[tokio::test]
-async fn chain_survives_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rein.db");
-    let store = SqliteStore::open(&path).unwrap();
+async fn chain_survives_reopen(mut store: TestStore) {
     for i in 1..=10 {
         store.append(entry(i)).await.unwrap();
     }
@@ -286,11 +296,7 @@ async fn chain_survives_reopen() {
         })
         .await
         .unwrap();
-    store.close().await.unwrap();
-    store.close().await.unwrap(); // idempotent
-    drop(store);
-
-    let store = SqliteStore::open(&path).unwrap();
+    store.reopen().await;
     assert_eq!(store.audit_len().await.unwrap(), 10);
     let r11 = store.append(entry(11)).await.unwrap();
     assert_eq!(r11.seq, 11);
@@ -298,9 +304,7 @@ async fn chain_survives_reopen() {
     for i in 12..=20 {
         store.append(entry(i)).await.unwrap();
     }
-    drop(store); // Drop also flushes and joins
-
-    let store = SqliteStore::open(&path).unwrap();
+    store.reopen().await;
     assert_eq!(
         store.verify_audit().await.unwrap(),
         Verification::Intact { records: 20 }
@@ -312,10 +316,8 @@ async fn chain_survives_reopen() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_appends_get_gapless_seqs() {
-    let (_dir, store) = open_temp();
-    let store = Arc::new(store);
+async fn concurrent_appends_get_gapless_seqs(store: TestStore) {
+    let store = store.arc();
     let mut tasks = Vec::new();
     for t in 0..64u64 {
         let store = Arc::clone(&store);
@@ -347,18 +349,18 @@ async fn concurrent_appends_get_gapless_seqs() {
 
 /// A batch that cannot be written fails for every waiter in it and leaves
 /// nothing behind: the next batch chains onto what is really stored.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_batch_leaves_no_trace() {
-    let (dir, store) = open_temp();
-    let store = Arc::new(store);
+async fn failed_batch_leaves_no_trace(test: TestStore) {
+    let store = test.arc();
     for i in 1..=4 {
         store.append(entry(i)).await.unwrap();
     }
-    let raw = rusqlite::Connection::open(dir.path().join("rein.db")).unwrap();
-    raw.execute_batch(
+    test.raw_exec(
         "CREATE TRIGGER fail_5 BEFORE INSERT ON audit WHEN NEW.seq = 5 BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;",
+        "CREATE FUNCTION fail_5() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.seq = 5 THEN RAISE EXCEPTION 'disk on fire'; END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER fail_5 BEFORE INSERT ON audit FOR EACH ROW EXECUTE FUNCTION fail_5();",
     )
-    .unwrap();
+    .await;
     let tasks: Vec<_> = (0..10)
         .map(|i| {
             let store = Arc::clone(&store);
@@ -373,7 +375,7 @@ async fn failed_batch_leaves_no_trace() {
         );
     }
     assert_eq!(store.audit_len().await.unwrap(), 4);
-    raw.execute_batch("DROP TRIGGER fail_5").unwrap();
+    test.raw_exec("DROP TRIGGER fail_5", "DROP TRIGGER fail_5 ON audit").await;
     for i in 5..=7 {
         assert_eq!(store.append(entry(i)).await.unwrap().seq, i);
     }
@@ -392,15 +394,13 @@ async fn closed_store_refuses_writes_at_once() {
     assert_eq!(store.verify_audit().await.unwrap(), Verification::Intact { records: 1 });
 }
 
-#[tokio::test]
-async fn the_log_is_append_only_for_plain_sql() {
-    let (dir, store) = open_temp();
+async fn the_log_is_append_only_for_plain_sql(store: TestStore) {
     store.append(entry(1)).await.unwrap();
-    let raw = rusqlite::Connection::open(dir.path().join("rein.db")).unwrap();
-    let upd = raw.execute("UPDATE audit SET effect = 'allow'", []).unwrap_err();
-    assert!(upd.to_string().contains("append-only"), "{upd}");
-    let del = raw.execute("DELETE FROM audit", []).unwrap_err();
-    assert!(del.to_string().contains("append-only"), "{del}");
+    for sql in ["UPDATE audit SET effect = 'allow'", "DELETE FROM audit"] {
+        let e = store.raw_try(sql).await.unwrap_err();
+        assert!(e.contains("append-only"), "{sql}: {e}");
+    }
+    assert_eq!(store.verify_audit().await.unwrap(), Verification::Intact { records: 1 });
 }
 
 #[test]

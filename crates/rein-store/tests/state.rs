@@ -1,10 +1,26 @@
-//! The state of stateful rules against real SQLite files: round trip,
+//! The state of stateful rules against every backend (a real SQLite file,
+//! a real PostgreSQL database; see `common::differential!`): round trip,
 //! the record and its state in one transaction (failures, duplicates,
-//! `kill -9`), prune, reset, migration, the state lock, read-only stores,
-//! and a property test of random writes in random batches.
+//! `kill -9`), prune, reset, and a property test of random writes in
+//! random batches; and for SQLite alone: migration, the state lock,
+//! read-only stores.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod common;
+
+differential!(
+    state_round_trips,
+    times_finer_than_a_microsecond_round_up,
+    load_keeps_the_window_and_active_sessions,
+    an_output_fills_in_its_own_sessions_call,
+    a_negative_use_is_refused_with_its_record,
+    writes_of_another_decision_are_refused,
+    a_failed_batch_writes_no_state_and_no_record,
+    a_duplicate_outcome_writes_no_state,
+    prune_drops_old_uses_and_calls_and_idle_sessions,
+    reset_removes_a_rules_or_a_buckets_uses,
+);
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
@@ -14,7 +30,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::open_temp;
+use common::{open_temp, TestStore};
 use jiff::{SignedDuration, Timestamp};
 use rein_engine::state::{BucketKey, Decimal, SessionCall, StateWrite};
 use rein_engine::Effect;
@@ -117,15 +133,7 @@ fn assert_time_order(writes: &[StateWrite]) {
     }
 }
 
-fn raw_count(path: &Path, table: &str) -> i64 {
-    let raw = rusqlite::Connection::open(path).unwrap();
-    raw.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-        .unwrap()
-}
-
-#[tokio::test]
-async fn state_round_trips() {
-    let (_dir, store) = open_temp();
+async fn state_round_trips(store: TestStore) {
     let b1 = bucket("refund_rate", "bot-1");
     let global = BucketKey {
         rule: "budget".into(),
@@ -204,9 +212,7 @@ async fn state_round_trips() {
 
 /// A time finer than a microsecond is kept rounded up: a use stays in its
 /// window a fraction longer, never shorter.
-#[tokio::test]
-async fn times_finer_than_a_microsecond_round_up() {
-    let (_dir, store) = open_temp();
+async fn times_finer_than_a_microsecond_round_up(store: TestStore) {
     let fine = t("2026-01-01T10:00:00.000000001Z");
     let w = StateWrite::Use {
         decision_id: "d1".into(),
@@ -225,9 +231,7 @@ async fn times_finer_than_a_microsecond_round_up() {
 /// What a load leaves out: uses and calls before the window; sessions idle
 /// since before `idle_start`, with their labels. An active session's
 /// labels are all kept, however old.
-#[tokio::test]
-async fn load_keeps_the_window_and_active_sessions() {
-    let (_dir, store) = open_temp();
+async fn load_keeps_the_window_and_active_sessions(store: TestStore) {
     let b = bucket("r", "a");
     let writes = vec![
         // Before the window.
@@ -260,9 +264,7 @@ async fn load_keeps_the_window_and_active_sessions() {
 
 /// An outcome fills in a call of its own session only, and a later
 /// outcome replaces an earlier one.
-#[tokio::test]
-async fn an_output_fills_in_its_own_sessions_call() {
-    let (_dir, store) = open_temp();
+async fn an_output_fills_in_its_own_sessions_call(store: TestStore) {
     store
         .append_with_state(
             entry("d1", "before"),
@@ -311,9 +313,7 @@ async fn an_output_fills_in_its_own_sessions_call() {
 
 /// A negative limit use would give units back: refused, and the record
 /// with it.
-#[tokio::test]
-async fn a_negative_use_is_refused_with_its_record() {
-    let (_dir, store) = open_temp();
+async fn a_negative_use_is_refused_with_its_record(store: TestStore) {
     let e = store
         .append_with_state(
             entry("d1", "before"),
@@ -327,9 +327,7 @@ async fn a_negative_use_is_refused_with_its_record() {
 
 /// A write of another decision than the record's is refused, with the
 /// record: a state row is never kept without its own decision's record.
-#[tokio::test]
-async fn writes_of_another_decision_are_refused() {
-    let (_dir, store) = open_temp();
+async fn writes_of_another_decision_are_refused(store: TestStore) {
     for w in [
         use_of("other", bucket("r", "a"), "2026-01-01T10:00:00Z", "1"),
         call("s", "other", "x", "2026-01-01T10:00:00Z", Effect::Allow),
@@ -359,11 +357,8 @@ async fn writes_of_another_decision_are_refused() {
 /// A batch that fails leaves neither its records nor their state, whether
 /// the failure comes from a record or from a state write; and the next
 /// batch writes both.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_batch_writes_no_state_and_no_record() {
-    let (dir, store) = open_temp();
-    let path = dir.path().join("rein.db");
-    let store = Arc::new(store);
+async fn a_failed_batch_writes_no_state_and_no_record(test: TestStore) {
+    let store = test.arc();
     store
         .append_with_state(
             entry("only-use-0", "before"),
@@ -371,19 +366,27 @@ async fn a_failed_batch_writes_no_state_and_no_record() {
         )
         .await
         .unwrap();
-    let raw = rusqlite::Connection::open(&path).unwrap();
-    for (round, trigger) in [
+    for (round, (table, condition)) in [
         // The record fails after its state was written in the transaction.
-        "CREATE TRIGGER fail BEFORE INSERT ON audit WHEN NEW.decision_id LIKE '%bad' \
-         BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;",
+        ("audit", "NEW.decision_id LIKE '%bad'"),
         // A state write fails after other records' state was written.
-        "CREATE TRIGGER fail BEFORE INSERT ON session_labels WHEN NEW.label = 'bad' \
-         BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;",
+        ("session_labels", "NEW.label = 'bad'"),
     ]
     .into_iter()
     .enumerate()
     {
-        raw.execute_batch(trigger).unwrap();
+        test.raw_exec(
+            &format!(
+                "CREATE TRIGGER fail BEFORE INSERT ON {table} WHEN {condition} \
+                 BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;"
+            ),
+            &format!(
+                "CREATE OR REPLACE FUNCTION fail() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                 BEGIN IF {condition} THEN RAISE EXCEPTION 'disk on fire'; END IF; RETURN NEW; END $$; \
+                 CREATE TRIGGER fail BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION fail();"
+            ),
+        )
+        .await;
         let records_before = store.audit_len().await.unwrap();
         let tasks: Vec<_> = (0..8)
             .map(|i| {
@@ -409,8 +412,9 @@ async fn a_failed_batch_writes_no_state_and_no_record() {
         }
         assert!(failed >= 1, "the bad one failed");
         assert_eq!(store.audit_len().await.unwrap(), records_before + 8 - failed);
-        raw.execute_batch("DROP TRIGGER fail").unwrap();
-        assert_state_matches_records(&path);
+        test.raw_exec("DROP TRIGGER fail", &format!("DROP TRIGGER fail ON {table}"))
+            .await;
+        assert_state_matches_records(&test).await;
     }
     store
         .append_with_state(
@@ -419,7 +423,7 @@ async fn a_failed_batch_writes_no_state_and_no_record() {
         )
         .await
         .unwrap();
-    assert_state_matches_records(&path);
+    assert_state_matches_records(&test).await;
     assert!(matches!(
         store.verify_audit().await.unwrap(),
         Verification::Intact { .. }
@@ -427,32 +431,31 @@ async fn a_failed_batch_writes_no_state_and_no_record() {
 }
 
 /// The decision ids of the audit records of `phase`, and of each state
-/// table's rows, read from the file.
-fn decisions_in(path: &Path) -> (BTreeSet<String>, [BTreeSet<String>; 3], BTreeSet<String>) {
-    let raw = rusqlite::Connection::open(path).unwrap();
-    let ids = |sql: &str| -> BTreeSet<String> {
-        raw.prepare(sql)
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
+/// table's rows, read from the database.
+async fn decisions_in(store: &TestStore) -> (BTreeSet<String>, [BTreeSet<String>; 3], BTreeSet<String>) {
+    let ids = |sql: &'static str| async move {
+        store
+            .raw_column(sql)
+            .await
+            .into_iter()
+            .map(Option::unwrap)
+            .collect::<BTreeSet<String>>()
     };
     (
-        ids("SELECT decision_id FROM audit WHERE phase = 'before'"),
+        ids("SELECT decision_id FROM audit WHERE phase = 'before'").await,
         [
-            ids("SELECT decision_id FROM limit_uses"),
-            ids("SELECT decision_id FROM session_calls"),
-            ids("SELECT decision_id FROM session_labels"),
+            ids("SELECT decision_id FROM limit_uses").await,
+            ids("SELECT decision_id FROM session_calls").await,
+            ids("SELECT decision_id FROM session_labels").await,
         ],
-        ids("SELECT decision_id FROM session_calls WHERE output IS NOT NULL"),
+        ids("SELECT decision_id FROM session_calls WHERE output IS NOT NULL").await,
     )
 }
 
 /// Every state row has its `before` record, and every such record has
 /// its use, call and label (those named `only-use-…` a use only).
-fn assert_state_matches_records(path: &Path) {
-    let (records, tables, _) = decisions_in(path);
+async fn assert_state_matches_records(store: &TestStore) {
+    let (records, tables, _) = decisions_in(store).await;
     let with_all: BTreeSet<_> = records.iter().filter(|d| !d.starts_with("only-use")).cloned().collect();
     for (table, ids) in ["limit_uses", "session_calls", "session_labels"].iter().zip(tables) {
         assert!(ids.is_subset(&records), "{table}: {ids:?} not all in {records:?}");
@@ -461,9 +464,8 @@ fn assert_state_matches_records(path: &Path) {
 }
 
 /// An outcome refused as a duplicate writes none of its state.
-#[tokio::test]
-async fn a_duplicate_outcome_writes_no_state() {
-    let (dir, store) = open_temp();
+async fn a_duplicate_outcome_writes_no_state(test: TestStore) {
+    let store = test.arc();
     store
         .append_with_state(
             entry("d1", "before"),
@@ -492,11 +494,9 @@ async fn a_duplicate_outcome_writes_no_state() {
         .is_none());
     let loaded = store.load_state(dawn(), dawn()).await.unwrap();
     assert_eq!(loaded[1..], first[..]);
-    let path = dir.path().join("rein.db");
-    assert_eq!(raw_count(&path, "limit_uses"), 0);
-    assert_eq!(raw_count(&path, "session_labels"), 1);
+    assert_eq!(test.raw_count("limit_uses").await, 0);
+    assert_eq!(test.raw_count("session_labels").await, 1);
     // Concurrent duplicates: exactly one writes its state.
-    let store = Arc::new(store);
     let tasks: Vec<_> = (0..16)
         .map(|i| {
             let store = Arc::clone(&store);
@@ -517,19 +517,20 @@ async fn a_duplicate_outcome_writes_no_state() {
         kept += usize::from(task.await.unwrap());
     }
     assert_eq!(kept, 1);
-    assert_eq!(raw_count(&path, "session_labels"), 2);
+    assert_eq!(test.raw_count("session_labels").await, 2);
 }
 
-/// The environment variable that makes `kill_9_leaves_no_state_without_its_record`
-/// the child that appends until it is killed.
+/// The environment variables that make `kill_9_leaves_no_state_without_its_record_*`
+/// the child that appends until it is killed, on a SQLite file or a
+/// PostgreSQL database.
 const CHILD_DB: &str = "REIN_STATE_TEST_CHILD_DB";
+const CHILD_PG: &str = "REIN_STATE_TEST_CHILD_PG";
 const CHILD_LOCK: &str = "REIN_STATE_TEST_CHILD_LOCK";
 
 /// Child: appends decisions with state from 16 tasks (group commit), an
 /// outcome with an output for every third, and prints each acknowledged
 /// decision id; stops by itself after 30 s if nobody kills it.
-async fn child_appends(db: &str) {
-    let store = Arc::new(SqliteStore::open(db).unwrap());
+async fn child_appends(store: Arc<dyn Store>) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let tasks: Vec<_> = (0..16u64)
         .map(|task| {
@@ -565,25 +566,44 @@ async fn child_appends(db: &str) {
     }
 }
 
-/// A process killed with SIGKILL while appending decisions with state
-/// leaves every record with its state and no state without its record;
-/// every acknowledged decision is there with its state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_leaves_no_state_without_its_record() {
+async fn kill_9_leaves_no_state_without_its_record_sqlite() {
     if let Ok(db) = std::env::var(CHILD_DB) {
-        child_appends(&db).await;
+        child_appends(Arc::new(SqliteStore::open(db).unwrap())).await;
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rein.db");
+    kill_9_leaves_no_state_without_its_record(
+        TestStore::sqlite().await,
+        "kill_9_leaves_no_state_without_its_record_sqlite",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_leaves_no_state_without_its_record_postgres() {
+    if let Ok(url) = std::env::var(CHILD_PG) {
+        child_appends(Arc::new(common::open_postgres(&url).await)).await;
+        return;
+    }
+    let test = "kill_9_leaves_no_state_without_its_record_postgres";
+    if let Some(store) = TestStore::postgres(test).await {
+        kill_9_leaves_no_state_without_its_record(store, test).await;
+    }
+}
+
+/// A process killed with SIGKILL while appending decisions with state
+/// leaves every record with its state and no state without its record;
+/// every acknowledged decision is there with its state. (`test` is the
+/// test that runs this, run again as the child.)
+async fn kill_9_leaves_no_state_without_its_record(mut store: TestStore, test: &str) {
+    let (var, db) = match (store.sqlite_path(), store.pg_url()) {
+        (Some(path), _) => (CHILD_DB, path.display().to_string()),
+        (None, Some(url)) => (CHILD_PG, url.to_owned()),
+        (None, None) => unreachable!(),
+    };
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "kill_9_leaves_no_state_without_its_record",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_DB, &path)
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(var, &db)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -613,23 +633,21 @@ async fn kill_9_leaves_no_state_without_its_record() {
     let acked = reader.join().unwrap();
     assert!(acked.len() >= 300);
 
-    let store = SqliteStore::open(&path).unwrap();
+    store.reopen().await;
     assert!(matches!(
         store.verify_audit().await.unwrap(),
         Verification::Intact { .. }
     ));
-    let (records, [uses, calls, labels], with_output) = decisions_in(&path);
+    let (records, [uses, calls, labels], with_output) = decisions_in(&store).await;
     assert_eq!(uses, records, "every use has its record and every record its use");
     assert_eq!(calls, records);
     assert_eq!(labels, records);
-    let raw = rusqlite::Connection::open(&path).unwrap();
-    let after: BTreeSet<String> = raw
-        .prepare("SELECT decision_id FROM audit WHERE phase = 'after'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let after: BTreeSet<String> = store
+        .raw_column("SELECT decision_id FROM audit WHERE phase = 'after'")
+        .await
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
     assert_eq!(with_output, after, "an output is there iff its outcome's record is");
     for (id, with_out) in &acked {
         assert!(records.contains(id), "acknowledged {id} lost");
@@ -644,10 +662,7 @@ async fn kill_9_leaves_no_state_without_its_record() {
     assert_time_order(&loaded);
 }
 
-#[tokio::test]
-async fn prune_drops_old_uses_and_calls_and_idle_sessions() {
-    let (dir, store) = open_temp();
-    let path = dir.path().join("rein.db");
+async fn prune_drops_old_uses_and_calls_and_idle_sessions(store: TestStore) {
     let b = bucket("r", "a");
     store
         .append_with_state(
@@ -680,15 +695,13 @@ async fn prune_drops_old_uses_and_calls_and_idle_sessions() {
     // Pruning removes only what a load leaves out.
     assert_eq!(store.load_state(window, idle).await.unwrap(), before);
     assert_eq!(store.load_state(dawn(), dawn()).await.unwrap(), before);
-    assert_eq!(raw_count(&path, "sessions"), 1);
-    assert_eq!(raw_count(&path, "session_labels"), 1);
+    assert_eq!(store.raw_count("sessions").await, 1);
+    assert_eq!(store.raw_count("session_labels").await, 1);
     // The audit log is untouched.
     assert_eq!(store.verify_audit().await.unwrap(), Verification::Intact { records: 2 });
 }
 
-#[tokio::test]
-async fn reset_removes_a_rules_or_a_buckets_uses() {
-    let (_dir, store) = open_temp();
+async fn reset_removes_a_rules_or_a_buckets_uses(store: TestStore) {
     let time = "2026-01-01T10:00:00Z";
     let writes = vec![
         use_of("d1", bucket("refund", "a"), time, "1"),
@@ -1052,9 +1065,8 @@ mod random {
         texts
     }
 
-    async fn run(batches: Vec<Vec<Append>>, window_start: i64, idle_start: i64) {
-        let (_dir, store) = open_temp();
-        let store = Arc::new(store);
+    async fn run(test: TestStore, batches: Vec<Vec<Append>>, window_start: i64, idle_start: i64) {
+        let store = test.arc();
         let mut expected = Vec::new();
         // Calls written so far (session, decision) and their outputs.
         let mut calls: Vec<(String, String)> = Vec::new();
@@ -1200,17 +1212,40 @@ mod random {
         );
     }
 
+    fn batches_strategy() -> impl Strategy<Value = Vec<Vec<Append>>> {
+        prop::collection::vec(prop::collection::vec(append_strategy(), 1..8), 1..5)
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
         #[test]
-        fn random_writes_load_back(
-            batches in prop::collection::vec(prop::collection::vec(append_strategy(), 1..8), 1..5),
+        fn random_writes_load_back_sqlite(
+            batches in batches_strategy(),
             window_start in 0i64..86_400_000_000,
             idle_start in 0i64..86_400_000_000,
         ) {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-            rt.block_on(run(batches, window_start, idle_start));
+            rt.block_on(async { run(TestStore::sqlite().await, batches, window_start, idle_start).await });
+        }
+    }
+
+    proptest! {
+        // Fewer cases: each makes a database.
+        #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_writes_load_back_postgres(
+            batches in batches_strategy(),
+            window_start in 0i64..86_400_000_000,
+            idle_start in 0i64..86_400_000_000,
+        ) {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(async {
+                if let Some(store) = TestStore::postgres("random_writes_load_back_postgres").await {
+                    run(store, batches, window_start, idle_start).await;
+                }
+            });
         }
     }
 }

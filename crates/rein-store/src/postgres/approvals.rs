@@ -1,12 +1,43 @@
 //! Approvals in PostgreSQL: single-use across replicas with conditional
 //! UPDATEs (see DESIGN-18 §5). Same semantics and errors as
 //! `sqlite/approvals.rs` and the SQLite writer's approval commands.
+//!
+//! SQLite serialises approval changes on its one writer thread; here
+//! several processes change them at once, so each change is correct on
+//! its own:
+//! - a use is ONE conditional `UPDATE … WHERE state = 'granted' AND …
+//!   RETURNING`: of concurrent uses (any replicas) exactly one gets the row
+//!   back; the others then read why it was refused;
+//! - a decision locks the row (`SELECT … FOR UPDATE`) in its transaction,
+//!   checks as SQLite does, and repeats the conditions in its UPDATE: a
+//!   concurrent decision waits for the lock and then finds it decided.
+//!
+//! Times are compared as the fixed-width UTC keys of
+//! [`chain::parse_time`] in `COLLATE "C"` columns, as in SQLite.
+
+use deadpool_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
 
 use super::PostgresStore;
-use crate::{ApprovalError, ApprovalRecord, ApprovalState, StoreError};
+use crate::{chain, ApprovalError, ApprovalRecord, ApprovalState, StoreError};
 
-fn not_yet() -> StoreError {
-    StoreError("PostgreSQL approvals: not implemented yet".into())
+/// The most approvals one list returns (as SQLite's `MAX_APPROVALS`).
+const MAX_APPROVALS: u64 = 10_000;
+
+/// The columns [`from_row`] reads, in its order.
+const COLUMNS: &str = "id, request_hash, decision_id, rules, role, action, requested_by, summary, created_at, \
+                       expires_at, state, decided_by, decided_at, comment, roles, requested_via, hold_seconds, \
+                       sealed, requested_chain";
+
+/// Newest first; ties of `created_key` in insertion order reversed (as
+/// SQLite's `rowid DESC`).
+const NEWEST_FIRST: &str = "ORDER BY created_key DESC, row_order DESC";
+
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+fn limit_param(limit: u64) -> i64 {
+    i64::try_from(limit.min(MAX_APPROVALS)).unwrap_or(i64::MAX)
 }
 
 /// [`crate::Store::find_open_approval`].
@@ -16,8 +47,18 @@ pub(crate) async fn find_open(
     client: Option<&str>,
     now: &str,
 ) -> Result<Option<ApprovalRecord>, StoreError> {
-    let _ = (store, request_hash, client, now);
-    Err(not_yet())
+    let now_key = chain::parse_time(now)?;
+    let conn = store.client().await?;
+    let found = select(
+        &conn,
+        &format!(
+            "WHERE request_hash = $1 AND requested_via IS NOT DISTINCT FROM $2 AND state = 'pending' \
+             AND expires_key > $3 {NEWEST_FIRST} LIMIT 1"
+        ),
+        &[&request_hash, &client, &now_key],
+    )
+    .await?;
+    Ok(found.into_iter().next())
 }
 
 /// [`crate::Store::list_client_approvals`].
@@ -27,26 +68,128 @@ pub(crate) async fn list_client(
     state: Option<ApprovalState>,
     limit: u64,
 ) -> Result<Vec<ApprovalRecord>, StoreError> {
-    let _ = (store, client, state, limit);
-    Err(not_yet())
+    let limit = limit_param(limit);
+    let conn = store.client().await?;
+    match state {
+        // Pending and not yet expired, as `list_open`.
+        Some(ApprovalState::Pending) => {
+            let now_key = chain::format_time(jiff::Timestamp::now());
+            select(
+                &conn,
+                &format!("WHERE requested_via = $1 AND state = 'pending' AND expires_key > $2 {NEWEST_FIRST} LIMIT $3"),
+                &[&client, &now_key, &limit],
+            )
+            .await
+        }
+        Some(state) => {
+            select(
+                &conn,
+                &format!("WHERE requested_via = $1 AND state = $2 {NEWEST_FIRST} LIMIT $3"),
+                &[&client, &state.as_str(), &limit],
+            )
+            .await
+        }
+        None => {
+            select(
+                &conn,
+                &format!("WHERE requested_via = $1 {NEWEST_FIRST} LIMIT $2"),
+                &[&client, &limit],
+            )
+            .await
+        }
+    }
 }
 
 /// [`crate::Store::create_approval`].
 pub(crate) async fn create(store: &PostgresStore, approval: ApprovalRecord) -> Result<(), StoreError> {
-    let _ = (store, approval);
-    Err(not_yet())
+    let created_key = chain::parse_time(&approval.created_at)?;
+    let expires_key = chain::parse_time(&approval.expires_at)?;
+    let mut conn = store.client().await?;
+    let tx = conn.transaction().await?;
+    forget_expired_secrets(&tx, &created_key).await?;
+    insert(&tx, &approval, &created_key, &expires_key).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Inserts `r` as it is (any state), refusing an id the table has.
+async fn insert(
+    conn: &impl GenericClient,
+    r: &ApprovalRecord,
+    created_key: &str,
+    expires_key: &str,
+) -> Result<(), StoreError> {
+    let rules = chain::canonical_str_list(&r.rules);
+    // Stored as given; an empty list reads back as `[role]` (see `from_row`).
+    let roles = chain::canonical_str_list(&r.roles);
+    let requested_chain = chain::canonical_str_list(&r.requested_chain);
+    let summary = chain::canonical_value(&r.summary);
+    let hold_seconds = r.hold_seconds.map(|s| i64::try_from(s).unwrap_or(i64::MAX));
+    let stmt = conn
+        .prepare_cached(
+            "INSERT INTO approvals (id, request_hash, decision_id, rules, role, action, requested_by, summary, \
+             created_at, expires_at, created_key, expires_key, state, decided_by, decided_at, comment, roles, \
+             requested_via, hold_seconds, sealed, requested_chain) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .await?;
+    let inserted = conn
+        .execute(
+            &stmt,
+            &[
+                &r.id,
+                &r.request_hash,
+                &r.decision_id,
+                &rules,
+                &r.role,
+                &r.action,
+                &r.requested_by,
+                &summary,
+                &r.created_at,
+                &r.expires_at,
+                &created_key,
+                &expires_key,
+                &r.state.as_str(),
+                &r.decided_by,
+                &r.decided_at,
+                &r.comment,
+                &roles,
+                &r.requested_via,
+                &hold_seconds,
+                &r.sealed,
+                &requested_chain,
+            ],
+        )
+        .await?;
+    if inserted != 1 {
+        return Err(StoreError(format!("an approval with id `{}` already exists", r.id)));
+    }
+    Ok(())
 }
 
 /// [`crate::Store::list_open_approvals`].
 pub(crate) async fn list_open(store: &PostgresStore, now: &str, limit: u64) -> Result<Vec<ApprovalRecord>, StoreError> {
-    let _ = (store, now, limit);
-    Err(not_yet())
+    let now_key = chain::parse_time(now)?;
+    let limit = limit_param(limit);
+    let conn = store.client().await?;
+    select(
+        &conn,
+        &format!("WHERE state = 'pending' AND expires_key > $1 {NEWEST_FIRST} LIMIT $2"),
+        &[&now_key, &limit],
+    )
+    .await
 }
 
 /// [`crate::Store::get_approval`].
 pub(crate) async fn get(store: &PostgresStore, id: &str) -> Result<Option<ApprovalRecord>, StoreError> {
-    let _ = (store, id);
-    Err(not_yet())
+    let conn = store.client().await?;
+    load(&conn, id).await
+}
+
+/// The approval with `id`, if any.
+async fn load(conn: &impl GenericClient, id: &str) -> Result<Option<ApprovalRecord>, StoreError> {
+    Ok(select(conn, "WHERE id = $1", &[&id]).await?.into_iter().next())
 }
 
 /// [`crate::Store::list_approvals`].
@@ -55,8 +198,86 @@ pub(crate) async fn list(
     state: Option<ApprovalState>,
     limit: u64,
 ) -> Result<Vec<ApprovalRecord>, StoreError> {
-    let _ = (store, state, limit);
-    Err(not_yet())
+    let limit = limit_param(limit);
+    let conn = store.client().await?;
+    match state {
+        Some(state) => {
+            select(
+                &conn,
+                &format!("WHERE state = $1 {NEWEST_FIRST} LIMIT $2"),
+                &[&state.as_str(), &limit],
+            )
+            .await
+        }
+        None => select(&conn, &format!("{NEWEST_FIRST} LIMIT $1"), &[&limit]).await,
+    }
+}
+
+/// The columns the state checks need.
+struct Gate {
+    state: String,
+    requested_by: Option<String>,
+    requested_via: Option<String>,
+    /// JSON list of the requester's chain ids (NULL: none kept).
+    requested_chain: Option<String>,
+    expires_key: String,
+    request_hash: String,
+    hold_seconds: Option<i64>,
+}
+
+/// The gate of approval `id`; `lock`: its row locked until the end of the
+/// transaction.
+async fn gate(conn: &impl GenericClient, id: &str, lock: bool) -> Result<Option<Gate>, StoreError> {
+    let sql = format!(
+        "SELECT state, requested_by, expires_key, request_hash, requested_via, hold_seconds, requested_chain \
+         FROM approvals WHERE id = $1{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    let stmt = conn.prepare_cached(&sql).await?;
+    let Some(r) = conn.query_opt(&stmt, &[&id]).await? else {
+        return Ok(None);
+    };
+    Ok(Some(Gate {
+        state: r.try_get(0)?,
+        requested_by: r.try_get(1)?,
+        expires_key: r.try_get(2)?,
+        request_hash: r.try_get(3)?,
+        requested_via: r.try_get(4)?,
+        hold_seconds: r.try_get(5)?,
+        requested_chain: r.try_get(6)?,
+    }))
+}
+
+/// `now` plus `hold` seconds, as the approval's `expires_at` and its
+/// fixed-width key (as the SQLite writer's).
+fn expiry_after(now: &str, hold: i64) -> Result<(String, String), StoreError> {
+    let now: jiff::Timestamp = now
+        .trim()
+        .parse()
+        .map_err(|e| StoreError(format!("`{now}` is not an RFC 3339 time: {e}")))?;
+    let hold = jiff::SignedDuration::from_secs(hold.max(0));
+    // Past the end of time: the largest time there is.
+    let until = now.checked_add(hold).unwrap_or(jiff::Timestamp::MAX);
+    let at = chain::format_time(until);
+    Ok((at.clone(), at))
+}
+
+/// Clears the sealed secrets of approvals that expired before `now_key`
+/// without being decided: nobody can decide them any more.
+async fn forget_expired_secrets(conn: &impl GenericClient, now_key: &str) -> Result<(), StoreError> {
+    let stmt = conn
+        .prepare_cached("UPDATE approvals SET sealed = NULL WHERE sealed IS NOT NULL AND expires_key <= $1")
+        .await?;
+    conn.execute(&stmt, &[&now_key]).await?;
+    Ok(())
+}
+
+/// Clears the sealed secrets of approvals that expired while nothing
+/// changed an approval (which clears them too): for the store's open, as
+/// SQLite's does at every start.
+pub(crate) async fn forget_expired_at_start(store: &PostgresStore) -> Result<(), StoreError> {
+    let conn = store.client().await?;
+    forget_expired_secrets(&conn, &chain::format_time(jiff::Timestamp::now())).await
 }
 
 /// [`crate::Store::decide_approval`].
@@ -68,8 +289,80 @@ pub(crate) async fn decide(
     comment: Option<&str>,
     now: &str,
 ) -> Result<Result<ApprovalRecord, ApprovalError>, StoreError> {
-    let _ = (store, id, grant, approver, comment, now);
-    Err(not_yet())
+    let now_key = chain::parse_time(now)?;
+    let mut conn = store.client().await?;
+    let tx = conn.transaction().await?;
+    // Locked: a concurrent decision (any replica) waits, then finds it
+    // decided.
+    let Some(g) = gate(&tx, id, true).await? else {
+        return Ok(Err(ApprovalError::NotFound(id.to_owned())));
+    };
+    if g.state != "pending" {
+        return Ok(Err(ApprovalError::WrongState {
+            id: id.to_owned(),
+            state: g.state,
+            expected: "pending".into(),
+        }));
+    }
+    // The approver's name against every id of the requester; the runtime
+    // checks the other ids of the approver's credential.
+    let in_chain = match &g.requested_chain {
+        Some(chain) => serde_json::from_str::<Vec<String>>(chain)
+            .map_err(|e| StoreError(format!("corrupt approval `{id}`: requested_chain: {e}")))?
+            .iter()
+            .any(|link| link == approver),
+        None => false,
+    };
+    if g.requested_by.as_deref() == Some(approver) || g.requested_via.as_deref() == Some(approver) || in_chain {
+        return Ok(Err(ApprovalError::SelfApproval(approver.to_owned())));
+    }
+    if now_key.as_str() >= g.expires_key.as_str() {
+        return Ok(Err(ApprovalError::Expired(id.to_owned())));
+    }
+    // A grant holds for the rule's ttl from now (not from the request);
+    // approvals from before `hold_seconds` keep the expiry they were given.
+    let expiry = match (grant, g.hold_seconds) {
+        (true, Some(hold)) => Some(expiry_after(now, hold)?),
+        _ => None,
+    };
+    let (expires_at, expires_key) = match &expiry {
+        Some((at, key)) => (Some(at.as_str()), Some(key.as_str())),
+        None => (None, None),
+    };
+    // The conditions are repeated in the UPDATE so that the change is
+    // correct on its own. Decided, the approval no longer needs the
+    // request's secrets.
+    let state = if grant { "granted" } else { "denied" };
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE approvals SET state = $2, decided_by = $3, decided_at = $4, comment = $5, sealed = NULL, \
+             expires_at = coalesce($7, expires_at), expires_key = coalesce($8, expires_key) \
+             WHERE id = $1 AND state = 'pending' AND expires_key > $6",
+        )
+        .await?;
+    let changed = tx
+        .execute(
+            &stmt,
+            &[&id, &state, &approver, &now, &comment, &now_key, &expires_at, &expires_key],
+        )
+        .await?;
+    forget_expired_secrets(&tx, &now_key).await?;
+    if changed != 1 {
+        return Err(StoreError(format!(
+            "approval `{id}` changed while it was being decided"
+        )));
+    }
+    let record = reload(&tx, id).await?;
+    tx.commit().await?;
+    Ok(Ok(record))
+}
+
+async fn reload(conn: &impl GenericClient, id: &str) -> Result<ApprovalRecord, StoreError> {
+    load(conn, id).await?.ok_or_else(|| {
+        StoreError(format!(
+            "approval `{id}` vanished while it was being changed"
+        ))
+    })
 }
 
 /// [`crate::Store::use_approval`].
@@ -79,12 +372,120 @@ pub(crate) async fn use_approval(
     request_hash: &str,
     now: &str,
 ) -> Result<Result<ApprovalRecord, ApprovalError>, StoreError> {
-    let _ = (store, id, request_hash, now);
-    Err(not_yet())
+    let now_key = chain::parse_time(now)?;
+    let conn = store.client().await?;
+    // One statement, atomic in the database: of concurrent uses from any
+    // number of processes, exactly one finds the row still granted (the
+    // others wait for its row lock, then re-check the conditions against
+    // the committed row and match nothing).
+    let stmt = conn
+        .prepare_cached(&format!(
+            "UPDATE approvals SET state = 'used' \
+             WHERE id = $1 AND state = 'granted' AND expires_key > $2 AND request_hash = $3 \
+             RETURNING {COLUMNS}"
+        ))
+        .await?;
+    if let Some(row) = conn.query_opt(&stmt, &[&id, &now_key, &request_hash]).await? {
+        return Ok(Ok(from_row(&row)?));
+    }
+    // Refused: why, checked in SQLite's order. A state never goes back to
+    // `granted`, so what refused the use is still there to read.
+    let Some(g) = gate(&conn, id, false).await? else {
+        return Ok(Err(ApprovalError::NotFound(id.to_owned())));
+    };
+    if g.state != "granted" {
+        return Ok(Err(ApprovalError::WrongState {
+            id: id.to_owned(),
+            state: g.state,
+            expected: "granted".into(),
+        }));
+    }
+    if now_key.as_str() >= g.expires_key.as_str() {
+        return Ok(Err(ApprovalError::Expired(id.to_owned())));
+    }
+    if g.request_hash != request_hash {
+        return Ok(Err(ApprovalError::RequestMismatch(id.to_owned())));
+    }
+    Err(StoreError(format!("approval `{id}` changed while it was being used")))
 }
 
-/// [`crate::Store::import_approvals`].
+/// [`crate::Store::import_approvals`]: every approval as it is (any state,
+/// sealed secrets and all), in one transaction; an id the store has
+/// refuses the whole import.
 pub(crate) async fn import(store: &PostgresStore, approvals: Vec<ApprovalRecord>) -> Result<(), StoreError> {
-    let _ = (store, approvals);
-    Err(not_yet())
+    let mut keyed = Vec::with_capacity(approvals.len());
+    for a in &approvals {
+        keyed.push((chain::parse_time(&a.created_at)?, chain::parse_time(&a.expires_at)?));
+    }
+    let mut conn = store.client().await?;
+    let tx = conn.transaction().await?;
+    for (a, (created_key, expires_key)) in approvals.iter().zip(&keyed) {
+        insert(&tx, a, created_key, expires_key)
+            .await
+            .map_err(|e| StoreError(format!("cannot import the approvals: {}", e.0)))?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The approvals `SELECT {COLUMNS} FROM approvals {rest}` returns.
+async fn select(conn: &impl GenericClient, rest: &str, params: Params<'_>) -> Result<Vec<ApprovalRecord>, StoreError> {
+    let stmt = conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM approvals {rest}"))
+        .await?;
+    let rows = conn.query(&stmt, params).await?;
+    rows.iter().map(from_row).collect()
+}
+
+fn parse_state(s: &str) -> Result<ApprovalState, StoreError> {
+    Ok(match s {
+        "pending" => ApprovalState::Pending,
+        "granted" => ApprovalState::Granted,
+        "denied" => ApprovalState::Denied,
+        "used" => ApprovalState::Used,
+        other => return Err(StoreError(format!("corrupt approval: unknown state `{other}`"))),
+    })
+}
+
+fn from_row(r: &Row) -> Result<ApprovalRecord, StoreError> {
+    let id: String = r.try_get(0)?;
+    let corrupt = |what: &str, e: serde_json::Error| StoreError(format!("corrupt approval `{id}`: {what}: {e}"));
+    let rules: String = r.try_get(3)?;
+    let summary: String = r.try_get(7)?;
+    let state: String = r.try_get(10)?;
+    let role: String = r.try_get(4)?;
+    // No list or an empty one: the approval needs its `role`; an empty
+    // list must never mean "any approver".
+    let mut roles: Vec<String> = match r.try_get::<_, Option<String>>(14)? {
+        Some(roles) => serde_json::from_str(&roles).map_err(|e| corrupt("roles", e))?,
+        None => Vec::new(),
+    };
+    if roles.is_empty() {
+        roles.push(role.clone());
+    }
+    let requested_chain: Vec<String> = match r.try_get::<_, Option<String>>(18)? {
+        Some(chain) => serde_json::from_str(&chain).map_err(|e| corrupt("requested_chain", e))?,
+        None => Vec::new(),
+    };
+    Ok(ApprovalRecord {
+        request_hash: r.try_get(1)?,
+        decision_id: r.try_get(2)?,
+        rules: serde_json::from_str(&rules).map_err(|e| corrupt("rules", e))?,
+        role,
+        roles,
+        action: r.try_get(5)?,
+        requested_by: r.try_get(6)?,
+        requested_via: r.try_get(15)?,
+        requested_chain,
+        summary: serde_json::from_str(&summary).map_err(|e| corrupt("summary", e))?,
+        created_at: r.try_get(8)?,
+        expires_at: r.try_get(9)?,
+        state: parse_state(&state)?,
+        decided_by: r.try_get(11)?,
+        decided_at: r.try_get(12)?,
+        comment: r.try_get(13)?,
+        hold_seconds: r.try_get::<_, Option<i64>>(16)?.map(|s| u64::try_from(s).unwrap_or(0)),
+        sealed: r.try_get(17)?,
+        id,
+    })
 }
