@@ -33,10 +33,27 @@ impl Runtime {
         let mut reserved = None;
         let time = request.time.unwrap_or(now);
         let candidate = self.shadow.load_full();
+        let policy = &loaded.policy;
+        let stateful = policy.uses_state() && policy.action_state(&request.action, Phase::After).any();
+        let candidate_stateful = candidate
+            .as_deref()
+            .is_some_and(|c| shadow::needs_state(c, &request, Phase::After));
+        // On a shared store, the state lease (see `decide_bound`).
+        let mut lease = if stateful || candidate_stateful {
+            self.state.enter().await
+        } else {
+            None
+        };
         let early = candidate
             .as_ref()
-            .filter(|c| shadow::needs_state(c, &request, Phase::After))
-            .map(|c| shadow::decide_candidate(c, &request, None, None, &self.state));
+            .filter(|_| candidate_stateful)
+            .map(|c| shadow::decide_candidate(c, &request, None, None, &self.state, Access::of(&lease)));
+        if !stateful {
+            if let Some(Ok(guard)) = &mut lease {
+                guard.done();
+            }
+            lease = None;
+        }
         let mut rules_record = None;
         let (mut answer, enforced) = self.decide_after(
             &loaded.policy,
@@ -45,11 +62,12 @@ impl Runtime {
             time,
             &mut reserved,
             &mut rules_record,
+            Access::of(&lease),
         );
         let candidate_record = early.or_else(|| {
             candidate
                 .as_ref()
-                .map(|c| shadow::decide_candidate(c, &request, None, None, &self.state))
+                .map(|c| shadow::decide_candidate(c, &request, None, None, &self.state, Access::of(&lease)))
         });
         let output = request.output.take();
         request.session = sent_session;
@@ -83,11 +101,19 @@ impl Runtime {
                     .collect()
             })
             .unwrap_or_default();
-        if self.record(&mut answer, entry, writes).await.is_none() {
+        let guard = match &mut lease {
+            Some(Ok(guard)) => Some(guard),
+            _ => None,
+        };
+        if self.record(&mut answer, entry, writes, guard).await.is_none() {
             if let Some(reserved) = &reserved {
                 self.state.undo(&reserved.writes);
             }
         }
+        if let Some(Ok(guard)) = &mut lease {
+            guard.done();
+        }
+        drop(lease);
         answer
     }
 

@@ -12,6 +12,7 @@
 mod budget;
 mod direct;
 pub mod identity;
+mod lease;
 mod recent;
 mod refused;
 mod replay;
@@ -44,7 +45,9 @@ pub use replay::{
     replay, ActionPlan, ChangeGroup, PlanReport, Planner, ReplayChange, ReplayReport, Replayed, SkipGroup,
 };
 pub use shadow::{shadow_report, ShadowDifference, ShadowReport, REPORT_EXAMPLES};
+pub use lease::DEFAULT_LEASE_HOLD;
 pub use state::{DEFAULT_MAX_STATE_BYTES, DEFAULT_SESSION_IDLE, MAX_BUCKET_ID_BYTES, MAX_SESSION_ID_BYTES};
+use state::Access;
 
 /// Settings of a runtime.
 #[derive(Clone, Debug)]
@@ -74,6 +77,12 @@ pub struct RuntimeConfig {
     /// `block` (nothing held is evicted: it may be what a rule needs);
     /// room frees up as entries leave their windows and sessions expire.
     pub max_state_bytes: usize,
+    /// On a store shared by several processes: how long this process
+    /// keeps the state lease while its stateful decisions keep arriving
+    /// (those arriving later wait until the lease was given back and
+    /// taken again, so that other processes get their turn). 20 ms by
+    /// default. Unused on a store of one process.
+    pub lease_hold: std::time::Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -86,6 +95,7 @@ impl Default for RuntimeConfig {
             trust_request_time: false,
             session_idle: state::DEFAULT_SESSION_IDLE,
             max_state_bytes: state::DEFAULT_MAX_STATE_BYTES,
+            lease_hold: lease::DEFAULT_LEASE_HOLD,
         }
     }
 }
@@ -652,6 +662,7 @@ impl Runtime {
                 &Redactor::new(&config.hmac_key),
                 config.session_idle,
                 config.max_state_bytes,
+                store.is_shared().then(|| (Arc::clone(&store), config.lease_hold)),
             ),
             store,
             config,
@@ -843,37 +854,70 @@ impl Runtime {
         // any other after it.
         let candidate = self.shadow.load_full();
         let refused = binding.refusal.is_some();
+        // (`uses_state` first: a bool, so a stateless policy does not even
+        // look the action up.)
+        let stateful = !refused && policy.uses_state() && policy.action_state(&request.action, Phase::Before).any();
+        let candidate_stateful = candidate
+            .as_deref()
+            .is_some_and(|c| shadow::needs_state(c, &request, Phase::Before));
+        if stateful {
+            // Reserved as allowed only with an approval that can hold: a
+            // made-up id would otherwise take units for as long as the
+            // approval step takes, and a stream of them keep a shared
+            // limit full for everyone else. (Looked up before the state
+            // lease is entered: it reads no state.)
+            if let Some(id) = &approval {
+                approval_refused = self.approval_may_hold(policy, &request, id, client).await.err();
+            }
+        }
+        // On a shared store the state is read only under its lease, held
+        // from before the read until the record is appended (through the
+        // approval step and its redone reservation).
+        let mut lease = if stateful || candidate_stateful {
+            self.state.enter().await
+        } else {
+            None
+        };
         // The request prepared for the candidate by the enforced policy's
         // contract check, when their contracts are the same.
         let mut shared = None;
         let mut candidate_record = match &candidate {
-            Some(c) if shadow::needs_state(c, &request, Phase::Before) => Some(shadow::decide_candidate(
+            Some(c) if candidate_stateful => Some(shadow::decide_candidate(
                 c,
                 &request,
                 Some((bound, refused)),
                 None,
                 &self.state,
+                Access::of(&lease),
             )),
             _ => None,
         };
-        // (`uses_state` first: a bool, so a stateless policy does not even
-        // look the action up.)
+        if !stateful {
+            // Only the candidate read the state: its read is over, and its
+            // record is not the enforced decision's to fence (a candidate
+            // never changes the answer).
+            if let Some(Ok(guard)) = &mut lease {
+                guard.done();
+            }
+            lease = None;
+        }
         let decided = if let Some(refusal) = binding.refusal {
             // Judged before any rule: the request claims to be someone its
             // credential says it is not, goes beyond what was delegated to
             // it, or lacks an identity the policy requires bound.
             Err(refusal)
-        } else if policy.uses_state() && policy.action_state(&request.action, Phase::Before).any() {
+        } else if stateful {
             let time = request.time.unwrap_or(now);
-            // Reserved as allowed only with an approval that can hold: a
-            // made-up id would otherwise take units for as long as the
-            // approval step takes, and a stream of them keep a shared
-            // limit full for everyone else.
-            if let Some(id) = &approval {
-                approval_refused = self.approval_may_hold(policy, &request, id, client).await.err();
-            }
             let approval_given = approval.is_some() && approval_refused.is_none();
-            self.decide_stateful(policy, &request, &decision_id, approval_given, time, &mut reserved)
+            self.decide_stateful(
+                policy,
+                &request,
+                &decision_id,
+                approval_given,
+                time,
+                &mut reserved,
+                Access::of(&lease),
+            )
         } else if let Some(c) = candidate.as_deref().filter(|_| candidate_record.is_none()) {
             // With a candidate of the same contracts, the request is
             // checked once and decided under both.
@@ -913,6 +957,7 @@ impl Runtime {
                 Some((bound, refused)),
                 shared,
                 &self.state,
+                Access::of(&lease),
             ));
         }
 
@@ -955,7 +1000,11 @@ impl Runtime {
         entry.actor_source = binding.sources;
         entry.shadow = shadow::record_value(enforced_effect, rules_record, candidate_record);
         let writes = pending.as_mut().map(state::Pending::submit).unwrap_or_default();
-        match self.record(&mut answer, entry, writes).await {
+        let guard = match &mut lease {
+            Some(Ok(guard)) => Some(guard),
+            _ => None,
+        };
+        match self.record(&mut answer, entry, writes, guard).await {
             Some(recorded) => {
                 if moved {
                     // The request's values went into the record unchanged (no
@@ -980,6 +1029,13 @@ impl Runtime {
                 }
             }
         }
+        // The mirror holds what the store does of this decision; the lease
+        // is left after that (never before the append returned).
+        drop(pending);
+        if let Some(Ok(guard)) = &mut lease {
+            guard.done();
+        }
+        drop(lease);
         answer
     }
 
@@ -998,7 +1054,46 @@ impl Runtime {
     /// a link's scope, a required field not bound) is a refusal, as it
     /// would be a `block`; otherwise the rules see the actor with the
     /// credential's fields and chain set.
-    pub fn explain_bound(&self, mut request: Request, client: Option<&str>, bound: Option<&Credential>) -> Explained {
+    ///
+    /// On a store shared by several processes, a stateful action's state
+    /// is read only under the state lease, which this (not async) call
+    /// cannot wait for: it is refused; use [`Runtime::explain_bound_async`].
+    pub fn explain_bound(&self, request: Request, client: Option<&str>, bound: Option<&Credential>) -> Explained {
+        self.explain_in(request, client, bound, Access::Local)
+    }
+
+    /// Explains `request` as [`Runtime::explain_bound`] does, entering
+    /// first, on a store shared by several processes, the state lease if
+    /// the action reads state (a lease that cannot be had is a refusal).
+    pub async fn explain_bound_async(
+        &self,
+        request: Request,
+        client: Option<&str>,
+        bound: Option<&Credential>,
+    ) -> Explained {
+        let policy = self.policy();
+        let mut lease = if self.state.shared()
+            && policy.uses_state()
+            && policy.action_state(&request.action, Phase::Before).any()
+        {
+            self.state.enter().await
+        } else {
+            None
+        };
+        let explained = self.explain_in(request, client, bound, Access::of(&lease));
+        if let Some(Ok(guard)) = &mut lease {
+            guard.done();
+        }
+        explained
+    }
+
+    fn explain_in(
+        &self,
+        mut request: Request,
+        client: Option<&str>,
+        bound: Option<&Credential>,
+        access: Access<'_>,
+    ) -> Explained {
         let policy = self.policy();
         if let Some(reason) = identity::bind(&policy, &mut request, bound).refusal {
             return Explained::Refused {
@@ -1028,7 +1123,7 @@ impl Runtime {
                 })
             }
         };
-        match self.state.explain(&prepared, request.time.unwrap_or(now)) {
+        match self.state.explain(&prepared, request.time.unwrap_or(now), access) {
             Ok(explanation) => Explained::Decided(explanation),
             Err(reason) => Explained::Refused {
                 reason,
@@ -1079,7 +1174,9 @@ impl Runtime {
     /// Decides a stateful action against the state, reserving its writes
     /// (into `reserved`). `Err` with the reason to block: a contract
     /// violation is decided as always (it reads no state), and a state
-    /// that is not loaded or cannot be read blocks.
+    /// that is not loaded or cannot be read (on a shared store: its lease
+    /// not held) blocks.
+    #[allow(clippy::too_many_arguments)]
     fn decide_stateful<'p>(
         &self,
         policy: &'p Policy,
@@ -1088,12 +1185,15 @@ impl Runtime {
         approval_given: bool,
         time: Timestamp,
         reserved: &mut Option<state::Reserved>,
+        access: Access<'_>,
     ) -> Result<Decision<'p>, String> {
         let prepared = match policy.prepare(request) {
             Ok(prepared) => prepared,
             Err(violation) => return Ok(*violation),
         };
-        let (decision, reservation) = self.state.decide(&prepared, decision_id, approval_given, time)?;
+        let (decision, reservation) = self
+            .state
+            .decide(&prepared, decision_id, approval_given, time, access)?;
         *reserved = Some(reservation);
         Ok(decision)
     }
@@ -1246,6 +1346,9 @@ impl Runtime {
             decision_id: decision_id.to_string(),
         };
         let mut reserved = None;
+        // The state lease, on a shared store, when the after rules or the
+        // candidate read state: held until the record is appended.
+        let mut lease = None;
         let candidate = self.shadow.load_full();
         // The enforced effect, what the `mode: shadow` rules and the
         // candidate said: set only where the after rules ran.
@@ -1278,19 +1381,39 @@ impl Runtime {
                     // client that asked (and reports: checked above).
                     let sent_session = request.session.clone();
                     scope_session(&mut request, client);
+                    let stateful = policy.uses_state() && policy.action_state(&request.action, Phase::After).any();
+                    let candidate_stateful = candidate
+                        .as_deref()
+                        .is_some_and(|c| shadow::needs_state(c, &request, Phase::After));
+                    if stateful || candidate_stateful {
+                        lease = self.state.enter().await;
+                    }
                     // As for `before`: a stateful candidate first, so that
                     // it reads what the enforced decision read.
-                    let early = candidate
-                        .as_ref()
-                        .filter(|c| shadow::needs_state(c, &request, Phase::After))
-                        .map(|c| shadow::decide_candidate(c, &request, None, None, &self.state));
+                    let early = candidate.as_ref().filter(|_| candidate_stateful).map(|c| {
+                        shadow::decide_candidate(c, &request, None, None, &self.state, Access::of(&lease))
+                    });
+                    if !stateful {
+                        // Only the candidate read the state (see `decide_bound`).
+                        if let Some(Ok(guard)) = &mut lease {
+                            guard.done();
+                        }
+                        lease = None;
+                    }
                     let mut rules_record = None;
-                    let (answer, enforced_effect) =
-                        self.decide_after(policy, &request, decision_id, now, &mut reserved, &mut rules_record);
+                    let (answer, enforced_effect) = self.decide_after(
+                        policy,
+                        &request,
+                        decision_id,
+                        now,
+                        &mut reserved,
+                        &mut rules_record,
+                        Access::of(&lease),
+                    );
                     let candidate_record = early.or_else(|| {
-                        candidate
-                            .as_ref()
-                            .map(|c| shadow::decide_candidate(c, &request, None, None, &self.state))
+                        candidate.as_ref().map(|c| {
+                            shadow::decide_candidate(c, &request, None, None, &self.state, Access::of(&lease))
+                        })
                     });
                     shadowed = Some((enforced_effect, rules_record, candidate_record));
                     request.session = sent_session;
@@ -1320,13 +1443,22 @@ impl Runtime {
             entry.shadow = shadow::record_value(enforced, rules, candidate);
         }
         let writes = reserved.as_mut().map(state::Reserved::take).unwrap_or_default();
-        let recorded = self.record_once(&mut answer, entry, writes).await;
+        let guard = match &mut lease {
+            Some(Ok(guard)) => Some(guard),
+            _ => None,
+        };
+        let recorded = self.record_once(&mut answer, entry, writes, guard).await;
         if recorded != Some(true) {
             // Not recorded (or reported before): nothing of it is kept.
             if let Some(reserved) = &reserved {
                 self.state.undo_reserved(reserved, decision_id);
             }
         }
+        // Left once the mirror holds what the store does of this outcome.
+        if let Some(Ok(guard)) = &mut lease {
+            guard.done();
+        }
+        drop(lease);
         match recorded {
             Some(_) => Ok(answer),
             None => Err(OutcomeRefused::AlreadyReported {
@@ -1341,6 +1473,7 @@ impl Runtime {
     /// keeps it, labels), kept only if the record is written.
     /// Also returns the policy's effect, and notes in `rules` what the
     /// action's `mode: shadow` rules said.
+    #[allow(clippy::too_many_arguments)]
     fn decide_after(
         &self,
         policy: &Policy,
@@ -1349,13 +1482,14 @@ impl Runtime {
         time: Timestamp,
         reserved: &mut Option<state::Reserved>,
         rules: &mut Option<ShadowRulesRecord>,
+        access: Access<'_>,
     ) -> (Answer, Effect) {
         if !(policy.uses_state() && policy.action_state(&request.action, Phase::After).any()) {
             let decision = policy.decide(request);
             *rules = shadow::rules_record(&decision);
             return (answer_from(decision_id, &decision, policy, false), decision.effect());
         }
-        match self.decide_stateful(policy, request, decision_id, false, time, reserved) {
+        match self.decide_stateful(policy, request, decision_id, false, time, reserved, access) {
             Ok(decision) => {
                 *rules = shadow::rules_record(&decision);
                 (answer_from(decision_id, &decision, policy, true), decision.effect())
@@ -1786,30 +1920,88 @@ impl Runtime {
     ///
     /// `writes` (a stateful decision's) go in the same transaction as the
     /// record: both are kept or neither.
-    async fn record(&self, answer: &mut Answer, entry: AuditEntry, writes: Vec<StateWrite>) -> Option<AuditEntry> {
+    ///
+    /// A decision taken under the state lease (`lease`) is appended fenced
+    /// ([`Store::append_leased`]), its writes or none: refused once the
+    /// lease is no longer the newest, as any append error it blocks.
+    async fn record(
+        &self,
+        answer: &mut Answer,
+        entry: AuditEntry,
+        writes: Vec<StateWrite>,
+        lease: Option<&mut lease::LeaseGuard>,
+    ) -> Option<AuditEntry> {
         if !self.key_checked(answer).await {
             return None;
         }
-        let appended = if writes.is_empty() {
-            self.store.append(entry).await
-        } else {
-            self.store.append_with_state(entry, writes).await
+        let appended = match lease {
+            Some(guard) => match self.append_leased(guard, entry, writes, false).await {
+                Ok(Some(rec)) => Ok(rec),
+                Ok(None) => {
+                    guard.lost();
+                    Err(StoreError(
+                        "the store answered a decision's append as a duplicate; the state is reloaded".into(),
+                    ))
+                }
+                Err(e) => Err(e),
+            },
+            None if writes.is_empty() => self.store.append(entry).await,
+            None => self.store.append_with_state(entry, writes).await,
         };
         self.recorded(answer, appended)
+    }
+
+    /// Appends under the state lease `guard` (see [`Runtime::record`]). An
+    /// error loses the lease as far as this process knows: whether the
+    /// append was written is not known, or another process took the lease
+    /// meanwhile, so the mirror is reloaded under the next lease.
+    async fn append_leased(
+        &self,
+        guard: &mut lease::LeaseGuard,
+        entry: AuditEntry,
+        writes: Vec<StateWrite>,
+        once: bool,
+    ) -> Result<Option<AuditRecord>, StoreError> {
+        match self
+            .store
+            .append_leased(entry, writes, once, guard.generation())
+            .await
+        {
+            Ok(appended) => {
+                if let Some(rec) = &appended {
+                    guard.appended(rec.seq);
+                }
+                Ok(appended)
+            }
+            Err(e) => {
+                guard.lost();
+                Err(StoreError(format!(
+                    "{} (the decision was taken under the shared state's lease, which is now taken again and the \
+                     state reloaded)",
+                    e.0
+                )))
+            }
+        }
     }
 
     /// Appends the record unless its decision already has one of its phase
     /// (an outcome): `None` then, and nothing is written. `Some(true)` once
     /// recorded; `Some(false)` when it could not be, and the answer became
     /// `block`. `writes` go in the record's transaction.
-    async fn record_once(&self, answer: &mut Answer, entry: AuditEntry, writes: Vec<StateWrite>) -> Option<bool> {
+    async fn record_once(
+        &self,
+        answer: &mut Answer,
+        entry: AuditEntry,
+        writes: Vec<StateWrite>,
+        lease: Option<&mut lease::LeaseGuard>,
+    ) -> Option<bool> {
         if !self.key_checked(answer).await {
             return Some(false);
         }
-        let appended = if writes.is_empty() {
-            self.store.append_once(entry).await
-        } else {
-            self.store.append_once_with_state(entry, writes).await
+        let appended = match lease {
+            Some(guard) => self.append_leased(guard, entry, writes, true).await,
+            None if writes.is_empty() => self.store.append_once(entry).await,
+            None => self.store.append_once_with_state(entry, writes).await,
         };
         match appended {
             Ok(None) => None,

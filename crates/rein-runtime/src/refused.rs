@@ -124,7 +124,7 @@ impl Runtime {
             shadow: None,
             activation: None,
         };
-        self.record(&mut answer, entry, Vec::new()).await;
+        self.record(&mut answer, entry, Vec::new(), None).await;
         answer
     }
 

@@ -13,7 +13,7 @@
 //! panics or cannot read the state is recorded as an error.
 
 use crate::identity::{self, Credential};
-use crate::state::StateKeeper;
+use crate::state::{Access, StateKeeper};
 use rein_engine::{Basis, Decision, Effect, Phase, Policy, Prepared, Request};
 use rein_store::{AuditQuery, CandidateRecord, ShadowRecord, ShadowRulesRecord, Store, StoreError};
 use serde::Serialize;
@@ -109,6 +109,7 @@ pub(crate) fn decide_candidate(
     identity: Option<(Option<&Credential>, bool)>,
     prepared: Option<Prepared>,
     state: &StateKeeper,
+    access: Access<'_>,
 ) -> CandidateRecord {
     let decided = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let refusal = match identity {
@@ -130,7 +131,7 @@ pub(crate) fn decide_candidate(
         }
         match candidate.prepare(request) {
             Err(violation) => Ok(*violation),
-            Ok(prepared) => state.decide_read_only(&prepared),
+            Ok(prepared) => state.decide_read_only(&prepared, access),
         }
     }));
     candidate_record(candidate, decided.unwrap_or_else(|_| Err(PANICKED.to_string())))

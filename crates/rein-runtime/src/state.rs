@@ -7,9 +7,12 @@
 //! lock (read, decide and apply are one step), then the store persists them
 //! in the transaction of the decision's audit record; if the approval step
 //! changes the effect the reservation is redone, and if the record cannot
-//! be written it is undone. Only one process may keep a mirror of a store:
-//! a server holds the store's [`StateLock`] for its lifetime, a hook
-//! process from load to commit.
+//! be written it is undone. Only one process may keep a mirror of a SQLite
+//! store: a server holds the store's [`StateLock`] for its lifetime, a hook
+//! process from load to commit. On a store shared by several processes
+//! (PostgreSQL) there is no lock file: the mirror is exact only under the
+//! store's state lease ([`crate::lease`]), which every stateful decision
+//! enters before it reads the mirror.
 
 use super::*;
 use rein_engine::state::{BucketKey, StateEffects, StateWrite};
@@ -17,6 +20,7 @@ use rein_engine::{BucketStatus, Explanation, Hasher, MemoryState, Prepared, Sess
 use rein_store::StateLock;
 
 use crate::budget::Ledger;
+use crate::lease::{Lease, LeaseGuard};
 
 /// The longest session id a stateful decision takes: ids are keys the
 /// state keeps (and the store indexes) for every call; a UUID is 36 bytes.
@@ -47,6 +51,10 @@ impl Mirror {
     }
 }
 
+/// Why a decision needing state blocks before the state is loaded.
+const NOT_LOADED: &str = "state not loaded: this decision needs state (limits or session rules), and the runtime has \
+                          not loaded it from the store";
+
 /// How long a session is kept after its last call unless configured.
 pub const DEFAULT_SESSION_IDLE: SignedDuration = SignedDuration::from_hours(24);
 
@@ -63,18 +71,86 @@ struct Mirror {
     max_window: SignedDuration,
 }
 
-/// The runtime's keeper of state: the mirror behind a lock and, when this
-/// process owns the store's state, the lock file that says so.
-pub(crate) struct StateKeeper {
+/// The mirror behind its lock, with what rebuilding it takes: shared by
+/// the keeper and the lease (which brings it up to date when taken).
+pub(crate) struct MirrorCell {
     mirror: Mutex<Mirror>,
+    session_idle: SignedDuration,
+    /// How the mirror hashes sensitive fields (kept to start it afresh).
+    hasher: Hasher,
+}
+
+impl MirrorCell {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Mirror>, String> {
+        self.mirror
+            .lock()
+            .map_err(|_| "state: the in-memory state is poisoned (a decision panicked while holding it)".to_string())
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::lease::Sync for MirrorCell {
+    fn apply(&self, writes: &[StateWrite]) {
+        // A poisoned mirror refuses every decision anyway.
+        if let Ok(mut mirror) = self.lock() {
+            mirror.apply(writes);
+        }
+    }
+
+    async fn reload(&self, store: &dyn Store) -> Result<(), String> {
+        let now = Timestamp::now();
+        let window = self.lock()?.max_window;
+        let window_start = now.checked_sub(window).map_err(|e| e.to_string())?;
+        let idle_start = now.checked_sub(self.session_idle).map_err(|e| e.to_string())?;
+        let writes = store
+            .load_state(window_start, idle_start)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut mirror = self.lock()?;
+        mirror.state = MemoryState::new(self.hasher.clone());
+        mirror.ledger = Ledger::default();
+        mirror.apply(&writes);
+        tracing::info!(writes = writes.len(), "state reloaded from the shared store under the lease");
+        Ok(())
+    }
+}
+
+/// How a decision may read the mirror.
+#[derive(Clone, Copy)]
+pub(crate) enum Access<'a> {
+    /// Without a lease: the store is this process's alone.
+    Local,
+    /// Under the shared store's lease.
+    Leased(&'a LeaseGuard),
+    /// The lease could not be had, for this reason.
+    Refused(&'a str),
+}
+
+impl<'a> Access<'a> {
+    /// The access a decision holding `lease` (a `Result` of
+    /// [`StateKeeper::enter`]) has.
+    pub fn of(lease: &'a Option<Result<LeaseGuard, String>>) -> Access<'a> {
+        match lease {
+            None => Access::Local,
+            Some(Ok(guard)) => Access::Leased(guard),
+            Some(Err(why)) => Access::Refused(why),
+        }
+    }
+}
+
+/// The runtime's keeper of state: the mirror behind a lock and, when this
+/// process owns the store's state, the lock file that says so; or, on a
+/// shared store, the state lease.
+pub(crate) struct StateKeeper {
+    cell: Arc<MirrorCell>,
     lock: Mutex<Option<StateLock>>,
     /// Loads run one at a time (start, reloads).
     loading: tokio::sync::Mutex<()>,
     session_idle: SignedDuration,
     /// The most the state may hold, in bytes (as the ledger counts them).
     max_bytes: usize,
-    /// How the mirror hashes sensitive fields (kept to start it afresh).
-    hasher: Hasher,
+    /// The state lease, when the store is shared by several processes.
+    lease: Option<Lease>,
 }
 
 /// A reservation: the writes applied to the mirror for a decision not yet
@@ -149,30 +225,74 @@ impl StateKeeper {
         }
     }
 
-    pub fn new(redactor: &Redactor, session_idle: SignedDuration, max_bytes: usize) -> StateKeeper {
+    /// A keeper of `store`'s state; with `shared` (the store is shared by
+    /// several processes), under its lease, held at most this long while
+    /// decisions keep arriving.
+    pub fn new(
+        redactor: &Redactor,
+        session_idle: SignedDuration,
+        max_bytes: usize,
+        shared: Option<(Arc<dyn Store>, std::time::Duration)>,
+    ) -> StateKeeper {
         // Sensitive fields of earlier calls are kept as keyed hashes under
         // the audit key: the same hashes as in the audit log.
         let redactor = redactor.clone();
         let hasher: Hasher = Arc::new(move |v: &serde_json::Value| redactor.hash(v));
-        StateKeeper {
+        let cell = Arc::new(MirrorCell {
             mirror: Mutex::new(Mirror {
                 state: MemoryState::new(hasher.clone()),
                 ledger: Ledger::default(),
                 loaded: false,
                 max_window: SignedDuration::ZERO,
             }),
+            session_idle,
+            hasher,
+        });
+        let lease = shared.map(|(store, hold)| Lease::new(store, cell.clone(), hold));
+        StateKeeper {
+            cell,
             lock: Mutex::new(None),
             loading: tokio::sync::Mutex::new(()),
             session_idle,
             max_bytes,
-            hasher,
+            lease,
         }
     }
 
     fn mirror(&self) -> Result<std::sync::MutexGuard<'_, Mirror>, String> {
-        self.mirror
-            .lock()
-            .map_err(|_| "state: the in-memory state is poisoned (a decision panicked while holding it)".to_string())
+        self.cell.lock()
+    }
+
+    /// Whether the state is that of a store shared by several processes,
+    /// read only under its lease.
+    pub fn shared(&self) -> bool {
+        self.lease.is_some()
+    }
+
+    /// Enters the state lease of a shared store (`None` for a store of
+    /// this process alone): `Err` says why the decision cannot have it
+    /// (it blocks). A state not loaded is refused without taking it.
+    pub async fn enter(&self) -> Option<Result<LeaseGuard, String>> {
+        let lease = self.lease.as_ref()?;
+        if !self.loaded() {
+            return Some(Err(NOT_LOADED.to_string()));
+        }
+        Some(lease.enter().await)
+    }
+
+    /// Whether a decision with `access` may read the mirror (`Err`: why
+    /// it blocks): on a shared store, only under the lease.
+    fn may_access(&self, access: Access<'_>) -> Result<(), String> {
+        match (&self.lease, access) {
+            (None, _) => Ok(()),
+            (Some(_), Access::Leased(guard)) => guard.current(),
+            (Some(_), Access::Refused(why)) => Err(format!(
+                "state: {why} (on a shared store, a decision reads the state only under the state lease)"
+            )),
+            (Some(_), Access::Local) => {
+                Err("state: this decision does not hold the shared store's state lease".to_string())
+            }
+        }
     }
 
     /// Keeps `lock` until the runtime is dropped.
@@ -187,6 +307,9 @@ impl StateKeeper {
     pub fn release(&self) {
         if let Ok(mut mirror) = self.mirror() {
             mirror.loaded = false;
+        }
+        if let Some(lease) = &self.lease {
+            lease.invalidate();
         }
         if let Ok(mut held) = self.lock.lock() {
             held.take();
@@ -203,7 +326,9 @@ impl StateKeeper {
         decision_id: &str,
         approval_given: bool,
         time: Timestamp,
+        access: Access<'_>,
     ) -> Result<(Decision<'p>, Reserved), String> {
+        self.may_access(access)?;
         let mut mirror = self.mirror()?;
         Self::may_read(&mirror, prepared)?;
         let (decision, mut effects) = prepared.decide_with_state(&mirror.state);
@@ -237,7 +362,13 @@ impl StateKeeper {
     /// decides it (`Err`: why that would block), reserving and writing
     /// nothing: what the request would get now, without changing what the
     /// next one gets.
-    pub fn explain(&self, prepared: &Prepared<'_>, time: Timestamp) -> Result<Explanation, String> {
+    pub fn explain(
+        &self,
+        prepared: &Prepared<'_>,
+        time: Timestamp,
+        access: Access<'_>,
+    ) -> Result<Explanation, String> {
+        self.may_access(access)?;
         let mirror = self.mirror()?;
         Self::may_read(&mirror, prepared)?;
         let (explanation, effects) = prepared.explain_with_state(&mirror.state);
@@ -257,7 +388,8 @@ impl StateKeeper {
     /// when the mirror cannot be read, or when the candidate panicked: the
     /// panic is caught while the lock is still held, so that it does not
     /// poison the mirror for the enforced decisions.
-    pub fn decide_read_only<'p>(&self, prepared: &Prepared<'p>) -> Result<Decision<'p>, String> {
+    pub fn decide_read_only<'p>(&self, prepared: &Prepared<'p>, access: Access<'_>) -> Result<Decision<'p>, String> {
+        self.may_access(access)?;
         let mirror = self.mirror()?;
         Self::may_read(&mirror, prepared)?;
         let decided = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -271,11 +403,7 @@ impl StateKeeper {
     /// or the session id is longer than the state keeps.
     fn may_read(mirror: &Mirror, prepared: &Prepared) -> Result<(), String> {
         if !mirror.loaded {
-            return Err(
-                "state not loaded: this decision needs state (limits or session rules), and the runtime \
-                        has not loaded it from the store"
-                    .to_string(),
-            );
+            return Err(NOT_LOADED.to_string());
         }
         if let Some(session) = prepared.session().filter(|s| s.len() > MAX_SESSION_ID_BYTES) {
             return Err(format!(
@@ -368,6 +496,20 @@ impl StateKeeper {
         if loaded && wanted <= held {
             return Ok(());
         }
+        if let Some(lease) = &self.lease {
+            // Loaded whole under the lease (the state others write is
+            // only exact there), now: a store that cannot be read fails
+            // here rather than at the first decision.
+            {
+                let mut mirror = self.mirror().map_err(StoreError)?;
+                mirror.max_window = mirror.max_window.max(wanted);
+                mirror.loaded = true;
+            }
+            lease.invalidate();
+            let mut guard = lease.enter().await.map_err(StoreError)?;
+            guard.done();
+            return Ok(());
+        }
         let window_start = now.checked_sub(wanted).map_err(|e| StoreError(e.to_string()))?;
         let idle_start = now
             .checked_sub(self.session_idle)
@@ -377,7 +519,7 @@ impl StateKeeper {
         if !mirror.loaded {
             // Afresh: a mirror released earlier (its store closed) still
             // holds what it had, which the store's copy has too.
-            mirror.state = MemoryState::new(self.hasher.clone());
+            mirror.state = MemoryState::new(self.cell.hasher.clone());
             mirror.ledger = Ledger::default();
             mirror.apply(&writes);
             mirror.loaded = true;
@@ -426,6 +568,8 @@ impl StateKeeper {
     /// store dropped.
     pub async fn prune(&self, store: &dyn Store, policy: &Policy, now: Timestamp) -> Result<(u64, u64), StoreError> {
         let (dropped, window) = {
+            // On a shared store too, without the lease: what is dropped is
+            // what no decision reads any more, whatever others write.
             let mut mirror = self.mirror().map_err(StoreError)?;
             if !mirror.loaded {
                 return Ok((0, 0));
@@ -445,6 +589,12 @@ impl StateKeeper {
 
     /// Narrows the window the mirror keeps to `policy`'s after a reload.
     pub fn follow(&self, policy: &Policy) {
+        if self.shared() {
+            // Kept at the widest window seen: the store's rows are pruned
+            // with it, and other processes may serve a policy reading
+            // further back.
+            return;
+        }
         if let Ok(mut mirror) = self.mirror() {
             if mirror.loaded && policy.uses_state() {
                 mirror.max_window = policy.max_window();
@@ -483,7 +633,14 @@ impl StateKeeper {
         }
         let reset = store
             .reset_limits(rule.map(str::to_string), bucket.map(str::to_string))
-            .await?;
+            .await;
+        if let Some(lease) = &self.lease {
+            // Whatever the answer, the store may have changed: reloaded
+            // whole under the next lease.
+            lease.invalidate();
+            return reset;
+        }
+        let reset = reset?;
         let mut mirror = self.mirror().map_err(StoreError)?;
         mirror.state.reset(rule, key.as_ref());
         Ok(reset)
@@ -495,13 +652,19 @@ impl Runtime {
     /// uses any (`rein serve` and `rein hook` call it after [`Runtime::new`],
     /// a hook after taking the store's [`StateLock`]). Until it has run,
     /// every decision that needs state is `block` ("state not loaded").
+    ///
+    /// On a store shared by several processes ([`Store::is_shared`]) no
+    /// [`StateLock`] is taken (nor may be): the state is loaded under the
+    /// store's state lease, which every stateful decision enters from then
+    /// on (see [`RuntimeConfig::lease_hold`]).
     pub async fn open_state(&self) -> Result<(), RuntimeError> {
         let policy = self.policy();
         Ok(self.state.open(self.store.as_ref(), &policy, Timestamp::now()).await?)
     }
 
     /// Keeps the store's state lock for the runtime's life: this process is
-    /// the one that keeps the store's state.
+    /// the one that keeps the store's state. (A store shared by several
+    /// processes has none: see [`Runtime::open_state`].)
     pub fn hold_state_lock(&self, lock: StateLock) {
         self.state.hold(lock);
     }
@@ -531,13 +694,18 @@ impl Runtime {
     /// Prunes the state: what no window of the policy can read any more and
     /// the sessions idle longer than [`RuntimeConfig::session_idle`], in
     /// memory and in the store. Returns the entries dropped (memory, store).
+    ///
+    /// On a shared store, without the lease (what is dropped is what no
+    /// decision reads), with the widest window this process has served:
+    /// the store's rows younger than that are kept for every process.
     pub async fn prune_state(&self, now: Timestamp) -> Result<(u64, u64), RuntimeError> {
         let policy = self.policy();
         Ok(self.state.prune(self.store.as_ref(), &policy, now).await?)
     }
 
     /// Every limit bucket with uses in its window at `now`: its use, its
-    /// limit and when the next unit frees up.
+    /// limit and when the next unit frees up. (On a shared store, this
+    /// process's copy: see [`Runtime::limits_current`].)
     pub fn limits(&self, now: Timestamp) -> Result<Vec<BucketStatus>, RuntimeError> {
         let policy = self.policy();
         self.state
@@ -547,8 +715,42 @@ impl Runtime {
 
     /// What a session holds: its calls (oldest first) and labels. `None`
     /// for a session not seen (or expired).
+    ///
+    /// On a store shared by several processes this is this process's copy,
+    /// as of its last stateful decision: [`Runtime::session_current`]
+    /// reads it under the state lease.
     pub fn session(&self, id: &str) -> Result<Option<SessionSnapshot>, RuntimeError> {
         self.state.session(id).map_err(|e| RuntimeError::Store(StoreError(e)))
+    }
+
+    /// [`Runtime::limits`], read, on a store shared by several processes,
+    /// under the state lease (with what every process wrote); the same
+    /// as [`Runtime::limits`] otherwise.
+    pub async fn limits_current(&self, now: Timestamp) -> Result<Vec<BucketStatus>, RuntimeError> {
+        self.under_lease(|| self.limits(now)).await
+    }
+
+    /// [`Runtime::session`], read, on a store shared by several processes,
+    /// under the state lease; the same as [`Runtime::session`] otherwise.
+    pub async fn session_current(&self, id: &str) -> Result<Option<SessionSnapshot>, RuntimeError> {
+        self.under_lease(|| self.session(id)).await
+    }
+
+    /// Runs `read` (of the mirror) under the state lease, if the store is
+    /// shared.
+    async fn under_lease<T>(&self, read: impl FnOnce() -> Result<T, RuntimeError>) -> Result<T, RuntimeError> {
+        match self.state.enter().await {
+            None => read(),
+            Some(Err(why)) => Err(RuntimeError::Store(StoreError(why))),
+            Some(Ok(mut guard)) => {
+                let read = guard
+                    .current()
+                    .map_err(|e| RuntimeError::Store(StoreError(e)))
+                    .and_then(|()| read());
+                guard.done();
+                read
+            }
+        }
     }
 
     /// Forgets the uses of the limits of `rule` (every rule if `None`), or
