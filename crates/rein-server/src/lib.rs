@@ -85,12 +85,10 @@ pub struct ServerConfig {
     /// [`Policy::load`]) at start and on every reload.
     pub policy_paths: Vec<PathBuf>,
     /// The store (audit log, approvals, state, policy versions): a SQLite
-    /// file, or a PostgreSQL database shared by several replicas.
+    /// file, or a PostgreSQL database shared by several replicas (TLS as
+    /// its URL's `sslmode` says, the server's certificate verified against
+    /// the CA file `REIN_DB_CA_FILE` names, else the system's roots).
     pub store: StoreLocation,
-    /// A CA certificate file (PEM) that a PostgreSQL server's certificate
-    /// must chain to (`--db-ca-file`, `REIN_DB_CA_FILE`); `None`: the
-    /// system's roots. Whether TLS is used is the URL's `sslmode`.
-    pub db_ca_file: Option<PathBuf>,
     /// Where to listen; `127.0.0.1:8700` by default.
     pub listen: SocketAddr,
     /// The tokens file; `None` means `rein-tokens.yaml` beside the
@@ -149,7 +147,6 @@ impl ServerConfig {
         ServerConfig {
             policy_paths,
             store,
-            db_ca_file: None,
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_PORT)),
             tokens_path: None,
             hmac_key_path: None,
@@ -240,9 +237,8 @@ impl ServerConfig {
                 (Backend::Sqlite(Arc::clone(&sqlite)), sqlite)
             }
             StoreLocation::Postgres(_) => {
-                let pg = open_postgres(&self.store, self.db_ca_file.as_deref()).await?;
-                let store: Arc<dyn Store> = pg.store();
-                (Backend::Postgres(pg), store)
+                let pg = open_postgres(&self.store).await?;
+                (Backend::Postgres(Arc::clone(&pg)), pg)
             }
         };
         let records = store

@@ -1,44 +1,36 @@
 //! Opening a PostgreSQL store for `--db postgres://…`, with errors that
 //! never show the URL's password.
 
-use std::path::Path;
 use std::sync::Arc;
 
-use rein_store::StoreLocation;
+use rein_store::{PostgresOptions, PostgresStore, Store, StoreLocation};
 
 /// The PostgreSQL store.
-pub(crate) type PostgresBackend = PlaceholderStore;
+pub(crate) type PostgresBackend = PostgresStore;
 
-/// Until the PostgreSQL store lands.
-pub(crate) struct PlaceholderStore;
-
-impl PlaceholderStore {
-    pub(crate) fn store(self: &Arc<Self>) -> Arc<dyn rein_store::Store> {
-        unreachable!()
+/// Opens the PostgreSQL store at `location` (its migrations applied), TLS
+/// as the URL's `sslmode` says, the server verified against the CA file
+/// `REIN_DB_CA_FILE` names (else the system's roots). The error names the
+/// URL without its password.
+pub(crate) async fn open_postgres(location: &StoreLocation) -> anyhow::Result<Arc<PostgresBackend>> {
+    let StoreLocation::Postgres(url) = location else {
+        anyhow::bail!("internal: {location} is not a PostgreSQL URL");
+    };
+    match PostgresStore::open(url, PostgresOptions::default()).await {
+        Ok(store) => Ok(Arc::new(store)),
+        Err(e) => Err(anyhow::anyhow!("{}", scrub_password(location, &e.0))),
     }
 }
 
-/// Opens the PostgreSQL store at `location` (its migrations applied), TLS
-/// as the URL's `sslmode` says, verified against `ca_file` if given.
-pub(crate) async fn open_postgres(
-    location: &StoreLocation,
-    ca_file: Option<&Path>,
-) -> anyhow::Result<Arc<PostgresBackend>> {
-    let _ = ca_file;
-    anyhow::bail!("cannot open the store {}: PostgreSQL is not built in", location.redacted())
-}
-
 /// Opens the PostgreSQL store at `location` for a command that works on
-/// it directly (`rein audit`, `rein policy`, `rein limits`), with the
-/// same options as a server's.
-pub async fn open_shared_store(
-    location: &StoreLocation,
-    ca_file: Option<&Path>,
-) -> anyhow::Result<Arc<dyn rein_store::Store>> {
-    Ok(open_postgres(location, ca_file).await?.store())
+/// it directly (`rein audit`, `rein policy`, `rein limits`), as a server
+/// does.
+pub async fn open_shared_store(location: &StoreLocation) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(open_postgres(location).await?)
 }
 
-/// Closes it: queued appends committed, connections closed.
+/// Closes it: what is queued is committed by the time appends returned;
+/// the connections close when the store is dropped.
 pub(crate) async fn close_postgres(store: &PostgresBackend) -> anyhow::Result<()> {
     let _ = store;
     Ok(())

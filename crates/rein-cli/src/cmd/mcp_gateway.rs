@@ -195,7 +195,6 @@ pub fn run_gateway(args: GatewayArgs, color: bool) -> anyhow::Result<u8> {
         elicit_approval_role: opts.elicit_approvals.clone(),
     };
     let mut store_config = rein_server::ServerConfig::at(policy_paths, rein_store::StoreLocation::parse(&opts.db));
-    store_config.db_ca_file = std::env::var_os("REIN_DB_CA_FILE").map(PathBuf::from);
     store_config.hmac_key_path = opts.audit_key;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(rein_server::default_workers())

@@ -134,9 +134,8 @@ pub fn runtime() -> anyhow::Result<&'static tokio::runtime::Runtime> {
 /// Opens the PostgreSQL store at `location` (`REIN_DB_CA_FILE` names a CA
 /// its certificate must chain to), its errors without the password.
 fn open_postgres(location: &StoreLocation) -> anyhow::Result<Arc<dyn Store>> {
-    let ca_file = std::env::var_os("REIN_DB_CA_FILE").map(PathBuf::from);
     let rt = runtime()?;
-    rt.block_on(rein_server::open_shared_store(location, ca_file.as_deref()))
+    rt.block_on(rein_server::open_shared_store(location))
         .map_err(|e| anyhow::anyhow!("{}", rein_server::scrub_password(location, &format!("{e:#}"))))
 }
 

@@ -22,14 +22,12 @@ pub struct ServeArgs {
     /// a SQLite file (created if absent; its directory must exist), or a
     /// PostgreSQL URL (`postgres://user:password@host:5432/db?sslmode=require`)
     /// shared by several replicas: then give every replica the same
-    /// --audit-key, --tokens and --delegation-key (docs/replicas.md).
+    /// --audit-key, --tokens and --delegation-key (docs/replicas.md). TLS
+    /// as the URL's `sslmode` says (`disable`, `prefer`, `require`); the
+    /// server's certificate is verified against the CA file in
+    /// `REIN_DB_CA_FILE`, else the system's roots.
     #[arg(long, value_name = "FILE|URL", default_value = "rein.db", env = "REIN_DB", hide_env_values = true)]
     db: String,
-    /// A CA certificate (PEM) a PostgreSQL server's certificate must chain
-    /// to; default: the system's roots. TLS itself is the URL's `sslmode`
-    /// (`disable`, `prefer`, `require`).
-    #[arg(long, value_name = "FILE", env = "REIN_DB_CA_FILE")]
-    db_ca_file: Option<PathBuf>,
     /// Address to listen on: IP:PORT, `localhost:PORT`, or a port alone
     /// (on loopback). The default is loopback only.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8700", value_parser = listen_addr)]
@@ -115,7 +113,6 @@ pub(super) fn init_log(color: bool) {
 pub fn run(args: ServeArgs, color: bool) -> anyhow::Result<u8> {
     init_log(color);
     let mut config = rein_server::ServerConfig::at(args.policy.paths(), rein_store::StoreLocation::parse(&args.db));
-    config.db_ca_file = args.db_ca_file;
     config.listen = args.listen;
     config.tokens_path = args.tokens;
     config.hmac_key_path = args.audit_key;

@@ -20,6 +20,7 @@ mod hooks;
 mod identity;
 mod jwt;
 mod outcome;
+mod postgres;
 mod reload;
 mod routes;
 mod shadow;
