@@ -122,15 +122,13 @@ fn source_lock(db: &std::path::Path) -> anyhow::Result<Option<StateLock>> {
 /// as `rein serve --db` does (`REIN_DB_CA_FILE` names a CA its certificate
 /// must chain to).
 fn open_target(rt: &tokio::runtime::Runtime, location: &StoreLocation) -> anyhow::Result<Arc<dyn Store>> {
-    let ca_file = std::env::var_os("REIN_DB_CA_FILE").map(PathBuf::from);
-    rt.block_on(rein_server::open_shared_store(location, ca_file.as_deref()))
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot open the target {}: {}",
-                location.redacted(),
-                rein_server::scrub_password(location, &format!("{e:#}"))
-            )
-        })
+    rt.block_on(rein_server::open_shared_store(location)).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the target {}: {}",
+            location.redacted(),
+            rein_server::scrub_password(location, &format!("{e:#}"))
+        )
+    })
 }
 
 /// How a migration ended (an error is the third way).
