@@ -366,16 +366,26 @@ impl Replica {
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
+    /// `kill -TERM` (a clean stop: a SQLite store is checkpointed into its
+    /// file), and waits for it to be gone.
+    pub fn stop(&mut self) {
+        self.signal("TERM");
+    }
+
     /// `kill -9`, and waits for it to be gone.
     pub fn kill9(&mut self) {
+        self.signal("KILL");
+    }
+
+    fn signal(&mut self, signal: &str) {
         let ok = Command::new("kill")
-            .args(["-KILL", &self.child.id().to_string()])
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(ok.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(20);
         while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "`rein serve` did not die on SIGKILL");
+            assert!(Instant::now() < deadline, "`rein serve` did not exit on SIG{signal}");
             thread::sleep(Duration::from_millis(10));
         }
     }
@@ -468,31 +478,37 @@ pub struct Ran {
     pub stderr: String,
 }
 
-/// Runs `rein ARGS` to the end (bounded).
+/// Runs `rein ARGS` to the end (bounded). Its output goes to files, not
+/// pipes: a pipe nobody reads while waiting would stall a long export.
 pub fn rein(args: &[&str]) -> Ran {
+    let out_file = tempfile::NamedTempFile::new().unwrap();
+    let err_file = tempfile::NamedTempFile::new().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_rein"))
         .args(args)
         .env("NO_COLOR", "1")
         .env_remove("REIN_TOKEN")
         .env_remove("REIN_DB")
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(out_file.reopen().unwrap())
+        .stderr(err_file.reopen().unwrap())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + COMMAND_TIMEOUT;
-    while child.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
         if Instant::now() > deadline {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("rein {args:?} did not finish in {COMMAND_TIMEOUT:?}");
         }
         thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().unwrap();
+    };
     Ran {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: status.code(),
+        stdout: std::fs::read_to_string(out_file.path()).unwrap(),
+        stderr: std::fs::read_to_string(err_file.path()).unwrap(),
     }
 }
 
