@@ -185,8 +185,12 @@ pub async fn migrate(
         let theirs = record_at(target, target_len).await.context("cannot read the target")?;
         let ours = record_at(source, target_len).await.context("cannot read the source")?;
         match (theirs, ours) {
+            (Some(theirs), Some(ours)) if theirs == ours && target_len == source_len => say(format!(
+                "target: holds all {target_len} records of the source already (an earlier run): checking the rest"
+            )),
             (Some(theirs), Some(ours)) if theirs == ours => say(format!(
-                "target: holds the source's first {target_len} records: resuming after record {target_len}"
+                "target: holds the source's first {target_len} records (an earlier run): resuming after record \
+                 {target_len}"
             )),
             _ if target_len > source_len => bail!(
                 "the target holds {target_len} records, more than the source's {source_len}: it is another \
