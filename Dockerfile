@@ -22,7 +22,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --locked --profile dist -p rein-cli \
  && cp target/dist/rein /usr/local/bin/rein
 # The dist profile strips already; this fails the build if it ever does not.
-RUN if nm /usr/local/bin/rein >/dev/null 2>&1; then echo "rein is not stripped" >&2; exit 1; fi
+RUN if readelf -S /usr/local/bin/rein | grep -q '\.symtab'; then echo "rein is not stripped" >&2; exit 1; fi
 
 FROM debian:${DEBIAN_RELEASE}-slim
 # ca-certificates: TLS to PostgreSQL (sslmode=require) and JWKS URLs.
