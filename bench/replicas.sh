@@ -68,7 +68,7 @@ cleanup() {
     kill -KILL "$SQLITE_PID" 2>/dev/null || true
   fi
   DIR=$OUT/replicas scripts/replicas.sh stop || true
-  rm -rf "$OUT/replicas/pg/data" "$OUT"/sqlite/rein.db*
+  rm -rf "$OUT/replicas/pg/data" "$OUT"/sqlite/rein.db*   # (as root the cluster is under /tmp, removed by stop)
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -78,7 +78,7 @@ DIR=$OUT/replicas REPLICAS=3 scripts/replicas.sh start "$POLICY" >/dev/null
 # shellcheck disable=SC1091
 . "$OUT/replicas/env"
 TOKEN=$REIN_TOKEN_AGENT
-PG_DATA=$OUT/replicas/pg/data
+PG_DATA=$(cat "$OUT/replicas/pg.path" 2>/dev/null || echo "$OUT/replicas/pg")/data
 
 mkdir -p "$OUT/sqlite"
 SQLITE_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

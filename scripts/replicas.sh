@@ -10,7 +10,8 @@
 # `start` makes, in $DIR (default target/replicas):
 #   - a PostgreSQL cluster of its own (initdb in $DIR/pg, trust auth on
 #     127.0.0.1 and a socket in that folder only, a free port; as root it
-#     runs as the `postgres` user, which PostgreSQL requires), or uses the
+#     runs as the `postgres` user, which PostgreSQL requires, in a folder
+#     under /tmp that user can reach, removed by `stop`), or uses the
 #     database of $PG_URL when set (it must exist; nothing is created in it
 #     but Rein's schema);
 #   - one audit key, one delegation key and one tokens file (a fresh token
@@ -47,13 +48,20 @@ START_SECONDS=${START_SECONDS:-60}
 say() { printf 'replicas: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
-# Runs a PostgreSQL program as the cluster's owner (PostgreSQL refuses root).
+# Runs a PostgreSQL program as the cluster's owner (PostgreSQL refuses root),
+# from / (a checkout under /root is closed to the postgres user).
 as_owner() {
   if [ "$(id -u)" = 0 ]; then
-    runuser -u postgres -- "$@"
+    (cd / && runuser -u postgres -- "$@")
   else
     "$@"
   fi
+}
+
+# The cluster's folder: $DIR/pg, or as root a folder under /tmp (the
+# postgres user may not reach $DIR), named in $DIR/pg.path.
+pg_dir() {
+  if [ -s "$DIR/pg.path" ]; then cat "$DIR/pg.path"; else echo "$DIR/pg"; fi
 }
 
 # A TCP port nothing listens on now (bind-then-close by the kernel's choice).
@@ -98,8 +106,12 @@ cmd_stop() {
   for f in "$DIR"/replica-*.pid; do
     [ -e "$f" ] && stop_pidfile "$f"
   done
-  if [ -d "$DIR/pg/data" ]; then
-    as_owner "$PG_BIN/pg_ctl" stop -D "$DIR/pg/data" -m fast -t 30 >/dev/null 2>&1 || true
+  local pg
+  pg=$(pg_dir)
+  if [ -d "$pg/data" ]; then
+    as_owner "$PG_BIN/pg_ctl" stop -D "$pg/data" -m fast -t 30 >/dev/null 2>&1 || true
+    [ -s "$DIR/pg.path" ] && cp "$pg/server.log" "$DIR/pg-server.log" 2>/dev/null || true
+    [ -s "$DIR/pg.path" ] && rm -rf "$pg" "$DIR/pg.path"
   fi
   say "stopped (logs kept in $DIR)"
 }
@@ -118,19 +130,27 @@ cmd_status() {
 }
 
 start_cluster() {
-  local port
+  local port pg
   [ -x "$PG_BIN/initdb" ] || die "no PostgreSQL at $PG_BIN (apt-get install postgresql-15, or set PG_BIN or PG_URL)"
   rm -rf "$DIR/pg"
-  mkdir -p "$DIR/pg"
-  if [ "$(id -u)" = 0 ]; then chown postgres "$DIR/pg"; chmod 700 "$DIR/pg"; fi
-  as_owner "$PG_BIN/initdb" -D "$DIR/pg/data" -U rein --auth=trust --encoding=UTF8 --locale=C.UTF-8 \
-    >"$DIR/pg/initdb.log" 2>&1 || { cat "$DIR/pg/initdb.log" >&2; die "initdb failed"; }
+  if [ "$(id -u)" = 0 ]; then
+    pg=$(mktemp -d /tmp/rein-replicas-pg.XXXXXX)
+    echo "$pg" >"$DIR/pg.path"
+    chown postgres "$pg"
+    chmod 700 "$pg"
+  else
+    pg=$DIR/pg
+    rm -f "$DIR/pg.path"
+    mkdir -p "$pg"
+  fi
+  as_owner "$PG_BIN/initdb" -D "$pg/data" -U rein --auth=trust --encoding=UTF8 --locale=C.UTF-8 \
+    >"$DIR/initdb.log" 2>&1 || { cat "$DIR/initdb.log" >&2; die "initdb failed"; }
   port=$(free_port)
   # Loopback only; the socket in the cluster's own folder, not /var/run.
   # max_connections: each replica's pool, its lease and LISTEN connections.
-  as_owner "$PG_BIN/pg_ctl" start -D "$DIR/pg/data" -l "$DIR/pg/server.log" -w -t 60 \
-    -o "-p $port -k $DIR/pg -c listen_addresses=127.0.0.1 -c max_connections=200" >/dev/null \
-    || { tail -20 "$DIR/pg/server.log" >&2; die "PostgreSQL did not start"; }
+  as_owner "$PG_BIN/pg_ctl" start -D "$pg/data" -l "$pg/server.log" -w -t 60 \
+    -o "-p $port -k $pg -c listen_addresses=127.0.0.1 -c max_connections=200" >/dev/null \
+    || { tail -20 "$pg/server.log" >&2; die "PostgreSQL did not start"; }
   "$PG_BIN/createdb" -h 127.0.0.1 -p "$port" -U rein rein
   PG_URL="postgres://rein@127.0.0.1:$port/rein"
 }
@@ -173,7 +193,7 @@ EOF
 fail_start() {
   say "$*"
   local f
-  for f in "$DIR"/replica-*.log "$DIR/haproxy.log" "$DIR/pg/server.log"; do
+  for f in "$DIR"/replica-*.log "$DIR/haproxy.log" "$(pg_dir)/server.log"; do
     [ -s "$f" ] && { say "--- tail of $f"; tail -15 "$f" >&2; }
   done
   cmd_stop

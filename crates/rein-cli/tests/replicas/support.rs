@@ -234,11 +234,13 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-/// `program` run as the cluster's owner: `postgres` when we are root.
+/// `program` run as the cluster's owner: `postgres` when we are root,
+/// from / (the test's folder, under a checkout in /root, may be closed to
+/// that user).
 fn as_owner(program: &Path) -> Command {
     if is_root() {
         let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(program);
+        c.args(["-u", "postgres", "--"]).arg(program).current_dir("/");
         c
     } else {
         Command::new(program)
