@@ -398,3 +398,103 @@ async fn a_publication_reaches_every_replica() {
     .expect("the publication made while the listener was away is seen");
     db.drop_db().await;
 }
+
+/// A batch whose state write fails is not committed: every append in it is
+/// answered with the error, nothing of it is stored (records, state, head),
+/// and the next batch commits on a fresh connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_batch_fails_its_appends_and_the_next_one_commits() {
+    let Some(db) = TestDb::new().await else { return };
+    let store = Arc::new(db.open().await);
+    store.append(entry("first", "before")).await.unwrap();
+    db.raw()
+        .await
+        .batch_execute("ALTER TABLE limit_uses ADD CONSTRAINT no_evil CHECK (decision_id <> 'evil')")
+        .await
+        .unwrap();
+    let err = store
+        .append_with_state(entry("evil", "before"), vec![use_of("evil", "alice", "1")])
+        .await
+        .unwrap_err();
+    assert!(err.0.contains("not committed"), "{err}");
+    assert_eq!(store.audit_len().await.unwrap(), 1);
+    // Others racing with a failing one: each is either stored or refused
+    // with the error; what was acknowledged is exactly what is stored.
+    let mut handles = Vec::new();
+    for i in 0..40 {
+        let store = Arc::clone(&store);
+        handles.push(tokio::spawn(async move {
+            if i % 10 == 5 {
+                store
+                    .append_with_state(entry("evil", "before"), vec![use_of("evil", "bob", "1")])
+                    .await
+                    .map(|r| (r.seq, r.entry.decision_id))
+            } else {
+                let id = format!("ok-{i}");
+                store
+                    .append_with_state(entry(&id, "before"), vec![use_of(&id, "bob", "1")])
+                    .await
+                    .map(|r| (r.seq, r.entry.decision_id))
+            }
+        }));
+    }
+    let mut acked = Vec::new();
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(rec) => acked.push(rec),
+            Err(e) => assert!(e.0.contains("not committed"), "{e}"),
+        }
+    }
+    assert!(acked.iter().all(|(_, d)| d != "evil"));
+    let n = acked.len() as u64;
+    assert_eq!(
+        store.verify_audit().await.unwrap(),
+        Verification::Intact { records: 1 + n }
+    );
+    let uses: i64 = db
+        .raw()
+        .await
+        .query_one("SELECT count(*) FROM limit_uses", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(uses as u64, n, "state only with acknowledged records");
+    let rec = store.append(entry("after", "before")).await.unwrap();
+    assert_eq!(rec.seq, 2 + n);
+    db.drop_db().await;
+}
+
+/// State written without the lease (by a caller that does not take it)
+/// cannot be handed over as a delta: every process reloads at its next
+/// lease instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_written_without_the_lease_makes_every_holder_reload() {
+    let Some(db) = TestDb::new().await else { return };
+    let a = db.open().await;
+    let b = db.open().await;
+    let la = a.acquire_state_lease(0).await.unwrap();
+    let r = a
+        .append_leased(
+            entry("d1", "before"),
+            vec![use_of("d1", "alice", "1")],
+            false,
+            la.generation,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    a.release_state_lease(la.generation).await.unwrap();
+    // B writes state without a lease; stateless appends bump nothing.
+    b.append(entry("plain", "before")).await.unwrap();
+    b.append_with_state(entry("d2", "before"), vec![use_of("d2", "bob", "1")])
+        .await
+        .unwrap();
+    let la = a.acquire_state_lease(r.seq).await.unwrap();
+    assert!(la.reload, "the unleased write is in no delta: reload");
+    assert!(la.writes.is_empty());
+    a.release_state_lease(la.generation).await.unwrap();
+    let again = a.acquire_state_lease(la.seen_seq).await.unwrap();
+    assert!(!again.reload);
+    a.release_state_lease(again.generation).await.unwrap();
+    db.drop_db().await;
+}

@@ -72,7 +72,7 @@ pub(crate) async fn records(store: &PostgresStore, records: Vec<AuditRecord>) ->
         seq = r.seq;
         prev = r.hash.clone();
     }
-    cols.insert(&tx, &stmt).await?;
+    cols.insert(&*tx, &stmt).await?;
     if !claims.0.is_empty() {
         tx.execute(
             "INSERT INTO appended_once (decision_id, phase) SELECT * FROM unnest($1::text[], $2::text[]) \
@@ -158,7 +158,7 @@ pub(crate) async fn state(store: &PostgresStore, writes: Vec<StateWrite>) -> Res
         rows.push((seq, p));
     }
     // Outputs after the calls they fill in (as `write_state` writes them).
-    writer::write_state(&tx, &stmts, &rows).await?;
+    writer::write_state(&*tx, &stmts, &rows).await?;
     tx.execute("UPDATE rein_state_lease SET epoch = epoch + 1 WHERE id = 1", &[])
         .await?;
     tx.commit().await?;

@@ -72,8 +72,10 @@ pub(crate) async fn query_audit(store: &PostgresStore, q: &AuditQuery) -> Result
         filter("seq > ?", Box::new(i64::try_from(after).unwrap_or(i64::MAX)));
     }
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
-    sql.push_str(" ORDER BY seq LIMIT ");
-    sql.push_str(&limit.to_string());
+    // A parameter, not a literal: the statement is prepared once per set of
+    // filters on each pooled connection, whatever the limit.
+    args.push(Box::new(i64::try_from(limit).unwrap_or(i64::MAX)));
+    sql.push_str(&format!(" ORDER BY seq LIMIT ${}", args.len()));
     let client = store.client().await?;
     let stmt = client.prepare_cached(&sql).await?;
     let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as &(dyn ToSql + Sync)).collect();

@@ -206,6 +206,9 @@ INSERT INTO rein_policy_published (id, version, published_at) VALUES (1, NULL, N
 /// migration lock: a failure leaves the database as it was.
 pub(crate) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     let tx = client.transaction().await?;
+    // A migration of a large log may take longer than a statement may;
+    // waiting for another replica's migration too.
+    tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
     tx.batch_execute(
@@ -285,8 +288,21 @@ pub(crate) fn pg_text(e: &tokio_postgres::Error) -> String {
             }
             text
         }
-        None => e.to_string(),
+        None => with_causes(e),
     }
+}
+
+/// An error's text followed by its causes' (the driver's own text only
+/// names the kind: "error performing TLS handshake").
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@
 //!    items of another generation are refused (only they: the rest of the
 //!    batch goes on). `FOR SHARE` also makes the next lease's
 //!    `UPDATE … generation + 1` wait for this batch, so that its delta sees
-//!    the batch's state writes;
+//!    the batch's state writes. If an item writes state WITHOUT a lease,
+//!    the same row's `epoch` is bumped instead (every process then reloads
+//!    the state at its next lease: such writes are in no delta);
 //! 2. `SELECT seq, hash FROM chain_head WHERE id = 1 FOR UPDATE`: the lock
 //!    that serialises the appends of every replica into one chain;
 //! 3. the claims of `append_once` items, one `INSERT … ON CONFLICT DO
@@ -28,7 +30,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::{Client, Statement, Transaction};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, GenericClient, Statement};
 
 use super::{connect, Inner};
 use crate::chain::{self, CanonicalParts};
@@ -111,6 +114,7 @@ struct Conn {
 /// would otherwise cost a round trip to prepare).
 pub(crate) struct Statements {
     fence: Statement,
+    fence_and_bump: Statement,
     head: Statement,
     claim: Statement,
     insert_audit: Statement,
@@ -123,6 +127,9 @@ impl Statements {
         Ok(Statements {
             fence: client
                 .prepare("SELECT generation FROM rein_state_lease WHERE id = 1 FOR SHARE")
+                .await?,
+            fence_and_bump: client
+                .prepare("UPDATE rein_state_lease SET epoch = epoch + 1 WHERE id = 1 RETURNING generation")
                 .await?,
             head: client
                 .prepare("SELECT seq, hash FROM chain_head WHERE id = 1 FOR UPDATE")
@@ -211,8 +218,8 @@ impl StateStatements {
 
 /// Writes the state rows of `writes` (each with the seq of its decision's
 /// record, in chain order) in `tx`.
-pub(crate) async fn write_state(
-    tx: &Transaction<'_>,
+pub(crate) async fn write_state<C: GenericClient>(
+    client: &C,
     stmts: &StateStatements,
     writes: &[(i64, &PreparedWrite)],
 ) -> Result<(), StoreError> {
@@ -315,66 +322,66 @@ pub(crate) async fn write_state(
             }
         }
     }
-    if !uses.seq.is_empty() {
-        tx.execute(
-            &stmts.uses,
-            &[&uses.seq, &uses.decision, &uses.bucket, &uses.time, &uses.amount],
-        )
-        .await?;
-    }
-    if !calls.seq.is_empty() {
-        tx.execute(
-            &stmts.calls,
-            &[
-                &calls.seq,
-                &calls.output_seq,
-                &calls.decision,
-                &calls.session,
-                &calls.action,
-                &calls.time,
-                &calls.effect,
-                &calls.input,
-                &calls.output,
-            ],
-        )
-        .await?;
-    }
-    if !outputs.is_empty() {
-        // Rows locked in one order by every writer: no deadlock between two
-        // statements that touch the same calls.
-        let mut outputs: Vec<_> = outputs.into_iter().collect();
-        outputs.sort_unstable();
-        let decision: Vec<&str> = outputs.iter().map(|((d, _), _)| *d).collect();
-        let session: Vec<&str> = outputs.iter().map(|((_, s), _)| *s).collect();
-        let output: Vec<&str> = outputs.iter().map(|(_, (o, _))| *o).collect();
-        let seq: Vec<i64> = outputs.iter().map(|(_, (_, s))| *s).collect();
-        tx.execute(&stmts.outputs, &[&decision, &session, &output, &seq])
-            .await?;
-    }
-    if !labels.seq.is_empty() {
-        tx.execute(
-            &stmts.labels,
-            &[
-                &labels.seq,
-                &labels.session,
-                &labels.label,
-                &labels.decision,
-                &labels.time,
-            ],
-        )
-        .await?;
-    }
-    if !touched.is_empty() {
-        // Sorted, as the outputs: a prune deleting sessions meets rows
-        // locked in key order.
-        let mut touched: Vec<_> = touched.into_iter().collect();
-        touched.sort_unstable();
-        let id: Vec<&str> = touched.iter().map(|(s, _)| *s).collect();
-        let last_seen: Vec<&str> = touched.iter().map(|(_, (t, _))| *t).collect();
-        let seq: Vec<i64> = touched.iter().map(|(_, (_, s))| *s).collect();
-        tx.execute(&stmts.sessions, &[&id, &last_seen, &seq]).await?;
-    }
+    // Sorted: rows are locked in one order by every writer (no deadlock
+    // between two statements that touch the same calls or sessions, a
+    // prune among them).
+    let mut outputs: Vec<_> = outputs.into_iter().collect();
+    outputs.sort_unstable();
+    let out_decision: Vec<&str> = outputs.iter().map(|((d, _), _)| *d).collect();
+    let out_session: Vec<&str> = outputs.iter().map(|((_, s), _)| *s).collect();
+    let out_output: Vec<&str> = outputs.iter().map(|(_, (o, _))| *o).collect();
+    let out_seq: Vec<i64> = outputs.iter().map(|(_, (_, s))| *s).collect();
+    let mut touched: Vec<_> = touched.into_iter().collect();
+    touched.sort_unstable();
+    let touched_id: Vec<&str> = touched.iter().map(|(s, _)| *s).collect();
+    let touched_seen: Vec<&str> = touched.iter().map(|(_, (t, _))| *t).collect();
+    let touched_seq: Vec<i64> = touched.iter().map(|(_, (_, s))| *s).collect();
+    // Sent together (one round trip), in this order: the server runs them
+    // in order, so an output finds a call inserted just before it.
+    let use_params: [&(dyn ToSql + Sync); 5] = [&uses.seq, &uses.decision, &uses.bucket, &uses.time, &uses.amount];
+    let call_params: [&(dyn ToSql + Sync); 9] = [
+        &calls.seq,
+        &calls.output_seq,
+        &calls.decision,
+        &calls.session,
+        &calls.action,
+        &calls.time,
+        &calls.effect,
+        &calls.input,
+        &calls.output,
+    ];
+    let output_params: [&(dyn ToSql + Sync); 4] = [&out_decision, &out_session, &out_output, &out_seq];
+    let label_params: [&(dyn ToSql + Sync); 5] = [
+        &labels.seq,
+        &labels.session,
+        &labels.label,
+        &labels.decision,
+        &labels.time,
+    ];
+    let session_params: [&(dyn ToSql + Sync); 3] = [&touched_id, &touched_seen, &touched_seq];
+    tokio::try_join!(
+        biased;
+        run_if(!uses.seq.is_empty(), client, &stmts.uses, &use_params),
+        run_if(!calls.seq.is_empty(), client, &stmts.calls, &call_params),
+        run_if(!out_seq.is_empty(), client, &stmts.outputs, &output_params),
+        run_if(!labels.seq.is_empty(), client, &stmts.labels, &label_params),
+        run_if(!touched_seq.is_empty(), client, &stmts.sessions, &session_params),
+    )?;
     Ok(())
+}
+
+/// Executes `stmt` unless `run` is false. Its request is sent when first
+/// polled (see the pipelining in [`write_state`]).
+async fn run_if<C: GenericClient>(
+    run: bool,
+    client: &C,
+    stmt: &Statement,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, StoreError> {
+    if !run {
+        return Ok(0);
+    }
+    Ok(client.execute(stmt, params).await?)
 }
 
 /// What became of one append of a committed batch.
@@ -463,12 +470,38 @@ async fn connection<'c>(inner: &Inner, conn: &'c mut Option<Conn>) -> Result<&'c
         .ok_or_else(|| StoreError("the writer has no connection".into()))
 }
 
+/// Writes one batch in one transaction, its statements pipelined: BEGIN,
+/// the fence and the head's lock in one round trip; the claims in a second
+/// (only if an item asks for one); the rows, the head and COMMIT in the
+/// last. (A statement that fails aborts the transaction: the COMMIT after
+/// it rolls back, and the failure is the batch's.)
 async fn write_batch(inner: &Inner, conn: &mut Option<Conn>, batch: &[Command]) -> Result<Vec<Outcome>, StoreError> {
     let Conn { client, stmts } = connection(inner, conn).await?;
-    let tx = client.transaction().await?;
+    let client = &*client;
     let mut outcomes: Vec<Option<Outcome>> = batch.iter().map(|_| None).collect();
-    if batch.iter().any(|c| c.append.generation.is_some()) {
-        let newest: i64 = tx.query_one(&stmts.fence, &[]).await?.try_get(0)?;
+    let fenced = batch.iter().any(|c| c.append.generation.is_some());
+    // State written without the lease (a caller that does not take it)
+    // reaches no other process's delta: the epoch moves, so that every
+    // process reloads the state at its next lease. The row is locked before
+    // the head, in the order every batch takes them.
+    let unleased_state = batch
+        .iter()
+        .any(|c| c.append.generation.is_none() && !c.append.state.is_empty());
+    let (_, newest, head) = tokio::try_join!(
+        biased;
+        async { client.batch_execute("BEGIN").await.map_err(StoreError::from) },
+        async {
+            let stmt = match (unleased_state, fenced) {
+                (true, _) => &stmts.fence_and_bump,
+                (false, true) => &stmts.fence,
+                (false, false) => return Ok(None),
+            };
+            let row = client.query_one(stmt, &[]).await?;
+            Ok::<_, StoreError>(Some(row.try_get::<_, i64>(0)?))
+        },
+        async { client.query_opt(&stmts.head, &[]).await.map_err(StoreError::from) },
+    )?;
+    if let Some(newest) = newest {
         let newest = u64::try_from(newest).map_err(|_| StoreError(format!("corrupt lease generation {newest}")))?;
         for (cmd, outcome) in batch.iter().zip(outcomes.iter_mut()) {
             if cmd.append.generation.is_some_and(|g| g != newest) {
@@ -476,7 +509,6 @@ async fn write_batch(inner: &Inner, conn: &mut Option<Conn>, batch: &[Command]) 
             }
         }
     }
-    let head = tx.query_opt(&stmts.head, &[]).await?;
     // Appending after a missing head would start a second chain: refuse, so
     // that the tampering is looked at (verify reports it).
     let head =
@@ -496,7 +528,7 @@ async fn write_batch(inner: &Inner, conn: &mut Option<Conn>, batch: &[Command]) 
             .map(|&i| batch[i].append.entry.decision_id.as_str())
             .collect();
         let phases: Vec<&str> = once.iter().map(|&i| batch[i].append.entry.phase.as_str()).collect();
-        let rows = tx.query(&stmts.claim, &[&ids, &phases]).await?;
+        let rows = client.query(&stmts.claim, &[&ids, &phases]).await?;
         let mut claimed: HashSet<(String, String)> = HashSet::with_capacity(rows.len());
         for row in rows {
             claimed.insert((row.try_get(0)?, row.try_get(1)?));
@@ -528,13 +560,21 @@ async fn write_batch(inner: &Inner, conn: &mut Option<Conn>, batch: &[Command]) 
             hash,
         });
     }
-    if !cols.seq.is_empty() {
-        cols.insert(&tx, &stmts.insert_audit).await?;
-        write_state(&tx, &stmts.state, &state).await?;
-        let seq_i = i64::try_from(seq).map_err(|_| StoreError("the audit log is full".into()))?;
-        tx.execute(&stmts.set_head, &[&seq_i, &prev]).await?;
-    }
-    tx.commit().await?;
+    let appended = !cols.seq.is_empty();
+    let head_seq = i64::try_from(seq).map_err(|_| StoreError("the audit log is full".into()))?;
+    let head_params: [&(dyn ToSql + Sync); 2] = [&head_seq, &prev];
+    tokio::try_join!(
+        biased;
+        async {
+            if appended {
+                cols.insert(client, &stmts.insert_audit).await?;
+            }
+            Ok::<_, StoreError>(())
+        },
+        write_state(client, &stmts.state, &state),
+        run_if(appended, client, &stmts.set_head, &head_params),
+        async { client.batch_execute("COMMIT").await.map_err(StoreError::from) },
+    )?;
     Ok(outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Duplicate)).collect())
 }
 
@@ -622,8 +662,8 @@ impl<'a> AuditColumns<'a> {
     }
 
     /// Inserts the rows with `stmt` (prepared from [`INSERT_AUDIT`]).
-    pub(crate) async fn insert(&self, tx: &Transaction<'_>, stmt: &Statement) -> Result<u64, StoreError> {
-        Ok(tx
+    pub(crate) async fn insert<C: GenericClient>(&self, client: &C, stmt: &Statement) -> Result<u64, StoreError> {
+        Ok(client
             .execute(
                 stmt,
                 &[
