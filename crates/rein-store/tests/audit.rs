@@ -375,7 +375,8 @@ async fn failed_batch_leaves_no_trace(test: TestStore) {
         );
     }
     assert_eq!(store.audit_len().await.unwrap(), 4);
-    test.raw_exec("DROP TRIGGER fail_5", "DROP TRIGGER fail_5 ON audit").await;
+    test.raw_exec("DROP TRIGGER fail_5", "DROP TRIGGER fail_5 ON audit")
+        .await;
     for i in 5..=7 {
         assert_eq!(store.append(entry(i)).await.unwrap().seq, i);
     }

@@ -11,15 +11,13 @@
 
 mod common;
 
-
 use common::TestStore;
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 use rein_engine::state::{BucketKey, Decimal, SessionCall, StateWrite};
 use rein_engine::Effect;
 use rein_store::{
-    ApprovalError, ApprovalRecord, ApprovalState, AuditEntry, AuditQuery, AuditRecord, Store, StoreError,
-    Verification,
+    ApprovalError, ApprovalRecord, ApprovalState, AuditEntry, AuditQuery, AuditRecord, Store, StoreError, Verification,
 };
 use serde_json::json;
 
@@ -51,7 +49,12 @@ enum Op {
         sealed: bool,
     },
     /// Grant or deny approval `id` as `approver`, `at_min` after the start.
-    DecideApproval { id: u8, grant: bool, approver: u8, at_min: u32 },
+    DecideApproval {
+        id: u8,
+        grant: bool,
+        approver: u8,
+        at_min: u32,
+    },
     /// Use approval `id` for request `hash` at `at_min`.
     UseApproval { id: u8, hash: u8, at_min: u32 },
     /// Prune to the bounds.
@@ -122,8 +125,10 @@ fn bucket(rule: u8, key: u8) -> BucketKey {
     }
 }
 
-fn entry(decision_id: &str, phase: &str, time: Timestamp) -> AuditEntry {
-    let mut e = common::entry(1);
+/// `common::entry(n)` (its actor, action, effect, rules and session vary
+/// with `n`, for the queries) as decision `decision_id`'s `phase` record.
+fn entry(n: usize, decision_id: &str, phase: &str, time: Timestamp) -> AuditEntry {
+    let mut e = common::entry(n as u64);
     e.decision_id = decision_id.into();
     e.phase = phase.into();
     e.time = time.to_string();
@@ -158,7 +163,12 @@ struct Run {
 impl Run {
     async fn apply(&mut self, store: &dyn Store, op: &Op, n: usize) -> Answer {
         match op {
-            Op::Decide { uses, call, label, at: secs } => {
+            Op::Decide {
+                uses,
+                call,
+                label,
+                at: secs,
+            } => {
                 let id = format!("d{n:04}");
                 let time = at(*secs);
                 let mut writes = Vec::new();
@@ -192,9 +202,10 @@ impl Run {
                     });
                 }
                 self.decisions.push(id.clone());
-                answer(store.append_with_state(entry(&id, "before", time), writes).await, |r| {
-                    Answer::Record(Some(r))
-                })
+                answer(
+                    store.append_with_state(entry(n, &id, "before", time), writes).await,
+                    |r| Answer::Record(Some(r)),
+                )
             }
             Op::Outcome { pick, session, value } => {
                 let Some(id) = (!self.decisions.is_empty()).then(|| &self.decisions[pick % self.decisions.len()])
@@ -208,13 +219,15 @@ impl Run {
                 }];
                 answer(
                     store
-                        .append_once_with_state(entry(id, "after", at(7_200)), writes)
+                        .append_once_with_state(entry(n, id, "after", at(7_200)), writes)
                         .await,
                     Answer::Record,
                 )
             }
             Op::Plain { at: secs, once } => {
-                let e = entry(&format!("p{n:04}"), "after", at(*secs));
+                // Every other one an activation record (found by its index).
+                let phase = if secs % 2 == 0 { "activate" } else { "after" };
+                let e = entry(n, &format!("p{n:04}"), phase, at(*secs));
                 if *once {
                     let first = store.append_once(e.clone()).await;
                     let second = store.append_once(e).await;
@@ -245,7 +258,8 @@ impl Run {
                     requested_via: via.map(person),
                     requested_chain: chain.iter().copied().map(person).collect(),
                     summary: json!({"amount": 5000, "note": "ü"}),
-                    created_at: minutes(u32::from(*id)),
+                    // Ties of creation time: ordered by insertion, as in SQLite.
+                    created_at: minutes(u32::from(*id % 2)),
                     expires_at: minutes(*expires_min),
                     hold_seconds: hold.map(u64::from),
                     sealed: sealed.then(|| "xchacha20poly1305:00".into()),
@@ -314,8 +328,66 @@ async fn observe(store: &dyn Store, window: u32, idle: u32) -> impl PartialEq + 
             );
         }
     }
+    // Each filter alone, some together, paging.
+    let q = AuditQuery::default;
+    let mut queries = vec![
+        q(),
+        AuditQuery {
+            actor: Some("bob".into()),
+            ..q()
+        },
+        AuditQuery {
+            action: Some("refund".into()),
+            ..q()
+        },
+        AuditQuery {
+            effect: Some("block".into()),
+            ..q()
+        },
+        AuditQuery {
+            rule: Some("common".into()),
+            ..q()
+        },
+        AuditQuery {
+            session: Some("s1".into()),
+            ..q()
+        },
+        AuditQuery {
+            decision_id: Some("d0001".into()),
+            ..q()
+        },
+        AuditQuery {
+            since: Some(at(600).to_string()),
+            until: Some(at(3_600).to_string()),
+            ..q()
+        },
+        AuditQuery {
+            after_seq: Some(5),
+            limit: Some(7),
+            ..q()
+        },
+        AuditQuery {
+            actor: Some("carol".into()),
+            effect: Some("require_approval".into()),
+            after_seq: Some(2),
+            ..q()
+        },
+    ];
+    let mut found_records = Vec::new();
+    for query in queries.drain(..) {
+        found_records.push(store.query_audit(&query).await.unwrap());
+    }
+    let mut by_client = Vec::new();
+    for client in ["alice", "bob", "carol"] {
+        for state in [None, Some(ApprovalState::Granted), Some(ApprovalState::Used)] {
+            by_client.push(store.list_client_approvals(client, state, 100).await.unwrap());
+        }
+    }
     (
-        store.query_audit(&AuditQuery::default()).await.unwrap(),
+        found_records,
+        store.activations().await.unwrap(),
+        by_client,
+        store.audit_len().await.unwrap(),
         store.verify_audit().await.unwrap(),
         store.load_state(at(0), at(0)).await.unwrap(),
         store.load_state(at(window), at(idle)).await.unwrap(),
@@ -366,7 +438,11 @@ proptest! {
 /// before the random ones.
 #[test]
 fn a_fixed_sequence_on_both_backends() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let ops = vec![
         Op::Decide {
             uses: vec![(0, 0, 1, 1), (0, 0, 20, 2), (1, 1, 999, 3)],

@@ -662,6 +662,44 @@ async fn kill_9_leaves_no_state_without_its_record(mut store: TestStore, test: &
     assert_time_order(&loaded);
 }
 
+/// A reset of limits on one replica makes every other replica's next
+/// state lease reload the state whole (a lease's delta replays additions
+/// only); a reset that removes nothing does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_makes_other_replicas_reload_postgres() {
+    let Some(a) = TestStore::postgres("a_reset_makes_other_replicas_reload_postgres").await else {
+        return;
+    };
+    let b = common::open_postgres(a.pg_url().unwrap()).await;
+    let lease = a.acquire_state_lease(0).await.unwrap();
+    assert!(!lease.reload);
+    a.append_leased(
+        entry("d1", "before"),
+        vec![use_of("d1", bucket("r", "x"), "2026-01-01T10:00:00Z", "1")],
+        false,
+        lease.generation,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    a.release_state_lease(lease.generation).await.unwrap();
+
+    assert_eq!(b.reset_limits(Some("other".into()), None).await.unwrap(), 0);
+    let lease = a.acquire_state_lease(1).await.unwrap();
+    assert!(!lease.reload, "nothing was reset");
+    a.release_state_lease(lease.generation).await.unwrap();
+
+    assert_eq!(b.reset_limits(Some("r".into()), None).await.unwrap(), 1);
+    let lease = a.acquire_state_lease(1).await.unwrap();
+    assert!(lease.reload, "reset on another replica");
+    assert!(lease.writes.is_empty());
+    a.release_state_lease(lease.generation).await.unwrap();
+    assert!(a.load_state(dawn(), dawn()).await.unwrap().is_empty());
+    let lease = a.acquire_state_lease(1).await.unwrap();
+    assert!(!lease.reload, "reloaded once");
+    a.release_state_lease(lease.generation).await.unwrap();
+}
+
 async fn prune_drops_old_uses_and_calls_and_idle_sessions(store: TestStore) {
     let b = bucket("r", "a");
     store

@@ -1,11 +1,24 @@
-//! Kept policy versions and activation records, on real SQLite files.
-#![allow(clippy::unwrap_used)]
+//! Kept policy versions and activation records, on every backend (a real
+//! SQLite file, a real PostgreSQL database; see `common::differential!`).
+#![allow(clippy::unwrap_used, clippy::panic)]
 
+#[macro_use]
 mod common;
 
+use common::TestStore;
 use rein_engine::Policy;
 use rein_store::chain::format_time;
 use rein_store::{Activation, ActivationCause, PolicyVersion, SqliteStore, Store, Verification};
+
+differential!(
+    versions_are_kept_listed_and_read_back_checked,
+    activation_records_are_chained_found_and_verified,
+);
+
+/// `text` as an SQL string literal (both backends).
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
 
 const V1: &str = "version: billing-1\ncontracts:\n  actions:\n    refund:\n      input:\n        amount: int\nrules:\n  - id: small\n    action: refund\n    when: input.amount < 100\n    effect: allow\n";
 
@@ -26,9 +39,7 @@ fn activation(version: &PolicyVersion, previous: Option<&str>, cause: Activation
     }
 }
 
-#[tokio::test]
-async fn versions_are_kept_listed_and_read_back_checked() {
-    let (dir, store) = common::open_temp();
+async fn versions_are_kept_listed_and_read_back_checked(store: TestStore) {
     let v1 = kept(V1);
     let v2 = kept(&V1.replace("< 100", "< 500").replace("billing-1", "billing-2"));
     store.save_policy_version(&v1).await.unwrap();
@@ -47,50 +58,56 @@ async fn versions_are_kept_listed_and_read_back_checked() {
     let e = store.save_policy_version(&forged).await.unwrap_err();
     assert!(e.0.contains(rein_store::versions::SOURCES_CHANGED), "{e}");
 
-    // ... and, changed in the file, on every read.
-    let path = dir.path().join("rein.db");
-    let raw = rusqlite::Connection::open(&path).unwrap();
-    let texts: String = raw
-        .query_row(
-            "SELECT sources FROM policy_versions WHERE version = ?1",
-            [&v1.version],
-            |r| r.get(0),
-        )
+    // ... and, changed in the database, on every read.
+    let texts = store
+        .raw_column(&format!(
+            "SELECT sources FROM policy_versions WHERE version = {}",
+            quote(&v1.version)
+        ))
+        .await
+        .pop()
+        .unwrap()
         .unwrap();
     let changed = texts.replace("< 100", "< 1000000");
     assert_ne!(changed, texts);
-    raw.execute(
-        "UPDATE policy_versions SET sources = ?1 WHERE version = ?2",
-        [&changed, &v1.version],
-    )
-    .unwrap();
+    let sql = format!(
+        "UPDATE policy_versions SET sources = {} WHERE version = {}",
+        quote(&changed),
+        quote(&v1.version)
+    );
+    store.raw_exec(&sql, &sql).await;
     let e = store.policy_version(&v1.version).await.unwrap_err();
     assert!(e.0.contains(rein_store::versions::SOURCES_CHANGED), "{e}");
     let list = store.policy_versions().await.unwrap();
     let listed = list.iter().find(|v| v.version == v1.version).unwrap();
     assert!(!listed.intact);
     // A corrupt row (not JSON) is refused too, and listed as not intact.
-    raw.execute(
-        "UPDATE policy_versions SET sources = 'x' WHERE version = ?1",
-        [&v2.version],
-    )
-    .unwrap();
+    let sql = format!(
+        "UPDATE policy_versions SET sources = 'x' WHERE version = {}",
+        quote(&v2.version)
+    );
+    store.raw_exec(&sql, &sql).await;
     assert!(store.policy_version(&v2.version).await.is_err());
     assert!(store.policy_versions().await.unwrap().iter().all(|v| !v.intact));
     // Keeping the true sources again repairs the row.
     store.save_policy_version(&v1).await.unwrap();
     assert_eq!(store.policy_version(&v1.version).await.unwrap().as_ref(), Some(&v1));
-    store.close().await.unwrap();
+}
 
-    // A read-only open reads them and keeps none.
-    let ro = SqliteStore::open_read_only(&path).unwrap();
+/// A read-only open of a SQLite file reads the versions and keeps none.
+#[tokio::test]
+async fn a_read_only_store_reads_versions() {
+    let (dir, store) = common::open_temp();
+    let v1 = kept(V1);
+    store.save_policy_version(&v1).await.unwrap();
+    store.close().await.unwrap();
+    let ro = SqliteStore::open_read_only(dir.path().join("rein.db")).unwrap();
     assert_eq!(ro.policy_version(&v1.version).await.unwrap().as_ref(), Some(&v1));
     assert!(ro.save_policy_version(&v1).await.is_err());
 }
 
-#[tokio::test]
-async fn activation_records_are_chained_found_and_verified() {
-    let (dir, store) = common::open_temp();
+async fn activation_records_are_chained_found_and_verified(mut test: TestStore) {
+    let store = test.arc();
     let v1 = kept(V1);
     let v2 = kept(&V1.replace("< 100", "< 500"));
     for i in 0..4 {
@@ -110,23 +127,25 @@ async fn activation_records_are_chained_found_and_verified() {
     assert_eq!(read, [start, reload, rollback]);
     assert_eq!(store.verify_audit().await.unwrap(), Verification::Intact { records: 8 });
     // The trait's default (a scan of the log) finds the same records.
-    let store = std::sync::Arc::new(store);
     let scanned = Scan(std::sync::Arc::clone(&store)).activations().await.unwrap();
     assert_eq!(scanned, found);
-    store.close().await.unwrap();
+    drop(store);
 
     // An activation changed in its body (who did it) breaks the chain.
-    let path = dir.path().join("rein.db");
-    let raw = common::attacker(&path);
-    let body: String = raw
-        .query_row("SELECT body FROM audit WHERE seq = 7", [], |r| r.get(0))
+    let body = test
+        .raw_column("SELECT body FROM audit WHERE seq = 7")
+        .await
+        .pop()
+        .unwrap()
         .unwrap();
-    raw.execute(
-        "UPDATE audit SET body = ?1 WHERE seq = 7",
-        [body.replace("\"by\":\"ops\"", "\"by\":\"someone-else\"")],
+    let changed = quote(&body.replace("\"by\":\"ops\"", "\"by\":\"someone-else\""));
+    test.raw_exec(
+        &format!("DROP TRIGGER IF EXISTS audit_no_update; UPDATE audit SET body = {changed} WHERE seq = 7"),
+        &format!("ALTER TABLE audit DISABLE TRIGGER USER; UPDATE audit SET body = {changed} WHERE seq = 7"),
     )
-    .unwrap();
-    let store = SqliteStore::open(&path).unwrap();
+    .await;
+    test.reopen().await;
+    let store = test.arc();
     assert!(matches!(
         store.verify_audit().await.unwrap(),
         Verification::Broken { seq: 7, .. }
@@ -136,7 +155,7 @@ async fn activation_records_are_chained_found_and_verified() {
 
 /// A store that forwards what it must and keeps the trait's defaults
 /// (`activations` as a scan of `query_audit`).
-struct Scan(std::sync::Arc<SqliteStore>);
+struct Scan(std::sync::Arc<dyn Store>);
 
 #[async_trait::async_trait]
 impl Store for Scan {

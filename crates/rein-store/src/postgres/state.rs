@@ -70,8 +70,7 @@ pub(crate) async fn load(
             decision_id: r.try_get(0)?,
             bucket: BucketKey::from_id(&bucket).ok_or_else(|| corrupt("limit_uses", format!("bucket `{bucket}`")))?,
             time,
-            amount: Decimal::from_str(&amount)
-                .map_err(|e| corrupt("limit_uses", format!("amount `{amount}`: {e}")))?,
+            amount: Decimal::from_str(&amount).map_err(|e| corrupt("limit_uses", format!("amount `{amount}`: {e}")))?,
         };
         out.push((time, write));
     }
@@ -249,7 +248,8 @@ pub(crate) async fn size(store: &PostgresStore) -> Result<StoredStateSize, Store
              (SELECT count(*) FROM sessions), (SELECT count(*) FROM session_calls), \
              (SELECT count(*) FROM session_labels), \
              (SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c \
-              WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r')",
+              WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) \
+              AND c.relkind = 'r')",
         )
         .await?;
     let r = tx.query_one(&stmt, &[]).await?;
@@ -275,7 +275,8 @@ mod tests {
     #[test]
     fn a_rules_prefix_starts_its_buckets_only() {
         let prefix = rule_prefix("refund");
-        let inside = |rule: &str, per: Vec<(String, String)>| BucketKey { rule: rule.into(), per }.id().starts_with(&prefix);
+        let inside =
+            |rule: &str, per: Vec<(String, String)>| BucketKey { rule: rule.into(), per }.id().starts_with(&prefix);
         assert!(inside("refund", vec![]));
         assert!(inside("refund", vec![("actor.id".into(), "\"z\"".into())]));
         assert!(!inside("refund_rate", vec![]));

@@ -135,7 +135,10 @@ impl Drop for TestDb {
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
         // Its own thread and runtime: drop may run inside an async test.
         let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             rt.block_on(async {
                 let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.ok()?;
                 let task = tokio::spawn(conn);
@@ -295,7 +298,8 @@ impl TestStore {
                 let mut last = 0;
                 for message in client.simple_query(sql).await.map_err(|e| {
                     // The server's own message, not only "db error".
-                    e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned())
+                    e.as_db_error()
+                        .map_or_else(|| e.to_string(), |d| d.message().to_owned())
                 })? {
                     if let tokio_postgres::SimpleQueryMessage::CommandComplete(n) = message {
                         last = n;
@@ -330,11 +334,7 @@ impl TestStore {
             Backend::Postgres { db } => {
                 let client = pg_connect(&db.url).await;
                 let mut out = Vec::new();
-                for message in client
-                    .simple_query(sql)
-                    .await
-                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
-                {
+                for message in client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")) {
                     if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
                         out.push(row.get(0).map(str::to_owned));
                     }
@@ -342,6 +342,19 @@ impl TestStore {
                 out
             }
         }
+    }
+
+    /// Drops a PostgreSQL store's database under it (its connections
+    /// ended), as a database lost or unreachable would leave the store.
+    pub async fn drop_database_now(&self) {
+        let Backend::Postgres { db } = &self.backend else {
+            panic!("only a PostgreSQL store's database can be dropped");
+        };
+        pg_connect(&db.admin)
+            .await
+            .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", db.name))
+            .await
+            .unwrap();
     }
 
     /// The rows of `table`.
