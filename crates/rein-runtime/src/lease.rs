@@ -72,6 +72,10 @@ struct Inner {
     attempt: u64,
     /// The latest acquisition that failed, and why.
     failed: Option<(u64, String)>,
+    /// How many times the mirror was marked stale from outside
+    /// ([`Lease::invalidate`]): an acquisition under way when it was
+    /// synced what may no longer be enough.
+    invalidations: u64,
 }
 
 struct Shared {
@@ -146,10 +150,19 @@ fn start_acquire(shared: &Arc<Shared>, inner: &mut Inner) -> u64 {
     let attempt = inner.attempt;
     let after_seq = inner.after_seq;
     let reload = inner.stale;
+    let invalidations = inner.invalidations;
     let shared = Arc::clone(shared);
     // In a task of its own: a decision cancelled while it waits must not
     // leave the lease half taken.
     tokio::spawn(async move {
+        // Should the store panic, the lease is not left `Acquiring` (every
+        // stateful decision would wait forever): it fails.
+        let mut unwinding = Unwinding {
+            shared: Arc::clone(&shared),
+            attempt,
+            armed: true,
+            taken: None,
+        };
         let fail = |shared: &Shared, why: String| {
             let mut inner = shared.lock();
             inner.phase = Phase::Free;
@@ -161,18 +174,21 @@ fn start_acquire(shared: &Arc<Shared>, inner: &mut Inner) -> u64 {
         let lease = match shared.store.acquire_state_lease(after_seq).await {
             Ok(lease) => lease,
             Err(e) => {
+                unwinding.armed = false;
                 tracing::error!(error = %e, "the state lease could not be taken");
                 // Whether the store holds it is not known: it is told to
                 // give it up (it marks it lost on a broken connection).
                 return fail(&shared, format!("the state lease could not be taken: {e}"));
             }
         };
+        unwinding.taken = Some(lease.generation);
         let synced = if reload || lease.reload {
             shared.sync.reload(shared.store.as_ref()).await
         } else {
             shared.sync.apply(&lease.writes);
             Ok(())
         };
+        unwinding.armed = false;
         if let Err(e) = synced {
             tracing::error!(error = %e, "the state could not be brought up to date under the lease");
             let _ = shared.store.release_state_lease(lease.generation).await;
@@ -187,18 +203,60 @@ fn start_acquire(shared: &Arc<Shared>, inner: &mut Inner) -> u64 {
             since: Instant::now(),
             seen_seq: lease.seen_seq,
         };
-        inner.stale = false;
-        inner.closing = false;
         inner.appended = 0;
         inner.after_seq = lease.seen_seq;
-        if inner.waiting == 0 {
-            // Everyone who wanted it went away meanwhile.
+        if inner.invalidations == invalidations {
+            inner.stale = false;
+            inner.closing = false;
+        } else {
+            // Marked stale while it was being synced (a wider window, a
+            // reset): nobody decides under it; it is taken again.
+            inner.stale = true;
+            inner.closing = true;
+        }
+        if inner.waiting == 0 || inner.closing {
+            // Everyone who wanted it went away meanwhile, or it is not to
+            // be decided under.
             start_release(&shared, &mut inner);
         }
         drop(inner);
         shared.changed.notify_waiters();
     });
     attempt
+}
+
+/// Fails an acquisition whose task unwound (a panic in the store).
+struct Unwinding {
+    shared: Arc<Shared>,
+    attempt: u64,
+    armed: bool,
+    /// The lease taken, if the unwinding came after: given back.
+    taken: Option<u64>,
+}
+
+impl Drop for Unwinding {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut inner = self.shared.lock();
+        if matches!(inner.phase, Phase::Acquiring) {
+            inner.phase = Phase::Free;
+            inner.stale = true;
+            inner.failed = Some((
+                self.attempt,
+                "the state lease could not be taken (the store failed)".into(),
+            ));
+        }
+        drop(inner);
+        if let (Some(generation), Ok(handle)) = (self.taken, tokio::runtime::Handle::try_current()) {
+            let shared = Arc::clone(&self.shared);
+            handle.spawn(async move {
+                let _ = shared.store.release_state_lease(generation).await;
+            });
+        }
+        self.shared.changed.notify_waiters();
+    }
 }
 
 /// A decision waiting to enter, counted while it waits (also when it is
@@ -257,6 +315,7 @@ impl Lease {
                     appended: 0,
                     attempt: 0,
                     failed: None,
+                    invalidations: 0,
                 }),
                 changed: Notify::new(),
             }),
@@ -320,6 +379,7 @@ impl Lease {
     /// window, a store closed).
     pub fn invalidate(&self) {
         let mut inner = self.shared.lock();
+        inner.invalidations += 1;
         inner.stale = true;
         inner.closing = true;
         if inner.holders == 0 && inner.waiting == 0 {
@@ -468,7 +528,10 @@ mod tests {
             })
         }
         async fn release_state_lease(&self, _generation: u64) -> Result<(), StoreError> {
-            assert!(self.held.lock().unwrap().take().is_some(), "given back without being held");
+            assert!(
+                self.held.lock().unwrap().take().is_some(),
+                "given back without being held"
+            );
             Ok(())
         }
         async fn append(&self, _: AuditEntry) -> Result<AuditRecord, StoreError> {
@@ -580,7 +643,11 @@ mod tests {
         let (lease, counts) = lease(&store, DEFAULT_LEASE_HOLD);
         let mut g = lease.enter().await.unwrap();
         assert!(g.current().is_ok());
-        assert_eq!(counts.reloaded.load(Ordering::SeqCst), 1, "nothing synced yet: loaded whole");
+        assert_eq!(
+            counts.reloaded.load(Ordering::SeqCst),
+            1,
+            "nothing synced yet: loaded whole"
+        );
         g.done();
         drop(g);
         eventually(|| !store.holds()).await;
@@ -588,7 +655,11 @@ mod tests {
         g.done();
         drop(g);
         assert_eq!(counts.reloaded.load(Ordering::SeqCst), 1);
-        assert_eq!(counts.applied.load(Ordering::SeqCst), 1, "the second brought up to date");
+        assert_eq!(
+            counts.applied.load(Ordering::SeqCst),
+            1,
+            "the second brought up to date"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -624,6 +695,35 @@ mod tests {
         assert!(b.err().unwrap().contains("connection refused"));
         store.fail.store(false, Ordering::SeqCst);
         lease.enter().await.unwrap().done();
+    }
+
+    /// A mirror marked stale while a lease was being taken (and synced by
+    /// what was asked before): nobody decides under that lease; the next
+    /// one reloads.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_invalidation_during_an_acquisition_is_not_lost() {
+        let db = Arc::new(Db::default());
+        let store = Fake::new(&db);
+        let (lease, counts) = lease(&store, DEFAULT_LEASE_HOLD);
+        lease.enter().await.unwrap().done();
+        eventually(|| !store.holds()).await;
+        store.gate.store(true, Ordering::SeqCst);
+        let lease = Arc::new(lease);
+        let l2 = Arc::clone(&lease);
+        let entering = tokio::spawn(async move {
+            let mut g = l2.enter().await.unwrap();
+            g.current().unwrap();
+            g.done();
+        });
+        eventually(|| matches!(lease.shared.lock().phase, Phase::Acquiring)).await;
+        lease.invalidate();
+        store.slow.add_permits(2);
+        entering.await.unwrap();
+        assert_eq!(
+            counts.reloaded.load(Ordering::SeqCst),
+            2,
+            "reloaded after the invalidation"
+        );
     }
 
     /// A decision cancelled while the lease was being taken for it: the

@@ -40,14 +40,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 pub use identity::{ActionScope, Binding, BoundActor, ChainLink, Credential, Prepared};
+pub use lease::DEFAULT_LEASE_HOLD;
 pub use refused::{Refusal, MAX_REFUSED_BODY_KEPT};
 pub use replay::{
     replay, ActionPlan, ChangeGroup, PlanReport, Planner, ReplayChange, ReplayReport, Replayed, SkipGroup,
 };
 pub use shadow::{shadow_report, ShadowDifference, ShadowReport, REPORT_EXAMPLES};
-pub use lease::DEFAULT_LEASE_HOLD;
-pub use state::{DEFAULT_MAX_STATE_BYTES, DEFAULT_SESSION_IDLE, MAX_BUCKET_ID_BYTES, MAX_SESSION_ID_BYTES};
 use state::Access;
+pub use state::{DEFAULT_MAX_STATE_BYTES, DEFAULT_SESSION_IDLE, MAX_BUCKET_ID_BYTES, MAX_SESSION_ID_BYTES};
 
 /// Settings of a runtime.
 #[derive(Clone, Debug)]
@@ -1390,9 +1390,10 @@ impl Runtime {
                     }
                     // As for `before`: a stateful candidate first, so that
                     // it reads what the enforced decision read.
-                    let early = candidate.as_ref().filter(|_| candidate_stateful).map(|c| {
-                        shadow::decide_candidate(c, &request, None, None, &self.state, Access::of(&lease))
-                    });
+                    let early = candidate
+                        .as_ref()
+                        .filter(|_| candidate_stateful)
+                        .map(|c| shadow::decide_candidate(c, &request, None, None, &self.state, Access::of(&lease)));
                     if !stateful {
                         // Only the candidate read the state (see `decide_bound`).
                         if let Some(Ok(guard)) = &mut lease {
@@ -1411,9 +1412,9 @@ impl Runtime {
                         Access::of(&lease),
                     );
                     let candidate_record = early.or_else(|| {
-                        candidate.as_ref().map(|c| {
-                            shadow::decide_candidate(c, &request, None, None, &self.state, Access::of(&lease))
-                        })
+                        candidate
+                            .as_ref()
+                            .map(|c| shadow::decide_candidate(c, &request, None, None, &self.state, Access::of(&lease)))
                     });
                     shadowed = Some((enforced_effect, rules_record, candidate_record));
                     request.session = sent_session;
@@ -1962,11 +1963,7 @@ impl Runtime {
         writes: Vec<StateWrite>,
         once: bool,
     ) -> Result<Option<AuditRecord>, StoreError> {
-        match self
-            .store
-            .append_leased(entry, writes, once, guard.generation())
-            .await
-        {
+        match self.store.append_leased(entry, writes, once, guard.generation()).await {
             Ok(appended) => {
                 if let Some(rec) = &appended {
                     guard.appended(rec.seq);

@@ -110,7 +110,10 @@ impl crate::lease::Sync for MirrorCell {
         mirror.state = MemoryState::new(self.hasher.clone());
         mirror.ledger = Ledger::default();
         mirror.apply(&writes);
-        tracing::info!(writes = writes.len(), "state reloaded from the shared store under the lease");
+        tracing::info!(
+            writes = writes.len(),
+            "state reloaded from the shared store under the lease"
+        );
         Ok(())
     }
 }
@@ -362,12 +365,7 @@ impl StateKeeper {
     /// decides it (`Err`: why that would block), reserving and writing
     /// nothing: what the request would get now, without changing what the
     /// next one gets.
-    pub fn explain(
-        &self,
-        prepared: &Prepared<'_>,
-        time: Timestamp,
-        access: Access<'_>,
-    ) -> Result<Explanation, String> {
+    pub fn explain(&self, prepared: &Prepared<'_>, time: Timestamp, access: Access<'_>) -> Result<Explanation, String> {
         self.may_access(access)?;
         let mirror = self.mirror()?;
         Self::may_read(&mirror, prepared)?;

@@ -8,7 +8,7 @@
 mod shared;
 
 use rein_engine::{Effect, Request};
-use rein_store::SqliteStore;
+use rein_store::{SqliteStore, Store};
 use serde_json::json;
 use shared::*;
 use std::sync::atomic::Ordering;
@@ -77,7 +77,11 @@ async fn a_lost_lease_never_allows_against_a_stale_mirror() {
     // A takes the lease again and reloads: the limit is full.
     let after = a.decide(refund(102), None).await;
     assert_eq!(after.effect, Effect::Block, "{:?}", after.reasons);
-    assert!(after.reasons.iter().any(|r| r.contains("10 refunds")), "{:?}", after.reasons);
+    assert!(
+        after.reasons.iter().any(|r| r.contains("10 refunds")),
+        "{:?}",
+        after.reasons
+    );
     assert_eq!(allowed_records(ha.as_ref(), "refund").await, REFUNDS);
 }
 
@@ -102,7 +106,9 @@ async fn a_lease_that_cannot_be_taken_blocks_and_recovers() {
         );
     }
     // A stateless action does not need it.
-    let note = Request::new("note").input(json!({"text": "hi"})).actor(json!({"id": "bot"}));
+    let note = Request::new("note")
+        .input(json!({"text": "hi"}))
+        .actor(json!({"id": "bot"}));
     assert_eq!(a.decide(note, None).await.effect, Effect::Allow);
     // Meanwhile the other replica uses all but one unit.
     for i in 0..REFUNDS - 2 {
@@ -140,15 +146,24 @@ async fn the_lease_is_taken_only_for_state_and_given_back_when_idle() {
     let b = replica(hb.clone()).await;
     let taken = ha.acquired.load(Ordering::SeqCst);
     for _ in 0..5 {
-        let note = Request::new("note").input(json!({"text": "hi"})).actor(json!({"id": "bot"}));
+        let note = Request::new("note")
+            .input(json!({"text": "hi"}))
+            .actor(json!({"id": "bot"}));
         assert_eq!(a.decide(note, None).await.effect, Effect::Allow);
     }
-    assert_eq!(ha.acquired.load(Ordering::SeqCst), taken, "stateless decisions take no lease");
+    assert_eq!(
+        ha.acquired.load(Ordering::SeqCst),
+        taken,
+        "stateless decisions take no lease"
+    );
     assert_eq!(a.decide(refund(0), None).await.effect, Effect::Allow);
     assert_eq!(ha.acquired.load(Ordering::SeqCst), taken + 1);
     // B gets it while A is idle (a held lease would make this wait forever).
     let b_decides = tokio::time::timeout(std::time::Duration::from_secs(5), b.decide(refund(1), None));
-    assert_eq!(b_decides.await.expect("the idle lease was given back").effect, Effect::Allow);
+    assert_eq!(
+        b_decides.await.expect("the idle lease was given back").effect,
+        Effect::Allow
+    );
 }
 
 /// Explaining reads the shared state under the lease (async), and the
@@ -167,4 +182,67 @@ async fn explain_reads_the_shared_state_under_the_lease() {
     let plain = a.explain_bound(refund(0), None, None);
     assert_eq!(plain.effect(), Effect::Block);
     assert!(plain.to_json().to_string().contains("lease"), "{}", plain.to_json());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_approval_is_used_once_across_replicas_of_one_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = core(&dir);
+    let a = replica(LeasedSqlite::new(&core)).await;
+    let b = replica(LeasedSqlite::new(&core)).await;
+    an_approval_is_used_once_across_replicas(&a, &b).await;
+}
+
+/// A stateful candidate in shadow beside a stateless enforced decision
+/// reads the shared state under the lease (what another replica wrote);
+/// when the lease cannot be had, the candidate's record says so and the
+/// enforced answer stands: a candidate never changes the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stateful_candidate_reads_the_shared_state_under_the_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = core(&dir);
+    let ha = LeasedSqlite::new(&core);
+    let a = replica(ha.clone()).await;
+    let b = replica(LeasedSqlite::new(&core)).await;
+    let candidate = format!(
+        "{POLICY}  - id: no_note_after_secret\n    action: note\n    when: '\"secret\" in session.labels'\n    effect: block\n"
+    );
+    a.set_shadow(Some(rein_engine::Policy::from_yaml_str(&candidate).unwrap()));
+    let read = Request::new("read_secret")
+        .input(json!({"path": "/k"}))
+        .actor(json!({"id": "bot"}))
+        .session("s9");
+    assert_eq!(b.decide(read, None).await.effect, Effect::Allow);
+    let note = || {
+        Request::new("note")
+            .input(json!({"text": "hi"}))
+            .actor(json!({"id": "bot"}))
+            .session("s9")
+    };
+    let candidate_of = |decided: rein_runtime::Answer| {
+        let ha = ha.clone();
+        async move {
+            let records = ha
+                .query_audit(&rein_store::AuditQuery {
+                    decision_id: Some(decided.decision_id.clone()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            records[0].entry.shadow.as_ref().unwrap()["candidate"].clone()
+        }
+    };
+    let decided = a.decide(note(), None).await;
+    assert_eq!(decided.effect, Effect::Allow);
+    let c = candidate_of(decided).await;
+    assert_eq!(
+        c["effect"], "block",
+        "the candidate read the label another replica wrote: {c}"
+    );
+    ha.fail_acquire.store(true, Ordering::SeqCst);
+    let decided = a.decide(note(), None).await;
+    assert_eq!(decided.effect, Effect::Allow, "the enforced answer stands");
+    let c = candidate_of(decided).await;
+    assert_eq!(c["basis"], "error", "{c}");
+    assert!(c["error"].as_str().unwrap().contains("lease"), "{c}");
 }

@@ -38,7 +38,14 @@ contracts:
     fetch:
       input: {url: string}
       output: {text: string}
+    big_refund:
+      input: {amount: int}
 rules:
+  - id: big_rate
+    action: big_refund
+    effect: require_approval
+    approval: {role: finance}
+    limit: {count: 1, window: 1h}
   - id: refund_rate
     action: refund
     effect: block
@@ -90,7 +97,9 @@ pub fn refund(n: usize) -> Request {
 }
 
 pub fn pay() -> Request {
-    Request::new("pay").input(json!({"amount": 1})).actor(json!({"id": "bot"}))
+    Request::new("pay")
+        .input(json!({"amount": 1}))
+        .actor(json!({"id": "bot"}))
 }
 
 /// `tasks` concurrent decisions of `request(i)`, spread over `replicas`
@@ -135,7 +144,10 @@ pub async fn limits_hold_exactly(replicas: &[Arc<Runtime>], store: &dyn Store, t
         assert_eq!(rt.decide(pay(), None).await.effect, Effect::Block);
     }
     let verified = store.verify_audit().await.unwrap();
-    assert!(matches!(verified, rein_store::Verification::Intact { .. }), "{verified:?}");
+    assert!(
+        matches!(verified, rein_store::Verification::Intact { .. }),
+        "{verified:?}"
+    );
 }
 
 pub async fn allowed_records(store: &dyn Store, action: &str) -> usize {
@@ -199,6 +211,44 @@ pub async fn sessions_are_shared(a: &Runtime, b: &Runtime) {
         .actor(json!({"id": "bot"}))
         .session("s2");
     assert_eq!(a.decide(other, None).await.effect, Effect::Allow);
+}
+
+fn big() -> Request {
+    Request::new("big_refund")
+        .input(json!({"amount": 500}))
+        .actor(json!({"id": "bot"}))
+}
+
+/// An approval granted through one replica, raced for by two: exactly one
+/// allow; the other's reservation (made as allowed, the approval given)
+/// is redone as its final `block` under the same lease, so the limit
+/// counts the one use, on both replicas.
+pub async fn an_approval_is_used_once_across_replicas(a: &Arc<Runtime>, b: &Arc<Runtime>) {
+    assert_eq!(a.decide(big(), None).await.effect, Effect::Allow);
+    let asked = b.decide(big(), None).await;
+    assert_eq!(asked.effect, Effect::RequireApproval, "{:?}", asked.reasons);
+    let id = asked.approval.as_ref().unwrap().id.clone();
+    let approver = rein_runtime::Approver {
+        name: "alice",
+        roles: None,
+        credential: None,
+    };
+    a.grant(&id, approver, None).await.unwrap();
+    let (ra, rb) = tokio::join!(a.decide(big(), Some(id.clone())), b.decide(big(), Some(id.clone())));
+    let allowed = [&ra, &rb].iter().filter(|r| r.effect == Effect::Allow).count();
+    assert_eq!(allowed, 1, "{:?} / {:?}", ra.reasons, rb.reasons);
+    for rt in [a, b] {
+        let limits = rt.limits_current(Timestamp::now()).await.unwrap();
+        let big_rate = limits.iter().find(|l| l.rule == "big_rate").expect("listed");
+        assert_eq!(
+            big_rate.used.to_string(),
+            "2",
+            "the first and the approved one: {big_rate:?}"
+        );
+    }
+    // The approval is spent: asking again opens a new one.
+    assert_eq!(a.decide(big(), Some(id)).await.effect, Effect::Block);
+    assert_eq!(b.decide(big(), None).await.effect, Effect::RequireApproval);
 }
 
 /// The in-process stand-in for the database's side of the lease.
@@ -300,7 +350,12 @@ impl Store for LeasedSqlite {
             .collect();
         let seen_seq = self.core.inner.audit_len().await?;
         let epoch = self.core.epoch.load(Ordering::SeqCst);
-        let reload = self.last_epoch.lock().unwrap().replace(epoch).is_some_and(|e| e != epoch);
+        let reload = self
+            .last_epoch
+            .lock()
+            .unwrap()
+            .replace(epoch)
+            .is_some_and(|e| e != epoch);
         *self.held.lock().unwrap() = Some(guard);
         self.acquired.fetch_add(1, Ordering::SeqCst);
         Ok(StateLease {
@@ -352,14 +407,18 @@ impl Store for LeasedSqlite {
         self.core.inner.append_once(e).await
     }
     async fn append_with_state(&self, _: AuditEntry, _: Vec<StateWrite>) -> Result<AuditRecord, StoreError> {
-        Err(StoreError("a shared store takes state only under the lease (test)".into()))
+        Err(StoreError(
+            "a shared store takes state only under the lease (test)".into(),
+        ))
     }
     async fn append_once_with_state(
         &self,
         _: AuditEntry,
         _: Vec<StateWrite>,
     ) -> Result<Option<AuditRecord>, StoreError> {
-        Err(StoreError("a shared store takes state only under the lease (test)".into()))
+        Err(StoreError(
+            "a shared store takes state only under the lease (test)".into(),
+        ))
     }
     async fn load_state(&self, a: Timestamp, b: Timestamp) -> Result<Vec<StateWrite>, StoreError> {
         self.core.inner.load_state(a, b).await
@@ -435,5 +494,158 @@ impl Store for LeasedSqlite {
         n: &str,
     ) -> Result<Result<ApprovalRecord, ApprovalError>, StoreError> {
         self.core.inner.use_approval(id, h, n).await
+    }
+}
+
+/// A store whose fenced appends can be held back (a slow network between
+/// a replica and the database), all else passed through.
+pub struct Stalling {
+    pub inner: Arc<dyn Store>,
+    stall: AtomicBool,
+    stalled: tokio::sync::Notify,
+    resume: tokio::sync::Notify,
+}
+
+impl Stalling {
+    pub fn new(inner: Arc<dyn Store>) -> Arc<Stalling> {
+        Arc::new(Stalling {
+            inner,
+            stall: AtomicBool::new(false),
+            stalled: tokio::sync::Notify::new(),
+            resume: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// From now on, fenced appends wait until [`Stalling::unstall`].
+    pub fn stall(&self) {
+        self.stall.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits until a fenced append is held back.
+    pub async fn wait_stalled(&self) {
+        self.stalled.notified().await;
+    }
+
+    pub fn unstall(&self) {
+        self.stall.store(false, Ordering::SeqCst);
+        self.resume.notify_waiters();
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for Stalling {
+    fn is_shared(&self) -> bool {
+        self.inner.is_shared()
+    }
+    async fn acquire_state_lease(&self, after_seq: u64) -> Result<StateLease, StoreError> {
+        self.inner.acquire_state_lease(after_seq).await
+    }
+    async fn release_state_lease(&self, generation: u64) -> Result<(), StoreError> {
+        self.inner.release_state_lease(generation).await
+    }
+    async fn append_leased(
+        &self,
+        entry: AuditEntry,
+        writes: Vec<StateWrite>,
+        once: bool,
+        generation: u64,
+    ) -> Result<Option<AuditRecord>, StoreError> {
+        let resumed = self.resume.notified();
+        let mut resumed = std::pin::pin!(resumed);
+        resumed.as_mut().enable();
+        if self.stall.load(Ordering::SeqCst) {
+            self.stalled.notify_one();
+            resumed.await;
+        }
+        self.inner.append_leased(entry, writes, once, generation).await
+    }
+    async fn append(&self, e: AuditEntry) -> Result<AuditRecord, StoreError> {
+        self.inner.append(e).await
+    }
+    async fn append_once(&self, e: AuditEntry) -> Result<Option<AuditRecord>, StoreError> {
+        self.inner.append_once(e).await
+    }
+    async fn append_with_state(&self, e: AuditEntry, w: Vec<StateWrite>) -> Result<AuditRecord, StoreError> {
+        self.inner.append_with_state(e, w).await
+    }
+    async fn append_once_with_state(
+        &self,
+        e: AuditEntry,
+        w: Vec<StateWrite>,
+    ) -> Result<Option<AuditRecord>, StoreError> {
+        self.inner.append_once_with_state(e, w).await
+    }
+    async fn load_state(&self, a: Timestamp, b: Timestamp) -> Result<Vec<StateWrite>, StoreError> {
+        self.inner.load_state(a, b).await
+    }
+    async fn prune_state(&self, a: Timestamp, b: Timestamp) -> Result<u64, StoreError> {
+        self.inner.prune_state(a, b).await
+    }
+    async fn reset_limits(&self, r: Option<String>, b: Option<String>) -> Result<u64, StoreError> {
+        self.inner.reset_limits(r, b).await
+    }
+    async fn state_size(&self) -> Result<StoredStateSize, StoreError> {
+        self.inner.state_size().await
+    }
+    async fn bind_key_fingerprint(&self, f: &str) -> Result<String, StoreError> {
+        self.inner.bind_key_fingerprint(f).await
+    }
+    async fn key_fingerprint(&self) -> Result<Option<String>, StoreError> {
+        self.inner.key_fingerprint().await
+    }
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        self.inner.probe_write().await
+    }
+    async fn find_open_approval(
+        &self,
+        h: &str,
+        c: Option<&str>,
+        n: &str,
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        self.inner.find_open_approval(h, c, n).await
+    }
+    async fn list_client_approvals(
+        &self,
+        c: &str,
+        s: Option<ApprovalState>,
+        l: u64,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        self.inner.list_client_approvals(c, s, l).await
+    }
+    async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        self.inner.query_audit(q).await
+    }
+    async fn verify_audit(&self) -> Result<Verification, StoreError> {
+        self.inner.verify_audit().await
+    }
+    async fn audit_len(&self) -> Result<u64, StoreError> {
+        self.inner.audit_len().await
+    }
+    async fn create_approval(&self, a: ApprovalRecord) -> Result<(), StoreError> {
+        self.inner.create_approval(a).await
+    }
+    async fn get_approval(&self, id: &str) -> Result<Option<ApprovalRecord>, StoreError> {
+        self.inner.get_approval(id).await
+    }
+    async fn list_approvals(&self, s: Option<ApprovalState>, l: u64) -> Result<Vec<ApprovalRecord>, StoreError> {
+        self.inner.list_approvals(s, l).await
+    }
+    async fn decide_approval(
+        &self,
+        id: &str,
+        g: bool,
+        a: &str,
+        c: Option<&str>,
+        n: &str,
+    ) -> Result<Result<ApprovalRecord, ApprovalError>, StoreError> {
+        self.inner.decide_approval(id, g, a, c, n).await
+    }
+    async fn use_approval(
+        &self,
+        id: &str,
+        h: &str,
+        n: &str,
+    ) -> Result<Result<ApprovalRecord, ApprovalError>, StoreError> {
+        self.inner.use_approval(id, h, n).await
     }
 }
