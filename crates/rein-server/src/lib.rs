@@ -187,8 +187,9 @@ impl ServerConfig {
     /// `rein serve` that keep a store (the MCP gateway), whose approvals
     /// `rein approvals grant --db` decides with an approver's token from
     /// it. Returns whether it was created.
+    /// Not on PostgreSQL, where approvals are decided through a server.
     pub fn ensure_tokens_file_quietly(&self) -> anyhow::Result<bool> {
-        if self.tokens_path.is_some() {
+        if self.tokens_path.is_some() || self.sqlite_path().is_none() {
             return Ok(false);
         }
         secrets::create_tokens_file(&self.tokens_file(), false)
@@ -288,7 +289,7 @@ impl ServerConfig {
 
 /// A store opened by [`ServerConfig::open_store`].
 pub struct OpenedStore {
-    /// The store; close it ([`OpenedStore::close`]) before exiting.
+    /// The store; close it ([`OpenedStore::closer`]) before exiting.
     pub store: Arc<dyn Store>,
     backend: Backend,
     /// The audit key.
@@ -507,7 +508,7 @@ impl AppState {
         // On a shared store the files given at start win, as a reload's:
         // the version is published and every other replica switches to it.
         if state.runtime().store().is_shared() {
-            state.publish_at_start().await?;
+            state.publish_at_start(&started).await?;
             state.follow_publications();
         }
         Ok(state)
@@ -517,7 +518,10 @@ impl AppState {
     /// wrapped to measure it. `config` gives the policy paths (for reloads)
     /// and the limits; its secret paths are not read. The store's state lock
     /// is not taken and the state is not loaded: for a stateful policy, call
-    /// [`Runtime::open_state`] (until then its stateful actions block).
+    /// [`Runtime::open_state`] (until then its stateful actions block). On a
+    /// shared store the policy is neither published nor followed (see
+    /// [`AppState::from_config`]; [`AppState::follow_published`] follows
+    /// once).
     pub fn new(
         config: &ServerConfig,
         policy: Policy,
@@ -632,11 +636,12 @@ impl AppState {
         self.inner.max_body_bytes
     }
 
-    /// Stops the store this state opened (see [`AppState::from_config`])
-    /// and the following of published policies: what was queued is
-    /// committed (SQLite: the WAL is checkpointed, the writer thread is
-    /// joined). Later decisions cannot be recorded and so block. Does
-    /// nothing to the store of a state built with [`AppState::new`].
+    /// Stops the following of published policies and the store this state
+    /// opened (see [`AppState::from_config`]): on SQLite what was queued is
+    /// committed, the WAL is checkpointed, the writer thread is joined, and
+    /// later decisions cannot be recorded and so block; on PostgreSQL every
+    /// acknowledged append was committed already. Does nothing to the
+    /// store of a state built with [`AppState::new`].
     pub async fn close(&self) -> anyhow::Result<()> {
         self.inner.publication.stop();
         if let Some(closer) = &self.inner.closer {
@@ -665,7 +670,11 @@ impl AppState {
                 .activate(policy, by, rein_store::ActivationCause::Reload)
                 .await
             {
-                Ok(activated) => self.publish(&activated).await.map(|()| activated).map_err(ReloadError::Failed),
+                Ok(activated) => self
+                    .publish(&activated)
+                    .await
+                    .map(|()| activated)
+                    .map_err(ReloadError::Failed),
                 Err(e) => Err(ReloadError::Failed(format!("the activation failed: {e}"))),
             },
             Ok(Err(e)) => Err(ReloadError::Invalid(e)),
@@ -842,6 +851,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let policy = state.runtime().policy();
     tracing::info!(
         %addr,
+        store = %config.store,
         policy_version = %policy.version(),
         policy_label = policy.version_label().unwrap_or("-"),
         tokens = %config.tokens_file().display(),

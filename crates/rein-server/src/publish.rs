@@ -42,6 +42,9 @@ pub(crate) struct Following {
     unfollowed: Mutex<Option<Unfollowed>>,
     /// The task that follows publications, to stop it on close.
     task: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Whether the last read of the published version failed (logged once
+    /// per outage, not every second).
+    read_failing: std::sync::atomic::AtomicBool,
 }
 
 impl Following {
@@ -58,6 +61,24 @@ impl Following {
         changed
     }
 
+    /// Notes a failed read of the published version (logged at the first).
+    fn read_failed(&self, e: &rein_store::StoreError) {
+        if !self.read_failing.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                error = %e,
+                "cannot read the policy version published to the replicas; the version served stays (tried again \
+                 every second)"
+            );
+        }
+    }
+
+    /// Notes a successful read (logged if reads were failing).
+    fn read_ok(&self) {
+        if self.read_failing.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            tracing::info!("the policy version published to the replicas can be read again");
+        }
+    }
+
     /// Stops the following task, if any.
     pub(crate) fn stop(&self) {
         if let Some(task) = self.task.lock().unwrap_or_else(PoisonError::into_inner).take() {
@@ -72,7 +93,14 @@ impl AppState {
     /// (the files given at start win, as a reload's do). An error stops
     /// the start: this replica would otherwise serve a version the others
     /// do not, and switch back to theirs at once.
-    pub(crate) async fn publish_at_start(&self) -> anyhow::Result<()> {
+    pub(crate) async fn publish_at_start(&self, started: &Reloaded) -> anyhow::Result<()> {
+        if !started.sources_kept {
+            anyhow::bail!(
+                "the policy cannot be served by replicas on a shared store: the store keeps no sources of it (a \
+                 policy read from Actra's files), so the other replicas could not load it; serve its native form \
+                 (`rein convert`)"
+            );
+        }
         let store = self.runtime().store();
         let served = self.runtime().policy().version().to_string();
         let published = store
@@ -104,6 +132,15 @@ impl AppState {
         if !store.is_shared() {
             return Ok(());
         }
+        if !activated.sources_kept {
+            self.metrics().publication("publish", false);
+            return Err(format!(
+                "version {} was activated on this replica but cannot be published to the other replicas: the store \
+                 keeps no sources of it (a policy read from Actra's files), so they could not load it; this replica \
+                 returns to the version published",
+                activated.policy_version
+            ));
+        }
         let result = store.publish_policy(&activated.policy_version).await;
         self.metrics().publication("publish", result.is_ok());
         match result {
@@ -134,7 +171,12 @@ impl AppState {
         let weak = Arc::downgrade(&self.inner);
         let notified = self.runtime().store().policy_publications();
         let task = tokio::spawn(follow(weak, notified));
-        *self.inner.publication.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(task.abort_handle());
+        *self
+            .inner
+            .publication
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(task.abort_handle());
     }
 
     /// The published version this replica could not load, if any.
@@ -155,10 +197,11 @@ impl AppState {
                 // The store's failure shows in `/healthz` and in the store
                 // errors metric; the version served stays.
                 self.metrics().publication("read", false);
-                tracing::warn!(error = %e, "cannot read the published policy version; the version served stays");
+                self.inner.publication.read_failed(&e);
                 return None;
             }
         };
+        self.inner.publication.read_ok();
         if published == self.runtime().policy().version() {
             self.clear_unfollowed();
             return Some(published);
@@ -172,7 +215,7 @@ impl AppState {
             Ok(None) => return None,
             Err(e) => {
                 self.metrics().publication("read", false);
-                tracing::warn!(error = %e, "cannot read the published policy version; the version served stays");
+                self.inner.publication.read_failed(&e);
                 return None;
             }
         };
@@ -242,10 +285,7 @@ impl AppState {
 
 /// The following task: on each notification or poll tick, while the state
 /// lives.
-async fn follow(
-    state: Weak<Shared>,
-    mut notified: Option<tokio::sync::watch::Receiver<Option<String>>>,
-) {
+async fn follow(state: Weak<Shared>, mut notified: Option<tokio::sync::watch::Receiver<Option<String>>>) {
     let mut every = tokio::time::interval(POLL_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -966,9 +966,12 @@ async fn delegate(State(state): State<AppState>, request: Request) -> Result<Res
 
 /// Every limit bucket with uses in its window (approvers and admins).
 async fn list_limits(State(state): State<AppState>) -> Result<Response, ApiError> {
+    // On a shared store, read under the state lease: what every replica
+    // used, not this one's copy.
     let limits = state
         .runtime()
-        .limits(jiff::Timestamp::now())
+        .limits_current(jiff::Timestamp::now())
+        .await
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
     let limits: Vec<Value> = limits.iter().map(crate::bucket_json).collect();
     Ok(Json(json!({ "limits": limits })).into_response())
@@ -1038,7 +1041,7 @@ async fn get_session(
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(bad_query)?;
     let id = rein_runtime::scoped_session(q.client.as_deref(), &id);
-    match state.runtime().session(&id) {
+    match state.runtime().session_current(&id).await {
         Ok(Some(session)) => Ok(Json(session).into_response()),
         Ok(None) => Ok(Json(json!({"id": id, "calls": [], "labels": [], "last_seen": null})).into_response()),
         Err(e) => Err(ApiError::unavailable(e.to_string())),

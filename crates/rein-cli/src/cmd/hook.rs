@@ -181,6 +181,13 @@ fn local(args: &HookArgs, agent: Agent, bytes: &[u8], limit: Duration) -> anyhow
         Some(db) => db.clone(),
         None => default_db()?,
     };
+    // `REIN_DB` may name the PostgreSQL database of `rein serve` replicas.
+    if let location @ rein_store::StoreLocation::Postgres(_) = rein_store::StoreLocation::parse(&db.to_string_lossy()) {
+        anyhow::bail!(
+            "`rein hook` decides on a local SQLite file, not on a PostgreSQL database ({location}): give --db FILE, \
+             or --server URL to ask a `rein serve` replica on that database"
+        );
+    }
     if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
     }

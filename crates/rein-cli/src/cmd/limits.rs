@@ -22,9 +22,11 @@ enum LimitsCommand {
     /// List every limit bucket with uses in its window: rule, bucket, use,
     /// limit, window and when the next unit frees up.
     ///
-    /// On the store file, give the policy (`--policy`): it says each
-    /// limit's maximum and window. The file is refused while a `rein serve`
-    /// keeps it (ask the server with --server instead).
+    /// On the store, give the policy (`--policy`): it says each limit's
+    /// maximum and window. A SQLite file is refused while a `rein serve`
+    /// keeps it (ask the server with --server instead); a PostgreSQL
+    /// database is read under its state lease, with what every replica
+    /// used.
     List {
         #[command(flatten)]
         target: Target,
@@ -41,9 +43,10 @@ enum LimitsCommand {
     /// bucket's (--bucket, its id as `list --json` shows it). The audit log
     /// keeps every decision.
     ///
-    /// Through a server it needs an admin token. On the store file it is
+    /// Through a server it needs an admin token. On a SQLite file it is
     /// refused while a `rein serve` keeps it: the server's memory would not
-    /// see the change.
+    /// see the change. On a PostgreSQL database every replica sees it at
+    /// its next state lease.
     Reset {
         #[command(flatten)]
         target: Target,
@@ -94,7 +97,10 @@ pub fn run(args: LimitsArgs) -> anyhow::Result<u8> {
                     rt.block_on(runtime.open_state())
                         .with_context(|| format!("cannot read the state of `{location}`"))?;
                     let now = jiff::Timestamp::now();
-                    runtime.limits(now)?.iter().map(rein_server::bucket_json).collect()
+                    rt.block_on(runtime.limits_current(now))?
+                        .iter()
+                        .map(rein_server::bucket_json)
+                        .collect()
                 }
                 remote => {
                     let (status, body) = remote.call("GET", "/v1/limits", None)?;

@@ -47,7 +47,13 @@ pub struct GatewayOpts {
     /// The store for the audit log, approvals and state, as `rein serve`'s:
     /// a SQLite file (created if absent; its directory must exist) or a
     /// PostgreSQL URL.
-    #[arg(long, value_name = "FILE|URL", default_value = "rein.db", env = "REIN_DB", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "FILE|URL",
+        default_value = "rein.db",
+        env = "REIN_DB",
+        hide_env_values = true
+    )]
     db: String,
     /// The key for hashing sensitive fields in the audit log. Default:
     /// `rein-audit.key` beside the database, created on first start.

@@ -26,7 +26,13 @@ pub struct ServeArgs {
     /// as the URL's `sslmode` says (`disable`, `prefer`, `require`); the
     /// server's certificate is verified against the CA file in
     /// `REIN_DB_CA_FILE`, else the system's roots.
-    #[arg(long, value_name = "FILE|URL", default_value = "rein.db", env = "REIN_DB", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "FILE|URL",
+        default_value = "rein.db",
+        env = "REIN_DB",
+        hide_env_values = true
+    )]
     db: String,
     /// Address to listen on: IP:PORT, `localhost:PORT`, or a port alone
     /// (on loopback). The default is loopback only.

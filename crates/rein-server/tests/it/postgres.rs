@@ -290,7 +290,9 @@ async fn a_published_version_no_replica_can_load_is_refused_by_all() {
         assert_eq!(health["status"], "unavailable", "{health}");
         assert_eq!(health["published_version"], fake.as_str(), "{health}");
         assert_eq!(health["policy_version"], v1.as_str(), "{health}");
-        assert!(health["published_version_error"].as_str().is_some_and(|e| !e.is_empty()));
+        assert!(health["published_version_error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()));
         // It keeps deciding with its last good version.
         let d = h.decide(refund(40, "bot-1")).await;
         assert_eq!(d["effect"], "allow", "{d}");
@@ -317,5 +319,150 @@ async fn a_published_version_no_replica_can_load_is_refused_by_all() {
     for h in [a, b] {
         h.state.close().await.unwrap();
     }
+    pg.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_cannot_be_reached_blocks_every_decision_until_it_is_back() {
+    let Some(pg) = Pg::new().await else { return };
+    let h = replica(&pg.url, &example_text()).await;
+    assert_eq!(h.decide(refund(40, "bot-1")).await["effect"], "allow");
+
+    // The database refuses connections and every one it had is cut.
+    let admin = connect(&pg.admin).await;
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {0} ALLOW_CONNECTIONS false; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{0}'",
+            pg.name
+        ))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let d = h.decide(refund(40, "bot-1")).await;
+        assert_eq!(d["effect"], "block", "no allow while the database is gone: {d}");
+    }
+    let (status, health) = h.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{health}");
+    let (_, metrics) = h.call_text(Method::GET, "/metrics", None, None).await;
+    let failed_appends = metrics
+        .lines()
+        .find(|l| l.starts_with("rein_store_errors_total{operation=\"append\"}"))
+        .unwrap_or_else(|| panic!("no store error counted:\n{metrics}"));
+    assert!(!failed_appends.ends_with(" 0"), "{failed_appends}");
+
+    // Back: decisions are allowed again without a restart.
+    admin
+        .batch_execute(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", pg.name))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let d = h.decide(refund(40, "bot-1")).await;
+        if d["effect"] == "allow" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no recovery: {d}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    until_health(&h, StatusCode::OK).await;
+    let (status, body) = h.call(Method::GET, "/v1/audit/verify", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    h.state.close().await.unwrap();
+    pg.drop_db().await;
+}
+
+/// A limit and a session rule, for the state across replicas.
+const STATEFUL: &str = r#"
+default: allow
+contracts:
+  actor: {id: string}
+  actions:
+    refund:
+      input: {amount: {type: number, min: 0}}
+    read_secret:
+      input: {path: string}
+    send:
+      input: {to: string}
+rules:
+  - id: refund_rate
+    action: refund
+    effect: block
+    limit: {count: 3, window: 1h}
+  - id: secret_read
+    action: read_secret
+    effect: allow
+    labels: [secret]
+  - id: no_send_after_secret
+    action: send
+    when: '"secret" in session.labels'
+    effect: block
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_and_sessions_hold_across_replicas_and_their_routes_show_them() {
+    let Some(pg) = Pg::new().await else { return };
+    let a = replica(&pg.url, STATEFUL).await;
+    let b = replica(&pg.url, STATEFUL).await;
+    let refund = serde_json::json!({"action": "refund", "input": {"amount": 1}, "actor": {"id": "bot-1"}});
+    let mut effects = Vec::new();
+    for h in [&a, &b, &a, &b, &a] {
+        effects.push(h.decide(refund.clone()).await["effect"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        effects,
+        ["allow", "allow", "allow", "block", "block"],
+        "a limit of 3 across replicas"
+    );
+    // Either replica's route shows what both used.
+    for h in [&a, &b] {
+        let (status, body) = h.call(Method::GET, "/v1/limits", Some(ALICE), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let limits = body["limits"].as_array().unwrap();
+        assert_eq!(limits.len(), 1, "{body}");
+        assert_eq!(limits[0]["used"], "3", "{body}");
+    }
+    // A session labelled on one replica is read on the other.
+    let secret = serde_json::json!({"action": "read_secret", "input": {"path": "/etc/x"}, "actor": {"id": "bot-1"}, "session": "s1"});
+    assert_eq!(a.decide(secret).await["effect"], "allow");
+    let send = serde_json::json!({"action": "send", "input": {"to": "x"}, "actor": {"id": "bot-1"}, "session": "s1"});
+    assert_eq!(b.decide(send).await["effect"], "block");
+    let (status, body) = b
+        .call(Method::GET, "/v1/sessions/s1?client=agent-1", Some(ALICE), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["labels"].to_string().contains("secret"), "{body}");
+    for h in [a, b] {
+        h.state.close().await.unwrap();
+    }
+    pg.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_with_another_audit_key_is_refused_at_start() {
+    let Some(pg) = Pg::new().await else { return };
+    let a = replica(&pg.url, &example_text()).await;
+    assert_eq!(a.decide(refund(40, "bot-1")).await["effect"], "allow");
+
+    let dir = tempfile::tempdir().unwrap();
+    shared_secrets(dir.path());
+    std::fs::write(dir.path().join("audit.key"), [8u8; 32]).unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, example_text()).unwrap();
+    let mut config = ServerConfig::at(vec![policy], StoreLocation::parse(&pg.url));
+    config.tokens_path = Some(dir.path().join("tokens.yaml"));
+    config.hmac_key_path = Some(dir.path().join("audit.key"));
+    config.delegation_key_path = Some(dir.path().join("delegation.key"));
+    let refused = AppState::from_config(&config)
+        .await
+        .err()
+        .expect("another key must be refused");
+    let message = format!("{refused:#}");
+    assert!(message.contains("does not fit the store"), "{message}");
+
+    // Nothing was recorded by the refused replica: the first still verifies.
+    let (status, body) = a.call(Method::GET, "/v1/audit/verify", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    a.state.close().await.unwrap();
     pg.drop_db().await;
 }
