@@ -17,6 +17,7 @@ mod lint;
 mod mcp;
 mod mcp_gateway;
 mod mcp_wrap;
+mod migrate;
 mod plan;
 mod policy;
 mod remote;
@@ -214,6 +215,12 @@ enum Command {
     /// every tool call is decided on its typed arguments (`rein mcp
     /// gateway`), and set it up (`contracts`, `pin`, `wrap`).
     Mcp(mcp::McpArgs),
+    /// Copy a SQLite store (audit log, approvals, state, policy versions)
+    /// into PostgreSQL for several replicas, verbatim, and verify the copy.
+    ///
+    /// Exit code: 0 copied and verified, 1 the copy does not match, 2 usage
+    /// error or a store that cannot be read or written.
+    Migrate(migrate::MigrateArgs),
     /// Print the native policy that decides as an Actra schema and policy
     /// do (`--actra-schema SCHEMA --policy POLICY`).
     Convert(actra::ConvertArgs),
@@ -355,6 +362,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Token(args) => token::run(args),
         Command::Hook(args) => hook::run(args),
         Command::Mcp(args) => mcp::run(args, color),
+        Command::Migrate(args) => migrate::run(args),
         Command::Convert(args) => actra::run_convert(args, color),
         Command::Init(args) => init::run(args, color),
         Command::Completions(args) => completions::run(args),
