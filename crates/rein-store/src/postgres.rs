@@ -125,7 +125,7 @@ pub struct PostgresStore {
     options: PostgresOptions,
     inner: Arc<Inner>,
     /// The writer task's queue (see `writer`).
-    writer: mpsc::UnboundedSender<writer::Command>,
+    writer: mpsc::UnboundedSender<writer::Message>,
     /// The state lease; one taker at a time in the process.
     lease: tokio::sync::Mutex<lease::Lease>,
     /// The lease held, as appends check it (see `lease::check_held`).
@@ -240,6 +240,22 @@ impl PostgresStore {
         self.options
     }
 
+    /// Closes the store: the appends queued before are committed and
+    /// answered, later ones fail (decisions then block); the writer's, the
+    /// lease's (giving the lease up) and the listener's connections close,
+    /// and so does the pool. Calling it again does nothing.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        let (ack, acked) = oneshot::channel();
+        if self.writer.send(writer::Message::Close(ack)).is_ok() {
+            // An error: the writer is gone already.
+            let _ = acked.await;
+        }
+        self.alive.send_replace(());
+        self.lease.lock().await.close();
+        self.pool.close();
+        Ok(())
+    }
+
     /// A pooled connection (returned to the pool when dropped). Fails after
     /// [`PostgresOptions::pool_wait_timeout`] when none can be had.
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -259,7 +275,7 @@ impl PostgresStore {
         let append = Box::new(writer::PreparedAppend::new(entry, once, writes, generation)?);
         let (reply, answer) = oneshot::channel();
         self.writer
-            .send(writer::Command { append, reply })
+            .send(writer::Message::Append(writer::Command { append, reply }))
             .map_err(|_| StoreError("the store is closed (its writer task has stopped)".into()))?;
         answer
             .await

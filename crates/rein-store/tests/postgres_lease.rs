@@ -237,6 +237,16 @@ async fn the_fence_refuses_an_older_generation_in_the_database() {
         h.await.unwrap().unwrap();
     }
     assert_eq!(a.audit_len().await.unwrap(), 21);
+    // A fenced outcome claims nothing: reported again (under the newest
+    // lease, or without one), it is recorded.
+    let outcome = entry("d0", "after");
+    assert!(a
+        .append_leased(outcome.clone(), vec![], true, la.generation)
+        .await
+        .is_err());
+    assert!(a.append_once(outcome.clone()).await.unwrap().is_some());
+    assert!(a.append_once(outcome).await.unwrap().is_none());
+    assert_eq!(a.audit_len().await.unwrap(), 22);
     let uses: i64 = db
         .raw()
         .await
