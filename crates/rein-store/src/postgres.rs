@@ -29,9 +29,35 @@
 //!
 //! # Connections
 //!
-//! A pool (`deadpool-postgres`) for reads and small writes
-//! ([`PostgresStore::client`]); the writer task, the lease and the LISTEN
-//! task each have a dedicated connection, replaced when it breaks.
+//! A pool (`deadpool-postgres`, [`PostgresOptions::pool_size`]) for reads
+//! and small writes ([`PostgresStore::client`]); the writer task, the lease
+//! and the LISTEN task (started by the first call of
+//! [`Store::policy_publications`]) each have a dedicated connection,
+//! replaced when it breaks: a replica uses at most `pool_size + 3`
+//! connections. Every connection sets `statement_timeout`,
+//! `idle_in_transaction_session_timeout` and `synchronous_commit = on` (in
+//! the startup `options`) and TCP keepalives. TLS and `sslmode`: see
+//! `connect` (the server is always verified, against the PEM file named by
+//! [`CA_FILE_ENV`] or the system's roots).
+//!
+//! The lease is a session-level advisory lock and publication a LISTEN:
+//! both need a real session. Connect to PostgreSQL directly or through a
+//! pooler in SESSION mode (PgBouncer's transaction mode breaks both, and
+//! refuses the startup `options` unless told to ignore them).
+//!
+//! # Failures
+//!
+//! Every failure is a [`StoreError`] naming what failed; nothing is retried
+//! behind the caller's back except the connection itself: a batch that
+//! fails (the database down, a timeout, a constraint) fails every append in
+//! it, and the next batch opens a fresh connection; pooled connections
+//! broken by a restart are dropped by the pool; the lease is lost with its
+//! connection (appends decided under it are refused) and taken again on a
+//! new one; the listener reconnects with backoff. An append is answered
+//! only after its COMMIT returned: an answered record is durable. (A COMMIT
+//! whose answer is lost with the connection is reported as a failure,
+//! although the records may be stored: a blocked decision may be in the
+//! log, an answered one is always there.)
 
 mod approvals;
 mod connect;
@@ -87,7 +113,7 @@ impl Default for PostgresOptions {
             pool_wait_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(10),
-            idle_in_transaction_timeout: Duration::from_secs(20),
+            idle_in_transaction_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -9,6 +9,8 @@
 //! `REIN_DB_CA_FILE` when it is set, else against the system's roots: a
 //! store that keeps the audit log does not talk to a server it cannot
 //! authenticate. (libpq's `require` does not verify; here it does.)
+//! libpq's `verify-ca` and `verify-full`, which the driver does not know,
+//! are read as `require`: that verifies as `verify-full` does.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,9 +34,12 @@ pub(crate) type Tls = MakeRustlsConnect;
 /// lock), and the server-side timeouts (a statement, a transaction left
 /// idle by a frozen process: its row locks would stop every replica).
 pub(crate) fn config(url: &str, options: &PostgresOptions) -> Result<Config, StoreError> {
-    let mut config: Config = url
-        .parse()
-        .map_err(|e| StoreError(format!("cannot read the PostgreSQL URL: {e}")))?;
+    let mut config: Config = libpq_sslmodes(url).parse().map_err(|e: tokio_postgres::Error| {
+        StoreError(format!(
+            "cannot read the PostgreSQL URL: {}",
+            super::schema::with_causes(&e)
+        ))
+    })?;
     if config.get_application_name().is_none() {
         config.application_name("rein");
     }
@@ -58,6 +63,22 @@ pub(crate) fn config(url: &str, options: &PostgresOptions) -> Result<Config, Sto
     ));
     config.options(&server_options);
     Ok(config)
+}
+
+/// `url` with libpq's `sslmode=verify-ca` or `verify-full` as `require`
+/// (which verifies the server fully here; see the module documentation).
+fn libpq_sslmodes(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_owned();
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some(("sslmode", "verify-ca" | "verify-full")) => "sslmode=require".to_owned(),
+            _ => p.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", params.join("&"))
 }
 
 /// The rustls connector: verifies the server against `REIN_DB_CA_FILE`'s
@@ -133,4 +154,53 @@ pub(crate) async fn dedicated(
         let _ = ended.send(why);
     });
     Ok((client, ended_rx))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use tokio_postgres::config::SslMode;
+
+    #[test]
+    fn sslmodes_are_read_as_libpq_names_them() {
+        let options = PostgresOptions::default();
+        for (mode, expected) in [
+            ("disable", SslMode::Disable),
+            ("prefer", SslMode::Prefer),
+            ("require", SslMode::Require),
+            ("verify-ca", SslMode::Require),
+            ("verify-full", SslMode::Require),
+        ] {
+            let url = format!("postgres://rein:pw@db:5432/rein?application_name=x&sslmode={mode}");
+            assert_eq!(config(&url, &options).unwrap().get_ssl_mode(), expected, "{mode}");
+        }
+        assert_eq!(
+            config("postgres://rein@db/rein", &options).unwrap().get_ssl_mode(),
+            SslMode::Prefer
+        );
+        assert!(config("postgres://rein@db/rein?sslmode=sometimes", &options).is_err());
+    }
+
+    #[test]
+    fn every_connection_gets_the_timeouts() {
+        let options = PostgresOptions::default();
+        let c = config("postgres://rein@db/rein?options=-c%20search_path%3Drein", &options).unwrap();
+        let server = c.get_options().unwrap();
+        assert!(server.starts_with("-c search_path=rein "), "{server}");
+        assert!(server.contains("statement_timeout=10000"), "{server}");
+        assert!(server.contains("idle_in_transaction_session_timeout=5000"), "{server}");
+        assert_eq!(c.get_application_name(), Some("rein"));
+        assert_eq!(c.get_connect_timeout(), Some(&options.connect_timeout));
+        // The URL's own connect timeout is kept.
+        let c = config("postgres://rein@db/rein?connect_timeout=1", &options).unwrap();
+        assert_eq!(c.get_connect_timeout(), Some(&Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_bad_url_names_no_password() {
+        let err = config("postgres://rein:s3cret@db:notaport/rein", &PostgresOptions::default()).unwrap_err();
+        assert!(!err.0.contains("s3cret"), "{err}");
+    }
 }

@@ -288,8 +288,21 @@ pub(crate) fn pg_text(e: &tokio_postgres::Error) -> String {
             }
             text
         }
-        None => e.to_string(),
+        None => with_causes(e),
     }
+}
+
+/// An error's text followed by its causes' (the driver's own text only
+/// names the kind: "error performing TLS handshake").
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@
 //!    items of another generation are refused (only they: the rest of the
 //!    batch goes on). `FOR SHARE` also makes the next lease's
 //!    `UPDATE … generation + 1` wait for this batch, so that its delta sees
-//!    the batch's state writes;
+//!    the batch's state writes. If an item writes state WITHOUT a lease,
+//!    the same row's `epoch` is bumped instead (every process then reloads
+//!    the state at its next lease: such writes are in no delta);
 //! 2. `SELECT seq, hash FROM chain_head WHERE id = 1 FOR UPDATE`: the lock
 //!    that serialises the appends of every replica into one chain;
 //! 3. the claims of `append_once` items, one `INSERT … ON CONFLICT DO
@@ -112,6 +114,7 @@ struct Conn {
 /// would otherwise cost a round trip to prepare).
 pub(crate) struct Statements {
     fence: Statement,
+    fence_and_bump: Statement,
     head: Statement,
     claim: Statement,
     insert_audit: Statement,
@@ -124,6 +127,9 @@ impl Statements {
         Ok(Statements {
             fence: client
                 .prepare("SELECT generation FROM rein_state_lease WHERE id = 1 FOR SHARE")
+                .await?,
+            fence_and_bump: client
+                .prepare("UPDATE rein_state_lease SET epoch = epoch + 1 WHERE id = 1 RETURNING generation")
                 .await?,
             head: client
                 .prepare("SELECT seq, hash FROM chain_head WHERE id = 1 FOR UPDATE")
@@ -474,14 +480,23 @@ async fn write_batch(inner: &Inner, conn: &mut Option<Conn>, batch: &[Command]) 
     let client = &*client;
     let mut outcomes: Vec<Option<Outcome>> = batch.iter().map(|_| None).collect();
     let fenced = batch.iter().any(|c| c.append.generation.is_some());
+    // State written without the lease (a caller that does not take it)
+    // reaches no other process's delta: the epoch moves, so that every
+    // process reloads the state at its next lease. The row is locked before
+    // the head, in the order every batch takes them.
+    let unleased_state = batch
+        .iter()
+        .any(|c| c.append.generation.is_none() && !c.append.state.is_empty());
     let (_, newest, head) = tokio::try_join!(
         biased;
         async { client.batch_execute("BEGIN").await.map_err(StoreError::from) },
         async {
-            if !fenced {
-                return Ok(None);
-            }
-            let row = client.query_one(&stmts.fence, &[]).await?;
+            let stmt = match (unleased_state, fenced) {
+                (true, _) => &stmts.fence_and_bump,
+                (false, true) => &stmts.fence,
+                (false, false) => return Ok(None),
+            };
+            let row = client.query_one(stmt, &[]).await?;
             Ok::<_, StoreError>(Some(row.try_get::<_, i64>(0)?))
         },
         async { client.query_opt(&stmts.head, &[]).await.map_err(StoreError::from) },
@@ -545,6 +560,13 @@ async fn write_batch(inner: &Inner, conn: &mut Option<Conn>, batch: &[Command]) 
             hash,
         });
     }
+    // Every item has its outcome (fenced, duplicate or numbered) before
+    // anything is committed.
+    if outcomes.iter().any(Option::is_none) {
+        return Err(StoreError(
+            "internal error: an append of the batch has no outcome".into(),
+        ));
+    }
     let appended = !cols.seq.is_empty();
     let head_seq = i64::try_from(seq).map_err(|_| StoreError("the audit log is full".into()))?;
     let head_params: [&(dyn ToSql + Sync); 2] = [&head_seq, &prev];
@@ -560,7 +582,7 @@ async fn write_batch(inner: &Inner, conn: &mut Option<Conn>, batch: &[Command]) 
         run_if(appended, client, &stmts.set_head, &head_params),
         async { client.batch_execute("COMMIT").await.map_err(StoreError::from) },
     )?;
-    Ok(outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Duplicate)).collect())
+    Ok(outcomes.into_iter().flatten().collect())
 }
 
 /// The audit rows of a batch, as the arrays of [`INSERT_AUDIT`].

@@ -4,6 +4,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod cluster;
+
 use rein_store::{PostgresOptions, PostgresStore};
 
 /// A database made for one test, dropped when this is dropped.
