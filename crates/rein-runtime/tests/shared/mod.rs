@@ -85,7 +85,12 @@ pub fn config() -> RuntimeConfig {
 
 /// A runtime (a replica) over `store`, its state opened.
 pub async fn replica(store: Arc<dyn Store>) -> Arc<Runtime> {
-    let rt = Runtime::new(Policy::from_yaml_str(POLICY).unwrap(), store, config());
+    replica_with(store, POLICY, config()).await
+}
+
+/// A runtime over `store` with `policy` and `config`, its state opened.
+pub async fn replica_with(store: Arc<dyn Store>, policy: &str, config: RuntimeConfig) -> Arc<Runtime> {
+    let rt = Runtime::new(Policy::from_yaml_str(policy).unwrap(), store, config);
     rt.open_state().await.unwrap();
     Arc::new(rt)
 }
