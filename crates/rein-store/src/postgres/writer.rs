@@ -398,17 +398,58 @@ enum Outcome {
     Fenced(u64),
 }
 
-/// The writer task's body: runs until every sender is gone (the store was
-/// dropped), then ends.
-pub(crate) async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Command>) {
+/// What the writer task is sent.
+pub(crate) enum Message {
+    /// An append to commit.
+    Append(Command),
+    /// Commit what was queued before, refuse what comes after, close the
+    /// connection, end; then acknowledge.
+    Close(oneshot::Sender<()>),
+}
+
+/// The writer task's body: runs until it is closed or every sender is gone
+/// (the store was dropped: what was queued is committed first).
+pub(crate) async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Message>) {
     let mut conn: Option<Conn> = None;
-    let mut batch: Vec<Command> = Vec::with_capacity(MAX_BATCH);
+    let mut messages: Vec<Message> = Vec::with_capacity(MAX_BATCH);
     loop {
-        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+        if rx.recv_many(&mut messages, MAX_BATCH).await == 0 {
             return;
         }
-        commit_batch(&inner, &mut conn, std::mem::take(&mut batch)).await;
+        let mut batch = Vec::with_capacity(messages.len());
+        let mut closing = Vec::new();
+        for message in messages.drain(..) {
+            match message {
+                Message::Append(cmd) if closing.is_empty() => batch.push(cmd),
+                Message::Append(cmd) => refuse(cmd),
+                Message::Close(ack) => closing.push(ack),
+            }
+        }
+        if !batch.is_empty() {
+            commit_batch(&inner, &mut conn, batch).await;
+        }
+        if !closing.is_empty() {
+            // No more sends succeed; what is still queued is refused.
+            rx.close();
+            while let Ok(message) = rx.try_recv() {
+                match message {
+                    Message::Append(cmd) => refuse(cmd),
+                    Message::Close(ack) => closing.push(ack),
+                }
+            }
+            drop(conn);
+            for ack in closing {
+                let _ = ack.send(());
+            }
+            return;
+        }
     }
+}
+
+fn refuse(cmd: Command) {
+    let _ = cmd.reply.send(Err(StoreError(
+        "the store is closed (its writer task has stopped)".into(),
+    )));
 }
 
 /// Runs one batch and answers every append of it.
@@ -560,6 +601,13 @@ async fn write_batch(inner: &Inner, conn: &mut Option<Conn>, batch: &[Command]) 
             hash,
         });
     }
+    // Every item has its outcome (fenced, duplicate or numbered) before
+    // anything is committed.
+    if outcomes.iter().any(Option::is_none) {
+        return Err(StoreError(
+            "internal error: an append of the batch has no outcome".into(),
+        ));
+    }
     let appended = !cols.seq.is_empty();
     let head_seq = i64::try_from(seq).map_err(|_| StoreError("the audit log is full".into()))?;
     let head_params: [&(dyn ToSql + Sync); 2] = [&head_seq, &prev];
@@ -575,7 +623,7 @@ async fn write_batch(inner: &Inner, conn: &mut Option<Conn>, batch: &[Command]) 
         run_if(appended, client, &stmts.set_head, &head_params),
         async { client.batch_execute("COMMIT").await.map_err(StoreError::from) },
     )?;
-    Ok(outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Duplicate)).collect())
+    Ok(outcomes.into_iter().flatten().collect())
 }
 
 /// The audit rows of a batch, as the arrays of [`INSERT_AUDIT`].
