@@ -364,7 +364,8 @@ async fn explain(State(state): State<AppState>, request: Request) -> Result<Resp
     let action: String = request.action.chars().take(128).collect();
     let explained = state
         .runtime()
-        .explain_bound(request, Some(&client), Some(&identity.credential));
+        .explain_bound_async(request, Some(&client), Some(&identity.credential))
+        .await;
     // Not in the audit log (nothing was decided), but in the server's: an
     // agent probing the policy through explain leaves a trace.
     tracing::info!(client = %client, action = %action.escape_debug(), effect = %explained.effect(), "explained");

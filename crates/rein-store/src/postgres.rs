@@ -223,7 +223,7 @@ impl PostgresStore {
         tokio::spawn(writer::run(Arc::clone(&inner), queue));
         let (alive, _) = watch::channel(());
         let lease_mark = lease::Mark::default();
-        Ok(PostgresStore {
+        let store = PostgresStore {
             pool,
             options,
             inner,
@@ -232,7 +232,11 @@ impl PostgresStore {
             lease_mark,
             publications: OnceLock::new(),
             alive,
-        })
+        };
+        // As SQLite at every start: sealed secrets of approvals that
+        // expired while nothing changed an approval go now.
+        approvals::forget_expired_at_start(&store).await?;
+        Ok(store)
     }
 
     /// The options the store was opened with.

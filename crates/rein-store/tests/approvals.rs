@@ -560,7 +560,6 @@ async fn expired_secrets_go_at_the_next_start_sqlite() {
 }
 
 #[tokio::test]
-#[ignore = "PostgresStore::open does not yet call postgres::approvals::forget_expired_at_start"]
 async fn expired_secrets_go_at_the_next_start_postgres() {
     if let Some(store) = TestStore::postgres("expired_secrets_go_at_the_next_start_postgres").await {
         expired_secrets_go_at_the_next_start(store).await;

@@ -275,9 +275,6 @@ async fn forget_expired_secrets(conn: &impl GenericClient, now_key: &str) -> Res
 /// Clears the sealed secrets of approvals that expired while nothing
 /// changed an approval (which clears them too): for the store's open, as
 /// SQLite's does at every start.
-// Called by `PostgresStore::open` once it is wired there (its file is
-// another engineer's).
-#[allow(dead_code)]
 pub(crate) async fn forget_expired_at_start(store: &PostgresStore) -> Result<(), StoreError> {
     let conn = store.client().await?;
     forget_expired_secrets(&conn, &chain::format_time(jiff::Timestamp::now())).await
