@@ -39,17 +39,30 @@ pub(crate) async fn close_postgres(store: &PostgresBackend) -> anyhow::Result<()
         .map_err(|e| anyhow::anyhow!("the store did not close cleanly: {e}"))
 }
 
-/// `text` with the password of `location`'s URL, wherever it appears,
-/// replaced by `***`.
+/// `text` with the secrets of `location`'s URL (its password, secret
+/// query parameters such as `password=` and `sslpassword=`; see
+/// [`StoreLocation::redacted`]), wherever they appear, as written or
+/// percent-decoded, replaced by `***`; the URL itself, if quoted, is
+/// shown redacted.
 pub fn scrub_password(location: &StoreLocation, text: &str) -> String {
-    let Some(secret) = password(location).filter(|s| !s.is_empty()) else {
+    let StoreLocation::Postgres(url) = location else {
         return text.to_string();
     };
-    // As written in the URL and as the driver may show it, decoded.
-    let decoded = percent_decoded(&secret);
-    let mut scrubbed = text.replace(&secret, "***");
-    if let Some(decoded) = decoded.filter(|d| !d.is_empty() && *d != secret) {
-        scrubbed = scrubbed.replace(&decoded, "***");
+    let mut scrubbed = text.replace(url.as_str(), &location.redacted());
+    let mut secrets: Vec<String> = Vec::new();
+    for secret in location.secrets() {
+        // As written in the URL and as the driver may show it, decoded.
+        if let Some(decoded) = percent_decoded(&secret) {
+            secrets.push(decoded);
+        }
+        secrets.push(secret);
+    }
+    // The longest first: a shorter secret inside a longer one must not
+    // leave the rest of the longer one showing.
+    secrets.retain(|s| !s.is_empty());
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for secret in secrets {
+        scrubbed = scrubbed.replace(&secret, "***");
     }
     scrubbed
 }
@@ -79,18 +92,6 @@ fn percent_decoded(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The password of a PostgreSQL URL, as written and percent-decoded.
-fn password(location: &StoreLocation) -> Option<String> {
-    let StoreLocation::Postgres(url) = location else {
-        return None;
-    };
-    let (_, rest) = url.split_once("://")?;
-    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
-    let at = authority.rfind('@')?;
-    let (_, secret) = authority[..at].split_once(':')?;
-    Some(secret.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +113,17 @@ mod tests {
             scrub_password(&encoded, "auth failed for p@ss:w"),
             "auth failed for ***"
         );
+        // A password as a query parameter, as written and decoded.
+        let query = StoreLocation::parse("postgres://rein@db/rein?sslmode=require&password=s%26cret");
+        assert_eq!(
+            scrub_password(
+                &query,
+                "at postgres://rein@db/rein?sslmode=require&password=s%26cret: s&cret"
+            ),
+            "at postgres://rein@db/rein?sslmode=require&password=***: ***"
+        );
+        let key = StoreLocation::parse("postgres://rein@db/rein?sslpassword=k3y");
+        assert_eq!(scrub_password(&key, "bad k3y"), "bad ***");
     }
 
     proptest::proptest! {
@@ -138,9 +150,29 @@ mod tests {
             let shown = location.redacted();
             proptest::prop_assert!(!shown.contains(&format!(":{written}@")), "{}", shown);
         }
+
+        /// The same for a password given as a query parameter.
+        #[test]
+        fn no_query_password_survives(
+            password in "[A-Za-z0-9!$'()+,;=._~%@:/-]{1,24}",
+            name in "(password|sslpassword|pass%77ord|PASSWORD)",
+            before in "[ -~]{0,20}",
+        ) {
+            let url = format!("postgres://rein@db.internal:5432/rein?sslmode=require&{name}={password}");
+            let location = StoreLocation::parse(&url);
+            let decoded = percent_decoded(&password).unwrap_or_default();
+            let text = format!("{before}{url} {password} {decoded}");
+            let scrubbed = scrub_password(&location, &text);
+            proptest::prop_assert!(!scrubbed.contains(&password), "{scrubbed}");
+            if !decoded.is_empty() {
+                proptest::prop_assert!(!scrubbed.contains(&decoded), "{scrubbed}");
+            }
+            let shown = location.redacted();
+            proptest::prop_assert!(!shown.contains(&format!("={password}")), "{}", shown);
+        }
     }
 
     fn password_of(url: &str) -> Option<String> {
-        password(&StoreLocation::parse(url)).filter(|p| !p.is_empty())
+        StoreLocation::parse(url).secrets().into_iter().next()
     }
 }
