@@ -247,6 +247,9 @@ impl ServerConfig {
                 (Backend::Sqlite(Arc::clone(&sqlite)), sqlite)
             }
             StoreLocation::Postgres(_) => {
+                if let Some(warning) = pg::plain_text_warning(&self.store) {
+                    tracing::warn!(store = %self.store, "{warning}");
+                }
                 let pg = open_postgres(&self.store).await?;
                 (Backend::Postgres(Arc::clone(&pg)), pg)
             }

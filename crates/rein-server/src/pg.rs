@@ -22,6 +22,67 @@ pub(crate) async fn open_postgres(location: &StoreLocation) -> anyhow::Result<Ar
     }
 }
 
+/// The warning a server logs at start when its connection may fall back to
+/// plain text: a host that is not this machine (loopback or a Unix socket)
+/// and `sslmode` absent or `prefer` (TLS only if the server offers it; an
+/// attacker on the path can say it does not). `None` when nothing is to
+/// be said. Not a refusal: a private network may be trusted.
+pub(crate) fn plain_text_warning(location: &StoreLocation) -> Option<String> {
+    let StoreLocation::Postgres(url) = location else {
+        return None;
+    };
+    let (_, rest) = url.split_once("://")?;
+    let (before_query, query) = match rest.split_once('?') {
+        Some((before, query)) => (before, query),
+        None => (rest, ""),
+    };
+    let authority = before_query.split('/').next().unwrap_or_default();
+    let hosts_part = authority.rsplit_once('@').map_or(authority, |(_, hosts)| hosts);
+    let mut hosts: Vec<String> = hosts_part.split(',').map(host_of).collect();
+    let mut sslmode = None;
+    for parameter in query.split('&') {
+        let (name, value) = parameter.split_once('=').unwrap_or((parameter, ""));
+        let name = percent_decoded(name).unwrap_or_default();
+        let value = percent_decoded(value).unwrap_or_default();
+        match name.as_str() {
+            "sslmode" => sslmode = Some(value),
+            "host" => hosts.extend(value.split(',').map(str::to_string)),
+            _ => {}
+        }
+    }
+    if !matches!(sslmode.as_deref(), None | Some("prefer")) {
+        return None;
+    }
+    let remote: Vec<&String> = hosts.iter().filter(|h| !is_local_host(h)).collect();
+    if remote.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "the database connection to {} may fall back to PLAIN TEXT (sslmode is {}: TLS only if the server offers \
+         it, and anyone on the path can say it does not); use sslmode=require in the URL",
+        remote.iter().map(|h| h.as_str()).collect::<Vec<_>>().join(","),
+        sslmode.map_or_else(|| "not set, so prefer".to_string(), |m| m)
+    ))
+}
+
+/// A URL host without its port, percent-decoded (`[::1]:5432` → `::1`).
+fn host_of(host_port: &str) -> String {
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    percent_decoded(host).unwrap_or_else(|| host.to_string())
+}
+
+/// Whether `host` is this machine: a Unix socket's folder, `localhost`, a
+/// loopback address, or none (the driver's default, local).
+fn is_local_host(host: &str) -> bool {
+    host.is_empty()
+        || host.starts_with('/')
+        || host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Opens the PostgreSQL store at `location` for a command that works on
 /// it directly (`rein audit`, `rein policy`, `rein limits`), as a server
 /// does.
@@ -124,6 +185,39 @@ mod tests {
         );
         let key = StoreLocation::parse("postgres://rein@db/rein?sslpassword=k3y");
         assert_eq!(scrub_password(&key, "bad k3y"), "bad ***");
+    }
+
+    #[test]
+    fn a_remote_host_without_required_tls_is_warned_of() {
+        let warning = |url: &str| plain_text_warning(&StoreLocation::parse(url));
+        for url in [
+            "postgres://rein:pw@db.internal:5432/rein",
+            "postgres://rein@db.internal/rein?sslmode=prefer",
+            "postgres://rein@10.0.0.5/rein?application_name=x",
+            "postgres://rein@127.0.0.1,db2:5433/rein",
+            "postgres://rein@/rein?host=db.internal",
+        ] {
+            let text = warning(url).unwrap_or_else(|| panic!("no warning for {url}"));
+            assert!(
+                text.contains("PLAIN TEXT") && text.contains("sslmode=require"),
+                "{text}"
+            );
+            assert!(!text.contains("pw"), "{text}");
+        }
+        assert!(warning("postgres://rein@db2:5433/rein").unwrap().contains("db2"));
+        for url in [
+            "postgres://rein@db.internal/rein?sslmode=require",
+            "postgres://rein@db.internal/rein?sslmode=verify-full",
+            "postgres://rein@db.internal/rein?sslmode=disable",
+            "postgres://rein@127.0.0.1:5432/rein",
+            "postgres://rein@localhost/rein?sslmode=prefer",
+            "postgres://rein@[::1]:5432/rein",
+            "postgres://rein@%2Fvar%2Frun%2Fpostgresql/rein",
+            "postgres://rein@/rein?host=/var/run/postgresql",
+        ] {
+            assert_eq!(warning(url), None, "{url}");
+        }
+        assert_eq!(plain_text_warning(&StoreLocation::parse("rein.db")), None);
     }
 
     proptest::proptest! {
