@@ -1089,6 +1089,21 @@ async fn healthz(State(state): State<AppState>) -> Response {
     // On a shared store: a replica that cannot serve the version the
     // replicas were told to serve is not healthy, though it decides (with
     // its last good version).
+    // On a shared store: a replica whose latest attempt to take the state
+    // lease failed blocks every stateful decision until it takes it again
+    // (the next stateful decision tries): not healthy meanwhile.
+    if let Err(why) = state.runtime().state_lease_health() {
+        tracing::warn!(error = %why, "health check: the state lease cannot be taken");
+        return ApiError::unavailable(format!(
+            "this replica cannot take the shared store's state lease, so its stateful decisions (limits, \
+             sessions) are block: {why}"
+        ))
+        .with("status", json!("unavailable"))
+        .with("policy_version", json!(version))
+        .with("policy_version_label", json!(label))
+        .with("state_lease_error", json!(why))
+        .into_response();
+    }
     // On a shared store: this replica's policy files are not the version
     // it serves (it serves the version published; a reload here would
     // publish its files to every replica). Said, not unhealthy.

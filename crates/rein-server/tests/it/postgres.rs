@@ -589,3 +589,53 @@ async fn a_replica_restarted_with_older_files_keeps_serving_the_published_versio
     }
     pg.drop_db().await;
 }
+
+/// Rein's state lease key (`pg_advisory_lock`), as the store takes it.
+const STATE_LOCK_KEY: i64 = 0x5245_494E_5354_4154;
+
+/// A replica that cannot take the state lease (another session holds the
+/// lock and never lets go) blocks its stateful decisions and answers
+/// `/healthz` 503 saying so, until it takes the lease again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_cannot_take_the_state_lease_is_unhealthy_until_it_can() {
+    let Some(pg) = Pg::new().await else { return };
+    let h = replica(&pg.url, STATEFUL).await;
+    let refund = serde_json::json!({"action": "refund", "input": {"amount": 1}, "actor": {"id": "bot-1"}});
+    assert_eq!(h.decide(refund.clone()).await["effect"], "allow");
+    let (status, health) = h.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    // Let the replica give the lease back (it holds it ~20 ms after use),
+    // then hold the lock from outside, as a holder that never lets go.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let holder = pg.raw().await;
+    holder
+        .execute("SELECT pg_advisory_lock($1)", &[&STATE_LOCK_KEY])
+        .await
+        .unwrap();
+    // Straight to the runtime: the request timeout would answer first.
+    let request: rein_engine::Request = serde_json::from_value(refund.clone()).unwrap();
+    let blocked = serde_json::to_value(h.state.runtime().decide(request, None).await).unwrap();
+    assert_eq!(blocked["effect"], "block", "{blocked}");
+    let (status, health) = h.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{health}");
+    assert!(
+        health["state_lease_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{health}"
+    );
+    // The holder goes: the next stateful decision takes the lease, and the
+    // replica is healthy again.
+    drop(holder);
+    let started = Instant::now();
+    loop {
+        let d = h.decide(refund.clone()).await;
+        if d["effect"] == "allow" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no recovery: {d}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, health) = h.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    h.state.close().await.unwrap();
+    pg.drop_db().await;
+}
