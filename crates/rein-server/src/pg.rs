@@ -61,7 +61,7 @@ pub(crate) fn plain_text_warning(location: &StoreLocation) -> Option<String> {
         "the database connection to {} may fall back to PLAIN TEXT (sslmode is {}: TLS only if the server offers \
          it, and anyone on the path can say it does not); use sslmode=require in the URL",
         remote.iter().map(|h| h.as_str()).collect::<Vec<_>>().join(","),
-        sslmode.map_or_else(|| "not set, so prefer".to_string(), |m| m)
+        sslmode.unwrap_or_else(|| "not set, so prefer".to_string())
     ))
 }
 
