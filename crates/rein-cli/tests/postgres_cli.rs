@@ -133,6 +133,11 @@ impl Drop for Server {
 impl Server {
     /// `rein serve` on `db` (given through `REIN_DB`), the secrets in `dir`.
     fn start(dir: &Path, db: &str) -> Server {
+        Server::start_with(dir, db, Path::new(POLICY), &[])
+    }
+
+    /// `rein serve` as [`Server::start`], over `policy`, with more arguments.
+    fn start_with(dir: &Path, db: &str, policy: &Path, extra: &[&str]) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -140,7 +145,10 @@ impl Server {
             .port();
         let log = dir.join(format!("serve-{port}.log"));
         let child = rein()
-            .args(["serve", POLICY, "--listen", &format!("127.0.0.1:{port}")])
+            .arg("serve")
+            .arg(policy)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .arg("--tokens")
             .arg(dir.join("tokens.yaml"))
             .arg("--audit-key")
@@ -304,18 +312,91 @@ fn serve_and_the_store_commands_work_on_a_postgres_url() {
 #[test]
 fn a_password_in_the_url_is_never_printed() {
     // Nothing listens on port 1: the connection is refused.
-    let url = "postgres://rein:s3cret-pw@127.0.0.1:1/rein?connect_timeout=2";
-    for args in [
-        vec!["audit", "verify", "--db", url],
-        vec!["policy", "history", "--db", url],
-        vec!["serve", POLICY, "--db", url, "--listen", "127.0.0.1:0"],
+    for (url, shown) in [
+        (
+            "postgres://rein:s3cret-pw@127.0.0.1:1/rein?connect_timeout=2",
+            "rein:***@127.0.0.1:1",
+        ),
+        // As a query parameter, percent-encoded or not.
+        (
+            "postgres://rein@127.0.0.1:1/rein?connect_timeout=2&password=s3cret-pw",
+            "password=***",
+        ),
+        (
+            "postgres://rein@127.0.0.1:1/rein?connect_timeout=2&pass%77ord=s3cret%2Dpw",
+            "pass%77ord=***",
+        ),
     ] {
-        let (code, out, err) = run(&args);
-        assert_eq!(code, Some(2), "{args:?}: {out}{err}");
-        assert!(
-            !out.contains("s3cret") && !err.contains("s3cret"),
-            "{args:?}: {out}{err}"
-        );
-        assert!(err.contains("rein:***@127.0.0.1:1"), "{args:?}: {err}");
+        for args in [
+            vec!["audit", "verify", "--db", url],
+            vec!["policy", "history", "--db", url],
+            vec!["serve", POLICY, "--db", url, "--listen", "127.0.0.1:0"],
+        ] {
+            let (code, out, err) = run(&args);
+            assert_eq!(code, Some(2), "{args:?}: {out}{err}");
+            assert!(
+                !out.contains("s3cret") && !err.contains("s3cret"),
+                "{args:?}: {out}{err}"
+            );
+            assert!(err.contains(shown), "{args:?}: {err}");
+        }
     }
+}
+
+/// A replica started with other policy files serves the version published
+/// (saying so in its log and `/healthz`); one started with `--publish`
+/// moves every replica to its files.
+#[test]
+fn a_replica_serves_the_published_version_unless_started_with_publish() {
+    let Some(pg) = Pg::new() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    secrets(dir.path());
+    let first = Server::start(dir.path(), &pg.url);
+    let (_, health) = first.call("GET", "/healthz", None, None).unwrap();
+    let published = health["policy_version"].as_str().unwrap().to_string();
+
+    // Other files: the small-refund cap lowered to 10.
+    let other = dir.path().join("other.yaml");
+    let text = std::fs::read_to_string(repo().join(POLICY)).unwrap();
+    let lowered = text.replace("input.amount <= 100", "input.amount <= 10");
+    assert_ne!(lowered, text);
+    std::fs::write(&other, lowered).unwrap();
+
+    let second = Server::start_with(dir.path(), &pg.url, &other, &[]);
+    let (status, health) = second.call("GET", "/healthz", None, None).unwrap();
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["policy_version"], published.as_str(), "{health}");
+    let files = health["policy_files_version"]
+        .as_str()
+        .expect("files differ")
+        .to_string();
+    assert_ne!(files, published);
+    assert!(
+        second.log_text().contains("NOT THE VERSION PUBLISHED"),
+        "{}",
+        second.log_text()
+    );
+    let (_, d) = second
+        .call("POST", "/v1/decide", Some(AGENT), Some(refund(40)))
+        .unwrap();
+    assert_eq!(d["effect"], "allow", "{d}");
+
+    // A deploy: --publish moves every replica to its files.
+    let third = Server::start_with(dir.path(), &pg.url, &other, &["--publish"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for server in [&first, &second, &third] {
+        loop {
+            let (_, health) = server.call("GET", "/healthz", None, None).unwrap();
+            if health["policy_version"] == files.as_str() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "still {health}");
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let (_, d) = first.call("POST", "/v1/decide", Some(AGENT), Some(refund(40))).unwrap();
+    assert_ne!(d["effect"], "allow", "the lowered cap holds on every replica: {d}");
+    third.stop();
+    second.stop();
+    first.stop();
 }

@@ -72,6 +72,8 @@ struct Inner {
     attempt: u64,
     /// The latest acquisition that failed, and why.
     failed: Option<(u64, String)>,
+    /// The latest acquisition that succeeded (0: none yet).
+    succeeded: u64,
     /// How many times the mirror was marked stale from outside
     /// ([`Lease::invalidate`]): an acquisition under way when it was
     /// synced what may no longer be enough.
@@ -205,6 +207,7 @@ fn start_acquire(shared: &Arc<Shared>, inner: &mut Inner) -> u64 {
         };
         inner.appended = 0;
         inner.after_seq = lease.seen_seq;
+        inner.succeeded = inner.succeeded.max(attempt);
         if inner.invalidations == invalidations {
             inner.stale = false;
             inner.closing = false;
@@ -315,6 +318,7 @@ impl Lease {
                     appended: 0,
                     attempt: 0,
                     failed: None,
+                    succeeded: 0,
                     invalidations: 0,
                 }),
                 changed: Notify::new(),
@@ -371,6 +375,18 @@ impl Lease {
                 waiting.count(&mut inner);
             }
             changed.await;
+        }
+    }
+
+    /// `Err` (why) when the latest acquisition that ended failed: this
+    /// process's stateful decisions block until one succeeds (a holder
+    /// frozen elsewhere, the database down, the clocks apart). `Ok` while
+    /// none failed since the last success, or none was tried.
+    pub fn health(&self) -> Result<(), String> {
+        let inner = self.shared.lock();
+        match &inner.failed {
+            Some((attempt, why)) if *attempt > inner.succeeded => Err(why.clone()),
+            _ => Ok(()),
         }
     }
 

@@ -272,6 +272,11 @@ impl StateKeeper {
         self.lease.is_some()
     }
 
+    /// See [`Runtime::state_lease_health`].
+    pub fn lease_health(&self) -> Result<(), String> {
+        self.lease.as_ref().map_or(Ok(()), Lease::health)
+    }
+
     /// Enters the state lease of a shared store (`None` for a store of
     /// this process alone): `Err` says why the decision cannot have it
     /// (it blocks). A state not loaded is refused without taking it.
@@ -702,9 +707,37 @@ impl Runtime {
     /// On a shared store, without the lease (what is dropped is what no
     /// decision reads), with the widest window this process has served:
     /// the store's rows younger than that are kept for every process.
+    ///
+    /// On a shared store, a replica that does not serve the version
+    /// published to the replicas (it could not load it, or has not switched
+    /// yet) prunes nothing: its windows may be narrower than the fleet's.
+    /// (The store never prunes narrower than the widest window any replica
+    /// has read the state with either: see the PostgreSQL store.)
     pub async fn prune_state(&self, now: Timestamp) -> Result<(u64, u64), RuntimeError> {
         let policy = self.policy();
+        if self.store.is_shared() {
+            if let Some(published) = self.store.published_policy().await? {
+                if published != policy.version() {
+                    tracing::info!(
+                        served = %policy.version(),
+                        %published,
+                        "state not pruned: this replica does not serve the policy version published"
+                    );
+                    return Ok((0, 0));
+                }
+            }
+        }
         Ok(self.state.prune(self.store.as_ref(), &policy, now).await?)
+    }
+
+    /// Whether this process could take the shared store's state lease the
+    /// last time it tried: `Err` names why the latest acquisition failed
+    /// (the holder frozen or unreachable, the database down, the clocks of
+    /// the database and this host apart), while this process's stateful
+    /// decisions block. Always `Ok` for a store of this process alone, and
+    /// before any stateful decision. For `/healthz`.
+    pub fn state_lease_health(&self) -> Result<(), String> {
+        self.state.lease_health()
     }
 
     /// Every limit bucket with uses in its window at `now`: its use, its

@@ -132,6 +132,14 @@ pub struct ServerConfig {
     /// enforced policy from the start (`rein serve --shadow`); empty for
     /// none. A candidate that does not load stops the start.
     pub shadow_paths: Vec<PathBuf>,
+    /// On a shared store (PostgreSQL), publish the version of the policy
+    /// files at start even when another version is published (`rein serve
+    /// --publish`: a deploy of new files; every replica switches to them).
+    /// Off by default: a replica then serves the version published, loaded
+    /// from the store, and publishes its files only when nothing is
+    /// published yet, so that one restarted with older files does not move
+    /// every replica back to them.
+    pub publish: bool,
 }
 
 impl ServerConfig {
@@ -158,6 +166,7 @@ impl ServerConfig {
             max_state_bytes: rein_runtime::DEFAULT_MAX_STATE_BYTES,
             trust_request_time: false,
             shadow_paths: Vec::new(),
+            publish: false,
         }
     }
 
@@ -238,6 +247,9 @@ impl ServerConfig {
                 (Backend::Sqlite(Arc::clone(&sqlite)), sqlite)
             }
             StoreLocation::Postgres(_) => {
+                if let Some(warning) = pg::plain_text_warning(&self.store) {
+                    tracing::warn!(store = %self.store, "{warning}");
+                }
                 let pg = open_postgres(&self.store).await?;
                 (Backend::Postgres(Arc::clone(&pg)), pg)
             }
@@ -462,6 +474,17 @@ impl AppState {
         // start before any secret is created (and printed) for a server
         // that would never run.
         let opened = config.open_store().await?;
+        // On a shared store the version published is served, unless nothing
+        // is published yet or `--publish` says the files are a deploy.
+        let files_version = policy.version().to_string();
+        let (policy, at_start) = if opened.store.is_shared() {
+            let (policy, at_start) = publish::policy_at_start(opened.store.as_ref(), policy, config.publish)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", config.scrub(&format!("{e:#}"))))?;
+            (policy, Some(at_start))
+        } else {
+            (policy, None)
+        };
         let tokens_file = config.tokens_file();
         if config.tokens_path.is_none() {
             secrets::ensure_tokens_file(&tokens_file)?;
@@ -505,10 +528,9 @@ impl AppState {
             audit_seq = started.audit_seq,
             "policy activated"
         );
-        // On a shared store the files given at start win, as a reload's:
-        // the version is published and every other replica switches to it.
-        if state.runtime().store().is_shared() {
-            state.publish_at_start(&started).await?;
+        if let Some(at_start) = at_start {
+            state.set_files_version(&files_version);
+            state.publish_at_start(at_start).await?;
             state.follow_publications();
         }
         Ok(state)
@@ -662,6 +684,9 @@ impl AppState {
         let _one_at_a_time = self.inner.reload_lock.lock().await;
         let paths = self.inner.policy_paths.clone();
         let loaded = tokio::task::spawn_blocking(move || Policy::load(&paths)).await;
+        if let Ok(Ok(policy)) = &loaded {
+            self.set_files_version(policy.version());
+        }
         let result = match loaded {
             // A stateful policy is served only once its state is loaded
             // (and the older history a longer `max_window` reads).

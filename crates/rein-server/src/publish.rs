@@ -1,6 +1,13 @@
 //! Policy across replicas on a shared store (PostgreSQL): the version a
-//! replica activates (at start, on a reload or a rollback) is published in
-//! the store, and every replica follows the version published.
+//! replica activates on a reload or a rollback is published in the store,
+//! and every replica follows the version published.
+//!
+//! At start a replica serves the version published, loaded from the
+//! store's kept sources, even when its own policy files are another
+//! version (a replica restarted with older files must not roll the fleet
+//! back): its files are published only when nothing is published yet, or
+//! when the operator says so (`rein serve --publish`, a deploy of new
+//! files). See [`policy_at_start`].
 //!
 //! The published version is the one truth: a replica that serves another
 //! switches to it, loaded from the sources the store keeps, recording its
@@ -17,6 +24,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rein_engine::Policy;
+use rein_store::Store;
 
 use crate::{AppState, Reloaded, Shared};
 
@@ -45,6 +53,108 @@ pub(crate) struct Following {
     /// Whether the last read of the published version failed (logged once
     /// per outage, not every second).
     read_failing: std::sync::atomic::AtomicBool,
+    /// The version of this replica's policy files as last read (at start,
+    /// on a reload); `/healthz` says when it is not the version served.
+    files_version: Mutex<Option<String>>,
+}
+
+/// What a replica on a shared store serves at start, and what it then does
+/// (see [`policy_at_start`]).
+#[derive(Debug)]
+pub(crate) enum AtStart {
+    /// Its files' version, published once its activation is recorded:
+    /// nothing was published yet (`replaced` is `None`), or the operator
+    /// asked for it (`--publish`).
+    Publish {
+        /// The version published before, replaced.
+        replaced: Option<String>,
+    },
+    /// Its files' version, which is the one published.
+    AsPublished,
+    /// The version published, loaded from the store's kept sources; its
+    /// files are another version (`files_version`), not published.
+    Published {
+        /// The version of the files it was given.
+        files_version: String,
+    },
+    /// Its files' version, NOT published: the version published cannot be
+    /// loaded here. `/healthz` answers 503 naming it and why, as on a
+    /// running replica that cannot follow, until it loads; the following
+    /// task tries again every second.
+    Unloadable(Unfollowed),
+}
+
+/// Chooses the policy a replica on a shared store serves at start, given
+/// the policy its files gave and whether the operator asked to publish
+/// them (`rein serve --publish`):
+///
+/// - nothing published yet, or `publish`: the files' version (published
+///   after its activation is recorded);
+/// - otherwise the version published, loaded from the store's kept
+///   sources: a replica restarted with older files must not move every
+///   replica back to them;
+/// - if that version cannot be loaded: the files' version, unpublished,
+///   the replica unhealthy (503) until it loads the published one. Failing
+///   closed here would mean not starting at all; this replica instead
+///   decides with validated files and says loudly it is not on the
+///   published version, as a running replica that cannot follow does.
+///
+/// Refused: a policy of which the store keeps no sources (read from
+/// Actra's files: the other replicas could not load it), and a published
+/// version that cannot be read (the database is needed to decide anyway).
+pub(crate) async fn policy_at_start(
+    store: &dyn Store,
+    files: Policy,
+    publish: bool,
+) -> anyhow::Result<(Policy, AtStart)> {
+    if files.sources().is_none() {
+        anyhow::bail!(
+            "the policy cannot be served by replicas on a shared store: the store keeps no sources of it (a policy \
+             read from Actra's files), so the other replicas could not load it; serve its native form (`rein \
+             convert`)"
+        );
+    }
+    let files_version = files.version().to_string();
+    let published = store
+        .published_policy()
+        .await
+        .context("cannot read the policy version published to the replicas")?;
+    Ok(match published {
+        None => (files, AtStart::Publish { replaced: None }),
+        Some(published) if published == files_version => (files, AtStart::AsPublished),
+        Some(published) if publish => (
+            files,
+            AtStart::Publish {
+                replaced: Some(published),
+            },
+        ),
+        Some(published) => match load_kept(store, &published).await {
+            Ok(policy) => (policy, AtStart::Published { files_version }),
+            Err(reason) => (
+                files,
+                AtStart::Unloadable(Unfollowed {
+                    version: published,
+                    reason,
+                }),
+            ),
+        },
+    })
+}
+
+/// Loads `version` from the store's kept sources (checked against its
+/// hash, compiled); the error says why not.
+async fn load_kept(store: &dyn Store, version: &str) -> Result<Policy, String> {
+    let kept = match store.policy_version(version).await {
+        Ok(Some(kept)) => kept,
+        Ok(None) => return Err(format!("the store keeps no sources of version {version}")),
+        Err(e) => return Err(format!("its sources cannot be read: {e}")),
+    };
+    let compiled = tokio::task::spawn_blocking(move || Policy::from_kept_sources(&kept.sources, &kept.version)).await;
+    match compiled {
+        Ok(Ok(policy)) => Ok(policy),
+        Ok(Err(e)) => Err(format!("its kept sources do not load: {e}")),
+        Err(e) => Err(format!("the policy loader failed: {e}")),
+    }
 }
 
 impl Following {
@@ -79,6 +189,19 @@ impl Following {
         }
     }
 
+    /// The version of this replica's policy files as last read.
+    pub(crate) fn files_version(&self) -> Option<String> {
+        self.files_version
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Notes the version of this replica's policy files, just read.
+    pub(crate) fn set_files_version(&self, version: &str) {
+        *self.files_version.lock().unwrap_or_else(PoisonError::into_inner) = Some(version.to_string());
+    }
+
     /// Stops the following task, if any.
     pub(crate) fn stop(&self) {
         if let Some(task) = self.task.lock().unwrap_or_else(PoisonError::into_inner).take() {
@@ -88,38 +211,58 @@ impl Following {
 }
 
 impl AppState {
-    /// At start on a shared store: publishes the version this replica
-    /// activated from its files unless it is the one published already
-    /// (the files given at start win, as a reload's do). An error stops
-    /// the start: this replica would otherwise serve a version the others
-    /// do not, and switch back to theirs at once.
-    pub(crate) async fn publish_at_start(&self, started: &Reloaded) -> anyhow::Result<()> {
-        if !started.sources_kept {
-            anyhow::bail!(
-                "the policy cannot be served by replicas on a shared store: the store keeps no sources of it (a \
-                 policy read from Actra's files), so the other replicas could not load it; serve its native form \
-                 (`rein convert`)"
-            );
-        }
+    /// At start on a shared store, once the served version's activation is
+    /// recorded: does what [`policy_at_start`] chose (publishes the files'
+    /// version, or says why it serves the published one, or that it cannot
+    /// load it). An error stops the start: this replica would otherwise
+    /// serve a version the others do not, and switch back to theirs at once.
+    pub(crate) async fn publish_at_start(&self, at_start: AtStart) -> anyhow::Result<()> {
         let store = self.runtime().store();
         let served = self.runtime().policy().version().to_string();
-        let published = store
-            .published_policy()
-            .await
-            .context("cannot read the policy version published to the replicas")?;
         self.metrics().publication("read", true);
-        if published.as_deref() == Some(served.as_str()) {
-            tracing::info!(version = %served, "the policy served is the one published to the replicas");
-            return Ok(());
+        match at_start {
+            AtStart::AsPublished => {
+                tracing::info!(version = %served, "the policy served is the one published to the replicas");
+            }
+            AtStart::Publish { replaced } => {
+                let published_result = store.publish_policy(&served).await;
+                self.metrics().publication("publish", published_result.is_ok());
+                published_result
+                    .with_context(|| format!("cannot publish the policy version {served} to the replicas"))?;
+                match replaced {
+                    Some(replaced) => tracing::warn!(
+                        version = %served,
+                        replaced = %replaced,
+                        "policy files published to the replicas at start (--publish): every replica switches to them"
+                    ),
+                    None => tracing::info!(
+                        version = %served,
+                        "policy files published to the replicas (none was published yet)"
+                    ),
+                }
+            }
+            AtStart::Published { files_version } => {
+                tracing::warn!(
+                    version = %served,
+                    files_version = %files_version,
+                    "THIS REPLICA'S POLICY FILES ARE NOT THE VERSION PUBLISHED TO THE REPLICAS: it serves the \
+                     published version {served} (from the store's kept sources), not its files' {files_version}. \
+                     To deploy these files to every replica: start with --publish, or reload a replica that has \
+                     them (SIGHUP, POST /v1/policy/reload)"
+                );
+            }
+            AtStart::Unloadable(missed) => {
+                self.metrics().publication("follow", false);
+                tracing::error!(
+                    published = %missed.version,
+                    serving = %served,
+                    reason = %missed.reason,
+                    "cannot load the policy version published to the replicas; this replica serves its files' \
+                     version (not published) and /healthz answers 503 until it loads the published one"
+                );
+                self.inner.publication.set_unfollowed(Some(missed));
+            }
         }
-        let published_result = store.publish_policy(&served).await;
-        self.metrics().publication("publish", published_result.is_ok());
-        published_result.with_context(|| format!("cannot publish the policy version {served} to the replicas"))?;
-        tracing::info!(
-            version = %served,
-            replaced = published.as_deref().unwrap_or("-"),
-            "policy published to the replicas (the files given at start win)"
-        );
         Ok(())
     }
 
@@ -263,23 +406,24 @@ impl AppState {
 
     /// Loads `version` from its kept sources and activates it.
     async fn switch_to(&self, version: &str) -> Result<Reloaded, String> {
-        let store = self.runtime().store();
-        let kept = match store.policy_version(version).await {
-            Ok(Some(kept)) => kept,
-            Ok(None) => return Err(format!("the store keeps no sources of version {version}")),
-            Err(e) => return Err(format!("its sources cannot be read: {e}")),
-        };
-        let compiled =
-            tokio::task::spawn_blocking(move || Policy::from_kept_sources(&kept.sources, &kept.version)).await;
-        let policy = match compiled {
-            Ok(Ok(policy)) => policy,
-            Ok(Err(e)) => return Err(format!("its kept sources do not load: {e}")),
-            Err(e) => return Err(format!("the policy loader failed: {e}")),
-        };
+        let policy = load_kept(self.runtime().store().as_ref(), version).await?;
         self.runtime()
             .activate(policy, FOLLOW_BY, rein_store::ActivationCause::Reload)
             .await
             .map_err(|e| format!("the activation failed: {e}"))
+    }
+
+    /// The version of this replica's policy files as last read (at start,
+    /// on a reload), on a shared store; `None` on another.
+    pub(crate) fn files_version(&self) -> Option<String> {
+        self.inner.publication.files_version()
+    }
+
+    /// Notes the version of the policy files just read (shared store only).
+    pub(crate) fn set_files_version(&self, version: &str) {
+        if self.runtime().store().is_shared() {
+            self.inner.publication.set_files_version(version);
+        }
     }
 }
 

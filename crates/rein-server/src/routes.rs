@@ -1089,8 +1089,27 @@ async fn healthz(State(state): State<AppState>) -> Response {
     // On a shared store: a replica that cannot serve the version the
     // replicas were told to serve is not healthy, though it decides (with
     // its last good version).
-    if let Some(missed) = state.unfollowed() {
+    // On a shared store: a replica whose latest attempt to take the state
+    // lease failed blocks every stateful decision until it takes it again
+    // (the next stateful decision tries): not healthy meanwhile.
+    if let Err(why) = state.runtime().state_lease_health() {
+        tracing::warn!(error = %why, "health check: the state lease cannot be taken");
         return ApiError::unavailable(format!(
+            "this replica cannot take the shared store's state lease, so its stateful decisions (limits, \
+             sessions) are block: {why}"
+        ))
+        .with("status", json!("unavailable"))
+        .with("policy_version", json!(version))
+        .with("policy_version_label", json!(label))
+        .with("state_lease_error", json!(why))
+        .into_response();
+    }
+    // On a shared store: this replica's policy files are not the version
+    // it serves (it serves the version published; a reload here would
+    // publish its files to every replica). Said, not unhealthy.
+    let files_differ = state.files_version().filter(|files| *files != version);
+    if let Some(missed) = state.unfollowed() {
+        let mut answer = ApiError::unavailable(format!(
             "this replica cannot load the policy version published to the replicas, {}: {}; it keeps serving \
              {version}",
             missed.version, missed.reason
@@ -1099,10 +1118,22 @@ async fn healthz(State(state): State<AppState>) -> Response {
         .with("policy_version", json!(version))
         .with("policy_version_label", json!(label))
         .with("published_version", json!(missed.version))
-        .with("published_version_error", json!(missed.reason))
-        .into_response();
+        .with("published_version_error", json!(missed.reason));
+        if let Some(files) = files_differ {
+            answer = answer.with("policy_files_version", json!(files));
+        }
+        return answer.into_response();
     }
-    Json(json!({"status": "ok", "policy_version": version, "policy_version_label": label})).into_response()
+    let mut body = json!({"status": "ok", "policy_version": version, "policy_version_label": label});
+    if let Some(files) = files_differ {
+        body["policy_files_version"] = json!(files);
+        body["policy_files_note"] = json!(format!(
+            "this replica's policy files are version {files}, not the version served, {version}, which is the one \
+             published to the replicas; a reload here (or a start with --publish) would publish its files to every \
+             replica"
+        ));
+    }
+    Json(body).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -73,12 +73,26 @@ impl StoreLocation {
         }
     }
 
-    /// The location as it may be shown (logs, errors, `/healthz`): a URL's
-    /// password is replaced by `***`.
+    /// The location as it may be shown (logs, errors, `/healthz`): the URL
+    /// rebuilt without its secrets, each replaced by `***`: the password of
+    /// its user info and the values of secret-bearing query parameters
+    /// (`password`, `sslpassword`, any whose name holds `pass`, `secret` or
+    /// `token`; names read percent-decoded, in any case).
     pub fn redacted(&self) -> String {
         match self {
             StoreLocation::Sqlite(path) => path.display().to_string(),
             StoreLocation::Postgres(url) => redact_url_password(url),
+        }
+    }
+
+    /// The secrets of a PostgreSQL URL as written in it (percent-encoded
+    /// where it is): what [`StoreLocation::redacted`] hides, for a caller
+    /// that must also hide them from other text (a driver's error may
+    /// quote them). Empty for a SQLite file.
+    pub fn secrets(&self) -> Vec<String> {
+        match self {
+            StoreLocation::Sqlite(_) => Vec::new(),
+            StoreLocation::Postgres(url) => url_without_secrets(url).1,
         }
     }
 }
@@ -95,23 +109,112 @@ impl std::fmt::Display for StoreLocation {
     }
 }
 
-/// `scheme://user:secret@host/db` → `scheme://user:***@host/db`.
+/// `scheme://user:secret@host/db?sslmode=require&password=secret` →
+/// `scheme://user:***@host/db?sslmode=require&password=***`.
 fn redact_url_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rfind('@') {
-        Some(at) => {
-            let userinfo = &authority[..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{scheme}://{user}:***{}{tail}", &authority[at..]),
-                None => url.to_string(),
+    url_without_secrets(url).0
+}
+
+/// Whether a URL query parameter (its name percent-decoded) carries a
+/// secret: libpq's `password` and `sslpassword`, and, not to depend on a
+/// list, any name that says so.
+fn is_secret_parameter(name: &str) -> bool {
+    let name = percent_decode_lossy(name).to_ascii_lowercase();
+    ["pass", "secret", "token"].iter().any(|word| name.contains(word))
+}
+
+/// `text` with its `%XX` escapes decoded (invalid UTF-8 replaced).
+fn percent_decode_lossy(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
             }
         }
-        None => url.to_string(),
     }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The URL as it may be shown, and its secrets as written.
+///
+/// The user info ends, as RFC 3986 reads it, at the authority's last `@`;
+/// the driver (tokio-postgres) reads it up to the URL's FIRST `@`, even
+/// past a `/` or `?` (a password with an unencoded `/`). When the two
+/// disagree (the authority has no `@` but the URL has one) everything
+/// before that `@` is hidden: it may hold a password either way.
+fn url_without_secrets(url: &str) -> (String, Vec<String>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_string(), Vec::new());
+    };
+    let mut secrets = Vec::new();
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (shown_userinfo, after) = match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            let shown = match userinfo.split_once(':') {
+                Some((user, secret)) => {
+                    secrets.push(secret.to_string());
+                    format!("{user}:***")
+                }
+                None => userinfo.to_string(),
+            };
+            (Some(shown), &rest[at + 1..])
+        }
+        None => match rest.find('@') {
+            Some(at) => {
+                let region = &rest[..at];
+                secrets.push(region.to_string());
+                if let Some((_, secret)) = region.split_once(':') {
+                    secrets.push(secret.to_string());
+                }
+                // Secret parameters inside it are hidden from other text too.
+                if let Some((_, query)) = region.split_once('?') {
+                    secret_parameters(query, &mut secrets);
+                }
+                (Some("***".to_string()), &rest[at + 1..])
+            }
+            None => (None, rest),
+        },
+    };
+    let shown_rest = match after.split_once('?') {
+        Some((before, query)) => format!("{before}?{}", secret_parameters(query, &mut secrets)),
+        None => after.to_string(),
+    };
+    secrets.retain(|s| !s.is_empty());
+    let shown = match shown_userinfo {
+        Some(userinfo) => format!("{scheme}://{userinfo}@{shown_rest}"),
+        None => format!("{scheme}://{shown_rest}"),
+    };
+    (shown, secrets)
+}
+
+/// `query` with the values of its secret parameters replaced by `***`;
+/// the values are added to `secrets`.
+fn secret_parameters(query: &str, secrets: &mut Vec<String>) -> String {
+    query
+        .split('&')
+        .map(|parameter| match parameter.split_once('=') {
+            Some((name, value)) if is_secret_parameter(name) => {
+                secrets.push(value.to_string());
+                format!("{name}=***")
+            }
+            _ => parameter.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// What a process is given when it takes a shared store's state lease
@@ -472,5 +575,41 @@ mod tests {
             StoreLocation::parse("postgres://db/rein").redacted(),
             "postgres://db/rein"
         );
+    }
+
+    #[test]
+    fn a_query_string_secret_is_never_shown() {
+        let shown = |url: &str| StoreLocation::parse(url).redacted();
+        assert_eq!(
+            shown("postgres://rein@db/rein?sslmode=require&password=s3cret"),
+            "postgres://rein@db/rein?sslmode=require&password=***"
+        );
+        // Percent-encoded names, any case, and libpq's key password.
+        assert_eq!(
+            shown("postgres://db/rein?pass%77ord=s3cret&SSLPASSWORD=k3y&application_name=x"),
+            "postgres://db/rein?pass%77ord=***&SSLPASSWORD=***&application_name=x"
+        );
+        // Both places at once.
+        assert_eq!(
+            shown("postgres://rein:a@db/rein?password=b"),
+            "postgres://rein:***@db/rein?password=***"
+        );
+        // An unencoded `/` in the password: the driver reads up to the
+        // first `@`, so everything before it is hidden.
+        let odd = StoreLocation::parse("postgres://rein:pa/ss@db/rein");
+        assert_eq!(odd.redacted(), "postgres://***@db/rein");
+        assert!(odd.secrets().contains(&"pa/ss".to_string()));
+        // An `@` inside a query password.
+        let at = StoreLocation::parse("postgres://db/rein?password=x@y");
+        assert!(
+            !at.redacted().contains("x@y") && !at.redacted().contains("=x"),
+            "{}",
+            at.redacted()
+        );
+        assert_eq!(
+            StoreLocation::parse("postgres://rein:pw@db/rein?password=q").secrets(),
+            ["pw", "q"]
+        );
+        assert!(StoreLocation::parse("rein.db").secrets().is_empty());
     }
 }

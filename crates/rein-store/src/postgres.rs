@@ -176,6 +176,16 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 }
 
 impl PostgresStore {
+    /// How long a frozen state-lease holder (SIGSTOP, a paused VM) keeps the
+    /// other replicas from the lease at most, about: its lease connection
+    /// idles out after this (a live holder's heartbeat keeps it busy).
+    pub const LEASE_IDLE_TIMEOUT: std::time::Duration = lease::LEASE_IDLE_TIMEOUT;
+
+    /// The largest difference between the database's clock and a
+    /// replica's that the state lease accepts; beyond it the lease is
+    /// refused (stateful decisions block, naming the skew).
+    pub const MAX_CLOCK_SKEW: std::time::Duration = lease::MAX_CLOCK_SKEW;
+
     /// Connects to the database at `url` (`postgres://…`; see `connect` for
     /// TLS and [`CA_FILE_ENV`]), brings its schema up to date and starts the
     /// store's tasks. Refuses a database whose schema is newer than this

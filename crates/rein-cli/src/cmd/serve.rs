@@ -100,6 +100,16 @@ pub struct ServeArgs {
     /// differences with `rein audit shadow-report`.
     #[arg(long = "shadow", num_args = 1.., value_name = "CANDIDATE_POLICY")]
     shadow: Vec<PathBuf>,
+    /// On a PostgreSQL store shared by replicas: publish this replica's
+    /// policy files at start, so that EVERY replica switches to them (a
+    /// deploy of new files). Without it a replica serves the version
+    /// already published (loaded from the database, its own files
+    /// differing: logged, and said in /healthz) and publishes its files
+    /// only when none is published yet, so that a replica restarted with
+    /// older files never moves the others back. A reload (SIGHUP, POST
+    /// /v1/policy/reload) publishes the files too. No effect on SQLite.
+    #[arg(long)]
+    publish: bool,
 }
 
 /// The log of a long-running command (`rein serve`, `rein mcp gateway`):
@@ -128,6 +138,7 @@ pub fn run(args: ServeArgs, color: bool) -> anyhow::Result<u8> {
     config.max_state_bytes = usize::try_from(args.state_max_mib.saturating_mul(1024 * 1024))?;
     config.trust_request_time = args.trust_request_time;
     config.shadow_paths = args.shadow;
+    config.publish = args.publish;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers.map_or_else(rein_server::default_workers, usize::from))
         .enable_all()

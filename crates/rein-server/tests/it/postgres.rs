@@ -101,6 +101,11 @@ fn shared_secrets(dir: &Path) {
 
 /// A replica on `url` over the policy `text`, in a folder of its own.
 async fn replica(url: &str, text: &str) -> Harness {
+    replica_publishing(url, text, false).await
+}
+
+/// A replica as [`replica`], started with `--publish` when `publish`.
+async fn replica_publishing(url: &str, text: &str, publish: bool) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     shared_secrets(dir.path());
     let policy = dir.path().join("policy.yaml");
@@ -109,6 +114,7 @@ async fn replica(url: &str, text: &str) -> Harness {
     config.tokens_path = Some(dir.path().join("tokens.yaml"));
     config.hmac_key_path = Some(dir.path().join("audit.key"));
     config.delegation_key_path = Some(dir.path().join("delegation.key"));
+    config.publish = publish;
     let state = AppState::from_config(&config).await.unwrap();
     Harness { dir, state }
 }
@@ -238,11 +244,31 @@ async fn a_reload_on_one_replica_is_served_by_the_other_within_the_bound() {
         .count();
     assert_eq!(followed, 7, "one activation by publication per switch");
 
-    // A replica starting with other files: its files win, the others follow.
+    // A replica starting with other files serves the version published,
+    // and says its files differ; nothing moves.
     let c = replica(&pg.url, &capped_at(33)).await;
+    assert_eq!(served(&c), v1);
+    let (status, health) = c.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    let v_files = health["policy_files_version"]
+        .as_str()
+        .expect("files differ")
+        .to_string();
+    assert_ne!(v_files, v1);
+    assert_eq!(c.decide(refund(40, "bot-1")).await["effect"], "allow");
+    c.state.close().await.unwrap();
+    drop(c);
+    let published = a.state.runtime().store().published_policy().await.unwrap();
+    assert_eq!(published.as_deref(), Some(v1.as_str()));
+
+    // With --publish (a deploy of new files): its files win, the others follow.
+    let c = replica_publishing(&pg.url, &capped_at(33), true).await;
     let v_c = served(&c);
+    assert_eq!(v_c, v_files);
     until_served(&a, &v_c).await;
     until_served(&b, &v_c).await;
+    let (_, health) = c.call(Method::GET, "/healthz", None, None).await;
+    assert!(health.get("policy_files_version").is_none(), "{health}");
 
     // A rollback on one replica is published too: the others serve it.
     let (status, body) = b
@@ -318,6 +344,26 @@ async fn a_published_version_no_replica_can_load_is_refused_by_all() {
         "{metrics}"
     );
 
+    // A replica STARTED while the version published cannot be loaded: it
+    // serves its files' version, does not publish it, and is unhealthy
+    // naming the published version and why, as the running ones are.
+    let c = replica(&pg.url, &capped_at(20)).await;
+    let v_c = served(&c);
+    assert_ne!(v_c, v1);
+    let (status, health) = c.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{health}");
+    assert_eq!(health["published_version"], fake.as_str(), "{health}");
+    assert_eq!(health["policy_version"], v_c.as_str(), "{health}");
+    assert!(health["published_version_error"]
+        .as_str()
+        .is_some_and(|e| !e.is_empty()));
+    let published = c.state.runtime().store().published_policy().await.unwrap();
+    assert_eq!(published.as_deref(), Some(fake.as_str()), "nothing published at start");
+    assert_eq!(
+        until_health(&a, StatusCode::SERVICE_UNAVAILABLE).await["policy_version"],
+        v1.as_str()
+    );
+
     // A good version published again (a reload of good files): both load it
     // and are healthy again.
     std::fs::write(a.policy_path(), capped_at(75)).unwrap();
@@ -325,11 +371,12 @@ async fn a_published_version_no_replica_can_load_is_refused_by_all() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let v2 = body["policy_version"].as_str().unwrap().to_string();
     until_served(&b, &v2).await;
-    for h in [&a, &b] {
+    until_served(&c, &v2).await;
+    for h in [&a, &b, &c] {
         let health = until_health(h, StatusCode::OK).await;
         assert_eq!(health["policy_version"], v2.as_str());
     }
-    for h in [a, b] {
+    for h in [a, b, c] {
         h.state.close().await.unwrap();
     }
     pg.drop_db().await;
@@ -477,5 +524,118 @@ async fn a_replica_with_another_audit_key_is_refused_at_start() {
     let (status, body) = a.call(Method::GET, "/v1/audit/verify", Some(ADMIN), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     a.state.close().await.unwrap();
+    pg.drop_db().await;
+}
+
+/// The reviewer's scenario (finding 1): a policy tightened by a reload on
+/// one replica, then another replica restarted with its older files. It
+/// serves the tightened version published, not its files'; nothing is
+/// rolled back for anyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_restarted_with_older_files_keeps_serving_the_published_version() {
+    let Some(pg) = Pg::new().await else { return };
+    let a = replica(&pg.url, &example_text()).await;
+    let b = replica(&pg.url, &example_text()).await;
+    let v1 = served(&a);
+
+    // An emergency tightening on A: every replica follows.
+    std::fs::write(a.policy_path(), capped_at(10)).unwrap();
+    let (status, body) = a.call(Method::POST, "/v1/policy/reload", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let strict = body["policy_version"].as_str().unwrap().to_string();
+    until_served(&b, &strict).await;
+
+    // B restarts (crash, node drain) with its older files.
+    b.state.close().await.unwrap();
+    drop(b);
+    let b = replica(&pg.url, &example_text()).await;
+    assert_eq!(
+        served(&b),
+        strict,
+        "a restarted replica must serve the version published"
+    );
+    let d = b.decide(refund(40, "bot-1")).await;
+    assert_eq!(
+        d["effect"], "block",
+        "the tightening holds on the restarted replica: {d}"
+    );
+    assert_eq!(d["policy_version"], strict.as_str());
+    let (status, health) = b.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    assert_eq!(health["policy_version"], strict.as_str());
+    assert_eq!(health["policy_files_version"], v1.as_str(), "{health}");
+    // Nothing was published, A still serves the tightening.
+    let published = a.state.runtime().store().published_policy().await.unwrap();
+    assert_eq!(published.as_deref(), Some(strict.as_str()));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(served(&a), strict);
+    assert_eq!(served(&b), strict);
+    // Its start is recorded with the version it serves.
+    let activations = a.state.runtime().store().activations().await.unwrap();
+    let last = activations.last().and_then(|r| r.entry.activation.clone()).unwrap();
+    assert_eq!(last["version"], strict.as_str(), "{last}");
+    assert_eq!(last["cause"], "start", "{last}");
+
+    // A reload on B reads its files again and publishes them: the operator
+    // asked for it.
+    let (status, body) = b.call(Method::POST, "/v1/policy/reload", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["policy_version"], v1.as_str());
+    until_served(&a, &v1).await;
+    let (_, health) = b.call(Method::GET, "/healthz", None, None).await;
+    assert!(health.get("policy_files_version").is_none(), "{health}");
+    for h in [a, b] {
+        h.state.close().await.unwrap();
+    }
+    pg.drop_db().await;
+}
+
+/// Rein's state lease key (`pg_advisory_lock`), as the store takes it.
+const STATE_LOCK_KEY: i64 = 0x5245_494E_5354_4154;
+
+/// A replica that cannot take the state lease (another session holds the
+/// lock and never lets go) blocks its stateful decisions and answers
+/// `/healthz` 503 saying so, until it takes the lease again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_cannot_take_the_state_lease_is_unhealthy_until_it_can() {
+    let Some(pg) = Pg::new().await else { return };
+    let h = replica(&pg.url, STATEFUL).await;
+    let refund = serde_json::json!({"action": "refund", "input": {"amount": 1}, "actor": {"id": "bot-1"}});
+    assert_eq!(h.decide(refund.clone()).await["effect"], "allow");
+    let (status, health) = h.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    // Let the replica give the lease back (it holds it ~20 ms after use),
+    // then hold the lock from outside, as a holder that never lets go.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let holder = pg.raw().await;
+    holder
+        .execute("SELECT pg_advisory_lock($1)", &[&STATE_LOCK_KEY])
+        .await
+        .unwrap();
+    // Straight to the runtime: the request timeout would answer first.
+    let request: rein_engine::Request = serde_json::from_value(refund.clone()).unwrap();
+    let blocked = serde_json::to_value(h.state.runtime().decide(request, None).await).unwrap();
+    assert_eq!(blocked["effect"], "block", "{blocked}");
+    let (status, health) = h.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{health}");
+    assert!(
+        health["state_lease_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{health}"
+    );
+    // The holder goes: the next stateful decision takes the lease, and the
+    // replica is healthy again.
+    drop(holder);
+    let started = Instant::now();
+    loop {
+        let d = h.decide(refund.clone()).await;
+        if d["effect"] == "allow" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no recovery: {d}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, health) = h.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    h.state.close().await.unwrap();
     pg.drop_db().await;
 }

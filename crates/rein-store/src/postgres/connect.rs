@@ -65,6 +65,23 @@ pub(crate) fn config(url: &str, options: &PostgresOptions) -> Result<Config, Sto
     Ok(config)
 }
 
+/// `config` for the state lease's connection: the server ends the session
+/// once it has been idle for `idle` (`idle_session_timeout`, PostgreSQL
+/// 14 and later). Its holder keeps it busy with a heartbeat while it runs;
+/// a holder frozen without its connection breaking (SIGSTOP, a paused VM,
+/// a stuck runtime: the kernel still answers keepalives) stops beating,
+/// so its session, and the advisory lock with it, ends within `idle`.
+pub(crate) fn lease_config(config: &Config, idle: Duration) -> Config {
+    let mut config = config.clone();
+    let mut server_options = config.get_options().map(str::to_owned).unwrap_or_default();
+    if !server_options.is_empty() {
+        server_options.push(' ');
+    }
+    server_options.push_str(&format!("-c idle_session_timeout={}", idle.as_millis()));
+    config.options(&server_options);
+    config
+}
+
 /// `url` with libpq's `sslmode=verify-ca` or `verify-full` as `require`
 /// (which verifies the server fully here; see the module documentation).
 fn libpq_sslmodes(url: &str) -> String {
@@ -196,6 +213,16 @@ mod tests {
         // The URL's own connect timeout is kept.
         let c = config("postgres://rein@db/rein?connect_timeout=1", &options).unwrap();
         assert_eq!(c.get_connect_timeout(), Some(&Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn only_the_lease_connection_ends_when_idle() {
+        let c = config("postgres://rein@db/rein", &PostgresOptions::default()).unwrap();
+        assert!(!c.get_options().unwrap().contains("idle_session_timeout"));
+        let lease = lease_config(&c, Duration::from_secs(5));
+        let server = lease.get_options().unwrap();
+        assert!(server.contains("statement_timeout=10000"), "{server}");
+        assert!(server.ends_with(" -c idle_session_timeout=5000"), "{server}");
     }
 
     #[test]

@@ -12,10 +12,26 @@
 //!
 //! If the lease connection breaks, the lease is lost: the store notices
 //! (the connection is closed) and the next acquire opens a new one.
+//!
+//! A holder that is frozen without its connection breaking (SIGSTOP, a
+//! paused VM, a stuck runtime) must not stop every other replica for good:
+//! the lease connection carries `idle_session_timeout` =
+//! [`LEASE_IDLE_TIMEOUT`], and a heartbeat task keeps it busy every
+//! [`LEASE_HEARTBEAT`] while the process runs. A frozen process stops
+//! beating, the server ends its session and the advisory lock goes with it:
+//! another replica takes the lease within about [`LEASE_IDLE_TIMEOUT`], and
+//! what the frozen one appends when it wakes is refused by the fence (its
+//! generation is no longer the newest).
+//!
+//! At every acquisition the database's clock is compared with this
+//! process's ([`MAX_CLOCK_SKEW`]): windows and session idle times are
+//! judged on each replica's clock, so a replica whose clock is off would
+//! count (and prune) differently from the others.
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use rein_engine::state::{BucketKey, Decimal, SessionCall, StateWrite};
@@ -28,6 +44,50 @@ use crate::{StateLease, StoreError};
 /// The advisory lock key of the state lease ("REINSTAT" in ASCII). Advisory
 /// locks are per database: stores in other databases do not share it.
 pub(crate) const STATE_LOCK: i64 = 0x5245_494E_5354_4154;
+
+/// How long the lease connection may stay idle before the server ends it
+/// (`idle_session_timeout`), freeing the lock of a frozen holder. Other
+/// replicas wait at most about this long (plus [`LEASE_HEARTBEAT`]) for a
+/// holder that froze; below the statement timeout (10 s by default) so
+/// that a waiting `pg_advisory_lock` gets the lock rather than failing.
+pub(crate) const LEASE_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a live process touches its lease connection (a `SELECT 1`),
+/// well within [`LEASE_IDLE_TIMEOUT`] even on a loaded machine.
+pub(crate) const LEASE_HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// The largest difference allowed between the database's clock and this
+/// process's, beyond the round trip's uncertainty, when the lease is
+/// taken. Windows, session idle times and pruning are judged on each
+/// replica's own clock: replicas whose clocks differ by more would count a
+/// limit differently (one allows what another would block) and prune what
+/// another still counts. NTP keeps clocks within milliseconds; 2 s is far
+/// beyond that and still small against any window a policy states.
+pub(crate) const MAX_CLOCK_SKEW: Duration = Duration::from_secs(2);
+
+/// Refuses the lease when the database's clock (`db_micros`, read between
+/// `before` and `after` on this process's clock) differs from this
+/// process's by more than [`MAX_CLOCK_SKEW`] (plus half the round trip,
+/// what cannot be told apart).
+pub(crate) fn check_clock_skew(db_micros: i64, before: Timestamp, after: Timestamp) -> Result<(), StoreError> {
+    let before = i128::from(before.as_microsecond());
+    let after = i128::from(after.as_microsecond());
+    let middle = (before + after) / 2;
+    let slack = (after - before).abs() / 2;
+    let skew = i128::from(db_micros) - middle;
+    let allowed = i128::try_from(MAX_CLOCK_SKEW.as_micros()).unwrap_or(i128::MAX) + slack;
+    if skew.abs() <= allowed {
+        return Ok(());
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let seconds = skew as f64 / 1e6;
+    Err(StoreError(format!(
+        "clock skew: the database's clock is {seconds:+.3} s off this replica's (at most {} s allowed); \
+         limits and sessions are judged on each replica's clock, so stateful decisions block until the clocks \
+         agree (check NTP on this host and the database's)",
+        MAX_CLOCK_SKEW.as_secs()
+    )))
+}
 
 /// The lease this process holds, as appends check it without waiting for
 /// the lease's lock: its generation and whether its connection is still
@@ -58,7 +118,9 @@ pub(crate) fn check_held(mark: &Mark, generation: u64) -> Result<(), StoreError>
 /// The lease's side of the store: its connection, what it holds, the epoch
 /// it last saw.
 pub(crate) struct Lease {
-    conn: Option<Client>,
+    /// Shared with the heartbeat task (which holds it weakly: dropping
+    /// this closes the connection).
+    conn: Option<Arc<Client>>,
     /// Whether `conn` is still open (cleared by its connection's task).
     open: Arc<AtomicBool>,
     /// The generation held, if any.
@@ -109,12 +171,13 @@ impl Lease {
         if self.closed {
             return Err(StoreError("the store is closed".into()));
         }
-        if self.conn.as_ref().is_some_and(Client::is_closed) {
+        if self.conn.as_ref().is_some_and(|c| c.is_closed()) {
             // The connection died: the lock went with it.
             self.lose();
         }
         if self.conn.is_none() {
-            let (client, ended) = connect::dedicated(&inner.config, &inner.tls, |_| {}).await?;
+            let config = connect::lease_config(&inner.config, LEASE_IDLE_TIMEOUT);
+            let (client, ended) = connect::dedicated(&config, &inner.tls, |_| {}).await?;
             let open = Arc::new(AtomicBool::new(true));
             let watched = Arc::clone(&open);
             tokio::spawn(async move {
@@ -122,6 +185,8 @@ impl Lease {
                 let _ = ended.await;
                 watched.store(false, Ordering::Release);
             });
+            let client = Arc::new(client);
+            tokio::spawn(heartbeat(Arc::downgrade(&client)));
             self.conn = Some(client);
             self.open = open;
         }
@@ -144,14 +209,20 @@ impl Lease {
         if self.held.is_none() {
             client.execute("SELECT pg_advisory_lock($1)", &[&STATE_LOCK]).await?;
         }
+        let before = Timestamp::now();
         let row = client
             .query_one(
-                "UPDATE rein_state_lease SET generation = generation + 1 WHERE id = 1 RETURNING generation, epoch",
+                "UPDATE rein_state_lease SET generation = generation + 1 WHERE id = 1 \
+                 RETURNING generation, epoch, (extract(epoch FROM clock_timestamp()) * 1000000)::int8",
                 &[],
             )
             .await?;
+        let after = Timestamp::now();
         let generation: i64 = row.try_get(0)?;
         let epoch: i64 = row.try_get(1)?;
+        // Refused (the caller's `acquire` then gives the lock up): the
+        // generation moved, which only fences what was decided before.
+        check_clock_skew(row.try_get(2)?, before, after)?;
         let generation =
             u64::try_from(generation).map_err(|_| StoreError(format!("corrupt lease generation {generation}")))?;
         self.held = Some(generation);
@@ -160,7 +231,7 @@ impl Lease {
         self.epoch = Some(epoch);
         let client = self
             .conn
-            .as_mut()
+            .as_ref()
             .ok_or_else(|| StoreError("the state lease has no connection".into()))?;
         let (seen_seq, writes) = delta(client, after_seq, !reload).await?;
         Ok(StateLease {
@@ -173,7 +244,7 @@ impl Lease {
 
     /// Gives up the lease `generation`.
     pub(crate) async fn release(&mut self, generation: u64) -> Result<(), StoreError> {
-        if self.conn.as_ref().is_some_and(Client::is_closed) {
+        if self.conn.as_ref().is_some_and(|c| c.is_closed()) {
             self.lose();
             return Err(StoreError(format!(
                 "the state lease {generation} was lost (its connection to the database broke)"
@@ -219,6 +290,22 @@ impl Lease {
     }
 }
 
+/// Keeps the lease connection from idling out while this process runs (see
+/// [`LEASE_IDLE_TIMEOUT`]); ends with the connection.
+async fn heartbeat(client: Weak<Client>) {
+    let mut tick = tokio::time::interval(LEASE_HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(client) = client.upgrade() else { return };
+        if client.is_closed() {
+            return;
+        }
+        // A failure ends the connection, which the lease notices.
+        let _ = client.simple_query("").await;
+    }
+}
+
 fn corrupt(table: &str, what: impl std::fmt::Display) -> StoreError {
     StoreError(format!("the store's `{table}` table holds a corrupt row ({what})"))
 }
@@ -234,24 +321,26 @@ fn parse_json(table: &str, text: &str) -> Result<serde_json::Value, StoreError> 
 /// In one snapshot: the newest record's seq, and (if `with_writes`) the
 /// state written by records after `after_seq` up to it, in the order of
 /// their records (within a record: uses, calls, outputs, labels).
+///
+/// The transaction is begun and ended by hand (the connection is shared
+/// with the heartbeat, whose empty queries may run inside it: harmless);
+/// on an error the caller drops the connection, which rolls it back.
 pub(crate) async fn delta(
-    client: &mut Client,
+    client: &Client,
     after_seq: u64,
     with_writes: bool,
 ) -> Result<(u64, Vec<StateWrite>), StoreError> {
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await?;
+    let tx = client;
     let seen: i64 = tx
         .query_one("SELECT seq FROM chain_head WHERE id = 1", &[])
         .await?
         .try_get(0)?;
     let seen_seq = u64::try_from(seen).map_err(|_| StoreError(format!("corrupt chain head: seq {seen}")))?;
     if !with_writes {
-        tx.commit().await?;
+        tx.batch_execute("COMMIT").await?;
         return Ok((seen_seq, Vec::new()));
     }
     let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
@@ -354,7 +443,51 @@ pub(crate) async fn delta(
             },
         ));
     }
-    tx.commit().await?;
+    tx.batch_execute("COMMIT").await?;
     out.sort_by_key(|(seq, kind, row, _)| (*seq, *kind, *row));
     Ok((seen_seq, out.into_iter().map(|(_, _, _, w)| w).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn at(micros: i64) -> Timestamp {
+        Timestamp::from_microsecond(micros).unwrap()
+    }
+
+    const T: i64 = 1_800_000_000_000_000;
+
+    #[test]
+    fn clocks_within_the_bound_are_accepted() {
+        let max = i64::try_from(MAX_CLOCK_SKEW.as_micros()).unwrap();
+        for db in [T, T + max, T - max, T + 1_000] {
+            check_clock_skew(db, at(T), at(T)).unwrap();
+        }
+        // The round trip's half is not held against the clocks.
+        check_clock_skew(T + max + 400_000, at(T), at(T + 1_000_000)).unwrap();
+    }
+
+    #[test]
+    fn clocks_beyond_the_bound_are_refused_naming_the_skew() {
+        let max = i64::try_from(MAX_CLOCK_SKEW.as_micros()).unwrap();
+        let err = check_clock_skew(T + max + 1, at(T), at(T)).unwrap_err();
+        assert!(err.0.contains("clock skew"), "{err}");
+        assert!(err.0.contains("+2.000 s"), "{err}");
+        let err = check_clock_skew(T - 5_500_000, at(T), at(T)).unwrap_err();
+        assert!(err.0.contains("-5.500 s"), "{err}");
+        // A slow round trip (1 s) widens the slack by its half only: from
+        // its middle, 0.5 s more than the bound is still refused.
+        assert!(check_clock_skew(T + 500_000 + max + 500_001, at(T), at(T + 1_000_000)).is_err());
+    }
+
+    #[test]
+    fn the_idle_timeout_leaves_room_for_the_heartbeat_and_a_waiting_acquire() {
+        assert!(LEASE_HEARTBEAT * 3 <= LEASE_IDLE_TIMEOUT);
+        // A replica waiting in `pg_advisory_lock` (statement timeout) gets
+        // the lock of a frozen holder before its wait fails.
+        assert!(LEASE_IDLE_TIMEOUT + LEASE_HEARTBEAT < crate::PostgresOptions::default().statement_timeout);
+    }
 }

@@ -10,8 +10,12 @@
 //!    batch goes on). `FOR SHARE` also makes the next lease's
 //!    `UPDATE … generation + 1` wait for this batch, so that its delta sees
 //!    the batch's state writes. If an item writes state WITHOUT a lease,
-//!    the same row's `epoch` is bumped instead (every process then reloads
-//!    the state at its next lease: such writes are in no delta);
+//!    the same row's `epoch` AND `generation` are bumped instead: every
+//!    process reloads the state at its next lease, and the lease held now
+//!    (by another process, whose copy lacks the write) is fenced at once,
+//!    so its holder decides nothing more on a state it cannot see (its
+//!    appends are refused, it takes the lease again and reloads; the
+//!    leased items of this very batch are refused too);
 //! 2. the claims of `append_once` items, one `INSERT … ON CONFLICT DO
 //!    NOTHING RETURNING` (a duplicate is refused alone; an item refused by
 //!    the fence claims nothing). Before the head's lock: a claim may wait
@@ -135,7 +139,10 @@ impl Statements {
                 .prepare("SELECT generation FROM rein_state_lease WHERE id = 1 FOR SHARE")
                 .await?,
             fence_and_bump: client
-                .prepare("UPDATE rein_state_lease SET epoch = epoch + 1 WHERE id = 1 RETURNING generation")
+                .prepare(
+                    "UPDATE rein_state_lease SET epoch = epoch + 1, generation = generation + 1 WHERE id = 1 \
+                     RETURNING generation",
+                )
                 .await?,
             head: client
                 .prepare("SELECT seq, hash FROM chain_head WHERE id = 1 FOR UPDATE")
@@ -529,7 +536,9 @@ async fn write_batch(inner: &Inner, conn: &mut Option<Conn>, batch: &[Command]) 
     let fenced = batch.iter().any(|c| c.append.generation.is_some());
     // State written without the lease (a caller that does not take it)
     // reaches no other process's delta: the epoch moves, so that every
-    // process reloads the state at its next lease. The row is locked before
+    // process reloads the state at its next lease, and so does the
+    // generation, which fences the lease held now (its holder's copy lacks
+    // these writes: it must take the lease again). The row is locked before
     // the head, in the order every batch takes them.
     let unleased_state = batch
         .iter()

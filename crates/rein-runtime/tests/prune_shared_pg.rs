@@ -1,4 +1,4 @@
-//! Reviewer's attack (issue 18): a replica still serving an older policy
+//! A replica still serving an older policy
 //! with a NARROWER window (it could not load the version published, or has
 //! not switched yet) prunes the shared store's state with its own window.
 //! A replica serving the wider window then loses those uses at its next
@@ -84,12 +84,12 @@ fn refund(time: Timestamp) -> Request {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn review_a_narrower_replica_prunes_uses_a_wider_one_still_counts() {
+async fn a_narrower_replica_never_prunes_uses_a_wider_one_still_counts() {
     let Ok(admin) = std::env::var("REIN_TEST_PG") else {
         eprintln!("note: REIN_TEST_PG is not set; skipped");
         return;
     };
-    let name = format!("rein_t_review_{}", uuid::Uuid::now_v7().simple());
+    let name = format!("rein_t_prune_{}", uuid::Uuid::now_v7().simple());
     client(&admin)
         .await
         .batch_execute(&format!("CREATE DATABASE {name}"))
