@@ -705,12 +705,16 @@ mod tests {
         let db = Arc::new(Db::default());
         let store = Fake::new(&db);
         let (lease, _) = lease(&store, DEFAULT_LEASE_HOLD);
+        assert_eq!(lease.health(), Ok(()), "nothing tried yet");
         store.fail.store(true, Ordering::SeqCst);
         let (a, b) = tokio::join!(lease.enter(), lease.enter());
         assert!(a.err().unwrap().contains("connection refused"));
         assert!(b.err().unwrap().contains("connection refused"));
+        // The health names why (for `/healthz`).
+        assert!(lease.health().unwrap_err().contains("connection refused"));
         store.fail.store(false, Ordering::SeqCst);
         lease.enter().await.unwrap().done();
+        assert_eq!(lease.health(), Ok(()));
     }
 
     /// A mirror marked stale while a lease was being taken (and synced by

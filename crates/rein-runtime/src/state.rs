@@ -100,6 +100,12 @@ impl crate::lease::Sync for MirrorCell {
     async fn reload(&self, store: &dyn Store) -> Result<(), String> {
         let now = Timestamp::now();
         let window = self.lock()?.max_window;
+        // Told to the store first: from now on no replica prunes what this
+        // one reads (see `StateKeeper::prune`).
+        store
+            .widest_state_spans(window, self.session_idle)
+            .await
+            .map_err(|e| e.to_string())?;
         let window_start = now.checked_sub(window).map_err(|e| e.to_string())?;
         let idle_start = now.checked_sub(self.session_idle).map_err(|e| e.to_string())?;
         let writes = store
@@ -588,10 +594,17 @@ impl StateKeeper {
             let dropped = mirror.prune(now, window, self.session_idle);
             (dropped, window)
         };
+        // On a shared store, never narrower than the widest window and idle
+        // time any replica reads the state with (it may serve a policy
+        // reading further back than this one).
+        let (window, idle) = if self.shared() {
+            let (widest_window, widest_idle) = store.widest_state_spans(window, self.session_idle).await?;
+            (window.max(widest_window), self.session_idle.max(widest_idle))
+        } else {
+            (window, self.session_idle)
+        };
         let window_start = now.checked_sub(window).map_err(|e| StoreError(e.to_string()))?;
-        let idle_start = now
-            .checked_sub(self.session_idle)
-            .map_err(|e| StoreError(e.to_string()))?;
+        let idle_start = now.checked_sub(idle).map_err(|e| StoreError(e.to_string()))?;
         let stored = store.prune_state(window_start, idle_start).await?;
         Ok((dropped as u64, stored))
     }

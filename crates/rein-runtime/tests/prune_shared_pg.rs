@@ -130,3 +130,45 @@ async fn a_narrower_replica_never_prunes_uses_a_wider_one_still_counts() {
         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await;
 }
+
+/// A replica that does not serve the version published to the replicas
+/// (it could not load it, or has not switched yet) prunes nothing of the
+/// shared store; once it serves it, it prunes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_not_serving_the_published_version_prunes_nothing() {
+    let Ok(admin) = std::env::var("REIN_TEST_PG") else {
+        eprintln!("note: REIN_TEST_PG is not set; skipped");
+        return;
+    };
+    let name = format!("rein_t_prune_{}", uuid::Uuid::now_v7().simple());
+    client(&admin)
+        .await
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&url, PostgresOptions::default()).await.unwrap());
+    let a = Runtime::new(Policy::from_yaml_str(OLD).unwrap(), Arc::clone(&store), config());
+    a.open_state().await.unwrap();
+    let now = Timestamp::now();
+    // An old use, outside every window at `later`.
+    assert_eq!(
+        a.decide(refund(now - SignedDuration::from_hours(5)), None).await.effect,
+        Effect::Allow
+    );
+    let later = now + SignedDuration::from_hours(10);
+    store.publish_policy("some-other-version").await.unwrap();
+    assert_eq!(a.prune_state(later).await.unwrap(), (0, 0));
+    assert_eq!(store.state_size().await.unwrap().limit_uses, 1);
+    let served = a.policy().version().to_string();
+    store.publish_policy(&served).await.unwrap();
+    let (_, pruned) = a.prune_state(later).await.unwrap();
+    assert!(pruned >= 1, "pruned {pruned}");
+    assert_eq!(store.state_size().await.unwrap().limit_uses, 0);
+    drop(a);
+    drop(store);
+    let _ = client(&admin)
+        .await
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await;
+}

@@ -286,6 +286,15 @@ impl Store for MeteredStore {
         self.count("prune_state", result)
     }
 
+    async fn widest_state_spans(
+        &self,
+        max_window: jiff::SignedDuration,
+        session_idle: jiff::SignedDuration,
+    ) -> Result<(jiff::SignedDuration, jiff::SignedDuration), StoreError> {
+        let result = self.inner.widest_state_spans(max_window, session_idle).await;
+        self.count("widest_state_spans", result)
+    }
+
     async fn reset_limits(&self, rule: Option<String>, bucket: Option<String>) -> Result<u64, StoreError> {
         let result = self.inner.reset_limits(rule, bucket).await;
         self.count("reset_limits", result)

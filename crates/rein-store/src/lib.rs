@@ -310,6 +310,21 @@ pub trait Store: Send + Sync + 'static {
         Err(StoreError(NO_STATE.into()))
     }
 
+    /// On a store shared by several processes: records that this process
+    /// reads the state `max_window` and `session_idle` back (a monotone
+    /// maximum the store keeps) and returns the widest of each any process
+    /// has recorded. Whoever prunes a shared store prunes with those: a
+    /// process serving a policy of a narrower window must not delete what
+    /// another still counts. The default (a store of one process) returns
+    /// its arguments. A wrapper store must forward it.
+    async fn widest_state_spans(
+        &self,
+        max_window: jiff::SignedDuration,
+        session_idle: jiff::SignedDuration,
+    ) -> Result<(jiff::SignedDuration, jiff::SignedDuration), StoreError> {
+        Ok((max_window, session_idle))
+    }
+
     /// Removes the limit uses of `rule`'s buckets, or of the one bucket
     /// whose id ([`rein_engine::state::BucketKey::id`]) is `bucket`, or
     /// both filters; every use when neither is given. Returns the number

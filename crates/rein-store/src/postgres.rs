@@ -342,6 +342,14 @@ impl Store for PostgresStore {
         state::prune(self, window_start, idle_start).await
     }
 
+    async fn widest_state_spans(
+        &self,
+        max_window: jiff::SignedDuration,
+        session_idle: jiff::SignedDuration,
+    ) -> Result<(jiff::SignedDuration, jiff::SignedDuration), StoreError> {
+        state::widest_spans(self, max_window, session_idle).await
+    }
+
     async fn reset_limits(&self, rule: Option<String>, bucket: Option<String>) -> Result<u64, StoreError> {
         state::reset_limits(self, rule, bucket).await
     }

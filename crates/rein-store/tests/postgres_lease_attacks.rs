@@ -247,6 +247,33 @@ async fn a_live_quiet_holder_keeps_its_lease_past_the_idle_timeout() {
     db.drop_db().await;
 }
 
+/// The widest window and idle time any replica reads the state with are
+/// kept (monotone maxima, widened by the clock skew the lease tolerates):
+/// a replica on a narrower window prunes with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_widest_window_any_replica_reads_is_kept() {
+    use jiff::SignedDuration;
+    let Some(db) = TestDb::new().await else { return };
+    let a = db.open().await;
+    let b = db.open().await;
+    let skew = SignedDuration::try_from(PostgresStore::MAX_CLOCK_SKEW).unwrap();
+    let h = SignedDuration::from_hours;
+    assert_eq!(
+        a.widest_state_spans(h(1), h(4)).await.unwrap(),
+        (h(1) + skew, h(4) + skew)
+    );
+    assert_eq!(
+        b.widest_state_spans(h(2), h(1)).await.unwrap(),
+        (h(2) + skew, h(4) + skew)
+    );
+    // Narrower again: the widest stays.
+    assert_eq!(
+        a.widest_state_spans(h(1), h(1)).await.unwrap(),
+        (h(2) + skew, h(4) + skew)
+    );
+    db.drop_db().await;
+}
+
 /// The fence under a race: A appends under its lease while its lease
 /// connection is killed and B takes the lease at once. Every append A was
 /// answered `Ok` for must reach B (in B's delta, B's `seen_seq` covering

@@ -452,6 +452,13 @@ impl Store for LeasedSqlite {
     async fn prune_state(&self, a: Timestamp, b: Timestamp) -> Result<u64, StoreError> {
         self.core.inner.prune_state(a, b).await
     }
+    async fn widest_state_spans(
+        &self,
+        w: jiff::SignedDuration,
+        i: jiff::SignedDuration,
+    ) -> Result<(jiff::SignedDuration, jiff::SignedDuration), StoreError> {
+        self.core.inner.widest_state_spans(w, i).await
+    }
     async fn reset_limits(&self, r: Option<String>, b: Option<String>) -> Result<u64, StoreError> {
         let reset = self.core.inner.reset_limits(r, b).await;
         self.core.epoch.fetch_add(1, Ordering::SeqCst);
@@ -606,6 +613,13 @@ impl Store for Stalling {
     }
     async fn prune_state(&self, a: Timestamp, b: Timestamp) -> Result<u64, StoreError> {
         self.inner.prune_state(a, b).await
+    }
+    async fn widest_state_spans(
+        &self,
+        w: jiff::SignedDuration,
+        i: jiff::SignedDuration,
+    ) -> Result<(jiff::SignedDuration, jiff::SignedDuration), StoreError> {
+        self.inner.widest_state_spans(w, i).await
     }
     async fn reset_limits(&self, r: Option<String>, b: Option<String>) -> Result<u64, StoreError> {
         self.inner.reset_limits(r, b).await

@@ -14,16 +14,16 @@
 //! not load the version published yet, a rolling switch) and different
 //! session idle times. A replica pruning with its own narrower window
 //! would delete uses that a replica on a wider one still counts (it then
-//! allows past its limit at its next reload). So every load and prune
-//! records, in `store_meta`, the widest window and idle time any replica
-//! has read the state with (a monotone maximum, as spans from the
-//! database's clock), and a prune never drops anything younger than those
-//! (less [`MAX_CLOCK_SKEW`], the clock difference the lease tolerates).
-//! The store keeps, at worst, more than one replica needs: never less.
+//! allows past its limit at its next reload). So every replica records, in
+//! `store_meta`, the window and idle time it reads the state with (a
+//! monotone maximum: [`widest_spans`]) and prunes with the widest recorded
+//! (the runtime does), plus [`MAX_CLOCK_SKEW`], the clock difference the
+//! lease tolerates. [`crate::Store::prune_state`] itself removes what it is
+//! told to, as SQLite's does.
 
 use std::str::FromStr;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use rein_engine::state::{BucketKey, Decimal, SessionCall};
 use rein_engine::Effect;
 use tokio_postgres::IsolationLevel;
@@ -38,70 +38,37 @@ const WIDEST_WINDOW: &str = "widest_state_window_us";
 /// The `store_meta` key of the widest session idle time (microseconds).
 const WIDEST_IDLE: &str = "widest_session_idle_us";
 
-/// The span from `start` to the database's `now` (microseconds, at least
-/// 0), or `None` for a start at or before the Unix epoch: a read of
-/// everything (`rein migrate` compares whole states) states no window.
-fn span(now_us: i64, start: Timestamp) -> Option<i64> {
-    let start = start.as_microsecond();
-    (start > 0).then(|| now_us.saturating_sub(start).max(0))
-}
-
-/// The prune bound that keeps what a replica reading `widest_us` back from
-/// the database's `now_us` still reads: the earlier of `asked` and that
-/// (less [`MAX_CLOCK_SKEW`]).
-fn keep_from(asked: Timestamp, now_us: i64, widest_us: i64) -> Timestamp {
-    let skew = i64::try_from(MAX_CLOCK_SKEW.as_micros()).unwrap_or(i64::MAX);
-    let widest = now_us.saturating_sub(widest_us).saturating_sub(skew);
-    match Timestamp::from_microsecond(widest) {
-        Ok(t) if t < asked => t,
-        Ok(_) => asked,
-        // Before the earliest time there is: keep everything.
-        Err(_) => Timestamp::MIN,
-    }
-}
-
-/// Records (a monotone maximum) the window and idle time a replica reads
-/// the state with, given as their starts on its clock; returns the
-/// database's `now` and the widest window and idle time recorded, in
-/// microseconds.
-async fn note_spans(
-    client: &impl tokio_postgres::GenericClient,
-    window_start: Timestamp,
-    idle_start: Timestamp,
-) -> Result<(i64, i64, i64), StoreError> {
-    let now_us: i64 = client
-        .query_one("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::int8", &[])
-        .await?
-        .try_get(0)?;
-    let mut widest = [0i64; 2];
-    for (i, (key, start)) in [(WIDEST_WINDOW, window_start), (WIDEST_IDLE, idle_start)]
+/// [`crate::Store::widest_state_spans`]: records `max_window` and
+/// `session_idle` (monotone maxima, in microseconds, in `store_meta`) and
+/// returns the widest recorded, each widened by [`MAX_CLOCK_SKEW`] (a
+/// replica whose clock is ahead by up to that prunes nothing another still
+/// counts).
+pub(crate) async fn widest_spans(
+    store: &PostgresStore,
+    max_window: SignedDuration,
+    session_idle: SignedDuration,
+) -> Result<(SignedDuration, SignedDuration), StoreError> {
+    let conn = store.client().await?;
+    let stmt = conn
+        .prepare_cached(
+            "INSERT INTO store_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE \
+             SET value = greatest(store_meta.value::int8, EXCLUDED.value::int8)::text RETURNING value",
+        )
+        .await?;
+    let skew = SignedDuration::try_from(MAX_CLOCK_SKEW).unwrap_or(SignedDuration::MAX);
+    let mut widest = [SignedDuration::ZERO; 2];
+    for (i, (key, span)) in [(WIDEST_WINDOW, max_window), (WIDEST_IDLE, session_idle)]
         .into_iter()
         .enumerate()
     {
-        let row = match span(now_us, start) {
-            Some(span) => {
-                client
-                    .query_one(
-                        "INSERT INTO store_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE \
-                         SET value = greatest(store_meta.value::int8, EXCLUDED.value::int8)::text RETURNING value",
-                        &[&key, &span.to_string()],
-                    )
-                    .await?
-            }
-            None => match client
-                .query_opt("SELECT value FROM store_meta WHERE key = $1", &[&key])
-                .await?
-            {
-                Some(row) => row,
-                None => continue,
-            },
-        };
-        let value: String = row.try_get(0)?;
-        widest[i] = value
+        let micros = i64::try_from(span.as_micros().max(0)).unwrap_or(i64::MAX);
+        let value: String = conn.query_one(&stmt, &[&key, &micros.to_string()]).await?.try_get(0)?;
+        let recorded: i64 = value
             .parse()
             .map_err(|_| StoreError(format!("the store's `store_meta` holds a corrupt `{key}`: `{value}`")))?;
+        widest[i] = SignedDuration::from_micros(recorded).saturating_add(skew);
     }
-    Ok((now_us, widest[0], widest[1]))
+    Ok((widest[0], widest[1]))
 }
 
 /// The fixed-width key of a bound (a window's start), rounded down: as
@@ -131,9 +98,6 @@ pub(crate) async fn load(
     let window_key = bound_key(window_start);
     let idle_key = bound_key(idle_start);
     let mut conn = store.client().await?;
-    // Before the snapshot, in a transaction of its own: from now on no
-    // replica prunes what this one reads.
-    note_spans(&**conn, window_start, idle_start).await?;
     // One snapshot for the three reads: a call is never loaded without
     // the session row that admitted it, nor a use of a record half seen.
     let tx = conn
@@ -235,13 +199,10 @@ pub(crate) async fn prune(
     window_start: Timestamp,
     idle_start: Timestamp,
 ) -> Result<u64, StoreError> {
+    let window_key = bound_key(window_start);
+    let idle_key = bound_key(idle_start);
     let mut conn = store.client().await?;
     let tx = conn.transaction().await?;
-    // Never narrower than what any replica reads (see the module
-    // documentation).
-    let (now_us, widest_window, widest_idle) = note_spans(&*tx, window_start, idle_start).await?;
-    let window_key = bound_key(keep_from(window_start, now_us, widest_window));
-    let idle_key = bound_key(keep_from(idle_start, now_us, widest_idle));
     let mut n = 0;
     for (sql, key) in [
         ("DELETE FROM limit_uses WHERE time < $1", &window_key),
@@ -374,38 +335,5 @@ mod tests {
         assert!(!inside("refund_rate", vec![]));
         assert!(!inside("refun", vec![]));
         assert!(!inside("refund\"", vec![]));
-    }
-}
-
-#[cfg(test)]
-mod spans {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    const NOW: i64 = 1_800_000_000_000_000;
-    const HOUR: i64 = 3_600_000_000;
-
-    fn at(micros: i64) -> Timestamp {
-        Timestamp::from_microsecond(micros).unwrap()
-    }
-
-    #[test]
-    fn a_read_of_everything_states_no_window() {
-        assert_eq!(span(NOW, Timestamp::UNIX_EPOCH), None);
-        assert_eq!(span(NOW, at(NOW - HOUR)), Some(HOUR));
-        // A start in the future (a clock ahead) is no negative window.
-        assert_eq!(span(NOW, at(NOW + HOUR)), Some(0));
-    }
-
-    #[test]
-    fn a_prune_keeps_the_widest_window_less_the_skew() {
-        let skew = i64::try_from(MAX_CLOCK_SKEW.as_micros()).unwrap();
-        // Asked to prune at 1 h while another reads 2 h: 2 h (and the skew) kept.
-        assert_eq!(keep_from(at(NOW - HOUR), NOW, 2 * HOUR), at(NOW - 2 * HOUR - skew));
-        // Asked wider than anything recorded: as asked.
-        assert_eq!(keep_from(at(NOW - 3 * HOUR), NOW, 2 * HOUR), at(NOW - 3 * HOUR));
-        // An absurd width keeps everything.
-        assert_eq!(keep_from(at(NOW - HOUR), NOW, i64::MAX), Timestamp::MIN);
     }
 }
