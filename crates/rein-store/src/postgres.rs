@@ -29,9 +29,35 @@
 //!
 //! # Connections
 //!
-//! A pool (`deadpool-postgres`) for reads and small writes
-//! ([`PostgresStore::client`]); the writer task, the lease and the LISTEN
-//! task each have a dedicated connection, replaced when it breaks.
+//! A pool (`deadpool-postgres`, [`PostgresOptions::pool_size`]) for reads
+//! and small writes ([`PostgresStore::client`]); the writer task, the lease
+//! and the LISTEN task (started by the first call of
+//! [`Store::policy_publications`]) each have a dedicated connection,
+//! replaced when it breaks: a replica uses at most `pool_size + 3`
+//! connections. Every connection sets `statement_timeout`,
+//! `idle_in_transaction_session_timeout` and `synchronous_commit = on` (in
+//! the startup `options`) and TCP keepalives. TLS and `sslmode`: see
+//! `connect` (the server is always verified, against the PEM file named by
+//! [`CA_FILE_ENV`] or the system's roots).
+//!
+//! The lease is a session-level advisory lock and publication a LISTEN:
+//! both need a real session. Connect to PostgreSQL directly or through a
+//! pooler in SESSION mode (PgBouncer's transaction mode breaks both, and
+//! refuses the startup `options` unless told to ignore them).
+//!
+//! # Failures
+//!
+//! Every failure is a [`StoreError`] naming what failed; nothing is retried
+//! behind the caller's back except the connection itself: a batch that
+//! fails (the database down, a timeout, a constraint) fails every append in
+//! it, and the next batch opens a fresh connection; pooled connections
+//! broken by a restart are dropped by the pool; the lease is lost with its
+//! connection (appends decided under it are refused) and taken again on a
+//! new one; the listener reconnects with backoff. An append is answered
+//! only after its COMMIT returned: an answered record is durable. (A COMMIT
+//! whose answer is lost with the connection is reported as a failure,
+//! although the records may be stored: a blocked decision may be in the
+//! log, an answered one is always there.)
 
 mod approvals;
 mod connect;
@@ -87,7 +113,7 @@ impl Default for PostgresOptions {
             pool_wait_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(10),
-            idle_in_transaction_timeout: Duration::from_secs(20),
+            idle_in_transaction_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -99,7 +125,7 @@ pub struct PostgresStore {
     options: PostgresOptions,
     inner: Arc<Inner>,
     /// The writer task's queue (see `writer`).
-    writer: mpsc::UnboundedSender<writer::Command>,
+    writer: mpsc::UnboundedSender<writer::Message>,
     /// The state lease; one taker at a time in the process.
     lease: tokio::sync::Mutex<lease::Lease>,
     /// The lease held, as appends check it (see `lease::check_held`).
@@ -214,6 +240,22 @@ impl PostgresStore {
         self.options
     }
 
+    /// Closes the store: the appends queued before are committed and
+    /// answered, later ones fail (decisions then block); the writer's, the
+    /// lease's (giving the lease up) and the listener's connections close,
+    /// and so does the pool. Calling it again does nothing.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        let (ack, acked) = oneshot::channel();
+        if self.writer.send(writer::Message::Close(ack)).is_ok() {
+            // An error: the writer is gone already.
+            let _ = acked.await;
+        }
+        self.alive.send_replace(());
+        self.lease.lock().await.close();
+        self.pool.close();
+        Ok(())
+    }
+
     /// A pooled connection (returned to the pool when dropped). Fails after
     /// [`PostgresOptions::pool_wait_timeout`] when none can be had.
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -233,7 +275,7 @@ impl PostgresStore {
         let append = Box::new(writer::PreparedAppend::new(entry, once, writes, generation)?);
         let (reply, answer) = oneshot::channel();
         self.writer
-            .send(writer::Command { append, reply })
+            .send(writer::Message::Append(writer::Command { append, reply }))
             .map_err(|_| StoreError("the store is closed (its writer task has stopped)".into()))?;
         answer
             .await

@@ -237,6 +237,16 @@ async fn the_fence_refuses_an_older_generation_in_the_database() {
         h.await.unwrap().unwrap();
     }
     assert_eq!(a.audit_len().await.unwrap(), 21);
+    // A fenced outcome claims nothing: reported again (under the newest
+    // lease, or without one), it is recorded.
+    let outcome = entry("d0", "after");
+    assert!(a
+        .append_leased(outcome.clone(), vec![], true, la.generation)
+        .await
+        .is_err());
+    assert!(a.append_once(outcome.clone()).await.unwrap().is_some());
+    assert!(a.append_once(outcome).await.unwrap().is_none());
+    assert_eq!(a.audit_len().await.unwrap(), 22);
     let uses: i64 = db
         .raw()
         .await
@@ -496,5 +506,80 @@ async fn state_written_without_the_lease_makes_every_holder_reload() {
     let again = a.acquire_state_lease(la.seen_seq).await.unwrap();
     assert!(!again.reload);
     a.release_state_lease(again.generation).await.unwrap();
+    db.drop_db().await;
+}
+
+/// A limit of N across three replicas, many tasks each, each replica
+/// deciding against its own copy brought up to date by the lease's delta
+/// (as the runtime does): exactly N uses are recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_limit_holds_exactly_across_replicas() {
+    let Some(db) = TestDb::new().await else { return };
+    const N: u64 = 60;
+    /// One replica's copy of the state: the units used, and the seq its
+    /// copy is up to date with.
+    struct Mirror {
+        used: u64,
+        after_seq: u64,
+    }
+    let mut handles = Vec::new();
+    for r in 0..3 {
+        let store = Arc::new(db.open().await);
+        let mirror = Arc::new(tokio::sync::Mutex::new(Mirror { used: 0, after_seq: 0 }));
+        for t in 0..4 {
+            let store = Arc::clone(&store);
+            let mirror = Arc::clone(&mirror);
+            handles.push(tokio::spawn(async move {
+                let mut allowed = 0u64;
+                for i in 0.. {
+                    let mut m = mirror.lock().await;
+                    let lease = store.acquire_state_lease(m.after_seq).await.unwrap();
+                    assert!(!lease.reload);
+                    for w in &lease.writes {
+                        if let StateWrite::Use { amount, .. } = w {
+                            assert_eq!(amount.to_string(), "1");
+                            m.used += 1;
+                        }
+                    }
+                    m.after_seq = m.after_seq.max(lease.seen_seq);
+                    let id = format!("r{r}-t{t}-{i}");
+                    let (effect, writes) = if m.used < N {
+                        ("allow", vec![use_of(&id, "alice", "1")])
+                    } else {
+                        ("block", vec![])
+                    };
+                    let mut e = entry(&id, "before");
+                    e.effect = effect.into();
+                    let rec = store
+                        .append_leased(e, writes.clone(), false, lease.generation)
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    if !writes.is_empty() {
+                        m.used += 1;
+                        allowed += 1;
+                    }
+                    m.after_seq = m.after_seq.max(rec.seq);
+                    store.release_state_lease(lease.generation).await.unwrap();
+                    if effect == "block" {
+                        break;
+                    }
+                }
+                allowed
+            }));
+        }
+    }
+    let mut allowed = 0;
+    for h in handles {
+        allowed += h.await.unwrap();
+    }
+    assert_eq!(allowed, N, "exactly N allowed across the replicas");
+    let raw = db.raw().await;
+    let uses: i64 = raw
+        .query_one("SELECT count(*) FROM limit_uses", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(uses as u64, N);
     db.drop_db().await;
 }

@@ -190,7 +190,7 @@ mod tests {
         let server = c.get_options().unwrap();
         assert!(server.starts_with("-c search_path=rein "), "{server}");
         assert!(server.contains("statement_timeout=10000"), "{server}");
-        assert!(server.contains("idle_in_transaction_session_timeout=20000"), "{server}");
+        assert!(server.contains("idle_in_transaction_session_timeout=5000"), "{server}");
         assert_eq!(c.get_application_name(), Some("rein"));
         assert_eq!(c.get_connect_timeout(), Some(&options.connect_timeout));
         // The URL's own connect timeout is kept.

@@ -15,6 +15,9 @@ use crate::{AuditRecord, StateWrite, StoreError};
 /// its canonical body (the records of a chain that verifies). The chain
 /// head moves to the last; the claims of `append_once` implied by imported
 /// outcomes (phase `after`, as SQLite's version 4 filled them) are added.
+/// (A superset of the source's claims: an `after` record appended without
+/// a claim there, a refused body naming a decision, claims its decision
+/// here too. The trait has no way to read a store's claims as they are.)
 pub(crate) async fn records(store: &PostgresStore, records: Vec<AuditRecord>) -> Result<(), StoreError> {
     if records.is_empty() {
         return Ok(());

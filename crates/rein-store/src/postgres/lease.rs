@@ -67,6 +67,8 @@ pub(crate) struct Lease {
     /// whose epoch differs tells the caller to reload.
     epoch: Option<i64>,
     mark: Mark,
+    /// The store was closed: no lease is taken any more.
+    closed: bool,
 }
 
 impl Lease {
@@ -78,6 +80,7 @@ impl Lease {
             held: None,
             epoch,
             mark,
+            closed: false,
         }
     }
 
@@ -95,8 +98,17 @@ impl Lease {
         self.set_mark(None);
     }
 
+    /// Gives up whatever is held, for good: the connection closes.
+    pub(crate) fn close(&mut self) {
+        self.lose();
+        self.closed = true;
+    }
+
     /// Takes the lease (see the module documentation).
     pub(crate) async fn acquire(&mut self, inner: &Inner, after_seq: u64) -> Result<StateLease, StoreError> {
+        if self.closed {
+            return Err(StoreError("the store is closed".into()));
+        }
         if self.conn.as_ref().is_some_and(Client::is_closed) {
             // The connection died: the lock went with it.
             self.lose();

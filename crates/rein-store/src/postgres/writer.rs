@@ -12,14 +12,20 @@
 //!    the batch's state writes. If an item writes state WITHOUT a lease,
 //!    the same row's `epoch` is bumped instead (every process then reloads
 //!    the state at its next lease: such writes are in no delta);
-//! 2. `SELECT seq, hash FROM chain_head WHERE id = 1 FOR UPDATE`: the lock
+//! 2. the claims of `append_once` items, one `INSERT … ON CONFLICT DO
+//!    NOTHING RETURNING` (a duplicate is refused alone; an item refused by
+//!    the fence claims nothing). Before the head's lock: a claim may wait
+//!    for another replica's transaction that claims the same outcome, and
+//!    must not wait while holding the head;
+//! 3. `SELECT seq, hash FROM chain_head WHERE id = 1 FOR UPDATE`: the lock
 //!    that serialises the appends of every replica into one chain;
-//! 3. the claims of `append_once` items, one `INSERT … ON CONFLICT DO
-//!    NOTHING RETURNING` (a duplicate is refused alone);
 //! 4. numbering and hashing with `chain.rs`, exactly as SQLite's writer
 //!    does (same canonical body, `prev_hash`, hash);
 //! 5. one `INSERT … SELECT FROM unnest(…)` of the records, the state rows
 //!    of their decisions (with their `seq`), the chain head moved, COMMIT.
+//!
+//! Steps 1 to 3 go in one round trip (with BEGIN), 5 in another (with
+//! COMMIT): the head is locked for one round trip and the commit's flush.
 //!
 //! Appends are answered only after COMMIT. A batch that fails answers every
 //! append in it with the error and drops its connection; the next batch
@@ -137,7 +143,8 @@ impl Statements {
             claim: client
                 .prepare(
                     "INSERT INTO appended_once (decision_id, phase) \
-                     SELECT * FROM unnest($1::text[], $2::text[]) \
+                     SELECT d, p FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(d, p, g) \
+                     WHERE g IS NULL OR g = (SELECT generation FROM rein_state_lease WHERE id = 1) \
                      ON CONFLICT DO NOTHING RETURNING decision_id, phase",
                 )
                 .await?,
@@ -398,17 +405,58 @@ enum Outcome {
     Fenced(u64),
 }
 
-/// The writer task's body: runs until every sender is gone (the store was
-/// dropped), then ends.
-pub(crate) async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Command>) {
+/// What the writer task is sent.
+pub(crate) enum Message {
+    /// An append to commit.
+    Append(Command),
+    /// Commit what was queued before, refuse what comes after, close the
+    /// connection, end; then acknowledge.
+    Close(oneshot::Sender<()>),
+}
+
+/// The writer task's body: runs until it is closed or every sender is gone
+/// (the store was dropped: what was queued is committed first).
+pub(crate) async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Message>) {
     let mut conn: Option<Conn> = None;
-    let mut batch: Vec<Command> = Vec::with_capacity(MAX_BATCH);
+    let mut messages: Vec<Message> = Vec::with_capacity(MAX_BATCH);
     loop {
-        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+        if rx.recv_many(&mut messages, MAX_BATCH).await == 0 {
             return;
         }
-        commit_batch(&inner, &mut conn, std::mem::take(&mut batch)).await;
+        let mut batch = Vec::with_capacity(messages.len());
+        let mut closing = Vec::new();
+        for message in messages.drain(..) {
+            match message {
+                Message::Append(cmd) if closing.is_empty() => batch.push(cmd),
+                Message::Append(cmd) => refuse(cmd),
+                Message::Close(ack) => closing.push(ack),
+            }
+        }
+        if !batch.is_empty() {
+            commit_batch(&inner, &mut conn, batch).await;
+        }
+        if !closing.is_empty() {
+            // No more sends succeed; what is still queued is refused.
+            rx.close();
+            while let Ok(message) = rx.try_recv() {
+                match message {
+                    Message::Append(cmd) => refuse(cmd),
+                    Message::Close(ack) => closing.push(ack),
+                }
+            }
+            drop(conn);
+            for ack in closing {
+                let _ = ack.send(());
+            }
+            return;
+        }
     }
+}
+
+fn refuse(cmd: Command) {
+    let _ = cmd.reply.send(Err(StoreError(
+        "the store is closed (its writer task has stopped)".into(),
+    )));
 }
 
 /// Runs one batch and answers every append of it.
@@ -470,10 +518,9 @@ async fn connection<'c>(inner: &Inner, conn: &'c mut Option<Conn>) -> Result<&'c
         .ok_or_else(|| StoreError("the writer has no connection".into()))
 }
 
-/// Writes one batch in one transaction, its statements pipelined: BEGIN,
-/// the fence and the head's lock in one round trip; the claims in a second
-/// (only if an item asks for one); the rows, the head and COMMIT in the
-/// last. (A statement that fails aborts the transaction: the COMMIT after
+/// Writes one batch in one transaction, its statements pipelined in two
+/// round trips: BEGIN, the fence, the claims and the head's lock; then the
+/// rows, the state, the head and COMMIT. (A statement that fails aborts the transaction: the COMMIT after
 /// it rolls back, and the failure is the batch's.)
 async fn write_batch(inner: &Inner, conn: &mut Option<Conn>, batch: &[Command]) -> Result<Vec<Outcome>, StoreError> {
     let Conn { client, stmts } = connection(inner, conn).await?;
@@ -487,7 +534,23 @@ async fn write_batch(inner: &Inner, conn: &mut Option<Conn>, batch: &[Command]) 
     let unleased_state = batch
         .iter()
         .any(|c| c.append.generation.is_none() && !c.append.state.is_empty());
-    let (_, newest, head) = tokio::try_join!(
+    // The claims of `append_once` items, in the same round trip and before
+    // the head's lock (a claim may wait for another replica's transaction
+    // that claimed the same outcome; it must not wait holding the head).
+    // Items decided under a lease that is not the newest claim nothing (the
+    // statement reads the generation the fence locked).
+    let once: Vec<usize> = (0..batch.len()).filter(|&i| batch[i].append.once).collect();
+    let once_ids: Vec<&str> = once
+        .iter()
+        .map(|&i| batch[i].append.entry.decision_id.as_str())
+        .collect();
+    let once_phases: Vec<&str> = once.iter().map(|&i| batch[i].append.entry.phase.as_str()).collect();
+    let once_generations: Vec<Option<i64>> = once
+        .iter()
+        .map(|&i| batch[i].append.generation.map(|g| i64::try_from(g).unwrap_or(-1)))
+        .collect();
+    let claim_params: [&(dyn ToSql + Sync); 3] = [&once_ids, &once_phases, &once_generations];
+    let (_, newest, claimed, head) = tokio::try_join!(
         biased;
         async { client.batch_execute("BEGIN").await.map_err(StoreError::from) },
         async {
@@ -499,6 +562,12 @@ async fn write_batch(inner: &Inner, conn: &mut Option<Conn>, batch: &[Command]) 
             let row = client.query_one(stmt, &[]).await?;
             Ok::<_, StoreError>(Some(row.try_get::<_, i64>(0)?))
         },
+        async {
+            if once.is_empty() {
+                return Ok(Vec::new());
+            }
+            Ok::<_, StoreError>(client.query(&stmts.claim, &claim_params).await?)
+        },
         async { client.query_opt(&stmts.head, &[]).await.map_err(StoreError::from) },
     )?;
     if let Some(newest) = newest {
@@ -509,6 +578,21 @@ async fn write_batch(inner: &Inner, conn: &mut Option<Conn>, batch: &[Command]) 
             }
         }
     }
+    // Of several items of one decision and phase in the batch, the first
+    // gets the claim.
+    let mut claims: HashSet<(String, String)> = HashSet::with_capacity(claimed.len());
+    for row in claimed {
+        claims.insert((row.try_get(0)?, row.try_get(1)?));
+    }
+    for &i in &once {
+        if outcomes[i].is_some() {
+            continue;
+        }
+        let e = &batch[i].append.entry;
+        if !claims.remove(&(e.decision_id.clone(), e.phase.clone())) {
+            outcomes[i] = Some(Outcome::Duplicate);
+        }
+    }
     // Appending after a missing head would start a second chain: refuse, so
     // that the tampering is looked at (verify reports it).
     let head =
@@ -516,30 +600,6 @@ async fn write_batch(inner: &Inner, conn: &mut Option<Conn>, batch: &[Command]) 
     let head_seq: i64 = head.try_get(0)?;
     let mut prev: String = head.try_get(1)?;
     let mut seq = u64::try_from(head_seq).map_err(|_| StoreError(format!("corrupt chain head: seq {head_seq}")))?;
-
-    // The claims of `append_once` items, in one statement; of several items
-    // of one decision and phase in the batch, the first gets the claim.
-    let once: Vec<usize> = (0..batch.len())
-        .filter(|&i| outcomes[i].is_none() && batch[i].append.once)
-        .collect();
-    if !once.is_empty() {
-        let ids: Vec<&str> = once
-            .iter()
-            .map(|&i| batch[i].append.entry.decision_id.as_str())
-            .collect();
-        let phases: Vec<&str> = once.iter().map(|&i| batch[i].append.entry.phase.as_str()).collect();
-        let rows = client.query(&stmts.claim, &[&ids, &phases]).await?;
-        let mut claimed: HashSet<(String, String)> = HashSet::with_capacity(rows.len());
-        for row in rows {
-            claimed.insert((row.try_get(0)?, row.try_get(1)?));
-        }
-        for &i in &once {
-            let e = &batch[i].append.entry;
-            if !claimed.remove(&(e.decision_id.clone(), e.phase.clone())) {
-                outcomes[i] = Some(Outcome::Duplicate);
-            }
-        }
-    }
 
     let mut cols = AuditColumns::with_capacity(batch.len());
     let mut state: Vec<(i64, &PreparedWrite)> = Vec::new();
@@ -560,6 +620,13 @@ async fn write_batch(inner: &Inner, conn: &mut Option<Conn>, batch: &[Command]) 
             hash,
         });
     }
+    // Every item has its outcome (fenced, duplicate or numbered) before
+    // anything is committed.
+    if outcomes.iter().any(Option::is_none) {
+        return Err(StoreError(
+            "internal error: an append of the batch has no outcome".into(),
+        ));
+    }
     let appended = !cols.seq.is_empty();
     let head_seq = i64::try_from(seq).map_err(|_| StoreError("the audit log is full".into()))?;
     let head_params: [&(dyn ToSql + Sync); 2] = [&head_seq, &prev];
@@ -575,7 +642,7 @@ async fn write_batch(inner: &Inner, conn: &mut Option<Conn>, batch: &[Command]) 
         run_if(appended, client, &stmts.set_head, &head_params),
         async { client.batch_execute("COMMIT").await.map_err(StoreError::from) },
     )?;
-    Ok(outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Duplicate)).collect())
+    Ok(outcomes.into_iter().flatten().collect())
 }
 
 /// The audit rows of a batch, as the arrays of [`INSERT_AUDIT`].

@@ -54,11 +54,15 @@ impl Cluster {
                 line.push(' ');
                 line.push_str(&shell_quote(a));
             }
+            // From `/`: the server's programs look up their own folder from
+            // the current one, which the `postgres` user may not be able to
+            // read (a checkout under /root).
             Command::new("su")
+                .current_dir("/")
                 .args(["postgres", "-s", "/bin/sh", "-c", &line])
                 .output()
         } else {
-            Command::new(&path).args(args).output()
+            Command::new(&path).current_dir("/").args(args).output()
         };
         out.unwrap()
     }
