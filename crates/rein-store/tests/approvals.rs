@@ -750,3 +750,61 @@ async fn a_lost_database_fails_every_approval_operation_postgres() {
     assert!(bounded(store.load_state(start, start)).await.unwrap().is_err());
     assert!(bounded(store.reset_limits(None, None)).await.unwrap().is_err());
 }
+
+/// Uses racing the grant itself, from three replicas: each is answered
+/// "pending" (before the grant) or exactly as SQLite would after it; never
+/// a store error; exactly one use succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn uses_racing_the_grant_across_replicas_postgres() {
+    let test = "uses_racing_the_grant_across_replicas_postgres";
+    let Some(first) = TestStore::postgres(test).await else {
+        return;
+    };
+    let url = first.pg_url().unwrap().to_owned();
+    let mut replicas: Vec<Arc<dyn rein_store::Store>> = vec![first.arc()];
+    for _ in 0..2 {
+        replicas.push(Arc::new(common::open_postgres(&url).await));
+    }
+    for round in 0..5 {
+        let id = format!("ap{round}");
+        first.create_approval(approval(&id)).await.unwrap();
+        let mut uses = Vec::new();
+        for replica in &replicas {
+            for _ in 0..8 {
+                let (store, id) = (Arc::clone(replica), id.clone());
+                uses.push(tokio::spawn(async move {
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                    loop {
+                        match store.use_approval(&id, &"a".repeat(64), LATER).await.unwrap() {
+                            Err(ApprovalError::WrongState { state, .. })
+                                if state == "pending" && std::time::Instant::now() < deadline =>
+                            {
+                                tokio::task::yield_now().await;
+                            }
+                            other => return other,
+                        }
+                    }
+                }));
+            }
+        }
+        replicas[round % 3]
+            .decide_approval(&id, true, "boss", None, LATER)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut used = 0;
+        for task in uses {
+            match task.await.unwrap() {
+                Ok(rec) => {
+                    assert_eq!(rec.state, ApprovalState::Used);
+                    used += 1;
+                }
+                Err(e) => assert!(
+                    matches!(e, ApprovalError::WrongState { ref state, .. } if state == "used"),
+                    "{e:?}"
+                ),
+            }
+        }
+        assert_eq!(used, 1, "round {round}");
+    }
+}

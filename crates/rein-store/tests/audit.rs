@@ -22,7 +22,7 @@ differential!(
     the_log_is_append_only_for_plain_sql,
 );
 use rein_store::chain::{self, GENESIS};
-use rein_store::{AuditQuery, SqliteOptions, SqliteStore, Store, Verification};
+use rein_store::{AuditQuery, PostgresOptions, PostgresStore, SqliteOptions, SqliteStore, Store, Verification};
 
 async fn append_returns_the_chained_record(store: TestStore) {
     let r1 = store.append(entry(1)).await.unwrap();
@@ -544,4 +544,73 @@ async fn the_write_probe_fails_once_the_writer_has_stopped() {
     store.probe_write().await.unwrap();
     store.close().await.unwrap();
     assert!(store.probe_write().await.is_err());
+}
+
+/// PostgreSQL counterparts of the refusals above: a database holding
+/// another program's `audit` table is refused and left as it was; a
+/// database of a newer schema is refused; an unreachable server is a clean
+/// error, within the connect timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_newer_or_unreachable_databases_are_refused_postgres() {
+    let test = "foreign_newer_or_unreachable_databases_are_refused_postgres";
+    let Some(admin) = common::test_pg_url(test) else {
+        return;
+    };
+    let foreign = common::TestDb::create(&admin).await;
+    common::pg_connect(&foreign.url)
+        .await
+        .batch_execute("CREATE TABLE audit (x integer); INSERT INTO audit VALUES (7)")
+        .await
+        .unwrap();
+    let e = PostgresStore::open(&foreign.url, PostgresOptions::default())
+        .await
+        .unwrap_err();
+    assert!(e.0.contains("not a Rein store"), "{e}");
+    let raw = common::pg_connect(&foreign.url).await;
+    let rows = raw.query("SELECT x FROM audit", &[]).await.unwrap();
+    assert_eq!(rows.len(), 1, "left as it was");
+    let tables: i64 = raw
+        .query_one(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() \
+             AND table_name <> 'audit'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0, "nothing created beside it");
+
+    let mut store = TestStore::postgres(test).await.unwrap();
+    store.append(entry(1)).await.unwrap();
+    let version = store
+        .raw_column("SELECT version FROM rein_schema_version")
+        .await
+        .pop()
+        .unwrap()
+        .unwrap();
+    store
+        .raw_try("UPDATE rein_schema_version SET version = 99")
+        .await
+        .unwrap();
+    let url = store.pg_url().unwrap().to_owned();
+    let e = PostgresStore::open(&url, PostgresOptions::default()).await.unwrap_err();
+    assert!(e.0.contains("schema version is 99") && e.0.contains("newer"), "{e}");
+    store
+        .raw_try(&format!("UPDATE rein_schema_version SET version = {version}"))
+        .await
+        .unwrap();
+    store.reopen().await;
+    assert_eq!(store.verify_audit().await.unwrap(), Verification::Intact { records: 1 });
+
+    // Nothing listens on port 1 of the loopback.
+    let options = PostgresOptions {
+        connect_timeout: Duration::from_secs(2),
+        ..PostgresOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let e = PostgresStore::open("postgres://rein@127.0.0.1:1/rein?connect_timeout=2", options)
+        .await
+        .unwrap_err();
+    assert!(e.0.contains("cannot open the store"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
 }

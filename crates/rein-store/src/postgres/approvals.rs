@@ -395,26 +395,31 @@ pub(crate) async fn use_approval(
              RETURNING {COLUMNS}"
         ))
         .await?;
-    if let Some(row) = conn.query_opt(&stmt, &[&id, &now_key, &request_hash]).await? {
-        return Ok(Ok(from_row(&row)?));
-    }
-    // Refused: why, checked in SQLite's order. A state never goes back to
-    // `granted`, so what refused the use is still there to read.
-    let Some(g) = gate(&conn, id, false).await? else {
-        return Ok(Err(ApprovalError::NotFound(id.to_owned())));
-    };
-    if g.state != "granted" {
-        return Ok(Err(ApprovalError::WrongState {
-            id: id.to_owned(),
-            state: g.state,
-            expected: "granted".into(),
-        }));
-    }
-    if now_key.as_str() >= g.expires_key.as_str() {
-        return Ok(Err(ApprovalError::Expired(id.to_owned())));
-    }
-    if g.request_hash != request_hash {
-        return Ok(Err(ApprovalError::RequestMismatch(id.to_owned())));
+    // Refused: why, checked in SQLite's order. A state only moves forward
+    // (pending, granted, used), so the reason read is the one that refused
+    // the use, unless the approval was granted in between (a decision of
+    // another replica committing): then the use is tried again. It can be
+    // granted once only, so the second try is final; the bound is a guard.
+    for _ in 0..3 {
+        if let Some(row) = conn.query_opt(&stmt, &[&id, &now_key, &request_hash]).await? {
+            return Ok(Ok(from_row(&row)?));
+        }
+        let Some(g) = gate(&conn, id, false).await? else {
+            return Ok(Err(ApprovalError::NotFound(id.to_owned())));
+        };
+        if g.state != "granted" {
+            return Ok(Err(ApprovalError::WrongState {
+                id: id.to_owned(),
+                state: g.state,
+                expected: "granted".into(),
+            }));
+        }
+        if now_key.as_str() >= g.expires_key.as_str() {
+            return Ok(Err(ApprovalError::Expired(id.to_owned())));
+        }
+        if g.request_hash != request_hash {
+            return Ok(Err(ApprovalError::RequestMismatch(id.to_owned())));
+        }
     }
     Err(StoreError(format!("approval `{id}` changed while it was being used")))
 }
