@@ -39,7 +39,7 @@ impl Runtime {
             .as_deref()
             .is_some_and(|c| shadow::needs_state(c, &request, Phase::After));
         // On a shared store, the state lease (see `decide_bound`).
-        let mut lease = if stateful || candidate_stateful {
+        let mut lease = if (stateful || candidate_stateful) && self.state.shared() {
             self.state.enter().await
         } else {
             None

@@ -873,7 +873,7 @@ impl Runtime {
         // On a shared store the state is read only under its lease, held
         // from before the read until the record is appended (through the
         // approval step and its redone reservation).
-        let mut lease = if stateful || candidate_stateful {
+        let mut lease = if (stateful || candidate_stateful) && self.state.shared() {
             self.state.enter().await
         } else {
             None
@@ -1385,7 +1385,7 @@ impl Runtime {
                     let candidate_stateful = candidate
                         .as_deref()
                         .is_some_and(|c| shadow::needs_state(c, &request, Phase::After));
-                    if stateful || candidate_stateful {
+                    if (stateful || candidate_stateful) && self.state.shared() {
                         lease = self.state.enter().await;
                     }
                     // As for `before`: a stateful candidate first, so that

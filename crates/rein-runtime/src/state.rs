@@ -331,8 +331,12 @@ impl StateKeeper {
         time: Timestamp,
         access: Access<'_>,
     ) -> Result<(Decision<'p>, Reserved), String> {
-        self.may_access(access)?;
+        // Checked under the mirror's lock: a decision beside this one that
+        // finds the lease lost marks it so before it takes its own
+        // reservation back (under this lock), so this one either sees the
+        // lease lost or reads a mirror still holding that reservation.
         let mut mirror = self.mirror()?;
+        self.may_access(access)?;
         Self::may_read(&mirror, prepared)?;
         let (decision, mut effects) = prepared.decide_with_state(&mirror.state);
         if effects.output.is_some() && call_has_output(&mirror.state, effects.session.as_deref(), decision_id) {
@@ -366,8 +370,9 @@ impl StateKeeper {
     /// nothing: what the request would get now, without changing what the
     /// next one gets.
     pub fn explain(&self, prepared: &Prepared<'_>, time: Timestamp, access: Access<'_>) -> Result<Explanation, String> {
-        self.may_access(access)?;
+        // Under the mirror's lock (see `decide`).
         let mirror = self.mirror()?;
+        self.may_access(access)?;
         Self::may_read(&mirror, prepared)?;
         let (explanation, effects) = prepared.explain_with_state(&mirror.state);
         // The writes `decide` would make, under an id of a decision id's
@@ -387,8 +392,9 @@ impl StateKeeper {
     /// panic is caught while the lock is still held, so that it does not
     /// poison the mirror for the enforced decisions.
     pub fn decide_read_only<'p>(&self, prepared: &Prepared<'p>, access: Access<'_>) -> Result<Decision<'p>, String> {
-        self.may_access(access)?;
+        // Under the mirror's lock (see `decide`).
         let mirror = self.mirror()?;
+        self.may_access(access)?;
         Self::may_read(&mirror, prepared)?;
         let decided = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             prepared.decide_with_state(&mirror.state).0

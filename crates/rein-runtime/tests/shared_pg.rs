@@ -114,6 +114,12 @@ async fn a_limit_holds_exactly_across_three_replicas_on_postgres() {
         stores.push(store);
     }
     limits_hold_exactly(&replicas, stores[0].as_ref(), 96).await;
+    // Pruning (every replica does, every minute) keeps what the windows
+    // read: the limits still hold, on every replica.
+    for rt in &replicas {
+        rt.prune_state(jiff::Timestamp::now()).await.unwrap();
+    }
+    assert_eq!(race(&replicas, 12, refund).await, 0);
     drop(replicas);
     drop(stores);
     db.drop_db().await;
@@ -225,6 +231,72 @@ async fn an_approval_is_used_once_across_replicas_on_postgres() {
     an_approval_is_used_once_across_replicas(&a, &b).await;
     drop((a, b));
     db.drop_db().await;
+}
+
+/// What `lease_hold` does to 3 replicas × 32 clients deciding on one
+/// limit (never reached): decisions/s and p99. A probe, ignored (timings
+/// on a loaded machine are noise; run it on a quiet one):
+/// `REIN_TEST_PG=... cargo test --release -p rein-runtime --test shared_pg lease_hold_probe -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a probe: prints decisions/s and p99 for several lease_hold values"]
+async fn lease_hold_probe() {
+    const LIMITED: &str = r#"
+default: allow
+max_window: 1h
+contracts:
+  actor: {id: string}
+  actions:
+    refund:
+      input: {customer: string}
+rules:
+  - id: refund_rate
+    action: refund
+    effect: block
+    limit: {count: 100000000, window: 1h}
+"#;
+    for hold_ms in [1u64, 5, 20, 100] {
+        let Some(db) = TestDb::new().await else { return };
+        let mut replicas = Vec::new();
+        for _ in 0..3 {
+            let config = rein_runtime::RuntimeConfig {
+                lease_hold: Duration::from_millis(hold_ms),
+                ..config()
+            };
+            replicas.push(replica_with(db.open().await, LIMITED, config).await);
+        }
+        let started = std::time::Instant::now();
+        let mut tasks = Vec::new();
+        for r in &replicas {
+            for c in 0..32 {
+                let r = Arc::clone(r);
+                tasks.push(tokio::spawn(async move {
+                    let mut took = Vec::new();
+                    for i in 0..20 {
+                        let t = std::time::Instant::now();
+                        let a = r.decide(refund(c * 100 + i), None).await;
+                        assert_eq!(a.effect, Effect::Allow, "{:?}", a.reasons);
+                        took.push(t.elapsed());
+                    }
+                    took
+                }));
+            }
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        let elapsed = started.elapsed();
+        all.sort();
+        let p99 = all[all.len() * 99 / 100];
+        println!(
+            "lease_hold {hold_ms:>3} ms: {} decisions in {elapsed:.2?}: {:.0}/s, p99 {p99:.2?}, max {:.2?}",
+            all.len(),
+            all.len() as f64 / elapsed.as_secs_f64(),
+            all[all.len() - 1]
+        );
+        drop(replicas);
+        db.drop_db().await;
+    }
 }
 
 /// The store's trait object is what the server holds.
