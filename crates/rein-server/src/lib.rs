@@ -637,10 +637,10 @@ impl AppState {
     }
 
     /// Stops the following of published policies and the store this state
-    /// opened (see [`AppState::from_config`]): on SQLite what was queued is
-    /// committed, the WAL is checkpointed, the writer thread is joined, and
-    /// later decisions cannot be recorded and so block; on PostgreSQL every
-    /// acknowledged append was committed already. Does nothing to the
+    /// opened (see [`AppState::from_config`]): what was queued is committed
+    /// (SQLite: the WAL is checkpointed, the writer thread is joined;
+    /// PostgreSQL: the state lease is given up, the connections closed).
+    /// Later decisions cannot be recorded and so block. Does nothing to the
     /// store of a state built with [`AppState::new`].
     pub async fn close(&self) -> anyhow::Result<()> {
         self.inner.publication.stop();

@@ -29,11 +29,14 @@ pub async fn open_shared_store(location: &StoreLocation) -> anyhow::Result<Arc<d
     Ok(open_postgres(location).await?)
 }
 
-/// Closes it: what is queued is committed by the time appends returned;
-/// the connections close when the store is dropped.
+/// Closes it: the appends queued are committed and answered, later ones
+/// fail (decisions then block), the state lease is given up and the
+/// connections close.
 pub(crate) async fn close_postgres(store: &PostgresBackend) -> anyhow::Result<()> {
-    let _ = store;
-    Ok(())
+    store
+        .close()
+        .await
+        .map_err(|e| anyhow::anyhow!("the store did not close cleanly: {e}"))
 }
 
 /// `text` with the password of `location`'s URL, wherever it appears,

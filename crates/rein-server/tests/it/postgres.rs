@@ -244,6 +244,19 @@ async fn a_reload_on_one_replica_is_served_by_the_other_within_the_bound() {
     until_served(&a, &v_c).await;
     until_served(&b, &v_c).await;
 
+    // A rollback on one replica is published too: the others serve it.
+    let (status, body) = b
+        .call(
+            Method::POST,
+            "/v1/policy/rollback",
+            Some(ADMIN),
+            Some(serde_json::json!({"version": v1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    until_served(&a, &v1).await;
+    until_served(&c, &v1).await;
+
     let (status, body) = a.call(Method::GET, "/v1/audit/verify", Some(ADMIN), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     for h in [a, b, c] {
