@@ -788,3 +788,33 @@ fn migrate_resumes_after_a_prefix() {
     let target_verify = rein(&["audit", "verify", "--db", &db.url]);
     assert_eq!(target_verify.stdout, source_verify.stdout);
 }
+
+/// A database bound to another audit key is refused before anything is
+/// copied: its records could never be checked against the source's hashes.
+#[test]
+fn migrate_refuses_a_database_of_another_audit_key() {
+    let Some(db) = TestDb::create() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = dir.path().join("rein.db");
+    write_common(dir.path(), MIGRATE_POLICY);
+    {
+        let mut server = Replica::start(dir.path(), sqlite.to_str().unwrap(), &[], 0);
+        server.stop();
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use rein_store::Store;
+        let store = rein_store::PostgresStore::open(&db.url, rein_store::PostgresOptions::default())
+            .await
+            .unwrap();
+        store.bind_key_fingerprint("hmac-sha256:another-key").await.unwrap();
+    });
+    let refused = rein(&["migrate", "--from", sqlite.to_str().unwrap(), "--to", &db.url]);
+    assert_eq!(refused.code, Some(2), "{refused:?}");
+    assert!(refused.stderr.contains("another audit key"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("Nothing was copied"), "{}", refused.stderr);
+    assert!(export(&db.url).is_empty());
+}
