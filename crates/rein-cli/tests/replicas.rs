@@ -789,6 +789,50 @@ fn migrate_resumes_after_a_prefix() {
     assert_eq!(target_verify.stdout, source_verify.stdout);
 }
 
+/// A resumed copy whose target was changed since (a record's body edited
+/// in the database) is refused before anything is written: its newest
+/// record still equals the source's, but its chain no longer holds.
+#[test]
+fn migrate_refuses_to_continue_a_tampered_target() {
+    let Some(db) = TestDb::create() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = dir.path().join("rein.db");
+    write_common(dir.path(), MIGRATE_POLICY);
+    let http = client(Duration::from_secs(10));
+    let lookup = |n: u64| json!({"action": "lookup", "input": {"n": n}, "actor": {"id": format!("bot-{n}")}});
+    {
+        let mut server = Replica::start(dir.path(), sqlite.to_str().unwrap(), &[], 0);
+        for n in 0..4 {
+            let (_, a) = server.call(&http, "POST", "/v1/decide", AGENT, Some(&lookup(n)));
+            assert_eq!(a["effect"], "allow");
+        }
+        server.stop();
+    }
+    let early = dir.path().join("early.db");
+    std::fs::copy(&sqlite, &early).unwrap();
+    let first = rein(&["migrate", "--from", early.to_str().unwrap(), "--to", &db.url]);
+    assert_eq!(first.code, Some(0), "{first:?}");
+    {
+        let mut server = Replica::start(dir.path(), sqlite.to_str().unwrap(), &[], 0);
+        let (_, a) = server.call(&http, "POST", "/v1/decide", AGENT, Some(&lookup(10)));
+        assert_eq!(a["effect"], "allow");
+        server.stop();
+    }
+    psql(
+        &db.url,
+        "ALTER TABLE audit DISABLE TRIGGER USER; \
+         UPDATE audit SET body = body || ' ' WHERE seq = 2; \
+         ALTER TABLE audit ENABLE TRIGGER USER",
+    );
+    let count = || psql(&db.url, "SELECT count(*) FROM audit").trim().to_string();
+    let before = count();
+    let refused = rein(&["migrate", "--from", sqlite.to_str().unwrap(), "--to", &db.url]);
+    assert_eq!(refused.code, Some(2), "{refused:?}");
+    assert!(refused.stderr.contains("broken at record 2"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("Nothing was copied"), "{}", refused.stderr);
+    assert_eq!(count(), before, "nothing was written");
+}
+
 /// A database bound to another audit key is refused before anything is
 /// copied: its records could never be checked against the source's hashes.
 #[test]

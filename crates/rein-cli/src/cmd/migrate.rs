@@ -45,9 +45,10 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "FILE")]
     from: PathBuf,
     /// The PostgreSQL database to copy into (`postgres://user@host/db`;
-    /// the schema is created if absent). `sslmode=` in the URL and
-    /// `REIN_DB_CA_FILE` as for `rein serve --db`.
-    #[arg(long, value_name = "URL")]
+    /// the schema is created if absent), or `REIN_DB` (a URL with a
+    /// password is better there: a command line is visible in `ps`).
+    /// `sslmode=` in the URL and `REIN_DB_CA_FILE` as for `rein serve --db`.
+    #[arg(long, value_name = "URL", env = "REIN_DB", hide_env_values = true)]
     to: String,
     /// Records per page (one read, one import transaction).
     #[arg(long, value_name = "N", default_value_t = 2_000,
@@ -58,9 +59,11 @@ pub struct MigrateArgs {
 pub fn run(args: MigrateArgs) -> anyhow::Result<u8> {
     let location = StoreLocation::parse(&args.to);
     if let StoreLocation::Sqlite(_) = location {
+        // Shown without anything that could be a password: a mistyped
+        // scheme (`postgress://user:pw@…`) is still someone's URL.
         bail!(
             "--to must be a PostgreSQL URL (postgres://user@host/database), got `{}`",
-            args.to
+            StoreLocation::Postgres(args.to.clone()).redacted()
         );
     }
     if !args.from.is_file() {
@@ -179,9 +182,20 @@ pub async fn migrate(
         ),
     }
 
-    // 2. The target: empty, or a prefix of the source (a resumed run).
+    // 2. The target: empty, or a prefix of the source (a resumed run),
+    // itself intact: its newest record equal to the source's commits to
+    // the whole prefix only if the prefix's chain holds, checked before
+    // anything is written.
     let target_len = target.audit_len().await.context("cannot read the target")?;
     if target_len > 0 {
+        if let Verification::Broken { seq, problem } =
+            target.verify_audit().await.context("cannot verify the target")?
+        {
+            bail!(
+                "the target's audit log is broken at record {seq} ({problem}): it cannot be continued. Nothing \
+                 was copied (migrate into an empty database)"
+            );
+        }
         let theirs = record_at(target, target_len).await.context("cannot read the target")?;
         let ours = record_at(source, target_len).await.context("cannot read the source")?;
         match (theirs, ours) {
