@@ -27,6 +27,13 @@ use tokio::sync::Notify;
 /// unless configured (see [`crate::RuntimeConfig::lease_hold`]).
 pub const DEFAULT_LEASE_HOLD: Duration = Duration::from_millis(20);
 
+/// How often, at most, [`Lease::health`] tries to take the lease (and
+/// gives it back at once) while the latest acquisition failed: a replica
+/// that a load balancer took out of rotation (its health answers 503)
+/// gets no decision that would try again, and must not stay unhealthy
+/// once the lease can be had again.
+pub(crate) const PROBE_EVERY: Duration = Duration::from_secs(1);
+
 /// What the lease brings the mirror up to date with: called by the task
 /// that took the lease, while no decision holds it.
 #[async_trait::async_trait]
@@ -78,6 +85,8 @@ struct Inner {
     /// ([`Lease::invalidate`]): an acquisition under way when it was
     /// synced what may no longer be enough.
     invalidations: u64,
+    /// When [`Lease::health`] last started an acquisition to probe.
+    probed: Option<Instant>,
 }
 
 struct Shared {
@@ -320,6 +329,7 @@ impl Lease {
                     failed: None,
                     succeeded: 0,
                     invalidations: 0,
+                    probed: None,
                 }),
                 changed: Notify::new(),
             }),
@@ -382,12 +392,35 @@ impl Lease {
     /// process's stateful decisions block until one succeeds (a holder
     /// frozen elsewhere, the database down, the clocks apart). `Ok` while
     /// none failed since the last success, or none was tried.
+    ///
+    /// While `Err`, it tries again (at most every [`PROBE_EVERY`], when
+    /// nobody is taking the lease): an acquisition in the background that
+    /// gives the lease back once taken. Its success turns this `Ok`
+    /// without a decision having to arrive.
     pub fn health(&self) -> Result<(), String> {
-        let inner = self.shared.lock();
-        match &inner.failed {
-            Some((attempt, why)) if *attempt > inner.succeeded => Err(why.clone()),
-            _ => Ok(()),
+        let mut inner = self.shared.lock();
+        let why = match &inner.failed {
+            Some((attempt, why)) if *attempt > inner.succeeded => why.clone(),
+            _ => return Ok(()),
+        };
+        self.probe(&mut inner);
+        Err(why)
+    }
+
+    /// Starts an acquisition nobody waits for (given back once taken),
+    /// unless one is under way, the lease is held, or one was started
+    /// less than [`PROBE_EVERY`] ago.
+    fn probe(&self, inner: &mut Inner) {
+        if !matches!(inner.phase, Phase::Free) || inner.probed.is_some_and(|at| at.elapsed() < PROBE_EVERY) {
+            return;
         }
+        if tokio::runtime::Handle::try_current().is_err() {
+            // No runtime here to take it from: the next call on one does.
+            return;
+        }
+        inner.probed = Some(Instant::now());
+        tracing::info!("the state lease could not be taken last time: trying again");
+        start_acquire(&self.shared, inner);
     }
 
     /// Marks the mirror stale: nobody more enters under the lease held,
@@ -493,6 +526,8 @@ mod tests {
         db: Arc<Db>,
         held: Mutex<Option<tokio::sync::OwnedMutexGuard<()>>>,
         acquired: AtomicU64,
+        /// Acquisitions tried (failed or not).
+        tried: AtomicU64,
         fail: AtomicBool,
         /// Taking the lease waits for this many permits' worth of notices.
         slow: tokio::sync::Semaphore,
@@ -505,6 +540,7 @@ mod tests {
                 db: Arc::clone(db),
                 held: Mutex::new(None),
                 acquired: AtomicU64::new(0),
+                tried: AtomicU64::new(0),
                 fail: AtomicBool::new(false),
                 slow: tokio::sync::Semaphore::new(0),
                 gate: AtomicBool::new(false),
@@ -529,6 +565,7 @@ mod tests {
             if self.gate.load(Ordering::SeqCst) {
                 self.slow.acquire().await.unwrap().forget();
             }
+            self.tried.fetch_add(1, Ordering::SeqCst);
             if self.fail.load(Ordering::SeqCst) {
                 return Err(StoreError("connection refused (test)".into()));
             }
@@ -715,6 +752,58 @@ mod tests {
         store.fail.store(false, Ordering::SeqCst);
         lease.enter().await.unwrap().done();
         assert_eq!(lease.health(), Ok(()));
+    }
+
+    /// A replica whose last acquisition failed gets no decision (a load
+    /// balancer took it out of rotation): its health tries again by
+    /// itself, at most every [`PROBE_EVERY`], and turns `Ok` once the
+    /// lease can be had; the lease taken so is given back at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unhealthy_lease_recovers_without_decisions() {
+        let db = Arc::new(Db::default());
+        let store = Fake::new(&db);
+        let (lease, counts) = lease(&store, DEFAULT_LEASE_HOLD);
+        store.fail.store(true, Ordering::SeqCst);
+        assert!(lease.enter().await.is_err());
+        assert_eq!(store.tried.load(Ordering::SeqCst), 1);
+        // Still failing: polled often, it tries at most once a second.
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(300) {
+            assert!(lease.health().unwrap_err().contains("connection refused"));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        eventually(|| matches!(lease.shared.lock().phase, Phase::Free)).await;
+        let tried = store.tried.load(Ordering::SeqCst);
+        assert!(tried <= 2, "{tried} tries in 300 ms");
+        assert!(lease.health().is_err(), "the probe failed too");
+        // The database is back; no decision arrives.
+        store.fail.store(false, Ordering::SeqCst);
+        let start = Instant::now();
+        while lease.health().is_err() {
+            assert!(
+                start.elapsed() < PROBE_EVERY * 3,
+                "still unhealthy {:?} after the lease could be had",
+                start.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(store.acquired.load(Ordering::SeqCst), 1);
+        // Given back, nobody holding it, and the mirror synced (whole:
+        // the failure left it stale).
+        eventually(|| !store.holds() && matches!(lease.shared.lock().phase, Phase::Free)).await;
+        assert_eq!(counts.reloaded.load(Ordering::SeqCst), 1);
+        // A decision after takes it again as usual.
+        let mut g = lease.enter().await.unwrap();
+        g.current().unwrap();
+        g.done();
+        drop(g);
+        // Healthy: no more probing.
+        let tried = store.tried.load(Ordering::SeqCst);
+        for _ in 0..5 {
+            assert_eq!(lease.health(), Ok(()));
+        }
+        eventually(|| !store.holds()).await;
+        assert_eq!(store.tried.load(Ordering::SeqCst), tried);
     }
 
     /// A mirror marked stale while a lease was being taken (and synced by

@@ -582,6 +582,24 @@ impl StateKeeper {
     /// than the idle time. Returns how many entries the mirror and the
     /// store dropped.
     pub async fn prune(&self, store: &dyn Store, policy: &Policy, now: Timestamp) -> Result<(u64, u64), StoreError> {
+        // On a shared store, bounded by the database's clock too: a
+        // replica whose clock runs ahead must not delete what the others
+        // still count.
+        let now = if self.shared() {
+            match shared_prune_time(
+                now,
+                store.database_now().await?,
+                rein_store::PostgresStore::MAX_CLOCK_SKEW,
+            ) {
+                Ok(at) => at,
+                Err(why) => {
+                    tracing::warn!("state not pruned: {why}");
+                    return Ok((0, 0));
+                }
+            }
+        } else {
+            now
+        };
         let (dropped, window) = {
             // On a shared store too, without the lease: what is dropped is
             // what no decision reads any more, whatever others write.
@@ -669,6 +687,32 @@ impl StateKeeper {
     }
 }
 
+/// The time a store shared by several processes is pruned at: the earlier
+/// of this process's clock (`now`) and the database's (`db_now`); `Err`
+/// (nothing is pruned) when the database tells no time, or when the two
+/// differ by more than `max_skew` (this host's clock, or the database's,
+/// is off: what is old by one may be counted by the other replicas).
+fn shared_prune_time(
+    now: Timestamp,
+    db_now: Option<Timestamp>,
+    max_skew: std::time::Duration,
+) -> Result<Timestamp, String> {
+    let Some(db_now) = db_now else {
+        return Err("the shared store tells no database time to bound the pruning by".into());
+    };
+    let skew = now.duration_since(db_now);
+    let allowed = SignedDuration::try_from(max_skew).unwrap_or(SignedDuration::ZERO);
+    if skew.abs() > allowed {
+        return Err(format!(
+            "this replica's clock is {:+.3} s off the database's (at most {} s allowed); check NTP on this host and \
+             the database's",
+            skew.as_secs_f64(),
+            max_skew.as_secs_f64()
+        ));
+    }
+    Ok(now.min(db_now))
+}
+
 impl Runtime {
     /// Loads the state stateful rules read from the store, if the policy
     /// uses any (`rein serve` and `rein hook` call it after [`Runtime::new`],
@@ -720,6 +764,11 @@ impl Runtime {
     /// On a shared store, without the lease (what is dropped is what no
     /// decision reads), with the widest window this process has served:
     /// the store's rows younger than that are kept for every process.
+    ///
+    /// On a shared store, `now` is bounded by the database's clock: the
+    /// earlier of the two is pruned at, and nothing is pruned (a warning
+    /// is logged) when they differ by more than the clock skew the state
+    /// lease tolerates.
     ///
     /// On a shared store, a replica that does not serve the version
     /// published to the replicas (it could not load it, or has not switched
@@ -808,5 +857,46 @@ impl Runtime {
     /// Returns how many uses the store dropped.
     pub async fn reset_limits(&self, rule: Option<&str>, bucket: Option<&str>) -> Result<u64, RuntimeError> {
         Ok(self.state.reset(self.store.as_ref(), rule, bucket).await?)
+    }
+}
+
+#[cfg(test)]
+mod prune_time_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const SKEW: std::time::Duration = std::time::Duration::from_secs(2);
+
+    fn t(seconds: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+    }
+
+    #[test]
+    fn a_shared_store_is_pruned_at_the_earlier_clock() {
+        assert_eq!(shared_prune_time(t(0), Some(t(0)), SKEW), Ok(t(0)));
+        // This replica ahead: the database's time.
+        assert_eq!(shared_prune_time(t(2), Some(t(0)), SKEW), Ok(t(0)));
+        // Behind: its own.
+        assert_eq!(shared_prune_time(t(-2), Some(t(0)), SKEW), Ok(t(-2)));
+        let ms = SignedDuration::from_millis;
+        assert_eq!(
+            shared_prune_time(t(0) + ms(1500), Some(t(0)), SKEW),
+            Ok(t(0)),
+            "never later than the database's clock"
+        );
+    }
+
+    #[test]
+    fn clocks_apart_or_unknown_prune_nothing() {
+        let us = SignedDuration::from_micros;
+        for now in [t(2) + us(1), t(-2) - us(1), t(3600), t(-3600)] {
+            let why = shared_prune_time(now, Some(t(0)), SKEW).unwrap_err();
+            assert!(why.contains("off the database's"), "{why}");
+        }
+        assert!(shared_prune_time(t(3600), Some(t(0)), SKEW)
+            .unwrap_err()
+            .contains("+3600.000 s"));
+        assert!(shared_prune_time(t(0), None, SKEW).is_err());
     }
 }

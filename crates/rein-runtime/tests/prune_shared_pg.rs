@@ -151,18 +151,23 @@ async fn a_replica_not_serving_the_published_version_prunes_nothing() {
     let a = Runtime::new(Policy::from_yaml_str(OLD).unwrap(), Arc::clone(&store), config());
     a.open_state().await.unwrap();
     let now = Timestamp::now();
-    // An old use, outside every window at `later`.
+    // An old use, outside every window now (5 h > 1 h).
     assert_eq!(
         a.decide(refund(now - SignedDuration::from_hours(5)), None).await.effect,
         Effect::Allow
     );
-    let later = now + SignedDuration::from_hours(10);
     store.publish_policy("some-other-version").await.unwrap();
-    assert_eq!(a.prune_state(later).await.unwrap(), (0, 0));
+    assert_eq!(a.prune_state(Timestamp::now()).await.unwrap(), (0, 0));
     assert_eq!(store.state_size().await.unwrap().limit_uses, 1);
     let served = a.policy().version().to_string();
     store.publish_policy(&served).await.unwrap();
-    let (_, pruned) = a.prune_state(later).await.unwrap();
+    // A replica whose clock is far off the database's prunes nothing
+    // (ahead, it would delete what the others still count).
+    for off in [SignedDuration::from_hours(10), SignedDuration::from_secs(-10)] {
+        assert_eq!(a.prune_state(Timestamp::now() + off).await.unwrap(), (0, 0));
+        assert_eq!(store.state_size().await.unwrap().limit_uses, 1);
+    }
+    let (_, pruned) = a.prune_state(Timestamp::now()).await.unwrap();
     assert!(pruned >= 1, "pruned {pruned}");
     assert_eq!(store.state_size().await.unwrap().limit_uses, 0);
     drop(a);

@@ -304,3 +304,48 @@ rules:
 fn is_store(s: Arc<PostgresStore>) -> Arc<dyn Store> {
     s
 }
+
+/// A replica whose lease acquisition failed (the lock held elsewhere past
+/// the statement timeout) and that then gets no decision (a load balancer
+/// took it out of rotation on its 503): its lease health turns `Ok` by
+/// itself once the lease can be had, without a decision arriving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unhealthy_lease_recovers_without_decisions_on_postgres() {
+    let Some(db) = TestDb::new().await else { return };
+    let options = PostgresOptions {
+        statement_timeout: Duration::from_secs(1),
+        ..PostgresOptions::default()
+    };
+    let store = Arc::new(PostgresStore::open(&db.url, options).await.unwrap());
+    let rt = replica(store.clone()).await;
+    assert_eq!(rt.state_lease_health(), Ok(()));
+    // The lock of the state lease held from an outside session.
+    let outside = client(&db.url).await;
+    outside
+        .execute("SELECT pg_advisory_lock($1)", &[&0x5245_494E_5354_4154_i64])
+        .await
+        .unwrap();
+    let blocked = rt.decide(refund(0), None).await;
+    assert_eq!(blocked.effect, Effect::Block, "{:?}", blocked.reasons);
+    assert!(rt.state_lease_health().is_err());
+    outside
+        .execute("SELECT pg_advisory_unlock($1)", &[&0x5245_494E_5354_4154_i64])
+        .await
+        .unwrap();
+    // No decision: only the health is asked (as `/healthz` is).
+    let start = std::time::Instant::now();
+    while let Err(why) = rt.state_lease_health() {
+        assert!(
+            start.elapsed() < Duration::from_secs(6),
+            "still unhealthy {:?} after the lock was freed: {why}",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The probe gave the lease back: another replica takes it.
+    let other = replica(db.open().await).await;
+    assert_eq!(other.decide(refund(1), None).await.effect, Effect::Allow);
+    assert_eq!(rt.decide(refund(2), None).await.effect, Effect::Allow);
+    drop((rt, other, store));
+    db.drop_db().await;
+}

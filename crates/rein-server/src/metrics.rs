@@ -295,6 +295,11 @@ impl Store for MeteredStore {
         self.count("widest_state_spans", result)
     }
 
+    async fn database_now(&self) -> Result<Option<Timestamp>, StoreError> {
+        let result = self.inner.database_now().await;
+        self.count("database_now", result)
+    }
+
     async fn reset_limits(&self, rule: Option<String>, bucket: Option<String>) -> Result<u64, StoreError> {
         let result = self.inner.reset_limits(rule, bucket).await;
         self.count("reset_limits", result)

@@ -325,6 +325,15 @@ pub trait Store: Send + Sync + 'static {
         Ok((max_window, session_idle))
     }
 
+    /// On a store shared by several processes: the database's clock now.
+    /// Whoever prunes a shared store bounds what it drops by it, not by its
+    /// own clock alone (a replica whose clock runs ahead would delete what
+    /// the others still count). `None` (the default: a store of one
+    /// process) when there is no such clock. A wrapper store must forward it.
+    async fn database_now(&self) -> Result<Option<jiff::Timestamp>, StoreError> {
+        Ok(None)
+    }
+
     /// Removes the limit uses of `rule`'s buckets, or of the one bucket
     /// whose id ([`rein_engine::state::BucketKey::id`]) is `bucket`, or
     /// both filters; every use when neither is given. Returns the number

@@ -186,6 +186,12 @@ impl PostgresStore {
     /// refused (stateful decisions block, naming the skew).
     pub const MAX_CLOCK_SKEW: std::time::Duration = lease::MAX_CLOCK_SKEW;
 
+    /// The longest this process keeps the state lease in the database,
+    /// whatever its decisions do: beyond it the lease connection is ended
+    /// (the lock freed for the other replicas; what is appended under the
+    /// lease later is refused by the fence).
+    pub const LEASE_HOLD_CAP: std::time::Duration = lease::LEASE_HOLD_CAP;
+
     /// Connects to the database at `url` (`postgres://…`; see `connect` for
     /// TLS and [`CA_FILE_ENV`]), brings its schema up to date and starts the
     /// store's tasks. Refuses a database whose schema is newer than this
@@ -348,6 +354,10 @@ impl Store for PostgresStore {
         session_idle: jiff::SignedDuration,
     ) -> Result<(jiff::SignedDuration, jiff::SignedDuration), StoreError> {
         state::widest_spans(self, max_window, session_idle).await
+    }
+
+    async fn database_now(&self) -> Result<Option<jiff::Timestamp>, StoreError> {
+        state::database_now(self).await.map(Some)
     }
 
     async fn reset_limits(&self, rule: Option<String>, bucket: Option<String>) -> Result<u64, StoreError> {

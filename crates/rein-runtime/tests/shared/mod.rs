@@ -459,6 +459,9 @@ impl Store for LeasedSqlite {
     ) -> Result<(jiff::SignedDuration, jiff::SignedDuration), StoreError> {
         self.core.inner.widest_state_spans(w, i).await
     }
+    async fn database_now(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.core.inner.database_now().await
+    }
     async fn reset_limits(&self, r: Option<String>, b: Option<String>) -> Result<u64, StoreError> {
         let reset = self.core.inner.reset_limits(r, b).await;
         self.core.epoch.fetch_add(1, Ordering::SeqCst);
@@ -620,6 +623,9 @@ impl Store for Stalling {
         i: jiff::SignedDuration,
     ) -> Result<(jiff::SignedDuration, jiff::SignedDuration), StoreError> {
         self.inner.widest_state_spans(w, i).await
+    }
+    async fn database_now(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.inner.database_now().await
     }
     async fn reset_limits(&self, r: Option<String>, b: Option<String>) -> Result<u64, StoreError> {
         self.inner.reset_limits(r, b).await

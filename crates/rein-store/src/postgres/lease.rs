@@ -23,6 +23,14 @@
 //! what the frozen one appends when it wakes is refused by the fence (its
 //! generation is no longer the newest).
 //!
+//! A holder that is alive but never gives the lease back (a decision hung
+//! while it holds it) must not stop the others for good either: the lease
+//! is held in the database at most [`LEASE_HOLD_CAP`] at a time. Beyond
+//! it the heartbeat marks the lease lost (appends under it are refused at
+//! once), ends the lease connection's session (the lock goes with it) and
+//! stops beating (should that fail, the idle timeout ends it); what is
+//! appended under it later is refused by the fence.
+//!
 //! At every acquisition the database's clock is compared with this
 //! process's ([`MAX_CLOCK_SKEW`]): windows and session idle times are
 //! judged on each replica's clock, so a replica whose clock is off would
@@ -31,7 +39,7 @@
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use rein_engine::state::{BucketKey, Decimal, SessionCall, StateWrite};
@@ -55,6 +63,23 @@ pub(crate) const LEASE_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a live process touches its lease connection (a `SELECT 1`),
 /// well within [`LEASE_IDLE_TIMEOUT`] even on a loaded machine.
 pub(crate) const LEASE_HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// The longest this process keeps the state lease in the database at a
+/// time (see the module documentation). Decisions hold it for milliseconds
+/// (the runtime gives it back after `lease_hold`, 20 ms by default, once
+/// its holders are done); far above the statement timeout (10 s by
+/// default) that bounds an append under it, so that only a holder that
+/// is stuck loses it.
+pub(crate) const LEASE_HOLD_CAP: Duration = Duration::from_secs(30);
+
+/// When the lease was taken on a connection (`None` while not held):
+/// shared with that connection's heartbeat, which enforces the cap.
+type Since = Arc<Mutex<Option<Instant>>>;
+
+/// Whether a lease taken at `since` has been held past `cap` at `now`.
+fn over_cap(since: Option<Instant>, now: Instant, cap: Duration) -> bool {
+    since.is_some_and(|since| now.saturating_duration_since(since) > cap)
+}
 
 /// The largest difference allowed between the database's clock and this
 /// process's, beyond the round trip's uncertainty, when the lease is
@@ -104,7 +129,8 @@ pub(crate) fn check_held(mark: &Mark, generation: u64) -> Result<(), StoreError>
     match held {
         Some((g, open)) if g == generation && open.load(Ordering::Acquire) => Ok(()),
         Some((g, open)) if g == generation && !open.load(Ordering::Acquire) => Err(StoreError(format!(
-            "{}: lease {generation}'s connection to the database broke; the decision was not recorded",
+            "{}: lease {generation}'s connection to the database broke, or the lease was held past its cap; the \
+             decision was not recorded",
             super::writer::FENCED
         ))),
         _ => Err(StoreError(format!(
@@ -121,8 +147,11 @@ pub(crate) struct Lease {
     /// Shared with the heartbeat task (which holds it weakly: dropping
     /// this closes the connection).
     conn: Option<Arc<Client>>,
-    /// Whether `conn` is still open (cleared by its connection's task).
+    /// Whether `conn` is still open (cleared by its connection's task, or
+    /// by its heartbeat once the lease was held past the cap).
     open: Arc<AtomicBool>,
+    /// When the lease held on `conn` was taken.
+    since: Since,
     /// The generation held, if any.
     held: Option<u64>,
     /// The epoch of the state this process last loaded or leased: a lease
@@ -131,6 +160,10 @@ pub(crate) struct Lease {
     mark: Mark,
     /// The store was closed: no lease is taken any more.
     closed: bool,
+    /// The latest clock check found the clocks apart: the next
+    /// acquisitions check them before taking the lock (a skewed replica
+    /// does not take every replica's lock, nor reconnect, at each try).
+    skewed: bool,
 }
 
 impl Lease {
@@ -139,10 +172,12 @@ impl Lease {
         Lease {
             conn: None,
             open: Arc::new(AtomicBool::new(false)),
+            since: Since::default(),
             held: None,
             epoch,
             mark,
             closed: false,
+            skewed: false,
         }
     }
 
@@ -157,7 +192,20 @@ impl Lease {
         self.conn = None;
         self.held = None;
         self.open.store(false, Ordering::Release);
+        self.set_since(None);
         self.set_mark(None);
+    }
+
+    fn set_since(&self, since: Option<Instant>) {
+        if let Ok(mut held) = self.since.lock() {
+            *held = since;
+        }
+    }
+
+    /// Whether the lease connection can no longer be used: closed, or
+    /// given up by its heartbeat (held past the cap).
+    fn broken(&self) -> bool {
+        self.conn.as_ref().is_some_and(|c| c.is_closed()) || (self.conn.is_some() && !self.open.load(Ordering::Acquire))
     }
 
     /// Gives up whatever is held, for good: the connection closes.
@@ -171,8 +219,8 @@ impl Lease {
         if self.closed {
             return Err(StoreError("the store is closed".into()));
         }
-        if self.conn.as_ref().is_some_and(|c| c.is_closed()) {
-            // The connection died: the lock went with it.
+        if self.broken() {
+            // The connection died (the lock went with it), or was given up.
             self.lose();
         }
         if self.conn.is_none() {
@@ -186,9 +234,22 @@ impl Lease {
                 watched.store(false, Ordering::Release);
             });
             let client = Arc::new(client);
-            tokio::spawn(heartbeat(Arc::downgrade(&client)));
+            let since = Since::default();
+            tokio::spawn(heartbeat(
+                Arc::downgrade(&client),
+                Arc::clone(&since),
+                Arc::clone(&open),
+                LEASE_HOLD_CAP,
+                LEASE_HEARTBEAT,
+            ));
             self.conn = Some(client);
             self.open = open;
+            self.since = since;
+        }
+        if self.held.is_none() && self.skewed {
+            // Refused without the lock taken: the connection holds
+            // nothing and is kept.
+            self.check_clock().await?;
         }
         let result = self.take(after_seq).await;
         if result.is_err() {
@@ -197,6 +258,21 @@ impl Lease {
             self.lose();
         }
         result
+    }
+
+    /// Compares the database's clock with this process's (a cheap read,
+    /// no lock taken).
+    async fn check_clock(&self) -> Result<(), StoreError> {
+        let client = self
+            .conn
+            .as_ref()
+            .ok_or_else(|| StoreError("the state lease has no connection".into()))?;
+        let before = Timestamp::now();
+        let row = client
+            .query_one("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::int8", &[])
+            .await?;
+        let after = Timestamp::now();
+        check_clock_skew(row.try_get(0)?, before, after)
     }
 
     async fn take(&mut self, after_seq: u64) -> Result<StateLease, StoreError> {
@@ -208,6 +284,9 @@ impl Lease {
         // a new generation fences what was decided under the old one.
         if self.held.is_none() {
             client.execute("SELECT pg_advisory_lock($1)", &[&STATE_LOCK]).await?;
+            // Counted from when the lock is the process's (kept across a
+            // re-take without release: the cap bounds the lock's hold).
+            self.set_since(Some(Instant::now()));
         }
         let before = Timestamp::now();
         let row = client
@@ -222,7 +301,11 @@ impl Lease {
         let epoch: i64 = row.try_get(1)?;
         // Refused (the caller's `acquire` then gives the lock up): the
         // generation moved, which only fences what was decided before.
-        check_clock_skew(row.try_get(2)?, before, after)?;
+        if let Err(e) = check_clock_skew(row.try_get(2)?, before, after) {
+            self.skewed = true;
+            return Err(e);
+        }
+        self.skewed = false;
         let generation =
             u64::try_from(generation).map_err(|_| StoreError(format!("corrupt lease generation {generation}")))?;
         self.held = Some(generation);
@@ -244,10 +327,12 @@ impl Lease {
 
     /// Gives up the lease `generation`.
     pub(crate) async fn release(&mut self, generation: u64) -> Result<(), StoreError> {
-        if self.conn.as_ref().is_some_and(|c| c.is_closed()) {
+        if self.broken() {
             self.lose();
             return Err(StoreError(format!(
-                "the state lease {generation} was lost (its connection to the database broke)"
+                "the state lease {generation} was lost (its connection to the database broke, or it was held \
+                 longer than {} s)",
+                LEASE_HOLD_CAP.as_secs()
             )));
         }
         match self.held {
@@ -270,6 +355,7 @@ impl Lease {
         match client.query_one("SELECT pg_advisory_unlock($1)", &[&STATE_LOCK]).await {
             Ok(row) => {
                 self.held = None;
+                self.set_since(None);
                 self.set_mark(None);
                 let released: bool = row.try_get(0)?;
                 if released {
@@ -291,14 +377,28 @@ impl Lease {
 }
 
 /// Keeps the lease connection from idling out while this process runs (see
-/// [`LEASE_IDLE_TIMEOUT`]); ends with the connection.
-async fn heartbeat(client: Weak<Client>) {
-    let mut tick = tokio::time::interval(LEASE_HEARTBEAT);
+/// [`LEASE_IDLE_TIMEOUT`]), every `every`; ends with the connection. Once
+/// the lease taken on it (at `since`) has been held past `cap`, it gives
+/// the lease up: `open` cleared (appends under it are refused at once),
+/// the connection's session ended (the lock freed), no more beats (should
+/// ending it fail, the server's idle timeout does).
+async fn heartbeat(client: Weak<Client>, since: Since, open: Arc<AtomicBool>, cap: Duration, every: Duration) {
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let Some(client) = client.upgrade() else { return };
         if client.is_closed() {
+            return;
+        }
+        let taken = since.lock().ok().and_then(|s| *s);
+        if over_cap(taken, Instant::now(), cap) {
+            // (Told to the runtime through what fails next: an append
+            // under the lease, its release; both name the cap.)
+            open.store(false, Ordering::Release);
+            let _ = client
+                .simple_query("SELECT pg_terminate_backend(pg_backend_pid())")
+                .await;
             return;
         }
         // A failure ends the connection, which the lease notices.
@@ -481,6 +581,87 @@ mod tests {
         // A slow round trip (1 s) widens the slack by its half only: from
         // its middle, 0.5 s more than the bound is still refused.
         assert!(check_clock_skew(T + 500_000 + max + 500_001, at(T), at(T + 1_000_000)).is_err());
+    }
+
+    #[test]
+    fn the_hold_cap_counts_from_when_the_lease_was_taken() {
+        let t = Instant::now();
+        let cap = Duration::from_millis(300);
+        assert!(!over_cap(None, t + Duration::from_secs(3600), cap), "not held");
+        assert!(!over_cap(Some(t), t, cap));
+        assert!(!over_cap(Some(t), t + cap, cap));
+        assert!(over_cap(Some(t), t + cap + Duration::from_millis(1), cap));
+        // A clock read before the lease was taken is not past it.
+        assert!(!over_cap(Some(t + cap * 4), t, cap));
+        // Far above what an append under the lease may take (the
+        // statement timeout), so that only a stuck holder loses it.
+        assert!(LEASE_HOLD_CAP >= crate::PostgresOptions::default().statement_timeout * 3);
+    }
+
+    /// The heartbeat of a lease held past its cap gives it up: the lease
+    /// is marked lost, and the lock is freed in the database (another
+    /// session takes it).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lease_held_past_its_cap_is_given_up_in_the_database() {
+        let Ok(url) = std::env::var("REIN_TEST_PG") else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "REIN_TEST_PG is unset under CI"
+            );
+            eprintln!("note: REIN_TEST_PG is not set; skipped");
+            return;
+        };
+        let connect = || async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            client
+        };
+        // A key of this test's own (advisory locks leave nothing behind).
+        let key: i64 = 0x7465_7374_0000_0000 | i64::from(std::process::id());
+        let holder = Arc::new(connect().await);
+        let other = connect().await;
+        holder.execute("SELECT pg_advisory_lock($1)", &[&key]).await.unwrap();
+        let since = Since::default();
+        *since.lock().unwrap() = Some(Instant::now());
+        let open = Arc::new(AtomicBool::new(true));
+        let beating = tokio::spawn(heartbeat(
+            Arc::downgrade(&holder),
+            Arc::clone(&since),
+            Arc::clone(&open),
+            Duration::from_secs(2),
+            Duration::from_millis(50),
+        ));
+        let taken: bool = other
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(!taken, "held, within its cap");
+        assert!(open.load(Ordering::Acquire));
+        // Given up within the cap and a beat or two (bound: 8 s).
+        tokio::time::timeout(Duration::from_secs(8), beating)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            !open.load(Ordering::Acquire),
+            "marked lost: appends under it are refused"
+        );
+        let start = Instant::now();
+        loop {
+            let taken: bool = other
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+                .await
+                .unwrap()
+                .get(0);
+            if taken {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(5), "the lock was not freed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(holder.is_closed(), "its session was ended");
+        let _ = other.execute("SELECT pg_advisory_unlock($1)", &[&key]).await;
     }
 
     #[test]

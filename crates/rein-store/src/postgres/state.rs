@@ -17,9 +17,13 @@
 //! allows past its limit at its next reload). So every replica records, in
 //! `store_meta`, the window and idle time it reads the state with (a
 //! monotone maximum: [`widest_spans`]) and prunes with the widest recorded
-//! (the runtime does), plus [`MAX_CLOCK_SKEW`], the clock difference the
-//! lease tolerates. [`crate::Store::prune_state`] itself removes what it is
-//! told to, as SQLite's does.
+//! (the runtime does), plus twice [`MAX_CLOCK_SKEW`], the clock difference
+//! the lease tolerates (two replicas, each within it of the database's
+//! clock but off in opposite directions, differ by twice that). The
+//! runtime prunes from the earlier of its clock and the database's
+//! ([`database_now`]), and not at all when they differ by more than the
+//! skew. [`crate::Store::prune_state`] itself removes what it is told to,
+//! as SQLite's does.
 
 use std::str::FromStr;
 
@@ -40,9 +44,9 @@ const WIDEST_IDLE: &str = "widest_session_idle_us";
 
 /// [`crate::Store::widest_state_spans`]: records `max_window` and
 /// `session_idle` (monotone maxima, in microseconds, in `store_meta`) and
-/// returns the widest recorded, each widened by [`MAX_CLOCK_SKEW`] (a
-/// replica whose clock is ahead by up to that prunes nothing another still
-/// counts).
+/// returns the widest recorded, each widened by twice [`MAX_CLOCK_SKEW`]
+/// (a replica whose clock is ahead by up to that prunes nothing another,
+/// behind by up to that, still counts).
 pub(crate) async fn widest_spans(
     store: &PostgresStore,
     max_window: SignedDuration,
@@ -55,7 +59,7 @@ pub(crate) async fn widest_spans(
              SET value = greatest(store_meta.value::int8, EXCLUDED.value::int8)::text RETURNING value",
         )
         .await?;
-    let skew = SignedDuration::try_from(MAX_CLOCK_SKEW).unwrap_or(SignedDuration::MAX);
+    let skew = SignedDuration::try_from(MAX_CLOCK_SKEW * 2).unwrap_or(SignedDuration::MAX);
     let mut widest = [SignedDuration::ZERO; 2];
     for (i, (key, span)) in [(WIDEST_WINDOW, max_window), (WIDEST_IDLE, session_idle)]
         .into_iter()
@@ -69,6 +73,20 @@ pub(crate) async fn widest_spans(
         widest[i] = SignedDuration::from_micros(recorded).saturating_add(skew);
     }
     Ok((widest[0], widest[1]))
+}
+
+/// [`crate::Store::database_now`]: the database's clock.
+pub(crate) async fn database_now(store: &PostgresStore) -> Result<Timestamp, StoreError> {
+    let conn = store.client().await?;
+    let stmt = conn
+        .prepare_cached("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::int8")
+        .await?;
+    let micros: i64 = conn.query_one(&stmt, &[]).await?.try_get(0)?;
+    Timestamp::from_microsecond(micros).map_err(|e| {
+        StoreError(format!(
+            "the database's clock reads an impossible time ({micros} µs): {e}"
+        ))
+    })
 }
 
 /// The fixed-width key of a bound (a window's start), rounded down: as
