@@ -8,6 +8,7 @@
 
 #![deny(missing_docs)]
 
+mod approval_gate;
 pub mod chain;
 mod lock;
 mod model;

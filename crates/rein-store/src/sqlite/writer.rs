@@ -19,6 +19,7 @@ use super::approvals;
 use super::checkpoint::Checkpointer;
 use super::columns::Columns;
 use super::state::{self, PreparedWrite, StateOp};
+use crate::approval_gate::Gate;
 use crate::chain::{self, CanonicalParts};
 use crate::{ApprovalError, ApprovalRecord, AuditEntry, AuditRecord, StoreError};
 
@@ -615,18 +616,6 @@ fn create(conn: &Connection, r: &ApprovalRecord, created_key: &str, expires_key:
     }
 }
 
-/// The columns the state checks need.
-struct Gate {
-    state: String,
-    requested_by: Option<String>,
-    requested_via: Option<String>,
-    /// JSON list of the requester's chain ids (NULL before version 6).
-    requested_chain: Option<String>,
-    expires_key: String,
-    request_hash: String,
-    hold_seconds: Option<i64>,
-}
-
 fn gate(conn: &Connection, id: &str) -> Result<Option<Gate>, StoreError> {
     Ok(conn
         .prepare_cached(
@@ -645,20 +634,6 @@ fn gate(conn: &Connection, id: &str) -> Result<Option<Gate>, StoreError> {
             })
         })
         .optional()?)
-}
-
-/// `now` plus `hold` seconds, as the approval's `expires_at` and its
-/// fixed-width key.
-fn expiry_after(now: &str, hold: i64) -> Result<(String, String), StoreError> {
-    let now: jiff::Timestamp = now
-        .trim()
-        .parse()
-        .map_err(|e| StoreError(format!("`{now}` is not an RFC 3339 time: {e}")))?;
-    let hold = jiff::SignedDuration::from_secs(hold.max(0));
-    // Past the end of time: the largest time there is.
-    let until = now.checked_add(hold).unwrap_or(jiff::Timestamp::MAX);
-    let at = chain::format_time(until);
-    Ok((at.clone(), at))
 }
 
 /// Clears the sealed secrets of approvals that expired before `now_key`
@@ -690,34 +665,10 @@ fn decide(
     let Some(g) = gate(conn, id)? else {
         return Ok(Err(ApprovalError::NotFound(id.to_owned())));
     };
-    if g.state != "pending" {
-        return Ok(Err(ApprovalError::WrongState {
-            id: id.to_owned(),
-            state: g.state,
-            expected: "pending".into(),
-        }));
+    if let Err(refused) = g.may_decide(id, approver, now_key)? {
+        return Ok(Err(refused));
     }
-    // The approver's name against every id of the requester; the runtime
-    // checks the other ids of the approver's credential.
-    let in_chain = match &g.requested_chain {
-        Some(chain) => serde_json::from_str::<Vec<String>>(chain)
-            .map_err(|e| StoreError(format!("corrupt approval `{id}`: requested_chain: {e}")))?
-            .iter()
-            .any(|link| link == approver),
-        None => false,
-    };
-    if g.requested_by.as_deref() == Some(approver) || g.requested_via.as_deref() == Some(approver) || in_chain {
-        return Ok(Err(ApprovalError::SelfApproval(approver.to_owned())));
-    }
-    if now_key >= g.expires_key.as_str() {
-        return Ok(Err(ApprovalError::Expired(id.to_owned())));
-    }
-    // A grant holds for the rule's ttl from now (not from the request);
-    // approvals from before `hold_seconds` keep the expiry they were given.
-    let expiry = match (grant, g.hold_seconds) {
-        (true, Some(hold)) => Some(expiry_after(now, hold)?),
-        _ => None,
-    };
+    let expiry = g.decided_expiry(grant, now)?;
     let (expires_at, expires_key) = match &expiry {
         Some((at, key)) => (Some(at.as_str()), Some(key.as_str())),
         None => (None, None),
