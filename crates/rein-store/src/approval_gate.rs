@@ -4,7 +4,7 @@
 //! one rule. (A difference between the stores here would be a way round the
 //! self-approval check on one of them.)
 
-use crate::{chain, ApprovalError, StoreError};
+use crate::{chain, ApprovalError, ApprovalRecord, ApprovalState, StoreError};
 
 /// The columns of an approval that decide whether it may be decided or used.
 pub(crate) struct Gate {
@@ -73,6 +73,93 @@ fn expiry_after(now: &str, hold: i64) -> Result<(String, String), StoreError> {
     let until = now.checked_add(hold).unwrap_or(jiff::Timestamp::MAX);
     let at = chain::format_time(until);
     Ok((at.clone(), at))
+}
+
+/// The columns of an approval's row, in [`ApprovalRow`]'s order: both
+/// stores select these.
+pub(crate) const COLUMNS: &str = "id, request_hash, decision_id, rules, role, action, requested_by, summary, \
+                                  created_at, expires_at, state, decided_by, decided_at, comment, roles, \
+                                  requested_via, hold_seconds, sealed, requested_chain";
+
+/// An approval's row as both stores keep it ([`COLUMNS`], in order), read
+/// but not yet checked: [`ApprovalRow::into_record`] is the
+/// one place that turns it into an [`ApprovalRecord`].
+pub(crate) struct ApprovalRow {
+    pub id: String,
+    pub request_hash: String,
+    pub decision_id: String,
+    /// JSON array.
+    pub rules: String,
+    pub role: String,
+    pub action: String,
+    pub requested_by: Option<String>,
+    /// JSON.
+    pub summary: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub state: String,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<String>,
+    pub comment: Option<String>,
+    /// JSON array; NULL in rows written before roles were kept.
+    pub roles: Option<String>,
+    pub requested_via: Option<String>,
+    pub hold_seconds: Option<i64>,
+    pub sealed: Option<String>,
+    /// JSON array; NULL in rows written before the chain was kept.
+    pub requested_chain: Option<String>,
+}
+
+impl ApprovalRow {
+    /// The record, or why the row is corrupt.
+    pub fn into_record(self) -> Result<ApprovalRecord, StoreError> {
+        let id = self.id;
+        let corrupt = |what: &str, e: serde_json::Error| StoreError(format!("corrupt approval `{id}`: {what}: {e}"));
+        // No list or an empty one: the approval needs its `role`; an empty
+        // list must never mean "any approver".
+        let mut roles: Vec<String> = match &self.roles {
+            Some(roles) => serde_json::from_str(roles).map_err(|e| corrupt("roles", e))?,
+            None => Vec::new(),
+        };
+        if roles.is_empty() {
+            roles.push(self.role.clone());
+        }
+        let requested_chain: Vec<String> = match &self.requested_chain {
+            Some(chain) => serde_json::from_str(chain).map_err(|e| corrupt("requested_chain", e))?,
+            None => Vec::new(),
+        };
+        Ok(ApprovalRecord {
+            request_hash: self.request_hash,
+            decision_id: self.decision_id,
+            rules: serde_json::from_str(&self.rules).map_err(|e| corrupt("rules", e))?,
+            role: self.role,
+            roles,
+            action: self.action,
+            requested_by: self.requested_by,
+            requested_via: self.requested_via,
+            requested_chain,
+            summary: serde_json::from_str(&self.summary).map_err(|e| corrupt("summary", e))?,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            state: parse_state(&self.state)?,
+            decided_by: self.decided_by,
+            decided_at: self.decided_at,
+            comment: self.comment,
+            hold_seconds: self.hold_seconds.map(|s| u64::try_from(s).unwrap_or(0)),
+            sealed: self.sealed,
+            id,
+        })
+    }
+}
+
+fn parse_state(s: &str) -> Result<ApprovalState, StoreError> {
+    Ok(match s {
+        "pending" => ApprovalState::Pending,
+        "granted" => ApprovalState::Granted,
+        "denied" => ApprovalState::Denied,
+        "used" => ApprovalState::Used,
+        other => return Err(StoreError(format!("corrupt approval: unknown state `{other}`"))),
+    })
 }
 
 #[cfg(test)]

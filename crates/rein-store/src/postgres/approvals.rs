@@ -20,16 +20,14 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::PostgresStore;
-use crate::approval_gate::Gate;
+use crate::approval_gate::{ApprovalRow, Gate};
 use crate::{chain, ApprovalError, ApprovalRecord, ApprovalState, StoreError};
 
 /// The most approvals one list returns (as SQLite's `MAX_APPROVALS`).
 const MAX_APPROVALS: u64 = 10_000;
 
 /// The columns [`from_row`] reads, in its order.
-const COLUMNS: &str = "id, request_hash, decision_id, rules, role, action, requested_by, summary, created_at, \
-                       expires_at, state, decided_by, decided_at, comment, roles, requested_via, hold_seconds, \
-                       sealed, requested_chain";
+use crate::approval_gate::COLUMNS;
 
 /// Newest first; ties of `created_key` in insertion order reversed (as
 /// SQLite's `rowid DESC`).
@@ -400,55 +398,27 @@ async fn select(conn: &impl GenericClient, rest: &str, params: Params<'_>) -> Re
     rows.iter().map(from_row).collect()
 }
 
-fn parse_state(s: &str) -> Result<ApprovalState, StoreError> {
-    Ok(match s {
-        "pending" => ApprovalState::Pending,
-        "granted" => ApprovalState::Granted,
-        "denied" => ApprovalState::Denied,
-        "used" => ApprovalState::Used,
-        other => return Err(StoreError(format!("corrupt approval: unknown state `{other}`"))),
-    })
-}
-
 fn from_row(r: &Row) -> Result<ApprovalRecord, StoreError> {
-    let id: String = r.try_get(0)?;
-    let corrupt = |what: &str, e: serde_json::Error| StoreError(format!("corrupt approval `{id}`: {what}: {e}"));
-    let rules: String = r.try_get(3)?;
-    let summary: String = r.try_get(7)?;
-    let state: String = r.try_get(10)?;
-    let role: String = r.try_get(4)?;
-    // No list or an empty one: the approval needs its `role`; an empty
-    // list must never mean "any approver".
-    let mut roles: Vec<String> = match r.try_get::<_, Option<String>>(14)? {
-        Some(roles) => serde_json::from_str(&roles).map_err(|e| corrupt("roles", e))?,
-        None => Vec::new(),
-    };
-    if roles.is_empty() {
-        roles.push(role.clone());
-    }
-    let requested_chain: Vec<String> = match r.try_get::<_, Option<String>>(18)? {
-        Some(chain) => serde_json::from_str(&chain).map_err(|e| corrupt("requested_chain", e))?,
-        None => Vec::new(),
-    };
-    Ok(ApprovalRecord {
+    ApprovalRow {
+        id: r.try_get(0)?,
         request_hash: r.try_get(1)?,
         decision_id: r.try_get(2)?,
-        rules: serde_json::from_str(&rules).map_err(|e| corrupt("rules", e))?,
-        role,
-        roles,
+        rules: r.try_get(3)?,
+        role: r.try_get(4)?,
         action: r.try_get(5)?,
         requested_by: r.try_get(6)?,
-        requested_via: r.try_get(15)?,
-        requested_chain,
-        summary: serde_json::from_str(&summary).map_err(|e| corrupt("summary", e))?,
+        summary: r.try_get(7)?,
         created_at: r.try_get(8)?,
         expires_at: r.try_get(9)?,
-        state: parse_state(&state)?,
+        state: r.try_get(10)?,
         decided_by: r.try_get(11)?,
         decided_at: r.try_get(12)?,
         comment: r.try_get(13)?,
-        hold_seconds: r.try_get::<_, Option<i64>>(16)?.map(|s| u64::try_from(s).unwrap_or(0)),
+        roles: r.try_get(14)?,
+        requested_via: r.try_get(15)?,
+        hold_seconds: r.try_get(16)?,
         sealed: r.try_get(17)?,
-        id,
-    })
+        requested_chain: r.try_get(18)?,
+    }
+    .into_record()
 }

@@ -2,12 +2,11 @@
 
 use rusqlite::{Connection, OptionalExtension, Row};
 
+use crate::approval_gate::ApprovalRow;
 use crate::{ApprovalRecord, ApprovalState, StoreError};
 
 /// The columns [`from_row`] reads, in its order.
-pub(crate) const COLUMNS: &str = "id, request_hash, decision_id, rules, role, action, requested_by, summary, \
-                                  created_at, expires_at, state, decided_by, decided_at, comment, roles, \
-                                  requested_via, hold_seconds, sealed, requested_chain";
+pub(crate) use crate::approval_gate::COLUMNS;
 
 /// The approval with `id`, if any.
 pub(crate) fn load(conn: &Connection, id: &str) -> Result<Option<ApprovalRecord>, StoreError> {
@@ -102,56 +101,27 @@ fn select(conn: &Connection, rest: &str, params: impl rusqlite::Params) -> Resul
     Ok(out)
 }
 
-fn parse_state(s: &str) -> Result<ApprovalState, StoreError> {
-    Ok(match s {
-        "pending" => ApprovalState::Pending,
-        "granted" => ApprovalState::Granted,
-        "denied" => ApprovalState::Denied,
-        "used" => ApprovalState::Used,
-        other => return Err(StoreError(format!("corrupt approval: unknown state `{other}`"))),
-    })
-}
-
 fn from_row(r: &Row<'_>) -> Result<ApprovalRecord, StoreError> {
-    let id: String = r.get(0)?;
-    let corrupt = |what: &str, e: serde_json::Error| StoreError(format!("corrupt approval `{id}`: {what}: {e}"));
-    let rules: String = r.get(3)?;
-    let summary: String = r.get(7)?;
-    let state: String = r.get(10)?;
-    let role: String = r.get(4)?;
-    // No list (a row from before version 3) or an empty one: the approval
-    // needs its `role`; an empty list must never mean "any approver".
-    let mut roles: Vec<String> = match r.get::<_, Option<String>>(14)? {
-        Some(roles) => serde_json::from_str(&roles).map_err(|e| corrupt("roles", e))?,
-        None => Vec::new(),
-    };
-    if roles.is_empty() {
-        roles.push(role.clone());
-    }
-    // NULL in rows written before version 6: no chain was kept.
-    let requested_chain: Vec<String> = match r.get::<_, Option<String>>(18)? {
-        Some(chain) => serde_json::from_str(&chain).map_err(|e| corrupt("requested_chain", e))?,
-        None => Vec::new(),
-    };
-    Ok(ApprovalRecord {
+    ApprovalRow {
+        id: r.get(0)?,
         request_hash: r.get(1)?,
         decision_id: r.get(2)?,
-        rules: serde_json::from_str(&rules).map_err(|e| corrupt("rules", e))?,
-        role,
-        roles,
+        rules: r.get(3)?,
+        role: r.get(4)?,
         action: r.get(5)?,
         requested_by: r.get(6)?,
-        requested_via: r.get(15)?,
-        requested_chain,
-        summary: serde_json::from_str(&summary).map_err(|e| corrupt("summary", e))?,
+        summary: r.get(7)?,
         created_at: r.get(8)?,
         expires_at: r.get(9)?,
-        state: parse_state(&state)?,
+        state: r.get(10)?,
         decided_by: r.get(11)?,
         decided_at: r.get(12)?,
         comment: r.get(13)?,
-        hold_seconds: r.get::<_, Option<i64>>(16)?.map(|s| u64::try_from(s).unwrap_or(0)),
+        roles: r.get(14)?,
+        requested_via: r.get(15)?,
+        hold_seconds: r.get(16)?,
         sealed: r.get(17)?,
-        id,
-    })
+        requested_chain: r.get(18)?,
+    }
+    .into_record()
 }
