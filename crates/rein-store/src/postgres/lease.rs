@@ -47,6 +47,7 @@ use rein_engine::Effect;
 use tokio_postgres::Client;
 
 use super::{connect, Inner};
+use crate::sqlite::state::{corrupt, parse_json, parse_time};
 use crate::{StateLease, StoreError};
 
 /// The advisory lock key of the state lease ("REINSTAT" in ASCII). Advisory
@@ -404,18 +405,6 @@ async fn heartbeat(client: Weak<Client>, since: Since, open: Arc<AtomicBool>, ca
         // A failure ends the connection, which the lease notices.
         let _ = client.simple_query("").await;
     }
-}
-
-fn corrupt(table: &str, what: impl std::fmt::Display) -> StoreError {
-    StoreError(format!("the store's `{table}` table holds a corrupt row ({what})"))
-}
-
-fn parse_time(table: &str, key: &str) -> Result<Timestamp, StoreError> {
-    key.parse().map_err(|e| corrupt(table, format!("time `{key}`: {e}")))
-}
-
-fn parse_json(table: &str, text: &str) -> Result<serde_json::Value, StoreError> {
-    serde_json::from_str(text).map_err(|e| corrupt(table, format!("JSON: {e}")))
 }
 
 /// In one snapshot: the newest record's seq, and (if `with_writes`) the

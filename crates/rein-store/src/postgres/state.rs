@@ -34,6 +34,7 @@ use tokio_postgres::IsolationLevel;
 
 use super::lease::MAX_CLOCK_SKEW;
 use super::PostgresStore;
+use crate::sqlite::state::{corrupt, parse_json, parse_time};
 use crate::{chain, StateWrite, StoreError, StoredStateSize};
 
 /// The `store_meta` key of the widest window (microseconds) any replica
@@ -93,18 +94,6 @@ pub(crate) async fn database_now(store: &PostgresStore) -> Result<Timestamp, Sto
 /// SQLite's `state::bound_key`.
 fn bound_key(t: Timestamp) -> String {
     chain::format_time(t)
-}
-
-fn corrupt(table: &str, what: impl std::fmt::Display) -> StoreError {
-    StoreError(format!("the store's `{table}` table holds a corrupt row ({what})"))
-}
-
-fn parse_time(table: &str, key: &str) -> Result<Timestamp, StoreError> {
-    key.parse().map_err(|e| corrupt(table, format!("time `{key}`: {e}")))
-}
-
-fn parse_json(table: &str, text: &str) -> Result<serde_json::Value, StoreError> {
-    serde_json::from_str(text).map_err(|e| corrupt(table, format!("JSON: {e}")))
 }
 
 /// [`crate::Store::load_state`], read in one snapshot.

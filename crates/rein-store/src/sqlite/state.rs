@@ -396,15 +396,18 @@ fn rule_range(rule: &str) -> (String, String) {
     (format!("[{quoted},"), format!("[{quoted}-"))
 }
 
-fn corrupt(table: &str, what: impl std::fmt::Display) -> StoreError {
+/// A corrupt row of a state table (both stores' loads say it so).
+pub(crate) fn corrupt(table: &str, what: impl std::fmt::Display) -> StoreError {
     StoreError(format!("the store's `{table}` table holds a corrupt row ({what})"))
 }
 
-fn parse_time(table: &str, key: &str) -> Result<Timestamp, StoreError> {
+/// A stored time key, or which row is corrupt.
+pub(crate) fn parse_time(table: &str, key: &str) -> Result<Timestamp, StoreError> {
     key.parse().map_err(|e| corrupt(table, format!("time `{key}`: {e}")))
 }
 
-fn parse_json(table: &str, text: &str) -> Result<serde_json::Value, StoreError> {
+/// A stored JSON text, or which row is corrupt.
+pub(crate) fn parse_json(table: &str, text: &str) -> Result<serde_json::Value, StoreError> {
     serde_json::from_str(text).map_err(|e| corrupt(table, format!("JSON: {e}")))
 }
 
