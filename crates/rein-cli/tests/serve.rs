@@ -1895,3 +1895,136 @@ fn serve_with_a_shadow_candidate_and_its_report() {
     ]);
     assert!(later.ok().contains("0 records read"), "{}", later.stdout);
 }
+
+/// A tiny HTTP receiver on loopback: keeps the path and body of every
+/// request and answers 200. (A webhook and an OTLP collector at once.)
+fn receiver() -> (String, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let got: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let keep = Arc::clone(&got);
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut bytes = Vec::new();
+            let mut buf = [0u8; 8192];
+            // The head, then as much body as Content-Length says.
+            let (head_end, length) = loop {
+                let Ok(n) = stream.read(&mut buf) else { break (None, 0) };
+                if n == 0 {
+                    break (None, 0);
+                }
+                bytes.extend_from_slice(&buf[..n]);
+                if let Some(at) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&bytes[..at]).to_lowercase();
+                    let length = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    break (Some(at + 4), length);
+                }
+            };
+            let Some(start) = head_end else { continue };
+            while bytes.len() < start + length {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => bytes.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&bytes[..start]).to_string();
+            let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+            keep.lock().unwrap().push((path, bytes[start..].to_vec()));
+            let _ = std::io::Write::write_all(
+                &mut stream,
+                b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
+        }
+    });
+    (base, got)
+}
+
+/// `rein serve --notify-webhook --public-url --otlp-endpoint`: an approval
+/// it opens is posted to the webhook with its link (no input value), and
+/// the decision's trace reaches the collector under the caller's trace id
+/// by the time the server has stopped; the `traceparent` is in the record.
+#[test]
+fn serve_notifies_webhooks_and_exports_traces() {
+    const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let (base, got) = receiver();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        Path::new(POLICY),
+        &[
+            "--notify-webhook",
+            &format!("{base}/hook/secret-part"),
+            "--public-url",
+            "https://rein.test/",
+            "--otlp-endpoint",
+            &base,
+        ],
+    );
+    let t = tokens(dir.path());
+    let mut request = refund(500, "agent");
+    request["input"]["note"] = json!("call back at 555-0100");
+    let r = server
+        .http
+        .post(format!("{}/v1/decide", server.url))
+        .header("Authorization", bearer(&t.agent))
+        .header("traceparent", TRACEPARENT)
+        .content_type("application/json")
+        .send(serde_json::to_vec(&request).unwrap().as_slice());
+    let r = reply(r, "/v1/decide");
+    assert_eq!(r.json["effect"], "require_approval", "{}", r.text);
+    let id = r.json["approval"]["id"].as_str().unwrap().to_string();
+    eventually("the webhook to be called", || {
+        got.lock().unwrap().iter().any(|(p, _)| p == "/hook/secret-part")
+    });
+    let hook: Value = {
+        let got = got.lock().unwrap();
+        let (_, body) = got.iter().find(|(p, _)| p == "/hook/secret-part").unwrap();
+        let text = String::from_utf8(body.clone()).unwrap();
+        assert!(!text.contains("555-0100") && !text.contains("ord_"), "{text}");
+        serde_json::from_str(&text).unwrap()
+    };
+    assert_eq!(hook["rein"]["url"], format!("https://rein.test/console/approvals/{id}"));
+    assert_eq!(hook["rein"]["approval"], id);
+    // The log names the webhook without its path (often its secret).
+    assert!(!server.log_text().contains("secret-part"), "{}", server.log_text());
+    let audit = server.get(&format!("/v1/audit?trace={TRACE_ID}"), Some(&t.admin));
+    assert_eq!(audit.status, 200, "{}", audit.text);
+    assert_eq!(audit.json["records"][0]["trace"], TRACEPARENT, "{}", audit.text);
+    server.stop();
+    // Stopping sent what was queued.
+    let got = got.lock().unwrap();
+    let traces: Vec<&Vec<u8>> = got.iter().filter(|(p, _)| p == "/v1/traces").map(|(_, b)| b).collect();
+    assert!(!traces.is_empty(), "no traces arrived");
+    let trace_id: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&TRACE_ID[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    assert!(
+        traces.iter().any(|b| b.windows(16).any(|w| w == trace_id.as_slice())),
+        "the caller's trace id is in the exported spans"
+    );
+    assert!(traces.iter().any(|b| b.windows(11).any(|w| w == b"rein.decide")));
+}
+
+#[test]
+fn serve_refuses_a_webhook_that_is_not_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rein.db");
+    let ran = run([
+        "serve",
+        "--policy",
+        POLICY,
+        "--db",
+        db.to_str().unwrap(),
+        "--notify-webhook",
+        "file:///etc/passwd",
+    ]);
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert!(ran.stderr.contains("not http or https"), "{}", ran.stderr);
+}

@@ -939,7 +939,12 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     if !config.notify_webhooks.is_empty() {
         let public_url = match &config.public_url {
             Some(url) => url.clone(),
-            None => url::Url::parse(&format!("http://{addr}")).context("the listen address is not a URL")?,
+            None => {
+                if addr.ip().is_unspecified() {
+                    tracing::warn!(%addr, "notifications link to the listen address, which people cannot open; set --public-url");
+                }
+                url::Url::parse(&format!("http://{addr}")).context("the listen address is not a URL")?
+            }
         };
         tracing::info!(webhooks = config.notify_webhooks.len(), public_url = %public_url, "approvals are announced to webhooks");
         state.start_notifications(notify::NotifyConfig {

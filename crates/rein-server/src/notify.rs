@@ -76,6 +76,9 @@ struct Delivery {
 struct Queue {
     waiting: Mutex<VecDeque<Delivery>>,
     ready: tokio::sync::Notify,
+    /// Set when no more events will come (the runtime is gone): the
+    /// workers finish what is queued and end.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Queue {
@@ -93,7 +96,8 @@ impl Queue {
         self.ready.notify_one();
     }
 
-    async fn pop(&self) -> Delivery {
+    /// The next delivery; `None` once closed and empty.
+    async fn pop(&self) -> Option<Delivery> {
         loop {
             // Registered before looking, so that a push in between is not missed.
             let notified = self.ready.notified();
@@ -103,10 +107,18 @@ impl Queue {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .pop_front()
             {
-                return d;
+                return Some(d);
+            }
+            if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+                return None;
             }
             notified.await;
         }
+    }
+
+    fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::Release);
+        self.ready.notify_waiters();
     }
 }
 
@@ -126,12 +138,12 @@ pub(crate) fn start(runtime: &Arc<Runtime>, config: NotifyConfig, metrics: Metri
     let queue = Arc::new(Queue {
         waiting: Mutex::new(VecDeque::new()),
         ready: tokio::sync::Notify::new(),
+        closed: std::sync::atomic::AtomicBool::new(false),
     });
     for _ in 0..WORKERS {
         let (queue, client, metrics, retry) = (Arc::clone(&queue), client.clone(), metrics.clone(), config.retry);
         tokio::spawn(async move {
-            loop {
-                let delivery = queue.pop().await;
+            while let Some(delivery) = queue.pop().await {
                 deliver(&client, &delivery, retry, &metrics).await;
             }
         });
@@ -140,6 +152,14 @@ pub(crate) fn start(runtime: &Arc<Runtime>, config: NotifyConfig, metrics: Metri
     // Weak: the notifier does not keep the runtime alive.
     let rt = Arc::downgrade(runtime);
     tokio::spawn(async move {
+        // The workers end with this task, once the queue is empty.
+        struct CloseOnExit(Arc<Queue>);
+        impl Drop for CloseOnExit {
+            fn drop(&mut self) {
+                self.0.close();
+            }
+        }
+        let _close = CloseOnExit(Arc::clone(&queue));
         loop {
             match events.recv().await {
                 Ok(ApprovalEvent::Opened(record)) => {

@@ -21,7 +21,7 @@
 //! Without an endpoint and without a `traceparent` (the default) a request
 //! costs one header lookup and a branch.
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName};
 use opentelemetry::trace::{
     Span as _, SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId, TraceState, Tracer as _,
     TracerProvider as _,
@@ -34,8 +34,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The header W3C Trace Context names.
-pub const TRACEPARENT: &str = "traceparent";
+/// The header W3C Trace Context names (a constant name: looked up
+/// without parsing it on every request).
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// The caller's trace context: the request's one `traceparent` header, if
 /// valid. Several headers, or one that is not a version-`00` value, are
