@@ -143,7 +143,9 @@ fn bench(c: &mut Criterion) {
     let parent = TraceParent::parse(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
     let log = Arc::new(SpanLog::default());
     let mut g = c.benchmark_group("decide");
-    g.bench_function("off", |b| b.iter(|| black_box(tokio.block_on(rt.decide(req.clone(), None)))));
+    g.bench_function("off", |b| {
+        b.iter(|| black_box(tokio.block_on(rt.decide(req.clone(), None))))
+    });
     g.bench_function("scope_empty", |b| {
         b.iter(|| {
             let s = TraceScope::default();

@@ -12,6 +12,7 @@
 //! [`AuditEntry::trace`]: rein_store::AuditEntry::trace
 
 use rein_engine::Effect;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -143,16 +144,39 @@ tokio::task_local! {
     static SCOPE: TraceScope;
 }
 
+/// How many [`scope`]s are under way in the process: while none is (no
+/// request with a `traceparent`, no exporter), a decision does not even
+/// look for one.
+static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts a scope under way, until dropped (also when the scope's future
+/// is dropped before it finished).
+struct Active;
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        ACTIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Runs `f` (a decision, a hook event) with `scope`: its decisions keep
 /// the caller's `traceparent` in their audit records and note their steps
 /// in `scope.spans`.
 pub async fn scope<F: std::future::Future>(scope: TraceScope, f: F) -> F::Output {
+    // Counted before `f` first runs, in this task: `f`'s decisions see it.
+    ACTIVE.fetch_add(1, Ordering::Relaxed);
+    let _active = Active;
     SCOPE.scope(scope, f).await
 }
 
-/// The caller's `traceparent` and the span log of the current scope
-/// (one task-local read; both `None` outside a scope).
+/// The caller's `traceparent` and the span log of the current scope (both
+/// `None` outside a scope): one load of a counter while no scope is under
+/// way anywhere, else one task-local read.
+#[inline]
 fn current() -> (Option<String>, Option<Arc<SpanLog>>) {
+    if ACTIVE.load(Ordering::Relaxed) == 0 {
+        return (None, None);
+    }
     SCOPE
         .try_with(|s| (s.parent.as_ref().map(|p| p.as_str().to_string()), s.spans.clone()))
         .unwrap_or_default()
@@ -175,6 +199,7 @@ pub(crate) struct Timer {
 
 impl Timer {
     /// A timer for the decision starting now.
+    #[inline]
     pub(crate) fn start() -> Timer {
         let (parent, log) = current();
         Timer {
@@ -185,20 +210,33 @@ impl Timer {
     }
 
     /// Whether steps are noted.
+    #[inline]
     pub(crate) fn on(&self) -> bool {
         self.log.is_some()
     }
 
     /// Starts step `name` (ending the one open, if any).
+    #[inline]
     pub(crate) fn begin(&mut self, name: &'static str) {
         if self.log.is_some() {
-            self.end();
-            self.open = Some((name, SystemTime::now()));
+            self.begin_noted(name);
         }
     }
 
+    fn begin_noted(&mut self, name: &'static str) {
+        self.end_noted();
+        self.open = Some((name, SystemTime::now()));
+    }
+
     /// Ends the open step.
+    #[inline]
     pub(crate) fn end(&mut self) {
+        if self.log.is_some() {
+            self.end_noted();
+        }
+    }
+
+    fn end_noted(&mut self) {
         if let (Some((_, _, steps)), Some((name, start))) = (&mut self.log, self.open.take()) {
             steps.push(Step {
                 name,

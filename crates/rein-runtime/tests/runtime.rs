@@ -1146,7 +1146,11 @@ async fn approval_events_follow_the_store() {
     };
     assert_eq!(opened.id, a.id);
     assert_eq!(opened.state, ApprovalState::Pending);
-    assert_eq!(opened, store.get_approval(&a.id).await.unwrap().unwrap(), "as the store has it");
+    assert_eq!(
+        opened,
+        store.get_approval(&a.id).await.unwrap().unwrap(),
+        "as the store has it"
+    );
     assert!(!format!("{opened:?}").contains("4111111111111111"), "{opened:?}");
     // The identical request again reuses the open approval: no event.
     let again = rt.decide(pay(700, "bot"), None).await.approval.expect("pending");
@@ -1174,4 +1178,73 @@ async fn approval_events_follow_the_store() {
     // Deciding it again is refused by the store: no event.
     rt.deny(&first.id, anyone("carol"), None).await.unwrap_err();
     assert!(matches!(events.try_recv(), Err(TryRecvError::Empty)));
+}
+
+/// A decision made in a trace scope keeps the caller's `traceparent` in
+/// its record and notes its steps; one made outside keeps none.
+#[tokio::test]
+async fn a_trace_scope_reaches_the_record_and_notes_the_steps() {
+    use rein_runtime::trace::{scope, SpanLog, TraceParent, TraceScope};
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, store) = runtime(&dir);
+    let parent = TraceParent::parse(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+    let log = Arc::new(SpanLog::default());
+    let in_scope = |spans: bool| TraceScope {
+        parent: Some(parent.clone()),
+        spans: spans.then(|| Arc::clone(&log)),
+    };
+    let record_of = |decision_id: String, phase: &'static str| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .query_audit(&AuditQuery {
+                    decision_id: Some(decision_id),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|r| r.entry.phase == phase)
+                .unwrap()
+        }
+    };
+    let a = scope(in_scope(true), rt.decide(pay(5, "bot"), None)).await;
+    assert_eq!(a.effect, Effect::Allow);
+    let rec = record_of(a.decision_id.clone(), "before").await;
+    assert_eq!(rec.entry.trace.as_deref(), Some(parent.as_str()));
+    let spans = log.take();
+    assert_eq!(spans.len(), 1);
+    let s = &spans[0];
+    assert_eq!(
+        (s.decision_id.as_str(), s.phase, s.action.as_str()),
+        (a.decision_id.as_str(), "before", "pay")
+    );
+    assert_eq!((s.effect, s.audit_seq), (Effect::Allow, a.audit_seq));
+    let names: Vec<&str> = s.steps.iter().map(|st| st.name).collect();
+    assert_eq!(
+        names,
+        ["rein.state", "rein.contract", "rein.policy", "rein.audit.append"]
+    );
+    assert!(s
+        .steps
+        .iter()
+        .all(|st| st.start >= s.start && st.end <= s.end && st.start <= st.end));
+    // The outcome, in a scope with the traceparent only: kept, no spans.
+    let out = scope(
+        in_scope(false),
+        rt.outcome(&a.decision_id, Some(json!({"receipt": "r1"})), None),
+    )
+    .await;
+    assert_eq!(out.effect, Effect::Allow);
+    let rec = record_of(a.decision_id.clone(), "after").await;
+    assert_eq!(rec.entry.trace.as_deref(), Some(parent.as_str()));
+    assert!(log.take().is_empty());
+    // Outside any scope: nothing, and the chain holds.
+    let b = rt.decide(pay(6, "bot"), None).await;
+    assert_eq!(record_of(b.decision_id, "before").await.entry.trace, None);
+    assert!(log.take().is_empty());
+    assert!(matches!(
+        store.verify_audit().await.unwrap(),
+        Verification::Intact { .. }
+    ));
 }

@@ -58,7 +58,9 @@ async fn records_are_found_by_their_trace_id(store: TestStore) {
     })
     .await;
     assert_eq!(a.iter().map(|r| r.seq).collect::<Vec<_>>(), expected_a);
-    assert!(a.iter().all(|r| r.entry.trace.as_deref().is_some_and(|t| t.contains(A))));
+    assert!(a
+        .iter()
+        .all(|r| r.entry.trace.as_deref().is_some_and(|t| t.contains(A))));
     let b = found(AuditQuery {
         trace: Some(B.into()),
         ..AuditQuery::default()
@@ -90,5 +92,8 @@ async fn records_are_found_by_their_trace_id(store: TestStore) {
         .await
         .is_empty());
     }
-    assert_eq!(store.verify_audit().await.unwrap(), Verification::Intact { records: 12 });
+    assert_eq!(
+        store.verify_audit().await.unwrap(),
+        Verification::Intact { records: 12 }
+    );
 }
