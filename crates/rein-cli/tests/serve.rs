@@ -1896,12 +1896,15 @@ fn serve_with_a_shadow_candidate_and_its_report() {
     assert!(later.ok().contains("0 records read"), "{}", later.stdout);
 }
 
+/// The path and body of every request a [`receiver`] got.
+type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A tiny HTTP receiver on loopback: keeps the path and body of every
 /// request and answers 200. (A webhook and an OTLP collector at once.)
-fn receiver() -> (String, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
+fn receiver() -> (String, Received) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let got: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let got: Received = Arc::default();
     let keep = Arc::clone(&got);
     thread::spawn(move || {
         for stream in listener.incoming() {

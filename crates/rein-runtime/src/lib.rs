@@ -144,6 +144,9 @@ const APPROVAL_EVENTS_CAPACITY: usize = 256;
 /// A change to an approval made by this runtime, sent once the store has
 /// accepted it (see [`Runtime::approval_events`]). Only this process's
 /// changes: other replicas' approvals are seen by reading the store.
+// The record unboxed, as the shared design names it (the console matches
+// on it): events are rare (an approval opened or decided), not per decision.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum ApprovalEvent {
     /// A pending approval was opened (a `require_approval` decision that
