@@ -2013,6 +2013,26 @@ fn serve_notifies_webhooks_and_exports_traces() {
         "the caller's trace id is in the exported spans"
     );
     assert!(traces.iter().any(|b| b.windows(11).any(|w| w == b"rein.decide")));
+    drop(got);
+    // `rein audit query --trace` on the file, by the traceparent as logged.
+    let db = dir.path().join("rein.db");
+    let found = jsonl(
+        run([
+            "audit",
+            "query",
+            "--db",
+            db.to_str().unwrap(),
+            "--format",
+            "jsonl",
+            "--trace",
+            TRACEPARENT,
+        ])
+        .ok(),
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["trace"], TRACEPARENT);
+    let bad = run(["audit", "query", "--db", db.to_str().unwrap(), "--trace", "XYZ"]);
+    assert_eq!(bad.code, Some(2), "{}", bad.stderr);
 }
 
 #[test]

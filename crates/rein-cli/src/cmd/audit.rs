@@ -124,6 +124,11 @@ pub(super) struct Filters {
     /// The decision id.
     #[arg(long)]
     decision_id: Option<String>,
+    /// The caller's trace: a trace id (32 lowercase hex digits) or a whole
+    /// `traceparent`, as the agent logged it; records whose request
+    /// carried it.
+    #[arg(long, value_name = "TRACE", value_parser = trace_id)]
+    trace: Option<String>,
     /// At most this many records.
     #[arg(long)]
     limit: Option<u64>,
@@ -205,7 +210,7 @@ impl Filters {
             rule: self.rule.clone(),
             session: self.session.clone(),
             decision_id: self.decision_id.clone(),
-            trace: None,
+            trace: self.trace.clone(),
             after_seq,
             limit,
         }
@@ -650,6 +655,15 @@ fn percent(text: &str) -> String {
             other => format!("%{other:02X}"),
         })
         .collect()
+}
+
+/// A `--trace` value as the trace id it names.
+fn trace_id(text: &str) -> Result<String, String> {
+    match rein_runtime::trace::TraceParent::parse(text.as_bytes()) {
+        Some(parent) => Ok(parent.trace_id().to_string()),
+        None if rein_runtime::trace::is_trace_id(text) => Ok(text.to_string()),
+        None => Err("must be a trace id (32 lowercase hex digits, not all zeros) or a version-00 traceparent".into()),
+    }
 }
 
 #[cfg(test)]
