@@ -77,10 +77,24 @@ async fn a_valid_traceparent_is_kept_in_the_record_and_found_by_its_trace_id() {
         );
     }
     assert!(by_trace(&h, "0af7651916cd43dd8448eb211c80319c").await.is_empty());
+    // A body that cannot be decided is recorded as a block, with the trace.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/decide", served.base))
+        .bearer_auth(AGENT)
+        .header("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let refused = by_trace(&h, "0af7651916cd43dd8448eb211c80319c").await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["effect"], "block");
     // The chain holds with them.
     let (_, verify) = h.call(Method::GET, "/v1/audit/verify", Some(ADMIN), None).await;
     assert_eq!(verify["intact"], true, "{verify}");
-    assert_eq!(verify["records"], 4, "{verify}");
+    assert_eq!(verify["records"], 5, "{verify}");
     // A malformed trace filter is refused without being quoted back.
     let (status, body) = h
         .call(Method::GET, "/v1/audit?trace=%3Cscript%3E", Some(ADMIN), None)
