@@ -110,6 +110,11 @@ pub struct ServeArgs {
     /// /v1/policy/reload) publishes the files too. No effect on SQLite.
     #[arg(long)]
     publish: bool,
+    /// Mark the web console's cookies `Secure` (browsers then send them
+    /// over HTTPS only): for a console reached through a proxy that ends
+    /// TLS. The console is at /console on the listen address.
+    #[arg(long)]
+    console_secure_cookie: bool,
 }
 
 /// The log of a long-running command (`rein serve`, `rein mcp gateway`):
@@ -139,6 +144,7 @@ pub fn run(args: ServeArgs, color: bool) -> anyhow::Result<u8> {
     config.trust_request_time = args.trust_request_time;
     config.shadow_paths = args.shadow;
     config.publish = args.publish;
+    config.console_secure_cookie = args.console_secure_cookie;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers.map_or_else(rein_server::default_workers, usize::from))
         .enable_all()
