@@ -79,13 +79,14 @@ async fn list(
         .query_audit(&query)
         .await
         .map_err(|e| ConsoleError::unavailable(e.to_string()).to(&signed))?;
-    let mut recent: Vec<(String, String)> = Vec::new();
+    let mut recent: Vec<(String, String, String)> = Vec::new();
     for r in records.iter().rev() {
         let Some(session) = &r.entry.session else { continue };
-        if recent.iter().any(|(s, _)| s == session) {
+        if recent.iter().any(|(s, _, _)| s == session) {
             continue;
         }
-        recent.push((session.clone(), r.entry.time.clone()));
+        let client = r.entry.client.clone().unwrap_or_default();
+        recent.push((session.clone(), client, r.entry.time.clone()));
         if recent.len() >= RECENT_SESSIONS {
             break;
         }
@@ -102,11 +103,12 @@ async fn list(
         } @else {
             div.table-wrap {
                 table.stack {
-                    thead { tr { th scope="col" { "Session" } th scope="col" { "Last record" } } }
+                    thead { tr { th scope="col" { "Session" } th scope="col" { "Client" } th scope="col" { "Last record" } } }
                     tbody {
-                        @for (id, time) in &recent {
+                        @for (id, client, time) in &recent {
                             tr data-session=(id) {
                                 td data-label="Session" { a href={ "/console/sessions/" (segment(id)) } { code { (id) } } }
+                                td data-label="Client" { code { (client) } }
                                 td data-label="Last record" { (time) }
                             }
                         }
@@ -119,26 +121,60 @@ async fn list(
     Ok(page(Some(&signed), "Sessions", body).into_response())
 }
 
+/// The audit records of session `id` (as the agent named it, or as the
+/// state keeps it: `client/session`) and the scoped ids the state keeps
+/// it under, one per client that used it.
+async fn session_records(
+    state: &AppState,
+    id: &str,
+) -> Result<(Vec<rein_store::AuditRecord>, Vec<String>), rein_store::StoreError> {
+    let store = state.runtime().store();
+    let query = |session: &str| AuditQuery {
+        session: Some(session.to_string()),
+        limit: Some(TIMELINE_LIMIT),
+        ..AuditQuery::default()
+    };
+    let mut records = store.query_audit(&query(id)).await?;
+    if records.is_empty() {
+        // A scoped id (`client/session`, the client's `%` and `/` escaped):
+        // the audit log keeps the session as the agent named it.
+        if let Some((client, session)) = id.split_once('/') {
+            let client = client.replace("%2F", "/").replace("%25", "%");
+            records = store.query_audit(&query(session)).await?;
+            records.retain(|r| r.entry.client.as_deref() == Some(client.as_str()));
+            return Ok((records, vec![id.to_string()]));
+        }
+    }
+    let mut scoped: Vec<String> = Vec::new();
+    for r in &records {
+        let s = rein_runtime::scoped_session(r.entry.client.as_deref(), id);
+        if !scoped.contains(&s) {
+            scoped.push(s);
+        }
+    }
+    if scoped.is_empty() {
+        scoped.push(id.to_string());
+    }
+    Ok((records, scoped))
+}
+
 async fn show(State(state): State<AppState>, signed: Signed, Path(id): Path<String>) -> Result<Response, ConsoleError> {
     signed.require(Role::Approver)?;
     if id.len() > MAX_ID_LEN {
         return Err(ConsoleError::bad_request("that session id is too long").to(&signed));
     }
     let runtime = state.runtime();
-    let query = AuditQuery {
-        session: Some(id.clone()),
-        limit: Some(TIMELINE_LIMIT),
-        ..AuditQuery::default()
-    };
-    let records = runtime
-        .store()
-        .query_audit(&query)
+    let (records, scoped) = session_records(&state, &id)
         .await
         .map_err(|e| ConsoleError::unavailable(e.to_string()).to(&signed))?;
-    let current = runtime
-        .session_current(&id)
-        .await
-        .map_err(|e| ConsoleError::unavailable(e.to_string()).to(&signed))?;
+    let mut current = Vec::new();
+    for s in scoped.iter().take(20) {
+        let snapshot = runtime
+            .session_current(s)
+            .await
+            .map_err(|e| ConsoleError::unavailable(e.to_string()).to(&signed))?;
+        current.push((s.clone(), snapshot));
+    }
     let limits = runtime
         .limits_current(jiff::Timestamp::now())
         .await
@@ -146,7 +182,12 @@ async fn show(State(state): State<AppState>, signed: Signed, Path(id): Path<Stri
     // The buckets counted for this session (a limit `per` the session).
     let limits: Vec<_> = limits
         .iter()
-        .filter(|b| b.bucket.describe().contains(&id) || b.bucket.id().contains(&id))
+        .filter(|b| {
+            let (describe, bucket) = (b.bucket.describe(), b.bucket.id());
+            scoped
+                .iter()
+                .any(|s| describe.contains(s.as_str()) || bucket.contains(s.as_str()))
+        })
         .collect();
     let heading = format!("Session {id}");
     let body = html! {
@@ -168,6 +209,9 @@ async fn show(State(state): State<AppState>, signed: Signed, Path(id): Path<Stri
                             " · outcome: "
                             @if let Some(error) = &r.entry.error { "error: " (error) } @else { "done" }
                         }
+                        @if let Some(client) = &r.entry.client {
+                            " · client " code { (client) }
+                        }
                         @if let Some(approval) = &r.entry.approval {
                             " · approval " a href={ "/console/approvals/" (segment(approval)) } { code { (approval) } }
                         }
@@ -178,22 +222,26 @@ async fn show(State(state): State<AppState>, signed: Signed, Path(id): Path<Stri
                 p.hint { "The first " (TIMELINE_LIMIT) " records are shown." }
             }
         }
-        h2 { "Labels" }
-        @match &current {
-            Some(s) if !s.labels.is_empty() => {
-                ul { @for l in &s.labels { li { code { (l.label) } " (" (l.time.to_string()) ")" } } }
-            }
-            _ => { p { "No labels." } }
-        }
-        h2 { "State" }
-        @match &current {
-            Some(s) => {
-                dl.facts {
-                    dt { "Calls kept" } dd { (s.calls.len()) }
-                    dt { "Last seen" } dd { (s.last_seen.map(|t| t.to_string()).unwrap_or_else(|| "-".into())) }
+        h2 { "Labels and state" }
+        @for (scoped_id, snapshot) in &current {
+            h3 { code { (scoped_id) } }
+            @match snapshot {
+                Some(s) => {
+                    dl.facts {
+                        dt { "Labels" }
+                        dd {
+                            @if s.labels.is_empty() { "none" }
+                            @for (i, l) in s.labels.iter().enumerate() {
+                                @if i > 0 { ", " }
+                                code { (l.label) }
+                            }
+                        }
+                        dt { "Calls kept" } dd { (s.calls.len()) }
+                        dt { "Last seen" } dd { (s.last_seen.map(|t| t.to_string()).unwrap_or_else(|| "-".into())) }
+                    }
                 }
+                None => { p { "No state is kept for it now (no stateful rule read it, or it was idle past its keep time)." } }
             }
-            None => { p { "The session holds no state now (never seen, or idle past its keep time)." } }
         }
         h2 { "Limit use" }
         @if limits.is_empty() {
