@@ -24,6 +24,8 @@ mod delegation;
 mod error;
 mod jwt;
 mod metrics;
+pub mod notify;
+pub mod otel;
 mod pg;
 mod publish;
 mod routes;
@@ -146,6 +148,16 @@ pub struct ServerConfig {
     /// a proxy that ends TLS. Off by default: the server itself speaks
     /// plain HTTP, and a browser would not send a `Secure` cookie back.
     pub console_secure_cookie: bool,
+    /// Webhooks told of each approval this server opens (`rein serve
+    /// --notify-webhook`; see [`notify`]); none by default.
+    pub notify_webhooks: Vec<url::Url>,
+    /// The base URL of this server for people (links to the console in
+    /// notifications); `None`: the address it listens on.
+    pub public_url: Option<url::Url>,
+    /// The OTLP HTTP collector decisions are traced to (`rein serve
+    /// --otlp-endpoint`, `OTEL_EXPORTER_OTLP_ENDPOINT`; see [`otel`]);
+    /// `None`: no traces exported (the default).
+    pub otlp_endpoint: Option<url::Url>,
 }
 
 impl ServerConfig {
@@ -174,6 +186,9 @@ impl ServerConfig {
             shadow_paths: Vec::new(),
             publish: false,
             console_secure_cookie: false,
+            notify_webhooks: Vec::new(),
+            public_url: None,
+            otlp_endpoint: None,
         }
     }
 
@@ -410,6 +425,8 @@ struct Shared {
     shadow_lock: tokio::sync::Mutex<()>,
     /// The web console's keys and limits.
     console: console::Console,
+    /// The exporter of decision traces, when `--otlp-endpoint` is set.
+    otel: Option<otel::Otel>,
 }
 
 /// The server's own files, guarded from the agents whose hook events it
@@ -575,6 +592,16 @@ impl AppState {
         let store: Arc<dyn Store> = Arc::new(MeteredStore::new(store, metrics.clone()));
         let console = console::Console::new(&hmac_key, config.console_secure_cookie);
         let runtime_config = config.runtime_config(hmac_key);
+        let otel = config.otlp_endpoint.as_ref().and_then(|endpoint| match otel::Otel::start(endpoint) {
+            Ok(otel) => {
+                tracing::info!(endpoint = %endpoint, "decision traces exported over OTLP/HTTP");
+                Some(otel)
+            }
+            Err(e) => {
+                tracing::error!(endpoint = %endpoint, error = %e, "the trace exporter could not start; no traces are exported");
+                None
+            }
+        });
         AppState {
             inner: Arc::new(Shared {
                 runtime: Arc::new(Runtime::new(policy, store, runtime_config)),
@@ -591,8 +618,32 @@ impl AppState {
                 shadow_candidate: std::sync::Mutex::new(None),
                 shadow_lock: tokio::sync::Mutex::new(()),
                 console,
+                otel,
             }),
         }
+    }
+
+    /// The exporter of decision traces, if traces are exported.
+    pub(crate) fn otel(&self) -> Option<&otel::Otel> {
+        self.inner.otel.as_ref()
+    }
+
+    /// Sends the decision traces queued so far to the collector (they go
+    /// in batches every few seconds otherwise); nothing without one.
+    pub async fn flush_traces(&self) {
+        let state = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(otel) = state.otel() {
+                otel.flush();
+            }
+        })
+        .await;
+    }
+
+    /// Starts announcing each approval this server opens to the webhooks
+    /// of `config` (see [`notify`]); nothing without webhooks.
+    pub fn start_notifications(&self, config: notify::NotifyConfig) -> anyhow::Result<()> {
+        notify::start(self.runtime(), config, self.metrics().clone())
     }
 
     /// Loads the candidate `config.shadow_paths` names, if any, and sets it
@@ -903,6 +954,18 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     if config.trust_request_time {
         tracing::warn!("requests' own `time` decides (--trust-request-time): only for trusted callers");
     }
+    if !config.notify_webhooks.is_empty() {
+        let public_url = match &config.public_url {
+            Some(url) => url.clone(),
+            None => url::Url::parse(&format!("http://{addr}")).context("the listen address is not a URL")?,
+        };
+        tracing::info!(webhooks = config.notify_webhooks.len(), public_url = %public_url, "approvals are announced to webhooks");
+        state.start_notifications(notify::NotifyConfig {
+            webhooks: config.notify_webhooks.clone(),
+            public_url,
+            retry: notify::Retry::default(),
+        })?;
+    }
     let Signals { hangup, stop } = signals;
     let reloader = tokio::spawn(reload_on_sighup(state.clone(), hangup));
     let pruner = tokio::spawn(prune_state(state.clone()));
@@ -911,6 +974,14 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     pruner.abort();
     // Every connection is closed by now: flush the store before exiting.
     let closed = state.close().await;
+    // And the traces queued (the exporter blocks: off the async workers).
+    let exporter = state.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Some(otel) = exporter.otel() {
+            otel.shutdown();
+        }
+    })
+    .await;
     tracing::info!("rein server stopped");
     served.and(closed)
 }

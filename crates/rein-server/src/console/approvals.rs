@@ -297,11 +297,11 @@ struct Feed {
     first: bool,
     poll: tokio::time::Interval,
     keep_alive: tokio::time::Interval,
-    // RUNTIME EVENTS: once `Runtime::approval_events()` lands (branch
-    // `otel`), a `tokio::sync::broadcast::Receiver<rein_runtime::ApprovalEvent>`
-    // goes here, taken in `events`, and `next` wakes on it too (any
-    // event, or `Lagged`, sends an event at once). Until then the 1 s
-    // poll of the store finds every change.
+    /// This process's approval changes, as the runtime makes them (other
+    /// replicas' are found by the poll).
+    changes: tokio::sync::broadcast::Receiver<rein_runtime::ApprovalEvent>,
+    /// Whether `changes` still has a sender (the runtime lives).
+    changes_open: bool,
     /// Changes when the server stops.
     closing: tokio::sync::watch::Receiver<bool>,
     /// When the signed-in token expires (a JWT's `exp`): the stream ends.
@@ -323,6 +323,17 @@ impl Feed {
         loop {
             tokio::select! {
                 _ = self.closing.changed() => return None,
+                change = self.changes.recv(), if self.changes_open => {
+                    use tokio::sync::broadcast::error::RecvError;
+                    match change {
+                        // Lagged: changes were missed; the rows are read anew anyway.
+                        Ok(_) | Err(RecvError::Lagged(_)) => {
+                            self.last = fingerprint(&self.state).await;
+                            return Some((Ok(EVENT), self));
+                        }
+                        Err(RecvError::Closed) => self.changes_open = false,
+                    }
+                }
                 _ = self.poll.tick() => {
                     if self.expires_at.is_some_and(|t| t <= jiff::Timestamp::now()) {
                         return None;
@@ -340,7 +351,9 @@ impl Feed {
 }
 
 /// `text/event-stream`: `event: approvals` whenever the pending set may
-/// have changed (and once at the start), a comment every 15 s. At most
+/// have changed (and once at the start): at once on this runtime's
+/// approval events, and within a second of another replica's change (a
+/// poll of the store); a comment every 15 s. At most
 /// [`super::MAX_EVENT_STREAMS`] at once; past it, 503.
 async fn events(State(state): State<AppState>, signed: Signed) -> Result<Response, ConsoleError> {
     signed.require(Role::Approver)?;
@@ -353,7 +366,10 @@ async fn events(State(state): State<AppState>, signed: Signed) -> Result<Respons
     let mut keep_alive = tokio::time::interval_at(start + KEEP_ALIVE_EVERY, KEEP_ALIVE_EVERY);
     keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let closing = state.console().closing();
+    let changes = state.runtime().approval_events();
     let feed = Feed {
+        changes,
+        changes_open: true,
         closing,
         expires_at: signed.identity.expires_at,
         state,

@@ -20,6 +20,8 @@ mod health;
 mod hooks;
 mod identity;
 mod jwt;
+mod notify;
+mod otel;
 mod outcome;
 mod postgres;
 mod reload;

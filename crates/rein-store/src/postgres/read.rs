@@ -68,6 +68,14 @@ pub(crate) async fn query_audit(store: &PostgresStore, q: &AuditQuery) -> Result
         // "has this element".
         filter("rules::jsonb @> jsonb_build_array(?::text)", Box::new(rule.clone()));
     }
+    if let Some(trace) = &q.trace {
+        // As SQLite's: no column, the body's canonical tail (see
+        // `sqlite/read.rs`).
+        filter(
+            "left(right(body, 67), 13) = ',\"trace\":\"00-' AND substr(right(body, 67), 14, 32) = ?",
+            Box::new(trace.clone()),
+        );
+    }
     if let Some(after) = q.after_seq {
         filter("seq > ?", Box::new(i64::try_from(after).unwrap_or(i64::MAX)));
     }
