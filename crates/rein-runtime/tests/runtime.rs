@@ -1146,11 +1146,7 @@ async fn approval_events_follow_the_store() {
     };
     assert_eq!(opened.id, a.id);
     assert_eq!(opened.state, ApprovalState::Pending);
-    assert_eq!(
-        opened,
-        store.get_approval(&a.id).await.unwrap().unwrap(),
-        "as the store has it"
-    );
+    assert_eq!(opened, store.get_approval(&a.id).await.unwrap().unwrap(), "as the store has it");
     assert!(!format!("{opened:?}").contains("4111111111111111"), "{opened:?}");
     // The identical request again reuses the open approval: no event.
     let again = rt.decide(pay(700, "bot"), None).await.approval.expect("pending");

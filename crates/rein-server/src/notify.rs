@@ -144,10 +144,7 @@ pub(crate) fn start(runtime: &Arc<Runtime>, config: NotifyConfig, metrics: Metri
             match events.recv().await {
                 Ok(ApprovalEvent::Opened(record)) => {
                     let Some(runtime) = rt.upgrade() else { return };
-                    let body: Arc<[u8]> = message(&runtime, &record, &config.public_url)
-                        .to_string()
-                        .into_bytes()
-                        .into();
+                    let body: Arc<[u8]> = message(&runtime, &record, &config.public_url).to_string().into_bytes().into();
                     for url in &config.webhooks {
                         queue.push(
                             Delivery {
@@ -269,10 +266,7 @@ fn shown_requester(runtime: &Runtime, record: &ApprovalRecord) -> Option<String>
         .any(|p| p == "actor" || p == "actor.id" || p.starts_with("actor.id.") || p.starts_with("actor.id["));
     match id_is_sensitive {
         true => None,
-        false => record
-            .requested_by
-            .as_ref()
-            .map(|id| id.chars().take(MAX_FIELD_CHARS).collect()),
+        false => record.requested_by.as_ref().map(|id| id.chars().take(MAX_FIELD_CHARS).collect()),
     }
 }
 
@@ -281,21 +275,9 @@ fn shown_requester(runtime: &Runtime, record: &ApprovalRecord) -> Option<String>
 pub(crate) fn message(runtime: &Runtime, record: &ApprovalRecord, public_url: &Url) -> Value {
     let url = approval_url(public_url, &record.id);
     let requester = shown_requester(runtime, record);
-    let who = requester
-        .as_deref()
-        .map_or_else(|| "(withheld)".to_string(), slack_text);
-    let rules = record
-        .rules
-        .iter()
-        .map(|r| slack_text(r))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let roles = record
-        .roles
-        .iter()
-        .map(|r| slack_text(r))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let who = requester.as_deref().map_or_else(|| "(withheld)".to_string(), slack_text);
+    let rules = record.rules.iter().map(|r| slack_text(r)).collect::<Vec<_>>().join(", ");
+    let roles = record.roles.iter().map(|r| slack_text(r)).collect::<Vec<_>>().join(", ");
     let action = slack_text(&record.action);
     let text = format!(
         "Approval needed: `{action}` requested by `{who}` (rules: {rules}; role: {roles}; expires {}). <{url}|Open approval>",
@@ -342,10 +324,7 @@ mod tests {
 
     #[test]
     fn slack_text_escapes_and_bounds() {
-        assert_eq!(
-            slack_text("<!channel> & <http://x|y>"),
-            "&lt;!channel&gt; &amp; &lt;http://x|y&gt;"
-        );
+        assert_eq!(slack_text("<!channel> & <http://x|y>"), "&lt;!channel&gt; &amp; &lt;http://x|y&gt;");
         assert_eq!(slack_text("a`b\nc"), "a'b c");
         let long = "x".repeat(500);
         assert_eq!(slack_text(&long).chars().count(), MAX_FIELD_CHARS + 1);
@@ -360,14 +339,8 @@ mod tests {
     #[test]
     fn the_link_joins_the_base_once() {
         let base = Url::parse("https://rein.example.com/").unwrap();
-        assert_eq!(
-            approval_url(&base, "abc"),
-            "https://rein.example.com/console/approvals/abc"
-        );
+        assert_eq!(approval_url(&base, "abc"), "https://rein.example.com/console/approvals/abc");
         let base = Url::parse("https://example.com/rein").unwrap();
-        assert_eq!(
-            approval_url(&base, "abc"),
-            "https://example.com/rein/console/approvals/abc"
-        );
+        assert_eq!(approval_url(&base, "abc"), "https://example.com/rein/console/approvals/abc");
     }
 }

@@ -637,15 +637,15 @@ async fn outcome(State(state): State<AppState>, request: Request) -> Result<Resp
     )
     .await
     .map_err(|refused| {
-        let (status, code) = match refused {
-            OutcomeRefused::OtherClient { .. } => (StatusCode::FORBIDDEN, "other_client"),
-            OutcomeRefused::AlreadyReported { .. } => (StatusCode::CONFLICT, "outcome_already_reported"),
-        };
-        state.metrics().fail_closed(code);
-        ApiError::new(status, code, refused.to_string())
-            .blocking(true)
-            .with("decision_id", json!(body.decision_id))
-    })?;
+            let (status, code) = match refused {
+                OutcomeRefused::OtherClient { .. } => (StatusCode::FORBIDDEN, "other_client"),
+                OutcomeRefused::AlreadyReported { .. } => (StatusCode::CONFLICT, "outcome_already_reported"),
+            };
+            state.metrics().fail_closed(code);
+            ApiError::new(status, code, refused.to_string())
+                .blocking(true)
+                .with("decision_id", json!(body.decision_id))
+        })?;
     state
         .metrics()
         .outcome(answer.effect.as_str(), started.elapsed().as_secs_f64());
@@ -859,18 +859,19 @@ async fn query_audit(
     let limit = limit(p.limit)?;
     // The trace id, also from a whole `traceparent` as an agent logs it;
     // what is neither is refused (and not quoted back).
-    let trace =
-        match p.trace {
-            None => None,
-            Some(t) => match rein_runtime::trace::TraceParent::parse(t.as_bytes()) {
-                Some(parent) => Some(parent.trace_id().to_string()),
-                None if rein_runtime::trace::is_trace_id(&t) => Some(t),
-                None => return Err(ApiError::bad_request(
+    let trace = match p.trace {
+        None => None,
+        Some(t) => match rein_runtime::trace::TraceParent::parse(t.as_bytes()) {
+            Some(parent) => Some(parent.trace_id().to_string()),
+            None if rein_runtime::trace::is_trace_id(&t) => Some(t),
+            None => {
+                return Err(ApiError::bad_request(
                     "invalid_query",
                     "`trace` must be a trace id (32 lowercase hex digits, not all zeros) or a version-00 traceparent",
-                )),
-            },
-        };
+                ))
+            }
+        },
+    };
     let query = AuditQuery {
         since: time("since", p.since)?,
         until: time("until", p.until)?,

@@ -47,13 +47,11 @@ impl Receiver {
         let app = axum::Router::new()
             .route(
                 "/hook/{secret}",
-                axum::routing::post(
-                    |axum::extract::State(r): axum::extract::State<Receiver>, body: Bytes| async move {
-                        r.bodies.lock().unwrap().push(body);
-                        let status = r.script.lock().unwrap().pop_front().unwrap_or(200);
-                        StatusCode::from_u16(status).unwrap()
-                    },
-                ),
+                axum::routing::post(|axum::extract::State(r): axum::extract::State<Receiver>, body: Bytes| async move {
+                    r.bodies.lock().unwrap().push(body);
+                    let status = r.script.lock().unwrap().pop_front().unwrap_or(200);
+                    StatusCode::from_u16(status).unwrap()
+                }),
             )
             .with_state(r.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -205,10 +203,7 @@ async fn a_sensitive_actor_id_is_withheld() {
     assert!(!text.contains("alice@example.com") && !text.contains(CARD), "{text}");
     let body: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(body["rein"]["requested_by"], Value::Null);
-    assert!(body["rein"]["url"]
-        .as_str()
-        .unwrap()
-        .starts_with("http://127.0.0.1:8700/console/approvals/"));
+    assert!(body["rein"]["url"].as_str().unwrap().starts_with("http://127.0.0.1:8700/console/approvals/"));
     // The admin's audit log has the decision, as always.
     let (status, _) = h.call(Method::GET, "/v1/audit", Some(ADMIN), None).await;
     assert_eq!(status, StatusCode::OK);

@@ -158,9 +158,7 @@ impl Collector {
             .route(
                 "/v1/traces",
                 axum::routing::post(
-                    |axum::extract::State(c): axum::extract::State<Collector>,
-                     headers: axum::http::HeaderMap,
-                     body: Bytes| async move {
+                    |axum::extract::State(c): axum::extract::State<Collector>, headers: axum::http::HeaderMap, body: Bytes| async move {
                         assert_eq!(headers["content-type"], "application/x-protobuf");
                         let request = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
                         c.0.lock().unwrap().push(request);
