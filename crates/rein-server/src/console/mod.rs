@@ -17,7 +17,11 @@
 //! - [`ConsoleError`] — every failure as a page: `not_found`,
 //!   `bad_request`, `unavailable`, `forbidden`; `.to(&signed)` keeps the
 //!   nav. Security headers and `Cache-Control: no-store` are added to
-//!   every console response by the router's layer.
+//!   every console response by the router's layer (a handler that sets its
+//!   own `Cache-Control` keeps it).
+//! - Helpers: [`segment`] (an id as a URL path segment), [`time_left`],
+//!   [`see_other`], `policy::explanation(&explain_json, "against")` (an
+//!   explanation, `{"decision", "rules"}`, rule by rule), [`cookie`].
 //! - `audit::routes()` is nested at `/console/audit` behind an admin check.
 
 mod approvals;
@@ -163,6 +167,7 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .merge(policy::routes())
         .nest("/audit", audit)
         .fallback(not_found)
+        .method_not_allowed_fallback(wrong_method)
         .layer(middleware::map_response(security_headers))
 }
 
@@ -213,6 +218,14 @@ async fn not_found(signed: Option<Signed>) -> ConsoleError {
     }
 }
 
+async fn wrong_method() -> ConsoleError {
+    ConsoleError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Not allowed",
+        "this page does not take that method",
+    )
+}
+
 /// The console's first page for the role: approvals, or the audit log.
 fn home_of(role: Role) -> &'static str {
     match role {
@@ -225,7 +238,8 @@ async fn home(signed: Signed) -> Response {
     see_other(home_of(signed.identity.role))
 }
 
-fn see_other(to: &str) -> Response {
+/// A 303 to `to` (after a POST, or to the sign-in page).
+pub(crate) fn see_other(to: &str) -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(to) {
         r.headers_mut().insert(header::LOCATION, v);
@@ -531,8 +545,8 @@ pub(crate) fn page(who: Option<&Signed>, heading: &str, body: Markup) -> Markup 
                 script src=(JS_URL.as_str()) defer {}
             }
             body {
-                a.skip href="#main" { "Skip to content" }
                 header.top {
+                    a.skip href="#main" { "Skip to content" }
                     span.brand { "Rein" }
                     nav aria-label="Console" {
                         ul {
@@ -656,6 +670,20 @@ impl IntoResponse for ConsoleError {
     }
 }
 
+/// A path segment with everything but unreserved characters
+/// percent-encoded (a scoped session id holds `/`).
+pub(crate) fn segment(text: &str) -> String {
+    use std::fmt::Write;
+    text.bytes().fold(String::with_capacity(text.len()), |mut s, b| {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            s.push(char::from(b));
+        } else {
+            let _ = write!(s, "%{b:02X}");
+        }
+        s
+    })
+}
+
 /// "3 min", "1 h 5 min", "expired": the time from now to `until` (RFC 3339).
 pub(crate) fn time_left(until: &str) -> String {
     let Ok(until) = until.parse::<jiff::Timestamp>() else {
@@ -773,6 +801,13 @@ mod tests {
         ] {
             assert!(same_origin(&bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn segments_are_encoded() {
+        assert_eq!(segment("agent-1/sess 1"), "agent-1%2Fsess%201");
+        assert_eq!(segment("a.b_c~d"), "a.b_c~d");
+        assert_eq!(segment("é"), "%C3%A9");
     }
 
     #[test]

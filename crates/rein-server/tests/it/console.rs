@@ -160,6 +160,19 @@ async fn pages_need_a_valid_cookie_and_role() {
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
         assert!(page.contains("your role may not open this page"), "{path}");
     }
+    let r = client().get(s.url("/console")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/console/login");
+    let r = client()
+        .get(s.url("/console"))
+        .header("cookie", &alice.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()[LOCATION], "/console/approvals");
+    let (status, page) = get(&s, &alice.cookie, "/console/logout").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(page.contains("<h1>"), "{page}");
     let (status, page) = get(&s, &alice.cookie, "/console/no-such-page").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(page.contains("<h1>"), "{page}");
