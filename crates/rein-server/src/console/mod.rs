@@ -77,6 +77,9 @@ pub(crate) struct Console {
     csrf_key: [u8; 32],
     /// Whether cookies are marked `Secure`.
     secure_cookie: bool,
+    /// The origin of `--public-url` (a proxy in front may rewrite `Host`):
+    /// a form posted from it is this site's too.
+    public_origin: Option<String>,
     /// The open event streams; a stream holds a permit until it ends.
     streams: Arc<tokio::sync::Semaphore>,
     /// Set when the server stops: event streams end, so that the graceful
@@ -92,9 +95,17 @@ impl Console {
         Console {
             csrf_key: mac.finalize().into_bytes().into(),
             secure_cookie,
+            public_origin: None,
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
             closing: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Also takes forms posted from `origin` (`scheme://host[:port]`, the
+    /// `--public-url`'s) as this site's.
+    pub(crate) fn with_public_origin(mut self, origin: Option<String>) -> Console {
+        self.public_origin = origin.filter(|o| o != "null");
+        self
     }
 
     /// The CSRF token of the forms of a console signed in with `token`.
@@ -374,7 +385,7 @@ impl FromRequest<AppState> for Posted {
 
     async fn from_request(request: Request, state: &AppState) -> Result<Posted, ConsoleError> {
         let (mut parts, body) = request.into_parts();
-        same_origin(&parts.headers)?;
+        same_origin(&parts.headers, state.console().public_origin.as_deref())?;
         let signed = <Signed as FromRequestParts<AppState>>::from_request_parts(&mut parts, state).await?;
         let form = read_form(body, state).await.map_err(|e| e.to(&signed))?;
         let token = cookie(&parts.headers, COOKIE).unwrap_or_default();
@@ -400,14 +411,18 @@ async fn read_form(body: Body, state: &AppState) -> Result<Form, ConsoleError> {
 }
 
 /// Refuses a request another site made the browser send: `Sec-Fetch-Site`
-/// other than `same-origin`, or an `Origin` that is not this host.
-fn same_origin(headers: &HeaderMap) -> Result<(), ConsoleError> {
+/// other than `same-origin`, or an `Origin` that is neither this host (the
+/// `Host` header) nor `public` (the `--public-url`'s origin).
+fn same_origin(headers: &HeaderMap, public: Option<&str>) -> Result<(), ConsoleError> {
     if let Some(site) = headers.get("sec-fetch-site") {
         if site.as_bytes() != b"same-origin" {
             return Err(ConsoleError::cross_site());
         }
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
+        if public.is_some_and(|p| origin.as_bytes().eq_ignore_ascii_case(p.as_bytes())) {
+            return Ok(());
+        }
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
         let origin_host = origin
             .to_str()
@@ -471,7 +486,7 @@ fn login_form(state: &AppState, status: StatusCode, problem: Option<&str>) -> Re
 
 async fn login(State(state): State<AppState>, request: Request) -> Result<Response, ConsoleError> {
     let (parts, body) = request.into_parts();
-    same_origin(&parts.headers)?;
+    same_origin(&parts.headers, state.console().public_origin.as_deref())?;
     let form = read_form(body, &state).await?;
     // Double submit: a cross-site page can post the form but can neither
     // read nor set this cookie (SameSite=Strict, HttpOnly).
@@ -779,17 +794,21 @@ mod tests {
             }
             h
         };
-        assert!(same_origin(&headers(&[("host", "127.0.0.1:8700")])).is_ok());
-        assert!(same_origin(&headers(&[
-            ("host", "127.0.0.1:8700"),
-            ("origin", "http://127.0.0.1:8700")
-        ]))
+        assert!(same_origin(&headers(&[("host", "127.0.0.1:8700")]), None).is_ok());
+        assert!(same_origin(
+            &headers(&[("host", "127.0.0.1:8700"), ("origin", "http://127.0.0.1:8700")]),
+            None
+        )
         .is_ok());
-        assert!(same_origin(&headers(&[("host", "a.example"), ("origin", "https://a.example")])).is_ok());
-        assert!(same_origin(&headers(&[
-            ("host", "127.0.0.1:8700"),
-            ("sec-fetch-site", "same-origin")
-        ]))
+        assert!(same_origin(
+            &headers(&[("host", "a.example"), ("origin", "https://a.example")]),
+            None
+        )
+        .is_ok());
+        assert!(same_origin(
+            &headers(&[("host", "127.0.0.1:8700"), ("sec-fetch-site", "same-origin")]),
+            None
+        )
         .is_ok());
         for bad in [
             headers(&[("host", "127.0.0.1:8700"), ("origin", "http://evil.example")]),
@@ -799,8 +818,12 @@ mod tests {
             headers(&[("host", "127.0.0.1:8700"), ("sec-fetch-site", "cross-site")]),
             headers(&[("host", "127.0.0.1:8700"), ("sec-fetch-site", "same-site")]),
         ] {
-            assert!(same_origin(&bad).is_err(), "{bad:?}");
+            assert!(same_origin(&bad, None).is_err(), "{bad:?}");
         }
+        // Behind a proxy that rewrites `Host`: the public URL's origin.
+        let proxied = headers(&[("host", "127.0.0.1:8700"), ("origin", "https://rein.example")]);
+        assert!(same_origin(&proxied, Some("https://rein.example")).is_ok());
+        assert!(same_origin(&proxied, Some("https://other.example")).is_err());
     }
 
     #[test]
@@ -816,5 +839,41 @@ mod tests {
         assert_eq!(f.get("csrf"), Some("abc"));
         assert_eq!(f.get("comment"), Some("ok then!"));
         assert_eq!(f.get("none"), None);
+    }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_token_round_trips_through_the_cookie(token in "\\PC{1,80}", other in "[a-z]{1,8}") {
+                let encoded = encode_cookie_value(&token);
+                prop_assert!(encoded.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b';' | b',' | b'"' | b'\\')), "{}", encoded);
+                let mut h = HeaderMap::new();
+                let header = format!("{other}=x; {COOKIE}={encoded}; z{other}=y");
+                h.insert(header::COOKIE, HeaderValue::from_str(&header).unwrap_or_else(|_| HeaderValue::from_static("")));
+                prop_assert_eq!(cookie(&h, COOKIE), Some(token));
+            }
+
+            #[test]
+            fn a_csrf_token_fits_only_its_own_token(a in "\\PC{0,40}", b in "\\PC{0,40}") {
+                let c = Console::new(&[9; 32], false);
+                prop_assert!(c.csrf_ok(&a, &c.csrf_token(&a)));
+                prop_assert_eq!(c.csrf_ok(&b, &c.csrf_token(&a)), a == b);
+            }
+
+            #[test]
+            fn the_cross_site_check_never_panics(origin in proptest::collection::vec(any::<u8>(), 0..40), host in "[a-z0-9.:]{0,20}") {
+                let mut h = HeaderMap::new();
+                if let Ok(v) = HeaderValue::from_bytes(&origin) {
+                    h.insert(header::ORIGIN, v);
+                }
+                if let Ok(v) = HeaderValue::from_str(&host) {
+                    h.insert(header::HOST, v);
+                }
+                let _ = same_origin(&h, None);
+            }
+        }
     }
 }
