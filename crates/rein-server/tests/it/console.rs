@@ -659,3 +659,35 @@ async fn sensitive_values_are_shown_only_to_an_approver_who_may_decide() {
     );
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_approver_without_the_role_sees_why_and_cannot_decide() {
+    let h = Harness::new().await;
+    let tokens = format!(
+        "{}  - {{name: fin, role: approver, token: fin-token-0123456789abcdef, approves: [finance]}}\n",
+        tokens_yaml()
+    );
+    std::fs::write(h.dir.path().join("tokens.yaml"), tokens).unwrap();
+    let h = h.restart(|_| {}).await;
+    let s = h.serve().await;
+    // The refund's approval asks for role `support`.
+    let (_, id) = open_approval(&h, 500, "bot-1").await;
+    let fin = sign_in(&s, "fin-token-0123456789abcdef").await;
+    let path = format!("/console/approvals/{id}");
+    let (status, page) = get(&s, &fin.cookie, &path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("needs role support"), "{page}");
+    assert!(!page.contains(">Grant</button>"), "{page}");
+    let r = post(&s, &fin, &format!("{path}/grant"), &[]).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let (_, record) = h
+        .call(
+            axum::http::Method::GET,
+            &format!("/v1/approvals/{id}"),
+            Some(ALICE),
+            None,
+        )
+        .await;
+    assert_eq!(record["state"], "pending");
+    s.shutdown().await;
+}
