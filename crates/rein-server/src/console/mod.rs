@@ -52,6 +52,9 @@ const LOGIN_CSRF_COOKIE: &str = "rein_console_csrf";
 /// Largest form body a console POST reads (the playground's draft policy
 /// is the largest field).
 const MAX_FORM_BYTES: usize = 256 * 1024;
+/// Longest cookie value kept: browsers keep about 4 KiB per cookie, its
+/// name and attributes included.
+const MAX_COOKIE_VALUE: usize = 3900;
 /// Most server-sent event streams open at once; past it, 503.
 pub(crate) const MAX_EVENT_STREAMS: usize = 64;
 
@@ -519,11 +522,20 @@ async fn login(State(state): State<AppState>, request: Request) -> Result<Respon
             Some("agent tokens cannot sign in to the console"),
         );
     }
+    let value = encode_cookie_value(token);
+    if value.len() > MAX_COOKIE_VALUE {
+        // A browser drops a larger cookie: every page would ask to sign in again.
+        return login_form(
+            &state,
+            StatusCode::BAD_REQUEST,
+            Some("That token is too long to keep in a browser cookie."),
+        );
+    }
     tracing::info!(token = %identity.name, role = %identity.role, "console sign-in");
     let mut response = see_other(home_of(identity.role));
     let console = state.console();
     for c in [
-        console.cookie(COOKIE, &encode_cookie_value(token), None),
+        console.cookie(COOKIE, &value, None),
         console.cookie(LOGIN_CSRF_COOKIE, "", Some(0)),
     ] {
         if let Ok(v) = HeaderValue::from_str(&c) {
