@@ -19,6 +19,7 @@
 
 mod auth;
 mod body;
+mod console;
 mod delegation;
 mod error;
 mod jwt;
@@ -142,6 +143,11 @@ pub struct ServerConfig {
     /// published yet, so that one restarted with older files does not move
     /// every replica back to them.
     pub publish: bool,
+    /// Mark the console's cookies `Secure` (`rein serve
+    /// --console-secure-cookie`): for a console reached over HTTPS through
+    /// a proxy that ends TLS. Off by default: the server itself speaks
+    /// plain HTTP, and a browser would not send a `Secure` cookie back.
+    pub console_secure_cookie: bool,
     /// Webhooks told of each approval this server opens (`rein serve
     /// --notify-webhook`; see [`notify`]); none by default.
     pub notify_webhooks: Vec<url::Url>,
@@ -179,6 +185,7 @@ impl ServerConfig {
             trust_request_time: false,
             shadow_paths: Vec::new(),
             publish: false,
+            console_secure_cookie: false,
             notify_webhooks: Vec::new(),
             public_url: None,
             otlp_endpoint: None,
@@ -416,6 +423,8 @@ struct Shared {
     shadow_candidate: std::sync::Mutex<Option<shadow::Candidate>>,
     /// Candidate changes run one at a time.
     shadow_lock: tokio::sync::Mutex<()>,
+    /// The web console's keys and limits.
+    console: console::Console,
     /// The exporter of decision traces, when `--otlp-endpoint` is set.
     otel: Option<otel::Otel>,
 }
@@ -581,6 +590,8 @@ impl AppState {
     ) -> AppState {
         let metrics = Metrics::new();
         let store: Arc<dyn Store> = Arc::new(MeteredStore::new(store, metrics.clone()));
+        let console = console::Console::new(&hmac_key, config.console_secure_cookie)
+            .with_public_origin(config.public_url.as_ref().map(|u| u.origin().ascii_serialization()));
         let runtime_config = config.runtime_config(hmac_key);
         let otel = config.otlp_endpoint.as_ref().and_then(|endpoint| match otel::Otel::start(endpoint) {
             Ok(otel) => {
@@ -607,6 +618,7 @@ impl AppState {
                 grant_hint: std::sync::OnceLock::new(),
                 shadow_candidate: std::sync::Mutex::new(None),
                 shadow_lock: tokio::sync::Mutex::new(()),
+                console,
                 otel,
             }),
         }
@@ -703,6 +715,10 @@ impl AppState {
             "--server <this server's URL> --token <an approver's token>",
             String::as_str,
         )
+    }
+
+    pub(crate) fn console(&self) -> &console::Console {
+        &self.inner.console
     }
 
     pub(crate) fn max_body_bytes(&self) -> usize {
@@ -862,6 +878,7 @@ pub async fn serve(
     // open without end, before any token is checked. The headers get the
     // request timeout, as the body and the answer do (`TimeoutLayer`).
     let timeout = state.inner.request_timeout;
+    let console_state = state.clone();
     let app = app(state);
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(timeout);
@@ -897,6 +914,8 @@ pub async fn serve(
         });
     }
     drop(listener);
+    // The console's event streams never finish by themselves.
+    console_state.console().close_streams();
     // Requests under way finish; idle connections are closed.
     connections.shutdown().await;
     Ok(())

@@ -175,6 +175,8 @@ pub(crate) fn router(state: AppState) -> Router {
         router = router.route(s.info.path, handler);
     }
     router
+        // The web console: pages, not API (not in `specs()` nor OpenAPI).
+        .nest("/console", crate::console::router(state.clone()))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         // The handlers read their bodies with `read_body`, under the same
@@ -780,7 +782,7 @@ async fn approval_body(state: &AppState, headers: &HeaderMap, body: Body) -> Res
 /// The caller as an approver: admins decide every approval; an approver
 /// token may be limited to some approval roles (`approves:` in the tokens
 /// file).
-fn approver(who: &Identity) -> Approver<'_> {
+pub(crate) fn approver(who: &Identity) -> Approver<'_> {
     Approver {
         name: &who.name,
         roles: match who.role {

@@ -110,6 +110,11 @@ pub struct ServeArgs {
     /// /v1/policy/reload) publishes the files too. No effect on SQLite.
     #[arg(long)]
     publish: bool,
+    /// Mark the web console's cookies `Secure` (browsers then send them
+    /// over HTTPS only): for a console reached through a proxy that ends
+    /// TLS. The console is at /console on the listen address.
+    #[arg(long)]
+    console_secure_cookie: bool,
     /// Announce each approval this server opens to this webhook (http or
     /// https; repeatable): a JSON POST in Slack's shape (`text`, `blocks`)
     /// with Rein's fields under `rein` and a link to the approval's page,
@@ -168,6 +173,7 @@ pub fn run(args: ServeArgs, color: bool) -> anyhow::Result<u8> {
     config.trust_request_time = args.trust_request_time;
     config.shadow_paths = args.shadow;
     config.publish = args.publish;
+    config.console_secure_cookie = args.console_secure_cookie;
     config.notify_webhooks = args.notify_webhook;
     config.public_url = args.public_url;
     config.otlp_endpoint = args.otlp_endpoint;

@@ -11,6 +11,7 @@ mod audit;
 mod body_limits;
 mod common;
 mod concurrency;
+mod console;
 mod decide;
 mod delegation;
 mod explain;
