@@ -150,7 +150,9 @@ const APPROVAL_EVENTS_CAPACITY: usize = 256;
 #[derive(Clone, Debug)]
 pub enum ApprovalEvent {
     /// A pending approval was opened (a `require_approval` decision that
-    /// found no open one to reuse). The record's `summary` is redacted,
+    /// found no open one to reuse). Sent once the decision's audit record
+    /// is written too (listeners read its reasons there); not sent when
+    /// that record could not be written. The record's `summary` is redacted,
     /// and `sealed` holds the sensitive values only encrypted.
     Opened(ApprovalRecord),
     /// An approval was granted or denied.
@@ -1036,6 +1038,9 @@ impl Runtime {
             ));
         }
 
+        // A new approval is announced once its decision's record is
+        // written: a listener (the console's inbox) reads the reasons there.
+        let mut opened = None;
         if let Some(decision) = &decision {
             self.approval_step(
                 &loaded,
@@ -1045,6 +1050,7 @@ impl Runtime {
                 &mut answer,
                 approval,
                 &mut approval_ref,
+                &mut opened,
                 now,
                 client,
                 approval_refused,
@@ -1084,6 +1090,9 @@ impl Runtime {
         timer.begin("rein.audit.append");
         let recorded = self.record(&mut answer, entry, writes, guard).await;
         timer.end();
+        if let (Some(record), Some(_)) = (opened, &recorded) {
+            self.emit(|| ApprovalEvent::Opened(record));
+        }
         match recorded {
             Some(recorded) => {
                 if moved {
@@ -1298,6 +1307,7 @@ impl Runtime {
         answer: &mut Answer,
         approval: Option<String>,
         approval_ref: &mut Option<String>,
+        opened: &mut Option<ApprovalRecord>,
         now: Timestamp,
         client: Option<&str>,
         refused: Option<String>,
@@ -1329,9 +1339,10 @@ impl Runtime {
                 .open_or_reuse_approval(loaded, request, decision, decision_id, now, client)
                 .await
             {
-                Ok(pending) => {
+                Ok((pending, record)) => {
                     *approval_ref = Some(pending.id.clone());
                     answer.approval = Some(pending);
+                    *opened = record;
                 }
                 Err(e) => fail(answer, format!("the approval could not be opened: {e}")),
             },
@@ -1764,19 +1775,20 @@ impl Runtime {
         decision_id: &str,
         now: Timestamp,
         client: Option<&str>,
-    ) -> Result<PendingApproval, StoreError> {
+    ) -> Result<(PendingApproval, Option<ApprovalRecord>), StoreError> {
         let hash = approval_hash(&self.redactor, request, &loaded.policy.per_call_fields(&request.action));
         let (roles, hold) = approval_terms(decision, self.config.default_approval_ttl);
         if let Some(open) = self.store.find_open_approval(&hash, client, &format_time(now)).await? {
             // Asked under the same terms (a reload may have changed them).
             if open.roles == roles && open.hold_seconds == Some(hold) {
-                return Ok(PendingApproval {
+                let reused = PendingApproval {
                     id: open.id,
                     role: open.role,
                     roles: open.roles,
                     expires_at: open.expires_at,
                     reused: true,
-                });
+                };
+                return Ok((reused, None));
             }
         }
         self.open_approval(loaded, request, decision, decision_id, now, client, hash)
@@ -1793,7 +1805,7 @@ impl Runtime {
         now: Timestamp,
         client: Option<&str>,
         request_hash: String,
-    ) -> Result<PendingApproval, StoreError> {
+    ) -> Result<(PendingApproval, Option<ApprovalRecord>), StoreError> {
         let obligations = decision.obligations();
         let (roles, hold) = approval_terms(decision, self.config.default_approval_ttl);
         let role = roles.join(", ");
@@ -1837,18 +1849,17 @@ impl Runtime {
             sealed,
         };
         let expires_at = record.expires_at.clone();
+        // Announced by the caller once the decision's record is written.
         let opened = (self.events.receiver_count() > 0).then(|| record.clone());
         self.store.create_approval(record).await?;
-        if let Some(record) = opened {
-            self.emit(|| ApprovalEvent::Opened(record));
-        }
-        Ok(PendingApproval {
+        let pending = PendingApproval {
             id,
             role,
             roles,
             expires_at,
             reused: false,
-        })
+        };
+        Ok((pending, opened))
     }
 
     /// The original request of a decision no longer in memory, from the

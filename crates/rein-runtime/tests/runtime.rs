@@ -1146,6 +1146,18 @@ async fn approval_events_follow_the_store() {
     };
     assert_eq!(opened.id, a.id);
     assert_eq!(opened.state, ApprovalState::Pending);
+    // The decision that opened it is already recorded, with its reasons
+    // (the console's inbox reads them there as soon as the event comes).
+    let recorded = store
+        .query_audit(&AuditQuery {
+            decision_id: Some(opened.decision_id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0].entry.effect, "require_approval");
+    assert!(!recorded[0].entry.reasons.is_empty(), "{recorded:?}");
     assert_eq!(
         opened,
         store.get_approval(&a.id).await.unwrap().unwrap(),

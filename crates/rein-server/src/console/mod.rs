@@ -416,13 +416,23 @@ async fn read_form(body: Body, state: &AppState) -> Result<Form, ConsoleError> {
 /// Refuses a request another site made the browser send: `Sec-Fetch-Site`
 /// other than `same-origin`, or an `Origin` that is neither this host (the
 /// `Host` header) nor `public` (the `--public-url`'s origin).
+///
+/// A browser that says `Sec-Fetch-Site: same-origin` may still send
+/// `Origin: null`: it does for every form POST from a page served with
+/// `Referrer-Policy: no-referrer`, as the console's are. The browser's own
+/// `Sec-Fetch-Site` then decides; without it, `null` is refused (a
+/// sandboxed frame of another site sends it too).
 fn same_origin(headers: &HeaderMap, public: Option<&str>) -> Result<(), ConsoleError> {
-    if let Some(site) = headers.get("sec-fetch-site") {
+    let fetch_site = headers.get("sec-fetch-site");
+    if let Some(site) = fetch_site {
         if site.as_bytes() != b"same-origin" {
             return Err(ConsoleError::cross_site());
         }
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
+        if fetch_site.is_some() && origin.as_bytes() == b"null" {
+            return Ok(());
+        }
         if public.is_some_and(|p| origin.as_bytes().eq_ignore_ascii_case(p.as_bytes())) {
             return Ok(());
         }
@@ -829,9 +839,29 @@ mod tests {
             headers(&[("origin", "http://127.0.0.1:8700")]),
             headers(&[("host", "127.0.0.1:8700"), ("sec-fetch-site", "cross-site")]),
             headers(&[("host", "127.0.0.1:8700"), ("sec-fetch-site", "same-site")]),
+            headers(&[
+                ("host", "127.0.0.1:8700"),
+                ("origin", "null"),
+                ("sec-fetch-site", "cross-site"),
+            ]),
+            headers(&[
+                ("host", "127.0.0.1:8700"),
+                ("origin", "http://evil.example"),
+                ("sec-fetch-site", "same-origin"),
+            ]),
         ] {
             assert!(same_origin(&bad, None).is_err(), "{bad:?}");
         }
+        // What Chromium sends for a form POST from a `no-referrer` page.
+        assert!(same_origin(
+            &headers(&[
+                ("host", "127.0.0.1:8700"),
+                ("origin", "null"),
+                ("sec-fetch-site", "same-origin")
+            ]),
+            None
+        )
+        .is_ok());
         // Behind a proxy that rewrites `Host`: the public URL's origin.
         let proxied = headers(&[("host", "127.0.0.1:8700"), ("origin", "https://rein.example")]);
         assert!(same_origin(&proxied, Some("https://rein.example")).is_ok());
