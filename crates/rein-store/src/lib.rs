@@ -13,6 +13,7 @@ pub mod chain;
 mod lock;
 mod model;
 mod postgres;
+pub(crate) mod rule_index;
 pub mod redact;
 pub mod seal;
 mod sqlite;

@@ -225,6 +225,8 @@ async fn query_filters_combine(store: TestStore) {
                 session: Some("s3".into()),
                 decision_id: None,
                 after_seq: Some(1),
+                before_seq: Some(12),
+                descending: true,
                 limit: Some(10),
             }
         )

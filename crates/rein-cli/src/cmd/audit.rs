@@ -207,6 +207,7 @@ impl Filters {
             decision_id: self.decision_id.clone(),
             after_seq,
             limit,
+            ..AuditQuery::default()
         }
     }
 }

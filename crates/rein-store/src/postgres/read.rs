@@ -6,6 +6,7 @@ use tokio_postgres::types::ToSql;
 
 use super::PostgresStore;
 use crate::chain::{self, Verifier};
+use crate::rule_index::{self, RuleDigest};
 use crate::sqlite::columns::Columns;
 use crate::versions::ACTIVATE_PHASE;
 use crate::{AuditEntry, AuditQuery, AuditRecord, StoreError, Verification};
@@ -35,47 +36,68 @@ fn record(seq: i64, body: &str, prev_hash: String, hash: String) -> Result<Audit
     })
 }
 
-/// Records matching `q`, in sequence order.
+/// Records matching `q`, in sequence order (newest first when
+/// `q.descending`). A rule filter drives the query from the rule index;
+/// the other equality filters have `(column, seq)` indexes (schema V2), so
+/// a page reads about as many rows as it returns.
 pub(crate) async fn query_audit(store: &PostgresStore, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
     let since = q.since.as_deref().map(chain::parse_time).transpose()?;
     let until = q.until.as_deref().map(chain::parse_time).transpose()?;
-    let mut sql = String::from("SELECT seq, body, prev_hash, hash FROM audit WHERE true");
     let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+    let (mut sql, seq) = match &q.rule {
+        Some(rule) => {
+            args.push(Box::new(rule.clone()));
+            (
+                String::from(
+                    "SELECT audit.seq, audit.body, audit.prev_hash, audit.hash FROM audit_rules JOIN audit \
+                     ON audit.seq = audit_rules.seq WHERE audit_rules.rule = $1",
+                ),
+                "audit_rules.seq",
+            )
+        }
+        None => (
+            String::from("SELECT audit.seq, audit.body, audit.prev_hash, audit.hash FROM audit WHERE true"),
+            "audit.seq",
+        ),
+    };
     let mut filter = |clause: &str, value: Box<dyn ToSql + Sync + Send>| {
         args.push(value);
         sql.push_str(" AND ");
         sql.push_str(&clause.replace('?', &format!("${}", args.len())));
     };
     if let Some(since) = &since {
-        filter("time >= ?", Box::new(since.clone()));
+        filter("audit.time >= ?", Box::new(since.clone()));
     }
     if let Some(until) = &until {
-        filter("time < ?", Box::new(until.clone()));
+        filter("audit.time < ?", Box::new(until.clone()));
     }
     for (column, value) in [
-        ("actor_id", &q.actor),
-        ("action", &q.action),
-        ("effect", &q.effect),
-        ("session", &q.session),
-        ("decision_id", &q.decision_id),
+        ("audit.actor_id", &q.actor),
+        ("audit.action", &q.action),
+        ("audit.effect", &q.effect),
+        ("audit.session", &q.session),
+        ("audit.decision_id", &q.decision_id),
     ] {
         if let Some(v) = value {
             filter(&format!("{column} = ?"), Box::new(v.clone()));
         }
     }
-    if let Some(rule) = &q.rule {
-        // `rules` is a JSON array of strings: containment of `[rule]` is
-        // "has this element".
-        filter("rules::jsonb @> jsonb_build_array(?::text)", Box::new(rule.clone()));
-    }
+    let bound = |n: u64| Box::new(i64::try_from(n).unwrap_or(i64::MAX));
     if let Some(after) = q.after_seq {
-        filter("seq > ?", Box::new(i64::try_from(after).unwrap_or(i64::MAX)));
+        filter(&format!("{seq} > ?"), bound(after));
+    }
+    if let Some(before) = q.before_seq {
+        filter(&format!("{seq} < ?"), bound(before));
     }
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
     // A parameter, not a literal: the statement is prepared once per set of
     // filters on each pooled connection, whatever the limit.
     args.push(Box::new(i64::try_from(limit).unwrap_or(i64::MAX)));
-    sql.push_str(&format!(" ORDER BY seq LIMIT ${}", args.len()));
+    sql.push_str(&format!(
+        " ORDER BY {seq} {} LIMIT ${}",
+        if q.descending { "DESC" } else { "ASC" },
+        args.len()
+    ));
     let client = store.client().await?;
     let stmt = client.prepare_cached(&sql).await?;
     let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as &(dyn ToSql + Sync)).collect();
@@ -174,6 +196,8 @@ pub(crate) async fn verify_audit(store: &PostgresStore) -> Result<Verification, 
     // chain holds past it (see `sqlite/read.rs`).
     let mut pending: Option<(u64, String)> = None;
     let mut column_verdict = None;
+    // The `(seq, rule)` pairs the bodies name, for the rule index.
+    let mut rules = RuleDigest::default();
     'pages: loop {
         let rows = tx.query_portal(&portal, VERIFY_PAGE).await?;
         if rows.is_empty() {
@@ -201,24 +225,67 @@ pub(crate) async fn verify_audit(store: &PostgresStore) -> Result<Verification, 
             }
             let problem = match Columns::from_body(body) {
                 Err(why) => Some(why),
-                Ok(derived) => derived.mismatch(stored),
+                Ok(derived) => derived
+                    .mismatch(stored)
+                    .or_else(|| rules.add_record(seq, &derived.rules).err()),
             };
             pending = problem.map(|p| (seq, p));
         }
     }
     drop(portal);
-    tx.commit().await?;
     if let Some(verdict) = column_verdict {
+        tx.commit().await?;
         return Ok(verdict);
     }
     let head = head
         .as_ref()
         .map(|(seq, hash)| (u64::try_from(*seq).unwrap_or(u64::MAX), hash.as_str()));
-    Ok(match (verifier.finish(head), pending) {
+    let verdict = match (verifier.finish(head), pending) {
         (Verification::Intact { .. }, Some((seq, problem))) => changed(seq, &problem),
         (verdict, _) => verdict,
-    })
+    };
+    // The chain and the columns hold: the rule index must hold the pairs
+    // the bodies name, no more, no fewer (in the same snapshot).
+    let verdict = match verdict {
+        Verification::Intact { records } => {
+            let stmt = tx.prepare("SELECT seq, rule FROM audit_rules").await?;
+            let portal = tx.bind(&stmt, &[]).await?;
+            let mut index = RuleDigest::default();
+            loop {
+                let rows = tx.query_portal(&portal, VERIFY_PAGE).await?;
+                if rows.is_empty() {
+                    break;
+                }
+                for r in rows {
+                    let seq: i64 = r.try_get(0)?;
+                    let rule: &str = r.try_get(1)?;
+                    index.add(u64::try_from(seq).unwrap_or(u64::MAX), rule);
+                }
+            }
+            drop(portal);
+            if index == rules {
+                Verification::Intact { records }
+            } else {
+                let first: Option<i64> = tx.query_one(RULE_INDEX_MISMATCH, &[]).await?.try_get(0)?;
+                let (seq, problem) = rule_index::mismatch_problem(first.and_then(|s| u64::try_from(s).ok()));
+                Verification::Broken { seq, problem }
+            }
+        }
+        broken => broken,
+    };
+    tx.commit().await?;
+    Ok(verdict)
 }
+
+/// The first record whose rule index rows differ from its `rules` column
+/// (which `verify` has checked against the body): only run once the
+/// digests disagree.
+const RULE_INDEX_MISMATCH: &str = "SELECT min(seq)::bigint FROM (\
+     (SELECT audit.seq, e #>> '{}' FROM audit, jsonb_array_elements(audit.rules::jsonb) AS e \
+         EXCEPT SELECT seq, rule FROM audit_rules) \
+     UNION ALL \
+     (SELECT seq, rule FROM audit_rules \
+         EXCEPT SELECT audit.seq, e #>> '{}' FROM audit, jsonb_array_elements(audit.rules::jsonb) AS e)) AS d (seq, rule)";
 
 /// The activation records, in sequence order, through the partial index.
 pub(crate) async fn activations(store: &PostgresStore) -> Result<Vec<AuditRecord>, StoreError> {

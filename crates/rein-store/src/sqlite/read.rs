@@ -12,6 +12,7 @@ use rusqlite::Connection;
 use super::columns::Columns;
 use super::{schema, SqliteOptions};
 use crate::chain::{self, Verifier};
+use crate::rule_index::{self, RuleDigest};
 use crate::{AuditEntry, AuditQuery, AuditRecord, StoreError, Verification};
 
 /// Idle read connections kept open; more are opened on demand when reads
@@ -83,10 +84,32 @@ impl Readers {
     }
 }
 
-/// Records matching `q`, in sequence order.
+/// Records matching `q`, in sequence order (newest first when
+/// `q.descending`).
+///
+/// Every filter reads an index that yields its records in `seq` order (see
+/// the schema's V8), so a page reads about as many rows as it returns
+/// whichever filter is set: a rule filter drives the query from the rule
+/// index (`CROSS JOIN` keeps SQLite from choosing another order), the
+/// others from their column's index.
 pub(crate) fn query_audit(conn: &Connection, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
-    let mut sql = String::from("SELECT seq, body, prev_hash, hash FROM audit WHERE 1 = 1");
     let mut args: Vec<SqlValue> = Vec::new();
+    let (mut sql, seq) = match &q.rule {
+        Some(rule) => {
+            args.push(SqlValue::Text(rule.clone()));
+            (
+                String::from(
+                    "SELECT audit.seq, audit.body, audit.prev_hash, audit.hash FROM audit_rules CROSS JOIN audit \
+                     ON audit.seq = audit_rules.seq WHERE audit_rules.rule = ?1",
+                ),
+                "audit_rules.seq",
+            )
+        }
+        None => (
+            String::from("SELECT audit.seq, audit.body, audit.prev_hash, audit.hash FROM audit WHERE 1 = 1"),
+            "audit.seq",
+        ),
+    };
     let mut filter = |clause: &str, value: SqlValue| {
         args.push(value);
         sql.push_str(" AND ");
@@ -95,34 +118,34 @@ pub(crate) fn query_audit(conn: &Connection, q: &AuditQuery) -> Result<Vec<Audit
     let since = q.since.as_deref().map(chain::parse_time).transpose()?;
     let until = q.until.as_deref().map(chain::parse_time).transpose()?;
     if let Some(since) = &since {
-        filter("time >= ?", SqlValue::Text(since.clone()));
+        filter("audit.time >= ?", SqlValue::Text(since.clone()));
     }
     if let Some(until) = &until {
-        filter("time < ?", SqlValue::Text(until.clone()));
+        filter("audit.time < ?", SqlValue::Text(until.clone()));
     }
     for (column, value) in [
-        ("actor_id", &q.actor),
-        ("action", &q.action),
-        ("effect", &q.effect),
-        ("session", &q.session),
-        ("decision_id", &q.decision_id),
+        ("audit.actor_id", &q.actor),
+        ("audit.action", &q.action),
+        ("audit.effect", &q.effect),
+        ("audit.session", &q.session),
+        ("audit.decision_id", &q.decision_id),
     ] {
         if let Some(v) = value {
             filter(&format!("{column} = ?"), SqlValue::Text(v.clone()));
         }
     }
-    if let Some(rule) = &q.rule {
-        filter(
-            "EXISTS (SELECT 1 FROM json_each(audit.rules) WHERE json_each.value = ?)",
-            SqlValue::Text(rule.clone()),
-        );
-    }
+    let bound = |n: u64| SqlValue::Integer(i64::try_from(n).unwrap_or(i64::MAX));
     if let Some(after) = q.after_seq {
-        filter("seq > ?", SqlValue::Integer(i64::try_from(after).unwrap_or(i64::MAX)));
+        filter(&format!("{seq} > ?"), bound(after));
+    }
+    if let Some(before) = q.before_seq {
+        filter(&format!("{seq} < ?"), bound(before));
     }
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
-    sql.push_str(" ORDER BY seq LIMIT ");
-    sql.push_str(&limit.to_string());
+    sql.push_str(&format!(
+        " ORDER BY {seq} {} LIMIT {limit}",
+        if q.descending { "DESC" } else { "ASC" }
+    ));
 
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
@@ -273,18 +296,54 @@ pub(crate) fn verify_audit(conn: &mut Connection) -> Result<Verification, StoreE
             }
         })?
     };
-    tx.finish()?;
     if let Some(verdict) = checked.column_verdict {
         return Ok(verdict);
     }
     let head = head
         .as_ref()
         .map(|(seq, hash)| (u64::try_from(*seq).unwrap_or(u64::MAX), hash.as_str()));
-    Ok(match (checked.verifier.finish(head), checked.pending) {
+    let verdict = match (checked.verifier.finish(head), checked.pending) {
         (Verification::Intact { .. }, Some((seq, problem))) => changed(seq, &problem),
         (verdict, _) => verdict,
-    })
+    };
+    // The chain and the columns hold: the rule index must hold the pairs
+    // the bodies name, no more, no fewer (read in the same snapshot).
+    let verdict = match verdict {
+        Verification::Intact { records } => {
+            let mut index = RuleDigest::default();
+            {
+                let mut stmt = tx.prepare("SELECT seq, rule FROM audit_rules")?;
+                let mut rows = stmt.query([])?;
+                while let Some(r) = rows.next()? {
+                    let seq: i64 = r.get(0)?;
+                    let rule = r.get_ref(1)?;
+                    let rule = text(rule).unwrap_or("\u{0}not text");
+                    index.add(u64::try_from(seq).unwrap_or(u64::MAX), rule);
+                }
+            }
+            if index == checked.rules {
+                Verification::Intact { records }
+            } else {
+                let first: Option<i64> = tx.query_row(RULE_INDEX_MISMATCH, [], |r| r.get(0))?;
+                let (seq, problem) = rule_index::mismatch_problem(first.and_then(|s| u64::try_from(s).ok()));
+                Verification::Broken { seq, problem }
+            }
+        }
+        broken => broken,
+    };
+    tx.finish()?;
+    Ok(verdict)
 }
+
+/// The first record whose rule index rows differ from its `rules` column
+/// (which `verify` has checked against the body): only run once the
+/// digests disagree.
+const RULE_INDEX_MISMATCH: &str = "SELECT min(seq) FROM (\
+     SELECT seq, rule FROM (SELECT audit.seq AS seq, j.value AS rule FROM audit, json_each(audit.rules) AS j \
+         EXCEPT SELECT seq, rule FROM audit_rules) \
+     UNION ALL \
+     SELECT seq, rule FROM (SELECT seq, rule FROM audit_rules \
+         EXCEPT SELECT audit.seq, j.value FROM audit, json_each(audit.rules) AS j))";
 
 /// What the checking thread found.
 struct Checked {
@@ -295,6 +354,8 @@ struct Checked {
     /// link, inserted) is the better one.
     pending: Option<(u64, String)>,
     column_verdict: Option<Verification>,
+    /// The `(seq, rule)` pairs the bodies name, for the rule index.
+    rules: RuleDigest,
 }
 
 /// Checks batches in order until the chain breaks or the batches end.
@@ -307,6 +368,7 @@ fn check_batches(
         verifier: Verifier::new(),
         pending: None,
         column_verdict: None,
+        rules: RuleDigest::default(),
     };
     'batches: for mut batch in full {
         for row in &batch.rows {
@@ -325,7 +387,9 @@ fn check_batches(
                 Err(why) => Some(why.clone()),
                 Ok(cols) => match Columns::from_body(body) {
                     Err(why) => Some(why),
-                    Ok(derived) => derived.mismatch(cols.clone().map(|c| c.map(|r| text(&r)))),
+                    Ok(derived) => derived
+                        .mismatch(cols.clone().map(|c| c.map(|r| text(&r))))
+                        .or_else(|| c.rules.add_record(row.seq, &derived.rules).err()),
                 },
             };
             c.pending = problem.map(|p| (row.seq, p));
