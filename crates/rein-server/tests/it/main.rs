@@ -8,6 +8,7 @@
 
 mod approvals;
 mod audit;
+mod audit_export;
 mod body_limits;
 mod common;
 mod concurrency;

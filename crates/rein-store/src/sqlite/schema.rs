@@ -572,8 +572,20 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        // Version 7's partial index holds only activation records.
-        assert_eq!(indexes, ["audit_activations", "audit_decision", "audit_time"]);
+        // Version 7's partial index holds only activation records; version
+        // 8 brings back the filter indexes version 2 dropped.
+        assert_eq!(
+            indexes,
+            [
+                "audit_action",
+                "audit_activations",
+                "audit_actor",
+                "audit_decision",
+                "audit_effect",
+                "audit_session",
+                "audit_time"
+            ]
+        );
         let mut stmt = conn
             .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'approvals' ORDER BY name")
             .unwrap();
