@@ -262,6 +262,7 @@ fn verify_reads_a_write_protected_copy_of_a_wal_store() {
                 actor_source: None,
                 shadow: None,
                 activation: None,
+                trace: None,
             };
             rt.block_on(store.append(entry)).unwrap();
         }

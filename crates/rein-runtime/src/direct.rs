@@ -18,6 +18,7 @@ impl Runtime {
     /// session the request names is that client's ([`scoped_session`]).
     pub async fn check_output(&self, mut request: Request, output: serde_json::Value, client: Option<&str>) -> Answer {
         let started = Instant::now();
+        let mut timer = trace::Timer::start();
         let now = Timestamp::now();
         // As in `decide_from`: the state sees the scoped session, the
         // record the one sent.
@@ -39,11 +40,13 @@ impl Runtime {
             .as_deref()
             .is_some_and(|c| shadow::needs_state(c, &request, Phase::After));
         // On a shared store, the state lease (see `decide_bound`).
+        timer.begin("rein.state");
         let mut lease = if (stateful || candidate_stateful) && self.state.shared() {
             self.state.enter().await
         } else {
             None
         };
+        timer.end();
         let early = candidate
             .as_ref()
             .filter(|_| candidate_stateful)
@@ -63,6 +66,7 @@ impl Runtime {
             &mut reserved,
             &mut rules_record,
             Access::of(&lease),
+            &mut timer,
         );
         let candidate_record = early.or_else(|| {
             candidate
@@ -87,6 +91,8 @@ impl Runtime {
         );
         entry.client = client.map(str::to_string);
         entry.shadow = shadow::record_value(enforced, rules_record, candidate_record);
+        entry.trace = timer.parent.take();
+        let traced_action = timer.on().then(|| entry.action.clone());
         // The call this output belongs to was decided elsewhere, under
         // another id: the output cannot be tied to it, so it is not kept
         // (the mirror has no call of this fresh id to attach it to either);
@@ -105,7 +111,10 @@ impl Runtime {
             Some(Ok(guard)) => Some(guard),
             _ => None,
         };
-        if self.record(&mut answer, entry, writes, guard).await.is_none() {
+        timer.begin("rein.audit.append");
+        let recorded = self.record(&mut answer, entry, writes, guard).await;
+        timer.end();
+        if recorded.is_none() {
             if let Some(reserved) = &reserved {
                 self.state.undo(&reserved.writes);
             }
@@ -114,6 +123,9 @@ impl Runtime {
             guard.done();
         }
         drop(lease);
+        if let Some(action) = traced_action {
+            timer.finish(&decision_id, "after", &action, answer.effect, answer.audit_seq);
+        }
         answer
     }
 

@@ -18,6 +18,7 @@ mod refused;
 mod replay;
 mod shadow;
 mod state;
+pub mod trace;
 pub mod versions;
 
 use arc_swap::ArcSwap;
@@ -130,6 +131,32 @@ pub struct Runtime {
     /// report of one of them is refused at once, so that two reports never
     /// reserve writes for the same call together.
     reporting: Mutex<std::collections::HashSet<String>>,
+    /// Approval changes this runtime made, for in-process listeners (the
+    /// console's live inbox, webhooks); see [`Runtime::approval_events`].
+    events: tokio::sync::broadcast::Sender<ApprovalEvent>,
+}
+
+/// How many approval events a slow listener may fall behind before it
+/// misses some (it then sees `RecvError::Lagged` and should re-read the
+/// store).
+const APPROVAL_EVENTS_CAPACITY: usize = 256;
+
+/// A change to an approval made by this runtime, sent once the store has
+/// accepted it (see [`Runtime::approval_events`]). Only this process's
+/// changes: other replicas' approvals are seen by reading the store.
+#[derive(Clone, Debug)]
+pub enum ApprovalEvent {
+    /// A pending approval was opened (a `require_approval` decision that
+    /// found no open one to reuse). The record's `summary` is redacted,
+    /// and `sealed` holds the sensitive values only encrypted.
+    Opened(ApprovalRecord),
+    /// An approval was granted or denied.
+    Decided {
+        /// The approval's id.
+        id: String,
+        /// Its state now (`Granted` or `Denied`).
+        state: ApprovalState,
+    },
 }
 
 /// A claim on reporting one decision's outcome (see `Runtime::reporting`),
@@ -256,6 +283,7 @@ pub async fn record_approval_decision(
         actor_source: None,
         shadow: None,
         activation: None,
+        trace: None,
     };
     store.append(entry).await.map(|_| ()).map_err(|e| {
         RuntimeError::Store(StoreError(format!(
@@ -314,6 +342,21 @@ async fn try_decide_approval(
     }
     let now = format_time(Timestamp::now());
     Ok(store.decide_approval(id, grant, approver.name, comment, &now).await??)
+}
+
+/// [`Policy::decide`] in its two steps, each timed: the contract check,
+/// then the rules (only when traces are exported; the same decision).
+fn timed_decide<'p>(policy: &'p Policy, request: &Request, timer: &mut trace::Timer) -> Decision<'p> {
+    timer.begin("rein.contract");
+    let decision = match policy.prepare(request) {
+        Ok(prepared) => {
+            timer.begin("rein.policy");
+            prepared.decide()
+        }
+        Err(violation) => *violation,
+    };
+    timer.end();
+    decision
 }
 
 /// The id of every link of `actor.chain` (bound by the credential, or
@@ -671,6 +714,25 @@ impl Runtime {
             key_state: AtomicU8::new(KEY_UNCHECKED),
             last_probe: Mutex::new(None),
             reporting: Mutex::new(std::collections::HashSet::new()),
+            events: tokio::sync::broadcast::channel(APPROVAL_EVENTS_CAPACITY).0,
+        }
+    }
+
+    /// A receiver of the approval changes this runtime makes from now on
+    /// (opened, granted, denied), each sent after the store accepted it.
+    /// A receiver that falls more than a few hundred events behind gets
+    /// `Lagged` and should re-read the store; changes made by other
+    /// processes sharing the store are not sent.
+    pub fn approval_events(&self) -> tokio::sync::broadcast::Receiver<ApprovalEvent> {
+        self.events.subscribe()
+    }
+
+    /// Sends `event` (built only when someone listens: no receiver, no
+    /// copy of the record).
+    fn emit(&self, event: impl FnOnce() -> ApprovalEvent) {
+        if self.events.receiver_count() > 0 {
+            // An error means every receiver went away in between: nothing to do.
+            let _ = self.events.send(event());
         }
     }
 
@@ -825,6 +887,7 @@ impl Runtime {
         bound: Option<&Credential>,
     ) -> Answer {
         let started = Instant::now();
+        let mut timer = trace::Timer::start();
         let loaded = self.policy.load_full();
         let policy = &loaded.policy;
         let binding = identity::bind(policy, &mut request, bound);
@@ -860,6 +923,7 @@ impl Runtime {
         let candidate_stateful = candidate
             .as_deref()
             .is_some_and(|c| shadow::needs_state(c, &request, Phase::Before));
+        timer.begin("rein.state");
         if stateful {
             // Reserved as allowed only with an approval that can hold: a
             // made-up id would otherwise take units for as long as the
@@ -901,6 +965,7 @@ impl Runtime {
             }
             lease = None;
         }
+        timer.end();
         let decided = if let Some(refusal) = binding.refusal {
             // Judged before any rule: the request claims to be someone its
             // credential says it is not, goes beyond what was delegated to
@@ -917,21 +982,28 @@ impl Runtime {
                 time,
                 &mut reserved,
                 Access::of(&lease),
+                &mut timer,
             )
         } else if let Some(c) = candidate.as_deref().filter(|_| candidate_record.is_none()) {
             // With a candidate of the same contracts, the request is
             // checked once and decided under both.
+            timer.begin("rein.contract");
             match policy.prepare(&request) {
                 Ok(prepared) => {
+                    timer.begin("rein.policy");
                     let decision = prepared.decide();
+                    timer.end();
                     shared = prepared.under(c);
                     Ok(decision)
                 }
                 Err(violation) => Ok(*violation),
             }
+        } else if timer.on() {
+            Ok(timed_decide(policy, &request, &mut timer))
         } else {
             Ok(policy.decide(&request))
         };
+        timer.end();
         let mut pending = reserved.map(|r| self.state.pending(r));
         let (mut answer, decision) = match decided {
             Ok(decision) => (
@@ -999,12 +1071,17 @@ impl Runtime {
         entry.client = client.map(str::to_string);
         entry.actor_source = binding.sources;
         entry.shadow = shadow::record_value(enforced_effect, rules_record, candidate_record);
+        entry.trace = timer.parent.take();
+        let traced_action = timer.on().then(|| entry.action.clone());
         let writes = pending.as_mut().map(state::Pending::submit).unwrap_or_default();
         let guard = match &mut lease {
             Some(Ok(guard)) => Some(guard),
             _ => None,
         };
-        match self.record(&mut answer, entry, writes, guard).await {
+        timer.begin("rein.audit.append");
+        let recorded = self.record(&mut answer, entry, writes, guard).await;
+        timer.end();
+        match recorded {
             Some(recorded) => {
                 if moved {
                     // The request's values went into the record unchanged (no
@@ -1036,6 +1113,9 @@ impl Runtime {
             guard.done();
         }
         drop(lease);
+        if let Some(action) = traced_action {
+            timer.finish(&decision_id, "before", &action, answer.effect, answer.audit_seq);
+        }
         answer
     }
 
@@ -1186,14 +1266,19 @@ impl Runtime {
         time: Timestamp,
         reserved: &mut Option<state::Reserved>,
         access: Access<'_>,
+        timer: &mut trace::Timer,
     ) -> Result<Decision<'p>, String> {
+        timer.begin("rein.contract");
         let prepared = match policy.prepare(request) {
             Ok(prepared) => prepared,
             Err(violation) => return Ok(*violation),
         };
+        // The rules read the state as they are evaluated: one step.
+        timer.begin("rein.policy");
         let (decision, reservation) = self
             .state
             .decide(&prepared, decision_id, approval_given, time, access)?;
+        timer.end();
         *reserved = Some(reservation);
         Ok(decision)
     }
@@ -1307,6 +1392,7 @@ impl Runtime {
         bound: Option<&Credential>,
     ) -> Result<Answer, OutcomeRefused> {
         let started = Instant::now();
+        let mut timer = trace::Timer::start();
         let now = Timestamp::now();
         let loaded = self.policy.load_full();
         let policy = &loaded.policy;
@@ -1385,9 +1471,11 @@ impl Runtime {
                     let candidate_stateful = candidate
                         .as_deref()
                         .is_some_and(|c| shadow::needs_state(c, &request, Phase::After));
+                    timer.begin("rein.state");
                     if (stateful || candidate_stateful) && self.state.shared() {
                         lease = self.state.enter().await;
                     }
+                    timer.end();
                     // As for `before`: a stateful candidate first, so that
                     // it reads what the enforced decision read.
                     let early = candidate
@@ -1410,6 +1498,7 @@ impl Runtime {
                         &mut reserved,
                         &mut rules_record,
                         Access::of(&lease),
+                        &mut timer,
                     );
                     let candidate_record = early.or_else(|| {
                         candidate
@@ -1443,12 +1532,16 @@ impl Runtime {
         if let Some((enforced, rules, candidate)) = shadowed {
             entry.shadow = shadow::record_value(enforced, rules, candidate);
         }
+        entry.trace = timer.parent.take();
+        let traced_action = timer.on().then(|| entry.action.clone());
         let writes = reserved.as_mut().map(state::Reserved::take).unwrap_or_default();
         let guard = match &mut lease {
             Some(Ok(guard)) => Some(guard),
             _ => None,
         };
+        timer.begin("rein.audit.append");
         let recorded = self.record_once(&mut answer, entry, writes, guard).await;
+        timer.end();
         if recorded != Some(true) {
             // Not recorded (or reported before): nothing of it is kept.
             if let Some(reserved) = &reserved {
@@ -1460,6 +1553,9 @@ impl Runtime {
             guard.done();
         }
         drop(lease);
+        if let Some(action) = traced_action {
+            timer.finish(decision_id, "after", &action, answer.effect, answer.audit_seq);
+        }
         match recorded {
             Some(_) => Ok(answer),
             None => Err(OutcomeRefused::AlreadyReported {
@@ -1484,13 +1580,17 @@ impl Runtime {
         reserved: &mut Option<state::Reserved>,
         rules: &mut Option<ShadowRulesRecord>,
         access: Access<'_>,
+        timer: &mut trace::Timer,
     ) -> (Answer, Effect) {
         if !(policy.uses_state() && policy.action_state(&request.action, Phase::After).any()) {
-            let decision = policy.decide(request);
+            let decision = match timer.on() {
+                true => timed_decide(policy, request, timer),
+                false => policy.decide(request),
+            };
             *rules = shadow::rules_record(&decision);
             return (answer_from(decision_id, &decision, policy, false), decision.effect());
         }
-        match self.decide_stateful(policy, request, decision_id, false, time, reserved, access) {
+        match self.decide_stateful(policy, request, decision_id, false, time, reserved, access, timer) {
             Ok(decision) => {
                 *rules = shadow::rules_record(&decision);
                 (answer_from(decision_id, &decision, policy, true), decision.effect())
@@ -1535,7 +1635,19 @@ impl Runtime {
         comment: Option<&str>,
     ) -> Result<ApprovalRecord, RuntimeError> {
         let version = self.policy.load().policy.version().to_string();
-        decide_approval_in(self.store.as_ref(), id, grant, approver, comment, &version).await
+        // As `decide_approval_in`, with the event sent once the store
+        // took the change (even if its audit record then fails: the
+        // approval did change, and the error says the record is missing).
+        let name = approver.name;
+        let result = try_decide_approval(self.store.as_ref(), id, grant, approver, comment).await;
+        if let Ok(record) = &result {
+            self.emit(|| ApprovalEvent::Decided {
+                id: record.id.clone(),
+                state: record.state,
+            });
+        }
+        record_approval_decision(self.store.as_ref(), id, grant, name, comment, &result, &version).await?;
+        result
     }
 
     /// The approvals asked for by `client`, newest first, optionally only
@@ -1722,7 +1834,11 @@ impl Runtime {
             sealed,
         };
         let expires_at = record.expires_at.clone();
+        let opened = (self.events.receiver_count() > 0).then(|| record.clone());
         self.store.create_approval(record).await?;
+        if let Some(record) = opened {
+            self.emit(|| ApprovalEvent::Opened(record));
+        }
         Ok(PendingApproval {
             id,
             role,
@@ -1890,6 +2006,7 @@ impl Runtime {
             actor_source: None,
             shadow: None,
             activation: None,
+            trace: None,
         };
         (entry, moved)
     }

@@ -123,6 +123,7 @@ impl Runtime {
             actor_source: None,
             shadow: None,
             activation: None,
+            trace: crate::trace::current_parent(),
         };
         self.record(&mut answer, entry, Vec::new(), None).await;
         answer

@@ -1126,3 +1126,52 @@ async fn an_approver_bound_to_the_requesters_id_is_refused() {
     assert!(other.may_decide(&record));
     rt.grant(&id, other, None).await.unwrap();
 }
+
+/// Approval changes reach in-process listeners once the store took them:
+/// the opening (with the redacted summary only), nothing for a reused one
+/// or a refused decision, and each grant or denial.
+#[tokio::test]
+async fn approval_events_follow_the_store() {
+    use rein_runtime::ApprovalEvent;
+    use tokio::sync::broadcast::error::TryRecvError;
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, store) = runtime(&dir);
+    // Nobody listening: opening costs no event (and fails nothing).
+    let first = rt.decide(pay(500, "bot"), None).await.approval.expect("opened");
+    let mut events = rt.approval_events();
+    let a = rt.decide(pay(700, "bot"), None).await.approval.expect("opened");
+    let opened = match events.try_recv() {
+        Ok(ApprovalEvent::Opened(record)) => record,
+        other => panic!("expected an opening, got {other:?}"),
+    };
+    assert_eq!(opened.id, a.id);
+    assert_eq!(opened.state, ApprovalState::Pending);
+    assert_eq!(opened, store.get_approval(&a.id).await.unwrap().unwrap(), "as the store has it");
+    assert!(!format!("{opened:?}").contains("4111111111111111"), "{opened:?}");
+    // The identical request again reuses the open approval: no event.
+    let again = rt.decide(pay(700, "bot"), None).await.approval.expect("pending");
+    assert!(again.reused);
+    assert!(matches!(events.try_recv(), Err(TryRecvError::Empty)));
+    // A refused grant (own request) changes nothing: no event.
+    rt.grant(&a.id, anyone("bot"), None).await.unwrap_err();
+    assert!(matches!(events.try_recv(), Err(TryRecvError::Empty)));
+    rt.grant(&a.id, anyone("carol"), Some("ok")).await.unwrap();
+    match events.try_recv() {
+        Ok(ApprovalEvent::Decided { id, state }) => {
+            assert_eq!(id, a.id);
+            assert_eq!(state, ApprovalState::Granted);
+        }
+        other => panic!("expected a grant, got {other:?}"),
+    }
+    rt.deny(&first.id, anyone("carol"), None).await.unwrap();
+    match events.try_recv() {
+        Ok(ApprovalEvent::Decided { id, state }) => {
+            assert_eq!(id, first.id);
+            assert_eq!(state, ApprovalState::Denied);
+        }
+        other => panic!("expected a denial, got {other:?}"),
+    }
+    // Deciding it again is refused by the store: no event.
+    rt.deny(&first.id, anyone("carol"), None).await.unwrap_err();
+    assert!(matches!(events.try_recv(), Err(TryRecvError::Empty)));
+}

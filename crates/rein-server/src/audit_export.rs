@@ -46,6 +46,8 @@ pub(crate) struct AuditFilters {
     pub rule: Option<String>,
     pub session: Option<String>,
     pub decision_id: Option<String>,
+    /// A trace id, or a whole `traceparent` (its trace id is used).
+    pub trace: Option<String>,
     pub after_seq: Option<u64>,
     pub before_seq: Option<u64>,
 }
@@ -78,6 +80,20 @@ impl AuditFilters {
                 ));
             }
         }
+        let trace = match given(&self.trace) {
+            None => None,
+            Some(t) => match rein_runtime::trace::TraceParent::parse(t.as_bytes()) {
+                Some(parent) => Some(parent.trace_id().to_string()),
+                None if rein_runtime::trace::is_trace_id(&t) => Some(t),
+                None => {
+                    return Err(ApiError::bad_request(
+                        "invalid_query",
+                        "`trace` must be a trace id (32 lowercase hex digits, not all zeros) or a version-00 \
+                         traceparent",
+                    ))
+                }
+            },
+        };
         Ok(AuditQuery {
             since: time("since", &self.since)?,
             until: time("until", &self.until)?,
@@ -87,6 +103,7 @@ impl AuditFilters {
             rule: given(&self.rule),
             session: given(&self.session),
             decision_id: given(&self.decision_id),
+            trace,
             after_seq: self.after_seq,
             before_seq: self.before_seq,
             ..AuditQuery::default()

@@ -20,10 +20,13 @@
 mod audit_export;
 mod auth;
 mod body;
+mod console;
 mod delegation;
 mod error;
 mod jwt;
 mod metrics;
+pub mod notify;
+pub mod otel;
 mod pg;
 mod publish;
 mod routes;
@@ -141,6 +144,21 @@ pub struct ServerConfig {
     /// published yet, so that one restarted with older files does not move
     /// every replica back to them.
     pub publish: bool,
+    /// Mark the console's cookies `Secure` (`rein serve
+    /// --console-secure-cookie`): for a console reached over HTTPS through
+    /// a proxy that ends TLS. Off by default: the server itself speaks
+    /// plain HTTP, and a browser would not send a `Secure` cookie back.
+    pub console_secure_cookie: bool,
+    /// Webhooks told of each approval this server opens (`rein serve
+    /// --notify-webhook`; see [`notify`]); none by default.
+    pub notify_webhooks: Vec<url::Url>,
+    /// The base URL of this server for people (links to the console in
+    /// notifications); `None`: the address it listens on.
+    pub public_url: Option<url::Url>,
+    /// The OTLP HTTP collector decisions are traced to (`rein serve
+    /// --otlp-endpoint`, `OTEL_EXPORTER_OTLP_ENDPOINT`; see [`otel`]);
+    /// `None`: no traces exported (the default).
+    pub otlp_endpoint: Option<url::Url>,
 }
 
 impl ServerConfig {
@@ -168,6 +186,10 @@ impl ServerConfig {
             trust_request_time: false,
             shadow_paths: Vec::new(),
             publish: false,
+            console_secure_cookie: false,
+            notify_webhooks: Vec::new(),
+            public_url: None,
+            otlp_endpoint: None,
         }
     }
 
@@ -402,6 +424,10 @@ struct Shared {
     shadow_candidate: std::sync::Mutex<Option<shadow::Candidate>>,
     /// Candidate changes run one at a time.
     shadow_lock: tokio::sync::Mutex<()>,
+    /// The web console's keys and limits.
+    console: console::Console,
+    /// The exporter of decision traces, when `--otlp-endpoint` is set.
+    otel: Option<otel::Otel>,
 }
 
 /// The server's own files, guarded from the agents whose hook events it
@@ -565,7 +591,18 @@ impl AppState {
     ) -> AppState {
         let metrics = Metrics::new();
         let store: Arc<dyn Store> = Arc::new(MeteredStore::new(store, metrics.clone()));
+        let console = console::Console::new(&hmac_key, config.console_secure_cookie);
         let runtime_config = config.runtime_config(hmac_key);
+        let otel = config.otlp_endpoint.as_ref().and_then(|endpoint| match otel::Otel::start(endpoint) {
+            Ok(otel) => {
+                tracing::info!(endpoint = %endpoint, "decision traces exported over OTLP/HTTP");
+                Some(otel)
+            }
+            Err(e) => {
+                tracing::error!(endpoint = %endpoint, error = %e, "the trace exporter could not start; no traces are exported");
+                None
+            }
+        });
         AppState {
             inner: Arc::new(Shared {
                 runtime: Arc::new(Runtime::new(policy, store, runtime_config)),
@@ -581,8 +618,33 @@ impl AppState {
                 grant_hint: std::sync::OnceLock::new(),
                 shadow_candidate: std::sync::Mutex::new(None),
                 shadow_lock: tokio::sync::Mutex::new(()),
+                console,
+                otel,
             }),
         }
+    }
+
+    /// The exporter of decision traces, if traces are exported.
+    pub(crate) fn otel(&self) -> Option<&otel::Otel> {
+        self.inner.otel.as_ref()
+    }
+
+    /// Sends the decision traces queued so far to the collector (they go
+    /// in batches every few seconds otherwise); nothing without one.
+    pub async fn flush_traces(&self) {
+        let state = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(otel) = state.otel() {
+                otel.flush();
+            }
+        })
+        .await;
+    }
+
+    /// Starts announcing each approval this server opens to the webhooks
+    /// of `config` (see [`notify`]); nothing without webhooks.
+    pub fn start_notifications(&self, config: notify::NotifyConfig) -> anyhow::Result<()> {
+        notify::start(self.runtime(), config, self.metrics().clone())
     }
 
     /// Loads the candidate `config.shadow_paths` names, if any, and sets it
@@ -653,6 +715,10 @@ impl AppState {
             "--server <this server's URL> --token <an approver's token>",
             String::as_str,
         )
+    }
+
+    pub(crate) fn console(&self) -> &console::Console {
+        &self.inner.console
     }
 
     pub(crate) fn max_body_bytes(&self) -> usize {
@@ -812,6 +878,7 @@ pub async fn serve(
     // open without end, before any token is checked. The headers get the
     // request timeout, as the body and the answer do (`TimeoutLayer`).
     let timeout = state.inner.request_timeout;
+    let console_state = state.clone();
     let app = app(state);
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(timeout);
@@ -847,6 +914,8 @@ pub async fn serve(
         });
     }
     drop(listener);
+    // The console's event streams never finish by themselves.
+    console_state.console().close_streams();
     // Requests under way finish; idle connections are closed.
     connections.shutdown().await;
     Ok(())
@@ -886,6 +955,18 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     if config.trust_request_time {
         tracing::warn!("requests' own `time` decides (--trust-request-time): only for trusted callers");
     }
+    if !config.notify_webhooks.is_empty() {
+        let public_url = match &config.public_url {
+            Some(url) => url.clone(),
+            None => url::Url::parse(&format!("http://{addr}")).context("the listen address is not a URL")?,
+        };
+        tracing::info!(webhooks = config.notify_webhooks.len(), public_url = %public_url, "approvals are announced to webhooks");
+        state.start_notifications(notify::NotifyConfig {
+            webhooks: config.notify_webhooks.clone(),
+            public_url,
+            retry: notify::Retry::default(),
+        })?;
+    }
     let Signals { hangup, stop } = signals;
     let reloader = tokio::spawn(reload_on_sighup(state.clone(), hangup));
     let pruner = tokio::spawn(prune_state(state.clone()));
@@ -894,6 +975,14 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     pruner.abort();
     // Every connection is closed by now: flush the store before exiting.
     let closed = state.close().await;
+    // And the traces queued (the exporter blocks: off the async workers).
+    let exporter = state.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Some(otel) = exporter.otel() {
+            otel.shutdown();
+        }
+    })
+    .await;
     tracing::info!("rein server stopped");
     served.and(closed)
 }

@@ -81,6 +81,7 @@ pub(crate) struct Metrics {
     reloads: Family<ResultLabels, Counter>,
     fail_closed: Family<CauseLabels, Counter>,
     publications: Family<PublicationLabels, Counter>,
+    webhook_deliveries: Family<ResultLabels, Counter>,
 }
 
 impl Metrics {
@@ -136,8 +137,16 @@ impl Metrics {
              (switching to a version another replica published); failures have result `failure`",
             publications.clone(),
         );
+        let webhook_deliveries = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Approval notifications to webhooks by result: `delivered`, `retried` (an attempt that will be \
+             tried again), `failed` (given up: a 4xx, or every attempt failed), `dropped` (the queue was full)",
+            webhook_deliveries.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            webhook_deliveries,
             publications,
             decisions,
             outcomes,
@@ -200,6 +209,13 @@ impl Metrics {
                 operation: operation.into(),
                 result: result.into(),
             })
+            .inc();
+    }
+
+    /// One webhook delivery step: `delivered`, `retried`, `failed` or `dropped`.
+    pub(crate) fn webhook(&self, result: &str) {
+        self.webhook_deliveries
+            .get_or_create(&ResultLabels { result: result.into() })
             .inc();
     }
 

@@ -176,6 +176,8 @@ pub(crate) fn router(state: AppState) -> Router {
         router = router.route(s.info.path, handler);
     }
     router
+        // The web console: pages, not API (not in `specs()` nor OpenAPI).
+        .nest("/console", crate::console::router(state.clone()))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         // The handlers read their bodies with `read_body`, under the same
@@ -328,10 +330,17 @@ async fn decide(State(state): State<AppState>, request: Request) -> Result<Respo
     // may not approve it, whatever actor the request names.
     // The actor fields bound to the token are set on the request; a body
     // contradicting one is blocked (and recorded) by the runtime.
-    let answer = state
-        .runtime()
-        .decide_bound(request, approval, Some(&client), Some(&identity.credential))
-        .await;
+    // The caller's `traceparent` goes into the record; with traces
+    // exported the decision is one (see `otel`).
+    let answer = crate::otel::traced(
+        state.otel(),
+        &parts.headers,
+        "/v1/decide",
+        state
+            .runtime()
+            .decide_bound(request, approval, Some(&client), Some(&identity.credential)),
+    )
+    .await;
     state
         .metrics()
         .decision(&action, answer.effect.as_str(), started.elapsed().as_secs_f64());
@@ -406,7 +415,7 @@ async fn hook(
             // The event comes from the process holding the token: the
             // token's bound fields and scopes apply, and the agent's links
             // (`agent:…`, `subagent:…`) follow the token's chain.
-            rein_hooks::handle_credentialed(
+            let handled = rein_hooks::handle_credentialed(
                 runtime,
                 agent,
                 &bytes,
@@ -415,8 +424,8 @@ async fn hook(
                 Some(&identity.credential),
                 protected,
                 Some(state.grant_hint()),
-            )
-            .await
+            );
+            crate::otel::traced(state.otel(), &headers, "/v1/hooks/{agent}", handled).await
         }
         Err(e) => {
             let why = e.message().to_string();
@@ -454,18 +463,26 @@ async fn refused(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let answer = state
-        .runtime()
-        .record_refusal(Refusal {
-            phase,
-            status: error.status().as_u16(),
-            code: error.code(),
-            message: error.message(),
-            body,
-            declared_len,
-            client: Some(client),
-        })
-        .await;
+    let refusal = state.runtime().record_refusal(Refusal {
+        phase,
+        status: error.status().as_u16(),
+        code: error.code(),
+        message: error.message(),
+        body,
+        declared_len,
+        client: Some(client),
+    });
+    // The caller's `traceparent` is kept here too (no spans: nothing was decided).
+    let answer = match crate::otel::traceparent(headers) {
+        None => refusal.await,
+        Some(parent) => {
+            let scope = rein_runtime::trace::TraceScope {
+                parent: Some(parent),
+                spans: None,
+            };
+            rein_runtime::trace::scope(scope, refusal).await
+        }
+    };
     let error = error.blocking(true).with("decision_id", json!(answer.decision_id));
     match answer.audit_seq {
         Some(seq) => error.with("audit_seq", json!(seq)),
@@ -607,17 +624,20 @@ async fn outcome(State(state): State<AppState>, request: Request) -> Result<Resp
     let started = Instant::now();
     // Only the token that asked for the decision may report its outcome,
     // once; the record names the sender.
-    let answer = state
-        .runtime()
-        .outcome_bound(
+    let answer = crate::otel::traced(
+        state.otel(),
+        &parts.headers,
+        "/v1/outcome",
+        state.runtime().outcome_bound(
             &body.decision_id,
             body.output,
             body.error,
             Some(&client),
             Some(&identity.credential),
-        )
-        .await
-        .map_err(|refused| {
+        ),
+    )
+    .await
+    .map_err(|refused| {
             let (status, code) = match refused {
                 OutcomeRefused::OtherClient { .. } => (StatusCode::FORBIDDEN, "other_client"),
                 OutcomeRefused::AlreadyReported { .. } => (StatusCode::CONFLICT, "outcome_already_reported"),
@@ -763,7 +783,7 @@ async fn approval_body(state: &AppState, headers: &HeaderMap, body: Body) -> Res
 /// The caller as an approver: admins decide every approval; an approver
 /// token may be limited to some approval roles (`approves:` in the tokens
 /// file).
-fn approver(who: &Identity) -> Approver<'_> {
+pub(crate) fn approver(who: &Identity) -> Approver<'_> {
     Approver {
         name: &who.name,
         roles: match who.role {
@@ -807,6 +827,8 @@ struct AuditParams {
     rule: Option<String>,
     session: Option<String>,
     decision_id: Option<String>,
+    /// A trace id (32 lowercase hex digits), or a whole `traceparent`.
+    trace: Option<String>,
     after_seq: Option<u64>,
     before_seq: Option<u64>,
     /// `asc` (the default, oldest first) or `desc` (newest first).
@@ -849,6 +871,21 @@ async fn query_audit(
             ))
         }
     };
+    // The trace id, also from a whole `traceparent` as an agent logs it;
+    // what is neither is refused (and not quoted back).
+    let trace = match p.trace {
+        None => None,
+        Some(t) => match rein_runtime::trace::TraceParent::parse(t.as_bytes()) {
+            Some(parent) => Some(parent.trace_id().to_string()),
+            None if rein_runtime::trace::is_trace_id(&t) => Some(t),
+            None => {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    "`trace` must be a trace id (32 lowercase hex digits, not all zeros) or a version-00 traceparent",
+                ))
+            }
+        },
+    };
     let query = AuditQuery {
         since: time("since", p.since)?,
         until: time("until", p.until)?,
@@ -858,6 +895,7 @@ async fn query_audit(
         rule: p.rule,
         session: p.session,
         decision_id: p.decision_id,
+        trace,
         after_seq: p.after_seq,
         before_seq: p.before_seq,
         descending,

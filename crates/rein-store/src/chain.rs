@@ -23,13 +23,13 @@
 //!   `output: Some(null)` encodes like `output: None`);
 //! - the fields added later, `client`, `policy_version_label`,
 //!   `actor_source` (an object of strings), `shadow` and `activation`
-//!   (JSON values), present only when set: a record written before they
+//!   (JSON values) and `trace` (a string), present only when set: a record written before they
 //!   existed encodes (and hashes) as it did then.
 //!
 //! The top-level keys are therefore, in order: `action`, (`activation`), `actor`, (`actor_source`), `approval`,
 //! (`client`), `decision_id`, `effect`, `error`, `input`, `latency_us`,
 //! `output`, `phase`, `policy_version`, (`policy_version_label`), `reasons`, `rules`,
-//! `seq`, `session`, (`shadow`), `snapshot`, `time`. See [`canonical`].
+//! `seq`, `session`, (`shadow`), `snapshot`, `time`, (`trace`). See [`canonical`].
 //!
 //! # Activation records
 //!
@@ -242,6 +242,7 @@ impl CanonicalParts {
             actor_source,
             shadow,
             activation,
+            trace,
         } = entry;
         // Sized for a typical decision, so that it is written without
         // growing.
@@ -314,6 +315,10 @@ impl CanonicalParts {
         write_value(&mut tail, snapshot);
         tail.push_str(",\"time\":");
         write_str(&mut tail, time);
+        if let Some(trace) = trace {
+            tail.push_str(",\"trace\":");
+            write_str(&mut tail, trace);
+        }
         tail.push('}');
         CanonicalParts { head, tail }
     }
@@ -697,6 +702,7 @@ mod tests {
             actor_source: None,
             shadow: None,
             activation: None,
+            trace: None,
         }
     }
 
@@ -724,6 +730,7 @@ mod tests {
             );
             e.shadow = Some(json!({"effect": "block", "rules": ["r\"1"], "policy_version": "def"}));
             e.activation = Some(json!({"version": "abc", "by": "admin", "diagnostics": []}));
+            e.trace = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
         }
     }
 
@@ -737,8 +744,17 @@ mod tests {
                 && !c.contains("policy_version_label")
                 && !c.contains("actor_source")
                 && !c.contains("shadow")
-                && !c.contains("activation"),
+                && !c.contains("activation")
+                && !c.contains("trace"),
             "{c}"
+        );
+        // `trace` sorts last (after `time`): the body ends with it.
+        let mut t = entry(1);
+        t.trace = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
+        assert!(
+            canonical(1, &t).ends_with(r#","trace":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}"#),
+            "{}",
+            canonical(1, &t)
         );
         let mut e = entry(1);
         e.client = Some("agent-1".into());

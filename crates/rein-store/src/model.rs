@@ -69,6 +69,12 @@ pub struct AuditEntry {
     /// `client`, when `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activation: Option<serde_json::Value>,
+    /// The caller's W3C trace context (`traceparent`: version `00`,
+    /// lowercase, validated) when the request carried one, so that a
+    /// decision can be found from the agent's own trace (see
+    /// [`AuditQuery::trace`]). Absent, as `client`, when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 /// The shape of [`AuditEntry::shadow`]: what ran in shadow beside the
@@ -180,6 +186,10 @@ pub struct AuditQuery {
     pub session: Option<String>,
     /// The decision id equals this.
     pub decision_id: Option<String>,
+    /// Records whose `trace` (the caller's `traceparent`) carries this
+    /// trace id (32 lowercase hex digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
     /// Records with a sequence number above this (for paging oldest
     /// first).
     pub after_seq: Option<u64>,

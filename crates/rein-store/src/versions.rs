@@ -172,6 +172,7 @@ impl Activation {
             shadow: None,
             // A struct of strings and JSON values always serializes.
             activation: serde_json::to_value(self).ok(),
+            trace: None,
         }
     }
 

@@ -205,6 +205,7 @@ impl Filters {
             rule: self.rule.clone(),
             session: self.session.clone(),
             decision_id: self.decision_id.clone(),
+            trace: None,
             after_seq,
             limit,
             ..AuditQuery::default()

@@ -110,6 +110,40 @@ pub struct ServeArgs {
     /// /v1/policy/reload) publishes the files too. No effect on SQLite.
     #[arg(long)]
     publish: bool,
+    /// Mark the web console's cookies `Secure` (browsers then send them
+    /// over HTTPS only): for a console reached through a proxy that ends
+    /// TLS. The console is at /console on the listen address.
+    #[arg(long)]
+    console_secure_cookie: bool,
+    /// Announce each approval this server opens to this webhook (http or
+    /// https; repeatable): a JSON POST in Slack's shape (`text`, `blocks`)
+    /// with Rein's fields under `rein` and a link to the approval's page,
+    /// never the request's input or any sensitive value. Retried with
+    /// backoff on network errors, 429 and 5xx (five attempts).
+    #[arg(long = "notify-webhook", value_name = "URL", value_parser = http_url)]
+    notify_webhook: Vec<url::Url>,
+    /// The base URL people reach this server at (the links in
+    /// notifications, e.g. `https://rein.example.com`). Default: the
+    /// address it listens on.
+    #[arg(long, value_name = "URL", value_parser = http_url)]
+    public_url: Option<url::Url>,
+    /// Export a trace of each decision (spans for the contract check, the
+    /// policy, state and the audit append) over OTLP HTTP/protobuf to this
+    /// collector (`http://localhost:4318`; `/v1/traces` is added). Off
+    /// unless set. A caller's `traceparent` is kept in the audit record
+    /// either way.
+    #[arg(long, value_name = "URL", env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_parser = http_url)]
+    otlp_endpoint: Option<url::Url>,
+}
+
+/// An http or https URL (a webhook, the public URL, the OTLP collector).
+fn http_url(text: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(url),
+        "http" | "https" => Err("the URL has no host".to_string()),
+        other => Err(format!("`{other}` is not http or https")),
+    }
 }
 
 /// The log of a long-running command (`rein serve`, `rein mcp gateway`):
@@ -139,6 +173,10 @@ pub fn run(args: ServeArgs, color: bool) -> anyhow::Result<u8> {
     config.trust_request_time = args.trust_request_time;
     config.shadow_paths = args.shadow;
     config.publish = args.publish;
+    config.console_secure_cookie = args.console_secure_cookie;
+    config.notify_webhooks = args.notify_webhook;
+    config.public_url = args.public_url;
+    config.otlp_endpoint = args.otlp_endpoint;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers.map_or_else(rein_server::default_workers, usize::from))
         .enable_all()

@@ -83,6 +83,14 @@ pub(crate) async fn query_audit(store: &PostgresStore, q: &AuditQuery) -> Result
         }
     }
     let bound = |n: u64| Box::new(i64::try_from(n).unwrap_or(i64::MAX));
+    if let Some(trace) = &q.trace {
+        // As SQLite's: no column, the body's canonical tail (see
+        // `sqlite/read.rs`).
+        filter(
+            "left(right(audit.body, 67), 13) = ',\"trace\":\"00-' AND substr(right(audit.body, 67), 14, 32) = ?",
+            Box::new(trace.clone()),
+        );
+    }
     if let Some(after) = q.after_seq {
         filter(&format!("{seq} > ?"), bound(after));
     }

@@ -501,6 +501,7 @@ mod tests {
             actor_source: None,
             shadow: None,
             activation: None,
+            trace: None,
         }
     }
 

@@ -135,6 +135,17 @@ pub(crate) fn query_audit(conn: &Connection, q: &AuditQuery) -> Result<Vec<Audit
         }
     }
     let bound = |n: u64| SqlValue::Integer(i64::try_from(n).unwrap_or(i64::MAX));
+    if let Some(trace) = &q.trace {
+        // No column: the body is canonical and `trace` its last key, so a
+        // record with one ends `,"trace":"00-<trace id>-<parent id>-<flags>"}`
+        // (see `chain`); a string value cannot hold that text (its quotes
+        // are escaped). The body is what the chain covers: exact, and no
+        // migration (a scan, bounded by the other filters given).
+        filter(
+            "substr(audit.body, -67, 13) = ',\"trace\":\"00-' AND substr(audit.body, -54, 32) = ?",
+            SqlValue::Text(trace.clone()),
+        );
+    }
     if let Some(after) = q.after_seq {
         filter(&format!("{seq} > ?"), bound(after));
     }

@@ -66,6 +66,7 @@ pub fn entry(i: u64) -> AuditEntry {
         actor_source: None,
         shadow: None,
         activation: None,
+        trace: None,
     }
 }
 

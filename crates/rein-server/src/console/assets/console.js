@@ -1,0 +1,42 @@
+// Rein console: the only script (no inline ones; the CSP forbids them).
+// On the approvals page, new approvals appear without a reload: the server
+// sends `event: approvals` on /console/events when the pending set may
+// have changed, and the table's rows are fetched again.
+(function () {
+  "use strict";
+  function ready(fn) {
+    if (document.readyState !== "loading") { fn(); } else { document.addEventListener("DOMContentLoaded", fn); }
+  }
+  ready(function () {
+    var body = document.querySelector("tbody[data-rows]");
+    if (!body || typeof EventSource === "undefined") { return; }
+    var url = body.getAttribute("data-rows");
+    var busy = false, again = false;
+    function refresh() {
+      if (busy) { again = true; return; }
+      busy = true;
+      fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+        .then(function (r) {
+          if (r.status === 401 || r.redirected) { window.location.assign("/console/login"); return null; }
+          return r.ok ? r.text() : null;
+        })
+        .then(function (html) {
+          if (html !== null) {
+            // The fragment is the server's escaped HTML of <tr> rows.
+            var t = document.createElement("tbody");
+            t.innerHTML = html;
+            body.replaceChildren.apply(body, Array.prototype.slice.call(t.childNodes));
+            var live = document.getElementById("rows-status");
+            if (live) { live.textContent = "Updated " + new Date().toLocaleTimeString(); }
+          }
+        })
+        .catch(function () {})
+        .then(function () {
+          busy = false;
+          if (again) { again = false; refresh(); }
+        });
+    }
+    var events = new EventSource("/console/events");
+    events.addEventListener("approvals", refresh);
+  });
+})();

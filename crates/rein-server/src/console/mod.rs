@@ -1,0 +1,785 @@
+//! The web console under `/console`: server-rendered pages (maud, escaped
+//! by default) with a little plain JavaScript, signed in with a bearer
+//! token kept in a cookie.
+//!
+//! The API for a console page module (`approvals.rs`, `audit.rs`, ...):
+//! - [`Signed`] — an extractor: the signed-in [`Identity`] from the
+//!   `rein_console` cookie, the token re-verified on every request (a GET
+//!   without one is sent to the sign-in page, anything else is a 401).
+//!   `signed.require(Role::Admin)?` refuses a lower role with the 403 page.
+//! - [`Posted`] — an extractor for every state-changing form (POST): the
+//!   [`Signed`] caller after the cross-site checks (`Origin`,
+//!   `Sec-Fetch-Site`) and the CSRF token; `posted.form.get("name")`.
+//!   Forms carry [`csrf_input`]`(&signed)`.
+//! - [`page`]`(Some(&signed), "Heading", body)` — the whole page: layout,
+//!   nav for the role, the one `<h1>`, sign out. Returns `Markup`, which is
+//!   a response (200, `text/html`); [`page_with`] sets another status.
+//! - [`ConsoleError`] — every failure as a page: `not_found`,
+//!   `bad_request`, `unavailable`, `forbidden`; `.to(&signed)` keeps the
+//!   nav. Security headers and `Cache-Control: no-store` are added to
+//!   every console response by the router's layer.
+//! - `audit::routes()` is nested at `/console/audit` behind an admin check.
+
+mod approvals;
+mod audit;
+mod policy;
+mod sessions;
+
+use crate::auth::{AuthRefusal, Identity, Role};
+use crate::AppState;
+use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use hmac::{Hmac, KeyInit, Mac};
+use maud::{html, Markup, DOCTYPE};
+use sha2::{Digest, Sha256};
+use std::sync::{Arc, LazyLock};
+use subtle::ConstantTimeEq;
+
+/// The cookie that holds the signed-in bearer token.
+pub(crate) const COOKIE: &str = "rein_console";
+/// The pre-session cookie of the sign-in form's CSRF check (double submit).
+const LOGIN_CSRF_COOKIE: &str = "rein_console_csrf";
+/// Largest form body a console POST reads (the playground's draft policy
+/// is the largest field).
+const MAX_FORM_BYTES: usize = 256 * 1024;
+/// Most server-sent event streams open at once; past it, 503.
+pub(crate) const MAX_EVENT_STREAMS: usize = 64;
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
+                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+const CSS: &str = include_str!("assets/console.css");
+const JS: &str = include_str!("assets/console.js");
+
+/// The assets' URLs carry a hash of their content, so that they can be
+/// cached for long and a new binary's assets are fetched anew.
+static CSS_URL: LazyLock<String> = LazyLock::new(|| format!("/console/assets/console.css?v={}", short_hash(CSS)));
+static JS_URL: LazyLock<String> = LazyLock::new(|| format!("/console/assets/console.js?v={}", short_hash(JS)));
+
+fn short_hash(text: &str) -> String {
+    hex(&Sha256::digest(text.as_bytes())[..8])
+}
+
+/// The console's keys and limits, kept in the server's state.
+pub(crate) struct Console {
+    /// The key of the form CSRF tokens, derived from the audit key with a
+    /// fixed label: every replica (given the same audit key) agrees.
+    csrf_key: [u8; 32],
+    /// Whether cookies are marked `Secure`.
+    secure_cookie: bool,
+    /// The open event streams; a stream holds a permit until it ends.
+    streams: Arc<tokio::sync::Semaphore>,
+    /// Set when the server stops: event streams end, so that the graceful
+    /// shutdown does not wait for them.
+    closing: tokio::sync::watch::Sender<bool>,
+}
+
+impl Console {
+    /// The console of a server whose audit key is `audit_key`.
+    pub(crate) fn new(audit_key: &[u8], secure_cookie: bool) -> Console {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(audit_key).unwrap_or_else(|_| unreachable_key());
+        mac.update(b"rein console csrf key v1");
+        Console {
+            csrf_key: mac.finalize().into_bytes().into(),
+            secure_cookie,
+            streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
+            closing: tokio::sync::watch::Sender::new(false),
+        }
+    }
+
+    /// The CSRF token of the forms of a console signed in with `token`.
+    pub(crate) fn csrf_token(&self, token: &str) -> String {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.csrf_key).unwrap_or_else(|_| unreachable_key());
+        mac.update(b"form\0");
+        mac.update(token.as_bytes());
+        hex(&mac.finalize().into_bytes())
+    }
+
+    /// Whether `given` is the CSRF token for `token`, in constant time.
+    pub(crate) fn csrf_ok(&self, token: &str, given: &str) -> bool {
+        let expected = self.csrf_token(token);
+        expected.len() == given.len() && bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
+    }
+
+    /// A permit for one more event stream, if fewer than the cap are open.
+    pub(crate) fn stream_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        Arc::clone(&self.streams).try_acquire_owned().ok()
+    }
+
+    /// Ends every event stream (the server is stopping).
+    pub(crate) fn close_streams(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Changes to `true` when the server stops.
+    pub(crate) fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    /// A `Set-Cookie` value with the console's attributes.
+    fn cookie(&self, name: &str, value: &str, max_age: Option<u64>) -> String {
+        let mut c = format!("{name}={value}; HttpOnly; SameSite=Strict; Path=/console");
+        if let Some(age) = max_age {
+            c.push_str(&format!("; Max-Age={age}"));
+        }
+        if self.secure_cookie {
+            c.push_str("; Secure");
+        }
+        c
+    }
+}
+
+/// HMAC takes keys of any length: never called.
+#[allow(clippy::panic)]
+fn unreachable_key() -> Hmac<Sha256> {
+    panic!("HMAC-SHA256 refused a key; it takes keys of any length")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// The console's routes, to be nested at `/console`.
+pub(crate) fn router(state: AppState) -> Router<AppState> {
+    let audit = audit::routes().layer(middleware::from_fn_with_state(state, admin_only));
+    Router::new()
+        .route("/", get(home))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/assets/console.css", get(css))
+        .route("/assets/console.js", get(js))
+        .merge(approvals::routes())
+        .merge(sessions::routes())
+        .merge(policy::routes())
+        .nest("/audit", audit)
+        .fallback(not_found)
+        .layer(middleware::map_response(security_headers))
+}
+
+/// The headers every console answer carries.
+async fn security_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert("content-security-policy", HeaderValue::from_static(CSP));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+async fn admin_only(signed: Signed, request: Request, next: Next) -> Response {
+    match signed.require(Role::Admin) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn css() -> Response {
+    asset("text/css; charset=utf-8", CSS)
+}
+
+async fn js() -> Response {
+    asset("text/javascript; charset=utf-8", JS)
+}
+
+async fn not_found(signed: Option<Signed>) -> ConsoleError {
+    let e = ConsoleError::not_found("there is no such console page");
+    match signed {
+        Some(s) => e.to(&s),
+        None => e,
+    }
+}
+
+/// The console's first page for the role: approvals, or the audit log.
+fn home_of(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "/console/audit",
+        _ => "/console/approvals",
+    }
+}
+
+async fn home(signed: Signed) -> Response {
+    see_other(home_of(signed.identity.role))
+}
+
+fn see_other(to: &str) -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+// ---- the signed-in caller ------------------------------------------------
+
+/// The signed-in caller of a console page (see the module's doc).
+#[derive(Clone)]
+pub(crate) struct Signed {
+    /// Who signed in.
+    pub(crate) identity: Arc<Identity>,
+    /// The CSRF token of this caller's forms.
+    csrf: String,
+}
+
+impl Signed {
+    /// `Ok` when the caller's role permits `role`; the 403 page otherwise.
+    pub(crate) fn require(&self, role: Role) -> Result<(), ConsoleError> {
+        if self.identity.role.permits(role) {
+            Ok(())
+        } else {
+            Err(ConsoleError::forbidden().to(self))
+        }
+    }
+
+    /// The value of the hidden `csrf` input of this caller's forms.
+    pub(crate) fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Signed
+where
+    AppState: axum::extract::FromRef<S>,
+{
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Signed, ConsoleError> {
+        let state = <AppState as axum::extract::FromRef<S>>::from_ref(state);
+        let reading = parts.method == Method::GET || parts.method == Method::HEAD;
+        let Some(token) = cookie(&parts.headers, COOKIE) else {
+            return Err(ConsoleError::signed_out(reading));
+        };
+        match state.tokens().verify(&token) {
+            // An agent token never gets a cookie; one set by hand is no
+            // sign-in either.
+            Ok(identity) if identity.role != Role::Agent => {
+                let csrf = state.console().csrf_token(&token);
+                Ok(Signed { identity, csrf })
+            }
+            Ok(_) | Err(_) => {
+                state.metrics().auth_failure("console");
+                Err(ConsoleError::signed_out(reading))
+            }
+        }
+    }
+}
+
+impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for Signed
+where
+    AppState: axum::extract::FromRef<S>,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Option<Signed>, Self::Rejection> {
+        Ok(<Signed as FromRequestParts<S>>::from_request_parts(parts, state)
+            .await
+            .ok())
+    }
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers, decoded.
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| decode_cookie_value(v.trim()))
+        .filter(|v| !v.is_empty())
+}
+
+/// A token as a cookie value: what is not safe in one is percent-encoded
+/// (the tokens Rein makes, and JWTs, are left as they are).
+fn encode_cookie_value(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+fn decode_cookie_value(value: &str) -> String {
+    let value = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value);
+    url::form_urlencoded::parse(format!("v={value}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+// ---- forms ---------------------------------------------------------------
+
+/// A posted form's fields.
+#[derive(Debug, Default)]
+pub(crate) struct Form(Vec<(String, String)>);
+
+impl Form {
+    fn parse(bytes: &[u8]) -> Form {
+        Form(url::form_urlencoded::parse(bytes).into_owned().collect())
+    }
+
+    /// The first value of field `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A state-changing form, checked (see the module's doc).
+pub(crate) struct Posted {
+    /// Who posted it.
+    pub(crate) signed: Signed,
+    /// Its fields.
+    pub(crate) form: Form,
+}
+
+impl FromRequest<AppState> for Posted {
+    type Rejection = ConsoleError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Posted, ConsoleError> {
+        let (mut parts, body) = request.into_parts();
+        same_origin(&parts.headers)?;
+        let signed = <Signed as FromRequestParts<AppState>>::from_request_parts(&mut parts, state).await?;
+        let form = read_form(body, state).await.map_err(|e| e.to(&signed))?;
+        let token = cookie(&parts.headers, COOKIE).unwrap_or_default();
+        let given = form.get("csrf").unwrap_or_default();
+        if !state.console().csrf_ok(&token, given) {
+            tracing::warn!(token = %signed.identity.name, "console: a form without a valid CSRF token was refused");
+            return Err(ConsoleError::cross_site());
+        }
+        Ok(Posted { signed, form })
+    }
+}
+
+async fn read_form(body: Body, state: &AppState) -> Result<Form, ConsoleError> {
+    let limit = MAX_FORM_BYTES.min(state.max_body_bytes());
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ConsoleError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Too large",
+            format!("the form is larger than {limit} bytes"),
+        )
+    })?;
+    Ok(Form::parse(&bytes))
+}
+
+/// Refuses a request another site made the browser send: `Sec-Fetch-Site`
+/// other than `same-origin`, or an `Origin` that is not this host.
+fn same_origin(headers: &HeaderMap) -> Result<(), ConsoleError> {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        if site.as_bytes() != b"same-origin" {
+            return Err(ConsoleError::cross_site());
+        }
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        let origin_host = origin
+            .to_str()
+            .ok()
+            .and_then(|o| url::Url::parse(o).ok())
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .and_then(|u| {
+                let host = u.host_str()?.to_string();
+                Some(match u.port() {
+                    Some(p) => format!("{host}:{p}"),
+                    None => host,
+                })
+            });
+        match (origin_host, host) {
+            (Some(o), Some(h)) if o.eq_ignore_ascii_case(h) => {}
+            _ => return Err(ConsoleError::cross_site()),
+        }
+    }
+    Ok(())
+}
+
+/// A hidden input with the caller's CSRF token, for every POST form.
+pub(crate) fn csrf_input(signed: &Signed) -> Markup {
+    html! { input type="hidden" name="csrf" value=(signed.csrf()); }
+}
+
+// ---- sign-in and sign-out ------------------------------------------------
+
+fn random_hex() -> Result<String, ConsoleError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| ConsoleError::unavailable(format!("the system random generator failed: {e}")))?;
+    Ok(hex(&bytes))
+}
+
+async fn login_page(State(state): State<AppState>) -> Result<Response, ConsoleError> {
+    login_form(&state, StatusCode::OK, None)
+}
+
+/// The sign-in page, with a fresh login CSRF nonce (cookie and form).
+fn login_form(state: &AppState, status: StatusCode, problem: Option<&str>) -> Result<Response, ConsoleError> {
+    let nonce = random_hex()?;
+    let body = html! {
+        @if let Some(problem) = problem {
+            p.error role="alert" { (problem) }
+        }
+        form.card method="post" action="/console/login" {
+            input type="hidden" name="csrf" value=(nonce);
+            label for="token" { "Token" }
+            input #token type="password" name="token" autocomplete="current-password" required;
+            button type="submit" { "Sign in" }
+        }
+        p.hint { "Sign in with an approver's or an admin's bearer token from the tokens file." }
+    };
+    let mut response = page_with(status, None, "Sign in", body);
+    if let Ok(v) = HeaderValue::from_str(&state.console().cookie(LOGIN_CSRF_COOKIE, &nonce, None)) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(response)
+}
+
+async fn login(State(state): State<AppState>, request: Request) -> Result<Response, ConsoleError> {
+    let (parts, body) = request.into_parts();
+    same_origin(&parts.headers)?;
+    let form = read_form(body, &state).await?;
+    // Double submit: a cross-site page can post the form but can neither
+    // read nor set this cookie (SameSite=Strict, HttpOnly).
+    let nonce = cookie(&parts.headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    let given = form.get("csrf").unwrap_or_default();
+    if nonce.len() < 32 || nonce.len() != given.len() || !bool::from(nonce.as_bytes().ct_eq(given.as_bytes())) {
+        return Err(ConsoleError::cross_site());
+    }
+    let token = form.get("token").unwrap_or_default().trim();
+    let identity = match state.tokens().verify(token) {
+        Ok(identity) => identity,
+        Err(AuthRefusal::Unknown) => {
+            state.metrics().auth_failure("unknown");
+            tracing::warn!(token = "<unknown>", "console sign-in refused: unknown token");
+            return login_form(&state, StatusCode::UNAUTHORIZED, Some("That token is not known."));
+        }
+        Err(AuthRefusal::Invalid(why)) => {
+            state.metrics().auth_failure("invalid");
+            tracing::warn!(token = "<invalid>", reason = %why, "console sign-in refused: token does not verify");
+            let problem = format!("That token does not verify: {why}");
+            return login_form(&state, StatusCode::UNAUTHORIZED, Some(&problem));
+        }
+    };
+    if identity.role == Role::Agent {
+        state.metrics().auth_failure("forbidden");
+        tracing::warn!(token = %identity.name, "console sign-in refused: agent token");
+        return login_form(
+            &state,
+            StatusCode::FORBIDDEN,
+            Some("agent tokens cannot sign in to the console"),
+        );
+    }
+    tracing::info!(token = %identity.name, role = %identity.role, "console sign-in");
+    let mut response = see_other(home_of(identity.role));
+    let console = state.console();
+    for c in [
+        console.cookie(COOKIE, &encode_cookie_value(token), None),
+        console.cookie(LOGIN_CSRF_COOKIE, "", Some(0)),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    Ok(response)
+}
+
+async fn logout(State(state): State<AppState>, posted: Posted) -> Response {
+    tracing::info!(token = %posted.signed.identity.name, "console sign-out");
+    let mut response = see_other("/console/login");
+    if let Ok(v) = HeaderValue::from_str(&state.console().cookie(COOKIE, "", Some(0))) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    response
+}
+
+// ---- layout and errors ---------------------------------------------------
+
+/// The whole page: head, nav for the signed-in role, the one `<h1>`
+/// (`heading`), and `body`.
+pub(crate) fn page(who: Option<&Signed>, heading: &str, body: Markup) -> Markup {
+    let role = who.map(|w| w.identity.role);
+    let may = |needed: Role| role.is_some_and(|r| r.permits(needed));
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (heading) " · Rein console" }
+                link rel="stylesheet" href=(CSS_URL.as_str());
+                script src=(JS_URL.as_str()) defer {}
+            }
+            body {
+                a.skip href="#main" { "Skip to content" }
+                header.top {
+                    span.brand { "Rein" }
+                    nav aria-label="Console" {
+                        ul {
+                            @if may(Role::Approver) {
+                                li { a href="/console/approvals" { "Approvals" } }
+                                li { a href="/console/sessions" { "Sessions" } }
+                            }
+                            @if may(Role::Admin) {
+                                li { a href="/console/audit" { "Audit log" } }
+                                li { a href="/console/policy" { "Policy" } }
+                            }
+                        }
+                    }
+                    @if let Some(who) = who {
+                        form.signout method="post" action="/console/logout" {
+                            (csrf_input(who))
+                            span.who { (who.identity.name) " (" (who.identity.role.as_str()) ")" }
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main #main {
+                    h1 { (heading) }
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+/// [`page`] as a response with `status`.
+pub(crate) fn page_with(status: StatusCode, who: Option<&Signed>, heading: &str, body: Markup) -> Response {
+    (status, page(who, heading, body)).into_response()
+}
+
+/// A failure shown as a page (see the module's doc).
+#[derive(Debug)]
+pub(crate) struct ConsoleError {
+    status: StatusCode,
+    heading: &'static str,
+    message: String,
+    /// A GET without a session goes to the sign-in page instead.
+    to_login: bool,
+    who: Option<Signed>,
+}
+
+impl std::fmt::Debug for Signed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signed")
+            .field("name", &self.identity.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConsoleError {
+    /// A page with `status`, `heading` and `message`.
+    pub(crate) fn new(status: StatusCode, heading: &'static str, message: impl Into<String>) -> ConsoleError {
+        ConsoleError {
+            status,
+            heading,
+            message: message.into(),
+            to_login: false,
+            who: None,
+        }
+    }
+
+    /// Keeps the signed-in caller's nav on the page.
+    pub(crate) fn to(mut self, who: &Signed) -> ConsoleError {
+        self.who = Some(who.clone());
+        self
+    }
+
+    fn signed_out(reading: bool) -> ConsoleError {
+        let mut e = ConsoleError::new(
+            StatusCode::UNAUTHORIZED,
+            "Not signed in",
+            "sign in to the console first",
+        );
+        e.to_login = reading;
+        e
+    }
+
+    /// 403: the role may not open the page.
+    pub(crate) fn forbidden() -> ConsoleError {
+        ConsoleError::new(StatusCode::FORBIDDEN, "Not allowed", "your role may not open this page")
+    }
+
+    /// 403: a cross-site or unprotected form.
+    pub(crate) fn cross_site() -> ConsoleError {
+        ConsoleError::new(StatusCode::FORBIDDEN, "Refused", "cross-site request refused")
+    }
+
+    /// 404.
+    pub(crate) fn not_found(message: impl Into<String>) -> ConsoleError {
+        ConsoleError::new(StatusCode::NOT_FOUND, "Not found", message)
+    }
+
+    /// 400.
+    pub(crate) fn bad_request(message: impl Into<String>) -> ConsoleError {
+        ConsoleError::new(StatusCode::BAD_REQUEST, "Bad request", message)
+    }
+
+    /// 503: the store (or another part) cannot answer now.
+    pub(crate) fn unavailable(message: impl Into<String>) -> ConsoleError {
+        ConsoleError::new(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", message)
+    }
+}
+
+impl IntoResponse for ConsoleError {
+    fn into_response(self) -> Response {
+        if self.to_login {
+            return see_other("/console/login");
+        }
+        let body = html! {
+            p.error role="alert" { (self.message) }
+            @if self.who.is_none() && self.status == StatusCode::UNAUTHORIZED {
+                p { a href="/console/login" { "Sign in" } }
+            }
+        };
+        page_with(self.status, self.who.as_ref(), self.heading, body)
+    }
+}
+
+/// "3 min", "1 h 5 min", "expired": the time from now to `until` (RFC 3339).
+pub(crate) fn time_left(until: &str) -> String {
+    let Ok(until) = until.parse::<jiff::Timestamp>() else {
+        return "unknown".to_string();
+    };
+    let secs = until.as_second() - jiff::Timestamp::now().as_second();
+    if secs <= 0 {
+        return "expired".to_string();
+    }
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s} s"),
+        (0, m) => format!("{m} min"),
+        (h, m) => format!("{h} h {m} min"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csrf_token_is_bound_to_the_token_and_the_key() {
+        let c = Console::new(b"0123456789abcdef0123456789abcdef", false);
+        let t = c.csrf_token("tok-a");
+        assert_eq!(t.len(), 64);
+        assert!(c.csrf_ok("tok-a", &t));
+        assert!(!c.csrf_ok("tok-b", &t));
+        assert!(!c.csrf_ok("tok-a", ""));
+        assert!(!c.csrf_ok("tok-a", &t[..63]));
+        let mut flipped = t.clone().into_bytes();
+        flipped[0] = if flipped[0] == b'0' { b'1' } else { b'0' };
+        assert!(!c.csrf_ok("tok-a", &String::from_utf8(flipped).unwrap_or_default()));
+        // Another audit key (another deployment) makes other tokens; the
+        // same key (a replica) the same ones.
+        let other = Console::new(b"fedcba9876543210fedcba9876543210", false);
+        assert!(!other.csrf_ok("tok-a", &t));
+        let replica = Console::new(b"0123456789abcdef0123456789abcdef", false);
+        assert!(replica.csrf_ok("tok-a", &t));
+    }
+
+    #[test]
+    fn cookies_are_parsed_from_every_header() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1; rein_console_csrf=n0nce"));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("other=x;rein_console=tok%2Ben ; z=2"),
+        );
+        assert_eq!(cookie(&h, COOKIE).as_deref(), Some("tok+en"));
+        assert_eq!(cookie(&h, LOGIN_CSRF_COOKIE).as_deref(), Some("n0nce"));
+        assert_eq!(cookie(&h, "rein"), None);
+        assert_eq!(cookie(&h, "missing"), None);
+        let mut empty = HeaderMap::new();
+        empty.insert(header::COOKIE, HeaderValue::from_static("rein_console="));
+        assert_eq!(cookie(&empty, COOKIE), None);
+        let mut quoted = HeaderMap::new();
+        quoted.insert(header::COOKIE, HeaderValue::from_static("rein_console=\"abc\""));
+        assert_eq!(cookie(&quoted, COOKIE).as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn cookie_values_round_trip() {
+        for token in [
+            "plain-Token_1.2",
+            "eyJhbGc.eyJzdWIi.sig-_",
+            "with space;and=semi,\"q\"+%",
+        ] {
+            let encoded = encode_cookie_value(token);
+            assert!(!encoded.contains([';', ' ', ',', '"']), "{encoded}");
+            assert_eq!(decode_cookie_value(&encoded), token);
+        }
+        assert_eq!(encode_cookie_value("plain-Token_1.2"), "plain-Token_1.2");
+    }
+
+    #[test]
+    fn cookie_attributes() {
+        let c = Console::new(&[7; 32], false).cookie(COOKIE, "t", None);
+        assert_eq!(c, "rein_console=t; HttpOnly; SameSite=Strict; Path=/console");
+        let s = Console::new(&[7; 32], true).cookie(COOKIE, "", Some(0));
+        assert_eq!(
+            s,
+            "rein_console=; HttpOnly; SameSite=Strict; Path=/console; Max-Age=0; Secure"
+        );
+    }
+
+    #[test]
+    fn cross_site_checks() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (n, v) in pairs {
+                h.insert(*n, HeaderValue::from_static(v));
+            }
+            h
+        };
+        assert!(same_origin(&headers(&[("host", "127.0.0.1:8700")])).is_ok());
+        assert!(same_origin(&headers(&[
+            ("host", "127.0.0.1:8700"),
+            ("origin", "http://127.0.0.1:8700")
+        ]))
+        .is_ok());
+        assert!(same_origin(&headers(&[("host", "a.example"), ("origin", "https://a.example")])).is_ok());
+        assert!(same_origin(&headers(&[
+            ("host", "127.0.0.1:8700"),
+            ("sec-fetch-site", "same-origin")
+        ]))
+        .is_ok());
+        for bad in [
+            headers(&[("host", "127.0.0.1:8700"), ("origin", "http://evil.example")]),
+            headers(&[("host", "127.0.0.1:8700"), ("origin", "http://127.0.0.1:8701")]),
+            headers(&[("host", "127.0.0.1:8700"), ("origin", "null")]),
+            headers(&[("origin", "http://127.0.0.1:8700")]),
+            headers(&[("host", "127.0.0.1:8700"), ("sec-fetch-site", "cross-site")]),
+            headers(&[("host", "127.0.0.1:8700"), ("sec-fetch-site", "same-site")]),
+        ] {
+            assert!(same_origin(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_form_is_parsed() {
+        let f = Form::parse(b"csrf=abc&comment=ok+then%21&comment=second");
+        assert_eq!(f.get("csrf"), Some("abc"));
+        assert_eq!(f.get("comment"), Some("ok then!"));
+        assert_eq!(f.get("none"), None);
+    }
+}
