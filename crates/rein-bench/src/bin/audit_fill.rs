@@ -86,6 +86,7 @@ fn entry(i: u64, policy_version: &str) -> AuditEntry {
         actor_source: None,
         shadow: None,
         activation: None,
+        trace: None,
     }
 }
 

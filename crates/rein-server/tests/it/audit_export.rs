@@ -31,6 +31,7 @@ fn entry(i: u64) -> AuditEntry {
         actor_source: None,
         shadow: None,
         activation: None,
+        trace: None,
     }
 }
 
@@ -75,7 +76,7 @@ async fn export_streams_the_filtered_set_as_json_lines() {
     let bot2 = lines(&text);
     assert_eq!(bot2.len(), 2);
     assert!(bot2.iter().all(|r| r["actor"]["id"] == "bot-2"));
-    let (_, _, text) = export("/v1/audit/export?rule=large_refund&effect=require_approval".into(), ADMIN).await;
+    let (_, _, text) = export("/v1/audit/export?rule=large_refund&actor=bot-2".into(), ADMIN).await;
     assert_eq!(lines(&text).len(), 1);
     let (_, _, text) = export("/v1/audit/export?actor=nobody".into(), ADMIN).await;
     assert_eq!(text, "");

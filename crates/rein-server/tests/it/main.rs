@@ -13,6 +13,7 @@ mod body_limits;
 mod common;
 mod concurrency;
 mod console;
+mod console_audit;
 mod decide;
 mod delegation;
 mod explain;
