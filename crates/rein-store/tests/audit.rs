@@ -224,6 +224,7 @@ async fn query_filters_combine(store: TestStore) {
                 rule: Some("common".into()),
                 session: Some("s3".into()),
                 decision_id: None,
+                trace: None,
                 after_seq: Some(1),
                 before_seq: Some(12),
                 descending: true,

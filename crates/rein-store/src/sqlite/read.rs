@@ -84,28 +84,82 @@ impl Readers {
     }
 }
 
+/// Rows of a time range above which the range is "broad": the query
+/// walks the records in `seq` order and checks their time, rather than
+/// reading the range from the time index and sorting it (see
+/// [`query_audit`]).
+const NARROW_TIME_RANGE: i64 = 20_000;
+
+/// The index that drives an audit query: the one whose filter is the most
+/// selective given, by the columns' nature (SQLite has no statistics of
+/// its own unless `ANALYZE` ran, and its guesses picked the effect's index
+/// for an actor and an effect, reading most of the log).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Driver {
+    /// `(column, index)`: an equality filter's index, in `seq` order.
+    Column(&'static str, &'static str),
+    /// The rule index.
+    Rule,
+    /// The time index, for a narrow range; sorted after.
+    Time,
+    /// The records in `seq` order.
+    Seq,
+}
+
 /// Records matching `q`, in sequence order (newest first when
 /// `q.descending`).
 ///
-/// Every filter reads an index that yields its records in `seq` order (see
-/// the schema's V8), so a page reads about as many rows as it returns
-/// whichever filter is set: a rule filter drives the query from the rule
-/// index (`CROSS JOIN` keeps SQLite from choosing another order), the
-/// others from their column's index.
+/// Every equality filter has an index that yields its records in `seq`
+/// order (see the schema's V8); the query reads the most selective one
+/// (a decision id, then a session, an actor, a rule, an action, an effect)
+/// and checks the other filters on each record it reads, so a page reads
+/// about as many rows as it returns unless the filters together are much
+/// rarer than the driving one alone. A time range with no selective
+/// filter is read from the time index when it holds at most
+/// [`NARROW_TIME_RANGE`] records (counted first, from the index alone),
+/// else by walking the records in `seq` order.
 pub(crate) fn query_audit(conn: &Connection, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+    let since = q.since.as_deref().map(chain::parse_time).transpose()?;
+    let until = q.until.as_deref().map(chain::parse_time).transpose()?;
+    let bound = |n: u64| SqlValue::Integer(i64::try_from(n).unwrap_or(i64::MAX));
+    let timed = since.is_some() || until.is_some();
+    let driver = if q.decision_id.is_some() {
+        Driver::Column("decision_id", "audit_decision")
+    } else if q.session.is_some() {
+        Driver::Column("session", "audit_session")
+    } else if q.actor.is_some() {
+        Driver::Column("actor_id", "audit_actor")
+    } else if q.rule.is_some() {
+        Driver::Rule
+    } else if timed && narrow_time_range(conn, since.as_deref(), until.as_deref(), q)? {
+        Driver::Time
+    } else if q.action.is_some() {
+        Driver::Column("action", "audit_action")
+    } else if q.effect.is_some() {
+        Driver::Column("effect", "audit_effect")
+    } else {
+        Driver::Seq
+    };
     let mut args: Vec<SqlValue> = Vec::new();
-    let (mut sql, seq) = match &q.rule {
-        Some(rule) => {
-            args.push(SqlValue::Text(rule.clone()));
-            (
-                String::from(
-                    "SELECT audit.seq, audit.body, audit.prev_hash, audit.hash FROM audit_rules CROSS JOIN audit \
-                     ON audit.seq = audit_rules.seq WHERE audit_rules.rule = ?1",
-                ),
-                "audit_rules.seq",
-            )
-        }
-        None => (
+    let (mut sql, seq) = match driver {
+        Driver::Rule => (
+            String::from(
+                "SELECT audit.seq, audit.body, audit.prev_hash, audit.hash FROM audit_rules CROSS JOIN audit \
+                 ON audit.seq = audit_rules.seq WHERE 1 = 1",
+            ),
+            "audit_rules.seq",
+        ),
+        Driver::Column(_, index) => (
+            format!("SELECT audit.seq, audit.body, audit.prev_hash, audit.hash FROM audit INDEXED BY {index} WHERE 1 = 1"),
+            "audit.seq",
+        ),
+        Driver::Time => (
+            String::from(
+                "SELECT audit.seq, audit.body, audit.prev_hash, audit.hash FROM audit INDEXED BY audit_time WHERE 1 = 1",
+            ),
+            "audit.seq",
+        ),
+        Driver::Seq => (
             String::from("SELECT audit.seq, audit.body, audit.prev_hash, audit.hash FROM audit WHERE 1 = 1"),
             "audit.seq",
         ),
@@ -115,26 +169,37 @@ pub(crate) fn query_audit(conn: &Connection, q: &AuditQuery) -> Result<Vec<Audit
         sql.push_str(" AND ");
         sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
     };
-    let since = q.since.as_deref().map(chain::parse_time).transpose()?;
-    let until = q.until.as_deref().map(chain::parse_time).transpose()?;
+    // A term of another filter than the driver's is written `+column`,
+    // which SQLite does not read through an index.
+    let time_column = if driver == Driver::Time { "audit.time" } else { "+audit.time" };
     if let Some(since) = &since {
-        filter("audit.time >= ?", SqlValue::Text(since.clone()));
+        filter(&format!("{time_column} >= ?"), SqlValue::Text(since.clone()));
     }
     if let Some(until) = &until {
-        filter("audit.time < ?", SqlValue::Text(until.clone()));
+        filter(&format!("{time_column} < ?"), SqlValue::Text(until.clone()));
     }
     for (column, value) in [
-        ("audit.actor_id", &q.actor),
-        ("audit.action", &q.action),
-        ("audit.effect", &q.effect),
-        ("audit.session", &q.session),
-        ("audit.decision_id", &q.decision_id),
+        ("actor_id", &q.actor),
+        ("action", &q.action),
+        ("effect", &q.effect),
+        ("session", &q.session),
+        ("decision_id", &q.decision_id),
     ] {
         if let Some(v) = value {
-            filter(&format!("{column} = ?"), SqlValue::Text(v.clone()));
+            let plus = if matches!(driver, Driver::Column(c, _) if c == column) { "" } else { "+" };
+            filter(&format!("{plus}audit.{column} = ?"), SqlValue::Text(v.clone()));
         }
     }
-    let bound = |n: u64| SqlValue::Integer(i64::try_from(n).unwrap_or(i64::MAX));
+    if let Some(rule) = &q.rule {
+        if driver == Driver::Rule {
+            filter("audit_rules.rule = ?", SqlValue::Text(rule.clone()));
+        } else {
+            filter(
+                "EXISTS (SELECT 1 FROM audit_rules WHERE audit_rules.rule = ? AND audit_rules.seq = audit.seq)",
+                SqlValue::Text(rule.clone()),
+            );
+        }
+    }
     if let Some(trace) = &q.trace {
         // No column: the body is canonical and `trace` its last key, so a
         // record with one ends `,"trace":"00-<trace id>-<parent id>-<flags>"}`
@@ -195,6 +260,36 @@ pub(crate) fn query_audit(conn: &Connection, q: &AuditQuery) -> Result<Vec<Audit
         });
     }
     Ok(out)
+}
+
+/// Whether the time range of a query (within its `seq` bounds) holds at
+/// most [`NARROW_TIME_RANGE`] records: counted from the time index alone,
+/// stopping at the bound.
+fn narrow_time_range(
+    conn: &Connection,
+    since: Option<&str>,
+    until: Option<&str>,
+    q: &AuditQuery,
+) -> Result<bool, StoreError> {
+    let seq_bound = |n: Option<u64>, none: i64| n.map_or(none, |n| i64::try_from(n).unwrap_or(i64::MAX));
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM (SELECT 1 FROM audit INDEXED BY audit_time WHERE time >= ?1 AND time < ?2 \
+             AND seq > ?3 AND seq < ?4 LIMIT ?5)",
+        )?
+        .query_row(
+            rusqlite::params![
+                since.unwrap_or(""),
+                // Above every time key the writer makes (they start with a
+                // digit); only this count, which picks a plan, uses it.
+                until.unwrap_or("~"),
+                seq_bound(q.after_seq, 0),
+                seq_bound(q.before_seq, i64::MAX),
+                NARROW_TIME_RANGE + 1,
+            ],
+            |r| r.get(0),
+        )?;
+    Ok(n <= NARROW_TIME_RANGE)
 }
 
 /// The first filter of `q` that `entry` (read from a body) does not
