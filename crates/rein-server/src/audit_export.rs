@@ -196,10 +196,7 @@ impl hyper::body::Body for ChannelBody {
     type Data = Bytes;
     type Error = ExportError;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, ExportError>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ExportError>>> {
         self.rx.poll_recv(cx).map(|chunk| chunk.map(|r| r.map(Frame::data)))
     }
 }

@@ -914,7 +914,11 @@ async fn query_audit(
     let mut body = json!({ "records": records });
     if let Some(seq) = next {
         // Newest first, the next page is below the last record.
-        let key = if descending { "next_before_seq" } else { "next_after_seq" };
+        let key = if descending {
+            "next_before_seq"
+        } else {
+            "next_after_seq"
+        };
         body[key] = json!(seq);
     }
     Ok(Json(body).into_response())

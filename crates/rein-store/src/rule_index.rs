@@ -44,8 +44,8 @@ impl RuleDigest {
     /// index keeps each rule once per record). `Err` if it is not an array
     /// of strings.
     pub(crate) fn add_record(&mut self, seq: u64, rules_json: &str) -> Result<(), String> {
-        let mut rules: Vec<Cow<'_, str>> = serde_json::from_str(rules_json)
-            .map_err(|e| format!("its rules are not a list of rule ids ({e})"))?;
+        let mut rules: Vec<Cow<'_, str>> =
+            serde_json::from_str(rules_json).map_err(|e| format!("its rules are not a list of rule ids ({e})"))?;
         rules.sort_unstable();
         rules.dedup();
         for rule in &rules {

@@ -157,7 +157,11 @@ async fn newest_first_pages_by_before_seq(store: TestStore) {
     ];
     for (query, want) in cases {
         for page in [1, 2, 50] {
-            assert_eq!(flat(pages(&*store, &query, page).await), want, "{query:?}, pages of {page}");
+            assert_eq!(
+                flat(pages(&*store, &query, page).await),
+                want,
+                "{query:?}, pages of {page}"
+            );
         }
         // Oldest first, the same set the other way round.
         let mut up = want.clone();
@@ -184,7 +188,9 @@ async fn the_rule_index_follows_the_log(store: TestStore) {
     let from_records: i64 = (2..=21).map(|i| entry(i).rules.len() as i64).sum::<i64>() + 2;
     assert_eq!(store.raw_count("audit_rules").await, from_records);
     assert_eq!(
-        store.raw_column("SELECT rule FROM audit_rules WHERE seq = 1 ORDER BY rule").await,
+        store
+            .raw_column("SELECT rule FROM audit_rules WHERE seq = 1 ORDER BY rule")
+            .await,
         vec![Some("a".to_string()), Some("b".to_string())]
     );
     let refused = store.raw_try("DELETE FROM audit_rules WHERE seq = 1").await;
@@ -261,27 +267,29 @@ async fn a_store_of_the_previous_schema_upgrades(mut store: TestStore) {
     for i in 1..=9 {
         store.append(entry(i)).await.unwrap();
     }
-    let bodies = store.raw_column("SELECT body || prev_hash || hash FROM audit ORDER BY seq").await;
-    store.raw_exec(
-        "DROP TRIGGER audit_rules_add; DROP TRIGGER audit_rules_no_update; DROP TRIGGER audit_rules_no_delete; \
+    let bodies = store
+        .raw_column("SELECT body || prev_hash || hash FROM audit ORDER BY seq")
+        .await;
+    store
+        .raw_exec(
+            "DROP TRIGGER audit_rules_add; DROP TRIGGER audit_rules_no_update; DROP TRIGGER audit_rules_no_delete; \
          DROP TABLE audit_rules; DROP INDEX audit_actor; DROP INDEX audit_session; DROP INDEX audit_action; \
          DROP INDEX audit_effect; PRAGMA user_version = 7;",
-        "DROP TABLE audit_rules; DROP FUNCTION rein_audit_rules_add() CASCADE; DROP INDEX audit_actor; \
+            "DROP TABLE audit_rules; DROP FUNCTION rein_audit_rules_add() CASCADE; DROP INDEX audit_actor; \
          DROP INDEX audit_session; DROP INDEX audit_action; DROP INDEX audit_effect; \
          UPDATE rein_schema_version SET version = 1;",
-    )
-    .await;
+        )
+        .await;
     store.reopen().await;
     assert_eq!(
-        store.raw_column("SELECT body || prev_hash || hash FROM audit ORDER BY seq").await,
+        store
+            .raw_column("SELECT body || prev_hash || hash FROM audit ORDER BY seq")
+            .await,
         bodies
     );
     let from_records: i64 = (1..=9).map(|i| entry(i).rules.len() as i64).sum();
     assert_eq!(store.raw_count("audit_rules").await, from_records);
-    assert_eq!(
-        store.verify_audit().await.unwrap(),
-        Verification::Intact { records: 9 }
-    );
+    assert_eq!(store.verify_audit().await.unwrap(), Verification::Intact { records: 9 });
     assert_eq!(
         pages(
             &*store,
@@ -325,7 +333,7 @@ fn varied(i: u64) -> AuditEntry {
         4 => vec![format!("r{}", i % 5), format!("r{}", (i + 1) % 5)],
         _ => vec!["rare".into()],
     };
-    e.session = (i % 5 != 0).then(|| format!("s{}", i % 9));
+    e.session = (!i.is_multiple_of(5)).then(|| format!("s{}", i % 9));
     // Whole seconds within one day: `since`/`until` compare as text.
     e.time = format!("2025-06-01T{:02}:{:02}:00.000000Z", (i * 7) % 24, i % 60);
     e

@@ -541,10 +541,7 @@ impl ChainWalk {
                 self.running.store(false, Ordering::SeqCst);
                 // A target raised meanwhile, by a view that saw the walk
                 // still running, is taken up here.
-                if !done
-                    && through < self.target.load(Ordering::SeqCst)
-                    && !self.running.swap(true, Ordering::SeqCst)
-                {
+                if !done && through < self.target.load(Ordering::SeqCst) && !self.running.swap(true, Ordering::SeqCst) {
                     continue;
                 }
                 return;
@@ -579,10 +576,7 @@ impl ChainWalk {
                     break;
                 }
                 if r.prev_hash != hash {
-                    broken = Some((
-                        r.seq,
-                        format!("record {} does not link to record {through}", r.seq),
-                    ));
+                    broken = Some((r.seq, format!("record {} does not link to record {through}", r.seq)));
                     break;
                 }
                 through = r.seq;

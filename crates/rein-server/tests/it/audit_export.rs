@@ -13,7 +13,7 @@ fn entry(i: u64) -> AuditEntry {
         decision_id: format!("bulk-{i}"),
         time: "2026-03-01T10:00:00.000000Z".into(),
         phase: "before".into(),
-        action: if i % 2 == 0 { "refund" } else { "order.lookup" }.into(),
+        action: if i.is_multiple_of(2) { "refund" } else { "order.lookup" }.into(),
         input: json!({"n": i}),
         actor: json!({"id": format!("bulk-{}", i % 3)}),
         snapshot: json!({}),
@@ -21,7 +21,7 @@ fn entry(i: u64) -> AuditEntry {
         error: None,
         session: Some(format!("bulk-session-{}", i % 4)),
         effect: "allow".into(),
-        rules: if i % 5 == 0 { vec!["bulk-rule".into()] } else { vec![] },
+        rules: if i.is_multiple_of(5) { vec!["bulk-rule".into()] } else { vec![] },
         reasons: vec![],
         policy_version: "bulk".into(),
         latency_us: 1,
@@ -145,14 +145,23 @@ async fn export_pages_through_a_long_log_and_paging_goes_newest_first() {
     );
     // A window by sequence number.
     let window = lines(&text("/v1/audit/export?after_seq=1000&before_seq=1003").await);
-    assert_eq!(window.iter().map(|r| r["seq"].as_u64().unwrap()).collect::<Vec<_>>(), [1001, 1002]);
+    assert_eq!(
+        window.iter().map(|r| r["seq"].as_u64().unwrap()).collect::<Vec<_>>(),
+        [1001, 1002]
+    );
 
     // /v1/audit newest first, following next_before_seq.
     let mut path = "/v1/audit?order=desc&limit=700&actor=bulk-1".to_string();
     let mut got = Vec::new();
     loop {
         let page: Value = serde_json::from_str(&text(&path).await).unwrap();
-        got.extend(page["records"].as_array().unwrap().iter().map(|r| r["seq"].as_u64().unwrap()));
+        got.extend(
+            page["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["seq"].as_u64().unwrap()),
+        );
         let Some(next) = page.get("next_before_seq") else { break };
         assert!(page.get("next_after_seq").is_none());
         path = format!("/v1/audit?order=desc&limit=700&actor=bulk-1&before_seq={next}");

@@ -4,9 +4,9 @@
 //! called verified).
 
 use crate::common::*;
+use rein_store::AuditEntry;
 use reqwest::header::LOCATION;
 use reqwest::{redirect, Client, StatusCode};
-use rein_store::AuditEntry;
 use serde_json::json;
 
 fn client() -> Client {
@@ -99,7 +99,10 @@ async fn the_list_filters_pages_newest_first_and_exports() {
         ("rule", "Rule"),
         ("session", "Session"),
     ] {
-        assert!(page.contains(&format!("<label for=\"f-{name}\">{label}</label>")), "{label}");
+        assert!(
+            page.contains(&format!("<label for=\"f-{name}\">{label}</label>")),
+            "{label}"
+        );
         assert!(page.contains(&format!("id=\"f-{name}\" name=\"{name}\"")), "{name}");
     }
     assert!(page.contains(">Filter</button>"));
@@ -151,12 +154,20 @@ async fn the_list_filters_pages_newest_first_and_exports() {
     let text = r.text().await.unwrap();
     let seqs: Vec<u64> = text
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"].as_u64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(seqs, vec![total - 1, total]);
 
     // Bad filters say why; other roles and no cookie see nothing.
-    for bad in ["/console/audit?since=yesterday", "/console/audit?effect=maybe", "/console/audit?before=x"] {
+    for bad in [
+        "/console/audit?since=yesterday",
+        "/console/audit?effect=maybe",
+        "/console/audit?before=x",
+    ] {
         let (status, page) = get(&s, ADMIN, bad).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
         assert!(rows(&page).is_empty());
@@ -217,9 +228,10 @@ async fn a_record_shows_its_rules_explanation_and_chain() {
 /// on the redacted values, and the page says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_explanation_on_redacted_values_says_so() {
-    let policy = std::fs::read_to_string(example_policy())
-        .unwrap()
-        .replace("note: {type: string, optional: true, max_len: 500}", "note: {type: string, optional: true, max_len: 500, sensitive: true}");
+    let policy = std::fs::read_to_string(example_policy()).unwrap().replace(
+        "note: {type: string, optional: true, max_len: 500}",
+        "note: {type: string, optional: true, max_len: 500, sensitive: true}",
+    );
     assert!(policy.contains("sensitive: true}\n      output:\n        refund_id"));
     let h = Harness::with_policy(&policy, |_| {}).await;
     let mut request = refund(40, "bot-1");
@@ -264,14 +276,20 @@ async fn a_broken_chain_is_never_called_verified() {
         let (status, page) = get(&s, ADMIN, &format!("/console/audit/{seq}")).await;
         assert_eq!(status, StatusCode::OK);
         assert!(!page.contains("verified up to here"), "{seq}: {page}");
-        assert!(page.contains("not verified: the chain breaks at record 4"), "{seq}: {page}");
+        assert!(
+            page.contains("not verified: the chain breaks at record 4"),
+            "{seq}: {page}"
+        );
     }
     let (_, page) = get(&s, ADMIN, "/console/audit/2").await;
     assert!(page.contains("verified up to here"), "{page}");
     // A record whose body no longer matches its hash is refused outright.
     let conn = rusqlite::Connection::open(h.db_path()).unwrap();
-    conn.execute("UPDATE audit SET body = replace(body, '\"amount\":10', '\"amount\":1') WHERE seq = 2", [])
-        .unwrap();
+    conn.execute(
+        "UPDATE audit SET body = replace(body, '\"amount\":10', '\"amount\":1') WHERE seq = 2",
+        [],
+    )
+    .unwrap();
     drop(conn);
     let (status, page) = get(&s, ADMIN, "/console/audit/2").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

@@ -171,7 +171,11 @@ pub(crate) fn query_audit(conn: &Connection, q: &AuditQuery) -> Result<Vec<Audit
     };
     // A term of another filter than the driver's is written `+column`,
     // which SQLite does not read through an index.
-    let time_column = if driver == Driver::Time { "audit.time" } else { "+audit.time" };
+    let time_column = if driver == Driver::Time {
+        "audit.time"
+    } else {
+        "+audit.time"
+    };
     if let Some(since) = &since {
         filter(&format!("{time_column} >= ?"), SqlValue::Text(since.clone()));
     }
@@ -186,7 +190,11 @@ pub(crate) fn query_audit(conn: &Connection, q: &AuditQuery) -> Result<Vec<Audit
         ("decision_id", &q.decision_id),
     ] {
         if let Some(v) = value {
-            let plus = if matches!(driver, Driver::Column(c, _) if c == column) { "" } else { "+" };
+            let plus = if matches!(driver, Driver::Column(c, _) if c == column) {
+                ""
+            } else {
+                "+"
+            };
             filter(&format!("{plus}audit.{column} = ?"), SqlValue::Text(v.clone()));
         }
     }
