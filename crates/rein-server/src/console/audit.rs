@@ -45,7 +45,7 @@ pub(crate) const PAGE: u64 = 50;
 const WALK_PAGE: u64 = 5_000;
 /// How long a record's page waits for the chain walk to reach it before
 /// it says the walk is still under way.
-const CHAIN_WAIT: Duration = Duration::from_millis(150);
+const CHAIN_WAIT: Duration = Duration::from_millis(100);
 
 /// The audit pages' routes, relative to `/console/audit` (`/` is the list).
 pub(crate) fn routes() -> Router<AppState> {

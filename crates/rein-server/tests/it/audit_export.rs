@@ -21,7 +21,11 @@ fn entry(i: u64) -> AuditEntry {
         error: None,
         session: Some(format!("bulk-session-{}", i % 4)),
         effect: "allow".into(),
-        rules: if i.is_multiple_of(5) { vec!["bulk-rule".into()] } else { vec![] },
+        rules: if i.is_multiple_of(5) {
+            vec!["bulk-rule".into()]
+        } else {
+            vec![]
+        },
         reasons: vec![],
         policy_version: "bulk".into(),
         latency_us: 1,

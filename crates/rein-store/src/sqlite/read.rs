@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::types::{Value as SqlValue, ValueRef};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use super::columns::Columns;
 use super::{schema, SqliteOptions};
@@ -119,6 +119,12 @@ enum Driver {
 /// [`NARROW_TIME_RANGE`] records (counted first, from the index alone),
 /// else by walking the records in `seq` order.
 pub(crate) fn query_audit(conn: &Connection, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+    query_audit_with(conn, q, NARROW_TIME_RANGE)
+}
+
+/// [`query_audit`] with `narrow` as the bound of a narrow time range (the
+/// tests take every path with small logs).
+fn query_audit_with(conn: &Connection, q: &AuditQuery, narrow: i64) -> Result<Vec<AuditRecord>, StoreError> {
     let since = q.since.as_deref().map(chain::parse_time).transpose()?;
     let until = q.until.as_deref().map(chain::parse_time).transpose()?;
     let bound = |n: u64| SqlValue::Integer(i64::try_from(n).unwrap_or(i64::MAX));
@@ -131,7 +137,7 @@ pub(crate) fn query_audit(conn: &Connection, q: &AuditQuery) -> Result<Vec<Audit
         Driver::Column("actor_id", "audit_actor")
     } else if q.rule.is_some() {
         Driver::Rule
-    } else if timed && narrow_time_range(conn, since.as_deref(), until.as_deref(), q)? {
+    } else if timed && narrow_time_range(conn, since.as_deref(), until.as_deref(), q, narrow)? {
         Driver::Time
     } else if q.action.is_some() {
         Driver::Column("action", "audit_action")
@@ -139,6 +145,16 @@ pub(crate) fn query_audit(conn: &Connection, q: &AuditQuery) -> Result<Vec<Audit
         Driver::Column("effect", "audit_effect")
     } else {
         Driver::Seq
+    };
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+    // A broad time range alone: where its records are in the log.
+    let window = if driver == Driver::Seq && timed && q.action.is_none() && q.effect.is_none() && q.trace.is_none() {
+        match seq_window(conn, since.as_deref(), until.as_deref(), q, limit)? {
+            Window::Empty => return Ok(Vec::new()),
+            other => other,
+        }
+    } else {
+        Window::Whole
     };
     let mut args: Vec<SqlValue> = Vec::new();
     let (mut sql, seq) = match driver {
@@ -225,7 +241,10 @@ pub(crate) fn query_audit(conn: &Connection, q: &AuditQuery) -> Result<Vec<Audit
     if let Some(before) = q.before_seq {
         filter(&format!("{seq} < ?"), bound(before));
     }
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+    if let Window::Seqs(lo, hi) = window {
+        filter(&format!("{seq} >= ?"), SqlValue::Integer(lo));
+        filter(&format!("{seq} <= ?"), SqlValue::Integer(hi));
+    }
     sql.push_str(&format!(
         " ORDER BY {seq} {} LIMIT {limit}",
         if q.descending { "DESC" } else { "ASC" }
@@ -270,6 +289,67 @@ pub(crate) fn query_audit(conn: &Connection, q: &AuditQuery) -> Result<Vec<Audit
     Ok(out)
 }
 
+/// Where the records of a broad time range (the query's only filter) are.
+enum Window {
+    /// Read the log in `seq` order: the range reaches the end it starts
+    /// from, so its records come first.
+    Whole,
+    /// None within the query's `seq` bounds.
+    Empty,
+    /// The page's records are exactly those of the range between these
+    /// sequence numbers (inclusive).
+    Seqs(i64, i64),
+}
+
+/// For a broad time range that does not reach the end of the log a query
+/// starts from (a window in the past, read newest first), the `seq` span
+/// of the page's records, found from the time index alone (it holds each
+/// record's `seq`): a walk of the log from its end would read every
+/// record newer than the range first.
+fn seq_window(
+    conn: &Connection,
+    since: Option<&str>,
+    until: Option<&str>,
+    q: &AuditQuery,
+    limit: u64,
+) -> Result<Window, StoreError> {
+    let seq_bound = |n: Option<u64>, none: i64| n.map_or(none, |n| i64::try_from(n).unwrap_or(i64::MAX));
+    let (after, before) = (seq_bound(q.after_seq, 0), seq_bound(q.before_seq, i64::MAX));
+    let order = if q.descending { "DESC" } else { "ASC" };
+    // The first record the walk would read.
+    let first: Option<String> = conn
+        .prepare_cached(&format!(
+            "SELECT time FROM audit WHERE seq > ?1 AND seq < ?2 ORDER BY seq {order} LIMIT 1"
+        ))?
+        .query_row(rusqlite::params![after, before], |r| r.get(0))
+        .optional()?;
+    let Some(first) = first else { return Ok(Window::Empty) };
+    let inside = since.is_none_or(|s| *first >= *s) && until.is_none_or(|u| *first < *u);
+    if inside {
+        return Ok(Window::Whole);
+    }
+    // Only the bounds given: a record whose time did not parse is kept as
+    // given, and must not fall outside an invented bound.
+    let mut sql = String::from(
+        "SELECT min(seq), max(seq) FROM (SELECT seq FROM audit INDEXED BY audit_time WHERE seq > ?1 AND seq < ?2",
+    );
+    let mut args: Vec<SqlValue> = vec![SqlValue::Integer(after), SqlValue::Integer(before)];
+    for (op, bound) in [(">=", since), ("<", until)] {
+        if let Some(b) = bound {
+            args.push(SqlValue::Text(b.to_owned()));
+            sql.push_str(&format!(" AND time {op} ?{}", args.len()));
+        }
+    }
+    sql.push_str(&format!(" ORDER BY seq {order} LIMIT {limit})"));
+    let span: (Option<i64>, Option<i64>) = conn
+        .prepare_cached(&sql)?
+        .query_row(rusqlite::params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(match span {
+        (Some(lo), Some(hi)) => Window::Seqs(lo, hi),
+        _ => Window::Empty,
+    })
+}
+
 /// Whether the time range of a query (within its `seq` bounds) holds at
 /// most [`NARROW_TIME_RANGE`] records: counted from the time index alone,
 /// stopping at the bound.
@@ -278,6 +358,7 @@ fn narrow_time_range(
     since: Option<&str>,
     until: Option<&str>,
     q: &AuditQuery,
+    narrow: i64,
 ) -> Result<bool, StoreError> {
     let seq_bound = |n: Option<u64>, none: i64| n.map_or(none, |n| i64::try_from(n).unwrap_or(i64::MAX));
     let n: i64 = conn
@@ -293,11 +374,11 @@ fn narrow_time_range(
                 until.unwrap_or("~"),
                 seq_bound(q.after_seq, 0),
                 seq_bound(q.before_seq, i64::MAX),
-                NARROW_TIME_RANGE + 1,
+                narrow.saturating_add(1),
             ],
             |r| r.get(0),
         )?;
-    Ok(n <= NARROW_TIME_RANGE)
+    Ok(n <= narrow)
 }
 
 /// The first filter of `q` that `entry` (read from a body) does not
@@ -619,5 +700,104 @@ fn changed(seq: u64, problem: &str) -> Verification {
     Verification::Broken {
         seq,
         problem: format!("record {seq} was changed: {problem}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::{SqliteStore, Store};
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    /// Record `i`'s time: mostly increasing with `seq`, some out of order.
+    fn time(i: u64) -> String {
+        let minute = if i % 7 == 3 { i / 2 } else { i };
+        format!("2025-06-01T{:02}:{:02}:00.000000Z", minute / 60 % 24, minute % 60)
+    }
+
+    /// Whichever path a time range takes (the time index, the log walked
+    /// from its end, or the window found from the time index), a query
+    /// returns exactly the records in the range, in order.
+    #[test]
+    fn every_time_range_path_returns_the_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rein.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let n = 300u64;
+        for i in 1..=n {
+            let mut e: crate::AuditEntry = serde_json::from_value(serde_json::json!({
+                "decision_id": format!("d{i}"), "time": time(i), "phase": "before", "action": "a",
+                "input": {}, "actor": {"id": "x"}, "snapshot": {}, "output": null, "error": null,
+                "session": null, "effect": "allow", "rules": [], "reasons": [], "policy_version": "v",
+                "latency_us": 1, "approval": null
+            }))
+            .unwrap();
+            if i % 50 == 0 {
+                e.time = "not a time".into();
+            }
+            rt.block_on(store.append(e)).unwrap();
+        }
+        let conn = schema::open_reader(&path, SqliteOptions::default()).unwrap();
+        let times: Vec<String> = (1..=n)
+            .map(|i| if i % 50 == 0 { "not a time".to_string() } else { time(i) })
+            .collect();
+        let minutes = (0..=n)
+            .map(|m| format!("2025-06-01T{:02}:{:02}:00.000000Z", m / 60 % 24, m % 60))
+            .collect::<Vec<_>>();
+        let strategy = (
+            proptest::option::of(proptest::sample::select(minutes.clone())),
+            proptest::option::of(proptest::sample::select(minutes)),
+            proptest::option::of(0..=n + 1),
+            proptest::option::of(0..=n + 1),
+            any::<bool>(),
+            1u64..40,
+        );
+        let mut runner = TestRunner::new(Config {
+            cases: 300,
+            ..Config::default()
+        });
+        runner
+            .run(&strategy, |(since, until, after, before, descending, limit)| {
+                if since.is_none() && until.is_none() {
+                    return Ok(());
+                }
+                let q = AuditQuery {
+                    since: since.clone(),
+                    until: until.clone(),
+                    after_seq: after,
+                    before_seq: before,
+                    descending,
+                    limit: Some(limit),
+                    ..AuditQuery::default()
+                };
+                let mut want: Vec<u64> = (1..=n)
+                    .filter(|&s| after.is_none_or(|a| s > a) && before.is_none_or(|b| s < b))
+                    .filter(|&s| {
+                        let t = times[(s - 1) as usize].as_str();
+                        since.as_deref().is_none_or(|x| t >= x) && until.as_deref().is_none_or(|x| t < x)
+                    })
+                    .collect();
+                if descending {
+                    want.reverse();
+                }
+                want.truncate(limit as usize);
+                for narrow in [0, 3, i64::MAX] {
+                    let got: Vec<u64> = query_audit_with(&conn, &q, narrow)
+                        .unwrap()
+                        .iter()
+                        .map(|r| r.seq)
+                        .collect();
+                    prop_assert_eq!(&got, &want, "narrow {}: {:?}", narrow, q);
+                }
+                Ok(())
+            })
+            .unwrap();
     }
 }
