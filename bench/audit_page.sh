@@ -65,7 +65,7 @@ EOF
 echo "filling $DB to $RECORDS records (appends only what is missing)" >&2
 "$FILL" --store "$DB" --records "$RECORDS"
 
-"$REIN" serve --policy "$OUT/policy.yaml" --db "$DB" --tokens "$OUT/tokens.yaml" --audit-key "$OUT/audit.key" \
+"$REIN" serve --policy "$OUT/policy.yaml" --db "$DB" --tokens "$OUT/tokens.yaml" --audit-key "$OUT/audit.key" --delegation-key "$OUT/delegation.key" \
   --listen "127.0.0.1:$PORT" >"$OUT/serve.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null' EXIT
@@ -96,7 +96,7 @@ page() {
   fi
   for _ in $(seq 1 "$ROUNDS"); do
     curl -s -o /dev/null -w '%{time_total}\n' -H "Cookie: rein_console=$ADMIN" "$BASE$path"
-  done | sort -n | awk -v name="$name" -v rows="$(grep -c 'data-seq=' "$body" || true)" '
+  done | sort -n | awk -v name="$name" -v rows="$(grep -o 'data-seq=' "$body" | wc -l)" '
     { t[NR] = $1 * 1000 }
     END { printf "%-28s median %7.1f ms   p95 %7.1f ms   (%d rows)\n", name, t[int((NR + 1) / 2)], t[int(NR * 0.95 + 0.999)], rows }'
 }

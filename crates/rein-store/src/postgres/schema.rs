@@ -207,6 +207,8 @@ INSERT INTO rein_policy_published (id, version, published_at) VALUES (1, NULL, N
 /// - `(column, seq)` indexes for the equality filters on the actor, the
 ///   action, the effect and the session: one range in `seq` order, read
 ///   forwards or backwards, stopping at the page's end;
+/// - the time index holds `seq` too (`(time, seq)`): a page of a time
+///   range in the past is found from the index alone;
 /// - `audit_rules` (the rule index, see `rule_index`): `(rule, seq)` for
 ///   every distinct rule id of each record, filled by a statement trigger
 ///   on the audit inserts (one per batch: the writer inserts a batch with
@@ -216,6 +218,8 @@ INSERT INTO rein_policy_published (id, version, published_at) VALUES (1, NULL, N
 /// The trigger reads the `rules` column the writer fills from the entry;
 /// `verify` checks the index against the bodies.
 const V2: &str = r#"
+DROP INDEX audit_time;
+CREATE INDEX audit_time    ON audit (time, seq);
 CREATE INDEX audit_actor   ON audit (actor_id, seq) WHERE actor_id IS NOT NULL;
 CREATE INDEX audit_session ON audit (session, seq) WHERE session IS NOT NULL;
 CREATE INDEX audit_action  ON audit (action, seq);
