@@ -44,7 +44,10 @@ tokens:
   - {name: ops, role: admin, token: $ADMIN}
   - {name: bench-agent, role: agent, token: $AGENT}
 EOF
-[ -f "$OUT/audit.key" ] || head -c 32 /dev/urandom >"$OUT/audit.key"
+for key in audit delegation; do
+  [ -f "$OUT/$key.key" ] || head -c 32 /dev/urandom >"$OUT/$key.key"
+done
+chmod 600 "$OUT/audit.key" "$OUT/delegation.key" "$OUT/tokens.yaml"
 {
   echo 'version: "audit-page-bench"'
   echo 'default: allow'
