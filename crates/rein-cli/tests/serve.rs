@@ -7,7 +7,8 @@
 //! - a `kill -9` in the middle of a load run loses no acknowledged decision;
 //! - `rein audit verify` names the record of every kind of tampering;
 //! - a reload of a broken policy (SIGHUP or HTTP) keeps the old one serving;
-//! - bad input over HTTP gets its documented status and never reads as allow.
+//! - bad input over HTTP gets its documented status and never reads as allow;
+//! - the web console signs in, and its event streams end at shutdown.
 //!
 //! Every server is killed when its test ends, however it ends, and every
 //! wait (start, stop, commands, HTTP calls) has a deadline.
@@ -1894,4 +1895,64 @@ fn serve_with_a_shadow_candidate_and_its_report() {
         "2999-01-01T00:00:00Z".as_ref(),
     ]);
     assert!(later.ok().contains("0 records read"), "{}", later.stdout);
+}
+
+/// The web console of a real `rein serve`: `--console-secure-cookie`
+/// marks its cookies `Secure`, an approver signs in, and SIGTERM with an
+/// approvals event stream open still stops the server at once.
+#[test]
+fn the_console_signs_in_and_its_event_stream_ends_at_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), Path::new(POLICY), &["--console-secure-cookie"]);
+    let t = tokens(dir.path());
+    let http: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(HTTP_TIMEOUT))
+        .build()
+        .into();
+    let set_cookie = |r: &ureq::http::Response<ureq::Body>, name: &str| -> String {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} cookie"))
+    };
+    let login = http.get(format!("{}/console/login", server.url)).call().unwrap();
+    assert_eq!(login.status(), 200);
+    let csrf_cookie = set_cookie(&login, "rein_console_csrf");
+    assert!(csrf_cookie.contains("; Secure"), "{csrf_cookie}");
+    let nonce = csrf_cookie["rein_console_csrf=".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let signed = http
+        .post(format!("{}/console/login", server.url))
+        .header("Cookie", format!("rein_console_csrf={nonce}"))
+        .send_form([("csrf", nonce.as_str()), ("token", t.approver.as_str())])
+        .unwrap();
+    assert_eq!(signed.status(), 303);
+    let cookie = set_cookie(&signed, "rein_console");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("; Secure"));
+    let session = cookie.split(';').next().unwrap().to_string();
+
+    let mut events = http
+        .get(format!("{}/console/events", server.url))
+        .header("Cookie", &session)
+        .config()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .call()
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    let mut reader = events.body_mut().as_reader();
+    let mut first = [0u8; 16];
+    reader.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"event: approvals");
+    let started = Instant::now();
+    let status = server.signal_and_wait("TERM");
+    assert!(status.success(), "{}", server.log_text());
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }

@@ -591,7 +591,8 @@ impl AppState {
     ) -> AppState {
         let metrics = Metrics::new();
         let store: Arc<dyn Store> = Arc::new(MeteredStore::new(store, metrics.clone()));
-        let console = console::Console::new(&hmac_key, config.console_secure_cookie);
+        let console = console::Console::new(&hmac_key, config.console_secure_cookie)
+            .with_public_origin(config.public_url.as_ref().map(|u| u.origin().ascii_serialization()));
         let runtime_config = config.runtime_config(hmac_key);
         let otel = config.otlp_endpoint.as_ref().and_then(|endpoint| match otel::Otel::start(endpoint) {
             Ok(otel) => {

@@ -5,8 +5,7 @@
 //! ([`rein_runtime::Approver`], [`rein_runtime::Runtime::sealed_request`],
 //! [`rein_runtime::Runtime::decide_approval`]), as on the API.
 
-use super::sessions::segment;
-use super::{csrf_input, page, time_left, ConsoleError, Posted, Signed};
+use super::{csrf_input, page, segment, time_left, ConsoleError, Posted, Signed};
 use crate::auth::Role;
 use crate::routes::approver;
 use crate::AppState;
@@ -101,7 +100,7 @@ fn rows(pending: &[(ApprovalRecord, Vec<String>)]) -> Markup {
                 td data-label="Rules" { (a.rules.join(", ")) }
                 td data-label="Reasons" { (reasons.join("; ")) }
                 td data-label="Time left" { (time_left(&a.expires_at)) }
-                td { a href={ "/console/approvals/" (segment(&a.id)) } aria-label={ "Open approval " (a.id) } { "Open" } }
+                td { a href={ "/console/approvals/" (segment(&a.id)) } { "Open" } }
             }
         }
     }

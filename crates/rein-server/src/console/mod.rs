@@ -17,7 +17,11 @@
 //! - [`ConsoleError`] — every failure as a page: `not_found`,
 //!   `bad_request`, `unavailable`, `forbidden`; `.to(&signed)` keeps the
 //!   nav. Security headers and `Cache-Control: no-store` are added to
-//!   every console response by the router's layer.
+//!   every console response by the router's layer (a handler that sets its
+//!   own `Cache-Control` keeps it).
+//! - Helpers: [`segment`] (an id as a URL path segment), [`time_left`],
+//!   [`see_other`], `policy::explanation(&explain_json, "against")` (an
+//!   explanation, `{"decision", "rules"}`, rule by rule), [`cookie`].
 //! - `audit::routes()` is nested at `/console/audit` behind an admin check.
 
 mod approvals;
@@ -48,6 +52,9 @@ const LOGIN_CSRF_COOKIE: &str = "rein_console_csrf";
 /// Largest form body a console POST reads (the playground's draft policy
 /// is the largest field).
 const MAX_FORM_BYTES: usize = 256 * 1024;
+/// Longest cookie value kept: browsers keep about 4 KiB per cookie, its
+/// name and attributes included.
+const MAX_COOKIE_VALUE: usize = 3900;
 /// Most server-sent event streams open at once; past it, 503.
 pub(crate) const MAX_EVENT_STREAMS: usize = 64;
 
@@ -73,6 +80,9 @@ pub(crate) struct Console {
     csrf_key: [u8; 32],
     /// Whether cookies are marked `Secure`.
     secure_cookie: bool,
+    /// The origin of `--public-url` (a proxy in front may rewrite `Host`):
+    /// a form posted from it is this site's too.
+    public_origin: Option<String>,
     /// The open event streams; a stream holds a permit until it ends.
     streams: Arc<tokio::sync::Semaphore>,
     /// Set when the server stops: event streams end, so that the graceful
@@ -88,9 +98,17 @@ impl Console {
         Console {
             csrf_key: mac.finalize().into_bytes().into(),
             secure_cookie,
+            public_origin: None,
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
             closing: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Also takes forms posted from `origin` (`scheme://host[:port]`, the
+    /// `--public-url`'s) as this site's.
+    pub(crate) fn with_public_origin(mut self, origin: Option<String>) -> Console {
+        self.public_origin = origin.filter(|o| o != "null");
+        self
     }
 
     /// The CSRF token of the forms of a console signed in with `token`.
@@ -163,6 +181,7 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .merge(policy::routes())
         .nest("/audit", audit)
         .fallback(not_found)
+        .method_not_allowed_fallback(wrong_method)
         .layer(middleware::map_response(security_headers))
 }
 
@@ -213,6 +232,14 @@ async fn not_found(signed: Option<Signed>) -> ConsoleError {
     }
 }
 
+async fn wrong_method() -> ConsoleError {
+    ConsoleError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Not allowed",
+        "this page does not take that method",
+    )
+}
+
 /// The console's first page for the role: approvals, or the audit log.
 fn home_of(role: Role) -> &'static str {
     match role {
@@ -225,7 +252,8 @@ async fn home(signed: Signed) -> Response {
     see_other(home_of(signed.identity.role))
 }
 
-fn see_other(to: &str) -> Response {
+/// A 303 to `to` (after a POST, or to the sign-in page).
+pub(crate) fn see_other(to: &str) -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(to) {
         r.headers_mut().insert(header::LOCATION, v);
@@ -360,7 +388,7 @@ impl FromRequest<AppState> for Posted {
 
     async fn from_request(request: Request, state: &AppState) -> Result<Posted, ConsoleError> {
         let (mut parts, body) = request.into_parts();
-        same_origin(&parts.headers)?;
+        same_origin(&parts.headers, state.console().public_origin.as_deref())?;
         let signed = <Signed as FromRequestParts<AppState>>::from_request_parts(&mut parts, state).await?;
         let form = read_form(body, state).await.map_err(|e| e.to(&signed))?;
         let token = cookie(&parts.headers, COOKIE).unwrap_or_default();
@@ -386,14 +414,18 @@ async fn read_form(body: Body, state: &AppState) -> Result<Form, ConsoleError> {
 }
 
 /// Refuses a request another site made the browser send: `Sec-Fetch-Site`
-/// other than `same-origin`, or an `Origin` that is not this host.
-fn same_origin(headers: &HeaderMap) -> Result<(), ConsoleError> {
+/// other than `same-origin`, or an `Origin` that is neither this host (the
+/// `Host` header) nor `public` (the `--public-url`'s origin).
+fn same_origin(headers: &HeaderMap, public: Option<&str>) -> Result<(), ConsoleError> {
     if let Some(site) = headers.get("sec-fetch-site") {
         if site.as_bytes() != b"same-origin" {
             return Err(ConsoleError::cross_site());
         }
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
+        if public.is_some_and(|p| origin.as_bytes().eq_ignore_ascii_case(p.as_bytes())) {
+            return Ok(());
+        }
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
         let origin_host = origin
             .to_str()
@@ -457,7 +489,7 @@ fn login_form(state: &AppState, status: StatusCode, problem: Option<&str>) -> Re
 
 async fn login(State(state): State<AppState>, request: Request) -> Result<Response, ConsoleError> {
     let (parts, body) = request.into_parts();
-    same_origin(&parts.headers)?;
+    same_origin(&parts.headers, state.console().public_origin.as_deref())?;
     let form = read_form(body, &state).await?;
     // Double submit: a cross-site page can post the form but can neither
     // read nor set this cookie (SameSite=Strict, HttpOnly).
@@ -490,11 +522,20 @@ async fn login(State(state): State<AppState>, request: Request) -> Result<Respon
             Some("agent tokens cannot sign in to the console"),
         );
     }
+    let value = encode_cookie_value(token);
+    if value.len() > MAX_COOKIE_VALUE {
+        // A browser drops a larger cookie: every page would ask to sign in again.
+        return login_form(
+            &state,
+            StatusCode::BAD_REQUEST,
+            Some("That token is too long to keep in a browser cookie."),
+        );
+    }
     tracing::info!(token = %identity.name, role = %identity.role, "console sign-in");
     let mut response = see_other(home_of(identity.role));
     let console = state.console();
     for c in [
-        console.cookie(COOKIE, &encode_cookie_value(token), None),
+        console.cookie(COOKIE, &value, None),
         console.cookie(LOGIN_CSRF_COOKIE, "", Some(0)),
     ] {
         if let Ok(v) = HeaderValue::from_str(&c) {
@@ -531,8 +572,8 @@ pub(crate) fn page(who: Option<&Signed>, heading: &str, body: Markup) -> Markup 
                 script src=(JS_URL.as_str()) defer {}
             }
             body {
-                a.skip href="#main" { "Skip to content" }
                 header.top {
+                    a.skip href="#main" { "Skip to content" }
                     span.brand { "Rein" }
                     nav aria-label="Console" {
                         ul {
@@ -656,6 +697,20 @@ impl IntoResponse for ConsoleError {
     }
 }
 
+/// A path segment with everything but unreserved characters
+/// percent-encoded (a scoped session id holds `/`).
+pub(crate) fn segment(text: &str) -> String {
+    use std::fmt::Write;
+    text.bytes().fold(String::with_capacity(text.len()), |mut s, b| {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            s.push(char::from(b));
+        } else {
+            let _ = write!(s, "%{b:02X}");
+        }
+        s
+    })
+}
+
 /// "3 min", "1 h 5 min", "expired": the time from now to `until` (RFC 3339).
 pub(crate) fn time_left(until: &str) -> String {
     let Ok(until) = until.parse::<jiff::Timestamp>() else {
@@ -751,17 +806,21 @@ mod tests {
             }
             h
         };
-        assert!(same_origin(&headers(&[("host", "127.0.0.1:8700")])).is_ok());
-        assert!(same_origin(&headers(&[
-            ("host", "127.0.0.1:8700"),
-            ("origin", "http://127.0.0.1:8700")
-        ]))
+        assert!(same_origin(&headers(&[("host", "127.0.0.1:8700")]), None).is_ok());
+        assert!(same_origin(
+            &headers(&[("host", "127.0.0.1:8700"), ("origin", "http://127.0.0.1:8700")]),
+            None
+        )
         .is_ok());
-        assert!(same_origin(&headers(&[("host", "a.example"), ("origin", "https://a.example")])).is_ok());
-        assert!(same_origin(&headers(&[
-            ("host", "127.0.0.1:8700"),
-            ("sec-fetch-site", "same-origin")
-        ]))
+        assert!(same_origin(
+            &headers(&[("host", "a.example"), ("origin", "https://a.example")]),
+            None
+        )
+        .is_ok());
+        assert!(same_origin(
+            &headers(&[("host", "127.0.0.1:8700"), ("sec-fetch-site", "same-origin")]),
+            None
+        )
         .is_ok());
         for bad in [
             headers(&[("host", "127.0.0.1:8700"), ("origin", "http://evil.example")]),
@@ -771,8 +830,19 @@ mod tests {
             headers(&[("host", "127.0.0.1:8700"), ("sec-fetch-site", "cross-site")]),
             headers(&[("host", "127.0.0.1:8700"), ("sec-fetch-site", "same-site")]),
         ] {
-            assert!(same_origin(&bad).is_err(), "{bad:?}");
+            assert!(same_origin(&bad, None).is_err(), "{bad:?}");
         }
+        // Behind a proxy that rewrites `Host`: the public URL's origin.
+        let proxied = headers(&[("host", "127.0.0.1:8700"), ("origin", "https://rein.example")]);
+        assert!(same_origin(&proxied, Some("https://rein.example")).is_ok());
+        assert!(same_origin(&proxied, Some("https://other.example")).is_err());
+    }
+
+    #[test]
+    fn segments_are_encoded() {
+        assert_eq!(segment("agent-1/sess 1"), "agent-1%2Fsess%201");
+        assert_eq!(segment("a.b_c~d"), "a.b_c~d");
+        assert_eq!(segment("é"), "%C3%A9");
     }
 
     #[test]
@@ -781,5 +851,41 @@ mod tests {
         assert_eq!(f.get("csrf"), Some("abc"));
         assert_eq!(f.get("comment"), Some("ok then!"));
         assert_eq!(f.get("none"), None);
+    }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_token_round_trips_through_the_cookie(token in "\\PC{1,80}", other in "[a-z]{1,8}") {
+                let encoded = encode_cookie_value(&token);
+                prop_assert!(encoded.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b';' | b',' | b'"' | b'\\')), "{}", encoded);
+                let mut h = HeaderMap::new();
+                let header = format!("{other}=x; {COOKIE}={encoded}; z{other}=y");
+                h.insert(header::COOKIE, HeaderValue::from_str(&header).unwrap_or_else(|_| HeaderValue::from_static("")));
+                prop_assert_eq!(cookie(&h, COOKIE), Some(token));
+            }
+
+            #[test]
+            fn a_csrf_token_fits_only_its_own_token(a in "\\PC{0,40}", b in "\\PC{0,40}") {
+                let c = Console::new(&[9; 32], false);
+                prop_assert!(c.csrf_ok(&a, &c.csrf_token(&a)));
+                prop_assert_eq!(c.csrf_ok(&b, &c.csrf_token(&a)), a == b);
+            }
+
+            #[test]
+            fn the_cross_site_check_never_panics(origin in proptest::collection::vec(any::<u8>(), 0..40), host in "[a-z0-9.:]{0,20}") {
+                let mut h = HeaderMap::new();
+                if let Ok(v) = HeaderValue::from_bytes(&origin) {
+                    h.insert(header::ORIGIN, v);
+                }
+                if let Ok(v) = HeaderValue::from_str(&host) {
+                    h.insert(header::HOST, v);
+                }
+                let _ = same_origin(&h, None);
+            }
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! Inputs and outputs are never shown (the session state keeps them
 //! unredacted); the audit records' fields shown are redacted ones.
 
-use super::{page, ConsoleError, Signed};
+use super::{page, segment, ConsoleError, Signed};
 use crate::auth::Role;
 use crate::AppState;
 use axum::extract::{Path, Query, State};
@@ -33,20 +33,6 @@ pub(crate) fn routes() -> Router<AppState> {
 #[derive(Deserialize)]
 struct Find {
     id: Option<String>,
-}
-
-/// A path segment with everything but unreserved characters
-/// percent-encoded (a scoped session id holds `/`).
-pub(crate) fn segment(text: &str) -> String {
-    use std::fmt::Write;
-    text.bytes().fold(String::with_capacity(text.len()), |mut s, b| {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            s.push(char::from(b));
-        } else {
-            let _ = write!(s, "%{b:02X}");
-        }
-        s
-    })
 }
 
 async fn list(
@@ -266,16 +252,4 @@ async fn show(State(state): State<AppState>, signed: Signed, Path(id): Path<Stri
         }
     };
     Ok(page(Some(&signed), &heading, body).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::segment;
-
-    #[test]
-    fn segments_are_encoded() {
-        assert_eq!(segment("agent-1/sess 1"), "agent-1%2Fsess%201");
-        assert_eq!(segment("a.b_c~d"), "a.b_c~d");
-        assert_eq!(segment("é"), "%C3%A9");
-    }
 }

@@ -160,6 +160,19 @@ async fn pages_need_a_valid_cookie_and_role() {
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
         assert!(page.contains("your role may not open this page"), "{path}");
     }
+    let r = client().get(s.url("/console")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/console/login");
+    let r = client()
+        .get(s.url("/console"))
+        .header("cookie", &alice.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()[LOCATION], "/console/approvals");
+    let (status, page) = get(&s, &alice.cookie, "/console/logout").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(page.contains("<h1>"), "{page}");
     let (status, page) = get(&s, &alice.cookie, "/console/no-such-page").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(page.contains("<h1>"), "{page}");
@@ -644,5 +657,37 @@ async fn sensitive_values_are_shown_only_to_an_approver_who_may_decide() {
         page.contains("Full request") && page.contains(secret),
         "may decide: {page}"
     );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_approver_without_the_role_sees_why_and_cannot_decide() {
+    let h = Harness::new().await;
+    let tokens = format!(
+        "{}  - {{name: fin, role: approver, token: fin-token-0123456789abcdef, approves: [finance]}}\n",
+        tokens_yaml()
+    );
+    std::fs::write(h.dir.path().join("tokens.yaml"), tokens).unwrap();
+    let h = h.restart(|_| {}).await;
+    let s = h.serve().await;
+    // The refund's approval asks for role `support`.
+    let (_, id) = open_approval(&h, 500, "bot-1").await;
+    let fin = sign_in(&s, "fin-token-0123456789abcdef").await;
+    let path = format!("/console/approvals/{id}");
+    let (status, page) = get(&s, &fin.cookie, &path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("needs role support"), "{page}");
+    assert!(!page.contains(">Grant</button>"), "{page}");
+    let r = post(&s, &fin, &format!("{path}/grant"), &[]).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let (_, record) = h
+        .call(
+            axum::http::Method::GET,
+            &format!("/v1/approvals/{id}"),
+            Some(ALICE),
+            None,
+        )
+        .await;
+    assert_eq!(record["state"], "pending");
     s.shutdown().await;
 }
