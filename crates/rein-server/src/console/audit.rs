@@ -307,7 +307,7 @@ async fn show(
                 code { (e.policy_version) }
                 @if let Some(label) = &e.policy_version_label { " (" (label) ")" }
             }
-            @if let Some(a) = &e.approval { dt { "Approval" } dd { a href={ "/console/approvals/" (super::sessions::segment(a)) } { (a) } } }
+            @if let Some(a) = &e.approval { dt { "Approval" } dd { a href={ "/console/approvals/" (super::segment(a)) } { (a) } } }
             @if let Some(c) = &e.client { dt { "Client" } dd { (c) } }
             dt { "Reasons" } dd { (e.reasons.join("; ")) }
             dt { "Hash" } dd { code { (record.hash) } }
