@@ -17,6 +17,7 @@
 
 #![deny(missing_docs)]
 
+mod audit_export;
 mod auth;
 mod body;
 mod console;

@@ -102,6 +102,7 @@ fn specs() -> Vec<Spec> {
         spec(Method::POST, "/v1/approvals/{id}/deny", Some(Approver), post(deny)),
         spec(Method::GET, "/v1/audit", Some(Admin), get(query_audit)),
         spec(Method::GET, "/v1/audit/verify", Some(Admin), get(verify_audit)),
+        spec(Method::GET, "/v1/audit/export", Some(Admin), get(export_audit)),
         spec(Method::POST, "/v1/policy/reload", Some(Admin), post(reload_policy)),
         spec(
             Method::GET,
@@ -829,6 +830,9 @@ struct AuditParams {
     /// A trace id (32 lowercase hex digits), or a whole `traceparent`.
     trace: Option<String>,
     after_seq: Option<u64>,
+    before_seq: Option<u64>,
+    /// `asc` (the default, oldest first) or `desc` (newest first).
+    order: Option<String>,
     limit: Option<u64>,
 }
 
@@ -857,6 +861,16 @@ async fn query_audit(
         }
     }
     let limit = limit(p.limit)?;
+    let descending = match p.order.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("`order` must be `asc` or `desc`; got `{other}`"),
+            ))
+        }
+    };
     // The trace id, also from a whole `traceparent` as an agent logs it;
     // what is neither is refused (and not quoted back).
     let trace =
@@ -882,6 +896,8 @@ async fn query_audit(
         decision_id: p.decision_id,
         trace,
         after_seq: p.after_seq,
+        before_seq: p.before_seq,
+        descending,
         limit: Some(limit),
     };
     let records = state
@@ -896,9 +912,27 @@ async fn query_audit(
         .flatten();
     let mut body = json!({ "records": records });
     if let Some(seq) = next {
-        body["next_after_seq"] = json!(seq);
+        // Newest first, the next page is below the last record.
+        let key = if descending {
+            "next_before_seq"
+        } else {
+            "next_after_seq"
+        };
+        body[key] = json!(seq);
     }
     Ok(Json(body).into_response())
+}
+
+/// `GET /v1/audit/export`: the records matching the filters of
+/// `/v1/audit`, oldest first, as JSON Lines, streamed (see
+/// [`crate::audit_export`]).
+async fn export_audit(
+    State(state): State<AppState>,
+    query: Result<Query<crate::audit_export::AuditFilters>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(filters) = query.map_err(bad_query)?;
+    let query = filters.to_query()?;
+    crate::audit_export::export(Arc::clone(state.runtime().store()), query).await
 }
 
 async fn verify_audit(State(state): State<AppState>) -> Result<Response, ApiError> {

@@ -14,6 +14,7 @@ mod lock;
 mod model;
 mod postgres;
 pub mod redact;
+pub(crate) mod rule_index;
 pub mod seal;
 mod sqlite;
 pub mod versions;

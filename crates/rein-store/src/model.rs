@@ -190,8 +190,16 @@ pub struct AuditQuery {
     /// trace id (32 lowercase hex digits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<String>,
-    /// Records with a sequence number above this (for paging).
+    /// Records with a sequence number above this (for paging oldest
+    /// first).
     pub after_seq: Option<u64>,
+    /// Records with a sequence number below this (keyset paging newest
+    /// first: the last page's smallest `seq`).
+    #[serde(default)]
+    pub before_seq: Option<u64>,
+    /// Newest first (`seq` descending) instead of oldest first.
+    #[serde(default)]
+    pub descending: bool,
     /// At most this many records (the store may cap it).
     pub limit: Option<u64>,
 }

@@ -226,6 +226,8 @@ async fn query_filters_combine(store: TestStore) {
                 decision_id: None,
                 trace: None,
                 after_seq: Some(1),
+                before_seq: Some(12),
+                descending: true,
                 limit: Some(10),
             }
         )

@@ -808,7 +808,7 @@ async fn a_version_4_file_is_migrated() {
     assert_eq!(store.verify_audit().await.unwrap(), Verification::Intact { records: 3 });
     let raw = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = raw.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 7);
+    assert_eq!(version, 8);
     let writes = vec![
         use_of("d1", bucket("r", "a"), "2026-01-01T10:00:00Z", "2"),
         call("s", "d1", "x", "2026-01-01T10:00:00Z", Effect::Allow),

@@ -262,7 +262,7 @@ async fn a_version_6_file_is_migrated() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 7);
+    assert_eq!(version, 8);
     assert_eq!(store.verify_audit().await.unwrap(), Verification::Intact { records: 3 });
     assert!(store.activations().await.unwrap().is_empty());
     let v1 = kept(V1);

@@ -213,6 +213,7 @@ impl Filters {
             trace: self.trace.clone(),
             after_seq,
             limit,
+            ..AuditQuery::default()
         }
     }
 }

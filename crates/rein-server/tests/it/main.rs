@@ -8,10 +8,12 @@
 
 mod approvals;
 mod audit;
+mod audit_export;
 mod body_limits;
 mod common;
 mod concurrency;
 mod console;
+mod console_audit;
 mod decide;
 mod delegation;
 mod explain;

@@ -74,7 +74,7 @@ async fn role_matrix_of_every_route() {
     let h = Harness::new().await;
     let callers = [(AGENT, Role::Agent), (ALICE, Role::Approver), (ADMIN, Role::Admin)];
     let all = routes();
-    assert_eq!(all.len(), 26);
+    assert_eq!(all.len(), 27);
     for route in &all {
         for (token, role) in callers {
             let (path, body) = valid_call(&h, route, token).await;

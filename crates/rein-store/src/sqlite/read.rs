@@ -7,11 +7,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::types::{Value as SqlValue, ValueRef};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use super::columns::Columns;
 use super::{schema, SqliteOptions};
 use crate::chain::{self, Verifier};
+use crate::rule_index::{self, RuleDigest};
 use crate::{AuditEntry, AuditQuery, AuditRecord, StoreError, Verification};
 
 /// Idle read connections kept open; more are opened on demand when reads
@@ -83,22 +84,119 @@ impl Readers {
     }
 }
 
-/// Records matching `q`, in sequence order.
+/// Rows of a time range above which the range is "broad": the query
+/// walks the records in `seq` order and checks their time, rather than
+/// reading the range from the time index and sorting it (see
+/// [`query_audit`]).
+const NARROW_TIME_RANGE: i64 = 20_000;
+
+/// The index that drives an audit query: the one whose filter is the most
+/// selective given, by the columns' nature (SQLite has no statistics of
+/// its own unless `ANALYZE` ran, and its guesses picked the effect's index
+/// for an actor and an effect, reading most of the log).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Driver {
+    /// `(column, index)`: an equality filter's index, in `seq` order.
+    Column(&'static str, &'static str),
+    /// The rule index.
+    Rule,
+    /// The time index, for a narrow range; sorted after.
+    Time,
+    /// The records in `seq` order.
+    Seq,
+}
+
+/// Records matching `q`, in sequence order (newest first when
+/// `q.descending`).
+///
+/// Every equality filter has an index that yields its records in `seq`
+/// order (see the schema's V8); the query reads the most selective one
+/// (a decision id, then a session, an actor, a rule, an action, an effect)
+/// and checks the other filters on each record it reads, so a page reads
+/// about as many rows as it returns unless the filters together are much
+/// rarer than the driving one alone. A time range with no selective
+/// filter is read from the time index when it holds at most
+/// [`NARROW_TIME_RANGE`] records (counted first, from the index alone),
+/// else by walking the records in `seq` order.
 pub(crate) fn query_audit(conn: &Connection, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
-    let mut sql = String::from("SELECT seq, body, prev_hash, hash FROM audit WHERE 1 = 1");
+    query_audit_with(conn, q, NARROW_TIME_RANGE)
+}
+
+/// [`query_audit`] with `narrow` as the bound of a narrow time range (the
+/// tests take every path with small logs).
+fn query_audit_with(conn: &Connection, q: &AuditQuery, narrow: i64) -> Result<Vec<AuditRecord>, StoreError> {
+    let since = q.since.as_deref().map(chain::parse_time).transpose()?;
+    let until = q.until.as_deref().map(chain::parse_time).transpose()?;
+    let bound = |n: u64| SqlValue::Integer(i64::try_from(n).unwrap_or(i64::MAX));
+    let timed = since.is_some() || until.is_some();
+    let driver = if q.decision_id.is_some() {
+        Driver::Column("decision_id", "audit_decision")
+    } else if q.session.is_some() {
+        Driver::Column("session", "audit_session")
+    } else if q.actor.is_some() {
+        Driver::Column("actor_id", "audit_actor")
+    } else if q.rule.is_some() {
+        Driver::Rule
+    } else if timed && narrow_time_range(conn, since.as_deref(), until.as_deref(), q, narrow)? {
+        Driver::Time
+    } else if q.action.is_some() {
+        Driver::Column("action", "audit_action")
+    } else if q.effect.is_some() {
+        Driver::Column("effect", "audit_effect")
+    } else {
+        Driver::Seq
+    };
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+    // A broad time range alone: where its records are in the log.
+    let window = if driver == Driver::Seq && timed && q.action.is_none() && q.effect.is_none() && q.trace.is_none() {
+        match seq_window(conn, since.as_deref(), until.as_deref(), q, limit)? {
+            Window::Empty => return Ok(Vec::new()),
+            other => other,
+        }
+    } else {
+        Window::Whole
+    };
     let mut args: Vec<SqlValue> = Vec::new();
+    let (mut sql, seq) = match driver {
+        Driver::Rule => (
+            String::from(
+                "SELECT audit.seq, audit.body, audit.prev_hash, audit.hash FROM audit_rules CROSS JOIN audit \
+                 ON audit.seq = audit_rules.seq WHERE 1 = 1",
+            ),
+            "audit_rules.seq",
+        ),
+        Driver::Column(_, index) => (
+            format!("SELECT audit.seq, audit.body, audit.prev_hash, audit.hash FROM audit INDEXED BY {index} WHERE 1 = 1"),
+            "audit.seq",
+        ),
+        Driver::Time => (
+            String::from(
+                "SELECT audit.seq, audit.body, audit.prev_hash, audit.hash FROM audit INDEXED BY audit_time WHERE 1 = 1",
+            ),
+            "audit.seq",
+        ),
+        Driver::Seq => (
+            String::from("SELECT audit.seq, audit.body, audit.prev_hash, audit.hash FROM audit WHERE 1 = 1"),
+            "audit.seq",
+        ),
+    };
     let mut filter = |clause: &str, value: SqlValue| {
         args.push(value);
         sql.push_str(" AND ");
         sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
     };
-    let since = q.since.as_deref().map(chain::parse_time).transpose()?;
-    let until = q.until.as_deref().map(chain::parse_time).transpose()?;
+    // A term of another filter than the driver's is written `+column`,
+    // which SQLite does not read through an index.
+    let time_column = if driver == Driver::Time {
+        "audit.time"
+    } else {
+        "+audit.time"
+    };
     if let Some(since) = &since {
-        filter("time >= ?", SqlValue::Text(since.clone()));
+        filter(&format!("{time_column} >= ?"), SqlValue::Text(since.clone()));
     }
     if let Some(until) = &until {
-        filter("time < ?", SqlValue::Text(until.clone()));
+        filter(&format!("{time_column} < ?"), SqlValue::Text(until.clone()));
     }
     for (column, value) in [
         ("actor_id", &q.actor),
@@ -108,14 +206,23 @@ pub(crate) fn query_audit(conn: &Connection, q: &AuditQuery) -> Result<Vec<Audit
         ("decision_id", &q.decision_id),
     ] {
         if let Some(v) = value {
-            filter(&format!("{column} = ?"), SqlValue::Text(v.clone()));
+            let plus = if matches!(driver, Driver::Column(c, _) if c == column) {
+                ""
+            } else {
+                "+"
+            };
+            filter(&format!("{plus}audit.{column} = ?"), SqlValue::Text(v.clone()));
         }
     }
     if let Some(rule) = &q.rule {
-        filter(
-            "EXISTS (SELECT 1 FROM json_each(audit.rules) WHERE json_each.value = ?)",
-            SqlValue::Text(rule.clone()),
-        );
+        if driver == Driver::Rule {
+            filter("audit_rules.rule = ?", SqlValue::Text(rule.clone()));
+        } else {
+            filter(
+                "EXISTS (SELECT 1 FROM audit_rules WHERE audit_rules.rule = ? AND audit_rules.seq = audit.seq)",
+                SqlValue::Text(rule.clone()),
+            );
+        }
     }
     if let Some(trace) = &q.trace {
         // No column: the body is canonical and `trace` its last key, so a
@@ -124,16 +231,24 @@ pub(crate) fn query_audit(conn: &Connection, q: &AuditQuery) -> Result<Vec<Audit
         // are escaped). The body is what the chain covers: exact, and no
         // migration (a scan, bounded by the other filters given).
         filter(
-            "substr(body, -67, 13) = ',\"trace\":\"00-' AND substr(body, -54, 32) = ?",
+            "substr(audit.body, -67, 13) = ',\"trace\":\"00-' AND substr(audit.body, -54, 32) = ?",
             SqlValue::Text(trace.clone()),
         );
     }
     if let Some(after) = q.after_seq {
-        filter("seq > ?", SqlValue::Integer(i64::try_from(after).unwrap_or(i64::MAX)));
+        filter(&format!("{seq} > ?"), bound(after));
     }
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
-    sql.push_str(" ORDER BY seq LIMIT ");
-    sql.push_str(&limit.to_string());
+    if let Some(before) = q.before_seq {
+        filter(&format!("{seq} < ?"), bound(before));
+    }
+    if let Window::Seqs(lo, hi) = window {
+        filter(&format!("{seq} >= ?"), SqlValue::Integer(lo));
+        filter(&format!("{seq} <= ?"), SqlValue::Integer(hi));
+    }
+    sql.push_str(&format!(
+        " ORDER BY {seq} {} LIMIT {limit}",
+        if q.descending { "DESC" } else { "ASC" }
+    ));
 
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
@@ -172,6 +287,98 @@ pub(crate) fn query_audit(conn: &Connection, q: &AuditQuery) -> Result<Vec<Audit
         });
     }
     Ok(out)
+}
+
+/// Where the records of a broad time range (the query's only filter) are.
+enum Window {
+    /// Read the log in `seq` order: the range reaches the end it starts
+    /// from, so its records come first.
+    Whole,
+    /// None within the query's `seq` bounds.
+    Empty,
+    /// The page's records are exactly those of the range between these
+    /// sequence numbers (inclusive).
+    Seqs(i64, i64),
+}
+
+/// For a broad time range that does not reach the end of the log a query
+/// starts from (a window in the past, read newest first), the `seq` span
+/// of the page's records, found from the time index alone (it holds each
+/// record's `seq`): a walk of the log from its end would read every
+/// record newer than the range first.
+fn seq_window(
+    conn: &Connection,
+    since: Option<&str>,
+    until: Option<&str>,
+    q: &AuditQuery,
+    limit: u64,
+) -> Result<Window, StoreError> {
+    let seq_bound = |n: Option<u64>, none: i64| n.map_or(none, |n| i64::try_from(n).unwrap_or(i64::MAX));
+    let (after, before) = (seq_bound(q.after_seq, 0), seq_bound(q.before_seq, i64::MAX));
+    let order = if q.descending { "DESC" } else { "ASC" };
+    // The first record the walk would read.
+    let first: Option<String> = conn
+        .prepare_cached(&format!(
+            "SELECT time FROM audit WHERE seq > ?1 AND seq < ?2 ORDER BY seq {order} LIMIT 1"
+        ))?
+        .query_row(rusqlite::params![after, before], |r| r.get(0))
+        .optional()?;
+    let Some(first) = first else { return Ok(Window::Empty) };
+    let inside = since.is_none_or(|s| *first >= *s) && until.is_none_or(|u| *first < *u);
+    if inside {
+        return Ok(Window::Whole);
+    }
+    // Only the bounds given: a record whose time did not parse is kept as
+    // given, and must not fall outside an invented bound.
+    let mut sql = String::from(
+        "SELECT min(seq), max(seq) FROM (SELECT seq FROM audit INDEXED BY audit_time WHERE seq > ?1 AND seq < ?2",
+    );
+    let mut args: Vec<SqlValue> = vec![SqlValue::Integer(after), SqlValue::Integer(before)];
+    for (op, bound) in [(">=", since), ("<", until)] {
+        if let Some(b) = bound {
+            args.push(SqlValue::Text(b.to_owned()));
+            sql.push_str(&format!(" AND time {op} ?{}", args.len()));
+        }
+    }
+    sql.push_str(&format!(" ORDER BY seq {order} LIMIT {limit})"));
+    let span: (Option<i64>, Option<i64>) = conn
+        .prepare_cached(&sql)?
+        .query_row(rusqlite::params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(match span {
+        (Some(lo), Some(hi)) => Window::Seqs(lo, hi),
+        _ => Window::Empty,
+    })
+}
+
+/// Whether the time range of a query (within its `seq` bounds) holds at
+/// most [`NARROW_TIME_RANGE`] records: counted from the time index alone,
+/// stopping at the bound.
+fn narrow_time_range(
+    conn: &Connection,
+    since: Option<&str>,
+    until: Option<&str>,
+    q: &AuditQuery,
+    narrow: i64,
+) -> Result<bool, StoreError> {
+    let seq_bound = |n: Option<u64>, none: i64| n.map_or(none, |n| i64::try_from(n).unwrap_or(i64::MAX));
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM (SELECT 1 FROM audit INDEXED BY audit_time WHERE time >= ?1 AND time < ?2 \
+             AND seq > ?3 AND seq < ?4 LIMIT ?5)",
+        )?
+        .query_row(
+            rusqlite::params![
+                since.unwrap_or(""),
+                // Above every time key the writer makes (they start with a
+                // digit); only this count, which picks a plan, uses it.
+                until.unwrap_or("~"),
+                seq_bound(q.after_seq, 0),
+                seq_bound(q.before_seq, i64::MAX),
+                narrow.saturating_add(1),
+            ],
+            |r| r.get(0),
+        )?;
+    Ok(n <= narrow)
 }
 
 /// The first filter of `q` that `entry` (read from a body) does not
@@ -284,18 +491,54 @@ pub(crate) fn verify_audit(conn: &mut Connection) -> Result<Verification, StoreE
             }
         })?
     };
-    tx.finish()?;
     if let Some(verdict) = checked.column_verdict {
         return Ok(verdict);
     }
     let head = head
         .as_ref()
         .map(|(seq, hash)| (u64::try_from(*seq).unwrap_or(u64::MAX), hash.as_str()));
-    Ok(match (checked.verifier.finish(head), checked.pending) {
+    let verdict = match (checked.verifier.finish(head), checked.pending) {
         (Verification::Intact { .. }, Some((seq, problem))) => changed(seq, &problem),
         (verdict, _) => verdict,
-    })
+    };
+    // The chain and the columns hold: the rule index must hold the pairs
+    // the bodies name, no more, no fewer (read in the same snapshot).
+    let verdict = match verdict {
+        Verification::Intact { records } => {
+            let mut index = RuleDigest::default();
+            {
+                let mut stmt = tx.prepare("SELECT seq, rule FROM audit_rules")?;
+                let mut rows = stmt.query([])?;
+                while let Some(r) = rows.next()? {
+                    let seq: i64 = r.get(0)?;
+                    let rule = r.get_ref(1)?;
+                    let rule = text(rule).unwrap_or("\u{0}not text");
+                    index.add(u64::try_from(seq).unwrap_or(u64::MAX), rule);
+                }
+            }
+            if index == checked.rules {
+                Verification::Intact { records }
+            } else {
+                let first: Option<i64> = tx.query_row(RULE_INDEX_MISMATCH, [], |r| r.get(0))?;
+                let (seq, problem) = rule_index::mismatch_problem(first.and_then(|s| u64::try_from(s).ok()));
+                Verification::Broken { seq, problem }
+            }
+        }
+        broken => broken,
+    };
+    tx.finish()?;
+    Ok(verdict)
 }
+
+/// The first record whose rule index rows differ from its `rules` column
+/// (which `verify` has checked against the body): only run once the
+/// digests disagree.
+const RULE_INDEX_MISMATCH: &str = "SELECT min(seq) FROM (\
+     SELECT seq, rule FROM (SELECT audit.seq AS seq, j.value AS rule FROM audit, json_each(audit.rules) AS j \
+         EXCEPT SELECT seq, rule FROM audit_rules) \
+     UNION ALL \
+     SELECT seq, rule FROM (SELECT seq, rule FROM audit_rules \
+         EXCEPT SELECT audit.seq, j.value FROM audit, json_each(audit.rules) AS j))";
 
 /// What the checking thread found.
 struct Checked {
@@ -306,6 +549,8 @@ struct Checked {
     /// link, inserted) is the better one.
     pending: Option<(u64, String)>,
     column_verdict: Option<Verification>,
+    /// The `(seq, rule)` pairs the bodies name, for the rule index.
+    rules: RuleDigest,
 }
 
 /// Checks batches in order until the chain breaks or the batches end.
@@ -318,6 +563,7 @@ fn check_batches(
         verifier: Verifier::new(),
         pending: None,
         column_verdict: None,
+        rules: RuleDigest::default(),
     };
     'batches: for mut batch in full {
         for row in &batch.rows {
@@ -336,7 +582,9 @@ fn check_batches(
                 Err(why) => Some(why.clone()),
                 Ok(cols) => match Columns::from_body(body) {
                     Err(why) => Some(why),
-                    Ok(derived) => derived.mismatch(cols.clone().map(|c| c.map(|r| text(&r)))),
+                    Ok(derived) => derived
+                        .mismatch(cols.clone().map(|c| c.map(|r| text(&r))))
+                        .or_else(|| c.rules.add_record(row.seq, &derived.rules).err()),
                 },
             };
             c.pending = problem.map(|p| (row.seq, p));
@@ -452,5 +700,104 @@ fn changed(seq: u64, problem: &str) -> Verification {
     Verification::Broken {
         seq,
         problem: format!("record {seq} was changed: {problem}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::{SqliteStore, Store};
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    /// Record `i`'s time: mostly increasing with `seq`, some out of order.
+    fn time(i: u64) -> String {
+        let minute = if i % 7 == 3 { i / 2 } else { i };
+        format!("2025-06-01T{:02}:{:02}:00.000000Z", minute / 60 % 24, minute % 60)
+    }
+
+    /// Whichever path a time range takes (the time index, the log walked
+    /// from its end, or the window found from the time index), a query
+    /// returns exactly the records in the range, in order.
+    #[test]
+    fn every_time_range_path_returns_the_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rein.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let n = 300u64;
+        for i in 1..=n {
+            let mut e: crate::AuditEntry = serde_json::from_value(serde_json::json!({
+                "decision_id": format!("d{i}"), "time": time(i), "phase": "before", "action": "a",
+                "input": {}, "actor": {"id": "x"}, "snapshot": {}, "output": null, "error": null,
+                "session": null, "effect": "allow", "rules": [], "reasons": [], "policy_version": "v",
+                "latency_us": 1, "approval": null
+            }))
+            .unwrap();
+            if i % 50 == 0 {
+                e.time = "not a time".into();
+            }
+            rt.block_on(store.append(e)).unwrap();
+        }
+        let conn = schema::open_reader(&path, SqliteOptions::default()).unwrap();
+        let times: Vec<String> = (1..=n)
+            .map(|i| if i % 50 == 0 { "not a time".to_string() } else { time(i) })
+            .collect();
+        let minutes = (0..=n)
+            .map(|m| format!("2025-06-01T{:02}:{:02}:00.000000Z", m / 60 % 24, m % 60))
+            .collect::<Vec<_>>();
+        let strategy = (
+            proptest::option::of(proptest::sample::select(minutes.clone())),
+            proptest::option::of(proptest::sample::select(minutes)),
+            proptest::option::of(0..=n + 1),
+            proptest::option::of(0..=n + 1),
+            any::<bool>(),
+            1u64..40,
+        );
+        let mut runner = TestRunner::new(Config {
+            cases: 300,
+            ..Config::default()
+        });
+        runner
+            .run(&strategy, |(since, until, after, before, descending, limit)| {
+                if since.is_none() && until.is_none() {
+                    return Ok(());
+                }
+                let q = AuditQuery {
+                    since: since.clone(),
+                    until: until.clone(),
+                    after_seq: after,
+                    before_seq: before,
+                    descending,
+                    limit: Some(limit),
+                    ..AuditQuery::default()
+                };
+                let mut want: Vec<u64> = (1..=n)
+                    .filter(|&s| after.is_none_or(|a| s > a) && before.is_none_or(|b| s < b))
+                    .filter(|&s| {
+                        let t = times[(s - 1) as usize].as_str();
+                        since.as_deref().is_none_or(|x| t >= x) && until.as_deref().is_none_or(|x| t < x)
+                    })
+                    .collect();
+                if descending {
+                    want.reverse();
+                }
+                want.truncate(limit as usize);
+                for narrow in [0, 3, i64::MAX] {
+                    let got: Vec<u64> = query_audit_with(&conn, &q, narrow)
+                        .unwrap()
+                        .iter()
+                        .map(|r| r.seq)
+                        .collect();
+                    prop_assert_eq!(&got, &want, "narrow {}: {:?}", narrow, q);
+                }
+                Ok(())
+            })
+            .unwrap();
     }
 }

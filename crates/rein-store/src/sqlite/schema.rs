@@ -16,7 +16,7 @@ use super::SqliteOptions;
 use crate::StoreError;
 
 /// The schema this build writes and reads.
-pub(crate) const SCHEMA_VERSION: i64 = 7;
+pub(crate) const SCHEMA_VERSION: i64 = 8;
 
 /// `PRAGMA application_id` of a Rein store: "REIN" in ASCII.
 const APPLICATION_ID: i64 = 0x5245_494E;
@@ -34,6 +34,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Sql(V5),
     Migration::AddColumns(V6),
     Migration::Sql(V7),
+    Migration::Sql(V8),
 ];
 
 /// One step of [`MIGRATIONS`].
@@ -271,6 +272,48 @@ CREATE TABLE IF NOT EXISTS policy_versions (
     saved_at TEXT NOT NULL             -- fixed-width UTC, when first kept
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS audit_activations ON audit (seq) WHERE phase = 'activate';
+"#;
+
+/// Version 8: the audit log is read newest first, by any filter, in
+/// pages of a few dozen records (the console), on logs of millions of
+/// records: each filter needs an index that yields its records in `seq`
+/// order, so that a page reads its rows and stops.
+/// - `audit_actor`, `audit_action`, `audit_effect`, `audit_session`: an
+///   index on the column is ordered by (value, rowid), and the rowid is
+///   `seq`: an equality filter reads one range, in `seq` order, either way.
+///   V2 dropped the first versions of these to spare the writer; they are
+///   back because without them a filter on a rare value reads the whole
+///   log. Each costs the writer one B-tree insert per record, near the end
+///   of its value's range (its newest entries), so the pages it dirties
+///   are few and hot.
+/// - `audit_rules` (the rule index, see `rule_index`): `(rule, seq)` for
+///   every distinct rule id of each record, filled by the trigger
+///   `audit_rules_add` from each new record's `rules` column and here from
+///   the records already in the log. Append-only as the log.
+///
+/// `IF NOT EXISTS`, as V5: a file whose version was set back by hand keeps
+/// them (the fill is `OR IGNORE`).
+const V8: &str = r#"
+CREATE INDEX IF NOT EXISTS audit_actor   ON audit (actor_id) WHERE actor_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_session ON audit (session) WHERE session IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_action  ON audit (action);
+CREATE INDEX IF NOT EXISTS audit_effect  ON audit (effect);
+CREATE TABLE IF NOT EXISTS audit_rules (
+    rule TEXT NOT NULL,
+    seq  INTEGER NOT NULL,
+    PRIMARY KEY (rule, seq)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO audit_rules (rule, seq)
+    SELECT j.value, audit.seq FROM audit, json_each(audit.rules) AS j WHERE j.type = 'text';
+CREATE TRIGGER IF NOT EXISTS audit_rules_add AFTER INSERT ON audit
+BEGIN
+    INSERT OR IGNORE INTO audit_rules (rule, seq)
+        SELECT j.value, NEW.seq FROM json_each(NEW.rules) AS j WHERE j.type = 'text';
+END;
+CREATE TRIGGER IF NOT EXISTS audit_rules_no_update BEFORE UPDATE ON audit_rules
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_rules_no_delete BEFORE DELETE ON audit_rules
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 "#;
 
 fn open_error(path: &Path, e: impl std::fmt::Display) -> StoreError {
@@ -529,8 +572,20 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        // Version 7's partial index holds only activation records.
-        assert_eq!(indexes, ["audit_activations", "audit_decision", "audit_time"]);
+        // Version 7's partial index holds only activation records; version
+        // 8 brings back the filter indexes version 2 dropped.
+        assert_eq!(
+            indexes,
+            [
+                "audit_action",
+                "audit_activations",
+                "audit_actor",
+                "audit_decision",
+                "audit_effect",
+                "audit_session",
+                "audit_time"
+            ]
+        );
         let mut stmt = conn
             .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'approvals' ORDER BY name")
             .unwrap();
@@ -560,6 +615,84 @@ mod tests {
             .unwrap();
     }
 
+    /// A version 7 store gains the filter indexes and the rule index,
+    /// filled from the records already there (their bytes unchanged); new
+    /// records are indexed by the trigger; the rule filter and the others
+    /// read an index, not the whole log.
+    #[test]
+    fn a_version_7_store_is_migrated() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for step in &MIGRATIONS[..7] {
+            step.run(&conn).unwrap();
+        }
+        conn.pragma_update(None, "application_id", APPLICATION_ID).unwrap();
+        conn.pragma_update(None, "user_version", 7).unwrap();
+        let insert = |conn: &Connection, seq: i64, rules: &str| {
+            conn.execute(
+                "INSERT INTO audit (seq, time, decision_id, phase, action, effect, rules, body, prev_hash, hash) \
+                 VALUES (?1, 't', 'd', 'before', 'a', 'allow', ?2, 'body', 'p', 'h')",
+                rusqlite::params![seq, rules],
+            )
+            .unwrap();
+        };
+        insert(&conn, 1, r#"["r1","r2"]"#);
+        insert(&conn, 2, "[]");
+        insert(&conn, 3, r#"["r2","r2"]"#);
+        let bodies = |conn: &Connection| -> Vec<(i64, String, String, String)> {
+            conn.prepare("SELECT seq, body, prev_hash, hash FROM audit ORDER BY seq")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let before = bodies(&conn);
+        migrate(&mut conn).unwrap();
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(bodies(&conn), before);
+        let index = |conn: &Connection| -> Vec<(String, i64)> {
+            conn.prepare("SELECT rule, seq FROM audit_rules ORDER BY rule, seq")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let pairs = |p: &[(&str, i64)]| p.iter().map(|(r, s)| (r.to_string(), *s)).collect::<Vec<_>>();
+        assert_eq!(index(&conn), pairs(&[("r1", 1), ("r2", 1), ("r2", 3)]));
+        insert(&conn, 4, r#"["r3","r1"]"#);
+        assert_eq!(
+            index(&conn),
+            pairs(&[("r1", 1), ("r1", 4), ("r2", 1), ("r2", 3), ("r3", 4)])
+        );
+        assert!(conn.execute("DELETE FROM audit_rules WHERE seq = 1", []).is_err());
+        let plan = |sql: &str| -> String {
+            conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map([], |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap()
+                .join("; ")
+        };
+        for (column, index) in [
+            ("actor_id", "audit_actor"),
+            ("action", "audit_action"),
+            ("effect", "audit_effect"),
+            ("session", "audit_session"),
+        ] {
+            let p = plan(&format!(
+                "SELECT seq FROM audit WHERE {column} = 'x' AND seq < 10 ORDER BY seq DESC LIMIT 50"
+            ));
+            assert!(p.contains(index) && !p.contains("TEMP B-TREE"), "{column}: {p}");
+        }
+        // Set back by hand (everything kept): migrated again.
+        conn.pragma_update(None, "user_version", 7).unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(index(&conn).len(), 5);
+    }
+
     /// A version 6 store gains the kept policy versions and the partial
     /// index of activation records, which the history's query uses; its
     /// records stay as they were.
@@ -579,7 +712,7 @@ mod tests {
         .unwrap();
         migrate(&mut conn).unwrap();
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-        assert_eq!(version, 7);
+        assert_eq!(version, SCHEMA_VERSION);
         let n: i64 = conn.query_row("SELECT count(*) FROM audit", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 1);
         conn.prepare("SELECT version, label, sources, saved_at FROM policy_versions")
