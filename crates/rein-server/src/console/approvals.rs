@@ -303,7 +303,7 @@ struct Feed {
     changes_open: bool,
     /// Changes when the server stops.
     closing: tokio::sync::watch::Receiver<bool>,
-    /// When the signed-in token expires (a JWT's `exp`): the stream ends.
+    /// When the sign-in ends (the session's or a JWT's expiry): the stream ends.
     expires_at: Option<jiff::Timestamp>,
     /// Held until the stream ends: the cap of open streams.
     _permit: tokio::sync::OwnedSemaphorePermit,
@@ -370,7 +370,7 @@ async fn events(State(state): State<AppState>, signed: Signed) -> Result<Respons
         changes,
         changes_open: true,
         closing,
-        expires_at: signed.identity.expires_at,
+        expires_at: signed.expires_at,
         state,
         last: None,
         first: true,

@@ -29,7 +29,7 @@ mod audit;
 mod policy;
 mod sessions;
 
-use crate::auth::{AuthRefusal, Identity, Role};
+use crate::auth::{AuthRefusal, CredentialSource, Identity, Role};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
@@ -45,8 +45,16 @@ use sha2::{Digest, Sha256};
 use std::sync::{Arc, LazyLock};
 use subtle::ConstantTimeEq;
 
-/// The cookie that holds the signed-in bearer token.
+/// The cookie of a signed-in console: a session value signed by the
+/// server for a token of the tokens file (see [`Console::session_value`]),
+/// or a JWT or delegation token itself.
 pub(crate) const COOKIE: &str = "rein_console";
+/// How long a console session lasts (its cookie's `Max-Age`). Sign-out
+/// only asks the browser to forget the cookie: a copied value stays valid
+/// until then (or until its token leaves the tokens file), so keep it short.
+pub(crate) const SESSION_SECS: i64 = 12 * 3600;
+/// The prefix of a session value (its format's version).
+const SESSION_PREFIX: &str = "s1.";
 /// The pre-session cookie of the sign-in form's CSRF check (double submit).
 const LOGIN_CSRF_COOKIE: &str = "rein_console_csrf";
 /// Largest form body a console POST reads (the playground's draft policy
@@ -111,7 +119,51 @@ impl Console {
         self
     }
 
-    /// The CSRF token of the forms of a console signed in with `token`.
+    /// The cookie value of a console session of static token `name` (whose
+    /// SHA-256 is `digest`) that ends at `expires` (Unix seconds):
+    /// `s1.<name>.<expires>.<HMAC(key, name, expires, digest)>`. It is
+    /// not the token: it opens no API route, and it ends by itself. The
+    /// digest in the MAC makes a changed or removed token end it at once.
+    pub(crate) fn session_value(&self, name: &str, digest: &[u8; 32], expires: i64) -> String {
+        format!(
+            "{SESSION_PREFIX}{name}.{expires}.{}",
+            self.session_mac(name, digest, expires)
+        )
+    }
+
+    fn session_mac(&self, name: &str, digest: &[u8; 32], expires: i64) -> String {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.csrf_key).unwrap_or_else(|_| unreachable_key());
+        mac.update(b"session\0");
+        // The name's length first: no name/expiry split makes another's MAC.
+        mac.update(&(name.len() as u64).to_be_bytes());
+        mac.update(name.as_bytes());
+        mac.update(&expires.to_be_bytes());
+        mac.update(digest);
+        hex(&mac.finalize().into_bytes())
+    }
+
+    /// The identity of session value `value` at `now` (Unix seconds), when
+    /// it verifies against the current `tokens`: its MAC in constant time,
+    /// not expired, not longer than [`SESSION_SECS`], the token still there
+    /// with the same secret, and not an agent's.
+    pub(crate) fn verify_session(&self, value: &str, tokens: &crate::auth::Tokens, now: i64) -> Option<Arc<Identity>> {
+        let rest = value.strip_prefix(SESSION_PREFIX)?;
+        let (rest, given) = rest.rsplit_once('.')?;
+        let (name, expires) = rest.rsplit_once('.')?;
+        if expires.is_empty() || !expires.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let expires: i64 = expires.parse().ok()?;
+        let (identity, digest) = tokens.static_token(name)?;
+        let expected = self.session_mac(name, digest, expires);
+        let mac_ok = expected.len() == given.len() && bool::from(expected.as_bytes().ct_eq(given.as_bytes()));
+        // A minute's slack for replicas whose clocks differ a little.
+        let fresh = now < expires && expires <= now.saturating_add(SESSION_SECS + 60);
+        (mac_ok && fresh && identity.role != Role::Agent).then(|| Arc::clone(identity))
+    }
+
+    /// The CSRF token of the forms of a console signed in with `token` (the
+    /// cookie's value: a session value, or a JWT or delegation token).
     pub(crate) fn csrf_token(&self, token: &str) -> String {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.csrf_key).unwrap_or_else(|_| unreachable_key());
         mac.update(b"form\0");
@@ -270,6 +322,8 @@ pub(crate) struct Signed {
     pub(crate) identity: Arc<Identity>,
     /// The CSRF token of this caller's forms.
     csrf: String,
+    /// When the sign-in ends (the session's or the JWT's expiry).
+    pub(crate) expires_at: Option<jiff::Timestamp>,
 }
 
 impl Signed {
@@ -297,17 +351,39 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Signed, ConsoleError> {
         let state = <AppState as axum::extract::FromRef<S>>::from_ref(state);
         let reading = parts.method == Method::GET || parts.method == Method::HEAD;
-        let Some(token) = cookie(&parts.headers, COOKIE) else {
+        let Some(value) = cookie(&parts.headers, COOKIE) else {
             return Err(ConsoleError::signed_out(reading));
         };
-        match state.tokens().verify(&token) {
-            // An agent token never gets a cookie; one set by hand is no
-            // sign-in either.
-            Ok(identity) if identity.role != Role::Agent => {
-                let csrf = state.console().csrf_token(&token);
-                Ok(Signed { identity, csrf })
+        let now = jiff::Timestamp::now().as_second();
+        let found = if value.starts_with(SESSION_PREFIX) {
+            state
+                .console()
+                .verify_session(&value, state.tokens(), now)
+                .map(|identity| (identity, Some(value_expiry(&value))))
+        } else {
+            // A JWT or delegation token is kept as it is: it expires by
+            // itself, and the issuer decides its lifetime. A token of the
+            // tokens file never is (it would be the long-lived API
+            // credential itself); an agent's token is no sign-in either.
+            match state.tokens().verify(&value) {
+                Ok(identity) if identity.role != Role::Agent && identity.source != CredentialSource::Static => {
+                    let until = identity.expires_at.map(|t| t.as_second());
+                    Some((identity, until))
+                }
+                Ok(_) | Err(_) => None,
             }
-            Ok(_) | Err(_) => {
+        };
+        match found {
+            Some((identity, until)) => {
+                let csrf = state.console().csrf_token(&value);
+                let expires_at = until.and_then(|s| jiff::Timestamp::from_second(s).ok());
+                Ok(Signed {
+                    identity,
+                    csrf,
+                    expires_at,
+                })
+            }
+            None => {
                 state.metrics().auth_failure("console");
                 Err(ConsoleError::signed_out(reading))
             }
@@ -326,6 +402,15 @@ where
             .await
             .ok())
     }
+}
+
+/// The expiry (Unix seconds) of a session value that verified.
+fn value_expiry(value: &str) -> i64 {
+    value
+        .rsplit('.')
+        .nth(1)
+        .and_then(|e| e.parse().ok())
+        .unwrap_or_default()
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers, decoded.
@@ -488,7 +573,9 @@ fn login_form(state: &AppState, status: StatusCode, problem: Option<&str>) -> Re
             input #token type="password" name="token" autocomplete="current-password" required;
             button type="submit" { "Sign in" }
         }
-        p.hint { "Sign in with an approver's or an admin's bearer token from the tokens file." }
+        p.hint { "Sign in with an approver's or an admin's bearer token from the tokens file. "
+            "The browser keeps a session for 12 hours, not the token. Signing out makes this browser forget it; "
+            "a copy of the session stays valid until it expires or its token leaves the tokens file." }
     };
     let mut response = page_with(status, None, "Sign in", body);
     if let Ok(v) = HeaderValue::from_str(&state.console().cookie(LOGIN_CSRF_COOKIE, &nonce, None)) {
@@ -532,7 +619,22 @@ async fn login(State(state): State<AppState>, request: Request) -> Result<Respon
             Some("agent tokens cannot sign in to the console"),
         );
     }
-    let value = encode_cookie_value(token);
+    let now = jiff::Timestamp::now().as_second();
+    // A token of the tokens file: a signed session value, never the token.
+    let (raw, max_age) = match state.tokens().static_token(&identity.name) {
+        Some((_, digest)) if identity.source == CredentialSource::Static => {
+            let expires = now + SESSION_SECS;
+            (
+                state.console().session_value(&identity.name, digest, expires),
+                SESSION_SECS,
+            )
+        }
+        _ => {
+            let left = identity.expires_at.map_or(SESSION_SECS, |t| t.as_second() - now);
+            (token.to_string(), left.clamp(0, SESSION_SECS))
+        }
+    };
+    let value = encode_cookie_value(&raw);
     if value.len() > MAX_COOKIE_VALUE {
         // A browser drops a larger cookie: every page would ask to sign in again.
         return login_form(
@@ -545,7 +647,7 @@ async fn login(State(state): State<AppState>, request: Request) -> Result<Respon
     let mut response = see_other(home_of(identity.role));
     let console = state.console();
     for c in [
-        console.cookie(COOKIE, &value, None),
+        console.cookie(COOKIE, &value, Some(max_age.unsigned_abs())),
         console.cookie(LOGIN_CSRF_COOKIE, "", Some(0)),
     ] {
         if let Ok(v) = HeaderValue::from_str(&c) {
@@ -760,6 +862,60 @@ mod tests {
         assert!(!other.csrf_ok("tok-a", &t));
         let replica = Console::new(b"0123456789abcdef0123456789abcdef", false);
         assert!(replica.csrf_ok("tok-a", &t));
+    }
+
+    fn tokens(alice: &str) -> crate::auth::Tokens {
+        let text = format!(
+            "tokens:\n  - {{name: al.ice, role: approver, token: {alice}}}\n  - {{name: bot, role: agent, token: agent-token-0123456789abcdef}}\n"
+        );
+        crate::auth::Tokens::parse("tokens.yaml", &text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_session_value_is_not_the_token_and_ends() {
+        let c = Console::new(&[7; 32], false);
+        let t = tokens("alice-token-0123456789abcdef");
+        let (_, digest) = t.static_token("al.ice").unwrap_or_else(|| panic!("no token"));
+        let now = 1_800_000_000;
+        let v = c.session_value("al.ice", digest, now + SESSION_SECS);
+        assert!(!v.contains("alice-token"), "{v}");
+        assert!(v.starts_with("s1.al.ice."), "{v}");
+        let who = c.verify_session(&v, &t, now).map(|i| i.name.clone());
+        assert_eq!(who.as_deref(), Some("al.ice"));
+        // Expired, or longer than a session may be.
+        assert!(c.verify_session(&v, &t, now + SESSION_SECS).is_none());
+        let long = c.session_value("al.ice", digest, now + SESSION_SECS + 3600);
+        assert!(c.verify_session(&long, &t, now).is_none());
+        // The token changed or left the tokens file: the session ends.
+        assert!(c
+            .verify_session(&v, &tokens("alice-token-rotated-0123456789"), now)
+            .is_none());
+        // Another key (deployment), a changed expiry or MAC, an agent.
+        assert!(Console::new(&[8; 32], false).verify_session(&v, &t, now).is_none());
+        let later = v.replacen(
+            &format!(".{}.", now + SESSION_SECS),
+            &format!(".{}.", now + SESSION_SECS - 1),
+            1,
+        );
+        assert!(c.verify_session(&later, &t, now).is_none());
+        let mut flipped = v.clone();
+        let last = if flipped.ends_with('0') { "1" } else { "0" };
+        flipped.pop();
+        flipped.push_str(last);
+        assert!(c.verify_session(&flipped, &t, now).is_none());
+        let (_, agent_digest) = t.static_token("bot").unwrap_or_else(|| panic!("no token"));
+        let agent = c.session_value("bot", agent_digest, now + 60);
+        assert!(c.verify_session(&agent, &t, now).is_none());
+        for bad in [
+            "",
+            "s1.",
+            "s1.al.ice",
+            "s1.al.ice.x.y",
+            "s1.al.ice.-5.ab",
+            "alice-token-0123456789abcdef",
+        ] {
+            assert!(c.verify_session(bad, &t, now).is_none(), "{bad}");
+        }
     }
 
     #[test]

@@ -102,8 +102,8 @@ async fn sign_in_sets_the_cookie_and_refuses_wrong_and_agent_tokens() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(r.headers()[LOCATION], "/console/approvals");
     let (value, whole) = set_cookie(r.headers(), "rein_console").unwrap();
-    assert_eq!(value, ALICE, "the cookie is the bearer token itself");
-    for attr in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
+    assert!(!value.contains(ALICE), "the cookie is not the bearer token: {value}");
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/console", "Max-Age=43200"] {
         assert!(whole.contains(attr), "{whole}");
     }
     assert!(!whole.contains("Secure"), "plain HTTP: {whole}");
@@ -128,6 +128,45 @@ async fn sign_in_sets_the_cookie_and_refuses_wrong_and_agent_tokens() {
     // An agent token set as the cookie by hand opens nothing.
     let (status, _) = get(&s, &format!("rein_console={AGENT}"), "/console/approvals").await;
     assert_eq!(status, StatusCode::SEE_OTHER);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_cookie_is_a_bounded_session_not_the_api_token() {
+    let h = Harness::new().await;
+    let s = h.serve().await;
+    let b = sign_in(&s, ALICE).await;
+    let value = b.cookie.trim_start_matches("rein_console=").to_string();
+    assert!(value.starts_with("s1.alice."), "{value}");
+    assert_eq!(get(&s, &b.cookie, "/console/approvals").await.0, StatusCode::OK);
+    // The leaked value opens no API route.
+    let r = client()
+        .get(s.url("/v1/approvals"))
+        .bearer_auth(&value)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // The raw token in the cookie (the old form) is no sign-in any more.
+    let (status, _) = get(&s, &format!("rein_console={ALICE}"), "/console/approvals").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    // A forged expiry (longer session) does not verify.
+    let parts: Vec<&str> = value.rsplitn(3, '.').collect();
+    let later: i64 = parts[1].parse::<i64>().unwrap() + 3600;
+    let forged = format!("rein_console={}.{later}.{}", parts[2], parts[0]);
+    assert_eq!(get(&s, &forged, "/console/approvals").await.0, StatusCode::SEE_OTHER);
+    // The CSRF token is bound to the session: another sign-in's does not fit.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let other = sign_in(&s, ALICE).await;
+    assert_ne!(other.cookie, b.cookie);
+    let mixed = Browser {
+        cookie: b.cookie.clone(),
+        csrf: other.csrf.clone(),
+    };
+    assert_eq!(
+        post(&s, &mixed, "/console/logout", &[]).await.status(),
+        StatusCode::FORBIDDEN
+    );
     s.shutdown().await;
 }
 
