@@ -96,7 +96,13 @@ pub(crate) struct Console {
     /// Set when the server stops: event streams end, so that the graceful
     /// shutdown does not wait for them.
     closing: tokio::sync::watch::Sender<bool>,
+    /// The reasons of decisions that opened approvals, by decision id
+    /// (they never change): the inbox reads each from the audit log once.
+    reasons: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
 }
+
+/// Most decisions whose reasons are kept; past it, the map starts anew.
+const MAX_CACHED_REASONS: usize = 4096;
 
 impl Console {
     /// The console of a server whose audit key is `audit_key`.
@@ -109,6 +115,7 @@ impl Console {
             public_origin: None,
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
             closing: tokio::sync::watch::Sender::new(false),
+            reasons: std::sync::Mutex::default(),
         }
     }
 
@@ -180,6 +187,21 @@ impl Console {
     /// A permit for one more event stream, if fewer than the cap are open.
     pub(crate) fn stream_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         Arc::clone(&self.streams).try_acquire_owned().ok()
+    }
+
+    /// The reasons kept for `decision_id`, if read before.
+    pub(crate) fn cached_reasons(&self, decision_id: &str) -> Option<Vec<String>> {
+        self.reasons.lock().ok()?.get(decision_id).cloned()
+    }
+
+    /// Keeps the reasons of `decision_id` (bounded: the map is cleared when full).
+    pub(crate) fn keep_reasons(&self, decision_id: &str, reasons: &[String]) {
+        if let Ok(mut map) = self.reasons.lock() {
+            if map.len() >= MAX_CACHED_REASONS {
+                map.clear();
+            }
+            map.insert(decision_id.to_string(), reasons.to_vec());
+        }
     }
 
     /// Ends every event stream (the server is stopping).

@@ -730,3 +730,25 @@ async fn an_approver_without_the_role_sees_why_and_cannot_decide() {
     assert_eq!(record["state"], "pending");
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_inbox_says_when_approvals_are_not_shown_and_shows_the_oldest_first() {
+    let h = Harness::new().await;
+    let s = h.serve().await;
+    let (_, first) = open_approval(&h, 150, "early").await;
+    for i in 0..104 {
+        open_approval(&h, 151 + i, "flood").await;
+    }
+    let alice = sign_in(&s, ALICE).await;
+    for path in ["/console/approvals", "/console/approvals/rows"] {
+        let (status, page) = get(&s, &alice.cookie, path).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(page.matches("data-approval-id=").count(), 100, "{path}");
+        assert!(page.contains("100 shown of 105 pending approvals"), "{path}: {page}");
+        // The one opened first expires first: a flood does not bury it.
+        assert!(page.contains(&format!("data-approval-id=\"{first}\"")), "{path}");
+        assert!(page.contains("You may decide") || path.ends_with("rows"));
+        assert!(page.contains(">yes<"), "{path}");
+    }
+    s.shutdown().await;
+}
