@@ -63,6 +63,8 @@ const MAX_FORM_BYTES: usize = 256 * 1024;
 /// Longest cookie value kept: browsers keep about 4 KiB per cookie, its
 /// name and attributes included.
 const MAX_COOKIE_VALUE: usize = 3900;
+/// Most playground drafts compiled at once; past it, 503 "busy".
+pub(crate) const PLAYGROUND_SLOTS: usize = 2;
 /// Most server-sent event streams open at once; past it, 503.
 pub(crate) const MAX_EVENT_STREAMS: usize = 64;
 
@@ -93,6 +95,8 @@ pub(crate) struct Console {
     public_origin: Option<String>,
     /// The open event streams; a stream holds a permit until it ends.
     streams: Arc<tokio::sync::Semaphore>,
+    /// The playground's draft compiles running at once.
+    playground: Arc<tokio::sync::Semaphore>,
     /// Set when the server stops: event streams end, so that the graceful
     /// shutdown does not wait for them.
     closing: tokio::sync::watch::Sender<bool>,
@@ -114,6 +118,7 @@ impl Console {
             secure_cookie,
             public_origin: None,
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
+            playground: Arc::new(tokio::sync::Semaphore::new(PLAYGROUND_SLOTS)),
             closing: tokio::sync::watch::Sender::new(false),
             reasons: std::sync::Mutex::default(),
         }
@@ -202,6 +207,12 @@ impl Console {
             }
             map.insert(decision_id.to_string(), reasons.to_vec());
         }
+    }
+
+    /// A permit to compile one playground draft, if fewer than
+    /// [`PLAYGROUND_SLOTS`] are compiling.
+    pub(crate) fn playground_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        Arc::clone(&self.playground).try_acquire_owned().ok()
     }
 
     /// Ends every event stream (the server is stopping).

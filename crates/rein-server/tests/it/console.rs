@@ -752,3 +752,82 @@ async fn the_inbox_says_when_approvals_are_not_shown_and_shows_the_oldest_first(
     }
     s.shutdown().await;
 }
+
+/// A draft whose regexes take a while to compile (seconds in a debug build).
+fn heavy_draft(rules: usize) -> String {
+    let mut d = String::from(
+        "version: heavy\ndefault: block\ncontracts:\n  actions:\n    refund:\n      input:\n        amount: number\n        order_id: string\n        currency: string\nrules:\n",
+    );
+    for i in 0..rules {
+        d.push_str(&format!(
+            "  - id: r{i}\n    action: refund\n    effect: allow\n    when: input.order_id.matches(\"\\\\w{{1,100}}[a-z]{{1,100}}y{i}\")\n"
+        ));
+    }
+    d
+}
+
+#[tokio::test]
+async fn the_playground_compiles_two_drafts_at_most_and_answers_a_slow_one_with_a_page() {
+    let h = Harness::with(|c| c.request_timeout = Duration::from_millis(800)).await;
+    let s = h.serve().await;
+    let admin = sign_in(&s, ADMIN).await;
+    let request = refund(500, "bot-1").to_string();
+    let heavy = heavy_draft(80);
+    assert!(heavy.len() < 128 * 1024);
+    // Two slow drafts: each answered with a console page at the deadline,
+    // while their compiles go on and hold the two slots.
+    for _ in 0..2 {
+        let r = post(
+            &s,
+            &admin,
+            "/console/policy/playground",
+            &[("request", &request), ("policy", &heavy)],
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(r.headers().contains_key("content-security-policy"));
+        let page = r.text().await.unwrap();
+        assert!(page.contains("compiling the draft took too long"), "{page}");
+    }
+    // A third draft, even a small one, waits for a slot: "busy".
+    let small = "version: small\ndefault: allow\nrules: []\n";
+    let r = post(
+        &s,
+        &admin,
+        "/console/policy/playground",
+        &[("request", &request), ("policy", small)],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.text().await.unwrap().contains("the playground is busy"));
+    // The loaded policy needs no compile: still answered.
+    let r = post(
+        &s,
+        &admin,
+        "/console/policy/playground",
+        &[("request", &request), ("policy", "")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // Once the compiles end, drafts are taken again.
+    let started = std::time::Instant::now();
+    loop {
+        let r = post(
+            &s,
+            &admin,
+            "/console/policy/playground",
+            &[("request", &request), ("policy", small)],
+        )
+        .await;
+        if r.status() == StatusCode::OK {
+            assert!(r.text().await.unwrap().contains("small"));
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the slots were never given back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    s.shutdown().await;
+}
