@@ -356,7 +356,7 @@ struct Feed {
     /// When the sign-in ends (the session's or a JWT's expiry): the stream ends.
     expires_at: Option<jiff::Timestamp>,
     /// Held until the stream ends: the cap of open streams.
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    _permit: super::StreamSlot,
 }
 
 impl Feed {
@@ -403,12 +403,14 @@ impl Feed {
 /// have changed (and once at the start): at once on this runtime's
 /// approval events, and within a second of another replica's change (a
 /// poll of the store); a comment every 15 s. At most
-/// [`super::MAX_EVENT_STREAMS`] at once; past it, 503.
+/// [`super::MAX_STREAMS_PER_NAME`] per token name and
+/// [`super::MAX_EVENT_STREAMS`] in all; past it, 503.
 async fn events(State(state): State<AppState>, signed: Signed) -> Result<Response, ConsoleError> {
     signed.require(Role::Approver)?;
-    let Some(permit) = state.console().stream_permit() else {
-        return Err(ConsoleError::unavailable("too many event streams are open; try again later").to(&signed));
-    };
+    let permit = state
+        .console()
+        .stream_slot(&signed.identity.name)
+        .map_err(|why| ConsoleError::unavailable(why).to(&signed))?;
     let start = tokio::time::Instant::now();
     let mut poll = tokio::time::interval_at(start + POLL_EVERY, POLL_EVERY);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -65,6 +65,8 @@ const MAX_FORM_BYTES: usize = 256 * 1024;
 const MAX_COOKIE_VALUE: usize = 3900;
 /// Most playground drafts compiled at once; past it, 503 "busy".
 pub(crate) const PLAYGROUND_SLOTS: usize = 2;
+/// Most server-sent event streams one token name keeps open; past it, 503.
+pub(crate) const MAX_STREAMS_PER_NAME: usize = 4;
 /// Most server-sent event streams open at once; past it, 503.
 pub(crate) const MAX_EVENT_STREAMS: usize = 64;
 
@@ -95,6 +97,9 @@ pub(crate) struct Console {
     public_origin: Option<String>,
     /// The open event streams; a stream holds a permit until it ends.
     streams: Arc<tokio::sync::Semaphore>,
+    /// The open event streams of each token name (at most
+    /// [`MAX_STREAMS_PER_NAME`]): one caller cannot take them all.
+    streams_by_name: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
     /// The playground's draft compiles running at once.
     playground: Arc<tokio::sync::Semaphore>,
     /// Set when the server stops: event streams end, so that the graceful
@@ -118,6 +123,7 @@ impl Console {
             secure_cookie,
             public_origin: None,
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
+            streams_by_name: Arc::default(),
             playground: Arc::new(tokio::sync::Semaphore::new(PLAYGROUND_SLOTS)),
             closing: tokio::sync::watch::Sender::new(false),
             reasons: std::sync::Mutex::default(),
@@ -189,9 +195,27 @@ impl Console {
         expected.len() == given.len() && bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
     }
 
-    /// A permit for one more event stream, if fewer than the cap are open.
-    pub(crate) fn stream_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        Arc::clone(&self.streams).try_acquire_owned().ok()
+    /// A place for one more event stream of token `name`: refused (with
+    /// why) when `name` has [`MAX_STREAMS_PER_NAME`] open, or all
+    /// [`MAX_EVENT_STREAMS`] are taken. Held until the stream ends.
+    pub(crate) fn stream_slot(&self, name: &str) -> Result<StreamSlot, &'static str> {
+        let mut by = self
+            .streams_by_name
+            .lock()
+            .map_err(|_| "the event streams' count is unavailable")?;
+        let open = by.get(name).copied().unwrap_or(0);
+        if open >= MAX_STREAMS_PER_NAME {
+            return Err("you have too many live update streams open (other tabs); close some and reload");
+        }
+        let permit = Arc::clone(&self.streams)
+            .try_acquire_owned()
+            .map_err(|_| "too many event streams are open; try again later")?;
+        by.insert(name.to_string(), open + 1);
+        Ok(StreamSlot {
+            name: name.to_string(),
+            by_name: Arc::clone(&self.streams_by_name),
+            _permit: permit,
+        })
     }
 
     /// The reasons kept for `decision_id`, if read before.
@@ -235,6 +259,27 @@ impl Console {
             c.push_str("; Secure");
         }
         c
+    }
+}
+
+/// One open event stream's place (see [`Console::stream_slot`]): given
+/// back when dropped.
+pub(crate) struct StreamSlot {
+    name: String,
+    by_name: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        if let Ok(mut by) = self.by_name.lock() {
+            if let Some(open) = by.get_mut(&self.name) {
+                *open = open.saturating_sub(1);
+                if *open == 0 {
+                    by.remove(&self.name);
+                }
+            }
+        }
     }
 }
 
@@ -949,6 +994,33 @@ mod tests {
         ] {
             assert!(c.verify_session(bad, &t, now).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn event_streams_are_capped_per_name_and_in_all() {
+        let c = Console::new(&[7; 32], false);
+        let mine: Vec<_> = (0..MAX_STREAMS_PER_NAME)
+            .filter_map(|_| c.stream_slot("alice").ok())
+            .collect();
+        assert_eq!(mine.len(), MAX_STREAMS_PER_NAME);
+        assert!(c.stream_slot("alice").is_err());
+        let mut others = Vec::new();
+        for i in 0..(MAX_EVENT_STREAMS - MAX_STREAMS_PER_NAME) {
+            others.push(
+                c.stream_slot(&format!("n{}", i / MAX_STREAMS_PER_NAME))
+                    .map_err(|e| e.to_string()),
+            );
+        }
+        assert!(others.iter().all(Result::is_ok));
+        // All taken: even a name without streams waits.
+        assert!(c.stream_slot("bob").is_err());
+        drop(others.pop());
+        assert!(c.stream_slot("alice").is_err(), "still at its own cap");
+        let bob = c.stream_slot("bob");
+        assert!(bob.is_ok());
+        drop(mine);
+        drop(bob);
+        assert!(c.stream_slot("alice").is_ok());
     }
 
     #[test]

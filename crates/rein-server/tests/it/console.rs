@@ -483,9 +483,12 @@ async fn the_event_stream_tells_of_a_new_approval() {
 async fn event_streams_are_capped() {
     let h = Harness::new().await;
     let s = h.serve().await;
+    // The cap of 64 in all is a unit test (`console::tests`); here, the
+    // cap of 4 per token name: one approver cannot starve the others.
     let alice = sign_in(&s, ALICE).await;
+    let bot = sign_in(&s, BOT7).await;
     let mut open = Vec::new();
-    for _ in 0..64 {
+    for _ in 0..4 {
         let r = client()
             .get(s.url("/console/events"))
             .header("cookie", &alice.cookie)
@@ -502,8 +505,21 @@ async fn event_streams_are_capped() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.text().await.unwrap().contains("too many live update streams"));
+    // Another approver still gets live updates.
+    let r = client()
+        .get(s.url("/console/events"))
+        .header("cookie", &bot.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    open.push(r);
+    // The page's script says so when its stream is refused for good.
+    let (_, js) = get(&s, "", "/console/assets/console.js").await;
+    assert!(js.contains("Live updates stopped"), "{js}");
     // A stream that ends frees its place.
-    drop(open.pop());
+    drop(open.swap_remove(0));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let r = client()
