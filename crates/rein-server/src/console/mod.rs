@@ -312,11 +312,101 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .nest("/audit", audit)
         .fallback(not_found)
         .method_not_allowed_fallback(wrong_method)
-        .layer(middleware::map_response(security_headers))
+}
+
+/// The layer that gives every answer under `/console` the console's
+/// security headers, applied by `routes::router` outside its timeout and
+/// panic layers: their answers, the API's 404 for a path the nested router
+/// does not take (`/console/`) and extractor rejections are console pages
+/// too. Other paths pass with one prefix check and no allocation.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct HeadersLayer;
+
+impl<S> tower_layer::Layer<S> for HeadersLayer {
+    type Service = Headers<S>;
+
+    fn layer(&self, inner: S) -> Headers<S> {
+        Headers { inner }
+    }
+}
+
+/// The service of [`HeadersLayer`].
+#[derive(Clone, Debug)]
+pub(crate) struct Headers<S> {
+    inner: S,
+}
+
+type Answered = Result<Response, std::convert::Infallible>;
+
+impl<S> tower_service::Service<Request> for Headers<S>
+where
+    S: tower_service::Service<Request, Response = Response, Error = std::convert::Infallible>,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = futures_util::future::Either<
+        S::Future,
+        futures_util::future::Either<
+            futures_util::future::Map<S::Future, fn(Answered) -> Answered>,
+            futures_util::future::Ready<Answered>,
+        >,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        use futures_util::future::{ready, Either, FutureExt};
+        let path = request.uri().path();
+        if path != "/console" && !path.starts_with("/console/") {
+            return Either::Left(self.inner.call(request));
+        }
+        if path == "/console/" {
+            return Either::Right(Either::Right(ready(Ok(security_headers(see_other("/console"))))));
+        }
+        Either::Right(Either::Left(
+            self.inner.call(request).map(console_answer as fn(Answered) -> Answered),
+        ))
+    }
+}
+
+/// A console answer with the headers; an error answer that is not a page
+/// (the server's JSON timeout, panic or 404, an extractor's plain text)
+/// becomes one.
+fn console_answer(answered: Answered) -> Answered {
+    let Ok(response) = answered;
+    let status = response.status();
+    let is_page = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || is_page {
+        return Ok(security_headers(response));
+    }
+    let (heading, message) = match status {
+        StatusCode::NOT_FOUND => ("Not found", "there is no such console page"),
+        StatusCode::SERVICE_UNAVAILABLE => (
+            "Unavailable",
+            "the server took too long or cannot answer now; reload the page to see the current state",
+        ),
+        StatusCode::INTERNAL_SERVER_ERROR => (
+            "Server error",
+            "the server failed while handling this request; reload the page to see the current state",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => ("Too large", "the request is too large"),
+        _ => (
+            "Bad request",
+            "the server could not take this request (is the address right?)",
+        ),
+    };
+    Ok(security_headers(
+        ConsoleError::new(status, heading, message).into_response(),
+    ))
 }
 
 /// The headers every console answer carries.
-async fn security_headers(mut response: Response) -> Response {
+fn security_headers(mut response: Response) -> Response {
     let h = response.headers_mut();
     h.insert("content-security-policy", HeaderValue::from_static(CSP));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
@@ -671,7 +761,14 @@ async fn login(State(state): State<AppState>, request: Request) -> Result<Respon
     let nonce = cookie(&parts.headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
     let given = form.get("csrf").unwrap_or_default();
     if nonce.len() < 32 || nonce.len() != given.len() || !bool::from(nonce.as_bytes().ct_eq(given.as_bytes())) {
-        return Err(ConsoleError::cross_site());
+        // The cross-site checks passed: most likely a stale tab (another
+        // sign-in page replaced the nonce) or a dropped cookie. The form
+        // again, with a fresh nonce, rather than a dead end.
+        return login_form(
+            &state,
+            StatusCode::FORBIDDEN,
+            Some("The sign-in form expired (cross-site request refused); please sign in again."),
+        );
     }
     let token = form.get("token").unwrap_or_default().trim();
     let identity = match state.tokens().verify(token) {
@@ -879,8 +976,13 @@ impl IntoResponse for ConsoleError {
         }
         let body = html! {
             p.error role="alert" { (self.message) }
+            // Never a dead end: back to sign in, or to the console.
             @if self.who.is_none() && self.status == StatusCode::UNAUTHORIZED {
                 p { a href="/console/login" { "Sign in" } }
+            } @else if self.who.is_none() && self.status == StatusCode::FORBIDDEN {
+                p { a href="/console/login" { "Back to sign in" } }
+            } @else {
+                p { a href="/console" { "Back to the console" } }
             }
         };
         page_with(self.status, self.who.as_ref(), self.heading, body)
@@ -1021,6 +1123,34 @@ mod tests {
         drop(mine);
         drop(bob);
         assert!(c.stream_slot("alice").is_ok());
+    }
+
+    #[test]
+    fn a_timeout_or_panic_on_a_console_path_is_a_page_with_the_headers() {
+        for status in [StatusCode::SERVICE_UNAVAILABLE, StatusCode::INTERNAL_SERVER_ERROR] {
+            let json = (
+                status,
+                [(header::CONTENT_TYPE, "application/json")],
+                r#"{"effect":"block"}"#,
+            )
+                .into_response();
+            let Ok(r) = console_answer(Ok(json));
+            assert_eq!(r.status(), status);
+            assert_eq!(r.headers()["content-security-policy"], CSP);
+            assert_eq!(r.headers()["x-frame-options"], "DENY");
+            assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
+            assert!(r.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap_or_default()
+                .starts_with("text/html"));
+        }
+        // A page or a success keeps its body; the headers are added.
+        let Ok(r) = console_answer(Ok(asset("text/css; charset=utf-8", "a{}")));
+        assert_eq!(
+            r.headers()[header::CACHE_CONTROL],
+            "public, max-age=31536000, immutable"
+        );
+        assert_eq!(r.headers()["content-security-policy"], CSP);
     }
 
     #[test]

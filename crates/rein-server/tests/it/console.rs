@@ -847,3 +847,85 @@ async fn the_playground_compiles_two_drafts_at_most_and_answers_a_slow_one_with_
     }
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn every_console_answer_has_the_headers_even_outside_the_console_router() {
+    let h = Harness::new().await;
+    let s = h.serve().await;
+    let alice = sign_in(&s, ALICE).await;
+    let check = |r: &reqwest::Response| {
+        for name in [
+            "content-security-policy",
+            "x-frame-options",
+            "referrer-policy",
+            "x-content-type-options",
+            "cache-control",
+        ] {
+            assert!(r.headers().contains_key(name), "{} lacks {name}", r.url());
+        }
+    };
+    // A trailing slash: to the console, not the API's JSON 404.
+    let r = client().get(s.url("/console/")).send().await.unwrap();
+    check(&r);
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/console");
+    // An id that is not UTF-8: a console page, not axum's plain text.
+    let r = client()
+        .get(s.url("/console/approvals/%FF"))
+        .header("cookie", &alice.cookie)
+        .send()
+        .await
+        .unwrap();
+    check(&r);
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let page = r.text().await.unwrap();
+    assert!(page.contains("<h1>") && page.contains("Back to the console"), "{page}");
+    // The API keeps its JSON answers, without the console's headers.
+    let r = client().get(s.url("/v1/nothing")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(!r.headers().contains_key("content-security-policy"));
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stale_sign_in_form_is_shown_again_and_refusals_link_back() {
+    let h = Harness::new().await;
+    let s = h.serve().await;
+    // Two sign-in tabs: the first one's nonce no longer matches the cookie.
+    let first = login_nonce(&s).await;
+    let second = login_nonce(&s).await;
+    let r = client()
+        .post(s.url("/console/login"))
+        .header("cookie", format!("rein_console_csrf={second}"))
+        .form(&[("csrf", first.as_str()), ("token", ALICE)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(set_cookie(r.headers(), "rein_console").is_none());
+    let fresh = set_cookie(r.headers(), "rein_console_csrf").expect("a fresh nonce").0;
+    let page = r.text().await.unwrap();
+    assert!(page.contains("sign-in form expired"), "{page}");
+    assert_eq!(csrf_of(&page), fresh);
+    // The form it shows works.
+    let r = client()
+        .post(s.url("/console/login"))
+        .header("cookie", format!("rein_console_csrf={fresh}"))
+        .form(&[("csrf", fresh.as_str()), ("token", ALICE)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    // A refused signed-out form links back to sign in.
+    let r = client()
+        .post(s.url("/console/logout"))
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("csrf", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.text().await.unwrap().contains("Back to sign in"));
+    s.shutdown().await;
+}
