@@ -641,7 +641,7 @@ impl FromRequest<AppState> for Posted {
 
     async fn from_request(request: Request, state: &AppState) -> Result<Posted, ConsoleError> {
         let (mut parts, body) = request.into_parts();
-        same_origin(&parts.headers, state.console().public_origin.as_deref())?;
+        check_origin(&parts, state)?;
         let signed = <Signed as FromRequestParts<AppState>>::from_request_parts(&mut parts, state).await?;
         let form = read_form(body, state).await.map_err(|e| e.to(&signed))?;
         let token = cookie(&parts.headers, COOKIE).unwrap_or_default();
@@ -675,7 +675,18 @@ async fn read_form(body: Body, state: &AppState) -> Result<Form, ConsoleError> {
 /// `Referrer-Policy: no-referrer`, as the console's are. The browser's own
 /// `Sec-Fetch-Site` then decides; without it, `null` is refused (a
 /// sandboxed frame of another site sends it too).
-fn same_origin(headers: &HeaderMap, public: Option<&str>) -> Result<(), ConsoleError> {
+///
+/// Over HTTP/2 there is no `Host` header: the request's authority (its
+/// `:authority`, kept in the URI) is the host then. When the console is
+/// served over https (`secure`: its cookies are `Secure`), an `http://`
+/// origin of the same host is another site (a plain-HTTP page of that name
+/// could otherwise post the sign-in form).
+fn same_origin(
+    headers: &HeaderMap,
+    authority: Option<&str>,
+    public: Option<&str>,
+    secure: bool,
+) -> Result<(), ConsoleError> {
     let fetch_site = headers.get("sec-fetch-site");
     if let Some(site) = fetch_site {
         if site.as_bytes() != b"same-origin" {
@@ -689,12 +700,12 @@ fn same_origin(headers: &HeaderMap, public: Option<&str>) -> Result<(), ConsoleE
         if public.is_some_and(|p| origin.as_bytes().eq_ignore_ascii_case(p.as_bytes())) {
             return Ok(());
         }
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).or(authority);
         let origin_host = origin
             .to_str()
             .ok()
             .and_then(|o| url::Url::parse(o).ok())
-            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .filter(|u| u.scheme() == "https" || (!secure && u.scheme() == "http"))
             .and_then(|u| {
                 let host = u.host_str()?.to_string();
                 Some(match u.port() {
@@ -708,6 +719,17 @@ fn same_origin(headers: &HeaderMap, public: Option<&str>) -> Result<(), ConsoleE
         }
     }
     Ok(())
+}
+
+/// [`same_origin`] for a request's head, with this console's settings.
+fn check_origin(parts: &Parts, state: &AppState) -> Result<(), ConsoleError> {
+    let console = state.console();
+    same_origin(
+        &parts.headers,
+        parts.uri.authority().map(|a| a.as_str()),
+        console.public_origin.as_deref(),
+        console.secure_cookie,
+    )
 }
 
 /// A hidden input with the caller's CSRF token, for every POST form.
@@ -754,7 +776,7 @@ fn login_form(state: &AppState, status: StatusCode, problem: Option<&str>) -> Re
 
 async fn login(State(state): State<AppState>, request: Request) -> Result<Response, ConsoleError> {
     let (parts, body) = request.into_parts();
-    same_origin(&parts.headers, state.console().public_origin.as_deref())?;
+    check_origin(&parts, &state)?;
     let form = read_form(body, &state).await?;
     // Double submit: a cross-site page can post the form but can neither
     // read nor set this cookie (SameSite=Strict, HttpOnly).
@@ -1207,20 +1229,26 @@ mod tests {
             }
             h
         };
-        assert!(same_origin(&headers(&[("host", "127.0.0.1:8700")]), None).is_ok());
+        assert!(same_origin(&headers(&[("host", "127.0.0.1:8700")]), None, None, false).is_ok());
         assert!(same_origin(
             &headers(&[("host", "127.0.0.1:8700"), ("origin", "http://127.0.0.1:8700")]),
-            None
+            None,
+            None,
+            false
         )
         .is_ok());
         assert!(same_origin(
             &headers(&[("host", "a.example"), ("origin", "https://a.example")]),
-            None
+            None,
+            None,
+            false
         )
         .is_ok());
         assert!(same_origin(
             &headers(&[("host", "127.0.0.1:8700"), ("sec-fetch-site", "same-origin")]),
-            None
+            None,
+            None,
+            false
         )
         .is_ok());
         for bad in [
@@ -1241,7 +1269,7 @@ mod tests {
                 ("sec-fetch-site", "same-origin"),
             ]),
         ] {
-            assert!(same_origin(&bad, None).is_err(), "{bad:?}");
+            assert!(same_origin(&bad, None, None, false).is_err(), "{bad:?}");
         }
         // What Chromium sends for a form POST from a `no-referrer` page.
         assert!(same_origin(
@@ -1250,13 +1278,26 @@ mod tests {
                 ("origin", "null"),
                 ("sec-fetch-site", "same-origin")
             ]),
-            None
+            None,
+            None,
+            false
         )
         .is_ok());
+        // HTTP/2: no `Host`; the request's authority is the host.
+        let h2 = headers(&[("origin", "http://127.0.0.1:8700")]);
+        assert!(same_origin(&h2, Some("127.0.0.1:8700"), None, false).is_ok());
+        assert!(same_origin(&h2, Some("127.0.0.1:8701"), None, false).is_err());
+        assert!(same_origin(&h2, None, None, false).is_err());
+        // Served over https: an http origin of the same host is refused.
+        let plain = headers(&[("host", "a.example"), ("origin", "http://a.example")]);
+        assert!(same_origin(&plain, None, None, true).is_err());
+        assert!(same_origin(&plain, None, None, false).is_ok());
+        let tls = headers(&[("host", "a.example"), ("origin", "https://a.example")]);
+        assert!(same_origin(&tls, None, None, true).is_ok());
         // Behind a proxy that rewrites `Host`: the public URL's origin.
         let proxied = headers(&[("host", "127.0.0.1:8700"), ("origin", "https://rein.example")]);
-        assert!(same_origin(&proxied, Some("https://rein.example")).is_ok());
-        assert!(same_origin(&proxied, Some("https://other.example")).is_err());
+        assert!(same_origin(&proxied, None, Some("https://rein.example"), false).is_ok());
+        assert!(same_origin(&proxied, None, Some("https://other.example"), false).is_err());
     }
 
     #[test]
@@ -1305,7 +1346,7 @@ mod tests {
                 if let Ok(v) = HeaderValue::from_str(&host) {
                     h.insert(header::HOST, v);
                 }
-                let _ = same_origin(&h, None);
+                let _ = same_origin(&h, None, None, false);
             }
         }
     }
