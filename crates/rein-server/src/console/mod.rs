@@ -57,9 +57,11 @@ pub(crate) const SESSION_SECS: i64 = 12 * 3600;
 const SESSION_PREFIX: &str = "s1.";
 /// The pre-session cookie of the sign-in form's CSRF check (double submit).
 const LOGIN_CSRF_COOKIE: &str = "rein_console_csrf";
-/// Largest form body a console POST reads (the playground's draft policy
-/// is the largest field).
-const MAX_FORM_BYTES: usize = 256 * 1024;
+/// Largest form body a console POST reads: the playground's fields at
+/// their caps (128 KiB draft, 64 KiB request) URL-encoded, which can
+/// triple their size (`%22` for a quote), with room to spare. Each field's
+/// own cap is checked by the page, which says which one is too large.
+const MAX_FORM_BYTES: usize = 640 * 1024;
 /// Longest cookie value kept: browsers keep about 4 KiB per cookie, its
 /// name and attributes included.
 const MAX_COOKIE_VALUE: usize = 3900;
@@ -643,7 +645,9 @@ impl FromRequest<AppState> for Posted {
         let (mut parts, body) = request.into_parts();
         check_origin(&parts, state)?;
         let signed = <Signed as FromRequestParts<AppState>>::from_request_parts(&mut parts, state).await?;
-        let form = read_form(body, state).await.map_err(|e| e.to(&signed))?;
+        let form = read_form(&parts.headers, body, state)
+            .await
+            .map_err(|e| e.to(&signed))?;
         let token = cookie(&parts.headers, COOKIE).unwrap_or_default();
         let given = form.get("csrf").unwrap_or_default();
         if !state.console().csrf_ok(&token, given) {
@@ -654,7 +658,17 @@ impl FromRequest<AppState> for Posted {
     }
 }
 
-async fn read_form(body: Body, state: &AppState) -> Result<Form, ConsoleError> {
+/// The body of a console form: only `application/x-www-form-urlencoded`
+/// (what the console's forms send) is read; any other type is refused
+/// (415), so that a `text/plain` "simple" cross-site post is not a form.
+async fn read_form(headers: &HeaderMap, body: Body, state: &AppState) -> Result<Form, ConsoleError> {
+    if !is_urlencoded(headers) {
+        return Err(ConsoleError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Not a form",
+            "console forms are sent as application/x-www-form-urlencoded",
+        ));
+    }
     let limit = MAX_FORM_BYTES.min(state.max_body_bytes());
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
         ConsoleError::new(
@@ -664,6 +678,16 @@ async fn read_form(body: Body, state: &AppState) -> Result<Form, ConsoleError> {
         )
     })?;
     Ok(Form::parse(&bytes))
+}
+
+/// Whether the request's `Content-Type` is `application/x-www-form-urlencoded`
+/// (parameters such as `charset` allowed).
+fn is_urlencoded(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
 }
 
 /// Refuses a request another site made the browser send: `Sec-Fetch-Site`
@@ -777,7 +801,7 @@ fn login_form(state: &AppState, status: StatusCode, problem: Option<&str>) -> Re
 async fn login(State(state): State<AppState>, request: Request) -> Result<Response, ConsoleError> {
     let (parts, body) = request.into_parts();
     check_origin(&parts, &state)?;
-    let form = read_form(body, &state).await?;
+    let form = read_form(&parts.headers, body, &state).await?;
     // Double submit: a cross-site page can post the form but can neither
     // read nor set this cookie (SameSite=Strict, HttpOnly).
     let nonce = cookie(&parts.headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
@@ -1305,6 +1329,28 @@ mod tests {
         assert_eq!(segment("agent-1/sess 1"), "agent-1%2Fsess%201");
         assert_eq!(segment("a.b_c~d"), "a.b_c~d");
         assert_eq!(segment("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn only_urlencoded_bodies_are_forms() {
+        let with = |t: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(t));
+            h
+        };
+        assert!(is_urlencoded(&with("application/x-www-form-urlencoded")));
+        assert!(is_urlencoded(&with("application/x-www-form-urlencoded; charset=UTF-8")));
+        assert!(is_urlencoded(&with("Application/X-WWW-Form-Urlencoded")));
+        for other in ["text/plain", "multipart/form-data; boundary=x", "application/json", ""] {
+            assert!(!is_urlencoded(&with(other)), "{other}");
+        }
+        assert!(!is_urlencoded(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn the_form_limit_covers_the_playground_fields_encoded() {
+        // Every byte of a field may become `%XX`.
+        const { assert!(MAX_FORM_BYTES >= 3 * (128 * 1024 + 64 * 1024)) };
     }
 
     #[test]

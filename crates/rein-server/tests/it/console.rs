@@ -929,3 +929,41 @@ async fn a_stale_sign_in_form_is_shown_again_and_refusals_link_back() {
     assert!(r.text().await.unwrap().contains("Back to sign in"));
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_form_must_be_urlencoded() {
+    let h = Harness::new().await;
+    let s = h.serve().await;
+    let (_, id) = open_approval(&h, 150, "bot-1").await;
+    let alice = sign_in(&s, ALICE).await;
+    let body = format!("csrf={}&comment=x", alice.csrf);
+    for content_type in ["text/plain", "application/json", "multipart/form-data; boundary=x"] {
+        let r = client()
+            .post(s.url(&format!("/console/approvals/{id}/grant")))
+            .header("cookie", &alice.cookie)
+            .header("origin", &s.base)
+            .header("content-type", content_type)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{content_type}");
+        assert!(r.headers().contains_key("content-security-policy"));
+    }
+    let (_, page) = get(&s, &alice.cookie, &format!("/console/approvals/{id}")).await;
+    assert!(page.contains("id=\"approval-state\">pending<"), "not granted: {page}");
+    // A large draft, quoted (URL-encoding triples it), reaches the page's
+    // own size check instead of the form limit.
+    let admin = sign_in(&s, ADMIN).await;
+    let draft = "\"".repeat(129 * 1024);
+    let r = post(
+        &s,
+        &admin,
+        "/console/policy/playground",
+        &[("request", "{}"), ("policy", &draft)],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("the draft policy is larger than"));
+    s.shutdown().await;
+}
