@@ -96,9 +96,9 @@ async fn show(State(state): State<AppState>, signed: Signed) -> Result<Response,
         @if rules.is_empty() {
             p { "No rules are listed for this policy (its files are not in Rein's own format)." }
         }
-        @for (action, rows) in &rules {
-            section.action aria-labelledby={ "action-" (slug(action)) } {
-                h3 #{ "action-" (slug(action)) } { code { (action) } }
+        @for (i, (action, rows)) in rules.iter().enumerate() {
+            section.action aria-labelledby=(slug(i, action)) {
+                h3 id=(slug(i, action)) { code { (action) } }
                 div.table-wrap {
                     table.stack {
                         thead { tr { th scope="col" { "Rule" } th scope="col" { "Effect" } th scope="col" { "When" } th scope="col" { "Where" } } }
@@ -123,11 +123,28 @@ async fn show(State(state): State<AppState>, signed: Signed) -> Result<Response,
     Ok(page(Some(&signed), "Policy", body).into_response())
 }
 
-/// An id-safe form of an action target.
-fn slug(text: &str) -> String {
-    text.chars()
+/// The HTML id of the `i`-th action target's heading: readable, and
+/// unique by its index (`file.*` and `file-*` read alike).
+fn slug(i: usize, text: &str) -> String {
+    let readable: String = text
+        .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect()
+        .collect();
+    format!("action-{i}-{readable}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn action_ids_are_unique() {
+        let targets = ["file.*", "file-*", "a.b", "a-b", "*"];
+        let ids: std::collections::BTreeSet<String> =
+            targets.iter().enumerate().map(|(i, t)| super::slug(i, t)).collect();
+        assert_eq!(ids.len(), targets.len(), "{ids:?}");
+        assert!(ids
+            .iter()
+            .all(|id| id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')));
+    }
 }
 
 const EXAMPLE_REQUEST: &str = r#"{
