@@ -133,20 +133,6 @@ fn slug(i: usize, text: &str) -> String {
     format!("action-{i}-{readable}")
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn action_ids_are_unique() {
-        let targets = ["file.*", "file-*", "a.b", "a-b", "*"];
-        let ids: std::collections::BTreeSet<String> =
-            targets.iter().enumerate().map(|(i, t)| super::slug(i, t)).collect();
-        assert_eq!(ids.len(), targets.len(), "{ids:?}");
-        assert!(ids
-            .iter()
-            .all(|id| id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')));
-    }
-}
-
 const EXAMPLE_REQUEST: &str = r#"{
   "action": "refund",
   "input": {"order_id": "ord_abc123", "amount": 50, "currency": "EUR"},
@@ -381,5 +367,19 @@ pub(crate) fn explanation(json: &Value, against: &str) -> Markup {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn action_ids_are_unique() {
+        let targets = ["file.*", "file-*", "a.b", "a-b", "*"];
+        let ids: std::collections::BTreeSet<String> =
+            targets.iter().enumerate().map(|(i, t)| super::slug(i, t)).collect();
+        assert_eq!(ids.len(), targets.len(), "{ids:?}");
+        assert!(ids
+            .iter()
+            .all(|id| id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')));
     }
 }

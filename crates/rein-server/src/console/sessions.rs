@@ -150,7 +150,7 @@ async fn session_records(
 fn counts_for_session(bucket: &rein_engine::state::BucketKey, scoped: &[String]) -> bool {
     bucket.per.iter().any(|(expr, value)| {
         let expr: String = expr.chars().filter(|c| !c.is_whitespace()).collect();
-        expr == "session.id" && serde_json::from_str::<String>(value).is_ok_and(|v| scoped.iter().any(|s| *s == v))
+        expr == "session.id" && serde_json::from_str::<String>(value).is_ok_and(|v| scoped.contains(&v))
     })
 }
 
