@@ -446,11 +446,17 @@ async fn js() -> Response {
     asset("text/javascript; charset=utf-8", JS)
 }
 
-async fn not_found(signed: Option<Signed>) -> ConsoleError {
+/// A console path no route takes: 404 for a signed-in caller; a
+/// signed-out GET goes to the sign-in page, as for every page (a stranger
+/// learns nothing of which pages exist).
+async fn not_found(method: Method, signed: Option<Signed>) -> ConsoleError {
     let e = ConsoleError::not_found("there is no such console page");
     match signed {
         Some(s) => e.to(&s),
-        None => e,
+        None => ConsoleError {
+            to_login: method == Method::GET || method == Method::HEAD,
+            ..e
+        },
     }
 }
 

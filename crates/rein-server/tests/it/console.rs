@@ -881,6 +881,14 @@ async fn every_console_answer_has_the_headers_even_outside_the_console_router() 
     assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     let page = r.text().await.unwrap();
     assert!(page.contains("<h1>") && page.contains("Back to the console"), "{page}");
+    // A page no route takes: 404 when signed in; to sign in when not.
+    let (status, page) = get(&s, &alice.cookie, "/console/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(page.contains("there is no such console page"));
+    let r = client().get(s.url("/console/audit/1/nope")).send().await.unwrap();
+    check(&r);
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/console/login");
     // The API keeps its JSON answers, without the console's headers.
     let r = client().get(s.url("/v1/nothing")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
