@@ -1,10 +1,11 @@
 //! The web console under `/console`: server-rendered pages (maud, escaped
 //! by default) with a little plain JavaScript, signed in with a bearer
-//! token kept in a cookie.
+//! token: the cookie keeps a signed, 12-hour session for it (a JWT or
+//! delegation token is kept as it is).
 //!
 //! The API for a console page module (`approvals.rs`, `audit.rs`, ...):
 //! - [`Signed`] — an extractor: the signed-in [`Identity`] from the
-//!   `rein_console` cookie, the token re-verified on every request (a GET
+//!   `rein_console` cookie, re-verified on every request (a GET
 //!   without one is sent to the sign-in page, anything else is a 401).
 //!   `signed.require(Role::Admin)?` refuses a lower role with the 403 page.
 //! - [`Posted`] — an extractor for every state-changing form (POST): the
@@ -17,7 +18,8 @@
 //! - [`ConsoleError`] — every failure as a page: `not_found`,
 //!   `bad_request`, `unavailable`, `forbidden`; `.to(&signed)` keeps the
 //!   nav. Security headers and `Cache-Control: no-store` are added to
-//!   every console response by the router's layer (a handler that sets its
+//!   every console response by [`HeadersLayer`], which `routes::router`
+//!   applies outside its timeout and panic layers (a handler that sets its
 //!   own `Cache-Control` keeps it).
 //! - Helpers: [`segment`] (an id as a URL path segment), [`time_left`],
 //!   [`see_other`], `policy::explanation(&explain_json, "against")` (an
