@@ -188,6 +188,9 @@ pub(crate) fn router(state: AppState) -> Router {
         // panics is still answered.
         .layer(TimeoutLayer(state.clone()))
         .layer(CatchPanicLayer::custom(PanicBlock(state.clone())))
+        // Outside the timeout and panic layers: their answers on a console
+        // path get the console's headers (CSP) and become pages too.
+        .layer(crate::console::HeadersLayer)
         .with_state(state)
 }
 

@@ -269,7 +269,9 @@ def sign_in(context, pages, token, landing):
     check(c["httpOnly"] is True, "rein_console is HttpOnly", c)
     check(c["sameSite"] == "Strict", "rein_console is SameSite=Strict", c)
     check(c["path"] == "/console", "rein_console has Path=/console", c)
-    check(c["value"] == token, "rein_console holds the bearer token (stateless across replicas)", c)
+    check(token not in c["value"] and c["value"].startswith("s1."),
+          "rein_console holds a signed session, not the bearer token", c)
+    check(c["expires"] > 0, "rein_console has a bounded lifetime (Max-Age)", c)
     return page
 
 

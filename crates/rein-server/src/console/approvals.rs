@@ -21,7 +21,10 @@ use rein_store::{ApprovalError, ApprovalRecord, ApprovalState, AuditQuery};
 use std::time::Duration;
 
 /// Most pending approvals listed.
-const LIST_LIMIT: u64 = 100;
+const LIST_LIMIT: usize = 100;
+/// Most pending approvals read to pick the ones listed (those that expire
+/// first). Past it, the page says that more are pending than were read.
+const SCAN_LIMIT: u64 = 1000;
 /// Longest comment kept with a decision, in characters.
 const MAX_COMMENT_CHARS: usize = 2000;
 /// How often an event stream looks at the store (other replicas' approvals).
@@ -40,25 +43,47 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/events", get(events))
 }
 
-/// The pending approvals, newest first, each with the reasons of the
-/// decision that opened it.
-async fn pending(state: &AppState) -> Result<Vec<(ApprovalRecord, Vec<String>)>, ConsoleError> {
-    let approvals = state
+/// The pending approvals shown in the inbox: those that expire first (a
+/// flood of new ones cannot push an older one out of sight), each with
+/// the reasons of the decision that opened it.
+struct Pending {
+    shown: Vec<(ApprovalRecord, Vec<String>)>,
+    /// How many are pending, as far as read (at most [`SCAN_LIMIT`]).
+    total: usize,
+    /// Whether more than [`SCAN_LIMIT`] are pending.
+    more: bool,
+}
+
+async fn pending(state: &AppState) -> Result<Pending, ConsoleError> {
+    // The store lists the newest first: read up to SCAN_LIMIT + 1 (to know
+    // whether there are more) and show the soonest-expiring.
+    let mut approvals = state
         .runtime()
-        .approvals(Some(ApprovalState::Pending), LIST_LIMIT)
+        .approvals(Some(ApprovalState::Pending), SCAN_LIMIT + 1)
         .await
         .map_err(|e| ConsoleError::unavailable(e.to_string()))?;
-    let mut out = Vec::with_capacity(approvals.len());
+    let more = approvals.len() as u64 > SCAN_LIMIT;
+    approvals.truncate(usize::try_from(SCAN_LIMIT).unwrap_or(usize::MAX));
+    let total = approvals.len();
+    // RFC 3339 UTC times of one format sort as text; ties: oldest first.
+    approvals.sort_by(|a, b| a.expires_at.cmp(&b.expires_at).then(a.created_at.cmp(&b.created_at)));
+    approvals.truncate(LIST_LIMIT);
+    let mut shown = Vec::with_capacity(approvals.len());
     for a in approvals {
         let reasons = reasons(state, &a).await?;
-        out.push((a, reasons));
+        shown.push((a, reasons));
     }
-    Ok(out)
+    Ok(Pending { shown, total, more })
 }
 
 /// The reasons of the decision that opened `approval`, from its audit
-/// record (scrubbed of sensitive values when it was written).
+/// record (scrubbed of sensitive values when it was written). A decision's
+/// reasons never change: they are kept in memory once read, so that an
+/// inbox refresh reads the audit log only for new approvals.
 async fn reasons(state: &AppState, approval: &ApprovalRecord) -> Result<Vec<String>, ConsoleError> {
+    if let Some(found) = state.console().cached_reasons(&approval.decision_id) {
+        return Ok(found);
+    }
     let query = AuditQuery {
         decision_id: Some(approval.decision_id.clone()),
         limit: Some(4),
@@ -70,11 +95,13 @@ async fn reasons(state: &AppState, approval: &ApprovalRecord) -> Result<Vec<Stri
         .query_audit(&query)
         .await
         .map_err(|e| ConsoleError::unavailable(e.to_string()))?;
-    Ok(records
-        .into_iter()
-        .find(|r| r.entry.phase == "before")
-        .map(|r| r.entry.reasons)
-        .unwrap_or_default())
+    match records.into_iter().find(|r| r.entry.phase == "before") {
+        Some(r) => {
+            state.console().keep_reasons(&approval.decision_id, &r.entry.reasons);
+            Ok(r.entry.reasons)
+        }
+        None => Ok(Vec::new()),
+    }
 }
 
 /// Who asked: the actor id, the client, the chain.
@@ -88,19 +115,41 @@ fn requester(a: &ApprovalRecord) -> Markup {
     }
 }
 
-fn rows(pending: &[(ApprovalRecord, Vec<String>)]) -> Markup {
+/// Whether `who` may decide `a`: "yes", or why not.
+fn may_decide(who: &rein_runtime::Approver<'_>, a: &ApprovalRecord) -> String {
+    if who.asked_for(a) {
+        "no: you asked for it".to_string()
+    } else if let Some(role) = who.missing_role(a) {
+        format!("no: needs role {role}")
+    } else {
+        "yes".to_string()
+    }
+}
+
+fn rows(pending: &Pending, signed: &Signed) -> Markup {
+    let who = approver(&signed.identity);
     html! {
-        @if pending.is_empty() {
-            tr { td colspan="6" { "No pending approvals" } }
+        @if pending.shown.is_empty() {
+            tr { td colspan="7" { "No pending approvals" } }
         }
-        @for (a, reasons) in pending {
+        @for (a, reasons) in &pending.shown {
             tr data-approval-id=(a.id) {
                 td data-label="Action" { code { (a.action) } }
                 td data-label="Requested by" { (requester(a)) }
                 td data-label="Rules" { (a.rules.join(", ")) }
                 td data-label="Reasons" { (reasons.join("; ")) }
                 td data-label="Time left" { (time_left(&a.expires_at)) }
+                td data-label="You may decide" { (may_decide(&who, a)) }
                 td { a href={ "/console/approvals/" (segment(&a.id)) } { "Open" } }
+            }
+        }
+        @if pending.more || pending.total > pending.shown.len() {
+            tr.more #rows-more {
+                td colspan="7" role="status" {
+                    (pending.shown.len()) " shown of "
+                    @if pending.more { "more than " (pending.total) } @else { (pending.total) }
+                    " pending approvals: those that expire first. Decide these to see the others."
+                }
             }
         }
     }
@@ -113,7 +162,7 @@ async fn list(State(state): State<AppState>, signed: Signed) -> Result<Response,
         p.hint { "New approvals appear here without a reload. " span #rows-status aria-live="polite" {} }
         div.table-wrap {
             table.stack {
-                caption.muted { "Pending approvals, newest first" }
+                caption.muted { "Pending approvals, those that expire first at the top" }
                 thead {
                     tr {
                         th scope="col" { "Action" }
@@ -121,10 +170,11 @@ async fn list(State(state): State<AppState>, signed: Signed) -> Result<Response,
                         th scope="col" { "Rules" }
                         th scope="col" { "Reasons" }
                         th scope="col" { "Time left" }
+                        th scope="col" { "You may decide" }
                         th scope="col" { span.muted { "Link" } }
                     }
                 }
-                tbody #approval-rows data-rows="/console/approvals/rows" { (rows(&pending)) }
+                tbody #approval-rows data-rows="/console/approvals/rows" { (rows(&pending, &signed)) }
             }
         }
     };
@@ -135,7 +185,7 @@ async fn list(State(state): State<AppState>, signed: Signed) -> Result<Response,
 async fn rows_fragment(State(state): State<AppState>, signed: Signed) -> Result<Response, ConsoleError> {
     signed.require(Role::Approver)?;
     let pending = pending(&state).await.map_err(|e| e.to(&signed))?;
-    Ok(rows(&pending).into_response())
+    Ok(rows(&pending, &signed).into_response())
 }
 
 async fn show(State(state): State<AppState>, signed: Signed, Path(id): Path<String>) -> Result<Response, ConsoleError> {
@@ -280,7 +330,7 @@ async fn fingerprint(state: &AppState) -> Option<Vec<String>> {
     state
         .runtime()
         .store()
-        .list_open_approvals(&now, LIST_LIMIT)
+        .list_open_approvals(&now, LIST_LIMIT as u64)
         .await
         .ok()
         .map(|list| list.into_iter().map(|a| a.id).collect())
@@ -303,10 +353,10 @@ struct Feed {
     changes_open: bool,
     /// Changes when the server stops.
     closing: tokio::sync::watch::Receiver<bool>,
-    /// When the signed-in token expires (a JWT's `exp`): the stream ends.
+    /// When the sign-in ends (the session's or a JWT's expiry): the stream ends.
     expires_at: Option<jiff::Timestamp>,
     /// Held until the stream ends: the cap of open streams.
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    _permit: super::StreamSlot,
 }
 
 impl Feed {
@@ -353,12 +403,14 @@ impl Feed {
 /// have changed (and once at the start): at once on this runtime's
 /// approval events, and within a second of another replica's change (a
 /// poll of the store); a comment every 15 s. At most
-/// [`super::MAX_EVENT_STREAMS`] at once; past it, 503.
+/// [`super::MAX_STREAMS_PER_NAME`] per token name and
+/// [`super::MAX_EVENT_STREAMS`] in all; past it, 503.
 async fn events(State(state): State<AppState>, signed: Signed) -> Result<Response, ConsoleError> {
     signed.require(Role::Approver)?;
-    let Some(permit) = state.console().stream_permit() else {
-        return Err(ConsoleError::unavailable("too many event streams are open; try again later").to(&signed));
-    };
+    let permit = state
+        .console()
+        .stream_slot(&signed.identity.name)
+        .map_err(|why| ConsoleError::unavailable(why).to(&signed))?;
     let start = tokio::time::Instant::now();
     let mut poll = tokio::time::interval_at(start + POLL_EVERY, POLL_EVERY);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -370,7 +422,7 @@ async fn events(State(state): State<AppState>, signed: Signed) -> Result<Respons
         changes,
         changes_open: true,
         closing,
-        expires_at: signed.identity.expires_at,
+        expires_at: signed.expires_at,
         state,
         last: None,
         first: true,

@@ -1,10 +1,11 @@
 //! The web console under `/console`: server-rendered pages (maud, escaped
 //! by default) with a little plain JavaScript, signed in with a bearer
-//! token kept in a cookie.
+//! token: the cookie keeps a signed, 12-hour session for it (a JWT or
+//! delegation token is kept as it is).
 //!
 //! The API for a console page module (`approvals.rs`, `audit.rs`, ...):
 //! - [`Signed`] — an extractor: the signed-in [`Identity`] from the
-//!   `rein_console` cookie, the token re-verified on every request (a GET
+//!   `rein_console` cookie, re-verified on every request (a GET
 //!   without one is sent to the sign-in page, anything else is a 401).
 //!   `signed.require(Role::Admin)?` refuses a lower role with the 403 page.
 //! - [`Posted`] — an extractor for every state-changing form (POST): the
@@ -17,7 +18,8 @@
 //! - [`ConsoleError`] — every failure as a page: `not_found`,
 //!   `bad_request`, `unavailable`, `forbidden`; `.to(&signed)` keeps the
 //!   nav. Security headers and `Cache-Control: no-store` are added to
-//!   every console response by the router's layer (a handler that sets its
+//!   every console response by [`HeadersLayer`], which `routes::router`
+//!   applies outside its timeout and panic layers (a handler that sets its
 //!   own `Cache-Control` keeps it).
 //! - Helpers: [`segment`] (an id as a URL path segment), [`time_left`],
 //!   [`see_other`], `policy::explanation(&explain_json, "against")` (an
@@ -29,7 +31,7 @@ mod audit;
 mod policy;
 mod sessions;
 
-use crate::auth::{AuthRefusal, Identity, Role};
+use crate::auth::{AuthRefusal, CredentialSource, Identity, Role};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
@@ -45,16 +47,30 @@ use sha2::{Digest, Sha256};
 use std::sync::{Arc, LazyLock};
 use subtle::ConstantTimeEq;
 
-/// The cookie that holds the signed-in bearer token.
+/// The cookie of a signed-in console: a session value signed by the
+/// server for a token of the tokens file (see [`Console::session_value`]),
+/// or a JWT or delegation token itself.
 pub(crate) const COOKIE: &str = "rein_console";
+/// How long a console session lasts (its cookie's `Max-Age`). Sign-out
+/// only asks the browser to forget the cookie: a copied value stays valid
+/// until then (or until its token leaves the tokens file), so keep it short.
+pub(crate) const SESSION_SECS: i64 = 12 * 3600;
+/// The prefix of a session value (its format's version).
+const SESSION_PREFIX: &str = "s1.";
 /// The pre-session cookie of the sign-in form's CSRF check (double submit).
 const LOGIN_CSRF_COOKIE: &str = "rein_console_csrf";
-/// Largest form body a console POST reads (the playground's draft policy
-/// is the largest field).
-const MAX_FORM_BYTES: usize = 256 * 1024;
+/// Largest form body a console POST reads: the playground's fields at
+/// their caps (128 KiB draft, 64 KiB request) URL-encoded, which can
+/// triple their size (`%22` for a quote), with room to spare. Each field's
+/// own cap is checked by the page, which says which one is too large.
+const MAX_FORM_BYTES: usize = 640 * 1024;
 /// Longest cookie value kept: browsers keep about 4 KiB per cookie, its
 /// name and attributes included.
 const MAX_COOKIE_VALUE: usize = 3900;
+/// Most playground drafts compiled at once; past it, 503 "busy".
+pub(crate) const PLAYGROUND_SLOTS: usize = 2;
+/// Most server-sent event streams one token name keeps open; past it, 503.
+pub(crate) const MAX_STREAMS_PER_NAME: usize = 4;
 /// Most server-sent event streams open at once; past it, 503.
 pub(crate) const MAX_EVENT_STREAMS: usize = 64;
 
@@ -85,10 +101,21 @@ pub(crate) struct Console {
     public_origin: Option<String>,
     /// The open event streams; a stream holds a permit until it ends.
     streams: Arc<tokio::sync::Semaphore>,
+    /// The open event streams of each token name (at most
+    /// [`MAX_STREAMS_PER_NAME`]): one caller cannot take them all.
+    streams_by_name: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    /// The playground's draft compiles running at once.
+    playground: Arc<tokio::sync::Semaphore>,
     /// Set when the server stops: event streams end, so that the graceful
     /// shutdown does not wait for them.
     closing: tokio::sync::watch::Sender<bool>,
+    /// The reasons of decisions that opened approvals, by decision id
+    /// (they never change): the inbox reads each from the audit log once.
+    reasons: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
 }
+
+/// Most decisions whose reasons are kept; past it, the map starts anew.
+const MAX_CACHED_REASONS: usize = 4096;
 
 impl Console {
     /// The console of a server whose audit key is `audit_key`.
@@ -100,7 +127,10 @@ impl Console {
             secure_cookie,
             public_origin: None,
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
+            streams_by_name: Arc::default(),
+            playground: Arc::new(tokio::sync::Semaphore::new(PLAYGROUND_SLOTS)),
             closing: tokio::sync::watch::Sender::new(false),
+            reasons: std::sync::Mutex::default(),
         }
     }
 
@@ -111,7 +141,51 @@ impl Console {
         self
     }
 
-    /// The CSRF token of the forms of a console signed in with `token`.
+    /// The cookie value of a console session of static token `name` (whose
+    /// SHA-256 is `digest`) that ends at `expires` (Unix seconds):
+    /// `s1.<name>.<expires>.<HMAC(key, name, expires, digest)>`. It is
+    /// not the token: it opens no API route, and it ends by itself. The
+    /// digest in the MAC makes a changed or removed token end it at once.
+    pub(crate) fn session_value(&self, name: &str, digest: &[u8; 32], expires: i64) -> String {
+        format!(
+            "{SESSION_PREFIX}{name}.{expires}.{}",
+            self.session_mac(name, digest, expires)
+        )
+    }
+
+    fn session_mac(&self, name: &str, digest: &[u8; 32], expires: i64) -> String {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.csrf_key).unwrap_or_else(|_| unreachable_key());
+        mac.update(b"session\0");
+        // The name's length first: no name/expiry split makes another's MAC.
+        mac.update(&(name.len() as u64).to_be_bytes());
+        mac.update(name.as_bytes());
+        mac.update(&expires.to_be_bytes());
+        mac.update(digest);
+        hex(&mac.finalize().into_bytes())
+    }
+
+    /// The identity of session value `value` at `now` (Unix seconds), when
+    /// it verifies against the current `tokens`: its MAC in constant time,
+    /// not expired, not longer than [`SESSION_SECS`], the token still there
+    /// with the same secret, and not an agent's.
+    pub(crate) fn verify_session(&self, value: &str, tokens: &crate::auth::Tokens, now: i64) -> Option<Arc<Identity>> {
+        let rest = value.strip_prefix(SESSION_PREFIX)?;
+        let (rest, given) = rest.rsplit_once('.')?;
+        let (name, expires) = rest.rsplit_once('.')?;
+        if expires.is_empty() || !expires.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let expires: i64 = expires.parse().ok()?;
+        let (identity, digest) = tokens.static_token(name)?;
+        let expected = self.session_mac(name, digest, expires);
+        let mac_ok = expected.len() == given.len() && bool::from(expected.as_bytes().ct_eq(given.as_bytes()));
+        // A minute's slack for replicas whose clocks differ a little.
+        let fresh = now < expires && expires <= now.saturating_add(SESSION_SECS + 60);
+        (mac_ok && fresh && identity.role != Role::Agent).then(|| Arc::clone(identity))
+    }
+
+    /// The CSRF token of the forms of a console signed in with `token` (the
+    /// cookie's value: a session value, or a JWT or delegation token).
     pub(crate) fn csrf_token(&self, token: &str) -> String {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.csrf_key).unwrap_or_else(|_| unreachable_key());
         mac.update(b"form\0");
@@ -125,9 +199,48 @@ impl Console {
         expected.len() == given.len() && bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
     }
 
-    /// A permit for one more event stream, if fewer than the cap are open.
-    pub(crate) fn stream_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        Arc::clone(&self.streams).try_acquire_owned().ok()
+    /// A place for one more event stream of token `name`: refused (with
+    /// why) when `name` has [`MAX_STREAMS_PER_NAME`] open, or all
+    /// [`MAX_EVENT_STREAMS`] are taken. Held until the stream ends.
+    pub(crate) fn stream_slot(&self, name: &str) -> Result<StreamSlot, &'static str> {
+        let mut by = self
+            .streams_by_name
+            .lock()
+            .map_err(|_| "the event streams' count is unavailable")?;
+        let open = by.get(name).copied().unwrap_or(0);
+        if open >= MAX_STREAMS_PER_NAME {
+            return Err("you have too many live update streams open (other tabs); close some and reload");
+        }
+        let permit = Arc::clone(&self.streams)
+            .try_acquire_owned()
+            .map_err(|_| "too many event streams are open; try again later")?;
+        by.insert(name.to_string(), open + 1);
+        Ok(StreamSlot {
+            name: name.to_string(),
+            by_name: Arc::clone(&self.streams_by_name),
+            _permit: permit,
+        })
+    }
+
+    /// The reasons kept for `decision_id`, if read before.
+    pub(crate) fn cached_reasons(&self, decision_id: &str) -> Option<Vec<String>> {
+        self.reasons.lock().ok()?.get(decision_id).cloned()
+    }
+
+    /// Keeps the reasons of `decision_id` (bounded: the map is cleared when full).
+    pub(crate) fn keep_reasons(&self, decision_id: &str, reasons: &[String]) {
+        if let Ok(mut map) = self.reasons.lock() {
+            if map.len() >= MAX_CACHED_REASONS {
+                map.clear();
+            }
+            map.insert(decision_id.to_string(), reasons.to_vec());
+        }
+    }
+
+    /// A permit to compile one playground draft, if fewer than
+    /// [`PLAYGROUND_SLOTS`] are compiling.
+    pub(crate) fn playground_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        Arc::clone(&self.playground).try_acquire_owned().ok()
     }
 
     /// Ends every event stream (the server is stopping).
@@ -150,6 +263,27 @@ impl Console {
             c.push_str("; Secure");
         }
         c
+    }
+}
+
+/// One open event stream's place (see [`Console::stream_slot`]): given
+/// back when dropped.
+pub(crate) struct StreamSlot {
+    name: String,
+    by_name: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        if let Ok(mut by) = self.by_name.lock() {
+            if let Some(open) = by.get_mut(&self.name) {
+                *open = open.saturating_sub(1);
+                if *open == 0 {
+                    by.remove(&self.name);
+                }
+            }
+        }
     }
 }
 
@@ -182,11 +316,101 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .nest("/audit", audit)
         .fallback(not_found)
         .method_not_allowed_fallback(wrong_method)
-        .layer(middleware::map_response(security_headers))
+}
+
+/// The layer that gives every answer under `/console` the console's
+/// security headers, applied by `routes::router` outside its timeout and
+/// panic layers: their answers, the API's 404 for a path the nested router
+/// does not take (`/console/`) and extractor rejections are console pages
+/// too. Other paths pass with one prefix check and no allocation.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct HeadersLayer;
+
+impl<S> tower_layer::Layer<S> for HeadersLayer {
+    type Service = Headers<S>;
+
+    fn layer(&self, inner: S) -> Headers<S> {
+        Headers { inner }
+    }
+}
+
+/// The service of [`HeadersLayer`].
+#[derive(Clone, Debug)]
+pub(crate) struct Headers<S> {
+    inner: S,
+}
+
+type Answered = Result<Response, std::convert::Infallible>;
+
+impl<S> tower_service::Service<Request> for Headers<S>
+where
+    S: tower_service::Service<Request, Response = Response, Error = std::convert::Infallible>,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = futures_util::future::Either<
+        S::Future,
+        futures_util::future::Either<
+            futures_util::future::Map<S::Future, fn(Answered) -> Answered>,
+            futures_util::future::Ready<Answered>,
+        >,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        use futures_util::future::{ready, Either, FutureExt};
+        let path = request.uri().path();
+        if path != "/console" && !path.starts_with("/console/") {
+            return Either::Left(self.inner.call(request));
+        }
+        if path == "/console/" {
+            return Either::Right(Either::Right(ready(Ok(security_headers(see_other("/console"))))));
+        }
+        Either::Right(Either::Left(
+            self.inner.call(request).map(console_answer as fn(Answered) -> Answered),
+        ))
+    }
+}
+
+/// A console answer with the headers; an error answer that is not a page
+/// (the server's JSON timeout, panic or 404, an extractor's plain text)
+/// becomes one.
+fn console_answer(answered: Answered) -> Answered {
+    let Ok(response) = answered;
+    let status = response.status();
+    let is_page = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || is_page {
+        return Ok(security_headers(response));
+    }
+    let (heading, message) = match status {
+        StatusCode::NOT_FOUND => ("Not found", "there is no such console page"),
+        StatusCode::SERVICE_UNAVAILABLE => (
+            "Unavailable",
+            "the server took too long or cannot answer now; reload the page to see the current state",
+        ),
+        StatusCode::INTERNAL_SERVER_ERROR => (
+            "Server error",
+            "the server failed while handling this request; reload the page to see the current state",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => ("Too large", "the request is too large"),
+        _ => (
+            "Bad request",
+            "the server could not take this request (is the address right?)",
+        ),
+    };
+    Ok(security_headers(
+        ConsoleError::new(status, heading, message).into_response(),
+    ))
 }
 
 /// The headers every console answer carries.
-async fn security_headers(mut response: Response) -> Response {
+fn security_headers(mut response: Response) -> Response {
     let h = response.headers_mut();
     h.insert("content-security-policy", HeaderValue::from_static(CSP));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
@@ -224,11 +448,17 @@ async fn js() -> Response {
     asset("text/javascript; charset=utf-8", JS)
 }
 
-async fn not_found(signed: Option<Signed>) -> ConsoleError {
+/// A console path no route takes: 404 for a signed-in caller; a
+/// signed-out GET goes to the sign-in page, as for every page (a stranger
+/// learns nothing of which pages exist).
+async fn not_found(method: Method, signed: Option<Signed>) -> ConsoleError {
     let e = ConsoleError::not_found("there is no such console page");
     match signed {
         Some(s) => e.to(&s),
-        None => e,
+        None => ConsoleError {
+            to_login: method == Method::GET || method == Method::HEAD,
+            ..e
+        },
     }
 }
 
@@ -270,6 +500,8 @@ pub(crate) struct Signed {
     pub(crate) identity: Arc<Identity>,
     /// The CSRF token of this caller's forms.
     csrf: String,
+    /// When the sign-in ends (the session's or the JWT's expiry).
+    pub(crate) expires_at: Option<jiff::Timestamp>,
 }
 
 impl Signed {
@@ -297,17 +529,39 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Signed, ConsoleError> {
         let state = <AppState as axum::extract::FromRef<S>>::from_ref(state);
         let reading = parts.method == Method::GET || parts.method == Method::HEAD;
-        let Some(token) = cookie(&parts.headers, COOKIE) else {
+        let Some(value) = cookie(&parts.headers, COOKIE) else {
             return Err(ConsoleError::signed_out(reading));
         };
-        match state.tokens().verify(&token) {
-            // An agent token never gets a cookie; one set by hand is no
-            // sign-in either.
-            Ok(identity) if identity.role != Role::Agent => {
-                let csrf = state.console().csrf_token(&token);
-                Ok(Signed { identity, csrf })
+        let now = jiff::Timestamp::now().as_second();
+        let found = if value.starts_with(SESSION_PREFIX) {
+            state
+                .console()
+                .verify_session(&value, state.tokens(), now)
+                .map(|identity| (identity, Some(value_expiry(&value))))
+        } else {
+            // A JWT or delegation token is kept as it is: it expires by
+            // itself, and the issuer decides its lifetime. A token of the
+            // tokens file never is (it would be the long-lived API
+            // credential itself); an agent's token is no sign-in either.
+            match state.tokens().verify(&value) {
+                Ok(identity) if identity.role != Role::Agent && identity.source != CredentialSource::Static => {
+                    let until = identity.expires_at.map(|t| t.as_second());
+                    Some((identity, until))
+                }
+                Ok(_) | Err(_) => None,
             }
-            Ok(_) | Err(_) => {
+        };
+        match found {
+            Some((identity, until)) => {
+                let csrf = state.console().csrf_token(&value);
+                let expires_at = until.and_then(|s| jiff::Timestamp::from_second(s).ok());
+                Ok(Signed {
+                    identity,
+                    csrf,
+                    expires_at,
+                })
+            }
+            None => {
                 state.metrics().auth_failure("console");
                 Err(ConsoleError::signed_out(reading))
             }
@@ -326,6 +580,15 @@ where
             .await
             .ok())
     }
+}
+
+/// The expiry (Unix seconds) of a session value that verified.
+fn value_expiry(value: &str) -> i64 {
+    value
+        .rsplit('.')
+        .nth(1)
+        .and_then(|e| e.parse().ok())
+        .unwrap_or_default()
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers, decoded.
@@ -388,9 +651,11 @@ impl FromRequest<AppState> for Posted {
 
     async fn from_request(request: Request, state: &AppState) -> Result<Posted, ConsoleError> {
         let (mut parts, body) = request.into_parts();
-        same_origin(&parts.headers, state.console().public_origin.as_deref())?;
+        check_origin(&parts, state)?;
         let signed = <Signed as FromRequestParts<AppState>>::from_request_parts(&mut parts, state).await?;
-        let form = read_form(body, state).await.map_err(|e| e.to(&signed))?;
+        let form = read_form(&parts.headers, body, state)
+            .await
+            .map_err(|e| e.to(&signed))?;
         let token = cookie(&parts.headers, COOKIE).unwrap_or_default();
         let given = form.get("csrf").unwrap_or_default();
         if !state.console().csrf_ok(&token, given) {
@@ -401,7 +666,17 @@ impl FromRequest<AppState> for Posted {
     }
 }
 
-async fn read_form(body: Body, state: &AppState) -> Result<Form, ConsoleError> {
+/// The body of a console form: only `application/x-www-form-urlencoded`
+/// (what the console's forms send) is read; any other type is refused
+/// (415), so that a `text/plain` "simple" cross-site post is not a form.
+async fn read_form(headers: &HeaderMap, body: Body, state: &AppState) -> Result<Form, ConsoleError> {
+    if !is_urlencoded(headers) {
+        return Err(ConsoleError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Not a form",
+            "console forms are sent as application/x-www-form-urlencoded",
+        ));
+    }
     let limit = MAX_FORM_BYTES.min(state.max_body_bytes());
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
         ConsoleError::new(
@@ -413,6 +688,16 @@ async fn read_form(body: Body, state: &AppState) -> Result<Form, ConsoleError> {
     Ok(Form::parse(&bytes))
 }
 
+/// Whether the request's `Content-Type` is `application/x-www-form-urlencoded`
+/// (parameters such as `charset` allowed).
+fn is_urlencoded(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+}
+
 /// Refuses a request another site made the browser send: `Sec-Fetch-Site`
 /// other than `same-origin`, or an `Origin` that is neither this host (the
 /// `Host` header) nor `public` (the `--public-url`'s origin).
@@ -422,7 +707,18 @@ async fn read_form(body: Body, state: &AppState) -> Result<Form, ConsoleError> {
 /// `Referrer-Policy: no-referrer`, as the console's are. The browser's own
 /// `Sec-Fetch-Site` then decides; without it, `null` is refused (a
 /// sandboxed frame of another site sends it too).
-fn same_origin(headers: &HeaderMap, public: Option<&str>) -> Result<(), ConsoleError> {
+///
+/// Over HTTP/2 there is no `Host` header: the request's authority (its
+/// `:authority`, kept in the URI) is the host then. When the console is
+/// served over https (`secure`: its cookies are `Secure`), an `http://`
+/// origin of the same host is another site (a plain-HTTP page of that name
+/// could otherwise post the sign-in form).
+fn same_origin(
+    headers: &HeaderMap,
+    authority: Option<&str>,
+    public: Option<&str>,
+    secure: bool,
+) -> Result<(), ConsoleError> {
     let fetch_site = headers.get("sec-fetch-site");
     if let Some(site) = fetch_site {
         if site.as_bytes() != b"same-origin" {
@@ -436,12 +732,12 @@ fn same_origin(headers: &HeaderMap, public: Option<&str>) -> Result<(), ConsoleE
         if public.is_some_and(|p| origin.as_bytes().eq_ignore_ascii_case(p.as_bytes())) {
             return Ok(());
         }
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).or(authority);
         let origin_host = origin
             .to_str()
             .ok()
             .and_then(|o| url::Url::parse(o).ok())
-            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .filter(|u| u.scheme() == "https" || (!secure && u.scheme() == "http"))
             .and_then(|u| {
                 let host = u.host_str()?.to_string();
                 Some(match u.port() {
@@ -455,6 +751,17 @@ fn same_origin(headers: &HeaderMap, public: Option<&str>) -> Result<(), ConsoleE
         }
     }
     Ok(())
+}
+
+/// [`same_origin`] for a request's head, with this console's settings.
+fn check_origin(parts: &Parts, state: &AppState) -> Result<(), ConsoleError> {
+    let console = state.console();
+    same_origin(
+        &parts.headers,
+        parts.uri.authority().map(|a| a.as_str()),
+        console.public_origin.as_deref(),
+        console.secure_cookie,
+    )
 }
 
 /// A hidden input with the caller's CSRF token, for every POST form.
@@ -488,7 +795,9 @@ fn login_form(state: &AppState, status: StatusCode, problem: Option<&str>) -> Re
             input #token type="password" name="token" autocomplete="current-password" required;
             button type="submit" { "Sign in" }
         }
-        p.hint { "Sign in with an approver's or an admin's bearer token from the tokens file." }
+        p.hint { "Sign in with an approver's or an admin's bearer token from the tokens file. "
+            "The browser keeps a session for 12 hours, not the token. Signing out makes this browser forget it; "
+            "a copy of the session stays valid until it expires or its token leaves the tokens file." }
     };
     let mut response = page_with(status, None, "Sign in", body);
     if let Ok(v) = HeaderValue::from_str(&state.console().cookie(LOGIN_CSRF_COOKIE, &nonce, None)) {
@@ -499,14 +808,21 @@ fn login_form(state: &AppState, status: StatusCode, problem: Option<&str>) -> Re
 
 async fn login(State(state): State<AppState>, request: Request) -> Result<Response, ConsoleError> {
     let (parts, body) = request.into_parts();
-    same_origin(&parts.headers, state.console().public_origin.as_deref())?;
-    let form = read_form(body, &state).await?;
+    check_origin(&parts, &state)?;
+    let form = read_form(&parts.headers, body, &state).await?;
     // Double submit: a cross-site page can post the form but can neither
     // read nor set this cookie (SameSite=Strict, HttpOnly).
     let nonce = cookie(&parts.headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
     let given = form.get("csrf").unwrap_or_default();
     if nonce.len() < 32 || nonce.len() != given.len() || !bool::from(nonce.as_bytes().ct_eq(given.as_bytes())) {
-        return Err(ConsoleError::cross_site());
+        // The cross-site checks passed: most likely a stale tab (another
+        // sign-in page replaced the nonce) or a dropped cookie. The form
+        // again, with a fresh nonce, rather than a dead end.
+        return login_form(
+            &state,
+            StatusCode::FORBIDDEN,
+            Some("The sign-in form expired (cross-site request refused); please sign in again."),
+        );
     }
     let token = form.get("token").unwrap_or_default().trim();
     let identity = match state.tokens().verify(token) {
@@ -532,7 +848,22 @@ async fn login(State(state): State<AppState>, request: Request) -> Result<Respon
             Some("agent tokens cannot sign in to the console"),
         );
     }
-    let value = encode_cookie_value(token);
+    let now = jiff::Timestamp::now().as_second();
+    // A token of the tokens file: a signed session value, never the token.
+    let (raw, max_age) = match state.tokens().static_token(&identity.name) {
+        Some((_, digest)) if identity.source == CredentialSource::Static => {
+            let expires = now + SESSION_SECS;
+            (
+                state.console().session_value(&identity.name, digest, expires),
+                SESSION_SECS,
+            )
+        }
+        _ => {
+            let left = identity.expires_at.map_or(SESSION_SECS, |t| t.as_second() - now);
+            (token.to_string(), left.clamp(0, SESSION_SECS))
+        }
+    };
+    let value = encode_cookie_value(&raw);
     if value.len() > MAX_COOKIE_VALUE {
         // A browser drops a larger cookie: every page would ask to sign in again.
         return login_form(
@@ -545,7 +876,7 @@ async fn login(State(state): State<AppState>, request: Request) -> Result<Respon
     let mut response = see_other(home_of(identity.role));
     let console = state.console();
     for c in [
-        console.cookie(COOKIE, &value, None),
+        console.cookie(COOKIE, &value, Some(max_age.unsigned_abs())),
         console.cookie(LOGIN_CSRF_COOKIE, "", Some(0)),
     ] {
         if let Ok(v) = HeaderValue::from_str(&c) {
@@ -699,8 +1030,13 @@ impl IntoResponse for ConsoleError {
         }
         let body = html! {
             p.error role="alert" { (self.message) }
+            // Never a dead end: back to sign in, or to the console.
             @if self.who.is_none() && self.status == StatusCode::UNAUTHORIZED {
                 p { a href="/console/login" { "Sign in" } }
+            } @else if self.who.is_none() && self.status == StatusCode::FORBIDDEN {
+                p { a href="/console/login" { "Back to sign in" } }
+            } @else {
+                p { a href="/console" { "Back to the console" } }
             }
         };
         page_with(self.status, self.who.as_ref(), self.heading, body)
@@ -762,6 +1098,115 @@ mod tests {
         assert!(replica.csrf_ok("tok-a", &t));
     }
 
+    fn tokens(alice: &str) -> crate::auth::Tokens {
+        let text = format!(
+            "tokens:\n  - {{name: al.ice, role: approver, token: {alice}}}\n  - {{name: bot, role: agent, token: agent-token-0123456789abcdef}}\n"
+        );
+        crate::auth::Tokens::parse("tokens.yaml", &text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_session_value_is_not_the_token_and_ends() {
+        let c = Console::new(&[7; 32], false);
+        let t = tokens("alice-token-0123456789abcdef");
+        let (_, digest) = t.static_token("al.ice").unwrap_or_else(|| panic!("no token"));
+        let now = 1_800_000_000;
+        let v = c.session_value("al.ice", digest, now + SESSION_SECS);
+        assert!(!v.contains("alice-token"), "{v}");
+        assert!(v.starts_with("s1.al.ice."), "{v}");
+        let who = c.verify_session(&v, &t, now).map(|i| i.name.clone());
+        assert_eq!(who.as_deref(), Some("al.ice"));
+        // Expired, or longer than a session may be.
+        assert!(c.verify_session(&v, &t, now + SESSION_SECS).is_none());
+        let long = c.session_value("al.ice", digest, now + SESSION_SECS + 3600);
+        assert!(c.verify_session(&long, &t, now).is_none());
+        // The token changed or left the tokens file: the session ends.
+        assert!(c
+            .verify_session(&v, &tokens("alice-token-rotated-0123456789"), now)
+            .is_none());
+        // Another key (deployment), a changed expiry or MAC, an agent.
+        assert!(Console::new(&[8; 32], false).verify_session(&v, &t, now).is_none());
+        let later = v.replacen(
+            &format!(".{}.", now + SESSION_SECS),
+            &format!(".{}.", now + SESSION_SECS - 1),
+            1,
+        );
+        assert!(c.verify_session(&later, &t, now).is_none());
+        let mut flipped = v.clone();
+        let last = if flipped.ends_with('0') { "1" } else { "0" };
+        flipped.pop();
+        flipped.push_str(last);
+        assert!(c.verify_session(&flipped, &t, now).is_none());
+        let (_, agent_digest) = t.static_token("bot").unwrap_or_else(|| panic!("no token"));
+        let agent = c.session_value("bot", agent_digest, now + 60);
+        assert!(c.verify_session(&agent, &t, now).is_none());
+        for bad in [
+            "",
+            "s1.",
+            "s1.al.ice",
+            "s1.al.ice.x.y",
+            "s1.al.ice.-5.ab",
+            "alice-token-0123456789abcdef",
+        ] {
+            assert!(c.verify_session(bad, &t, now).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn event_streams_are_capped_per_name_and_in_all() {
+        let c = Console::new(&[7; 32], false);
+        let mine: Vec<_> = (0..MAX_STREAMS_PER_NAME)
+            .filter_map(|_| c.stream_slot("alice").ok())
+            .collect();
+        assert_eq!(mine.len(), MAX_STREAMS_PER_NAME);
+        assert!(c.stream_slot("alice").is_err());
+        let mut others = Vec::new();
+        for i in 0..(MAX_EVENT_STREAMS - MAX_STREAMS_PER_NAME) {
+            others.push(
+                c.stream_slot(&format!("n{}", i / MAX_STREAMS_PER_NAME))
+                    .map_err(|e| e.to_string()),
+            );
+        }
+        assert!(others.iter().all(Result::is_ok));
+        // All taken: even a name without streams waits.
+        assert!(c.stream_slot("bob").is_err());
+        drop(others.pop());
+        assert!(c.stream_slot("alice").is_err(), "still at its own cap");
+        let bob = c.stream_slot("bob");
+        assert!(bob.is_ok());
+        drop(mine);
+        drop(bob);
+        assert!(c.stream_slot("alice").is_ok());
+    }
+
+    #[test]
+    fn a_timeout_or_panic_on_a_console_path_is_a_page_with_the_headers() {
+        for status in [StatusCode::SERVICE_UNAVAILABLE, StatusCode::INTERNAL_SERVER_ERROR] {
+            let json = (
+                status,
+                [(header::CONTENT_TYPE, "application/json")],
+                r#"{"effect":"block"}"#,
+            )
+                .into_response();
+            let Ok(r) = console_answer(Ok(json));
+            assert_eq!(r.status(), status);
+            assert_eq!(r.headers()["content-security-policy"], CSP);
+            assert_eq!(r.headers()["x-frame-options"], "DENY");
+            assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
+            assert!(r.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap_or_default()
+                .starts_with("text/html"));
+        }
+        // A page or a success keeps its body; the headers are added.
+        let Ok(r) = console_answer(Ok(asset("text/css; charset=utf-8", "a{}")));
+        assert_eq!(
+            r.headers()[header::CACHE_CONTROL],
+            "public, max-age=31536000, immutable"
+        );
+        assert_eq!(r.headers()["content-security-policy"], CSP);
+    }
+
     #[test]
     fn cookies_are_parsed_from_every_header() {
         let mut h = HeaderMap::new();
@@ -816,20 +1261,26 @@ mod tests {
             }
             h
         };
-        assert!(same_origin(&headers(&[("host", "127.0.0.1:8700")]), None).is_ok());
+        assert!(same_origin(&headers(&[("host", "127.0.0.1:8700")]), None, None, false).is_ok());
         assert!(same_origin(
             &headers(&[("host", "127.0.0.1:8700"), ("origin", "http://127.0.0.1:8700")]),
-            None
+            None,
+            None,
+            false
         )
         .is_ok());
         assert!(same_origin(
             &headers(&[("host", "a.example"), ("origin", "https://a.example")]),
-            None
+            None,
+            None,
+            false
         )
         .is_ok());
         assert!(same_origin(
             &headers(&[("host", "127.0.0.1:8700"), ("sec-fetch-site", "same-origin")]),
-            None
+            None,
+            None,
+            false
         )
         .is_ok());
         for bad in [
@@ -850,7 +1301,7 @@ mod tests {
                 ("sec-fetch-site", "same-origin"),
             ]),
         ] {
-            assert!(same_origin(&bad, None).is_err(), "{bad:?}");
+            assert!(same_origin(&bad, None, None, false).is_err(), "{bad:?}");
         }
         // What Chromium sends for a form POST from a `no-referrer` page.
         assert!(same_origin(
@@ -859,13 +1310,26 @@ mod tests {
                 ("origin", "null"),
                 ("sec-fetch-site", "same-origin")
             ]),
-            None
+            None,
+            None,
+            false
         )
         .is_ok());
+        // HTTP/2: no `Host`; the request's authority is the host.
+        let h2 = headers(&[("origin", "http://127.0.0.1:8700")]);
+        assert!(same_origin(&h2, Some("127.0.0.1:8700"), None, false).is_ok());
+        assert!(same_origin(&h2, Some("127.0.0.1:8701"), None, false).is_err());
+        assert!(same_origin(&h2, None, None, false).is_err());
+        // Served over https: an http origin of the same host is refused.
+        let plain = headers(&[("host", "a.example"), ("origin", "http://a.example")]);
+        assert!(same_origin(&plain, None, None, true).is_err());
+        assert!(same_origin(&plain, None, None, false).is_ok());
+        let tls = headers(&[("host", "a.example"), ("origin", "https://a.example")]);
+        assert!(same_origin(&tls, None, None, true).is_ok());
         // Behind a proxy that rewrites `Host`: the public URL's origin.
         let proxied = headers(&[("host", "127.0.0.1:8700"), ("origin", "https://rein.example")]);
-        assert!(same_origin(&proxied, Some("https://rein.example")).is_ok());
-        assert!(same_origin(&proxied, Some("https://other.example")).is_err());
+        assert!(same_origin(&proxied, None, Some("https://rein.example"), false).is_ok());
+        assert!(same_origin(&proxied, None, Some("https://other.example"), false).is_err());
     }
 
     #[test]
@@ -873,6 +1337,28 @@ mod tests {
         assert_eq!(segment("agent-1/sess 1"), "agent-1%2Fsess%201");
         assert_eq!(segment("a.b_c~d"), "a.b_c~d");
         assert_eq!(segment("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn only_urlencoded_bodies_are_forms() {
+        let with = |t: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(t));
+            h
+        };
+        assert!(is_urlencoded(&with("application/x-www-form-urlencoded")));
+        assert!(is_urlencoded(&with("application/x-www-form-urlencoded; charset=UTF-8")));
+        assert!(is_urlencoded(&with("Application/X-WWW-Form-Urlencoded")));
+        for other in ["text/plain", "multipart/form-data; boundary=x", "application/json", ""] {
+            assert!(!is_urlencoded(&with(other)), "{other}");
+        }
+        assert!(!is_urlencoded(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn the_form_limit_covers_the_playground_fields_encoded() {
+        // Every byte of a field may become `%XX`.
+        const { assert!(MAX_FORM_BYTES >= 3 * (128 * 1024 + 64 * 1024)) };
     }
 
     #[test]
@@ -914,7 +1400,7 @@ mod tests {
                 if let Ok(v) = HeaderValue::from_str(&host) {
                     h.insert(header::HOST, v);
                 }
-                let _ = same_origin(&h, None);
+                let _ = same_origin(&h, None, None, false);
             }
         }
     }

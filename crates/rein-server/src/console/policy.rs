@@ -25,6 +25,12 @@ const MAX_RULES_SHOWN: usize = 2000;
 /// Most diagnostics of a draft shown.
 const MAX_DIAGNOSTICS: usize = 100;
 
+/// How long the playground waits for a draft: three quarters of the
+/// server's request timeout, so that the page answers first.
+fn playground_deadline(request_timeout: std::time::Duration) -> std::time::Duration {
+    request_timeout.saturating_mul(3) / 4
+}
+
 /// The policy pages' routes.
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -90,9 +96,9 @@ async fn show(State(state): State<AppState>, signed: Signed) -> Result<Response,
         @if rules.is_empty() {
             p { "No rules are listed for this policy (its files are not in Rein's own format)." }
         }
-        @for (action, rows) in &rules {
-            section.action aria-labelledby={ "action-" (slug(action)) } {
-                h3 #{ "action-" (slug(action)) } { code { (action) } }
+        @for (i, (action, rows)) in rules.iter().enumerate() {
+            section.action aria-labelledby=(slug(i, action)) {
+                h3 id=(slug(i, action)) { code { (action) } }
                 div.table-wrap {
                     table.stack {
                         thead { tr { th scope="col" { "Rule" } th scope="col" { "Effect" } th scope="col" { "When" } th scope="col" { "Where" } } }
@@ -117,11 +123,14 @@ async fn show(State(state): State<AppState>, signed: Signed) -> Result<Response,
     Ok(page(Some(&signed), "Policy", body).into_response())
 }
 
-/// An id-safe form of an action target.
-fn slug(text: &str) -> String {
-    text.chars()
+/// The HTML id of the `i`-th action target's heading: readable, and
+/// unique by its index (`file.*` and `file-*` read alike).
+fn slug(i: usize, text: &str) -> String {
+    let readable: String = text
+        .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect()
+        .collect();
+    format!("action-{i}-{readable}")
 }
 
 const EXAMPLE_REQUEST: &str = r#"{
@@ -199,23 +208,51 @@ async fn decide(State(state): State<AppState>, posted: Posted) -> Result<Respons
             }
         }
         Ok(request) => {
+            // At most PLAYGROUND_SLOTS drafts compile at once: a draft's
+            // regexes can cost seconds of CPU, and a compile cannot be
+            // stopped once started.
+            let Some(permit) = state.console().playground_permit() else {
+                return Err(ConsoleError::unavailable(
+                    "the playground is busy: other drafts are being compiled; try again in a moment",
+                )
+                .to(signed));
+            };
             let draft = draft.to_string();
             // Compiling is CPU work: off the async threads. A draft is
             // decided without state (its limits and sessions count nothing).
-            let loaded = tokio::task::spawn_blocking(move || match Policy::from_sources([("draft.yaml", draft)]) {
-                Err(e) => Result_::DraftInvalid(e.diagnostics().to_vec()),
-                Ok(policy) => Result_::Explained {
-                    json: policy.explain(&request).to_json(),
-                    against: format!(
-                        "the draft {} ({})",
-                        policy.version_label().unwrap_or("without a label"),
-                        policy.version()
-                    ),
-                    warnings: policy.warnings().to_vec(),
-                },
-            })
-            .await;
-            loaded.map_err(|e| ConsoleError::unavailable(format!("the draft could not be loaded: {e}")).to(signed))?
+            let loaded = tokio::task::spawn_blocking(move || {
+                // Held until the compile ends, even when the page has
+                // answered "took too long": the cap counts running work.
+                let _permit = permit;
+                match Policy::from_sources([("draft.yaml", draft)]) {
+                    Err(e) => Result_::DraftInvalid(e.diagnostics().to_vec()),
+                    Ok(policy) => Result_::Explained {
+                        json: policy.explain(&request).to_json(),
+                        against: format!(
+                            "the draft {} ({})",
+                            policy.version_label().unwrap_or("without a label"),
+                            policy.version()
+                        ),
+                        warnings: policy.warnings().to_vec(),
+                    },
+                }
+            });
+            // Answer with a page before the server's request timeout does
+            // (its answer is the API's JSON).
+            let deadline = playground_deadline(state.inner.request_timeout);
+            match tokio::time::timeout(deadline, loaded).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(e)) => {
+                    return Err(ConsoleError::unavailable(format!("the draft could not be loaded: {e}")).to(signed))
+                }
+                Err(_) => {
+                    return Err(ConsoleError::unavailable(format!(
+                        "compiling the draft took too long (more than {} ms); simplify its patterns",
+                        deadline.as_millis()
+                    ))
+                    .to(signed))
+                }
+            }
         }
     };
     let body = html! {
@@ -330,5 +367,19 @@ pub(crate) fn explanation(json: &Value, against: &str) -> Markup {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn action_ids_are_unique() {
+        let targets = ["file.*", "file-*", "a.b", "a-b", "*"];
+        let ids: std::collections::BTreeSet<String> =
+            targets.iter().enumerate().map(|(i, t)| super::slug(i, t)).collect();
+        assert_eq!(ids.len(), targets.len(), "{ids:?}");
+        assert!(ids
+            .iter()
+            .all(|id| id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')));
     }
 }

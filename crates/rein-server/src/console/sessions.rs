@@ -144,6 +144,16 @@ async fn session_records(
     Ok((records, scoped))
 }
 
+/// Whether limit bucket `bucket` counts for one of the `scoped` session
+/// ids: one of its `per` keys is `session.id` and its value is that id
+/// exactly (session `a` is not `ab`).
+fn counts_for_session(bucket: &rein_engine::state::BucketKey, scoped: &[String]) -> bool {
+    bucket.per.iter().any(|(expr, value)| {
+        let expr: String = expr.chars().filter(|c| !c.is_whitespace()).collect();
+        expr == "session.id" && serde_json::from_str::<String>(value).is_ok_and(|v| scoped.contains(&v))
+    })
+}
+
 async fn show(State(state): State<AppState>, signed: Signed, Path(id): Path<String>) -> Result<Response, ConsoleError> {
     signed.require(Role::Approver)?;
     if id.len() > MAX_ID_LEN {
@@ -168,12 +178,7 @@ async fn show(State(state): State<AppState>, signed: Signed, Path(id): Path<Stri
     // The buckets counted for this session (a limit `per` the session).
     let limits: Vec<_> = limits
         .iter()
-        .filter(|b| {
-            let (describe, bucket) = (b.bucket.describe(), b.bucket.id());
-            scoped
-                .iter()
-                .any(|s| describe.contains(s.as_str()) || bucket.contains(s.as_str()))
-        })
+        .filter(|b| counts_for_session(&b.bucket, &scoped))
         .collect();
     let heading = format!("Session {id}");
     let body = html! {
@@ -252,4 +257,39 @@ async fn show(State(state): State<AppState>, signed: Signed, Path(id): Path<Stri
         }
     };
     Ok(page(Some(&signed), &heading, body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counts_for_session;
+    use rein_engine::state::BucketKey;
+
+    fn bucket(per: &[(&str, &str)]) -> BucketKey {
+        BucketKey {
+            rule: "web_rate".into(),
+            per: per.iter().map(|(e, v)| ((*e).to_string(), (*v).to_string())).collect(),
+        }
+    }
+
+    #[test]
+    fn a_bucket_counts_for_its_session_only() {
+        let scoped = vec!["agent-1/a".to_string()];
+        assert!(counts_for_session(&bucket(&[("session.id", "\"agent-1/a\"")]), &scoped));
+        assert!(counts_for_session(
+            &bucket(&[("actor.id", "\"bot\""), ("session.id", "\"agent-1/a\"")]),
+            &scoped
+        ));
+        for other in ["\"agent-1/ab\"", "\"agent-1/abc\"", "\"x-agent-1/a\"", "\"agent-1\""] {
+            assert!(
+                !counts_for_session(&bucket(&[("session.id", other)]), &scoped),
+                "{other}"
+            );
+        }
+        // The id under another key is not this session's bucket.
+        assert!(!counts_for_session(
+            &bucket(&[("input.note", "\"agent-1/a\"")]),
+            &scoped
+        ));
+        assert!(!counts_for_session(&bucket(&[]), &scoped));
+    }
 }

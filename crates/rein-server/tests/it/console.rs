@@ -102,8 +102,8 @@ async fn sign_in_sets_the_cookie_and_refuses_wrong_and_agent_tokens() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(r.headers()[LOCATION], "/console/approvals");
     let (value, whole) = set_cookie(r.headers(), "rein_console").unwrap();
-    assert_eq!(value, ALICE, "the cookie is the bearer token itself");
-    for attr in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
+    assert!(!value.contains(ALICE), "the cookie is not the bearer token: {value}");
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/console", "Max-Age=43200"] {
         assert!(whole.contains(attr), "{whole}");
     }
     assert!(!whole.contains("Secure"), "plain HTTP: {whole}");
@@ -128,6 +128,45 @@ async fn sign_in_sets_the_cookie_and_refuses_wrong_and_agent_tokens() {
     // An agent token set as the cookie by hand opens nothing.
     let (status, _) = get(&s, &format!("rein_console={AGENT}"), "/console/approvals").await;
     assert_eq!(status, StatusCode::SEE_OTHER);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_cookie_is_a_bounded_session_not_the_api_token() {
+    let h = Harness::new().await;
+    let s = h.serve().await;
+    let b = sign_in(&s, ALICE).await;
+    let value = b.cookie.trim_start_matches("rein_console=").to_string();
+    assert!(value.starts_with("s1.alice."), "{value}");
+    assert_eq!(get(&s, &b.cookie, "/console/approvals").await.0, StatusCode::OK);
+    // The leaked value opens no API route.
+    let r = client()
+        .get(s.url("/v1/approvals"))
+        .bearer_auth(&value)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // The raw token in the cookie (the old form) is no sign-in any more.
+    let (status, _) = get(&s, &format!("rein_console={ALICE}"), "/console/approvals").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    // A forged expiry (longer session) does not verify.
+    let parts: Vec<&str> = value.rsplitn(3, '.').collect();
+    let later: i64 = parts[1].parse::<i64>().unwrap() + 3600;
+    let forged = format!("rein_console={}.{later}.{}", parts[2], parts[0]);
+    assert_eq!(get(&s, &forged, "/console/approvals").await.0, StatusCode::SEE_OTHER);
+    // The CSRF token is bound to the session: another sign-in's does not fit.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let other = sign_in(&s, ALICE).await;
+    assert_ne!(other.cookie, b.cookie);
+    let mixed = Browser {
+        cookie: b.cookie.clone(),
+        csrf: other.csrf.clone(),
+    };
+    assert_eq!(
+        post(&s, &mixed, "/console/logout", &[]).await.status(),
+        StatusCode::FORBIDDEN
+    );
     s.shutdown().await;
 }
 
@@ -444,9 +483,12 @@ async fn the_event_stream_tells_of_a_new_approval() {
 async fn event_streams_are_capped() {
     let h = Harness::new().await;
     let s = h.serve().await;
+    // The cap of 64 in all is a unit test (`console::tests`); here, the
+    // cap of 4 per token name: one approver cannot starve the others.
     let alice = sign_in(&s, ALICE).await;
+    let bot = sign_in(&s, BOT7).await;
     let mut open = Vec::new();
-    for _ in 0..64 {
+    for _ in 0..4 {
         let r = client()
             .get(s.url("/console/events"))
             .header("cookie", &alice.cookie)
@@ -463,8 +505,21 @@ async fn event_streams_are_capped() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.text().await.unwrap().contains("too many live update streams"));
+    // Another approver still gets live updates.
+    let r = client()
+        .get(s.url("/console/events"))
+        .header("cookie", &bot.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    open.push(r);
+    // The page's script says so when its stream is refused for good.
+    let (_, js) = get(&s, "", "/console/assets/console.js").await;
+    assert!(js.contains("Live updates stopped"), "{js}");
     // A stream that ends frees its place.
-    drop(open.pop());
+    drop(open.swap_remove(0));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let r = client()
@@ -689,5 +744,234 @@ async fn an_approver_without_the_role_sees_why_and_cannot_decide() {
         )
         .await;
     assert_eq!(record["state"], "pending");
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_inbox_says_when_approvals_are_not_shown_and_shows_the_oldest_first() {
+    let h = Harness::new().await;
+    let s = h.serve().await;
+    let (_, first) = open_approval(&h, 150, "early").await;
+    for i in 0..104 {
+        open_approval(&h, 151 + i, "flood").await;
+    }
+    let alice = sign_in(&s, ALICE).await;
+    for path in ["/console/approvals", "/console/approvals/rows"] {
+        let (status, page) = get(&s, &alice.cookie, path).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(page.matches("data-approval-id=").count(), 100, "{path}");
+        assert!(page.contains("100 shown of 105 pending approvals"), "{path}: {page}");
+        // The one opened first expires first: a flood does not bury it.
+        assert!(page.contains(&format!("data-approval-id=\"{first}\"")), "{path}");
+        assert!(page.contains("You may decide") || path.ends_with("rows"));
+        assert!(page.contains(">yes<"), "{path}");
+    }
+    s.shutdown().await;
+}
+
+/// A draft whose regexes take a while to compile (seconds in a debug build).
+fn heavy_draft(rules: usize) -> String {
+    let mut d = String::from(
+        "version: heavy\ndefault: block\ncontracts:\n  actions:\n    refund:\n      input:\n        amount: number\n        order_id: string\n        currency: string\nrules:\n",
+    );
+    for i in 0..rules {
+        d.push_str(&format!(
+            "  - id: r{i}\n    action: refund\n    effect: allow\n    when: input.order_id.matches(\"\\\\w{{1,100}}[a-z]{{1,100}}y{i}\")\n"
+        ));
+    }
+    d
+}
+
+#[tokio::test]
+async fn the_playground_compiles_two_drafts_at_most_and_answers_a_slow_one_with_a_page() {
+    let h = Harness::with(|c| c.request_timeout = Duration::from_millis(800)).await;
+    let s = h.serve().await;
+    let admin = sign_in(&s, ADMIN).await;
+    let request = refund(500, "bot-1").to_string();
+    let heavy = heavy_draft(80);
+    assert!(heavy.len() < 128 * 1024);
+    // Two slow drafts: each answered with a console page at the deadline,
+    // while their compiles go on and hold the two slots.
+    for _ in 0..2 {
+        let r = post(
+            &s,
+            &admin,
+            "/console/policy/playground",
+            &[("request", &request), ("policy", &heavy)],
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(r.headers().contains_key("content-security-policy"));
+        let page = r.text().await.unwrap();
+        assert!(page.contains("compiling the draft took too long"), "{page}");
+    }
+    // A third draft, even a small one, waits for a slot: "busy".
+    let small = "version: small\ndefault: allow\nrules: []\n";
+    let r = post(
+        &s,
+        &admin,
+        "/console/policy/playground",
+        &[("request", &request), ("policy", small)],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.text().await.unwrap().contains("the playground is busy"));
+    // The loaded policy needs no compile: still answered.
+    let r = post(
+        &s,
+        &admin,
+        "/console/policy/playground",
+        &[("request", &request), ("policy", "")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // Once the compiles end, drafts are taken again.
+    let started = std::time::Instant::now();
+    loop {
+        let r = post(
+            &s,
+            &admin,
+            "/console/policy/playground",
+            &[("request", &request), ("policy", small)],
+        )
+        .await;
+        if r.status() == StatusCode::OK {
+            assert!(r.text().await.unwrap().contains("small"));
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the slots were never given back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_console_answer_has_the_headers_even_outside_the_console_router() {
+    let h = Harness::new().await;
+    let s = h.serve().await;
+    let alice = sign_in(&s, ALICE).await;
+    let check = |r: &reqwest::Response| {
+        for name in [
+            "content-security-policy",
+            "x-frame-options",
+            "referrer-policy",
+            "x-content-type-options",
+            "cache-control",
+        ] {
+            assert!(r.headers().contains_key(name), "{} lacks {name}", r.url());
+        }
+    };
+    // A trailing slash: to the console, not the API's JSON 404.
+    let r = client().get(s.url("/console/")).send().await.unwrap();
+    check(&r);
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/console");
+    // An id that is not UTF-8: a console page, not axum's plain text.
+    let r = client()
+        .get(s.url("/console/approvals/%FF"))
+        .header("cookie", &alice.cookie)
+        .send()
+        .await
+        .unwrap();
+    check(&r);
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let page = r.text().await.unwrap();
+    assert!(page.contains("<h1>") && page.contains("Back to the console"), "{page}");
+    // A page no route takes: 404 when signed in; to sign in when not.
+    let (status, page) = get(&s, &alice.cookie, "/console/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(page.contains("there is no such console page"));
+    let r = client().get(s.url("/console/audit/1/nope")).send().await.unwrap();
+    check(&r);
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/console/login");
+    // The API keeps its JSON answers, without the console's headers.
+    let r = client().get(s.url("/v1/nothing")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(!r.headers().contains_key("content-security-policy"));
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stale_sign_in_form_is_shown_again_and_refusals_link_back() {
+    let h = Harness::new().await;
+    let s = h.serve().await;
+    // Two sign-in tabs: the first one's nonce no longer matches the cookie.
+    let first = login_nonce(&s).await;
+    let second = login_nonce(&s).await;
+    let r = client()
+        .post(s.url("/console/login"))
+        .header("cookie", format!("rein_console_csrf={second}"))
+        .form(&[("csrf", first.as_str()), ("token", ALICE)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(set_cookie(r.headers(), "rein_console").is_none());
+    let fresh = set_cookie(r.headers(), "rein_console_csrf").expect("a fresh nonce").0;
+    let page = r.text().await.unwrap();
+    assert!(page.contains("sign-in form expired"), "{page}");
+    assert_eq!(csrf_of(&page), fresh);
+    // The form it shows works.
+    let r = client()
+        .post(s.url("/console/login"))
+        .header("cookie", format!("rein_console_csrf={fresh}"))
+        .form(&[("csrf", fresh.as_str()), ("token", ALICE)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    // A refused signed-out form links back to sign in.
+    let r = client()
+        .post(s.url("/console/logout"))
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("csrf", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.text().await.unwrap().contains("Back to sign in"));
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_form_must_be_urlencoded() {
+    let h = Harness::new().await;
+    let s = h.serve().await;
+    let (_, id) = open_approval(&h, 150, "bot-1").await;
+    let alice = sign_in(&s, ALICE).await;
+    let body = format!("csrf={}&comment=x", alice.csrf);
+    for content_type in ["text/plain", "application/json", "multipart/form-data; boundary=x"] {
+        let r = client()
+            .post(s.url(&format!("/console/approvals/{id}/grant")))
+            .header("cookie", &alice.cookie)
+            .header("origin", &s.base)
+            .header("content-type", content_type)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{content_type}");
+        assert!(r.headers().contains_key("content-security-policy"));
+    }
+    let (_, page) = get(&s, &alice.cookie, &format!("/console/approvals/{id}")).await;
+    assert!(page.contains("id=\"approval-state\">pending<"), "not granted: {page}");
+    // A large draft, quoted (URL-encoding triples it), reaches the page's
+    // own size check instead of the form limit.
+    let admin = sign_in(&s, ADMIN).await;
+    let draft = "\"".repeat(129 * 1024);
+    let r = post(
+        &s,
+        &admin,
+        "/console/policy/playground",
+        &[("request", "{}"), ("policy", &draft)],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("the draft policy is larger than"));
     s.shutdown().await;
 }

@@ -11,7 +11,7 @@
     var body = document.querySelector("tbody[data-rows]");
     if (!body || typeof EventSource === "undefined") { return; }
     var url = body.getAttribute("data-rows");
-    var busy = false, again = false;
+    var busy = false, again = false, polling = null;
     function refresh() {
       if (busy) { again = true; return; }
       busy = true;
@@ -27,7 +27,7 @@
             t.innerHTML = html;
             body.replaceChildren.apply(body, Array.prototype.slice.call(t.childNodes));
             var live = document.getElementById("rows-status");
-            if (live) { live.textContent = "Updated " + new Date().toLocaleTimeString(); }
+            if (live && polling === null) { live.textContent = "Updated " + new Date().toLocaleTimeString(); }
           }
         })
         .catch(function () {})
@@ -38,5 +38,19 @@
     }
     var events = new EventSource("/console/events");
     events.addEventListener("approvals", refresh);
+    // The browser retries a dropped stream by itself; an answer other than
+    // a stream (503: too many open, or the sign-in ended) closes it for
+    // good. Then say so, look once (a rows fetch goes to the sign-in page
+    // when the session ended), and fall back to polling the rows.
+    events.addEventListener("error", function () {
+      if (events.readyState !== EventSource.CLOSED || polling !== null) { return; }
+      var live = document.getElementById("rows-status");
+      if (live) {
+        live.textContent = "Live updates stopped; reload the page to resume them (checking every 20 s meanwhile).";
+        live.className = "error";
+      }
+      refresh();
+      polling = window.setInterval(refresh, 20000);
+    });
   });
 })();
