@@ -119,7 +119,8 @@ async fn query_audit_with(store: &PostgresStore, q: &AuditQuery, narrow: i64) ->
     let bound = |n: u64| Box::new(i64::try_from(n).unwrap_or(i64::MAX));
     if let Some(trace) = &q.trace {
         // As SQLite's: no column, the body's canonical tail (see
-        // `sqlite/read.rs`).
+        // `sqlite/read.rs`), written as the partial index `audit_trace`
+        // (V2) is, so that the planner can use it.
         filter(
             "left(right(audit.body, 67), 13) = ',\"trace\":\"00-' AND substr(right(audit.body, 67), 14, 32) = ?",
             Box::new(trace.clone()),

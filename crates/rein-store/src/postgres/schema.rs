@@ -213,7 +213,10 @@ INSERT INTO rein_policy_published (id, version, published_at) VALUES (1, NULL, N
 ///   every distinct rule id of each record, filled by a statement trigger
 ///   on the audit inserts (one per batch: the writer inserts a batch with
 ///   one statement) and here from the records already in the log;
-///   append-only as the log.
+///   append-only as the log;
+/// - `audit_trace`: `(trace id, seq)` of the records that carry a caller's
+///   `traceparent`, read from the end of the canonical body (see
+///   `read::query_audit`); partial, so other records add nothing to it.
 ///
 /// The trigger reads the `rules` column the writer fills from the entry;
 /// `verify` checks the index against the bodies.
@@ -250,6 +253,9 @@ CREATE TRIGGER audit_rules_no_change BEFORE UPDATE OR DELETE ON audit_rules
     FOR EACH ROW EXECUTE FUNCTION rein_audit_append_only();
 CREATE TRIGGER audit_rules_no_truncate BEFORE TRUNCATE ON audit_rules
     FOR EACH STATEMENT EXECUTE FUNCTION rein_audit_append_only();
+
+CREATE INDEX audit_trace ON audit ((substr(right(body, 67), 14, 32)), seq)
+    WHERE left(right(body, 67), 13) = ',"trace":"00-';
 "#;
 
 /// Brings the database's schema to [`schema_version`], refusing a newer

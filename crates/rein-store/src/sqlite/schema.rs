@@ -290,6 +290,10 @@ CREATE INDEX IF NOT EXISTS audit_activations ON audit (seq) WHERE phase = 'activ
 ///   every distinct rule id of each record, filled by the trigger
 ///   `audit_rules_add` from each new record's `rules` column and here from
 ///   the records already in the log. Append-only as the log.
+/// - `audit_trace`: the trace id of the records that carry a caller's
+///   `traceparent`, read from the body (the canonical encoding ends with
+///   it, see `read::query_audit`); partial, so a record without one costs
+///   the check of its last characters only.
 ///
 /// `IF NOT EXISTS`, as V5: a file whose version was set back by hand keeps
 /// them (the fill is `OR IGNORE`).
@@ -314,6 +318,8 @@ CREATE TRIGGER IF NOT EXISTS audit_rules_no_update BEFORE UPDATE ON audit_rules
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_rules_no_delete BEFORE DELETE ON audit_rules
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE INDEX IF NOT EXISTS audit_trace ON audit (substr(body, -54, 32))
+    WHERE substr(body, -67, 13) = ',"trace":"00-';
 "#;
 
 fn open_error(path: &Path, e: impl std::fmt::Display) -> StoreError {
