@@ -872,13 +872,16 @@ fn tampering_is_detected_by_the_cli() {
     // The original is untouched.
     assert_eq!(verify(&db).ok().trim(), intact(&db, N));
 
-    // A consistent rewrite (the newest records dropped and the head moved
-    // back) passes the chain, but not a kept anchor.
+    // A consistent rewrite (the newest records dropped, with their rows of
+    // the rule index, and the head moved back) passes the chain, but not a
+    // kept anchor.
     let anchor = verify(&db).ok().trim().rsplit(' ').next().unwrap().to_string();
     assert!(anchor.starts_with(&format!("{N}:")), "{anchor}");
     let cut = tampered(&db, "cut", |c| {
         let (_, prev, _) = row(c, N);
         assert_eq!(c.execute("DELETE FROM audit WHERE seq = ?1", [N]).unwrap(), 1);
+        c.execute_batch("DROP TRIGGER audit_rules_no_delete;").unwrap();
+        c.execute("DELETE FROM audit_rules WHERE seq = ?1", [N]).unwrap();
         c.execute(
             "UPDATE chain_head SET seq = ?1, hash = ?2",
             rusqlite::params![N - 1, prev],

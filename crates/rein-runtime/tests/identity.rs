@@ -523,7 +523,7 @@ async fn a_store_from_before_requested_chain_is_migrated() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 7);
+    assert_eq!(version, 8);
     let record = store.get_approval(&old).await.unwrap().unwrap();
     assert!(record.requested_chain.is_empty());
     for name in ["bot", "agent-1"] {

@@ -274,9 +274,9 @@ async fn a_store_of_the_previous_schema_upgrades(mut store: TestStore) {
         .raw_exec(
             "DROP TRIGGER audit_rules_add; DROP TRIGGER audit_rules_no_update; DROP TRIGGER audit_rules_no_delete; \
          DROP TABLE audit_rules; DROP INDEX audit_actor; DROP INDEX audit_session; DROP INDEX audit_action; \
-         DROP INDEX audit_effect; PRAGMA user_version = 7;",
+         DROP INDEX audit_effect; DROP INDEX audit_trace; PRAGMA user_version = 7;",
             "DROP TABLE audit_rules; DROP FUNCTION rein_audit_rules_add() CASCADE; DROP INDEX audit_actor; \
-         DROP INDEX audit_session; DROP INDEX audit_action; DROP INDEX audit_effect; \
+         DROP INDEX audit_session; DROP INDEX audit_action; DROP INDEX audit_effect; DROP INDEX audit_trace; \
          UPDATE rein_schema_version SET version = 1;",
         )
         .await;

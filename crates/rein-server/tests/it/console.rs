@@ -14,7 +14,7 @@ fn client() -> Client {
 
 /// The value of cookie `name` among the `Set-Cookie` headers, with the
 /// whole header.
-fn set_cookie(headers: &HeaderMap, name: &str) -> Option<(String, String)> {
+pub(crate) fn set_cookie(headers: &HeaderMap, name: &str) -> Option<(String, String)> {
     headers
         .get_all(SET_COOKIE)
         .iter()
@@ -44,7 +44,7 @@ async fn login_nonce(s: &Served) -> String {
     cookie
 }
 
-async fn sign_in_raw(s: &Served, token: &str) -> reqwest::Response {
+pub(crate) async fn sign_in_raw(s: &Served, token: &str) -> reqwest::Response {
     let nonce = login_nonce(s).await;
     client()
         .post(s.url("/console/login"))

@@ -13,15 +13,20 @@ fn client() -> Client {
     Client::builder().redirect(redirect::Policy::none()).build().unwrap()
 }
 
-/// The console cookie of a token (the cookie holds the token itself).
-fn cookie(token: &str) -> String {
-    format!("rein_console={token}")
+/// The console cookie a sign-in with `token` gives; for a token that may
+/// not sign in (an agent's), the token itself, which opens nothing either.
+async fn cookie(s: &Served, token: &str) -> String {
+    let r = crate::console::sign_in_raw(s, token).await;
+    match crate::console::set_cookie(r.headers(), "rein_console") {
+        Some((value, _)) if r.status() == StatusCode::SEE_OTHER => format!("rein_console={value}"),
+        _ => format!("rein_console={token}"),
+    }
 }
 
 async fn get(s: &Served, token: &str, path: &str) -> (StatusCode, String) {
     let r = client()
         .get(s.url(path))
-        .header("cookie", cookie(token))
+        .header("cookie", cookie(s, token).await)
         .send()
         .await
         .unwrap();
@@ -145,7 +150,7 @@ async fn the_list_filters_pages_newest_first_and_exports() {
     // The export: the filtered set, oldest first, as JSON Lines.
     let r = client()
         .get(s.url("/console/audit/export?actor=bot-2"))
-        .header("cookie", cookie(ADMIN))
+        .header("cookie", cookie(&s, ADMIN).await)
         .send()
         .await
         .unwrap();

@@ -589,7 +589,8 @@ mod tests {
                 "audit_decision",
                 "audit_effect",
                 "audit_session",
-                "audit_time"
+                "audit_time",
+                "audit_trace"
             ]
         );
         let mut stmt = conn
