@@ -28,8 +28,11 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 
-/// Records read per page of an export.
-pub(crate) const EXPORT_PAGE: u64 = 1_000;
+/// Records read per page of an export. A record may be as large as a
+/// request body (`--max-body`, 1 MiB by default): the pages in flight
+/// (this many records, times the pages read ahead plus one) bound the
+/// export's memory.
+pub(crate) const EXPORT_PAGE: u64 = 100;
 /// Pages read ahead of what the client has taken.
 const EXPORT_PAGES_AHEAD: usize = 2;
 

@@ -596,11 +596,11 @@ impl AppState {
         let runtime_config = config.runtime_config(hmac_key);
         let otel = config.otlp_endpoint.as_ref().and_then(|endpoint| match otel::Otel::start(endpoint) {
             Ok(otel) => {
-                tracing::info!(endpoint = %endpoint, "decision traces exported over OTLP/HTTP");
+                tracing::info!(endpoint = %notify::redacted(endpoint), "decision traces exported over OTLP/HTTP");
                 Some(otel)
             }
             Err(e) => {
-                tracing::error!(endpoint = %endpoint, error = %e, "the trace exporter could not start; no traces are exported");
+                tracing::error!(endpoint = %notify::redacted(endpoint), error = %e, "the trace exporter could not start; no traces are exported");
                 None
             }
         });

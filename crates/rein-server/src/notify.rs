@@ -235,9 +235,9 @@ async fn deliver(client: &reqwest::Client, d: &Delivery, retry: Retry, metrics: 
     }
 }
 
-/// A webhook URL for logs: scheme, host and port only (its path or query
-/// often holds the webhook's secret, as Slack's do).
-fn redacted(url: &Url) -> String {
+/// A webhook's or collector's URL for logs: scheme, host and port only
+/// (its user, path or query often holds a secret, as Slack's do).
+pub(crate) fn redacted(url: &Url) -> String {
     format!(
         "{}://{}{}",
         url.scheme(),

@@ -60,7 +60,10 @@ impl Otel {
     /// Starts exporting to the collector at `endpoint` (its base URL:
     /// `/v1/traces` is added, as for `OTEL_EXPORTER_OTLP_ENDPOINT`).
     pub(crate) fn start(endpoint: &url::Url) -> anyhow::Result<Otel> {
-        let traces = format!("{}/v1/traces", endpoint.as_str().trim_end_matches('/'));
+        // The path gets `/v1/traces`; a query stays after it.
+        let mut traces = endpoint.clone();
+        traces.set_path(&format!("{}/v1/traces", endpoint.path().trim_end_matches('/')));
+        let traces = traces.to_string();
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(Protocol::HttpBinary)

@@ -12,32 +12,64 @@
 //! ([`RuleDigest`]): the same sum over the pairs read from the bodies and
 //! over the rows of the index, in any order, without sorting or keeping
 //! either.
+//!
+//! The sum is of a keyed hash, under a key drawn at random by each process
+//! and never stored: a sum of an unkeyed hash can be matched by forged rows
+//! (a generalized birthday search finds a set of pairs with any given sum),
+//! but without the key nobody can compute what a forged row adds.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+/// This process's key for [`RuleDigest`] (`None`: no randomness; every
+/// digest is then unusable, and verify says so rather than compare).
+static KEY: LazyLock<Option<[u8; 32]>> = LazyLock::new(|| {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).ok().map(|()| key)
+});
 
 /// An order-independent digest of a set of `(seq, rule)` pairs: the count
-/// and the wrapping sum of a 128-bit hash of each pair. Two sets that
-/// differ (a pair added, removed or changed) have different digests but
-/// with negligible probability.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// and the wrapping sums of the two halves of a keyed 256-bit hash of each
+/// pair. Two sets that differ (a pair added, removed or changed) have
+/// different digests but with negligible probability, even when chosen by
+/// someone who can write the database (see the module's doc).
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct RuleDigest {
     pairs: u64,
-    sum: u128,
+    sums: [u128; 2],
+    /// The key could not be drawn: equal to no digest.
+    unkeyed: bool,
+}
+
+impl PartialEq for RuleDigest {
+    fn eq(&self, other: &RuleDigest) -> bool {
+        !self.unkeyed && !other.unkeyed && self.pairs == other.pairs && self.sums == other.sums
+    }
 }
 
 impl RuleDigest {
     /// Adds one pair.
     pub(crate) fn add(&mut self, seq: u64, rule: &str) {
-        let mut h = Sha256::new();
-        h.update(seq.to_le_bytes());
-        h.update(rule.as_bytes());
-        let out = h.finalize();
-        let mut first = [0u8; 16];
-        first.copy_from_slice(&out[..16]);
+        let Some(key) = KEY.as_ref() else {
+            self.unkeyed = true;
+            return;
+        };
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+            self.unkeyed = true;
+            return;
+        };
+        mac.update(&seq.to_le_bytes());
+        mac.update(rule.as_bytes());
+        let out = mac.finalize().into_bytes();
+        let (mut low, mut high) = ([0u8; 16], [0u8; 16]);
+        low.copy_from_slice(&out[..16]);
+        high.copy_from_slice(&out[16..]);
         self.pairs += 1;
-        self.sum = self.sum.wrapping_add(u128::from_le_bytes(first));
+        self.sums[0] = self.sums[0].wrapping_add(u128::from_le_bytes(low));
+        self.sums[1] = self.sums[1].wrapping_add(u128::from_le_bytes(high));
     }
 
     /// Adds the distinct rules of a record's canonical `rules` array (the

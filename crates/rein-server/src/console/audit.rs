@@ -41,8 +41,9 @@ use std::time::Duration;
 
 /// Records per page of the list.
 pub(crate) const PAGE: u64 = 50;
-/// Records read per step of the chain walk.
-const WALK_PAGE: u64 = 5_000;
+/// Records read per step of the chain walk: each is parsed whole, and a
+/// record may be as large as a request body, so a step stays small.
+const WALK_PAGE: u64 = 256;
 /// How long a record's page waits for the chain walk to reach it before
 /// it says the walk is still under way.
 const CHAIN_WAIT: Duration = Duration::from_millis(100);
@@ -486,7 +487,11 @@ static WALKS: Mutex<Vec<Arc<ChainWalk>>> = Mutex::new(Vec::new());
 
 /// What a record's page says of the chain.
 enum ChainStatus {
-    Verified,
+    /// Verified through the record; `newest`: nothing after it vouches
+    /// for it yet (only the store's chain head, which verify reads, does).
+    Verified {
+        newest: bool,
+    },
     Broken(u64, String),
     Failed(String),
     Checking(u64),
@@ -592,30 +597,86 @@ impl ChainWalk {
 
     /// Whether the chain verifies from record 1 through `seq`, waiting up
     /// to [`CHAIN_WAIT`] for the walk to get there.
+    ///
+    /// The walk's result is from when it passed: the record and the one
+    /// after it (whose `prev_hash` vouches for it) are read again now, and
+    /// so is the record the walk reached last, which must still have the
+    /// hash the walk saw. A record rewritten since, or one after it
+    /// rewritten to match, or a rewrite reaching the newest records, is
+    /// then not called verified.
     async fn status(self: &Arc<Self>, store: &Arc<dyn Store>, seq: u64) -> ChainStatus {
-        self.reach(store, seq);
+        // The record after this one too: it is what vouches for this one.
+        self.reach(store, seq + 1);
         let mut rx = self.progress.subscribe();
         let _ = tokio::time::timeout(
             CHAIN_WAIT,
-            rx.wait_for(|w| w.through >= seq || w.broken.is_some() || w.error.is_some()),
+            rx.wait_for(|w| w.through > seq || w.broken.is_some() || w.error.is_some()),
         )
         .await;
         let w = rx.borrow().clone();
-        match (w.broken, w.error) {
-            (Some((at, why)), _) if at <= seq => ChainStatus::Broken(at, why),
-            _ if w.through >= seq => ChainStatus::Verified,
+        match (w.broken.clone(), w.error.clone()) {
+            (Some((at, why)), _) if at <= seq + 1 => ChainStatus::Broken(at, why),
+            _ if w.through >= seq => match recheck(store, seq, &w).await {
+                Ok(newest) => ChainStatus::Verified { newest },
+                Err(status) => status,
+            },
             (_, Some(e)) => ChainStatus::Failed(e),
             _ => ChainStatus::Checking(w.through),
         }
     }
 }
 
+/// Reads record `seq`, the one after it and the walk's last record again
+/// (each body is checked against its stored hash by the query): `Ok(true)`
+/// when `seq` is the newest record, `Ok(false)` when the next one links to
+/// it; else why not.
+async fn recheck(store: &Arc<dyn Store>, seq: u64, w: &Walked) -> Result<bool, ChainStatus> {
+    let read = |after: u64, limit: u64| async move {
+        store
+            .query_audit(&AuditQuery {
+                after_seq: Some(after),
+                limit: Some(limit),
+                ..AuditQuery::default()
+            })
+            .await
+            .map_err(|e| ChainStatus::Failed(e.to_string()))
+    };
+    let pair = read(seq.saturating_sub(1), 2).await?;
+    let Some(this) = pair.first().filter(|r| r.seq == seq) else {
+        return Err(ChainStatus::Broken(seq, format!("record {seq} is missing now")));
+    };
+    let tip = read(w.through.saturating_sub(1), 1).await?;
+    if w.through > 0 && tip.first().is_none_or(|r| r.seq != w.through || r.hash != w.hash) {
+        return Err(ChainStatus::Broken(
+            w.through,
+            format!("record {} changed since the chain was checked", w.through),
+        ));
+    }
+    match pair.get(1) {
+        Some(next) if next.seq == seq + 1 && next.prev_hash == this.hash => Ok(false),
+        Some(next) => Err(ChainStatus::Broken(
+            next.seq,
+            format!("record {} does not link to record {seq} as it is now", next.seq),
+        )),
+        // The newest record: the walk saw it with this hash when it was
+        // the tip; it must not have changed since.
+        None if w.through == seq && this.hash == w.hash => Ok(true),
+        None => Err(ChainStatus::Broken(
+            seq,
+            format!("record {seq} changed since the chain was checked"),
+        )),
+    }
+}
+
 impl ChainStatus {
     fn render(&self, seq: u64) -> Markup {
         match self {
-            ChainStatus::Verified => html! {
+            ChainStatus::Verified { newest } => html! {
                 p.ok { "verified up to here" }
-                p.hint { "Every record from 1 to " (seq) " hashes as stored and links to the one before (checked by this server since it started)." }
+                p.hint { "Every record from 1 to " (seq) " hashes as stored and links to the one before (walked by this server since it started; this record, the next one and the newest walked were read again now)." }
+                @if *newest {
+                    p.hint { "This is the newest record: no record after it vouches for it yet. " code { "rein audit verify" } " also checks it against the store's chain head." }
+                }
             },
             ChainStatus::Broken(at, why) => html! {
                 p.error { "not verified: the chain breaks at record " (at) " (" (why) "). Run a full verification (GET /v1/audit/verify)." }

@@ -277,7 +277,8 @@ async fn a_broken_chain_is_never_called_verified() {
     .unwrap();
     drop(conn);
     let s = h.serve().await;
-    for seq in [4, 5] {
+    // The rewritten record itself too: the next one no longer vouches for it.
+    for seq in [3, 4, 5] {
         let (status, page) = get(&s, ADMIN, &format!("/console/audit/{seq}")).await;
         assert_eq!(status, StatusCode::OK);
         assert!(!page.contains("verified up to here"), "{seq}: {page}");
@@ -299,4 +300,48 @@ async fn a_broken_chain_is_never_called_verified() {
     let (status, page) = get(&s, ADMIN, "/console/audit/2").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(!page.contains("verified up to here"));
+}
+
+/// The walk's verdict is from when it passed: a record rewritten after
+/// that (its hash made to fit), or the newest one rewritten, is not called
+/// verified when its page is opened again.
+#[tokio::test]
+async fn a_record_rewritten_after_the_walk_is_not_called_verified() {
+    let h = Harness::new().await;
+    for amount in [10, 20, 30, 40] {
+        h.decide(refund(amount, "bot-1")).await;
+    }
+    let s = h.serve().await;
+    for seq in [3, 5] {
+        let (_, page) = get(&s, ADMIN, &format!("/console/audit/{seq}")).await;
+        assert!(page.contains("verified up to here"), "{seq}: {page}");
+    }
+    let rewrite = |seq: u32, from: &str, to: &str| {
+        let conn = rusqlite::Connection::open(h.db_path()).unwrap();
+        conn.execute_batch("DROP TRIGGER IF EXISTS audit_no_update").unwrap();
+        let (body, prev): (String, String) = conn
+            .query_row("SELECT body, prev_hash FROM audit WHERE seq = ?1", [seq], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        let forged = body.replace(from, to);
+        assert_ne!(forged, body);
+        let hash = rein_store::chain::record_hash(&prev, &forged);
+        conn.execute(
+            "UPDATE audit SET body = ?1, hash = ?2 WHERE seq = ?3",
+            rusqlite::params![forged, hash, seq],
+        )
+        .unwrap();
+    };
+    rewrite(3, "\"amount\":20", "\"amount\":2");
+    let (_, page) = get(&s, ADMIN, "/console/audit/3").await;
+    assert!(!page.contains("verified up to here"), "{page}");
+    assert!(
+        page.contains("record 4 does not link to record 3 as it is now"),
+        "{page}"
+    );
+    rewrite(5, "\"amount\":40", "\"amount\":4");
+    let (_, page) = get(&s, ADMIN, "/console/audit/5").await;
+    assert!(!page.contains("verified up to here"), "{page}");
+    assert!(page.contains("record 5 changed since the chain was checked"), "{page}");
 }
