@@ -148,26 +148,34 @@ fn remote_context(p: &TraceParent) -> Option<SpanContext> {
 /// Runs `decide` (the runtime's work for one request on `route`) with the
 /// caller's trace context from `headers`, and exports its spans if traces
 /// are exported. Without either, `decide` runs as it is.
-pub(crate) async fn traced<F: Future>(
-    otel: Option<&Otel>,
+///
+/// Not an `async fn`: one would hold `decide` and the scope around it at
+/// once, doubling the handler's future, which is moved into a box per
+/// request (measured: about 20,000 more instructions of `memcpy` a
+/// decision). Untraced, the answer is `decide` itself; traced, the
+/// wrapper is boxed, one allocation for a request that asked for it.
+pub(crate) fn traced<'a, F: Future + Send + 'a>(
+    otel: Option<&'a Otel>,
     headers: &HeaderMap,
     route: &'static str,
     decide: F,
-) -> F::Output {
+) -> futures_util::future::Either<F, std::pin::Pin<Box<dyn Future<Output = F::Output> + Send + 'a>>> {
     let parent = traceparent(headers);
     if parent.is_none() && otel.is_none() {
-        return decide.await;
+        return futures_util::future::Either::Left(decide);
     }
-    let log = otel.map(|_| Arc::new(SpanLog::default()));
-    let scope = TraceScope {
-        parent: parent.clone(),
-        spans: log.clone(),
-    };
-    let out = rein_runtime::trace::scope(scope, decide).await;
-    if let (Some(otel), Some(log)) = (otel, log) {
-        otel.export(route, parent.as_ref(), log.take());
-    }
-    out
+    futures_util::future::Either::Right(Box::pin(async move {
+        let log = otel.map(|_| Arc::new(SpanLog::default()));
+        let scope = TraceScope {
+            parent: parent.clone(),
+            spans: log.clone(),
+        };
+        let out = rein_runtime::trace::scope(scope, decide).await;
+        if let (Some(otel), Some(log)) = (otel, log) {
+            otel.export(route, parent.as_ref(), log.take());
+        }
+        out
+    }))
 }
 
 #[cfg(test)]
