@@ -25,9 +25,10 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use url::Url;
 
-/// Deliveries waiting at most; past this the oldest is dropped.
+/// Deliveries waiting at most for one webhook; past this its oldest is
+/// dropped.
 const QUEUE_CAP: usize = 1_000;
-/// Deliveries under way at once.
+/// Deliveries under way at once to one webhook.
 const WORKERS: usize = 4;
 /// Longest text of an agent-chosen value (an actor id) put in a message.
 const MAX_FIELD_CHARS: usize = 128;
@@ -135,31 +136,43 @@ pub(crate) fn start(runtime: &Arc<Runtime>, config: NotifyConfig, metrics: Metri
         .redirect(reqwest::redirect::Policy::none())
         .timeout(config.retry.timeout)
         .build()?;
-    let queue = Arc::new(Queue {
-        waiting: Mutex::new(VecDeque::new()),
-        ready: tokio::sync::Notify::new(),
-        closed: std::sync::atomic::AtomicBool::new(false),
-    });
-    for _ in 0..WORKERS {
-        let (queue, client, metrics, retry) = (Arc::clone(&queue), client.clone(), metrics.clone(), config.retry);
-        tokio::spawn(async move {
-            while let Some(delivery) = queue.pop().await {
-                deliver(&client, &delivery, retry, &metrics).await;
+    // A queue and workers of its own for each webhook: one that hangs or
+    // fails (its workers sleeping through retries) delays only itself.
+    let queues: Vec<(Url, Arc<Queue>)> = config
+        .webhooks
+        .iter()
+        .map(|url| {
+            let queue = Arc::new(Queue {
+                waiting: Mutex::new(VecDeque::new()),
+                ready: tokio::sync::Notify::new(),
+                closed: std::sync::atomic::AtomicBool::new(false),
+            });
+            for _ in 0..WORKERS {
+                let (queue, client, metrics, retry) =
+                    (Arc::clone(&queue), client.clone(), metrics.clone(), config.retry);
+                tokio::spawn(async move {
+                    while let Some(delivery) = queue.pop().await {
+                        deliver(&client, &delivery, retry, &metrics).await;
+                    }
+                });
             }
-        });
-    }
+            (url.clone(), queue)
+        })
+        .collect();
     let mut events = runtime.approval_events();
     // Weak: the notifier does not keep the runtime alive.
     let rt = Arc::downgrade(runtime);
     tokio::spawn(async move {
         // The workers end with this task, once the queue is empty.
-        struct CloseOnExit(Arc<Queue>);
+        struct CloseOnExit(Vec<Arc<Queue>>);
         impl Drop for CloseOnExit {
             fn drop(&mut self) {
-                self.0.close();
+                for queue in &self.0 {
+                    queue.close();
+                }
             }
         }
-        let _close = CloseOnExit(Arc::clone(&queue));
+        let _close = CloseOnExit(queues.iter().map(|(_, q)| Arc::clone(q)).collect());
         loop {
             match events.recv().await {
                 Ok(ApprovalEvent::Opened(record)) => {
@@ -168,7 +181,7 @@ pub(crate) fn start(runtime: &Arc<Runtime>, config: NotifyConfig, metrics: Metri
                         .to_string()
                         .into_bytes()
                         .into();
-                    for url in &config.webhooks {
+                    for (url, queue) in &queues {
                         queue.push(
                             Delivery {
                                 url: url.clone(),

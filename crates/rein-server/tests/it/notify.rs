@@ -213,3 +213,35 @@ async fn a_sensitive_actor_id_is_withheld() {
     let (status, _) = h.call(Method::GET, "/v1/audit", Some(ADMIN), None).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// A webhook that never answers delays only itself: each webhook has its
+/// own queue and workers, so another one gets every message at once.
+#[tokio::test]
+async fn a_hanging_webhook_does_not_delay_the_others() {
+    // Accepts connections and never answers (each attempt waits out its
+    // timeout).
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hanging_url = url::Url::parse(&format!("http://{}/hook/x", hanging.local_addr().unwrap())).unwrap();
+    let (healthy, healthy_url) = Receiver::start(&[]).await;
+    let h = Harness::with_policy(POLICY, |_| {}).await;
+    h.state
+        .start_notifications(NotifyConfig {
+            webhooks: vec![hanging_url, healthy_url],
+            public_url: url::Url::parse("https://rein.example.com/").unwrap(),
+            retry: Retry {
+                attempts: 5,
+                first_pause: Duration::from_millis(20),
+                timeout: Duration::from_secs(30),
+            },
+        })
+        .unwrap();
+    // More approvals than one webhook has workers: with the workers
+    // shared, every one would be stuck on the hanging webhook.
+    for amount in 0..12 {
+        let answer = h.decide(pay(500 + amount)).await;
+        assert_eq!(answer["effect"], "require_approval", "{answer}");
+    }
+    let bodies = healthy.wait_for(12).await;
+    assert_eq!(bodies.len(), 12);
+    drop(hanging);
+}
