@@ -475,17 +475,9 @@ async fn refused(
         declared_len,
         client: Some(client),
     });
-    // The caller's `traceparent` is kept here too (no spans: nothing was decided).
-    let answer = match crate::otel::traceparent(headers) {
-        None => refusal.await,
-        Some(parent) => {
-            let scope = rein_runtime::trace::TraceScope {
-                parent: Some(parent),
-                spans: None,
-            };
-            rein_runtime::trace::scope(scope, refusal).await
-        }
-    };
+    // The caller's `traceparent` is kept here too (no exporter: nothing
+    // was decided, so no spans).
+    let answer = crate::otel::traced(None, headers, "refusal", refusal).await;
     let error = error.blocking(true).with("decision_id", json!(answer.decision_id));
     match answer.audit_seq {
         Some(seq) => error.with("audit_seq", json!(seq)),
